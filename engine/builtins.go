@@ -1,0 +1,118 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// The engine's own function ids.
+const (
+	FnFunctionsList = "engine::functions::list"
+	FnWorkersList   = "engine::workers::list"
+	FnTriggersList  = "engine::triggers::list"
+	FnHealthCheck   = "engine::health::check"
+)
+
+// FunctionStatus is one row of engine::functions::list.
+type FunctionStatus struct {
+	FunctionID  string   `json:"function_id"`
+	Description string   `json:"description,omitempty"`
+	BuiltIn     bool     `json:"builtin"`
+	Replicas    int      `json:"replicas"`
+	Workers     []string `json:"workers"`
+}
+
+// Functions lists the registered functions, sorted by id.
+func (e *Engine) Functions() []FunctionStatus {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	out := make([]FunctionStatus, 0, len(e.functions))
+	for _, id := range slices.Sorted(maps.Keys(e.functions)) {
+		fn := e.functions[id]
+		st := FunctionStatus{FunctionID: id, Description: fn.description, BuiltIn: fn.builtin != nil, Workers: []string{}}
+		for _, r := range fn.replicas {
+			st.Workers = append(st.Workers, r.id)
+		}
+		st.Replicas = len(fn.replicas)
+		out = append(out, st)
+	}
+	return out
+}
+
+// Health is the result of engine::health::check.
+type Health struct {
+	Status      string `json:"status"`
+	Version     string `json:"version"`
+	UptimeMS    int64  `json:"uptime_ms"`
+	Workers     int    `json:"workers"`
+	Functions   int    `json:"functions"`
+	TimestampMS int64  `json:"timestamp"`
+}
+
+// Health reports whether the engine is serving ("ok") or shutting down
+// ("draining").
+func (e *Engine) Health() Health {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	now := e.cfg.Now()
+	h := Health{Status: "ok", Version: e.cfg.Version, UptimeMS: now.Sub(e.started).Milliseconds(),
+		Workers: len(e.workers), Functions: len(e.functions), TimestampMS: now.UnixMilli()}
+	if e.draining {
+		h.Status = "draining"
+	}
+	return h
+}
+
+type listFilter struct {
+	Prefix string `json:"prefix"`
+}
+
+func (e *Engine) registerBuiltins() error {
+	fns := map[string]struct {
+		desc string
+		h    func(listFilter) any
+	}{
+		FnFunctionsList: {"List registered functions; {prefix?}", func(f listFilter) any {
+			fs := slices.DeleteFunc(e.Functions(), func(s FunctionStatus) bool { return !strings.HasPrefix(s.FunctionID, f.Prefix) })
+			return map[string]any{"functions": fs}
+		}},
+		FnWorkersList: {"List connected workers; {prefix?} filters by name", func(f listFilter) any {
+			ws := slices.DeleteFunc(e.Workers(), func(s WorkerStatus) bool { return !strings.HasPrefix(s.Name, f.Prefix) })
+			return map[string]any{"workers": ws}
+		}},
+		FnTriggersList: {"List trigger types and triggers; {prefix?} filters trigger ids", func(f listFilter) any {
+			types, ts := e.Triggers()
+			ts = slices.DeleteFunc(ts, func(s TriggerStatus) bool { return !strings.HasPrefix(s.ID, f.Prefix) })
+			return map[string]any{"trigger_types": types, "triggers": ts}
+		}},
+		FnHealthCheck: {"Report engine health", func(listFilter) any { return e.Health() }},
+	}
+	for id, fn := range fns {
+		h := HandlerFunc(func(_ context.Context, c Call) ([]byte, error) {
+			var f listFilter
+			if err := decodeInput(c.Payload, &f); err != nil {
+				return nil, err
+			}
+			return json.Marshal(fn.h(f))
+		})
+		if err := e.RegisterFunction(id, fn.desc, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// decodeInput decodes an optional JSON object payload.
+func decodeInput(payload []byte, v any) error {
+	p := strings.TrimSpace(string(payload))
+	if p == "" || p == "null" {
+		return nil
+	}
+	if err := json.Unmarshal(payload, v); err != nil {
+		return Errorf(CodeInvalidArgument, "payload: %v", err)
+	}
+	return nil
+}

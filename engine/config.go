@@ -1,0 +1,46 @@
+package engine
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Config tunes an Engine. The zero Config is valid.
+type Config struct {
+	// DefaultTimeout bounds calls whose caller set no deadline. Default 30s.
+	DefaultTimeout time.Duration
+	// ShutdownGrace is how long Run, once its context ends, lets in-flight
+	// calls finish before failing them. Default 10s.
+	ShutdownGrace time.Duration
+	// ProviderTimeout bounds how long a worker that provides a trigger type
+	// may take to accept or refuse a trigger. Default 10s.
+	ProviderTimeout time.Duration
+	// Version is reported by engine::health::check. Default "dev".
+	Version string
+	// Logger receives lifecycle logs. Default: discard.
+	Logger *slog.Logger
+	// Now returns the current time. Default time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.DefaultTimeout <= 0 {
+		c.DefaultTimeout = 30 * time.Second
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = 10 * time.Second
+	}
+	if c.ProviderTimeout <= 0 {
+		c.ProviderTimeout = 10 * time.Second
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}

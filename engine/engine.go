@@ -1,0 +1,214 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Engine routes calls to built-in handlers and to worker replicas.
+type Engine struct {
+	cfg Config
+	log *slog.Logger
+
+	mu           sync.RWMutex
+	functions    map[string]*function
+	workers      map[string]*Session
+	triggerTypes map[string]*triggerType
+	triggers     map[string]*trigger
+	draining     bool
+
+	idPrefix string
+	seq      atomic.Uint64
+	started  time.Time
+
+	calls    sync.WaitGroup // in-flight calls, counted while draining is false
+	bg       sync.WaitGroup // engine-owned background work (trigger re-binding, provider notices)
+	hardStop context.Context
+	stopNow  context.CancelFunc
+	runOnce  sync.Once
+	done     chan struct{}
+}
+
+// New returns an Engine with the engine::* built-in functions registered.
+func New(cfg Config) (*Engine, error) {
+	cfg = cfg.withDefaults()
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, err
+	}
+	hardStop, stopNow := context.WithCancel(context.Background())
+	e := &Engine{
+		cfg:          cfg,
+		log:          cfg.Logger,
+		functions:    make(map[string]*function),
+		workers:      make(map[string]*Session),
+		triggerTypes: make(map[string]*triggerType),
+		triggers:     make(map[string]*trigger),
+		idPrefix:     hex.EncodeToString(b[:]) + "-",
+		started:      cfg.Now(),
+		hardStop:     hardStop,
+		stopNow:      stopNow,
+		done:         make(chan struct{}),
+	}
+	if err := e.registerBuiltins(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// newID returns an id unique within this engine process (and, by its random
+// prefix, practically unique across processes).
+func (e *Engine) newID() string {
+	return e.idPrefix + strconv.FormatUint(e.seq.Add(1), 36)
+}
+
+// Run blocks until ctx ends, then shuts the engine down: new calls are refused
+// with unavailable, in-flight calls get Config.ShutdownGrace to finish, then
+// the remaining ones are cancelled and every worker session is closed. Run
+// returns nil once all of that is done; Done is closed at the same moment.
+func (e *Engine) Run(ctx context.Context) error {
+	<-ctx.Done()
+	e.shutdown()
+	return nil
+}
+
+// Done is closed when the engine has shut down.
+func (e *Engine) Done() <-chan struct{} { return e.done }
+
+func (e *Engine) shutdown() {
+	e.runOnce.Do(func() {
+		e.mu.Lock()
+		e.draining = true
+		e.mu.Unlock()
+		e.log.Info("engine draining", "grace", e.cfg.ShutdownGrace)
+
+		idle := make(chan struct{})
+		go func() { e.calls.Wait(); close(idle) }()
+		grace := time.NewTimer(e.cfg.ShutdownGrace)
+		select {
+		case <-idle:
+		case <-grace.C:
+			e.log.Warn("engine grace period over, cancelling remaining calls")
+		}
+		grace.Stop()
+		e.stopNow()
+		for _, s := range e.sessions() {
+			s.Close()
+		}
+		<-idle
+		e.bg.Wait()
+		close(e.done)
+		e.log.Info("engine stopped")
+	})
+}
+
+func (e *Engine) sessions() []*Session {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	out := make([]*Session, 0, len(e.workers))
+	for _, s := range e.workers {
+		out = append(out, s)
+	}
+	return out
+}
+
+// Trigger runs the function c.FunctionID and returns its result. The call is
+// bounded by ctx's deadline, else by c.Timeout, else by Config.DefaultTimeout.
+// Failures are *Error values with a stable code.
+func (e *Engine) Trigger(ctx context.Context, c Call) ([]byte, error) {
+	h, err := e.route(&c)
+	if err != nil {
+		return nil, err
+	}
+	defer e.calls.Done()
+	ctx, cancel := e.callContext(ctx, c.Timeout)
+	defer cancel()
+	out, err := h.Handle(ctx, c)
+	if err != nil {
+		return nil, callError(ctx, c.FunctionID, err)
+	}
+	return out, nil
+}
+
+// TriggerVoid starts the function c.FunctionID and returns at once. It
+// reports only errors known before the function runs (invalid or unknown id,
+// shutdown); the function's own outcome is never reported, and a worker
+// function produces no reply traffic at all.
+func (e *Engine) TriggerVoid(c Call) error {
+	h, err := e.route(&c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := e.callContext(context.Background(), c.Timeout)
+	if s, ok := h.(*Session); ok {
+		defer e.calls.Done()
+		defer cancel()
+		return s.invokeVoid(ctx, c)
+	}
+	go func() {
+		defer e.calls.Done()
+		defer cancel()
+		if _, err := h.Handle(ctx, c); err != nil {
+			e.log.Debug("void call failed", LogFunctionID, c.FunctionID, "error", err)
+		}
+	}()
+	return nil
+}
+
+// route validates c, assigns its invocation id and picks its handler. On
+// success the caller owns one count on e.calls.
+func (e *Engine) route(c *Call) (Handler, error) {
+	if err := ValidateID("function id", c.FunctionID); err != nil {
+		return nil, err
+	}
+	c.InvocationID = e.newID()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.draining {
+		return nil, Errorf(CodeUnavailable, "engine is shutting down")
+	}
+	fn := e.functions[c.FunctionID]
+	if fn == nil {
+		return nil, Errorf(CodeFunctionNotFound, "function %q is not registered", c.FunctionID)
+	}
+	h := fn.pick()
+	e.calls.Add(1)
+	return h, nil
+}
+
+// callContext bounds a call: ctx's own deadline wins unless timeout is set;
+// with neither, the default applies. The engine's hard stop cancels it too.
+func (e *Engine) callContext(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	var cancel context.CancelFunc
+	if _, ok := ctx.Deadline(); ok && timeout <= 0 {
+		ctx, cancel = context.WithCancel(ctx)
+	} else {
+		if timeout <= 0 {
+			timeout = e.cfg.DefaultTimeout
+		}
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+	}
+	stop := context.AfterFunc(e.hardStop, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// callError gives every failure a code: context endings become
+// deadline_exceeded or cancelled, a handler's *Error is kept, and any other
+// handler error becomes handler_error.
+func callError(ctx context.Context, functionID string, err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	if ctx.Err() != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		return ctxError(ctx, functionID)
+	}
+	return &Error{Code: CodeHandlerError, Message: err.Error()}
+}

@@ -1,0 +1,37 @@
+package engine
+
+import (
+	"context"
+	"time"
+)
+
+// Call is one invocation of a registered function. Payload and Metadata are
+// opaque JSON bytes to the engine.
+type Call struct {
+	// FunctionID names the function to run.
+	FunctionID string
+	// Payload is the function's JSON input (nil means null).
+	Payload []byte
+	// Metadata is optional JSON passed beside the payload.
+	Metadata []byte
+	// Traceparent is an optional W3C trace context.
+	Traceparent string
+	// Timeout bounds the call when the context carries no deadline;
+	// zero means Config.DefaultTimeout.
+	Timeout time.Duration
+	// InvocationID is assigned by the engine; callers leave it empty.
+	InvocationID string
+	// CallerID is the worker id of the caller, or "" for other callers.
+	CallerID string
+}
+
+// Handler runs one function. Handle must return promptly once ctx is done.
+type Handler interface {
+	Handle(ctx context.Context, c Call) ([]byte, error)
+}
+
+// HandlerFunc lets an ordinary function serve as a Handler.
+type HandlerFunc func(ctx context.Context, c Call) ([]byte, error)
+
+// Handle calls f(ctx, c).
+func (f HandlerFunc) Handle(ctx context.Context, c Call) ([]byte, error) { return f(ctx, c) }

@@ -1,0 +1,103 @@
+package engine
+
+import (
+	"slices"
+	"strings"
+	"sync/atomic"
+)
+
+// ReservedPrefix starts the ids of the engine's own functions; workers may
+// not register ids under it.
+const ReservedPrefix = "engine::"
+
+// function is one registry entry: a built-in handler, or a replica set of
+// worker sessions. Fields other than next are guarded by Engine.mu.
+type function struct {
+	id          string
+	description string
+	builtin     Handler
+	replicas    []*Session
+	next        atomic.Uint32 // rotates the starting replica to break ties
+}
+
+// pick returns the built-in handler, or the replica with the fewest calls in
+// flight (ties go round-robin). Callers hold Engine.mu (read).
+func (f *function) pick() Handler {
+	if f.builtin != nil {
+		return f.builtin
+	}
+	n := len(f.replicas)
+	if n == 1 {
+		return f.replicas[0]
+	}
+	start := int(f.next.Add(1)) % n
+	best := f.replicas[start]
+	bestLoad := best.inflight.Load()
+	for i := 1; i < n && bestLoad > 0; i++ {
+		r := f.replicas[(start+i)%n]
+		if l := r.inflight.Load(); l < bestLoad {
+			best, bestLoad = r, l
+		}
+	}
+	return best
+}
+
+// RegisterFunction registers a built-in function. Built-in ids are unique:
+// registering one twice, or over a worker function, is a conflict.
+func (e *Engine) RegisterFunction(id, description string, h Handler) error {
+	if err := ValidateID("function id", id); err != nil {
+		return err
+	}
+	if h == nil {
+		return Errorf(CodeInvalidArgument, "function %q has no handler", id)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.functions[id]; ok {
+		return Errorf(CodeConflict, "function %q is already registered", id)
+	}
+	e.functions[id] = &function{id: id, description: description, builtin: h}
+	return nil
+}
+
+// addReplica adds s to the replica set of id. Callers hold e.mu.
+func (e *Engine) addReplica(s *Session, id, description string) error {
+	if strings.HasPrefix(id, ReservedPrefix) {
+		return Errorf(CodeForbidden, "function ids starting with %q are reserved for the engine", ReservedPrefix)
+	}
+	fn := e.functions[id]
+	switch {
+	case fn == nil:
+		fn = &function{id: id}
+		e.functions[id] = fn
+	case fn.builtin != nil:
+		return Errorf(CodeConflict, "function %q is built into the engine", id)
+	}
+	if description != "" {
+		fn.description = description
+	}
+	if !slices.Contains(fn.replicas, s) {
+		fn.replicas = append(fn.replicas, s)
+	}
+	s.functions[id] = struct{}{}
+	return nil
+}
+
+// removeReplica takes s out of the replica set of id; the function disappears
+// with its last replica. Callers hold e.mu.
+func (e *Engine) removeReplica(s *Session, id string) bool {
+	fn := e.functions[id]
+	if fn == nil || fn.builtin != nil {
+		return false
+	}
+	i := slices.Index(fn.replicas, s)
+	if i < 0 {
+		return false
+	}
+	fn.replicas = slices.Delete(fn.replicas, i, i+1)
+	if len(fn.replicas) == 0 {
+		delete(e.functions, id)
+	}
+	delete(s.functions, id)
+	return true
+}

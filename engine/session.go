@@ -1,0 +1,355 @@
+package engine
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// WorkerInfo describes a worker, from the first frame of its session.
+type WorkerInfo struct {
+	Name      string
+	Namespace string
+	Runtime   string
+	Version   string
+	// Addr is the worker's network address, if the transport knows it.
+	Addr string
+	// PreviousID and ReattachToken, both from an earlier session, reclaim
+	// that session's worker id; a live session holding it is closed first.
+	PreviousID    string
+	ReattachToken string
+}
+
+// Invocation is what a Peer sends to its worker.
+type Invocation struct {
+	Call
+	// Deadline is when the engine gives up on the call.
+	Deadline time.Time
+	// Void means no result is expected.
+	Void bool
+}
+
+// Peer is the transport side of a worker session: how the engine reaches the
+// worker. Methods are called concurrently and must not block past ctx.
+type Peer interface {
+	// Invoke sends an invocation to the worker.
+	Invoke(ctx context.Context, inv Invocation) error
+	// Cancel tells the worker to abandon an invocation; it is best effort.
+	Cancel(invocationID string)
+	// ConfigureTrigger tells a trigger-type provider about a trigger it must
+	// start (remove false) or stop serving. The worker answers through
+	// Session.Ack with the same requestID.
+	ConfigureTrigger(ctx context.Context, requestID string, t Trigger, remove bool) error
+}
+
+type result struct {
+	value []byte
+	err   error
+}
+
+// Session is one connected worker. It is a Handler: calling it invokes the
+// function on the worker.
+type Session struct {
+	e           *Engine
+	peer        Peer
+	id          string
+	token       string
+	info        WorkerInfo
+	connectedAt time.Time
+	inflight    atomic.Int64
+	done        chan struct{}
+
+	mu      sync.Mutex
+	pending map[string]chan result // invocations and trigger configs awaiting an answer
+	closed  bool
+
+	// Guarded by Engine.mu.
+	functions    map[string]struct{}
+	triggers     map[string]struct{}
+	triggerTypes map[string]struct{}
+}
+
+// Attach starts a worker session. If info names a live session by id and
+// reattach token, that session is closed first and its id is reused.
+func (e *Engine) Attach(info WorkerInfo, p Peer) (*Session, error) {
+	if info.Name == "" {
+		info.Name = "anonymous"
+	}
+	if info.Namespace == "" {
+		info.Namespace = "default"
+	}
+	for kind, v := range map[string]string{"worker name": info.Name, "namespace": info.Namespace} {
+		if err := ValidateID(kind, v); err != nil {
+			return nil, err
+		}
+	}
+	var tok [16]byte
+	if _, err := rand.Read(tok[:]); err != nil {
+		return nil, err
+	}
+	s := &Session{
+		e:            e,
+		peer:         p,
+		id:           e.newID(),
+		token:        hex.EncodeToString(tok[:]),
+		info:         info,
+		connectedAt:  e.cfg.Now(),
+		done:         make(chan struct{}),
+		pending:      make(map[string]chan result),
+		functions:    make(map[string]struct{}),
+		triggers:     make(map[string]struct{}),
+		triggerTypes: make(map[string]struct{}),
+	}
+	if old := e.reattachable(info); old != nil {
+		old.Close()
+		s.id = old.id
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.draining {
+		return nil, Errorf(CodeUnavailable, "engine is shutting down")
+	}
+	if _, taken := e.workers[s.id]; taken { // a concurrent reattach won
+		s.id = e.newID()
+	}
+	e.workers[s.id] = s
+	e.log.Info("worker connected", LogWorkerID, s.id, LogWorkerName, info.Name, "runtime", info.Runtime, "addr", info.Addr)
+	return s, nil
+}
+
+func (e *Engine) reattachable(info WorkerInfo) *Session {
+	if info.PreviousID == "" || info.ReattachToken == "" {
+		return nil
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	old := e.workers[info.PreviousID]
+	if old == nil || subtle.ConstantTimeCompare([]byte(old.token), []byte(info.ReattachToken)) != 1 {
+		return nil
+	}
+	return old
+}
+
+// ID is the worker id.
+func (s *Session) ID() string { return s.id }
+
+// ReattachToken is the secret that lets a reconnecting worker reclaim ID.
+func (s *Session) ReattachToken() string { return s.token }
+
+// Done is closed when the session has been closed.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Close ends the session: its functions, triggers and trigger types are
+// removed, and its in-flight invocations fail at once with
+// worker_disconnected. Close is idempotent.
+func (s *Session) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	pending := s.pending
+	s.pending = nil
+	close(s.done)
+	s.mu.Unlock()
+
+	gone := Errorf(CodeWorkerDisconnected, "worker %s (%s) disconnected", s.id, s.info.Name)
+	for _, ch := range pending {
+		ch <- result{err: gone}
+	}
+	s.e.detach(s)
+}
+
+// detach removes everything s registered.
+func (e *Engine) detach(s *Session) {
+	e.mu.Lock()
+	if e.workers[s.id] == s {
+		delete(e.workers, s.id)
+	}
+	for id := range s.functions {
+		e.removeReplica(s, id)
+	}
+	var unbind []*trigger
+	for id := range s.triggers {
+		if t := e.triggers[id]; t != nil && t.owner == s {
+			delete(e.triggers, id)
+			if t.provider != nil {
+				unbind = append(unbind, t)
+			}
+		}
+	}
+	for id := range s.triggerTypes {
+		e.dropTriggerType(s, id)
+	}
+	e.mu.Unlock()
+	e.notifyUnbound(unbind)
+	e.log.Info("worker disconnected", LogWorkerID, s.id, LogWorkerName, s.info.Name)
+}
+
+// RegisterFunction adds the worker to the replica set of id.
+func (s *Session) RegisterFunction(id, description string) error {
+	if err := ValidateID("function id", id); err != nil {
+		return err
+	}
+	s.e.mu.Lock()
+	defer s.e.mu.Unlock()
+	if s.isClosed() {
+		return Errorf(CodeWorkerDisconnected, "session closed")
+	}
+	return s.e.addReplica(s, id, description)
+}
+
+// UnregisterFunction takes the worker out of the replica set of id.
+func (s *Session) UnregisterFunction(id string) error {
+	s.e.mu.Lock()
+	defer s.e.mu.Unlock()
+	if !s.e.removeReplica(s, id) {
+		return Errorf(CodeFunctionNotFound, "this worker has not registered function %q", id)
+	}
+	return nil
+}
+
+// Call is the worker's own trigger: it runs c with the worker as caller.
+func (s *Session) Call(ctx context.Context, c Call) ([]byte, error) {
+	c.CallerID = s.id
+	return s.e.Trigger(ctx, c)
+}
+
+// CallVoid is the worker's own void trigger.
+func (s *Session) CallVoid(c Call) error {
+	c.CallerID = s.id
+	return s.e.TriggerVoid(c)
+}
+
+// Handle invokes c on the worker and waits for its answer, ctx, or the end of
+// the session, whichever comes first. When ctx ends first the worker is told
+// to cancel.
+func (s *Session) Handle(ctx context.Context, c Call) ([]byte, error) {
+	ch, err := s.await(c.InvocationID)
+	if err != nil {
+		return nil, err
+	}
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	deadline, _ := ctx.Deadline()
+	if err := s.peer.Invoke(ctx, Invocation{Call: c, Deadline: deadline}); err != nil {
+		s.forget(c.InvocationID)
+		return nil, AsError(err)
+	}
+	select {
+	case r := <-ch:
+		return r.value, r.err
+	case <-ctx.Done():
+		if s.forget(c.InvocationID) {
+			s.peer.Cancel(c.InvocationID)
+		}
+		return nil, ctxError(ctx, c.FunctionID)
+	}
+}
+
+func (s *Session) invokeVoid(ctx context.Context, c Call) error {
+	deadline, _ := ctx.Deadline()
+	return s.peer.Invoke(ctx, Invocation{Call: c, Deadline: deadline, Void: true})
+}
+
+// Result delivers the worker's answer to an invocation. An answer to an
+// unknown, finished or cancelled invocation is dropped; Result reports
+// whether it was delivered.
+func (s *Session) Result(invocationID string, value []byte, err *Error) bool {
+	return s.deliver(invocationID, value, err)
+}
+
+// Ack delivers a provider's answer to a ConfigureTrigger request.
+func (s *Session) Ack(requestID string, err *Error) bool {
+	return s.deliver(requestID, nil, err)
+}
+
+func (s *Session) deliver(id string, value []byte, err *Error) bool {
+	s.mu.Lock()
+	ch, ok := s.pending[id]
+	delete(s.pending, id)
+	s.mu.Unlock()
+	if !ok {
+		return false
+	}
+	r := result{value: value}
+	if err != nil {
+		r.err = err
+	}
+	ch <- r
+	return true
+}
+
+// await registers id as expecting an answer.
+func (s *Session) await(id string) (chan result, error) {
+	ch := make(chan result, 1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, Errorf(CodeWorkerDisconnected, "worker %s (%s) disconnected", s.id, s.info.Name)
+	}
+	s.pending[id] = ch
+	return ch, nil
+}
+
+// forget drops a pending id; it reports whether the id was still pending.
+func (s *Session) forget(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.pending[id]
+	delete(s.pending, id)
+	return ok
+}
+
+func (s *Session) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// WorkerStatus is one row of engine::workers::list.
+type WorkerStatus struct {
+	ID            string    `json:"id"`
+	Name          string    `json:"name"`
+	Namespace     string    `json:"namespace"`
+	Runtime       string    `json:"runtime"`
+	Version       string    `json:"version"`
+	Addr          string    `json:"addr,omitempty"`
+	Functions     []string  `json:"functions"`
+	TriggerTypes  []string  `json:"trigger_types"`
+	Triggers      []string  `json:"triggers"`
+	ConnectedAt   time.Time `json:"connected_at"`
+	ConnectedAtMS int64     `json:"connected_at_ms"`
+	InFlight      int64     `json:"in_flight"`
+}
+
+// Workers lists the connected workers, sorted by name then id.
+func (e *Engine) Workers() []WorkerStatus {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	out := make([]WorkerStatus, 0, len(e.workers))
+	for _, s := range e.workers {
+		out = append(out, WorkerStatus{
+			ID: s.id, Name: s.info.Name, Namespace: s.info.Namespace, Runtime: s.info.Runtime,
+			Version: s.info.Version, Addr: s.info.Addr,
+			Functions:    slices.Sorted(maps.Keys(s.functions)),
+			TriggerTypes: slices.Sorted(maps.Keys(s.triggerTypes)),
+			Triggers:     slices.Sorted(maps.Keys(s.triggers)),
+			ConnectedAt:  s.connectedAt.UTC(), ConnectedAtMS: s.connectedAt.UnixMilli(),
+			InFlight: s.inflight.Load(),
+		})
+	}
+	slices.SortFunc(out, func(a, b WorkerStatus) int {
+		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.ID, b.ID))
+	})
+	return out
+}

@@ -1,0 +1,336 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"slices"
+)
+
+// Trigger binds an event source, a trigger type, to a function.
+type Trigger struct {
+	ID         string          `json:"id"`
+	Type       string          `json:"type"`
+	FunctionID string          `json:"function_id"`
+	Config     json.RawMessage `json:"config,omitempty"`
+}
+
+// TriggerProvider serves a trigger type: it starts firing a trigger's
+// function when the trigger is registered and stops when it is removed.
+// RegisterTrigger refuses a bad config with an error; nothing is kept then.
+type TriggerProvider interface {
+	RegisterTrigger(ctx context.Context, t Trigger) error
+	UnregisterTrigger(ctx context.Context, t Trigger) error
+}
+
+type triggerType struct {
+	id          string
+	description string
+	provider    TriggerProvider
+	owner       *Session // nil for built-in types
+}
+
+type trigger struct {
+	Trigger
+	owner       *Session
+	provider    TriggerProvider // nil while registering, or while its type has no provider
+	registering bool
+}
+
+// RegisterTriggerType registers a built-in trigger type.
+func (e *Engine) RegisterTriggerType(id, description string, p TriggerProvider) error {
+	if err := ValidateID("trigger type", id); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.triggerTypes[id]; ok {
+		return Errorf(CodeConflict, "trigger type %q is already registered", id)
+	}
+	e.triggerTypes[id] = &triggerType{id: id, description: description, provider: p}
+	return nil
+}
+
+// RegisterTriggerType makes the worker the provider of trigger type id.
+// Triggers of that type left without a provider are offered to it again.
+func (s *Session) RegisterTriggerType(id, description string) error {
+	if err := ValidateID("trigger type", id); err != nil {
+		return err
+	}
+	e := s.e
+	e.mu.Lock()
+	if s.isClosed() {
+		e.mu.Unlock()
+		return Errorf(CodeWorkerDisconnected, "session closed")
+	}
+	if tt, ok := e.triggerTypes[id]; ok && tt.owner != s {
+		e.mu.Unlock()
+		if tt.owner == nil {
+			return Errorf(CodeConflict, "trigger type %q is built into the engine", id)
+		}
+		return Errorf(CodeConflict, "trigger type %q is provided by worker %s (%s)", id, tt.owner.id, tt.owner.info.Name)
+	}
+	p := providerSession{s}
+	e.triggerTypes[id] = &triggerType{id: id, description: description, provider: p, owner: s}
+	s.triggerTypes[id] = struct{}{}
+	var orphans []Trigger
+	for _, t := range e.triggers {
+		if t.Type == id && t.provider == nil && !t.registering {
+			orphans = append(orphans, t.Trigger)
+		}
+	}
+	e.mu.Unlock()
+	if len(orphans) > 0 {
+		e.bg.Add(1)
+		go func() {
+			defer e.bg.Done()
+			for _, t := range orphans {
+				e.rebind(p, t)
+			}
+		}()
+	}
+	return nil
+}
+
+// rebind offers a trigger that lost its provider to a new one.
+func (e *Engine) rebind(p providerSession, t Trigger) {
+	err := p.RegisterTrigger(e.hardStop, t)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cur := e.triggers[t.ID]
+	if cur == nil || cur.Type != t.Type || cur.provider != nil || cur.registering || err != nil {
+		if err != nil {
+			e.log.Warn("trigger refused by new provider", LogTriggerID, t.ID, "type", t.Type, "error", err)
+		}
+		return
+	}
+	cur.provider = p
+}
+
+// UnregisterTriggerType removes a trigger type the worker provides. Its
+// triggers stay registered, waiting for a new provider.
+func (s *Session) UnregisterTriggerType(id string) error {
+	s.e.mu.Lock()
+	defer s.e.mu.Unlock()
+	if _, ok := s.triggerTypes[id]; !ok {
+		return Errorf(CodeTriggerTypeNotFound, "this worker does not provide trigger type %q", id)
+	}
+	s.e.dropTriggerType(s, id)
+	return nil
+}
+
+// dropTriggerType removes a worker's trigger type. Callers hold e.mu.
+func (e *Engine) dropTriggerType(s *Session, id string) {
+	delete(s.triggerTypes, id)
+	if tt := e.triggerTypes[id]; tt != nil && tt.owner == s {
+		delete(e.triggerTypes, id)
+		for _, t := range e.triggers {
+			if t.Type == id {
+				t.provider = nil
+			}
+		}
+	}
+}
+
+// RegisterTrigger registers a trigger owned by the worker. The type must
+// exist and its provider must accept the config; the error says why not.
+// Registering an id the worker already owns replaces that trigger; an id
+// owned by another worker is a conflict.
+func (s *Session) RegisterTrigger(ctx context.Context, t Trigger) error {
+	if err := validateTrigger(t); err != nil {
+		return err
+	}
+	e := s.e
+	e.mu.Lock()
+	if s.isClosed() {
+		e.mu.Unlock()
+		return Errorf(CodeWorkerDisconnected, "session closed")
+	}
+	old := e.triggers[t.ID]
+	if old != nil && old.owner != s {
+		e.mu.Unlock()
+		return Errorf(CodeConflict, "trigger %q is owned by another worker", t.ID)
+	}
+	tt := e.triggerTypes[t.Type]
+	if tt == nil {
+		e.mu.Unlock()
+		return Errorf(CodeTriggerTypeNotFound, "trigger type %q is not registered", t.Type)
+	}
+	if old != nil && old.registering {
+		e.mu.Unlock()
+		return Errorf(CodeConflict, "trigger %q is still being registered", t.ID)
+	}
+	reserved := &trigger{Trigger: t, owner: s, registering: true}
+	e.triggers[t.ID] = reserved
+	s.triggers[t.ID] = struct{}{}
+	e.mu.Unlock()
+
+	if old != nil && old.provider != nil {
+		if err := old.provider.UnregisterTrigger(ctx, old.Trigger); err != nil {
+			e.log.Warn("provider failed to remove replaced trigger", LogTriggerID, t.ID, "error", err)
+		}
+	}
+	err := tt.provider.RegisterTrigger(ctx, t)
+
+	e.mu.Lock()
+	if e.triggers[t.ID] != reserved { // the worker left meanwhile
+		e.mu.Unlock()
+		if err == nil {
+			e.notifyUnbound([]*trigger{{Trigger: t, provider: tt.provider}})
+		}
+		return Errorf(CodeWorkerDisconnected, "session closed")
+	}
+	if err != nil {
+		delete(e.triggers, t.ID)
+		delete(s.triggers, t.ID)
+		e.mu.Unlock()
+		ae := AsError(err)
+		if ae.Code == CodeInternal || ae.Code == CodeHandlerError {
+			ae = &Error{Code: CodeInvalidArgument, Message: ae.Message}
+		}
+		return Errorf(ae.Code, "trigger %q refused by %q provider: %s", t.ID, t.Type, ae.Message)
+	}
+	reserved.provider = tt.provider
+	reserved.registering = false
+	e.mu.Unlock()
+	return nil
+}
+
+func validateTrigger(t Trigger) error {
+	if err := ValidateID("trigger id", t.ID); err != nil {
+		return err
+	}
+	if err := ValidateID("trigger type", t.Type); err != nil {
+		return err
+	}
+	if err := ValidateID("function id", t.FunctionID); err != nil {
+		return err
+	}
+	if len(t.Config) > 0 && !json.Valid(t.Config) {
+		return Errorf(CodeInvalidArgument, "trigger %q config is not valid JSON", t.ID)
+	}
+	return nil
+}
+
+// UnregisterTrigger removes a trigger. Only the worker that registered it
+// may; for anyone else it is forbidden.
+func (s *Session) UnregisterTrigger(ctx context.Context, id string) error {
+	e := s.e
+	e.mu.Lock()
+	t := e.triggers[id]
+	switch {
+	case t == nil:
+		e.mu.Unlock()
+		return Errorf(CodeTriggerNotFound, "trigger %q is not registered", id)
+	case t.owner != s:
+		e.mu.Unlock()
+		return Errorf(CodeForbidden, "trigger %q belongs to another worker", id)
+	}
+	delete(e.triggers, id)
+	delete(s.triggers, id)
+	e.mu.Unlock()
+	if t.provider != nil {
+		if err := t.provider.UnregisterTrigger(ctx, t.Trigger); err != nil {
+			e.log.Warn("provider failed to remove trigger", LogTriggerID, id, "error", err)
+		}
+	}
+	return nil
+}
+
+// notifyUnbound tells providers, in the background, that triggers are gone.
+func (e *Engine) notifyUnbound(ts []*trigger) {
+	if len(ts) == 0 {
+		return
+	}
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		for _, t := range ts {
+			if err := t.provider.UnregisterTrigger(e.hardStop, t.Trigger); err != nil {
+				e.log.Debug("provider failed to remove trigger", LogTriggerID, t.ID, "error", err)
+			}
+		}
+	}()
+}
+
+// providerSession serves a trigger type through the worker that provides it.
+type providerSession struct{ s *Session }
+
+func (p providerSession) RegisterTrigger(ctx context.Context, t Trigger) error {
+	return p.s.configure(ctx, t, false)
+}
+
+func (p providerSession) UnregisterTrigger(ctx context.Context, t Trigger) error {
+	return p.s.configure(ctx, t, true)
+}
+
+func (s *Session) configure(ctx context.Context, t Trigger, remove bool) error {
+	ctx, cancel := context.WithTimeout(ctx, s.e.cfg.ProviderTimeout)
+	defer cancel()
+	reqID := s.e.newID()
+	ch, err := s.await(reqID)
+	if err != nil {
+		return err
+	}
+	if err := s.peer.ConfigureTrigger(ctx, reqID, t, remove); err != nil {
+		s.forget(reqID)
+		return AsError(err)
+	}
+	select {
+	case r := <-ch:
+		return r.err
+	case <-ctx.Done():
+		s.forget(reqID)
+		return Errorf(CodeDeadlineExceeded, "provider %s (%s) did not answer for trigger %q", s.id, s.info.Name, t.ID)
+	}
+}
+
+// TriggerTypeStatus is one trigger type in engine::triggers::list.
+type TriggerTypeStatus struct {
+	ID           string `json:"id"`
+	Description  string `json:"description,omitempty"`
+	ProviderID   string `json:"provider_worker_id,omitempty"`
+	ProviderName string `json:"provider_worker_name,omitempty"`
+	BuiltIn      bool   `json:"builtin"`
+	TriggerCount int    `json:"trigger_count"`
+}
+
+// TriggerStatus is one trigger in engine::triggers::list. Status is
+// "active", "registering", or "waiting_for_provider" when its type's
+// provider has left.
+type TriggerStatus struct {
+	Trigger
+	OwnerID   string `json:"owner_worker_id"`
+	OwnerName string `json:"owner_worker_name"`
+	Status    string `json:"status"`
+}
+
+// Triggers lists trigger types and triggers, sorted by id.
+func (e *Engine) Triggers() ([]TriggerTypeStatus, []TriggerStatus) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	counts := make(map[string]int)
+	ts := make([]TriggerStatus, 0, len(e.triggers))
+	for _, id := range slices.Sorted(maps.Keys(e.triggers)) {
+		t := e.triggers[id]
+		counts[t.Type]++
+		st := TriggerStatus{Trigger: t.Trigger, OwnerID: t.owner.id, OwnerName: t.owner.info.Name, Status: "active"}
+		switch {
+		case t.registering:
+			st.Status = "registering"
+		case t.provider == nil:
+			st.Status = "waiting_for_provider"
+		}
+		ts = append(ts, st)
+	}
+	types := make([]TriggerTypeStatus, 0, len(e.triggerTypes))
+	for _, id := range slices.Sorted(maps.Keys(e.triggerTypes)) {
+		tt := e.triggerTypes[id]
+		st := TriggerTypeStatus{ID: id, Description: tt.description, BuiltIn: tt.owner == nil, TriggerCount: counts[id]}
+		if tt.owner != nil {
+			st.ProviderID, st.ProviderName = tt.owner.id, tt.owner.info.Name
+		}
+		types = append(types, st)
+	}
+	return types, ts
+}
