@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strconv"
@@ -167,6 +168,12 @@ func (e *Engine) TriggerVoid(c Call) error {
 func (e *Engine) route(c *Call) (Handler, error) {
 	if err := ValidateID("function id", c.FunctionID); err != nil {
 		return nil, err
+	}
+	if len(c.Payload) > 0 && !json.Valid(c.Payload) {
+		return nil, Errorf(CodeInvalidArgument, "payload for %q is not valid JSON", c.FunctionID)
+	}
+	if len(c.Metadata) > 0 && !json.Valid(c.Metadata) {
+		return nil, Errorf(CodeInvalidArgument, "metadata for %q is not valid JSON", c.FunctionID)
 	}
 	c.InvocationID = e.newID()
 	e.mu.RLock()

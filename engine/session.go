@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"maps"
 	"slices"
 	"strings"
@@ -265,6 +266,9 @@ func (s *Session) invokeVoid(ctx context.Context, c Call) error {
 // unknown, finished or cancelled invocation is dropped; Result reports
 // whether it was delivered.
 func (s *Session) Result(invocationID string, value []byte, err *Error) bool {
+	if err == nil && len(value) > 0 && !json.Valid(value) {
+		value, err = nil, Errorf(CodeHandlerError, "worker %s (%s) returned a result that is not valid JSON", s.id, s.info.Name)
+	}
 	return s.deliver(invocationID, value, err)
 }
 

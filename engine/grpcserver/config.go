@@ -1,0 +1,45 @@
+package grpcserver
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Config tunes a Server. The zero Config is valid.
+type Config struct {
+	// MaxMessageBytes is the largest frame received or sent. Default 4 MiB.
+	MaxMessageBytes int
+	// SendQueue is the per-session outbound queue length, in frames.
+	// Default 1024.
+	SendQueue int
+	// KeepaliveTime is how long a connection may be idle before the server
+	// pings it. Default 10s.
+	KeepaliveTime time.Duration
+	// KeepaliveTimeout is how long the server waits for a ping's answer
+	// before closing the connection. Default 5s.
+	KeepaliveTimeout time.Duration
+	// Logger receives per-session logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// DefaultMaxMessageBytes is the default for Config.MaxMessageBytes.
+const DefaultMaxMessageBytes = 4 << 20
+
+func (c Config) withDefaults() Config {
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = 1024
+	}
+	if c.KeepaliveTime <= 0 {
+		c.KeepaliveTime = 10 * time.Second
+	}
+	if c.KeepaliveTimeout <= 0 {
+		c.KeepaliveTimeout = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}

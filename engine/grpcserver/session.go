@@ -1,0 +1,272 @@
+package grpcserver
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/trinehq/trine/engine"
+	trinev1 "github.com/trinehq/trine/proto/trine/v1"
+)
+
+type connectStream = grpc.BidiStreamingServer[trinev1.ConnectRequest, trinev1.ConnectResponse]
+
+// Connect serves one worker session.
+func (s *Server) Connect(stream connectStream) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if hello == nil {
+		return toStatus(engine.Errorf(engine.CodeInvalidArgument, "the first frame of a session must be hello"))
+	}
+	info := engine.WorkerInfo{
+		Name: hello.GetName(), Namespace: hello.GetNamespace(), Runtime: hello.GetRuntime(), Version: hello.GetVersion(),
+		PreviousID: hello.GetPreviousWorkerId(), ReattachToken: hello.GetReattachToken(),
+	}
+	if p, ok := peer.FromContext(stream.Context()); ok {
+		info.Addr = p.Addr.String()
+	}
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+	c := &conn{srv: s, out: make(chan *trinev1.ConnectResponse, s.cfg.SendQueue), ctx: ctx, calls: make(map[string]context.CancelFunc)}
+	sess, err := s.e.Attach(info, c)
+	if err != nil {
+		return toStatus(err)
+	}
+	c.sess = sess
+	log := s.log.With(engine.LogWorkerID, sess.ID(), engine.LogWorkerName, info.Name)
+	defer func() {
+		sess.Close()
+		cancel(nil)
+		c.wg.Wait()
+	}()
+	if err := stream.Send(&trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_Welcome{Welcome: &trinev1.Welcome{
+		WorkerId: sess.ID(), ReattachToken: sess.ReattachToken(), MaxMessageBytes: int64(s.cfg.MaxMessageBytes),
+	}}}); err != nil {
+		return err
+	}
+
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		cancel(c.write(stream))
+	}()
+	frames := make(chan *trinev1.ConnectRequest)
+	recvErr := make(chan error, 1)
+	go func() { // ends when Recv fails, at the latest when the handler returns
+		for {
+			f, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case frames <- f:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case f := <-frames:
+			c.dispatch(f)
+		case err := <-recvErr:
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
+				log.Debug("worker closed its stream")
+				return nil
+			}
+			log.Info("worker stream failed", "error", err)
+			return err
+		case <-sess.Done():
+			return status.Error(codes.Unavailable, "session closed by the engine (shutdown or reattached elsewhere)")
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// conn is the engine.Peer of one Connect stream.
+type conn struct {
+	srv  *Server
+	sess *engine.Session
+	out  chan *trinev1.ConnectResponse
+	ctx  context.Context // ends with the stream
+	wg   sync.WaitGroup
+
+	mu    sync.Mutex
+	calls map[string]context.CancelFunc // the worker's own calls in flight, by call id
+}
+
+var _ engine.Peer = (*conn)(nil)
+
+func (c *conn) write(stream connectStream) error {
+	for {
+		select {
+		case f := <-c.out:
+			if err := stream.Send(f); err != nil {
+				return err
+			}
+		case <-c.ctx.Done():
+			return nil
+		}
+	}
+}
+
+// send queues a frame, waiting for room until ctx or the stream ends.
+func (c *conn) send(ctx context.Context, f *trinev1.ConnectResponse) error {
+	select {
+	case c.out <- f:
+		return nil
+	default:
+	}
+	select {
+	case c.out <- f:
+		return nil
+	case <-ctx.Done():
+		return engine.Errorf(engine.CodeOverloaded, "worker %s is not reading its stream", c.sess.ID())
+	case <-c.ctx.Done():
+		return engine.Errorf(engine.CodeWorkerDisconnected, "worker %s disconnected", c.sess.ID())
+	}
+}
+
+func (c *conn) sendFrame(f *trinev1.ConnectResponse) { _ = c.send(c.ctx, f) }
+
+func (c *conn) Invoke(ctx context.Context, inv engine.Invocation) error {
+	frame := &trinev1.Invoke{
+		InvocationId: inv.InvocationID, FunctionId: inv.FunctionID, Payload: inv.Payload,
+		Void: inv.Void, Metadata: inv.Metadata, Traceparent: inv.Traceparent,
+	}
+	if !inv.Deadline.IsZero() {
+		frame.TimeoutMs = max(1, time.Until(inv.Deadline).Milliseconds())
+	}
+	f := &trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_Invoke{Invoke: frame}}
+	if n := proto.Size(f); n > c.srv.cfg.MaxMessageBytes {
+		return engine.Errorf(engine.CodeMessageTooLarge, "invocation of %q is %d bytes, the limit is %d", inv.FunctionID, n, c.srv.cfg.MaxMessageBytes)
+	}
+	return c.send(ctx, f)
+}
+
+func (c *conn) Cancel(invocationID string) {
+	f := &trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_Cancel{Cancel: &trinev1.Cancel{Id: invocationID}}}
+	select { // best effort: the invocation's timeout_ms also bounds the handler
+	case c.out <- f:
+	default:
+	}
+}
+
+func (c *conn) ConfigureTrigger(ctx context.Context, requestID string, t engine.Trigger, remove bool) error {
+	return c.send(ctx, &trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_TriggerConfig{TriggerConfig: &trinev1.TriggerConfig{
+		RequestId: requestID, Trigger: triggerToProto(t), Remove: remove,
+	}}})
+}
+
+func (c *conn) ack(requestID string, err error) {
+	c.sendFrame(&trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_Ack{Ack: &trinev1.Ack{RequestId: requestID, Error: toProto(err)}}})
+}
+
+// async runs f on a goroutine that the session waits for.
+func (c *conn) async(f func()) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+}
+
+// dispatch handles one worker frame. It never blocks on other workers:
+// anything that may wait runs on its own goroutine.
+func (c *conn) dispatch(f *trinev1.ConnectRequest) {
+	sess := c.sess
+	switch f := f.GetFrame().(type) {
+	case *trinev1.ConnectRequest_InvokeResult:
+		r := f.InvokeResult
+		sess.Result(r.GetInvocationId(), r.GetResult(), fromProto(r.GetError()))
+	case *trinev1.ConnectRequest_Call:
+		c.call(f.Call)
+	case *trinev1.ConnectRequest_Cancel:
+		c.mu.Lock()
+		cancel := c.calls[f.Cancel.GetId()]
+		c.mu.Unlock()
+		if cancel != nil {
+			cancel()
+		}
+	case *trinev1.ConnectRequest_Ack:
+		sess.Ack(f.Ack.GetRequestId(), fromProto(f.Ack.GetError()))
+	case *trinev1.ConnectRequest_RegisterFunction:
+		r := f.RegisterFunction
+		c.ack(r.GetRequestId(), sess.RegisterFunction(r.GetId(), r.GetDescription()))
+	case *trinev1.ConnectRequest_UnregisterFunction:
+		r := f.UnregisterFunction
+		c.ack(r.GetRequestId(), sess.UnregisterFunction(r.GetId()))
+	case *trinev1.ConnectRequest_RegisterTriggerType:
+		r := f.RegisterTriggerType
+		c.ack(r.GetRequestId(), sess.RegisterTriggerType(r.GetId(), r.GetDescription()))
+	case *trinev1.ConnectRequest_UnregisterTriggerType:
+		r := f.UnregisterTriggerType
+		c.ack(r.GetRequestId(), sess.UnregisterTriggerType(r.GetId()))
+	case *trinev1.ConnectRequest_RegisterTrigger:
+		r := f.RegisterTrigger
+		c.async(func() { c.ack(r.GetRequestId(), sess.RegisterTrigger(c.ctx, triggerFromProto(r.GetTrigger()))) })
+	case *trinev1.ConnectRequest_UnregisterTrigger:
+		r := f.UnregisterTrigger
+		c.async(func() { c.ack(r.GetRequestId(), sess.UnregisterTrigger(c.ctx, r.GetId())) })
+	case *trinev1.ConnectRequest_Hello:
+		c.srv.log.Warn("hello sent twice; ignored", engine.LogWorkerID, sess.ID())
+	default:
+		c.srv.log.Warn("unknown frame; ignored", engine.LogWorkerID, sess.ID())
+	}
+}
+
+// call runs the worker's own trigger and sends back its result.
+func (c *conn) call(r *trinev1.Call) {
+	call := engine.Call{
+		FunctionID: r.GetFunctionId(), Payload: r.GetPayload(), Metadata: r.GetMetadata(),
+		Traceparent: r.GetTraceparent(), Timeout: time.Duration(r.GetTimeoutMs()) * time.Millisecond,
+	}
+	if r.GetAction() == trinev1.Action_ACTION_VOID {
+		if err := c.sess.CallVoid(call); err != nil {
+			c.srv.log.Debug("void call refused", engine.LogFunctionID, call.FunctionID, "error", err)
+		}
+		return
+	}
+	id := r.GetCallId()
+	ctx, cancel := context.WithCancel(c.ctx)
+	c.mu.Lock()
+	c.calls[id] = cancel
+	c.mu.Unlock()
+	c.async(func() {
+		defer func() {
+			c.mu.Lock()
+			delete(c.calls, id)
+			c.mu.Unlock()
+			cancel()
+		}()
+		out, err := c.sess.Call(ctx, call)
+		res := &trinev1.CallResult{CallId: id, Result: out, Error: toProto(err)}
+		f := &trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_CallResult{CallResult: res}}
+		if n := proto.Size(f); n > c.srv.cfg.MaxMessageBytes {
+			res.Result, res.Error = nil, toProto(engine.Errorf(engine.CodeMessageTooLarge,
+				"result of %q is %d bytes, the limit is %d", call.FunctionID, n, c.srv.cfg.MaxMessageBytes))
+		}
+		c.sendFrame(f)
+	})
+}
+
+func triggerToProto(t engine.Trigger) *trinev1.Trigger {
+	return &trinev1.Trigger{Id: t.ID, Type: t.Type, FunctionId: t.FunctionID, Config: t.Config}
+}
+
+func triggerFromProto(t *trinev1.Trigger) engine.Trigger {
+	return engine.Trigger{ID: t.GetId(), Type: t.GetType(), FunctionID: t.GetFunctionId(), Config: t.GetConfig()}
+}
