@@ -1,0 +1,96 @@
+package trine
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	trinev1 "github.com/trinehq/trine/proto/trine/v1"
+)
+
+// Trigger calls function id with payload (marshalled to JSON; a
+// json.RawMessage is sent as is) and returns its JSON result. Without a
+// deadline on ctx the call is bounded by WithCallTimeout; the engine
+// enforces the same deadline and cancels the callee when it passes or when
+// ctx is cancelled. If the worker is not connected, Trigger waits for the
+// connection within the same bound.
+func (w *Worker) Trigger(ctx context.Context, id string, payload any) (json.RawMessage, error) {
+	data, err := marshal(payload)
+	if err != nil {
+		return nil, errorf(CodeInvalidArgument, "payload for %q: %v", id, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, w.opts.callTimeout)
+		defer cancel()
+	}
+	s, err := w.liveSession(ctx)
+	if err != nil {
+		return nil, err
+	}
+	callID := w.newID()
+	ch, err := s.expect(callID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.send(ctx, callFrame(ctx, callID, id, data, trinev1.Action_ACTION_UNSPECIFIED)); err != nil {
+		s.forget(callID)
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		return r.value, r.err
+	case <-ctx.Done():
+		if s.forget(callID) {
+			cancel := &trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_Cancel{Cancel: &trinev1.Cancel{Id: callID}}}
+			select { // best effort; the engine also enforces the deadline
+			case s.out <- cancel:
+			default:
+			}
+		}
+		return nil, asError(ctx.Err())
+	}
+}
+
+// TriggerVoid starts function id and returns as soon as the call is sent: no
+// result or error ever comes back. It fails only if the payload does not
+// marshal or the worker cannot reach the engine within ctx (or
+// WithCallTimeout).
+func (w *Worker) TriggerVoid(ctx context.Context, id string, payload any) error {
+	data, err := marshal(payload)
+	if err != nil {
+		return errorf(CodeInvalidArgument, "payload for %q: %v", id, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, w.opts.callTimeout)
+		defer cancel()
+	}
+	s, err := w.liveSession(ctx)
+	if err != nil {
+		return err
+	}
+	return s.send(ctx, callFrame(ctx, w.newID(), id, data, trinev1.Action_ACTION_VOID))
+}
+
+func callFrame(ctx context.Context, callID, fnID string, data []byte, action trinev1.Action) *trinev1.ConnectRequest {
+	c := &trinev1.Call{CallId: callID, FunctionId: fnID, Payload: data, Action: action}
+	if d, ok := ctx.Deadline(); ok {
+		c.TimeoutMs = max(1, time.Until(d).Milliseconds())
+	}
+	return &trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_Call{Call: c}}
+}
+
+// marshal encodes v as JSON; a json.RawMessage is checked and sent as is.
+func marshal(v any) ([]byte, error) {
+	if raw, ok := v.(json.RawMessage); ok {
+		if len(raw) == 0 {
+			return nil, nil
+		}
+		if !json.Valid(raw) {
+			return nil, errorf(CodeInvalidArgument, "not valid JSON")
+		}
+		return raw, nil
+	}
+	return json.Marshal(v)
+}

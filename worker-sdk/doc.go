@@ -1,0 +1,26 @@
+// Package trine is the Go worker SDK for the Trine engine (folder worker-sdk,
+// package trine): a worker connects to the engine over gRPC, registers
+// functions and triggers, and calls any function by id.
+//
+//	w := trine.RegisterWorker("127.0.0.1:49134", trine.WithName("billing"))
+//	defer w.Close()
+//	if err := w.Connect(ctx); err != nil { ... }
+//	err := w.RegisterFunction("math::add", func(ctx context.Context, in json.RawMessage) (any, error) { ... })
+//	out, err := w.Trigger(ctx, "math::add", map[string]any{"a": 1, "b": 2})
+//
+// The worker connects in the background and reconnects forever with
+// exponential backoff and jitter. Registrations are kept in memory and
+// replayed on every new connection; the engine acknowledges each one, and a
+// refusal reaches the caller of Register* (or, for a replay, the
+// WithErrorHandler callback).
+//
+// Failures are *Error values with a stable Code; errors.Is(err,
+// trine.ErrFunctionNotFound) and errors.As(err, &*trine.Error) both work.
+//
+// Concurrency: all methods of *Worker are safe for concurrent use. Each
+// invocation runs its handler on its own goroutine (bounded by
+// WithConcurrency); a handler panic becomes a handler_error result and the
+// worker keeps running. Close stops taking calls, lets running handlers
+// finish within WithCloseTimeout, and returns once every goroutine the worker
+// started has exited.
+package trine

@@ -1,0 +1,92 @@
+package trine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Code is a stable error code; the README lists them all.
+type Code string
+
+// The error codes.
+const (
+	CodeFunctionNotFound    Code = "function_not_found"
+	CodeTriggerTypeNotFound Code = "trigger_type_not_found"
+	CodeTriggerNotFound     Code = "trigger_not_found"
+	CodeInvalidArgument     Code = "invalid_argument"
+	CodeDeadlineExceeded    Code = "deadline_exceeded"
+	CodeCancelled           Code = "cancelled"
+	CodeWorkerDisconnected  Code = "worker_disconnected"
+	CodeHandlerError        Code = "handler_error"
+	CodeUnauthorized        Code = "unauthorized"
+	CodeForbidden           Code = "forbidden"
+	CodeOverloaded          Code = "overloaded"
+	CodeConflict            Code = "conflict"
+	CodeMessageTooLarge     Code = "message_too_large"
+	CodeUnavailable         Code = "unavailable"
+	CodeInternal            Code = "internal"
+)
+
+// Error is a failure with a stable code. A handler may return one to choose
+// the code its caller sees; any other handler error arrives as handler_error.
+type Error struct {
+	Code    Code
+	Message string
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return "trine: " + string(e.Code)
+	}
+	return "trine: " + string(e.Code) + ": " + e.Message
+}
+
+// Is reports whether target is an *Error with the same code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// Sentinel errors for errors.Is, one per code.
+var (
+	ErrFunctionNotFound    = &Error{Code: CodeFunctionNotFound}
+	ErrTriggerTypeNotFound = &Error{Code: CodeTriggerTypeNotFound}
+	ErrTriggerNotFound     = &Error{Code: CodeTriggerNotFound}
+	ErrInvalidArgument     = &Error{Code: CodeInvalidArgument}
+	ErrDeadlineExceeded    = &Error{Code: CodeDeadlineExceeded}
+	ErrCancelled           = &Error{Code: CodeCancelled}
+	ErrWorkerDisconnected  = &Error{Code: CodeWorkerDisconnected}
+	ErrHandlerError        = &Error{Code: CodeHandlerError}
+	ErrUnauthorized        = &Error{Code: CodeUnauthorized}
+	ErrForbidden           = &Error{Code: CodeForbidden}
+	ErrOverloaded          = &Error{Code: CodeOverloaded}
+	ErrConflict            = &Error{Code: CodeConflict}
+	ErrMessageTooLarge     = &Error{Code: CodeMessageTooLarge}
+	ErrUnavailable         = &Error{Code: CodeUnavailable}
+	ErrInternal            = &Error{Code: CodeInternal}
+)
+
+// ErrClosed is returned by calls on a closed Worker. It has code unavailable.
+var ErrClosed = &Error{Code: CodeUnavailable, Message: "worker closed"}
+
+func errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// asError gives any error a code, the way the engine does.
+func asError(err error) *Error {
+	var e *Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &e):
+		return e
+	case errors.Is(err, context.DeadlineExceeded):
+		return errorf(CodeDeadlineExceeded, "deadline exceeded")
+	case errors.Is(err, context.Canceled):
+		return errorf(CodeCancelled, "call cancelled")
+	default:
+		return errorf(CodeHandlerError, "%s", err.Error())
+	}
+}

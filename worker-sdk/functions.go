@@ -1,0 +1,241 @@
+package trine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	trinev1 "github.com/trinehq/trine/proto/trine/v1"
+)
+
+// Handler serves a function: it receives the JSON payload and returns a
+// value that is marshalled to JSON (a json.RawMessage is sent as is). An
+// *Error return chooses the code the caller sees; any other error arrives as
+// handler_error.
+type Handler func(ctx context.Context, payload json.RawMessage) (any, error)
+
+// FunctionOption configures a function registration.
+type FunctionOption func(*function)
+
+// WithDescription describes the function in engine::functions::list.
+func WithDescription(d string) FunctionOption { return func(f *function) { f.description = d } }
+
+type function struct {
+	id          string
+	description string
+	handler     Handler
+}
+
+func (f *function) frame(requestID string) *trinev1.ConnectRequest {
+	return &trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_RegisterFunction{RegisterFunction: &trinev1.RegisterFunction{
+		RequestId: requestID, Id: f.id, Description: f.description,
+	}}}
+}
+
+func unregisterFunctionFrame(id string) frameFunc {
+	return func(requestID string) *trinev1.ConnectRequest {
+		return &trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_UnregisterFunction{UnregisterFunction: &trinev1.UnregisterFunction{
+			RequestId: requestID, Id: id,
+		}}}
+	}
+}
+
+// RegisterFunction serves id with h, joining the function's replica set.
+// It waits for the engine's acknowledgement (up to WithCallTimeout) and
+// returns the engine's refusal, if any; a refused function is forgotten.
+// While disconnected the registration is kept and sent on connect. Calling
+// it again for the same id replaces the handler.
+func (w *Worker) RegisterFunction(id string, h Handler, opts ...FunctionOption) error {
+	if h == nil {
+		return errorf(CodeInvalidArgument, "function %q has no handler", id)
+	}
+	f := &function{id: id, handler: h}
+	for _, o := range opts {
+		o(f)
+	}
+	w.mu.Lock()
+	w.functions[id] = f
+	w.mu.Unlock()
+	return w.register(f.frame, func() { w.forgetFunction(id, f) })
+}
+
+// RegisterFunctionTyped registers a function whose payload is decoded into In
+// and whose result is Out. A payload that does not decode is refused with
+// invalid_argument before fn runs.
+func RegisterFunctionTyped[In, Out any](w *Worker, id string, fn func(ctx context.Context, in In) (Out, error), opts ...FunctionOption) error {
+	if fn == nil {
+		return errorf(CodeInvalidArgument, "function %q has no handler", id)
+	}
+	return w.RegisterFunction(id, func(ctx context.Context, payload json.RawMessage) (any, error) {
+		var in In
+		if len(payload) > 0 {
+			if err := json.Unmarshal(payload, &in); err != nil {
+				return nil, errorf(CodeInvalidArgument, "decode input of %s: %v", id, err)
+			}
+		}
+		return fn(ctx, in)
+	}, opts...)
+}
+
+// UnregisterFunction stops serving id; the engine routes no more calls here.
+func (w *Worker) UnregisterFunction(id string) error {
+	w.mu.Lock()
+	_, ok := w.functions[id]
+	delete(w.functions, id)
+	w.mu.Unlock()
+	if !ok {
+		return errorf(CodeFunctionNotFound, "function %q is not registered by this worker", id)
+	}
+	return w.register(unregisterFunctionFrame(id), nil)
+}
+
+func (w *Worker) forgetFunction(id string, f *function) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.functions[id] == f {
+		delete(w.functions, id)
+	}
+}
+
+// register sends a registration on the live session (waiting for one if
+// needed, up to the call timeout) and waits for its Ack. If the connection
+// drops before the Ack, it tries again on the next session. On a definitive
+// refusal it calls forget.
+func (w *Worker) register(build frameFunc, forget func()) error {
+	ctx, cancel := context.WithTimeout(w.ctx, w.opts.callTimeout)
+	defer cancel()
+	for {
+		s, err := w.liveSession(ctx)
+		if err != nil {
+			return fmt.Errorf("%w (the registration is kept and will be sent when the worker connects)", err)
+		}
+		err = s.request(ctx, build)
+		if err == nil {
+			return nil
+		}
+		if refused(err) {
+			if forget != nil {
+				forget()
+			}
+			return err
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		select { // the session broke: wait for the next one
+		case <-s.ctx.Done():
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+// InvocationInfo describes the invocation a handler is serving.
+type InvocationInfo struct {
+	ID          string
+	FunctionID  string
+	Metadata    json.RawMessage
+	Traceparent string
+	Deadline    time.Time
+}
+
+type invocationKey struct{}
+
+// Invocation returns the InvocationInfo of the call a handler's ctx serves.
+func Invocation(ctx context.Context) (InvocationInfo, bool) {
+	info, ok := ctx.Value(invocationKey{}).(InvocationInfo)
+	return info, ok
+}
+
+// serve runs an invocation on its own goroutine and sends back its result.
+func (w *Worker) serve(s *session, inv *trinev1.Invoke) {
+	id := inv.GetInvocationId()
+	ctx, cancel := context.WithCancel(s.ctx)
+	info := InvocationInfo{ID: id, FunctionID: inv.GetFunctionId(), Metadata: inv.GetMetadata(), Traceparent: inv.GetTraceparent()}
+	if ms := inv.GetTimeoutMs(); ms > 0 {
+		info.Deadline = time.Now().Add(time.Duration(ms) * time.Millisecond)
+		ctx, cancel = context.WithDeadline(s.ctx, info.Deadline)
+	}
+	ctx = context.WithValue(ctx, invocationKey{}, info)
+
+	w.mu.Lock()
+	fn, draining := w.functions[inv.GetFunctionId()], w.draining
+	if !draining {
+		w.handlers.Add(1)
+	}
+	w.mu.Unlock()
+	if draining {
+		cancel()
+		s.answer(inv, nil, errorf(CodeUnavailable, "worker is shutting down"))
+		return
+	}
+	s.mu.Lock()
+	s.running[id] = cancel
+	s.mu.Unlock()
+	go func() {
+		defer w.handlers.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.running, id)
+			s.mu.Unlock()
+			cancel()
+		}()
+		if fn == nil {
+			s.answer(inv, nil, errorf(CodeFunctionNotFound, "this worker does not serve %q", inv.GetFunctionId()))
+			return
+		}
+		if w.sem != nil {
+			select {
+			case w.sem <- struct{}{}:
+				defer func() { <-w.sem }()
+			case <-ctx.Done():
+				s.answer(inv, nil, errorf(CodeOverloaded, "worker concurrency limit reached until the call's deadline"))
+				return
+			}
+		}
+		out, err := call(ctx, fn.handler, inv.GetPayload())
+		s.answer(inv, out, err)
+	}()
+}
+
+// call runs h, turning a panic into handler_error and the value into JSON.
+func call(ctx context.Context, h Handler, payload []byte) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, errorf(CodeHandlerError, "handler panicked: %v\n%s", r, debug.Stack())
+		}
+	}()
+	v, err := h(ctx, payload)
+	if err != nil {
+		return nil, err
+	}
+	if raw, ok := v.(json.RawMessage); ok {
+		if len(raw) == 0 {
+			return []byte("null"), nil
+		}
+		if !json.Valid(raw) {
+			return nil, errorf(CodeHandlerError, "handler returned a json.RawMessage that is not valid JSON")
+		}
+		return raw, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, errorf(CodeHandlerError, "encode result: %v", err)
+	}
+	return b, nil
+}
+
+// answer sends an invocation's result, unless the call was void.
+func (s *session) answer(inv *trinev1.Invoke, out []byte, err error) {
+	if inv.GetVoid() {
+		return
+	}
+	res := &trinev1.InvokeResult{InvocationId: inv.GetInvocationId(), Result: out, Error: toProto(err)}
+	f := &trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_InvokeResult{InvokeResult: res}}
+	if serr := s.send(s.ctx, f); serr != nil && asError(serr).Code == CodeMessageTooLarge {
+		res.Result, res.Error = nil, toProto(serr)
+		_ = s.send(s.ctx, f)
+	}
+}

@@ -1,0 +1,98 @@
+package trine
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+// Option configures a Worker.
+type Option func(*options)
+
+type options struct {
+	name, namespace, version string
+	concurrency              int
+	callTimeout              time.Duration
+	closeTimeout             time.Duration
+	backoffMin, backoffMax   time.Duration
+	keepalive                time.Duration
+	logger                   *slog.Logger
+	onError                  func(error)
+	dialOptions              []grpc.DialOption
+}
+
+func defaultOptions() options {
+	host, _ := os.Hostname()
+	return options{
+		name:         fmt.Sprintf("%s:%d", host, os.Getpid()),
+		namespace:    "default",
+		version:      "dev",
+		callTimeout:  30 * time.Second,
+		closeTimeout: 10 * time.Second,
+		backoffMin:   100 * time.Millisecond,
+		backoffMax:   10 * time.Second,
+		keepalive:    10 * time.Second,
+		logger:       slog.New(slog.DiscardHandler),
+	}
+}
+
+// WithName names the worker in engine::workers::list. Default "hostname:pid".
+func WithName(name string) Option { return func(o *options) { o.name = name } }
+
+// WithNamespace sets the worker's namespace. Default "default".
+func WithNamespace(ns string) Option { return func(o *options) { o.namespace = ns } }
+
+// WithVersion sets the version the worker reports. Default "dev".
+func WithVersion(v string) Option { return func(o *options) { o.version = v } }
+
+// WithConcurrency caps how many handlers run at once; further invocations
+// wait (within their deadline) for a free slot. Zero, the default, means no
+// limit.
+func WithConcurrency(n int) Option { return func(o *options) { o.concurrency = n } }
+
+// WithCallTimeout bounds Trigger calls whose context has no deadline, and
+// registrations. Default 30s.
+func WithCallTimeout(d time.Duration) Option { return func(o *options) { o.callTimeout = d } }
+
+// WithCloseTimeout bounds how long Close waits for running handlers before
+// cancelling their contexts. Default 10s.
+func WithCloseTimeout(d time.Duration) Option { return func(o *options) { o.closeTimeout = d } }
+
+// WithReconnectBackoff sets the reconnect delay range: the delay starts at
+// min, doubles per failed attempt up to max, with ±20% jitter. Defaults
+// 100ms and 10s.
+func WithReconnectBackoff(min, max time.Duration) Option {
+	return func(o *options) { o.backoffMin, o.backoffMax = min, max }
+}
+
+// WithKeepalive sets how long the connection may be idle before the worker
+// pings the engine. Default 10s.
+func WithKeepalive(d time.Duration) Option { return func(o *options) { o.keepalive = d } }
+
+// WithLogger sets the logger. Default: discard.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithErrorHandler receives errors that have no caller to return to: a
+// registration refused when it is replayed after a reconnect.
+func WithErrorHandler(f func(error)) Option { return func(o *options) { o.onError = f } }
+
+// WithDialOptions adds grpc.DialOptions (TLS credentials, interceptors…).
+// Without transport credentials the connection is plaintext.
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(o *options) { o.dialOptions = append(o.dialOptions, opts...) }
+}
+
+func (o *options) validate() error {
+	switch {
+	case o.concurrency < 0:
+		return errorf(CodeInvalidArgument, "concurrency must not be negative")
+	case o.callTimeout <= 0, o.closeTimeout <= 0, o.keepalive <= 0:
+		return errorf(CodeInvalidArgument, "timeouts must be positive")
+	case o.backoffMin <= 0 || o.backoffMax < o.backoffMin:
+		return errorf(CodeInvalidArgument, "reconnect backoff needs 0 < min <= max")
+	}
+	return nil
+}

@@ -1,0 +1,313 @@
+package trine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	trinev1 "github.com/trinehq/trine/proto/trine/v1"
+)
+
+// sendQueue is the length of a session's outbound frame queue.
+const sendQueue = 1024
+
+type reply struct {
+	value json.RawMessage
+	err   error
+}
+
+// session is one Connect stream. It ends when the stream breaks or the
+// worker closes, and all its goroutines end with it.
+type session struct {
+	w        *Worker
+	workerID string
+	maxBytes int
+	out      chan *trinev1.ConnectRequest
+	ctx      context.Context
+	wg       sync.WaitGroup
+
+	mu      sync.Mutex
+	waiting map[string]chan reply         // acks and call results, by request or call id
+	running map[string]context.CancelFunc // invocations being served, by invocation id
+	dead    bool
+}
+
+// runSession opens a stream on cc, says hello, replays the registrations and
+// serves the stream until it breaks. It returns the worker id and reattach
+// token it was given, if it got that far.
+func (w *Worker) runSession(cc *grpc.ClientConn, prevID, token string) (string, string, error) {
+	ctx, cancel := context.WithCancel(w.ctx)
+	defer cancel()
+	stream, err := trinev1.NewEngineServiceClient(cc).Connect(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	hello := &trinev1.Hello{Name: w.opts.name, Namespace: w.opts.namespace, Runtime: Runtime, Version: w.opts.version,
+		PreviousWorkerId: prevID, ReattachToken: token}
+	if err := stream.Send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_Hello{Hello: hello}}); err != nil {
+		return "", "", err
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return "", "", err
+	}
+	welcome := first.GetWelcome()
+	if welcome == nil {
+		return "", "", errorf(CodeInternal, "engine did not answer hello with welcome")
+	}
+	s := &session{
+		w: w, workerID: welcome.GetWorkerId(), maxBytes: int(welcome.GetMaxMessageBytes()),
+		out: make(chan *trinev1.ConnectRequest, sendQueue), ctx: ctx,
+		waiting: make(map[string]chan reply), running: make(map[string]context.CancelFunc),
+	}
+	if s.maxBytes <= 0 {
+		s.maxBytes = 4 << 20
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer cancel()
+		s.write(stream)
+	}()
+	defer func() {
+		cancel()
+		s.fail()
+		w.setSessionIf(s)
+		s.wg.Wait()
+	}()
+	s.replay()
+	w.setSession(s)
+	w.log.Info("connected to engine", "worker_id", s.workerID)
+	for {
+		f, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errorf(CodeUnavailable, "engine closed the stream")
+			}
+			return welcome.GetWorkerId(), welcome.GetReattachToken(), err
+		}
+		s.dispatch(f)
+	}
+}
+
+// setSessionIf clears the live session if it is still s.
+func (w *Worker) setSessionIf(s *session) {
+	w.mu.Lock()
+	live := w.sess == s
+	w.mu.Unlock()
+	if live {
+		w.setSession(nil)
+	}
+}
+
+func (s *session) write(stream grpc.BidiStreamingClient[trinev1.ConnectRequest, trinev1.ConnectResponse]) {
+	for {
+		select {
+		case f := <-s.out:
+			if err := stream.Send(f); err != nil {
+				return
+			}
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// fail ends every wait on this session: the stream is gone.
+func (s *session) fail() {
+	s.mu.Lock()
+	s.dead = true
+	waiting := s.waiting
+	s.waiting = nil
+	s.mu.Unlock()
+	for _, ch := range waiting {
+		ch <- reply{err: errorf(CodeUnavailable, "connection to the engine lost")}
+	}
+}
+
+// send queues a frame, refusing one over the engine's size limit.
+func (s *session) send(ctx context.Context, f *trinev1.ConnectRequest) error {
+	if n := proto.Size(f); n > s.maxBytes {
+		return errorf(CodeMessageTooLarge, "frame is %d bytes, the engine accepts at most %d", n, s.maxBytes)
+	}
+	select {
+	case s.out <- f:
+		return nil
+	case <-ctx.Done():
+		return asError(ctx.Err())
+	case <-s.ctx.Done():
+		return errorf(CodeUnavailable, "connection to the engine lost")
+	}
+}
+
+// expect registers id as awaiting a reply.
+func (s *session) expect(id string) (chan reply, error) {
+	ch := make(chan reply, 1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead {
+		return nil, errorf(CodeUnavailable, "connection to the engine lost")
+	}
+	s.waiting[id] = ch
+	return ch, nil
+}
+
+func (s *session) forget(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.waiting[id]
+	delete(s.waiting, id)
+	return ok
+}
+
+func (s *session) resolve(id string, r reply) {
+	s.mu.Lock()
+	ch, ok := s.waiting[id]
+	delete(s.waiting, id)
+	s.mu.Unlock()
+	if ok {
+		ch <- r
+	}
+}
+
+// frameFunc builds a registration frame carrying the given request id.
+type frameFunc func(requestID string) *trinev1.ConnectRequest
+
+// request sends a registration frame and waits for the engine's Ack.
+func (s *session) request(ctx context.Context, build frameFunc) error {
+	id, ch, err := s.sendRequest(ctx, build)
+	if err != nil {
+		return err
+	}
+	return s.awaitAck(ctx, id, ch)
+}
+
+func (s *session) sendRequest(ctx context.Context, build frameFunc) (string, chan reply, error) {
+	id := s.w.newID()
+	ch, err := s.expect(id)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := s.send(ctx, build(id)); err != nil {
+		s.forget(id)
+		return "", nil, err
+	}
+	return id, ch, nil
+}
+
+func (s *session) awaitAck(ctx context.Context, id string, ch chan reply) error {
+	select {
+	case r := <-ch:
+		return r.err
+	case <-ctx.Done():
+		s.forget(id)
+		return errorf(CodeUnavailable, "engine did not acknowledge: %s", asError(ctx.Err()).Message)
+	}
+}
+
+// dispatch handles one engine frame without blocking on handlers.
+func (s *session) dispatch(f *trinev1.ConnectResponse) {
+	switch f := f.GetFrame().(type) {
+	case *trinev1.ConnectResponse_Ack:
+		s.resolve(f.Ack.GetRequestId(), reply{err: fromProto(f.Ack.GetError())})
+	case *trinev1.ConnectResponse_CallResult:
+		r := f.CallResult
+		s.resolve(r.GetCallId(), reply{value: r.GetResult(), err: fromProto(r.GetError())})
+	case *trinev1.ConnectResponse_Invoke:
+		s.w.serve(s, f.Invoke)
+	case *trinev1.ConnectResponse_Cancel:
+		s.mu.Lock()
+		cancel := s.running[f.Cancel.GetId()]
+		s.mu.Unlock()
+		if cancel != nil {
+			cancel()
+		}
+	case *trinev1.ConnectResponse_TriggerConfig:
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.w.configureTrigger(s, f.TriggerConfig)
+		}()
+	}
+}
+
+// replay sends every stored registration: trigger types, then functions,
+// then triggers. Refusals go to the error handler and drop the registration.
+func (s *session) replay() {
+	w := s.w
+	w.mu.Lock()
+	var frames []frameFunc
+	var drop []func()
+	for id, tt := range w.triggerTypes {
+		frames = append(frames, tt.frame)
+		drop = append(drop, func() { w.forgetTriggerType(id, tt) })
+	}
+	for id, fn := range w.functions {
+		frames = append(frames, fn.frame)
+		drop = append(drop, func() { w.forgetFunction(id, fn) })
+	}
+	for id, t := range w.triggers {
+		frames = append(frames, t.frame)
+		drop = append(drop, func() { w.forgetTrigger(id, t) })
+	}
+	w.mu.Unlock()
+	if len(frames) == 0 {
+		return
+	}
+	ids := make([]string, len(frames))
+	chans := make([]chan reply, len(frames))
+	for i, build := range frames {
+		id, ch, err := s.sendRequest(s.ctx, build)
+		if err != nil {
+			return
+		}
+		ids[i], chans[i] = id, ch
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for i, ch := range chans {
+			if err := s.awaitAck(s.ctx, ids[i], ch); err != nil && refused(err) {
+				drop[i]()
+				w.reportError(err)
+			}
+		}
+	}()
+}
+
+// refused tells a definitive refusal from a lost connection.
+func refused(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code != CodeUnavailable && e.Code != CodeDeadlineExceeded && e.Code != CodeCancelled
+}
+
+func (w *Worker) reportError(err error) {
+	w.log.Error("registration refused by the engine", "error", err)
+	if w.opts.onError != nil {
+		w.opts.onError(err)
+	}
+}
+
+func fromProto(e *trinev1.Error) error {
+	if e == nil {
+		return nil
+	}
+	code := Code(e.GetCode())
+	if code == "" {
+		code = CodeInternal
+	}
+	return &Error{Code: code, Message: e.GetMessage()}
+}
+
+func toProto(err error) *trinev1.Error {
+	if err == nil {
+		return nil
+	}
+	e := asError(err)
+	return &trinev1.Error{Code: string(e.Code), Message: e.Message}
+}

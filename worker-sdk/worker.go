@@ -1,0 +1,267 @@
+package trine
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+)
+
+// Runtime is what the SDK reports as the worker's runtime.
+const Runtime = "go"
+
+// Worker is a connection to the engine that serves functions and makes calls.
+type Worker struct {
+	opts    options
+	log     *slog.Logger
+	targets []string
+	conns   []*grpc.ClientConn
+	initErr error
+
+	ctx      context.Context // ends when Close gives up on draining
+	stop     context.CancelFunc
+	loopDone chan struct{}
+	firstUp  chan struct{}
+	upOnce   sync.Once
+	closeMu  sync.Mutex
+	closeErr error
+	closed   bool
+	sem      chan struct{}
+	seq      atomic.Uint64
+
+	mu           sync.Mutex
+	sess         *session      // the live session, or nil
+	sessChanged  chan struct{} // closed and replaced whenever sess changes
+	functions    map[string]*function
+	triggerTypes map[string]*triggerType
+	triggers     map[string]*trigger
+	draining     bool // Close has begun: new invocations are refused
+	handlers     sync.WaitGroup
+}
+
+// RegisterWorker creates a worker for the engine at addr ("host:port", or a
+// comma-separated list tried in turn) and starts connecting in the
+// background. It never fails: a bad option or address is reported by
+// Connect and every later call.
+func RegisterWorker(addr string, opts ...Option) *Worker {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	w := &Worker{
+		opts: o, log: o.logger, ctx: ctx, stop: stop,
+		loopDone: make(chan struct{}), firstUp: make(chan struct{}), sessChanged: make(chan struct{}),
+		functions: make(map[string]*function), triggerTypes: make(map[string]*triggerType), triggers: make(map[string]*trigger),
+	}
+	if o.concurrency > 0 {
+		w.sem = make(chan struct{}, o.concurrency)
+	}
+	w.initErr = o.validate()
+	for _, t := range strings.Split(addr, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			w.targets = append(w.targets, t)
+		}
+	}
+	if w.initErr == nil && len(w.targets) == 0 {
+		w.initErr = errorf(CodeInvalidArgument, "no engine address")
+	}
+	for _, t := range w.targets {
+		if w.initErr != nil {
+			break
+		}
+		cc, err := grpc.NewClient(t, w.dialOptions()...)
+		if err != nil {
+			w.initErr = errorf(CodeInvalidArgument, "engine address %s: %v", t, err)
+			break
+		}
+		w.conns = append(w.conns, cc)
+	}
+	if w.initErr != nil {
+		for _, cc := range w.conns {
+			_ = cc.Close()
+		}
+		stop()
+		close(w.loopDone)
+		return w
+	}
+	go w.loop()
+	return w
+}
+
+func (w *Worker) dialOptions() []grpc.DialOption {
+	return append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: w.opts.keepalive, Timeout: w.opts.keepalive / 2, PermitWithoutStream: true}),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: w.opts.backoffMin, Multiplier: 2, Jitter: 0.2, MaxDelay: w.opts.backoffMax},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)),
+	}, w.opts.dialOptions...)
+}
+
+// Connect blocks until the worker's first connection to the engine is up,
+// ctx ends, or the worker is closed.
+func (w *Worker) Connect(ctx context.Context) error {
+	if w.initErr != nil {
+		return w.initErr
+	}
+	select {
+	case <-w.firstUp:
+		return nil
+	case <-ctx.Done():
+		return asError(ctx.Err())
+	case <-w.loopDone:
+		return ErrClosed
+	}
+}
+
+// ID is the worker id the engine gave the current (or last) session.
+func (w *Worker) ID() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.sess == nil {
+		return ""
+	}
+	return w.sess.workerID
+}
+
+// loop keeps a session up until the worker closes.
+func (w *Worker) loop() {
+	defer close(w.loopDone)
+	var prevID, token string
+	for attempt, i := 0, 0; ; i++ {
+		cc := w.conns[i%len(w.conns)]
+		started := time.Now()
+		id, tok, err := w.runSession(cc, prevID, token)
+		if id != "" {
+			prevID, token = id, tok
+		}
+		if w.ctx.Err() != nil {
+			return
+		}
+		if id != "" && time.Since(started) > w.opts.backoffMax {
+			attempt = 0
+		}
+		delay := w.backoff(attempt)
+		attempt++
+		w.log.Info("engine connection lost; reconnecting", "target", w.targets[i%len(w.targets)], "error", err, "retry_in", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-w.ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+func (w *Worker) backoff(attempt int) time.Duration {
+	d := float64(w.opts.backoffMin) * math.Pow(2, float64(min(attempt, 30)))
+	d = min(d, float64(w.opts.backoffMax))
+	return time.Duration(d * (0.8 + 0.4*rand.Float64()))
+}
+
+// setSession publishes s as the live session (nil: none) and wakes waiters.
+func (w *Worker) setSession(s *session) {
+	w.mu.Lock()
+	w.sess = s
+	close(w.sessChanged)
+	w.sessChanged = make(chan struct{})
+	w.mu.Unlock()
+	if s != nil {
+		w.upOnce.Do(func() { close(w.firstUp) })
+	}
+}
+
+// liveSession waits for a session until ctx ends or the worker closes.
+func (w *Worker) liveSession(ctx context.Context) (*session, error) {
+	if w.initErr != nil {
+		return nil, w.initErr
+	}
+	for {
+		w.mu.Lock()
+		s, changed := w.sess, w.sessChanged
+		w.mu.Unlock()
+		if s != nil {
+			return s, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, errorf(CodeUnavailable, "not connected to the engine: %s", asError(ctx.Err()).Message)
+		case <-w.ctx.Done():
+			return nil, ErrClosed
+		}
+	}
+}
+
+func (w *Worker) newID() string { return strconv.FormatUint(w.seq.Add(1), 36) }
+
+// Close stops taking calls: the worker leaves the replica set of each of
+// its functions, lets running handlers finish within WithCloseTimeout (then
+// cancels their contexts), and closes the connection. It returns once every
+// goroutine the worker started has exited, or reports the handlers that
+// ignored cancellation. Close is idempotent.
+func (w *Worker) Close() error {
+	w.closeMu.Lock()
+	defer w.closeMu.Unlock()
+	if w.closed {
+		return w.closeErr
+	}
+	w.closed = true
+	if w.initErr != nil {
+		return nil
+	}
+	deadline := time.Now().Add(w.opts.closeTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	w.mu.Lock()
+	s := w.sess
+	ids := make([]string, 0, len(w.functions))
+	for id := range w.functions {
+		ids = append(ids, id)
+	}
+	w.mu.Unlock()
+	if s != nil {
+		for _, id := range ids {
+			if err := s.request(ctx, unregisterFunctionFrame(id)); err != nil {
+				w.log.Debug("unregister on close", "function_id", id, "error", err)
+			}
+		}
+	}
+	w.mu.Lock()
+	w.draining = true
+	w.mu.Unlock()
+	idle := make(chan struct{})
+	go func() { w.handlers.Wait(); close(idle) }()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		w.log.Warn("handlers still running at close timeout; cancelling them")
+	}
+	w.stop()
+	<-w.loopDone
+	for _, cc := range w.conns {
+		_ = cc.Close()
+	}
+	t := time.NewTimer(w.opts.closeTimeout)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-t.C:
+		w.closeErr = errorf(CodeDeadlineExceeded, "handlers ignored cancellation and are still running")
+	}
+	return w.closeErr
+}
