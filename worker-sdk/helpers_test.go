@@ -59,3 +59,5 @@ func wantCode(t *testing.T, err error, code trine.Code) {
 		t.Fatalf("error code = %s (%v), want %s", te.Code, err, code)
 	}
 }
+
+type engineFunction = engine.FunctionStatus

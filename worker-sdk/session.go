@@ -71,8 +71,9 @@ func (w *Worker) runSession(cc *grpc.ClientConn, prevID, token string) (string, 
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		defer cancel()
-		s.write(stream)
+		if !s.write(stream) {
+			cancel()
+		}
 	}()
 	defer func() {
 		cancel()
@@ -105,15 +106,29 @@ func (w *Worker) setSessionIf(s *session) {
 	}
 }
 
-func (s *session) write(stream grpc.BidiStreamingClient[trinev1.ConnectRequest, trinev1.ConnectResponse]) {
+// write sends queued frames until the stream fails (false) or the worker
+// quits (true): then it flushes the queue and half-closes the stream, and
+// the engine ends the session once it has read everything.
+func (s *session) write(stream grpc.BidiStreamingClient[trinev1.ConnectRequest, trinev1.ConnectResponse]) bool {
 	for {
 		select {
 		case f := <-s.out:
 			if err := stream.Send(f); err != nil {
-				return
+				return false
+			}
+		case <-s.w.quit:
+			for {
+				select {
+				case f := <-s.out:
+					if err := stream.Send(f); err != nil {
+						return false
+					}
+				default:
+					return stream.CloseSend() == nil
+				}
 			}
 		case <-s.ctx.Done():
-			return
+			return false
 		}
 	}
 }

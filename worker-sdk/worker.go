@@ -31,6 +31,7 @@ type Worker struct {
 	ctx      context.Context // ends when Close gives up on draining
 	stop     context.CancelFunc
 	loopDone chan struct{}
+	quit     chan struct{} // closed by Close once handlers are done: sessions flush and end
 	firstUp  chan struct{}
 	upOnce   sync.Once
 	closeMu  sync.Mutex
@@ -61,7 +62,7 @@ func RegisterWorker(addr string, opts ...Option) *Worker {
 	ctx, stop := context.WithCancel(context.Background())
 	w := &Worker{
 		opts: o, log: o.logger, ctx: ctx, stop: stop,
-		loopDone: make(chan struct{}), firstUp: make(chan struct{}), sessChanged: make(chan struct{}),
+		loopDone: make(chan struct{}), quit: make(chan struct{}), firstUp: make(chan struct{}), sessChanged: make(chan struct{}),
 		functions: make(map[string]*function), triggerTypes: make(map[string]*triggerType), triggers: make(map[string]*trigger),
 	}
 	if o.concurrency > 0 {
@@ -148,7 +149,7 @@ func (w *Worker) loop() {
 		if id != "" {
 			prevID, token = id, tok
 		}
-		if w.ctx.Err() != nil {
+		if w.quitting() {
 			return
 		}
 		if id != "" && time.Since(started) > w.opts.backoffMax {
@@ -160,10 +161,22 @@ func (w *Worker) loop() {
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
+		case <-w.quit:
+			t.Stop()
+			return
 		case <-w.ctx.Done():
 			t.Stop()
 			return
 		}
+	}
+}
+
+func (w *Worker) quitting() bool {
+	select {
+	case <-w.quit:
+		return true
+	default:
+		return w.ctx.Err() != nil
 	}
 }
 
@@ -251,13 +264,19 @@ func (w *Worker) Close() error {
 	case <-ctx.Done():
 		w.log.Warn("handlers still running at close timeout; cancelling them")
 	}
+	close(w.quit) // flush results and half-close; the engine then ends the session
+	t := time.NewTimer(w.opts.closeTimeout)
+	defer t.Stop()
+	select {
+	case <-w.loopDone:
+	case <-t.C:
+	}
 	w.stop()
 	<-w.loopDone
 	for _, cc := range w.conns {
 		_ = cc.Close()
 	}
-	t := time.NewTimer(w.opts.closeTimeout)
-	defer t.Stop()
+	t.Reset(w.opts.closeTimeout)
 	select {
 	case <-idle:
 	case <-t.C:

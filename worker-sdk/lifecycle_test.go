@@ -1,0 +1,157 @@
+package trine_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	trine "github.com/trinehq/trine/worker-sdk"
+)
+
+func TestCloseDrainsInFlightHandlers(t *testing.T) {
+	t.Parallel()
+	srv := startEngine(t)
+	w := trine.RegisterWorker(srv.Addr, trine.WithCloseTimeout(5*time.Second))
+	if err := w.Connect(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	if err := w.RegisterFunction("job", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		close(started)
+		select {
+		case <-time.After(300 * time.Millisecond):
+			return "done", nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	caller := connect(t, srv.Addr)
+	res := make(chan error, 1)
+	go func() {
+		out, err := caller.Trigger(t.Context(), "job", nil)
+		if err == nil && string(out) != `"done"` {
+			err = errors.New("unexpected result " + string(out))
+		}
+		res <- err
+	}()
+	<-started
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	if err := <-res; err != nil {
+		t.Fatalf("in-flight call during Close = %v, want it to finish", err)
+	}
+	if _, err := caller.Trigger(t.Context(), "job", nil); !errors.Is(err, trine.ErrFunctionNotFound) {
+		t.Fatalf("after Close, Trigger(job) = %v, want function_not_found", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("second Close() = %v", err)
+	}
+	if _, err := w.Trigger(t.Context(), "job", nil); !errors.Is(err, trine.ErrClosed) {
+		t.Fatalf("Trigger on a closed worker = %v, want ErrClosed", err)
+	}
+}
+
+func TestCloseCancelsHandlersAfterTimeout(t *testing.T) {
+	t.Parallel()
+	srv := startEngine(t)
+	w := trine.RegisterWorker(srv.Addr, trine.WithCloseTimeout(100*time.Millisecond))
+	if err := w.Connect(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	if err := w.RegisterFunction("forever", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		close(started)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	caller := connect(t, srv.Addr)
+	go func() { _, _ = caller.Trigger(t.Context(), "forever", nil) }()
+	<-started
+	start := time.Now()
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("Close took %v with a 100ms close timeout", el)
+	}
+}
+
+func TestConcurrencyLimit(t *testing.T) {
+	t.Parallel()
+	srv := startEngine(t)
+	w := connect(t, srv.Addr, trine.WithConcurrency(2))
+	var running, peak atomic.Int32
+	if err := w.RegisterFunction("limited", func(context.Context, json.RawMessage) (any, error) {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond) // the handler's work
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	caller := connect(t, srv.Addr)
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			if _, err := caller.Trigger(t.Context(), "limited", nil); err != nil {
+				t.Errorf("Trigger = %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if p := peak.Load(); p != 2 {
+		t.Fatalf("peak concurrent handlers = %d, want 2", p)
+	}
+}
+
+func TestRegisterBeforeConnect(t *testing.T) {
+	t.Parallel()
+	srv := startEngine(t)
+	w := trine.RegisterWorker(srv.Addr)
+	t.Cleanup(func() { _ = w.Close() })
+	// Registration before the connection is up is kept, sent on connect and acknowledged.
+	if err := w.RegisterFunction("early", func(context.Context, json.RawMessage) (any, error) { return "up", nil }); err != nil {
+		t.Fatalf("RegisterFunction before Connect = %v", err)
+	}
+	if err := w.Connect(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	out, err := w.Trigger(t.Context(), "early", nil)
+	if err != nil || string(out) != `"up"` {
+		t.Fatalf("Trigger(early) = %s, %v", out, err)
+	}
+}
+
+func TestConnectFailsWithoutEngine(t *testing.T) {
+	t.Parallel()
+	w := trine.RegisterWorker("127.0.0.1:1", trine.WithReconnectBackoff(10*time.Millisecond, 50*time.Millisecond))
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if err := w.Connect(ctx); !errors.Is(err, trine.ErrDeadlineExceeded) {
+		t.Fatalf("Connect to nothing = %v, want deadline_exceeded", err)
+	}
+	if _, err := w.Trigger(ctx, "x", nil); !errors.Is(err, trine.ErrUnavailable) {
+		t.Fatalf("Trigger while disconnected = %v, want unavailable", err)
+	}
+	bad := trine.RegisterWorker("127.0.0.1:1", trine.WithConcurrency(-1))
+	defer bad.Close()
+	if err := bad.Connect(t.Context()); !errors.Is(err, trine.ErrInvalidArgument) {
+		t.Fatalf("Connect with a bad option = %v, want invalid_argument", err)
+	}
+}
