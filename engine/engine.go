@@ -30,7 +30,9 @@ type Engine struct {
 	started  time.Time
 
 	calls    sync.WaitGroup // in-flight calls, counted while draining is false
+	bgMu     sync.Mutex
 	bg       sync.WaitGroup // engine-owned background work (trigger re-binding, provider notices)
+	bgClosed bool           // set before bg.Wait; guarded by bgMu
 	hardStop context.Context
 	stopNow  context.CancelFunc
 	runOnce  sync.Once
@@ -104,6 +106,9 @@ func (e *Engine) shutdown() {
 			s.Close()
 		}
 		<-idle
+		e.bgMu.Lock()
+		e.bgClosed = true
+		e.bgMu.Unlock()
 		e.bg.Wait()
 		close(e.done)
 		e.log.Info("engine stopped")
@@ -161,6 +166,21 @@ func (e *Engine) TriggerVoid(c Call) error {
 		}
 	}()
 	return nil
+}
+
+// background runs f on a goroutine that shutdown waits for. Once shutdown
+// has begun waiting, f is dropped: its work concerns a stopped engine.
+func (e *Engine) background(f func()) {
+	e.bgMu.Lock()
+	defer e.bgMu.Unlock()
+	if e.bgClosed {
+		return
+	}
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		f()
+	}()
 }
 
 // route validates c, assigns its invocation id and picks its handler. On

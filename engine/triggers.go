@@ -81,13 +81,11 @@ func (s *Session) RegisterTriggerType(id, description string) error {
 	}
 	e.mu.Unlock()
 	if len(orphans) > 0 {
-		e.bg.Add(1)
-		go func() {
-			defer e.bg.Done()
+		e.background(func() {
 			for _, t := range orphans {
 				e.rebind(p, t)
 			}
-		}()
+		})
 	}
 	return nil
 }
@@ -242,15 +240,13 @@ func (e *Engine) notifyUnbound(ts []*trigger) {
 	if len(ts) == 0 {
 		return
 	}
-	e.bg.Add(1)
-	go func() {
-		defer e.bg.Done()
+	e.background(func() {
 		for _, t := range ts {
 			if err := t.provider.UnregisterTrigger(e.hardStop, t.Trigger); err != nil {
 				e.log.Debug("provider failed to remove trigger", LogTriggerID, t.ID, "error", err)
 			}
 		}
-	}()
+	})
 }
 
 // providerSession serves a trigger type through the worker that provides it.
