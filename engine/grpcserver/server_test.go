@@ -1,0 +1,300 @@
+package grpcserver_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/engine/grpcserver"
+	"github.com/trinehq/trine/internal/enginetest"
+	trinev1 "github.com/trinehq/trine/proto/trine/v1"
+	trine "github.com/trinehq/trine/worker-sdk"
+)
+
+func client(t *testing.T, addr string) trinev1.EngineServiceClient {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return trinev1.NewEngineServiceClient(cc)
+}
+
+// trineCode extracts the Trine code from a status's ErrorInfo.
+func trineCode(err error) string {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == grpcserver.ErrorDomain {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
+
+func TestTriggerRPC(t *testing.T) {
+	t.Parallel()
+	srv := enginetest.Start(t, engine.Config{}, grpcserver.Config{MaxMessageBytes: 32 << 10})
+	c := client(t, srv.Addr)
+	if err := srv.Engine.RegisterFunction("test::echo", "", engine.HandlerFunc(func(_ context.Context, call engine.Call) ([]byte, error) {
+		return call.Payload, nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Engine.RegisterFunction("test::fail", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		return nil, errors.New("nope")
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Engine.RegisterFunction("test::hang", "", engine.HandlerFunc(func(ctx context.Context, _ engine.Call) ([]byte, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})); err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := c.Trigger(t.Context(), &trinev1.TriggerRequest{FunctionId: "test::echo", Payload: []byte(`{"a":1}`)})
+	if err != nil || string(res.GetResult()) != `{"a":1}` {
+		t.Fatalf("Trigger(echo) = %s, %v", res.GetResult(), err)
+	}
+	res, err = c.Trigger(t.Context(), &trinev1.TriggerRequest{FunctionId: "engine::health::check"})
+	if err != nil {
+		t.Fatalf("Trigger(health) = %v", err)
+	}
+	var h engine.Health
+	if err := json.Unmarshal(res.GetResult(), &h); err != nil || h.Status != "ok" {
+		t.Fatalf("health = %s (%v)", res.GetResult(), err)
+	}
+
+	tests := []struct {
+		name     string
+		req      *trinev1.TriggerRequest
+		grpcCode codes.Code
+		code     string
+	}{
+		{"UnknownFunction", &trinev1.TriggerRequest{FunctionId: "no::such"}, codes.NotFound, "function_not_found"},
+		{"MalformedJSON", &trinev1.TriggerRequest{FunctionId: "test::echo", Payload: []byte(`{"a":`)}, codes.InvalidArgument, "invalid_argument"},
+		{"EmptyID", &trinev1.TriggerRequest{FunctionId: ""}, codes.InvalidArgument, "invalid_argument"},
+		{"UnprintableID", &trinev1.TriggerRequest{FunctionId: "a\tb"}, codes.InvalidArgument, "invalid_argument"},
+		{"LongID", &trinev1.TriggerRequest{FunctionId: strings.Repeat("x", engine.MaxIDLength+1)}, codes.InvalidArgument, "invalid_argument"},
+		{"HandlerError", &trinev1.TriggerRequest{FunctionId: "test::fail"}, codes.Unknown, "handler_error"},
+		{"Timeout", &trinev1.TriggerRequest{FunctionId: "test::hang", TimeoutMs: 50}, codes.DeadlineExceeded, "deadline_exceeded"},
+		{"VoidUnknown", &trinev1.TriggerRequest{FunctionId: "no::such", Action: trinev1.Action_ACTION_VOID}, codes.NotFound, "function_not_found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := c.Trigger(t.Context(), tt.req)
+			if got := status.Code(err); got != tt.grpcCode {
+				t.Errorf("status code = %v (%v), want %v", got, err, tt.grpcCode)
+			}
+			if got := trineCode(err); got != tt.code {
+				t.Errorf("trine code = %q, want %q", got, tt.code)
+			}
+		})
+	}
+
+	t.Run("OversizeRequest", func(t *testing.T) {
+		big := []byte(`"` + strings.Repeat("x", 40<<10) + `"`)
+		_, err := c.Trigger(t.Context(), &trinev1.TriggerRequest{FunctionId: "test::echo", Payload: big})
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("oversize Trigger = %v, want ResourceExhausted", err)
+		}
+	})
+	t.Run("VoidReturnsAtOnce", func(t *testing.T) {
+		start := time.Now()
+		res, err := c.Trigger(t.Context(), &trinev1.TriggerRequest{FunctionId: "test::hang", TimeoutMs: 300, Action: trinev1.Action_ACTION_VOID})
+		if err != nil || len(res.GetResult()) != 0 {
+			t.Fatalf("void Trigger = %s, %v", res.GetResult(), err)
+		}
+		if el := time.Since(start); el > time.Second {
+			t.Fatalf("void Trigger took %v", el)
+		}
+	})
+}
+
+func TestConnectNeedsHello(t *testing.T) {
+	t.Parallel()
+	srv := enginetest.Start(t, engine.Config{}, grpcserver.Config{})
+	stream, err := client(t, srv.Addr).Connect(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_RegisterFunction{RegisterFunction: &trinev1.RegisterFunction{Id: "x"}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = stream.Recv()
+	if status.Code(err) != codes.InvalidArgument || trineCode(err) != "invalid_argument" {
+		t.Fatalf("Recv after a non-hello first frame = %v, want invalid_argument", err)
+	}
+}
+
+func TestConnectRawProtocol(t *testing.T) {
+	t.Parallel()
+	srv := enginetest.Start(t, engine.Config{}, grpcserver.Config{})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	stream, err := client(t, srv.Addr).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(f *trinev1.ConnectRequest) {
+		t.Helper()
+		if err := stream.Send(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_Hello{Hello: &trinev1.Hello{Name: "raw", Runtime: "test"}}})
+	welcome, err := stream.Recv()
+	if err != nil || welcome.GetWelcome().GetWorkerId() == "" || welcome.GetWelcome().GetMaxMessageBytes() != grpcserver.DefaultMaxMessageBytes {
+		t.Fatalf("welcome = %v, %v", welcome, err)
+	}
+	// Every registration is acknowledged, with the request id echoed.
+	send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_RegisterFunction{RegisterFunction: &trinev1.RegisterFunction{RequestId: "r1", Id: "raw::fn"}}})
+	send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_RegisterFunction{RegisterFunction: &trinev1.RegisterFunction{RequestId: "r2", Id: ""}}})
+	send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_RegisterTrigger{RegisterTrigger: &trinev1.RegisterTrigger{RequestId: "r3",
+		Trigger: &trinev1.Trigger{Id: "t", Type: "nope", FunctionId: "raw::fn"}}}})
+	acks := map[string]string{}
+	for len(acks) < 3 {
+		f, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := f.GetAck()
+		if a == nil {
+			t.Fatalf("got %v, want an ack", f)
+		}
+		acks[a.GetRequestId()] = a.GetError().GetCode()
+	}
+	want := map[string]string{"r1": "", "r2": "invalid_argument", "r3": "trigger_type_not_found"}
+	for id, code := range want {
+		if acks[id] != code {
+			t.Errorf("ack %s code = %q, want %q", id, acks[id], code)
+		}
+	}
+	// A call routed to this worker arrives as Invoke with a deadline; the
+	// result travels back to the caller.
+	res := make(chan error, 1)
+	go func() {
+		out, err := srv.Engine.Trigger(context.Background(), engine.Call{FunctionID: "raw::fn", Payload: []byte(`1`), Timeout: 5 * time.Second})
+		if err == nil && string(out) != `2` {
+			err = errors.New("result " + string(out))
+		}
+		res <- err
+	}()
+	f, err := stream.Recv()
+	inv := f.GetInvoke()
+	if err != nil || inv == nil || inv.GetFunctionId() != "raw::fn" || inv.GetTimeoutMs() <= 0 || inv.GetTimeoutMs() > 5000 {
+		t.Fatalf("invoke = %v, %v", f, err)
+	}
+	send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_InvokeResult{InvokeResult: &trinev1.InvokeResult{InvocationId: inv.GetInvocationId(), Result: []byte(`2`)}}})
+	if err := <-res; err != nil {
+		t.Fatalf("call through raw worker = %v", err)
+	}
+	// A result that is not JSON is refused on the caller's behalf.
+	go func() {
+		_, err := srv.Engine.Trigger(context.Background(), engine.Call{FunctionID: "raw::fn", Timeout: 5 * time.Second})
+		res <- err
+	}()
+	f, _ = stream.Recv()
+	send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_InvokeResult{InvokeResult: &trinev1.InvokeResult{InvocationId: f.GetInvoke().GetInvocationId(), Result: []byte(`{oops`)}}})
+	if err := <-res; !errors.Is(err, engine.ErrHandlerError) {
+		t.Fatalf("non-JSON result = %v, want handler_error", err)
+	}
+}
+
+// TestGracefulShutdown: when the engine stops, an in-flight call finishes
+// within the grace period, new calls are refused with unavailable, and the
+// worker's stream ends.
+func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	srv := enginetest.Start(t, engine.Config{ShutdownGrace: 5 * time.Second}, grpcserver.Config{})
+	w := trine.RegisterWorker(srv.Addr, trine.WithReconnectBackoff(20*time.Millisecond, 100*time.Millisecond))
+	defer w.Close()
+	if err := w.Connect(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	release := make(chan struct{})
+	if err := w.RegisterFunction("job", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		close(started)
+		<-release
+		return "finished", nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	res := make(chan error, 1)
+	go func() {
+		out, err := client(t, srv.Addr).Trigger(context.Background(), &trinev1.TriggerRequest{FunctionId: "job"})
+		if err == nil && string(out.GetResult()) != `"finished"` {
+			err = errors.New("result " + string(out.GetResult()))
+		}
+		res <- err
+	}()
+	<-started
+	stopped := make(chan struct{})
+	go func() { srv.Stop(); close(stopped) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Engine.Health().Status != "draining" {
+		if time.Now().After(deadline) {
+			t.Fatal("engine never started draining")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_, err := srv.Engine.Trigger(t.Context(), engine.Call{FunctionID: "job"})
+	if !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("call during drain = %v, want unavailable", err)
+	}
+	close(release)
+	if err := <-res; err != nil {
+		t.Fatalf("in-flight call across shutdown = %v, want it to finish", err)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("shutdown did not complete")
+	}
+}
+
+// TestShutdownGraceExpires: a call that outlasts the grace period fails
+// cleanly (worker_disconnected or cancelled), never hangs.
+func TestShutdownGraceExpires(t *testing.T) {
+	t.Parallel()
+	srv := enginetest.Start(t, engine.Config{ShutdownGrace: 100 * time.Millisecond}, grpcserver.Config{})
+	w := trine.RegisterWorker(srv.Addr, trine.WithCloseTimeout(time.Second))
+	defer w.Close()
+	if err := w.Connect(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	if err := w.RegisterFunction("stuck", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		close(started)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	res := make(chan error, 1)
+	go func() {
+		_, err := srv.Engine.Trigger(context.Background(), engine.Call{FunctionID: "stuck", Timeout: time.Minute})
+		res <- err
+	}()
+	<-started
+	start := time.Now()
+	srv.Stop()
+	err := <-res
+	if !errors.Is(err, engine.ErrWorkerDisconnected) && !errors.Is(err, engine.ErrCancelled) {
+		t.Fatalf("call cut by shutdown = %v, want worker_disconnected or cancelled", err)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Fatalf("shutdown with 100ms grace took %v", el)
+	}
+}
