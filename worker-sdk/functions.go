@@ -104,6 +104,9 @@ func (w *Worker) forgetFunction(id string, f *function) {
 // drops before the Ack, it tries again on the next session. On a definitive
 // refusal it calls forget.
 func (w *Worker) register(build frameFunc, forget func()) error {
+	if w.initErr != nil {
+		return w.initErr
+	}
 	ctx, cancel := context.WithTimeout(w.ctx, w.opts.callTimeout)
 	defer cancel()
 	for {

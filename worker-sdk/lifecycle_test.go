@@ -149,9 +149,19 @@ func TestConnectFailsWithoutEngine(t *testing.T) {
 	if _, err := w.Trigger(ctx, "x", nil); !errors.Is(err, trine.ErrUnavailable) {
 		t.Fatalf("Trigger while disconnected = %v, want unavailable", err)
 	}
-	bad := trine.RegisterWorker("127.0.0.1:1", trine.WithConcurrency(-1))
-	defer bad.Close()
-	if err := bad.Connect(t.Context()); !errors.Is(err, trine.ErrInvalidArgument) {
-		t.Fatalf("Connect with a bad option = %v, want invalid_argument", err)
+	for name, opt := range map[string]trine.Option{
+		"NegativeConcurrency": trine.WithConcurrency(-1),
+		"EmptyName":           trine.WithName(""),
+		"UnprintableName":     trine.WithName("a\nb"),
+		"BadBackoff":          trine.WithReconnectBackoff(time.Second, time.Millisecond),
+	} {
+		bad := trine.RegisterWorker("127.0.0.1:1", opt)
+		if err := bad.Connect(t.Context()); !errors.Is(err, trine.ErrInvalidArgument) {
+			t.Errorf("%s: Connect = %v, want invalid_argument", name, err)
+		}
+		if err := bad.RegisterFunction("f", func(context.Context, json.RawMessage) (any, error) { return nil, nil }); !errors.Is(err, trine.ErrInvalidArgument) {
+			t.Errorf("%s: RegisterFunction = %v, want invalid_argument", name, err)
+		}
+		_ = bad.Close()
 	}
 }

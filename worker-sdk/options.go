@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 )
@@ -86,6 +89,11 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 }
 
 func (o *options) validate() error {
+	for kind, v := range map[string]string{"worker name": o.name, "namespace": o.namespace} {
+		if v == "" || len(v) > 256 || !utf8.ValidString(v) || strings.ContainsFunc(v, func(r rune) bool { return !unicode.IsPrint(r) }) {
+			return errorf(CodeInvalidArgument, "%s %q must be 1 to 256 bytes of printable UTF-8", kind, v)
+		}
+	}
 	switch {
 	case o.concurrency < 0:
 		return errorf(CodeInvalidArgument, "concurrency must not be negative")

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/engine/grpcserver"
 	"github.com/trinehq/trine/internal/enginetest"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
@@ -155,4 +157,40 @@ func hasReplicas(fs []engineFunction, id string, n int) bool {
 		}
 	}
 	return n == 0
+}
+
+// TestKeepaliveDetectsHungWorker: a worker whose connection goes silent (no
+// FIN, no RST) is detected by the engine's keepalive pings and its in-flight
+// calls fail with worker_disconnected long before their deadline.
+func TestKeepaliveDetectsHungWorker(t *testing.T) {
+	t.Parallel()
+	srv := enginetest.Start(t, engine.Config{}, grpcserver.Config{KeepaliveTime: time.Second, KeepaliveTimeout: 500 * time.Millisecond})
+	proxy := enginetest.NewProxy(t, srv.Addr)
+	w := connect(t, proxy.Addr, trine.WithCloseTimeout(time.Second))
+	started := make(chan struct{}, 1)
+	if err := w.RegisterFunction("hung", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := srv.Engine.Trigger(context.Background(), engine.Call{FunctionID: "hung", Timeout: 30 * time.Second})
+		errc <- err
+	}()
+	<-started
+	frozen := time.Now()
+	proxy.Freeze()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, engine.ErrWorkerDisconnected) {
+			t.Fatalf("call to a hung worker = %v, want worker_disconnected", err)
+		}
+		t.Logf("hung worker detected after %v", time.Since(frozen))
+	case <-time.After(10 * time.Second):
+		t.Fatal("hung worker not detected within 10s")
+	}
+	proxy.Close() // let the worker's own Close finish promptly
 }

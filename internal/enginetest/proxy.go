@@ -1,7 +1,6 @@
 package enginetest
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -16,6 +15,7 @@ type Proxy struct {
 	target string
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
+	frozen bool
 	wg     sync.WaitGroup
 }
 
@@ -72,9 +72,34 @@ func (p *Proxy) track(cs ...net.Conn) bool {
 
 func (p *Proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !p.dropping() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *Proxy) dropping() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.frozen
+}
+
+// Freeze silently drops everything in both directions while keeping the
+// connections open: a peer that hangs or a network that blackholes.
+func (p *Proxy) Freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.frozen = true
 }
 
 // Cut closes every connection through the proxy; new ones are still accepted.
