@@ -1,0 +1,340 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/trinehq/trine/engine/grpcserver"
+)
+
+// engineConfig is the configuration of `trine engine`, resolved from flags,
+// TRINE_* environment variables, an optional YAML file and defaults, in that
+// order of precedence.
+type engineConfig struct {
+	ConfigFile      string
+	GRPCAddr        string
+	HTTPAddr        string
+	DataDir         string
+	DefaultTimeout  time.Duration
+	ShutdownGrace   time.Duration
+	MaxMessageBytes int
+	LogLevel        slog.Level
+	LogFormat       string
+}
+
+// setting is one configuration key, known under three names.
+type setting struct {
+	flag  string // flag name, without dashes; also gives the env and YAML names
+	arg   string // placeholder for the value in --help
+	def   string
+	usage string
+	apply func(c *engineConfig, v string) error
+}
+
+func (s setting) env() string  { return envName(s.flag) }
+func (s setting) yaml() string { return strings.ReplaceAll(s.flag, "-", "_") }
+
+func envName(flagName string) string {
+	return "TRINE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// configFlag names the YAML file. It is not itself a YAML key.
+const configFlag = "config"
+
+// engineSettings lists every key of `trine engine`, in --help order.
+var engineSettings = []setting{
+	{"grpc-addr", "ADDR", "127.0.0.1:49134", "gRPC listener for workers and the Trigger RPC", func(c *engineConfig, v string) error {
+		c.GRPCAddr = v
+		return checkAddr(v)
+	}},
+	{"http-addr", "ADDR", "127.0.0.1:3111", "HTTP listener for /healthz and /readyz", func(c *engineConfig, v string) error {
+		c.HTTPAddr = v
+		return checkAddr(v)
+	}},
+	{"data-dir", "DIR", "./trine-data", "data directory, created at start", func(c *engineConfig, v string) error {
+		if v == "" {
+			return errors.New("must not be empty")
+		}
+		c.DataDir = v
+		return nil
+	}},
+	{"default-timeout", "DURATION", "30s", "deadline of calls whose caller sets none", func(c *engineConfig, v string) (err error) {
+		c.DefaultTimeout, err = positiveDuration(v)
+		return err
+	}},
+	{"shutdown-grace", "DURATION", "10s", "time in-flight calls get to finish on SIGINT/SIGTERM", func(c *engineConfig, v string) (err error) {
+		c.ShutdownGrace, err = positiveDuration(v)
+		return err
+	}},
+	{"max-message-bytes", "N", strconv.Itoa(grpcserver.DefaultMaxMessageBytes), "largest gRPC message, received or sent", func(c *engineConfig, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > math.MaxInt32 {
+			return fmt.Errorf("must be an integer from 1 to %d", math.MaxInt32)
+		}
+		c.MaxMessageBytes = n
+		return nil
+	}},
+	{"log-level", "LEVEL", "info", "debug, info, warn or error", func(c *engineConfig, v string) error {
+		switch strings.ToLower(v) {
+		case "debug":
+			c.LogLevel = slog.LevelDebug
+		case "info":
+			c.LogLevel = slog.LevelInfo
+		case "warn":
+			c.LogLevel = slog.LevelWarn
+		case "error":
+			c.LogLevel = slog.LevelError
+		default:
+			return errors.New("must be debug, info, warn or error")
+		}
+		return nil
+	}},
+	{"log-format", "FORMAT", "text", "text or json (logs go to stderr)", func(c *engineConfig, v string) error {
+		switch v {
+		case "text", "json":
+			c.LogFormat = v
+			return nil
+		}
+		return errors.New("must be text or json")
+	}},
+}
+
+func checkAddr(v string) error {
+	if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+		return errors.New("must be HOST:PORT (port 0 picks a free port)")
+	}
+	return nil
+}
+
+func positiveDuration(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, errors.New("must be a positive duration such as 500ms, 30s or 2m")
+	}
+	return d, nil
+}
+
+// usageError is a mistake in how the command was invoked (exit code 2).
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// parseEngineConfig resolves the configuration of `trine engine` from args,
+// the environment seen through lookupEnv, and the YAML file they name. It
+// returns flag.ErrHelp when help was asked for; any other error is a
+// *usageError.
+func parseEngineConfig(args []string, lookupEnv func(string) (string, bool)) (engineConfig, error) {
+	fs := flag.NewFlagSet("trine engine", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported by the caller, help by engineUsage
+	fs.Usage = func() {}
+	fs.String(configFlag, "", "")
+	for _, s := range engineSettings {
+		fs.String(s.flag, s.def, s.usage)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return engineConfig{}, err
+		}
+		return engineConfig{}, usageErrorf("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return engineConfig{}, usageErrorf("unexpected argument %q", fs.Arg(0))
+	}
+	flags := make(map[string]string)
+	fs.Visit(func(f *flag.Flag) { flags[f.Name] = f.Value.String() })
+	env := func(name string) (string, bool) {
+		v, ok := lookupEnv(name)
+		return v, ok && v != "" // an empty variable counts as unset
+	}
+
+	var c engineConfig
+	for _, s := range engineSettings {
+		if err := s.apply(&c, s.def); err != nil {
+			panic("trine: bad default for " + s.flag) // a bug in engineSettings
+		}
+	}
+	if v, ok := flags[configFlag]; ok {
+		c.ConfigFile = v
+	} else if v, ok := env(envName(configFlag)); ok {
+		c.ConfigFile = v
+	}
+	if c.ConfigFile != "" {
+		if err := loadConfigFile(&c, c.ConfigFile, env); err != nil {
+			return engineConfig{}, err
+		}
+	}
+	for _, s := range engineSettings {
+		if v, ok := env(s.env()); ok {
+			if err := s.apply(&c, v); err != nil {
+				return engineConfig{}, usageErrorf("invalid %s %q: %v", s.env(), v, err)
+			}
+		}
+		if v, ok := flags[s.flag]; ok {
+			if err := s.apply(&c, v); err != nil {
+				return engineConfig{}, usageErrorf("invalid --%s %q: %v", s.flag, v, err)
+			}
+		}
+	}
+	return c, nil
+}
+
+// loadConfigFile applies the YAML file at path to c. Variables in the file
+// are expanded (see expandVars) before it is parsed.
+func loadConfigFile(c *engineConfig, path string, env func(string) (string, bool)) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return usageErrorf("read config: %v", err)
+	}
+	text, err := expandVars(string(raw), env)
+	if err != nil {
+		return usageErrorf("config %s: %v", path, err)
+	}
+	var doc map[string]yaml.Node
+	if err := yaml.NewDecoder(strings.NewReader(text)).Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return usageErrorf("config %s: %s", path, oneLine(err.Error()))
+	}
+	byKey := make(map[string]setting, len(engineSettings))
+	for _, s := range engineSettings {
+		byKey[s.yaml()] = s
+	}
+	// Apply in file order so that the first mistake is the one reported.
+	keys := make([]string, 0, len(doc))
+	for k := range doc {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int { return doc[a].Line - doc[b].Line })
+	for _, k := range keys {
+		n := doc[k]
+		s, ok := byKey[k]
+		if !ok {
+			return usageErrorf("config %s: line %d: unknown key %q (known keys: %s)", path, n.Line, k, knownKeys())
+		}
+		if n.Kind != yaml.ScalarNode {
+			return usageErrorf("config %s: line %d: %s must be a single value", path, n.Line, k)
+		}
+		v := n.Value
+		if n.Tag == "!!null" {
+			v = ""
+		}
+		if err := s.apply(c, v); err != nil {
+			return usageErrorf("config %s: line %d: invalid %s %q: %v", path, n.Line, k, v, err)
+		}
+	}
+	return nil
+}
+
+func knownKeys() string {
+	names := make([]string, len(engineSettings))
+	for i, s := range engineSettings {
+		names[i] = s.yaml()
+	}
+	return strings.Join(names, ", ")
+}
+
+// oneLine joins a multi-line message (yaml.v3 lists several errors on
+// separate lines) into one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
+}
+
+// expandVars replaces ${VAR} with the value of VAR (empty if unset) and
+// ${VAR:default} with the value of VAR, or default when VAR is unset or
+// empty. A "$" not followed by "{" is kept as is.
+func expandVars(s string, env func(string) (string, bool)) (string, error) {
+	var b strings.Builder
+	line := 1
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String(), nil
+		}
+		line += strings.Count(s[:i], "\n")
+		b.WriteString(s[:i])
+		s = s[i+2:]
+		end := strings.IndexAny(s, "}\n")
+		if end < 0 || s[end] != '}' {
+			return "", fmt.Errorf("line %d: unterminated ${", line)
+		}
+		name, def, hasDef := strings.Cut(s[:end], ":")
+		if !validVarName(name) {
+			return "", fmt.Errorf("line %d: invalid variable name %q in ${%s}", line, name, s[:end])
+		}
+		v, ok := env(name)
+		if (!ok || v == "") && hasDef {
+			v = def
+		}
+		b.WriteString(v)
+		s = s[end+1:]
+	}
+}
+
+func validVarName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i, r := range name {
+		switch {
+		case r == '_', 'A' <= r && r <= 'Z', 'a' <= r && r <= 'z':
+		case '0' <= r && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// engineUsage writes the help of `trine engine`: every key with its flag,
+// environment variable, YAML key and default.
+func engineUsage(w io.Writer) {
+	var b bytes.Buffer
+	b.WriteString(`Usage: trine engine [flags]
+
+Runs the engine: the gRPC listener for workers and the Trigger RPC, and the
+HTTP listener for health checks. SIGINT or SIGTERM drains it and exits 0.
+
+Every setting comes from a flag, a TRINE_* environment variable, or the YAML
+file named by --config; a flag beats the environment, which beats the file,
+which beats the default. An empty environment variable counts as unset.
+
+Flags:
+`)
+	fmt.Fprintf(&b, "  --%s FILE\n      YAML configuration file (env %s). Unknown keys are an error.\n", configFlag, envName(configFlag))
+	b.WriteString("      ${VAR} and ${VAR:default} are expanded before parsing; the default\n")
+	b.WriteString("      applies when VAR is unset or empty.\n")
+	for _, s := range engineSettings {
+		fmt.Fprintf(&b, "  --%s %s\n      %s\n      env %s, yaml %s, default %s\n", s.flag, s.arg, s.usage, s.env(), s.yaml(), s.def)
+	}
+	b.WriteString("\nExample YAML:\n")
+	for _, s := range engineSettings {
+		fmt.Fprintf(&b, "  %s: %s\n", s.yaml(), yamlExample(s))
+	}
+	_, _ = w.Write(b.Bytes())
+}
+
+func yamlExample(s setting) string {
+	switch s.flag {
+	case "grpc-addr":
+		return `"${GRPC_ADDR:` + s.def + `}"`
+	case "http-addr", "data-dir":
+		return `"` + s.def + `"`
+	}
+	return s.def
+}

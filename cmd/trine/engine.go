@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/engine/grpcserver"
+)
+
+// Once the engine has drained, the gRPC server gets this long to finish its
+// RPCs before it is stopped hard, and the HTTP server as long to shut down.
+const (
+	grpcStopTimeout = 5 * time.Second
+	httpStopTimeout = 5 * time.Second
+)
+
+// runEngine is `trine engine`.
+func runEngine(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
+	cfg, err := parseEngineConfig(args, lookupEnv)
+	if errors.Is(err, flag.ErrHelp) {
+		engineUsage(stdout)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "trine engine: %v (see trine engine --help)\n", err)
+		return 2
+	}
+	if err := serveEngine(ctx, cfg, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "trine: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, cfg engineConfig) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serveEngine runs the engine until ctx ends, then shuts it down in order:
+// the engine drains its calls and closes worker sessions, then the gRPC
+// server stops, then the HTTP server.
+func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer) error {
+	log := newLogger(stderr, cfg)
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	// Listen on both ports before starting anything, so that a taken port
+	// is a plain error with nothing to undo.
+	grpcLis, err := listen(ctx, "grpc", cfg.GRPCAddr)
+	if err != nil {
+		return err
+	}
+	defer grpcLis.Close()
+	httpLis, err := listen(ctx, "http", cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	defer httpLis.Close()
+
+	eng, err := engine.New(engine.Config{
+		DefaultTimeout: cfg.DefaultTimeout,
+		ShutdownGrace:  cfg.ShutdownGrace,
+		Version:        version,
+		Logger:         log,
+	})
+	if err != nil {
+		return fmt.Errorf("create engine: %w", err)
+	}
+	gs := grpcserver.New(eng, grpcserver.Config{MaxMessageBytes: cfg.MaxMessageBytes, Logger: log}).NewGRPCServer()
+	hs := &http.Server{
+		Handler:           healthHandler(eng),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return eng.Run(gctx) })
+	g.Go(func() error {
+		if err := gs.Serve(grpcLis); err != nil {
+			return fmt.Errorf("serve grpc: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := hs.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down", "grace", cfg.ShutdownGrace)
+		<-eng.Done() // calls drained or cut, worker sessions closed
+		force := time.AfterFunc(grpcStopTimeout, func() {
+			log.Warn("gRPC server did not stop in time; closing its connections")
+			gs.Stop()
+		})
+		gs.GracefulStop()
+		force.Stop()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpStopTimeout)
+		defer cancel()
+		if err := hs.Shutdown(sctx); err != nil {
+			_ = hs.Close()
+		}
+		return nil
+	})
+	fmt.Fprintf(stdout, "trine engine %s listening: grpc=%s http=%s\n", version, grpcLis.Addr(), httpLis.Addr())
+	log.Info("engine started", "version", version, "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(), "data_dir", cfg.DataDir)
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	log.Info("engine exited")
+	return nil
+}
+
+// listen opens a TCP listener. Its error reads
+// "listen grpc 127.0.0.1:49134: address already in use".
+func listen(ctx context.Context, name, addr string) (net.Listener, error) {
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		var se *os.SyscallError
+		var oe *net.OpError
+		switch {
+		case errors.As(err, &se):
+			err = se.Err
+		case errors.As(err, &oe):
+			err = oe.Err
+		}
+		return nil, fmt.Errorf("listen %s %s: %w", name, addr, err)
+	}
+	return l, nil
+}

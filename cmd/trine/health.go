@@ -1,0 +1,38 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/trinehq/trine/engine"
+)
+
+// healthHandler serves the engine's HTTP endpoints:
+//
+//	GET /healthz  200 {"status":"ok"} while the process serves
+//	GET /readyz   200 {"status":"ok"} while the engine accepts calls,
+//	              503 {"status":"draining"} once shutdown has begun
+func healthHandler(eng *engine.Engine) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeStatus(w, http.StatusOK, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		st := eng.Health().Status
+		code := http.StatusOK
+		if st != "ok" {
+			code = http.StatusServiceUnavailable
+		}
+		writeStatus(w, code, st)
+	})
+	return mux
+}
+
+func writeStatus(w http.ResponseWriter, code int, status string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(struct {
+		Status string `json:"status"`
+	}{status})
+}
