@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	if r := runTrine(t, testEnv(), "", "version"); r.code != 0 || r.stdout != "trine dev\n" || r.stderr != "" {
+		t.Errorf("trine version = exit %d, stdout %q, stderr %q; want 0 and \"trine dev\"", r.code, r.stdout, r.stderr)
+	}
+	if r := runTrine(t, testEnv(), "", "version", "extra"); r.code != 2 {
+		t.Errorf("trine version extra = exit %d, want 2", r.code)
+	}
+}
+
+// TestVersionLdflags: -X main.version reaches the version command, the
+// listening line and engine::health::check.
+func TestVersionLdflags(t *testing.T) {
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "trine")
+	if err := buildTrine(bin, "-X main.version=v9.8.7-test"); err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, bin, testEnv(), "", "version")
+	if code := p.wait(t, exitTimeout); code != 0 || p.stdout.String() != "trine v9.8.7-test\n" {
+		t.Errorf("trine version = exit %d, stdout %q", code, p.stdout)
+	}
+	e := startEngine(t, bin, testEnv(), engineArgs(t)...)
+	if e.version != "v9.8.7-test" {
+		t.Errorf("listening line version = %q, want v9.8.7-test", e.version)
+	}
+	r := runTrine(t, testEnv(), "", "trigger", "--engine", e.grpc, "engine::health::check")
+	if !strings.Contains(r.stdout, `"version":"v9.8.7-test"`) {
+		t.Errorf("health check = %q, want version v9.8.7-test", r.stdout)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	commands := []string{"engine", "trigger", "version", "help"}
+	for _, args := range [][]string{nil, {"help"}, {"--help"}} {
+		r := runTrine(t, testEnv(), "", args...)
+		if r.code != 0 || r.stderr != "" {
+			t.Errorf("trine %v = exit %d, stderr %q; want 0", args, r.code, r.stderr)
+		}
+		for _, c := range commands {
+			if !strings.Contains(r.stdout, "\n  "+c+" ") {
+				t.Errorf("trine %v does not list %q:\n%s", args, c, r.stdout)
+			}
+		}
+	}
+	r := runTrine(t, testEnv(), "", "bogus")
+	if r.code != 2 || r.stdout != "" || !strings.HasPrefix(r.stderr, `trine: unknown command "bogus"`) || !strings.Contains(r.stderr, "Commands:") {
+		t.Errorf("trine bogus = exit %d, stdout %q, stderr %q; want 2 and usage on stderr", r.code, r.stdout, r.stderr)
+	}
+	for _, args := range [][]string{{"trigger", "--help"}, {"help", "trigger"}} {
+		if r := runTrine(t, testEnv(), "", args...); r.code != 0 || !strings.Contains(r.stdout, "--engine ADDR") || !strings.Contains(r.stdout, "TRINE_ENGINE") {
+			t.Errorf("trine %v = exit %d, stdout %q", args, r.code, r.stdout)
+		}
+	}
+}
+
+// TestEngineHelp: --help documents every key with its flag, environment
+// variable, YAML key and default.
+func TestEngineHelp(t *testing.T) {
+	t.Parallel()
+	keys := []struct{ flag, env, yaml, def string }{
+		{"--config", "TRINE_CONFIG", "", ""},
+		{"--grpc-addr", "TRINE_GRPC_ADDR", "grpc_addr", "127.0.0.1:49134"},
+		{"--http-addr", "TRINE_HTTP_ADDR", "http_addr", "127.0.0.1:3111"},
+		{"--data-dir", "TRINE_DATA_DIR", "data_dir", "./trine-data"},
+		{"--default-timeout", "TRINE_DEFAULT_TIMEOUT", "default_timeout", "30s"},
+		{"--shutdown-grace", "TRINE_SHUTDOWN_GRACE", "shutdown_grace", "10s"},
+		{"--max-message-bytes", "TRINE_MAX_MESSAGE_BYTES", "max_message_bytes", "4194304"},
+		{"--log-level", "TRINE_LOG_LEVEL", "log_level", "info"},
+		{"--log-format", "TRINE_LOG_FORMAT", "log_format", "text"},
+	}
+	for _, args := range [][]string{{"engine", "--help"}, {"engine", "-h"}, {"help", "engine"}} {
+		r := runTrine(t, testEnv(), "", args...)
+		if r.code != 0 || r.stderr != "" {
+			t.Errorf("trine %v = exit %d, stderr %q; want 0", args, r.code, r.stderr)
+		}
+		for _, k := range keys {
+			i := strings.Index(r.stdout, "  "+k.flag+" ")
+			if i < 0 {
+				t.Errorf("trine %v does not document %s:\n%s", args, k.flag, r.stdout)
+				continue
+			}
+			entry, _, _ := strings.Cut(r.stdout[i+3:], "\n  --") // up to the next flag
+			for _, want := range []string{"env " + k.env, "yaml " + k.yaml + ",", "default " + k.def + "\n"} {
+				if k.yaml == "" && !strings.HasPrefix(want, "env") {
+					continue
+				}
+				if !strings.Contains(entry+"\n", want) {
+					t.Errorf("help for %s = %q, want it to contain %q", k.flag, entry, want)
+				}
+			}
+		}
+	}
+}
+
+// TestRunInProcess drives run itself: the engine starts, answers a trigger
+// and returns 0 once its context ends, leaving no goroutine behind (which
+// TestMain checks).
+func TestRunInProcess(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	exited := make(chan int, 1)
+	go func() {
+		exited <- run(ctx, engineArgs(t, "--log-level", "debug"), strings.NewReader(""), &stdout, &stderr)
+	}()
+	var m []string
+	waitFor(t, startTimeout, "the listening line", func() bool {
+		m = listeningLine.FindStringSubmatch(stdout.String())
+		return m != nil
+	})
+
+	var out, errOut strings.Builder
+	if code := run(t.Context(), []string{"trigger", "--engine", m[2], "engine::health::check"}, strings.NewReader(""), &out, &errOut); code != 0 || !strings.Contains(out.String(), `"status":"ok"`) {
+		t.Errorf("in-process trigger = exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	}
+
+	cancel()
+	timer := time.NewTimer(exitTimeout)
+	defer timer.Stop()
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Errorf("run(engine) = %d after cancel, want 0; stderr:\n%s", code, stderr.String())
+		}
+	case <-timer.C:
+		t.Fatalf("run(engine) did not return within %v of cancel", exitTimeout)
+	}
+}

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mapEnv(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "trine.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+var defaultConfig = engineConfig{
+	GRPCAddr:        "127.0.0.1:49134",
+	HTTPAddr:        "127.0.0.1:3111",
+	DataDir:         "./trine-data",
+	DefaultTimeout:  30 * time.Second,
+	ShutdownGrace:   10 * time.Second,
+	MaxMessageBytes: 4 << 20,
+	LogLevel:        slog.LevelInfo,
+	LogFormat:       "text",
+}
+
+func TestParseEngineConfig(t *testing.T) {
+	t.Parallel()
+	const fullFile = `
+grpc_addr: 10.0.0.1:1
+http_addr: "10.0.0.1:2"
+data_dir: /var/lib/trine
+default_timeout: 1m
+shutdown_grace: 3s
+max_message_bytes: 1024
+log_level: warn
+log_format: json
+`
+	tests := []struct {
+		name string
+		file string // YAML; passed with --config unless env names it
+		env  map[string]string
+		args []string
+		want func(c *engineConfig)
+	}{
+		{name: "Defaults", want: func(*engineConfig) {}},
+		{name: "EmptyFile", file: "# nothing\n", want: func(*engineConfig) {}},
+		{name: "FileOnly", file: fullFile, want: func(c *engineConfig) {
+			c.GRPCAddr, c.HTTPAddr, c.DataDir = "10.0.0.1:1", "10.0.0.1:2", "/var/lib/trine"
+			c.DefaultTimeout, c.ShutdownGrace, c.MaxMessageBytes = time.Minute, 3*time.Second, 1024
+			c.LogLevel, c.LogFormat = slog.LevelWarn, "json"
+		}},
+		{name: "EnvOnly", env: map[string]string{
+			"TRINE_GRPC_ADDR": "[::1]:5", "TRINE_HTTP_ADDR": ":6", "TRINE_DATA_DIR": "d",
+			"TRINE_DEFAULT_TIMEOUT": "2s", "TRINE_SHUTDOWN_GRACE": "4s", "TRINE_MAX_MESSAGE_BYTES": "99",
+			"TRINE_LOG_LEVEL": "DEBUG", "TRINE_LOG_FORMAT": "json",
+		}, want: func(c *engineConfig) {
+			c.GRPCAddr, c.HTTPAddr, c.DataDir = "[::1]:5", ":6", "d"
+			c.DefaultTimeout, c.ShutdownGrace, c.MaxMessageBytes = 2*time.Second, 4*time.Second, 99
+			c.LogLevel, c.LogFormat = slog.LevelDebug, "json"
+		}},
+		{name: "FlagsOnly", args: []string{
+			"--grpc-addr", "h:1", "--http-addr=h:2", "-data-dir", "x", "--default-timeout", "5s",
+			"--shutdown-grace", "6s", "--max-message-bytes", "7", "--log-level", "error", "--log-format", "json",
+		}, want: func(c *engineConfig) {
+			c.GRPCAddr, c.HTTPAddr, c.DataDir = "h:1", "h:2", "x"
+			c.DefaultTimeout, c.ShutdownGrace, c.MaxMessageBytes = 5*time.Second, 6*time.Second, 7
+			c.LogLevel, c.LogFormat = slog.LevelError, "json"
+		}},
+		{name: "EnvBeatsFile", file: fullFile, env: map[string]string{"TRINE_GRPC_ADDR": "env:1", "TRINE_DEFAULT_TIMEOUT": "9s"}, want: func(c *engineConfig) {
+			c.GRPCAddr, c.HTTPAddr, c.DataDir = "env:1", "10.0.0.1:2", "/var/lib/trine"
+			c.DefaultTimeout, c.ShutdownGrace, c.MaxMessageBytes = 9*time.Second, 3*time.Second, 1024
+			c.LogLevel, c.LogFormat = slog.LevelWarn, "json"
+		}},
+		{name: "FlagBeatsEnvAndFile", file: fullFile,
+			env:  map[string]string{"TRINE_GRPC_ADDR": "env:1", "TRINE_HTTP_ADDR": "env:2"},
+			args: []string{"--grpc-addr", "flag:1", "--log-format", "text"},
+			want: func(c *engineConfig) {
+				c.GRPCAddr, c.HTTPAddr, c.DataDir = "flag:1", "env:2", "/var/lib/trine"
+				c.DefaultTimeout, c.ShutdownGrace, c.MaxMessageBytes = time.Minute, 3*time.Second, 1024
+				c.LogLevel, c.LogFormat = slog.LevelWarn, "text"
+			}},
+		{name: "LastFlagWins", args: []string{"--data-dir", "a", "--data-dir", "b"}, want: func(c *engineConfig) { c.DataDir = "b" }},
+		{name: "EmptyEnvIsUnset", file: "data_dir: fromfile\n", env: map[string]string{"TRINE_DATA_DIR": ""}, want: func(c *engineConfig) { c.DataDir = "fromfile" }},
+		{name: "Expansion", file: "grpc_addr: ${HOST}:${PORT:49999}\nhttp_addr: ${HTTP:127.0.0.1:8080}\ndata_dir: ${HOME_DIR}/data\nlog_level: ${LEVEL:}debug\n",
+			env: map[string]string{"HOST": "example", "HOME_DIR": "/home/x", "HTTP": ""},
+			want: func(c *engineConfig) {
+				c.GRPCAddr, c.HTTPAddr, c.DataDir, c.LogLevel = "example:49999", "127.0.0.1:8080", "/home/x/data", slog.LevelDebug
+			}},
+		{name: "ExpansionSetWinsOverDefault", file: "grpc_addr: ${ADDR:127.0.0.1:1}\n", env: map[string]string{"ADDR": "set:2"}, want: func(c *engineConfig) { c.GRPCAddr = "set:2" }},
+		{name: "DollarWithoutBrace", file: "data_dir: /tmp/$dir/$\n", want: func(c *engineConfig) { c.DataDir = "/tmp/$dir/$" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			args := tt.args
+			if tt.file != "" {
+				args = append([]string{"--config", writeConfig(t, tt.file)}, args...)
+			}
+			got, err := parseEngineConfig(args, mapEnv(tt.env))
+			if err != nil {
+				t.Fatalf("parseEngineConfig(%q) error = %v", args, err)
+			}
+			want := defaultConfig
+			tt.want(&want)
+			got.ConfigFile = ""
+			if got != want {
+				t.Errorf("parseEngineConfig(%q) =\n %+v\nwant\n %+v", args, got, want)
+			}
+		})
+	}
+}
+
+func TestParseEngineConfigFileName(t *testing.T) {
+	t.Parallel()
+	fromEnv := writeConfig(t, "data_dir: env-file\n")
+	fromFlag := writeConfig(t, "data_dir: flag-file\n")
+	env := mapEnv(map[string]string{"TRINE_CONFIG": fromEnv})
+	if c, err := parseEngineConfig(nil, env); err != nil || c.DataDir != "env-file" || c.ConfigFile != fromEnv {
+		t.Errorf("with TRINE_CONFIG: %+v, %v; want the file it names", c, err)
+	}
+	if c, err := parseEngineConfig([]string{"--config", fromFlag}, env); err != nil || c.DataDir != "flag-file" {
+		t.Errorf("with --config and TRINE_CONFIG: %+v, %v; want --config's file", c, err)
+	}
+}
+
+func TestParseEngineConfigErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		file string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{name: "UnknownFlag", args: []string{"--nope"}, want: "flag provided but not defined: -nope"},
+		{name: "MissingFlagValue", args: []string{"--grpc-addr"}, want: "flag needs an argument"},
+		{name: "Positional", args: []string{"serve"}, want: `unexpected argument "serve"`},
+		{name: "BadAddrFlag", args: []string{"--grpc-addr", "localhost"}, want: `invalid --grpc-addr "localhost": must be HOST:PORT`},
+		{name: "EmptyAddrFlag", args: []string{"--http-addr", ""}, want: `invalid --http-addr ""`},
+		{name: "EmptyDataDir", args: []string{"--data-dir="}, want: `invalid --data-dir "": must not be empty`},
+		{name: "ZeroTimeout", args: []string{"--default-timeout", "0s"}, want: "must be a positive duration"},
+		{name: "DurationWithoutUnit", args: []string{"--shutdown-grace", "10"}, want: "must be a positive duration"},
+		{name: "ZeroMessageBytes", args: []string{"--max-message-bytes", "0"}, want: "must be an integer from 1"},
+		{name: "HugeMessageBytes", args: []string{"--max-message-bytes", "99999999999"}, want: "must be an integer from 1"},
+		{name: "BadLogLevel", args: []string{"--log-level", "trace"}, want: "must be debug, info, warn or error"},
+		{name: "BadLogFormat", args: []string{"--log-format", "xml"}, want: "must be text or json"},
+		{name: "BadEnv", env: map[string]string{"TRINE_DEFAULT_TIMEOUT": "forever"}, want: `invalid TRINE_DEFAULT_TIMEOUT "forever"`},
+		{name: "BadEnvEvenWhenFlagSet", env: map[string]string{"TRINE_LOG_FORMAT": "xml"}, args: []string{"--log-format", "json"}, want: `invalid TRINE_LOG_FORMAT "xml"`},
+		{name: "MissingFile", args: []string{"--config", "/nonexistent/trine.yaml"}, want: "read config: open /nonexistent/trine.yaml"},
+		{name: "UnknownKey", file: "grpc_addr: a:1\ngrpc_adress: b:2\n", want: `line 2: unknown key "grpc_adress" (known keys: grpc_addr, http_addr,`},
+		{name: "NestedValue", file: "log_level:\n  value: debug\n", want: "line 2: log_level must be a single value"},
+		{name: "ListValue", file: "data_dir: [a, b]\n", want: "line 1: data_dir must be a single value"},
+		{name: "NullValue", file: "data_dir:\n", want: `line 1: invalid data_dir "": must not be empty`},
+		{name: "BadFileValue", file: "\n\nmax_message_bytes: lots\n", want: `line 3: invalid max_message_bytes "lots"`},
+		{name: "FirstMistakeReported", file: "log_format: xml\nlog_level: loud\n", want: "line 1: invalid log_format"},
+		{name: "DuplicateKey", file: "data_dir: a\ndata_dir: b\n", want: "already defined"},
+		{name: "NotAMapping", file: "- grpc_addr: a:1\n", want: "cannot unmarshal"},
+		{name: "UnterminatedVar", file: "grpc_addr: ${ADDR\nhttp_addr: a:1\n", want: "line 1: unterminated ${"},
+		{name: "BadVarName", file: "\ndata_dir: ${1DIR}\n", want: `line 2: invalid variable name "1DIR"`},
+		{name: "EmptyVarName", file: "data_dir: ${:x}\n", want: `invalid variable name ""`},
+		{name: "ExpandedToNothing", file: "grpc_addr: ${UNSET_ADDR}\n", want: `invalid grpc_addr ""`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			args := tt.args
+			if tt.file != "" {
+				args = append([]string{"--config", writeConfig(t, tt.file)}, args...)
+			}
+			_, err := parseEngineConfig(args, mapEnv(tt.env))
+			var ue *usageError
+			if !errors.As(err, &ue) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("parseEngineConfig(%q) error = %v, want a usage error containing %q", args, err, tt.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q spans several lines", err)
+			}
+		})
+	}
+}
+
+func TestParseEngineConfigHelp(t *testing.T) {
+	t.Parallel()
+	for _, arg := range []string{"-h", "--help", "-help"} {
+		if _, err := parseEngineConfig([]string{"--grpc-addr", "a:1", arg}, mapEnv(nil)); !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("parseEngineConfig(%s) error = %v, want flag.ErrHelp", arg, err)
+		}
+	}
+}
+
+func TestExpandVars(t *testing.T) {
+	t.Parallel()
+	env := mapEnv(map[string]string{"A": "alpha", "EMPTY": "", "B_2": "b"})
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"plain: text", "plain: text"},
+		{"${A}", "alpha"},
+		{"x${A}y${B_2}z", "xalphaybz"},
+		{"${UNSET}", ""},
+		{"${UNSET:def}", "def"},
+		{"${A:def}", "alpha"},
+		{"${EMPTY:def}", "def"},
+		{"${EMPTY}", ""},
+		{"${UNSET:}", ""},
+		{"${UNSET:a:b:c}", "a:b:c"},
+		{"${UNSET:${}", "${"},
+		{"$A $ {A} $$", "$A $ {A} $$"},
+		{"# ${A}\nk: ${A}\n", "# alpha\nk: alpha\n"},
+		{"${A}${A}", "alphaalpha"},
+	}
+	for _, tt := range tests {
+		got, err := expandVars(tt.in, env)
+		if err != nil || got != tt.want {
+			t.Errorf("expandVars(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+	for _, in := range []string{"${", "${A", "${A\n}", "${}", "${A-B}", "${ A}", "${A }", "x\n${é}"} {
+		if got, err := expandVars(in, env); err == nil {
+			t.Errorf("expandVars(%q) = %q, want an error", in, got)
+		}
+	}
+}
