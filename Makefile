@@ -1,0 +1,70 @@
+# Tools are pinned here and installed on demand into ./.bin with go install,
+# so that nothing but Go (and the module proxy) is needed.
+BUF_VERSION                := v1.75.0
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+STATICCHECK_VERSION        := v0.8.2
+
+BIN     := $(CURDIR)/.bin
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+# Each tool is installed once per version: the stamp file names the version,
+# so bumping a version above reinstalls it.
+BUF                := $(BIN)/.stamp-buf-$(BUF_VERSION)
+PROTOC_GEN_GO      := $(BIN)/.stamp-protoc-gen-go-$(PROTOC_GEN_GO_VERSION)
+PROTOC_GEN_GO_GRPC := $(BIN)/.stamp-protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
+STATICCHECK        := $(BIN)/.stamp-staticcheck-$(STATICCHECK_VERSION)
+
+.PHONY: run build test generate fmt tidy lint check bench-rpc
+
+run:
+	go run ./cmd/trine engine
+
+build:
+	go build -ldflags "-X main.version=$(VERSION)" -o trine ./cmd/trine
+
+test:
+	go test -race -count=1 -timeout 20m ./...
+
+generate: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC)
+	PATH="$(BIN):$$PATH" buf generate
+
+# gofmt -s every Go file but the generated ones.
+fmt:
+	find . -name '*.go' -not -path './.bin/*' -not -path './.git/*' -print0 \
+		| xargs -0 grep -LZ '^// Code generated .* DO NOT EDIT\.$$' \
+		| xargs -0 -r gofmt -s -w
+
+tidy:
+	go mod tidy
+
+lint: $(BUF) $(STATICCHECK)
+	go vet ./...
+	PATH="$(BIN):$$PATH" buf lint
+	$(BIN)/staticcheck ./...
+
+# check fails when regenerating, formatting or tidying changes anything, or
+# leaves files that git does not know about.
+check: generate fmt tidy
+	git diff --exit-code
+	@untracked="$$(git ls-files --others --exclude-standard)"; \
+	if [ -n "$$untracked" ]; then echo "untracked files:"; echo "$$untracked"; exit 1; fi
+
+bench-rpc:
+	go run ./bench/rpc
+
+$(BUF):
+	GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+	@touch $@
+
+$(PROTOC_GEN_GO):
+	GOBIN=$(BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	@touch $@
+
+$(PROTOC_GEN_GO_GRPC):
+	GOBIN=$(BIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	@touch $@
+
+$(STATICCHECK):
+	GOBIN=$(BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	@touch $@
