@@ -104,7 +104,6 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		log.Info("shutting down", "grace", cfg.ShutdownGrace)
 		<-eng.Done() // calls drained or cut, worker sessions closed
 		force := time.AfterFunc(grpcStopTimeout, func() {
 			log.Warn("gRPC server did not stop in time; closing its connections")
@@ -120,7 +119,8 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		return nil
 	})
 	fmt.Fprintf(stdout, "trine engine %s listening: grpc=%s http=%s\n", version, grpcLis.Addr(), httpLis.Addr())
-	log.Info("engine started", "version", version, "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(), "data_dir", cfg.DataDir)
+	log.Info("engine started", "version", version, "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
+		"data_dir", cfg.DataDir, "config", cfg.ConfigFile)
 	if err := g.Wait(); err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func TestEngineSignals(t *testing.T) {
 			if el := time.Since(start); el > 5*time.Second {
 				t.Errorf("engine took %v to exit on %v, want it prompt", el, sig)
 			}
-			if !strings.Contains(e.stderr.String(), "engine stopped") {
+			if !strings.Contains(e.stderr.String(), "engine exited") {
 				t.Errorf("stderr lacks the engine's shutdown log:\n%s", e.stderr)
 			}
 		})
