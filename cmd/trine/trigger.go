@@ -96,11 +96,23 @@ func runTrigger(ctx context.Context, args []string, lookupEnv func(string) (stri
 		return fail("too many arguments: want FUNCTION_ID [JSON]; quote the JSON as one argument")
 	}
 
+	if addr == "" {
+		return fail("--engine must not be empty")
+	}
+	cc, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)),
+	)
+	if err != nil {
+		return fail("engine address %q: %v", addr, err)
+	}
+	defer cc.Close()
+
 	var timeoutMS int64
 	if *timeout > 0 {
 		timeoutMS = max(1, timeout.Milliseconds())
 	}
-	res, err := trigger(ctx, addr, &trinev1.TriggerRequest{
+	res, err := trigger(ctx, trinev1.NewEngineServiceClient(cc), &trinev1.TriggerRequest{
 		FunctionId: id,
 		Payload:    payload,
 		TimeoutMs:  timeoutMS,
@@ -127,21 +139,13 @@ func action(void bool) trinev1.Action {
 	return trinev1.Action_ACTION_UNSPECIFIED
 }
 
-func trigger(ctx context.Context, addr string, req *trinev1.TriggerRequest, timeout time.Duration) (*trinev1.TriggerResponse, error) {
-	cc, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)),
-	)
-	if err != nil {
-		return nil, err
-	}
-	defer cc.Close()
+func trigger(ctx context.Context, c trinev1.EngineServiceClient, req *trinev1.TriggerRequest, timeout time.Duration) (*trinev1.TriggerResponse, error) {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout+rpcMargin)
 		defer cancel()
 	}
-	return trinev1.NewEngineServiceClient(cc).Trigger(ctx, req)
+	return c.Trigger(ctx, req)
 }
 
 // failure is what `trine trigger` prints on stderr when the call fails.

@@ -124,6 +124,7 @@ func TestTriggerUsageErrors(t *testing.T) {
 		{"TooManyArgs", []string{"fn", "{}", "extra"}, "", "too many arguments"},
 		{"UnknownFlag", []string{"--bogus", "fn"}, "", "flag provided but not defined"},
 		{"BadTimeout", []string{"--timeout", "-1s", "fn"}, "", "--timeout"},
+		{"EmptyEngine", []string{"--engine=", "fn"}, "", "--engine must not be empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
