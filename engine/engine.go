@@ -105,7 +105,15 @@ func (e *Engine) shutdown() {
 		for _, s := range e.sessions() {
 			s.Close()
 		}
-		<-idle
+		// Cancelled calls end at once unless a built-in handler ignores its
+		// context; such a handler must not hold the process forever.
+		grace.Reset(e.cfg.ShutdownGrace)
+		select {
+		case <-idle:
+		case <-grace.C:
+			e.log.Error("built-in handlers ignored cancellation; stopping without them")
+		}
+		grace.Stop()
 		e.bgMu.Lock()
 		e.bgClosed = true
 		e.bgMu.Unlock()
