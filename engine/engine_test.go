@@ -265,9 +265,10 @@ func TestVoid(t *testing.T) {
 func TestReattach(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, engine.Config{})
-	old, _ := attach(t, e, "w", "fn")
+	old, oldPeer := attach(t, e, "w", "fn")
 	errc := make(chan error, 1)
 	go func() { _, err := e.Trigger(context.Background(), engine.Call{FunctionID: "fn", Timeout: time.Minute}); errc <- err }()
+	<-oldPeer.invokes // the call is in flight on the old session
 	wrong, err := e.Attach(engine.WorkerInfo{Name: "w", PreviousID: old.ID(), ReattachToken: "guess"}, newPeer())
 	if err != nil || wrong.ID() == old.ID() {
 		t.Fatalf("wrong token: %v, id %q", err, wrong.ID())
