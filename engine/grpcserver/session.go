@@ -48,6 +48,9 @@ func (s *Server) Connect(stream connectStream) error {
 	defer func() {
 		sess.Close()
 		cancel(nil)
+		c.mu.Lock()
+		c.ended = true // no new goroutines from the reader from now on
+		c.mu.Unlock()
 		c.wg.Wait()
 	}()
 	if err := stream.Send(&trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_Welcome{Welcome: &trinev1.Welcome{
@@ -61,38 +64,32 @@ func (s *Server) Connect(stream connectStream) error {
 		defer c.wg.Done()
 		cancel(c.write(stream))
 	}()
-	frames := make(chan *trinev1.ConnectRequest)
+	// The reader dispatches frames itself (dispatch never blocks on other
+	// workers), saving a goroutine hand-off per frame. It ends when Recv
+	// fails, at the latest when this handler returns.
 	recvErr := make(chan error, 1)
-	go func() { // ends when Recv fails, at the latest when the handler returns
+	go func() {
 		for {
 			f, err := stream.Recv()
 			if err != nil {
 				recvErr <- err
 				return
 			}
-			select {
-			case frames <- f:
-			case <-ctx.Done():
-				return
-			}
+			c.dispatch(f)
 		}
 	}()
-	for {
-		select {
-		case f := <-frames:
-			c.dispatch(f)
-		case err := <-recvErr:
-			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
-				log.Debug("worker closed its stream")
-				return nil
-			}
-			log.Info("worker stream failed", "error", err)
-			return err
-		case <-sess.Done():
-			return status.Error(codes.Unavailable, "session closed by the engine (shutdown or reattached elsewhere)")
-		case <-ctx.Done():
-			return context.Cause(ctx)
+	select {
+	case err := <-recvErr:
+		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
+			log.Debug("worker closed its stream")
+			return nil
 		}
+		log.Info("worker stream failed", "error", err)
+		return err
+	case <-sess.Done():
+		return status.Error(codes.Unavailable, "session closed by the engine (shutdown or reattached elsewhere)")
+	case <-ctx.Done():
+		return context.Cause(ctx)
 	}
 }
 
@@ -106,6 +103,7 @@ type conn struct {
 
 	mu    sync.Mutex
 	calls map[string]context.CancelFunc // the worker's own calls in flight, by call id
+	ended bool                          // the handler is returning: async refuses work
 }
 
 var _ engine.Peer = (*conn)(nil)
@@ -177,6 +175,11 @@ func (c *conn) ack(requestID string, err error) {
 
 // async runs f on a goroutine that the session waits for.
 func (c *conn) async(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
