@@ -36,8 +36,11 @@ func newPeer() *fakePeer {
 	return &fakePeer{invokes: make(chan engine.Invocation, 64), cancels: make(chan string, 64), configs: make(chan configReq, 64)}
 }
 
-func (p *fakePeer) Invoke(_ context.Context, inv engine.Invocation) error { p.invokes <- inv; return nil }
-func (p *fakePeer) Cancel(id string)                                     { p.cancels <- id }
+func (p *fakePeer) Invoke(_ context.Context, inv engine.Invocation) error {
+	p.invokes <- inv
+	return nil
+}
+func (p *fakePeer) Cancel(id string) { p.cancels <- id }
 func (p *fakePeer) ConfigureTrigger(_ context.Context, id string, t engine.Trigger, remove bool) error {
 	p.configs <- configReq{id, t, remove}
 	return nil
@@ -200,7 +203,10 @@ func TestReplicasLeastInFlightAndDisconnect(t *testing.T) {
 	}
 	errs := make(chan error, 3)
 	for range 3 {
-		go func() { _, err := e.Trigger(context.Background(), engine.Call{FunctionID: "work", Timeout: time.Minute}); errs <- err }()
+		go func() {
+			_, err := e.Trigger(context.Background(), engine.Call{FunctionID: "work", Timeout: time.Minute})
+			errs <- err
+		}()
 	}
 	// With answers held back, three concurrent calls land on three replicas.
 	got := map[int]engine.Invocation{}
@@ -267,7 +273,10 @@ func TestReattach(t *testing.T) {
 	e := newEngine(t, engine.Config{})
 	old, oldPeer := attach(t, e, "w", "fn")
 	errc := make(chan error, 1)
-	go func() { _, err := e.Trigger(context.Background(), engine.Call{FunctionID: "fn", Timeout: time.Minute}); errc <- err }()
+	go func() {
+		_, err := e.Trigger(context.Background(), engine.Call{FunctionID: "fn", Timeout: time.Minute})
+		errc <- err
+	}()
 	<-oldPeer.invokes // the call is in flight on the old session
 	wrong, err := e.Attach(engine.WorkerInfo{Name: "w", PreviousID: old.ID(), ReattachToken: "guess"}, newPeer())
 	if err != nil || wrong.ID() == old.ID() {
