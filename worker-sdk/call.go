@@ -15,16 +15,9 @@ import (
 // ctx is cancelled. If the worker is not connected, Trigger waits for the
 // connection within the same bound.
 func (w *Worker) Trigger(ctx context.Context, id string, payload any) (json.RawMessage, error) {
-	data, err := marshal(payload)
-	if err != nil {
-		return nil, errorf(CodeInvalidArgument, "payload for %q: %v", id, err)
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, w.opts.callTimeout)
-		defer cancel()
-	}
-	s, err := w.liveSession(ctx)
+	ctx, cancel := w.callContext(ctx)
+	defer cancel()
+	s, data, err := w.prepareCall(ctx, id, payload)
 	if err != nil {
 		return nil, err
 	}
@@ -57,20 +50,34 @@ func (w *Worker) Trigger(ctx context.Context, id string, payload any) (json.RawM
 // marshal or the worker cannot reach the engine within ctx (or
 // WithCallTimeout).
 func (w *Worker) TriggerVoid(ctx context.Context, id string, payload any) error {
-	data, err := marshal(payload)
-	if err != nil {
-		return errorf(CodeInvalidArgument, "payload for %q: %v", id, err)
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, w.opts.callTimeout)
-		defer cancel()
-	}
-	s, err := w.liveSession(ctx)
+	ctx, cancel := w.callContext(ctx)
+	defer cancel()
+	s, data, err := w.prepareCall(ctx, id, payload)
 	if err != nil {
 		return err
 	}
 	return s.send(ctx, callFrame(ctx, w.newID(), id, data, trinev1.Action_ACTION_VOID))
+}
+
+// callContext bounds ctx by the call timeout unless it has a deadline.
+func (w *Worker) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, w.opts.callTimeout)
+}
+
+// prepareCall encodes the payload and waits for a live session.
+func (w *Worker) prepareCall(ctx context.Context, id string, payload any) (*session, []byte, error) {
+	data, err := marshal(payload)
+	if err != nil {
+		return nil, nil, errorf(CodeInvalidArgument, "payload for %q: %v", id, err)
+	}
+	s, err := w.liveSession(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, data, nil
 }
 
 func callFrame(ctx context.Context, callID, fnID string, data []byte, action trinev1.Action) *trinev1.ConnectRequest {
