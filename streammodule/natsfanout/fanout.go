@@ -1,0 +1,94 @@
+package natsfanout
+
+import (
+	"context"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Publisher publishes encoded stream events on their group's subject.
+type Publisher struct{ nc *nats.Conn }
+
+// NewPublisher returns a Publisher on nc.
+func NewPublisher(nc *nats.Conn) *Publisher { return &Publisher{nc: nc} }
+
+// Publish sends one encoded event to every subscriber of (stream, group).
+func (p *Publisher) Publish(_ context.Context, stream, group string, event []byte) error {
+	return p.nc.Publish(Subject(stream, group), event)
+}
+
+// Subscriber holds NATS interest only in the groups some local handler
+// watches: the first Subscribe of a group subscribes its subject, the last
+// cancel unsubscribes it. Safe for concurrent use.
+type Subscriber struct {
+	nc *nats.Conn
+
+	mu     sync.Mutex
+	groups map[string]*group
+	nextID uint64
+}
+
+type group struct {
+	sub      *nats.Subscription
+	mu       sync.RWMutex
+	handlers map[uint64]func([]byte)
+}
+
+// NewSubscriber returns a Subscriber on nc.
+func NewSubscriber(nc *nats.Conn) *Subscriber {
+	return &Subscriber{nc: nc, groups: make(map[string]*group)}
+}
+
+// Subscribe calls h with every event of (stream, group) until cancel is
+// called. h runs on the NATS delivery goroutine and must not block: it
+// should hand the bytes to a bounded queue. Events of one group reach h in
+// publication order.
+func (s *Subscriber) Subscribe(stream, groupID string, h func(event []byte)) (cancel func(), err error) {
+	subj := Subject(stream, groupID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[subj]
+	if g == nil {
+		g = &group{handlers: make(map[uint64]func([]byte))}
+		sub, err := s.nc.Subscribe(subj, func(m *nats.Msg) {
+			g.mu.RLock()
+			defer g.mu.RUnlock()
+			for _, h := range g.handlers {
+				h(m.Data)
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		g.sub = sub
+		s.groups[subj] = g
+	}
+	s.nextID++
+	id := s.nextID
+	g.mu.Lock()
+	g.handlers[id] = h
+	g.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { s.release(subj, g, id) }) }, nil
+}
+
+func (s *Subscriber) release(subj string, g *group, id uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g.mu.Lock()
+	delete(g.handlers, id)
+	empty := len(g.handlers) == 0
+	g.mu.Unlock()
+	if empty && s.groups[subj] == g {
+		delete(s.groups, subj)
+		_ = g.sub.Unsubscribe()
+	}
+}
+
+// Groups reports how many groups hold NATS interest.
+func (s *Subscriber) Groups() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.groups)
+}
