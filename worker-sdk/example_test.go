@@ -10,25 +10,22 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
+	"github.com/trinehq/trine/internal/enginetest"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
 // exampleEngine runs an engine on a loopback port, as `trine engine` does,
 // and returns its address and a stop function.
 func exampleEngine() (string, func()) {
-	eng, err := engine.New(engine.Config{})
-	if err != nil {
-		panic(err)
-	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := grpcserver.New(eng, grpcserver.Config{}).NewGRPCServer()
-	go func() { _ = eng.Run(ctx) }()
-	go func() { _ = srv.Serve(lis) }()
-	return lis.Addr().String(), func() { cancel(); <-eng.Done(); srv.Stop() }
+	r, err := enginetest.Serve(lis, engine.Config{}, grpcserver.Config{})
+	if err != nil {
+		panic(err)
+	}
+	return r.Addr, r.Stop
 }
 
 type MulIn struct{ A, B int }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
+	"github.com/trinehq/trine/internal/enginetest"
 	trinev1 "github.com/trinehq/trine/proto/trine/v1"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
@@ -200,17 +201,13 @@ func bareCaller(addr string, payload []byte) func(context.Context) error {
 }
 
 func startEngine() (string, func()) {
-	eng, err := engine.New(engine.Config{})
-	if err != nil {
-		log.Fatal(err)
-	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		log.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := grpcserver.New(eng, grpcserver.Config{}).NewGRPCServer()
-	go func() { _ = eng.Run(ctx) }()
-	go func() { _ = srv.Serve(lis) }()
-	return lis.Addr().String(), func() { cancel(); <-eng.Done(); srv.Stop() }
+	r, err := enginetest.Serve(lis, engine.Config{}, grpcserver.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	return r.Addr, r.Stop
 }

@@ -1,10 +1,11 @@
 // Package enginetest starts a real engine with its gRPC transport on a
-// loopback port, for tests of the SDK, the CLI and benchmarks.
+// loopback port, for tests, examples and benchmarks.
 package enginetest
 
 import (
 	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,18 +15,62 @@ import (
 	"github.com/trinehq/trine/engine/grpcserver"
 )
 
-// Server is a running engine.
-type Server struct {
+// Running is an engine serving gRPC on a listener, wired as `trine engine`
+// wires it.
+type Running struct {
 	Addr   string
 	Engine *engine.Engine
 
-	t      testing.TB
-	cfg    engine.Config
-	gcfg   grpcserver.Config
 	grpc   *grpc.Server
 	cancel context.CancelFunc
 	served chan struct{}
 	ran    chan struct{}
+	once   sync.Once
+}
+
+// Serve runs an engine on lis until Stop or Kill.
+func Serve(lis net.Listener, cfg engine.Config, gcfg grpcserver.Config) (*Running, error) {
+	eng, err := engine.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Running{Addr: lis.Addr().String(), Engine: eng, cancel: cancel,
+		grpc: grpcserver.New(eng, gcfg).NewGRPCServer(), served: make(chan struct{}), ran: make(chan struct{})}
+	go func() { defer close(r.ran); _ = eng.Run(ctx) }()
+	go func() { defer close(r.served); _ = r.grpc.Serve(lis) }()
+	return r, nil
+}
+
+// Stop shuts the engine down gracefully (as trine engine does on SIGTERM)
+// and waits for it. Stop and Kill are idempotent, and only the first runs.
+func (r *Running) Stop() {
+	r.once.Do(func() {
+		r.cancel()
+		<-r.ran
+		force := time.AfterFunc(5*time.Second, r.grpc.Stop)
+		r.grpc.GracefulStop()
+		force.Stop()
+		<-r.served
+	})
+}
+
+// Kill stops the engine abruptly: connections drop with no drain.
+func (r *Running) Kill() {
+	r.once.Do(func() {
+		r.grpc.Stop()
+		<-r.served
+		r.cancel()
+		<-r.ran
+	})
+}
+
+// Server is a Running engine owned by a test.
+type Server struct {
+	*Running
+	t    testing.TB
+	cfg  engine.Config
+	gcfg grpcserver.Config
 }
 
 // Start runs an engine on 127.0.0.1 with a random port until the test ends.
@@ -33,7 +78,7 @@ func Start(t testing.TB, cfg engine.Config, gcfg grpcserver.Config) *Server {
 	t.Helper()
 	s := &Server{t: t, cfg: cfg, gcfg: gcfg}
 	s.start("127.0.0.1:0")
-	t.Cleanup(s.Stop)
+	t.Cleanup(func() { s.Stop() })
 	return s
 }
 
@@ -51,46 +96,14 @@ func (s *Server) start(addr string) {
 	if err != nil {
 		s.t.Fatalf("enginetest: listen: %v", err)
 	}
-	eng, err := engine.New(s.cfg)
+	r, err := Serve(lis, s.cfg, s.gcfg)
 	if err != nil {
 		s.t.Fatalf("enginetest: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.Addr, s.Engine, s.cancel = lis.Addr().String(), eng, cancel
-	s.grpc = grpcserver.New(eng, s.gcfg).NewGRPCServer()
-	s.served, s.ran = make(chan struct{}), make(chan struct{})
-	go func() { defer close(s.ran); _ = eng.Run(ctx) }()
-	go func() { defer close(s.served); _ = s.grpc.Serve(lis) }()
+	s.Running = r
 }
 
-// Stop shuts the engine down gracefully (as trine engine does on SIGTERM)
-// and waits for it. Stop is idempotent.
-func (s *Server) Stop() {
-	if s.cancel == nil {
-		return
-	}
-	s.cancel()
-	<-s.ran
-	force := time.AfterFunc(5*time.Second, s.grpc.Stop)
-	s.grpc.GracefulStop()
-	force.Stop()
-	<-s.served
-	s.cancel = nil
-}
-
-// Kill stops the engine abruptly: connections drop with no drain.
-func (s *Server) Kill() {
-	if s.cancel == nil {
-		return
-	}
-	s.grpc.Stop()
-	<-s.served
-	s.cancel()
-	<-s.ran
-	s.cancel = nil
-}
-
-// Restart stops the engine and starts a fresh one (empty registries) on the
+// Restart kills the engine and starts a fresh one (empty registries) on the
 // same address.
 func (s *Server) Restart() {
 	s.t.Helper()
