@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trinehq/trine/engine"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
@@ -164,4 +165,28 @@ func TestConnectFailsWithoutEngine(t *testing.T) {
 		}
 		_ = bad.Close()
 	}
+}
+
+// TestAddressListFailover: a worker given several engine addresses connects
+// to whichever answers and, when that engine dies, comes back on another one
+// with its functions, with no user code.
+func TestAddressListFailover(t *testing.T) {
+	t.Parallel()
+	a, b := startEngine(t), startEngine(t)
+	w := connect(t, "127.0.0.1:1,"+a.Addr+","+b.Addr) // the first address refuses connections
+	if err := w.RegisterFunction("ha::ping", func(context.Context, json.RawMessage) (any, error) { return "pong", nil }); err != nil {
+		t.Fatal(err)
+	}
+	first, second := a, b
+	if len(a.Engine.Workers()) == 0 {
+		first, second = b, a
+	}
+	if len(first.Engine.Workers()) != 1 {
+		t.Fatalf("worker on neither engine: a=%d b=%d", len(a.Engine.Workers()), len(b.Engine.Workers()))
+	}
+	first.Kill()
+	eventually(t, 10*time.Second, "the function to come back on the other engine", func() bool {
+		out, err := second.Engine.Trigger(t.Context(), engine.Call{FunctionID: "ha::ping"})
+		return err == nil && string(out) == `"pong"`
+	})
 }
