@@ -17,10 +17,19 @@ type Config struct {
 	ProviderTimeout time.Duration
 	// Version is reported by engine::health::check. Default "dev".
 	Version string
+	// Observer, if set, is told the outcome of every awaited call.
+	Observer Observer
 	// Logger receives lifecycle logs. Default: discard.
 	Logger *slog.Logger
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
+}
+
+// Observer receives the outcome of every awaited call: its function id, its
+// error code ("" on success) and how long it took. CallDone runs on the
+// caller's goroutine and must be quick.
+type Observer interface {
+	CallDone(functionID string, code Code, d time.Duration)
 }
 
 func (c Config) withDefaults() Config {

@@ -137,6 +137,19 @@ func (e *Engine) sessions() []*Session {
 // bounded by ctx's deadline, else by c.Timeout, else by Config.DefaultTimeout.
 // Failures are *Error values with a stable code.
 func (e *Engine) Trigger(ctx context.Context, c Call) ([]byte, error) {
+	start := time.Now()
+	out, err := e.trigger(ctx, c)
+	if o := e.cfg.Observer; o != nil {
+		var code Code
+		if err != nil {
+			code = AsError(err).Code
+		}
+		o.CallDone(c.FunctionID, code, time.Since(start))
+	}
+	return out, err
+}
+
+func (e *Engine) trigger(ctx context.Context, c Call) ([]byte, error) {
 	h, err := e.route(&c)
 	if err != nil {
 		return nil, err

@@ -12,10 +12,14 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
+	"github.com/trinehq/trine/engine/prommetrics"
 )
 
 // Once the engine has drained, the gRPC server gets this long to finish its
@@ -72,18 +76,28 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	}
 	defer httpLis.Close()
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := prommetrics.New(reg)
+	if err != nil {
+		return fmt.Errorf("create metrics: %w", err)
+	}
 	eng, err := engine.New(engine.Config{
 		DefaultTimeout: cfg.DefaultTimeout,
 		ShutdownGrace:  cfg.ShutdownGrace,
 		Version:        version,
 		Logger:         log,
+		Observer:       metrics,
 	})
 	if err != nil {
 		return fmt.Errorf("create engine: %w", err)
 	}
+	if err := prommetrics.RegisterEngine(reg, eng); err != nil {
+		return fmt.Errorf("register engine metrics: %w", err)
+	}
 	gs := grpcserver.New(eng, grpcserver.Config{MaxMessageBytes: cfg.MaxMessageBytes, Logger: log}).NewGRPCServer()
 	hs := &http.Server{
-		Handler:           healthHandler(eng),
+		Handler:           healthHandler(eng, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

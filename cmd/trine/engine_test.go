@@ -36,6 +36,9 @@ func TestEngineServes(t *testing.T) {
 			t.Errorf("GET %s = %d %q, want 200 {\"status\":\"ok\"}", path, code, body)
 		}
 	}
+	if code, body := get(t, e.http+"/metrics"); code != 200 || !strings.Contains(body, "trine_workers_connected 0") || !strings.Contains(body, "go_goroutines") {
+		t.Errorf("GET /metrics = %d, missing trine or Go metrics:\n%.500s", code, body)
+	}
 	if code, _ := get(t, e.http+"/nope"); code != 404 {
 		t.Errorf("GET /nope = %d, want 404", code)
 	}

@@ -12,8 +12,10 @@ import (
 //	GET /healthz  200 {"status":"ok"} while the process serves
 //	GET /readyz   200 {"status":"ok"} while the engine accepts calls,
 //	              503 {"status":"draining"} once shutdown has begun
-func healthHandler(eng *engine.Engine) http.Handler {
+//	GET /metrics  Prometheus metrics
+func healthHandler(eng *engine.Engine, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeStatus(w, http.StatusOK, "ok")
 	})

@@ -1,0 +1,74 @@
+// Package prommetrics exports engine metrics to Prometheus: an
+// engine.Observer that counts and times calls, and gauges read from the
+// engine at scrape time. Safe for concurrent use.
+package prommetrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/trinehq/trine/engine"
+)
+
+// Metrics is an engine.Observer backed by Prometheus collectors.
+type Metrics struct {
+	calls    *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+var _ engine.Observer = (*Metrics)(nil)
+
+// New registers the call collectors on reg.
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trine_calls_total",
+			Help: "Awaited calls by function and outcome code (ok on success).",
+		}, []string{"function_id", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "trine_call_duration_seconds",
+			Help:    "Duration of awaited calls, by function.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10), // 100µs .. 26s
+		}, []string{"function_id"}),
+	}
+	for _, c := range []prometheus.Collector{m.calls, m.duration} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// unlabelled replaces function ids that may come from anyone (calls that
+// were refused before any function ran), so that label values stay bounded
+// by the registered functions.
+const unlabelled = "_unregistered"
+
+// CallDone records one call.
+func (m *Metrics) CallDone(functionID string, code engine.Code, d time.Duration) {
+	if code == engine.CodeFunctionNotFound || code == engine.CodeInvalidArgument || code == engine.CodeUnavailable {
+		functionID = unlabelled
+	}
+	c := string(code)
+	if c == "" {
+		c = "ok"
+	}
+	m.calls.WithLabelValues(functionID, c).Inc()
+	m.duration.WithLabelValues(functionID).Observe(d.Seconds())
+}
+
+// RegisterEngine adds gauges read from e at scrape time.
+func RegisterEngine(reg prometheus.Registerer, e *engine.Engine) error {
+	for _, g := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trine_workers_connected", Help: "Connected worker sessions."},
+			func() float64 { return float64(e.Health().Workers) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trine_functions_registered", Help: "Registered function ids, built-in ones included."},
+			func() float64 { return float64(e.Health().Functions) }),
+	} {
+		if err := reg.Register(g); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,56 @@
+package prommetrics_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/engine/prommetrics"
+)
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m, err := prommetrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.New(engine.Config{Observer: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := prommetrics.RegisterEngine(reg, e); err != nil {
+		t.Fatal(err)
+	}
+	_ = e.RegisterFunction("t::fail", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		return nil, errors.New("boom")
+	}))
+	ctx := context.Background()
+	_, _ = e.Trigger(ctx, engine.Call{FunctionID: engine.FnHealthCheck})
+	_, _ = e.Trigger(ctx, engine.Call{FunctionID: engine.FnHealthCheck})
+	_, _ = e.Trigger(ctx, engine.Call{FunctionID: "t::fail"})
+	_, _ = e.Trigger(ctx, engine.Call{FunctionID: "random-id-from-a-caller"})
+	want := `
+# HELP trine_calls_total Awaited calls by function and outcome code (ok on success).
+# TYPE trine_calls_total counter
+trine_calls_total{code="function_not_found",function_id="_unregistered"} 1
+trine_calls_total{code="handler_error",function_id="t::fail"} 1
+trine_calls_total{code="ok",function_id="engine::health::check"} 2
+# HELP trine_functions_registered Registered function ids, built-in ones included.
+# TYPE trine_functions_registered gauge
+trine_functions_registered 5
+# HELP trine_workers_connected Connected worker sessions.
+# TYPE trine_workers_connected gauge
+trine_workers_connected 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "trine_calls_total", "trine_functions_registered", "trine_workers_connected"); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(reg, "trine_call_duration_seconds"); n != 3 {
+		t.Fatalf("duration series = %d, want 3", n)
+	}
+}
