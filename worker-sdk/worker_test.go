@@ -196,7 +196,7 @@ func TestDeadlineAndCancelReachHandler(t *testing.T) {
 		ended <- err
 	}()
 	<-started // phase one's handler
-	select { // the second call reached its handler
+	select {  // the second call reached its handler
 	case <-started:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the second call never reached the worker")
