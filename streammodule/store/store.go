@@ -1,0 +1,142 @@
+// Package store keeps the StreamModule's items: JSON values addressed by
+// (stream, group, item), with a sequence number per group that every change
+// advances. Adapters implement Store; all of them pass the conformance suite
+// in storetest.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Key names one item. Names are opaque strings: any UTF-8 is allowed and two
+// different keys never share storage.
+type Key struct {
+	Stream, Group, Item string
+}
+
+// Kind says what a change did.
+type Kind uint8
+
+// The kinds of change.
+const (
+	KindCreate Kind = iota + 1
+	KindUpdate
+	KindDelete
+	KindEvent // a stream::send event: nothing is stored
+)
+
+var kindNames = [...]string{KindCreate: "create", KindUpdate: "update", KindDelete: "delete", KindEvent: "event"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) && kindNames[k] != "" {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// Item is one stored value. Seq is the sequence of the change that last
+// wrote it; a missing item has Seq 0 and a nil Value.
+type Item struct {
+	ID    string          `json:"id"`
+	Value json.RawMessage `json:"data"`
+	Seq   uint64          `json:"seq"`
+}
+
+// Change is one committed change of a group.
+type Change struct {
+	Key
+	Kind Kind
+	// Old is the value before the change, nil when there was none.
+	Old json.RawMessage
+	// Value is the new value (create, update), the removed value (delete)
+	// or the event data (event).
+	Value json.RawMessage
+	// EventType is the custom type of an event.
+	EventType string
+	// Seq is the group's sequence number after the change.
+	Seq uint64
+	// Time is when the store committed the change.
+	Time time.Time
+}
+
+// Page is a slice of a group in item-id order, read at group sequence Seq.
+type Page struct {
+	Items []Item
+	Seq   uint64
+	// More reports that items follow the last one returned.
+	More bool
+}
+
+// StreamGroups is one row of ListAll.
+type StreamGroups struct {
+	ID     string   `json:"id"`
+	Groups []string `json:"groups"`
+}
+
+// Mutator computes an item's new value from its current one (exists is
+// false and old nil when the item is missing). Returning an error leaves the
+// item unchanged and fails the write with that error.
+type Mutator func(old json.RawMessage, exists bool) (json.RawMessage, error)
+
+// Cond guards a write. The zero Cond always holds.
+type Cond struct {
+	// IfSeq, when set, requires the item's Seq to equal *IfSeq (0: the item
+	// must not exist); otherwise the write fails with ErrConflict.
+	IfSeq *uint64
+}
+
+// Store holds the items. Writes to one item are atomic: concurrent Puts on
+// a key never lose an update. Every change advances its group's sequence by
+// one; sequences start at 1, never repeat and survive restarts of durable
+// adapters.
+type Store interface {
+	// Get returns the item (Seq 0 when missing) and the group's sequence
+	// at the time of the read.
+	Get(ctx context.Context, k Key) (Item, uint64, error)
+	// Put writes m's result as the item's value.
+	Put(ctx context.Context, k Key, c Cond, m Mutator) (Change, error)
+	// Delete removes the item. Removing a missing item changes nothing:
+	// it returns ok false and no sequence is used.
+	Delete(ctx context.Context, k Key, c Cond) (ch Change, ok bool, err error)
+	// Send commits an event to the group without storing anything.
+	Send(ctx context.Context, k Key, eventType string, data json.RawMessage) (Change, error)
+	// List returns up to limit items (0: all) with ids greater than after,
+	// in byte order of their ids.
+	List(ctx context.Context, stream, group, after string, limit int) (Page, error)
+	// ListGroups returns the ids of the stream's groups that hold items,
+	// sorted.
+	ListGroups(ctx context.Context, stream string) ([]string, error)
+	// ListAll returns every stream that holds items, sorted by id.
+	ListAll(ctx context.Context) ([]StreamGroups, error)
+	// Close releases the store; durable adapters flush first.
+	Close() error
+}
+
+// Options configure an adapter.
+type Options struct {
+	// OnCommit, if set, receives every change once it is committed (durable,
+	// for durable adapters), before the write that made it returns. Changes
+	// of one group arrive in sequence order, one at a time; OnCommit must
+	// not block and must not call the store.
+	OnCommit func(Change)
+	// Now stamps changes; nil means time.Now.
+	Now func() time.Time
+}
+
+func (o Options) now() time.Time {
+	if o.Now != nil {
+		return o.Now()
+	}
+	return time.Now()
+}
+
+// Errors returned by adapters.
+var (
+	// ErrConflict: a Cond did not hold.
+	ErrConflict = errors.New("store: sequence does not match")
+	// ErrClosed: the store is closed.
+	ErrClosed = errors.New("store: closed")
+)
