@@ -121,7 +121,7 @@ type fileJournal struct {
 	stopped chan struct{}
 }
 
-func (j *fileJournal) append(c Change) func() error {
+func (j *fileJournal) append(c Change, emitted bool) func() error {
 	j.mu.Lock()
 	if j.err != nil {
 		err := j.err
@@ -129,7 +129,7 @@ func (j *fileJournal) append(c Change) func() error {
 		return func() error { return err }
 	}
 	b := j.open
-	b.buf = appendRecord(b.buf, changeRecord(c))
+	b.buf = appendRecord(b.buf, changeRecord(c, emitted))
 	b.changes = append(b.changes, c)
 	j.mu.Unlock()
 	select {

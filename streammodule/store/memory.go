@@ -39,7 +39,7 @@ type entry struct {
 // and has been passed to OnCommit. barrier returns a wait for every change
 // appended so far.
 type journal interface {
-	append(c Change) (wait func() error)
+	append(c Change, emitted bool) (wait func() error)
 	barrier() (wait func() error)
 	failed() error
 }
@@ -82,10 +82,11 @@ func (m *Memory) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// commit records ch, which the caller has applied under g.mu.
-func (m *Memory) commit(ch Change) func() error {
+// commit records ch, which the caller has applied under g.mu;
+// emitted says it was not stored (Emit).
+func (m *Memory) commit(ch Change, emitted bool) func() error {
 	if m.j != nil {
-		return m.j.append(ch)
+		return m.j.append(ch, emitted)
 	}
 	if m.opts.OnCommit != nil {
 		m.opts.OnCommit(ch)
@@ -147,7 +148,7 @@ func (m *Memory) Put(ctx context.Context, k Key, c Cond, mut Mutator) (Change, e
 		ch.Kind = KindCreate
 	}
 	g.items[k.Item] = entry{value: v, seq: g.seq}
-	wait := m.commit(ch)
+	wait := m.commit(ch, false)
 	g.mu.Unlock()
 	return ch, settle(wait)
 }
@@ -177,21 +178,21 @@ func (m *Memory) Delete(ctx context.Context, k Key, c Cond) (Change, bool, error
 	g.seq++
 	delete(g.items, k.Item)
 	ch := Change{Key: k, Kind: KindDelete, Old: e.value, Value: e.value, Seq: g.seq, Time: m.opts.now()}
-	wait := m.commit(ch)
+	wait := m.commit(ch, false)
 	g.mu.Unlock()
 	return ch, true, settle(wait)
 }
 
-// Send implements Store.
-func (m *Memory) Send(ctx context.Context, k Key, eventType string, data json.RawMessage) (Change, error) {
+// Emit implements Store.
+func (m *Memory) Emit(ctx context.Context, c Change) (Change, error) {
 	if err := m.check(ctx); err != nil {
 		return Change{}, err
 	}
-	g := m.group(k.Stream, k.Group, true)
+	g := m.group(c.Stream, c.Group, true)
 	g.mu.Lock()
 	g.seq++
-	ch := Change{Key: k, Kind: KindEvent, Value: data, EventType: eventType, Seq: g.seq, Time: m.opts.now()}
-	wait := m.commit(ch)
+	ch := Change{Key: c.Key, Kind: c.Kind, Old: c.Old, Value: c.Value, EventType: c.EventType, Seq: g.seq, Time: m.opts.now()}
+	wait := m.commit(ch, true)
 	g.mu.Unlock()
 	return ch, settle(wait)
 }

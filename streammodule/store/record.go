@@ -17,7 +17,7 @@ import (
 const (
 	recPut   byte = 'p' // item = value, item seq = group seq = seq
 	recDel   byte = 'd' // item removed, group seq = seq
-	recEvent byte = 'e' // group seq = seq
+	recEvent byte = 'e' // group seq = seq (an emitted change: nothing stored)
 	recGroup byte = 'g' // snapshot only: group seq = seq
 )
 
@@ -91,15 +91,15 @@ func nextRecord(b []byte) (record, int, error) {
 	return r, frameHeader + int(n), nil
 }
 
-func changeRecord(c Change) record {
-	r := record{seq: c.Seq, stream: c.Stream, group: c.Group, item: c.Item}
-	switch c.Kind {
-	case KindCreate, KindUpdate:
+// changeRecord journals c; emitted says c was not stored (Emit).
+func changeRecord(c Change, emitted bool) record {
+	r := record{kind: recEvent, seq: c.Seq, stream: c.Stream, group: c.Group, item: c.Item}
+	switch {
+	case emitted:
+	case c.Kind == KindCreate || c.Kind == KindUpdate:
 		r.kind, r.value = recPut, c.Value
-	case KindDelete:
+	case c.Kind == KindDelete:
 		r.kind = recDel
-	default:
-		r.kind = recEvent
 	}
 	return r
 }

@@ -101,8 +101,10 @@ type Store interface {
 	// Delete removes the item. Removing a missing item changes nothing:
 	// it returns ok false and no sequence is used.
 	Delete(ctx context.Context, k Key, c Cond) (ch Change, ok bool, err error)
-	// Send commits an event to the group without storing anything.
-	Send(ctx context.Context, k Key, eventType string, data json.RawMessage) (Change, error)
+	// Emit commits c to its group without storing anything: a
+	// stream::send event (KindEvent), or a change a custom stream made
+	// elsewhere. Only c's Key, Kind, EventType, Old and Value are used.
+	Emit(ctx context.Context, c Change) (Change, error)
 	// List returns up to limit items (0: all) with ids greater than after,
 	// in byte order of their ids.
 	List(ctx context.Context, stream, group, after string, limit int) (Page, error)

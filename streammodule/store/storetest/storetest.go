@@ -33,7 +33,7 @@ func Run(t *testing.T, a Adapter) {
 		{"Sequences", testSequences},
 		{"IfSeq", testIfSeq},
 		{"MutatorError", testMutatorError},
-		{"Send", testSend},
+		{"Emit", testEmit},
 		{"List", testList},
 		{"ListGroups", testListGroups},
 		{"HostileNames", testHostileNames},
@@ -180,15 +180,22 @@ func testMutatorError(t *testing.T, a Adapter) {
 	}
 }
 
-func testSend(t *testing.T, a Adapter) {
+func testEmit(t *testing.T, a Adapter) {
 	s := open(t, a, store.Options{})
 	k := store.Key{Stream: "s", Group: "g", Item: "i"}
-	ch, err := s.Send(ctx, k, "ping", json.RawMessage(`{"x":1}`))
+	ch, err := s.Emit(ctx, store.Change{Key: k, Kind: store.KindEvent, EventType: "ping", Value: json.RawMessage(`{"x":1}`)})
 	if err != nil || ch.Kind != store.KindEvent || ch.EventType != "ping" || string(ch.Value) != `{"x":1}` || ch.Seq != 1 {
 		t.Fatalf("send: %+v %v", ch, err)
 	}
 	if it, seq := get(t, s, k); it.Seq != 0 || seq != 1 {
 		t.Fatalf("send stored something: %+v at %d", it, seq)
+	}
+	ch, err = s.Emit(ctx, store.Change{Key: k, Kind: store.KindUpdate, Old: json.RawMessage("1"), Value: json.RawMessage("2")})
+	if err != nil || ch.Kind != store.KindUpdate || string(ch.Old) != "1" || string(ch.Value) != "2" || ch.Seq != 2 {
+		t.Fatalf("emitted update: %+v %v", ch, err)
+	}
+	if it, _ := get(t, s, k); it.Seq != 0 {
+		t.Fatalf("an emitted update stored something: %+v", it)
 	}
 	if gs, _ := s.ListGroups(ctx, "s"); len(gs) != 0 {
 		t.Fatalf("a group with only events is listed: %v", gs)
@@ -350,7 +357,7 @@ func testCommitOrder(t *testing.T, a Adapter) {
 				case 0:
 					_, err = s.Put(ctx, k, store.Cond{}, increment)
 				case 1:
-					_, err = s.Send(ctx, k, "e", json.RawMessage("1"))
+					_, err = s.Emit(ctx, store.Change{Key: k, Kind: store.KindEvent, EventType: "e", Value: json.RawMessage("1")})
 				default:
 					_, _, err = s.Delete(ctx, k, store.Cond{})
 				}
@@ -402,7 +409,7 @@ func testReopen(t *testing.T, a Adapter) {
 	put(t, s, k, `{"v":1}`)
 	put(t, s, j, `"gone"`)
 	mustDelete(t, s, j)
-	if _, err := s.Send(ctx, k, "e", json.RawMessage("1")); err != nil {
+	if _, err := s.Emit(ctx, store.Change{Key: k, Kind: store.KindEvent, EventType: "e", Value: json.RawMessage("1")}); err != nil {
 		t.Fatal(err)
 	}
 	put(t, s, e, "1")
