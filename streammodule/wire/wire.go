@@ -1,0 +1,150 @@
+// Package wire encodes the frames browsers receive. A change is encoded once
+// into a frame; gateways write those same bytes to every subscriber, adding
+// a subscription id by splicing, never by re-encoding.
+//
+// Every stream frame starts with its sequence and item id, so a gateway can
+// route and de-duplicate it without parsing JSON:
+//
+//	{"seq":7,"id":"item-1","type":"stream","timestamp":1700000000000,
+//	 "streamName":"todos","groupId":"inbox","event":{"type":"update","data":{…}}}
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/trinehq/trine/streammodule/store"
+)
+
+// String appends s as a JSON string. All frames use it, so equal names give
+// equal bytes.
+func String(dst []byte, s string) []byte {
+	b, _ := json.Marshal(s) // a string always marshals
+	return append(dst, b...)
+}
+
+// ItemID appends the frame's "id" value: null for "".
+func ItemID(dst []byte, id string) []byte {
+	if id == "" {
+		return append(dst, "null"...)
+	}
+	return String(dst, id)
+}
+
+func header(seq uint64, stream, group, item string, ts time.Time) []byte {
+	b := make([]byte, 0, 128)
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, `,"id":`...)
+	b = ItemID(b, item)
+	b = append(b, `,"type":"stream","timestamp":`...)
+	b = strconv.AppendInt(b, ts.UnixMilli(), 10)
+	b = append(b, `,"streamName":`...)
+	b = String(b, stream)
+	b = append(b, `,"groupId":`...)
+	b = String(b, group)
+	return b
+}
+
+func value(dst []byte, v json.RawMessage) []byte {
+	if len(v) == 0 {
+		return append(dst, "null"...)
+	}
+	return append(dst, v...)
+}
+
+// Change encodes a committed change.
+func Change(c store.Change) []byte {
+	b := header(c.Seq, c.Stream, c.Group, c.Item, c.Time)
+	if c.Kind == store.KindEvent {
+		b = append(b, `,"event":{"type":"event","event":{"type":`...)
+		b = String(b, c.EventType)
+		b = append(b, `,"data":`...)
+		b = value(b, c.Value)
+		return append(b, "}}}"...)
+	}
+	b = append(b, `,"event":{"type":"`...)
+	b = append(b, c.Kind.String()...)
+	b = append(b, `","data":`...)
+	b = value(b, c.Value)
+	return append(b, "}}"...)
+}
+
+// Sync encodes a snapshot at group sequence seq. For an item subscription
+// data is the item's value (null when missing) and ids is nil; for a group
+// it is the array of values, with ids their item ids in the same order.
+// resync marks a snapshot sent because history could not fill a gap.
+func Sync(seq uint64, stream, group, item string, ts time.Time, data json.RawMessage, ids []string, resync bool) []byte {
+	b := header(seq, stream, group, item, ts)
+	b = append(b, `,"event":{"type":"sync","data":`...)
+	b = value(b, data)
+	if ids != nil {
+		b = append(b, `,"ids":[`...)
+		for i, id := range ids {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = String(b, id)
+		}
+		b = append(b, ']')
+	}
+	if resync {
+		b = append(b, `,"resync":true`...)
+	}
+	return append(b, "}}"...)
+}
+
+// Unauthorized encodes a denied join.
+func Unauthorized(stream, group, item string, ts time.Time) []byte {
+	b := header(0, stream, group, item, ts)
+	return append(b, `,"event":{"type":"unauthorized"}}`...)
+}
+
+// Error encodes an error frame: {"type":"error","code":…,"message":…}.
+func Error(code, message string) []byte {
+	b := append([]byte(`{"type":"error","code":`), String(nil, code)...)
+	b = append(b, `,"message":`...)
+	b = String(b, message)
+	return append(b, '}')
+}
+
+var seqPrefix = []byte(`{"seq":`)
+
+// Header returns a stream frame's sequence and its encoded item id (null
+// or a JSON string, as ItemID writes it). ok is false for other frames.
+func Header(frame []byte) (seq uint64, id []byte, ok bool) {
+	if !bytes.HasPrefix(frame, seqPrefix) {
+		return 0, nil, false
+	}
+	rest := frame[len(seqPrefix):]
+	i := 0
+	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+		seq = seq*10 + uint64(rest[i]-'0')
+		i++
+	}
+	rest = rest[i:]
+	const idKey = `,"id":`
+	if i == 0 || !bytes.HasPrefix(rest, []byte(idKey)) {
+		return 0, nil, false
+	}
+	rest = rest[len(idKey):]
+	end := bytes.Index(rest, []byte(`,"type":"stream"`))
+	if end < 0 {
+		return 0, nil, false
+	}
+	return seq, rest[:end], true
+}
+
+// AppendWithSubscription appends frame with a "subscriptionId" member
+// added; quotedID is the id as String encodes it.
+func AppendWithSubscription(dst, frame, quotedID []byte) []byte {
+	if len(frame) == 0 || frame[len(frame)-1] != '}' {
+		return append(dst, frame...)
+	}
+	dst = append(dst, frame[:len(frame)-1]...)
+	dst = append(dst, `,"subscriptionId":`...)
+	dst = append(dst, quotedID...)
+	return append(dst, '}')
+}
