@@ -101,3 +101,11 @@ func (e *Engine) removeReplica(s *Session, id string) bool {
 	delete(s.functions, id)
 	return true
 }
+
+// HasFunction reports whether id is registered.
+func (e *Engine) HasFunction(id string) bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	_, ok := e.functions[id]
+	return ok
+}

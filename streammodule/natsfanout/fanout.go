@@ -2,6 +2,7 @@ package natsfanout
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -31,6 +32,8 @@ type Subscriber struct {
 
 type group struct {
 	sub      *nats.Subscription
+	ready    chan struct{} // closed once the server holds the interest
+	err      error         // set before ready is closed
 	mu       sync.RWMutex
 	handlers map[uint64]func([]byte)
 }
@@ -41,16 +44,18 @@ func NewSubscriber(nc *nats.Conn) *Subscriber {
 }
 
 // Subscribe calls h with every event of (stream, group) until cancel is
-// called. h runs on the NATS delivery goroutine and must not block: it
-// should hand the bytes to a bounded queue. Events of one group reach h in
-// publication order.
+// called. It returns once the NATS server holds the interest, so every
+// event published after it returns reaches h (h may see some published
+// just before). h runs on the NATS delivery goroutine and must not block:
+// it should hand the bytes to a bounded queue. Events of one group reach h
+// in publication order.
 func (s *Subscriber) Subscribe(stream, groupID string, h func(event []byte)) (cancel func(), err error) {
 	subj := Subject(stream, groupID)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	g := s.groups[subj]
-	if g == nil {
-		g = &group{handlers: make(map[uint64]func([]byte))}
+	created := g == nil
+	if created {
+		g = &group{handlers: make(map[uint64]func([]byte)), ready: make(chan struct{})}
 		sub, err := s.nc.Subscribe(subj, func(m *nats.Msg) {
 			g.mu.RLock()
 			defer g.mu.RUnlock()
@@ -59,6 +64,7 @@ func (s *Subscriber) Subscribe(stream, groupID string, h func(event []byte)) (ca
 			}
 		})
 		if err != nil {
+			s.mu.Unlock()
 			return nil, err
 		}
 		g.sub = sub
@@ -69,8 +75,21 @@ func (s *Subscriber) Subscribe(stream, groupID string, h func(event []byte)) (ca
 	g.mu.Lock()
 	g.handlers[id] = h
 	g.mu.Unlock()
+	s.mu.Unlock()
 	var once sync.Once
-	return func() { once.Do(func() { s.release(subj, g, id) }) }, nil
+	cancel = func() { once.Do(func() { s.release(subj, g, id) }) }
+	// A round trip to the server makes sure it has processed the SUB.
+	if created {
+		g.err = s.nc.Flush()
+		close(g.ready)
+	} else {
+		<-g.ready
+	}
+	if g.err != nil {
+		cancel()
+		return nil, fmt.Errorf("natsfanout: subscribe %s: %w", subj, g.err)
+	}
+	return cancel, nil
 }
 
 func (s *Subscriber) release(subj string, g *group, id uint64) {
