@@ -1,0 +1,91 @@
+package streammodule
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/streammodule/store"
+	"github.com/trinehq/trine/streammodule/updateops"
+)
+
+// A custom stream is served by a worker: it registers
+// stream::<op>(<stream_name>) for get, set, delete, list, list_groups and
+// optionally update. The module calls those with the same input as the
+// built-in function and still sequences and publishes the changes.
+
+// CustomFunctionID is the id a worker registers to serve op of a stream.
+func CustomFunctionID(op, stream string) string {
+	return "stream::" + op + "(" + stream + ")"
+}
+
+func (m *Module) isCustom(op, stream string) bool {
+	return m.e != nil && m.e.HasFunction(CustomFunctionID(op, stream))
+}
+
+func (m *Module) callCustom(ctx context.Context, op, stream string, payload []byte) ([]byte, error) {
+	return m.e.Trigger(ctx, engine.Call{FunctionID: CustomFunctionID(op, stream), Payload: payload})
+}
+
+// customWrite delegates set, update or delete to the stream's worker and
+// commits the change it reports.
+func (m *Module) customWrite(ctx context.Context, op string, in input, payload []byte) ([]byte, error) {
+	out, err := m.callCustom(ctx, op, *in.StreamName, payload)
+	if err != nil {
+		return nil, err
+	}
+	var r changeResult
+	if len(bytes.TrimSpace(out)) == 0 || json.Unmarshal(out, &r) != nil || (op != "delete" && r.NewValue == nil) {
+		return nil, engine.Errorf(engine.CodeHandlerError, "%s returned %.200q, want {old_value, new_value}", CustomFunctionID(op, *in.StreamName), out)
+	}
+	return m.commitCustom(ctx, in, r)
+}
+
+func isNull(v json.RawMessage) bool {
+	return v == nil || bytes.Equal(bytes.TrimSpace(v), []byte("null"))
+}
+
+func (m *Module) commitCustom(ctx context.Context, in input, r changeResult) ([]byte, error) {
+	c := store.Change{Key: in.key(), Kind: store.KindUpdate, Old: r.OldValue, Value: r.NewValue}
+	switch {
+	case r.NewValue == nil: // delete
+		if isNull(r.OldValue) {
+			return []byte(`{"old_value":null}`), nil
+		}
+		c.Kind, c.Value = store.KindDelete, r.OldValue
+	case isNull(r.OldValue):
+		c.Kind, c.Old = store.KindCreate, nil
+	}
+	ch, err := m.store.Emit(ctx, c)
+	if err != nil {
+		return nil, storeError("stream::"+c.Kind.String(), err)
+	}
+	r.OldValue, r.Seq = orNull(r.OldValue), ch.Seq
+	return marshal(r)
+}
+
+// customUpdate serves stream::update for a custom stream without an update
+// function: it reads with the stream's get, applies the ops and writes with
+// its set. Unlike the built-in store this is not atomic against other
+// writers of the same item.
+func (m *Module) customUpdate(ctx context.Context, in input, ops []updateops.Op) ([]byte, error) {
+	get, err := json.Marshal(map[string]string{"stream_name": *in.StreamName, "group_id": *in.GroupID, "item_id": *in.ItemID})
+	if err != nil {
+		return nil, err
+	}
+	cur, err := m.callCustom(ctx, "get", *in.StreamName, get)
+	if err != nil {
+		return nil, err
+	}
+	exists := !isNull(cur)
+	next, err := updateops.Apply(cur, exists, ops)
+	if err != nil {
+		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: %v; nothing was written", FnUpdate, err)
+	}
+	set, err := json.Marshal(map[string]any{"stream_name": *in.StreamName, "group_id": *in.GroupID, "item_id": *in.ItemID, "data": next})
+	if err != nil {
+		return nil, err
+	}
+	return m.customWrite(ctx, "set", in, set)
+}

@@ -1,0 +1,331 @@
+package streammodule
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/streammodule/store"
+	"github.com/trinehq/trine/streammodule/updateops"
+)
+
+// The StreamModule's function ids.
+const (
+	FnSet        = "stream::set"
+	FnGet        = "stream::get"
+	FnDelete     = "stream::delete"
+	FnList       = "stream::list"
+	FnListGroups = "stream::list_groups"
+	FnListAll    = "stream::list_all"
+	FnSend       = "stream::send"
+	FnUpdate     = "stream::update"
+)
+
+// input is the union of the stream::* inputs. Pointers tell a missing field
+// from a zero one.
+type input struct {
+	StreamName *string         `json:"stream_name"`
+	GroupID    *string         `json:"group_id"`
+	ItemID     *string         `json:"item_id"`
+	Data       json.RawMessage `json:"data"`
+	IfSeq      *uint64         `json:"if_seq"`
+	Ops        json.RawMessage `json:"ops"`
+	Type       *string         `json:"type"`
+	ID         *string         `json:"id"`
+	Limit      *int            `json:"limit"`
+	After      *string         `json:"after"`
+	IncludeIDs bool            `json:"include_ids"`
+	IncludeSeq bool            `json:"include_seq"`
+}
+
+// Register registers the stream::* functions and the stream trigger types
+// on e, which also serves the module's own calls (custom streams, triggers).
+func (m *Module) Register(e *engine.Engine) error {
+	m.e = e
+	fns := []struct {
+		id, desc string
+		h        func(context.Context, engine.Call) ([]byte, error)
+	}{
+		{FnSet, "Store an item's value.", m.set},
+		{FnGet, "Read an item's value.", m.get},
+		{FnDelete, "Remove an item.", m.delete},
+		{FnList, "List a group's items.", m.list},
+		{FnListGroups, "List a stream's groups.", m.listGroups},
+		{FnListAll, "List every stream and its groups.", m.listAll},
+		{FnSend, "Send an event to a group's subscribers.", m.send},
+		{FnUpdate, "Apply update operations to an item, all or none.", m.update},
+	}
+	for _, f := range fns {
+		if err := e.RegisterFunction(f.id, f.desc, engine.HandlerFunc(f.h)); err != nil {
+			return err
+		}
+	}
+	return m.trig.register(e)
+}
+
+func (m *Module) decode(c engine.Call, need ...string) (input, error) {
+	var in input
+	if len(c.Payload) == 0 || bytes.Equal(bytes.TrimSpace(c.Payload), []byte("null")) {
+		c.Payload = []byte("{}")
+	}
+	if err := json.Unmarshal(c.Payload, &in); err != nil {
+		return in, engine.Errorf(engine.CodeInvalidArgument, "%s: bad input: %v", c.FunctionID, err)
+	}
+	for _, f := range need {
+		var v *string
+		switch f {
+		case "stream_name":
+			v = in.StreamName
+		case "group_id":
+			v = in.GroupID
+		case "item_id":
+			v = in.ItemID
+		case "type":
+			v = in.Type
+		case "data":
+			if in.Data == nil {
+				return in, engine.Errorf(engine.CodeInvalidArgument, "%s: missing field data", c.FunctionID)
+			}
+			continue
+		}
+		if v == nil {
+			return in, engine.Errorf(engine.CodeInvalidArgument, "%s: missing field %s", c.FunctionID, f)
+		}
+		if f == "type" {
+			continue
+		}
+		if err := m.checkName(f, *v); err != nil {
+			return in, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", c.FunctionID, err)
+		}
+	}
+	if in.ID != nil {
+		if err := m.checkName("id", *in.ID); err != nil && *in.ID != "" {
+			return in, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", c.FunctionID, err)
+		}
+	}
+	return in, nil
+}
+
+func (m *Module) checkName(field, v string) error {
+	switch {
+	case v == "":
+		return fmt.Errorf("%s is empty", field)
+	case len(v) > m.cfg.MaxNameBytes:
+		return fmt.Errorf("%s is %d bytes long, the limit is %d", field, len(v), m.cfg.MaxNameBytes)
+	case !utf8.ValidString(v):
+		return fmt.Errorf("%s is not valid UTF-8", field)
+	}
+	return nil
+}
+
+func (in input) key() store.Key {
+	k := store.Key{Stream: *in.StreamName, Group: *in.GroupID}
+	if in.ItemID != nil {
+		k.Item = *in.ItemID
+	}
+	return k
+}
+
+// storeError gives a store failure its engine code.
+func storeError(fn string, err error) error {
+	var e *engine.Error
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.Is(err, store.ErrConflict):
+		return engine.Errorf(engine.CodeConflict, "%s: if_seq does not match the item's sequence", fn)
+	case errors.Is(err, store.ErrClosed):
+		return engine.Errorf(engine.CodeUnavailable, "%s: the stream store is closed", fn)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	return engine.Errorf(engine.CodeInternal, "%s: %v", fn, err)
+}
+
+func marshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// changeResult is the result of set, update and delete.
+type changeResult struct {
+	OldValue json.RawMessage `json:"old_value"`
+	NewValue json.RawMessage `json:"new_value,omitempty"`
+	Seq      uint64          `json:"seq,omitempty"`
+}
+
+func orNull(v json.RawMessage) json.RawMessage {
+	if v == nil {
+		return json.RawMessage("null")
+	}
+	return v
+}
+
+func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
+	in, err := m.decode(c, "stream_name", "group_id", "item_id", "data")
+	if err != nil {
+		return nil, err
+	}
+	if m.isCustom("set", *in.StreamName) {
+		return m.customWrite(ctx, "set", in, c.Payload)
+	}
+	ch, err := m.store.Put(ctx, in.key(), store.Cond{IfSeq: in.IfSeq}, func(json.RawMessage, bool) (json.RawMessage, error) {
+		return in.Data, nil
+	})
+	if err != nil {
+		return nil, storeError(FnSet, err)
+	}
+	return marshal(changeResult{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
+}
+
+func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
+	in, err := m.decode(c, "stream_name", "group_id", "item_id")
+	if err != nil {
+		return nil, err
+	}
+	if in.Ops == nil {
+		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: missing field ops", FnUpdate)
+	}
+	ops, err := updateops.Decode(in.Ops)
+	if err != nil {
+		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", FnUpdate, err)
+	}
+	if m.isCustom("update", *in.StreamName) {
+		return m.customWrite(ctx, "update", in, c.Payload)
+	}
+	if m.isCustom("set", *in.StreamName) {
+		return m.customUpdate(ctx, in, ops)
+	}
+	ch, err := m.store.Put(ctx, in.key(), store.Cond{IfSeq: in.IfSeq}, func(old json.RawMessage, exists bool) (json.RawMessage, error) {
+		return updateops.Apply(old, exists, ops)
+	})
+	if err != nil {
+		var oe *updateops.OpError
+		if errors.As(err, &oe) {
+			return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: %v; nothing was written", FnUpdate, oe)
+		}
+		return nil, storeError(FnUpdate, err)
+	}
+	return marshal(changeResult{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
+}
+
+func (m *Module) delete(ctx context.Context, c engine.Call) ([]byte, error) {
+	in, err := m.decode(c, "stream_name", "group_id", "item_id")
+	if err != nil {
+		return nil, err
+	}
+	if m.isCustom("delete", *in.StreamName) {
+		return m.customWrite(ctx, "delete", in, c.Payload)
+	}
+	ch, ok, err := m.store.Delete(ctx, in.key(), store.Cond{IfSeq: in.IfSeq})
+	if err != nil {
+		return nil, storeError(FnDelete, err)
+	}
+	if !ok {
+		return []byte(`{"old_value":null}`), nil
+	}
+	return marshal(changeResult{OldValue: orNull(ch.Old), Seq: ch.Seq})
+}
+
+func (m *Module) get(ctx context.Context, c engine.Call) ([]byte, error) {
+	in, err := m.decode(c, "stream_name", "group_id", "item_id")
+	if err != nil {
+		return nil, err
+	}
+	if m.isCustom("get", *in.StreamName) {
+		return m.callCustom(ctx, "get", *in.StreamName, c.Payload)
+	}
+	it, _, err := m.store.Get(ctx, in.key())
+	if err != nil {
+		return nil, storeError(FnGet, err)
+	}
+	if in.IncludeSeq {
+		it.Value = orNull(it.Value)
+		return marshal(it)
+	}
+	return orNull(it.Value), nil
+}
+
+// pageResult is stream::list's result when it pages or includes ids.
+type pageResult struct {
+	Items []store.Item `json:"items"`
+	Seq   uint64       `json:"seq"`
+	More  bool         `json:"more"`
+}
+
+func (m *Module) list(ctx context.Context, c engine.Call) ([]byte, error) {
+	in, err := m.decode(c, "stream_name", "group_id")
+	if err != nil {
+		return nil, err
+	}
+	if m.isCustom("list", *in.StreamName) {
+		return m.callCustom(ctx, "list", *in.StreamName, c.Payload)
+	}
+	limit, after := 0, ""
+	if in.Limit != nil {
+		if *in.Limit < 0 {
+			return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: limit is negative", FnList)
+		}
+		limit = *in.Limit
+	}
+	if in.After != nil {
+		after = *in.After
+	}
+	p, err := m.store.List(ctx, *in.StreamName, *in.GroupID, after, limit)
+	if err != nil {
+		return nil, storeError(FnList, err)
+	}
+	if in.Limit == nil && in.After == nil && !in.IncludeIDs {
+		vals := make([]json.RawMessage, len(p.Items))
+		for i, it := range p.Items {
+			vals[i] = it.Value
+		}
+		return marshal(vals)
+	}
+	return marshal(pageResult{Items: p.Items, Seq: p.Seq, More: p.More})
+}
+
+func (m *Module) listGroups(ctx context.Context, c engine.Call) ([]byte, error) {
+	in, err := m.decode(c, "stream_name")
+	if err != nil {
+		return nil, err
+	}
+	if m.isCustom("list_groups", *in.StreamName) {
+		return m.callCustom(ctx, "list_groups", *in.StreamName, c.Payload)
+	}
+	gs, err := m.store.ListGroups(ctx, *in.StreamName)
+	if err != nil {
+		return nil, storeError(FnListGroups, err)
+	}
+	return marshal(gs)
+}
+
+func (m *Module) listAll(ctx context.Context, _ engine.Call) ([]byte, error) {
+	all, err := m.store.ListAll(ctx)
+	if err != nil {
+		return nil, storeError(FnListAll, err)
+	}
+	return marshal(struct {
+		Stream []store.StreamGroups `json:"stream"`
+		Count  int                  `json:"count"`
+	}{all, len(all)})
+}
+
+func (m *Module) send(ctx context.Context, c engine.Call) ([]byte, error) {
+	in, err := m.decode(c, "stream_name", "group_id", "type", "data")
+	if err != nil {
+		return nil, err
+	}
+	k := store.Key{Stream: *in.StreamName, Group: *in.GroupID}
+	if in.ID != nil {
+		k.Item = *in.ID
+	}
+	ch, err := m.store.Emit(ctx, store.Change{Key: k, Kind: store.KindEvent, EventType: *in.Type, Value: in.Data})
+	if err != nil {
+		return nil, storeError(FnSend, err)
+	}
+	return marshal(struct {
+		Seq uint64 `json:"seq"`
+	}{ch.Seq})
+}

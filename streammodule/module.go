@@ -1,0 +1,133 @@
+// Package streammodule is the StreamModule: keyed JSON state
+// (stream > group > item) served by the stream::* functions, with a
+// sequence number per group, an event per change published once on the
+// group's NATS subject, a bounded per-group history for resuming
+// subscribers, and the stream, stream:join and stream:leave trigger types.
+package streammodule
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/streammodule/store"
+	"github.com/trinehq/trine/streammodule/wire"
+)
+
+// Defaults for Config.
+const (
+	DefaultHistorySize  = 1000
+	DefaultTriggerQueue = 1024
+	DefaultJoinTimeout  = 5 * time.Second
+	DefaultMaxNameBytes = 1024
+)
+
+// Caller runs functions; *engine.Engine is one.
+type Caller interface {
+	Trigger(ctx context.Context, c engine.Call) ([]byte, error)
+	HasFunction(id string) bool
+}
+
+// Publisher carries encoded events to subscribers (natsfanout.Publisher).
+type Publisher interface {
+	Publish(ctx context.Context, stream, group string, frame []byte) error
+}
+
+// Config configures a Module.
+type Config struct {
+	// OpenStore opens the store; the module passes the Options that feed
+	// it every committed change. Required.
+	OpenStore func(store.Options) (store.Store, error)
+	// Publisher, if set, receives every event frame.
+	Publisher Publisher
+	// HistorySize is how many events per group are kept for since
+	// recovery. Default DefaultHistorySize.
+	HistorySize int
+	// TriggerQueue bounds the events waiting for one stream trigger;
+	// beyond it events for that trigger are dropped and logged.
+	// Default DefaultTriggerQueue.
+	TriggerQueue int
+	// JoinTimeout bounds each stream:join handler. Default DefaultJoinTimeout.
+	JoinTimeout time.Duration
+	// MaxNameBytes bounds stream, group and item names. Default
+	// DefaultMaxNameBytes.
+	MaxNameBytes int
+	// Logger receives errors of triggers and publishing. Default: discard.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.HistorySize <= 0 {
+		c.HistorySize = DefaultHistorySize
+	}
+	if c.TriggerQueue <= 0 {
+		c.TriggerQueue = DefaultTriggerQueue
+	}
+	if c.JoinTimeout <= 0 {
+		c.JoinTimeout = DefaultJoinTimeout
+	}
+	if c.MaxNameBytes <= 0 {
+		c.MaxNameBytes = DefaultMaxNameBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Module is the StreamModule. Create it with New, then Register it on an
+// engine before any call reaches it.
+type Module struct {
+	cfg   Config
+	log   *slog.Logger
+	store store.Store
+	hist  *history
+	trig  *triggers
+	e     Caller
+
+	wg sync.WaitGroup // trigger and leave goroutines
+}
+
+// New opens the store and returns the module.
+func New(cfg Config) (*Module, error) {
+	if cfg.OpenStore == nil {
+		return nil, errors.New("streammodule: no store")
+	}
+	cfg = cfg.withDefaults()
+	m := &Module{cfg: cfg, log: cfg.Logger, hist: newHistory(cfg.HistorySize)}
+	m.trig = newTriggers(m)
+	st, err := cfg.OpenStore(store.Options{OnCommit: m.commit})
+	if err != nil {
+		return nil, err
+	}
+	m.store = st
+	return m, nil
+}
+
+// Store returns the module's store.
+func (m *Module) Store() store.Store { return m.store }
+
+// Close stops the stream triggers, waits for their calls and closes the
+// store.
+func (m *Module) Close() error {
+	m.trig.stopAll()
+	m.wg.Wait()
+	return m.store.Close()
+}
+
+// commit runs for every committed change, in sequence order per group: it
+// encodes the event once, keeps it for recovery, publishes it and queues it
+// for the stream triggers.
+func (m *Module) commit(c store.Change) {
+	frame := wire.Change(c)
+	m.hist.add(c.Stream, c.Group, c.Seq, frame)
+	if p := m.cfg.Publisher; p != nil {
+		if err := p.Publish(context.Background(), c.Stream, c.Group, frame); err != nil {
+			m.log.Error("stream event not published", "stream", c.Stream, "group", c.Group, "seq", c.Seq, "error", err)
+		}
+	}
+	m.trig.fire(c, frame)
+}

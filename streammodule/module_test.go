@@ -1,0 +1,319 @@
+package streammodule_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/natsfanout"
+	"github.com/trinehq/trine/streammodule/store"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type env struct {
+	e *engine.Engine
+	m *streammodule.Module
+}
+
+func start(t *testing.T, cfg streammodule.Config) *env {
+	t.Helper()
+	e, err := engine.New(engine.Config{DefaultTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.OpenStore == nil {
+		cfg.OpenStore = func(o store.Options) (store.Store, error) { return store.NewMemory(o), nil }
+	}
+	m, err := streammodule.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Register(e); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = e.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; m.Close() })
+	return &env{e: e, m: m}
+}
+
+func (v *env) call(t *testing.T, fn, payload string) (string, error) {
+	t.Helper()
+	out, err := v.e.Trigger(context.Background(), engine.Call{FunctionID: fn, Payload: []byte(payload)})
+	return string(out), err
+}
+
+func (v *env) must(t *testing.T, fn, payload string) string {
+	t.Helper()
+	out, err := v.call(t, fn, payload)
+	if err != nil {
+		t.Fatalf("%s %s: %v", fn, payload, err)
+	}
+	return out
+}
+
+func wantCode(t *testing.T, err error, code engine.Code) {
+	t.Helper()
+	if e := engine.AsError(err); err == nil || e.Code != code {
+		t.Fatalf("got %v, want code %s", err, code)
+	}
+}
+
+func TestFunctionShapes(t *testing.T) {
+	v := start(t, streammodule.Config{})
+	k := `"stream_name":"todos","group_id":"inbox"`
+	steps := []struct{ fn, in, want string }{
+		{"stream::get", `{` + k + `,"item_id":"a"}`, `null`},
+		{"stream::set", `{` + k + `,"item_id":"a","data":{"t":"x"}}`, `{"old_value":null,"new_value":{"t":"x"},"seq":1}`},
+		{"stream::set", `{` + k + `,"item_id":"a","data":{"t":"y"}}`, `{"old_value":{"t":"x"},"new_value":{"t":"y"},"seq":2}`},
+		{"stream::set", `{` + k + `,"item_id":"b","data":null}`, `{"old_value":null,"new_value":null,"seq":3}`},
+		{"stream::get", `{` + k + `,"item_id":"a"}`, `{"t":"y"}`},
+		{"stream::get", `{` + k + `,"item_id":"a","include_seq":true}`, `{"id":"a","data":{"t":"y"},"seq":2}`},
+		{"stream::list", `{` + k + `}`, `[{"t":"y"},null]`},
+		{"stream::list", `{` + k + `,"limit":1}`, `{"items":[{"id":"a","data":{"t":"y"},"seq":2}],"seq":3,"more":true}`},
+		{"stream::list", `{` + k + `,"after":"a","include_ids":true}`, `{"items":[{"id":"b","data":null,"seq":3}],"seq":3,"more":false}`},
+		{"stream::list_groups", `{"stream_name":"todos"}`, `["inbox"]`},
+		{"stream::list_all", `{}`, `{"stream":[{"id":"todos","groups":["inbox"]}],"count":1}`},
+		{"stream::send", `{` + k + `,"type":"typing","data":{"who":"ann"}}`, `{"seq":4}`},
+		{"stream::update", `{` + k + `,"item_id":"a","ops":[{"type":"set","path":"n","value":1},{"type":"increment","path":"n","by":2}]}`, `{"old_value":{"t":"y"},"new_value":{"n":3,"t":"y"},"seq":5}`},
+		{"stream::delete", `{` + k + `,"item_id":"a"}`, `{"old_value":{"n":3,"t":"y"},"seq":6}`},
+		{"stream::delete", `{` + k + `,"item_id":"a"}`, `{"old_value":null}`},
+		{"stream::update", `{` + k + `,"item_id":"new","ops":[]}`, `{"old_value":null,"new_value":{},"seq":7}`},
+	}
+	for _, s := range steps {
+		if got := v.must(t, s.fn, s.in); got != s.want {
+			t.Fatalf("%s %s\n got %s\nwant %s", s.fn, s.in, got, s.want)
+		}
+	}
+}
+
+func TestIfSeqAndAllOrNothing(t *testing.T) {
+	v := start(t, streammodule.Config{})
+	k := `"stream_name":"s","group_id":"g","item_id":"i"`
+	v.must(t, "stream::set", `{`+k+`,"data":{"n":1}}`)
+	_, err := v.call(t, "stream::set", `{`+k+`,"data":2,"if_seq":7}`)
+	wantCode(t, err, engine.CodeConflict)
+	_, err = v.call(t, "stream::update", `{`+k+`,"if_seq":0,"ops":[]}`)
+	wantCode(t, err, engine.CodeConflict)
+	_, err = v.call(t, "stream::delete", `{`+k+`,"if_seq":3}`)
+	wantCode(t, err, engine.CodeConflict)
+	_, err = v.call(t, "stream::update", `{`+k+`,"ops":[{"type":"set","path":"a","value":1},{"type":"increment","path":"a","by":1},{"type":"append","path":"a","value":1}]}`)
+	wantCode(t, err, engine.CodeInvalidArgument)
+	if !strings.Contains(err.Error(), "ops[2]") || !strings.Contains(err.Error(), "append.type_mismatch") {
+		t.Fatalf("the error does not name the failing op: %v", err)
+	}
+	if got := v.must(t, "stream::get", `{`+k+`,"include_seq":true}`); got != `{"id":"i","data":{"n":1},"seq":1}` {
+		t.Fatalf("a refused write changed the item: %s", got)
+	}
+	if got := v.must(t, "stream::set", `{`+k+`,"data":3,"if_seq":1}`); got != `{"old_value":{"n":1},"new_value":3,"seq":2}` {
+		t.Fatalf("matching if_seq: %s", got)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	v := start(t, streammodule.Config{MaxNameBytes: 8})
+	for _, c := range []struct{ fn, in string }{
+		{"stream::set", `{"stream_name":"s","group_id":"g","item_id":"i"}`},
+		{"stream::set", `{"stream_name":"s","group_id":"g","data":1}`},
+		{"stream::set", `{"stream_name":"","group_id":"g","item_id":"i","data":1}`},
+		{"stream::set", `{"stream_name":"123456789","group_id":"g","item_id":"i","data":1}`},
+		{"stream::set", `{"stream_name":1,"group_id":"g","item_id":"i","data":1}`},
+		{"stream::set", `[1]`},
+		{"stream::set", `{"stream_name":"s","group_id":"g","item_id":"i","data":1,"if_seq":-1}`},
+		{"stream::get", `{"stream_name":"s"}`},
+		{"stream::list", `{"stream_name":"s","group_id":"g","limit":-1}`},
+		{"stream::list_groups", `{}`},
+		{"stream::send", `{"stream_name":"s","group_id":"g","data":1}`},
+		{"stream::update", `{"stream_name":"s","group_id":"g","item_id":"i"}`},
+		{"stream::update", `{"stream_name":"s","group_id":"g","item_id":"i","ops":[{"type":"nope"}]}`},
+		{"stream::update", `{"stream_name":"s","group_id":"g","item_id":"i","ops":[{"type":"increment","path":"n","by":1.5}]}`},
+	} {
+		_, err := v.call(t, c.fn, c.in)
+		wantCode(t, err, engine.CodeInvalidArgument)
+	}
+	if got := v.must(t, "stream::list_all", `{}`); got != `{"stream":[],"count":0}` {
+		t.Fatalf("bad input changed something: %s", got)
+	}
+}
+
+func TestHostileNamesNeverLeak(t *testing.T) {
+	v := start(t, streammodule.Config{})
+	names := []string{".", "*", ">", ":", "/", "a b", "🔥", "a.b", "a:b", "trine.stream.x"}
+	for i, s := range names {
+		for j, g := range names {
+			in, _ := json.Marshal(map[string]any{"stream_name": s, "group_id": g, "item_id": g, "data": i*100 + j})
+			v.must(t, "stream::set", string(in))
+		}
+	}
+	for i, s := range names {
+		in, _ := json.Marshal(map[string]any{"stream_name": s})
+		gs := v.must(t, "stream::list_groups", string(in))
+		want, _ := json.Marshal(sorted(names))
+		if gs != string(want) {
+			t.Fatalf("list_groups(%q) = %s", s, gs)
+		}
+		for j, g := range names {
+			in, _ := json.Marshal(map[string]any{"stream_name": s, "group_id": g})
+			if got := v.must(t, "stream::list", string(in)); got != fmt.Sprintf("[%d]", i*100+j) {
+				t.Fatalf("list(%q, %q) = %s", s, g, got)
+			}
+		}
+	}
+}
+
+func sorted(in []string) []string {
+	out := append([]string(nil), in...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}
+
+// The events of one group reach NATS subscribers in sequence order, with
+// nothing missing, under concurrent writers.
+func TestEventsPublishedInOrder(t *testing.T) {
+	ns := natstest.Start(t)
+	nc := natstest.Connect(t, ns)
+	v := start(t, streammodule.Config{Publisher: natsfanout.NewPublisher(nc)})
+	sub := natsfanout.NewSubscriber(natstest.Connect(t, ns))
+	const n = 1000
+	got := make(chan []byte, n+10)
+	cancel, err := sub.Subscribe("counters", "c:1", func(b []byte) { got <- append([]byte(nil), b...) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			for range n / 20 {
+				if _, err := v.call(t, "stream::update", `{"stream_name":"counters","group_id":"c:1","item_id":"x","ops":[{"type":"increment","path":"n","by":1}]}`); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := v.must(t, "stream::get", `{"stream_name":"counters","group_id":"c:1","item_id":"x"}`); got != `{"n":1000}` {
+		t.Fatalf("1000 concurrent increments gave %s", got)
+	}
+	for i := 1; i <= n; i++ {
+		select {
+		case b := <-got:
+			var f struct {
+				Seq   uint64 `json:"seq"`
+				Event struct {
+					Type string          `json:"type"`
+					Data json.RawMessage `json:"data"`
+				} `json:"event"`
+			}
+			if err := json.Unmarshal(b, &f); err != nil || f.Seq != uint64(i) || string(f.Event.Data) != `{"n":`+strconv.Itoa(i)+`}` {
+				t.Fatalf("event %d: %s (%v)", i, b, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("event %d never arrived", i)
+		}
+	}
+}
+
+func TestStreamTriggers(t *testing.T) {
+	v := start(t, streammodule.Config{})
+	var mu sync.Mutex
+	var got []string
+	seen := make(chan struct{}, 100)
+	v.e.RegisterFunction("test::on", "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
+		var f struct {
+			Seq     uint64 `json:"seq"`
+			GroupID string `json:"groupId"`
+			ID      string `json:"id"`
+			Event   struct {
+				Type string `json:"type"`
+			} `json:"event"`
+		}
+		json.Unmarshal(c.Payload, &f)
+		mu.Lock()
+		got = append(got, fmt.Sprintf("%s/%s/%s/%d", f.GroupID, f.ID, f.Event.Type, f.Seq))
+		mu.Unlock()
+		seen <- struct{}{}
+		return nil, nil
+	}))
+	v.e.RegisterFunction("test::only_b", "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
+		if strings.Contains(string(c.Payload), `"id":"b"`) {
+			return []byte("true"), nil
+		}
+		return []byte("false"), nil
+	}))
+	s := attach(t, v.e)
+	for _, tr := range []engine.Trigger{
+		{ID: "all", Type: "stream", FunctionID: "test::on", Config: json.RawMessage(`{"stream_name":"s","group_id":"g"}`)},
+		{ID: "cond", Type: "stream", FunctionID: "test::on", Config: json.RawMessage(`{"stream_name":"s","group_id":"h","condition_function_id":"test::only_b"}`)},
+	} {
+		if err := s.RegisterTrigger(context.Background(), tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, bad := range []string{`{}`, `"x"`, `{"stream_name":""}`, `{"stream_name":1}`, ``} {
+		err := s.RegisterTrigger(context.Background(), engine.Trigger{ID: "bad", Type: "stream", FunctionID: "test::on", Config: json.RawMessage(bad)})
+		wantCode(t, err, engine.CodeInvalidArgument)
+	}
+	v.must(t, "stream::set", `{"stream_name":"s","group_id":"g","item_id":"a","data":1}`)
+	v.must(t, "stream::set", `{"stream_name":"s","group_id":"g","item_id":"a","data":2}`)
+	v.must(t, "stream::set", `{"stream_name":"other","group_id":"g","item_id":"a","data":1}`)
+	v.must(t, "stream::set", `{"stream_name":"s","group_id":"h","item_id":"a","data":1}`)
+	v.must(t, "stream::set", `{"stream_name":"s","group_id":"h","item_id":"b","data":1}`)
+	v.must(t, "stream::delete", `{"stream_name":"s","group_id":"g","item_id":"a"}`)
+	v.must(t, "stream::send", `{"stream_name":"s","group_id":"g","type":"ping","data":null}`)
+	for range 5 {
+		select {
+		case <-seen:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("triggers fired %v", got)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	slicesSort(got)
+	want := []string{"g/a/create/1", "g/a/delete/3", "g/a/update/2", "g//event/4", "h/b/create/2"}
+	slicesSort(want)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("triggers fired %v, want %v", got, want)
+	}
+}
+
+func slicesSort(s []string) { copy(s, sorted(s)) }
+
+// attach connects a worker session with no transport behind it.
+func attach(t *testing.T, e *engine.Engine) *engine.Session {
+	t.Helper()
+	s, err := e.Attach(engine.WorkerInfo{Name: "test"}, nopPeer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+type nopPeer struct{}
+
+func (nopPeer) Invoke(context.Context, engine.Invocation) error { return errors.New("no worker") }
+func (nopPeer) Cancel(string)                                   {}
+func (nopPeer) ConfigureTrigger(context.Context, string, engine.Trigger, bool) error {
+	return nil
+}

@@ -1,0 +1,312 @@
+package streammodule
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/streammodule/store"
+)
+
+// The StreamModule's trigger types.
+const (
+	TriggerStream = "stream"
+	TriggerJoin   = "stream:join"
+	TriggerLeave  = "stream:leave"
+)
+
+// triggerConfig is the config of all three types; stream_name is required
+// for TriggerStream only. Empty filters match everything.
+type triggerConfig struct {
+	StreamName          *string `json:"stream_name"`
+	GroupID             string  `json:"group_id"`
+	ItemID              string  `json:"item_id"`
+	ConditionFunctionID string  `json:"condition_function_id"`
+}
+
+func parseConfig(t engine.Trigger, needStream bool) (triggerConfig, error) {
+	var c triggerConfig
+	raw := bytes.TrimSpace(t.Config)
+	if len(raw) == 0 || raw[0] != '{' {
+		if !needStream && (len(raw) == 0 || bytes.Equal(raw, []byte("null"))) {
+			return c, nil
+		}
+		return c, engine.Errorf(engine.CodeInvalidArgument, "%s trigger %q: config must be a JSON object", t.Type, t.ID)
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return c, engine.Errorf(engine.CodeInvalidArgument, "%s trigger %q: bad config: %v", t.Type, t.ID, err)
+	}
+	if needStream && (c.StreamName == nil || *c.StreamName == "") {
+		return c, engine.Errorf(engine.CodeInvalidArgument, "%s trigger %q: config needs stream_name", t.Type, t.ID)
+	}
+	if c.ConditionFunctionID != "" {
+		if err := engine.ValidateID("condition_function_id", c.ConditionFunctionID); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+func (c triggerConfig) matches(stream, group, item string) bool {
+	return (c.StreamName == nil || *c.StreamName == "" || *c.StreamName == stream) &&
+		(c.GroupID == "" || c.GroupID == group) &&
+		(c.ItemID == "" || c.ItemID == item)
+}
+
+// streamTrigger delivers events to one function in commit order, through a
+// bounded queue served by its own goroutine.
+type streamTrigger struct {
+	t    engine.Trigger
+	cfg  triggerConfig
+	q    chan []byte
+	stop chan struct{}
+}
+
+type triggers struct {
+	m *Module
+
+	mu      sync.RWMutex
+	streams map[string]map[string]*streamTrigger // stream name > trigger id
+	join    map[string]*gateTrigger
+	leave   map[string]*gateTrigger
+	stopped bool
+}
+
+type gateTrigger struct {
+	t   engine.Trigger
+	cfg triggerConfig
+}
+
+func newTriggers(m *Module) *triggers {
+	return &triggers{m: m, streams: make(map[string]map[string]*streamTrigger),
+		join: make(map[string]*gateTrigger), leave: make(map[string]*gateTrigger)}
+}
+
+// provider adapts one trigger type to engine.TriggerProvider.
+type provider struct {
+	tr   *triggers
+	kind string
+}
+
+func (tr *triggers) register(e *engine.Engine) error {
+	for _, t := range []struct{ id, desc string }{
+		{TriggerStream, "Runs a function for every change of a stream (config: stream_name, group_id?, item_id?, condition_function_id?)."},
+		{TriggerJoin, "Runs a function when a browser subscribes; {\"unauthorized\": true} or an error denies the subscription."},
+		{TriggerLeave, "Runs a function when a browser subscription ends."},
+	} {
+		if err := e.RegisterTriggerType(t.id, t.desc, provider{tr, t.id}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
+	cfg, err := parseConfig(t, p.kind == TriggerStream)
+	if err != nil {
+		return err
+	}
+	tr := p.tr
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.stopped {
+		return engine.Errorf(engine.CodeUnavailable, "the stream module is stopped")
+	}
+	switch p.kind {
+	case TriggerJoin:
+		tr.join[t.ID] = &gateTrigger{t, cfg}
+	case TriggerLeave:
+		tr.leave[t.ID] = &gateTrigger{t, cfg}
+	default:
+		tr.removeStream(t.ID)
+		st := &streamTrigger{t: t, cfg: cfg, q: make(chan []byte, tr.m.cfg.TriggerQueue), stop: make(chan struct{})}
+		byID := tr.streams[*cfg.StreamName]
+		if byID == nil {
+			byID = make(map[string]*streamTrigger)
+			tr.streams[*cfg.StreamName] = byID
+		}
+		byID[t.ID] = st
+		tr.m.wg.Add(1)
+		go tr.m.deliver(st)
+	}
+	return nil
+}
+
+func (p provider) UnregisterTrigger(_ context.Context, t engine.Trigger) error {
+	tr := p.tr
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	switch p.kind {
+	case TriggerJoin:
+		delete(tr.join, t.ID)
+	case TriggerLeave:
+		delete(tr.leave, t.ID)
+	default:
+		tr.removeStream(t.ID)
+	}
+	return nil
+}
+
+// removeStream stops the stream trigger id. Callers hold tr.mu.
+func (tr *triggers) removeStream(id string) {
+	for name, byID := range tr.streams {
+		if st := byID[id]; st != nil {
+			close(st.stop)
+			delete(byID, id)
+			if len(byID) == 0 {
+				delete(tr.streams, name)
+			}
+			return
+		}
+	}
+}
+
+func (tr *triggers) stopAll() {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	tr.stopped = true
+	for _, byID := range tr.streams {
+		for id := range byID {
+			tr.removeStream(id)
+		}
+	}
+}
+
+// fire queues frame for the stream triggers that match c. It never blocks:
+// a trigger whose queue is full loses the event, which is logged.
+func (tr *triggers) fire(c store.Change, frame []byte) {
+	tr.mu.RLock()
+	defer tr.mu.RUnlock()
+	for _, st := range tr.streams[c.Stream] {
+		if !st.cfg.matches(c.Stream, c.Group, c.Item) {
+			continue
+		}
+		select {
+		case st.q <- frame:
+		default:
+			tr.m.log.Error("stream trigger queue full: event dropped", "trigger_id", st.t.ID,
+				"function_id", st.t.FunctionID, "stream", c.Stream, "group", c.Group, "seq", c.Seq)
+		}
+	}
+}
+
+// deliver calls st's function with each queued event, one at a time.
+func (m *Module) deliver(st *streamTrigger) {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-st.stop:
+			return
+		case frame := <-st.q:
+			if !m.condition(st.cfg.ConditionFunctionID, frame) {
+				continue
+			}
+			if _, err := m.e.Trigger(context.Background(), engine.Call{FunctionID: st.t.FunctionID, Payload: frame}); err != nil {
+				m.log.Warn("stream trigger failed", "trigger_id", st.t.ID, "function_id", st.t.FunctionID, "error", err)
+			}
+		}
+	}
+}
+
+// condition runs a condition function: only a JSON false result or an
+// error skips the handler.
+func (m *Module) condition(fn string, payload []byte) bool {
+	if fn == "" {
+		return true
+	}
+	out, err := m.e.Trigger(context.Background(), engine.Call{FunctionID: fn, Payload: payload})
+	if err != nil {
+		m.log.Warn("stream trigger condition failed", "function_id", fn, "error", err)
+		return false
+	}
+	return !bytes.Equal(bytes.TrimSpace(out), []byte("false"))
+}
+
+// Subscription is the payload of stream:join and stream:leave handlers.
+type Subscription struct {
+	SubscriptionID string          `json:"subscription_id"`
+	StreamName     string          `json:"stream_name"`
+	GroupID        string          `json:"group_id"`
+	ID             *string         `json:"id"`
+	Context        json.RawMessage `json:"context"`
+}
+
+func (s Subscription) item() string {
+	if s.ID == nil {
+		return ""
+	}
+	return *s.ID
+}
+
+func (tr *triggers) matching(set map[string]*gateTrigger, s Subscription) []*gateTrigger {
+	tr.mu.RLock()
+	defer tr.mu.RUnlock()
+	var out []*gateTrigger
+	for _, g := range set {
+		if g.cfg.matches(s.StreamName, s.GroupID, s.item()) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// Join runs the stream:join handlers that match s, one after another. It
+// fails closed: a handler error, a timeout, or a result whose
+// "unauthorized" member is anything but false or null denies the join.
+func (m *Module) Join(ctx context.Context, s Subscription) error {
+	payload, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	for _, g := range m.trig.matching(m.trig.join, s) {
+		if !m.condition(g.cfg.ConditionFunctionID, payload) {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, m.cfg.JoinTimeout)
+		out, err := m.e.Trigger(cctx, engine.Call{FunctionID: g.t.FunctionID, Payload: payload})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("join handler %s: %w", g.t.FunctionID, err)
+		}
+		var r struct {
+			Unauthorized json.RawMessage `json:"unauthorized"`
+		}
+		if json.Unmarshal(out, &r) == nil && !isNull(r.Unauthorized) && !bytes.Equal(bytes.TrimSpace(r.Unauthorized), []byte("false")) {
+			return fmt.Errorf("join handler %s denied the subscription", g.t.FunctionID)
+		}
+	}
+	return nil
+}
+
+// Leave runs the stream:leave handlers that match s in the background;
+// their outcome is ignored.
+func (m *Module) Leave(s Subscription) {
+	gs := m.trig.matching(m.trig.leave, s)
+	if len(gs) == 0 {
+		return
+	}
+	payload, err := json.Marshal(s)
+	if err != nil {
+		return
+	}
+	m.trig.mu.RLock()
+	defer m.trig.mu.RUnlock()
+	if m.trig.stopped {
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		for _, g := range gs {
+			if !m.condition(g.cfg.ConditionFunctionID, payload) {
+				continue
+			}
+			if _, err := m.e.Trigger(context.Background(), engine.Call{FunctionID: g.t.FunctionID, Payload: payload}); err != nil {
+				m.log.Debug("stream:leave handler failed", "function_id", g.t.FunctionID, "error", err)
+			}
+		}
+	}()
+}
