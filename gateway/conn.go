@@ -1,0 +1,286 @@
+package gateway
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// WebSocket opcodes and close codes used by the gateway.
+const (
+	opText  = 0x1
+	opClose = 0x8
+	opPing  = 0x9
+	opPong  = 0xA
+
+	closeNormal      = 1000
+	closeGoingAway   = 1001
+	closeProtocol    = 1002
+	closePolicy      = 1008
+	closeTooBig      = 1009
+	closeServerError = 1011
+)
+
+var subscriptionKey = []byte(`,"subscriptionId":`)
+
+// out is one queued frame.
+type out struct {
+	data []byte
+	sub  []byte // quoted subscription id to splice in; nil for none
+	seq  uint64 // stream sequence (SSE id); 0 for none
+	op   byte   // WebSocket opcode; 0 means text
+}
+
+func (o out) size() int {
+	n := len(o.data)
+	if o.sub != nil {
+		n += len(subscriptionKey) + len(o.sub)
+	}
+	return n
+}
+
+// conn is one client connection, WebSocket or SSE. Its outbound queue is
+// drained by a writer that exists only while there is something to write
+// (WebSocket), or by the request's own goroutine (SSE).
+type conn struct {
+	g       *Gateway
+	authCtx json.RawMessage
+	addr    string
+	ctx     context.Context // ends when the connection finishes
+	cancel  context.CancelFunc
+
+	nc   net.Conn      // WebSocket only
+	sse  *sseStream    // SSE only
+	wake chan struct{} // SSE only: queue not empty, or closing
+
+	lastRead atomic.Int64 // unix nanoseconds of the last inbound frame
+
+	mu        sync.Mutex
+	queue     []out
+	spare     []out // the previous batch, reused
+	qbytes    int
+	writing   bool
+	closing   bool
+	closeSent bool
+	closeCode int
+	closeMsg  string
+	subs      map[string]*subscription
+
+	writers sync.WaitGroup // the WebSocket writer, when running
+	joins   sync.WaitGroup // join goroutines
+}
+
+func (g *Gateway) newConn(authCtx json.RawMessage, addr string) *conn {
+	c := &conn{g: g, authCtx: authCtx, addr: addr, subs: make(map[string]*subscription)}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.lastRead.Store(time.Now().UnixNano())
+	return c
+}
+
+// enqueue queues o; a connection over its limits is closed with 1008.
+func (c *conn) enqueue(o out) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	if len(c.queue) >= c.g.cfg.QueueMessages || c.qbytes+o.size() > c.g.cfg.QueueBytes {
+		c.mu.Unlock()
+		c.g.log.Info("stream client too slow: closing", "addr", c.addr, "queued", len(c.queue))
+		c.shutdown(closePolicy, "slow consumer: outbound queue full; reconnect with since")
+		return
+	}
+	c.queue = append(c.queue, o)
+	c.qbytes += o.size()
+	c.kick()
+	c.mu.Unlock()
+}
+
+// kick starts the writer. Callers hold c.mu.
+func (c *conn) kick() {
+	if c.sse != nil {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	if !c.writing {
+		c.writing = true
+		c.writers.Add(1)
+		go c.writeLoop()
+	}
+}
+
+// shutdown starts closing: queued frames are dropped, WebSocket clients get
+// a close frame with code and reason, and the connection ends within
+// WriteTimeout even if the peer does not answer.
+func (c *conn) shutdown(code int, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.closing, c.closeCode, c.closeMsg = true, code, reason
+	c.queue, c.qbytes = nil, 0
+	c.kick()
+	if c.nc != nil {
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
+	}
+}
+
+// take returns the queued frames and whether a close frame is due.
+func (c *conn) take() (batch []out, closeNow bool, code int, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	batch, c.queue = c.queue, c.spare[:0]
+	c.spare = nil
+	c.qbytes = 0
+	if c.closing && !c.closeSent {
+		c.closeSent = true
+		return batch, true, c.closeCode, c.closeMsg
+	}
+	return batch, false, 0, ""
+}
+
+// recycle hands a written batch back for reuse, or ends the writer when
+// nothing is left. It reports whether the writer should go on.
+func (c *conn) recycle(batch []out) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(batch)
+	if c.spare == nil && cap(batch) <= 1024 {
+		c.spare = batch[:0]
+	}
+	if len(c.queue) == 0 && (!c.closing || c.closeSent) {
+		c.writing = false
+		return false
+	}
+	return true
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// writeLoop writes everything queued, one socket write per wake-up.
+func (c *conn) writeLoop() {
+	defer c.writers.Done()
+	bp := bufPool.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 1<<20 {
+			*bp = (*bp)[:0]
+			bufPool.Put(bp)
+		}
+	}()
+	for {
+		batch, closeNow, code, reason := c.take()
+		buf := (*bp)[:0]
+		for _, o := range batch {
+			buf = appendWSFrame(buf, o)
+		}
+		if closeNow {
+			body := binary.BigEndian.AppendUint16(nil, uint16(code))
+			if len(reason) > 123 {
+				reason = reason[:123]
+			}
+			buf = appendWSFrame(buf, out{op: opClose, data: append(body, reason...)})
+		}
+		*bp = buf
+		if len(buf) > 0 {
+			_ = c.nc.SetWriteDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
+			if _, err := c.nc.Write(buf); err != nil {
+				c.fail()
+				return
+			}
+		}
+		if closeNow {
+			if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
+				_ = tc.CloseWrite()
+			}
+		}
+		if !c.recycle(batch) {
+			return
+		}
+	}
+}
+
+// fail ends a connection whose socket broke.
+func (c *conn) fail() {
+	c.mu.Lock()
+	c.closing, c.closeSent, c.writing = true, true, false
+	c.queue = nil
+	c.mu.Unlock()
+	if c.nc != nil {
+		_ = c.nc.Close()
+	}
+}
+
+func appendWSFrame(buf []byte, o out) []byte {
+	op := o.op
+	if op == 0 {
+		op = opText
+	}
+	n := o.size()
+	buf = append(buf, 0x80|op)
+	switch {
+	case n < 126:
+		buf = append(buf, byte(n))
+	case n <= 0xFFFF:
+		buf = append(buf, 126, byte(n>>8), byte(n))
+	default:
+		buf = append(buf, 127)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(n))
+	}
+	return appendPayload(buf, o)
+}
+
+func appendPayload(buf []byte, o out) []byte {
+	if o.sub == nil || len(o.data) == 0 {
+		return append(buf, o.data...)
+	}
+	buf = append(buf, o.data[:len(o.data)-1]...)
+	buf = append(buf, subscriptionKey...)
+	buf = append(buf, o.sub...)
+	return append(buf, '}')
+}
+
+// ping sends a keep-alive, or closes a WebSocket silent for longer than dead.
+func (c *conn) ping(now time.Time, dead time.Duration) {
+	if c.sse != nil {
+		c.enqueue(out{op: opPing})
+		return
+	}
+	if now.Sub(time.Unix(0, c.lastRead.Load())) > dead {
+		c.shutdown(closeGoingAway, "ping timeout")
+		return
+	}
+	c.enqueue(out{op: opPing, data: strconv.AppendInt(nil, now.Unix(), 10)})
+}
+
+// finish ends the connection once its reader is done: it stops the
+// subscriptions (firing stream:leave), waits for its goroutines and leaves
+// the gateway.
+func (c *conn) finish() {
+	c.shutdown(closeNormal, "")
+	c.cancel()
+	c.joins.Wait()
+	c.mu.Lock()
+	subs := make([]*subscription, 0, len(c.subs))
+	for id, s := range c.subs {
+		subs = append(subs, s)
+		delete(c.subs, id)
+	}
+	c.mu.Unlock()
+	for _, s := range subs {
+		c.drop(s)
+	}
+	c.writers.Wait()
+	if c.nc != nil {
+		_ = c.nc.Close()
+	}
+	c.g.remove(c)
+}

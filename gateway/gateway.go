@@ -1,0 +1,295 @@
+// Package gateway serves stream subscriptions to browsers over WebSocket and
+// SSE. It holds NATS interest only in the groups its own clients watch,
+// writes each event's pre-encoded frame to every matching socket, gives each
+// connection a bounded outbound queue drained by one write per wake-up, and
+// closes a connection that falls too far behind rather than slow the rest.
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/streammodule"
+)
+
+// Defaults for Config.
+const (
+	DefaultMaxFrameBytes    = 1 << 20
+	DefaultQueueMessages    = 4096
+	DefaultQueueBytes       = 8 << 20
+	DefaultPingInterval     = 25 * time.Second
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultAuthTimeout      = 5 * time.Second
+	DefaultMaxSubscriptions = 1024
+)
+
+// Backend serves snapshots, history and join decisions; the StreamModule is
+// one.
+type Backend interface {
+	Snapshot(ctx context.Context, stream, group, item string, resync bool) (frame []byte, seq uint64, err error)
+	Since(ctx context.Context, stream, group string, seq uint64) (frames [][]byte, last uint64, ok bool, err error)
+	Join(ctx context.Context, s streammodule.Subscription) error
+	Leave(s streammodule.Subscription)
+}
+
+// Events delivers a group's encoded events (natsfanout.Subscriber). Every
+// event published after Subscribe returns must reach h, in order.
+type Events interface {
+	Subscribe(stream, group string, h func(frame []byte)) (cancel func(), err error)
+}
+
+// Caller runs the auth function.
+type Caller interface {
+	Trigger(ctx context.Context, c engine.Call) ([]byte, error)
+}
+
+// Config configures a Gateway.
+type Config struct {
+	Backend Backend
+	Events  Events
+	// Caller runs AuthFunction; required when AuthFunction is set.
+	Caller Caller
+	// AuthFunction, if set, is called for every new connection with
+	// {headers, query_params, path, addr} and must return {context}; an
+	// error or any other answer rejects the connection with 401.
+	AuthFunction string
+	// AllowedOrigins lists the Origin values allowed to connect besides
+	// the gateway's own host ("*" allows any). Requests without an Origin
+	// header (non-browser clients) are always allowed.
+	AllowedOrigins []string
+	// MaxFrameBytes bounds an inbound message; a larger one closes the
+	// socket with 1009. Default DefaultMaxFrameBytes.
+	MaxFrameBytes int64
+	// QueueMessages and QueueBytes bound a connection's outbound queue; a
+	// connection over either is closed with 1008. Defaults
+	// DefaultQueueMessages, DefaultQueueBytes.
+	QueueMessages int
+	QueueBytes    int
+	// PingInterval is how often the gateway pings; a peer silent for two
+	// intervals is closed. Default DefaultPingInterval.
+	PingInterval time.Duration
+	// WriteTimeout bounds one socket write. Default DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// AuthTimeout bounds the auth function. Default DefaultAuthTimeout.
+	AuthTimeout time.Duration
+	// MaxSubscriptions bounds the subscriptions of one multiplexed socket.
+	// Default DefaultMaxSubscriptions.
+	MaxSubscriptions int
+	Logger           *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxFrameBytes <= 0 {
+		c.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if c.QueueMessages <= 0 {
+		c.QueueMessages = DefaultQueueMessages
+	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = DefaultQueueBytes
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = DefaultPingInterval
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.AuthTimeout <= 0 {
+		c.AuthTimeout = DefaultAuthTimeout
+	}
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Gateway is an http.Handler serving:
+//
+//	GET /                          multiplexed WebSocket (join/leave frames)
+//	GET /stream/{stream}/{group}   WebSocket, or SSE with Accept: text/event-stream
+type Gateway struct {
+	cfg Config
+	log *slog.Logger
+	hub *hub
+	mux *http.ServeMux
+
+	mu     sync.Mutex
+	conns  map[*conn]struct{}
+	closed bool
+	wg     sync.WaitGroup // connections and the pinger
+	stop   chan struct{}
+}
+
+// New returns a Gateway; Close stops it.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Backend == nil || cfg.Events == nil {
+		return nil, errors.New("gateway: Backend and Events are required")
+	}
+	if cfg.AuthFunction != "" && cfg.Caller == nil {
+		return nil, errors.New("gateway: AuthFunction needs a Caller")
+	}
+	cfg = cfg.withDefaults()
+	g := &Gateway{cfg: cfg, log: cfg.Logger, conns: make(map[*conn]struct{}), stop: make(chan struct{})}
+	g.hub = newHub(g)
+	g.mux = http.NewServeMux()
+	g.mux.HandleFunc("GET /{$}", g.serveMux)
+	g.mux.HandleFunc("GET /stream/{stream}/{group}", g.serveGroup)
+	g.wg.Add(1)
+	go g.pinger()
+	return g, nil
+}
+
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
+
+// Close closes every connection (WebSocket clients get 1001) and waits for
+// their goroutines.
+func (g *Gateway) Close() error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return nil
+	}
+	g.closed = true
+	close(g.stop)
+	conns := make([]*conn, 0, len(g.conns))
+	for c := range g.conns {
+		conns = append(conns, c)
+	}
+	g.mu.Unlock()
+	for _, c := range conns {
+		c.shutdown(closeGoingAway, "server shutting down")
+	}
+	g.wg.Wait()
+	return nil
+}
+
+// Conns reports the open connections.
+func (g *Gateway) Conns() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.conns)
+}
+
+func (g *Gateway) add(c *conn) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.conns[c] = struct{}{}
+	g.wg.Add(1)
+	return true
+}
+
+func (g *Gateway) remove(c *conn) {
+	g.mu.Lock()
+	delete(g.conns, c)
+	g.mu.Unlock()
+	g.wg.Done()
+}
+
+// pinger pings every WebSocket each interval and closes those silent for
+// two: one goroutine for all connections, no timer per socket.
+func (g *Gateway) pinger() {
+	defer g.wg.Done()
+	t := time.NewTicker(g.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case now := <-t.C:
+			g.mu.Lock()
+			conns := make([]*conn, 0, len(g.conns))
+			for c := range g.conns {
+				conns = append(conns, c)
+			}
+			g.mu.Unlock()
+			for _, c := range conns {
+				c.ping(now, 2*g.cfg.PingInterval)
+			}
+		}
+	}
+}
+
+// checkOrigin refuses cross-site browser connections that are not allowed.
+func (g *Gateway) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	for _, o := range g.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	host := origin
+	if i := strings.Index(host, "://"); i >= 0 {
+		host = host[i+3:]
+	}
+	return strings.EqualFold(host, r.Host)
+}
+
+// authInput is the auth function's payload.
+type authInput struct {
+	Headers     map[string]string   `json:"headers"`
+	QueryParams map[string][]string `json:"query_params"`
+	Path        string              `json:"path"`
+	Addr        string              `json:"addr"`
+}
+
+// authenticate runs the auth function; it fails closed.
+func (g *Gateway) authenticate(r *http.Request) (json.RawMessage, error) {
+	if g.cfg.AuthFunction == "" {
+		return nil, nil
+	}
+	in := authInput{Headers: map[string]string{}, QueryParams: r.URL.Query(), Path: r.URL.Path, Addr: r.RemoteAddr}
+	for k, vs := range r.Header {
+		if len(vs) > 0 {
+			in.Headers[strings.ToLower(k)] = vs[len(vs)-1]
+		}
+	}
+	payload, err := json.Marshal(in)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.AuthTimeout)
+	defer cancel()
+	out, err := g.cfg.Caller.Trigger(ctx, engine.Call{FunctionID: g.cfg.AuthFunction, Payload: payload})
+	if err != nil {
+		return nil, err
+	}
+	var res map[string]json.RawMessage
+	if err := json.Unmarshal(out, &res); err != nil || res == nil {
+		return nil, errors.New("auth function returned no {context} object")
+	}
+	if c, ok := res["context"]; ok {
+		return c, nil
+	}
+	return json.RawMessage("null"), nil
+}
+
+// admit checks the origin and runs auth; on failure it has answered r.
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (json.RawMessage, bool) {
+	if !g.checkOrigin(r) {
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return nil, false
+	}
+	authCtx, err := g.authenticate(r)
+	if err != nil {
+		g.log.Info("stream connection rejected", "addr", r.RemoteAddr, "error", err)
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return nil, false
+	}
+	return authCtx, true
+}

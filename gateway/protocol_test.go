@@ -1,0 +1,154 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/trinehq/trine/gateway"
+	"github.com/trinehq/trine/streammodule"
+)
+
+func TestGroupSocket(t *testing.T) {
+	s := newStack(t, gateway.Config{}, streammodule.Config{})
+	s.set(t, "todos", "inbox", "b", map[string]any{"t": "B"})
+	s.set(t, "todos", "inbox", "a", map[string]any{"t": "A"})
+	c := s.dial(t, groupPath("todos", "inbox"), nil)
+	f := c.read()
+	e := f.event(t)
+	must(t, f.kind() == "sync" && f.Seq == 2 && f.ID == nil && f.SubscriptionID == nil &&
+		string(e.Data) == `[{"t":"A"},{"t":"B"}]` && strings.Join(e.IDs, ",") == "a,b",
+		"sync frame: %s", f.Raw)
+
+	s.set(t, "todos", "inbox", "c", 1)
+	s.set(t, "todos", "inbox", "c", 2)
+	s.call(t, "stream::delete", map[string]any{"stream_name": "todos", "group_id": "inbox", "item_id": "c"})
+	s.call(t, "stream::send", map[string]any{"stream_name": "todos", "group_id": "inbox", "type": "typing", "data": "ann"})
+	s.set(t, "todos", "other", "x", 1) // another group: never delivered
+	for i, want := range []string{"create", "update", "delete", "event"} {
+		f := c.read()
+		must(t, f.kind() == want && f.Seq == uint64(3+i) && f.StreamName == "todos" && f.GroupID == "inbox", "frame %d: %s", i, f.Raw)
+	}
+	c.quiet(100 * time.Millisecond)
+}
+
+func TestItemSocket(t *testing.T) {
+	s := newStack(t, gateway.Config{}, streammodule.Config{})
+	s.set(t, "s", "g", "me", "v1")
+	c := s.dial(t, groupPath("s", "g", "item_id=me"), nil)
+	f := c.read()
+	must(t, f.kind() == "sync" && *f.ID == "me" && string(f.event(t).Data) == `"v1"`, "item sync: %s", f.Raw)
+	s.set(t, "s", "g", "other", 1)
+	s.call(t, "stream::send", map[string]any{"stream_name": "s", "group_id": "g", "type": "x", "data": 1})
+	s.call(t, "stream::send", map[string]any{"stream_name": "s", "group_id": "g", "type": "to-me", "data": 1, "id": "me"})
+	s.set(t, "s", "g", "me", "v2")
+	f = c.read()
+	must(t, f.kind() == "event" && f.Seq == 4 && f.event(t).Event.Type == "to-me", "targeted event: %s", f.Raw)
+	f = c.read()
+	must(t, f.kind() == "update" && f.Seq == 5 && string(f.event(t).Data) == `"v2"`, "item update: %s", f.Raw)
+	c.quiet(100 * time.Millisecond)
+}
+
+func TestMultiplexedSocket(t *testing.T) {
+	s := newStack(t, gateway.Config{}, streammodule.Config{})
+	s.set(t, "s", "g", "i", 1)
+	c := s.dial(t, "/", nil)
+	c.send(join("group", "s", "g"))
+	f := c.read()
+	must(t, f.kind() == "sync" && *f.SubscriptionID == "group" && f.Seq == 1, "group sync: %s", f.Raw)
+	c.send(join("item", "s", "g", "id", "i"))
+	f = c.read()
+	must(t, f.kind() == "sync" && *f.SubscriptionID == "item" && *f.ID == "i", "item sync: %s", f.Raw)
+
+	s.set(t, "s", "g", "i", 2)
+	got := map[string]bool{}
+	for range 2 {
+		f := c.read()
+		must(t, f.kind() == "update" && f.Seq == 2, "update: %s", f.Raw)
+		got[*f.SubscriptionID] = true
+	}
+	must(t, got["group"] && got["item"], "each subscription gets its copy: %v", got)
+
+	c.send(leave("item", "s", "g"))
+	c.send(map[string]any{"type": "ping"})
+	must(t, c.read().Type == "pong", "pong")
+	s.set(t, "s", "g", "i", 3)
+	f = c.read()
+	must(t, *f.SubscriptionID == "group" && f.Seq == 3, "after leave: %s", f.Raw)
+	c.quiet(100 * time.Millisecond)
+	must(t, s.gw.Groups() == 1, "gateway holds %d groups", s.gw.Groups())
+	c.send(leave("group", "s", "g"))
+	waitFor(t, func() bool { return s.gw.Groups() == 0 }, "the last leave drops the group's NATS interest")
+}
+
+func TestBadFrames(t *testing.T) {
+	s := newStack(t, gateway.Config{MaxFrameBytes: 1024}, streammodule.Config{})
+	c := s.dial(t, "/", nil)
+	c.send([]byte("   "))
+	for _, bad := range []string{`not json`, `{"type":"subscribe"}`, `{"type":"join","data":{"streamName":"s"}}`,
+		`{"type":"join","data":{"subscriptionId":1,"streamName":"s","groupId":"g"}}`, `[1,2]`,
+		`{"type":"join","data":{"subscriptionId":"x","streamName":"s","groupId":"g","since":"soon"}}`,
+		`{"type":"join","data":{"subscriptionId":"x","streamName":"","groupId":"g"}}`} {
+		c.send([]byte(bad))
+		f := c.read()
+		must(t, f.Type == "error" && f.Code == "bad_frame" && f.Message != "", "%s: %s", bad, f.Raw)
+	}
+	// Binary frames holding JSON work too, and the socket still serves joins.
+	b, _ := json.Marshal(join("ok", "s", "g"))
+	if err := c.c.Write(context.Background(), websocket.MessageBinary, b); err != nil {
+		t.Fatal(err)
+	}
+	must(t, c.read().kind() == "sync", "join after bad frames")
+	// A message over the limit closes the socket with 1009.
+	c.send([]byte(`{"type":"ping","pad":"` + strings.Repeat("x", 2000) + `"}`))
+	code := c.closed()
+	must(t, code == websocket.StatusMessageTooBig, "oversize frame: %v (%v)", code, c.err)
+}
+
+func TestUnknownStreamStartsEmpty(t *testing.T) {
+	s := newStack(t, gateway.Config{}, streammodule.Config{})
+	c := s.dial(t, groupPath("never", "written"), nil)
+	f := c.read()
+	must(t, f.kind() == "sync" && f.Seq == 0 && string(f.event(t).Data) == "[]", "empty sync: %s", f.Raw)
+	c2 := s.dial(t, groupPath("never", "written", "item_id=x"), nil)
+	f = c2.read()
+	must(t, f.kind() == "sync" && string(f.event(t).Data) == "null", "empty item sync: %s", f.Raw)
+}
+
+func TestSSE(t *testing.T) {
+	s := newStack(t, gateway.Config{}, streammodule.Config{})
+	s.set(t, "s", "g", "a", 1)
+	c := s.sse(t, groupPath("s", "g"), nil)
+	id, f := c.next()
+	must(t, id == "1" && f.kind() == "sync" && f.Seq == 1, "SSE sync: %s %s", id, f.Raw)
+	s.set(t, "s", "g", "a", "multi\nline")
+	s.set(t, "s", "g", "b", 3)
+	id, f = c.next()
+	must(t, id == "2" && f.kind() == "update" && string(f.event(t).Data) == `"multi\nline"`, "SSE update: %s %s", id, f.Raw)
+	id, _ = c.next()
+	must(t, id == "3", "SSE id %s", id)
+	c.resp.Body.Close()
+
+	// Last-Event-ID resumes after the last event received.
+	s.set(t, "s", "g", "c", 4)
+	s.set(t, "s", "g", "d", 5)
+	c = s.sse(t, groupPath("s", "g"), map[string][]string{"Last-Event-ID": {"3"}})
+	for _, want := range []string{"4", "5"} {
+		id, f := c.next()
+		must(t, id == want && f.kind() == "create", "resumed %s: %s %s", want, id, f.Raw)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,315 @@
+package gateway
+
+import (
+	"bytes"
+	"sync"
+	"time"
+
+	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/wire"
+)
+
+// subscription is one (stream, group[, item]) watched by a connection.
+// Until its snapshot or history is queued it buffers live events; then it
+// drops any event at or below the sequence already delivered.
+type subscription struct {
+	c          *conn
+	id         string
+	quotedID   []byte // nil: frames carry no subscriptionId
+	stream     string
+	group      string
+	item       string
+	quotedItem []byte // the item id as frames encode it; nil for a group
+	hg         *hubGroup
+
+	mu        sync.Mutex
+	live      bool
+	buf       [][]byte
+	last      uint64
+	cancelled bool
+	joined    bool // stream:join allowed it, so leave is due
+}
+
+func (s *subscription) info() streammodule.Subscription {
+	in := streammodule.Subscription{SubscriptionID: s.id, StreamName: s.stream, GroupID: s.group, Context: s.c.authCtx}
+	if s.item != "" {
+		item := s.item
+		in.ID = &item
+	}
+	return in
+}
+
+// offer takes a live event of the subscription's group.
+func (s *subscription) offer(seq uint64, frame []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.cancelled:
+	case !s.live:
+		if len(s.buf) >= s.c.g.cfg.QueueMessages {
+			s.cancelled = true
+			go s.c.shutdown(closePolicy, "slow consumer: too many events during the snapshot; reconnect with since")
+			return
+		}
+		s.buf = append(s.buf, frame)
+	case seq > s.last:
+		s.last = seq
+		s.c.enqueue(out{data: frame, sub: s.quotedID, seq: seq})
+	}
+}
+
+// goLive queues the catch-up frames (a snapshot, or history ending at
+// last), then the buffered events after last, and switches to live
+// delivery. It reports false if the subscription ended meanwhile.
+func (s *subscription) goLive(catchUp [][]byte, last uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cancelled {
+		return false
+	}
+	for _, f := range catchUp {
+		seq, id, ok := wire.Header(f)
+		if ok && s.quotedItem != nil && len(catchUp) > 0 && !bytes.Equal(id, s.quotedItem) {
+			continue // history of another item
+		}
+		s.c.enqueue(out{data: f, sub: s.quotedID, seq: seq})
+	}
+	s.last = last
+	for _, f := range s.buf {
+		if seq, _, ok := wire.Header(f); ok && seq > s.last {
+			s.last = seq
+			s.c.enqueue(out{data: f, sub: s.quotedID, seq: seq})
+		}
+	}
+	s.buf, s.live = nil, true
+	return true
+}
+
+func (s *subscription) cancel() {
+	s.mu.Lock()
+	s.cancelled, s.buf = true, nil
+	s.mu.Unlock()
+}
+
+// hub shares one Events subscription per group among the local
+// subscriptions to it, and drops it with the last one.
+type hub struct {
+	g      *Gateway
+	mu     sync.Mutex
+	groups map[groupKey]*hubGroup
+}
+
+type groupKey struct{ stream, group string }
+
+type hubGroup struct {
+	key    groupKey
+	ready  chan struct{} // closed once Subscribe returned
+	err    error
+	cancel func()
+
+	mu   sync.RWMutex
+	subs map[*subscription]struct{}
+}
+
+func newHub(g *Gateway) *hub { return &hub{g: g, groups: make(map[groupKey]*hubGroup)} }
+
+// add attaches s to its group, subscribing to the group's events first if
+// it is the group's first local subscriber.
+func (h *hub) add(s *subscription) error {
+	k := groupKey{s.stream, s.group}
+	h.mu.Lock()
+	hg := h.groups[k]
+	created := hg == nil
+	if created {
+		hg = &hubGroup{key: k, ready: make(chan struct{}), subs: make(map[*subscription]struct{})}
+		h.groups[k] = hg
+	}
+	hg.mu.Lock()
+	hg.subs[s] = struct{}{}
+	hg.mu.Unlock()
+	s.hg = hg
+	h.mu.Unlock()
+	if created {
+		hg.cancel, hg.err = h.g.cfg.Events.Subscribe(k.stream, k.group, hg.deliver)
+		close(hg.ready)
+	} else {
+		<-hg.ready
+	}
+	return hg.err
+}
+
+// remove detaches s; the last subscriber of a group drops its events.
+func (h *hub) remove(s *subscription) {
+	h.mu.Lock()
+	hg := s.hg
+	if hg == nil {
+		h.mu.Unlock()
+		return
+	}
+	hg.mu.Lock()
+	delete(hg.subs, s)
+	last := len(hg.subs) == 0
+	hg.mu.Unlock()
+	if last && h.groups[hg.key] == hg {
+		delete(h.groups, hg.key)
+	} else {
+		last = false
+	}
+	h.mu.Unlock()
+	if last {
+		<-hg.ready
+		if hg.cancel != nil {
+			hg.cancel()
+		}
+	}
+}
+
+// Groups reports how many groups the gateway holds events for.
+func (g *Gateway) Groups() int {
+	g.hub.mu.Lock()
+	defer g.hub.mu.Unlock()
+	return len(g.hub.groups)
+}
+
+// deliver fans one event out to the group's local subscribers.
+func (hg *hubGroup) deliver(frame []byte) {
+	seq, id, ok := wire.Header(frame)
+	if !ok {
+		return
+	}
+	hg.mu.RLock()
+	defer hg.mu.RUnlock()
+	for s := range hg.subs {
+		if s.quotedItem != nil && !bytes.Equal(id, s.quotedItem) {
+			continue
+		}
+		s.offer(seq, frame)
+	}
+}
+
+// joinRequest is a parsed join.
+type joinRequest struct {
+	id     string
+	stream string
+	group  string
+	item   string
+	since  *uint64
+}
+
+// join authorises and starts a subscription; it runs on its own goroutine
+// so that a slow join handler never holds up the connection's other frames.
+func (c *conn) join(r joinRequest, withID bool) {
+	s := &subscription{c: c, id: r.id, stream: r.stream, group: r.group, item: r.item}
+	if withID {
+		s.quotedID = wire.String(nil, r.id)
+	}
+	if r.item != "" {
+		s.quotedItem = wire.ItemID(nil, r.item)
+	}
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	old := c.subs[r.id]
+	if old == nil && len(c.subs) >= c.g.cfg.MaxSubscriptions {
+		c.mu.Unlock()
+		c.sendError(s.quotedID, "too_many_subscriptions", "this connection has reached its subscription limit")
+		return
+	}
+	c.subs[r.id] = s
+	c.joins.Add(1)
+	c.mu.Unlock()
+	if old != nil {
+		c.drop(old)
+	}
+	go func() {
+		defer c.joins.Done()
+		c.start(s, r.since)
+	}()
+}
+
+func (c *conn) start(s *subscription, since *uint64) {
+	b := c.g.cfg.Backend
+	if err := b.Join(c.ctx, s.info()); err != nil {
+		c.g.log.Debug("stream join denied", "stream", s.stream, "group", s.group, "error", err)
+		c.forget(s)
+		c.enqueue(out{data: wire.Unauthorized(s.stream, s.group, s.item, time.Now()), sub: s.quotedID})
+		return
+	}
+	s.mu.Lock()
+	if s.cancelled { // left while the join handlers ran
+		s.mu.Unlock()
+		b.Leave(s.info())
+		return
+	}
+	s.joined = true
+	s.mu.Unlock()
+	if err := c.g.hub.add(s); err != nil {
+		c.g.log.Error("stream subscribe failed", "stream", s.stream, "group", s.group, "error", err)
+		c.forget(s)
+		c.drop(s)
+		c.sendError(s.quotedID, "unavailable", "cannot subscribe to the group right now")
+		return
+	}
+	var catchUp [][]byte
+	var last uint64
+	resync := false
+	if since != nil {
+		frames, l, ok, err := b.Since(c.ctx, s.stream, s.group, *since)
+		if err == nil && ok {
+			catchUp, last = frames, l
+		} else {
+			resync = true
+		}
+	}
+	if since == nil || resync {
+		frame, seq, err := b.Snapshot(c.ctx, s.stream, s.group, s.item, resync)
+		if err != nil {
+			c.g.log.Warn("stream snapshot failed", "stream", s.stream, "group", s.group, "error", err)
+			c.sendError(s.quotedID, "snapshot_failed", err.Error())
+		} else {
+			catchUp, last = [][]byte{frame}, seq
+		}
+	}
+	if !s.goLive(catchUp, last) {
+		c.g.hub.remove(s) // dropped while catching up; remove is idempotent
+	}
+}
+
+// forget removes s from the connection's subscriptions if it is still there.
+func (c *conn) forget(s *subscription) {
+	c.mu.Lock()
+	if c.subs[s.id] == s {
+		delete(c.subs, s.id)
+	}
+	c.mu.Unlock()
+}
+
+// leave ends the subscription id, if there is one.
+func (c *conn) leave(id string) {
+	c.mu.Lock()
+	s := c.subs[id]
+	delete(c.subs, id)
+	c.mu.Unlock()
+	if s != nil {
+		c.drop(s)
+	}
+}
+
+// drop stops s and, if its join was allowed, fires stream:leave.
+func (c *conn) drop(s *subscription) {
+	s.cancel()
+	c.g.hub.remove(s)
+	s.mu.Lock()
+	joined := s.joined
+	s.joined = false
+	s.mu.Unlock()
+	if joined {
+		c.g.cfg.Backend.Leave(s.info())
+	}
+}
+
+func (c *conn) sendError(quotedSub []byte, code, msg string) {
+	c.enqueue(out{data: wire.Error(code, msg), sub: quotedSub})
+}
