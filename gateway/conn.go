@@ -91,6 +91,7 @@ func (c *conn) enqueue(o out) {
 	}
 	if len(c.queue) >= c.g.cfg.QueueMessages || c.qbytes+o.size() > c.g.cfg.QueueBytes {
 		c.mu.Unlock()
+		c.g.slowCloses.Add(1)
 		c.g.log.Info("stream client too slow: closing", "addr", c.addr, "queued", len(c.queue))
 		c.shutdown(closePolicy, "slow consumer: outbound queue full; reconnect with since")
 		return

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trinehq/trine/engine"
@@ -123,6 +124,8 @@ type Gateway struct {
 	hub *hub
 	mux *http.ServeMux
 
+	slowCloses atomic.Int64
+
 	mu     sync.Mutex
 	conns  map[*conn]struct{}
 	closed bool
@@ -173,11 +176,25 @@ func (g *Gateway) Close() error {
 	return nil
 }
 
-// Conns reports the open connections.
-func (g *Gateway) Conns() int {
+// Stats is a snapshot of a gateway's counters.
+type Stats struct {
+	// Conns is the number of open connections.
+	Conns int
+	// Groups is the number of groups the gateway receives events for.
+	Groups int
+	// SlowConsumerCloses counts connections closed for falling behind.
+	SlowConsumerCloses int64
+}
+
+// Stats returns the gateway's counters.
+func (g *Gateway) Stats() Stats {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.conns)
+	st := Stats{Conns: len(g.conns), SlowConsumerCloses: g.slowCloses.Load()}
+	g.mu.Unlock()
+	g.hub.mu.Lock()
+	st.Groups = len(g.hub.groups)
+	g.hub.mu.Unlock()
+	return st
 }
 
 func (g *Gateway) add(c *conn) bool {

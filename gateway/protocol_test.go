@@ -80,9 +80,9 @@ func TestMultiplexedSocket(t *testing.T) {
 	f = c.read()
 	must(t, *f.SubscriptionID == "group" && f.Seq == 3, "after leave: %s", f.Raw)
 	c.quiet(100 * time.Millisecond)
-	must(t, s.gw.Groups() == 1, "gateway holds %d groups", s.gw.Groups())
+	must(t, s.gw.Stats().Groups == 1, "gateway holds %d groups", s.gw.Stats().Groups)
 	c.send(leave("group", "s", "g"))
-	waitFor(t, func() bool { return s.gw.Groups() == 0 }, "the last leave drops the group's NATS interest")
+	waitFor(t, func() bool { return s.gw.Stats().Groups == 0 }, "the last leave drops the group's NATS interest")
 }
 
 func TestBadFrames(t *testing.T) {

@@ -48,6 +48,7 @@ func (s *subscription) offer(seq uint64, frame []byte) {
 	case !s.live:
 		if len(s.buf) >= s.c.g.cfg.QueueMessages {
 			s.cancelled = true
+			s.c.g.slowCloses.Add(1)
 			go s.c.shutdown(closePolicy, "slow consumer: too many events during the snapshot; reconnect with since")
 			return
 		}
@@ -162,13 +163,6 @@ func (h *hub) remove(s *subscription) {
 			hg.cancel()
 		}
 	}
-}
-
-// Groups reports how many groups the gateway holds events for.
-func (g *Gateway) Groups() int {
-	g.hub.mu.Lock()
-	defer g.hub.mu.Unlock()
-	return len(g.hub.groups)
 }
 
 // deliver fans one event out to the group's local subscribers.

@@ -1,0 +1,300 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/gateway"
+	"github.com/trinehq/trine/streammodule"
+)
+
+// Clients that join while writers run see a snapshot and then every later
+// event exactly once, in order: their final state equals the store's.
+func TestJoinDuringWrites(t *testing.T) {
+	s := newStack(t, gateway.Config{}, streammodule.Config{})
+	ctx, stop := context.WithCancel(context.Background())
+	var writers sync.WaitGroup
+	for w := range 4 {
+		writers.Go(func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				s.set(t, "race", "g", strconv.Itoa(w*10+i%10), i)
+			}
+		})
+	}
+	const clients = 20
+	cs := make([]*client, clients)
+	for i := range cs {
+		cs[i] = s.dial(t, groupPath("race", "g"), nil)
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	stop()
+	writers.Wait()
+	var final map[string]json.RawMessage
+	out := s.call(t, "stream::list", map[string]any{"stream_name": "race", "group_id": "g", "include_ids": true})
+	var page struct {
+		Items []struct {
+			ID   string          `json:"id"`
+			Data json.RawMessage `json:"data"`
+		} `json:"items"`
+		Seq uint64 `json:"seq"`
+	}
+	json.Unmarshal([]byte(out), &page)
+	final = map[string]json.RawMessage{}
+	for _, it := range page.Items {
+		final[it.ID] = it.Data
+	}
+	for n, c := range cs {
+		f := c.read()
+		must(t, f.kind() == "sync", "client %d first frame: %s", n, f.Raw)
+		e := f.event(t)
+		var vals []json.RawMessage
+		json.Unmarshal(e.Data, &vals)
+		state := map[string]json.RawMessage{}
+		for i, id := range e.IDs {
+			state[id] = vals[i]
+		}
+		last := f.Seq
+		for last < page.Seq {
+			f := c.read()
+			must(t, f.Seq == last+1, "client %d: seq %d after %d (gap or duplicate)", n, f.Seq, last)
+			last = f.Seq
+			state[*f.ID] = f.event(t).Data
+		}
+		must(t, fmt.Sprint(state) == fmt.Sprint(final), "client %d converged on %v, store has %v", n, state, final)
+	}
+}
+
+func TestSinceRecoveryAndResync(t *testing.T) {
+	s := newStack(t, gateway.Config{}, streammodule.Config{HistorySize: 5})
+	for i := range 3 {
+		s.set(t, "s", "g", "a", i) // seqs 1..3
+	}
+	c := s.dial(t, groupPath("s", "g", "since=1"), nil)
+	for _, want := range []uint64{2, 3} {
+		f := c.read()
+		must(t, f.kind() == "update" && f.Seq == want, "replayed %d: %s", want, f.Raw)
+	}
+	s.set(t, "s", "g", "b", 9)
+	must(t, c.read().Seq == 4, "live after replay")
+	c.quiet(50 * time.Millisecond)
+
+	// Current already: nothing to replay, then live.
+	c = s.dial(t, "/", nil)
+	c.send(join("x", "s", "g", "since", 4))
+	s.set(t, "s", "g", "b", 10)
+	f := c.read()
+	must(t, f.Seq == 5 && *f.SubscriptionID == "x" && f.kind() == "update", "current client: %s", f.Raw)
+
+	// History holds 5 events (1..5 → now 2..6 after one more write);
+	// since=0 is out of reach: a resync snapshot instead.
+	s.set(t, "s", "g", "c", 1)
+	c = s.dial(t, groupPath("s", "g", "since=0"), nil)
+	f = c.read()
+	e := f.event(t)
+	must(t, f.kind() == "sync" && e.Resync && f.Seq == 6, "resync: %s", f.Raw)
+	// A sequence from the future (the store was reset) resyncs too.
+	c = s.dial(t, groupPath("s", "g", "since=99"), nil)
+	f = c.read()
+	must(t, f.kind() == "sync" && f.event(t).Resync, "future since: %s", f.Raw)
+	// An item subscription replays only its item.
+	s.set(t, "s", "g", "a", 100) // 7
+	s.set(t, "s", "g", "b", 100) // 8
+	c = s.dial(t, groupPath("s", "g", "item_id=b", "since=6"), nil)
+	f = c.read()
+	must(t, f.Seq == 8 && *f.ID == "b", "item replay: %s", f.Raw)
+	c.quiet(50 * time.Millisecond)
+}
+
+func TestAuthFailsClosed(t *testing.T) {
+	s := newStack(t, gateway.Config{AuthFunction: "auth::check"}, streammodule.Config{})
+	// The auth function is not registered yet: every connection is refused.
+	resp := get(t, s.srv.URL+groupPath("s", "g"))
+	must(t, resp.StatusCode == http.StatusUnauthorized, "no auth function: %s", resp.Status)
+
+	var joins atomic.Value
+	s.e.RegisterFunction("auth::check", "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
+		var in struct {
+			Headers     map[string]string   `json:"headers"`
+			QueryParams map[string][]string `json:"query_params"`
+			Path        string              `json:"path"`
+			Addr        string              `json:"addr"`
+		}
+		json.Unmarshal(c.Payload, &in)
+		switch in.QueryParams["token"][0] {
+		case "good":
+			return json.Marshal(map[string]any{"context": map[string]any{"user": in.Headers["x-user"], "path": in.Path, "addr": in.Addr != ""}})
+		case "string":
+			return []byte(`"yes"`), nil
+		case "null":
+			return []byte(`null`), nil
+		}
+		return nil, errors.New("bad token")
+	}))
+	s.e.RegisterFunction("auth::join", "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
+		joins.Store(string(c.Payload))
+		if json.Valid(c.Payload) && string(c.Payload) != "" && containsDeny(c.Payload) {
+			return []byte(`{"unauthorized":true}`), nil
+		}
+		return []byte(`{}`), nil
+	}))
+	sess, err := s.e.Attach(engine.WorkerInfo{Name: "t"}, nopPeer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if err := sess.RegisterTrigger(context.Background(), engine.Trigger{ID: "j", Type: "stream:join", FunctionID: "auth::join", Config: json.RawMessage(`{"stream_name":"s"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []string{"bad", "string", "null"} {
+		resp := get(t, s.srv.URL+groupPath("s", "g", "token="+tok))
+		must(t, resp.StatusCode == http.StatusUnauthorized, "token %s: %s", tok, resp.Status)
+	}
+	c := s.dial(t, "/?token=good", http.Header{"X-User": {"ann"}})
+	c.send(join("ok", "s", "g"))
+	must(t, c.read().kind() == "sync", "allowed join")
+	var p struct {
+		SubscriptionID string          `json:"subscription_id"`
+		Context        json.RawMessage `json:"context"`
+	}
+	json.Unmarshal([]byte(joins.Load().(string)), &p)
+	must(t, p.SubscriptionID == "ok" && string(p.Context) == `{"addr":true,"path":"/","user":"ann"}`, "join payload: %s", joins.Load())
+	c.send(join("deny", "s", "deny"))
+	f := c.read()
+	must(t, f.kind() == "unauthorized" && *f.SubscriptionID == "deny", "denied join: %s", f.Raw)
+	s.set(t, "s", "deny", "x", 1)
+	s.set(t, "s", "g", "x", 1)
+	f = c.read()
+	must(t, *f.SubscriptionID == "ok", "only the allowed subscription gets events: %s", f.Raw)
+	// A join handler that fails denies too.
+	s.e.RegisterFunction("auth::broken", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		return nil, errors.New("boom")
+	}))
+	sess.RegisterTrigger(context.Background(), engine.Trigger{ID: "b", Type: "stream:join", FunctionID: "auth::broken", Config: json.RawMessage(`{"stream_name":"s","group_id":"fragile"}`)})
+	c.send(join("f", "s", "fragile"))
+	must(t, c.read().kind() == "unauthorized", "failing join handler")
+}
+
+func containsDeny(b []byte) bool {
+	var p struct {
+		GroupID string `json:"group_id"`
+	}
+	json.Unmarshal(b, &p)
+	return p.GroupID == "deny"
+}
+
+type nopPeer struct{}
+
+func (nopPeer) Invoke(context.Context, engine.Invocation) error { return errors.New("no worker") }
+func (nopPeer) Cancel(string)                                   {}
+func (nopPeer) ConfigureTrigger(context.Context, string, engine.Trigger, bool) error {
+	return nil
+}
+
+func get(t *testing.T, u string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+func TestOrigins(t *testing.T) {
+	s := newStack(t, gateway.Config{AllowedOrigins: []string{"https://app.example"}}, streammodule.Config{})
+	ctx := context.Background()
+	_, resp, err := websocket.Dial(ctx, s.wsURL("/"), &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"https://evil.example"}}})
+	must(t, err != nil && resp != nil && resp.StatusCode == http.StatusForbidden, "cross-site origin: %v", err)
+	for _, o := range []string{"https://app.example", s.srv.URL} {
+		c := s.dial(t, "/", http.Header{"Origin": {o}})
+		c.send(map[string]any{"type": "ping"})
+		must(t, c.read().Type == "pong", "origin %s", o)
+	}
+}
+
+// One client that stops reading is closed with 1008 once its queue is full;
+// a hundred others on the same group keep getting every event of the item
+// they watch, promptly, while the stalled socket fills with large values of
+// another item.
+func TestSlowClientIsolation(t *testing.T) {
+	s := newStack(t, gateway.Config{QueueBytes: 1 << 20}, streammodule.Config{})
+	// The stalled client: a raw socket with a small receive buffer that
+	// upgrades and never reads.
+	stalled := rawUpgrade(t, s, groupPath("s", "g"))
+	fast := make([]*client, 100)
+	for i := range fast {
+		fast[i] = s.dial(t, groupPath("s", "g", "item_id=x"), nil)
+		must(t, fast[i].read().kind() == "sync", "sync")
+	}
+	pad := strings.Repeat("x", 64<<10)
+	n := 0
+	var worst time.Duration
+	for ; s.gw.Stats().SlowConsumerCloses == 0; n++ {
+		must(t, n < 1000, "the stalled client was never closed")
+		s.set(t, "s", "g", "big", pad)
+		s.set(t, "s", "g", "x", n)
+		sent := time.Now()
+		for i, c := range fast {
+			f := c.read()
+			must(t, f.Seq == uint64(2*n+2) && string(f.event(t).Data) == strconv.Itoa(n), "client %d: %s", i, f.Raw)
+		}
+		worst = max(worst, time.Since(sent))
+	}
+	t.Logf("stalled client closed after %d large events; the slowest round to 100 others took %v", n, worst)
+	// The stalled client reads at last: what the kernel buffered, then the
+	// close frame.
+	code, reason := readUntilClose(t, stalled)
+	must(t, code == 1008 && strings.Contains(reason, "slow consumer"), "stalled client closed with %d %q", code, reason)
+}
+
+func rawUpgrade(t *testing.T, s *stack, path string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+	}}
+	nc, err := d.Dial("tcp", s.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	fmt.Fprintf(nc, "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", path)
+	return nc
+}
+
+// readUntilClose reads raw server frames until a close frame.
+func readUntilClose(t *testing.T, nc net.Conn) (int, string) {
+	t.Helper()
+	nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+	r := newFrameReader(nc)
+	for {
+		op, payload, err := r.next()
+		if err != nil {
+			t.Fatalf("no close frame: %v", err)
+		}
+		if op == 0x8 {
+			if len(payload) < 2 {
+				return 1005, ""
+			}
+			return int(payload[0])<<8 | int(payload[1]), string(payload[2:])
+		}
+	}
+}
