@@ -20,8 +20,37 @@ func CustomFunctionID(op, stream string) string {
 	return "stream::" + op + "(" + stream + ")"
 }
 
-func (m *Module) isCustom(op, stream string) bool {
-	return m.e != nil && m.e.HasFunction(CustomFunctionID(op, stream))
+// custom returns the first of ops that a worker serves for stream, or "".
+// A stream that was custom once never falls back to the built-in store
+// while this engine runs: with its worker gone, calls fail unavailable
+// instead of splitting its state in two.
+func (m *Module) custom(stream string, ops ...string) (string, error) {
+	if m.e == nil {
+		return "", nil
+	}
+	for _, op := range ops {
+		if m.e.HasFunction(CustomFunctionID(op, stream)) {
+			m.customMu.Lock()
+			m.customs[stream] = struct{}{}
+			m.customMu.Unlock()
+			return op, nil
+		}
+	}
+	m.customMu.Lock()
+	_, was := m.customs[stream]
+	m.customMu.Unlock()
+	if was {
+		return "", engine.Errorf(engine.CodeUnavailable, "stream %q is a custom stream and no worker serves stream::%s for it now", stream, ops[0])
+	}
+	return "", nil
+}
+
+// noIfSeq refuses if_seq on a custom stream: its worker keeps no sequences.
+func noIfSeq(in input) error {
+	if in.IfSeq != nil {
+		return engine.Errorf(engine.CodeInvalidArgument, "if_seq is not supported by custom stream %q", *in.StreamName)
+	}
+	return nil
 }
 
 func (m *Module) callCustom(ctx context.Context, op, stream string, payload []byte) ([]byte, error) {
@@ -31,6 +60,9 @@ func (m *Module) callCustom(ctx context.Context, op, stream string, payload []by
 // customWrite delegates set, update or delete to the stream's worker and
 // commits the change it reports.
 func (m *Module) customWrite(ctx context.Context, op string, in input, payload []byte) ([]byte, error) {
+	if err := noIfSeq(in); err != nil {
+		return nil, err
+	}
 	out, err := m.callCustom(ctx, op, *in.StreamName, payload)
 	if err != nil {
 		return nil, err
@@ -70,6 +102,9 @@ func (m *Module) commitCustom(ctx context.Context, in input, r changeResult) ([]
 // its set. Unlike the built-in store this is not atomic against other
 // writers of the same item.
 func (m *Module) customUpdate(ctx context.Context, in input, ops []updateops.Op) ([]byte, error) {
+	if err := noIfSeq(in); err != nil {
+		return nil, err
+	}
 	get, err := json.Marshal(map[string]string{"stream_name": *in.StreamName, "group_id": *in.GroupID, "item_id": *in.ItemID})
 	if err != nil {
 		return nil, err

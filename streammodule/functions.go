@@ -167,7 +167,10 @@ func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m.isCustom("set", *in.StreamName) {
+	if op, err := m.custom(*in.StreamName, "set"); err != nil || op != "" {
+		if err != nil {
+			return nil, err
+		}
 		return m.customWrite(ctx, "set", in, c.Payload)
 	}
 	ch, err := m.store.Put(ctx, in.key(), store.Cond{IfSeq: in.IfSeq}, func(json.RawMessage, bool) (json.RawMessage, error) {
@@ -191,10 +194,12 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", FnUpdate, err)
 	}
-	if m.isCustom("update", *in.StreamName) {
+	switch op, err := m.custom(*in.StreamName, "update", "set"); {
+	case err != nil:
+		return nil, err
+	case op == "update":
 		return m.customWrite(ctx, "update", in, c.Payload)
-	}
-	if m.isCustom("set", *in.StreamName) {
+	case op == "set":
 		return m.customUpdate(ctx, in, ops)
 	}
 	ch, err := m.store.Put(ctx, in.key(), store.Cond{IfSeq: in.IfSeq}, func(old json.RawMessage, exists bool) (json.RawMessage, error) {
@@ -215,7 +220,10 @@ func (m *Module) delete(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m.isCustom("delete", *in.StreamName) {
+	if op, err := m.custom(*in.StreamName, "delete"); err != nil || op != "" {
+		if err != nil {
+			return nil, err
+		}
 		return m.customWrite(ctx, "delete", in, c.Payload)
 	}
 	ch, ok, err := m.store.Delete(ctx, in.key(), store.Cond{IfSeq: in.IfSeq})
@@ -233,8 +241,11 @@ func (m *Module) get(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m.isCustom("get", *in.StreamName) {
-		return m.callCustom(ctx, "get", *in.StreamName, c.Payload)
+	if op, err := m.custom(*in.StreamName, "get"); err != nil || op != "" {
+		if err != nil {
+			return nil, err
+		}
+		return m.callCustom(ctx, op, *in.StreamName, c.Payload)
 	}
 	it, _, err := m.store.Get(ctx, in.key())
 	if err != nil {
@@ -259,8 +270,11 @@ func (m *Module) list(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m.isCustom("list", *in.StreamName) {
-		return m.callCustom(ctx, "list", *in.StreamName, c.Payload)
+	if op, err := m.custom(*in.StreamName, "list"); err != nil || op != "" {
+		if err != nil {
+			return nil, err
+		}
+		return m.callCustom(ctx, op, *in.StreamName, c.Payload)
 	}
 	limit, after := 0, ""
 	if in.Limit != nil {
@@ -291,8 +305,11 @@ func (m *Module) listGroups(ctx context.Context, c engine.Call) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	if m.isCustom("list_groups", *in.StreamName) {
-		return m.callCustom(ctx, "list_groups", *in.StreamName, c.Payload)
+	if op, err := m.custom(*in.StreamName, "list_groups"); err != nil || op != "" {
+		if err != nil {
+			return nil, err
+		}
+		return m.callCustom(ctx, op, *in.StreamName, c.Payload)
 	}
 	gs, err := m.store.ListGroups(ctx, *in.StreamName)
 	if err != nil {

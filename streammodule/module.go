@@ -88,6 +88,9 @@ type Module struct {
 	trig  *triggers
 	e     Caller
 
+	customMu sync.Mutex
+	customs  map[string]struct{} // streams a worker has served
+
 	wg sync.WaitGroup // trigger and leave goroutines
 }
 
@@ -97,7 +100,7 @@ func New(cfg Config) (*Module, error) {
 		return nil, errors.New("streammodule: no store")
 	}
 	cfg = cfg.withDefaults()
-	m := &Module{cfg: cfg, log: cfg.Logger, hist: newHistory(cfg.HistorySize)}
+	m := &Module{cfg: cfg, log: cfg.Logger, hist: newHistory(cfg.HistorySize), customs: make(map[string]struct{})}
 	m.trig = newTriggers(m)
 	st, err := cfg.OpenStore(store.Options{OnCommit: m.commit})
 	if err != nil {

@@ -317,3 +317,52 @@ func (nopPeer) Cancel(string)                                   {}
 func (nopPeer) ConfigureTrigger(context.Context, string, engine.Trigger, bool) error {
 	return nil
 }
+
+func TestCustomStream(t *testing.T) {
+	v := start(t, streammodule.Config{})
+	items := map[string]json.RawMessage{}
+	var mu sync.Mutex
+	serve := func(op string, h func(in map[string]json.RawMessage) (any, error)) {
+		if err := v.e.RegisterFunction(streammodule.CustomFunctionID(op, "ext"), "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
+			var in map[string]json.RawMessage
+			json.Unmarshal(c.Payload, &in)
+			mu.Lock()
+			defer mu.Unlock()
+			out, err := h(in)
+			if err != nil {
+				return nil, err
+			}
+			return json.Marshal(out)
+		})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := func(in map[string]json.RawMessage) string {
+		return string(in["group_id"]) + "/" + string(in["item_id"])
+	}
+	serve("get", func(in map[string]json.RawMessage) (any, error) { return items[key(in)], nil })
+	serve("set", func(in map[string]json.RawMessage) (any, error) {
+		old := items[key(in)]
+		items[key(in)] = in["data"]
+		return map[string]any{"old_value": old, "new_value": in["data"]}, nil
+	})
+	k := `"stream_name":"ext","group_id":"g","item_id":"i"`
+	if got := v.must(t, "stream::set", `{`+k+`,"data":{"n":1}}`); got != `{"old_value":null,"new_value":{"n":1},"seq":1}` {
+		t.Fatalf("custom set: %s", got)
+	}
+	if got := v.must(t, "stream::update", `{`+k+`,"ops":[{"type":"increment","path":"n","by":2}]}`); got != `{"old_value":{"n":1},"new_value":{"n":3},"seq":2}` {
+		t.Fatalf("custom update through get+set: %s", got)
+	}
+	if got := v.must(t, "stream::get", `{`+k+`}`); got != `{"n":3}` {
+		t.Fatalf("custom get: %s", got)
+	}
+	_, err := v.call(t, "stream::set", `{`+k+`,"data":1,"if_seq":2}`)
+	wantCode(t, err, engine.CodeInvalidArgument)
+	// No custom delete: once a stream is custom, it never falls back to
+	// the built-in store.
+	_, err = v.call(t, "stream::delete", `{`+k+`}`)
+	wantCode(t, err, engine.CodeUnavailable)
+	if got := v.must(t, "stream::list_all", `{}`); got != `{"stream":[],"count":0}` {
+		t.Fatalf("the built-in store was written: %s", got)
+	}
+}

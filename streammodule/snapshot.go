@@ -19,7 +19,9 @@ func (m *Module) Snapshot(ctx context.Context, stream, group, item string, resyn
 	if item != "" {
 		op = "get"
 	}
-	if m.isCustom(op, stream) {
+	if op, err := m.custom(stream, op); err != nil {
+		return nil, 0, err
+	} else if op != "" {
 		_, seq, err := m.store.Get(ctx, store.Key{Stream: stream, Group: group})
 		if err != nil {
 			return nil, 0, storeError("stream::"+op, err)
