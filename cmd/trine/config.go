@@ -17,7 +17,10 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
+	"github.com/trinehq/trine/gateway"
+	"github.com/trinehq/trine/streammodule"
 )
 
 // engineConfig is the configuration of `trine engine`, resolved from flags,
@@ -33,6 +36,17 @@ type engineConfig struct {
 	MaxMessageBytes int
 	LogLevel        slog.Level
 	LogFormat       string
+
+	StreamAddr         string
+	Store              string
+	StreamHistory      int
+	StreamAuthFunction string
+	AllowedOrigins     []string
+	StreamMaxFrame     int64
+	StreamQueueMsgs    int
+	StreamQueueBytes   int
+	StreamPing         time.Duration
+	StreamWriteTimeout time.Duration
 }
 
 // setting is one configuration key, known under three names.
@@ -87,6 +101,61 @@ var engineSettings = []setting{
 		c.MaxMessageBytes = n
 		return nil
 	}},
+	{"stream-addr", "ADDR", "127.0.0.1:3112", "stream gateway listener for browsers (WebSocket and SSE)", func(c *engineConfig, v string) error {
+		c.StreamAddr = v
+		return checkAddr(v)
+	}},
+	{"store", "KIND", "file", "stream store: file (durable, in <data-dir>/streams) or memory", func(c *engineConfig, v string) error {
+		switch v {
+		case "file", "memory":
+			c.Store = v
+			return nil
+		}
+		return errors.New("must be file or memory")
+	}},
+	{"stream-history", "N", strconv.Itoa(streammodule.DefaultHistorySize), "events kept per group for clients resuming with since", func(c *engineConfig, v string) (err error) {
+		c.StreamHistory, err = positiveInt(v)
+		return err
+	}},
+	{"stream-auth-function", "ID", "", "function that admits stream connections (empty: no auth)", func(c *engineConfig, v string) error {
+		if v != "" {
+			if err := engine.ValidateID("function id", v); err != nil {
+				return errors.New(engine.AsError(err).Message)
+			}
+		}
+		c.StreamAuthFunction = v
+		return nil
+	}},
+	{"allowed-origins", "LIST", "", "comma-separated Origins allowed besides the gateway's own host (* for any)", func(c *engineConfig, v string) error {
+		c.AllowedOrigins = nil
+		for o := range strings.SplitSeq(v, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				c.AllowedOrigins = append(c.AllowedOrigins, o)
+			}
+		}
+		return nil
+	}},
+	{"stream-max-frame-bytes", "N", strconv.Itoa(gateway.DefaultMaxFrameBytes), "largest message a browser may send (larger: close 1009)", func(c *engineConfig, v string) error {
+		n, err := positiveInt(v)
+		c.StreamMaxFrame = int64(n)
+		return err
+	}},
+	{"stream-queue-messages", "N", strconv.Itoa(gateway.DefaultQueueMessages), "outbound frames queued per connection before it is closed (1008)", func(c *engineConfig, v string) (err error) {
+		c.StreamQueueMsgs, err = positiveInt(v)
+		return err
+	}},
+	{"stream-queue-bytes", "N", strconv.Itoa(gateway.DefaultQueueBytes), "outbound bytes queued per connection before it is closed (1008)", func(c *engineConfig, v string) (err error) {
+		c.StreamQueueBytes, err = positiveInt(v)
+		return err
+	}},
+	{"stream-ping-interval", "DURATION", gateway.DefaultPingInterval.String(), "how often browsers are pinged; silent for two intervals: closed", func(c *engineConfig, v string) (err error) {
+		c.StreamPing, err = positiveDuration(v)
+		return err
+	}},
+	{"stream-write-timeout", "DURATION", gateway.DefaultWriteTimeout.String(), "longest a write to one browser may block", func(c *engineConfig, v string) (err error) {
+		c.StreamWriteTimeout, err = positiveDuration(v)
+		return err
+	}},
 	{"log-level", "LEVEL", "info", "debug, info, warn or error", func(c *engineConfig, v string) error {
 		switch strings.ToLower(v) {
 		case "debug":
@@ -117,6 +186,14 @@ func checkAddr(v string) error {
 		return errors.New("must be HOST:PORT (port 0 picks a free port)")
 	}
 	return nil
+}
+
+func positiveInt(v string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, errors.New("must be a positive integer")
+	}
+	return n, nil
 }
 
 func positiveDuration(v string) (time.Duration, error) {
@@ -307,8 +384,10 @@ func engineUsage(w io.Writer) {
 	var b bytes.Buffer
 	b.WriteString(`Usage: trine engine [flags]
 
-Runs the engine: the gRPC listener for workers and the Trigger RPC, and the
-HTTP listener for health checks. SIGINT or SIGTERM drains it and exits 0.
+Runs the engine: the gRPC listener for workers and the Trigger RPC, the
+HTTP listener for health checks and metrics, the StreamModule with its
+store, an embedded NATS server, and the stream gateway for browsers.
+SIGINT or SIGTERM drains it and exits 0.
 
 Every setting comes from a flag, a TRINE_* environment variable, or the YAML
 file named by --config; a flag beats the environment, which beats the file,
@@ -333,7 +412,9 @@ func yamlExample(s setting) string {
 	switch s.flag {
 	case "grpc-addr":
 		return `"${GRPC_ADDR:` + s.def + `}"`
-	case "http-addr", "data-dir":
+	case "stream-auth-function", "allowed-origins":
+		return `""`
+	case "http-addr", "data-dir", "stream-addr":
 		return `"` + s.def + `"`
 	}
 	return s.def

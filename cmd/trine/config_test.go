@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,15 @@ var defaultConfig = engineConfig{
 	MaxMessageBytes: 4 << 20,
 	LogLevel:        slog.LevelInfo,
 	LogFormat:       "text",
+
+	StreamAddr:         "127.0.0.1:3112",
+	Store:              "file",
+	StreamHistory:      1000,
+	StreamMaxFrame:     1 << 20,
+	StreamQueueMsgs:    4096,
+	StreamQueueBytes:   8 << 20,
+	StreamPing:         25 * time.Second,
+	StreamWriteTimeout: 10 * time.Second,
 }
 
 func TestParseEngineConfig(t *testing.T) {
@@ -118,7 +128,7 @@ log_format: json
 			want := defaultConfig
 			tt.want(&want)
 			got.ConfigFile = ""
-			if got != want {
+			if !reflect.DeepEqual(got, want) {
 				t.Errorf("parseEngineConfig(%q) =\n %+v\nwant\n %+v", args, got, want)
 			}
 		})

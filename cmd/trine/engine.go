@@ -75,6 +75,11 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		return err
 	}
 	defer httpLis.Close()
+	streamLis, err := listen(ctx, "stream", cfg.StreamAddr)
+	if err != nil {
+		return err
+	}
+	defer streamLis.Close()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -95,6 +100,11 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	if err := prommetrics.RegisterEngine(reg, eng); err != nil {
 		return fmt.Errorf("register engine metrics: %w", err)
 	}
+	streams, err := startStreams(cfg, eng, log)
+	if err != nil {
+		return err
+	}
+	defer streams.close()
 	gs := grpcserver.New(eng, grpcserver.Config{MaxMessageBytes: cfg.MaxMessageBytes, Logger: log}).NewGRPCServer()
 	hs := &http.Server{
 		Handler:           healthHandler(eng, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})),
@@ -117,6 +127,12 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		return nil
 	})
 	g.Go(func() error {
+		if err := streams.http.Serve(streamLis); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve stream: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
 		<-gctx.Done()
 		<-eng.Done() // calls drained or cut, worker sessions closed
 		force := time.AfterFunc(grpcStopTimeout, func() {
@@ -127,14 +143,15 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		force.Stop()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpStopTimeout)
 		defer cancel()
+		streams.shutdown(sctx)
 		if err := hs.Shutdown(sctx); err != nil {
 			_ = hs.Close()
 		}
 		return nil
 	})
-	fmt.Fprintf(stdout, "trine engine %s listening: grpc=%s http=%s\n", version, grpcLis.Addr(), httpLis.Addr())
+	fmt.Fprintf(stdout, "trine engine %s listening: grpc=%s http=%s stream=%s\n", version, grpcLis.Addr(), httpLis.Addr(), streamLis.Addr())
 	log.Info("engine started", "version", version, "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
-		"data_dir", cfg.DataDir, "config", cfg.ConfigFile)
+		"stream", streamLis.Addr().String(), "store", cfg.Store, "data_dir", cfg.DataDir, "config", cfg.ConfigFile)
 	if err := g.Wait(); err != nil {
 		return err
 	}

@@ -189,6 +189,7 @@ func TestEngineEnvironment(t *testing.T) {
 	e := startEngine(t, trineBin, testEnv(
 		"TRINE_GRPC_ADDR=127.0.0.1:0",
 		"TRINE_HTTP_ADDR=127.0.0.1:0",
+		"TRINE_STREAM_ADDR=127.0.0.1:0",
 		"TRINE_DATA_DIR="+dataDir,
 		"TRINE_MAX_MESSAGE_BYTES=1024",
 		"TRINE_LOG_FORMAT=json",
@@ -221,6 +222,7 @@ func TestEngineConfigFile(t *testing.T) {
 	yaml := `# the engine's test configuration
 grpc_addr: ${TRINE_TEST_GRPC_ADDR:127.0.0.1:0}
 http_addr: "${TEST_HTTP_ADDR}"
+stream_addr: 127.0.0.1:0
 data_dir: ${TEST_DIR}/yaml-data
 max_message_bytes: 1024
 log_format: json
@@ -245,7 +247,7 @@ log_format: json
 		// (which beats TRINE_HTTP_ADDR) must replace them. TRINE_CONFIG
 		// names the file.
 		env := testEnv("TRINE_TEST_GRPC_ADDR="+busyAddr(t), "TEST_HTTP_ADDR="+busyAddr(t), "TEST_DIR="+dir, "TRINE_CONFIG="+cfg,
-			"TRINE_GRPC_ADDR=127.0.0.1:0", "TRINE_HTTP_ADDR="+busyAddr(t), "TRINE_MAX_MESSAGE_BYTES=4096")
+			"TRINE_GRPC_ADDR=127.0.0.1:0", "TRINE_HTTP_ADDR="+busyAddr(t), "TRINE_MAX_MESSAGE_BYTES=4096", "TRINE_STORE=memory")
 		e := startEngine(t, trineBin, env, "engine", "--http-addr", "127.0.0.1:0")
 		mid := prefixPayload(2048)
 		if r := runTrine(t, testEnv(), "", "trigger", "--engine", e.grpc, "engine::health::check", mid); r.code != 0 {

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/gateway"
+	"github.com/trinehq/trine/internal/natsembed"
+	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/natsfanout"
+	"github.com/trinehq/trine/streammodule/store"
+)
+
+// streams is the StreamModule of an engine with what it needs: the
+// embedded NATS server that carries its events, its store, and the
+// gateway serving browsers.
+type streams struct {
+	nats   *natsembed.Server
+	module *streammodule.Module
+	gw     *gateway.Gateway
+	http   *http.Server
+}
+
+func startStreams(cfg engineConfig, eng *engine.Engine, log *slog.Logger) (*streams, error) {
+	ns, err := natsembed.Start("trine-engine")
+	if err != nil {
+		return nil, err
+	}
+	open := func(o store.Options) (store.Store, error) { return store.NewMemory(o), nil }
+	if cfg.Store == "file" {
+		dir := filepath.Join(cfg.DataDir, "streams")
+		open = func(o store.Options) (store.Store, error) {
+			return store.OpenFile(dir, store.FileOptions{Options: o})
+		}
+	}
+	mod, err := streammodule.New(streammodule.Config{
+		OpenStore:   open,
+		Publisher:   natsfanout.NewPublisher(ns.Conn),
+		HistorySize: cfg.StreamHistory,
+		Logger:      log,
+	})
+	if err != nil {
+		ns.Close()
+		return nil, fmt.Errorf("open stream store: %w", err)
+	}
+	s := &streams{nats: ns, module: mod}
+	if err := mod.Register(eng); err != nil {
+		s.close()
+		return nil, fmt.Errorf("register stream module: %w", err)
+	}
+	s.gw, err = gateway.New(gateway.Config{
+		Backend:        mod,
+		Events:         natsfanout.NewSubscriber(ns.Conn),
+		Caller:         eng,
+		AuthFunction:   cfg.StreamAuthFunction,
+		AllowedOrigins: cfg.AllowedOrigins,
+		MaxFrameBytes:  cfg.StreamMaxFrame,
+		QueueMessages:  cfg.StreamQueueMsgs,
+		QueueBytes:     cfg.StreamQueueBytes,
+		PingInterval:   cfg.StreamPing,
+		WriteTimeout:   cfg.StreamWriteTimeout,
+		Logger:         log,
+	})
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	s.http = &http.Server{
+		Handler:           s.gw,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// shutdown closes the browser connections and the gateway's listener.
+func (s *streams) shutdown(ctx context.Context) {
+	_ = s.gw.Close()
+	if err := s.http.Shutdown(ctx); err != nil {
+		_ = s.http.Close()
+	}
+}
+
+// close releases the module (flushing its store) and NATS.
+func (s *streams) close() {
+	if s.gw != nil {
+		_ = s.gw.Close()
+	}
+	_ = s.module.Close()
+	s.nats.Close()
+}
