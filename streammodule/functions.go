@@ -102,6 +102,15 @@ func (m *Module) decode(c engine.Call, need ...string) (input, error) {
 			return in, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", c.FunctionID, err)
 		}
 	}
+	if in.Data != nil {
+		// Stored and sent compact: frames stay small, and SSE data lines
+		// never hold a raw newline.
+		var b bytes.Buffer
+		if err := json.Compact(&b, in.Data); err != nil {
+			return in, engine.Errorf(engine.CodeInvalidArgument, "%s: bad data: %v", c.FunctionID, err)
+		}
+		in.Data = b.Bytes()
+	}
 	if in.ID != nil {
 		if err := m.checkName("id", *in.ID); err != nil && *in.ID != "" {
 			return in, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", c.FunctionID, err)

@@ -13,11 +13,19 @@ type history struct {
 
 type groupKey struct{ stream, group string }
 
-// ring holds the frames of sequences first..last, contiguous.
+// ring holds the frames of sequences first..last, contiguous, in a circular
+// buffer that grows up to the history size.
 type ring struct {
 	frames [][]byte
+	head   int // index of first
 	first  uint64
 	last   uint64
+}
+
+func (r *ring) len() int { return int(r.last - r.first + 1) }
+
+func (r *ring) at(seq uint64) []byte {
+	return r.frames[(r.head+int(seq-r.first))%len(r.frames)]
 }
 
 func newHistory(size int) *history {
@@ -31,15 +39,26 @@ func (h *history) add(stream, group string, seq uint64, frame []byte) {
 	k := groupKey{stream, group}
 	r := h.groups[k]
 	if r == nil || seq != r.last+1 {
-		r = &ring{frames: make([][]byte, 0, min(h.size, 16)), first: seq}
+		r = &ring{frames: make([][]byte, 1, min(h.size, 16)), first: seq, last: seq}
+		r.frames[0] = frame
 		h.groups[k] = r
+		return
 	}
-	if len(r.frames) == h.size {
-		copy(r.frames, r.frames[1:])
-		r.frames = r.frames[:h.size-1]
+	n := r.len()
+	switch {
+	case n < len(r.frames):
+		r.frames[(r.head+n)%len(r.frames)] = frame
+	case len(r.frames) < h.size: // full but may grow: unroll and append
+		grown := make([][]byte, n, min(h.size, 2*n))
+		for i := range n {
+			grown[i] = r.frames[(r.head+i)%n]
+		}
+		r.frames, r.head = append(grown, frame), 0
+	default: // full: overwrite the oldest
+		r.frames[r.head] = frame
+		r.head = (r.head + 1) % len(r.frames)
 		r.first++
 	}
-	r.frames = append(r.frames, frame)
 	r.last = seq
 }
 
@@ -56,5 +75,8 @@ func (h *history) since(stream, group string, seq uint64) (frames [][]byte, last
 	if seq+1 < r.first || seq > r.last {
 		return nil, r.last, true, false
 	}
-	return append([][]byte(nil), r.frames[seq+1-r.first:]...), r.last, true, true
+	for s := seq + 1; s <= r.last; s++ {
+		frames = append(frames, r.at(s))
+	}
+	return frames, r.last, true, true
 }
