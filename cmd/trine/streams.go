@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/gateway"
 	"github.com/trinehq/trine/internal/natsembed"
@@ -76,6 +78,26 @@ func startStreams(cfg engineConfig, eng *engine.Engine, log *slog.Logger) (*stre
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// registerMetrics exports the gateway's counters.
+func (s *streams) registerMetrics(reg prometheus.Registerer) error {
+	stat := func(f func(gateway.Stats) float64) func() float64 {
+		return func() float64 { return f(s.gw.Stats()) }
+	}
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trine_stream_connections", Help: "Open browser connections (WebSocket and SSE)."},
+			stat(func(st gateway.Stats) float64 { return float64(st.Conns) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trine_stream_groups_subscribed", Help: "Groups the gateway receives events for."},
+			stat(func(st gateway.Stats) float64 { return float64(st.Groups) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trine_stream_slow_consumer_closes_total", Help: "Browser connections closed for falling behind."},
+			stat(func(st gateway.Stats) float64 { return float64(st.SlowConsumerCloses) })),
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // shutdown closes the browser connections and the gateway's listener.

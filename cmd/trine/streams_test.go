@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -62,6 +63,10 @@ func TestEngineStreamsEndToEnd(t *testing.T) {
 	}
 	if f := read(); f["event"].(map[string]any)["type"] != "create" || f["seq"] != 1.0 || f["id"] != "m1" {
 		t.Fatalf("create frame %v", f)
+	}
+	if code, body := get(t, e.http+"/metrics"); code != 200 || !strings.Contains(body, "trine_stream_connections 1") ||
+		!strings.Contains(body, "trine_stream_groups_subscribed 1") || !strings.Contains(body, "trine_stream_slow_consumer_closes_total 0") {
+		t.Errorf("GET /metrics = %d, missing stream metrics:\n%.2000s", code, body)
 	}
 }
 
