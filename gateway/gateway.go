@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -116,13 +117,15 @@ func (c Config) withDefaults() Config {
 
 // Gateway is an http.Handler serving:
 //
-//	GET /                          multiplexed WebSocket (join/leave frames)
-//	GET /stream/{stream}/{group}   WebSocket, or SSE with Accept: text/event-stream
+//	GET /                               multiplexed WebSocket (join/leave frames)
+//	GET /stream/{stream}/{group}        WebSocket, or SSE with Accept: text/event-stream
+//	GET /stream?stream=S&group=G        the same, for names a URL path cannot carry ("." and "..")
+//
+// Path segments are percent-decoded once, so %2F is a slash inside a name.
 type Gateway struct {
 	cfg Config
 	log *slog.Logger
 	hub *hub
-	mux *http.ServeMux
 
 	slowCloses atomic.Int64
 
@@ -144,15 +147,41 @@ func New(cfg Config) (*Gateway, error) {
 	cfg = cfg.withDefaults()
 	g := &Gateway{cfg: cfg, log: cfg.Logger, conns: make(map[*conn]struct{}), stop: make(chan struct{})}
 	g.hub = newHub(g)
-	g.mux = http.NewServeMux()
-	g.mux.HandleFunc("GET /{$}", g.serveMux)
-	g.mux.HandleFunc("GET /stream/{stream}/{group}", g.serveGroup)
 	g.wg.Add(1)
 	go g.pinger()
 	return g, nil
 }
 
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	p := r.URL.EscapedPath()
+	switch {
+	case p == "/":
+		g.serveMux(w, r)
+	case p == "/stream":
+		q := r.URL.Query()
+		g.serveGroup(w, r, q.Get("stream"), q.Get("group"))
+	case strings.HasPrefix(p, "/stream/"):
+		segs := strings.Split(p[len("/stream/"):], "/")
+		if len(segs) != 2 {
+			http.NotFound(w, r)
+			return
+		}
+		stream, err1 := url.PathUnescape(segs[0])
+		group, err2 := url.PathUnescape(segs[1])
+		if err1 != nil || err2 != nil {
+			http.Error(w, "bad percent-encoding in the path", http.StatusBadRequest)
+			return
+		}
+		g.serveGroup(w, r, stream, group)
+	default:
+		http.NotFound(w, r)
+	}
+}
 
 // Close closes every connection (WebSocket clients get 1001) and waits for
 // their goroutines.

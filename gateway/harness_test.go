@@ -91,8 +91,14 @@ func (s *stack) set(t testing.TB, stream, group, item string, data any) {
 
 func (s *stack) wsURL(path string) string { return "ws" + strings.TrimPrefix(s.srv.URL, "http") + path }
 
+// groupPath is the socket path of a group; "." and ".." go in the query,
+// since URL paths cannot carry them.
 func groupPath(stream, group string, query ...string) string {
 	p := "/stream/" + url.PathEscape(stream) + "/" + url.PathEscape(group)
+	if stream == "." || stream == ".." || group == "." || group == ".." {
+		p = "/stream"
+		query = append(query, "stream="+url.QueryEscape(stream), "group="+url.QueryEscape(group))
+	}
 	if len(query) > 0 {
 		p += "?" + strings.Join(query, "&")
 	}

@@ -3,6 +3,8 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -151,4 +153,73 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// Hostile names work in paths and join frames, and events never cross
+// into another stream or group.
+func TestHostileNames(t *testing.T) {
+	s := newStack(t, gateway.Config{}, streammodule.Config{})
+	names := []string{".", "*", ">", ":", "/", "a b", "🔥", "a.b", "a/b", "%2F", "trine.stream"}
+	byPath := make([]*client, len(names))
+	for i, n := range names {
+		byPath[i] = s.dial(t, groupPath(n, n), nil)
+		must(t, byPath[i].read().kind() == "sync", "sync for %q", n)
+	}
+	mux := s.dial(t, "/", nil)
+	for i, n := range names {
+		mux.send(join(strconv.Itoa(i), "x"+n, n))
+		must(t, mux.read().kind() == "sync", "join %q", n)
+	}
+	for i, n := range names {
+		s.set(t, n, n, n, i)
+		s.set(t, "x"+n, n, n, i)
+	}
+	for i, n := range names {
+		f := byPath[i].read()
+		must(t, f.StreamName == n && f.GroupID == n && *f.ID == n && string(f.event(t).Data) == strconv.Itoa(i), "path client %q got %s", n, f.Raw)
+		byPath[i].quiet(0)
+	}
+	for range names {
+		f := mux.read()
+		i, _ := strconv.Atoi(*f.SubscriptionID)
+		must(t, f.StreamName == "x"+names[i] && f.GroupID == names[i] && string(f.event(t).Data) == strconv.Itoa(i), "mux got %s", f.Raw)
+	}
+	time.Sleep(50 * time.Millisecond)
+	for i := range names {
+		byPath[i].quiet(0)
+	}
+	mux.quiet(0)
+}
+
+// A peer that never answers pings is closed after two intervals; one that
+// does stays.
+func TestPingClosesDeadPeers(t *testing.T) {
+	s := newStack(t, gateway.Config{PingInterval: 50 * time.Millisecond, WriteTimeout: 200 * time.Millisecond}, streammodule.Config{})
+	alive := s.dial(t, groupPath("s", "g"), nil) // coder/websocket answers pings while reading
+	dead := rawUpgrade(t, s, groupPath("s", "g"))
+	waitFor(t, func() bool { return s.gw.Stats().Conns == 2 }, "the silent peer connects")
+	waitFor(t, func() bool { return s.gw.Stats().Conns == 1 }, "the silent peer is closed")
+	must(t, alive.read().kind() == "sync", "live client")
+	s.set(t, "s", "g", "i", 1)
+	must(t, alive.read().kind() == "create", "live client still served")
+	_ = dead
+}
+
+func TestRoutes(t *testing.T) {
+	s := newStack(t, gateway.Config{}, streammodule.Config{})
+	for path, want := range map[string]int{"/stream/a": 404, "/stream/a/b/c": 404, "/nope": 404,
+		"/stream/a/b?since=x": 400, "/stream?stream=&group=g": 400, "/stream/a/b": 400 /* neither upgrade nor SSE */} {
+		resp, err := http.Get(s.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		must(t, resp.StatusCode == want, "GET %s = %d, want %d", path, resp.StatusCode, want)
+	}
+	resp, err := http.Post(s.srv.URL+"/", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	must(t, resp.StatusCode == 405, "POST / = %d", resp.StatusCode)
 }

@@ -27,11 +27,11 @@ func (g *Gateway) serveMux(w http.ResponseWriter, r *http.Request) {
 	g.serveWS(w, r, authCtx, nil)
 }
 
-// serveGroup serves GET /stream/{stream}/{group}: a WebSocket, or SSE when
-// the client accepts text/event-stream, subscribed to one group (or one
-// item with ?item_id=), resuming after ?since= or Last-Event-ID.
-func (g *Gateway) serveGroup(w http.ResponseWriter, r *http.Request) {
-	req := joinRequest{stream: r.PathValue("stream"), group: r.PathValue("group"), item: r.URL.Query().Get("item_id")}
+// serveGroup serves one group: a WebSocket, or SSE when the client accepts
+// text/event-stream, subscribed to the group (or one item with ?item_id=),
+// resuming after ?since= or Last-Event-ID.
+func (g *Gateway) serveGroup(w http.ResponseWriter, r *http.Request, stream, group string) {
+	req := joinRequest{stream: stream, group: group, item: r.URL.Query().Get("item_id")}
 	since := r.URL.Query().Get("since")
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
 		since = id
