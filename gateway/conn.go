@@ -119,8 +119,8 @@ func (c *conn) kick() {
 }
 
 // shutdown starts closing: queued frames are dropped, WebSocket clients get
-// a close frame with code and reason, and the connection ends within
-// WriteTimeout even if the peer does not answer.
+// a close frame with code and reason, and the connection ends once the peer
+// answers, or after closeGrace (plus, for a blocked writer, WriteTimeout).
 func (c *conn) shutdown(code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -131,7 +131,19 @@ func (c *conn) shutdown(code int, reason string) {
 	c.queue, c.qbytes = nil, 0
 	c.kick()
 	if c.nc != nil {
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
+		// The peer gets closeGrace to answer the close frame; a writer
+		// still busy keeps its own write deadline.
+		_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+	}
+}
+
+// closeGrace is how long a closing WebSocket waits for the peer's close.
+const closeGrace = time.Second
+
+// kill closes the socket at once, ending any blocked read or write.
+func (c *conn) kill() {
+	if c.nc != nil {
+		_ = c.nc.Close()
 	}
 }
 

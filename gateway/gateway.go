@@ -183,8 +183,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Close closes every connection (WebSocket clients get 1001) and waits for
-// their goroutines.
+// Close closes every connection (WebSocket clients get 1001), cuts those
+// that do not finish within two seconds, and waits for their goroutines.
 func (g *Gateway) Close() error {
 	g.mu.Lock()
 	if g.closed {
@@ -201,7 +201,16 @@ func (g *Gateway) Close() error {
 	for _, c := range conns {
 		c.shutdown(closeGoingAway, "server shutting down")
 	}
-	g.wg.Wait()
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * closeGrace): // peers that do not read: cut them
+		for _, c := range conns {
+			c.kill()
+		}
+		<-done
+	}
 	return nil
 }
 

@@ -49,7 +49,7 @@ func (s *subscription) offer(seq uint64, frame []byte) {
 		if len(s.buf) >= s.c.g.cfg.QueueMessages {
 			s.cancelled = true
 			s.c.g.slowCloses.Add(1)
-			go s.c.shutdown(closePolicy, "slow consumer: too many events during the snapshot; reconnect with since")
+			s.c.shutdown(closePolicy, "slow consumer: too many events during the snapshot; reconnect with since")
 			return
 		}
 		s.buf = append(s.buf, frame)
