@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -297,4 +298,52 @@ func readUntilClose(t *testing.T, nc net.Conn) (int, string) {
 			return int(payload[0])<<8 | int(payload[1]), string(payload[2:])
 		}
 	}
+}
+
+// lossyEvents drops chosen events on their way to the gateway, as NATS
+// does for a slow consumer.
+type lossyEvents struct {
+	gateway.Events
+	drop func(seq uint64) bool
+}
+
+func (l lossyEvents) Subscribe(stream, group string, h func([]byte)) (func(), error) {
+	return l.Events.Subscribe(stream, group, func(b []byte) {
+		var f struct{ Seq uint64 }
+		json.Unmarshal(b, &f)
+		if !l.drop(f.Seq) {
+			h(b)
+		}
+	})
+}
+
+// Events the gateway never received are replayed from history: clients
+// still see every sequence once, in order.
+func TestGatewayRecoversMissedEvents(t *testing.T) {
+	s := newStack(t, gateway.Config{}, streammodule.Config{})
+	// A second gateway on the same module whose event feed loses some.
+	lossy, err := gateway.New(gateway.Config{Backend: s.m, Events: lossyEvents{s.sub, func(seq uint64) bool { return seq%7 == 3 }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(lossy)
+	t.Cleanup(func() { lossy.Close(); srv.Close() })
+	ls := &stack{srv: srv}
+	group := ls.dial(t, groupPath("s", "g"), nil)
+	item := ls.dial(t, groupPath("s", "g", "item_id=a"), nil)
+	must(t, group.read().kind() == "sync" && item.read().kind() == "sync", "syncs")
+	const n = 50
+	for i := 1; i <= n; i++ {
+		s.set(t, "s", "g", []string{"a", "b"}[i%2], i)
+	}
+	for i := 1; i <= n; i++ {
+		f := group.read()
+		must(t, f.Seq == uint64(i) && f.kind() != "sync", "group client: seq %d, want %d: %s", f.Seq, i, f.Raw)
+	}
+	for i := 2; i <= n; i += 2 {
+		f := item.read()
+		must(t, f.Seq == uint64(i) && *f.ID == "a", "item client: seq %d, want %d: %s", f.Seq, i, f.Raw)
+	}
+	group.quiet(50 * time.Millisecond)
+	item.quiet(0)
 }

@@ -39,6 +39,32 @@ func (s *subscription) info() streammodule.Subscription {
 	return in
 }
 
+// restart sends a live subscription back to catching up after the gateway
+// missed events of its group: it buffers again and replays from the last
+// sequence it delivered (or resyncs).
+func (s *subscription) restart() {
+	s.mu.Lock()
+	if s.cancelled || !s.live {
+		s.mu.Unlock()
+		return
+	}
+	s.live = false
+	since := s.last
+	s.mu.Unlock()
+	c := s.c
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.joins.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.joins.Done()
+		c.catchUp(s, &since)
+	}()
+}
+
 // offer takes a live event of the subscription's group.
 func (s *subscription) offer(seq uint64, frame []byte) {
 	s.mu.Lock()
@@ -108,6 +134,8 @@ type hubGroup struct {
 	err    error
 	cancel func()
 
+	last uint64 // the last sequence delivered; only deliver touches it
+
 	mu   sync.RWMutex
 	subs map[*subscription]struct{}
 }
@@ -165,15 +193,23 @@ func (h *hub) remove(s *subscription) {
 	}
 }
 
-// deliver fans one event out to the group's local subscribers.
+// deliver fans one event out to the group's local subscribers. Events
+// arrive one at a time, in order; a jump in sequence means the gateway
+// missed events (NATS dropped them for a slow consumer, or a reconnect),
+// and every subscriber catches up from its own last sequence.
 func (hg *hubGroup) deliver(frame []byte) {
 	seq, id, ok := wire.Header(frame)
 	if !ok {
 		return
 	}
+	gap := hg.last != 0 && seq > hg.last+1
+	hg.last = max(hg.last, seq)
 	hg.mu.RLock()
 	defer hg.mu.RUnlock()
 	for s := range hg.subs {
+		if gap {
+			s.restart()
+		}
 		if s.quotedItem != nil && !bytes.Equal(id, s.quotedItem) {
 			continue
 		}
@@ -246,6 +282,13 @@ func (c *conn) start(s *subscription, since *uint64) {
 		c.sendError(s.quotedID, "unavailable", "cannot subscribe to the group right now")
 		return
 	}
+	c.catchUp(s, since)
+}
+
+// catchUp queues what s is missing, a snapshot or the events after since,
+// and switches it to live delivery.
+func (c *conn) catchUp(s *subscription, since *uint64) {
+	b := c.g.cfg.Backend
 	var catchUp [][]byte
 	var last uint64
 	resync := false
