@@ -78,6 +78,8 @@ func TestEngineHelp(t *testing.T) {
 		{"--shutdown-grace", "TRINE_SHUTDOWN_GRACE", "shutdown_grace", "10s"},
 		{"--max-message-bytes", "TRINE_MAX_MESSAGE_BYTES", "max_message_bytes", "4194304"},
 		{"--stream-addr", "TRINE_STREAM_ADDR", "stream_addr", "127.0.0.1:3112"},
+		{"--nats-url", "TRINE_NATS_URL", "nats_url", ""},
+		{"--nats-addr", "TRINE_NATS_ADDR", "nats_addr", "127.0.0.1:4222"},
 		{"--store", "TRINE_STORE", "store", "file"},
 		{"--stream-history", "TRINE_STREAM_HISTORY", "stream_history", "1000"},
 		{"--stream-auth-function", "TRINE_STREAM_AUTH_FUNCTION", "stream_auth_function", ""},

@@ -38,6 +38,8 @@ type engineConfig struct {
 	LogFormat       string
 
 	StreamAddr         string
+	NATSURL            string
+	NATSAddr           string
 	Store              string
 	StreamHistory      int
 	StreamAuthFunction string
@@ -103,6 +105,22 @@ var engineSettings = []setting{
 	}},
 	{"stream-addr", "ADDR", "127.0.0.1:3112", "stream gateway listener for browsers (WebSocket and SSE)", func(c *engineConfig, v string) error {
 		c.StreamAddr = v
+		return checkAddr(v)
+	}},
+	{"nats-url", "URLS", "", "external NATS servers (comma-separated nats:// URLs); empty: run an embedded server", func(c *engineConfig, v string) error {
+		for u := range strings.SplitSeq(v, ",") {
+			if u = strings.TrimSpace(u); u != "" && !strings.Contains(u, "://") {
+				return fmt.Errorf("%q is not a URL such as nats://host:4222", u)
+			}
+		}
+		c.NATSURL = v
+		return nil
+	}},
+	{"nats-addr", "ADDR", "127.0.0.1:4222", "where the embedded NATS server accepts other processes (gateways, engines); off: nowhere", func(c *engineConfig, v string) error {
+		c.NATSAddr = v
+		if v == "off" {
+			return nil
+		}
 		return checkAddr(v)
 	}},
 	{"store", "KIND", "file", "stream store: file (durable, in <data-dir>/streams) or memory", func(c *engineConfig, v string) error {
@@ -412,9 +430,9 @@ func yamlExample(s setting) string {
 	switch s.flag {
 	case "grpc-addr":
 		return `"${GRPC_ADDR:` + s.def + `}"`
-	case "stream-auth-function", "allowed-origins":
+	case "stream-auth-function", "allowed-origins", "nats-url":
 		return `""`
-	case "http-addr", "data-dir", "stream-addr":
+	case "http-addr", "data-dir", "stream-addr", "nats-addr":
 		return `"` + s.def + `"`
 	}
 	return s.def

@@ -39,6 +39,7 @@ var defaultConfig = engineConfig{
 	LogFormat:       "text",
 
 	StreamAddr:         "127.0.0.1:3112",
+	NATSAddr:           "127.0.0.1:4222",
 	Store:              "file",
 	StreamHistory:      1000,
 	StreamMaxFrame:     1 << 20,

@@ -152,7 +152,14 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		}
 		return nil
 	})
-	fmt.Fprintf(stdout, "trine engine %s listening: grpc=%s http=%s stream=%s\n", version, grpcLis.Addr(), httpLis.Addr(), streamLis.Addr())
+	natsInfo := "nats=" + cfg.NATSURL
+	if cfg.NATSURL == "" {
+		natsInfo = "nats=embedded"
+		if a := streams.nats.Addr(); a != "" {
+			natsInfo += "," + a
+		}
+	}
+	fmt.Fprintf(stdout, "trine engine %s listening: grpc=%s http=%s stream=%s %s\n", version, grpcLis.Addr(), httpLis.Addr(), streamLis.Addr(), natsInfo)
 	log.Info("engine started", "version", version, "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
 		"stream", streamLis.Addr().String(), "store", cfg.Store, "data_dir", cfg.DataDir, "config", cfg.ConfigFile)
 	if err := g.Wait(); err != nil {

@@ -190,6 +190,7 @@ func TestEngineEnvironment(t *testing.T) {
 		"TRINE_GRPC_ADDR=127.0.0.1:0",
 		"TRINE_HTTP_ADDR=127.0.0.1:0",
 		"TRINE_STREAM_ADDR=127.0.0.1:0",
+		"TRINE_NATS_ADDR=off",
 		"TRINE_DATA_DIR="+dataDir,
 		"TRINE_MAX_MESSAGE_BYTES=1024",
 		"TRINE_LOG_FORMAT=json",
@@ -223,6 +224,7 @@ func TestEngineConfigFile(t *testing.T) {
 grpc_addr: ${TRINE_TEST_GRPC_ADDR:127.0.0.1:0}
 http_addr: "${TEST_HTTP_ADDR}"
 stream_addr: 127.0.0.1:0
+nats_addr: "off"
 data_dir: ${TEST_DIR}/yaml-data
 max_message_bytes: 1024
 log_format: json

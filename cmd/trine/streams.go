@@ -29,7 +29,17 @@ type streams struct {
 }
 
 func startStreams(cfg engineConfig, eng *engine.Engine, log *slog.Logger) (*streams, error) {
-	ns, err := natsembed.Start("trine-engine")
+	var ns *natsembed.Server
+	var err error
+	if cfg.NATSURL != "" {
+		ns, err = natsembed.Connect(cfg.NATSURL, natsembed.Options{Name: "trine-engine", Logger: log})
+	} else {
+		listen := cfg.NATSAddr
+		if listen == "off" {
+			listen = ""
+		}
+		ns, err = natsembed.Start(natsembed.Options{Name: "trine-engine", Listen: listen, Logger: log})
+	}
 	if err != nil {
 		return nil, err
 	}

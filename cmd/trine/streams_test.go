@@ -158,3 +158,46 @@ func TestEngineStoreSurvivesKill(t *testing.T) {
 		t.Fatalf("sequence after restart = %d, want %d: one past the group's %d writes", r.Seq, group0+1, group0)
 	}
 }
+
+// TestEngineNATSListener: the embedded NATS server can accept other
+// processes, and a second engine started with --nats-url publishes through
+// it: a write through engine B reaches a browser on engine A's gateway.
+func TestEngineNATSListener(t *testing.T) {
+	t.Parallel()
+	a := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-addr", "127.0.0.1:0", "--store", "memory")...)
+	natsAddr, ok := strings.CutPrefix(a.nats, "embedded,")
+	if !ok || !strings.HasPrefix(natsAddr, "127.0.0.1:") {
+		t.Fatalf("engine A nats = %q, want embedded,127.0.0.1:PORT", a.nats)
+	}
+	b := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-url", "nats://"+natsAddr, "--store", "memory")...)
+	if b.nats != "nats://"+natsAddr {
+		t.Fatalf("engine B nats = %q", b.nats)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://"+a.stream+"/stream/s/g", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if _, _, err := c.Read(ctx); err != nil { // the sync
+		t.Fatal(err)
+	}
+	w := connectWorker(t, b.grpc)
+	if _, err := w.Trigger(ctx, "stream::set", map[string]any{"stream_name": "s", "group_id": "g", "item_id": "i", "data": "from B"}); err != nil {
+		t.Fatal(err)
+	}
+	_, msg, err := c.Read(ctx)
+	if err != nil || !strings.Contains(string(msg), `"data":"from B"`) {
+		t.Fatalf("engine A's client got %s, %v", msg, err)
+	}
+}
+
+func TestEngineNATSBusyPort(t *testing.T) {
+	t.Parallel()
+	addr := busyAddr(t)
+	r := runTrine(t, testEnv(), "", engineArgs(t, "--nats-addr", addr)...)
+	if r.code != 1 || !strings.Contains(r.stderr, "listen nats "+addr) || !strings.Contains(r.stderr, "address already in use") {
+		t.Fatalf("busy NATS port: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

@@ -1,10 +1,13 @@
-// Package natsembed runs the NATS server that `trine engine` embeds, and
-// connects to it in-process.
+// Package natsembed runs the NATS server that `trine engine` embeds and
+// connects to it in-process, or connects to an external NATS deployment.
 package natsembed
 
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -14,16 +17,48 @@ import (
 // readyTimeout bounds the embedded server's start.
 const readyTimeout = 10 * time.Second
 
-// Server is a running embedded NATS server with an in-process connection.
+// Options configure Start.
+type Options struct {
+	// Name names the server and its connection.
+	Name string
+	// Listen is the address other processes reach the embedded server on
+	// (HOST:PORT, port 0 for any); "" accepts no network clients.
+	Listen string
+	// Logger receives connection events. Default: discard.
+	Logger *slog.Logger
+}
+
+// Server is a NATS connection and, when embedded, the server behind it.
 type Server struct {
-	NS   *server.Server
+	NS   *server.Server // nil for an external deployment
 	Conn *nats.Conn
 }
 
-// Start runs a NATS server that accepts no network clients and returns an
-// in-process connection to it.
-func Start(name string) (*Server, error) {
-	ns, err := server.NewServer(&server.Options{ServerName: name, DontListen: true, NoSigs: true, NoLog: true})
+// Start runs an embedded NATS server and returns an in-process connection
+// to it.
+func Start(o Options) (*Server, error) {
+	opts := &server.Options{ServerName: o.Name, NoSigs: true, NoLog: true, DontListen: o.Listen == ""}
+	if o.Listen != "" {
+		host, port, err := net.SplitHostPort(o.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("nats: listen address %q: %w", o.Listen, err)
+		}
+		opts.Host = host
+		if opts.Port, err = strconv.Atoi(port); err != nil {
+			return nil, fmt.Errorf("nats: listen address %q: bad port", o.Listen)
+		}
+		if opts.Port == 0 {
+			opts.Port = server.RANDOM_PORT
+		}
+		// Fail now, with the usual message, if the port is taken: the
+		// server itself would only log it.
+		l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(max(opts.Port, 0))))
+		if err != nil {
+			return nil, fmt.Errorf("listen nats %s: %w", o.Listen, unwrapOpError(err))
+		}
+		l.Close()
+	}
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("nats: %w", err)
 	}
@@ -32,7 +67,7 @@ func Start(name string) (*Server, error) {
 		ns.Shutdown()
 		return nil, errors.New("nats: embedded server did not start")
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name(name), nats.MaxReconnects(-1))
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name(o.Name), nats.MaxReconnects(-1))
 	if err != nil {
 		ns.Shutdown()
 		return nil, fmt.Errorf("nats: connect in-process: %w", err)
@@ -40,9 +75,55 @@ func Start(name string) (*Server, error) {
 	return &Server{NS: ns, Conn: nc}, nil
 }
 
-// Close drains the connection and stops the server.
+func unwrapOpError(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return oe.Err
+	}
+	return err
+}
+
+// Connect connects to an external NATS deployment (a comma-separated URL
+// list). The connection reconnects for ever, and logs when it loses and
+// regains the server.
+func Connect(url string, o Options) (*Server, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	nc, err := nats.Connect(url, nats.Name(o.Name), nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "error", err) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			log.Warn("nats error", "subject", subj, "error", err)
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("nats: connect %s: %w", url, err)
+	}
+	return &Server{Conn: nc}, nil
+}
+
+// Addr is the embedded server's client address, or "" when it has none.
+func (s *Server) Addr() string {
+	if s.NS == nil {
+		return ""
+	}
+	if a, ok := s.NS.Addr().(*net.TCPAddr); ok && a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// Close closes the connection and stops the embedded server.
 func (s *Server) Close() {
 	s.Conn.Close()
-	s.NS.Shutdown()
-	s.NS.WaitForShutdown()
+	if s.NS != nil {
+		s.NS.Shutdown()
+		s.NS.WaitForShutdown()
+	}
 }

@@ -1,6 +1,8 @@
 package natsembed_test
 
 import (
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,24 +13,69 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func TestInProcessRoundTrip(t *testing.T) {
-	s, err := natsembed.Start("test")
+func TestInProcessOnly(t *testing.T) {
+	s, err := natsembed.Start(natsembed.Options{Name: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	sub, err := s.Conn.SubscribeSync("x.y")
+	roundTrip(t, s, s)
+	if s.Addr() != "" {
+		t.Fatalf("the embedded server listens on %s", s.Addr())
+	}
+}
+
+func TestListenerAndExternalConnect(t *testing.T) {
+	s, err := natsembed.Start(natsembed.Options{Name: "test", Listen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Conn.Publish("x.y", []byte("hi")); err != nil {
+	defer s.Close()
+	if !strings.HasPrefix(s.Addr(), "127.0.0.1:") || strings.HasSuffix(s.Addr(), ":0") {
+		t.Fatalf("Addr = %q", s.Addr())
+	}
+	ext, err := natsembed.Connect("nats://"+s.Addr(), natsembed.Options{Name: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ext.Close()
+	roundTrip(t, s, ext)
+	roundTrip(t, ext, s)
+}
+
+func TestBusyPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, err = natsembed.Start(natsembed.Options{Name: "test", Listen: l.Addr().String()})
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("busy port: %v", err)
+	}
+}
+
+func TestConnectFails(t *testing.T) {
+	if _, err := natsembed.Connect("nats://127.0.0.1:1", natsembed.Options{}); err == nil {
+		t.Fatal("connected to nothing")
+	}
+}
+
+func roundTrip(t *testing.T, from, to *natsembed.Server) {
+	t.Helper()
+	sub, err := to.Conn.SubscribeSync("x.y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := to.Conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := from.Conn.Publish("x.y", []byte("hi")); err != nil {
 		t.Fatal(err)
 	}
 	m, err := sub.NextMsg(5 * time.Second)
 	if err != nil || string(m.Data) != "hi" {
 		t.Fatalf("got %v %v", m, err)
-	}
-	if s.NS.ClientURL() != "" && s.NS.Addr() != nil {
-		t.Fatalf("the embedded server listens on %v", s.NS.Addr())
 	}
 }
