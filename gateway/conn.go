@@ -172,10 +172,20 @@ func (c *conn) recycle(batch []out) bool {
 	}
 	if len(c.queue) == 0 && (!c.closing || c.closeSent) {
 		c.writing = false
+		// An idle connection keeps only small queue arrays.
+		if cap(c.spare) > idleQueueCap {
+			c.spare = nil
+		}
+		if cap(c.queue) > idleQueueCap {
+			c.queue = nil
+		}
 		return false
 	}
 	return true
 }
+
+// idleQueueCap is the largest queue array an idle connection keeps.
+const idleQueueCap = 8
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
