@@ -34,6 +34,10 @@ type out struct {
 	sub  []byte // quoted subscription id to splice in; nil for none
 	seq  uint64 // stream sequence (SSE id); 0 for none
 	op   byte   // WebSocket opcode; 0 means text
+	// catchUp marks a snapshot or replayed frame: the server chose to send
+	// it, so it does not count against the limits that catch slow readers
+	// of live events.
+	catchUp bool
 }
 
 func (o out) size() int {
@@ -63,7 +67,8 @@ type conn struct {
 	mu        sync.Mutex
 	queue     []out
 	spare     []out // the previous batch, reused
-	qbytes    int
+	qlive     int   // live frames queued
+	qbytes    int   // bytes of live frames queued
 	writing   bool
 	closing   bool
 	closeSent bool
@@ -89,15 +94,19 @@ func (c *conn) enqueue(o out) {
 		c.mu.Unlock()
 		return
 	}
-	if len(c.queue) >= c.g.cfg.QueueMessages || c.qbytes+o.size() > c.g.cfg.QueueBytes {
+	if !o.catchUp && (c.qlive >= c.g.cfg.QueueMessages || c.qbytes+o.size() > c.g.cfg.QueueBytes) {
+		queued := c.qlive
 		c.mu.Unlock()
 		c.g.slowCloses.Add(1)
-		c.g.log.Info("stream client too slow: closing", "addr", c.addr, "queued", len(c.queue))
+		c.g.log.Info("stream client too slow: closing", "addr", c.addr, "queued", queued)
 		c.shutdown(closePolicy, "slow consumer: outbound queue full; reconnect with since")
 		return
 	}
 	c.queue = append(c.queue, o)
-	c.qbytes += o.size()
+	if !o.catchUp {
+		c.qlive++
+		c.qbytes += o.size()
+	}
 	c.kick()
 	c.mu.Unlock()
 }
@@ -121,14 +130,21 @@ func (c *conn) kick() {
 // shutdown starts closing: queued frames are dropped, WebSocket clients get
 // a close frame with code and reason, and the connection ends once the peer
 // answers, or after closeGrace (plus, for a blocked writer, WriteTimeout).
-func (c *conn) shutdown(code int, reason string) {
+func (c *conn) shutdown(code int, reason string) { c.close(code, reason, false) }
+
+// closeAfterQueue is shutdown that first writes what is queued.
+func (c *conn) closeAfterQueue(code int, reason string) { c.close(code, reason, true) }
+
+func (c *conn) close(code int, reason string, flush bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
 		return
 	}
 	c.closing, c.closeCode, c.closeMsg = true, code, reason
-	c.queue, c.qbytes = nil, 0
+	if !flush {
+		c.queue, c.qlive, c.qbytes = nil, 0, 0
+	}
 	c.kick()
 	if c.nc != nil {
 		// The peer gets closeGrace to answer the close frame; a writer
@@ -153,7 +169,7 @@ func (c *conn) take() (batch []out, closeNow bool, code int, reason string) {
 	defer c.mu.Unlock()
 	batch, c.queue = c.queue, c.spare[:0]
 	c.spare = nil
-	c.qbytes = 0
+	c.qlive, c.qbytes = 0, 0
 	if c.closing && !c.closeSent {
 		c.closeSent = true
 		return batch, true, c.closeCode, c.closeMsg
@@ -235,7 +251,7 @@ func (c *conn) writeLoop() {
 func (c *conn) fail() {
 	c.mu.Lock()
 	c.closing, c.closeSent, c.writing = true, true, false
-	c.queue = nil
+	c.queue, c.qlive, c.qbytes = nil, 0, 0
 	c.mu.Unlock()
 	if c.nc != nil {
 		_ = c.nc.Close()

@@ -347,3 +347,63 @@ func TestGatewayRecoversMissedEvents(t *testing.T) {
 	group.quiet(50 * time.Millisecond)
 	item.quiet(0)
 }
+
+// Snapshots and replays do not count against the live-event queue limits:
+// a group larger than QueueBytes can still be subscribed to.
+func TestLargeSnapshotFits(t *testing.T) {
+	s := newStack(t, gateway.Config{QueueBytes: 64 << 10}, streammodule.Config{})
+	pad := strings.Repeat("x", 60<<10)
+	for i := range 5 {
+		s.set(t, "s", "g", strconv.Itoa(i), pad)
+	}
+	c := s.dial(t, groupPath("s", "g"), nil)
+	f := c.read()
+	must(t, f.kind() == "sync" && len(f.event(t).IDs) == 5, "big sync: %.200s", f.Raw)
+	c2 := s.dial(t, groupPath("s", "g", "since=0"), nil)
+	for i := 1; i <= 5; i++ {
+		must(t, c2.read().Seq == uint64(i), "replay %d", i)
+	}
+	s.set(t, "s", "g", "live", 1)
+	must(t, c.read().Seq == 6 && c2.read().Seq == 6, "live after catch-up")
+}
+
+// A subscription that cannot get its snapshot ends with an error frame
+// instead of going live without one; a socket opened for it alone closes.
+func TestSnapshotFailure(t *testing.T) {
+	s := newStack(t, gateway.Config{}, streammodule.Config{})
+	s.e.RegisterFunction(streammodule.CustomFunctionID("list", "broken"), "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		return nil, errors.New("backend down")
+	}))
+	c := s.dial(t, groupPath("broken", "g"), nil)
+	f := c.read()
+	must(t, f.Type == "error" && f.Code == "snapshot_failed", "error frame: %s", f.Raw)
+	must(t, c.closed() == websocket.StatusInternalError, "closed with %v", c.err)
+
+	m := s.dial(t, "/", nil)
+	m.send(join("b", "broken", "g"))
+	f = m.read()
+	must(t, f.Type == "error" && f.Code == "snapshot_failed" && *f.SubscriptionID == "b", "mux error frame: %s", f.Raw)
+	m.send(join("ok", "fine", "g"))
+	must(t, m.read().kind() == "sync", "the socket still serves")
+	s.call(t, "stream::send", map[string]any{"stream_name": "broken", "group_id": "g", "type": "x", "data": 1})
+	m.quiet(100 * time.Millisecond)
+}
+
+// A denied join on a socket opened for that subscription closes it.
+func TestDeniedGroupSocketCloses(t *testing.T) {
+	s := newStack(t, gateway.Config{}, streammodule.Config{})
+	s.e.RegisterFunction("deny", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		return []byte(`{"unauthorized":true}`), nil
+	}))
+	sess, err := s.e.Attach(engine.WorkerInfo{Name: "t"}, nopPeer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if err := sess.RegisterTrigger(context.Background(), engine.Trigger{ID: "d", Type: "stream:join", FunctionID: "deny"}); err != nil {
+		t.Fatal(err)
+	}
+	c := s.dial(t, groupPath("s", "g"), nil)
+	must(t, c.read().kind() == "unauthorized", "unauthorized frame")
+	must(t, c.closed() == websocket.StatusPolicyViolation, "closed with %v", c.err)
+}

@@ -99,13 +99,13 @@ func (s *subscription) goLive(catchUp [][]byte, last uint64) bool {
 		if ok && s.quotedItem != nil && len(catchUp) > 0 && !bytes.Equal(id, s.quotedItem) {
 			continue // history of another item
 		}
-		s.c.enqueue(out{data: f, sub: s.quotedID, seq: seq})
+		s.c.enqueue(out{data: f, sub: s.quotedID, seq: seq, catchUp: true})
 	}
 	s.last = last
 	for _, f := range s.buf {
 		if seq, _, ok := wire.Header(f); ok && seq > s.last {
 			s.last = seq
-			s.c.enqueue(out{data: f, sub: s.quotedID, seq: seq})
+			s.c.enqueue(out{data: f, sub: s.quotedID, seq: seq, catchUp: true})
 		}
 	}
 	s.buf, s.live = nil, true
@@ -265,6 +265,9 @@ func (c *conn) start(s *subscription, since *uint64) {
 		c.g.log.Debug("stream join denied", "stream", s.stream, "group", s.group, "error", err)
 		c.forget(s)
 		c.enqueue(out{data: wire.Unauthorized(s.stream, s.group, s.item, time.Now()), sub: s.quotedID})
+		if s.quotedID == nil { // the socket was for this subscription only
+			c.closeAfterQueue(closePolicy, "unauthorized")
+		}
 		return
 	}
 	s.mu.Lock()
@@ -277,9 +280,7 @@ func (c *conn) start(s *subscription, since *uint64) {
 	s.mu.Unlock()
 	if err := c.g.hub.add(s); err != nil {
 		c.g.log.Error("stream subscribe failed", "stream", s.stream, "group", s.group, "error", err)
-		c.forget(s)
-		c.drop(s)
-		c.sendError(s.quotedID, "unavailable", "cannot subscribe to the group right now")
+		c.failSub(s, "unavailable", "cannot subscribe to the group right now")
 		return
 	}
 	c.catchUp(s, since)
@@ -303,14 +304,28 @@ func (c *conn) catchUp(s *subscription, since *uint64) {
 	if since == nil || resync {
 		frame, seq, err := b.Snapshot(c.ctx, s.stream, s.group, s.item, resync)
 		if err != nil {
-			c.g.log.Warn("stream snapshot failed", "stream", s.stream, "group", s.group, "error", err)
-			c.sendError(s.quotedID, "snapshot_failed", err.Error())
-		} else {
-			catchUp, last = [][]byte{frame}, seq
+			if c.ctx.Err() == nil {
+				c.g.log.Warn("stream snapshot failed", "stream", s.stream, "group", s.group, "error", err)
+			}
+			c.failSub(s, "snapshot_failed", err.Error())
+			return
 		}
+		catchUp, last = [][]byte{frame}, seq
 	}
 	if !s.goLive(catchUp, last) {
 		c.g.hub.remove(s) // dropped while catching up; remove is idempotent
+	}
+}
+
+// failSub ends a subscription that cannot be served, with an error frame.
+// A socket opened for that subscription alone is closed (1011) so that the
+// client reconnects; on the multiplexed socket the client may join again.
+func (c *conn) failSub(s *subscription, code, msg string) {
+	c.forget(s)
+	c.drop(s)
+	c.sendError(s.quotedID, code, msg)
+	if s.quotedID == nil {
+		c.closeAfterQueue(closeServerError, code+"; reconnect")
 	}
 }
 
