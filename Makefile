@@ -15,7 +15,7 @@ PROTOC_GEN_GO      := $(BIN)/.stamp-protoc-gen-go-$(PROTOC_GEN_GO_VERSION)
 PROTOC_GEN_GO_GRPC := $(BIN)/.stamp-protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
 STATICCHECK        := $(BIN)/.stamp-staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: run build test generate fmt tidy lint check bench-rpc
+.PHONY: run build test generate fmt tidy lint check bench-rpc bench-fanout
 
 run:
 	go run ./cmd/trine engine
@@ -52,6 +52,9 @@ check: generate fmt tidy
 
 bench-rpc:
 	go run ./bench/rpc
+
+bench-fanout:
+	go run ./bench/fanout
 
 $(BUF):
 	GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
