@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -111,7 +112,8 @@ func (c *conn) enqueue(o out) {
 	c.mu.Unlock()
 }
 
-// kick starts the writer. Callers hold c.mu.
+// kick starts the writer: the SSE request goroutine, or for a WebSocket a
+// turn in the gateway's writer pool. Callers hold c.mu.
 func (c *conn) kick() {
 	if c.sse != nil {
 		select {
@@ -123,7 +125,7 @@ func (c *conn) kick() {
 	if !c.writing {
 		c.writing = true
 		c.writers.Add(1)
-		go c.writeLoop()
+		c.g.pool.push(c)
 	}
 }
 
@@ -182,10 +184,7 @@ func (c *conn) take() (batch []out, closeNow bool, code int, reason string) {
 func (c *conn) recycle(batch []out) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	clear(batch)
-	if c.spare == nil && cap(batch) <= 1024 {
-		c.spare = batch[:0]
-	}
+	c.release(batch)
 	if len(c.queue) == 0 && (!c.closing || c.closeSent) {
 		c.writing = false
 		// An idle connection keeps only small queue arrays.
@@ -200,51 +199,107 @@ func (c *conn) recycle(batch []out) bool {
 	return true
 }
 
+// release keeps batch's array for the next take. Callers hold c.mu.
+func (c *conn) release(batch []out) {
+	clear(batch)
+	if c.spare == nil && cap(batch) <= 1024 {
+		c.spare = batch[:0]
+	}
+}
+
 // idleQueueCap is the largest queue array an idle connection keeps.
 const idleQueueCap = 8
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
-// writeLoop writes everything queued, one socket write per wake-up.
-func (c *conn) writeLoop() {
-	defer c.writers.Done()
-	bp := bufPool.Get().(*[]byte)
-	defer func() {
-		if cap(*bp) <= 1<<20 {
-			*bp = (*bp)[:0]
-			bufPool.Put(bp)
+// build appends everything queued, and the close frame when one is due,
+// to buf. It reports whether the close frame is in.
+func (c *conn) build(buf []byte) ([]byte, []out, bool) {
+	batch, closeNow, code, reason := c.take()
+	for _, o := range batch {
+		buf = appendWSFrame(buf, o)
+	}
+	if closeNow {
+		body := binary.BigEndian.AppendUint16(nil, uint16(code))
+		if len(reason) > 123 {
+			reason = reason[:123]
 		}
-	}()
-	for {
-		batch, closeNow, code, reason := c.take()
-		buf := (*bp)[:0]
-		for _, o := range batch {
-			buf = appendWSFrame(buf, o)
-		}
-		if closeNow {
-			body := binary.BigEndian.AppendUint16(nil, uint16(code))
-			if len(reason) > 123 {
-				reason = reason[:123]
+		buf = appendWSFrame(buf, out{op: opClose, data: append(body, reason...)})
+	}
+	return buf, batch, closeNow
+}
+
+func (c *conn) closeWrite() {
+	if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+	}
+}
+
+// turn is one pool worker's turn on c: it writes everything queued with a
+// short deadline. It reports whether c has more to write (and so goes back
+// in the pool). A socket that cannot take the bytes at once gets its own
+// goroutine, with the rest of the bytes, so that it never holds a worker.
+func (c *conn) turn(bp *[]byte) (again bool) {
+	buf, batch, closeNow := c.build((*bp)[:0])
+	*bp = buf
+	if len(buf) > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(poolWriteWait))
+		n, err := c.nc.Write(buf)
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				c.mu.Lock()
+				c.release(batch) // the writer goes on, on its own goroutine
+				c.mu.Unlock()
+				c.slow(bytes.Clone(buf[n:]), closeNow)
+				return false
 			}
-			buf = appendWSFrame(buf, out{op: opClose, data: append(body, reason...)})
+			c.fail()
+			c.writers.Done()
+			return false
 		}
-		*bp = buf
-		if len(buf) > 0 {
-			_ = c.nc.SetWriteDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
-			if _, err := c.nc.Write(buf); err != nil {
-				c.fail()
+	}
+	if closeNow {
+		c.closeWrite()
+	}
+	if c.recycle(batch) {
+		return true
+	}
+	c.writers.Done()
+	return false
+}
+
+// poolWriteWait is how long a pool worker lets one socket write block.
+const poolWriteWait = 2 * time.Millisecond
+
+// slow hands a socket whose kernel buffer is full to its own goroutine: it
+// writes tail (the rest of an interrupted write) and then everything queued
+// with the full write timeout, until the queue is empty.
+func (c *conn) slow(tail []byte, closeSent bool) {
+	go func() {
+		defer c.writers.Done()
+		buf := tail
+		for {
+			if len(buf) > 0 {
+				_ = c.nc.SetWriteDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
+				if _, err := c.nc.Write(buf); err != nil {
+					c.fail()
+					return
+				}
+			}
+			if closeSent {
+				c.closeWrite()
+			}
+			var batch []out
+			buf, batch, closeSent = c.build(buf[:0])
+			if len(buf) > 0 {
+				c.mu.Lock()
+				c.release(batch)
+				c.mu.Unlock()
+			} else if !c.recycle(batch) {
 				return
 			}
 		}
-		if closeNow {
-			if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
-				_ = tc.CloseWrite()
-			}
-		}
-		if !c.recycle(batch) {
-			return
-		}
-	}
+	}()
 }
 
 // fail ends a connection whose socket broke.

@@ -84,7 +84,10 @@ type Config struct {
 	// MaxSubscriptions bounds the subscriptions of one multiplexed socket.
 	// Default DefaultMaxSubscriptions.
 	MaxSubscriptions int
-	Logger           *slog.Logger
+	// Writers is the number of goroutines writing to WebSockets; zero means
+	// GOMAXPROCS.
+	Writers int
+	Logger  *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -123,9 +126,10 @@ func (c Config) withDefaults() Config {
 //
 // Path segments are percent-decoded once, so %2F is a slash inside a name.
 type Gateway struct {
-	cfg Config
-	log *slog.Logger
-	hub *hub
+	cfg  Config
+	log  *slog.Logger
+	hub  *hub
+	pool *writerPool
 
 	slowCloses atomic.Int64
 
@@ -147,6 +151,7 @@ func New(cfg Config) (*Gateway, error) {
 	cfg = cfg.withDefaults()
 	g := &Gateway{cfg: cfg, log: cfg.Logger, conns: make(map[*conn]struct{}), stop: make(chan struct{})}
 	g.hub = newHub(g)
+	g.pool = newWriterPool(cfg.Writers)
 	g.wg.Add(1)
 	go g.pinger()
 	return g, nil
@@ -211,6 +216,7 @@ func (g *Gateway) Close() error {
 		}
 		<-done
 	}
+	g.pool.close()
 	return nil
 }
 
