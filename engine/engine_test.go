@@ -19,11 +19,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fakePeer records what the engine sends to a worker.
 type fakePeer struct {
-	invokes  chan engine.Invocation
-	cancels  chan string
-	configs  chan configReq
-	mu       sync.Mutex
-	canceled []string
+	invokes chan engine.Invocation
+	cancels chan string
+	configs chan configReq
 }
 
 type configReq struct {
