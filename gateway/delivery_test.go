@@ -407,3 +407,52 @@ func TestDeniedGroupSocketCloses(t *testing.T) {
 	must(t, c.read().kind() == "unauthorized", "unauthorized frame")
 	must(t, c.closed() == websocket.StatusPolicyViolation, "closed with %v", c.err)
 }
+
+// A gateway that reaches the module only through engine functions (as
+// trine gateway does from its own process) serves the same protocol.
+func TestRemoteBackend(t *testing.T) {
+	s := newStack(t, gateway.Config{}, streammodule.Config{})
+	gw, err := gateway.New(gateway.Config{Backend: gateway.RemoteBackend(s.e), Events: s.sub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gw)
+	t.Cleanup(func() { gw.Close(); srv.Close() })
+	rs := &stack{srv: srv}
+	s.set(t, "s", "g", "a", 1)
+	c := rs.dial(t, groupPath("s", "g"), nil)
+	f := c.read()
+	must(t, f.kind() == "sync" && f.Seq == 1 && string(f.event(t).Data) == "[1]", "remote sync: %s", f.Raw)
+	s.set(t, "s", "g", "b", 2)
+	must(t, c.read().Seq == 2, "live event")
+	r := rs.dial(t, groupPath("s", "g", "since=1"), nil)
+	must(t, r.read().Seq == 2, "remote replay")
+	r = rs.dial(t, groupPath("s", "g", "since=9"), nil)
+	must(t, r.read().event(t).Resync, "remote resync")
+
+	var leaves atomic.Int32
+	s.e.RegisterFunction("deny", "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
+		if strings.Contains(string(c.Payload), `"group_id":"secret"`) {
+			return []byte(`{"unauthorized":true}`), nil
+		}
+		return nil, nil
+	}))
+	s.e.RegisterFunction("left", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		leaves.Add(1)
+		return nil, nil
+	}))
+	sess, err := s.e.Attach(engine.WorkerInfo{Name: "t"}, nopPeer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	sess.RegisterTrigger(context.Background(), engine.Trigger{ID: "j", Type: "stream:join", FunctionID: "deny"})
+	sess.RegisterTrigger(context.Background(), engine.Trigger{ID: "l", Type: "stream:leave", FunctionID: "left"})
+	m := rs.dial(t, "/", nil)
+	m.send(join("x", "s", "secret"))
+	must(t, m.read().kind() == "unauthorized", "remote join denied")
+	m.send(join("y", "s", "g"))
+	must(t, m.read().kind() == "sync", "remote join allowed")
+	m.send(leave("y", "s", "g"))
+	waitFor(t, func() bool { return leaves.Load() == 1 }, "the leave handler ran through the engine")
+}

@@ -64,6 +64,9 @@ func (m *Module) Register(e *engine.Engine) error {
 			return err
 		}
 	}
+	if err := m.registerGatewayAPI(e); err != nil {
+		return err
+	}
 	return m.trig.register(e)
 }
 

@@ -1,0 +1,75 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/streammodule"
+)
+
+// RemoteBackend is the Backend of a gateway in its own process: it asks an
+// engine, through c, for snapshots, history and join decisions (the
+// engine::streams::* functions of the StreamModule).
+func RemoteBackend(c Caller) Backend { return remote{c} }
+
+type remote struct{ c Caller }
+
+func (r remote) call(ctx context.Context, fn string, in, out any) error {
+	p, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	res, err := r.c.Trigger(ctx, engine.Call{FunctionID: fn, Payload: p})
+	if err != nil {
+		return err
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(res, out)
+}
+
+func (r remote) Snapshot(ctx context.Context, stream, group, item string, resync bool) ([]byte, uint64, error) {
+	var res streammodule.SnapshotResult
+	err := r.call(ctx, streammodule.FnGatewaySnapshot, streammodule.SnapshotRequest{StreamName: stream, GroupID: group, ItemID: item, Resync: resync}, &res)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(res.Frame) == 0 {
+		return nil, 0, errors.New("engine returned no snapshot frame")
+	}
+	return res.Frame, res.Seq, nil
+}
+
+func (r remote) Since(ctx context.Context, stream, group string, seq uint64) ([][]byte, uint64, bool, error) {
+	var res streammodule.SinceResult
+	if err := r.call(ctx, streammodule.FnGatewaySince, streammodule.SinceRequest{StreamName: stream, GroupID: group, Since: seq}, &res); err != nil {
+		return nil, 0, false, err
+	}
+	frames := make([][]byte, len(res.Frames))
+	for i, f := range res.Frames {
+		frames[i] = f
+	}
+	return frames, res.Last, res.OK, nil
+}
+
+func (r remote) Join(ctx context.Context, s streammodule.Subscription) error {
+	var res streammodule.JoinResult
+	if err := r.call(ctx, streammodule.FnGatewayJoin, s, &res); err != nil {
+		return err // fail closed: no answer, no subscription
+	}
+	if !res.Allowed {
+		return errors.New(res.Reason)
+	}
+	return nil
+}
+
+// Leave asks the engine to run the leave handlers; the engine runs them in
+// the background and their outcome is ignored.
+func (r remote) Leave(s streammodule.Subscription) {
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultAuthTimeout)
+	defer cancel()
+	_ = r.call(ctx, streammodule.FnGatewayLeave, s, nil)
+}
