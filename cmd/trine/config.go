@@ -38,6 +38,7 @@ type engineConfig struct {
 	LogFormat       string
 
 	StreamAddr         string
+	EngineAddr         string // trine gateway only
 	NATSURL            string
 	NATSAddr           string
 	Store              string
@@ -236,11 +237,29 @@ func usageErrorf(format string, args ...any) error {
 // returns flag.ErrHelp when help was asked for; any other error is a
 // *usageError.
 func parseEngineConfig(args []string, lookupEnv func(string) (string, bool)) (engineConfig, error) {
-	fs := flag.NewFlagSet("trine engine", flag.ContinueOnError)
+	return parseConfig(engineCommand, args, lookupEnv)
+}
+
+// command is a subcommand configured through settings.
+type command struct {
+	name     string // "trine engine"
+	settings []setting
+	intro    string // --help text before the flags
+}
+
+var engineCommand = command{name: "trine engine", settings: engineSettings, intro: `Runs the engine: the gRPC listener for workers and the Trigger RPC, the
+HTTP listener for health checks and metrics, the StreamModule with its
+store, an embedded NATS server, and the stream gateway for browsers.
+SIGINT or SIGTERM drains it and exits 0.`}
+
+// parseConfig resolves cmd's settings from args, the environment and the
+// YAML file they name.
+func parseConfig(cmd command, args []string, lookupEnv func(string) (string, bool)) (engineConfig, error) {
+	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported by the caller, help by engineUsage
 	fs.Usage = func() {}
 	fs.String(configFlag, "", "")
-	for _, s := range engineSettings {
+	for _, s := range cmd.settings {
 		fs.String(s.flag, s.def, s.usage)
 	}
 	if err := fs.Parse(args); err != nil {
@@ -260,7 +279,7 @@ func parseEngineConfig(args []string, lookupEnv func(string) (string, bool)) (en
 	}
 
 	var c engineConfig
-	for _, s := range engineSettings {
+	for _, s := range cmd.settings {
 		if err := s.apply(&c, s.def); err != nil {
 			panic("trine: bad default for " + s.flag) // a bug in engineSettings
 		}
@@ -271,11 +290,11 @@ func parseEngineConfig(args []string, lookupEnv func(string) (string, bool)) (en
 		c.ConfigFile = v
 	}
 	if c.ConfigFile != "" {
-		if err := loadConfigFile(&c, c.ConfigFile, env); err != nil {
+		if err := loadConfigFile(&c, cmd.settings, c.ConfigFile, env); err != nil {
 			return engineConfig{}, err
 		}
 	}
-	for _, s := range engineSettings {
+	for _, s := range cmd.settings {
 		if v, ok := env(s.env()); ok {
 			if err := s.apply(&c, v); err != nil {
 				return engineConfig{}, usageErrorf("invalid %s %q: %v", s.env(), v, err)
@@ -292,7 +311,7 @@ func parseEngineConfig(args []string, lookupEnv func(string) (string, bool)) (en
 
 // loadConfigFile applies the YAML file at path to c. Variables in the file
 // are expanded (see expandVars) before it is parsed.
-func loadConfigFile(c *engineConfig, path string, env func(string) (string, bool)) error {
+func loadConfigFile(c *engineConfig, settings []setting, path string, env func(string) (string, bool)) error {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return usageErrorf("read config: %v", err)
@@ -305,8 +324,8 @@ func loadConfigFile(c *engineConfig, path string, env func(string) (string, bool
 	if err := yaml.NewDecoder(strings.NewReader(text)).Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return usageErrorf("config %s: %s", path, oneLine(err.Error()))
 	}
-	byKey := make(map[string]setting, len(engineSettings))
-	for _, s := range engineSettings {
+	byKey := make(map[string]setting, len(settings))
+	for _, s := range settings {
 		byKey[s.yaml()] = s
 	}
 	// Apply in file order so that the first mistake is the one reported.
@@ -319,7 +338,7 @@ func loadConfigFile(c *engineConfig, path string, env func(string) (string, bool
 		n := doc[k]
 		s, ok := byKey[k]
 		if !ok {
-			return usageErrorf("config %s: line %d: unknown key %q (known keys: %s)", path, n.Line, k, knownKeys())
+			return usageErrorf("config %s: line %d: unknown key %q (known keys: %s)", path, n.Line, k, knownKeys(settings))
 		}
 		if n.Kind != yaml.ScalarNode {
 			return usageErrorf("config %s: line %d: %s must be a single value", path, n.Line, k)
@@ -335,9 +354,9 @@ func loadConfigFile(c *engineConfig, path string, env func(string) (string, bool
 	return nil
 }
 
-func knownKeys() string {
-	names := make([]string, len(engineSettings))
-	for i, s := range engineSettings {
+func knownKeys(settings []setting) string {
+	names := make([]string, len(settings))
+	for i, s := range settings {
 		names[i] = s.yaml()
 	}
 	return strings.Join(names, ", ")
@@ -398,16 +417,14 @@ func validVarName(name string) bool {
 
 // engineUsage writes the help of `trine engine`: every key with its flag,
 // environment variable, YAML key and default.
-func engineUsage(w io.Writer) {
+func engineUsage(w io.Writer) { commandUsage(w, engineCommand) }
+
+// commandUsage writes the help of cmd: every key with its flag, environment
+// variable, YAML key and default.
+func commandUsage(w io.Writer, cmd command) {
 	var b bytes.Buffer
-	b.WriteString(`Usage: trine engine [flags]
-
-Runs the engine: the gRPC listener for workers and the Trigger RPC, the
-HTTP listener for health checks and metrics, the StreamModule with its
-store, an embedded NATS server, and the stream gateway for browsers.
-SIGINT or SIGTERM drains it and exits 0.
-
-Every setting comes from a flag, a TRINE_* environment variable, or the YAML
+	fmt.Fprintf(&b, "Usage: %s [flags]\n\n%s\n\n", cmd.name, cmd.intro)
+	b.WriteString(`Every setting comes from a flag, a TRINE_* environment variable, or the YAML
 file named by --config; a flag beats the environment, which beats the file,
 which beats the default. An empty environment variable counts as unset.
 
@@ -416,11 +433,11 @@ Flags:
 	fmt.Fprintf(&b, "  --%s FILE\n      YAML configuration file (env %s). Unknown keys are an error.\n", configFlag, envName(configFlag))
 	b.WriteString("      ${VAR} and ${VAR:default} are expanded before parsing; the default\n")
 	b.WriteString("      applies when VAR is unset or empty.\n")
-	for _, s := range engineSettings {
+	for _, s := range cmd.settings {
 		fmt.Fprintf(&b, "  --%s %s\n      %s\n      env %s, yaml %s, default %s\n", s.flag, s.arg, s.usage, s.env(), s.yaml(), s.def)
 	}
 	b.WriteString("\nExample YAML:\n")
-	for _, s := range engineSettings {
+	for _, s := range cmd.settings {
 		fmt.Fprintf(&b, "  %s: %s\n", s.yaml(), yamlExample(s))
 	}
 	_, _ = w.Write(b.Bytes())
@@ -432,7 +449,7 @@ func yamlExample(s setting) string {
 		return `"${GRPC_ADDR:` + s.def + `}"`
 	case "stream-auth-function", "allowed-origins", "nats-url":
 		return `""`
-	case "http-addr", "data-dir", "stream-addr", "nats-addr":
+	case "http-addr", "data-dir", "stream-addr", "nats-addr", "engine":
 		return `"` + s.def + `"`
 	}
 	return s.def

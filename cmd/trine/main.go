@@ -31,6 +31,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "engine":
 		return runEngine(ctx, rest, os.LookupEnv, stdout, stderr)
+	case "gateway":
+		return runGateway(ctx, rest, os.LookupEnv, stdout, stderr)
 	case "trigger":
 		return runTrigger(ctx, rest, os.LookupEnv, stdin, stdout, stderr)
 	case "version":
@@ -58,6 +60,7 @@ func usage(w io.Writer) {
 
 Commands:
   engine    run the engine (trine engine --help lists every setting)
+  gateway   run a stream gateway in its own process (trine gateway --help)
   trigger   call a function: trine trigger [flags] FUNCTION_ID [JSON|-]
   version   print the version
   help      print this help, or a command's: trine help COMMAND

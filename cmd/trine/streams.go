@@ -92,8 +92,13 @@ func startStreams(cfg engineConfig, eng *engine.Engine, log *slog.Logger) (*stre
 
 // registerMetrics exports the gateway's counters.
 func (s *streams) registerMetrics(reg prometheus.Registerer) error {
+	return registerGatewayMetrics(reg, s.gw)
+}
+
+// registerGatewayMetrics exports gw's counters.
+func registerGatewayMetrics(reg prometheus.Registerer, gw *gateway.Gateway) error {
 	stat := func(f func(gateway.Stats) float64) func() float64 {
-		return func() float64 { return f(s.gw.Stats()) }
+		return func() float64 { return f(gw.Stats()) }
 	}
 	for _, c := range []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trine_stream_connections", Help: "Open browser connections (WebSocket and SSE)."},

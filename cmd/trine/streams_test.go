@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -199,5 +200,115 @@ func TestEngineNATSBusyPort(t *testing.T) {
 	r := runTrine(t, testEnv(), "", engineArgs(t, "--nats-addr", addr)...)
 	if r.code != 1 || !strings.Contains(r.stderr, "listen nats "+addr) || !strings.Contains(r.stderr, "address already in use") {
 		t.Fatalf("busy NATS port: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+var gatewayLine = regexp.MustCompile(`(?m)^trine gateway (\S+) listening: stream=(\S+) http=(\S+) engine=(\S+) nats=(\S+)$`)
+
+// startGateway runs `trine gateway` against an engine and returns its
+// stream and HTTP addresses.
+func startGateway(t *testing.T, args ...string) (stream, http string) {
+	t.Helper()
+	p := startProc(t, trineBin, testEnv(), "", append([]string{"gateway", "--stream-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)...)
+	var m []string
+	waitFor(t, startTimeout, "the gateway's listening line", func() bool {
+		select {
+		case <-p.done:
+			t.Fatalf("gateway exited with code %d; stderr:\n%s", p.code, p.stderr)
+		default:
+		}
+		m = gatewayLine.FindStringSubmatch(p.stdout.String())
+		return m != nil
+	})
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+			if p.code != 0 {
+				t.Errorf("gateway exited with %d on SIGTERM; stderr:\n%s", p.code, p.stderr)
+			}
+		case <-time.After(exitTimeout):
+			t.Error("gateway did not exit on SIGTERM")
+		}
+	})
+	return m[2], "http://" + m[3]
+}
+
+// TestGatewayProcess: trine gateway serves browsers from its own process:
+// events through NATS, snapshots, history, auth and join decisions
+// through the engine.
+func TestGatewayProcess(t *testing.T) {
+	t.Parallel()
+	e := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-addr", "127.0.0.1:0", "--store", "memory", "--stream-auth-function", "test::auth")...)
+	natsAddr, _ := strings.CutPrefix(e.nats, "embedded,")
+	w := connectWorker(t, e.grpc)
+	if err := w.RegisterFunction("test::auth", func(_ context.Context, in json.RawMessage) (any, error) {
+		var a struct {
+			QueryParams map[string][]string `json:"query_params"`
+		}
+		json.Unmarshal(in, &a)
+		if len(a.QueryParams["token"]) == 0 || a.QueryParams["token"][0] != "ok" {
+			return nil, fmt.Errorf("bad token")
+		}
+		return map[string]any{"context": "user-1"}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	if _, err := w.Trigger(ctx, "stream::set", map[string]any{"stream_name": "s", "group_id": "g", "item_id": "a", "data": 1}); err != nil {
+		t.Fatal(err)
+	}
+	stream, httpAddr := startGateway(t, "--engine", e.grpc, "--nats-url", "nats://"+natsAddr, "--stream-auth-function", "test::auth")
+	waitFor(t, startTimeout, "the gateway to be ready", func() bool { code, _ := get(t, httpAddr+"/readyz"); return code == 200 })
+
+	if _, resp, err := websocket.Dial(ctx, "ws://"+stream+"/stream/s/g?token=bad", nil); err == nil || resp == nil || resp.StatusCode != 401 {
+		t.Fatalf("bad token: %v", err)
+	}
+	c, _, err := websocket.Dial(ctx, "ws://"+stream+"/stream/s/g?token=ok", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	_, b, err := c.Read(ctx)
+	if err != nil || !strings.Contains(string(b), `"type":"sync","data":[1],"ids":["a"]`) {
+		t.Fatalf("sync through the gateway: %s %v", b, err)
+	}
+	if _, err := w.Trigger(ctx, "stream::set", map[string]any{"stream_name": "s", "group_id": "g", "item_id": "b", "data": 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, b, err = c.Read(ctx); err != nil || !strings.Contains(string(b), `"seq":2`) {
+		t.Fatalf("live event through the gateway: %s %v", b, err)
+	}
+	r, _, err := websocket.Dial(ctx, "ws://"+stream+"/stream/s/g?token=ok&since=1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.CloseNow()
+	if _, b, err = r.Read(ctx); err != nil || !strings.Contains(string(b), `"seq":2`) || !strings.Contains(string(b), `"type":"create"`) {
+		t.Fatalf("replay through the gateway: %s %v", b, err)
+	}
+	if code, body := get(t, httpAddr+"/metrics"); code != 200 || !strings.Contains(body, "trine_stream_connections 2") {
+		t.Errorf("gateway /metrics = %d:\n%.1000s", code, body)
+	}
+}
+
+func TestGatewayHelpAndErrors(t *testing.T) {
+	t.Parallel()
+	r := runTrine(t, testEnv(), "", "gateway", "--help")
+	for _, want := range []string{"--engine ADDRS", "env TRINE_ENGINE", "--nats-url URLS", "default nats://127.0.0.1:4222", "--stream-addr ADDR", "--http-addr ADDR", "default 127.0.0.1:3113", "--allowed-origins"} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("trine gateway --help: exit %d, missing %q:\n%s", r.code, want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "--store") || strings.Contains(r.stdout, "--grpc-addr") {
+		t.Errorf("trine gateway --help lists engine-only settings:\n%s", r.stdout)
+	}
+	if r := runTrine(t, testEnv(), "", "gateway", "--store", "memory"); r.code != 2 {
+		t.Errorf("engine-only flag: exit %d, stderr %q", r.code, r.stderr)
+	}
+	r = runTrine(t, testEnv(), "", "gateway", "--stream-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--nats-url", "nats://127.0.0.1:1")
+	if r.code != 1 || !strings.Contains(r.stderr, "nats: connect nats://127.0.0.1:1") {
+		t.Errorf("unreachable NATS: exit %d, stderr %q", r.code, r.stderr)
 	}
 }

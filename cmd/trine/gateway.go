@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/gateway"
+	"github.com/trinehq/trine/internal/natsembed"
+	"github.com/trinehq/trine/streammodule/natsfanout"
+	trine "github.com/trinehq/trine/worker-sdk"
+)
+
+// gatewayCommand is `trine gateway`: the engine's browser-facing settings,
+// plus where to find the engine and NATS.
+var gatewayCommand = command{name: "trine gateway", settings: gatewaySettings(), intro: `Runs a stream gateway in its own process: it serves the browser protocol
+(WebSocket, multiplexed socket, SSE) on --stream-addr, takes events from
+NATS (--nats-url) for the groups its clients watch, and asks the engine
+(--engine) for snapshots, history, auth and join decisions. Run as many as
+you need behind a load balancer. SIGINT or SIGTERM closes it (clients get
+1001 and resume elsewhere with since).`}
+
+func gatewaySettings() []setting {
+	out := []setting{
+		{"engine", "ADDRS", "127.0.0.1:49134", "engine gRPC address, or a comma-separated list tried in turn", func(c *engineConfig, v string) error {
+			if v == "" {
+				return errors.New("must not be empty")
+			}
+			c.EngineAddr = v
+			return nil
+		}},
+	}
+	for _, s := range engineSettings {
+		switch s.flag {
+		case "http-addr":
+			s.def, s.usage = "127.0.0.1:3113", "HTTP listener for /healthz, /readyz and /metrics"
+		case "nats-url":
+			s.def, s.usage = "nats://127.0.0.1:4222", "NATS servers carrying stream events (comma-separated nats:// URLs)"
+		case "stream-addr", "stream-auth-function", "allowed-origins", "stream-max-frame-bytes",
+			"stream-queue-messages", "stream-queue-bytes", "stream-ping-interval", "stream-write-timeout",
+			"log-level", "log-format":
+		default:
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func runGateway(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
+	cfg, err := parseConfig(gatewayCommand, args, lookupEnv)
+	if errors.Is(err, flag.ErrHelp) {
+		commandUsage(stdout, gatewayCommand)
+		return 0
+	}
+	if err == nil && cfg.NATSURL == "" {
+		err = usageErrorf("--nats-url must not be empty")
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "trine gateway: %v (see trine gateway --help)\n", err)
+		return 2
+	}
+	if err := serveGateway(ctx, cfg, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "trine: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// sdkCaller calls engine functions through a worker connection, keeping
+// the engine's error codes.
+type sdkCaller struct{ w *trine.Worker }
+
+func (s sdkCaller) Trigger(ctx context.Context, c engine.Call) ([]byte, error) {
+	out, err := s.w.Trigger(ctx, c.FunctionID, json.RawMessage(c.Payload))
+	if err != nil {
+		var te *trine.Error
+		if errors.As(err, &te) {
+			return nil, engine.Errorf(engine.Code(te.Code), "%s", te.Message)
+		}
+		return nil, err
+	}
+	return out, nil
+}
+
+func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer) error {
+	log := newLogger(stderr, cfg)
+	streamLis, err := listen(ctx, "stream", cfg.StreamAddr)
+	if err != nil {
+		return err
+	}
+	defer streamLis.Close()
+	httpLis, err := listen(ctx, "http", cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	defer httpLis.Close()
+	ns, err := natsembed.Connect(cfg.NATSURL, natsembed.Options{Name: "trine-gateway", Logger: log})
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	w := trine.RegisterWorker(cfg.EngineAddr, trine.WithName("trine-gateway"), trine.WithVersion(version), trine.WithLogger(log))
+	defer w.Close()
+	caller := sdkCaller{w}
+	gw, err := gateway.New(gateway.Config{
+		Backend:        gateway.RemoteBackend(caller),
+		Events:         natsfanout.NewSubscriber(ns.Conn),
+		Caller:         caller,
+		AuthFunction:   cfg.StreamAuthFunction,
+		AllowedOrigins: cfg.AllowedOrigins,
+		MaxFrameBytes:  cfg.StreamMaxFrame,
+		QueueMessages:  cfg.StreamQueueMsgs,
+		QueueBytes:     cfg.StreamQueueBytes,
+		PingInterval:   cfg.StreamPing,
+		WriteTimeout:   cfg.StreamWriteTimeout,
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := registerGatewayMetrics(reg, gw); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeStatus(w, http.StatusOK, "ok") })
+	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
+		cctx, cancel := context.WithTimeout(r.Context(), 200*time.Millisecond)
+		defer cancel()
+		if !ns.Conn.IsConnected() || w.Connect(cctx) != nil {
+			writeStatus(rw, http.StatusServiceUnavailable, "not_connected")
+			return
+		}
+		writeStatus(rw, http.StatusOK, "ok")
+	})
+	streamSrv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, s := range []struct {
+		srv  *http.Server
+		lis  net.Listener
+		name string
+	}{{streamSrv, streamLis, "stream"}, {httpSrv, httpLis, "http"}} {
+		g.Go(func() error {
+			if err := s.srv.Serve(s.lis); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve %s: %w", s.name, err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		_ = gw.Close()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpStopTimeout)
+		defer cancel()
+		for _, s := range []*http.Server{streamSrv, httpSrv} {
+			if err := s.Shutdown(sctx); err != nil {
+				_ = s.Close()
+			}
+		}
+		return nil
+	})
+	fmt.Fprintf(stdout, "trine gateway %s listening: stream=%s http=%s engine=%s nats=%s\n", version, streamLis.Addr(), httpLis.Addr(), cfg.EngineAddr, cfg.NATSURL)
+	log.Info("gateway started", "version", version, "stream", streamLis.Addr().String(), "http", httpLis.Addr().String(),
+		"engine", cfg.EngineAddr, "nats", cfg.NATSURL)
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	log.Info("gateway exited")
+	return nil
+}
