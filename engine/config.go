@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"log/slog"
 	"time"
 )
@@ -23,6 +24,23 @@ type Config struct {
 	Logger *slog.Logger
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
+	// Remote, if set, reaches worker functions served through other
+	// engines: calls for ids no local worker serves go to it.
+	Remote Remote
+}
+
+// Remote connects an engine to the others of a fleet. The engine tells it
+// which worker functions it serves (so that it can take their calls from
+// other engines), and hands it calls for functions it does not serve.
+type Remote interface {
+	// Call runs c on another engine. It fails with function_not_found
+	// when no engine serves c.FunctionID.
+	Call(ctx context.Context, c Call) ([]byte, error)
+	// Serve and Unserve report that the first worker replica of id has
+	// joined this engine, or that its last has left. They are called in
+	// order, under the engine's lock: they must not block or call back.
+	Serve(id string)
+	Unserve(id string)
 }
 
 // Observer receives the outcome of every awaited call: its function id, its

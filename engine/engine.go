@@ -224,12 +224,21 @@ func (e *Engine) route(c *Call) (Handler, error) {
 	}
 	fn := e.functions[c.FunctionID]
 	if fn == nil {
+		if r := e.cfg.Remote; r != nil && !c.LocalOnly {
+			e.calls.Add(1)
+			return remoteHandler{r}, nil
+		}
 		return nil, Errorf(CodeFunctionNotFound, "function %q is not registered", c.FunctionID)
 	}
 	h := fn.pick()
 	e.calls.Add(1)
 	return h, nil
 }
+
+// remoteHandler runs a call through the fleet.
+type remoteHandler struct{ r Remote }
+
+func (h remoteHandler) Handle(ctx context.Context, c Call) ([]byte, error) { return h.r.Call(ctx, c) }
 
 // callContext bounds a call: ctx's own deadline wins unless timeout is set;
 // with neither, the default applies. The engine's hard stop cancels it too.

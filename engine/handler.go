@@ -23,6 +23,9 @@ type Call struct {
 	InvocationID string
 	// CallerID is the worker id of the caller, or "" for other callers.
 	CallerID string
+	// LocalOnly keeps the call on this engine: set by transports that
+	// received it from another engine, so that a call never bounces.
+	LocalOnly bool
 }
 
 // Handler runs one function. Handle must return promptly once ctx is done.

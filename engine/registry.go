@@ -70,6 +70,9 @@ func (e *Engine) addReplica(s *Session, id, description string) error {
 	case fn == nil:
 		fn = &function{id: id}
 		e.functions[id] = fn
+		if r := e.cfg.Remote; r != nil {
+			r.Serve(id)
+		}
 	case fn.builtin != nil:
 		return Errorf(CodeConflict, "function %q is built into the engine", id)
 	}
@@ -97,6 +100,9 @@ func (e *Engine) removeReplica(s *Session, id string) bool {
 	fn.replicas = slices.Delete(fn.replicas, i, i+1)
 	if len(fn.replicas) == 0 {
 		delete(e.functions, id)
+		if r := e.cfg.Remote; r != nil {
+			r.Unserve(id)
+		}
 	}
 	delete(s.functions, id)
 	return true

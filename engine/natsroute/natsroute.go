@@ -1,0 +1,239 @@
+// Package natsroute lets engines call each other's worker functions over
+// NATS. Each engine subscribes, in the queue group "trine-engines", to the
+// subject of every worker function it serves; a call for a function an
+// engine does not serve becomes a NATS request on that subject, so NATS
+// picks one of the engines serving it. Deadlines travel with the request,
+// a caller's cancellation is broadcast, and error codes come back intact.
+package natsroute
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/streammodule/natsfanout"
+)
+
+// Subjects and headers of the protocol.
+const (
+	subjectPrefix = "trine.fn."
+	cancelSubject = "trine.cancel"
+	queueGroup    = "trine-engines"
+
+	hTimeout     = "Trine-Timeout-Ms"
+	hInvocation  = "Trine-Invocation"
+	hCaller      = "Trine-Caller"
+	hTraceparent = "Trine-Traceparent"
+	hMetadata    = "Trine-Metadata"
+	hCode        = "Trine-Code"
+	hMessage     = "Trine-Message"
+)
+
+// Subject is the NATS subject of a function id.
+func Subject(functionID string) string { return subjectPrefix + natsfanout.Token(functionID) }
+
+// Router is an engine.Remote over NATS. Create it with New, give it to
+// engine.Config.Remote, then Start it with the engine.
+type Router struct {
+	nc  *nats.Conn
+	log *slog.Logger
+
+	ops     chan op // Serve/Unserve, applied in order by run
+	started chan struct{}
+	e       *engine.Engine
+	subs    map[string]*nats.Subscription
+	cancel  *nats.Subscription
+
+	mu       sync.Mutex
+	inflight map[string]context.CancelFunc // calls taken from other engines
+	wg       sync.WaitGroup                // their goroutines
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+type op struct {
+	id    string
+	serve bool
+}
+
+// New returns a Router on nc.
+func New(nc *nats.Conn, log *slog.Logger) *Router {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Router{nc: nc, log: log, ops: make(chan op, 1024), started: make(chan struct{}),
+		subs: make(map[string]*nats.Subscription), inflight: make(map[string]context.CancelFunc),
+		stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// Start serves calls from other engines on e until Close.
+func (r *Router) Start(e *engine.Engine) error {
+	r.e = e
+	sub, err := r.nc.Subscribe(cancelSubject, r.onCancel)
+	if err != nil {
+		return err
+	}
+	r.cancel = sub
+	close(r.started)
+	go r.run()
+	return nil
+}
+
+// Close stops taking calls, waits for the ones running and unsubscribes.
+func (r *Router) Close() {
+	close(r.stop)
+	<-r.done
+	r.wg.Wait()
+}
+
+// Serve implements engine.Remote. The queue is large; should it fill, the
+// engine waits, which keeps Serve and Unserve in order.
+func (r *Router) Serve(id string) { r.ops <- op{id, true} }
+
+// Unserve implements engine.Remote.
+func (r *Router) Unserve(id string) { r.ops <- op{id, false} }
+
+func (r *Router) run() {
+	defer close(r.done)
+	for {
+		select {
+		case <-r.stop:
+			for _, s := range r.subs {
+				_ = s.Unsubscribe()
+			}
+			_ = r.cancel.Unsubscribe()
+			return
+		case o := <-r.ops:
+			if s := r.subs[o.id]; s != nil && !o.serve {
+				_ = s.Unsubscribe()
+				delete(r.subs, o.id)
+			}
+			if o.serve && r.subs[o.id] == nil {
+				id := o.id
+				s, err := r.nc.QueueSubscribe(Subject(id), queueGroup, func(m *nats.Msg) { r.onCall(id, m) })
+				if err != nil {
+					r.log.Error("cannot serve a function to other engines", "function_id", id, "error", err)
+					continue
+				}
+				r.subs[id] = s
+			}
+		}
+	}
+}
+
+// Call implements engine.Remote: it sends c to an engine that serves it.
+func (r *Router) Call(ctx context.Context, c engine.Call) ([]byte, error) {
+	m := nats.NewMsg(Subject(c.FunctionID))
+	m.Data = c.Payload
+	if d, ok := ctx.Deadline(); ok {
+		m.Header.Set(hTimeout, strconv.FormatInt(max(time.Until(d).Milliseconds(), 1), 10))
+	}
+	m.Header.Set(hInvocation, c.InvocationID)
+	if c.CallerID != "" {
+		m.Header.Set(hCaller, c.CallerID)
+	}
+	if c.Traceparent != "" {
+		m.Header.Set(hTraceparent, c.Traceparent)
+	}
+	if len(c.Metadata) > 0 {
+		m.Header.Set(hMetadata, oneLine(string(c.Metadata)))
+	}
+	resp, err := r.nc.RequestMsgWithContext(ctx, m)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return nil, engine.Errorf(engine.CodeFunctionNotFound, "function %q is not registered on any engine", c.FunctionID)
+	case errors.Is(err, nats.ErrMaxPayload):
+		return nil, engine.Errorf(engine.CodeMessageTooLarge, "payload for %q is over the NATS message limit", c.FunctionID)
+	case ctx.Err() != nil:
+		_ = r.nc.Publish(cancelSubject, []byte(c.InvocationID))
+		return nil, ctx.Err()
+	case err != nil:
+		return nil, engine.Errorf(engine.CodeUnavailable, "cannot reach the engine serving %q: %v", c.FunctionID, err)
+	}
+	if code := resp.Header.Get(hCode); code != "" {
+		return nil, &engine.Error{Code: engine.Code(code), Message: resp.Header.Get(hMessage)}
+	}
+	return resp.Data, nil
+}
+
+// onCall runs a call from another engine on this engine's own workers.
+func (r *Router) onCall(id string, m *nats.Msg) {
+	inv := m.Header.Get(hInvocation)
+	timeout := time.Duration(0)
+	if ms, err := strconv.ParseInt(m.Header.Get(hTimeout), 10, 64); err == nil && ms > 0 {
+		timeout = time.Duration(ms) * time.Millisecond
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.mu.Lock()
+	select {
+	case <-r.stop:
+		r.mu.Unlock()
+		cancel()
+		r.reply(m, nil, engine.Errorf(engine.CodeUnavailable, "engine is shutting down"))
+		return
+	default:
+	}
+	if inv != "" {
+		r.inflight[inv] = cancel
+	}
+	r.wg.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.wg.Done()
+		defer func() {
+			r.mu.Lock()
+			delete(r.inflight, inv)
+			r.mu.Unlock()
+			cancel()
+		}()
+		c := engine.Call{FunctionID: id, Payload: m.Data, Timeout: timeout, LocalOnly: true,
+			CallerID: m.Header.Get(hCaller), Traceparent: m.Header.Get(hTraceparent)}
+		if md := m.Header.Get(hMetadata); md != "" {
+			c.Metadata = []byte(md)
+		}
+		out, err := r.e.Trigger(ctx, c)
+		r.reply(m, out, err)
+	}()
+}
+
+func (r *Router) reply(m *nats.Msg, out []byte, err error) {
+	resp := nats.NewMsg(m.Reply)
+	if err != nil {
+		e := engine.AsError(err)
+		resp.Header.Set(hCode, string(e.Code))
+		resp.Header.Set(hMessage, oneLine(e.Message))
+	} else {
+		resp.Data = out
+	}
+	if err := m.RespondMsg(resp); err != nil {
+		r.log.Warn("cannot answer a call from another engine", "error", err)
+	}
+}
+
+// oneLine makes s fit a header value: line breaks become spaces (in JSON
+// they can only be whitespace).
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// onCancel cancels a call taken from another engine whose caller gave up.
+func (r *Router) onCancel(m *nats.Msg) {
+	r.mu.Lock()
+	cancel := r.inflight[string(m.Data)]
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}

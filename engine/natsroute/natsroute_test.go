@@ -1,0 +1,180 @@
+package natsroute_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"go.uber.org/goleak"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/engine/grpcserver"
+	"github.com/trinehq/trine/engine/natsroute"
+	"github.com/trinehq/trine/internal/enginetest"
+	"github.com/trinehq/trine/internal/natstest"
+	trine "github.com/trinehq/trine/worker-sdk"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// startEngine runs an engine whose Router uses its own NATS connection.
+func startEngine(t *testing.T, ns *server.Server) *enginetest.Server {
+	t.Helper()
+	r := natsroute.New(natstest.Connect(t, ns), nil)
+	srv := enginetest.Start(t, engine.Config{Remote: r, DefaultTimeout: 10 * time.Second}, grpcserver.Config{})
+	if err := r.Start(srv.Engine); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return srv
+}
+
+func worker(t *testing.T, addr, name string) *trine.Worker {
+	t.Helper()
+	w := trine.RegisterWorker(addr, trine.WithName(name), trine.WithCloseTimeout(time.Second),
+		trine.WithReconnectBackoff(20*time.Millisecond, 100*time.Millisecond))
+	t.Cleanup(func() { w.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func code(err error) trine.Code {
+	var e *trine.Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+func TestCallsCrossEngines(t *testing.T) {
+	ns := natstest.Start(t)
+	a, b := startEngine(t, ns), startEngine(t, ns)
+	wa := worker(t, a.Addr, "on-a")
+	var cancelled atomic.Int32
+	started := make(chan struct{}, 4)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(wa.RegisterFunction("test::echo", func(_ context.Context, in json.RawMessage) (any, error) { return in, nil }))
+	must(wa.RegisterFunction("test::fail", func(context.Context, json.RawMessage) (any, error) {
+		return nil, &trine.Error{Code: trine.CodeConflict, Message: "line one\nline two"}
+	}))
+	must(wa.RegisterFunction("test::block", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		cancelled.Add(1)
+		return nil, ctx.Err()
+	}))
+	wb := worker(t, b.Addr, "on-b")
+	ctx := context.Background()
+
+	out, err := wb.Trigger(ctx, "test::echo", map[string]any{"x": 1})
+	if err != nil || string(out) != `{"x":1}` {
+		t.Fatalf("echo through engine B: %s %v", out, err)
+	}
+	if _, err := wb.Trigger(ctx, "test::fail", nil); code(err) != trine.CodeConflict || !errors.Is(err, trine.ErrConflict) {
+		t.Fatalf("error code across the hop: %v", err)
+	}
+	if _, err := wb.Trigger(ctx, "test::nobody", nil); code(err) != trine.CodeFunctionNotFound {
+		t.Fatalf("unknown function: %v", err)
+	}
+
+	// The caller's deadline reaches the handler on engine A.
+	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = wb.Trigger(dctx, "test::block", nil)
+	cancel()
+	if code(err) != trine.CodeDeadlineExceeded {
+		t.Fatalf("deadline across the hop: %v", err)
+	}
+	// So does a cancellation.
+	cctx, cancel := context.WithCancel(ctx)
+	go func() { <-started; <-started; cancel() }() // the first start was the deadline call
+	_, err = wb.Trigger(cctx, "test::block", nil)
+	if code(err) != trine.CodeCancelled {
+		t.Fatalf("cancel across the hop: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for cancelled.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if cancelled.Load() != 2 {
+		t.Fatalf("the handler on engine A saw %d of 2 cancellations", cancelled.Load())
+	}
+
+	// Once the worker stops serving it, engine B no longer finds it.
+	must(wa.UnregisterFunction("test::echo"))
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		_, err := wb.Trigger(ctx, "test::echo", 1)
+		if code(err) == trine.CodeFunctionNotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("echo still served after unregister: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A worker that disconnects mid-call fails the call with
+// worker_disconnected, also for a caller on another engine.
+func TestWorkerDisconnectedAcrossEngines(t *testing.T) {
+	ns := natstest.Start(t)
+	a, b := startEngine(t, ns), startEngine(t, ns)
+	p := enginetest.NewProxy(t, a.Addr)
+	wa := worker(t, p.Addr, "flaky")
+	started := make(chan struct{})
+	var once sync.Once
+	if err := wa.RegisterFunction("test::hang", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		once.Do(func() { close(started) })
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	wb := worker(t, b.Addr, "caller")
+	go func() { <-started; p.Cut() }()
+	_, err := wb.Trigger(context.Background(), "test::hang", nil)
+	if code(err) != trine.CodeWorkerDisconnected {
+		t.Fatalf("worker lost mid-call: %v", err)
+	}
+}
+
+// NATS balances calls between the engines that serve a function.
+func TestBalancedBetweenEngines(t *testing.T) {
+	ns := natstest.Start(t)
+	a, b, c := startEngine(t, ns), startEngine(t, ns), startEngine(t, ns)
+	for _, s := range []struct {
+		srv  *enginetest.Server
+		name string
+	}{{a, "a"}, {c, "c"}} {
+		w := worker(t, s.srv.Addr, s.name)
+		if err := w.RegisterFunction("test::who", func(context.Context, json.RawMessage) (any, error) { return s.name, nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wb := worker(t, b.Addr, "caller")
+	seen := map[string]int{}
+	for range 200 {
+		out, err := wb.Trigger(context.Background(), "test::who", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[string(out)]++
+	}
+	if seen[`"a"`] < 40 || seen[`"c"`] < 40 {
+		t.Fatalf("calls through B spread as %v", seen)
+	}
+}
