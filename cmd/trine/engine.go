@@ -19,6 +19,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
+	"github.com/trinehq/trine/engine/natsroute"
 	"github.com/trinehq/trine/engine/prommetrics"
 )
 
@@ -87,20 +88,31 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	if err != nil {
 		return fmt.Errorf("create metrics: %w", err)
 	}
+	ns, err := connectNATS(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	router := natsroute.New(ns.Conn, log)
 	eng, err := engine.New(engine.Config{
 		DefaultTimeout: cfg.DefaultTimeout,
 		ShutdownGrace:  cfg.ShutdownGrace,
 		Version:        version,
 		Logger:         log,
 		Observer:       metrics,
+		Remote:         router,
 	})
 	if err != nil {
 		return fmt.Errorf("create engine: %w", err)
 	}
+	if err := router.Start(eng); err != nil {
+		return fmt.Errorf("start routing between engines: %w", err)
+	}
+	defer router.Close()
 	if err := prommetrics.RegisterEngine(reg, eng); err != nil {
 		return fmt.Errorf("register engine metrics: %w", err)
 	}
-	streams, err := startStreams(cfg, eng, log)
+	streams, err := startStreams(cfg, eng, ns, log)
 	if err != nil {
 		return err
 	}
@@ -155,7 +167,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	natsInfo := "nats=" + cfg.NATSURL
 	if cfg.NATSURL == "" {
 		natsInfo = "nats=embedded"
-		if a := streams.nats.Addr(); a != "" {
+		if a := ns.Addr(); a != "" {
 			natsInfo += "," + a
 		}
 	}

@@ -18,31 +18,27 @@ import (
 	"github.com/trinehq/trine/streammodule/store"
 )
 
-// streams is the StreamModule of an engine with what it needs: the
-// embedded NATS server that carries its events, its store, and the
-// gateway serving browsers.
+// streams is the StreamModule of an engine with its store and the gateway
+// serving browsers; events travel on the engine's NATS connection.
 type streams struct {
-	nats   *natsembed.Server
 	module *streammodule.Module
 	gw     *gateway.Gateway
 	http   *http.Server
 }
 
-func startStreams(cfg engineConfig, eng *engine.Engine, log *slog.Logger) (*streams, error) {
-	var ns *natsembed.Server
-	var err error
+// connectNATS starts the embedded NATS server, or connects to --nats-url.
+func connectNATS(cfg engineConfig, log *slog.Logger) (*natsembed.Server, error) {
 	if cfg.NATSURL != "" {
-		ns, err = natsembed.Connect(cfg.NATSURL, natsembed.Options{Name: "trine-engine", Logger: log})
-	} else {
-		listen := cfg.NATSAddr
-		if listen == "off" {
-			listen = ""
-		}
-		ns, err = natsembed.Start(natsembed.Options{Name: "trine-engine", Listen: listen, Logger: log})
+		return natsembed.Connect(cfg.NATSURL, natsembed.Options{Name: "trine-engine", Logger: log})
 	}
-	if err != nil {
-		return nil, err
+	listen := cfg.NATSAddr
+	if listen == "off" {
+		listen = ""
 	}
+	return natsembed.Start(natsembed.Options{Name: "trine-engine", Listen: listen, Logger: log})
+}
+
+func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, log *slog.Logger) (*streams, error) {
 	open := func(o store.Options) (store.Store, error) { return store.NewMemory(o), nil }
 	if cfg.Store == "file" {
 		dir := filepath.Join(cfg.DataDir, "streams")
@@ -57,10 +53,9 @@ func startStreams(cfg engineConfig, eng *engine.Engine, log *slog.Logger) (*stre
 		Logger:      log,
 	})
 	if err != nil {
-		ns.Close()
 		return nil, fmt.Errorf("open stream store: %w", err)
 	}
-	s := &streams{nats: ns, module: mod}
+	s := &streams{module: mod}
 	if err := mod.Register(eng); err != nil {
 		s.close()
 		return nil, fmt.Errorf("register stream module: %w", err)
@@ -123,11 +118,10 @@ func (s *streams) shutdown(ctx context.Context) {
 	}
 }
 
-// close releases the module (flushing its store) and NATS.
+// close releases the module, flushing its store.
 func (s *streams) close() {
 	if s.gw != nil {
 		_ = s.gw.Close()
 	}
 	_ = s.module.Close()
-	s.nats.Close()
 }

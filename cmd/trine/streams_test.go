@@ -312,3 +312,24 @@ func TestGatewayHelpAndErrors(t *testing.T) {
 		t.Errorf("unreachable NATS: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+// TestEnginesRouteCalls: a worker on engine A serves calls made through
+// engine B, which shares A's NATS.
+func TestEnginesRouteCalls(t *testing.T) {
+	t.Parallel()
+	a := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-addr", "127.0.0.1:0", "--store", "memory")...)
+	natsAddr, _ := strings.CutPrefix(a.nats, "embedded,")
+	b := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-url", "nats://"+natsAddr, "--store", "memory")...)
+	wa := connectWorker(t, a.grpc)
+	if err := wa.RegisterFunction("test::where", func(context.Context, json.RawMessage) (any, error) { return "served by a worker of A", nil }); err != nil {
+		t.Fatal(err)
+	}
+	r := runTrine(t, testEnv(), "", "trigger", "--engine", b.grpc, "test::where")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != `"served by a worker of A"` {
+		t.Fatalf("trigger through B: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	r = runTrine(t, testEnv(), "", "trigger", "--engine", b.grpc, "test::nobody")
+	if r.code != 1 || decodeFailure(t, r).Code != "function_not_found" {
+		t.Fatalf("unknown function through B: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
