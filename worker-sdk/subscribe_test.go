@@ -1119,6 +1119,11 @@ func TestSubscribeCloseStopsEverything(t *testing.T) {
 		if d := time.Since(start); d > 2*time.Second {
 			t.Fatalf("stopping took %v", d)
 		}
+		// Close returns once the goroutine has closed done; give it the
+		// moment it needs to leave its deferred calls.
+		for deadline := time.Now().Add(time.Second); subscriptionGoroutines() != 0 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
 		if n := subscriptionGoroutines(); n != 0 {
 			t.Fatalf("%d subscription goroutines after Close", n)
 		}
