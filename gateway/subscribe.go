@@ -25,7 +25,9 @@ type subscription struct {
 	mu        sync.Mutex
 	live      bool
 	buf       [][]byte
-	last      uint64
+	bufSeen   uint64 // the highest sequence of the group seen while buffering
+	last      uint64 // the last sequence delivered
+	seen      uint64 // the last sequence of the group accounted for (delivered or not ours)
 	cancelled bool
 	joined    bool // stream:join allowed it, so leave is due
 }
@@ -39,39 +41,37 @@ func (s *subscription) info() streammodule.Subscription {
 	return in
 }
 
-// restart sends a live subscription back to catching up after the gateway
-// missed events of its group: it buffers again and replays from the last
-// sequence it delivered (or resyncs).
-func (s *subscription) restart() {
-	s.mu.Lock()
-	if s.cancelled || !s.live {
-		s.mu.Unlock()
-		return
-	}
-	s.live = false
-	since := s.last
-	s.mu.Unlock()
-	c := s.c
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		return
-	}
-	c.joins.Add(1)
-	c.mu.Unlock()
-	go func() {
-		defer c.joins.Done()
-		c.catchUp(s, &since)
-	}()
-}
-
-// offer takes a live event of the subscription's group.
-func (s *subscription) offer(seq uint64, frame []byte) {
+// offer takes an event of the subscription's group; match says whether it
+// is the subscription's (its item's, for an item subscription). Events
+// come in sequence order, so a live subscription that sees a jump has
+// missed some (NATS dropped them for a slow consumer, lost them with a
+// node, or the group's interest had not reached the publisher's node yet):
+// it buffers again and catches up from the last sequence it accounted for.
+func (s *subscription) offer(seq uint64, frame []byte, match bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch {
-	case s.cancelled:
-	case !s.live:
+	if s.cancelled {
+		return
+	}
+	if s.live && seq > s.seen+1 {
+		s.live = false
+		since := s.seen
+		c := s.c
+		c.mu.Lock()
+		if !c.closing {
+			c.joins.Add(1)
+			go func() {
+				defer c.joins.Done()
+				c.catchUp(s, &since)
+			}()
+		}
+		c.mu.Unlock()
+	}
+	if !s.live {
+		s.bufSeen = max(s.bufSeen, seq)
+		if !match {
+			return
+		}
 		if len(s.buf) >= s.c.g.cfg.QueueMessages {
 			s.cancelled = true
 			s.c.g.slowCloses.Add(1)
@@ -79,7 +79,10 @@ func (s *subscription) offer(seq uint64, frame []byte) {
 			return
 		}
 		s.buf = append(s.buf, frame)
-	case seq > s.last:
+		return
+	}
+	s.seen = max(s.seen, seq)
+	if match && seq > s.last {
 		s.last = seq
 		s.c.enqueue(out{data: frame, sub: s.quotedID, seq: seq})
 	}
@@ -101,14 +104,15 @@ func (s *subscription) goLive(catchUp [][]byte, last uint64) bool {
 		}
 		s.c.enqueue(out{data: f, sub: s.quotedID, seq: seq, catchUp: true})
 	}
-	s.last = last
+	s.last = max(s.last, last)
 	for _, f := range s.buf {
 		if seq, _, ok := wire.Header(f); ok && seq > s.last {
 			s.last = seq
 			s.c.enqueue(out{data: f, sub: s.quotedID, seq: seq, catchUp: true})
 		}
 	}
-	s.buf, s.live = nil, true
+	s.seen = max(last, s.last, s.bufSeen)
+	s.buf, s.bufSeen, s.live = nil, 0, true
 	return true
 }
 
@@ -133,8 +137,6 @@ type hubGroup struct {
 	ready  chan struct{} // closed once Subscribe returned
 	err    error
 	cancel func()
-
-	last uint64 // the last sequence delivered; only deliver touches it
 
 	mu   sync.RWMutex
 	subs map[*subscription]struct{}
@@ -193,27 +195,16 @@ func (h *hub) remove(s *subscription) {
 	}
 }
 
-// deliver fans one event out to the group's local subscribers. Events
-// arrive one at a time, in order; a jump in sequence means the gateway
-// missed events (NATS dropped them for a slow consumer, or a reconnect),
-// and every subscriber catches up from its own last sequence.
+// deliver fans one event out to the group's local subscribers.
 func (hg *hubGroup) deliver(frame []byte) {
 	seq, id, ok := wire.Header(frame)
 	if !ok {
 		return
 	}
-	gap := hg.last != 0 && seq > hg.last+1
-	hg.last = max(hg.last, seq)
 	hg.mu.RLock()
 	defer hg.mu.RUnlock()
 	for s := range hg.subs {
-		if gap {
-			s.restart()
-		}
-		if s.quotedItem != nil && !bytes.Equal(id, s.quotedItem) {
-			continue
-		}
-		s.offer(seq, frame)
+		s.offer(seq, frame, s.quotedItem == nil || bytes.Equal(id, s.quotedItem))
 	}
 }
 

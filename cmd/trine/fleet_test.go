@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trinehq/trine/internal/natstest"
+	trine "github.com/trinehq/trine/worker-sdk"
+)
+
+// TestFleetRidesOutNATSNodeLoss: an engine and a gateway on different
+// nodes of a three-node NATS cluster; the engine's node and then the
+// gateway's node are stopped while writes go on. A browser-like client of
+// the gateway still ends with every event once, in order.
+func TestFleetRidesOutNATSNodeLoss(t *testing.T) {
+	t.Parallel()
+	cl := natstest.StartCluster(t, 3)
+	e := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-url", cl.URLs(0), "--store", "memory")...)
+	stream, _ := startGateway(t, "--engine", e.grpc, "--nats-url", cl.URLs(1))
+	w := connectWorker(t, e.grpc)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	sub, err := trine.Subscribe(ctx, "ws://"+stream, "fleet", "g", trine.SubscribeBackoff(20*time.Millisecond, 200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+
+	n := 0
+	write := func(count int) {
+		t.Helper()
+		for range count {
+			n++
+			if _, err := w.Trigger(ctx, "stream::set", map[string]any{"stream_name": "fleet", "group_id": "g", "item_id": strconv.Itoa(n % 10), "data": n}); err != nil {
+				t.Fatalf("write %d: %v", n, err)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	write(50)
+	cl.Stop(0) // the engine's node
+	write(100)
+	cl.Restart(0)
+	cl.Stop(1) // the gateway's node
+	write(100)
+	time.Sleep(500 * time.Millisecond)
+	write(1) // a last event shows any gap before it
+
+	var seqs []uint64
+	var from uint64 // the first sequence not in the snapshot
+	for ev := range sub.Events() {
+		if ev.Type == "sync" {
+			if ev.Resync || len(seqs) > 0 {
+				t.Fatalf("a second snapshot (resync %v) after %v: history should have covered the gap", ev.Resync, compact(seqs))
+			}
+			from = ev.Seq + 1
+			continue
+		}
+		seqs = append(seqs, ev.Seq)
+		if ev.Seq == uint64(n) {
+			break
+		}
+	}
+	for i, s := range seqs {
+		if s != from+uint64(i) {
+			t.Fatalf("events %v after a snapshot at %d: want %d..%d once each, in order", compact(seqs), from-1, from, n)
+		}
+	}
+	if got := from + uint64(len(seqs)) - 1; got != uint64(n) {
+		t.Fatalf("events end at %d, want %d", got, n)
+	}
+	t.Logf("snapshot at %d, then %d events in order across two NATS node losses", from-1, len(seqs))
+}
+
+func compact(s []uint64) string {
+	var b strings.Builder
+	for i, v := range s {
+		if i > 0 && v == s[i-1]+1 && i+1 < len(s) && s[i+1] == v+1 {
+			continue
+		}
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(strconv.FormatUint(v, 10))
+	}
+	return b.String()
+}
