@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/goleak"
 
 	"github.com/trinehq/trine/engine"
@@ -33,6 +34,7 @@ type stack struct {
 	gw  *gateway.Gateway
 	srv *httptest.Server
 	sub *natsfanout.Subscriber
+	ns  *server.Server
 }
 
 func newStack(t *testing.T, gcfg gateway.Config, mcfg streammodule.Config) *stack {
@@ -68,7 +70,7 @@ func newStack(t *testing.T, gcfg gateway.Config, mcfg streammodule.Config) *stac
 		<-done
 		m.Close()
 	})
-	return &stack{e: e, m: m, gw: gw, srv: srv, sub: sub}
+	return &stack{e: e, m: m, gw: gw, srv: srv, sub: sub, ns: ns}
 }
 
 func (s *stack) call(t testing.TB, fn string, in any) string {

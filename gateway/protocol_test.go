@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/trinehq/trine/gateway"
 	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/natsfanout"
 )
 
 func TestGroupSocket(t *testing.T) {
@@ -83,8 +85,29 @@ func TestMultiplexedSocket(t *testing.T) {
 	must(t, *f.SubscriptionID == "group" && f.Seq == 3, "after leave: %s", f.Raw)
 	c.quiet(100 * time.Millisecond)
 	must(t, s.gw.Stats().Groups == 1, "gateway holds %d groups", s.gw.Stats().Groups)
+	subject := natsfanout.Subject("s", "g")
+	must(t, serverInterest(t, s, subject) == 1, "the NATS server holds %d subscriptions on %s", serverInterest(t, s, subject), subject)
 	c.send(leave("group", "s", "g"))
 	waitFor(t, func() bool { return s.gw.Stats().Groups == 0 }, "the last leave drops the group's NATS interest")
+	waitFor(t, func() bool { return serverInterest(t, s, subject) == 0 }, "the NATS server drops the gateway's subscription")
+}
+
+// serverInterest counts the subscriptions the NATS server holds on subject.
+func serverInterest(t *testing.T, s *stack, subject string) int {
+	t.Helper()
+	cz, err := s.ns.Connz(&server.ConnzOptions{Subscriptions: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range cz.Conns {
+		for _, sub := range c.Subs {
+			if sub == subject {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func TestBadFrames(t *testing.T) {

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,4 +89,44 @@ func compact(s []uint64) string {
 		b.WriteString(strconv.FormatUint(v, 10))
 	}
 	return b.String()
+}
+
+// TestWorkerMovesToAnotherEngine: a worker given two engines moves to the
+// second when the first dies, and its functions come back with no user
+// code; calls through the surviving engine work before and after.
+func TestWorkerMovesToAnotherEngine(t *testing.T) {
+	t.Parallel()
+	cl := natstest.StartCluster(t, 3)
+	a := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-url", cl.URLs(0), "--store", "memory")...)
+	b := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-url", cl.URLs(1), "--store", "memory")...)
+	w := trine.RegisterWorker(a.grpc+","+b.grpc, trine.WithName("mover"), trine.WithCloseTimeout(time.Second),
+		trine.WithReconnectBackoff(20*time.Millisecond, 100*time.Millisecond))
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := w.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.RegisterFunction("test::mover", func(context.Context, json.RawMessage) (any, error) { return "here", nil }); err != nil {
+		t.Fatal(err)
+	}
+	caller := connectWorker(t, b.grpc)
+	if out, err := caller.Trigger(ctx, "test::mover", nil); err != nil || string(out) != `"here"` {
+		t.Fatalf("call through B while the worker is on A: %s %v", out, err)
+	}
+	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-a.done
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, err := caller.Trigger(ctx, "test::mover", nil)
+		if err == nil && string(out) == `"here"` {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker's function never came back on B: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
