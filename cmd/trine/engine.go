@@ -149,6 +149,8 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	})
 	g.Go(func() error {
 		<-gctx.Done()
+		// Other engines stop sending calls here while this one drains.
+		go router.Close()
 		<-eng.Done() // calls drained or cut, worker sessions closed
 		force := time.AfterFunc(grpcStopTimeout, func() {
 			log.Warn("gRPC server did not stop in time; closing its connections")

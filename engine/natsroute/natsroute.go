@@ -56,6 +56,7 @@ type Router struct {
 	wg       sync.WaitGroup                // their goroutines
 	stop     chan struct{}
 	done     chan struct{}
+	closing  sync.Once
 }
 
 type op struct {
@@ -86,19 +87,31 @@ func (r *Router) Start(e *engine.Engine) error {
 	return nil
 }
 
-// Close stops taking calls, waits for the ones running and unsubscribes.
+// Close unsubscribes, so that other engines' calls go to the engines
+// still serving, and waits for the calls already taken. Later calls do
+// nothing.
 func (r *Router) Close() {
-	close(r.stop)
-	<-r.done
-	r.wg.Wait()
+	r.closing.Do(func() {
+		close(r.stop)
+		<-r.done
+		r.wg.Wait()
+	})
 }
 
 // Serve implements engine.Remote. The queue is large; should it fill, the
-// engine waits, which keeps Serve and Unserve in order.
-func (r *Router) Serve(id string) { r.ops <- op{id, true} }
+// engine waits, which keeps Serve and Unserve in order. Once the Router is
+// closed they do nothing.
+func (r *Router) Serve(id string) { r.push(op{id, true}) }
 
 // Unserve implements engine.Remote.
-func (r *Router) Unserve(id string) { r.ops <- op{id, false} }
+func (r *Router) Unserve(id string) { r.push(op{id, false}) }
+
+func (r *Router) push(o op) {
+	select {
+	case r.ops <- o:
+	case <-r.stop:
+	}
+}
 
 func (r *Router) run() {
 	defer close(r.done)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -177,4 +178,38 @@ func TestBalancedBetweenEngines(t *testing.T) {
 	if seen[`"a"`] < 40 || seen[`"c"`] < 40 {
 		t.Fatalf("calls through B spread as %v", seen)
 	}
+}
+
+// A closed Router (a draining engine) stops taking calls from other
+// engines at once, and the engine's later registry changes never block.
+func TestClosedRouter(t *testing.T) {
+	ns := natstest.Start(t)
+	r := natsroute.New(natstest.Connect(t, ns), nil)
+	a := enginetest.Start(t, engine.Config{Remote: r}, grpcserver.Config{})
+	if err := r.Start(a.Engine); err != nil {
+		t.Fatal(err)
+	}
+	b := startEngine(t, ns)
+	wa := worker(t, a.Addr, "many")
+	for i := range 1100 {
+		if err := wa.RegisterFunction("test::f"+strconv.Itoa(i), func(context.Context, json.RawMessage) (any, error) { return "a", nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wb := worker(t, b.Addr, "caller")
+	if out, err := wb.Trigger(context.Background(), "test::f7", nil); err != nil || string(out) != `"a"` {
+		t.Fatalf("before Close: %s %v", out, err)
+	}
+	r.Close()
+	if _, err := wb.Trigger(context.Background(), "test::f7", nil); code(err) != trine.CodeFunctionNotFound {
+		t.Fatalf("after Close: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { wa.Close(); close(done) }() // 1,100 Unserve calls
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the engine blocked on Unserve after the Router closed")
+	}
+	r.Close() // idempotent
 }
