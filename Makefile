@@ -15,7 +15,7 @@ PROTOC_GEN_GO      := $(BIN)/.stamp-protoc-gen-go-$(PROTOC_GEN_GO_VERSION)
 PROTOC_GEN_GO_GRPC := $(BIN)/.stamp-protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
 STATICCHECK        := $(BIN)/.stamp-staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: run build test generate fmt tidy lint check bench-rpc bench-fanout
+.PHONY: run build test generate fmt tidy lint check bench-rpc bench-fanout bench-fleet
 
 run:
 	go run ./cmd/trine engine
@@ -55,6 +55,9 @@ bench-rpc:
 
 bench-fanout:
 	go run ./bench/fanout
+
+bench-fleet:
+	go run ./bench/fleet
 
 $(BUF):
 	GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)

@@ -1,0 +1,390 @@
+// Command fleet measures what splitting browser fan-out over separate
+// `trine gateway` processes costs, against one `trine engine` serving
+// every browser itself:
+//
+//   - single: one `trine engine --store memory`; every subscriber on its
+//     own stream listener;
+//   - fleet: the same engine plus -gateways `trine gateway` processes that
+//     take events from the engine's embedded NATS server (over TCP) and
+//     snapshots from its gRPC listener; the subscribers are split evenly
+//     over the gateways, none on the engine's own listener.
+//
+// In both, an SDK worker publishes with stream::set through the engine's
+// gRPC listener as fast as a window of -window messages in flight allows
+// (bench/fanout's max-rate mode); each message carries its send time and
+// every subscriber (a coder/websocket client in this process) records the
+// end-to-end latency. The figure of merit is deliveries per second per
+// core the server processes used (CPU time from /proc/<pid>/stat): the
+// load generator shares the machine's CPUs with the servers, so only
+// ratios within one run mean anything.
+//
+//	go run ./bench/fleet [-subscribers 10000] [-duration 5s] [-gateways 2]
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+// target: fleet per-core throughput ≥ targetRatio × single.
+const targetRatio = 0.8
+
+// benchEnv is what every mode needs.
+type benchEnv struct {
+	tmp           string
+	trineBin      string
+	queueMessages int
+	gatewayProcs  int // GOMAXPROCS of each gateway; 0: the Go default
+	dialer        *dialer
+	conc          int
+	window        int
+	payload       int
+	warmup        time.Duration
+	duration      time.Duration
+}
+
+func main() {
+	subscribers := flag.Int("subscribers", 10000, "subscribers of the one group, split evenly over the gateways in the fleet")
+	gateways := flag.Int("gateways", 2, "trine gateway processes in the fleet")
+	duration := flag.Duration("duration", 5*time.Second, "measurement time per mode")
+	warmup := flag.Duration("warmup", time.Second, "warm-up time per mode")
+	payload := flag.Int("payload", 128, "bytes of padding in each message's data")
+	window := flag.Int("window", 32, "messages published but not yet received by every subscriber, at most")
+	conc := flag.Int("connect-concurrency", 200, "subscribers dialled at a time")
+	queue := flag.Int("queue", 4096, "--stream-queue-messages of the engine and the gateways")
+	gatewayProcs := flag.Int("gateway-gomaxprocs", 0, "GOMAXPROCS of each gateway process (0: Go's default, the number of CPUs)")
+	flag.Parse()
+
+	if *subscribers < *gateways || *gateways < 1 {
+		fatalf("need -gateways >= 1 and -subscribers >= -gateways")
+	}
+	if *window < 1 || *window >= ringSize/2 {
+		fatalf("-window must be from 1 to %d", ringSize/2-1)
+	}
+	if need := *subscribers + 64; need > fdSoftLimit() {
+		fatalf("%d sockets need about %d file descriptors; %s", *subscribers, need, fdLimit())
+	}
+
+	tmp, err := os.MkdirTemp("", "bench-fleet-")
+	if err != nil {
+		fatalf("%v", err)
+	}
+	cleanupTmp = func() { _ = os.RemoveAll(tmp) }
+	defer cleanupTmp()
+
+	// Stop the servers on ^C or SIGTERM.
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigc
+		fmt.Fprintf(os.Stderr, "\nfleet: %v: stopping servers\n", s)
+		stopAll()
+		cleanupTmp()
+		os.Exit(130)
+	}()
+
+	env := &benchEnv{tmp: tmp, trineBin: filepath.Join(tmp, "trine"), queueMessages: *queue, gatewayProcs: *gatewayProcs, dialer: newDialer(),
+		conc: *conc, window: *window, payload: *payload, warmup: *warmup, duration: *duration}
+	progress("building ./cmd/trine")
+	if err := buildTrine(env.trineBin); err != nil {
+		fatalf("%v", err)
+	}
+
+	fmt.Printf("fleet: %d subscribers of one group, payload pad %d B, window %d, max rate, %v per mode after %v warm-up, GOMAXPROCS %d, %d CPUs\n",
+		*subscribers, *payload, *window, *duration, *warmup, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	if *gatewayProcs > 0 {
+		fmt.Printf("gateways run with GOMAXPROCS=%d\n", *gatewayProcs)
+	}
+	fmt.Printf("the load generator (this process: %d WebSocket clients and the publisher) shares the %d CPUs with the servers: compare within this run only\n",
+		*subscribers, runtime.NumCPU())
+
+	single, serr := runMode(env, *subscribers, 0)
+	if serr != nil {
+		progress("single: %v", serr)
+	}
+	fleet, ferr := runMode(env, *subscribers, *gateways)
+	if ferr != nil {
+		progress("fleet: %v", ferr)
+	}
+	stopAll()
+
+	printResults(single, serr, fleet, ferr, *gateways)
+	fmt.Println()
+	fmt.Println(jetStreamLine(env.trineBin))
+	if serr != nil || ferr != nil {
+		os.Exit(1)
+	}
+}
+
+// runMode measures one engine with gateways `trine gateway` processes in
+// front of it (0: the engine serves the subscribers itself).
+func runMode(env *benchEnv, n, gateways int) (res runResult, err error) {
+	mode := modeName(gateways)
+	e, err := startEngine(env, filepath.Join(env.tmp, "data-"+mode))
+	if err != nil {
+		return res, err
+	}
+	procs := []*proc{e}
+	defer func() {
+		if serr := stopProcs(procs); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+	urls := []string{"ws://" + e.stream + "/stream/bench/g"}
+	subs := []int{n}
+	if gateways > 0 {
+		urls, subs = nil, []int{0}
+		for i := range gateways {
+			g, err := startGateway(env, fmt.Sprintf("gateway %d", i+1), e)
+			if err != nil {
+				return res, err
+			}
+			procs = append(procs, g)
+			urls = append(urls, "ws://"+g.stream+"/stream/bench/g")
+		}
+		for k := range gateways {
+			c := 0
+			for i := range n {
+				if urlOf(i, n, gateways) == k {
+					c++
+				}
+			}
+			subs = append(subs, c)
+		}
+	}
+	var pids []string
+	for _, p := range procs {
+		pids = append(pids, fmt.Sprintf("%s pid %d", p.name, p.pid))
+	}
+	progress("%s: %s; connecting %d subscribers", mode, strings.Join(pids, ", "), n)
+	t0 := time.Now()
+	f, err := connect(env.dialer, urls, n, env.conc, env.window)
+	if err != nil {
+		return res, err
+	}
+	defer f.close()
+	progress("%s: %d subscribers connected in %v", mode, n, time.Since(t0).Round(time.Millisecond))
+	pub, err := newPublisher(e.grpc, env.payload)
+	if err != nil {
+		return res, err
+	}
+	defer pub.close()
+	res, err = run(f, pub, procs, subs, env.window, env.warmup, env.duration)
+	if err != nil {
+		return res, err
+	}
+	progress("%s: %s deliveries/s (%s msg/s), p50 %v p99 %v, server cores %.2f, %s deliveries/s per core",
+		mode, human(res.perSec()), human(res.msgRate()), dur(res.p50), dur(res.p99), res.cores(), human(res.perCore()))
+	return res, nil
+}
+
+func modeName(gateways int) string {
+	if gateways == 0 {
+		return "single"
+	}
+	return "fleet"
+}
+
+func printResults(single runResult, serr error, fleet runResult, ferr error, gateways int) {
+	names := []string{"engine"}
+	for i := range gateways {
+		names = append(names, fmt.Sprintf("gateway %d", i+1))
+	}
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "mode\tdeliveries/s\tmsg/s\tp50\tp99\t%s CPU\tserver cores\tdlv/s per core\tsrv µs/dlv\tbench CPU\tothers\t\n", strings.Join(names, " CPU\t"))
+	for _, m := range []struct {
+		name string
+		r    runResult
+		err  error
+	}{{"single", single, serr}, {"fleet", fleet, ferr}} {
+		if m.err != nil {
+			fmt.Fprintf(tw, "%s\tfailed\t\n", m.name)
+			continue
+		}
+		r := m.r
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%v\t", m.name, human(r.perSec()), human(r.msgRate()), dur(r.p50), dur(r.p99))
+		for _, name := range names {
+			if p, ok := r.proc(name); ok {
+				fmt.Fprintf(tw, "%.0f%%\t", pct(p.cpu, r.elapsed))
+			} else {
+				fmt.Fprintf(tw, "-\t")
+			}
+		}
+		fmt.Fprintf(tw, "%.2f\t%s\t%.2f\t%.0f%%\t%.0f%%\t\n", r.cores(), human(r.perCore()), us(r.cpuPerDelivery()),
+			pct(r.cliCPU, r.elapsed), pct(r.otherCPU, r.elapsed))
+	}
+	tw.Flush()
+
+	// Per process: deliveries are those of its own subscribers; µs/msg is
+	// its CPU per message published, what the engine's ingest costs once it
+	// serves no subscribers.
+	fmt.Println()
+	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "mode\tprocess\tsubscribers\tCPU\tµs/msg\tdeliveries/s\tµs/dlv\twrites/s\tdlv/write\t")
+	for _, m := range []struct {
+		name string
+		r    runResult
+		err  error
+	}{{"single", single, serr}, {"fleet", fleet, ferr}} {
+		if m.err != nil {
+			continue
+		}
+		r := m.r
+		msgs := r.msgRate() * r.elapsed.Seconds()
+		for _, p := range r.procs {
+			own := float64(r.deliveries) * float64(p.subs) / float64(r.subscribers)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f%%\t%.0f\t", m.name, p.name, p.subs, pct(p.cpu, r.elapsed), us(p.cpu)/msgs)
+			if p.subs > 0 {
+				fmt.Fprintf(tw, "%s\t%.2f\t%s\t%.1f\t\n", human(own/r.elapsed.Seconds()), us(p.cpu)/own,
+					human(float64(p.writes)/r.elapsed.Seconds()), own/float64(max(p.writes, 1)))
+			} else {
+				fmt.Fprintf(tw, "-\t-\t%s\t-\t\n", human(float64(p.writes)/r.elapsed.Seconds()))
+			}
+		}
+	}
+	tw.Flush()
+
+	fmt.Println()
+	for _, e := range []struct {
+		name string
+		err  error
+	}{{"single", serr}, {"fleet", ferr}} {
+		if e.err != nil {
+			fmt.Printf("%s failed: %s\n", e.name, oneLine(e.err))
+		}
+	}
+	if serr != nil || ferr != nil {
+		fmt.Printf("target (fleet/single per-core throughput >= %.1f): not measured\n", targetRatio)
+		return
+	}
+	fmt.Printf("fleet/single deliveries/s:            %.2f\n", fleet.perSec()/single.perSec())
+	r := fleet.perCore() / single.perCore()
+	fmt.Printf("fleet/single per-core throughput:     %.2f   target >= %.1f: %s\n", r, targetRatio, verdict(r >= targetRatio))
+	fmt.Printf("fleet/single server CPU per delivery: %.2f\n", ratio(fleet.cpuPerDelivery(), single.cpuPerDelivery()))
+}
+
+// proc returns the figures of the process called name.
+func (r runResult) proc(name string) (procStat, bool) {
+	for _, p := range r.procs {
+		if p.name == name {
+			return p, true
+		}
+	}
+	return procStat{}, false
+}
+
+// jetStreamLine says why the second half of the plan — stream::set
+// throughput with a JetStream store on 1- and 3-node NATS clusters — is
+// not measured.
+func jetStreamLine(bin string) string {
+	const what = "stream::set with a JetStream store on 1- and 3-node NATS clusters: not measured"
+	out, err := exec.Command(bin, "engine", "--help").CombinedOutput()
+	if err == nil && bytes.Contains(bytes.ToLower(out), []byte("jetstream")) {
+		return what + ": `trine engine --help` mentions JetStream, but this bench has no scenario for it yet"
+	}
+	return what + ": the JetStream store does not exist yet (`trine engine --store` takes file or memory)"
+}
+
+// buildTrine builds ./cmd/trine of this module into out.
+func buildTrine(out string) error {
+	b, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return fmt.Errorf("go env GOMOD: %v", err)
+	}
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/trine")
+	cmd.Dir = filepath.Dir(strings.TrimSpace(string(b)))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/trine: %v\n%s", err, b)
+	}
+	return nil
+}
+
+func fdSoftLimit() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 1 << 30
+	}
+	return int(rl.Cur)
+}
+
+var cleanupTmp = func() {}
+
+// fatalf stops the servers, removes the temporary directory and exits.
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "fleet: "+format+"\n", args...)
+	stopAll()
+	cleanupTmp()
+	os.Exit(1)
+}
+
+var startTime = time.Now()
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "# %6.1fs "+format+"\n", append([]any{time.Since(startTime).Seconds()}, args...)...)
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
+
+func ratio(a, b time.Duration) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+func pct(cpu, wall time.Duration) float64 {
+	if wall == 0 {
+		return 0
+	}
+	return 100 * float64(cpu) / float64(wall)
+}
+
+// dur rounds a latency for the table.
+func dur(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	default:
+		return d.Round(time.Microsecond)
+	}
+}
+
+// human formats a rate: 1234567 -> 1.23M.
+func human(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fM", v/1e6)
+	case v >= 1e4:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	default:
+		return fmt.Sprintf("%.0f", v)
+	}
+}
+
+func oneLine(err error) string {
+	s := strings.Join(strings.Fields(err.Error()), " ")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
