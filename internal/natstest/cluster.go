@@ -47,7 +47,25 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		}
 	})
 	c.waitRoutes()
+	c.waitJetStream()
 	return c
+}
+
+// waitJetStream waits until the cluster's JetStream has a meta leader.
+func (c *Cluster) waitJetStream() {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		for _, ns := range c.Nodes {
+			if ns != nil && ns.JetStreamIsLeader() {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatal("natstest: no JetStream meta leader after 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (c *Cluster) start(i int) {
