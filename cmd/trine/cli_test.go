@@ -81,6 +81,7 @@ func TestEngineHelp(t *testing.T) {
 		{"--nats-url", "TRINE_NATS_URL", "nats_url", ""},
 		{"--nats-addr", "TRINE_NATS_ADDR", "nats_addr", "127.0.0.1:4222"},
 		{"--store", "TRINE_STORE", "store", "file"},
+		{"--store-replicas", "TRINE_STORE_REPLICAS", "store_replicas", "1"},
 		{"--stream-history", "TRINE_STREAM_HISTORY", "stream_history", "1000"},
 		{"--stream-auth-function", "TRINE_STREAM_AUTH_FUNCTION", "stream_auth_function", ""},
 		{"--allowed-origins", "TRINE_ALLOWED_ORIGINS", "allowed_origins", ""},

@@ -42,6 +42,7 @@ type engineConfig struct {
 	NATSURL            string
 	NATSAddr           string
 	Store              string
+	StoreReplicas      int
 	StreamHistory      int
 	StreamAuthFunction string
 	AllowedOrigins     []string
@@ -124,13 +125,17 @@ var engineSettings = []setting{
 		}
 		return checkAddr(v)
 	}},
-	{"store", "KIND", "file", "stream store: file (durable, in <data-dir>/streams) or memory", func(c *engineConfig, v string) error {
+	{"store", "KIND", "file", "stream store: file (durable, in <data-dir>/streams), memory, or jetstream (shared by every engine on the same NATS)", func(c *engineConfig, v string) error {
 		switch v {
-		case "file", "memory":
+		case "file", "memory", "jetstream":
 			c.Store = v
 			return nil
 		}
-		return errors.New("must be file or memory")
+		return errors.New("must be file, memory or jetstream")
+	}},
+	{"store-replicas", "N", "1", "replicas of the JetStream stream that holds stream items (--store jetstream)", func(c *engineConfig, v string) (err error) {
+		c.StoreReplicas, err = positiveInt(v)
+		return err
 	}},
 	{"stream-history", "N", strconv.Itoa(streammodule.DefaultHistorySize), "events kept per group for clients resuming with since", func(c *engineConfig, v string) (err error) {
 		c.StreamHistory, err = positiveInt(v)

@@ -41,6 +41,7 @@ var defaultConfig = engineConfig{
 	StreamAddr:         "127.0.0.1:3112",
 	NATSAddr:           "127.0.0.1:4222",
 	Store:              "file",
+	StoreReplicas:      1,
 	StreamHistory:      1000,
 	StreamMaxFrame:     1 << 20,
 	StreamQueueMsgs:    4096,

@@ -16,6 +16,7 @@ import (
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/natsfanout"
 	"github.com/trinehq/trine/streammodule/store"
+	"github.com/trinehq/trine/streammodule/store/jsstore"
 )
 
 // streams is the StreamModule of an engine with its store and the gateway
@@ -35,15 +36,26 @@ func connectNATS(cfg engineConfig, log *slog.Logger) (*natsembed.Server, error) 
 	if listen == "off" {
 		listen = ""
 	}
-	return natsembed.Start(natsembed.Options{Name: "trine-engine", Listen: listen, Logger: log})
+	o := natsembed.Options{Name: "trine-engine", Listen: listen, Logger: log}
+	if cfg.Store == "jetstream" {
+		o.JetStreamDir = filepath.Join(cfg.DataDir, "nats")
+	}
+	return natsembed.Start(o)
 }
 
 func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, log *slog.Logger) (*streams, error) {
 	open := func(o store.Options) (store.Store, error) { return store.NewMemory(o), nil }
-	if cfg.Store == "file" {
+	switch cfg.Store {
+	case "file":
 		dir := filepath.Join(cfg.DataDir, "streams")
 		open = func(o store.Options) (store.Store, error) {
 			return store.OpenFile(dir, store.FileOptions{Options: o})
+		}
+	case "jetstream":
+		open = func(o store.Options) (store.Store, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			return jsstore.Open(ctx, ns.Conn, jsstore.Config{Replicas: cfg.StoreReplicas}, o)
 		}
 	}
 	mod, err := streammodule.New(streammodule.Config{

@@ -26,6 +26,9 @@ type Options struct {
 	Listen string
 	// Logger receives connection events. Default: discard.
 	Logger *slog.Logger
+	// JetStreamDir, if set, enables JetStream on the embedded server with
+	// its storage there.
+	JetStreamDir string
 }
 
 // Server is a NATS connection and, when embedded, the server behind it.
@@ -37,7 +40,8 @@ type Server struct {
 // Start runs an embedded NATS server and returns an in-process connection
 // to it.
 func Start(o Options) (*Server, error) {
-	opts := &server.Options{ServerName: o.Name, NoSigs: true, NoLog: true, DontListen: o.Listen == ""}
+	opts := &server.Options{ServerName: o.Name, NoSigs: true, NoLog: true, DontListen: o.Listen == "",
+		JetStream: o.JetStreamDir != "", StoreDir: o.JetStreamDir}
 	if o.Listen != "" {
 		host, port, err := net.SplitHostPort(o.Listen)
 		if err != nil {
