@@ -31,6 +31,12 @@ type Caller interface {
 	HasFunction(id string) bool
 }
 
+// History replays a group's events after a sequence; ok is false when it
+// cannot without a gap. With nothing newer it returns ok and last = seq.
+type History interface {
+	Since(ctx context.Context, stream, group string, seq uint64) (frames [][]byte, last uint64, ok bool, err error)
+}
+
 // Publisher carries encoded events to subscribers (natsfanout.Publisher).
 type Publisher interface {
 	Publish(ctx context.Context, stream, group string, frame []byte) error
@@ -43,6 +49,9 @@ type Config struct {
 	OpenStore func(store.Options) (store.Store, error)
 	// Publisher, if set, receives every event frame.
 	Publisher Publisher
+	// History, if set, serves Since instead of the module's own memory:
+	// a history every engine shares (natsfanout.History).
+	History History
 	// HistorySize is how many events per group are kept for since
 	// recovery. Default DefaultHistorySize.
 	HistorySize int

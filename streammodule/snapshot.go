@@ -65,6 +65,9 @@ func (m *Module) Snapshot(ctx context.Context, stream, group, item string, resyn
 // false when the history no longer reaches back that far, or seq is ahead
 // of the group: the subscriber then needs a fresh snapshot.
 func (m *Module) Since(ctx context.Context, stream, group string, seq uint64) (frames [][]byte, last uint64, ok bool, err error) {
+	if h := m.cfg.History; h != nil {
+		return m.sinceShared(ctx, h, stream, group, seq)
+	}
 	frames, last, known, ok := m.hist.since(stream, group, seq)
 	if known {
 		if !ok {
@@ -83,4 +86,24 @@ func (m *Module) Since(ctx context.Context, stream, group string, seq uint64) (f
 		return frames, last, ok, nil
 	}
 	return nil, seq, cur == seq, nil
+}
+
+// sinceShared serves Since from a shared history. Frames still on their
+// way to it are not missing: the subscriber gets them live.
+func (m *Module) sinceShared(ctx context.Context, h History, stream, group string, seq uint64) ([][]byte, uint64, bool, error) {
+	_, cur, err := m.store.Get(ctx, store.Key{Stream: stream, Group: group})
+	if err != nil {
+		return nil, 0, false, storeError("stream::get", err)
+	}
+	if seq > cur {
+		return nil, 0, false, nil // ahead of the group: the store was reset
+	}
+	if seq == cur {
+		return nil, seq, true, nil
+	}
+	frames, last, ok, err := h.Since(ctx, stream, group, seq)
+	if err != nil || !ok || len(frames) == 0 {
+		return nil, 0, false, err
+	}
+	return frames, last, true, nil
 }

@@ -58,12 +58,24 @@ func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lo
 			return jsstore.Open(ctx, ns.Conn, jsstore.Config{Replicas: cfg.StoreReplicas}, o)
 		}
 	}
-	mod, err := streammodule.New(streammodule.Config{
+	mcfg := streammodule.Config{
 		OpenStore:   open,
 		Publisher:   natsfanout.NewPublisher(ns.Conn),
 		HistorySize: cfg.StreamHistory,
 		Logger:      log,
-	})
+	}
+	if cfg.Store == "jetstream" {
+		// History every engine shares, so any gateway can replay events
+		// whichever engine published them.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		h, err := natsfanout.OpenHistory(ctx, ns.Conn, natsfanout.HistoryConfig{PerGroup: cfg.StreamHistory, Replicas: cfg.StoreReplicas})
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		mcfg.History = h
+	}
+	mod, err := streammodule.New(mcfg)
 	if err != nil {
 		return nil, fmt.Errorf("open stream store: %w", err)
 	}
