@@ -18,10 +18,9 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/gateway"
-	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/internal/streamtest"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/natsfanout"
-	"github.com/trinehq/trine/streammodule/store"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -39,25 +38,8 @@ type stack struct {
 
 func newStack(t *testing.T, gcfg gateway.Config, mcfg streammodule.Config) *stack {
 	t.Helper()
-	ns := natstest.Start(t)
-	e, err := engine.New(engine.Config{DefaultTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mcfg.OpenStore = func(o store.Options) (store.Store, error) { return store.NewMemory(o), nil }
-	mcfg.Publisher = natsfanout.NewPublisher(natstest.Connect(t, ns))
-	m, err := streammodule.New(mcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Register(e); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = e.Run(ctx); close(done) }()
-	sub := natsfanout.NewSubscriber(natstest.Connect(t, ns))
-	gcfg.Backend, gcfg.Events, gcfg.Caller = m, sub, e
+	st := streamtest.Start(t, mcfg)
+	gcfg.Backend, gcfg.Events, gcfg.Caller = st.Module, st.Events, st.Engine
 	gw, err := gateway.New(gcfg)
 	if err != nil {
 		t.Fatal(err)
@@ -66,11 +48,8 @@ func newStack(t *testing.T, gcfg gateway.Config, mcfg streammodule.Config) *stac
 	t.Cleanup(func() {
 		gw.Close()
 		srv.Close()
-		cancel()
-		<-done
-		m.Close()
 	})
-	return &stack{e: e, m: m, gw: gw, srv: srv, sub: sub, ns: ns}
+	return &stack{e: st.Engine, m: st.Module, gw: gw, srv: srv, sub: st.Events, ns: st.NATS}
 }
 
 func (s *stack) call(t testing.TB, fn string, in any) string {

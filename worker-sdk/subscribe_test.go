@@ -26,10 +26,8 @@ import (
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/gateway"
 	"github.com/trinehq/trine/internal/enginetest"
-	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/internal/streamtest"
 	"github.com/trinehq/trine/streammodule"
-	"github.com/trinehq/trine/streammodule/natsfanout"
-	"github.com/trinehq/trine/streammodule/store"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
@@ -49,24 +47,9 @@ type gwStack struct {
 
 func newGWStack(t *testing.T, gcfg gateway.Config, mcfg streammodule.Config) *gwStack {
 	t.Helper()
-	ns := natstest.Start(t)
-	e, err := engine.New(engine.Config{DefaultTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mcfg.OpenStore = func(o store.Options) (store.Store, error) { return store.NewMemory(o), nil }
-	mcfg.Publisher = natsfanout.NewPublisher(natstest.Connect(t, ns))
-	m, err := streammodule.New(mcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Register(e); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = e.Run(ctx); close(done) }()
-	gcfg.Backend, gcfg.Events, gcfg.Caller = m, natsfanout.NewSubscriber(natstest.Connect(t, ns)), e
+	st := streamtest.Start(t, mcfg)
+	e, m := st.Engine, st.Module
+	gcfg.Backend, gcfg.Events, gcfg.Caller = m, st.Events, e
 	s := &gwStack{e: e, m: m, gcfg: gcfg}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
@@ -83,9 +66,6 @@ func newGWStack(t *testing.T, gcfg gateway.Config, mcfg streammodule.Config) *gw
 	t.Cleanup(func() {
 		s.down(t)
 		s.srv.Close()
-		cancel()
-		<-done
-		m.Close()
 	})
 	return s
 }

@@ -1,0 +1,57 @@
+// Package streamtest runs an engine with the StreamModule (memory store)
+// publishing on a real embedded NATS server, for tests of the gateway and
+// of stream clients.
+package streamtest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/natsfanout"
+	"github.com/trinehq/trine/streammodule/store"
+)
+
+// Stack is a running engine, its StreamModule and their NATS server.
+type Stack struct {
+	NATS   *server.Server
+	Engine *engine.Engine
+	Module *streammodule.Module
+	// Events subscribes to the module's events on its own connection, as
+	// a gateway does.
+	Events *natsfanout.Subscriber
+}
+
+// Start runs a Stack until the test ends. mcfg's store and publisher are
+// set here.
+func Start(t testing.TB, mcfg streammodule.Config) *Stack {
+	t.Helper()
+	ns := natstest.Start(t)
+	e, err := engine.New(engine.Config{DefaultTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mcfg.OpenStore = func(o store.Options) (store.Store, error) { return store.NewMemory(o), nil }
+	mcfg.Publisher = natsfanout.NewPublisher(natstest.Connect(t, ns))
+	m, err := streammodule.New(mcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Register(e); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = e.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		m.Close()
+	})
+	return &Stack{NATS: ns, Engine: e, Module: m, Events: natsfanout.NewSubscriber(natstest.Connect(t, ns))}
+}
