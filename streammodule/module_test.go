@@ -14,40 +14,23 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/trinehq/trine/engine"
-	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/internal/streamtest"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/natsfanout"
-	"github.com/trinehq/trine/streammodule/store"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type env struct {
-	e *engine.Engine
-	m *streammodule.Module
+	e   *engine.Engine
+	m   *streammodule.Module
+	sub *natsfanout.Subscriber
 }
 
 func start(t *testing.T, cfg streammodule.Config) *env {
 	t.Helper()
-	e, err := engine.New(engine.Config{DefaultTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.OpenStore == nil {
-		cfg.OpenStore = func(o store.Options) (store.Store, error) { return store.NewMemory(o), nil }
-	}
-	m, err := streammodule.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Register(e); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = e.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; m.Close() })
-	return &env{e: e, m: m}
+	st := streamtest.Start(t, cfg)
+	return &env{e: st.Engine, m: st.Module, sub: st.Events}
 }
 
 func (v *env) call(t *testing.T, fn, payload string) (string, error) {
@@ -189,10 +172,8 @@ func sorted(in []string) []string {
 // The events of one group reach NATS subscribers in sequence order, with
 // nothing missing, under concurrent writers.
 func TestEventsPublishedInOrder(t *testing.T) {
-	ns := natstest.Start(t)
-	nc := natstest.Connect(t, ns)
-	v := start(t, streammodule.Config{Publisher: natsfanout.NewPublisher(nc)})
-	sub := natsfanout.NewSubscriber(natstest.Connect(t, ns))
+	v := start(t, streammodule.Config{})
+	sub := v.sub
 	const n = 1000
 	got := make(chan []byte, n+10)
 	cancel, err := sub.Subscribe("counters", "c:1", func(b []byte) { got <- append([]byte(nil), b...) })
