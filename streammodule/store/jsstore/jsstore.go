@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -172,7 +173,15 @@ func (s *Store) Get(ctx context.Context, k store.Key) (store.Item, uint64, error
 // returns the message to publish (nil: nothing to write) or an error; it
 // may run more than once. The caller holds the group's lock.
 func (s *Store) write(ctx context.Context, stream, group string, build func(seq uint64) (*nats.Msg, error)) (uint64, bool, error) {
-	for range s.cfg.MaxRetries {
+	for attempt := range s.cfg.MaxRetries {
+		if attempt > 2 { // contended: let the other engines through
+			wait := time.Duration(rand.Int64N(int64(min(attempt, 50)) * int64(time.Millisecond)))
+			select {
+			case <-ctx.Done():
+				return 0, false, ctx.Err()
+			case <-time.After(wait):
+			}
+		}
 		seq, streamSeq, err := s.head(ctx, stream, group)
 		if err != nil {
 			return 0, false, err
