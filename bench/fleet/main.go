@@ -18,11 +18,16 @@
 // load generator shares the machine's CPUs with the servers, so only
 // ratios within one run mean anything.
 //
-//	go run ./bench/fleet [-subscribers 10000] [-duration 5s] [-gateways 2]
+// Then, in the same run, stream::set throughput through the SDK with
+// -set-callers concurrent callers, for `trine engine --store memory` and
+// for `--store jetstream` on a 1-node and a 3-node NATS cluster (child
+// processes of this program, see natsnode.go), every caller writing to
+// one group and the callers spread over -set-groups groups (setbench.go).
+//
+//	go run ./bench/fleet [-subscribers 10000] [-duration 5s] [-gateways 2] [-set-callers 32]
 package main
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"os"
@@ -54,6 +59,10 @@ type benchEnv struct {
 }
 
 func main() {
+	if os.Getenv(natsNodeEnv) != "" {
+		natsNodeMain()
+		return
+	}
 	subscribers := flag.Int("subscribers", 10000, "subscribers of the one group, split evenly over the gateways in the fleet")
 	gateways := flag.Int("gateways", 2, "trine gateway processes in the fleet")
 	duration := flag.Duration("duration", 5*time.Second, "measurement time per mode")
@@ -63,6 +72,10 @@ func main() {
 	conc := flag.Int("connect-concurrency", 200, "subscribers dialled at a time")
 	queue := flag.Int("queue", 4096, "--stream-queue-messages of the engine and the gateways")
 	gatewayProcs := flag.Int("gateway-gomaxprocs", 0, "GOMAXPROCS of each gateway process (0: Go's default, the number of CPUs)")
+	setCallers := flag.Int("set-callers", 32, "stream::set part: concurrent callers")
+	setGroups := flag.Int("set-groups", 32, "stream::set part: groups the callers are spread over in the second shape")
+	setTwoEngines := flag.Bool("set-two-engines", true, "stream::set part: also measure two engines sharing the 3-node JetStream store")
+	setOnly := flag.Bool("set-only", false, "run only the stream::set part")
 	flag.Parse()
 
 	if *subscribers < *gateways || *gateways < 1 {
@@ -71,7 +84,10 @@ func main() {
 	if *window < 1 || *window >= ringSize/2 {
 		fatalf("-window must be from 1 to %d", ringSize/2-1)
 	}
-	if need := *subscribers + 64; need > fdSoftLimit() {
+	if *setCallers < 1 || *setGroups < 1 {
+		fatalf("need -set-callers >= 1 and -set-groups >= 1")
+	}
+	if need := *subscribers + 64; need > fdSoftLimit() && !*setOnly {
 		fatalf("%d sockets need about %d file descriptors; %s", *subscribers, need, fdLimit())
 	}
 
@@ -100,6 +116,20 @@ func main() {
 		fatalf("%v", err)
 	}
 
+	setEnv := &setEnv{tmp: tmp, trineBin: env.trineBin, callers: *setCallers, groups: *setGroups, payload: *payload,
+		warmup: *warmup, duration: *duration, twoEngines: *setTwoEngines}
+	if *setOnly {
+		fmt.Printf("GOMAXPROCS %d, %d CPUs\n", runtime.GOMAXPROCS(0), runtime.NumCPU())
+		err := runSetPart(setEnv)
+		stopAll()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "fleet: %v\n", err)
+			cleanupTmp()
+			os.Exit(1)
+		}
+		return
+	}
+
 	fmt.Printf("fleet: %d subscribers of one group, payload pad %d B, window %d, max rate, %v per mode after %v warm-up, GOMAXPROCS %d, %d CPUs\n",
 		*subscribers, *payload, *window, *duration, *warmup, runtime.GOMAXPROCS(0), runtime.NumCPU())
 	if *gatewayProcs > 0 {
@@ -120,8 +150,13 @@ func main() {
 
 	printResults(single, serr, fleet, ferr, *gateways)
 	fmt.Println()
-	fmt.Println(jetStreamLine(env.trineBin))
-	if serr != nil || ferr != nil {
+	setErr := runSetPart(setEnv)
+	stopAll()
+	if setErr != nil {
+		fmt.Fprintf(os.Stderr, "fleet: %v\n", setErr)
+	}
+	if serr != nil || ferr != nil || setErr != nil {
+		cleanupTmp()
 		os.Exit(1)
 	}
 }
@@ -282,18 +317,6 @@ func (r runResult) proc(name string) (procStat, bool) {
 		}
 	}
 	return procStat{}, false
-}
-
-// jetStreamLine says why the second half of the plan — stream::set
-// throughput with a JetStream store on 1- and 3-node NATS clusters — is
-// not measured.
-func jetStreamLine(bin string) string {
-	const what = "stream::set with a JetStream store on 1- and 3-node NATS clusters: not measured"
-	out, err := exec.Command(bin, "engine", "--help").CombinedOutput()
-	if err == nil && bytes.Contains(bytes.ToLower(out), []byte("jetstream")) {
-		return what + ": `trine engine --help` mentions JetStream, but this bench has no scenario for it yet"
-	}
-	return what + ": the JetStream store does not exist yet (`trine engine --store` takes file or memory)"
 }
 
 // buildTrine builds ./cmd/trine of this module into out.

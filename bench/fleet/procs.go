@@ -24,10 +24,11 @@ const (
 	clockTick    = 10 * time.Millisecond // USER_HZ is 100 on Linux
 )
 
-// proc is one server process under test: `trine engine` or `trine
-// gateway`.
+// proc is one server process under test: `trine engine`, `trine
+// gateway`, or a NATS node (this program run as one, see natsnode.go).
 type proc struct {
-	name   string // "engine", "gateway 1" …
+	name   string // "engine", "gateway 1", "nats n1" …
+	infra  bool   // a NATS node: stopped after every other process
 	cmd    *exec.Cmd
 	pid    int
 	grpc   string // engine: the gRPC listener
@@ -107,7 +108,12 @@ func startGateway(env *benchEnv, name string, e *proc) (*proc, error) {
 // startProc starts the trine binary with args and waits for the stdout
 // line matching re. extraEnv is added to its environment.
 func startProc(env *benchEnv, name string, re *regexp.Regexp, extraEnv []string, args ...string) (*proc, []string, error) {
-	cmd := exec.Command(env.trineBin, args...)
+	return startBin(env.trineBin, name, re, extraEnv, args...)
+}
+
+// startBin starts bin with args and waits for the stdout line matching re.
+func startBin(bin, name string, re *regexp.Regexp, extraEnv []string, args ...string) (*proc, []string, error) {
+	cmd := exec.Command(bin, args...)
 	// Own process group, so a terminal's ^C reaches only the bench, which
 	// then stops the servers; SIGKILL if the bench dies without doing so.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -212,19 +218,24 @@ func stopProcs(ps []*proc) error {
 	return errors.Join(errs...)
 }
 
-// stopAll stops every process still running.
+// stopAll stops every process still running: the engines and gateways,
+// then the NATS nodes they use.
 func stopAll() {
-	runningMu.Lock()
-	all := make([]*proc, 0, len(running))
-	for p := range running {
-		all = append(all, p)
+	for _, infra := range []bool{false, true} {
+		runningMu.Lock()
+		var all []*proc
+		for p := range running {
+			if p.infra == infra {
+				all = append(all, p)
+			}
+		}
+		runningMu.Unlock()
+		var wg sync.WaitGroup
+		for _, p := range all {
+			wg.Go(func() { _ = p.stop() })
+		}
+		wg.Wait()
 	}
-	runningMu.Unlock()
-	var wg sync.WaitGroup
-	for _, p := range all {
-		wg.Go(func() { _ = p.stop() })
-	}
-	wg.Wait()
 }
 
 // The /proc readers below are bench/fanout/procs.go's.
