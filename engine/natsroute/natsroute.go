@@ -118,10 +118,7 @@ func (r *Router) run() {
 	for {
 		select {
 		case <-r.stop:
-			for _, s := range r.subs {
-				_ = s.Unsubscribe()
-			}
-			_ = r.cancel.Unsubscribe()
+			r.drain()
 			return
 		case o := <-r.ops:
 			if s := r.subs[o.id]; s != nil && !o.serve {
@@ -139,6 +136,23 @@ func (r *Router) run() {
 			}
 		}
 	}
+}
+
+// drain removes this engine's interest in every function, making sure the
+// server has taken it away before returning (so later calls go to other
+// engines), and answers the calls that were already on their way here.
+func (r *Router) drain() {
+	for _, s := range r.subs {
+		_ = s.Drain()
+	}
+	_ = r.nc.Flush() // the server has processed the UNSUBs
+	deadline := time.Now().Add(5 * time.Second)
+	for _, s := range r.subs {
+		for s.IsValid() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	_ = r.cancel.Unsubscribe()
 }
 
 // Call implements engine.Remote: it sends c to an engine that serves it.
