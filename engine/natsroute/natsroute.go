@@ -122,7 +122,9 @@ func (r *Router) run() {
 			return
 		case o := <-r.ops:
 			if s := r.subs[o.id]; s != nil && !o.serve {
-				_ = s.Unsubscribe()
+				// Calls already routed here still get an answer
+				// (function_not_found), not silence until their deadline.
+				_ = s.Drain()
 				delete(r.subs, o.id)
 			}
 			if o.serve && r.subs[o.id] == nil {
