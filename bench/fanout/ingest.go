@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/trinehq/trine/bench/internal/loadgen"
 )
 
 // ingestStats, written by a server run with -cpuprofile, measure the path
@@ -13,7 +15,7 @@ import (
 // to the start of its fan-out, and how long the fan-out (queueing it for
 // every subscriber) takes.
 type ingestStats struct {
-	start, took histShard
+	start, took loadgen.Histogram
 	n           atomic.Int64
 }
 
@@ -21,24 +23,19 @@ type ingestStats struct {
 // called with begin's result, how long it took.
 func (s *ingestStats) begin(ts int64) int64 {
 	now := time.Now().UnixNano()
-	s.start.record(now - ts)
+	s.start.Record(now - ts)
 	return now
 }
 
 func (s *ingestStats) done(began int64) {
-	s.took.record(time.Now().UnixNano() - began)
+	s.took.Record(time.Now().UnixNano() - began)
 	s.n.Add(1)
 }
 
 func (s *ingestStats) summary() string {
-	q := func(h *histShard) string {
-		counts := make([]int64, histBuckets)
-		var total int64
-		for i := range counts {
-			counts[i] = h.counts[i].Load()
-			total += counts[i]
-		}
-		return fmt.Sprintf("p50 %v p99 %v", dur(quantile(counts, total, 0.5)), dur(quantile(counts, total, 0.99)))
+	q := func(h *loadgen.Histogram) string {
+		s := h.Snapshot()
+		return fmt.Sprintf("p50 %v p99 %v", loadgen.RoundLatency(s.Quantile(0.5)), loadgen.RoundLatency(s.Quantile(0.99)))
 	}
 	return fmt.Sprintf("%d messages; publish -> fan-out start %s; fan-out (queueing to every socket) %s", s.n.Load(), q(&s.start), q(&s.took))
 }
@@ -61,6 +58,6 @@ func dataTS(b []byte) (int64, bool) {
 	if !strings.HasPrefix(string(b), key) {
 		return 0, false
 	}
-	v, n := parseUint(b[len(key):])
+	v, n := loadgen.ParseUint(b[len(key):])
 	return int64(v), n > 0
 }

@@ -22,16 +22,14 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
-	"text/tabwriter"
 	"time"
+
+	"github.com/trinehq/trine/bench/internal/loadgen"
 )
 
 // benchEnv is what every scenario needs.
@@ -41,7 +39,7 @@ type benchEnv struct {
 	trineBin      string
 	trineExtra    []string // flags of this engine version (see trineExtraArgs)
 	queueMessages int
-	dialer        *dialer
+	dialer        *loadgen.Dialer
 	conc          int
 	window        int
 	payload       int
@@ -50,7 +48,7 @@ type benchEnv struct {
 
 // scenario is one server at one N.
 type scenario struct {
-	max, fixed runResult
+	max, fixed loadgen.Result
 	rate       float64
 	err        error
 }
@@ -101,11 +99,11 @@ func main() {
 	}
 	// trine first: its max rate sets the fixed rate of the others.
 	slices.SortStableFunc(kinds, func(a, b string) int { return boolInt(b == kindTrine) - boolInt(a == kindTrine) })
-	if *window < 1 || *window >= ringSize/2 {
-		fatalf("-window must be from 1 to %d", ringSize/2-1)
+	if *window < 1 || *window > loadgen.MaxWindow {
+		fatalf("-window must be from 1 to %d", loadgen.MaxWindow)
 	}
-	if need := max(slices.Max(ns), *idle) + 64; need > fdSoftLimit() {
-		fatalf("%d sockets need about %d file descriptors; %s", max(slices.Max(ns), *idle), need, fdLimit())
+	if err := loadgen.CheckFDs(max(slices.Max(ns), *idle)); err != nil {
+		fatalf("%v", err)
 	}
 
 	tmp, err := os.MkdirTemp("", "bench-fanout-")
@@ -116,24 +114,16 @@ func main() {
 	defer cleanupTmp()
 
 	// Stop the servers on ^C or SIGTERM.
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		s := <-sigc
-		fmt.Fprintf(os.Stderr, "\nfanout: %v: stopping servers\n", s)
-		stopAll()
-		cleanupTmp()
-		os.Exit(130)
-	}()
+	loadgen.ExitOnSignal("fanout", cleanupTmp)
 	self, err := os.Executable()
 	if err != nil {
 		fatalf("%v", err)
 	}
-	env := &benchEnv{tmp: tmp, self: self, queueMessages: *queue, dialer: newDialer(), conc: *conc, window: *window, payload: *payload, cpuprofile: *cpuprofile}
+	env := &benchEnv{tmp: tmp, self: self, queueMessages: *queue, dialer: loadgen.NewDialer(), conc: *conc, window: *window, payload: *payload, cpuprofile: *cpuprofile}
 	if slices.Contains(kinds, kindTrine) {
 		env.trineBin = filepath.Join(tmp, "trine")
-		progress("building ./cmd/trine")
-		if err := buildTrine(env.trineBin); err != nil {
+		loadgen.Progress("building ./cmd/trine")
+		if err := loadgen.BuildTrine(env.trineBin); err != nil {
 			fatalf("%v", err)
 		}
 		if env.trineExtra, err = trineExtraArgs(env.trineBin); err != nil {
@@ -158,7 +148,7 @@ func main() {
 				fixedRate = sc.rate
 			}
 			if sc.err != nil {
-				progress("%s N=%d: %v", kind, n, sc.err)
+				loadgen.Progress("%s N=%d: %v", kind, n, sc.err)
 			}
 		}
 		printTable(n, kinds, results, *duration)
@@ -166,111 +156,116 @@ func main() {
 	if *idle > 0 {
 		printIdle(env, kinds, *idle, *idleSettle)
 	}
-	stopAll()
+	loadgen.StopAll()
 }
 
 // runScenario measures one server at n subscribers: max rate, then fixed
 // rate (rate, or half the max rate measured here when rate is 0).
-func runScenario(env *benchEnv, kind string, n int, warmup, d time.Duration, rate float64) (maxRes, fixedRes runResult, usedRate float64, err error) {
+func runScenario(env *benchEnv, kind string, n int, warmup, d time.Duration, rate float64) (maxRes, fixedRes loadgen.Result, usedRate float64, err error) {
 	profile := ""
 	if env.cpuprofile != "" {
 		profile = fmt.Sprintf("%s.%s.N%d", env.cpuprofile, kind, n)
-		defer func() { progress("%s N=%d: %s", kind, n, readIngest(profile+".ingest")) }()
+		defer func() { loadgen.Progress("%s N=%d: %s", kind, n, readIngest(profile+".ingest")) }()
 	}
 	srv, err := startServer(kind, env, filepath.Join(env.tmp, fmt.Sprintf("data-%s-%d", kind, n)), profile)
 	if err != nil {
 		return maxRes, fixedRes, 0, err
 	}
 	defer func() {
-		if serr := srv.stop(); serr != nil && err == nil {
+		if serr := srv.Stop(); serr != nil && err == nil {
 			err = serr
 		}
 	}()
 	if profile != "" {
-		progress("%s N=%d: CPU profile to %s", kind, n, profile)
+		loadgen.Progress("%s N=%d: CPU profile to %s", kind, n, profile)
 	}
-	progress("%s N=%d: server pid %d; connecting %d subscribers", kind, n, srv.pid, n)
+	loadgen.Progress("%s N=%d: server pid %d; connecting %d subscribers", kind, n, srv.PID, n)
 	t0 := time.Now()
-	f, err := connect(env.dialer, "ws://"+srv.stream+"/stream/bench/g", n, env.conc, env.window, true)
+	f, err := loadgen.Connect(env.dialer, []string{"ws://" + srv.stream + "/stream/bench/g"}, n, env.conc, env.window)
 	if err != nil {
 		return maxRes, fixedRes, 0, err
 	}
-	defer f.close()
-	progress("%s N=%d: %d subscribers connected in %v", kind, n, n, time.Since(t0).Round(time.Millisecond))
-	var pub publisher
+	defer f.Close()
+	loadgen.Progress("%s N=%d: %d subscribers connected in %v", kind, n, n, time.Since(t0).Round(time.Millisecond))
+	var pub loadgen.Publisher
 	if kind == kindTrine {
-		pub, err = newTrinePublisher(srv.grpc, env.payload)
+		pub, err = loadgen.NewTrinePublisher(srv.grpc, "bench-fanout-publisher", env.payload)
 	} else {
 		pub, err = newWSPublisher(env.dialer, srv.stream, env.payload)
 	}
 	if err != nil {
 		return maxRes, fixedRes, 0, err
 	}
-	defer pub.close()
+	defer pub.Close()
 
-	maxRes, err = run(f, pub, srv, env.window, warmup, d, 0)
+	cfg := loadgen.RunConfig{Warmup: warmup, Duration: d, Servers: []*loadgen.Process{srv.Process}}
+	maxRes, err = loadgen.Run(f, pub, cfg)
 	if err != nil {
 		return maxRes, fixedRes, 0, fmt.Errorf("max rate: %w", err)
 	}
-	progress("%s N=%d max:   %s", kind, n, describe(maxRes, n))
+	loadgen.Progress("%s N=%d max:   %s", kind, n, describe(maxRes))
 	if rate <= 0 {
-		rate = maxRes.msgRate(n) / 2
+		rate = maxRes.MsgRate() / 2
 	}
-	fixedRes, err = run(f, pub, srv, env.window, warmup, d, rate)
+	cfg.Rate = rate
+	fixedRes, err = loadgen.Run(f, pub, cfg)
 	if err != nil {
 		return maxRes, fixedRes, rate, fmt.Errorf("fixed rate %.0f/s: %w", rate, err)
 	}
-	progress("%s N=%d fixed: %s", kind, n, describe(fixedRes, n))
+	loadgen.Progress("%s N=%d fixed: %s", kind, n, describe(fixedRes))
 	return maxRes, fixedRes, rate, nil
 }
 
-func describe(r runResult, n int) string {
+func describe(r loadgen.Result) string {
 	return fmt.Sprintf("%s deliveries/s (%s msg/s), p50 %v p99 %v, server %.2f µs/delivery, %.1f deliveries/write, CPU server %.0f%% bench %.0f%% others %.0f%%",
-		human(r.perSec()), human(r.msgRate(n)), r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond),
-		us(r.cpuPerDelivery()), r.perWrite(), pct(r.srvCPU, r.elapsed), pct(r.cliCPU, r.elapsed), pct(r.otherCPU, r.elapsed))
+		loadgen.Human(r.PerSec()), loadgen.Human(r.MsgRate()), r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond),
+		loadgen.Micros(r.CPUPerDelivery()), r.PerWrite(),
+		loadgen.Percent(r.ServerCPU(), r.Elapsed), loadgen.Percent(r.BenchCPU, r.Elapsed), loadgen.Percent(r.OtherCPU, r.Elapsed))
 }
 
 func printTable(n int, kinds []string, res map[string]*scenario, d time.Duration) {
 	fmt.Printf("\nN=%d subscribers of one group\n", n)
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := loadgen.NewTable()
 	fmt.Fprintln(tw, "\tmax rate\t\t\t\t\t\t\t\t\t|\tfixed rate\t\t\t\t\t\t\t")
 	fmt.Fprintln(tw, "server\tdeliveries/s\tmsg/s\tp50\tp99\tsrv µs/dlv\tdlv/write\tsrv CPU\tbench CPU\tothers\t|\tmsg/s\tp50\tp99\tsrv µs/dlv\tdlv/write\tsrv CPU\tothers\t")
 	for _, k := range kinds {
 		s := res[k]
-		if s.err != nil && s.max.deliveries == 0 {
+		if s.err != nil && s.max.Deliveries == 0 {
 			fmt.Fprintf(tw, "%s\tfailed\t\t\t\t\t\t\t\t\t|\t\t\t\t\t\t\t\t\n", k)
 			continue
 		}
 		m, f := s.max, s.fixed
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%v\t%.2f\t%.1f\t%.0f%%\t%.0f%%\t%.0f%%\t|\t", k, human(m.perSec()), human(m.msgRate(n)),
-			dur(m.p50), dur(m.p99), us(m.cpuPerDelivery()), m.perWrite(), pct(m.srvCPU, m.elapsed), pct(m.cliCPU, m.elapsed), pct(m.otherCPU, m.elapsed))
-		if f.deliveries == 0 {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%v\t%.2f\t%.1f\t%.0f%%\t%.0f%%\t%.0f%%\t|\t", k, loadgen.Human(m.PerSec()), loadgen.Human(m.MsgRate()),
+			loadgen.RoundLatency(m.P50), loadgen.RoundLatency(m.P99), loadgen.Micros(m.CPUPerDelivery()), m.PerWrite(),
+			loadgen.Percent(m.ServerCPU(), m.Elapsed), loadgen.Percent(m.BenchCPU, m.Elapsed), loadgen.Percent(m.OtherCPU, m.Elapsed))
+		if f.Deliveries == 0 {
 			fmt.Fprintf(tw, "failed\t\t\t\t\t\t\t\n")
 		} else {
-			fmt.Fprintf(tw, "%s\t%v\t%v\t%.2f\t%.1f\t%.0f%%\t%.0f%%\t\n", human(f.msgRate(n)), dur(f.p50), dur(f.p99),
-				us(f.cpuPerDelivery()), f.perWrite(), pct(f.srvCPU, f.elapsed), pct(f.otherCPU, f.elapsed))
+			fmt.Fprintf(tw, "%s\t%v\t%v\t%.2f\t%.1f\t%.0f%%\t%.0f%%\t\n", loadgen.Human(f.MsgRate()),
+				loadgen.RoundLatency(f.P50), loadgen.RoundLatency(f.P99), loadgen.Micros(f.CPUPerDelivery()), f.PerWrite(),
+				loadgen.Percent(f.ServerCPU(), f.Elapsed), loadgen.Percent(f.OtherCPU, f.Elapsed))
 		}
 	}
 	tw.Flush()
 	for _, k := range kinds {
 		if err := res[k].err; err != nil {
-			fmt.Printf("%s failed: %s\n", k, oneLine(err))
+			fmt.Printf("%s failed: %s\n", k, loadgen.OneLine(err))
 		}
 	}
 	if t, ok := res[kindTrine]; ok && t.err == nil {
-		fmt.Printf("fixed rate asked: %s msg/s (half of trine's max)\n", human(t.rate))
+		fmt.Printf("fixed rate asked: %s msg/s (half of trine's max)\n", loadgen.Human(t.rate))
 		for _, base := range []string{kindCoalesce, kindNaive} {
 			b, ok := res[base]
 			if !ok || b.err != nil {
 				continue
 			}
 			fmt.Printf("trine/%-8s deliveries/s %.2f   CPU/delivery %.2f   fixed p50 %.2f  p99 %.2f\n", base,
-				t.max.perSec()/b.max.perSec(), ratio(t.max.cpuPerDelivery(), b.max.cpuPerDelivery()),
-				ratio(t.fixed.p50, b.fixed.p50), ratio(t.fixed.p99, b.fixed.p99))
+				t.max.PerSec()/b.max.PerSec(), loadgen.Ratio(t.max.CPUPerDelivery(), b.max.CPUPerDelivery()),
+				loadgen.Ratio(t.fixed.P50, b.fixed.P50), loadgen.Ratio(t.fixed.P99, b.fixed.P99))
 		}
 		if c, ok := res[kindCoalesce]; ok && c.err == nil && n == 1000 {
-			r := t.max.perSec() / c.max.perSec()
-			fmt.Printf("target: deliveries/s at N=1000 >= 1.0 x coalesce: %.2f %s\n", r, verdict(r >= 1.0))
+			r := t.max.PerSec() / c.max.PerSec()
+			fmt.Printf("target: deliveries/s at N=1000 >= 1.0 x coalesce: %.2f %s\n", r, loadgen.Verdict(r >= 1.0))
 		}
 	}
 }
@@ -282,13 +277,13 @@ func printIdle(env *benchEnv, kinds []string, count int, settle time.Duration) {
 	for _, kind := range kinds {
 		before, after, err := idleRSS(env, kind, count, settle)
 		if err != nil {
-			fmt.Printf("%-9s failed: %s\n", kind, oneLine(err))
+			fmt.Printf("%-9s failed: %s\n", kind, loadgen.OneLine(err))
 			continue
 		}
 		per := float64(after-before) / float64(count)
 		line := fmt.Sprintf("%-9s RSS %7.1f MiB -> %7.1f MiB: %5.1f KiB per connection", kind, float64(before)/1024, float64(after)/1024, per)
 		if kind == kindTrine {
-			line += fmt.Sprintf("   target <= 16 KiB: %s", verdict(per <= 16))
+			line += fmt.Sprintf("   target <= 16 KiB: %s", loadgen.Verdict(per <= 16))
 		}
 		fmt.Println(line)
 	}
@@ -300,55 +295,29 @@ func idleRSS(env *benchEnv, kind string, count int, settle time.Duration) (befor
 		return 0, 0, err
 	}
 	defer func() {
-		if serr := srv.stop(); serr != nil && err == nil {
+		if serr := srv.Stop(); serr != nil && err == nil {
 			err = serr
 		}
 	}()
 	time.Sleep(settle)
-	if before, err = rssKiB(srv.pid); err != nil {
+	if before, err = loadgen.RSSKiB(srv.PID); err != nil {
 		return 0, 0, err
 	}
-	progress("%s idle: server pid %d, RSS %d KiB; connecting %d sockets", kind, srv.pid, before, count)
-	f, err := connect(env.dialer, "ws://"+srv.stream+"/stream/bench/g", count, env.conc, env.window, false)
+	loadgen.Progress("%s idle: server pid %d, RSS %d KiB; connecting %d sockets", kind, srv.PID, before, count)
+	f, err := loadgen.ConnectIdle(env.dialer, "ws://"+srv.stream+"/stream/bench/g", count, env.conc)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer f.close()
+	defer f.Close()
 	time.Sleep(settle)
-	if after, err = rssKiB(srv.pid); err != nil {
+	if after, err = loadgen.RSSKiB(srv.PID); err != nil {
 		return 0, 0, err
 	}
-	select {
-	case <-f.dead:
-		return 0, 0, f.failErr
-	default:
+	if err := f.Err(); err != nil {
+		return 0, 0, err
 	}
-	progress("%s idle: RSS %d KiB with %d sockets", kind, after, count)
+	loadgen.Progress("%s idle: RSS %d KiB with %d sockets", kind, after, count)
 	return before, after, nil
-}
-
-// buildTrine builds ./cmd/trine of this module into out.
-func buildTrine(out string) error {
-	cmd := exec.Command("go", "env", "GOMOD")
-	b, err := cmd.Output()
-	if err != nil {
-		return fmt.Errorf("go env GOMOD: %v", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(b)))
-	cmd = exec.Command("go", "build", "-o", out, "./cmd/trine")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/trine: %v\n%s", err, b)
-	}
-	return nil
-}
-
-func fdSoftLimit() int {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return 1 << 30
-	}
-	return int(rl.Cur)
 }
 
 var cleanupTmp = func() {}
@@ -356,22 +325,7 @@ var cleanupTmp = func() {}
 // fatalf stops the servers, removes the temporary directory and exits.
 func fatalf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "fanout: "+format+"\n", args...)
-	stopAll()
-	cleanupTmp()
-	os.Exit(1)
-}
-
-var startTime = time.Now()
-
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "# %6.1fs "+format+"\n", append([]any{time.Since(startTime).Seconds()}, args...)...)
-}
-
-func verdict(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "NOT met"
+	loadgen.Exit(1, cleanupTmp)
 }
 
 func boolInt(b bool) int {
@@ -379,52 +333,4 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-func ratio(a, b time.Duration) float64 {
-	if b == 0 {
-		return 0
-	}
-	return float64(a) / float64(b)
-}
-
-func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-
-func pct(cpu, wall time.Duration) float64 {
-	if wall == 0 {
-		return 0
-	}
-	return 100 * float64(cpu) / float64(wall)
-}
-
-// dur rounds a latency for the table.
-func dur(d time.Duration) time.Duration {
-	switch {
-	case d >= 10*time.Millisecond:
-		return d.Round(100 * time.Microsecond)
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond)
-	default:
-		return d.Round(time.Microsecond)
-	}
-}
-
-// human formats a rate: 1234567 -> 1.23M.
-func human(v float64) string {
-	switch {
-	case v >= 1e6:
-		return fmt.Sprintf("%.2fM", v/1e6)
-	case v >= 1e4:
-		return fmt.Sprintf("%.1fk", v/1e3)
-	default:
-		return fmt.Sprintf("%.0f", v)
-	}
-}
-
-func oneLine(err error) string {
-	s := strings.Join(strings.Fields(err.Error()), " ")
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return s
 }

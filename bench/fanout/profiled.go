@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/trinehq/trine/bench/internal/loadgen"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
 	"github.com/trinehq/trine/engine/prommetrics"
@@ -127,7 +128,7 @@ type timedEvents struct {
 
 func (t timedEvents) Subscribe(stream, group string, h func(frame []byte)) (func(), error) {
 	return t.Events.Subscribe(stream, group, func(frame []byte) {
-		_, ts, ok := parseFrame(frame)
+		_, ts, ok := loadgen.ParseFrame(frame)
 		var began int64
 		if ok {
 			began = t.stats.begin(ts)

@@ -31,14 +31,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
-	"text/tabwriter"
 	"time"
+
+	"github.com/trinehq/trine/bench/internal/loadgen"
 )
 
 // target: fleet per-core throughput ≥ targetRatio × single.
@@ -50,7 +48,7 @@ type benchEnv struct {
 	trineBin      string
 	queueMessages int
 	gatewayProcs  int // GOMAXPROCS of each gateway; 0: the Go default
-	dialer        *dialer
+	dialer        *loadgen.Dialer
 	conc          int
 	window        int
 	payload       int
@@ -81,14 +79,16 @@ func main() {
 	if *subscribers < *gateways || *gateways < 1 {
 		fatalf("need -gateways >= 1 and -subscribers >= -gateways")
 	}
-	if *window < 1 || *window >= ringSize/2 {
-		fatalf("-window must be from 1 to %d", ringSize/2-1)
+	if *window < 1 || *window > loadgen.MaxWindow {
+		fatalf("-window must be from 1 to %d", loadgen.MaxWindow)
 	}
 	if *setCallers < 1 || *setGroups < 1 {
 		fatalf("need -set-callers >= 1 and -set-groups >= 1")
 	}
-	if need := *subscribers + 64; need > fdSoftLimit() && !*setOnly {
-		fatalf("%d sockets need about %d file descriptors; %s", *subscribers, need, fdLimit())
+	if !*setOnly {
+		if err := loadgen.CheckFDs(*subscribers); err != nil {
+			fatalf("%v", err)
+		}
 	}
 
 	tmp, err := os.MkdirTemp("", "bench-fleet-")
@@ -99,20 +99,12 @@ func main() {
 	defer cleanupTmp()
 
 	// Stop the servers on ^C or SIGTERM.
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		s := <-sigc
-		fmt.Fprintf(os.Stderr, "\nfleet: %v: stopping servers\n", s)
-		stopAll()
-		cleanupTmp()
-		os.Exit(130)
-	}()
+	loadgen.ExitOnSignal("fleet", cleanupTmp)
 
-	env := &benchEnv{tmp: tmp, trineBin: filepath.Join(tmp, "trine"), queueMessages: *queue, gatewayProcs: *gatewayProcs, dialer: newDialer(),
+	env := &benchEnv{tmp: tmp, trineBin: filepath.Join(tmp, "trine"), queueMessages: *queue, gatewayProcs: *gatewayProcs, dialer: loadgen.NewDialer(),
 		conc: *conc, window: *window, payload: *payload, warmup: *warmup, duration: *duration}
-	progress("building ./cmd/trine")
-	if err := buildTrine(env.trineBin); err != nil {
+	loadgen.Progress("building ./cmd/trine")
+	if err := loadgen.BuildTrine(env.trineBin); err != nil {
 		fatalf("%v", err)
 	}
 
@@ -121,7 +113,7 @@ func main() {
 	if *setOnly {
 		fmt.Printf("GOMAXPROCS %d, %d CPUs\n", runtime.GOMAXPROCS(0), runtime.NumCPU())
 		err := runSetPart(setEnv)
-		stopAll()
+		loadgen.StopAll()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "fleet: %v\n", err)
 			cleanupTmp()
@@ -140,18 +132,18 @@ func main() {
 
 	single, serr := runMode(env, *subscribers, 0)
 	if serr != nil {
-		progress("single: %v", serr)
+		loadgen.Progress("single: %v", serr)
 	}
 	fleet, ferr := runMode(env, *subscribers, *gateways)
 	if ferr != nil {
-		progress("fleet: %v", ferr)
+		loadgen.Progress("fleet: %v", ferr)
 	}
-	stopAll()
+	loadgen.StopAll()
 
 	printResults(single, serr, fleet, ferr, *gateways)
 	fmt.Println()
 	setErr := runSetPart(setEnv)
-	stopAll()
+	loadgen.StopAll()
 	if setErr != nil {
 		fmt.Fprintf(os.Stderr, "fleet: %v\n", setErr)
 	}
@@ -187,39 +179,32 @@ func runMode(env *benchEnv, n, gateways int) (res runResult, err error) {
 			procs = append(procs, g)
 			urls = append(urls, "ws://"+g.stream+"/stream/bench/g")
 		}
-		for k := range gateways {
-			c := 0
-			for i := range n {
-				if urlOf(i, n, gateways) == k {
-					c++
-				}
-			}
-			subs = append(subs, c)
-		}
+		subs = append(subs, loadgen.SubscribersPerURL(n, gateways)...)
 	}
 	var pids []string
 	for _, p := range procs {
-		pids = append(pids, fmt.Sprintf("%s pid %d", p.name, p.pid))
+		pids = append(pids, fmt.Sprintf("%s pid %d", p.Name, p.PID))
 	}
-	progress("%s: %s; connecting %d subscribers", mode, strings.Join(pids, ", "), n)
+	loadgen.Progress("%s: %s; connecting %d subscribers", mode, strings.Join(pids, ", "), n)
 	t0 := time.Now()
-	f, err := connect(env.dialer, urls, n, env.conc, env.window)
+	f, err := loadgen.Connect(env.dialer, urls, n, env.conc, env.window)
 	if err != nil {
 		return res, err
 	}
-	defer f.close()
-	progress("%s: %d subscribers connected in %v", mode, n, time.Since(t0).Round(time.Millisecond))
-	pub, err := newPublisher(e.grpc, env.payload)
+	defer f.Close()
+	loadgen.Progress("%s: %d subscribers connected in %v", mode, n, time.Since(t0).Round(time.Millisecond))
+	pub, err := loadgen.NewTrinePublisher(e.grpc, "bench-fleet-publisher", env.payload)
 	if err != nil {
 		return res, err
 	}
-	defer pub.close()
-	res, err = run(f, pub, procs, subs, env.window, env.warmup, env.duration)
+	defer pub.Close()
+	res, err = run(env, f, pub, procs, subs)
 	if err != nil {
 		return res, err
 	}
-	progress("%s: %s deliveries/s (%s msg/s), p50 %v p99 %v, server cores %.2f, %s deliveries/s per core",
-		mode, human(res.perSec()), human(res.msgRate()), dur(res.p50), dur(res.p99), res.cores(), human(res.perCore()))
+	loadgen.Progress("%s: %s deliveries/s (%s msg/s), p50 %v p99 %v, server cores %.2f, %s deliveries/s per core",
+		mode, loadgen.Human(res.PerSec()), loadgen.Human(res.MsgRate()), loadgen.RoundLatency(res.P50), loadgen.RoundLatency(res.P99),
+		res.cores(), loadgen.Human(res.perCore()))
 	return res, nil
 }
 
@@ -235,29 +220,31 @@ func printResults(single runResult, serr error, fleet runResult, ferr error, gat
 	for i := range gateways {
 		names = append(names, fmt.Sprintf("gateway %d", i+1))
 	}
-	fmt.Println()
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "mode\tdeliveries/s\tmsg/s\tp50\tp99\t%s CPU\tserver cores\tdlv/s per core\tsrv µs/dlv\tbench CPU\tothers\t\n", strings.Join(names, " CPU\t"))
-	for _, m := range []struct {
+	modes := []struct {
 		name string
 		r    runResult
 		err  error
-	}{{"single", single, serr}, {"fleet", fleet, ferr}} {
+	}{{"single", single, serr}, {"fleet", fleet, ferr}}
+	fmt.Println()
+	tw := loadgen.NewTable()
+	fmt.Fprintf(tw, "mode\tdeliveries/s\tmsg/s\tp50\tp99\t%s CPU\tserver cores\tdlv/s per core\tsrv µs/dlv\tbench CPU\tothers\t\n", strings.Join(names, " CPU\t"))
+	for _, m := range modes {
 		if m.err != nil {
 			fmt.Fprintf(tw, "%s\tfailed\t\n", m.name)
 			continue
 		}
 		r := m.r
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%v\t", m.name, human(r.perSec()), human(r.msgRate()), dur(r.p50), dur(r.p99))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%v\t", m.name, loadgen.Human(r.PerSec()), loadgen.Human(r.MsgRate()),
+			loadgen.RoundLatency(r.P50), loadgen.RoundLatency(r.P99))
 		for _, name := range names {
 			if p, ok := r.proc(name); ok {
-				fmt.Fprintf(tw, "%.0f%%\t", pct(p.cpu, r.elapsed))
+				fmt.Fprintf(tw, "%.0f%%\t", loadgen.Percent(p.CPU, r.Elapsed))
 			} else {
 				fmt.Fprintf(tw, "-\t")
 			}
 		}
-		fmt.Fprintf(tw, "%.2f\t%s\t%.2f\t%.0f%%\t%.0f%%\t\n", r.cores(), human(r.perCore()), us(r.cpuPerDelivery()),
-			pct(r.cliCPU, r.elapsed), pct(r.otherCPU, r.elapsed))
+		fmt.Fprintf(tw, "%.2f\t%s\t%.2f\t%.0f%%\t%.0f%%\t\n", r.cores(), loadgen.Human(r.perCore()), loadgen.Micros(r.CPUPerDelivery()),
+			loadgen.Percent(r.BenchCPU, r.Elapsed), loadgen.Percent(r.OtherCPU, r.Elapsed))
 	}
 	tw.Flush()
 
@@ -265,80 +252,52 @@ func printResults(single runResult, serr error, fleet runResult, ferr error, gat
 	// its CPU per message published, what the engine's ingest costs once it
 	// serves no subscribers.
 	fmt.Println()
-	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw = loadgen.NewTable()
 	fmt.Fprintln(tw, "mode\tprocess\tsubscribers\tCPU\tµs/msg\tdeliveries/s\tµs/dlv\twrites/s\tdlv/write\t")
-	for _, m := range []struct {
-		name string
-		r    runResult
-		err  error
-	}{{"single", single, serr}, {"fleet", fleet, ferr}} {
+	for _, m := range modes {
 		if m.err != nil {
 			continue
 		}
 		r := m.r
-		msgs := r.msgRate() * r.elapsed.Seconds()
+		msgs := r.MsgRate() * r.Elapsed.Seconds()
 		for _, p := range r.procs {
-			own := float64(r.deliveries) * float64(p.subs) / float64(r.subscribers)
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f%%\t%.0f\t", m.name, p.name, p.subs, pct(p.cpu, r.elapsed), us(p.cpu)/msgs)
+			own := float64(r.Deliveries) * float64(p.subs) / float64(r.Subscribers)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f%%\t%.0f\t", m.name, p.Name, p.subs,
+				loadgen.Percent(p.CPU, r.Elapsed), loadgen.Micros(p.CPU)/msgs)
 			if p.subs > 0 {
-				fmt.Fprintf(tw, "%s\t%.2f\t%s\t%.1f\t\n", human(own/r.elapsed.Seconds()), us(p.cpu)/own,
-					human(float64(p.writes)/r.elapsed.Seconds()), own/float64(max(p.writes, 1)))
+				fmt.Fprintf(tw, "%s\t%.2f\t%s\t%.1f\t\n", loadgen.Human(own/r.Elapsed.Seconds()), loadgen.Micros(p.CPU)/own,
+					loadgen.Human(float64(p.Writes)/r.Elapsed.Seconds()), own/float64(max(p.Writes, 1)))
 			} else {
-				fmt.Fprintf(tw, "-\t-\t%s\t-\t\n", human(float64(p.writes)/r.elapsed.Seconds()))
+				fmt.Fprintf(tw, "-\t-\t%s\t-\t\n", loadgen.Human(float64(p.Writes)/r.Elapsed.Seconds()))
 			}
 		}
 	}
 	tw.Flush()
 
 	fmt.Println()
-	for _, e := range []struct {
-		name string
-		err  error
-	}{{"single", serr}, {"fleet", ferr}} {
-		if e.err != nil {
-			fmt.Printf("%s failed: %s\n", e.name, oneLine(e.err))
+	for _, m := range modes {
+		if m.err != nil {
+			fmt.Printf("%s failed: %s\n", m.name, loadgen.OneLine(m.err))
 		}
 	}
 	if serr != nil || ferr != nil {
 		fmt.Printf("target (fleet/single per-core throughput >= %.1f): not measured\n", targetRatio)
 		return
 	}
-	fmt.Printf("fleet/single deliveries/s:            %.2f\n", fleet.perSec()/single.perSec())
+	fmt.Printf("fleet/single deliveries/s:            %.2f\n", fleet.PerSec()/single.PerSec())
 	r := fleet.perCore() / single.perCore()
-	fmt.Printf("fleet/single per-core throughput:     %.2f   target >= %.1f: %s\n", r, targetRatio, verdict(r >= targetRatio))
-	fmt.Printf("fleet/single server CPU per delivery: %.2f\n", ratio(fleet.cpuPerDelivery(), single.cpuPerDelivery()))
+	fmt.Printf("fleet/single per-core throughput:     %.2f   target >= %.1f: %s\n", r, targetRatio, loadgen.Verdict(r >= targetRatio))
+	fmt.Printf("fleet/single server CPU per delivery: %.2f\n", loadgen.Ratio(fleet.CPUPerDelivery(), single.CPUPerDelivery()))
 }
 
 // proc returns the figures of the process called name.
 func (r runResult) proc(name string) (procStat, bool) {
 	for _, p := range r.procs {
-		if p.name == name {
+		if p.Name == name {
 			return p, true
 		}
 	}
 	return procStat{}, false
-}
-
-// buildTrine builds ./cmd/trine of this module into out.
-func buildTrine(out string) error {
-	b, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return fmt.Errorf("go env GOMOD: %v", err)
-	}
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/trine")
-	cmd.Dir = filepath.Dir(strings.TrimSpace(string(b)))
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/trine: %v\n%s", err, b)
-	}
-	return nil
-}
-
-func fdSoftLimit() int {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return 1 << 30
-	}
-	return int(rl.Cur)
 }
 
 var cleanupTmp = func() {}
@@ -346,68 +305,5 @@ var cleanupTmp = func() {}
 // fatalf stops the servers, removes the temporary directory and exits.
 func fatalf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "fleet: "+format+"\n", args...)
-	stopAll()
-	cleanupTmp()
-	os.Exit(1)
-}
-
-var startTime = time.Now()
-
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "# %6.1fs "+format+"\n", append([]any{time.Since(startTime).Seconds()}, args...)...)
-}
-
-func verdict(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "NOT met"
-}
-
-func ratio(a, b time.Duration) float64 {
-	if b == 0 {
-		return 0
-	}
-	return float64(a) / float64(b)
-}
-
-func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-
-func pct(cpu, wall time.Duration) float64 {
-	if wall == 0 {
-		return 0
-	}
-	return 100 * float64(cpu) / float64(wall)
-}
-
-// dur rounds a latency for the table.
-func dur(d time.Duration) time.Duration {
-	switch {
-	case d >= 10*time.Millisecond:
-		return d.Round(100 * time.Microsecond)
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond)
-	default:
-		return d.Round(time.Microsecond)
-	}
-}
-
-// human formats a rate: 1234567 -> 1.23M.
-func human(v float64) string {
-	switch {
-	case v >= 1e6:
-		return fmt.Sprintf("%.2fM", v/1e6)
-	case v >= 1e4:
-		return fmt.Sprintf("%.1fk", v/1e3)
-	default:
-		return fmt.Sprintf("%.0f", v)
-	}
-}
-
-func oneLine(err error) string {
-	s := strings.Join(strings.Fields(err.Error()), " ")
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return s
+	loadgen.Exit(1, cleanupTmp)
 }

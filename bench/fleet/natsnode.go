@@ -19,6 +19,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/trinehq/trine/bench/internal/loadgen"
 )
 
 // The NATS servers of the stream::set part are this program run again as
@@ -82,7 +84,7 @@ func natsNodeMain() {
 
 // natsCluster is n NATS nodes with JetStream, each a child process.
 type natsCluster struct {
-	nodes []*proc
+	nodes []*loadgen.Process
 	urls  []string
 }
 
@@ -101,7 +103,7 @@ func startNATS(dir string, n int) (*natsCluster, error) {
 	for i := range n {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[n+i]))
 	}
-	c := &natsCluster{nodes: make([]*proc, n), urls: make([]string, n)}
+	c := &natsCluster{nodes: make([]*loadgen.Process, n), urls: make([]string, n)}
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
@@ -112,12 +114,12 @@ func startNATS(dir string, n int) (*natsCluster, error) {
 				args = append(args, "-port", strconv.Itoa(ports[i]), "-cluster-port", strconv.Itoa(ports[n+i]),
 					"-routes", strings.Join(routes, ","))
 			}
-			p, m, err := startBin(self, "nats "+name, natsNodeReady, []string{natsNodeEnv + "=1"}, args...)
+			p, m, err := loadgen.Start(loadgen.Command{Name: "nats " + name, Path: self, Args: args,
+				Env: []string{natsNodeEnv + "=1"}, Listening: natsNodeReady, Infra: true})
 			if err != nil {
 				errs[i] = err
 				return
 			}
-			p.infra = true
 			c.nodes[i], c.urls[i] = p, m[2]
 		})
 	}
@@ -176,7 +178,7 @@ func (c *natsCluster) stop() error {
 	for _, p := range c.nodes {
 		if p != nil {
 			wg.Go(func() {
-				err := p.stop()
+				err := p.Stop()
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -190,7 +192,7 @@ func (c *natsCluster) stop() error {
 func (c *natsCluster) pids() []int {
 	var out []int
 	for _, p := range c.nodes {
-		out = append(out, p.pid)
+		out = append(out, p.PID)
 	}
 	return out
 }

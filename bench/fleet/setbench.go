@@ -14,12 +14,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/trinehq/trine/bench/internal/loadgen"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
@@ -124,7 +124,7 @@ func runSetPart(env *setEnv) error {
 	for _, c := range configs {
 		rs, err := runSetConfig(env, c, shapes)
 		if err != nil {
-			progress("stream::set %s: %v", c.name, err)
+			loadgen.Progress("stream::set %s: %v", c.name, err)
 			failed = true
 			for _, s := range shapes {
 				if !slices.ContainsFunc(rs, func(r setResult) bool { return r.shape == s.name }) {
@@ -167,7 +167,7 @@ func runSetConfig(env *setEnv, c setConfig, shapes []setShape) (results []setRes
 				err = serr
 			}
 		}()
-		progress("stream::set %s: NATS %s ready in %v", c.name, cluster.url(), time.Since(t0).Round(time.Millisecond))
+		loadgen.Progress("stream::set %s: NATS %s ready in %v", c.name, cluster.url(), time.Since(t0).Round(time.Millisecond))
 	}
 	var engines []*proc
 	defer func() {
@@ -187,7 +187,7 @@ func runSetConfig(env *setEnv, c setConfig, shapes []setShape) (results []setRes
 		if c.engines > 1 {
 			name = fmt.Sprintf("engine %d", i+1)
 		}
-		p, m, err := startBin(env.trineBin, name, engineListeningAny, nil, args...)
+		p, m, err := startProc(env.trineBin, name, engineListeningAny, nil, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -207,23 +207,23 @@ func runSetConfig(env *setEnv, c setConfig, shapes []setShape) (results []setRes
 		err := w.Connect(ctx)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("connect worker to %s: %w", e.name, err)
+			return nil, fmt.Errorf("connect worker to %s: %w", e.Name, err)
 		}
 	}
 	var pids []int
 	var desc []string
 	for _, e := range engines {
-		pids = append(pids, e.pid)
-		desc = append(desc, fmt.Sprintf("%s pid %d", e.name, e.pid))
+		pids = append(pids, e.PID)
+		desc = append(desc, fmt.Sprintf("%s pid %d", e.Name, e.PID))
 	}
 	var natsPids []int
 	if cluster != nil {
 		natsPids = cluster.pids()
 		for _, p := range cluster.nodes {
-			desc = append(desc, fmt.Sprintf("%s pid %d", p.name, p.pid))
+			desc = append(desc, fmt.Sprintf("%s pid %d", p.Name, p.PID))
 		}
 	}
-	progress("stream::set %s: %s", c.name, strings.Join(desc, ", "))
+	loadgen.Progress("stream::set %s: %s", c.name, strings.Join(desc, ", "))
 
 	var total int64
 	for _, s := range shapes {
@@ -232,11 +232,11 @@ func runSetConfig(env *setEnv, c setConfig, shapes []setShape) (results []setRes
 		total += r.total
 		results = append(results, r)
 		if r.err != nil {
-			progress("stream::set %s, %s: %v", c.name, s.name, r.err)
+			loadgen.Progress("stream::set %s, %s: %v", c.name, s.name, r.err)
 			return results, nil
 		}
-		progress("stream::set %s, %s: %s writes/s, p50 %v p99 %v, %d errors, sequences %s",
-			c.name, s.name, human(r.perSec()), dur(r.p50), dur(r.p99), r.errs+r.otherErrs, r.seqs)
+		loadgen.Progress("stream::set %s, %s: %s writes/s, p50 %v p99 %v, %d errors, sequences %s",
+			c.name, s.name, loadgen.Human(r.perSec()), loadgen.RoundLatency(r.p50), loadgen.RoundLatency(r.p99), r.errs+r.otherErrs, r.seqs)
 	}
 	if cluster != nil {
 		// Every successful write is one message of the store's stream.
@@ -280,7 +280,7 @@ func checkStoreStream(url string, writes int64) string {
 // then duration; caller i uses workers[i mod len(workers)].
 func runSetShape(env *setEnv, workers []*trine.Worker, s setShape, enginePids, natsPids []int) setResult {
 	res := setResult{shape: s.name}
-	hist := new(histogram)
+	hist := new(loadgen.ShardedHistogram)
 	var recording, stop atomic.Bool
 	var writes, errs, otherErrs atomic.Int64
 	var errMu sync.Mutex
@@ -315,13 +315,13 @@ func runSetShape(env *setEnv, workers []*trine.Worker, s setShape, enginePids, n
 					}
 					errMu.Lock()
 					if res.firstErr == "" {
-						res.firstErr = oneLine(err)
+						res.firstErr = loadgen.OneLine(err)
 					}
 					errMu.Unlock()
 					continue
 				}
 				if rec {
-					hist.shards[i%histShards].record(int64(lat))
+					hist.Shard(i).Record(int64(lat))
 					writes.Add(1)
 				}
 			}
@@ -330,7 +330,7 @@ func runSetShape(env *setEnv, workers []*trine.Worker, s setShape, enginePids, n
 	readCPU := func(pids []int) (time.Duration, error) {
 		var t time.Duration
 		for _, pid := range pids {
-			c, err := cpuTime(pid)
+			c, err := loadgen.CPUTime(pid)
 			if err != nil {
 				return 0, err
 			}
@@ -345,14 +345,14 @@ func runSetShape(env *setEnv, workers []*trine.Worker, s setShape, enginePids, n
 		if err := errors.Join(err1, err2); err != nil {
 			return err
 		}
-		cli0, busy0 := selfCPU(), machineBusy()
+		cli0, busy0 := loadgen.SelfCPU(), loadgen.MachineBusy()
 		t0 := time.Now()
 		recording.Store(true)
 		time.Sleep(env.duration)
 		recording.Store(false)
 		res.elapsed = time.Since(t0)
-		res.benchCPU = selfCPU() - cli0
-		busy := machineBusy() - busy0
+		res.benchCPU = loadgen.SelfCPU() - cli0
+		busy := loadgen.MachineBusy() - busy0
 		e1, err1 := readCPU(enginePids)
 		n1, err2 := readCPU(natsPids)
 		if err := errors.Join(err1, err2); err != nil {
@@ -365,14 +365,8 @@ func runSetShape(env *setEnv, workers []*trine.Worker, s setShape, enginePids, n
 	stop.Store(true)
 	wg.Wait()
 	res.writes, res.errs, res.otherErrs = writes.Load(), errs.Load(), otherErrs.Load()
-	counts, total := hist.snapshot()
-	res.p50, res.p99 = quantile(counts, total, 0.50), quantile(counts, total, 0.99)
-	for i := len(counts) - 1; i >= 0; i-- {
-		if counts[i] > 0 {
-			res.max = time.Duration(bucketValue(i))
-			break
-		}
-	}
+	snap := hist.Snapshot()
+	res.p50, res.p99, res.max = snap.Quantile(0.50), snap.Quantile(0.99), snap.Max()
 	for _, q := range seqs {
 		res.total += int64(len(q))
 	}
@@ -391,7 +385,7 @@ func resultSeq(out []byte) (uint64, error) {
 	if i < 0 {
 		return 0, fmt.Errorf("stream::set result without seq: %.200s", out)
 	}
-	v, n := parseUint(out[i+len(seqField):])
+	v, n := loadgen.ParseUint(out[i+len(seqField):])
 	if n == 0 {
 		return 0, fmt.Errorf("stream::set result with a bad seq: %.200s", out)
 	}
@@ -439,7 +433,7 @@ func checkSeqs(s setShape, seqs [][]uint64) string {
 
 func printSetResults(results []setResult, configs []setConfig, shapes []setShape) {
 	fmt.Println()
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := loadgen.NewTable()
 	fmt.Fprintln(tw, "store\tshape\twrites/s\tp50\tp99\tmax\terrors\tengine CPU\tNATS CPU\tsrv µs/write\tbench CPU\tothers\t")
 	for _, r := range results {
 		if r.err != nil && r.writes == 0 {
@@ -448,11 +442,11 @@ func printSetResults(results []setResult, configs []setConfig, shapes []setShape
 		}
 		natsCPU := "-"
 		if strings.HasPrefix(r.config, "jetstream") {
-			natsCPU = fmt.Sprintf("%.0f%%", pct(r.natsCPU, r.elapsed))
+			natsCPU = fmt.Sprintf("%.0f%%", loadgen.Percent(r.natsCPU, r.elapsed))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%v\t%v\t%d\t%.0f%%\t%s\t%.0f\t%.0f%%\t%.0f%%\t\n", r.config, r.shape, human(r.perSec()),
-			dur(r.p50), dur(r.p99), dur(r.max), r.errs, pct(r.engineCPU, r.elapsed), natsCPU, us(r.cpuPerWrite()),
-			pct(r.benchCPU, r.elapsed), pct(r.otherCPU, r.elapsed))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%v\t%v\t%d\t%.0f%%\t%s\t%.0f\t%.0f%%\t%.0f%%\t\n", r.config, r.shape, loadgen.Human(r.perSec()),
+			loadgen.RoundLatency(r.p50), loadgen.RoundLatency(r.p99), loadgen.RoundLatency(r.max), r.errs, loadgen.Percent(r.engineCPU, r.elapsed), natsCPU, loadgen.Micros(r.cpuPerWrite()),
+			loadgen.Percent(r.benchCPU, r.elapsed), loadgen.Percent(r.otherCPU, r.elapsed))
 	}
 	tw.Flush()
 
@@ -465,7 +459,7 @@ func printSetResults(results []setResult, configs []setConfig, shapes []setShape
 		return setResult{}, false
 	}
 	fmt.Println()
-	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw = loadgen.NewTable()
 	fmt.Fprintln(tw, "jetstream/memory\tshape\twrites/s\tp50\tp99\tsrv CPU/write\t")
 	for _, c := range configs[1:] {
 		for _, s := range shapes {
@@ -476,7 +470,7 @@ func printSetResults(results []setResult, configs []setConfig, shapes []setShape
 				continue
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.1f\t%.1f\t%.1f\t\n", c.name, s.name, js.perSec()/mem.perSec(),
-				ratio(js.p50, mem.p50), ratio(js.p99, mem.p99), ratio(js.cpuPerWrite(), mem.cpuPerWrite()))
+				loadgen.Ratio(js.p50, mem.p50), loadgen.Ratio(js.p99, mem.p99), loadgen.Ratio(js.cpuPerWrite(), mem.cpuPerWrite()))
 		}
 	}
 	tw.Flush()
@@ -485,7 +479,7 @@ func printSetResults(results []setResult, configs []setConfig, shapes []setShape
 	for _, r := range results {
 		var notes []string
 		if r.err != nil {
-			notes = append(notes, "failed: "+oneLine(r.err))
+			notes = append(notes, "failed: "+loadgen.OneLine(r.err))
 		}
 		if r.errs+r.otherErrs > 0 {
 			notes = append(notes, fmt.Sprintf("%d calls failed in the window, %d in the warm-up or drain; first: %s", r.errs, r.otherErrs, r.firstErr))

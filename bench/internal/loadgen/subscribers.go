@@ -1,4 +1,4 @@
-package main
+package loadgen
 
 import (
 	"bytes"
@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/bits"
-	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,53 +16,25 @@ import (
 )
 
 const (
-	sourceIPs    = 8 // client sockets come from 127.0.0.1 … 127.0.0.8
-	dialTimeout  = 30 * time.Second
-	firstTimeout = 30 * time.Second
-	ringSize     = 1 << 16 // per-sequence receipt counters; must exceed the window
+	firstTimeout = 30 * time.Second // a subscriber's wait for its first (sync) frame
+	ringSize     = 1 << 16          // per-sequence receipt counters; must exceed the window
+
+	// MaxWindow is the largest window Connect accepts.
+	MaxWindow = ringSize/2 - 1
 )
 
-// dialer spreads client sockets over several loopback source addresses, one
-// http.Transport each, so that 10,000 sockets to one port do not exhaust
-// the ephemeral ports of a single source address.
-type dialer struct {
-	clients []*http.Client
-}
-
-func newDialer() *dialer {
-	d := &dialer{}
-	for i := range sourceIPs {
-		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i))}, Timeout: dialTimeout}
-		d.clients = append(d.clients, &http.Client{Transport: &http.Transport{DialContext: nd.DialContext}})
-	}
-	return d
-}
-
-func (d *dialer) dial(ctx context.Context, i int, url string) (*websocket.Conn, error) {
-	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
-		HTTPClient:      d.clients[i%len(d.clients)],
-		CompressionMode: websocket.CompressionDisabled,
-	})
-	if err != nil {
-		return nil, err
-	}
-	c.SetReadLimit(1 << 20)
-	return c, nil
-}
-
-// fanout is a set of subscribers of one group, possibly spread over
+// Subscribers is a set of subscribers of one group, possibly spread over
 // several servers, and the accounting of what they receive: a latency
 // histogram, and per-sequence receipt counters that hand a window token
 // back once every subscriber (on every server) has a message.
-//
-// Copied from bench/fanout/client.go; the differences: subscribers are
-// split over several URLs, and every socket is counted.
-type fanout struct {
+type Subscribers struct {
 	n      int
+	window int
+	count  bool // parse frames and account for them (false: idle sockets)
 	conns  []*websocket.Conn
 	ring   []atomic.Int32
 	tokens chan struct{} // window tokens; a token is held by each message in flight
-	hist   histogram
+	hist   ShardedHistogram
 
 	recording atomic.Bool
 
@@ -76,16 +45,30 @@ type fanout struct {
 	wg       sync.WaitGroup
 }
 
-// connect dials n subscribers, at most conc at a time, and waits until
+// Connect dials n subscribers, at most conc at a time, and waits until
 // each has its first (sync) frame. The subscribers are split into
-// len(urls) equal blocks, block k dialling urls[k]. window is the number
-// of window tokens.
-func connect(d *dialer, urls []string, n, conc, window int) (*fanout, error) {
-	f := &fanout{n: n, conns: make([]*websocket.Conn, n), dead: make(chan struct{})}
-	f.ring = make([]atomic.Int32, ringSize)
-	f.tokens = make(chan struct{}, window)
-	for range window {
-		f.tokens <- struct{}{}
+// len(urls) equal blocks, block k dialling urls[k] (see SubscribersPerURL).
+// window, from 1 to MaxWindow, is the number of messages Run keeps in
+// flight: published, not yet received by every subscriber.
+func Connect(d *Dialer, urls []string, n, conc, window int) (*Subscribers, error) {
+	return connect(d, urls, n, conc, window, true)
+}
+
+// ConnectIdle dials n subscribers to url like Connect, then only reads
+// their sockets: the set serves to measure what idle connections cost,
+// not to Run.
+func ConnectIdle(d *Dialer, url string, n, conc int) (*Subscribers, error) {
+	return connect(d, []string{url}, n, conc, 0, false)
+}
+
+func connect(d *Dialer, urls []string, n, conc, window int, count bool) (*Subscribers, error) {
+	f := &Subscribers{n: n, window: window, count: count, conns: make([]*websocket.Conn, n), dead: make(chan struct{})}
+	if count {
+		f.ring = make([]atomic.Int32, ringSize)
+		f.tokens = make(chan struct{}, window)
+		for range window {
+			f.tokens <- struct{}{}
+		}
 	}
 	var (
 		mu       sync.Mutex
@@ -120,7 +103,7 @@ func connect(d *dialer, urls []string, n, conc, window int) (*fanout, error) {
 	}
 	wg.Wait()
 	if failed > 0 {
-		f.close()
+		f.Close()
 		connected := 0
 		for _, c := range f.conns {
 			if c != nil {
@@ -143,11 +126,21 @@ func connect(d *dialer, urls []string, n, conc, window int) (*fanout, error) {
 // urlOf is the index of the URL that subscriber i of n dials, with k URLs.
 func urlOf(i, n, k int) int { return i * k / n }
 
+// SubscribersPerURL is how many of n subscribers Connect dials to each of
+// k URLs.
+func SubscribersPerURL(n, k int) []int {
+	counts := make([]int, k)
+	for i := range n {
+		counts[urlOf(i, n, k)]++
+	}
+	return counts
+}
+
 // open dials subscriber i and reads its first frame, which must be a sync.
-func (f *fanout) open(d *dialer, i int, url string) (*websocket.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+func (f *Subscribers) open(d *Dialer, i int, url string) (*websocket.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), DialTimeout)
 	defer cancel()
-	c, err := d.dial(ctx, i, url)
+	c, err := d.Dial(ctx, i, url)
 	if err != nil {
 		return nil, err
 	}
@@ -193,9 +186,9 @@ func readMsg(r io.Reader, buf []byte) ([]byte, error) {
 // message it records the latency (now − the payload's ts) and counts the
 // receipt; the last subscriber to receive a message returns its window
 // token.
-func (f *fanout) readLoop(i int, c *websocket.Conn) {
+func (f *Subscribers) readLoop(i int, c *websocket.Conn) {
 	defer f.wg.Done()
-	shard := &f.hist.shards[i%histShards]
+	shard := f.hist.Shard(i)
 	buf := make([]byte, 0, 512)
 	ctx := context.Background() // no deadline: no timer per read
 	for {
@@ -207,14 +200,17 @@ func (f *fanout) readLoop(i int, c *websocket.Conn) {
 			f.fail(fmt.Errorf("subscriber %d: %w", i, err))
 			return
 		}
+		if !f.count {
+			continue
+		}
 		now := time.Now().UnixNano()
-		seq, ts, ok := parseFrame(buf)
+		seq, ts, ok := ParseFrame(buf)
 		if !ok {
 			f.fail(fmt.Errorf("subscriber %d: unexpected frame %.200s", i, buf))
 			return
 		}
 		if f.recording.Load() {
-			shard.record(now - ts)
+			shard.Record(now - ts)
 		}
 		slot := &f.ring[seq%ringSize]
 		if slot.Add(1) == int32(f.n) {
@@ -224,7 +220,7 @@ func (f *fanout) readLoop(i int, c *websocket.Conn) {
 	}
 }
 
-func (f *fanout) fail(err error) {
+func (f *Subscribers) fail(err error) {
 	if f.closing.Load() {
 		return
 	}
@@ -234,9 +230,20 @@ func (f *fanout) fail(err error) {
 	})
 }
 
+// Err is the first subscriber failure (a socket closed, a frame that is
+// not a stream frame), or nil.
+func (f *Subscribers) Err() error {
+	select {
+	case <-f.dead:
+		return f.failErr
+	default:
+		return nil
+	}
+}
+
 // acquire takes a window token. It fails if a subscriber failed, or if no
 // token came back within timeout (a message that never reached everyone).
-func (f *fanout) acquire(timeout time.Duration) error {
+func (f *Subscribers) acquire(timeout time.Duration) error {
 	select {
 	case <-f.tokens:
 		return nil
@@ -254,8 +261,11 @@ func (f *fanout) acquire(timeout time.Duration) error {
 	}
 }
 
-// close closes every socket and waits for the readers.
-func (f *fanout) close() {
+// release hands back a window token that was not used.
+func (f *Subscribers) release() { f.tokens <- struct{}{} }
+
+// Close closes every socket and waits for the readers.
+func (f *Subscribers) Close() {
 	f.closing.Store(true)
 	for _, c := range f.conns {
 		if c != nil {
@@ -270,13 +280,13 @@ var (
 	tsKey     = []byte(`"ts":`)
 )
 
-// parseFrame returns a stream frame's seq and its payload's ts without
+// ParseFrame returns a stream frame's seq and its payload's ts without
 // decoding the JSON.
-func parseFrame(b []byte) (seq uint64, ts int64, ok bool) {
+func ParseFrame(b []byte) (seq uint64, ts int64, ok bool) {
 	if !bytes.HasPrefix(b, seqPrefix) {
 		return 0, 0, false
 	}
-	seq, n := parseUint(b[len(seqPrefix):])
+	seq, n := ParseUint(b[len(seqPrefix):])
 	if n == 0 {
 		return 0, 0, false
 	}
@@ -284,108 +294,19 @@ func parseFrame(b []byte) (seq uint64, ts int64, ok bool) {
 	if i < 0 {
 		return 0, 0, false
 	}
-	v, n := parseUint(b[i+len(tsKey):])
+	v, n := ParseUint(b[i+len(tsKey):])
 	if n == 0 {
 		return 0, 0, false
 	}
 	return seq, int64(v), true
 }
 
-func parseUint(b []byte) (v uint64, n int) {
+// ParseUint parses the decimal digits at the start of b: their value, and
+// how many there are (0: none).
+func ParseUint(b []byte) (v uint64, n int) {
 	for n < len(b) && b[n] >= '0' && b[n] <= '9' {
 		v = v*10 + uint64(b[n]-'0')
 		n++
 	}
 	return v, n
-}
-
-// histogram is a log-linear latency histogram in nanoseconds: exact below
-// 64 ns, then 32 buckets per power of two (≤ 3% error). Subscribers add to
-// one of several shards with atomics, so that recording never serialises
-// them.
-const (
-	histSubBits = 5
-	histSub     = 1 << histSubBits
-	histLinear  = 2 * histSub
-	histBuckets = histLinear + (64-histSubBits-1)*histSub
-	histShards  = 16
-)
-
-type histShard struct {
-	counts [histBuckets]atomic.Int64
-	_      [64]byte
-}
-
-type histogram struct {
-	shards [histShards]histShard
-}
-
-func bucketOf(v int64) int {
-	if v < 0 {
-		v = 0
-	}
-	if v < histLinear {
-		return int(v)
-	}
-	e := bits.Len64(uint64(v)) - histSubBits - 1
-	return histLinear + (e-1)*histSub + int((uint64(v)>>e)&(histSub-1))
-}
-
-// bucketValue is the middle of bucket i.
-func bucketValue(i int) int64 {
-	if i < histLinear {
-		return int64(i)
-	}
-	e := (i-histLinear)/histSub + 1
-	m := int64((i-histLinear)%histSub + histSub)
-	return m<<e + (int64(1)<<e)/2
-}
-
-func (s *histShard) record(ns int64) { s.counts[bucketOf(ns)].Add(1) }
-
-func (h *histogram) reset() {
-	for i := range h.shards {
-		for j := range h.shards[i].counts {
-			h.shards[i].counts[j].Store(0)
-		}
-	}
-}
-
-// snapshot sums the shards.
-func (h *histogram) snapshot() (counts []int64, total int64) {
-	counts = make([]int64, histBuckets)
-	for i := range h.shards {
-		for j := range counts {
-			counts[j] += h.shards[i].counts[j].Load()
-		}
-	}
-	for _, c := range counts {
-		total += c
-	}
-	return counts, total
-}
-
-// quantile returns the q-quantile of a snapshot.
-func quantile(counts []int64, total int64, q float64) time.Duration {
-	if total == 0 {
-		return 0
-	}
-	want := int64(q*float64(total)) + 1
-	var seen int64
-	for i, c := range counts {
-		seen += c
-		if seen >= want {
-			return time.Duration(bucketValue(i))
-		}
-	}
-	return time.Duration(bucketValue(len(counts) - 1))
-}
-
-// fdLimit describes RLIMIT_NOFILE.
-func fdLimit() string {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return "open-files limit unknown"
-	}
-	return fmt.Sprintf("open-files limit soft %d, hard %d", rl.Cur, rl.Max)
 }
