@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bytes"
+	"cmp"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,10 +26,10 @@ type subscription struct {
 
 	mu        sync.Mutex
 	live      bool
-	buf       [][]byte
-	bufSeen   uint64 // the highest sequence of the group seen while buffering
-	last      uint64 // the last sequence delivered
-	seen      uint64 // the last sequence of the group accounted for (delivered or not ours)
+	buf       [][]byte // the subscription's events received while catching up
+	bufAll    []uint64 // every sequence of the group received meanwhile
+	last      uint64   // the last sequence delivered
+	seen      uint64   // the last sequence of the group accounted for (delivered or not ours)
 	cancelled bool
 	joined    bool // stream:join allowed it, so leave is due
 }
@@ -68,7 +70,13 @@ func (s *subscription) offer(seq uint64, frame []byte, match bool) {
 		c.mu.Unlock()
 	}
 	if !s.live {
-		s.bufSeen = max(s.bufSeen, seq)
+		if len(s.bufAll) >= s.c.g.cfg.QueueMessages {
+			s.cancelled = true
+			s.c.g.slowCloses.Add(1)
+			s.c.shutdown(closePolicy, "slow consumer: too many events during the snapshot; reconnect with since")
+			return
+		}
+		s.bufAll = append(s.bufAll, seq)
 		if !match {
 			return
 		}
@@ -89,31 +97,66 @@ func (s *subscription) offer(seq uint64, frame []byte, match bool) {
 }
 
 // goLive queues the catch-up frames (a snapshot, or history ending at
-// last), then the buffered events after last, and switches to live
-// delivery. It reports false if the subscription ended meanwhile.
-func (s *subscription) goLive(catchUp [][]byte, last uint64) bool {
+// last), then the buffered events that continue them without a gap, and
+// switches to live delivery. If events are still missing after the
+// buffered ones (in flight from another engine, say), it keeps the rest
+// buffered and reports live false: the caller catches up again from
+// position. gone reports that the subscription ended meanwhile.
+func (s *subscription) goLive(catchUp [][]byte, last uint64) (live, gone bool, position uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cancelled {
-		return false
+		return false, true, 0
 	}
 	for _, f := range catchUp {
 		seq, id, ok := wire.Header(f)
-		if ok && s.quotedItem != nil && len(catchUp) > 0 && !bytes.Equal(id, s.quotedItem) {
+		if ok && s.quotedItem != nil && !bytes.Equal(id, s.quotedItem) {
 			continue // history of another item
+		}
+		if ok && seq <= s.last && seq != last {
+			continue // delivered before (a snapshot always goes out)
 		}
 		s.c.enqueue(out{data: f, sub: s.quotedID, seq: seq, catchUp: true})
 	}
 	s.last = max(s.last, last)
-	for _, f := range s.buf {
-		if seq, _, ok := wire.Header(f); ok && seq > s.last {
-			s.last = seq
-			s.c.enqueue(out{data: f, sub: s.quotedID, seq: seq, catchUp: true})
+	// How far the group's sequences run on without a gap.
+	pos := last
+	slices.Sort(s.bufAll)
+	rest := s.bufAll[:0]
+	for _, seq := range s.bufAll {
+		switch {
+		case seq <= pos:
+		case seq == pos+1 && len(rest) == 0:
+			pos = seq
+		default:
+			rest = append(rest, seq)
 		}
 	}
-	s.seen = max(last, s.last, s.bufSeen)
-	s.buf, s.bufSeen, s.live = nil, 0, true
-	return true
+	s.bufAll = rest
+	slices.SortFunc(s.buf, func(a, b []byte) int {
+		sa, _, _ := wire.Header(a)
+		sb, _, _ := wire.Header(b)
+		return cmp.Compare(sa, sb)
+	})
+	keep := s.buf[:0]
+	for _, f := range s.buf {
+		seq, _, ok := wire.Header(f)
+		switch {
+		case !ok || seq <= s.last:
+		case seq <= pos:
+			s.last = seq
+			s.c.enqueue(out{data: f, sub: s.quotedID, seq: seq, catchUp: true})
+		default:
+			keep = append(keep, f)
+		}
+	}
+	s.buf = keep
+	s.seen = pos
+	if len(s.bufAll) > 0 {
+		return false, false, pos
+	}
+	s.buf, s.bufAll, s.live = nil, nil, true
+	return true, false, pos
 }
 
 func (s *subscription) cancel() {
@@ -281,32 +324,59 @@ func (c *conn) start(s *subscription, since *uint64) {
 // and switches it to live delivery.
 func (c *conn) catchUp(s *subscription, since *uint64) {
 	b := c.g.cfg.Backend
-	var catchUp [][]byte
-	var last uint64
-	resync := false
-	if since != nil {
-		frames, l, ok, err := b.Since(c.ctx, s.stream, s.group, *since)
-		if err == nil && ok {
-			catchUp, last = frames, l
-		} else {
-			resync = true
-		}
-	}
-	if since == nil || resync {
-		frame, seq, err := b.Snapshot(c.ctx, s.stream, s.group, s.item, resync)
-		if err != nil {
-			if c.ctx.Err() == nil {
-				c.g.log.Warn("stream snapshot failed", "stream", s.stream, "group", s.group, "error", err)
+	for attempt := 0; ; attempt++ {
+		var catchUp [][]byte
+		var last uint64
+		resync := attempt > 0 && attempt%catchUpsPerResync == 0
+		if since != nil && !resync {
+			frames, l, ok, err := b.Since(c.ctx, s.stream, s.group, *since)
+			if err == nil && ok {
+				catchUp, last = frames, l
+			} else {
+				resync = true
 			}
-			c.failSub(s, "snapshot_failed", err.Error())
+		}
+		if since == nil || resync {
+			frame, seq, err := b.Snapshot(c.ctx, s.stream, s.group, s.item, resync)
+			if err != nil {
+				if c.ctx.Err() == nil {
+					c.g.log.Warn("stream snapshot failed", "stream", s.stream, "group", s.group, "error", err)
+				}
+				c.failSub(s, "snapshot_failed", err.Error())
+				return
+			}
+			catchUp, last = [][]byte{frame}, seq
+		}
+		live, gone, pos := s.goLive(catchUp, last)
+		switch {
+		case gone:
+			c.g.hub.remove(s) // dropped while catching up; remove is idempotent
+			return
+		case live:
+			return
+		case attempt+1 >= maxCatchUps:
+			c.failSub(s, "unavailable", "missed events could not be recovered; reconnect with since")
 			return
 		}
-		catchUp, last = [][]byte{frame}, seq
-	}
-	if !s.goLive(catchUp, last) {
-		c.g.hub.remove(s) // dropped while catching up; remove is idempotent
+		// Events are missing between what history gave and what arrived:
+		// they are most likely still on their way. Wait, then go on from
+		// where the subscription is.
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-time.After(time.Duration(attempt+1) * 10 * time.Millisecond):
+		}
+		since = &pos
 	}
 }
+
+// A subscription that keeps finding events missing catches up again, with
+// a fresh snapshot every catchUpsPerResync tries, and gives up after
+// maxCatchUps (about two seconds).
+const (
+	catchUpsPerResync = 5
+	maxCatchUps       = 20
+)
 
 // failSub ends a subscription that cannot be served, with an error frame.
 // A socket opened for that subscription alone is closed (1011) so that the

@@ -101,8 +101,11 @@ func (m *Module) sinceShared(ctx context.Context, h History, stream, group strin
 	if seq == cur {
 		return nil, seq, true, nil
 	}
+	// What the history holds may end before cur: the newest events are
+	// still on their way to it, and to the subscriber, which waits for
+	// them (gateways catch up again if they do not come).
 	frames, last, ok, err := h.Since(ctx, stream, group, seq)
-	if err != nil || !ok || len(frames) == 0 {
+	if err != nil || !ok {
 		return nil, 0, false, err
 	}
 	return frames, last, true, nil
