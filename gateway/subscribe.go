@@ -70,6 +70,8 @@ func (s *subscription) offer(seq uint64, frame []byte, match bool) {
 		c.mu.Unlock()
 	}
 	if !s.live {
+		// bufAll holds every buffered frame's sequence and more, so it
+		// bounds both.
 		if len(s.bufAll) >= s.c.g.cfg.QueueMessages {
 			s.cancelled = true
 			s.c.g.slowCloses.Add(1)
@@ -77,16 +79,9 @@ func (s *subscription) offer(seq uint64, frame []byte, match bool) {
 			return
 		}
 		s.bufAll = append(s.bufAll, seq)
-		if !match {
-			return
+		if match {
+			s.buf = append(s.buf, frame)
 		}
-		if len(s.buf) >= s.c.g.cfg.QueueMessages {
-			s.cancelled = true
-			s.c.g.slowCloses.Add(1)
-			s.c.shutdown(closePolicy, "slow consumer: too many events during the snapshot; reconnect with since")
-			return
-		}
-		s.buf = append(s.buf, frame)
 		return
 	}
 	s.seen = max(s.seen, seq)

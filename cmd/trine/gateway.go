@@ -115,19 +115,7 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 	w := trine.RegisterWorker(cfg.EngineAddr, trine.WithName("trine-gateway"), trine.WithVersion(version), trine.WithLogger(log))
 	defer w.Close()
 	caller := sdkCaller{w}
-	gw, err := gateway.New(gateway.Config{
-		Backend:        gateway.RemoteBackend(caller),
-		Events:         natsfanout.NewSubscriber(ns.Conn),
-		Caller:         caller,
-		AuthFunction:   cfg.StreamAuthFunction,
-		AllowedOrigins: cfg.AllowedOrigins,
-		MaxFrameBytes:  cfg.StreamMaxFrame,
-		QueueMessages:  cfg.StreamQueueMsgs,
-		QueueBytes:     cfg.StreamQueueBytes,
-		PingInterval:   cfg.StreamPing,
-		WriteTimeout:   cfg.StreamWriteTimeout,
-		Logger:         log,
-	})
+	gw, err := gateway.New(gatewayConfig(cfg, gateway.RemoteBackend(caller), natsfanout.NewSubscriber(ns.Conn), caller, log))
 	if err != nil {
 		return err
 	}

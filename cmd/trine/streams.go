@@ -84,19 +84,7 @@ func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lo
 		s.close()
 		return nil, fmt.Errorf("register stream module: %w", err)
 	}
-	s.gw, err = gateway.New(gateway.Config{
-		Backend:        mod,
-		Events:         natsfanout.NewSubscriber(ns.Conn),
-		Caller:         eng,
-		AuthFunction:   cfg.StreamAuthFunction,
-		AllowedOrigins: cfg.AllowedOrigins,
-		MaxFrameBytes:  cfg.StreamMaxFrame,
-		QueueMessages:  cfg.StreamQueueMsgs,
-		QueueBytes:     cfg.StreamQueueBytes,
-		PingInterval:   cfg.StreamPing,
-		WriteTimeout:   cfg.StreamWriteTimeout,
-		Logger:         log,
-	})
+	s.gw, err = gateway.New(gatewayConfig(cfg, mod, natsfanout.NewSubscriber(ns.Conn), eng, log))
 	if err != nil {
 		s.close()
 		return nil, err
@@ -107,6 +95,24 @@ func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lo
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// gatewayConfig is the gateway configuration both commands derive from
+// their settings.
+func gatewayConfig(cfg engineConfig, b gateway.Backend, ev gateway.Events, c gateway.Caller, log *slog.Logger) gateway.Config {
+	return gateway.Config{
+		Backend:        b,
+		Events:         ev,
+		Caller:         c,
+		AuthFunction:   cfg.StreamAuthFunction,
+		AllowedOrigins: cfg.AllowedOrigins,
+		MaxFrameBytes:  cfg.StreamMaxFrame,
+		QueueMessages:  cfg.StreamQueueMsgs,
+		QueueBytes:     cfg.StreamQueueBytes,
+		PingInterval:   cfg.StreamPing,
+		WriteTimeout:   cfg.StreamWriteTimeout,
+		Logger:         log,
+	}
 }
 
 // registerMetrics exports the gateway's counters.
