@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -59,9 +60,9 @@ type conn struct {
 	ctx     context.Context // ends when the connection finishes
 	cancel  context.CancelFunc
 
-	nc   net.Conn      // WebSocket only
-	sse  *sseStream    // SSE only
-	wake chan struct{} // SSE only: queue not empty, or closing
+	nc   net.Conn                 // WebSocket only
+	sse  *http.ResponseController // SSE only: written by the request goroutine
+	wake chan struct{}            // SSE only: queue not empty, or closing
 
 	lastRead atomic.Int64 // unix nanoseconds of the last inbound frame
 

@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule"
 )
+
+// leaveTimeout bounds asking the engine to run the leave handlers.
+const leaveTimeout = 5 * time.Second
 
 // RemoteBackend is the Backend of a gateway in its own process: it asks an
 // engine, through c, for snapshots, history and join decisions (the
@@ -69,7 +73,7 @@ func (r remote) Join(ctx context.Context, s streammodule.Subscription) error {
 // Leave asks the engine to run the leave handlers; the engine runs them in
 // the background and their outcome is ignored.
 func (r remote) Leave(s streammodule.Subscription) {
-	ctx, cancel := context.WithTimeout(context.Background(), DefaultAuthTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
 	defer cancel()
 	_ = r.call(ctx, streammodule.FnGatewayLeave, s, nil)
 }

@@ -8,12 +8,6 @@ import (
 	"time"
 )
 
-// sseStream writes Server-Sent Events on the request's own goroutine.
-type sseStream struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
-}
-
 // serveSSE streams one subscription as Server-Sent Events: each frame is
 // one event whose id is its sequence, so EventSource's Last-Event-ID
 // resumes after the last event received.
@@ -24,13 +18,13 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request, authCtx json.
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	c := g.newConn(authCtx, r.RemoteAddr)
-	c.sse = &sseStream{w: w, rc: http.NewResponseController(w)}
+	c.sse = http.NewResponseController(w)
 	c.wake = make(chan struct{}, 1)
 	if !g.add(c) {
 		return
 	}
 	defer c.finish()
-	if err := c.sse.rc.Flush(); err != nil {
+	if err := c.sse.Flush(); err != nil {
 		return
 	}
 	c.join(req, false)
@@ -47,11 +41,11 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request, authCtx json.
 			buf = appendSSE(buf, o)
 		}
 		if len(buf) > 0 {
-			_ = c.sse.rc.SetWriteDeadline(time.Now().Add(g.cfg.WriteTimeout))
+			_ = c.sse.SetWriteDeadline(time.Now().Add(g.cfg.WriteTimeout))
 			if _, err := w.Write(buf); err != nil {
 				return
 			}
-			if err := c.sse.rc.Flush(); err != nil {
+			if err := c.sse.Flush(); err != nil {
 				return
 			}
 		}

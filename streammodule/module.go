@@ -135,7 +135,9 @@ func (m *Module) Close() error {
 // for the stream triggers.
 func (m *Module) commit(c store.Change) {
 	frame := wire.Change(c)
-	m.hist.add(c.Stream, c.Group, c.Seq, frame)
+	if m.cfg.History == nil { // otherwise Since never reads it
+		m.hist.add(c.Stream, c.Group, c.Seq, frame)
+	}
 	if p := m.cfg.Publisher; p != nil {
 		if err := p.Publish(context.Background(), c.Stream, c.Group, frame); err != nil {
 			m.log.Error("stream event not published", "stream", c.Stream, "group", c.Group, "seq", c.Seq, "error", err)

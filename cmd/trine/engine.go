@@ -117,7 +117,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		return err
 	}
 	defer streams.close()
-	if err := streams.registerMetrics(reg); err != nil {
+	if err := registerGatewayMetrics(reg, streams.gw); err != nil {
 		return fmt.Errorf("register stream metrics: %w", err)
 	}
 	gs := grpcserver.New(eng, grpcserver.Config{MaxMessageBytes: cfg.MaxMessageBytes, Logger: log}).NewGRPCServer()

@@ -115,11 +115,6 @@ func gatewayConfig(cfg engineConfig, b gateway.Backend, ev gateway.Events, c gat
 	}
 }
 
-// registerMetrics exports the gateway's counters.
-func (s *streams) registerMetrics(reg prometheus.Registerer) error {
-	return registerGatewayMetrics(reg, s.gw)
-}
-
 // registerGatewayMetrics exports gw's counters.
 func registerGatewayMetrics(reg prometheus.Registerer, gw *gateway.Gateway) error {
 	stat := func(f func(gateway.Stats) float64) func() float64 {
