@@ -34,6 +34,7 @@ type stack struct {
 	srv *httptest.Server
 	sub *natsfanout.Subscriber
 	ns  *server.Server
+	st  *streamtest.Stack
 }
 
 func newStack(t *testing.T, gcfg gateway.Config, mcfg streammodule.Config) *stack {
@@ -49,20 +50,12 @@ func newStack(t *testing.T, gcfg gateway.Config, mcfg streammodule.Config) *stac
 		gw.Close()
 		srv.Close()
 	})
-	return &stack{e: st.Engine, m: st.Module, gw: gw, srv: srv, sub: st.Events, ns: st.NATS}
+	return &stack{st: st, e: st.Engine, m: st.Module, gw: gw, srv: srv, sub: st.Events, ns: st.NATS}
 }
 
 func (s *stack) call(t testing.TB, fn string, in any) string {
 	t.Helper()
-	p, err := json.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := s.e.Trigger(context.Background(), engine.Call{FunctionID: fn, Payload: p})
-	if err != nil {
-		t.Fatalf("%s %s: %v", fn, p, err)
-	}
-	return string(out)
+	return string(s.st.Call(t, fn, in))
 }
 
 func (s *stack) set(t testing.TB, stream, group, item string, data any) {

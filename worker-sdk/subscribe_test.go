@@ -35,6 +35,7 @@ import (
 // stream gateway served over loopback HTTP. The gateway can be stopped and
 // replaced on the same address, as a restart would.
 type gwStack struct {
+	st   *streamtest.Stack
 	e    *engine.Engine
 	m    *streammodule.Module
 	gcfg gateway.Config
@@ -50,7 +51,7 @@ func newGWStack(t *testing.T, gcfg gateway.Config, mcfg streammodule.Config) *gw
 	st := streamtest.Start(t, mcfg)
 	e, m := st.Engine, st.Module
 	gcfg.Backend, gcfg.Events, gcfg.Caller = m, st.Events, e
-	s := &gwStack{e: e, m: m, gcfg: gcfg}
+	s := &gwStack{st: st, e: e, m: m, gcfg: gcfg}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		gw := s.gw
@@ -107,15 +108,7 @@ func (s *gwStack) stats() gateway.Stats {
 
 func (s *gwStack) call(t testing.TB, fn string, in any) []byte {
 	t.Helper()
-	p, err := json.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := s.e.Trigger(context.Background(), engine.Call{FunctionID: fn, Payload: p})
-	if err != nil {
-		t.Fatalf("%s %s: %v", fn, p, err)
-	}
-	return out
+	return s.st.Call(t, fn, in)
 }
 
 // set writes an item and returns the sequence of the change.

@@ -5,6 +5,7 @@ package streamtest
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -54,4 +55,18 @@ func Start(t testing.TB, mcfg streammodule.Config) *Stack {
 		m.Close()
 	})
 	return &Stack{NATS: ns, Engine: e, Module: m, Events: natsfanout.NewSubscriber(natstest.Connect(t, ns))}
+}
+
+// Call runs fn with in as its JSON payload and fails the test on error.
+func (s *Stack) Call(t testing.TB, fn string, in any) []byte {
+	t.Helper()
+	p, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Engine.Trigger(context.Background(), engine.Call{FunctionID: fn, Payload: p})
+	if err != nil {
+		t.Fatalf("%s %s: %v", fn, p, err)
+	}
+	return out
 }
