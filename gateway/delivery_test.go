@@ -456,3 +456,21 @@ func TestRemoteBackend(t *testing.T) {
 	m.send(leave("y", "s", "g"))
 	waitFor(t, func() bool { return leaves.Load() == 1 }, "the leave handler ran through the engine")
 }
+
+// Close does not wait out the write timeout of a socket whose peer stopped
+// reading: it cuts it.
+func TestCloseCutsStalledSockets(t *testing.T) {
+	s := newStack(t, gateway.Config{WriteTimeout: time.Minute, QueueBytes: 64 << 20}, streammodule.Config{})
+	rawUpgrade(t, s, groupPath("s", "g"))
+	waitFor(t, func() bool { return s.gw.Stats().Conns == 1 }, "the stalled client connects")
+	pad := strings.Repeat("x", 64<<10)
+	for i := range 100 { // far more than the kernel buffers of an 8 KiB receiver
+		s.set(t, "s", "g", strconv.Itoa(i%4), pad)
+	}
+	time.Sleep(100 * time.Millisecond) // the writer is now blocked in write
+	start := time.Now()
+	s.gw.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Close took %v with a stalled socket", d)
+	}
+}

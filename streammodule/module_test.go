@@ -75,6 +75,8 @@ func TestFunctionShapes(t *testing.T) {
 		{"stream::delete", `{` + k + `,"item_id":"a"}`, `{"old_value":{"n":3,"t":"y"},"seq":6}`},
 		{"stream::delete", `{` + k + `,"item_id":"a"}`, `{"old_value":null}`},
 		{"stream::update", `{` + k + `,"item_id":"new","ops":[]}`, `{"old_value":null,"new_value":{},"seq":7}`},
+		{"stream::set", `{` + k + `,"item_id":"pretty","data":{ "a" : [ 1, 2 ],` + "\n" + ` "b": "x y" }}`, `{"old_value":null,"new_value":{"a":[1,2],"b":"x y"},"seq":8}`},
+		{"stream::get", `{` + k + `,"item_id":"pretty"}`, `{"a":[1,2],"b":"x y"}`},
 	}
 	for _, s := range steps {
 		if got := v.must(t, s.fn, s.in); got != s.want {

@@ -93,6 +93,19 @@ log_format: json
 			c.DefaultTimeout, c.ShutdownGrace, c.MaxMessageBytes = 5*time.Second, 6*time.Second, 7
 			c.LogLevel, c.LogFormat = slog.LevelError, "json"
 		}},
+		{name: "StreamFlags", args: []string{
+			"--stream-addr", "h:3", "--nats-url", "nats://a:1,nats://b:2", "--nats-addr", "off", "--store", "jetstream",
+			"--store-replicas", "3", "--stream-history", "50", "--stream-auth-function", "auth::check",
+			"--allowed-origins", " https://a.example , https://b.example,", "--stream-max-frame-bytes", "2048",
+			"--stream-queue-messages", "16", "--stream-queue-bytes", "4096", "--stream-ping-interval", "1s",
+			"--stream-write-timeout", "2s",
+		}, want: func(c *engineConfig) {
+			c.StreamAddr, c.NATSURL, c.NATSAddr, c.Store, c.StoreReplicas = "h:3", "nats://a:1,nats://b:2", "off", "jetstream", 3
+			c.StreamHistory, c.StreamAuthFunction = 50, "auth::check"
+			c.AllowedOrigins = []string{"https://a.example", "https://b.example"}
+			c.StreamMaxFrame, c.StreamQueueMsgs, c.StreamQueueBytes = 2048, 16, 4096
+			c.StreamPing, c.StreamWriteTimeout = time.Second, 2*time.Second
+		}},
 		{name: "EnvBeatsFile", file: fullFile, env: map[string]string{"TRINE_GRPC_ADDR": "env:1", "TRINE_DEFAULT_TIMEOUT": "9s"}, want: func(c *engineConfig) {
 			c.GRPCAddr, c.HTTPAddr, c.DataDir = "env:1", "10.0.0.1:2", "/var/lib/trine"
 			c.DefaultTimeout, c.ShutdownGrace, c.MaxMessageBytes = 9*time.Second, 3*time.Second, 1024
@@ -171,6 +184,11 @@ func TestParseEngineConfigErrors(t *testing.T) {
 		{name: "HugeMessageBytes", args: []string{"--max-message-bytes", "99999999999"}, want: "must be an integer from 1"},
 		{name: "BadLogLevel", args: []string{"--log-level", "trace"}, want: "must be debug, info, warn or error"},
 		{name: "BadLogFormat", args: []string{"--log-format", "xml"}, want: "must be text or json"},
+		{name: "BadStore", args: []string{"--store", "redis"}, want: "must be file, memory or jetstream"},
+		{name: "BadNATSURL", args: []string{"--nats-url", "127.0.0.1:4222"}, want: `is not a URL such as nats://host:4222`},
+		{name: "BadNATSAddr", args: []string{"--nats-addr", "4222"}, want: `invalid --nats-addr "4222": must be HOST:PORT`},
+		{name: "ZeroReplicas", args: []string{"--store-replicas", "0"}, want: "must be a positive integer"},
+		{name: "BadAuthFunction", args: []string{"--stream-auth-function", "bad\x01id"}, want: "unprintable character"},
 		{name: "BadEnv", env: map[string]string{"TRINE_DEFAULT_TIMEOUT": "forever"}, want: `invalid TRINE_DEFAULT_TIMEOUT "forever"`},
 		{name: "BadEnvEvenWhenFlagSet", env: map[string]string{"TRINE_LOG_FORMAT": "xml"}, args: []string{"--log-format", "json"}, want: `invalid TRINE_LOG_FORMAT "xml"`},
 		{name: "MissingFile", args: []string{"--config", "/nonexistent/trine.yaml"}, want: "read config: open /nonexistent/trine.yaml"},
