@@ -94,7 +94,7 @@ func (m *Module) commitCustom(ctx context.Context, in input, r changeResult) ([]
 		return nil, storeError("stream::"+c.Kind.String(), err)
 	}
 	r.OldValue, r.Seq = orNull(r.OldValue), ch.Seq
-	return marshal(r)
+	return json.Marshal(r)
 }
 
 // customUpdate serves stream::update for a custom stream without an update

@@ -158,8 +158,6 @@ func storeError(fn string, err error) error {
 	return engine.Errorf(engine.CodeInternal, "%s: %v", fn, err)
 }
 
-func marshal(v any) ([]byte, error) { return json.Marshal(v) }
-
 // changeResult is the result of set, update and delete.
 type changeResult struct {
 	OldValue json.RawMessage `json:"old_value"`
@@ -191,7 +189,7 @@ func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, storeError(FnSet, err)
 	}
-	return marshal(changeResult{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
+	return json.Marshal(changeResult{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
 }
 
 func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
@@ -224,7 +222,7 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 		}
 		return nil, storeError(FnUpdate, err)
 	}
-	return marshal(changeResult{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
+	return json.Marshal(changeResult{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
 }
 
 func (m *Module) delete(ctx context.Context, c engine.Call) ([]byte, error) {
@@ -245,7 +243,7 @@ func (m *Module) delete(ctx context.Context, c engine.Call) ([]byte, error) {
 	if !ok {
 		return []byte(`{"old_value":null}`), nil
 	}
-	return marshal(changeResult{OldValue: orNull(ch.Old), Seq: ch.Seq})
+	return json.Marshal(changeResult{OldValue: orNull(ch.Old), Seq: ch.Seq})
 }
 
 func (m *Module) get(ctx context.Context, c engine.Call) ([]byte, error) {
@@ -265,7 +263,7 @@ func (m *Module) get(ctx context.Context, c engine.Call) ([]byte, error) {
 	}
 	if in.IncludeSeq {
 		it.Value = orNull(it.Value)
-		return marshal(it)
+		return json.Marshal(it)
 	}
 	return orNull(it.Value), nil
 }
@@ -307,9 +305,9 @@ func (m *Module) list(ctx context.Context, c engine.Call) ([]byte, error) {
 		for i, it := range p.Items {
 			vals[i] = it.Value
 		}
-		return marshal(vals)
+		return json.Marshal(vals)
 	}
-	return marshal(pageResult{Items: p.Items, Seq: p.Seq, More: p.More})
+	return json.Marshal(pageResult{Items: p.Items, Seq: p.Seq, More: p.More})
 }
 
 func (m *Module) listGroups(ctx context.Context, c engine.Call) ([]byte, error) {
@@ -327,7 +325,7 @@ func (m *Module) listGroups(ctx context.Context, c engine.Call) ([]byte, error) 
 	if err != nil {
 		return nil, storeError(FnListGroups, err)
 	}
-	return marshal(gs)
+	return json.Marshal(gs)
 }
 
 func (m *Module) listAll(ctx context.Context, _ engine.Call) ([]byte, error) {
@@ -335,7 +333,7 @@ func (m *Module) listAll(ctx context.Context, _ engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, storeError(FnListAll, err)
 	}
-	return marshal(struct {
+	return json.Marshal(struct {
 		Stream []store.StreamGroups `json:"stream"`
 		Count  int                  `json:"count"`
 	}{all, len(all)})
@@ -354,7 +352,7 @@ func (m *Module) send(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, storeError(FnSend, err)
 	}
-	return marshal(struct {
+	return json.Marshal(struct {
 		Seq uint64 `json:"seq"`
 	}{ch.Seq})
 }
