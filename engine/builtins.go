@@ -14,6 +14,9 @@ const (
 	FnWorkersList   = "engine::workers::list"
 	FnTriggersList  = "engine::triggers::list"
 	FnHealthCheck   = "engine::health::check"
+	// FnWorkersRegister lets a worker describe itself after connecting (the
+	// iii SDKs do so last, with a void call).
+	FnWorkersRegister = "engine::workers::register"
 )
 
 // FunctionStatus is one row of engine::functions::list.
@@ -102,7 +105,44 @@ func (e *Engine) registerBuiltins() error {
 			return err
 		}
 	}
-	return nil
+	return e.RegisterFunction(FnWorkersRegister, "Describe the calling worker; {name?, namespace?, runtime?, version?, description?, os?, pid?}",
+		HandlerFunc(e.registerWorker))
+}
+
+// workerDescription is the input of engine::workers::register. Namespace
+// is a pointer because a present but blank namespace is an error.
+type workerDescription struct {
+	Name        string  `json:"name"`
+	Namespace   *string `json:"namespace"`
+	Runtime     string  `json:"runtime"`
+	Version     string  `json:"version"`
+	Description string  `json:"description"`
+	OS          string  `json:"os"`
+	PID         int     `json:"pid"`
+}
+
+func (e *Engine) registerWorker(_ context.Context, c Call) ([]byte, error) {
+	e.mu.RLock()
+	s := e.workers[c.CallerID]
+	e.mu.RUnlock()
+	if s == nil {
+		return nil, Errorf(CodeInvalidArgument, "%s describes the calling worker: call it from a worker session", FnWorkersRegister)
+	}
+	var d workerDescription
+	if err := decodeInput(c.Payload, &d); err != nil {
+		return nil, err
+	}
+	info := WorkerInfo{Name: d.Name, Runtime: d.Runtime, Version: d.Version, Description: d.Description, OS: d.OS, PID: d.PID}
+	if d.Namespace != nil {
+		if strings.TrimSpace(*d.Namespace) == "" {
+			return nil, Errorf(CodeInvalidArgument, "namespace must not be blank")
+		}
+		info.Namespace = *d.Namespace
+	}
+	if err := s.Describe(info); err != nil {
+		return nil, err
+	}
+	return json.Marshal(map[string]string{"worker_id": s.id})
 }
 
 // decodeInput decodes an optional JSON object payload.

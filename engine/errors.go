@@ -34,6 +34,9 @@ const (
 type Error struct {
 	Code    Code
 	Message string
+	// Stacktrace is the callee's own stack trace, when its transport
+	// carries one; the engine passes it on unchanged.
+	Stacktrace string
 }
 
 func (e *Error) Error() string {

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"maps"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -23,10 +24,21 @@ type WorkerInfo struct {
 	Version   string
 	// Addr is the worker's network address, if the transport knows it.
 	Addr string
+	// Description, OS and PID are what the worker says of itself, for
+	// listings only.
+	Description string
+	OS          string
+	PID         int
 	// PreviousID and ReattachToken, both from an earlier session, reclaim
 	// that session's worker id; a live session holding it is closed first.
 	PreviousID    string
 	ReattachToken string
+}
+
+// Describer is implemented by a Peer that wants to know when its worker
+// describes itself again (Session.Describe), e.g. to learn its namespace.
+type Describer interface {
+	Described(info WorkerInfo)
 }
 
 // Invocation is what a Peer sends to its worker.
@@ -63,7 +75,7 @@ type Session struct {
 	peer        Peer
 	id          string
 	token       string
-	info        WorkerInfo
+	info        atomic.Pointer[WorkerInfo]
 	connectedAt time.Time
 	inflight    atomic.Int64
 	done        chan struct{}
@@ -101,7 +113,6 @@ func (e *Engine) Attach(info WorkerInfo, p Peer) (*Session, error) {
 		peer:         p,
 		id:           e.newID(),
 		token:        hex.EncodeToString(tok[:]),
-		info:         info,
 		connectedAt:  e.cfg.Now(),
 		done:         make(chan struct{}),
 		pending:      make(map[string]chan result),
@@ -109,7 +120,8 @@ func (e *Engine) Attach(info WorkerInfo, p Peer) (*Session, error) {
 		triggers:     make(map[string]struct{}),
 		triggerTypes: make(map[string]struct{}),
 	}
-	if old := e.reattachable(info); old != nil {
+	s.info.Store(&info)
+	if old := e.reattachable(info.PreviousID, info.ReattachToken); old != nil {
 		old.Close()
 		s.id = old.id
 	}
@@ -126,17 +138,64 @@ func (e *Engine) Attach(info WorkerInfo, p Peer) (*Session, error) {
 	return s, nil
 }
 
-func (e *Engine) reattachable(info WorkerInfo) *Session {
-	if info.PreviousID == "" || info.ReattachToken == "" {
+func (e *Engine) reattachable(id, token string) *Session {
+	if id == "" || token == "" {
 		return nil
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	old := e.workers[info.PreviousID]
-	if old == nil || subtle.ConstantTimeCompare([]byte(old.token), []byte(info.ReattachToken)) != 1 {
+	old := e.workers[id]
+	if old == nil || subtle.ConstantTimeCompare([]byte(old.token), []byte(token)) != 1 {
 		return nil
 	}
 	return old
+}
+
+// Evict closes the live session previousID if token is its reattach token
+// and it is not s, for transports whose reattach request arrives after the
+// session started. It reports whether a session was closed; everything that
+// session registered is gone when Evict returns.
+func (s *Session) Evict(previousID, token string) bool {
+	old := s.e.reattachable(previousID, token)
+	if old == nil || old == s {
+		return false
+	}
+	old.Close()
+	return true
+}
+
+// Info is the worker's current description.
+func (s *Session) Info() WorkerInfo { return *s.info.Load() }
+
+func (s *Session) name() string { return s.info.Load().Name }
+
+// Describe updates what the worker says of itself: its non-empty fields
+// replace the current ones (Addr, PreviousID and ReattachToken are
+// ignored). A Peer that is a Describer is told the result.
+func (s *Session) Describe(d WorkerInfo) error {
+	for kind, v := range map[string]string{"worker name": d.Name, "namespace": d.Namespace} {
+		if v == "" {
+			continue
+		}
+		if err := ValidateID(kind, v); err != nil {
+			return err
+		}
+	}
+	s.e.mu.Lock()
+	info := *s.info.Load()
+	info.Name = cmp.Or(d.Name, info.Name)
+	info.Namespace = cmp.Or(d.Namespace, info.Namespace)
+	info.Runtime = cmp.Or(d.Runtime, info.Runtime)
+	info.Version = cmp.Or(d.Version, info.Version)
+	info.Description = cmp.Or(d.Description, info.Description)
+	info.OS = cmp.Or(d.OS, info.OS)
+	info.PID = cmp.Or(d.PID, info.PID)
+	s.info.Store(&info)
+	s.e.mu.Unlock()
+	if n, ok := s.peer.(Describer); ok {
+		n.Described(info)
+	}
+	return nil
 }
 
 // ID is the worker id.
@@ -163,7 +222,7 @@ func (s *Session) Close() {
 	close(s.done)
 	s.mu.Unlock()
 
-	gone := Errorf(CodeWorkerDisconnected, "worker %s (%s) disconnected", s.id, s.info.Name)
+	gone := Errorf(CodeWorkerDisconnected, "worker %s (%s) disconnected", s.id, s.name())
 	for _, ch := range pending {
 		ch <- result{err: gone}
 	}
@@ -193,7 +252,7 @@ func (e *Engine) detach(s *Session) {
 	}
 	e.mu.Unlock()
 	e.notifyUnbound(unbind)
-	e.log.Info("worker disconnected", LogWorkerID, s.id, LogWorkerName, s.info.Name)
+	e.log.Info("worker disconnected", LogWorkerID, s.id, LogWorkerName, s.name())
 }
 
 // RegisterFunction adds the worker to the replica set of id.
@@ -267,7 +326,7 @@ func (s *Session) invokeVoid(ctx context.Context, c Call) error {
 // whether it was delivered.
 func (s *Session) Result(invocationID string, value []byte, err *Error) bool {
 	if err == nil && len(value) > 0 && !json.Valid(value) {
-		value, err = nil, Errorf(CodeHandlerError, "worker %s (%s) returned a result that is not valid JSON", s.id, s.info.Name)
+		value, err = nil, Errorf(CodeHandlerError, "worker %s (%s) returned a result that is not valid JSON", s.id, s.name())
 	}
 	return s.deliver(invocationID, value, err)
 }
@@ -299,7 +358,7 @@ func (s *Session) await(id string) (chan result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, Errorf(CodeWorkerDisconnected, "worker %s (%s) disconnected", s.id, s.info.Name)
+		return nil, Errorf(CodeWorkerDisconnected, "worker %s (%s) disconnected", s.id, s.name())
 	}
 	s.pending[id] = ch
 	return ch, nil
@@ -322,18 +381,27 @@ func (s *Session) isClosed() bool {
 
 // WorkerStatus is one row of engine::workers::list.
 type WorkerStatus struct {
-	ID            string    `json:"id"`
-	Name          string    `json:"name"`
-	Namespace     string    `json:"namespace"`
-	Runtime       string    `json:"runtime"`
-	Version       string    `json:"version"`
-	Addr          string    `json:"addr,omitempty"`
-	Functions     []string  `json:"functions"`
-	TriggerTypes  []string  `json:"trigger_types"`
-	Triggers      []string  `json:"triggers"`
-	ConnectedAt   time.Time `json:"connected_at"`
-	ConnectedAtMS int64     `json:"connected_at_ms"`
-	InFlight      int64     `json:"in_flight"`
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Namespace   string `json:"namespace"`
+	Runtime     string `json:"runtime"`
+	Version     string `json:"version"`
+	Addr        string `json:"addr,omitempty"`
+	Description string `json:"description"`
+	OS          string `json:"os"`
+	PID         int    `json:"pid,omitempty"`
+	// Status is always "connected": only live sessions are listed.
+	Status        string `json:"status"`
+	IPAddress     string `json:"ip_address,omitempty"`
+	FunctionCount int    `json:"function_count"`
+	// ActiveInvocations equals InFlight (iii's name for it).
+	ActiveInvocations int64     `json:"active_invocations"`
+	Functions         []string  `json:"functions"`
+	TriggerTypes      []string  `json:"trigger_types"`
+	Triggers          []string  `json:"triggers"`
+	ConnectedAt       time.Time `json:"connected_at"`
+	ConnectedAtMS     int64     `json:"connected_at_ms"`
+	InFlight          int64     `json:"in_flight"`
 }
 
 // Workers lists the connected workers, sorted by name then id.
@@ -342,9 +410,12 @@ func (e *Engine) Workers() []WorkerStatus {
 	defer e.mu.RUnlock()
 	out := make([]WorkerStatus, 0, len(e.workers))
 	for _, s := range e.workers {
+		info := s.Info()
 		out = append(out, WorkerStatus{
-			ID: s.id, Name: s.info.Name, Namespace: s.info.Namespace, Runtime: s.info.Runtime,
-			Version: s.info.Version, Addr: s.info.Addr,
+			ID: s.id, Name: info.Name, Namespace: info.Namespace, Runtime: info.Runtime,
+			Version: info.Version, Addr: info.Addr, IPAddress: hostOf(info.Addr),
+			Description: info.Description, OS: info.OS, PID: info.PID, Status: "connected",
+			FunctionCount: len(s.functions), ActiveInvocations: s.inflight.Load(),
 			Functions:    slices.Sorted(maps.Keys(s.functions)),
 			TriggerTypes: slices.Sorted(maps.Keys(s.triggerTypes)),
 			Triggers:     slices.Sorted(maps.Keys(s.triggers)),
@@ -356,4 +427,12 @@ func (e *Engine) Workers() []WorkerStatus {
 		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.ID, b.ID))
 	})
 	return out
+}
+
+// hostOf is the host part of a host:port address, or addr itself.
+func hostOf(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
 }

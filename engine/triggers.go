@@ -68,7 +68,7 @@ func (s *Session) RegisterTriggerType(id, description string) error {
 		if tt.owner == nil {
 			return Errorf(CodeConflict, "trigger type %q is built into the engine", id)
 		}
-		return Errorf(CodeConflict, "trigger type %q is provided by worker %s (%s)", id, tt.owner.id, tt.owner.info.Name)
+		return Errorf(CodeConflict, "trigger type %q is provided by worker %s (%s)", id, tt.owner.id, tt.owner.name())
 	}
 	p := providerSession{s}
 	e.triggerTypes[id] = &triggerType{id: id, description: description, provider: p, owner: s}
@@ -277,7 +277,7 @@ func (s *Session) configure(ctx context.Context, t Trigger, remove bool) error {
 		return r.err
 	case <-ctx.Done():
 		s.forget(reqID)
-		return Errorf(CodeDeadlineExceeded, "provider %s (%s) did not answer for trigger %q", s.id, s.info.Name, t.ID)
+		return Errorf(CodeDeadlineExceeded, "provider %s (%s) did not answer for trigger %q", s.id, s.name(), t.ID)
 	}
 }
 
@@ -310,7 +310,7 @@ func (e *Engine) Triggers() ([]TriggerTypeStatus, []TriggerStatus) {
 	for _, id := range slices.Sorted(maps.Keys(e.triggers)) {
 		t := e.triggers[id]
 		counts[t.Type]++
-		st := TriggerStatus{Trigger: t.Trigger, OwnerID: t.owner.id, OwnerName: t.owner.info.Name, Status: "active"}
+		st := TriggerStatus{Trigger: t.Trigger, OwnerID: t.owner.id, OwnerName: t.owner.name(), Status: "active"}
 		switch {
 		case t.registering:
 			st.Status = "registering"
@@ -324,7 +324,7 @@ func (e *Engine) Triggers() ([]TriggerTypeStatus, []TriggerStatus) {
 		tt := e.triggerTypes[id]
 		st := TriggerTypeStatus{ID: id, Description: tt.description, BuiltIn: tt.owner == nil, TriggerCount: counts[id]}
 		if tt.owner != nil {
-			st.ProviderID, st.ProviderName = tt.owner.id, tt.owner.info.Name
+			st.ProviderID, st.ProviderName = tt.owner.id, tt.owner.name()
 		}
 		types = append(types, st)
 	}
