@@ -1,0 +1,493 @@
+package iiiserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/trinehq/trine/engine"
+)
+
+// maxHeld bounds the registrations held while a worker's namespace is not
+// known; past it they are applied at once.
+const maxHeld = 10_000
+
+// conn is one worker connection: the engine.Peer of its session.
+//
+// Goroutines: run reads and dispatches messages; a writer sends the
+// outbound queue; a registrar applies registrations and starts invocations
+// in arrival order (holding them until the namespace is known); a pinger
+// checks liveness; a watcher ends the connection when the engine closes the
+// session. Each of the worker's calls runs on its own goroutine. All of
+// them end before run returns.
+type conn struct {
+	srv  *Server
+	ws   *websocket.Conn
+	sess *engine.Session
+	log  *slog.Logger
+
+	ctx      context.Context // ends when the connection ends
+	cancel   context.CancelCauseFunc
+	out      chan []byte
+	ops      chan *inbound
+	resolved chan struct{} // closed once the worker has described itself
+	resolve  sync.Once
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+
+	mu      sync.Mutex
+	ended   bool              // run is returning: async refuses work
+	configs map[string]string // trigger id -> request id of a registertrigger sent to this provider
+}
+
+var (
+	_ engine.Peer      = (*conn)(nil)
+	_ engine.Describer = (*conn)(nil)
+)
+
+func newConn(s *Server, ws *websocket.Conn, addr string) *conn {
+	ctx, cancel := context.WithCancelCause(s.ctx)
+	c := &conn{
+		srv: s, ws: ws, ctx: ctx, cancel: cancel,
+		out:      make(chan []byte, s.cfg.SendQueue),
+		ops:      make(chan *inbound, 64),
+		resolved: make(chan struct{}),
+		configs:  make(map[string]string),
+	}
+	sess, err := s.e.Attach(engine.WorkerInfo{Name: "iii-worker", Runtime: "iii", Addr: addr}, c)
+	if err != nil {
+		cancel(err)
+		_ = ws.Close(websocket.StatusTryAgainLater, truncateReason(err.Error()))
+		return nil
+	}
+	c.sess = sess
+	c.log = s.log.With(engine.LogWorkerID, sess.ID())
+	return c
+}
+
+// run serves the connection until the worker or the engine ends it.
+func (c *conn) run() {
+	defer c.finish()
+	c.queue(workerRegistered{Type: typeWorkerRegistered, WorkerID: c.sess.ID(), ReattachToken: c.sess.ReattachToken()})
+	c.wg.Add(4)
+	go func() { defer c.wg.Done(); c.write() }()
+	go func() { defer c.wg.Done(); c.registrar() }()
+	go func() { defer c.wg.Done(); c.ping() }()
+	go func() {
+		defer c.wg.Done()
+		select {
+		case <-c.sess.Done():
+			c.stop(websocket.StatusGoingAway, "worker session closed by the engine")
+		case <-c.ctx.Done():
+		}
+	}()
+	for {
+		// The read context is not c.ctx: cancelling a read would cut the
+		// socket before stop's close frame.
+		typ, b, err := c.ws.Read(context.Background())
+		if err != nil {
+			c.log.Debug("iii worker connection ended", "error", err)
+			return
+		}
+		c.handle(typ, b)
+	}
+}
+
+// finish releases everything once the reader has stopped.
+func (c *conn) finish() {
+	c.sess.Close()
+	c.cancel(errors.New("connection closed"))
+	c.mu.Lock()
+	c.ended = true
+	c.mu.Unlock()
+	c.wg.Wait()
+	_ = c.ws.CloseNow()
+}
+
+// stop ends the connection with a close frame; run then returns.
+func (c *conn) stop(code websocket.StatusCode, reason string) {
+	c.stopOnce.Do(func() {
+		c.cancel(errors.New(reason))
+		go func() { _ = c.ws.Close(code, reason) }() // ends when the close handshake does, at most ~10s
+	})
+}
+
+func (c *conn) write() {
+	for {
+		select {
+		case b := <-c.out:
+			ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.WriteTimeout)
+			err := c.ws.Write(ctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				c.log.Info("iii worker write failed; disconnecting", "error", err)
+				c.cancel(err)
+				_ = c.ws.CloseNow()
+				return
+			}
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+func (c *conn) ping() {
+	t := time.NewTicker(c.srv.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.WriteTimeout)
+			err := c.ws.Ping(ctx)
+			cancel()
+			if err != nil && c.ctx.Err() == nil {
+				c.log.Info("iii worker did not answer a ping; disconnecting", "error", err)
+				_ = c.ws.CloseNow()
+				return
+			}
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// send queues a message, waiting for room until ctx or the connection ends.
+func (c *conn) send(ctx context.Context, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return engine.Errorf(engine.CodeInternal, "encode message: %v", err)
+	}
+	if int64(len(b)) > c.srv.cfg.MaxMessageBytes {
+		return engine.Errorf(engine.CodeMessageTooLarge, "message is %d bytes, the limit is %d", len(b), c.srv.cfg.MaxMessageBytes)
+	}
+	select {
+	case c.out <- b:
+		return nil
+	default:
+	}
+	select {
+	case c.out <- b:
+		return nil
+	case <-ctx.Done():
+		return engine.Errorf(engine.CodeOverloaded, "worker %s is not reading its connection", c.sess.ID())
+	case <-c.ctx.Done():
+		return engine.Errorf(engine.CodeWorkerDisconnected, "worker %s disconnected", c.sess.ID())
+	}
+}
+
+// queue sends a message the worker is owed, for as long as the connection
+// lasts.
+func (c *conn) queue(v any) {
+	if err := c.send(c.ctx, v); err != nil && c.ctx.Err() == nil {
+		c.log.Warn("message to iii worker dropped", "error", err)
+	}
+}
+
+// async runs f on a goroutine that the connection waits for.
+func (c *conn) async(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+}
+
+// Telemetry frames of the iii SDKs (OTLP JSON behind a 4-byte prefix) are
+// accepted and dropped: Trine does not ingest worker telemetry.
+var telemetryPrefixes = [][]byte{[]byte("OTLP"), []byte("MTRC"), []byte("LOGS")}
+
+// handle dispatches one message. Answers and liveness are handled here;
+// everything whose order matters goes to the registrar.
+func (c *conn) handle(typ websocket.MessageType, b []byte) {
+	if typ == websocket.MessageBinary {
+		for _, p := range telemetryPrefixes {
+			if bytes.HasPrefix(b, p) {
+				return
+			}
+		}
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return
+	}
+	m := new(inbound)
+	if err := json.Unmarshal(b, m); err != nil {
+		c.undecodable(b, err)
+		return
+	}
+	switch m.Type {
+	case typeInvocationResult:
+		if m.InvocationID == nil {
+			c.log.Debug("invocationresult without invocation_id; dropped")
+			return
+		}
+		result := m.Result
+		if m.Error == nil && len(result) == 0 {
+			result = json.RawMessage("null")
+		}
+		c.sess.Result(*m.InvocationID, result, m.Error.toError())
+	case typeTriggerRegistrationResult:
+		c.mu.Lock()
+		req, ok := c.configs[m.ID]
+		delete(c.configs, m.ID)
+		c.mu.Unlock()
+		if ok {
+			c.sess.Ack(req, m.Error.toError())
+		}
+	case typePing:
+		c.async(func() { c.queue(bare{Type: typePong}) })
+	case typePong:
+	case typeReattach:
+		if c.sess.Evict(m.PreviousWorkerID, m.ReattachToken) {
+			c.log.Info("iii worker reattached; previous session closed", "previous_worker_id", m.PreviousWorkerID)
+		}
+	case typeInvokeFunction:
+		if m.FunctionID == engine.FnWorkersRegister {
+			// Never held: it is what releases the held messages.
+			c.invoke(m)
+			return
+		}
+		c.enqueue(m)
+	case typeRegisterFunction, typeUnregisterFunction, typeRegisterTriggerType,
+		typeRegisterTrigger, typeUnregisterTrigger, typeRegisterService:
+		c.enqueue(m)
+	default:
+		c.log.Debug("unknown iii message type; ignored", "type", m.Type)
+	}
+}
+
+func (c *conn) enqueue(m *inbound) {
+	select {
+	case c.ops <- m:
+	case <-c.ctx.Done():
+	}
+}
+
+// undecodable answers a message whose fields have the wrong types, when it
+// names what to answer; JSON that does not parse cannot be answered.
+func (c *conn) undecodable(b []byte, err error) {
+	var env envelope
+	if json.Unmarshal(b, &env) != nil {
+		c.log.Warn("iii worker sent a message that is not a JSON object; dropped", "error", err)
+		return
+	}
+	str := func(v any) string { s, _ := v.(string); return s }
+	bad := &errorBody{Code: string(engine.CodeInvalidArgument), Message: "malformed " + str(env.Type) + " message: " + err.Error()}
+	id := str(env.ID)
+	switch env.Type {
+	case typeInvokeFunction:
+		if inv := str(env.InvocationID); inv != "" {
+			c.async(func() {
+				c.queue(invocationResult{Type: typeInvocationResult, InvocationID: inv, FunctionID: str(env.FunctionID), Error: bad})
+			})
+			return
+		}
+	case typeRegisterTrigger:
+		if id != "" {
+			c.async(func() {
+				c.queue(triggerRegistrationResult{Type: typeTriggerRegistrationResult, ID: id,
+					TriggerType: str(env.TriggerType), FunctionID: str(env.FunctionID), Error: bad})
+			})
+			return
+		}
+	}
+	c.log.Warn("iii worker sent a malformed message; dropped", "type", str(env.Type), "error", err)
+}
+
+// Described is called when the worker has described itself: held
+// registrations are applied now.
+func (c *conn) Described(engine.WorkerInfo) {
+	c.resolve.Do(func() { close(c.resolved) })
+}
+
+// registrar applies registrations and starts invocations in arrival order.
+// Until the worker has described itself (or NamespaceGrace has passed)
+// they are held, so that they take effect under its final name and
+// namespace, as iii does.
+func (c *conn) registrar() {
+	var held []*inbound
+	wait := (<-chan struct{})(c.resolved)
+	grace := time.NewTimer(c.srv.cfg.NamespaceGrace)
+	defer grace.Stop()
+	graceC := grace.C
+	release := func() {
+		wait, graceC = nil, nil
+		for _, m := range held {
+			c.apply(m)
+		}
+		held = nil
+	}
+	for {
+		select {
+		case m := <-c.ops:
+			if wait == nil {
+				c.apply(m)
+				continue
+			}
+			held = append(held, m)
+			if len(held) >= maxHeld {
+				release()
+			}
+		case <-wait:
+			release()
+		case <-graceC:
+			c.log.Debug("iii worker did not call engine::workers::register in time; applying its registrations")
+			release()
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+func (c *conn) apply(m *inbound) {
+	switch m.Type {
+	case typeRegisterFunction:
+		if err := c.sess.RegisterFunction(m.ID, m.Description); err != nil {
+			c.reject(m.ID, err)
+		}
+	case typeUnregisterFunction:
+		if err := c.sess.UnregisterFunction(m.ID); err != nil {
+			c.log.Info("unregisterfunction refused", engine.LogFunctionID, m.ID, "error", err)
+		}
+	case typeRegisterTriggerType:
+		if err := c.sess.RegisterTriggerType(m.ID, m.Description); err != nil {
+			c.log.Warn("registertriggertype refused", "trigger_type", m.ID, "error", err)
+			c.queue(triggerRegistrationResult{Type: typeTriggerRegistrationResult, ID: m.ID, TriggerType: m.ID, Error: toBody(err)})
+		}
+	case typeRegisterTrigger:
+		t := engine.Trigger{ID: m.ID, Type: m.TriggerType, FunctionID: m.FunctionID, Config: m.Config}
+		if err := c.sess.RegisterTrigger(c.ctx, t); err != nil {
+			c.log.Info("registertrigger refused", engine.LogTriggerID, m.ID, "error", err)
+			c.queue(triggerRegistrationResult{Type: typeTriggerRegistrationResult, ID: m.ID, TriggerType: m.TriggerType,
+				FunctionID: m.FunctionID, Error: toBody(err)})
+		}
+	case typeUnregisterTrigger:
+		if err := c.sess.UnregisterTrigger(c.ctx, m.ID); err != nil {
+			c.log.Info("unregistertrigger refused", engine.LogTriggerID, m.ID, "error", err)
+		}
+	case typeRegisterService:
+		// Grouping for iii's console only; nothing to do.
+	case typeInvokeFunction:
+		c.invoke(m)
+	}
+}
+
+// reject tells the worker a function registration failed.
+func (c *conn) reject(functionID string, err error) {
+	c.log.Info("registerfunction refused", engine.LogFunctionID, functionID, "error", err)
+	c.queue(registrationRejected{Type: typeRegistrationRejected, Code: rejectionCode(err), Namespace: c.sess.Info().Namespace,
+		FunctionID: functionID, Message: engine.AsError(err).Message})
+}
+
+// rejectionCode maps a registration error to iii's codes: the SDKs treat
+// FUNCTION_NAMESPACE_CONFLICT as "this function is not yours" and keep
+// serving, and any other code as fatal.
+func rejectionCode(err error) string {
+	switch engine.AsError(err).Code {
+	case engine.CodeConflict, engine.CodeForbidden:
+		return "FUNCTION_NAMESPACE_CONFLICT"
+	default:
+		return string(engine.AsError(err).Code)
+	}
+}
+
+// invoke runs the worker's own call and answers it when it has an id.
+func (c *conn) invoke(m *inbound) {
+	call := engine.Call{FunctionID: m.FunctionID, Payload: m.Data, Metadata: m.Metadata, Traceparent: m.Traceparent}
+	var id string
+	if m.InvocationID != nil {
+		id = *m.InvocationID
+	}
+	answer := func(out []byte, err error) {
+		if id != "" {
+			c.async(func() { c.reply(id, m.FunctionID, out, err) })
+		} else if err != nil {
+			c.log.Debug("call without invocation_id failed", engine.LogFunctionID, m.FunctionID, "error", err)
+		}
+	}
+	if m.Namespace != nil && strings.TrimSpace(*m.Namespace) == "" {
+		answer(nil, engine.Errorf("INVALID_NAMESPACE", "namespace must not be blank"))
+		return
+	}
+	void := false
+	if a := m.Action; a != nil {
+		switch a.Type {
+		case "void":
+			void = true
+		case "enqueue":
+			answer(nil, engine.Errorf("enqueue_error", "Trine has no queues: the enqueue action is not supported"))
+			return
+		default:
+			answer(nil, engine.Errorf(engine.CodeInvalidArgument, "unknown action type %q", a.Type))
+			return
+		}
+	}
+	if void || id == "" {
+		if err := c.sess.CallVoid(call); err != nil {
+			c.log.Debug("void call refused", engine.LogFunctionID, m.FunctionID, "error", err)
+		}
+		return
+	}
+	c.async(func() {
+		out, err := c.sess.Call(c.ctx, call)
+		c.reply(id, m.FunctionID, out, err)
+	})
+}
+
+func (c *conn) reply(id, functionID string, out []byte, err error) {
+	r := invocationResult{Type: typeInvocationResult, InvocationID: id, FunctionID: functionID, Error: toBody(err)}
+	if err == nil {
+		r.Result = orNull(out)
+	}
+	if serr := c.send(c.ctx, r); errors.Is(serr, engine.ErrMessageTooLarge) {
+		r.Result, r.Error = nil, toBody(engine.Errorf(engine.CodeMessageTooLarge, "result of %q: %s", functionID, engine.AsError(serr).Message))
+		c.queue(r)
+	}
+}
+
+// Invoke sends an invocation to the worker. A void invocation carries an
+// id too (iii SDKs expect one); its answer is dropped.
+func (c *conn) Invoke(ctx context.Context, inv engine.Invocation) error {
+	return c.send(ctx, invokeFunction{Type: typeInvokeFunction, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID,
+		Data: orNull(inv.Payload), Traceparent: inv.Traceparent, Metadata: inv.Metadata})
+}
+
+// Cancel has no message in iii's protocol: the worker's handler runs on
+// and its late answer is dropped.
+func (c *conn) Cancel(string) {}
+
+// ConfigureTrigger forwards a trigger to the worker that provides its type.
+// The worker answers a registertrigger with triggerregistrationresult; an
+// unregistertrigger has no answer.
+func (c *conn) ConfigureTrigger(ctx context.Context, requestID string, t engine.Trigger, remove bool) error {
+	if remove {
+		if err := c.send(ctx, unregisterTrigger{Type: typeUnregisterTrigger, ID: t.ID, TriggerType: t.Type}); err != nil {
+			return err
+		}
+		c.sess.Ack(requestID, nil)
+		return nil
+	}
+	c.mu.Lock()
+	c.configs[t.ID] = requestID
+	c.mu.Unlock()
+	return c.send(ctx, registerTrigger{Type: typeRegisterTrigger, ID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID, Config: orNull(t.Config)})
+}
+
+// truncateReason fits a close reason in a control frame (123 bytes).
+func truncateReason(s string) string {
+	if len(s) > 120 {
+		return s[:120]
+	}
+	return s
+}

@@ -1,0 +1,162 @@
+package iiiserver
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/trinehq/trine/engine"
+)
+
+// Config tunes a Server. The zero Config is valid.
+type Config struct {
+	// MaxMessageBytes is the largest message received or sent. Default 4 MiB.
+	MaxMessageBytes int64
+	// SendQueue is the per-connection outbound queue, in messages.
+	// Default 1024.
+	SendQueue int
+	// NamespaceGrace is how long registrations wait for the worker's
+	// engine::workers::register call before they are applied anyway.
+	// Default 5s.
+	NamespaceGrace time.Duration
+	// PingInterval is how often the server pings an idle worker at the
+	// WebSocket level; a worker that does not answer within WriteTimeout is
+	// disconnected. Default 15s.
+	PingInterval time.Duration
+	// WriteTimeout bounds one write or ping. Default 10s.
+	WriteTimeout time.Duration
+	// Channels, if set, serves /ws/channels/{id} on the same listener.
+	Channels http.Handler
+	// Logger receives per-connection logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// DefaultMaxMessageBytes is the default for Config.MaxMessageBytes.
+const DefaultMaxMessageBytes = 4 << 20
+
+func (c Config) withDefaults() Config {
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = 1024
+	}
+	if c.NamespaceGrace <= 0 {
+		c.NamespaceGrace = 5 * time.Second
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 15 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Server serves iii's worker protocol: GET / upgrades to a worker
+// connection, GET /ws/channels/{id} is handed to Config.Channels.
+type Server struct {
+	e   *engine.Engine
+	cfg Config
+	log *slog.Logger
+
+	ctx    context.Context // ends with Close
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	conns  map[*conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// New returns a Server for e.
+func New(e *engine.Engine, cfg Config) *Server {
+	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{e: e, cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, conns: make(map[*conn]struct{})}
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case strings.HasPrefix(r.URL.Path, "/ws/channels/") && s.cfg.Channels != nil:
+		s.cfg.Channels.ServeHTTP(w, r)
+	case r.URL.Path == "/" || r.URL.Path == "/otel":
+		s.serveWorker(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// Close disconnects every worker and waits for their connections to end.
+// Later connections are refused.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	s.cancel()
+	for _, c := range conns {
+		c.stop(websocket.StatusGoingAway, "server closing")
+	}
+	s.wg.Wait()
+}
+
+func (s *Server) serveWorker(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		http.Error(w, "server closing", http.StatusServiceUnavailable)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	ws, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		s.log.Debug("iii worker upgrade failed", "remote", r.RemoteAddr, "error", err)
+		return
+	}
+	ws.SetReadLimit(s.cfg.MaxMessageBytes)
+	if r.URL.Path == "/otel" {
+		// Telemetry only: read and discard until the worker goes.
+		s.discard(ws)
+		return
+	}
+	c := newConn(s, ws, r.RemoteAddr)
+	if c == nil {
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		c.stop(websocket.StatusGoingAway, "server closing")
+		c.sess.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	c.run()
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *Server) discard(ws *websocket.Conn) {
+	defer ws.CloseNow()
+	for {
+		if _, _, err := ws.Read(s.ctx); err != nil {
+			return
+		}
+	}
+}

@@ -1,0 +1,461 @@
+package iiiserver_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/engine/iiiserver"
+)
+
+func TestEngineCallsWorker(t *testing.T) {
+	t.Parallel()
+	s := start(t, iiiserver.Config{})
+	c := s.dial(t)
+	c.send(map[string]any{"type": "registerfunction", "id": "w::echo", "description": "echo", "request_format": nil, "response_format": nil})
+	c.hello("echo-worker")
+	s.waitFunction(t, "w::echo", true)
+
+	type answer struct {
+		out []byte
+		err error
+	}
+	call := func(payload string) <-chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			out, err := s.e.Trigger(context.Background(), engine.Call{FunctionID: "w::echo", Payload: []byte(payload), Metadata: []byte(`{"m":1}`)})
+			ch <- answer{out, err}
+		}()
+		return ch
+	}
+
+	// A result, an absent result (null) and an error body passed through.
+	for _, tc := range []struct {
+		reply   map[string]any
+		wantOut string
+		wantErr *engine.Error
+	}{
+		{reply: map[string]any{"result": map[string]any{"ok": true}}, wantOut: `{"ok":true}`},
+		{reply: map[string]any{}, wantOut: `null`},
+		{reply: map[string]any{"error": map[string]any{"code": "FORBIDDEN", "message": "no", "stacktrace": "at x"}},
+			wantErr: &engine.Error{Code: "FORBIDDEN", Message: "no", Stacktrace: "at x"}},
+		{reply: map[string]any{"error": map[string]any{"message": "no code"}},
+			wantErr: &engine.Error{Code: engine.CodeHandlerError, Message: "no code"}},
+	} {
+		ch := call(`{"n":1}`)
+		inv := c.expect("invokefunction")
+		if inv["function_id"] != "w::echo" || inv["invocation_id"] == "" || fmt.Sprint(inv["data"]) != "map[n:1]" ||
+			fmt.Sprint(inv["metadata"]) != "map[m:1]" {
+			t.Fatalf("invokefunction %v", inv)
+		}
+		if _, ok := inv["action"]; ok {
+			t.Fatalf("invokefunction carries an action: %v", inv)
+		}
+		r := map[string]any{"type": "invocationresult", "invocation_id": inv["invocation_id"], "function_id": "w::echo"}
+		for k, v := range tc.reply {
+			r[k] = v
+		}
+		c.send(r)
+		a := <-ch
+		if tc.wantErr != nil {
+			var got *engine.Error
+			if !errors.As(a.err, &got) || *got != *tc.wantErr {
+				t.Fatalf("error %#v, want %#v", a.err, tc.wantErr)
+			}
+			continue
+		}
+		if a.err != nil || string(a.out) != tc.wantOut {
+			t.Fatalf("result %s, %v; want %s", a.out, a.err, tc.wantOut)
+		}
+	}
+
+	// A result for an unknown invocation is dropped; the connection lives.
+	c.send(map[string]any{"type": "invocationresult", "invocation_id": "nope", "function_id": "w::echo", "result": 1})
+	c.quiet()
+
+	// Void calls carry an id (iii SDKs expect one); the answer is dropped.
+	if err := s.e.TriggerVoid(engine.Call{FunctionID: "w::echo", Payload: []byte(`2`)}); err != nil {
+		t.Fatal(err)
+	}
+	inv := c.expect("invokefunction")
+	if inv["invocation_id"] == "" || inv["data"] != float64(2) {
+		t.Fatalf("void invokefunction %v", inv)
+	}
+	c.send(map[string]any{"type": "invocationresult", "invocation_id": inv["invocation_id"], "function_id": "w::echo", "result": 1})
+	c.quiet()
+}
+
+func TestWorkerCallsEngine(t *testing.T) {
+	t.Parallel()
+	s := start(t, iiiserver.Config{})
+	var voids atomic.Int32
+	ran := make(chan string, 8)
+	if err := s.e.RegisterFunction("t::record", "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
+		voids.Add(1)
+		ran <- string(c.Payload)
+		return nil, nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.e.RegisterFunction("t::fail", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		return nil, &engine.Error{Code: engine.CodeForbidden, Message: "not you"}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	c := s.dial(t)
+	c.hello("caller")
+
+	c.send(map[string]any{"type": "invokefunction", "invocation_id": "i1", "function_id": "engine::health::check", "data": nil})
+	r := c.expect("invocationresult")
+	if r["invocation_id"] != "i1" || r["function_id"] != "engine::health::check" || r["result"].(map[string]any)["status"] != "ok" {
+		t.Fatalf("health result %v", r)
+	}
+	c.send(map[string]any{"type": "invokefunction", "invocation_id": "i2", "function_id": "no::such", "data": 1})
+	r = c.expect("invocationresult")
+	if e := r["error"].(map[string]any); e["code"] != "function_not_found" || e["message"] == "" {
+		t.Fatalf("unknown function: %v", r)
+	}
+	if _, ok := r["result"]; ok {
+		t.Fatalf("error result carries a result: %v", r)
+	}
+	c.send(map[string]any{"type": "invokefunction", "invocation_id": "i3", "function_id": "t::fail", "data": 1})
+	if e := c.expect("invocationresult")["error"].(map[string]any); e["code"] != "forbidden" || e["message"] != "not you" {
+		t.Fatalf("handler error: %v", e)
+	}
+
+	// Void (action) and fire-and-forget (no invocation_id): run, no reply.
+	c.send(map[string]any{"type": "invokefunction", "invocation_id": "i4", "function_id": "t::record", "data": "void", "action": map[string]any{"type": "void"}})
+	c.send(map[string]any{"type": "invokefunction", "function_id": "t::record", "data": "noid"})
+	got := map[string]bool{<-ran: true, <-ran: true}
+	if !got[`"void"`] || !got[`"noid"`] {
+		t.Fatalf("void calls ran with %v", got)
+	}
+	c.quiet()
+
+	// Refused actions and namespaces are answered.
+	for _, tc := range []struct {
+		msg  map[string]any
+		code string
+	}{
+		{map[string]any{"action": map[string]any{"type": "enqueue", "queue": "q"}}, "enqueue_error"},
+		{map[string]any{"action": map[string]any{"type": "teleport"}}, "invalid_argument"},
+		{map[string]any{"namespace": "  "}, "INVALID_NAMESPACE"},
+	} {
+		m := map[string]any{"type": "invokefunction", "invocation_id": "x", "function_id": "t::record", "data": 1}
+		for k, v := range tc.msg {
+			m[k] = v
+		}
+		c.send(m)
+		if e := c.expect("invocationresult")["error"].(map[string]any); e["code"] != tc.code {
+			t.Fatalf("%v: error %v, want %s", tc.msg, e, tc.code)
+		}
+	}
+	if n := voids.Load(); n != 2 {
+		t.Fatalf("t::record ran %d times, want 2", n)
+	}
+}
+
+func TestEnvelopeRules(t *testing.T) {
+	t.Parallel()
+	s := start(t, iiiserver.Config{MaxMessageBytes: 64 << 10})
+	c := s.dial(t)
+	c.hello("envelope")
+
+	// Unknown types, stray fields, empty frames, telemetry frames and JSON
+	// in a binary frame.
+	c.send(map[string]any{"type": "futuremessage", "x": 1})
+	c.sendRaw(websocket.MessageText, []byte("  "))
+	c.sendRaw(websocket.MessageBinary, []byte(`OTLP{"resourceSpans":[]}`))
+	c.sendRaw(websocket.MessageText, []byte(`{not json`))
+	c.sendRaw(websocket.MessageBinary, []byte(`{"type":"invokefunction","invocation_id":"b1","function_id":"engine::health::check","message_type":"x"}`))
+	if r := c.expect("invocationresult"); r["invocation_id"] != "b1" || r["error"] != nil {
+		t.Fatalf("binary frame call: %v", r)
+	}
+	// Undecodable fields are answered where the message names its answer.
+	c.send(map[string]any{"type": "invokefunction", "invocation_id": "bad", "function_id": 5, "data": 1})
+	if r := c.expect("invocationresult"); r["invocation_id"] != "bad" || r["error"].(map[string]any)["code"] != "invalid_argument" {
+		t.Fatalf("malformed invoke: %v", r)
+	}
+	c.send(map[string]any{"type": "registertrigger", "id": "tr", "trigger_type": "x", "function_id": "f", "namespace": 7})
+	if r := c.expect("triggerregistrationresult"); r["id"] != "tr" || r["error"].(map[string]any)["code"] != "invalid_argument" {
+		t.Fatalf("malformed registertrigger: %v", r)
+	}
+	// A null namespace is absent, as in iii.
+	c.send(map[string]any{"type": "invokefunction", "invocation_id": "n", "function_id": "engine::health::check", "namespace": nil})
+	if r := c.expect("invocationresult"); r["error"] != nil {
+		t.Fatalf("null namespace: %v", r)
+	}
+	c.quiet()
+
+	// A message over the limit closes the connection with 1009.
+	c.sendRaw(websocket.MessageText, []byte(`{"type":"ping","pad":"`+strings.Repeat("x", 70<<10)+`"}`))
+	if _, err := c.read(5 * time.Second); websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
+		t.Fatalf("oversize message: %v, want close 1009", err)
+	}
+}
+
+func TestNamespaceGrace(t *testing.T) {
+	t.Parallel()
+	s := start(t, iiiserver.Config{NamespaceGrace: time.Hour})
+	c := s.dial(t)
+	c.send(map[string]any{"type": "registerfunction", "id": "held::fn"})
+	// Held until the worker describes itself, even behind a call to it.
+	c.send(map[string]any{"type": "invokefunction", "invocation_id": "own", "function_id": "held::fn", "data": 1})
+	c.quiet()
+	if s.e.HasFunction("held::fn") {
+		t.Fatal("registration applied before engine::workers::register")
+	}
+	c.hello("late")
+	s.waitFunction(t, "held::fn", true)
+	// The held call reaches the worker's own function: order is kept.
+	inv := c.expect("invokefunction")
+	c.send(map[string]any{"type": "invocationresult", "invocation_id": inv["invocation_id"], "function_id": "held::fn", "result": "mine"})
+	if r := c.expect("invocationresult"); r["invocation_id"] != "own" || r["result"] != "mine" {
+		t.Fatalf("held call: %v", r)
+	}
+	ws := s.e.Workers()
+	if len(ws) != 1 || ws[0].Name != "late" || ws[0].Runtime != "node" || ws[0].Version != "0.22.1" || ws[0].Functions[0] != "held::fn" {
+		t.Fatalf("workers %+v", ws)
+	}
+
+	// Without a register call, the grace period releases them.
+	g := start(t, iiiserver.Config{NamespaceGrace: 100 * time.Millisecond})
+	d := g.dial(t)
+	d.send(map[string]any{"type": "registerfunction", "id": "graced::fn"})
+	g.waitFunction(t, "graced::fn", true)
+}
+
+func TestReplicasAndDisconnect(t *testing.T) {
+	t.Parallel()
+	s := start(t, iiiserver.Config{})
+	a, b := s.dial(t), s.dial(t)
+	for _, c := range []*client{a, b} {
+		c.send(map[string]any{"type": "registerfunction", "id": "rep::fn"})
+		c.hello("replica") // the same name: no conflict
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for fs := s.e.Functions(); ; fs = s.e.Functions() {
+		if i := indexOf(fs, "rep::fn"); i >= 0 && fs[i].Replicas == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("functions %+v, want rep::fn with 2 replicas", fs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Two calls in flight go to both replicas (least in flight).
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := s.e.Trigger(context.Background(), engine.Call{FunctionID: "rep::fn", Timeout: time.Minute})
+			errs <- err
+		}()
+	}
+	a.expect("invokefunction")
+	inv := b.expect("invokefunction")
+	// Losing a replica fails its call at once and keeps the function.
+	_ = a.ws.Close(websocket.StatusNormalClosure, "")
+	if err := <-errs; code(err) != engine.CodeWorkerDisconnected {
+		t.Fatalf("call on the closed replica: %v", err)
+	}
+	if !s.e.HasFunction("rep::fn") {
+		t.Fatal("function gone with one replica")
+	}
+	b.send(map[string]any{"type": "invocationresult", "invocation_id": inv["invocation_id"], "function_id": "rep::fn", "result": 1})
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+
+	// Engine-side deadline: a worker that never answers.
+	_, err := s.e.Trigger(context.Background(), engine.Call{FunctionID: "rep::fn", Timeout: 100 * time.Millisecond})
+	if code(err) != engine.CodeDeadlineExceeded {
+		t.Fatalf("unanswered call: %v", err)
+	}
+	b.expect("invokefunction")
+}
+
+func indexOf(fs []engine.FunctionStatus, id string) int {
+	for i, f := range fs {
+		if f.FunctionID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestRegistrationErrors(t *testing.T) {
+	t.Parallel()
+	s := start(t, iiiserver.Config{})
+	c := s.dial(t)
+	c.hello("regs")
+	// A trigger of a type nobody provides is refused, not parked silently.
+	c.send(map[string]any{"type": "registertrigger", "id": "t1", "trigger_type": "nope", "function_id": "f", "config": map[string]any{}})
+	r := c.expect("triggerregistrationresult")
+	if r["id"] != "t1" || r["trigger_type"] != "nope" || r["function_id"] != "f" || r["error"].(map[string]any)["code"] != "trigger_type_not_found" {
+		t.Fatalf("unknown type: %v", r)
+	}
+	// Engine-reserved and built-in ids are refused with iii's code.
+	c.send(map[string]any{"type": "registerfunction", "id": "engine::mine"})
+	r = c.expect("registrationrejected")
+	if r["code"] != "FUNCTION_NAMESPACE_CONFLICT" || r["function_id"] != "engine::mine" || r["namespace"] != "default" || r["message"] == "" {
+		t.Fatalf("reserved id: %v", r)
+	}
+	c.send(map[string]any{"type": "registerfunction", "id": ""})
+	if r := c.expect("registrationrejected"); r["code"] != "invalid_argument" {
+		t.Fatalf("empty id: %v", r)
+	}
+	// A built-in trigger type cannot be taken over.
+	if err := s.e.RegisterTriggerType("builtin", "", noProvider{}); err != nil {
+		t.Fatal(err)
+	}
+	c.send(map[string]any{"type": "registertriggertype", "id": "builtin", "description": "mine"})
+	if r := c.expect("triggerregistrationresult"); r["id"] != "builtin" || r["error"].(map[string]any)["code"] != "conflict" {
+		t.Fatalf("built-in type: %v", r)
+	}
+	c.quiet()
+}
+
+type noProvider struct{}
+
+func (noProvider) RegisterTrigger(context.Context, engine.Trigger) error   { return nil }
+func (noProvider) UnregisterTrigger(context.Context, engine.Trigger) error { return nil }
+
+func TestTriggerProviderAndOwnership(t *testing.T) {
+	t.Parallel()
+	s := start(t, iiiserver.Config{})
+	p := s.dial(t)
+	p.send(map[string]any{"type": "registertriggertype", "id": "queue", "description": "a queue"})
+	p.hello("provider")
+	o := s.dial(t)
+	o.send(map[string]any{"type": "registerfunction", "id": "o::handle"})
+	o.hello("owner")
+	s.waitFunction(t, "o::handle", true)
+	deadline := time.Now().Add(5 * time.Second)
+	for types, _ := s.e.Triggers(); len(types) == 0 || !hasType(types, "queue"); types, _ = s.e.Triggers() {
+		if time.Now().After(deadline) {
+			t.Fatal("trigger type never registered")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	// The provider is asked, and its answer (success, then an error) decides.
+	o.send(map[string]any{"type": "registertrigger", "id": "q1", "trigger_type": "queue", "function_id": "o::handle", "config": map[string]any{"topic": "a"}})
+	rt := p.expect("registertrigger")
+	if rt["id"] != "q1" || rt["function_id"] != "o::handle" || rt["trigger_type"] != "queue" || fmt.Sprint(rt["config"]) != "map[topic:a]" {
+		t.Fatalf("provider got %v", rt)
+	}
+	p.send(map[string]any{"type": "triggerregistrationresult", "id": "q1", "trigger_type": "queue", "function_id": "o::handle"})
+	o.send(map[string]any{"type": "registertrigger", "id": "q2", "trigger_type": "queue", "function_id": "o::handle", "config": map[string]any{}})
+	p.expect("registertrigger")
+	p.send(map[string]any{"type": "triggerregistrationresult", "id": "q2", "trigger_type": "queue", "function_id": "o::handle",
+		"error": map[string]any{"code": "trigger_registration_failed", "message": "bad topic"}})
+	r := o.expect("triggerregistrationresult")
+	if e := r["error"].(map[string]any); r["id"] != "q2" || e["code"] != "trigger_registration_failed" || !strings.Contains(e["message"].(string), "bad topic") {
+		t.Fatalf("refused trigger: %v", r)
+	}
+
+	// Another worker cannot remove q1; its owner can, and the provider hears it.
+	p.send(map[string]any{"type": "unregistertrigger", "id": "q1", "trigger_type": "queue"})
+	p.quiet()
+	if _, ts := s.e.Triggers(); len(ts) != 1 || ts[0].ID != "q1" {
+		t.Fatalf("triggers after a stranger's unregister: %+v", ts)
+	}
+	o.send(map[string]any{"type": "unregistertrigger", "id": "q1"})
+	if u := p.expect("unregistertrigger"); u["id"] != "q1" || u["trigger_type"] != "queue" {
+		t.Fatalf("provider got %v", u)
+	}
+}
+
+func hasType(types []engine.TriggerTypeStatus, id string) bool {
+	for _, tt := range types {
+		if tt.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func TestReattach(t *testing.T) {
+	t.Parallel()
+	s := start(t, iiiserver.Config{})
+	old := s.dial(t)
+	old.send(map[string]any{"type": "registerfunction", "id": "ra::fn"})
+	old.hello("ra")
+	s.waitFunction(t, "ra::fn", true)
+
+	// A wrong token changes nothing.
+	stranger := s.dial(t)
+	stranger.send(map[string]any{"type": "reattach", "previous_worker_id": old.workerID, "reattach_token": "guess"})
+	stranger.quiet()
+	old.quiet()
+
+	fresh := s.dial(t)
+	fresh.send(map[string]any{"type": "reattach", "previous_worker_id": old.workerID, "reattach_token": old.token})
+	// The old connection is closed and its registrations are gone before
+	// the replay is applied.
+	if _, err := old.read(5 * time.Second); err == nil {
+		t.Fatal("old connection still open after reattach")
+	}
+	fresh.send(map[string]any{"type": "registerfunction", "id": "ra::fn"})
+	fresh.hello("ra")
+	s.waitFunction(t, "ra::fn", true)
+	ws := s.e.Workers()
+	for _, w := range ws {
+		if w.ID == old.workerID {
+			t.Fatalf("old worker still listed: %+v", ws)
+		}
+	}
+}
+
+func TestOtelSocketAndClose(t *testing.T) {
+	t.Parallel()
+	s := start(t, iiiserver.Config{})
+	o := s.dialRaw(t, "/otel")
+	o.sendRaw(websocket.MessageBinary, []byte(`MTRC{}`))
+	c := s.dial(t)
+	c.hello("w")
+	c.quiet()
+	if ws := s.e.Workers(); len(ws) != 1 {
+		t.Fatalf("workers %+v: the telemetry socket must not be one", ws)
+	}
+	// Close ends every connection with "going away".
+	errC, errO := make(chan error, 1), make(chan error, 1)
+	go func() { _, err := c.read(15 * time.Second); errC <- err }()
+	go func() { _, err := o.read(15 * time.Second); errO <- err }()
+	s.srv.Close()
+	if err := <-errC; websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("worker connection after Close: %v, want 1001", err)
+	}
+	if err := <-errO; err == nil {
+		t.Fatal("telemetry socket open after Close")
+	}
+}
+
+func TestWorkersListShape(t *testing.T) {
+	t.Parallel()
+	s := start(t, iiiserver.Config{})
+	c := s.dial(t)
+	c.hello("shape")
+	c.quiet()
+	c.send(map[string]any{"type": "invokefunction", "invocation_id": "w", "function_id": "engine::workers::list", "data": map[string]any{}})
+	r := c.expect("invocationresult")
+	var res struct {
+		Workers []map[string]any `json:"workers"`
+	}
+	b, _ := json.Marshal(r["result"])
+	if err := json.Unmarshal(b, &res); err != nil || len(res.Workers) != 1 {
+		t.Fatalf("workers::list %v", r)
+	}
+	w := res.Workers[0]
+	if w["id"] != c.workerID || w["name"] != "shape" || w["runtime"] != "node" || w["status"] != "connected" || w["os"] != "linux" || w["version"] != "0.22.1" {
+		t.Fatalf("worker row %v", w)
+	}
+}
