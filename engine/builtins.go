@@ -14,6 +14,8 @@ const (
 	FnWorkersList   = "engine::workers::list"
 	FnTriggersList  = "engine::triggers::list"
 	FnHealthCheck   = "engine::health::check"
+	// FnRegisteredTriggersList lists live triggers in iii's shape.
+	FnRegisteredTriggersList = "engine::registered-triggers::list"
 	// FnWorkersRegister lets a worker describe itself after connecting (the
 	// iii SDKs do so last, with a void call).
 	FnWorkersRegister = "engine::workers::register"
@@ -26,6 +28,10 @@ type FunctionStatus struct {
 	BuiltIn     bool     `json:"builtin"`
 	Replicas    int      `json:"replicas"`
 	Workers     []string `json:"workers"`
+	// WorkerName and Namespace are those of the first replica ("engine"
+	// and "default" for built-ins), as iii lists them.
+	WorkerName string `json:"worker_name"`
+	Namespace  string `json:"namespace"`
 }
 
 // Functions lists the registered functions, sorted by id.
@@ -35,9 +41,14 @@ func (e *Engine) Functions() []FunctionStatus {
 	out := make([]FunctionStatus, 0, len(e.functions))
 	for _, id := range slices.Sorted(maps.Keys(e.functions)) {
 		fn := e.functions[id]
-		st := FunctionStatus{FunctionID: id, Description: fn.description, BuiltIn: fn.builtin != nil, Workers: []string{}}
-		for _, r := range fn.replicas {
+		st := FunctionStatus{FunctionID: id, Description: fn.description, BuiltIn: fn.builtin != nil, Workers: []string{},
+			WorkerName: "engine", Namespace: "default"}
+		for i, r := range fn.replicas {
 			st.Workers = append(st.Workers, r.id)
+			if i == 0 {
+				info := r.Info()
+				st.WorkerName, st.Namespace = info.Name, info.Namespace
+			}
 		}
 		st.Replicas = len(fn.replicas)
 		out = append(out, st)
@@ -69,8 +80,50 @@ func (e *Engine) Health() Health {
 	return h
 }
 
+// listFilter is the input of the list built-ins. Prefix is Trine's;
+// Search (a substring), TriggerType, FunctionID and Worker (a worker name)
+// are iii's.
 type listFilter struct {
-	Prefix string `json:"prefix"`
+	Prefix      string `json:"prefix"`
+	Search      string `json:"search"`
+	TriggerType string `json:"trigger_type"`
+	FunctionID  string `json:"function_id"`
+	Worker      string `json:"worker"`
+}
+
+// RegisteredTrigger is one row of engine::registered-triggers::list.
+type RegisteredTrigger struct {
+	ID            string          `json:"id"`
+	TriggerType   string          `json:"trigger_type"`
+	FunctionID    string          `json:"function_id"`
+	WorkerName    string          `json:"worker_name"`
+	Config        json.RawMessage `json:"config"`
+	ConfigSummary string          `json:"config_summary"`
+}
+
+// registeredTriggers lists the active triggers matching f, in iii's shape.
+func (e *Engine) registeredTriggers(f listFilter) []RegisteredTrigger {
+	_, ts := e.Triggers()
+	out := []RegisteredTrigger{}
+	for _, t := range ts {
+		if t.Status != "active" || (f.TriggerType != "" && t.Type != f.TriggerType) ||
+			(f.FunctionID != "" && t.FunctionID != f.FunctionID) || (f.Worker != "" && t.OwnerName != f.Worker) ||
+			!strings.HasPrefix(t.ID, f.Prefix) ||
+			(f.Search != "" && !strings.Contains(t.ID+"\x00"+t.Type+"\x00"+t.FunctionID, f.Search)) {
+			continue
+		}
+		cfg := t.Config
+		if len(cfg) == 0 {
+			cfg = json.RawMessage("null")
+		}
+		summary := string(cfg)
+		if len(summary) > 120 {
+			summary = summary[:117] + "..."
+		}
+		out = append(out, RegisteredTrigger{ID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID, WorkerName: t.OwnerName,
+			Config: cfg, ConfigSummary: summary})
+	}
+	return out
 }
 
 func (e *Engine) registerBuiltins() error {
@@ -79,7 +132,10 @@ func (e *Engine) registerBuiltins() error {
 		h    func(listFilter) any
 	}{
 		FnFunctionsList: {"List registered functions; {prefix?}", func(f listFilter) any {
-			fs := slices.DeleteFunc(e.Functions(), func(s FunctionStatus) bool { return !strings.HasPrefix(s.FunctionID, f.Prefix) })
+			fs := slices.DeleteFunc(e.Functions(), func(s FunctionStatus) bool {
+				return !strings.HasPrefix(s.FunctionID, f.Prefix) || !strings.Contains(s.FunctionID, f.Search) ||
+					(f.Worker != "" && s.WorkerName != f.Worker)
+			})
 			return map[string]any{"functions": fs}
 		}},
 		FnWorkersList: {"List connected workers; {prefix?} filters by name", func(f listFilter) any {
@@ -92,6 +148,9 @@ func (e *Engine) registerBuiltins() error {
 			return map[string]any{"trigger_types": types, "triggers": ts}
 		}},
 		FnHealthCheck: {"Report engine health", func(listFilter) any { return e.Health() }},
+		FnRegisteredTriggersList: {"List active triggers (iii's shape); {search?, trigger_type?, function_id?, worker?, prefix?}", func(f listFilter) any {
+			return map[string]any{"registered_triggers": e.registeredTriggers(f)}
+		}},
 	}
 	for id, fn := range fns {
 		h := HandlerFunc(func(_ context.Context, c Call) ([]byte, error) {

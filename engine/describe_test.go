@@ -113,3 +113,62 @@ func TestEvict(t *testing.T) {
 		t.Fatal("evicted session's function still registered")
 	}
 }
+
+func TestRegisteredTriggersList(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, engine.Config{})
+	if err := e.RegisterTriggerType("http", "", &provider{}); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := attach(t, e, "alpha", "a::fn")
+	b, _ := attach(t, e, "beta", "b::fn")
+	for _, tc := range []struct {
+		s *engine.Session
+		t engine.Trigger
+	}{
+		{a, engine.Trigger{ID: "ta", Type: "http", FunctionID: "a::fn", Config: []byte(`{"api_path":"x","http_method":"GET"}`)}},
+		{b, engine.Trigger{ID: "tb", Type: "http", FunctionID: "b::fn"}},
+	} {
+		if err := tc.s.RegisterTrigger(t.Context(), tc.t); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func(filter string) []engine.RegisteredTrigger {
+		t.Helper()
+		out, err := e.Trigger(context.Background(), engine.Call{FunctionID: engine.FnRegisteredTriggersList, Payload: []byte(filter)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res struct {
+			Triggers []engine.RegisteredTrigger `json:"registered_triggers"`
+		}
+		if err := json.Unmarshal(out, &res); err != nil {
+			t.Fatalf("%s: %v", out, err)
+		}
+		return res.Triggers
+	}
+	all := list(`{}`)
+	if len(all) != 2 || all[0].ID != "ta" || all[0].WorkerName != "alpha" || all[0].TriggerType != "http" ||
+		all[0].ConfigSummary != `{"api_path":"x","http_method":"GET"}` || string(all[1].Config) != "null" {
+		t.Fatalf("all: %+v", all)
+	}
+	for filter, want := range map[string]string{
+		`{"function_id":"b::fn"}`: "tb", `{"worker":"alpha"}`: "ta", `{"search":"b::"}`: "tb", `{"trigger_type":"none"}`: "",
+	} {
+		got := list(filter)
+		if (want == "" && len(got) != 0) || (want != "" && (len(got) != 1 || got[0].ID != want)) {
+			t.Errorf("%s: %+v, want %q", filter, got, want)
+		}
+	}
+	// functions::list names the serving worker, as iii does.
+	out, err := e.Trigger(context.Background(), engine.Call{FunctionID: engine.FnFunctionsList, Payload: []byte(`{"worker":"beta"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fl struct {
+		Functions []engine.FunctionStatus `json:"functions"`
+	}
+	if err := json.Unmarshal(out, &fl); err != nil || len(fl.Functions) != 1 || fl.Functions[0].FunctionID != "b::fn" || fl.Functions[0].Namespace != "default" {
+		t.Fatalf("functions::list {worker:beta}: %s", out)
+	}
+}
