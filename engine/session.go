@@ -209,7 +209,9 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 
 // Close ends the session: its functions, triggers and trigger types are
 // removed, and its in-flight invocations fail at once with
-// worker_disconnected. Close is idempotent.
+// worker_disconnected. Done is closed once all of that is done, so a
+// transport that ends the worker's connection on Done never lets the worker
+// see its registrations still in place. Close is idempotent.
 func (s *Session) Close() {
 	s.mu.Lock()
 	if s.closed {
@@ -219,14 +221,16 @@ func (s *Session) Close() {
 	s.closed = true
 	pending := s.pending
 	s.pending = nil
-	close(s.done)
 	s.mu.Unlock()
 
+	// Out of the registry first, so that a caller told of the
+	// disconnection can no longer be routed here.
+	s.e.detach(s)
 	gone := Errorf(CodeWorkerDisconnected, "worker %s (%s) disconnected", s.id, s.name())
 	for _, ch := range pending {
 		ch <- result{err: gone}
 	}
-	s.e.detach(s)
+	close(s.done)
 }
 
 // detach removes everything s registered.
