@@ -1,0 +1,61 @@
+package channels
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Defaults for Config.
+const (
+	DefaultBuffer        = 64
+	DefaultMaxBuffer     = 1024
+	DefaultMaxFrameBytes = 1 << 20
+	DefaultTTL           = 5 * time.Minute
+)
+
+// Config tunes a Hub. The zero Config is valid.
+type Config struct {
+	// DefaultBuffer is the number of frames buffered between the writer and
+	// the reader (before the reader attaches, or while it is slow) when the
+	// caller asks for no buffer_size. Default 64; capped at MaxBuffer.
+	DefaultBuffer int
+	// MaxBuffer is the largest buffer_size a caller may ask for.
+	// Default 1024.
+	MaxBuffer int
+	// MaxFrameBytes is the largest frame a writer may send; a larger one
+	// closes the writer with 1009 (message too big). Default 1 MiB (the
+	// iii Go SDK sends binary data in 64 KiB frames). Readers must accept
+	// frames of this size.
+	MaxFrameBytes int64
+	// TTL is how long a channel may wait for both its ends to attach;
+	// then it is removed and any attached end is closed. Default 5m.
+	TTL time.Duration
+	// Logger receives channel lifecycle logs. Default: discard.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxBuffer <= 0 {
+		c.MaxBuffer = DefaultMaxBuffer
+	}
+	if c.DefaultBuffer <= 0 {
+		c.DefaultBuffer = DefaultBuffer
+	}
+	c.DefaultBuffer = min(c.DefaultBuffer, c.MaxBuffer)
+	if c.MaxFrameBytes <= 0 {
+		c.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if c.TTL <= 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// sweepInterval is how often the sweeper looks for expired channels: a
+// channel is removed between TTL and 1.25×TTL after its creation.
+func (c Config) sweepInterval() time.Duration {
+	return min(max(c.TTL/4, time.Millisecond), 30*time.Second)
+}

@@ -1,0 +1,29 @@
+// Package channels serves streaming data channels: one-way WebSocket pipes
+// between two parties that reach the engine separately, as iii's
+// engine::channels::create does.
+//
+// A caller creates a channel with the built-in function
+// engine::channels::create (FnCreate) and gets two refs, a writer and a
+// reader, that share the channel id and access key. Each end then opens its
+// own WebSocket to GET /ws/channels/{id}?key=KEY&dir=write|read. Every frame
+// the writer sends reaches the reader unchanged, in order and with the same
+// type (text frames are messages, binary frames are bytes); there is no
+// envelope. The writer's close, or its connection ending, is the end of the
+// stream: the reader gets every buffered frame and then a normal close.
+//
+// Where it sits: channels imports engine (to register FnCreate) and
+// coder/websocket; only cmd wires a Hub into an engine and an HTTP mux.
+//
+// Concurrency contract: a Hub is safe for concurrent use. The goroutines of a
+// connection (the writer's socket reader, coder/websocket's CloseRead) live
+// inside ServeHTTP and end before it returns. The Hub owns one more, the
+// sweeper that removes channels whose ends did not both attach within
+// Config.TTL; it starts with the first channel. Close cancels every channel,
+// closes every live socket, stops the sweeper and waits for all of them.
+//
+// Flow control: each channel has a queue of buffer_size frames. When it is
+// full the writer's socket is not read until the reader drains it, so TCP
+// pushes back on the writer. A slow reader therefore slows its writer; it is
+// not disconnected (unlike the gateway's subscribers, a channel has exactly
+// one consumer, and losing frames would corrupt the stream).
+package channels

@@ -1,0 +1,44 @@
+package channels
+
+import (
+	"errors"
+
+	"github.com/coder/websocket"
+)
+
+// Why a channel was cancelled; each becomes the close status of the ends
+// still attached (abortStatus).
+var (
+	errReaderGone = errors.New("channels: reader went away")
+	errExpired    = errors.New("channels: channel expired before both ends attached")
+	errClosed     = errors.New("channels: hub closed")
+)
+
+// closeStatus is a WebSocket close code and reason.
+type closeStatus struct {
+	code   websocket.StatusCode
+	reason string
+}
+
+var (
+	// statusEOF ends a stream the writer finished.
+	statusEOF = closeStatus{websocket.StatusNormalClosure, ""}
+	// statusWriterTooBig ends the reader's stream when the writer was cut
+	// off for sending an oversize frame: the stream is truncated.
+	statusWriterTooBig = closeStatus{websocket.StatusInternalError, "writer sent a frame over the size limit"}
+)
+
+// abortStatus is the close status for an end whose channel was cancelled
+// with cause.
+func abortStatus(cause error) closeStatus {
+	switch {
+	case errors.Is(cause, errReaderGone):
+		return closeStatus{websocket.StatusGoingAway, "reader went away"}
+	case errors.Is(cause, errExpired):
+		return closeStatus{websocket.StatusGoingAway, "channel expired"}
+	case errors.Is(cause, errClosed):
+		return closeStatus{websocket.StatusGoingAway, "engine shutting down"}
+	default:
+		return closeStatus{websocket.StatusInternalError, "channel aborted"}
+	}
+}

@@ -1,0 +1,7 @@
+package channels
+
+// Log attribute keys.
+const (
+	logChannelID = "channel_id"
+	logDirection = "direction"
+)
