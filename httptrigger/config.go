@@ -1,0 +1,42 @@
+package httptrigger
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Defaults applied to a zero Config.
+const (
+	DefaultMaxBodyBytes int64 = 1 << 20
+	DefaultTimeout            = 30 * time.Second
+)
+
+// Config tunes a Provider. The zero Config is valid.
+type Config struct {
+	// MaxBodyBytes limits a request body; a larger one is answered 413.
+	// Default 1 MiB (DefaultMaxBodyBytes).
+	MaxBodyBytes int64
+	// Timeout bounds each request from the moment its handling starts:
+	// receiving the body (408 when it runs out) and calling the condition
+	// and trigger functions (504). Default 30s (DefaultTimeout).
+	Timeout time.Duration
+	// Reserved lists paths owned by the server (e.g. "/healthz"); a route
+	// equal to one of them is refused with conflict. Default none.
+	Reserved []string
+	// Logger receives per-request debug logs and route changes. Default:
+	// discard.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}

@@ -1,0 +1,99 @@
+package httptrigger
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/trinehq/trine/engine"
+)
+
+// TriggerType is the trigger type the Provider serves.
+const TriggerType = "http"
+
+// Provider serves the http trigger type: it keeps the route table and
+// answers HTTP requests by calling the routes' functions.
+type Provider struct {
+	e        *engine.Engine
+	cfg      Config
+	log      *slog.Logger
+	reserved map[string]bool // normalised paths
+
+	mu     sync.Mutex        // serialises route changes
+	routes map[string]*route // by trigger id; guarded by mu
+	table  atomic.Pointer[table]
+}
+
+var (
+	_ engine.TriggerProvider = (*Provider)(nil)
+	_ http.Handler           = (*Provider)(nil)
+)
+
+// New returns a Provider that calls functions on e. It registers nothing:
+// call Register to add the http trigger type to e.
+func New(e *engine.Engine, cfg Config) *Provider {
+	cfg = cfg.withDefaults()
+	p := &Provider{e: e, cfg: cfg, log: cfg.Logger, reserved: make(map[string]bool), routes: make(map[string]*route)}
+	for _, r := range cfg.Reserved {
+		if r != "" {
+			p.reserved[normalReserved(r)] = true
+		}
+	}
+	p.table.Store(buildTable(nil))
+	return p
+}
+
+// Register registers the http trigger type on the engine, served by p.
+func (p *Provider) Register() error {
+	return p.e.RegisterTriggerType(TriggerType,
+		"Calls a function for HTTP requests to a route (config: api_path, http_method, condition_function_id?).", p)
+}
+
+// RegisterTrigger adds t's route. A bad config is refused with
+// invalid_argument; a route that conflicts with another trigger's (same
+// method and same segments, parameters compared as wildcards) or equals a
+// reserved path is refused with conflict. Registering a trigger id again
+// replaces its route.
+func (p *Provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
+	r, err := parseRoute(t)
+	if err != nil {
+		return err
+	}
+	if lp, ok := r.literalPath(); ok && p.reserved[lp] {
+		return engine.Errorf(engine.CodeConflict, "http trigger %q: path %s is reserved by the server", t.ID, r.pattern)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, o := range p.routes {
+		if o.triggerID != r.triggerID && o.shape == r.shape {
+			return engine.Errorf(engine.CodeConflict, "http trigger %q: %s %s conflicts with %s %s of trigger %q",
+				t.ID, r.method, r.pattern, o.method, o.pattern, o.triggerID)
+		}
+	}
+	p.routes[t.ID] = r
+	p.publish()
+	p.log.Debug("http route added", engine.LogTriggerID, t.ID, engine.LogFunctionID, t.FunctionID, "method", r.method, "path", r.pattern)
+	return nil
+}
+
+// UnregisterTrigger removes t's route, found by trigger id. Removing an
+// unknown trigger does nothing.
+func (p *Provider) UnregisterTrigger(_ context.Context, t engine.Trigger) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r, ok := p.routes[t.ID]
+	if !ok {
+		return nil
+	}
+	delete(p.routes, t.ID)
+	p.publish()
+	p.log.Debug("http route removed", engine.LogTriggerID, t.ID, "method", r.method, "path", r.pattern)
+	return nil
+}
+
+// publish swaps in a table built from p.routes. Callers hold p.mu.
+func (p *Provider) publish() {
+	p.table.Store(buildTable(p.routes))
+}

@@ -1,0 +1,218 @@
+package httptrigger
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/trinehq/trine/engine"
+)
+
+// Request is the payload a route's function (and its condition function)
+// receives.
+type Request struct {
+	// Path is the route's pattern, normalised with a leading slash.
+	Path string `json:"path"`
+	// Method is the request's method (that of the route).
+	Method string `json:"method"`
+	// Headers maps lowercased names to values; repeated headers are joined
+	// with ", ". The Host header is included as "host".
+	Headers map[string]string `json:"headers"`
+	// QueryParams maps names to a string, or to an array of strings when
+	// the name is repeated.
+	QueryParams map[string]any `json:"query_params"`
+	// PathParams maps the route's parameter names to decoded values.
+	PathParams map[string]string `json:"path_params"`
+	// Body is the parsed JSON body, a JSON string for a text body, or null.
+	Body json.RawMessage `json:"body"`
+	// Trigger describes the trigger that fired.
+	Trigger TriggerInfo `json:"trigger"`
+}
+
+// TriggerInfo is the "trigger" member of a Request.
+type TriggerInfo struct {
+	Type   string `json:"type"`
+	Path   string `json:"path"`
+	Method string `json:"method"`
+}
+
+// ServeHTTP answers a request to a registered route by calling its
+// function; every failure is answered in the JSON error envelope.
+func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	deadline := time.Now().Add(p.cfg.Timeout)
+	ctx, cancel := context.WithDeadline(r.Context(), deadline)
+	defer cancel()
+	if he := p.serve(ctx, w, r, deadline); he != nil {
+		writeError(w, he)
+	}
+}
+
+func (p *Provider) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, deadline time.Time) *httpError {
+	segs, ok := splitRequestPath(r.URL.EscapedPath())
+	if !ok {
+		return &httpError{status: http.StatusNotFound, code: CodeNotFound, message: "no route for " + r.URL.Path}
+	}
+	rt, params, allowed := p.table.Load().match(r.Method, segs)
+	if rt == nil {
+		if len(allowed) > 0 {
+			w.Header().Set("Allow", strings.Join(allowed, ", "))
+			return &httpError{status: http.StatusMethodNotAllowed, code: CodeMethodNotAllowed,
+				message: "method " + r.Method + " is not allowed for " + r.URL.Path + " (allowed: " + strings.Join(allowed, ", ") + ")"}
+		}
+		return &httpError{status: http.StatusNotFound, code: CodeNotFound, message: "no route for " + r.URL.Path}
+	}
+	body, he := p.readBody(w, r, deadline)
+	if he != nil {
+		return he
+	}
+	payload, err := json.Marshal(Request{
+		Path:        rt.pattern,
+		Method:      rt.method,
+		Headers:     requestHeaders(r),
+		QueryParams: queryParams(r),
+		PathParams:  params,
+		Body:        body,
+		Trigger:     TriggerInfo{Type: TriggerType, Path: rt.pattern, Method: rt.method},
+	})
+	if err != nil { // cannot happen: body is valid JSON
+		return &httpError{status: http.StatusInternalServerError, code: CodeInternal, message: "internal error"}
+	}
+	log := p.log.With(engine.LogTriggerID, rt.triggerID, "method", rt.method, "path", rt.pattern)
+	if rt.condition != "" {
+		out, err := p.e.Trigger(ctx, engine.Call{FunctionID: rt.condition, Payload: payload})
+		if err != nil {
+			log.Debug("http condition function failed", engine.LogFunctionID, rt.condition, "error", err)
+			return callError(err)
+		}
+		if bytes.Equal(bytes.TrimSpace(out), []byte("false")) {
+			return &httpError{status: http.StatusUnprocessableEntity, code: CodeConditionNotMet,
+				message: "condition function " + rt.condition + " returned false", skipped: true}
+		}
+	}
+	out, err := p.e.Trigger(ctx, engine.Call{FunctionID: rt.functionID, Payload: payload})
+	if err != nil {
+		level := slog.LevelDebug
+		if engine.AsError(err).Code == engine.CodeInternal {
+			level = slog.LevelWarn
+		}
+		log.Log(ctx, level, "http function failed", engine.LogFunctionID, rt.functionID, "error", err)
+		return callError(err)
+	}
+	res, err := parseResponse(out)
+	if err != nil {
+		log.Debug("http function returned an invalid response", engine.LogFunctionID, rt.functionID, "error", err)
+		return &httpError{status: http.StatusBadGateway, code: CodeInvalidResponse,
+			message: "function " + rt.functionID + " returned an invalid response: " + err.Error()}
+	}
+	res.write(w)
+	return nil
+}
+
+// readBody reads the request body, bounded by MaxBodyBytes and, for the
+// time it takes, by deadline; it returns it as a JSON value (nil for none).
+func (p *Provider) readBody(w http.ResponseWriter, r *http.Request, deadline time.Time) (json.RawMessage, *httpError) {
+	tooLarge := &httpError{status: http.StatusRequestEntityTooLarge, code: CodePayloadTooLarge,
+		message: "request body is larger than " + formatBytes(p.cfg.MaxBodyBytes)}
+	rc := http.NewResponseController(w)
+	bounded := rc.SetReadDeadline(deadline) == nil
+	// When the body is refused or not read to its end, an HTTP/1
+	// connection is not reused (so net/http does not wait to drain it), and
+	// the read deadline stays, bounding what net/http still reads after the
+	// answer.
+	dropConn := func() {
+		if r.ProtoMajor == 1 {
+			w.Header().Set("Connection", "close")
+		}
+	}
+	if r.ContentLength > p.cfg.MaxBodyBytes {
+		dropConn()
+		return nil, tooLarge
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes))
+	if err != nil {
+		dropConn()
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			return nil, tooLarge
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, &httpError{status: http.StatusRequestTimeout, code: CodeRequestTimeout, message: "request body not received in time"}
+		default:
+			return nil, &httpError{status: http.StatusBadRequest, code: CodeBadRequest, message: "read request body: " + err.Error()}
+		}
+	}
+	if bounded {
+		// The connection outlives this request: lift the deadline at once.
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	if len(b) == 0 {
+		return nil, nil
+	}
+	if isJSON(r.Header.Get("Content-Type")) {
+		if !json.Valid(b) {
+			return nil, &httpError{status: http.StatusBadRequest, code: CodeInvalidJSON, message: "request body is not valid JSON"}
+		}
+		return b, nil
+	}
+	if !utf8.Valid(b) {
+		return nil, &httpError{status: http.StatusUnsupportedMediaType, code: CodeUnsupportedMediaType,
+			message: "a request body that is not JSON must be UTF-8 text"}
+	}
+	s, err := json.Marshal(string(b))
+	if err != nil { // cannot happen for a string
+		return nil, &httpError{status: http.StatusInternalServerError, code: CodeInternal, message: "internal error"}
+	}
+	return s, nil
+}
+
+// isJSON reports whether a request's Content-Type calls for a JSON body:
+// absent, application/json, or any */*+json type.
+func isJSON(contentType string) bool {
+	if strings.TrimSpace(contentType) == "" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		mt, _, _ = strings.Cut(strings.ToLower(contentType), ";")
+		mt = strings.TrimSpace(mt)
+	}
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+func requestHeaders(r *http.Request) map[string]string {
+	h := make(map[string]string, len(r.Header)+1)
+	for name, vs := range r.Header {
+		h[strings.ToLower(name)] = strings.Join(vs, ", ")
+	}
+	if r.Host != "" {
+		h["host"] = r.Host
+	}
+	return h
+}
+
+func queryParams(r *http.Request) map[string]any {
+	q := r.URL.Query()
+	out := make(map[string]any, len(q))
+	for name, vs := range q {
+		if len(vs) == 1 {
+			out[name] = vs[0]
+		} else {
+			out[name] = vs
+		}
+	}
+	return out
+}
+
+func formatBytes(n int64) string {
+	return strconv.FormatInt(n, 10) + " bytes"
+}
