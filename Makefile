@@ -23,8 +23,16 @@ run:
 build:
 	go build -ldflags "-X main.version=$(VERSION)" -o trine ./cmd/trine
 
-test:
+# The iii compatibility test (compat/) runs the npm package iii-sdk, pinned
+# in compat/iii-node/package-lock.json; npm ci installs it when the lock
+# file changes.
+NODE_COMPAT := compat/iii-node
+
+test: $(NODE_COMPAT)/node_modules/.package-lock.json
 	go test -race -count=1 -timeout 20m ./...
+
+$(NODE_COMPAT)/node_modules/.package-lock.json: $(NODE_COMPAT)/package-lock.json $(NODE_COMPAT)/package.json
+	npm ci --prefix $(NODE_COMPAT) --no-audit --no-fund
 
 generate: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC)
 	PATH="$(BIN):$$PATH" buf generate

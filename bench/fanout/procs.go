@@ -47,7 +47,7 @@ func startServer(kind string, env *benchEnv, dataDir, profile string) (*server, 
 			break
 		}
 		args := []string{"engine", "--store", "memory",
-			"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--stream-addr", "127.0.0.1:0",
+			"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--stream-addr", "127.0.0.1:0", "--iii-addr", "off",
 			"--data-dir", dataDir, "--log-level", "warn",
 			"--stream-queue-messages", strconv.Itoa(env.queueMessages)}
 		c.Path, c.Args = env.trineBin, append(args, env.trineExtra...)

@@ -26,7 +26,7 @@ type proc struct {
 }
 
 var (
-	engineListening  = regexp.MustCompile(`^trine engine (\S+) listening: grpc=(\S+) http=(\S+) stream=(\S+) nats=embedded,(\S+)$`)
+	engineListening  = regexp.MustCompile(`^trine engine (\S+) listening: grpc=(\S+) http=(\S+) stream=(\S+) iii=\S+ nats=embedded,(\S+)$`)
 	gatewayListening = regexp.MustCompile(`^trine gateway (\S+) listening: stream=(\S+) http=(\S+) engine=(\S+) nats=(\S+)$`)
 )
 
@@ -35,7 +35,7 @@ var (
 func startEngine(env *benchEnv, dataDir string) (*proc, error) {
 	p, m, err := startProc(env.trineBin, "engine", engineListening, nil,
 		"engine", "--store", "memory", "--data-dir", dataDir,
-		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--stream-addr", "127.0.0.1:0",
+		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--stream-addr", "127.0.0.1:0", "--iii-addr", "off",
 		"--nats-addr", "127.0.0.1:0", "--log-level", "warn",
 		"--stream-queue-messages", strconv.Itoa(env.queueMessages))
 	if err != nil {

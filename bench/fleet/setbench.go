@@ -100,7 +100,7 @@ func (r setResult) cpuPerWrite() time.Duration {
 }
 
 // engineListeningAny matches the listening line of an engine on any NATS.
-var engineListeningAny = regexp.MustCompile(`^trine engine (\S+) listening: grpc=(\S+) http=(\S+) stream=(\S+) nats=(\S+)$`)
+var engineListeningAny = regexp.MustCompile(`^trine engine (\S+) listening: grpc=(\S+) http=(\S+) stream=(\S+) iii=\S+ nats=(\S+)$`)
 
 // runSetPart measures every configuration and prints the results.
 func runSetPart(env *setEnv) error {
@@ -177,7 +177,7 @@ func runSetConfig(env *setEnv, c setConfig, shapes []setShape) (results []setRes
 	}()
 	for i := range c.engines {
 		args := []string{"engine", "--data-dir", filepath.Join(dir, fmt.Sprintf("engine%d", i+1)),
-			"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--stream-addr", "127.0.0.1:0", "--log-level", "warn"}
+			"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--stream-addr", "127.0.0.1:0", "--iii-addr", "off", "--log-level", "warn"}
 		if cluster == nil {
 			args = append(args, "--store", "memory", "--nats-addr", "off")
 		} else {

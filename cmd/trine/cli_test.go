@@ -72,7 +72,11 @@ func TestEngineHelp(t *testing.T) {
 	keys := []struct{ flag, env, yaml, def string }{
 		{"--config", "TRINE_CONFIG", "", ""},
 		{"--grpc-addr", "TRINE_GRPC_ADDR", "grpc_addr", "127.0.0.1:49134"},
+		{"--iii-addr", "TRINE_III_ADDR", "iii_addr", "127.0.0.1:49135"},
+		{"--iii-namespace-grace", "TRINE_III_NAMESPACE_GRACE", "iii_namespace_grace", "5s"},
 		{"--http-addr", "TRINE_HTTP_ADDR", "http_addr", "127.0.0.1:3111"},
+		{"--http-max-body-bytes", "TRINE_HTTP_MAX_BODY_BYTES", "http_max_body_bytes", "1048576"},
+		{"--http-timeout", "TRINE_HTTP_TIMEOUT", "http_timeout", "30s"},
 		{"--data-dir", "TRINE_DATA_DIR", "data_dir", "./trine-data"},
 		{"--default-timeout", "TRINE_DEFAULT_TIMEOUT", "default_timeout", "30s"},
 		{"--shutdown-grace", "TRINE_SHUTDOWN_GRACE", "shutdown_grace", "10s"},

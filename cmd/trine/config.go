@@ -37,6 +37,11 @@ type engineConfig struct {
 	LogLevel        slog.Level
 	LogFormat       string
 
+	IIIAddr           string
+	IIINamespaceGrace time.Duration
+	HTTPMaxBodyBytes  int64
+	HTTPTimeout       time.Duration
+
 	StreamAddr         string
 	EngineAddr         string // trine gateway only
 	NATSURL            string
@@ -78,9 +83,29 @@ var engineSettings = []setting{
 		c.GRPCAddr = v
 		return checkAddr(v)
 	}},
-	{"http-addr", "ADDR", "127.0.0.1:3111", "HTTP listener for /healthz and /readyz", func(c *engineConfig, v string) error {
+	{"http-addr", "ADDR", "127.0.0.1:3111", "HTTP listener: http trigger routes, /healthz, /readyz, /metrics", func(c *engineConfig, v string) error {
 		c.HTTPAddr = v
 		return checkAddr(v)
+	}},
+	{"http-max-body-bytes", "N", "1048576", "largest request body an http trigger accepts (413 above)", func(c *engineConfig, v string) error {
+		n, err := positiveInt(v)
+		c.HTTPMaxBodyBytes = int64(n)
+		return err
+	}},
+	{"http-timeout", "DURATION", "30s", "deadline of the function behind an http trigger (504 after)", func(c *engineConfig, v string) (err error) {
+		c.HTTPTimeout, err = positiveDuration(v)
+		return err
+	}},
+	{"iii-addr", "ADDR", "127.0.0.1:49135", "iii worker protocol listener (JSON over WebSocket, for iii SDK workers), with /ws/channels; off: none", func(c *engineConfig, v string) error {
+		c.IIIAddr = v
+		if v == "off" {
+			return nil
+		}
+		return checkAddr(v)
+	}},
+	{"iii-namespace-grace", "DURATION", "5s", "how long an iii worker's registrations wait for its engine::workers::register call", func(c *engineConfig, v string) (err error) {
+		c.IIINamespaceGrace, err = positiveDuration(v)
+		return err
 	}},
 	{"data-dir", "DIR", "./trine-data", "data directory, created at start", func(c *engineConfig, v string) error {
 		if v == "" {
@@ -454,7 +479,7 @@ func yamlExample(s setting) string {
 		return `"${GRPC_ADDR:` + s.def + `}"`
 	case "stream-auth-function", "allowed-origins", "nats-url":
 		return `""`
-	case "http-addr", "data-dir", "stream-addr", "nats-addr", "engine":
+	case "http-addr", "data-dir", "stream-addr", "nats-addr", "engine", "iii-addr":
 		return `"` + s.def + `"`
 	}
 	return s.def

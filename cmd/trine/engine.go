@@ -17,10 +17,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/trinehq/trine/channels"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
+	"github.com/trinehq/trine/engine/iiiserver"
 	"github.com/trinehq/trine/engine/natsroute"
 	"github.com/trinehq/trine/engine/prommetrics"
+	"github.com/trinehq/trine/httptrigger"
 )
 
 // Once the engine has drained, the gRPC server gets this long to finish its
@@ -81,6 +84,13 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		return err
 	}
 	defer streamLis.Close()
+	var iiiLis net.Listener
+	if cfg.IIIAddr != "off" {
+		if iiiLis, err = listen(ctx, "iii", cfg.IIIAddr); err != nil {
+			return err
+		}
+		defer iiiLis.Close()
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -120,9 +130,29 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	if err := registerGatewayMetrics(reg, streams.gw); err != nil {
 		return fmt.Errorf("register stream metrics: %w", err)
 	}
+	hub := channels.New(channels.Config{Logger: log})
+	defer hub.Close()
+	if err := hub.Register(eng); err != nil {
+		return fmt.Errorf("register channels: %w", err)
+	}
+	routes := httptrigger.New(eng, httptrigger.Config{MaxBodyBytes: cfg.HTTPMaxBodyBytes, Timeout: cfg.HTTPTimeout,
+		Reserved: []string{"/healthz", "/readyz", "/metrics"}, Logger: log})
+	if err := routes.Register(); err != nil {
+		return fmt.Errorf("register http triggers: %w", err)
+	}
 	gs := grpcserver.New(eng, grpcserver.Config{MaxMessageBytes: cfg.MaxMessageBytes, Logger: log}).NewGRPCServer()
 	hs := &http.Server{
-		Handler:           healthHandler(eng, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})),
+		Handler:           httpHandler(eng, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), routes),
+		ReadHeaderTimeout: 10 * time.Second,
+		// http triggers bound their functions with --http-timeout; this
+		// bounds writing the answer too.
+		WriteTimeout: cfg.HTTPTimeout + 10*time.Second,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	iii := iiiserver.New(eng, iiiserver.Config{MaxMessageBytes: int64(cfg.MaxMessageBytes), NamespaceGrace: cfg.IIINamespaceGrace,
+		Channels: hub, Logger: log})
+	iiiHTTP := &http.Server{
+		Handler:           iii,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -141,6 +171,14 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		}
 		return nil
 	})
+	if iiiLis != nil {
+		g.Go(func() error {
+			if err := iiiHTTP.Serve(iiiLis); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve iii: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		if err := streams.http.Serve(streamLis); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve stream: %w", err)
@@ -161,8 +199,14 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpStopTimeout)
 		defer cancel()
 		streams.shutdown(sctx)
-		if err := hs.Shutdown(sctx); err != nil {
-			_ = hs.Close()
+		// Worker sessions are closed by now; Close ends their sockets
+		// (and open channels), which Shutdown does not track.
+		iii.Close()
+		hub.Close()
+		for _, srv := range []*http.Server{hs, iiiHTTP} {
+			if err := srv.Shutdown(sctx); err != nil {
+				_ = srv.Close()
+			}
 		}
 		return nil
 	})
@@ -173,9 +217,13 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 			natsInfo += "," + a
 		}
 	}
-	fmt.Fprintf(stdout, "trine engine %s listening: grpc=%s http=%s stream=%s %s\n", version, grpcLis.Addr(), httpLis.Addr(), streamLis.Addr(), natsInfo)
+	iiiInfo := "off"
+	if iiiLis != nil {
+		iiiInfo = iiiLis.Addr().String()
+	}
+	fmt.Fprintf(stdout, "trine engine %s listening: grpc=%s http=%s stream=%s iii=%s %s\n", version, grpcLis.Addr(), httpLis.Addr(), streamLis.Addr(), iiiInfo, natsInfo)
 	log.Info("engine started", "version", version, "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
-		"stream", streamLis.Addr().String(), "store", cfg.Store, "data_dir", cfg.DataDir, "config", cfg.ConfigFile)
+		"stream", streamLis.Addr().String(), "iii", iiiInfo, "store", cfg.Store, "data_dir", cfg.DataDir, "config", cfg.ConfigFile)
 	if err := g.Wait(); err != nil {
 		return err
 	}

@@ -7,14 +7,16 @@ import (
 	"github.com/trinehq/trine/engine"
 )
 
-// healthHandler serves the engine's HTTP endpoints:
+// httpHandler serves the engine's HTTP endpoints:
 //
 //	GET /healthz  200 {"status":"ok"} while the process serves
 //	GET /readyz   200 {"status":"ok"} while the engine accepts calls,
 //	              503 {"status":"draining"} once shutdown has begun
 //	GET /metrics  Prometheus metrics
-func healthHandler(eng *engine.Engine, metrics http.Handler) http.Handler {
+//	anything else the routes of http triggers
+func httpHandler(eng *engine.Engine, metrics, routes http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/", routes)
 	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeStatus(w, http.StatusOK, "ok")

@@ -99,6 +99,8 @@ func testEnv(extra ...string) []string {
 			env = append(env, kv)
 		}
 	}
+	// Every engine takes a free iii port unless a test says otherwise.
+	env = append(env, "TRINE_III_ADDR=127.0.0.1:0")
 	return append(env, extra...)
 }
 
@@ -182,20 +184,21 @@ func runTrine(t *testing.T, env []string, stdin string, args ...string) result {
 	return result{stdout: p.stdout.String(), stderr: p.stderr.String(), code: code}
 }
 
-var listeningLine = regexp.MustCompile(`(?m)^trine engine (\S+) listening: grpc=(\S+) http=(\S+) stream=(\S+) nats=(\S+)$`)
+var listeningLine = regexp.MustCompile(`(?m)^trine engine (\S+) listening: grpc=(\S+) http=(\S+) stream=(\S+) iii=(\S+) nats=(\S+)$`)
 
 // engineProc is a running `trine engine`.
 type engineProc struct {
 	*proc
 	version            string
 	grpc, http, stream string
+	iii                string // ADDR or "off"
 	nats               string // "embedded[,ADDR]" or the --nats-url
 }
 
 // engineArgs returns the arguments of an engine on free loopback ports
 // with its data in a temporary directory, followed by extra.
 func engineArgs(t *testing.T, extra ...string) []string {
-	args := []string{"engine", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--stream-addr", "127.0.0.1:0", "--nats-addr", "off", "--data-dir", filepath.Join(t.TempDir(), "data")}
+	args := []string{"engine", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--stream-addr", "127.0.0.1:0", "--iii-addr", "127.0.0.1:0", "--nats-addr", "off", "--data-dir", filepath.Join(t.TempDir(), "data")}
 	return append(args, extra...)
 }
 
@@ -214,7 +217,7 @@ func startEngine(t *testing.T, bin string, env []string, args ...string) *engine
 		m = listeningLine.FindStringSubmatch(p.stdout.String())
 		return m != nil
 	})
-	e := &engineProc{proc: p, version: m[1], grpc: m[2], http: "http://" + m[3], stream: m[4], nats: m[5]}
+	e := &engineProc{proc: p, version: m[1], grpc: m[2], http: "http://" + m[3], stream: m[4], iii: m[5], nats: m[6]}
 	t.Cleanup(func() {
 		select {
 		case <-p.done:

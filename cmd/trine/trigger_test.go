@@ -65,7 +65,7 @@ func TestTrigger(t *testing.T) {
 	})
 	t.Run("PayloadFromStdin", func(t *testing.T) {
 		t.Parallel()
-		r := runTrine(t, testEnv(), "\n{\"prefix\": \"engine::workers\"}\n", "trigger", "--engine", e.grpc, "engine::functions::list", "-")
+		r := runTrine(t, testEnv(), "\n{\"prefix\": \"engine::workers::l\"}\n", "trigger", "--engine", e.grpc, "engine::functions::list", "-")
 		if r.code != 0 || !strings.Contains(r.stdout, `"engine::workers::list"`) || strings.Count(r.stdout, "function_id") != 1 {
 			t.Errorf("functions::list with a prefix from stdin = exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 		}

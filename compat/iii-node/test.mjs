@@ -1,0 +1,393 @@
+// Compatibility test: the real npm package iii-sdk (pinned in package.json)
+// talking to a trine engine's iii listener.
+//
+//   III_URL=ws://127.0.0.1:PORT III_HTTP_URL=http://127.0.0.1:PORT node --test test.mjs
+//
+// III_URL       the engine's iii worker listener (--iii-addr)
+// III_HTTP_URL  the engine's HTTP trigger listener
+// III_COMPAT_OTEL=0 turns off the SDK's OpenTelemetry socket (<III_URL>/otel);
+//               it is on by default, as it is for every real user of the SDK.
+//
+// A Go worker must be connected that serves go::echo, go::call and go::fail.
+
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { registerWorker, TriggerAction, InvocationError } from 'iii-sdk'
+import { createChannel, createStream } from 'iii-sdk/helpers'
+
+const III_URL = process.env.III_URL
+const III_HTTP_URL = (process.env.III_HTTP_URL ?? '').replace(/\/+$/, '')
+if (!III_URL || !III_HTTP_URL) {
+  console.error('compat/iii-node: set III_URL (ws://host:port) and III_HTTP_URL (http://host:port)')
+  process.exit(2)
+}
+
+const RUN = `${process.pid}-${Date.now().toString(36)}`
+const WORKER_NAME = `compat-iii-node-${RUN}`
+const TEST_TIMEOUT = 20_000
+
+let iii
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+// Retries fn until it stops throwing; rethrows its last error after timeoutMs.
+async function eventually(fn, timeoutMs = 5_000, intervalMs = 100) {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    try {
+      return await fn()
+    } catch (err) {
+      if (Date.now() >= deadline) throw err
+    }
+    await sleep(intervalMs)
+  }
+}
+
+// Resolves with the first value passed to the returned `hit`, or rejects after ms.
+function waitForCall(ms, what) {
+  let hit
+  const promise = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} was not called within ${ms} ms`)), ms)
+    hit = (value) => {
+      clearTimeout(timer)
+      resolve(value)
+    }
+  })
+  return { promise, hit }
+}
+
+const call = (function_id, payload, extra = {}) => iii.trigger({ function_id, payload, ...extra })
+
+// Asserts that promise rejects with an InvocationError and returns the error.
+async function invocationError(promise, what) {
+  let err
+  try {
+    const result = await promise
+    assert.fail(`${what}: expected an error, got result ${JSON.stringify(result)}`)
+  } catch (e) {
+    err = e
+  }
+  if (err instanceof assert.AssertionError) throw err
+  assert.ok(err instanceof InvocationError, `${what}: expected InvocationError, got ${err?.name}: ${err?.message}`)
+  return err
+}
+
+const pick = (obj, keys) => Object.fromEntries(keys.filter((k) => obj[k] !== undefined).map((k) => [k, obj[k]]))
+const byName = (a, b) => String(a.name).localeCompare(String(b.name))
+
+before(async () => {
+  iii = registerWorker(III_URL, {
+    workerName: WORKER_NAME,
+    workerDescription: 'trine compat test (iii-sdk for Node)',
+    invocationTimeoutMs: 10_000,
+    otel: { enabled: process.env.III_COMPAT_OTEL !== '0' },
+  })
+  // The SDK exposes no "connected" event; its first call waits for the socket.
+  try {
+    await call('engine::functions::list', {})
+  } catch (err) {
+    throw new Error(`cannot call engine::functions::list on ${III_URL}: ${err.message}`)
+  }
+})
+
+after(async () => {
+  if (!iii) return
+  let timer
+  const timeout = new Promise((resolve) => (timer = setTimeout(() => {
+    console.error('compat/iii-node: iii.shutdown() did not finish within 10 s')
+    resolve()
+  }, 10_000)))
+  await Promise.race([iii.shutdown(), timeout])
+  clearTimeout(timer)
+})
+
+test('1. registers functions; engine::functions::list and engine::workers::list show them', { timeout: TEST_TIMEOUT }, async () => {
+  const ids = ['node::hello', 'node::compat::second']
+  iii.registerFunction(ids[0], async (data) => ({ hello: data?.name ?? 'world' }), { description: 'says hello' })
+  iii.registerFunction(ids[1], async () => 2)
+
+  await eventually(async () => {
+    const res = await call('engine::functions::list', {})
+    assert.ok(Array.isArray(res?.functions), `engine::functions::list: want {functions:[...]}, got ${JSON.stringify(res)}`)
+    const listed = new Set(res.functions.map((f) => f.function_id))
+    for (const id of ids) assert.ok(listed.has(id), `engine::functions::list lacks ${id}: ${JSON.stringify(res.functions)}`)
+    const hello = res.functions.find((f) => f.function_id === ids[0])
+    assert.equal(hello.description, 'says hello', `description of ${ids[0]}`)
+  })
+
+  assert.deepEqual(await call(ids[0], { name: 'trine' }), { hello: 'trine' })
+
+  // engine::workers::register is a void call the SDK sends after its
+  // registrations, so the worker's metadata may show up a little later.
+  await eventually(async () => {
+    const res = await call('engine::workers::list', {})
+    assert.ok(Array.isArray(res?.workers), `engine::workers::list: want {workers:[...]}, got ${JSON.stringify(res)}`)
+    const me = res.workers.filter((w) => w.name === WORKER_NAME)
+    assert.equal(me.length, 1, `engine::workers::list: want one worker named ${WORKER_NAME}, got ${JSON.stringify(res.workers)}`)
+    assert.equal(me[0].runtime, 'node', `runtime of ${WORKER_NAME}: ${JSON.stringify(me[0])}`)
+  })
+})
+
+test('2. calls the Go worker: go::echo', { timeout: TEST_TIMEOUT }, async () => {
+  const input = { msg: 'hi from node', n: 7, nested: { list: [1, 'two', null, true] } }
+  assert.deepEqual(await call('go::echo', input), { echo: input })
+  assert.deepEqual(await call('go::echo', 'plain string'), { echo: 'plain string' })
+})
+
+test('3. is called by the Go worker: go::call -> node::double', { timeout: TEST_TIMEOUT }, async () => {
+  iii.registerFunction('node::double', async (data) => {
+    assert.equal(typeof data?.n, 'number', `node::double got ${JSON.stringify(data)}`)
+    return { n: data.n * 2 }
+  })
+  const res = await call('go::call', { function_id: 'node::double', payload: { n: 21 } })
+  assert.deepEqual(res, { n: 42 })
+})
+
+test('4. built-in stream module: stream::set/get/list/list_groups/update/delete', { timeout: TEST_TIMEOUT }, async () => {
+  const stream_name = `compat-node-${RUN}`
+  const group_id = 'g1'
+  const key = (item_id) => ({ stream_name, group_id, item_id })
+
+  let r = await call('stream::set', { ...key('a'), data: { name: 'a', count: 1 } })
+  assert.deepEqual(r?.new_value, { name: 'a', count: 1 }, `set a (new): ${JSON.stringify(r)}`)
+  assert.equal(r.old_value ?? null, null, `set a (new) old_value: ${JSON.stringify(r)}`)
+
+  r = await call('stream::set', { ...key('a'), data: { name: 'a', count: 5 } })
+  assert.deepEqual(pick(r, ['old_value', 'new_value']), { old_value: { name: 'a', count: 1 }, new_value: { name: 'a', count: 5 } }, 'set a (overwrite)')
+
+  assert.deepEqual(await call('stream::get', key('a')), { name: 'a', count: 5 }, 'get a')
+  assert.equal((await call('stream::get', key('missing'))) ?? null, null, 'get of a missing item')
+
+  await call('stream::set', { ...key('b'), data: { name: 'b', count: 0 } })
+  const list = await call('stream::list', { stream_name, group_id })
+  assert.ok(Array.isArray(list), `stream::list: want an array, got ${JSON.stringify(list)}`)
+  assert.deepEqual([...list].sort(byName), [{ name: 'a', count: 5 }, { name: 'b', count: 0 }], 'list')
+  assert.deepEqual(await call('stream::list', { stream_name, group_id: 'empty' }), [], 'list of an empty group')
+
+  const groups = await call('stream::list_groups', { stream_name })
+  assert.deepEqual(groups, [group_id], 'list_groups')
+
+  r = await call('stream::update', {
+    ...key('a'),
+    ops: [
+      { type: 'increment', path: 'count', by: 2 },
+      { type: 'set', path: 'tag', value: 'x' },
+      { type: 'decrement', path: 'count', by: 1 },
+    ],
+  })
+  assert.deepEqual(pick(r, ['old_value', 'new_value']), { old_value: { name: 'a', count: 5 }, new_value: { name: 'a', count: 6, tag: 'x' } }, 'update a')
+  assert.ok(r.errors === undefined || (Array.isArray(r.errors) && r.errors.length === 0), `update errors: ${JSON.stringify(r.errors)}`)
+  assert.deepEqual(await call('stream::get', key('a')), { name: 'a', count: 6, tag: 'x' }, 'get a after update')
+
+  r = await call('stream::delete', key('a'))
+  assert.deepEqual(r?.old_value, { name: 'a', count: 6, tag: 'x' }, `delete a: ${JSON.stringify(r)}`)
+  assert.equal((await call('stream::get', key('a'))) ?? null, null, 'get a after delete')
+  r = await call('stream::delete', key('a'))
+  assert.equal(r?.old_value ?? null, null, `second delete of a: ${JSON.stringify(r)}`)
+  assert.deepEqual(await call('stream::list', { stream_name, group_id }), [{ name: 'b', count: 0 }], 'list after delete')
+
+  await call('stream::delete', key('b'))
+})
+
+test('5. createStream custom stream backed by a Map', { timeout: TEST_TIMEOUT }, async () => {
+  const stream_name = `compat-custom-${RUN}`
+  const store = new Map() // `${group_id}/${item_id}` -> data
+  const calls = []
+  const seen = (op, input) => {
+    calls.push(op)
+    assert.equal(input?.stream_name, stream_name, `custom ${op} got ${JSON.stringify(input)}`)
+  }
+  createStream(iii, stream_name, {
+    async get(input) {
+      seen('get', input)
+      return store.get(`${input.group_id}/${input.item_id}`) ?? null
+    },
+    async set(input) {
+      seen('set', input)
+      const k = `${input.group_id}/${input.item_id}`
+      const old_value = store.get(k)
+      store.set(k, input.data)
+      return { old_value, new_value: input.data }
+    },
+    async delete(input) {
+      seen('delete', input)
+      const k = `${input.group_id}/${input.item_id}`
+      const old_value = store.get(k)
+      store.delete(k)
+      return { old_value }
+    },
+    async list(input) {
+      seen('list', input)
+      return [...store].filter(([k]) => k.startsWith(`${input.group_id}/`)).map(([, v]) => v)
+    },
+    async listGroups(input) {
+      seen('listGroups', input)
+      return [...new Set([...store.keys()].map((k) => k.split('/')[0]))]
+    },
+    async update() {
+      throw new Error('iii-sdk does not register stream::update(<name>); the engine must not call it')
+    },
+  })
+  const key = { stream_name, group_id: 'g', item_id: 'i1' }
+  const since = (n) => calls.slice(n)
+
+  let n = calls.length
+  let r = await call('stream::set', { ...key, data: { count: 1 } })
+  assert.deepEqual(r?.new_value, { count: 1 }, `custom set: ${JSON.stringify(r)}`)
+  assert.deepEqual(store.get('g/i1'), { count: 1 }, 'Map after set')
+  assert.ok(since(n).includes('set'), `stream::set did not reach the custom stream (calls: ${since(n)})`)
+
+  n = calls.length
+  assert.deepEqual(await call('stream::get', key), { count: 1 }, 'custom get')
+  assert.deepEqual(since(n), ['get'], 'stream::get went to the custom get')
+
+  n = calls.length
+  assert.deepEqual(await call('stream::list', { stream_name, group_id: 'g' }), [{ count: 1 }], 'custom list')
+  assert.deepEqual(since(n), ['list'], 'stream::list went to the custom list')
+
+  n = calls.length
+  assert.deepEqual(await call('stream::list_groups', { stream_name }), ['g'], 'custom list_groups')
+  assert.deepEqual(since(n), ['listGroups'], 'stream::list_groups went to the custom listGroups')
+
+  // createStream registers no stream::update(<name>): the engine has to run
+  // the ops over the custom get/set, or the Map would not see the change.
+  n = calls.length
+  r = await call('stream::update', { ...key, ops: [{ type: 'increment', path: 'count', by: 2 }] })
+  assert.deepEqual(pick(r, ['old_value', 'new_value']), { old_value: { count: 1 }, new_value: { count: 3 } }, 'custom update')
+  assert.deepEqual(store.get('g/i1'), { count: 3 }, 'Map after update')
+  assert.ok(since(n).includes('set'), `stream::update did not write through the custom set (calls: ${since(n)})`)
+
+  n = calls.length
+  r = await call('stream::delete', key)
+  assert.deepEqual(r?.old_value, { count: 3 }, `custom delete: ${JSON.stringify(r)}`)
+  assert.equal(store.has('g/i1'), false, 'Map after delete')
+  assert.ok(since(n).includes('delete'), `stream::delete did not reach the custom stream (calls: ${since(n)})`)
+
+  assert.equal((await call('stream::get', key)) ?? null, null, 'custom get after delete')
+})
+
+test('6. http trigger: POST /compat/items/:id, and 404 for an unknown route', { timeout: TEST_TIMEOUT }, async () => {
+  let got
+  iii.registerFunction('node::http::items', async (req) => {
+    got = req
+    return { status_code: 201, headers: { 'x-compat': 'yes' }, body: { ok: true, id: req?.path_params?.id } }
+  })
+  const trigger = iii.registerTrigger({
+    type: 'http',
+    function_id: 'node::http::items',
+    config: { api_path: 'compat/items/:id', http_method: 'POST' },
+  })
+  try {
+    // The trigger travels over the WebSocket and the request over HTTP: a
+    // round trip on the socket first, then retry briefly while the route is 404.
+    await call('engine::functions::list', {})
+    const url = `${III_HTTP_URL}/compat/items/42?x=1`
+    const res = await eventually(async () => {
+      const res = await fetch(url, { method: 'POST', body: JSON.stringify({ a: 1 }), headers: { 'content-type': 'application/json' } })
+      if (res.status === 404) {
+        await res.body?.cancel()
+        throw new Error(`POST ${url}: still 404 after the http trigger was registered`)
+      }
+      return res
+    }, 3_000)
+    const text = await res.text()
+    assert.equal(res.status, 201, `POST ${url}: status ${res.status}, body ${text}`)
+    assert.equal(res.headers.get('x-compat'), 'yes', 'x-compat response header')
+    assert.match(res.headers.get('content-type') ?? '', /application\/json/, 'response content-type')
+    assert.deepEqual(JSON.parse(text), { ok: true, id: '42' }, 'response body')
+
+    assert.ok(got, 'the handler was not called')
+    assert.deepEqual(got.path_params, { id: '42' }, 'path_params')
+    assert.deepEqual([].concat(got.query_params?.x), ['1'], `query_params: ${JSON.stringify(got.query_params)}`)
+    assert.deepEqual(got.body, { a: 1 }, 'body')
+    assert.equal(String(got.method).toUpperCase(), 'POST', 'method')
+    const ct = Object.entries(got.headers ?? {}).find(([k]) => k.toLowerCase() === 'content-type')
+    assert.match(String(ct?.[1] ?? ''), /application\/json/, `request headers: ${JSON.stringify(got.headers)}`)
+    // The route is listed as iii lists it.
+    const listed = await call('engine::registered-triggers::list', { function_id: 'node::http::items' })
+    assert.equal(listed?.registered_triggers?.length, 1, `registered-triggers::list: ${JSON.stringify(listed)}`)
+    assert.equal(listed.registered_triggers[0].trigger_type, 'http', `registered-triggers::list: ${JSON.stringify(listed)}`)
+  } finally {
+    trigger.unregister()
+  }
+
+  const missing = `${III_HTTP_URL}/compat/no-such-route-${RUN}`
+  const res = await fetch(missing)
+  const text = await res.text()
+  assert.equal(res.status, 404, `GET ${missing}: status ${res.status}, body ${text}`)
+  assert.match(res.headers.get('content-type') ?? '', /application\/json/, `404 content-type (body ${text})`)
+  let parsed
+  assert.doesNotThrow(() => (parsed = JSON.parse(text)), `404 body is not JSON: ${text}`)
+  assert.equal(typeof parsed, 'object', `404 body: ${text}`)
+})
+
+test('7. void call: resolves at once, the function runs within 3 s', { timeout: TEST_TIMEOUT }, async () => {
+  const { promise, hit } = waitForCall(3_000, 'node::void::sink')
+  iii.registerFunction('node::void::sink', async (data) => {
+    hit(data)
+    return { ignored: true }
+  })
+  const started = Date.now()
+  const r = await iii.trigger({ function_id: 'node::void::sink', payload: { run: RUN }, action: TriggerAction.Void() })
+  assert.equal(r ?? null, null, `void trigger resolved with ${JSON.stringify(r)}`)
+  assert.ok(Date.now() - started < 1_000, 'void trigger did not resolve at once')
+  assert.deepEqual(await promise, { run: RUN }, 'payload seen by the void-called function')
+})
+
+test('8. errors: thrown handler error, unknown function, Go worker error', { timeout: TEST_TIMEOUT }, async () => {
+  const message = `compat boom ${RUN}`
+  iii.registerFunction('node::throws', async () => {
+    throw new Error(message)
+  })
+  let err = await invocationError(call('node::throws', {}), 'node::throws')
+  assert.equal(typeof err.code, 'string', `code of a thrown error: ${err.code}`)
+  assert.ok(err.code.length > 0 && err.code !== 'TIMEOUT' && err.code !== 'UNKNOWN', `code of a thrown error: ${err.code} (${err.message})`)
+  assert.ok(err.message.includes(message), `message of a thrown error: ${err.message}`)
+
+  const unknown = `node::no-such-function-${RUN}`
+  err = await invocationError(call(unknown, {}), unknown)
+  assert.equal(err.code, 'function_not_found', `unknown function: ${err.message}`)
+
+  err = await invocationError(call('go::fail', {}), 'go::fail')
+  assert.equal(err.code, 'forbidden', `go::fail: ${err.message}`)
+  assert.ok(err.message.length > 'forbidden: '.length, `go::fail message: ${err.message}`)
+})
+
+test('9. a stream trigger calls a Node function', { timeout: TEST_TIMEOUT }, async () => {
+  const stream_name = `compat-trigger-${RUN}`
+  const { promise, hit } = waitForCall(5_000, 'node::stream::changed')
+  iii.registerFunction('node::stream::changed', async (event) => {
+    hit(event)
+    return null
+  })
+  iii.registerTrigger({ type: 'stream', function_id: 'node::stream::changed', config: { stream_name } })
+  // Registrations travel in order on the socket: once this call is
+  // answered, the trigger is in place.
+  await call('engine::functions::list', {})
+  await eventually(async () => {
+    const listed = await call('engine::registered-triggers::list', { function_id: 'node::stream::changed' })
+    assert.equal(listed?.registered_triggers?.length, 1, `stream trigger not listed: ${JSON.stringify(listed)}`)
+  })
+  await call('stream::set', { stream_name, group_id: 'g', item_id: 'i', data: { v: 1 } })
+  const event = await promise
+  // iii's wrapper: {type:"stream", timestamp, streamName, groupId, id, event:{type, data}}
+  assert.equal(event?.type, 'stream', `stream trigger payload: ${JSON.stringify(event)}`)
+  assert.equal(event.event?.type, 'create', `event.type: ${JSON.stringify(event)}`)
+  assert.equal(event.streamName, stream_name, `streamName: ${JSON.stringify(event)}`)
+  assert.equal(event.groupId, 'g', `groupId: ${JSON.stringify(event)}`)
+  assert.equal(event.id, 'i', `id: ${JSON.stringify(event)}`)
+  assert.deepEqual(event.event?.data, { v: 1 }, `event.data: ${JSON.stringify(event)}`)
+})
+
+test('10. data channel: written and closed before the reader attaches, read whole by a function', { timeout: TEST_TIMEOUT }, async () => {
+  iii.registerFunction('node::channel::sum', async ({ reader }) => {
+    const bytes = await reader.readAll()
+    return { count: bytes.length, sum: [...bytes].reduce((a, b) => a + b, 0) }
+  })
+  const channel = await createChannel(iii)
+  assert.equal(channel.readerRef?.direction, 'read', `reader ref: ${JSON.stringify(channel.readerRef)}`)
+  channel.writer.stream.write(Buffer.from([12, 34, 56, 78, 90]))
+  channel.writer.stream.end()
+  await sleep(100) // the writer flushes and closes before anyone reads
+  assert.deepEqual(await call('node::channel::sum', { reader: channel.readerRef }), { count: 5, sum: 270 })
+})

@@ -1,0 +1,150 @@
+// Package compat runs clients that this project did not write against a
+// real `trine engine`: today the npm package iii-sdk (see iii-node/).
+package compat_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	trine "github.com/trinehq/trine/worker-sdk"
+)
+
+var listening = regexp.MustCompile(`(?m)^trine engine \S+ listening: grpc=(\S+) http=(\S+) stream=\S+ iii=(\S+) nats=\S+$`)
+
+// TestIIINodeSDK runs compat/iii-node/test.mjs (node:test, iii-sdk pinned
+// in package-lock.json) against a real engine, with a Go gRPC worker
+// serving go::echo, go::call and go::fail. It needs node and npm
+// (`make test` installs the package with npm ci first).
+func TestIIINodeSDK(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is not installed: the iii-sdk compatibility test needs Node.js 20+ (.ci/run installs it)")
+	}
+	if _, err := os.Stat(filepath.Join("iii-node", "node_modules", "iii-sdk", "package.json")); err != nil {
+		t.Fatal("iii-sdk is not installed: run `npm ci --prefix compat/iii-node` (make test does)")
+	}
+	bin := filepath.Join(t.TempDir(), "trine")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/trine").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	grpcAddr, httpAddr, iiiAddr := startEngine(t, bin)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	w := trine.RegisterWorker(grpcAddr, trine.WithName("go-compat"))
+	defer w.Close()
+	must(t, w.RegisterFunction("go::echo", func(_ context.Context, p json.RawMessage) (any, error) {
+		return map[string]json.RawMessage{"echo": p}, nil
+	}))
+	must(t, w.RegisterFunction("go::call", func(ctx context.Context, p json.RawMessage) (any, error) {
+		var in struct {
+			FunctionID string          `json:"function_id"`
+			Payload    json.RawMessage `json:"payload"`
+		}
+		if err := json.Unmarshal(p, &in); err != nil {
+			return nil, err
+		}
+		return w.Trigger(ctx, in.FunctionID, in.Payload)
+	}))
+	must(t, w.RegisterFunction("go::fail", func(context.Context, json.RawMessage) (any, error) {
+		return nil, &trine.Error{Code: "forbidden", Message: "go::fail always refuses"}
+	}))
+	if err := w.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.CommandContext(ctx, node, "--test", "--test-concurrency=1", "--test-force-exit", "test.mjs")
+	cmd.Dir = "iii-node"
+	cmd.Env = append(os.Environ(), "III_URL=ws://"+iiiAddr, "III_HTTP_URL=http://"+httpAddr)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node --test test.mjs: %v\n%s", err, out)
+	}
+	t.Logf("node --test test.mjs:\n%s", lastLines(string(out), 12))
+}
+
+// startEngine runs `trine engine` on free loopback ports until the test
+// ends, and returns its gRPC, HTTP and iii addresses.
+func startEngine(t *testing.T, bin string) (grpcAddr, httpAddr, iiiAddr string) {
+	t.Helper()
+	cmd := exec.Command(bin, "engine", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--stream-addr", "127.0.0.1:0",
+		"--iii-addr", "127.0.0.1:0", "--nats-addr", "off", "--store", "memory", "--data-dir", filepath.Join(t.TempDir(), "data"))
+	var stdout, stderr lockedBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("engine exit: %v\nstderr:\n%s", err, stderr.String())
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Signal(syscall.SIGQUIT) // Go prints every goroutine's stack
+			select {
+			case <-exited:
+			case <-time.After(5 * time.Second):
+				_ = cmd.Process.Kill()
+			}
+			t.Errorf("engine did not exit within 30s of SIGTERM; stderr:\n%s", stderr.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := listening.FindStringSubmatch(stdout.String()); m != nil {
+			return m[1], m[2], m[3]
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("engine exited before listening: %v\nstderr:\n%s", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no listening line within 30s\nstderr:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
