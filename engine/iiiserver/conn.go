@@ -259,7 +259,7 @@ func (c *conn) handle(typ websocket.MessageType, b []byte) {
 			return
 		}
 		c.enqueue(m)
-	case typeRegisterFunction, typeUnregisterFunction, typeRegisterTriggerType,
+	case typeRegisterFunction, typeUnregisterFunction, typeRegisterTriggerType, typeUnregisterTriggerType,
 		typeRegisterTrigger, typeUnregisterTrigger, typeRegisterService:
 		c.enqueue(m)
 	default:
@@ -364,6 +364,10 @@ func (c *conn) apply(m *inbound) {
 		if err := c.sess.RegisterTriggerType(m.ID, m.Description); err != nil {
 			c.log.Warn("registertriggertype refused", "trigger_type", m.ID, "error", err)
 			c.queue(triggerRegistrationResult{Type: typeTriggerRegistrationResult, ID: m.ID, TriggerType: m.ID, Error: toBody(err)})
+		}
+	case typeUnregisterTriggerType:
+		if err := c.sess.UnregisterTriggerType(m.ID); err != nil {
+			c.log.Info("unregistertriggertype refused", "trigger_type", m.ID, "error", err)
 		}
 	case typeRegisterTrigger:
 		t := engine.Trigger{ID: m.ID, Type: m.TriggerType, FunctionID: m.FunctionID, Config: m.Config}

@@ -12,6 +12,7 @@ const (
 	typeRegisterFunction          = "registerfunction"
 	typeUnregisterFunction        = "unregisterfunction"
 	typeRegisterTriggerType       = "registertriggertype"
+	typeUnregisterTriggerType     = "unregistertriggertype" // sent by iii-sdk for Node
 	typeRegisterTrigger           = "registertrigger"
 	typeUnregisterTrigger         = "unregistertrigger"
 	typeTriggerRegistrationResult = "triggerregistrationresult"

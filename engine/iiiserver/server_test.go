@@ -459,3 +459,40 @@ func TestWorkersListShape(t *testing.T) {
 		t.Fatalf("worker row %v", w)
 	}
 }
+
+func TestUnregisterAndService(t *testing.T) {
+	t.Parallel()
+	s := start(t, iiiserver.Config{})
+	c := s.dial(t)
+	c.send(map[string]any{"type": "registerservice", "id": "svc", "name": "billing", "description": "grouping only"})
+	c.send(map[string]any{"type": "registerfunction", "id": "u::fn"})
+	c.send(map[string]any{"type": "registertriggertype", "id": "u::type", "description": "d"})
+	c.hello("unreg")
+	s.waitFunction(t, "u::fn", true)
+
+	// Another worker cannot take either away.
+	o := s.dial(t)
+	o.hello("other")
+	o.send(map[string]any{"type": "unregisterfunction", "id": "u::fn"})
+	o.send(map[string]any{"type": "unregistertriggertype", "id": "u::type"})
+	o.send(map[string]any{"type": "invokefunction", "invocation_id": "sync", "function_id": "engine::health::check"})
+	o.expect("invocationresult") // its registrar has applied the two before the call
+	if !s.e.HasFunction("u::fn") {
+		t.Fatal("another worker unregistered u::fn")
+	}
+	if types, _ := s.e.Triggers(); !hasType(types, "u::type") {
+		t.Fatal("another worker unregistered u::type")
+	}
+
+	c.send(map[string]any{"type": "unregisterfunction", "id": "u::fn"})
+	c.send(map[string]any{"type": "unregistertriggertype", "id": "u::type", "message_type": "unregistertriggertype"})
+	s.waitFunction(t, "u::fn", false)
+	deadline := time.Now().Add(5 * time.Second)
+	for types, _ := s.e.Triggers(); hasType(types, "u::type"); types, _ = s.e.Triggers() {
+		if time.Now().After(deadline) {
+			t.Fatal("u::type still registered after unregistertriggertype")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.quiet()
+}
