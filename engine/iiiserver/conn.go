@@ -15,7 +15,7 @@ import (
 	"github.com/trinehq/trine/engine"
 )
 
-// maxHeld bounds the registrations held while a worker's namespace is not
+// maxHeld bounds the messages held while a worker's namespace is not
 // known; past it they are applied at once.
 const maxHeld = 10_000
 
@@ -36,15 +36,23 @@ type conn struct {
 	ctx      context.Context // ends when the connection ends
 	cancel   context.CancelCauseFunc
 	out      chan []byte
-	ops      chan *inbound
+	wake     chan struct{} // a message was queued for the registrar
 	resolved chan struct{} // closed once the worker has described itself
 	resolve  sync.Once
 	stopOnce sync.Once
 	wg       sync.WaitGroup
 
-	mu      sync.Mutex
-	ended   bool              // run is returning: async refuses work
-	configs map[string]string // trigger id -> request id of a registertrigger sent to this provider
+	mu          sync.Mutex
+	ended       bool              // run is returning: async refuses work
+	configs     map[string]string // trigger id -> request id of a registertrigger sent to this provider
+	work        []queued          // the registrar's work, in arrival order
+	queuedBytes int64
+}
+
+// queued is a message waiting for the registrar, with its size on the wire.
+type queued struct {
+	m    *inbound
+	size int64
 }
 
 var (
@@ -57,7 +65,7 @@ func newConn(s *Server, ws *websocket.Conn, addr string) *conn {
 	c := &conn{
 		srv: s, ws: ws, ctx: ctx, cancel: cancel,
 		out:      make(chan []byte, s.cfg.SendQueue),
-		ops:      make(chan *inbound, 64),
+		wake:     make(chan struct{}, 1),
 		resolved: make(chan struct{}),
 		configs:  make(map[string]string),
 	}
@@ -99,6 +107,12 @@ func (c *conn) run() {
 		c.handle(typ, b)
 	}
 }
+
+// maxQueuedBytes bounds what a worker may have waiting for the registrar,
+// in message bytes: the reader never blocks on the registrar (a registrar
+// waiting for this worker's own answer as a trigger provider would
+// otherwise deadlock), so the queue is bounded here instead.
+func (c *conn) maxQueuedBytes() int64 { return 16 * c.srv.cfg.MaxMessageBytes }
 
 // finish releases everything once the reader has stopped.
 func (c *conn) finish() {
@@ -222,6 +236,7 @@ func (c *conn) handle(typ websocket.MessageType, b []byte) {
 		return
 	}
 	m := new(inbound)
+	size := int64(len(b))
 	if err := json.Unmarshal(b, m); err != nil {
 		c.undecodable(b, err)
 		return
@@ -258,20 +273,52 @@ func (c *conn) handle(typ websocket.MessageType, b []byte) {
 			c.invoke(m)
 			return
 		}
-		c.enqueue(m)
+		c.enqueue(m, size)
 	case typeRegisterFunction, typeUnregisterFunction, typeRegisterTriggerType, typeUnregisterTriggerType,
 		typeRegisterTrigger, typeUnregisterTrigger, typeRegisterService:
-		c.enqueue(m)
+		c.enqueue(m, size)
 	default:
 		c.log.Debug("unknown iii message type; ignored", "type", m.Type)
 	}
 }
 
-func (c *conn) enqueue(m *inbound) {
-	select {
-	case c.ops <- m:
-	case <-c.ctx.Done():
+// enqueue hands m to the registrar. A worker that gets too far ahead of it
+// is disconnected (1008).
+func (c *conn) enqueue(m *inbound, size int64) {
+	c.mu.Lock()
+	if c.queuedBytes+size > c.maxQueuedBytes() {
+		c.mu.Unlock()
+		c.log.Warn("iii worker has too many messages waiting to be applied; disconnecting", "bytes", c.queuedBytes)
+		c.stop(websocket.StatusPolicyViolation, "too many messages waiting to be applied")
+		return
 	}
+	c.work = append(c.work, queued{m, size})
+	c.queuedBytes += size
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next takes the registrar's next message, or nil.
+func (c *conn) next() *inbound {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.work) == 0 {
+		return nil
+	}
+	q := c.work[0]
+	c.work[0] = queued{}
+	c.work = c.work[1:]
+	c.queuedBytes -= q.size
+	return q.m
+}
+
+func (c *conn) waiting() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.work)
 }
 
 // undecodable answers a message whose fields have the wrong types, when it
@@ -312,38 +359,33 @@ func (c *conn) Described(engine.WorkerInfo) {
 }
 
 // registrar applies registrations and starts invocations in arrival order.
-// Until the worker has described itself (or NamespaceGrace has passed)
-// they are held, so that they take effect under its final name and
-// namespace, as iii does.
+// Until the worker has described itself (or NamespaceGrace has passed, or
+// maxHeld messages wait) they are held, so that they take effect under its
+// final name and namespace, as iii does.
 func (c *conn) registrar() {
-	var held []*inbound
 	wait := (<-chan struct{})(c.resolved)
 	grace := time.NewTimer(c.srv.cfg.NamespaceGrace)
 	defer grace.Stop()
 	graceC := grace.C
-	release := func() {
-		wait, graceC = nil, nil
-		for _, m := range held {
-			c.apply(m)
-		}
-		held = nil
-	}
 	for {
-		select {
-		case m := <-c.ops:
-			if wait == nil {
+		if wait == nil {
+			for m := c.next(); m != nil; m = c.next() {
 				c.apply(m)
-				continue
+				if c.ctx.Err() != nil {
+					return
+				}
 			}
-			held = append(held, m)
-			if len(held) >= maxHeld {
-				release()
+		}
+		select {
+		case <-c.wake:
+			if wait != nil && c.waiting() >= maxHeld {
+				wait, graceC = nil, nil
 			}
 		case <-wait:
-			release()
+			wait, graceC = nil, nil
 		case <-graceC:
 			c.log.Debug("iii worker did not call engine::workers::register in time; applying its registrations")
-			release()
+			wait, graceC = nil, nil
 		case <-c.ctx.Done():
 			return
 		}

@@ -496,3 +496,63 @@ func TestUnregisterAndService(t *testing.T) {
 	}
 	c.quiet()
 }
+
+// TestOwnProviderReplay: a worker that provides a trigger type and binds
+// many triggers of it in one replay (as SDKs do on every connect) must not
+// stall on its own acknowledgements.
+func TestOwnProviderReplay(t *testing.T) {
+	t.Parallel()
+	s := start(t, iiiserver.Config{})
+	c := s.dial(t)
+	const n = 200
+	c.hello("self-provider")
+	c.quiet()
+	c.send(map[string]any{"type": "registertriggertype", "id": "mine", "description": "d"})
+	c.send(map[string]any{"type": "registerfunction", "id": "own::fn"})
+	for i := range n {
+		c.send(map[string]any{"type": "registertrigger", "id": fmt.Sprint("t", i), "trigger_type": "mine", "function_id": "own::fn", "config": map[string]any{}})
+	}
+	start := time.Now()
+	for i := range n {
+		m := c.expect("registertrigger")
+		c.send(map[string]any{"type": "triggerregistrationresult", "id": m["id"], "trigger_type": "mine", "function_id": "own::fn"})
+		if i == 0 && time.Since(start) > time.Second {
+			t.Fatalf("first registertrigger after %v", time.Since(start))
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, ts := s.e.Triggers()
+		active := 0
+		for _, tr := range ts {
+			if tr.Status == "active" {
+				active++
+			}
+		}
+		if active == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d triggers active", active, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("%d triggers took %v: the connection stalled on its own acknowledgements", n, d)
+	}
+}
+
+// TestQueueBound: a worker that sends far more than the registrar has
+// applied is disconnected with 1008 instead of growing memory.
+func TestQueueBound(t *testing.T) {
+	t.Parallel()
+	s := start(t, iiiserver.Config{MaxMessageBytes: 4096, NamespaceGrace: time.Hour})
+	c := s.dial(t)
+	pad := strings.Repeat("x", 3500)
+	for i := range 20 { // 20 × ~3.6 KB held > 16 × 4 KiB
+		c.send(map[string]any{"type": "registerservice", "id": fmt.Sprint("s", i), "description": pad})
+	}
+	if _, err := c.read(5 * time.Second); websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
+		t.Fatalf("after flooding: %v, want close 1008", err)
+	}
+}
