@@ -23,7 +23,7 @@ var listening = regexp.MustCompile(`(?m)^trine engine \S+ listening: grpc=(\S+) 
 
 // TestIIINodeSDK runs compat/iii-node/test.mjs (node:test, iii-sdk pinned
 // in package-lock.json) against a real engine, with a Go gRPC worker
-// serving go::echo, go::call and go::fail. It needs node and npm
+// serving go::echo, go::call, go::bind, go::unbind and go::fail. It needs node and npm
 // (`make test` installs the package with npm ci first).
 func TestIIINodeSDK(t *testing.T) {
 	node, err := exec.LookPath("node")
@@ -55,6 +55,29 @@ func TestIIINodeSDK(t *testing.T) {
 			return nil, err
 		}
 		return w.Trigger(ctx, in.FunctionID, in.Payload)
+	}))
+	// go::bind and go::unbind register and remove a trigger owned by this
+	// Go worker: {id, type, function_id, config}.
+	must(t, w.RegisterFunction("go::bind", func(_ context.Context, p json.RawMessage) (any, error) {
+		var tr struct {
+			ID         string          `json:"id"`
+			Type       string          `json:"type"`
+			FunctionID string          `json:"function_id"`
+			Config     json.RawMessage `json:"config"`
+		}
+		if err := json.Unmarshal(p, &tr); err != nil {
+			return nil, err
+		}
+		return map[string]string{"id": tr.ID}, w.RegisterTrigger(trine.Trigger{ID: tr.ID, Type: tr.Type, FunctionID: tr.FunctionID, Config: tr.Config})
+	}))
+	must(t, w.RegisterFunction("go::unbind", func(_ context.Context, p json.RawMessage) (any, error) {
+		var tr struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(p, &tr); err != nil {
+			return nil, err
+		}
+		return nil, w.UnregisterTrigger(tr.ID)
 	}))
 	must(t, w.RegisterFunction("go::fail", func(context.Context, json.RawMessage) (any, error) {
 		return nil, &trine.Error{Code: "forbidden", Message: "go::fail always refuses"}

@@ -8,7 +8,8 @@
 // III_COMPAT_OTEL=0 turns off the SDK's OpenTelemetry socket (<III_URL>/otel);
 //               it is on by default, as it is for every real user of the SDK.
 //
-// A Go worker must be connected that serves go::echo, go::call and go::fail.
+// A Go worker must be connected that serves go::echo, go::call, go::bind,
+// go::unbind and go::fail (see ../iiinode_test.go).
 
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -390,4 +391,37 @@ test('10. data channel: written and closed before the reader attaches, read whol
   channel.writer.stream.end()
   await sleep(100) // the writer flushes and closes before anyone reads
   assert.deepEqual(await call('node::channel::sum', { reader: channel.readerRef }), { count: 5, sum: 270 })
+})
+
+test('11. a trigger type provided by the Node worker: a Go worker binds to it, the provider fires it', { timeout: TEST_TIMEOUT }, async () => {
+  const type = `compat-ticker-${RUN}`
+  const bound = new Map()
+  const { promise: unbound, hit: hitUnbound } = waitForCall(5_000, 'the provider\'s unregisterTrigger')
+  iii.registerTriggerType({ id: type, description: 'fires when the test says so' }, {
+    async registerTrigger(cfg) {
+      if (cfg.config?.refuse) throw new Error('refused by the compat provider')
+      bound.set(cfg.id, cfg)
+    },
+    async unregisterTrigger(cfg) {
+      bound.delete(cfg.id)
+      hitUnbound(cfg.id)
+    },
+  })
+  await call('engine::functions::list', {}) // messages apply in order: the type is registered
+
+  const id = `compat-tick-${RUN}`
+  assert.deepEqual(await call('go::bind', { id, type, function_id: 'go::echo', config: { every: 'call' } }), { id })
+  const cfg = bound.get(id)
+  assert.ok(cfg, `the provider never got trigger ${id}: ${JSON.stringify([...bound.keys()])}`)
+  assert.equal(cfg.function_id, 'go::echo', `trigger config: ${JSON.stringify(cfg)}`)
+  assert.deepEqual(cfg.config, { every: 'call' }, `trigger config: ${JSON.stringify(cfg)}`)
+  // The provider fires the trigger by calling its function.
+  assert.deepEqual(await call(cfg.function_id, { tick: 1 }), { echo: { tick: 1 } })
+
+  const refused = await invocationError(call('go::bind', { id: `${id}-refused`, type, function_id: 'go::echo', config: { refuse: true } }), 'go::bind refused')
+  assert.equal(refused.code, 'trigger_registration_failed', `refused binding: ${refused.message}`)
+  assert.ok(refused.message.includes('refused by the compat provider'), `refused binding: ${refused.message}`)
+
+  await call('go::unbind', { id })
+  assert.equal(await unbound, id, 'unregisterTrigger got another id')
 })
