@@ -628,3 +628,37 @@ func TestClose(t *testing.T) {
 	stop()
 	goleak.VerifyNone(t, base)
 }
+
+// Browsers from origins that are not allowed get 403 and use up no end;
+// allowed ones connect.
+func TestOrigins(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, channels.Config{AllowedOrigins: []string{"https://app.test"}})
+	w, r := v.create(t, "")
+	dial := func(ref channels.Ref, origin string) (*websocket.Conn, int) {
+		c, resp, err := websocket.Dial(t.Context(), v.url(ref.ChannelID, ref.AccessKey, ref.Direction),
+			&websocket.DialOptions{HTTPHeader: http.Header{"Origin": {origin}}})
+		if err != nil {
+			if resp == nil {
+				t.Fatal(err)
+			}
+			return nil, resp.StatusCode
+		}
+		t.Cleanup(func() { _ = c.CloseNow() })
+		return c, http.StatusSwitchingProtocols
+	}
+	if _, st := dial(r, "https://evil.test"); st != http.StatusForbidden {
+		t.Fatalf("disallowed origin: status %d, want 403", st)
+	}
+	rc, st := dial(r, "https://app.test")
+	wc, st2 := dial(w, "https://app.test")
+	if st != http.StatusSwitchingProtocols || st2 != http.StatusSwitchingProtocols {
+		t.Fatalf("allowed origin: statuses %d, %d", st, st2)
+	}
+	if err := wc.Write(t.Context(), websocket.MessageText, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, rc); got != "hi" {
+		t.Fatalf("Read = %q, want hi", got)
+	}
+}

@@ -30,6 +30,10 @@ type Config struct {
 	// TTL is how long a channel may wait for both its ends to attach;
 	// then it is removed and any attached end is closed. Default 5m.
 	TTL time.Duration
+	// AllowedOrigins lists the browser origins allowed to open an end
+	// besides the listener's own host ("*" allows any); requests without
+	// an Origin header are always allowed. Others get 403.
+	AllowedOrigins []string
 	// Logger receives channel lifecycle logs. Default: discard.
 	Logger *slog.Logger
 }

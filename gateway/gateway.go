@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/origin"
 	"github.com/trinehq/trine/streammodule"
 )
 
@@ -284,22 +285,7 @@ func (g *Gateway) pinger() {
 }
 
 // checkOrigin refuses cross-site browser connections that are not allowed.
-func (g *Gateway) checkOrigin(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	for _, o := range g.cfg.AllowedOrigins {
-		if o == "*" || strings.EqualFold(o, origin) {
-			return true
-		}
-	}
-	host := origin
-	if i := strings.Index(host, "://"); i >= 0 {
-		host = host[i+3:]
-	}
-	return strings.EqualFold(host, r.Host)
-}
+func (g *Gateway) checkOrigin(r *http.Request) bool { return origin.Allowed(r, g.cfg.AllowedOrigins) }
 
 // authInput is the auth function's payload.
 type authInput struct {

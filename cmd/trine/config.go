@@ -175,7 +175,7 @@ var engineSettings = []setting{
 		c.StreamAuthFunction = v
 		return nil
 	}},
-	{"allowed-origins", "LIST", "", "comma-separated Origins allowed besides the gateway's own host (* for any)", func(c *engineConfig, v string) error {
+	{"allowed-origins", "LIST", "", "comma-separated browser Origins allowed besides the listener's own host (* for any): stream gateway, iii listener, channels", func(c *engineConfig, v string) error {
 		c.AllowedOrigins = nil
 		for o := range strings.SplitSeq(v, ",") {
 			if o = strings.TrimSpace(o); o != "" {

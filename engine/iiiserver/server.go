@@ -11,6 +11,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/origin"
 )
 
 // Config tunes a Server. The zero Config is valid.
@@ -32,6 +33,10 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Channels, if set, serves /ws/channels/{id} on the same listener.
 	Channels http.Handler
+	// AllowedOrigins lists the browser origins allowed to connect besides
+	// the listener's own host ("*" allows any), for iii's browser SDK.
+	// Requests without an Origin header (workers) are always allowed.
+	AllowedOrigins []string
 	// Logger receives per-connection logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -84,6 +89,10 @@ func New(e *engine.Engine, cfg Config) *Server {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !origin.Allowed(r, s.cfg.AllowedOrigins) {
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
 	switch {
 	case strings.HasPrefix(r.URL.Path, "/ws/channels/") && s.cfg.Channels != nil:
 		s.cfg.Channels.ServeHTTP(w, r)
@@ -122,7 +131,8 @@ func (s *Server) serveWorker(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	defer s.wg.Done()
 
-	ws, err := websocket.Accept(w, r, nil)
+	// The origin was checked by ServeHTTP.
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		s.log.Debug("iii worker upgrade failed", "remote", r.RemoteAddr, "error", err)
 		return

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -554,5 +555,25 @@ func TestQueueBound(t *testing.T) {
 	}
 	if _, err := c.read(5 * time.Second); websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
 		t.Fatalf("after flooding: %v, want close 1008", err)
+	}
+}
+
+func TestOrigins(t *testing.T) {
+	t.Parallel()
+	s := start(t, iiiserver.Config{AllowedOrigins: []string{"https://app.test"}})
+	for origin, want := range map[string]int{"https://evil.test": http.StatusForbidden, "https://app.test": http.StatusSwitchingProtocols} {
+		ws, resp, err := websocket.Dial(t.Context(), s.url, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {origin}}})
+		got := http.StatusSwitchingProtocols
+		if err != nil {
+			if resp == nil {
+				t.Fatal(err)
+			}
+			got = resp.StatusCode
+		} else {
+			_ = ws.CloseNow()
+		}
+		if got != want {
+			t.Errorf("Origin %s: status %d, want %d", origin, got, want)
+		}
 	}
 }
