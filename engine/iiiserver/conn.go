@@ -395,6 +395,11 @@ func (c *conn) registrar() {
 func (c *conn) apply(m *inbound) {
 	switch m.Type {
 	case typeRegisterFunction:
+		if len(m.Invocation) > 0 && string(m.Invocation) != "null" {
+			c.reject(m.ID, engine.Errorf(engine.CodeInvalidArgument,
+				"function %q: HTTP-invoked functions (invocation) are not supported; serve it from the worker", m.ID))
+			return
+		}
 		if err := c.sess.RegisterFunction(m.ID, m.Description); err != nil {
 			c.reject(m.ID, err)
 		}

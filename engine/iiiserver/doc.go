@@ -39,8 +39,12 @@
 //     those that do not answer;
 //   - namespaces are recorded (engine::workers::list) but do not partition
 //     function ids: Trine has one function space;
-//   - the enqueue action is refused with enqueue_error (no queues), and
+//   - the enqueue action is refused with enqueue_error (no queues), a
+//     function registered with "invocation" (called over HTTP by the
+//     engine) is refused with registrationrejected invalid_argument, and
 //     data is never rewritten (no _caller_worker_id);
+//   - a trigger's metadata is not kept, so invocations carry the caller's
+//     metadata only;
 //   - iii has no cancel message: when a call's deadline passes, the
 //     worker's late answer is dropped.
 package iiiserver

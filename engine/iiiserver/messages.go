@@ -37,6 +37,8 @@ type inbound struct {
 	TriggerType string          `json:"trigger_type"`
 	Config      json.RawMessage `json:"config"`
 	Namespace   *string         `json:"namespace"`
+	// Invocation asks the engine to call the function over HTTP itself.
+	Invocation json.RawMessage `json:"invocation"`
 
 	InvocationID *string         `json:"invocation_id"`
 	Data         json.RawMessage `json:"data"`

@@ -313,6 +313,13 @@ func TestRegistrationErrors(t *testing.T) {
 	if r := c.expect("registrationrejected"); r["code"] != "invalid_argument" {
 		t.Fatalf("empty id: %v", r)
 	}
+	c.send(map[string]any{"type": "registerfunction", "id": "h::fn", "invocation": map[string]any{"url": "http://x.test/fn"}})
+	if r := c.expect("registrationrejected"); r["code"] != "invalid_argument" || !strings.Contains(r["message"].(string), "HTTP-invoked") {
+		t.Fatalf("HTTP-invoked function: %v", r)
+	}
+	if s.e.HasFunction("h::fn") {
+		t.Fatal("HTTP-invoked function registered")
+	}
 	// A built-in trigger type cannot be taken over.
 	if err := s.e.RegisterTriggerType("builtin", "", noProvider{}); err != nil {
 		t.Fatal(err)
