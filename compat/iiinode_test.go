@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trinehq/trine/internal/enginetest"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
@@ -23,7 +24,7 @@ var listening = regexp.MustCompile(`(?m)^trine engine \S+ listening: grpc=(\S+) 
 
 // TestIIINodeSDK runs compat/iii-node/test.mjs (node:test, iii-sdk pinned
 // in package-lock.json) against a real engine, with a Go gRPC worker
-// serving go::echo, go::call, go::bind, go::unbind and go::fail. It needs node and npm
+// serving go::echo, go::call, go::bind, go::unbind, go::cut and go::fail. It needs node and npm
 // (`make test` installs the package with npm ci first).
 func TestIIINodeSDK(t *testing.T) {
 	node, err := exec.LookPath("node")
@@ -38,6 +39,9 @@ func TestIIINodeSDK(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	grpcAddr, httpAddr, iiiAddr := startEngine(t, bin)
+	// The Node worker reaches the engine through a proxy that go::cut
+	// cuts, to see the SDK reconnect, reattach and replay.
+	proxy := enginetest.NewProxy(t, iiiAddr)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -79,6 +83,10 @@ func TestIIINodeSDK(t *testing.T) {
 		}
 		return nil, w.UnregisterTrigger(tr.ID)
 	}))
+	must(t, w.RegisterFunction("go::cut", func(context.Context, json.RawMessage) (any, error) {
+		time.AfterFunc(100*time.Millisecond, proxy.Cut) // after this answer has left
+		return map[string]bool{"cut": true}, nil
+	}))
 	must(t, w.RegisterFunction("go::fail", func(context.Context, json.RawMessage) (any, error) {
 		return nil, &trine.Error{Code: "forbidden", Message: "go::fail always refuses"}
 	}))
@@ -88,7 +96,7 @@ func TestIIINodeSDK(t *testing.T) {
 
 	cmd := exec.CommandContext(ctx, node, "--test", "--test-concurrency=1", "--test-force-exit", "test.mjs")
 	cmd.Dir = "iii-node"
-	cmd.Env = append(os.Environ(), "III_URL=ws://"+iiiAddr, "III_HTTP_URL=http://"+httpAddr)
+	cmd.Env = append(os.Environ(), "III_URL=ws://"+proxy.Addr, "III_HTTP_URL=http://"+httpAddr)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("node --test test.mjs: %v\n%s", err, out)

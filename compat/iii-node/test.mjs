@@ -9,7 +9,8 @@
 //               it is on by default, as it is for every real user of the SDK.
 //
 // A Go worker must be connected that serves go::echo, go::call, go::bind,
-// go::unbind and go::fail (see ../iiinode_test.go).
+// go::unbind, go::cut and go::fail (see ../iiinode_test.go); go::cut cuts
+// this worker's TCP connections (the test runs it through a proxy).
 
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -424,4 +425,25 @@ test('11. a trigger type provided by the Node worker: a Go worker binds to it, t
 
   await call('go::unbind', { id })
   assert.equal(await unbound, id, 'unregisterTrigger got another id')
+})
+
+test('12. reconnect: after a cut connection the SDK reattaches and replays; its functions answer again', { timeout: 30_000 }, async () => {
+  iii.registerFunction('node::survivor', async (d) => ({ alive: d }))
+  assert.deepEqual(await call('go::call', { function_id: 'node::survivor', payload: 1 }), { alive: 1 })
+  const mine = async () => (await call('engine::workers::list', {})).workers.filter((w) => w.name === WORKER_NAME)
+  const before = await mine()
+  assert.equal(before.length, 1, `before the cut: ${JSON.stringify(before)}`)
+
+  assert.deepEqual(await call('go::cut', {}), { cut: true })
+  await sleep(300) // the cut happens 100 ms after go::cut answers
+  // The SDK reconnects (first retry after about 1 s), sends reattach with
+  // the old id and token, and replays its registrations.
+  await eventually(async () => {
+    assert.deepEqual(await call('go::call', { function_id: 'node::survivor', payload: 2 }, { timeoutMs: 2_000 }), { alive: 2 })
+  }, 15_000, 250)
+  await eventually(async () => {
+    const after = await mine()
+    assert.equal(after.length, 1, `after the reconnect: ${JSON.stringify(after)}`)
+    assert.notEqual(after[0].id, before[0].id, 'the worker kept its old session')
+  })
 })
