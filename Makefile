@@ -15,7 +15,7 @@ PROTOC_GEN_GO      := $(BIN)/.stamp-protoc-gen-go-$(PROTOC_GEN_GO_VERSION)
 PROTOC_GEN_GO_GRPC := $(BIN)/.stamp-protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
 STATICCHECK        := $(BIN)/.stamp-staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: run build test generate fmt tidy lint check bench-rpc bench-fanout bench-fleet
+.PHONY: run build test generate fmt tidy lint check bench-rpc bench-iii bench-fanout bench-fleet
 
 run:
 	go run ./cmd/trine engine
@@ -60,6 +60,9 @@ check: generate fmt tidy
 
 bench-rpc:
 	go run ./bench/rpc
+
+bench-iii:
+	go run ./bench/iii
 
 bench-fanout:
 	go run ./bench/fanout

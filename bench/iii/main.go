@@ -1,0 +1,161 @@
+// Command iii measures a call over iii's JSON-over-WebSocket worker protocol
+// (engine/iiiserver): a caller worker sends invokefunction to the engine, the
+// engine invokes an echo worker, and the invocationresult comes back the same
+// way. The baseline, in the same run, is a bare coder/websocket echo server
+// answering the same invokefunction message with an invocationresult (one
+// hop where the iii path makes two, so its floor is about 2x the baseline's
+// latency). Both workers and the baseline server are raw WebSocket clients
+// and servers in this process, on 127.0.0.1; only ratios within one run
+// mean anything, since the load generator shares the CPU with the engine.
+//
+//	go run ./bench/iii [-duration 5s] [-warmup 1s] [-concurrency 1,64] [-payload 64] [-cpuprofile f]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	before := runtime.NumGoroutine()
+	err := run(ctx, os.Args[1:], os.Stdout)
+	if err == nil {
+		err = checkGoroutines(before, 10*time.Second)
+	}
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "bench/iii:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// run is main without process globals.
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("iii", flag.ContinueOnError)
+	duration := fs.Duration("duration", 5*time.Second, "measurement time per scenario")
+	warmup := fs.Duration("warmup", time.Second, "warm-up time per scenario")
+	size := fs.Int("payload", 64, "payload size in bytes (a JSON string)")
+	levels := fs.String("concurrency", "1,64", "comma-separated numbers of calls in flight")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the iii scenario at the first level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	payload, err := json.Marshal(strings.Repeat("x", max(0, *size-2)))
+	if err != nil {
+		return err
+	}
+	var conc []int
+	for s := range strings.SplitSeq(*levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return fmt.Errorf("bad -concurrency %q", *levels)
+		}
+		conc = append(conc, n)
+	}
+
+	base, err := startBaseline()
+	if err != nil {
+		return err
+	}
+	defer base.close()
+	ws, err := dial(ctx, base.url)
+	if err != nil {
+		return fmt.Errorf("baseline caller: %w", err)
+	}
+	baseCaller := newCaller(ws, payload)
+	defer baseCaller.close()
+
+	st, err := startStack(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	if ws, err = st.dialWorker(ctx, "bench-caller"); err != nil {
+		return fmt.Errorf("iii caller: %w", err)
+	}
+	iiiCaller := newCaller(ws, payload)
+	defer iiiCaller.close()
+
+	fmt.Fprintf(stdout, "payload %d bytes, %v per scenario after %v warm-up, GOMAXPROCS %d\n\n", len(payload), *duration, *warmup, runtime.GOMAXPROCS(0))
+	fmt.Fprintf(stdout, "%-10s %5s %12s %10s %10s\n", "scenario", "conc", "calls/s", "p50", "p99")
+	type pair struct{ base, iii result }
+	results := make([]pair, len(conc))
+	for i, c := range conc {
+		b, err := measure(ctx, baseCaller.call, c, *warmup, *duration)
+		if err != nil {
+			return fmt.Errorf("baseline, %d in flight: %w", c, err)
+		}
+		printRow(stdout, "baseline", c, b)
+		stopProfile := func() {}
+		if i == 0 && *cpuprofile != "" {
+			if stopProfile, err = startProfile(*cpuprofile); err != nil {
+				return err
+			}
+		}
+		r, err := measure(ctx, iiiCaller.call, c, *warmup, *duration)
+		stopProfile()
+		if err != nil {
+			return fmt.Errorf("iii, %d in flight: %w", c, err)
+		}
+		printRow(stdout, "iii", c, r)
+		results[i] = pair{b, r}
+	}
+	fmt.Fprintln(stdout)
+	for i, c := range conc {
+		r := results[i]
+		fmt.Fprintf(stdout, "conc %-3d throughput iii/baseline = %.2f   p50 iii/baseline = %.2f\n",
+			c, r.iii.perSec/r.base.perSec, float64(r.iii.p50)/float64(r.base.p50))
+	}
+	return nil
+}
+
+func printRow(w io.Writer, name string, c int, r result) {
+	fmt.Fprintf(w, "%-10s %5d %12.0f %10v %10v\n", name, c, r.perSec, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond))
+}
+
+// startProfile starts a CPU profile into path; the returned func stops it.
+func startProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/iii: close cpu profile:", err)
+		}
+	}, nil
+}
+
+// checkGoroutines waits up to d for the goroutine count to fall back to
+// want, and otherwise fails with every goroutine's stack.
+func checkGoroutines(want int, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for runtime.NumGoroutine() > want {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			return fmt.Errorf("%d goroutines still running after the run, want %d:\n%s", runtime.NumGoroutine(), want, buf)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
