@@ -41,6 +41,7 @@ type conn struct {
 	resolve  sync.Once
 	stopOnce sync.Once
 	wg       sync.WaitGroup
+	closer   sync.WaitGroup // stop's close handshake
 
 	mu          sync.Mutex
 	ended       bool              // run is returning: async refuses work
@@ -122,14 +123,24 @@ func (c *conn) finish() {
 	c.ended = true
 	c.mu.Unlock()
 	c.wg.Wait()
-	_ = c.ws.CloseNow()
+	_ = c.ws.CloseNow() // also ends a close handshake still waiting for the worker
+	c.closer.Wait()
 }
 
 // stop ends the connection with a close frame; run then returns.
 func (c *conn) stop(code websocket.StatusCode, reason string) {
 	c.stopOnce.Do(func() {
 		c.cancel(errors.New(reason))
-		go func() { _ = c.ws.Close(code, reason) }() // ends when the close handshake does, at most ~10s
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.ended { // finish has cut the socket already
+			return
+		}
+		c.closer.Add(1)
+		go func() {
+			defer c.closer.Done()
+			_ = c.ws.Close(code, reason) // returns when the worker answers, or when finish cuts the socket
+		}()
 	})
 }
 

@@ -151,7 +151,7 @@ func (s *Server) serveWorker(w http.ResponseWriter, r *http.Request) {
 	if s.closed {
 		s.mu.Unlock()
 		c.stop(websocket.StatusGoingAway, "server closing")
-		c.sess.Close()
+		c.finish()
 		return
 	}
 	s.conns[c] = struct{}{}
