@@ -135,8 +135,9 @@ func TestWorkerCallsEngine(t *testing.T) {
 	// Void (action) and fire-and-forget (no invocation_id): run, no reply.
 	c.send(map[string]any{"type": "invokefunction", "invocation_id": "i4", "function_id": "t::record", "data": "void", "action": map[string]any{"type": "void"}})
 	c.send(map[string]any{"type": "invokefunction", "function_id": "t::record", "data": "noid"})
-	got := map[string]bool{<-ran: true, <-ran: true}
-	if !got[`"void"`] || !got[`"noid"`] {
+	c.send(map[string]any{"type": "invokefunction", "invocation_id": nil, "function_id": "t::record", "data": "nullid"})
+	got := map[string]bool{<-ran: true, <-ran: true, <-ran: true}
+	if !got[`"void"`] || !got[`"noid"`] || !got[`"nullid"`] {
 		t.Fatalf("void calls ran with %v", got)
 	}
 	c.quiet()
@@ -159,8 +160,8 @@ func TestWorkerCallsEngine(t *testing.T) {
 			t.Fatalf("%v: error %v, want %s", tc.msg, e, tc.code)
 		}
 	}
-	if n := voids.Load(); n != 2 {
-		t.Fatalf("t::record ran %d times, want 2", n)
+	if n := voids.Load(); n != 3 {
+		t.Fatalf("t::record ran %d times, want 3", n)
 	}
 }
 
