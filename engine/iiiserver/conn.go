@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 
 	"github.com/trinehq/trine/engine"
 )
@@ -28,8 +28,8 @@ const maxHeld = 10_000
 // session. Each of the worker's calls runs on its own goroutine. All of
 // them end before run returns.
 type conn struct {
+	*socket
 	srv  *Server
-	ws   *websocket.Conn
 	sess *engine.Session
 	log  *slog.Logger
 
@@ -41,7 +41,6 @@ type conn struct {
 	resolve  sync.Once
 	stopOnce sync.Once
 	wg       sync.WaitGroup
-	closer   sync.WaitGroup // stop's close handshake
 
 	mu          sync.Mutex
 	ended       bool              // run is returning: async refuses work
@@ -61,10 +60,10 @@ var (
 	_ engine.Describer = (*conn)(nil)
 )
 
-func newConn(s *Server, ws *websocket.Conn, addr string) *conn {
+func newConn(s *Server, sock *socket, addr string) *conn {
 	ctx, cancel := context.WithCancelCause(s.ctx)
 	c := &conn{
-		srv: s, ws: ws, ctx: ctx, cancel: cancel,
+		socket: sock, srv: s, ctx: ctx, cancel: cancel,
 		out:      make(chan []byte, s.cfg.SendQueue),
 		wake:     make(chan struct{}, 1),
 		resolved: make(chan struct{}),
@@ -73,7 +72,8 @@ func newConn(s *Server, ws *websocket.Conn, addr string) *conn {
 	sess, err := s.e.Attach(engine.WorkerInfo{Name: "iii-worker", Runtime: "iii", Addr: addr}, c)
 	if err != nil {
 		cancel(err)
-		_ = ws.Close(websocket.StatusTryAgainLater, truncateReason(err.Error()))
+		sock.close(closeTryLater, err.Error())
+		sock.drain()
 		return nil
 	}
 	c.sess = sess
@@ -93,19 +93,22 @@ func (c *conn) run() {
 		defer c.wg.Done()
 		select {
 		case <-c.sess.Done():
-			c.stop(websocket.StatusGoingAway, "worker session closed by the engine")
+			c.stop(closeGoingAway, "worker session closed by the engine")
 		case <-c.ctx.Done():
 		}
 	}()
 	for {
-		// The read context is not c.ctx: cancelling a read would cut the
-		// socket before stop's close frame.
-		typ, b, err := c.ws.Read(context.Background())
+		op, b, err := c.readMessage()
 		if err != nil {
+			if code, reason := closeCode(err); code != 0 {
+				c.log.Info("iii worker broke the WebSocket protocol; disconnecting", "error", err)
+				c.stop(code, reason)
+				c.drain()
+			}
 			c.log.Debug("iii worker connection ended", "error", err)
 			return
 		}
-		c.handle(typ, b)
+		c.handle(op, b)
 	}
 }
 
@@ -123,39 +126,51 @@ func (c *conn) finish() {
 	c.ended = true
 	c.mu.Unlock()
 	c.wg.Wait()
-	_ = c.ws.CloseNow() // also ends a close handshake still waiting for the worker
-	c.closer.Wait()
+	_ = c.nc.Close()
 }
 
-// stop ends the connection with a close frame; run then returns.
-func (c *conn) stop(code websocket.StatusCode, reason string) {
+// stop ends the connection: it sends a close frame, and the reader, which
+// gets the worker's answer (or stops waiting for it after closeGrace),
+// ends run.
+func (c *conn) stop(code int, reason string) {
 	c.stopOnce.Do(func() {
 		c.cancel(errors.New(reason))
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if c.ended { // finish has cut the socket already
-			return
+		if c.close(code, reason) {
+			_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
 		}
-		c.closer.Add(1)
-		go func() {
-			defer c.closer.Done()
-			_ = c.ws.Close(code, reason) // returns when the worker answers, or when finish cuts the socket
-		}()
 	})
 }
 
+// maxBatch is how many bytes the writer gathers for one write.
+const maxBatch = 64 << 10
+
+// write sends the outbound queue, every frame waiting at the time in one
+// system call.
 func (c *conn) write() {
+	var batch []byte
 	for {
 		select {
 		case b := <-c.out:
-			ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.WriteTimeout)
-			err := c.ws.Write(ctx, websocket.MessageText, b)
-			cancel()
-			if err != nil {
-				c.log.Info("iii worker write failed; disconnecting", "error", err)
+			batch = append(batch[:0], b...)
+		gather:
+			for len(batch) < maxBatch {
+				select {
+				case b := <-c.out:
+					batch = append(batch, b...)
+				default:
+					break gather
+				}
+			}
+			if err := c.socket.write(batch); err != nil {
+				if c.ctx.Err() == nil {
+					c.log.Info("iii worker write failed; disconnecting", "error", err)
+				}
 				c.cancel(err)
-				_ = c.ws.CloseNow()
+				_ = c.nc.Close()
 				return
+			}
+			if cap(batch) > 4*maxBatch {
+				batch = nil // do not keep a large message's buffer
 			}
 		case <-c.ctx.Done():
 			return
@@ -163,18 +178,22 @@ func (c *conn) write() {
 	}
 }
 
+// ping pings the worker every PingInterval; a worker from which nothing
+// was read for PingInterval plus WriteTimeout is disconnected.
 func (c *conn) ping() {
-	t := time.NewTicker(c.srv.cfg.PingInterval)
+	cfg := c.srv.cfg
+	t := time.NewTicker(cfg.PingInterval)
 	defer t.Stop()
+	ping := frame(ws.OpPing, nil)
 	for {
 		select {
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.WriteTimeout)
-			err := c.ws.Ping(ctx)
-			cancel()
-			if err != nil && c.ctx.Err() == nil {
-				c.log.Info("iii worker did not answer a ping; disconnecting", "error", err)
-				_ = c.ws.CloseNow()
+			if time.Since(time.Unix(0, c.lastRead.Load())) > cfg.PingInterval+cfg.WriteTimeout {
+				c.log.Info("iii worker did not answer pings; disconnecting")
+				_ = c.nc.Close()
+				return
+			}
+			if err := c.socket.write(ping); err != nil {
 				return
 			}
 		case <-c.ctx.Done():
@@ -185,13 +204,14 @@ func (c *conn) ping() {
 
 // send queues a message, waiting for room until ctx or the connection ends.
 func (c *conn) send(ctx context.Context, v any) error {
-	b, err := json.Marshal(v)
+	p, err := json.Marshal(v)
 	if err != nil {
 		return engine.Errorf(engine.CodeInternal, "encode message: %v", err)
 	}
-	if int64(len(b)) > c.srv.cfg.MaxMessageBytes {
-		return engine.Errorf(engine.CodeMessageTooLarge, "message is %d bytes, the limit is %d", len(b), c.srv.cfg.MaxMessageBytes)
+	if int64(len(p)) > c.srv.cfg.MaxMessageBytes {
+		return engine.Errorf(engine.CodeMessageTooLarge, "message is %d bytes, the limit is %d", len(p), c.srv.cfg.MaxMessageBytes)
 	}
+	b := frame(ws.OpText, p)
 	select {
 	case c.out <- b:
 		return nil
@@ -235,8 +255,8 @@ var telemetryPrefixes = [][]byte{[]byte("OTLP"), []byte("MTRC"), []byte("LOGS")}
 
 // handle dispatches one message. Answers and liveness are handled here;
 // everything whose order matters goes to the registrar.
-func (c *conn) handle(typ websocket.MessageType, b []byte) {
-	if typ == websocket.MessageBinary {
+func (c *conn) handle(op ws.OpCode, b []byte) {
+	if op == ws.OpBinary {
 		for _, p := range telemetryPrefixes {
 			if bytes.HasPrefix(b, p) {
 				return
@@ -300,7 +320,7 @@ func (c *conn) enqueue(m *inbound, size int64) {
 	if c.queuedBytes+size > c.maxQueuedBytes() {
 		c.mu.Unlock()
 		c.log.Warn("iii worker has too many messages waiting to be applied; disconnecting", "bytes", c.queuedBytes)
-		c.stop(websocket.StatusPolicyViolation, "too many messages waiting to be applied")
+		c.stop(closePolicy, "too many messages waiting to be applied")
 		return
 	}
 	c.work = append(c.work, queued{m, size})
@@ -544,12 +564,4 @@ func (c *conn) ConfigureTrigger(ctx context.Context, requestID string, t engine.
 	c.configs[t.ID] = requestID
 	c.mu.Unlock()
 	return c.send(ctx, registerTrigger{Type: typeRegisterTrigger, ID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID, Config: orNull(t.Config)})
-}
-
-// truncateReason fits a close reason in a control frame (123 bytes).
-func truncateReason(s string) string {
-	if len(s) > 120 {
-		return s[:120]
-	}
-	return s
 }

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/origin"
@@ -25,11 +25,13 @@ type Config struct {
 	// engine::workers::register call before they are applied anyway.
 	// Default 5s.
 	NamespaceGrace time.Duration
-	// PingInterval is how often the server pings an idle worker at the
-	// WebSocket level; a worker that does not answer within WriteTimeout is
-	// disconnected. Default 15s.
+	// PingInterval is how often the server pings a worker at the
+	// WebSocket level; a worker from which nothing was read for
+	// PingInterval plus WriteTimeout is disconnected. Default 15s.
 	PingInterval time.Duration
-	// WriteTimeout bounds one write or ping. Default 10s.
+	// WriteTimeout bounds one write (a batch of messages) or the upgrade;
+	// a worker that does not take a write in time is disconnected.
+	// Default 10s.
 	WriteTimeout time.Duration
 	// Channels, if set, serves /ws/channels/{id} on the same listener.
 	Channels http.Handler
@@ -115,7 +117,7 @@ func (s *Server) Close() {
 	s.mu.Unlock()
 	s.cancel()
 	for _, c := range conns {
-		c.stop(websocket.StatusGoingAway, "server closing")
+		c.stop(closeGoingAway, "server closing")
 	}
 	s.wg.Wait()
 }
@@ -132,25 +134,25 @@ func (s *Server) serveWorker(w http.ResponseWriter, r *http.Request) {
 	defer s.wg.Done()
 
 	// The origin was checked by ServeHTTP.
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	nc, rw, _, err := ws.HTTPUpgrader{Timeout: s.cfg.WriteTimeout}.Upgrade(r, w)
 	if err != nil {
 		s.log.Debug("iii worker upgrade failed", "remote", r.RemoteAddr, "error", err)
-		return
+		return // the upgrader answered the request
 	}
-	ws.SetReadLimit(s.cfg.MaxMessageBytes)
+	sock := newSocket(nc, rw.Reader, s.cfg.MaxMessageBytes, s.cfg.WriteTimeout)
 	if r.URL.Path == "/otel" {
-		// Telemetry only: read and discard until the worker goes.
-		s.discard(ws)
+		s.discard(sock)
 		return
 	}
-	c := newConn(s, ws, r.RemoteAddr)
+	c := newConn(s, sock, r.RemoteAddr)
 	if c == nil {
+		_ = nc.Close()
 		return
 	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		c.stop(websocket.StatusGoingAway, "server closing")
+		c.stop(closeGoingAway, "server closing")
 		c.finish()
 		return
 	}
@@ -162,10 +164,22 @@ func (s *Server) serveWorker(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 }
 
-func (s *Server) discard(ws *websocket.Conn) {
-	defer ws.CloseNow()
+// discard serves a telemetry-only socket: its messages are read and
+// dropped until the worker goes or the server closes.
+func (s *Server) discard(sock *socket) {
+	defer sock.nc.Close()
+	stop := context.AfterFunc(s.ctx, func() {
+		if sock.close(closeGoingAway, "server closing") {
+			_ = sock.nc.SetReadDeadline(time.Now().Add(closeGrace))
+		}
+	})
+	defer stop()
 	for {
-		if _, _, err := ws.Read(s.ctx); err != nil {
+		if _, _, err := sock.readMessage(); err != nil {
+			if code, reason := closeCode(err); code != 0 {
+				sock.close(code, reason)
+				sock.drain()
+			}
 			return
 		}
 	}

@@ -585,3 +585,34 @@ func TestOrigins(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveness: a worker that answers pings stays; one that goes silent
+// (reads nothing, so never answers) is disconnected and its functions go.
+func TestLiveness(t *testing.T) {
+	t.Parallel()
+	s := start(t, iiiserver.Config{PingInterval: 50 * time.Millisecond, WriteTimeout: 100 * time.Millisecond})
+	alive := s.dial(t)
+	silent := s.dial(t)
+	silent.send(map[string]any{"type": "registerfunction", "id": "silent::fn"})
+	silent.hello("silent")
+	alive.hello("alive")
+	s.waitFunction(t, "silent::fn", true)
+	// alive reads (and so answers pings) in the background.
+	done := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := alive.ws.Read(context.Background()); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	s.waitFunction(t, "silent::fn", false) // within PingInterval + WriteTimeout, plus a tick
+	time.Sleep(300 * time.Millisecond)
+	ws := s.e.Workers()
+	if len(ws) != 1 || ws[0].Name != "alive" {
+		t.Fatalf("workers %+v, want only alive", ws)
+	}
+	_ = alive.ws.CloseNow()
+	<-done
+}
