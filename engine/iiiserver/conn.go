@@ -135,6 +135,9 @@ func (c *conn) finish() {
 func (c *conn) stop(code int, reason string) {
 	c.stopOnce.Do(func() {
 		c.cancel(errors.New(reason))
+		// A write stuck on a worker that does not read gives way within
+		// closeGrace instead of WriteTimeout.
+		_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
 		if c.close(code, reason) {
 			_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
 		}

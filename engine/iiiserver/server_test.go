@@ -616,3 +616,60 @@ func TestLiveness(t *testing.T) {
 	_ = alive.ws.CloseNow()
 	<-done
 }
+
+// TestSlowWorkerDoesNotSlowOthers: a worker that stops reading fills its
+// own queue and socket; calls to it fail at their deadline (overloaded or
+// deadline_exceeded) while calls to another worker stay fast.
+func TestSlowWorkerDoesNotSlowOthers(t *testing.T) {
+	t.Parallel()
+	s := start(t, iiiserver.Config{SendQueue: 4, WriteTimeout: time.Minute})
+	slow, fast := s.dial(t), s.dial(t)
+	slow.send(map[string]any{"type": "registerfunction", "id": "slow::fn"})
+	slow.hello("slow")
+	fast.send(map[string]any{"type": "registerfunction", "id": "fast::fn"})
+	fast.hello("fast")
+	s.waitFunction(t, "slow::fn", true)
+	s.waitFunction(t, "fast::fn", true)
+
+	// fast answers everything.
+	go func() {
+		for {
+			m, err := fast.read(time.Minute)
+			if err != nil {
+				return
+			}
+			if m["type"] == "invokefunction" {
+				r := map[string]any{"type": "invocationresult", "invocation_id": m["invocation_id"], "function_id": "fast::fn", "result": m["data"]}
+				b, _ := json.Marshal(r)
+				if fast.ws.Write(context.Background(), websocket.MessageText, b) != nil {
+					return
+				}
+			}
+		}
+	}()
+	// slow never reads: 64 KiB payloads fill its socket buffers and queue.
+	big := `"` + strings.Repeat("x", 64<<10) + `"`
+	slowErrs := make(chan error, 200)
+	for range 200 {
+		go func() {
+			_, err := s.e.Trigger(context.Background(), engine.Call{FunctionID: "slow::fn", Payload: []byte(big), Timeout: 2 * time.Second})
+			slowErrs <- err
+		}()
+	}
+	time.Sleep(200 * time.Millisecond) // let the slow worker's buffers fill
+	for i := range 50 {
+		start := time.Now()
+		out, err := s.e.Trigger(context.Background(), engine.Call{FunctionID: "fast::fn", Payload: []byte(fmt.Sprint(i)), Timeout: 5 * time.Second})
+		if err != nil || string(out) != fmt.Sprint(i) {
+			t.Fatalf("fast call %d: %s, %v", i, out, err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("fast call %d took %v while another worker was stuck", i, d)
+		}
+	}
+	for range 200 {
+		if err := <-slowErrs; code(err) != engine.CodeOverloaded && code(err) != engine.CodeDeadlineExceeded {
+			t.Fatalf("call to the stuck worker: %v, want overloaded or deadline_exceeded", err)
+		}
+	}
+}
