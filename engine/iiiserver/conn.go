@@ -192,7 +192,7 @@ func (c *conn) ping() {
 		select {
 		case <-t.C:
 			if time.Since(time.Unix(0, c.lastRead.Load())) > cfg.PingInterval+cfg.WriteTimeout {
-				c.log.Info("iii worker did not answer pings; disconnecting")
+				c.log.Info("iii worker did not answer pings; disconnecting", "silent_for", time.Since(time.Unix(0, c.lastRead.Load())))
 				_ = c.nc.Close()
 				return
 			}

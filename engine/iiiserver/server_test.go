@@ -590,14 +590,9 @@ func TestOrigins(t *testing.T) {
 // (reads nothing, so never answers) is disconnected and its functions go.
 func TestLiveness(t *testing.T) {
 	t.Parallel()
-	s := start(t, iiiserver.Config{PingInterval: 50 * time.Millisecond, WriteTimeout: 100 * time.Millisecond})
+	s := start(t, iiiserver.Config{PingInterval: 250 * time.Millisecond, WriteTimeout: 750 * time.Millisecond})
 	alive := s.dial(t)
-	silent := s.dial(t)
-	silent.send(map[string]any{"type": "registerfunction", "id": "silent::fn"})
-	silent.hello("silent")
-	alive.hello("alive")
-	s.waitFunction(t, "silent::fn", true)
-	// alive reads (and so answers pings) in the background.
+	// alive reads (and so answers pings) from now on.
 	done := make(chan error, 1)
 	go func() {
 		for {
@@ -607,8 +602,13 @@ func TestLiveness(t *testing.T) {
 			}
 		}
 	}()
+	alive.hello("alive")
+	silent := s.dial(t)
+	silent.send(map[string]any{"type": "registerfunction", "id": "silent::fn"})
+	silent.hello("silent")
+	s.waitFunction(t, "silent::fn", true)
 	s.waitFunction(t, "silent::fn", false) // within PingInterval + WriteTimeout, plus a tick
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(time.Second)                // twice the limit: alive must still be there
 	ws := s.e.Workers()
 	if len(ws) != 1 || ws[0].Name != "alive" {
 		t.Fatalf("workers %+v, want only alive", ws)
@@ -618,10 +618,13 @@ func TestLiveness(t *testing.T) {
 }
 
 // TestSlowWorkerDoesNotSlowOthers: a worker that stops reading fills its
-// own queue and socket; calls to it fail at their deadline (overloaded or
-// deadline_exceeded) while calls to another worker stay fast.
+// own queue and socket, and calls to it wait; calls to another worker stay
+// fast meanwhile, and the stuck calls fail at once when the stuck worker
+// goes.
+//
+// Not parallel: its load (200 calls of 64 KiB under the race detector)
+// would starve the timing of other tests.
 func TestSlowWorkerDoesNotSlowOthers(t *testing.T) {
-	t.Parallel()
 	s := start(t, iiiserver.Config{SendQueue: 4, WriteTimeout: time.Minute})
 	slow, fast := s.dial(t), s.dial(t)
 	slow.send(map[string]any{"type": "registerfunction", "id": "slow::fn"})
@@ -652,24 +655,34 @@ func TestSlowWorkerDoesNotSlowOthers(t *testing.T) {
 	slowErrs := make(chan error, 200)
 	for range 200 {
 		go func() {
-			_, err := s.e.Trigger(context.Background(), engine.Call{FunctionID: "slow::fn", Payload: []byte(big), Timeout: 2 * time.Second})
+			_, err := s.e.Trigger(context.Background(), engine.Call{FunctionID: "slow::fn", Payload: []byte(big), Timeout: time.Minute})
 			slowErrs <- err
 		}()
 	}
 	time.Sleep(200 * time.Millisecond) // let the slow worker's buffers fill
 	for i := range 50 {
 		start := time.Now()
-		out, err := s.e.Trigger(context.Background(), engine.Call{FunctionID: "fast::fn", Payload: []byte(fmt.Sprint(i)), Timeout: 5 * time.Second})
+		out, err := s.e.Trigger(context.Background(), engine.Call{FunctionID: "fast::fn", Payload: []byte(fmt.Sprint(i)), Timeout: 10 * time.Second})
 		if err != nil || string(out) != fmt.Sprint(i) {
 			t.Fatalf("fast call %d: %s, %v", i, out, err)
 		}
-		if d := time.Since(start); d > time.Second {
+		// Generous for a loaded 2-core machine; a stuck worker slowing
+		// this one would hold its calls for the minute of the slow ones.
+		if d := time.Since(start); d > 3*time.Second {
 			t.Fatalf("fast call %d took %v while another worker was stuck", i, d)
 		}
 	}
+	select {
+	case err := <-slowErrs:
+		t.Fatalf("a call to the stuck worker ended before it went: %v", err)
+	default:
+	}
+	_ = slow.ws.CloseNow()
 	for range 200 {
-		if err := <-slowErrs; code(err) != engine.CodeOverloaded && code(err) != engine.CodeDeadlineExceeded {
-			t.Fatalf("call to the stuck worker: %v, want overloaded or deadline_exceeded", err)
+		// function_not_found: a call whose goroutine only started once
+		// the worker had gone.
+		if err := <-slowErrs; code(err) != engine.CodeWorkerDisconnected && code(err) != engine.CodeFunctionNotFound {
+			t.Fatalf("call to the stuck worker after it went: %v, want worker_disconnected", err)
 		}
 	}
 }
