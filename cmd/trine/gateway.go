@@ -48,7 +48,9 @@ func gatewaySettings() []setting {
 			s.def, s.usage = "127.0.0.1:3113", "HTTP listener for /healthz, /readyz and /metrics"
 		case "nats-url":
 			s.def, s.usage = "nats://127.0.0.1:4222", "NATS servers carrying stream events (comma-separated nats:// URLs)"
-		case "stream-addr", "stream-auth-function", "allowed-origins", "stream-max-frame-bytes",
+		case "allowed-origins":
+			s.usage = "comma-separated browser Origins allowed besides the gateway's own host (* for any)"
+		case "stream-addr", "stream-auth-function", "stream-max-frame-bytes",
 			"stream-queue-messages", "stream-queue-bytes", "stream-ping-interval", "stream-write-timeout",
 			"log-level", "log-format":
 		default:
