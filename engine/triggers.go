@@ -13,6 +13,9 @@ type Trigger struct {
 	Type       string          `json:"type"`
 	FunctionID string          `json:"function_id"`
 	Config     json.RawMessage `json:"config,omitempty"`
+	// Metadata is passed as Call.Metadata with every call the trigger
+	// makes (providers do so).
+	Metadata json.RawMessage `json:"metadata,omitempty"`
 }
 
 // TriggerProvider serves a trigger type: it starts firing a trigger's
@@ -206,6 +209,9 @@ func validateTrigger(t Trigger) error {
 	}
 	if len(t.Config) > 0 && !json.Valid(t.Config) {
 		return Errorf(CodeInvalidArgument, "trigger %q config is not valid JSON", t.ID)
+	}
+	if len(t.Metadata) > 0 && !json.Valid(t.Metadata) {
+		return Errorf(CodeInvalidArgument, "trigger %q metadata is not valid JSON", t.ID)
 	}
 	return nil
 }

@@ -232,7 +232,7 @@ func TestStreamTriggers(t *testing.T) {
 		}
 		json.Unmarshal(c.Payload, &f)
 		mu.Lock()
-		got = append(got, fmt.Sprintf("%s/%s/%s/%d", f.GroupID, f.ID, f.Event.Type, f.Seq))
+		got = append(got, fmt.Sprintf("%s/%s/%s/%d%s", f.GroupID, f.ID, f.Event.Type, f.Seq, c.Metadata))
 		mu.Unlock()
 		seen <- struct{}{}
 		return nil, nil
@@ -245,7 +245,7 @@ func TestStreamTriggers(t *testing.T) {
 	}))
 	s := attach(t, v.e)
 	for _, tr := range []engine.Trigger{
-		{ID: "all", Type: "stream", FunctionID: "test::on", Config: json.RawMessage(`{"stream_name":"s","group_id":"g"}`)},
+		{ID: "all", Type: "stream", FunctionID: "test::on", Config: json.RawMessage(`{"stream_name":"s","group_id":"g"}`), Metadata: json.RawMessage(`{"team":"a"}`)},
 		{ID: "cond", Type: "stream", FunctionID: "test::on", Config: json.RawMessage(`{"stream_name":"s","group_id":"h","condition_function_id":"test::only_b"}`)},
 	} {
 		if err := s.RegisterTrigger(context.Background(), tr); err != nil {
@@ -273,7 +273,8 @@ func TestStreamTriggers(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	slicesSort(got)
-	want := []string{"g/a/create/1", "g/a/delete/3", "g/a/update/2", "g//event/4", "h/b/create/2"}
+	// The trigger's metadata travels with every call it makes.
+	want := []string{`g/a/create/1{"team":"a"}`, `g/a/delete/3{"team":"a"}`, `g/a/update/2{"team":"a"}`, `g//event/4{"team":"a"}`, "h/b/create/2"}
 	slicesSort(want)
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("triggers fired %v, want %v", got, want)

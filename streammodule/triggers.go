@@ -204,7 +204,7 @@ func (m *Module) deliver(st *streamTrigger) {
 			if !m.condition(st.cfg.ConditionFunctionID, frame) {
 				continue
 			}
-			if _, err := m.e.Trigger(context.Background(), engine.Call{FunctionID: st.t.FunctionID, Payload: frame}); err != nil {
+			if _, err := m.e.Trigger(context.Background(), engine.Call{FunctionID: st.t.FunctionID, Payload: frame, Metadata: st.t.Metadata}); err != nil {
 				m.log.Warn("stream trigger failed", "trigger_id", st.t.ID, "function_id", st.t.FunctionID, "error", err)
 			}
 		}
@@ -266,7 +266,7 @@ func (m *Module) Join(ctx context.Context, s Subscription) error {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, m.cfg.JoinTimeout)
-		out, err := m.e.Trigger(cctx, engine.Call{FunctionID: g.t.FunctionID, Payload: payload})
+		out, err := m.e.Trigger(cctx, engine.Call{FunctionID: g.t.FunctionID, Payload: payload, Metadata: g.t.Metadata})
 		cancel()
 		if err != nil {
 			return fmt.Errorf("join handler %s: %w", g.t.FunctionID, err)
@@ -304,7 +304,7 @@ func (m *Module) Leave(s Subscription) {
 			if !m.condition(g.cfg.ConditionFunctionID, payload) {
 				continue
 			}
-			if _, err := m.e.Trigger(context.Background(), engine.Call{FunctionID: g.t.FunctionID, Payload: payload}); err != nil {
+			if _, err := m.e.Trigger(context.Background(), engine.Call{FunctionID: g.t.FunctionID, Payload: payload, Metadata: g.t.Metadata}); err != nil {
 				m.log.Debug("stream:leave handler failed", "function_id", g.t.FunctionID, "error", err)
 			}
 		}

@@ -7,14 +7,16 @@ import (
 	trinev1 "github.com/trinehq/trine/proto/trine/v1"
 )
 
-// Trigger binds an event source (a trigger type) to a function. Config is
-// marshalled to JSON when registering; a provider receives it as a
-// json.RawMessage.
+// Trigger binds an event source (a trigger type) to a function. Config and
+// Metadata are marshalled to JSON when registering; a provider receives
+// them as json.RawMessage. Metadata (optional) reaches the function with
+// every call the trigger makes (Invocation(ctx).Metadata).
 type Trigger struct {
 	ID         string
 	Type       string
 	FunctionID string
 	Config     any
+	Metadata   any
 }
 
 // TriggerHandler serves a trigger type provided by this worker: the engine
@@ -38,14 +40,14 @@ func (t *triggerType) frame(requestID string) *trinev1.ConnectRequest {
 }
 
 type trigger struct {
-	t      Trigger
-	config []byte
+	t                Trigger
+	config, metadata []byte
 }
 
 func (t *trigger) frame(requestID string) *trinev1.ConnectRequest {
 	return &trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_RegisterTrigger{RegisterTrigger: &trinev1.RegisterTrigger{
 		RequestId: requestID,
-		Trigger:   &trinev1.Trigger{Id: t.t.ID, Type: t.t.Type, FunctionId: t.t.FunctionID, Config: t.config},
+		Trigger:   &trinev1.Trigger{Id: t.t.ID, Type: t.t.Type, FunctionId: t.t.FunctionID, Config: t.config, Metadata: t.metadata},
 	}}}
 }
 
@@ -58,7 +60,13 @@ func (w *Worker) RegisterTrigger(t Trigger) error {
 	if err != nil {
 		return errorf(CodeInvalidArgument, "trigger %q config: %v", t.ID, err)
 	}
-	tr := &trigger{t: t, config: cfg}
+	var md []byte
+	if t.Metadata != nil {
+		if md, err = marshal(t.Metadata); err != nil {
+			return errorf(CodeInvalidArgument, "trigger %q metadata: %v", t.ID, err)
+		}
+	}
+	tr := &trigger{t: t, config: cfg, metadata: md}
 	w.mu.Lock()
 	w.triggers[t.ID] = tr
 	w.mu.Unlock()
@@ -121,6 +129,9 @@ func (w *Worker) forgetTriggerType(id string, tt *triggerType) {
 func (w *Worker) configureTrigger(s *session, c *trinev1.TriggerConfig) {
 	pt := c.GetTrigger()
 	t := Trigger{ID: pt.GetId(), Type: pt.GetType(), FunctionID: pt.GetFunctionId(), Config: json.RawMessage(pt.GetConfig())}
+	if md := pt.GetMetadata(); len(md) > 0 {
+		t.Metadata = json.RawMessage(md)
+	}
 	w.mu.Lock()
 	tt := w.triggerTypes[t.Type]
 	w.mu.Unlock()

@@ -366,3 +366,33 @@ func TestTriggerOwnership(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "provider told of the removal", func() bool { return tp.unregistered.Load() == 1 })
 }
+
+// TestTriggerMetadata: a trigger's metadata reaches the provider of its
+// type, as JSON.
+func TestTriggerMetadata(t *testing.T) {
+	t.Parallel()
+	srv := startEngine(t)
+	w := connect(t, srv.Addr)
+	got := make(chan trine.Trigger, 1)
+	if err := w.RegisterTriggerType("meta", "records its triggers", providerFunc(func(t trine.Trigger) { got <- t })); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.RegisterTrigger(trine.Trigger{ID: "m1", Type: "meta", FunctionID: "f", Config: map[string]int{"n": 1}, Metadata: map[string]string{"team": "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	tr := <-got
+	if md, ok := tr.Metadata.(json.RawMessage); !ok || string(md) != `{"team":"a"}` {
+		t.Fatalf("provider got metadata %#v", tr.Metadata)
+	}
+	if err := w.RegisterTrigger(trine.Trigger{ID: "m2", Type: "meta", FunctionID: "f"}); err != nil {
+		t.Fatal(err)
+	}
+	if tr := <-got; tr.Metadata != nil {
+		t.Fatalf("a trigger without metadata reached the provider with %#v", tr.Metadata)
+	}
+}
+
+type providerFunc func(trine.Trigger)
+
+func (f providerFunc) RegisterTrigger(_ context.Context, t trine.Trigger) error { f(t); return nil }
+func (f providerFunc) UnregisterTrigger(context.Context, trine.Trigger) error   { return nil }

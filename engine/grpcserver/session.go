@@ -267,9 +267,9 @@ func (c *conn) call(r *trinev1.Call) {
 }
 
 func triggerToProto(t engine.Trigger) *trinev1.Trigger {
-	return &trinev1.Trigger{Id: t.ID, Type: t.Type, FunctionId: t.FunctionID, Config: t.Config}
+	return &trinev1.Trigger{Id: t.ID, Type: t.Type, FunctionId: t.FunctionID, Config: t.Config, Metadata: t.Metadata}
 }
 
 func triggerFromProto(t *trinev1.Trigger) engine.Trigger {
-	return engine.Trigger{ID: t.GetId(), Type: t.GetType(), FunctionID: t.GetFunctionId(), Config: t.GetConfig()}
+	return engine.Trigger{ID: t.GetId(), Type: t.GetType(), FunctionID: t.GetFunctionId(), Config: t.GetConfig(), Metadata: t.GetMetadata()}
 }

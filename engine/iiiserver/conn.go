@@ -451,7 +451,7 @@ func (c *conn) apply(m *inbound) {
 			c.log.Info("unregistertriggertype refused", "trigger_type", m.ID, "error", err)
 		}
 	case typeRegisterTrigger:
-		t := engine.Trigger{ID: m.ID, Type: m.TriggerType, FunctionID: m.FunctionID, Config: m.Config}
+		t := engine.Trigger{ID: m.ID, Type: m.TriggerType, FunctionID: m.FunctionID, Config: m.Config, Metadata: nonNull(m.Metadata)}
 		if err := c.sess.RegisterTrigger(c.ctx, t); err != nil {
 			c.log.Info("registertrigger refused", engine.LogTriggerID, m.ID, "error", err)
 			c.queue(triggerRegistrationResult{Type: typeTriggerRegistrationResult, ID: m.ID, TriggerType: m.TriggerType,
@@ -489,7 +489,7 @@ func rejectionCode(err error) string {
 
 // invoke runs the worker's own call and answers it when it has an id.
 func (c *conn) invoke(m *inbound) {
-	call := engine.Call{FunctionID: m.FunctionID, Payload: m.Data, Metadata: m.Metadata, Traceparent: m.Traceparent}
+	call := engine.Call{FunctionID: m.FunctionID, Payload: m.Data, Metadata: nonNull(m.Metadata), Traceparent: m.Traceparent}
 	var id string
 	if m.InvocationID != nil {
 		id = *m.InvocationID
@@ -566,5 +566,6 @@ func (c *conn) ConfigureTrigger(ctx context.Context, requestID string, t engine.
 	c.mu.Lock()
 	c.configs[t.ID] = requestID
 	c.mu.Unlock()
-	return c.send(ctx, registerTrigger{Type: typeRegisterTrigger, ID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID, Config: orNull(t.Config)})
+	return c.send(ctx, registerTrigger{Type: typeRegisterTrigger, ID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID,
+		Config: orNull(t.Config), Metadata: t.Metadata})
 }

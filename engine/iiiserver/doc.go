@@ -43,8 +43,6 @@
 //     function registered with "invocation" (called over HTTP by the
 //     engine) is refused with registrationrejected invalid_argument, and
 //     data is never rewritten (no _caller_worker_id);
-//   - a trigger's metadata is not kept, so invocations carry the caller's
-//     metadata only;
 //   - iii has no cancel message: when a call's deadline passes, the
 //     worker's late answer is dropped.
 package iiiserver

@@ -125,6 +125,7 @@ type registerTrigger struct {
 	TriggerType string          `json:"trigger_type"`
 	FunctionID  string          `json:"function_id"`
 	Config      json.RawMessage `json:"config"`
+	Metadata    json.RawMessage `json:"metadata,omitempty"`
 }
 
 type unregisterTrigger struct {
@@ -153,6 +154,14 @@ type registrationRejected struct {
 
 type bare struct {
 	Type string `json:"type"`
+}
+
+// nonNull is raw JSON, or nil when it is empty or null.
+func nonNull(b json.RawMessage) json.RawMessage {
+	if string(b) == "null" {
+		return nil
+	}
+	return b
 }
 
 // orNull is raw JSON, or null when empty.

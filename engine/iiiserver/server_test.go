@@ -356,9 +356,11 @@ func TestTriggerProviderAndOwnership(t *testing.T) {
 	}
 
 	// The provider is asked, and its answer (success, then an error) decides.
-	o.send(map[string]any{"type": "registertrigger", "id": "q1", "trigger_type": "queue", "function_id": "o::handle", "config": map[string]any{"topic": "a"}})
+	o.send(map[string]any{"type": "registertrigger", "id": "q1", "trigger_type": "queue", "function_id": "o::handle", "config": map[string]any{"topic": "a"},
+		"metadata": map[string]any{"team": "x"}})
 	rt := p.expect("registertrigger")
-	if rt["id"] != "q1" || rt["function_id"] != "o::handle" || rt["trigger_type"] != "queue" || fmt.Sprint(rt["config"]) != "map[topic:a]" {
+	if rt["id"] != "q1" || rt["function_id"] != "o::handle" || rt["trigger_type"] != "queue" || fmt.Sprint(rt["config"]) != "map[topic:a]" ||
+		fmt.Sprint(rt["metadata"]) != "map[team:x]" {
 		t.Fatalf("provider got %v", rt)
 	}
 	p.send(map[string]any{"type": "triggerregistrationresult", "id": "q1", "trigger_type": "queue", "function_id": "o::handle"})

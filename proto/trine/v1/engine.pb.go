@@ -958,11 +958,14 @@ func (x *UnregisterTriggerType) GetId() string {
 
 // Trigger binds an event source (a trigger type) to a function.
 type Trigger struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
-	FunctionId    string                 `protobuf:"bytes,3,opt,name=function_id,json=functionId,proto3" json:"function_id,omitempty"`
-	Config        []byte                 `protobuf:"bytes,4,opt,name=config,proto3" json:"config,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Type       string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	FunctionId string                 `protobuf:"bytes,3,opt,name=function_id,json=functionId,proto3" json:"function_id,omitempty"`
+	Config     []byte                 `protobuf:"bytes,4,opt,name=config,proto3" json:"config,omitempty"`
+	// JSON passed as the metadata of every call the trigger makes; empty for
+	// none.
+	Metadata      []byte `protobuf:"bytes,5,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1021,6 +1024,13 @@ func (x *Trigger) GetFunctionId() string {
 func (x *Trigger) GetConfig() []byte {
 	if x != nil {
 		return x.Config
+	}
+	return nil
+}
+
+func (x *Trigger) GetMetadata() []byte {
+	if x != nil {
+		return x.Metadata
 	}
 	return nil
 }
@@ -1737,13 +1747,14 @@ const file_trine_v1_engine_proto_rawDesc = "" +
 	"\x15UnregisterTriggerType\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\"f\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"\x82\x01\n" +
 	"\aTrigger\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1f\n" +
 	"\vfunction_id\x18\x03 \x01(\tR\n" +
 	"functionId\x12\x16\n" +
-	"\x06config\x18\x04 \x01(\fR\x06config\"]\n" +
+	"\x06config\x18\x04 \x01(\fR\x06config\x12\x1a\n" +
+	"\bmetadata\x18\x05 \x01(\fR\bmetadata\"]\n" +
 	"\x0fRegisterTrigger\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12+\n" +
