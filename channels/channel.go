@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -43,12 +44,20 @@ type channel struct {
 
 	// writer and reader are set once an end is taken. Guarded by Hub.mu.
 	writer, reader bool
+
+	// connected is closed once a remote party's socket is attached to an
+	// end (after its upgrade succeeded).
+	connected     chan struct{}
+	connectedOnce sync.Once
 }
+
+// markConnected records that a remote end's socket is attached.
+func (ch *channel) markConnected() { ch.connectedOnce.Do(func() { close(ch.connected) }) }
 
 func newChannel(parent context.Context, size int) *channel {
 	ctx, cancel := context.WithCancelCause(parent)
 	return &channel{id: newID(), key: newKey(), created: time.Now(),
-		buf: make(chan frame, size), ctx: ctx, cancel: cancel}
+		buf: make(chan frame, size), ctx: ctx, cancel: cancel, connected: make(chan struct{})}
 }
 
 // attached reports whether both ends have been taken. Callers hold Hub.mu.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -660,5 +661,425 @@ func TestOrigins(t *testing.T) {
 	}
 	if got := readText(t, rc); got != "hi" {
 		t.Fatalf("Read = %q, want hi", got)
+	}
+}
+
+// next reads one frame from a local reader, failing the test on an error.
+func next(t *testing.T, r *channels.LocalReader) channels.Frame {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), readTimeout)
+	defer cancel()
+	f, err := r.Next(ctx)
+	if err != nil {
+		t.Fatalf("Next = %v, want a frame", err)
+	}
+	return f
+}
+
+// nextErr reads from a local reader that must have no frame left.
+func nextErr(t *testing.T, r *channels.LocalReader) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), readTimeout)
+	defer cancel()
+	f, err := r.Next(ctx)
+	if err == nil {
+		t.Fatalf("Next = %v %q, want an error", f.Binary, f.Data)
+	}
+	return err
+}
+
+func openReader(t *testing.T, v *env, size int) (*channels.LocalReader, channels.Ref) {
+	t.Helper()
+	r, ref, err := v.h.OpenReader(size)
+	if err != nil {
+		t.Fatalf("OpenReader(%d) = %v", size, err)
+	}
+	t.Cleanup(r.Close)
+	if ref.Direction != "write" || !uuidRE.MatchString(ref.ChannelID) || !keyRE.MatchString(ref.AccessKey) {
+		t.Fatalf("OpenReader ref = %+v, want a write ref", ref)
+	}
+	return r, ref
+}
+
+func openWriter(t *testing.T, v *env, size int) (*channels.LocalWriter, channels.Ref) {
+	t.Helper()
+	w, ref, err := v.h.OpenWriter(size)
+	if err != nil {
+		t.Fatalf("OpenWriter(%d) = %v", size, err)
+	}
+	t.Cleanup(w.Abort)
+	if ref.Direction != "read" || !uuidRE.MatchString(ref.ChannelID) || !keyRE.MatchString(ref.AccessKey) {
+		t.Fatalf("OpenWriter ref = %+v, want a read ref", ref)
+	}
+	return w, ref
+}
+
+// A remote writer streams into the engine's reader: frames in order with
+// their types, more than the buffer holds, then io.EOF for good.
+func TestLocalReader(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, channels.Config{})
+	r, ref := openReader(t, v, 2)
+	if _, size, ok := v.h.Buffer(ref.ChannelID); !ok || size != 2 {
+		t.Fatalf("buffer size = %d (held %v), want 2", size, ok)
+	}
+	select {
+	case <-r.Connected():
+		t.Fatal("Connected before any writer dialled")
+	default:
+	}
+	wc := v.dial(t, ref)
+	select {
+	case <-r.Connected():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Connected not closed after the writer attached")
+	}
+	var want []msg
+	for i := range 50 {
+		m := msg{websocket.MessageBinary, []byte{byte(i), 1, 2}}
+		if i%5 == 0 {
+			m = msg{websocket.MessageText, []byte(fmt.Sprintf(`{"n":%d}`, i))}
+		}
+		want = append(want, m)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		for _, m := range want {
+			if err := wc.Write(t.Context(), m.typ, m.data); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- wc.Close(websocket.StatusNormalClosure, "")
+	}()
+	for i, m := range want {
+		f := next(t, r)
+		if f.Binary != (m.typ == websocket.MessageBinary) || !bytes.Equal(f.Data, m.data) {
+			t.Fatalf("frame %d = %v %q, want %v", i, f.Binary, f.Data, m)
+		}
+	}
+	for range 2 {
+		if err := nextErr(t, r); !errors.Is(err, io.EOF) {
+			t.Fatalf("Next at the end = %v, want io.EOF", err)
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("writer: %v", err)
+	}
+	// The reader is done with the channel only when it closes it.
+	if n := v.h.Len(); n != 1 {
+		t.Fatalf("Len = %d before Close, want 1", n)
+	}
+	r.Close()
+	r.Close() // idempotent
+	v.waitLen(t, 0)
+	if err := nextErr(t, r); !errors.Is(err, channels.ErrEndClosed) {
+		t.Fatalf("Next after Close = %v, want ErrEndClosed", err)
+	}
+}
+
+// The writer's connection dropping also ends the stream, after the frames
+// it sent.
+func TestLocalReaderWriterDropped(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, channels.Config{})
+	r, ref := openReader(t, v, 0)
+	if _, size, _ := v.h.Buffer(ref.ChannelID); size != channels.DefaultBuffer {
+		t.Fatalf("buffer size = %d, want the default %d", size, channels.DefaultBuffer)
+	}
+	wc := v.dial(t, ref)
+	if err := wc.Write(t.Context(), websocket.MessageBinary, []byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	wc.CloseNow()
+	if f := next(t, r); string(f.Data) != "abc" || !f.Binary {
+		t.Fatalf("Next = %v %q, want binary abc", f.Binary, f.Data)
+	}
+	if err := nextErr(t, r); !errors.Is(err, io.EOF) {
+		t.Fatalf("Next = %v, want io.EOF", err)
+	}
+}
+
+// Closing the engine's reader closes an attached writer with 1001 and
+// removes the channel; a blocked Next returns.
+func TestLocalReaderClose(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, channels.Config{})
+	r, ref := openReader(t, v, 4)
+	wc := v.dial(t, ref)
+	if err := wc.Write(t.Context(), websocket.MessageText, []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	if f := next(t, r); string(f.Data) != "one" || f.Binary {
+		t.Fatalf("Next = %v %q, want text one", f.Binary, f.Data)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.Next(t.Context())
+		errc <- err
+	}()
+	r.Close()
+	if err := <-errc; !errors.Is(err, channels.ErrEndClosed) {
+		t.Fatalf("Next blocked during Close = %v, want ErrEndClosed", err)
+	}
+	ce := closed(t, wc)
+	wantClose(t, ce, websocket.StatusGoingAway)
+	v.waitLen(t, 0)
+	if got := v.dialStatus(t, ref.ChannelID, ref.AccessKey, "write"); got != http.StatusNotFound {
+		t.Fatalf("dial after Close: status %d, want 404", got)
+	}
+}
+
+// Local ends are taken: dialling them is refused, and does not disturb the
+// channel.
+func TestLocalEndsTaken(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, channels.Config{})
+	_, wref := openReader(t, v, 1)
+	_, rref := openWriter(t, v, 1)
+	if got := v.dialStatus(t, wref.ChannelID, wref.AccessKey, "read"); got != http.StatusConflict {
+		t.Fatalf("dial of a LocalReader's end: status %d, want 409", got)
+	}
+	if got := v.dialStatus(t, rref.ChannelID, rref.AccessKey, "write"); got != http.StatusConflict {
+		t.Fatalf("dial of a LocalWriter's end: status %d, want 409", got)
+	}
+	if got := v.dialStatus(t, wref.ChannelID, strings.Repeat("0", 32), "write"); got != http.StatusNotFound {
+		t.Fatalf("dial with a wrong key: status %d, want 404", got)
+	}
+	// The remote ends are still free.
+	v.dial(t, wref)
+	v.dial(t, rref)
+}
+
+// Local ends whose remote party never comes leave nothing behind: Close
+// (or Abort) removes the channel at once.
+func TestLocalEndsNeverAttached(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, channels.Config{})
+	r, _ := openReader(t, v, 1)
+	w, _ := openWriter(t, v, 1)
+	if err := w.Write(t.Context(), true, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if n := v.h.Len(); n != 2 {
+		t.Fatalf("Len = %d, want 2", n)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := r.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next with no writer = %v, want deadline exceeded", err)
+	}
+	// A full buffer holds Write back until its ctx ends.
+	ctx, cancel = context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if err := w.Write(ctx, true, []byte("y")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Write to a full buffer = %v, want deadline exceeded", err)
+	}
+	r.Close()
+	w.Abort()
+	w.Abort() // idempotent
+	v.waitLen(t, 0)
+	if err := w.Write(t.Context(), true, []byte("z")); !errors.Is(err, channels.ErrEndClosed) {
+		t.Fatalf("Write after Abort = %v, want ErrEndClosed", err)
+	}
+}
+
+// The engine writes and closes before the reader attaches: the reader
+// still gets it all, then a normal close, and the channel is then gone.
+func TestLocalWriterBeforeReader(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, channels.Config{})
+	w, ref := openWriter(t, v, 3)
+	want := []msg{
+		{websocket.MessageText, []byte(`{"type":"hello"}`)},
+		{websocket.MessageBinary, []byte{12, 34, 56}},
+		{websocket.MessageBinary, []byte{78, 90}},
+	}
+	for _, m := range want {
+		if err := w.Write(t.Context(), m.typ == websocket.MessageBinary, m.data); err != nil {
+			t.Fatalf("Write = %v", err)
+		}
+	}
+	w.Close()
+	w.Close() // idempotent
+	if err := w.Write(t.Context(), true, []byte("late")); !errors.Is(err, channels.ErrEndClosed) {
+		t.Fatalf("Write after Close = %v, want ErrEndClosed", err)
+	}
+	got, ce := drain(t, v.dial(t, ref))
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("reader got %v, want %v", got, want)
+	}
+	wantClose(t, ce, websocket.StatusNormalClosure)
+	v.waitLen(t, 0)
+	w.Abort() // after the whole stream was read: nothing to do
+}
+
+// A live reader drains a writer that writes far more than the buffer.
+func TestLocalWriterBackpressure(t *testing.T) {
+	t.Parallel()
+	const frames = 500
+	v := newEnv(t, channels.Config{})
+	w, ref := openWriter(t, v, 2)
+	rc := v.dial(t, ref)
+	errc := make(chan error, 1)
+	go func() {
+		for i := range frames {
+			if err := w.Write(t.Context(), true, binary.BigEndian.AppendUint32(nil, uint32(i))); err != nil {
+				errc <- fmt.Errorf("write %d: %w", i, err)
+				return
+			}
+		}
+		w.Close()
+		errc <- nil
+	}()
+	got, ce := drain(t, rc)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != frames {
+		t.Fatalf("got %d frames, want %d", len(got), frames)
+	}
+	for i, m := range got {
+		if n := binary.BigEndian.Uint32(m.data); int(n) != i || m.typ != websocket.MessageBinary {
+			t.Fatalf("frame %d is %v frame %d", i, m.typ, n)
+		}
+	}
+	wantClose(t, ce, websocket.StatusNormalClosure)
+	v.waitLen(t, 0)
+}
+
+// Abort cuts an attached reader off with 1001.
+func TestLocalWriterAbort(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, channels.Config{})
+	w, ref := openWriter(t, v, 4)
+	rc := v.dial(t, ref)
+	if err := w.Write(t.Context(), false, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, rc); got != "first" {
+		t.Fatalf("Read = %q, want first", got)
+	}
+	w.Abort()
+	wantClose(t, closed(t, rc), websocket.StatusGoingAway)
+	v.waitLen(t, 0)
+	if got := v.dialStatus(t, ref.ChannelID, ref.AccessKey, "read"); got != http.StatusNotFound {
+		t.Fatalf("dial after Abort: status %d, want 404", got)
+	}
+	w.Close() // after Abort: nothing to do
+}
+
+// A writer blocked on a full buffer gives up when the reader leaves, and
+// when the writer is closed.
+func TestLocalWriterUnblocked(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, channels.Config{})
+	t.Run("reader_leaves", func(t *testing.T) {
+		t.Parallel()
+		w, ref := openWriter(t, v, 1)
+		rc := v.dial(t, ref)
+		errc := make(chan error, 1)
+		go func() {
+			for {
+				if err := w.Write(t.Context(), true, make([]byte, 1024)); err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+		rc.CloseNow()
+		select {
+		case err := <-errc:
+			if errors.Is(err, channels.ErrEndClosed) || errors.Is(err, context.Canceled) {
+				t.Fatalf("Write = %v, want the reader's departure", err)
+			}
+		case <-time.After(readTimeout):
+			t.Fatal("Write still blocked after the reader left")
+		}
+	})
+	t.Run("closed", func(t *testing.T) {
+		t.Parallel()
+		w, _ := openWriter(t, v, 1)
+		if err := w.Write(t.Context(), true, []byte("fills the buffer")); err != nil {
+			t.Fatal(err)
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- w.Write(t.Context(), true, []byte("blocked")) }()
+		w.Close()
+		if err := <-errc; !errors.Is(err, channels.ErrEndClosed) {
+			t.Fatalf("blocked Write during Close = %v, want ErrEndClosed", err)
+		}
+	})
+}
+
+// An oversize frame from the remote writer ends the engine's stream with
+// ErrTruncated, after the frames before it.
+func TestLocalReaderOversizeFrame(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, channels.Config{MaxFrameBytes: 1024})
+	r, ref := openReader(t, v, 4)
+	wc := v.dial(t, ref)
+	for _, n := range []int{1024, 1025} {
+		if err := wc.Write(t.Context(), websocket.MessageBinary, make([]byte, n)); err != nil {
+			t.Fatalf("Write(%d bytes) = %v", n, err)
+		}
+	}
+	if f := next(t, r); len(f.Data) != 1024 {
+		t.Fatalf("Next = %d bytes, want 1024", len(f.Data))
+	}
+	if err := nextErr(t, r); !errors.Is(err, channels.ErrTruncated) {
+		t.Fatalf("Next = %v, want ErrTruncated", err)
+	}
+	wantClose(t, closed(t, wc), websocket.StatusMessageTooBig)
+}
+
+// Local channels whose remote party never comes expire like any other, and
+// their ends then fail.
+func TestLocalEndsExpire(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, channels.Config{TTL: 50 * time.Millisecond})
+	r, _ := openReader(t, v, 1)
+	w, _ := openWriter(t, v, 1)
+	w.Close()
+	v.waitLen(t, 0)
+	if err := nextErr(t, r); err == nil || errors.Is(err, io.EOF) || errors.Is(err, channels.ErrEndClosed) {
+		t.Fatalf("Next on an expired channel = %v, want the expiry", err)
+	}
+	w2, _ := openWriter(t, v, 1)
+	checkFor(t, 5*time.Second, func() error {
+		if err := w2.Write(t.Context(), true, []byte("x")); err == nil {
+			return errors.New("Write still succeeds")
+		}
+		return nil
+	})
+}
+
+// Hub.Close fails the local ends, and no more can be opened.
+func TestLocalEndsHubClose(t *testing.T) {
+	t.Parallel()
+	v, stop := start(t, channels.Config{})
+	t.Cleanup(stop)
+	r, _, err := v.h.OpenReader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _, err := v.h.OpenWriter(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.h.Close()
+	if _, err := r.Next(t.Context()); err == nil || errors.Is(err, io.EOF) {
+		t.Fatalf("Next after Hub.Close = %v, want an error", err)
+	}
+	if err := w.Write(t.Context(), true, []byte("x")); err == nil {
+		t.Fatal("Write after Hub.Close succeeded")
+	}
+	r.Close()
+	w.Abort()
+	if _, _, err := v.h.OpenReader(1); !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("OpenReader after Close = %v, want unavailable", err)
+	}
+	if _, _, err := v.h.OpenWriter(1); !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("OpenWriter after Close = %v, want unavailable", err)
 	}
 }

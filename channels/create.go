@@ -51,7 +51,7 @@ func (h *Hub) create(_ context.Context, c engine.Call) ([]byte, error) {
 			return nil, engine.Errorf(engine.CodeInvalidArgument, "buffer_size %d is out of range 1..%d", size, h.cfg.MaxBuffer)
 		}
 	}
-	ch, err := h.open(size)
+	ch, err := h.open(size, "")
 	if err != nil {
 		return nil, err
 	}

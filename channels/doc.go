@@ -11,19 +11,29 @@
 // envelope. The writer's close, or its connection ending, is the end of the
 // stream: the reader gets every buffered frame and then a normal close.
 //
+// The engine can hold one end of a channel itself: Hub.OpenReader and
+// Hub.OpenWriter create a channel whose read (or write) end is a
+// LocalReader (or LocalWriter) in the engine, already taken, and return the
+// ref of the other end for a remote party. The http trigger uses them to
+// pass request bodies to functions and to read streamed responses back.
+// A LocalReader's Close removes its channel; a LocalWriter's Close ends
+// the stream (still delivered to a reader that attaches within the TTL)
+// and its Abort removes the channel.
+//
 // Where it sits: channels imports engine (to register FnCreate) and
 // coder/websocket; only cmd wires a Hub into an engine and an HTTP mux.
 //
 // Concurrency contract: a Hub is safe for concurrent use. The goroutines of a
 // connection (the writer's socket reader, coder/websocket's CloseRead) live
-// inside ServeHTTP and end before it returns. The Hub owns one more, the
-// sweeper that removes channels whose ends did not both attach within
-// Config.TTL; it starts with the first channel. Close cancels every channel,
-// closes every live socket, stops the sweeper and waits for all of them.
+// inside ServeHTTP and end before it returns; local ends start none. The
+// Hub owns one more, the sweeper that removes channels whose ends did not
+// both attach within Config.TTL; it starts with the first channel. Close
+// cancels every channel (local ends then fail), closes every live socket,
+// stops the sweeper and waits for all of them.
 //
 // Flow control: each channel has a queue of buffer_size frames. When it is
 // full the writer's socket is not read until the reader drains it, so TCP
-// pushes back on the writer. A slow reader therefore slows its writer; it is
+// pushes back on the writer (a LocalWriter's Write waits instead). A slow reader therefore slows its writer; it is
 // not disconnected (unlike the gateway's subscribers, a channel has exactly
 // one consumer, and losing frames would corrupt the stream).
 package channels

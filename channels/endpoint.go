@@ -63,6 +63,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.CloseNow()
+	ch.markConnected()
 	log.Debug("channel end attached")
 	if dir == dirWrite {
 		h.serveWriter(r.Context(), ch, conn)

@@ -56,14 +56,19 @@ func (h *Hub) Close() {
 	})
 }
 
-// open creates and registers a channel buffering size frames.
-func (h *Hub) open(size int) (*channel, error) {
+// open creates and registers a channel buffering size frames. local is the
+// end the engine itself holds (dirWrite or dirRead), which is taken from
+// the start, or "" for none.
+func (h *Hub) open(size int, local string) (*channel, error) {
 	ch := newChannel(h.ctx, size)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		ch.cancel(errClosed)
 		return nil, engine.Errorf(engine.CodeUnavailable, "channels are shut down")
+	}
+	if local != "" {
+		*ch.taken(local) = true
 	}
 	h.channels[ch.id] = ch
 	if !h.sweeping {
