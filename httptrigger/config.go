@@ -17,12 +17,18 @@ type Config struct {
 	// Default 1 MiB (DefaultMaxBodyBytes).
 	MaxBodyBytes int64
 	// Timeout bounds each request from the moment its handling starts:
-	// receiving the body (408 when it runs out) and calling the condition
-	// and trigger functions (504). Default 30s (DefaultTimeout).
+	// receiving the body (408 when it runs out), calling the condition
+	// and trigger functions (504), and a streamed response (504 before its
+	// header, a cut-off response after). Default 30s (DefaultTimeout).
 	Timeout time.Duration
 	// Reserved lists paths owned by the server (e.g. "/healthz"); a route
 	// equal to one of them is refused with conflict. Default none.
 	Reserved []string
+	// Channels, if set, gives every call of a trigger's function a data
+	// channel carrying the raw request body ("request_body") and one into
+	// which it may stream its response ("response"); see the package doc.
+	// Default nil: no channels, and a function must return its response.
+	Channels Channels
 	// Logger receives per-request debug logs and route changes. Default:
 	// discard.
 	Logger *slog.Logger

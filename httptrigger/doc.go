@@ -1,7 +1,8 @@
 // Package httptrigger provides the "http" trigger type: HTTP requests to
 // registered routes call engine functions.
 //
-// It sits beside the StreamModule, on top of package engine: New takes the
+// It sits beside the StreamModule, on top of package engine (and of package
+// channels, whose Hub can serve Config.Channels): New takes the
 // *engine.Engine, Register adds the trigger type to it, and the Provider is an
 // http.Handler that cmd/trine mounts on its HTTP listener. The engine owns
 // triggers and their lifecycle; the Provider only keeps the route table.
@@ -56,7 +57,9 @@
 //	 "query_params": {"q": "x", "tag": ["a", "b"]},
 //	 "path_params": {"id": "42"},
 //	 "body": <JSON>,
-//	 "trigger": {"type": "http", "path": "/users/:id", "method": "GET"}}
+//	 "trigger": {"type": "http", "path": "/users/:id", "method": "GET"},
+//	 "request_body": {"channel_id": "…", "access_key": "…", "direction": "read"},
+//	 "response": {"channel_id": "…", "access_key": "…", "direction": "write"}}
 //
 // Header names are lowercased and repeated values joined with ", ". A query
 // parameter given once is a string, one repeated is an array of strings.
@@ -69,6 +72,16 @@
 //   - a JSON string holding the body as text for any other Content-Type
 //     (forms, text, ...), if it is valid UTF-8; otherwise the answer is 415
 //     UNSUPPORTED_MEDIA_TYPE (binary bodies are not supported).
+//
+// request_body and response are refs to data channels (package channels),
+// present only when Config.Channels is set, and never in the condition
+// function's payload. Whoever holds a ref opens its end as a WebSocket
+// (GET /ws/channels/{channel_id}?key={access_key}&dir={direction}), which
+// the iii SDKs do for any ref in a payload. request_body carries the raw
+// request body, as sent, in binary frames of at most 64 KiB and then a
+// normal close; it is there to be read or ignored. response is where the
+// function may stream its response instead of returning it (see
+// Streaming). Both channels are removed when the request ends.
 //
 // # Response
 //
@@ -90,7 +103,53 @@
 //     "application/json"; null or absent writes no body. A Content-Type
 //     set by the function always wins. 204 and 304 answers have no body.
 //
-// Anything else is answered 502 INVALID_RESPONSE.
+// Anything else is answered 502 INVALID_RESPONSE, except that with
+// Config.Channels a null or absent result means the response is streamed.
+//
+// # Streaming
+//
+// With Config.Channels set, a function may instead write its response into
+// its response channel, as iii's http() helper does: text messages
+//
+//	{"type": "set_status", "status_code": 201}
+//	{"type": "set_headers", "headers": {"content-type": "text/plain"}}
+//
+// then binary frames of body bytes, then a close (the end of the stream; so
+// is its connection ending). The function may return null before, while
+// or after it streams; it runs while the channel is read, so it may stream
+// any amount before returning. Which answer the client gets:
+//
+//   - A result other than null, returned before any frame arrived on the
+//     channel, is the response, as without channels (the channel is then
+//     closed: a writer still attached gets 1001).
+//   - Otherwise the response is streamed. set_status (default 200) and
+//     set_headers are validated as for a returned response (502
+//     INVALID_RESPONSE for an invalid one); a later set_headers replaces
+//     the names it gives. The status and headers are written at the first
+//     binary frame, or at the end of the stream if there is none; every
+//     binary frame is then written and flushed at once (HEAD, 204 and 304
+//     answers drop them). Without a Content-Type, net/http guesses one
+//     from the first bytes. Text messages of other types, and any after
+//     the header, are ignored, and so is a result returned after a frame.
+//     A stream ended without any frame leaves the answer to the result, if
+//     the function returns one in time (see below).
+//   - The function failing before anything was written is answered as
+//     under Errors. The function or the channel failing after the header
+//     was written cuts the response off: the connection is closed without
+//     finishing it, so the client sees it truncated.
+//   - A null result whose writer has not connected to the response
+//     channel within two seconds of the result is answered 502
+//     INVALID_RESPONSE ("returned null and streamed no response"): a
+//     function that streams connects at once, and one that merely returned
+//     null should not hold its client until the Timeout.
+//   - A null result with no frame by Config.Timeout is answered 504
+//     TIMEOUT ("returned no response and wrote none to its response
+//     channel"), and so is a stream without its header by then; a stream
+//     that has its header but has not ended by then is cut off.
+//
+// Once the stream has ended, a function still running has one second to
+// return, so that its outcome counts; then its call is cancelled and the
+// response finishes.
 //
 // # Errors
 //
@@ -116,11 +175,14 @@
 //	500     INTERNAL_ERROR          the payload could not be encoded (a bug)
 //	502     the function's code     the function failed: handler_error, worker_disconnected, or any
 //	                                code it returned ("internal" is answered with a generic message)
-//	502     INVALID_RESPONSE        the function's result is not a valid response (see Response)
+//	502     INVALID_RESPONSE        the function's result is not a valid response (see Response), or
+//	                                its stream has an invalid set_status or set_headers (see Streaming)
 //	503     UNAVAILABLE             the engine is shutting down, or the call was cancelled
-//	                                (engine codes unavailable, cancelled)
+//	                                (engine codes unavailable, cancelled), or the data channels
+//	                                could not be opened or failed
 //	503     OVERLOADED              the engine or worker is overloaded (engine code overloaded)
-//	504     TIMEOUT                 the function did not answer within Config.Timeout (deadline_exceeded)
+//	504     TIMEOUT                 the function did not answer within Config.Timeout (deadline_exceeded),
+//	                                or, streaming, did not write the header of its response by then
 //
 // A request whose body is refused or not read to its end closes its HTTP/1
 // connection after the answer.
@@ -129,15 +191,20 @@
 //
 // Config.Timeout starts when the request is handled and bounds receiving
 // the body (through http.ResponseController read deadlines, when the
-// ResponseWriter supports them) and both function calls, whose context also
-// ends when the client goes away. Handlers honour that context, as the
-// engine requires, so no request outlives the Timeout by more than the
-// time to write its answer; writing is bounded by the server's own
-// WriteTimeout.
+// ResponseWriter supports them), both function calls, whose context also
+// ends when the client goes away, and reading and writing a streamed
+// response (a write deadline from its header on). Handlers honour that
+// context, as the engine requires, so no request outlives the Timeout by
+// more than the time to write its answer; writing a returned response is
+// bounded by the server's own WriteTimeout.
 //
 // # Concurrency
 //
 // A Provider is safe for concurrent use. Route changes are serialised and
 // publish an immutable route table, which ServeHTTP reads without locking,
-// so requests never wait for registrations. ServeHTTP starts no goroutines.
+// so requests never wait for registrations. Without Config.Channels,
+// ServeHTTP starts no goroutines; with it, the function's call runs on a
+// goroutine of its own while ServeHTTP reads the response channel, and
+// ServeHTTP returns only after the call has (its context is cancelled
+// first if need be) and both channels are closed.
 package httptrigger

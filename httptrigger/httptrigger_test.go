@@ -789,3 +789,33 @@ func TestConcurrentRequestsAndRoutes(t *testing.T) {
 	churn.Wait()
 	t.Logf("%d churned requests answered 200", churned200.Load())
 }
+
+// A trigger's metadata reaches its function (and its condition function)
+// with every request.
+func TestTriggerMetadata(t *testing.T) {
+	t.Parallel()
+	h := start(t, httptrigger.Config{})
+	seen := make(chan string, 2)
+	h.fn(t, "meta::cond", func(_ context.Context, c engine.Call) ([]byte, error) {
+		seen <- "cond " + string(c.Metadata)
+		return []byte("true"), nil
+	})
+	h.fn(t, "meta::fn", func(_ context.Context, c engine.Call) ([]byte, error) {
+		seen <- "fn " + string(c.Metadata)
+		return []byte(`{"status_code":204}`), nil
+	})
+	err := h.s.RegisterTrigger(context.Background(), engine.Trigger{ID: "m", Type: httptrigger.TriggerType, FunctionID: "meta::fn",
+		Config:   json.RawMessage(`{"api_path":"meta","http_method":"GET","condition_function_id":"meta::cond"}`),
+		Metadata: json.RawMessage(`{"team":"a"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := h.do(t, "GET", "/meta", nil); r.status != http.StatusNoContent {
+		t.Fatalf("status %d", r.status)
+	}
+	for _, want := range []string{`cond {"team":"a"}`, `fn {"team":"a"}`} {
+		if got := <-seen; got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+}

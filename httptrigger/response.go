@@ -48,13 +48,48 @@ func parseResponse(out []byte) (*response, error) {
 	if err := json.Unmarshal(raw, &in); err != nil {
 		return nil, fmt.Errorf("decode response: %w", err)
 	}
-	res := &response{status: http.StatusOK, headers: make(http.Header)}
+	res := &response{status: http.StatusOK}
 	if !isNull(in.StatusCode) {
-		if err := json.Unmarshal(in.StatusCode, &res.status); err != nil || res.status < 200 || res.status > 599 {
-			return nil, fmt.Errorf("status_code %s is not an integer from 200 to 599", in.StatusCode)
+		status, err := parseStatus(in.StatusCode)
+		if err != nil {
+			return nil, err
 		}
+		res.status = status
 	}
-	for name, v := range in.Headers {
+	headers, err := parseHeaders(in.Headers)
+	if err != nil {
+		return nil, err
+	}
+	res.headers = headers
+	switch {
+	case isNull(in.Body):
+	case in.Body[0] == '"':
+		var s string
+		if err := json.Unmarshal(in.Body, &s); err != nil {
+			return nil, fmt.Errorf("decode body: %w", err)
+		}
+		res.body, res.ctype = []byte(s), "text/plain; charset=utf-8"
+	default:
+		res.body, res.ctype = in.Body, "application/json"
+	}
+	return res, nil
+}
+
+// parseStatus validates a status_code.
+func parseStatus(raw json.RawMessage) (int, error) {
+	var status int
+	if err := json.Unmarshal(raw, &status); err != nil || status < 200 || status > 599 {
+		return 0, fmt.Errorf("status_code %s is not an integer from 200 to 599", bytes.TrimSpace(raw))
+	}
+	return status, nil
+}
+
+// parseHeaders validates the headers of a response: names are tokens,
+// values strings or arrays of strings without control characters. The
+// managed headers are dropped.
+func parseHeaders(in map[string]json.RawMessage) (http.Header, error) {
+	h := make(http.Header, len(in))
+	for name, v := range in {
 		if !validHeaderName(name) {
 			return nil, fmt.Errorf("invalid header name %q", name)
 		}
@@ -76,20 +111,9 @@ func parseResponse(out []byte) (*response, error) {
 		if managed[key] {
 			continue
 		}
-		res.headers[key] = append(res.headers[key], vs...)
+		h[key] = append(h[key], vs...)
 	}
-	switch {
-	case isNull(in.Body):
-	case in.Body[0] == '"':
-		var s string
-		if err := json.Unmarshal(in.Body, &s); err != nil {
-			return nil, fmt.Errorf("decode body: %w", err)
-		}
-		res.body, res.ctype = []byte(s), "text/plain; charset=utf-8"
-	default:
-		res.body, res.ctype = in.Body, "application/json"
-	}
-	return res, nil
+	return h, nil
 }
 
 func (r *response) write(w http.ResponseWriter) {

@@ -34,6 +34,7 @@ type route struct {
 	triggerID  string
 	functionID string
 	condition  string
+	metadata   json.RawMessage // the trigger's, passed with every call
 	method     string
 	pattern    string // normalised, with a leading slash: "/users/:id"
 	segs       []segment
@@ -105,7 +106,7 @@ func parseRoute(t engine.Trigger) (*route, error) {
 	if err != nil {
 		return nil, invalid(t, "api_path %q: %s", *c.APIPath, err.Error())
 	}
-	return &route{triggerID: t.ID, functionID: t.FunctionID, condition: c.ConditionFunctionID,
+	return &route{triggerID: t.ID, functionID: t.FunctionID, condition: c.ConditionFunctionID, metadata: t.Metadata,
 		method: method, pattern: pattern, segs: segs, shape: shapeOf(method, segs)}, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/trinehq/trine/channels"
 	"github.com/trinehq/trine/engine"
 )
 
@@ -37,6 +38,13 @@ type Request struct {
 	Body json.RawMessage `json:"body"`
 	// Trigger describes the trigger that fired.
 	Trigger TriggerInfo `json:"trigger"`
+	// RequestBody is the read end of a data channel carrying the raw
+	// request body as binary frames (a function may ignore it), and
+	// Response the write end of a channel into which the function may
+	// stream its response. Both are absent when the Provider has no
+	// Config.Channels, and in the condition function's payload.
+	RequestBody *channels.Ref `json:"request_body,omitempty"`
+	Response    *channels.Ref `json:"response,omitempty"`
 }
 
 // TriggerInfo is the "trigger" member of a Request.
@@ -71,11 +79,11 @@ func (p *Provider) serve(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 		return &httpError{status: http.StatusNotFound, code: CodeNotFound, message: "no route for " + r.URL.Path}
 	}
-	body, he := p.readBody(w, r, deadline)
+	raw, body, he := p.readBody(w, r, deadline)
 	if he != nil {
 		return he
 	}
-	payload, err := json.Marshal(Request{
+	req := Request{
 		Path:        rt.pattern,
 		Method:      rt.method,
 		Headers:     requestHeaders(r),
@@ -83,13 +91,14 @@ func (p *Provider) serve(ctx context.Context, w http.ResponseWriter, r *http.Req
 		PathParams:  params,
 		Body:        body,
 		Trigger:     TriggerInfo{Type: TriggerType, Path: rt.pattern, Method: rt.method},
-	})
-	if err != nil { // cannot happen: body is valid JSON
-		return &httpError{status: http.StatusInternalServerError, code: CodeInternal, message: "internal error"}
 	}
 	log := p.log.With(engine.LogTriggerID, rt.triggerID, "method", rt.method, "path", rt.pattern)
 	if rt.condition != "" {
-		out, err := p.e.Trigger(ctx, engine.Call{FunctionID: rt.condition, Payload: payload})
+		payload, err := json.Marshal(req) // never with channel refs
+		if err != nil {                   // cannot happen: body is valid JSON
+			return errInternal
+		}
+		out, err := p.e.Trigger(ctx, engine.Call{FunctionID: rt.condition, Payload: payload, Metadata: rt.metadata})
 		if err != nil {
 			log.Debug("http condition function failed", engine.LogFunctionID, rt.condition, "error", err)
 			return callError(err)
@@ -99,18 +108,38 @@ func (p *Provider) serve(ctx context.Context, w http.ResponseWriter, r *http.Req
 				message: "condition function " + rt.condition + " returned false", skipped: true}
 		}
 	}
-	out, err := p.e.Trigger(ctx, engine.Call{FunctionID: rt.functionID, Payload: payload})
-	if err != nil {
-		level := slog.LevelDebug
-		if engine.AsError(err).Code == engine.CodeInternal {
-			level = slog.LevelWarn
-		}
-		log.Log(ctx, level, "http function failed", engine.LogFunctionID, rt.functionID, "error", err)
-		return callError(err)
+	log = log.With(engine.LogFunctionID, rt.functionID)
+	if p.cfg.Channels != nil {
+		return p.serveChannels(ctx, w, r, rt, req, raw, deadline, log)
 	}
+	payload, err := json.Marshal(req)
+	if err != nil { // cannot happen: body is valid JSON
+		return errInternal
+	}
+	out, err := p.e.Trigger(ctx, engine.Call{FunctionID: rt.functionID, Payload: payload, Metadata: rt.metadata})
+	if err != nil {
+		return functionFailed(ctx, log, err)
+	}
+	return writeResult(w, rt, out, log)
+}
+
+var errInternal = &httpError{status: http.StatusInternalServerError, code: CodeInternal, message: "internal error"}
+
+// functionFailed logs and maps the failure of the trigger's function.
+func functionFailed(ctx context.Context, log *slog.Logger, err error) *httpError {
+	level := slog.LevelDebug
+	if engine.AsError(err).Code == engine.CodeInternal {
+		level = slog.LevelWarn
+	}
+	log.Log(ctx, level, "http function failed", "error", err)
+	return callError(err)
+}
+
+// writeResult answers with the response the function returned.
+func writeResult(w http.ResponseWriter, rt *route, out []byte, log *slog.Logger) *httpError {
 	res, err := parseResponse(out)
 	if err != nil {
-		log.Debug("http function returned an invalid response", engine.LogFunctionID, rt.functionID, "error", err)
+		log.Debug("http function returned an invalid response", "error", err)
 		return &httpError{status: http.StatusBadGateway, code: CodeInvalidResponse,
 			message: "function " + rt.functionID + " returned an invalid response: " + err.Error()}
 	}
@@ -119,8 +148,9 @@ func (p *Provider) serve(ctx context.Context, w http.ResponseWriter, r *http.Req
 }
 
 // readBody reads the request body, bounded by MaxBodyBytes and, for the
-// time it takes, by deadline; it returns it as a JSON value (nil for none).
-func (p *Provider) readBody(w http.ResponseWriter, r *http.Request, deadline time.Time) (json.RawMessage, *httpError) {
+// time it takes, by deadline; it returns it as is (raw) and as a JSON value
+// (nil for none).
+func (p *Provider) readBody(w http.ResponseWriter, r *http.Request, deadline time.Time) (raw []byte, body json.RawMessage, he *httpError) {
 	tooLarge := &httpError{status: http.StatusRequestEntityTooLarge, code: CodePayloadTooLarge,
 		message: "request body is larger than " + formatBytes(p.cfg.MaxBodyBytes)}
 	rc := http.NewResponseController(w)
@@ -136,7 +166,7 @@ func (p *Provider) readBody(w http.ResponseWriter, r *http.Request, deadline tim
 	}
 	if r.ContentLength > p.cfg.MaxBodyBytes {
 		dropConn()
-		return nil, tooLarge
+		return nil, nil, tooLarge
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes))
 	if err != nil {
@@ -144,11 +174,11 @@ func (p *Provider) readBody(w http.ResponseWriter, r *http.Request, deadline tim
 		var mbe *http.MaxBytesError
 		switch {
 		case errors.As(err, &mbe):
-			return nil, tooLarge
+			return nil, nil, tooLarge
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			return nil, &httpError{status: http.StatusRequestTimeout, code: CodeRequestTimeout, message: "request body not received in time"}
+			return nil, nil, &httpError{status: http.StatusRequestTimeout, code: CodeRequestTimeout, message: "request body not received in time"}
 		default:
-			return nil, &httpError{status: http.StatusBadRequest, code: CodeBadRequest, message: "read request body: " + err.Error()}
+			return nil, nil, &httpError{status: http.StatusBadRequest, code: CodeBadRequest, message: "read request body: " + err.Error()}
 		}
 	}
 	if bounded {
@@ -156,23 +186,23 @@ func (p *Provider) readBody(w http.ResponseWriter, r *http.Request, deadline tim
 		_ = rc.SetReadDeadline(time.Time{})
 	}
 	if len(b) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if isJSON(r.Header.Get("Content-Type")) {
 		if !json.Valid(b) {
-			return nil, &httpError{status: http.StatusBadRequest, code: CodeInvalidJSON, message: "request body is not valid JSON"}
+			return nil, nil, &httpError{status: http.StatusBadRequest, code: CodeInvalidJSON, message: "request body is not valid JSON"}
 		}
-		return b, nil
+		return b, b, nil
 	}
 	if !utf8.Valid(b) {
-		return nil, &httpError{status: http.StatusUnsupportedMediaType, code: CodeUnsupportedMediaType,
+		return nil, nil, &httpError{status: http.StatusUnsupportedMediaType, code: CodeUnsupportedMediaType,
 			message: "a request body that is not JSON must be UTF-8 text"}
 	}
 	s, err := json.Marshal(string(b))
 	if err != nil { // cannot happen for a string
-		return nil, &httpError{status: http.StatusInternalServerError, code: CodeInternal, message: "internal error"}
+		return nil, nil, errInternal
 	}
-	return s, nil
+	return b, s, nil
 }
 
 // isJSON reports whether a request's Content-Type calls for a JSON body:
