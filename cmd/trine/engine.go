@@ -136,7 +136,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		return fmt.Errorf("register channels: %w", err)
 	}
 	routes := httptrigger.New(eng, httptrigger.Config{MaxBodyBytes: cfg.HTTPMaxBodyBytes, Timeout: cfg.HTTPTimeout,
-		Reserved: []string{"/healthz", "/readyz", "/metrics"}, Logger: log})
+		Reserved: []string{"/healthz", "/readyz", "/metrics"}, Channels: hub, Logger: log})
 	if err := routes.Register(); err != nil {
 		return fmt.Errorf("register http triggers: %w", err)
 	}

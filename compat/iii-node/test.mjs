@@ -16,6 +16,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { registerWorker, TriggerAction, InvocationError } from 'iii-sdk'
 import { createChannel, createStream } from 'iii-sdk/helpers'
+import { http } from '@iii-dev/helpers/http'
 
 const III_URL = process.env.III_URL
 const III_HTTP_URL = (process.env.III_HTTP_URL ?? '').replace(/\/+$/, '')
@@ -446,4 +447,55 @@ test('12. reconnect: after a cut connection the SDK reattaches and replays; its 
     assert.equal(after.length, 1, `after the reconnect: ${JSON.stringify(after)}`)
     assert.notEqual(after[0].id, before[0].id, 'the worker kept its old session')
   })
+})
+
+test('13. http trigger with data channels: a response streamed by http(), a request body read from request_body', { timeout: TEST_TIMEOUT }, async () => {
+  const base = `compat/stream-${RUN}`
+  // http() hands the handler the response channel as res: set_status and
+  // set_headers messages, then the body bytes, then the close.
+  iii.registerFunction('node::http::streamed', http(async (req, res) => {
+    res.status(201)
+    res.headers({ 'content-type': 'text/plain', 'x-stream': 'yes' })
+    res.stream.write('hello ')
+    // end() flushes 'world' and then closes the channel itself; closing
+    // before it has (res.close() right after end()) would drop 'world'.
+    await new Promise((resolve, reject) => res.stream.end('world', (err) => (err ? reject(err) : resolve())))
+    res.close()
+  }))
+  // A buffered handler that reads the raw request body from its channel.
+  iii.registerFunction('node::http::read-body', async (req) => {
+    const text = (await req.request_body.readAll()).toString('utf-8')
+    return { status_code: 200, body: { got: text } }
+  })
+  const triggers = [
+    iii.registerTrigger({ type: 'http', function_id: 'node::http::streamed', config: { api_path: `${base}/out`, http_method: 'GET' } }),
+    iii.registerTrigger({ type: 'http', function_id: 'node::http::read-body', config: { api_path: `${base}/in`, http_method: 'POST' } }),
+  ]
+  try {
+    await call('engine::functions::list', {}) // the triggers are registered
+    const fetchRoute = (url, init) => eventually(async () => {
+      const res = await fetch(url, init)
+      if (res.status === 404) {
+        await res.body?.cancel()
+        throw new Error(`${init?.method ?? 'GET'} ${url}: still 404 after the http trigger was registered`)
+      }
+      return res
+    }, 3_000)
+
+    const out = `${III_HTTP_URL}/${base}/out`
+    let res = await fetchRoute(out)
+    let text = await res.text()
+    assert.equal(res.status, 201, `GET ${out}: status ${res.status}, body ${text}`)
+    assert.equal(res.headers.get('x-stream'), 'yes', 'x-stream response header')
+    assert.match(res.headers.get('content-type') ?? '', /^text\/plain/, 'response content-type')
+    assert.equal(text, 'hello world', 'streamed body')
+
+    const inURL = `${III_HTTP_URL}/${base}/in`
+    res = await fetchRoute(inURL, { method: 'POST', body: 'ping from node', headers: { 'content-type': 'text/plain' } })
+    text = await res.text()
+    assert.equal(res.status, 200, `POST ${inURL}: status ${res.status}, body ${text}`)
+    assert.deepEqual(JSON.parse(text), { got: 'ping from node' }, 'body read from request_body')
+  } finally {
+    for (const t of triggers) t.unregister()
+  }
 })
