@@ -365,12 +365,14 @@ func (c *conn) catchUp(s *subscription, since *uint64) {
 	}
 }
 
-// A subscription that keeps finding events missing catches up again, with
-// a fresh snapshot every catchUpsPerResync tries, and gives up after
-// maxCatchUps (about two seconds).
+// A subscription that keeps finding events missing catches up again,
+// waiting 10 ms longer each time, with a fresh snapshot every
+// catchUpsPerResync tries (the first after about half a second: events
+// from several engines can cross on their way for that long on a loaded
+// machine), and gives up after maxCatchUps (about four and a half seconds).
 const (
-	catchUpsPerResync = 5
-	maxCatchUps       = 20
+	catchUpsPerResync = 10
+	maxCatchUps       = 30
 )
 
 // failSub ends a subscription that cannot be served, with an error frame.
