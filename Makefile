@@ -15,7 +15,7 @@ PROTOC_GEN_GO      := $(BIN)/.stamp-protoc-gen-go-$(PROTOC_GEN_GO_VERSION)
 PROTOC_GEN_GO_GRPC := $(BIN)/.stamp-protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
 STATICCHECK        := $(BIN)/.stamp-staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: run build test generate fmt tidy lint check bench-rpc bench-iii bench-fanout bench-fleet
+.PHONY: run build test generate fmt tidy lint check bench-rpc bench-iii bench-http bench-fanout bench-fleet
 
 run:
 	go run ./cmd/trine engine
@@ -63,6 +63,9 @@ bench-rpc:
 
 bench-iii:
 	go run ./bench/iii
+
+bench-http:
+	go run ./bench/httptrigger
 
 bench-fanout:
 	go run ./bench/fanout

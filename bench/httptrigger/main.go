@@ -1,0 +1,177 @@
+// Command httptrigger measures an HTTP request through the http trigger
+// (package httptrigger): a net/http client sends GET /hello/<n> over
+// loopback to an httptrigger.Provider served by net/http, which calls the
+// built-in function bench::hello through the engine; the function reads
+// the id from the payload's path_params and returns
+// {"status_code":200,"body":{"hello":<n>}}. It runs three scenarios in
+// one process, each server on its own 127.0.0.1 listener:
+//
+//   - trigger: the Provider without channels;
+//   - trigger+channels: the same with Config.Channels set to a
+//     channels.Hub, so every request also opens its request_body and
+//     response data channels (the function never dials them);
+//   - baseline: a bare net/http handler doing the function's work (parse
+//     the id from the path, marshal the same body).
+//
+// Every answer's status, Content-Type and body are checked. Only ratios
+// within one run mean anything, since the load generator shares the CPU
+// with the servers.
+//
+//	go run ./bench/httptrigger [-duration 5s] [-warmup 1s] [-concurrency 1,64] [-cpuprofile f]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	before := runtime.NumGoroutine()
+	err := run(ctx, os.Args[1:], os.Stdout)
+	if err == nil {
+		err = checkGoroutines(before, 10*time.Second)
+	}
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "bench/httptrigger:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// The scenarios, in the order they run at each level.
+const (
+	scBaseline = iota
+	scTrigger
+	scChannels
+	nScenarios
+)
+
+var scenarioNames = [nScenarios]string{"baseline", "trigger", "trigger+channels"}
+
+// run is main without process globals.
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("httptrigger", flag.ContinueOnError)
+	duration := fs.Duration("duration", 5*time.Second, "measurement time per scenario")
+	warmup := fs.Duration("warmup", time.Second, "warm-up time per scenario")
+	levels := fs.String("concurrency", "1,64", "comma-separated numbers of requests in flight")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the trigger+channels scenario at the first level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var conc []int
+	for s := range strings.SplitSeq(*levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return fmt.Errorf("bad -concurrency %q", *levels)
+		}
+		conc = append(conc, n)
+	}
+
+	base, err := startBaseline()
+	if err != nil {
+		return err
+	}
+	defer base.close()
+	plain, err := startStack(ctx, false)
+	if err != nil {
+		return fmt.Errorf("trigger stack: %w", err)
+	}
+	defer plain.close()
+	withChannels, err := startStack(ctx, true)
+	if err != nil {
+		return fmt.Errorf("trigger+channels stack: %w", err)
+	}
+	defer withChannels.close()
+
+	var clients [nScenarios]*client
+	for i, url := range [nScenarios]string{base.url, plain.url, withChannels.url} {
+		tr := newTransport(slices.Max(conc))
+		defer tr.CloseIdleConnections() // before the servers close: deferred later, runs first
+		clients[i] = &client{hc: &http.Client{Transport: tr, Timeout: 10 * time.Second}, base: url}
+	}
+
+	fmt.Fprintf(stdout, "GET /hello/<n>, %v per scenario after %v warm-up, GOMAXPROCS %d\n\n", *duration, *warmup, runtime.GOMAXPROCS(0))
+	fmt.Fprintf(stdout, "%-17s %5s %11s %10s %10s %12s\n", "scenario", "conc", "requests/s", "p50", "p99", "CPU µs/req")
+	results := make([][nScenarios]result, len(conc))
+	for i, c := range conc {
+		for sc := range nScenarios {
+			stopProfile := func() {}
+			if i == 0 && sc == scChannels && *cpuprofile != "" {
+				if stopProfile, err = startProfile(*cpuprofile); err != nil {
+					return err
+				}
+			}
+			r, err := measure(ctx, clients[sc].get, c, *warmup, *duration)
+			stopProfile()
+			if err != nil {
+				return fmt.Errorf("%s, %d in flight: %w", scenarioNames[sc], c, err)
+			}
+			printRow(stdout, scenarioNames[sc], c, r)
+			results[i][sc] = r
+		}
+	}
+	fmt.Fprintln(stdout)
+	for i, c := range conc {
+		r := results[i]
+		fmt.Fprintf(stdout, "conc %-3d trigger/baseline:          throughput %.2f  p50 %.2f  CPU/req %.2f\n",
+			c, r[scTrigger].perSec/r[scBaseline].perSec, ratio(r[scTrigger].p50, r[scBaseline].p50), ratio(r[scTrigger].cpuPer, r[scBaseline].cpuPer))
+		fmt.Fprintf(stdout, "conc %-3d trigger+channels/trigger:  throughput %.2f  p50 %.2f  CPU/req %.2f\n",
+			c, r[scChannels].perSec/r[scTrigger].perSec, ratio(r[scChannels].p50, r[scTrigger].p50), ratio(r[scChannels].cpuPer, r[scTrigger].cpuPer))
+	}
+	return nil
+}
+
+func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
+
+func printRow(w io.Writer, name string, c int, r result) {
+	fmt.Fprintf(w, "%-17s %5d %11.0f %10v %10v %12.1f\n", name, c, r.perSec,
+		r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), float64(r.cpuPer)/float64(time.Microsecond))
+}
+
+// startProfile starts a CPU profile into path; the returned func stops it.
+func startProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/httptrigger: close cpu profile:", err)
+		}
+	}, nil
+}
+
+// checkGoroutines waits up to d for the goroutine count to fall back to
+// want, and otherwise fails with every goroutine's stack.
+func checkGoroutines(want int, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for runtime.NumGoroutine() > want {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			return fmt.Errorf("%d goroutines still running after the run, want %d:\n%s", runtime.NumGoroutine(), want, buf)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
