@@ -77,6 +77,7 @@ func TestEngineHelp(t *testing.T) {
 		{"--http-addr", "TRINE_HTTP_ADDR", "http_addr", "127.0.0.1:3111"},
 		{"--http-max-body-bytes", "TRINE_HTTP_MAX_BODY_BYTES", "http_max_body_bytes", "1048576"},
 		{"--http-timeout", "TRINE_HTTP_TIMEOUT", "http_timeout", "30s"},
+		{"--http-streaming", "TRINE_HTTP_STREAMING", "http_streaming", "on"},
 		{"--data-dir", "TRINE_DATA_DIR", "data_dir", "./trine-data"},
 		{"--default-timeout", "TRINE_DEFAULT_TIMEOUT", "default_timeout", "30s"},
 		{"--shutdown-grace", "TRINE_SHUTDOWN_GRACE", "shutdown_grace", "10s"},

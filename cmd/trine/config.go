@@ -41,6 +41,7 @@ type engineConfig struct {
 	IIINamespaceGrace time.Duration
 	HTTPMaxBodyBytes  int64
 	HTTPTimeout       time.Duration
+	HTTPStreaming     bool
 
 	StreamAddr         string
 	EngineAddr         string // trine gateway only
@@ -95,6 +96,14 @@ var engineSettings = []setting{
 	{"http-timeout", "DURATION", "30s", "deadline of the function behind an http trigger (504 after)", func(c *engineConfig, v string) (err error) {
 		c.HTTPTimeout, err = positiveDuration(v)
 		return err
+	}},
+	{"http-streaming", "on|off", "on", "give http trigger functions request_body and response channel refs (iii's http() helper); off saves two channels per request", func(c *engineConfig, v string) error {
+		switch v {
+		case "on", "off":
+			c.HTTPStreaming = v == "on"
+			return nil
+		}
+		return errors.New("must be on or off")
 	}},
 	{"iii-addr", "ADDR", "127.0.0.1:49135", "iii worker protocol listener (JSON over WebSocket, for iii SDK workers), with /ws/channels; off: none", func(c *engineConfig, v string) error {
 		c.IIIAddr = v

@@ -42,6 +42,7 @@ var defaultConfig = engineConfig{
 	IIINamespaceGrace: 5 * time.Second,
 	HTTPMaxBodyBytes:  1 << 20,
 	HTTPTimeout:       30 * time.Second,
+	HTTPStreaming:     true,
 
 	StreamAddr:         "127.0.0.1:3112",
 	NATSAddr:           "127.0.0.1:4222",
@@ -104,9 +105,9 @@ log_format: json
 			"--allowed-origins", " https://a.example , https://b.example,", "--stream-max-frame-bytes", "2048",
 			"--stream-queue-messages", "16", "--stream-queue-bytes", "4096", "--stream-ping-interval", "1s",
 			"--stream-write-timeout", "2s", "--iii-addr", "off", "--iii-namespace-grace", "1s", "--http-max-body-bytes", "10",
-			"--http-timeout", "3s",
+			"--http-timeout", "3s", "--http-streaming", "off",
 		}, want: func(c *engineConfig) {
-			c.IIIAddr, c.IIINamespaceGrace, c.HTTPMaxBodyBytes, c.HTTPTimeout = "off", time.Second, 10, 3*time.Second
+			c.IIIAddr, c.IIINamespaceGrace, c.HTTPMaxBodyBytes, c.HTTPTimeout, c.HTTPStreaming = "off", time.Second, 10, 3*time.Second, false
 			c.StreamAddr, c.NATSURL, c.NATSAddr, c.Store, c.StoreReplicas = "h:3", "nats://a:1,nats://b:2", "off", "jetstream", 3
 			c.StreamHistory, c.StreamAuthFunction = 50, "auth::check"
 			c.AllowedOrigins = []string{"https://a.example", "https://b.example"}
@@ -198,6 +199,7 @@ func TestParseEngineConfigErrors(t *testing.T) {
 		{name: "BadIIIAddr", args: []string{"--iii-addr", "49135"}, want: `invalid --iii-addr "49135": must be HOST:PORT`},
 		{name: "ZeroBodyBytes", args: []string{"--http-max-body-bytes", "0"}, want: "must be a positive integer"},
 		{name: "ZeroHTTPTimeout", args: []string{"--http-timeout", "0s"}, want: "must be a positive duration"},
+		{name: "BadHTTPStreaming", args: []string{"--http-streaming", "yes"}, want: "must be on or off"},
 		{name: "BadAuthFunction", args: []string{"--stream-auth-function", "bad\x01id"}, want: "unprintable character"},
 		{name: "BadEnv", env: map[string]string{"TRINE_DEFAULT_TIMEOUT": "forever"}, want: `invalid TRINE_DEFAULT_TIMEOUT "forever"`},
 		{name: "BadEnvEvenWhenFlagSet", env: map[string]string{"TRINE_LOG_FORMAT": "xml"}, args: []string{"--log-format", "json"}, want: `invalid TRINE_LOG_FORMAT "xml"`},

@@ -135,8 +135,12 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	if err := hub.Register(eng); err != nil {
 		return fmt.Errorf("register channels: %w", err)
 	}
-	routes := httptrigger.New(eng, httptrigger.Config{MaxBodyBytes: cfg.HTTPMaxBodyBytes, Timeout: cfg.HTTPTimeout,
-		Reserved: []string{"/healthz", "/readyz", "/metrics"}, Channels: hub, Logger: log})
+	hcfg := httptrigger.Config{MaxBodyBytes: cfg.HTTPMaxBodyBytes, Timeout: cfg.HTTPTimeout,
+		Reserved: []string{"/healthz", "/readyz", "/metrics"}, Logger: log}
+	if cfg.HTTPStreaming {
+		hcfg.Channels = hub
+	}
+	routes := httptrigger.New(eng, hcfg)
 	if err := routes.Register(); err != nil {
 		return fmt.Errorf("register http triggers: %w", err)
 	}

@@ -32,11 +32,17 @@ func TestHTTPTriggerAndIIIListener(t *testing.T) {
 	must(w.RegisterFunction("users::get", func(_ context.Context, p json.RawMessage) (any, error) {
 		var req struct {
 			PathParams map[string]string `json:"path_params"`
+			Response   *struct {
+				Direction string `json:"direction"`
+			} `json:"response"`
 		}
 		if err := json.Unmarshal(p, &req); err != nil {
 			return nil, err
 		}
-		return map[string]any{"status_code": 200, "body": map[string]string{"id": req.PathParams["id"]}}, nil
+		// --http-streaming is on by default: the payload carries a
+		// response channel ref.
+		streaming := req.Response != nil && req.Response.Direction == "write"
+		return map[string]any{"status_code": 200, "body": map[string]any{"id": req.PathParams["id"], "streaming": streaming}}, nil
 	}))
 	must(w.RegisterFunction("users::slow", func(ctx context.Context, _ json.RawMessage) (any, error) {
 		<-ctx.Done()
@@ -59,8 +65,8 @@ func TestHTTPTriggerAndIIIListener(t *testing.T) {
 		status int
 		body   string
 	}{
-		{"/users/42", http.StatusOK, `{"id":"42"}`},
-		{"/users/a%20b", http.StatusOK, `{"id":"a b"}`},
+		{"/users/42", http.StatusOK, `{"id":"42","streaming":true}`},
+		{"/users/a%20b", http.StatusOK, `{"id":"a b","streaming":true}`},
 		{"/nope", http.StatusNotFound, `"code":"NOT_FOUND"`},
 		{"/slow", http.StatusGatewayTimeout, `"code":"TIMEOUT"`},
 		{"/healthz", http.StatusOK, `{"status":"ok"}`},
