@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/trinehq/trine/channels"
@@ -83,23 +84,81 @@ func (p *Provider) serveChannels(ctx context.Context, w http.ResponseWriter, r *
 	}
 
 	callCtx, cancelCall := context.WithCancel(ctx)
+	defer cancelCall()
 	// waitCtx ends when the call returns, or with ctx.
 	waitCtx, stopWait := context.WithCancel(ctx)
 	defer stopWait()
+	defer resR.Close() // a writer still attached gets 1001
 	s := &stream{w: w, rc: http.NewResponseController(w), rt: rt, log: log, deadline: deadline,
 		status: http.StatusOK, header: make(http.Header), done: make(chan struct{}),
 		head: r.Method == http.MethodHead}
+
+	// The call runs on this goroutine. The response channel is read by
+	// whichever side claims it first: a small goroutine once the
+	// function's writer connects (a function may stream more than the
+	// buffer before it returns), or this one when the call has returned.
+	// A function that never streams thus costs one goroutine that only
+	// waits, not one that runs the call.
+	var claimMu sync.Mutex
+	claimed := false
+	claim := func() bool {
+		claimMu.Lock()
+		defer claimMu.Unlock()
+		if claimed {
+			return false
+		}
+		claimed = true
+		return true
+	}
+	unwatch := make(chan struct{})
+	watched := make(chan struct{})
+	var streamed *httpError
+	aborted := false
 	go func() {
-		defer stopWait()
-		defer close(s.done)
-		s.out, s.err = p.e.Trigger(callCtx, engine.Call{FunctionID: rt.functionID, Payload: payload, Metadata: rt.metadata})
-	}()
-	defer func() {
-		resR.Close() // a writer still attached gets 1001
-		cancelCall()
-		<-s.done
+		defer close(watched)
+		select {
+		case <-resR.Connected():
+		case <-unwatch:
+			return
+		case <-ctx.Done():
+			return
+		}
+		if !claim() {
+			return
+		}
+		defer cancelCall() // an early answer must not wait for the call
+		defer func() {
+			if v := recover(); v != nil {
+				if v != http.ErrAbortHandler {
+					panic(v)
+				}
+				aborted = true // re-raised on the handler's goroutine
+			}
+		}()
+		streamed = s.read(ctx, r, resR, waitCtx, cancelCall)
 	}()
 
+	s.out, s.err = p.e.Trigger(callCtx, engine.Call{FunctionID: rt.functionID, Payload: payload, Metadata: rt.metadata})
+	close(s.done)
+	stopWait()
+	if !claim() {
+		<-watched
+		if aborted {
+			panic(http.ErrAbortHandler)
+		}
+		return streamed
+	}
+	close(unwatch)
+	<-watched
+	return s.read(ctx, r, resR, waitCtx, cancelCall)
+}
+
+// read reads the response channel until the answer is known: the buffered
+// result, the streamed response, or an error. waitCtx ends when the call
+// returns.
+func (s *stream) read(ctx context.Context, r *http.Request, resR *channels.LocalReader,
+	waitCtx context.Context, cancelCall context.CancelFunc) *httpError {
+	log, rt, w := s.log, s.rt, s.w
 	for {
 		readCtx := waitCtx
 		if s.returned {
