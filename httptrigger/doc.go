@@ -70,8 +70,10 @@
 //     */*+json type; if it is not valid JSON the answer is 400 INVALID_JSON
 //     and no function is called;
 //   - a JSON string holding the body as text for any other Content-Type
-//     (forms, text, ...), if it is valid UTF-8; otherwise the answer is 415
-//     UNSUPPORTED_MEDIA_TYPE (binary bodies are not supported).
+//     (forms, text, ...), if it is valid UTF-8;
+//   - otherwise (a binary body) null, the bytes being in request_body, when
+//     Config.Channels is set; without it the answer is 415
+//     UNSUPPORTED_MEDIA_TYPE.
 //
 // request_body and response are refs to data channels (package channels),
 // present only when Config.Channels is set, and never in the condition
@@ -170,7 +172,7 @@
 //	405     METHOD_NOT_ALLOWED      routes match the path, none with this method; Allow lists theirs
 //	408     REQUEST_TIMEOUT         the body did not arrive within Config.Timeout
 //	413     PAYLOAD_TOO_LARGE       the body is larger than Config.MaxBodyBytes
-//	415     UNSUPPORTED_MEDIA_TYPE  a non-JSON body is not valid UTF-8
+//	415     UNSUPPORTED_MEDIA_TYPE  a non-JSON body is not valid UTF-8 (without Config.Channels)
 //	422     CONDITION_NOT_MET       the condition function returned false ("skipped": true)
 //	500     INTERNAL_ERROR          the payload could not be encoded (a bug)
 //	502     the function's code     the function failed: handler_error, worker_disconnected, or any

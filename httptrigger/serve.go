@@ -195,8 +195,11 @@ func (p *Provider) readBody(w http.ResponseWriter, r *http.Request, deadline tim
 		return b, b, nil
 	}
 	if !utf8.Valid(b) {
+		if p.cfg.Channels != nil {
+			return b, nil, nil // binary: the function reads it from request_body; body is null
+		}
 		return nil, nil, &httpError{status: http.StatusUnsupportedMediaType, code: CodeUnsupportedMediaType,
-			message: "a request body that is not JSON must be UTF-8 text"}
+			message: "a request body that is not JSON must be UTF-8 text (or use Config.Channels: request_body)"}
 	}
 	s, err := json.Marshal(string(b))
 	if err != nil { // cannot happen for a string
