@@ -35,7 +35,8 @@ type Error struct {
 	Code    Code
 	Message string
 	// Stacktrace is the callee's own stack trace, when its transport
-	// carries one; the engine passes it on unchanged.
+	// carries one (gRPC and iii do, calls between engines do not); the
+	// engine passes it on unchanged.
 	Stacktrace string
 }
 

@@ -33,6 +33,9 @@ const (
 type Error struct {
 	Code    Code
 	Message string
+	// Stacktrace is the failing handler's stack trace, when there is one:
+	// a Go handler's panic, or what an iii worker sent.
+	Stacktrace string
 }
 
 func (e *Error) Error() string {

@@ -207,7 +207,7 @@ func (w *Worker) serve(s *session, inv *trinev1.Invoke) {
 func call(ctx context.Context, h Handler, payload []byte) (out []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			out, err = nil, errorf(CodeHandlerError, "handler panicked: %v\n%s", r, debug.Stack())
+			out, err = nil, &Error{Code: CodeHandlerError, Message: fmt.Sprintf("handler panicked: %v", r), Stacktrace: string(debug.Stack())}
 		}
 	}()
 	v, err := h(ctx, payload)

@@ -316,7 +316,7 @@ func fromProto(e *trinev1.Error) error {
 	if code == "" {
 		code = CodeInternal
 	}
-	return &Error{Code: code, Message: e.GetMessage()}
+	return &Error{Code: code, Message: e.GetMessage(), Stacktrace: e.GetStacktrace()}
 }
 
 func toProto(err error) *trinev1.Error {
@@ -324,5 +324,5 @@ func toProto(err error) *trinev1.Error {
 		return nil
 	}
 	e := asError(err)
-	return &trinev1.Error{Code: string(e.Code), Message: e.Message}
+	return &trinev1.Error{Code: string(e.Code), Message: e.Message, Stacktrace: e.Stacktrace}
 }

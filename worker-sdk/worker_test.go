@@ -396,3 +396,41 @@ type providerFunc func(trine.Trigger)
 
 func (f providerFunc) RegisterTrigger(_ context.Context, t trine.Trigger) error { f(t); return nil }
 func (f providerFunc) UnregisterTrigger(context.Context, trine.Trigger) error   { return nil }
+
+// TestHandlerPanic: a panicking handler answers handler_error with the
+// panic in the message and its stack in Stacktrace, and the worker serves
+// on.
+func TestHandlerPanic(t *testing.T) {
+	t.Parallel()
+	srv := startEngine(t)
+	w := connect(t, srv.Addr)
+	var calls atomic.Int32
+	if err := w.RegisterFunction("boom", func(context.Context, json.RawMessage) (any, error) {
+		if calls.Add(1) == 1 {
+			panic("boom")
+		}
+		return "fine", nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	caller := connect(t, srv.Addr)
+	_, err := caller.Trigger(t.Context(), "boom", nil)
+	var e *trine.Error
+	if !errors.As(err, &e) || e.Code != trine.CodeHandlerError || e.Message != "handler panicked: boom" ||
+		!strings.Contains(e.Stacktrace, "TestHandlerPanic") {
+		t.Fatalf("panic answered %#v", err)
+	}
+	if out, err := caller.Trigger(t.Context(), "boom", nil); err != nil || string(out) != `"fine"` {
+		t.Fatalf("after the panic: %s, %v", out, err)
+	}
+	// A stack trace from elsewhere (an iii worker's) reaches a Go caller.
+	if err := srv.Engine.RegisterFunction("t::traced", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		return nil, &engine.Error{Code: "invocation_failed", Message: "thrown", Stacktrace: "Error: thrown\n    at handler (w.js:1:1)"}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	_, err = caller.Trigger(t.Context(), "t::traced", nil)
+	if !errors.As(err, &e) || e.Code != "invocation_failed" || e.Stacktrace != "Error: thrown\n    at handler (w.js:1:1)" {
+		t.Fatalf("traced error %#v", err)
+	}
+}

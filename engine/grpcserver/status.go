@@ -55,7 +55,7 @@ func toProto(err error) *trinev1.Error {
 		return nil
 	}
 	e := engine.AsError(err)
-	return &trinev1.Error{Code: string(e.Code), Message: e.Message}
+	return &trinev1.Error{Code: string(e.Code), Message: e.Message, Stacktrace: e.Stacktrace}
 }
 
 // fromProto converts an error received on the Connect stream.
@@ -67,5 +67,5 @@ func fromProto(e *trinev1.Error) *engine.Error {
 	if code == "" {
 		code = engine.CodeHandlerError
 	}
-	return &engine.Error{Code: code, Message: e.GetMessage()}
+	return &engine.Error{Code: code, Message: e.GetMessage(), Stacktrace: e.GetStacktrace()}
 }

@@ -90,9 +90,12 @@ func (Action) EnumDescriptor() ([]byte, []int) {
 
 // Error is a failure with a stable snake_case code (see the README).
 type Error struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Code    string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// The failing handler's stack trace, when it has one (a panic, or an iii
+	// worker's stacktrace); passed on unchanged.
+	Stacktrace    string `protobuf:"bytes,3,opt,name=stacktrace,proto3" json:"stacktrace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -137,6 +140,13 @@ func (x *Error) GetCode() string {
 func (x *Error) GetMessage() string {
 	if x != nil {
 		return x.Message
+	}
+	return ""
+}
+
+func (x *Error) GetStacktrace() string {
+	if x != nil {
+		return x.Stacktrace
 	}
 	return ""
 }
@@ -1687,10 +1697,13 @@ var File_trine_v1_engine_proto protoreflect.FileDescriptor
 
 const file_trine_v1_engine_proto_rawDesc = "" +
 	"\n" +
-	"\x15trine/v1/engine.proto\x12\btrine.v1\"5\n" +
+	"\x15trine/v1/engine.proto\x12\btrine.v1\"U\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xd8\x05\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1e\n" +
+	"\n" +
+	"stacktrace\x18\x03 \x01(\tR\n" +
+	"stacktrace\"\xd8\x05\n" +
 	"\x0eConnectRequest\x12'\n" +
 	"\x05hello\x18\x01 \x01(\v2\x0f.trine.v1.HelloH\x00R\x05hello\x12I\n" +
 	"\x11register_function\x18\x02 \x01(\v2\x1a.trine.v1.RegisterFunctionH\x00R\x10registerFunction\x12O\n" +
