@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/trinehq/trine/bench/internal/loadgen"
 )
 
 // result is one scenario at one concurrency level.
@@ -19,10 +19,10 @@ type result struct {
 // for warmup, then for d while recording each call's latency. The first
 // failed call ends the measurement with its error.
 func measure(ctx context.Context, call func(context.Context) error, c int, warmup, d time.Duration) (result, error) {
-	if _, _, err := drive(ctx, call, c, warmup, false); err != nil {
+	if _, _, err := loadgen.Drive(ctx, call, c, warmup, false); err != nil {
 		return result{}, err
 	}
-	all, elapsed, err := drive(ctx, call, c, d, true)
+	all, elapsed, err := loadgen.Drive(ctx, call, c, d, true)
 	if err != nil {
 		return result{}, err
 	}
@@ -32,53 +32,4 @@ func measure(ctx context.Context, call func(context.Context) error, c int, warmu
 	slices.Sort(all)
 	q := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
 	return result{perSec: float64(len(all)) / elapsed.Seconds(), p50: q(0.50), p99: q(0.99)}, nil
-}
-
-// drive calls call in a loop on c goroutines for d, and returns the
-// latencies (if record) and the time until the last call returned.
-func drive(ctx context.Context, call func(context.Context) error, c int, d time.Duration, record bool) ([]time.Duration, time.Duration, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		stop     atomic.Bool
-		errOnce  sync.Once
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	lat := make([][]time.Duration, c)
-	start := time.Now()
-	for i := range c {
-		wg.Go(func() {
-			ls := make([]time.Duration, 0, 1<<12)
-			for !stop.Load() {
-				t0 := time.Now()
-				if err := call(ctx); err != nil {
-					errOnce.Do(func() { firstErr = err })
-					stop.Store(true)
-					cancel()
-					return
-				}
-				if record {
-					ls = append(ls, time.Since(t0))
-				}
-			}
-			lat[i] = ls
-		})
-	}
-	timer := time.NewTimer(d)
-	select {
-	case <-timer.C:
-	case <-ctx.Done():
-		timer.Stop()
-	}
-	stop.Store(true)
-	wg.Wait()
-	elapsed := time.Since(start)
-	if firstErr == nil {
-		firstErr = context.Cause(ctx) // interrupted from outside
-	}
-	if firstErr != nil {
-		return nil, 0, firstErr
-	}
-	return slices.Concat(lat...), elapsed, nil
 }
