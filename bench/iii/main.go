@@ -21,10 +21,11 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/trinehq/trine/bench/internal/loadgen"
 )
 
 func main() {
@@ -32,7 +33,7 @@ func main() {
 	before := runtime.NumGoroutine()
 	err := run(ctx, os.Args[1:], os.Stdout)
 	if err == nil {
-		err = checkGoroutines(before, 10*time.Second)
+		err = loadgen.CheckGoroutines(before, 10*time.Second)
 	}
 	stop()
 	if err != nil {
@@ -102,7 +103,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		printRow(stdout, "baseline", c, b)
 		stopProfile := func() {}
 		if i == 0 && *cpuprofile != "" {
-			if stopProfile, err = startProfile(*cpuprofile); err != nil {
+			if stopProfile, err = loadgen.StartProfile(*cpuprofile); err != nil {
 				return err
 			}
 		}
@@ -125,37 +126,4 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 func printRow(w io.Writer, name string, c int, r result) {
 	fmt.Fprintf(w, "%-10s %5d %12.0f %10v %10v\n", name, c, r.perSec, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond))
-}
-
-// startProfile starts a CPU profile into path; the returned func stops it.
-func startProfile(path string) (func(), error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("create cpu profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start cpu profile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "bench/iii: close cpu profile:", err)
-		}
-	}, nil
-}
-
-// checkGoroutines waits up to d for the goroutine count to fall back to
-// want, and otherwise fails with every goroutine's stack.
-func checkGoroutines(want int, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for runtime.NumGoroutine() > want {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			return fmt.Errorf("%d goroutines still running after the run, want %d:\n%s", runtime.NumGoroutine(), want, buf)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return nil
 }
