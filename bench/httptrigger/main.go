@@ -22,37 +22,18 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/signal"
 	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/trinehq/trine/bench/internal/loadgen"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	before := runtime.NumGoroutine()
-	err := run(ctx, os.Args[1:], os.Stdout)
-	if err == nil {
-		err = loadgen.CheckGoroutines(before, 10*time.Second)
-	}
-	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "bench/httptrigger:", err)
-		}
-		os.Exit(1)
-	}
-}
+func main() { loadgen.Main("bench/httptrigger", run) }
 
 // The scenarios, in the order they run at each level.
 const (
@@ -74,13 +55,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var conc []int
-	for s := range strings.SplitSeq(*levels, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			return fmt.Errorf("bad -concurrency %q", *levels)
-		}
-		conc = append(conc, n)
+	conc, err := loadgen.ParseLevels(*levels)
+	if err != nil {
+		return err
 	}
 
 	base, err := startBaseline()
@@ -108,7 +85,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	fmt.Fprintf(stdout, "GET /hello/<n>, %v per scenario after %v warm-up, GOMAXPROCS %d\n\n", *duration, *warmup, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(stdout, "%-17s %5s %11s %10s %10s %12s\n", "scenario", "conc", "requests/s", "p50", "p99", "CPU µs/req")
-	results := make([][nScenarios]result, len(conc))
+	results := make([][nScenarios]loadgen.Measurement, len(conc))
 	for i, c := range conc {
 		for sc := range nScenarios {
 			stopProfile := func() {}
@@ -117,7 +94,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 					return err
 				}
 			}
-			r, err := measure(ctx, clients[sc].get, c, *warmup, *duration)
+			r, err := loadgen.Measure(ctx, clients[sc].get, c, *warmup, *duration)
 			stopProfile()
 			if err != nil {
 				return fmt.Errorf("%s, %d in flight: %w", scenarioNames[sc], c, err)
@@ -130,16 +107,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	for i, c := range conc {
 		r := results[i]
 		fmt.Fprintf(stdout, "conc %-3d trigger/baseline:          throughput %.2f  p50 %.2f  CPU/req %.2f\n",
-			c, r[scTrigger].perSec/r[scBaseline].perSec, ratio(r[scTrigger].p50, r[scBaseline].p50), ratio(r[scTrigger].cpuPer, r[scBaseline].cpuPer))
+			c, r[scTrigger].PerSec/r[scBaseline].PerSec, loadgen.Ratio(r[scTrigger].P50, r[scBaseline].P50), loadgen.Ratio(r[scTrigger].CPUPerCall(), r[scBaseline].CPUPerCall()))
 		fmt.Fprintf(stdout, "conc %-3d trigger+channels/trigger:  throughput %.2f  p50 %.2f  CPU/req %.2f\n",
-			c, r[scChannels].perSec/r[scTrigger].perSec, ratio(r[scChannels].p50, r[scTrigger].p50), ratio(r[scChannels].cpuPer, r[scTrigger].cpuPer))
+			c, r[scChannels].PerSec/r[scTrigger].PerSec, loadgen.Ratio(r[scChannels].P50, r[scTrigger].P50), loadgen.Ratio(r[scChannels].CPUPerCall(), r[scTrigger].CPUPerCall()))
 	}
 	return nil
 }
 
-func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
-
-func printRow(w io.Writer, name string, c int, r result) {
-	fmt.Fprintf(w, "%-17s %5d %11.0f %10v %10v %12.1f\n", name, c, r.perSec,
-		r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), float64(r.cpuPer)/float64(time.Microsecond))
+func printRow(w io.Writer, name string, c int, r loadgen.Measurement) {
+	fmt.Fprintf(w, "%-17s %5d %11.0f %10v %10v %12.1f\n", name, c, r.PerSec,
+		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), loadgen.Micros(r.CPUPerCall()))
 }

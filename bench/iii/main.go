@@ -14,35 +14,17 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/trinehq/trine/bench/internal/loadgen"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	before := runtime.NumGoroutine()
-	err := run(ctx, os.Args[1:], os.Stdout)
-	if err == nil {
-		err = loadgen.CheckGoroutines(before, 10*time.Second)
-	}
-	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "bench/iii:", err)
-		}
-		os.Exit(1)
-	}
-}
+func main() { loadgen.Main("bench/iii", run) }
 
 // run is main without process globals.
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -59,13 +41,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var conc []int
-	for s := range strings.SplitSeq(*levels, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			return fmt.Errorf("bad -concurrency %q", *levels)
-		}
-		conc = append(conc, n)
+	conc, err := loadgen.ParseLevels(*levels)
+	if err != nil {
+		return err
 	}
 
 	base, err := startBaseline()
@@ -93,10 +71,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	fmt.Fprintf(stdout, "payload %d bytes, %v per scenario after %v warm-up, GOMAXPROCS %d\n\n", len(payload), *duration, *warmup, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(stdout, "%-10s %5s %12s %10s %10s\n", "scenario", "conc", "calls/s", "p50", "p99")
-	type pair struct{ base, iii result }
+	type pair struct{ base, iii loadgen.Measurement }
 	results := make([]pair, len(conc))
 	for i, c := range conc {
-		b, err := measure(ctx, baseCaller.call, c, *warmup, *duration)
+		b, err := loadgen.Measure(ctx, baseCaller.call, c, *warmup, *duration)
 		if err != nil {
 			return fmt.Errorf("baseline, %d in flight: %w", c, err)
 		}
@@ -107,7 +85,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 				return err
 			}
 		}
-		r, err := measure(ctx, iiiCaller.call, c, *warmup, *duration)
+		r, err := loadgen.Measure(ctx, iiiCaller.call, c, *warmup, *duration)
 		stopProfile()
 		if err != nil {
 			return fmt.Errorf("iii, %d in flight: %w", c, err)
@@ -119,11 +97,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	for i, c := range conc {
 		r := results[i]
 		fmt.Fprintf(stdout, "conc %-3d throughput iii/baseline = %.2f   p50 iii/baseline = %.2f\n",
-			c, r.iii.perSec/r.base.perSec, float64(r.iii.p50)/float64(r.base.p50))
+			c, r.iii.PerSec/r.base.PerSec, loadgen.Ratio(r.iii.P50, r.base.P50))
 	}
 	return nil
 }
 
-func printRow(w io.Writer, name string, c int, r result) {
-	fmt.Fprintf(w, "%-10s %5d %12.0f %10v %10v\n", name, c, r.perSec, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond))
+func printRow(w io.Writer, name string, c int, r loadgen.Measurement) {
+	fmt.Fprintf(w, "%-10s %5d %12.0f %10v %10v\n", name, c, r.PerSec, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
 }
