@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/enginetest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -46,15 +47,7 @@ func (p *fakePeer) ConfigureTrigger(_ context.Context, id string, t engine.Trigg
 
 func newEngine(t *testing.T, cfg engine.Config) *engine.Engine {
 	t.Helper()
-	e, err := engine.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = e.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return e
+	return enginetest.Run(t, cfg)
 }
 
 func attach(t *testing.T, e *engine.Engine, name string, fns ...string) (*engine.Session, *fakePeer) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/httptrigger"
+	"github.com/trinehq/trine/internal/enginetest"
 )
 
 // harness is a running engine with the http trigger type served by an
@@ -26,14 +27,7 @@ type harness struct {
 
 func start(t *testing.T, cfg httptrigger.Config) *harness {
 	t.Helper()
-	e, err := engine.New(engine.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() { defer close(ran); _ = e.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-ran })
+	e := enginetest.Run(t, engine.Config{})
 
 	p := httptrigger.New(e, cfg)
 	if err := p.Register(); err != nil {

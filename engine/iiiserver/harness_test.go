@@ -12,6 +12,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/iiiserver"
+	"github.com/trinehq/trine/internal/enginetest"
 )
 
 // stack is an engine serving the iii protocol on a real loopback listener.
@@ -23,13 +24,7 @@ type stack struct {
 
 func start(t *testing.T, cfg iiiserver.Config) *stack {
 	t.Helper()
-	e, err := engine.New(engine.Config{DefaultTimeout: 5 * time.Second, ProviderTimeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() { defer close(ran); _ = e.Run(ctx) }()
+	e := enginetest.Run(t, engine.Config{DefaultTimeout: 5 * time.Second, ProviderTimeout: 2 * time.Second})
 	if cfg.NamespaceGrace == 0 {
 		cfg.NamespaceGrace = 50 * time.Millisecond
 	}
@@ -38,8 +33,6 @@ func start(t *testing.T, cfg iiiserver.Config) *stack {
 	t.Cleanup(func() {
 		srv.Close()
 		hs.Close()
-		cancel()
-		<-ran
 	})
 	return &stack{e: e, srv: srv, url: "ws" + strings.TrimPrefix(hs.URL, "http")}
 }

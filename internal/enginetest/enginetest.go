@@ -110,3 +110,18 @@ func (s *Server) Restart() {
 	s.Kill()
 	s.start(s.Addr)
 }
+
+// Run starts an engine with no transport, for tests of packages that sit on
+// top of it (modules, transports); it is shut down when the test ends.
+func Run(t testing.TB, cfg engine.Config) *engine.Engine {
+	t.Helper()
+	e, err := engine.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { defer close(ran); _ = e.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-ran })
+	return e
+}
