@@ -29,7 +29,7 @@ func TestHTTPTriggerAndIIIListener(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(w.RegisterFunction("users::get", func(_ context.Context, p json.RawMessage) (any, error) {
+	getUser := func(_ context.Context, p json.RawMessage) (any, error) {
 		var req struct {
 			PathParams map[string]string `json:"path_params"`
 			Response   *struct {
@@ -43,7 +43,8 @@ func TestHTTPTriggerAndIIIListener(t *testing.T) {
 		// response channel ref.
 		streaming := req.Response != nil && req.Response.Direction == "write"
 		return map[string]any{"status_code": 200, "body": map[string]any{"id": req.PathParams["id"], "streaming": streaming}}, nil
-	}))
+	}
+	must(w.RegisterFunction("users::get", getUser))
 	must(w.RegisterFunction("users::slow", func(ctx context.Context, _ json.RawMessage) (any, error) {
 		<-ctx.Done()
 		return nil, ctx.Err()
@@ -85,8 +86,18 @@ func TestHTTPTriggerAndIIIListener(t *testing.T) {
 		t.Fatalf("first iii message %s, %v", b, err)
 	}
 
-	off := startEngine(t, trineBin, testEnv(), engineArgs(t, "--iii-addr", "off")...)
+	off := startEngine(t, trineBin, testEnv(), engineArgs(t, "--iii-addr", "off", "--http-streaming", "off")...)
 	if off.iii != "off" {
 		t.Fatalf("--iii-addr off: listening line says iii=%s", off.iii)
+	}
+	// --http-streaming off: no channel refs in the payload.
+	w2 := trine.RegisterWorker(off.grpc, trine.WithName("http-test-off"), trine.WithCloseTimeout(time.Second))
+	defer w2.Close()
+	must(w2.RegisterFunction("users::get", getUser))
+	must(w2.Connect(ctx))
+	must(w2.RegisterTrigger(trine.Trigger{ID: "get-user", Type: "http", FunctionID: "users::get",
+		Config: json.RawMessage(`{"api_path":"users/:id","http_method":"GET"}`)}))
+	if code, body := get(t, off.http+"/users/7"); code != http.StatusOK || body != `{"id":"7","streaming":false}` {
+		t.Fatalf("--http-streaming off: GET /users/7 = %d %q", code, body)
 	}
 }

@@ -688,3 +688,28 @@ func TestSlowWorkerDoesNotSlowOthers(t *testing.T) {
 		}
 	}
 }
+
+// TestHeldLimit: a worker that never describes itself has its messages
+// applied once 10,000 are held, without waiting for the grace period.
+func TestHeldLimit(t *testing.T) {
+	t.Parallel()
+	s := start(t, iiiserver.Config{NamespaceGrace: time.Hour})
+	c := s.dial(t)
+	for i := range 9_999 {
+		c.send(map[string]any{"type": "registerservice", "id": fmt.Sprint("svc", i)})
+	}
+	c.send(map[string]any{"type": "registerfunction", "id": "held::last"}) // the 10,000th
+	s.waitFunction(t, "held::last", true)
+}
+
+// TestInvalidUTF8: a text message that is not UTF-8 closes the connection
+// with 1007.
+func TestInvalidUTF8(t *testing.T) {
+	t.Parallel()
+	s := start(t, iiiserver.Config{})
+	c := s.dial(t)
+	c.sendRaw(websocket.MessageText, []byte{'"', 0xff, 0xfe, '"'})
+	if _, err := c.read(5 * time.Second); websocket.CloseStatus(err) != websocket.StatusInvalidFramePayloadData {
+		t.Fatalf("invalid UTF-8: %v, want close 1007", err)
+	}
+}
