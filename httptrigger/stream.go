@@ -27,10 +27,6 @@ type Channels interface {
 	OpenReader(bufferSize int) (*channels.LocalReader, channels.Ref, error)
 }
 
-// connected is the part of a response channel's reader that tells when its
-// remote writer has connected.
-type connected interface{ Connected() <-chan struct{} }
-
 var _ Channels = (*channels.Hub)(nil)
 
 const (
@@ -318,7 +314,7 @@ func (s *stream) writeHeader() {
 // anything yet, for its writer to connect to the response channel: a
 // function that streams connects at once, one that merely returned null is
 // answered with 502 after connectGrace instead of at the Timeout.
-func (s *stream) awaitWriter(ctx context.Context, resR connected) *httpError {
+func (s *stream) awaitWriter(ctx context.Context, resR *channels.LocalReader) *httpError {
 	t := time.NewTimer(connectGrace)
 	defer t.Stop()
 	select {
