@@ -27,6 +27,11 @@ type streams struct {
 	http   *http.Server
 }
 
+// jetStreamBootTimeout is how long an engine waits for JetStream to accept
+// its streams: a cluster booting beside it takes a while to elect a leader
+// and learn its peers (jsboot retries until then).
+const jetStreamBootTimeout = 2 * time.Minute
+
 // connectNATS starts the embedded NATS server, or connects to --nats-url.
 func connectNATS(cfg engineConfig, log *slog.Logger) (*natsembed.Server, error) {
 	if cfg.NATSURL != "" {
@@ -53,7 +58,7 @@ func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lo
 		}
 	case "jetstream":
 		open = func(o store.Options) (store.Store, error) {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), jetStreamBootTimeout)
 			defer cancel()
 			return jsstore.Open(ctx, ns.Conn, jsstore.Config{Replicas: cfg.StoreReplicas}, o)
 		}
@@ -67,7 +72,7 @@ func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lo
 	if cfg.Store == "jetstream" {
 		// History every engine shares, so any gateway can replay events
 		// whichever engine published them.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), jetStreamBootTimeout)
 		h, err := natsfanout.OpenHistory(ctx, ns.Conn, natsfanout.HistoryConfig{PerGroup: cfg.StreamHistory, Replicas: cfg.StoreReplicas})
 		cancel()
 		if err != nil {

@@ -123,6 +123,17 @@ func (c *Cluster) Restart(i int) {
 	c.waitRoutes()
 }
 
+// RestartAll starts every stopped node again, all at once, as a cluster
+// boots, and returns without waiting for routes or a JetStream leader.
+func (c *Cluster) RestartAll() {
+	c.t.Helper()
+	for i, ns := range c.Nodes {
+		if ns == nil {
+			c.start(i)
+		}
+	}
+}
+
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ls []net.Listener

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/trinehq/trine/internal/jsboot"
 	"github.com/trinehq/trine/streammodule/wire"
 )
 
@@ -40,7 +41,7 @@ func OpenHistory(ctx context.Context, nc *nats.Conn, cfg HistoryConfig) (*Histor
 	if err != nil {
 		return nil, fmt.Errorf("natsfanout: %w", err)
 	}
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	st, err := jsboot.CreateOrUpdateStream(ctx, js, jetstream.StreamConfig{
 		Name:              cfg.Stream,
 		Subjects:          []string{SubjectPrefix + ">"},
 		Storage:           jetstream.FileStorage,
@@ -49,7 +50,7 @@ func OpenHistory(ctx context.Context, nc *nats.Conn, cfg HistoryConfig) (*Histor
 		Discard:           jetstream.DiscardOld,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("natsfanout: history stream %s: %w", cfg.Stream, err)
+		return nil, fmt.Errorf("natsfanout: history %w", err)
 	}
 	return &History{st: st}, nil
 }
