@@ -1,14 +1,28 @@
 // Package jsstore keeps stream items in NATS JetStream, so that several
-// engines share one state. One JetStream stream holds every item: an item
-// is a subject whose last message is its value, a delete is a tombstone
-// message, and every write is one publish that is a compare-and-set on the
-// whole group (Nats-Expected-Last-Subject-Sequence on the group's subject
-// wildcard), so sequences stay contiguous per group across engines and
-// update operations stay atomic.
+// engines share one state. One JetStream stream (at most one message per
+// subject) holds, for every group:
+//
+//   - a head subject, whose message is the group's last committed change,
+//     whole (operation, item, value) with the group's sequence: writing it
+//     is the commit, a compare-and-set on the head subject alone, so one
+//     writer at a time across engines moves a group's sequence on, at a
+//     cost that does not grow with the number of items;
+//   - one subject per item, whose message is the item's value or a
+//     tombstone. A committed change is applied there right after its head
+//     is written; a writer that finds the head's change not yet applied (its
+//     writer crashed or lost the race) applies it before it commits its own,
+//     and readers take the head's change over an older item message.
+//
+// Items are read from the stream's leader, never from a replica that may
+// lag, so a writer cannot compute a value from an item older than the head
+// it replaces, and a value acknowledged through one engine is read back
+// through any other. docs/streams.md gives the reasoning.
 package jsstore
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -23,6 +37,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/trinehq/trine/internal/jsboot"
 	"github.com/trinehq/trine/streammodule/natsfanout"
 	"github.com/trinehq/trine/streammodule/store"
 )
@@ -40,21 +55,26 @@ type Config struct {
 	MaxRetries int
 }
 
-// Headers written on every message.
+// Headers of the store's messages.
 const (
-	hSeq  = "Trine-Seq"  // the group's sequence after this write
+	hSeq  = "Trine-Seq"  // the group's sequence after the change
 	hOp   = "Trine-Op"   // put, del or emit
-	hKind = "Trine-Kind" // emitted change: create, update, delete or event
-	hType = "Trine-Type" // emitted event's type
-	hItem = "Trine-Item" // emitted change's item id
+	hItem = "Trine-Item" // a head's item id, base64url without padding
 )
 
-// errWrongLastSequence is the code a clustered stream gives a failed
-// compare-and-set (10071 is the single-server one).
-const errWrongLastSequence jetstream.ErrorCode = 10164
+// Operations of a change.
+const (
+	opPut  = "put"
+	opDel  = "del"
+	opEmit = "emit"
+)
+
+// requestTimeout bounds a leader read whose context has no deadline.
+const requestTimeout = 5 * time.Second
 
 // Store is a store.Store on JetStream.
 type Store struct {
+	nc     *nats.Conn
 	js     jetstream.JetStream
 	st     jetstream.Stream
 	cfg    Config
@@ -62,6 +82,8 @@ type Store struct {
 	closed atomic.Bool
 	locks  [256]sync.Mutex // writers of a group on this engine take turns
 	seed   maphash.Seed
+
+	msgGetSubject string // the stream's MSG.GET API subject (leader reads)
 }
 
 // Open creates (or updates) the stream and returns the store.
@@ -82,7 +104,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config, opts store.Options) (*
 	if err != nil {
 		return nil, fmt.Errorf("jsstore: %w", err)
 	}
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	st, err := jsboot.CreateOrUpdateStream(ctx, js, jetstream.StreamConfig{
 		Name:              cfg.Stream,
 		Subjects:          []string{cfg.Prefix + ".>"},
 		Storage:           jetstream.FileStorage,
@@ -92,13 +114,23 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config, opts store.Options) (*
 		Discard:           jetstream.DiscardOld,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("jsstore: stream %s: %w", cfg.Stream, err)
+		return nil, fmt.Errorf("jsstore: %w", err)
 	}
-	return &Store{js: js, st: st, cfg: cfg, opts: opts, seed: maphash.MakeSeed()}, nil
+	return &Store{
+		nc: nc, js: js, st: st, cfg: cfg, opts: opts, seed: maphash.MakeSeed(),
+		msgGetSubject: "$JS.API.STREAM.MSG.GET." + cfg.Stream,
+	}, nil
 }
 
 func (s *Store) group(stream, group string) string {
 	return s.cfg.Prefix + "." + natsfanout.Token(stream) + "." + natsfanout.Token(group)
+}
+
+// headSubject holds the group's head: its last message carries the
+// group's sequence. Reading it costs the same however many items the group
+// holds.
+func (s *Store) headSubject(stream, group string) string {
+	return s.group(stream, group) + ".h"
 }
 
 func (s *Store) itemSubject(k store.Key) string {
@@ -121,37 +153,234 @@ func (s *Store) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// head is the group's last message: its group sequence and stream sequence
-// (both 0 for an empty group).
-func (s *Store) head(ctx context.Context, stream, group string) (seq, streamSeq uint64, err error) {
-	m, err := s.st.GetLastMsgForSubject(ctx, s.group(stream, group)+".>")
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, 0, nil
-	}
-	if err != nil {
-		return 0, 0, fmt.Errorf("jsstore: %w", err)
-	}
-	seq, err = strconv.ParseUint(m.Header.Get(hSeq), 10, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("jsstore: message %d has no %s", m.Sequence, hSeq)
-	}
-	return seq, m.Sequence, nil
+// Reads come in two kinds. A direct get may be answered by any replica,
+// a follower that lags included; the write path starts with one, because
+// its compare-and-set refuses a stale read and the retry then asks the
+// leader. A leader read (the stream's MSG.GET API) sees every write that
+// has been acknowledged; Get, List and the listings use it, so that a
+// value written through one engine is read back through any other.
+type readMode bool
+
+const (
+	direct readMode = false
+	leader readMode = true
+)
+
+// msg is one stored message as the store needs it.
+type msg struct {
+	seq  uint64 // stream sequence
+	hdr  nats.Header
+	data []byte
 }
 
-// item reads an item by its subject; a tombstone is a missing item.
-func (s *Store) item(ctx context.Context, subject string) (store.Item, error) {
-	m, err := s.st.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return store.Item{}, nil
+// last reads the last message on subject; ok is false when there is none.
+func (s *Store) last(ctx context.Context, subject string, mode readMode) (msg, bool, error) {
+	if mode == direct {
+		m, err := s.st.GetLastMsgForSubject(ctx, subject)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return msg{}, false, nil
+		}
+		if err != nil {
+			return msg{}, false, fmt.Errorf("jsstore: %w", err)
+		}
+		return msg{seq: m.Sequence, hdr: m.Header, data: m.Data}, true, nil
 	}
+	return s.leaderGet(ctx, subject)
+}
+
+type msgGetRequest struct {
+	LastBySubject string `json:"last_by_subj"`
+}
+
+type msgGetResponse struct {
+	Message *struct {
+		Seq  uint64 `json:"seq"`
+		Hdrs []byte `json:"hdrs"`
+		Data []byte `json:"data"`
+	} `json:"message"`
+	Error *jetstream.APIError `json:"error"`
+}
+
+// errNoMessage is JetStream's "no message found".
+const errNoMessage jetstream.ErrorCode = 10037
+
+func (s *Store) leaderGet(ctx context.Context, subject string) (msg, bool, error) {
+	req, _ := json.Marshal(msgGetRequest{LastBySubject: subject})
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, requestTimeout)
+		defer cancel()
+	}
+	r, err := s.nc.RequestWithContext(ctx, s.msgGetSubject, req)
 	if err != nil {
-		return store.Item{}, fmt.Errorf("jsstore: %w", err)
+		return msg{}, false, fmt.Errorf("jsstore: read %s: %w", subject, err)
 	}
-	if m.Header.Get(hOp) != "put" {
-		return store.Item{}, nil
+	var resp msgGetResponse
+	if err := json.Unmarshal(r.Data, &resp); err != nil {
+		return msg{}, false, fmt.Errorf("jsstore: read %s: %w", subject, err)
 	}
-	seq, _ := strconv.ParseUint(m.Header.Get(hSeq), 10, 64)
-	return store.Item{Value: m.Data, Seq: seq}, nil
+	if resp.Error != nil {
+		if resp.Error.ErrorCode == errNoMessage {
+			return msg{}, false, nil
+		}
+		return msg{}, false, fmt.Errorf("jsstore: read %s: %w", subject, resp.Error)
+	}
+	if resp.Message == nil {
+		return msg{}, false, fmt.Errorf("jsstore: read %s: empty answer", subject)
+	}
+	m := msg{seq: resp.Message.Seq, data: resp.Message.Data}
+	if len(resp.Message.Hdrs) > 0 {
+		h, err := nats.DecodeHeadersMsg(resp.Message.Hdrs)
+		if err != nil {
+			return msg{}, false, fmt.Errorf("jsstore: read %s: %w", subject, err)
+		}
+		m.hdr = h
+	}
+	return m, true, nil
+}
+
+// head is a group's last committed change, as its head message holds it.
+type head struct {
+	seq       uint64 // the group's sequence: the change's (0: never written)
+	streamSeq uint64 // the head message's stream sequence (0: none)
+	op        string // put, del or emit; "" when there is no change to apply
+	item      string // the item a put or del changed
+	value     []byte // the put's value
+}
+
+// pending reports whether the head's change may not be on its item's
+// subject yet.
+func (h head) pending() bool { return h.op == opPut || h.op == opDel }
+
+// readHead reads the group's head.
+func (s *Store) readHead(ctx context.Context, stream, group string, mode readMode) (head, error) {
+	m, ok, err := s.last(ctx, s.headSubject(stream, group), mode)
+	if err != nil {
+		return head{}, err
+	}
+	if !ok {
+		// A group written before head subjects existed keeps its sequence
+		// on its last message, and every change of it is applied. The
+		// first head message's compare-and-set (on "no head yet") still
+		// admits one writer only.
+		if m, ok, err = s.last(ctx, s.group(stream, group)+".i.>", mode); err != nil || !ok {
+			return head{}, err
+		}
+		seq, err := groupSeq(m)
+		return head{seq: seq}, err
+	}
+	seq, err := groupSeq(m)
+	if err != nil {
+		return head{}, err
+	}
+	h := head{seq: seq, streamSeq: m.seq, op: m.hdr.Get(hOp)}
+	if h.pending() {
+		if h.item, err = itemName(m.hdr); err != nil {
+			return head{}, fmt.Errorf("jsstore: head message %d: %w", m.seq, err)
+		}
+		h.value = m.data
+	}
+	return h, nil
+}
+
+func groupSeq(m msg) (uint64, error) {
+	seq, err := strconv.ParseUint(m.hdr.Get(hSeq), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("jsstore: message %d has no %s", m.seq, hSeq)
+	}
+	return seq, nil
+}
+
+// itemName decodes the item id a head message names. Ids are any UTF-8,
+// so the header carries them in base64.
+func itemName(h nats.Header) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(h.Get(hItem))
+	if err != nil {
+		return "", fmt.Errorf("bad %s header", hItem)
+	}
+	return string(b), nil
+}
+
+// itemSubj reads an item's own subject: the item (Seq 0 when missing or
+// deleted) and the stream sequence of the subject's last message (0: none),
+// for the compare-and-set of the next message there.
+func (s *Store) itemSubj(ctx context.Context, subject string) (it store.Item, streamSeq uint64, err error) {
+	m, ok, err := s.last(ctx, subject, leader)
+	if err != nil || !ok {
+		return store.Item{}, 0, err
+	}
+	seq, err := groupSeq(m)
+	if err != nil {
+		return store.Item{}, 0, err
+	}
+	if m.hdr.Get(hOp) != opPut {
+		return store.Item{Seq: seq}, m.seq, nil // a tombstone keeps its seq, to tell it from an older put
+	}
+	return store.Item{Value: m.data, Seq: seq}, m.seq, nil
+}
+
+// current is an item as of head h: its own subject, unless h's change to
+// it is newer. streamSeq is the item subject's, for its compare-and-set.
+func (s *Store) current(ctx context.Context, k store.Key, h head) (it store.Item, streamSeq uint64, err error) {
+	it, streamSeq, err = s.itemSubj(ctx, s.itemSubject(k))
+	if err != nil {
+		return store.Item{}, 0, err
+	}
+	if h.pending() && h.item == k.Item && h.seq > it.Seq {
+		it = store.Item{Seq: h.seq, Value: h.value}
+		if h.op == opDel {
+			it = store.Item{Seq: h.seq}
+		}
+	}
+	if it.Value == nil {
+		it.Seq = 0 // deleted or never written
+	}
+	it.ID = k.Item
+	return it, streamSeq, nil
+}
+
+// settle puts head h's change on its item's subject, unless it is there
+// already. Every writer settles the head before it writes a new one, so at
+// most the head's own change is ever missing from the item subjects.
+// Losing the apply's compare-and-set is not taken as proof: a late apply
+// of an older change of the item may have won it, so settle reads again
+// until the item holds h's change or a newer one.
+func (s *Store) settle(ctx context.Context, stream, group string, h head) error {
+	if !h.pending() {
+		return nil
+	}
+	k := store.Key{Stream: stream, Group: group, Item: h.item}
+	for attempt := range s.cfg.MaxRetries {
+		it, streamSeq, err := s.itemSubj(ctx, s.itemSubject(k))
+		if err != nil || it.Seq >= h.seq {
+			return err
+		}
+		if attempt > 0 { // an apply is in flight on the subject
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(min(attempt, 20)) * time.Millisecond):
+			}
+		}
+		if err := s.apply(ctx, k, h.op, h.seq, h.value, streamSeq); err != nil && !conflict(err) {
+			return fmt.Errorf("jsstore: %w", err)
+		}
+	}
+	return fmt.Errorf("jsstore: item %q of %q/%q: could not apply sequence %d", k.Item, stream, group, h.seq)
+}
+
+// apply writes a committed change on its item's subject, a
+// compare-and-set on the message it read there (streamSeq).
+func (s *Store) apply(ctx context.Context, k store.Key, op string, seq uint64, value []byte, streamSeq uint64) error {
+	m := nats.NewMsg(s.itemSubject(k))
+	m.Header.Set(hOp, op)
+	m.Header.Set(hSeq, strconv.FormatUint(seq, 10))
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(streamSeq, 10))
+	if op == opPut {
+		m.Data = value
+	}
+	_, err := s.js.PublishMsg(ctx, m)
+	return err
 }
 
 // Get implements store.Store.
@@ -159,51 +388,100 @@ func (s *Store) Get(ctx context.Context, k store.Key) (store.Item, uint64, error
 	if err := s.check(ctx); err != nil {
 		return store.Item{}, 0, err
 	}
-	seq, _, err := s.head(ctx, k.Stream, k.Group)
+	h, err := s.readHead(ctx, k.Stream, k.Group, leader)
 	if err != nil {
 		return store.Item{}, 0, err
 	}
-	it, err := s.item(ctx, s.itemSubject(k))
-	it.ID = k.Item
-	return it, seq, err
+	it, _, err := s.current(ctx, k, h)
+	return it, h.seq, err
 }
 
-// write publishes one message as a compare-and-set on the group, retrying
-// while other engines win the race. build sees the group's sequence and
-// returns the message to publish (nil: nothing to write) or an error; it
-// may run more than once. The caller holds the group's lock.
-func (s *Store) write(ctx context.Context, stream, group string, build func(seq uint64) (*nats.Msg, error)) (uint64, bool, error) {
+// A change to commit: decide sees the item as of the head (for put and
+// del) and returns what to write, or nothing.
+type change struct {
+	op    string
+	value []byte
+	skip  bool // nothing to write (a delete of a missing item)
+}
+
+// write commits one change of a group. The group's head message is the
+// commit: publishing it is a compare-and-set on the head subject, so that
+// one writer at a time, across engines, moves the group's sequence on, and
+// it carries the whole change, so that a crash after it loses nothing. The
+// change is then applied to its item's subject (by this writer, or by the
+// next one of any engine, which settles the head before it writes its
+// own). Items are read from the stream's leader after the head is
+// settled, so that no writer ever computes a value from an item older than
+// the head it is about to replace. decide may run more than once. The
+// caller holds the group's lock.
+func (s *Store) write(ctx context.Context, k store.Key, decide func(old store.Item) (change, error)) (old store.Item, seq uint64, ok bool, err error) {
 	for attempt := range s.cfg.MaxRetries {
+		mode := direct // a stale head fails the compare-and-set below
+		if attempt > 0 {
+			mode = leader
+		}
 		if attempt > 2 { // contended: let the other engines through
 			wait := time.Duration(rand.Int64N(int64(min(attempt, 50)) * int64(time.Millisecond)))
 			select {
 			case <-ctx.Done():
-				return 0, false, ctx.Err()
+				return store.Item{}, 0, false, ctx.Err()
 			case <-time.After(wait):
 			}
 		}
-		seq, streamSeq, err := s.head(ctx, stream, group)
+		h, err := s.readHead(ctx, k.Stream, k.Group, mode)
 		if err != nil {
-			return 0, false, err
+			return store.Item{}, 0, false, err
 		}
-		m, err := build(seq)
-		if err != nil || m == nil {
-			return 0, false, err
+		var itemSeq uint64
+		if k.Item != "" { // an event changes no item
+			if h.item != k.Item {
+				if err := s.settle(ctx, k.Stream, k.Group, h); err != nil {
+					return store.Item{}, 0, false, err
+				}
+			}
+			if old, itemSeq, err = s.current(ctx, k, h); err != nil {
+				return store.Item{}, 0, false, err
+			}
+		} else if err := s.settle(ctx, k.Stream, k.Group, h); err != nil {
+			return store.Item{}, 0, false, err
 		}
-		m.Header.Set(hSeq, strconv.FormatUint(seq+1, 10))
-		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(streamSeq, 10))
-		m.Header.Set("Nats-Expected-Last-Subject-Sequence-Subject", s.group(stream, group)+".>")
+		c, err := decide(old)
+		if err != nil || c.skip {
+			return store.Item{}, 0, false, err
+		}
+		seq = h.seq + 1
+		m := nats.NewMsg(s.headSubject(k.Stream, k.Group))
+		m.Header.Set(hOp, c.op)
+		m.Header.Set(hSeq, strconv.FormatUint(seq, 10))
+		m.Header.Set(hItem, base64.RawURLEncoding.EncodeToString([]byte(k.Item)))
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(h.streamSeq, 10))
+		m.Data = c.value
 		_, err = s.js.PublishMsg(ctx, m)
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == errWrongLastSequence) {
-			continue // another engine wrote to the group first
+		if conflict(err) {
+			continue // another engine wrote first, or the head read was stale
 		}
 		if err != nil {
-			return 0, false, fmt.Errorf("jsstore: %w", err)
+			return store.Item{}, 0, false, fmt.Errorf("jsstore: %w", err)
 		}
-		return seq + 1, true, nil
+		if c.op != opEmit {
+			// Committed. Should this apply fail (or lose to a late apply of
+			// an older change), the next writer of the group settles it.
+			_ = s.apply(ctx, k, c.op, seq, c.value, itemSeq)
+		}
+		return old, seq, true, nil
 	}
-	return 0, false, fmt.Errorf("jsstore: group %q/%q: gave up after %d conflicting writes", stream, group, s.cfg.MaxRetries)
+	return store.Item{}, 0, false, fmt.Errorf("jsstore: group %q/%q: gave up after %d conflicting writes", k.Stream, k.Group, s.cfg.MaxRetries)
+}
+
+// errWrongLastSequenceConstant is the code of a compare-and-set on a
+// subject that another write has in flight (clustered streams).
+const errWrongLastSequenceConstant jetstream.ErrorCode = 10164
+
+// conflict reports a failed compare-and-set.
+func conflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == errWrongLastSequenceConstant)
 }
 
 func (s *Store) commit(ch store.Change) {
@@ -227,24 +505,16 @@ func (s *Store) Put(ctx context.Context, k store.Key, c store.Cond, m store.Muta
 	l := s.lock(k.Stream, k.Group)
 	l.Lock()
 	defer l.Unlock()
-	subj := s.itemSubject(k)
-	var old store.Item
 	var value []byte
-	seq, _, err := s.write(ctx, k.Stream, k.Group, func(uint64) (*nats.Msg, error) {
-		var err error
-		if old, err = s.item(ctx, subj); err != nil {
-			return nil, err
-		}
+	old, seq, _, err := s.write(ctx, k, func(old store.Item) (change, error) {
 		if c.IfSeq != nil && *c.IfSeq != old.Seq {
-			return nil, store.ErrConflict
+			return change{}, store.ErrConflict
 		}
+		var err error
 		if value, err = m(old.Value, old.Seq != 0); err != nil {
-			return nil, err
+			return change{}, err
 		}
-		msg := nats.NewMsg(subj)
-		msg.Header.Set(hOp, "put")
-		msg.Data = value
-		return msg, nil
+		return change{op: opPut, value: value}, nil
 	})
 	if err != nil {
 		return store.Change{}, err
@@ -265,22 +535,11 @@ func (s *Store) Delete(ctx context.Context, k store.Key, c store.Cond) (store.Ch
 	l := s.lock(k.Stream, k.Group)
 	l.Lock()
 	defer l.Unlock()
-	subj := s.itemSubject(k)
-	var old store.Item
-	seq, ok, err := s.write(ctx, k.Stream, k.Group, func(uint64) (*nats.Msg, error) {
-		var err error
-		if old, err = s.item(ctx, subj); err != nil {
-			return nil, err
-		}
+	old, seq, ok, err := s.write(ctx, k, func(old store.Item) (change, error) {
 		if c.IfSeq != nil && *c.IfSeq != old.Seq {
-			return nil, store.ErrConflict
+			return change{}, store.ErrConflict
 		}
-		if old.Seq == 0 {
-			return nil, nil // nothing to delete
-		}
-		msg := nats.NewMsg(subj)
-		msg.Header.Set(hOp, "del")
-		return msg, nil
+		return change{op: opDel, skip: old.Seq == 0}, nil
 	})
 	if err != nil || !ok {
 		return store.Change{}, false, err
@@ -290,8 +549,8 @@ func (s *Store) Delete(ctx context.Context, k store.Key, c store.Cond) (store.Ch
 	return ch, true, nil
 }
 
-// Emit implements store.Store: the change is written on the group's event
-// subject, where it advances the group's sequence and stores nothing.
+// Emit implements store.Store: the change is the group's head and is
+// applied to no item; it advances the group's sequence and stores nothing.
 func (s *Store) Emit(ctx context.Context, c store.Change) (store.Change, error) {
 	if err := s.check(ctx); err != nil {
 		return store.Change{}, err
@@ -299,14 +558,8 @@ func (s *Store) Emit(ctx context.Context, c store.Change) (store.Change, error) 
 	l := s.lock(c.Stream, c.Group)
 	l.Lock()
 	defer l.Unlock()
-	seq, _, err := s.write(ctx, c.Stream, c.Group, func(uint64) (*nats.Msg, error) {
-		msg := nats.NewMsg(s.group(c.Stream, c.Group) + ".e")
-		msg.Header.Set(hOp, "emit")
-		msg.Header.Set(hKind, c.Kind.String())
-		msg.Header.Set(hType, c.EventType)
-		msg.Header.Set(hItem, c.Item)
-		msg.Data = c.Value
-		return msg, nil
+	_, seq, _, err := s.write(ctx, store.Key{Stream: c.Stream, Group: c.Group}, func(store.Item) (change, error) {
+		return change{op: opEmit, value: c.Value}, nil
 	})
 	if err != nil {
 		return store.Change{}, err
@@ -329,14 +582,14 @@ func (s *Store) subjects(ctx context.Context, filter string) ([]string, error) {
 	return out, nil
 }
 
-// List implements store.Store. The group's sequence is read first, so an
-// item written meanwhile may show its newer value: a subscriber then sees
-// that change once more, never misses it.
+// List implements store.Store. The group's head is read first, so an item
+// written meanwhile may show its newer value: a subscriber then sees that
+// change once more, never misses it.
 func (s *Store) List(ctx context.Context, stream, group, after string, limit int) (store.Page, error) {
 	if err := s.check(ctx); err != nil {
 		return store.Page{}, err
 	}
-	seq, _, err := s.head(ctx, stream, group)
+	h, err := s.readHead(ctx, stream, group, leader)
 	if err != nil {
 		return store.Page{}, err
 	}
@@ -345,21 +598,22 @@ func (s *Store) List(ctx context.Context, stream, group, after string, limit int
 	if err != nil {
 		return store.Page{}, err
 	}
-	type entry struct{ id, subject string }
-	var items []entry
+	ids := make([]string, 0, len(subjects)+1)
 	for _, subj := range subjects {
-		id, err := natsfanout.ParseToken(strings.TrimPrefix(subj, prefix))
-		if err != nil {
-			continue
-		}
-		if after == "" || id > after {
-			items = append(items, entry{id, subj})
+		if id, err := natsfanout.ParseToken(strings.TrimPrefix(subj, prefix)); err == nil {
+			ids = append(ids, id)
 		}
 	}
-	slices.SortFunc(items, func(a, b entry) int { return strings.Compare(a.id, b.id) })
-	p := store.Page{Items: []store.Item{}, Seq: seq}
-	for _, e := range items {
-		it, err := s.item(ctx, e.subject)
+	if h.op == opPut && !slices.Contains(ids, h.item) {
+		ids = append(ids, h.item) // created by the head, not applied yet
+	}
+	slices.Sort(ids)
+	p := store.Page{Items: []store.Item{}, Seq: h.seq}
+	for _, id := range ids {
+		if after != "" && id <= after {
+			continue
+		}
+		it, _, err := s.current(ctx, store.Key{Stream: stream, Group: group, Item: id}, h)
 		if err != nil {
 			return store.Page{}, err
 		}
@@ -370,41 +624,61 @@ func (s *Store) List(ctx context.Context, stream, group, after string, limit int
 			p.More = true
 			break
 		}
-		it.ID = e.id
 		p.Items = append(p.Items, it)
 	}
 	return p, nil
 }
 
-// groupsWithItems maps stream → groups that hold at least one item, for
-// the item subjects matching filter.
-func (s *Store) groupsWithItems(ctx context.Context, filter string) (map[string][]string, error) {
-	subjects, err := s.subjects(ctx, filter)
+// groupsWithItems maps stream → groups that hold at least one item, among
+// the groups whose subjects match streamTok (a token or "*").
+func (s *Store) groupsWithItems(ctx context.Context, streamTok string) (map[string][]string, error) {
+	base := s.cfg.Prefix + "." + streamTok + ".*."
+	items, err := s.subjects(ctx, base+"i.*")
 	if err != nil {
 		return nil, err
 	}
-	slices.Sort(subjects)
-	out := map[string][]string{}
-	seen := map[string]bool{}
-	for _, subj := range subjects {
+	heads, err := s.subjects(ctx, base+"h")
+	if err != nil {
+		return nil, err
+	}
+	type group struct{ stream, group string }
+	byGroup := map[group][]string{} // item ids
+	for _, subj := range append(items, heads...) {
 		toks := strings.Split(strings.TrimPrefix(subj, s.cfg.Prefix+"."), ".")
-		if len(toks) != 4 || toks[2] != "i" || seen[toks[0]+"."+toks[1]] {
-			continue
-		}
-		it, err := s.item(ctx, subj)
-		if err != nil {
-			return nil, err
-		}
-		if it.Seq == 0 {
-			continue
-		}
 		stream, err1 := natsfanout.ParseToken(toks[0])
-		group, err2 := natsfanout.ParseToken(toks[1])
+		grp, err2 := natsfanout.ParseToken(toks[1])
 		if err1 != nil || err2 != nil {
 			continue
 		}
-		seen[toks[0]+"."+toks[1]] = true
-		out[stream] = append(out[stream], group)
+		g := group{stream, grp}
+		if len(toks) == 4 && toks[2] == "i" {
+			if id, err := natsfanout.ParseToken(toks[3]); err == nil {
+				byGroup[g] = append(byGroup[g], id)
+			}
+		} else if _, ok := byGroup[g]; !ok {
+			byGroup[g] = nil
+		}
+	}
+	out := map[string][]string{}
+	for g, ids := range byGroup {
+		h, err := s.readHead(ctx, g.stream, g.group, leader)
+		if err != nil {
+			return nil, err
+		}
+		live := h.op == opPut
+		for _, id := range ids {
+			if live {
+				break
+			}
+			it, _, err := s.current(ctx, store.Key{Stream: g.stream, Group: g.group, Item: id}, h)
+			if err != nil {
+				return nil, err
+			}
+			live = it.Seq != 0
+		}
+		if live {
+			out[g.stream] = append(out[g.stream], g.group)
+		}
 	}
 	for k := range out {
 		slices.Sort(out[k])
@@ -417,7 +691,7 @@ func (s *Store) ListGroups(ctx context.Context, stream string) ([]string, error)
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	gs, err := s.groupsWithItems(ctx, s.cfg.Prefix+"."+natsfanout.Token(stream)+".*.i.*")
+	gs, err := s.groupsWithItems(ctx, natsfanout.Token(stream))
 	if err != nil {
 		return nil, err
 	}
@@ -432,7 +706,7 @@ func (s *Store) ListAll(ctx context.Context) ([]store.StreamGroups, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	gs, err := s.groupsWithItems(ctx, s.cfg.Prefix+".*.*.i.*")
+	gs, err := s.groupsWithItems(ctx, "*")
 	if err != nil {
 		return nil, err
 	}
