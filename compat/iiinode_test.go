@@ -34,11 +34,7 @@ func TestIIINodeSDK(t *testing.T) {
 	if _, err := os.Stat(filepath.Join("iii-node", "node_modules", "iii-sdk", "package.json")); err != nil {
 		t.Fatal("iii-sdk is not installed: run `npm ci --prefix compat/iii-node` (make test does)")
 	}
-	bin := filepath.Join(t.TempDir(), "trine")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/trine").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	grpcAddr, httpAddr, iiiAddr := startEngine(t, bin)
+	grpcAddr, httpAddr, iiiAddr := startEngine(t, buildTrine(t))
 	// The Node worker reaches the engine through a proxy that go::cut
 	// cuts, to see the SDK reconnect, reattach and replay.
 	proxy := enginetest.NewProxy(t, iiiAddr)
@@ -149,6 +145,16 @@ func startEngine(t *testing.T, bin string) (grpcAddr, httpAddr, iiiAddr string) 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// buildTrine builds ./cmd/trine into the test's temporary directory.
+func buildTrine(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "trine")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/trine").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }
 
 func must(t *testing.T, err error) {

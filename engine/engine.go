@@ -2,15 +2,13 @@ package engine
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Engine routes calls to built-in handlers and to worker replicas.
@@ -25,9 +23,7 @@ type Engine struct {
 	triggers     map[string]*trigger
 	draining     bool
 
-	idPrefix string
-	seq      atomic.Uint64
-	started  time.Time
+	started time.Time
 
 	calls    sync.WaitGroup // in-flight calls, counted while draining is false
 	bgMu     sync.Mutex
@@ -42,10 +38,6 @@ type Engine struct {
 // New returns an Engine with the engine::* built-in functions registered.
 func New(cfg Config) (*Engine, error) {
 	cfg = cfg.withDefaults()
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return nil, err
-	}
 	hardStop, stopNow := context.WithCancel(context.Background())
 	e := &Engine{
 		cfg:          cfg,
@@ -54,7 +46,6 @@ func New(cfg Config) (*Engine, error) {
 		workers:      make(map[string]*Session),
 		triggerTypes: make(map[string]*triggerType),
 		triggers:     make(map[string]*trigger),
-		idPrefix:     hex.EncodeToString(b[:]) + "-",
 		started:      cfg.Now(),
 		hardStop:     hardStop,
 		stopNow:      stopNow,
@@ -66,10 +57,12 @@ func New(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// newID returns an id unique within this engine process (and, by its random
-// prefix, practically unique across processes).
+// newID returns a random (version 4) UUID in its canonical form. Every id
+// the engine makes (invocations, workers, provider requests) is one,
+// because iii's protocol types them as UUIDs: its Go and Rust SDKs drop a
+// frame whose invocation_id does not parse as one.
 func (e *Engine) newID() string {
-	return e.idPrefix + strconv.FormatUint(e.seq.Add(1), 36)
+	return uuid.NewString()
 }
 
 // Run blocks until ctx ends, then shuts the engine down: new calls are refused

@@ -3,9 +3,7 @@ package engine
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"maps"
 	"net"
@@ -14,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // WorkerInfo describes a worker, from the first frame of its session.
@@ -104,15 +104,11 @@ func (e *Engine) Attach(info WorkerInfo, p Peer) (*Session, error) {
 			return nil, err
 		}
 	}
-	var tok [16]byte
-	if _, err := rand.Read(tok[:]); err != nil {
-		return nil, err
-	}
 	s := &Session{
 		e:            e,
 		peer:         p,
 		id:           e.newID(),
-		token:        hex.EncodeToString(tok[:]),
+		token:        uuid.NewString(), // a secret: 122 random bits
 		connectedAt:  e.cfg.Now(),
 		done:         make(chan struct{}),
 		pending:      make(map[string]chan result),
