@@ -45,10 +45,18 @@ func (e *Error) Error() string {
 	return "trine: " + string(e.Code) + ": " + e.Message
 }
 
-// Is reports whether target is an *Error with the same code.
+// Is reports whether target is an *Error with the same code. ErrClosed is
+// the exception: only ErrClosed itself is ErrClosed, so that an engine
+// shutting down (also unavailable) is not taken for a closed Worker.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	return ok && t.Code == e.Code
+	if !ok {
+		return false
+	}
+	if t == ErrClosed {
+		return e == ErrClosed
+	}
+	return t.Code == e.Code
 }
 
 // Sentinel errors for errors.Is, one per code.
@@ -70,7 +78,9 @@ var (
 	ErrInternal            = &Error{Code: CodeInternal}
 )
 
-// ErrClosed is returned by calls on a closed Worker. It has code unavailable.
+// ErrClosed is returned by calls on a closed Worker. It has code
+// unavailable (errors.Is(ErrClosed, ErrUnavailable) holds), but no other
+// unavailable error is ErrClosed.
 var ErrClosed = &Error{Code: CodeUnavailable, Message: "worker closed"}
 
 func errorf(code Code, format string, args ...any) *Error {

@@ -155,11 +155,14 @@ func Invocation(ctx context.Context) (InvocationInfo, bool) {
 // serve runs an invocation on its own goroutine and sends back its result.
 func (w *Worker) serve(s *session, inv *trinev1.Invoke) {
 	id := inv.GetInvocationId()
-	ctx, cancel := context.WithCancel(s.ctx)
 	info := InvocationInfo{ID: id, FunctionID: inv.GetFunctionId(), Metadata: inv.GetMetadata(), Traceparent: inv.GetTraceparent()}
+	var ctx context.Context
+	var cancel context.CancelFunc
 	if ms := inv.GetTimeoutMs(); ms > 0 {
 		info.Deadline = time.Now().Add(time.Duration(ms) * time.Millisecond)
 		ctx, cancel = context.WithDeadline(s.ctx, info.Deadline)
+	} else {
+		ctx, cancel = context.WithCancel(s.ctx)
 	}
 	ctx = context.WithValue(ctx, invocationKey{}, info)
 
