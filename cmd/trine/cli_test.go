@@ -13,6 +13,9 @@ func TestVersion(t *testing.T) {
 	if r := runTrine(t, testEnv(), "", "version"); r.code != 0 || r.stdout != "trine dev\n" || r.stderr != "" {
 		t.Errorf("trine version = exit %d, stdout %q, stderr %q; want 0 and \"trine dev\"", r.code, r.stdout, r.stderr)
 	}
+	if r := runTrine(t, testEnv(), "", "--version"); r.code != 0 || r.stdout != "trine dev\n" {
+		t.Errorf("trine --version = exit %d, stdout %q; want 0 and \"trine dev\"", r.code, r.stdout)
+	}
 	if r := runTrine(t, testEnv(), "", "version", "extra"); r.code != 2 {
 		t.Errorf("trine version extra = exit %d, want 2", r.code)
 	}
@@ -43,7 +46,12 @@ func TestVersionLdflags(t *testing.T) {
 func TestHelp(t *testing.T) {
 	t.Parallel()
 	commands := []string{"engine", "trigger", "version", "help"}
-	for _, args := range [][]string{nil, {"help"}, {"--help"}} {
+	// With no command, usage goes to stderr and the exit code is 2, so a
+	// script that forgot the command fails.
+	if r := runTrine(t, testEnv(), ""); r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "Commands:") {
+		t.Errorf("trine = exit %d, stdout %q, stderr %q; want 2 and usage on stderr", r.code, r.stdout, r.stderr)
+	}
+	for _, args := range [][]string{{"help"}, {"--help"}} {
 		r := runTrine(t, testEnv(), "", args...)
 		if r.code != 0 || r.stderr != "" {
 			t.Errorf("trine %v = exit %d, stderr %q; want 0", args, r.code, r.stderr)

@@ -25,8 +25,8 @@ func main() {
 // returns the exit code: 0 on success, 1 on failure, 2 on a usage error.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		usage(stdout)
-		return 0
+		usage(stderr)
+		return 2
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "engine":
@@ -35,7 +35,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runGateway(ctx, rest, os.LookupEnv, stdout, stderr)
 	case "trigger":
 		return runTrigger(ctx, rest, os.LookupEnv, stdin, stdout, stderr)
-	case "version":
+	case "version", "--version", "-version":
 		if len(rest) > 0 {
 			fmt.Fprintln(stderr, "trine version: takes no arguments")
 			return 2
@@ -62,7 +62,7 @@ Commands:
   engine    run the engine (trine engine --help lists every setting)
   gateway   run a stream gateway in its own process (trine gateway --help)
   trigger   call a function: trine trigger [flags] FUNCTION_ID [JSON|-]
-  version   print the version
+  version   print the version (also: trine --version)
   help      print this help, or a command's: trine help COMMAND
 `)
 }
