@@ -143,6 +143,14 @@ func TestAuthFailsClosed(t *testing.T) {
 			return []byte(`"yes"`), nil
 		case "null":
 			return []byte(`null`), nil
+		case "empty":
+			return []byte(`{}`), nil
+		case "flag":
+			return []byte(`{"unauthorized":true}`), nil
+		case "allowed-false":
+			return []byte(`{"allowed":false}`), nil
+		case "array":
+			return []byte(`[{"context":1}]`), nil
 		}
 		return nil, errors.New("bad token")
 	}))
@@ -161,9 +169,18 @@ func TestAuthFailsClosed(t *testing.T) {
 	if err := sess.RegisterTrigger(context.Background(), engine.Trigger{ID: "j", Type: "stream:join", FunctionID: "auth::join", Config: json.RawMessage(`{"stream_name":"s"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	for _, tok := range []string{"bad", "string", "null"} {
-		resp := get(t, s.srv.URL+groupPath("s", "g", "token="+tok))
-		must(t, resp.StatusCode == http.StatusUnauthorized, "token %s: %s", tok, resp.Status)
+	// Only {"context": …} admits, on every path: SSE, ?stream=, since,
+	// and WebSocket on a group and on the multiplexed socket.
+	for _, tok := range []string{"bad", "string", "null", "empty", "flag", "allowed-false", "array"} {
+		for _, path := range []string{groupPath("s", "g", "token="+tok), groupPath(".", "..", "token="+tok),
+			groupPath("s", "g", "token="+tok, "since=0")} {
+			resp := get(t, s.srv.URL+path)
+			must(t, resp.StatusCode == http.StatusUnauthorized, "token %s, SSE %s: %s", tok, path, resp.Status)
+		}
+		for _, path := range []string{"/?token=" + tok, groupPath("s", "g", "token="+tok)} {
+			_, resp, err := websocket.Dial(context.Background(), s.wsURL(path), nil)
+			must(t, err != nil && resp != nil && resp.StatusCode == http.StatusUnauthorized, "token %s, WebSocket %s: %v", tok, path, err)
+		}
 	}
 	c := s.dial(t, "/?token=good", http.Header{"X-User": {"ann"}})
 	c.send(join("ok", "s", "g"))

@@ -60,8 +60,10 @@ type Config struct {
 	// Caller runs AuthFunction; required when AuthFunction is set.
 	Caller Caller
 	// AuthFunction, if set, is called for every new connection with
-	// {headers, query_params, path, addr} and must return {context}; an
-	// error or any other answer rejects the connection with 401.
+	// {headers, query_params, path, addr} and must return an object with
+	// a "context" key (its value, null included, becomes the connection's
+	// context); an error or any other answer, {} included, rejects the
+	// connection with 401.
 	AuthFunction string
 	// AllowedOrigins lists the Origin values allowed to connect besides
 	// the gateway's own host ("*" allows any). Requests without an Origin
@@ -316,14 +318,17 @@ func (g *Gateway) authenticate(r *http.Request) (json.RawMessage, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Only an object with a context admits: {}, {"allowed":false},
+	// {"unauthorized":true} and anything else refuse.
 	var res map[string]json.RawMessage
 	if err := json.Unmarshal(out, &res); err != nil || res == nil {
 		return nil, errors.New("auth function returned no {context} object")
 	}
-	if c, ok := res["context"]; ok {
-		return c, nil
+	c, ok := res["context"]
+	if !ok {
+		return nil, errors.New("auth function's answer has no context")
 	}
-	return json.RawMessage("null"), nil
+	return c, nil
 }
 
 // admit checks the origin and runs auth; on failure it has answered r.
