@@ -24,10 +24,14 @@
 // processes of this program, see natsnode.go), every caller writing to
 // one group and the callers spread over -set-groups groups (setbench.go).
 //
-//	go run ./bench/fleet [-subscribers 10000] [-duration 5s] [-gateways 2] [-set-callers 32]
+// Last, the cost of one write to the JetStream store in a group of
+// -group-items items against an empty group (groupsize.go).
+//
+//	go run ./bench/fleet [-subscribers 10000] [-duration 5s] [-gateways 2] [-set-callers 32] [-set-only]
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -73,7 +77,9 @@ func main() {
 	setCallers := flag.Int("set-callers", 32, "stream::set part: concurrent callers")
 	setGroups := flag.Int("set-groups", 32, "stream::set part: groups the callers are spread over in the second shape")
 	setTwoEngines := flag.Bool("set-two-engines", true, "stream::set part: also measure two engines sharing the 3-node JetStream store")
-	setOnly := flag.Bool("set-only", false, "run only the stream::set part")
+	setOnly := flag.Bool("set-only", false, "run only the stream::set and group-size parts")
+	groupItems := flag.Int("group-items", 50000, "group-size part: items in the full group")
+	groupWrites := flag.Int("group-writes", 2000, "group-size part: writes measured in each group")
 	flag.Parse()
 
 	if *subscribers < *gateways || *gateways < 1 {
@@ -112,7 +118,7 @@ func main() {
 		warmup: *warmup, duration: *duration, twoEngines: *setTwoEngines}
 	if *setOnly {
 		fmt.Printf("GOMAXPROCS %d, %d CPUs\n", runtime.GOMAXPROCS(0), runtime.NumCPU())
-		err := runSetPart(setEnv)
+		err := errors.Join(runSetPart(setEnv), runGroupSizePart(tmp, *groupItems, *groupWrites))
 		loadgen.StopAll()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "fleet: %v\n", err)
@@ -142,7 +148,7 @@ func main() {
 
 	printResults(single, serr, fleet, ferr, *gateways)
 	fmt.Println()
-	setErr := runSetPart(setEnv)
+	setErr := errors.Join(runSetPart(setEnv), runGroupSizePart(tmp, *groupItems, *groupWrites))
 	loadgen.StopAll()
 	if setErr != nil {
 		fmt.Fprintf(os.Stderr, "fleet: %v\n", setErr)

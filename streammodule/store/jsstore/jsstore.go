@@ -8,10 +8,11 @@
 //     writer at a time across engines moves a group's sequence on, at a
 //     cost that does not grow with the number of items;
 //   - one subject per item, whose message is the item's value or a
-//     tombstone. A committed change is applied there right after its head
-//     is written; a writer that finds the head's change not yet applied (its
-//     writer crashed or lost the race) applies it before it commits its own,
-//     and readers take the head's change over an older item message.
+//     tombstone. A committed change is applied there once the head moves
+//     on to another item: that writer, of any engine, applies the head's
+//     change before it commits its own, and readers take the head's change
+//     over an older item message. Repeated writes of one item cost one
+//     publish each.
 //
 // Items are read from the stream's leader, never from a replica that may
 // lag, so a writer cannot compute a value from an item older than the head
@@ -252,6 +253,14 @@ type head struct {
 // subject yet.
 func (h head) pending() bool { return h.op == opPut || h.op == opDel }
 
+// itemValue is the item as the head's change left it.
+func (h head) itemValue() store.Item {
+	if h.op == opDel {
+		return store.Item{}
+	}
+	return store.Item{Value: h.value, Seq: h.seq}
+}
+
 // readHead reads the group's head.
 func (s *Store) readHead(ctx context.Context, stream, group string, mode readMode) (head, error) {
 	m, ok, err := s.last(ctx, s.headSubject(stream, group), mode)
@@ -320,23 +329,20 @@ func (s *Store) itemSubj(ctx context.Context, subject string) (it store.Item, st
 }
 
 // current is an item as of head h: its own subject, unless h's change to
-// it is newer. streamSeq is the item subject's, for its compare-and-set.
-func (s *Store) current(ctx context.Context, k store.Key, h head) (it store.Item, streamSeq uint64, err error) {
-	it, streamSeq, err = s.itemSubj(ctx, s.itemSubject(k))
+// it is newer.
+func (s *Store) current(ctx context.Context, k store.Key, h head) (store.Item, error) {
+	it, _, err := s.itemSubj(ctx, s.itemSubject(k))
 	if err != nil {
-		return store.Item{}, 0, err
+		return store.Item{}, err
 	}
 	if h.pending() && h.item == k.Item && h.seq > it.Seq {
-		it = store.Item{Seq: h.seq, Value: h.value}
-		if h.op == opDel {
-			it = store.Item{Seq: h.seq}
-		}
+		it = h.itemValue()
 	}
 	if it.Value == nil {
 		it.Seq = 0 // deleted or never written
 	}
 	it.ID = k.Item
-	return it, streamSeq, nil
+	return it, nil
 }
 
 // settle puts head h's change on its item's subject, unless it is there
@@ -392,7 +398,7 @@ func (s *Store) Get(ctx context.Context, k store.Key) (store.Item, uint64, error
 	if err != nil {
 		return store.Item{}, 0, err
 	}
-	it, _, err := s.current(ctx, k, h)
+	it, err := s.current(ctx, k, h)
 	return it, h.seq, err
 }
 
@@ -407,13 +413,13 @@ type change struct {
 // write commits one change of a group. The group's head message is the
 // commit: publishing it is a compare-and-set on the head subject, so that
 // one writer at a time, across engines, moves the group's sequence on, and
-// it carries the whole change, so that a crash after it loses nothing. The
-// change is then applied to its item's subject (by this writer, or by the
-// next one of any engine, which settles the head before it writes its
-// own). Items are read from the stream's leader after the head is
-// settled, so that no writer ever computes a value from an item older than
-// the head it is about to replace. decide may run more than once. The
-// caller holds the group's lock.
+// it carries the whole change, so that a crash after it loses nothing.
+// The change reaches its item's subject when the head moves on to another
+// item: that writer (of any engine) settles the head first. So repeated
+// writes of one item cost one publish each, and an item is read only
+// after the head is settled, from the stream's leader, so that no writer
+// computes a value from an item older than the head it replaces. decide
+// may run more than once. The caller holds the group's lock.
 func (s *Store) write(ctx context.Context, k store.Key, decide func(old store.Item) (change, error)) (old store.Item, seq uint64, ok bool, err error) {
 	for attempt := range s.cfg.MaxRetries {
 		mode := direct // a stale head fails the compare-and-set below
@@ -432,19 +438,20 @@ func (s *Store) write(ctx context.Context, k store.Key, decide func(old store.It
 		if err != nil {
 			return store.Item{}, 0, false, err
 		}
-		var itemSeq uint64
-		if k.Item != "" { // an event changes no item
-			if h.item != k.Item {
-				if err := s.settle(ctx, k.Stream, k.Group, h); err != nil {
+		switch {
+		case k.Item != "" && h.pending() && h.item == k.Item:
+			old = h.itemValue() // the head is the item's last change
+		default:
+			if err := s.settle(ctx, k.Stream, k.Group, h); err != nil {
+				return store.Item{}, 0, false, err
+			}
+			if k.Item != "" { // an event changes no item
+				if old, err = s.current(ctx, k, h); err != nil {
 					return store.Item{}, 0, false, err
 				}
 			}
-			if old, itemSeq, err = s.current(ctx, k, h); err != nil {
-				return store.Item{}, 0, false, err
-			}
-		} else if err := s.settle(ctx, k.Stream, k.Group, h); err != nil {
-			return store.Item{}, 0, false, err
 		}
+		old.ID = k.Item
 		c, err := decide(old)
 		if err != nil || c.skip {
 			return store.Item{}, 0, false, err
@@ -462,11 +469,6 @@ func (s *Store) write(ctx context.Context, k store.Key, decide func(old store.It
 		}
 		if err != nil {
 			return store.Item{}, 0, false, fmt.Errorf("jsstore: %w", err)
-		}
-		if c.op != opEmit {
-			// Committed. Should this apply fail (or lose to a late apply of
-			// an older change), the next writer of the group settles it.
-			_ = s.apply(ctx, k, c.op, seq, c.value, itemSeq)
 		}
 		return old, seq, true, nil
 	}
@@ -613,7 +615,7 @@ func (s *Store) List(ctx context.Context, stream, group, after string, limit int
 		if after != "" && id <= after {
 			continue
 		}
-		it, _, err := s.current(ctx, store.Key{Stream: stream, Group: group, Item: id}, h)
+		it, err := s.current(ctx, store.Key{Stream: stream, Group: group, Item: id}, h)
 		if err != nil {
 			return store.Page{}, err
 		}
@@ -670,7 +672,7 @@ func (s *Store) groupsWithItems(ctx context.Context, streamTok string) (map[stri
 			if live {
 				break
 			}
-			it, _, err := s.current(ctx, store.Key{Stream: g.stream, Group: g.group, Item: id}, h)
+			it, err := s.current(ctx, store.Key{Stream: g.stream, Group: g.group, Item: id}, h)
 			if err != nil {
 				return nil, err
 			}
