@@ -251,7 +251,7 @@ func (e *Engine) detach(s *Session) {
 		e.dropTriggerType(s, id)
 	}
 	e.mu.Unlock()
-	e.notifyUnbound(unbind)
+	e.notifyUnbound(unbind, true)
 	e.log.Info("worker disconnected", LogWorkerID, s.id, LogWorkerName, s.name())
 }
 

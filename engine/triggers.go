@@ -177,7 +177,7 @@ func (s *Session) RegisterTrigger(ctx context.Context, t Trigger) error {
 	if e.triggers[t.ID] != reserved { // the worker left meanwhile
 		e.mu.Unlock()
 		if err == nil {
-			e.notifyUnbound([]*trigger{{Trigger: t, provider: tt.provider}})
+			e.notifyUnbound([]*trigger{{Trigger: t, provider: tt.provider}}, true)
 		}
 		return Errorf(CodeWorkerDisconnected, "session closed")
 	}
@@ -241,13 +241,30 @@ func (s *Session) UnregisterTrigger(ctx context.Context, id string) error {
 	return nil
 }
 
-// notifyUnbound tells providers, in the background, that triggers are gone.
-func (e *Engine) notifyUnbound(ts []*trigger) {
+// OrphanKeeper is a TriggerProvider that tells a trigger whose owner
+// disconnected from one that was unregistered: for the former the engine
+// calls TriggerOrphaned instead of UnregisterTrigger. A provider whose
+// triggers guard something (stream:join) keeps guarding while the owner is
+// away, until a trigger of the same id is registered again or the
+// provider's own rules release it.
+type OrphanKeeper interface {
+	TriggerOrphaned(ctx context.Context, t Trigger) error
+}
+
+// notifyUnbound tells providers, in the background, that triggers are
+// gone: unregistered, or orphaned when their owner disconnected.
+func (e *Engine) notifyUnbound(ts []*trigger, orphaned bool) {
 	if len(ts) == 0 {
 		return
 	}
 	e.background(func() {
 		for _, t := range ts {
+			if k, ok := t.provider.(OrphanKeeper); ok && orphaned {
+				if err := k.TriggerOrphaned(e.hardStop, t.Trigger); err != nil {
+					e.log.Debug("provider failed to keep orphaned trigger", LogTriggerID, t.ID, "error", err)
+				}
+				continue
+			}
 			if err := t.provider.UnregisterTrigger(e.hardStop, t.Trigger); err != nil {
 				e.log.Debug("provider failed to remove trigger", LogTriggerID, t.ID, "error", err)
 			}

@@ -350,3 +350,83 @@ func TestCustomStream(t *testing.T) {
 		t.Fatalf("the built-in store was written: %s", got)
 	}
 }
+
+// Join fails closed when its gate cannot decide: a join trigger whose
+// worker is gone keeps denying (unless it was made optional), and a
+// condition that errors or is missing denies instead of skipping the
+// handler.
+func TestJoinFailsClosed(t *testing.T) {
+	v := start(t, streammodule.Config{})
+	deny := engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) { return []byte(`{"unauthorized":true}`), nil })
+	allow := engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) { return []byte(`{}`), nil })
+	if err := v.e.RegisterFunction("gate::deny", "", deny); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.e.RegisterFunction("gate::allow", "", allow); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.e.RegisterFunction("gate::broken", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		return nil, errors.New("boom")
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.e.RegisterFunction("gate::no", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		return []byte(`false`), nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	join := func(stream string) error {
+		return v.m.Join(context.Background(), streammodule.Subscription{SubscriptionID: "x", StreamName: stream, GroupID: "g"})
+	}
+	bind := func(s *engine.Session, id, fn, cfg string) {
+		t.Helper()
+		if err := s.RegisterTrigger(context.Background(), engine.Trigger{ID: id, Type: "stream:join", FunctionID: fn, Config: json.RawMessage(cfg)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owner := attach(t, v.e)
+	bind(owner, "gate", "gate::deny", `{"stream_name":"secret"}`)
+	bind(owner, "soft", "gate::deny", `{"stream_name":"soft","optional":true}`)
+	if join("secret") == nil || join("soft") == nil {
+		t.Fatal("denying join handlers allowed a join")
+	}
+	owner.Close()
+	waitFor(t, "the engine to unbind the owner's triggers", func() bool { return join("soft") == nil })
+	if err := join("secret"); err == nil {
+		t.Fatal("a join trigger whose worker left no longer guards its stream")
+	}
+	// The worker comes back and registers its trigger again: it decides.
+	back := attach(t, v.e)
+	bind(back, "gate", "gate::allow", `{"stream_name":"secret"}`)
+	if err := join("secret"); err != nil {
+		t.Fatalf("join after the gate came back: %v", err)
+	}
+	// An explicit unregister ends the gate.
+	bind(back, "gate", "gate::deny", `{"stream_name":"secret"}`)
+	if err := back.UnregisterTrigger(context.Background(), "gate"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the unregister", func() bool { return join("secret") == nil })
+
+	// Conditions: an error or a missing function denies; false skips.
+	bind(back, "c1", "gate::allow", `{"stream_name":"c1","condition_function_id":"gate::broken"}`)
+	bind(back, "c2", "gate::allow", `{"stream_name":"c2","condition_function_id":"gate::missing"}`)
+	bind(back, "c3", "gate::deny", `{"stream_name":"c3","condition_function_id":"gate::no"}`)
+	if join("c1") == nil || join("c2") == nil {
+		t.Fatal("a join whose condition failed was allowed")
+	}
+	if err := join("c3"); err != nil {
+		t.Fatalf("a false condition should skip the handler: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

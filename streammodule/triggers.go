@@ -25,6 +25,9 @@ type triggerConfig struct {
 	GroupID             string  `json:"group_id"`
 	ItemID              string  `json:"item_id"`
 	ConditionFunctionID string  `json:"condition_function_id"`
+	// Optional (stream:join only): when the trigger's worker disconnects,
+	// the gate goes with it instead of denying every join it covers.
+	Optional bool `json:"optional"`
 }
 
 func parseConfig(t engine.Trigger, needStream bool) (triggerConfig, error) {
@@ -78,6 +81,10 @@ type triggers struct {
 type gateTrigger struct {
 	t   engine.Trigger
 	cfg triggerConfig
+	// orphaned: the worker that registered this join trigger is gone. The
+	// gate denies every join it covers until a trigger of the same id is
+	// registered again (or unregistered).
+	orphaned bool
 }
 
 func newTriggers(m *Module) *triggers {
@@ -117,9 +124,9 @@ func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 	}
 	switch p.kind {
 	case TriggerJoin:
-		tr.join[t.ID] = &gateTrigger{t, cfg}
+		tr.join[t.ID] = &gateTrigger{t: t, cfg: cfg}
 	case TriggerLeave:
-		tr.leave[t.ID] = &gateTrigger{t, cfg}
+		tr.leave[t.ID] = &gateTrigger{t: t, cfg: cfg}
 	default:
 		tr.removeStream(t.ID)
 		st := &streamTrigger{t: t, cfg: cfg, q: make(chan []byte, tr.m.cfg.TriggerQueue), stop: make(chan struct{})}
@@ -132,6 +139,30 @@ func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 		tr.m.wg.Add(1)
 		go tr.m.deliver(st)
 	}
+	return nil
+}
+
+// TriggerOrphaned implements engine.OrphanKeeper: a stream:join trigger
+// whose worker left keeps denying what it covers, unless it is optional.
+// Other trigger types go.
+func (p provider) TriggerOrphaned(ctx context.Context, t engine.Trigger) error {
+	if p.kind != TriggerJoin {
+		return p.UnregisterTrigger(ctx, t)
+	}
+	tr := p.tr
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	g := tr.join[t.ID]
+	if g == nil {
+		return nil
+	}
+	if g.cfg.Optional {
+		delete(tr.join, t.ID)
+		return nil
+	}
+	tr.join[t.ID] = &gateTrigger{t: g.t, cfg: g.cfg, orphaned: true}
+	tr.m.log.Warn("stream:join trigger's worker disconnected: joins it covers are denied until it registers again",
+		"trigger_id", t.ID, "function_id", t.FunctionID)
 	return nil
 }
 
@@ -254,16 +285,28 @@ func (tr *triggers) matching(set map[string]*gateTrigger, s Subscription) []*gat
 }
 
 // Join runs the stream:join handlers that match s, one after another. It
-// fails closed: a handler error, a timeout, or a result whose
-// "unauthorized" member is anything but false or null denies the join.
+// fails closed: a handler error, a timeout, a result whose "unauthorized"
+// member is anything but false or null, a condition function that fails
+// (or is missing), or a trigger whose worker is gone denies the join.
 func (m *Module) Join(ctx context.Context, s Subscription) error {
 	payload, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
 	for _, g := range m.trig.matching(m.trig.join, s) {
-		if !m.condition(g.cfg.ConditionFunctionID, payload) {
-			continue
+		if g.orphaned {
+			return fmt.Errorf("join trigger %s is waiting for its worker", g.t.ID)
+		}
+		if fn := g.cfg.ConditionFunctionID; fn != "" {
+			cctx, cancel := context.WithTimeout(ctx, m.cfg.JoinTimeout)
+			out, err := m.e.Trigger(cctx, engine.Call{FunctionID: fn, Payload: payload})
+			cancel()
+			if err != nil {
+				return fmt.Errorf("join trigger %s: condition %s: %w", g.t.ID, fn, err)
+			}
+			if bytes.Equal(bytes.TrimSpace(out), []byte("false")) {
+				continue // the handler does not apply
+			}
 		}
 		cctx, cancel := context.WithTimeout(ctx, m.cfg.JoinTimeout)
 		out, err := m.e.Trigger(cctx, engine.Call{FunctionID: g.t.FunctionID, Payload: payload, Metadata: g.t.Metadata})
