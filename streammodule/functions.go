@@ -113,6 +113,9 @@ func (m *Module) decode(c engine.Call, need ...string) (input, error) {
 			return in, engine.Errorf(engine.CodeInvalidArgument, "%s: bad data: %v", c.FunctionID, err)
 		}
 		in.Data = b.Bytes()
+		if err := m.checkSize(c.FunctionID, in.Data); err != nil {
+			return in, err
+		}
 	}
 	if in.ID != nil {
 		if err := m.checkName("id", *in.ID); err != nil && *in.ID != "" {
@@ -120,6 +123,15 @@ func (m *Module) decode(c engine.Call, need ...string) (input, error) {
 		}
 	}
 	return in, nil
+}
+
+// checkSize refuses a value over MaxItemBytes before anything is stored.
+func (m *Module) checkSize(fn string, v json.RawMessage) error {
+	if len(v) > m.maxItem {
+		return engine.Errorf(engine.CodeMessageTooLarge, "%s: data is %d bytes, the limit is %d (--stream-max-item-bytes, and the NATS server's max_payload less %d); nothing was written",
+			fn, len(v), m.maxItem, m.eventHeadroom())
+	}
+	return nil
 }
 
 func (m *Module) checkName(field, v string) error {
@@ -213,7 +225,11 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 		return m.customUpdate(ctx, in, ops)
 	}
 	ch, err := m.store.Put(ctx, in.key(), store.Cond{IfSeq: in.IfSeq}, func(old json.RawMessage, exists bool) (json.RawMessage, error) {
-		return updateops.Apply(old, exists, ops)
+		v, err := updateops.Apply(old, exists, ops)
+		if err != nil {
+			return nil, err
+		}
+		return v, m.checkSize(FnUpdate, v)
 	})
 	if err != nil {
 		var oe *updateops.OpError

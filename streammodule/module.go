@@ -8,6 +8,7 @@ package streammodule
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -23,6 +24,9 @@ const (
 	DefaultTriggerQueue = 1024
 	DefaultJoinTimeout  = 5 * time.Second
 	DefaultMaxNameBytes = 1024
+	// DefaultMaxItemBytes is 1 MiB, NATS's default max_payload; with that
+	// server setting the module accepts a little less (see MaxItemBytes).
+	DefaultMaxItemBytes = 1 << 20
 )
 
 // Caller runs functions; *engine.Engine is one.
@@ -38,6 +42,8 @@ type History interface {
 }
 
 // Publisher carries encoded events to subscribers (natsfanout.Publisher).
+// One that also has a MaxPayload() int method bounds the events it can
+// carry, and so the items the module accepts.
 type Publisher interface {
 	Publish(ctx context.Context, stream, group string, frame []byte) error
 }
@@ -64,6 +70,11 @@ type Config struct {
 	// MaxNameBytes bounds stream, group and item names. Default
 	// DefaultMaxNameBytes.
 	MaxNameBytes int
+	// MaxItemBytes bounds an item's value and an event's data (compact
+	// JSON). The module lowers it to what the Publisher can carry in one
+	// event: its MaxPayload less room for names and framing. Default
+	// DefaultMaxItemBytes.
+	MaxItemBytes int
 	// Logger receives errors of triggers and publishing. Default: discard.
 	Logger *slog.Logger
 }
@@ -81,6 +92,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxNameBytes <= 0 {
 		c.MaxNameBytes = DefaultMaxNameBytes
 	}
+	if c.MaxItemBytes <= 0 {
+		c.MaxItemBytes = DefaultMaxItemBytes
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -90,12 +104,13 @@ func (c Config) withDefaults() Config {
 // Module is the StreamModule. Create it with New, then Register it on an
 // engine before any call reaches it.
 type Module struct {
-	cfg   Config
-	log   *slog.Logger
-	store store.Store
-	hist  *history
-	trig  *triggers
-	e     Caller
+	cfg     Config
+	maxItem int // the effective MaxItemBytes
+	log     *slog.Logger
+	store   store.Store
+	hist    *history
+	trig    *triggers
+	e       Caller
 
 	customMu sync.Mutex
 	customs  map[string]struct{} // streams a worker has served
@@ -110,6 +125,13 @@ func New(cfg Config) (*Module, error) {
 	}
 	cfg = cfg.withDefaults()
 	m := &Module{cfg: cfg, log: cfg.Logger, hist: newHistory(cfg.HistorySize), customs: make(map[string]struct{})}
+	m.maxItem = cfg.MaxItemBytes
+	if p, ok := cfg.Publisher.(interface{ MaxPayload() int }); ok && p.MaxPayload() > 0 {
+		m.maxItem = min(m.maxItem, p.MaxPayload()-m.eventHeadroom())
+	}
+	if m.maxItem <= 0 {
+		return nil, fmt.Errorf("streammodule: no room for items: MaxItemBytes %d, publisher's MaxPayload less %d bytes of event framing", cfg.MaxItemBytes, m.eventHeadroom())
+	}
 	m.trig = newTriggers(m)
 	st, err := cfg.OpenStore(store.Options{OnCommit: m.commit})
 	if err != nil {
@@ -118,6 +140,15 @@ func New(cfg Config) (*Module, error) {
 	m.store = st
 	return m, nil
 }
+
+// MaxItemBytes is the largest item value or event data the module
+// accepts, in bytes of compact JSON.
+func (m *Module) MaxItemBytes() int { return m.maxItem }
+
+// eventHeadroom is what an event frame (and a JetStream store message)
+// holds besides its value: three names, JSON-escaped at worst 6 bytes a
+// byte, and fixed fields and headers.
+func (m *Module) eventHeadroom() int { return 3*6*m.cfg.MaxNameBytes + 2048 }
 
 // Store returns the module's store.
 func (m *Module) Store() store.Store { return m.store }

@@ -430,3 +430,56 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A write whose event NATS could not carry is refused before anything is
+// stored (it used to be acknowledged and never published), and an error
+// means nothing changed.
+func TestItemTooLargeChangesNothing(t *testing.T) {
+	v := start(t, streammodule.Config{})
+	k := `"stream_name":"big","group_id":"g","item_id":"x"`
+	events := make(chan []byte, 16)
+	cancel, err := v.sub.Subscribe("big", "g", func(b []byte) { events <- b })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	limit := v.m.MaxItemBytes()
+	if limit <= 0 || limit >= 1<<20 {
+		t.Fatalf("MaxItemBytes %d: the NATS server's max_payload is 1 MiB", limit)
+	}
+	str := func(n int) string { return `"` + strings.Repeat("a", n-2) + `"` }
+	// The largest item accepted is published.
+	out := v.must(t, "stream::set", `{`+k+`,"data":`+str(limit)+`}`)
+	if !strings.Contains(out, `"seq":1`) {
+		t.Fatalf("set at the limit: %.80s", out)
+	}
+	select {
+	case e := <-events:
+		if len(e) < limit {
+			t.Fatalf("event of %d bytes", len(e))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the item at the limit was not published")
+	}
+	for _, c := range []struct{ fn, in string }{
+		{"stream::set", `{` + k + `,"data":` + str(limit+1) + `}`},
+		{"stream::set", `{` + k + `,"data":` + str(3<<20) + `}`},
+		{"stream::update", `{"stream_name":"big","group_id":"g","item_id":"y","ops":[{"type":"set","path":"blob","value":` + str(limit) + `}]}`},
+		{"stream::send", `{"stream_name":"big","group_id":"g","type":"t","data":` + str(limit+1) + `}`},
+	} {
+		_, err := v.call(t, c.fn, c.in)
+		wantCode(t, err, engine.CodeMessageTooLarge)
+	}
+	if got := v.must(t, "stream::get", `{"stream_name":"big","group_id":"g","item_id":"y"}`); got != "null" {
+		t.Fatalf("a refused update stored %.60s", got)
+	}
+	got := v.must(t, "stream::get", `{`+k+`,"include_seq":true}`)
+	if !strings.Contains(got, `"seq":1}`) {
+		t.Fatalf("after refused writes the item is %.60s…%s", got, got[max(0, len(got)-20):])
+	}
+	select {
+	case e := <-events:
+		t.Fatalf("a refused write published %.80s", e)
+	case <-time.After(100 * time.Millisecond):
+	}
+}

@@ -50,6 +50,7 @@ type engineConfig struct {
 	Store              string
 	StoreReplicas      int
 	StreamHistory      int
+	StreamMaxItem      int
 	StreamAuthFunction string
 	AllowedOrigins     []string
 	StreamMaxFrame     int64
@@ -173,6 +174,10 @@ var engineSettings = []setting{
 	}},
 	{"stream-history", "N", strconv.Itoa(streammodule.DefaultHistorySize), "events kept per group for clients resuming with since", func(c *engineConfig, v string) (err error) {
 		c.StreamHistory, err = positiveInt(v)
+		return err
+	}},
+	{"stream-max-item-bytes", "N", strconv.Itoa(streammodule.DefaultMaxItemBytes), "largest stream item or event data (compact JSON); lowered to the NATS server's max_payload less 20 KiB, so that every event is published, and to half of --max-message-bytes less 16 KiB, so that every result can be sent", func(c *engineConfig, v string) (err error) {
+		c.StreamMaxItem, err = positiveInt(v)
 		return err
 	}},
 	{"stream-auth-function", "ID", "", "function that admits stream connections (empty: no auth)", func(c *engineConfig, v string) error {

@@ -49,6 +49,7 @@ var defaultConfig = engineConfig{
 	Store:              "file",
 	StoreReplicas:      1,
 	StreamHistory:      1000,
+	StreamMaxItem:      1 << 20,
 	StreamMaxFrame:     1 << 20,
 	StreamQueueMsgs:    4096,
 	StreamQueueBytes:   8 << 20,

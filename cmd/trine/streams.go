@@ -32,6 +32,17 @@ type streams struct {
 // and learn its peers (jsboot retries until then).
 const jetStreamBootTimeout = 2 * time.Minute
 
+// maxItemBytes is --stream-max-item-bytes, lowered so that a write's
+// result, which carries the old and the new value, fits a message of
+// --max-message-bytes: a write the caller cannot be told of must not
+// happen.
+func maxItemBytes(cfg engineConfig) int {
+	return max(1, min(cfg.StreamMaxItem, (cfg.MaxMessageBytes-resultHeadroom)/2))
+}
+
+// resultHeadroom is what a write's result holds besides its two values.
+const resultHeadroom = 16 << 10
+
 // connectNATS starts the embedded NATS server, or connects to --nats-url.
 func connectNATS(cfg engineConfig, log *slog.Logger) (*natsembed.Server, error) {
 	if cfg.NATSURL != "" {
@@ -64,10 +75,11 @@ func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lo
 		}
 	}
 	mcfg := streammodule.Config{
-		OpenStore:   open,
-		Publisher:   natsfanout.NewPublisher(ns.Conn),
-		HistorySize: cfg.StreamHistory,
-		Logger:      log,
+		OpenStore:    open,
+		Publisher:    natsfanout.NewPublisher(ns.Conn),
+		HistorySize:  cfg.StreamHistory,
+		MaxItemBytes: maxItemBytes(cfg),
+		Logger:       log,
 	}
 	if cfg.Store == "jetstream" {
 		// History every engine shares, so any gateway can replay events

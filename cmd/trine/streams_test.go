@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -331,5 +333,39 @@ func TestEnginesRouteCalls(t *testing.T) {
 	r = runTrine(t, testEnv(), "", "trigger", "--engine", b.grpc, "test::nobody")
 	if r.code != 1 || decodeFailure(t, r).Code != "function_not_found" {
 		t.Fatalf("unknown function through B: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestEngineLargeItemsAllOrNothing: with a small --max-message-bytes, an
+// item whose set result (old and new values) could not be sent back is
+// refused before it is stored, so an error always means nothing changed.
+func TestEngineLargeItemsAllOrNothing(t *testing.T) {
+	t.Parallel()
+	e := startEngine(t, trineBin, testEnv(), engineArgs(t, "--max-message-bytes", "1000000")...)
+	w := connectWorker(t, e.grpc)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	set := func(n int) error {
+		_, err := w.Trigger(ctx, "stream::set", map[string]any{"stream_name": "big", "group_id": "g", "item_id": "x", "data": strings.Repeat("a", n)})
+		return err
+	}
+	for _, n := range []int{400_000, 400_000, 600_000, 600_000} {
+		before, err := w.Trigger(ctx, "stream::get", map[string]any{"stream_name": "big", "group_id": "g", "item_id": "x", "include_seq": true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = set(n)
+		after, gerr := w.Trigger(ctx, "stream::get", map[string]any{"stream_name": "big", "group_id": "g", "item_id": "x", "include_seq": true})
+		if gerr != nil {
+			t.Fatal(gerr)
+		}
+		switch {
+		case err != nil && !errors.Is(err, trine.ErrMessageTooLarge):
+			t.Fatalf("set %d bytes: %v", n, err)
+		case err != nil && !bytes.Equal(before, after):
+			t.Fatalf("set %d bytes failed (%v) but changed the item", n, err)
+		case err == nil && n > 500_000:
+			t.Fatalf("set %d bytes accepted: its result cannot fit 1,000,000 bytes", n)
+		}
 	}
 }

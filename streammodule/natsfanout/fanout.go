@@ -14,6 +14,10 @@ type Publisher struct{ nc *nats.Conn }
 // NewPublisher returns a Publisher on nc.
 func NewPublisher(nc *nats.Conn) *Publisher { return &Publisher{nc: nc} }
 
+// MaxPayload is the largest message the NATS server takes (its
+// max_payload), 0 before the connection has been established.
+func (p *Publisher) MaxPayload() int { return int(p.nc.MaxPayload()) }
+
 // Publish sends one encoded event to every subscriber of (stream, group).
 func (p *Publisher) Publish(_ context.Context, stream, group string, event []byte) error {
 	return p.nc.Publish(Subject(stream, group), event)
