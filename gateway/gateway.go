@@ -84,6 +84,9 @@ type Config struct {
 	WriteTimeout time.Duration
 	// AuthTimeout bounds the auth function. Default DefaultAuthTimeout.
 	AuthTimeout time.Duration
+	// MaxNameBytes bounds stream, group and item names in subscriptions.
+	// Default streammodule.DefaultMaxNameBytes, the limit of writes.
+	MaxNameBytes int
 	// MaxSubscriptions bounds the subscriptions of one multiplexed socket.
 	// Default DefaultMaxSubscriptions.
 	MaxSubscriptions int
@@ -114,6 +117,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxSubscriptions <= 0 {
 		c.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if c.MaxNameBytes <= 0 {
+		c.MaxNameBytes = streammodule.DefaultMaxNameBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -246,3 +246,46 @@ func TestRoutes(t *testing.T) {
 	resp.Body.Close()
 	must(t, resp.StatusCode == 405, "POST / = %d", resp.StatusCode)
 }
+
+// Names at the 1024-byte limit, and a hostile request over it, through
+// every path: none may take down the NATS connection that every
+// subscription shares (a 2100-dot name used to make a subject over the
+// server's 4096-byte control line, and NATS closed the connection).
+func TestLongNamesEveryPath(t *testing.T) {
+	s := newStack(t, gateway.Config{}, streammodule.Config{})
+	dots, dots2 := strings.Repeat(".", 1024), strings.Repeat(".", 1023)+"x"
+	normal := s.dial(t, groupPath("s", "g"), nil)
+	must(t, normal.read().kind() == "sync", "normal sync")
+	// Over the limit: refused (or served), never fatal to others.
+	huge := strings.Repeat(".", 2100)
+	resp := get(t, s.srv.URL+groupPath(huge, huge))
+	must(t, resp.StatusCode == http.StatusBadRequest, "2100-byte names: %s", resp.Status)
+	// At the limit: paths (?stream= for dots), SSE and the multiplexed socket.
+	byPath := s.dial(t, groupPath(dots, dots), nil)
+	must(t, byPath.read().kind() == "sync", "path sync")
+	ev := s.sse(t, groupPath(dots, dots2), nil)
+	if _, f := ev.next(); f.kind() != "sync" {
+		t.Fatalf("SSE first frame %s", f.Raw)
+	}
+	mux := s.dial(t, "/", nil)
+	mux.send(join("long", dots2, dots))
+	must(t, mux.read().kind() == "sync", "mux join")
+	s.set(t, dots, dots, dots, 1)
+	s.set(t, dots, dots2, dots2, 2)
+	s.set(t, dots2, dots, dots, 3)
+	s.set(t, "s", "g", "i", 4)
+	f := byPath.read()
+	must(t, f.StreamName == dots && f.GroupID == dots && string(f.event(t).Data) == "1", "path client got %.80s", f.Raw)
+	if _, f := ev.next(); f.GroupID != dots2 || string(f.event(t).Data) != "2" {
+		t.Fatalf("SSE client got %.80s", f.Raw)
+	}
+	f = mux.read()
+	must(t, *f.SubscriptionID == "long" && f.StreamName == dots2 && string(f.event(t).Data) == "3", "mux got %.80s", f.Raw)
+	f = normal.read()
+	must(t, f.kind() == "create" && string(f.event(t).Data) == "4", "the normal client after long names: %.80s", f.Raw)
+	// And a subscription made after all that still works.
+	late := s.dial(t, groupPath("s", "late"), nil)
+	must(t, late.read().kind() == "sync", "late sync")
+	s.set(t, "s", "late", "i", 5)
+	must(t, late.read().kind() == "create", "late client served")
+}

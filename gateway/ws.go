@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -44,7 +45,7 @@ func (g *Gateway) serveGroup(w http.ResponseWriter, r *http.Request, stream, gro
 		}
 		req.since = &n
 	}
-	if msg := checkNames(req.stream, req.group, req.item); msg != "" {
+	if msg := g.checkNames(req.stream, req.group, req.item); msg != "" {
 		http.Error(w, msg, http.StatusBadRequest)
 		return
 	}
@@ -59,10 +60,15 @@ func (g *Gateway) serveGroup(w http.ResponseWriter, r *http.Request, stream, gro
 	g.serveWS(w, r, authCtx, &req)
 }
 
-func checkNames(names ...string) string {
+// checkNames checks a subscription's stream, group and item names as the
+// stream module checks them on writes.
+func (g *Gateway) checkNames(names ...string) string {
 	for i, n := range names {
 		if n == "" && i < 2 {
 			return "stream and group names must not be empty"
+		}
+		if len(n) > g.cfg.MaxNameBytes {
+			return fmt.Sprintf("a name is %d bytes long, the limit is %d", len(n), g.cfg.MaxNameBytes)
 		}
 		if !utf8.ValidString(n) {
 			return "names must be valid UTF-8"
@@ -219,7 +225,7 @@ func (c *conn) handle(msg []byte) {
 	if d.ID != nil {
 		req.item = *d.ID
 	}
-	if msg := checkNames(req.stream, req.group, req.item); msg != "" {
+	if msg := c.g.checkNames(req.stream, req.group, req.item); msg != "" {
 		c.sendError(quoted, "bad_frame", msg)
 		return
 	}

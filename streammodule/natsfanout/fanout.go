@@ -2,6 +2,7 @@ package natsfanout
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 
@@ -21,6 +22,16 @@ func (p *Publisher) MaxPayload() int { return int(p.nc.MaxPayload()) }
 // Publish sends one encoded event to every subscriber of (stream, group).
 func (p *Publisher) Publish(_ context.Context, stream, group string, event []byte) error {
 	return p.nc.Publish(Subject(stream, group), event)
+}
+
+// IsOf reports whether an event frame is of (stream, group): what a
+// subscriber of a hashed subject checks, since two groups may share one.
+func IsOf(frame []byte, stream, group string) bool {
+	var f struct {
+		Stream string `json:"streamName"`
+		Group  string `json:"groupId"`
+	}
+	return json.Unmarshal(frame, &f) == nil && f.Stream == stream && f.Group == group
 }
 
 // Subscriber holds NATS interest only in the groups some local handler
@@ -55,12 +66,17 @@ func NewSubscriber(nc *nats.Conn) *Subscriber {
 // in publication order.
 func (s *Subscriber) Subscribe(stream, groupID string, h func(event []byte)) (cancel func(), err error) {
 	subj := Subject(stream, groupID)
+	key := stream + "\x00" + groupID
+	verify := Hashed(subj) // another group could share the subject
 	s.mu.Lock()
-	g := s.groups[subj]
+	g := s.groups[key]
 	created := g == nil
 	if created {
 		g = &group{handlers: make(map[uint64]func([]byte)), ready: make(chan struct{})}
 		sub, err := s.nc.Subscribe(subj, func(m *nats.Msg) {
+			if verify && !IsOf(m.Data, stream, groupID) {
+				return
+			}
 			g.mu.RLock()
 			defer g.mu.RUnlock()
 			for _, h := range g.handlers {
@@ -72,7 +88,7 @@ func (s *Subscriber) Subscribe(stream, groupID string, h func(event []byte)) (ca
 			return nil, err
 		}
 		g.sub = sub
-		s.groups[subj] = g
+		s.groups[key] = g
 	}
 	s.nextID++
 	id := s.nextID
@@ -81,7 +97,7 @@ func (s *Subscriber) Subscribe(stream, groupID string, h func(event []byte)) (ca
 	g.mu.Unlock()
 	s.mu.Unlock()
 	var once sync.Once
-	cancel = func() { once.Do(func() { s.release(subj, g, id) }) }
+	cancel = func() { once.Do(func() { s.release(key, g, id) }) }
 	// A round trip to the server makes sure it has processed the SUB.
 	if created {
 		g.err = s.nc.Flush()
@@ -96,15 +112,15 @@ func (s *Subscriber) Subscribe(stream, groupID string, h func(event []byte)) (ca
 	return cancel, nil
 }
 
-func (s *Subscriber) release(subj string, g *group, id uint64) {
+func (s *Subscriber) release(key string, g *group, id uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	g.mu.Lock()
 	delete(g.handlers, id)
 	empty := len(g.handlers) == 0
 	g.mu.Unlock()
-	if empty && s.groups[subj] == g {
-		delete(s.groups, subj)
+	if empty && s.groups[key] == g {
+		delete(s.groups, key)
 		_ = g.sub.Unsubscribe()
 	}
 }

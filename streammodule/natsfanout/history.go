@@ -60,7 +60,8 @@ func OpenHistory(ctx context.Context, nc *nats.Conn, cfg HistoryConfig) (*Histor
 // a gap; with nothing newer than seq, it returns ok with last = seq (the
 // caller checks the store to tell "current" from "lost").
 func (h *History) Since(ctx context.Context, stream, group string, seq uint64) (frames [][]byte, last uint64, ok bool, err error) {
-	cons, err := h.st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{Subject(stream, group)}})
+	subj := Subject(stream, group)
+	cons, err := h.st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}})
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("natsfanout: history: %w", err)
 	}
@@ -76,6 +77,9 @@ func (h *History) Since(ctx context.Context, stream, group string, seq uint64) (
 			return nil, 0, false, fmt.Errorf("natsfanout: history: %w", err)
 		}
 		for m := range batch.Messages() {
+			if Hashed(subj) && !IsOf(m.Data(), stream, group) {
+				continue
+			}
 			if s, _, ok := wire.Header(m.Data()); ok && s > seq {
 				evs = append(evs, ev{s, m.Data()})
 			}

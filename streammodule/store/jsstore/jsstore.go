@@ -60,7 +60,12 @@ type Config struct {
 const (
 	hSeq  = "Trine-Seq"  // the group's sequence after the change
 	hOp   = "Trine-Op"   // put, del or emit
-	hItem = "Trine-Item" // a head's item id, base64url without padding
+	// The names a message's subject encodes, base64url without padding:
+	// subject tokens of long names are hashed (natsfanout.Token), so the
+	// names themselves are kept here, to list them and to check them.
+	hStream = "Trine-Stream"
+	hGroup  = "Trine-Group"
+	hItem   = "Trine-Item" // on a head: the item its change is for
 )
 
 // Operations of a change.
@@ -278,6 +283,9 @@ func (s *Store) readHead(ctx context.Context, stream, group string, mode readMod
 		seq, err := groupSeq(m)
 		return head{seq: seq}, err
 	}
+	if err := checkNames(m, store.Key{Stream: stream, Group: group}, true); err != nil {
+		return head{}, err
+	}
 	seq, err := groupSeq(m)
 	if err != nil {
 		return head{}, err
@@ -300,22 +308,69 @@ func groupSeq(m msg) (uint64, error) {
 	return seq, nil
 }
 
-// itemName decodes the item id a head message names. Ids are any UTF-8,
-// so the header carries them in base64.
+// b64 is the encoding of names in headers.
+var b64 = base64.RawURLEncoding
+
+// setNames writes the names of k on m.
+func setNames(m *nats.Msg, k store.Key) {
+	m.Header.Set(hStream, b64.EncodeToString([]byte(k.Stream)))
+	m.Header.Set(hGroup, b64.EncodeToString([]byte(k.Group)))
+	m.Header.Set(hItem, b64.EncodeToString([]byte(k.Item)))
+}
+
+// names decodes the names a message carries; ok is false for a message
+// written before they were (whose subject tokens are never hashed).
+func names(h nats.Header) (k store.Key, ok bool, err error) {
+	if h.Get(hStream) == "" && h.Get(hGroup) == "" {
+		return store.Key{}, false, nil
+	}
+	for _, f := range []struct {
+		hdr string
+		dst *string
+	}{{hStream, &k.Stream}, {hGroup, &k.Group}, {hItem, &k.Item}} {
+		b, err := b64.DecodeString(h.Get(f.hdr))
+		if err != nil {
+			return store.Key{}, false, fmt.Errorf("bad %s header", f.hdr)
+		}
+		*f.dst = string(b)
+	}
+	return k, true, nil
+}
+
+// itemName decodes the item id a head message names.
 func itemName(h nats.Header) (string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(h.Get(hItem))
+	b, err := b64.DecodeString(h.Get(hItem))
 	if err != nil {
 		return "", fmt.Errorf("bad %s header", hItem)
 	}
 	return string(b), nil
 }
 
+// checkNames fails when a message on k's subject is another key's: two
+// long names whose hashed tokens collide.
+func checkNames(m msg, k store.Key, head bool) error {
+	got, ok, err := names(m.hdr)
+	if err != nil || !ok {
+		return err
+	}
+	if head {
+		got.Item, k.Item = "", ""
+	}
+	if got != k {
+		return fmt.Errorf("jsstore: message %d of %q/%q/%q belongs to %q/%q/%q: subject tokens collide", m.seq, k.Stream, k.Group, k.Item, got.Stream, got.Group, got.Item)
+	}
+	return nil
+}
+
 // itemSubj reads an item's own subject: the item (Seq 0 when missing or
 // deleted) and the stream sequence of the subject's last message (0: none),
 // for the compare-and-set of the next message there.
-func (s *Store) itemSubj(ctx context.Context, subject string) (it store.Item, streamSeq uint64, err error) {
-	m, ok, err := s.last(ctx, subject, leader)
+func (s *Store) itemSubj(ctx context.Context, k store.Key) (it store.Item, streamSeq uint64, err error) {
+	m, ok, err := s.last(ctx, s.itemSubject(k), leader)
 	if err != nil || !ok {
+		return store.Item{}, 0, err
+	}
+	if err := checkNames(m, k, false); err != nil {
 		return store.Item{}, 0, err
 	}
 	seq, err := groupSeq(m)
@@ -331,7 +386,7 @@ func (s *Store) itemSubj(ctx context.Context, subject string) (it store.Item, st
 // current is an item as of head h: its own subject, unless h's change to
 // it is newer.
 func (s *Store) current(ctx context.Context, k store.Key, h head) (store.Item, error) {
-	it, _, err := s.itemSubj(ctx, s.itemSubject(k))
+	it, _, err := s.itemSubj(ctx, k)
 	if err != nil {
 		return store.Item{}, err
 	}
@@ -357,7 +412,7 @@ func (s *Store) settle(ctx context.Context, stream, group string, h head) error 
 	}
 	k := store.Key{Stream: stream, Group: group, Item: h.item}
 	for attempt := range s.cfg.MaxRetries {
-		it, streamSeq, err := s.itemSubj(ctx, s.itemSubject(k))
+		it, streamSeq, err := s.itemSubj(ctx, k)
 		if err != nil || it.Seq >= h.seq {
 			return err
 		}
@@ -379,6 +434,7 @@ func (s *Store) settle(ctx context.Context, stream, group string, h head) error 
 // compare-and-set on the message it read there (streamSeq).
 func (s *Store) apply(ctx context.Context, k store.Key, op string, seq uint64, value []byte, streamSeq uint64) error {
 	m := nats.NewMsg(s.itemSubject(k))
+	setNames(m, k)
 	m.Header.Set(hOp, op)
 	m.Header.Set(hSeq, strconv.FormatUint(seq, 10))
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(streamSeq, 10))
@@ -460,7 +516,7 @@ func (s *Store) write(ctx context.Context, k store.Key, decide func(old store.It
 		m := nats.NewMsg(s.headSubject(k.Stream, k.Group))
 		m.Header.Set(hOp, c.op)
 		m.Header.Set(hSeq, strconv.FormatUint(seq, 10))
-		m.Header.Set(hItem, base64.RawURLEncoding.EncodeToString([]byte(k.Item)))
+		setNames(m, k)
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(h.streamSeq, 10))
 		m.Data = c.value
 		_, err = s.js.PublishMsg(ctx, m)
@@ -602,8 +658,12 @@ func (s *Store) List(ctx context.Context, stream, group, after string, limit int
 	}
 	ids := make([]string, 0, len(subjects)+1)
 	for _, subj := range subjects {
-		if id, err := natsfanout.ParseToken(strings.TrimPrefix(subj, prefix)); err == nil {
-			ids = append(ids, id)
+		k, ok, err := s.subjectKey(ctx, subj)
+		if err != nil {
+			return store.Page{}, err
+		}
+		if ok && k.Stream == stream && k.Group == group {
+			ids = append(ids, k.Item)
 		}
 	}
 	if h.op == opPut && !slices.Contains(ids, h.item) {
@@ -631,6 +691,44 @@ func (s *Store) List(ctx context.Context, stream, group, after string, limit int
 	return p, nil
 }
 
+// subjectKey gives the names of an item or head subject: from its tokens,
+// or, when one is hashed, from the headers of its last message. ok is
+// false for a subject that is neither.
+func (s *Store) subjectKey(ctx context.Context, subj string) (store.Key, bool, error) {
+	toks := strings.Split(strings.TrimPrefix(subj, s.cfg.Prefix+"."), ".")
+	item := len(toks) == 4 && toks[2] == "i"
+	if !item && (len(toks) != 3 || toks[2] != "h") {
+		return store.Key{}, false, nil
+	}
+	var k store.Key
+	var errs [3]error
+	k.Stream, errs[0] = natsfanout.ParseToken(toks[0])
+	k.Group, errs[1] = natsfanout.ParseToken(toks[1])
+	if item {
+		k.Item, errs[2] = natsfanout.ParseToken(toks[3])
+	}
+	if errs[0] == nil && errs[1] == nil && errs[2] == nil {
+		return k, true, nil
+	}
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, natsfanout.ErrHashedToken) {
+			return store.Key{}, false, nil // not a subject this store wrote
+		}
+	}
+	m, ok, err := s.last(ctx, subj, leader)
+	if err != nil || !ok {
+		return store.Key{}, false, err
+	}
+	k, ok, err = names(m.hdr)
+	if err != nil {
+		return store.Key{}, false, fmt.Errorf("jsstore: %s: %w", subj, err)
+	}
+	if !item {
+		k.Item = ""
+	}
+	return k, ok, nil
+}
+
 // groupsWithItems maps stream → groups that hold at least one item, among
 // the groups whose subjects match streamTok (a token or "*").
 func (s *Store) groupsWithItems(ctx context.Context, streamTok string) (map[string][]string, error) {
@@ -645,18 +743,17 @@ func (s *Store) groupsWithItems(ctx context.Context, streamTok string) (map[stri
 	}
 	type group struct{ stream, group string }
 	byGroup := map[group][]string{} // item ids
-	for _, subj := range append(items, heads...) {
-		toks := strings.Split(strings.TrimPrefix(subj, s.cfg.Prefix+"."), ".")
-		stream, err1 := natsfanout.ParseToken(toks[0])
-		grp, err2 := natsfanout.ParseToken(toks[1])
-		if err1 != nil || err2 != nil {
+	for i, subj := range append(items, heads...) {
+		k, ok, err := s.subjectKey(ctx, subj)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
 			continue
 		}
-		g := group{stream, grp}
-		if len(toks) == 4 && toks[2] == "i" {
-			if id, err := natsfanout.ParseToken(toks[3]); err == nil {
-				byGroup[g] = append(byGroup[g], id)
-			}
+		g := group{k.Stream, k.Group}
+		if i < len(items) {
+			byGroup[g] = append(byGroup[g], k.Item)
 		} else if _, ok := byGroup[g]; !ok {
 			byGroup[g] = nil
 		}

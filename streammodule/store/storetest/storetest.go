@@ -37,6 +37,7 @@ func Run(t *testing.T, a Adapter) {
 		{"List", testList},
 		{"ListGroups", testListGroups},
 		{"HostileNames", testHostileNames},
+		{"LongNames", testLongNames},
 		{"ConcurrentIncrements", testConcurrentIncrements},
 		{"CommitOrder", testCommitOrder},
 		{"Closed", testClosed},
@@ -290,6 +291,76 @@ func testHostileNames(t *testing.T, a Adapter) {
 				t.Fatalf("List(%q, %q) = %+v, %v", st, g, p, err)
 			}
 		}
+	}
+}
+
+// LongNames are names at the 1024-byte limit (of bytes that escape, and of
+// bytes that do not) and names that share a long prefix: they break
+// schemes whose derived keys grow with the name or are cut short.
+func LongNames() []string {
+	return []string{
+		strings.Repeat(".", 1024), strings.Repeat(".", 1023) + "x", strings.Repeat(".", 1023) + "y",
+		strings.Repeat("a", 1024), strings.Repeat("a", 1023) + "b", strings.Repeat("é", 512),
+		strings.Repeat("a", 200), strings.Repeat("a", 201),
+	}
+}
+
+func testLongNames(t *testing.T, a Adapter) {
+	s := open(t, a, store.Options{})
+	names := LongNames()
+	for i, st := range names {
+		for j, g := range names {
+			for k, it := range names {
+				if (i+j+k)%3 != 0 {
+					continue // a third of the triples is plenty
+				}
+				put(t, s, store.Key{Stream: st, Group: g, Item: it}, strconv.Itoa(i*100+j*10+k))
+			}
+		}
+	}
+	for i, st := range names {
+		var want []string
+		for j, g := range names {
+			var ids []string
+			for k, it := range names {
+				if (i+j+k)%3 != 0 {
+					continue
+				}
+				ids = append(ids, it)
+				if got, _ := get(t, s, store.Key{Stream: st, Group: g, Item: it}); string(got.Value) != strconv.Itoa(i*100+j*10+k) {
+					t.Fatalf("Get(#%d, #%d, #%d) = %s", i, j, k, got.Value)
+				}
+			}
+			slices.Sort(ids)
+			p, err := s.List(ctx, st, g, "", 0)
+			if err != nil || len(p.Items) != len(ids) {
+				t.Fatalf("List(#%d, #%d) = %d items, %v; want %d", i, j, len(p.Items), err, len(ids))
+			}
+			for n, it := range p.Items {
+				if it.ID != ids[n] {
+					t.Fatalf("List(#%d, #%d) item %d is a %d-byte id, want %d bytes", i, j, n, len(it.ID), len(ids[n]))
+				}
+			}
+			want = append(want, g)
+		}
+		slices.Sort(want)
+		if gs, err := s.ListGroups(ctx, st); err != nil || !slices.Equal(gs, want) {
+			t.Fatalf("ListGroups(#%d) = %d groups, %v; want %d", i, len(gs), err, len(want))
+		}
+	}
+	all, err := s.ListAll(ctx)
+	if err != nil || len(all) != len(names) {
+		t.Fatalf("ListAll = %d streams, %v; want %d", len(all), err, len(names))
+	}
+	k := store.Key{Stream: names[0], Group: names[1], Item: names[2]}
+	if _, ok, err := s.Delete(ctx, k, store.Cond{}); err != nil || !ok {
+		t.Fatalf("Delete: %v, %v", ok, err)
+	}
+	if got, _ := get(t, s, k); got.Seq != 0 {
+		t.Fatalf("deleted item still there: %s", got.Value)
+	}
+	if got, _ := get(t, s, store.Key{Stream: names[0], Group: names[1], Item: names[1]}); got.Seq != 0 && (0+1+1)%3 != 0 {
+		t.Fatalf("a neighbour of the deleted item: %s", got.Value)
 	}
 }
 
