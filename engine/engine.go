@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
@@ -203,11 +202,15 @@ func (e *Engine) route(c *Call) (Handler, error) {
 	if err := ValidateID("function id", c.FunctionID); err != nil {
 		return nil, err
 	}
-	if len(c.Payload) > 0 && !json.Valid(c.Payload) {
-		return nil, Errorf(CodeInvalidArgument, "payload for %q is not valid JSON", c.FunctionID)
+	if len(c.Payload) > 0 {
+		if err := ValidJSONText(c.Payload); err != nil {
+			return nil, Errorf(CodeInvalidArgument, "payload for %q: %v", c.FunctionID, err)
+		}
 	}
-	if len(c.Metadata) > 0 && !json.Valid(c.Metadata) {
-		return nil, Errorf(CodeInvalidArgument, "metadata for %q is not valid JSON", c.FunctionID)
+	if len(c.Metadata) > 0 {
+		if err := ValidJSONText(c.Metadata); err != nil {
+			return nil, Errorf(CodeInvalidArgument, "metadata for %q: %v", c.FunctionID, err)
+		}
 	}
 	c.InvocationID = e.newID()
 	e.mu.RLock()

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"maps"
 	"net"
 	"slices"
@@ -325,8 +324,10 @@ func (s *Session) invokeVoid(ctx context.Context, c Call) error {
 // unknown, finished or cancelled invocation is dropped; Result reports
 // whether it was delivered.
 func (s *Session) Result(invocationID string, value []byte, err *Error) bool {
-	if err == nil && len(value) > 0 && !json.Valid(value) {
-		value, err = nil, Errorf(CodeHandlerError, "worker %s (%s) returned a result that is not valid JSON", s.id, s.name())
+	if err == nil && len(value) > 0 {
+		if verr := ValidJSONText(value); verr != nil {
+			value, err = nil, Errorf(CodeHandlerError, "worker %s (%s) returned a result that is %v", s.id, s.name(), verr)
+		}
 	}
 	return s.deliver(invocationID, value, err)
 }

@@ -23,6 +23,7 @@ const (
 	closeNormal      = 1000
 	closeGoingAway   = 1001
 	closeProtocol    = 1002
+	closeInvalidText = 1007
 	closePolicy      = 1008
 	closeTooBig      = 1009
 	closeServerError = 1011

@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/gateway"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/natsfanout"
@@ -288,4 +289,27 @@ func TestLongNamesEveryPath(t *testing.T) {
 	must(t, late.read().kind() == "sync", "late sync")
 	s.set(t, "s", "late", "i", 5)
 	must(t, late.read().kind() == "create", "late client served")
+}
+
+// A text message that is not valid UTF-8 closes the socket with 1007, as
+// RFC 6455 asks; a write with invalid UTF-8 never reaches a browser.
+func TestInvalidUTF8(t *testing.T) {
+	s := newStack(t, gateway.Config{}, streammodule.Config{})
+	c := s.dial(t, "/", nil)
+	if err := c.c.Write(context.Background(), websocket.MessageText, []byte("{\"type\":\"ping\",\"x\":\"\xff\"}")); err != nil {
+		t.Fatal(err)
+	}
+	<-c.done
+	must(t, websocket.CloseStatus(c.err) == 1007, "close after invalid UTF-8: %v", c.err)
+
+	sub := s.dial(t, groupPath("s", "g"), nil)
+	must(t, sub.read().kind() == "sync", "sync")
+	for _, p := range []string{"{\"stream_name\":\"s\",\"group_id\":\"g\",\"item_id\":\"i\",\"data\":\"\xff\"}",
+		`{"stream_name":"s","group_id":"g","item_id":"\ud800","data":1}`} {
+		_, err := s.e.Trigger(context.Background(), engine.Call{FunctionID: "stream::set", Payload: []byte(p)})
+		must(t, engine.AsError(err).Code == engine.CodeInvalidArgument, "set %q: %v", p, err)
+	}
+	s.set(t, "s", "g", "ok", "\ufffd")
+	f := sub.read()
+	must(t, f.kind() == "create" && *f.ID == "ok", "only the valid write is delivered: %s", f.Raw)
 }

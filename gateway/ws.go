@@ -170,6 +170,10 @@ func (c *conn) readLoop(br *bufio.Reader, initial *joinRequest) {
 		if !h.Fin {
 			continue
 		}
+		if msgOp == ws.OpText && !utf8.Valid(msg) {
+			c.shutdown(closeInvalidText, "text message is not valid UTF-8")
+			return
+		}
 		if msgOp == ws.OpText || msgOp == ws.OpBinary {
 			c.handle(msg)
 		}

@@ -114,6 +114,8 @@ func TestBodies(t *testing.T) {
 		{"bad json", "", strings.NewReader(`{"a":`), 400, httptrigger.CodeInvalidJSON},
 		{"bad json typed", "application/json", strings.NewReader(`nope`), 400, httptrigger.CodeInvalidJSON},
 		{"bad plus json", "application/problem+json", strings.NewReader(`{`), 400, httptrigger.CodeInvalidJSON},
+		{"json with invalid UTF-8", "application/json", strings.NewReader("\"\xff\""), 400, httptrigger.CodeInvalidJSON},
+		{"json with a lone surrogate", "application/json", strings.NewReader(`{"k":"\ud800"}`), 400, httptrigger.CodeInvalidJSON},
 		{"binary text", "application/octet-stream", bytes.NewReader([]byte{0xff, 0xfe, 0}), 415, httptrigger.CodeUnsupportedMediaType},
 		{"too large", "application/json", strings.NewReader(`"` + strings.Repeat("x", 100) + `"`), 413, httptrigger.CodePayloadTooLarge},
 		{"too large chunked", "text/plain", io.MultiReader(strings.NewReader(strings.Repeat("x", 65))), 413, httptrigger.CodePayloadTooLarge},

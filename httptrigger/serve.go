@@ -189,8 +189,8 @@ func (p *Provider) readBody(w http.ResponseWriter, r *http.Request, deadline tim
 		return nil, nil, nil
 	}
 	if isJSON(r.Header.Get("Content-Type")) {
-		if !json.Valid(b) {
-			return nil, nil, &httpError{status: http.StatusBadRequest, code: CodeInvalidJSON, message: "request body is not valid JSON"}
+		if err := engine.ValidJSONText(b); err != nil {
+			return nil, nil, &httpError{status: http.StatusBadRequest, code: CodeInvalidJSON, message: "request body is " + err.Error()}
 		}
 		return b, b, nil
 	}
