@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -36,6 +37,7 @@ type conn struct {
 	ctx      context.Context // ends when the connection ends
 	cancel   context.CancelCauseFunc
 	out      chan []byte
+	outBytes atomic.Int64  // bytes in out, bounded by maxQueuedBytes
 	wake     chan struct{} // a message was queued for the registrar
 	resolved chan struct{} // closed once the worker has described itself
 	resolve  sync.Once
@@ -47,6 +49,9 @@ type conn struct {
 	configs     map[string]string // trigger id -> request id of a registertrigger sent to this provider
 	work        []queued          // the registrar's work, in arrival order
 	queuedBytes int64
+	owedBytes   int64 // answers waiting for room in the send queue
+	owed        int
+	inflight    int // the worker's own calls still running
 }
 
 // queued is a message waiting for the registrar, with its size on the wire.
@@ -164,6 +169,7 @@ func (c *conn) write() {
 					break gather
 				}
 			}
+			c.outBytes.Add(-int64(len(batch)))
 			if err := c.socket.write(batch); err != nil {
 				if c.ctx.Err() == nil {
 					c.log.Info("iii worker write failed; disconnecting", "error", err)
@@ -215,6 +221,10 @@ func (c *conn) send(ctx context.Context, v any) error {
 		return engine.Errorf(engine.CodeMessageTooLarge, "message is %d bytes, the limit is %d", len(p), c.srv.cfg.MaxMessageBytes)
 	}
 	b := frame(ws.OpText, p)
+	if c.outBytes.Load()+int64(len(b)) > c.maxQueuedBytes() {
+		return engine.Errorf(engine.CodeOverloaded, "worker %s is not reading its connection: %d bytes queued", c.sess.ID(), c.outBytes.Load())
+	}
+	c.outBytes.Add(int64(len(b)))
 	select {
 	case c.out <- b:
 		return nil
@@ -224,10 +234,61 @@ func (c *conn) send(ctx context.Context, v any) error {
 	case c.out <- b:
 		return nil
 	case <-ctx.Done():
+		c.outBytes.Add(-int64(len(b)))
 		return engine.Errorf(engine.CodeOverloaded, "worker %s is not reading its connection", c.sess.ID())
 	case <-c.ctx.Done():
+		c.outBytes.Add(-int64(len(b)))
 		return engine.Errorf(engine.CodeWorkerDisconnected, "worker %s disconnected", c.sess.ID())
 	}
+}
+
+// answer sends a message the worker is owed (a pong, a result, an error)
+// without waiting: straight into the send queue, or, when that is full, to
+// a goroutine that waits for room. A worker that does not read while it is
+// owed more than SendQueue answers or maxQueuedBytes is disconnected
+// (1008), so that a peer flooding pings or calls and never reading costs
+// bounded memory and goroutines.
+func (c *conn) answer(v any) error {
+	p, err := json.Marshal(v)
+	if err != nil {
+		return engine.Errorf(engine.CodeInternal, "encode message: %v", err)
+	}
+	if int64(len(p)) > c.srv.cfg.MaxMessageBytes {
+		return engine.Errorf(engine.CodeMessageTooLarge, "message is %d bytes, the limit is %d", len(p), c.srv.cfg.MaxMessageBytes)
+	}
+	b := frame(ws.OpText, p)
+	size := int64(len(b))
+	if c.outBytes.Load()+size <= c.maxQueuedBytes() {
+		select {
+		case c.out <- b:
+			c.outBytes.Add(size)
+			return nil
+		default:
+		}
+	}
+	c.mu.Lock()
+	if c.owed+1 > c.srv.cfg.SendQueue || c.owedBytes+size > c.maxQueuedBytes() {
+		owed, owedBytes := c.owed, c.owedBytes
+		c.mu.Unlock()
+		c.log.Warn("iii worker does not read its answers; disconnecting", "owed", owed, "bytes", owedBytes)
+		c.stop(closePolicy, "too many answers waiting: the worker does not read")
+		return nil
+	}
+	c.owed++
+	c.owedBytes += size
+	c.mu.Unlock()
+	c.async(func() {
+		select {
+		case c.out <- b:
+			c.outBytes.Add(size)
+		case <-c.ctx.Done():
+		}
+		c.mu.Lock()
+		c.owed--
+		c.owedBytes -= size
+		c.mu.Unlock()
+	})
+	return nil
 }
 
 // queue sends a message the worker is owed, for as long as the connection
@@ -295,7 +356,7 @@ func (c *conn) handle(op ws.OpCode, b []byte) {
 			c.sess.Ack(req, m.Error.toError())
 		}
 	case typePing:
-		c.async(func() { c.queue(bare{Type: typePong}) })
+		_ = c.answer(bare{Type: typePong})
 	case typePong:
 	case typeReattach:
 		if c.sess.Evict(m.PreviousWorkerID, m.ReattachToken) {
@@ -369,17 +430,13 @@ func (c *conn) undecodable(b []byte, err error) {
 	switch env.Type {
 	case typeInvokeFunction:
 		if inv := str(env.InvocationID); inv != "" {
-			c.async(func() {
-				c.queue(invocationResult{Type: typeInvocationResult, InvocationID: inv, FunctionID: str(env.FunctionID), Error: bad})
-			})
+			_ = c.answer(invocationResult{Type: typeInvocationResult, InvocationID: inv, FunctionID: str(env.FunctionID), Error: bad})
 			return
 		}
 	case typeRegisterTrigger:
 		if id != "" {
-			c.async(func() {
-				c.queue(triggerRegistrationResult{Type: typeTriggerRegistrationResult, ID: id,
-					TriggerType: str(env.TriggerType), FunctionID: str(env.FunctionID), Error: bad})
-			})
+			_ = c.answer(triggerRegistrationResult{Type: typeTriggerRegistrationResult, ID: id,
+				TriggerType: str(env.TriggerType), FunctionID: str(env.FunctionID), Error: bad})
 			return
 		}
 	}
@@ -496,7 +553,7 @@ func (c *conn) invoke(m *inbound) {
 	}
 	answer := func(out []byte, err error) {
 		if id != "" {
-			c.async(func() { c.reply(id, m.FunctionID, out, err) })
+			c.reply(id, m.FunctionID, out, err)
 		} else if err != nil {
 			c.log.Debug("call without invocation_id failed", engine.LogFunctionID, m.FunctionID, "error", err)
 		}
@@ -524,20 +581,34 @@ func (c *conn) invoke(m *inbound) {
 		}
 		return
 	}
+	c.mu.Lock()
+	if c.inflight >= c.maxInflight() {
+		c.mu.Unlock()
+		answer(nil, engine.Errorf(engine.CodeOverloaded, "this worker has %d calls running, the limit is %d", c.maxInflight(), c.maxInflight()))
+		return
+	}
+	c.inflight++
+	c.mu.Unlock()
 	c.async(func() {
 		out, err := c.sess.Call(c.ctx, call)
 		c.reply(id, m.FunctionID, out, err)
+		c.mu.Lock()
+		c.inflight--
+		c.mu.Unlock()
 	})
 }
+
+// maxInflight bounds the calls one worker may have running at once.
+func (c *conn) maxInflight() int { return 4 * c.srv.cfg.SendQueue }
 
 func (c *conn) reply(id, functionID string, out []byte, err error) {
 	r := invocationResult{Type: typeInvocationResult, InvocationID: id, FunctionID: functionID, Error: toBody(err)}
 	if err == nil {
 		r.Result = orNull(out)
 	}
-	if serr := c.send(c.ctx, r); errors.Is(serr, engine.ErrMessageTooLarge) {
+	if serr := c.answer(r); errors.Is(serr, engine.ErrMessageTooLarge) {
 		r.Result, r.Error = nil, toBody(engine.Errorf(engine.CodeMessageTooLarge, "result of %q: %s", functionID, engine.AsError(serr).Message))
-		c.queue(r)
+		_ = c.answer(r)
 	}
 }
 

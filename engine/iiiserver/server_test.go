@@ -5,13 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
+	"github.com/google/uuid"
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/iiiserver"
@@ -711,5 +716,74 @@ func TestInvalidUTF8(t *testing.T) {
 	c.sendRaw(websocket.MessageText, []byte{'"', 0xff, 0xfe, '"'})
 	if _, err := c.read(5 * time.Second); websocket.CloseStatus(err) != websocket.StatusInvalidFramePayloadData {
 		t.Fatalf("invalid UTF-8: %v, want close 1007", err)
+	}
+}
+
+// A worker that never reads and floods pings (or calls) is closed with
+// 1008 once the answers it is owed pass their bound; the engine's memory
+// and goroutines stay bounded meanwhile. (1M pings used to pile up 98k
+// blocked goroutines and 4.2 GB.)
+func TestFloodFromAPeerThatNeverReads(t *testing.T) {
+	for _, kind := range []string{"ping", "call"} {
+		t.Run(kind, func(t *testing.T) {
+			s := start(t, iiiserver.Config{SendQueue: 64})
+			d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+				return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+			}}
+			nc, err := d.Dial("tcp", strings.TrimPrefix(s.url, "ws://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			if _, _, _, err := (ws.Dialer{NetDial: func(context.Context, string, string) (net.Conn, error) { return nc, nil }}).Dial(t.Context(), s.url); err != nil {
+				t.Fatal(err)
+			}
+			msg := []byte(`{"type":"ping"}`)
+			if kind == "call" {
+				msg = []byte(`{"type":"invokefunction","invocation_id":"` + uuid.NewString() + `","function_id":"engine::functions::list","data":{}}`)
+			}
+			base := runtime.NumGoroutine()
+			peak := base
+			var sent int
+			for sent = 0; sent < 300_000; sent++ {
+				_ = nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+				if err := ws.WriteFrame(nc, ws.MaskFrame(ws.NewTextFrame(msg))); err != nil {
+					break // the engine closed the connection
+				}
+				if sent%1000 == 0 {
+					peak = max(peak, runtime.NumGoroutine())
+				}
+			}
+			waitFor(t, "the flooding worker to be disconnected", func() bool { return workerCount(t, s) == 0 })
+			if peak > base+400 {
+				t.Fatalf("goroutines %d → %d while flooding", base, peak)
+			}
+			t.Logf("%d messages sent; goroutines %d → peak %d", sent, base, peak)
+		})
+	}
+}
+
+func workerCount(t *testing.T, s *stack) int {
+	out, err := s.e.Trigger(context.Background(), engine.Call{FunctionID: "engine::workers::list", Payload: []byte(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Workers []json.RawMessage `json:"workers"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("%s: %v", out, err)
+	}
+	return len(r.Workers)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
