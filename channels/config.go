@@ -34,6 +34,10 @@ type Config struct {
 	// besides the listener's own host ("*" allows any); requests without
 	// an Origin header are always allowed. Others get 403.
 	AllowedOrigins []string
+	// AllowedHosts lists the listener's public host names (see
+	// internal/origin): on a loopback listener, only loopback hosts and
+	// these are accepted.
+	AllowedHosts []string
 	// Logger receives channel lifecycle logs. Default: discard.
 	Logger *slog.Logger
 }

@@ -7,8 +7,6 @@ import (
 	"strings"
 
 	"github.com/coder/websocket"
-
-	"github.com/trinehq/trine/internal/origin"
 )
 
 // pathPrefix precedes the channel id in the endpoint's path.
@@ -32,8 +30,8 @@ const pathPrefix = "/ws/channels/"
 // must accept frames of Config.MaxFrameBytes (coder/websocket reads 32 KiB
 // by default).
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !origin.Allowed(r, h.cfg.AllowedOrigins) {
-		http.Error(w, "channels: origin not allowed", http.StatusForbidden)
+	if ref := h.origins.Check(r); ref != nil {
+		http.Error(w, "channels: "+ref.Reason, ref.Status)
 		return
 	}
 	i := strings.LastIndex(r.URL.Path, pathPrefix)

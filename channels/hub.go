@@ -8,13 +8,15 @@ import (
 	"time"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/origin"
 )
 
 // Hub holds the live channels, creates them for engine::channels::create and
 // serves their WebSocket endpoint. Call Close when done with it.
 type Hub struct {
-	cfg Config
-	log *slog.Logger
+	cfg     Config
+	log     *slog.Logger
+	origins *origin.Policy
 
 	// ctx is the parent of every channel's context; Close cancels it.
 	ctx    context.Context
@@ -36,7 +38,9 @@ type Hub struct {
 func New(cfg Config) *Hub {
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancelCause(context.Background())
-	return &Hub{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, channels: make(map[string]*channel)}
+	return &Hub{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, channels: make(map[string]*channel),
+		origins: &origin.Policy{Origins: cfg.AllowedOrigins, Hosts: cfg.AllowedHosts, Logger: cfg.Logger,
+			OriginsSetting: "--allowed-origins", HostsSetting: "--allowed-hosts"}}
 }
 
 // Close closes every channel (attached ends get 1001, going away), stops the

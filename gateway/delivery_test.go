@@ -238,7 +238,24 @@ func get(t *testing.T, u string) *http.Response {
 func TestOrigins(t *testing.T) {
 	s := newStack(t, gateway.Config{AllowedOrigins: []string{"https://app.example"}}, streammodule.Config{})
 	ctx := context.Background()
-	_, resp, err := websocket.Dial(ctx, s.wsURL("/"), &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"https://evil.example"}}})
+	// DNS rebinding: a page on evil.example resolved to 127.0.0.1 sends
+	// Host and Origin both evil.example. The loopback listener refuses
+	// the host, allowed origins or not, with or without Origin.
+	for _, h := range []http.Header{{"Origin": {"http://evil.example"}}, {}} {
+		req, _ := http.NewRequest(http.MethodGet, s.srv.URL+groupPath("s", "g"), nil)
+		req.Host = "evil.example"
+		req.Header = h
+		req.Header.Set("Accept", "text/event-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		must(t, resp.StatusCode == http.StatusMisdirectedRequest, "rebinding %v: %s", h, resp.Status)
+	}
+	_, resp, err := websocket.Dial(ctx, s.wsURL("/"), &websocket.DialOptions{Host: "evil.example", HTTPHeader: http.Header{"Origin": {"http://evil.example"}}})
+	must(t, err != nil && resp != nil && resp.StatusCode == http.StatusMisdirectedRequest, "rebinding WebSocket: %v", err)
+	_, resp, err = websocket.Dial(ctx, s.wsURL("/"), &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"https://evil.example"}}})
 	must(t, err != nil && resp != nil && resp.StatusCode == http.StatusForbidden, "cross-site origin: %v", err)
 	for _, o := range []string{"https://app.example", s.srv.URL} {
 		c := s.dial(t, "/", http.Header{"Origin": {o}})
@@ -294,7 +311,7 @@ func rawUpgrade(t *testing.T, s *stack, path string) net.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	fmt.Fprintf(nc, "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", path)
+	fmt.Fprintf(nc, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", path)
 	return nc
 }
 

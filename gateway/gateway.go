@@ -66,9 +66,14 @@ type Config struct {
 	// connection with 401.
 	AuthFunction string
 	// AllowedOrigins lists the Origin values allowed to connect besides
-	// the gateway's own host ("*" allows any). Requests without an Origin
-	// header (non-browser clients) are always allowed.
+	// same-origin pages ("*" allows any). Requests without an Origin
+	// header (non-browser clients) are allowed.
 	AllowedOrigins []string
+	// AllowedHosts lists the gateway's public host names: the Host values
+	// it accepts besides loopback ones (on a loopback listener, only
+	// those), and the hosts whose pages are same-origin. See
+	// internal/origin.
+	AllowedHosts []string
 	// MaxFrameBytes bounds an inbound message; a larger one closes the
 	// socket with 1009. Default DefaultMaxFrameBytes.
 	MaxFrameBytes int64
@@ -135,10 +140,11 @@ func (c Config) withDefaults() Config {
 //
 // Path segments are percent-decoded once, so %2F is a slash inside a name.
 type Gateway struct {
-	cfg  Config
-	log  *slog.Logger
-	hub  *hub
-	pool *writerPool
+	cfg     Config
+	log     *slog.Logger
+	hub     *hub
+	pool    *writerPool
+	origins *origin.Policy
 
 	slowCloses atomic.Int64
 
@@ -158,7 +164,9 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, errors.New("gateway: AuthFunction needs a Caller")
 	}
 	cfg = cfg.withDefaults()
-	g := &Gateway{cfg: cfg, log: cfg.Logger, conns: make(map[*conn]struct{}), stop: make(chan struct{})}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, conns: make(map[*conn]struct{}), stop: make(chan struct{}),
+		origins: &origin.Policy{Origins: cfg.AllowedOrigins, Hosts: cfg.AllowedHosts, Logger: cfg.Logger,
+			OriginsSetting: "--allowed-origins", HostsSetting: "--allowed-hosts"}}
 	g.hub = newHub(g)
 	g.pool = newWriterPool(cfg.Writers)
 	g.wg.Add(1)
@@ -292,8 +300,9 @@ func (g *Gateway) pinger() {
 	}
 }
 
-// checkOrigin refuses cross-site browser connections that are not allowed.
-func (g *Gateway) checkOrigin(r *http.Request) bool { return origin.Allowed(r, g.cfg.AllowedOrigins) }
+// checkOrigin refuses requests for hosts that are not this listener's
+// (DNS rebinding) and cross-site browser connections that are not allowed.
+func (g *Gateway) checkOrigin(r *http.Request) *origin.Refusal { return g.origins.Check(r) }
 
 // authInput is the auth function's payload.
 type authInput struct {
@@ -339,8 +348,8 @@ func (g *Gateway) authenticate(r *http.Request) (json.RawMessage, error) {
 
 // admit checks the origin and runs auth; on failure it has answered r.
 func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (json.RawMessage, bool) {
-	if !g.checkOrigin(r) {
-		http.Error(w, "origin not allowed", http.StatusForbidden)
+	if ref := g.checkOrigin(r); ref != nil {
+		http.Error(w, ref.Reason, ref.Status)
 		return nil, false
 	}
 	authCtx, err := g.authenticate(r)

@@ -53,6 +53,7 @@ type engineConfig struct {
 	StreamMaxItem      int
 	StreamAuthFunction string
 	AllowedOrigins     []string
+	AllowedHosts       []string
 	StreamMaxFrame     int64
 	StreamQueueMsgs    int
 	StreamQueueBytes   int
@@ -189,13 +190,12 @@ var engineSettings = []setting{
 		c.StreamAuthFunction = v
 		return nil
 	}},
-	{"allowed-origins", "LIST", "", "comma-separated browser Origins allowed besides the listener's own host (* for any): stream gateway, iii listener, channels", func(c *engineConfig, v string) error {
-		c.AllowedOrigins = nil
-		for o := range strings.SplitSeq(v, ",") {
-			if o = strings.TrimSpace(o); o != "" {
-				c.AllowedOrigins = append(c.AllowedOrigins, o)
-			}
-		}
+	{"allowed-origins", "LIST", "", "comma-separated browser Origins allowed besides same-origin pages (* for any): stream gateway, iii listener, channels", func(c *engineConfig, v string) error {
+		c.AllowedOrigins = splitList(v)
+		return nil
+	}},
+	{"allowed-hosts", "LIST", "", "comma-separated public host names of the browser-facing listeners (stream gateway, iii listener, channels): Host values accepted besides loopback ones, and hosts whose pages are same-origin; a loopback listener accepts only loopback hosts and these (DNS rebinding)", func(c *engineConfig, v string) error {
+		c.AllowedHosts = splitList(v)
 		return nil
 	}},
 	{"stream-max-frame-bytes", "N", strconv.Itoa(gateway.DefaultMaxFrameBytes), "largest message a browser may send (larger: close 1009)", func(c *engineConfig, v string) error {
@@ -249,6 +249,17 @@ func checkAddr(v string) error {
 		return errors.New("must be HOST:PORT (port 0 picks a free port)")
 	}
 	return nil
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(v string) []string {
+	var out []string
+	for o := range strings.SplitSeq(v, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 func positiveInt(v string) (int, error) {
@@ -491,7 +502,7 @@ func yamlExample(s setting) string {
 	switch s.flag {
 	case "grpc-addr":
 		return `"${GRPC_ADDR:` + s.def + `}"`
-	case "stream-auth-function", "allowed-origins", "nats-url":
+	case "stream-auth-function", "allowed-origins", "allowed-hosts", "nats-url":
 		return `""`
 	case "http-addr", "data-dir", "stream-addr", "nats-addr", "engine", "iii-addr":
 		return `"` + s.def + `"`

@@ -130,7 +130,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	if err := registerGatewayMetrics(reg, streams.gw); err != nil {
 		return fmt.Errorf("register stream metrics: %w", err)
 	}
-	hub := channels.New(channels.Config{AllowedOrigins: cfg.AllowedOrigins, Logger: log})
+	hub := channels.New(channels.Config{AllowedOrigins: cfg.AllowedOrigins, AllowedHosts: cfg.AllowedHosts, Logger: log})
 	defer hub.Close()
 	if err := hub.Register(eng); err != nil {
 		return fmt.Errorf("register channels: %w", err)
@@ -154,7 +154,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	iii := iiiserver.New(eng, iiiserver.Config{MaxMessageBytes: int64(cfg.MaxMessageBytes), NamespaceGrace: cfg.IIINamespaceGrace,
-		Channels: hub, AllowedOrigins: cfg.AllowedOrigins, Logger: log})
+		Channels: hub, AllowedOrigins: cfg.AllowedOrigins, AllowedHosts: cfg.AllowedHosts, Logger: log})
 	iiiHTTP := &http.Server{
 		Handler:           iii,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -49,7 +49,9 @@ func gatewaySettings() []setting {
 		case "nats-url":
 			s.def, s.usage = "nats://127.0.0.1:4222", "NATS servers carrying stream events (comma-separated nats:// URLs)"
 		case "allowed-origins":
-			s.usage = "comma-separated browser Origins allowed besides the gateway's own host (* for any)"
+			s.usage = "comma-separated browser Origins allowed besides same-origin pages (* for any)"
+		case "allowed-hosts":
+			s.usage = "comma-separated public host names of the gateway: Host values accepted besides loopback ones, and hosts whose pages are same-origin (a loopback listener accepts only loopback hosts and these)"
 		case "stream-addr", "stream-auth-function", "stream-max-frame-bytes",
 			"stream-queue-messages", "stream-queue-bytes", "stream-ping-interval", "stream-write-timeout",
 			"log-level", "log-format":

@@ -123,6 +123,7 @@ func gatewayConfig(cfg engineConfig, b gateway.Backend, ev gateway.Events, c gat
 		Caller:         c,
 		AuthFunction:   cfg.StreamAuthFunction,
 		AllowedOrigins: cfg.AllowedOrigins,
+		AllowedHosts:   cfg.AllowedHosts,
 		MaxFrameBytes:  cfg.StreamMaxFrame,
 		QueueMessages:  cfg.StreamQueueMsgs,
 		QueueBytes:     cfg.StreamQueueBytes,

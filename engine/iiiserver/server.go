@@ -37,8 +37,12 @@ type Config struct {
 	Channels http.Handler
 	// AllowedOrigins lists the browser origins allowed to connect besides
 	// the listener's own host ("*" allows any), for iii's browser SDK.
-	// Requests without an Origin header (workers) are always allowed.
+	// Requests without an Origin header (workers) are allowed.
 	AllowedOrigins []string
+	// AllowedHosts lists the listener's public host names: the Host values
+	// it accepts besides loopback ones (on a loopback listener, only
+	// those). See internal/origin.
+	AllowedHosts []string
 	// Logger receives per-connection logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -71,9 +75,10 @@ func (c Config) withDefaults() Config {
 // Server serves iii's worker protocol: GET / upgrades to a worker
 // connection, GET /ws/channels/{id} is handed to Config.Channels.
 type Server struct {
-	e   *engine.Engine
-	cfg Config
-	log *slog.Logger
+	e       *engine.Engine
+	cfg     Config
+	log     *slog.Logger
+	origins *origin.Policy
 
 	ctx    context.Context // ends with Close
 	cancel context.CancelFunc
@@ -87,12 +92,14 @@ type Server struct {
 func New(e *engine.Engine, cfg Config) *Server {
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{e: e, cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, conns: make(map[*conn]struct{})}
+	return &Server{e: e, cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, conns: make(map[*conn]struct{}),
+		origins: &origin.Policy{Origins: cfg.AllowedOrigins, Hosts: cfg.AllowedHosts, Logger: cfg.Logger,
+			OriginsSetting: "--allowed-origins", HostsSetting: "--allowed-hosts"}}
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !origin.Allowed(r, s.cfg.AllowedOrigins) {
-		http.Error(w, "origin not allowed", http.StatusForbidden)
+	if ref := s.origins.Check(r); ref != nil {
+		http.Error(w, ref.Reason, ref.Status)
 		return
 	}
 	switch {

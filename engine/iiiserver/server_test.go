@@ -576,6 +576,15 @@ func TestQueueBound(t *testing.T) {
 func TestOrigins(t *testing.T) {
 	t.Parallel()
 	s := start(t, iiiserver.Config{AllowedOrigins: []string{"https://app.test"}})
+	// DNS rebinding: Host and Origin both the attacker's name, on a
+	// loopback listener with no auth: refused, as is a worker claiming
+	// that host.
+	for _, h := range []http.Header{{"Origin": {"http://evil.example"}}, {}} {
+		_, resp, err := websocket.Dial(t.Context(), s.url, &websocket.DialOptions{Host: "evil.example", HTTPHeader: h})
+		if err == nil || resp == nil || resp.StatusCode != http.StatusMisdirectedRequest {
+			t.Fatalf("rebinding %v: %v", h, err)
+		}
+	}
 	for origin, want := range map[string]int{"https://evil.test": http.StatusForbidden, "https://app.test": http.StatusSwitchingProtocols} {
 		ws, resp, err := websocket.Dial(t.Context(), s.url, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {origin}}})
 		got := http.StatusSwitchingProtocols

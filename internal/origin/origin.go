@@ -1,28 +1,153 @@
-// Package origin decides which browser origins may open a WebSocket or
-// SSE connection, for every listener that browsers can reach.
+// Package origin decides which requests a listener that browsers can reach
+// accepts, by their Host and Origin headers, and logs the refusals.
+//
+// DNS rebinding is the attack it stops: a page on evil.example, whose name
+// is made to resolve to 127.0.0.1, sends requests with Host and Origin both
+// evil.example, so "Origin equals Host" proves nothing. A listener accepts
+// a Host only if it is one of its configured public hosts or, on a
+// loopback listener, a loopback name or address; and a browser request is
+// same-origin only if its Origin's host is such a host too.
 package origin
 
 import (
+	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
+	"sync"
+	"time"
 )
 
-// Allowed reports whether r may connect: requests without an Origin header
-// (non-browser clients) always may; a browser may when its Origin is the
-// request's own host or is listed in allowed ("*" allows any).
-func Allowed(r *http.Request, allowed []string) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
+// Policy is one listener's rule. The zero Policy accepts loopback hosts on
+// loopback listeners, any host elsewhere, and same-origin browsers only.
+type Policy struct {
+	// Origins lists the browser origins allowed besides same-origin ones
+	// ("*" allows any), as scheme://host[:port].
+	Origins []string
+	// Hosts lists the listener's public host names (no port): the Host
+	// values it accepts besides loopback ones, and the hosts whose pages
+	// are same-origin. Empty: a loopback listener accepts only loopback
+	// hosts; any other accepts any Host, but no page is same-origin unless
+	// it is on a loopback host.
+	Hosts []string
+	// Logger receives refusals, at most one every LogEvery (with the
+	// number held back). Default: none.
+	Logger   *slog.Logger
+	LogEvery time.Duration // default 10s
+	// OriginsSetting and HostsSetting name the settings that allow more,
+	// for the log ("--allowed-origins").
+	OriginsSetting, HostsSetting string
+
+	mu         sync.Mutex
+	lastLog    time.Time
+	suppressed int
+}
+
+// Refusal is why a request was refused.
+type Refusal struct {
+	Status int // 403 or 421
+	Reason string
+}
+
+func (r *Refusal) Error() string { return r.Reason }
+
+// Check returns nil when r may proceed, or why not. A request without an
+// Origin header (not a browser) is checked for its Host only.
+func (p *Policy) Check(r *http.Request) *Refusal {
+	loopback := localIsLoopback(r)
+	host := hostname(r.Host)
+	if !p.hostAllowed(host, loopback) {
+		return p.refuse(r, &Refusal{Status: http.StatusMisdirectedRequest,
+			Reason: fmt.Sprintf("host %q is not one of this listener's hosts", host)},
+			fmt.Sprintf("add it to %s", orDefault(p.HostsSetting, "the allowed hosts")))
 	}
-	for _, o := range allowed {
-		if o == "*" || strings.EqualFold(o, origin) {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return nil
+	}
+	for _, a := range p.Origins {
+		if a == "*" || strings.EqualFold(a, o) {
+			return nil
+		}
+	}
+	u, err := url.Parse(o)
+	if err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host) && p.hostAllowed(hostname(u.Host), loopback) &&
+		(len(p.Hosts) > 0 || isLoopbackName(hostname(u.Host))) {
+		return nil // same-origin, on a host that is really this listener's
+	}
+	return p.refuse(r, &Refusal{Status: http.StatusForbidden, Reason: fmt.Sprintf("origin %q not allowed", o)},
+		fmt.Sprintf("to allow it, add %s to %s", o, orDefault(p.OriginsSetting, "the allowed origins")))
+}
+
+func (p *Policy) hostAllowed(host string, loopbackListener bool) bool {
+	for _, h := range p.Hosts {
+		if strings.EqualFold(h, host) {
 			return true
 		}
 	}
-	host := origin
-	if i := strings.Index(host, "://"); i >= 0 {
-		host = host[i+3:]
+	switch {
+	case isLoopbackName(host):
+		return true
+	case loopbackListener:
+		return false
 	}
-	return strings.EqualFold(host, r.Host)
+	return len(p.Hosts) == 0
+}
+
+func (p *Policy) refuse(r *http.Request, ref *Refusal, how string) *Refusal {
+	if p.Logger == nil {
+		return ref
+	}
+	every := p.LogEvery
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	p.mu.Lock()
+	now := time.Now()
+	if now.Sub(p.lastLog) < every {
+		p.suppressed++
+		p.mu.Unlock()
+		return ref
+	}
+	held := p.suppressed
+	p.lastLog, p.suppressed = now, 0
+	p.mu.Unlock()
+	p.Logger.Warn("browser request refused", "reason", ref.Reason, "status", ref.Status, "remote", r.RemoteAddr,
+		"path", r.URL.Path, "how_to_allow", how, "refusals_not_logged", held)
+	return ref
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+// hostname is host without its port and brackets.
+func hostname(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return strings.Trim(hostport, "[]")
+}
+
+func isLoopbackName(h string) bool {
+	if strings.EqualFold(h, "localhost") || strings.HasSuffix(strings.ToLower(h), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// localIsLoopback reports whether r arrived on a loopback address.
+func localIsLoopback(r *http.Request) bool {
+	a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }

@@ -1,34 +1,75 @@
 package origin_test
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/trinehq/trine/internal/origin"
 )
 
-func TestAllowed(t *testing.T) {
+func request(local, host, orig string) *http.Request {
+	r := httptest.NewRequest("GET", "http://"+host+"/", nil)
+	r.Host = host
+	if orig != "" {
+		r.Header.Set("Origin", orig)
+	}
+	ip := net.ParseIP(local)
+	return r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: ip, Port: 3112}))
+}
+
+func TestCheck(t *testing.T) {
 	for _, tc := range []struct {
-		origin  string
-		allowed []string
-		want    bool
+		name              string
+		local, host, orig string
+		p                 origin.Policy
+		want              int // 0: allowed
 	}{
-		{"", nil, true},
-		{"http://engine.test:3112", nil, true},
-		{"HTTP://ENGINE.TEST:3112", nil, true},
-		{"https://evil.test", nil, false},
-		{"https://app.test", []string{"https://app.test"}, true},
-		{"https://app.test", []string{"https://other.test"}, false},
-		{"https://app.test:8443", []string{"https://app.test"}, false},
-		{"https://anything.test", []string{"*"}, true},
-		{"null", nil, false},
+		{"worker on loopback", "127.0.0.1", "127.0.0.1:49135", "", origin.Policy{}, 0},
+		{"localhost page", "127.0.0.1", "localhost:3112", "http://localhost:3112", origin.Policy{}, 0},
+		{"ipv6 loopback", "::1", "[::1]:3112", "http://[::1]:3112", origin.Policy{}, 0},
+		{"DNS rebinding", "127.0.0.1", "evil.example:3112", "http://evil.example:3112", origin.Policy{}, http.StatusMisdirectedRequest},
+		{"DNS rebinding with origins set", "127.0.0.1", "evil.example:3112", "http://evil.example:3112", origin.Policy{Origins: []string{"https://app.example"}}, http.StatusMisdirectedRequest},
+		{"rebinding without Origin", "127.0.0.1", "evil.example", "", origin.Policy{}, http.StatusMisdirectedRequest},
+		{"other port page", "127.0.0.1", "localhost:3112", "http://localhost:8080", origin.Policy{}, http.StatusForbidden},
+		{"allowed origin", "127.0.0.1", "localhost:3112", "http://localhost:8080", origin.Policy{Origins: []string{"http://localhost:8080"}}, 0},
+		{"any origin", "127.0.0.1", "localhost:3112", "https://x.test", origin.Policy{Origins: []string{"*"}}, 0},
+		{"public listener, configured host", "10.0.0.5", "app.example", "https://app.example", origin.Policy{Hosts: []string{"app.example"}}, 0},
+		{"public listener, other host", "10.0.0.5", "evil.example", "https://evil.example", origin.Policy{Hosts: []string{"app.example"}}, http.StatusMisdirectedRequest},
+		{"public listener, no hosts, same-origin claim", "10.0.0.5", "evil.example", "http://evil.example", origin.Policy{}, http.StatusForbidden},
+		{"public listener, no hosts, worker", "10.0.0.5", "10.0.0.5:49135", "", origin.Policy{}, 0},
+		{"null origin", "127.0.0.1", "localhost:3112", "null", origin.Policy{}, http.StatusForbidden},
 	} {
-		r := httptest.NewRequest("GET", "http://engine.test:3112/", nil)
-		if tc.origin != "" {
-			r.Header.Set("Origin", tc.origin)
+		t.Run(tc.name, func(t *testing.T) {
+			p := tc.p
+			ref := p.Check(request(tc.local, tc.host, tc.orig))
+			switch {
+			case tc.want == 0 && ref != nil:
+				t.Fatalf("refused: %v", ref)
+			case tc.want != 0 && (ref == nil || ref.Status != tc.want):
+				t.Fatalf("got %v, want status %d", ref, tc.want)
+			}
+		})
+	}
+}
+
+// Refusals are logged with how to allow them, at most one per LogEvery.
+func TestRefusalsLoggedRateLimited(t *testing.T) {
+	var buf bytes.Buffer
+	p := &origin.Policy{Logger: slog.New(slog.NewTextHandler(&buf, nil)), LogEvery: time.Hour, OriginsSetting: "--allowed-origins"}
+	for range 3 {
+		if p.Check(request("127.0.0.1", "localhost:3112", "http://localhost:5173")) == nil {
+			t.Fatal("cross-origin page allowed")
 		}
-		if got := origin.Allowed(r, tc.allowed); got != tc.want {
-			t.Errorf("Origin %q, allowed %v: %v, want %v", tc.origin, tc.allowed, got, tc.want)
-		}
+	}
+	out := buf.String()
+	if strings.Count(out, "browser request refused") != 1 || !strings.Contains(out, "add http://localhost:5173 to --allowed-origins") {
+		t.Fatalf("log:\n%s", out)
 	}
 }
