@@ -69,6 +69,10 @@ type Config struct {
 	// same-origin pages ("*" allows any). Requests without an Origin
 	// header (non-browser clients) are allowed.
 	AllowedOrigins []string
+	// Ready, if set, is asked before every new connection: an error
+	// refuses it with 503 and the error as the reason (trine gateway:
+	// until NATS and the engine are reachable).
+	Ready func() error
 	// AllowedHosts lists the gateway's public host names: the Host values
 	// it accepts besides loopback ones (on a loopback listener, only
 	// those), and the hosts whose pages are same-origin. See
@@ -351,6 +355,13 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (json.RawMessage
 	if ref := g.checkOrigin(r); ref != nil {
 		http.Error(w, ref.Reason, ref.Status)
 		return nil, false
+	}
+	if g.cfg.Ready != nil {
+		if err := g.cfg.Ready(); err != nil {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return nil, false
+		}
 	}
 	authCtx, err := g.authenticate(r)
 	if err != nil {

@@ -46,13 +46,16 @@ func gatewaySettings() []setting {
 		switch s.flag {
 		case "http-addr":
 			s.def, s.usage = "127.0.0.1:3113", "HTTP listener for /healthz, /readyz and /metrics"
+		case "stream-addr":
+			// Not the engine's 3112, so that both run on one machine.
+			s.def = "127.0.0.1:3114"
 		case "nats-url":
 			s.def, s.usage = "nats://127.0.0.1:4222", "NATS servers carrying stream events (comma-separated nats:// URLs)"
 		case "allowed-origins":
 			s.usage = "comma-separated browser Origins allowed besides same-origin pages (* for any)"
 		case "allowed-hosts":
 			s.usage = "comma-separated public host names of the gateway: Host values accepted besides loopback ones, and hosts whose pages are same-origin (a loopback listener accepts only loopback hosts and these)"
-		case "stream-addr", "stream-auth-function", "stream-max-frame-bytes",
+		case "stream-auth-function", "stream-max-frame-bytes",
 			"stream-queue-messages", "stream-queue-bytes", "stream-ping-interval", "stream-write-timeout",
 			"log-level", "log-format":
 		default:
@@ -119,7 +122,20 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 	w := trine.RegisterWorker(cfg.EngineAddr, trine.WithName("trine-gateway"), trine.WithVersion(version), trine.WithLogger(log))
 	defer w.Close()
 	caller := sdkCaller{w}
-	gw, err := gateway.New(gatewayConfig(cfg, gateway.RemoteBackend(caller), natsfanout.NewSubscriber(ns.Conn), caller, log))
+	ready := func() error {
+		if !ns.Conn.IsConnected() {
+			return errors.New("not connected to NATS (--nats-url)")
+		}
+		cctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if w.Connect(cctx) != nil {
+			return fmt.Errorf("no engine reachable at %s (--engine)", cfg.EngineAddr)
+		}
+		return nil
+	}
+	gcfg := gatewayConfig(cfg, gateway.RemoteBackend(caller), natsfanout.NewSubscriber(ns.Conn), caller, log)
+	gcfg.Ready = ready
+	gw, err := gateway.New(gcfg)
 	if err != nil {
 		return err
 	}
@@ -132,9 +148,7 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeStatus(w, http.StatusOK, "ok") })
 	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
-		cctx, cancel := context.WithTimeout(r.Context(), 200*time.Millisecond)
-		defer cancel()
-		if !ns.Conn.IsConnected() || w.Connect(cctx) != nil {
+		if ready() != nil {
 			writeStatus(rw, http.StatusServiceUnavailable, "not_connected")
 			return
 		}

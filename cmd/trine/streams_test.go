@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -298,7 +300,7 @@ func TestGatewayProcess(t *testing.T) {
 func TestGatewayHelpAndErrors(t *testing.T) {
 	t.Parallel()
 	r := runTrine(t, testEnv(), "", "gateway", "--help")
-	for _, want := range []string{"--engine ADDRS", "env TRINE_ENGINE", "--nats-url URLS", "default nats://127.0.0.1:4222", "--stream-addr ADDR", "--http-addr ADDR", "default 127.0.0.1:3113", "--allowed-origins"} {
+	for _, want := range []string{"--engine ADDRS", "env TRINE_ENGINE", "--nats-url URLS", "default nats://127.0.0.1:4222", "--stream-addr ADDR", "default 127.0.0.1:3114", "--http-addr ADDR", "default 127.0.0.1:3113", "--allowed-origins", "--allowed-hosts"} {
 		if r.code != 0 || !strings.Contains(r.stdout, want) {
 			t.Errorf("trine gateway --help: exit %d, missing %q:\n%s", r.code, want, r.stdout)
 		}
@@ -367,5 +369,29 @@ func TestEngineLargeItemsAllOrNothing(t *testing.T) {
 		case err == nil && n > 500_000:
 			t.Fatalf("set %d bytes accepted: its result cannot fit 1,000,000 bytes", n)
 		}
+	}
+}
+
+// TestGatewayWithoutEngine: a gateway whose engine is not reachable
+// refuses browsers with 503 and says why, instead of answering 200 and
+// sending nothing.
+func TestGatewayWithoutEngine(t *testing.T) {
+	t.Parallel()
+	e := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-addr", "127.0.0.1:0", "--store", "memory")...)
+	natsAddr, _ := strings.CutPrefix(e.nats, "embedded,")
+	stream, httpAddr := startGateway(t, "--engine", "127.0.0.1:1", "--nats-url", "nats://"+natsAddr)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+stream+"/stream/s/g", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "no engine reachable at 127.0.0.1:1") {
+		t.Fatalf("SSE without an engine: %s %q", resp.Status, body)
+	}
+	if code, _ := get(t, httpAddr+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz without an engine: %d", code)
 	}
 }
