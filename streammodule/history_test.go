@@ -8,7 +8,7 @@ import (
 
 func TestHistoryRing(t *testing.T) {
 	for _, size := range []int{1, 2, 5, 16, 40} {
-		h := newHistory(size)
+		h := newHistoryBytes(size, DefaultHistoryGroupBytes, DefaultHistoryTotalBytes)
 		for seq := uint64(1); seq <= 100; seq++ {
 			h.add("s", "g", seq, []byte(strconv.FormatUint(seq, 10)))
 			first := uint64(1)
@@ -38,7 +38,7 @@ func TestHistoryRing(t *testing.T) {
 			}
 		}
 	}
-	h := newHistory(4)
+	h := newHistoryBytes(4, DefaultHistoryGroupBytes, DefaultHistoryTotalBytes)
 	h.add("s", "g", 1, nil)
 	h.add("s", "g", 7, []byte("7")) // a gap restarts the ring
 	if _, _, _, ok := h.since("s", "g", 1); ok {
@@ -49,5 +49,46 @@ func TestHistoryRing(t *testing.T) {
 	}
 	if _, _, known, _ := h.since("s", "other", 0); known {
 		t.Fatal("unknown group is known")
+	}
+}
+
+// History is bounded in bytes, per group and in total, whatever the count
+// bound: updating one 1.9 MB item 500 times used to keep 950 MB.
+func TestHistoryBytes(t *testing.T) {
+	h := newHistoryBytes(1000, 10_000, 25_000)
+	frame := make([]byte, 1000)
+	for seq := uint64(1); seq <= 100; seq++ {
+		h.add("s", "a", seq, frame)
+	}
+	if h.bytes > 10_000 {
+		t.Fatalf("one group holds %d bytes, the bound is 10,000", h.bytes)
+	}
+	if frames, last, _, ok := h.since("s", "a", 90); !ok || last != 100 || len(frames) != 10 {
+		t.Fatalf("since(90) = %d frames, last %d, ok %v", len(frames), last, ok)
+	}
+	if _, _, known, ok := h.since("s", "a", 80); !known || ok {
+		t.Fatal("history older than the byte bound still served")
+	}
+	// Many groups: the total bound drops the oldest events first.
+	for g := range 10 {
+		for seq := uint64(1); seq <= 5; seq++ {
+			h.add("s", fmt.Sprint("g", g), seq, frame)
+		}
+	}
+	if h.bytes > 25_000 {
+		t.Fatalf("history holds %d bytes, the total bound is 25,000", h.bytes)
+	}
+	if _, _, _, ok := h.since("s", "g9", 0); !ok {
+		t.Fatal("the newest group lost its history")
+	}
+	if _, _, _, ok := h.since("s", "a", 99); ok {
+		t.Fatal("the oldest history was kept over the newest")
+	}
+	// Stale bookkeeping does not grow without bound.
+	for seq := uint64(6); seq <= 100_000; seq++ {
+		h.add("s", "g9", seq, frame[:10])
+	}
+	if len(h.order)-h.orderHead > 4*h.events+64 {
+		t.Fatalf("%d order entries for %d events", len(h.order)-h.orderHead, h.events)
 	}
 }

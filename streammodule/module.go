@@ -20,10 +20,15 @@ import (
 
 // Defaults for Config.
 const (
-	DefaultHistorySize  = 1000
-	DefaultTriggerQueue = 1024
-	DefaultJoinTimeout  = 5 * time.Second
-	DefaultMaxNameBytes = 1024
+	DefaultHistorySize = 1000
+	// DefaultHistoryGroupBytes and DefaultHistoryTotalBytes bound the
+	// in-memory history (stores other than JetStream) in bytes: per group
+	// and in all.
+	DefaultHistoryGroupBytes = 16 << 20
+	DefaultHistoryTotalBytes = 256 << 20
+	DefaultTriggerQueue      = 1024
+	DefaultJoinTimeout       = 5 * time.Second
+	DefaultMaxNameBytes      = 1024
 	// DefaultMaxItemBytes is 1 MiB, NATS's default max_payload; with that
 	// server setting the module accepts a little less (see MaxItemBytes).
 	DefaultMaxItemBytes = 1 << 20
@@ -61,6 +66,11 @@ type Config struct {
 	// HistorySize is how many events per group are kept for since
 	// recovery. Default DefaultHistorySize.
 	HistorySize int
+	// HistoryGroupBytes and HistoryTotalBytes bound that history in bytes,
+	// per group and in all; past them the oldest events go (subscribers
+	// that needed them resync). Defaults DefaultHistoryGroupBytes and
+	// DefaultHistoryTotalBytes. A shared History has its own bounds.
+	HistoryGroupBytes, HistoryTotalBytes int
 	// TriggerQueue bounds the events waiting for one stream trigger;
 	// beyond it events for that trigger are dropped and logged.
 	// Default DefaultTriggerQueue.
@@ -82,6 +92,12 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.HistorySize <= 0 {
 		c.HistorySize = DefaultHistorySize
+	}
+	if c.HistoryGroupBytes <= 0 {
+		c.HistoryGroupBytes = DefaultHistoryGroupBytes
+	}
+	if c.HistoryTotalBytes <= 0 {
+		c.HistoryTotalBytes = DefaultHistoryTotalBytes
 	}
 	if c.TriggerQueue <= 0 {
 		c.TriggerQueue = DefaultTriggerQueue
@@ -124,7 +140,7 @@ func New(cfg Config) (*Module, error) {
 		return nil, errors.New("streammodule: no store")
 	}
 	cfg = cfg.withDefaults()
-	m := &Module{cfg: cfg, log: cfg.Logger, hist: newHistory(cfg.HistorySize), customs: make(map[string]struct{})}
+	m := &Module{cfg: cfg, log: cfg.Logger, hist: newHistoryBytes(cfg.HistorySize, cfg.HistoryGroupBytes, cfg.HistoryTotalBytes), customs: make(map[string]struct{})}
 	m.maxItem = cfg.MaxItemBytes
 	if p, ok := cfg.Publisher.(interface{ MaxPayload() int }); ok && p.MaxPayload() > 0 {
 		m.maxItem = min(m.maxItem, p.MaxPayload()-m.eventHeadroom())

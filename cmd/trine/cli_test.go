@@ -96,6 +96,8 @@ func TestEngineHelp(t *testing.T) {
 		{"--store", "TRINE_STORE", "store", "file"},
 		{"--store-replicas", "TRINE_STORE_REPLICAS", "store_replicas", "1"},
 		{"--stream-history", "TRINE_STREAM_HISTORY", "stream_history", "1000"},
+		{"--stream-history-bytes", "TRINE_STREAM_HISTORY_BYTES", "stream_history_bytes", "16777216"},
+		{"--stream-history-total-bytes", "TRINE_STREAM_HISTORY_TOTAL_BYTES", "stream_history_total_bytes", "268435456"},
 		{"--stream-max-item-bytes", "TRINE_STREAM_MAX_ITEM_BYTES", "stream_max_item_bytes", "1048576"},
 		{"--stream-auth-function", "TRINE_STREAM_AUTH_FUNCTION", "stream_auth_function", ""},
 		{"--allowed-origins", "TRINE_ALLOWED_ORIGINS", "allowed_origins", ""},

@@ -50,6 +50,8 @@ type engineConfig struct {
 	Store              string
 	StoreReplicas      int
 	StreamHistory      int
+	StreamHistoryBytes int
+	StreamHistoryTotal int
 	StreamMaxItem      int
 	StreamAuthFunction string
 	AllowedOrigins     []string
@@ -175,6 +177,14 @@ var engineSettings = []setting{
 	}},
 	{"stream-history", "N", strconv.Itoa(streammodule.DefaultHistorySize), "events kept per group for clients resuming with since", func(c *engineConfig, v string) (err error) {
 		c.StreamHistory, err = positiveInt(v)
+		return err
+	}},
+	{"stream-history-bytes", "N", strconv.Itoa(streammodule.DefaultHistoryGroupBytes), "bytes of events kept per group for since (in-memory history; past it the oldest go and clients resync)", func(c *engineConfig, v string) (err error) {
+		c.StreamHistoryBytes, err = positiveInt(v)
+		return err
+	}},
+	{"stream-history-total-bytes", "N", strconv.Itoa(streammodule.DefaultHistoryTotalBytes), "bytes of events kept in all groups for since (also the size bound of TRINE_EVENTS with --store jetstream)", func(c *engineConfig, v string) (err error) {
+		c.StreamHistoryTotal, err = positiveInt(v)
 		return err
 	}},
 	{"stream-max-item-bytes", "N", strconv.Itoa(streammodule.DefaultMaxItemBytes), "largest stream item or event data (compact JSON); lowered to the NATS server's max_payload less 20 KiB, so that every event is published, and to half of --max-message-bytes less 16 KiB, so that every result can be sent", func(c *engineConfig, v string) (err error) {

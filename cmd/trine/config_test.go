@@ -50,6 +50,8 @@ var defaultConfig = engineConfig{
 	StoreReplicas:      1,
 	StreamHistory:      1000,
 	StreamMaxItem:      1 << 20,
+	StreamHistoryBytes: 16 << 20,
+	StreamHistoryTotal: 256 << 20,
 	StreamMaxFrame:     1 << 20,
 	StreamQueueMsgs:    4096,
 	StreamQueueBytes:   8 << 20,

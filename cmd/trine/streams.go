@@ -75,17 +75,19 @@ func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lo
 		}
 	}
 	mcfg := streammodule.Config{
-		OpenStore:    open,
-		Publisher:    natsfanout.NewPublisher(ns.Conn),
-		HistorySize:  cfg.StreamHistory,
-		MaxItemBytes: maxItemBytes(cfg),
-		Logger:       log,
+		OpenStore:         open,
+		Publisher:         natsfanout.NewPublisher(ns.Conn),
+		HistorySize:       cfg.StreamHistory,
+		HistoryGroupBytes: cfg.StreamHistoryBytes,
+		HistoryTotalBytes: cfg.StreamHistoryTotal,
+		MaxItemBytes:      maxItemBytes(cfg),
+		Logger:            log,
 	}
 	if cfg.Store == "jetstream" {
 		// History every engine shares, so any gateway can replay events
 		// whichever engine published them.
 		ctx, cancel := context.WithTimeout(context.Background(), jetStreamBootTimeout)
-		h, err := natsfanout.OpenHistory(ctx, ns.Conn, natsfanout.HistoryConfig{PerGroup: cfg.StreamHistory, Replicas: cfg.StoreReplicas})
+		h, err := natsfanout.OpenHistory(ctx, ns.Conn, natsfanout.HistoryConfig{PerGroup: cfg.StreamHistory, Replicas: cfg.StoreReplicas, MaxBytes: int64(cfg.StreamHistoryTotal)})
 		cancel()
 		if err != nil {
 			return nil, err

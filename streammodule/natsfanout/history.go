@@ -30,6 +30,9 @@ type HistoryConfig struct {
 	PerGroup int
 	// Replicas is the stream's replication factor. Default 1.
 	Replicas int
+	// MaxBytes bounds the whole stream; past it the oldest events go.
+	// 0: no bound.
+	MaxBytes int64
 }
 
 // OpenHistory creates (or updates) the history stream.
@@ -47,12 +50,20 @@ func OpenHistory(ctx context.Context, nc *nats.Conn, cfg HistoryConfig) (*Histor
 		Storage:           jetstream.FileStorage,
 		Replicas:          max(cfg.Replicas, 1),
 		MaxMsgsPerSubject: int64(max(cfg.PerGroup, 1)),
+		MaxBytes:          maxBytes(cfg.MaxBytes),
 		Discard:           jetstream.DiscardOld,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("natsfanout: history %w", err)
 	}
 	return &History{st: st}, nil
+}
+
+func maxBytes(n int64) int64 {
+	if n <= 0 {
+		return -1 // JetStream's "no bound"
+	}
+	return n
 }
 
 // Since returns the group's events after seq, in order, and the sequence
