@@ -31,7 +31,7 @@ type (
 		ReattachToken string    `json:"reattach_token"`
 	}
 	typedInvokeFunction struct {
-		InvocationID *uuid.UUID     `json:"invocation_id"`
+		InvocationID *uuid.UUID      `json:"invocation_id"`
 		FunctionID   string          `json:"function_id"`
 		Data         json.RawMessage `json:"data"`
 	}

@@ -58,8 +58,8 @@ type Config struct {
 
 // Headers of the store's messages.
 const (
-	hSeq  = "Trine-Seq"  // the group's sequence after the change
-	hOp   = "Trine-Op"   // put, del or emit
+	hSeq = "Trine-Seq" // the group's sequence after the change
+	hOp  = "Trine-Op"  // put, del or emit
 	// The names a message's subject encodes, base64url without padding:
 	// subject tokens of long names are hashed (natsfanout.Token), so the
 	// names themselves are kept here, to list them and to check them.
