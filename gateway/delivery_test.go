@@ -27,23 +27,39 @@ import (
 // event exactly once, in order: their final state equals the store's.
 func TestJoinDuringWrites(t *testing.T) {
 	s := newStack(t, gateway.Config{}, streammodule.Config{})
-	ctx, stop := context.WithCancel(context.Background())
+	// The writers go on while the clients join, but write at most
+	// maxPerWriter each, so that every client's queue (4096 frames) holds
+	// all it is sent however fast this machine writes: the test no longer
+	// depends on speed (unthrottled writers overflowed slow runs, 1008).
+	const maxPerWriter = 250
+	joined := make(chan struct{})
+	var started sync.WaitGroup
+	started.Add(4)
 	var writers sync.WaitGroup
 	for w := range 4 {
 		writers.Go(func() {
-			for i := 0; ctx.Err() == nil; i++ {
+			for i := range maxPerWriter {
+				if i == 1 {
+					started.Done()
+				}
+				select {
+				case <-joined:
+					if i > 20 {
+						return
+					}
+				default:
+				}
 				s.set(t, "race", "g", strconv.Itoa(w*10+i%10), i)
 			}
 		})
 	}
+	started.Wait() // every writer is writing
 	const clients = 20
 	cs := make([]*client, clients)
 	for i := range cs {
 		cs[i] = s.dial(t, groupPath("race", "g"), nil)
-		time.Sleep(5 * time.Millisecond)
 	}
-	time.Sleep(50 * time.Millisecond)
-	stop()
+	close(joined)
 	writers.Wait()
 	var final map[string]json.RawMessage
 	out := s.call(t, "stream::list", map[string]any{"stream_name": "race", "group_id": "g", "include_ids": true})
