@@ -28,26 +28,26 @@ func TestCheck(t *testing.T) {
 	for _, tc := range []struct {
 		name              string
 		local, host, orig string
-		p                 origin.Policy
+		origins, hosts    []string
 		want              int // 0: allowed
 	}{
-		{"worker on loopback", "127.0.0.1", "127.0.0.1:49135", "", origin.Policy{}, 0},
-		{"localhost page", "127.0.0.1", "localhost:3112", "http://localhost:3112", origin.Policy{}, 0},
-		{"ipv6 loopback", "::1", "[::1]:3112", "http://[::1]:3112", origin.Policy{}, 0},
-		{"DNS rebinding", "127.0.0.1", "evil.example:3112", "http://evil.example:3112", origin.Policy{}, http.StatusMisdirectedRequest},
-		{"DNS rebinding with origins set", "127.0.0.1", "evil.example:3112", "http://evil.example:3112", origin.Policy{Origins: []string{"https://app.example"}}, http.StatusMisdirectedRequest},
-		{"rebinding without Origin", "127.0.0.1", "evil.example", "", origin.Policy{}, http.StatusMisdirectedRequest},
-		{"other port page", "127.0.0.1", "localhost:3112", "http://localhost:8080", origin.Policy{}, http.StatusForbidden},
-		{"allowed origin", "127.0.0.1", "localhost:3112", "http://localhost:8080", origin.Policy{Origins: []string{"http://localhost:8080"}}, 0},
-		{"any origin", "127.0.0.1", "localhost:3112", "https://x.test", origin.Policy{Origins: []string{"*"}}, 0},
-		{"public listener, configured host", "10.0.0.5", "app.example", "https://app.example", origin.Policy{Hosts: []string{"app.example"}}, 0},
-		{"public listener, other host", "10.0.0.5", "evil.example", "https://evil.example", origin.Policy{Hosts: []string{"app.example"}}, http.StatusMisdirectedRequest},
-		{"public listener, no hosts, same-origin claim", "10.0.0.5", "evil.example", "http://evil.example", origin.Policy{}, http.StatusForbidden},
-		{"public listener, no hosts, worker", "10.0.0.5", "10.0.0.5:49135", "", origin.Policy{}, 0},
-		{"null origin", "127.0.0.1", "localhost:3112", "null", origin.Policy{}, http.StatusForbidden},
+		{"worker on loopback", "127.0.0.1", "127.0.0.1:49135", "", nil, nil, 0},
+		{"localhost page", "127.0.0.1", "localhost:3112", "http://localhost:3112", nil, nil, 0},
+		{"ipv6 loopback", "::1", "[::1]:3112", "http://[::1]:3112", nil, nil, 0},
+		{"DNS rebinding", "127.0.0.1", "evil.example:3112", "http://evil.example:3112", nil, nil, http.StatusMisdirectedRequest},
+		{"DNS rebinding with origins set", "127.0.0.1", "evil.example:3112", "http://evil.example:3112", []string{"https://app.example"}, nil, http.StatusMisdirectedRequest},
+		{"rebinding without Origin", "127.0.0.1", "evil.example", "", nil, nil, http.StatusMisdirectedRequest},
+		{"other port page", "127.0.0.1", "localhost:3112", "http://localhost:8080", nil, nil, http.StatusForbidden},
+		{"allowed origin", "127.0.0.1", "localhost:3112", "http://localhost:8080", []string{"http://localhost:8080"}, nil, 0},
+		{"any origin", "127.0.0.1", "localhost:3112", "https://x.test", []string{"*"}, nil, 0},
+		{"public listener, configured host", "10.0.0.5", "app.example", "https://app.example", nil, []string{"app.example"}, 0},
+		{"public listener, other host", "10.0.0.5", "evil.example", "https://evil.example", nil, []string{"app.example"}, http.StatusMisdirectedRequest},
+		{"public listener, no hosts, same-origin claim", "10.0.0.5", "evil.example", "http://evil.example", nil, nil, http.StatusForbidden},
+		{"public listener, no hosts, worker", "10.0.0.5", "10.0.0.5:49135", "", nil, nil, 0},
+		{"null origin", "127.0.0.1", "localhost:3112", "null", nil, nil, http.StatusForbidden},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := tc.p
+			p := &origin.Policy{Origins: tc.origins, Hosts: tc.hosts}
 			ref := p.Check(request(tc.local, tc.host, tc.orig))
 			switch {
 			case tc.want == 0 && ref != nil:
