@@ -65,7 +65,7 @@ func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lo
 	case "file":
 		dir := filepath.Join(cfg.DataDir, "streams")
 		open = func(o store.Options) (store.Store, error) {
-			return store.OpenFile(dir, store.FileOptions{Options: o})
+			return store.OpenFile(dir, store.FileOptions{Options: o, Logger: log})
 		}
 	case "jetstream":
 		open = func(o store.Options) (store.Store, error) {

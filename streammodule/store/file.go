@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -20,6 +21,9 @@ type FileOptions struct {
 	// CompactBytes is the journal size that triggers a snapshot; zero means
 	// DefaultCompactBytes.
 	CompactBytes int64
+	// Logger receives recovery notices (a torn tail dropped). Default:
+	// discard.
+	Logger *slog.Logger
 }
 
 // File is the durable single-node adapter: the in-memory state of Memory
@@ -53,7 +57,11 @@ func OpenFile(dir string, opts FileOptions) (*File, error) {
 		return nil, fmt.Errorf("store: %s is in use by another process: %w", dir, err)
 	}
 	m := NewMemory(opts.Options)
-	j := &fileJournal{dir: dir, lock: lock, m: m, onCommit: opts.OnCommit,
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	j := &fileJournal{dir: dir, lock: lock, m: m, onCommit: opts.OnCommit, log: log,
 		compactAt: opts.CompactBytes, open: newBatch(),
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	if j.compactAt <= 0 {
@@ -106,6 +114,7 @@ type fileJournal struct {
 	lock      *os.File
 	m         *Memory
 	onCommit  func(Change)
+	log       *slog.Logger
 	compactAt int64
 
 	f    *os.File // owned by run after Open
@@ -232,18 +241,25 @@ func (j *fileJournal) fail(err error) {
 	j.mu.Unlock()
 }
 
-// load reads the snapshot, then replays the journal, cutting a torn tail.
+// load reads the snapshot, then replays the journal. A torn tail (the
+// last record cut short by a crash: its write was never acknowledged) is
+// dropped and logged; unreadable records with readable ones after them
+// refuse the open with a CorruptError, and nothing is changed.
 func (j *fileJournal) load() error {
-	snap, err := os.ReadFile(filepath.Join(j.dir, snapshotName))
+	snapPath := filepath.Join(j.dir, snapshotName)
+	snap, err := os.ReadFile(snapPath)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("store: %w", err)
 	}
-	for len(snap) > 0 {
-		r, n, err := nextRecord(snap)
-		if err != nil {
-			return fmt.Errorf("store: snapshot %s is corrupt", filepath.Join(j.dir, snapshotName))
+	ss := scan(snap)
+	if len(ss.damaged) > 0 || ss.torn != nil {
+		d := append(ss.damaged, Span{})[0]
+		if len(ss.damaged) == 0 {
+			d = *ss.torn // a snapshot is written whole and renamed: never torn
 		}
-		snap = snap[n:]
+		return &CorruptError{Path: snapPath, Offset: d.Offset, Length: d.Length}
+	}
+	for _, r := range ss.records {
 		g := j.m.group(r.stream, r.group, true)
 		switch r.kind {
 		case recGroup:
@@ -252,21 +268,27 @@ func (j *fileJournal) load() error {
 			g.items[r.item] = entry{value: r.value, seq: r.seq}
 		}
 	}
-	jf, err := os.OpenFile(filepath.Join(j.dir, journalName), os.O_CREATE|os.O_RDWR, 0o644)
+	jpath := filepath.Join(j.dir, journalName)
+	jf, err := os.OpenFile(jpath, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	j.f = jf
 	data, err := io.ReadAll(jf)
 	if err != nil {
+		jf.Close()
 		return fmt.Errorf("store: %w", err)
 	}
-	for len(data) > 0 {
-		r, n, err := nextRecord(data)
-		if err != nil {
-			break // a torn tail: the write it held was never acknowledged
-		}
-		data = data[n:]
+	js := scan(data)
+	if len(js.damaged) > 0 {
+		jf.Close()
+		return &CorruptError{Path: jpath, Offset: js.damaged[0].Offset, Length: js.damaged[0].Length}
+	}
+	j.f = jf
+	if t := js.torn; t != nil {
+		j.log.Warn("store: journal torn tail dropped (a write interrupted by a crash, never acknowledged)",
+			"path", jpath, "offset", t.Offset, "bytes", t.Length, "records_kept", len(js.records))
+	}
+	for _, r := range js.records {
 		g := j.m.group(r.stream, r.group, true)
 		if r.seq <= g.seq {
 			continue // already in the snapshot
