@@ -325,9 +325,27 @@ func (c *conn) catchUp(s *subscription, since *uint64) {
 		resync := attempt > 0 && attempt%catchUpsPerResync == 0
 		if since != nil && !resync {
 			frames, l, ok, err := b.Since(c.ctx, s.stream, s.group, *since)
-			if err == nil && ok {
+			switch {
+			case err != nil:
+				// Ask again after the wait below (a fresh snapshot every
+				// catchUpsPerResync tries), rather than resync at once.
+				if c.ctx.Err() != nil {
+					return
+				}
+				c.g.log.Warn("stream history failed; trying again", "stream", s.stream, "group", s.group, "since", *since, "attempt", attempt, "error", err)
+				if attempt+1 >= maxCatchUps {
+					c.failSub(s, "unavailable", "missed events could not be recovered; reconnect with since")
+					return
+				}
+				select {
+				case <-c.ctx.Done():
+					return
+				case <-time.After(time.Duration(attempt+1) * 10 * time.Millisecond):
+				}
+				continue
+			case ok:
 				catchUp, last = frames, l
-			} else {
+			default:
 				resync = true
 			}
 		}

@@ -233,6 +233,9 @@ func startGateway(t *testing.T, args ...string) (stream, http string) {
 			if p.code != 0 {
 				t.Errorf("gateway exited with %d on SIGTERM; stderr:\n%s", p.code, p.stderr)
 			}
+			if t.Failed() {
+				t.Logf("gateway stderr:\n%s", p.stderr)
+			}
 		case <-time.After(exitTimeout):
 			t.Error("gateway did not exit on SIGTERM")
 		}

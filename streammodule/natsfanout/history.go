@@ -19,7 +19,8 @@ import (
 // gateway, can replay a group's events after a sequence, whichever engine
 // published them.
 type History struct {
-	st jetstream.Stream
+	st       jetstream.Stream
+	perGroup int
 }
 
 // HistoryConfig configures OpenHistory.
@@ -56,7 +57,7 @@ func OpenHistory(ctx context.Context, nc *nats.Conn, cfg HistoryConfig) (*Histor
 	if err != nil {
 		return nil, fmt.Errorf("natsfanout: history %w", err)
 	}
-	return &History{st: st}, nil
+	return &History{st: st, perGroup: max(cfg.PerGroup, 1)}, nil
 }
 
 func maxBytes(n int64) int64 {
@@ -66,11 +67,31 @@ func maxBytes(n int64) int64 {
 	return n
 }
 
-// Since returns the group's events after seq, in order, and the sequence
-// of the last. ok is false when the kept events do not continue seq without
-// a gap; with nothing newer than seq, it returns ok with last = seq (the
-// caller checks the store to tell "current" from "lost").
+// Since returns the group's events after seq, in order, up to the first
+// gap, and the sequence of the last returned (seq when none). A gap is an
+// event still on its way to the history (engines publish concurrently, so
+// a later event can overtake it): the caller waits for it. ok is false only
+// when the history was trimmed past seq, so that what followed seq is gone.
+// The caller checks the store to tell "current" from "behind".
 func (h *History) Since(ctx context.Context, stream, group string, seq uint64) (frames [][]byte, last uint64, ok bool, err error) {
+	// A request can meet JetStream between leaders, or its API busy ("no
+	// responders"): ask again a few times before failing.
+	wait := 20 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		frames, last, ok, err = h.since(ctx, stream, group, seq)
+		if err == nil || attempt == 4 || !jsboot.Transient(err) {
+			return frames, last, ok, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, 0, false, err
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+func (h *History) since(ctx context.Context, stream, group string, seq uint64) (frames [][]byte, last uint64, ok bool, err error) {
 	subj := Subject(stream, group)
 	cons, err := h.st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}})
 	if err != nil {
@@ -82,6 +103,7 @@ func (h *History) Since(ctx context.Context, stream, group string, seq uint64) (
 		frame []byte
 	}
 	var evs []ev
+	kept, oldest := 0, uint64(0)
 	if pending > 0 {
 		batch, err := cons.Fetch(int(pending), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
@@ -91,7 +113,15 @@ func (h *History) Since(ctx context.Context, stream, group string, seq uint64) (
 			if Hashed(subj) && !IsOf(m.Data(), stream, group) {
 				continue
 			}
-			if s, _, ok := wire.Header(m.Data()); ok && s > seq {
+			s, _, ok := wire.Header(m.Data())
+			if !ok {
+				continue
+			}
+			kept++
+			if oldest == 0 || s < oldest {
+				oldest = s
+			}
+			if s > seq {
 				evs = append(evs, ev{s, m.Data()})
 			}
 		}
@@ -99,7 +129,13 @@ func (h *History) Since(ctx context.Context, stream, group string, seq uint64) (
 			return nil, 0, false, fmt.Errorf("natsfanout: history: %w", err)
 		}
 	}
-	// Engines publish concurrently: order by sequence, drop repeats.
+	// Trimmed past seq: what followed it is gone for good.
+	if kept >= h.perGroup && oldest > seq+1 {
+		return nil, 0, false, nil
+	}
+	// Engines publish concurrently: order by sequence, drop repeats, and
+	// stop at a gap, which is an event still on its way (a later one
+	// overtook it): the subscriber gets it live, or asks again.
 	slices.SortFunc(evs, func(a, b ev) int { return cmp.Compare(a.seq, b.seq) })
 	last = seq
 	for _, e := range evs {
@@ -107,7 +143,7 @@ func (h *History) Since(ctx context.Context, stream, group string, seq uint64) (
 		case e.seq == last:
 			continue
 		case e.seq != last+1:
-			return nil, 0, false, nil
+			return frames, last, true, nil
 		}
 		frames = append(frames, e.frame)
 		last = e.seq

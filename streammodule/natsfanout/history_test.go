@@ -67,3 +67,43 @@ func TestHistory(t *testing.T) {
 		t.Fatalf("Since(15): %d frames, last %d, ok %v, %v", len(f), last, ok, err)
 	}
 }
+
+// An event still on its way while later ones are already kept (two
+// engines' events cross) is not lost: Since returns the events up to it
+// with ok, and the subscriber waits for the rest, instead of a resync.
+// Only history trimmed past seq is lost.
+func TestHistoryGapInFlight(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	h, err := natsfanout.OpenHistory(ctx, natstest.Connect(t, ns), natsfanout.HistoryConfig{PerGroup: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := natsfanout.NewPublisher(natstest.Connect(t, ns))
+	for _, seq := range []uint64{1, 2, 3, 5, 6} { // 4 is on its way
+		p.Publish(ctx, "s:1", "g 1", frame(seq))
+	}
+	var frames [][]byte
+	var last uint64
+	var ok bool
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if frames, last, ok, err = h.Since(ctx, "s:1", "g 1", 1); err == nil && ok && last == 3 {
+			break
+		}
+	}
+	if err != nil || !ok || last != 3 || len(frames) != 2 {
+		t.Fatalf("Since(1) with 4 in flight = %d frames, last %d, ok %v, %v; want 2, 3, true", len(frames), last, ok, err)
+	}
+	if frames, last, ok, err := h.Since(ctx, "s:1", "g 1", 3); err != nil || !ok || last != 3 || len(frames) != 0 {
+		t.Fatalf("Since(3) with 4 in flight = %d frames, last %d, ok %v, %v; want nothing yet, ok", len(frames), last, ok, err)
+	}
+	p.Publish(ctx, "s:1", "g 1", frame(4))
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if frames, last, ok, err = h.Since(ctx, "s:1", "g 1", 3); err == nil && ok && last == 6 {
+			break
+		}
+	}
+	if !ok || last != 6 || len(frames) != 3 {
+		t.Fatalf("Since(3) once 4 arrived = %d frames, last %d, ok %v", len(frames), last, ok)
+	}
+}
