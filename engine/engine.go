@@ -15,6 +15,8 @@ type Engine struct {
 	cfg Config
 	log *slog.Logger
 
+	guards []guard // checks of worker function registrations; set before workers attach
+
 	mu           sync.RWMutex
 	functions    map[string]*function
 	workers      map[string]*Session

@@ -42,6 +42,36 @@ func (f *function) pick() Handler {
 	return best
 }
 
+type guard struct {
+	prefix string
+	check  func(id string) error
+}
+
+// GuardFunctions makes check decide whether a worker may register a
+// function whose id starts with prefix: an error refuses the registration
+// with that error, and nothing is registered. A module uses it for the
+// names it gives meaning to (stream::<op>(<stream>)). check runs without
+// the engine's locks held. Call it before workers attach.
+func (e *Engine) GuardFunctions(prefix string, check func(id string) error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.guards = append(e.guards, guard{prefix, check})
+}
+
+func (e *Engine) checkGuards(id string) error {
+	e.mu.RLock()
+	gs := e.guards
+	e.mu.RUnlock()
+	for _, g := range gs {
+		if strings.HasPrefix(id, g.prefix) {
+			if err := g.check(id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // RegisterFunction registers a built-in function. Built-in ids are unique:
 // registering one twice, or over a worker function, is a conflict.
 func (e *Engine) RegisterFunction(id, description string, h Handler) error {

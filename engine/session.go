@@ -259,6 +259,9 @@ func (s *Session) RegisterFunction(id, description string) error {
 	if err := ValidateID("function id", id); err != nil {
 		return err
 	}
+	if err := s.e.checkGuards(id); err != nil {
+		return AsError(err)
+	}
 	s.e.mu.Lock()
 	defer s.e.mu.Unlock()
 	if s.isClosed() {

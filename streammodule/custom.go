@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strings"
+	"time"
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/store"
@@ -40,9 +42,64 @@ func (m *Module) custom(stream string, ops ...string) (string, error) {
 	_, was := m.customs[stream]
 	m.customMu.Unlock()
 	if was {
-		return "", engine.Errorf(engine.CodeUnavailable, "stream %q is a custom stream and no worker serves stream::%s for it now", stream, ops[0])
+		return "", engine.Errorf(engine.CodeUnavailable, "stream %q is a custom stream and no worker serves stream::%s for it now (its worker left); calls resume when one registers it again, and stream::release {\"stream_name\": %q} gives the name back to the built-in store", stream, ops[0], stream)
 	}
 	return "", nil
+}
+
+// customOps are the operations a worker may serve for a custom stream.
+var customOps = []string{"get", "set", "delete", "list", "list_groups", "update"}
+
+// guardCustom refuses a worker's stream::<op>(<stream>) when the stream
+// holds items in the built-in store: registering a function name must not
+// take over a stream that exists (its data would vanish behind the
+// worker's, and come back when the worker leaves).
+func (m *Module) guardCustom(id string) error {
+	stream, ok := parseCustomID(id)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	groups, err := m.store.ListGroups(ctx, stream)
+	if err != nil {
+		return engine.Errorf(engine.CodeUnavailable, "cannot check stream %q before %s: %v", stream, id, err)
+	}
+	if len(groups) > 0 {
+		return engine.Errorf(engine.CodeConflict, "stream %q holds items in the built-in store (%d groups): a worker cannot serve it as a custom stream; use another stream name", stream, len(groups))
+	}
+	return nil
+}
+
+// parseCustomID inverts CustomFunctionID for the custom operations.
+func parseCustomID(id string) (stream string, ok bool) {
+	for _, op := range customOps {
+		prefix := "stream::" + op + "("
+		if strings.HasPrefix(id, prefix) && strings.HasSuffix(id, ")") {
+			return id[len(prefix) : len(id)-1], true
+		}
+	}
+	return "", false
+}
+
+// release is stream::release {stream_name}: a custom stream whose worker
+// left goes back to the built-in store.
+func (m *Module) release(_ context.Context, c engine.Call) ([]byte, error) {
+	in, err := m.decode(c, "stream_name")
+	if err != nil {
+		return nil, err
+	}
+	name := *in.StreamName
+	for _, op := range customOps {
+		if m.e.HasFunction(CustomFunctionID(op, name)) {
+			return nil, engine.Errorf(engine.CodeConflict, "stream %q is served by a worker (%s): it cannot be released", name, CustomFunctionID(op, name))
+		}
+	}
+	m.customMu.Lock()
+	_, was := m.customs[name]
+	delete(m.customs, name)
+	m.customMu.Unlock()
+	return json.Marshal(map[string]bool{"released": was})
 }
 
 // noIfSeq refuses if_seq on a custom stream: its worker keeps no sequences.

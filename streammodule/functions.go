@@ -23,6 +23,7 @@ const (
 	FnListAll    = "stream::list_all"
 	FnSend       = "stream::send"
 	FnUpdate     = "stream::update"
+	FnRelease    = "stream::release"
 )
 
 // input is the union of the stream::* inputs. Pointers tell a missing field
@@ -58,6 +59,7 @@ func (m *Module) Register(e *engine.Engine) error {
 		{FnListAll, "List every stream and its groups.", m.listAll},
 		{FnSend, "Send an event to a group's subscribers.", m.send},
 		{FnUpdate, "Apply update operations to an item, all or none.", m.update},
+		{FnRelease, "Give a custom stream whose worker left back to the built-in store.", m.release},
 	}
 	for _, f := range fns {
 		if err := e.RegisterFunction(f.id, f.desc, engine.HandlerFunc(f.h)); err != nil {
@@ -67,6 +69,7 @@ func (m *Module) Register(e *engine.Engine) error {
 	if err := m.registerGatewayAPI(e); err != nil {
 		return err
 	}
+	e.GuardFunctions("stream::", m.guardCustom)
 	return m.trig.register(e)
 }
 

@@ -483,3 +483,42 @@ func TestItemTooLargeChangesNothing(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// A worker cannot take over a stream that holds items in the built-in
+// store by registering its function names; a stream left by its custom
+// worker says so, and an operator can give the name back.
+func TestCustomStreamsCannotHijack(t *testing.T) {
+	v := start(t, streammodule.Config{})
+	v.must(t, "stream::set", `{"stream_name":"todos","group_id":"g","item_id":"a","data":1}`)
+	w := attach(t, v.e)
+	for _, op := range []string{"get", "set", "list", "list_groups", "delete", "update"} {
+		err := w.RegisterFunction(streammodule.CustomFunctionID(op, "todos"), "")
+		if engine.AsError(err).Code != engine.CodeConflict {
+			t.Fatalf("registering %s over a stream with items: %v, want conflict", streammodule.CustomFunctionID(op, "todos"), err)
+		}
+	}
+	if out := v.must(t, "stream::get", `{"stream_name":"todos","group_id":"g","item_id":"a"}`); out != "1" {
+		t.Fatalf("the built-in stream after a refused takeover: %s", out)
+	}
+	// A new, empty stream may be custom; when its worker leaves, calls say
+	// why, and stream::release gives the name back to the built-in store.
+	if err := w.RegisterFunction(streammodule.CustomFunctionID("get", "mine"), ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err := v.call(t, "stream::get", `{"stream_name":"mine","group_id":"g","item_id":"a"}`)
+	if engine.AsError(err).Code == engine.CodeInvalidArgument {
+		t.Fatalf("custom get: %v", err)
+	}
+	_, err = v.call(t, "stream::release", `{"stream_name":"mine"}`)
+	wantCode(t, err, engine.CodeConflict) // its worker still serves it
+	w.Close()
+	_, err = v.call(t, "stream::get", `{"stream_name":"mine","group_id":"g","item_id":"a"}`)
+	wantCode(t, err, engine.CodeUnavailable)
+	if !strings.Contains(err.Error(), "stream::release") {
+		t.Fatalf("the error does not say how to recover: %v", err)
+	}
+	v.must(t, "stream::release", `{"stream_name":"mine"}`)
+	if out := v.must(t, "stream::get", `{"stream_name":"mine","group_id":"g","item_id":"a"}`); out != "null" {
+		t.Fatalf("after release: %s", out)
+	}
+}
