@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -297,4 +299,55 @@ func TestShutdownGraceExpires(t *testing.T) {
 	if el := time.Since(start); el > 3*time.Second {
 		t.Fatalf("shutdown with 100ms grace took %v", el)
 	}
+}
+
+// A worker that floods calls and never reads its results gets overloaded
+// beyond its in-flight bound and has its stream ended once the results it
+// is owed pass theirs; goroutines stay bounded meanwhile.
+func TestFloodFromAWorkerThatNeverReads(t *testing.T) {
+	srv := enginetest.Start(t, engine.Config{}, grpcserver.Config{SendQueue: 16})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	stream, err := client(t, srv.Addr).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_Hello{Hello: &trinev1.Hello{Name: "flood", Runtime: "test"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	base := runtime.NumGoroutine()
+	peak := base
+	pad := strings.Repeat("x", 2000)
+	sent := 0
+	stop := time.Now().Add(10 * time.Second)
+	for ; sent < 200_000 && time.Now().Before(stop); sent++ {
+		f := &trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_Call{Call: &trinev1.Call{CallId: strconv.Itoa(sent),
+			FunctionId: "engine::health::check", Payload: []byte(`{"pad":"` + pad + `"}`)}}}
+		if err := stream.Send(f); err != nil {
+			break // the engine ended the stream
+		}
+		if sent%500 == 0 {
+			peak = max(peak, runtime.NumGoroutine())
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := stream.Recv()
+		if err != nil {
+			if status.Code(err) != codes.ResourceExhausted {
+				t.Fatalf("stream ended with %v, want RESOURCE_EXHAUSTED", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the flooding worker's stream was never ended")
+		}
+	}
+	if peak > base+4*16+16+50 {
+		t.Fatalf("goroutines %d → %d while flooding", base, peak)
+	}
+	t.Logf("%d calls sent; goroutines %d → peak %d", sent, base, peak)
 }

@@ -38,7 +38,7 @@ func (s *Server) Connect(stream connectStream) error {
 	}
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
-	c := &conn{srv: s, out: make(chan *trinev1.ConnectResponse, s.cfg.SendQueue), ctx: ctx, calls: make(map[string]context.CancelFunc)}
+	c := &conn{srv: s, out: make(chan *trinev1.ConnectResponse, s.cfg.SendQueue), ctx: ctx, cancel: cancel, calls: make(map[string]context.CancelFunc)}
 	sess, err := s.e.Attach(info, c)
 	if err != nil {
 		return toStatus(err)
@@ -97,13 +97,16 @@ func (s *Server) Connect(stream connectStream) error {
 type conn struct {
 	srv  *Server
 	sess *engine.Session
-	out  chan *trinev1.ConnectResponse
-	ctx  context.Context // ends with the stream
-	wg   sync.WaitGroup
+	out    chan *trinev1.ConnectResponse
+	ctx    context.Context // ends with the stream
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	calls map[string]context.CancelFunc // the worker's own calls in flight, by call id
-	ended bool                          // the handler is returning: async refuses work
+	mu        sync.Mutex
+	calls     map[string]context.CancelFunc // the worker's own calls in flight, by call id
+	ended     bool                          // the handler is returning: async refuses work
+	owed      int                           // results waiting for room in out
+	owedBytes int
 }
 
 var _ engine.Peer = (*conn)(nil)
@@ -246,6 +249,14 @@ func (c *conn) call(r *trinev1.Call) {
 	id := r.GetCallId()
 	ctx, cancel := context.WithCancel(c.ctx)
 	c.mu.Lock()
+	if len(c.calls) >= c.maxCalls() {
+		c.mu.Unlock()
+		cancel()
+		res := &trinev1.CallResult{CallId: id, Error: toProto(engine.Errorf(engine.CodeOverloaded,
+			"this worker has %d calls running, the limit is %d", c.maxCalls(), c.maxCalls()))}
+		c.async(func() { c.answer(&trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_CallResult{CallResult: res}}) })
+		return
+	}
 	c.calls[id] = cancel
 	c.mu.Unlock()
 	c.async(func() {
@@ -262,8 +273,43 @@ func (c *conn) call(r *trinev1.Call) {
 			res.Result, res.Error = nil, toProto(engine.Errorf(engine.CodeMessageTooLarge,
 				"result of %q is %d bytes, the limit is %d", call.FunctionID, n, c.srv.cfg.MaxMessageBytes))
 		}
-		c.sendFrame(f)
+		c.answer(f)
 	})
+}
+
+// maxCalls bounds the calls one worker may have running at once.
+func (c *conn) maxCalls() int { return 4 * c.srv.cfg.SendQueue }
+
+// answer queues a result the worker is owed. When the send queue is full
+// the worker is not reading: it may be owed at most SendQueue results and
+// 16 × MaxMessageBytes waiting for room, beyond which its stream is ended
+// (RESOURCE_EXHAUSTED), so that a peer that floods calls and never reads
+// costs bounded memory.
+func (c *conn) answer(f *trinev1.ConnectResponse) {
+	select {
+	case c.out <- f:
+		return
+	default:
+	}
+	size := proto.Size(f)
+	c.mu.Lock()
+	if c.owed+1 > c.srv.cfg.SendQueue || c.owedBytes+size > 16*c.srv.cfg.MaxMessageBytes {
+		c.mu.Unlock()
+		c.srv.log.Warn("worker does not read its results; ending its stream", engine.LogWorkerID, c.sess.ID())
+		c.cancel(status.Error(codes.ResourceExhausted, "too many results waiting: the worker does not read its stream"))
+		return
+	}
+	c.owed++
+	c.owedBytes += size
+	c.mu.Unlock()
+	select {
+	case c.out <- f:
+	case <-c.ctx.Done():
+	}
+	c.mu.Lock()
+	c.owed--
+	c.owedBytes -= size
+	c.mu.Unlock()
 }
 
 func triggerToProto(t engine.Trigger) *trinev1.Trigger {
