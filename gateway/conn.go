@@ -41,6 +41,9 @@ type out struct {
 	// it, so it does not count against the limits that catch slow readers
 	// of live events.
 	catchUp bool
+	// done, if set, runs once the frame has left the queue (taken by the
+	// writer, or dropped on close): it hands back a catch-up's turn.
+	done func()
 }
 
 func (o out) size() int {
@@ -69,9 +72,10 @@ type conn struct {
 
 	mu        sync.Mutex
 	queue     []out
-	spare     []out // the previous batch, reused
-	qlive     int   // live frames queued
-	qbytes    int   // bytes of live frames queued
+	spare     []out         // the previous batch, reused
+	qlive     int           // live frames queued
+	qbytes    int           // bytes of live frames queued
+	catchUps  chan struct{} // a token per catch-up whose frames are still queued
 	writing   bool
 	closing   bool
 	closeSent bool
@@ -84,7 +88,8 @@ type conn struct {
 }
 
 func (g *Gateway) newConn(authCtx json.RawMessage, addr string) *conn {
-	c := &conn{g: g, authCtx: authCtx, addr: addr, subs: make(map[string]*subscription)}
+	c := &conn{g: g, authCtx: authCtx, addr: addr, subs: make(map[string]*subscription),
+		catchUps: make(chan struct{}, g.cfg.MaxCatchUps)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.lastRead.Store(time.Now().UnixNano())
 	return c
@@ -112,6 +117,33 @@ func (c *conn) enqueue(o out) {
 	}
 	c.kick()
 	c.mu.Unlock()
+}
+
+// afterQueued runs fn once everything queued now has left the queue: at
+// once when nothing is queued or the connection is closing.
+func (c *conn) afterQueued(fn func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing || len(c.queue) == 0 {
+		fn()
+		return
+	}
+	last := &c.queue[len(c.queue)-1]
+	if prev := last.done; prev != nil {
+		last.done = func() { prev(); fn() }
+	} else {
+		last.done = fn
+	}
+}
+
+// finished runs the done functions of frames leaving the queue.
+func finished(batch []out) {
+	for i := range batch {
+		if d := batch[i].done; d != nil {
+			batch[i].done = nil
+			d()
+		}
+	}
 }
 
 // kick starts the writer: the SSE request goroutine, or for a WebSocket a
@@ -147,6 +179,7 @@ func (c *conn) close(code int, reason string, flush bool) {
 	}
 	c.closing, c.closeCode, c.closeMsg = true, code, reason
 	if !flush {
+		finished(c.queue)
 		c.queue, c.qlive, c.qbytes = nil, 0, 0
 	}
 	c.kick()
@@ -172,6 +205,7 @@ func (c *conn) take() (batch []out, closeNow bool, code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	batch, c.queue = c.queue, c.spare[:0]
+	finished(batch)
 	c.spare = nil
 	c.qlive, c.qbytes = 0, 0
 	if c.closing && !c.closeSent {
@@ -308,6 +342,7 @@ func (c *conn) slow(tail []byte, closeSent bool) {
 func (c *conn) fail() {
 	c.mu.Lock()
 	c.closing, c.closeSent, c.writing = true, true, false
+	finished(c.queue)
 	c.queue, c.qlive, c.qbytes = nil, 0, 0
 	c.mu.Unlock()
 	if c.nc != nil {

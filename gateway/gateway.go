@@ -31,6 +31,8 @@ const (
 	DefaultWriteTimeout     = 10 * time.Second
 	DefaultAuthTimeout      = 5 * time.Second
 	DefaultMaxSubscriptions = 1024
+	DefaultMaxCatchUps      = 4
+	DefaultMaxCatchUpsTotal = 64
 )
 
 // Backend serves snapshots, history and join decisions; the StreamModule is
@@ -96,6 +98,12 @@ type Config struct {
 	// MaxNameBytes bounds stream, group and item names in subscriptions.
 	// Default streammodule.DefaultMaxNameBytes, the limit of writes.
 	MaxNameBytes int
+	// MaxCatchUps bounds the snapshots and replays of one connection that
+	// its writer has not taken yet (more joins wait their turn), so that a
+	// socket that never reads holds only that many; MaxCatchUpsTotal bounds
+	// the ones being built in the whole gateway. Defaults
+	// DefaultMaxCatchUps and DefaultMaxCatchUpsTotal.
+	MaxCatchUps, MaxCatchUpsTotal int
 	// MaxSubscriptions bounds the subscriptions of one multiplexed socket.
 	// Default DefaultMaxSubscriptions.
 	MaxSubscriptions int
@@ -127,6 +135,12 @@ func (c Config) withDefaults() Config {
 	if c.MaxSubscriptions <= 0 {
 		c.MaxSubscriptions = DefaultMaxSubscriptions
 	}
+	if c.MaxCatchUps <= 0 {
+		c.MaxCatchUps = DefaultMaxCatchUps
+	}
+	if c.MaxCatchUpsTotal <= 0 {
+		c.MaxCatchUpsTotal = DefaultMaxCatchUpsTotal
+	}
 	if c.MaxNameBytes <= 0 {
 		c.MaxNameBytes = streammodule.DefaultMaxNameBytes
 	}
@@ -149,6 +163,9 @@ type Gateway struct {
 	hub     *hub
 	pool    *writerPool
 	origins *origin.Policy
+	// catchUps holds a token per snapshot or replay being built and
+	// queued, MaxCatchUpsTotal at most.
+	catchUps chan struct{}
 
 	slowCloses atomic.Int64
 
@@ -169,6 +186,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	cfg = cfg.withDefaults()
 	g := &Gateway{cfg: cfg, log: cfg.Logger, conns: make(map[*conn]struct{}), stop: make(chan struct{}),
+		catchUps: make(chan struct{}, cfg.MaxCatchUpsTotal),
 		origins: &origin.Policy{Origins: cfg.AllowedOrigins, Hosts: cfg.AllowedHosts, Logger: cfg.Logger,
 			OriginsSetting: "--allowed-origins", HostsSetting: "--allowed-hosts"}}
 	g.hub = newHub(g)

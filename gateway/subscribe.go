@@ -318,69 +318,91 @@ func (c *conn) start(s *subscription, since *uint64) {
 // catchUp queues what s is missing, a snapshot or the events after since,
 // and switches it to live delivery.
 func (c *conn) catchUp(s *subscription, since *uint64) {
-	b := c.g.cfg.Backend
 	for attempt := 0; ; attempt++ {
-		var catchUp [][]byte
-		var last uint64
-		resync := attempt > 0 && attempt%catchUpsPerResync == 0
-		if since != nil && !resync {
-			frames, l, ok, err := b.Since(c.ctx, s.stream, s.group, *since)
-			switch {
-			case err != nil:
-				// Ask again after the wait below (a fresh snapshot every
-				// catchUpsPerResync tries), rather than resync at once.
-				if c.ctx.Err() != nil {
-					return
-				}
-				c.g.log.Warn("stream history failed; trying again", "stream", s.stream, "group", s.group, "since", *since, "attempt", attempt, "error", err)
-				if attempt+1 >= maxCatchUps {
-					c.failSub(s, "unavailable", "missed events could not be recovered; reconnect with since")
-					return
-				}
-				select {
-				case <-c.ctx.Done():
-					return
-				case <-time.After(time.Duration(attempt+1) * 10 * time.Millisecond):
-				}
-				continue
-			case ok:
-				catchUp, last = frames, l
-			default:
-				resync = true
-			}
-		}
-		if since == nil || resync {
-			frame, seq, err := b.Snapshot(c.ctx, s.stream, s.group, s.item, resync)
-			if err != nil {
-				if c.ctx.Err() == nil {
-					c.g.log.Warn("stream snapshot failed", "stream", s.stream, "group", s.group, "error", err)
-				}
-				c.failSub(s, "snapshot_failed", err.Error())
-				return
-			}
-			catchUp, last = [][]byte{frame}, seq
-		}
-		live, gone, pos := s.goLive(catchUp, last)
-		switch {
-		case gone:
-			c.g.hub.remove(s) // dropped while catching up; remove is idempotent
+		next, again := c.catchUpOnce(s, since, attempt)
+		if !again {
 			return
-		case live:
-			return
-		case attempt+1 >= maxCatchUps:
+		}
+		if attempt+1 >= maxCatchUps {
 			c.failSub(s, "unavailable", "missed events could not be recovered; reconnect with since")
 			return
 		}
-		// Events are missing between what history gave and what arrived:
-		// they are most likely still on their way. Wait, then go on from
-		// where the subscription is.
+		// Events are missing between what history gave and what arrived
+		// (or history could not be read): they are most likely still on
+		// their way. Wait, then go on from where the subscription is.
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-time.After(time.Duration(attempt+1) * 10 * time.Millisecond):
 		}
-		since = &pos
+		since = next
 	}
+}
+
+// catchUpOnce is one attempt of catchUp. It reports whether to try again,
+// and from where.
+//
+// A connection has at most MaxCatchUps catch-ups whose frames its writer
+// has not taken yet, and the gateway builds at most MaxCatchUpsTotal at
+// once: a socket that sends a thousand joins of a large group and never
+// reads holds a few snapshots, not a thousand.
+func (c *conn) catchUpOnce(s *subscription, since *uint64, attempt int) (next *uint64, again bool) {
+	select {
+	case c.catchUps <- struct{}{}:
+	case <-c.ctx.Done():
+		return nil, false
+	}
+	defer c.afterQueued(func() { <-c.catchUps })
+	select {
+	case c.g.catchUps <- struct{}{}:
+	case <-c.ctx.Done():
+		return nil, false
+	}
+	built := sync.OnceFunc(func() { <-c.g.catchUps })
+	defer built()
+
+	b := c.g.cfg.Backend
+	var catchUp [][]byte
+	var last uint64
+	resync := attempt > 0 && attempt%catchUpsPerResync == 0
+	if since != nil && !resync {
+		frames, l, ok, err := b.Since(c.ctx, s.stream, s.group, *since)
+		switch {
+		case err != nil:
+			// Ask again after a wait (a fresh snapshot every
+			// catchUpsPerResync tries), rather than resync at once.
+			if c.ctx.Err() != nil {
+				return nil, false
+			}
+			c.g.log.Warn("stream history failed; trying again", "stream", s.stream, "group", s.group, "since", *since, "attempt", attempt, "error", err)
+			return since, true
+		case ok:
+			catchUp, last = frames, l
+		default:
+			resync = true
+		}
+	}
+	if since == nil || resync {
+		frame, seq, err := b.Snapshot(c.ctx, s.stream, s.group, s.item, resync)
+		if err != nil {
+			if c.ctx.Err() == nil {
+				c.g.log.Warn("stream snapshot failed", "stream", s.stream, "group", s.group, "error", err)
+			}
+			c.failSub(s, "snapshot_failed", err.Error())
+			return nil, false
+		}
+		catchUp, last = [][]byte{frame}, seq
+	}
+	built()
+	live, gone, pos := s.goLive(catchUp, last)
+	switch {
+	case gone:
+		c.g.hub.remove(s) // dropped while catching up; remove is idempotent
+		return nil, false
+	case live:
+		return nil, false
+	}
+	return &pos, true
 }
 
 // A subscription that keeps finding events missing catches up again,

@@ -43,24 +43,26 @@ type engineConfig struct {
 	HTTPTimeout       time.Duration
 	HTTPStreaming     bool
 
-	StreamAddr         string
-	EngineAddr         string // trine gateway only
-	NATSURL            string
-	NATSAddr           string
-	Store              string
-	StoreReplicas      int
-	StreamHistory      int
-	StreamHistoryBytes int
-	StreamHistoryTotal int
-	StreamMaxItem      int
-	StreamAuthFunction string
-	AllowedOrigins     []string
-	AllowedHosts       []string
-	StreamMaxFrame     int64
-	StreamQueueMsgs    int
-	StreamQueueBytes   int
-	StreamPing         time.Duration
-	StreamWriteTimeout time.Duration
+	StreamAddr          string
+	EngineAddr          string // trine gateway only
+	NATSURL             string
+	NATSAddr            string
+	Store               string
+	StoreReplicas       int
+	StreamHistory       int
+	StreamHistoryBytes  int
+	StreamHistoryTotal  int
+	StreamMaxItem       int
+	StreamAuthFunction  string
+	AllowedOrigins      []string
+	AllowedHosts        []string
+	StreamMaxFrame      int64
+	StreamQueueMsgs     int
+	StreamQueueBytes    int
+	StreamCatchUps      int
+	StreamCatchUpsTotal int
+	StreamPing          time.Duration
+	StreamWriteTimeout  time.Duration
 }
 
 // setting is one configuration key, known under three names.
@@ -219,6 +221,14 @@ var engineSettings = []setting{
 	}},
 	{"stream-queue-bytes", "N", strconv.Itoa(gateway.DefaultQueueBytes), "outbound bytes queued per connection before it is closed (1008)", func(c *engineConfig, v string) (err error) {
 		c.StreamQueueBytes, err = positiveInt(v)
+		return err
+	}},
+	{"stream-max-catchups", "N", strconv.Itoa(gateway.DefaultMaxCatchUps), "snapshots and replays per connection that its writer has not taken yet (more joins wait): what a client that never reads can hold", func(c *engineConfig, v string) (err error) {
+		c.StreamCatchUps, err = positiveInt(v)
+		return err
+	}},
+	{"stream-max-catchups-total", "N", strconv.Itoa(gateway.DefaultMaxCatchUpsTotal), "snapshots and replays being built at once in the whole gateway", func(c *engineConfig, v string) (err error) {
+		c.StreamCatchUpsTotal, err = positiveInt(v)
 		return err
 	}},
 	{"stream-ping-interval", "DURATION", gateway.DefaultPingInterval.String(), "how often browsers are pinged; silent for two intervals: closed", func(c *engineConfig, v string) (err error) {
