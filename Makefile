@@ -15,7 +15,7 @@ PROTOC_GEN_GO      := $(BIN)/.stamp-protoc-gen-go-$(PROTOC_GEN_GO_VERSION)
 PROTOC_GEN_GO_GRPC := $(BIN)/.stamp-protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
 STATICCHECK        := $(BIN)/.stamp-staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: run build test generate fmt tidy lint check bench-rpc bench-iii bench-http bench-fanout bench-fleet
+.PHONY: run build test fuzz generate fmt tidy lint check bench-rpc bench-iii bench-http bench-fanout bench-fleet
 
 run:
 	go run ./cmd/trine engine
@@ -30,6 +30,30 @@ NODE_COMPAT := compat/iii-node
 
 test: $(NODE_COMPAT)/node_modules/.package-lock.json
 	go test -race -count=1 -timeout 20m ./...
+
+# Every fuzz target, as package:function. make test runs their seed
+# corpora (and any crasher committed under testdata/fuzz); make fuzz runs
+# each for FUZZTIME. A crasher the fuzzer finds lands in the package's
+# testdata/fuzz: commit it as a seed once fixed.
+FUZZTIME ?= 60s
+FUZZ_TARGETS := \
+	./engine:FuzzValidateID \
+	./engine:FuzzValidJSONText \
+	./engine/iiiserver:FuzzWorkerBytes \
+	./gateway:FuzzClientBytes \
+	./httptrigger:FuzzParsePath \
+	./httptrigger:FuzzSplitRequestPath \
+	./streammodule/natsfanout:FuzzToken \
+	./streammodule/store:FuzzScan \
+	./streammodule/updateops:FuzzApply \
+	./cmd/trine:FuzzConfigFile
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
 
 $(NODE_COMPAT)/node_modules/.package-lock.json: $(NODE_COMPAT)/package-lock.json $(NODE_COMPAT)/package.json
 	npm ci --prefix $(NODE_COMPAT) --no-audit --no-fund

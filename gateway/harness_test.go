@@ -37,7 +37,7 @@ type stack struct {
 	st  *streamtest.Stack
 }
 
-func newStack(t *testing.T, gcfg gateway.Config, mcfg streammodule.Config) *stack {
+func newStack(t testing.TB, gcfg gateway.Config, mcfg streammodule.Config) *stack {
 	t.Helper()
 	st := streamtest.Start(t, mcfg)
 	gcfg.Backend, gcfg.Events, gcfg.Caller = st.Module, st.Events, st.Engine

@@ -22,7 +22,7 @@ type stack struct {
 	url string // ws://…
 }
 
-func start(t *testing.T, cfg iiiserver.Config) *stack {
+func start(t testing.TB, cfg iiiserver.Config) *stack {
 	t.Helper()
 	e := enginetest.Run(t, engine.Config{DefaultTimeout: 5 * time.Second, ProviderTimeout: 2 * time.Second})
 	if cfg.NamespaceGrace == 0 {
