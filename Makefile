@@ -15,7 +15,7 @@ PROTOC_GEN_GO      := $(BIN)/.stamp-protoc-gen-go-$(PROTOC_GEN_GO_VERSION)
 PROTOC_GEN_GO_GRPC := $(BIN)/.stamp-protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
 STATICCHECK        := $(BIN)/.stamp-staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: run build test fuzz generate fmt tidy lint check bench-rpc bench-iii bench-http bench-fanout bench-fleet
+.PHONY: run build test fuzz soak generate fmt tidy lint check bench-rpc bench-iii bench-http bench-fanout bench-fleet
 
 run:
 	go run ./cmd/trine engine
@@ -81,6 +81,12 @@ check: generate fmt tidy
 	git diff --exit-code
 	@untracked="$$(git ls-files --others --exclude-standard)"; \
 	if [ -n "$$untracked" ]; then echo "untracked files:"; echo "$$untracked"; exit 1; fi
+
+# A bounded run of a real engine under hostile load, SIGKILL and restart
+# included, checking its invariants (bench/soak).
+SOAK_DURATION ?= 10m
+soak:
+	go run ./bench/soak -duration $(SOAK_DURATION)
 
 bench-rpc:
 	go run ./bench/rpc
