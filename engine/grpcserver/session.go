@@ -95,8 +95,8 @@ func (s *Server) Connect(stream connectStream) error {
 
 // conn is the engine.Peer of one Connect stream.
 type conn struct {
-	srv  *Server
-	sess *engine.Session
+	srv    *Server
+	sess   *engine.Session
 	out    chan *trinev1.ConnectResponse
 	ctx    context.Context // ends with the stream
 	cancel context.CancelCauseFunc
@@ -254,7 +254,9 @@ func (c *conn) call(r *trinev1.Call) {
 		cancel()
 		res := &trinev1.CallResult{CallId: id, Error: toProto(engine.Errorf(engine.CodeOverloaded,
 			"this worker has %d calls running, the limit is %d", c.maxCalls(), c.maxCalls()))}
-		c.async(func() { c.answer(&trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_CallResult{CallResult: res}}) })
+		c.async(func() {
+			c.answer(&trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_CallResult{CallResult: res}})
+		})
 		return
 	}
 	c.calls[id] = cancel
