@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/coder/websocket"
 )
 
@@ -33,6 +35,10 @@ type channel struct {
 	// writer's pump sends on it, and it closes buf at the end of the
 	// stream after setting end.
 	buf chan frame
+	// room bounds the bytes in buf: a sender takes a frame's size (at most
+	// the whole budget) before it sends, the receiver gives it back.
+	room       *semaphore.Weighted
+	roomBudget int64
 	// end is how the reader's socket closes once buf is drained; written
 	// before close(buf), read after it.
 	end closeStatus
@@ -54,10 +60,29 @@ type channel struct {
 // markConnected records that a remote end's socket is attached.
 func (ch *channel) markConnected() { ch.connectedOnce.Do(func() { close(ch.connected) }) }
 
-func newChannel(parent context.Context, size int) *channel {
+func newChannel(parent context.Context, size int, budget int64) *channel {
 	ctx, cancel := context.WithCancelCause(parent)
 	return &channel{id: newID(), key: newKey(), created: time.Now(),
-		buf: make(chan frame, size), ctx: ctx, cancel: cancel, connected: make(chan struct{})}
+		buf: make(chan frame, size), room: semaphore.NewWeighted(budget), roomBudget: budget,
+		ctx: ctx, cancel: cancel, connected: make(chan struct{})}
+}
+
+func (ch *channel) weight(f frame) int64 { return min(int64(len(f.data)), ch.roomBudget) }
+
+// reserve waits until buf has room for f's bytes, or ctx or the channel
+// ends.
+func (ch *channel) reserve(ctx context.Context, f frame) error {
+	if n := ch.weight(f); n > 0 {
+		return ch.room.Acquire(ctx, n)
+	}
+	return nil
+}
+
+// received gives back the room of a frame taken from buf.
+func (ch *channel) received(f frame) {
+	if n := ch.weight(f); n > 0 {
+		ch.room.Release(n)
+	}
 }
 
 // attached reports whether both ends have been taken. Callers hold Hub.mu.

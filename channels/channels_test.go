@@ -1083,3 +1083,59 @@ func TestLocalEndsHubClose(t *testing.T) {
 		t.Fatalf("OpenWriter after Close = %v, want unavailable", err)
 	}
 }
+
+// A channel buffers at most MaxBufferBytes whatever its buffer_size: a
+// writer that far ahead of a reader that does not read waits. Frames
+// larger than the budget still pass one at a time, and everything arrives.
+func TestBufferBoundedInBytes(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, channels.Config{MaxBufferBytes: 256 << 10})
+	w, ref := openWriter(t, v, 1024)
+	frame := make([]byte, 64<<10)
+	written := 0
+	for ; written < 100; written++ {
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		err := w.Write(ctx, true, frame)
+		cancel()
+		if err != nil {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("write %d: %v", written, err)
+			}
+			break
+		}
+	}
+	if written != 4 {
+		t.Fatalf("%d frames of 64 KiB buffered with no reader, want 4 (256 KiB)", written)
+	}
+	rc := v.dial(t, ref)
+	done := make(chan error, 1)
+	go func() {
+		if err := w.Write(t.Context(), true, make([]byte, 1<<20)); err != nil { // larger than the budget
+			done <- err
+			return
+		}
+		w.Close()
+		done <- nil
+	}()
+	got, ce := drain(t, rc)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != written+1 || len(got[written].data) != 1<<20 {
+		t.Fatalf("reader got %d frames", len(got))
+	}
+	wantClose(t, ce, websocket.StatusNormalClosure)
+}
+
+// At most MaxChannels are open at once; more are refused with overloaded.
+func TestMaxChannels(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, channels.Config{MaxChannels: 3})
+	for range 3 {
+		v.create(t, `{}`)
+	}
+	_, _, err := v.tryCreate(t.Context(), `{}`)
+	if engine.AsError(err).Code != engine.CodeOverloaded {
+		t.Fatalf("fourth channel: %v, want overloaded", err)
+	}
+}

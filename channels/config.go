@@ -7,10 +7,12 @@ import (
 
 // Defaults for Config.
 const (
-	DefaultBuffer        = 64
-	DefaultMaxBuffer     = 1024
-	DefaultMaxFrameBytes = 1 << 20
-	DefaultTTL           = 5 * time.Minute
+	DefaultBuffer         = 64
+	DefaultMaxBuffer      = 1024
+	DefaultMaxFrameBytes  = 1 << 20
+	DefaultTTL            = 5 * time.Minute
+	DefaultMaxBufferBytes = 16 << 20
+	DefaultMaxChannels    = 10000
 )
 
 // Config tunes a Hub. The zero Config is valid.
@@ -22,6 +24,13 @@ type Config struct {
 	// MaxBuffer is the largest buffer_size a caller may ask for.
 	// Default 1024.
 	MaxBuffer int
+	// MaxBufferBytes bounds the bytes buffered in one channel, whatever
+	// its buffer_size: a writer that far ahead of its reader is not read
+	// until the reader catches up. Default 16 MiB.
+	MaxBufferBytes int64
+	// MaxChannels bounds the channels open at once; engine::channels::create
+	// beyond it fails with overloaded. Default 10,000.
+	MaxChannels int
 	// MaxFrameBytes is the largest frame a writer may send; a larger one
 	// closes the writer with 1009 (message too big). Default 1 MiB (the
 	// iii Go SDK sends binary data in 64 KiB frames). Readers must accept
@@ -55,6 +64,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TTL <= 0 {
 		c.TTL = DefaultTTL
+	}
+	if c.MaxBufferBytes <= 0 {
+		c.MaxBufferBytes = DefaultMaxBufferBytes
+	}
+	if c.MaxChannels <= 0 {
+		c.MaxChannels = DefaultMaxChannels
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

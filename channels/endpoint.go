@@ -122,8 +122,12 @@ func (ch *channel) pump(ctx context.Context, conn *websocket.Conn) error {
 			close(ch.buf)
 			return err
 		}
+		f := frame{typ: typ, data: data}
+		if err := ch.reserve(ch.ctx, f); err != nil {
+			return context.Cause(ch.ctx)
+		}
 		select {
-		case ch.buf <- frame{typ: typ, data: data}:
+		case ch.buf <- f:
 		case <-ch.ctx.Done():
 			return context.Cause(ch.ctx)
 		}
@@ -155,6 +159,7 @@ func (h *Hub) serveReader(ch *channel, conn *websocket.Conn) {
 				_ = conn.Close(ch.end.code, ch.end.reason)
 				return
 			}
+			ch.received(f)
 			if err := conn.Write(ch.ctx, f.typ, f.data); err != nil {
 				return
 			}

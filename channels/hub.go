@@ -64,12 +64,16 @@ func (h *Hub) Close() {
 // end the engine itself holds (dirWrite or dirRead), which is taken from
 // the start, or "" for none.
 func (h *Hub) open(size int, local string) (*channel, error) {
-	ch := newChannel(h.ctx, size)
+	ch := newChannel(h.ctx, size, h.cfg.MaxBufferBytes)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		ch.cancel(errClosed)
 		return nil, engine.Errorf(engine.CodeUnavailable, "channels are shut down")
+	}
+	if len(h.channels) >= h.cfg.MaxChannels {
+		ch.cancel(errClosed)
+		return nil, engine.Errorf(engine.CodeOverloaded, "%d channels are open, the limit is %d", len(h.channels), h.cfg.MaxChannels)
 	}
 	if local != "" {
 		*ch.taken(local) = true

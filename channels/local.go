@@ -103,6 +103,7 @@ func (r *LocalReader) frame(f frame, ok bool) (Frame, error) {
 		}
 		return Frame{}, io.EOF
 	}
+	r.ch.received(f)
 	return Frame{Binary: f.typ == websocket.MessageBinary, Data: f.data}, nil
 }
 
@@ -150,16 +151,53 @@ func (w *LocalWriter) Write(ctx context.Context, binary bool, data []byte) error
 	if binary {
 		f.typ = websocket.MessageBinary
 	}
+	if err := w.reserve(ctx, f); err != nil {
+		return err
+	}
 	select {
 	case w.ch.buf <- f:
 		return nil
 	case <-w.stop:
+		w.ch.received(f)
 		return ErrEndClosed
 	case <-w.ch.ctx.Done():
+		w.ch.received(f)
 		return context.Cause(w.ch.ctx)
 	case <-ctx.Done():
+		w.ch.received(f)
 		return ctx.Err()
 	}
+}
+
+// reserve takes room in the channel's buffer for f, waiting while the
+// reader is behind by the buffer's byte budget.
+func (w *LocalWriter) reserve(ctx context.Context, f frame) error {
+	n := w.ch.weight(f)
+	if n == 0 || w.ch.room.TryAcquire(n) {
+		return nil
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(w.ch.ctx, cancel)()
+	go func() { // Close or Abort while waiting
+		select {
+		case <-w.stop:
+			cancel()
+		case <-rctx.Done():
+		}
+	}()
+	if err := w.ch.room.Acquire(rctx, n); err != nil {
+		select {
+		case <-w.stop:
+			return ErrEndClosed
+		default:
+		}
+		if err := context.Cause(w.ch.ctx); err != nil {
+			return err
+		}
+		return ctx.Err()
+	}
+	return nil
 }
 
 // Close ends the stream: the reader gets every frame written and then a
