@@ -93,6 +93,7 @@ func TestEngineHelp(t *testing.T) {
 		{"--stream-addr", "TRINE_STREAM_ADDR", "stream_addr", "127.0.0.1:3112"},
 		{"--nats-url", "TRINE_NATS_URL", "nats_url", ""},
 		{"--nats-addr", "TRINE_NATS_ADDR", "nats_addr", "127.0.0.1:4222"},
+		{"--nats-connect-timeout", "TRINE_NATS_CONNECT_TIMEOUT", "nats_connect_timeout", "30s"},
 		{"--store", "TRINE_STORE", "store", "file"},
 		{"--store-replicas", "TRINE_STORE_REPLICAS", "store_replicas", "1"},
 		{"--stream-history", "TRINE_STREAM_HISTORY", "stream_history", "1000"},

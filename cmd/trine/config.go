@@ -46,6 +46,7 @@ type engineConfig struct {
 	StreamAddr          string
 	EngineAddr          string // trine gateway only
 	NATSURL             string
+	NATSConnectTimeout  time.Duration
 	NATSAddr            string
 	Store               string
 	StoreReplicas       int
@@ -157,6 +158,10 @@ var engineSettings = []setting{
 		}
 		c.NATSURL = v
 		return nil
+	}},
+	{"nats-connect-timeout", "DURATION", "30s", "with --nats-url: how long to keep trying at start while no NATS server answers (a cluster starting at the same time); then exit 1", func(c *engineConfig, v string) (err error) {
+		c.NATSConnectTimeout, err = positiveDuration(v)
+		return err
 	}},
 	{"nats-addr", "ADDR", "127.0.0.1:4222", "where the embedded NATS server accepts other processes (gateways, engines); off: nowhere", func(c *engineConfig, v string) error {
 		c.NATSAddr = v

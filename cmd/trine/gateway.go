@@ -51,6 +51,7 @@ func gatewaySettings() []setting {
 			s.def = "127.0.0.1:3114"
 		case "nats-url":
 			s.def, s.usage = "nats://127.0.0.1:4222", "NATS servers carrying stream events (comma-separated nats:// URLs)"
+		case "nats-connect-timeout":
 		case "allowed-origins":
 			s.usage = "comma-separated browser Origins allowed besides same-origin pages (* for any)"
 		case "allowed-hosts":
@@ -114,7 +115,7 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 		return err
 	}
 	defer httpLis.Close()
-	ns, err := natsembed.Connect(cfg.NATSURL, natsembed.Options{Name: "trine-gateway", Logger: log})
+	ns, err := natsembed.Connect(cfg.NATSURL, natsembed.Options{Name: "trine-gateway", Logger: log, ConnectTimeout: cfg.NATSConnectTimeout})
 	if err != nil {
 		return err
 	}

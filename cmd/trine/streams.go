@@ -46,7 +46,7 @@ const resultHeadroom = 16 << 10
 // connectNATS starts the embedded NATS server, or connects to --nats-url.
 func connectNATS(cfg engineConfig, log *slog.Logger) (*natsembed.Server, error) {
 	if cfg.NATSURL != "" {
-		return natsembed.Connect(cfg.NATSURL, natsembed.Options{Name: "trine-engine", Logger: log})
+		return natsembed.Connect(cfg.NATSURL, natsembed.Options{Name: "trine-engine", Logger: log, ConnectTimeout: cfg.NATSConnectTimeout})
 	}
 	listen := cfg.NATSAddr
 	if listen == "off" {

@@ -316,7 +316,7 @@ func TestGatewayHelpAndErrors(t *testing.T) {
 	if r := runTrine(t, testEnv(), "", "gateway", "--store", "memory"); r.code != 2 {
 		t.Errorf("engine-only flag: exit %d, stderr %q", r.code, r.stderr)
 	}
-	r = runTrine(t, testEnv(), "", "gateway", "--stream-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--nats-url", "nats://127.0.0.1:1")
+	r = runTrine(t, testEnv(), "", "gateway", "--stream-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--nats-url", "nats://127.0.0.1:1", "--nats-connect-timeout", "300ms")
 	if r.code != 1 || !strings.Contains(r.stderr, "nats: connect nats://127.0.0.1:1") {
 		t.Errorf("unreachable NATS: exit %d, stderr %q", r.code, r.stderr)
 	}

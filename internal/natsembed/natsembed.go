@@ -29,6 +29,10 @@ type Options struct {
 	// JetStreamDir, if set, enables JetStream on the embedded server with
 	// its storage there.
 	JetStreamDir string
+	// ConnectTimeout is how long Connect keeps trying while no server of
+	// the list answers (a cluster started at the same time as the
+	// process). Default 30s.
+	ConnectTimeout time.Duration
 }
 
 // Server is a NATS connection and, when embedded, the server behind it.
@@ -88,13 +92,33 @@ func unwrapOpError(err error) error {
 }
 
 // Connect connects to an external NATS deployment (a comma-separated URL
-// list). The connection reconnects for ever, and logs when it loses and
-// regains the server.
+// list). While no server of the list answers, it tries again with backoff
+// for up to Options.ConnectTimeout, so that a process started with its
+// cluster waits for it. The connection then reconnects for ever, and logs
+// when it loses and regains the server.
 func Connect(url string, o Options) (*Server, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	timeout := o.ConnectTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	wait := 100 * time.Millisecond
+	for {
+		s, err := connect(url, o, log)
+		if err == nil || !errors.Is(err, nats.ErrNoServers) || time.Now().Add(wait).After(deadline) {
+			return s, err
+		}
+		log.Info("waiting for NATS", "url", url, "retry_in", wait, "error", err)
+		time.Sleep(wait)
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+func connect(url string, o Options, log *slog.Logger) (*Server, error) {
 	nc, err := nats.Connect(url, nats.Name(o.Name), nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(false),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "error", err) }),
