@@ -7,7 +7,7 @@ import (
 )
 
 // Code is a stable, snake_case error code. Codes are part of the public
-// contract (documented in the README): new ones may be added, none renamed.
+// contract (documented in docs/reference.md): new ones may be added, none renamed.
 type Code string
 
 // The error codes.

@@ -6,7 +6,7 @@ import (
 	"fmt"
 )
 
-// Code is a stable error code; the README lists them all.
+// Code is a stable error code; docs/reference.md lists them all.
 type Code string
 
 // The error codes.

@@ -16,24 +16,19 @@ import (
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
-// TestREADMEFleetRecipe runs the README's "Running a fleet" commands as
+// TestFleetRecipeAsDocumented runs the "Running a fleet" commands of the
+// documentation (docs/fleet.md, linked from the README) as
 // written (three nats-server nodes, three engines, two gateways, on the
 // ports the README gives), with this checkout's trine and the nats-server
 // of go.mod on PATH, and checks that they all listen, that a call made
 // through engine A reaches a function served on engine C, and that a
 // browser of gateway 1 gets a write made through engine A.
-func TestREADMEFleetRecipe(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+func TestFleetRecipeAsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/fleet.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	section := string(readme)
-	start := strings.Index(section, "## Running a fleet")
-	if start < 0 {
-		t.Fatal("README has no Running a fleet section")
-	}
-	section = section[start:]
-	section = section[:strings.Index(section[3:], "\n## ")+3]
+	section := string(doc)
 	var lines []string
 	for _, block := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(section, -1) {
 		for _, l := range strings.Split(block[1], "\n") {
@@ -43,7 +38,7 @@ func TestREADMEFleetRecipe(t *testing.T) {
 		}
 	}
 	if len(lines) != 9 {
-		t.Fatalf("found %d recipe commands in the README, want 3 nats-server, NATS=, 3 engines and 2 gateways:\n%s", len(lines), strings.Join(lines, "\n"))
+		t.Fatalf("found %d recipe commands in docs/fleet.md, want 3 nats-server, NATS=, 3 engines and 2 gateways:\n%s", len(lines), strings.Join(lines, "\n"))
 	}
 
 	bin := t.TempDir()

@@ -88,7 +88,7 @@ func (Action) EnumDescriptor() ([]byte, []int) {
 	return file_trine_v1_engine_proto_rawDescGZIP(), []int{0}
 }
 
-// Error is a failure with a stable snake_case code (see the README).
+// Error is a failure with a stable snake_case code (see docs/reference.md).
 type Error struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Code    string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
