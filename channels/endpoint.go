@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -134,6 +135,25 @@ func (ch *channel) pump(ctx context.Context, conn *websocket.Conn) error {
 	}
 }
 
+// writeFrame writes f to a reader's socket within readerWriteTimeout. Its
+// context is not the channel's: coder/websocket tears a connection down
+// without a close frame when a write's context ends, and the channel's
+// ends exactly when the reader should get one (1001 on Abort, say).
+// A write still blocked closeGrace after the channel ended is given up.
+func writeFrame(ch *channel, conn *websocket.Conn, f frame) error {
+	ctx, cancel := context.WithTimeout(context.Background(), readerWriteTimeout)
+	defer cancel()
+	defer context.AfterFunc(ch.ctx, func() { time.AfterFunc(closeGrace, cancel) })()
+	return conn.Write(ctx, f.typ, f.data)
+}
+
+// closeGrace is how long a write to a reader may go on once its channel
+// ended.
+const closeGrace = time.Second
+
+// readerWriteTimeout bounds one write to a reader.
+const readerWriteTimeout = 30 * time.Second
+
 // serveReader writes ch.buf to the reader's socket until the stream ends,
 // the reader goes away or ch is cancelled. The channel is done when the
 // reader is: serveReader removes it, and a writer still attached is closed.
@@ -160,7 +180,7 @@ func (h *Hub) serveReader(ch *channel, conn *websocket.Conn) {
 				return
 			}
 			ch.received(f)
-			if err := conn.Write(ch.ctx, f.typ, f.data); err != nil {
+			if err := writeFrame(ch, conn, f); err != nil {
 				return
 			}
 		case <-gone:
