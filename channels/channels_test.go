@@ -546,12 +546,14 @@ func TestReaderLeavingClosesWriter(t *testing.T) {
 
 func TestTTL(t *testing.T) {
 	t.Parallel()
-	v := newEnv(t, channels.Config{TTL: 50 * time.Millisecond})
+	// The fully attached channel is made first, and the TTL leaves its two
+	// dials time on a loaded machine (with 50 ms they sometimes came late).
+	v := newEnv(t, channels.Config{TTL: 300 * time.Millisecond})
+	fw, fr := v.create(t, "")
+	fwc, frc := v.dial(t, fw), v.dial(t, fr)
 	idle, _ := v.create(t, "")
 	w, r := v.create(t, "")
 	waiting := v.dial(t, w) // its reader never comes
-	fw, fr := v.create(t, "")
-	fwc, frc := v.dial(t, fw), v.dial(t, fr)
 
 	ce := closed(t, waiting)
 	wantClose(t, ce, websocket.StatusGoingAway)
