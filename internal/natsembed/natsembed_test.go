@@ -55,10 +55,44 @@ func TestBusyPort(t *testing.T) {
 	}
 }
 
+// Connect keeps trying while nothing answers, for ConnectTimeout, then
+// fails.
 func TestConnectFails(t *testing.T) {
-	if _, err := natsembed.Connect("nats://127.0.0.1:1", natsembed.Options{}); err == nil {
+	start := time.Now()
+	if _, err := natsembed.Connect("nats://127.0.0.1:1", natsembed.Options{ConnectTimeout: 500 * time.Millisecond}); err == nil {
 		t.Fatal("connected to nothing")
 	}
+	if d := time.Since(start); d < 300*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("gave up after %v, want about the 500ms ConnectTimeout", d)
+	}
+}
+
+// A server that comes up while Connect waits is connected to.
+func TestConnectWaitsForTheServer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	started := make(chan *natsembed.Server, 1)
+	go func() {
+		time.Sleep(400 * time.Millisecond)
+		s, err := natsembed.Start(natsembed.Options{Name: "late", Listen: addr})
+		if err != nil {
+			t.Error(err)
+		}
+		started <- s
+	}()
+	c, err := natsembed.Connect("nats://"+addr, natsembed.Options{ConnectTimeout: 10 * time.Second})
+	s := <-started
+	if s != nil {
+		defer s.Close()
+	}
+	if err != nil {
+		t.Fatalf("Connect while the server came up: %v", err)
+	}
+	c.Close()
 }
 
 func roundTrip(t *testing.T, from, to *natsembed.Server) {
