@@ -211,16 +211,24 @@ func (c *conn) ping() {
 	}
 }
 
-// send queues a message, waiting for room until ctx or the connection ends.
-func (c *conn) send(ctx context.Context, v any) error {
+// encode frames v as a text message within MaxMessageBytes.
+func (c *conn) encode(v any) ([]byte, error) {
 	p, err := json.Marshal(v)
 	if err != nil {
-		return engine.Errorf(engine.CodeInternal, "encode message: %v", err)
+		return nil, engine.Errorf(engine.CodeInternal, "encode message: %v", err)
 	}
 	if int64(len(p)) > c.srv.cfg.MaxMessageBytes {
-		return engine.Errorf(engine.CodeMessageTooLarge, "message is %d bytes, the limit is %d", len(p), c.srv.cfg.MaxMessageBytes)
+		return nil, engine.Errorf(engine.CodeMessageTooLarge, "message is %d bytes, the limit is %d", len(p), c.srv.cfg.MaxMessageBytes)
 	}
-	b := frame(ws.OpText, p)
+	return frame(ws.OpText, p), nil
+}
+
+// send queues a message, waiting for room until ctx or the connection ends.
+func (c *conn) send(ctx context.Context, v any) error {
+	b, err := c.encode(v)
+	if err != nil {
+		return err
+	}
 	if c.outBytes.Load()+int64(len(b)) > c.maxQueuedBytes() {
 		return engine.Errorf(engine.CodeOverloaded, "worker %s is not reading its connection: %d bytes queued", c.sess.ID(), c.outBytes.Load())
 	}
@@ -249,14 +257,10 @@ func (c *conn) send(ctx context.Context, v any) error {
 // (1008), so that a peer flooding pings or calls and never reading costs
 // bounded memory and goroutines.
 func (c *conn) answer(v any) error {
-	p, err := json.Marshal(v)
+	b, err := c.encode(v)
 	if err != nil {
-		return engine.Errorf(engine.CodeInternal, "encode message: %v", err)
+		return err
 	}
-	if int64(len(p)) > c.srv.cfg.MaxMessageBytes {
-		return engine.Errorf(engine.CodeMessageTooLarge, "message is %d bytes, the limit is %d", len(p), c.srv.cfg.MaxMessageBytes)
-	}
-	b := frame(ws.OpText, p)
 	size := int64(len(b))
 	if c.outBytes.Load()+size <= c.maxQueuedBytes() {
 		select {

@@ -60,22 +60,12 @@ func TestFileTornTail(t *testing.T) {
 	}
 	// Simulate a crash: copy the files as they are now, before Close
 	// compacts anything, and add half a record to the journal.
-	crashed := t.TempDir()
-	for _, name := range []string{"snapshot", "journal"} {
-		data, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
+	crashed := crashCopy(t, dir, func(j []byte) []byte {
+		if len(j) == 0 {
+			t.Fatal("the acknowledged write is not in the journal")
 		}
-		if name == "journal" {
-			if len(data) == 0 {
-				t.Fatal("the acknowledged write is not in the journal")
-			}
-			data = append(data, data[:len(data)/2]...)
-		}
-		if err := os.WriteFile(filepath.Join(crashed, name), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+		return append(j, j[:len(j)/2]...)
+	})
 	f.Close()
 	g := openFile(t, crashed, store.FileOptions{})
 	defer g.Close()
