@@ -28,9 +28,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -45,6 +43,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/trinehq/trine/bench/internal/loadgen"
+	"github.com/trinehq/trine/internal/wstest"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
@@ -314,27 +313,9 @@ func (r *run) subscriber(ctx context.Context) {
 	}
 }
 
-// rawWS opens a WebSocket on path with a 4 KiB receive buffer and returns
-// the connection, which the caller never reads.
-func (r *run) rawWS(ctx context.Context, addr, path string) (net.Conn, error) {
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-	}}
-	nc, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	u, _ := url.Parse("ws://" + addr + path)
-	if _, _, err := (ws.Dialer{}).Upgrade(nc, u); err != nil {
-		nc.Close()
-		return nil, err
-	}
-	return nc, nil
-}
-
 // stalledBrowser subscribes to the busy counters group and never reads.
 func (r *run) stalledBrowser(ctx context.Context) {
-	nc, err := r.rawWS(ctx, r.a.stream, "/stream/soak/counters")
+	nc, err := wstest.Dial(ctx, r.a.stream, "/stream/soak/counters", 4096)
 	if err != nil {
 		return
 	}
@@ -344,7 +325,7 @@ func (r *run) stalledBrowser(ctx context.Context) {
 
 // joinFlood sends joins of the 1 MiB group on a socket that never reads.
 func (r *run) joinFlood(ctx context.Context) {
-	nc, err := r.rawWS(ctx, r.a.stream, "/")
+	nc, err := wstest.Dial(ctx, r.a.stream, "/", 4096)
 	if err != nil {
 		return
 	}
@@ -361,7 +342,7 @@ func (r *run) joinFlood(ctx context.Context) {
 
 // pingFlood sends iii pings on a socket that never reads.
 func (r *run) pingFlood(ctx context.Context) {
-	nc, err := r.rawWS(ctx, r.a.iii, "/")
+	nc, err := wstest.Dial(ctx, r.a.iii, "/", 4096)
 	if err != nil {
 		return
 	}

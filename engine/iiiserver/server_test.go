@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"runtime"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/iiiserver"
+	"github.com/trinehq/trine/internal/wstest"
 )
 
 func TestEngineCallsWorker(t *testing.T) {
@@ -736,17 +735,11 @@ func TestFloodFromAPeerThatNeverReads(t *testing.T) {
 	for _, kind := range []string{"ping", "call"} {
 		t.Run(kind, func(t *testing.T) {
 			s := start(t, iiiserver.Config{SendQueue: 64})
-			d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-				return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-			}}
-			nc, err := d.Dial("tcp", strings.TrimPrefix(s.url, "ws://"))
+			nc, err := wstest.Dial(t.Context(), strings.TrimPrefix(s.url, "ws://"), "/", 4096)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer nc.Close()
-			if _, _, _, err := (ws.Dialer{NetDial: func(context.Context, string, string) (net.Conn, error) { return nc, nil }}).Dial(t.Context(), s.url); err != nil {
-				t.Fatal(err)
-			}
 			msg := []byte(`{"type":"ping"}`)
 			if kind == "call" {
 				msg = []byte(`{"type":"invokefunction","invocation_id":"` + uuid.NewString() + `","function_id":"engine::functions::list","data":{}}`)
