@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -350,4 +352,49 @@ func TestFloodFromAWorkerThatNeverReads(t *testing.T) {
 		t.Fatalf("goroutines %d → %d while flooding", base, peak)
 	}
 	t.Logf("%d calls sent; goroutines %d → peak %d", sent, base, peak)
+}
+
+// The engine → worker queue is bounded in bytes as well as frames: calls
+// to a worker that does not read fail with overloaded once 16 ×
+// MaxMessageBytes are queued for it, instead of each holding its payload
+// until its deadline.
+func TestSendQueueBoundedInBytes(t *testing.T) {
+	srv := enginetest.Start(t, engine.Config{}, grpcserver.Config{MaxMessageBytes: 64 << 10})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	stream, err := client(t, srv.Addr).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(f *trinev1.ConnectRequest) {
+		t.Helper()
+		if err := stream.Send(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_Hello{Hello: &trinev1.Hello{Name: "deaf", Runtime: "test"}}})
+	send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_RegisterFunction{RegisterFunction: &trinev1.RegisterFunction{RequestId: "r", Id: "deaf::f"}}})
+	for range 2 { // welcome, ack; then it never reads again
+		if _, err := stream.Recv(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	payload := []byte(`"` + strings.Repeat("x", 60<<10) + `"`)
+	var overloaded atomic.Int64
+	var wg sync.WaitGroup
+	for range 300 {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+			defer cancel()
+			_, err := srv.Engine.Trigger(cctx, engine.Call{FunctionID: "deaf::f", Payload: payload})
+			if engine.AsError(err).Code == engine.CodeOverloaded && cctx.Err() == nil {
+				overloaded.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if overloaded.Load() == 0 {
+		t.Fatal("300 calls of 60 KB to a worker that does not read all waited for their deadline: the queue is not bounded in bytes")
+	}
+	t.Logf("%d of 300 calls refused at once with overloaded", overloaded.Load())
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -38,7 +39,7 @@ func (s *Server) Connect(stream connectStream) error {
 	}
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
-	c := &conn{srv: s, out: make(chan *trinev1.ConnectResponse, s.cfg.SendQueue), ctx: ctx, cancel: cancel, calls: make(map[string]context.CancelFunc)}
+	c := &conn{srv: s, out: make(chan outFrame, s.cfg.SendQueue), ctx: ctx, cancel: cancel, calls: make(map[string]context.CancelFunc)}
 	sess, err := s.e.Attach(info, c)
 	if err != nil {
 		return toStatus(err)
@@ -95,12 +96,15 @@ func (s *Server) Connect(stream connectStream) error {
 
 // conn is the engine.Peer of one Connect stream.
 type conn struct {
-	srv    *Server
-	sess   *engine.Session
-	out    chan *trinev1.ConnectResponse
-	ctx    context.Context // ends with the stream
-	cancel context.CancelCauseFunc
-	wg     sync.WaitGroup
+	srv  *Server
+	sess *engine.Session
+	out  chan outFrame
+	// outBytes is the size of the frames in out, at most 16 ×
+	// MaxMessageBytes: a worker that does not read holds that much.
+	outBytes atomic.Int64
+	ctx      context.Context // ends with the stream
+	cancel   context.CancelCauseFunc
+	wg       sync.WaitGroup
 
 	mu        sync.Mutex
 	calls     map[string]context.CancelFunc // the worker's own calls in flight, by call id
@@ -114,8 +118,9 @@ var _ engine.Peer = (*conn)(nil)
 func (c *conn) write(stream connectStream) error {
 	for {
 		select {
-		case f := <-c.out:
-			if err := stream.Send(f); err != nil {
+		case o := <-c.out:
+			c.outBytes.Add(-int64(o.size))
+			if err := stream.Send(o.f); err != nil {
 				return err
 			}
 		case <-c.ctx.Done():
@@ -124,19 +129,53 @@ func (c *conn) write(stream connectStream) error {
 	}
 }
 
-// send queues a frame, waiting for room until ctx or the stream ends.
-func (c *conn) send(ctx context.Context, f *trinev1.ConnectResponse) error {
-	select {
-	case c.out <- f:
-		return nil
-	default:
+// outFrame is a queued frame and its encoded size.
+type outFrame struct {
+	f    *trinev1.ConnectResponse
+	size int
+}
+
+// maxOutBytes bounds the bytes queued for one worker (out) and, apart,
+// the results it is owed beyond that.
+func (c *conn) maxOutBytes() int { return 16 * c.srv.cfg.MaxMessageBytes }
+
+// push puts o in out if there is room, in messages and bytes, now.
+func (c *conn) push(o outFrame) bool {
+	if int(c.outBytes.Load())+o.size > c.maxOutBytes() {
+		return false
 	}
+	c.outBytes.Add(int64(o.size))
 	select {
-	case c.out <- f:
+	case c.out <- o:
+		return true
+	default:
+		c.outBytes.Add(-int64(o.size))
+		return false
+	}
+}
+
+// send queues a frame, waiting for room until ctx or the stream ends. A
+// queue full in bytes fails at once with overloaded.
+func (c *conn) send(ctx context.Context, f *trinev1.ConnectResponse) error {
+	return c.sendSized(ctx, outFrame{f, proto.Size(f)})
+}
+
+func (c *conn) sendSized(ctx context.Context, o outFrame) error {
+	if c.push(o) {
+		return nil
+	}
+	if int(c.outBytes.Load())+o.size > c.maxOutBytes() {
+		return engine.Errorf(engine.CodeOverloaded, "worker %s is not reading its stream: %d bytes queued", c.sess.ID(), c.outBytes.Load())
+	}
+	c.outBytes.Add(int64(o.size))
+	select {
+	case c.out <- o:
 		return nil
 	case <-ctx.Done():
+		c.outBytes.Add(-int64(o.size))
 		return engine.Errorf(engine.CodeOverloaded, "worker %s is not reading its stream", c.sess.ID())
 	case <-c.ctx.Done():
+		c.outBytes.Add(-int64(o.size))
 		return engine.Errorf(engine.CodeWorkerDisconnected, "worker %s disconnected", c.sess.ID())
 	}
 }
@@ -152,18 +191,16 @@ func (c *conn) Invoke(ctx context.Context, inv engine.Invocation) error {
 		frame.TimeoutMs = max(1, time.Until(inv.Deadline).Milliseconds())
 	}
 	f := &trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_Invoke{Invoke: frame}}
-	if n := proto.Size(f); n > c.srv.cfg.MaxMessageBytes {
+	n := proto.Size(f)
+	if n > c.srv.cfg.MaxMessageBytes {
 		return engine.Errorf(engine.CodeMessageTooLarge, "invocation of %q is %d bytes, the limit is %d", inv.FunctionID, n, c.srv.cfg.MaxMessageBytes)
 	}
-	return c.send(ctx, f)
+	return c.sendSized(ctx, outFrame{f, n})
 }
 
 func (c *conn) Cancel(invocationID string) {
 	f := &trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_Cancel{Cancel: &trinev1.Cancel{Id: invocationID}}}
-	select { // best effort: the invocation's timeout_ms also bounds the handler
-	case c.out <- f:
-	default:
-	}
+	c.push(outFrame{f, proto.Size(f)}) // best effort: the invocation's timeout_ms also bounds the handler
 }
 
 func (c *conn) ConfigureTrigger(ctx context.Context, requestID string, t engine.Trigger, remove bool) error {
@@ -288,29 +325,29 @@ func (c *conn) maxCalls() int { return 4 * c.srv.cfg.SendQueue }
 // (RESOURCE_EXHAUSTED), so that a peer that floods calls and never reads
 // costs bounded memory.
 func (c *conn) answer(f *trinev1.ConnectResponse) {
-	select {
-	case c.out <- f:
+	o := outFrame{f, proto.Size(f)}
+	if c.push(o) {
 		return
-	default:
 	}
-	size := proto.Size(f)
 	c.mu.Lock()
-	if c.owed+1 > c.srv.cfg.SendQueue || c.owedBytes+size > 16*c.srv.cfg.MaxMessageBytes {
+	if c.owed+1 > c.srv.cfg.SendQueue || c.owedBytes+o.size > c.maxOutBytes() {
 		c.mu.Unlock()
 		c.srv.log.Warn("worker does not read its results; ending its stream", engine.LogWorkerID, c.sess.ID())
 		c.cancel(status.Error(codes.ResourceExhausted, "too many results waiting: the worker does not read its stream"))
 		return
 	}
 	c.owed++
-	c.owedBytes += size
+	c.owedBytes += o.size
 	c.mu.Unlock()
+	c.outBytes.Add(int64(o.size))
 	select {
-	case c.out <- f:
+	case c.out <- o:
 	case <-c.ctx.Done():
+		c.outBytes.Add(-int64(o.size))
 	}
 	c.mu.Lock()
 	c.owed--
-	c.owedBytes -= size
+	c.owedBytes -= o.size
 	c.mu.Unlock()
 }
 
