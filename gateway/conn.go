@@ -44,7 +44,18 @@ type out struct {
 	// done, if set, runs once the frame has left the queue (taken by the
 	// writer, or dropped on close): it hands back a catch-up's turn.
 	done func()
+	// frag marks the parts of a message written in several frames (a
+	// paged snapshot); 0 for a whole message.
+	frag byte
 }
+
+// The parts of a fragmented message. While one is open, every other frame
+// waits in conn.held: nothing may come between its parts.
+const (
+	fragFirst = 1 + iota
+	fragMiddle
+	fragLast
+)
 
 func (o out) size() int {
 	n := len(o.data)
@@ -75,6 +86,11 @@ type conn struct {
 	spare     []out         // the previous batch, reused
 	qlive     int           // live frames queued
 	qbytes    int           // bytes of live frames queued
+	fragOpen  bool          // the queue ends inside a fragmented message
+	held      []out         // frames waiting for its last part
+	hlive     int           // live frames held
+	hbytes    int           // bytes of live frames held
+	fragTurn  chan struct{} // a token while a fragmented message is being queued
 	catchUps  chan struct{} // a token per catch-up whose frames are still queued
 	writing   bool
 	closing   bool
@@ -89,7 +105,7 @@ type conn struct {
 
 func (g *Gateway) newConn(authCtx json.RawMessage, addr string) *conn {
 	c := &conn{g: g, authCtx: authCtx, addr: addr, subs: make(map[string]*subscription),
-		catchUps: make(chan struct{}, g.cfg.MaxCatchUps)}
+		catchUps: make(chan struct{}, g.cfg.MaxCatchUps), fragTurn: make(chan struct{}, 1)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.lastRead.Store(time.Now().UnixNano())
 	return c
@@ -100,23 +116,54 @@ func (c *conn) enqueue(o out) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
+		if o.done != nil {
+			o.done()
+		}
 		return
 	}
-	if !o.catchUp && (c.qlive >= c.g.cfg.QueueMessages || c.qbytes+o.size() > c.g.cfg.QueueBytes) {
-		queued := c.qlive
+	live := !o.catchUp
+	if live && (c.qlive+c.hlive >= c.g.cfg.QueueMessages || c.qbytes+c.hbytes+o.size() > c.g.cfg.QueueBytes) {
+		queued := c.qlive + c.hlive
 		c.mu.Unlock()
 		c.g.slowCloses.Add(1)
 		c.g.log.Info("stream client too slow: closing", "addr", c.addr, "queued", queued)
 		c.shutdown(closePolicy, "slow consumer: outbound queue full; reconnect with since")
 		return
 	}
+	if c.fragOpen && o.frag == 0 {
+		c.held = append(c.held, o)
+		if live {
+			c.hlive++
+			c.hbytes += o.size()
+		}
+		c.mu.Unlock()
+		return
+	}
 	c.queue = append(c.queue, o)
-	if !o.catchUp {
+	if live {
 		c.qlive++
 		c.qbytes += o.size()
 	}
+	switch o.frag {
+	case fragFirst:
+		c.fragOpen = true
+	case fragLast:
+		c.fragOpen = false
+		c.queue = append(c.queue, c.held...)
+		c.qlive, c.qbytes = c.qlive+c.hlive, c.qbytes+c.hbytes
+		clear(c.held)
+		c.held, c.hlive, c.hbytes = c.held[:0], 0, 0
+	}
 	c.kick()
 	c.mu.Unlock()
+}
+
+// dropQueued empties the queue, held frames included. Callers hold c.mu.
+func (c *conn) dropQueued() {
+	finished(c.queue)
+	finished(c.held)
+	c.queue, c.qlive, c.qbytes = nil, 0, 0
+	c.held, c.hlive, c.hbytes = nil, 0, 0
 }
 
 // afterQueued runs fn once everything queued now has left the queue: at
@@ -124,11 +171,15 @@ func (c *conn) enqueue(o out) {
 func (c *conn) afterQueued(fn func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closing || len(c.queue) == 0 {
+	q := c.queue
+	if len(c.held) > 0 {
+		q = c.held
+	}
+	if c.closing || len(q) == 0 {
 		fn()
 		return
 	}
-	last := &c.queue[len(c.queue)-1]
+	last := &q[len(q)-1]
 	if prev := last.done; prev != nil {
 		last.done = func() { prev(); fn() }
 	} else {
@@ -179,8 +230,7 @@ func (c *conn) close(code int, reason string, flush bool) {
 	}
 	c.closing, c.closeCode, c.closeMsg = true, code, reason
 	if !flush {
-		finished(c.queue)
-		c.queue, c.qlive, c.qbytes = nil, 0, 0
+		c.dropQueued()
 	}
 	c.kick()
 	if c.nc != nil {
@@ -342,8 +392,7 @@ func (c *conn) slow(tail []byte, closeSent bool) {
 func (c *conn) fail() {
 	c.mu.Lock()
 	c.closing, c.closeSent, c.writing = true, true, false
-	finished(c.queue)
-	c.queue, c.qlive, c.qbytes = nil, 0, 0
+	c.dropQueued()
 	c.mu.Unlock()
 	if c.nc != nil {
 		_ = c.nc.Close()
@@ -356,7 +405,16 @@ func appendWSFrame(buf []byte, o out) []byte {
 		op = opText
 	}
 	n := o.size()
-	buf = append(buf, 0x80|op)
+	switch o.frag {
+	case 0:
+		buf = append(buf, 0x80|op)
+	case fragFirst:
+		buf = append(buf, op) // no FIN: continuation frames follow
+	case fragMiddle:
+		buf = append(buf, 0) // continuation
+	default:
+		buf = append(buf, 0x80) // the final continuation
+	}
 	switch {
 	case n < 126:
 		buf = append(buf, byte(n))

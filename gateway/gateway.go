@@ -24,21 +24,24 @@ import (
 
 // Defaults for Config.
 const (
-	DefaultMaxFrameBytes    = 1 << 20
-	DefaultQueueMessages    = 4096
-	DefaultQueueBytes       = 8 << 20
-	DefaultPingInterval     = 25 * time.Second
-	DefaultWriteTimeout     = 10 * time.Second
-	DefaultAuthTimeout      = 5 * time.Second
-	DefaultMaxSubscriptions = 1024
-	DefaultMaxCatchUps      = 4
-	DefaultMaxCatchUpsTotal = 64
+	DefaultMaxFrameBytes     = 1 << 20
+	DefaultQueueMessages     = 4096
+	DefaultQueueBytes        = 8 << 20
+	DefaultPingInterval      = 25 * time.Second
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultAuthTimeout       = 5 * time.Second
+	DefaultMaxSubscriptions  = 1024
+	DefaultMaxCatchUps       = 4
+	DefaultMaxCatchUpsTotal  = 64
+	DefaultSnapshotPageBytes = 256 << 10
 )
 
 // Backend serves snapshots, history and join decisions; the StreamModule is
 // one.
 type Backend interface {
-	Snapshot(ctx context.Context, stream, group, item string, resync bool) (frame []byte, seq uint64, err error)
+	// Snapshot returns a sync frame, or with PageBytes set a page of a
+	// built-in group's items (streammodule.Module.Snapshot).
+	Snapshot(ctx context.Context, q streammodule.SnapshotRequest) (streammodule.SnapshotResult, error)
 	Since(ctx context.Context, stream, group string, seq uint64) (frames [][]byte, last uint64, ok bool, err error)
 	Join(ctx context.Context, s streammodule.Subscription) error
 	Leave(s streammodule.Subscription)
@@ -104,6 +107,13 @@ type Config struct {
 	// the ones being built in the whole gateway. Defaults
 	// DefaultMaxCatchUps and DefaultMaxCatchUpsTotal.
 	MaxCatchUps, MaxCatchUpsTotal int
+	// SnapshotPageBytes is the size of the pages a group snapshot is read
+	// in. A larger group goes out as one message in several WebSocket
+	// frames (one SSE event written in parts), each page read once the
+	// previous one is written, so that a group of any size reaches a
+	// client that reads while the gateway holds a few pages of it. Default
+	// DefaultSnapshotPageBytes.
+	SnapshotPageBytes int
 	// MaxSubscriptions bounds the subscriptions of one multiplexed socket.
 	// Default DefaultMaxSubscriptions.
 	MaxSubscriptions int
@@ -140,6 +150,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxCatchUpsTotal <= 0 {
 		c.MaxCatchUpsTotal = DefaultMaxCatchUpsTotal
+	}
+	if c.SnapshotPageBytes <= 0 {
+		c.SnapshotPageBytes = DefaultSnapshotPageBytes
 	}
 	if c.MaxNameBytes <= 0 {
 		c.MaxNameBytes = streammodule.DefaultMaxNameBytes

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -309,3 +310,11 @@ func must(t testing.TB, ok bool, format string, args ...any) {
 }
 
 var _ = fmt.Sprint
+
+// liveHeap returns the bytes of the heap in use after a collection.
+func liveHeap() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
+}

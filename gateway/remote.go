@@ -35,16 +35,15 @@ func (r remote) call(ctx context.Context, fn string, in, out any) error {
 	return json.Unmarshal(res, out)
 }
 
-func (r remote) Snapshot(ctx context.Context, stream, group, item string, resync bool) ([]byte, uint64, error) {
+func (r remote) Snapshot(ctx context.Context, q streammodule.SnapshotRequest) (streammodule.SnapshotResult, error) {
 	var res streammodule.SnapshotResult
-	err := r.call(ctx, streammodule.FnGatewaySnapshot, streammodule.SnapshotRequest{StreamName: stream, GroupID: group, ItemID: item, Resync: resync}, &res)
-	if err != nil {
-		return nil, 0, err
+	if err := r.call(ctx, streammodule.FnGatewaySnapshot, q, &res); err != nil {
+		return res, err
 	}
-	if len(res.Frame) == 0 {
-		return nil, 0, errors.New("engine returned no snapshot frame")
+	if len(res.Frame) == 0 && res.Items == nil {
+		return res, errors.New("engine returned no snapshot")
 	}
-	return res.Frame, res.Seq, nil
+	return res, nil
 }
 
 func (r remote) Since(ctx context.Context, stream, group string, seq uint64) ([][]byte, uint64, bool, error) {

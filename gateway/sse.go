@@ -56,7 +56,9 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request, authCtx json.
 	}
 }
 
-// appendSSE frames o as one event; a ping is a comment line.
+// appendSSE frames o as one event; a ping is a comment line. The parts of
+// a fragmented message make one event: the first starts it, the last ends
+// it.
 func appendSSE(buf []byte, o out) []byte {
 	if o.op == opPing {
 		return append(buf, ": ping\n\n"...)
@@ -64,16 +66,26 @@ func appendSSE(buf []byte, o out) []byte {
 	if o.op != 0 {
 		return buf
 	}
-	if o.seq > 0 {
-		buf = append(buf, "id: "...)
-		buf = strconv.AppendUint(buf, o.seq, 10)
-		buf = append(buf, '\n')
+	if o.frag <= fragFirst {
+		if o.seq > 0 {
+			buf = append(buf, "id: "...)
+			buf = strconv.AppendUint(buf, o.seq, 10)
+			buf = append(buf, '\n')
+		}
+		buf = append(buf, "data: "...)
 	}
 	payload := appendPayload(nil, o)
-	for line := range bytes.SplitSeq(payload, []byte{'\n'}) {
-		buf = append(buf, "data: "...)
+	for {
+		line, rest, more := bytes.Cut(payload, []byte{'\n'})
 		buf = append(buf, bytes.TrimSuffix(line, []byte{'\r'})...)
-		buf = append(buf, '\n')
+		if !more {
+			break
+		}
+		buf = append(buf, "\ndata: "...)
+		payload = rest
 	}
-	return append(buf, '\n')
+	if o.frag == 0 || o.frag == fragLast {
+		buf = append(buf, "\n\n"...)
+	}
+	return buf
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -92,14 +93,17 @@ func (s *subscription) offer(seq uint64, frame []byte, match bool) {
 }
 
 // goLive queues the catch-up frames (a snapshot, or history ending at
-// last), then the buffered events that continue them without a gap, and
+// last; or the last part of a paged snapshot), then the buffered events that continue them without a gap, and
 // switches to live delivery. If events are still missing after the
 // buffered ones (in flight from another engine, say), it keeps the rest
 // buffered and reports live false: the caller catches up again from
 // position. gone reports that the subscription ended meanwhile.
-func (s *subscription) goLive(catchUp [][]byte, last uint64) (live, gone bool, position uint64) {
+func (s *subscription) goLive(catchUp [][]byte, final []byte, last uint64) (live, gone bool, position uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if final != nil { // a message in parts must end, even for a subscription that left
+		s.c.enqueue(out{data: final, sub: s.quotedID, frag: fragLast, catchUp: true})
+	}
 	if s.cancelled {
 		return false, true, 0
 	}
@@ -382,19 +386,37 @@ func (c *conn) catchUpOnce(s *subscription, since *uint64, attempt int) (next *u
 			resync = true
 		}
 	}
+	var final []byte // the last part of a paged snapshot
 	if since == nil || resync {
-		frame, seq, err := b.Snapshot(c.ctx, s.stream, s.group, s.item, resync)
+		q := streammodule.SnapshotRequest{StreamName: s.stream, GroupID: s.group, ItemID: s.item, Resync: resync,
+			PageBytes: c.g.cfg.SnapshotPageBytes}
+		res, err := b.Snapshot(c.ctx, q)
 		if err != nil {
-			if c.ctx.Err() == nil {
-				c.g.log.Warn("stream snapshot failed", "stream", s.stream, "group", s.group, "error", err)
-			}
-			c.failSub(s, "snapshot_failed", err.Error())
+			c.snapshotFailed(s, err)
 			return nil, false
 		}
-		catchUp, last = [][]byte{frame}, seq
+		switch {
+		case res.Frame != nil:
+			catchUp = [][]byte{res.Frame}
+		case !res.More:
+			catchUp = [][]byte{syncFrame(q, res, nil, wire.SyncStart(res.Seq, s.stream, s.group, time.Now()))}
+		default:
+			select {
+			case c.fragTurn <- struct{}{}:
+			case <-c.ctx.Done():
+				return nil, false
+			}
+			defer func() { <-c.fragTurn }()
+			final, err = c.pages(q, res, built)
+			if err != nil {
+				c.snapshotFailed(nil, err)
+				return nil, false
+			}
+		}
+		last = res.Seq
 	}
 	built()
-	live, gone, pos := s.goLive(catchUp, last)
+	live, gone, pos := s.goLive(catchUp, final, last)
 	switch {
 	case gone:
 		c.g.hub.remove(s) // dropped while catching up; remove is idempotent
@@ -403,6 +425,87 @@ func (c *conn) catchUpOnce(s *subscription, since *uint64, attempt int) (next *u
 		return nil, false
 	}
 	return &pos, true
+}
+
+// snapshotFailed ends s (nil: the whole connection, whose paged snapshot
+// is cut short) because its snapshot could not be read.
+func (c *conn) snapshotFailed(s *subscription, err error) {
+	if c.ctx.Err() != nil {
+		return
+	}
+	if s == nil {
+		c.g.log.Warn("stream snapshot failed midway: closing", "addr", c.addr, "error", err)
+		c.shutdown(closeServerError, "snapshot_failed; reconnect")
+		return
+	}
+	c.g.log.Warn("stream snapshot failed", "stream", s.stream, "group", s.group, "error", err)
+	c.failSub(s, "snapshot_failed", err.Error())
+}
+
+// syncFrame appends res's items to the start of a sync frame, and its end,
+// with the ids of every item in it (ids, earlier pages', then res's).
+func syncFrame(q streammodule.SnapshotRequest, res streammodule.SnapshotResult, ids []string, b []byte) []byte {
+	b, ids = appendItems(b, res.Items, ids)
+	return wire.SyncEnd(b, ids, q.Resync)
+}
+
+func appendItems(b []byte, items []streammodule.PageItem, ids []string) ([]byte, []string) {
+	for _, it := range items {
+		if len(ids) > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, it.Data...)
+		ids = append(ids, it.ID)
+	}
+	return b, ids
+}
+
+// pages queues a group snapshot of several pages (res is the first) as
+// one message in parts, every part but the last, which it returns for
+// goLive to queue. A page is read once the part before the previous one
+// has left the queue, so that the connection holds about three pages; the
+// gateway-wide catch-up token (built releases the first) is held only
+// while a page is read. The message carries the first page's sequence:
+// later pages may already reflect later events, which follow the message
+// as usual, so a client that applies them ends with the group's state.
+func (c *conn) pages(q streammodule.SnapshotRequest, res streammodule.SnapshotResult, built func()) ([]byte, error) {
+	var ids []string
+	part := wire.SyncStart(res.Seq, q.StreamName, q.GroupID, time.Now())
+	frag, seq := byte(fragFirst), res.Seq
+	var taken chan struct{} // closed when the part before the last queued leaves the queue
+	for {
+		part, ids = appendItems(part, res.Items, ids)
+		if !res.More {
+			return wire.SyncEnd(part, ids, q.Resync), nil
+		}
+		if taken != nil {
+			select {
+			case <-taken:
+			case <-c.ctx.Done():
+				return nil, c.ctx.Err()
+			}
+		}
+		ch := make(chan struct{})
+		c.enqueue(out{data: part, seq: seq, frag: frag, catchUp: true, done: func() { close(ch) }})
+		taken, frag, seq, part = ch, fragMiddle, 0, nil
+		built()
+		select {
+		case c.g.catchUps <- struct{}{}:
+		case <-c.ctx.Done():
+			return nil, c.ctx.Err()
+		}
+		built = sync.OnceFunc(func() { <-c.g.catchUps })
+		q.After = ids[len(ids)-1]
+		var err error
+		res, err = c.g.cfg.Backend.Snapshot(c.ctx, q)
+		built()
+		if err == nil && (res.Frame != nil || res.Items == nil) {
+			err = errors.New("the backend returned no snapshot page")
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 // A subscription that keeps finding events missing catches up again,

@@ -23,12 +23,27 @@ type SnapshotRequest struct {
 	GroupID    string `json:"group_id"`
 	ItemID     string `json:"item_id,omitempty"`
 	Resync     bool   `json:"resync,omitempty"`
+	// PageBytes, when above 0, asks for a built-in group's items one page
+	// at a time: about that many bytes of values (at least one item) with
+	// ids after After.
+	PageBytes int    `json:"page_bytes,omitempty"`
+	After     string `json:"after,omitempty"`
 }
 
-// SnapshotResult is its result: the sync frame and its sequence.
+// SnapshotResult is its result: the whole sync frame, or a page of items,
+// and the group sequence it reflects.
 type SnapshotResult struct {
-	Frame json.RawMessage `json:"frame"`
+	Frame json.RawMessage `json:"frame,omitempty"`
 	Seq   uint64          `json:"seq"`
+	// A page: the items in id order, and whether more follow.
+	Items []PageItem `json:"items"`
+	More  bool       `json:"more,omitempty"`
+}
+
+// PageItem is one item of a snapshot page.
+type PageItem struct {
+	ID   string          `json:"id"`
+	Data json.RawMessage `json:"data"`
 }
 
 // SinceRequest is the input of FnGatewaySince.
@@ -83,11 +98,13 @@ func (m *Module) apiSnapshot(ctx context.Context, c engine.Call) ([]byte, error)
 	if err := decodeAPI(c, &in); err != nil {
 		return nil, err
 	}
-	frame, seq, err := m.Snapshot(ctx, in.StreamName, in.GroupID, in.ItemID, in.Resync)
+	// A page, like an item, must fit in one answer.
+	in.PageBytes = min(in.PageBytes, m.maxItem)
+	res, err := m.Snapshot(ctx, in)
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(SnapshotResult{Frame: frame, Seq: seq})
+	return json.Marshal(res)
 }
 
 func (m *Module) apiSince(ctx context.Context, c engine.Call) ([]byte, error) {

@@ -9,55 +9,100 @@ import (
 	"github.com/trinehq/trine/streammodule/wire"
 )
 
-// Snapshot returns the encoded sync frame of a group (item "") or of one
-// item, and the group sequence it reflects. Events with a sequence at or
-// below it are contained in the snapshot. A custom stream is read through
-// its worker; its snapshot carries no item ids.
-func (m *Module) Snapshot(ctx context.Context, stream, group, item string, resync bool) ([]byte, uint64, error) {
+// Snapshot returns the sync frame of a group (item "") or of one item, and
+// the group sequence it reflects: events with a sequence at or below it
+// are contained in the snapshot. A custom stream is read through its
+// worker; its snapshot carries no item ids. With q.PageBytes set, a
+// built-in group comes as a page of items instead, for the caller to
+// frame (wire.SyncStart, SyncEnd): each page reflects the sequence it
+// gives, and the events after the first page's sequence bring a client
+// that applies them to the group's state.
+func (m *Module) Snapshot(ctx context.Context, q SnapshotRequest) (SnapshotResult, error) {
 	now := time.Now()
+	stream, group, item := q.StreamName, q.GroupID, q.ItemID
 	op := "list"
 	if item != "" {
 		op = "get"
 	}
 	if op, err := m.custom(stream, op); err != nil {
-		return nil, 0, err
+		return SnapshotResult{}, err
 	} else if op != "" {
 		_, seq, err := m.store.Get(ctx, store.Key{Stream: stream, Group: group})
 		if err != nil {
-			return nil, 0, storeError("stream::"+op, err)
+			return SnapshotResult{}, storeError("stream::"+op, err)
 		}
 		in, _ := json.Marshal(map[string]string{"stream_name": stream, "group_id": group, "item_id": item})
 		out, err := m.callCustom(ctx, op, stream, in)
 		if err != nil {
-			return nil, 0, err
+			return SnapshotResult{}, err
 		}
 		if !json.Valid(out) {
 			out = nil
 		}
-		return wire.Sync(seq, stream, group, item, now, out, nil, resync), seq, nil
+		return SnapshotResult{Frame: wire.Sync(seq, stream, group, item, now, out, nil, q.Resync), Seq: seq}, nil
 	}
 	if item != "" {
 		it, seq, err := m.store.Get(ctx, store.Key{Stream: stream, Group: group, Item: item})
 		if err != nil {
-			return nil, 0, storeError("stream::get", err)
+			return SnapshotResult{}, storeError("stream::get", err)
 		}
-		return wire.Sync(seq, stream, group, item, now, it.Value, nil, resync), seq, nil
+		return SnapshotResult{Frame: wire.Sync(seq, stream, group, item, now, it.Value, nil, q.Resync), Seq: seq}, nil
+	}
+	if q.PageBytes > 0 {
+		return m.snapshotPage(ctx, stream, group, q.After, q.PageBytes)
 	}
 	p, err := m.store.List(ctx, stream, group, "", 0)
 	if err != nil {
-		return nil, 0, storeError("stream::list", err)
+		return SnapshotResult{}, storeError("stream::list", err)
 	}
-	data := []byte{'['}
+	b := wire.SyncStart(p.Seq, stream, group, now)
 	ids := make([]string, len(p.Items))
 	for i, it := range p.Items {
 		if i > 0 {
-			data = append(data, ',')
+			b = append(b, ',')
 		}
-		data = append(data, it.Value...)
+		b = append(b, it.Value...)
 		ids[i] = it.ID
 	}
-	data = append(data, ']')
-	return wire.Sync(p.Seq, stream, group, "", now, data, ids, resync), p.Seq, nil
+	return SnapshotResult{Frame: wire.SyncEnd(b, ids, q.Resync), Seq: p.Seq}, nil
+}
+
+// pageItemOverhead is what an item adds to an encoded page besides its id
+// and value: {"id":"","data":},
+const pageItemOverhead = 20
+
+// snapshotPage reads the group's items after after: as many as fit in max
+// bytes (ids and values), and at least one. It lists a few items at a time, as
+// many as the ones read so far suggest fit, so that a read never holds
+// much more than a page.
+func (m *Module) snapshotPage(ctx context.Context, stream, group, after string, max int) (SnapshotResult, error) {
+	res := SnapshotResult{Items: []PageItem{}}
+	size, limit := 0, 16
+	for first := true; ; first = false {
+		p, err := m.store.List(ctx, stream, group, after, limit)
+		if err != nil {
+			return SnapshotResult{}, storeError("stream::list", err)
+		}
+		if first {
+			res.Seq = p.Seq
+		}
+		for _, it := range p.Items {
+			n := len(it.Value) + len(it.ID) + pageItemOverhead
+			if len(res.Items) > 0 && size+n > max {
+				res.More = true // full before the items listed ran out
+				return res, nil
+			}
+			res.Items = append(res.Items, PageItem{ID: it.ID, Data: it.Value})
+			size += n
+			after = it.ID
+		}
+		res.More = p.More
+		if !p.More || size >= max {
+			return res, nil
+		}
+		avg := size/len(res.Items) + 1
+		limit = min(1024, (max-size)/avg+1)
+	}
 }
 
 // Since returns the group's event frames after seq, oldest first, and the

@@ -105,6 +105,7 @@ func TestEngineHelp(t *testing.T) {
 		{"--allowed-hosts", "TRINE_ALLOWED_HOSTS", "allowed_hosts", ""},
 		{"--stream-max-catchups", "TRINE_STREAM_MAX_CATCHUPS", "stream_max_catchups", "4"},
 		{"--stream-max-catchups-total", "TRINE_STREAM_MAX_CATCHUPS_TOTAL", "stream_max_catchups_total", "64"},
+		{"--stream-snapshot-page-bytes", "TRINE_STREAM_SNAPSHOT_PAGE_BYTES", "stream_snapshot_page_bytes", "262144"},
 		{"--stream-max-frame-bytes", "TRINE_STREAM_MAX_FRAME_BYTES", "stream_max_frame_bytes", "1048576"},
 		{"--stream-queue-messages", "TRINE_STREAM_QUEUE_MESSAGES", "stream_queue_messages", "4096"},
 		{"--stream-queue-bytes", "TRINE_STREAM_QUEUE_BYTES", "stream_queue_bytes", "8388608"},

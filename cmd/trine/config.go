@@ -62,6 +62,7 @@ type engineConfig struct {
 	StreamQueueBytes    int
 	StreamCatchUps      int
 	StreamCatchUpsTotal int
+	StreamSnapshotPage  int
 	StreamPing          time.Duration
 	StreamWriteTimeout  time.Duration
 }
@@ -234,6 +235,10 @@ var engineSettings = []setting{
 	}},
 	{"stream-max-catchups-total", "N", strconv.Itoa(gateway.DefaultMaxCatchUpsTotal), "snapshots and replays being built at once in the whole gateway", func(c *engineConfig, v string) (err error) {
 		c.StreamCatchUpsTotal, err = positiveInt(v)
+		return err
+	}},
+	{"stream-snapshot-page-bytes", "N", strconv.Itoa(gateway.DefaultSnapshotPageBytes), "a group snapshot is read and written in pages of this many bytes (one message in several frames): what one snapshot in flight holds", func(c *engineConfig, v string) (err error) {
+		c.StreamSnapshotPage, err = positiveInt(v)
 		return err
 	}},
 	{"stream-ping-interval", "DURATION", gateway.DefaultPingInterval.String(), "how often browsers are pinged; silent for two intervals: closed", func(c *engineConfig, v string) (err error) {

@@ -55,6 +55,7 @@ var defaultConfig = engineConfig{
 	StreamHistoryTotal:  256 << 20,
 	StreamCatchUps:      4,
 	StreamCatchUpsTotal: 64,
+	StreamSnapshotPage:  262144,
 	StreamMaxFrame:      1 << 20,
 	StreamQueueMsgs:     4096,
 	StreamQueueBytes:    8 << 20,

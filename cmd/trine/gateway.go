@@ -57,7 +57,7 @@ func gatewaySettings() []setting {
 		case "allowed-hosts":
 			s.usage = "comma-separated public host names of the gateway: Host values accepted besides loopback ones, and hosts whose pages are same-origin (a loopback listener accepts only loopback hosts and these)"
 		case "stream-auth-function", "stream-max-frame-bytes",
-			"stream-queue-messages", "stream-queue-bytes", "stream-max-catchups", "stream-max-catchups-total", "stream-ping-interval", "stream-write-timeout",
+			"stream-queue-messages", "stream-queue-bytes", "stream-max-catchups", "stream-max-catchups-total", "stream-snapshot-page-bytes", "stream-ping-interval", "stream-write-timeout",
 			"log-level", "log-format":
 		default:
 			continue

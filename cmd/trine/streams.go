@@ -120,20 +120,21 @@ func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lo
 // their settings.
 func gatewayConfig(cfg engineConfig, b gateway.Backend, ev gateway.Events, c gateway.Caller, log *slog.Logger) gateway.Config {
 	return gateway.Config{
-		Backend:          b,
-		Events:           ev,
-		Caller:           c,
-		AuthFunction:     cfg.StreamAuthFunction,
-		AllowedOrigins:   cfg.AllowedOrigins,
-		AllowedHosts:     cfg.AllowedHosts,
-		MaxFrameBytes:    cfg.StreamMaxFrame,
-		QueueMessages:    cfg.StreamQueueMsgs,
-		QueueBytes:       cfg.StreamQueueBytes,
-		MaxCatchUps:      cfg.StreamCatchUps,
-		MaxCatchUpsTotal: cfg.StreamCatchUpsTotal,
-		PingInterval:     cfg.StreamPing,
-		WriteTimeout:     cfg.StreamWriteTimeout,
-		Logger:           log,
+		Backend:           b,
+		Events:            ev,
+		Caller:            c,
+		AuthFunction:      cfg.StreamAuthFunction,
+		AllowedOrigins:    cfg.AllowedOrigins,
+		AllowedHosts:      cfg.AllowedHosts,
+		MaxFrameBytes:     cfg.StreamMaxFrame,
+		QueueMessages:     cfg.StreamQueueMsgs,
+		QueueBytes:        cfg.StreamQueueBytes,
+		MaxCatchUps:       cfg.StreamCatchUps,
+		MaxCatchUpsTotal:  cfg.StreamCatchUpsTotal,
+		SnapshotPageBytes: cfg.StreamSnapshotPage,
+		PingInterval:      cfg.StreamPing,
+		WriteTimeout:      cfg.StreamWriteTimeout,
+		Logger:            log,
 	}
 }
 

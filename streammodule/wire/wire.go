@@ -81,15 +81,42 @@ func Sync(seq uint64, stream, group, item string, ts time.Time, data json.RawMes
 	b = append(b, `,"event":{"type":"sync","data":`...)
 	b = value(b, data)
 	if ids != nil {
-		b = append(b, `,"ids":[`...)
-		for i, id := range ids {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = String(b, id)
-		}
-		b = append(b, ']')
+		b = appendIDs(b, ids)
 	}
+	return syncEnd(b, resync)
+}
+
+// A group's sync frame can be written in parts, one page of items at a
+// time: SyncStart, the values (JSON text, separated by commas), then
+// SyncEnd with the ids of every value, in the same order. The parts
+// joined are the frame Sync gives for the same items.
+
+// SyncStart is the first part of a group's sync frame, up to the opening
+// bracket of its data.
+func SyncStart(seq uint64, stream, group string, ts time.Time) []byte {
+	b := header(seq, stream, group, "", ts)
+	return append(b, `,"event":{"type":"sync","data":[`...)
+}
+
+// SyncEnd appends the last part: the end of the data array, ids and the
+// resync mark.
+func SyncEnd(dst []byte, ids []string, resync bool) []byte {
+	dst = append(dst, ']')
+	return syncEnd(appendIDs(dst, ids), resync)
+}
+
+func appendIDs(b []byte, ids []string) []byte {
+	b = append(b, `,"ids":[`...)
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = String(b, id)
+	}
+	return append(b, ']')
+}
+
+func syncEnd(b []byte, resync bool) []byte {
 	if resync {
 		b = append(b, `,"resync":true`...)
 	}

@@ -87,3 +87,27 @@ func TestEventAndSyncFrames(t *testing.T) {
 		t.Fatalf("error frame: %v %v", e, err)
 	}
 }
+
+// The parts of a paged sync frame, joined, are the frame Sync gives.
+func TestSyncInParts(t *testing.T) {
+	ts := time.Now()
+	for _, resync := range []bool{false, true} {
+		for _, ids := range [][]string{{}, {"a"}, names} {
+			vals := make([]byte, 0)
+			for i := range ids {
+				if i > 0 {
+					vals = append(vals, ',')
+				}
+				vals = append(vals, `{"n":`...)
+				vals = append(vals, byte('0'+i%10))
+				vals = append(vals, '}')
+			}
+			whole := wire.Sync(5, "s", `g"`, "", ts, json.RawMessage("["+string(vals)+"]"), ids, resync)
+			parts := append(wire.SyncStart(5, "s", `g"`, ts), vals...)
+			parts = wire.SyncEnd(parts, ids, resync)
+			if string(parts) != string(whole) {
+				t.Fatalf("parts\n%s\nwhole\n%s", parts, whole)
+			}
+		}
+	}
+}
