@@ -195,7 +195,7 @@ func TestPagedSnapshotConverges(t *testing.T) {
 // A socket that never reads holds a few pages of a large group, not the
 // group: four joins of a 16 MiB group grow the heap by a few MiB (the
 // whole snapshot, held for each join and copied by the writer, used to
-// grow it by 96 MiB).
+// grow it by 131 MiB).
 func TestPagedSnapshotMemory(t *testing.T) {
 	s := newStack(t, gateway.Config{}, streammodule.Config{})
 	pad := strings.Repeat("x", 256<<10)
