@@ -40,6 +40,7 @@ FUZZ_TARGETS := \
 	./engine:FuzzValidateID \
 	./engine:FuzzValidJSONText \
 	./engine/iiiserver:FuzzWorkerBytes \
+	./internal/wsconn:FuzzReader \
 	./gateway:FuzzClientBytes \
 	./httptrigger:FuzzParsePath \
 	./httptrigger:FuzzSplitRequestPath \

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"golang.org/x/sync/semaphore"
-
-	"github.com/coder/websocket"
 )
 
 // The two ends of a channel, as spelled in refs and in the dir query
@@ -21,7 +19,7 @@ const (
 
 // frame is one WebSocket data message, forwarded as is.
 type frame struct {
-	typ  websocket.MessageType
+	op   byte // wsconn.OpText or OpBinary
 	data []byte
 }
 

@@ -509,6 +509,28 @@ func TestOversizeFrame(t *testing.T) {
 	v.waitLen(t, 0)
 }
 
+// A text frame that is not UTF-8 closes the writer with 1007, as on every
+// Trine WebSocket, and the reader learns that the stream was cut short.
+func TestInvalidUTF8FromWriter(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, channels.Config{})
+	w, r := v.create(t, "")
+	rc := v.dial(t, r)
+	wc := v.dial(t, w)
+	for _, m := range []string{"fine", "bad \xff byte"} {
+		if err := wc.Write(t.Context(), websocket.MessageText, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantClose(t, closed(t, wc), websocket.StatusInvalidFramePayloadData)
+	got, ce := drain(t, rc)
+	if len(got) != 1 || string(got[0].data) != "fine" {
+		t.Fatalf("reader got %d frames, want the valid one", len(got))
+	}
+	wantClose(t, ce, websocket.StatusInternalError)
+	v.waitLen(t, 0)
+}
+
 func TestReaderLeavingClosesWriter(t *testing.T) {
 	t.Parallel()
 	leave := map[string]func(*testing.T, *websocket.Conn){

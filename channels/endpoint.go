@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/trinehq/trine/internal/wsconn"
 )
 
 // pathPrefix precedes the channel id in the endpoint's path.
@@ -26,10 +26,13 @@ const pathPrefix = "/ws/channels/"
 // Config.MaxFrameBytes, or with 1001 when the reader goes away, the channel
 // expires or the hub closes; its unread frames are then dropped. The reader's
 // socket gets every frame and then 1000 once the writer has closed (or its
-// connection ended), 1011 if the writer was cut off for an oversize frame,
+// connection ended), 1011 if the writer was cut off for an oversize frame
+// or another broken rule (1007 to the writer for a text message that is
+// not UTF-8),
 // 1008 if the reader sends a data frame, and 1001 on expiry or Close. Readers
 // must accept frames of Config.MaxFrameBytes (coder/websocket reads 32 KiB
-// by default).
+// by default). A reader that sends a message over Config.MaxFrameBytes
+// gets 1009.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ref := h.origins.Check(r); ref != nil {
 		http.Error(w, "channels: "+ref.Reason, ref.Status)
@@ -55,17 +58,18 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.wg.Done()
 	log := h.log.With(logChannelID, id, logDirection, dir)
 	// The origin was checked above.
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	nc, src, err := wsconn.Upgrade(w, r, readerWriteTimeout)
 	if err != nil {
 		h.untake(ch, dir)
 		log.Debug("channel upgrade failed", "error", err)
 		return
 	}
-	defer conn.CloseNow()
+	conn := wsconn.NewConn(nc, src, 4<<10, h.cfg.MaxFrameBytes, readerWriteTimeout)
+	defer nc.Close()
 	ch.markConnected()
 	log.Debug("channel end attached")
 	if dir == dirWrite {
-		h.serveWriter(r.Context(), ch, conn)
+		h.serveWriter(ch, conn)
 	} else {
 		h.serveReader(ch, conn)
 	}
@@ -74,56 +78,54 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serveWriter moves the writer's frames into ch.buf until the writer ends
 // the stream, or closes the writer's socket when ch is cancelled.
-func (h *Hub) serveWriter(ctx context.Context, ch *channel, conn *websocket.Conn) {
-	conn.SetReadLimit(h.cfg.MaxFrameBytes)
+func (h *Hub) serveWriter(ch *channel, conn *wsconn.Conn) {
 	var err error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		err = ch.pump(ctx, conn)
+		err = ch.pump(conn)
 	}()
 	select {
 	case <-done:
 	case <-ch.ctx.Done():
-		// Closing the socket ends the pump's read.
+		// The close frame, then the pump's read ends with the writer's
+		// answer or after the grace.
 		st := abortStatus(context.Cause(ch.ctx))
-		_ = conn.Close(st.code, st.reason)
+		conn.Close(st.code, st.reason)
+		_ = conn.NC.SetReadDeadline(time.Now().Add(wsconn.CloseGrace))
 		<-done
 		return
 	}
-	if errors.Is(err, websocket.ErrMessageTooBig) {
-		// coder/websocket has sent the 1009 close frame; finish the
-		// handshake.
+	if code, _, _ := wsconn.CloseCode(err); code == wsconn.CloseTooBig {
 		h.log.Warn("channel writer sent an oversize frame", logChannelID, ch.id, "limit", h.cfg.MaxFrameBytes)
-		_ = conn.Close(websocket.StatusMessageTooBig, "")
 	}
+	conn.CloseAfter(err)
 }
 
 // pump reads the writer's frames into ch.buf. A full buffer stops the
 // reading, which pushes back on the writer. When the writer ends the stream
 // (any close frame, its connection ending, or an oversize frame), pump sets
-// ch.end and closes ch.buf; when ch is cancelled first it returns the cause
-// and leaves ch.buf open.
-func (ch *channel) pump(ctx context.Context, conn *websocket.Conn) error {
-	// Cancelling a read's ctx drops the connection without a close frame;
-	// serveWriter closes it properly instead.
-	ctx = context.WithoutCancel(ctx)
+// ch.end, closes ch.buf and returns the read's error; when ch is cancelled
+// first it returns the cause and leaves ch.buf open.
+func (ch *channel) pump(conn *wsconn.Conn) error {
 	for {
-		typ, data, err := conn.Read(ctx)
+		op, data, err := conn.Next()
 		if err != nil {
 			if ch.ctx.Err() != nil {
 				return context.Cause(ch.ctx)
 			}
 			ch.end = statusEOF
-			if errors.Is(err, websocket.ErrMessageTooBig) {
-				ch.end = statusWriterTooBig
-			} else {
-				err = nil
+			var broke *wsconn.Error
+			if errors.As(err, &broke) {
+				ch.end = statusWriterBroke
+				if broke.Code == wsconn.CloseTooBig {
+					ch.end = statusWriterTooBig
+				}
 			}
 			close(ch.buf)
 			return err
 		}
-		f := frame{typ: typ, data: data}
+		f := frame{op: op, data: data}
 		if err := ch.reserve(ch.ctx, f); err != nil {
 			return context.Cause(ch.ctx)
 		}
@@ -135,21 +137,14 @@ func (ch *channel) pump(ctx context.Context, conn *websocket.Conn) error {
 	}
 }
 
-// writeFrame writes f to a reader's socket within readerWriteTimeout. Its
-// context is not the channel's: coder/websocket tears a connection down
-// without a close frame when a write's context ends, and the channel's
-// ends exactly when the reader should get one (1001 on Abort, say).
-// A write still blocked closeGrace after the channel ended is given up.
-func writeFrame(ch *channel, conn *websocket.Conn, f frame) error {
-	ctx, cancel := context.WithTimeout(context.Background(), readerWriteTimeout)
-	defer cancel()
-	defer context.AfterFunc(ch.ctx, func() { time.AfterFunc(closeGrace, cancel) })()
-	return conn.Write(ctx, f.typ, f.data)
+// writeFrame writes f to a reader's socket within readerWriteTimeout; a
+// write still blocked CloseGrace after the channel ended is given up.
+func writeFrame(ch *channel, conn *wsconn.Conn, f frame) error {
+	defer context.AfterFunc(ch.ctx, func() {
+		_ = conn.NC.SetWriteDeadline(time.Now().Add(wsconn.CloseGrace))
+	})()
+	return conn.Write(wsconn.Frame(f.op, f.data))
 }
-
-// closeGrace is how long a write to a reader may go on once its channel
-// ended.
-const closeGrace = time.Second
 
 // readerWriteTimeout bounds one write to a reader.
 const readerWriteTimeout = 30 * time.Second
@@ -157,26 +152,27 @@ const readerWriteTimeout = 30 * time.Second
 // serveReader writes ch.buf to the reader's socket until the stream ends,
 // the reader goes away or ch is cancelled. The channel is done when the
 // reader is: serveReader removes it, and a writer still attached is closed.
-func (h *Hub) serveReader(ch *channel, conn *websocket.Conn) {
+func (h *Hub) serveReader(ch *channel, conn *wsconn.Conn) {
 	defer h.remove(ch, errReaderGone)
 	// Readers send nothing: this read returns when the reader's socket
-	// closes, or when it sends a data frame, which closes it with 1008.
-	// (conn.CloseRead would do, but its own close waits 15s on itself.)
+	// closes, or when it sends a data message, which closes it with 1008.
 	var readErr error
 	gone := make(chan struct{})
 	go func() {
 		defer close(gone)
-		_, _, readErr = conn.Reader(context.WithoutCancel(ch.ctx))
+		_, _, readErr = conn.Next()
 	}()
+	// The socket ends once the reader answered the close frame (its
+	// answer ends the read), or after the grace.
 	defer func() {
-		_ = conn.CloseNow()
+		_ = conn.NC.SetReadDeadline(time.Now().Add(wsconn.CloseGrace))
 		<-gone
 	}()
 	for {
 		select {
 		case f, ok := <-ch.buf:
 			if !ok {
-				_ = conn.Close(ch.end.code, ch.end.reason)
+				conn.Close(ch.end.code, ch.end.reason)
 				return
 			}
 			ch.received(f)
@@ -185,12 +181,14 @@ func (h *Hub) serveReader(ch *channel, conn *websocket.Conn) {
 			}
 		case <-gone:
 			if readErr == nil {
-				_ = conn.Close(websocket.StatusPolicyViolation, "readers do not send data")
+				conn.Close(wsconn.ClosePolicy, "readers do not send data")
+			} else if code, reason, ok := wsconn.CloseCode(readErr); ok {
+				conn.Close(code, reason)
 			}
 			return
 		case <-ch.ctx.Done():
 			st := abortStatus(context.Cause(ch.ctx))
-			_ = conn.Close(st.code, st.reason)
+			conn.Close(st.code, st.reason)
 			return
 		}
 	}

@@ -3,7 +3,7 @@ package channels
 import (
 	"errors"
 
-	"github.com/coder/websocket"
+	"github.com/trinehq/trine/internal/wsconn"
 )
 
 // Errors of the engine's own ends (LocalReader, LocalWriter).
@@ -12,8 +12,9 @@ var (
 	// LocalWriter.Write after Close or Abort.
 	ErrEndClosed = errors.New("channels: end closed")
 	// ErrTruncated is returned by LocalReader.Next when the remote writer
-	// was cut off for sending a frame over Config.MaxFrameBytes: the
-	// stream ended early.
+	// was cut off for sending a frame over Config.MaxFrameBytes, or for
+	// breaking the protocol otherwise (a text frame that is not UTF-8):
+	// the stream ended early.
 	ErrTruncated = errors.New("channels: stream cut short: the writer sent a frame over the size limit")
 )
 
@@ -28,16 +29,19 @@ var (
 
 // closeStatus is a WebSocket close code and reason.
 type closeStatus struct {
-	code   websocket.StatusCode
+	code   int
 	reason string
 }
 
 var (
 	// statusEOF ends a stream the writer finished.
-	statusEOF = closeStatus{websocket.StatusNormalClosure, ""}
+	statusEOF = closeStatus{wsconn.CloseNormal, ""}
 	// statusWriterTooBig ends the reader's stream when the writer was cut
 	// off for sending an oversize frame: the stream is truncated.
-	statusWriterTooBig = closeStatus{websocket.StatusInternalError, "writer sent a frame over the size limit"}
+	statusWriterTooBig = closeStatus{wsconn.CloseServerError, "writer sent a frame over the size limit"}
+	// statusWriterBroke ends it when the writer broke the protocol
+	// otherwise (invalid UTF-8 in a text message, say): truncated too.
+	statusWriterBroke = closeStatus{wsconn.CloseServerError, "writer broke the WebSocket protocol"}
 )
 
 // abortStatus is the close status for an end whose channel was cancelled
@@ -45,14 +49,14 @@ var (
 func abortStatus(cause error) closeStatus {
 	switch {
 	case errors.Is(cause, errReaderGone):
-		return closeStatus{websocket.StatusGoingAway, "reader went away"}
+		return closeStatus{wsconn.CloseGoingAway, "reader went away"}
 	case errors.Is(cause, errWriterGone):
-		return closeStatus{websocket.StatusGoingAway, "writer went away"}
+		return closeStatus{wsconn.CloseGoingAway, "writer went away"}
 	case errors.Is(cause, errExpired):
-		return closeStatus{websocket.StatusGoingAway, "channel expired"}
+		return closeStatus{wsconn.CloseGoingAway, "channel expired"}
 	case errors.Is(cause, errClosed):
-		return closeStatus{websocket.StatusGoingAway, "engine shutting down"}
+		return closeStatus{wsconn.CloseGoingAway, "engine shutting down"}
 	default:
-		return closeStatus{websocket.StatusInternalError, "channel aborted"}
+		return closeStatus{wsconn.CloseServerError, "channel aborted"}
 	}
 }

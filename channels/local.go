@@ -6,7 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/coder/websocket"
+	"github.com/trinehq/trine/internal/wsconn"
 )
 
 // Frame is one message of a channel: a text message, or (Binary) a chunk of
@@ -98,13 +98,13 @@ func (r *LocalReader) Next(ctx context.Context) (Frame, error) {
 func (r *LocalReader) frame(f frame, ok bool) (Frame, error) {
 	if !ok {
 		// ch.end was set before buf was closed.
-		if r.ch.end == statusWriterTooBig {
+		if r.ch.end == statusWriterTooBig || r.ch.end == statusWriterBroke {
 			return Frame{}, ErrTruncated
 		}
 		return Frame{}, io.EOF
 	}
 	r.ch.received(f)
-	return Frame{Binary: f.typ == websocket.MessageBinary, Data: f.data}, nil
+	return Frame{Binary: f.op == wsconn.OpBinary, Data: f.data}, nil
 }
 
 // Connected is closed once the remote writer's socket has attached.
@@ -147,9 +147,9 @@ func (w *LocalWriter) Write(ctx context.Context, binary bool, data []byte) error
 	if err := context.Cause(w.ch.ctx); err != nil {
 		return err // even if the buffer has room
 	}
-	f := frame{typ: websocket.MessageText, data: data}
+	f := frame{op: wsconn.OpText, data: data}
 	if binary {
-		f.typ = websocket.MessageBinary
+		f.op = wsconn.OpBinary
 	}
 	if err := w.reserve(ctx, f); err != nil {
 		return err

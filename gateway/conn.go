@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -11,22 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-)
 
-// WebSocket opcodes and close codes used by the gateway.
-const (
-	opText  = 0x1
-	opClose = 0x8
-	opPing  = 0x9
-	opPong  = 0xA
-
-	closeNormal      = 1000
-	closeGoingAway   = 1001
-	closeProtocol    = 1002
-	closeInvalidText = 1007
-	closePolicy      = 1008
-	closeTooBig      = 1009
-	closeServerError = 1011
+	"github.com/trinehq/trine/internal/wsconn"
 )
 
 var subscriptionKey = []byte(`,"subscriptionId":`)
@@ -127,7 +112,7 @@ func (c *conn) enqueue(o out) {
 		c.mu.Unlock()
 		c.g.slowCloses.Add(1)
 		c.g.log.Info("stream client too slow: closing", "addr", c.addr, "queued", queued)
-		c.shutdown(closePolicy, "slow consumer: outbound queue full; reconnect with since")
+		c.shutdown(wsconn.ClosePolicy, "slow consumer: outbound queue full; reconnect with since")
 		return
 	}
 	if c.fragOpen && o.frag == 0 {
@@ -216,7 +201,7 @@ func (c *conn) kick() {
 
 // shutdown starts closing: queued frames are dropped, WebSocket clients get
 // a close frame with code and reason, and the connection ends once the peer
-// answers, or after closeGrace (plus, for a blocked writer, WriteTimeout).
+// answers, or after wsconn.CloseGrace (plus, for a blocked writer, WriteTimeout).
 func (c *conn) shutdown(code int, reason string) { c.close(code, reason, false) }
 
 // closeAfterQueue is shutdown that first writes what is queued.
@@ -234,14 +219,11 @@ func (c *conn) close(code int, reason string, flush bool) {
 	}
 	c.kick()
 	if c.nc != nil {
-		// The peer gets closeGrace to answer the close frame; a writer
+		// The peer gets wsconn.CloseGrace to answer the close frame; a writer
 		// still busy keeps its own write deadline.
-		_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+		_ = c.nc.SetReadDeadline(time.Now().Add(wsconn.CloseGrace))
 	}
 }
-
-// closeGrace is how long a closing WebSocket waits for the peer's close.
-const closeGrace = time.Second
 
 // kill closes the socket at once, ending any blocked read or write.
 func (c *conn) kill() {
@@ -306,11 +288,7 @@ func (c *conn) build(buf []byte) ([]byte, []out, bool) {
 		buf = appendWSFrame(buf, o)
 	}
 	if closeNow {
-		body := binary.BigEndian.AppendUint16(nil, uint16(code))
-		if len(reason) > 123 {
-			reason = reason[:123]
-		}
-		buf = appendWSFrame(buf, out{op: opClose, data: append(body, reason...)})
+		buf = wsconn.AppendClose(buf, code, reason)
 	}
 	return buf, batch, closeNow
 }
@@ -402,27 +380,15 @@ func (c *conn) fail() {
 func appendWSFrame(buf []byte, o out) []byte {
 	op := o.op
 	if op == 0 {
-		op = opText
+		op = wsconn.OpText
 	}
-	n := o.size()
 	switch o.frag {
 	case 0:
-		buf = append(buf, 0x80|op)
-	case fragFirst:
-		buf = append(buf, op) // no FIN: continuation frames follow
-	case fragMiddle:
-		buf = append(buf, 0) // continuation
+		buf = wsconn.AppendHeader(buf, op, true, o.size())
+	case fragFirst: // continuation frames follow
+		buf = wsconn.AppendHeader(buf, op, false, o.size())
 	default:
-		buf = append(buf, 0x80) // the final continuation
-	}
-	switch {
-	case n < 126:
-		buf = append(buf, byte(n))
-	case n <= 0xFFFF:
-		buf = append(buf, 126, byte(n>>8), byte(n))
-	default:
-		buf = append(buf, 127)
-		buf = binary.BigEndian.AppendUint64(buf, uint64(n))
+		buf = wsconn.AppendHeader(buf, wsconn.OpContinuation, o.frag == fragLast, o.size())
 	}
 	return appendPayload(buf, o)
 }
@@ -440,21 +406,21 @@ func appendPayload(buf []byte, o out) []byte {
 // ping sends a keep-alive, or closes a WebSocket silent for longer than dead.
 func (c *conn) ping(now time.Time, dead time.Duration) {
 	if c.sse != nil {
-		c.enqueue(out{op: opPing})
+		c.enqueue(out{op: wsconn.OpPing})
 		return
 	}
 	if now.Sub(time.Unix(0, c.lastRead.Load())) > dead {
-		c.shutdown(closeGoingAway, "ping timeout")
+		c.shutdown(wsconn.CloseGoingAway, "ping timeout")
 		return
 	}
-	c.enqueue(out{op: opPing, data: strconv.AppendInt(nil, now.Unix(), 10)})
+	c.enqueue(out{op: wsconn.OpPing, data: strconv.AppendInt(nil, now.Unix(), 10)})
 }
 
 // finish ends the connection once its reader is done: it stops the
 // subscriptions (firing stream:leave), waits for its goroutines and leaves
 // the gateway.
 func (c *conn) finish() {
-	c.shutdown(closeNormal, "")
+	c.shutdown(wsconn.CloseNormal, "")
 	c.cancel()
 	c.joins.Wait()
 	c.mu.Lock()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/origin"
+	"github.com/trinehq/trine/internal/wsconn"
 	"github.com/trinehq/trine/streammodule"
 )
 
@@ -256,13 +257,13 @@ func (g *Gateway) Close() error {
 	}
 	g.mu.Unlock()
 	for _, c := range conns {
-		c.shutdown(closeGoingAway, "server shutting down")
+		c.shutdown(wsconn.CloseGoingAway, "server shutting down")
 	}
 	done := make(chan struct{})
 	go func() { g.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(2 * closeGrace): // peers that do not read: cut them
+	case <-time.After(2 * wsconn.CloseGrace): // peers that do not read: cut them
 		for _, c := range conns {
 			c.kill()
 		}

@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/trinehq/trine/engine"
@@ -133,6 +135,23 @@ func TestBadFrames(t *testing.T) {
 	c.send([]byte(`{"type":"ping","pad":"` + strings.Repeat("x", 2000) + `"}`))
 	code := c.closed()
 	must(t, code == websocket.StatusMessageTooBig, "oversize frame: %v (%v)", code, c.err)
+}
+
+// A continuation frame whose length overflows the message's running size
+// (2^63-2 bytes after a 3-byte first fragment) closes the socket with 1009;
+// it used to pass the size check and crash the process in makeslice.
+func TestOverflowingFragmentLength(t *testing.T) {
+	s := newStack(t, gateway.Config{}, streammodule.Config{})
+	nc := rawUpgrade(t, s, "/")
+	var b bytes.Buffer
+	_ = ws.WriteFrame(&b, ws.MaskFrame(ws.NewFrame(ws.OpText, false, []byte("abc"))))
+	_ = ws.WriteHeader(&b, ws.Header{OpCode: ws.OpContinuation, Fin: true, Masked: true, Length: 1<<63 - 2})
+	if _, err := nc.Write(b.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	code, _ := readUntilClose(t, nc)
+	must(t, code == 1009, "close %d, want 1009", code)
+	must(t, s.gw.Stats().Conns <= 1, "the gateway still serves")
 }
 
 func TestUnknownStreamStartsEmpty(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/trinehq/trine/internal/wsconn"
 )
 
 // serveSSE streams one subscription as Server-Sent Events: each frame is
@@ -60,7 +62,7 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request, authCtx json.
 // a fragmented message make one event: the first starts it, the last ends
 // it.
 func appendSSE(buf []byte, o out) []byte {
-	if o.op == opPing {
+	if o.op == wsconn.OpPing {
 		return append(buf, ": ping\n\n"...)
 	}
 	if o.op != 0 {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trinehq/trine/internal/wsconn"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/wire"
 )
@@ -76,7 +77,7 @@ func (s *subscription) offer(seq uint64, frame []byte, match bool) {
 		if len(s.bufAll) >= s.c.g.cfg.QueueMessages {
 			s.cancelled = true
 			s.c.g.slowCloses.Add(1)
-			s.c.shutdown(closePolicy, "slow consumer: too many events during the snapshot; reconnect with since")
+			s.c.shutdown(wsconn.ClosePolicy, "slow consumer: too many events during the snapshot; reconnect with since")
 			return
 		}
 		s.bufAll = append(s.bufAll, seq)
@@ -299,7 +300,7 @@ func (c *conn) start(s *subscription, since *uint64) {
 		c.forget(s)
 		c.enqueue(out{data: wire.Unauthorized(s.stream, s.group, s.item, time.Now()), sub: s.quotedID})
 		if s.quotedID == nil { // the socket was for this subscription only
-			c.closeAfterQueue(closePolicy, "unauthorized")
+			c.closeAfterQueue(wsconn.ClosePolicy, "unauthorized")
 		}
 		return
 	}
@@ -435,7 +436,7 @@ func (c *conn) snapshotFailed(s *subscription, err error) {
 	}
 	if s == nil {
 		c.g.log.Warn("stream snapshot failed midway: closing", "addr", c.addr, "error", err)
-		c.shutdown(closeServerError, "snapshot_failed; reconnect")
+		c.shutdown(wsconn.CloseServerError, "snapshot_failed; reconnect")
 		return
 	}
 	c.g.log.Warn("stream snapshot failed", "stream", s.stream, "group", s.group, "error", err)
@@ -526,7 +527,7 @@ func (c *conn) failSub(s *subscription, code, msg string) {
 	c.drop(s)
 	c.sendError(s.quotedID, code, msg)
 	if s.quotedID == nil {
-		c.closeAfterQueue(closeServerError, code+"; reconnect")
+		c.closeAfterQueue(wsconn.CloseServerError, code+"; reconnect")
 	}
 }
 

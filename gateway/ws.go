@@ -3,19 +3,16 @@ package gateway
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
-	"github.com/gobwas/ws"
-
+	"github.com/trinehq/trine/internal/wsconn"
 	"github.com/trinehq/trine/streammodule/wire"
 )
 
@@ -82,18 +79,12 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request, authCtx json.R
 		http.Error(w, "expected a WebSocket upgrade or Accept: text/event-stream", http.StatusBadRequest)
 		return
 	}
-	nc, rw, _, err := ws.HTTPUpgrader{Timeout: g.cfg.WriteTimeout}.Upgrade(r, w)
+	nc, src, err := wsconn.Upgrade(w, r, g.cfg.WriteTimeout)
 	if err != nil {
 		return // the upgrader answered the request
 	}
 	c := g.newConn(authCtx, r.RemoteAddr)
 	c.nc = nc
-	// Keep only what the HTTP server already read, not its buffers.
-	var src io.Reader = nc
-	if n := rw.Reader.Buffered(); n > 0 {
-		pre, _ := rw.Reader.Peek(n)
-		src = io.MultiReader(bytes.NewReader(bytes.Clone(pre)), nc)
-	}
 	if !g.add(c) {
 		_ = nc.Close()
 		return
@@ -107,77 +98,18 @@ func (c *conn) readLoop(br *bufio.Reader, initial *joinRequest) {
 	if initial != nil {
 		c.join(*initial, false)
 	}
-	var msg []byte
-	var msgOp ws.OpCode
+	rd := wsconn.Reader{Src: br, MaxMessage: c.g.cfg.MaxFrameBytes,
+		OnPing:  func(p []byte) error { c.enqueue(out{op: wsconn.OpPong, data: p}); return nil },
+		OnFrame: func() { c.lastRead.Store(time.Now().UnixNano()) }}
 	for {
-		h, err := ws.ReadHeader(br)
+		_, msg, err := rd.Next()
 		if err != nil {
-			return
-		}
-		c.lastRead.Store(time.Now().UnixNano())
-		if !h.Masked || h.Rsv != 0 {
-			c.shutdown(closeProtocol, "client frames must be masked and use no extensions")
-			return
-		}
-		if h.OpCode.IsControl() {
-			if h.Length > 125 || !h.Fin {
-				c.shutdown(closeProtocol, "bad control frame")
-				return
+			if code, reason, ok := wsconn.CloseCode(err); ok {
+				c.shutdown(code, reason)
 			}
-			p := make([]byte, h.Length)
-			if _, err := io.ReadFull(br, p); err != nil {
-				return
-			}
-			ws.Cipher(p, h.Mask, 0)
-			switch h.OpCode {
-			case ws.OpPing:
-				c.enqueue(out{op: opPong, data: p})
-			case ws.OpClose:
-				code := closeNormal
-				if len(p) >= 2 {
-					code = int(binary.BigEndian.Uint16(p))
-				}
-				if code == 1005 || code < 1000 || code >= 5000 {
-					code = closeNormal
-				}
-				c.shutdown(code, "")
-				return
-			}
-			continue
-		}
-		switch {
-		case h.OpCode == ws.OpContinuation && msg == nil:
-			c.shutdown(closeProtocol, "continuation without a message")
-			return
-		case h.OpCode != ws.OpContinuation && msg != nil:
-			c.shutdown(closeProtocol, "new message inside a fragmented one")
 			return
 		}
-		if int64(len(msg))+h.Length > c.g.cfg.MaxFrameBytes {
-			c.shutdown(closeTooBig, "message larger than "+strconv.FormatInt(c.g.cfg.MaxFrameBytes, 10)+" bytes")
-			return
-		}
-		if h.OpCode != ws.OpContinuation {
-			msgOp = h.OpCode
-			msg = make([]byte, 0, h.Length)
-		}
-		start := len(msg)
-		msg = append(msg, make([]byte, h.Length)...)
-		if _, err := io.ReadFull(br, msg[start:]); err != nil {
-			return
-		}
-		ws.Cipher(msg[start:], h.Mask, 0)
-		if !h.Fin {
-			continue
-		}
-		if msgOp == ws.OpText && !utf8.Valid(msg) {
-			c.shutdown(closeInvalidText, "text message is not valid UTF-8")
-			return
-		}
-		if msgOp == ws.OpText || msgOp == ws.OpBinary {
-			c.handle(msg)
-		}
-		msg = nil
+		c.handle(msg)
 	}
 }
 

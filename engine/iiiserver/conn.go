@@ -11,9 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
-
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/wsconn"
 )
 
 // maxHeld bounds the messages held while a worker's namespace is not
@@ -29,7 +28,7 @@ const maxHeld = 10_000
 // session. Each of the worker's calls runs on its own goroutine. All of
 // them end before run returns.
 type conn struct {
-	*socket
+	*wsconn.Conn
 	srv  *Server
 	sess *engine.Session
 	log  *slog.Logger
@@ -65,10 +64,10 @@ var (
 	_ engine.Describer = (*conn)(nil)
 )
 
-func newConn(s *Server, sock *socket, addr string) *conn {
+func newConn(s *Server, sock *wsconn.Conn, addr string) *conn {
 	ctx, cancel := context.WithCancelCause(s.ctx)
 	c := &conn{
-		socket: sock, srv: s, ctx: ctx, cancel: cancel,
+		Conn: sock, srv: s, ctx: ctx, cancel: cancel,
 		out:      make(chan []byte, s.cfg.SendQueue),
 		wake:     make(chan struct{}, 1),
 		resolved: make(chan struct{}),
@@ -77,8 +76,8 @@ func newConn(s *Server, sock *socket, addr string) *conn {
 	sess, err := s.e.Attach(engine.WorkerInfo{Name: "iii-worker", Runtime: "iii", Addr: addr}, c)
 	if err != nil {
 		cancel(err)
-		sock.close(closeTryLater, err.Error())
-		sock.drain()
+		sock.Close(wsconn.CloseTryLater, err.Error())
+		sock.Drain()
 		return nil
 	}
 	c.sess = sess
@@ -98,17 +97,20 @@ func (c *conn) run() {
 		defer c.wg.Done()
 		select {
 		case <-c.sess.Done():
-			c.stop(closeGoingAway, "worker session closed by the engine")
+			c.stop(wsconn.CloseGoingAway, "worker session closed by the engine")
 		case <-c.ctx.Done():
 		}
 	}()
 	for {
-		op, b, err := c.readMessage()
+		op, b, err := c.Next()
 		if err != nil {
-			if code, reason := closeCode(err); code != 0 {
-				c.log.Info("iii worker broke the WebSocket protocol; disconnecting", "error", err)
+			if code, reason, ok := wsconn.CloseCode(err); ok {
+				var pc *wsconn.PeerClosed
+				if !errors.As(err, &pc) {
+					c.log.Info("iii worker broke the WebSocket protocol; disconnecting", "error", err)
+				}
 				c.stop(code, reason)
-				c.drain()
+				c.Drain()
 			}
 			c.log.Debug("iii worker connection ended", "error", err)
 			return
@@ -131,20 +133,20 @@ func (c *conn) finish() {
 	c.ended = true
 	c.mu.Unlock()
 	c.wg.Wait()
-	_ = c.nc.Close()
+	_ = c.NC.Close()
 }
 
 // stop ends the connection: it sends a close frame, and the reader, which
-// gets the worker's answer (or stops waiting for it after closeGrace),
+// gets the worker's answer (or stops waiting for it after wsconn.CloseGrace),
 // ends run.
 func (c *conn) stop(code int, reason string) {
 	c.stopOnce.Do(func() {
 		c.cancel(errors.New(reason))
 		// A write stuck on a worker that does not read gives way within
-		// closeGrace instead of WriteTimeout.
-		_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
-		if c.close(code, reason) {
-			_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+		// wsconn.CloseGrace instead of WriteTimeout.
+		_ = c.NC.SetWriteDeadline(time.Now().Add(wsconn.CloseGrace))
+		if c.Close(code, reason) {
+			_ = c.NC.SetReadDeadline(time.Now().Add(wsconn.CloseGrace))
 		}
 	})
 }
@@ -170,12 +172,12 @@ func (c *conn) write() {
 				}
 			}
 			c.outBytes.Add(-int64(len(batch)))
-			if err := c.socket.write(batch); err != nil {
+			if err := c.Conn.Write(batch); err != nil {
 				if c.ctx.Err() == nil {
 					c.log.Info("iii worker write failed; disconnecting", "error", err)
 				}
 				c.cancel(err)
-				_ = c.nc.Close()
+				_ = c.NC.Close()
 				return
 			}
 			if cap(batch) > 4*maxBatch {
@@ -193,16 +195,16 @@ func (c *conn) ping() {
 	cfg := c.srv.cfg
 	t := time.NewTicker(cfg.PingInterval)
 	defer t.Stop()
-	ping := frame(ws.OpPing, nil)
+	ping := wsconn.Frame(wsconn.OpPing, nil)
 	for {
 		select {
 		case <-t.C:
-			if time.Since(time.Unix(0, c.lastRead.Load())) > cfg.PingInterval+cfg.WriteTimeout {
-				c.log.Info("iii worker did not answer pings; disconnecting", "silent_for", time.Since(time.Unix(0, c.lastRead.Load())))
-				_ = c.nc.Close()
+			if time.Since(c.LastRead()) > cfg.PingInterval+cfg.WriteTimeout {
+				c.log.Info("iii worker did not answer pings; disconnecting", "silent_for", time.Since(c.LastRead()))
+				_ = c.NC.Close()
 				return
 			}
-			if err := c.socket.write(ping); err != nil {
+			if err := c.Conn.Write(ping); err != nil {
 				return
 			}
 		case <-c.ctx.Done():
@@ -220,7 +222,7 @@ func (c *conn) encode(v any) ([]byte, error) {
 	if int64(len(p)) > c.srv.cfg.MaxMessageBytes {
 		return nil, engine.Errorf(engine.CodeMessageTooLarge, "message is %d bytes, the limit is %d", len(p), c.srv.cfg.MaxMessageBytes)
 	}
-	return frame(ws.OpText, p), nil
+	return wsconn.Frame(wsconn.OpText, p), nil
 }
 
 // send queues a message, waiting for room until ctx or the connection ends.
@@ -275,7 +277,7 @@ func (c *conn) answer(v any) error {
 		owed, owedBytes := c.owed, c.owedBytes
 		c.mu.Unlock()
 		c.log.Warn("iii worker does not read its answers; disconnecting", "owed", owed, "bytes", owedBytes)
-		c.stop(closePolicy, "too many answers waiting: the worker does not read")
+		c.stop(wsconn.ClosePolicy, "too many answers waiting: the worker does not read")
 		return nil
 	}
 	c.owed++
@@ -323,8 +325,8 @@ var telemetryPrefixes = [][]byte{[]byte("OTLP"), []byte("MTRC"), []byte("LOGS")}
 
 // handle dispatches one message. Answers and liveness are handled here;
 // everything whose order matters goes to the registrar.
-func (c *conn) handle(op ws.OpCode, b []byte) {
-	if op == ws.OpBinary {
+func (c *conn) handle(op byte, b []byte) {
+	if op == wsconn.OpBinary {
 		for _, p := range telemetryPrefixes {
 			if bytes.HasPrefix(b, p) {
 				return
@@ -388,7 +390,7 @@ func (c *conn) enqueue(m *inbound, size int64) {
 	if c.queuedBytes+size > c.maxQueuedBytes() {
 		c.mu.Unlock()
 		c.log.Warn("iii worker has too many messages waiting to be applied; disconnecting", "bytes", c.queuedBytes)
-		c.stop(closePolicy, "too many messages waiting to be applied")
+		c.stop(wsconn.ClosePolicy, "too many messages waiting to be applied")
 		return
 	}
 	c.work = append(c.work, queued{m, size})

@@ -8,10 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gobwas/ws"
-
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/origin"
+	"github.com/trinehq/trine/internal/wsconn"
 )
 
 // Config tunes a Server. The zero Config is valid.
@@ -124,7 +123,7 @@ func (s *Server) Close() {
 	s.mu.Unlock()
 	s.cancel()
 	for _, c := range conns {
-		c.stop(closeGoingAway, "server closing")
+		c.stop(wsconn.CloseGoingAway, "server closing")
 	}
 	s.wg.Wait()
 }
@@ -141,12 +140,12 @@ func (s *Server) serveWorker(w http.ResponseWriter, r *http.Request) {
 	defer s.wg.Done()
 
 	// The origin was checked by ServeHTTP.
-	nc, rw, _, err := ws.HTTPUpgrader{Timeout: s.cfg.WriteTimeout}.Upgrade(r, w)
+	nc, src, err := wsconn.Upgrade(w, r, s.cfg.WriteTimeout)
 	if err != nil {
 		s.log.Debug("iii worker upgrade failed", "remote", r.RemoteAddr, "error", err)
 		return // the upgrader answered the request
 	}
-	sock := newSocket(nc, rw.Reader, s.cfg.MaxMessageBytes, s.cfg.WriteTimeout)
+	sock := wsconn.NewConn(nc, src, readBuffer, s.cfg.MaxMessageBytes, s.cfg.WriteTimeout)
 	if r.URL.Path == "/otel" {
 		s.discard(sock)
 		return
@@ -159,7 +158,7 @@ func (s *Server) serveWorker(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		c.stop(closeGoingAway, "server closing")
+		c.stop(wsconn.CloseGoingAway, "server closing")
 		c.finish()
 		return
 	}
@@ -173,21 +172,21 @@ func (s *Server) serveWorker(w http.ResponseWriter, r *http.Request) {
 
 // discard serves a telemetry-only socket: its messages are read and
 // dropped until the worker goes or the server closes.
-func (s *Server) discard(sock *socket) {
-	defer sock.nc.Close()
+func (s *Server) discard(sock *wsconn.Conn) {
+	defer sock.NC.Close()
 	stop := context.AfterFunc(s.ctx, func() {
-		if sock.close(closeGoingAway, "server closing") {
-			_ = sock.nc.SetReadDeadline(time.Now().Add(closeGrace))
+		if sock.Close(wsconn.CloseGoingAway, "server closing") {
+			_ = sock.NC.SetReadDeadline(time.Now().Add(wsconn.CloseGrace))
 		}
 	})
 	defer stop()
 	for {
-		if _, _, err := sock.readMessage(); err != nil {
-			if code, reason := closeCode(err); code != 0 {
-				sock.close(code, reason)
-				sock.drain()
-			}
+		if _, _, err := sock.Next(); err != nil {
+			sock.CloseAfter(err)
 			return
 		}
 	}
 }
+
+// readBuffer is the size of a worker socket's read buffer.
+const readBuffer = 4 << 10

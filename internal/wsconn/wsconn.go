@@ -1,0 +1,248 @@
+// Package wsconn is the server side of WebSocket (RFC 6455) for every
+// listener that speaks it: the stream gateway, the iii worker listener and
+// channels. It upgrades a request that passed the listener's Host/Origin
+// policy, reads client messages with bounded size and UTF-8 checked,
+// frames server messages (pre-framed, so that a writer sends many in one
+// system call), and runs the close handshake, with one set of close codes
+// and one rule for close reasons.
+//
+// It is built on gobwas/ws's header parsing. A socket keeps only what the
+// HTTP server had already read, not its buffers, so an idle one costs a
+// few hundred bytes besides the kernel's.
+package wsconn
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+)
+
+// Close codes servers send.
+const (
+	CloseNormal      = 1000
+	CloseGoingAway   = 1001
+	CloseProtocol    = 1002
+	CloseInvalidData = 1007 // a text message that is not UTF-8
+	ClosePolicy      = 1008
+	CloseTooBig      = 1009
+	CloseServerError = 1011
+	CloseTryLater    = 1013
+)
+
+// MaxCloseReason is the longest close reason, in bytes: a control frame
+// carries 125 bytes, 2 of them the code.
+const MaxCloseReason = 123
+
+// Opcodes.
+const (
+	OpContinuation = byte(ws.OpContinuation)
+	OpText         = byte(ws.OpText)
+	OpBinary       = byte(ws.OpBinary)
+	OpClose        = byte(ws.OpClose)
+	OpPing         = byte(ws.OpPing)
+	OpPong         = byte(ws.OpPong)
+)
+
+// Upgrade answers r's WebSocket handshake; the caller has checked its Host
+// and Origin (internal/origin). On failure the response is already
+// written. The reader holds only the bytes the HTTP server had read past
+// the request, if any; wrap it in a small bufio.Reader.
+func Upgrade(w http.ResponseWriter, r *http.Request, timeout time.Duration) (net.Conn, io.Reader, error) {
+	nc, rw, _, err := ws.HTTPUpgrader{Timeout: timeout}.Upgrade(r, w)
+	if err != nil {
+		return nil, nil, err
+	}
+	var src io.Reader = nc
+	if n := rw.Reader.Buffered(); n > 0 {
+		pre, _ := rw.Reader.Peek(n)
+		src = io.MultiReader(bytes.NewReader(bytes.Clone(pre)), nc)
+	}
+	return nc, src, nil
+}
+
+// Error is a broken rule of the protocol: the socket is to be closed with
+// Code and Reason.
+type Error struct {
+	Code   int
+	Reason string
+}
+
+func (e *Error) Error() string { return "websocket: " + e.Reason }
+
+// PeerClosed ends reading when the peer sent a close frame; Code is its
+// code (CloseNormal when it gave none or an invalid one), to echo.
+type PeerClosed struct{ Code int }
+
+func (e *PeerClosed) Error() string { return "websocket: peer closed (" + strconv.Itoa(e.Code) + ")" }
+
+// Reader reads client messages from Src.
+type Reader struct {
+	Src *bufio.Reader
+	// MaxMessage bounds a message, fragments joined; a larger one is an
+	// Error with CloseTooBig.
+	MaxMessage int64
+	// OnPing, if set, gets each ping's payload (to answer with a pong). A
+	// non-nil error ends reading with it.
+	OnPing func(payload []byte) error
+	// OnFrame, if set, runs for every frame read (control frames too).
+	OnFrame func()
+}
+
+// Next returns the next text or binary message. Control frames are handled
+// on the way (pings passed to OnPing, pongs dropped); a close frame ends
+// reading with *PeerClosed, and a broken rule with *Error. Other errors
+// are the connection's.
+func (r *Reader) Next() (op byte, msg []byte, err error) {
+	msgOp := byte(0)
+	for {
+		h, err := ws.ReadHeader(r.Src)
+		if err != nil {
+			return 0, nil, err
+		}
+		if r.OnFrame != nil {
+			r.OnFrame()
+		}
+		if !h.Masked || h.Rsv != 0 {
+			return 0, nil, &Error{CloseProtocol, "client frames must be masked and use no extensions"}
+		}
+		if h.OpCode.IsControl() {
+			if h.Length > 125 || !h.Fin {
+				return 0, nil, &Error{CloseProtocol, "bad control frame"}
+			}
+			p := make([]byte, h.Length)
+			if _, err := io.ReadFull(r.Src, p); err != nil {
+				return 0, nil, err
+			}
+			ws.Cipher(p, h.Mask, 0)
+			switch h.OpCode {
+			case ws.OpPing:
+				if r.OnPing != nil {
+					if err := r.OnPing(p); err != nil {
+						return 0, nil, err
+					}
+				}
+			case ws.OpClose:
+				code := CloseNormal
+				if len(p) >= 2 {
+					code = validCode(int(binary.BigEndian.Uint16(p)))
+				}
+				return 0, nil, &PeerClosed{code}
+			}
+			continue
+		}
+		switch {
+		case h.OpCode == ws.OpContinuation && msgOp == 0:
+			return 0, nil, &Error{CloseProtocol, "continuation without a message"}
+		case h.OpCode != ws.OpContinuation && msgOp != 0:
+			return 0, nil, &Error{CloseProtocol, "new message inside a fragmented one"}
+		case h.OpCode != ws.OpContinuation && h.OpCode != ws.OpText && h.OpCode != ws.OpBinary:
+			return 0, nil, &Error{CloseProtocol, "unknown opcode " + strconv.Itoa(int(h.OpCode))}
+		}
+		if h.Length < 0 || h.Length > r.MaxMessage-int64(len(msg)) { // no overflow
+			return 0, nil, &Error{CloseTooBig, "message larger than " + strconv.FormatInt(r.MaxMessage, 10) + " bytes"}
+		}
+		if h.OpCode != ws.OpContinuation {
+			msgOp = byte(h.OpCode)
+			msg = make([]byte, 0, h.Length)
+		}
+		start := len(msg)
+		msg = append(msg, make([]byte, h.Length)...)
+		if _, err := io.ReadFull(r.Src, msg[start:]); err != nil {
+			return 0, nil, err
+		}
+		ws.Cipher(msg[start:], h.Mask, 0)
+		if !h.Fin {
+			continue
+		}
+		if msgOp == OpText && !utf8.Valid(msg) {
+			return 0, nil, &Error{CloseInvalidData, "text message is not valid UTF-8"}
+		}
+		return msgOp, msg, nil
+	}
+}
+
+// validCode is code when a server may send it (a registered code or one
+// of 3000-4999), else CloseNormal.
+func validCode(code int) int {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014, code >= 3000 && code <= 4999:
+		return code
+	}
+	return CloseNormal
+}
+
+// CloseCode is the code and reason to close with after err ended a read:
+// the rule broken, or the peer's code echoed. ok is false for errors of
+// the connection itself (nothing to send).
+func CloseCode(err error) (code int, reason string, ok bool) {
+	var pe *Error
+	var pc *PeerClosed
+	switch {
+	case errors.As(err, &pe):
+		return pe.Code, pe.Reason, true
+	case errors.As(err, &pc):
+		return pc.Code, "", true
+	}
+	return 0, "", false
+}
+
+// AppendHeader appends the header of an unmasked server frame of n bytes.
+// fin false leaves the message open for continuation frames.
+func AppendHeader(buf []byte, op byte, fin bool, n int) []byte {
+	first := op
+	if fin {
+		first |= 0x80
+	}
+	switch {
+	case n < 126:
+		return append(buf, first, byte(n))
+	case n <= 0xFFFF:
+		return binary.BigEndian.AppendUint16(append(buf, first, 126), uint16(n))
+	default:
+		return binary.BigEndian.AppendUint64(append(buf, first, 127), uint64(n))
+	}
+}
+
+// AppendFrame appends a whole unmasked frame.
+func AppendFrame(buf []byte, op byte, p []byte) []byte {
+	return append(AppendHeader(buf, op, true, len(p)), p...)
+}
+
+// Frame returns a whole unmasked frame.
+func Frame(op byte, p []byte) []byte {
+	return AppendFrame(make([]byte, 0, len(p)+10), op, p)
+}
+
+// AppendClose appends a close frame. A code that may not be sent becomes
+// CloseNormal; the reason is cut to MaxCloseReason bytes, on a character
+// boundary, so that it stays UTF-8 (a browser fails a connection whose
+// close reason is not).
+func AppendClose(buf []byte, code int, reason string) []byte {
+	p := binary.BigEndian.AppendUint16(make([]byte, 0, 2+min(len(reason), MaxCloseReason)), uint16(validCode(code)))
+	return AppendFrame(buf, OpClose, append(p, CutReason(reason)...))
+}
+
+// CutReason cuts a close reason to MaxCloseReason bytes on a character
+// boundary, and drops invalid UTF-8.
+func CutReason(reason string) string {
+	if !utf8.ValidString(reason) {
+		reason = string(bytes.ToValidUTF8([]byte(reason), nil))
+	}
+	if len(reason) <= MaxCloseReason {
+		return reason
+	}
+	n := MaxCloseReason
+	for n > 0 && !utf8.RuneStart(reason[n]) {
+		n--
+	}
+	return reason[:n]
+}
