@@ -95,79 +95,99 @@ type Reader struct {
 	OnPing func(payload []byte) error
 	// OnFrame, if set, runs for every frame read (control frames too).
 	OnFrame func()
+
+	msg   []byte // the message being reassembled
+	msgOp byte   // its opcode; 0 for none
 }
 
 // Next returns the next text or binary message. Control frames are handled
 // on the way (pings passed to OnPing, pongs dropped); a close frame ends
 // reading with *PeerClosed, and a broken rule with *Error. Other errors
 // are the connection's.
+//
+// An idle socket's goroutine waits in Next, so its frame is kept small
+// (the work is in frame): a waiting goroutine fits the smallest stack.
 func (r *Reader) Next() (op byte, msg []byte, err error) {
-	msgOp := byte(0)
 	for {
 		h, err := ws.ReadHeader(r.Src)
 		if err != nil {
 			return 0, nil, err
 		}
-		if r.OnFrame != nil {
-			r.OnFrame()
+		if op, msg, err := r.frame(h); op != 0 || err != nil {
+			return op, msg, err
 		}
-		if !h.Masked || h.Rsv != 0 {
-			return 0, nil, &Error{CloseProtocol, "client frames must be masked and use no extensions"}
-		}
-		if h.OpCode.IsControl() {
-			if h.Length > 125 || !h.Fin {
-				return 0, nil, &Error{CloseProtocol, "bad control frame"}
-			}
-			p := make([]byte, h.Length)
-			if _, err := io.ReadFull(r.Src, p); err != nil {
-				return 0, nil, err
-			}
-			ws.Cipher(p, h.Mask, 0)
-			switch h.OpCode {
-			case ws.OpPing:
-				if r.OnPing != nil {
-					if err := r.OnPing(p); err != nil {
-						return 0, nil, err
-					}
-				}
-			case ws.OpClose:
-				code := CloseNormal
-				if len(p) >= 2 {
-					code = validCode(int(binary.BigEndian.Uint16(p)))
-				}
-				return 0, nil, &PeerClosed{code}
-			}
-			continue
-		}
-		switch {
-		case h.OpCode == ws.OpContinuation && msgOp == 0:
-			return 0, nil, &Error{CloseProtocol, "continuation without a message"}
-		case h.OpCode != ws.OpContinuation && msgOp != 0:
-			return 0, nil, &Error{CloseProtocol, "new message inside a fragmented one"}
-		case h.OpCode != ws.OpContinuation && h.OpCode != ws.OpText && h.OpCode != ws.OpBinary:
-			return 0, nil, &Error{CloseProtocol, "unknown opcode " + strconv.Itoa(int(h.OpCode))}
-		}
-		if h.Length < 0 || h.Length > r.MaxMessage-int64(len(msg)) { // no overflow
-			return 0, nil, &Error{CloseTooBig, "message larger than " + strconv.FormatInt(r.MaxMessage, 10) + " bytes"}
-		}
-		if h.OpCode != ws.OpContinuation {
-			msgOp = byte(h.OpCode)
-			msg = make([]byte, 0, h.Length)
-		}
-		start := len(msg)
-		msg = append(msg, make([]byte, h.Length)...)
-		if _, err := io.ReadFull(r.Src, msg[start:]); err != nil {
-			return 0, nil, err
-		}
-		ws.Cipher(msg[start:], h.Mask, 0)
-		if !h.Fin {
-			continue
-		}
-		if msgOp == OpText && !utf8.Valid(msg) {
-			return 0, nil, &Error{CloseInvalidData, "text message is not valid UTF-8"}
-		}
-		return msgOp, msg, nil
 	}
+}
+
+// frame reads the payload of the frame whose header is h. It returns a
+// message once one is complete (op not 0), or the error that ends reading.
+//
+//go:noinline
+func (r *Reader) frame(h ws.Header) (op byte, msg []byte, err error) {
+	if r.OnFrame != nil {
+		r.OnFrame()
+	}
+	if !h.Masked || h.Rsv != 0 {
+		return 0, nil, &Error{CloseProtocol, "client frames must be masked and use no extensions"}
+	}
+	if h.OpCode.IsControl() {
+		return 0, nil, r.control(h)
+	}
+	switch {
+	case h.OpCode == ws.OpContinuation && r.msgOp == 0:
+		return 0, nil, &Error{CloseProtocol, "continuation without a message"}
+	case h.OpCode != ws.OpContinuation && r.msgOp != 0:
+		return 0, nil, &Error{CloseProtocol, "new message inside a fragmented one"}
+	case h.OpCode != ws.OpContinuation && h.OpCode != ws.OpText && h.OpCode != ws.OpBinary:
+		return 0, nil, &Error{CloseProtocol, "unknown opcode " + strconv.Itoa(int(h.OpCode))}
+	}
+	if h.Length < 0 || h.Length > r.MaxMessage-int64(len(r.msg)) { // no overflow
+		return 0, nil, &Error{CloseTooBig, "message larger than " + strconv.FormatInt(r.MaxMessage, 10) + " bytes"}
+	}
+	if h.OpCode != ws.OpContinuation {
+		r.msgOp, r.msg = byte(h.OpCode), make([]byte, 0, h.Length)
+	}
+	start := len(r.msg)
+	r.msg = append(r.msg, make([]byte, h.Length)...)
+	if _, err := io.ReadFull(r.Src, r.msg[start:]); err != nil {
+		return 0, nil, err
+	}
+	ws.Cipher(r.msg[start:], h.Mask, 0)
+	if !h.Fin {
+		return 0, nil, nil
+	}
+	op, msg = r.msgOp, r.msg
+	r.msgOp, r.msg = 0, nil
+	if op == OpText && !utf8.Valid(msg) {
+		return 0, nil, &Error{CloseInvalidData, "text message is not valid UTF-8"}
+	}
+	return op, msg, nil
+}
+
+// control handles a control frame: a ping goes to OnPing, a close ends
+// reading.
+func (r *Reader) control(h ws.Header) error {
+	if h.Length > 125 || !h.Fin {
+		return &Error{CloseProtocol, "bad control frame"}
+	}
+	p := make([]byte, h.Length)
+	if _, err := io.ReadFull(r.Src, p); err != nil {
+		return err
+	}
+	ws.Cipher(p, h.Mask, 0)
+	switch h.OpCode {
+	case ws.OpPing:
+		if r.OnPing != nil {
+			return r.OnPing(p)
+		}
+	case ws.OpClose:
+		code := CloseNormal
+		if len(p) >= 2 {
+			code = validCode(int(binary.BigEndian.Uint16(p)))
+		}
+		return &PeerClosed{code}
+	}
+	return nil
 }
 
 // validCode is code when a server may send it (a registered code or one
