@@ -64,7 +64,8 @@ type conn struct {
 	sse  *http.ResponseController // SSE only: written by the request goroutine
 	wake chan struct{}            // SSE only: queue not empty, or closing
 
-	lastRead atomic.Int64 // unix nanoseconds of the last inbound frame
+	lastRead atomic.Int64  // unix nanoseconds of the last inbound frame
+	rd       wsconn.Reader // WebSocket only: used by the read loop
 
 	mu        sync.Mutex
 	queue     []out

@@ -98,11 +98,9 @@ func (c *conn) readLoop(br *bufio.Reader, initial *joinRequest) {
 	if initial != nil {
 		c.join(*initial, false)
 	}
-	rd := wsconn.Reader{Src: br, MaxMessage: c.g.cfg.MaxFrameBytes,
-		OnPing:  func(p []byte) error { c.enqueue(out{op: wsconn.OpPong, data: p}); return nil },
-		OnFrame: func() { c.lastRead.Store(time.Now().UnixNano()) }}
+	c.rd = wsconn.Reader{Src: br, MaxMessage: c.g.cfg.MaxFrameBytes, Peer: (*wsPeer)(c)}
 	for {
-		_, msg, err := rd.Next()
+		_, msg, err := c.rd.Next()
 		if err != nil {
 			if code, reason, ok := wsconn.CloseCode(err); ok {
 				c.shutdown(code, reason)
@@ -112,6 +110,16 @@ func (c *conn) readLoop(br *bufio.Reader, initial *joinRequest) {
 		c.handle(msg)
 	}
 }
+
+// wsPeer is a conn as its reader's wsconn.Peer.
+type wsPeer conn
+
+func (p *wsPeer) Ping(b []byte) error {
+	(*conn)(p).enqueue(out{op: wsconn.OpPong, data: b})
+	return nil
+}
+
+func (p *wsPeer) FrameRead() { p.lastRead.Store(time.Now().UnixNano()) }
 
 // clientFrame is a frame from the browser.
 type clientFrame struct {

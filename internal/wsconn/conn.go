@@ -33,12 +33,16 @@ type Conn struct {
 // up to maxMessage bytes, and bounds each write by writeTimeout.
 func NewConn(nc net.Conn, src io.Reader, bufSize int, maxMessage int64, writeTimeout time.Duration) *Conn {
 	c := &Conn{NC: nc, WriteTimeout: writeTimeout}
-	c.Reader = Reader{Src: bufio.NewReaderSize(src, bufSize), MaxMessage: maxMessage,
-		OnPing:  func(p []byte) error { return c.Write(Frame(OpPong, p)) },
-		OnFrame: func() { c.lastRead.Store(time.Now().UnixNano()) }}
+	c.Reader = Reader{Src: bufio.NewReaderSize(src, bufSize), MaxMessage: maxMessage, Peer: c}
 	c.lastRead.Store(time.Now().UnixNano())
 	return c
 }
+
+// Ping answers a ping with a pong (Peer).
+func (c *Conn) Ping(p []byte) error { return c.Write(Frame(OpPong, p)) }
+
+// FrameRead notes that a frame arrived (Peer).
+func (c *Conn) FrameRead() { c.lastRead.Store(time.Now().UnixNano()) }
 
 // Next returns the next data message (Reader.Next).
 func (c *Conn) Next() (op byte, msg []byte, err error) { return c.Reader.Next() }

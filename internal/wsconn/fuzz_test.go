@@ -20,7 +20,7 @@ func FuzzReader(f *testing.F) {
 	f.Add(control(ws.OpClose, closeBody(1000, "bye")))
 	f.Add([]byte{0x81, 0xff, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		r := wsconn.Reader{Src: bufio.NewReader(bytes.NewReader(raw)), MaxMessage: 64}
+		r := wsconn.Reader{Src: bufio.NewReader(bytes.NewReader(raw)), MaxMessage: 64, Peer: &pingCounter{}}
 		for {
 			op, m, err := r.Next()
 			if err != nil {

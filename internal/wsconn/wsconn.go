@@ -84,17 +84,24 @@ type PeerClosed struct{ Code int }
 
 func (e *PeerClosed) Error() string { return "websocket: peer closed (" + strconv.Itoa(e.Code) + ")" }
 
-// Reader reads client messages from Src.
+// Peer gets what a Reader sees besides messages.
+type Peer interface {
+	// Ping gets each ping's payload, to answer with a pong; an error ends
+	// reading with it.
+	Ping(payload []byte) error
+	// FrameRead runs for every frame read, control frames too.
+	FrameRead()
+}
+
+// Reader reads client messages from Src. It is meant to live inside the
+// connection's own struct, with the connection as its Peer: an idle
+// socket then costs no allocation of its own for reading.
 type Reader struct {
 	Src *bufio.Reader
 	// MaxMessage bounds a message, fragments joined; a larger one is an
 	// Error with CloseTooBig.
 	MaxMessage int64
-	// OnPing, if set, gets each ping's payload (to answer with a pong). A
-	// non-nil error ends reading with it.
-	OnPing func(payload []byte) error
-	// OnFrame, if set, runs for every frame read (control frames too).
-	OnFrame func()
+	Peer       Peer // required
 
 	msg   []byte // the message being reassembled
 	msgOp byte   // its opcode; 0 for none
@@ -124,9 +131,7 @@ func (r *Reader) Next() (op byte, msg []byte, err error) {
 //
 //go:noinline
 func (r *Reader) frame(h ws.Header) (op byte, msg []byte, err error) {
-	if r.OnFrame != nil {
-		r.OnFrame()
-	}
+	r.Peer.FrameRead()
 	if !h.Masked || h.Rsv != 0 {
 		return 0, nil, &Error{CloseProtocol, "client frames must be masked and use no extensions"}
 	}
@@ -177,9 +182,7 @@ func (r *Reader) control(h ws.Header) error {
 	ws.Cipher(p, h.Mask, 0)
 	switch h.OpCode {
 	case ws.OpPing:
-		if r.OnPing != nil {
-			return r.OnPing(p)
-		}
+		return r.Peer.Ping(p)
 	case ws.OpClose:
 		code := CloseNormal
 		if len(p) >= 2 {

@@ -38,11 +38,17 @@ func closeBody(code int, reason string) []byte {
 	return append(binary.BigEndian.AppendUint16(nil, uint16(code)), reason...)
 }
 
+type pingCounter struct{ n int }
+
+func (p *pingCounter) Ping([]byte) error { p.n++; return nil }
+func (p *pingCounter) FrameRead()        {}
+
 // read runs a Reader over raw client bytes and returns the messages read
 // and the error that ended it, with the pings it saw.
 func read(raw []byte, max int64) (msgs []string, pings int, err error) {
-	r := wsconn.Reader{Src: bufio.NewReader(bytes.NewReader(raw)), MaxMessage: max,
-		OnPing: func([]byte) error { pings++; return nil }}
+	p := &pingCounter{}
+	defer func() { pings = p.n }()
+	r := wsconn.Reader{Src: bufio.NewReader(bytes.NewReader(raw)), MaxMessage: max, Peer: p}
 	for {
 		_, m, err := r.Next()
 		if err != nil {
