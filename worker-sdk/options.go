@@ -1,6 +1,7 @@
 package trine
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"os"
@@ -25,6 +26,7 @@ type options struct {
 	logger                   *slog.Logger
 	onError                  func(error)
 	dialOptions              []grpc.DialOption
+	tls                      *tls.Config
 }
 
 func defaultOptions() options {
@@ -82,8 +84,16 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // registration refused when it is replayed after a reconnect.
 func WithErrorHandler(f func(error)) Option { return func(o *options) { o.onError = f } }
 
-// WithDialOptions adds grpc.DialOptions (TLS credentials, interceptors…).
-// Without transport credentials the connection is plaintext.
+// WithTLS connects to every engine address over TLS with cfg (its RootCAs
+// verify the engine; its Certificates, if any, are the worker's client
+// certificate for an engine that requires mTLS). Without it, an address
+// written grpcs://host:port or tls://host:port uses TLS with the system's
+// roots, and any other is plaintext.
+func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg.Clone() } }
+
+// WithDialOptions adds grpc.DialOptions (interceptors, other credentials…).
+// They come after the SDK's own, so transport credentials given here
+// replace the ones WithTLS and the address choose.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(o *options) { o.dialOptions = append(o.dialOptions, opts...) }
 }

@@ -2,6 +2,7 @@ package trine
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -11,8 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trinehq/trine/internal/tlsconf"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 )
@@ -51,8 +54,8 @@ type Worker struct {
 }
 
 // RegisterWorker creates a worker for the engine at addr ("host:port", or a
-// comma-separated list tried in turn) and starts connecting in the
-// background. It never fails: a bad option or address is reported by
+// comma-separated list tried in turn; "grpcs://host:port" connects over
+// TLS, see WithTLS) and starts connecting in the background. It never fails: a bad option or address is reported by
 // Connect and every later call.
 func RegisterWorker(addr string, opts ...Option) *Worker {
 	o := defaultOptions()
@@ -81,7 +84,8 @@ func RegisterWorker(addr string, opts ...Option) *Worker {
 		if w.initErr != nil {
 			break
 		}
-		cc, err := grpc.NewClient(t, w.dialOptions()...)
+		host, useTLS := tlsconf.SplitScheme(t)
+		cc, err := grpc.NewClient(host, w.dialOptions(useTLS)...)
 		if err != nil {
 			w.initErr = errorf(CodeInvalidArgument, "engine address %s: %v", t, err)
 			break
@@ -100,9 +104,16 @@ func RegisterWorker(addr string, opts ...Option) *Worker {
 	return w
 }
 
-func (w *Worker) dialOptions() []grpc.DialOption {
+func (w *Worker) dialOptions(useTLS bool) []grpc.DialOption {
+	creds := insecure.NewCredentials()
+	switch {
+	case w.opts.tls != nil:
+		creds = credentials.NewTLS(w.opts.tls)
+	case useTLS:
+		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
+	}
 	return append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: w.opts.keepalive, Timeout: w.opts.keepalive / 2, PermitWithoutStream: true}),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: w.opts.backoffMin, Multiplier: 2, Jitter: 0.2, MaxDelay: w.opts.backoffMax},

@@ -20,6 +20,7 @@ import (
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
 	"github.com/trinehq/trine/gateway"
+	"github.com/trinehq/trine/internal/tlsconf"
 	"github.com/trinehq/trine/streammodule"
 )
 
@@ -65,6 +66,9 @@ type engineConfig struct {
 	StreamSnapshotPage  int
 	StreamPing          time.Duration
 	StreamWriteTimeout  time.Duration
+
+	TLS       tlsconf.Files
+	EngineTLS tlsconf.Files // trine gateway: its client TLS to the engine (ClientCA: the engine's CA)
 }
 
 // setting is one configuration key, known under three names.
@@ -150,6 +154,18 @@ var engineSettings = []setting{
 	{"stream-addr", "ADDR", "127.0.0.1:3112", "stream gateway listener for browsers (WebSocket and SSE)", func(c *engineConfig, v string) error {
 		c.StreamAddr = v
 		return checkAddr(v)
+	}},
+	{"tls-cert", "FILE", "", "PEM certificate chain: every listener (gRPC, iii, stream, http) speaks TLS only; reloaded on SIGHUP", func(c *engineConfig, v string) error {
+		c.TLS.Cert = v
+		return nil
+	}},
+	{"tls-key", "FILE", "", "PEM private key of --tls-cert", func(c *engineConfig, v string) error {
+		c.TLS.Key = v
+		return nil
+	}},
+	{"tls-client-ca", "FILE", "", "PEM CA certificates: the worker listeners (gRPC, iii) require client certificates signed by them (mTLS); reloaded on SIGHUP", func(c *engineConfig, v string) error {
+		c.TLS.ClientCA = v
+		return nil
 	}},
 	{"nats-url", "URLS", "", "external NATS servers (comma-separated nats:// URLs); empty: run an embedded server", func(c *engineConfig, v string) error {
 		for u := range strings.SplitSeq(v, ",") {
@@ -391,6 +407,9 @@ func parseConfig(cmd command, args []string, lookupEnv func(string) (string, boo
 			}
 		}
 	}
+	if err := c.TLS.Check(); err != nil {
+		return engineConfig{}, usageErrorf("%v", err)
+	}
 	return c, nil
 }
 
@@ -532,7 +551,8 @@ func yamlExample(s setting) string {
 	switch s.flag {
 	case "grpc-addr":
 		return `"${GRPC_ADDR:` + s.def + `}"`
-	case "stream-auth-function", "allowed-origins", "allowed-hosts", "nats-url":
+	case "stream-auth-function", "allowed-origins", "allowed-hosts", "nats-url", "tls-cert", "tls-key", "tls-client-ca",
+		"engine-tls-ca", "engine-tls-cert", "engine-tls-key":
 		return `""`
 	case "http-addr", "data-dir", "stream-addr", "nats-addr", "engine", "iii-addr":
 		return `"` + s.def + `"`

@@ -10,12 +10,17 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/trinehq/trine/channels"
 	"github.com/trinehq/trine/engine"
@@ -24,6 +29,7 @@ import (
 	"github.com/trinehq/trine/engine/natsroute"
 	"github.com/trinehq/trine/engine/prommetrics"
 	"github.com/trinehq/trine/httptrigger"
+	"github.com/trinehq/trine/internal/tlsconf"
 )
 
 // Once the engine has drained, the gRPC server gets this long to finish its
@@ -92,6 +98,28 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		defer iiiLis.Close()
 	}
 
+	// With TLS, every listener speaks it; the worker listeners (gRPC,
+	// iii) also verify client certificates when --tls-client-ca is set.
+	var grpcOpts []grpc.ServerOption
+	if cfg.TLS.Enabled() {
+		web, err := tlsconf.NewServer(cfg.TLS, false)
+		if err != nil {
+			return err
+		}
+		workers, err := tlsconf.NewServer(cfg.TLS, true)
+		if err != nil {
+			return err
+		}
+		httpLis, streamLis = web.Listen(httpLis), web.Listen(streamLis)
+		if iiiLis != nil {
+			iiiLis = workers.Listen(iiiLis)
+		}
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(workers.Config("h2"))))
+		defer reloadOnHangup(log, web, workers)()
+	} else {
+		defer reloadOnHangup(log)()
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := prommetrics.New(reg)
@@ -144,7 +172,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	if err := routes.Register(); err != nil {
 		return fmt.Errorf("register http triggers: %w", err)
 	}
-	gs := grpcserver.New(eng, grpcserver.Config{MaxMessageBytes: cfg.MaxMessageBytes, Logger: log}).NewGRPCServer()
+	gs := grpcserver.New(eng, grpcserver.Config{MaxMessageBytes: cfg.MaxMessageBytes, Logger: log}).NewGRPCServer(grpcOpts...)
 	hs := &http.Server{
 		Handler:           httpHandler(eng, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), routes),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -225,7 +253,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	if iiiLis != nil {
 		iiiInfo = iiiLis.Addr().String()
 	}
-	fmt.Fprintf(stdout, "trine engine %s listening: grpc=%s http=%s stream=%s iii=%s %s\n", version, grpcLis.Addr(), httpLis.Addr(), streamLis.Addr(), iiiInfo, natsInfo)
+	fmt.Fprintf(stdout, "trine engine %s listening: grpc=%s http=%s stream=%s iii=%s %s%s\n", version, grpcLis.Addr(), httpLis.Addr(), streamLis.Addr(), iiiInfo, natsInfo, tlsInfo(cfg.TLS))
 	log.Info("engine started", "version", version, "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
 		"stream", streamLis.Addr().String(), "iii", iiiInfo, "store", cfg.Store, "data_dir", cfg.DataDir, "config", cfg.ConfigFile)
 	if err := g.Wait(); err != nil {
@@ -233,6 +261,56 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	}
 	log.Info("engine exited")
 	return nil
+}
+
+// tlsInfo is the start line's note on TLS.
+func tlsInfo(f tlsconf.Files) string {
+	switch {
+	case f.ClientCA != "":
+		return " tls=on,mtls=workers"
+	case f.Enabled():
+		return " tls=on"
+	}
+	return ""
+}
+
+// reloadOnHangup reloads the TLS files of servers on every SIGHUP until
+// the returned function is called. A file that fails to load is logged
+// and the one in use stays. Without servers SIGHUP is only logged (it
+// would otherwise end the process).
+func reloadOnHangup(log *slog.Logger, servers ...*tlsconf.Server) (stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-ch:
+			case <-done:
+				return
+			}
+			if len(servers) == 0 {
+				log.Info("SIGHUP: nothing to reload")
+				continue
+			}
+			ok := true
+			for _, s := range servers {
+				if err := s.Reload(); err != nil {
+					ok = false
+					log.Error("SIGHUP: TLS files not reloaded; the ones in use stay", "error", err)
+				}
+			}
+			if ok {
+				log.Info("SIGHUP: TLS files reloaded")
+			}
+		}
+	})
+	return func() {
+		signal.Stop(ch)
+		close(done)
+		wg.Wait()
+	}
 }
 
 // listen opens a TCP listener. Its error reads

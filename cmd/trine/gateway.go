@@ -19,6 +19,7 @@ import (
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/gateway"
 	"github.com/trinehq/trine/internal/natsembed"
+	"github.com/trinehq/trine/internal/tlsconf"
 	"github.com/trinehq/trine/streammodule/natsfanout"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
@@ -34,11 +35,23 @@ you need behind a load balancer. SIGINT or SIGTERM closes it (clients get
 
 func gatewaySettings() []setting {
 	out := []setting{
-		{"engine", "ADDRS", "127.0.0.1:49134", "engine gRPC address, or a comma-separated list tried in turn", func(c *engineConfig, v string) error {
+		{"engine", "ADDRS", "127.0.0.1:49134", "engine gRPC address, or a comma-separated list tried in turn; grpcs://HOST:PORT connects over TLS", func(c *engineConfig, v string) error {
 			if v == "" {
 				return errors.New("must not be empty")
 			}
 			c.EngineAddr = v
+			return nil
+		}},
+		{"engine-tls-ca", "FILE", "", "PEM CA certificates that verify the engine (implies TLS to every --engine address)", func(c *engineConfig, v string) error {
+			c.EngineTLS.ClientCA = v
+			return nil
+		}},
+		{"engine-tls-cert", "FILE", "", "client certificate for an engine that requires mTLS", func(c *engineConfig, v string) error {
+			c.EngineTLS.Cert = v
+			return nil
+		}},
+		{"engine-tls-key", "FILE", "", "PEM private key of --engine-tls-cert", func(c *engineConfig, v string) error {
+			c.EngineTLS.Key = v
 			return nil
 		}},
 	}
@@ -51,7 +64,7 @@ func gatewaySettings() []setting {
 			s.def = "127.0.0.1:3114"
 		case "nats-url":
 			s.def, s.usage = "nats://127.0.0.1:4222", "NATS servers carrying stream events (comma-separated nats:// URLs)"
-		case "nats-connect-timeout":
+		case "nats-connect-timeout", "tls-cert", "tls-key":
 		case "allowed-origins":
 			s.usage = "comma-separated browser Origins allowed besides same-origin pages (* for any)"
 		case "allowed-hosts":
@@ -115,12 +128,30 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 		return err
 	}
 	defer httpLis.Close()
+	if cfg.TLS.Enabled() {
+		web, err := tlsconf.NewServer(cfg.TLS, false)
+		if err != nil {
+			return err
+		}
+		streamLis, httpLis = web.Listen(streamLis), web.Listen(httpLis)
+		defer reloadOnHangup(log, web)()
+	} else {
+		defer reloadOnHangup(log)()
+	}
 	ns, err := natsembed.Connect(cfg.NATSURL, natsembed.Options{Name: "trine-gateway", Logger: log, ConnectTimeout: cfg.NATSConnectTimeout})
 	if err != nil {
 		return err
 	}
 	defer ns.Close()
-	w := trine.RegisterWorker(cfg.EngineAddr, trine.WithName("trine-gateway"), trine.WithVersion(version), trine.WithLogger(log))
+	opts := []trine.Option{trine.WithName("trine-gateway"), trine.WithVersion(version), trine.WithLogger(log)}
+	if et := cfg.EngineTLS; et.ClientCA != "" || et.Cert != "" {
+		tc, err := tlsconf.Client(et.ClientCA, et.Cert, et.Key)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, trine.WithTLS(tc))
+	}
+	w := trine.RegisterWorker(cfg.EngineAddr, opts...)
 	defer w.Close()
 	caller := sdkCaller{w}
 	ready := func() error {
@@ -183,7 +214,7 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 		}
 		return nil
 	})
-	fmt.Fprintf(stdout, "trine gateway %s listening: stream=%s http=%s engine=%s nats=%s\n", version, streamLis.Addr(), httpLis.Addr(), cfg.EngineAddr, cfg.NATSURL)
+	fmt.Fprintf(stdout, "trine gateway %s listening: stream=%s http=%s engine=%s nats=%s%s\n", version, streamLis.Addr(), httpLis.Addr(), cfg.EngineAddr, cfg.NATSURL, tlsInfo(cfg.TLS))
 	log.Info("gateway started", "version", version, "stream", streamLis.Addr().String(), "http", httpLis.Addr().String(),
 		"engine", cfg.EngineAddr, "nats", cfg.NATSURL)
 	if err := g.Wait(); err != nil {

@@ -14,10 +14,12 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/trinehq/trine/engine/grpcserver"
+	"github.com/trinehq/trine/internal/tlsconf"
 	trinev1 "github.com/trinehq/trine/proto/trine/v1"
 )
 
@@ -37,7 +39,13 @@ a usage error or invalid JSON exits 2. Flags go before FUNCTION_ID.
 
 Flags:
   --engine ADDR
-      engine gRPC address (env TRINE_ENGINE, default %s)
+      engine gRPC address (env TRINE_ENGINE, default %s);
+      grpcs://HOST:PORT connects over TLS
+  --tls-ca FILE
+      PEM CA certificates that verify the engine (implies TLS; default
+      with grpcs://: the system's roots)
+  --tls-cert FILE, --tls-key FILE
+      client certificate and key, for an engine that requires mTLS
   --timeout DURATION
       deadline of the call; 0 means the engine's default (default 30s)
   --void
@@ -57,6 +65,9 @@ func runTrigger(ctx context.Context, args []string, lookupEnv func(string) (stri
 	fs.StringVar(&addr, "engine", addr, "")
 	timeout := fs.Duration("timeout", 30*time.Second, "")
 	void := fs.Bool("void", false, "")
+	tlsCA := fs.String("tls-ca", "", "")
+	tlsCert := fs.String("tls-cert", "", "")
+	tlsKey := fs.String("tls-key", "", "")
 	fail := func(format string, args ...any) int {
 		fmt.Fprintf(stderr, "trine trigger: "+format+" (see trine trigger --help)\n", args...)
 		return 2
@@ -99,8 +110,17 @@ func runTrigger(ctx context.Context, args []string, lookupEnv func(string) (stri
 	if addr == "" {
 		return fail("--engine must not be empty")
 	}
-	cc, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	host, useTLS := tlsconf.SplitScheme(addr)
+	creds := insecure.NewCredentials()
+	if useTLS || *tlsCA != "" || *tlsCert != "" {
+		tc, err := tlsconf.Client(*tlsCA, *tlsCert, *tlsKey)
+		if err != nil {
+			return fail("%v", err)
+		}
+		creds = credentials.NewTLS(tc)
+	}
+	cc, err := grpc.NewClient(host,
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)),
 	)
 	if err != nil {
