@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"maps"
 	"net"
 	"slices"
@@ -76,6 +77,7 @@ type Session struct {
 	token       string
 	info        atomic.Pointer[WorkerInfo]
 	connectedAt time.Time
+	grant       *Grant // nil: a trusted listener's session
 	inflight    atomic.Int64
 	done        chan struct{}
 
@@ -92,6 +94,12 @@ type Session struct {
 // Attach starts a worker session. If info names a live session by id and
 // reattach token, that session is closed first and its id is reused.
 func (e *Engine) Attach(info WorkerInfo, p Peer) (*Session, error) {
+	return e.AttachGranted(info, p, nil)
+}
+
+// AttachGranted is Attach for a connection that Authenticate admitted:
+// g decides what the session may call and register (nil: anything).
+func (e *Engine) AttachGranted(info WorkerInfo, p Peer, g *Grant) (*Session, error) {
 	if info.Name == "" {
 		info.Name = "anonymous"
 	}
@@ -109,6 +117,7 @@ func (e *Engine) Attach(info WorkerInfo, p Peer) (*Session, error) {
 		id:           e.newID(),
 		token:        uuid.NewString(), // a secret: 122 random bits
 		connectedAt:  e.cfg.Now(),
+		grant:        g,
 		done:         make(chan struct{}),
 		pending:      make(map[string]chan result),
 		functions:    make(map[string]struct{}),
@@ -254,10 +263,28 @@ func (e *Engine) detach(s *Session) {
 	e.log.Info("worker disconnected", LogWorkerID, s.id, LogWorkerName, s.name())
 }
 
-// RegisterFunction adds the worker to the replica set of id.
+// Grant is what the session may do; nil for a trusted listener's.
+func (s *Session) Grant() *Grant { return s.grant }
+
+// RegisterFunction adds the worker to the replica set of id. A granted
+// session's registration passes its AuthResult and registration hook
+// first, and id takes its function_registration_prefix.
 func (s *Session) RegisterFunction(id, description string) error {
 	if err := ValidateID("function id", id); err != nil {
 		return err
+	}
+	if g := s.grant; g != nil {
+		if err := g.canRegisterFunction(id); err != nil {
+			return err
+		}
+		var err error
+		if id, description, err = s.e.onFunctionRegistration(context.Background(), g, id, description); err != nil {
+			return err
+		}
+		id = g.Prefix() + id
+		if err := ValidateID("function id", id); err != nil {
+			return err
+		}
 	}
 	if err := s.e.checkGuards(id); err != nil {
 		return AsError(err)
@@ -270,8 +297,10 @@ func (s *Session) RegisterFunction(id, description string) error {
 	return s.e.addReplica(s, id, description)
 }
 
-// UnregisterFunction takes the worker out of the replica set of id.
+// UnregisterFunction takes the worker out of the replica set of id (with
+// the session's prefix).
 func (s *Session) UnregisterFunction(id string) error {
+	id = s.grant.Prefix() + id
 	s.e.mu.Lock()
 	defer s.e.mu.Unlock()
 	if !s.e.removeReplica(s, id) {
@@ -281,15 +310,50 @@ func (s *Session) UnregisterFunction(id string) error {
 }
 
 // Call is the worker's own trigger: it runs c with the worker as caller.
+// A granted session may call only what its Grant allows (forbidden
+// otherwise, nothing runs), and through its listener's middleware when
+// there is one.
 func (s *Session) Call(ctx context.Context, c Call) ([]byte, error) {
-	c.CallerID = s.id
+	c, err := s.authorize(c)
+	if err != nil {
+		return nil, err
+	}
 	return s.e.Trigger(ctx, c)
 }
 
 // CallVoid is the worker's own void trigger.
 func (s *Session) CallVoid(c Call) error {
-	c.CallerID = s.id
+	c, err := s.authorize(c)
+	if err != nil {
+		return err
+	}
 	return s.e.TriggerVoid(c)
+}
+
+// authorize checks a call of the session's and routes it through the
+// middleware: the call becomes one of the middleware function, with the
+// target, the payload and the connection's context.
+func (s *Session) authorize(c Call) (Call, error) {
+	c.CallerID = s.id
+	g := s.grant
+	if g == nil {
+		return c, nil
+	}
+	if err := g.CanCall(c.FunctionID); err != nil {
+		return c, err
+	}
+	if mw := g.access.MiddlewareFunctionID; mw != "" && !matchAny(infrastructure, c.FunctionID) {
+		payload := c.Payload
+		if len(payload) == 0 {
+			payload = []byte("null")
+		}
+		p, err := json.Marshal(MiddlewareInput{FunctionID: c.FunctionID, Payload: payload, Context: g.result.Context})
+		if err != nil {
+			return c, Errorf(CodeInvalidArgument, "call of %q: %v", c.FunctionID, err)
+		}
+		c.FunctionID, c.Payload = mw, p
+	}
+	return c, nil
 }
 
 // Handle invokes c on the worker and waits for its answer, ctx, or the end of
@@ -303,6 +367,7 @@ func (s *Session) Handle(ctx context.Context, c Call) ([]byte, error) {
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
 	deadline, _ := ctx.Deadline()
+	c.FunctionID = strings.TrimPrefix(c.FunctionID, s.grant.Prefix()) // the worker knows its own ids
 	if err := s.peer.Invoke(ctx, Invocation{Call: c, Deadline: deadline}); err != nil {
 		s.forget(c.InvocationID)
 		return nil, AsError(err)
@@ -320,6 +385,7 @@ func (s *Session) Handle(ctx context.Context, c Call) ([]byte, error) {
 
 func (s *Session) invokeVoid(ctx context.Context, c Call) error {
 	deadline, _ := ctx.Deadline()
+	c.FunctionID = strings.TrimPrefix(c.FunctionID, s.grant.Prefix())
 	return s.peer.Invoke(ctx, Invocation{Call: c, Deadline: deadline, Void: true})
 }
 

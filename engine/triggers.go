@@ -60,6 +60,18 @@ func (s *Session) RegisterTriggerType(id, description string) error {
 	if err := ValidateID("trigger type", id); err != nil {
 		return err
 	}
+	if g := s.grant; g != nil {
+		if err := g.canRegisterTriggerType(id); err != nil {
+			return err
+		}
+		var err error
+		if id, description, err = s.e.onTriggerTypeRegistration(context.Background(), g, id, description); err != nil {
+			return err
+		}
+		if err := ValidateID("trigger type", id); err != nil {
+			return err
+		}
+	}
 	e := s.e
 	e.mu.Lock()
 	if s.isClosed() {
@@ -140,6 +152,19 @@ func (e *Engine) dropTriggerType(s *Session, id string) {
 func (s *Session) RegisterTrigger(ctx context.Context, t Trigger) error {
 	if err := validateTrigger(t); err != nil {
 		return err
+	}
+	if g := s.grant; g != nil {
+		if err := g.canRegisterTrigger(t); err != nil {
+			return err
+		}
+		var err error
+		if t, err = s.e.onTriggerRegistration(ctx, g, t); err != nil {
+			return err
+		}
+		t.FunctionID = g.Prefix() + t.FunctionID
+		if err := validateTrigger(t); err != nil {
+			return err
+		}
 	}
 	e := s.e
 	e.mu.Lock()

@@ -3,6 +3,7 @@ package iiiserver
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/origin"
+	"github.com/trinehq/trine/internal/tlsconf"
 	"github.com/trinehq/trine/internal/wsconn"
 )
 
@@ -42,6 +44,11 @@ type Config struct {
 	// it accepts besides loopback ones (on a loopback listener, only
 	// those). See internal/origin.
 	AllowedHosts []string
+	// Access, if set, is the listener's authorization policy (iii's
+	// rbac block): each connection is authenticated before the upgrade
+	// (401 when refused) and its session runs under the Grant. Nil: a
+	// trusted listener.
+	Access *engine.Access
 	// Logger receives per-connection logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -140,6 +147,16 @@ func (s *Server) serveWorker(w http.ResponseWriter, r *http.Request) {
 	defer s.wg.Done()
 
 	// The origin was checked by ServeHTTP.
+	var grant *engine.Grant
+	if a := s.cfg.Access; a != nil && r.URL.Path != "/otel" {
+		g, err := s.e.Authenticate(r.Context(), a, AuthInput(r))
+		if err != nil {
+			s.log.Info("iii worker connection refused", "remote", r.RemoteAddr, "error", err)
+			http.Error(w, engine.AsError(err).Message, http.StatusUnauthorized)
+			return
+		}
+		grant = g
+	}
 	nc, src, err := wsconn.Upgrade(w, r, s.cfg.WriteTimeout)
 	if err != nil {
 		s.log.Debug("iii worker upgrade failed", "remote", r.RemoteAddr, "error", err)
@@ -150,7 +167,7 @@ func (s *Server) serveWorker(w http.ResponseWriter, r *http.Request) {
 		s.discard(sock)
 		return
 	}
-	c := newConn(s, sock, r.RemoteAddr)
+	c := newConn(s, sock, r.RemoteAddr, grant)
 	if c == nil {
 		_ = nc.Close()
 		return
@@ -190,3 +207,22 @@ func (s *Server) discard(sock *wsconn.Conn) {
 
 // readBuffer is the size of a worker socket's read buffer.
 const readBuffer = 4 << 10
+
+// AuthInput is what the auth function learns of an upgrade request: its
+// headers (names lowercased, values joined with ", "), query parameters,
+// the peer's IP address and, over mTLS, the client certificate's
+// identity.
+func AuthInput(r *http.Request) engine.AuthInput {
+	in := engine.AuthInput{Headers: make(map[string]string, len(r.Header)), QueryParams: r.URL.Query(), Identity: tlsconf.Identity(r.TLS)}
+	for k, v := range r.Header {
+		in.Headers[strings.ToLower(k)] = strings.Join(v, ", ")
+	}
+	if in.QueryParams == nil {
+		in.QueryParams = map[string][]string{}
+	}
+	in.IPAddress = r.RemoteAddr
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		in.IPAddress = host
+	}
+	return in
+}

@@ -1,0 +1,300 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Access is one worker listener's authorization policy, in iii's model
+// and names (its rbac block and the listener's middleware): the same for
+// gRPC and iii connections. Transports carry credentials in (Authenticate)
+// and the engine applies the resulting Grant to everything the session
+// does. A listener without an Access is trusted.
+type Access struct {
+	// AuthFunctionID, if set, is called once per connection with an
+	// AuthInput and must return an AuthResult; an error, a timeout or no
+	// result refuses the connection. Without it every connection gets
+	// the default AuthResult.
+	AuthFunctionID string `json:"auth_function_id,omitempty" yaml:"auth_function_id"`
+	// ExposeFunctions lists the functions a connection may call beyond
+	// its allowed_functions: any matching filter allows.
+	ExposeFunctions []Filter `json:"expose_functions,omitempty" yaml:"expose_functions"`
+	// The registration hooks: each gets the registration and the
+	// connection's context and returns the fields it maps, or fails to
+	// refuse it.
+	OnFunctionRegistration    string `json:"on_function_registration_function_id,omitempty" yaml:"on_function_registration_function_id"`
+	OnTriggerRegistration     string `json:"on_trigger_registration_function_id,omitempty" yaml:"on_trigger_registration_function_id"`
+	OnTriggerTypeRegistration string `json:"on_trigger_type_registration_function_id,omitempty" yaml:"on_trigger_type_registration_function_id"`
+	// MiddlewareFunctionID, if set, is called instead of every function a
+	// connection calls, with a MiddlewareInput; it calls the target
+	// itself.
+	MiddlewareFunctionID string `json:"middleware_function_id,omitempty" yaml:"middleware_function_id"`
+	// Timeout bounds the auth function and each hook. Default 5s.
+	Timeout time.Duration `json:"-" yaml:"-"`
+}
+
+// Filter is one expose_functions entry: Match is a function id pattern in
+// which * matches any characters, anchored at both ends ("api::*").
+type Filter struct {
+	Match string `json:"match" yaml:"match"`
+}
+
+// AuthInput is the auth function's input.
+type AuthInput struct {
+	// Headers are the connection's HTTP headers (iii) or gRPC metadata,
+	// names lowercased, several values joined with ", ".
+	Headers     map[string]string   `json:"headers"`
+	QueryParams map[string][]string `json:"query_params"`
+	IPAddress   string              `json:"ip_address"`
+	// Identity is the verified client certificate's identity (mTLS), or
+	// "" (a Trine addition).
+	Identity string `json:"identity,omitempty"`
+}
+
+// AuthResult is what an auth function returns; omitted fields take iii's
+// defaults.
+type AuthResult struct {
+	AllowedFunctions   []string `json:"allowed_functions"`
+	ForbiddenFunctions []string `json:"forbidden_functions"`
+	// AllowedTriggerTypes, when present, limits the trigger types the
+	// connection may register triggers of; omitted, all.
+	AllowedTriggerTypes          *[]string       `json:"allowed_trigger_types"`
+	AllowTriggerTypeRegistration bool            `json:"allow_trigger_type_registration"`
+	AllowFunctionRegistration    *bool           `json:"allow_function_registration"`
+	FunctionRegistrationPrefix   string          `json:"function_registration_prefix"`
+	Context                      json.RawMessage `json:"context"`
+}
+
+// MiddlewareInput is the middleware function's input.
+type MiddlewareInput struct {
+	FunctionID string          `json:"function_id"`
+	Payload    json.RawMessage `json:"payload"`
+	Context    json.RawMessage `json:"context"`
+}
+
+// infrastructure are the functions every connection may call (iii's
+// carve-out): the SDKs call them on their own.
+var infrastructure = []string{"engine::channels::create", "engine::workers::register", "engine::log::*", "engine::baggage::*"}
+
+// Grant is what one connection may do: its listener's Access and the
+// answer of the auth function.
+type Grant struct {
+	access *Access
+	result AuthResult
+}
+
+// Context is the connection's context from the auth function ({} when
+// none).
+func (g *Grant) Context() json.RawMessage { return g.result.Context }
+
+// Prefix is the prefix of the functions the connection registers, with
+// its "::" separator, or "".
+func (g *Grant) Prefix() string {
+	if g == nil || g.result.FunctionRegistrationPrefix == "" {
+		return ""
+	}
+	return strings.TrimSuffix(g.result.FunctionRegistrationPrefix, "::") + "::"
+}
+
+// Authenticate decides whether a connection to a listener with Access a
+// is admitted: with an auth function, that function must answer with an
+// AuthResult (an error, a timeout, null or anything else refuses the
+// connection with CodeUnauthorized, fail closed). It returns the
+// connection's Grant.
+func (e *Engine) Authenticate(ctx context.Context, a *Access, in AuthInput) (*Grant, error) {
+	g := &Grant{access: a}
+	if a.AuthFunctionID != "" {
+		out, err := e.hook(ctx, a, a.AuthFunctionID, in)
+		if err != nil {
+			return nil, Errorf(CodeUnauthorized, "connection refused: auth function %s: %s", a.AuthFunctionID, AsError(err).Message)
+		}
+		t := bytes.TrimSpace(out)
+		if len(t) == 0 || t[0] != '{' {
+			return nil, Errorf(CodeUnauthorized, "connection refused: auth function %s returned %.40s, not an AuthResult object", a.AuthFunctionID, t)
+		}
+		if err := json.Unmarshal(t, &g.result); err != nil {
+			return nil, Errorf(CodeUnauthorized, "connection refused: auth function %s returned a bad AuthResult: %v", a.AuthFunctionID, err)
+		}
+	}
+	if len(bytes.TrimSpace(g.result.Context)) == 0 || string(g.result.Context) == "null" {
+		g.result.Context = json.RawMessage("{}")
+	}
+	if p := g.result.FunctionRegistrationPrefix; p != "" {
+		if err := ValidateID("function registration prefix", p); err != nil {
+			return nil, Errorf(CodeUnauthorized, "connection refused: auth function %s: %s", a.AuthFunctionID, AsError(err).Message)
+		}
+	}
+	return g, nil
+}
+
+// hook calls a policy function within the Access's timeout.
+func (e *Engine) hook(ctx context.Context, a *Access, fn string, in any) ([]byte, error) {
+	p, err := json.Marshal(in)
+	if err != nil {
+		return nil, err
+	}
+	d := a.Timeout
+	if d <= 0 {
+		d = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return e.Trigger(ctx, Call{FunctionID: fn, Payload: p})
+}
+
+// MatchPattern reports whether id matches pattern, in which * matches any
+// run of characters and the rest must match exactly, end to end.
+func MatchPattern(pattern, id string) bool {
+	parts := strings.Split(pattern, "*")
+	if len(parts) == 1 {
+		return pattern == id
+	}
+	if !strings.HasPrefix(id, parts[0]) {
+		return false
+	}
+	id = id[len(parts[0]):]
+	for _, p := range parts[1 : len(parts)-1] {
+		i := strings.Index(id, p)
+		if i < 0 {
+			return false
+		}
+		id = id[i+len(p):]
+	}
+	return strings.HasSuffix(id, parts[len(parts)-1])
+}
+
+func matchAny(patterns []string, id string) bool {
+	return slices.ContainsFunc(patterns, func(p string) bool { return MatchPattern(p, id) })
+}
+
+// CanCall decides a call to fn, in iii's order: forbidden_functions deny,
+// allowed_functions allow, the infrastructure functions are allowed, any
+// expose_functions filter allows, and the rest is denied. The error names
+// the rule.
+func (g *Grant) CanCall(fn string) error {
+	switch {
+	case g == nil:
+		return nil
+	case matchAny(g.result.ForbiddenFunctions, fn):
+		return Errorf(CodeForbidden, "function %q is in this connection's forbidden_functions", fn)
+	case matchAny(g.result.AllowedFunctions, fn), matchAny(infrastructure, fn):
+		return nil
+	}
+	for _, f := range g.access.ExposeFunctions {
+		if MatchPattern(f.Match, fn) {
+			return nil
+		}
+	}
+	return Errorf(CodeForbidden, "function %q is not exposed to this connection: no expose_functions filter and no allowed_functions entry matches", fn)
+}
+
+// canRegisterFunction, canRegisterTriggerType and canRegisterTrigger
+// check the AuthResult's switches; the hooks run after them.
+func (g *Grant) canRegisterFunction(id string) error {
+	if f := g.result.AllowFunctionRegistration; f != nil && !*f {
+		return Errorf(CodeForbidden, "function %q not registered: allow_function_registration is false for this connection", id)
+	}
+	return nil
+}
+
+func (g *Grant) canRegisterTriggerType(id string) error {
+	if !g.result.AllowTriggerTypeRegistration {
+		return Errorf(CodeForbidden, "trigger type %q not registered: allow_trigger_type_registration is false for this connection", id)
+	}
+	return nil
+}
+
+func (g *Grant) canRegisterTrigger(t Trigger) error {
+	if at := g.result.AllowedTriggerTypes; at != nil && !slices.Contains(*at, t.Type) {
+		return Errorf(CodeForbidden, "trigger %q not registered: type %q is not in this connection's allowed_trigger_types", t.ID, t.Type)
+	}
+	return nil
+}
+
+// onFunctionRegistration runs the function registration hook: it returns
+// the id and description to register, maybe mapped.
+func (e *Engine) onFunctionRegistration(ctx context.Context, g *Grant, id, description string) (string, string, error) {
+	fn := g.access.OnFunctionRegistration
+	if fn == "" {
+		return id, description, nil
+	}
+	type reg struct {
+		FunctionID  string          `json:"function_id"`
+		Description string          `json:"description,omitempty"`
+		Context     json.RawMessage `json:"context,omitempty"`
+	}
+	out, err := e.hook(ctx, g.access, fn, reg{id, description, g.result.Context})
+	if err != nil {
+		return "", "", Errorf(CodeForbidden, "function %q refused by on_function_registration hook %s: %s", id, fn, AsError(err).Message)
+	}
+	m := reg{FunctionID: id, Description: description}
+	if err := mapFields(out, &m); err != nil {
+		return "", "", Errorf(CodeForbidden, "function %q: on_function_registration hook %s: %v", id, fn, err)
+	}
+	return m.FunctionID, m.Description, nil
+}
+
+// onTriggerTypeRegistration runs the trigger type registration hook.
+func (e *Engine) onTriggerTypeRegistration(ctx context.Context, g *Grant, id, description string) (string, string, error) {
+	fn := g.access.OnTriggerTypeRegistration
+	if fn == "" {
+		return id, description, nil
+	}
+	type reg struct {
+		TriggerTypeID string          `json:"trigger_type_id"`
+		Description   string          `json:"description,omitempty"`
+		Context       json.RawMessage `json:"context,omitempty"`
+	}
+	out, err := e.hook(ctx, g.access, fn, reg{id, description, g.result.Context})
+	if err != nil {
+		return "", "", Errorf(CodeForbidden, "trigger type %q refused by on_trigger_type_registration hook %s: %s", id, fn, AsError(err).Message)
+	}
+	m := reg{TriggerTypeID: id, Description: description}
+	if err := mapFields(out, &m); err != nil {
+		return "", "", Errorf(CodeForbidden, "trigger type %q: on_trigger_type_registration hook %s: %v", id, fn, err)
+	}
+	return m.TriggerTypeID, m.Description, nil
+}
+
+// onTriggerRegistration runs the trigger registration hook.
+func (e *Engine) onTriggerRegistration(ctx context.Context, g *Grant, t Trigger) (Trigger, error) {
+	fn := g.access.OnTriggerRegistration
+	if fn == "" {
+		return t, nil
+	}
+	type reg struct {
+		TriggerID   string          `json:"trigger_id"`
+		TriggerType string          `json:"trigger_type"`
+		FunctionID  string          `json:"function_id"`
+		Config      json.RawMessage `json:"config,omitempty"`
+		Context     json.RawMessage `json:"context,omitempty"`
+	}
+	out, err := e.hook(ctx, g.access, fn, reg{t.ID, t.Type, t.FunctionID, t.Config, g.result.Context})
+	if err != nil {
+		return t, Errorf(CodeForbidden, "trigger %q refused by on_trigger_registration hook %s: %s", t.ID, fn, AsError(err).Message)
+	}
+	m := reg{TriggerID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID, Config: t.Config}
+	if err := mapFields(out, &m); err != nil {
+		return t, Errorf(CodeForbidden, "trigger %q: on_trigger_registration hook %s: %v", t.ID, fn, err)
+	}
+	t.ID, t.Type, t.FunctionID, t.Config = m.TriggerID, m.TriggerType, m.FunctionID, m.Config
+	return t, validateTrigger(t)
+}
+
+// mapFields applies a hook's answer to m: the fields it gives replace
+// m's; null or {} keeps them all.
+func mapFields(out []byte, m any) error {
+	t := bytes.TrimSpace(out)
+	if len(t) == 0 || string(t) == "null" {
+		return nil
+	}
+	if t[0] != '{' {
+		return fmt.Errorf("answered %.40s, not an object", t)
+	}
+	return json.Unmarshal(t, m)
+}

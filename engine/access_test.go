@@ -1,0 +1,286 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/trinehq/trine/engine"
+)
+
+func TestMatchPattern(t *testing.T) {
+	for _, c := range []struct {
+		pattern, id string
+		want        bool
+	}{
+		{"api::*", "api::x", true}, {"api::*", "api::", true}, {"api::*", "xapi::x", false},
+		{"api::*", "api:", false}, {"*::echo", "a::b::echo", true}, {"*::echo", "a::echo::x", false},
+		{"a*b*c", "abc", true}, {"a*b*c", "aXbYc", true}, {"a*b*c", "acb", false}, {"a*b*c", "abcd", false},
+		{"exact", "exact", true}, {"exact", "exactly", false}, {"*", "", true}, {"", "", true}, {"", "x", false},
+		{"a**", "a", true}, {"*a*", "bab", true},
+	} {
+		if got := engine.MatchPattern(c.pattern, c.id); got != c.want {
+			t.Errorf("MatchPattern(%q, %q) = %v", c.pattern, c.id, got)
+		}
+	}
+}
+
+// register registers a built-in function that answers with out (or err)
+// and counts its calls.
+func register(t *testing.T, e *engine.Engine, id string, h func(engine.Call) ([]byte, error)) *atomic.Int32 {
+	t.Helper()
+	n := new(atomic.Int32)
+	if err := e.RegisterFunction(id, "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
+		n.Add(1)
+		return h(c)
+	})); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func answer(s string) func(engine.Call) ([]byte, error) {
+	return func(engine.Call) ([]byte, error) { return []byte(s), nil }
+}
+
+// Any answer of the auth function but an AuthResult object refuses the
+// connection: an error, a timeout, a missing function, null, an array, a
+// string, a field of the wrong type, an invalid prefix.
+func TestAuthenticateFailsClosed(t *testing.T) {
+	e := newEngine(t, engine.Config{})
+	register(t, e, "auth::error", func(engine.Call) ([]byte, error) { return nil, errors.New("boom") })
+	if err := e.RegisterFunction("auth::slow", "", engine.HandlerFunc(func(ctx context.Context, _ engine.Call) ([]byte, error) {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Minute):
+			return []byte(`{}`), nil
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("p", 300)
+	for _, bad := range []string{"null", "[]", `"yes"`, `{"allowed_functions":5}`, `{"function_registration_prefix":""}`} {
+		register(t, e, "auth::"+bad, answer(bad))
+	}
+	register(t, e, "auth::long-prefix", answer(`{"function_registration_prefix":"`+long+`"}`))
+	{
+	}
+	for _, fn := range []string{"auth::error", "auth::slow", "auth::missing", "auth::null", "auth::[]", `auth::"yes"`, `auth::{"allowed_functions":5}`, "auth::long-prefix"} {
+		_, err := e.Authenticate(t.Context(), &engine.Access{AuthFunctionID: fn, Timeout: 100 * time.Millisecond}, engine.AuthInput{})
+		if err == nil || engine.AsError(err).Code != engine.CodeUnauthorized {
+			t.Errorf("auth function %s: %v, want unauthorized", fn, err)
+		}
+	}
+	// An empty prefix is no prefix, and {} admits with iii's defaults.
+	for _, fn := range []string{`auth::{"function_registration_prefix":""}`} {
+		g, err := e.Authenticate(t.Context(), &engine.Access{AuthFunctionID: fn}, engine.AuthInput{})
+		if err != nil {
+			t.Fatalf("%s: %v", fn, err)
+		}
+		if g.Prefix() != "" || string(g.Context()) != "{}" {
+			t.Fatalf("%s: %v %q %s", fn, err, g.Prefix(), g.Context())
+		}
+	}
+	var got engine.AuthInput
+	register(t, e, "auth::echo", func(c engine.Call) ([]byte, error) {
+		_ = json.Unmarshal(c.Payload, &got)
+		return []byte(`{"context":{"user":"u1"}}`), nil
+	})
+	in := engine.AuthInput{Headers: map[string]string{"x-token": "t"}, QueryParams: map[string][]string{"a": {"1", "2"}}, IPAddress: "10.0.0.1"}
+	g, err := e.Authenticate(t.Context(), &engine.Access{AuthFunctionID: "auth::echo"}, in)
+	if err != nil || string(g.Context()) != `{"user":"u1"}` {
+		t.Fatalf("admitted: %v %s", err, g.Context())
+	}
+	if got.Headers["x-token"] != "t" || len(got.QueryParams["a"]) != 2 || got.IPAddress != "10.0.0.1" {
+		t.Fatalf("the auth function got %+v", got)
+	}
+}
+
+var authIDs atomic.Int32
+
+// granted attaches a session under the Grant that auth answers for Access a.
+func granted(t *testing.T, e *engine.Engine, a *engine.Access, result string) (*engine.Session, *fakePeer) {
+	t.Helper()
+	if a.AuthFunctionID == "" {
+		a.AuthFunctionID = "test::auth::" + strconv.Itoa(int(authIDs.Add(1)))
+		register(t, e, a.AuthFunctionID, answer(result))
+	}
+	g, err := e.Authenticate(t.Context(), a, engine.AuthInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPeer()
+	s, err := e.AttachGranted(engine.WorkerInfo{Name: "granted"}, p, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s, p
+}
+
+// Calls are decided in iii's order; a refused call is forbidden, names the
+// rule, and runs nothing.
+func TestGrantDecidesCalls(t *testing.T) {
+	e := newEngine(t, engine.Config{})
+	calls := map[string]*atomic.Int32{}
+	for _, id := range []string{"api::echo", "api::secret", "private::x", "extra::y", "engine::log::info"} {
+		calls[id] = register(t, e, id, answer(`"ok"`))
+	}
+	s, _ := granted(t, e, &engine.Access{ExposeFunctions: []engine.Filter{{Match: "api::*"}}},
+		`{"allowed_functions":["extra::y","api::secret"],"forbidden_functions":["api::secret"]}`)
+	for id, want := range map[string]string{
+		"api::echo": "", "extra::y": "", "engine::log::info": "",
+		"api::secret": "forbidden_functions", "private::x": "not exposed",
+	} {
+		_, err := s.Call(t.Context(), engine.Call{FunctionID: id})
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%s: %v, want allowed", id, err)
+		case want != "" && (engine.AsError(err).Code != engine.CodeForbidden || !strings.Contains(err.Error(), want)):
+			t.Errorf("%s: %v, want forbidden naming %q", id, err, want)
+		case want != "" && calls[id].Load() != 0:
+			t.Errorf("%s ran although refused", id)
+		}
+	}
+	if err := s.CallVoid(engine.Call{FunctionID: "private::x"}); engine.AsError(err).Code != engine.CodeForbidden {
+		t.Errorf("void call of a private function: %v", err)
+	}
+}
+
+// Registrations pass the AuthResult's switches, then the hooks, and take
+// the prefix; the worker is invoked under its own, unprefixed ids.
+func TestGrantDecidesRegistrations(t *testing.T) {
+	e := newEngine(t, engine.Config{})
+	register(t, e, "hook::fn", func(c engine.Call) ([]byte, error) {
+		var in struct {
+			FunctionID string          `json:"function_id"`
+			Context    json.RawMessage `json:"context"`
+		}
+		_ = json.Unmarshal(c.Payload, &in)
+		if strings.HasPrefix(in.FunctionID, "denied::") || string(in.Context) != `{"user":"u"}` {
+			return nil, errors.New("denied function registration")
+		}
+		if in.FunctionID == "rename" {
+			return []byte(`{"function_id":"renamed"}`), nil
+		}
+		return []byte(`{}`), nil
+	})
+	register(t, e, "hook::trigger", func(c engine.Call) ([]byte, error) {
+		if strings.Contains(string(c.Payload), "denied-trig") {
+			return nil, errors.New("denied trigger registration")
+		}
+		return nil, nil
+	})
+	register(t, e, "hook::tt", func(c engine.Call) ([]byte, error) {
+		if strings.Contains(string(c.Payload), "denied-tt") {
+			return nil, errors.New("denied trigger type registration")
+		}
+		return []byte(`{}`), nil
+	})
+	a := &engine.Access{OnFunctionRegistration: "hook::fn", OnTriggerRegistration: "hook::trigger", OnTriggerTypeRegistration: "hook::tt",
+		ExposeFunctions: []engine.Filter{{Match: "*"}}}
+	s, p := granted(t, e, a, `{"function_registration_prefix":"tenant","allow_trigger_type_registration":true,"allowed_trigger_types":["tt-ok","denied-tt"],"context":{"user":"u"}}`)
+
+	if err := s.RegisterFunction("echo", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterFunction("rename", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterFunction("denied::fn", ""); engine.AsError(err).Code != engine.CodeForbidden || !strings.Contains(err.Error(), "denied function registration") {
+		t.Fatalf("hook-denied registration: %v", err)
+	}
+	ids := map[string]bool{}
+	for _, f := range e.Functions() {
+		ids[f.FunctionID] = true
+	}
+	if !ids["tenant::echo"] || !ids["tenant::renamed"] || ids["echo"] || ids["tenant::denied::fn"] || ids["denied::fn"] {
+		t.Fatalf("registered %v", ids)
+	}
+	// A call of the prefixed id reaches the worker under its own id.
+	go func() {
+		_, _ = e.Trigger(context.Background(), engine.Call{FunctionID: "tenant::echo", Timeout: time.Second})
+	}()
+	select {
+	case inv := <-p.invokes:
+		if inv.FunctionID != "echo" {
+			t.Fatalf("the worker was invoked as %q", inv.FunctionID)
+		}
+		s.Result(inv.InvocationID, []byte("1"), nil)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no invocation")
+	}
+	if err := s.UnregisterFunction("echo"); err != nil {
+		t.Fatalf("unregister by the worker's own id: %v", err)
+	}
+
+	// Trigger types: the hook decides; triggers: allowed types, the hook,
+	// and the prefix on function_id.
+	if err := s.RegisterTriggerType("denied-tt", ""); engine.AsError(err).Code != engine.CodeForbidden {
+		t.Fatalf("hook-denied trigger type: %v", err)
+	}
+	if err := s.RegisterTriggerType("tt-ok", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "t0", Type: "stream", FunctionID: "renamed", Config: json.RawMessage(`{"stream_name":"s"}`)}); engine.AsError(err).Code != engine.CodeForbidden {
+		t.Fatalf("a trigger type outside allowed_trigger_types: %v", err)
+	}
+	if err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "t1", Type: "tt-ok", FunctionID: "denied-trig::x"}); engine.AsError(err).Code != engine.CodeForbidden {
+		t.Fatalf("hook-denied trigger: %v", err)
+	}
+	go func() {
+		c := <-p.configs
+		s.Ack(c.id, nil)
+	}()
+	if err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "t2", Type: "tt-ok", FunctionID: "renamed"}); err != nil {
+		t.Fatal(err)
+	}
+	_, triggers := e.Triggers()
+	for _, tr := range triggers {
+		if tr.ID == "t2" && tr.FunctionID != "tenant::renamed" {
+			t.Fatalf("trigger function %q, want the prefixed id", tr.FunctionID)
+		}
+	}
+
+	// Defaults: function registration on, trigger type registration off.
+	s2, _ := granted(t, e, &engine.Access{AuthFunctionID: ""}, `{"allow_function_registration":false}`)
+	if err := s2.RegisterFunction("x", ""); engine.AsError(err).Code != engine.CodeForbidden {
+		t.Fatalf("allow_function_registration false: %v", err)
+	}
+	if err := s2.RegisterTriggerType("tt2", ""); engine.AsError(err).Code != engine.CodeForbidden {
+		t.Fatalf("trigger type registration by default: %v", err)
+	}
+}
+
+// With a middleware, a granted session's calls go to it, with the target,
+// the payload and the connection's context; infrastructure calls do not.
+func TestMiddleware(t *testing.T) {
+	e := newEngine(t, engine.Config{})
+	target := register(t, e, "api::echo", answer(`"direct"`))
+	var got engine.MiddlewareInput
+	register(t, e, "mw", func(c engine.Call) ([]byte, error) {
+		_ = json.Unmarshal(c.Payload, &got)
+		return []byte(`"via middleware"`), nil
+	})
+	logs := register(t, e, "engine::log::info", answer("null"))
+	s, _ := granted(t, e, &engine.Access{MiddlewareFunctionID: "mw", ExposeFunctions: []engine.Filter{{Match: "api::*"}}}, `{"context":{"user_id":"u1"}}`)
+	out, err := s.Call(t.Context(), engine.Call{FunctionID: "api::echo", Payload: []byte(`{"msg":"hi"}`)})
+	if err != nil || string(out) != `"via middleware"` || target.Load() != 0 {
+		t.Fatalf("call through the middleware: %s %v (target ran %d times)", out, err, target.Load())
+	}
+	if got.FunctionID != "api::echo" || string(got.Payload) != `{"msg":"hi"}` || string(got.Context) != `{"user_id":"u1"}` {
+		t.Fatalf("middleware input %+v", got)
+	}
+	if _, err := s.Call(t.Context(), engine.Call{FunctionID: "engine::log::info"}); err != nil || logs.Load() != 1 {
+		t.Fatalf("infrastructure call: %v", err)
+	}
+	if _, err := s.Call(t.Context(), engine.Call{FunctionID: "private::x"}); engine.AsError(err).Code != engine.CodeForbidden {
+		t.Fatalf("a forbidden call reached the middleware: %v", err)
+	}
+}
