@@ -20,20 +20,14 @@ import (
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
-var listening = regexp.MustCompile(`(?m)^trine engine \S+ listening: grpc=(\S+) http=(\S+) stream=\S+ iii=(\S+) nats=\S+$`)
+var listening = regexp.MustCompile(`(?m)^trine engine \S+ listening: grpc=(\S+) http=(\S+) stream=\S+ iii=(\S+) nats=\S+((?: [a-z/0-9]+=\S+)*)$`)
 
 // TestIIINodeSDK runs compat/iii-node/test.mjs (node:test, iii-sdk pinned
 // in package-lock.json) against a real engine, with a Go gRPC worker
 // serving go::echo, go::call, go::bind, go::unbind, go::cut and go::fail. It needs node and npm
 // (`make test` installs the package with npm ci first).
 func TestIIINodeSDK(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node is not installed: the iii-sdk compatibility test needs Node.js 20+ (.ci/run installs it)")
-	}
-	if _, err := os.Stat(filepath.Join("iii-node", "node_modules", "iii-sdk", "package.json")); err != nil {
-		t.Fatal("iii-sdk is not installed: run `npm ci --prefix compat/iii-node` (make test does)")
-	}
+	node := nodeWithSDK(t)
 	grpcAddr, httpAddr, iiiAddr := startEngine(t, buildTrine(t))
 	// The Node worker reaches the engine through a proxy that go::cut
 	// cuts, to see the SDK reconnect, reattach and replay.
@@ -102,10 +96,18 @@ func TestIIINodeSDK(t *testing.T) {
 
 // startEngine runs `trine engine` on free loopback ports until the test
 // ends, and returns its gRPC, HTTP and iii addresses.
-func startEngine(t *testing.T, bin string) (grpcAddr, httpAddr, iiiAddr string) {
+func startEngine(t *testing.T, bin string, extra ...string) (grpcAddr, httpAddr, iiiAddr string) {
+	grpcAddr, httpAddr, iiiAddr, _ = startEngineWith(t, bin, extra...)
+	return grpcAddr, httpAddr, iiiAddr
+}
+
+// startEngineWith is startEngine with extra arguments; it also returns the
+// start line's further fields (" iii/1=ADDR" for extra listeners).
+func startEngineWith(t *testing.T, bin string, extra ...string) (grpcAddr, httpAddr, iiiAddr, rest string) {
 	t.Helper()
-	cmd := exec.Command(bin, "engine", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--stream-addr", "127.0.0.1:0",
-		"--iii-addr", "127.0.0.1:0", "--nats-addr", "off", "--store", "memory", "--data-dir", filepath.Join(t.TempDir(), "data"))
+	args := append([]string{"engine", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--stream-addr", "127.0.0.1:0",
+		"--iii-addr", "127.0.0.1:0", "--nats-addr", "off", "--store", "memory", "--data-dir", filepath.Join(t.TempDir(), "data")}, extra...)
+	cmd := exec.Command(bin, args...)
 	var stdout, stderr lockedBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -133,7 +135,7 @@ func startEngine(t *testing.T, bin string) (grpcAddr, httpAddr, iiiAddr string) 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if m := listening.FindStringSubmatch(stdout.String()); m != nil {
-			return m[1], m[2], m[3]
+			return m[1], m[2], m[3], m[4]
 		}
 		select {
 		case err := <-exited:
@@ -155,6 +157,20 @@ func buildTrine(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// nodeWithSDK returns the node binary, failing the test when node or the
+// pinned iii-sdk is missing.
+func nodeWithSDK(t *testing.T) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is not installed: the iii-sdk compatibility test needs Node.js 20+ (.ci/run installs it)")
+	}
+	if _, err := os.Stat(filepath.Join("iii-node", "node_modules", "iii-sdk", "package.json")); err != nil {
+		t.Fatal("iii-sdk is not installed: run `npm ci --prefix compat/iii-node` (make test does)")
+	}
+	return node
 }
 
 func must(t *testing.T, err error) {

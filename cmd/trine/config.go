@@ -40,6 +40,10 @@ type engineConfig struct {
 
 	IIIAddr           string
 	IIINamespaceGrace time.Duration
+	IIIAuthFunction   string
+	IIIExpose         []string
+	IIIMiddleware     string
+	Listeners         []listenerConfig // extra worker listeners (YAML listeners:)
 	HTTPMaxBodyBytes  int64
 	HTTPTimeout       time.Duration
 	HTTPStreaming     bool
@@ -127,6 +131,18 @@ var engineSettings = []setting{
 	{"iii-namespace-grace", "DURATION", "5s", "how long an iii worker's registrations wait for its engine::workers::register call", func(c *engineConfig, v string) (err error) {
 		c.IIINamespaceGrace, err = positiveDuration(v)
 		return err
+	}},
+	{"iii-auth-function", "ID", "", "make the iii listener an RBAC one: this function admits each connection (iii's auth_function_id; fail closed) and its AuthResult limits what the worker may call and register", func(c *engineConfig, v string) error {
+		c.IIIAuthFunction = v
+		return checkOptionalID("function id", v)
+	}},
+	{"iii-expose-functions", "PATTERNS", "", "comma-separated patterns of the functions iii workers may call (iii's expose_functions match filters, * anchored); with it or --iii-auth-function, anything not exposed is forbidden", func(c *engineConfig, v string) error {
+		c.IIIExpose = splitList(v)
+		return nil
+	}},
+	{"iii-middleware-function", "ID", "", "function called instead of every function an iii worker calls, with {function_id, payload, context}; it calls the target itself", func(c *engineConfig, v string) error {
+		c.IIIMiddleware = v
+		return checkOptionalID("function id", v)
 	}},
 	{"data-dir", "DIR", "./trine-data", "data directory, created at start", func(c *engineConfig, v string) error {
 		if v == "" {
@@ -440,6 +456,14 @@ func loadConfigFile(c *engineConfig, settings []setting, path string, env func(s
 	slices.SortFunc(keys, func(a, b string) int { return doc[a].Line - doc[b].Line })
 	for _, k := range keys {
 		n := doc[k]
+		if _, ok := byKey["iii_addr"]; ok && k == "listeners" { // trine engine only
+			ls, err := decodeListeners(&n)
+			if err != nil {
+				return usageErrorf("config %s: line %d: listeners: %v", path, n.Line, err)
+			}
+			c.Listeners = ls
+			continue
+		}
 		s, ok := byKey[k]
 		if !ok {
 			return usageErrorf("config %s: line %d: unknown key %q (known keys: %s)", path, n.Line, k, knownKeys(settings))
@@ -552,10 +576,19 @@ func yamlExample(s setting) string {
 	case "grpc-addr":
 		return `"${GRPC_ADDR:` + s.def + `}"`
 	case "stream-auth-function", "allowed-origins", "allowed-hosts", "nats-url", "tls-cert", "tls-key", "tls-client-ca",
+		"iii-auth-function", "iii-expose-functions", "iii-middleware-function",
 		"engine-tls-ca", "engine-tls-cert", "engine-tls-key":
 		return `""`
 	case "http-addr", "data-dir", "stream-addr", "nats-addr", "engine", "iii-addr":
 		return `"` + s.def + `"`
 	}
 	return s.def
+}
+
+// checkOptionalID checks v as an id when it is set.
+func checkOptionalID(kind, v string) error {
+	if v == "" {
+		return nil
+	}
+	return engine.ValidateID(kind, v)
 }

@@ -97,10 +97,18 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		}
 		defer iiiLis.Close()
 	}
+	extra, err := openIIIListeners(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	for _, l := range extra {
+		defer l.lis.Close()
+	}
 
 	// With TLS, every listener speaks it; the worker listeners (gRPC,
 	// iii) also verify client certificates when --tls-client-ca is set.
 	var grpcOpts []grpc.ServerOption
+	var workersTLS *tlsconf.Server
 	if cfg.TLS.Enabled() {
 		web, err := tlsconf.NewServer(cfg.TLS, false)
 		if err != nil {
@@ -115,6 +123,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 			iiiLis = workers.Listen(iiiLis)
 		}
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(workers.Config("h2"))))
+		workersTLS = workers
 		defer reloadOnHangup(log, web, workers)()
 	} else {
 		defer reloadOnHangup(log)()
@@ -181,8 +190,13 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		WriteTimeout: cfg.HTTPTimeout + 10*time.Second,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	iii := iiiserver.New(eng, iiiserver.Config{MaxMessageBytes: int64(cfg.MaxMessageBytes), NamespaceGrace: cfg.IIINamespaceGrace,
-		Channels: hub, AllowedOrigins: cfg.AllowedOrigins, AllowedHosts: cfg.AllowedHosts, Logger: log})
+	iiiCfg := iiiserver.Config{MaxMessageBytes: int64(cfg.MaxMessageBytes), NamespaceGrace: cfg.IIINamespaceGrace,
+		Channels: hub, AllowedOrigins: cfg.AllowedOrigins, AllowedHosts: cfg.AllowedHosts, Logger: log}
+	for i := range extra {
+		extra[i].serve(eng, iiiCfg, cfg.Listeners[i].access(), workersTLS, log)
+	}
+	iiiCfg.Access = iiiAccess(cfg)
+	iii := iiiserver.New(eng, iiiCfg)
 	iiiHTTP := &http.Server{
 		Handler:           iii,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -211,6 +225,14 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 			return nil
 		})
 	}
+	for _, l := range extra {
+		g.Go(func() error {
+			if err := l.http.Serve(l.lis); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve %s: %w", l.name, err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		if err := streams.http.Serve(streamLis); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve stream: %w", err)
@@ -234,8 +256,13 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		// Worker sessions are closed by now; Close ends their sockets
 		// (and open channels), which Shutdown does not track.
 		iii.Close()
+		servers := []*http.Server{hs, iiiHTTP}
+		for _, l := range extra {
+			l.srv.Close()
+			servers = append(servers, l.http)
+		}
 		hub.Close()
-		for _, srv := range []*http.Server{hs, iiiHTTP} {
+		for _, srv := range servers {
 			if err := srv.Shutdown(sctx); err != nil {
 				_ = srv.Close()
 			}
@@ -253,7 +280,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	if iiiLis != nil {
 		iiiInfo = iiiLis.Addr().String()
 	}
-	fmt.Fprintf(stdout, "trine engine %s listening: grpc=%s http=%s stream=%s iii=%s %s%s\n", version, grpcLis.Addr(), httpLis.Addr(), streamLis.Addr(), iiiInfo, natsInfo, tlsInfo(cfg.TLS))
+	fmt.Fprintf(stdout, "trine engine %s listening: grpc=%s http=%s stream=%s iii=%s %s%s%s\n", version, grpcLis.Addr(), httpLis.Addr(), streamLis.Addr(), iiiInfo, natsInfo, tlsInfo(cfg.TLS), listenerInfo(extra))
 	log.Info("engine started", "version", version, "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
 		"stream", streamLis.Addr().String(), "iii", iiiInfo, "store", cfg.Store, "data_dir", cfg.DataDir, "config", cfg.ConfigFile)
 	if err := g.Wait(); err != nil {

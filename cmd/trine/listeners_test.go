@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	trine "github.com/trinehq/trine/worker-sdk"
+)
+
+// iiiCall sends one invokefunction over an iii socket and returns the
+// invocationresult's error code ("" on success).
+func iiiCall(t *testing.T, ctx context.Context, ws *websocket.Conn, fn string) string {
+	t.Helper()
+	msg := `{"type":"invokefunction","invocation_id":"c1","function_id":"` + fn + `","data":{}}`
+	if err := ws.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, b, err := ws.Read(ctx)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		var m struct {
+			Type  string `json:"type"`
+			Error *struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		_ = json.Unmarshal(b, &m)
+		if m.Type != "invocationresult" {
+			continue
+		}
+		if m.Error != nil {
+			return m.Error.Code + ": " + m.Error.Message
+		}
+		return ""
+	}
+}
+
+// YAML listeners open extra iii listeners with iii's rbac block; the
+// flags give the main one a policy. Admission fails closed (401 while the
+// auth function is not even registered), calls are decided per policy,
+// and a trusted listener stays trusted.
+func TestEngineListeners(t *testing.T) {
+	t.Parallel()
+	conf := filepath.Join(t.TempDir(), "trine.yaml")
+	if err := os.WriteFile(conf, []byte(`listeners:
+  - protocol: iii
+    addr: 127.0.0.1:0
+    rbac:
+      auth_function_id: test::auth
+      expose_functions:
+        - match: "api::*"
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := startEngine(t, trineBin, testEnv(), engineArgs(t, "--config", conf)...)
+	m := regexp.MustCompile(` iii/1=(\S+)`).FindStringSubmatch(e.stdout.String())
+	if m == nil {
+		t.Fatalf("no extra listener in %q", e.stdout)
+	}
+	public := "ws://" + m[1]
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	dial := func(url, token string) (*websocket.Conn, *http.Response, error) {
+		h := http.Header{}
+		if token != "" {
+			h.Set("X-Token", token)
+		}
+		return websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: h})
+	}
+	if _, res, err := dial(public, "t1"); err == nil || res == nil || res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no auth function registered yet: %v %v, want 401", res, err)
+	}
+
+	w := connectWorker(t, e.grpc)
+	if err := w.RegisterFunction("test::auth", func(_ context.Context, in json.RawMessage) (any, error) {
+		var a struct {
+			Headers map[string]string `json:"headers"`
+		}
+		_ = json.Unmarshal(in, &a)
+		if a.Headers["x-token"] != "t1" {
+			return nil, &trine.Error{Code: "unauthorized", Message: "bad token"}
+		}
+		return map[string]any{"context": map[string]string{"user": "u1"}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"api::echo", "private::x"} {
+		if err := w.RegisterFunction(id, func(context.Context, json.RawMessage) (any, error) { return "ok", nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, res, err := dial(public, "wrong"); err == nil || res == nil || res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a bad token: %v %v, want 401", res, err)
+	}
+	ws, _, err := dial(public, "t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	if got := iiiCall(t, ctx, ws, "api::echo"); got != "" {
+		t.Fatalf("exposed function: %s", got)
+	}
+	if got := iiiCall(t, ctx, ws, "private::x"); !strings.HasPrefix(got, "forbidden: ") || !strings.Contains(got, "not exposed") {
+		t.Fatalf("private function: %q", got)
+	}
+	// The main listener is trusted: everything may be called.
+	trusted, _, err := dial("ws://"+e.iii, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trusted.CloseNow()
+	if got := iiiCall(t, ctx, trusted, "private::x"); got != "" {
+		t.Fatalf("trusted listener: %s", got)
+	}
+
+	// The flags make the main listener an exposing one without an auth
+	// function.
+	f := startEngine(t, trineBin, testEnv(), engineArgs(t, "--iii-expose-functions", "api::*,engine::health::*")...)
+	fw, _, err := dial("ws://"+f.iii, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fw.CloseNow()
+	if got := iiiCall(t, ctx, fw, "engine::health::check"); got != "" {
+		t.Fatalf("exposed built-in: %s", got)
+	}
+	if got := iiiCall(t, ctx, fw, "engine::functions::list"); !strings.HasPrefix(got, "forbidden: ") {
+		t.Fatalf("a built-in that is not exposed: %q", got)
+	}
+}
+
+// Bad listeners are usage errors that name the mistake.
+func TestEngineListenersErrors(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ yaml, want string }{
+		{"listeners:\n  - protocol: iii\n    addr: 127.0.0.1:0\n    rbac:\n      auth_function: x\n", "auth_function"},
+		{"listeners:\n  - protocol: grpc\n    addr: 127.0.0.1:0\n", `protocol "grpc"`},
+		{"listeners:\n  - protocol: iii\n", `addr ""`},
+		{"listeners:\n  - protocol: iii\n    addr: 127.0.0.1:0\n    rbac:\n      expose_functions:\n        - {}\n", "match pattern"},
+		{"listeners: nope\n", "listeners"},
+	} {
+		conf := filepath.Join(t.TempDir(), "trine.yaml")
+		if err := os.WriteFile(conf, []byte(c.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := runTrine(t, testEnv(), "", engineArgs(t, "--config", conf)...)
+		if r.code != 2 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%q: exit %d, %q; want 2 naming %q", c.yaml, r.code, r.stderr, c.want)
+		}
+	}
+	r := runTrine(t, testEnv(), "", "gateway", "--config", writeTemp(t, "listeners: []\n"))
+	if r.code != 2 || !strings.Contains(r.stderr, `unknown key "listeners"`) {
+		t.Errorf("trine gateway with listeners: exit %d, %q", r.code, r.stderr)
+	}
+}
+
+func writeTemp(t *testing.T, s string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "f.yaml")
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
