@@ -27,6 +27,7 @@ type options struct {
 	onError                  func(error)
 	dialOptions              []grpc.DialOption
 	tls                      *tls.Config
+	token                    string
 }
 
 func defaultOptions() options {
@@ -90,6 +91,12 @@ func WithErrorHandler(f func(error)) Option { return func(o *options) { o.onErro
 // written grpcs://host:port or tls://host:port uses TLS with the system's
 // roots, and any other is plaintext.
 func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg.Clone() } }
+
+// WithToken sends token with every RPC as "authorization: Bearer
+// <token>", for an engine listener whose policy authenticates workers (its
+// auth function reads the authorization header). Use it over TLS (WithTLS
+// or grpcs://) anywhere but loopback: the token is a password.
+func WithToken(token string) Option { return func(o *options) { o.token = token } }
 
 // WithDialOptions adds grpc.DialOptions (interceptors, other credentials…).
 // They come after the SDK's own, so transport credentials given here

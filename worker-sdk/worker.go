@@ -112,16 +112,31 @@ func (w *Worker) dialOptions(useTLS bool) []grpc.DialOption {
 	case useTLS:
 		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
 	}
-	return append([]grpc.DialOption{
-		grpc.WithTransportCredentials(creds),
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if w.opts.token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer(w.opts.token)))
+	}
+	return append(append(opts,
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: w.opts.keepalive, Timeout: w.opts.keepalive / 2, PermitWithoutStream: true}),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: w.opts.backoffMin, Multiplier: 2, Jitter: 0.2, MaxDelay: w.opts.backoffMax},
 			MinConnectTimeout: 5 * time.Second,
 		}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)),
-	}, w.opts.dialOptions...)
+	), w.opts.dialOptions...)
 }
+
+// bearer is a token sent as "authorization: Bearer <token>" with every
+// RPC (WithToken).
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+// RequireTransportSecurity is false so that loopback development works
+// without TLS; WithToken's documentation asks for TLS elsewhere.
+func (bearer) RequireTransportSecurity() bool { return false }
 
 // Connect blocks until the worker's first connection to the engine is up,
 // ctx ends, or the worker is closed.

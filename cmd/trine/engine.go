@@ -97,7 +97,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		}
 		defer iiiLis.Close()
 	}
-	extra, err := openIIIListeners(ctx, cfg)
+	extra, err := openListeners(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -181,7 +181,8 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	if err := routes.Register(); err != nil {
 		return fmt.Errorf("register http triggers: %w", err)
 	}
-	gs := grpcserver.New(eng, grpcserver.Config{MaxMessageBytes: cfg.MaxMessageBytes, Logger: log}).NewGRPCServer(grpcOpts...)
+	grpcCfg := grpcserver.Config{MaxMessageBytes: cfg.MaxMessageBytes, Logger: log}
+	gs := grpcserver.New(eng, grpcCfg).NewGRPCServer(grpcOpts...)
 	hs := &http.Server{
 		Handler:           httpHandler(eng, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), routes),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -193,7 +194,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	iiiCfg := iiiserver.Config{MaxMessageBytes: int64(cfg.MaxMessageBytes), NamespaceGrace: cfg.IIINamespaceGrace,
 		Channels: hub, AllowedOrigins: cfg.AllowedOrigins, AllowedHosts: cfg.AllowedHosts, Logger: log}
 	for i := range extra {
-		extra[i].serve(eng, iiiCfg, cfg.Listeners[i].access(), workersTLS, log)
+		extra[i].build(eng, cfg.Listeners[i], iiiCfg, grpcCfg, grpcOpts, workersTLS, log)
 	}
 	iiiCfg.Access = iiiAccess(cfg)
 	iii := iiiserver.New(eng, iiiCfg)
@@ -226,12 +227,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		})
 	}
 	for _, l := range extra {
-		g.Go(func() error {
-			if err := l.http.Serve(l.lis); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("serve %s: %w", l.name, err)
-			}
-			return nil
-		})
+		g.Go(l.serve)
 	}
 	g.Go(func() error {
 		if err := streams.http.Serve(streamLis); !errors.Is(err, http.ErrServerClosed) {
@@ -256,13 +252,11 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		// Worker sessions are closed by now; Close ends their sockets
 		// (and open channels), which Shutdown does not track.
 		iii.Close()
-		servers := []*http.Server{hs, iiiHTTP}
 		for _, l := range extra {
-			l.srv.Close()
-			servers = append(servers, l.http)
+			l.stop(sctx)
 		}
 		hub.Close()
-		for _, srv := range servers {
+		for _, srv := range []*http.Server{hs, iiiHTTP} {
 			if err := srv.Shutdown(sctx); err != nil {
 				_ = srv.Close()
 			}

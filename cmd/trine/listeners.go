@@ -11,9 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
 	"gopkg.in/yaml.v3"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/engine/grpcserver"
 	"github.com/trinehq/trine/engine/iiiserver"
 	"github.com/trinehq/trine/internal/tlsconf"
 )
@@ -22,7 +24,7 @@ import (
 // listener with its own policy, in iii's shape (iii-worker-manager's
 // port, middleware_function_id and rbac block).
 type listenerConfig struct {
-	Protocol             string         `yaml:"protocol"` // iii
+	Protocol             string         `yaml:"protocol"` // iii or grpc
 	Addr                 string         `yaml:"addr"`
 	MiddlewareFunctionID string         `yaml:"middleware_function_id"`
 	RBAC                 *engine.Access `yaml:"rbac"`
@@ -56,8 +58,8 @@ func decodeListeners(n *yaml.Node) ([]listenerConfig, error) {
 	}
 	for i, l := range ls {
 		switch {
-		case l.Protocol != "iii":
-			return nil, fmt.Errorf("listener %d: protocol %q: want iii (policies for gRPC listeners are not supported yet)", i+1, l.Protocol)
+		case l.Protocol != "iii" && l.Protocol != "grpc":
+			return nil, fmt.Errorf("listener %d: protocol %q: want iii or grpc", i+1, l.Protocol)
 		case checkAddr(l.Addr) != nil:
 			return nil, fmt.Errorf("listener %d: addr %q: %v", i+1, l.Addr, checkAddr(l.Addr))
 		}
@@ -103,43 +105,81 @@ func iiiAccess(cfg engineConfig) *engine.Access {
 	return a
 }
 
-// iiiListener is one iii worker listener being served.
-type iiiListener struct {
+// extraListener is one worker listener of cfg.Listeners being served:
+// iii (srv and http) or gRPC (grpc).
+type extraListener struct {
 	name string
 	lis  net.Listener
 	srv  *iiiserver.Server
 	http *http.Server
+	grpc *grpc.Server
 }
 
-// openIIIListeners opens the extra listeners of cfg.Listeners.
-func openIIIListeners(ctx context.Context, cfg engineConfig) ([]iiiListener, error) {
-	var out []iiiListener
-	for i, l := range cfg.Listeners {
-		lis, err := listen(ctx, fmt.Sprintf("iii listener %d", i+1), l.Addr)
+// openListeners opens the extra listeners of cfg.Listeners.
+func openListeners(ctx context.Context, cfg engineConfig) ([]extraListener, error) {
+	var out []extraListener
+	counts := map[string]int{}
+	for _, l := range cfg.Listeners {
+		counts[l.Protocol]++
+		name := fmt.Sprintf("%s/%d", l.Protocol, counts[l.Protocol])
+		lis, err := listen(ctx, name, l.Addr)
 		if err != nil {
 			for _, o := range out {
 				_ = o.lis.Close()
 			}
 			return nil, err
 		}
-		out = append(out, iiiListener{name: fmt.Sprintf("iii/%d", i+1), lis: lis})
+		out = append(out, extraListener{name: name, lis: lis})
 	}
 	return out, nil
 }
 
-// serve builds the listener's server with policy a and the settings the
-// main iii listener has.
-func (l *iiiListener) serve(eng *engine.Engine, base iiiserver.Config, a *engine.Access, workers *tlsconf.Server, log *slog.Logger) {
-	base.Access = a
-	l.srv = iiiserver.New(eng, base)
-	if workers != nil {
-		l.lis = workers.Listen(l.lis)
+// build makes the listener's server for l with the main listeners'
+// settings: base for iii, grpcCfg and grpcOpts (TLS) for gRPC.
+func (x *extraListener) build(eng *engine.Engine, l listenerConfig, base iiiserver.Config, grpcCfg grpcserver.Config, grpcOpts []grpc.ServerOption, workers *tlsconf.Server, log *slog.Logger) {
+	if l.Protocol == "grpc" {
+		grpcCfg.Access = l.access()
+		x.grpc = grpcserver.New(eng, grpcCfg).NewGRPCServer(grpcOpts...)
+		return
 	}
-	l.http = &http.Server{Handler: l.srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	base.Access = l.access()
+	x.srv = iiiserver.New(eng, base)
+	if workers != nil {
+		x.lis = workers.Listen(x.lis)
+	}
+	x.http = &http.Server{Handler: x.srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+}
+
+// serve serves the listener until it is stopped.
+func (x *extraListener) serve() error {
+	var err error
+	if x.grpc != nil {
+		err = x.grpc.Serve(x.lis)
+	} else if err = x.http.Serve(x.lis); errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("serve %s: %w", x.name, err)
+	}
+	return nil
+}
+
+// stop ends the listener once worker sessions are closed.
+func (x *extraListener) stop(ctx context.Context) {
+	if x.grpc != nil {
+		force := time.AfterFunc(grpcStopTimeout, x.grpc.Stop)
+		x.grpc.GracefulStop()
+		force.Stop()
+		return
+	}
+	x.srv.Close()
+	if err := x.http.Shutdown(ctx); err != nil {
+		_ = x.http.Close()
+	}
 }
 
 // listenerInfo lists the extra listeners for the start line.
-func listenerInfo(ls []iiiListener) string {
+func listenerInfo(ls []extraListener) string {
 	var b strings.Builder
 	for _, l := range ls {
 		fmt.Fprintf(&b, " %s=%s", l.name, l.lis.Addr())

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -61,6 +62,12 @@ func TestEngineListeners(t *testing.T) {
       auth_function_id: test::auth
       expose_functions:
         - match: "api::*"
+  - protocol: grpc
+    addr: 127.0.0.1:0
+    rbac:
+      auth_function_id: test::auth
+      expose_functions:
+        - match: "api::*"
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +96,7 @@ func TestEngineListeners(t *testing.T) {
 			Headers map[string]string `json:"headers"`
 		}
 		_ = json.Unmarshal(in, &a)
-		if a.Headers["x-token"] != "t1" {
+		if a.Headers["x-token"] != "t1" && a.Headers["authorization"] != "Bearer t1" {
 			return nil, &trine.Error{Code: "unauthorized", Message: "bad token"}
 		}
 		return map[string]any{"context": map[string]string{"user": "u1"}}, nil
@@ -125,6 +132,40 @@ func TestEngineListeners(t *testing.T) {
 		t.Fatalf("trusted listener: %s", got)
 	}
 
+	// The gRPC listener with the same policy: the token arrives as
+	// authorization metadata.
+	g := regexp.MustCompile(` grpc/1=(\S+)`).FindStringSubmatch(e.stdout.String())
+	if g == nil {
+		t.Fatalf("no extra gRPC listener in %q", e.stdout)
+	}
+	noToken := trine.RegisterWorker(g[1])
+	nctx, ncancel := context.WithTimeout(ctx, 2*time.Second)
+	if err := noToken.Connect(nctx); err == nil {
+		t.Fatal("a worker without a token connected")
+	}
+	ncancel()
+	noToken.Close()
+	gw := trine.RegisterWorker(g[1], trine.WithToken("t1"))
+	defer gw.Close()
+	if err := gw.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gw.Trigger(ctx, "api::echo", nil); err != nil {
+		t.Fatalf("exposed function over gRPC: %v", err)
+	}
+	if _, err := gw.Trigger(ctx, "private::x", nil); !errors.Is(err, trine.ErrForbidden) {
+		t.Fatalf("private function over gRPC: %v", err)
+	}
+	for fn, want := range map[string]int{"api::echo": 0, "private::x": 1} {
+		r := runTrine(t, testEnv(), "", "trigger", "--engine", g[1], "--token", "t1", fn)
+		if r.code != want || (want == 1 && !strings.Contains(r.stderr, `"code":"forbidden"`)) {
+			t.Errorf("trine trigger --token %s: exit %d, %s", fn, r.code, r.stderr)
+		}
+	}
+	if r := runTrine(t, testEnv(), "", "trigger", "--engine", g[1], "api::echo"); r.code != 1 || !strings.Contains(r.stderr, `"code":"unauthorized"`) {
+		t.Errorf("trine trigger without a token: exit %d, %s", r.code, r.stderr)
+	}
+
 	// The flags make the main listener an exposing one without an auth
 	// function.
 	f := startEngine(t, trineBin, testEnv(), engineArgs(t, "--iii-expose-functions", "api::*,engine::health::*")...)
@@ -146,7 +187,7 @@ func TestEngineListenersErrors(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct{ yaml, want string }{
 		{"listeners:\n  - protocol: iii\n    addr: 127.0.0.1:0\n    rbac:\n      auth_function: x\n", "auth_function"},
-		{"listeners:\n  - protocol: grpc\n    addr: 127.0.0.1:0\n", `protocol "grpc"`},
+		{"listeners:\n  - protocol: http\n    addr: 127.0.0.1:0\n", `protocol "http"`},
 		{"listeners:\n  - protocol: iii\n", `addr ""`},
 		{"listeners:\n  - protocol: iii\n    addr: 127.0.0.1:0\n    rbac:\n      expose_functions:\n        - {}\n", "match pattern"},
 		{"listeners: nope\n", "listeners"},

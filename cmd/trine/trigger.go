@@ -46,6 +46,9 @@ Flags:
       with grpcs://: the system's roots)
   --tls-cert FILE, --tls-key FILE
       client certificate and key, for an engine that requires mTLS
+  --token TOKEN
+      sent as "authorization: Bearer TOKEN" (env TRINE_TOKEN), for a
+      listener whose policy authenticates callers
   --timeout DURATION
       deadline of the call; 0 means the engine's default (default 30s)
   --void
@@ -68,6 +71,8 @@ func runTrigger(ctx context.Context, args []string, lookupEnv func(string) (stri
 	tlsCA := fs.String("tls-ca", "", "")
 	tlsCert := fs.String("tls-cert", "", "")
 	tlsKey := fs.String("tls-key", "", "")
+	token, _ := lookupEnv("TRINE_TOKEN")
+	fs.StringVar(&token, "token", token, "")
 	fail := func(format string, args ...any) int {
 		fmt.Fprintf(stderr, "trine trigger: "+format+" (see trine trigger --help)\n", args...)
 		return 2
@@ -119,10 +124,13 @@ func runTrigger(ctx context.Context, args []string, lookupEnv func(string) (stri
 		}
 		creds = credentials.NewTLS(tc)
 	}
-	cc, err := grpc.NewClient(host,
-		grpc.WithTransportCredentials(creds),
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if token != "" {
+		dial = append(dial, grpc.WithPerRPCCredentials(bearerToken(token)))
+	}
+	cc, err := grpc.NewClient(host, append(dial,
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)),
-	)
+	)...)
 	if err != nil {
 		return fail("engine address %q: %v", addr, err)
 	}
@@ -205,3 +213,12 @@ func writeCallError(w io.Writer, f failure) {
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(f)
 }
+
+// bearerToken sends --token as "authorization: Bearer …" with the call.
+type bearerToken string
+
+func (b bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearerToken) RequireTransportSecurity() bool { return false }

@@ -3,6 +3,8 @@ package grpcserver
 import (
 	"log/slog"
 	"time"
+
+	"github.com/trinehq/trine/engine"
 )
 
 // Config tunes a Server. The zero Config is valid.
@@ -18,6 +20,11 @@ type Config struct {
 	// KeepaliveTimeout is how long the server waits for a ping's answer
 	// before closing the connection. Default 5s.
 	KeepaliveTimeout time.Duration
+	// Access, if set, is the listener's authorization policy: every
+	// worker session and Trigger call is authenticated from its gRPC
+	// metadata (UNAUTHENTICATED when refused) and runs under the Grant.
+	// Nil: a trusted listener.
+	Access *engine.Access
 	// Logger receives per-session logs. Default: discard.
 	Logger *slog.Logger
 }

@@ -3,12 +3,18 @@ package grpcserver
 import (
 	"context"
 	"log/slog"
+	"net"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/tlsconf"
 	trinev1 "github.com/trinehq/trine/proto/trine/v1"
 )
 
@@ -46,13 +52,22 @@ func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 	return g
 }
 
-// Trigger calls a function for a caller that is not a worker.
+// Trigger calls a function for a caller that is not a worker. On a
+// listener with a policy each call is authenticated (the auth function
+// runs per call) and decided like a session's.
 func (s *Server) Trigger(ctx context.Context, req *trinev1.TriggerRequest) (*trinev1.TriggerResponse, error) {
 	c := engine.Call{
 		FunctionID: req.GetFunctionId(),
 		Payload:    req.GetPayload(),
 		Metadata:   req.GetMetadata(),
 		Timeout:    time.Duration(req.GetTimeoutMs()) * time.Millisecond,
+	}
+	grant, err := s.authenticate(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if c, err = grant.Route(c); err != nil {
+		return nil, toStatus(err)
 	}
 	if req.GetAction() == trinev1.Action_ACTION_VOID {
 		return &trinev1.TriggerResponse{}, toStatus(s.e.TriggerVoid(c))
@@ -62,4 +77,37 @@ func (s *Server) Trigger(ctx context.Context, req *trinev1.TriggerRequest) (*tri
 		return nil, toStatus(err)
 	}
 	return &trinev1.TriggerResponse{Result: out}, nil
+}
+
+// authenticate admits a caller under the listener's Access: nil Grant
+// and no error on a trusted listener.
+func (s *Server) authenticate(ctx context.Context) (*engine.Grant, error) {
+	if s.cfg.Access == nil {
+		return nil, nil
+	}
+	return s.e.Authenticate(ctx, s.cfg.Access, AuthInput(ctx))
+}
+
+// AuthInput is what the auth function learns of a gRPC caller: its
+// metadata as headers (authorization: Bearer … included; pseudo-headers
+// left out), its IP address and, over mTLS, the client certificate's
+// identity. gRPC has no query parameters.
+func AuthInput(ctx context.Context) engine.AuthInput {
+	in := engine.AuthInput{Headers: map[string]string{}, QueryParams: map[string][]string{}}
+	md, _ := metadata.FromIncomingContext(ctx)
+	for k, v := range md {
+		if !strings.HasPrefix(k, ":") {
+			in.Headers[k] = strings.Join(v, ", ")
+		}
+	}
+	if p, ok := peer.FromContext(ctx); ok {
+		in.IPAddress = p.Addr.String()
+		if host, _, err := net.SplitHostPort(in.IPAddress); err == nil {
+			in.IPAddress = host
+		}
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+			in.Identity = tlsconf.Identity(&ti.State)
+		}
+	}
+	return in
 }

@@ -37,10 +37,14 @@ func (s *Server) Connect(stream connectStream) error {
 	if p, ok := peer.FromContext(stream.Context()); ok {
 		info.Addr = p.Addr.String()
 	}
+	grant, err := s.authenticate(stream.Context())
+	if err != nil {
+		return toStatus(err)
+	}
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
 	c := &conn{srv: s, out: make(chan outFrame, s.cfg.SendQueue), ctx: ctx, cancel: cancel, calls: make(map[string]context.CancelFunc)}
-	sess, err := s.e.Attach(info, c)
+	sess, err := s.e.AttachGranted(info, c, grant)
 	if err != nil {
 		return toStatus(err)
 	}
