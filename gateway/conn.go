@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trinehq/trine/internal/jwtauth"
 	"github.com/trinehq/trine/internal/wsconn"
 )
 
@@ -56,6 +57,8 @@ func (o out) size() int {
 type conn struct {
 	g       *Gateway
 	authCtx json.RawMessage
+	token   atomic.Pointer[jwtauth.Token] // with Config.Tokens: the current token
+	expiry  *time.Timer                   // closes the connection at the token's exp
 	addr    string
 	ctx     context.Context // ends when the connection finishes
 	cancel  context.CancelFunc
@@ -89,11 +92,14 @@ type conn struct {
 	joins   sync.WaitGroup // join goroutines
 }
 
-func (g *Gateway) newConn(authCtx json.RawMessage, addr string) *conn {
-	c := &conn{g: g, authCtx: authCtx, addr: addr, subs: make(map[string]*subscription),
+func (g *Gateway) newConn(adm admission, addr string) *conn {
+	c := &conn{g: g, authCtx: adm.ctx, addr: addr, subs: make(map[string]*subscription),
 		catchUps: make(chan struct{}, g.cfg.MaxCatchUps), fragTurn: make(chan struct{}, 1)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.lastRead.Store(time.Now().UnixNano())
+	if t := adm.token; t != nil {
+		c.token.Store(t)
+	}
 	return c
 }
 
@@ -423,6 +429,9 @@ func (c *conn) ping(now time.Time, dead time.Duration) {
 func (c *conn) finish() {
 	c.shutdown(wsconn.CloseNormal, "")
 	c.cancel()
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
 	c.joins.Wait()
 	c.mu.Lock()
 	subs := make([]*subscription, 0, len(c.subs))

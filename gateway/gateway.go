@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/jwtauth"
 	"github.com/trinehq/trine/internal/origin"
 	"github.com/trinehq/trine/internal/wsconn"
 	"github.com/trinehq/trine/streammodule"
@@ -48,6 +49,21 @@ type Backend interface {
 	Leave(s streammodule.Subscription)
 }
 
+// TokenVerifier checks a browser's token (jwtauth.Verifier).
+type TokenVerifier interface {
+	Verify(raw string) (jwtauth.Token, error)
+}
+
+// CloseTokenExpired closes a socket whose token expired without a fresh
+// one in an auth frame.
+const CloseTokenExpired = 4001
+
+// Where browsers put their token.
+const (
+	TokenParam  = "token"
+	TokenCookie = "trine_token"
+)
+
 // Events delivers a group's encoded events (natsfanout.Subscriber). Every
 // event published after Subscribe returns must reach h, in order.
 type Events interface {
@@ -71,6 +87,13 @@ type Config struct {
 	// context); an error or any other answer, {} included, rejects the
 	// connection with 401.
 	AuthFunction string
+	// Tokens, if set, admits connections by a JSON Web Token instead of
+	// an auth function: from the query parameter "token" or the cookie
+	// "trine_token". Its claims become the connection's context, its
+	// "streams" claim limits the groups it may join, and at its exp the
+	// connection is closed (CloseTokenExpired) unless the client sent a
+	// fresh token in an auth frame.
+	Tokens TokenVerifier
 	// AllowedOrigins lists the Origin values allowed to connect besides
 	// same-origin pages ("*" allows any). Requests without an Origin
 	// header (non-browser clients) are allowed.
@@ -198,6 +221,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.AuthFunction != "" && cfg.Caller == nil {
 		return nil, errors.New("gateway: AuthFunction needs a Caller")
 	}
+	if cfg.AuthFunction != "" && cfg.Tokens != nil {
+		return nil, errors.New("gateway: use an auth function or tokens, not both")
+	}
 	cfg = cfg.withDefaults()
 	g := &Gateway{cfg: cfg, log: cfg.Logger, conns: make(map[*conn]struct{}), stop: make(chan struct{}),
 		catchUps: make(chan struct{}, cfg.MaxCatchUpsTotal),
@@ -302,6 +328,9 @@ func (g *Gateway) add(c *conn) bool {
 	}
 	g.conns[c] = struct{}{}
 	g.wg.Add(1)
+	if t := c.token.Load(); t != nil { // the connection is set up: its exp may close it
+		c.expiry = time.AfterFunc(time.Until(t.Expires), c.tokenExpired)
+	}
 	return true
 }
 
@@ -382,24 +411,47 @@ func (g *Gateway) authenticate(r *http.Request) (json.RawMessage, error) {
 	return c, nil
 }
 
+// admission is what a connection was admitted with.
+type admission struct {
+	ctx   json.RawMessage // its context, for the join handlers
+	token *jwtauth.Token  // with Config.Tokens
+}
+
 // admit checks the origin and runs auth; on failure it has answered r.
-func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (json.RawMessage, bool) {
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (admission, bool) {
 	if ref := g.checkOrigin(r); ref != nil {
 		http.Error(w, ref.Reason, ref.Status)
-		return nil, false
+		return admission{}, false
 	}
 	if g.cfg.Ready != nil {
 		if err := g.cfg.Ready(); err != nil {
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return nil, false
+			return admission{}, false
 		}
+	}
+	if g.cfg.Tokens != nil {
+		raw := r.URL.Query().Get(TokenParam)
+		if ck, err := r.Cookie(TokenCookie); raw == "" && err == nil {
+			raw = ck.Value
+		}
+		if raw == "" {
+			http.Error(w, "unauthorized: no token (the "+TokenParam+" query parameter or the "+TokenCookie+" cookie)", http.StatusUnauthorized)
+			return admission{}, false
+		}
+		tok, err := g.cfg.Tokens.Verify(raw)
+		if err != nil {
+			g.log.Info("stream connection rejected", "addr", r.RemoteAddr, "error", err)
+			http.Error(w, "unauthorized: "+err.Error(), http.StatusUnauthorized)
+			return admission{}, false
+		}
+		return admission{ctx: tok.Claims, token: &tok}, true
 	}
 	authCtx, err := g.authenticate(r)
 	if err != nil {
 		g.log.Info("stream connection rejected", "addr", r.RemoteAddr, "error", err)
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
-		return nil, false
+		return admission{}, false
 	}
-	return authCtx, true
+	return admission{ctx: authCtx}, true
 }

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
@@ -13,13 +12,13 @@ import (
 // serveSSE streams one subscription as Server-Sent Events: each frame is
 // one event whose id is its sequence, so EventSource's Last-Event-ID
 // resumes after the last event received.
-func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request, authCtx json.RawMessage, req joinRequest) {
+func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request, adm admission, req joinRequest) {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	c := g.newConn(authCtx, r.RemoteAddr)
+	c := g.newConn(adm, r.RemoteAddr)
 	c.sse = http.NewResponseController(w)
 	c.wake = make(chan struct{}, 1)
 	if !g.add(c) {

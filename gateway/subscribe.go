@@ -295,13 +295,16 @@ func (c *conn) join(r joinRequest, withID bool) {
 
 func (c *conn) start(s *subscription, since *uint64) {
 	b := c.g.cfg.Backend
+	if t := c.token.Load(); t != nil && !t.Allows(s.stream, s.group) {
+		c.g.log.Debug("stream join denied by the token's streams claim", "stream", s.stream, "group", s.group)
+		c.forget(s)
+		c.denied(s)
+		return
+	}
 	if err := b.Join(c.ctx, s.info()); err != nil {
 		c.g.log.Debug("stream join denied", "stream", s.stream, "group", s.group, "error", err)
 		c.forget(s)
-		c.enqueue(out{data: wire.Unauthorized(s.stream, s.group, s.item, time.Now()), sub: s.quotedID})
-		if s.quotedID == nil { // the socket was for this subscription only
-			c.closeAfterQueue(wsconn.ClosePolicy, "unauthorized")
-		}
+		c.denied(s)
 		return
 	}
 	s.mu.Lock()
@@ -561,6 +564,15 @@ func (c *conn) drop(s *subscription) {
 	s.mu.Unlock()
 	if joined {
 		c.g.cfg.Backend.Leave(s.info())
+	}
+}
+
+// denied tells the client that s is not allowed; a socket opened for s
+// alone closes (1008).
+func (c *conn) denied(s *subscription) {
+	c.enqueue(out{data: wire.Unauthorized(s.stream, s.group, s.item, time.Now()), sub: s.quotedID})
+	if s.quotedID == nil { // the socket was for this subscription only
+		c.closeAfterQueue(wsconn.ClosePolicy, "unauthorized")
 	}
 }
 

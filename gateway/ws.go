@@ -18,11 +18,11 @@ import (
 
 // serveMux serves GET /: the multiplexed socket driven by join/leave frames.
 func (g *Gateway) serveMux(w http.ResponseWriter, r *http.Request) {
-	authCtx, ok := g.admit(w, r)
+	adm, ok := g.admit(w, r)
 	if !ok {
 		return
 	}
-	g.serveWS(w, r, authCtx, nil)
+	g.serveWS(w, r, adm, nil)
 }
 
 // serveGroup serves one group: a WebSocket, or SSE when the client accepts
@@ -46,15 +46,15 @@ func (g *Gateway) serveGroup(w http.ResponseWriter, r *http.Request, stream, gro
 		http.Error(w, msg, http.StatusBadRequest)
 		return
 	}
-	authCtx, ok := g.admit(w, r)
+	adm, ok := g.admit(w, r)
 	if !ok {
 		return
 	}
 	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
-		g.serveSSE(w, r, authCtx, req)
+		g.serveSSE(w, r, adm, req)
 		return
 	}
-	g.serveWS(w, r, authCtx, &req)
+	g.serveWS(w, r, adm, &req)
 }
 
 // checkNames checks a subscription's stream, group and item names as the
@@ -74,7 +74,7 @@ func (g *Gateway) checkNames(names ...string) string {
 	return ""
 }
 
-func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request, authCtx json.RawMessage, initial *joinRequest) {
+func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request, adm admission, initial *joinRequest) {
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		http.Error(w, "expected a WebSocket upgrade or Accept: text/event-stream", http.StatusBadRequest)
 		return
@@ -83,7 +83,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request, authCtx json.R
 	if err != nil {
 		return // the upgrader answered the request
 	}
-	c := g.newConn(authCtx, r.RemoteAddr)
+	c := g.newConn(adm, r.RemoteAddr)
 	c.nc = nc
 	if !g.add(c) {
 		_ = nc.Close()
@@ -130,6 +130,7 @@ type clientFrame struct {
 		GroupID        *string         `json:"groupId"`
 		ID             *string         `json:"id"`
 		Since          json.RawMessage `json:"since"`
+		Token          *string         `json:"token"`
 	} `json:"data"`
 }
 
@@ -150,9 +151,16 @@ func (c *conn) handle(msg []byte) {
 	case "ping":
 		c.enqueue(out{data: []byte(`{"type":"pong"}`)})
 		return
+	case "auth":
+		var token *string
+		if f.Data != nil {
+			token = f.Data.Token
+		}
+		c.refresh(token)
+		return
 	case "join", "leave":
 	default:
-		c.sendError(nil, "bad_frame", "unknown frame type "+strconv.Quote(f.Type)+"; want join, leave or ping")
+		c.sendError(nil, "bad_frame", "unknown frame type "+strconv.Quote(f.Type)+"; want join, leave, ping or auth")
 		return
 	}
 	d := f.Data

@@ -20,6 +20,7 @@ import (
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
 	"github.com/trinehq/trine/gateway"
+	"github.com/trinehq/trine/internal/jwtauth"
 	"github.com/trinehq/trine/internal/tlsconf"
 	"github.com/trinehq/trine/streammodule"
 )
@@ -60,6 +61,7 @@ type engineConfig struct {
 	StreamHistoryTotal  int
 	StreamMaxItem       int
 	StreamAuthFunction  string
+	StreamJWT           jwtauth.Config
 	AllowedOrigins      []string
 	AllowedHosts        []string
 	StreamMaxFrame      int64
@@ -238,6 +240,29 @@ var engineSettings = []setting{
 			}
 		}
 		c.StreamAuthFunction = v
+		return nil
+	}},
+	{"stream-jwt-hmac-secret-file", "FILE", "", "admit browsers by HS256/384/512 JSON Web Tokens signed with the secret in FILE (at least 32 bytes), from ?token= or the trine_token cookie; claims become the context", func(c *engineConfig, v string) error {
+		c.StreamJWT.HMACSecretFile = v
+		return nil
+	}},
+	{"stream-jwt-public-key-file", "FILE", "", "admit browsers by JSON Web Tokens signed with the private half of the PEM public key in FILE (RSA, ECDSA, Ed25519)", func(c *engineConfig, v string) error {
+		c.StreamJWT.PublicKeyFile = v
+		return nil
+	}},
+	{"stream-jwks-url", "URL", "", "admit browsers by JSON Web Tokens signed with a key of this JWKS (fetched at start, every 15m, and on an unknown kid)", func(c *engineConfig, v string) error {
+		if v != "" && !strings.HasPrefix(v, "https://") && !strings.HasPrefix(v, "http://") {
+			return errors.New("must be an http(s) URL")
+		}
+		c.StreamJWT.JWKSURL = v
+		return nil
+	}},
+	{"stream-jwt-audience", "AUD", "", "with JWT admission: the aud claim tokens must carry", func(c *engineConfig, v string) error {
+		c.StreamJWT.Audience = v
+		return nil
+	}},
+	{"stream-jwt-issuer", "ISS", "", "with JWT admission: the iss claim tokens must carry", func(c *engineConfig, v string) error {
+		c.StreamJWT.Issuer = v
 		return nil
 	}},
 	{"allowed-origins", "LIST", "", "comma-separated browser Origins allowed besides same-origin pages (* for any): stream gateway, iii listener, channels", func(c *engineConfig, v string) error {
@@ -577,6 +602,7 @@ func yamlExample(s setting) string {
 		return `"${GRPC_ADDR:` + s.def + `}"`
 	case "stream-auth-function", "allowed-origins", "allowed-hosts", "nats-url", "tls-cert", "tls-key", "tls-client-ca",
 		"iii-auth-function", "iii-expose-functions", "iii-middleware-function",
+		"stream-jwt-hmac-secret-file", "stream-jwt-public-key-file", "stream-jwks-url", "stream-jwt-audience", "stream-jwt-issuer",
 		"engine-tls-ca", "engine-tls-cert", "engine-tls-key":
 		return `""`
 	case "http-addr", "data-dir", "stream-addr", "nats-addr", "engine", "iii-addr":

@@ -69,7 +69,7 @@ func gatewaySettings() []setting {
 			s.usage = "comma-separated browser Origins allowed besides same-origin pages (* for any)"
 		case "allowed-hosts":
 			s.usage = "comma-separated public host names of the gateway: Host values accepted besides loopback ones, and hosts whose pages are same-origin (a loopback listener accepts only loopback hosts and these)"
-		case "stream-auth-function", "stream-max-frame-bytes",
+		case "stream-auth-function", "stream-jwt-hmac-secret-file", "stream-jwt-public-key-file", "stream-jwks-url", "stream-jwt-audience", "stream-jwt-issuer", "stream-max-frame-bytes",
 			"stream-queue-messages", "stream-queue-bytes", "stream-max-catchups", "stream-max-catchups-total", "stream-snapshot-page-bytes", "stream-ping-interval", "stream-write-timeout",
 			"log-level", "log-format":
 		default:
@@ -167,6 +167,14 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 	}
 	gcfg := gatewayConfig(cfg, gateway.RemoteBackend(caller), natsfanout.NewSubscriber(ns.Conn), caller, log)
 	gcfg.Ready = ready
+	tokens, err := browserTokens(cfg, log)
+	if err != nil {
+		return err
+	}
+	if tokens != nil {
+		defer tokens.Close()
+		gcfg.Tokens = tokens
+	}
 	gw, err := gateway.New(gcfg)
 	if err != nil {
 		return err

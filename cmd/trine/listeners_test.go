@@ -215,3 +215,52 @@ func writeTemp(t *testing.T, s string) string {
 	}
 	return p
 }
+
+// trine token signs what an engine with --stream-jwt-hmac-secret-file
+// admits; the streams claim decides the joins; no token is 401.
+func TestBrowserTokens(t *testing.T) {
+	t.Parallel()
+	secret := writeTemp(t, "0123456789abcdef0123456789abcdef\n")
+	e := startEngine(t, trineBin, testEnv(), engineArgs(t, "--stream-jwt-hmac-secret-file", secret, "--stream-jwt-audience", "app")...)
+	r := runTrine(t, testEnv(), "", "token", "--secret-file", secret, "--sub", "alice", "--streams", "chat/*", "--aud", "app", "--ttl", "10m")
+	if r.code != 0 {
+		t.Fatalf("trine token: %d %s", r.code, r.stderr)
+	}
+	tok := strings.TrimSpace(r.stdout)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	sse := func(path string) int {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.stream+path, nil)
+		req.Header.Set("Accept", "text/event-stream")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		if res.StatusCode == 200 {
+			b := make([]byte, 256)
+			n, _ := res.Body.Read(b)
+			if strings.Contains(string(b[:n]), `"unauthorized"`) {
+				return 403
+			}
+		}
+		return res.StatusCode
+	}
+	for path, want := range map[string]int{
+		"/stream/chat/room": 401, "/stream/chat/room?token=" + tok: 200, "/stream/todos/x?token=" + tok: 403,
+	} {
+		if got := sse(path); got != want {
+			t.Errorf("SSE %s: %d, want %d", path, got, want)
+		}
+	}
+	other := runTrine(t, testEnv(), "", "token", "--secret-file", secret, "--aud", "another")
+	if got := sse("/stream/chat/room?token=" + strings.TrimSpace(other.stdout)); got != 401 {
+		t.Errorf("a token for another audience: %d", got)
+	}
+	if r := runTrine(t, testEnv(), "", "token", "--secret-file", writeTemp(t, "short")); r.code != 2 {
+		t.Errorf("trine token with a short secret: exit %d", r.code)
+	}
+	if r := runTrine(t, testEnv(), "", engineArgs(t, "--stream-jwt-hmac-secret-file", secret, "--stream-auth-function", "x")...); r.code != 1 || !strings.Contains(r.stderr, "exclude each other") {
+		t.Errorf("JWT and an auth function: exit %d %s", r.code, r.stderr)
+	}
+}

@@ -37,6 +37,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runTrigger(ctx, rest, os.LookupEnv, stdin, stdout, stderr)
 	case "store":
 		return runStore(rest, os.LookupEnv, stdout, stderr)
+	case "token":
+		return runToken(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		if len(rest) > 0 {
 			fmt.Fprintln(stderr, "trine version: takes no arguments")
@@ -65,6 +67,7 @@ Commands:
   gateway   run a stream gateway in its own process (trine gateway --help)
   trigger   call a function: trine trigger [flags] FUNCTION_ID [JSON|-]
   store     check or repair the file store: trine store verify|repair [--data-dir DIR]
+  token     sign a development JWT for browsers: trine token --secret-file FILE [flags]
   version   print the version (also: trine --version)
   help      print this help, or a command's: trine help COMMAND
 `)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/gateway"
+	"github.com/trinehq/trine/internal/jwtauth"
 	"github.com/trinehq/trine/internal/natsembed"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/natsfanout"
@@ -25,6 +27,7 @@ type streams struct {
 	module *streammodule.Module
 	gw     *gateway.Gateway
 	http   *http.Server
+	tokens *jwtauth.Verifier
 }
 
 // jetStreamBootTimeout is how long an engine waits for JetStream to accept
@@ -103,7 +106,15 @@ func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lo
 		s.close()
 		return nil, fmt.Errorf("register stream module: %w", err)
 	}
-	s.gw, err = gateway.New(gatewayConfig(cfg, mod, natsfanout.NewSubscriber(ns.Conn), eng, log))
+	gcfg := gatewayConfig(cfg, mod, natsfanout.NewSubscriber(ns.Conn), eng, log)
+	if s.tokens, err = browserTokens(cfg, log); err != nil {
+		s.close()
+		return nil, err
+	}
+	if s.tokens != nil {
+		gcfg.Tokens = s.tokens
+	}
+	s.gw, err = gateway.New(gcfg)
 	if err != nil {
 		s.close()
 		return nil, err
@@ -171,5 +182,22 @@ func (s *streams) close() {
 	if s.gw != nil {
 		_ = s.gw.Close()
 	}
+	if s.tokens != nil {
+		s.tokens.Close()
+	}
 	_ = s.module.Close()
+}
+
+// browserTokens is the JWT verifier the --stream-jwt-* settings ask for,
+// or nil.
+func browserTokens(cfg engineConfig, log *slog.Logger) (*jwtauth.Verifier, error) {
+	if !cfg.StreamJWT.Enabled() {
+		return nil, nil
+	}
+	if cfg.StreamAuthFunction != "" {
+		return nil, errors.New("--stream-auth-function and the --stream-jwt-* settings exclude each other: pick one way to admit browsers")
+	}
+	c := cfg.StreamJWT
+	c.Logger = log
+	return jwtauth.New(c)
 }
