@@ -20,7 +20,7 @@ import (
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
-var listening = regexp.MustCompile(`(?m)^trine engine \S+ listening: grpc=(\S+) http=(\S+) stream=\S+ iii=(\S+) nats=\S+((?: [a-z/0-9]+=\S+)*)$`)
+var listening = regexp.MustCompile(`(?m)^trine engine \S+ listening: grpc=(\S+) http=(\S+) stream=\S+ iii=(\S+) nats=\S+((?: [a-z/0-9-]+=\S+)*)$`)
 
 // TestIIINodeSDK runs compat/iii-node/test.mjs (node:test, iii-sdk pinned
 // in package-lock.json) against a real engine, with a Go gRPC worker

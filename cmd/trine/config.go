@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -54,6 +56,11 @@ type engineConfig struct {
 	NATSURL             string
 	NATSConnectTimeout  time.Duration
 	NATSAddr            string
+	NATSToken           string
+	NATSTokenGenerated  bool // --nats-token generate: print it at start
+	NATSCreds           string
+	NATSNKey            string
+	NATSTLS             tlsconf.Files // ClientCA: the CA that verifies the NATS servers
 	Store               string
 	StoreReplicas       int
 	StreamHistory       int
@@ -204,6 +211,37 @@ var engineSettings = []setting{
 			return nil
 		}
 		return checkAddr(v)
+	}},
+	{"nats-token", "TOKEN", "", "the embedded NATS server requires this token of processes connecting to --nats-addr (they use nats://TOKEN@host:port); generate: make a random one and print it on the start line", func(c *engineConfig, v string) error {
+		c.NATSToken = v
+		if v == "generate" {
+			b := make([]byte, 24)
+			if _, err := rand.Read(b); err != nil {
+				return err
+			}
+			c.NATSToken, c.NATSTokenGenerated = hex.EncodeToString(b), true
+		}
+		return nil
+	}},
+	{"nats-creds", "FILE", "", "with --nats-url: NATS credentials file (user JWT and NKey seed)", func(c *engineConfig, v string) error {
+		c.NATSCreds = v
+		return nil
+	}},
+	{"nats-nkey", "FILE", "", "with --nats-url: NATS NKey seed file", func(c *engineConfig, v string) error {
+		c.NATSNKey = v
+		return nil
+	}},
+	{"nats-tls-ca", "FILE", "", "with --nats-url: PEM CA certificates that verify the NATS servers (implies TLS)", func(c *engineConfig, v string) error {
+		c.NATSTLS.ClientCA = v
+		return nil
+	}},
+	{"nats-tls-cert", "FILE", "", "with --nats-url: client certificate for NATS servers that verify clients", func(c *engineConfig, v string) error {
+		c.NATSTLS.Cert = v
+		return nil
+	}},
+	{"nats-tls-key", "FILE", "", "PEM private key of --nats-tls-cert", func(c *engineConfig, v string) error {
+		c.NATSTLS.Key = v
+		return nil
 	}},
 	{"store", "KIND", "file", "stream store: file (durable, in <data-dir>/streams), memory, or jetstream (shared by every engine on the same NATS)", func(c *engineConfig, v string) error {
 		switch v {
@@ -603,6 +641,7 @@ func yamlExample(s setting) string {
 	case "stream-auth-function", "allowed-origins", "allowed-hosts", "nats-url", "tls-cert", "tls-key", "tls-client-ca",
 		"iii-auth-function", "iii-expose-functions", "iii-middleware-function",
 		"stream-jwt-hmac-secret-file", "stream-jwt-public-key-file", "stream-jwks-url", "stream-jwt-audience", "stream-jwt-issuer",
+		"nats-token", "nats-creds", "nats-nkey", "nats-tls-ca", "nats-tls-cert", "nats-tls-key",
 		"engine-tls-ca", "engine-tls-cert", "engine-tls-key":
 		return `""`
 	case "http-addr", "data-dir", "stream-addr", "nats-addr", "engine", "iii-addr":

@@ -29,6 +29,7 @@ import (
 	"github.com/trinehq/trine/engine/natsroute"
 	"github.com/trinehq/trine/engine/prommetrics"
 	"github.com/trinehq/trine/httptrigger"
+	"github.com/trinehq/trine/internal/natsembed"
 	"github.com/trinehq/trine/internal/tlsconf"
 )
 
@@ -263,11 +264,14 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		}
 		return nil
 	})
-	natsInfo := "nats=" + cfg.NATSURL
+	natsInfo := "nats=" + natsembed.Redact(cfg.NATSURL)
 	if cfg.NATSURL == "" {
 		natsInfo = "nats=embedded"
 		if a := ns.Addr(); a != "" {
 			natsInfo += "," + a
+		}
+		if cfg.NATSTokenGenerated {
+			natsInfo += " nats-token=" + cfg.NATSToken
 		}
 	}
 	iiiInfo := "off"

@@ -64,7 +64,7 @@ func gatewaySettings() []setting {
 			s.def = "127.0.0.1:3114"
 		case "nats-url":
 			s.def, s.usage = "nats://127.0.0.1:4222", "NATS servers carrying stream events (comma-separated nats:// URLs)"
-		case "nats-connect-timeout", "tls-cert", "tls-key":
+		case "nats-connect-timeout", "tls-cert", "tls-key", "nats-creds", "nats-nkey", "nats-tls-ca", "nats-tls-cert", "nats-tls-key":
 		case "allowed-origins":
 			s.usage = "comma-separated browser Origins allowed besides same-origin pages (* for any)"
 		case "allowed-hosts":
@@ -138,7 +138,11 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 	} else {
 		defer reloadOnHangup(log)()
 	}
-	ns, err := natsembed.Connect(cfg.NATSURL, natsembed.Options{Name: "trine-gateway", Logger: log, ConnectTimeout: cfg.NATSConnectTimeout})
+	no, err := natsClientOptions(cfg, "trine-gateway", log)
+	if err != nil {
+		return err
+	}
+	ns, err := natsembed.Connect(cfg.NATSURL, no)
 	if err != nil {
 		return err
 	}
@@ -222,9 +226,9 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 		}
 		return nil
 	})
-	fmt.Fprintf(stdout, "trine gateway %s listening: stream=%s http=%s engine=%s nats=%s%s\n", version, streamLis.Addr(), httpLis.Addr(), cfg.EngineAddr, cfg.NATSURL, tlsInfo(cfg.TLS))
+	fmt.Fprintf(stdout, "trine gateway %s listening: stream=%s http=%s engine=%s nats=%s%s\n", version, streamLis.Addr(), httpLis.Addr(), cfg.EngineAddr, natsembed.Redact(cfg.NATSURL), tlsInfo(cfg.TLS))
 	log.Info("gateway started", "version", version, "stream", streamLis.Addr().String(), "http", httpLis.Addr().String(),
-		"engine", cfg.EngineAddr, "nats", cfg.NATSURL)
+		"engine", cfg.EngineAddr, "nats", natsembed.Redact(cfg.NATSURL))
 	if err := g.Wait(); err != nil {
 		return err
 	}

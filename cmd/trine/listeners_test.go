@@ -264,3 +264,22 @@ func TestBrowserTokens(t *testing.T) {
 		t.Errorf("JWT and an auth function: exit %d %s", r.code, r.stderr)
 	}
 }
+
+// --nats-token generate: the embedded server requires the printed token
+// of other processes; a gateway with it serves, one without exits 1.
+func TestEmbeddedNATSToken(t *testing.T) {
+	t.Parallel()
+	e := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-addr", "127.0.0.1:0", "--nats-token", "generate")...)
+	m := regexp.MustCompile(` nats-token=([0-9a-f]{48})`).FindStringSubmatch(e.stdout.String())
+	if m == nil {
+		t.Fatalf("no token on the start line: %s", e.stdout)
+	}
+	addr := strings.TrimPrefix(e.nats, "embedded,")
+	r := runTrine(t, testEnv(), "", "gateway", "--stream-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--engine", e.grpc,
+		"--nats-url", "nats://"+addr, "--nats-connect-timeout", "1s")
+	if r.code != 1 || !strings.Contains(strings.ToLower(r.stderr), "authorization") {
+		t.Fatalf("a gateway without the token: exit %d, %s", r.code, r.stderr)
+	}
+	_, httpAddr := startGateway(t, "--engine", e.grpc, "--nats-url", "nats://"+m[1]+"@"+addr)
+	waitFor(t, 20*time.Second, "the gateway's readiness", func() bool { code, _ := get(t, httpAddr+"/readyz"); return code == 200 })
+}

@@ -184,7 +184,7 @@ func runTrine(t *testing.T, env []string, stdin string, args ...string) result {
 	return result{stdout: p.stdout.String(), stderr: p.stderr.String(), code: code}
 }
 
-var listeningLine = regexp.MustCompile(`(?m)^trine engine (\S+) listening: grpc=(\S+) http=(\S+) stream=(\S+) iii=(\S+) nats=(\S+)(?: [a-z/0-9]+=\S+)*$`)
+var listeningLine = regexp.MustCompile(`(?m)^trine engine (\S+) listening: grpc=(\S+) http=(\S+) stream=(\S+) iii=(\S+) nats=(\S+)(?: [a-z/0-9-]+=\S+)*$`)
 
 // engineProc is a running `trine engine`.
 type engineProc struct {

@@ -15,6 +15,7 @@ import (
 	"github.com/trinehq/trine/gateway"
 	"github.com/trinehq/trine/internal/jwtauth"
 	"github.com/trinehq/trine/internal/natsembed"
+	"github.com/trinehq/trine/internal/tlsconf"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/natsfanout"
 	"github.com/trinehq/trine/streammodule/store"
@@ -49,13 +50,17 @@ const resultHeadroom = 16 << 10
 // connectNATS starts the embedded NATS server, or connects to --nats-url.
 func connectNATS(cfg engineConfig, log *slog.Logger) (*natsembed.Server, error) {
 	if cfg.NATSURL != "" {
-		return natsembed.Connect(cfg.NATSURL, natsembed.Options{Name: "trine-engine", Logger: log, ConnectTimeout: cfg.NATSConnectTimeout})
+		o, err := natsClientOptions(cfg, "trine-engine", log)
+		if err != nil {
+			return nil, err
+		}
+		return natsembed.Connect(cfg.NATSURL, o)
 	}
 	listen := cfg.NATSAddr
 	if listen == "off" {
 		listen = ""
 	}
-	o := natsembed.Options{Name: "trine-engine", Listen: listen, Logger: log}
+	o := natsembed.Options{Name: "trine-engine", Listen: listen, Logger: log, Token: cfg.NATSToken}
 	if cfg.Store == "jetstream" {
 		o.JetStreamDir = filepath.Join(cfg.DataDir, "nats")
 	}
@@ -200,4 +205,19 @@ func browserTokens(cfg engineConfig, log *slog.Logger) (*jwtauth.Verifier, error
 	c := cfg.StreamJWT
 	c.Logger = log
 	return jwtauth.New(c)
+}
+
+// natsClientOptions are the options of a connection to --nats-url: its
+// credentials and TLS.
+func natsClientOptions(cfg engineConfig, name string, log *slog.Logger) (natsembed.Options, error) {
+	o := natsembed.Options{Name: name, Logger: log, ConnectTimeout: cfg.NATSConnectTimeout,
+		CredsFile: cfg.NATSCreds, NKeySeedFile: cfg.NATSNKey}
+	if t := cfg.NATSTLS; t.ClientCA != "" || t.Cert != "" {
+		tc, err := tlsconf.Client(t.ClientCA, t.Cert, t.Key)
+		if err != nil {
+			return o, fmt.Errorf("nats: %w", err)
+		}
+		o.TLS = tc
+	}
+	return o, nil
 }

@@ -209,7 +209,7 @@ func TestEngineNATSBusyPort(t *testing.T) {
 	}
 }
 
-var gatewayLine = regexp.MustCompile(`(?m)^trine gateway (\S+) listening: stream=(\S+) http=(\S+) engine=(\S+) nats=(\S+)(?: [a-z/0-9]+=\S+)*$`)
+var gatewayLine = regexp.MustCompile(`(?m)^trine gateway (\S+) listening: stream=(\S+) http=(\S+) engine=(\S+) nats=(\S+)(?: [a-z/0-9-]+=\S+)*$`)
 
 // startGateway runs `trine gateway` against an engine and returns its
 // stream and HTTP addresses.

@@ -3,11 +3,15 @@
 package natsembed
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	neturl "net/url"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -33,6 +37,15 @@ type Options struct {
 	// the list answers (a cluster started at the same time as the
 	// process). Default 30s.
 	ConnectTimeout time.Duration
+
+	// Token, for Start, is the token other processes must present on
+	// Listen ("" for none).
+	Token string
+	// For Connect: a credentials file (user JWT and seed), an NKey seed
+	// file, and the client TLS (the CA that verifies the servers, and a
+	// client certificate). User and password, or a token, go in the URL.
+	CredsFile, NKeySeedFile string
+	TLS                     *tls.Config
 }
 
 // Server is a NATS connection and, when embedded, the server behind it.
@@ -45,7 +58,7 @@ type Server struct {
 // to it.
 func Start(o Options) (*Server, error) {
 	opts := &server.Options{ServerName: o.Name, NoSigs: true, NoLog: true, DontListen: o.Listen == "",
-		JetStream: o.JetStreamDir != "", StoreDir: o.JetStreamDir}
+		JetStream: o.JetStreamDir != "", StoreDir: o.JetStreamDir, Authorization: o.Token}
 	if o.Listen != "" {
 		host, port, err := net.SplitHostPort(o.Listen)
 		if err != nil {
@@ -75,7 +88,7 @@ func Start(o Options) (*Server, error) {
 		ns.Shutdown()
 		return nil, errors.New("nats: embedded server did not start")
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name(o.Name), nats.MaxReconnects(-1))
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name(o.Name), nats.MaxReconnects(-1), nats.Token(o.Token))
 	if err != nil {
 		ns.Shutdown()
 		return nil, fmt.Errorf("nats: connect in-process: %w", err)
@@ -112,14 +125,40 @@ func Connect(url string, o Options) (*Server, error) {
 		if err == nil || !errors.Is(err, nats.ErrNoServers) || time.Now().Add(wait).After(deadline) {
 			return s, err
 		}
-		log.Info("waiting for NATS", "url", url, "retry_in", wait, "error", err)
+		log.Info("waiting for NATS", "url", Redact(url), "retry_in", wait, "error", err)
 		time.Sleep(wait)
 		wait = min(2*wait, 2*time.Second)
 	}
 }
 
+// authOptions are the credentials and TLS of o, as nats options.
+func authOptions(o Options) ([]nats.Option, error) {
+	var opts []nats.Option
+	if o.CredsFile != "" {
+		if _, err := os.Stat(o.CredsFile); err != nil {
+			return nil, fmt.Errorf("nats: credentials file: %w", err)
+		}
+		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	}
+	if o.NKeySeedFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(o.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats: nkey seed file %s: %w", o.NKeySeedFile, err)
+		}
+		opts = append(opts, opt)
+	}
+	if o.TLS != nil {
+		opts = append(opts, nats.Secure(o.TLS))
+	}
+	return opts, nil
+}
+
 func connect(url string, o Options, log *slog.Logger) (*Server, error) {
-	nc, err := nats.Connect(url, nats.Name(o.Name), nats.MaxReconnects(-1),
+	auth, err := authOptions(o)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(url, append(auth, nats.Name(o.Name), nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(false),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "error", err) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted()) }),
@@ -129,9 +168,9 @@ func connect(url string, o Options, log *slog.Logger) (*Server, error) {
 				subj = sub.Subject
 			}
 			log.Warn("nats error", "subject", subj, "error", err)
-		}))
+		}))...)
 	if err != nil {
-		return nil, fmt.Errorf("nats: connect %s: %w", url, err)
+		return nil, fmt.Errorf("nats: connect %s: %w", Redact(url), err)
 	}
 	return &Server{Conn: nc}, nil
 }
@@ -154,4 +193,23 @@ func (s *Server) Close() {
 		s.NS.Shutdown()
 		s.NS.WaitForShutdown()
 	}
+}
+
+// Redact hides the user info (password or token) of every URL of a
+// comma-separated list, for logs and errors.
+func Redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		u, err := neturl.Parse(strings.TrimSpace(p))
+		if err != nil || u.User == nil {
+			continue
+		}
+		if _, has := u.User.Password(); has {
+			u.User = neturl.UserPassword(u.User.Username(), "redacted")
+		} else {
+			u.User = neturl.User("redacted")
+		}
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
 }
