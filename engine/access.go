@@ -199,7 +199,17 @@ func (g *Grant) canRegisterFunction(id string) error {
 	if f := g.result.AllowFunctionRegistration; f != nil && !*f {
 		return Errorf(CodeForbidden, "function %q not registered: allow_function_registration is false for this connection", id)
 	}
+	if g.Prefix() == "" && g.access.OnFunctionRegistration == "" && reserved(id) {
+		return Errorf(CodeForbidden, "function %q not registered: ids under engine:: and stream:: (built-in functions, custom streams) are reserved on this listener; give it a function_registration_prefix, or let its on_function_registration hook decide", id)
+	}
 	return nil
+}
+
+// reserved reports whether id is in a namespace of the engine's own: a
+// connection under a policy may not serve those (a custom stream, say)
+// unless a hook allows it.
+func reserved(id string) bool {
+	return strings.HasPrefix(id, "engine::") || strings.HasPrefix(id, "stream::")
 }
 
 func (g *Grant) canRegisterTriggerType(id string) error {

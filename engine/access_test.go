@@ -248,6 +248,18 @@ func TestGrantDecidesRegistrations(t *testing.T) {
 		}
 	}
 
+	// Reserved namespaces: with a prefix they cannot collide; without
+	// one, and without a hook, they are refused.
+	if err := s.RegisterFunction("stream::list(todos)", ""); err != nil {
+		t.Fatalf("a prefixed custom stream function: %v", err)
+	}
+	s3, _ := granted(t, e, &engine.Access{}, `{}`)
+	for _, id := range []string{"stream::list(todos)", "engine::functions::list", "stream::set"} {
+		if err := s3.RegisterFunction(id, ""); engine.AsError(err).Code != engine.CodeForbidden || !strings.Contains(err.Error(), "reserved") {
+			t.Fatalf("%s from a granted session: %v", id, err)
+		}
+	}
+
 	// Defaults: function registration on, trigger type registration off.
 	s2, _ := granted(t, e, &engine.Access{AuthFunctionID: ""}, `{"allow_function_registration":false}`)
 	if err := s2.RegisterFunction("x", ""); engine.AsError(err).Code != engine.CodeForbidden {
