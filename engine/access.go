@@ -34,8 +34,17 @@ type Access struct {
 	// connection calls, with a MiddlewareInput; it calls the target
 	// itself.
 	MiddlewareFunctionID string `json:"middleware_function_id,omitempty" yaml:"middleware_function_id"`
+	// Tokens, if set instead of AuthFunctionID, admits connections by a
+	// static token (Authorization: Bearer <token>): a token it knows gets
+	// its AuthResult, any other connection is refused.
+	Tokens TokenSource `json:"-" yaml:"-"`
 	// Timeout bounds the auth function and each hook. Default 5s.
 	Timeout time.Duration `json:"-" yaml:"-"`
+}
+
+// TokenSource maps static tokens to what they grant (internal/tokenfile).
+type TokenSource interface {
+	Lookup(token string) (AuthResult, bool)
 }
 
 // Filter is one expose_functions entry: Match is a function id pattern in
@@ -108,7 +117,13 @@ func (g *Grant) Prefix() string {
 // connection's Grant.
 func (e *Engine) Authenticate(ctx context.Context, a *Access, in AuthInput) (*Grant, error) {
 	g := &Grant{access: a}
-	if a.AuthFunctionID != "" {
+	if a.Tokens != nil {
+		r, ok := a.Tokens.Lookup(bearerToken(in.Headers))
+		if !ok {
+			return nil, Errorf(CodeUnauthorized, "connection refused: no known token in the authorization header (Bearer)")
+		}
+		g.result = r
+	} else if a.AuthFunctionID != "" {
 		out, err := e.hook(ctx, a, a.AuthFunctionID, in)
 		if err != nil {
 			return nil, Errorf(CodeUnauthorized, "connection refused: auth function %s: %s", a.AuthFunctionID, AsError(err).Message)
@@ -307,4 +322,13 @@ func mapFields(out []byte, m any) error {
 		return fmt.Errorf("answered %.40s, not an object", t)
 	}
 	return json.Unmarshal(t, m)
+}
+
+// bearerToken is the token of an "authorization: Bearer …" header.
+func bearerToken(h map[string]string) string {
+	v := h["authorization"]
+	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+		return strings.TrimSpace(v[7:])
+	}
+	return ""
 }

@@ -110,6 +110,12 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	// iii) also verify client certificates when --tls-client-ca is set.
 	var grpcOpts []grpc.ServerOption
 	var workersTLS *tlsconf.Server
+	reload := []reloadable{}
+	for _, l := range extra {
+		if l.tokens != nil {
+			reload = append(reload, reloadable{"tokens file " + l.tokensFile, l.tokens.Reload})
+		}
+	}
 	if cfg.TLS.Enabled() {
 		web, err := tlsconf.NewServer(cfg.TLS, false)
 		if err != nil {
@@ -125,10 +131,9 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		}
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(workers.Config("h2"))))
 		workersTLS = workers
-		defer reloadOnHangup(log, web, workers)()
-	} else {
-		defer reloadOnHangup(log)()
+		reload = append(reload, reloadable{"TLS files", web.Reload}, reloadable{"TLS files", workers.Reload})
 	}
+	defer reloadOnHangup(log, reload...)()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -299,11 +304,17 @@ func tlsInfo(f tlsconf.Files) string {
 	return ""
 }
 
-// reloadOnHangup reloads the TLS files of servers on every SIGHUP until
-// the returned function is called. A file that fails to load is logged
-// and the one in use stays. Without servers SIGHUP is only logged (it
+// reloadable is something SIGHUP reloads: TLS files, a tokens file.
+type reloadable struct {
+	what   string
+	reload func() error
+}
+
+// reloadOnHangup reloads everything in rs on every SIGHUP until the
+// returned function is called. A file that fails to load is logged and
+// the one in use stays. With nothing to reload SIGHUP is only logged (it
 // would otherwise end the process).
-func reloadOnHangup(log *slog.Logger, servers ...*tlsconf.Server) (stop func()) {
+func reloadOnHangup(log *slog.Logger, rs ...reloadable) (stop func()) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -315,19 +326,15 @@ func reloadOnHangup(log *slog.Logger, servers ...*tlsconf.Server) (stop func()) 
 			case <-done:
 				return
 			}
-			if len(servers) == 0 {
+			if len(rs) == 0 {
 				log.Info("SIGHUP: nothing to reload")
-				continue
 			}
-			ok := true
-			for _, s := range servers {
-				if err := s.Reload(); err != nil {
-					ok = false
-					log.Error("SIGHUP: TLS files not reloaded; the ones in use stay", "error", err)
+			for _, r := range rs {
+				if err := r.reload(); err != nil {
+					log.Error("SIGHUP: "+r.what+" not reloaded; the ones in use stay", "error", err)
+				} else {
+					log.Info("SIGHUP: " + r.what + " reloaded")
 				}
-			}
-			if ok {
-				log.Info("SIGHUP: TLS files reloaded")
 			}
 		}
 	})

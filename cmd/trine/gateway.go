@@ -134,7 +134,7 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 			return err
 		}
 		streamLis, httpLis = web.Listen(streamLis), web.Listen(httpLis)
-		defer reloadOnHangup(log, web)()
+		defer reloadOnHangup(log, reloadable{"TLS files", web.Reload})()
 	} else {
 		defer reloadOnHangup(log)()
 	}

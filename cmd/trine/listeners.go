@@ -18,6 +18,7 @@ import (
 	"github.com/trinehq/trine/engine/grpcserver"
 	"github.com/trinehq/trine/engine/iiiserver"
 	"github.com/trinehq/trine/internal/tlsconf"
+	"github.com/trinehq/trine/internal/tokenfile"
 )
 
 // listenerConfig is one entry of the YAML listeners: list, an extra worker
@@ -28,11 +29,14 @@ type listenerConfig struct {
 	Addr                 string         `yaml:"addr"`
 	MiddlewareFunctionID string         `yaml:"middleware_function_id"`
 	RBAC                 *engine.Access `yaml:"rbac"`
+	// TokensFile admits connections by static tokens instead of an auth
+	// function (internal/tokenfile); reloaded on SIGHUP.
+	TokensFile string `yaml:"tokens_file"`
 }
 
 // access is the listener's policy, nil for a trusted one.
 func (l listenerConfig) access() *engine.Access {
-	if l.RBAC == nil && l.MiddlewareFunctionID == "" {
+	if l.RBAC == nil && l.MiddlewareFunctionID == "" && l.TokensFile == "" {
 		return nil
 	}
 	a := engine.Access{}
@@ -66,6 +70,9 @@ func decodeListeners(n *yaml.Node) ([]listenerConfig, error) {
 		if a := l.access(); a != nil {
 			if err := checkAccess(a); err != nil {
 				return nil, fmt.Errorf("listener %d: %v", i+1, err)
+			}
+			if a.AuthFunctionID != "" && l.TokensFile != "" {
+				return nil, fmt.Errorf("listener %d: auth_function_id and tokens_file exclude each other", i+1)
 			}
 		}
 	}
@@ -108,11 +115,13 @@ func iiiAccess(cfg engineConfig) *engine.Access {
 // extraListener is one worker listener of cfg.Listeners being served:
 // iii (srv and http) or gRPC (grpc).
 type extraListener struct {
-	name string
-	lis  net.Listener
-	srv  *iiiserver.Server
-	http *http.Server
-	grpc *grpc.Server
+	name       string
+	lis        net.Listener
+	tokens     *tokenfile.Table // with tokens_file
+	tokensFile string
+	srv        *iiiserver.Server
+	http       *http.Server
+	grpc       *grpc.Server
 }
 
 // openListeners opens the extra listeners of cfg.Listeners.
@@ -129,7 +138,17 @@ func openListeners(ctx context.Context, cfg engineConfig) ([]extraListener, erro
 			}
 			return nil, err
 		}
-		out = append(out, extraListener{name: name, lis: lis})
+		x := extraListener{name: name, lis: lis, tokensFile: l.TokensFile}
+		if l.TokensFile != "" {
+			if x.tokens, err = tokenfile.Load(l.TokensFile); err != nil {
+				_ = lis.Close()
+				for _, o := range out {
+					_ = o.lis.Close()
+				}
+				return nil, err
+			}
+		}
+		out = append(out, x)
 	}
 	return out, nil
 }
@@ -137,12 +156,16 @@ func openListeners(ctx context.Context, cfg engineConfig) ([]extraListener, erro
 // build makes the listener's server for l with the main listeners'
 // settings: base for iii, grpcCfg and grpcOpts (TLS) for gRPC.
 func (x *extraListener) build(eng *engine.Engine, l listenerConfig, base iiiserver.Config, grpcCfg grpcserver.Config, grpcOpts []grpc.ServerOption, workers *tlsconf.Server, log *slog.Logger) {
+	a := l.access()
+	if a != nil && x.tokens != nil {
+		a.Tokens = x.tokens
+	}
 	if l.Protocol == "grpc" {
-		grpcCfg.Access = l.access()
+		grpcCfg.Access = a
 		x.grpc = grpcserver.New(eng, grpcCfg).NewGRPCServer(grpcOpts...)
 		return
 	}
-	base.Access = l.access()
+	base.Access = a
 	x.srv = iiiserver.New(eng, base)
 	if workers != nil {
 		x.lis = workers.Listen(x.lis)

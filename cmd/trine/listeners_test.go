@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -9,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -282,4 +285,54 @@ func TestEmbeddedNATSToken(t *testing.T) {
 	}
 	_, httpAddr := startGateway(t, "--engine", e.grpc, "--nats-url", "nats://"+m[1]+"@"+addr)
 	waitFor(t, 20*time.Second, "the gateway's readiness", func() bool { code, _ := get(t, httpAddr+"/readyz"); return code == 200 })
+}
+
+// A listener with tokens_file admits workers by static token (the file
+// holds digests only) and reloads it on SIGHUP.
+func TestTokensFileListener(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens.yaml")
+	sum := func(s string) string { d := sha256.Sum256([]byte(s)); return hex.EncodeToString(d[:]) }
+	writeTokens := func(toks ...string) {
+		var b strings.Builder
+		b.WriteString("tokens:\n")
+		for _, tok := range toks {
+			b.WriteString("  - sha256: " + sum(tok) + "\n    name: " + tok + "\n    allowed_functions: [\"engine::health::check\"]\n")
+		}
+		if err := os.WriteFile(tokens+".tmp", []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tokens+".tmp", tokens); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeTokens("alpha")
+	conf := writeTemp(t, "listeners:\n  - protocol: grpc\n    addr: 127.0.0.1:0\n    tokens_file: "+tokens+"\n")
+	e := startEngine(t, trineBin, testEnv(), engineArgs(t, "--config", conf)...)
+	addr := regexp.MustCompile(` grpc/1=(\S+)`).FindStringSubmatch(e.stdout.String())[1]
+	call := func(tok, fn string) result {
+		return runTrine(t, testEnv(), "", "trigger", "--engine", addr, "--token", tok, fn)
+	}
+	if r := call("alpha", "engine::health::check"); r.code != 0 {
+		t.Fatalf("a known token: %d %s", r.code, r.stderr)
+	}
+	if r := call("alpha", "engine::functions::list"); r.code != 1 || !strings.Contains(r.stderr, "forbidden") {
+		t.Fatalf("a function the token does not grant: %d %s", r.code, r.stderr)
+	}
+	if r := call("beta", "engine::health::check"); r.code != 1 || !strings.Contains(r.stderr, "unauthorized") {
+		t.Fatalf("an unknown token: %d %s", r.code, r.stderr)
+	}
+	writeTokens("beta")
+	e.signal(t, syscall.SIGHUP)
+	waitFor(t, 10*time.Second, "the reload", func() bool { return strings.Contains(e.stderr.String(), "tokens file "+tokens+" reloaded") })
+	if r := call("beta", "engine::health::check"); r.code != 0 {
+		t.Fatalf("a token added by the reload: %d %s", r.code, r.stderr)
+	}
+	if r := call("alpha", "engine::health::check"); r.code != 1 {
+		t.Fatalf("a token the reload removed: %d %s", r.code, r.stderr)
+	}
+	if r := runTrine(t, testEnv(), "", engineArgs(t, "--config", writeTemp(t, "listeners:\n  - protocol: grpc\n    addr: 127.0.0.1:0\n    tokens_file: "+filepath.Join(dir, "none")+"\n"))...); r.code != 1 || !strings.Contains(r.stderr, "tokens file") {
+		t.Fatalf("a missing tokens file: exit %d %s", r.code, r.stderr)
+	}
 }
