@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rs/cors"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/jwtauth"
 	"github.com/trinehq/trine/internal/origin"
@@ -200,6 +201,7 @@ type Gateway struct {
 	hub     *hub
 	pool    *writerPool
 	origins *origin.Policy
+	cors    *cors.Cors
 	// catchUps holds a token per snapshot or replay being built and
 	// queued, MaxCatchUpsTotal at most.
 	catchUps chan struct{}
@@ -229,6 +231,16 @@ func New(cfg Config) (*Gateway, error) {
 		catchUps: make(chan struct{}, cfg.MaxCatchUpsTotal),
 		origins: &origin.Policy{Origins: cfg.AllowedOrigins, Hosts: cfg.AllowedHosts, Logger: cfg.Logger,
 			OriginsSetting: "--allowed-origins", HostsSetting: "--allowed-hosts"}}
+	// Cross-origin EventSource (and its preflight, for Last-Event-ID):
+	// the origins the policy allows get CORS headers, credentials
+	// included (the token cookie). WebSockets do not use CORS.
+	g.cors = cors.New(cors.Options{
+		AllowOriginRequestFunc: func(r *http.Request, _ string) bool { return g.origins.Check(r) == nil },
+		AllowedMethods:         []string{http.MethodGet},
+		AllowedHeaders:         []string{"Last-Event-ID", "Cache-Control", "Accept"},
+		AllowCredentials:       true,
+		MaxAge:                 600,
+	})
 	g.hub = newHub(g)
 	g.pool = newWriterPool(cfg.Writers)
 	g.wg.Add(1)
@@ -237,6 +249,10 @@ func New(cfg Config) (*Gateway, error) {
 }
 
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.cors.ServeHTTP(w, r, g.serve)
+}
+
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/rs/cors"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
 	"github.com/trinehq/trine/gateway"
@@ -50,6 +52,7 @@ type engineConfig struct {
 	HTTPMaxBodyBytes  int64
 	HTTPTimeout       time.Duration
 	HTTPStreaming     bool
+	HTTPCORS          corsConfig
 
 	StreamAddr          string
 	EngineAddr          string // trine gateway only
@@ -129,6 +132,30 @@ var engineSettings = []setting{
 			return nil
 		}
 		return errors.New("must be on or off")
+	}},
+	{"http-cors-origins", "LIST", "", "comma-separated Origins whose pages may call http triggers from the browser (CORS, preflight answered); * for any; none: no CORS headers", func(c *engineConfig, v string) error {
+		c.HTTPCORS.Origins = splitList(v)
+		return nil
+	}},
+	{"http-cors-methods", "LIST", "GET,POST,PUT,PATCH,DELETE", "with --http-cors-origins: the methods allowed", func(c *engineConfig, v string) error {
+		c.HTTPCORS.Methods = splitList(v)
+		return nil
+	}},
+	{"http-cors-headers", "LIST", "Content-Type,Authorization", "with --http-cors-origins: the request headers allowed", func(c *engineConfig, v string) error {
+		c.HTTPCORS.Headers = splitList(v)
+		return nil
+	}},
+	{"http-cors-credentials", "on|off", "off", "with --http-cors-origins: whether pages may send cookies and HTTP auth (not with *)", func(c *engineConfig, v string) error {
+		switch v {
+		case "on", "off":
+			c.HTTPCORS.Credentials = v == "on"
+			return nil
+		}
+		return errors.New("must be on or off")
+	}},
+	{"http-cors-max-age", "DURATION", "10m", "with --http-cors-origins: how long browsers may cache a preflight answer", func(c *engineConfig, v string) (err error) {
+		c.HTTPCORS.MaxAge, err = positiveDuration(v)
+		return err
 	}},
 	{"iii-addr", "ADDR", "127.0.0.1:49135", "iii worker protocol listener (JSON over WebSocket, for iii SDK workers), with /ws/channels; off: none", func(c *engineConfig, v string) error {
 		c.IIIAddr = v
@@ -489,6 +516,9 @@ func parseConfig(cmd command, args []string, lookupEnv func(string) (string, boo
 	if err := c.TLS.Check(); err != nil {
 		return engineConfig{}, usageErrorf("%v", err)
 	}
+	if c.HTTPCORS.Credentials && slices.Contains(c.HTTPCORS.Origins, "*") {
+		return engineConfig{}, usageErrorf("--http-cors-credentials on cannot go with --http-cors-origins '*': name the origins")
+	}
 	return c, nil
 }
 
@@ -638,7 +668,7 @@ func yamlExample(s setting) string {
 	switch s.flag {
 	case "grpc-addr":
 		return `"${GRPC_ADDR:` + s.def + `}"`
-	case "stream-auth-function", "allowed-origins", "allowed-hosts", "nats-url", "tls-cert", "tls-key", "tls-client-ca",
+	case "stream-auth-function", "allowed-origins", "allowed-hosts", "nats-url", "tls-cert", "tls-key", "tls-client-ca", "http-cors-origins",
 		"iii-auth-function", "iii-expose-functions", "iii-middleware-function",
 		"stream-jwt-hmac-secret-file", "stream-jwt-public-key-file", "stream-jwks-url", "stream-jwt-audience", "stream-jwt-issuer",
 		"nats-token", "nats-creds", "nats-nkey", "nats-tls-ca", "nats-tls-cert", "nats-tls-key",
@@ -656,4 +686,20 @@ func checkOptionalID(kind, v string) error {
 		return nil
 	}
 	return engine.ValidateID(kind, v)
+}
+
+// corsConfig is the http listener's CORS.
+type corsConfig struct {
+	Origins, Methods, Headers []string
+	Credentials               bool
+	MaxAge                    time.Duration
+}
+
+// wrap adds CORS to h when origins are set (rs/cors answers preflights).
+func (c corsConfig) wrap(h http.Handler) http.Handler {
+	if len(c.Origins) == 0 {
+		return h
+	}
+	return cors.New(cors.Options{AllowedOrigins: c.Origins, AllowedMethods: c.Methods, AllowedHeaders: c.Headers,
+		AllowCredentials: c.Credentials, MaxAge: int(c.MaxAge / time.Second)}).Handler(h)
 }

@@ -56,6 +56,7 @@ var defaultConfig = engineConfig{
 	StreamCatchUps:      4,
 	StreamCatchUpsTotal: 64,
 	StreamSnapshotPage:  262144,
+	HTTPCORS:            corsConfig{Methods: []string{"GET", "POST", "PUT", "PATCH", "DELETE"}, Headers: []string{"Content-Type", "Authorization"}, MaxAge: 10 * time.Minute},
 	StreamMaxFrame:      1 << 20,
 	StreamQueueMsgs:     4096,
 	StreamQueueBytes:    8 << 20,

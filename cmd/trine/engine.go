@@ -190,7 +190,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	grpcCfg := grpcserver.Config{MaxMessageBytes: cfg.MaxMessageBytes, Logger: log}
 	gs := grpcserver.New(eng, grpcCfg).NewGRPCServer(grpcOpts...)
 	hs := &http.Server{
-		Handler:           httpHandler(eng, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), routes),
+		Handler:           cfg.HTTPCORS.wrap(httpHandler(eng, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), routes)),
 		ReadHeaderTimeout: 10 * time.Second,
 		// http triggers bound their functions with --http-timeout; this
 		// bounds writing the answer too.

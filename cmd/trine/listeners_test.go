@@ -336,3 +336,43 @@ func TestTokensFileListener(t *testing.T) {
 		t.Fatalf("a missing tokens file: exit %d %s", r.code, r.stderr)
 	}
 }
+
+// --http-cors-origins answers preflights of http triggers for those
+// origins only; without it no CORS header is sent.
+func TestHTTPCORS(t *testing.T) {
+	t.Parallel()
+	e := startEngine(t, trineBin, testEnv(), engineArgs(t, "--http-cors-origins", "http://app.example", "--http-cors-credentials", "on")...)
+	plain := startEngine(t, trineBin, testEnv(), engineArgs(t)...)
+	do := func(base, method, origin string) *http.Response {
+		req, _ := http.NewRequestWithContext(t.Context(), method, base+"/orders", nil)
+		req.Header.Set("Origin", origin)
+		if method == http.MethodOptions {
+			req.Header.Set("Access-Control-Request-Method", "POST")
+			req.Header.Set("Access-Control-Request-Headers", "content-type")
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	res := do(e.http, http.MethodOptions, "http://app.example")
+	if res.StatusCode != 204 || res.Header.Get("Access-Control-Allow-Origin") != "http://app.example" ||
+		!strings.Contains(res.Header.Get("Access-Control-Allow-Methods"), "POST") || res.Header.Get("Access-Control-Allow-Credentials") != "true" ||
+		res.Header.Get("Access-Control-Max-Age") != "600" {
+		t.Fatalf("preflight: %d %v", res.StatusCode, res.Header)
+	}
+	if res := do(e.http, http.MethodOptions, "http://evil.example"); res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("another origin's preflight: %v", res.Header)
+	}
+	if res := do(e.http, http.MethodGet, "http://app.example"); res.Header.Get("Access-Control-Allow-Origin") != "http://app.example" {
+		t.Fatalf("a cross-origin request: %v", res.Header)
+	}
+	if res := do(plain.http, http.MethodOptions, "http://app.example"); res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("CORS without --http-cors-origins: %v", res.Header)
+	}
+	if r := runTrine(t, testEnv(), "", engineArgs(t, "--http-cors-origins", "*", "--http-cors-credentials", "on")...); r.code != 2 {
+		t.Fatalf("credentials with *: exit %d", r.code)
+	}
+}
