@@ -27,8 +27,12 @@ build:
 # in compat/iii-node/package-lock.json; npm ci installs it when the lock
 # file changes.
 NODE_COMPAT := compat/iii-node
+# The browser test (compat/browser_test.go) drives the OS's chromium with
+# puppeteer-core, pinned in compat/browser/package-lock.json; it never
+# downloads a browser.
+NODE_BROWSER := compat/browser
 
-test: $(NODE_COMPAT)/node_modules/.package-lock.json
+test: $(NODE_COMPAT)/node_modules/.package-lock.json $(NODE_BROWSER)/node_modules/.package-lock.json
 	go test -race -count=1 -timeout 20m ./...
 
 # Every fuzz target, as package:function. make test runs their seed
@@ -58,6 +62,9 @@ fuzz:
 
 $(NODE_COMPAT)/node_modules/.package-lock.json: $(NODE_COMPAT)/package-lock.json $(NODE_COMPAT)/package.json
 	npm ci --prefix $(NODE_COMPAT) --no-audit --no-fund
+
+$(NODE_BROWSER)/node_modules/.package-lock.json: $(NODE_BROWSER)/package-lock.json $(NODE_BROWSER)/package.json
+	PUPPETEER_SKIP_DOWNLOAD=1 npm ci --prefix $(NODE_BROWSER) --no-audit --no-fund
 
 generate: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC)
 	PATH="$(BIN):$$PATH" buf generate

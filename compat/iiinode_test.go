@@ -20,7 +20,7 @@ import (
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
-var listening = regexp.MustCompile(`(?m)^trine engine \S+ listening: grpc=(\S+) http=(\S+) stream=\S+ iii=(\S+) nats=\S+((?: [a-z/0-9-]+=\S+)*)$`)
+var listening = regexp.MustCompile(`(?m)^trine engine \S+ listening: grpc=(\S+) http=(\S+) stream=(\S+) iii=(\S+) nats=\S+((?: [a-z/0-9-]+=\S+)*)$`)
 
 // TestIIINodeSDK runs compat/iii-node/test.mjs (node:test, iii-sdk pinned
 // in package-lock.json) against a real engine, with a Go gRPC worker
@@ -97,13 +97,16 @@ func TestIIINodeSDK(t *testing.T) {
 // startEngine runs `trine engine` on free loopback ports until the test
 // ends, and returns its gRPC, HTTP and iii addresses.
 func startEngine(t *testing.T, bin string, extra ...string) (grpcAddr, httpAddr, iiiAddr string) {
-	grpcAddr, httpAddr, iiiAddr, _ = startEngineWith(t, bin, extra...)
-	return grpcAddr, httpAddr, iiiAddr
+	a := startEngineWith(t, bin, extra...)
+	return a.grpc, a.http, a.iii
 }
 
-// startEngineWith is startEngine with extra arguments; it also returns the
-// start line's further fields (" iii/1=ADDR" for extra listeners).
-func startEngineWith(t *testing.T, bin string, extra ...string) (grpcAddr, httpAddr, iiiAddr, rest string) {
+// engineAddrs are the addresses on an engine's start line; rest holds its
+// further fields (" iii/1=ADDR" for extra listeners).
+type engineAddrs struct{ grpc, http, stream, iii, rest string }
+
+// startEngineWith is startEngine with extra arguments.
+func startEngineWith(t *testing.T, bin string, extra ...string) engineAddrs {
 	t.Helper()
 	args := append([]string{"engine", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--stream-addr", "127.0.0.1:0",
 		"--iii-addr", "127.0.0.1:0", "--nats-addr", "off", "--store", "memory", "--data-dir", filepath.Join(t.TempDir(), "data")}, extra...)
@@ -135,7 +138,7 @@ func startEngineWith(t *testing.T, bin string, extra ...string) (grpcAddr, httpA
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if m := listening.FindStringSubmatch(stdout.String()); m != nil {
-			return m[1], m[2], m[3], m[4]
+			return engineAddrs{grpc: m[1], http: m[2], stream: m[3], iii: m[4], rest: m[5]}
 		}
 		select {
 		case err := <-exited:

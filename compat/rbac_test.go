@@ -40,10 +40,11 @@ func TestIIINodeSDKRBAC(t *testing.T) {
 	node := nodeWithSDK(t)
 	conf := filepath.Join(t.TempDir(), "trine.yaml")
 	must(t, os.WriteFile(conf, []byte(rbacConfig), 0o600))
-	grpcAddr, _, iiiAddr, rest := startEngineWith(t, buildTrine(t), "--config", conf)
-	m := regexp.MustCompile(`iii/1=(\S+)`).FindStringSubmatch(rest)
+	a := startEngineWith(t, buildTrine(t), "--config", conf)
+	grpcAddr, iiiAddr := a.grpc, a.iii
+	m := regexp.MustCompile(`iii/1=(\S+)`).FindStringSubmatch(a.rest)
 	if m == nil {
-		t.Fatalf("no extra listener on the start line: %q", rest)
+		t.Fatalf("no extra listener on the start line: %q", a.rest)
 	}
 	rbacAddr := m[1]
 
