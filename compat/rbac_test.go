@@ -25,7 +25,9 @@ const rbacConfig = `listeners:
     rbac:
       auth_function_id: test::rbac-worker::auth
       expose_functions:
-        - match: "test::ew::public::*"
+        - match("test::ew::public::*")
+        - metadata:
+            ew_public: true
       on_function_registration_function_id: test::rbac-worker::on-function-reg
       on_trigger_registration_function_id: test::rbac-worker::on-trigger-reg
       on_trigger_type_registration_function_id: test::rbac-worker::on-trigger-type-reg

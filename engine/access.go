@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Access is one worker listener's authorization policy, in iii's model
@@ -47,10 +50,106 @@ type TokenSource interface {
 	Lookup(token string) (AuthResult, bool)
 }
 
-// Filter is one expose_functions entry: Match is a function id pattern in
-// which * matches any characters, anchored at both ends ("api::*").
+// Filter is one expose_functions entry, as iii writes it: match("api::*")
+// (a function id pattern in which * matches any characters, anchored at
+// both ends), or metadata: {k: v}, which matches functions whose
+// registered metadata has every key with that value (a value written
+// match("…") matches string values by pattern). In YAML a filter is the
+// string match("…"), or a map with match: or metadata:.
 type Filter struct {
-	Match string `json:"match" yaml:"match"`
+	Match    string                     `json:"match,omitempty"`
+	Metadata map[string]json.RawMessage `json:"metadata,omitempty"`
+}
+
+// UnmarshalYAML reads iii's forms.
+func (f *Filter) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		p, ok := matchCall(n.Value)
+		if !ok {
+			return fmt.Errorf("line %d: expose_functions: want match(\"pattern\") or metadata: {…}, got %q", n.Line, n.Value)
+		}
+		f.Match = p
+		return nil
+	}
+	var raw struct {
+		Match    string         `yaml:"match"`
+		Metadata map[string]any `yaml:"metadata"`
+	}
+	if err := n.Decode(&raw); err != nil {
+		return err
+	}
+	if (raw.Match == "") == (len(raw.Metadata) == 0) {
+		return fmt.Errorf("line %d: expose_functions: a filter has a match pattern or metadata, one of them", n.Line)
+	}
+	f.Match = raw.Match
+	for k, v := range raw.Metadata {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("line %d: expose_functions: metadata %s: %v", n.Line, k, err)
+		}
+		if f.Metadata == nil {
+			f.Metadata = map[string]json.RawMessage{}
+		}
+		f.Metadata[k] = b
+	}
+	return nil
+}
+
+// matchCall reads match("p") or match('p').
+func matchCall(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	for _, q := range []string{`"`, "'"} {
+		if rest, ok := strings.CutPrefix(s, "match("+q); ok {
+			if p, ok := strings.CutSuffix(rest, q+")"); ok {
+				return p, true
+			}
+		}
+	}
+	return "", false
+}
+
+// matches reports whether the filter matches function id with its
+// registered metadata.
+func (f Filter) matches(id string, metadata json.RawMessage) bool {
+	if f.Match != "" {
+		return MatchPattern(f.Match, id)
+	}
+	if len(f.Metadata) == 0 || len(metadata) == 0 {
+		return false
+	}
+	var got map[string]json.RawMessage
+	if json.Unmarshal(metadata, &got) != nil {
+		return false
+	}
+	for k, want := range f.Metadata {
+		v, ok := got[k]
+		if !ok {
+			return false
+		}
+		var ws string
+		if json.Unmarshal(want, &ws) == nil {
+			if p, isMatch := matchCall(ws); isMatch {
+				var s string
+				if json.Unmarshal(v, &s) != nil || !MatchPattern(p, s) {
+					return false
+				}
+				continue
+			}
+		}
+		if !jsonEqual(want, v) {
+			return false
+		}
+	}
+	return true
+}
+
+// jsonEqual compares two JSON values by meaning, not spelling.
+func jsonEqual(a, b json.RawMessage) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
 }
 
 // AuthInput is the auth function's input.
@@ -187,21 +286,22 @@ func matchAny(patterns []string, id string) bool {
 	return slices.ContainsFunc(patterns, func(p string) bool { return MatchPattern(p, id) })
 }
 
-// CanCall decides a call to fn, in iii's order: forbidden_functions deny,
-// allowed_functions allow, the infrastructure functions are allowed, any
+// CanCall decides a call to fn, whose registered metadata is metadata, in
+// iii's order: forbidden_functions deny, allowed_functions allow (both
+// exact ids, as in iii), the infrastructure functions are allowed, any
 // expose_functions filter allows, and the rest is denied. The error names
 // the rule.
-func (g *Grant) CanCall(fn string) error {
+func (g *Grant) CanCall(fn string, metadata json.RawMessage) error {
 	switch {
 	case g == nil:
 		return nil
-	case matchAny(g.result.ForbiddenFunctions, fn):
+	case slices.Contains(g.result.ForbiddenFunctions, fn):
 		return Errorf(CodeForbidden, "function %q is in this connection's forbidden_functions", fn)
-	case matchAny(g.result.AllowedFunctions, fn), matchAny(infrastructure, fn):
+	case slices.Contains(g.result.AllowedFunctions, fn), matchAny(infrastructure, fn):
 		return nil
 	}
 	for _, f := range g.access.ExposeFunctions {
-		if MatchPattern(f.Match, fn) {
+		if f.matches(fn, metadata) {
 			return nil
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/trinehq/trine/engine"
+	"gopkg.in/yaml.v3"
 )
 
 func TestMatchPattern(t *testing.T) {
@@ -294,5 +295,52 @@ func TestMiddleware(t *testing.T) {
 	}
 	if _, err := s.Call(t.Context(), engine.Call{FunctionID: "private::x"}); engine.AsError(err).Code != engine.CodeForbidden {
 		t.Fatalf("a forbidden call reached the middleware: %v", err)
+	}
+}
+
+// expose_functions in iii's YAML forms: match("…") and match('…') strings,
+// Trine's match: key, and metadata filters with exact values (compared as
+// JSON values) and match("…") patterns for strings.
+func TestExposeFilters(t *testing.T) {
+	var a engine.Access
+	src := `expose_functions:
+  - match("api::*")
+  - match('x::*')
+  - match: "y::*"
+  - metadata:
+      public: true
+      tier: match("gold*")
+      n: 1
+`
+	if err := yaml.Unmarshal([]byte(src), &a); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"expose_functions: [\"api::*\"]\n", "expose_functions: [{}]\n", "expose_functions: [{match: a, metadata: {k: 1}}]\n"} {
+		var b engine.Access
+		if err := yaml.Unmarshal([]byte(bad), &b); err == nil {
+			t.Errorf("%q was accepted", bad)
+		}
+	}
+	e := newEngine(t, engine.Config{})
+	owner, _ := attach(t, e, "owner")
+	for id, meta := range map[string]string{
+		"meta::gold":   `{"public":true,"tier":"golden","n":1.0,"extra":"x"}`,
+		"meta::silver": `{"public":true,"tier":"silver","n":1}`,
+		"meta::n2":     `{"public":true,"tier":"gold","n":2}`,
+		"meta::none":   ``,
+		"meta::array":  `[1]`,
+		"api::a":       ``, "x::b": ``, "y::c": ``, "z::d": ``,
+	} {
+		if err := owner.RegisterFunctionMeta(id, "", json.RawMessage(meta)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, _ := granted(t, e, &a, `{}`)
+	for id, want := range map[string]bool{"api::a": true, "x::b": true, "y::c": true, "z::d": false,
+		"meta::gold": true, "meta::silver": false, "meta::n2": false, "meta::none": false, "meta::array": false} {
+		err := s.CallVoid(engine.Call{FunctionID: id})
+		if got := err == nil; got != want {
+			t.Errorf("%s: %v, want allowed %v", id, err, want)
+		}
 	}
 }

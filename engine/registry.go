@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -15,6 +16,7 @@ const ReservedPrefix = "engine::"
 type function struct {
 	id          string
 	description string
+	metadata    json.RawMessage // the last registration's, for expose_functions metadata filters
 	builtin     Handler
 	replicas    []*Session
 	next        atomic.Uint32 // rotates the starting replica to break ties
@@ -91,7 +93,7 @@ func (e *Engine) RegisterFunction(id, description string, h Handler) error {
 }
 
 // addReplica adds s to the replica set of id. Callers hold e.mu.
-func (e *Engine) addReplica(s *Session, id, description string) error {
+func (e *Engine) addReplica(s *Session, id, description string, metadata json.RawMessage) error {
 	if strings.HasPrefix(id, ReservedPrefix) {
 		return Errorf(CodeForbidden, "function ids starting with %q are reserved for the engine", ReservedPrefix)
 	}
@@ -108,6 +110,9 @@ func (e *Engine) addReplica(s *Session, id, description string) error {
 	}
 	if description != "" {
 		fn.description = description
+	}
+	if len(metadata) > 0 {
+		fn.metadata = metadata
 	}
 	if !slices.Contains(fn.replicas, s) {
 		fn.replicas = append(fn.replicas, s)
@@ -144,4 +149,14 @@ func (e *Engine) HasFunction(id string) bool {
 	defer e.mu.RUnlock()
 	_, ok := e.functions[id]
 	return ok
+}
+
+// functionMetadata is the registered metadata of function id, or nil.
+func (e *Engine) functionMetadata(id string) json.RawMessage {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if fn := e.functions[id]; fn != nil {
+		return fn.metadata
+	}
+	return nil
 }

@@ -270,8 +270,17 @@ func (s *Session) Grant() *Grant { return s.grant }
 // session's registration passes its AuthResult and registration hook
 // first, and id takes its function_registration_prefix.
 func (s *Session) RegisterFunction(id, description string) error {
+	return s.RegisterFunctionMeta(id, description, nil)
+}
+
+// RegisterFunctionMeta is RegisterFunction with the function's metadata
+// (a JSON object, or nil), which expose_functions metadata filters match.
+func (s *Session) RegisterFunctionMeta(id, description string, metadata json.RawMessage) error {
 	if err := ValidateID("function id", id); err != nil {
 		return err
+	}
+	if len(metadata) > 0 && (string(metadata) == "null" || !json.Valid(metadata)) {
+		metadata = nil
 	}
 	if g := s.grant; g != nil {
 		if err := g.canRegisterFunction(id); err != nil {
@@ -294,7 +303,7 @@ func (s *Session) RegisterFunction(id, description string) error {
 	if s.isClosed() {
 		return Errorf(CodeWorkerDisconnected, "session closed")
 	}
-	return s.e.addReplica(s, id, description)
+	return s.e.addReplica(s, id, description, metadata)
 }
 
 // UnregisterFunction takes the worker out of the replica set of id (with
@@ -335,16 +344,17 @@ func (s *Session) CallVoid(c Call) error {
 // target, the payload and the connection's context.
 func (s *Session) authorize(c Call) (Call, error) {
 	c.CallerID = s.id
-	return s.grant.Route(c)
+	return s.e.Authorize(s.grant, c)
 }
 
-// Route decides a call made under g (CanCall) and, with a middleware,
-// turns it into the middleware's call. A nil Grant routes c as is.
-func (g *Grant) Route(c Call) (Call, error) {
+// Authorize decides a call made under g (CanCall, with the target's
+// metadata) and, with a middleware, turns it into the middleware's call.
+// A nil Grant passes c as is.
+func (e *Engine) Authorize(g *Grant, c Call) (Call, error) {
 	if g == nil {
 		return c, nil
 	}
-	if err := g.CanCall(c.FunctionID); err != nil {
+	if err := g.CanCall(c.FunctionID, e.functionMetadata(c.FunctionID)); err != nil {
 		return c, err
 	}
 	if mw := g.access.MiddlewareFunctionID; mw != "" && !matchAny(infrastructure, c.FunctionID) {

@@ -92,8 +92,8 @@ func checkAccess(a *engine.Access) error {
 		}
 	}
 	for _, f := range a.ExposeFunctions {
-		if f.Match == "" {
-			return errors.New("expose_functions: every filter needs a match pattern")
+		if f.Match == "" && len(f.Metadata) == 0 {
+			return errors.New("expose_functions: every filter needs a match pattern or metadata")
 		}
 	}
 	return nil

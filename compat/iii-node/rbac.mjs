@@ -59,6 +59,18 @@ test('exposed functions are callable; private ones are not', { timeout: TEST_TIM
   })
 })
 
+test('a metadata filter exposes functions registered with that metadata', { timeout: TEST_TIMEOUT }, async () => {
+  // iii-sdk 0.22: registerFunction(id, handler, options).
+  iii.registerFunction('test::ew::meta-public', async (data) => ({ meta_echoed: data }), { metadata: { ew_public: true } })
+  iii.registerFunction('test::ew::meta-private', async () => ({ private: true }), { metadata: { ew_public: false } })
+  await sleep(500)
+  await rbacClient('valid-token', async (c) => {
+    const r = await c.trigger({ function_id: 'test::ew::meta-public', payload: { m: 1 } })
+    assert.equal(r.meta_echoed.m, 1)
+    await assert.rejects(c.trigger({ function_id: 'test::ew::meta-private', payload: {} }), /not exposed/)
+  })
+})
+
 test('forbidden_functions beat expose_functions', { timeout: TEST_TIMEOUT }, async () => {
   await rbacClient('restricted-token', async (c) => {
     await assert.rejects(c.trigger({ function_id: 'test::ew::public::echo', payload: {} }), /forbidden_functions/)

@@ -66,7 +66,7 @@ func (s *Server) Trigger(ctx context.Context, req *trinev1.TriggerRequest) (*tri
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if c, err = grant.Route(c); err != nil {
+	if c, err = s.e.Authorize(grant, c); err != nil {
 		return nil, toStatus(err)
 	}
 	if req.GetAction() == trinev1.Action_ACTION_VOID {

@@ -252,7 +252,7 @@ func (c *conn) dispatch(f *trinev1.ConnectRequest) {
 		sess.Ack(f.Ack.GetRequestId(), fromProto(f.Ack.GetError()))
 	case *trinev1.ConnectRequest_RegisterFunction:
 		r := f.RegisterFunction
-		c.ack(r.GetRequestId(), sess.RegisterFunction(r.GetId(), r.GetDescription()))
+		c.ack(r.GetRequestId(), sess.RegisterFunctionMeta(r.GetId(), r.GetDescription(), r.GetMetadata()))
 	case *trinev1.ConnectRequest_UnregisterFunction:
 		r := f.UnregisterFunction
 		c.ack(r.GetRequestId(), sess.UnregisterFunction(r.GetId()))

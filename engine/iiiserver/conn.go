@@ -497,7 +497,7 @@ func (c *conn) apply(m *inbound) {
 				"function %q: HTTP-invoked functions (invocation) are not supported; serve it from the worker", m.ID))
 			return
 		}
-		if err := c.sess.RegisterFunction(m.ID, m.Description); err != nil {
+		if err := c.sess.RegisterFunctionMeta(m.ID, m.Description, nonNull(m.Metadata)); err != nil {
 			c.reject(m.ID, err)
 		}
 	case typeUnregisterFunction:
