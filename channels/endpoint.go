@@ -46,6 +46,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.URL.Path[i+len(pathPrefix):]
+	if err := wsconn.CheckUpgrade(r); err != nil {
+		// Before the end is taken: a request the upgrade would refuse
+		// must not use it up, even for a moment.
+		http.Error(w, "channels: "+err.Error(), http.StatusBadRequest)
+		return
+	}
 	ch, res := h.take(id, q.Get("key"), dir)
 	switch res {
 	case takeNotFound:

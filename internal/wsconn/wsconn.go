@@ -14,12 +14,14 @@ package wsconn
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -51,6 +53,36 @@ const (
 	OpPing         = byte(ws.OpPing)
 	OpPong         = byte(ws.OpPong)
 )
+
+// CheckUpgrade reports why r is not a valid WebSocket upgrade request, or
+// nil: a listener that reserves something for the socket checks first, so
+// that a request Upgrade would refuse reserves nothing.
+func CheckUpgrade(r *http.Request) error {
+	key, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-WebSocket-Key"))
+	switch {
+	case r.Method != http.MethodGet:
+		return errors.New("a WebSocket upgrade is a GET")
+	case !headerHas(r.Header, "Connection", "upgrade") || !headerHas(r.Header, "Upgrade", "websocket"):
+		return errors.New("expected a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)")
+	case r.Header.Get("Sec-WebSocket-Version") != "13":
+		return errors.New("unsupported Sec-WebSocket-Version; want 13")
+	case err != nil || len(key) != 16:
+		return errors.New("bad Sec-WebSocket-Key")
+	}
+	return nil
+}
+
+// headerHas reports whether a comma-separated header has token (any case).
+func headerHas(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // Upgrade answers r's WebSocket handshake; the caller has checked its Host
 // and Origin (internal/origin). On failure the response is already

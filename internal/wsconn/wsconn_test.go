@@ -225,3 +225,31 @@ func TestHugeFragmentLength(t *testing.T) {
 		t.Fatalf("ended with %v, want close 1009", err)
 	}
 }
+
+func TestCheckUpgrade(t *testing.T) {
+	good := func() *http.Request {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Connection", "keep-alive, Upgrade")
+		r.Header.Set("Upgrade", "websocket")
+		r.Header.Set("Sec-WebSocket-Version", "13")
+		r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+		return r
+	}
+	if err := wsconn.CheckUpgrade(good()); err != nil {
+		t.Fatal(err)
+	}
+	for name, spoil := range map[string]func(*http.Request){
+		"POST":        func(r *http.Request) { r.Method = http.MethodPost },
+		"no upgrade":  func(r *http.Request) { r.Header.Del("Upgrade") },
+		"no conn":     func(r *http.Request) { r.Header.Set("Connection", "keep-alive") },
+		"version 8":   func(r *http.Request) { r.Header.Set("Sec-WebSocket-Version", "8") },
+		"short key":   func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", "YWJj") },
+		"garbage key": func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", "%%%") },
+	} {
+		r := good()
+		spoil(r)
+		if wsconn.CheckUpgrade(r) == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
