@@ -168,6 +168,11 @@ func TestEngineTLS(t *testing.T) {
 			t.Fatalf("%s presents serial %v after SIGHUP, want %v", addr, got, next.Serial)
 		}
 	}
+	// The certificate's identity is the worker's, in the listing.
+	list, err := w.Trigger(t.Context(), "engine::workers::list", nil)
+	if err != nil || !strings.Contains(string(list), `"identity":"worker-7.example"`) {
+		t.Fatalf("workers list without the mTLS identity: %s %v", list, err)
+	}
 	if out, err := w.Trigger(t.Context(), "tls::echo", json.RawMessage(`2`)); err != nil || string(out) != "2" {
 		t.Fatalf("call on the connection opened before SIGHUP: %s %v", out, err)
 	}

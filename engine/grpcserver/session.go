@@ -37,6 +37,7 @@ func (s *Server) Connect(stream connectStream) error {
 	if p, ok := peer.FromContext(stream.Context()); ok {
 		info.Addr = p.Addr.String()
 	}
+	info.Identity = AuthInput(stream.Context()).Identity
 	grant, err := s.authenticate(stream.Context())
 	if err != nil {
 		return toStatus(err)

@@ -64,7 +64,7 @@ var (
 	_ engine.Describer = (*conn)(nil)
 )
 
-func newConn(s *Server, sock *wsconn.Conn, addr string, g *engine.Grant) *conn {
+func newConn(s *Server, sock *wsconn.Conn, addr, identity string, g *engine.Grant) *conn {
 	ctx, cancel := context.WithCancelCause(s.ctx)
 	c := &conn{
 		Conn: sock, srv: s, ctx: ctx, cancel: cancel,
@@ -73,7 +73,7 @@ func newConn(s *Server, sock *wsconn.Conn, addr string, g *engine.Grant) *conn {
 		resolved: make(chan struct{}),
 		configs:  make(map[string]string),
 	}
-	sess, err := s.e.AttachGranted(engine.WorkerInfo{Name: "iii-worker", Runtime: "iii", Addr: addr}, c, g)
+	sess, err := s.e.AttachGranted(engine.WorkerInfo{Name: "iii-worker", Runtime: "iii", Addr: addr, Identity: identity}, c, g)
 	if err != nil {
 		cancel(err)
 		sock.Close(wsconn.CloseTryLater, err.Error())

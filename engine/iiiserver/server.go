@@ -167,7 +167,7 @@ func (s *Server) serveWorker(w http.ResponseWriter, r *http.Request) {
 		s.discard(sock)
 		return
 	}
-	c := newConn(s, sock, r.RemoteAddr, grant)
+	c := newConn(s, sock, r.RemoteAddr, tlsconf.Identity(r.TLS), grant)
 	if c == nil {
 		_ = nc.Close()
 		return
