@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/trinehq/trine/engine"
@@ -35,8 +34,7 @@ type conn struct {
 
 	ctx      context.Context // ends when the connection ends
 	cancel   context.CancelCauseFunc
-	out      chan []byte
-	outBytes atomic.Int64  // bytes in out, bounded by maxQueuedBytes
+	out      *wsconn.Queue // bounded by SendQueue messages and maxQueuedBytes
 	wake     chan struct{} // a message was queued for the registrar
 	resolved chan struct{} // closed once the worker has described itself
 	resolve  sync.Once
@@ -68,7 +66,6 @@ func newConn(s *Server, sock *wsconn.Conn, addr, identity string, g *engine.Gran
 	ctx, cancel := context.WithCancelCause(s.ctx)
 	c := &conn{
 		Conn: sock, srv: s, ctx: ctx, cancel: cancel,
-		out:      make(chan []byte, s.cfg.SendQueue),
 		wake:     make(chan struct{}, 1),
 		resolved: make(chan struct{}),
 		configs:  make(map[string]string),
@@ -82,6 +79,7 @@ func newConn(s *Server, sock *wsconn.Conn, addr, identity string, g *engine.Gran
 	}
 	c.sess = sess
 	c.log = s.log.With(engine.LogWorkerID, sess.ID())
+	c.out = wsconn.NewQueue(ctx, sock, s.cfg.SendQueue, c.maxQueuedBytes())
 	return c
 }
 
@@ -151,41 +149,14 @@ func (c *conn) stop(code int, reason string) {
 	})
 }
 
-// maxBatch is how many bytes the writer gathers for one write.
-const maxBatch = 64 << 10
-
-// write sends the outbound queue, every frame waiting at the time in one
-// system call.
+// write sends the outbound queue until the connection ends.
 func (c *conn) write() {
-	var batch []byte
-	for {
-		select {
-		case b := <-c.out:
-			batch = append(batch[:0], b...)
-		gather:
-			for len(batch) < maxBatch {
-				select {
-				case b := <-c.out:
-					batch = append(batch, b...)
-				default:
-					break gather
-				}
-			}
-			c.outBytes.Add(-int64(len(batch)))
-			if err := c.Conn.Write(batch); err != nil {
-				if c.ctx.Err() == nil {
-					c.log.Info("iii worker write failed; disconnecting", "error", err)
-				}
-				c.cancel(err)
-				_ = c.NC.Close()
-				return
-			}
-			if cap(batch) > 4*maxBatch {
-				batch = nil // do not keep a large message's buffer
-			}
-		case <-c.ctx.Done():
-			return
+	if err := c.out.Run(); err != nil {
+		if c.ctx.Err() == nil {
+			c.log.Info("iii worker write failed; disconnecting", "error", err)
 		}
+		c.cancel(err)
+		_ = c.NC.Close()
 	}
 }
 
@@ -231,24 +202,15 @@ func (c *conn) send(ctx context.Context, v any) error {
 	if err != nil {
 		return err
 	}
-	if c.outBytes.Load()+int64(len(b)) > c.maxQueuedBytes() {
-		return engine.Errorf(engine.CodeOverloaded, "worker %s is not reading its connection: %d bytes queued", c.sess.ID(), c.outBytes.Load())
-	}
-	c.outBytes.Add(int64(len(b)))
-	select {
-	case c.out <- b:
+	switch err := c.out.Put(ctx, b); {
+	case err == nil:
 		return nil
-	default:
-	}
-	select {
-	case c.out <- b:
-		return nil
-	case <-ctx.Done():
-		c.outBytes.Add(-int64(len(b)))
-		return engine.Errorf(engine.CodeOverloaded, "worker %s is not reading its connection", c.sess.ID())
-	case <-c.ctx.Done():
-		c.outBytes.Add(-int64(len(b)))
+	case errors.Is(err, wsconn.ErrQueueFull):
+		return engine.Errorf(engine.CodeOverloaded, "worker %s is not reading its connection: %d bytes queued", c.sess.ID(), c.out.Bytes())
+	case c.ctx.Err() != nil:
 		return engine.Errorf(engine.CodeWorkerDisconnected, "worker %s disconnected", c.sess.ID())
+	default:
+		return engine.Errorf(engine.CodeOverloaded, "worker %s is not reading its connection", c.sess.ID())
 	}
 }
 
@@ -264,13 +226,8 @@ func (c *conn) answer(v any) error {
 		return err
 	}
 	size := int64(len(b))
-	if c.outBytes.Load()+size <= c.maxQueuedBytes() {
-		select {
-		case c.out <- b:
-			c.outBytes.Add(size)
-			return nil
-		default:
-		}
+	if c.out.TryPut(b) {
+		return nil
 	}
 	c.mu.Lock()
 	if c.owed+1 > c.srv.cfg.SendQueue || c.owedBytes+size > c.maxQueuedBytes() {
@@ -284,11 +241,7 @@ func (c *conn) answer(v any) error {
 	c.owedBytes += size
 	c.mu.Unlock()
 	c.async(func() {
-		select {
-		case c.out <- b:
-			c.outBytes.Add(size)
-		case <-c.ctx.Done():
-		}
+		_ = c.out.Push(b)
 		c.mu.Lock()
 		c.owed--
 		c.owedBytes -= size

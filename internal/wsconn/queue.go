@@ -1,0 +1,125 @@
+package wsconn
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+)
+
+// ErrQueueFull is Queue.Put's error when a message would take the queue
+// past its byte bound.
+var ErrQueueFull = errors.New("wsconn: outbound queue full")
+
+// Queue is a socket's outbound queue of pre-framed messages, bounded in
+// messages and in bytes, and drained by Run, which writes every message
+// waiting at the time in one system call (up to MaxBatch bytes).
+type Queue struct {
+	c        *Conn
+	ctx      context.Context // the connection's: ends waits and Run
+	ch       chan []byte
+	bytes    atomic.Int64
+	maxBytes int64
+}
+
+// MaxBatch is how many bytes Run gathers for one write.
+const MaxBatch = 64 << 10
+
+// NewQueue is c's queue of up to messages messages and maxBytes bytes,
+// for as long as ctx lasts.
+func NewQueue(ctx context.Context, c *Conn, messages int, maxBytes int64) *Queue {
+	return &Queue{c: c, ctx: ctx, ch: make(chan []byte, messages), maxBytes: maxBytes}
+}
+
+// Bytes is what is queued, in bytes.
+func (q *Queue) Bytes() int64 { return q.bytes.Load() }
+
+// TryPut queues b if the queue has room for it now, in messages and bytes.
+func (q *Queue) TryPut(b []byte) bool {
+	n := int64(len(b))
+	if q.bytes.Load()+n > q.maxBytes {
+		return false
+	}
+	select {
+	case q.ch <- b:
+		q.bytes.Add(n)
+		return true
+	default:
+		return false
+	}
+}
+
+// Put queues b, waiting for room in messages until ctx or the
+// connection ends (their error). A message that would take the queue past
+// its bytes fails at once with ErrQueueFull: a peer that does not read
+// holds a bounded amount.
+func (q *Queue) Put(ctx context.Context, b []byte) error {
+	n := int64(len(b))
+	if q.bytes.Load()+n > q.maxBytes {
+		return ErrQueueFull
+	}
+	q.bytes.Add(n)
+	if err := q.wait(ctx, b); err != nil {
+		q.bytes.Add(-n)
+		return err
+	}
+	return nil
+}
+
+// Push queues b whatever its bytes, waiting for room in messages until
+// the connection ends: for messages whose bytes the caller bounds itself
+// (answers the peer is owed).
+func (q *Queue) Push(b []byte) error {
+	n := int64(len(b))
+	q.bytes.Add(n)
+	if err := q.wait(q.ctx, b); err != nil {
+		q.bytes.Add(-n)
+		return err
+	}
+	return nil
+}
+
+func (q *Queue) wait(ctx context.Context, b []byte) error {
+	select {
+	case q.ch <- b:
+		return nil
+	default:
+	}
+	select {
+	case q.ch <- b:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-q.ctx.Done():
+		return q.ctx.Err()
+	}
+}
+
+// Run writes the queue until the connection ends (nil) or a write fails
+// (its error).
+func (q *Queue) Run() error {
+	var batch []byte
+	for {
+		select {
+		case b := <-q.ch:
+			batch = append(batch[:0], b...)
+		gather:
+			for len(batch) < MaxBatch {
+				select {
+				case b := <-q.ch:
+					batch = append(batch, b...)
+				default:
+					break gather
+				}
+			}
+			q.bytes.Add(-int64(len(batch)))
+			if err := q.c.Write(batch); err != nil {
+				return err
+			}
+			if cap(batch) > 4*MaxBatch {
+				batch = nil // do not keep a large message's buffer
+			}
+		case <-q.ctx.Done():
+			return nil
+		}
+	}
+}
