@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -130,16 +132,17 @@ func granted(t *testing.T, e *engine.Engine, a *engine.Access, result string) (*
 func TestGrantDecidesCalls(t *testing.T) {
 	e := newEngine(t, engine.Config{})
 	calls := map[string]*atomic.Int32{}
-	for _, id := range []string{"api::echo", "api::secret", "private::x", "extra::y", "engine::log::info"} {
+	for _, id := range []string{"api::echo", "api::secret", "private::x", "extra::y"} {
 		calls[id] = register(t, e, id, answer(`"ok"`))
 	}
+	calls["engine::log::info"] = new(atomic.Int32) // built in
 	s, _ := granted(t, e, &engine.Access{ExposeFunctions: []engine.Filter{{Match: "api::*"}}},
 		`{"allowed_functions":["extra::y","api::secret"],"forbidden_functions":["api::secret"]}`)
 	for id, want := range map[string]string{
 		"api::echo": "", "extra::y": "", "engine::log::info": "",
 		"api::secret": "forbidden_functions", "private::x": "not exposed",
 	} {
-		_, err := s.Call(t.Context(), engine.Call{FunctionID: id})
+		_, err := s.Call(t.Context(), engine.Call{FunctionID: id, Payload: []byte(`{"message":"m"}`)})
 		switch {
 		case want == "" && err != nil:
 			t.Errorf("%s: %v, want allowed", id, err)
@@ -277,11 +280,10 @@ func TestMiddleware(t *testing.T) {
 	e := newEngine(t, engine.Config{})
 	target := register(t, e, "api::echo", answer(`"direct"`))
 	var got engine.MiddlewareInput
-	register(t, e, "mw", func(c engine.Call) ([]byte, error) {
+	mw := register(t, e, "mw", func(c engine.Call) ([]byte, error) {
 		_ = json.Unmarshal(c.Payload, &got)
 		return []byte(`"via middleware"`), nil
 	})
-	logs := register(t, e, "engine::log::info", answer("null"))
 	s, _ := granted(t, e, &engine.Access{MiddlewareFunctionID: "mw", ExposeFunctions: []engine.Filter{{Match: "api::*"}}}, `{"context":{"user_id":"u1"}}`)
 	out, err := s.Call(t.Context(), engine.Call{FunctionID: "api::echo", Payload: []byte(`{"msg":"hi"}`)})
 	if err != nil || string(out) != `"via middleware"` || target.Load() != 0 {
@@ -290,8 +292,8 @@ func TestMiddleware(t *testing.T) {
 	if got.FunctionID != "api::echo" || string(got.Payload) != `{"msg":"hi"}` || string(got.Context) != `{"user_id":"u1"}` {
 		t.Fatalf("middleware input %+v", got)
 	}
-	if _, err := s.Call(t.Context(), engine.Call{FunctionID: "engine::log::info"}); err != nil || logs.Load() != 1 {
-		t.Fatalf("infrastructure call: %v", err)
+	if out, err := s.Call(t.Context(), engine.Call{FunctionID: "engine::log::info", Payload: []byte(`{"message":"hi"}`)}); err != nil || string(out) != "null" || mw.Load() != 1 {
+		t.Fatalf("infrastructure call: %s %v (middleware ran %d times)", out, err, mw.Load())
 	}
 	if _, err := s.Call(t.Context(), engine.Call{FunctionID: "private::x"}); engine.AsError(err).Code != engine.CodeForbidden {
 		t.Fatalf("a forbidden call reached the middleware: %v", err)
@@ -343,4 +345,58 @@ func TestExposeFilters(t *testing.T) {
 			t.Errorf("%s: %v, want allowed %v", id, err, want)
 		}
 	}
+}
+
+// engine::log::* write the worker's line to the engine's log with its
+// identity, cut long fields, need a message, and drop a caller's lines
+// past 100 a second.
+func TestLogFunctions(t *testing.T) {
+	var buf lockedBuf
+	e := newEngine(t, engine.Config{Logger: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug - 4}))})
+	s, _ := attach(t, e, "logger")
+	for _, lvl := range []string{"trace", "debug", "info", "warn", "error"} {
+		if _, err := s.Call(t.Context(), engine.Call{FunctionID: "engine::log::" + lvl, Payload: []byte(`{"message":"hello ` + lvl + `","data":{"k":1},"trace_id":"t1"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := buf.String()
+	for _, want := range []string{`"msg":"hello trace"`, `"level":"DEBUG-4"`, `"msg":"hello error"`, `"worker_name":"logger"`, `"data":"{\"k\":1}"`, `"trace_id":"t1"`} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("log lacks %s:\n%s", want, out)
+		}
+	}
+	if _, err := s.Call(t.Context(), engine.Call{FunctionID: "engine::log::info", Payload: []byte(`{}`)}); engine.AsError(err).Code != engine.CodeInvalidArgument {
+		t.Fatalf("no message: %v", err)
+	}
+	long := strings.Repeat("é", 5000)
+	if _, err := s.Call(t.Context(), engine.Call{FunctionID: "engine::log::info", Payload: []byte(`{"message":"` + long + `"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), long) {
+		t.Fatal("a 10 KB message was logged whole")
+	}
+	before := strings.Count(buf.String(), "flood")
+	for range 300 {
+		_, _ = s.Call(t.Context(), engine.Call{FunctionID: "engine::log::info", Payload: []byte(`{"message":"flood"}`)})
+	}
+	if n := strings.Count(buf.String(), "flood") - before; n > 2*100 {
+		t.Fatalf("%d of 300 lines logged within about a second; the limit is 100 a second", n)
+	}
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

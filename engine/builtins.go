@@ -164,6 +164,9 @@ func (e *Engine) registerBuiltins() error {
 			return err
 		}
 	}
+	if err := e.registerLogFunctions(); err != nil {
+		return err
+	}
 	return e.RegisterFunction(FnWorkersRegister, "Describe the calling worker; {name?, namespace?, runtime?, version?, description?, os?, pid?}",
 		HandlerFunc(e.registerWorker))
 }
