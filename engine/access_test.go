@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -399,4 +400,72 @@ func (l *lockedBuf) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// engine::functions-available fires (coalesced) when the function set
+// changes; engine::workers-available for each worker event.
+func TestAvailabilityTriggers(t *testing.T) {
+	e := newEngine(t, engine.Config{})
+	got := make(chan map[string]any, 64)
+	if err := e.RegisterFunction("watch", "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
+		var m map[string]any
+		_ = json.Unmarshal(c.Payload, &m)
+		got <- m
+		return nil, nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	owner, _ := attach(t, e, "owner")
+	for i, typ := range []string{engine.TriggerFunctionsAvailable, engine.TriggerWorkersAvailable} {
+		if err := owner.RegisterTrigger(t.Context(), engine.Trigger{ID: "w" + strconv.Itoa(i), Type: typ, FunctionID: "watch"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func(what string) map[string]any {
+		t.Helper()
+		select {
+		case m := <-got:
+			return m
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no notice for %s", what)
+		}
+		return nil
+	}
+	for _, id := range []string{"a::one", "a::two", "a::three"} {
+		if err := owner.RegisterFunction(id, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := next("three registrations")
+	if m["event"] != "functions_changed" || !strings.Contains(fmt.Sprint(m["functions"]), "a::three") {
+		t.Fatalf("notice %v", m)
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("three registrations within the settle time gave a second notice: %v", m)
+	case <-time.After(300 * time.Millisecond):
+	}
+	w, err := e.Attach(engine.WorkerInfo{Name: "newcomer"}, newPeer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := next("connect"); m["event"] != "worker_connected" || m["worker_id"] != w.ID() {
+		t.Fatalf("connect notice %v", m)
+	}
+	if err := w.Describe(engine.WorkerInfo{Name: "renamed"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := next("describe"); m["event"] != "worker_metadata_updated" {
+		t.Fatalf("describe notice %v", m)
+	}
+	w.Close()
+	if m := next("disconnect"); m["event"] != "worker_disconnected" || m["worker_id"] != w.ID() {
+		t.Fatalf("disconnect notice %v", m)
+	}
+	if err := owner.UnregisterFunction("a::one"); err != nil {
+		t.Fatal(err)
+	}
+	if m := next("unregister"); strings.Contains(fmt.Sprint(m["functions"]), "a::one") {
+		t.Fatalf("the notice after unregistering still lists it: %v", m)
+	}
 }

@@ -34,6 +34,7 @@ type Engine struct {
 	stopNow  context.CancelFunc
 	runOnce  sync.Once
 	done     chan struct{}
+	avail    *availability // engine::functions-available and engine::workers-available
 }
 
 // New returns an Engine with the engine::* built-in functions registered.
@@ -53,6 +54,9 @@ func New(cfg Config) (*Engine, error) {
 		done:         make(chan struct{}),
 	}
 	if err := e.registerBuiltins(); err != nil {
+		return nil, err
+	}
+	if err := e.registerAvailability(); err != nil {
 		return nil, err
 	}
 	return e, nil

@@ -105,6 +105,7 @@ func (e *Engine) addReplica(s *Session, id, description string, metadata json.Ra
 		if r := e.cfg.Remote; r != nil {
 			r.Serve(id)
 		}
+		e.functionsChanged()
 	case fn.builtin != nil:
 		return Errorf(CodeConflict, "function %q is built into the engine", id)
 	}
@@ -138,6 +139,7 @@ func (e *Engine) removeReplica(s *Session, id string) bool {
 		if r := e.cfg.Remote; r != nil {
 			r.Unserve(id)
 		}
+		e.functionsChanged()
 	}
 	delete(s.functions, id)
 	return true

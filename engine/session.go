@@ -142,6 +142,7 @@ func (e *Engine) AttachGranted(info WorkerInfo, p Peer, g *Grant) (*Session, err
 	}
 	e.workers[s.id] = s
 	e.log.Info("worker connected", LogWorkerID, s.id, LogWorkerName, info.Name, "runtime", info.Runtime, "addr", info.Addr)
+	e.workerChanged("worker_connected", s.id)
 	return s, nil
 }
 
@@ -199,6 +200,7 @@ func (s *Session) Describe(d WorkerInfo) error {
 	info.PID = cmp.Or(d.PID, info.PID)
 	s.info.Store(&info)
 	s.e.mu.Unlock()
+	s.e.workerChanged("worker_metadata_updated", s.id)
 	if n, ok := s.peer.(Describer); ok {
 		n.Described(info)
 	}
@@ -264,6 +266,7 @@ func (e *Engine) detach(s *Session) {
 	e.mu.Unlock()
 	e.notifyUnbound(unbind, true)
 	e.log.Info("worker disconnected", LogWorkerID, s.id, LogWorkerName, s.name())
+	e.workerChanged("worker_disconnected", s.id)
 }
 
 // Grant is what the session may do; nil for a trusted listener's.
