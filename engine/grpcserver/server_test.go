@@ -321,33 +321,42 @@ func TestFloodFromAWorkerThatNeverReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := runtime.NumGoroutine()
-	peak := base
-	pad := strings.Repeat("x", 2000)
-	sent := 0
-	stop := time.Now().Add(10 * time.Second)
-	for ; sent < 200_000 && time.Now().Before(stop); sent++ {
-		f := &trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_Call{Call: &trinev1.Call{CallId: strconv.Itoa(sent),
-			FunctionId: "engine::health::check", Payload: []byte(`{"pad":"` + pad + `"}`)}}}
-		if err := stream.Send(f); err != nil {
-			break // the engine ended the stream
+	// The flood runs on its own goroutine: once the engine has ended the
+	// stream, a Send can stay blocked on HTTP/2 flow control (nothing
+	// reads on the other side any more) until the stream's context ends,
+	// which the test does once Recv has seen the end.
+	type result struct{ sent, peak int }
+	flooded := make(chan result, 1)
+	go func() {
+		r := result{peak: base}
+		pad := strings.Repeat("x", 2000)
+		stop := time.Now().Add(10 * time.Second)
+		for ; r.sent < 200_000 && time.Now().Before(stop); r.sent++ {
+			f := &trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_Call{Call: &trinev1.Call{CallId: strconv.Itoa(r.sent),
+				FunctionId: "engine::health::check", Payload: []byte(`{"pad":"` + pad + `"}`)}}}
+			if err := stream.Send(f); err != nil {
+				break // the engine ended the stream
+			}
+			if r.sent%500 == 0 {
+				r.peak = max(r.peak, runtime.NumGoroutine())
+			}
 		}
-		if sent%500 == 0 {
-			peak = max(peak, runtime.NumGoroutine())
-		}
-	}
-	deadline := time.Now().Add(20 * time.Second)
+		flooded <- r
+	}()
+	never := time.AfterFunc(30*time.Second, cancel) // a stream never ended fails below
 	for {
 		_, err := stream.Recv()
 		if err != nil {
 			if status.Code(err) != codes.ResourceExhausted {
-				t.Fatalf("stream ended with %v, want RESOURCE_EXHAUSTED", err)
+				t.Fatalf("stream ended with %v, want RESOURCE_EXHAUSTED (the engine never ended it?)", err)
 			}
 			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the flooding worker's stream was never ended")
-		}
 	}
+	never.Stop()
+	cancel()
+	r := <-flooded
+	sent, peak := r.sent, r.peak
 	if peak > base+4*16+16+50 {
 		t.Fatalf("goroutines %d → %d while flooding", base, peak)
 	}

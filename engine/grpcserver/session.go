@@ -296,9 +296,13 @@ func (c *conn) call(r *trinev1.Call) {
 		cancel()
 		res := &trinev1.CallResult{CallId: id, Error: toProto(engine.Errorf(engine.CodeOverloaded,
 			"this worker has %d calls running, the limit is %d", c.maxCalls(), c.maxCalls()))}
-		c.async(func() {
-			c.answer(&trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_CallResult{CallResult: res}})
-		})
+		// From the reader: no goroutine unless the answer has to wait, and
+		// then only as one of the bounded owed ones.
+		o := outFrame{&trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_CallResult{CallResult: res}}, 0}
+		o.size = proto.Size(o.f)
+		if !c.push(o) && c.owe(o) {
+			c.async(func() { c.deliverOwed(o) })
+		}
 		return
 	}
 	c.calls[id] = cancel
@@ -331,19 +335,28 @@ func (c *conn) maxCalls() int { return 4 * c.srv.cfg.SendQueue }
 // costs bounded memory.
 func (c *conn) answer(f *trinev1.ConnectResponse) {
 	o := outFrame{f, proto.Size(f)}
-	if c.push(o) {
-		return
+	if !c.push(o) && c.owe(o) {
+		c.deliverOwed(o)
 	}
+}
+
+// owe counts o as owed, or, past the bounds, ends the stream; it reports
+// whether o is owed (and must be delivered with deliverOwed).
+func (c *conn) owe(o outFrame) bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.owed+1 > c.srv.cfg.SendQueue || c.owedBytes+o.size > c.maxOutBytes() {
-		c.mu.Unlock()
 		c.srv.log.Warn("worker does not read its results; ending its stream", engine.LogWorkerID, c.sess.ID())
 		c.cancel(status.Error(codes.ResourceExhausted, "too many results waiting: the worker does not read its stream"))
-		return
+		return false
 	}
 	c.owed++
 	c.owedBytes += o.size
-	c.mu.Unlock()
+	return true
+}
+
+// deliverOwed waits for room for an owed o, or for the end of the stream.
+func (c *conn) deliverOwed(o outFrame) {
 	c.outBytes.Add(int64(o.size))
 	select {
 	case c.out <- o:
