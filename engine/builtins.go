@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"maps"
@@ -13,7 +14,10 @@ const (
 	FnFunctionsList = "engine::functions::list"
 	FnWorkersList   = "engine::workers::list"
 	FnTriggersList  = "engine::triggers::list"
-	FnHealthCheck   = "engine::health::check"
+	// FnTriggersOverview is Trine's richer listing: trigger types with
+	// their providers and counts, and every trigger with its status.
+	FnTriggersOverview = "engine::triggers::overview"
+	FnHealthCheck      = "engine::health::check"
 	// FnRegisteredTriggersList lists live triggers in iii's shape.
 	FnRegisteredTriggersList = "engine::registered-triggers::list"
 	// FnWorkersRegister lets a worker describe itself after connecting (the
@@ -142,7 +146,19 @@ func (e *Engine) registerBuiltins() error {
 			ws := slices.DeleteFunc(e.Workers(), func(s WorkerStatus) bool { return !strings.HasPrefix(s.Name, f.Prefix) })
 			return map[string]any{"workers": ws}
 		}},
-		FnTriggersList: {"List trigger types and triggers; {prefix?} filters trigger ids", func(f listFilter) any {
+		FnTriggersList: {"List trigger types (iii's shape): {triggers:[{id, namespace, worker_name, description}]}; {prefix?} filters type ids", func(f listFilter) any {
+			types, _ := e.Triggers()
+			out := make([]map[string]string, 0, len(types))
+			for _, tt := range types {
+				if !strings.HasPrefix(tt.ID, f.Prefix) {
+					continue
+				}
+				ns, name := cmp.Or(tt.ProviderNamespace, "default"), cmp.Or(tt.ProviderName, "engine")
+				out = append(out, map[string]string{"id": tt.ID, "namespace": ns, "worker_name": name, "description": tt.Description})
+			}
+			return map[string]any{"triggers": out}
+		}},
+		FnTriggersOverview: {"List trigger types and triggers with their providers, owners and status; {prefix?} filters trigger ids", func(f listFilter) any {
 			types, ts := e.Triggers()
 			ts = slices.DeleteFunc(ts, func(s TriggerStatus) bool { return !strings.HasPrefix(s.ID, f.Prefix) })
 			return map[string]any{"trigger_types": types, "triggers": ts}

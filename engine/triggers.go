@@ -329,17 +329,20 @@ func (s *Session) configure(ctx context.Context, t Trigger, remove bool) error {
 	}
 }
 
-// TriggerTypeStatus is one trigger type in engine::triggers::list.
+// TriggerTypeStatus is one trigger type in engine::triggers::overview.
 type TriggerTypeStatus struct {
 	ID           string `json:"id"`
 	Description  string `json:"description,omitempty"`
 	ProviderID   string `json:"provider_worker_id,omitempty"`
 	ProviderName string `json:"provider_worker_name,omitempty"`
-	BuiltIn      bool   `json:"builtin"`
-	TriggerCount int    `json:"trigger_count"`
+	// ProviderNamespace is the provider worker's namespace ("default"
+	// for built-in types).
+	ProviderNamespace string `json:"provider_namespace,omitempty"`
+	BuiltIn           bool   `json:"builtin"`
+	TriggerCount      int    `json:"trigger_count"`
 }
 
-// TriggerStatus is one trigger in engine::triggers::list. Status is
+// TriggerStatus is one trigger in engine::triggers::overview. Status is
 // "active", "registering", or "waiting_for_provider" when its type's
 // provider has left.
 type TriggerStatus struct {
@@ -372,7 +375,7 @@ func (e *Engine) Triggers() ([]TriggerTypeStatus, []TriggerStatus) {
 		tt := e.triggerTypes[id]
 		st := TriggerTypeStatus{ID: id, Description: tt.description, BuiltIn: tt.owner == nil, TriggerCount: counts[id]}
 		if tt.owner != nil {
-			st.ProviderID, st.ProviderName = tt.owner.id, tt.owner.name()
+			st.ProviderID, st.ProviderName, st.ProviderNamespace = tt.owner.id, tt.owner.name(), tt.owner.Info().Namespace
 		}
 		types = append(types, st)
 	}
