@@ -469,3 +469,37 @@ func TestAvailabilityTriggers(t *testing.T) {
 		t.Fatalf("the notice after unregistering still lists it: %v", m)
 	}
 }
+
+// engine::triggers::list answers iii's shape (trigger types); the fuller
+// listing is engine::triggers::overview.
+func TestTriggersListShapes(t *testing.T) {
+	e := newEngine(t, engine.Config{})
+	s, _ := attach(t, e, "provider")
+	if err := s.RegisterTriggerType("custom::tick", "ticks"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.Trigger(t.Context(), engine.Call{FunctionID: engine.FnTriggersList})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Triggers []map[string]string `json:"triggers"`
+	}
+	if err := json.Unmarshal(out, &list); err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]map[string]string{}
+	for _, tt := range list.Triggers {
+		byID[tt["id"]] = tt
+	}
+	if c := byID["custom::tick"]; c["worker_name"] != "provider" || c["namespace"] != "default" || c["description"] != "ticks" {
+		t.Fatalf("custom type: %v (%s)", c, out)
+	}
+	if b := byID[engine.TriggerFunctionsAvailable]; b["worker_name"] != "engine" {
+		t.Fatalf("built-in type: %v", b)
+	}
+	out, err = e.Trigger(t.Context(), engine.Call{FunctionID: engine.FnTriggersOverview})
+	if err != nil || !strings.Contains(string(out), `"trigger_types"`) || !strings.Contains(string(out), `"provider_worker_name":"provider"`) {
+		t.Fatalf("overview: %s %v", out, err)
+	}
+}
