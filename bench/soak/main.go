@@ -5,8 +5,9 @@
 //     the engine is killed with SIGKILL and restarted on the same data
 //     directory mid-run: no acknowledged increment may be missing after;
 //   - fast subscribers measure end-to-end latency of a probe item written
-//     every 20 ms; their p99 while hostile clients run must stay within
-//     2× (plus 25 ms) of the p99 before they started;
+//     every 20 ms; their p99 while hostile clients run (phase 2, before
+//     the restart) must stay within 2× (plus 25 ms) of the p99 before they
+//     started;
 //   - hostile clients meanwhile: a browser socket that never reads, a
 //     multiplexed socket sending hundreds of joins of a 1 MiB group and
 //     never reading, an iii socket flooding pings and never reading, and
@@ -188,7 +189,12 @@ func (r *run) soak(nWriters, nFast int) bool {
 	r.start()
 	r.restarts++
 	time.Sleep(2 * time.Second) // clients reconnect
-	r.pauseLatency.Store(false)
+	// Latency stays unrecorded from here on: phase 1 and phase 2 differ
+	// only by the hostile clients, while after a SIGKILL the engine
+	// replays and compacts its journal on a cold cache, which slows every
+	// write (the probe's end-to-end latency includes its fsync) whatever
+	// the clients do. A CI run right after the test suite measured that as
+	// a 52 ms p99 once.
 	hostile, stopHostile = context.WithCancel(ctx)
 	hw.Go(func() { r.stalledBrowser(hostile) })
 	hw.Go(func() { r.joinFlood(hostile) })
