@@ -344,54 +344,30 @@ func (g *Grant) canRegisterTrigger(t Trigger) error {
 // onFunctionRegistration runs the function registration hook: it returns
 // the id and description to register, maybe mapped.
 func (e *Engine) onFunctionRegistration(ctx context.Context, g *Grant, id, description string) (string, string, error) {
-	fn := g.access.OnFunctionRegistration
-	if fn == "" {
-		return id, description, nil
-	}
 	type reg struct {
 		FunctionID  string          `json:"function_id"`
 		Description string          `json:"description,omitempty"`
 		Context     json.RawMessage `json:"context,omitempty"`
 	}
-	out, err := e.hook(ctx, g.access, fn, reg{id, description, g.result.Context})
-	if err != nil {
-		return "", "", Errorf(CodeForbidden, "function %q refused by on_function_registration hook %s: %s", id, fn, AsError(err).Message)
-	}
-	m := reg{FunctionID: id, Description: description}
-	if err := mapFields(out, &m); err != nil {
-		return "", "", Errorf(CodeForbidden, "function %q: on_function_registration hook %s: %v", id, fn, err)
-	}
-	return m.FunctionID, m.Description, nil
+	m, err := runHook(ctx, e, g, g.access.OnFunctionRegistration, "on_function_registration", fmt.Sprintf("function %q", id),
+		reg{id, description, g.result.Context})
+	return m.FunctionID, m.Description, err
 }
 
 // onTriggerTypeRegistration runs the trigger type registration hook.
 func (e *Engine) onTriggerTypeRegistration(ctx context.Context, g *Grant, id, description string) (string, string, error) {
-	fn := g.access.OnTriggerTypeRegistration
-	if fn == "" {
-		return id, description, nil
-	}
 	type reg struct {
 		TriggerTypeID string          `json:"trigger_type_id"`
 		Description   string          `json:"description,omitempty"`
 		Context       json.RawMessage `json:"context,omitempty"`
 	}
-	out, err := e.hook(ctx, g.access, fn, reg{id, description, g.result.Context})
-	if err != nil {
-		return "", "", Errorf(CodeForbidden, "trigger type %q refused by on_trigger_type_registration hook %s: %s", id, fn, AsError(err).Message)
-	}
-	m := reg{TriggerTypeID: id, Description: description}
-	if err := mapFields(out, &m); err != nil {
-		return "", "", Errorf(CodeForbidden, "trigger type %q: on_trigger_type_registration hook %s: %v", id, fn, err)
-	}
-	return m.TriggerTypeID, m.Description, nil
+	m, err := runHook(ctx, e, g, g.access.OnTriggerTypeRegistration, "on_trigger_type_registration", fmt.Sprintf("trigger type %q", id),
+		reg{id, description, g.result.Context})
+	return m.TriggerTypeID, m.Description, err
 }
 
 // onTriggerRegistration runs the trigger registration hook.
 func (e *Engine) onTriggerRegistration(ctx context.Context, g *Grant, t Trigger) (Trigger, error) {
-	fn := g.access.OnTriggerRegistration
-	if fn == "" {
-		return t, nil
-	}
 	type reg struct {
 		TriggerID   string          `json:"trigger_id"`
 		TriggerType string          `json:"trigger_type"`
@@ -399,16 +375,32 @@ func (e *Engine) onTriggerRegistration(ctx context.Context, g *Grant, t Trigger)
 		Config      json.RawMessage `json:"config,omitempty"`
 		Context     json.RawMessage `json:"context,omitempty"`
 	}
-	out, err := e.hook(ctx, g.access, fn, reg{t.ID, t.Type, t.FunctionID, t.Config, g.result.Context})
-	if err != nil {
-		return t, Errorf(CodeForbidden, "trigger %q refused by on_trigger_registration hook %s: %s", t.ID, fn, AsError(err).Message)
-	}
-	m := reg{TriggerID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID, Config: t.Config}
-	if err := mapFields(out, &m); err != nil {
-		return t, Errorf(CodeForbidden, "trigger %q: on_trigger_registration hook %s: %v", t.ID, fn, err)
+	m, err := runHook(ctx, e, g, g.access.OnTriggerRegistration, "on_trigger_registration", fmt.Sprintf("trigger %q", t.ID),
+		reg{t.ID, t.Type, t.FunctionID, t.Config, g.result.Context})
+	if err != nil || g.access.OnTriggerRegistration == "" {
+		return t, err
 	}
 	t.ID, t.Type, t.FunctionID, t.Config = m.TriggerID, m.TriggerType, m.FunctionID, m.Config
 	return t, validateTrigger(t)
+}
+
+// runHook calls registration hook fn (none: in as is) with in, the
+// registration and the connection's context, and returns in with the
+// fields the hook's answer gives; a failing hook refuses the registration
+// (forbidden, naming it as what).
+func runHook[T any](ctx context.Context, e *Engine, g *Grant, fn, hook, what string, in T) (T, error) {
+	if fn == "" {
+		return in, nil
+	}
+	out, err := e.hook(ctx, g.access, fn, in)
+	if err != nil {
+		return in, Errorf(CodeForbidden, "%s refused by %s hook %s: %s", what, hook, fn, AsError(err).Message)
+	}
+	m := in
+	if err := mapFields(out, &m); err != nil {
+		return in, Errorf(CodeForbidden, "%s: %s hook %s: %v", what, hook, fn, err)
+	}
+	return m, nil
 }
 
 // mapFields applies a hook's answer to m: the fields it gives replace
