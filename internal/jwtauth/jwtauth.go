@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -169,11 +170,34 @@ func parsePublicKey(pemBytes []byte) (any, []string, error) {
 	return nil, nil, errors.New("not a PEM RSA, ECDSA or Ed25519 public key")
 }
 
+// maxJWKSBytes bounds a JWKS document: a key server that sends more is
+// refused, and the keys in hand stay.
+const maxJWKSBytes = 1 << 20
+
 func (v *Verifier) fetch(ctx context.Context) error {
 	v.lastFetch.Store(time.Now().UnixNano())
-	set, err := jwk.Fetch(ctx, v.cfg.JWKSURL, jwk.WithHTTPClient(v.cfg.HTTPClient))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.cfg.JWKSURL, nil)
 	if err != nil {
 		return err
+	}
+	res, err := v.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("JWKS %s: %s", v.cfg.JWKSURL, res.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(res.Body, maxJWKSBytes+1))
+	if err != nil {
+		return err
+	}
+	if len(b) > maxJWKSBytes {
+		return fmt.Errorf("JWKS %s: larger than %d bytes", v.cfg.JWKSURL, maxJWKSBytes)
+	}
+	set, err := jwk.Parse(b)
+	if err != nil {
+		return fmt.Errorf("JWKS %s: %w", v.cfg.JWKSURL, err)
 	}
 	v.jwks.Store(&set)
 	return nil

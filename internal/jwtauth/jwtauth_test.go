@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -124,12 +125,16 @@ func TestJWKSRotation(t *testing.T) {
 	var keys atomic.Value
 	keys.Store([]*rsa.PrivateKey{k1})
 	var fetches atomic.Int32
-	var down atomic.Bool
+	var down, huge atomic.Bool
 	down.Store(true)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		fetches.Add(1)
 		if down.Load() {
 			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		if huge.Load() { // a key server gone wrong: a valid set without k2, padded to 2 MiB
+			_, _ = w.Write([]byte(`{"keys":[]}` + strings.Repeat(" ", 2<<20)))
 			return
 		}
 		set := jwk.NewSet()
@@ -161,6 +166,15 @@ func TestJWKSRotation(t *testing.T) {
 	eventually(t, func() bool { _, err := v.Verify(t2); return err == nil }, "the rotated key")
 	if _, err := v.Verify(sign(t, jwt.SigningMethodRS256, k2, claims(), "k9")); err == nil {
 		t.Fatal("a token with an unknown key id was accepted")
+	}
+	// An oversize JWKS is refused and the keys in hand stay.
+	huge.Store(true)
+	n := fetches.Load()
+	_, _ = v.Verify(sign(t, jwt.SigningMethodRS256, k2, claims(), "k8")) // an unknown kid asks for a fetch
+	eventually(t, func() bool { return fetches.Load() > n }, "the fetch of the oversize JWKS")
+	time.Sleep(100 * time.Millisecond)
+	if _, err := v.Verify(t2); err != nil {
+		t.Fatalf("after an oversize JWKS the keys in hand were dropped: %v", err)
 	}
 }
 
