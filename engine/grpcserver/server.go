@@ -62,7 +62,7 @@ func (s *Server) Trigger(ctx context.Context, req *trinev1.TriggerRequest) (*tri
 		Metadata:   req.GetMetadata(),
 		Timeout:    time.Duration(req.GetTimeoutMs()) * time.Millisecond,
 	}
-	grant, err := s.authenticate(ctx)
+	grant, err := s.authenticate(ctx, AuthInput(ctx))
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -81,11 +81,11 @@ func (s *Server) Trigger(ctx context.Context, req *trinev1.TriggerRequest) (*tri
 
 // authenticate admits a caller under the listener's Access: nil Grant
 // and no error on a trusted listener.
-func (s *Server) authenticate(ctx context.Context) (*engine.Grant, error) {
+func (s *Server) authenticate(ctx context.Context, in engine.AuthInput) (*engine.Grant, error) {
 	if s.cfg.Access == nil {
 		return nil, nil
 	}
-	return s.e.Authenticate(ctx, s.cfg.Access, AuthInput(ctx))
+	return s.e.Authenticate(ctx, s.cfg.Access, in)
 }
 
 // AuthInput is what the auth function learns of a gRPC caller: its

@@ -37,8 +37,9 @@ func (s *Server) Connect(stream connectStream) error {
 	if p, ok := peer.FromContext(stream.Context()); ok {
 		info.Addr = p.Addr.String()
 	}
-	info.Identity = AuthInput(stream.Context()).Identity
-	grant, err := s.authenticate(stream.Context())
+	in := AuthInput(stream.Context())
+	info.Identity = in.Identity
+	grant, err := s.authenticate(stream.Context(), in)
 	if err != nil {
 		return toStatus(err)
 	}
