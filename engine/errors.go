@@ -27,6 +27,9 @@ const (
 	CodeMessageTooLarge     Code = "message_too_large"
 	CodeUnavailable         Code = "unavailable"
 	CodeInternal            Code = "internal"
+	// CodeValueTooLarge is iii's state module code for a value over its
+	// limit, kept in iii's spelling so that iii workers match it.
+	CodeValueTooLarge Code = "VALUE_TOO_LARGE"
 )
 
 // Error is a failure with a stable code. Handlers may return one to choose the
@@ -70,6 +73,7 @@ var (
 	ErrMessageTooLarge     = &Error{Code: CodeMessageTooLarge}
 	ErrUnavailable         = &Error{Code: CodeUnavailable}
 	ErrInternal            = &Error{Code: CodeInternal}
+	ErrValueTooLarge       = &Error{Code: CodeValueTooLarge}
 )
 
 // Errorf returns an *Error with the given code and a formatted message.

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"unicode/utf8"
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/store"
@@ -138,15 +136,7 @@ func (m *Module) checkSize(fn string, v json.RawMessage) error {
 }
 
 func (m *Module) checkName(field, v string) error {
-	switch {
-	case v == "":
-		return fmt.Errorf("%s is empty", field)
-	case len(v) > m.cfg.MaxNameBytes:
-		return fmt.Errorf("%s is %d bytes long, the limit is %d", field, len(v), m.cfg.MaxNameBytes)
-	case !utf8.ValidString(v):
-		return fmt.Errorf("%s is not valid UTF-8", field)
-	}
-	return nil
+	return store.CheckName(field, v, m.cfg.MaxNameBytes)
 }
 
 func (in input) key() store.Key {

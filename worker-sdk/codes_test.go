@@ -30,6 +30,7 @@ func TestCodesMatchEngine(t *testing.T) {
 		{trine.CodeMessageTooLarge, engine.CodeMessageTooLarge},
 		{trine.CodeUnavailable, engine.CodeUnavailable},
 		{trine.CodeInternal, engine.CodeInternal},
+		{trine.CodeValueTooLarge, engine.CodeValueTooLarge},
 	}
 	for _, p := range pairs {
 		if string(p.sdk) != string(p.eng) {

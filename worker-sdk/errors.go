@@ -26,6 +26,9 @@ const (
 	CodeMessageTooLarge     Code = "message_too_large"
 	CodeUnavailable         Code = "unavailable"
 	CodeInternal            Code = "internal"
+	// CodeValueTooLarge: a state value over the engine's limit (iii's
+	// spelling).
+	CodeValueTooLarge Code = "VALUE_TOO_LARGE"
 )
 
 // Error is a failure with a stable code. A handler may return one to choose
@@ -76,6 +79,7 @@ var (
 	ErrMessageTooLarge     = &Error{Code: CodeMessageTooLarge}
 	ErrUnavailable         = &Error{Code: CodeUnavailable}
 	ErrInternal            = &Error{Code: CodeInternal}
+	ErrValueTooLarge       = &Error{Code: CodeValueTooLarge}
 )
 
 // ErrClosed is returned by calls on a closed Worker. It has code

@@ -26,6 +26,7 @@ import (
 	"github.com/trinehq/trine/gateway"
 	"github.com/trinehq/trine/internal/jwtauth"
 	"github.com/trinehq/trine/internal/tlsconf"
+	"github.com/trinehq/trine/statemodule"
 	"github.com/trinehq/trine/streammodule"
 )
 
@@ -70,6 +71,7 @@ type engineConfig struct {
 	StreamHistoryBytes  int
 	StreamHistoryTotal  int
 	StreamMaxItem       int
+	StateMaxValue       int
 	StreamAuthFunction  string
 	StreamJWT           jwtauth.Config
 	AllowedOrigins      []string
@@ -296,6 +298,10 @@ var engineSettings = []setting{
 	}},
 	{"stream-max-item-bytes", "N", strconv.Itoa(streammodule.DefaultMaxItemBytes), "largest stream item or event data (compact JSON); lowered to the NATS server's max_payload less 20 KiB, so that every event is published, and to half of --max-message-bytes less 16 KiB, so that every result can be sent", func(c *engineConfig, v string) (err error) {
 		c.StreamMaxItem, err = positiveInt(v)
+		return err
+	}},
+	{"state-max-value-bytes", "N", strconv.Itoa(statemodule.DefaultMaxValueBytes), "largest state value (compact JSON); larger ones get VALUE_TOO_LARGE and nothing is written. Lowered to half of the NATS server's max_payload less 12.5 KiB, so that every change's event (old and new value) is published, and to half of --max-message-bytes less 16 KiB", func(c *engineConfig, v string) (err error) {
+		c.StateMaxValue, err = positiveInt(v)
 		return err
 	}},
 	{"stream-auth-function", "ID", "", "function that admits stream connections (empty: no auth)", func(c *engineConfig, v string) error {

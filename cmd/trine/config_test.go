@@ -50,6 +50,7 @@ var defaultConfig = engineConfig{
 	StoreReplicas:       1,
 	StreamHistory:       1000,
 	StreamMaxItem:       1 << 20,
+	StateMaxValue:       512 << 10,
 	NATSConnectTimeout:  30 * time.Second,
 	StreamHistoryBytes:  16 << 20,
 	StreamHistoryTotal:  256 << 20,

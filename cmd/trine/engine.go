@@ -170,6 +170,11 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		return err
 	}
 	defer streams.close()
+	st, err := startState(cfg, eng, ns, log)
+	if err != nil {
+		return err
+	}
+	defer st.close()
 	if err := registerGatewayMetrics(reg, streams.gw); err != nil {
 		return fmt.Errorf("register stream metrics: %w", err)
 	}

@@ -189,6 +189,7 @@ func TestFleetSharesState(t *testing.T) {
 	if err != nil || string(out) != `{"id":"counter","data":{"n":50},"seq":50}` {
 		t.Fatalf("engine B reads %s, %v; want n=50 at seq 50", out, err)
 	}
+	checkFleetState(ctx, t, wa, wb)
 	const more = 20
 	for i := range more {
 		if _, err := wa.Trigger(ctx, "stream::set", map[string]any{"stream_name": "shared", "group_id": "g", "item_id": "x", "data": i}); err != nil {
@@ -204,6 +205,63 @@ func TestFleetSharesState(t *testing.T) {
 			if want <= 50 && string(ev.Data) != fmt.Sprintf(`{"n":%d}`, want) {
 				t.Fatalf("gateway %d: increment %d carries %s", i+1, want, ev.Data)
 			}
+		}
+	}
+}
+
+// checkFleetState: state written through both engines of a fleet loses no
+// update, and a state trigger registered on engine A fires, once per
+// change, for writes through engine B.
+func checkFleetState(ctx context.Context, t *testing.T, wa, wb *trine.Worker) {
+	t.Helper()
+	events := make(chan json.RawMessage, 100)
+	if err := wa.RegisterFunction("fleet::on_state", func(_ context.Context, p json.RawMessage) (any, error) {
+		events <- p
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wa.RegisterTrigger(trine.Trigger{ID: "fleet-state", Type: "state", FunctionID: "fleet::on_state", Config: map[string]any{"scope": "fleet"}}); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	const perEngine = 10
+	for _, w := range []*trine.Worker{wa, wb} {
+		go func() {
+			for range perEngine {
+				if _, err := w.Trigger(ctx, "state::update", map[string]any{"scope": "fleet", "key": "n",
+					"ops": []map[string]any{{"type": "increment", "path": "", "by": 1}}}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := wa.Trigger(ctx, "state::get", map[string]any{"scope": "fleet", "key": "n", "include_seq": true})
+	if err != nil || string(out) != `{"key":"n","value":20,"seq":20}` {
+		t.Fatalf("engine A reads %s, %v; want 20 at seq 20", out, err)
+	}
+	seen := map[float64]bool{}
+	for len(seen) < 2*perEngine {
+		select {
+		case p := <-events:
+			var ev struct {
+				Seq      float64 `json:"seq"`
+				NewValue float64 `json:"new_value"`
+			}
+			json.Unmarshal(p, &ev)
+			if seen[ev.Seq] || ev.NewValue != ev.Seq {
+				t.Fatalf("state event %s: repeated or out of step", p)
+			}
+			seen[ev.Seq] = true
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%d of %d state events reached engine A's trigger", len(seen), 2*perEngine)
 		}
 	}
 }

@@ -12,8 +12,8 @@ import (
 
 const storeUsage = `Usage: trine store verify|repair [--data-dir DIR]
 
-Checks or repairs the file stream store (--store file) in DIR/streams
-(default ./trine-data, or TRINE_DATA_DIR). Stop the engine first.
+Checks or repairs the file stores (--store file) in DIR/streams and
+DIR/state (default ./trine-data, or TRINE_DATA_DIR). Stop the engine first.
 
   verify   read the snapshot and journal, change nothing; exit 0 when every
            record reads (a torn tail, a write cut short by a crash and
@@ -50,11 +50,23 @@ func runStore(args []string, lookupEnv func(string) (string, bool), stdout, stde
 		fmt.Fprintf(stderr, "trine store %s: bad arguments (see trine store --help)\n", cmd)
 		return 2
 	}
-	dir := filepath.Join(*dataDir, "streams")
-	if _, err := os.Stat(dir); err != nil {
-		fmt.Fprintf(stderr, "trine store %s: %v\n", cmd, err)
-		return 1
+	code := 0
+	for i, name := range []string{"streams", "state"} {
+		dir := filepath.Join(*dataDir, name)
+		if _, err := os.Stat(dir); err != nil {
+			if i > 0 && os.IsNotExist(err) {
+				continue // an engine before the state module
+			}
+			fmt.Fprintf(stderr, "trine store %s: %v\n", cmd, err)
+			return 1
+		}
+		code = max(code, storeCheck(cmd, dir, stdout, stderr))
 	}
+	return code
+}
+
+// storeCheck verifies or repairs the file store in dir.
+func storeCheck(cmd, dir string, stdout, stderr io.Writer) int {
 	var rep store.Report
 	var err error
 	if cmd == "verify" {

@@ -68,20 +68,7 @@ func connectNATS(cfg engineConfig, log *slog.Logger) (*natsembed.Server, error) 
 }
 
 func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, log *slog.Logger) (*streams, error) {
-	open := func(o store.Options) (store.Store, error) { return store.NewMemory(o), nil }
-	switch cfg.Store {
-	case "file":
-		dir := filepath.Join(cfg.DataDir, "streams")
-		open = func(o store.Options) (store.Store, error) {
-			return store.OpenFile(dir, store.FileOptions{Options: o, Logger: log})
-		}
-	case "jetstream":
-		open = func(o store.Options) (store.Store, error) {
-			ctx, cancel := context.WithTimeout(context.Background(), jetStreamBootTimeout)
-			defer cancel()
-			return jsstore.Open(ctx, ns.Conn, jsstore.Config{Replicas: cfg.StoreReplicas}, o)
-		}
-	}
+	open := storeOpener(cfg, ns, log, "streams", jsstore.Config{})
 	mcfg := streammodule.Config{
 		OpenStore:         open,
 		Publisher:         natsfanout.NewPublisher(ns.Conn),
@@ -130,6 +117,26 @@ func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lo
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// storeOpener opens the store --store asks for: memory, DATA_DIR/dir, or
+// a JetStream stream (js's, default TRINE_STREAMS) on the engine's NATS.
+func storeOpener(cfg engineConfig, ns *natsembed.Server, log *slog.Logger, dir string, js jsstore.Config) func(store.Options) (store.Store, error) {
+	switch cfg.Store {
+	case "file":
+		path := filepath.Join(cfg.DataDir, dir)
+		return func(o store.Options) (store.Store, error) {
+			return store.OpenFile(path, store.FileOptions{Options: o, Logger: log})
+		}
+	case "jetstream":
+		js.Replicas = cfg.StoreReplicas
+		return func(o store.Options) (store.Store, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), jetStreamBootTimeout)
+			defer cancel()
+			return jsstore.Open(ctx, ns.Conn, js, o)
+		}
+	}
+	return func(o store.Options) (store.Store, error) { return store.NewMemory(o), nil }
 }
 
 // gatewayConfig is the gateway configuration both commands derive from

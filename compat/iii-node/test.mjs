@@ -499,3 +499,57 @@ test('13. http trigger with data channels: a response streamed by http(), a requ
     for (const t of triggers) t.unregister()
   }
 })
+
+test('14. state module: state::set/get/list/list_groups/update/delete, VALUE_TOO_LARGE, a state trigger', { timeout: TEST_TIMEOUT }, async () => {
+  const scope = `compat-state-${RUN}`
+  const events = []
+  let wake = () => {}
+  iii.registerFunction('node::state::changed', async (event) => {
+    events.push(event)
+    wake()
+    return null
+  })
+  const trigger = iii.registerTrigger({ type: 'state', function_id: 'node::state::changed', config: { scope, key: 'a' } })
+  try {
+    await eventually(async () => {
+      const listed = await call('engine::registered-triggers::list', { function_id: 'node::state::changed' })
+      assert.equal(listed?.registered_triggers?.length, 1, `state trigger not listed: ${JSON.stringify(listed)}`)
+    })
+    const key = (k) => ({ scope, key: k })
+    let r = await call('state::set', { ...key('a'), value: { n: 1 } })
+    assert.deepEqual(pick(r, ['old_value', 'new_value']), { old_value: null, new_value: { n: 1 } }, `set a: ${JSON.stringify(r)}`)
+    r = await call('state::update', { ...key('a'), ops: [{ type: 'increment', path: 'n', by: 2 }, { type: 'set', path: 'tag', value: 'x' }] })
+    assert.deepEqual(pick(r, ['old_value', 'new_value']), { old_value: { n: 1 }, new_value: { n: 3, tag: 'x' } }, `update a: ${JSON.stringify(r)}`)
+    assert.deepEqual(await call('state::get', key('a')), { n: 3, tag: 'x' }, 'get a')
+    assert.equal(await call('state::get', key('missing')), null, 'get of a missing key')
+    await call('state::set', { ...key('b'), value: 'bee' })
+    assert.deepEqual(await call('state::list', { scope }), [{ n: 3, tag: 'x' }, 'bee'], 'list')
+    const groups = await call('state::list_groups', {})
+    assert.ok(groups?.groups?.includes(scope), `list_groups: ${JSON.stringify(groups)}`)
+
+    const tooLarge = await invocationError(call('state::set', { ...key('a'), value: 'x'.repeat(600 * 1024) }), 'a value over the limit')
+    assert.equal(tooLarge.code, 'VALUE_TOO_LARGE', `code: ${tooLarge.code} ${tooLarge.message}`)
+    assert.deepEqual(await call('state::get', key('a')), { n: 3, tag: 'x' }, 'get a after the refused write')
+
+    r = await call('state::delete', key('a'))
+    assert.deepEqual(r?.old_value, { n: 3, tag: 'x' }, `delete a: ${JSON.stringify(r)}`)
+    assert.equal(await call('state::get', key('a')), null, 'get a after delete')
+    await call('state::delete', key('b'))
+
+    const deadline = Date.now() + 5_000
+    while (events.length < 3 && Date.now() < deadline) {
+      await new Promise((resolve) => {
+        wake = resolve
+        setTimeout(resolve, 200)
+      })
+    }
+    const shape = events.map((e) => pick(e, ['type', 'event_type', 'scope', 'key', 'old_value', 'new_value']))
+    assert.deepEqual(shape, [
+      { type: 'state', event_type: 'state:created', scope, key: 'a', old_value: null, new_value: { n: 1 } },
+      { type: 'state', event_type: 'state:updated', scope, key: 'a', old_value: { n: 1 }, new_value: { n: 3, tag: 'x' } },
+      { type: 'state', event_type: 'state:deleted', scope, key: 'a', old_value: { n: 3, tag: 'x' }, new_value: null },
+    ], `state trigger payloads: ${JSON.stringify(events)}`)
+  } finally {
+    trigger.unregister()
+  }
+})

@@ -27,6 +27,7 @@ var grpcCodes = map[engine.Code]codes.Code{
 	engine.CodeForbidden:           codes.PermissionDenied,
 	engine.CodeOverloaded:          codes.ResourceExhausted,
 	engine.CodeMessageTooLarge:     codes.ResourceExhausted,
+	engine.CodeValueTooLarge:       codes.ResourceExhausted,
 	engine.CodeConflict:            codes.Aborted,
 	engine.CodeInternal:            codes.Internal,
 }

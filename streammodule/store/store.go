@@ -8,7 +8,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Key names one item. Names are opaque strings: any UTF-8 is allowed and two
@@ -142,3 +144,17 @@ var (
 	// ErrClosed: the store is closed.
 	ErrClosed = errors.New("store: closed")
 )
+
+// CheckName refuses a name the modules do not store: empty, longer than
+// max bytes, or not valid UTF-8. field names it in the error.
+func CheckName(field, v string, max int) error {
+	switch {
+	case v == "":
+		return fmt.Errorf("%s is empty", field)
+	case len(v) > max:
+		return fmt.Errorf("%s is %d bytes long, the limit is %d", field, len(v), max)
+	case !utf8.ValidString(v):
+		return fmt.Errorf("%s is not valid UTF-8", field)
+	}
+	return nil
+}

@@ -1,0 +1,195 @@
+package statemodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/streammodule/store"
+	"github.com/trinehq/trine/streammodule/updateops"
+)
+
+// The state module's function ids, iii's.
+const (
+	FnSet        = "state::set"
+	FnGet        = "state::get"
+	FnDelete     = "state::delete"
+	FnUpdate     = "state::update"
+	FnList       = "state::list"
+	FnListGroups = "state::list_groups"
+)
+
+// Register registers the state::* functions and the state trigger type on
+// e, which also runs the triggers' functions.
+func (m *Module) Register(e *engine.Engine) error {
+	m.e = e
+	for _, f := range []struct {
+		id, desc string
+		h        func(context.Context, engine.Call) ([]byte, error)
+	}{
+		{FnSet, "Store a value (scope, key, value, if_seq?).", m.set},
+		{FnGet, "Read a value (scope, key, include_seq?); null when missing.", m.get},
+		{FnDelete, "Remove a value (scope, key, if_seq?).", m.delete},
+		{FnUpdate, "Apply update operations to a value, all or none (scope, key, ops, if_seq?).", m.update},
+		{FnList, "List a scope's values (scope; limit?, after? to page).", m.list},
+		{FnListGroups, "List the scopes that hold values.", m.listGroups},
+	} {
+		if err := e.RegisterFunction(f.id, f.desc, engine.HandlerFunc(f.h)); err != nil {
+			return err
+		}
+	}
+	return e.RegisterTriggerType(TriggerState, "Runs a function for every state change (config: scope?, key?, condition_function_id?).", provider{m})
+}
+
+// result is the result of set, update and delete. Delete gives the removed
+// value as old_value and, as iii's engine does, as value.
+type result struct {
+	OldValue json.RawMessage `json:"old_value"`
+	NewValue json.RawMessage `json:"new_value,omitempty"`
+	Value    json.RawMessage `json:"value,omitempty"`
+	Seq      uint64          `json:"seq,omitempty"`
+}
+
+// storeError gives a store failure its engine code.
+func storeError(fn string, err error) error {
+	var e *engine.Error
+	var oe *updateops.OpError
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.As(err, &oe):
+		return engine.Errorf(engine.CodeInvalidArgument, "%s: %v; nothing was written", fn, oe)
+	case errors.Is(err, store.ErrConflict):
+		return engine.Errorf(engine.CodeConflict, "%s: if_seq does not match the value's sequence", fn)
+	case errors.Is(err, store.ErrClosed):
+		return engine.Errorf(engine.CodeUnavailable, "%s: the state store is closed", fn)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	return engine.Errorf(engine.CodeInternal, "%s: %v", fn, err)
+}
+
+func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
+	v, err := m.decode(c, "scope", "key", "value")
+	if err != nil {
+		return nil, err
+	}
+	ch, err := m.store.Put(ctx, v.key(), store.Cond{IfSeq: v.IfSeq}, func(json.RawMessage, bool) (json.RawMessage, error) {
+		return v.Value, nil
+	})
+	if err != nil {
+		return nil, storeError(FnSet, err)
+	}
+	return json.Marshal(result{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
+}
+
+func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
+	v, err := m.decode(c, "scope", "key", "ops")
+	if err != nil {
+		return nil, err
+	}
+	ops, err := updateops.Decode(v.Ops)
+	if err != nil {
+		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", FnUpdate, err)
+	}
+	ch, err := m.store.Put(ctx, v.key(), store.Cond{IfSeq: v.IfSeq}, func(old json.RawMessage, exists bool) (json.RawMessage, error) {
+		nv, err := updateops.Apply(old, exists, ops)
+		if err != nil {
+			return nil, err
+		}
+		return nv, m.checkSize(FnUpdate, nv)
+	})
+	if err != nil {
+		return nil, storeError(FnUpdate, err)
+	}
+	return json.Marshal(result{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
+}
+
+func (m *Module) delete(ctx context.Context, c engine.Call) ([]byte, error) {
+	v, err := m.decode(c, "scope", "key")
+	if err != nil {
+		return nil, err
+	}
+	ch, ok, err := m.store.Delete(ctx, v.key(), store.Cond{IfSeq: v.IfSeq})
+	if err != nil {
+		return nil, storeError(FnDelete, err)
+	}
+	if !ok {
+		return []byte(`{"old_value":null,"value":null}`), nil
+	}
+	return json.Marshal(result{OldValue: orNull(ch.Value), Value: orNull(ch.Value), Seq: ch.Seq})
+}
+
+// seqItem is state::get's result with include_seq, and a row of a paged
+// state::list.
+type seqItem struct {
+	Key   string          `json:"key"`
+	Value json.RawMessage `json:"value"`
+	Seq   uint64          `json:"seq"`
+}
+
+func (m *Module) get(ctx context.Context, c engine.Call) ([]byte, error) {
+	v, err := m.decode(c, "scope", "key")
+	if err != nil {
+		return nil, err
+	}
+	it, _, err := m.store.Get(ctx, v.key())
+	if err != nil {
+		return nil, storeError(FnGet, err)
+	}
+	if v.IncludeSeq {
+		return json.Marshal(seqItem{Key: *v.Key, Value: orNull(it.Value), Seq: it.Seq})
+	}
+	return orNull(it.Value), nil
+}
+
+func (m *Module) list(ctx context.Context, c engine.Call) ([]byte, error) {
+	v, err := m.decode(c, "scope")
+	if err != nil {
+		return nil, err
+	}
+	limit, after := 0, ""
+	if v.Limit != nil {
+		if *v.Limit < 0 {
+			return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: limit is negative", FnList)
+		}
+		limit = *v.Limit
+	}
+	if v.After != nil {
+		after = *v.After
+	}
+	p, err := m.store.List(ctx, storeStream, *v.Scope, after, limit)
+	if err != nil {
+		return nil, storeError(FnList, err)
+	}
+	if v.Limit == nil && v.After == nil {
+		vals := make([]json.RawMessage, len(p.Items))
+		for i, it := range p.Items {
+			vals[i] = it.Value
+		}
+		return json.Marshal(vals)
+	}
+	items := make([]seqItem, len(p.Items))
+	for i, it := range p.Items {
+		items[i] = seqItem{Key: it.ID, Value: it.Value, Seq: it.Seq}
+	}
+	return json.Marshal(struct {
+		Items []seqItem `json:"items"`
+		Seq   uint64    `json:"seq"`
+		More  bool      `json:"more"`
+	}{items, p.Seq, p.More})
+}
+
+func (m *Module) listGroups(ctx context.Context, _ engine.Call) ([]byte, error) {
+	gs, err := m.store.ListGroups(ctx, storeStream)
+	if err != nil {
+		return nil, storeError(FnListGroups, err)
+	}
+	if gs == nil {
+		gs = []string{}
+	}
+	return json.Marshal(struct {
+		Groups []string `json:"groups"`
+	}{gs})
+}

@@ -1,0 +1,276 @@
+// Package statemodule is iii's state module: server-side JSON values
+// addressed by (scope, key), served by the state::* functions, with a
+// sequence number per scope and the state trigger type. It keeps its values
+// in a store.Store, the StreamModule's storage port, opened on a location of
+// its own: state is never pushed to browsers and never visible to stream::*.
+package statemodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/streammodule/store"
+)
+
+// Defaults for Config.
+const (
+	// DefaultMaxValueBytes bounds a value (compact JSON). A change's event
+	// carries the old and the new value, so the module lowers it to half
+	// of what Config.MaxEventBytes allows.
+	DefaultMaxValueBytes = 512 << 10
+	DefaultMaxNameBytes  = 1024
+	DefaultTriggerQueue  = 1024
+	// DefaultTriggerQueueBytes bounds the events waiting for one trigger
+	// in bytes.
+	DefaultTriggerQueueBytes = 16 << 20
+)
+
+// storeStream is the store.Key.Stream of every value: scopes are groups,
+// keys are items.
+const storeStream = "state"
+
+// Config configures a Module.
+type Config struct {
+	// OpenStore opens the store; the module passes the Options that feed
+	// it every committed change. Required.
+	OpenStore func(store.Options) (store.Store, error)
+	// Publish, if set, carries each change's event to every engine of a
+	// fleet, this one included, whose Deliver must then be called with it:
+	// triggers registered on any engine fire for a write made through
+	// any other. Without it events go to this engine's triggers directly.
+	Publish func(event []byte) error
+	// MaxEventBytes is the largest event Publish carries (NATS's
+	// max_payload); 0 means no limit beyond MaxValueBytes.
+	MaxEventBytes int
+	// MaxValueBytes bounds a value in bytes of compact JSON; larger ones
+	// are refused with VALUE_TOO_LARGE. Default DefaultMaxValueBytes.
+	MaxValueBytes int
+	// MaxNameBytes bounds scopes and keys. Default DefaultMaxNameBytes.
+	MaxNameBytes int
+	// TriggerQueue and TriggerQueueBytes bound the events waiting for one
+	// state trigger, in count and bytes; beyond them that trigger's events
+	// are dropped and logged. Defaults DefaultTriggerQueue and
+	// DefaultTriggerQueueBytes.
+	TriggerQueue, TriggerQueueBytes int
+	// Logger receives trigger and publishing errors. Default: discard.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxValueBytes <= 0 {
+		c.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if c.MaxNameBytes <= 0 {
+		c.MaxNameBytes = DefaultMaxNameBytes
+	}
+	if c.TriggerQueue <= 0 {
+		c.TriggerQueue = DefaultTriggerQueue
+	}
+	if c.TriggerQueueBytes <= 0 {
+		c.TriggerQueueBytes = DefaultTriggerQueueBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Module is the state module. Create it with New, then Register it on an
+// engine before any call reaches it.
+type Module struct {
+	cfg      Config
+	maxValue int
+	log      *slog.Logger
+	store    store.Store
+	e        *engine.Engine
+
+	mu      sync.RWMutex
+	trig    map[string]*trigger // by trigger id
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+// New opens the store and returns the module.
+func New(cfg Config) (*Module, error) {
+	if cfg.OpenStore == nil {
+		return nil, errors.New("statemodule: no store")
+	}
+	cfg = cfg.withDefaults()
+	m := &Module{cfg: cfg, log: cfg.Logger, maxValue: cfg.MaxValueBytes, trig: make(map[string]*trigger)}
+	if cfg.MaxEventBytes > 0 {
+		m.maxValue = min(m.maxValue, (cfg.MaxEventBytes-eventHeadroom(cfg.MaxNameBytes))/2)
+	}
+	if m.maxValue <= 0 {
+		return nil, fmt.Errorf("statemodule: no room for values: MaxValueBytes %d, events of at most %d bytes", cfg.MaxValueBytes, cfg.MaxEventBytes)
+	}
+	st, err := cfg.OpenStore(store.Options{OnCommit: m.commit})
+	if err != nil {
+		return nil, err
+	}
+	m.store = st
+	return m, nil
+}
+
+// eventHeadroom is what an event holds besides its two values: a scope and
+// a key, JSON-escaped at worst 6 bytes a byte, and fixed fields.
+func eventHeadroom(maxName int) int { return 2*6*maxName + 512 }
+
+// MaxValueBytes is the largest value the module accepts, in bytes of
+// compact JSON.
+func (m *Module) MaxValueBytes() int { return m.maxValue }
+
+// Close stops the triggers, waits for their calls and closes the store.
+func (m *Module) Close() error {
+	m.mu.Lock()
+	m.stopped = true
+	for id, t := range m.trig {
+		t.stop()
+		delete(m.trig, id)
+	}
+	m.mu.Unlock()
+	m.wg.Wait()
+	return m.store.Close()
+}
+
+// Event is the payload of a state trigger's function, iii's shape.
+type Event struct {
+	Type      string          `json:"type"` // always "state"
+	EventType string          `json:"event_type"`
+	Scope     string          `json:"scope"`
+	Key       string          `json:"key"`
+	OldValue  json.RawMessage `json:"old_value"`
+	NewValue  json.RawMessage `json:"new_value"`
+	// Seq is the scope's sequence after the change.
+	Seq uint64 `json:"seq"`
+}
+
+// The event types.
+const (
+	EventCreated = "state:created"
+	EventUpdated = "state:updated"
+	EventDeleted = "state:deleted"
+)
+
+// commit runs for every committed change, in sequence order per scope.
+func (m *Module) commit(c store.Change) {
+	ev := Event{Type: "state", Scope: c.Group, Key: c.Item, OldValue: orNull(c.Old), NewValue: json.RawMessage("null"), Seq: c.Seq}
+	switch {
+	case c.Kind == store.KindDelete:
+		ev.EventType, ev.OldValue = EventDeleted, orNull(c.Value)
+	case c.Old == nil:
+		ev.EventType, ev.NewValue = EventCreated, c.Value
+	default:
+		ev.EventType, ev.NewValue = EventUpdated, c.Value
+	}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		m.log.Error("state event not encoded", "scope", c.Group, "key", c.Item, "error", err)
+		return
+	}
+	if m.cfg.Publish == nil {
+		m.fire(ev.Scope, ev.Key, b)
+		return
+	}
+	if err := m.cfg.Publish(b); err != nil {
+		m.log.Error("state event not published: triggers miss it", "scope", c.Group, "key", c.Item, "seq", c.Seq, "error", err)
+	}
+}
+
+// Deliver hands an event that Publish carried to this engine's triggers.
+// Events that do not decode are dropped.
+func (m *Module) Deliver(event []byte) {
+	var h struct {
+		Scope *string `json:"scope"`
+		Key   *string `json:"key"`
+	}
+	if json.Unmarshal(event, &h) != nil || h.Scope == nil || h.Key == nil {
+		m.log.Warn("state event dropped: it does not decode", "bytes", len(event))
+		return
+	}
+	m.fire(*h.Scope, *h.Key, event)
+}
+
+// in is the union of the state::* inputs.
+type in struct {
+	Scope      *string         `json:"scope"`
+	Key        *string         `json:"key"`
+	Value      json.RawMessage `json:"value"`
+	Ops        json.RawMessage `json:"ops"`
+	IfSeq      *uint64         `json:"if_seq"`
+	Limit      *int            `json:"limit"`
+	After      *string         `json:"after"`
+	IncludeSeq bool            `json:"include_seq"`
+}
+
+func (i in) key() store.Key { return store.Key{Stream: storeStream, Group: *i.Scope, Item: *i.Key} }
+
+func (m *Module) decode(c engine.Call, need ...string) (in, error) {
+	var v in
+	p := bytes.TrimSpace(c.Payload)
+	if len(p) == 0 || bytes.Equal(p, []byte("null")) {
+		p = []byte("{}")
+	}
+	if err := json.Unmarshal(p, &v); err != nil {
+		return v, engine.Errorf(engine.CodeInvalidArgument, "%s: bad input: %v", c.FunctionID, err)
+	}
+	for _, f := range need {
+		var s *string
+		switch f {
+		case "scope":
+			s = v.Scope
+		case "key":
+			s = v.Key
+		case "value":
+			if v.Value == nil {
+				return v, engine.Errorf(engine.CodeInvalidArgument, "%s: missing field value", c.FunctionID)
+			}
+			continue
+		case "ops":
+			if v.Ops == nil {
+				return v, engine.Errorf(engine.CodeInvalidArgument, "%s: missing field ops", c.FunctionID)
+			}
+			continue
+		}
+		if s == nil {
+			return v, engine.Errorf(engine.CodeInvalidArgument, "%s: missing field %s", c.FunctionID, f)
+		}
+		if err := m.checkName(f, *s); err != nil {
+			return v, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", c.FunctionID, err)
+		}
+	}
+	if v.Value != nil {
+		var b bytes.Buffer
+		if err := json.Compact(&b, v.Value); err != nil {
+			return v, engine.Errorf(engine.CodeInvalidArgument, "%s: bad value: %v", c.FunctionID, err)
+		}
+		v.Value = b.Bytes()
+		if err := m.checkSize(c.FunctionID, v.Value); err != nil {
+			return v, err
+		}
+	}
+	return v, nil
+}
+
+func (m *Module) checkName(field, v string) error {
+	return store.CheckName(field, v, m.cfg.MaxNameBytes)
+}
+
+// checkSize refuses a value over the limit before anything is stored.
+func (m *Module) checkSize(fn string, v json.RawMessage) error {
+	if len(v) > m.maxValue {
+		return engine.Errorf(engine.CodeValueTooLarge, "%s: value is %d bytes, the limit is %d (--state-max-value-bytes); nothing was written", fn, len(v), m.maxValue)
+	}
+	return nil
+}
+
+func orNull(v json.RawMessage) json.RawMessage {
+	if v == nil {
+		return json.RawMessage("null")
+	}
+	return v
+}

@@ -1,0 +1,156 @@
+package statemodule
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"sync"
+
+	"github.com/trinehq/trine/engine"
+)
+
+// TriggerState is the state trigger type.
+const TriggerState = "state"
+
+// triggerConfig is a state trigger's config; empty filters match all.
+type triggerConfig struct {
+	Scope               string `json:"scope"`
+	Key                 string `json:"key"`
+	ConditionFunctionID string `json:"condition_function_id"`
+}
+
+// trigger delivers events to one function in the order they came, through
+// a queue bounded in count and bytes, served by its own goroutine.
+type trigger struct {
+	t   engine.Trigger
+	cfg triggerConfig
+
+	mu    sync.Mutex
+	q     [][]byte
+	bytes int
+	wake  chan struct{}
+	done  chan struct{}
+}
+
+func (t *trigger) stop() { close(t.done) }
+
+type provider struct{ m *Module }
+
+func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
+	var cfg triggerConfig
+	raw := bytes.TrimSpace(t.Config)
+	if len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
+		if raw[0] != '{' {
+			return engine.Errorf(engine.CodeInvalidArgument, "state trigger %q: config must be a JSON object", t.ID)
+		}
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			return engine.Errorf(engine.CodeInvalidArgument, "state trigger %q: bad config: %v", t.ID, err)
+		}
+	}
+	if cfg.ConditionFunctionID != "" {
+		if err := engine.ValidateID("condition_function_id", cfg.ConditionFunctionID); err != nil {
+			return err
+		}
+	}
+	m := p.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped {
+		return engine.Errorf(engine.CodeUnavailable, "the state module is stopped")
+	}
+	if old := m.trig[t.ID]; old != nil {
+		old.stop()
+	}
+	tr := &trigger{t: t, cfg: cfg, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	m.trig[t.ID] = tr
+	m.wg.Add(1)
+	go m.deliver(tr)
+	return nil
+}
+
+func (p provider) UnregisterTrigger(_ context.Context, t engine.Trigger) error {
+	m := p.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if tr := m.trig[t.ID]; tr != nil {
+		tr.stop()
+		delete(m.trig, t.ID)
+	}
+	return nil
+}
+
+// fire queues event for the triggers that match scope and key. It never
+// blocks: a trigger whose queue is full loses the event, which is logged.
+func (m *Module) fire(scope, key string, event []byte) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for _, tr := range m.trig {
+		if (tr.cfg.Scope != "" && tr.cfg.Scope != scope) || (tr.cfg.Key != "" && tr.cfg.Key != key) {
+			continue
+		}
+		tr.mu.Lock()
+		full := len(tr.q) >= m.cfg.TriggerQueue || tr.bytes+len(event) > m.cfg.TriggerQueueBytes
+		if !full {
+			tr.q = append(tr.q, event)
+			tr.bytes += len(event)
+		}
+		tr.mu.Unlock()
+		if full {
+			m.log.Error("state trigger queue full: event dropped", "trigger_id", tr.t.ID, "function_id", tr.t.FunctionID, "scope", scope, "key", key)
+			continue
+		}
+		select {
+		case tr.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// deliver calls tr's function with each queued event, one at a time.
+func (m *Module) deliver(tr *trigger) {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-tr.done:
+			return
+		case <-tr.wake:
+		}
+		for {
+			tr.mu.Lock()
+			if len(tr.q) == 0 {
+				tr.mu.Unlock()
+				break
+			}
+			ev := tr.q[0]
+			tr.q[0] = nil
+			tr.q = tr.q[1:]
+			tr.bytes -= len(ev)
+			tr.mu.Unlock()
+			select {
+			case <-tr.done:
+				return
+			default:
+			}
+			if !m.condition(tr.cfg.ConditionFunctionID, ev) {
+				continue
+			}
+			if _, err := m.e.Trigger(context.Background(), engine.Call{FunctionID: tr.t.FunctionID, Payload: ev, Metadata: tr.t.Metadata}); err != nil {
+				m.log.Warn("state trigger failed", "trigger_id", tr.t.ID, "function_id", tr.t.FunctionID, "error", err)
+			}
+		}
+	}
+}
+
+// condition runs a condition function: only a JSON false result or an
+// error skips the handler.
+func (m *Module) condition(fn string, payload []byte) bool {
+	if fn == "" {
+		return true
+	}
+	out, err := m.e.Trigger(context.Background(), engine.Call{FunctionID: fn, Payload: payload})
+	if err != nil {
+		m.log.Warn("state trigger condition failed", "function_id", fn, "error", err)
+		return false
+	}
+	return !bytes.Equal(bytes.TrimSpace(out), []byte("false"))
+}
