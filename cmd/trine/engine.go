@@ -31,6 +31,7 @@ import (
 	"github.com/trinehq/trine/httptrigger"
 	"github.com/trinehq/trine/internal/natsembed"
 	"github.com/trinehq/trine/internal/tlsconf"
+	"github.com/trinehq/trine/pubsubmodule"
 )
 
 // Once the engine has drained, the gRPC server gets this long to finish its
@@ -175,6 +176,11 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		return err
 	}
 	defer st.close()
+	ps := pubsubmodule.New(pubsubmodule.Config{Conn: ns.Conn, CallTimeout: cfg.DefaultTimeout, Logger: log})
+	defer ps.Close()
+	if err := ps.Register(eng); err != nil {
+		return fmt.Errorf("register pubsub: %w", err)
+	}
 	if err := registerGatewayMetrics(reg, streams.gw); err != nil {
 		return fmt.Errorf("register stream metrics: %w", err)
 	}

@@ -553,3 +553,36 @@ test('14. state module: state::set/get/list/list_groups/update/delete, VALUE_TOO
     trigger.unregister()
   }
 })
+
+test('15. pubsub: publish reaches a subscribe trigger with data as is, once', { timeout: TEST_TIMEOUT }, async () => {
+  const topic = `compat.topic.${RUN}`
+  const got = []
+  let wake = () => {}
+  iii.registerFunction('node::pubsub::on', async (data) => {
+    got.push(data)
+    wake()
+    return null
+  })
+  const trigger = iii.registerTrigger({ type: 'subscribe', function_id: 'node::pubsub::on', config: { topic } })
+  try {
+    await eventually(async () => {
+      const listed = await call('engine::registered-triggers::list', { function_id: 'node::pubsub::on' })
+      assert.equal(listed?.registered_triggers?.length, 1, `subscribe trigger not listed: ${JSON.stringify(listed)}`)
+    })
+    assert.equal(await call('publish', { topic, data: { order: 1, items: ['a'] } }), null, 'publish result')
+    await call('publish', { topic: `${topic}.other`, data: 'not for us' })
+    const deadline = Date.now() + 5_000
+    while (got.length < 1 && Date.now() < deadline) {
+      await new Promise((resolve) => {
+        wake = resolve
+        setTimeout(resolve, 200)
+      })
+    }
+    await sleep(200)
+    assert.deepEqual(got, [{ order: 1, items: ['a'] }], `subscriber got ${JSON.stringify(got)}`)
+    const bad = await invocationError(call('publish', { data: 1 }), 'publish without a topic')
+    assert.equal(bad.code, 'invalid_argument', `code: ${bad.code}`)
+  } finally {
+    trigger.unregister()
+  }
+})

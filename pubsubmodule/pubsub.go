@@ -1,0 +1,246 @@
+// Package pubsubmodule is iii's pubsub: the publish function and the
+// subscribe trigger type, carried over NATS so that a message published
+// through any engine reaches every subscribed function of the fleet once,
+// with the replicas of one function competing for it (a NATS queue group
+// per function). It is fire-and-forget, as in iii: nothing is stored, and a
+// message nobody is subscribed to is gone. Durable topics are the queue
+// module's iii::durable::publish.
+package pubsubmodule
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/streammodule/natsfanout"
+	"github.com/trinehq/trine/streammodule/store"
+)
+
+// Names.
+const (
+	FnPublish        = "publish"
+	TriggerSubscribe = "subscribe"
+	// SubjectPrefix starts a topic's subject: trine.pubsub.<token>.
+	SubjectPrefix = "trine.pubsub."
+	hTopic        = "Trine-Topic"
+)
+
+// Defaults for Config.
+const (
+	DefaultMaxTopicBytes = 1024
+	DefaultConcurrency   = 32
+	DefaultPendingMsgs   = 4096
+	DefaultPendingBytes  = 64 << 20
+	DefaultCallTimeout   = 30 * time.Second
+)
+
+// Config configures a Module.
+type Config struct {
+	// Conn carries messages. Required.
+	Conn *nats.Conn
+	// MaxTopicBytes bounds a topic. Default DefaultMaxTopicBytes.
+	MaxTopicBytes int
+	// Concurrency bounds the calls one subscribe trigger runs at once on
+	// this engine. Default DefaultConcurrency.
+	Concurrency int
+	// PendingMsgs and PendingBytes bound the messages waiting for one
+	// trigger on this engine; past them NATS drops (and the engine logs a
+	// slow consumer). Defaults DefaultPendingMsgs and DefaultPendingBytes.
+	PendingMsgs, PendingBytes int
+	// CallTimeout bounds each call. Default DefaultCallTimeout.
+	CallTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Module is the pubsub module.
+type Module struct {
+	cfg Config
+	log *slog.Logger
+	e   *engine.Engine
+
+	mu      sync.Mutex
+	subs    map[string]*subscription // by trigger id
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+type subscription struct {
+	t     engine.Trigger
+	topic string
+	sub   *nats.Subscription
+	sem   chan struct{}
+}
+
+// New returns the module.
+func New(cfg Config) *Module {
+	if cfg.MaxTopicBytes <= 0 {
+		cfg.MaxTopicBytes = DefaultMaxTopicBytes
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.PendingMsgs <= 0 {
+		cfg.PendingMsgs = DefaultPendingMsgs
+	}
+	if cfg.PendingBytes <= 0 {
+		cfg.PendingBytes = DefaultPendingBytes
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = DefaultCallTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Module{cfg: cfg, log: cfg.Logger, subs: make(map[string]*subscription)}
+}
+
+// Subject is the NATS subject of topic.
+func Subject(topic string) string { return SubjectPrefix + natsfanout.Token(topic) }
+
+// Register registers publish and the subscribe trigger type on e.
+func (m *Module) Register(e *engine.Engine) error {
+	m.e = e
+	if err := e.RegisterFunction(FnPublish, "Publish data to a topic's subscribers (topic, data); fire-and-forget.", engine.HandlerFunc(m.publish)); err != nil {
+		return err
+	}
+	return e.RegisterTriggerType(TriggerSubscribe, "Runs a function with the data of every message published to a topic (config: topic); replicas of a function compete.", provider{m})
+}
+
+// Close ends every subscription and waits for the calls running.
+func (m *Module) Close() {
+	m.mu.Lock()
+	m.stopped = true
+	for id, s := range m.subs {
+		_ = s.sub.Unsubscribe()
+		delete(m.subs, id)
+	}
+	m.mu.Unlock()
+	m.wg.Wait()
+}
+
+func (m *Module) checkTopic(fn string, topic *string) error {
+	if topic == nil {
+		return engine.Errorf(engine.CodeInvalidArgument, "%s: missing field topic", fn)
+	}
+	if err := store.CheckName("topic", *topic, m.cfg.MaxTopicBytes); err != nil {
+		return engine.Errorf(engine.CodeInvalidArgument, "%s: %v", fn, err)
+	}
+	return nil
+}
+
+func (m *Module) publish(_ context.Context, c engine.Call) ([]byte, error) {
+	var in struct {
+		Topic *string         `json:"topic"`
+		Data  json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(c.Payload, &in); err != nil {
+		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: bad input: %v", FnPublish, err)
+	}
+	if err := m.checkTopic(FnPublish, in.Topic); err != nil {
+		return nil, err
+	}
+	data := in.Data
+	if data == nil {
+		data = json.RawMessage("null")
+	}
+	msg := &nats.Msg{Subject: Subject(*in.Topic), Data: data, Header: nats.Header{hTopic: []string{*in.Topic}}}
+	if max := m.cfg.Conn.MaxPayload(); int64(len(data)+len(*in.Topic)+256) > max {
+		return nil, engine.Errorf(engine.CodeMessageTooLarge, "%s: data is %d bytes, NATS carries at most %d with the topic; nothing was published", FnPublish, len(data), max)
+	}
+	if err := m.cfg.Conn.PublishMsg(msg); err != nil {
+		return nil, engine.Errorf(engine.CodeUnavailable, "%s: %v", FnPublish, err)
+	}
+	return []byte("null"), nil
+}
+
+type provider struct{ m *Module }
+
+func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
+	var cfg struct {
+		Topic *string `json:"topic"`
+	}
+	raw := bytes.TrimSpace(t.Config)
+	if len(raw) == 0 || raw[0] != '{' {
+		return engine.Errorf(engine.CodeInvalidArgument, "subscribe trigger %q: config must be a JSON object with topic", t.ID)
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return engine.Errorf(engine.CodeInvalidArgument, "subscribe trigger %q: bad config: %v", t.ID, err)
+	}
+	m := p.m
+	if err := m.checkTopic("subscribe trigger "+t.ID, cfg.Topic); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped {
+		return engine.Errorf(engine.CodeUnavailable, "the pubsub module is stopped")
+	}
+	if old := m.subs[t.ID]; old != nil {
+		_ = old.sub.Unsubscribe()
+		delete(m.subs, t.ID)
+	}
+	s := &subscription{t: t, topic: *cfg.Topic, sem: make(chan struct{}, m.cfg.Concurrency)}
+	// Every engine with a trigger for this function joins one queue
+	// group: each message reaches the function once, on one of them.
+	sub, err := m.cfg.Conn.QueueSubscribe(Subject(s.topic), natsfanout.Token(t.FunctionID), func(msg *nats.Msg) { m.deliver(s, msg) })
+	if err != nil {
+		return engine.Errorf(engine.CodeUnavailable, "subscribe trigger %q: %v", t.ID, err)
+	}
+	if err := sub.SetPendingLimits(m.cfg.PendingMsgs, m.cfg.PendingBytes); err != nil {
+		_ = sub.Unsubscribe()
+		return engine.Errorf(engine.CodeInternal, "subscribe trigger %q: %v", t.ID, err)
+	}
+	// Once the trigger is acknowledged, the server knows the
+	// subscription: a message published after that reaches it.
+	if err := m.cfg.Conn.FlushTimeout(5 * time.Second); err != nil {
+		_ = sub.Unsubscribe()
+		return engine.Errorf(engine.CodeUnavailable, "subscribe trigger %q: %v", t.ID, err)
+	}
+	s.sub = sub
+	m.subs[t.ID] = s
+	return nil
+}
+
+func (p provider) UnregisterTrigger(_ context.Context, t engine.Trigger) error {
+	m := p.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s := m.subs[t.ID]; s != nil {
+		_ = s.sub.Unsubscribe()
+		delete(m.subs, t.ID)
+	}
+	return nil
+}
+
+// deliver runs on the subscription's NATS goroutine: it waits for one of
+// the trigger's call slots, so a slow function holds back only its own
+// messages, which NATS bounds by the pending limits.
+func (m *Module) deliver(s *subscription, msg *nats.Msg) {
+	if msg.Header.Get(hTopic) != s.topic {
+		return // another topic whose long name hashed alike
+	}
+	s.sem <- struct{}{}
+	m.mu.Lock()
+	if m.stopped {
+		m.mu.Unlock()
+		<-s.sem
+		return
+	}
+	m.wg.Add(1)
+	m.mu.Unlock()
+	go func() {
+		defer m.wg.Done()
+		defer func() { <-s.sem }()
+		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.CallTimeout)
+		defer cancel()
+		if _, err := m.e.Trigger(ctx, engine.Call{FunctionID: s.t.FunctionID, Payload: msg.Data, Metadata: s.t.Metadata}); err != nil {
+			m.log.Warn("subscribe trigger failed", "trigger_id", s.t.ID, "function_id", s.t.FunctionID, "topic", s.topic, "error", err)
+		}
+	}()
+}
