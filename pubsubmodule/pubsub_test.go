@@ -14,7 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/trinehq/trine/engine"
-	"github.com/trinehq/trine/engine/natsroute"
+	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/internal/natstest"
 	"github.com/trinehq/trine/pubsubmodule"
 )
@@ -30,29 +30,13 @@ type node struct {
 
 func startNode(t *testing.T, ns *server.Server, cfg pubsubmodule.Config) *node {
 	t.Helper()
-	nc := natstest.Connect(t, ns)
-	router := natsroute.New(natstest.Connect(t, ns), nil)
-	e, err := engine.New(engine.Config{DefaultTimeout: 5 * time.Second, Remote: router})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := router.Start(e); err != nil {
-		t.Fatal(err)
-	}
-	cfg.Conn = nc
+	e := moduletest.Start(t, ns.ClientURL())
+	cfg.Conn = natstest.Connect(t, ns)
 	m := pubsubmodule.New(cfg)
 	if err := m.Register(e); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = e.Run(ctx); close(done) }()
-	t.Cleanup(func() {
-		router.Close()
-		cancel()
-		<-done
-		m.Close()
-	})
+	t.Cleanup(m.Close)
 	return &node{e: e, m: m}
 }
 

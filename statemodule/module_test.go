@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/internal/natstest"
 	"github.com/trinehq/trine/statemodule"
 	"github.com/trinehq/trine/statemodule/statebus"
@@ -31,10 +32,7 @@ type env struct {
 // start runs an engine with the state module on open (memory by default).
 func start(t *testing.T, cfg statemodule.Config) *env {
 	t.Helper()
-	e, err := engine.New(engine.Config{DefaultTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := moduletest.Start(t, "")
 	if cfg.OpenStore == nil {
 		cfg.OpenStore = func(o store.Options) (store.Store, error) { return store.NewMemory(o), nil }
 	}
@@ -45,14 +43,7 @@ func start(t *testing.T, cfg statemodule.Config) *env {
 	if err := m.Register(e); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = e.Run(ctx); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		m.Close()
-	})
+	t.Cleanup(func() { m.Close() })
 	return &env{e: e, m: m}
 }
 
@@ -203,22 +194,9 @@ func onChange(t *testing.T, e *engine.Engine, fn string, ch chan<- string) {
 
 func register(t *testing.T, e *engine.Engine, tr engine.Trigger) {
 	t.Helper()
-	s, err := e.Attach(engine.WorkerInfo{Name: "test"}, nopPeer{})
-	if err != nil {
+	if err := moduletest.Session(t, e).RegisterTrigger(context.Background(), tr); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Close)
-	if err := s.RegisterTrigger(context.Background(), tr); err != nil {
-		t.Fatal(err)
-	}
-}
-
-type nopPeer struct{}
-
-func (nopPeer) Invoke(context.Context, engine.Invocation) error { return errors.New("no worker") }
-func (nopPeer) Cancel(string)                                   {}
-func (nopPeer) ConfigureTrigger(context.Context, string, engine.Trigger, bool) error {
-	return nil
 }
 
 func TestTriggers(t *testing.T) {
@@ -244,8 +222,7 @@ func TestTriggers(t *testing.T) {
 	register(t, v.e, engine.Trigger{ID: "scoped", Type: "state", FunctionID: "test::scoped", Config: json.RawMessage(`{"scope":"s"}`)})
 	register(t, v.e, engine.Trigger{ID: "keyed", Type: "state", FunctionID: "test::keyed", Config: json.RawMessage(`{"scope":"s","key":"a"}`)})
 	register(t, v.e, engine.Trigger{ID: "cond", Type: "state", FunctionID: "test::cond", Config: json.RawMessage(`{"condition_function_id":"test::only_b"}`)})
-	s, _ := v.e.Attach(engine.WorkerInfo{Name: "bad"}, nopPeer{})
-	defer s.Close()
+	s := moduletest.Session(t, v.e)
 	for _, bad := range []string{`"x"`, `{"scope":1}`, `{"condition_function_id":""}x`, `[1]`} {
 		err := s.RegisterTrigger(context.Background(), engine.Trigger{ID: "bad", Type: "state", FunctionID: "test::all", Config: json.RawMessage(bad)})
 		wantCode(t, err, engine.CodeInvalidArgument)

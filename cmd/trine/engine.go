@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/trinehq/trine/channels"
+	"github.com/trinehq/trine/cronmodule"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
 	"github.com/trinehq/trine/engine/iiiserver"
@@ -180,6 +181,11 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	defer ps.Close()
 	if err := ps.Register(eng); err != nil {
 		return fmt.Errorf("register pubsub: %w", err)
+	}
+	crons := cronmodule.New(cronmodule.Config{Claims: cronClaims(cfg, ns, log), CallTimeout: cfg.DefaultTimeout, Logger: log})
+	defer crons.Close()
+	if err := crons.Register(eng); err != nil {
+		return fmt.Errorf("register cron: %w", err)
 	}
 	if err := registerGatewayMetrics(reg, streams.gw); err != nil {
 		return fmt.Errorf("register stream metrics: %w", err)
@@ -373,4 +379,22 @@ func listen(ctx context.Context, name, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen %s %s: %w", name, addr, err)
 	}
 	return l, nil
+}
+
+// cronClaims opens the JetStream stream that makes each cron fire run once
+// per fleet. A NATS without JetStream leaves the engine without cron: its
+// triggers are refused, saying why.
+func cronClaims(cfg engineConfig, ns *natsembed.Server, log *slog.Logger) cronmodule.Claimer {
+	wait := 15 * time.Second
+	if cfg.Store == "jetstream" {
+		wait = jetStreamBootTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, err := cronmodule.OpenJetStreamClaims(ctx, ns.Conn, cfg.StoreReplicas)
+	if err != nil {
+		log.Warn("cron triggers are off: their fires are claimed on JetStream, which NATS does not offer", "error", err)
+		return cronmodule.Unavailable{Err: err}
+	}
+	return c
 }

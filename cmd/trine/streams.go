@@ -60,10 +60,10 @@ func connectNATS(cfg engineConfig, log *slog.Logger) (*natsembed.Server, error) 
 	if listen == "off" {
 		listen = ""
 	}
-	o := natsembed.Options{Name: "trine-engine", Listen: listen, Logger: log, Token: cfg.NATSToken}
-	if cfg.Store == "jetstream" {
-		o.JetStreamDir = filepath.Join(cfg.DataDir, "nats")
-	}
+	// JetStream is always on: cron claims and queues live there, and
+	// --store jetstream keeps streams and state there too.
+	o := natsembed.Options{Name: "trine-engine", Listen: listen, Logger: log, Token: cfg.NATSToken,
+		JetStreamDir: filepath.Join(cfg.DataDir, "nats")}
 	return natsembed.Start(o)
 }
 

@@ -586,3 +586,25 @@ test('15. pubsub: publish reaches a subscribe trigger with data as is, once', { 
     trigger.unregister()
   }
 })
+
+test('16. cron trigger: fires every second with iii\'s payload', { timeout: TEST_TIMEOUT }, async () => {
+  const fires = []
+  iii.registerFunction('node::cron::tick', async (p) => {
+    fires.push(p)
+    return null
+  })
+  const trigger = iii.registerTrigger({ type: 'cron', function_id: 'node::cron::tick', config: { expression: '* * * * * *' } })
+  try {
+    await eventually(async () => assert.ok(fires.length >= 2, `${fires.length} fires so far`), 6_000)
+  } finally {
+    trigger.unregister()
+  }
+  const [a, b] = fires
+  assert.equal(a.trigger, 'cron', `payload ${JSON.stringify(a)}`)
+  assert.equal(typeof a.job_id, 'string', `job_id: ${JSON.stringify(a)}`)
+  for (const f of ['scheduled_time', 'actual_time']) {
+    assert.ok(!Number.isNaN(Date.parse(a[f])), `${f} is not RFC 3339: ${JSON.stringify(a)}`)
+  }
+  assert.equal(Date.parse(b.scheduled_time) - Date.parse(a.scheduled_time), 1000, `consecutive fires: ${JSON.stringify(fires)}`)
+  assert.ok(Date.parse(a.actual_time) >= Date.parse(a.scheduled_time), `actual before scheduled: ${JSON.stringify(a)}`)
+})

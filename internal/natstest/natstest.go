@@ -29,7 +29,14 @@ func Start(t testing.TB) *server.Server {
 // Connect opens a client connection to ns, closed when the test ends.
 func Connect(t testing.TB, ns *server.Server) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(ns.ClientURL())
+	return ConnectURL(t, ns.ClientURL())
+}
+
+// ConnectURL opens a client connection to url (a server or a cluster's
+// list), closed when the test ends.
+func ConnectURL(t testing.TB, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatalf("natstest: connect: %v", err)
 	}

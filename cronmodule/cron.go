@@ -1,0 +1,256 @@
+// Package cronmodule is iii's cron: the cron trigger type, whose schedules
+// fire once per fleet. Every engine with a worker that registered a cron
+// trigger keeps its schedule; at each scheduled time they all try to claim
+// the fire, and only the one whose claim is first runs the function. With
+// JetStream (JetStreamClaims) a claim is a message whose Nats-Msg-Id is the
+// job and the scheduled time, so JetStream's duplicate detection lets
+// exactly one through: no lease and no leader election.
+package cronmodule
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trinehq/trine/engine"
+)
+
+// TriggerCron is the trigger type.
+const TriggerCron = "cron"
+
+// Defaults for Config.
+const (
+	// DefaultLateness is how late a fire may run: a scheduled time missed
+	// by more (the engine was paused or down) is skipped.
+	DefaultLateness   = 5 * time.Second
+	DefaultClaimLimit = 5 * time.Second
+)
+
+// Claimer decides which engine runs a fire: Claim returns true for exactly
+// one caller per (job, scheduled time) across the fleet.
+type Claimer interface {
+	Claim(ctx context.Context, job string, scheduled time.Time) (bool, error)
+}
+
+// LocalClaims is the Claimer of a single engine: every claim succeeds.
+type LocalClaims struct{}
+
+// Claim implements Claimer.
+func (LocalClaims) Claim(context.Context, string, time.Time) (bool, error) { return true, nil }
+
+// Unavailable is the Claimer of an engine that cannot claim fires (its
+// NATS has no JetStream): cron triggers are refused with Err.
+type Unavailable struct{ Err error }
+
+// Claim implements Claimer.
+func (u Unavailable) Claim(context.Context, string, time.Time) (bool, error) { return false, u.Err }
+
+// Config configures a Module.
+type Config struct {
+	// Claims decides which engine runs each fire. Required.
+	Claims Claimer
+	// Lateness: see DefaultLateness.
+	Lateness time.Duration
+	// CallTimeout bounds each call of a job's function; zero means the
+	// engine's default timeout.
+	CallTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Module is the cron module.
+type Module struct {
+	cfg Config
+	log *slog.Logger
+	e   *engine.Engine
+
+	mu      sync.Mutex
+	jobs    map[string]*job
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+type job struct {
+	t       engine.Trigger
+	cfg     triggerConfig
+	sched   schedule
+	stop    chan struct{}
+	running atomic.Bool
+}
+
+type triggerConfig struct {
+	Expression          *string `json:"expression"`
+	ConditionFunctionID string  `json:"condition_function_id"`
+}
+
+// Payload is what a job's function receives, iii's shape.
+type Payload struct {
+	Trigger       string `json:"trigger"` // "cron"
+	JobID         string `json:"job_id"`
+	ScheduledTime string `json:"scheduled_time"`
+	ActualTime    string `json:"actual_time"`
+}
+
+// New returns the module.
+func New(cfg Config) *Module {
+	if cfg.Claims == nil {
+		cfg.Claims = LocalClaims{}
+	}
+	if cfg.Lateness <= 0 {
+		cfg.Lateness = DefaultLateness
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Module{cfg: cfg, log: cfg.Logger, jobs: make(map[string]*job)}
+}
+
+// Register registers the cron trigger type on e.
+func (m *Module) Register(e *engine.Engine) error {
+	m.e = e
+	return e.RegisterTriggerType(TriggerCron, "Runs a function on a schedule, once per fleet (config: expression with 6 fields sec min hour dom month dow, or 7 with year; condition_function_id?).", provider{m})
+}
+
+// Close stops every schedule and waits for the running jobs.
+func (m *Module) Close() {
+	m.mu.Lock()
+	m.stopped = true
+	for id, j := range m.jobs {
+		close(j.stop)
+		delete(m.jobs, id)
+	}
+	m.mu.Unlock()
+	m.wg.Wait()
+}
+
+type provider struct{ m *Module }
+
+func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
+	var cfg triggerConfig
+	raw := bytes.TrimSpace(t.Config)
+	if len(raw) == 0 || raw[0] != '{' {
+		return engine.Errorf(engine.CodeInvalidArgument, "cron trigger %q: config must be a JSON object with expression", t.ID)
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return engine.Errorf(engine.CodeInvalidArgument, "cron trigger %q: bad config: %v", t.ID, err)
+	}
+	if cfg.Expression == nil {
+		return engine.Errorf(engine.CodeInvalidArgument, "cron trigger %q: config needs expression", t.ID)
+	}
+	if cfg.ConditionFunctionID != "" {
+		if err := engine.ValidateID("condition_function_id", cfg.ConditionFunctionID); err != nil {
+			return err
+		}
+	}
+	s, err := parseSchedule(*cfg.Expression)
+	if err != nil {
+		return engine.Errorf(engine.CodeInvalidArgument, "cron trigger %q: %v", t.ID, err)
+	}
+	if s.next(time.Now()).IsZero() {
+		return engine.Errorf(engine.CodeInvalidArgument, "cron trigger %q: expression %q never fires", t.ID, *cfg.Expression)
+	}
+	m := p.m
+	if u, ok := m.cfg.Claims.(Unavailable); ok {
+		return engine.Errorf(engine.CodeUnavailable, "cron trigger %q: schedules cannot be claimed once per fleet: %v", t.ID, u.Err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped {
+		return engine.Errorf(engine.CodeUnavailable, "the cron module is stopped")
+	}
+	if old := m.jobs[t.ID]; old != nil {
+		close(old.stop)
+	}
+	j := &job{t: t, cfg: cfg, sched: s, stop: make(chan struct{})}
+	m.jobs[t.ID] = j
+	m.wg.Add(1)
+	go m.run(j)
+	return nil
+}
+
+func (p provider) UnregisterTrigger(_ context.Context, t engine.Trigger) error {
+	m := p.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if j := m.jobs[t.ID]; j != nil {
+		close(j.stop)
+		delete(m.jobs, t.ID)
+	}
+	return nil
+}
+
+// run keeps j's schedule until it stops.
+func (m *Module) run(j *job) {
+	defer m.wg.Done()
+	at := j.sched.next(time.Now())
+	for !at.IsZero() {
+		timer := time.NewTimer(time.Until(at))
+		select {
+		case <-j.stop:
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		now := time.Now()
+		if late := now.Sub(at); late > m.cfg.Lateness {
+			// Paused or starved: skip what was missed (documented).
+			m.log.Warn("cron fire skipped: too late", "trigger_id", j.t.ID, "scheduled_time", at, "late", late)
+		} else {
+			m.fire(j, at, now)
+		}
+		at = j.sched.next(at)
+		if n := time.Now(); at.Before(n.Add(-m.cfg.Lateness)) {
+			at = j.sched.next(n)
+		}
+	}
+	m.log.Info("cron trigger has no more fires", "trigger_id", j.t.ID)
+}
+
+// fire claims the fire at and, if this engine won it, runs the job. A job
+// still running from an earlier fire makes this engine leave the fire to
+// the others.
+func (m *Module) fire(j *job, at, now time.Time) {
+	if !j.running.CompareAndSwap(false, true) {
+		m.log.Warn("cron fire left to other engines: the job's previous run is still going", "trigger_id", j.t.ID, "scheduled_time", at)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultClaimLimit)
+	won, err := m.cfg.Claims.Claim(ctx, j.t.ID, at)
+	cancel()
+	if err != nil || !won {
+		j.running.Store(false)
+		if err != nil {
+			m.log.Error("cron fire not claimed", "trigger_id", j.t.ID, "scheduled_time", at, "error", err)
+		}
+		return
+	}
+	payload, _ := json.Marshal(Payload{Trigger: "cron", JobID: j.t.ID, ScheduledTime: at.UTC().Format(time.RFC3339), ActualTime: now.UTC().Format(time.RFC3339Nano)})
+	m.mu.Lock()
+	if m.stopped {
+		m.mu.Unlock()
+		j.running.Store(false)
+		return
+	}
+	m.wg.Add(1)
+	m.mu.Unlock()
+	go func() {
+		defer m.wg.Done()
+		defer j.running.Store(false)
+		if fn := j.cfg.ConditionFunctionID; fn != "" {
+			out, err := m.e.Trigger(context.Background(), engine.Call{FunctionID: fn, Payload: payload, Timeout: m.cfg.CallTimeout})
+			if err != nil {
+				m.log.Warn("cron condition failed: fire skipped", "trigger_id", j.t.ID, "function_id", fn, "error", err)
+				return
+			}
+			if bytes.Equal(bytes.TrimSpace(out), []byte("false")) {
+				return
+			}
+		}
+		if _, err := m.e.Trigger(context.Background(), engine.Call{FunctionID: j.t.FunctionID, Payload: payload, Metadata: j.t.Metadata, Timeout: m.cfg.CallTimeout}); err != nil {
+			m.log.Warn("cron job failed", "trigger_id", j.t.ID, "function_id", j.t.FunctionID, "scheduled_time", at, "error", err)
+		}
+	}()
+}

@@ -1,0 +1,200 @@
+package cronmodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/moduletest"
+	"github.com/trinehq/trine/internal/natstest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestParseSchedule(t *testing.T) {
+	t.Parallel()
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, c := range []struct {
+		expr, from, want string
+	}{
+		{"0 * * * * *", "2026-12-02T10:00:30Z", "2026-12-02T10:01:00Z"},
+		{"0 0 2 * * *", "2026-12-02T10:00:00Z", "2026-12-03T02:00:00Z"},
+		{"*/5 * * * * *", "2026-12-02T10:00:01Z", "2026-12-02T10:00:05Z"},
+		{"0 */5 * * * * *", "2026-12-02T10:01:00Z", "2026-12-02T10:05:00Z"},
+		{"0 0 0 1 1 * 2030", "2026-12-02T10:00:00Z", "2030-01-01T00:00:00Z"},
+		{"0 0 0 1 1 * 2027-2029", "2028-06-01T00:00:00Z", "2029-01-01T00:00:00Z"},
+		{"0 0 0 1 1 * 2026/2", "2026-06-01T00:00:00Z", "2028-01-01T00:00:00Z"},
+		{"0 0 0 1 1 * 2025,2031", "2026-06-01T00:00:00Z", "2031-01-01T00:00:00Z"},
+		{"0 0 0 1 1 * 2020", "2026-06-01T00:00:00Z", ""}, // never again
+		{"@every 1m", "2026-12-02T10:00:00Z", "2026-12-02T10:01:00Z"},
+	} {
+		s, err := parseSchedule(c.expr)
+		if err != nil {
+			t.Fatalf("%q: %v", c.expr, err)
+		}
+		got := s.next(at(c.from))
+		if c.want == "" {
+			if !got.IsZero() {
+				t.Errorf("%q after %s: %v, want none", c.expr, c.from, got)
+			}
+			continue
+		}
+		if !got.Equal(at(c.want)) {
+			t.Errorf("%q after %s: %v, want %s", c.expr, c.from, got.UTC(), c.want)
+		}
+	}
+	for _, bad := range []string{"", "* * * * *", "* * * * * * * *", "61 * * * * *", "* * * * * * 1900", "* * * * * * 2030-2020", "* * * * * * x", "* * * * * * 2030/0", "@sometimes"} {
+		if _, err := parseSchedule(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+// fleetNode is an engine with the cron module whose fires are claimed on
+// JetStream.
+type fleetNode struct {
+	e *engine.Engine
+	s *engine.Session
+}
+
+func startNode(t *testing.T, url string, claims Claimer, fn func(Payload)) *fleetNode {
+	t.Helper()
+	e := moduletest.Start(t, url)
+	m := New(Config{Claims: claims})
+	if err := m.Register(e); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	if err := e.RegisterFunction("test::job", "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
+		var p Payload
+		if err := json.Unmarshal(c.Payload, &p); err != nil {
+			return nil, err
+		}
+		fn(p)
+		return nil, nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	return &fleetNode{e: e, s: moduletest.Session(t, e)}
+}
+
+// TestOncePerFleet: three engines on a three-node NATS cluster, each with
+// a worker that registered the same every-second cron trigger. 20 fires
+// happen 20 times: each scheduled second runs once, on one engine.
+func TestOncePerFleet(t *testing.T) {
+	t.Parallel()
+	cl := natstest.StartCluster(t, 3)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	fires := map[string][]int{}
+	var total atomic.Int64
+	nodes := make([]*fleetNode, 3)
+	for i := range nodes {
+		claims, err := OpenJetStreamClaims(ctx, natstest.ConnectURL(t, cl.URL(i)), 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[i] = startNode(t, cl.URL(i), claims, func(p Payload) {
+			if p.Trigger != "cron" || p.JobID != "tick" || p.ActualTime == "" {
+				t.Errorf("payload %+v", p)
+			}
+			mu.Lock()
+			fires[p.ScheduledTime] = append(fires[p.ScheduledTime], i)
+			mu.Unlock()
+			total.Add(1)
+		})
+	}
+	for _, n := range nodes {
+		if err := n.s.RegisterTrigger(ctx, engine.Trigger{ID: "tick", Type: "cron", FunctionID: "test::job", Config: json.RawMessage(`{"expression":"* * * * * *"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for total.Load() < 20 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d fires in a minute", total.Load())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	for _, n := range nodes {
+		n.s.Close()
+	}
+	time.Sleep(1500 * time.Millisecond) // a fire in progress lands
+	mu.Lock()
+	defer mu.Unlock()
+	var times []string
+	for at, by := range fires {
+		if len(by) != 1 {
+			t.Errorf("scheduled time %s ran %d times (engines %v)", at, len(by), by)
+		}
+		times = append(times, at)
+	}
+	sort.Strings(times)
+	t.Logf("%d fires, %d distinct seconds: %v", total.Load(), len(times), fires)
+	if len(times) < 20 {
+		t.Fatalf("%d distinct scheduled times, want at least 20", len(times))
+	}
+	// Consecutive seconds, none skipped.
+	first, _ := time.Parse(time.RFC3339, times[0])
+	for i, s := range times {
+		if want := first.Add(time.Duration(i) * time.Second).UTC().Format(time.RFC3339); s != want {
+			t.Fatalf("fire %d at %s, want %s: a second was skipped", i, s, want)
+		}
+	}
+}
+
+func TestTriggerConfigAndCondition(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Start(t)
+	got := make(chan Payload, 10)
+	n := startNode(t, ns.ClientURL(), LocalClaims{}, func(p Payload) { got <- p })
+	var asked atomic.Int64
+	n.e.RegisterFunction("test::no", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		asked.Add(1)
+		return []byte("false"), nil
+	}))
+	n.e.RegisterFunction("test::fail", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		asked.Add(1)
+		return nil, errors.New("broken")
+	}))
+	for _, bad := range []string{``, `"x"`, `{}`, `{"expression":"* * * *"}`, `{"expression":5}`, `{"expression":"* * * * * * 2001"}`, `{"expression":"* * * * * *","condition_function_id":""}x`} {
+		err := n.s.RegisterTrigger(context.Background(), engine.Trigger{ID: "bad", Type: "cron", FunctionID: "test::job", Config: json.RawMessage(bad)})
+		if e := engine.AsError(err); err == nil || e.Code != engine.CodeInvalidArgument {
+			t.Errorf("config %s: %v", bad, err)
+		}
+	}
+	for i, cond := range []string{"test::no", "test::fail"} {
+		cfg := fmt.Sprintf(`{"expression":"* * * * * *","condition_function_id":%q}`, cond)
+		if err := n.s.RegisterTrigger(context.Background(), engine.Trigger{ID: fmt.Sprint("c", i), Type: "cron", FunctionID: "test::job", Config: json.RawMessage(cfg)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for asked.Load() < 4 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if asked.Load() < 4 {
+		t.Fatalf("conditions asked %d times in 5 s", asked.Load())
+	}
+	select {
+	case p := <-got:
+		t.Fatalf("a job ran although its condition said no: %+v", p)
+	default:
+	}
+}

@@ -1,0 +1,69 @@
+// Package moduletest runs a real engine for the tests of a module
+// (state, pubsub, cron, queue): optionally routing calls between engines
+// over a real NATS, as trine engine does, and with worker sessions that
+// register triggers.
+package moduletest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/engine/natsroute"
+	"github.com/trinehq/trine/internal/natstest"
+)
+
+// Start runs an engine until the test ends. With natsURL set, calls are
+// routed to and from other engines on that NATS. Register the module
+// after Start: cleanups run in reverse, so the module closes first.
+func Start(t testing.TB, natsURL string) *engine.Engine {
+	t.Helper()
+	cfg := engine.Config{DefaultTimeout: 5 * time.Second}
+	var router *natsroute.Router
+	if natsURL != "" {
+		router = natsroute.New(natstest.ConnectURL(t, natsURL), nil)
+		cfg.Remote = router
+	}
+	e, err := engine.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if router != nil {
+		if err := router.Start(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = e.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		if router != nil {
+			router.Close()
+		}
+		cancel()
+		<-done
+	})
+	return e
+}
+
+// Session attaches a worker session, closed when the test ends, that
+// registers triggers; the engine cannot invoke it.
+func Session(t testing.TB, e *engine.Engine) *engine.Session {
+	t.Helper()
+	s, err := e.Attach(engine.WorkerInfo{Name: "test"}, nopPeer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+type nopPeer struct{}
+
+func (nopPeer) Invoke(context.Context, engine.Invocation) error { return errors.New("no worker") }
+func (nopPeer) Cancel(string)                                   {}
+func (nopPeer) ConfigureTrigger(context.Context, string, engine.Trigger, bool) error {
+	return nil
+}
