@@ -26,9 +26,22 @@ var listening = regexp.MustCompile(`(?m)^trine engine \S+ listening: grpc=(\S+) 
 // in package-lock.json) against a real engine, with a Go gRPC worker
 // serving go::echo, go::call, go::bind, go::unbind, go::cut and go::fail. It needs node and npm
 // (`make test` installs the package with npm ci first).
+// compatQueues are the named queues test.mjs enqueues on.
+const compatQueues = `queues:
+  compat:
+    max_retries: 2
+    backoff_ms: 50
+  compat-fifo:
+    type: fifo
+    message_group_field: account
+    backoff_ms: 50
+`
+
 func TestIIINodeSDK(t *testing.T) {
 	node := nodeWithSDK(t)
-	grpcAddr, httpAddr, iiiAddr := startEngine(t, buildTrine(t))
+	conf := filepath.Join(t.TempDir(), "trine.yaml")
+	must(t, os.WriteFile(conf, []byte(compatQueues), 0o600))
+	grpcAddr, httpAddr, iiiAddr := startEngine(t, buildTrine(t), "--config", conf)
 	// The Node worker reaches the engine through a proxy that go::cut
 	// cuts, to see the SDK reconnect, reattach and replay.
 	proxy := enginetest.NewProxy(t, iiiAddr)

@@ -30,6 +30,9 @@ const (
 	// CodeValueTooLarge is iii's state module code for a value over its
 	// limit, kept in iii's spelling so that iii workers match it.
 	CodeValueTooLarge Code = "VALUE_TOO_LARGE"
+	// CodeEnqueueError is iii's code for an enqueue refused: an unknown
+	// queue, a fifo job without its group field.
+	CodeEnqueueError Code = "enqueue_error"
 )
 
 // Error is a failure with a stable code. Handlers may return one to choose the
@@ -74,6 +77,7 @@ var (
 	ErrUnavailable         = &Error{Code: CodeUnavailable}
 	ErrInternal            = &Error{Code: CodeInternal}
 	ErrValueTooLarge       = &Error{Code: CodeValueTooLarge}
+	ErrEnqueueError        = &Error{Code: CodeEnqueueError}
 )
 
 // Errorf returns an *Error with the given code and a formatted message.

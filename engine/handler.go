@@ -21,6 +21,10 @@ type Call struct {
 	Timeout time.Duration
 	// InvocationID is assigned by the engine; callers leave it empty.
 	InvocationID string
+	// Grant is the caller's policy decision, when a listener's policy
+	// authorized the call (Authorize sets it); nil otherwise. It does not
+	// cross engines.
+	Grant *Grant
 	// CallerID is the worker id of the caller, or "" for other callers.
 	CallerID string
 	// LocalOnly keeps the call on this engine: set by transports that

@@ -353,6 +353,48 @@ func (s *Session) authorize(c Call) (Call, error) {
 	return s.e.Authorize(s.grant, c)
 }
 
+// CanCall reports whether a caller under g may call fn (nil g: anyone).
+// A module that runs calls on a caller's behalf later (a queue) asks it
+// of Call.Grant at once.
+func (e *Engine) CanCall(g *Grant, fn string) error {
+	return g.CanCall(fn, e.functionMetadata(fn))
+}
+
+// Enqueue is the worker's own enqueue action: the call c goes to queue
+// through FnQueueEnqueue once the session may call c's function. The
+// middleware does not apply: the job is not run now.
+func (s *Session) Enqueue(ctx context.Context, queue string, c Call) ([]byte, error) {
+	if err := s.e.CanCall(s.grant, c.FunctionID); err != nil {
+		return nil, err
+	}
+	if !s.e.HasFunction(FnQueueEnqueue) {
+		return nil, Errorf(CodeEnqueueError, "this engine has no queues (they need JetStream)")
+	}
+	p, err := json.Marshal(EnqueueInput{Queue: queue, FunctionID: c.FunctionID, Payload: orNullJSON(c.Payload), Metadata: c.Metadata})
+	if err != nil {
+		return nil, Errorf(CodeInvalidArgument, "enqueue %q: %v", c.FunctionID, err)
+	}
+	return s.e.Trigger(ctx, Call{FunctionID: FnQueueEnqueue, Payload: p, CallerID: s.id, Grant: s.grant, Traceparent: c.Traceparent})
+}
+
+// FnQueueEnqueue is the queue module's enqueue function.
+const FnQueueEnqueue = "engine::queue::enqueue"
+
+// EnqueueInput is FnQueueEnqueue's input.
+type EnqueueInput struct {
+	Queue      string          `json:"queue"`
+	FunctionID string          `json:"function_id"`
+	Payload    json.RawMessage `json:"payload"`
+	Metadata   json.RawMessage `json:"metadata,omitempty"`
+}
+
+func orNullJSON(p []byte) json.RawMessage {
+	if len(p) == 0 {
+		return json.RawMessage("null")
+	}
+	return p
+}
+
 // Authorize decides a call made under g (CanCall, with the target's
 // metadata) and, with a middleware, turns it into the middleware's call.
 // A nil Grant passes c as is.
@@ -363,6 +405,7 @@ func (e *Engine) Authorize(g *Grant, c Call) (Call, error) {
 	if err := g.CanCall(c.FunctionID, e.functionMetadata(c.FunctionID)); err != nil {
 		return c, err
 	}
+	c.Grant = g
 	if mw := g.access.MiddlewareFunctionID; mw != "" && !matchAny(infrastructure, c.FunctionID) {
 		payload := c.Payload
 		if len(payload) == 0 {

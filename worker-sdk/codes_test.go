@@ -31,6 +31,7 @@ func TestCodesMatchEngine(t *testing.T) {
 		{trine.CodeUnavailable, engine.CodeUnavailable},
 		{trine.CodeInternal, engine.CodeInternal},
 		{trine.CodeValueTooLarge, engine.CodeValueTooLarge},
+		{trine.CodeEnqueueError, engine.CodeEnqueueError},
 	}
 	for _, p := range pairs {
 		if string(p.sdk) != string(p.eng) {

@@ -29,6 +29,9 @@ const (
 	// CodeValueTooLarge: a state value over the engine's limit (iii's
 	// spelling).
 	CodeValueTooLarge Code = "VALUE_TOO_LARGE"
+	// CodeEnqueueError: an enqueue refused (unknown queue, a fifo job
+	// without its group field).
+	CodeEnqueueError Code = "enqueue_error"
 )
 
 // Error is a failure with a stable code. A handler may return one to choose
@@ -80,6 +83,7 @@ var (
 	ErrUnavailable         = &Error{Code: CodeUnavailable}
 	ErrInternal            = &Error{Code: CodeInternal}
 	ErrValueTooLarge       = &Error{Code: CodeValueTooLarge}
+	ErrEnqueueError        = &Error{Code: CodeEnqueueError}
 )
 
 // ErrClosed is returned by calls on a closed Worker. It has code

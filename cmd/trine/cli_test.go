@@ -101,6 +101,7 @@ func TestEngineHelp(t *testing.T) {
 		{"--stream-history-total-bytes", "TRINE_STREAM_HISTORY_TOTAL_BYTES", "stream_history_total_bytes", "268435456"},
 		{"--stream-max-item-bytes", "TRINE_STREAM_MAX_ITEM_BYTES", "stream_max_item_bytes", "1048576"},
 		{"--state-max-value-bytes", "TRINE_STATE_MAX_VALUE_BYTES", "state_max_value_bytes", "524288"},
+		{"--queue-ack-wait", "TRINE_QUEUE_ACK_WAIT", "queue_ack_wait", "30s"},
 		{"--stream-auth-function", "TRINE_STREAM_AUTH_FUNCTION", "stream_auth_function", ""},
 		{"--allowed-origins", "TRINE_ALLOWED_ORIGINS", "allowed_origins", ""},
 		{"--allowed-hosts", "TRINE_ALLOWED_HOSTS", "allowed_hosts", ""},

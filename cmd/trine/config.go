@@ -26,6 +26,7 @@ import (
 	"github.com/trinehq/trine/gateway"
 	"github.com/trinehq/trine/internal/jwtauth"
 	"github.com/trinehq/trine/internal/tlsconf"
+	"github.com/trinehq/trine/queuemodule"
 	"github.com/trinehq/trine/statemodule"
 	"github.com/trinehq/trine/streammodule"
 )
@@ -49,7 +50,9 @@ type engineConfig struct {
 	IIIAuthFunction   string
 	IIIExpose         []string
 	IIIMiddleware     string
-	Listeners         []listenerConfig // extra worker listeners (YAML listeners:)
+	Listeners         []listenerConfig                   // extra worker listeners (YAML listeners:)
+	Queues            map[string]queuemodule.QueueConfig // named queues (YAML queues:)
+	QueueAckWait      time.Duration
 	HTTPMaxBodyBytes  int64
 	HTTPTimeout       time.Duration
 	HTTPStreaming     bool
@@ -302,6 +305,10 @@ var engineSettings = []setting{
 	}},
 	{"state-max-value-bytes", "N", strconv.Itoa(statemodule.DefaultMaxValueBytes), "largest state value (compact JSON); larger ones get VALUE_TOO_LARGE and nothing is written. Lowered to half of the NATS server's max_payload less 12.5 KiB, so that every change's event (old and new value) is published, and to half of --max-message-bytes less 16 KiB", func(c *engineConfig, v string) (err error) {
 		c.StateMaxValue, err = positiveInt(v)
+		return err
+	}},
+	{"queue-ack-wait", "DURATION", queuemodule.DefaultAckWait.String(), "how long a queue job may go unacknowledged before JetStream gives it to another engine; the engine running it renews it every third of that, so only a dead engine (kill -9, a lost network) lets it lapse", func(c *engineConfig, v string) (err error) {
+		c.QueueAckWait, err = positiveDuration(v)
 		return err
 	}},
 	{"stream-auth-function", "ID", "", "function that admits stream connections (empty: no auth)", func(c *engineConfig, v string) error {
@@ -561,6 +568,14 @@ func loadConfigFile(c *engineConfig, settings []setting, path string, env func(s
 				return usageErrorf("config %s: line %d: listeners: %v", path, n.Line, err)
 			}
 			c.Listeners = ls
+			continue
+		}
+		if _, ok := byKey["iii_addr"]; ok && k == "queues" { // trine engine only
+			qs, err := decodeQueues(&n)
+			if err != nil {
+				return usageErrorf("config %s: line %d: queues: %v", path, n.Line, err)
+			}
+			c.Queues = qs
 			continue
 		}
 		s, ok := byKey[k]

@@ -51,6 +51,7 @@ var defaultConfig = engineConfig{
 	StreamHistory:       1000,
 	StreamMaxItem:       1 << 20,
 	StateMaxValue:       512 << 10,
+	QueueAckWait:        30 * time.Second,
 	NATSConnectTimeout:  30 * time.Second,
 	StreamHistoryBytes:  16 << 20,
 	StreamHistoryTotal:  256 << 20,

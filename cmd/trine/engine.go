@@ -187,6 +187,13 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	if err := crons.Register(eng); err != nil {
 		return fmt.Errorf("register cron: %w", err)
 	}
+	queues, err := startQueues(cfg, eng, ns, log)
+	if err != nil {
+		return err
+	}
+	if queues != nil {
+		defer queues.Close()
+	}
 	if err := registerGatewayMetrics(reg, streams.gw); err != nil {
 		return fmt.Errorf("register stream metrics: %w", err)
 	}
@@ -260,8 +267,12 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		// Other engines stop sending calls here while this one drains.
+		// Other engines stop sending calls here while this one drains,
+		// and the queues stop handing it jobs.
 		go router.Close()
+		if queues != nil {
+			queues.Stop()
+		}
 		<-eng.Done() // calls drained or cut, worker sessions closed
 		force := time.AfterFunc(grpcStopTimeout, func() {
 			log.Warn("gRPC server did not stop in time; closing its connections")
@@ -381,11 +392,15 @@ func listen(ctx context.Context, name, addr string) (net.Listener, error) {
 	return l, nil
 }
 
+// cronClaimsWait is how long an engine without --store jetstream waits
+// for JetStream before it goes on without cron (and unconfigured queues).
+const cronClaimsWait = 15 * time.Second
+
 // cronClaims opens the JetStream stream that makes each cron fire run once
 // per fleet. A NATS without JetStream leaves the engine without cron: its
 // triggers are refused, saying why.
 func cronClaims(cfg engineConfig, ns *natsembed.Server, log *slog.Logger) cronmodule.Claimer {
-	wait := 15 * time.Second
+	wait := cronClaimsWait
 	if cfg.Store == "jetstream" {
 		wait = jetStreamBootTimeout
 	}

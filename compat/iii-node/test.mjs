@@ -608,3 +608,67 @@ test('16. cron trigger: fires every second with iii\'s payload', { timeout: TEST
   assert.equal(Date.parse(b.scheduled_time) - Date.parse(a.scheduled_time), 1000, `consecutive fires: ${JSON.stringify(fires)}`)
   assert.ok(Date.parse(a.actual_time) >= Date.parse(a.scheduled_time), `actual before scheduled: ${JSON.stringify(a)}`)
 })
+
+test('17. queues: TriggerAction.Enqueue with a retry, fifo order per group, the dead-letter queue and redrive', { timeout: 30_000 }, async () => {
+  const seen = []
+  let failFirst = true
+  iii.registerFunction('node::queue::job', async (p) => {
+    seen.push(p)
+    if (p.fail === 'always' || (p.fail === 'once' && failFirst)) {
+      if (p.fail === 'once') failFirst = false
+      throw new Error(`job ${p.id} fails`)
+    }
+    return { done: p.id }
+  })
+  const fifo = []
+  iii.registerFunction('node::queue::post', async (p) => {
+    fifo.push(`${p.account}:${p.n}`)
+    return null
+  })
+  await call('engine::functions::list', {})
+
+  const receipt = await call('node::queue::job', { id: 'once', fail: 'once' }, { action: TriggerAction.Enqueue({ queue: 'compat' }) })
+  assert.equal(typeof receipt?.messageReceiptId, 'string', `enqueue result: ${JSON.stringify(receipt)}`)
+  await eventually(() => assert.equal(seen.filter((p) => p.id === 'once').length, 2, `runs of the retried job: ${JSON.stringify(seen)}`), 5_000)
+
+  for (let n = 0; n < 10; n++) {
+    for (const account of ['a', 'b']) {
+      await call('node::queue::post', { account, n }, { action: TriggerAction.Enqueue({ queue: 'compat-fifo' }) })
+    }
+  }
+  await eventually(() => assert.equal(fifo.length, 20, `fifo jobs done: ${fifo}`), 10_000)
+  for (const account of ['a', 'b']) {
+    const order = fifo.filter((s) => s.startsWith(`${account}:`)).map((s) => Number(s.split(':')[1]))
+    assert.deepEqual(order, [...Array(10).keys()], `account ${account} out of order: ${fifo}`)
+  }
+
+  await call('node::queue::job', { id: 'dead', fail: 'always' }, { action: TriggerAction.Enqueue({ queue: 'compat' }) })
+  await eventually(() => assert.equal(seen.filter((p) => p.id === 'dead').length, 2, 'two attempts (max_retries 2)'), 5_000)
+  await eventually(async () => assert.deepEqual(await call('iii::queue::redrive', { queue: 'compat' }), { queue: 'compat', redriven: 1 }), 5_000)
+  await eventually(() => assert.equal(seen.filter((p) => p.id === 'dead').length, 4, 'two more attempts after the redrive'), 5_000)
+
+  const unknown = await invocationError(call('node::queue::job', { id: 'x' }, { action: TriggerAction.Enqueue({ queue: 'no-such-queue' }) }), 'an unknown queue')
+  assert.equal(unknown.code, 'enqueue_error', `code ${unknown.code}: ${unknown.message}`)
+  const noGroup = await invocationError(call('node::queue::post', { n: 1 }, { action: TriggerAction.Enqueue({ queue: 'compat-fifo' }) }), 'a fifo job without its group')
+  assert.equal(noGroup.code, 'enqueue_error', `code ${noGroup.code}: ${noGroup.message}`)
+})
+
+test('18. durable topics: iii::durable::publish reaches a durable:subscriber function', { timeout: TEST_TIMEOUT }, async () => {
+  const topic = `compat-durable-${RUN}`
+  const got = []
+  iii.registerFunction('node::durable::on', async (data) => {
+    got.push(data)
+    return null
+  })
+  const trigger = iii.registerTrigger({ type: 'durable:subscriber', function_id: 'node::durable::on', config: { topic, queue_config: { max_retries: 2 } } })
+  try {
+    await eventually(async () => {
+      const listed = await call('engine::registered-triggers::list', { function_id: 'node::durable::on' })
+      assert.equal(listed?.registered_triggers?.length, 1, `trigger not listed: ${JSON.stringify(listed)}`)
+    })
+    for (let i = 0; i < 5; i++) await call('iii::durable::publish', { topic, data: { i } })
+    await eventually(() => assert.deepEqual([...got].sort((a, b) => a.i - b.i), [0, 1, 2, 3, 4].map((i) => ({ i }))), 5_000)
+  } finally {
+    trigger.unregister()
+  }
+})

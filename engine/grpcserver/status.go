@@ -28,6 +28,7 @@ var grpcCodes = map[engine.Code]codes.Code{
 	engine.CodeOverloaded:          codes.ResourceExhausted,
 	engine.CodeMessageTooLarge:     codes.ResourceExhausted,
 	engine.CodeValueTooLarge:       codes.ResourceExhausted,
+	engine.CodeEnqueueError:        codes.FailedPrecondition,
 	engine.CodeConflict:            codes.Aborted,
 	engine.CodeInternal:            codes.Internal,
 }

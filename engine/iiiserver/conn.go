@@ -527,7 +527,14 @@ func (c *conn) invoke(m *inbound) {
 		case "void":
 			void = true
 		case "enqueue":
-			answer(nil, engine.Errorf("enqueue_error", "Trine has no queues: the enqueue action is not supported"))
+			if a.Queue == "" {
+				answer(nil, engine.Errorf(engine.CodeEnqueueError, "the enqueue action names no queue"))
+				return
+			}
+			c.async(func() {
+				out, err := c.sess.Enqueue(c.ctx, a.Queue, call)
+				answer(out, err)
+			})
 			return
 		default:
 			answer(nil, engine.Errorf(engine.CodeInvalidArgument, "unknown action type %q", a.Type))

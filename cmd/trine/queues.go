@@ -1,0 +1,60 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/natsembed"
+	"github.com/trinehq/trine/queuemodule"
+)
+
+// decodeQueues reads YAML queues: {name: {type, message_group_field,
+// max_retries, concurrency, backoff_ms}}, iii's queue_configs fields.
+func decodeQueues(n *yaml.Node) (map[string]queuemodule.QueueConfig, error) {
+	raw, err := yaml.Marshal(n)
+	if err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	var qs map[string]queuemodule.QueueConfig
+	if err := dec.Decode(&qs); err != nil {
+		return nil, errors.New(oneLine(err.Error()))
+	}
+	if _, err := queuemodule.Normalize(qs); err != nil {
+		return nil, err
+	}
+	return qs, nil
+}
+
+// startQueues starts the queue module on the engine's NATS. A NATS
+// without JetStream leaves the engine without queues only when none are
+// configured; configured queues that cannot be served fail the start.
+func startQueues(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, log *slog.Logger) (*queuemodule.Module, error) {
+	wait := jetStreamBootTimeout
+	if cfg.Store != "jetstream" && len(cfg.Queues) == 0 {
+		wait = cronClaimsWait
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	m, err := queuemodule.New(ctx, queuemodule.Config{Conn: ns.Conn, Queues: cfg.Queues, Replicas: cfg.StoreReplicas,
+		AckWait: cfg.QueueAckWait, CallTimeout: cfg.DefaultTimeout, Logger: log})
+	if err != nil {
+		if len(cfg.Queues) == 0 {
+			log.Warn("queues are off: they live in JetStream, which NATS does not offer", "error", err)
+			return nil, nil
+		}
+		return nil, fmt.Errorf("queues: %w", err)
+	}
+	if err := m.Register(ctx, eng); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("register queues: %w", err)
+	}
+	return m, nil
+}

@@ -1,0 +1,566 @@
+// Package queuemodule is iii's queues on JetStream: named queues that
+// run enqueued calls with retries, fifo lanes and a dead-letter queue, and
+// durable topics (iii::durable::publish, durable:subscriber) whose every
+// subscribed function gets each message. Jobs live in JetStream streams
+// with explicit acks, so a job survives the kill of the engine or the
+// worker running it: it is redelivered once its ack wait passes. Delivery
+// is at least once.
+package queuemodule
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/jsboot"
+	"github.com/trinehq/trine/streammodule/natsfanout"
+	"github.com/trinehq/trine/streammodule/store"
+)
+
+// Function and trigger type names, iii's.
+const (
+	FnEnqueue        = engine.FnQueueEnqueue
+	FnRedrive        = "iii::queue::redrive"
+	FnDurablePublish = "iii::durable::publish"
+	TriggerDurable   = "durable:subscriber"
+)
+
+// JetStream streams and subjects.
+const (
+	StreamQueues = "TRINE_QUEUES" // work queue: trine.queue.<queue>.<lane>
+	StreamDLQ    = "TRINE_DLQ"    // work queue: trine.dlq.<queue>
+	StreamTopics = "TRINE_TOPICS" // interest: trine.topic.<topic>, trine.redrive.<topic>.<function>
+
+	subjQueue   = "trine.queue."
+	subjDLQ     = "trine.dlq."
+	subjTopic   = "trine.topic."
+	subjRedrive = "trine.redrive."
+)
+
+// Message headers.
+const (
+	hFunction = "Trine-Function"
+	hMetadata = "Trine-Metadata"
+	hQueue    = "Trine-Queue"
+	hTopic    = "Trine-Topic"
+	hError    = "Trine-Error"
+	hAttempts = "Trine-Attempts"
+	hRedrive  = "Trine-Redrive-Subject" // where a dead letter goes back to
+)
+
+// errStoreFailed is JetStream's code for a stream at its limits.
+const errStoreFailed jetstream.ErrorCode = 10077
+
+// Defaults for Config.
+const (
+	DefaultAckWait      = 30 * time.Second
+	DefaultMaxTopicLen  = 1024
+	DefaultTopicMaxAge  = 7 * 24 * time.Hour
+	DefaultStreamsBytes = 1 << 30
+)
+
+// Config configures a Module.
+type Config struct {
+	// Conn carries the jobs; its server must offer JetStream. Required.
+	Conn *nats.Conn
+	// Queues are the named queues. Every engine of a fleet should have
+	// the same ones.
+	Queues map[string]QueueConfig
+	// Replicas is the streams' replication factor. Default 1.
+	Replicas int
+	// AckWait is how long a job may go unacknowledged before JetStream
+	// gives it to another engine: the engine running it renews it every
+	// third of it, so only a dead engine lets it lapse. Default 30 s.
+	AckWait time.Duration
+	// CallTimeout bounds each attempt; zero means the engine's default.
+	CallTimeout time.Duration
+	// MaxBytes bounds each of the three streams. Default 1 GiB.
+	MaxBytes int64
+	// TopicMaxAge is how long a durable topic's message waits for a
+	// subscriber that is away. Default 7 days.
+	TopicMaxAge time.Duration
+	Logger      *slog.Logger
+}
+
+// Module is the queue module.
+type Module struct {
+	cfg    Config
+	log    *slog.Logger
+	js     jetstream.JetStream
+	e      *engine.Engine
+	queues map[string]QueueConfig
+
+	mu       sync.Mutex
+	consumes []jetstream.ConsumeContext    // named queues
+	topics   map[string]*topicSub          // durable:subscriber, by trigger id
+	dlq      map[string]jetstream.Consumer // redrive consumers, by queue
+	stopped  bool
+	wg       sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelFunc
+}
+
+type topicSub struct {
+	cc jetstream.ConsumeContext
+}
+
+// New checks the queues and creates the streams, waiting for a JetStream
+// cluster that is still forming until ctx ends.
+func New(ctx context.Context, cfg Config) (*Module, error) {
+	if cfg.Conn == nil {
+		return nil, errors.New("queuemodule: no NATS connection")
+	}
+	if cfg.Replicas < 1 {
+		cfg.Replicas = 1
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = DefaultAckWait
+	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DefaultStreamsBytes
+	}
+	if cfg.TopicMaxAge <= 0 {
+		cfg.TopicMaxAge = DefaultTopicMaxAge
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	qs, err := Normalize(cfg.Queues)
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(cfg.Conn)
+	if err != nil {
+		return nil, err
+	}
+	for _, sc := range []jetstream.StreamConfig{
+		{Name: StreamQueues, Subjects: []string{subjQueue + ">"}, Retention: jetstream.WorkQueuePolicy},
+		{Name: StreamDLQ, Subjects: []string{subjDLQ + ">"}, Retention: jetstream.WorkQueuePolicy},
+		{Name: StreamTopics, Subjects: []string{subjTopic + ">", subjRedrive + ">"}, Retention: jetstream.InterestPolicy, MaxAge: cfg.TopicMaxAge},
+	} {
+		sc.Storage, sc.Replicas, sc.MaxBytes, sc.Discard = jetstream.FileStorage, cfg.Replicas, cfg.MaxBytes, jetstream.DiscardNew
+		sc.Duplicates = 2 * time.Minute
+		if _, err := jsboot.CreateOrUpdateStream(ctx, js, sc); err != nil {
+			return nil, fmt.Errorf("queues: %w", err)
+		}
+	}
+	mctx, cancel := context.WithCancel(context.Background())
+	return &Module{cfg: cfg, log: cfg.Logger, js: js, queues: qs, topics: make(map[string]*topicSub),
+		dlq: make(map[string]jetstream.Consumer), ctx: mctx, cancel: cancel}, nil
+}
+
+// Queues returns the named queues with their defaults filled in.
+func (m *Module) Queues() map[string]QueueConfig { return m.queues }
+
+// Register registers the queue functions and the durable:subscriber
+// trigger type on e, and starts consuming the named queues.
+func (m *Module) Register(ctx context.Context, e *engine.Engine) error {
+	m.e = e
+	for _, f := range []struct {
+		id, desc string
+		h        func(context.Context, engine.Call) ([]byte, error)
+	}{
+		{FnEnqueue, "Enqueue a call on a named queue (queue, function_id, payload); iii's enqueue action.", m.enqueue},
+		{FnRedrive, "Move a named queue's dead letters back to it (queue).", m.redrive},
+		{FnDurablePublish, "Publish data to a durable topic: every durable:subscriber function gets it, with retries (topic, data).", m.durablePublish},
+	} {
+		if err := e.RegisterFunction(f.id, f.desc, engine.HandlerFunc(f.h)); err != nil {
+			return err
+		}
+	}
+	if err := e.RegisterTriggerType(TriggerDurable, "Runs a function for every message of a durable topic, with retries; replicas compete (config: topic, queue_config?).", provider{m}); err != nil {
+		return err
+	}
+	for name, q := range m.queues {
+		if err := m.consumeQueue(ctx, name, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop stops taking jobs; the running ones go on. An engine stops its
+// queues before it drains its calls.
+func (m *Module) Stop() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stopped = true
+	for _, cc := range m.consumes {
+		cc.Stop()
+	}
+	for _, t := range m.topics {
+		t.cc.Stop()
+	}
+}
+
+// Close stops consuming and waits for the jobs running; their acks are
+// sent, or JetStream redelivers them after the ack wait.
+func (m *Module) Close() {
+	m.Stop()
+	m.mu.Lock()
+	m.stopped = true
+	for _, cc := range m.consumes {
+		cc.Stop()
+	}
+	for id, t := range m.topics {
+		t.cc.Stop()
+		delete(m.topics, id)
+	}
+	m.mu.Unlock()
+	m.cancel()
+	m.wg.Wait()
+}
+
+// lane is the subject token of a job: "s" for a standard queue, "p<i>"
+// for the fifo lane of its group.
+func lane(q QueueConfig, group string) string {
+	if q.Type != TypeFIFO {
+		return "s"
+	}
+	h := fnv.New32a()
+	h.Write([]byte(group))
+	return "p" + strconv.Itoa(int(h.Sum32()%uint32(q.Concurrency)))
+}
+
+func consumerName(parts ...string) string {
+	var b bytes.Buffer
+	for i, p := range parts {
+		if i > 0 {
+			b.WriteByte('_')
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// consumeQueue creates the queue's consumers (one for a standard queue,
+// one per lane for fifo, each with one job in flight), removes those of an
+// earlier configuration, and starts consuming.
+func (m *Module) consumeQueue(ctx context.Context, name string, q QueueConfig) error {
+	want := map[string]jetstream.ConsumerConfig{}
+	if q.Type == TypeFIFO {
+		for i := range q.Concurrency {
+			l := "p" + strconv.Itoa(i)
+			want[consumerName("Q", name, l)] = jetstream.ConsumerConfig{FilterSubject: subjQueue + name + "." + l, MaxAckPending: 1}
+		}
+	} else {
+		want[consumerName("Q", name, "s")] = jetstream.ConsumerConfig{FilterSubject: subjQueue + name + ".s", MaxAckPending: q.Concurrency}
+	}
+	st, err := m.js.Stream(ctx, StreamQueues)
+	if err != nil {
+		return err
+	}
+	names := st.ConsumerNames(ctx)
+	prefix := consumerName("Q", name) + "_"
+	for n := range names.Name() {
+		if _, ok := want[n]; !ok && len(n) > len(prefix) && n[:len(prefix)] == prefix {
+			// A consumer of an earlier type or lane count: its filter
+			// would overlap, which a work queue refuses.
+			if err := st.DeleteConsumer(ctx, n); err != nil {
+				return fmt.Errorf("queue %s: remove consumer %s: %w", name, n, err)
+			}
+		}
+	}
+	for n, cc := range want {
+		cc.Durable, cc.AckPolicy, cc.AckWait, cc.MaxDeliver = n, jetstream.AckExplicitPolicy, m.cfg.AckWait, -1
+		cons, err := st.CreateOrUpdateConsumer(ctx, cc)
+		if err != nil {
+			return fmt.Errorf("queue %s: consumer %s: %w", name, n, err)
+		}
+		cctx, err := cons.Consume(func(msg jetstream.Msg) { m.start(func() { m.runQueueJob(name, q, msg) }) },
+			jetstream.PullMaxMessages(max(1, cc.MaxAckPending)))
+		if err != nil {
+			return fmt.Errorf("queue %s: consume: %w", name, err)
+		}
+		m.mu.Lock()
+		m.consumes = append(m.consumes, cctx)
+		m.mu.Unlock()
+	}
+	return nil
+}
+
+// start runs f on its own goroutine unless the module is closing. The
+// consumers' MaxAckPending bounds how many run.
+func (m *Module) start(f func()) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped {
+		return // not acked: JetStream redelivers it after the ack wait
+	}
+	m.wg.Go(f)
+}
+
+// attempt runs the job's call once, renewing its ack wait meanwhile.
+func (m *Module) attempt(msg jetstream.Msg, c engine.Call) error {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(m.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	})
+	_, err := m.e.Trigger(m.ctx, c)
+	close(stop)
+	wg.Wait()
+	return err
+}
+
+func jobCall(msg jetstream.Msg, timeout time.Duration) engine.Call {
+	c := engine.Call{FunctionID: msg.Headers().Get(hFunction), Payload: msg.Data(), Timeout: timeout}
+	if md := msg.Headers().Get(hMetadata); md != "" {
+		c.Metadata = []byte(md)
+	}
+	return c
+}
+
+// runQueueJob runs one job of a named queue. A standard queue's failed job
+// goes back with a delay and other jobs go on; a fifo job is retried in
+// place, holding its lane, so its group stays in order.
+func (m *Module) runQueueJob(name string, q QueueConfig, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		m.log.Error("queue job without metadata", "queue", name, "error", err)
+		return
+	}
+	attempt := int(meta.NumDelivered)
+	c := jobCall(msg, m.cfg.CallTimeout)
+	for {
+		if attempt > q.MaxRetries {
+			m.deadLetter(msg, name, msg.Subject(), attempt-1, errors.New("attempts exhausted before this delivery"))
+			return
+		}
+		err := m.attempt(msg, c)
+		if err == nil {
+			if err := msg.DoubleAck(m.ctx); err != nil {
+				m.log.Warn("queue job ack failed: it may run again", "queue", name, "function_id", c.FunctionID, "error", err)
+			}
+			return
+		}
+		if m.ctx.Err() != nil {
+			return // closing: redelivered after the ack wait
+		}
+		m.log.Warn("queue job failed", "queue", name, "function_id", c.FunctionID, "attempt", attempt, "max_retries", q.MaxRetries, "error", err)
+		if attempt >= q.MaxRetries {
+			m.deadLetter(msg, name, msg.Subject(), attempt, err)
+			return
+		}
+		wait := q.backoff(attempt)
+		if q.Type != TypeFIFO {
+			if err := msg.NakWithDelay(wait); err != nil {
+				m.log.Warn("queue job nak failed: redelivered after the ack wait", "queue", name, "error", err)
+			}
+			return
+		}
+		if !m.holdFor(msg, wait) {
+			return
+		}
+		attempt++
+	}
+}
+
+// holdFor waits d while keeping msg's ack wait renewed; false when the
+// module closes first.
+func (m *Module) holdFor(msg jetstream.Msg, d time.Duration) bool {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	t := time.NewTicker(m.cfg.AckWait / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return false
+		case <-deadline.C:
+			return true
+		case <-t.C:
+			_ = msg.InProgress()
+		}
+	}
+}
+
+// deadLetter moves msg to the DLQ of queue, then acks it: a job is in one
+// of the two at every moment but the instant between, when it may be in
+// both.
+func (m *Module) deadLetter(msg jetstream.Msg, queue, back string, attempts int, cause error) {
+	h := nats.Header{}
+	for k, v := range msg.Headers() {
+		if k != "Nats-Msg-Id" && k != jetstream.ExpectedLastSubjSeqHeader {
+			h[k] = v
+		}
+	}
+	h.Set(hQueue, queue)
+	h.Set(hError, cut(cause.Error(), 1024))
+	h.Set(hAttempts, strconv.Itoa(attempts))
+	h.Set(hRedrive, back)
+	if _, err := m.js.PublishMsg(m.ctx, &nats.Msg{Subject: subjDLQ + natsfanout.Token(queue), Header: h, Data: msg.Data()}); err != nil {
+		m.log.Error("dead letter not stored: the job stays in its queue", "queue", queue, "error", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	if err := msg.DoubleAck(m.ctx); err != nil {
+		m.log.Warn("dead-lettered job ack failed: it may also stay in its queue", "queue", queue, "error", err)
+	}
+	m.log.Error("queue job moved to the dead-letter queue", "queue", queue, "function_id", msg.Headers().Get(hFunction), "attempts", attempts, "error", cause)
+}
+
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
+
+// enqueueResult is iii's EnqueueResult.
+type enqueueResult struct {
+	MessageReceiptID string `json:"messageReceiptId"`
+	Queue            string `json:"queue"`
+	Seq              uint64 `json:"seq"`
+}
+
+func (m *Module) enqueue(ctx context.Context, c engine.Call) ([]byte, error) {
+	var in engine.EnqueueInput
+	if err := json.Unmarshal(c.Payload, &in); err != nil {
+		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: bad input: %v", FnEnqueue, err)
+	}
+	q, ok := m.queues[in.Queue]
+	if !ok {
+		return nil, engine.Errorf(engine.CodeEnqueueError, "queue %q is not configured (YAML queues:)", in.Queue)
+	}
+	if err := engine.ValidateID("function_id", in.FunctionID); err != nil {
+		return nil, err
+	}
+	if err := m.e.CanCall(c.Grant, in.FunctionID); err != nil {
+		return nil, err
+	}
+	payload := in.Payload
+	if len(payload) == 0 {
+		payload = json.RawMessage("null")
+	}
+	group := ""
+	if q.Type == TypeFIFO {
+		var fields map[string]json.RawMessage
+		if json.Unmarshal(payload, &fields) != nil {
+			return nil, engine.Errorf(engine.CodeEnqueueError, "queue %q is fifo: the payload must be an object with %q", in.Queue, q.MessageGroupField)
+		}
+		g, ok := fields[q.MessageGroupField]
+		if !ok || bytes.Equal(bytes.TrimSpace(g), []byte("null")) {
+			return nil, engine.Errorf(engine.CodeEnqueueError, "queue %q is fifo: the payload has no %q (or it is null)", in.Queue, q.MessageGroupField)
+		}
+		group = string(bytes.TrimSpace(g))
+	}
+	h := nats.Header{hFunction: []string{in.FunctionID}}
+	if len(in.Metadata) > 0 && !bytes.Equal(in.Metadata, []byte("null")) {
+		h.Set(hMetadata, string(in.Metadata))
+	}
+	id := uuid.NewString()
+	return m.publish(ctx, &nats.Msg{Subject: subjQueue + in.Queue + "." + lane(q, group), Header: h, Data: payload}, id, in.Queue)
+}
+
+// publish stores msg in JetStream and answers with its receipt.
+func (m *Module) publish(ctx context.Context, msg *nats.Msg, id, queue string) ([]byte, error) {
+	if max := m.cfg.Conn.MaxPayload(); int64(len(msg.Data)+headerBytes(msg.Header)+256) > max {
+		return nil, engine.Errorf(engine.CodeMessageTooLarge, "job is %d bytes; NATS carries at most %d; nothing was enqueued", len(msg.Data), max)
+	}
+	ack, err := m.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errStoreFailed {
+			return nil, engine.Errorf(engine.CodeOverloaded, "the queues are full (%d bytes): nothing was enqueued", m.cfg.MaxBytes)
+		}
+		return nil, engine.Errorf(engine.CodeUnavailable, "enqueue: %v; nothing was enqueued", err)
+	}
+	return json.Marshal(enqueueResult{MessageReceiptID: id, Queue: queue, Seq: ack.Sequence})
+}
+
+func headerBytes(h nats.Header) int {
+	n := 0
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// redrive moves every dead letter of a queue back to where it failed.
+func (m *Module) redrive(ctx context.Context, c engine.Call) ([]byte, error) {
+	var in struct {
+		Queue *string `json:"queue"`
+	}
+	if err := json.Unmarshal(c.Payload, &in); err != nil || in.Queue == nil || *in.Queue == "" {
+		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: want {queue}", FnRedrive)
+	}
+	name := *in.Queue
+	if err := store.CheckName("queue", name, 2*DefaultMaxTopicLen); err != nil {
+		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", FnRedrive, err)
+	}
+	cons, err := m.js.CreateOrUpdateConsumer(ctx, StreamDLQ, jetstream.ConsumerConfig{
+		Durable: consumerName("DLQ", natsfanout.Token(name)), FilterSubject: subjDLQ + natsfanout.Token(name),
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: m.cfg.AckWait, InactiveThreshold: time.Hour,
+	})
+	if err != nil {
+		return nil, engine.Errorf(engine.CodeUnavailable, "%s: %v", FnRedrive, err)
+	}
+	redriven := 0
+	for {
+		batch, err := cons.FetchNoWait(256)
+		if err != nil {
+			return nil, engine.Errorf(engine.CodeUnavailable, "%s: %v", FnRedrive, err)
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			if msg.Headers().Get(hQueue) != name {
+				continue // a long name that hashed alike: not ours, left
+			}
+			h := nats.Header{}
+			for k, v := range msg.Headers() {
+				switch k {
+				case hQueue, hError, hAttempts, hRedrive, "Nats-Msg-Id":
+				default:
+					h[k] = v
+				}
+			}
+			back := msg.Headers().Get(hRedrive)
+			if _, err := m.js.PublishMsg(ctx, &nats.Msg{Subject: back, Header: h, Data: msg.Data()}); err != nil {
+				_ = msg.Nak()
+				return nil, engine.Errorf(engine.CodeUnavailable, "%s: %d redriven, then: %v", FnRedrive, redriven, err)
+			}
+			if err := msg.DoubleAck(ctx); err != nil {
+				return nil, engine.Errorf(engine.CodeUnavailable, "%s: %d redriven; the last may also stay in the dead-letter queue: %v", FnRedrive, redriven+1, err)
+			}
+			redriven++
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return nil, engine.Errorf(engine.CodeUnavailable, "%s: %d redriven, then: %v", FnRedrive, redriven, err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return json.Marshal(struct {
+		Queue    string `json:"queue"`
+		Redriven int    `json:"redriven"`
+	}{name, redriven})
+}

@@ -1,0 +1,174 @@
+package queuemodule
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/streammodule/natsfanout"
+	"github.com/trinehq/trine/streammodule/store"
+)
+
+// DeadLetterName is the dead-letter queue of a durable subscriber, for
+// iii::queue::redrive: its redriven messages go to that function alone.
+func DeadLetterName(topic, functionID string) string {
+	return "durable:" + topic + ":" + functionID
+}
+
+func (m *Module) checkTopic(fn string, topic *string) error {
+	if topic == nil {
+		return engine.Errorf(engine.CodeInvalidArgument, "%s: missing field topic", fn)
+	}
+	if err := store.CheckName("topic", *topic, DefaultMaxTopicLen); err != nil {
+		return engine.Errorf(engine.CodeInvalidArgument, "%s: %v", fn, err)
+	}
+	return nil
+}
+
+func (m *Module) durablePublish(ctx context.Context, c engine.Call) ([]byte, error) {
+	var in struct {
+		Topic *string         `json:"topic"`
+		Data  json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(c.Payload, &in); err != nil {
+		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: bad input: %v", FnDurablePublish, err)
+	}
+	if err := m.checkTopic(FnDurablePublish, in.Topic); err != nil {
+		return nil, err
+	}
+	data := in.Data
+	if data == nil {
+		data = json.RawMessage("null")
+	}
+	msg := &nats.Msg{Subject: subjTopic + natsfanout.Token(*in.Topic), Header: nats.Header{hTopic: []string{*in.Topic}}, Data: data}
+	out, err := m.publish(ctx, msg, uuid.NewString(), "")
+	if err != nil {
+		return nil, err
+	}
+	var r enqueueResult
+	_ = json.Unmarshal(out, &r)
+	return json.Marshal(struct {
+		MessageReceiptID string `json:"messageReceiptId"`
+		Seq              uint64 `json:"seq"`
+	}{r.MessageReceiptID, r.Seq})
+}
+
+type provider struct{ m *Module }
+
+type durableConfig struct {
+	Topic       *string      `json:"topic"`
+	QueueConfig *QueueConfig `json:"queue_config"`
+}
+
+// RegisterTrigger starts consuming a durable topic for the trigger's
+// function. Every engine with a trigger for the function shares one
+// durable consumer, so its replicas compete; the consumer outlives the
+// trigger, keeping the function's messages while no worker serves it.
+func (p provider) RegisterTrigger(ctx context.Context, t engine.Trigger) error {
+	var cfg durableConfig
+	raw := bytes.TrimSpace(t.Config)
+	if len(raw) == 0 || raw[0] != '{' {
+		return engine.Errorf(engine.CodeInvalidArgument, "durable:subscriber trigger %q: config must be a JSON object with topic", t.ID)
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return engine.Errorf(engine.CodeInvalidArgument, "durable:subscriber trigger %q: bad config: %v", t.ID, err)
+	}
+	m := p.m
+	if err := m.checkTopic("durable:subscriber trigger "+t.ID, cfg.Topic); err != nil {
+		return err
+	}
+	q := QueueConfig{}
+	if cfg.QueueConfig != nil {
+		q = *cfg.QueueConfig
+		if q.Type == TypeFIFO || q.MessageGroupField != "" {
+			return engine.Errorf(engine.CodeInvalidArgument, "durable:subscriber trigger %q: queue_config: durable topics are standard queues", t.ID)
+		}
+	}
+	q, err := q.normalize("subscriber")
+	if err != nil {
+		return engine.Errorf(engine.CodeInvalidArgument, "durable:subscriber trigger %q: queue_config: %v", t.ID, err)
+	}
+	topic := *cfg.Topic
+	ttok, ftok := natsfanout.Token(topic), natsfanout.Token(t.FunctionID)
+	back := subjRedrive + ttok + "." + ftok
+	cons, err := m.js.CreateOrUpdateConsumer(ctx, StreamTopics, jetstream.ConsumerConfig{
+		Durable:        consumerName("T", ttok, ftok),
+		FilterSubjects: []string{subjTopic + ttok, back},
+		AckPolicy:      jetstream.AckExplicitPolicy, AckWait: m.cfg.AckWait, MaxDeliver: -1,
+		MaxAckPending: q.Concurrency, DeliverPolicy: jetstream.DeliverNewPolicy,
+		InactiveThreshold: m.cfg.TopicMaxAge,
+	})
+	if err != nil {
+		return engine.Errorf(engine.CodeUnavailable, "durable:subscriber trigger %q: %v", t.ID, err)
+	}
+	dlq := DeadLetterName(topic, t.FunctionID)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped {
+		return engine.Errorf(engine.CodeUnavailable, "the queue module is stopped")
+	}
+	if old := m.topics[t.ID]; old != nil {
+		old.cc.Stop()
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		m.start(func() { m.runTopicJob(t, topic, dlq, back, q, msg) })
+	}, jetstream.PullMaxMessages(q.Concurrency))
+	if err != nil {
+		return engine.Errorf(engine.CodeUnavailable, "durable:subscriber trigger %q: %v", t.ID, err)
+	}
+	m.topics[t.ID] = &topicSub{cc: cc}
+	return nil
+}
+
+// UnregisterTrigger stops this engine consuming for the trigger; the
+// durable consumer keeps the function's messages (for TopicMaxAge).
+func (p provider) UnregisterTrigger(_ context.Context, t engine.Trigger) error {
+	m := p.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s := m.topics[t.ID]; s != nil {
+		s.cc.Stop()
+		delete(m.topics, t.ID)
+	}
+	return nil
+}
+
+// runTopicJob delivers one message of a durable topic to the trigger's
+// function, with the retries of its queue_config.
+func (m *Module) runTopicJob(t engine.Trigger, topic, dlq, back string, q QueueConfig, msg jetstream.Msg) {
+	if msg.Headers().Get(hTopic) != topic && msg.Subject() != back {
+		_ = msg.Ack() // another topic whose long name hashed alike
+		return
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		return
+	}
+	attempt := int(meta.NumDelivered)
+	if attempt > q.MaxRetries {
+		m.deadLetter(msg, dlq, back, attempt-1, errors.New("attempts exhausted before this delivery"))
+		return
+	}
+	c := engine.Call{FunctionID: t.FunctionID, Payload: msg.Data(), Metadata: t.Metadata, Timeout: m.cfg.CallTimeout}
+	if err := m.attempt(msg, c); err != nil {
+		if m.ctx.Err() != nil {
+			return
+		}
+		m.log.Warn("durable subscriber failed", "topic", topic, "function_id", t.FunctionID, "attempt", attempt, "error", err)
+		if attempt >= q.MaxRetries {
+			m.deadLetter(msg, dlq, back, attempt, err)
+			return
+		}
+		_ = msg.NakWithDelay(q.backoff(attempt))
+		return
+	}
+	if err := msg.DoubleAck(m.ctx); err != nil {
+		m.log.Warn("durable subscriber ack failed: it may run again", "topic", topic, "function_id", t.FunctionID, "error", err)
+	}
+}
