@@ -30,7 +30,13 @@
 //     calling the trigger's function. Any other result lets the call
 //     proceed; a failure of the condition function is answered like a
 //     failure of the function (see below).
-//   - middleware_function_ids is not supported: a non-empty list is refused.
+//   - middleware_function_ids (optional, at most 16) are called in order
+//     after the condition, each with MiddlewareInput (the request without
+//     its body). {"action":"continue"} goes on to the next one and then the
+//     function; {"action":"respond","response":{status_code, body,
+//     headers}} answers the request without calling the function. Any
+//     other result answers 502 INVALID_RESPONSE and a failure is answered
+//     like a function's: the chain fails closed.
 //
 // A bad config is refused with invalid_argument. A route conflicts with
 // another trigger's when both have the same method and the same segments,

@@ -328,7 +328,10 @@ func TestBadConfigs(t *testing.T) {
 		`{"api_path": "a\tb", "http_method": "GET"}`,
 		`{"api_path": "a%zz", "http_method": "GET"}`,
 		`{"api_path": "a", "http_method": "GET", "condition_function_id": "a\nb"}`,
-		`{"api_path": "a", "http_method": "GET", "middleware_function_ids": ["auth"]}`,
+		`{"api_path": "a", "http_method": "GET", "middleware_function_ids": ["a\nb"]}`,
+		`{"api_path": "a", "http_method": "GET", "middleware_function_ids": [""]}`,
+		`{"api_path": "a", "http_method": "GET", "middleware_function_ids": "auth"}`,
+		`{"api_path": "a", "http_method": "GET", "middleware_function_ids": ["1","2","3","4","5","6","7","8","9","10","11","12","13","14","15","16","17"]}`,
 	} {
 		t.Run(cfg, func(t *testing.T) {
 			err := h.register("bad", "fn", cfg)
@@ -819,5 +822,71 @@ func TestTriggerMetadata(t *testing.T) {
 		if got := <-seen; got != want {
 			t.Fatalf("got %q, want %q", got, want)
 		}
+	}
+}
+
+// TestMiddleware: a route's middleware functions run in order with the
+// request (no body); continue goes on, respond answers without calling the
+// function, and a failure or a result of any other shape fails closed.
+func TestMiddleware(t *testing.T) {
+	t.Parallel()
+	h := start(t, httptrigger.Config{})
+	calls := h.echo(t, "echo")
+	var order []string
+	var mu sync.Mutex
+	mw := func(name, result string) {
+		h.fn(t, name, func(_ context.Context, c engine.Call) ([]byte, error) {
+			var in httptrigger.MiddlewareInput
+			if err := json.Unmarshal(c.Payload, &in); err != nil || in.Phase != "preHandler" || in.Request.Method != "POST" || in.Request.PathParams["id"] != "7" || in.Context == nil {
+				t.Errorf("middleware %s input %s", name, c.Payload)
+			}
+			if strings.Contains(string(c.Payload), "secret-body") {
+				t.Errorf("middleware %s saw the body: %s", name, c.Payload)
+			}
+			mu.Lock()
+			order = append(order, name)
+			mu.Unlock()
+			if result == "fail" {
+				return nil, errors.New("middleware broke")
+			}
+			if in.Request.Headers["authorization"] == "" && name == "auth" {
+				return []byte(`{"action":"respond","response":{"status_code":401,"body":{"error":"who are you"},"headers":{"www-authenticate":"Bearer"}}}`), nil
+			}
+			return []byte(result), nil
+		})
+	}
+	mw("log", `{"action":"continue"}`)
+	mw("auth", `{"action":"continue"}`)
+	mw("bad", `{"action":"maybe"}`)
+	mw("badrespond", `{"action":"respond","response":{"status_code":"x"}}`)
+	mw("broken", "fail")
+	h.route(t, "guarded", "echo", `{"api_path": "m/:id", "http_method": "POST", "middleware_function_ids": ["log", "auth"]}`)
+	h.route(t, "bad", "echo", `{"api_path": "bad/:id", "http_method": "POST", "middleware_function_ids": ["log", "bad"]}`)
+	h.route(t, "badrespond", "echo", `{"api_path": "badrespond/:id", "http_method": "POST", "middleware_function_ids": ["badrespond"]}`)
+	h.route(t, "broken", "echo", `{"api_path": "broken/:id", "http_method": "POST", "middleware_function_ids": ["broken"]}`)
+	h.route(t, "missing", "echo", `{"api_path": "missing/:id", "http_method": "POST", "middleware_function_ids": ["nope::missing"]}`)
+
+	r := h.do(t, "POST", "/m/7", strings.NewReader(`"secret-body"`))
+	if r.status != 401 || !strings.Contains(string(r.body), "who are you") || r.header.Get("Www-Authenticate") != "Bearer" {
+		t.Fatalf("respond: %d %s %v", r.status, r.body, r.header)
+	}
+	if calls.Load() != 0 {
+		t.Fatal("the function ran although the middleware responded")
+	}
+	got := h.do(t, "POST", "/m/7", strings.NewReader(`"secret-body"`), "Authorization", "Bearer x").request(t)
+	if string(got.Body) != `"secret-body"` || calls.Load() != 1 {
+		t.Fatalf("continue: body %s, %d calls", got.Body, calls.Load())
+	}
+	mu.Lock()
+	if strings.Join(order, ",") != "log,auth,log,auth" {
+		t.Errorf("middleware order %v", order)
+	}
+	mu.Unlock()
+	h.do(t, "POST", "/bad/7", strings.NewReader(`1`)).wantError(t, http.StatusBadGateway, httptrigger.CodeInvalidResponse)
+	h.do(t, "POST", "/badrespond/7", strings.NewReader(`1`)).wantError(t, http.StatusBadGateway, httptrigger.CodeInvalidResponse)
+	h.do(t, "POST", "/broken/7", strings.NewReader(`1`)).wantError(t, http.StatusBadGateway, "handler_error")
+	h.do(t, "POST", "/missing/7", strings.NewReader(`1`)).wantError(t, http.StatusNotFound, httptrigger.CodeFunctionNotFound)
+	if calls.Load() != 1 {
+		t.Fatalf("the function ran %d times: a failing middleware let a request through", calls.Load())
 	}
 }

@@ -23,6 +23,9 @@ type triggerConfig struct {
 	MiddlewareIDs       []string `json:"middleware_function_ids"`
 }
 
+// maxMiddleware bounds a route's middleware chain.
+const maxMiddleware = 16
+
 // segment is one path segment of a route: a literal (decoded) or a :param.
 type segment struct {
 	lit   string
@@ -34,6 +37,7 @@ type route struct {
 	triggerID  string
 	functionID string
 	condition  string
+	middleware []string        // called in order before the function
 	metadata   json.RawMessage // the trigger's, passed with every call
 	method     string
 	pattern    string // normalised, with a leading slash: "/users/:id"
@@ -94,8 +98,13 @@ func parseRoute(t engine.Trigger) (*route, error) {
 	if !slices.Contains(methods, method) {
 		return nil, invalid(t, "http_method %q is not one of %s", *c.HTTPMethod, strings.Join(methods, ", "))
 	}
-	if len(c.MiddlewareIDs) > 0 {
-		return nil, invalid(t, "middleware_function_ids is not supported")
+	if len(c.MiddlewareIDs) > maxMiddleware {
+		return nil, invalid(t, "middleware_function_ids has %d ids, the limit is %d", len(c.MiddlewareIDs), maxMiddleware)
+	}
+	for _, id := range c.MiddlewareIDs {
+		if err := engine.ValidateID("middleware function id", id); err != nil {
+			return nil, invalid(t, "%s", engine.AsError(err).Message)
+		}
 	}
 	if c.ConditionFunctionID != "" {
 		if err := engine.ValidateID("condition_function_id", c.ConditionFunctionID); err != nil {
@@ -106,7 +115,7 @@ func parseRoute(t engine.Trigger) (*route, error) {
 	if err != nil {
 		return nil, invalid(t, "api_path %q: %s", *c.APIPath, err.Error())
 	}
-	return &route{triggerID: t.ID, functionID: t.FunctionID, condition: c.ConditionFunctionID, metadata: t.Metadata,
+	return &route{triggerID: t.ID, functionID: t.FunctionID, condition: c.ConditionFunctionID, middleware: c.MiddlewareIDs, metadata: t.Metadata,
 		method: method, pattern: pattern, segs: segs, shape: shapeOf(method, segs)}, nil
 }
 

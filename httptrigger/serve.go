@@ -108,6 +108,11 @@ func (p *Provider) serve(ctx context.Context, w http.ResponseWriter, r *http.Req
 				message: "condition function " + rt.condition + " returned false", skipped: true}
 		}
 	}
+	for _, mw := range rt.middleware {
+		if done, he := p.middleware(ctx, w, rt, mw, req, log); done || he != nil {
+			return he
+		}
+	}
 	log = log.With(engine.LogFunctionID, rt.functionID)
 	if p.cfg.Channels != nil {
 		return p.serveChannels(ctx, w, r, rt, req, raw, deadline, log)
@@ -121,6 +126,60 @@ func (p *Provider) serve(ctx context.Context, w http.ResponseWriter, r *http.Req
 		return functionFailed(ctx, log, err)
 	}
 	return writeResult(w, rt, out, log)
+}
+
+// MiddlewareInput is what a route's middleware function receives, iii's
+// shape: the request without its body, and the (empty) auth context.
+type MiddlewareInput struct {
+	Phase   string            `json:"phase"` // always "preHandler"
+	Request MiddlewareRequest `json:"request"`
+	Context map[string]any    `json:"context"`
+}
+
+// MiddlewareRequest is the request a middleware function sees.
+type MiddlewareRequest struct {
+	Path        string            `json:"path"`
+	Method      string            `json:"method"`
+	PathParams  map[string]string `json:"path_params"`
+	QueryParams map[string]any    `json:"query_params"`
+	Headers     map[string]string `json:"headers"`
+}
+
+// middleware runs one middleware function: {"action":"continue"} goes on,
+// {"action":"respond","response":{status_code, body, headers}} answers
+// the request (done), and anything else, or a failure, answers an error
+// without calling the route's function: the chain fails closed.
+func (p *Provider) middleware(ctx context.Context, w http.ResponseWriter, rt *route, fn string, req Request, log *slog.Logger) (done bool, he *httpError) {
+	in, err := json.Marshal(MiddlewareInput{Phase: "preHandler", Context: map[string]any{},
+		Request: MiddlewareRequest{Path: req.Path, Method: req.Method, PathParams: req.PathParams, QueryParams: req.QueryParams, Headers: req.Headers}})
+	if err != nil {
+		return true, errInternal
+	}
+	out, err := p.e.Trigger(ctx, engine.Call{FunctionID: fn, Payload: in, Metadata: rt.metadata})
+	if err != nil {
+		log.Debug("http middleware failed", engine.LogFunctionID, fn, "error", err)
+		return true, callError(err)
+	}
+	var r struct {
+		Action   string          `json:"action"`
+		Response json.RawMessage `json:"response"`
+	}
+	if err := json.Unmarshal(out, &r); err == nil {
+		switch r.Action {
+		case "continue":
+			return false, nil
+		case "respond":
+			res, err := parseResponse(r.Response)
+			if err == nil {
+				res.write(w)
+				return true, nil
+			}
+			out = []byte(err.Error())
+		}
+	}
+	log.Debug("http middleware returned an invalid result", engine.LogFunctionID, fn, "result", truncate(out, 200))
+	return true, &httpError{status: http.StatusBadGateway, code: CodeInvalidResponse,
+		message: "middleware " + fn + ` returned neither {"action":"continue"} nor {"action":"respond","response":{…}}`}
 }
 
 var errInternal = &httpError{status: http.StatusInternalServerError, code: CodeInternal, message: "internal error"}
