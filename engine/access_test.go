@@ -334,7 +334,7 @@ func TestExposeFilters(t *testing.T) {
 		"meta::array":  `[1]`,
 		"api::a":       ``, "x::b": ``, "y::c": ``, "z::d": ``,
 	} {
-		if err := owner.RegisterFunctionMeta(id, "", json.RawMessage(meta)); err != nil {
+		if err := owner.RegisterFunctionSpec(id, engine.FunctionSpec{Metadata: json.RawMessage(meta)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -17,6 +17,8 @@ type function struct {
 	id          string
 	description string
 	metadata    json.RawMessage // the last registration's, for expose_functions metadata filters
+	request     json.RawMessage // request_format, as registered
+	response    json.RawMessage // response_format
 	builtin     Handler
 	replicas    []*Session
 	next        atomic.Uint32 // rotates the starting replica to break ties
@@ -93,7 +95,7 @@ func (e *Engine) RegisterFunction(id, description string, h Handler) error {
 }
 
 // addReplica adds s to the replica set of id. Callers hold e.mu.
-func (e *Engine) addReplica(s *Session, id, description string, metadata json.RawMessage) error {
+func (e *Engine) addReplica(s *Session, id string, spec FunctionSpec) error {
 	if strings.HasPrefix(id, ReservedPrefix) {
 		return Errorf(CodeForbidden, "function ids starting with %q are reserved for the engine", ReservedPrefix)
 	}
@@ -109,11 +111,17 @@ func (e *Engine) addReplica(s *Session, id, description string, metadata json.Ra
 	case fn.builtin != nil:
 		return Errorf(CodeConflict, "function %q is built into the engine", id)
 	}
-	if description != "" {
-		fn.description = description
+	if spec.Description != "" {
+		fn.description = spec.Description
 	}
-	if len(metadata) > 0 {
-		fn.metadata = metadata
+	if len(spec.Metadata) > 0 {
+		fn.metadata = spec.Metadata
+	}
+	if len(spec.RequestFormat) > 0 {
+		fn.request = spec.RequestFormat
+	}
+	if len(spec.ResponseFormat) > 0 {
+		fn.response = spec.ResponseFormat
 	}
 	if !slices.Contains(fn.replicas, s) {
 		fn.replicas = append(fn.replicas, s)

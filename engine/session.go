@@ -276,18 +276,36 @@ func (s *Session) Grant() *Grant { return s.grant }
 // session's registration passes its AuthResult and registration hook
 // first, and id takes its function_registration_prefix.
 func (s *Session) RegisterFunction(id, description string) error {
-	return s.RegisterFunctionMeta(id, description, nil)
+	return s.RegisterFunctionSpec(id, FunctionSpec{Description: description})
 }
 
-// RegisterFunctionMeta is RegisterFunction with the function's metadata
-// (a JSON object, or nil), which expose_functions metadata filters match.
-func (s *Session) RegisterFunctionMeta(id, description string, metadata json.RawMessage) error {
+// FunctionSpec is what a registration says of a function besides its id.
+// JSON fields that are null or not valid JSON are dropped.
+type FunctionSpec struct {
+	Description string
+	// Metadata is a JSON object; expose_functions metadata filters match it.
+	Metadata json.RawMessage
+	// RequestFormat and ResponseFormat are iii's request_format and
+	// response_format: JSON Schemas, stored as given and shown by
+	// engine::functions::info.
+	RequestFormat, ResponseFormat json.RawMessage
+}
+
+func (f *FunctionSpec) clean() {
+	for _, v := range []*json.RawMessage{&f.Metadata, &f.RequestFormat, &f.ResponseFormat} {
+		if len(*v) > 0 && (string(*v) == "null" || !json.Valid(*v)) {
+			*v = nil
+		}
+	}
+}
+
+// RegisterFunctionSpec is RegisterFunction with the rest of the spec.
+func (s *Session) RegisterFunctionSpec(id string, spec FunctionSpec) error {
 	if err := ValidateID("function id", id); err != nil {
 		return err
 	}
-	if len(metadata) > 0 && (string(metadata) == "null" || !json.Valid(metadata)) {
-		metadata = nil
-	}
+	spec.clean()
+	description := spec.Description
 	if g := s.grant; g != nil {
 		if err := g.canRegisterFunction(id); err != nil {
 			return err
@@ -309,7 +327,8 @@ func (s *Session) RegisterFunctionMeta(id, description string, metadata json.Raw
 	if s.isClosed() {
 		return Errorf(CodeWorkerDisconnected, "session closed")
 	}
-	return s.e.addReplica(s, id, description, metadata)
+	spec.Description = description
+	return s.e.addReplica(s, id, spec)
 }
 
 // UnregisterFunction takes the worker out of the replica set of id (with

@@ -672,3 +672,23 @@ test('18. durable topics: iii::durable::publish reaches a durable:subscriber fun
     trigger.unregister()
   }
 })
+
+test('19. engine::functions::info returns request_format and response_format as registered; the other *::info functions', { timeout: TEST_TIMEOUT }, async () => {
+  const request_format = { type: 'object', properties: { a: { type: 'number' } }, required: ['a'] }
+  const response_format = { type: 'number' }
+  iii.registerFunction('node::info::add', async (p) => p.a + 1, { description: 'adds one', request_format, response_format, metadata: { team: 'compat' } })
+  await call('engine::functions::list', {})
+  const info = await eventually(() => call('engine::functions::info', { function_id: 'node::info::add' }))
+  assert.equal(info.function_id, 'node::info::add')
+  assert.equal(info.description, 'adds one')
+  assert.equal(info.worker_name, WORKER_NAME)
+  assert.deepEqual(info.request_format, request_format, `request_format: ${JSON.stringify(info)}`)
+  assert.deepEqual(info.response_format, response_format, `response_format: ${JSON.stringify(info)}`)
+  assert.deepEqual(info.metadata, { team: 'compat' })
+  const missing = await invocationError(call('engine::functions::info', { function_id: 'node::info::missing' }), 'info of a missing function')
+  assert.equal(missing.code, 'function_not_found')
+  const workers = await call('engine::workers::list', {})
+  const me = workers.workers.find((w) => w.name === WORKER_NAME)
+  assert.equal((await call('engine::workers::info', { worker_id: me.id })).name, WORKER_NAME)
+  assert.equal((await call('engine::triggers::info', { trigger_type: 'http' })).id, 'http')
+})

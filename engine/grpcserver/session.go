@@ -254,7 +254,8 @@ func (c *conn) dispatch(f *trinev1.ConnectRequest) {
 		sess.Ack(f.Ack.GetRequestId(), fromProto(f.Ack.GetError()))
 	case *trinev1.ConnectRequest_RegisterFunction:
 		r := f.RegisterFunction
-		c.ack(r.GetRequestId(), sess.RegisterFunctionMeta(r.GetId(), r.GetDescription(), r.GetMetadata()))
+		c.ack(r.GetRequestId(), sess.RegisterFunctionSpec(r.GetId(), engine.FunctionSpec{Description: r.GetDescription(), Metadata: r.GetMetadata(),
+			RequestFormat: r.GetRequestFormat(), ResponseFormat: r.GetResponseFormat()}))
 	case *trinev1.ConnectRequest_UnregisterFunction:
 		r := f.UnregisterFunction
 		c.ack(r.GetRequestId(), sess.UnregisterFunction(r.GetId()))

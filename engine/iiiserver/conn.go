@@ -450,7 +450,8 @@ func (c *conn) apply(m *inbound) {
 				"function %q: HTTP-invoked functions (invocation) are not supported; serve it from the worker", m.ID))
 			return
 		}
-		if err := c.sess.RegisterFunctionMeta(m.ID, m.Description, nonNull(m.Metadata)); err != nil {
+		if err := c.sess.RegisterFunctionSpec(m.ID, engine.FunctionSpec{Description: m.Description, Metadata: nonNull(m.Metadata),
+			RequestFormat: nonNull(m.RequestFormat), ResponseFormat: nonNull(m.ResponseFormat)}); err != nil {
 			c.reject(m.ID, err)
 		}
 	case typeUnregisterFunction:

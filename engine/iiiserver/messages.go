@@ -31,12 +31,14 @@ const (
 type inbound struct {
 	Type string `json:"type"`
 
-	ID          string          `json:"id"`
-	Description string          `json:"description"`
-	FunctionID  string          `json:"function_id"`
-	TriggerType string          `json:"trigger_type"`
-	Config      json.RawMessage `json:"config"`
-	Namespace   *string         `json:"namespace"`
+	ID             string          `json:"id"`
+	Description    string          `json:"description"`
+	FunctionID     string          `json:"function_id"`
+	TriggerType    string          `json:"trigger_type"`
+	Config         json.RawMessage `json:"config"`
+	Namespace      *string         `json:"namespace"`
+	RequestFormat  json.RawMessage `json:"request_format"`
+	ResponseFormat json.RawMessage `json:"response_format"`
 	// Invocation asks the engine to call the function over HTTP itself.
 	Invocation json.RawMessage `json:"invocation"`
 

@@ -732,13 +732,17 @@ func (x *Ack) GetError() *Error {
 
 // RegisterFunction adds this worker to the replica set of a function id.
 type RegisterFunction struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
-	Description   string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
-	Metadata      []byte                 `protobuf:"bytes,4,opt,name=metadata,proto3" json:"metadata,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	RequestId   string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Id          string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Description string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	Metadata    []byte                 `protobuf:"bytes,4,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	// JSON Schemas of the function's input and result (iii's request_format
+	// and response_format); stored and shown by engine::functions::info.
+	RequestFormat  []byte `protobuf:"bytes,5,opt,name=request_format,json=requestFormat,proto3" json:"request_format,omitempty"`
+	ResponseFormat []byte `protobuf:"bytes,6,opt,name=response_format,json=responseFormat,proto3" json:"response_format,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RegisterFunction) Reset() {
@@ -795,6 +799,20 @@ func (x *RegisterFunction) GetDescription() string {
 func (x *RegisterFunction) GetMetadata() []byte {
 	if x != nil {
 		return x.Metadata
+	}
+	return nil
+}
+
+func (x *RegisterFunction) GetRequestFormat() []byte {
+	if x != nil {
+		return x.RequestFormat
+	}
+	return nil
+}
+
+func (x *RegisterFunction) GetResponseFormat() []byte {
+	if x != nil {
+		return x.ResponseFormat
 	}
 	return nil
 }
@@ -1741,13 +1759,15 @@ const file_trine_v1_engine_proto_rawDesc = "" +
 	"\x03Ack\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12%\n" +
-	"\x05error\x18\x02 \x01(\v2\x0f.trine.v1.ErrorR\x05error\"\x7f\n" +
+	"\x05error\x18\x02 \x01(\v2\x0f.trine.v1.ErrorR\x05error\"\xcf\x01\n" +
 	"\x10RegisterFunction\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12 \n" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x1a\n" +
-	"\bmetadata\x18\x04 \x01(\fR\bmetadata\"C\n" +
+	"\bmetadata\x18\x04 \x01(\fR\bmetadata\x12%\n" +
+	"\x0erequest_format\x18\x05 \x01(\fR\rrequestFormat\x12'\n" +
+	"\x0fresponse_format\x18\x06 \x01(\fR\x0eresponseFormat\"C\n" +
 	"\x12UnregisterFunction\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x0e\n" +
