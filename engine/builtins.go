@@ -186,6 +186,9 @@ func (e *Engine) registerBuiltins() error {
 	if err := e.registerInfoBuiltins(); err != nil {
 		return err
 	}
+	if err := e.registerBaggageFunctions(); err != nil {
+		return err
+	}
 	return e.RegisterFunction(FnWorkersRegister, "Describe the calling worker; {name?, namespace?, runtime?, version?, description?, os?, pid?}",
 		HandlerFunc(e.registerWorker))
 }

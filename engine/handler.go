@@ -16,6 +16,9 @@ type Call struct {
 	Metadata []byte
 	// Traceparent is an optional W3C trace context.
 	Traceparent string
+	// Baggage is an optional W3C baggage header; engine::baggage::* read
+	// the one their call carries.
+	Baggage string
 	// Timeout bounds the call when the context carries no deadline;
 	// zero means Config.DefaultTimeout.
 	Timeout time.Duration

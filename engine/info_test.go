@@ -92,7 +92,7 @@ func TestInfoFunctions(t *testing.T) {
 		{engine.FnRegisteredTriggersInfo, `{"trigger_id":"nope"}`, engine.CodeTriggerNotFound},
 		{engine.FnFunctionsInfo, `[1]`, engine.CodeInvalidArgument},
 	} {
-		if _, err := call(c.fn, c.in); engine.AsError(err).Code != c.code {
+		if _, err := call(c.fn, c.in); code(err) != c.code {
 			t.Errorf("%s %s: %v, want %s", c.fn, c.in, err, c.code)
 		}
 	}

@@ -141,7 +141,9 @@ type InvocationInfo struct {
 	FunctionID  string
 	Metadata    json.RawMessage
 	Traceparent string
-	Deadline    time.Time
+	// Baggage is the W3C baggage header the call carries.
+	Baggage  string
+	Deadline time.Time
 }
 
 type invocationKey struct{}
@@ -155,7 +157,7 @@ func Invocation(ctx context.Context) (InvocationInfo, bool) {
 // serve runs an invocation on its own goroutine and sends back its result.
 func (w *Worker) serve(s *session, inv *trinev1.Invoke) {
 	id := inv.GetInvocationId()
-	info := InvocationInfo{ID: id, FunctionID: inv.GetFunctionId(), Metadata: inv.GetMetadata(), Traceparent: inv.GetTraceparent()}
+	info := InvocationInfo{ID: id, FunctionID: inv.GetFunctionId(), Metadata: inv.GetMetadata(), Traceparent: inv.GetTraceparent(), Baggage: inv.GetBaggage()}
 	var ctx context.Context
 	var cancel context.CancelFunc
 	if ms := inv.GetTimeoutMs(); ms > 0 {

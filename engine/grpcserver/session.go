@@ -191,7 +191,7 @@ func (c *conn) sendFrame(f *trinev1.ConnectResponse) { _ = c.send(c.ctx, f) }
 func (c *conn) Invoke(ctx context.Context, inv engine.Invocation) error {
 	frame := &trinev1.Invoke{
 		InvocationId: inv.InvocationID, FunctionId: inv.FunctionID, Payload: inv.Payload,
-		Void: inv.Void, Metadata: inv.Metadata, Traceparent: inv.Traceparent,
+		Void: inv.Void, Metadata: inv.Metadata, Traceparent: inv.Traceparent, Baggage: inv.Baggage,
 	}
 	if !inv.Deadline.IsZero() {
 		frame.TimeoutMs = max(1, time.Until(inv.Deadline).Milliseconds())
@@ -282,7 +282,7 @@ func (c *conn) dispatch(f *trinev1.ConnectRequest) {
 func (c *conn) call(r *trinev1.Call) {
 	call := engine.Call{
 		FunctionID: r.GetFunctionId(), Payload: r.GetPayload(), Metadata: r.GetMetadata(),
-		Traceparent: r.GetTraceparent(), Timeout: time.Duration(r.GetTimeoutMs()) * time.Millisecond,
+		Traceparent: r.GetTraceparent(), Baggage: r.GetBaggage(), Timeout: time.Duration(r.GetTimeoutMs()) * time.Millisecond,
 	}
 	if r.GetAction() == trinev1.Action_ACTION_VOID {
 		if err := c.sess.CallVoid(call); err != nil {

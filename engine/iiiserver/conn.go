@@ -506,7 +506,7 @@ func rejectionCode(err error) string {
 
 // invoke runs the worker's own call and answers it when it has an id.
 func (c *conn) invoke(m *inbound) {
-	call := engine.Call{FunctionID: m.FunctionID, Payload: m.Data, Metadata: nonNull(m.Metadata), Traceparent: m.Traceparent}
+	call := engine.Call{FunctionID: m.FunctionID, Payload: m.Data, Metadata: nonNull(m.Metadata), Traceparent: m.Traceparent, Baggage: m.Baggage}
 	var id string
 	if m.InvocationID != nil {
 		id = *m.InvocationID
@@ -583,7 +583,7 @@ func (c *conn) reply(id, functionID string, out []byte, err error) {
 // id too (iii SDKs expect one); its answer is dropped.
 func (c *conn) Invoke(ctx context.Context, inv engine.Invocation) error {
 	return c.send(ctx, invokeFunction{Type: typeInvokeFunction, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID,
-		Data: orNull(inv.Payload), Traceparent: inv.Traceparent, Metadata: inv.Metadata})
+		Data: orNull(inv.Payload), Traceparent: inv.Traceparent, Baggage: inv.Baggage, Metadata: inv.Metadata})
 }
 
 // Cancel has no message in iii's protocol: the worker's handler runs on

@@ -110,6 +110,7 @@ type invokeFunction struct {
 	FunctionID   string          `json:"function_id"`
 	Data         json.RawMessage `json:"data"`
 	Traceparent  string          `json:"traceparent,omitempty"`
+	Baggage      string          `json:"baggage,omitempty"`
 	Metadata     json.RawMessage `json:"metadata,omitempty"`
 }
 

@@ -123,6 +123,11 @@ func TestWorkerCallsEngine(t *testing.T) {
 	if r["invocation_id"] != "i1" || r["function_id"] != "engine::health::check" || r["result"].(map[string]any)["status"] != "ok" {
 		t.Fatalf("health result %v", r)
 	}
+	// The call's baggage reaches the function.
+	c.send(map[string]any{"type": "invokefunction", "invocation_id": "ib", "function_id": "engine::baggage::get", "data": map[string]any{"key": "tenant"}, "baggage": "tenant=acme"})
+	if r := c.expect("invocationresult"); r["result"].(map[string]any)["value"] != "acme" {
+		t.Fatalf("baggage result %v", r)
+	}
 	c.send(map[string]any{"type": "invokefunction", "invocation_id": "i2", "function_id": "no::such", "data": 1})
 	r = c.expect("invocationresult")
 	if e := r["error"].(map[string]any); e["code"] != "function_not_found" || e["message"] == "" {

@@ -31,6 +31,7 @@ const (
 	hInvocation  = "Trine-Invocation"
 	hCaller      = "Trine-Caller"
 	hTraceparent = "Trine-Traceparent"
+	hBaggage     = "Trine-Baggage"
 	hMetadata    = "Trine-Metadata"
 	hCode        = "Trine-Code"
 	hMessage     = "Trine-Message"
@@ -168,6 +169,9 @@ func (r *Router) Call(ctx context.Context, c engine.Call) ([]byte, error) {
 	if c.CallerID != "" {
 		m.Header.Set(hCaller, c.CallerID)
 	}
+	if c.Baggage != "" {
+		m.Header.Set(hBaggage, c.Baggage)
+	}
 	if c.Traceparent != "" {
 		m.Header.Set(hTraceparent, c.Traceparent)
 	}
@@ -223,7 +227,7 @@ func (r *Router) onCall(id string, m *nats.Msg) {
 			cancel()
 		}()
 		c := engine.Call{FunctionID: id, Payload: m.Data, Timeout: timeout, LocalOnly: true,
-			CallerID: m.Header.Get(hCaller), Traceparent: m.Header.Get(hTraceparent)}
+			CallerID: m.Header.Get(hCaller), Traceparent: m.Header.Get(hTraceparent), Baggage: m.Header.Get(hBaggage)}
 		if md := m.Header.Get(hMetadata); md != "" {
 			c.Metadata = []byte(md)
 		}

@@ -1240,9 +1240,11 @@ type Invoke struct {
 	// timeout_ms is the time left before the engine gives up on the call.
 	TimeoutMs int64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	// void: the engine expects no InvokeResult.
-	Void          bool   `protobuf:"varint,5,opt,name=void,proto3" json:"void,omitempty"`
-	Metadata      []byte `protobuf:"bytes,6,opt,name=metadata,proto3" json:"metadata,omitempty"`
-	Traceparent   string `protobuf:"bytes,7,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	Void        bool   `protobuf:"varint,5,opt,name=void,proto3" json:"void,omitempty"`
+	Metadata    []byte `protobuf:"bytes,6,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	Traceparent string `protobuf:"bytes,7,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	// baggage is the caller's W3C baggage header, passed on unchanged.
+	Baggage       string `protobuf:"bytes,8,opt,name=baggage,proto3" json:"baggage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1326,6 +1328,13 @@ func (x *Invoke) GetTraceparent() string {
 	return ""
 }
 
+func (x *Invoke) GetBaggage() string {
+	if x != nil {
+		return x.Baggage
+	}
+	return ""
+}
+
 // InvokeResult answers an Invoke: result on success, error otherwise.
 type InvokeResult struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1394,10 +1403,12 @@ type Call struct {
 	FunctionId string                 `protobuf:"bytes,2,opt,name=function_id,json=functionId,proto3" json:"function_id,omitempty"`
 	Payload    []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
 	// timeout_ms bounds the call; 0 means the engine's default.
-	TimeoutMs     int64  `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
-	Action        Action `protobuf:"varint,5,opt,name=action,proto3,enum=trine.v1.Action" json:"action,omitempty"`
-	Metadata      []byte `protobuf:"bytes,6,opt,name=metadata,proto3" json:"metadata,omitempty"`
-	Traceparent   string `protobuf:"bytes,7,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	TimeoutMs   int64  `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	Action      Action `protobuf:"varint,5,opt,name=action,proto3,enum=trine.v1.Action" json:"action,omitempty"`
+	Metadata    []byte `protobuf:"bytes,6,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	Traceparent string `protobuf:"bytes,7,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	// baggage is a W3C baggage header that travels with the call.
+	Baggage       string `protobuf:"bytes,8,opt,name=baggage,proto3" json:"baggage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1477,6 +1488,13 @@ func (x *Call) GetMetadata() []byte {
 func (x *Call) GetTraceparent() string {
 	if x != nil {
 		return x.Traceparent
+	}
+	return ""
+}
+
+func (x *Call) GetBaggage() string {
+	if x != nil {
+		return x.Baggage
 	}
 	return ""
 }
@@ -1800,7 +1818,7 @@ const file_trine_v1_engine_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12+\n" +
 	"\atrigger\x18\x02 \x01(\v2\x11.trine.v1.TriggerR\atrigger\x12\x16\n" +
-	"\x06remove\x18\x03 \x01(\bR\x06remove\"\xd9\x01\n" +
+	"\x06remove\x18\x03 \x01(\bR\x06remove\"\xf3\x01\n" +
 	"\x06Invoke\x12#\n" +
 	"\rinvocation_id\x18\x01 \x01(\tR\finvocationId\x12\x1f\n" +
 	"\vfunction_id\x18\x02 \x01(\tR\n" +
@@ -1810,11 +1828,12 @@ const file_trine_v1_engine_proto_rawDesc = "" +
 	"timeout_ms\x18\x04 \x01(\x03R\ttimeoutMs\x12\x12\n" +
 	"\x04void\x18\x05 \x01(\bR\x04void\x12\x1a\n" +
 	"\bmetadata\x18\x06 \x01(\fR\bmetadata\x12 \n" +
-	"\vtraceparent\x18\a \x01(\tR\vtraceparent\"r\n" +
+	"\vtraceparent\x18\a \x01(\tR\vtraceparent\x12\x18\n" +
+	"\abaggage\x18\b \x01(\tR\abaggage\"r\n" +
 	"\fInvokeResult\x12#\n" +
 	"\rinvocation_id\x18\x01 \x01(\tR\finvocationId\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\fR\x06result\x12%\n" +
-	"\x05error\x18\x03 \x01(\v2\x0f.trine.v1.ErrorR\x05error\"\xe1\x01\n" +
+	"\x05error\x18\x03 \x01(\v2\x0f.trine.v1.ErrorR\x05error\"\xfb\x01\n" +
 	"\x04Call\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\tR\x06callId\x12\x1f\n" +
 	"\vfunction_id\x18\x02 \x01(\tR\n" +
@@ -1824,7 +1843,8 @@ const file_trine_v1_engine_proto_rawDesc = "" +
 	"timeout_ms\x18\x04 \x01(\x03R\ttimeoutMs\x12(\n" +
 	"\x06action\x18\x05 \x01(\x0e2\x10.trine.v1.ActionR\x06action\x12\x1a\n" +
 	"\bmetadata\x18\x06 \x01(\fR\bmetadata\x12 \n" +
-	"\vtraceparent\x18\a \x01(\tR\vtraceparent\"d\n" +
+	"\vtraceparent\x18\a \x01(\tR\vtraceparent\x12\x18\n" +
+	"\abaggage\x18\b \x01(\tR\abaggage\"d\n" +
 	"\n" +
 	"CallResult\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\tR\x06callId\x12\x16\n" +
