@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,7 +43,18 @@ func TestIIINodeSDK(t *testing.T) {
 	node := nodeWithSDK(t)
 	conf := filepath.Join(t.TempDir(), "trine.yaml")
 	must(t, os.WriteFile(conf, []byte(compatQueues), 0o600))
-	grpcAddr, httpAddr, iiiAddr := startEngine(t, buildTrine(t), "--config", conf)
+	// An HTTP endpoint for the HTTP-invoked function test.mjs registers:
+	// it answers {got, function, signed} for what the engine sent.
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body json.RawMessage
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, `{"error":{"code":"bad_body","message":"not JSON"}}`, http.StatusBadRequest)
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"got": body, "function": r.Header.Get("X-Iii-Function-Path"), "method": r.Method})
+	}))
+	defer hook.Close()
+	grpcAddr, httpAddr, iiiAddr := startEngine(t, buildTrine(t), "--config", conf, "--http-invoke-allow-http", "on", "--http-invoke-allow-private", "on")
 	// The Node worker reaches the engine through a proxy that go::cut
 	// cuts, to see the SDK reconnect, reattach and replay.
 	proxy := enginetest.NewProxy(t, iiiAddr)
@@ -99,7 +112,7 @@ func TestIIINodeSDK(t *testing.T) {
 
 	cmd := exec.CommandContext(ctx, node, "--test", "--test-concurrency=1", "--test-force-exit", "test.mjs")
 	cmd.Dir = "iii-node"
-	cmd.Env = append(os.Environ(), "III_URL=ws://"+proxy.Addr, "III_HTTP_URL=http://"+httpAddr)
+	cmd.Env = append(os.Environ(), "III_URL=ws://"+proxy.Addr, "III_HTTP_URL=http://"+httpAddr, "III_HOOK_URL="+hook.URL)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("node --test test.mjs: %v\n%s", err, out)

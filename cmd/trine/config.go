@@ -57,6 +57,7 @@ type engineConfig struct {
 	HTTPTimeout       time.Duration
 	HTTPStreaming     bool
 	HTTPCORS          corsConfig
+	HTTPInvoke        httpInvokeConfig
 
 	StreamAddr          string
 	EngineAddr          string // trine gateway only
@@ -137,6 +138,20 @@ var engineSettings = []setting{
 			return nil
 		}
 		return errors.New("must be on or off")
+	}},
+	{"http-invoke-hosts", "LIST", "*", "host patterns (path.Match: *, *.example.com) that HTTP-invoked functions (iii's registerfunction invocation) may call; empty: such registrations are refused", func(c *engineConfig, v string) error {
+		c.HTTPInvoke.Hosts = splitList(v)
+		return nil
+	}},
+	{"http-invoke-allow-http", "on|off", "off", "let HTTP-invoked functions use http:// URLs (off: https only)", func(c *engineConfig, v string) error {
+		return onOff(v, &c.HTTPInvoke.AllowHTTP)
+	}},
+	{"http-invoke-allow-private", "on|off", "off", "let HTTP-invoked functions reach loopback, private and link-local addresses, checked on every connection (the engine's own listeners stay refused)", func(c *engineConfig, v string) error {
+		return onOff(v, &c.HTTPInvoke.AllowPrivate)
+	}},
+	{"http-invoke-env", "LIST", "", "environment variables an HTTP-invoked function's auth (secret_key, token_key, value_key) may name; others are refused, so a worker cannot make the engine send any other secret", func(c *engineConfig, v string) error {
+		c.HTTPInvoke.Env = splitList(v)
+		return nil
 	}},
 	{"http-cors-origins", "LIST", "", "comma-separated Origins whose pages may call http triggers from the browser (CORS, preflight answered); * for any; none: no CORS headers", func(c *engineConfig, v string) error {
 		c.HTTPCORS.Origins = splitList(v)
@@ -425,6 +440,24 @@ func splitList(v string) []string {
 		}
 	}
 	return out
+}
+
+// onOff reads an on|off setting.
+func onOff(v string, dst *bool) error {
+	switch v {
+	case "on", "off":
+		*dst = v == "on"
+		return nil
+	}
+	return errors.New("must be on or off")
+}
+
+// httpInvokeConfig are the --http-invoke-* settings.
+type httpInvokeConfig struct {
+	Hosts        []string
+	AllowHTTP    bool
+	AllowPrivate bool
+	Env          []string
 }
 
 func positiveInt(v string) (int, error) {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sync"
@@ -30,6 +31,7 @@ import (
 	"github.com/trinehq/trine/engine/natsroute"
 	"github.com/trinehq/trine/engine/prommetrics"
 	"github.com/trinehq/trine/httptrigger"
+	"github.com/trinehq/trine/internal/httpinvoke"
 	"github.com/trinehq/trine/internal/natsembed"
 	"github.com/trinehq/trine/internal/tlsconf"
 	"github.com/trinehq/trine/pubsubmodule"
@@ -221,8 +223,10 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		WriteTimeout: cfg.HTTPTimeout + 10*time.Second,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	invoker := httpInvoker(cfg, os.LookupEnv, grpcLis, httpLis, streamLis, iiiLis, extra)
+	defer invoker.Close()
 	iiiCfg := iiiserver.Config{MaxMessageBytes: int64(cfg.MaxMessageBytes), NamespaceGrace: cfg.IIINamespaceGrace,
-		Channels: hub, AllowedOrigins: cfg.AllowedOrigins, AllowedHosts: cfg.AllowedHosts, Logger: log}
+		Channels: hub, AllowedOrigins: cfg.AllowedOrigins, AllowedHosts: cfg.AllowedHosts, HTTPInvoker: invoker, Logger: log}
 	for i := range extra {
 		extra[i].build(eng, cfg.Listeners[i], iiiCfg, grpcCfg, grpcOpts, workersTLS, log)
 	}
@@ -412,4 +416,34 @@ func cronClaims(cfg engineConfig, ns *natsembed.Server, log *slog.Logger) cronmo
 		return cronmodule.Unavailable{Err: err}
 	}
 	return c
+}
+
+// httpInvoker is the client of HTTP-invoked functions, kept off the
+// engine's own listeners.
+func httpInvoker(cfg engineConfig, lookupEnv func(string) (string, bool), lis ...any) *httpinvoke.Invoker {
+	var own []netip.AddrPort
+	add := func(l net.Listener) {
+		if l == nil {
+			return
+		}
+		if ap, err := netip.ParseAddrPort(l.Addr().String()); err == nil {
+			own = append(own, ap)
+		}
+	}
+	for _, l := range lis {
+		switch l := l.(type) {
+		case net.Listener:
+			add(l)
+		case []extraListener:
+			for _, x := range l {
+				add(x.lis)
+			}
+		}
+	}
+	if a, err := netip.ParseAddrPort(cfg.NATSAddr); err == nil {
+		own = append(own, a)
+	}
+	return httpinvoke.New(httpinvoke.Config{AllowedHosts: cfg.HTTPInvoke.Hosts, AllowHTTP: cfg.HTTPInvoke.AllowHTTP,
+		AllowPrivate: cfg.HTTPInvoke.AllowPrivate, Env: cfg.HTTPInvoke.Env, LookupEnv: lookupEnv, Own: own,
+		MaxResponseBytes: int64(cfg.MaxMessageBytes), MaxTimeout: cfg.DefaultTimeout})
 }

@@ -692,3 +692,17 @@ test('19. engine::functions::info returns request_format and response_format as 
   assert.equal((await call('engine::workers::info', { worker_id: me.id })).name, WORKER_NAME)
   assert.equal((await call('engine::triggers::info', { trigger_type: 'http' })).id, 'http')
 })
+
+test('20. an HTTP-invoked function: the engine calls its URL for each invocation', { timeout: TEST_TIMEOUT }, async () => {
+  const url = process.env.III_HOOK_URL
+  assert.ok(url, 'III_HOOK_URL is set by ../iiinode_test.go')
+  const ref = iii.registerFunction('node::ext::hook', { url: `${url}/hook`, method: 'PUT', timeout_ms: 5_000 }, { description: 'an endpoint elsewhere' })
+  try {
+    const r = await eventually(() => call('node::ext::hook', { order: 7 }))
+    assert.deepEqual(r, { got: { order: 7 }, function: 'node::ext::hook', method: 'PUT' }, `result: ${JSON.stringify(r)}`)
+    const viaGo = await call('go::call', { function_id: 'node::ext::hook', payload: 'x' })
+    assert.deepEqual(viaGo, { got: 'x', function: 'node::ext::hook', method: 'PUT' }, `a Go worker's call: ${JSON.stringify(viaGo)}`)
+  } finally {
+    ref.unregister()
+  }
+})

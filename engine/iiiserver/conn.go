@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/httpinvoke"
 	"github.com/trinehq/trine/internal/wsconn"
 )
 
@@ -49,6 +50,9 @@ type conn struct {
 	owedBytes   int64 // answers waiting for room in the send queue
 	owed        int
 	inflight    int // the worker's own calls still running
+	// viaHTTP are the worker's HTTP-invoked functions, by the id it
+	// registered: the engine calls their URL instead of the worker.
+	viaHTTP map[string]*httpinvoke.Function
 }
 
 // queued is a message waiting for the registrar, with its size on the wire.
@@ -69,6 +73,7 @@ func newConn(s *Server, sock *wsconn.Conn, addr, identity string, g *engine.Gran
 		wake:     make(chan struct{}, 1),
 		resolved: make(chan struct{}),
 		configs:  make(map[string]string),
+		viaHTTP:  make(map[string]*httpinvoke.Function),
 	}
 	sess, err := s.e.AttachGranted(engine.WorkerInfo{Name: "iii-worker", Runtime: "iii", Addr: addr, Identity: identity}, c, g)
 	if err != nil {
@@ -445,16 +450,35 @@ func (c *conn) registrar() {
 func (c *conn) apply(m *inbound) {
 	switch m.Type {
 	case typeRegisterFunction:
+		var viaHTTP *httpinvoke.Function
 		if len(m.Invocation) > 0 && string(m.Invocation) != "null" {
-			c.reject(m.ID, engine.Errorf(engine.CodeInvalidArgument,
-				"function %q: HTTP-invoked functions (invocation) are not supported; serve it from the worker", m.ID))
-			return
+			if c.srv.cfg.HTTPInvoker == nil || c.sess.Grant() != nil {
+				c.reject(m.ID, engine.Errorf(engine.CodeInvalidArgument,
+					"function %q: HTTP-invoked functions (invocation) are off on this listener (they are for trusted listeners, without a policy); serve it from the worker", m.ID))
+				return
+			}
+			f, err := c.srv.cfg.HTTPInvoker.Parse(m.Invocation)
+			if err != nil {
+				c.reject(m.ID, engine.Errorf(engine.CodeInvalidArgument, "function %q: %s", m.ID, engine.AsError(err).Message))
+				return
+			}
+			viaHTTP = f
 		}
+		c.mu.Lock()
+		if viaHTTP != nil {
+			c.viaHTTP[m.ID] = viaHTTP
+		} else {
+			delete(c.viaHTTP, m.ID)
+		}
+		c.mu.Unlock()
 		if err := c.sess.RegisterFunctionSpec(m.ID, engine.FunctionSpec{Description: m.Description, Metadata: nonNull(m.Metadata),
 			RequestFormat: nonNull(m.RequestFormat), ResponseFormat: nonNull(m.ResponseFormat)}); err != nil {
 			c.reject(m.ID, err)
 		}
 	case typeUnregisterFunction:
+		c.mu.Lock()
+		delete(c.viaHTTP, m.ID)
+		c.mu.Unlock()
 		if err := c.sess.UnregisterFunction(m.ID); err != nil {
 			c.log.Info("unregisterfunction refused", engine.LogFunctionID, m.ID, "error", err)
 		}
@@ -582,8 +606,33 @@ func (c *conn) reply(id, functionID string, out []byte, err error) {
 // Invoke sends an invocation to the worker. A void invocation carries an
 // id too (iii SDKs expect one); its answer is dropped.
 func (c *conn) Invoke(ctx context.Context, inv engine.Invocation) error {
+	c.mu.Lock()
+	f := c.viaHTTP[inv.FunctionID]
+	c.mu.Unlock()
+	if f != nil {
+		c.async(func() { c.invokeHTTP(f, inv) })
+		return nil
+	}
 	return c.send(ctx, invokeFunction{Type: typeInvokeFunction, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID,
 		Data: orNull(inv.Payload), Traceparent: inv.Traceparent, Baggage: inv.Baggage, Metadata: inv.Metadata})
+}
+
+// invokeHTTP calls an HTTP-invoked function and answers the invocation
+// with its result; the call ends with the connection or the deadline.
+func (c *conn) invokeHTTP(f *httpinvoke.Function, inv engine.Invocation) {
+	ctx, cancel := context.WithDeadline(c.ctx, inv.Deadline)
+	defer cancel()
+	out, err := c.srv.cfg.HTTPInvoker.Call(ctx, f, inv.FunctionID, inv.InvocationID, inv.Payload)
+	if err != nil {
+		c.log.Debug("HTTP-invoked function failed", engine.LogFunctionID, inv.FunctionID, "error", err)
+	}
+	if !inv.Void {
+		var e *engine.Error
+		if err != nil {
+			e = engine.AsError(err)
+		}
+		c.sess.Result(inv.InvocationID, out, e)
+	}
 }
 
 // Cancel has no message in iii's protocol: the worker's handler runs on

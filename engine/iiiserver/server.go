@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/httpinvoke"
 	"github.com/trinehq/trine/internal/origin"
 	"github.com/trinehq/trine/internal/tlsconf"
 	"github.com/trinehq/trine/internal/wsconn"
@@ -49,6 +50,9 @@ type Config struct {
 	// (401 when refused) and its session runs under the Grant. Nil: a
 	// trusted listener.
 	Access *engine.Access
+	// HTTPInvoker, if set, serves registrations with an invocation block
+	// (HTTP-invoked functions); without it they are refused.
+	HTTPInvoker *httpinvoke.Invoker
 	// Logger receives per-connection logs. Default: discard.
 	Logger *slog.Logger
 }

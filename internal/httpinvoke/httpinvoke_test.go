@@ -1,0 +1,209 @@
+package httpinvoke_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/httpinvoke"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func env(k string) (string, bool) {
+	v, ok := map[string]string{"HOOK_SECRET": "s3cret", "HOOK_TOKEN": "tok", "EMPTY": ""}[k]
+	return v, ok
+}
+
+func invoker(t *testing.T, cfg httpinvoke.Config) *httpinvoke.Invoker {
+	t.Helper()
+	if cfg.AllowedHosts == nil {
+		cfg.AllowedHosts = []string{"*"}
+	}
+	cfg.LookupEnv = env
+	inv := httpinvoke.New(cfg)
+	t.Cleanup(inv.Close)
+	return inv
+}
+
+func wantCode(t *testing.T, err error, code engine.Code) {
+	t.Helper()
+	if e := engine.AsError(err); err == nil || e.Code != code {
+		t.Fatalf("got %v, want %s", err, code)
+	}
+}
+
+func TestParseRefuses(t *testing.T) {
+	t.Parallel()
+	inv := invoker(t, httpinvoke.Config{AllowedHosts: []string{"*.example.com", "api.test"}, Env: []string{"HOOK_SECRET", "EMPTY", "UNSET"}})
+	for _, raw := range []string{
+		`{"url":"http://a.example.com/x"}`,
+		`{"url":"ftp://a.example.com/x"}`,
+		`{"url":"https://user:pw@a.example.com/x"}`,
+		`{"url":"https://evil.com/x"}`,
+		`{"url":"https://example.com/x"}`,
+		`{"url":""}`,
+		`{"url":"https://a.example.com/x","method":"TRACE"}`,
+		`{"url":"https://a.example.com/x","timeout_ms":0}`,
+		`{"url":"https://a.example.com/x","timeout_ms":99999999}`,
+		`{"url":"https://a.example.com/x","headers":{"bad header":"v"}}`,
+		`{"url":"https://a.example.com/x","headers":{"x-a":"v\r\nx-b: injected"}}`,
+		`{"url":"https://a.example.com/x","auth":{"type":"bearer","token_key":"HOME"}}`,
+		`{"url":"https://a.example.com/x","auth":{"type":"bearer","token_key":"UNSET"}}`,
+		`{"url":"https://a.example.com/x","auth":{"type":"bearer","token_key":"EMPTY"}}`,
+		`{"url":"https://a.example.com/x","auth":{"type":"basic"}}`,
+		`{"url":"https://a.example.com/x","auth":{"type":"api_key","header":"bad header","value_key":"HOOK_SECRET"}}`,
+		`{"url":"https://a.example.com/x","colour":"red"}`,
+		`{"url":"https://10.0.0.1/x"}`,
+		`[1]`,
+	} {
+		if _, err := inv.Parse(json.RawMessage(raw)); engine.AsError(err) == nil || engine.AsError(err).Code != engine.CodeInvalidArgument {
+			t.Errorf("%s: %v, want invalid_argument", raw, err)
+		}
+	}
+	if _, err := inv.Parse(json.RawMessage(`{"url":"https://a.example.com/x","method":"put","timeout_ms":500,"headers":{"x-a":"1"},"auth":{"type":"hmac","secret_key":"HOOK_SECRET"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	off := invoker(t, httpinvoke.Config{AllowedHosts: []string{}})
+	if _, err := off.Parse(json.RawMessage(`{"url":"https://a.example.com/x"}`)); err == nil || !strings.Contains(err.Error(), "off") {
+		t.Fatalf("with no hosts allowed: %v", err)
+	}
+}
+
+// server is a target that records what it got and answers with h.
+func server(t *testing.T, h http.HandlerFunc) (*httptest.Server, chan *http.Request, chan []byte) {
+	t.Helper()
+	reqs, bodies := make(chan *http.Request, 10), make(chan []byte, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		reqs <- r
+		bodies <- b
+		h(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, reqs, bodies
+}
+
+func TestCall(t *testing.T) {
+	t.Parallel()
+	inv := invoker(t, httpinvoke.Config{AllowHTTP: true, AllowPrivate: true, Env: []string{"HOOK_SECRET", "HOOK_TOKEN"}, MaxResponseBytes: 1024, MaxTimeout: 5 * time.Second})
+	answer := map[string]func(w http.ResponseWriter){
+		"/ok":      func(w http.ResponseWriter) { w.Write([]byte(`{"sum":3}`)) },
+		"/empty":   func(w http.ResponseWriter) { w.WriteHeader(204) },
+		"/notjson": func(w http.ResponseWriter) { w.Write([]byte(`hello`)) },
+		"/coded": func(w http.ResponseWriter) {
+			w.WriteHeader(400)
+			w.Write([]byte(`{"error":{"code":"NOPE","message":"bad input"}}`))
+		},
+		"/500":      func(w http.ResponseWriter) { w.WriteHeader(500); w.Write([]byte(`oops`)) },
+		"/big":      func(w http.ResponseWriter) { w.Write([]byte(`"` + strings.Repeat("x", 2000) + `"`)) },
+		"/redirect": func(w http.ResponseWriter) { w.Header().Set("Location", "http://127.0.0.1:1/"); w.WriteHeader(302) },
+		"/slow":     func(w http.ResponseWriter) { time.Sleep(2 * time.Second); w.Write([]byte(`1`)) },
+	}
+	srv, reqs, bodies := server(t, func(w http.ResponseWriter, r *http.Request) { answer[r.URL.Path](w) })
+	parse := func(raw string) *httpinvoke.Function {
+		t.Helper()
+		f, err := inv.Parse(json.RawMessage(strings.ReplaceAll(raw, "URL", srv.URL)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	ctx := context.Background()
+	f := parse(`{"url":"URL/ok","headers":{"X-Custom":"yes"},"auth":{"type":"hmac","secret_key":"HOOK_SECRET"}}`)
+	out, err := inv.Call(ctx, f, "ext::add", "inv-1", []byte(`{"a":1,"b":2}`))
+	if err != nil || string(out) != `{"sum":3}` {
+		t.Fatalf("ok: %s %v", out, err)
+	}
+	r, body := <-reqs, <-bodies
+	if r.Method != "POST" || string(body) != `{"a":1,"b":2}` || r.Header.Get("Content-Type") != "application/json" || r.Header.Get("X-Custom") != "yes" ||
+		r.Header.Get("X-Iii-Function-Path") != "ext::add" || r.Header.Get("X-Iii-Invocation-Id") != "inv-1" {
+		t.Fatalf("request %s %v %s", r.Method, r.Header, body)
+	}
+	if want := httpinvoke.Sign(body, "s3cret", r.Header.Get("X-Iii-Timestamp")); r.Header.Get("X-Iii-Signature") != want || !strings.HasPrefix(want, "sha256=") {
+		t.Fatalf("signature %q, want %q", r.Header.Get("X-Iii-Signature"), want)
+	}
+	f = parse(`{"url":"URL/ok","method":"PUT","auth":{"type":"bearer","token_key":"HOOK_TOKEN"}}`)
+	inv.Call(ctx, f, "ext::add", "inv-2", nil)
+	if r := <-reqs; r.Method != "PUT" || r.Header.Get("Authorization") != "Bearer tok" || string(<-bodies) != "null" {
+		t.Fatalf("bearer request %s %v", r.Method, r.Header)
+	}
+	f = parse(`{"url":"URL/ok","auth":{"type":"api_key","header":"X-Api-Key","value_key":"HOOK_TOKEN"}}`)
+	inv.Call(ctx, f, "ext::add", "inv-3", nil)
+	if r := <-reqs; r.Header.Get("X-Api-Key") != "tok" {
+		t.Fatalf("api key request %v", r.Header)
+	}
+	<-bodies
+	for _, c := range []struct {
+		path string
+		code engine.Code
+		out  string
+	}{
+		{"/empty", "", "null"},
+		{"/notjson", engine.CodeHandlerError, ""},
+		{"/coded", "NOPE", ""},
+		{"/500", engine.CodeHandlerError, ""},
+		{"/big", engine.CodeMessageTooLarge, ""},
+		{"/redirect", engine.CodeHandlerError, ""},
+	} {
+		out, err := inv.Call(ctx, parse(`{"url":"URL`+c.path+`"}`), "ext::f", "i", nil)
+		<-reqs
+		<-bodies
+		if c.code == "" {
+			if err != nil || string(out) != c.out {
+				t.Errorf("%s: %s %v", c.path, out, err)
+			}
+			continue
+		}
+		if e := engine.AsError(err); err == nil || e.Code != c.code {
+			t.Errorf("%s: %v, want %s", c.path, err, c.code)
+		}
+	}
+	start := time.Now()
+	_, err = inv.Call(ctx, parse(`{"url":"URL/slow","timeout_ms":200}`), "ext::f", "i", nil)
+	wantCode(t, err, engine.CodeDeadlineExceeded)
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("timeout_ms 200 took %v", d)
+	}
+}
+
+// TestNeverTheEngineOrInside: the engine's own listeners are refused on
+// every connection, and without AllowPrivate so is every loopback address,
+// even behind a name that resolves to it.
+func TestNeverTheEngineOrInside(t *testing.T) {
+	t.Parallel()
+	srv, _, _ := server(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`1`)) })
+	own := netip.MustParseAddrPort(srv.Listener.Addr().String())
+	self := invoker(t, httpinvoke.Config{AllowHTTP: true, AllowPrivate: true, Own: []netip.AddrPort{own}})
+	if _, err := self.Parse(json.RawMessage(`{"url":"` + srv.URL + `"}`)); err == nil {
+		t.Fatal("a URL at the engine's own listener was accepted")
+	}
+	port := own.Port()
+	wild := invoker(t, httpinvoke.Config{AllowHTTP: true, AllowPrivate: true, Own: []netip.AddrPort{netip.AddrPortFrom(netip.IPv4Unspecified(), port)}})
+	f, err := wild.Parse(json.RawMessage(`{"url":"http://localhost:` + srv.URL[strings.LastIndex(srv.URL, ":")+1:] + `/"}`))
+	if err != nil {
+		t.Fatal(err) // a name: checked when dialled
+	}
+	_, err = wild.Call(context.Background(), f, "ext::f", "i", nil)
+	wantCode(t, err, engine.CodeUnavailable)
+	public := invoker(t, httpinvoke.Config{AllowHTTP: true})
+	if _, err := public.Parse(json.RawMessage(`{"url":"` + srv.URL + `"}`)); err == nil {
+		t.Fatal("a loopback address was accepted without AllowPrivate")
+	}
+	f, err = public.Parse(json.RawMessage(`{"url":"http://localhost:` + srv.URL[strings.LastIndex(srv.URL, ":")+1:] + `/"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := public.Call(context.Background(), f, "ext::f", "i", nil); err == nil || !strings.Contains(err.Error(), "private") {
+		t.Fatalf("a name resolving to loopback was dialled: %v", err)
+	}
+}
