@@ -8,7 +8,10 @@ import (
 // Defaults applied to a zero Config.
 const (
 	DefaultMaxBodyBytes int64 = 1 << 20
-	DefaultTimeout            = 30 * time.Second
+	// DefaultMaxStreamBodyBytes is the default ceiling of a route's
+	// max_body_bytes.
+	DefaultMaxStreamBodyBytes int64 = 1 << 30
+	DefaultTimeout                  = 30 * time.Second
 )
 
 // Config tunes a Provider. The zero Config is valid.
@@ -16,6 +19,11 @@ type Config struct {
 	// MaxBodyBytes limits a request body; a larger one is answered 413.
 	// Default 1 MiB (DefaultMaxBodyBytes).
 	MaxBodyBytes int64
+	// MaxStreamBodyBytes is the most a route's max_body_bytes may be. A
+	// route whose max_body_bytes is over MaxBodyBytes streams its body:
+	// the function reads it from request_body while it arrives (Channels
+	// required) and "body" is null. Default 1 GiB.
+	MaxStreamBodyBytes int64
 	// Timeout bounds each request from the moment its handling starts:
 	// receiving the body (408 when it runs out), calling the condition
 	// and trigger functions (504), and a streamed response (504 before its
@@ -37,6 +45,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxStreamBodyBytes <= 0 {
+		c.MaxStreamBodyBytes = DefaultMaxStreamBodyBytes
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout

@@ -30,6 +30,11 @@
 //     calling the trigger's function. Any other result lets the call
 //     proceed; a failure of the condition function is answered like a
 //     failure of the function (see below).
+//   - max_body_bytes (optional) is the route's body limit. Up to
+//     Config.MaxBodyBytes the body is read whole with it; over that (up
+//     to Config.MaxStreamBodyBytes, Channels required) the body streams:
+//     the function is called at once with a null "body" and reads
+//     request_body as the upload arrives.
 //   - middleware_function_ids (optional, at most 16) are called in order
 //     after the condition, each with MiddlewareInput (the request without
 //     its body). {"action":"continue"} goes on to the next one and then the

@@ -61,6 +61,14 @@ func (p *Provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 	if err != nil {
 		return err
 	}
+	if r.maxBody > p.cfg.MaxBodyBytes {
+		switch {
+		case p.cfg.Channels == nil:
+			return invalid(t, "max_body_bytes %d is over --http-max-body-bytes (%d): such a route streams its body through request_body, which needs --http-streaming on", r.maxBody, p.cfg.MaxBodyBytes)
+		case r.maxBody > p.cfg.MaxStreamBodyBytes:
+			return invalid(t, "max_body_bytes %d is over --http-max-stream-body-bytes (%d)", r.maxBody, p.cfg.MaxStreamBodyBytes)
+		}
+	}
 	if lp, ok := r.literalPath(); ok && p.reserved[lp] {
 		return engine.Errorf(engine.CodeConflict, "http trigger %q: path %s is reserved by the server", t.ID, r.pattern)
 	}

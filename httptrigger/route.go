@@ -21,6 +21,7 @@ type triggerConfig struct {
 	HTTPMethod          *string  `json:"http_method"`
 	ConditionFunctionID string   `json:"condition_function_id"`
 	MiddlewareIDs       []string `json:"middleware_function_ids"`
+	MaxBodyBytes        *int64   `json:"max_body_bytes"`
 }
 
 // maxMiddleware bounds a route's middleware chain.
@@ -38,6 +39,7 @@ type route struct {
 	functionID string
 	condition  string
 	middleware []string        // called in order before the function
+	maxBody    int64           // the route's max_body_bytes; 0: Config.MaxBodyBytes
 	metadata   json.RawMessage // the trigger's, passed with every call
 	method     string
 	pattern    string // normalised, with a leading slash: "/users/:id"
@@ -111,11 +113,18 @@ func parseRoute(t engine.Trigger) (*route, error) {
 			return nil, invalid(t, "%s", engine.AsError(err).Message)
 		}
 	}
+	var maxBody int64
+	if c.MaxBodyBytes != nil {
+		if *c.MaxBodyBytes <= 0 {
+			return nil, invalid(t, "max_body_bytes must be positive")
+		}
+		maxBody = *c.MaxBodyBytes
+	}
 	pattern, segs, err := parsePath(*c.APIPath)
 	if err != nil {
 		return nil, invalid(t, "api_path %q: %s", *c.APIPath, err.Error())
 	}
-	return &route{triggerID: t.ID, functionID: t.FunctionID, condition: c.ConditionFunctionID, middleware: c.MiddlewareIDs, metadata: t.Metadata,
+	return &route{triggerID: t.ID, functionID: t.FunctionID, condition: c.ConditionFunctionID, middleware: c.MiddlewareIDs, maxBody: maxBody, metadata: t.Metadata,
 		method: method, pattern: pattern, segs: segs, shape: shapeOf(method, segs)}, nil
 }
 

@@ -79,9 +79,26 @@ func (p *Provider) serve(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 		return &httpError{status: http.StatusNotFound, code: CodeNotFound, message: "no route for " + r.URL.Path}
 	}
-	raw, body, he := p.readBody(w, r, deadline)
-	if he != nil {
-		return he
+	streamed := rt.maxBody > p.cfg.MaxBodyBytes
+	var raw []byte
+	var body json.RawMessage
+	if streamed {
+		if r.ContentLength > rt.maxBody {
+			if r.ProtoMajor == 1 {
+				w.Header().Set("Connection", "close")
+			}
+			return &httpError{status: http.StatusRequestEntityTooLarge, code: CodePayloadTooLarge,
+				message: "request body is larger than " + formatBytes(rt.maxBody) + " (the route's max_body_bytes)"}
+		}
+	} else {
+		limit := p.cfg.MaxBodyBytes
+		if rt.maxBody > 0 {
+			limit = rt.maxBody
+		}
+		var he *httpError
+		if raw, body, he = p.readBody(w, r, deadline, limit); he != nil {
+			return he
+		}
 	}
 	req := Request{
 		Path:        rt.pattern,
@@ -115,6 +132,9 @@ func (p *Provider) serve(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 	log = log.With(engine.LogFunctionID, rt.functionID)
 	if p.cfg.Channels != nil {
+		if streamed {
+			return p.serveChannels(ctx, w, r, rt, req, nil, deadline, log)
+		}
 		return p.serveChannels(ctx, w, r, rt, req, raw, deadline, log)
 	}
 	payload, err := json.Marshal(req)
@@ -209,9 +229,9 @@ func writeResult(w http.ResponseWriter, rt *route, out []byte, log *slog.Logger)
 // readBody reads the request body, bounded by MaxBodyBytes and, for the
 // time it takes, by deadline; it returns it as is (raw) and as a JSON value
 // (nil for none).
-func (p *Provider) readBody(w http.ResponseWriter, r *http.Request, deadline time.Time) (raw []byte, body json.RawMessage, he *httpError) {
+func (p *Provider) readBody(w http.ResponseWriter, r *http.Request, deadline time.Time, limit int64) (raw []byte, body json.RawMessage, he *httpError) {
 	tooLarge := &httpError{status: http.StatusRequestEntityTooLarge, code: CodePayloadTooLarge,
-		message: "request body is larger than " + formatBytes(p.cfg.MaxBodyBytes)}
+		message: "request body is larger than " + formatBytes(limit)}
 	rc := http.NewResponseController(w)
 	bounded := rc.SetReadDeadline(deadline) == nil
 	// When the body is refused or not read to its end, an HTTP/1
@@ -223,11 +243,11 @@ func (p *Provider) readBody(w http.ResponseWriter, r *http.Request, deadline tim
 			w.Header().Set("Connection", "close")
 		}
 	}
-	if r.ContentLength > p.cfg.MaxBodyBytes {
+	if r.ContentLength > limit {
 		dropConn()
 		return nil, nil, tooLarge
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes))
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		dropConn()
 		var mbe *http.MaxBytesError

@@ -54,20 +54,40 @@ const (
 // streams (see doc.go, "Streaming").
 func (p *Provider) serveChannels(ctx context.Context, w http.ResponseWriter, r *http.Request, rt *route,
 	req Request, raw []byte, deadline time.Time, log *slog.Logger) *httpError {
-	// The whole body fits in the buffer, so these writes never wait.
-	bodyW, bodyRef, err := p.cfg.Channels.OpenWriter(max(1, (len(raw)+bodyFrameBytes-1)/bodyFrameBytes))
-	if err != nil {
-		return channelError(log, err)
-	}
-	defer bodyW.Abort() // the body is of no use once the request is over
-	for b := raw; len(b) > 0; {
-		n := min(len(b), bodyFrameBytes)
-		if err := bodyW.Write(ctx, true, b[:n]); err != nil {
+	var bodyW *channels.LocalWriter
+	var bodyRef channels.Ref
+	var err error
+	if raw == nil && rt.maxBody > p.cfg.MaxBodyBytes {
+		// The body streams in while the function runs, a bounded number
+		// of frames ahead of its reader.
+		if bodyW, bodyRef, err = p.cfg.Channels.OpenWriter(streamBodyFrames); err != nil {
 			return channelError(log, err)
 		}
-		b = b[n:]
+		var copying sync.WaitGroup
+		defer copying.Wait() // runs after Abort: the copy has ended
+		defer bodyW.Abort()  // the body is of no use once the request is over
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(deadline)
+		// Once the request is answered, a client still uploading is cut
+		// (the deadline set to now) rather than waited for.
+		defer func() { _ = rc.SetReadDeadline(time.Now()) }()
+		body := http.MaxBytesReader(w, r.Body, rt.maxBody)
+		copying.Go(func() { copyBody(ctx, body, bodyW, log) })
+	} else {
+		// The whole body fits in the buffer, so these writes never wait.
+		if bodyW, bodyRef, err = p.cfg.Channels.OpenWriter(max(1, (len(raw)+bodyFrameBytes-1)/bodyFrameBytes)); err != nil {
+			return channelError(log, err)
+		}
+		defer bodyW.Abort() // the body is of no use once the request is over
+		for b := raw; len(b) > 0; {
+			n := min(len(b), bodyFrameBytes)
+			if err := bodyW.Write(ctx, true, b[:n]); err != nil {
+				return channelError(log, err)
+			}
+			b = b[n:]
+		}
+		bodyW.Close()
 	}
-	bodyW.Close()
 	resR, resRef, err := p.cfg.Channels.OpenReader(0)
 	if err != nil {
 		return channelError(log, err)
@@ -147,6 +167,38 @@ func (p *Provider) serveChannels(ctx context.Context, w http.ResponseWriter, r *
 	close(unwatch)
 	<-watched
 	return s.read(ctx, r, resR, waitCtx, cancelCall)
+}
+
+// streamBodyFrames is how many frames of a streamed request body wait for
+// the function: 1 MiB at most.
+const streamBodyFrames = 16
+
+// copyBody feeds a streamed request body into w; body is bounded by the
+// route's max_body_bytes and the request's read deadline. A body over the
+// limit, or cut short, aborts the channel: the function's reader sees the
+// error.
+func copyBody(ctx context.Context, body io.Reader, w *channels.LocalWriter, log *slog.Logger) {
+	for {
+		// A fresh buffer per frame: the channel keeps the frame until it
+		// is read.
+		buf := make([]byte, bodyFrameBytes)
+		n, err := io.ReadFull(body, buf)
+		if n > 0 {
+			if werr := w.Write(ctx, true, buf[:n]); werr != nil {
+				return // the function or the request is gone
+			}
+		}
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			w.Close()
+		default: // over the limit (net/http then closes the connection), cut, or late
+			log.Debug("streamed request body cut short", "error", err)
+			w.Abort()
+		}
+		return
+	}
 }
 
 // read reads the response channel until the answer is known: the buffered

@@ -753,3 +753,118 @@ func TestStreamClientGone(t *testing.T) {
 	}
 	h.noLeftovers(t)
 }
+
+// TestStreamedUpload: a route with max_body_bytes over MaxBodyBytes gets
+// its body as it arrives, never buffered whole: a body 8 times the
+// buffered limit reaches the function, which reads it while the client is
+// still sending; over the route's limit the stream breaks (and a declared
+// length is refused at once); bad limits are refused.
+func TestStreamedUpload(t *testing.T) {
+	t.Parallel()
+	h := startStreaming(t, httptrigger.Config{MaxBodyBytes: 64 << 10, MaxStreamBodyBytes: 4 << 20}, channels.Config{})
+	firstFrame := make(chan struct{}, 4)
+	h.fn(t, "count", func(ctx context.Context, c engine.Call) ([]byte, error) {
+		req, err := decodeRequest(c.Payload)
+		if err != nil {
+			return nil, err
+		}
+		if len(req.Body) != 0 && string(req.Body) != "null" {
+			return nil, fmt.Errorf("a streamed route got body %s", req.Body)
+		}
+		conn, err := h.dial(ctx, req.RequestBody)
+		if err != nil {
+			return nil, err
+		}
+		defer conn.CloseNow()
+		n, frames := 0, 0
+		for {
+			_, data, err := conn.Read(ctx)
+			if websocket.CloseStatus(err) == websocket.StatusNormalClosure {
+				break
+			}
+			if err != nil {
+				return json.Marshal(map[string]any{"status_code": 400, "body": map[string]any{"broken_after": n}})
+			}
+			if frames == 0 {
+				firstFrame <- struct{}{}
+			}
+			frames++
+			n += len(data)
+		}
+		return json.Marshal(map[string]any{"status_code": 200, "body": map[string]any{"bytes": n}})
+	})
+	h.route(t, "up", "count", `{"api_path": "up", "http_method": "POST", "max_body_bytes": 1048576}`)
+	h.route(t, "small", "count", `{"api_path": "small", "http_method": "POST", "max_body_bytes": 10}`)
+
+	// 512 KiB through a pipe: the function has the first frame before the
+	// client has sent the rest.
+	pr, pw := io.Pipe()
+	done := make(chan reply, 1)
+	defer pr.Close()
+	go func() { done <- h.do(t, "POST", "/up", pr, "Content-Type", "application/octet-stream") }()
+	chunk := bytes.Repeat([]byte{0xab}, 64<<10)
+	pw.Write(chunk)
+	select {
+	case <-firstFrame:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the function saw nothing of the body while it was being sent")
+	}
+	for range 7 {
+		pw.Write(chunk)
+	}
+	pw.Close()
+	r := <-done
+	if r.status != 200 || !strings.Contains(string(r.body), `"bytes":524288`) {
+		t.Fatalf("streamed upload: %d %s", r.status, r.body)
+	}
+
+	// Over the route's limit, sent without a length: the stream breaks,
+	// and the client sees an error answer or its connection closed.
+	pr, pw = io.Pipe()
+	go func() {
+		for range 20 {
+			if _, err := pw.Write(chunk); err != nil {
+				return
+			}
+		}
+		pw.Close()
+	}()
+	req, _ := http.NewRequestWithContext(t.Context(), "POST", h.srv.URL+"/up", pr)
+	res, err := h.srv.Client().Do(req)
+	pr.CloseWithError(errors.New("done"))
+	if err == nil {
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		// The function saw a broken stream (or none, when the body
+		// outran it): never the whole body.
+		if res.StatusCode < 400 || strings.Contains(string(b), `"bytes"`) {
+			t.Fatalf("over max_body_bytes: %d %s", res.StatusCode, b)
+		}
+	}
+	// With a declared length over it: 413 before the function runs.
+	h.do(t, "POST", "/up", bytes.NewReader(make([]byte, 2<<20))).wantError(t, http.StatusRequestEntityTooLarge, httptrigger.CodePayloadTooLarge)
+	// A smaller buffered limit applies as such.
+	h.do(t, "POST", "/small", strings.NewReader(strings.Repeat("x", 11))).wantError(t, http.StatusRequestEntityTooLarge, httptrigger.CodePayloadTooLarge)
+	for _, bad := range []string{
+		`{"api_path": "b", "http_method": "POST", "max_body_bytes": 0}`,
+		`{"api_path": "b", "http_method": "POST", "max_body_bytes": -1}`,
+		`{"api_path": "b", "http_method": "POST", "max_body_bytes": 5000000}`,
+		`{"api_path": "b", "http_method": "POST", "max_body_bytes": "1"}`,
+	} {
+		if err := h.register("b", "count", bad); code(err) != engine.CodeInvalidArgument {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+	h.noLeftovers(t)
+}
+
+// Without channels, a route cannot stream its body.
+func TestStreamedUploadNeedsChannels(t *testing.T) {
+	t.Parallel()
+	h := start(t, httptrigger.Config{MaxBodyBytes: 1024})
+	h.echo(t, "echo")
+	if err := h.register("up", "echo", `{"api_path": "up", "http_method": "POST", "max_body_bytes": 4096}`); code(err) != engine.CodeInvalidArgument {
+		t.Fatalf("a streamed route without channels: %v", err)
+	}
+	h.route(t, "ok", "echo", `{"api_path": "ok", "http_method": "POST", "max_body_bytes": 512}`)
+}

@@ -84,6 +84,7 @@ func TestEngineHelp(t *testing.T) {
 		{"--iii-namespace-grace", "TRINE_III_NAMESPACE_GRACE", "iii_namespace_grace", "5s"},
 		{"--http-addr", "TRINE_HTTP_ADDR", "http_addr", "127.0.0.1:3111"},
 		{"--http-max-body-bytes", "TRINE_HTTP_MAX_BODY_BYTES", "http_max_body_bytes", "1048576"},
+		{"--http-max-stream-body-bytes", "TRINE_HTTP_MAX_STREAM_BODY_BYTES", "http_max_stream_body_bytes", "1073741824"},
 		{"--http-timeout", "TRINE_HTTP_TIMEOUT", "http_timeout", "30s"},
 		{"--http-streaming", "TRINE_HTTP_STREAMING", "http_streaming", "on"},
 		{"--data-dir", "TRINE_DATA_DIR", "data_dir", "./trine-data"},

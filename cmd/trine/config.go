@@ -54,6 +54,7 @@ type engineConfig struct {
 	Queues            map[string]queuemodule.QueueConfig // named queues (YAML queues:)
 	QueueAckWait      time.Duration
 	HTTPMaxBodyBytes  int64
+	HTTPMaxStreamBody int64
 	HTTPTimeout       time.Duration
 	HTTPStreaming     bool
 	HTTPCORS          corsConfig
@@ -122,9 +123,14 @@ var engineSettings = []setting{
 		c.HTTPAddr = v
 		return checkAddr(v)
 	}},
-	{"http-max-body-bytes", "N", "1048576", "largest request body an http trigger accepts (413 above)", func(c *engineConfig, v string) error {
+	{"http-max-body-bytes", "N", "1048576", "largest request body an http trigger accepts (413 above), unless its route sets max_body_bytes", func(c *engineConfig, v string) error {
 		n, err := positiveInt(v)
 		c.HTTPMaxBodyBytes = int64(n)
+		return err
+	}},
+	{"http-max-stream-body-bytes", "N", "1073741824", "the most a route's max_body_bytes may be; a route whose max_body_bytes is over --http-max-body-bytes streams its body to the function through request_body as it arrives", func(c *engineConfig, v string) error {
+		n, err := positiveInt(v)
+		c.HTTPMaxStreamBody = int64(n)
 		return err
 	}},
 	{"http-timeout", "DURATION", "30s", "deadline of the function behind an http trigger (504 after)", func(c *engineConfig, v string) (err error) {

@@ -41,6 +41,7 @@ var defaultConfig = engineConfig{
 	IIIAddr:           "127.0.0.1:49135",
 	IIINamespaceGrace: 5 * time.Second,
 	HTTPMaxBodyBytes:  1 << 20,
+	HTTPMaxStreamBody: 1 << 30,
 	HTTPTimeout:       30 * time.Second,
 	HTTPStreaming:     true,
 

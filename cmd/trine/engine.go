@@ -204,7 +204,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	if err := hub.Register(eng); err != nil {
 		return fmt.Errorf("register channels: %w", err)
 	}
-	hcfg := httptrigger.Config{MaxBodyBytes: cfg.HTTPMaxBodyBytes, Timeout: cfg.HTTPTimeout,
+	hcfg := httptrigger.Config{MaxBodyBytes: cfg.HTTPMaxBodyBytes, MaxStreamBodyBytes: cfg.HTTPMaxStreamBody, Timeout: cfg.HTTPTimeout,
 		Reserved: []string{"/healthz", "/readyz", "/metrics"}, Logger: log}
 	if cfg.HTTPStreaming {
 		hcfg.Channels = hub
