@@ -63,10 +63,10 @@ func TestIIINodeSDK(t *testing.T) {
 	defer cancel()
 	w := trine.RegisterWorker(grpcAddr, trine.WithName("go-compat"))
 	defer w.Close()
-	must(t, w.RegisterFunction("go::echo", func(_ context.Context, p json.RawMessage) (any, error) {
+	must(t, w.RegisterFunction(ctx, "go::echo", func(_ context.Context, p json.RawMessage) (any, error) {
 		return map[string]json.RawMessage{"echo": p}, nil
 	}))
-	must(t, w.RegisterFunction("go::call", func(ctx context.Context, p json.RawMessage) (any, error) {
+	must(t, w.RegisterFunction(ctx, "go::call", func(ctx context.Context, p json.RawMessage) (any, error) {
 		var in struct {
 			FunctionID string          `json:"function_id"`
 			Payload    json.RawMessage `json:"payload"`
@@ -78,7 +78,7 @@ func TestIIINodeSDK(t *testing.T) {
 	}))
 	// go::bind and go::unbind register and remove a trigger owned by this
 	// Go worker: {id, type, function_id, config}.
-	must(t, w.RegisterFunction("go::bind", func(_ context.Context, p json.RawMessage) (any, error) {
+	must(t, w.RegisterFunction(ctx, "go::bind", func(_ context.Context, p json.RawMessage) (any, error) {
 		var tr struct {
 			ID         string          `json:"id"`
 			Type       string          `json:"type"`
@@ -88,22 +88,22 @@ func TestIIINodeSDK(t *testing.T) {
 		if err := json.Unmarshal(p, &tr); err != nil {
 			return nil, err
 		}
-		return map[string]string{"id": tr.ID}, w.RegisterTrigger(trine.Trigger{ID: tr.ID, Type: tr.Type, FunctionID: tr.FunctionID, Config: tr.Config})
+		return map[string]string{"id": tr.ID}, w.RegisterTrigger(ctx, trine.Trigger{ID: tr.ID, Type: tr.Type, FunctionID: tr.FunctionID, Config: tr.Config})
 	}))
-	must(t, w.RegisterFunction("go::unbind", func(_ context.Context, p json.RawMessage) (any, error) {
+	must(t, w.RegisterFunction(ctx, "go::unbind", func(_ context.Context, p json.RawMessage) (any, error) {
 		var tr struct {
 			ID string `json:"id"`
 		}
 		if err := json.Unmarshal(p, &tr); err != nil {
 			return nil, err
 		}
-		return nil, w.UnregisterTrigger(tr.ID)
+		return nil, w.UnregisterTrigger(ctx, tr.ID)
 	}))
-	must(t, w.RegisterFunction("go::cut", func(context.Context, json.RawMessage) (any, error) {
+	must(t, w.RegisterFunction(ctx, "go::cut", func(context.Context, json.RawMessage) (any, error) {
 		time.AfterFunc(100*time.Millisecond, proxy.Cut) // after this answer has left
 		return map[string]bool{"cut": true}, nil
 	}))
-	must(t, w.RegisterFunction("go::fail", func(context.Context, json.RawMessage) (any, error) {
+	must(t, w.RegisterFunction(ctx, "go::fail", func(context.Context, json.RawMessage) (any, error) {
 		return nil, &trine.Error{Code: "forbidden", Message: "go::fail always refuses"}
 	}))
 	if err := w.Connect(ctx); err != nil {

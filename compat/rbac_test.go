@@ -55,7 +55,7 @@ func TestIIINodeSDKRBAC(t *testing.T) {
 	note := func(s string) { mu.Lock(); calls = append(calls, s); mu.Unlock() }
 	w := trine.RegisterWorker(grpcAddr, trine.WithName("go-rbac"))
 	defer w.Close()
-	must(t, w.RegisterFunction("test::rbac-worker::auth", func(_ context.Context, p json.RawMessage) (any, error) {
+	must(t, w.RegisterFunction(t.Context(), "test::rbac-worker::auth", func(_ context.Context, p json.RawMessage) (any, error) {
 		var in struct {
 			Headers map[string]string `json:"headers"`
 		}
@@ -79,7 +79,7 @@ func TestIIINodeSDKRBAC(t *testing.T) {
 		}
 		return nil, errors.New("invalid token")
 	}))
-	must(t, w.RegisterFunction("test::rbac-worker::middleware", func(ctx context.Context, p json.RawMessage) (any, error) {
+	must(t, w.RegisterFunction(t.Context(), "test::rbac-worker::middleware", func(ctx context.Context, p json.RawMessage) (any, error) {
 		var in struct {
 			FunctionID string         `json:"function_id"`
 			Payload    map[string]any `json:"payload"`
@@ -110,10 +110,10 @@ func TestIIINodeSDKRBAC(t *testing.T) {
 			return map[string]any{}, nil
 		}
 	}
-	must(t, w.RegisterFunction("test::rbac-worker::on-function-reg", hook("function", "function_id", "denied::")))
-	must(t, w.RegisterFunction("test::rbac-worker::on-trigger-reg", hook("trigger", "function_id", "denied-trig::")))
-	must(t, w.RegisterFunction("test::rbac-worker::on-trigger-type-reg", hook("trigger-type", "trigger_type_id", "denied-tt::")))
-	must(t, w.RegisterFunction("test::rbac-worker::calls", func(context.Context, json.RawMessage) (any, error) {
+	must(t, w.RegisterFunction(t.Context(), "test::rbac-worker::on-function-reg", hook("function", "function_id", "denied::")))
+	must(t, w.RegisterFunction(t.Context(), "test::rbac-worker::on-trigger-reg", hook("trigger", "function_id", "denied-trig::")))
+	must(t, w.RegisterFunction(t.Context(), "test::rbac-worker::on-trigger-type-reg", hook("trigger-type", "trigger_type_id", "denied-tt::")))
+	must(t, w.RegisterFunction(t.Context(), "test::rbac-worker::calls", func(context.Context, json.RawMessage) (any, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		out := append([]string{}, calls...)
@@ -121,7 +121,7 @@ func TestIIINodeSDKRBAC(t *testing.T) {
 		return out, nil
 	}))
 	for _, id := range []string{"test::ew::public::echo", "test::ew::valid-token-echo", "test::ew::private"} {
-		must(t, w.RegisterFunction(id, func(_ context.Context, p json.RawMessage) (any, error) {
+		must(t, w.RegisterFunction(t.Context(), id, func(_ context.Context, p json.RawMessage) (any, error) {
 			return map[string]any{"echoed": p, "function": id}, nil
 		}))
 	}

@@ -246,7 +246,7 @@ func TestTypedIIIClient(t *testing.T) {
 	// binding to it.
 	bound := make(chan error, 1)
 	go func() {
-		bound <- g.RegisterTrigger(trine.Trigger{ID: "bind-1", Type: "typed-tt", FunctionID: "typed::echo", Config: json.RawMessage(`{"x":1}`)})
+		bound <- g.RegisterTrigger(ctx, trine.Trigger{ID: "bind-1", Type: "typed-tt", FunctionID: "typed::echo", Config: json.RawMessage(`{"x":1}`)})
 	}()
 	select {
 	case tr := <-w.triggers:

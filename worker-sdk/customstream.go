@@ -45,7 +45,7 @@ func customStreamFunctionID(op, stream string) string {
 // a custom stream with the backend's values alone (no ids, sequences or
 // paging), so Stream's Get and List fail on it with code internal; its
 // Set, Update, Delete, Groups and Send work.
-func (w *Worker) ServeStream(name string, b StreamBackend) error {
+func (w *Worker) ServeStream(ctx context.Context, name string, b StreamBackend) error {
 	if name == "" {
 		return errorf(CodeInvalidArgument, "serve stream: the stream name is empty")
 	}
@@ -71,7 +71,7 @@ func (w *Worker) ServeStream(name string, b StreamBackend) error {
 	}
 	w.mu.Unlock()
 	for i, f := range fns {
-		err := w.register(f.frame, nil)
+		err := w.register(ctx, f.frame, nil)
 		if err == nil {
 			continue
 		}
@@ -79,7 +79,7 @@ func (w *Worker) ServeStream(name string, b StreamBackend) error {
 			for j, g := range fns {
 				w.forgetFunction(g.id, g)
 				if j < i {
-					if uerr := w.register(unregisterFunctionFrame(g.id), nil); uerr != nil {
+					if uerr := w.register(ctx, unregisterFunctionFrame(g.id), nil); uerr != nil {
 						w.log.Warn("withdraw custom stream function", "function_id", g.id, "error", uerr)
 					}
 				}

@@ -129,7 +129,7 @@ func TestServeStream(t *testing.T) {
 	srv, m := startStreamEngine(t)
 	owner := connect(t, srv.Addr, trine.WithName("owner"))
 	b := newMemBackend()
-	if err := owner.ServeStream("ext", b); err != nil {
+	if err := owner.ServeStream(t.Context(), "ext", b); err != nil {
 		t.Fatalf("ServeStream = %v", err)
 	}
 	for _, op := range []string{"get", "set", "delete", "list", "list_groups"} {
@@ -230,7 +230,7 @@ func TestServeStreamErrors(t *testing.T) {
 	srv, _ := startStreamEngine(t)
 	w := connect(t, srv.Addr)
 	b := newMemBackend()
-	if err := w.ServeStream("ext", b); err != nil {
+	if err := w.ServeStream(t.Context(), "ext", b); err != nil {
 		t.Fatal(err)
 	}
 	get := map[string]any{"stream_name": "ext", "group_id": "g", "item_id": "i"}
@@ -267,11 +267,11 @@ func TestServeStreamErrors(t *testing.T) {
 	_, err = w.Trigger(t.Context(), streammodule.CustomFunctionID("set", "ext"), map[string]any{"group_id": "g", "item_id": "i"})
 	wantCode(t, err, trine.CodeInvalidArgument)
 
-	wantCode(t, w.ServeStream("", b), trine.CodeInvalidArgument)
-	wantCode(t, w.ServeStream("x", nil), trine.CodeInvalidArgument)
+	wantCode(t, w.ServeStream(t.Context(), "", b), trine.CodeInvalidArgument)
+	wantCode(t, w.ServeStream(t.Context(), "x", nil), trine.CodeInvalidArgument)
 	unusable := trine.RegisterWorker("")
 	defer unusable.Close()
-	wantCode(t, unusable.ServeStream("x", b), trine.CodeInvalidArgument)
+	wantCode(t, unusable.ServeStream(t.Context(), "x", b), trine.CodeInvalidArgument)
 }
 
 // When the engine refuses one of the functions, ServeStream withdraws the
@@ -282,7 +282,7 @@ func TestServeStreamRefusedRollsBack(t *testing.T) {
 	w := connect(t, srv.Addr)
 	b := newMemBackend()
 	name := strings.Repeat("n", 240) // stream::get(…) fits in 256 bytes, stream::list_groups(…) does not
-	err := w.ServeStream(name, b)
+	err := w.ServeStream(t.Context(), name, b)
 	wantCode(t, err, trine.CodeInvalidArgument)
 	if !strings.Contains(err.Error(), "list_groups") {
 		t.Fatalf("the error does not name the refused function: %v", err)
@@ -307,7 +307,7 @@ func TestServeStreamHostileNames(t *testing.T) {
 	backends := make([]*memBackend, len(names))
 	for i, name := range names {
 		backends[i] = newMemBackend()
-		if err := owner.ServeStream(name, backends[i]); err != nil {
+		if err := owner.ServeStream(t.Context(), name, backends[i]); err != nil {
 			t.Fatalf("ServeStream(%q) = %v", name, err)
 		}
 	}
@@ -347,7 +347,7 @@ func TestServeStreamSurvivesRestart(t *testing.T) {
 	srv, _ := startStreamEngine(t)
 	w := connect(t, srv.Addr)
 	b := newMemBackend()
-	if err := w.ServeStream("ext", b); err != nil {
+	if err := w.ServeStream(t.Context(), "ext", b); err != nil {
 		t.Fatal(err)
 	}
 	srv.Restart()

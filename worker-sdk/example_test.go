@@ -47,14 +47,14 @@ func Example() {
 		return
 	}
 
-	_ = w.RegisterFunction("math::add", func(ctx context.Context, in json.RawMessage) (any, error) {
+	_ = w.RegisterFunction(ctx, "math::add", func(ctx context.Context, in json.RawMessage) (any, error) {
 		var p struct{ A, B int }
 		if err := json.Unmarshal(in, &p); err != nil {
 			return nil, &trine.Error{Code: trine.CodeInvalidArgument, Message: err.Error()}
 		}
 		return p.A + p.B, nil
 	})
-	_ = trine.RegisterFunctionTyped(w, "math::mul", func(ctx context.Context, in MulIn) (MulOut, error) {
+	_ = trine.RegisterFunctionTyped(ctx, w, "math::mul", func(ctx context.Context, in MulIn) (MulOut, error) {
 		return MulOut{Product: in.A * in.B}, nil
 	})
 
@@ -77,7 +77,7 @@ func ExampleError() {
 	defer w.Close()
 	ctx := context.Background()
 	_ = w.Connect(ctx)
-	_ = w.RegisterFunction("billing::charge", func(context.Context, json.RawMessage) (any, error) {
+	_ = w.RegisterFunction(ctx, "billing::charge", func(context.Context, json.RawMessage) (any, error) {
 		return nil, &trine.Error{Code: trine.CodeForbidden, Message: "card declined"}
 	})
 
@@ -98,7 +98,7 @@ func ExampleWorker_TriggerVoid() {
 	ctx := context.Background()
 	_ = w.Connect(ctx)
 	done := make(chan string, 1)
-	_ = w.RegisterFunction("audit::log", func(_ context.Context, in json.RawMessage) (any, error) {
+	_ = w.RegisterFunction(ctx, "audit::log", func(_ context.Context, in json.RawMessage) (any, error) {
 		done <- string(in)
 		return nil, nil
 	})
@@ -116,10 +116,10 @@ func ExampleWorker_RegisterTriggerType() {
 	defer w.Close()
 	_ = w.Connect(context.Background())
 
-	_ = w.RegisterTriggerType("cron", "runs a function on a schedule", cronProvider{})
-	err := w.RegisterTrigger(trine.Trigger{ID: "nightly", Type: "cron", FunctionID: "reports::build", Config: map[string]string{"expression": "0 3 * * *"}})
+	_ = w.RegisterTriggerType(context.Background(), "cron", "runs a function on a schedule", cronProvider{})
+	err := w.RegisterTrigger(context.Background(), trine.Trigger{ID: "nightly", Type: "cron", FunctionID: "reports::build", Config: map[string]string{"expression": "0 3 * * *"}})
 	fmt.Println(err)
-	err = w.RegisterTrigger(trine.Trigger{ID: "broken", Type: "cron", FunctionID: "reports::build", Config: map[string]string{}})
+	err = w.RegisterTrigger(context.Background(), trine.Trigger{ID: "broken", Type: "cron", FunctionID: "reports::build", Config: map[string]string{}})
 	fmt.Println(errors.Is(err, trine.ErrInvalidArgument))
 	// Output:
 	// <nil>

@@ -47,7 +47,7 @@ func unregisterFunctionFrame(id string) frameFunc {
 // returns the engine's refusal, if any; a refused function is forgotten.
 // While disconnected the registration is kept and sent on connect. Calling
 // it again for the same id replaces the handler.
-func (w *Worker) RegisterFunction(id string, h Handler, opts ...FunctionOption) error {
+func (w *Worker) RegisterFunction(ctx context.Context, id string, h Handler, opts ...FunctionOption) error {
 	if h == nil {
 		return errorf(CodeInvalidArgument, "function %q has no handler", id)
 	}
@@ -58,17 +58,17 @@ func (w *Worker) RegisterFunction(id string, h Handler, opts ...FunctionOption) 
 	w.mu.Lock()
 	w.functions[id] = f
 	w.mu.Unlock()
-	return w.register(f.frame, func() { w.forgetFunction(id, f) })
+	return w.register(ctx, f.frame, func() { w.forgetFunction(id, f) })
 }
 
 // RegisterFunctionTyped registers a function whose payload is decoded into In
 // and whose result is Out. A payload that does not decode is refused with
 // invalid_argument before fn runs.
-func RegisterFunctionTyped[In, Out any](w *Worker, id string, fn func(ctx context.Context, in In) (Out, error), opts ...FunctionOption) error {
+func RegisterFunctionTyped[In, Out any](ctx context.Context, w *Worker, id string, fn func(ctx context.Context, in In) (Out, error), opts ...FunctionOption) error {
 	if fn == nil {
 		return errorf(CodeInvalidArgument, "function %q has no handler", id)
 	}
-	return w.RegisterFunction(id, func(ctx context.Context, payload json.RawMessage) (any, error) {
+	return w.RegisterFunction(ctx, id, func(ctx context.Context, payload json.RawMessage) (any, error) {
 		var in In
 		if len(payload) > 0 {
 			if err := json.Unmarshal(payload, &in); err != nil {
@@ -80,7 +80,7 @@ func RegisterFunctionTyped[In, Out any](w *Worker, id string, fn func(ctx contex
 }
 
 // UnregisterFunction stops serving id; the engine routes no more calls here.
-func (w *Worker) UnregisterFunction(id string) error {
+func (w *Worker) UnregisterFunction(ctx context.Context, id string) error {
 	w.mu.Lock()
 	_, ok := w.functions[id]
 	delete(w.functions, id)
@@ -88,7 +88,7 @@ func (w *Worker) UnregisterFunction(id string) error {
 	if !ok {
 		return errorf(CodeFunctionNotFound, "function %q is not registered by this worker", id)
 	}
-	return w.register(unregisterFunctionFrame(id), nil)
+	return w.register(ctx, unregisterFunctionFrame(id), nil)
 }
 
 func (w *Worker) forgetFunction(id string, f *function) {
@@ -103,12 +103,14 @@ func (w *Worker) forgetFunction(id string, f *function) {
 // needed, up to the call timeout) and waits for its Ack. If the connection
 // drops before the Ack, it tries again on the next session. On a definitive
 // refusal it calls forget.
-func (w *Worker) register(build frameFunc, forget func()) error {
+func (w *Worker) register(ctx context.Context, build frameFunc, forget func()) error {
 	if w.initErr != nil {
 		return w.initErr
 	}
-	ctx, cancel := context.WithTimeout(w.ctx, w.opts.callTimeout)
+	ctx, cancel := w.callContext(ctx)
 	defer cancel()
+	stop := context.AfterFunc(w.ctx, cancel) // Close ends it too
+	defer stop()
 	for {
 		s, err := w.liveSession(ctx)
 		if err != nil {

@@ -20,7 +20,7 @@ func TestInvocationsLeaveNothingBehind(t *testing.T) {
 	}
 	srv := startEngine(t)
 	w := connect(t, srv.Addr)
-	if err := w.RegisterFunction("noop", func(context.Context, json.RawMessage) (any, error) { return nil, nil }); err != nil {
+	if err := w.RegisterFunction(t.Context(), "noop", func(context.Context, json.RawMessage) (any, error) { return nil, nil }); err != nil {
 		t.Fatal(err)
 	}
 	caller := connect(t, srv.Addr)

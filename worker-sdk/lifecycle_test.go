@@ -21,7 +21,7 @@ func TestCloseDrainsInFlightHandlers(t *testing.T) {
 		t.Fatal(err)
 	}
 	started := make(chan struct{})
-	if err := w.RegisterFunction("job", func(ctx context.Context, _ json.RawMessage) (any, error) {
+	if err := w.RegisterFunction(t.Context(), "job", func(ctx context.Context, _ json.RawMessage) (any, error) {
 		close(started)
 		select {
 		case <-time.After(300 * time.Millisecond):
@@ -67,7 +67,7 @@ func TestCloseCancelsHandlersAfterTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	started := make(chan struct{})
-	if err := w.RegisterFunction("forever", func(ctx context.Context, _ json.RawMessage) (any, error) {
+	if err := w.RegisterFunction(t.Context(), "forever", func(ctx context.Context, _ json.RawMessage) (any, error) {
 		close(started)
 		<-ctx.Done()
 		return nil, ctx.Err()
@@ -91,7 +91,7 @@ func TestConcurrencyLimit(t *testing.T) {
 	srv := startEngine(t)
 	w := connect(t, srv.Addr, trine.WithConcurrency(2))
 	var running, peak atomic.Int32
-	if err := w.RegisterFunction("limited", func(context.Context, json.RawMessage) (any, error) {
+	if err := w.RegisterFunction(t.Context(), "limited", func(context.Context, json.RawMessage) (any, error) {
 		n := running.Add(1)
 		defer running.Add(-1)
 		for {
@@ -126,7 +126,7 @@ func TestRegisterBeforeConnect(t *testing.T) {
 	w := trine.RegisterWorker(srv.Addr)
 	t.Cleanup(func() { _ = w.Close() })
 	// Registration before the connection is up is kept, sent on connect and acknowledged.
-	if err := w.RegisterFunction("early", func(context.Context, json.RawMessage) (any, error) { return "up", nil }); err != nil {
+	if err := w.RegisterFunction(t.Context(), "early", func(context.Context, json.RawMessage) (any, error) { return "up", nil }); err != nil {
 		t.Fatalf("RegisterFunction before Connect = %v", err)
 	}
 	if err := w.Connect(t.Context()); err != nil {
@@ -160,7 +160,7 @@ func TestConnectFailsWithoutEngine(t *testing.T) {
 		if err := bad.Connect(t.Context()); !errors.Is(err, trine.ErrInvalidArgument) {
 			t.Errorf("%s: Connect = %v, want invalid_argument", name, err)
 		}
-		if err := bad.RegisterFunction("f", func(context.Context, json.RawMessage) (any, error) { return nil, nil }); !errors.Is(err, trine.ErrInvalidArgument) {
+		if err := bad.RegisterFunction(ctx, "f", func(context.Context, json.RawMessage) (any, error) { return nil, nil }); !errors.Is(err, trine.ErrInvalidArgument) {
 			t.Errorf("%s: RegisterFunction = %v, want invalid_argument", name, err)
 		}
 		_ = bad.Close()
@@ -174,7 +174,7 @@ func TestAddressListFailover(t *testing.T) {
 	t.Parallel()
 	a, b := startEngine(t), startEngine(t)
 	w := connect(t, "127.0.0.1:1,"+a.Addr+","+b.Addr) // the first address refuses connections
-	if err := w.RegisterFunction("ha::ping", func(context.Context, json.RawMessage) (any, error) { return "pong", nil }); err != nil {
+	if err := w.RegisterFunction(t.Context(), "ha::ping", func(context.Context, json.RawMessage) (any, error) { return "pong", nil }); err != nil {
 		t.Fatal(err)
 	}
 	first, second := a, b

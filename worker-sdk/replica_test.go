@@ -32,7 +32,7 @@ func TestReplicaBalancingAndFailover(t *testing.T) {
 			addr = proxy.Addr
 		}
 		w := connect(t, addr, trine.WithName("replica"))
-		if err := w.RegisterFunction("work", func(ctx context.Context, in json.RawMessage) (any, error) {
+		if err := w.RegisterFunction(t.Context(), "work", func(ctx context.Context, in json.RawMessage) (any, error) {
 			served[i].Add(1)
 			if i == 0 {
 				inflightDoomed.Add(1)
@@ -119,7 +119,7 @@ func TestDisconnectFailsInFlightAtOnce(t *testing.T) {
 	proxy := enginetest.NewProxy(t, srv.Addr)
 	w := connect(t, proxy.Addr)
 	started := make(chan struct{}, 1)
-	if err := w.RegisterFunction("stuck", func(ctx context.Context, _ json.RawMessage) (any, error) {
+	if err := w.RegisterFunction(t.Context(), "stuck", func(ctx context.Context, _ json.RawMessage) (any, error) {
 		started <- struct{}{}
 		<-ctx.Done()
 		return nil, ctx.Err()
@@ -168,7 +168,7 @@ func TestKeepaliveDetectsHungWorker(t *testing.T) {
 	proxy := enginetest.NewProxy(t, srv.Addr)
 	w := connect(t, proxy.Addr, trine.WithCloseTimeout(time.Second))
 	started := make(chan struct{}, 1)
-	if err := w.RegisterFunction("hung", func(ctx context.Context, _ json.RawMessage) (any, error) {
+	if err := w.RegisterFunction(t.Context(), "hung", func(ctx context.Context, _ json.RawMessage) (any, error) {
 		started <- struct{}{}
 		<-ctx.Done()
 		return nil, ctx.Err()

@@ -28,11 +28,12 @@ const allPageSize = 500
 type Stream[T any] struct {
 	w    *Worker
 	name string
+	kind string // "stream", or "state" when a State uses it, for messages
 }
 
 // NewStream returns a typed view of the stream name, called through w.
 func NewStream[T any](w *Worker, name string) *Stream[T] {
-	return &Stream[T]{w: w, name: name}
+	return &Stream[T]{w: w, name: name, kind: "stream"}
 }
 
 // Name is the stream's name.
@@ -138,7 +139,7 @@ func (s *Stream[T]) ready(what string) error {
 func (s *Stream[T]) call(ctx context.Context, what, fn string, in, out any) error {
 	raw, err := s.w.Trigger(ctx, fn, in)
 	if err != nil {
-		return fmt.Errorf("stream %q: %s: %w", s.name, what, err)
+		return fmt.Errorf("%s %q: %s: %w", s.kind, s.name, what, err)
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
 		return s.badResult(what, fn, raw, err)
@@ -147,14 +148,14 @@ func (s *Stream[T]) call(ctx context.Context, what, fn string, in, out any) erro
 }
 
 func (s *Stream[T]) badResult(what, fn string, raw []byte, err error) error {
-	return errorf(CodeInternal, "stream %q: %s: unexpected %s result %.200q: %v", s.name, what, fn, raw, err)
+	return errorf(CodeInternal, "%s %q: %s: unexpected %s result %.200q: %v", s.kind, s.name, what, fn, raw, err)
 }
 
 // decodeValue decodes v into a T.
 func (s *Stream[T]) decodeValue(what string, v json.RawMessage) (T, error) {
 	var t T
 	if err := json.Unmarshal(v, &t); err != nil {
-		return t, errorf(CodeInternal, "stream %q: %s: decode value %.200q: %v", s.name, what, v, err)
+		return t, errorf(CodeInternal, "%s %q: %s: decode value %.200q: %v", s.kind, s.name, what, v, err)
 	}
 	return t, nil
 }

@@ -55,7 +55,7 @@ func (t *trigger) frame(requestID string) *trinev1.ConnectRequest {
 // removes it when the worker leaves, and replays restore it. The error says
 // why the engine or the type's provider refused it (unknown type, bad
 // config, id owned by another worker); a refused trigger is forgotten.
-func (w *Worker) RegisterTrigger(t Trigger) error {
+func (w *Worker) RegisterTrigger(ctx context.Context, t Trigger) error {
 	cfg, err := marshal(t.Config)
 	if err != nil {
 		return errorf(CodeInvalidArgument, "trigger %q config: %v", t.ID, err)
@@ -70,15 +70,15 @@ func (w *Worker) RegisterTrigger(t Trigger) error {
 	w.mu.Lock()
 	w.triggers[t.ID] = tr
 	w.mu.Unlock()
-	return w.register(tr.frame, func() { w.forgetTrigger(t.ID, tr) })
+	return w.register(ctx, tr.frame, func() { w.forgetTrigger(t.ID, tr) })
 }
 
 // UnregisterTrigger removes a trigger this worker registered.
-func (w *Worker) UnregisterTrigger(id string) error {
+func (w *Worker) UnregisterTrigger(ctx context.Context, id string) error {
 	w.mu.Lock()
 	delete(w.triggers, id)
 	w.mu.Unlock()
-	return w.register(func(requestID string) *trinev1.ConnectRequest {
+	return w.register(ctx, func(requestID string) *trinev1.ConnectRequest {
 		return &trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_UnregisterTrigger{UnregisterTrigger: &trinev1.UnregisterTrigger{
 			RequestId: requestID, Id: id,
 		}}}
@@ -94,7 +94,7 @@ func (w *Worker) forgetTrigger(id string, t *trigger) {
 }
 
 // RegisterTriggerType makes this worker the provider of trigger type id.
-func (w *Worker) RegisterTriggerType(id, description string, h TriggerHandler) error {
+func (w *Worker) RegisterTriggerType(ctx context.Context, id, description string, h TriggerHandler) error {
 	if h == nil {
 		return errorf(CodeInvalidArgument, "trigger type %q has no handler", id)
 	}
@@ -102,15 +102,15 @@ func (w *Worker) RegisterTriggerType(id, description string, h TriggerHandler) e
 	w.mu.Lock()
 	w.triggerTypes[id] = tt
 	w.mu.Unlock()
-	return w.register(tt.frame, func() { w.forgetTriggerType(id, tt) })
+	return w.register(ctx, tt.frame, func() { w.forgetTriggerType(id, tt) })
 }
 
 // UnregisterTriggerType stops providing trigger type id.
-func (w *Worker) UnregisterTriggerType(id string) error {
+func (w *Worker) UnregisterTriggerType(ctx context.Context, id string) error {
 	w.mu.Lock()
 	delete(w.triggerTypes, id)
 	w.mu.Unlock()
-	return w.register(func(requestID string) *trinev1.ConnectRequest {
+	return w.register(ctx, func(requestID string) *trinev1.ConnectRequest {
 		return &trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_UnregisterTriggerType{UnregisterTriggerType: &trinev1.UnregisterTriggerType{
 			RequestId: requestID, Id: id,
 		}}}

@@ -22,7 +22,7 @@ func TestWorkersCallEachOther(t *testing.T) {
 	srv := startEngine(t)
 	a := connect(t, srv.Addr, trine.WithName("a"))
 	b := connect(t, srv.Addr, trine.WithName("b"))
-	if err := a.RegisterFunction("a::add", func(_ context.Context, in json.RawMessage) (any, error) {
+	if err := a.RegisterFunction(t.Context(), "a::add", func(_ context.Context, in json.RawMessage) (any, error) {
 		var p struct{ A, B int }
 		if err := json.Unmarshal(in, &p); err != nil {
 			return nil, err
@@ -31,7 +31,7 @@ func TestWorkersCallEachOther(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("RegisterFunction(a::add) = %v", err)
 	}
-	if err := b.RegisterFunction("b::twice", func(ctx context.Context, in json.RawMessage) (any, error) {
+	if err := b.RegisterFunction(t.Context(), "b::twice", func(ctx context.Context, in json.RawMessage) (any, error) {
 		var n int
 		if err := json.Unmarshal(in, &n); err != nil {
 			return nil, err
@@ -59,7 +59,7 @@ func TestTypedFunction(t *testing.T) {
 	t.Parallel()
 	srv := startEngine(t)
 	w := connect(t, srv.Addr)
-	if err := trine.RegisterFunctionTyped(w, "math::mul", func(_ context.Context, in mulIn) (mulOut, error) {
+	if err := trine.RegisterFunctionTyped(t.Context(), w, "math::mul", func(_ context.Context, in mulIn) (mulOut, error) {
 		return mulOut{Product: in.A * in.B}, nil
 	}); err != nil {
 		t.Fatalf("RegisterFunctionTyped = %v", err)
@@ -76,22 +76,22 @@ func TestErrors(t *testing.T) {
 	t.Parallel()
 	srv := enginetest.Start(t, engine.Config{}, grpcserver.Config{MaxMessageBytes: 64 << 10})
 	w := connect(t, srv.Addr)
-	if err := w.RegisterFunction("fail::coded", func(context.Context, json.RawMessage) (any, error) {
+	if err := w.RegisterFunction(t.Context(), "fail::coded", func(context.Context, json.RawMessage) (any, error) {
 		return nil, &trine.Error{Code: trine.CodeConflict, Message: "version mismatch"}
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.RegisterFunction("fail::plain", func(context.Context, json.RawMessage) (any, error) {
+	if err := w.RegisterFunction(t.Context(), "fail::plain", func(context.Context, json.RawMessage) (any, error) {
 		return nil, errors.New("boom")
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.RegisterFunction("fail::panic", func(context.Context, json.RawMessage) (any, error) {
+	if err := w.RegisterFunction(t.Context(), "fail::panic", func(context.Context, json.RawMessage) (any, error) {
 		panic("kaboom")
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.RegisterFunction("big::result", func(context.Context, json.RawMessage) (any, error) {
+	if err := w.RegisterFunction(t.Context(), "big::result", func(context.Context, json.RawMessage) (any, error) {
 		return strings.Repeat("x", 100<<10), nil
 	}); err != nil {
 		t.Fatal(err)
@@ -142,12 +142,12 @@ func TestErrors(t *testing.T) {
 	})
 	t.Run("InvalidIDs", func(t *testing.T) {
 		for _, id := range []string{"", "bad\nid", strings.Repeat("x", 257), "nul\x00"} {
-			err := w.RegisterFunction(id, func(context.Context, json.RawMessage) (any, error) { return nil, nil })
+			err := w.RegisterFunction(t.Context(), id, func(context.Context, json.RawMessage) (any, error) { return nil, nil })
 			wantCode(t, err, trine.CodeInvalidArgument)
 			_, err = w.Trigger(t.Context(), id, nil)
 			wantCode(t, err, trine.CodeInvalidArgument)
 		}
-		err := w.RegisterFunction("engine::mine", func(context.Context, json.RawMessage) (any, error) { return nil, nil })
+		err := w.RegisterFunction(t.Context(), "engine::mine", func(context.Context, json.RawMessage) (any, error) { return nil, nil })
 		wantCode(t, err, trine.CodeForbidden)
 	})
 	t.Run("StillServing", func(t *testing.T) {
@@ -163,7 +163,7 @@ func TestDeadlineAndCancelReachHandler(t *testing.T) {
 	w := connect(t, srv.Addr)
 	ended := make(chan error, 1)
 	started := make(chan struct{}, 2)
-	if err := w.RegisterFunction("slow", func(ctx context.Context, _ json.RawMessage) (any, error) {
+	if err := w.RegisterFunction(t.Context(), "slow", func(ctx context.Context, _ json.RawMessage) (any, error) {
 		started <- struct{}{}
 		<-ctx.Done()
 		ended <- ctx.Err()
@@ -218,7 +218,7 @@ func TestEngineDefaultDeadline(t *testing.T) {
 	t.Parallel()
 	srv := enginetest.Start(t, engine.Config{DefaultTimeout: 150 * time.Millisecond}, grpcserver.Config{})
 	w := connect(t, srv.Addr)
-	if err := w.RegisterFunction("hang", func(ctx context.Context, _ json.RawMessage) (any, error) {
+	if err := w.RegisterFunction(t.Context(), "hang", func(ctx context.Context, _ json.RawMessage) (any, error) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}); err != nil {
@@ -237,7 +237,7 @@ func TestVoid(t *testing.T) {
 	w := connect(t, srv.Addr)
 	got := make(chan string, 1)
 	release := make(chan struct{})
-	if err := w.RegisterFunction("log", func(_ context.Context, in json.RawMessage) (any, error) {
+	if err := w.RegisterFunction(t.Context(), "log", func(_ context.Context, in json.RawMessage) (any, error) {
 		got <- string(in)
 		<-release
 		return "ignored", nil
@@ -273,14 +273,14 @@ func TestReconnectRestoresRegistrations(t *testing.T) {
 	var replays []error
 	var mu sync.Mutex
 	w := connect(t, srv.Addr, trine.WithErrorHandler(func(err error) { mu.Lock(); replays = append(replays, err); mu.Unlock() }))
-	if err := w.RegisterFunction("echo", func(_ context.Context, in json.RawMessage) (any, error) { return in, nil }); err != nil {
+	if err := w.RegisterFunction(t.Context(), "echo", func(_ context.Context, in json.RawMessage) (any, error) { return in, nil }); err != nil {
 		t.Fatal(err)
 	}
 	tp := &recordingProvider{}
-	if err := w.RegisterTriggerType("ticker", "test type", tp); err != nil {
+	if err := w.RegisterTriggerType(t.Context(), "ticker", "test type", tp); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.RegisterTrigger(trine.Trigger{ID: "t1", Type: "ticker", FunctionID: "echo", Config: map[string]int{"every": 1}}); err != nil {
+	if err := w.RegisterTrigger(t.Context(), trine.Trigger{ID: "t1", Type: "ticker", FunctionID: "echo", Config: map[string]int{"every": 1}}); err != nil {
 		t.Fatalf("RegisterTrigger = %v", err)
 	}
 	oldID := w.ID()
@@ -332,27 +332,27 @@ func TestTriggerOwnership(t *testing.T) {
 	owner := connect(t, srv.Addr, trine.WithName("owner"))
 	other := connect(t, srv.Addr, trine.WithName("other"))
 	tp := &recordingProvider{}
-	if err := provider.RegisterTriggerType("webhook", "", tp); err != nil {
+	if err := provider.RegisterTriggerType(t.Context(), "webhook", "", tp); err != nil {
 		t.Fatal(err)
 	}
 	bad := &recordingProvider{refuse: true}
-	if err := provider.RegisterTriggerType("picky", "", bad); err != nil {
+	if err := provider.RegisterTriggerType(t.Context(), "picky", "", bad); err != nil {
 		t.Fatal(err)
 	}
 
-	if err := owner.RegisterTrigger(trine.Trigger{ID: "hook", Type: "webhook", FunctionID: "owner::fn"}); err != nil {
+	if err := owner.RegisterTrigger(t.Context(), trine.Trigger{ID: "hook", Type: "webhook", FunctionID: "owner::fn"}); err != nil {
 		t.Fatalf("RegisterTrigger(hook) = %v", err)
 	}
 	if n := tp.registered.Load(); n != 1 {
 		t.Fatalf("provider saw %d registrations, want 1", n)
 	}
-	err := other.UnregisterTrigger("hook")
+	err := other.UnregisterTrigger(t.Context(), "hook")
 	wantCode(t, err, trine.CodeForbidden)
-	err = other.RegisterTrigger(trine.Trigger{ID: "hook", Type: "webhook", FunctionID: "other::fn"})
+	err = other.RegisterTrigger(t.Context(), trine.Trigger{ID: "hook", Type: "webhook", FunctionID: "other::fn"})
 	wantCode(t, err, trine.CodeConflict)
-	err = owner.RegisterTrigger(trine.Trigger{ID: "t2", Type: "no-such-type", FunctionID: "owner::fn"})
+	err = owner.RegisterTrigger(t.Context(), trine.Trigger{ID: "t2", Type: "no-such-type", FunctionID: "owner::fn"})
 	wantCode(t, err, trine.CodeTriggerTypeNotFound)
-	err = owner.RegisterTrigger(trine.Trigger{ID: "t3", Type: "picky", FunctionID: "owner::fn", Config: "x"})
+	err = owner.RegisterTrigger(t.Context(), trine.Trigger{ID: "t3", Type: "picky", FunctionID: "owner::fn", Config: "x"})
 	wantCode(t, err, trine.CodeInvalidArgument)
 	if !strings.Contains(err.Error(), "not acceptable") {
 		t.Fatalf("provider's reason lost: %v", err)
@@ -361,7 +361,7 @@ func TestTriggerOwnership(t *testing.T) {
 	if len(ts) != 1 || ts[0].ID != "hook" {
 		t.Fatalf("triggers = %+v, want only hook", ts)
 	}
-	if err := owner.UnregisterTrigger("hook"); err != nil {
+	if err := owner.UnregisterTrigger(t.Context(), "hook"); err != nil {
 		t.Fatalf("owner UnregisterTrigger = %v", err)
 	}
 	eventually(t, 5*time.Second, "provider told of the removal", func() bool { return tp.unregistered.Load() == 1 })
@@ -374,17 +374,17 @@ func TestTriggerMetadata(t *testing.T) {
 	srv := startEngine(t)
 	w := connect(t, srv.Addr)
 	got := make(chan trine.Trigger, 1)
-	if err := w.RegisterTriggerType("meta", "records its triggers", providerFunc(func(t trine.Trigger) { got <- t })); err != nil {
+	if err := w.RegisterTriggerType(t.Context(), "meta", "records its triggers", providerFunc(func(t trine.Trigger) { got <- t })); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.RegisterTrigger(trine.Trigger{ID: "m1", Type: "meta", FunctionID: "f", Config: map[string]int{"n": 1}, Metadata: map[string]string{"team": "a"}}); err != nil {
+	if err := w.RegisterTrigger(t.Context(), trine.Trigger{ID: "m1", Type: "meta", FunctionID: "f", Config: map[string]int{"n": 1}, Metadata: map[string]string{"team": "a"}}); err != nil {
 		t.Fatal(err)
 	}
 	tr := <-got
 	if md, ok := tr.Metadata.(json.RawMessage); !ok || string(md) != `{"team":"a"}` {
 		t.Fatalf("provider got metadata %#v", tr.Metadata)
 	}
-	if err := w.RegisterTrigger(trine.Trigger{ID: "m2", Type: "meta", FunctionID: "f"}); err != nil {
+	if err := w.RegisterTrigger(t.Context(), trine.Trigger{ID: "m2", Type: "meta", FunctionID: "f"}); err != nil {
 		t.Fatal(err)
 	}
 	if tr := <-got; tr.Metadata != nil {
@@ -405,7 +405,7 @@ func TestHandlerPanic(t *testing.T) {
 	srv := startEngine(t)
 	w := connect(t, srv.Addr)
 	var calls atomic.Int32
-	if err := w.RegisterFunction("boom", func(context.Context, json.RawMessage) (any, error) {
+	if err := w.RegisterFunction(t.Context(), "boom", func(context.Context, json.RawMessage) (any, error) {
 		if calls.Add(1) == 1 {
 			panic("boom")
 		}

@@ -57,7 +57,7 @@ func main() {
 			log.Fatal(err)
 		}
 	}
-	if err := callee.RegisterFunction("bench::echo", func(_ context.Context, in json.RawMessage) (any, error) { return in, nil }); err != nil {
+	if err := callee.RegisterFunction(ctx, "bench::echo", func(_ context.Context, in json.RawMessage) (any, error) { return in, nil }); err != nil {
 		log.Fatal(err)
 	}
 	raw := json.RawMessage(payload)

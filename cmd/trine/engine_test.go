@@ -81,7 +81,7 @@ func TestEngineDrainsOnSIGTERM(t *testing.T) {
 	var once, releaseOnce sync.Once
 	unblock := func() { releaseOnce.Do(func() { close(release) }) }
 	defer unblock() // also when the test fails early
-	err := w.RegisterFunction("test::block", func(ctx context.Context, _ json.RawMessage) (any, error) {
+	err := w.RegisterFunction(t.Context(), "test::block", func(ctx context.Context, _ json.RawMessage) (any, error) {
 		once.Do(func() { close(started) })
 		select {
 		case <-release:
@@ -131,7 +131,7 @@ func TestEngineDefaultTimeout(t *testing.T) {
 	if err := w.Connect(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	err := w.RegisterFunction("test::hang", func(ctx context.Context, _ json.RawMessage) (any, error) {
+	err := w.RegisterFunction(t.Context(), "test::hang", func(ctx context.Context, _ json.RawMessage) (any, error) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	})

@@ -108,7 +108,7 @@ func TestWorkerMovesToAnotherEngine(t *testing.T) {
 	if err := w.Connect(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.RegisterFunction("test::mover", func(context.Context, json.RawMessage) (any, error) { return "here", nil }); err != nil {
+	if err := w.RegisterFunction(ctx, "test::mover", func(context.Context, json.RawMessage) (any, error) { return "here", nil }); err != nil {
 		t.Fatal(err)
 	}
 	caller := connectWorker(t, b.grpc)
@@ -215,13 +215,13 @@ func TestFleetSharesState(t *testing.T) {
 func checkFleetState(ctx context.Context, t *testing.T, wa, wb *trine.Worker) {
 	t.Helper()
 	events := make(chan json.RawMessage, 100)
-	if err := wa.RegisterFunction("fleet::on_state", func(_ context.Context, p json.RawMessage) (any, error) {
+	if err := wa.RegisterFunction(ctx, "fleet::on_state", func(_ context.Context, p json.RawMessage) (any, error) {
 		events <- p
 		return nil, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := wa.RegisterTrigger(trine.Trigger{ID: "fleet-state", Type: "state", FunctionID: "fleet::on_state", Config: map[string]any{"scope": "fleet"}}); err != nil {
+	if err := wa.RegisterTrigger(ctx, trine.Trigger{ID: "fleet-state", Type: "state", FunctionID: "fleet::on_state", Config: map[string]any{"scope": "fleet"}}); err != nil {
 		t.Fatal(err)
 	}
 	errs := make(chan error, 2)

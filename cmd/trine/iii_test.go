@@ -44,19 +44,19 @@ func TestHTTPTriggerAndIIIListener(t *testing.T) {
 		streaming := req.Response != nil && req.Response.Direction == "write"
 		return map[string]any{"status_code": 200, "body": map[string]any{"id": req.PathParams["id"], "streaming": streaming}}, nil
 	}
-	must(w.RegisterFunction("users::get", getUser))
-	must(w.RegisterFunction("users::slow", func(ctx context.Context, _ json.RawMessage) (any, error) {
+	must(w.RegisterFunction(ctx, "users::get", getUser))
+	must(w.RegisterFunction(ctx, "users::slow", func(ctx context.Context, _ json.RawMessage) (any, error) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}))
 	must(w.Connect(ctx))
-	must(w.RegisterTrigger(trine.Trigger{ID: "get-user", Type: "http", FunctionID: "users::get",
+	must(w.RegisterTrigger(ctx, trine.Trigger{ID: "get-user", Type: "http", FunctionID: "users::get",
 		Config: json.RawMessage(`{"api_path":"users/:id","http_method":"GET"}`)}))
-	must(w.RegisterTrigger(trine.Trigger{ID: "slow", Type: "http", FunctionID: "users::slow",
+	must(w.RegisterTrigger(ctx, trine.Trigger{ID: "slow", Type: "http", FunctionID: "users::slow",
 		Config: json.RawMessage(`{"api_path":"slow","http_method":"GET"}`)}))
 	// Conflicting and reserved routes are refused at registration.
 	for _, cfg := range []string{`{"api_path":"/users/:name","http_method":"get"}`, `{"api_path":"healthz","http_method":"GET"}`} {
-		if err := w.RegisterTrigger(trine.Trigger{ID: "bad", Type: "http", FunctionID: "users::get", Config: json.RawMessage(cfg)}); err == nil {
+		if err := w.RegisterTrigger(ctx, trine.Trigger{ID: "bad", Type: "http", FunctionID: "users::get", Config: json.RawMessage(cfg)}); err == nil {
 			t.Errorf("route %s accepted", cfg)
 		}
 	}
@@ -93,9 +93,9 @@ func TestHTTPTriggerAndIIIListener(t *testing.T) {
 	// --http-streaming off: no channel refs in the payload.
 	w2 := trine.RegisterWorker(off.grpc, trine.WithName("http-test-off"), trine.WithCloseTimeout(time.Second))
 	defer w2.Close()
-	must(w2.RegisterFunction("users::get", getUser))
+	must(w2.RegisterFunction(ctx, "users::get", getUser))
 	must(w2.Connect(ctx))
-	must(w2.RegisterTrigger(trine.Trigger{ID: "get-user", Type: "http", FunctionID: "users::get",
+	must(w2.RegisterTrigger(ctx, trine.Trigger{ID: "get-user", Type: "http", FunctionID: "users::get",
 		Config: json.RawMessage(`{"api_path":"users/:id","http_method":"GET"}`)}))
 	if code, body := get(t, off.http+"/users/7"); code != http.StatusOK || body != `{"id":"7","streaming":false}` {
 		t.Fatalf("--http-streaming off: GET /users/7 = %d %q", code, body)

@@ -94,7 +94,7 @@ func TestEngineListeners(t *testing.T) {
 	}
 
 	w := connectWorker(t, e.grpc)
-	if err := w.RegisterFunction("test::auth", func(_ context.Context, in json.RawMessage) (any, error) {
+	if err := w.RegisterFunction(ctx, "test::auth", func(_ context.Context, in json.RawMessage) (any, error) {
 		var a struct {
 			Headers map[string]string `json:"headers"`
 		}
@@ -107,7 +107,7 @@ func TestEngineListeners(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"api::echo", "private::x"} {
-		if err := w.RegisterFunction(id, func(context.Context, json.RawMessage) (any, error) { return "ok", nil }); err != nil {
+		if err := w.RegisterFunction(ctx, id, func(context.Context, json.RawMessage) (any, error) { return "ok", nil }); err != nil {
 			t.Fatal(err)
 		}
 	}

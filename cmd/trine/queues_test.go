@@ -35,7 +35,7 @@ func TestQueueJobSurvivesEngineKill(t *testing.T) {
 	t.Cleanup(func() { w.Close() })
 	hang := make(chan struct{})
 	defer close(hang)
-	if err := w.RegisterFunction("test::job", func(ctx context.Context, p json.RawMessage) (any, error) {
+	if err := w.RegisterFunction(t.Context(), "test::job", func(ctx context.Context, p json.RawMessage) (any, error) {
 		n := calls.Add(1)
 		started <- struct{}{}
 		if n == 1 {

@@ -87,7 +87,7 @@ func TestFleetRecipeAsDocumented(t *testing.T) {
 	defer cancel()
 	c := trine.RegisterWorker("127.0.0.1:49154", trine.WithName("recipe-c"), trine.WithCloseTimeout(time.Second))
 	defer c.Close()
-	if err := c.RegisterFunction("recipe::hello", func(context.Context, json.RawMessage) (any, error) { return "from C", nil }); err != nil {
+	if err := c.RegisterFunction(ctx, "recipe::hello", func(context.Context, json.RawMessage) (any, error) { return "from C", nil }); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Connect(ctx); err != nil {

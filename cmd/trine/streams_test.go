@@ -251,7 +251,7 @@ func TestGatewayProcess(t *testing.T) {
 	e := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-addr", "127.0.0.1:0", "--store", "memory", "--stream-auth-function", "test::auth")...)
 	natsAddr, _ := strings.CutPrefix(e.nats, "embedded,")
 	w := connectWorker(t, e.grpc)
-	if err := w.RegisterFunction("test::auth", func(_ context.Context, in json.RawMessage) (any, error) {
+	if err := w.RegisterFunction(t.Context(), "test::auth", func(_ context.Context, in json.RawMessage) (any, error) {
 		var a struct {
 			QueryParams map[string][]string `json:"query_params"`
 		}
@@ -330,7 +330,7 @@ func TestEnginesRouteCalls(t *testing.T) {
 	natsAddr, _ := strings.CutPrefix(a.nats, "embedded,")
 	b := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-url", "nats://"+natsAddr, "--store", "memory")...)
 	wa := connectWorker(t, a.grpc)
-	if err := wa.RegisterFunction("test::where", func(context.Context, json.RawMessage) (any, error) { return "served by a worker of A", nil }); err != nil {
+	if err := wa.RegisterFunction(t.Context(), "test::where", func(context.Context, json.RawMessage) (any, error) { return "served by a worker of A", nil }); err != nil {
 		t.Fatal(err)
 	}
 	r := runTrine(t, testEnv(), "", "trigger", "--engine", b.grpc, "test::where")

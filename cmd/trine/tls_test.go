@@ -81,7 +81,7 @@ func TestEngineTLS(t *testing.T) {
 	// connect, nor can a plaintext one.
 	w := trine.RegisterWorker(grpcs, trine.WithName("tls-worker"), trine.WithTLS(f.clientConfig(true)))
 	defer w.Close()
-	if err := w.RegisterFunction("tls::echo", func(_ context.Context, in json.RawMessage) (any, error) { return in, nil }); err != nil {
+	if err := w.RegisterFunction(t.Context(), "tls::echo", func(_ context.Context, in json.RawMessage) (any, error) { return in, nil }); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)

@@ -228,7 +228,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	started := make(chan struct{})
 	release := make(chan struct{})
-	if err := w.RegisterFunction("job", func(ctx context.Context, _ json.RawMessage) (any, error) {
+	if err := w.RegisterFunction(t.Context(), "job", func(ctx context.Context, _ json.RawMessage) (any, error) {
 		close(started)
 		<-release
 		return "finished", nil
@@ -279,7 +279,7 @@ func TestShutdownGraceExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	started := make(chan struct{})
-	if err := w.RegisterFunction("stuck", func(ctx context.Context, _ json.RawMessage) (any, error) {
+	if err := w.RegisterFunction(t.Context(), "stuck", func(ctx context.Context, _ json.RawMessage) (any, error) {
 		close(started)
 		<-ctx.Done()
 		return nil, ctx.Err()

@@ -68,11 +68,11 @@ func TestCallsCrossEngines(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(wa.RegisterFunction("test::echo", func(_ context.Context, in json.RawMessage) (any, error) { return in, nil }))
-	must(wa.RegisterFunction("test::fail", func(context.Context, json.RawMessage) (any, error) {
+	must(wa.RegisterFunction(t.Context(), "test::echo", func(_ context.Context, in json.RawMessage) (any, error) { return in, nil }))
+	must(wa.RegisterFunction(t.Context(), "test::fail", func(context.Context, json.RawMessage) (any, error) {
 		return nil, &trine.Error{Code: trine.CodeConflict, Message: "line one\nline two"}
 	}))
-	must(wa.RegisterFunction("test::block", func(ctx context.Context, _ json.RawMessage) (any, error) {
+	must(wa.RegisterFunction(t.Context(), "test::block", func(ctx context.Context, _ json.RawMessage) (any, error) {
 		started <- struct{}{}
 		<-ctx.Done()
 		cancelled.Add(1)
@@ -115,7 +115,7 @@ func TestCallsCrossEngines(t *testing.T) {
 	}
 
 	// Once the worker stops serving it, engine B no longer finds it.
-	must(wa.UnregisterFunction("test::echo"))
+	must(wa.UnregisterFunction(ctx, "test::echo"))
 	deadline = time.Now().Add(5 * time.Second)
 	for {
 		_, err := wb.Trigger(ctx, "test::echo", 1)
@@ -138,7 +138,7 @@ func TestWorkerDisconnectedAcrossEngines(t *testing.T) {
 	wa := worker(t, p.Addr, "flaky")
 	started := make(chan struct{})
 	var once sync.Once
-	if err := wa.RegisterFunction("test::hang", func(ctx context.Context, _ json.RawMessage) (any, error) {
+	if err := wa.RegisterFunction(t.Context(), "test::hang", func(ctx context.Context, _ json.RawMessage) (any, error) {
 		once.Do(func() { close(started) })
 		<-ctx.Done()
 		return nil, ctx.Err()
@@ -162,7 +162,7 @@ func TestBalancedBetweenEngines(t *testing.T) {
 		name string
 	}{{a, "a"}, {c, "c"}} {
 		w := worker(t, s.srv.Addr, s.name)
-		if err := w.RegisterFunction("test::who", func(context.Context, json.RawMessage) (any, error) { return s.name, nil }); err != nil {
+		if err := w.RegisterFunction(t.Context(), "test::who", func(context.Context, json.RawMessage) (any, error) { return s.name, nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -192,7 +192,7 @@ func TestClosedRouter(t *testing.T) {
 	b := startEngine(t, ns)
 	wa := worker(t, a.Addr, "many")
 	for i := range 1100 {
-		if err := wa.RegisterFunction("test::f"+strconv.Itoa(i), func(context.Context, json.RawMessage) (any, error) { return "a", nil }); err != nil {
+		if err := wa.RegisterFunction(t.Context(), "test::f"+strconv.Itoa(i), func(context.Context, json.RawMessage) (any, error) { return "a", nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
