@@ -103,9 +103,8 @@ type Module struct {
 	queues map[string]QueueConfig
 
 	mu       sync.Mutex
-	consumes []jetstream.ConsumeContext    // named queues
-	topics   map[string]*topicSub          // durable:subscriber, by trigger id
-	dlq      map[string]jetstream.Consumer // redrive consumers, by queue
+	consumes []jetstream.ConsumeContext // named queues
+	topics   map[string]*topicSub       // durable:subscriber, by trigger id
 	stopped  bool
 	wg       sync.WaitGroup
 	ctx      context.Context
@@ -158,7 +157,7 @@ func New(ctx context.Context, cfg Config) (*Module, error) {
 	}
 	mctx, cancel := context.WithCancel(context.Background())
 	return &Module{cfg: cfg, log: cfg.Logger, js: js, queues: qs, topics: make(map[string]*topicSub),
-		dlq: make(map[string]jetstream.Consumer), ctx: mctx, cancel: cancel}, nil
+		ctx: mctx, cancel: cancel}, nil
 }
 
 // Queues returns the named queues with their defaults filled in.

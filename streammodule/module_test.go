@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/internal/streamtest"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/natsfanout"
@@ -286,20 +287,7 @@ func slicesSort(s []string) { copy(s, sorted(s)) }
 // attach connects a worker session with no transport behind it.
 func attach(t *testing.T, e *engine.Engine) *engine.Session {
 	t.Helper()
-	s, err := e.Attach(engine.WorkerInfo{Name: "test"}, nopPeer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
-}
-
-type nopPeer struct{}
-
-func (nopPeer) Invoke(context.Context, engine.Invocation) error { return errors.New("no worker") }
-func (nopPeer) Cancel(string)                                   {}
-func (nopPeer) ConfigureTrigger(context.Context, string, engine.Trigger, bool) error {
-	return nil
+	return moduletest.Session(t, e)
 }
 
 func TestCustomStream(t *testing.T) {
