@@ -73,6 +73,9 @@ func (w *Worker) prepareCall(ctx context.Context, id string, payload any) (*sess
 	if err != nil {
 		return nil, nil, errorf(CodeInvalidArgument, "payload for %q: %v", id, err)
 	}
+	if b, ok := ctx.Value(baggageKey{}).(string); ok && len(b) > MaxBaggageBytes {
+		return nil, nil, errorf(CodeInvalidArgument, "call of %q: the baggage is %d bytes, the limit is %d", id, len(b), MaxBaggageBytes)
+	}
 	s, err := w.liveSession(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -82,10 +85,33 @@ func (w *Worker) prepareCall(ctx context.Context, id string, payload any) (*sess
 
 func callFrame(ctx context.Context, callID, fnID string, data []byte, action trinev1.Action) *trinev1.ConnectRequest {
 	c := &trinev1.Call{CallId: callID, FunctionId: fnID, Payload: data, Action: action}
+	if inv, ok := Invocation(ctx); ok { // a call made while serving one continues its trace
+		c.Traceparent, c.Baggage = inv.Traceparent, inv.Baggage
+	}
+	if b, ok := ctx.Value(baggageKey{}).(string); ok {
+		c.Baggage = b
+	}
 	if d, ok := ctx.Deadline(); ok {
 		c.TimeoutMs = max(1, time.Until(d).Milliseconds())
 	}
 	return &trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_Call{Call: c}}
+}
+
+type baggageKey struct{}
+
+// MaxBaggageBytes is the W3C limit on a baggage header, which the engine
+// enforces.
+const MaxBaggageBytes = 8192
+
+// ContextWithBaggage returns a context whose calls (Trigger, TriggerVoid,
+// Call and the module helpers) carry the W3C baggage header b
+// ("key=value,key2=value2"); the callee reads it with
+// engine::baggage::get or InvocationInfo.Baggage. Without it, a call made
+// from a handler carries the baggage (and traceparent) of the invocation
+// it serves, so baggage flows down a chain of calls on its own. A header
+// over MaxBaggageBytes fails the call with invalid_argument.
+func ContextWithBaggage(ctx context.Context, b string) context.Context {
+	return context.WithValue(ctx, baggageKey{}, b)
 }
 
 // marshal encodes v as JSON; a json.RawMessage is checked and sent as is.

@@ -218,7 +218,7 @@ func TestServeStream(t *testing.T) {
 	// The backend cannot check sequences: if_seq is refused, not ignored.
 	_, err = caller.Trigger(t.Context(), "stream::set", k(map[string]any{"data": 1, "if_seq": 1}))
 	wantCode(t, err, trine.CodeInvalidArgument)
-	_, _, err = s.Delete(t.Context(), "g", "i", trine.IfSeq(3))
+	_, _, err = s.Delete(t.Context(), "g", "i", trine.WithIfSeq(3))
 	wantCode(t, err, trine.CodeInvalidArgument)
 	if v, _ := b.value("g", "i"); string(v) != `"text"` {
 		t.Fatalf("a refused write changed the backend: %s", v)

@@ -16,21 +16,19 @@ import (
 // handler_error.
 type Handler func(ctx context.Context, payload json.RawMessage) (any, error)
 
-// FunctionOption configures a function registration.
-type FunctionOption func(*function)
-
-// WithDescription describes the function in engine::functions::list.
-func WithDescription(d string) FunctionOption { return func(f *function) { f.description = d } }
-
 type function struct {
 	id          string
 	description string
 	handler     Handler
+
+	metadata, requestFormat, responseFormat          []byte
+	metadataErr, requestFormatErr, responseFormatErr error
 }
 
 func (f *function) frame(requestID string) *trinev1.ConnectRequest {
 	return &trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_RegisterFunction{RegisterFunction: &trinev1.RegisterFunction{
 		RequestId: requestID, Id: f.id, Description: f.description,
+		Metadata: f.metadata, RequestFormat: f.requestFormat, ResponseFormat: f.responseFormat,
 	}}}
 }
 
@@ -53,7 +51,14 @@ func (w *Worker) RegisterFunction(ctx context.Context, id string, h Handler, opt
 	}
 	f := &function{id: id, handler: h}
 	for _, o := range opts {
-		o(f)
+		if o != nil {
+			o.applyFunction(f)
+		}
+	}
+	for _, err := range []error{f.metadataErr, f.requestFormatErr, f.responseFormatErr} {
+		if err != nil {
+			return errorf(CodeInvalidArgument, "function %q: %v", id, err)
+		}
 	}
 	w.mu.Lock()
 	w.functions[id] = f

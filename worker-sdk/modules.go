@@ -142,12 +142,7 @@ func (st *State[T]) List(ctx context.Context, opts ...ListOption) (Page[T], erro
 	if err := st.ready("list"); err != nil {
 		return Page[T]{}, err
 	}
-	var o listOptions
-	for _, f := range opts {
-		if f != nil {
-			f(&o)
-		}
-	}
+	o := listOpts(opts)
 	in := map[string]any{"scope": st.s.name, "after": ""}
 	if o.after != nil {
 		in["after"] = *o.after

@@ -78,15 +78,15 @@ func TestStateHelper(t *testing.T) {
 	if _, _, ok, err := carts.Get(ctx, "nobody"); ok || err != nil {
 		t.Fatalf("Get of a missing key: %v %v", ok, err)
 	}
-	ch, err = carts.Update(ctx, "u1", []trine.UpdateOp{trine.OpIncrement("items", 2)}, trine.IfSeq(1))
+	ch, err = carts.Update(ctx, "u1", []trine.UpdateOp{trine.OpIncrement("items", 2)}, trine.WithIfSeq(1))
 	if err != nil || ch.Old.Items != 1 || ch.New.Items != 3 {
 		t.Fatalf("Update: %+v %v", ch, err)
 	}
-	if _, err := carts.Set(ctx, "u1", cart{}, trine.IfSeq(1)); !errors.Is(err, trine.ErrConflict) {
+	if _, err := carts.Set(ctx, "u1", cart{}, trine.WithIfSeq(1)); !errors.Is(err, trine.ErrConflict) {
 		t.Fatalf("a stale IfSeq: %v", err)
 	}
 	carts.Set(ctx, "u2", cart{Items: 9})
-	p, err := carts.List(ctx, trine.Limit(1))
+	p, err := carts.List(ctx, trine.WithLimit(1))
 	if err != nil || len(p.Items) != 1 || p.Items[0].ID != "u1" || !p.More {
 		t.Fatalf("List: %+v %v", p, err)
 	}

@@ -68,48 +68,17 @@ type Page[T any] struct {
 	More  bool
 }
 
-// WriteOption configures Set, Update and Delete.
-type WriteOption func(*writeOptions)
-
 type writeOptions struct {
 	ifSeq *uint64
 }
-
-// IfSeq makes a write conditional: it happens only if the item's sequence is
-// seq (0: the item must not exist); otherwise it fails with code conflict
-// and changes nothing.
-func IfSeq(seq uint64) WriteOption {
-	return func(o *writeOptions) { o.ifSeq = &seq }
-}
-
-// ListOption configures List.
-type ListOption func(*listOptions)
 
 type listOptions struct {
 	limit *int
 	after *string
 }
 
-// Limit returns at most n items per page; 0 means all of them.
-func Limit(n int) ListOption {
-	return func(o *listOptions) { o.limit = &n }
-}
-
-// After starts the page after the item id (in byte order of ids).
-func After(id string) ListOption {
-	return func(o *listOptions) { o.after = &id }
-}
-
-// SendOption configures Send.
-type SendOption func(*sendOptions)
-
 type sendOptions struct {
 	id *string
-}
-
-// SendTo addresses the event to one item of the group.
-func SendTo(itemID string) SendOption {
-	return func(o *sendOptions) { o.id = &itemID }
 }
 
 // keyInput is the part of the stream::* input that names an item.
@@ -217,7 +186,17 @@ func writeOpts(opts []WriteOption) writeOptions {
 	var o writeOptions
 	for _, f := range opts {
 		if f != nil {
-			f(&o)
+			f.applyWrite(&o)
+		}
+	}
+	return o
+}
+
+func listOpts(opts []ListOption) listOptions {
+	var o listOptions
+	for _, f := range opts {
+		if f != nil {
+			f.applyList(&o)
 		}
 	}
 	return o
@@ -341,12 +320,7 @@ func (s *Stream[T]) List(ctx context.Context, group string, opts ...ListOption) 
 	if err := s.ready("list"); err != nil {
 		return Page[T]{}, err
 	}
-	var o listOptions
-	for _, f := range opts {
-		if f != nil {
-			f(&o)
-		}
-	}
+	o := listOpts(opts)
 	what := fmt.Sprintf("list %q", group)
 	in := struct {
 		keyInput
@@ -375,7 +349,7 @@ func (s *Stream[T]) List(ctx context.Context, group string, opts ...ListOption) 
 // error is yielded once, and ends the iteration.
 func (s *Stream[T]) All(ctx context.Context, group string) iter.Seq2[Item[T], error] {
 	return func(yield func(Item[T], error) bool) {
-		opts := []ListOption{Limit(allPageSize)}
+		opts := []ListOption{WithLimit(allPageSize)}
 		for {
 			p, err := s.List(ctx, group, opts...)
 			if err != nil {
@@ -390,7 +364,7 @@ func (s *Stream[T]) All(ctx context.Context, group string) iter.Seq2[Item[T], er
 			if !p.More || len(p.Items) == 0 {
 				return
 			}
-			opts = []ListOption{Limit(allPageSize), After(p.Items[len(p.Items)-1].ID)}
+			opts = []ListOption{WithLimit(allPageSize), WithAfter(p.Items[len(p.Items)-1].ID)}
 		}
 	}
 }
@@ -421,7 +395,7 @@ func (s *Stream[T]) Send(ctx context.Context, group, eventType string, data any,
 	var o sendOptions
 	for _, f := range opts {
 		if f != nil {
-			f(&o)
+			f.applySend(&o)
 		}
 	}
 	in := struct {

@@ -42,7 +42,7 @@ type Todo struct {
 }
 
 // A typed view of a stream: writes return the change and its sequence, and
-// IfSeq makes a write conditional.
+// WithIfSeq makes a write conditional.
 func ExampleNewStream() {
 	addr, stop := exampleStreamEngine() // usually "127.0.0.1:49134", from `trine engine`
 	defer stop()
@@ -59,10 +59,10 @@ func ExampleNewStream() {
 	ch, _ := todos.Set(ctx, "inbox", "t1", Todo{Title: "write docs"})
 	fmt.Println(ch.Old == nil, ch.New.Title, ch.Seq)
 
-	ch, _ = todos.Update(ctx, "inbox", "t1", []trine.UpdateOp{trine.OpSet("done", true)}, trine.IfSeq(ch.Seq))
+	ch, _ = todos.Update(ctx, "inbox", "t1", []trine.UpdateOp{trine.OpSet("done", true)}, trine.WithIfSeq(ch.Seq))
 	fmt.Println(ch.Old.Done, ch.New.Done, ch.Seq)
 
-	_, err := todos.Set(ctx, "inbox", "t1", Todo{Title: "stale"}, trine.IfSeq(1))
+	_, err := todos.Set(ctx, "inbox", "t1", Todo{Title: "stale"}, trine.WithIfSeq(1))
 	fmt.Println(errors.Is(err, trine.ErrConflict))
 
 	item, found, _ := todos.Get(ctx, "inbox", "t1")

@@ -107,8 +107,8 @@ func TestStreamRoundTrip(t *testing.T) {
 	if err != nil || seq != 6 {
 		t.Fatalf("Send = %d, %v; want seq 6", seq, err)
 	}
-	if seq, err = s.Send(ctx, "inbox", "poke", nil, trine.SendTo("a")); err != nil || seq != 7 {
-		t.Fatalf("Send(SendTo) = %d, %v; want seq 7", seq, err)
+	if seq, err = s.Send(ctx, "inbox", "poke", nil, trine.WithItem("a")); err != nil || seq != 7 {
+		t.Fatalf("Send(WithItem) = %d, %v; want seq 7", seq, err)
 	}
 
 	old, seq, err := s.Delete(ctx, "inbox", "a")
@@ -184,9 +184,9 @@ func TestStreamListPaging(t *testing.T) {
 	var got []string
 	after := ""
 	for pages := 0; ; pages++ {
-		opts := []trine.ListOption{trine.Limit(100)}
+		opts := []trine.ListOption{trine.WithLimit(100)}
 		if after != "" {
-			opts = append(opts, trine.After(after))
+			opts = append(opts, trine.WithAfter(after))
 		}
 		p, err := s.List(ctx, "g", opts...)
 		if err != nil {
@@ -216,7 +216,7 @@ func TestStreamListPaging(t *testing.T) {
 		t.Fatalf("paged ids: %d ids, in order %v", len(got), slices.IsSorted(got))
 	}
 
-	p, err := s.List(ctx, "g", trine.After("item-1200"))
+	p, err := s.List(ctx, "g", trine.WithAfter("item-1200"))
 	if err != nil || len(p.Items) != 2 || p.Items[0].ID != "item-1201" || p.More {
 		t.Fatalf("List(After(item-1200)) = %+v, %v", p, err)
 	}
@@ -226,7 +226,7 @@ func TestStreamListPaging(t *testing.T) {
 	if p, err = s.List(ctx, "empty"); err != nil || p.Items == nil || len(p.Items) != 0 || p.More {
 		t.Fatalf("List(empty group) = %+v, %v", p, err)
 	}
-	_, err = s.List(ctx, "g", trine.Limit(-1))
+	_, err = s.List(ctx, "g", trine.WithLimit(-1))
 	wantCode(t, err, trine.CodeInvalidArgument)
 
 	got = got[:0]
@@ -257,25 +257,25 @@ func TestStreamIfSeqConflict(t *testing.T) {
 	s := trine.NewStream[todo](w, "cas")
 	ctx := t.Context()
 
-	if _, err := s.Set(ctx, "g", "i", todo{Title: "v1"}, trine.IfSeq(0)); err != nil {
-		t.Fatalf("Set(IfSeq(0)) of a new item = %v", err)
+	if _, err := s.Set(ctx, "g", "i", todo{Title: "v1"}, trine.WithIfSeq(0)); err != nil {
+		t.Fatalf("Set(WithIfSeq(0)) of a new item = %v", err)
 	}
-	_, err := s.Set(ctx, "g", "i", todo{Title: "v2"}, trine.IfSeq(0))
+	_, err := s.Set(ctx, "g", "i", todo{Title: "v2"}, trine.WithIfSeq(0))
 	if !errors.Is(err, trine.ErrConflict) {
-		t.Fatalf("Set(IfSeq(0)) of an existing item = %v; want conflict", err)
+		t.Fatalf("Set(WithIfSeq(0)) of an existing item = %v; want conflict", err)
 	}
 	wantCode(t, err, trine.CodeConflict)
-	_, err = s.Set(ctx, "g", "i", todo{Title: "v2"}, trine.IfSeq(7))
+	_, err = s.Set(ctx, "g", "i", todo{Title: "v2"}, trine.WithIfSeq(7))
 	if !errors.Is(err, trine.ErrConflict) {
-		t.Fatalf("Set(IfSeq(7)) = %v; want conflict", err)
+		t.Fatalf("Set(WithIfSeq(7)) = %v; want conflict", err)
 	}
-	_, err = s.Update(ctx, "g", "i", []trine.UpdateOp{trine.OpSet("title", "v2")}, trine.IfSeq(2))
+	_, err = s.Update(ctx, "g", "i", []trine.UpdateOp{trine.OpSet("title", "v2")}, trine.WithIfSeq(2))
 	if !errors.Is(err, trine.ErrConflict) {
-		t.Fatalf("Update(IfSeq(2)) = %v; want conflict", err)
+		t.Fatalf("Update(WithIfSeq(2)) = %v; want conflict", err)
 	}
-	_, _, err = s.Delete(ctx, "g", "i", trine.IfSeq(9))
+	_, _, err = s.Delete(ctx, "g", "i", trine.WithIfSeq(9))
 	if !errors.Is(err, trine.ErrConflict) {
-		t.Fatalf("Delete(IfSeq(9)) = %v; want conflict", err)
+		t.Fatalf("Delete(WithIfSeq(9)) = %v; want conflict", err)
 	}
 	it, _, err := s.Get(ctx, "g", "i")
 	if err != nil || it.Data.Title != "v1" || it.Seq != 1 {
@@ -285,15 +285,15 @@ func TestStreamIfSeqConflict(t *testing.T) {
 		t.Fatalf("refused writes advanced the group sequence: %+v, %v", p, err)
 	}
 
-	ch, err := s.Set(ctx, "g", "i", todo{Title: "v2"}, trine.IfSeq(1))
+	ch, err := s.Set(ctx, "g", "i", todo{Title: "v2"}, trine.WithIfSeq(1))
 	if err != nil || ch.Seq != 2 {
-		t.Fatalf("Set(IfSeq(1)) = %+v, %v", ch, err)
+		t.Fatalf("Set(WithIfSeq(1)) = %+v, %v", ch, err)
 	}
-	if ch, err = s.Update(ctx, "g", "i", []trine.UpdateOp{trine.OpSet("title", "v3")}, trine.IfSeq(ch.Seq)); err != nil || ch.New.Title != "v3" {
-		t.Fatalf("Update(IfSeq(2)) = %+v, %v", ch, err)
+	if ch, err = s.Update(ctx, "g", "i", []trine.UpdateOp{trine.OpSet("title", "v3")}, trine.WithIfSeq(ch.Seq)); err != nil || ch.New.Title != "v3" {
+		t.Fatalf("Update(WithIfSeq(2)) = %+v, %v", ch, err)
 	}
-	if old, _, err := s.Delete(ctx, "g", "i", trine.IfSeq(ch.Seq)); err != nil || old == nil || old.Title != "v3" {
-		t.Fatalf("Delete(IfSeq(3)) = %+v, %v", old, err)
+	if old, _, err := s.Delete(ctx, "g", "i", trine.WithIfSeq(ch.Seq)); err != nil || old == nil || old.Title != "v3" {
+		t.Fatalf("Delete(WithIfSeq(3)) = %+v, %v", old, err)
 	}
 }
 

@@ -2,6 +2,7 @@ package trine
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,9 +71,6 @@ type SubscriptionStats struct {
 	Malformed int64
 }
 
-// SubscribeOption configures Subscribe.
-type SubscribeOption func(*subscribeOptions)
-
 type subscribeOptions struct {
 	item                   string
 	since                  uint64
@@ -83,7 +81,9 @@ type subscribeOptions struct {
 	buffer                 int
 	readLimit              int64
 	idleTimeout            time.Duration
-	dial                   *websocket.DialOptions
+	httpClient             *http.Client
+	tls                    *tls.Config
+	token                  string
 	logger                 *slog.Logger
 }
 
@@ -97,76 +97,6 @@ func defaultSubscribeOptions() subscribeOptions {
 		readLimit:  DefaultSubscribeReadLimit,
 		logger:     slog.New(slog.DiscardHandler),
 	}
-}
-
-// SubscribeItem watches one item of the group (?item_id=).
-func SubscribeItem(id string) SubscribeOption { return func(o *subscribeOptions) { o.item = id } }
-
-// SubscribeSince starts after the group sequence seq instead of with a
-// snapshot; the gateway sends a resync snapshot if its history no longer
-// reaches back that far.
-func SubscribeSince(seq uint64) SubscribeOption {
-	return func(o *subscribeOptions) { o.since, o.hasSince = seq, true }
-}
-
-// SubscribeHeader adds headers to every handshake (cookies, Authorization…).
-func SubscribeHeader(h http.Header) SubscribeOption {
-	return func(o *subscribeOptions) {
-		for k, vs := range h {
-			for _, v := range vs {
-				o.header.Add(k, v)
-			}
-		}
-	}
-}
-
-// SubscribeQuery adds query parameters to every handshake (token=…). The
-// client sets since and item_id itself.
-func SubscribeQuery(q url.Values) SubscribeOption {
-	return func(o *subscribeOptions) {
-		for k, vs := range q {
-			for _, v := range vs {
-				o.query.Add(k, v)
-			}
-		}
-	}
-}
-
-// SubscribeBackoff sets the reconnect delay range: the delay starts at min,
-// doubles per failed attempt up to max, with ±20% jitter. Defaults 100ms
-// and 10s.
-func SubscribeBackoff(min, max time.Duration) SubscribeOption {
-	return func(o *subscribeOptions) { o.backoffMin, o.backoffMax = min, max }
-}
-
-// SubscribeBuffer sets the capacity of the Events channel. Default
-// DefaultSubscribeBuffer. When it is full the client stops reading, and
-// the gateway may drop the connection; the client then resumes.
-func SubscribeBuffer(n int) SubscribeOption { return func(o *subscribeOptions) { o.buffer = n } }
-
-// SubscribeReadLimit bounds one frame; a larger one ends the subscription
-// with code message_too_large. Default DefaultSubscribeReadLimit.
-func SubscribeReadLimit(n int64) SubscribeOption {
-	return func(o *subscribeOptions) { o.readLimit = n }
-}
-
-// SubscribeIdleTimeout drops and resumes a connection on which nothing,
-// not even a ping, arrived for d while the client was reading. Zero, the
-// default, disables it; about twice the gateway's ping interval (25s by
-// default) suits.
-func SubscribeIdleTimeout(d time.Duration) SubscribeOption {
-	return func(o *subscribeOptions) { o.idleTimeout = d }
-}
-
-// SubscribeDialOptions sets the coder/websocket dial options (HTTP client,
-// TLS, proxy…). Headers set with SubscribeHeader are added to theirs.
-func SubscribeDialOptions(d *websocket.DialOptions) SubscribeOption {
-	return func(o *subscribeOptions) { o.dial = d }
-}
-
-// SubscribeLogger sets the logger. Default: discard.
-func SubscribeLogger(l *slog.Logger) SubscribeOption {
-	return func(o *subscribeOptions) { o.logger = l }
 }
 
 func (o *subscribeOptions) validate(stream, group string) error {
@@ -242,7 +172,7 @@ func Subscribe(ctx context.Context, baseURL, stream, group string, opts ...Subsc
 	o := defaultSubscribeOptions()
 	for _, opt := range opts {
 		if opt != nil {
-			opt(&o)
+			opt.applySubscribe(&o)
 		}
 	}
 	if err := o.validate(stream, group); err != nil {
@@ -254,17 +184,14 @@ func Subscribe(ctx context.Context, baseURL, stream, group string, opts ...Subsc
 	}
 	s := &Subscription{stream: stream, group: group, opts: o, base: base, log: o.logger,
 		events: make(chan StreamEvent, o.buffer), done: make(chan struct{})}
-	s.header = http.Header{}
-	if o.dial != nil {
-		s.header = o.dial.HTTPHeader.Clone()
-		if s.header == nil {
-			s.header = http.Header{}
-		}
+	s.header = o.header.Clone()
+	if o.token != "" {
+		s.header.Add("Cookie", (&http.Cookie{Name: "trine_token", Value: o.token}).String())
 	}
-	for k, vs := range o.header {
-		for _, v := range vs {
-			s.header.Add(k, v)
-		}
+	if o.httpClient == nil && o.tls != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = o.tls
+		s.opts.httpClient = &http.Client{Transport: tr}
 	}
 	if o.hasSince {
 		s.lastSeq.Store(o.since)
@@ -513,20 +440,12 @@ func (cn *wsConn) idleFired() bool {
 // dial makes one handshake. A refusal that retrying cannot fix is a
 // permanentError.
 func (s *Subscription) dial() (*wsConn, error) {
-	var o websocket.DialOptions
-	if s.opts.dial != nil {
-		o = *s.opts.dial
-	}
-	o.HTTPHeader = s.header.Clone()
+	o := websocket.DialOptions{HTTPClient: s.opts.httpClient, HTTPHeader: s.header.Clone()}
 	cn := &wsConn{}
 	if d := s.opts.idleTimeout; d > 0 {
-		userPing := o.OnPingReceived
 		o.OnPingReceived = func(ctx context.Context, p []byte) bool {
 			if cn.idle != nil { // called while reading, on the run goroutine
 				cn.idle.Reset(d)
-			}
-			if userPing != nil {
-				return userPing(ctx, p)
 			}
 			return true
 		}

@@ -48,11 +48,18 @@ type gwStack struct {
 
 func newGWStack(t *testing.T, gcfg gateway.Config, mcfg streammodule.Config) *gwStack {
 	t.Helper()
+	return newGWStackServer(t, gcfg, mcfg, false)
+}
+
+// newGWStackServer is newGWStack, its gateway served over TLS (wss://,
+// trusted by s.srv.Client()) when useTLS is set.
+func newGWStackServer(t *testing.T, gcfg gateway.Config, mcfg streammodule.Config, useTLS bool) *gwStack {
+	t.Helper()
 	st := streamtest.Start(t, mcfg)
 	e, m := st.Engine, st.Module
 	gcfg.Backend, gcfg.Events, gcfg.Caller = m, st.Events, e
 	s := &gwStack{st: st, e: e, m: m, gcfg: gcfg}
-	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		gw := s.gw
 		s.mu.Unlock()
@@ -63,6 +70,12 @@ func newGWStack(t *testing.T, gcfg gateway.Config, mcfg streammodule.Config) *gw
 		gw.ServeHTTP(w, r)
 	}))
 	s.url = "ws://" + s.srv.Listener.Addr().String()
+	if useTLS {
+		s.srv.StartTLS()
+		s.url = "wss://" + s.srv.Listener.Addr().String()
+	} else {
+		s.srv.Start()
+	}
 	s.up(t)
 	t.Cleanup(func() {
 		s.down(t)
@@ -154,7 +167,7 @@ func (s *gwStack) list(t testing.TB, stream, group string) (map[string]string, u
 // when the test ends.
 func subscribe(t *testing.T, base, stream, group string, opts ...trine.SubscribeOption) *trine.Subscription {
 	t.Helper()
-	opts = append([]trine.SubscribeOption{trine.SubscribeBackoff(10*time.Millisecond, 100*time.Millisecond)}, opts...)
+	opts = append([]trine.SubscribeOption{trine.WithReconnectBackoff(10*time.Millisecond, 100*time.Millisecond)}, opts...)
 	sub, err := trine.Subscribe(t.Context(), base, stream, group, opts...)
 	if err != nil {
 		t.Fatalf("Subscribe(%s, %q, %q) = %v", base, stream, group, err)
@@ -277,7 +290,7 @@ func TestSubscribeGroup(t *testing.T) {
 func TestSubscribeItem(t *testing.T) {
 	s := newGWStack(t, gateway.Config{}, streammodule.Config{})
 	s.set(t, "s", "g", "me", "v1")
-	sub := subscribe(t, s.url, "s", "g", trine.SubscribeItem("me"))
+	sub := subscribe(t, s.url, "s", "g", trine.WithItem("me"))
 	ev := next(t, sub)
 	if ev.Type != "sync" || ev.ItemID != "me" || string(ev.Data) != `"v1"` || ev.ItemIDs != nil || ev.Seq != 1 {
 		t.Fatalf("item sync: %+v", ev)
@@ -297,7 +310,7 @@ func TestSubscribeItem(t *testing.T) {
 	quiet(t, sub, 100*time.Millisecond)
 
 	// A missing item syncs as null.
-	sub = subscribe(t, s.url, "s", "g", trine.SubscribeItem("nobody"))
+	sub = subscribe(t, s.url, "s", "g", trine.WithItem("nobody"))
 	if ev := next(t, sub); ev.Type != "sync" || string(ev.Data) != "null" || ev.ItemID != "nobody" {
 		t.Fatalf("missing item sync: %+v", ev)
 	}
@@ -308,7 +321,7 @@ func TestSubscribeSince(t *testing.T) {
 	for i := range 3 {
 		s.set(t, "s", "g", "a", i) // seqs 1..3
 	}
-	sub := subscribe(t, s.url, "s", "g", trine.SubscribeSince(1))
+	sub := subscribe(t, s.url, "s", "g", trine.WithSince(1))
 	if sub.LastSeq() != 1 {
 		t.Fatalf("LastSeq before any event = %d", sub.LastSeq())
 	}
@@ -322,7 +335,7 @@ func TestSubscribeSince(t *testing.T) {
 		t.Fatalf("live after replay: %+v", ev)
 	}
 	// Current already: nothing to replay.
-	sub = subscribe(t, s.url, "s", "g", trine.SubscribeSince(4))
+	sub = subscribe(t, s.url, "s", "g", trine.WithSince(4))
 	quiet(t, sub, 100*time.Millisecond)
 	s.set(t, "s", "g", "b", 10)
 	if ev := next(t, sub); ev.Seq != 5 {
@@ -335,7 +348,7 @@ func TestSubscribeHostileNames(t *testing.T) {
 	s := newGWStack(t, gateway.Config{}, streammodule.Config{})
 	for _, n := range [][2]string{{"a/b", "c d"}, {".", ".."}, {"x//y", "/z/"}, {"q?#%25&", "ü 🙂"}, {"..", "...."}} {
 		s.set(t, n[0], n[1], "i", 1)
-		sub := subscribe(t, s.url, n[0], n[1], trine.SubscribeItem("i/./j"))
+		sub := subscribe(t, s.url, n[0], n[1], trine.WithItem("i/./j"))
 		ev := next(t, sub)
 		if ev.Type != "sync" || ev.Stream != n[0] || ev.Group != n[1] || ev.ItemID != "i/./j" || string(ev.Data) != "null" {
 			t.Fatalf("%q: %+v", n, ev)
@@ -363,7 +376,7 @@ func TestSubscribeURL(t *testing.T) {
 		{f.url + "/gw", "s", ".", "i", "/gw/stream?group=.&item_id=i&stream=s"},
 	} {
 		n := len(f.requests())
-		sub := subscribe(t, tc.base, tc.stream, tc.group, trine.SubscribeItem(tc.item))
+		sub := subscribe(t, tc.base, tc.stream, tc.group, trine.WithItem(tc.item))
 		next(t, sub)
 		sub.Close()
 		if got := f.requests()[n].URL.RequestURI(); got != tc.want {
@@ -607,8 +620,8 @@ func TestSubscribeSlowConsumerRecovers(t *testing.T) {
 	}}
 	tr := &http.Transport{DialContext: d.DialContext}
 	t.Cleanup(tr.CloseIdleConnections)
-	sub := subscribe(t, s.url, "s", "g", trine.SubscribeBuffer(1),
-		trine.SubscribeDialOptions(&websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}}))
+	sub := subscribe(t, s.url, "s", "g", trine.WithBuffer(1),
+		trine.WithHTTPClient(&http.Client{Transport: tr}))
 	st := state{}
 	ev := next(t, sub)
 	if ev.Type != "sync" {
@@ -666,8 +679,8 @@ func TestSubscribeAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Refused: Subscribe fails at once and nothing retries.
-	_, err = trine.Subscribe(t.Context(), s.url, "s", "g", trine.SubscribeQuery(url.Values{"token": {"bad"}}),
-		trine.SubscribeBackoff(time.Millisecond, time.Millisecond))
+	_, err = trine.Subscribe(t.Context(), s.url, "s", "g", trine.WithQuery(url.Values{"token": {"bad"}}),
+		trine.WithReconnectBackoff(time.Millisecond, time.Millisecond))
 	if !errors.Is(err, trine.ErrUnauthorized) {
 		t.Fatalf("bad token: %v", err)
 	}
@@ -677,8 +690,8 @@ func TestSubscribeAuth(t *testing.T) {
 	}
 
 	// Allowed: query and headers reach the auth function.
-	sub := subscribe(t, s.url, "s", "g", trine.SubscribeQuery(url.Values{"token": {"good"}}),
-		trine.SubscribeHeader(http.Header{"X-User": {"ann"}}))
+	sub := subscribe(t, s.url, "s", "g", trine.WithQuery(url.Values{"token": {"good"}}),
+		trine.WithHeader(http.Header{"X-User": {"ann"}}))
 	if ev := next(t, sub); ev.Type != "sync" {
 		t.Fatalf("sync: %+v", ev)
 	}
@@ -698,11 +711,11 @@ func TestSubscribeAuth(t *testing.T) {
 
 func TestSubscribeOriginRefused(t *testing.T) {
 	s := newGWStack(t, gateway.Config{AllowedOrigins: []string{"https://app.example"}}, streammodule.Config{})
-	_, err := trine.Subscribe(t.Context(), s.url, "s", "g", trine.SubscribeHeader(http.Header{"Origin": {"https://evil.example"}}))
+	_, err := trine.Subscribe(t.Context(), s.url, "s", "g", trine.WithHeader(http.Header{"Origin": {"https://evil.example"}}))
 	if !errors.Is(err, trine.ErrForbidden) {
 		t.Fatalf("cross-site origin: %v", err)
 	}
-	sub := subscribe(t, s.url, "s", "g", trine.SubscribeHeader(http.Header{"Origin": {"https://app.example"}}))
+	sub := subscribe(t, s.url, "s", "g", trine.WithHeader(http.Header{"Origin": {"https://app.example"}}))
 	if ev := next(t, sub); ev.Type != "sync" {
 		t.Fatalf("allowed origin: %+v", ev)
 	}
@@ -851,8 +864,8 @@ func TestSubscribeFrames(t *testing.T) {
 			waitClosed(c)
 		}
 	})
-	sub := subscribe(t, f.url+"/base/", "s", "g", trine.SubscribeQuery(url.Values{"token": {"t1"}, "since": {"99"}}),
-		trine.SubscribeHeader(http.Header{"Cookie": {"sid=1"}}))
+	sub := subscribe(t, f.url+"/base/", "s", "g", trine.WithQuery(url.Values{"token": {"t1"}, "since": {"99"}}),
+		trine.WithHeader(http.Header{"Cookie": {"sid=1"}}))
 	want := []struct {
 		typ    string
 		seq    uint64
@@ -942,7 +955,7 @@ func TestSubscribeReadLimit(t *testing.T) {
 		send(c, frame(1, "", `{"type":"sync","data":["`+strings.Repeat("x", 2000)+`"],"ids":["a"]}`))
 		waitClosed(c)
 	})
-	sub := subscribe(t, f.url, "s", "g", trine.SubscribeReadLimit(1024))
+	sub := subscribe(t, f.url, "s", "g", trine.WithReadLimit(1024))
 	if err := ended(t, sub); !errors.Is(err, trine.ErrMessageTooLarge) {
 		t.Fatalf("ended with %v", err)
 	}
@@ -979,7 +992,7 @@ func TestSubscribeIdleTimeout(t *testing.T) {
 			}
 		}
 	})
-	sub := subscribe(t, f.url, "s", "g", trine.SubscribeIdleTimeout(150*time.Millisecond))
+	sub := subscribe(t, f.url, "s", "g", trine.WithIdleTimeout(150*time.Millisecond))
 	if ev := next(t, sub); ev.Type != "sync" {
 		t.Fatalf("sync: %+v", ev)
 	}
@@ -1003,15 +1016,15 @@ func TestSubscribeBadInput(t *testing.T) {
 		{"empty stream", base, "", "g", nil},
 		{"empty group", base, "s", "", nil},
 		{"bad utf-8", base, "s\xff", "g", nil},
-		{"bad item", base, "s", "g", trine.SubscribeItem("\xff")},
+		{"bad item", base, "s", "g", trine.WithItem("\xff")},
 		{"no scheme", "127.0.0.1:1", "s", "g", nil},
 		{"ftp", "ftp://h/", "s", "g", nil},
 		{"no host", "ws:///x", "s", "g", nil},
 		{"bad url", "ws://%zz", "s", "g", nil},
-		{"backoff", base, "s", "g", trine.SubscribeBackoff(time.Second, time.Millisecond)},
-		{"buffer", base, "s", "g", trine.SubscribeBuffer(-1)},
-		{"read limit", base, "s", "g", trine.SubscribeReadLimit(0)},
-		{"idle", base, "s", "g", trine.SubscribeIdleTimeout(-1)},
+		{"backoff", base, "s", "g", trine.WithReconnectBackoff(time.Second, time.Millisecond)},
+		{"buffer", base, "s", "g", trine.WithBuffer(-1)},
+		{"read limit", base, "s", "g", trine.WithReadLimit(0)},
+		{"idle", base, "s", "g", trine.WithIdleTimeout(-1)},
 	} {
 		sub, err := trine.Subscribe(ctx, tc.base, tc.stream, tc.group, tc.opt)
 		if sub != nil || !errors.Is(err, trine.ErrInvalidArgument) {
@@ -1108,7 +1121,7 @@ func TestSubscribeCloseStopsEverything(t *testing.T) {
 	}
 	open := func(t *testing.T, ctx context.Context, token string, opts ...trine.SubscribeOption) *trine.Subscription {
 		t.Helper()
-		opts = append(opts, trine.SubscribeQuery(url.Values{"token": {token}}))
+		opts = append(opts, trine.WithQuery(url.Values{"token": {token}}))
 		sub, err := trine.Subscribe(ctx, f.url, "s", "g", opts...)
 		if err != nil {
 			t.Fatal(err)
@@ -1121,14 +1134,14 @@ func TestSubscribeCloseStopsEverything(t *testing.T) {
 		check(t, sub, func() { sub.Close() })
 	})
 	t.Run("blocked delivering", func(t *testing.T) {
-		sub := open(t, t.Context(), "flood", trine.SubscribeBuffer(0))
+		sub := open(t, t.Context(), "flood", trine.WithBuffer(0))
 		next(t, sub)
 		time.Sleep(20 * time.Millisecond)
 		check(t, sub, func() { sub.Close() })
 	})
 	t.Run("context", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
-		sub := open(t, ctx, "flood", trine.SubscribeBuffer(0))
+		sub := open(t, ctx, "flood", trine.WithBuffer(0))
 		next(t, sub)
 		check(t, sub, func() {
 			cancel()
@@ -1138,13 +1151,13 @@ func TestSubscribeCloseStopsEverything(t *testing.T) {
 		})
 	})
 	t.Run("waiting to reconnect", func(t *testing.T) {
-		sub := open(t, t.Context(), "drop", trine.SubscribeBackoff(time.Hour, time.Hour))
+		sub := open(t, t.Context(), "drop", trine.WithReconnectBackoff(time.Hour, time.Hour))
 		next(t, sub)
 		time.Sleep(50 * time.Millisecond)
 		check(t, sub, func() { sub.Close() })
 	})
 	t.Run("idle timer", func(t *testing.T) {
-		sub := open(t, t.Context(), "", trine.SubscribeIdleTimeout(time.Hour))
+		sub := open(t, t.Context(), "", trine.WithIdleTimeout(time.Hour))
 		next(t, sub)
 		check(t, sub, func() { sub.Close() })
 	})

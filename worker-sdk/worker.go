@@ -60,7 +60,9 @@ type Worker struct {
 func RegisterWorker(addr string, opts ...Option) *Worker {
 	o := defaultOptions()
 	for _, opt := range opts {
-		opt(&o)
+		if opt != nil {
+			opt.applyWorker(&o)
+		}
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	w := &Worker{
@@ -113,30 +115,45 @@ func (w *Worker) dialOptions(useTLS bool) []grpc.DialOption {
 		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
 	}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
-	if w.opts.token != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(bearer(w.opts.token)))
+	if md := w.opts.metadata(); len(md) > 0 {
+		opts = append(opts, grpc.WithPerRPCCredentials(rpcMetadata(md)))
 	}
-	return append(append(opts,
+	if w.opts.dialer != nil {
+		opts = append(opts, grpc.WithContextDialer(w.opts.dialer))
+	}
+	return append(opts,
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: w.opts.keepalive, Timeout: w.opts.keepalive / 2, PermitWithoutStream: true}),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: w.opts.backoffMin, Multiplier: 2, Jitter: 0.2, MaxDelay: w.opts.backoffMax},
 			MinConnectTimeout: 5 * time.Second,
 		}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)),
-	), w.opts.dialOptions...)
+	)
 }
 
-// bearer is a token sent as "authorization: Bearer <token>" with every
-// RPC (WithToken).
-type bearer string
+// metadata is what every RPC carries: WithHeader's headers, and WithToken's
+// token as "authorization: Bearer <token>".
+func (o *options) metadata() map[string]string {
+	md := make(map[string]string, len(o.header)+1)
+	for k, v := range o.header {
+		md[k] = v
+	}
+	if o.token != "" {
+		md["authorization"] = "Bearer " + o.token
+	}
+	return md
+}
 
-func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+// rpcMetadata is sent with every RPC (WithHeader, WithToken).
+type rpcMetadata map[string]string
+
+func (m rpcMetadata) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return m, nil
 }
 
 // RequireTransportSecurity is false so that loopback development works
 // without TLS; WithToken's documentation asks for TLS elsewhere.
-func (bearer) RequireTransportSecurity() bool { return false }
+func (rpcMetadata) RequireTransportSecurity() bool { return false }
 
 // Connect blocks until the worker's first connection to the engine is up,
 // ctx ends, or the worker is closed.

@@ -26,7 +26,7 @@ func TestFleetRidesOutNATSNodeLoss(t *testing.T) {
 	w := connectWorker(t, e.grpc)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	sub, err := trine.Subscribe(ctx, "ws://"+stream, "fleet", "g", trine.SubscribeBackoff(20*time.Millisecond, 200*time.Millisecond))
+	sub, err := trine.Subscribe(ctx, "ws://"+stream, "fleet", "g", trine.WithReconnectBackoff(20*time.Millisecond, 200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
