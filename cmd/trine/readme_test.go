@@ -1,0 +1,73 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestReadmeQuickStart builds the README's Go worker as written (only its
+// engine address changed to the test engine's), runs it, and makes the
+// calls the README shows: math::add answers 3, math::mul its product.
+func TestReadmeQuickStart(t *testing.T) {
+	doc, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+	if len(blocks) != 1 {
+		t.Fatalf("the README has %d Go blocks, want the one worker", len(blocks))
+	}
+	src := blocks[0][1]
+	const readmeAddr = `"127.0.0.1:49134"`
+	if !strings.Contains(src, readmeAddr) {
+		t.Fatalf("the README's worker does not dial %s", readmeAddr)
+	}
+
+	e := startEngine(t, trineBin, testEnv(), engineArgs(t)...)
+	// A directory starting with "_" inside the module: it builds with the
+	// module's go.mod and go.sum, and ./... never sees it.
+	dir, err := os.MkdirTemp("../..", "_readme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(strings.Replace(src, readmeAddr, `"`+e.grpc+`"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "worker")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("the README's worker does not build: %v\n%s", err, out)
+	}
+	w := startProc(t, bin, os.Environ(), "")
+	defer func() {
+		w.signal(t, syscall.SIGTERM)
+		if code := w.wait(t, exitTimeout); code != 0 {
+			t.Errorf("the worker exited %d on SIGTERM; stderr:\n%s", code, w.stderr)
+		}
+	}()
+
+	var r result
+	waitFor(t, startTimeout, "math::mul registered", func() bool {
+		r = runTrine(t, testEnv(), "", "trigger", "--engine", e.grpc, "math::mul", `{"a":6,"b":7}`)
+		return r.code == 0
+	})
+	if got := strings.TrimSpace(r.stdout); got != `{"product":42}` {
+		t.Errorf("math::mul = %q", got)
+	}
+	// The README's own call.
+	r = runTrine(t, testEnv(), "", "trigger", "--engine", e.grpc, "math::add", `{"a":1,"b":2}`)
+	if got := strings.TrimSpace(r.stdout); r.code != 0 || got != "3" {
+		t.Errorf("math::add = %q (exit %d, %s), the README says 3", got, r.code, r.stderr)
+	}
+	r = runTrine(t, testEnv(), "", "trigger", "--engine", e.grpc, "math::add", `"not an object"`)
+	if r.code != 1 || !strings.Contains(r.stderr, `"code":"invalid_argument"`) {
+		t.Errorf("math::add with a bad payload: exit %d, %s", r.code, r.stderr)
+	}
+}
