@@ -159,6 +159,10 @@ var engineSettings = []setting{
 		c.HTTPInvoke.Env = splitList(v)
 		return nil
 	}},
+	{"http-invoke-max-in-flight", "N", "64", "calls one worker connection's HTTP-invoked functions may have running at once; a further call fails with overloaded", func(c *engineConfig, v string) (err error) {
+		c.HTTPInvoke.MaxInFlight, err = positiveInt(v)
+		return err
+	}},
 	{"http-cors-origins", "LIST", "", "comma-separated Origins whose pages may call http triggers from the browser (CORS, preflight answered); * for any; none: no CORS headers", func(c *engineConfig, v string) error {
 		c.HTTPCORS.Origins = splitList(v)
 		return nil
@@ -464,6 +468,7 @@ type httpInvokeConfig struct {
 	AllowHTTP    bool
 	AllowPrivate bool
 	Env          []string
+	MaxInFlight  int
 }
 
 func positiveInt(v string) (int, error) {

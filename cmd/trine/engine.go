@@ -445,5 +445,5 @@ func httpInvoker(cfg engineConfig, lookupEnv func(string) (string, bool), lis ..
 	}
 	return httpinvoke.New(httpinvoke.Config{AllowedHosts: cfg.HTTPInvoke.Hosts, AllowHTTP: cfg.HTTPInvoke.AllowHTTP,
 		AllowPrivate: cfg.HTTPInvoke.AllowPrivate, Env: cfg.HTTPInvoke.Env, LookupEnv: lookupEnv, Own: own,
-		MaxResponseBytes: int64(cfg.MaxMessageBytes), MaxTimeout: cfg.DefaultTimeout})
+		MaxResponseBytes: int64(cfg.MaxMessageBytes), MaxTimeout: cfg.DefaultTimeout, MaxInFlight: cfg.HTTPInvoke.MaxInFlight})
 }

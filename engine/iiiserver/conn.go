@@ -52,7 +52,8 @@ type conn struct {
 	inflight    int // the worker's own calls still running
 	// viaHTTP are the worker's HTTP-invoked functions, by the id it
 	// registered: the engine calls their URL instead of the worker.
-	viaHTTP map[string]*httpinvoke.Function
+	viaHTTP     map[string]*httpinvoke.Function
+	httpRunning int // HTTP-invoked calls running
 }
 
 // queued is a message waiting for the registrar, with its size on the wire.
@@ -608,11 +609,19 @@ func (c *conn) reply(id, functionID string, out []byte, err error) {
 func (c *conn) Invoke(ctx context.Context, inv engine.Invocation) error {
 	c.mu.Lock()
 	f := c.viaHTTP[inv.FunctionID]
-	c.mu.Unlock()
 	if f != nil {
+		// One goroutine per call, so a bound: a flood of calls to a slow
+		// URL costs bounded goroutines and memory.
+		if limit := c.srv.cfg.HTTPInvoker.MaxInFlight(); c.httpRunning >= limit {
+			c.mu.Unlock()
+			return engine.Errorf(engine.CodeOverloaded, "%s is HTTP-invoked and has %d calls running, the limit is %d (--http-invoke-max-in-flight)", inv.FunctionID, limit, limit)
+		}
+		c.httpRunning++
+		c.mu.Unlock()
 		c.async(func() { c.invokeHTTP(f, inv) })
 		return nil
 	}
+	c.mu.Unlock()
 	return c.send(ctx, invokeFunction{Type: typeInvokeFunction, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID,
 		Data: orNull(inv.Payload), Traceparent: inv.Traceparent, Baggage: inv.Baggage, Metadata: inv.Metadata})
 }
@@ -623,6 +632,9 @@ func (c *conn) invokeHTTP(f *httpinvoke.Function, inv engine.Invocation) {
 	ctx, cancel := context.WithDeadline(c.ctx, inv.Deadline)
 	defer cancel()
 	out, err := c.srv.cfg.HTTPInvoker.Call(ctx, f, inv.FunctionID, inv.InvocationID, inv.Payload)
+	c.mu.Lock()
+	c.httpRunning-- // before the result, so that its caller finds the slot free
+	c.mu.Unlock()
 	if err != nil {
 		c.log.Debug("HTTP-invoked function failed", engine.LogFunctionID, inv.FunctionID, "error", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/iiiserver"
+	"github.com/trinehq/trine/internal/httpinvoke"
 	"github.com/trinehq/trine/internal/wstest"
 )
 
@@ -793,4 +795,76 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestHTTPInvokedInFlightBound floods an HTTP-invoked function whose URL
+// never answers: past MaxInFlight the calls fail with overloaded at once,
+// instead of each holding a goroutine, and the bound frees as calls end.
+func TestHTTPInvokedInFlightBound(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var running atomic.Int32
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		running.Add(1)
+		defer running.Add(-1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		_, _ = w.Write([]byte(`"ok"`))
+	}))
+	defer hs.Close()
+	defer close(release)
+	inv := httpinvoke.New(httpinvoke.Config{AllowedHosts: []string{"*"}, AllowHTTP: true, AllowPrivate: true, MaxInFlight: 3})
+	s := start(t, iiiserver.Config{HTTPInvoker: inv})
+	c := s.dial(t)
+	c.hello("hooks")
+	c.send(map[string]any{"type": "registerfunction", "id": "h::slow", "invocation": map[string]any{"url": hs.URL, "method": "POST"}})
+	for !s.e.HasFunction("h::slow") {
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	const calls = 20
+	errs := make(chan error, calls)
+	for range calls {
+		go func() {
+			_, err := s.e.Trigger(context.Background(), engine.Call{FunctionID: "h::slow", Timeout: 10 * time.Second})
+			errs <- err
+		}()
+	}
+	for range calls - 3 {
+		if err := <-errs; engine.AsError(err).Code != engine.CodeOverloaded {
+			t.Fatalf("a call past the bound: %v, want overloaded", err)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); running.Load() != 3; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests at the URL, want the bound, 3", running.Load())
+		}
+	}
+	releaseOne := func() {
+		select {
+		case release <- struct{}{}:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no request is waiting at the URL")
+		}
+	}
+	releaseOne()
+	if err := <-errs; err != nil {
+		t.Fatalf("a call within the bound: %v", err)
+	}
+	// The slot it held is free again.
+	go func() {
+		_, err := s.e.Trigger(context.Background(), engine.Call{FunctionID: "h::slow", Timeout: 10 * time.Second})
+		errs <- err
+	}()
+	releaseOne()
+	releaseOne()
+	releaseOne()
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatalf("after the bound freed: %v", err)
+		}
+	}
+	c.quiet()
 }

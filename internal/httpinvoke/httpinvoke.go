@@ -37,6 +37,7 @@ import (
 const (
 	DefaultTimeout          = 30 * time.Second
 	DefaultMaxResponseBytes = 4 << 20
+	DefaultMaxInFlight      = 64
 	maxHeaders              = 64
 )
 
@@ -63,6 +64,10 @@ type Config struct {
 	MaxResponseBytes int64
 	// MaxTimeout bounds timeout_ms; it is also the default. Default 30 s.
 	MaxTimeout time.Duration
+	// MaxInFlight bounds the calls one worker connection's HTTP-invoked
+	// functions have running at once; a further invocation fails with
+	// overloaded. Default DefaultMaxInFlight.
+	MaxInFlight int
 }
 
 // Invoker makes the calls.
@@ -71,10 +76,16 @@ type Invoker struct {
 	client *http.Client
 }
 
+// MaxInFlight is Config.MaxInFlight, defaulted.
+func (iv *Invoker) MaxInFlight() int { return iv.cfg.MaxInFlight }
+
 // New returns an Invoker.
 func New(cfg Config) *Invoker {
 	if cfg.MaxResponseBytes <= 0 {
 		cfg.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
 	}
 	if cfg.MaxTimeout <= 0 {
 		cfg.MaxTimeout = DefaultTimeout
