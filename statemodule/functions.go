@@ -3,9 +3,9 @@ package statemodule
 import (
 	"context"
 	"encoding/json"
-	"errors"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/store"
 	"github.com/trinehq/trine/streammodule/updateops"
 )
@@ -52,32 +52,14 @@ type result struct {
 }
 
 // storeError gives a store failure its engine code.
-func storeError(fn string, err error) error {
-	var e *engine.Error
-	var oe *updateops.OpError
-	switch {
-	case errors.As(err, &e):
-		return e
-	case errors.As(err, &oe):
-		return engine.Errorf(engine.CodeInvalidArgument, "%s: %v; nothing was written", fn, oe)
-	case errors.Is(err, store.ErrConflict):
-		return engine.Errorf(engine.CodeConflict, "%s: if_seq does not match the value's sequence", fn)
-	case errors.Is(err, store.ErrClosed):
-		return engine.Errorf(engine.CodeUnavailable, "%s: the state store is closed", fn)
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return err
-	}
-	return engine.Errorf(engine.CodeInternal, "%s: %v", fn, err)
-}
+func storeError(fn string, err error) error { return streammodule.StoreError(fn, "state", err) }
 
 func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
 	v, err := m.decode(c, "scope", "key", "value")
 	if err != nil {
 		return nil, err
 	}
-	ch, err := m.store.Put(ctx, v.key(), store.Cond{IfSeq: v.IfSeq}, func(json.RawMessage, bool) (json.RawMessage, error) {
-		return v.Value, nil
-	})
+	ch, err := streammodule.PutValue(ctx, m.store, v.key(), store.Cond{IfSeq: v.IfSeq}, v.Value)
 	if err != nil {
 		return nil, storeError(FnSet, err)
 	}
@@ -93,13 +75,7 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", FnUpdate, err)
 	}
-	ch, err := m.store.Put(ctx, v.key(), store.Cond{IfSeq: v.IfSeq}, func(old json.RawMessage, exists bool) (json.RawMessage, error) {
-		nv, err := updateops.Apply(old, exists, ops)
-		if err != nil {
-			return nil, err
-		}
-		return nv, m.checkSize(FnUpdate, nv)
-	})
+	ch, err := streammodule.PutOps(ctx, m.store, v.key(), store.Cond{IfSeq: v.IfSeq}, ops, func(nv json.RawMessage) error { return m.checkSize(FnUpdate, nv) })
 	if err != nil {
 		return nil, storeError(FnUpdate, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/store"
@@ -148,20 +147,7 @@ func (in input) key() store.Key {
 }
 
 // storeError gives a store failure its engine code.
-func storeError(fn string, err error) error {
-	var e *engine.Error
-	switch {
-	case errors.As(err, &e):
-		return e
-	case errors.Is(err, store.ErrConflict):
-		return engine.Errorf(engine.CodeConflict, "%s: if_seq does not match the item's sequence", fn)
-	case errors.Is(err, store.ErrClosed):
-		return engine.Errorf(engine.CodeUnavailable, "%s: the stream store is closed", fn)
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return err
-	}
-	return engine.Errorf(engine.CodeInternal, "%s: %v", fn, err)
-}
+func storeError(fn string, err error) error { return StoreError(fn, "stream", err) }
 
 // changeResult is the result of set, update and delete.
 type changeResult struct {
@@ -188,9 +174,7 @@ func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
 		}
 		return m.customWrite(ctx, "set", in, c.Payload)
 	}
-	ch, err := m.store.Put(ctx, in.key(), store.Cond{IfSeq: in.IfSeq}, func(json.RawMessage, bool) (json.RawMessage, error) {
-		return in.Data, nil
-	})
+	ch, err := PutValue(ctx, m.store, in.key(), store.Cond{IfSeq: in.IfSeq}, in.Data)
 	if err != nil {
 		return nil, storeError(FnSet, err)
 	}
@@ -217,18 +201,8 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	case op == "set":
 		return m.customUpdate(ctx, in, ops)
 	}
-	ch, err := m.store.Put(ctx, in.key(), store.Cond{IfSeq: in.IfSeq}, func(old json.RawMessage, exists bool) (json.RawMessage, error) {
-		v, err := updateops.Apply(old, exists, ops)
-		if err != nil {
-			return nil, err
-		}
-		return v, m.checkSize(FnUpdate, v)
-	})
+	ch, err := PutOps(ctx, m.store, in.key(), store.Cond{IfSeq: in.IfSeq}, ops, func(v json.RawMessage) error { return m.checkSize(FnUpdate, v) })
 	if err != nil {
-		var oe *updateops.OpError
-		if errors.As(err, &oe) {
-			return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: %v; nothing was written", FnUpdate, oe)
-		}
 		return nil, storeError(FnUpdate, err)
 	}
 	return json.Marshal(changeResult{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})

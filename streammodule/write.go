@@ -1,0 +1,51 @@
+package streammodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/streammodule/store"
+	"github.com/trinehq/trine/streammodule/updateops"
+)
+
+// The write path shared with the state module, which keeps its values in
+// the same store.
+
+// StoreError gives a store failure of function fn its engine code; kind
+// names what the store holds ("stream", "state") in the messages.
+func StoreError(fn, kind string, err error) error {
+	var e *engine.Error
+	var oe *updateops.OpError
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.As(err, &oe):
+		return engine.Errorf(engine.CodeInvalidArgument, "%s: %v; nothing was written", fn, oe)
+	case errors.Is(err, store.ErrConflict):
+		return engine.Errorf(engine.CodeConflict, "%s: if_seq does not match the %s's sequence", fn, map[string]string{"stream": "item", "state": "value"}[kind])
+	case errors.Is(err, store.ErrClosed):
+		return engine.Errorf(engine.CodeUnavailable, "%s: the %s store is closed", fn, kind)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	return engine.Errorf(engine.CodeInternal, "%s: %v", fn, err)
+}
+
+// PutValue stores v at k if c holds.
+func PutValue(ctx context.Context, s store.Store, k store.Key, c store.Cond, v json.RawMessage) (store.Change, error) {
+	return s.Put(ctx, k, c, func(json.RawMessage, bool) (json.RawMessage, error) { return v, nil })
+}
+
+// PutOps applies ops to the value at k, all or nothing, if c holds; check
+// vets the new value (its size) before it is written.
+func PutOps(ctx context.Context, s store.Store, k store.Key, c store.Cond, ops []updateops.Op, check func(json.RawMessage) error) (store.Change, error) {
+	return s.Put(ctx, k, c, func(old json.RawMessage, exists bool) (json.RawMessage, error) {
+		v, err := updateops.Apply(old, exists, ops)
+		if err != nil {
+			return nil, err
+		}
+		return v, check(v)
+	})
+}
