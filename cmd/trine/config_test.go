@@ -42,7 +42,7 @@ var defaultConfig = engineConfig{
 	IIINamespaceGrace: 5 * time.Second,
 	HTTPMaxBodyBytes:  1 << 20,
 	HTTPMaxStreamBody: 1 << 30,
-	HTTPInvoke:        httpInvokeConfig{Hosts: []string{"*"}},
+	HTTPInvoke:        httpInvokeConfig{Hosts: []string{"*"}, MaxInFlight: 64},
 	HTTPTimeout:       30 * time.Second,
 	HTTPStreaming:     true,
 
