@@ -85,23 +85,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	fmt.Fprintf(stdout, "GET /hello/<n>, %v per scenario after %v warm-up, GOMAXPROCS %d\n\n", *duration, *warmup, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(stdout, "%-17s %5s %11s %10s %10s %12s\n", "scenario", "conc", "requests/s", "p50", "p99", "CPU µs/req")
-	results := make([][nScenarios]loadgen.Measurement, len(conc))
-	for i, c := range conc {
-		for sc := range nScenarios {
-			stopProfile := func() {}
-			if i == 0 && sc == scChannels && *cpuprofile != "" {
-				if stopProfile, err = loadgen.StartProfile(*cpuprofile); err != nil {
-					return err
-				}
-			}
-			r, err := loadgen.Measure(ctx, clients[sc].get, c, *warmup, *duration)
-			stopProfile()
-			if err != nil {
-				return fmt.Errorf("%s, %d in flight: %w", scenarioNames[sc], c, err)
-			}
-			printRow(stdout, scenarioNames[sc], c, r)
-			results[i][sc] = r
-		}
+	scs := make([]loadgen.Scenario, nScenarios)
+	for sc := range nScenarios {
+		scs[sc] = loadgen.Scenario{Name: scenarioNames[sc], Call: clients[sc].get, Profile: sc == scChannels}
+	}
+	results, err := loadgen.RunLevels(ctx, conc, scs, *warmup, *duration, *cpuprofile,
+		func(name string, c int, m loadgen.Measurement) { printRow(stdout, name, c, m) })
+	if err != nil {
+		return err
 	}
 	fmt.Fprintln(stdout)
 	for i, c := range conc {

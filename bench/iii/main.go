@@ -71,31 +71,15 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	fmt.Fprintf(stdout, "payload %d bytes, %v per scenario after %v warm-up, GOMAXPROCS %d\n\n", len(payload), *duration, *warmup, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(stdout, "%-10s %5s %12s %10s %10s\n", "scenario", "conc", "calls/s", "p50", "p99")
-	type pair struct{ base, iii loadgen.Measurement }
-	results := make([]pair, len(conc))
-	for i, c := range conc {
-		b, err := loadgen.Measure(ctx, baseCaller.call, c, *warmup, *duration)
-		if err != nil {
-			return fmt.Errorf("baseline, %d in flight: %w", c, err)
-		}
-		printRow(stdout, "baseline", c, b)
-		stopProfile := func() {}
-		if i == 0 && *cpuprofile != "" {
-			if stopProfile, err = loadgen.StartProfile(*cpuprofile); err != nil {
-				return err
-			}
-		}
-		r, err := loadgen.Measure(ctx, iiiCaller.call, c, *warmup, *duration)
-		stopProfile()
-		if err != nil {
-			return fmt.Errorf("iii, %d in flight: %w", c, err)
-		}
-		printRow(stdout, "iii", c, r)
-		results[i] = pair{b, r}
+	results, err := loadgen.RunLevels(ctx, conc, []loadgen.Scenario{
+		{Name: "baseline", Call: baseCaller.call}, {Name: "iii", Call: iiiCaller.call, Profile: true},
+	}, *warmup, *duration, *cpuprofile, func(name string, c int, m loadgen.Measurement) { printRow(stdout, name, c, m) })
+	if err != nil {
+		return err
 	}
 	fmt.Fprintln(stdout)
 	for i, c := range conc {
-		r := results[i]
+		r := struct{ base, iii loadgen.Measurement }{results[i][0], results[i][1]}
 		fmt.Fprintf(stdout, "conc %-3d throughput iii/baseline = %.2f   p50 iii/baseline = %.2f\n",
 			c, r.iii.PerSec/r.base.PerSec, loadgen.Ratio(r.iii.P50, r.base.P50))
 	}

@@ -87,26 +87,15 @@ func main() {
 
 	fmt.Printf("payload %d bytes, %v per scenario, file storage, GOMAXPROCS %d\n\n", len(mustJSON(job{Pad: pad})), *duration, procs())
 	fmt.Printf("%-14s %5s %12s %10s %10s\n", "scenario", "jobs", "jobs/s", "p50", "p99")
-	type pair struct{ bare, trine loadgen.Measurement }
-	results := map[int]pair{}
-	for _, c := range conc {
-		b := measure(viaBare, c, *warmup, *duration)
-		row("bare-jetstream", c, b)
-		stopProfile := func() {}
-		if *cpuprofile != "" {
-			if stopProfile, err = loadgen.StartProfile(*cpuprofile); err != nil {
-				log.Fatal(err)
-			}
-			*cpuprofile = ""
-		}
-		tr := measure(viaTrine, c, *warmup, *duration)
-		stopProfile()
-		row("trine-queue", c, tr)
-		results[c] = pair{b, tr}
+	results, err := loadgen.RunLevels(context.Background(), conc, []loadgen.Scenario{
+		{Name: "bare-jetstream", Call: viaBare}, {Name: "trine-queue", Call: viaTrine, Profile: true},
+	}, *warmup, *duration, *cpuprofile, row)
+	if err != nil {
+		log.Fatalf("job failed: %v", err)
 	}
 	fmt.Println()
-	for _, c := range conc {
-		r := results[c]
+	for i, c := range conc {
+		r := struct{ bare, trine loadgen.Measurement }{results[i][0], results[i][1]}
 		ratio := r.trine.PerSec / r.bare.PerSec
 		fmt.Printf("jobs in flight %-3d throughput trine/bare = %.2f %s   p50 trine/bare = %.2f   p99 trine/bare = %.2f\n", c, ratio,
 			loadgen.Verdict(ratio >= 0.5), loadgen.Ratio(r.trine.P50, r.bare.P50), loadgen.Ratio(r.trine.P99, r.bare.P99))
@@ -250,12 +239,4 @@ func startEngine(ns *server.Server, conc int, w *waiters) (*engine.Engine, func(
 
 func row(name string, c int, r loadgen.Measurement) {
 	fmt.Printf("%-14s %5d %12.0f %10v %10v\n", name, c, r.PerSec, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
-}
-
-func measure(call func(context.Context) error, c int, warmup, d time.Duration) loadgen.Measurement {
-	m, err := loadgen.Measure(context.Background(), call, c, warmup, d)
-	if err != nil {
-		log.Fatalf("job failed: %v", err)
-	}
-	return m
 }

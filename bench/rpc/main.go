@@ -68,33 +68,27 @@ func main() {
 
 	fmt.Printf("payload %d bytes, %v per scenario, GOMAXPROCS %d\n\n", len(payload), *duration, runtimeProcs())
 	fmt.Printf("%-10s %5s %12s %10s %10s\n", "scenario", "conc", "calls/s", "p50", "p99")
+	results, err := loadgen.RunLevels(context.Background(), conc, []loadgen.Scenario{
+		{Name: "bare-grpc", Call: bare}, {Name: "trine", Call: viaTrine, Profile: true},
+	}, *warmup, *duration, *cpuprofile, print)
+	if err != nil {
+		log.Fatalf("call failed: %v", err)
+	}
 	type pair struct{ bare, trine loadgen.Measurement }
-	results := map[int]pair{}
-	for _, c := range conc {
-		b := measure(bare, c, *warmup, *duration)
-		print("bare-grpc", c, b)
-		stopProfile := func() {}
-		if *cpuprofile != "" {
-			if stopProfile, err = loadgen.StartProfile(*cpuprofile); err != nil {
-				log.Fatal(err)
-			}
-			*cpuprofile = "" // profile the first level only
-		}
-		tr := measure(viaTrine, c, *warmup, *duration)
-		stopProfile()
-		print("trine", c, tr)
-		results[c] = pair{b, tr}
+	byLevel := map[int]pair{}
+	for i, c := range conc {
+		byLevel[c] = pair{results[i][0], results[i][1]}
 	}
 	fmt.Println()
 	for _, c := range conc {
-		r := results[c]
+		r := byLevel[c]
 		fmt.Printf("conc %-3d throughput trine/bare = %.2f   p50 trine/bare = %.2f\n", c, r.trine.PerSec/r.bare.PerSec, loadgen.Ratio(r.trine.P50, r.bare.P50))
 	}
-	if r, ok := results[64]; ok {
+	if r, ok := byLevel[64]; ok {
 		ratio := r.trine.PerSec / r.bare.PerSec
 		fmt.Printf("target: throughput at 64 callers >= 0.40 x bare: %.2f %s\n", ratio, loadgen.Verdict(ratio >= 0.4))
 	}
-	if r, ok := results[1]; ok {
+	if r, ok := byLevel[1]; ok {
 		ratio := loadgen.Ratio(r.trine.P50, r.bare.P50)
 		fmt.Printf("target: p50 at 1 caller <= 2.5 x bare: %.2f %s\n", ratio, loadgen.Verdict(ratio <= 2.5))
 	}
@@ -102,16 +96,6 @@ func main() {
 
 func print(name string, c int, r loadgen.Measurement) {
 	fmt.Printf("%-10s %5d %12.0f %10v %10v\n", name, c, r.PerSec, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
-}
-
-// measure runs call from c goroutines (loadgen.Measure); a failed call
-// ends the tool.
-func measure(call func(context.Context) error, c int, warmup, d time.Duration) loadgen.Measurement {
-	m, err := loadgen.Measure(context.Background(), call, c, warmup, d)
-	if err != nil {
-		log.Fatalf("call failed: %v", err)
-	}
-	return m
 }
 
 // echoServer is the baseline: a grpc-go unary echo with the same message
