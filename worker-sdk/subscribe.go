@@ -110,6 +110,11 @@ func (o *subscribeOptions) validate(stream, group string) error {
 			return errorf(CodeInvalidArgument, "subscribe: the %s is not valid UTF-8", kind)
 		}
 	}
+	if strings.ContainsFunc(o.token, func(r rune) bool {
+		return r <= 0x20 || r >= 0x7f || r == '"' || r == ',' || r == ';' || r == '\\'
+	}) {
+		return errorf(CodeInvalidArgument, "subscribe: the token cannot be sent as a cookie (no spaces, quotes, commas, semicolons, backslashes or non-ASCII)")
+	}
 	switch {
 	case o.backoffMin <= 0 || o.backoffMax < o.backoffMin:
 		return errorf(CodeInvalidArgument, "subscribe: backoff needs 0 < min <= max")

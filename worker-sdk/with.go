@@ -118,7 +118,9 @@ func WithTLS(cfg *tls.Config) ClientOption {
 // authenticates workers (its auth function reads the authorization
 // header). A Subscription sends it as the trine_token cookie, which the
 // gateway verifies as a JWT (or hands to its auth function); a cookie
-// stays out of URLs and access logs, unlike ?token=. Use it over TLS
+// stays out of URLs and access logs, unlike ?token=. It must be a valid
+// cookie value (a JWT is): Subscribe refuses one with spaces, quotes,
+// commas, semicolons, backslashes or non-ASCII. Use it over TLS
 // anywhere but loopback: the token is a password.
 func WithToken(token string) ClientOption {
 	return clientOption{func(o *options) { o.token = token }, func(o *subscribeOptions) { o.token = token }}

@@ -189,6 +189,10 @@ func TestSubscribeWithTLSAndToken(t *testing.T) {
 	if _, err := trine.Subscribe(t.Context(), s.url, "s", "g", trine.WithTLS(cfg)); err == nil {
 		t.Error("a subscription without a token was admitted")
 	}
+	for _, bad := range []string{"a b", "a;b", "a,b", `a"b`, "caf\u00e9", "a\\b"} {
+		_, err := trine.Subscribe(t.Context(), s.url, "s", "g", trine.WithTLS(cfg), trine.WithToken(bad))
+		wantCode(t, err, trine.CodeInvalidArgument)
+	}
 	s.call(t, "stream::set", map[string]any{"stream_name": "s", "group_id": "g", "item_id": "a", "data": 1})
 	sub := subscribe(t, s.url, "s", "g", trine.WithTLS(cfg), trine.WithToken(tok), trine.WithItem("a"))
 	if ev := next(t, sub); ev.Type != "sync" || string(ev.Data) != "1" {
