@@ -49,6 +49,9 @@ func (o *options) validate() error {
 			return errorf(CodeInvalidArgument, "%s %q must be 1 to 256 bytes of printable UTF-8", kind, v)
 		}
 	}
+	if strings.ContainsFunc(o.token, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+		return errorf(CodeInvalidArgument, "the token must be printable ASCII")
+	}
 	for k, v := range o.header {
 		if k == "" || strings.HasPrefix(k, "grpc-") || strings.HasSuffix(k, "-bin") || strings.ContainsFunc(k, func(r rune) bool {
 			return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')

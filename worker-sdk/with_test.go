@@ -123,6 +123,11 @@ func TestWithHeaderRefusesWhatGRPCCannotCarry(t *testing.T) {
 		wantCode(t, w.Connect(t.Context()), trine.CodeInvalidArgument)
 		_ = w.Close()
 	}
+	for _, tok := range []string{"line\nbreak", "caf\u00e9"} {
+		w := trine.RegisterWorker(s.Addr, trine.WithToken(tok))
+		wantCode(t, w.Connect(t.Context()), trine.CodeInvalidArgument)
+		_ = w.Close()
+	}
 }
 
 // TestBaggageFlowsDownCalls checks that ContextWithBaggage sets the
