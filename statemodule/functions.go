@@ -52,7 +52,9 @@ type result struct {
 }
 
 // storeError gives a store failure its engine code.
-func storeError(fn string, err error) error { return streammodule.StoreError(fn, "state", err) }
+func storeError(fn string, err error) error {
+	return streammodule.StoreError(fn, "state", "value", err)
+}
 
 func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
 	v, err := m.decode(c, "scope", "key", "value")

@@ -147,7 +147,7 @@ func (in input) key() store.Key {
 }
 
 // storeError gives a store failure its engine code.
-func storeError(fn string, err error) error { return StoreError(fn, "stream", err) }
+func storeError(fn string, err error) error { return StoreError(fn, "stream", "item", err) }
 
 // changeResult is the result of set, update and delete.
 type changeResult struct {

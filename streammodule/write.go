@@ -14,8 +14,9 @@ import (
 // the same store.
 
 // StoreError gives a store failure of function fn its engine code; kind
-// names what the store holds ("stream", "state") in the messages.
-func StoreError(fn, kind string, err error) error {
+// names the store ("stream", "state") and thing what it holds ("item",
+// "value") in the messages.
+func StoreError(fn, kind, thing string, err error) error {
 	var e *engine.Error
 	var oe *updateops.OpError
 	switch {
@@ -24,7 +25,7 @@ func StoreError(fn, kind string, err error) error {
 	case errors.As(err, &oe):
 		return engine.Errorf(engine.CodeInvalidArgument, "%s: %v; nothing was written", fn, oe)
 	case errors.Is(err, store.ErrConflict):
-		return engine.Errorf(engine.CodeConflict, "%s: if_seq does not match the %s's sequence", fn, map[string]string{"stream": "item", "state": "value"}[kind])
+		return engine.Errorf(engine.CodeConflict, "%s: if_seq does not match the %s's sequence", fn, thing)
 	case errors.Is(err, store.ErrClosed):
 		return engine.Errorf(engine.CodeUnavailable, "%s: the %s store is closed", fn, kind)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
