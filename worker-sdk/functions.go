@@ -21,8 +21,8 @@ type function struct {
 	description string
 	handler     Handler
 
-	metadata, requestFormat, responseFormat          []byte
-	metadataErr, requestFormatErr, responseFormatErr error
+	metadata, requestFormat, responseFormat []byte
+	err                                     error // from an option
 }
 
 func (f *function) frame(requestID string) *trinev1.ConnectRequest {
@@ -55,10 +55,8 @@ func (w *Worker) RegisterFunction(ctx context.Context, id string, h Handler, opt
 			o.applyFunction(f)
 		}
 	}
-	for _, err := range []error{f.metadataErr, f.requestFormatErr, f.responseFormatErr} {
-		if err != nil {
-			return errorf(CodeInvalidArgument, "function %q: %v", id, err)
-		}
+	if f.err != nil {
+		return errorf(CodeInvalidArgument, "function %q: %v", id, f.err)
 	}
 	w.mu.Lock()
 	w.functions[id] = f

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -23,7 +24,7 @@ type options struct {
 	logger                   *slog.Logger
 	onError                  func(error)
 	dialer                   func(ctx context.Context, addr string) (net.Conn, error)
-	header                   map[string]string
+	header                   http.Header
 	tls                      *tls.Config
 	token                    string
 }
@@ -40,6 +41,7 @@ func defaultOptions() options {
 		backoffMax:   10 * time.Second,
 		keepalive:    10 * time.Second,
 		logger:       slog.New(slog.DiscardHandler),
+		header:       http.Header{},
 	}
 }
 
@@ -52,7 +54,7 @@ func (o *options) validate() error {
 	if strings.ContainsFunc(o.token, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
 		return errorf(CodeInvalidArgument, "the token must be printable ASCII")
 	}
-	for k, v := range o.header {
+	for k, v := range o.metadata() {
 		if k == "" || strings.HasPrefix(k, "grpc-") || strings.HasSuffix(k, "-bin") || strings.ContainsFunc(k, func(r rune) bool {
 			return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
 		}) {

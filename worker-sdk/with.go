@@ -4,12 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 )
 
@@ -130,24 +130,15 @@ func WithToken(token string) ClientOption {
 // RPC (keys lower-cased; an engine's auth function sees them as headers);
 // a Subscription sends them with every handshake.
 func WithHeader(h http.Header) ClientOption {
-	return clientOption{
-		func(o *options) {
-			if o.header == nil {
-				o.header = map[string]string{}
-			}
-			for k, vs := range h {
-				if len(vs) > 0 {
-					o.header[strings.ToLower(k)] = strings.Join(vs, ", ")
-				}
-			}
-		},
-		func(o *subscribeOptions) {
-			for k, vs := range h {
-				for _, v := range vs {
-					o.header.Add(k, v)
-				}
-			}
-		},
+	return clientOption{func(o *options) { addAll(h, o.header.Add) }, func(o *subscribeOptions) { addAll(h, o.header.Add) }}
+}
+
+// addAll adds every value of src with add.
+func addAll(src map[string][]string, add func(k, v string)) {
+	for k, vs := range src {
+		for _, v := range vs {
+			add(k, v)
+		}
 	}
 }
 
@@ -208,7 +199,7 @@ func WithDescription(d string) FunctionOption {
 // listener's expose_functions metadata filters match it, and
 // engine::functions::info shows it. It must marshal to JSON.
 func WithMetadata(md any) FunctionOption {
-	return functionOption(func(f *function) { f.metadata, f.metadataErr = marshalOption("metadata", md) })
+	return functionOption(func(f *function) { f.setJSON(&f.metadata, "metadata", md) })
 }
 
 // WithRequestFormat declares the JSON Schema of the function's input (iii's
@@ -216,26 +207,27 @@ func WithMetadata(md any) FunctionOption {
 // marshals to the schema. The engine stores it and shows it in
 // engine::functions::info.
 func WithRequestFormat(schema any) FunctionOption {
-	return functionOption(func(f *function) { f.requestFormat, f.requestFormatErr = marshalOption("request format", schema) })
+	return functionOption(func(f *function) { f.setJSON(&f.requestFormat, "request format", schema) })
 }
 
 // WithResponseFormat declares the JSON Schema of the function's result
 // (iii's response_format), as WithRequestFormat does for its input.
 func WithResponseFormat(schema any) FunctionOption {
-	return functionOption(func(f *function) { f.responseFormat, f.responseFormatErr = marshalOption("response format", schema) })
+	return functionOption(func(f *function) { f.setJSON(&f.responseFormat, "response format", schema) })
 }
 
-// marshalOption encodes an option's JSON value; a string is taken as JSON
-// text.
-func marshalOption(what string, v any) ([]byte, error) {
+// setJSON encodes an option's JSON value into dst (a string is taken as
+// JSON text); a failure is kept for RegisterFunction to return.
+func (f *function) setJSON(dst *[]byte, what string, v any) {
 	if s, ok := v.(string); ok {
 		v = json.RawMessage(s)
 	}
 	b, err := marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", what, err)
+		f.err = errors.Join(f.err, fmt.Errorf("%s: %v", what, err))
+		return
 	}
-	return b, nil
+	*dst = b
 }
 
 // Write and list options.
@@ -269,13 +261,7 @@ func WithSince(seq uint64) SubscribeOption {
 // WithQuery adds query parameters to every handshake. The client sets
 // since and item_id itself.
 func WithQuery(q url.Values) SubscribeOption {
-	return subscribeOption(func(o *subscribeOptions) {
-		for k, vs := range q {
-			for _, v := range vs {
-				o.query.Add(k, v)
-			}
-		}
-	})
+	return subscribeOption(func(o *subscribeOptions) { addAll(q, o.query.Add) })
 }
 
 // WithBuffer sets the capacity of the Events channel. Default

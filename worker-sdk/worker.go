@@ -135,8 +135,8 @@ func (w *Worker) dialOptions(useTLS bool) []grpc.DialOption {
 // token as "authorization: Bearer <token>".
 func (o *options) metadata() map[string]string {
 	md := make(map[string]string, len(o.header)+1)
-	for k, v := range o.header {
-		md[k] = v
+	for k, vs := range o.header {
+		md[strings.ToLower(k)] = strings.Join(vs, ", ")
 	}
 	if o.token != "" {
 		md["authorization"] = "Bearer " + o.token
