@@ -29,6 +29,15 @@ func TestReadmeQuickStart(t *testing.T) {
 	}
 
 	e := startEngine(t, trineBin, testEnv(), engineArgs(t)...)
+	// The health check's answer as the README prints it, before any worker.
+	want := regexp.MustCompile(`"workers":0,"functions":(\d+)`).FindStringSubmatch(string(doc))
+	if want == nil {
+		t.Fatal("the README shows no engine::health::check answer")
+	}
+	r := runTrine(t, testEnv(), "", "trigger", "--engine", e.grpc, "engine::health::check")
+	if !strings.Contains(r.stdout, want[0]) {
+		t.Errorf("engine::health::check = %s; the README says %s", r.stdout, want[0])
+	}
 	// A directory starting with "_" inside the module: it builds with the
 	// module's go.mod and go.sum, and ./... never sees it.
 	dir, err := os.MkdirTemp("../..", "_readme")
@@ -53,7 +62,6 @@ func TestReadmeQuickStart(t *testing.T) {
 		}
 	}()
 
-	var r result
 	waitFor(t, startTimeout, "math::mul registered", func() bool {
 		r = runTrine(t, testEnv(), "", "trigger", "--engine", e.grpc, "math::mul", `{"a":6,"b":7}`)
 		return r.code == 0
