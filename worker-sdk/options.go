@@ -14,6 +14,10 @@ import (
 	"unicode/utf8"
 )
 
+// MaxHeaderBytes bounds what a worker sends with every RPC: WithHeader's
+// names and values and WithToken's authorization header, together.
+const MaxHeaderBytes = 64 << 10
+
 type options struct {
 	name, namespace, version string
 	concurrency              int
@@ -54,7 +58,14 @@ func (o *options) validate() error {
 	if strings.ContainsFunc(o.token, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
 		return errorf(CodeInvalidArgument, "the token must be printable ASCII")
 	}
-	for k, v := range o.metadata() {
+	md, size := o.metadata(), 0
+	for k, v := range md {
+		size += len(k) + len(v)
+	}
+	if size > MaxHeaderBytes {
+		return errorf(CodeInvalidArgument, "the headers and token are %d bytes, the limit is %d", size, MaxHeaderBytes)
+	}
+	for k, v := range md {
 		if k == "" || strings.HasPrefix(k, "grpc-") || strings.HasSuffix(k, "-bin") || strings.ContainsFunc(k, func(r rune) bool {
 			return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
 		}) {

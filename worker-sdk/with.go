@@ -127,8 +127,9 @@ func WithToken(token string) ClientOption {
 }
 
 // WithHeader adds headers. A Worker sends them as gRPC metadata with every
-// RPC (keys lower-cased; an engine's auth function sees them as headers);
-// a Subscription sends them with every handshake.
+// RPC (keys lower-cased; an engine's auth function sees them as headers),
+// at most MaxHeaderBytes of them with the token; a Subscription sends them
+// with every handshake.
 func WithHeader(h http.Header) ClientOption {
 	return clientOption{func(o *options) { addAll(h, o.header.Add) }, func(o *subscribeOptions) { addAll(h, o.header.Add) }}
 }

@@ -118,12 +118,13 @@ func TestWithHeaderRefusesWhatGRPCCannotCarry(t *testing.T) {
 		{"X Space": {"v"}},
 		{"X-Ok": {"line\nbreak"}},
 		{"X-Ok": {"caf\u00e9"}},
+		{"X-Big": {strings.Repeat("a", trine.MaxHeaderBytes)}},
 	} {
 		w := trine.RegisterWorker(s.Addr, trine.WithHeader(h))
 		wantCode(t, w.Connect(t.Context()), trine.CodeInvalidArgument)
 		_ = w.Close()
 	}
-	for _, tok := range []string{"line\nbreak", "caf\u00e9"} {
+	for _, tok := range []string{"line\nbreak", "caf\u00e9", strings.Repeat("t", 20<<20)} {
 		w := trine.RegisterWorker(s.Addr, trine.WithToken(tok))
 		wantCode(t, w.Connect(t.Context()), trine.CodeInvalidArgument)
 		_ = w.Close()
