@@ -2,6 +2,7 @@ package grpcserver
 
 import (
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/trinehq/trine/engine"
@@ -11,6 +12,9 @@ import (
 type Config struct {
 	// MaxMessageBytes is the largest frame received or sent. Default 4 MiB.
 	MaxMessageBytes int
+	// MaxHeaderBytes bounds the metadata of one RPC (what an auth function
+	// gets as headers). Default DefaultMaxHeaderBytes.
+	MaxHeaderBytes int
 	// SendQueue is the per-session outbound queue length, in frames.
 	// Default 1024.
 	SendQueue int
@@ -32,7 +36,14 @@ type Config struct {
 // DefaultMaxMessageBytes is the default for Config.MaxMessageBytes.
 const DefaultMaxMessageBytes = 4 << 20
 
+// DefaultMaxHeaderBytes is the default for Config.MaxHeaderBytes, as
+// http.DefaultMaxHeaderBytes bounds the headers of an HTTP request.
+const DefaultMaxHeaderBytes = 1 << 20
+
 func (c Config) withDefaults() Config {
+	if c.MaxHeaderBytes <= 0 || c.MaxHeaderBytes > math.MaxUint32 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
 	}

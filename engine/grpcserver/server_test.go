@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/trinehq/trine/engine"
@@ -406,4 +407,20 @@ func TestSendQueueBoundedInBytes(t *testing.T) {
 		t.Fatal("300 calls of 60 KB to a worker that does not read all waited for their deadline: the queue is not bounded in bytes")
 	}
 	t.Logf("%d of 300 calls refused at once with overloaded", overloaded.Load())
+}
+
+// TestHeadersBounded sends an RPC with more metadata than DefaultMaxHeaderBytes:
+// it is refused, and the next normal RPC on a new connection is served.
+func TestHeadersBounded(t *testing.T) {
+	t.Parallel()
+	srv := enginetest.Start(t, engine.Config{}, grpcserver.Config{})
+	c := client(t, srv.Addr)
+	big := metadata.AppendToOutgoingContext(t.Context(), "x-big", strings.Repeat("a", grpcserver.DefaultMaxHeaderBytes+1))
+	if _, err := c.Trigger(big, &trinev1.TriggerRequest{FunctionId: "engine::health::check"}); err == nil {
+		t.Fatal("an RPC with more than DefaultMaxHeaderBytes of metadata was served")
+	}
+	ok := metadata.AppendToOutgoingContext(t.Context(), "x-ok", strings.Repeat("a", 32<<10))
+	if _, err := client(t, srv.Addr).Trigger(ok, &trinev1.TriggerRequest{FunctionId: "engine::health::check"}); err != nil {
+		t.Fatalf("an RPC with 32 KiB of metadata: %v", err)
+	}
 }
