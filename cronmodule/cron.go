@@ -240,7 +240,7 @@ func (m *Module) fire(j *job, at, now time.Time) {
 		defer m.wg.Done()
 		defer j.running.Store(false)
 		if fn := j.cfg.ConditionFunctionID; fn != "" {
-			out, err := m.e.Trigger(context.Background(), engine.Call{FunctionID: fn, Payload: payload, Timeout: m.cfg.CallTimeout})
+			out, err := m.e.Fire(context.Background(), j.t, engine.Call{FunctionID: fn, Payload: payload, Timeout: m.cfg.CallTimeout})
 			if err != nil {
 				m.log.Warn("cron condition failed: fire skipped", "trigger_id", j.t.ID, "function_id", fn, "error", err)
 				return
@@ -249,7 +249,7 @@ func (m *Module) fire(j *job, at, now time.Time) {
 				return
 			}
 		}
-		if _, err := m.e.Trigger(context.Background(), engine.Call{FunctionID: j.t.FunctionID, Payload: payload, Metadata: j.t.Metadata, Timeout: m.cfg.CallTimeout}); err != nil {
+		if _, err := m.e.Fire(context.Background(), j.t, engine.Call{FunctionID: j.t.FunctionID, Payload: payload, Metadata: j.t.Metadata, Timeout: m.cfg.CallTimeout}); err != nil {
 			m.log.Warn("cron job failed", "trigger_id", j.t.ID, "function_id", j.t.FunctionID, "scheduled_time", at, "error", err)
 		}
 	}()

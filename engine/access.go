@@ -3,6 +3,8 @@ package engine
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -108,8 +110,26 @@ func matchCall(s string) (string, bool) {
 	return "", false
 }
 
-// matches reports whether the filter matches function id with its
-// registered metadata.
+// matchesAll reports whether the filter matches function id served by
+// replicas with the given metadata: a metadata filter must match every
+// replica's (and there must be one), so that no replica exposes another.
+func (f Filter) matchesAll(id string, metadata []json.RawMessage) bool {
+	if f.Match != "" {
+		return MatchPattern(f.Match, id)
+	}
+	if len(metadata) == 0 {
+		return false
+	}
+	for _, m := range metadata {
+		if !f.matches(id, m) {
+			return false
+		}
+	}
+	return true
+}
+
+// matches reports whether the filter matches function id with one
+// replica's registered metadata.
 func (f Filter) matches(id string, metadata json.RawMessage) bool {
 	if f.Match != "" {
 		return MatchPattern(f.Match, id)
@@ -194,6 +214,19 @@ var infrastructure = []string{"engine::channels::create", "engine::workers::regi
 type Grant struct {
 	access *Access
 	result AuthResult
+	// principal names who the connection is: its listener's Access, its
+	// static token or mTLS identity, and what the auth function answered.
+	// Connections with the same principal may serve the same functions.
+	principal string
+}
+
+// samePrincipal reports whether two sessions' grants name the same
+// principal (nil: trusted, which all trusted sessions share).
+func samePrincipal(a, b *Grant) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.access == b.access && a.principal == b.principal
 }
 
 // Context is the connection's context from the auth function ({} when
@@ -216,8 +249,13 @@ func (g *Grant) Prefix() string {
 // connection's Grant.
 func (e *Engine) Authenticate(ctx context.Context, a *Access, in AuthInput) (*Grant, error) {
 	g := &Grant{access: a}
+	h := sha256.New()
+	h.Write([]byte(in.Identity))
+	h.Write([]byte{0})
 	if a.Tokens != nil {
-		r, ok := a.Tokens.Lookup(bearerToken(in.Headers))
+		tok := bearerToken(in.Headers)
+		h.Write([]byte(tok))
+		r, ok := a.Tokens.Lookup(tok)
 		if !ok {
 			return nil, Errorf(CodeUnauthorized, "connection refused: no known token in the authorization header (Bearer)")
 		}
@@ -243,6 +281,11 @@ func (e *Engine) Authenticate(ctx context.Context, a *Access, in AuthInput) (*Gr
 			return nil, Errorf(CodeUnauthorized, "connection refused: auth function %s: %s", a.AuthFunctionID, AsError(err).Message)
 		}
 	}
+	h.Write([]byte{0})
+	if b, err := json.Marshal(g.result); err == nil {
+		h.Write(b)
+	}
+	g.principal = hex.EncodeToString(h.Sum(nil))
 	return g, nil
 }
 
@@ -286,12 +329,12 @@ func matchAny(patterns []string, id string) bool {
 	return slices.ContainsFunc(patterns, func(p string) bool { return MatchPattern(p, id) })
 }
 
-// CanCall decides a call to fn, whose registered metadata is metadata, in
-// iii's order: forbidden_functions deny, allowed_functions allow (both
+// CanCall decides a call to fn, whose replicas registered metadata (one
+// entry each; a metadata filter must match every one), in iii's order: forbidden_functions deny, allowed_functions allow (both
 // exact ids, as in iii), the infrastructure functions are allowed, any
 // expose_functions filter allows, and the rest is denied. The error names
 // the rule.
-func (g *Grant) CanCall(fn string, metadata json.RawMessage) error {
+func (g *Grant) CanCall(fn string, metadata []json.RawMessage) error {
 	switch {
 	case g == nil:
 		return nil
@@ -301,7 +344,7 @@ func (g *Grant) CanCall(fn string, metadata json.RawMessage) error {
 		return nil
 	}
 	for _, f := range g.access.ExposeFunctions {
-		if f.matches(fn, metadata) {
+		if f.matchesAll(fn, metadata) {
 			return nil
 		}
 	}

@@ -67,16 +67,20 @@ func (e *Engine) registerAvailability() error {
 	return e.RegisterTriggerType(TriggerWorkersAvailable, "Fires when a worker connects, disconnects or describes itself: {event, worker_id}", e.avail)
 }
 
-// fire calls the triggers of typ with payload, in the background.
-func (a *availability) fire(typ string, payload func() []byte) {
+// fire calls the triggers of typ, each with its owner's rights and with
+// the payload as its owner's view shows it, in the background.
+func (a *availability) fire(typ string, payload func(v view) []byte) {
 	ts := a.triggers(typ)
 	if len(ts) == 0 {
 		return
 	}
 	a.e.background(func() {
-		p := payload()
 		for _, t := range ts {
-			if err := a.e.TriggerVoid(Call{FunctionID: t.FunctionID, Payload: p, Metadata: t.Metadata}); err != nil {
+			v := view{e: a.e}
+			if t.by != nil {
+				v.g, v.caller = t.by.grant, t.by.id
+			}
+			if err := a.e.FireVoid(t, Call{FunctionID: t.FunctionID, Payload: payload(v), Metadata: t.Metadata}); err != nil {
 				a.e.log.Debug("availability trigger not delivered", LogTriggerID, t.ID, "error", err)
 			}
 		}
@@ -97,8 +101,8 @@ func (e *Engine) functionsChanged() {
 			return
 		}
 		a.pending.Store(false)
-		a.fire(TriggerFunctionsAvailable, func() []byte {
-			b, _ := json.Marshal(map[string]any{"event": "functions_changed", "functions": e.Functions()})
+		a.fire(TriggerFunctionsAvailable, func(v view) []byte {
+			b, _ := json.Marshal(map[string]any{"event": "functions_changed", "functions": v.functions(e.Functions())})
 			return b
 		})
 	})
@@ -109,7 +113,7 @@ func (e *Engine) workerChanged(event, workerID string) {
 	if e.avail == nil {
 		return
 	}
-	e.avail.fire(TriggerWorkersAvailable, func() []byte {
+	e.avail.fire(TriggerWorkersAvailable, func(view) []byte {
 		b, _ := json.Marshal(map[string]string{"event": event, "worker_id": workerID})
 		return b
 	})

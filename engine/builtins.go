@@ -105,12 +105,13 @@ type RegisteredTrigger struct {
 	ConfigSummary string          `json:"config_summary"`
 }
 
-// registeredTriggers lists the active triggers matching f, in iii's shape.
-func (e *Engine) registeredTriggers(f listFilter) []RegisteredTrigger {
+// registeredTriggers lists the active triggers matching f that v shows,
+// in iii's shape.
+func (e *Engine) registeredTriggers(v view, f listFilter) []RegisteredTrigger {
 	_, ts := e.Triggers()
 	out := []RegisteredTrigger{}
 	for _, t := range ts {
-		if t.Status != "active" || (f.TriggerType != "" && t.Type != f.TriggerType) ||
+		if t.Status != "active" || !v.trigger(t) || (f.TriggerType != "" && t.Type != f.TriggerType) ||
 			(f.FunctionID != "" && t.FunctionID != f.FunctionID) || (f.Worker != "" && t.OwnerName != f.Worker) ||
 			!strings.HasPrefix(t.ID, f.Prefix) ||
 			(f.Search != "" && !strings.Contains(t.ID+"\x00"+t.Type+"\x00"+t.FunctionID, f.Search)) {
@@ -133,24 +134,24 @@ func (e *Engine) registeredTriggers(f listFilter) []RegisteredTrigger {
 func (e *Engine) registerBuiltins() error {
 	fns := map[string]struct {
 		desc string
-		h    func(listFilter) any
+		h    func(view, listFilter) any
 	}{
-		FnFunctionsList: {"List registered functions; {prefix?}", func(f listFilter) any {
-			fs := slices.DeleteFunc(e.Functions(), func(s FunctionStatus) bool {
+		FnFunctionsList: {"List registered functions; {prefix?}", func(v view, f listFilter) any {
+			fs := slices.DeleteFunc(v.functions(e.Functions()), func(s FunctionStatus) bool {
 				return !strings.HasPrefix(s.FunctionID, f.Prefix) || !strings.Contains(s.FunctionID, f.Search) ||
 					(f.Worker != "" && s.WorkerName != f.Worker)
 			})
 			return map[string]any{"functions": fs}
 		}},
-		FnWorkersList: {"List connected workers; {prefix?} filters by name", func(f listFilter) any {
-			ws := slices.DeleteFunc(e.Workers(), func(s WorkerStatus) bool { return !strings.HasPrefix(s.Name, f.Prefix) })
+		FnWorkersList: {"List connected workers; {prefix?} filters by name", func(v view, f listFilter) any {
+			ws := slices.DeleteFunc(e.Workers(), func(s WorkerStatus) bool { return !v.worker(s.ID) || !strings.HasPrefix(s.Name, f.Prefix) })
 			return map[string]any{"workers": ws}
 		}},
-		FnTriggersList: {"List trigger types (iii's shape): {triggers:[{id, namespace, worker_name, description}]}; {prefix?} filters type ids", func(f listFilter) any {
+		FnTriggersList: {"List trigger types (iii's shape): {triggers:[{id, namespace, worker_name, description}]}; {prefix?} filters type ids", func(v view, f listFilter) any {
 			types, _ := e.Triggers()
 			out := make([]map[string]string, 0, len(types))
 			for _, tt := range types {
-				if !strings.HasPrefix(tt.ID, f.Prefix) {
+				if !v.triggerType(tt.ID) || !strings.HasPrefix(tt.ID, f.Prefix) {
 					continue
 				}
 				ns, name := cmp.Or(tt.ProviderNamespace, "default"), cmp.Or(tt.ProviderName, "engine")
@@ -158,14 +159,15 @@ func (e *Engine) registerBuiltins() error {
 			}
 			return map[string]any{"triggers": out}
 		}},
-		FnTriggersOverview: {"List trigger types and triggers with their providers, owners and status; {prefix?} filters trigger ids", func(f listFilter) any {
+		FnTriggersOverview: {"List trigger types and triggers with their providers, owners and status; {prefix?} filters trigger ids", func(v view, f listFilter) any {
 			types, ts := e.Triggers()
-			ts = slices.DeleteFunc(ts, func(s TriggerStatus) bool { return !strings.HasPrefix(s.ID, f.Prefix) })
+			types = slices.DeleteFunc(types, func(tt TriggerTypeStatus) bool { return !v.triggerType(tt.ID) })
+			ts = slices.DeleteFunc(ts, func(s TriggerStatus) bool { return !v.trigger(s) || !strings.HasPrefix(s.ID, f.Prefix) })
 			return map[string]any{"trigger_types": types, "triggers": ts}
 		}},
-		FnHealthCheck: {"Report engine health", func(listFilter) any { return e.Health() }},
-		FnRegisteredTriggersList: {"List active triggers (iii's shape); {search?, trigger_type?, function_id?, worker?, prefix?}", func(f listFilter) any {
-			return map[string]any{"registered_triggers": e.registeredTriggers(f)}
+		FnHealthCheck: {"Report engine health", func(view, listFilter) any { return e.Health() }},
+		FnRegisteredTriggersList: {"List active triggers (iii's shape); {search?, trigger_type?, function_id?, worker?, prefix?}", func(v view, f listFilter) any {
+			return map[string]any{"registered_triggers": e.registeredTriggers(v, f)}
 		}},
 	}
 	for id, fn := range fns {
@@ -174,7 +176,7 @@ func (e *Engine) registerBuiltins() error {
 			if err := decodeInput(c.Payload, &f); err != nil {
 				return nil, err
 			}
-			return json.Marshal(fn.h(f))
+			return json.Marshal(fn.h(e.viewOf(c), f))
 		})
 		if err := e.RegisterFunction(id, fn.desc, h); err != nil {
 			return err

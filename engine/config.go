@@ -27,6 +27,17 @@ type Config struct {
 	// Remote, if set, reaches worker functions served through other
 	// engines: calls for ids no local worker serves go to it.
 	Remote Remote
+	// MaxTriggersPerWorker caps the triggers one worker connection owns.
+	// Default 1000.
+	MaxTriggersPerWorker int
+	// MaxTriggers caps the triggers of all connections together. Default
+	// 100000.
+	MaxTriggers int
+	// TriggerFireRate caps how often the triggers of one connection under
+	// a listener policy fire, per second, with a burst of as many; a fire
+	// past it is refused with overloaded. Trusted connections' triggers
+	// are not limited. Default 200.
+	TriggerFireRate float64
 }
 
 // Remote connects an engine to the others of a fleet. The engine tells it
@@ -68,6 +79,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.MaxTriggersPerWorker <= 0 {
+		c.MaxTriggersPerWorker = 1000
+	}
+	if c.MaxTriggers <= 0 {
+		c.MaxTriggers = 100000
+	}
+	if c.TriggerFireRate <= 0 {
+		c.TriggerFireRate = 200
 	}
 	return c
 }

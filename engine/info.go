@@ -33,6 +33,15 @@ type FunctionInfo struct {
 // FunctionInfo describes function id; ok is false when it is not
 // registered.
 func (e *Engine) FunctionInfo(id string) (FunctionInfo, bool) {
+	return e.functionInfo(view{e: e}, id)
+}
+
+// functionInfo is FunctionInfo as v shows it: a function v may not call
+// is not there.
+func (e *Engine) functionInfo(v view, id string) (FunctionInfo, bool) {
+	if !v.function(id) {
+		return FunctionInfo{}, false
+	}
 	i := slices.IndexFunc(e.Functions(), func(f FunctionStatus) bool { return f.FunctionID == id })
 	if i < 0 {
 		return FunctionInfo{}, false
@@ -40,7 +49,10 @@ func (e *Engine) FunctionInfo(id string) (FunctionInfo, bool) {
 	info := FunctionInfo{FunctionStatus: e.Functions()[i]}
 	e.mu.RLock()
 	if fn := e.functions[id]; fn != nil {
-		info.Metadata, info.RequestFormat, info.ResponseFormat = fn.metadata, fn.request, fn.response
+		if ms := fn.replicaMetadata(); len(ms) > 0 {
+			info.Metadata = ms[len(ms)-1]
+		}
+		info.RequestFormat, info.ResponseFormat = fn.request, fn.response
 	}
 	e.mu.RUnlock()
 	for _, v := range []*json.RawMessage{&info.Metadata, &info.RequestFormat, &info.ResponseFormat} {
@@ -49,7 +61,7 @@ func (e *Engine) FunctionInfo(id string) (FunctionInfo, bool) {
 		}
 	}
 	info.RequestSchema, info.ResponseSchema = info.RequestFormat, info.ResponseFormat
-	info.RegisteredTriggers = e.registeredTriggers(listFilter{FunctionID: id})
+	info.RegisteredTriggers = e.registeredTriggers(v, listFilter{FunctionID: id})
 	return info, true
 }
 
@@ -66,45 +78,45 @@ type infoInput struct {
 func (e *Engine) registerInfoBuiltins() error {
 	fns := []struct {
 		id, desc string
-		h        func(infoInput) (any, error)
+		h        func(view, infoInput) (any, error)
 	}{
-		{FnFunctionsInfo, "Describe one function: owner, replicas, metadata, request and response schemas, triggers; {function_id}", func(in infoInput) (any, error) {
+		{FnFunctionsInfo, "Describe one function: owner, replicas, metadata, request and response schemas, triggers; {function_id}", func(v view, in infoInput) (any, error) {
 			id := cmp.Or(in.FunctionID, in.ID)
-			info, ok := e.FunctionInfo(id)
+			info, ok := e.functionInfo(v, id)
 			if !ok {
 				return nil, Errorf(CodeFunctionNotFound, "function %q is not registered", id)
 			}
 			return info, nil
 		}},
-		{FnWorkersInfo, "Describe one connected worker, as engine::workers::list does; {worker_id}", func(in infoInput) (any, error) {
+		{FnWorkersInfo, "Describe one connected worker, as engine::workers::list does; {worker_id}", func(v view, in infoInput) (any, error) {
 			id := cmp.Or(in.WorkerID, in.ID)
 			for _, w := range e.Workers() {
-				if w.ID == id {
+				if w.ID == id && v.worker(id) {
 					return w, nil
 				}
 			}
 			return nil, Errorf(CodeInvalidArgument, "no connected worker has id %q", id)
 		}},
-		{FnTriggersInfo, "Describe one trigger type with its triggers; {trigger_type}", func(in infoInput) (any, error) {
+		{FnTriggersInfo, "Describe one trigger type with its triggers; {trigger_type}", func(v view, in infoInput) (any, error) {
 			id := cmp.Or(in.TriggerType, in.TriggerTypeID, in.ID)
 			types, _ := e.Triggers()
 			for _, tt := range types {
-				if tt.ID == id {
+				if tt.ID == id && v.triggerType(id) {
 					return struct {
 						TriggerTypeStatus
 						Namespace          string              `json:"namespace"`
 						WorkerName         string              `json:"worker_name"`
 						RegisteredTriggers []RegisteredTrigger `json:"registered_triggers"`
-					}{tt, cmp.Or(tt.ProviderNamespace, "default"), cmp.Or(tt.ProviderName, "engine"), e.registeredTriggers(listFilter{TriggerType: id})}, nil
+					}{tt, cmp.Or(tt.ProviderNamespace, "default"), cmp.Or(tt.ProviderName, "engine"), e.registeredTriggers(v, listFilter{TriggerType: id})}, nil
 				}
 			}
 			return nil, Errorf(CodeTriggerTypeNotFound, "trigger type %q is not registered", id)
 		}},
-		{FnRegisteredTriggersInfo, "Describe one trigger: type, function, config, owner and status; {trigger_id}", func(in infoInput) (any, error) {
+		{FnRegisteredTriggersInfo, "Describe one trigger: type, function, config, owner and status; {trigger_id}", func(v view, in infoInput) (any, error) {
 			id := cmp.Or(in.TriggerID, in.ID)
 			_, ts := e.Triggers()
 			for _, t := range ts {
-				if t.ID == id {
+				if t.ID == id && v.trigger(t) {
 					cfg := t.Config
 					if len(cfg) == 0 {
 						cfg = json.RawMessage("null")
@@ -126,7 +138,7 @@ func (e *Engine) registerInfoBuiltins() error {
 			if err := decodeInput(c.Payload, &in); err != nil {
 				return nil, err
 			}
-			out, err := f.h(in)
+			out, err := f.h(e.viewOf(c), in)
 			if err != nil {
 				return nil, err
 			}

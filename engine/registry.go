@@ -16,12 +16,15 @@ const ReservedPrefix = "engine::"
 type function struct {
 	id          string
 	description string
-	metadata    json.RawMessage // the last registration's, for expose_functions metadata filters
-	request     json.RawMessage // request_format, as registered
-	response    json.RawMessage // response_format
-	builtin     Handler
-	replicas    []*Session
-	next        atomic.Uint32 // rotates the starting replica to break ties
+	// metadata is each replica's own, as it registered it: exposure by
+	// an expose_functions metadata filter needs every replica's to match,
+	// and a replica's metadata leaves with it.
+	metadata map[*Session]json.RawMessage
+	request  json.RawMessage // request_format, as registered
+	response json.RawMessage // response_format
+	builtin  Handler
+	replicas []*Session
+	next     atomic.Uint32 // rotates the starting replica to break ties
 }
 
 // pick returns the built-in handler, or the replica with the fewest calls in
@@ -95,6 +98,12 @@ func (e *Engine) RegisterFunction(id, description string, h Handler) error {
 }
 
 // addReplica adds s to the replica set of id. Callers hold e.mu.
+//
+// A replica set has one principal: a session under a listener policy
+// never joins a set that a session of another policy or identity serves
+// (conflict). A trusted session's registration takes the id back from
+// sessions under a policy, which stop serving it: a policy can never
+// place a function where a trusted worker serves one.
 func (e *Engine) addReplica(s *Session, id string, spec FunctionSpec) error {
 	if strings.HasPrefix(id, ReservedPrefix) {
 		return Errorf(CodeForbidden, "function ids starting with %q are reserved for the engine", ReservedPrefix)
@@ -110,13 +119,25 @@ func (e *Engine) addReplica(s *Session, id string, spec FunctionSpec) error {
 		e.functionsChanged()
 	case fn.builtin != nil:
 		return Errorf(CodeConflict, "function %q is built into the engine", id)
+	case len(fn.replicas) > 0 && !samePrincipal(fn.replicas[0].grant, s.grant):
+		if s.grant != nil {
+			return Errorf(CodeConflict, "function %q is served by workers of another listener policy or identity; a connection under a policy never joins their replica set (a function_registration_prefix keeps its ids apart)", id)
+		}
+		for _, r := range slices.Clone(fn.replicas) {
+			e.log.Warn("a trusted worker took back a function id served under a listener policy", LogFunctionID, id,
+				LogWorkerID, r.id, LogWorkerName, r.name())
+			fn.replicas = slices.DeleteFunc(fn.replicas, func(x *Session) bool { return x == r })
+			delete(fn.metadata, r)
+			delete(r.functions, id)
+		}
 	}
 	if spec.Description != "" {
 		fn.description = spec.Description
 	}
-	if len(spec.Metadata) > 0 {
-		fn.metadata = spec.Metadata
+	if fn.metadata == nil {
+		fn.metadata = make(map[*Session]json.RawMessage)
 	}
+	fn.metadata[s] = spec.Metadata
 	if len(spec.RequestFormat) > 0 {
 		fn.request = spec.RequestFormat
 	}
@@ -142,6 +163,7 @@ func (e *Engine) removeReplica(s *Session, id string) bool {
 		return false
 	}
 	fn.replicas = slices.Delete(fn.replicas, i, i+1)
+	delete(fn.metadata, s)
 	if len(fn.replicas) == 0 {
 		delete(e.functions, id)
 		if r := e.cfg.Remote; r != nil {
@@ -161,12 +183,27 @@ func (e *Engine) HasFunction(id string) bool {
 	return ok
 }
 
-// functionMetadata is the registered metadata of function id, or nil.
-func (e *Engine) functionMetadata(id string) json.RawMessage {
+// functionMetadata is the registered metadata of every replica of
+// function id: nil for a built-in, an unknown id, or one served only by
+// other engines.
+func (e *Engine) functionMetadata(id string) []json.RawMessage {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if fn := e.functions[id]; fn != nil {
-		return fn.metadata
+		return fn.replicaMetadata()
 	}
 	return nil
+}
+
+// replicaMetadata lists the replicas' metadata in replica order. Callers
+// hold e.mu.
+func (fn *function) replicaMetadata() []json.RawMessage {
+	if len(fn.replicas) == 0 {
+		return nil
+	}
+	out := make([]json.RawMessage, len(fn.replicas))
+	for i, r := range fn.replicas {
+		out[i] = fn.metadata[r]
+	}
+	return out
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/time/rate"
 )
 
 // WorkerInfo describes a worker, from the first frame of its session.
@@ -80,7 +81,8 @@ type Session struct {
 	token       string
 	info        atomic.Pointer[WorkerInfo]
 	connectedAt time.Time
-	grant       *Grant // nil: a trusted listener's session
+	grant       *Grant        // nil: a trusted listener's session
+	fires       *rate.Limiter // how often its triggers may fire (under a policy)
 	inflight    atomic.Int64
 	done        chan struct{}
 
@@ -121,6 +123,7 @@ func (e *Engine) AttachGranted(info WorkerInfo, p Peer, g *Grant) (*Session, err
 		token:        uuid.NewString(), // a secret: 122 random bits
 		connectedAt:  e.cfg.Now(),
 		grant:        g,
+		fires:        rate.NewLimiter(rate.Limit(e.cfg.TriggerFireRate), max(1, int(e.cfg.TriggerFireRate))),
 		done:         make(chan struct{}),
 		pending:      make(map[string]chan result),
 		functions:    make(map[string]struct{}),
@@ -424,19 +427,7 @@ func (e *Engine) Authorize(g *Grant, c Call) (Call, error) {
 	if err := g.CanCall(c.FunctionID, e.functionMetadata(c.FunctionID)); err != nil {
 		return c, err
 	}
-	c.Grant = g
-	if mw := g.access.MiddlewareFunctionID; mw != "" && !matchAny(infrastructure, c.FunctionID) {
-		payload := c.Payload
-		if len(payload) == 0 {
-			payload = []byte("null")
-		}
-		p, err := json.Marshal(MiddlewareInput{FunctionID: c.FunctionID, Payload: payload, Context: g.result.Context})
-		if err != nil {
-			return c, Errorf(CodeInvalidArgument, "call of %q: %v", c.FunctionID, err)
-		}
-		c.FunctionID, c.Payload = mw, p
-	}
-	return c, nil
+	return e.throughMiddleware(g, c)
 }
 
 // Handle invokes c on the worker and waits for its answer, ctx, or the end of

@@ -16,6 +16,11 @@ type Trigger struct {
 	// Metadata is passed as Call.Metadata with every call the trigger
 	// makes (providers do so).
 	Metadata json.RawMessage `json:"metadata,omitempty"`
+
+	// by is the session that registered the trigger, whose rights its
+	// calls run with (Engine.Fire); nil for a trigger a provider was
+	// handed directly.
+	by *Session
 }
 
 // TriggerProvider serves a trigger type: it starts firing a trigger's
@@ -161,11 +166,20 @@ func (s *Session) RegisterTrigger(ctx context.Context, t Trigger) error {
 		if t, err = s.e.onTriggerRegistration(ctx, g, t); err != nil {
 			return err
 		}
-		t.FunctionID = g.Prefix() + t.FunctionID
+		ids, err := triggerFunctionIDs(&t, g.Prefix())
+		if err != nil {
+			return err
+		}
 		if err := validateTrigger(t); err != nil {
 			return err
 		}
+		for _, id := range ids {
+			if err := s.e.mayTarget(s, id, true); err != nil {
+				return Errorf(CodeForbidden, "trigger %q not registered: it would call %q with this connection's rights: %s", t.ID, id, AsError(err).Message)
+			}
+		}
 	}
+	t.by = s
 	e := s.e
 	e.mu.Lock()
 	if s.isClosed() {
@@ -176,6 +190,16 @@ func (s *Session) RegisterTrigger(ctx context.Context, t Trigger) error {
 	if old != nil && old.owner != s {
 		e.mu.Unlock()
 		return Errorf(CodeConflict, "trigger %q is owned by another worker", t.ID)
+	}
+	if old == nil {
+		if n := len(s.triggers); n >= e.cfg.MaxTriggersPerWorker {
+			e.mu.Unlock()
+			return Errorf(CodeOverloaded, "trigger %q not registered: this connection owns %d triggers, the most one may (--max-triggers-per-worker)", t.ID, n)
+		}
+		if n := len(e.triggers); n >= e.cfg.MaxTriggers {
+			e.mu.Unlock()
+			return Errorf(CodeOverloaded, "trigger %q not registered: the engine holds %d triggers, the most it may (--max-triggers)", t.ID, n)
+		}
 	}
 	tt := e.triggerTypes[t.Type]
 	if tt == nil {

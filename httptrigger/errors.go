@@ -23,6 +23,7 @@ const (
 	CodeInvalidResponse      = "INVALID_RESPONSE"
 	CodeUnavailable          = "UNAVAILABLE"
 	CodeOverloaded           = "OVERLOADED"
+	CodeForbidden            = "FORBIDDEN"
 	CodeTimeout              = "TIMEOUT"
 	CodeInternal             = "INTERNAL_ERROR"
 )
@@ -70,6 +71,8 @@ func callError(err error) *httpError {
 		return &httpError{http.StatusServiceUnavailable, CodeUnavailable, ae.Message, false}
 	case engine.CodeOverloaded:
 		return &httpError{http.StatusServiceUnavailable, CodeOverloaded, ae.Message, false}
+	case engine.CodeForbidden: // the route's owner may not call it (or the function refused)
+		return &httpError{http.StatusForbidden, CodeForbidden, ae.Message, false}
 	case engine.CodeInternal:
 		return &httpError{http.StatusBadGateway, string(ae.Code), "internal error", false}
 	default: // the function failed: keep its code and message

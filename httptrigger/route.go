@@ -35,6 +35,7 @@ type segment struct {
 
 // route is one registered http trigger. It is immutable once built.
 type route struct {
+	trigger    engine.Trigger // whose owner's rights every call runs with (engine.Fire)
 	triggerID  string
 	functionID string
 	condition  string
@@ -124,7 +125,7 @@ func parseRoute(t engine.Trigger) (*route, error) {
 	if err != nil {
 		return nil, invalid(t, "api_path %q: %s", *c.APIPath, err.Error())
 	}
-	return &route{triggerID: t.ID, functionID: t.FunctionID, condition: c.ConditionFunctionID, middleware: c.MiddlewareIDs, maxBody: maxBody, metadata: t.Metadata,
+	return &route{trigger: t, triggerID: t.ID, functionID: t.FunctionID, condition: c.ConditionFunctionID, middleware: c.MiddlewareIDs, maxBody: maxBody, metadata: t.Metadata,
 		method: method, pattern: pattern, segs: segs, shape: shapeOf(method, segs)}, nil
 }
 

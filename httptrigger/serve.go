@@ -115,7 +115,7 @@ func (p *Provider) serve(ctx context.Context, w http.ResponseWriter, r *http.Req
 		if err != nil {                   // cannot happen: body is valid JSON
 			return errInternal
 		}
-		out, err := p.e.Trigger(ctx, engine.Call{FunctionID: rt.condition, Payload: payload, Metadata: rt.metadata})
+		out, err := p.e.Fire(ctx, rt.trigger, engine.Call{FunctionID: rt.condition, Payload: payload, Metadata: rt.metadata})
 		if err != nil {
 			log.Debug("http condition function failed", engine.LogFunctionID, rt.condition, "error", err)
 			return callError(err)
@@ -141,7 +141,7 @@ func (p *Provider) serve(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if err != nil { // cannot happen: body is valid JSON
 		return errInternal
 	}
-	out, err := p.e.Trigger(ctx, engine.Call{FunctionID: rt.functionID, Payload: payload, Metadata: rt.metadata})
+	out, err := p.e.Fire(ctx, rt.trigger, engine.Call{FunctionID: rt.functionID, Payload: payload, Metadata: rt.metadata})
 	if err != nil {
 		return functionFailed(ctx, log, err)
 	}
@@ -175,7 +175,7 @@ func (p *Provider) middleware(ctx context.Context, w http.ResponseWriter, rt *ro
 	if err != nil {
 		return true, errInternal
 	}
-	out, err := p.e.Trigger(ctx, engine.Call{FunctionID: fn, Payload: in, Metadata: rt.metadata})
+	out, err := p.e.Fire(ctx, rt.trigger, engine.Call{FunctionID: fn, Payload: in, Metadata: rt.metadata})
 	if err != nil {
 		log.Debug("http middleware failed", engine.LogFunctionID, fn, "error", err)
 		return true, callError(err)

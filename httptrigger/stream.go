@@ -154,7 +154,7 @@ func (p *Provider) serveChannels(ctx context.Context, w http.ResponseWriter, r *
 		streamed = s.read(ctx, r, resR, waitCtx, cancelCall)
 	}()
 
-	s.out, s.err = p.e.Trigger(callCtx, engine.Call{FunctionID: rt.functionID, Payload: payload, Metadata: rt.metadata})
+	s.out, s.err = p.e.Fire(callCtx, rt.trigger, engine.Call{FunctionID: rt.functionID, Payload: payload, Metadata: rt.metadata})
 	close(s.done)
 	stopWait()
 	if !claim() {

@@ -239,7 +239,7 @@ func (m *Module) deliver(s *subscription, msg *nats.Msg) {
 		defer func() { <-s.sem }()
 		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.CallTimeout)
 		defer cancel()
-		if _, err := m.e.Trigger(ctx, engine.Call{FunctionID: s.t.FunctionID, Payload: msg.Data, Metadata: s.t.Metadata}); err != nil {
+		if _, err := m.e.Fire(ctx, s.t, engine.Call{FunctionID: s.t.FunctionID, Payload: msg.Data, Metadata: s.t.Metadata}); err != nil {
 			m.log.Warn("subscribe trigger failed", "trigger_id", s.t.ID, "function_id", s.t.FunctionID, "topic", s.topic, "error", err)
 		}
 	}()

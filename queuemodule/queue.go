@@ -301,8 +301,9 @@ func (m *Module) start(f func()) {
 	m.wg.Go(f)
 }
 
-// attempt runs the job's call once, renewing its ack wait meanwhile.
-func (m *Module) attempt(msg jetstream.Msg, c engine.Call) error {
+// attempt runs the job's call once, as trigger t when a trigger made it
+// (with its owner's rights), renewing its ack wait meanwhile.
+func (m *Module) attempt(msg jetstream.Msg, t engine.Trigger, c engine.Call) error {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -317,7 +318,7 @@ func (m *Module) attempt(msg jetstream.Msg, c engine.Call) error {
 			}
 		}
 	})
-	_, err := m.e.Trigger(m.ctx, c)
+	_, err := m.e.Fire(m.ctx, t, c)
 	close(stop)
 	wg.Wait()
 	return err
@@ -347,7 +348,7 @@ func (m *Module) runQueueJob(name string, q QueueConfig, msg jetstream.Msg) {
 			m.deadLetter(msg, name, msg.Subject(), attempt-1, errors.New("attempts exhausted before this delivery"))
 			return
 		}
-		err := m.attempt(msg, c)
+		err := m.attempt(msg, engine.Trigger{}, c)
 		if err == nil {
 			if err := msg.DoubleAck(m.ctx); err != nil {
 				m.log.Warn("queue job ack failed: it may run again", "queue", name, "function_id", c.FunctionID, "error", err)

@@ -156,7 +156,7 @@ func (m *Module) runTopicJob(t engine.Trigger, topic, dlq, back string, q QueueC
 		return
 	}
 	c := engine.Call{FunctionID: t.FunctionID, Payload: msg.Data(), Metadata: t.Metadata, Timeout: m.cfg.CallTimeout}
-	if err := m.attempt(msg, c); err != nil {
+	if err := m.attempt(msg, t, c); err != nil {
 		if m.ctx.Err() != nil {
 			return
 		}

@@ -131,10 +131,10 @@ func (m *Module) deliver(tr *trigger) {
 				return
 			default:
 			}
-			if !m.condition(tr.cfg.ConditionFunctionID, ev) {
+			if !m.condition(tr.t, tr.cfg.ConditionFunctionID, ev) {
 				continue
 			}
-			if _, err := m.e.Trigger(context.Background(), engine.Call{FunctionID: tr.t.FunctionID, Payload: ev, Metadata: tr.t.Metadata}); err != nil {
+			if _, err := m.e.Fire(context.Background(), tr.t, engine.Call{FunctionID: tr.t.FunctionID, Payload: ev, Metadata: tr.t.Metadata}); err != nil {
 				m.log.Warn("state trigger failed", "trigger_id", tr.t.ID, "function_id", tr.t.FunctionID, "error", err)
 			}
 		}
@@ -143,11 +143,11 @@ func (m *Module) deliver(tr *trigger) {
 
 // condition runs a condition function: only a JSON false result or an
 // error skips the handler.
-func (m *Module) condition(fn string, payload []byte) bool {
+func (m *Module) condition(t engine.Trigger, fn string, payload []byte) bool {
 	if fn == "" {
 		return true
 	}
-	out, err := m.e.Trigger(context.Background(), engine.Call{FunctionID: fn, Payload: payload})
+	out, err := m.e.Fire(context.Background(), t, engine.Call{FunctionID: fn, Payload: payload})
 	if err != nil {
 		m.log.Warn("state trigger condition failed", "function_id", fn, "error", err)
 		return false

@@ -34,9 +34,11 @@ const (
 	DefaultMaxItemBytes = 1 << 20
 )
 
-// Caller runs functions; *engine.Engine is one.
+// Caller runs functions; *engine.Engine is one. Fire runs a call a
+// trigger makes, with the rights of the connection that registered it.
 type Caller interface {
 	Trigger(ctx context.Context, c engine.Call) ([]byte, error)
+	Fire(ctx context.Context, t engine.Trigger, c engine.Call) ([]byte, error)
 	HasFunction(id string) bool
 }
 

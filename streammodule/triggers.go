@@ -232,10 +232,10 @@ func (m *Module) deliver(st *streamTrigger) {
 		case <-st.stop:
 			return
 		case frame := <-st.q:
-			if !m.condition(st.cfg.ConditionFunctionID, frame) {
+			if !m.condition(st.t, st.cfg.ConditionFunctionID, frame) {
 				continue
 			}
-			if _, err := m.e.Trigger(context.Background(), engine.Call{FunctionID: st.t.FunctionID, Payload: frame, Metadata: st.t.Metadata}); err != nil {
+			if _, err := m.e.Fire(context.Background(), st.t, engine.Call{FunctionID: st.t.FunctionID, Payload: frame, Metadata: st.t.Metadata}); err != nil {
 				m.log.Warn("stream trigger failed", "trigger_id", st.t.ID, "function_id", st.t.FunctionID, "error", err)
 			}
 		}
@@ -244,11 +244,11 @@ func (m *Module) deliver(st *streamTrigger) {
 
 // condition runs a condition function: only a JSON false result or an
 // error skips the handler.
-func (m *Module) condition(fn string, payload []byte) bool {
+func (m *Module) condition(t engine.Trigger, fn string, payload []byte) bool {
 	if fn == "" {
 		return true
 	}
-	out, err := m.e.Trigger(context.Background(), engine.Call{FunctionID: fn, Payload: payload})
+	out, err := m.e.Fire(context.Background(), t, engine.Call{FunctionID: fn, Payload: payload})
 	if err != nil {
 		m.log.Warn("stream trigger condition failed", "function_id", fn, "error", err)
 		return false
@@ -299,7 +299,7 @@ func (m *Module) Join(ctx context.Context, s Subscription) error {
 		}
 		if fn := g.cfg.ConditionFunctionID; fn != "" {
 			cctx, cancel := context.WithTimeout(ctx, m.cfg.JoinTimeout)
-			out, err := m.e.Trigger(cctx, engine.Call{FunctionID: fn, Payload: payload})
+			out, err := m.e.Fire(cctx, g.t, engine.Call{FunctionID: fn, Payload: payload})
 			cancel()
 			if err != nil {
 				return fmt.Errorf("join trigger %s: condition %s: %w", g.t.ID, fn, err)
@@ -309,7 +309,7 @@ func (m *Module) Join(ctx context.Context, s Subscription) error {
 			}
 		}
 		cctx, cancel := context.WithTimeout(ctx, m.cfg.JoinTimeout)
-		out, err := m.e.Trigger(cctx, engine.Call{FunctionID: g.t.FunctionID, Payload: payload, Metadata: g.t.Metadata})
+		out, err := m.e.Fire(cctx, g.t, engine.Call{FunctionID: g.t.FunctionID, Payload: payload, Metadata: g.t.Metadata})
 		cancel()
 		if err != nil {
 			return fmt.Errorf("join handler %s: %w", g.t.FunctionID, err)
@@ -344,10 +344,10 @@ func (m *Module) Leave(s Subscription) {
 	go func() {
 		defer m.wg.Done()
 		for _, g := range gs {
-			if !m.condition(g.cfg.ConditionFunctionID, payload) {
+			if !m.condition(g.t, g.cfg.ConditionFunctionID, payload) {
 				continue
 			}
-			if _, err := m.e.Trigger(context.Background(), engine.Call{FunctionID: g.t.FunctionID, Payload: payload, Metadata: g.t.Metadata}); err != nil {
+			if _, err := m.e.Fire(context.Background(), g.t, engine.Call{FunctionID: g.t.FunctionID, Payload: payload, Metadata: g.t.Metadata}); err != nil {
 				m.log.Debug("stream:leave handler failed", "function_id", g.t.FunctionID, "error", err)
 			}
 		}
