@@ -41,6 +41,10 @@ type engineConfig struct {
 	DataDir         string
 	DefaultTimeout  time.Duration
 	ShutdownGrace   time.Duration
+	// MaxTriggersPerWorker, MaxTriggers and TriggerFireRate bound the
+	// triggers connections create (engine.Config).
+	MaxTriggersPerWorker, MaxTriggers int
+	TriggerFireRate                   float64
 	MaxMessageBytes int
 	LogLevel        slog.Level
 	LogFormat       string
@@ -223,6 +227,19 @@ var engineSettings = []setting{
 	}},
 	{"shutdown-grace", "DURATION", "10s", "time in-flight calls get to finish on SIGINT/SIGTERM", func(c *engineConfig, v string) (err error) {
 		c.ShutdownGrace, err = positiveDuration(v)
+		return err
+	}},
+	{"max-triggers-per-worker", "N", "1000", "triggers one worker connection may own; more: overloaded", func(c *engineConfig, v string) (err error) {
+		c.MaxTriggersPerWorker, err = positiveInt(v)
+		return err
+	}},
+	{"max-triggers", "N", "100000", "triggers all connections together may own; more: overloaded", func(c *engineConfig, v string) (err error) {
+		c.MaxTriggers, err = positiveInt(v)
+		return err
+	}},
+	{"trigger-fire-rate", "N", "200", "fires per second, with a burst of as many, of the triggers of one connection under a listener policy (trusted connections' are not limited); a fire past it is refused with overloaded", func(c *engineConfig, v string) (err error) {
+		n, err := positiveInt(v)
+		c.TriggerFireRate = float64(n)
 		return err
 	}},
 	{"max-message-bytes", "N", strconv.Itoa(grpcserver.DefaultMaxMessageBytes), "largest gRPC message, received or sent", func(c *engineConfig, v string) error {

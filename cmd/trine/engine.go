@@ -152,12 +152,15 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	defer ns.Close()
 	router := natsroute.New(ns.Conn, log)
 	eng, err := engine.New(engine.Config{
-		DefaultTimeout: cfg.DefaultTimeout,
-		ShutdownGrace:  cfg.ShutdownGrace,
-		Version:        version,
-		Logger:         log,
-		Observer:       metrics,
-		Remote:         router,
+		DefaultTimeout:       cfg.DefaultTimeout,
+		ShutdownGrace:        cfg.ShutdownGrace,
+		Version:              version,
+		Logger:               log,
+		Observer:             metrics,
+		Remote:               router,
+		MaxTriggersPerWorker: cfg.MaxTriggersPerWorker,
+		MaxTriggers:          cfg.MaxTriggers,
+		TriggerFireRate:      cfg.TriggerFireRate,
 	})
 	if err != nil {
 		return fmt.Errorf("create engine: %w", err)
