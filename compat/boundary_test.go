@@ -165,6 +165,19 @@ func TestBoundaryHoldsOnEveryPath(t *testing.T) {
 		if strings.Contains(string(out), "admin::secret") || strings.Contains(string(out), "test::auth") || !strings.Contains(string(out), "api::echo") {
 			t.Errorf("discovery: %s", out)
 		}
+		// Its own function cannot read through a trigger what it may not
+		// read by a call: state and stream changes, subscribers' contexts,
+		// topics.
+		must(t, w.RegisterFunction(ctx, "mallory::sink", func(context.Context, json.RawMessage) (any, error) { return nil, nil }))
+		for _, h := range hostileTriggers {
+			if h.typ != "state" && h.typ != "stream" && h.typ != "stream:join" && h.typ != "subscribe" && h.typ != "durable:subscriber" {
+				continue
+			}
+			err := w.RegisterTrigger(ctx, trine.Trigger{ID: h.id, Type: h.typ, FunctionID: "mallory::sink", Config: json.RawMessage(h.config)})
+			if !isCode(err, trine.CodeForbidden) {
+				t.Errorf("trigger %s on its own function: %v, want forbidden", h.id, err)
+			}
+		}
 		// What it may do still works, through the middleware.
 		must(t, w.RegisterTrigger(ctx, trine.Trigger{ID: "ok-http", Type: "http", FunctionID: "api::echo", Config: map[string]string{"api_path": "ok", "http_method": "POST"}}))
 		resp, err := http.Post("http://"+a.http+"/ok", "application/json", strings.NewReader(`{"x":1}`))

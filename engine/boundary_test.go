@@ -515,3 +515,37 @@ func TestTriggerFireRate(t *testing.T) {
 		}
 	}
 }
+
+// readGuarded is a trigger type whose triggers get what data::read gives.
+type readGuarded struct{ firer }
+
+func (*readGuarded) ReadFunction(engine.Trigger) string { return "data::read" }
+
+// A trigger that hands its function what a function reads (a state or
+// stream change, a join's subscriber) needs the right to call that
+// function, even when its own function is the connection's.
+func TestReadGuardedTriggerTypes(t *testing.T) {
+	e := newEngine(t, engine.Config{})
+	p := &readGuarded{firer{e: e, ts: map[string]engine.Trigger{}}}
+	if err := e.RegisterTriggerType("data", "", p); err != nil {
+		t.Fatal(err)
+	}
+	register(t, e, "data::read", answer("1"))
+	denied, _ := granted(t, e, &engine.Access{ExposeFunctions: []engine.Filter{{Match: "api::*"}}}, `{}`)
+	if err := denied.RegisterFunction("mine::fn", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := denied.RegisterTrigger(t.Context(), engine.Trigger{ID: "d", Type: "data", FunctionID: "mine::fn"}); code(err) != engine.CodeForbidden || !strings.Contains(err.Error(), "data::read") {
+		t.Fatalf("a data trigger without the right to read: %v", err)
+	}
+	if _, ok := p.get("d"); ok {
+		t.Fatal("the refused trigger reached its provider")
+	}
+	allowed, _ := granted(t, e, &engine.Access{ExposeFunctions: []engine.Filter{{Match: "data::*"}}}, `{}`)
+	if err := allowed.RegisterFunction("mine2::fn", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := allowed.RegisterTrigger(t.Context(), engine.Trigger{ID: "a", Type: "data", FunctionID: "mine2::fn"}); err != nil {
+		t.Fatalf("a data trigger with the right to read: %v", err)
+	}
+}

@@ -54,6 +54,29 @@ func (e *Engine) authorizeFire(t Trigger, c Call) (Call, error) {
 	return e.throughMiddleware(s.grant, c)
 }
 
+// canReadThrough refuses a trigger whose type hands its function what a
+// function reads (ReadGuard) when g may not call that function.
+func (e *Engine) canReadThrough(g *Grant, t Trigger) error {
+	e.mu.RLock()
+	tt := e.triggerTypes[t.Type]
+	e.mu.RUnlock()
+	if tt == nil {
+		return nil // refused later as an unknown type
+	}
+	rg, ok := tt.provider.(ReadGuard)
+	if !ok {
+		return nil
+	}
+	fn := rg.ReadFunction(t)
+	if fn == "" {
+		return nil
+	}
+	if err := g.CanCall(fn, e.functionMetadata(fn)); err != nil {
+		return Errorf(CodeForbidden, "trigger %q not registered: a %q trigger gets what %s gives, and this connection may not call %s (%s)", t.ID, t.Type, fn, fn, AsError(err).Message)
+	}
+	return nil
+}
+
 // mayTarget decides whether session s (under a policy) may have the engine
 // call fn on its behalf: a function it serves itself, or one it may call.
 // With unknownOK, an id no replica on this engine serves yet passes: the

@@ -173,6 +173,9 @@ func (s *Session) RegisterTrigger(ctx context.Context, t Trigger) error {
 		if err := validateTrigger(t); err != nil {
 			return err
 		}
+		if err := s.e.canReadThrough(g, t); err != nil {
+			return err
+		}
 		for _, id := range ids {
 			if err := s.e.mayTarget(s, id, true); err != nil {
 				return Errorf(CodeForbidden, "trigger %q not registered: it would call %q with this connection's rights: %s", t.ID, id, AsError(err).Message)
@@ -288,6 +291,15 @@ func (s *Session) UnregisterTrigger(ctx context.Context, id string) error {
 		}
 	}
 	return nil
+}
+
+// ReadGuard is a TriggerProvider whose triggers hand their function data
+// that a caller could otherwise get only by calling a function (state
+// changes, which state::get reads), or that decide for others (stream:join).
+// ReadFunction names that function for t, or "": a connection under a
+// listener policy may register t only if it may call it.
+type ReadGuard interface {
+	ReadFunction(t Trigger) string
 }
 
 // OrphanKeeper is a TriggerProvider that tells a trigger whose owner

@@ -161,6 +161,10 @@ func (m *Module) publish(_ context.Context, c engine.Call) ([]byte, error) {
 
 type provider struct{ m *Module }
 
+// ReadFunction guards the subscribe trigger for connections under a
+// listener policy: a connection that may not publish may not listen.
+func (provider) ReadFunction(engine.Trigger) string { return FnPublish }
+
 func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 	var cfg struct {
 		Topic *string `json:"topic"`

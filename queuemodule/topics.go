@@ -61,6 +61,11 @@ func (m *Module) durablePublish(ctx context.Context, c engine.Call) ([]byte, err
 
 type provider struct{ m *Module }
 
+// ReadFunction guards durable:subscriber for connections under a listener
+// policy: a connection that may not publish to durable topics may not
+// read them.
+func (provider) ReadFunction(engine.Trigger) string { return FnDurablePublish }
+
 type durableConfig struct {
 	Topic       *string      `json:"topic"`
 	QueueConfig *QueueConfig `json:"queue_config"`

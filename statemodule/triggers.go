@@ -36,6 +36,10 @@ func (t *trigger) stop() { close(t.done) }
 
 type provider struct{ m *Module }
 
+// ReadFunction guards the state trigger for connections under a listener
+// policy: it gets every change of the values state::get reads.
+func (provider) ReadFunction(engine.Trigger) string { return FnGet }
+
 func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 	var cfg triggerConfig
 	raw := bytes.TrimSpace(t.Config)

@@ -111,6 +111,17 @@ func (tr *triggers) register(e *engine.Engine) error {
 	return nil
 }
 
+// ReadFunction guards the types for connections under a listener policy: a
+// stream trigger gets every change, which stream::get reads; join and leave
+// triggers see every subscriber's auth context and decide who may read, so
+// they take a connection that may write (stream::set).
+func (p provider) ReadFunction(engine.Trigger) string {
+	if p.kind == TriggerStream {
+		return FnGet
+	}
+	return FnSet
+}
+
 func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 	cfg, err := parseConfig(t, p.kind == TriggerStream)
 	if err != nil {
