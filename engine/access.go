@@ -203,6 +203,10 @@ type MiddlewareInput struct {
 	FunctionID string          `json:"function_id"`
 	Payload    json.RawMessage `json:"payload"`
 	Context    json.RawMessage `json:"context"`
+	// Action is the caller's action when it is not a plain call, as iii
+	// passes it: {"type":"enqueue","queue":…}. The middleware then makes
+	// the call with that action itself.
+	Action json.RawMessage `json:"action,omitempty"`
 }
 
 // infrastructure are the functions every connection may call (iii's

@@ -549,3 +549,41 @@ func TestReadGuardedTriggerTypes(t *testing.T) {
 		t.Fatalf("a data trigger with the right to read: %v", err)
 	}
 }
+
+// With a middleware, an enqueue of a connection under the policy goes to
+// the middleware with its action, as in iii; without, to the queue.
+func TestEnqueueThroughMiddleware(t *testing.T) {
+	e := newEngine(t, engine.Config{})
+	var got engine.MiddlewareInput
+	mw := register(t, e, "mw", func(c engine.Call) ([]byte, error) {
+		_ = json.Unmarshal(c.Payload, &got)
+		return []byte(`{"message_receipt_id":"r"}`), nil
+	})
+	queued := register(t, e, engine.FnQueueEnqueue, answer(`{"message_receipt_id":"q"}`))
+	register(t, e, "api::job", answer("1"))
+	s, _ := granted(t, e, &engine.Access{MiddlewareFunctionID: "mw", ExposeFunctions: []engine.Filter{{Match: "api::*"}}}, `{"context":{"user":"u"}}`)
+	if _, err := s.Enqueue(t.Context(), "jobs", engine.Call{FunctionID: "admin::x"}); code(err) != engine.CodeForbidden {
+		t.Fatalf("enqueue of a hidden function: %v", err)
+	}
+	out, err := s.Enqueue(t.Context(), "jobs", engine.Call{FunctionID: "api::job", Payload: []byte(`{"n":1}`)})
+	if err != nil || mw.Load() != 1 || queued.Load() != 0 {
+		t.Fatalf("enqueue: %s %v (middleware %d, queue %d)", out, err, mw.Load(), queued.Load())
+	}
+	if got.FunctionID != "api::job" || string(got.Action) != `{"queue":"jobs","type":"enqueue"}` || string(got.Context) != `{"user":"u"}` {
+		t.Fatalf("middleware input %+v (action %s)", got, got.Action)
+	}
+}
+
+// A restricted connection sees its own functions in discovery, even when
+// it may not call them.
+func TestDiscoveryShowsOwnFunctions(t *testing.T) {
+	e := newEngine(t, engine.Config{})
+	s, _ := granted(t, e, &engine.Access{ExposeFunctions: []engine.Filter{{Match: "engine::functions::*"}}}, `{}`)
+	if err := s.RegisterFunction("own::fn", ""); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Call(t.Context(), engine.Call{FunctionID: engine.FnFunctionsInfo, Payload: []byte(`{"function_id":"own::fn"}`)})
+	if err != nil || !strings.Contains(string(out), "own::fn") {
+		t.Fatalf("info of its own function: %s %v", out, err)
+	}
+}

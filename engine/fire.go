@@ -51,7 +51,7 @@ func (e *Engine) authorizeFire(t Trigger, c Call) (Call, error) {
 	if err := e.mayTarget(s, c.FunctionID, false); err != nil {
 		return c, Errorf(CodeForbidden, "trigger %q: %s", t.ID, AsError(err).Message)
 	}
-	return e.throughMiddleware(s.grant, c)
+	return e.throughMiddleware(s.grant, c, nil)
 }
 
 // canReadThrough refuses a trigger whose type hands its function what a
@@ -101,8 +101,8 @@ func (e *Engine) mayTarget(s *Session, fn string, unknownOK bool) error {
 // payload and the connection's context. The engine's own built-in
 // functions (engine::…) bypass it, as in iii: re-invoked by the
 // middleware's worker, their filtered answers would lose the caller's
-// rights.
-func (e *Engine) throughMiddleware(g *Grant, c Call) (Call, error) {
+// rights. action, if set, is the caller's action ({"type":"enqueue",…}).
+func (e *Engine) throughMiddleware(g *Grant, c Call, action json.RawMessage) (Call, error) {
 	c.Grant = g
 	mw := g.access.MiddlewareFunctionID
 	if mw == "" || matchAny(infrastructure, c.FunctionID) || e.engineBuiltin(c.FunctionID) {
@@ -112,7 +112,7 @@ func (e *Engine) throughMiddleware(g *Grant, c Call) (Call, error) {
 	if len(payload) == 0 {
 		payload = []byte("null")
 	}
-	p, err := json.Marshal(MiddlewareInput{FunctionID: c.FunctionID, Payload: payload, Context: g.result.Context})
+	p, err := json.Marshal(MiddlewareInput{FunctionID: c.FunctionID, Payload: payload, Context: g.result.Context, Action: action})
 	if err != nil {
 		return c, Errorf(CodeInvalidArgument, "call of %q: %v", c.FunctionID, err)
 	}

@@ -383,11 +383,21 @@ func (e *Engine) CanCall(g *Grant, fn string) error {
 }
 
 // Enqueue is the worker's own enqueue action: the call c goes to queue
-// through FnQueueEnqueue once the session may call c's function. The
-// middleware does not apply: the job is not run now.
+// through FnQueueEnqueue once the session may call c's function. With a
+// listener middleware, the middleware gets the call with its action
+// ({"type":"enqueue","queue":…}, as in iii) and enqueues it itself.
 func (s *Session) Enqueue(ctx context.Context, queue string, c Call) ([]byte, error) {
 	if err := s.e.CanCall(s.grant, c.FunctionID); err != nil {
 		return nil, err
+	}
+	if g := s.grant; g != nil && g.access.MiddlewareFunctionID != "" {
+		action, _ := json.Marshal(map[string]string{"type": "enqueue", "queue": queue})
+		mc, err := s.e.throughMiddleware(g, c, action)
+		if err != nil {
+			return nil, err
+		}
+		mc.CallerID = s.id
+		return s.e.Trigger(ctx, mc)
 	}
 	if !s.e.HasFunction(FnQueueEnqueue) {
 		return nil, Errorf(CodeEnqueueError, "this engine has no queues (they need JetStream)")
@@ -427,7 +437,7 @@ func (e *Engine) Authorize(g *Grant, c Call) (Call, error) {
 	if err := g.CanCall(c.FunctionID, e.functionMetadata(c.FunctionID)); err != nil {
 		return c, err
 	}
-	return e.throughMiddleware(g, c)
+	return e.throughMiddleware(g, c, nil)
 }
 
 // Handle invokes c on the worker and waits for its answer, ctx, or the end of

@@ -19,9 +19,20 @@ func (e *Engine) viewOf(c Call) view { return view{e: e, g: c.Grant, caller: c.C
 
 func (v view) all() bool { return v.g == nil }
 
-// function reports whether the caller may call function id.
+// function reports whether the caller may call function id, or serves it.
 func (v view) function(id string) bool {
-	return v.all() || v.g.CanCall(id, v.e.functionMetadata(id)) == nil
+	return v.all() || v.g.CanCall(id, v.e.functionMetadata(id)) == nil || v.serves(id)
+}
+
+// serves reports whether the calling worker is a replica of function id.
+func (v view) serves(id string) bool {
+	if v.caller == "" {
+		return false
+	}
+	v.e.mu.RLock()
+	defer v.e.mu.RUnlock()
+	f := v.e.functions[id]
+	return f != nil && slices.ContainsFunc(f.replicas, func(s *Session) bool { return s.id == v.caller })
 }
 
 // functions filters a listing to what the caller may call.

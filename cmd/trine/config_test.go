@@ -29,14 +29,17 @@ func writeConfig(t *testing.T, text string) string {
 }
 
 var defaultConfig = engineConfig{
-	GRPCAddr:        "127.0.0.1:49134",
-	HTTPAddr:        "127.0.0.1:3111",
-	DataDir:         "./trine-data",
-	DefaultTimeout:  30 * time.Second,
-	ShutdownGrace:   10 * time.Second,
-	MaxMessageBytes: 4 << 20,
-	LogLevel:        slog.LevelInfo,
-	LogFormat:       "text",
+	GRPCAddr:             "127.0.0.1:49134",
+	HTTPAddr:             "127.0.0.1:3111",
+	DataDir:              "./trine-data",
+	DefaultTimeout:       30 * time.Second,
+	ShutdownGrace:        10 * time.Second,
+	MaxMessageBytes:      4 << 20,
+	MaxTriggersPerWorker: 1000,
+	MaxTriggers:          100000,
+	TriggerFireRate:      200,
+	LogLevel:             slog.LevelInfo,
+	LogFormat:            "text",
 
 	IIIAddr:           "127.0.0.1:49135",
 	IIINamespaceGrace: 5 * time.Second,
