@@ -35,19 +35,19 @@ import (
 // TRINE_* environment variables, an optional YAML file and defaults, in that
 // order of precedence.
 type engineConfig struct {
-	ConfigFile      string
-	GRPCAddr        string
-	HTTPAddr        string
-	DataDir         string
-	DefaultTimeout  time.Duration
-	ShutdownGrace   time.Duration
+	ConfigFile     string
+	GRPCAddr       string
+	HTTPAddr       string
+	DataDir        string
+	DefaultTimeout time.Duration
+	ShutdownGrace  time.Duration
 	// MaxTriggersPerWorker, MaxTriggers and TriggerFireRate bound the
 	// triggers connections create (engine.Config).
 	MaxTriggersPerWorker, MaxTriggers int
 	TriggerFireRate                   float64
-	MaxMessageBytes int
-	LogLevel        slog.Level
-	LogFormat       string
+	MaxMessageBytes                   int
+	LogLevel                          slog.Level
+	LogFormat                         string
 
 	IIIAddr           string
 	IIINamespaceGrace time.Duration
