@@ -156,7 +156,7 @@ var engineSettings = []setting{
 	{"http-invoke-allow-http", "on|off", "off", "let HTTP-invoked functions use http:// URLs (off: https only)", func(c *engineConfig, v string) error {
 		return onOff(v, &c.HTTPInvoke.AllowHTTP)
 	}},
-	{"http-invoke-allow-private", "on|off", "off", "let HTTP-invoked functions reach loopback, private and link-local addresses, checked on every connection (the engine's own listeners stay refused)", func(c *engineConfig, v string) error {
+	{"http-invoke-allow-private", "on|off", "off", "let HTTP-invoked functions reach loopback, private and link-local addresses, checked on every connection (the engine's own listeners, on every local address, and 0.0.0.0 and :: stay refused)", func(c *engineConfig, v string) error {
 		return onOff(v, &c.HTTPInvoke.AllowPrivate)
 	}},
 	{"http-invoke-env", "LIST", "", "environment variables an HTTP-invoked function's auth (secret_key, token_key, value_key) may name; others are refused, so a worker cannot make the engine send any other secret", func(c *engineConfig, v string) error {

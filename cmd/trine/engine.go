@@ -226,7 +226,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		WriteTimeout: cfg.HTTPTimeout + 10*time.Second,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	invoker := httpInvoker(cfg, os.LookupEnv, grpcLis, httpLis, streamLis, iiiLis, extra)
+	invoker := httpInvoker(cfg, os.LookupEnv, ns.Addr(), grpcLis, httpLis, streamLis, iiiLis, extra)
 	defer invoker.Close()
 	iiiCfg := iiiserver.Config{MaxMessageBytes: int64(cfg.MaxMessageBytes), NamespaceGrace: cfg.IIINamespaceGrace,
 		Channels: hub, AllowedOrigins: cfg.AllowedOrigins, AllowedHosts: cfg.AllowedHosts, HTTPInvoker: invoker, Logger: log}
@@ -422,8 +422,10 @@ func cronClaims(cfg engineConfig, ns *natsembed.Server, log *slog.Logger) cronmo
 }
 
 // httpInvoker is the client of HTTP-invoked functions, kept off the
-// engine's own listeners.
-func httpInvoker(cfg engineConfig, lookupEnv func(string) (string, bool), lis ...any) *httpinvoke.Invoker {
+// engine's own listeners, its embedded NATS server's included (natsAddr,
+// the address it is bound to: the port the OS chose for --nats-addr
+// HOST:0).
+func httpInvoker(cfg engineConfig, lookupEnv func(string) (string, bool), natsAddr string, lis ...any) *httpinvoke.Invoker {
 	var own []netip.AddrPort
 	add := func(l net.Listener) {
 		if l == nil {
@@ -443,7 +445,7 @@ func httpInvoker(cfg engineConfig, lookupEnv func(string) (string, bool), lis ..
 			}
 		}
 	}
-	if a, err := netip.ParseAddrPort(cfg.NATSAddr); err == nil {
+	if a, err := netip.ParseAddrPort(natsAddr); err == nil {
 		own = append(own, a)
 	}
 	return httpinvoke.New(httpinvoke.Config{AllowedHosts: cfg.HTTPInvoke.Hosts, AllowHTTP: cfg.HTTPInvoke.AllowHTTP,

@@ -3,9 +3,10 @@
 // the engine makes itself, over HTTP, instead of sending them to the
 // worker. It checks the target where it matters: at registration (scheme,
 // host allowlist, secrets the operator named) and on every connection (the
-// address actually dialled may not be private, loopback or one of the
-// engine's own listeners), so a name that resolves elsewhere later cannot
-// reach inside.
+// address actually dialled may not be unspecified, private, loopback or one
+// of the engine's own listeners), so a name that resolves elsewhere later
+// cannot reach inside. Its errors say what failed in its own words: what a
+// failed target sent is never repeated to the caller.
 package httpinvoke
 
 import (
@@ -13,6 +14,8 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -49,8 +52,9 @@ type Config struct {
 	AllowedHosts []string
 	// AllowHTTP permits http:// URLs; otherwise only https://.
 	AllowHTTP bool
-	// AllowPrivate permits loopback, private, link-local and unspecified
-	// addresses. The engine's own listeners stay refused.
+	// AllowPrivate permits loopback, private and link-local addresses.
+	// The engine's own listeners and the unspecified addresses (0.0.0.0,
+	// ::), which reach this host itself, stay refused.
 	AllowPrivate bool
 	// Env names the environment variables an auth block may name as its
 	// secret (secret_key, token_key, value_key); any other is refused.
@@ -163,10 +167,14 @@ func (i *Invoker) Parse(raw json.RawMessage) (*Function, error) {
 	if !slices.ContainsFunc(i.cfg.AllowedHosts, func(p string) bool { ok, _ := path.Match(p, host); return ok }) {
 		return nil, refuse("host %q is not in --http-invoke-hosts", host)
 	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		if err := i.checkAddr(netip.AddrPortFrom(ip.Unmap(), port(u))); err != nil {
+	ip, err := netip.ParseAddr(host)
+	switch {
+	case err == nil:
+		if err := i.checkAddr(netip.AddrPortFrom(ip, port(u))); err != nil {
 			return nil, refuse("url %q: %v", s.URL, err)
 		}
+	case numeric(host):
+		return nil, refuse("url %q: the host is a number but not an IP address in the usual form (a.b.c.d or [IPv6])", s.URL)
 	}
 	f := &Function{url: u.String(), method: strings.ToUpper(s.Method), timeout: i.cfg.MaxTimeout, headers: http.Header{}}
 	if f.method == "" {
@@ -243,31 +251,125 @@ func validHeader(k, v string) bool {
 	return !strings.ContainsAny(v, "\r\n\x00")
 }
 
-var errOwn = errors.New("the address is one of the engine's own listeners")
+// refusal is a connection the engine will not make; its text is the
+// reason, in the engine's words.
+type refusal string
 
-// checkAddr refuses private addresses (unless allowed) and the engine's
-// own listeners.
+func (r refusal) Error() string { return string(r) }
+
+const (
+	errOwn         refusal = "the address is one of the engine's own listeners"
+	errUnspecified refusal = "the address is unspecified (0.0.0.0 or ::), which reaches this host itself"
+)
+
+// checkAddr refuses the unspecified address, the engine's own listeners
+// and, unless allowed, private addresses.
 func (i *Invoker) checkAddr(ap netip.AddrPort) error {
-	ip := ap.Addr().Unmap()
-	for _, own := range i.cfg.Own {
-		if own.Port() == ap.Port() && (own.Addr().Unmap() == ip || own.Addr().IsUnspecified() || ip.IsLoopback() && own.Addr().IsLoopback()) {
-			return errOwn
-		}
+	ip := ap.Addr().Unmap().WithZone("")
+	if ip.IsUnspecified() {
+		return errUnspecified
+	}
+	if i.own(ip, ap.Port()) {
+		return errOwn
 	}
 	if !i.cfg.AllowPrivate && (ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsUnspecified() || ip.IsMulticast() || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255})) {
-		return fmt.Errorf("the address %s is private (--http-invoke-allow-private)", ip)
+		ip.IsMulticast() || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255})) {
+		return refusal(fmt.Sprintf("the address %s is private (--http-invoke-allow-private)", ip))
 	}
 	return nil
+}
+
+// own reports whether ip:port reaches one of the engine's listeners: the
+// address a listener is bound to, any loopback address for one bound to
+// loopback, and every local address for one bound to 0.0.0.0 or ::.
+func (i *Invoker) own(ip netip.Addr, port uint16) bool {
+	for _, o := range i.cfg.Own {
+		if o.Port() != port {
+			continue
+		}
+		a := o.Addr().Unmap().WithZone("")
+		switch {
+		case a == ip, a.IsLoopback() && ip.IsLoopback():
+			return true
+		case a.IsUnspecified() && (ip.IsLoopback() || local(ip)):
+			return true
+		}
+	}
+	return false
+}
+
+// local reports whether ip is an address of one of this host's
+// interfaces; when they cannot be listed, every address is.
+func local(ip netip.Addr) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return true
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if x, ok := netip.AddrFromSlice(n.IP); ok && x.Unmap() == ip {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // checkDial runs on every connection, with the address resolved.
 func (i *Invoker) checkDial(_, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
-		return err
+		return refusal(fmt.Sprintf("the address %q does not parse", address))
 	}
 	return i.checkAddr(ap)
+}
+
+// numeric reports whether host is an IPv4 address in one of the forms
+// URL parsers and resolvers read differently ("0", "127.1", "0x7f.1",
+// "2130706433", "010.0.0.1"): its last label is a number, as the WHATWG
+// URL standard puts it, while it is not a plain dotted quad.
+func numeric(host string) bool {
+	last := strings.TrimSuffix(host, ".")
+	last = last[strings.LastIndex(last, ".")+1:]
+	if last == "" {
+		return false
+	}
+	if x, ok := strings.CutPrefix(strings.ToLower(last), "0x"); ok {
+		return strings.Trim(x, "0123456789abcdef") == ""
+	}
+	return strings.Trim(last, "0123456789") == ""
+}
+
+// failure says why an exchange failed, in the engine's words. The text of
+// the error itself may quote what the other side sent (a malformed status
+// line, a header, a TLS alert, an HTTP/2 GOAWAY's debug data), so none of
+// it is repeated.
+func failure(err error) string {
+	var r refusal
+	var dns *net.DNSError
+	var op *net.OpError
+	var cert *tls.CertificateVerificationError
+	var host x509.HostnameError
+	var authority x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &r):
+		return "refused: " + string(r)
+	case errors.As(err, &dns):
+		return "the host name does not resolve"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "the connection was refused"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "the address is unreachable"
+	case errors.As(err, &cert), errors.As(err, &host), errors.As(err, &authority), errors.As(err, &invalid):
+		return "the server's TLS certificate is not valid for the host or not trusted"
+	case errors.As(err, &op) && op.Op == "dial":
+		return "could not connect"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "the connection closed before a complete HTTP answer"
+	default:
+		return "the server did not answer with valid HTTP"
+	}
 }
 
 // Call invokes f with payload, as iii does: a JSON body, x-iii-* headers,
@@ -299,16 +401,19 @@ func (i *Invoker) Call(ctx context.Context, f *Function, functionID, invocationI
 	}
 	res, err := i.client.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, engine.Errorf(engine.CodeDeadlineExceeded, "invoke %s: no answer from %s within %v", functionID, f.url, f.timeout)
+		if err := ended(ctx, functionID, f); err != nil {
+			return nil, err
 		}
-		return nil, engine.Errorf(engine.CodeUnavailable, "invoke %s: %v", functionID, err)
+		return nil, engine.Errorf(engine.CodeUnavailable, "invoke %s: %s: %s", functionID, f.url, failure(err))
 	}
 	defer res.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(res.Body, i.cfg.MaxResponseBytes+1))
 	switch {
 	case err != nil:
-		return nil, engine.Errorf(engine.CodeUnavailable, "invoke %s: reading the answer: %v", functionID, err)
+		if err := ended(ctx, functionID, f); err != nil {
+			return nil, err
+		}
+		return nil, engine.Errorf(engine.CodeUnavailable, "invoke %s: %s: reading the answer: %s", functionID, f.url, failure(err))
 	case int64(len(body)) > i.cfg.MaxResponseBytes:
 		return nil, engine.Errorf(engine.CodeMessageTooLarge, "invoke %s: the answer is over %d bytes", functionID, i.cfg.MaxResponseBytes)
 	}
@@ -331,6 +436,18 @@ func (i *Invoker) Call(ctx context.Context, f *Function, functionID, invocationI
 		return nil, &engine.Error{Code: engine.Code(env.Error.Code), Message: env.Error.Message}
 	}
 	return nil, engine.Errorf(engine.CodeHandlerError, "invoke %s: %s answered HTTP %d", functionID, f.url, res.StatusCode)
+}
+
+// ended is the error of a call whose context ended: its deadline
+// (timeout_ms, or the caller's) passed, or its caller went away.
+func ended(ctx context.Context, functionID string, f *Function) error {
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return engine.Errorf(engine.CodeDeadlineExceeded, "invoke %s: no complete answer from %s within %v", functionID, f.url, f.timeout)
+	case ctx.Err() != nil:
+		return engine.Errorf(engine.CodeCancelled, "invoke %s: the call was cancelled", functionID)
+	}
+	return nil
 }
 
 // Sign is iii's request signature: "sha256=" and the hex HMAC-SHA256, keyed

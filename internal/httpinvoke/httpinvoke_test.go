@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/httpinvoke"
+	"github.com/trinehq/trine/internal/natstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -205,5 +209,201 @@ func TestNeverTheEngineOrInside(t *testing.T) {
 	}
 	if _, err := public.Call(context.Background(), f, "ext::f", "i", nil); err == nil || !strings.Contains(err.Error(), "private") {
 		t.Fatalf("a name resolving to loopback was dialled: %v", err)
+	}
+}
+
+// TestUnspecifiedAlwaysRefused: 0.0.0.0 and :: reach the host itself (the
+// engine's listeners, its NATS) whatever the flags say, in every spelling:
+// refused at registration when written in the URL, and on every
+// connection when a name resolves to them.
+func TestUnspecifiedAlwaysRefused(t *testing.T) {
+	t.Parallel()
+	srv, _, _ := server(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`1`)) })
+	own := netip.MustParseAddrPort(srv.Listener.Addr().String())
+	port := strconv.Itoa(int(own.Port()))
+	for _, cfg := range []httpinvoke.Config{
+		{AllowHTTP: true, AllowPrivate: true, Own: []netip.AddrPort{own}},
+		{AllowHTTP: true, AllowPrivate: true},
+		{AllowHTTP: true},
+	} {
+		inv := invoker(t, cfg)
+		for _, host := range []string{"0.0.0.0", "[::]", "[::ffff:0.0.0.0]", "[0:0:0:0:0:0:0:0]", "[::ffff:0:0]",
+			"0", "0x0", "0.0", "00.0.0.0", "000.000.000.000", "0x7f.1", "2130706433", "127.1", "0x7f000001"} {
+			raw := `{"url":"http://` + host + `:` + port + `/healthz"}`
+			if _, err := inv.Parse(json.RawMessage(raw)); err == nil {
+				t.Errorf("%+v: %s accepted", cfg, raw)
+			} else if e := engine.AsError(err); e.Code != engine.CodeInvalidArgument {
+				t.Errorf("%s: %v, want invalid_argument", raw, err)
+			}
+		}
+		for _, addr := range []string{"0.0.0.0:" + port, "[::]:" + port, "[::ffff:0.0.0.0]:" + port, "0.0.0.0:80"} {
+			if err := inv.CheckDial("tcp", addr); err == nil || !strings.Contains(err.Error(), "unspecified") {
+				t.Errorf("%+v: dialling %s: %v, want refused as unspecified", cfg, addr, err)
+			}
+		}
+	}
+}
+
+// TestOwnListenersOnEveryLocalAddress: a listener bound to 0.0.0.0 or ::
+// answers on every local address, so each of them is the engine itself on
+// that port; an address elsewhere on the same port is not.
+func TestOwnListenersOnEveryLocalAddress(t *testing.T) {
+	t.Parallel()
+	lis, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	port := netip.MustParseAddrPort(lis.Addr().String()).Port()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("::1")}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok && !ip.Unmap().IsLinkLocalUnicast() {
+				local = append(local, ip.Unmap())
+			}
+		}
+	}
+	for _, wildcard := range []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()} {
+		inv := invoker(t, httpinvoke.Config{AllowHTTP: true, AllowPrivate: true, Own: []netip.AddrPort{netip.AddrPortFrom(wildcard, port)}})
+		for _, ip := range local {
+			if err := inv.CheckDial("tcp", netip.AddrPortFrom(ip, port).String()); err == nil || !strings.Contains(err.Error(), "own listeners") {
+				t.Errorf("own %s:%d: dialling %s: %v, want refused as the engine's own", wildcard, port, netip.AddrPortFrom(ip, port), err)
+			}
+			if err := inv.CheckDial("tcp", netip.AddrPortFrom(ip, port+1).String()); err != nil {
+				t.Errorf("own %s:%d: dialling another port, %s: %v", wildcard, port, netip.AddrPortFrom(ip, port+1), err)
+			}
+		}
+		// Another host on the same port is not the engine.
+		for _, far := range []string{"192.0.2.1", "[2001:db8::1]"} {
+			if err := inv.CheckDial("tcp", far+":"+strconv.Itoa(int(port))); err != nil {
+				t.Errorf("own %s:%d: dialling %s on the same port: %v", wildcard, port, far, err)
+			}
+		}
+	}
+}
+
+// rawServer answers every connection with answer, whatever it was sent,
+// then closes it.
+func rawServer(t *testing.T, answer string) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { lis.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				c.Read(make([]byte, 4096))
+				c.Write([]byte(answer))
+			}()
+		}
+	}()
+	return lis.Addr().String()
+}
+
+// TestUpstreamBytesNeverInErrors: whatever a target that fails sends back
+// (a NATS INFO line, a malformed status line or header, a broken chunk, a
+// non-TLS answer to TLS), the error says what happened in Trine's words
+// and repeats none of it.
+func TestUpstreamBytesNeverInErrors(t *testing.T) {
+	t.Parallel()
+	const secret = "SECRET-7f3a"
+	inv := invoker(t, httpinvoke.Config{AllowHTTP: true, AllowPrivate: true, MaxTimeout: 5 * time.Second})
+	check := func(url string, leaks ...string) {
+		t.Helper()
+		f, err := inv.Parse(json.RawMessage(`{"url":"` + url + `"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = inv.Call(context.Background(), f, "ext::f", "i", nil)
+		if err == nil {
+			t.Fatalf("%s: no error", url)
+		}
+		for _, s := range append(leaks, secret) {
+			if strings.Contains(err.Error(), s) {
+				t.Errorf("%s: the error repeats %q from the upstream: %v", url, s, err)
+			}
+		}
+		if e := engine.AsError(err); e.Code != engine.CodeUnavailable {
+			t.Errorf("%s: %v, want unavailable", url, err)
+		}
+	}
+	for _, answer := range []string{
+		`INFO {"server_id":"` + secret + `","version":"2.11.0"}` + "\r\n",
+		"HTTP/1.1 2x0 " + secret + "\r\n\r\n",
+		secret + " 200 OK\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + secret + "\r\n\r\n{}",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + secret + "\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n\"" + secret,
+	} {
+		addr := rawServer(t, answer)
+		check("http://" + addr + "/")
+		check("https://" + addr + "/")
+	}
+	// A real NATS server, the engine's own kind of neighbour.
+	ns := natstest.Start(t)
+	nats := ns.Addr().String()
+	check("http://"+nats+"/", "INFO", ns.ID(), "server_id")
+	// Listed as the engine's own, it is refused before any byte is read.
+	own := invoker(t, httpinvoke.Config{AllowHTTP: true, AllowPrivate: true, Own: []netip.AddrPort{netip.MustParseAddrPort(nats)}})
+	for _, u := range []string{"http://" + nats + "/", "http://0.0.0.0:" + nats[strings.LastIndex(nats, ":")+1:] + "/"} {
+		if _, err := own.Parse(json.RawMessage(`{"url":"` + u + `"}`)); err == nil || strings.Contains(err.Error(), "INFO") {
+			t.Errorf("%s: %v, want refused", u, err)
+		}
+	}
+	f, err := own.Parse(json.RawMessage(`{"url":"http://localhost:` + nats[strings.LastIndex(nats, ":")+1:] + `/"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := own.Call(context.Background(), f, "ext::f", "i", nil); err == nil || !strings.Contains(err.Error(), "own listeners") || strings.Contains(err.Error(), "INFO") {
+		t.Fatalf("localhost:<nats port>: %v, want refused as the engine's own", err)
+	}
+}
+
+// TestDripPastTimeout: an answer whose headers come at once but whose body
+// drips past timeout_ms fails with deadline_exceeded, at the deadline.
+func TestDripPastTimeout(t *testing.T) {
+	t.Parallel()
+	srv, _, _ := server(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		w.WriteHeader(200)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for range 500 {
+			w.Write([]byte(" "))
+			w.(http.Flusher).Flush()
+			select {
+			case <-tick.C:
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+	inv := invoker(t, httpinvoke.Config{AllowHTTP: true, AllowPrivate: true, MaxTimeout: 5 * time.Second})
+	f, err := inv.Parse(json.RawMessage(`{"url":"` + srv.URL + `/drip","timeout_ms":300}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = inv.Call(context.Background(), f, "ext::f", "i", nil)
+	wantCode(t, err, engine.CodeDeadlineExceeded)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("timeout_ms 300 took %v", d)
 	}
 }
