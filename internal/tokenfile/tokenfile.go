@@ -77,6 +77,12 @@ func (t *Table) Reload() error {
 		if err := dec.Decode(&r); err != nil {
 			return fmt.Errorf("tokens file %s: entry %d: %v", t.file, i+1, err)
 		}
+		if err := exactIDs("allowed_functions", r.AllowedFunctions); err != nil {
+			return fmt.Errorf("tokens file %s: entry %d: %w", t.file, i+1, err)
+		}
+		if err := exactIDs("forbidden_functions", r.ForbiddenFunctions); err != nil {
+			return fmt.Errorf("tokens file %s: entry %d: %w", t.file, i+1, err)
+		}
 		var key [sha256.Size]byte
 		copy(key[:], b)
 		if _, dup := m[key]; dup {
@@ -85,6 +91,18 @@ func (t *Table) Reload() error {
 		m[key] = r
 	}
 	t.entries.Store(&m)
+	return nil
+}
+
+// exactIDs refuses a pattern where the engine compares exact function ids,
+// as iii does: "deploy::*" would only ever match a function named that.
+func exactIDs(field string, ids []string) error {
+	for _, id := range ids {
+		if strings.Contains(id, "*") {
+			return fmt.Errorf("%s: %q: entries are exact function ids, * is not a pattern here; "+
+				"to grant a pattern, use the listener's rbac.expose_functions (match(%q))", field, id, id)
+		}
+	}
 	return nil
 }
 

@@ -30,7 +30,7 @@ func TestTable(t *testing.T) {
 	write(t, p, `tokens:
   - sha256: `+digest("alpha")+`
     name: ci
-    allowed_functions: ["api::*"]
+    allowed_functions: ["api::get"]
     function_registration_prefix: ci
     context: {team: build}
 `)
@@ -72,5 +72,49 @@ func TestTable(t *testing.T) {
 	}
 	if _, ok := tab.Lookup("beta"); !ok {
 		t.Fatal("an added token does not work")
+	}
+}
+
+// TestPatternsAreRefused: allowed_functions and forbidden_functions hold
+// exact ids, as in iii, so an entry with * could never match what its
+// author meant: the file is refused, pointing to expose_functions.
+func TestPatternsAreRefused(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "tokens.yaml")
+	for _, field := range []string{"allowed_functions", "forbidden_functions"} {
+		write(t, p, "tokens:\n  - sha256: "+digest("x")+"\n    "+field+": [\"api::get\", \"deploy::*\"]\n")
+		_, err := tokenfile.Load(p)
+		if err == nil {
+			t.Fatalf("%s with a pattern was loaded", field)
+		}
+		for _, want := range []string{"entry 1", field, `"deploy::*"`, "exact", "expose_functions"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %v, want it to say %q", field, err, want)
+			}
+		}
+	}
+}
+
+// TestSecurityDocExample loads the tokens file docs/security.md shows and
+// checks it means what the text says: the documented token grants exact
+// ids.
+func TestSecurityDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/security.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\ntokens:\n")
+	if !ok {
+		t.Fatal("docs/security.md shows no tokens file")
+	}
+	block, _, _ := strings.Cut(rest, "```")
+	p := filepath.Join(t.TempDir(), "tokens.yaml")
+	write(t, p, "tokens:\n"+block)
+	tab, err := tokenfile.Load(p)
+	if err != nil {
+		t.Fatalf("the documented tokens file does not load: %v", err)
+	}
+	r, ok := tab.Lookup("admin") // the digest shown is sha256("admin")
+	if !ok || len(r.AllowedFunctions) == 0 || r.FunctionRegistrationPrefix != "ci" {
+		t.Fatalf("the documented token: %v %+v", ok, r)
 	}
 }
