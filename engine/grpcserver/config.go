@@ -40,6 +40,10 @@ const DefaultMaxMessageBytes = 4 << 20
 // http.DefaultMaxHeaderBytes bounds the headers of an HTTP request.
 const DefaultMaxHeaderBytes = 1 << 20
 
+// maxRecvBytes is what gRPC itself reads of one frame: twice
+// MaxMessageBytes, within what gRPC can take.
+func (c Config) maxRecvBytes() int { return int(min(2*int64(c.MaxMessageBytes), math.MaxInt32)) }
+
 func (c Config) withDefaults() Config {
 	if c.MaxHeaderBytes <= 0 || c.MaxHeaderBytes > math.MaxUint32 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes

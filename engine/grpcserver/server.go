@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/tlsconf"
@@ -38,7 +39,11 @@ func New(e *engine.Engine, cfg Config) *Server {
 // keepalive settings need.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(s.cfg.MaxMessageBytes),
+		// gRPC reads a frame up to twice the limit, so that one over it is
+		// refused by the Server with Trine's message_too_large (a reason
+		// a client can act on) rather than by gRPC with a bare
+		// RESOURCE_EXHAUSTED; past twice, gRPC refuses it unread.
+		grpc.MaxRecvMsgSize(s.cfg.maxRecvBytes()),
 		grpc.MaxSendMsgSize(s.cfg.MaxMessageBytes),
 		// The metadata of one RPC (what an auth function gets as headers),
 		// bounded as net/http bounds a request's headers.
@@ -65,6 +70,9 @@ func (s *Server) Trigger(ctx context.Context, req *trinev1.TriggerRequest) (*tri
 		Metadata:   req.GetMetadata(),
 		Timeout:    time.Duration(req.GetTimeoutMs()) * time.Millisecond,
 	}
+	if err := s.checkSize(req); err != nil {
+		return nil, toStatus(err)
+	}
 	grant, err := s.authenticate(ctx, AuthInput(ctx))
 	if err != nil {
 		return nil, toStatus(err)
@@ -80,6 +88,15 @@ func (s *Server) Trigger(ctx context.Context, req *trinev1.TriggerRequest) (*tri
 		return nil, toStatus(err)
 	}
 	return &trinev1.TriggerResponse{Result: out}, nil
+}
+
+// checkSize refuses a message over MaxMessageBytes that gRPC let through
+// (see ServerOptions).
+func (s *Server) checkSize(m proto.Message) error {
+	if n := proto.Size(m); n > s.cfg.MaxMessageBytes {
+		return engine.Errorf(engine.CodeMessageTooLarge, "the message is %d bytes, the limit is %d (--max-message-bytes)", n, s.cfg.MaxMessageBytes)
+	}
+	return nil
 }
 
 // authenticate admits a caller under the listener's Access: nil Grant

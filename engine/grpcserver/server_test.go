@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"runtime"
 	"strconv"
 	"strings"
@@ -110,8 +111,8 @@ func TestTriggerRPC(t *testing.T) {
 	t.Run("OversizeRequest", func(t *testing.T) {
 		big := []byte(`"` + strings.Repeat("x", 40<<10) + `"`)
 		_, err := c.Trigger(t.Context(), &trinev1.TriggerRequest{FunctionId: "test::echo", Payload: big})
-		if status.Code(err) != codes.ResourceExhausted {
-			t.Fatalf("oversize Trigger = %v, want ResourceExhausted", err)
+		if status.Code(err) != codes.ResourceExhausted || trineCode(err) != "message_too_large" {
+			t.Fatalf("oversize Trigger = %v, want ResourceExhausted with message_too_large", err)
 		}
 	})
 	t.Run("VoidReturnsAtOnce", func(t *testing.T) {
@@ -142,12 +143,13 @@ func TestConnectNeedsHello(t *testing.T) {
 	}
 }
 
-func TestConnectRawProtocol(t *testing.T) {
-	t.Parallel()
-	srv := enginetest.Start(t, engine.Config{}, grpcserver.Config{})
+// rawWorker opens a worker stream on c and says hello; send sends a frame
+// on it. The stream ends with the test.
+func rawWorker(t *testing.T, c trinev1.EngineServiceClient, name string) (grpc.BidiStreamingClient[trinev1.ConnectRequest, trinev1.ConnectResponse], func(*trinev1.ConnectRequest)) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	stream, err := client(t, srv.Addr).Connect(ctx)
+	t.Cleanup(cancel)
+	stream, err := c.Connect(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,11 +159,18 @@ func TestConnectRawProtocol(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_Hello{Hello: &trinev1.Hello{Name: "raw", Runtime: "test"}}})
+	send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_Hello{Hello: &trinev1.Hello{Name: name, Runtime: "test"}}})
 	welcome, err := stream.Recv()
 	if err != nil || welcome.GetWelcome().GetWorkerId() == "" || welcome.GetWelcome().GetMaxMessageBytes() != grpcserver.DefaultMaxMessageBytes {
 		t.Fatalf("welcome = %v, %v", welcome, err)
 	}
+	return stream, send
+}
+
+func TestConnectRawProtocol(t *testing.T) {
+	t.Parallel()
+	srv := enginetest.Start(t, engine.Config{}, grpcserver.Config{})
+	stream, send := rawWorker(t, client(t, srv.Addr), "raw")
 	// Every registration is acknowledged, with the request id echoed.
 	send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_RegisterFunction{RegisterFunction: &trinev1.RegisterFunction{RequestId: "r1", Id: "raw::fn"}}})
 	send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_RegisterFunction{RegisterFunction: &trinev1.RegisterFunction{RequestId: "r2", Id: ""}}})
@@ -422,5 +431,59 @@ func TestHeadersBounded(t *testing.T) {
 	ok := metadata.AppendToOutgoingContext(t.Context(), "x-ok", strings.Repeat("a", 32<<10))
 	if _, err := client(t, srv.Addr).Trigger(ok, &trinev1.TriggerRequest{FunctionId: "engine::health::check"}); err != nil {
 		t.Fatalf("an RPC with 32 KiB of metadata: %v", err)
+	}
+}
+
+// TestOversizeFrames: over a real socket with the default limit (4 MiB), a
+// 5 MiB Trigger request and a worker's 5 MiB frames are refused with
+// Trine's message_too_large, as on the other transports, and the worker's
+// session goes on: the refusal changes nothing.
+func TestOversizeFrames(t *testing.T) {
+	t.Parallel()
+	srv := enginetest.Start(t, engine.Config{}, grpcserver.Config{})
+	c := client(t, srv.Addr)
+	big := []byte(`"` + strings.Repeat("x", 5<<20) + `"`)
+	_, err := c.Trigger(t.Context(), &trinev1.TriggerRequest{FunctionId: "engine::health::check", Payload: big})
+	if status.Code(err) != codes.ResourceExhausted || trineCode(err) != "message_too_large" || !strings.Contains(err.Error(), "4194304") {
+		t.Fatalf("a 5 MiB Trigger = %v, want ResourceExhausted with message_too_large and the limit", err)
+	}
+
+	stream, send := rawWorker(t, c, "big")
+	send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_Call{Call: &trinev1.Call{CallId: "c1", FunctionId: "engine::health::check", Payload: big}}})
+	send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_RegisterFunction{RegisterFunction: &trinev1.RegisterFunction{
+		RequestId: "r1", Id: "big::fn", Description: string(big)}}})
+	send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_RegisterFunction{RegisterFunction: &trinev1.RegisterFunction{RequestId: "r2", Id: "big::fn"}}})
+	got := map[string]string{}
+	for len(got) < 3 {
+		f, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("after oversize frames the stream ended: %v", err)
+		}
+		switch {
+		case f.GetCallResult() != nil:
+			got[f.GetCallResult().GetCallId()] = f.GetCallResult().GetError().GetCode()
+		case f.GetAck() != nil:
+			got[f.GetAck().GetRequestId()] = f.GetAck().GetError().GetCode()
+		}
+	}
+	if want := map[string]string{"c1": "message_too_large", "r1": "message_too_large", "r2": ""}; !maps.Equal(got, want) {
+		t.Fatalf("answers %v, want %v", got, want)
+	}
+	// A 5 MiB result fails its caller with message_too_large.
+	res := make(chan error, 1)
+	go func() {
+		_, err := srv.Engine.Trigger(context.Background(), engine.Call{FunctionID: "big::fn", Timeout: 10 * time.Second})
+		res <- err
+	}()
+	f, err := stream.Recv()
+	if err != nil || f.GetInvoke() == nil {
+		t.Fatalf("invoke = %v, %v", f, err)
+	}
+	send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_InvokeResult{InvokeResult: &trinev1.InvokeResult{InvocationId: f.GetInvoke().GetInvocationId(), Result: big}}})
+	if err := <-res; !errors.Is(err, engine.ErrMessageTooLarge) {
+		t.Fatalf("a 5 MiB result = %v, want message_too_large", err)
+	}
+	if !srv.Engine.HasFunction("big::fn") {
+		t.Fatal("the worker's registration went with its oversize frames")
 	}
 }

@@ -26,6 +26,9 @@ func (s *Server) Connect(stream connectStream) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkSize(first); err != nil {
+		return toStatus(err)
+	}
 	hello := first.GetHello()
 	if hello == nil {
 		return toStatus(engine.Errorf(engine.CodeInvalidArgument, "the first frame of a session must be hello"))
@@ -81,6 +84,10 @@ func (s *Server) Connect(stream connectStream) error {
 			if err != nil {
 				recvErr <- err
 				return
+			}
+			if err := s.checkSize(f); err != nil {
+				c.refuse(f, err)
+				continue
 			}
 			c.dispatch(f)
 		}
@@ -296,15 +303,7 @@ func (c *conn) call(r *trinev1.Call) {
 	if len(c.calls) >= c.maxCalls() {
 		c.mu.Unlock()
 		cancel()
-		res := &trinev1.CallResult{CallId: id, Error: toProto(engine.Errorf(engine.CodeOverloaded,
-			"this worker has %d calls running, the limit is %d", c.maxCalls(), c.maxCalls()))}
-		// From the reader: no goroutine unless the answer has to wait, and
-		// then only as one of the bounded owed ones.
-		o := outFrame{&trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_CallResult{CallResult: res}}, 0}
-		o.size = proto.Size(o.f)
-		if !c.push(o) && c.owe(o) {
-			c.async(func() { c.deliverOwed(o) })
-		}
+		c.refuseCall(id, engine.Errorf(engine.CodeOverloaded, "this worker has %d calls running, the limit is %d", c.maxCalls(), c.maxCalls()))
 		return
 	}
 	c.calls[id] = cancel
@@ -325,6 +324,50 @@ func (c *conn) call(r *trinev1.Call) {
 		}
 		c.answer(f)
 	})
+}
+
+// refuseCall answers the worker's call id with err, from the reader: no
+// goroutine unless the answer has to wait, and then only as one of the
+// bounded owed ones.
+func (c *conn) refuseCall(id string, err error) {
+	res := &trinev1.CallResult{CallId: id, Error: toProto(err)}
+	o := outFrame{&trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_CallResult{CallResult: res}}, 0}
+	o.size = proto.Size(o.f)
+	if !c.push(o) && c.owe(o) {
+		c.async(func() { c.deliverOwed(o) })
+	}
+}
+
+// refuse answers a frame the engine will not take (one over
+// MaxMessageBytes) with err, as dispatch would answer its failure: a call
+// gets its result, a registration its ack, an invocation's result fails
+// its caller. The session goes on.
+func (c *conn) refuse(f *trinev1.ConnectRequest, err error) {
+	switch fr := f.GetFrame().(type) {
+	case *trinev1.ConnectRequest_InvokeResult:
+		c.sess.Result(fr.InvokeResult.GetInvocationId(), nil, engine.AsError(err))
+	case *trinev1.ConnectRequest_Call:
+		if fr.Call.GetAction() != trinev1.Action_ACTION_VOID {
+			c.refuseCall(fr.Call.GetCallId(), err)
+		}
+	case *trinev1.ConnectRequest_Ack:
+		c.sess.Ack(fr.Ack.GetRequestId(), engine.AsError(err))
+	default: // a registration: its ack
+		if r, ok := frameOf(f).(interface{ GetRequestId() string }); ok {
+			c.ack(r.GetRequestId(), err)
+		}
+	}
+	c.srv.log.Info("worker frame refused", engine.LogWorkerID, c.sess.ID(), "error", err)
+}
+
+// frameOf is the message a ConnectRequest's frame holds, or nil.
+func frameOf(f *trinev1.ConnectRequest) proto.Message {
+	m := f.ProtoReflect()
+	fd := m.WhichOneof(m.Descriptor().Oneofs().ByName("frame"))
+	if fd == nil || fd.Message() == nil {
+		return nil
+	}
+	return m.Get(fd).Message().Interface()
 }
 
 // maxCalls bounds the calls one worker may have running at once.
