@@ -9,21 +9,33 @@ import (
 const MaxIDLength = 256
 
 // ValidateID checks that id is usable as a function, trigger or trigger-type
-// id: non-empty, at most MaxIDLength bytes of valid UTF-8, and printable (no
-// control or format characters; the space character is allowed). kind names
-// the id in the error ("function id").
+// id: a name (see ValidateName) of at most MaxIDLength bytes. kind names the
+// id in the error ("function id").
 func ValidateID(kind, id string) error {
+	return ValidateName(kind, id, MaxIDLength)
+}
+
+// ValidateName checks a name that routes or decides (a function id, a
+// queue, a topic) byte-exact, once, where it comes in: it must be
+// non-empty, at most max bytes of valid UTF-8, printable (no control or
+// format characters; the space character is allowed inside), and start and
+// end with something other than a space. No transport can then alter it:
+// HTTP-style headers (NATS's among them) trim the ends of a value and turn
+// CR and LF into spaces. kind names the name in the error ("topic").
+func ValidateName(kind, v string, max int) error {
 	switch {
-	case id == "":
+	case v == "":
 		return Errorf(CodeInvalidArgument, "%s is empty", kind)
-	case len(id) > MaxIDLength:
-		return Errorf(CodeInvalidArgument, "%s is %d bytes long, the limit is %d", kind, len(id), MaxIDLength)
-	case !utf8.ValidString(id):
-		return Errorf(CodeInvalidArgument, "%s %q is not valid UTF-8", kind, id)
+	case len(v) > max:
+		return Errorf(CodeInvalidArgument, "%s is %d bytes long, the limit is %d", kind, len(v), max)
+	case !utf8.ValidString(v):
+		return Errorf(CodeInvalidArgument, "%s %q is not valid UTF-8", kind, v)
+	case v[0] == ' ' || v[len(v)-1] == ' ':
+		return Errorf(CodeInvalidArgument, "%s %q starts or ends with a space", kind, v)
 	}
-	for _, r := range id {
+	for _, r := range v {
 		if !unicode.IsPrint(r) {
-			return Errorf(CodeInvalidArgument, "%s %q contains the unprintable character %U", kind, id, r)
+			return Errorf(CodeInvalidArgument, "%s %q contains the unprintable character %U", kind, v, r)
 		}
 	}
 	return nil

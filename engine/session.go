@@ -387,6 +387,9 @@ func (e *Engine) CanCall(g *Grant, fn string) error {
 // listener middleware, the middleware gets the call with its action
 // ({"type":"enqueue","queue":…}, as in iii) and enqueues it itself.
 func (s *Session) Enqueue(ctx context.Context, queue string, c Call) ([]byte, error) {
+	if err := ValidateID("function id", c.FunctionID); err != nil {
+		return nil, err
+	}
 	if err := s.e.CanCall(s.grant, c.FunctionID); err != nil {
 		return nil, err
 	}
