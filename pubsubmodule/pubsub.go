@@ -18,8 +18,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/natsheader"
 	"github.com/trinehq/trine/streammodule/natsfanout"
-	"github.com/trinehq/trine/streammodule/store"
 )
 
 // Names.
@@ -128,8 +128,8 @@ func (m *Module) checkTopic(fn string, topic *string) error {
 	if topic == nil {
 		return engine.Errorf(engine.CodeInvalidArgument, "%s: missing field topic", fn)
 	}
-	if err := store.CheckName("topic", *topic, m.cfg.MaxTopicBytes); err != nil {
-		return engine.Errorf(engine.CodeInvalidArgument, "%s: %v", fn, err)
+	if err := engine.ValidateName("topic", *topic, m.cfg.MaxTopicBytes); err != nil {
+		return engine.Errorf(engine.CodeInvalidArgument, "%s: %s", fn, engine.AsError(err).Message)
 	}
 	return nil
 }
@@ -149,8 +149,8 @@ func (m *Module) publish(_ context.Context, c engine.Call) ([]byte, error) {
 	if data == nil {
 		data = json.RawMessage("null")
 	}
-	msg := &nats.Msg{Subject: Subject(*in.Topic), Data: data, Header: nats.Header{hTopic: []string{*in.Topic}}}
-	if max := m.cfg.Conn.MaxPayload(); int64(len(data)+len(*in.Topic)+256) > max {
+	msg := &nats.Msg{Subject: Subject(*in.Topic), Data: data, Header: nats.Header{hTopic: []string{natsheader.Encode(*in.Topic)}}}
+	if max := m.cfg.Conn.MaxPayload(); int64(len(data)+len(msg.Header.Get(hTopic))+256) > max {
 		return nil, engine.Errorf(engine.CodeMessageTooLarge, "%s: data is %d bytes, NATS carries at most %d with the topic; nothing was published", FnPublish, len(data), max)
 	}
 	if err := m.cfg.Conn.PublishMsg(msg); err != nil {
@@ -226,7 +226,12 @@ func (p provider) UnregisterTrigger(_ context.Context, t engine.Trigger) error {
 // the trigger's call slots, so a slow function holds back only its own
 // messages, which NATS bounds by the pending limits.
 func (m *Module) deliver(s *subscription, msg *nats.Msg) {
-	if msg.Header.Get(hTopic) != s.topic {
+	topic, err := natsheader.Decode(msg.Header.Get(hTopic))
+	if err != nil || topic == "" {
+		m.log.Warn("pubsub message dropped: its topic header does not decode", "trigger_id", s.t.ID, "topic", s.topic, "subject", msg.Subject, "error", err)
+		return
+	}
+	if topic != s.topic {
 		return // another topic whose long name hashed alike
 	}
 	s.sem <- struct{}{}

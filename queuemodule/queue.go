@@ -16,6 +16,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,8 +26,8 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/jsboot"
+	"github.com/trinehq/trine/internal/natsheader"
 	"github.com/trinehq/trine/streammodule/natsfanout"
-	"github.com/trinehq/trine/streammodule/store"
 )
 
 // Function and trigger type names, iii's.
@@ -69,6 +70,12 @@ const (
 	DefaultMaxTopicLen  = 1024
 	DefaultTopicMaxAge  = 7 * 24 * time.Hour
 	DefaultStreamsBytes = 1 << 30
+	// DefaultMaxConcurrency bounds a durable subscriber's
+	// queue_config.concurrency.
+	DefaultMaxConcurrency = 64
+	// DefaultInFlightBytes bounds the bytes of the durable-topic
+	// messages one function holds on an engine.
+	DefaultInFlightBytes = 64 << 20
 )
 
 // Config configures a Module.
@@ -91,7 +98,19 @@ type Config struct {
 	// TopicMaxAge is how long a durable topic's message waits for a
 	// subscriber that is away. Default 7 days.
 	TopicMaxAge time.Duration
-	Logger      *slog.Logger
+	// MaxConcurrency is the most a durable:subscriber trigger's
+	// queue_config.concurrency may ask for: the calls of one
+	// subscription running at once on an engine. Default
+	// DefaultMaxConcurrency.
+	MaxConcurrency int
+	// InFlightBytes bounds, per function, the bytes of the durable-topic
+	// messages an engine has fetched for it and not yet acknowledged
+	// (their calls running, or their retries waiting): past it, the
+	// function's subscriptions fetch nothing more until some finish. A
+	// message larger than it still runs, alone. Default
+	// DefaultInFlightBytes.
+	InFlightBytes int64
+	Logger        *slog.Logger
 }
 
 // Module is the queue module.
@@ -102,6 +121,8 @@ type Module struct {
 	e      *engine.Engine
 	queues map[string]QueueConfig
 
+	inflight *budget // durable-topic bytes per function
+
 	mu       sync.Mutex
 	consumes []jetstream.ConsumeContext // named queues
 	topics   map[string]*topicSub       // durable:subscriber, by trigger id
@@ -111,8 +132,9 @@ type Module struct {
 	cancel   context.CancelFunc
 }
 
+// topicSub is one durable:subscriber trigger's fetch loop.
 type topicSub struct {
-	cc jetstream.ConsumeContext
+	stop context.CancelFunc
 }
 
 // New checks the queues and creates the streams, waiting for a JetStream
@@ -132,6 +154,12 @@ func New(ctx context.Context, cfg Config) (*Module, error) {
 	}
 	if cfg.TopicMaxAge <= 0 {
 		cfg.TopicMaxAge = DefaultTopicMaxAge
+	}
+	if cfg.MaxConcurrency <= 0 {
+		cfg.MaxConcurrency = DefaultMaxConcurrency
+	}
+	if cfg.InFlightBytes <= 0 {
+		cfg.InFlightBytes = DefaultInFlightBytes
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -157,7 +185,7 @@ func New(ctx context.Context, cfg Config) (*Module, error) {
 	}
 	mctx, cancel := context.WithCancel(context.Background())
 	return &Module{cfg: cfg, log: cfg.Logger, js: js, queues: qs, topics: make(map[string]*topicSub),
-		ctx: mctx, cancel: cancel}, nil
+		inflight: newBudget(cfg.InFlightBytes), ctx: mctx, cancel: cancel}, nil
 }
 
 // Queues returns the named queues with their defaults filled in.
@@ -200,7 +228,7 @@ func (m *Module) Stop() {
 		cc.Stop()
 	}
 	for _, t := range m.topics {
-		t.cc.Stop()
+		t.stop()
 	}
 }
 
@@ -214,7 +242,7 @@ func (m *Module) Close() {
 		cc.Stop()
 	}
 	for id, t := range m.topics {
-		t.cc.Stop()
+		t.stop()
 		delete(m.topics, id)
 	}
 	m.mu.Unlock()
@@ -223,7 +251,7 @@ func (m *Module) Close() {
 }
 
 // lane is the subject token of a job: "s" for a standard queue, "p<i>"
-// for the fifo lane of its group.
+// for the fifo lane of its group (its groupKey).
 func lane(q QueueConfig, group string) string {
 	if q.Type != TypeFIFO {
 		return "s"
@@ -231,6 +259,20 @@ func lane(q QueueConfig, group string) string {
 	h := fnv.New32a()
 	h.Write([]byte(group))
 	return "p" + strconv.Itoa(int(h.Sum32()%uint32(q.Concurrency)))
+}
+
+// isLane reports whether tok is a lane token ("s", "p<i>"), so that a
+// consumer named Q_<queue>_<tok> is the queue's own and not one of a
+// queue whose name continues past '_' (queue "a" and queue "a_b").
+func isLane(tok string) bool {
+	if tok == "s" {
+		return true
+	}
+	if len(tok) < 2 || tok[0] != 'p' {
+		return false
+	}
+	_, err := strconv.ParseUint(tok[1:], 10, 8)
+	return err == nil
 }
 
 func consumerName(parts ...string) string {
@@ -264,7 +306,7 @@ func (m *Module) consumeQueue(ctx context.Context, name string, q QueueConfig) e
 	names := st.ConsumerNames(ctx)
 	prefix := consumerName("Q", name) + "_"
 	for n := range names.Name() {
-		if _, ok := want[n]; !ok && len(n) > len(prefix) && n[:len(prefix)] == prefix {
+		if _, ok := want[n]; !ok && strings.HasPrefix(n, prefix) && isLane(n[len(prefix):]) {
 			// A consumer of an earlier type or lane count: its filter
 			// would overlap, which a work queue refuses.
 			if err := st.DeleteConsumer(ctx, n); err != nil {
@@ -290,15 +332,16 @@ func (m *Module) consumeQueue(ctx context.Context, name string, q QueueConfig) e
 	return nil
 }
 
-// start runs f on its own goroutine unless the module is closing. The
-// consumers' MaxAckPending bounds how many run.
-func (m *Module) start(f func()) {
+// start runs f on its own goroutine unless the module is closing (false).
+// The consumers' MaxAckPending bounds how many run.
+func (m *Module) start(f func()) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stopped {
-		return // not acked: JetStream redelivers it after the ack wait
+		return false // not acked: JetStream redelivers it after the ack wait
 	}
 	m.wg.Go(f)
+	return true
 }
 
 // attempt runs the job's call once, as trigger t when a trigger made it
@@ -324,12 +367,22 @@ func (m *Module) attempt(msg jetstream.Msg, t engine.Trigger, c engine.Call) err
 	return err
 }
 
-func jobCall(msg jetstream.Msg, timeout time.Duration) engine.Call {
-	c := engine.Call{FunctionID: msg.Headers().Get(hFunction), Payload: msg.Data(), Timeout: timeout}
-	if md := msg.Headers().Get(hMetadata); md != "" {
-		c.Metadata = []byte(md)
+// jobCall is the call a named queue's job makes, from its encoded
+// headers; an error when they do not decode to a valid function id.
+func jobCall(msg jetstream.Msg, timeout time.Duration) (engine.Call, error) {
+	fn, err := headerName(msg.Headers(), hFunction, "function id", engine.MaxIDLength)
+	if err != nil {
+		return engine.Call{}, err
 	}
-	return c
+	c := engine.Call{FunctionID: fn, Payload: msg.Data(), Timeout: timeout}
+	if md := msg.Headers().Get(hMetadata); md != "" {
+		v, err := natsheader.Decode(md)
+		if err != nil {
+			return engine.Call{}, fmt.Errorf("header %s: %w", hMetadata, err)
+		}
+		c.Metadata = []byte(v)
+	}
+	return c, nil
 }
 
 // runQueueJob runs one job of a named queue. A standard queue's failed job
@@ -342,7 +395,11 @@ func (m *Module) runQueueJob(name string, q QueueConfig, msg jetstream.Msg) {
 		return
 	}
 	attempt := int(meta.NumDelivered)
-	c := jobCall(msg, m.cfg.CallTimeout)
+	c, err := jobCall(msg, m.cfg.CallTimeout)
+	if err != nil {
+		m.deadLetter(msg, name, msg.Subject(), attempt-1, err)
+		return
+	}
 	for {
 		if attempt > q.MaxRetries {
 			m.deadLetter(msg, name, msg.Subject(), attempt-1, errors.New("attempts exhausted before this delivery"))
@@ -406,8 +463,8 @@ func (m *Module) deadLetter(msg jetstream.Msg, queue, back string, attempts int,
 			h[k] = v
 		}
 	}
-	h.Set(hQueue, queue)
-	h.Set(hError, cut(cause.Error(), 1024))
+	h.Set(hQueue, natsheader.Encode(queue))
+	h.Set(hError, natsheader.Encode(cut(cause.Error(), 1024)))
 	h.Set(hAttempts, strconv.Itoa(attempts))
 	h.Set(hRedrive, back)
 	if _, err := m.js.PublishMsg(m.ctx, &nats.Msg{Subject: subjDLQ + natsfanout.Token(queue), Header: h, Data: msg.Data()}); err != nil {
@@ -443,6 +500,9 @@ func (m *Module) enqueue(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err := json.Unmarshal(c.Payload, &in); err != nil {
 		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: bad input: %v", FnEnqueue, err)
 	}
+	if err := engine.ValidateName("queue", in.Queue, DefaultMaxTopicLen); err != nil {
+		return nil, err
+	}
 	q, ok := m.queues[in.Queue]
 	if !ok {
 		return nil, engine.Errorf(engine.CodeEnqueueError, "queue %q is not configured (YAML queues:)", in.Queue)
@@ -467,11 +527,11 @@ func (m *Module) enqueue(ctx context.Context, c engine.Call) ([]byte, error) {
 		if !ok || bytes.Equal(bytes.TrimSpace(g), []byte("null")) {
 			return nil, engine.Errorf(engine.CodeEnqueueError, "queue %q is fifo: the payload has no %q (or it is null)", in.Queue, q.MessageGroupField)
 		}
-		group = string(bytes.TrimSpace(g))
+		group = groupKey(g)
 	}
-	h := nats.Header{hFunction: []string{in.FunctionID}}
+	h := nats.Header{hFunction: []string{natsheader.Encode(in.FunctionID)}}
 	if len(in.Metadata) > 0 && !bytes.Equal(in.Metadata, []byte("null")) {
-		h.Set(hMetadata, string(in.Metadata))
+		h.Set(hMetadata, natsheader.Encode(string(in.Metadata)))
 	}
 	id := uuid.NewString()
 	return m.publish(ctx, &nats.Msg{Subject: subjQueue + in.Queue + "." + lane(q, group), Header: h, Data: payload}, id, in.Queue)
@@ -512,8 +572,8 @@ func (m *Module) redrive(ctx context.Context, c engine.Call) ([]byte, error) {
 		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: want {queue}", FnRedrive)
 	}
 	name := *in.Queue
-	if err := store.CheckName("queue", name, 2*DefaultMaxTopicLen); err != nil {
-		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", FnRedrive, err)
+	if err := engine.ValidateName("queue", name, 2*DefaultMaxTopicLen); err != nil {
+		return nil, err
 	}
 	cons, err := m.js.CreateOrUpdateConsumer(ctx, StreamDLQ, jetstream.ConsumerConfig{
 		Durable: consumerName("DLQ", natsfanout.Token(name)), FilterSubject: subjDLQ + natsfanout.Token(name),
@@ -531,8 +591,9 @@ func (m *Module) redrive(ctx context.Context, c engine.Call) ([]byte, error) {
 		n := 0
 		for msg := range batch.Messages() {
 			n++
-			if msg.Headers().Get(hQueue) != name {
-				continue // a long name that hashed alike: not ours, left
+			raw := msg.Headers().Get(hQueue)
+			if q, err := natsheader.Decode(raw); (err != nil || q != name) && raw != name {
+				continue // a long name that hashed alike (or from an older engine): not ours, left
 			}
 			h := nats.Header{}
 			for k, v := range msg.Headers() {
@@ -543,6 +604,9 @@ func (m *Module) redrive(ctx context.Context, c engine.Call) ([]byte, error) {
 				}
 			}
 			back := msg.Headers().Get(hRedrive)
+			if !strings.HasPrefix(back, subjQueue) && !strings.HasPrefix(back, subjRedrive) {
+				continue // not a subject of ours: left in the dead-letter queue
+			}
 			if _, err := m.js.PublishMsg(ctx, &nats.Msg{Subject: back, Header: h, Data: msg.Data()}); err != nil {
 				_ = msg.Nak()
 				return nil, engine.Errorf(engine.CodeUnavailable, "%s: %d redriven, then: %v", FnRedrive, redriven, err)

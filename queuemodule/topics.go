@@ -3,16 +3,19 @@ package queuemodule
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"slices"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/natsheader"
 	"github.com/trinehq/trine/streammodule/natsfanout"
-	"github.com/trinehq/trine/streammodule/store"
 )
 
 // DeadLetterName is the dead-letter queue of a durable subscriber, for
@@ -25,8 +28,8 @@ func (m *Module) checkTopic(fn string, topic *string) error {
 	if topic == nil {
 		return engine.Errorf(engine.CodeInvalidArgument, "%s: missing field topic", fn)
 	}
-	if err := store.CheckName("topic", *topic, DefaultMaxTopicLen); err != nil {
-		return engine.Errorf(engine.CodeInvalidArgument, "%s: %v", fn, err)
+	if err := engine.ValidateName("topic", *topic, DefaultMaxTopicLen); err != nil {
+		return engine.Errorf(engine.CodeInvalidArgument, "%s: %s", fn, engine.AsError(err).Message)
 	}
 	return nil
 }
@@ -46,7 +49,7 @@ func (m *Module) durablePublish(ctx context.Context, c engine.Call) ([]byte, err
 	if data == nil {
 		data = json.RawMessage("null")
 	}
-	msg := &nats.Msg{Subject: subjTopic + natsfanout.Token(*in.Topic), Header: nats.Header{hTopic: []string{*in.Topic}}, Data: data}
+	msg := &nats.Msg{Subject: subjTopic + natsfanout.Token(*in.Topic), Header: nats.Header{hTopic: []string{natsheader.Encode(*in.Topic)}}, Data: data}
 	out, err := m.publish(ctx, msg, uuid.NewString(), "")
 	if err != nil {
 		return nil, err
@@ -99,12 +102,20 @@ func (p provider) RegisterTrigger(ctx context.Context, t engine.Trigger) error {
 	if err != nil {
 		return engine.Errorf(engine.CodeInvalidArgument, "durable:subscriber trigger %q: queue_config: %v", t.ID, err)
 	}
+	if q.Concurrency > m.cfg.MaxConcurrency {
+		return engine.Errorf(engine.CodeInvalidArgument, "durable:subscriber trigger %q: queue_config: concurrency is %d; this engine allows at most %d (--queue-max-concurrency)", t.ID, q.Concurrency, m.cfg.MaxConcurrency)
+	}
 	topic := *cfg.Topic
 	ttok, ftok := natsfanout.Token(topic), natsfanout.Token(t.FunctionID)
 	back := subjRedrive + ttok + "." + ftok
+	filter := []string{subjTopic + ttok, back}
+	name, err := m.topicConsumerName(ctx, topic, t.FunctionID, filter)
+	if err != nil {
+		return engine.Errorf(engine.CodeUnavailable, "durable:subscriber trigger %q: %v", t.ID, err)
+	}
 	cons, err := m.js.CreateOrUpdateConsumer(ctx, StreamTopics, jetstream.ConsumerConfig{
-		Durable:        consumerName("T", ttok, ftok),
-		FilterSubjects: []string{subjTopic + ttok, back},
+		Durable:        name,
+		FilterSubjects: filter,
 		AckPolicy:      jetstream.AckExplicitPolicy, AckWait: m.cfg.AckWait, MaxDeliver: -1,
 		MaxAckPending: q.Concurrency, DeliverPolicy: jetstream.DeliverNewPolicy,
 		InactiveThreshold: m.cfg.TopicMaxAge,
@@ -119,16 +130,35 @@ func (p provider) RegisterTrigger(ctx context.Context, t engine.Trigger) error {
 		return engine.Errorf(engine.CodeUnavailable, "the queue module is stopped")
 	}
 	if old := m.topics[t.ID]; old != nil {
-		old.cc.Stop()
+		old.stop()
 	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		m.start(func() { m.runTopicJob(t, topic, dlq, back, q, msg) })
-	}, jetstream.PullMaxMessages(q.Concurrency))
-	if err != nil {
-		return engine.Errorf(engine.CodeUnavailable, "durable:subscriber trigger %q: %v", t.ID, err)
-	}
-	m.topics[t.ID] = &topicSub{cc: cc}
+	fctx, stop := context.WithCancel(m.ctx)
+	m.topics[t.ID] = &topicSub{stop: stop}
+	m.wg.Go(func() {
+		m.fetchLoop(fctx, cons, t.FunctionID, q.Concurrency, func(msg jetstream.Msg) { m.runTopicJob(t, topic, dlq, back, q, msg) })
+	})
 	return nil
+}
+
+// topicConsumerName is the durable consumer of topic for fn:
+// T_<topic token>_<function token>, unless a consumer of that name
+// filters other subjects. '_' is a letter of tokens, so topic "orders_eu"
+// for x::y and topic "orders" for eu_x::y give one name; the one
+// subscription that did not take it first gets T~<hash of both names>,
+// and every engine finds the same answer.
+func (m *Module) topicConsumerName(ctx context.Context, topic, fn string, filter []string) (string, error) {
+	name := consumerName("T", natsfanout.Token(topic), natsfanout.Token(fn))
+	c, err := m.js.Consumer(ctx, StreamTopics, name)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		return name, nil
+	case err != nil:
+		return "", err
+	case slices.Equal(c.CachedInfo().Config.FilterSubjects, filter):
+		return name, nil
+	}
+	sum := sha256.Sum256([]byte(topic + "\x00" + fn)) // neither holds NUL
+	return "T~" + hex.EncodeToString(sum[:16]), nil
 }
 
 // UnregisterTrigger stops this engine consuming for the trigger; the
@@ -138,7 +168,7 @@ func (p provider) UnregisterTrigger(_ context.Context, t engine.Trigger) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if s := m.topics[t.ID]; s != nil {
-		s.cc.Stop()
+		s.stop()
 		delete(m.topics, t.ID)
 	}
 	return nil
@@ -147,15 +177,22 @@ func (p provider) UnregisterTrigger(_ context.Context, t engine.Trigger) error {
 // runTopicJob delivers one message of a durable topic to the trigger's
 // function, with the retries of its queue_config.
 func (m *Module) runTopicJob(t engine.Trigger, topic, dlq, back string, q QueueConfig, msg jetstream.Msg) {
-	if msg.Headers().Get(hTopic) != topic && msg.Subject() != back {
-		_ = msg.Ack() // another topic whose long name hashed alike
-		return
-	}
 	meta, err := msg.Metadata()
 	if err != nil {
-		return
+		return // not a JetStream message: nothing to acknowledge
 	}
 	attempt := int(meta.NumDelivered)
+	if msg.Subject() != back {
+		got, err := headerName(msg.Headers(), hTopic, "topic", DefaultMaxTopicLen)
+		if err != nil {
+			m.deadLetter(msg, dlq, back, attempt-1, err)
+			return
+		}
+		if got != topic {
+			_ = msg.Ack() // another topic whose long name hashed alike
+			return
+		}
+	}
 	if attempt > q.MaxRetries {
 		m.deadLetter(msg, dlq, back, attempt-1, errors.New("attempts exhausted before this delivery"))
 		return

@@ -57,6 +57,8 @@ type engineConfig struct {
 	Listeners         []listenerConfig                   // extra worker listeners (YAML listeners:)
 	Queues            map[string]queuemodule.QueueConfig // named queues (YAML queues:)
 	QueueAckWait      time.Duration
+	QueueMaxConc      int
+	QueueInFlight     int
 	HTTPMaxBodyBytes  int64
 	HTTPMaxStreamBody int64
 	HTTPTimeout       time.Duration
@@ -351,6 +353,14 @@ var engineSettings = []setting{
 	}},
 	{"queue-ack-wait", "DURATION", queuemodule.DefaultAckWait.String(), "how long a queue job may go unacknowledged before JetStream gives it to another engine; the engine running it renews it every third of that, so only a dead engine (kill -9, a lost network) lets it lapse", func(c *engineConfig, v string) (err error) {
 		c.QueueAckWait, err = positiveDuration(v)
+		return err
+	}},
+	{"queue-max-concurrency", "N", strconv.Itoa(queuemodule.DefaultMaxConcurrency), "most a durable:subscriber trigger's queue_config.concurrency may ask for (calls of one subscription running at once on this engine); a trigger asking more is refused with INVALID_ARGUMENT", func(c *engineConfig, v string) (err error) {
+		c.QueueMaxConc, err = positiveInt(v)
+		return err
+	}},
+	{"queue-inflight-bytes", "N", strconv.Itoa(queuemodule.DefaultInFlightBytes), "bytes of durable-topic messages this engine holds per function (fetched, not yet acknowledged); past it the function's subscriptions fetch nothing more until its calls finish", func(c *engineConfig, v string) (err error) {
+		c.QueueInFlight, err = positiveInt(v)
 		return err
 	}},
 	{"stream-auth-function", "ID", "", "function that admits stream connections (empty: no auth)", func(c *engineConfig, v string) error {

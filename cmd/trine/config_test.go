@@ -57,6 +57,8 @@ var defaultConfig = engineConfig{
 	StreamMaxItem:       1 << 20,
 	StateMaxValue:       512 << 10,
 	QueueAckWait:        30 * time.Second,
+	QueueMaxConc:        64,
+	QueueInFlight:       64 << 20,
 	NATSConnectTimeout:  30 * time.Second,
 	StreamHistoryBytes:  16 << 20,
 	StreamHistoryTotal:  256 << 20,

@@ -44,7 +44,8 @@ func startQueues(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, log
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	m, err := queuemodule.New(ctx, queuemodule.Config{Conn: ns.Conn, Queues: cfg.Queues, Replicas: cfg.StoreReplicas,
-		AckWait: cfg.QueueAckWait, CallTimeout: cfg.DefaultTimeout, Logger: log})
+		AckWait: cfg.QueueAckWait, CallTimeout: cfg.DefaultTimeout, MaxConcurrency: cfg.QueueMaxConc,
+		InFlightBytes: int64(cfg.QueueInFlight), Logger: log})
 	if err != nil {
 		if len(cfg.Queues) == 0 {
 			log.Warn("queues are off: they live in JetStream, which NATS does not offer", "error", err)

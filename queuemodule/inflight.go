@@ -1,0 +1,161 @@
+package queuemodule
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// budget counts, per function, the bytes of durable-topic messages this
+// engine holds (fetched and not yet acknowledged, or reserved for a fetch
+// under way), so that a function that never answers holds at most limit
+// of them. Safe for concurrent use.
+type budget struct {
+	limit int64
+
+	mu      sync.Mutex
+	bytes   map[string]int64
+	changed chan struct{} // closed, and replaced, when bytes go down
+}
+
+func newBudget(limit int64) *budget {
+	return &budget{limit: limit, bytes: make(map[string]int64), changed: make(chan struct{})}
+}
+
+// acquire reserves n bytes for fn once they fit under the limit (or fn
+// holds nothing: one message runs whatever its size); false when ctx ends
+// first.
+func (b *budget) acquire(ctx context.Context, fn string, n int64) bool {
+	for {
+		b.mu.Lock()
+		used := b.bytes[fn]
+		if used == 0 || used+n <= b.limit {
+			b.bytes[fn] = used + n
+			b.mu.Unlock()
+			return true
+		}
+		ch := b.changed
+		b.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// add changes fn's bytes by n (a release when negative).
+func (b *budget) add(fn string, n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.bytes[fn] += n; b.bytes[fn] <= 0 {
+		delete(b.bytes, fn)
+	}
+	if n < 0 {
+		close(b.changed)
+		b.changed = make(chan struct{})
+	}
+}
+
+func (b *budget) used(fn string) int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.bytes[fn]
+}
+
+// InFlightBytes is how many bytes of durable-topic messages this engine
+// holds for fn: fetched and not yet acknowledged, or reserved for a fetch.
+func (m *Module) InFlightBytes(fn string) int64 { return m.inflight.used(fn) }
+
+// fetchWait bounds one fetch: the bytes it reserves are held that long
+// when the topic is idle.
+const fetchWait = 2 * time.Second
+
+// fetchLoop feeds run the messages of one durable subscription until ctx
+// ends, one fetch at a time: each waits for one of the subscription's
+// concurrency slots and reserves, in fn's budget, the largest message NATS
+// carries, then keeps what the message it got takes. So an engine holds at
+// most concurrency messages of the subscription and InFlightBytes of the
+// function, however slow its calls are. A message it fetches runs until
+// acknowledged (or dead-lettered), or until the engine closes, when
+// JetStream redelivers it after the ack wait.
+func (m *Module) fetchLoop(ctx context.Context, cons jetstream.Consumer, fn string, concurrency int, run func(jetstream.Msg)) {
+	slots := make(chan struct{}, concurrency)
+	largest := m.cfg.Conn.MaxPayload()
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		if !m.inflight.acquire(ctx, fn, largest) {
+			return
+		}
+		msg, err := fetchOne(ctx, cons)
+		if msg == nil {
+			m.inflight.add(fn, -largest)
+			<-slots
+			if err != nil && !m.pause(ctx, err, fn) {
+				return
+			}
+			continue
+		}
+		size := msgBytes(msg)
+		m.inflight.add(fn, size-largest)
+		if !m.start(func() {
+			defer func() { m.inflight.add(fn, -size); <-slots }()
+			run(msg)
+		}) {
+			m.inflight.add(fn, -size)
+			return
+		}
+	}
+}
+
+// fetchOne waits up to fetchWait for one message; nil when none came.
+func fetchOne(ctx context.Context, cons jetstream.Consumer) (jetstream.Msg, error) {
+	fctx, cancel := context.WithTimeout(ctx, fetchWait)
+	defer cancel()
+	batch, err := cons.Fetch(1, jetstream.FetchContext(fctx))
+	if err != nil {
+		return nil, err
+	}
+	var got jetstream.Msg
+	for msg := range batch.Messages() {
+		got = msg
+	}
+	if got != nil {
+		return got, nil
+	}
+	if err := batch.Error(); err != nil && fctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) {
+		return nil, err
+	}
+	return nil, nil
+}
+
+// pause waits a second after a failed fetch (JetStream away, the
+// consumer removed), logging it; false when ctx ends first.
+func (m *Module) pause(ctx context.Context, err error, fn string) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	m.log.Warn("durable subscriber fetch failed: retrying", "function_id", fn, "error", err)
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// msgBytes is what msg takes in memory, roughly: its data, headers and
+// subjects.
+func msgBytes(msg jetstream.Msg) int64 {
+	return int64(len(msg.Data()) + headerBytes(msg.Headers()) + len(msg.Subject()) + len(msg.Reply()))
+}
