@@ -48,6 +48,17 @@ func (b *budget) acquire(ctx context.Context, fn string, n int64) bool {
 	}
 }
 
+// tryAcquire reserves n bytes for fn if they fit under the limit now.
+func (b *budget) tryAcquire(fn string, n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if used := b.bytes[fn]; used+n > b.limit {
+		return false
+	}
+	b.bytes[fn] += n
+	return true
+}
+
 // add changes fn's bytes by n (a release when negative).
 func (b *budget) add(fn string, n int64) {
 	b.mu.Lock()
@@ -76,13 +87,13 @@ func (m *Module) InFlightBytes(fn string) int64 { return m.inflight.used(fn) }
 const fetchWait = 2 * time.Second
 
 // fetchLoop feeds run the messages of one durable subscription until ctx
-// ends, one fetch at a time: each waits for one of the subscription's
-// concurrency slots and reserves, in fn's budget, the largest message NATS
-// carries, then keeps what the message it got takes. So an engine holds at
-// most concurrency messages of the subscription and InFlightBytes of the
-// function, however slow its calls are. A message it fetches runs until
-// acknowledged (or dead-lettered), or until the engine closes, when
-// JetStream redelivers it after the ack wait.
+// ends. Each fetch asks for as many messages as the subscription has free
+// concurrency slots and its function has budget for, reserving the
+// largest message NATS carries for each, and keeps what each message it
+// gets takes. So an engine holds at most concurrency messages of the
+// subscription and InFlightBytes of the function, however slow its calls
+// are. A message it fetches runs until acknowledged (or dead-lettered), or
+// until the engine closes, when JetStream redelivers it after the ack wait.
 func (m *Module) fetchLoop(ctx context.Context, cons jetstream.Consumer, fn string, concurrency int, run func(jetstream.Msg)) {
 	slots := make(chan struct{}, concurrency)
 	largest := m.cfg.Conn.MaxPayload()
@@ -95,46 +106,68 @@ func (m *Module) fetchLoop(ctx context.Context, cons jetstream.Consumer, fn stri
 		if !m.inflight.acquire(ctx, fn, largest) {
 			return
 		}
-		msg, err := fetchOne(ctx, cons)
-		if msg == nil {
+		n := 1
+	more:
+		for n < concurrency {
+			select {
+			case slots <- struct{}{}:
+			default:
+				break more
+			}
+			if !m.inflight.tryAcquire(fn, largest) {
+				<-slots
+				break
+			}
+			n++
+		}
+		got, err := m.fetch(ctx, cons, n, func(msg jetstream.Msg) bool {
+			size := msgBytes(msg)
+			m.inflight.add(fn, size-largest)
+			if m.start(func() {
+				defer func() { m.inflight.add(fn, -size); <-slots }()
+				run(msg)
+			}) {
+				return true
+			}
+			m.inflight.add(fn, -size)
+			<-slots
+			return false
+		})
+		for range n - got {
 			m.inflight.add(fn, -largest)
 			<-slots
-			if err != nil && !m.pause(ctx, err, fn) {
-				return
-			}
-			continue
 		}
-		size := msgBytes(msg)
-		m.inflight.add(fn, size-largest)
-		if !m.start(func() {
-			defer func() { m.inflight.add(fn, -size); <-slots }()
-			run(msg)
-		}) {
-			m.inflight.add(fn, -size)
+		if err != nil && !m.pause(ctx, err, fn) {
 			return
 		}
 	}
 }
 
-// fetchOne waits up to fetchWait for one message; nil when none came.
-func fetchOne(ctx context.Context, cons jetstream.Consumer) (jetstream.Msg, error) {
+// fetch asks for up to n messages, waiting up to fetchWait, and hands each
+// to start as it comes; it returns how many it handed over. A false from
+// start (the module is stopping) ends it.
+func (m *Module) fetch(ctx context.Context, cons jetstream.Consumer, n int, start func(jetstream.Msg) bool) (int, error) {
 	fctx, cancel := context.WithTimeout(ctx, fetchWait)
 	defer cancel()
-	batch, err := cons.Fetch(1, jetstream.FetchContext(fctx))
+	batch, err := cons.Fetch(n, jetstream.FetchContext(fctx))
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	var got jetstream.Msg
+	got := 0
 	for msg := range batch.Messages() {
-		got = msg
-	}
-	if got != nil {
-		return got, nil
+		got++
+		if !start(msg) {
+			cancel()
+			for range batch.Messages() {
+				// not acknowledged: redelivered after the ack wait
+			}
+			return got, nil
+		}
 	}
 	if err := batch.Error(); err != nil && fctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) {
-		return nil, err
+		return got, err
 	}
-	return nil, nil
+	return got, nil
 }
 
 // pause waits a second after a failed fetch (JetStream away, the
