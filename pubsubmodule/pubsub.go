@@ -232,6 +232,9 @@ func (m *Module) deliver(s *subscription, msg *nats.Msg) {
 		return
 	}
 	if topic != s.topic {
+		if msg.Subject != Subject(topic) {
+			m.log.Warn("pubsub message dropped: its topic header names another subject's topic", "trigger_id", s.t.ID, "topic", s.topic, "subject", msg.Subject)
+		}
 		return // another topic whose long name hashed alike
 	}
 	s.sem <- struct{}{}

@@ -119,9 +119,10 @@ func TestDurableTopicNamesAreByteExact(t *testing.T) {
 }
 
 // TestAcknowledgedTopicMessageIsNeverDropped: a message on a topic's
-// subject whose topic header does not decode (written by another
-// program, or altered on the way) is dead-lettered for each subscriber,
-// never acknowledged and forgotten; redrive brings it back.
+// subject whose topic header is missing, does not decode, or names a
+// topic of another subject (written by another program, or altered on
+// the way) is dead-lettered for each subscriber, never acknowledged and
+// forgotten; redrive brings it back.
 func TestAcknowledgedTopicMessageIsNeverDropped(t *testing.T) {
 	ns := natstest.Start(t)
 	n := startNode(t, ns, queuemodule.Config{})
@@ -132,7 +133,7 @@ func TestAcknowledgedTopicMessageIsNeverDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	nc := natstest.Connect(t, ns)
-	for _, v := range []string{"orders x", "", "orders%ZZ"} {
+	for _, v := range []string{"orders x", "", "orders%ZZ", "orders%20x"} {
 		msg := &nats.Msg{Subject: "trine.topic.orders", Header: nats.Header{}, Data: []byte(`1`)}
 		if v != "" {
 			msg.Header.Set("Trine-Topic", v)
@@ -143,7 +144,7 @@ func TestAcknowledgedTopicMessageIsNeverDropped(t *testing.T) {
 	}
 	dlq := queuemodule.DeadLetterName("orders", "test::a")
 	redriven := 0
-	waitUntil(t, 10*time.Second, "three dead letters redriven", func() bool {
+	waitUntil(t, 10*time.Second, "four dead letters redriven", func() bool {
 		out, err := n.call(queuemodule.FnRedrive, map[string]string{"queue": dlq})
 		if err != nil {
 			t.Fatal(err)
@@ -151,9 +152,9 @@ func TestAcknowledgedTopicMessageIsNeverDropped(t *testing.T) {
 		var r struct{ Redriven int }
 		json.Unmarshal([]byte(out), &r)
 		redriven += r.Redriven
-		return redriven == 3
+		return redriven == 4
 	})
-	waitUntil(t, 5*time.Second, "the redriven messages ran", func() bool { return runs.Load() == 3 })
+	waitUntil(t, 5*time.Second, "the redriven messages ran", func() bool { return runs.Load() == 4 })
 }
 
 // TestFIFOGroupKeyIsDecodedValue: {"g":"a<b"} and {"g":"a\u003cb"} are one

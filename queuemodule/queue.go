@@ -377,10 +377,14 @@ func jobCall(msg jetstream.Msg, timeout time.Duration) (engine.Call, error) {
 	c := engine.Call{FunctionID: fn, Payload: msg.Data(), Timeout: timeout}
 	if md := msg.Headers().Get(hMetadata); md != "" {
 		v, err := natsheader.Decode(md)
-		if err != nil {
+		switch {
+		case err == nil:
+			c.Metadata = []byte(v)
+		case json.Valid([]byte(md)):
+			c.Metadata = []byte(md) // stored plain by an older engine
+		default:
 			return engine.Call{}, fmt.Errorf("header %s: %w", hMetadata, err)
 		}
-		c.Metadata = []byte(v)
 	}
 	return c, nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/google/uuid"
@@ -189,6 +190,10 @@ func (m *Module) runTopicJob(t engine.Trigger, topic, dlq, back string, q QueueC
 			return
 		}
 		if got != topic {
+			if msg.Subject() != subjTopic+natsfanout.Token(got) {
+				m.deadLetter(msg, dlq, back, attempt-1, fmt.Errorf("header %s names topic %q, not one of subject %s", hTopic, got, msg.Subject()))
+				return
+			}
 			_ = msg.Ack() // another topic whose long name hashed alike
 			return
 		}
