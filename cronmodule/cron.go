@@ -84,6 +84,8 @@ type job struct {
 type triggerConfig struct {
 	Expression          *string `json:"expression"`
 	ConditionFunctionID string  `json:"condition_function_id"`
+	// Timezone is the IANA zone the expression is read in; "" is UTC.
+	Timezone string `json:"timezone"`
 }
 
 // Payload is what a job's function receives, iii's shape.
@@ -111,7 +113,7 @@ func New(cfg Config) *Module {
 // Register registers the cron trigger type on e.
 func (m *Module) Register(e *engine.Engine) error {
 	m.e = e
-	return e.RegisterTriggerType(TriggerCron, "Runs a function on a schedule, once per fleet (config: expression with 6 fields sec min hour dom month dow, or 7 with year; condition_function_id?).", provider{m})
+	return e.RegisterTriggerType(TriggerCron, "Runs a function on a schedule, once per fleet (config: expression with 6 fields sec min hour dom month dow, or 7 with year, read in UTC; timezone?, an IANA zone name; condition_function_id?).", provider{m})
 }
 
 // Close stops every schedule and waits for the running jobs.
@@ -145,7 +147,7 @@ func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 			return err
 		}
 	}
-	s, err := parseSchedule(*cfg.Expression)
+	s, err := parseSchedule(*cfg.Expression, cfg.Timezone)
 	if err != nil {
 		return engine.Errorf(engine.CodeInvalidArgument, "cron trigger %q: %v", t.ID, err)
 	}

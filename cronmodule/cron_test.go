@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -43,7 +45,7 @@ func TestParseSchedule(t *testing.T) {
 		{"0 0 0 1 1 * 2020", "2026-06-01T00:00:00Z", ""}, // never again
 		{"@every 1m", "2026-12-02T10:00:00Z", "2026-12-02T10:01:00Z"},
 	} {
-		s, err := parseSchedule(c.expr)
+		s, err := parseSchedule(c.expr, "")
 		if err != nil {
 			t.Fatalf("%q: %v", c.expr, err)
 		}
@@ -59,7 +61,7 @@ func TestParseSchedule(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "* * * * *", "* * * * * * * *", "61 * * * * *", "* * * * * * 1900", "* * * * * * 2030-2020", "* * * * * * x", "* * * * * * 2030/0", "@sometimes"} {
-		if _, err := parseSchedule(bad); err == nil {
+		if _, err := parseSchedule(bad, ""); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
 	}
@@ -196,5 +198,88 @@ func TestTriggerConfigAndCondition(t *testing.T) {
 	case p := <-got:
 		t.Fatalf("a job ran although its condition said no: %+v", p)
 	default:
+	}
+}
+
+// The process's time zone never shifts a schedule: with TZ=Asia/Kolkata
+// (UTC+5:30), a trigger for the current UTC hour fires within seconds. The
+// test runs itself again in a child process with that TZ.
+func TestSchedulesAreUTCWhateverTheProcessZone(t *testing.T) {
+	if os.Getenv("TRINE_CRON_TZ_CHILD") == "" {
+		t.Parallel()
+		cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestSchedulesAreUTCWhateverTheProcessZone$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "TZ=Asia/Kolkata", "TRINE_CRON_TZ_CHILD=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("child with TZ=Asia/Kolkata: %v\n%s", err, out)
+		}
+		return
+	}
+	if _, off := time.Now().Zone(); off != 5*3600+1800 {
+		t.Fatalf("child process zone offset %d, want Asia/Kolkata's", off)
+	}
+	// Every second of the UTC hour 2 s from now (not the hour of now: at
+	// hh:59:59 that hour has no second left).
+	hour := time.Now().UTC().Add(2 * time.Second).Hour()
+	firesInHour(t, fmt.Sprintf(`{"expression":"* * %d * * *"}`, hour), time.UTC, hour)
+}
+
+// firesInHour registers a cron trigger with cfg and waits 5 s for a fire
+// scheduled in the given hour of loc.
+func firesInHour(t *testing.T, cfg string, loc *time.Location, hour int) *fleetNode {
+	t.Helper()
+	ns := natstest.Start(t)
+	got := make(chan Payload, 10)
+	n := startNode(t, ns.ClientURL(), LocalClaims{}, func(p Payload) { got <- p })
+	if err := n.s.RegisterTrigger(t.Context(), engine.Trigger{ID: "hourly", Type: "cron", FunctionID: "test::job", Config: json.RawMessage(cfg)}); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.NewTimer(5 * time.Second)
+	defer timer.Stop()
+	select {
+	case p := <-got:
+		at, err := time.Parse(time.RFC3339, p.ScheduledTime)
+		if err != nil || at.In(loc).Hour() != hour {
+			t.Fatalf("fired at %q, want hour %d in %s", p.ScheduledTime, hour, loc)
+		}
+	case <-timer.C:
+		t.Fatalf("%s did not fire in 5 s (process zone %s)", cfg, time.Now().Format("MST"))
+	}
+	return n
+}
+
+// A trigger's timezone field sets the zone of its expression.
+func TestTimezoneField(t *testing.T) {
+	t.Parallel()
+	kolkata, err := time.LoadLocation("Asia/Kolkata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hour := time.Now().In(kolkata).Add(2 * time.Second).Hour()
+	n := firesInHour(t, fmt.Sprintf(`{"expression":"* * %d * * *","timezone":"Asia/Kolkata"}`, hour), kolkata, hour)
+
+	// next in the trigger's zone: 02:00 daily in New York is 07:00 UTC in
+	// winter.
+	s, err := parseSchedule("0 0 2 * * *", "America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	if next, want := s.next(from), time.Date(2026, 12, 3, 7, 0, 0, 0, time.UTC); !next.Equal(want) {
+		t.Errorf("next(%v) in America/New_York = %v, want %v", from, next.UTC(), want)
+	}
+
+	for _, bad := range []string{`"Mars/Olympus_Mons"`, `"Local"`, `"+05:30"`, `5`, `" UTC"`} {
+		cfg := fmt.Sprintf(`{"expression":"* * * * * *","timezone":%s}`, bad)
+		err := n.s.RegisterTrigger(t.Context(), engine.Trigger{ID: "badtz", Type: "cron", FunctionID: "test::job", Config: json.RawMessage(cfg)})
+		if e := engine.AsError(err); err == nil || e.Code != engine.CodeInvalidArgument {
+			t.Errorf("timezone %s: %v, want invalid_argument", bad, err)
+		}
+	}
+	_, ts := n.e.Triggers()
+	for _, tr := range ts {
+		if tr.ID == "badtz" {
+			t.Errorf("a refused trigger is registered: %+v", tr)
+		}
 	}
 }

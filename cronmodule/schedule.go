@@ -13,11 +13,12 @@ import (
 // @every/@daily descriptors.
 var parser = cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
-// schedule is a parsed expression: robfig/cron's schedule, and the years
-// of a seventh field (nil: every year).
+// schedule is a parsed expression: robfig/cron's schedule, the years of
+// a seventh field (nil: every year), and the zone its fields are read in.
 type schedule struct {
 	s     cron.Schedule
 	years []yearRange
+	loc   *time.Location
 }
 
 type yearRange struct{ from, to, step int }
@@ -25,12 +26,16 @@ type yearRange struct{ from, to, step int }
 // maxYearSkips bounds the search for the next fire in an allowed year.
 const maxYearSkips = 100000
 
-// parseSchedule parses an expression of 6 fields, or 7 with year.
-func parseSchedule(expr string) (schedule, error) {
+// parseSchedule parses an expression of 6 fields, or 7 with year, read in
+// the IANA time zone tz ("" is UTC). The process's own zone never counts.
+func parseSchedule(expr, tz string) (schedule, error) {
+	loc, err := location(tz)
+	if err != nil {
+		return schedule{}, err
+	}
 	f := strings.Fields(expr)
 	var years []yearRange
 	if len(f) == 7 {
-		var err error
 		if years, err = parseYears(f[6]); err != nil {
 			return schedule{}, err
 		}
@@ -42,7 +47,23 @@ func parseSchedule(expr string) (schedule, error) {
 	if err != nil {
 		return schedule{}, fmt.Errorf("expression %q: %v", expr, err)
 	}
-	return schedule{s: s, years: years}, nil
+	return schedule{s: s, years: years, loc: loc}, nil
+}
+
+// location loads an IANA zone name; "" is UTC. "Local", the process's
+// zone, is refused: it would make a fleet's engines disagree.
+func location(tz string) (*time.Location, error) {
+	if tz == "" {
+		return time.UTC, nil
+	}
+	if tz == "Local" || strings.TrimSpace(tz) != tz {
+		return nil, fmt.Errorf("timezone %q is not an IANA time zone name (like \"UTC\" or \"Europe/Paris\")", tz)
+	}
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		return nil, fmt.Errorf("timezone %q is not an IANA time zone name (like \"UTC\" or \"Europe/Paris\")", tz)
+	}
+	return loc, nil
 }
 
 func parseYears(field string) ([]yearRange, error) {
@@ -99,6 +120,9 @@ func (s schedule) yearOK(y int) bool {
 
 // next is the first fire after t, or the zero time when there is none.
 func (s schedule) next(t time.Time) time.Time {
+	if s.loc != nil {
+		t = t.In(s.loc)
+	}
 	for range maxYearSkips {
 		n := s.s.Next(t)
 		if n.IsZero() || s.yearOK(n.Year()) {

@@ -7,6 +7,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	// Cron triggers name IANA time zones; the binary carries the zone
+	// database so that they work on hosts without one (containers).
+	_ "time/tzdata"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
