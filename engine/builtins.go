@@ -103,15 +103,18 @@ type RegisteredTrigger struct {
 	WorkerName    string          `json:"worker_name"`
 	Config        json.RawMessage `json:"config"`
 	ConfigSummary string          `json:"config_summary"`
+	// Status and Reason are set for an orphan only (Trine's addition).
+	Status string `json:"status,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
-// registeredTriggers lists the active triggers matching f that v shows,
-// in iii's shape.
+// registeredTriggers lists the active and orphaned triggers matching f
+// that v shows, in iii's shape.
 func (e *Engine) registeredTriggers(v view, f listFilter) []RegisteredTrigger {
 	_, ts := e.Triggers()
 	out := []RegisteredTrigger{}
 	for _, t := range ts {
-		if t.Status != "active" || !v.trigger(t) || (f.TriggerType != "" && t.Type != f.TriggerType) ||
+		if (t.Status != "active" && t.Status != StatusOrphaned) || !v.trigger(t) || (f.TriggerType != "" && t.Type != f.TriggerType) ||
 			(f.FunctionID != "" && t.FunctionID != f.FunctionID) || (f.Worker != "" && t.OwnerName != f.Worker) ||
 			!strings.HasPrefix(t.ID, f.Prefix) ||
 			(f.Search != "" && !strings.Contains(t.ID+"\x00"+t.Type+"\x00"+t.FunctionID, f.Search)) {
@@ -125,8 +128,12 @@ func (e *Engine) registeredTriggers(v view, f listFilter) []RegisteredTrigger {
 		if len(summary) > 120 {
 			summary = summary[:117] + "..."
 		}
-		out = append(out, RegisteredTrigger{ID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID, WorkerName: t.OwnerName,
-			Config: cfg, ConfigSummary: summary})
+		rt := RegisteredTrigger{ID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID, WorkerName: t.OwnerName,
+			Config: cfg, ConfigSummary: summary}
+		if t.Status == StatusOrphaned {
+			rt.Status, rt.Reason = t.Status, t.Reason
+		}
+		out = append(out, rt)
 	}
 	return out
 }
@@ -186,6 +193,9 @@ func (e *Engine) registerBuiltins() error {
 		return err
 	}
 	if err := e.registerInfoBuiltins(); err != nil {
+		return err
+	}
+	if err := e.registerOrphanBuiltins(); err != nil {
 		return err
 	}
 	if err := e.registerBaggageFunctions(); err != nil {

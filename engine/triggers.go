@@ -379,17 +379,19 @@ type TriggerTypeStatus struct {
 }
 
 // TriggerStatus is one trigger in engine::triggers::overview. Status is
-// "active", "registering", or "waiting_for_provider" when its type's
-// provider has left.
+// "active", "registering", "waiting_for_provider" when its type's
+// provider has left, or "orphaned" (see Orphan; Reason says why).
 type TriggerStatus struct {
 	Trigger
 	OwnerID   string `json:"owner_worker_id"`
 	OwnerName string `json:"owner_worker_name"`
 	Status    string `json:"status"`
+	Reason    string `json:"reason,omitempty"`
 }
 
-// Triggers lists trigger types and triggers, sorted by id.
-func (e *Engine) Triggers() ([]TriggerTypeStatus, []TriggerStatus) {
+// liveTriggers lists trigger types and the triggers of connected workers,
+// sorted by id.
+func (e *Engine) liveTriggers() ([]TriggerTypeStatus, []TriggerStatus) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	counts := make(map[string]int)

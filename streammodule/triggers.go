@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/store"
@@ -81,10 +82,12 @@ type triggers struct {
 type gateTrigger struct {
 	t   engine.Trigger
 	cfg triggerConfig
-	// orphaned: the worker that registered this join trigger is gone. The
-	// gate denies every join it covers until a trigger of the same id is
-	// registered again (or unregistered).
+	// orphaned: the worker that registered this join trigger is gone
+	// (since then). The gate denies every join it covers until a trigger
+	// of the same id is registered again, or an operator releases it
+	// (engine::triggers::release).
 	orphaned bool
+	since    time.Time
 }
 
 func newTriggers(m *Module) *triggers {
@@ -171,10 +174,47 @@ func (p provider) TriggerOrphaned(ctx context.Context, t engine.Trigger) error {
 		delete(tr.join, t.ID)
 		return nil
 	}
-	tr.join[t.ID] = &gateTrigger{t: g.t, cfg: g.cfg, orphaned: true}
-	tr.m.log.Warn("stream:join trigger's worker disconnected: joins it covers are denied until it registers again",
-		"trigger_id", t.ID, "function_id", t.FunctionID)
+	tr.join[t.ID] = &gateTrigger{t: g.t, cfg: g.cfg, orphaned: true, since: time.Now()}
+	tr.m.log.Warn("stream:join trigger's worker disconnected: joins it covers are denied until it registers again or an operator releases it",
+		"trigger_id", t.ID, "function_id", t.FunctionID, "release_with", engine.FnTriggersRelease)
 	return nil
+}
+
+// Orphans implements engine.OrphanHolder: the stream:join triggers kept
+// after their worker left.
+func (p provider) Orphans() []engine.Orphan {
+	if p.kind != TriggerJoin {
+		return nil
+	}
+	tr := p.tr
+	tr.mu.RLock()
+	defer tr.mu.RUnlock()
+	var out []engine.Orphan
+	for _, g := range tr.join {
+		if g.orphaned {
+			out = append(out, engine.Orphan{Trigger: g.t, Reason: fmt.Sprintf(
+				"its worker disconnected at %s; every join it covers is denied until a trigger with this id registers again, or an operator releases it (%s, trine triggers release %s)",
+				g.since.UTC().Format(time.RFC3339), engine.FnTriggersRelease, g.t.ID)})
+		}
+	}
+	return out
+}
+
+// ReleaseOrphan implements engine.OrphanHolder: the orphaned stream:join
+// trigger id stops guarding. A live trigger of that id stays.
+func (p provider) ReleaseOrphan(_ context.Context, id string) (bool, error) {
+	if p.kind != TriggerJoin {
+		return false, nil
+	}
+	tr := p.tr
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	g := tr.join[id]
+	if g == nil || !g.orphaned {
+		return false, nil
+	}
+	delete(tr.join, id)
+	return true, nil
 }
 
 func (p provider) UnregisterTrigger(_ context.Context, t engine.Trigger) error {

@@ -2,6 +2,7 @@
 //
 //	trine engine  [flags]                        run the engine
 //	trine trigger [flags] FUNCTION_ID [JSON|-]   call a function
+//	trine triggers list|release [flags] [ID]     list triggers, release an orphan
 //	trine version                                print the version
 //
 // This package is where flags, environment variables and the YAML file are

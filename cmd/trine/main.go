@@ -38,6 +38,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runGateway(ctx, rest, os.LookupEnv, stdout, stderr)
 	case "trigger":
 		return runTrigger(ctx, rest, os.LookupEnv, stdin, stdout, stderr)
+	case "triggers":
+		return runTriggers(ctx, rest, os.LookupEnv, stdin, stdout, stderr)
 	case "store":
 		return runStore(rest, os.LookupEnv, stdout, stderr)
 	case "token":
@@ -69,6 +71,7 @@ Commands:
   engine    run the engine (trine engine --help lists every setting)
   gateway   run a stream gateway in its own process (trine gateway --help)
   trigger   call a function: trine trigger [flags] FUNCTION_ID [JSON|-]
+  triggers  list triggers, or release an orphaned one: trine triggers list|release
   store     check or repair the file store: trine store verify|repair [--data-dir DIR]
   token     sign a development JWT for browsers: trine token --secret-file FILE [flags]
   version   print the version (also: trine --version)
