@@ -49,9 +49,18 @@ type Unavailable struct{ Err error }
 // Claim implements Claimer.
 func (u Unavailable) Claim(context.Context, string, time.Time) (bool, error) { return false, u.Err }
 
+// Waiting is the Claimer of an engine still waiting for JetStream: cron
+// triggers are accepted, and their fires are skipped until SetClaims
+// gives the module claims that work.
+type Waiting struct{ Err error }
+
+// Claim implements Claimer.
+func (w Waiting) Claim(context.Context, string, time.Time) (bool, error) { return false, w.Err }
+
 // Config configures a Module.
 type Config struct {
-	// Claims decides which engine runs each fire. Required.
+	// Claims decides which engine runs each fire (SetClaims replaces
+	// it). Default LocalClaims.
 	Claims Claimer
 	// Lateness: see DefaultLateness.
 	Lateness time.Duration
@@ -68,6 +77,7 @@ type Module struct {
 	e   *engine.Engine
 
 	mu      sync.Mutex
+	claims  Claimer
 	jobs    map[string]*job
 	stopped bool
 	wg      sync.WaitGroup
@@ -107,7 +117,16 @@ func New(cfg Config) *Module {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Module{cfg: cfg, log: cfg.Logger, jobs: make(map[string]*job)}
+	return &Module{cfg: cfg, log: cfg.Logger, claims: cfg.Claims, jobs: make(map[string]*job)}
+}
+
+// SetClaims makes c decide the fires from now on: an engine starts with
+// Waiting while it waits for JetStream, then sets the JetStream claims
+// once they are open (or Unavailable if JetStream refuses them).
+func (m *Module) SetClaims(c Claimer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.claims = c
 }
 
 // Register registers the cron trigger type on e.
@@ -155,11 +174,11 @@ func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 		return engine.Errorf(engine.CodeInvalidArgument, "cron trigger %q: expression %q never fires", t.ID, *cfg.Expression)
 	}
 	m := p.m
-	if u, ok := m.cfg.Claims.(Unavailable); ok {
-		return engine.Errorf(engine.CodeUnavailable, "cron trigger %q: schedules cannot be claimed once per fleet: %v", t.ID, u.Err)
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if u, ok := m.claims.(Unavailable); ok {
+		return engine.Errorf(engine.CodeUnavailable, "cron trigger %q: schedules cannot be claimed once per fleet: %v", t.ID, u.Err)
+	}
 	if m.stopped {
 		return engine.Errorf(engine.CodeUnavailable, "the cron module is stopped")
 	}
@@ -219,8 +238,16 @@ func (m *Module) fire(j *job, at, now time.Time) {
 		m.log.Warn("cron fire left to other engines: the job's previous run is still going", "trigger_id", j.t.ID, "scheduled_time", at)
 		return
 	}
+	m.mu.Lock()
+	claims := m.claims
+	m.mu.Unlock()
+	if w, ok := claims.(Waiting); ok {
+		j.running.Store(false)
+		m.log.Debug("cron fire skipped: waiting for JetStream", "trigger_id", j.t.ID, "scheduled_time", at, "error", w.Err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultClaimLimit)
-	won, err := m.cfg.Claims.Claim(ctx, j.t.ID, at)
+	won, err := claims.Claim(ctx, j.t.ID, at)
 	cancel()
 	if err != nil || !won {
 		j.running.Store(false)

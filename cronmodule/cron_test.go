@@ -283,3 +283,52 @@ func TestTimezoneField(t *testing.T) {
 		}
 	}
 }
+
+// While the engine waits for JetStream (Waiting claims) cron triggers are
+// accepted and do not fire; they fire once SetClaims gives working
+// claims. Claims JetStream refused (Unavailable) refuse triggers.
+func TestWaitingClaims(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Start(t)
+	var fired atomic.Int64
+	e := moduletest.Start(t, ns.ClientURL())
+	m := New(Config{Claims: Waiting{Err: errors.New("no JetStream yet")}})
+	if err := m.Register(e); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	if err := e.RegisterFunction("test::job", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		fired.Add(1)
+		return nil, nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	s := moduletest.Session(t, e)
+	tick := engine.Trigger{ID: "tick", Type: "cron", FunctionID: "test::job", Config: json.RawMessage(`{"expression":"* * * * * *"}`)}
+	if err := s.RegisterTrigger(t.Context(), tick); err != nil {
+		t.Fatalf("cron trigger while waiting: %v", err)
+	}
+	// Two scheduled seconds pass without a fire.
+	wait := time.NewTimer(2100 * time.Millisecond)
+	<-wait.C
+	if n := fired.Load(); n != 0 {
+		t.Fatalf("%d fires while waiting for JetStream", n)
+	}
+	m.SetClaims(LocalClaims{})
+	deadline := time.NewTimer(5 * time.Second)
+	defer deadline.Stop()
+	poll := time.NewTicker(20 * time.Millisecond)
+	defer poll.Stop()
+	for fired.Load() == 0 {
+		select {
+		case <-deadline.C:
+			t.Fatal("no fire within 5 s of SetClaims")
+		case <-poll.C:
+		}
+	}
+	m.SetClaims(Unavailable{Err: errors.New("replicas 3 on one server")})
+	err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "other", Type: "cron", FunctionID: "test::job", Config: tick.Config})
+	if ae := engine.AsError(err); err == nil || ae.Code != engine.CodeUnavailable {
+		t.Errorf("cron trigger with claims refused: %v, want unavailable", err)
+	}
+}

@@ -25,7 +25,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/trinehq/trine/engine"
-	"github.com/trinehq/trine/internal/jsboot"
 	"github.com/trinehq/trine/internal/natsheader"
 	"github.com/trinehq/trine/streammodule/natsfanout"
 )
@@ -125,6 +124,9 @@ type Module struct {
 
 	mu       sync.Mutex
 	consumes []jetstream.ConsumeContext // named queues
+	open     bool                       // the streams exist (Open)
+	consumed map[string]bool            // named queues being consumed
+	pending  map[string]engine.Trigger  // durable:subscriber triggers registered before Open
 	topics   map[string]*topicSub       // durable:subscriber, by trigger id
 	stopped  bool
 	wg       sync.WaitGroup
@@ -138,63 +140,31 @@ type topicSub struct {
 }
 
 // New checks the queues and creates the streams, waiting for a JetStream
-// cluster that is still forming until ctx ends.
+// cluster that is still forming until ctx ends. An engine that must not
+// wait uses Waiting and Open instead.
 func New(ctx context.Context, cfg Config) (*Module, error) {
-	if cfg.Conn == nil {
-		return nil, errors.New("queuemodule: no NATS connection")
-	}
-	if cfg.Replicas < 1 {
-		cfg.Replicas = 1
-	}
-	if cfg.AckWait <= 0 {
-		cfg.AckWait = DefaultAckWait
-	}
-	if cfg.MaxBytes <= 0 {
-		cfg.MaxBytes = DefaultStreamsBytes
-	}
-	if cfg.TopicMaxAge <= 0 {
-		cfg.TopicMaxAge = DefaultTopicMaxAge
-	}
-	if cfg.MaxConcurrency <= 0 {
-		cfg.MaxConcurrency = DefaultMaxConcurrency
-	}
-	if cfg.InFlightBytes <= 0 {
-		cfg.InFlightBytes = DefaultInFlightBytes
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	qs, err := Normalize(cfg.Queues)
+	m, err := Waiting(cfg)
 	if err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(cfg.Conn)
-	if err != nil {
+	if err := m.Open(ctx); err != nil {
+		m.Close()
 		return nil, err
 	}
-	for _, sc := range []jetstream.StreamConfig{
-		{Name: StreamQueues, Subjects: []string{subjQueue + ">"}, Retention: jetstream.WorkQueuePolicy},
-		{Name: StreamDLQ, Subjects: []string{subjDLQ + ">"}, Retention: jetstream.WorkQueuePolicy},
-		{Name: StreamTopics, Subjects: []string{subjTopic + ">", subjRedrive + ">"}, Retention: jetstream.InterestPolicy, MaxAge: cfg.TopicMaxAge},
-	} {
-		sc.Storage, sc.Replicas, sc.MaxBytes, sc.Discard = jetstream.FileStorage, cfg.Replicas, cfg.MaxBytes, jetstream.DiscardNew
-		sc.Duplicates = 2 * time.Minute
-		if _, err := jsboot.CreateOrUpdateStream(ctx, js, sc); err != nil {
-			return nil, fmt.Errorf("queues: %w", err)
-		}
-	}
-	mctx, cancel := context.WithCancel(context.Background())
-	return &Module{cfg: cfg, log: cfg.Logger, js: js, queues: qs, topics: make(map[string]*topicSub),
-		inflight: newBudget(cfg.InFlightBytes), ctx: mctx, cancel: cancel}, nil
+	return m, nil
 }
 
 // Queues returns the named queues with their defaults filled in.
 func (m *Module) Queues() map[string]QueueConfig { return m.queues }
 
 // Register registers the queue functions and the durable:subscriber
-// trigger type on e, and starts consuming the named queues.
+// trigger type on e, and starts consuming the named queues once the
+// module is open. Until then the functions answer unavailable and
+// durable:subscriber triggers wait for Open (see Waiting).
 func (m *Module) Register(ctx context.Context, e *engine.Engine) error {
+	m.mu.Lock()
 	m.e = e
+	m.mu.Unlock()
 	for _, f := range []struct {
 		id, desc string
 		h        func(context.Context, engine.Call) ([]byte, error)
@@ -203,19 +173,14 @@ func (m *Module) Register(ctx context.Context, e *engine.Engine) error {
 		{FnRedrive, "Move a named queue's dead letters back to it (queue).", m.redrive},
 		{FnDurablePublish, "Publish data to a durable topic: every durable:subscriber function gets it, with retries (topic, data).", m.durablePublish},
 	} {
-		if err := e.RegisterFunction(f.id, f.desc, engine.HandlerFunc(f.h)); err != nil {
+		if err := e.RegisterFunction(f.id, f.desc, m.whenOpen(f.id, f.h)); err != nil {
 			return err
 		}
 	}
-	if err := e.RegisterTriggerType(TriggerDurable, "Runs a function for every message of a durable topic, with retries; replicas compete (config: topic, queue_config?).", provider{m}); err != nil {
+	if err := e.RegisterTriggerType(TriggerDurable, "Runs a function for every message of a durable topic, with retries; replicas compete (config: topic, queue_config?).", openProvider{provider{m}}); err != nil {
 		return err
 	}
-	for name, q := range m.queues {
-		if err := m.consumeQueue(ctx, name, q); err != nil {
-			return err
-		}
-	}
-	return nil
+	return m.consumeNamed(ctx)
 }
 
 // Stop stops taking jobs; the running ones go on. An engine stops its

@@ -32,6 +32,7 @@ import (
 	"github.com/trinehq/trine/engine/prommetrics"
 	"github.com/trinehq/trine/httptrigger"
 	"github.com/trinehq/trine/internal/httpinvoke"
+	"github.com/trinehq/trine/internal/jsboot"
 	"github.com/trinehq/trine/internal/natsembed"
 	"github.com/trinehq/trine/internal/tlsconf"
 	"github.com/trinehq/trine/pubsubmodule"
@@ -187,7 +188,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	if err := ps.Register(eng); err != nil {
 		return fmt.Errorf("register pubsub: %w", err)
 	}
-	crons := cronmodule.New(cronmodule.Config{Claims: cronClaims(cfg, ns, log), CallTimeout: cfg.DefaultTimeout, Logger: log})
+	crons := cronmodule.New(cronmodule.Config{Claims: cronmodule.Waiting{Err: errCronWaiting}, CallTimeout: cfg.DefaultTimeout, Logger: log})
 	defer crons.Close()
 	if err := crons.Register(eng); err != nil {
 		return fmt.Errorf("register cron: %w", err)
@@ -196,9 +197,9 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	if queues != nil {
-		defer queues.Close()
-	}
+	defer queues.Close()
+	// Cron and queues need JetStream; the engine never waits for it.
+	optional := jsboot.NewStarter(log, cronPart(cfg, ns, crons), jsboot.Part{Name: "queues", Open: queues.Open})
 	if err := registerGatewayMetrics(reg, streams.gw); err != nil {
 		return fmt.Errorf("register stream metrics: %w", err)
 	}
@@ -219,7 +220,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	grpcCfg := grpcserver.Config{MaxMessageBytes: cfg.MaxMessageBytes, Logger: log}
 	gs := grpcserver.New(eng, grpcCfg).NewGRPCServer(grpcOpts...)
 	hs := &http.Server{
-		Handler:           cfg.HTTPCORS.wrap(httpHandler(eng, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), routes)),
+		Handler:           cfg.HTTPCORS.wrap(httpHandler(eng, optional.States, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), routes)),
 		ReadHeaderTimeout: 10 * time.Second,
 		// http triggers bound their functions with --http-timeout; this
 		// bounds writing the answer too.
@@ -243,6 +244,11 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return eng.Run(gctx) })
+	g.Go(func() error { return optional.Run(gctx) })
+	// With JetStream at hand the optional parts are up after their first
+	// attempt, which is bounded (jsboot.FirstAttempt): workers that connect
+	// at once find them. Without it, they come up later.
+	<-optional.Settled()
 	g.Go(func() error {
 		if err := gs.Serve(grpcLis); err != nil {
 			return fmt.Errorf("serve grpc: %w", err)
@@ -277,9 +283,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		// Other engines stop sending calls here while this one drains,
 		// and the queues stop handing it jobs.
 		go router.Close()
-		if queues != nil {
-			queues.Stop()
-		}
+		queues.Stop()
 		<-eng.Done() // calls drained or cut, worker sessions closed
 		force := time.AfterFunc(grpcStopTimeout, func() {
 			log.Warn("gRPC server did not stop in time; closing its connections")
@@ -399,26 +403,25 @@ func listen(ctx context.Context, name, addr string) (net.Listener, error) {
 	return l, nil
 }
 
-// cronClaimsWait is how long an engine without --store jetstream waits
-// for JetStream before it goes on without cron (and unconfigured queues).
-const cronClaimsWait = 15 * time.Second
+// errCronWaiting is why cron fires are skipped until cron's JetStream
+// stream is open.
+var errCronWaiting = errors.New("cron waits for JetStream, which the engine's NATS does not offer yet (GET /readyz shows when it is up)")
 
-// cronClaims opens the JetStream stream that makes each cron fire run once
-// per fleet. A NATS without JetStream leaves the engine without cron: its
-// triggers are refused, saying why.
-func cronClaims(cfg engineConfig, ns *natsembed.Server, log *slog.Logger) cronmodule.Claimer {
-	wait := cronClaimsWait
-	if cfg.Store == "jetstream" {
-		wait = jetStreamBootTimeout
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	c, err := cronmodule.OpenJetStreamClaims(ctx, ns.Conn, cfg.StoreReplicas)
-	if err != nil {
-		log.Warn("cron triggers are off: their fires are claimed on JetStream, which NATS does not offer", "error", err)
-		return cronmodule.Unavailable{Err: err}
-	}
-	return c
+// cronPart opens the JetStream stream that makes each cron fire run once
+// per fleet. Until then cron triggers are accepted and their fires
+// skipped; if JetStream refuses the stream, they are refused, saying why.
+func cronPart(cfg engineConfig, ns *natsembed.Server, crons *cronmodule.Module) jsboot.Part {
+	return jsboot.Part{Name: "cron", Open: func(ctx context.Context) error {
+		c, err := cronmodule.OpenJetStreamClaims(ctx, ns.Conn, cfg.StoreReplicas)
+		if err != nil {
+			if !jsboot.Transient(err) {
+				crons.SetClaims(cronmodule.Unavailable{Err: err})
+			}
+			return err
+		}
+		crons.SetClaims(c)
+		return nil
+	}}
 }
 
 // httpInvoker is the client of HTTP-invoked functions, kept off the

@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
+	"slices"
 
 	"github.com/trinehq/trine/engine"
 )
@@ -10,11 +12,14 @@ import (
 // httpHandler serves the engine's HTTP endpoints:
 //
 //	GET /healthz  200 {"status":"ok"} while the process serves
-//	GET /readyz   200 {"status":"ok"} while the engine accepts calls,
-//	              503 {"status":"draining"} once shutdown has begun
+//	GET /readyz   200 {"status":"ok", <part>: <state>…} while the engine
+//	              accepts calls, whatever its optional parts' states
+//	              ("up", "starting", "waiting_for_jetstream", "failed":
+//	              see jsboot); 503 {"status":"draining",…} once shutdown
+//	              has begun
 //	GET /metrics  Prometheus metrics
 //	anything else the routes of http triggers
-func httpHandler(eng *engine.Engine, metrics, routes http.Handler) http.Handler {
+func httpHandler(eng *engine.Engine, parts func() map[string]string, metrics, routes http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", routes)
 	mux.Handle("GET /metrics", metrics)
@@ -27,7 +32,17 @@ func httpHandler(eng *engine.Engine, metrics, routes http.Handler) http.Handler 
 		if st != "ok" {
 			code = http.StatusServiceUnavailable
 		}
-		writeStatus(w, code, st)
+		// {"status": …} first, then the parts by name.
+		body, _ := json.Marshal(map[string]string{"status": st})
+		ps := parts()
+		for _, name := range slices.Sorted(maps.Keys(ps)) {
+			kv, _ := json.Marshal(map[string]string{name: ps[name]})
+			body = append(append(body[:len(body)-1], ','), kv[1:]...)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(code)
+		_, _ = w.Write(append(body, '\n'))
 	})
 	return mux
 }

@@ -33,27 +33,17 @@ func decodeQueues(n *yaml.Node) (map[string]queuemodule.QueueConfig, error) {
 	return qs, nil
 }
 
-// startQueues starts the queue module on the engine's NATS. A NATS
-// without JetStream leaves the engine without queues only when none are
-// configured; configured queues that cannot be served fail the start.
+// startQueues registers the queue module on the engine. Its streams live
+// in JetStream and are opened in the background (Open, a jsboot.Part):
+// until then the queue functions answer unavailable.
 func startQueues(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, log *slog.Logger) (*queuemodule.Module, error) {
-	wait := jetStreamBootTimeout
-	if cfg.Store != "jetstream" && len(cfg.Queues) == 0 {
-		wait = cronClaimsWait
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	m, err := queuemodule.New(ctx, queuemodule.Config{Conn: ns.Conn, Queues: cfg.Queues, Replicas: cfg.StoreReplicas,
+	m, err := queuemodule.Waiting(queuemodule.Config{Conn: ns.Conn, Queues: cfg.Queues, Replicas: cfg.StoreReplicas,
 		AckWait: cfg.QueueAckWait, CallTimeout: cfg.DefaultTimeout, MaxConcurrency: cfg.QueueMaxConc,
 		InFlightBytes: int64(cfg.QueueInFlight), Logger: log})
 	if err != nil {
-		if len(cfg.Queues) == 0 {
-			log.Warn("queues are off: they live in JetStream, which NATS does not offer", "error", err)
-			return nil, nil
-		}
 		return nil, fmt.Errorf("queues: %w", err)
 	}
-	if err := m.Register(ctx, eng); err != nil {
+	if err := m.Register(context.Background(), eng); err != nil {
 		m.Close()
 		return nil, fmt.Errorf("register queues: %w", err)
 	}

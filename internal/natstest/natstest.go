@@ -13,17 +13,7 @@ import (
 // Start runs a nats-server on a random loopback port until the test ends.
 func Start(t testing.TB) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT,
-		JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatalf("natstest: %v", err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("natstest: server not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns
+	return StartOptions(t, server.Options{JetStream: true})
 }
 
 // Connect opens a client connection to ns, closed when the test ends.
@@ -42,4 +32,29 @@ func ConnectURL(t testing.TB, url string) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// StartOptions runs a nats-server with o on loopback until the test ends
+// (or its Shutdown): o.Port 0 picks a free port, and JetStream, when on,
+// stores in a temporary directory. Start a server without JetStream with
+// StartOptions(t, server.Options{}).
+func StartOptions(t testing.TB, o server.Options) *server.Server {
+	t.Helper()
+	o.Host, o.NoLog, o.NoSigs = "127.0.0.1", true, true
+	if o.Port == 0 {
+		o.Port = server.RANDOM_PORT
+	}
+	if o.JetStream && o.StoreDir == "" {
+		o.StoreDir = t.TempDir()
+	}
+	ns, err := server.NewServer(&o)
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("natstest: server not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns
 }
