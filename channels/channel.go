@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/semaphore"
 )
 
 // The two ends of a channel, as spelled in refs and in the dir query
@@ -19,8 +17,9 @@ const (
 
 // frame is one WebSocket data message, forwarded as is.
 type frame struct {
-	op   byte // wsconn.OpText or OpBinary
-	data []byte
+	op     byte // wsconn.OpText or OpBinary
+	data   []byte
+	weight int64 // what it holds of the channel's budget
 }
 
 // channel is one pipe from a writer socket to a reader socket.
@@ -33,10 +32,13 @@ type channel struct {
 	// writer's pump sends on it, and it closes buf at the end of the
 	// stream after setting end.
 	buf chan frame
-	// room bounds the bytes in buf: a sender takes a frame's size (at most
-	// the whole budget) before it sends, the receiver gives it back.
-	room       *semaphore.Weighted
-	roomBudget int64
+	// budget bounds the bytes in buf, and in buf's of the same creator
+	// and of the whole hub: a sender takes a frame's weight before it
+	// reads or sends it, the receiver gives it back.
+	budget *budget
+	// owner is the connection that created the channel, nil for none;
+	// its fields are guarded by Hub.mu.
+	owner *owner
 	// end is how the reader's socket closes once buf is drained; written
 	// before close(buf), read after it.
 	end closeStatus
@@ -58,30 +60,30 @@ type channel struct {
 // markConnected records that a remote end's socket is attached.
 func (ch *channel) markConnected() { ch.connectedOnce.Do(func() { close(ch.connected) }) }
 
-func newChannel(parent context.Context, size int, budget int64) *channel {
+// newChannel returns a channel of size frames whose buffered bytes count
+// against budget; once the channel is torn down (its ctx cancelled) the
+// bytes still in buf are given back.
+func newChannel(parent context.Context, size int, b *budget, o *owner) *channel {
 	ctx, cancel := context.WithCancelCause(parent)
+	context.AfterFunc(ctx, b.free)
 	return &channel{id: newID(), key: newKey(), created: time.Now(),
-		buf: make(chan frame, size), room: semaphore.NewWeighted(budget), roomBudget: budget,
+		buf: make(chan frame, size), budget: b, owner: o,
 		ctx: ctx, cancel: cancel, connected: make(chan struct{})}
 }
 
-func (ch *channel) weight(f frame) int64 { return min(int64(len(f.data)), ch.roomBudget) }
-
-// reserve waits until buf has room for f's bytes, or ctx or the channel
-// ends.
-func (ch *channel) reserve(ctx context.Context, f frame) error {
-	if n := ch.weight(f); n > 0 {
-		return ch.room.Acquire(ctx, n)
+// reserve waits until the budget has room for f's bytes, or ctx or the
+// channel ends, and sets f's weight.
+func (ch *channel) reserve(ctx context.Context, f *frame) error {
+	n := ch.budget.weight(int64(len(f.data)))
+	if err := ch.budget.acquire(ctx, n); err != nil {
+		return err
 	}
+	f.weight = n
 	return nil
 }
 
-// received gives back the room of a frame taken from buf.
-func (ch *channel) received(f frame) {
-	if n := ch.weight(f); n > 0 {
-		ch.room.Release(n)
-	}
-}
+// received gives back the bytes of a frame taken from buf.
+func (ch *channel) received(f frame) { ch.budget.release(f.weight) }
 
 // attached reports whether both ends have been taken. Callers hold Hub.mu.
 func (ch *channel) attached() bool { return ch.writer && ch.reader }

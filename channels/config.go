@@ -13,6 +13,15 @@ const (
 	DefaultTTL            = 5 * time.Minute
 	DefaultMaxBufferBytes = 16 << 20
 	DefaultMaxChannels    = 10000
+	// DefaultMaxConnChannels and DefaultMaxConnBufferBytes bound what one
+	// connection holds: room for several concurrent streams (an http
+	// trigger's request and response take two) at the 16 MiB a channel
+	// may buffer, but not for one client to take the process.
+	DefaultMaxConnChannels    = 64
+	DefaultMaxConnBufferBytes = 64 << 20
+	// DefaultMaxTotalBufferBytes bounds the bytes buffered in all
+	// channels at once: eight connections at their full allowance.
+	DefaultMaxTotalBufferBytes = 512 << 20
 )
 
 // Config tunes a Hub. The zero Config is valid.
@@ -31,6 +40,23 @@ type Config struct {
 	// MaxChannels bounds the channels open at once; engine::channels::create
 	// beyond it fails with overloaded. Default 10,000.
 	MaxChannels int
+	// MaxConnChannels bounds the channels one connection has created and
+	// that are still open (a worker session: Call.CallerID; calls from
+	// no session under a listener's policy share one allowance, calls
+	// from no session on a trusted listener have none);
+	// engine::channels::create beyond it fails with overloaded. Default
+	// 64.
+	MaxConnChannels int
+	// MaxConnBufferBytes bounds the bytes buffered in the channels one
+	// connection created, together: a writer that would go past it is not
+	// read until readers catch up. Default 64 MiB.
+	MaxConnBufferBytes int64
+	// MaxTotalBufferBytes bounds the bytes buffered in every channel of
+	// the hub, local ends included, in the same way. Default 512 MiB.
+	// A writer waits before its frame is read off the socket, so the
+	// channels never hold more than this (a frame larger than a bound
+	// counts as that bound).
+	MaxTotalBufferBytes int64
 	// MaxFrameBytes is the largest frame a writer may send; a larger one
 	// closes the writer with 1009 (message too big). Default 1 MiB (the
 	// iii Go SDK sends binary data in 64 KiB frames). Readers must accept
@@ -70,6 +96,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxChannels <= 0 {
 		c.MaxChannels = DefaultMaxChannels
+	}
+	if c.MaxConnChannels <= 0 {
+		c.MaxConnChannels = DefaultMaxConnChannels
+	}
+	if c.MaxConnBufferBytes <= 0 {
+		c.MaxConnBufferBytes = DefaultMaxConnBufferBytes
+	}
+	if c.MaxTotalBufferBytes <= 0 {
+		c.MaxTotalBufferBytes = DefaultMaxTotalBufferBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

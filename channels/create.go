@@ -32,8 +32,10 @@ type createResult struct {
 	Reader Ref `json:"reader"`
 }
 
-// Register registers FnCreate on e.
+// Register registers FnCreate on e; the channels a worker session of e
+// creates are removed when it ends.
 func (h *Hub) Register(e *engine.Engine) error {
+	h.sessions = e
 	return e.RegisterFunction(FnCreate, "Create a streaming data channel; {buffer_size?}", engine.HandlerFunc(h.create))
 }
 
@@ -51,7 +53,8 @@ func (h *Hub) create(_ context.Context, c engine.Call) ([]byte, error) {
 			return nil, engine.Errorf(engine.CodeInvalidArgument, "buffer_size %d is out of range 1..%d", size, h.cfg.MaxBuffer)
 		}
 	}
-	ch, err := h.open(size, "")
+	key, done, ok := h.ownerOf(c)
+	ch, err := h.open(size, "", creator{key, done, ok})
 	if err != nil {
 		return nil, err
 	}

@@ -108,15 +108,27 @@ func (h *Hub) serveWriter(ch *channel, conn *wsconn.Conn) {
 	conn.CloseAfter(err)
 }
 
-// pump reads the writer's frames into ch.buf. A full buffer stops the
-// reading, which pushes back on the writer. When the writer ends the stream
-// (any close frame, its connection ending, or an oversize frame), pump sets
-// ch.end, closes ch.buf and returns the read's error; when ch is cancelled
-// first it returns the cause and leaves ch.buf open.
+// pump reads the writer's frames into ch.buf. A frame is read off the
+// socket only once the channel's budget has room for it, so a full buffer
+// (or a creator or hub at its byte cap) stops the reading, which pushes
+// back on the writer. When the writer ends the stream (any close frame,
+// its connection ending, or an oversize frame), pump sets ch.end, closes
+// ch.buf and returns the read's error; when ch is cancelled first it
+// returns the cause and leaves ch.buf open.
 func (ch *channel) pump(conn *wsconn.Conn) error {
+	var admitted int64 // the weight of the message being read
+	conn.Reader.Admit = func(n int64) error {
+		n = ch.budget.weight(admitted+n) - admitted // a message weighs at most the smallest cap
+		if err := ch.budget.acquire(ch.ctx, n); err != nil {
+			return err
+		}
+		admitted += n
+		return nil
+	}
 	for {
 		op, data, err := conn.Next()
 		if err != nil {
+			ch.budget.release(admitted)
 			if ch.ctx.Err() != nil {
 				return context.Cause(ch.ctx)
 			}
@@ -131,13 +143,12 @@ func (ch *channel) pump(conn *wsconn.Conn) error {
 			close(ch.buf)
 			return err
 		}
-		f := frame{op: op, data: data}
-		if err := ch.reserve(ch.ctx, f); err != nil {
-			return context.Cause(ch.ctx)
-		}
+		f := frame{op: op, data: data, weight: admitted}
+		admitted = 0
 		select {
 		case ch.buf <- f:
 		case <-ch.ctx.Done():
+			ch.received(f)
 			return context.Cause(ch.ctx)
 		}
 	}

@@ -21,10 +21,11 @@ var (
 // Why a channel was cancelled; each becomes the close status of the ends
 // still attached (abortStatus).
 var (
-	errReaderGone = errors.New("channels: reader went away")
-	errWriterGone = errors.New("channels: writer went away")
-	errExpired    = errors.New("channels: channel expired before both ends attached")
-	errClosed     = errors.New("channels: hub closed")
+	errReaderGone  = errors.New("channels: reader went away")
+	errWriterGone  = errors.New("channels: writer went away")
+	errExpired     = errors.New("channels: channel expired before both ends attached")
+	errCreatorGone = errors.New("channels: the connection that created the channel went away")
+	errClosed      = errors.New("channels: hub closed")
 )
 
 // closeStatus is a WebSocket close code and reason.
@@ -54,9 +55,14 @@ func abortStatus(cause error) closeStatus {
 		return closeStatus{wsconn.CloseGoingAway, "writer went away"}
 	case errors.Is(cause, errExpired):
 		return closeStatus{wsconn.CloseGoingAway, "channel expired"}
+	case errors.Is(cause, errCreatorGone):
+		return closeStatus{wsconn.CloseGoingAway, "creator went away"}
 	case errors.Is(cause, errClosed):
 		return closeStatus{wsconn.CloseGoingAway, "engine shutting down"}
 	default:
 		return closeStatus{wsconn.CloseServerError, "channel aborted"}
 	}
 }
+
+// errFreed is budget.acquire's error once its channel is torn down.
+var errFreed = errors.New("channels: channel torn down")

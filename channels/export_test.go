@@ -18,3 +18,7 @@ func (h *Hub) Buffer(id string) (n, size int, ok bool) {
 	}
 	return len(ch.buf), cap(ch.buf), true
 }
+
+// Buffered returns the bytes held in the hub's channels, against
+// Config.MaxTotalBufferBytes.
+func (h *Hub) Buffered() int64 { return h.buffered.Load() }

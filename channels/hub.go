@@ -5,10 +5,12 @@ import (
 	"crypto/subtle"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/origin"
+	"golang.org/x/sync/semaphore"
 )
 
 // Hub holds the live channels, creates them for engine::channels::create and
@@ -22,8 +24,16 @@ type Hub struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
+	// total bounds the bytes buffered in every channel
+	// (Config.MaxTotalBufferBytes).
+	total    *semaphore.Weighted
+	buffered atomic.Int64 // bytes held in all budgets
+	// sessions, set by Register, tells when a creator leaves.
+	sessions sessions
+
 	mu       sync.Mutex
 	channels map[string]*channel
+	owners   map[string]*owner // by worker id, or noSession
 	closed   bool
 	sweeping bool // the sweeper has started
 
@@ -39,6 +49,7 @@ func New(cfg Config) *Hub {
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancelCause(context.Background())
 	return &Hub{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, channels: make(map[string]*channel),
+		owners: make(map[string]*owner), total: semaphore.NewWeighted(cfg.MaxTotalBufferBytes),
 		origins: &origin.Policy{Origins: cfg.AllowedOrigins, Hosts: cfg.AllowedHosts, Logger: cfg.Logger,
 			OriginsSetting: "--allowed-origins", HostsSetting: "--allowed-hosts"}}
 }
@@ -53,6 +64,7 @@ func (h *Hub) Close() {
 		h.mu.Lock()
 		h.closed = true
 		clear(h.channels)
+		clear(h.owners)
 		h.mu.Unlock()
 		h.cancel(errClosed)
 		h.wg.Wait()
@@ -60,20 +72,41 @@ func (h *Hub) Close() {
 	})
 }
 
-// open creates and registers a channel buffering size frames. local is the
-// end the engine itself holds (dirWrite or dirRead), which is taken from
-// the start, or "" for none.
-func (h *Hub) open(size int, local string) (*channel, error) {
-	ch := newChannel(h.ctx, size, h.cfg.MaxBufferBytes)
+// creator is who creates a channel: the owner key and the channel that
+// closes when it leaves (see ownerOf); none when ok is false.
+type creator struct {
+	key  string
+	done <-chan struct{}
+	ok   bool
+}
+
+// open creates and registers a channel buffering size frames for c. local
+// is the end the engine itself holds (dirWrite or dirRead), which is taken
+// from the start, or "" for none.
+func (h *Hub) open(size int, local string, c creator) (*channel, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		ch.cancel(errClosed)
 		return nil, engine.Errorf(engine.CodeUnavailable, "channels are shut down")
 	}
 	if len(h.channels) >= h.cfg.MaxChannels {
-		ch.cancel(errClosed)
-		return nil, engine.Errorf(engine.CodeOverloaded, "%d channels are open, the limit is %d", len(h.channels), h.cfg.MaxChannels)
+		return nil, engine.Errorf(engine.CodeOverloaded, "%d channels are open, the limit is %d (--channels-max)", len(h.channels), h.cfg.MaxChannels)
+	}
+	caps := []*semaphore.Weighted{semaphore.NewWeighted(h.cfg.MaxBufferBytes)}
+	sizes := []int64{h.cfg.MaxBufferBytes}
+	var o *owner
+	if c.ok {
+		o = h.ownerLocked(c.key, c.done)
+		if len(o.channels) >= h.cfg.MaxConnChannels {
+			return nil, engine.Errorf(engine.CodeOverloaded, "this connection has %d channels open, the limit is %d (--channels-max-per-connection): a channel is removed once its reader has the whole stream, or when its ends have not both attached within %s",
+				len(o.channels), h.cfg.MaxConnChannels, h.cfg.TTL)
+		}
+		caps, sizes = append(caps, o.bytes), append(sizes, h.cfg.MaxConnBufferBytes)
+	}
+	caps, sizes = append(caps, h.total), append(sizes, h.cfg.MaxTotalBufferBytes)
+	ch := newChannel(h.ctx, size, newBudget(caps, sizes, &h.buffered), o)
+	if o != nil {
+		o.channels[ch] = struct{}{}
 	}
 	if local != "" {
 		*ch.taken(local) = true
@@ -126,11 +159,20 @@ func (h *Hub) untake(ch *channel, dir string) {
 // cause; the cancel is a no-op for a channel already cancelled.
 func (h *Hub) remove(ch *channel, cause error) {
 	h.mu.Lock()
+	h.unlinkLocked(ch)
+	h.mu.Unlock()
+	ch.cancel(cause)
+}
+
+// unlinkLocked drops ch from the hub and from its owner's count. Callers
+// hold h.mu.
+func (h *Hub) unlinkLocked(ch *channel) {
 	if h.channels[ch.id] == ch {
 		delete(h.channels, ch.id)
 	}
-	h.mu.Unlock()
-	ch.cancel(cause)
+	if ch.owner != nil {
+		delete(ch.owner.channels, ch)
+	}
 }
 
 // sweep removes, every sweepInterval until Close, the channels whose ends
@@ -155,6 +197,7 @@ func (h *Hub) expire(now time.Time) {
 	for id, ch := range h.channels {
 		if !ch.attached() && now.Sub(ch.created) >= h.cfg.TTL {
 			delete(h.channels, id)
+			h.unlinkLocked(ch)
 			dead = append(dead, ch)
 		}
 	}

@@ -49,7 +49,7 @@ func (h *Hub) openLocal(size int, local string) (*channel, error) {
 	if size < 1 {
 		size = h.cfg.DefaultBuffer
 	}
-	ch, err := h.open(size, local)
+	ch, err := h.open(size, local, creator{})
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +151,7 @@ func (w *LocalWriter) Write(ctx context.Context, binary bool, data []byte) error
 	if binary {
 		f.op = wsconn.OpBinary
 	}
-	if err := w.reserve(ctx, f); err != nil {
+	if err := w.reserve(ctx, &f); err != nil {
 		return err
 	}
 	select {
@@ -169,13 +169,9 @@ func (w *LocalWriter) Write(ctx context.Context, binary bool, data []byte) error
 	}
 }
 
-// reserve takes room in the channel's buffer for f, waiting while the
-// reader is behind by the buffer's byte budget.
-func (w *LocalWriter) reserve(ctx context.Context, f frame) error {
-	n := w.ch.weight(f)
-	if n == 0 || w.ch.room.TryAcquire(n) {
-		return nil
-	}
+// reserve takes room in the channel's budget for f, waiting while the
+// reader is behind by a byte cap.
+func (w *LocalWriter) reserve(ctx context.Context, f *frame) error {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(w.ch.ctx, cancel)()
@@ -186,7 +182,7 @@ func (w *LocalWriter) reserve(ctx context.Context, f frame) error {
 		case <-rctx.Done():
 		}
 	}()
-	if err := w.ch.room.Acquire(rctx, n); err != nil {
+	if err := w.ch.reserve(rctx, f); err != nil {
 		select {
 		case <-w.stop:
 			return ErrEndClosed

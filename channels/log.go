@@ -4,4 +4,5 @@ package channels
 const (
 	logChannelID = "channel_id"
 	logDirection = "direction"
+	logOwner     = "worker_id"
 )

@@ -21,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/rs/cors"
+	"github.com/trinehq/trine/channels"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
 	"github.com/trinehq/trine/gateway"
@@ -65,6 +66,8 @@ type engineConfig struct {
 	HTTPStreaming     bool
 	HTTPCORS          corsConfig
 	HTTPInvoke        httpInvokeConfig
+
+	Channels channelsConfig
 
 	StreamAddr          string
 	EngineAddr          string // trine gateway only
@@ -251,6 +254,22 @@ var engineSettings = []setting{
 		}
 		c.MaxMessageBytes = n
 		return nil
+	}},
+	{"channels-max", "N", strconv.Itoa(channels.DefaultMaxChannels), "channels open at once in the engine (engine::channels::create, http trigger streams); more: overloaded", func(c *engineConfig, v string) (err error) {
+		c.Channels.Max, err = positiveInt(v)
+		return err
+	}},
+	{"channels-max-per-connection", "N", strconv.Itoa(channels.DefaultMaxConnChannels), "channels one worker connection may have open (every connection may create channels, whatever its policy); more: overloaded; they are removed when it leaves", func(c *engineConfig, v string) (err error) {
+		c.Channels.MaxPerConn, err = positiveInt(v)
+		return err
+	}},
+	{"channels-max-bytes-per-connection", "N", strconv.Itoa(channels.DefaultMaxConnBufferBytes), "bytes buffered in the channels of one worker connection, together: past it their writers are not read until readers catch up", func(c *engineConfig, v string) (err error) {
+		c.Channels.MaxBytesPerConn, err = positiveInt(v)
+		return err
+	}},
+	{"channels-max-bytes", "N", strconv.Itoa(channels.DefaultMaxTotalBufferBytes), "bytes buffered in all channels of the engine: past it every writer waits until readers catch up", func(c *engineConfig, v string) (err error) {
+		c.Channels.MaxBytes, err = positiveInt(v)
+		return err
 	}},
 	{"stream-addr", "ADDR", "127.0.0.1:3112", "stream gateway listener for browsers (WebSocket and SSE)", func(c *engineConfig, v string) error {
 		c.StreamAddr = v
@@ -778,6 +797,17 @@ func checkOptionalID(kind, v string) error {
 		return nil
 	}
 	return engine.ValidateID(kind, v)
+}
+
+// channelsConfig bounds the engine's data channels.
+type channelsConfig struct {
+	Max, MaxPerConn, MaxBytesPerConn, MaxBytes int
+}
+
+// hubConfig is the channels.Config of these bounds.
+func (c channelsConfig) hubConfig() channels.Config {
+	return channels.Config{MaxChannels: c.Max, MaxConnChannels: c.MaxPerConn,
+		MaxConnBufferBytes: int64(c.MaxBytesPerConn), MaxTotalBufferBytes: int64(c.MaxBytes)}
 }
 
 // corsConfig is the http listener's CORS.

@@ -203,7 +203,9 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	if err := registerGatewayMetrics(reg, streams.gw); err != nil {
 		return fmt.Errorf("register stream metrics: %w", err)
 	}
-	hub := channels.New(channels.Config{AllowedOrigins: cfg.AllowedOrigins, AllowedHosts: cfg.AllowedHosts, Logger: log})
+	hcc := cfg.Channels.hubConfig()
+	hcc.AllowedOrigins, hcc.AllowedHosts, hcc.Logger = cfg.AllowedOrigins, cfg.AllowedHosts, log
+	hub := channels.New(hcc)
 	defer hub.Close()
 	if err := hub.Register(eng); err != nil {
 		return fmt.Errorf("register channels: %w", err)

@@ -134,6 +134,14 @@ type Reader struct {
 	// Error with CloseTooBig.
 	MaxMessage int64
 	Peer       Peer // required
+	// Admit, if set, is called with the length of each data frame's
+	// payload (a fragment of a message, within MaxMessage) before its
+	// bytes are allocated and read; it may wait, which stops reading
+	// the socket. An error from it ends Next with that error. Whoever
+	// admits bytes this way accounts for them: a message returned by
+	// Next is the sum of the lengths admitted since the last one, and
+	// after an error the bytes of the message being read are dropped.
+	Admit func(n int64) error
 
 	msg   []byte // the message being reassembled
 	msgOp byte   // its opcode; 0 for none
@@ -180,6 +188,12 @@ func (r *Reader) frame(h ws.Header) (op byte, msg []byte, err error) {
 	}
 	if h.Length < 0 || h.Length > r.MaxMessage-int64(len(r.msg)) { // no overflow
 		return 0, nil, &Error{CloseTooBig, "message larger than " + strconv.FormatInt(r.MaxMessage, 10) + " bytes"}
+	}
+	if r.Admit != nil {
+		if err := r.Admit(h.Length); err != nil {
+			r.msgOp, r.msg = 0, nil
+			return 0, nil, err
+		}
 	}
 	if h.OpCode != ws.OpContinuation {
 		r.msgOp, r.msg = byte(h.OpCode), make([]byte, 0, h.Length)
