@@ -3,6 +3,7 @@ package statemodule
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule"
@@ -127,47 +128,74 @@ func (m *Module) list(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	limit, after := 0, ""
-	if v.Limit != nil {
-		if *v.Limit < 0 {
-			return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: limit is negative", FnList)
-		}
-		limit = *v.Limit
-	}
-	if v.After != nil {
-		after = *v.After
-	}
-	p, err := m.store.List(ctx, storeStream, *v.Scope, after, limit)
+	limit, after, err := streammodule.PageArgs(FnList, v.Limit, v.After)
 	if err != nil {
-		return nil, storeError(FnList, err)
+		return nil, err
 	}
-	if v.Limit == nil && v.After == nil {
-		vals := make([]json.RawMessage, len(p.Items))
-		for i, it := range p.Items {
-			vals[i] = it.Value
+	paged := v.Limit != nil || v.After != nil
+	lists := m.cfg.Lists
+	tooLarge := func() error {
+		return lists.TooLarge(FnList, fmt.Sprintf("scope %q", *v.Scope),
+			`add "limit" (100, say): the answer becomes {"items": [{"key", "value", "seq"}...], "seq", "more"}; call again with "after": the key of the last item, while "more" is true`)
+	}
+	return lists.Build(ctx, FnList, tooLarge, func(maxBytes int) ([]byte, error) {
+		p, err := m.store.List(ctx, storeStream, *v.Scope, store.Range{After: after, Limit: limit, MaxBytes: maxBytes, ItemBytes: listItemBytes})
+		if err != nil {
+			return nil, storeError(FnList, err)
 		}
-		return json.Marshal(vals)
-	}
-	items := make([]seqItem, len(p.Items))
-	for i, it := range p.Items {
-		items[i] = seqItem{Key: it.ID, Value: it.Value, Seq: it.Seq}
-	}
-	return json.Marshal(struct {
-		Items []seqItem `json:"items"`
-		Seq   uint64    `json:"seq"`
-		More  bool      `json:"more"`
-	}{items, p.Seq, p.More})
+		if !paged {
+			if p.More {
+				return nil, tooLarge()
+			}
+			vals := make([]json.RawMessage, len(p.Items))
+			for i, it := range p.Items {
+				vals[i] = it.Value
+			}
+			return json.Marshal(vals)
+		}
+		items := make([]seqItem, len(p.Items))
+		for i, it := range p.Items {
+			items[i] = seqItem{Key: it.ID, Value: it.Value, Seq: it.Seq}
+		}
+		return json.Marshal(struct {
+			Items []seqItem `json:"items"`
+			Seq   uint64    `json:"seq"`
+			More  bool      `json:"more"`
+		}{items, p.Seq, p.More})
+	})
 }
 
-func (m *Module) listGroups(ctx context.Context, _ engine.Call) ([]byte, error) {
+// listItemBytes is what an item of a paged state::list adds besides its
+// key and value, at most: {"key":"","value":,"seq":18446744073709551615},
+const listItemBytes = 48
+
+func (m *Module) listGroups(ctx context.Context, c engine.Call) ([]byte, error) {
+	v, err := m.decode(c)
+	if err != nil {
+		return nil, err
+	}
+	limit, after, err := streammodule.PageArgs(FnListGroups, v.Limit, v.After)
+	if err != nil {
+		return nil, err
+	}
 	gs, err := m.store.ListGroups(ctx, storeStream)
 	if err != nil {
 		return nil, storeError(FnListGroups, err)
 	}
-	if gs == nil {
-		gs = []string{}
+	paged := v.Limit != nil || v.After != nil
+	gs, more, err := m.cfg.Lists.Names(gs, after, limit, paged, func() error {
+		return m.cfg.Lists.TooLarge(FnListGroups, "the list of scopes",
+			`add "limit" (1000, say): the answer gains "more": bool; call again with "after": the last scope, while "more" is true`)
+	})
+	if err != nil {
+		return nil, err
 	}
-	return json.Marshal(struct {
+	res := struct {
 		Groups []string `json:"groups"`
-	}{gs})
+		More   *bool    `json:"more,omitempty"`
+	}{Groups: gs}
+	if paged {
+		res.More = &more
+	}
+	return json.Marshal(res)
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/store"
 )
 
@@ -57,6 +58,10 @@ type Config struct {
 	// are dropped and logged. Defaults DefaultTriggerQueue and
 	// DefaultTriggerQueueBytes.
 	TriggerQueue, TriggerQueueBytes int
+	// Lists bounds the answers of state::list and state::list_groups, and
+	// may be shared with other modules. Default:
+	// streammodule.NewLists(0, 0), of its own.
+	Lists *streammodule.Lists
 	// Logger receives trigger and publishing errors. Default: discard.
 	Logger *slog.Logger
 }
@@ -73,6 +78,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TriggerQueueBytes <= 0 {
 		c.TriggerQueueBytes = DefaultTriggerQueueBytes
+	}
+	if c.Lists == nil {
+		c.Lists = streammodule.NewLists(0, 0)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

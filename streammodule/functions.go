@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/store"
@@ -269,28 +270,39 @@ func (m *Module) list(ctx context.Context, c engine.Call) ([]byte, error) {
 		}
 		return m.callCustom(ctx, op, *in.StreamName, c.Payload)
 	}
-	limit, after := 0, ""
-	if in.Limit != nil {
-		if *in.Limit < 0 {
-			return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: limit is negative", FnList)
-		}
-		limit = *in.Limit
-	}
-	if in.After != nil {
-		after = *in.After
-	}
-	p, err := m.store.List(ctx, *in.StreamName, *in.GroupID, after, limit)
+	limit, after, err := PageArgs(FnList, in.Limit, in.After)
 	if err != nil {
-		return nil, storeError(FnList, err)
+		return nil, err
 	}
-	if in.Limit == nil && in.After == nil && !in.IncludeIDs {
-		vals := make([]json.RawMessage, len(p.Items))
-		for i, it := range p.Items {
-			vals[i] = it.Value
+	paged := in.Limit != nil || in.After != nil
+	lists := m.cfg.Lists
+	tooLarge := func() error {
+		return lists.TooLarge(FnList, fmt.Sprintf("group %q of stream %q", *in.GroupID, *in.StreamName),
+			`add "limit" (100, say), and call again with "after": the id of the last item, while "more" is true`)
+	}
+	return lists.Build(ctx, FnList, tooLarge, func(maxBytes int) ([]byte, error) {
+		p, err := m.store.List(ctx, *in.StreamName, *in.GroupID, store.Range{After: after, Limit: limit, MaxBytes: maxBytes, ItemBytes: listItemBytes})
+		if err != nil {
+			return nil, storeError(FnList, err)
 		}
-		return json.Marshal(vals)
-	}
-	return json.Marshal(pageResult{Items: p.Items, Seq: p.Seq, More: p.More})
+		if !paged && p.More {
+			return nil, tooLarge()
+		}
+		if !paged && !in.IncludeIDs {
+			vals := make([]json.RawMessage, len(p.Items))
+			for i, it := range p.Items {
+				vals[i] = it.Value
+			}
+			return json.Marshal(vals)
+		}
+		return json.Marshal(pageResult{Items: p.Items, Seq: p.Seq, More: p.More})
+	})
+}
+
+// groupsPage is stream::list_groups' result when it pages.
+type groupsPage struct {
+	Groups []string `json:"groups"`
+	More   bool     `json:"more"`
 }
 
 func (m *Module) listGroups(ctx context.Context, c engine.Call) ([]byte, error) {
@@ -304,22 +316,71 @@ func (m *Module) listGroups(ctx context.Context, c engine.Call) ([]byte, error) 
 		}
 		return m.callCustom(ctx, op, *in.StreamName, c.Payload)
 	}
+	limit, after, err := PageArgs(FnListGroups, in.Limit, in.After)
+	if err != nil {
+		return nil, err
+	}
 	gs, err := m.store.ListGroups(ctx, *in.StreamName)
 	if err != nil {
 		return nil, storeError(FnListGroups, err)
 	}
+	paged := in.Limit != nil || in.After != nil
+	gs, more, err := m.cfg.Lists.Names(gs, after, limit, paged, func() error {
+		return m.cfg.Lists.TooLarge(FnListGroups, fmt.Sprintf("the list of the groups of stream %q", *in.StreamName),
+			`add "limit" (1000, say): the answer becomes {"groups": [...], "more": bool}; call again with "after": the last group, while "more" is true`)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if paged {
+		return json.Marshal(groupsPage{gs, more})
+	}
 	return json.Marshal(gs)
 }
 
-func (m *Module) listAll(ctx context.Context, _ engine.Call) ([]byte, error) {
+func (m *Module) listAll(ctx context.Context, c engine.Call) ([]byte, error) {
+	in, err := m.decode(c)
+	if err != nil {
+		return nil, err
+	}
+	limit, after, err := PageArgs(FnListAll, in.Limit, in.After)
+	if err != nil {
+		return nil, err
+	}
 	all, err := m.store.ListAll(ctx)
 	if err != nil {
 		return nil, storeError(FnListAll, err)
 	}
-	return json.Marshal(struct {
+	// Each stream counts as its id and its groups' names.
+	size, out, more := 2, []store.StreamGroups{}, false
+	for _, sg := range all {
+		if after != "" && sg.ID <= after {
+			continue
+		}
+		n := len(sg.ID) + 24
+		for _, g := range sg.Groups {
+			n += len(g) + 8
+		}
+		if (limit > 0 && len(out) == limit) || (len(out) > 0 && size+n > m.cfg.Lists.MaxBytes()) {
+			more = true
+			break
+		}
+		out, size = append(out, sg), size+n
+	}
+	paged := in.Limit != nil || in.After != nil
+	if more && !paged {
+		return nil, m.cfg.Lists.TooLarge(FnListAll, "the list of streams and their groups",
+			`add "limit" (100, say): the answer gains "more": bool; call again with "after": the id of the last stream, while "more" is true`)
+	}
+	res := struct {
 		Stream []store.StreamGroups `json:"stream"`
 		Count  int                  `json:"count"`
-	}{all, len(all)})
+		More   *bool                `json:"more,omitempty"`
+	}{Stream: out, Count: len(out)}
+	if paged {
+		res.More = &more
+	}
+	return json.Marshal(res)
 }
 
 func (m *Module) send(ctx context.Context, c engine.Call) ([]byte, error) {

@@ -87,6 +87,10 @@ type Config struct {
 	// event: its MaxPayload less room for names and framing. Default
 	// DefaultMaxItemBytes.
 	MaxItemBytes int
+	// Lists bounds the answers of stream::list, list_groups and
+	// list_all, and may be shared with other modules. Default:
+	// NewLists(0, 0), of its own.
+	Lists *Lists
 	// Logger receives errors of triggers and publishing. Default: discard.
 	Logger *slog.Logger
 }
@@ -112,6 +116,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxItemBytes <= 0 {
 		c.MaxItemBytes = DefaultMaxItemBytes
+	}
+	if c.Lists == nil {
+		c.Lists = NewLists(0, 0)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -3,6 +3,7 @@ package streammodule
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/trinehq/trine/streammodule/store"
@@ -51,20 +52,33 @@ func (m *Module) Snapshot(ctx context.Context, q SnapshotRequest) (SnapshotResul
 	if q.PageBytes > 0 {
 		return m.snapshotPage(ctx, stream, group, q.After, q.PageBytes)
 	}
-	p, err := m.store.List(ctx, stream, group, "", 0)
-	if err != nil {
-		return SnapshotResult{}, storeError("stream::list", err)
+	// A whole group in one frame: bounded like stream::list.
+	var res SnapshotResult
+	tooLarge := func() error {
+		return m.cfg.Lists.TooLarge(FnGatewaySnapshot, fmt.Sprintf("group %q of stream %q", group, stream),
+			`set "page_bytes" and read the pages, "after" the last item of each, while "more" is true`)
 	}
-	b := wire.SyncStart(p.Seq, stream, group, now)
-	ids := make([]string, len(p.Items))
-	for i, it := range p.Items {
-		if i > 0 {
-			b = append(b, ',')
+	_, err := m.cfg.Lists.Build(ctx, FnGatewaySnapshot, tooLarge, func(maxBytes int) ([]byte, error) {
+		p, err := m.store.List(ctx, stream, group, store.Range{MaxBytes: maxBytes, ItemBytes: 8})
+		if err != nil {
+			return nil, storeError("stream::list", err)
 		}
-		b = append(b, it.Value...)
-		ids[i] = it.ID
-	}
-	return SnapshotResult{Frame: wire.SyncEnd(b, ids, q.Resync), Seq: p.Seq}, nil
+		if p.More {
+			return nil, tooLarge()
+		}
+		b := wire.SyncStart(p.Seq, stream, group, now)
+		ids := make([]string, len(p.Items))
+		for i, it := range p.Items {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, it.Value...)
+			ids[i] = it.ID
+		}
+		res = SnapshotResult{Frame: wire.SyncEnd(b, ids, q.Resync), Seq: p.Seq}
+		return nil, nil
+	})
+	return res, err
 }
 
 // pageItemOverhead is what an item adds to an encoded page besides its id
@@ -72,37 +86,18 @@ func (m *Module) Snapshot(ctx context.Context, q SnapshotRequest) (SnapshotResul
 const pageItemOverhead = 20
 
 // snapshotPage reads the group's items after after: as many as fit in max
-// bytes (ids and values), and at least one. It lists a few items at a time, as
-// many as the ones read so far suggest fit, so that a read never holds
-// much more than a page.
+// bytes (ids and values), and at least one. The store stops reading there,
+// so a read never holds much more than a page.
 func (m *Module) snapshotPage(ctx context.Context, stream, group, after string, max int) (SnapshotResult, error) {
-	res := SnapshotResult{Items: []PageItem{}}
-	size, limit := 0, 16
-	for first := true; ; first = false {
-		p, err := m.store.List(ctx, stream, group, after, limit)
-		if err != nil {
-			return SnapshotResult{}, storeError("stream::list", err)
-		}
-		if first {
-			res.Seq = p.Seq
-		}
-		for _, it := range p.Items {
-			n := len(it.Value) + len(it.ID) + pageItemOverhead
-			if len(res.Items) > 0 && size+n > max {
-				res.More = true // full before the items listed ran out
-				return res, nil
-			}
-			res.Items = append(res.Items, PageItem{ID: it.ID, Data: it.Value})
-			size += n
-			after = it.ID
-		}
-		res.More = p.More
-		if !p.More || size >= max {
-			return res, nil
-		}
-		avg := size/len(res.Items) + 1
-		limit = min(1024, (max-size)/avg+1)
+	p, err := m.store.List(ctx, stream, group, store.Range{After: after, MaxBytes: max, ItemBytes: pageItemOverhead})
+	if err != nil {
+		return SnapshotResult{}, storeError("stream::list", err)
 	}
+	res := SnapshotResult{Items: make([]PageItem, len(p.Items)), Seq: p.Seq, More: p.More}
+	for i, it := range p.Items {
+		res.Items[i] = PageItem{ID: it.ID, Data: it.Value}
+	}
+	return res, nil
 }
 
 // Since returns the group's event frames after seq, oldest first, and the

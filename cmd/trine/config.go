@@ -69,6 +69,10 @@ type engineConfig struct {
 
 	Channels channelsConfig
 
+	MaxListBytes      int
+	MaxListBytesTotal int
+	lists             *streammodule.Lists // of the two above, shared by the modules
+
 	StreamAddr          string
 	EngineAddr          string // trine gateway only
 	NATSURL             string
@@ -254,6 +258,14 @@ var engineSettings = []setting{
 		}
 		c.MaxMessageBytes = n
 		return nil
+	}},
+	{"max-list-bytes", "N", strconv.Itoa(streammodule.DefaultMaxListBytes), "largest answer of a list function (stream::list, list_groups, list_all, state::list, list_groups); one that would be larger is refused with message_too_large before it is built, naming limit and after to page with; lowered to --max-message-bytes less 16 KiB", func(c *engineConfig, v string) (err error) {
+		c.MaxListBytes, err = positiveInt(v)
+		return err
+	}},
+	{"max-list-bytes-total", "N", strconv.Itoa(streammodule.DefaultMaxListBytesTotal), "list answers being built at once hold at most this, each counted at --max-list-bytes; more wait for their turn until their deadline (then overloaded)", func(c *engineConfig, v string) (err error) {
+		c.MaxListBytesTotal, err = positiveInt(v)
+		return err
 	}},
 	{"channels-max", "N", strconv.Itoa(channels.DefaultMaxChannels), "channels open at once in the engine (engine::channels::create, http trigger streams); more: overloaded", func(c *engineConfig, v string) (err error) {
 		c.Channels.Max, err = positiveInt(v)

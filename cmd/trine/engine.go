@@ -36,6 +36,7 @@ import (
 	"github.com/trinehq/trine/internal/natsembed"
 	"github.com/trinehq/trine/internal/tlsconf"
 	"github.com/trinehq/trine/pubsubmodule"
+	"github.com/trinehq/trine/streammodule"
 )
 
 // Once the engine has drained, the gRPC server gets this long to finish its
@@ -173,6 +174,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	if err := prommetrics.RegisterEngine(reg, eng); err != nil {
 		return fmt.Errorf("register engine metrics: %w", err)
 	}
+	cfg.lists = streammodule.NewLists(max(1, min(cfg.MaxListBytes, cfg.MaxMessageBytes-resultHeadroom)), cfg.MaxListBytesTotal)
 	streams, err := startStreams(cfg, eng, ns, log)
 	if err != nil {
 		return err

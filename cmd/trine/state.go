@@ -28,6 +28,7 @@ func startState(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, log 
 		Publish:       bus.Publish,
 		MaxEventBytes: bus.MaxPayload(),
 		MaxValueBytes: max(1, min(cfg.StateMaxValue, (cfg.MaxMessageBytes-resultHeadroom)/2)),
+		Lists:         cfg.lists,
 		Logger:        log,
 	})
 	if err != nil {

@@ -76,6 +76,7 @@ func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lo
 		HistoryGroupBytes: cfg.StreamHistoryBytes,
 		HistoryTotalBytes: cfg.StreamHistoryTotal,
 		MaxItemBytes:      maxItemBytes(cfg),
+		Lists:             cfg.lists,
 		Logger:            log,
 	}
 	if cfg.Store == "jetstream" {

@@ -105,7 +105,7 @@ func TestFileCompaction(t *testing.T) {
 	f.Close()
 	f = openFile(t, dir, store.FileOptions{})
 	defer f.Close()
-	p, err := f.List(ctx, "s", "g", "", 0)
+	p, err := f.List(ctx, "s", "g", store.Range{})
 	if err != nil || len(p.Items) != 7 || p.Seq != 500 {
 		t.Fatalf("after compaction and reopen: %+v %v", p, err)
 	}
@@ -181,7 +181,7 @@ func TestFileCorruptJournal(t *testing.T) {
 	}
 	g := openFile(t, crashed, store.FileOptions{})
 	defer g.Close()
-	p, err := g.List(ctx, "s", "g", "", 0)
+	p, err := g.List(ctx, "s", "g", store.Range{})
 	if err != nil || len(p.Items) != 99 || p.Seq != 100 {
 		t.Fatalf("after repair: %d items at seq %d, %v; want 99 (one record was damaged) at 100", len(p.Items), p.Seq, err)
 	}
@@ -203,7 +203,7 @@ func TestFileTornTailLogged(t *testing.T) {
 	var logs bytes.Buffer
 	g := openFile(t, crashed, store.FileOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	defer g.Close()
-	if p, _ := g.List(ctx, "s", "g", "", 0); len(p.Items) != 3 {
+	if p, _ := g.List(ctx, "s", "g", store.Range{}); len(p.Items) != 3 {
 		t.Fatalf("%d items after a torn tail", len(p.Items))
 	}
 	if !strings.Contains(logs.String(), "torn tail") || !strings.Contains(logs.String(), "offset="+strconv.Itoa(size)) {

@@ -198,7 +198,7 @@ func (m *Memory) Emit(ctx context.Context, c Change) (Change, error) {
 }
 
 // List implements Store.
-func (m *Memory) List(ctx context.Context, stream, groupID, after string, limit int) (Page, error) {
+func (m *Memory) List(ctx context.Context, stream, groupID string, r Range) (Page, error) {
 	if err := m.check(ctx); err != nil {
 		return Page{}, err
 	}
@@ -209,19 +209,22 @@ func (m *Memory) List(ctx context.Context, stream, groupID, after string, limit 
 	g.mu.Lock()
 	ids := make([]string, 0, len(g.items))
 	for id := range g.items {
-		if after == "" || id > after {
+		if r.After == "" || id > r.After {
 			ids = append(ids, id)
 		}
 	}
 	sort.Strings(ids)
-	p := Page{Seq: g.seq}
-	if limit > 0 && len(ids) > limit {
-		ids, p.More = ids[:limit], true
-	}
-	p.Items = make([]Item, len(ids))
-	for i, id := range ids {
+	p := Page{Seq: g.seq, Items: []Item{}}
+	size := 0
+	for _, id := range ids {
 		e := g.items[id]
-		p.Items[i] = Item{ID: id, Value: e.value, Seq: e.seq}
+		it := Item{ID: id, Value: e.value, Seq: e.seq}
+		ok, n := r.Take(len(p.Items), size, it)
+		if !ok {
+			p.More = true
+			break
+		}
+		p.Items, size = append(p.Items, it), n
 	}
 	g.mu.Unlock()
 	return p, m.readBarrier()

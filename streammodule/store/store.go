@@ -72,6 +72,32 @@ type Page struct {
 	More bool
 }
 
+// Range selects the items List returns: those with ids greater than After,
+// at most Limit of them (0: no limit), and no more than fit in MaxBytes
+// (0: no bound), counting len(ID)+len(Value)+ItemBytes an item; at least
+// one item is returned, whatever its size. The store stops reading once a
+// bound is reached, and Page.More tells that items were left out.
+type Range struct {
+	After     string
+	Limit     int
+	MaxBytes  int
+	ItemBytes int
+}
+
+// Take reports whether item it may join a page of taken items that come
+// to size bytes so far, and the page's size with it; a List adapter asks
+// it of each item in order, and stops with More at the first refusal.
+func (r Range) Take(taken, size int, it Item) (ok bool, newSize int) {
+	if r.Limit > 0 && taken >= r.Limit {
+		return false, size
+	}
+	n := size + len(it.ID) + len(it.Value) + r.ItemBytes
+	if r.MaxBytes > 0 && taken > 0 && n > r.MaxBytes {
+		return false, size
+	}
+	return true, n
+}
+
 // StreamGroups is one row of ListAll.
 type StreamGroups struct {
 	ID     string   `json:"id"`
@@ -107,9 +133,8 @@ type Store interface {
 	// stream::send event (KindEvent), or a change a custom stream made
 	// elsewhere. Only c's Key, Kind, EventType, Old and Value are used.
 	Emit(ctx context.Context, c Change) (Change, error)
-	// List returns up to limit items (0: all) with ids greater than after,
-	// in byte order of their ids.
-	List(ctx context.Context, stream, group, after string, limit int) (Page, error)
+	// List returns the group's items in r, in byte order of their ids.
+	List(ctx context.Context, stream, group string, r Range) (Page, error)
 	// ListGroups returns the ids of the stream's groups that hold items,
 	// sorted.
 	ListGroups(ctx context.Context, stream string) ([]string, error)

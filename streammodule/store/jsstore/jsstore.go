@@ -643,7 +643,7 @@ func (s *Store) subjects(ctx context.Context, filter string) ([]string, error) {
 // List implements store.Store. The group's head is read first, so an item
 // written meanwhile may show its newer value: a subscriber then sees that
 // change once more, never misses it.
-func (s *Store) List(ctx context.Context, stream, group, after string, limit int) (store.Page, error) {
+func (s *Store) List(ctx context.Context, stream, group string, r store.Range) (store.Page, error) {
 	if err := s.check(ctx); err != nil {
 		return store.Page{}, err
 	}
@@ -671,8 +671,9 @@ func (s *Store) List(ctx context.Context, stream, group, after string, limit int
 	}
 	slices.Sort(ids)
 	p := store.Page{Items: []store.Item{}, Seq: h.seq}
+	size := 0
 	for _, id := range ids {
-		if after != "" && id <= after {
+		if r.After != "" && id <= r.After {
 			continue
 		}
 		it, err := s.current(ctx, store.Key{Stream: stream, Group: group, Item: id}, h)
@@ -682,11 +683,12 @@ func (s *Store) List(ctx context.Context, stream, group, after string, limit int
 		if it.Seq == 0 {
 			continue // deleted
 		}
-		if limit > 0 && len(p.Items) == limit {
+		ok, n := r.Take(len(p.Items), size, it)
+		if !ok {
 			p.More = true
 			break
 		}
-		p.Items = append(p.Items, it)
+		p.Items, size = append(p.Items, it), n
 	}
 	return p, nil
 }

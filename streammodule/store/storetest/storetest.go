@@ -35,6 +35,7 @@ func Run(t *testing.T, a Adapter) {
 		{"MutatorError", testMutatorError},
 		{"Emit", testEmit},
 		{"List", testList},
+		{"ListMaxBytes", testListMaxBytes},
 		{"ListGroups", testListGroups},
 		{"HostileNames", testHostileNames},
 		{"LongNames", testLongNames},
@@ -208,24 +209,51 @@ func testList(t *testing.T, a Adapter) {
 	for _, id := range []string{"c", "a", "b", "d"} {
 		put(t, s, store.Key{Stream: "s", Group: "g", Item: id}, strconv.Quote(id))
 	}
-	p, err := s.List(ctx, "s", "g", "", 0)
+	p, err := s.List(ctx, "s", "g", store.Range{})
 	if err != nil || ids(p) != "a,b,c,d" || p.Seq != 4 || p.More {
 		t.Fatalf("list all: %v %+v", err, p)
 	}
 	if string(p.Items[0].Value) != `"a"` || p.Items[0].Seq != 2 {
 		t.Fatalf("item a: %+v", p.Items[0])
 	}
-	p, _ = s.List(ctx, "s", "g", "", 2)
+	p, _ = s.List(ctx, "s", "g", store.Range{Limit: 2})
 	if ids(p) != "a,b" || !p.More {
 		t.Fatalf("first page: %+v", p)
 	}
-	p, _ = s.List(ctx, "s", "g", "b", 2)
+	p, _ = s.List(ctx, "s", "g", store.Range{After: "b", Limit: 2})
 	if ids(p) != "c,d" || p.More {
 		t.Fatalf("second page: %+v", p)
 	}
-	p, err = s.List(ctx, "s", "missing", "", 0)
+	p, err = s.List(ctx, "s", "missing", store.Range{})
 	if err != nil || p.Items == nil || len(p.Items) != 0 || p.Seq != 0 {
 		t.Fatalf("missing group: %+v %v", p, err)
+	}
+}
+
+// testListMaxBytes: List stops at MaxBytes (ids, values and ItemBytes an
+// item), with More, and returns one item however large it is.
+func testListMaxBytes(t *testing.T, a Adapter) {
+	s := open(t, a, store.Options{})
+	for _, id := range []string{"a", "b", "c", "d"} {
+		put(t, s, store.Key{Stream: "s", Group: "g", Item: id}, `"`+strings.Repeat(id, 98)+`"`) // 1+100 bytes an item
+	}
+	for _, c := range []struct {
+		r    store.Range
+		want string
+		more bool
+	}{
+		{store.Range{MaxBytes: 202}, "a,b", true},
+		{store.Range{MaxBytes: 201}, "a", true},
+		{store.Range{MaxBytes: 10}, "a", true},
+		{store.Range{MaxBytes: 404}, "a,b,c,d", false},
+		{store.Range{MaxBytes: 404, ItemBytes: 1}, "a,b,c", true},
+		{store.Range{After: "b", MaxBytes: 202}, "c,d", false},
+		{store.Range{Limit: 1, MaxBytes: 1000}, "a", true},
+	} {
+		p, err := s.List(ctx, "s", "g", c.r)
+		if err != nil || ids(p) != c.want || p.More != c.more {
+			t.Errorf("List(%+v) = %q more %v, %v; want %q more %v", c.r, ids(p), p.More, err, c.want, c.more)
+		}
 	}
 }
 
@@ -286,7 +314,7 @@ func testHostileNames(t *testing.T, a Adapter) {
 		}
 		for _, g := range HostileNames {
 			n++
-			p, err := s.List(ctx, st, g, "", 0)
+			p, err := s.List(ctx, st, g, store.Range{})
 			if err != nil || len(p.Items) != 1 || p.Items[0].ID != st+"|"+g || string(p.Items[0].Value) != strconv.Itoa(n) {
 				t.Fatalf("List(%q, %q) = %+v, %v", st, g, p, err)
 			}
@@ -332,7 +360,7 @@ func testLongNames(t *testing.T, a Adapter) {
 				}
 			}
 			slices.Sort(ids)
-			p, err := s.List(ctx, st, g, "", 0)
+			p, err := s.List(ctx, st, g, store.Range{})
 			if err != nil || len(p.Items) != len(ids) {
 				t.Fatalf("List(#%d, #%d) = %d items, %v; want %d", i, j, len(p.Items), err, len(ids))
 			}
