@@ -167,9 +167,11 @@ func TestCapBytesPerConnection(t *testing.T) {
 	}
 	// Each writer may hold a frame of its socket's and the server's
 	// buffers besides: far below the 64 MiB offered.
-	if grew := int64(heapInuse()) - int64(before); grew > 16<<20 {
+	grew := int64(heapInuse()) - int64(before)
+	if grew > 16<<20 {
 		t.Fatalf("heap grew by %d bytes under a flood capped at %d", grew, capBytes)
 	}
+	t.Logf("8 writers offering 64 MiB: %d bytes buffered, heap in use grew by %d bytes", got, grew)
 	v.roundTrip(t, other)
 }
 
@@ -272,5 +274,31 @@ func TestChannelsReleasedWithCreator(t *testing.T) {
 	})
 	if _, _, ok := v.h.Buffer(keep.ChannelID); !ok {
 		t.Fatal("another connection's channel was removed")
+	}
+}
+
+// Calls from no worker session share one allowance under a policy (the
+// gRPC Trigger RPC of a restricted listener); trusted ones have none.
+func TestCapChannelsWithoutSession(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, channels.Config{MaxConnChannels: 2})
+	g, err := v.e.Authenticate(t.Context(), &engine.Access{ExposeFunctions: []engine.Filter{{Match: "api::*"}}}, engine.AuthInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restricted := func() error {
+		_, err := v.e.Trigger(t.Context(), engine.Call{FunctionID: channels.FnCreate, Grant: g})
+		return err
+	}
+	for i := range 2 {
+		if err := restricted(); err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+	}
+	if err := restricted(); engine.AsError(err).Code != engine.CodeOverloaded {
+		t.Fatalf("third create under a policy from no session = %v, want overloaded", err)
+	}
+	for range 3 {
+		v.create(t, `{}`) // trusted, no session
 	}
 }
