@@ -156,7 +156,7 @@ func TestCapBytesPerConnection(t *testing.T) {
 		refs = append(refs, w)
 	}
 	before := heapInuse()
-	stop := v.flood(t, refs, frame, 8<<20) // 8 x 8 MiB offered: 64 MiB
+	stop := v.flood(t, refs, frame, 2<<20) // 8 x 2 MiB offered: 16 times the cap
 	defer stop()
 	got := v.steady(t)
 	if got > capBytes {
@@ -166,12 +166,12 @@ func TestCapBytesPerConnection(t *testing.T) {
 		t.Fatalf("the hostile connection buffers %d bytes: its writers were held back below the cap %d", got, capBytes)
 	}
 	// Each writer may hold a frame of its socket's and the server's
-	// buffers besides: far below the 64 MiB offered.
+	// buffers besides: far below the 16 MiB offered.
 	grew := int64(heapInuse()) - int64(before)
 	if grew > 16<<20 {
 		t.Fatalf("heap grew by %d bytes under a flood capped at %d", grew, capBytes)
 	}
-	t.Logf("8 writers offering 64 MiB: %d bytes buffered, heap in use grew by %d bytes", got, grew)
+	t.Logf("8 writers offering 16 MiB: %d bytes buffered, heap in use grew by %d bytes", got, grew)
 	v.roundTrip(t, other)
 }
 
@@ -193,7 +193,7 @@ func TestCapBytesTotal(t *testing.T) {
 			refs, readers = append(refs, w), append(readers, r)
 		}
 	}
-	stop := v.flood(t, refs, frame, 4<<20)
+	stop := v.flood(t, refs, frame, 1<<20)
 	defer stop()
 	if got := v.steady(t); got > total || got < total-frame {
 		t.Fatalf("channels buffer %d bytes, want the total cap %d (within a frame)", got, total)
@@ -209,7 +209,7 @@ func TestCapBytesTotal(t *testing.T) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 			defer cancel()
-			for n := 0; n < 4<<20; {
+			for n := 0; n < 1<<20; {
 				_, data, err := rc.Read(ctx)
 				if err != nil {
 					errs <- fmt.Errorf("reader after %d bytes: %w", n, err)
