@@ -16,8 +16,19 @@ type sessions interface {
 // Its fields but bytes are guarded by Hub.mu.
 type owner struct {
 	key      string
+	done     <-chan struct{} // closed when it leaves; nil: never
 	channels map[*channel]struct{}
 	bytes    *semaphore.Weighted
+}
+
+// gone reports whether o has left (its channels are being removed).
+func (o *owner) gone() bool {
+	select {
+	case <-o.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // noSession is the owner key shared by the callers under a policy that
@@ -40,14 +51,15 @@ func (h *Hub) ownerOf(c engine.Call) (key string, done <-chan struct{}, ok bool)
 	return "", nil, false
 }
 
-// ownerLocked returns the owner named key, made on first use; when done
-// is set, the owner's channels are removed once it is closed. Callers
-// hold h.mu and have checked that the hub is open.
+// ownerLocked returns the owner named key, made on first use (or when the
+// one of that key has left: a worker that reattached keeps its id); when
+// done is set, the owner's channels are removed once it is closed.
+// Callers hold h.mu and have checked that the hub is open.
 func (h *Hub) ownerLocked(key string, done <-chan struct{}) *owner {
-	if o := h.owners[key]; o != nil {
+	if o := h.owners[key]; o != nil && !o.gone() {
 		return o
 	}
-	o := &owner{key: key, channels: make(map[*channel]struct{}), bytes: semaphore.NewWeighted(h.cfg.MaxConnBufferBytes)}
+	o := &owner{key: key, done: done, channels: make(map[*channel]struct{}), bytes: semaphore.NewWeighted(h.cfg.MaxConnBufferBytes)}
 	h.owners[key] = o
 	if done != nil {
 		h.wg.Add(1)
