@@ -71,7 +71,6 @@ type engineConfig struct {
 
 	MaxListBytes      int
 	MaxListBytesTotal int
-	lists             *streammodule.Lists // of the two above, shared by the modules
 
 	StreamAddr          string
 	EngineAddr          string // trine gateway only

@@ -48,6 +48,9 @@ var defaultConfig = engineConfig{
 	HTTPInvoke:        httpInvokeConfig{Hosts: []string{"*"}, MaxInFlight: 64},
 	HTTPTimeout:       30 * time.Second,
 	HTTPStreaming:     true,
+	Channels:          channelsConfig{Max: 10000, MaxPerConn: 64, MaxBytesPerConn: 64 << 20, MaxBytes: 512 << 20},
+	MaxListBytes:      4 << 20,
+	MaxListBytesTotal: 64 << 20,
 
 	StreamAddr:          "127.0.0.1:3112",
 	NATSAddr:            "127.0.0.1:4222",

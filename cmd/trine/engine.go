@@ -174,13 +174,14 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	if err := prommetrics.RegisterEngine(reg, eng); err != nil {
 		return fmt.Errorf("register engine metrics: %w", err)
 	}
-	cfg.lists = streammodule.NewLists(max(1, min(cfg.MaxListBytes, cfg.MaxMessageBytes-resultHeadroom)), cfg.MaxListBytesTotal)
-	streams, err := startStreams(cfg, eng, ns, log)
+	// One bound on list answers for stream::* and state::*.
+	lists := streammodule.NewLists(max(1, min(cfg.MaxListBytes, cfg.MaxMessageBytes-resultHeadroom)), cfg.MaxListBytesTotal)
+	streams, err := startStreams(cfg, eng, ns, lists, log)
 	if err != nil {
 		return err
 	}
 	defer streams.close()
-	st, err := startState(cfg, eng, ns, log)
+	st, err := startState(cfg, eng, ns, lists, log)
 	if err != nil {
 		return err
 	}

@@ -67,7 +67,7 @@ func connectNATS(cfg engineConfig, log *slog.Logger) (*natsembed.Server, error) 
 	return natsembed.Start(o)
 }
 
-func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, log *slog.Logger) (*streams, error) {
+func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lists *streammodule.Lists, log *slog.Logger) (*streams, error) {
 	open := storeOpener(cfg, ns, log, "streams", jsstore.Config{})
 	mcfg := streammodule.Config{
 		OpenStore:         open,
@@ -76,7 +76,7 @@ func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lo
 		HistoryGroupBytes: cfg.StreamHistoryBytes,
 		HistoryTotalBytes: cfg.StreamHistoryTotal,
 		MaxItemBytes:      maxItemBytes(cfg),
-		Lists:             cfg.lists,
+		Lists:             lists,
 		Logger:            log,
 	}
 	if cfg.Store == "jetstream" {
