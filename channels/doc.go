@@ -26,14 +26,21 @@
 // Concurrency contract: a Hub is safe for concurrent use. The goroutines of a
 // connection (the writer's socket reader, coder/websocket's CloseRead) live
 // inside ServeHTTP and end before it returns; local ends start none. The
-// Hub owns one more, the sweeper that removes channels whose ends did not
-// both attach within Config.TTL; it starts with the first channel. Close
-// cancels every channel (local ends then fail), closes every live socket,
-// stops the sweeper and waits for all of them.
+// Hub owns the sweeper that removes channels whose ends did not both
+// attach within Config.TTL (it starts with the first channel), and one
+// goroutine per worker session that created channels, which removes them
+// when the session ends. Close cancels every channel (local ends then
+// fail), closes every live socket, stops those goroutines and waits for
+// all of them.
 //
-// Flow control: each channel has a queue of buffer_size frames. When it is
-// full the writer's socket is not read until the reader drains it, so TCP
-// pushes back on the writer (a LocalWriter's Write waits instead). A slow reader therefore slows its writer; it is
+// Flow control: each channel has a queue of buffer_size frames, and its
+// bytes count against three caps: the channel's (MaxBufferBytes), its
+// creator's (MaxConnBufferBytes, with MaxConnChannels channels per
+// connection) and the hub's (MaxTotalBufferBytes). A writer takes a
+// frame's bytes from all three before the frame is read off its socket.
+// When the queue is full or a cap is reached the writer's socket is not
+// read until a reader drains, so TCP pushes back on the writer (a
+// LocalWriter's Write waits instead). A slow reader therefore slows its writer; it is
 // not disconnected (unlike the gateway's subscribers, a channel has exactly
 // one consumer, and losing frames would corrupt the stream).
 package channels
