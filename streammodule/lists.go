@@ -2,6 +2,7 @@ package streammodule
 
 import (
 	"context"
+	"errors"
 
 	"golang.org/x/sync/semaphore"
 
@@ -53,7 +54,10 @@ func (l *Lists) MaxBytes() int { return l.max }
 // the same (names that JSON escapes) is refused with what.
 func (l *Lists) Build(ctx context.Context, fn string, what func() error, build func(maxBytes int) ([]byte, error)) ([]byte, error) {
 	if err := l.total.Acquire(ctx, int64(l.max)); err != nil {
-		return nil, engine.Errorf(engine.CodeOverloaded, "%s: too many large lists being built at once (--max-list-bytes-total); none started before the call's deadline", fn)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, engine.Errorf(engine.CodeOverloaded, "%s: too many lists being built at once (--max-list-bytes-total); this one could not start before the call's deadline", fn)
+		}
+		return nil, err
 	}
 	defer l.total.Release(int64(l.max))
 	out, err := build(l.max)

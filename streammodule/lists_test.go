@@ -1,10 +1,12 @@
 package streammodule_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/moduletest"
@@ -81,5 +83,38 @@ func TestListsBounded(t *testing.T) {
 	out := v.must(t, streammodule.FnListAll, `{"limit":1,"after":"stream-8"}`)
 	if out != `{"stream":[{"id":"stream-9","groups":["group-9"]}],"count":1,"more":false}` {
 		t.Fatalf("paged stream::list_all = %s", out)
+	}
+}
+
+// Lists being built at once hold at most the total: one more waits, and
+// gets overloaded if its deadline comes first.
+func TestListsBuiltAtOnceBounded(t *testing.T) {
+	t.Parallel()
+	l := streammodule.NewLists(1<<10, 2<<10)
+	hold := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		started := make(chan struct{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = l.Build(t.Context(), "x::list", nil, func(int) ([]byte, error) {
+				close(started)
+				<-hold
+				return nil, nil
+			})
+		}()
+		<-started
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	_, err := l.Build(ctx, "x::list", nil, func(int) ([]byte, error) { return []byte("[]"), nil })
+	if e := engine.AsError(err); e == nil || e.Code != engine.CodeOverloaded || !strings.Contains(e.Message, "--max-list-bytes-total") {
+		t.Fatalf("third list while two hold the total = %v, want overloaded naming --max-list-bytes-total", err)
+	}
+	close(hold)
+	wg.Wait()
+	if out, err := l.Build(t.Context(), "x::list", nil, func(int) ([]byte, error) { return []byte("[]"), nil }); err != nil || string(out) != "[]" {
+		t.Fatalf("list after the others ended = %s, %v", out, err)
 	}
 }
