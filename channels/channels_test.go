@@ -143,8 +143,10 @@ func (v *env) dialStatus(t *testing.T, id, key, dir string) int {
 	return resp.StatusCode
 }
 
-// readTimeout bounds every wait for a close in these tests.
-const readTimeout = 10 * time.Second
+// readTimeout bounds every wait for a close in these tests, a drain of
+// TestBackpressure's 32 MiB included: under the race detector on a loaded
+// 2-core machine that took past 10s in 2 runs of 10.
+const readTimeout = 30 * time.Second
 
 type msg struct {
 	typ  websocket.MessageType
