@@ -587,3 +587,51 @@ func TestDiscoveryShowsOwnFunctions(t *testing.T) {
 		t.Fatalf("info of its own function: %s %v", out, err)
 	}
 }
+
+// Functions are capped per connection and in total, and what registrations
+// hold (descriptions, metadata, schemas, trigger configs) is capped in
+// bytes per connection and in total; a refusal keeps nothing, and what a
+// connection held is given back when it leaves.
+func TestRegistrationCaps(t *testing.T) {
+	e := newEngine(t, engine.Config{MaxFunctionsPerWorker: 3, MaxFunctions: 200, MaxRegistrationBytesPerWorker: 10 << 10, MaxRegistrationBytes: 12 << 10})
+	newFirer(t, e)
+	s, _ := attach(t, e, "greedy")
+	for i := range 3 {
+		if err := s.RegisterFunction("f::"+string(rune('a'+i)), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RegisterFunction("f::d", ""); code(err) != engine.CodeOverloaded {
+		t.Fatalf("4th function: %v", err)
+	}
+	if err := s.RegisterFunction("f::a", "again"); err != nil {
+		t.Fatalf("registering an owned function again: %v", err)
+	}
+	big := `"` + strings.Repeat("x", 6<<10) + `"`
+	fat, _ := attach(t, e, "fat")
+	if err := fat.RegisterFunctionSpec("g::a", engine.FunctionSpec{RequestFormat: json.RawMessage(big)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fat.RegisterFunctionSpec("g::b", engine.FunctionSpec{Metadata: json.RawMessage(`{"m":` + big + `}`)}); code(err) != engine.CodeOverloaded {
+		t.Fatalf("past the bytes per connection: %v", err)
+	}
+	if err := fat.RegisterTrigger(t.Context(), engine.Trigger{ID: "t", Type: "fire", FunctionID: "g::a", Config: json.RawMessage(`{"c":` + big + `}`)}); code(err) != engine.CodeOverloaded {
+		t.Fatalf("a trigger past the bytes per connection: %v", err)
+	}
+	other, _ := attach(t, e, "other")
+	if err := other.RegisterFunctionSpec("h::a", engine.FunctionSpec{Description: strings.Repeat("d", 4<<10)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.RegisterFunctionSpec("h::b", engine.FunctionSpec{Description: strings.Repeat("d", 4<<10)}); code(err) != engine.CodeOverloaded {
+		t.Fatalf("past the total bytes: %v", err)
+	}
+	for _, f := range e.Functions() {
+		if f.FunctionID == "f::d" || f.FunctionID == "g::b" || f.FunctionID == "h::b" {
+			t.Fatalf("a refused registration was kept: %s", f.FunctionID)
+		}
+	}
+	fat.Close()
+	if err := other.RegisterFunctionSpec("h::b", engine.FunctionSpec{Description: strings.Repeat("d", 4<<10)}); err != nil {
+		t.Fatalf("after another connection left: %v", err)
+	}
+}

@@ -33,6 +33,19 @@ type Config struct {
 	// MaxTriggers caps the triggers of all connections together. Default
 	// 100000.
 	MaxTriggers int
+	// MaxFunctionsPerWorker caps the functions one worker connection
+	// serves. Default 1000.
+	MaxFunctionsPerWorker int
+	// MaxFunctions caps the functions registered on the engine, built-ins
+	// included. Default 10000.
+	MaxFunctions int
+	// MaxRegistrationBytesPerWorker caps what one connection's
+	// registrations hold: its functions' ids, descriptions, metadata and
+	// schemas, and its triggers' ids, configs and metadata. Default 16 MiB.
+	MaxRegistrationBytesPerWorker int
+	// MaxRegistrationBytes caps what all connections' registrations hold
+	// together. Default 256 MiB.
+	MaxRegistrationBytes int
 	// TriggerFireRate caps how often the triggers of one connection under
 	// a listener policy fire, per second, with a burst of as many; a fire
 	// past it is refused with overloaded. Trusted connections' triggers
@@ -85,6 +98,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxTriggers <= 0 {
 		c.MaxTriggers = 100000
+	}
+	if c.MaxFunctionsPerWorker <= 0 {
+		c.MaxFunctionsPerWorker = 1000
+	}
+	if c.MaxFunctions <= 0 {
+		c.MaxFunctions = 10000
+	}
+	if c.MaxRegistrationBytesPerWorker <= 0 {
+		c.MaxRegistrationBytesPerWorker = 16 << 20
+	}
+	if c.MaxRegistrationBytes <= 0 {
+		c.MaxRegistrationBytes = 256 << 20
 	}
 	if c.TriggerFireRate <= 0 {
 		c.TriggerFireRate = 200

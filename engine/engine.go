@@ -22,6 +22,7 @@ type Engine struct {
 	workers      map[string]*Session
 	triggerTypes map[string]*triggerType
 	triggers     map[string]*trigger
+	regBytes     int // what every session's registrations hold (usage.go)
 	draining     bool
 
 	started time.Time

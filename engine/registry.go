@@ -129,6 +129,7 @@ func (e *Engine) addReplica(s *Session, id string, spec FunctionSpec) error {
 			fn.replicas = slices.DeleteFunc(fn.replicas, func(x *Session) bool { return x == r })
 			delete(fn.metadata, r)
 			delete(r.functions, id)
+			e.charge(r, usageKey("function", id), 0)
 		}
 	}
 	if spec.Description != "" {
@@ -164,6 +165,7 @@ func (e *Engine) removeReplica(s *Session, id string) bool {
 	}
 	fn.replicas = slices.Delete(fn.replicas, i, i+1)
 	delete(fn.metadata, s)
+	e.charge(s, usageKey("function", id), 0)
 	if len(fn.replicas) == 0 {
 		delete(e.functions, id)
 		if r := e.cfg.Remote; r != nil {

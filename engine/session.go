@@ -94,6 +94,8 @@ type Session struct {
 	functions    map[string]struct{}
 	triggers     map[string]struct{}
 	triggerTypes map[string]struct{}
+	regSize      map[string]int // bytes each registration holds, by usageKey
+	regBytes     int
 }
 
 // Attach starts a worker session. If info names a live session by id and
@@ -129,6 +131,7 @@ func (e *Engine) AttachGranted(info WorkerInfo, p Peer, g *Grant) (*Session, err
 		functions:    make(map[string]struct{}),
 		triggers:     make(map[string]struct{}),
 		triggerTypes: make(map[string]struct{}),
+		regSize:      make(map[string]int),
 	}
 	s.info.Store(&info)
 	if old := e.reattachable(info.PreviousID, info.ReattachToken); old != nil {
@@ -266,6 +269,9 @@ func (e *Engine) detach(s *Session) {
 	for id := range s.triggerTypes {
 		e.dropTriggerType(s, id)
 	}
+	e.regBytes -= s.regBytes
+	s.regBytes = 0
+	clear(s.regSize)
 	e.mu.Unlock()
 	e.notifyUnbound(unbind, true)
 	e.log.Info("worker disconnected", LogWorkerID, s.id, LogWorkerName, s.name())
@@ -331,7 +337,24 @@ func (s *Session) RegisterFunctionSpec(id string, spec FunctionSpec) error {
 		return Errorf(CodeWorkerDisconnected, "session closed")
 	}
 	spec.Description = description
-	return s.e.addReplica(s, id, spec)
+	e := s.e
+	if _, owned := s.functions[id]; !owned {
+		if n := len(s.functions); n >= e.cfg.MaxFunctionsPerWorker {
+			return Errorf(CodeOverloaded, "function %q not registered: this connection serves %d functions, the most one may (--max-functions-per-worker)", id, n)
+		}
+		if _, exists := e.functions[id]; !exists && len(e.functions) >= e.cfg.MaxFunctions {
+			return Errorf(CodeOverloaded, "function %q not registered: the engine holds %d functions, the most it may (--max-functions)", id, len(e.functions))
+		}
+	}
+	key, size := usageKey("function", id), len(id)+len(spec.Description)+len(spec.Metadata)+len(spec.RequestFormat)+len(spec.ResponseFormat)
+	if err := e.fits(s, key, size); err != nil {
+		return Errorf(CodeOverloaded, "function %q not registered: %s", id, err.Message)
+	}
+	if err := e.addReplica(s, id, spec); err != nil {
+		return err
+	}
+	e.charge(s, key, size)
+	return nil
 }
 
 // UnregisterFunction takes the worker out of the replica set of id (with

@@ -90,6 +90,12 @@ func (s *Session) RegisterTriggerType(id, description string) error {
 		}
 		return Errorf(CodeConflict, "trigger type %q is provided by worker %s (%s)", id, tt.owner.id, tt.owner.name())
 	}
+	key, size := usageKey("trigger type", id), len(id)+len(description)
+	if err := e.fits(s, key, size); err != nil {
+		e.mu.Unlock()
+		return Errorf(CodeOverloaded, "trigger type %q not registered: %s", id, err.Message)
+	}
+	e.charge(s, key, size)
 	p := providerSession{s}
 	e.triggerTypes[id] = &triggerType{id: id, description: description, provider: p, owner: s}
 	s.triggerTypes[id] = struct{}{}
@@ -140,6 +146,7 @@ func (s *Session) UnregisterTriggerType(id string) error {
 // dropTriggerType removes a worker's trigger type. Callers hold e.mu.
 func (e *Engine) dropTriggerType(s *Session, id string) {
 	delete(s.triggerTypes, id)
+	e.charge(s, usageKey("trigger type", id), 0)
 	if tt := e.triggerTypes[id]; tt != nil && tt.owner == s {
 		delete(e.triggerTypes, id)
 		for _, t := range e.triggers {
@@ -213,9 +220,15 @@ func (s *Session) RegisterTrigger(ctx context.Context, t Trigger) error {
 		e.mu.Unlock()
 		return Errorf(CodeConflict, "trigger %q is still being registered", t.ID)
 	}
+	key, size := usageKey("trigger", t.ID), len(t.ID)+len(t.Type)+len(t.FunctionID)+len(t.Config)+len(t.Metadata)
+	if err := e.fits(s, key, size); err != nil {
+		e.mu.Unlock()
+		return Errorf(CodeOverloaded, "trigger %q not registered: %s", t.ID, err.Message)
+	}
 	reserved := &trigger{Trigger: t, owner: s, registering: true}
 	e.triggers[t.ID] = reserved
 	s.triggers[t.ID] = struct{}{}
+	e.charge(s, key, size)
 	e.mu.Unlock()
 
 	if old != nil && old.provider != nil {
@@ -236,6 +249,7 @@ func (s *Session) RegisterTrigger(ctx context.Context, t Trigger) error {
 	if err != nil {
 		delete(e.triggers, t.ID)
 		delete(s.triggers, t.ID)
+		e.charge(s, usageKey("trigger", t.ID), 0)
 		e.mu.Unlock()
 		ae := AsError(err)
 		if ae.Code == CodeInternal || ae.Code == CodeHandlerError {
@@ -284,6 +298,7 @@ func (s *Session) UnregisterTrigger(ctx context.Context, id string) error {
 	}
 	delete(e.triggers, id)
 	delete(s.triggers, id)
+	e.charge(s, usageKey("trigger", id), 0)
 	e.mu.Unlock()
 	if t.provider != nil {
 		if err := t.provider.UnregisterTrigger(ctx, t.Trigger); err != nil {

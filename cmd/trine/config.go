@@ -46,9 +46,13 @@ type engineConfig struct {
 	// triggers connections create (engine.Config).
 	MaxTriggersPerWorker, MaxTriggers int
 	TriggerFireRate                   float64
-	MaxMessageBytes                   int
-	LogLevel                          slog.Level
-	LogFormat                         string
+	// MaxFunctionsPerWorker, MaxFunctions and the registration byte caps
+	// bound what connections register (engine.Config).
+	MaxFunctionsPerWorker, MaxFunctions                 int
+	MaxRegistrationBytesPerWorker, MaxRegistrationBytes int
+	MaxMessageBytes                                     int
+	LogLevel                                            slog.Level
+	LogFormat                                           string
 
 	IIIAddr           string
 	IIINamespaceGrace time.Duration
@@ -243,6 +247,22 @@ var engineSettings = []setting{
 	}},
 	{"max-triggers", "N", "100000", "triggers all connections together may own; more: overloaded", func(c *engineConfig, v string) (err error) {
 		c.MaxTriggers, err = positiveInt(v)
+		return err
+	}},
+	{"max-functions-per-worker", "N", "1000", "functions one worker connection may serve; more: overloaded", func(c *engineConfig, v string) (err error) {
+		c.MaxFunctionsPerWorker, err = positiveInt(v)
+		return err
+	}},
+	{"max-functions", "N", "10000", "functions the engine may hold, built-ins included; more: overloaded", func(c *engineConfig, v string) (err error) {
+		c.MaxFunctions, err = positiveInt(v)
+		return err
+	}},
+	{"max-registration-bytes-per-worker", "N", "16777216", "bytes one connection's registrations may hold (function ids, descriptions, metadata, schemas; trigger ids, configs, metadata; trigger types); more: overloaded", func(c *engineConfig, v string) (err error) {
+		c.MaxRegistrationBytesPerWorker, err = positiveInt(v)
+		return err
+	}},
+	{"max-registration-bytes", "N", "268435456", "bytes all connections' registrations may hold together; more: overloaded", func(c *engineConfig, v string) (err error) {
+		c.MaxRegistrationBytes, err = positiveInt(v)
 		return err
 	}},
 	{"trigger-fire-rate", "N", "200", "fires per second, with a burst of as many, of the triggers of one connection under a listener policy (trusted connections' are not limited); a fire past it is refused with overloaded", func(c *engineConfig, v string) (err error) {

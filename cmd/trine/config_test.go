@@ -38,8 +38,13 @@ var defaultConfig = engineConfig{
 	MaxTriggersPerWorker: 1000,
 	MaxTriggers:          100000,
 	TriggerFireRate:      200,
-	LogLevel:             slog.LevelInfo,
-	LogFormat:            "text",
+
+	MaxFunctionsPerWorker:         1000,
+	MaxFunctions:                  10000,
+	MaxRegistrationBytesPerWorker: 16 << 20,
+	MaxRegistrationBytes:          256 << 20,
+	LogLevel:                      slog.LevelInfo,
+	LogFormat:                     "text",
 
 	IIIAddr:           "127.0.0.1:49135",
 	IIINamespaceGrace: 5 * time.Second,

@@ -163,6 +163,11 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		MaxTriggersPerWorker: cfg.MaxTriggersPerWorker,
 		MaxTriggers:          cfg.MaxTriggers,
 		TriggerFireRate:      cfg.TriggerFireRate,
+
+		MaxFunctionsPerWorker:         cfg.MaxFunctionsPerWorker,
+		MaxFunctions:                  cfg.MaxFunctions,
+		MaxRegistrationBytesPerWorker: cfg.MaxRegistrationBytesPerWorker,
+		MaxRegistrationBytes:          cfg.MaxRegistrationBytes,
 	})
 	if err != nil {
 		return fmt.Errorf("create engine: %w", err)
