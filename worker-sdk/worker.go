@@ -171,6 +171,15 @@ func (w *Worker) Connect(ctx context.Context) error {
 	}
 }
 
+// Connected reports whether the worker has a session with an engine now.
+// Connect waits for the first session only; a session lost later is
+// re-established in the background, and Connected is false meanwhile.
+func (w *Worker) Connected() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.sess != nil
+}
+
 // ID is the worker id the engine gave the current (or last) session.
 func (w *Worker) ID() string {
 	w.mu.Lock()

@@ -162,9 +162,7 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 		if !ns.Conn.IsConnected() {
 			return errors.New("not connected to NATS (--nats-url)")
 		}
-		cctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-		defer cancel()
-		if w.Connect(cctx) != nil {
+		if !w.Connected() {
 			return fmt.Errorf("no engine reachable at %s (--engine)", cfg.EngineAddr)
 		}
 		return nil
@@ -192,8 +190,14 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeStatus(w, http.StatusOK, "ok") })
 	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
-		if ready() != nil {
-			writeStatus(rw, http.StatusServiceUnavailable, "not_connected")
+		if err := ready(); err != nil {
+			rw.Header().Set("Content-Type", "application/json")
+			rw.Header().Set("Cache-Control", "no-store")
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(rw).Encode(struct {
+				Status string `json:"status"`
+				Reason string `json:"reason"`
+			}{"not_connected", err.Error()})
 			return
 		}
 		writeStatus(rw, http.StatusOK, "ok")

@@ -20,6 +20,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/trinehq/trine/internal/natstest"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
@@ -171,12 +172,12 @@ func TestEngineStoreSurvivesKill(t *testing.T) {
 // it: a write through engine B reaches a browser on engine A's gateway.
 func TestEngineNATSListener(t *testing.T) {
 	t.Parallel()
-	a := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-addr", "127.0.0.1:0", "--store", "memory")...)
+	a := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-addr", "127.0.0.1:0", "--store", "jetstream")...)
 	natsAddr, ok := strings.CutPrefix(a.nats, "embedded,")
 	if !ok || !strings.HasPrefix(natsAddr, "127.0.0.1:") {
 		t.Fatalf("engine A nats = %q, want embedded,127.0.0.1:PORT", a.nats)
 	}
-	b := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-url", "nats://"+natsAddr, "--store", "memory")...)
+	b := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-url", "nats://"+natsAddr, "--store", "jetstream")...)
 	if b.nats != "nats://"+natsAddr {
 		t.Fatalf("engine B nats = %q", b.nats)
 	}
@@ -326,9 +327,9 @@ func TestGatewayHelpAndErrors(t *testing.T) {
 // engine B, which shares A's NATS.
 func TestEnginesRouteCalls(t *testing.T) {
 	t.Parallel()
-	a := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-addr", "127.0.0.1:0", "--store", "memory")...)
+	a := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-addr", "127.0.0.1:0", "--store", "jetstream")...)
 	natsAddr, _ := strings.CutPrefix(a.nats, "embedded,")
-	b := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-url", "nats://"+natsAddr, "--store", "memory")...)
+	b := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-url", "nats://"+natsAddr, "--store", "jetstream")...)
 	wa := connectWorker(t, a.grpc)
 	if err := wa.RegisterFunction(t.Context(), "test::where", func(context.Context, json.RawMessage) (any, error) { return "served by a worker of A", nil }); err != nil {
 		t.Fatal(err)
@@ -385,20 +386,55 @@ func TestGatewayWithoutEngine(t *testing.T) {
 	e := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-addr", "127.0.0.1:0", "--store", "memory")...)
 	natsAddr, _ := strings.CutPrefix(e.nats, "embedded,")
 	stream, httpAddr := startGateway(t, "--engine", "127.0.0.1:1", "--nats-url", "nats://"+natsAddr)
+	if code, body := getSSE(t, stream); code != http.StatusServiceUnavailable || !strings.Contains(body, "no engine reachable at 127.0.0.1:1") {
+		t.Fatalf("SSE without an engine: %d %q", code, body)
+	}
+	if code, _ := get(t, httpAddr+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz without an engine: %d", code)
+	}
+}
+
+// TestGatewayLosesItsEngine: a gateway whose only engine stops reports
+// not ready with the reason, and refuses browsers with 503 instead of
+// holding them with no bytes.
+func TestGatewayLosesItsEngine(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Start(t)
+	args := engineArgs(t, "--nats-url", ns.ClientURL(), "--store", "memory")
+	e := startEngine(t, trineBin, testEnv(), args...)
+	stream, httpAddr := startGateway(t, "--engine", e.grpc, "--nats-url", ns.ClientURL())
+	waitFor(t, startTimeout, "the gateway to be ready", func() bool { code, _ := get(t, httpAddr+"/readyz"); return code == 200 })
+	e.signal(t, syscall.SIGTERM)
+	if code := e.wait(t, exitTimeout); code != 0 {
+		t.Fatalf("engine exited %d", code)
+	}
+	var body string
+	waitFor(t, startTimeout, "/readyz to report the lost engine", func() bool {
+		var code int
+		code, body = get(t, httpAddr+"/readyz")
+		return code == http.StatusServiceUnavailable
+	})
+	if !strings.Contains(body, "no engine reachable at "+e.grpc+" (--engine)") {
+		t.Fatalf("/readyz without its engine: %s", body)
+	}
+	if code, body := getSSE(t, stream); code != http.StatusServiceUnavailable || !strings.Contains(body, "no engine reachable") {
+		t.Fatalf("SSE without its engine: %d %q", code, body)
+	}
+}
+
+// getSSE opens an SSE subscription to group g of stream s on a gateway
+// expected to refuse it, and returns the status and body of the answer.
+func getSSE(t *testing.T, stream string) (int, string) {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, "http://"+stream+"/stream/s/g", nil)
 	req.Header.Set("Accept", "text/event-stream")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "no engine reachable at 127.0.0.1:1") {
-		t.Fatalf("SSE without an engine: %s %q", resp.Status, body)
-	}
-	if code, _ := get(t, httpAddr+"/readyz"); code != http.StatusServiceUnavailable {
-		t.Fatalf("/readyz without an engine: %d", code)
-	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // TestEngineRefusesCorruptJournal: a flipped byte in the middle of the
