@@ -152,6 +152,11 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		return err
 	}
 	defer ns.Close()
+	stopAnnounce, err := announceStore(ns.Conn, cfg.Store, grpcLis.Addr().String(), cfg.NATSURL != "", log)
+	if err != nil {
+		return err
+	}
+	defer stopAnnounce()
 	router := natsroute.New(ns.Conn, log)
 	eng, err := engine.New(engine.Config{
 		DefaultTimeout:       cfg.DefaultTimeout,

@@ -98,8 +98,8 @@ func compact(s []uint64) string {
 func TestWorkerMovesToAnotherEngine(t *testing.T) {
 	t.Parallel()
 	cl := natstest.StartCluster(t, 3)
-	a := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-url", cl.URLs(0), "--store", "memory")...)
-	b := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-url", cl.URLs(1), "--store", "memory")...)
+	a := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-url", cl.URLs(0), "--store", "jetstream")...)
+	b := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-url", cl.URLs(1), "--store", "jetstream")...)
 	w := trine.RegisterWorker(a.grpc+","+b.grpc, trine.WithName("mover"), trine.WithCloseTimeout(time.Second),
 		trine.WithReconnectBackoff(20*time.Millisecond, 100*time.Millisecond))
 	defer w.Close()
@@ -263,5 +263,33 @@ func checkFleetState(ctx context.Context, t *testing.T, wa, wb *trine.Worker) {
 		case <-time.After(20 * time.Second):
 			t.Fatalf("%d of %d state events reached engine A's trigger", len(seen), 2*perEngine)
 		}
+	}
+}
+
+// TestFleetRefusesSeparateStores: engines on one NATS serve the same
+// streams, so an engine with a store of its own refuses to start beside
+// another engine, and any engine refuses to start beside one with a store
+// of its own; the refusal names --store jetstream, and the engine already
+// running logs why the other left. Engines that all use JetStream start.
+func TestFleetRefusesSeparateStores(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Start(t)
+	url := ns.ClientURL()
+	a := startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-url", url, "--store", "memory")...)
+	for _, store := range []string{"file", "memory", "jetstream"} {
+		r := runTrine(t, testEnv(), "", engineArgs(t, "--nats-url", url, "--store", store)...)
+		if r.code != 1 || !strings.Contains(r.stderr, "--store jetstream") || !strings.Contains(r.stderr, "grpc "+a.grpc+", --store memory") {
+			t.Fatalf("an engine with --store %s beside one with --store memory: exit %d, stderr:\n%s", store, r.code, r.stderr)
+		}
+	}
+	waitFor(t, startTimeout, "engine A to log the refused engines", func() bool {
+		return strings.Count(a.stderr.String(), "an engine that cannot share this NATS tried to start") == 3
+	})
+
+	js := natstest.Start(t).ClientURL()
+	startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-url", js, "--store", "jetstream")...)
+	startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-url", js, "--store", "jetstream")...)
+	if r := runTrine(t, testEnv(), "", engineArgs(t, "--nats-url", js, "--store", "file")...); r.code != 1 || !strings.Contains(r.stderr, "--store jetstream") {
+		t.Fatalf("an engine with --store file beside JetStream engines: exit %d, stderr:\n%s", r.code, r.stderr)
 	}
 }
