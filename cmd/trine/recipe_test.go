@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,29 +18,45 @@ import (
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
+// recipePort is a port of the fleet recipe: "127.0.0.1:PORT" or
+// nats-server's "-p PORT".
+var recipePort = regexp.MustCompile(`(127\.0\.0\.1:|-p )(\d+)\b`)
+
 // TestFleetRecipeAsDocumented runs the "Running a fleet" commands of the
-// documentation (docs/fleet.md, linked from the README) as
-// written (three nats-server nodes, three engines, two gateways, on the
-// ports the README gives), with this checkout's trine and the nats-server
-// of go.mod on PATH, and checks that they all listen, that a call made
-// through engine A reaches a function served on engine C, and that a
-// browser of gateway 1 gets a write made through engine A.
+// documentation (docs/fleet.md, linked from the README) as written (three
+// nats-server nodes, three engines, two gateways), each of the recipe's
+// ports replaced by a free one, with this checkout's trine and the
+// nats-server of go.mod on PATH. It checks that they all listen, that a
+// call made through engine A reaches a function served on engine C, that
+// the browsers of both gateways get a write made through engine C, and
+// that once engine A stops both gateways stay ready and their browsers get
+// the writes made through engine B.
 func TestFleetRecipeAsDocumented(t *testing.T) {
 	doc, err := os.ReadFile("../../docs/fleet.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	section := string(doc)
 	var lines []string
-	for _, block := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(section, -1) {
+	for _, block := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(string(doc), -1) {
 		for _, l := range strings.Split(block[1], "\n") {
 			if strings.HasPrefix(l, "nats-server ") || strings.HasPrefix(l, "trine ") || strings.HasPrefix(l, "NATS=") {
 				lines = append(lines, l)
 			}
 		}
 	}
-	if len(lines) != 9 {
+	if len(lines) != 9 || !strings.HasPrefix(lines[3], "NATS=") {
 		t.Fatalf("found %d recipe commands in docs/fleet.md, want 3 nats-server, NATS=, 3 engines and 2 gateways:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	ports := freeRecipePorts(t, lines)
+	for i, l := range lines {
+		lines[i] = recipePort.ReplaceAllStringFunc(l, func(m string) string {
+			sm := recipePort.FindStringSubmatch(m)
+			return sm[1] + ports[sm[2]]
+		})
+	}
+	at := func(docAddr string) string { // the test's address for one of the recipe
+		host, port, _ := net.SplitHostPort(docAddr)
+		return net.JoinHostPort(host, ports[port])
 	}
 
 	bin := t.TempDir()
@@ -48,44 +66,61 @@ func TestFleetRecipeAsDocumented(t *testing.T) {
 	if err := os.Symlink(trineBin, filepath.Join(bin, "trine")); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	cmd := exec.Command("bash", "-c", "set -e\n"+strings.Join(lines, "\n")+"\nwait\n")
-	cmd.Dir = dir
 	// The user's environment: no TRINE_* settings (not even the tests'
 	// free iii port), so that the commands must stand on their own.
+	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "TRINE_") && !strings.HasPrefix(kv, "PATH=") {
-			cmd.Env = append(cmd.Env, kv)
+			env = append(env, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, "PATH="+bin+":"+os.Getenv("PATH"))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	env = append(env, "PATH="+bin+":"+os.Getenv("PATH"), lines[3])
+	dir := t.TempDir()
 	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	var procs []*exec.Cmd
+	var exited []chan struct{}
+	for i, l := range lines {
+		if i == 3 {
+			continue
+		}
+		// One process per command, so that the test can stop engine A.
+		cmd := exec.Command("bash", "-c", "exec "+strings.TrimSuffix(strings.TrimSpace(l), "&"))
+		cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, env, &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
+		procs, exited = append(procs, cmd), append(exited, done)
+	}
+	t.Cleanup(func() {
+		for i := len(procs) - 1; i >= 0; i-- { // gateways and engines before NATS
+			_ = procs[i].Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited[i]:
+			case <-time.After(20 * time.Second):
+				_ = procs[i].Process.Kill()
+				<-exited[i]
+			}
 		}
 		if t.Failed() {
 			t.Logf("recipe output:\n%s", out.String())
 		}
 	})
-	waitFor(t, 60*time.Second, "three engines and two gateways listening", func() bool {
+	waitFor(t, 120*time.Second, "three engines and two gateways listening", func() bool {
+		for i, done := range exited {
+			select {
+			case <-done:
+				t.Fatalf("%q exited", lines[i+min(i/3, 1)])
+			default:
+			}
+		}
 		return strings.Count(out.String(), "trine engine dev listening:") == 3 && strings.Count(out.String(), "trine gateway dev listening:") == 2
 	})
 
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	c := trine.RegisterWorker("127.0.0.1:49154", trine.WithName("recipe-c"), trine.WithCloseTimeout(time.Second))
+	c := trine.RegisterWorker(at("127.0.0.1:49154"), trine.WithName("recipe-c"), trine.WithCloseTimeout(time.Second))
 	defer c.Close()
 	if err := c.RegisterFunction(ctx, "recipe::hello", func(context.Context, json.RawMessage) (any, error) { return "from C", nil }); err != nil {
 		t.Fatal(err)
@@ -93,7 +128,7 @@ func TestFleetRecipeAsDocumented(t *testing.T) {
 	if err := c.Connect(ctx); err != nil {
 		t.Fatal(err)
 	}
-	a := connectWorker(t, "127.0.0.1:49134")
+	a := connectWorker(t, at("127.0.0.1:49134"))
 	var got json.RawMessage
 	waitFor(t, 20*time.Second, "a call through engine A to reach engine C", func() bool {
 		got, err = a.Trigger(ctx, "recipe::hello", nil)
@@ -102,29 +137,83 @@ func TestFleetRecipeAsDocumented(t *testing.T) {
 	if string(got) != `"from C"` {
 		t.Fatalf("call through A: %s", got)
 	}
-	// The gateways started with the engines: they answer 503 until they
-	// have connected to theirs.
-	waitFor(t, 20*time.Second, "gateway 1 ready", func() bool {
-		code, _ := get(t, "http://127.0.0.1:4101/readyz")
-		return code == 200
-	})
-	sub, err := trine.Subscribe(ctx, "ws://127.0.0.1:4001", "recipe", "g")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	if ev := <-sub.Events(); ev.Type != "sync" {
-		t.Fatalf("gateway 1 first frame %+v", ev)
-	}
-	if _, err := a.Trigger(ctx, "stream::set", map[string]any{"stream_name": "recipe", "group_id": "g", "item_id": "i", "data": 1}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case ev := <-sub.Events():
-		if ev.Type != "create" || !bytes.Equal(ev.Data, []byte("1")) {
-			t.Fatalf("gateway 1 got %+v", ev)
+	ready := func(what string) {
+		t.Helper()
+		for _, h := range []string{"127.0.0.1:4101", "127.0.0.1:4102"} {
+			waitFor(t, 30*time.Second, "gateway "+h+" ready "+what, func() bool {
+				code, _ := get(t, "http://"+at(h)+"/readyz")
+				return code == 200
+			})
 		}
-	case <-ctx.Done():
-		t.Fatal("gateway 1 never delivered the write")
 	}
+	// The gateways started with the engines: they answer 503 until they
+	// have connected to one.
+	ready("at start")
+	var subs []*trine.Subscription
+	for _, g := range []string{"127.0.0.1:4001", "127.0.0.1:4002"} {
+		sub, err := trine.Subscribe(ctx, "ws://"+at(g), "recipe", "g")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		if ev := <-sub.Events(); ev.Type != "sync" {
+			t.Fatalf("gateway %s first frame %+v", g, ev)
+		}
+		subs = append(subs, sub)
+	}
+	write := func(through *trine.Worker, engine string, n int) {
+		t.Helper()
+		if _, err := through.Trigger(ctx, "stream::set", map[string]any{"stream_name": "recipe", "group_id": "g", "item_id": "i", "data": n}); err != nil {
+			t.Fatalf("write through engine %s: %v", engine, err)
+		}
+		for i, sub := range subs {
+			select {
+			case ev := <-sub.Events():
+				if ev.Type == "sync" || !bytes.Equal(ev.Data, []byte(strconv.Itoa(n))) {
+					t.Fatalf("gateway %d got %+v after a write of %d through engine %s", i+1, ev, n, engine)
+				}
+			case <-ctx.Done():
+				t.Fatalf("gateway %d never delivered the write through engine %s", i+1, engine)
+			}
+		}
+	}
+	write(c, "C", 1)
+	write(a, "A", 2)
+
+	// Engine A stops: the gateways move to another engine of their list.
+	engineA := procs[3]
+	if !strings.Contains(strings.Join(engineA.Args, " "), "--grpc-addr "+at("127.0.0.1:49134")) {
+		t.Fatalf("process %v is not engine A", engineA.Args)
+	}
+	_ = engineA.Process.Signal(syscall.SIGTERM)
+	b := connectWorker(t, at("127.0.0.1:49144"))
+	ready("after engine A stopped")
+	write(b, "B", 3)
+}
+
+// freeRecipePorts maps each port of the recipe to a free one.
+func freeRecipePorts(t *testing.T, lines []string) map[string]string {
+	t.Helper()
+	ports := map[string]string{}
+	var held []net.Listener
+	for _, l := range lines {
+		for _, m := range recipePort.FindAllStringSubmatch(l, -1) {
+			if _, ok := ports[m[2]]; ok {
+				continue
+			}
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, lis) // held until all are chosen: no two alike
+			ports[m[2]] = strconv.Itoa(lis.Addr().(*net.TCPAddr).Port)
+		}
+	}
+	for _, l := range held {
+		l.Close()
+	}
+	if len(ports) < 20 {
+		t.Fatalf("found %d ports in the recipe, want the 6 of NATS, 12 of the engines and 4 of the gateways", len(ports))
+	}
+	return ports
 }
