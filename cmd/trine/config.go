@@ -603,7 +603,7 @@ func parseConfig(cmd command, args []string, lookupEnv func(string) (string, boo
 	for _, s := range cmd.settings {
 		fs.String(s.flag, s.def, s.usage)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(bareOnOff(cmd.settings, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return engineConfig{}, err
 		}
@@ -654,6 +654,36 @@ func parseConfig(cmd command, args []string, lookupEnv func(string) (string, boo
 		return engineConfig{}, usageErrorf("--http-cors-credentials on cannot go with --http-cors-origins '*': name the origins")
 	}
 	return c, nil
+}
+
+// bareOnOff rewrites each on|off flag of args given without a value
+// (--http-invoke-allow-http, followed by another flag or nothing) as
+// --flag=on, as Go's flag package reads a bare boolean flag; --flag on,
+// --flag off and --flag=VALUE are kept.
+func bareOnOff(settings []setting, args []string) []string {
+	kinds := map[string]string{configFlag: "FILE"}
+	for _, s := range settings {
+		kinds[s.flag] = s.arg
+	}
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || !strings.HasPrefix(a, "-") {
+			return append(out, args[i:]...) // flags end here
+		}
+		out = append(out, a)
+		name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		kind, known := kinds[name]
+		switch {
+		case !known: // --name=VALUE, or a mistake the flag package reports
+		case kind == "on|off" && (i+1 == len(args) || strings.HasPrefix(args[i+1], "-")):
+			out[len(out)-1] = a + "=on"
+		case i+1 < len(args):
+			i++ // the flag's value, whatever it looks like
+			out = append(out, args[i])
+		}
+	}
+	return out
 }
 
 // loadConfigFile applies the YAML file at path to c. Variables in the file
@@ -718,9 +748,12 @@ func loadConfigFile(c *engineConfig, settings []setting, path string, env func(s
 }
 
 func knownKeys(settings []setting) string {
-	names := make([]string, len(settings))
-	for i, s := range settings {
-		names[i] = s.yaml()
+	names := make([]string, 0, len(settings)+2)
+	for _, s := range settings {
+		names = append(names, s.yaml())
+		if s.flag == "iii-addr" { // trine engine only
+			names = append(names, "listeners", "queues")
+		}
 	}
 	return strings.Join(names, ", ")
 }

@@ -302,3 +302,32 @@ func TestExpandVars(t *testing.T) {
 		}
 	}
 }
+
+// TestBareOnOffFlags: an on|off flag given alone means on, as a Go boolean
+// flag does; with a value, or after another flag's value, it reads as
+// before.
+func TestBareOnOffFlags(t *testing.T) {
+	t.Parallel()
+	c, err := parseEngineConfig([]string{"--http-invoke-allow-http", "--http-streaming", "off", "-http-invoke-allow-private=on",
+		"--stream-auth-function", "--http-cors-credentials", "--http-cors-credentials"}, mapEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.HTTPInvoke.AllowHTTP || c.HTTPStreaming || !c.HTTPInvoke.AllowPrivate || c.StreamAuthFunction != "--http-cors-credentials" || !c.HTTPCORS.Credentials {
+		t.Fatalf("allow-http %v, streaming %v, allow-private %v, auth function %q, cors credentials %v",
+			c.HTTPInvoke.AllowHTTP, c.HTTPStreaming, c.HTTPInvoke.AllowPrivate, c.StreamAuthFunction, c.HTTPCORS.Credentials)
+	}
+	if _, err := parseEngineConfig([]string{"--http-streaming", "yes"}, mapEnv(nil)); err == nil || !strings.Contains(err.Error(), `invalid --http-streaming "yes": must be on or off`) {
+		t.Fatalf("an on|off flag with another word: %v", err)
+	}
+}
+
+// TestUnknownKeyListsEveryKey: the unknown-key message of trine engine's
+// config file names listeners and queues too.
+func TestUnknownKeyListsEveryKey(t *testing.T) {
+	t.Parallel()
+	_, err := parseEngineConfig([]string{"--config", writeConfig(t, "listener: []\n")}, mapEnv(nil))
+	if err == nil || !strings.Contains(err.Error(), ", listeners, queues,") {
+		t.Fatalf("unknown key: %v", err)
+	}
+}
