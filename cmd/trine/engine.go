@@ -137,7 +137,12 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		}
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(workers.Config("h2"))))
 		workersTLS = workers
-		reload = append(reload, reloadable{"TLS files", web.Reload}, reloadable{"TLS files", workers.Reload})
+		reload = append(reload, reloadable{"TLS files", func() error {
+			if err := web.Reload(); err != nil {
+				return err
+			}
+			return workers.Reload()
+		}})
 	}
 	defer reloadOnHangup(log, reload...)()
 

@@ -168,6 +168,9 @@ func TestEngineTLS(t *testing.T) {
 			t.Fatalf("%s presents serial %v after SIGHUP, want %v", addr, got, next.Serial)
 		}
 	}
+	if n := strings.Count(e.stderr.String(), "TLS files reloaded"); n != 1 {
+		t.Fatalf("one SIGHUP logged %d reloads, want 1:\n%s", n, e.stderr)
+	}
 	// The certificate's identity is the worker's, in the listing.
 	list, err := w.Trigger(t.Context(), "engine::workers::list", nil)
 	if err != nil || !strings.Contains(string(list), `"identity":"worker-7.example"`) {
