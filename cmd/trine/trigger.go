@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -35,7 +36,8 @@ func triggerUsage(w io.Writer) {
 Calls FUNCTION_ID through the engine's Trigger RPC with JSON as its payload
 (default null; - reads it from stdin) and prints the result JSON on stdout.
 A failed call prints {"code":"...","message":"..."} on stderr and exits 1;
-a usage error or invalid JSON exits 2. Flags go before FUNCTION_ID.
+a usage error or invalid JSON exits 2. Flags may come before or after
+FUNCTION_ID and JSON.
 
 Flags:
   --engine ADDR
@@ -77,7 +79,8 @@ func runTrigger(ctx context.Context, args []string, lookupEnv func(string) (stri
 		fmt.Fprintf(stderr, "trine trigger: "+format+" (see trine trigger --help)\n", args...)
 		return 2
 	}
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			triggerUsage(stdout)
 			return 0
@@ -89,12 +92,12 @@ func runTrigger(ctx context.Context, args []string, lookupEnv func(string) (stri
 	}
 	var id string
 	payload := []byte("null")
-	switch fs.NArg() {
+	switch len(pos) {
 	case 0:
 		return fail("missing FUNCTION_ID")
 	case 2:
-		payload = []byte(fs.Arg(1))
-		if fs.Arg(1) == "-" {
+		payload = []byte(pos[1])
+		if pos[1] == "-" {
 			b, err := io.ReadAll(stdin)
 			if err != nil {
 				return fail("read JSON from stdin: %v", err)
@@ -107,7 +110,7 @@ func runTrigger(ctx context.Context, args []string, lookupEnv func(string) (stri
 		}
 		fallthrough
 	case 1:
-		id = fs.Arg(0)
+		id = pos[0]
 	default:
 		return fail("too many arguments: want FUNCTION_ID [JSON]; quote the JSON as one argument")
 	}
@@ -158,6 +161,45 @@ func runTrigger(ctx context.Context, args []string, lookupEnv func(string) (stri
 		fmt.Fprintf(stdout, "%s\n", out)
 	}
 	return 0
+}
+
+// parseInterleaved parses the flags of args wherever they stand, before or
+// after FUNCTION_ID and JSON, and returns the other arguments. An argument
+// that names no flag of fs ("-", a negative number) is not a flag; none
+// after "--" is.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if parsed := args[:len(args)-len(rest)]; len(parsed) > 0 && parsed[len(parsed)-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		for len(rest) > 0 && !namesFlag(fs, rest[0]) {
+			pos, rest = append(pos, rest[0]), rest[1:]
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		args = rest
+	}
+}
+
+// namesFlag reports whether arg is -name, --name or --name=value for a
+// flag of fs.
+func namesFlag(fs *flag.FlagSet, arg string) bool {
+	if arg == "--" {
+		return true
+	}
+	name, ok := strings.CutPrefix(arg, "-")
+	if !ok {
+		return false
+	}
+	name = strings.TrimPrefix(name, "-")
+	name, _, _ = strings.Cut(name, "=")
+	return fs.Lookup(name) != nil || name == "h" || name == "help"
 }
 
 func action(void bool) trinev1.Action {

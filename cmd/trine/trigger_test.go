@@ -55,6 +55,26 @@ func TestTrigger(t *testing.T) {
 			t.Errorf("trigger --engine with a dead TRINE_ENGINE = exit %d, stderr %q", r.code, r.stderr)
 		}
 	})
+	t.Run("FlagsAfterFunctionID", func(t *testing.T) {
+		t.Parallel()
+		r := runTrine(t, testEnv("TRINE_ENGINE="+closedAddr(t)), "", "trigger", "engine::functions::list", `{"prefix":"engine::health"}`, "--engine", e.grpc, "--timeout=5s")
+		if r.code != 0 || !strings.Contains(r.stdout, "engine::health::check") {
+			t.Errorf("flags after FUNCTION_ID and JSON: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+		r = runTrine(t, testEnv(), "", "trigger", "engine::health::check", "--engine", e.grpc)
+		if r.code != 0 || !strings.Contains(r.stdout, `"status":"ok"`) {
+			t.Errorf("a flag after FUNCTION_ID: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+		// Not flags: a negative number, and anything after --.
+		r = runTrine(t, testEnv(), "", "trigger", "--engine", e.grpc, "test::nobody", "-1")
+		if r.code != 1 || decodeFailure(t, r).Code != "function_not_found" {
+			t.Errorf("a negative payload: exit %d, stderr %q", r.code, r.stderr)
+		}
+		r = runTrine(t, testEnv(), "", "trigger", "--engine", e.grpc, "--", "test::nobody", "-1")
+		if r.code != 1 || decodeFailure(t, r).Code != "function_not_found" {
+			t.Errorf("arguments after --: exit %d, stderr %q", r.code, r.stderr)
+		}
+	})
 	t.Run("PayloadArgument", func(t *testing.T) {
 		t.Parallel()
 		r := runTrine(t, testEnv(), "", "trigger", "--engine", e.grpc, "engine::functions::list", `{"prefix":"engine::health"}`)
