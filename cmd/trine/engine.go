@@ -82,24 +82,24 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	}
 	// Listen on both ports before starting anything, so that a taken port
 	// is a plain error with nothing to undo.
-	grpcLis, err := listen(ctx, "grpc", cfg.GRPCAddr)
+	grpcLis, err := listen(ctx, "grpc", "--grpc-addr", cfg.GRPCAddr)
 	if err != nil {
 		return err
 	}
 	defer grpcLis.Close()
-	httpLis, err := listen(ctx, "http", cfg.HTTPAddr)
+	httpLis, err := listen(ctx, "http", "--http-addr", cfg.HTTPAddr)
 	if err != nil {
 		return err
 	}
 	defer httpLis.Close()
-	streamLis, err := listen(ctx, "stream", cfg.StreamAddr)
+	streamLis, err := listen(ctx, "stream", "--stream-addr", cfg.StreamAddr)
 	if err != nil {
 		return err
 	}
 	defer streamLis.Close()
 	var iiiLis net.Listener
 	if cfg.IIIAddr != "off" {
-		if iiiLis, err = listen(ctx, "iii", cfg.IIIAddr); err != nil {
+		if iiiLis, err = listen(ctx, "iii", "--iii-addr", cfg.IIIAddr); err != nil {
 			return err
 		}
 		defer iiiLis.Close()
@@ -404,9 +404,10 @@ func reloadOnHangup(log *slog.Logger, rs ...reloadable) (stop func()) {
 	}
 }
 
-// listen opens a TCP listener. Its error reads
-// "listen grpc 127.0.0.1:49134: address already in use".
-func listen(ctx context.Context, name, addr string) (net.Listener, error) {
+// listen opens a TCP listener for the address that setting gives. Its
+// error names the setting to change: "listen grpc 127.0.0.1:49134:
+// address already in use; change --grpc-addr".
+func listen(ctx context.Context, name, setting, addr string) (net.Listener, error) {
 	var lc net.ListenConfig
 	l, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
@@ -418,7 +419,7 @@ func listen(ctx context.Context, name, addr string) (net.Listener, error) {
 		case errors.As(err, &oe):
 			err = oe.Err
 		}
-		return nil, fmt.Errorf("listen %s %s: %w", name, addr, err)
+		return nil, fmt.Errorf("listen %s %s: %w; change %s", name, addr, err, setting)
 	}
 	return l, nil
 }

@@ -155,7 +155,7 @@ func TestEnginePortInUse(t *testing.T) {
 			t.Parallel()
 			busy := busyAddr(t)
 			r := runTrine(t, testEnv(), "", engineArgs(t, "--"+name+"-addr", busy)...)
-			want := fmt.Sprintf("trine: listen %s %s: address already in use\n", name, busy)
+			want := fmt.Sprintf("trine: listen %s %s: address already in use; change --%s-addr\n", name, busy, name)
 			if r.code != 1 || r.stderr != want {
 				t.Errorf("engine on a busy %s port = exit %d, stderr %q; want 1 and %q", name, r.code, r.stderr, want)
 			}
@@ -164,6 +164,14 @@ func TestEnginePortInUse(t *testing.T) {
 			}
 		})
 	}
+	t.Run("gateway", func(t *testing.T) {
+		t.Parallel()
+		busy := busyAddr(t)
+		r := runTrine(t, testEnv(), "", "gateway", "--stream-addr", "127.0.0.1:0", "--http-addr", busy)
+		if want := "listen http " + busy + ": address already in use; change --http-addr\n"; r.code != 1 || !strings.HasSuffix(r.stderr, want) {
+			t.Errorf("gateway on a busy http port = exit %d, stderr %q; want 1 and %q", r.code, r.stderr, want)
+		}
+	})
 }
 
 // TestEngineMaxMessageBytes: --max-message-bytes limits what the engine

@@ -118,12 +118,12 @@ func (s sdkCaller) Trigger(ctx context.Context, c engine.Call) ([]byte, error) {
 
 func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer) error {
 	log := newLogger(stderr, cfg)
-	streamLis, err := listen(ctx, "stream", cfg.StreamAddr)
+	streamLis, err := listen(ctx, "stream", "--stream-addr", cfg.StreamAddr)
 	if err != nil {
 		return err
 	}
 	defer streamLis.Close()
-	httpLis, err := listen(ctx, "http", cfg.HTTPAddr)
+	httpLis, err := listen(ctx, "http", "--http-addr", cfg.HTTPAddr)
 	if err != nil {
 		return err
 	}

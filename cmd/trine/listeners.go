@@ -131,7 +131,7 @@ func openListeners(ctx context.Context, cfg engineConfig) ([]extraListener, erro
 	for _, l := range cfg.Listeners {
 		counts[l.Protocol]++
 		name := fmt.Sprintf("%s/%d", l.Protocol, counts[l.Protocol])
-		lis, err := listen(ctx, name, l.Addr)
+		lis, err := listen(ctx, name, fmt.Sprintf("the addr of listener %d (%s) in %s", len(out)+1, l.Protocol, cfg.ConfigFile), l.Addr)
 		if err != nil {
 			for _, o := range out {
 				_ = o.lis.Close()

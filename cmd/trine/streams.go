@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,7 +65,11 @@ func connectNATS(cfg engineConfig, log *slog.Logger) (*natsembed.Server, error) 
 	// --store jetstream keeps streams and state there too.
 	o := natsembed.Options{Name: "trine-engine", Listen: listen, Logger: log, Token: cfg.NATSToken,
 		JetStreamDir: filepath.Join(cfg.DataDir, "nats")}
-	return natsembed.Start(o)
+	ns, err := natsembed.Start(o)
+	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
+		err = fmt.Errorf("%w; change --nats-addr (or off)", err)
+	}
+	return ns, err
 }
 
 func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lists *streammodule.Lists, log *slog.Logger) (*streams, error) {

@@ -205,7 +205,7 @@ func TestEngineNATSBusyPort(t *testing.T) {
 	t.Parallel()
 	addr := busyAddr(t)
 	r := runTrine(t, testEnv(), "", engineArgs(t, "--nats-addr", addr)...)
-	if r.code != 1 || !strings.Contains(r.stderr, "listen nats "+addr) || !strings.Contains(r.stderr, "address already in use") {
+	if r.code != 1 || !strings.Contains(r.stderr, "listen nats "+addr) || !strings.Contains(r.stderr, "address already in use; change --nats-addr") {
 		t.Fatalf("busy NATS port: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
