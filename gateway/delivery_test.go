@@ -275,7 +275,9 @@ func TestOrigins(t *testing.T) {
 	must(t, err != nil && resp != nil && resp.StatusCode == http.StatusMisdirectedRequest, "rebinding WebSocket: %v", err)
 	_, resp, err = websocket.Dial(ctx, s.wsURL("/"), &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"https://evil.example"}}})
 	must(t, err != nil && resp != nil && resp.StatusCode == http.StatusForbidden, "cross-site origin: %v", err)
-	for _, o := range []string{"https://app.example", s.srv.URL} {
+	// Pages of this machine (the listener is on loopback) connect with no
+	// setting: a page served by python3 -m http.server, or by a dev server.
+	for _, o := range []string{"https://app.example", s.srv.URL, "http://localhost:8000", "http://127.0.0.1:5173", "https://[::1]:3000"} {
 		c := s.dial(t, "/", http.Header{"Origin": {o}})
 		c.send(map[string]any{"type": "ping"})
 		must(t, c.read().Type == "pong", "origin %s", o)

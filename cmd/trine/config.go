@@ -26,6 +26,7 @@ import (
 	"github.com/trinehq/trine/engine/grpcserver"
 	"github.com/trinehq/trine/gateway"
 	"github.com/trinehq/trine/internal/jwtauth"
+	"github.com/trinehq/trine/internal/origin"
 	"github.com/trinehq/trine/internal/tlsconf"
 	"github.com/trinehq/trine/queuemodule"
 	"github.com/trinehq/trine/statemodule"
@@ -445,8 +446,13 @@ var engineSettings = []setting{
 		c.StreamJWT.Issuer = v
 		return nil
 	}},
-	{"allowed-origins", "LIST", "", "comma-separated browser Origins allowed besides same-origin pages (* for any): stream gateway, iii listener, channels", func(c *engineConfig, v string) error {
+	{"allowed-origins", "LIST", "", "comma-separated browser Origins (scheme://host[:port]) allowed besides same-origin pages and, on a loopback listener, loopback pages (* for any): stream gateway, iii listener, channels", func(c *engineConfig, v string) error {
 		c.AllowedOrigins = splitList(v)
+		for _, o := range c.AllowedOrigins {
+			if err := origin.CheckAllowed(o); err != nil {
+				return err
+			}
+		}
 		return nil
 	}},
 	{"allowed-hosts", "LIST", "", "comma-separated public host names of the browser-facing listeners (stream gateway, iii listener, channels): Host values accepted besides loopback ones, and hosts whose pages are same-origin; a loopback listener accepts only loopback hosts and these (DNS rebinding)", func(c *engineConfig, v string) error {

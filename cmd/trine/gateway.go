@@ -66,7 +66,7 @@ func gatewaySettings() []setting {
 			s.def, s.usage = "nats://127.0.0.1:4222", "NATS servers carrying stream events (comma-separated nats:// URLs)"
 		case "nats-connect-timeout", "tls-cert", "tls-key", "nats-creds", "nats-nkey", "nats-tls-ca", "nats-tls-cert", "nats-tls-key":
 		case "allowed-origins":
-			s.usage = "comma-separated browser Origins allowed besides same-origin pages (* for any)"
+			s.usage = "comma-separated browser Origins (scheme://host[:port]) allowed besides same-origin pages and, on a loopback listener, loopback pages (* for any)"
 		case "allowed-hosts":
 			s.usage = "comma-separated public host names of the gateway: Host values accepted besides loopback ones, and hosts whose pages are same-origin (a loopback listener accepts only loopback hosts and these)"
 		case "stream-auth-function", "stream-jwt-hmac-secret-file", "stream-jwt-public-key-file", "stream-jwks-url", "stream-jwt-audience", "stream-jwt-issuer", "stream-max-frame-bytes",

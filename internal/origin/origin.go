@@ -7,6 +7,11 @@
 // a Host only if it is one of its configured public hosts or, on a
 // loopback listener, a loopback name or address; and a browser request is
 // same-origin only if its Origin's host is such a host too.
+//
+// On a loopback listener addressed by a loopback name, pages of any
+// loopback origin (http://localhost:8000, http://127.0.0.1:5173,
+// http://[::1]:3000) are allowed too: only a process of this machine can
+// serve them, and a rebinding page has its own name as Origin and Host.
 package origin
 
 import (
@@ -72,6 +77,13 @@ func (p *Policy) Check(r *http.Request) *Refusal {
 			return nil
 		}
 	}
+	if loopback && isLoopbackName(host) && loopbackOrigin(o) {
+		return nil // a page of this machine, to this machine
+	}
+	if o == "null" {
+		return p.refuse(r, &Refusal{Status: http.StatusForbidden, Reason: `origin "null" not allowed (a page opened from file://, or a sandboxed frame)`},
+			nullAdvice)
+	}
 	u, err := url.Parse(o)
 	if err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host) && p.hostAllowed(hostname(u.Host), loopback) &&
 		(len(p.Hosts) > 0 || isLoopbackName(hostname(u.Host))) {
@@ -79,6 +91,77 @@ func (p *Policy) Check(r *http.Request) *Refusal {
 	}
 	return p.refuse(r, &Refusal{Status: http.StatusForbidden, Reason: fmt.Sprintf("origin %q not allowed", o)},
 		fmt.Sprintf("to allow it, add %s to %s", o, orDefault(p.OriginsSetting, "the allowed origins")))
+}
+
+// nullAdvice is the fix for a page that sends Origin null: any sandboxed
+// page can send it, so allowing it would allow every page.
+const nullAdvice = "serve the page over http from localhost (for example python3 -m http.server in its directory, then open http://localhost:8000); Origin null, sent by file:// pages and sandboxed frames, cannot be allowed"
+
+// loopbackOrigin reports whether o is the origin of a page served over
+// http or https from a loopback name or address.
+func loopbackOrigin(o string) bool {
+	u, err := url.Parse(o)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Path == "" && u.User == nil && isLoopbackName(hostname(u.Host))
+}
+
+// CheckAllowed reports why an allowed-origin value can never match the
+// Origin header of a browser, naming the value that would: an Origin is
+// scheme://host[:port], with no path, no default port, and no wildcard
+// ("*" alone allows any).
+func CheckAllowed(v string) error {
+	if v == "*" {
+		return nil
+	}
+	if v == "null" {
+		return fmt.Errorf("%q cannot be allowed: %s", v, nullAdvice)
+	}
+	if strings.Contains(v, "*") {
+		return fmt.Errorf("%q never matches: only * alone is a wildcard; list each origin", v)
+	}
+	u, err := url.Parse(v)
+	if err != nil || !strings.Contains(v, "://") {
+		// host:port, or a bare host: the scheme is missing.
+		scheme := "https"
+		if isLoopbackName(hostname(v)) || strings.Contains(v, ":") {
+			scheme = "http"
+		}
+		if u, err := url.Parse(scheme + "://" + v); err == nil && u.Host != "" {
+			return fmt.Errorf("%q never matches: an Origin has a scheme; use %q (or %q)", v, canonical(u), otherScheme(u))
+		}
+		return fmt.Errorf("%q is not an origin such as https://app.example", v)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q has no host: an origin is scheme://host[:port]", v)
+	}
+	switch u.Scheme = strings.ToLower(u.Scheme); u.Scheme {
+	case "ws", "wss":
+		u.Scheme = "http" + strings.TrimPrefix(u.Scheme, "ws")
+		return fmt.Errorf("%q never matches: an Origin is the page's, over http or https; use %q", v, canonical(u))
+	}
+	if want := canonical(u); !strings.EqualFold(want, v) {
+		return fmt.Errorf("%q never matches: an Origin is scheme://host[:port], with no path, query, user or default port; use %q", v, want)
+	}
+	return nil
+}
+
+// canonical is the Origin a browser sends for a page at u.
+func canonical(u *url.URL) string {
+	host := u.Host
+	if h, port, err := net.SplitHostPort(host); err == nil &&
+		(port == "" || (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443")) {
+		host = h
+		if strings.Contains(h, ":") {
+			host = "[" + h + "]"
+		}
+	}
+	return u.Scheme + "://" + host
+}
+
+// otherScheme is canonical(u) with https for http and http for https.
+func otherScheme(u *url.URL) string {
+	o := *u
+	o.Scheme = map[string]string{"http": "https", "https": "http"}[u.Scheme]
+	return canonical(&o)
 }
 
 func (p *Policy) hostAllowed(host string, loopbackListener bool) bool {
