@@ -15,9 +15,11 @@ import (
 	"github.com/trinehq/trine/internal/tlsconf"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 )
 
 // Runtime is what the SDK reports as the worker's runtime.
@@ -45,6 +47,7 @@ type Worker struct {
 
 	mu           sync.Mutex
 	sess         *session      // the live session, or nil
+	lastErr      *Error        // why the last attempt to connect failed, while there is no session
 	sessChanged  chan struct{} // closed and replaced whenever sess changes
 	functions    map[string]*function
 	triggerTypes map[string]*triggerType
@@ -165,10 +168,23 @@ func (w *Worker) Connect(ctx context.Context) error {
 	case <-w.firstUp:
 		return nil
 	case <-ctx.Done():
-		return asError(ctx.Err())
+		return w.notConnected(ctx.Err())
 	case <-w.loopDone:
 		return ErrClosed
 	}
+}
+
+// notConnected is the error of a wait for a session that ended with ctx's
+// err: its code, and why the last attempt to connect failed.
+func (w *Worker) notConnected(err error) *Error {
+	e := asError(err)
+	w.mu.Lock()
+	last := w.lastErr
+	w.mu.Unlock()
+	if last == nil {
+		return errorf(e.Code, "not connected to the engine: %s", e.Message)
+	}
+	return errorf(e.Code, "not connected to the engine: %s; the last attempt failed: %s", e.Message, last.Message)
 }
 
 // Connected reports whether the worker has a session with an engine now.
@@ -200,6 +216,8 @@ func (w *Worker) loop() {
 		id, tok, err := w.runSession(cc, prevID, token)
 		if id != "" {
 			prevID, token = id, tok
+		} else if !w.quitting() {
+			err = w.connectFailed(w.targets[i%len(w.targets)], err)
 		}
 		if w.quitting() {
 			return
@@ -238,10 +256,40 @@ func (w *Worker) backoff(attempt int) time.Duration {
 	return time.Duration(d * (0.8 + 0.4*rand.Float64()))
 }
 
+// connectFailed records why connecting to target failed, naming the fix
+// when it is a TLS mismatch (gRPC reports only "error reading server
+// preface: EOF" or a broken pipe), and returns that reason.
+func (w *Worker) connectFailed(target string, err error) error {
+	if status.Code(err) == codes.Unavailable {
+		host, useTLS := tlsconf.SplitScheme(target)
+		tc := w.opts.tls
+		if tc == nil && useTLS {
+			tc = &tls.Config{}
+		}
+		switch tlsconf.Diagnose(w.ctx, host, tc, w.opts.dialer) {
+		case tlsconf.ServerSpeaksTLS:
+			err = errorf(CodeUnavailable, "the engine at %s speaks TLS: use grpcs://%s, or WithTLS", target, host)
+		case tlsconf.ClientCertRequired:
+			err = errorf(CodeUnavailable, "the engine at %s requires a client certificate (mTLS): give one in WithTLS's Certificates", target)
+		}
+	}
+	e := asError(err)
+	if _, ok := err.(*Error); !ok {
+		e = errorf(CodeUnavailable, "%s: %s", target, status.Convert(err).Message())
+	}
+	w.mu.Lock()
+	w.lastErr = e
+	w.mu.Unlock()
+	return e
+}
+
 // setSession publishes s as the live session (nil: none) and wakes waiters.
 func (w *Worker) setSession(s *session) {
 	w.mu.Lock()
 	w.sess = s
+	if s != nil {
+		w.lastErr = nil
+	}
 	close(w.sessChanged)
 	w.sessChanged = make(chan struct{})
 	w.mu.Unlock()
@@ -265,7 +313,8 @@ func (w *Worker) liveSession(ctx context.Context) (*session, error) {
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return nil, errorf(CodeUnavailable, "not connected to the engine: %s", asError(ctx.Err()).Message)
+			e := w.notConnected(ctx.Err())
+			return nil, errorf(CodeUnavailable, "%s", e.Message)
 		case <-w.ctx.Done():
 			return nil, ErrClosed
 		}

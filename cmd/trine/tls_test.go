@@ -89,18 +89,22 @@ func TestEngineTLS(t *testing.T) {
 	if err := w.Connect(ctx); err != nil {
 		t.Fatalf("worker with a client certificate: %v", err)
 	}
-	for name, opts := range map[string][]trine.Option{
-		"no client certificate": {trine.WithTLS(f.clientConfig(false))},
-		"plaintext":             nil,
+	// Their errors name the fix.
+	for name, c := range map[string]struct {
+		opts []trine.Option
+		want string
+	}{
+		"no client certificate": {[]trine.Option{trine.WithTLS(f.clientConfig(false))}, "the engine at " + grpcs + " requires a client certificate (mTLS)"},
+		"plaintext":             {nil, "the engine at " + e.grpc + " speaks TLS: use grpcs://" + e.grpc},
 	} {
 		addr := grpcs
-		if opts == nil {
+		if c.opts == nil {
 			addr = e.grpc
 		}
-		bad := trine.RegisterWorker(addr, opts...)
-		bctx, bcancel := context.WithTimeout(t.Context(), 2*time.Second)
-		if err := bad.Connect(bctx); err == nil {
-			t.Errorf("%s: the worker connected", name)
+		bad := trine.RegisterWorker(addr, c.opts...)
+		bctx, bcancel := context.WithTimeout(t.Context(), 5*time.Second)
+		if err := bad.Connect(bctx); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: Connect = %v, want an error with %q", name, err, c.want)
 		}
 		bcancel()
 		bad.Close()
@@ -109,8 +113,13 @@ func TestEngineTLS(t *testing.T) {
 	if r.code != 0 || strings.TrimSpace(r.stdout) != `{"a":1}` {
 		t.Fatalf("trine trigger over mTLS: exit %d, %s %s", r.code, r.stdout, r.stderr)
 	}
-	if r := runTrine(t, testEnv(), "", "trigger", "--engine", grpcs, "--tls-ca", f.caFile, "engine::health::check"); r.code != 1 {
+	r = runTrine(t, testEnv(), "", "trigger", "--engine", grpcs, "--tls-ca", f.caFile, "engine::health::check")
+	if r.code != 1 || !strings.Contains(r.stderr, "requires a client certificate (mTLS): pass --tls-cert FILE and --tls-key FILE") {
 		t.Fatalf("trine trigger without a client certificate: exit %d, %s", r.code, r.stderr)
+	}
+	r = runTrine(t, testEnv(), "", "trigger", "--engine", e.grpc, "engine::health::check")
+	if r.code != 1 || !strings.Contains(r.stderr, "speaks TLS: use --engine grpcs://"+e.grpc) {
+		t.Fatalf("plaintext trine trigger to a TLS engine: exit %d, %s", r.code, r.stderr)
 	}
 
 	// iii: wss with a client certificate; without one the handshake fails.

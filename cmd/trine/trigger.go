@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -120,9 +121,10 @@ func runTrigger(ctx context.Context, args []string, lookupEnv func(string) (stri
 	}
 	host, useTLS := tlsconf.SplitScheme(addr)
 	creds := insecure.NewCredentials()
+	var tc *tls.Config
 	if useTLS || *tlsCA != "" || *tlsCert != "" {
-		tc, err := tlsconf.Client(*tlsCA, *tlsCert, *tlsKey)
-		if err != nil {
+		var err error
+		if tc, err = tlsconf.Client(*tlsCA, *tlsCert, *tlsKey); err != nil {
 			return fail("%v", err)
 		}
 		creds = credentials.NewTLS(tc)
@@ -150,7 +152,16 @@ func runTrigger(ctx context.Context, args []string, lookupEnv func(string) (stri
 		Action:     action(*void),
 	}, *timeout)
 	if err != nil {
-		writeCallError(stderr, callError(err, addr))
+		f := callError(err, addr)
+		if f.Code == "unavailable" {
+			switch tlsconf.Diagnose(ctx, host, tc, nil) {
+			case tlsconf.ServerSpeaksTLS:
+				f.Message = fmt.Sprintf("the engine at %s speaks TLS: use --engine grpcs://%s (with --tls-ca FILE for a private CA)", addr, host)
+			case tlsconf.ClientCertRequired:
+				f.Message = fmt.Sprintf("the engine at %s requires a client certificate (mTLS): pass --tls-cert FILE and --tls-key FILE", addr)
+			}
+		}
+		writeCallError(stderr, f)
 		return 1
 	}
 	if !*void {
