@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/enginetest"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
@@ -189,4 +191,26 @@ func TestAddressListFailover(t *testing.T) {
 		out, err := second.Engine.Trigger(t.Context(), engine.Call{FunctionID: "ha::ping"})
 		return err == nil && string(out) == `"pong"`
 	})
+}
+
+// TestConnectedFollowsTheSession: Connected is true while a session is up
+// and false once it is lost (Connect only waits for the first one), and a
+// call made meanwhile says why the last attempt to connect failed.
+func TestConnectedFollowsTheSession(t *testing.T) {
+	t.Parallel()
+	srv := startEngine(t)
+	p := enginetest.NewProxy(t, srv.Addr)
+	w := connect(t, p.Addr)
+	if !w.Connected() {
+		t.Fatal("Connected() = false with a session up")
+	}
+	p.Close()
+	eventually(t, 10*time.Second, "Connected() to turn false", func() bool { return !w.Connected() })
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	_, err := w.Trigger(ctx, "x", nil)
+	wantCode(t, err, trine.CodeUnavailable)
+	if !strings.Contains(err.Error(), "the last attempt failed: "+p.Addr) {
+		t.Fatalf("Trigger while disconnected = %v, want the last attempt's failure", err)
+	}
 }
