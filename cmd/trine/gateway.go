@@ -162,7 +162,11 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 		if !ns.Conn.IsConnected() {
 			return errors.New("not connected to NATS (--nats-url)")
 		}
-		if !w.Connected() {
+		// Connect gives the first session, which starts with the gateway,
+		// a moment; Connected sees a session lost later.
+		cctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if w.Connect(cctx) != nil || !w.Connected() {
 			return fmt.Errorf("no engine reachable at %s (--engine)", cfg.EngineAddr)
 		}
 		return nil
