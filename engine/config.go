@@ -67,6 +67,14 @@ type Remote interface {
 	Unserve(id string)
 }
 
+// ElsewhereServer is a Remote that can tell whether another engine of the
+// fleet serves a function. A connection under a listener policy may serve
+// an id only where no other engine does: its replica would otherwise join
+// a replica set of another policy or identity across the fleet.
+type ElsewhereServer interface {
+	ServedElsewhere(ctx context.Context, id string) (bool, error)
+}
+
 // Observer receives the outcome of every awaited call: its function id, its
 // error code ("" on success) and how long it took. CallDone runs on the
 // caller's goroutine and must be quick.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // A trigger is a call its owner makes later. Everything a connection has
@@ -52,6 +53,44 @@ func (e *Engine) authorizeFire(t Trigger, c Call) (Call, error) {
 		return c, Errorf(CodeForbidden, "trigger %q: %s", t.ID, AsError(err).Message)
 	}
 	return e.throughMiddleware(s.grant, c, nil)
+}
+
+// notServedElsewhere refuses a registration of session s (under a policy)
+// of an id that no replica on this engine serves but another engine does.
+func (e *Engine) notServedElsewhere(s *Session, id string) error {
+	if s.grant == nil {
+		return nil
+	}
+	r, ok := e.cfg.Remote.(ElsewhereServer)
+	if !ok {
+		return nil
+	}
+	e.mu.RLock()
+	_, local := e.functions[id]
+	e.mu.RUnlock()
+	if local {
+		return nil // the local replica set decides (addReplica)
+	}
+	ctx, cancel := context.WithTimeout(e.hardStop, 2*time.Second)
+	defer cancel()
+	served, err := r.ServedElsewhere(ctx, id)
+	if err != nil {
+		return Errorf(CodeUnavailable, "function %q not registered: cannot tell whether another engine serves it: %v", id, err)
+	}
+	if served {
+		return Errorf(CodeConflict, "function %q is served on another engine of the fleet; a connection under a policy never joins a replica set it does not share a policy and identity with (a function_registration_prefix keeps its ids apart)", id)
+	}
+	return nil
+}
+
+// FireAllowed reports whether trigger t may fire now as far as its
+// owner's fire rate goes, without using up a fire: a provider that must
+// do costly work before it fires (a fleet-wide claim) asks first.
+func (e *Engine) FireAllowed(t Trigger) error {
+	if s := t.by; s != nil && s.grant != nil && s.fires.Tokens() < 1 {
+		return Errorf(CodeOverloaded, "trigger %q not fired: the triggers of this connection fire at most %g times a second (--trigger-fire-rate)", t.ID, e.cfg.TriggerFireRate)
+	}
+	return nil
 }
 
 // canReadThrough refuses a trigger whose type hands its function what a

@@ -331,6 +331,9 @@ func (s *Session) RegisterFunctionSpec(id string, spec FunctionSpec) error {
 	if err := s.e.checkGuards(id); err != nil {
 		return AsError(err)
 	}
+	if err := s.e.notServedElsewhere(s, id); err != nil {
+		return err
+	}
 	s.e.mu.Lock()
 	defer s.e.mu.Unlock()
 	if s.isClosed() {
