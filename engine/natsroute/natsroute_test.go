@@ -185,7 +185,7 @@ func TestBalancedBetweenEngines(t *testing.T) {
 func TestClosedRouter(t *testing.T) {
 	ns := natstest.Start(t)
 	r := natsroute.New(natstest.Connect(t, ns), nil)
-	a := enginetest.Start(t, engine.Config{Remote: r}, grpcserver.Config{})
+	a := enginetest.Start(t, engine.Config{Remote: r, MaxFunctionsPerWorker: 2000}, grpcserver.Config{})
 	if err := r.Start(a.Engine); err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ trine_calls_total{code="handler_error",function_id="t::fail"} 1
 trine_calls_total{code="ok",function_id="engine::health::check"} 2
 # HELP trine_functions_registered Registered function ids, built-in ones included.
 # TYPE trine_functions_registered gauge
-trine_functions_registered 20
+trine_functions_registered 21
 # HELP trine_workers_connected Connected worker sessions.
 # TYPE trine_workers_connected gauge
 trine_workers_connected 0
