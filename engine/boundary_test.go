@@ -635,3 +635,49 @@ func TestRegistrationCaps(t *testing.T) {
 		t.Fatalf("after another connection left: %v", err)
 	}
 }
+
+// Function ids in a trigger config are found whatever the spelling of
+// their key (a Go provider decodes keys without case) and however deep;
+// for a type a worker provides, an id no one serves yet, and a registered
+// function named in any field, are refused, since that worker's own calls
+// fire it.
+func TestTriggerConfigIDsAnySpelling(t *testing.T) {
+	e := newEngine(t, engine.Config{})
+	newFirer(t, e)
+	register(t, e, "admin::secret", answer(`"secret"`))
+	prov, pp := attach(t, e, "provider")
+	if err := prov.RegisterTriggerType("tick", ""); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for c := range pp.configs {
+			prov.Ack(c.id, nil)
+		}
+	}()
+	s, _ := granted(t, e, &engine.Access{ExposeFunctions: []engine.Filter{{Match: "api::*"}}}, `{}`)
+	if err := s.RegisterFunction("mine::fn", ""); err != nil {
+		t.Fatal(err)
+	}
+	for name, tr := range map[string]engine.Trigger{
+		"UPPER":          {ID: "u", Type: "fire", FunctionID: "mine::fn", Config: json.RawMessage(`{"CONDITION_FUNCTION_ID":"admin::secret"}`)},
+		"Mixed":          {ID: "m", Type: "tick", FunctionID: "mine::fn", Config: json.RawMessage(`{"Condition_Function_Id":"admin::secret"}`)},
+		"camel":          {ID: "c", Type: "tick", FunctionID: "mine::fn", Config: json.RawMessage(`{"conditionFunctionId":"admin::secret"}`)},
+		"nested":         {ID: "n", Type: "fire", FunctionID: "mine::fn", Config: json.RawMessage(`{"a":{"b":[{"on_error_function_id":"admin::secret"}]}}`)},
+		"nested list":    {ID: "nl", Type: "tick", FunctionID: "mine::fn", Config: json.RawMessage(`{"a":{"middlewareFunctionIds":["admin::secret"]}}`)},
+		"unknown target": {ID: "ut", Type: "tick", FunctionID: "later::fn"},
+		"any field":      {ID: "af", Type: "tick", FunctionID: "mine::fn", Config: json.RawMessage(`{"target":"admin::secret"}`)},
+	} {
+		if err := s.RegisterTrigger(t.Context(), tr); code(err) != engine.CodeForbidden {
+			t.Errorf("%s: %v, want forbidden", name, err)
+		}
+	}
+	// A built-in type checks again when it fires: an unknown id passes.
+	if err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "later", Type: "fire", FunctionID: "later::fn"}); err != nil {
+		t.Errorf("an unknown id on a built-in type: %v", err)
+	}
+	if err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "own", Type: "tick", FunctionID: "mine::fn", Config: json.RawMessage(`{"label":"api::echo"}`)}); err != nil {
+		t.Errorf("a worker-provided trigger on its own function: %v", err)
+	}
+	prov.Close()
+	close(pp.configs)
+}

@@ -116,6 +116,40 @@ func (e *Engine) canReadThrough(g *Grant, t Trigger) error {
 	return nil
 }
 
+// mayTargetAll decides the function ids a trigger of session s (under a
+// policy) names. A built-in type checks again when it fires, so an id no
+// one serves yet passes. A type a worker provides fires by that worker's
+// own calls, so its registration is the only check: an id must be one
+// the connection may call or serves, or lie under its own prefix; and
+// any other string of the config that names a function the connection may
+// not call is refused too, whatever its field (the provider may read a
+// function id from any field).
+func (e *Engine) mayTargetAll(s *Session, t Trigger, ids, strs []string) error {
+	e.mu.RLock()
+	tt := e.triggerTypes[t.Type]
+	e.mu.RUnlock()
+	byWorker := tt != nil && tt.owner != nil
+	prefix := s.grant.Prefix()
+	for _, id := range ids {
+		unknownOK := !byWorker || (prefix != "" && strings.HasPrefix(id, prefix))
+		if err := e.mayTarget(s, id, unknownOK); err != nil {
+			return Errorf(CodeForbidden, "trigger %q not registered: it would call %q with this connection's rights: %s", t.ID, id, AsError(err).Message)
+		}
+	}
+	if !byWorker {
+		return nil
+	}
+	for _, v := range strs {
+		if ValidateID("function id", v) != nil || !e.HasFunction(v) {
+			continue
+		}
+		if err := e.mayTarget(s, v, false); err != nil {
+			return Errorf(CodeForbidden, "trigger %q not registered: its config names function %q, which this connection may not call, and a worker-provided trigger type may call it: %s", t.ID, v, AsError(err).Message)
+		}
+	}
+	return nil
+}
+
 // mayTarget decides whether session s (under a policy) may have the engine
 // call fn on its behalf: a function it serves itself, or one it may call.
 // With unknownOK, an id no replica on this engine serves yet passes: the
@@ -172,73 +206,141 @@ func (e *Engine) engineBuiltin(id string) bool {
 }
 
 // triggerFunctionIDs rewrites and lists the function ids a trigger names:
-// its function_id, and every top-level config field whose name ends in
-// function_id (a string) or function_ids (an array of strings), which is
-// how iii's and Trine's trigger types name conditions and middleware. Each
-// takes prefix. A field of another shape is invalid_argument.
-func triggerFunctionIDs(t *Trigger, prefix string) ([]string, error) {
+// its function_id, and every config field, at any depth, whose name ends
+// in function_id (a string) or function_ids (an array of strings), which
+// is how iii's and Trine's trigger types name conditions and middleware.
+// Names are compared as a provider decoding them might: case, "_" and "-"
+// aside (Go's encoding/json matches keys without case), so
+// CONDITION_FUNCTION_ID and conditionFunctionId count too. Each id takes
+// prefix. A field of another shape is invalid_argument. strs lists every
+// other string value of the config, for trigger types whose provider may
+// read a function id from any field.
+func triggerFunctionIDs(t *Trigger, prefix string) (ids, strs []string, err error) {
 	t.FunctionID = prefix + t.FunctionID
-	ids := []string{t.FunctionID}
+	ids = []string{t.FunctionID}
+	w := configWalk{trigger: t.ID, prefix: prefix, ids: &ids, strs: &strs}
 	cfg := bytes.TrimSpace(t.Config)
-	if len(cfg) == 0 || cfg[0] != '{' {
-		return ids, nil
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(cfg, &fields); err != nil {
-		return nil, Errorf(CodeInvalidArgument, "trigger %q config: %v", t.ID, err)
-	}
-	changed := false
-	keys := make([]string, 0, len(fields))
-	for k := range fields {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		v := fields[k]
-		switch {
-		case strings.HasSuffix(k, "function_id"):
-			if string(v) == "null" {
-				continue
-			}
-			var id string
-			if err := json.Unmarshal(v, &id); err != nil {
-				return nil, Errorf(CodeInvalidArgument, "trigger %q config: %s must be a function id string", t.ID, k)
-			}
-			if id == "" {
-				continue
-			}
-			id = prefix + id
-			ids = append(ids, id)
-			fields[k], _ = json.Marshal(id)
-		case strings.HasSuffix(k, "function_ids"):
-			if string(v) == "null" {
-				continue
-			}
-			var list []string
-			if err := json.Unmarshal(v, &list); err != nil {
-				return nil, Errorf(CodeInvalidArgument, "trigger %q config: %s must be an array of function id strings", t.ID, k)
-			}
-			for i := range list {
-				list[i] = prefix + list[i]
-			}
-			ids = append(ids, list...)
-			fields[k], _ = json.Marshal(list)
-		default:
-			continue
-		}
-		changed = true
-	}
-	if changed && prefix != "" {
-		b, err := json.Marshal(fields)
+	if len(cfg) > 0 {
+		out, changed, err := w.walk(cfg, 0)
 		if err != nil {
-			return nil, Errorf(CodeInvalidArgument, "trigger %q config: %v", t.ID, err)
+			return nil, nil, err
 		}
-		t.Config = b
+		if changed {
+			t.Config = out
+		}
 	}
 	for _, id := range ids {
 		if err := ValidateID("function id", id); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return ids, nil
+	return ids, strs, nil
+}
+
+// maxConfigDepth bounds how deep a trigger config is walked; deeper is
+// refused (no trigger type nests that far).
+const maxConfigDepth = 32
+
+type configWalk struct {
+	trigger   string
+	prefix    string
+	ids, strs *[]string
+}
+
+// functionIDKey reports whether config key k names one function id or a
+// list of them.
+func functionIDKey(k string) (one, list bool) {
+	n := strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(k))
+	return strings.HasSuffix(n, "functionid"), strings.HasSuffix(n, "functionids")
+}
+
+// walk visits v, collecting function ids and strings; it returns v
+// rewritten with the prefix when that changed anything.
+func (w configWalk) walk(v json.RawMessage, depth int) (json.RawMessage, bool, error) {
+	if depth > maxConfigDepth {
+		return nil, false, Errorf(CodeInvalidArgument, "trigger %q config nests deeper than %d levels", w.trigger, maxConfigDepth)
+	}
+	switch v[0] {
+	case '"':
+		var s string
+		if err := json.Unmarshal(v, &s); err == nil {
+			*w.strs = append(*w.strs, s)
+		}
+		return v, false, nil
+	case '[':
+		var items []json.RawMessage
+		if err := json.Unmarshal(v, &items); err != nil {
+			return nil, false, Errorf(CodeInvalidArgument, "trigger %q config: %v", w.trigger, err)
+		}
+		changed := false
+		for i, it := range items {
+			out, c, err := w.walk(bytes.TrimSpace(it), depth+1)
+			if err != nil {
+				return nil, false, err
+			}
+			items[i], changed = out, changed || c
+		}
+		return w.remarshal(v, items, changed)
+	case '{':
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(v, &fields); err != nil {
+			return nil, false, Errorf(CodeInvalidArgument, "trigger %q config: %v", w.trigger, err)
+		}
+		keys := make([]string, 0, len(fields))
+		for k := range fields {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		changed := false
+		for _, k := range keys {
+			out, c, err := w.field(k, bytes.TrimSpace(fields[k]), depth)
+			if err != nil {
+				return nil, false, err
+			}
+			fields[k], changed = out, changed || c
+		}
+		return w.remarshal(v, fields, changed)
+	}
+	return v, false, nil
+}
+
+// field visits the value of config key k.
+func (w configWalk) field(k string, v json.RawMessage, depth int) (json.RawMessage, bool, error) {
+	one, list := functionIDKey(k)
+	if (!one && !list) || string(v) == "null" {
+		return w.walk(v, depth+1)
+	}
+	if one {
+		var id string
+		if err := json.Unmarshal(v, &id); err != nil {
+			return nil, false, Errorf(CodeInvalidArgument, "trigger %q config: %s must be a function id string", w.trigger, k)
+		}
+		if id == "" {
+			return v, false, nil
+		}
+		*w.ids = append(*w.ids, w.prefix+id)
+		out, _ := json.Marshal(w.prefix + id)
+		return out, w.prefix != "", nil
+	}
+	var ids []string
+	if err := json.Unmarshal(v, &ids); err != nil {
+		return nil, false, Errorf(CodeInvalidArgument, "trigger %q config: %s must be an array of function id strings", w.trigger, k)
+	}
+	for i := range ids {
+		ids[i] = w.prefix + ids[i]
+	}
+	*w.ids = append(*w.ids, ids...)
+	out, _ := json.Marshal(ids)
+	return out, w.prefix != "", nil
+}
+
+func (w configWalk) remarshal(orig json.RawMessage, v any, changed bool) (json.RawMessage, bool, error) {
+	if !changed {
+		return orig, false, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, false, Errorf(CodeInvalidArgument, "trigger %q config: %v", w.trigger, err)
+	}
+	return b, true, nil
 }

@@ -173,7 +173,7 @@ func (s *Session) RegisterTrigger(ctx context.Context, t Trigger) error {
 		if t, err = s.e.onTriggerRegistration(ctx, g, t); err != nil {
 			return err
 		}
-		ids, err := triggerFunctionIDs(&t, g.Prefix())
+		ids, strs, err := triggerFunctionIDs(&t, g.Prefix())
 		if err != nil {
 			return err
 		}
@@ -183,10 +183,8 @@ func (s *Session) RegisterTrigger(ctx context.Context, t Trigger) error {
 		if err := s.e.canReadThrough(g, t); err != nil {
 			return err
 		}
-		for _, id := range ids {
-			if err := s.e.mayTarget(s, id, true); err != nil {
-				return Errorf(CodeForbidden, "trigger %q not registered: it would call %q with this connection's rights: %s", t.ID, id, AsError(err).Message)
-			}
+		if err := s.e.mayTargetAll(s, t, ids, strs); err != nil {
+			return err
 		}
 	}
 	t.by = s
