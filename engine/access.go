@@ -224,6 +224,10 @@ type Grant struct {
 	principal string
 }
 
+// accountKey names the identity a Grant admits: its listener and
+// principal.
+func (g *Grant) accountKey() string { return fmt.Sprintf("%p/%s", g.access, g.principal) }
+
 // samePrincipal reports whether two sessions' grants name the same
 // principal (nil: trusted, which all trusted sessions share).
 func samePrincipal(a, b *Grant) bool {

@@ -681,3 +681,67 @@ func TestTriggerConfigIDsAnySpelling(t *testing.T) {
 	prov.Close()
 	close(pp.configs)
 }
+
+// The connections of one identity under a policy share one allowance:
+// opening more connections gives a token no more triggers, functions or
+// fires. Another identity has its own.
+func TestOneIdentityOneAllowance(t *testing.T) {
+	e := newEngine(t, engine.Config{MaxTriggersPerWorker: 2, MaxFunctionsPerWorker: 2, TriggerFireRate: 3})
+	f := newFirer(t, e)
+	register(t, e, "api::fn", answer("1"))
+	register(t, e, "auth::by-user", func(c engine.Call) ([]byte, error) {
+		var in engine.AuthInput
+		_ = json.Unmarshal(c.Payload, &in)
+		return json.Marshal(map[string]any{"context": map[string]string{"user": in.Headers["x-user"]}})
+	})
+	a := &engine.Access{AuthFunctionID: "auth::by-user", ExposeFunctions: []engine.Filter{{Match: "api::*"}}}
+	as := func(user string) *engine.Session {
+		g, err := e.Authenticate(t.Context(), a, engine.AuthInput{Headers: map[string]string{"x-user": user}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := e.AttachGranted(engine.WorkerInfo{Name: user}, newPeer(), g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	m1, m2, other := as("mallory"), as("mallory"), as("alice")
+	for i, s := range []*engine.Session{m1, m2} {
+		if err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "m" + string(rune('0'+i)), Type: "fire", FunctionID: "api::fn"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RegisterFunction("mallory::f"+string(rune('0'+i)), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m3 := as("mallory")
+	if err := m3.RegisterTrigger(t.Context(), engine.Trigger{ID: "m2", Type: "fire", FunctionID: "api::fn"}); code(err) != engine.CodeOverloaded {
+		t.Fatalf("a third connection of one identity past its trigger cap: %v", err)
+	}
+	if err := m3.RegisterFunction("mallory::f2", ""); code(err) != engine.CodeOverloaded {
+		t.Fatalf("a third connection of one identity past its function cap: %v", err)
+	}
+	if err := other.RegisterTrigger(t.Context(), engine.Trigger{ID: "a0", Type: "fire", FunctionID: "api::fn"}); err != nil {
+		t.Fatalf("another identity: %v", err)
+	}
+	var refused int
+	for range 10 {
+		for _, id := range []string{"m0", "m1"} {
+			if _, err := f.fire(t.Context(), id); code(err) == engine.CodeOverloaded {
+				refused++
+			}
+		}
+	}
+	if refused < 15 {
+		t.Fatalf("20 fires of one identity's two connections at 3 a second: only %d refused", refused)
+	}
+	if _, err := f.fire(t.Context(), "a0"); err != nil {
+		t.Fatalf("another identity's fire: %v", err)
+	}
+	m1.Close()
+	if err := m3.RegisterTrigger(t.Context(), engine.Trigger{ID: "m2", Type: "fire", FunctionID: "api::fn"}); err != nil {
+		t.Fatalf("after one connection of the identity left: %v", err)
+	}
+}

@@ -22,7 +22,8 @@ type Engine struct {
 	workers      map[string]*Session
 	triggerTypes map[string]*triggerType
 	triggers     map[string]*trigger
-	regBytes     int // what every session's registrations hold (usage.go)
+	regBytes     int                 // what every session's registrations hold (usage.go)
+	accounts     map[string]*account // accounts shared by the sessions of one identity, by accountKey
 	draining     bool
 
 	started time.Time
@@ -49,6 +50,7 @@ func New(cfg Config) (*Engine, error) {
 		workers:      make(map[string]*Session),
 		triggerTypes: make(map[string]*triggerType),
 		triggers:     make(map[string]*trigger),
+		accounts:     make(map[string]*account),
 		started:      cfg.Now(),
 		hardStop:     hardStop,
 		stopNow:      stopNow,

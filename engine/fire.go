@@ -45,7 +45,7 @@ func (e *Engine) authorizeFire(t Trigger, c Call) (Call, error) {
 	if s == nil || s.grant == nil {
 		return c, nil
 	}
-	if !s.fires.Allow() {
+	if !s.acct.fires.Allow() {
 		return c, Errorf(CodeOverloaded, "trigger %q not fired: the triggers of this connection fire at most %g times a second (--trigger-fire-rate)", t.ID, e.cfg.TriggerFireRate)
 	}
 	c.CallerID = s.id
@@ -87,7 +87,7 @@ func (e *Engine) notServedElsewhere(s *Session, id string) error {
 // owner's fire rate goes, without using up a fire: a provider that must
 // do costly work before it fires (a fleet-wide claim) asks first.
 func (e *Engine) FireAllowed(t Trigger) error {
-	if s := t.by; s != nil && s.grant != nil && s.fires.Tokens() < 1 {
+	if s := t.by; s != nil && s.grant != nil && s.acct.fires.Tokens() < 1 {
 		return Errorf(CodeOverloaded, "trigger %q not fired: the triggers of this connection fire at most %g times a second (--trigger-fire-rate)", t.ID, e.cfg.TriggerFireRate)
 	}
 	return nil

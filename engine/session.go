@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"golang.org/x/time/rate"
 )
 
 // WorkerInfo describes a worker, from the first frame of its session.
@@ -81,8 +80,8 @@ type Session struct {
 	token       string
 	info        atomic.Pointer[WorkerInfo]
 	connectedAt time.Time
-	grant       *Grant        // nil: a trusted listener's session
-	fires       *rate.Limiter // how often its triggers may fire (under a policy)
+	grant       *Grant   // nil: a trusted listener's session
+	acct        *account // what it holds and how often its triggers fire, shared by its identity (usage.go)
 	inflight    atomic.Int64
 	done        chan struct{}
 
@@ -95,7 +94,6 @@ type Session struct {
 	triggers     map[string]struct{}
 	triggerTypes map[string]struct{}
 	regSize      map[string]int // bytes each registration holds, by usageKey
-	regBytes     int
 }
 
 // Attach starts a worker session. If info names a live session by id and
@@ -125,7 +123,6 @@ func (e *Engine) AttachGranted(info WorkerInfo, p Peer, g *Grant) (*Session, err
 		token:        uuid.NewString(), // a secret: 122 random bits
 		connectedAt:  e.cfg.Now(),
 		grant:        g,
-		fires:        rate.NewLimiter(rate.Limit(e.cfg.TriggerFireRate), max(1, int(e.cfg.TriggerFireRate))),
 		done:         make(chan struct{}),
 		pending:      make(map[string]chan result),
 		functions:    make(map[string]struct{}),
@@ -147,6 +144,7 @@ func (e *Engine) AttachGranted(info WorkerInfo, p Peer, g *Grant) (*Session, err
 		s.id = e.newID()
 	}
 	e.workers[s.id] = s
+	s.acct = e.openAccount(g)
 	e.log.Info("worker connected", LogWorkerID, s.id, LogWorkerName, info.Name, "runtime", info.Runtime, "addr", info.Addr)
 	e.workerChanged("worker_connected", s.id)
 	return s, nil
@@ -269,9 +267,10 @@ func (e *Engine) detach(s *Session) {
 	for id := range s.triggerTypes {
 		e.dropTriggerType(s, id)
 	}
-	e.regBytes -= s.regBytes
-	s.regBytes = 0
-	clear(s.regSize)
+	for key := range s.regSize {
+		e.charge(s, key, 0)
+	}
+	e.closeAccount(s)
 	e.mu.Unlock()
 	e.notifyUnbound(unbind, true)
 	e.log.Info("worker disconnected", LogWorkerID, s.id, LogWorkerName, s.name())
@@ -342,8 +341,8 @@ func (s *Session) RegisterFunctionSpec(id string, spec FunctionSpec) error {
 	spec.Description = description
 	e := s.e
 	if _, owned := s.functions[id]; !owned {
-		if n := len(s.functions); n >= e.cfg.MaxFunctionsPerWorker {
-			return Errorf(CodeOverloaded, "function %q not registered: this connection serves %d functions, the most one may (--max-functions-per-worker)", id, n)
+		if n := s.acct.functions; n >= e.cfg.MaxFunctionsPerWorker {
+			return Errorf(CodeOverloaded, "function %q not registered: this connection (with the others of its identity) serves %d functions, the most one may (--max-functions-per-worker)", id, n)
 		}
 		if _, exists := e.functions[id]; !exists && len(e.functions) >= e.cfg.MaxFunctions {
 			return Errorf(CodeOverloaded, "function %q not registered: the engine holds %d functions, the most it may (--max-functions)", id, len(e.functions))

@@ -200,9 +200,9 @@ func (s *Session) RegisterTrigger(ctx context.Context, t Trigger) error {
 		return Errorf(CodeConflict, "trigger %q is owned by another worker", t.ID)
 	}
 	if old == nil {
-		if n := len(s.triggers); n >= e.cfg.MaxTriggersPerWorker {
+		if n := s.acct.triggers; n >= e.cfg.MaxTriggersPerWorker {
 			e.mu.Unlock()
-			return Errorf(CodeOverloaded, "trigger %q not registered: this connection owns %d triggers, the most one may (--max-triggers-per-worker)", t.ID, n)
+			return Errorf(CodeOverloaded, "trigger %q not registered: this connection (with the others of its identity) owns %d triggers, the most one may (--max-triggers-per-worker)", t.ID, n)
 		}
 		if n := len(e.triggers); n >= e.cfg.MaxTriggers {
 			e.mu.Unlock()
