@@ -745,3 +745,28 @@ func TestOneIdentityOneAllowance(t *testing.T) {
 		t.Fatalf("after one connection of the identity left: %v", err)
 	}
 }
+
+// The engine's listings refuse an answer past MaxListBytes before they
+// encode it, and a narrower one still answers.
+func TestListingsBounded(t *testing.T) {
+	e := newEngine(t, engine.Config{MaxListBytes: 64 << 10})
+	newFirer(t, e)
+	register(t, e, "fn", answer("1"))
+	s, _ := attach(t, e, "many")
+	big := `{"c":"` + strings.Repeat("x", 10<<10) + `"}`
+	for i := range 10 {
+		if err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "big" + string(rune('a'+i)), Type: "fire", FunctionID: "fn", Config: json.RawMessage(big)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, fn := range []string{engine.FnRegisteredTriggersList, engine.FnTriggersOverview, engine.FnFunctionsInfo} {
+		_, err := e.Trigger(t.Context(), engine.Call{FunctionID: fn, Payload: []byte(`{"function_id":"fn"}`)})
+		if code(err) != engine.CodeMessageTooLarge || !strings.Contains(err.Error(), "prefix") {
+			t.Errorf("%s of 100 KiB with a 64 KiB cap: %v", fn, err)
+		}
+	}
+	out, err := e.Trigger(t.Context(), engine.Call{FunctionID: engine.FnRegisteredTriggersList, Payload: []byte(`{"prefix":"biga"}`)})
+	if err != nil || !strings.Contains(string(out), "biga") {
+		t.Fatalf("a narrowed listing: %v", err)
+	}
+}

@@ -183,7 +183,7 @@ func (e *Engine) registerBuiltins() error {
 			if err := decodeInput(c.Payload, &f); err != nil {
 				return nil, err
 			}
-			return json.Marshal(fn.h(e.viewOf(c), f))
+			return e.marshalAnswer(id, fn.h(e.viewOf(c), f))
 		})
 		if err := e.RegisterFunction(id, fn.desc, h); err != nil {
 			return err

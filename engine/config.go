@@ -46,6 +46,10 @@ type Config struct {
 	// MaxRegistrationBytes caps what all connections' registrations hold
 	// together. Default 256 MiB.
 	MaxRegistrationBytes int
+	// MaxListBytes caps the answers of the engine's listings (functions,
+	// workers, triggers, the *::info functions): a larger one is refused
+	// with message_too_large before it is encoded. Default 4 MiB less 16 KiB.
+	MaxListBytes int
 	// TriggerFireRate caps how often the triggers of one connection under
 	// a listener policy fire, per second, with a burst of as many; a fire
 	// past it is refused with overloaded. Trusted connections' triggers
@@ -118,6 +122,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxRegistrationBytes <= 0 {
 		c.MaxRegistrationBytes = 256 << 20
+	}
+	if c.MaxListBytes <= 0 {
+		c.MaxListBytes = 4<<20 - 16<<10
 	}
 	if c.TriggerFireRate <= 0 {
 		c.TriggerFireRate = 200

@@ -142,7 +142,7 @@ func (e *Engine) registerInfoBuiltins() error {
 			if err != nil {
 				return nil, err
 			}
-			return json.Marshal(out)
+			return e.marshalAnswer(f.id, out)
 		})
 		if err := e.RegisterFunction(f.id, f.desc, h); err != nil {
 			return err
