@@ -42,6 +42,16 @@ func (a *availability) RegisterTrigger(_ context.Context, t Trigger) error {
 	return nil
 }
 
+// ReadFunction guards engine::workers-available for connections under a
+// policy: its notices name every worker, which engine::workers::list
+// shows. (engine::functions-available notices are filtered per owner.)
+func (a *availability) ReadFunction(t Trigger) string {
+	if t.Type == TriggerWorkersAvailable {
+		return FnWorkersList
+	}
+	return ""
+}
+
 func (a *availability) UnregisterTrigger(_ context.Context, t Trigger) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -770,3 +770,19 @@ func TestListingsBounded(t *testing.T) {
 		t.Fatalf("a narrowed listing: %v", err)
 	}
 }
+
+// engine::workers-available names every worker: a connection that may
+// not list workers may not watch them either.
+func TestWorkersAvailableNeedsWorkersList(t *testing.T) {
+	e := newEngine(t, engine.Config{})
+	s, _ := granted(t, e, &engine.Access{ExposeFunctions: []engine.Filter{{Match: "api::*"}}}, `{}`)
+	if err := s.RegisterFunction("mine::watch", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "w", Type: engine.TriggerWorkersAvailable, FunctionID: "mine::watch"}); code(err) != engine.CodeForbidden {
+		t.Fatalf("workers-available without engine::workers::list: %v", err)
+	}
+	if err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "f", Type: engine.TriggerFunctionsAvailable, FunctionID: "mine::watch"}); err != nil {
+		t.Fatalf("functions-available (filtered): %v", err)
+	}
+}
