@@ -83,6 +83,29 @@ func (e *Engine) notServedElsewhere(s *Session, id string) error {
 	return nil
 }
 
+// Trusted reports whether t was registered by a trusted connection (or
+// handed to its provider directly), not by one under a listener policy.
+func (t Trigger) Trusted() bool { return t.by == nil || t.by.grant == nil }
+
+// TakeBack removes trigger t, registered by a connection under a listener
+// policy, from the engine without telling its provider: the provider
+// gives what t held (an http route) to a trusted worker's trigger.
+func (e *Engine) TakeBack(t Trigger) {
+	if t.Trusted() {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cur := e.triggers[t.ID]
+	if cur == nil || cur.owner != t.by {
+		return
+	}
+	delete(e.triggers, t.ID)
+	delete(cur.owner.triggers, t.ID)
+	e.charge(cur.owner, usageKey("trigger", t.ID), 0)
+	e.log.Warn("trigger taken back for a trusted worker", LogTriggerID, t.ID, LogWorkerID, cur.owner.id, LogWorkerName, cur.owner.name())
+}
+
 // FireAllowed reports whether trigger t may fire now as far as its
 // owner's fire rate goes, without using up a fire: a provider that must
 // do costly work before it fires (a fleet-wide claim) asks first.

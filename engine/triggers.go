@@ -195,6 +195,15 @@ func (s *Session) RegisterTrigger(ctx context.Context, t Trigger) error {
 		return Errorf(CodeWorkerDisconnected, "session closed")
 	}
 	old := e.triggers[t.ID]
+	if old != nil && old.owner != s && s.grant == nil && old.owner.grant != nil && !old.registering {
+		// A trusted worker takes back a trigger id that a connection
+		// under a policy took first: that trigger goes (its provider is
+		// told below, as for a replaced trigger).
+		delete(old.owner.triggers, t.ID)
+		e.charge(old.owner, usageKey("trigger", t.ID), 0)
+		e.log.Warn("trigger id taken back for a trusted worker", LogTriggerID, t.ID, LogWorkerID, old.owner.id, LogWorkerName, old.owner.name())
+		old.owner = s
+	}
 	if old != nil && old.owner != s {
 		e.mu.Unlock()
 		return Errorf(CodeConflict, "trigger %q is owned by another worker", t.ID)

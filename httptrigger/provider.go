@@ -76,6 +76,15 @@ func (p *Provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 	defer p.mu.Unlock()
 	for _, o := range p.routes {
 		if o.triggerID != r.triggerID && o.shape == r.shape {
+			if t.Trusted() && !o.trigger.Trusted() {
+				// A trusted worker's route takes the path back from a
+				// connection under a policy that took it first.
+				p.e.TakeBack(o.trigger)
+				delete(p.routes, o.triggerID)
+				p.log.Warn("a trusted worker's http route took its path back from a connection under a listener policy",
+					engine.LogTriggerID, o.triggerID, "method", o.method, "path", o.pattern)
+				continue
+			}
 			return engine.Errorf(engine.CodeConflict, "http trigger %q: %s %s conflicts with %s %s of trigger %q",
 				t.ID, r.method, r.pattern, o.method, o.pattern, o.triggerID)
 		}
