@@ -264,10 +264,28 @@ func (s *Session) RegisterTrigger(ctx context.Context, t Trigger) error {
 		}
 		return Errorf(ae.Code, "trigger %q refused by %q provider: %s", t.ID, t.Type, ae.Message)
 	}
-	reserved.provider = tt.provider
 	reserved.registering = false
+	if cur := e.triggerTypes[t.Type]; cur != tt {
+		// The provider left while it answered: the trigger waits for
+		// the next one, and goes to it at once if it came meanwhile.
+		e.mu.Unlock()
+		if p, ok := cur.providerSession(); ok {
+			e.background(func() { e.rebind(p, t) })
+		}
+		return nil
+	}
+	reserved.provider = tt.provider
 	e.mu.Unlock()
 	return nil
+}
+
+// providerSession is the worker that provides tt, if one does.
+func (tt *triggerType) providerSession() (providerSession, bool) {
+	if tt == nil {
+		return providerSession{}, false
+	}
+	p, ok := tt.provider.(providerSession)
+	return p, ok
 }
 
 func validateTrigger(t Trigger) error {
@@ -334,14 +352,37 @@ type OrphanKeeper interface {
 	TriggerOrphaned(ctx context.Context, t Trigger) error
 }
 
-// notifyUnbound tells providers, in the background, that triggers are
-// gone: unregistered, or orphaned when their owner disconnected.
+// notifyUnbound tells providers that triggers are gone: unregistered,
+// or orphaned when their owner disconnected. A worker provider is sent
+// its unregistertrigger before notifyUnbound returns, so that nothing
+// registered later overtakes it; its answer, and built-in providers, are
+// awaited in the background.
 func (e *Engine) notifyUnbound(ts []*trigger, orphaned bool) {
 	if len(ts) == 0 {
 		return
 	}
+	var builtin []*trigger
+	var sent []func() error
+	for _, t := range ts {
+		p, ok := t.provider.(providerSession)
+		if !ok {
+			builtin = append(builtin, t)
+			continue
+		}
+		wait, err := p.s.send(e.hardStop, t.Trigger, true)
+		if err != nil {
+			e.log.Debug("provider failed to remove trigger", LogTriggerID, t.ID, "error", err)
+			continue
+		}
+		sent = append(sent, wait)
+	}
 	e.background(func() {
-		for _, t := range ts {
+		for _, wait := range sent {
+			if err := wait(); err != nil {
+				e.log.Debug("provider failed to remove trigger", "error", err)
+			}
+		}
+		for _, t := range builtin {
 			if k, ok := t.provider.(OrphanKeeper); ok && orphaned {
 				if err := k.TriggerOrphaned(e.hardStop, t.Trigger); err != nil {
 					e.log.Debug("provider failed to keep orphaned trigger", LogTriggerID, t.ID, "error", err)
@@ -367,24 +408,38 @@ func (p providerSession) UnregisterTrigger(ctx context.Context, t Trigger) error
 }
 
 func (s *Session) configure(ctx context.Context, t Trigger, remove bool) error {
-	ctx, cancel := context.WithTimeout(ctx, s.e.cfg.ProviderTimeout)
-	defer cancel()
-	reqID := s.e.newID()
-	ch, err := s.await(reqID)
+	wait, err := s.send(ctx, t, remove)
 	if err != nil {
 		return err
 	}
+	return wait()
+}
+
+// send hands a trigger's config to the provider's connection; wait
+// returns its answer, within ProviderTimeout.
+func (s *Session) send(ctx context.Context, t Trigger, remove bool) (wait func() error, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.e.cfg.ProviderTimeout)
+	reqID := s.e.newID()
+	ch, err := s.await(reqID)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	if err := s.peer.ConfigureTrigger(ctx, reqID, t, remove); err != nil {
+		cancel()
 		s.forget(reqID)
-		return AsError(err)
+		return nil, AsError(err)
 	}
-	select {
-	case r := <-ch:
-		return r.err
-	case <-ctx.Done():
-		s.forget(reqID)
-		return Errorf(CodeDeadlineExceeded, "provider %s (%s) did not answer for trigger %q", s.id, s.name(), t.ID)
-	}
+	return func() error {
+		defer cancel()
+		select {
+		case r := <-ch:
+			return r.err
+		case <-ctx.Done():
+			s.forget(reqID)
+			return Errorf(CodeDeadlineExceeded, "provider %s (%s) did not answer for trigger %q", s.id, s.name(), t.ID)
+		}
+	}, nil
 }
 
 // TriggerTypeStatus is one trigger type in engine::triggers::overview.

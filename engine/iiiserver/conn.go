@@ -38,6 +38,7 @@ type conn struct {
 	out      *wsconn.Queue // bounded by SendQueue messages and maxQueuedBytes
 	wake     chan struct{} // a message was queued for the registrar
 	resolved chan struct{} // closed once the worker has described itself
+	left     chan struct{} // closed when the reader has stopped: the worker is gone
 	resolve  sync.Once
 	stopOnce sync.Once
 	wg       sync.WaitGroup
@@ -73,6 +74,7 @@ func newConn(s *Server, sock *wsconn.Conn, addr, identity string, g *engine.Gran
 		Conn: sock, srv: s, ctx: ctx, cancel: cancel,
 		wake:     make(chan struct{}, 1),
 		resolved: make(chan struct{}),
+		left:     make(chan struct{}),
 		configs:  make(map[string]string),
 		viaHTTP:  make(map[string]*httpinvoke.Function),
 	}
@@ -101,13 +103,25 @@ func (c *conn) run() {
 		defer c.wg.Done()
 		select {
 		case <-c.sess.Done():
-			c.stop(wsconn.CloseGoingAway, "worker session closed by the engine")
+			select {
+			case <-c.left: // the worker's own close frame is answered below
+			default:
+				c.stop(wsconn.CloseGoingAway, "worker session closed by the engine")
+			}
 		case <-c.ctx.Done():
 		}
 	}()
 	for {
 		op, b, err := c.Next()
 		if err != nil {
+			// The worker is gone from its close frame (or the end of
+			// its stream) on, not from the end of its TCP connection,
+			// which a busy worker closes up to wsconn.CloseGrace later:
+			// its registrations go, and their providers are told,
+			// before its close frame is answered and before anything a
+			// worker does next can find them in place.
+			close(c.left)
+			c.sess.Close()
 			if code, reason, ok := wsconn.CloseCode(err); ok {
 				var pc *wsconn.PeerClosed
 				if !errors.As(err, &pc) {
