@@ -404,7 +404,7 @@ func (c *conn) undecodable(b []byte, err error) {
 		return
 	}
 	str := func(v any) string { s, _ := v.(string); return s }
-	bad := &errorBody{Code: string(engine.CodeInvalidArgument), Message: "malformed " + str(env.Type) + " message: " + err.Error()}
+	bad := &errorBody{Code: toIII(engine.CodeInvalidArgument), Message: "malformed " + str(env.Type) + " message: " + err.Error()}
 	id := str(env.ID)
 	switch env.Type {
 	case typeInvokeFunction:
@@ -529,18 +529,6 @@ func (c *conn) reject(functionID string, err error) {
 	c.log.Info("registerfunction refused", engine.LogFunctionID, functionID, "error", err)
 	c.queue(registrationRejected{Type: typeRegistrationRejected, Code: rejectionCode(err), Namespace: c.sess.Info().Namespace,
 		FunctionID: functionID, Message: engine.AsError(err).Message})
-}
-
-// rejectionCode maps a registration error to iii's codes: the SDKs treat
-// FUNCTION_NAMESPACE_CONFLICT as "this function is not yours" and keep
-// serving, and any other code as fatal.
-func rejectionCode(err error) string {
-	switch engine.AsError(err).Code {
-	case engine.CodeConflict, engine.CodeForbidden:
-		return "FUNCTION_NAMESPACE_CONFLICT"
-	default:
-		return string(engine.AsError(err).Code)
-	}
 }
 
 // invoke runs the worker's own call and answers it when it has an id.

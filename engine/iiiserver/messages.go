@@ -82,14 +82,14 @@ func toBody(err error) *errorBody {
 	if e == nil {
 		return nil
 	}
-	return &errorBody{Code: string(e.Code), Message: e.Message, Stacktrace: e.Stacktrace}
+	return &errorBody{Code: toIII(e.Code), Message: e.Message, Stacktrace: e.Stacktrace}
 }
 
 func (b *errorBody) toError() *engine.Error {
 	if b == nil {
 		return nil
 	}
-	code := engine.Code(b.Code)
+	code := fromIII(b.Code)
 	if code == "" {
 		code = engine.CodeHandlerError
 	}

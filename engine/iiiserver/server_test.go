@@ -52,8 +52,8 @@ func TestEngineCallsWorker(t *testing.T) {
 	}{
 		{reply: map[string]any{"result": map[string]any{"ok": true}}, wantOut: `{"ok":true}`},
 		{reply: map[string]any{}, wantOut: `null`},
-		{reply: map[string]any{"error": map[string]any{"code": "FORBIDDEN", "message": "no", "stacktrace": "at x"}},
-			wantErr: &engine.Error{Code: "FORBIDDEN", Message: "no", Stacktrace: "at x"}},
+		{reply: map[string]any{"error": map[string]any{"code": "BOOM", "message": "no", "stacktrace": "at x"}},
+			wantErr: &engine.Error{Code: "BOOM", Message: "no", Stacktrace: "at x"}},
 		{reply: map[string]any{"error": map[string]any{"message": "no code"}},
 			wantErr: &engine.Error{Code: engine.CodeHandlerError, Message: "no code"}},
 	} {
@@ -139,7 +139,7 @@ func TestWorkerCallsEngine(t *testing.T) {
 		t.Fatalf("error result carries a result: %v", r)
 	}
 	c.send(map[string]any{"type": "invokefunction", "invocation_id": "i3", "function_id": "t::fail", "data": 1})
-	if e := c.expect("invocationresult")["error"].(map[string]any); e["code"] != "forbidden" || e["message"] != "not you" {
+	if e := c.expect("invocationresult")["error"].(map[string]any); e["code"] != "FORBIDDEN" || e["message"] != "not you" {
 		t.Fatalf("handler error: %v", e)
 	}
 
