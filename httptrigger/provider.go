@@ -85,7 +85,9 @@ func (p *Provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 					engine.LogTriggerID, o.triggerID, "method", o.method, "path", o.pattern)
 				continue
 			}
-			return engine.Errorf(engine.CodeConflict, "http trigger %q: %s %s conflicts with %s %s of trigger %q",
+			// In iii's words, which iii's SDKs look for.
+			return engine.Errorf(engine.CodeConflict, "http trigger %q: Route '%s %s' conflicts with already-registered route '%s %s' of trigger %q: "+
+				"routes of one method whose paths differ only in parameter names cannot both be registered",
 				t.ID, r.method, r.pattern, o.method, o.pattern, o.triggerID)
 		}
 	}
