@@ -597,8 +597,10 @@ func (c *conn) maxInflight() int { return 4 * c.srv.cfg.SendQueue }
 
 func (c *conn) reply(id, functionID string, out []byte, err error) {
 	r := invocationResult{Type: typeInvocationResult, InvocationID: id, FunctionID: functionID, Error: toBody(err)}
-	if err == nil {
-		r.Result = orNull(out)
+	if err == nil && !isNull(out) {
+		// A null result is left out, as iii does: its SDKs resolve it
+		// as undefined.
+		r.Result = out
 	}
 	if serr := c.answer(r); errors.Is(serr, engine.ErrMessageTooLarge) {
 		r.Result, r.Error = nil, toBody(engine.Errorf(engine.CodeMessageTooLarge, "result of %q: %s", functionID, engine.AsError(serr).Message))

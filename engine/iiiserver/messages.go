@@ -1,6 +1,7 @@
 package iiiserver
 
 import (
+	"bytes"
 	"encoding/json"
 
 	"github.com/trinehq/trine/engine"
@@ -165,6 +166,12 @@ func nonNull(b json.RawMessage) json.RawMessage {
 		return nil
 	}
 	return b
+}
+
+// isNull reports whether b is empty or the JSON null.
+func isNull(b []byte) bool {
+	b = bytes.TrimSpace(b)
+	return len(b) == 0 || string(b) == "null"
 }
 
 // orNull is raw JSON, or null when empty.
