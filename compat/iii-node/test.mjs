@@ -522,7 +522,8 @@ test('14. state module: state::set/get/list/list_groups/update/delete, VALUE_TOO
     r = await call('state::update', { ...key('a'), ops: [{ type: 'increment', path: 'n', by: 2 }, { type: 'set', path: 'tag', value: 'x' }] })
     assert.deepEqual(pick(r, ['old_value', 'new_value']), { old_value: { n: 1 }, new_value: { n: 3, tag: 'x' } }, `update a: ${JSON.stringify(r)}`)
     assert.deepEqual(await call('state::get', key('a')), { n: 3, tag: 'x' }, 'get a')
-    assert.equal(await call('state::get', key('missing')), null, 'get of a missing key')
+    // A null result is left out, as iii does: the SDK resolves undefined.
+    assert.equal(await call('state::get', key('missing')), undefined, 'get of a missing key')
     await call('state::set', { ...key('b'), value: 'bee' })
     assert.deepEqual(await call('state::list', { scope }), [{ n: 3, tag: 'x' }, 'bee'], 'list')
     const groups = await call('state::list_groups', {})
@@ -534,7 +535,7 @@ test('14. state module: state::set/get/list/list_groups/update/delete, VALUE_TOO
 
     r = await call('state::delete', key('a'))
     assert.deepEqual(r?.old_value, { n: 3, tag: 'x' }, `delete a: ${JSON.stringify(r)}`)
-    assert.equal(await call('state::get', key('a')), null, 'get a after delete')
+    assert.equal(await call('state::get', key('a')), undefined, 'get a after delete')
     await call('state::delete', key('b'))
 
     const deadline = Date.now() + 5_000
@@ -570,7 +571,7 @@ test('15. pubsub: publish reaches a subscribe trigger with data as is, once', { 
       const listed = await call('engine::registered-triggers::list', { function_id: 'node::pubsub::on' })
       assert.equal(listed?.registered_triggers?.length, 1, `subscribe trigger not listed: ${JSON.stringify(listed)}`)
     })
-    assert.equal(await call('publish', { topic, data: { order: 1, items: ['a'] } }), null, 'publish result')
+    assert.equal(await call('publish', { topic, data: { order: 1, items: ['a'] } }), undefined, 'publish result')
     await call('publish', { topic: `${topic}.other`, data: 'not for us' })
     const deadline = Date.now() + 5_000
     while (got.length < 1 && Date.now() < deadline) {
