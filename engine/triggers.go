@@ -248,7 +248,9 @@ func (s *Session) RegisterTrigger(ctx context.Context, t Trigger) error {
 	e.mu.Lock()
 	if e.triggers[t.ID] != reserved { // the worker left meanwhile
 		e.mu.Unlock()
-		if err == nil {
+		// The provider took the trigger, or may still: its answer was
+		// cut short when the worker left. It is told the trigger is gone.
+		if err == nil || ctx.Err() != nil || AsError(err).Code == CodeDeadlineExceeded {
 			e.notifyUnbound([]*trigger{{Trigger: t, provider: tt.provider}}, true)
 		}
 		return Errorf(CodeWorkerDisconnected, "session closed")

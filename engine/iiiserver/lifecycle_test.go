@@ -155,6 +155,22 @@ func TestDepartureReachesProvidersInOrder(t *testing.T) {
 		t.Fatalf("triggers of workers that left: %+v", ts)
 	}
 	p3.quiet()
+
+	// A consumer leaves while the provider has not answered for its
+	// trigger yet: the provider, which may still take it, is told it is
+	// gone.
+	consumer("c3", "t3")
+	if m := p3.expect("registertrigger"); m["id"] != "t3" {
+		t.Fatalf("provider offered %v, want t3", m)
+	}
+	c4 := consumer("c4", "t4")
+	if m := p3.expect("registertrigger"); m["id"] != "t4" {
+		t.Fatalf("provider offered %v, want t4", m)
+	}
+	c4.leave()
+	if m := p3.expect("unregistertrigger"); m["id"] != "t4" {
+		t.Fatalf("provider got %v, want unregistertrigger of t4", m)
+	}
 }
 
 // waitProvider waits until worker provides trigger type id.
