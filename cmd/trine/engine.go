@@ -178,7 +178,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		MaxFunctions:                  cfg.MaxFunctions,
 		MaxRegistrationBytesPerWorker: cfg.MaxRegistrationBytesPerWorker,
 		MaxRegistrationBytes:          cfg.MaxRegistrationBytes,
-		MaxListBytes:                  max(1, min(cfg.MaxListBytes, cfg.MaxMessageBytes-resultHeadroom)),
+		MaxListBytes:                  min(cfg.MaxListBytes, cfg.MaxMessageBytes),
 	})
 	if err != nil {
 		return fmt.Errorf("create engine: %w", err)
