@@ -31,8 +31,12 @@ NODE_COMPAT := compat/iii-node
 # puppeteer-core, pinned in compat/browser/package-lock.json; it never
 # downloads a browser.
 NODE_BROWSER := compat/browser
+# @trine/client (clients/js) is built with esbuild and tsc, pinned in its
+# package-lock.json; compat/jsclient_test.go builds it, checks its bundle
+# size and runs its node tests against a real engine and gateway.
+NODE_CLIENT := clients/js
 
-test: $(NODE_COMPAT)/node_modules/.package-lock.json $(NODE_BROWSER)/node_modules/.package-lock.json
+test: $(NODE_COMPAT)/node_modules/.package-lock.json $(NODE_BROWSER)/node_modules/.package-lock.json $(NODE_CLIENT)/node_modules/.package-lock.json
 	go test -race -count=1 -timeout 20m ./...
 
 # Every fuzz target, as package:function. make test runs their seed
@@ -65,6 +69,9 @@ $(NODE_COMPAT)/node_modules/.package-lock.json: $(NODE_COMPAT)/package-lock.json
 
 $(NODE_BROWSER)/node_modules/.package-lock.json: $(NODE_BROWSER)/package-lock.json $(NODE_BROWSER)/package.json
 	PUPPETEER_SKIP_DOWNLOAD=1 npm ci --prefix $(NODE_BROWSER) --no-audit --no-fund
+
+$(NODE_CLIENT)/node_modules/.package-lock.json: $(NODE_CLIENT)/package-lock.json $(NODE_CLIENT)/package.json
+	npm ci --prefix $(NODE_CLIENT) --no-audit --no-fund
 
 generate: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC)
 	PATH="$(BIN):$$PATH" buf generate

@@ -1,5 +1,6 @@
-// Package compat runs clients that this project did not write against a
-// real `trine engine`: today the npm package iii-sdk (see iii-node/).
+// Package compat runs clients against a real `trine engine`: the npm
+// package iii-sdk (see iii-node/), headless Chromium (browser/), and this
+// project's own browser client, @trine/client (../clients/js).
 package compat_test
 
 import (
@@ -22,7 +23,7 @@ import (
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
-var listening = regexp.MustCompile(`(?m)^trine engine \S+ listening: grpc=(\S+) http=(\S+) stream=(\S+) iii=(\S+) nats=\S+((?: [a-z/0-9-]+=\S+)*)$`)
+var listening = regexp.MustCompile(`(?m)^trine engine \S+ listening: grpc=(\S+) http=(\S+) stream=(\S+) iii=(\S+) nats=(\S+)((?: [a-z/0-9-]+=\S+)*)$`)
 
 // TestIIINodeSDK runs compat/iii-node/test.mjs (node:test, iii-sdk pinned
 // in package-lock.json) against a real engine, with a Go gRPC worker
@@ -127,9 +128,10 @@ func startEngine(t *testing.T, bin string, extra ...string) (grpcAddr, httpAddr,
 	return a.grpc, a.http, a.iii
 }
 
-// engineAddrs are the addresses on an engine's start line; rest holds its
-// further fields (" iii/1=ADDR" for extra listeners).
-type engineAddrs struct{ grpc, http, stream, iii, rest string }
+// engineAddrs are the addresses on an engine's start line (nats as printed:
+// "embedded,ADDR", "embedded" or a URL); rest holds its further fields
+// (" iii/1=ADDR" for extra listeners).
+type engineAddrs struct{ grpc, http, stream, iii, nats, rest string }
 
 // startEngineWith is startEngine with extra arguments.
 func startEngineWith(t *testing.T, bin string, extra ...string) engineAddrs {
@@ -164,7 +166,7 @@ func startEngineWith(t *testing.T, bin string, extra ...string) engineAddrs {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if m := listening.FindStringSubmatch(stdout.String()); m != nil {
-			return engineAddrs{grpc: m[1], http: m[2], stream: m[3], iii: m[4], rest: m[5]}
+			return engineAddrs{grpc: m[1], http: m[2], stream: m[3], iii: m[4], nats: m[5], rest: m[6]}
 		}
 		select {
 		case err := <-exited:

@@ -1,0 +1,356 @@
+// The connection: a state machine over one transport, with reconnect,
+// resume, token refresh and dead-connection detection; it owns the live
+// groups and items.
+import { ClientError, caller } from './call.js'
+import { Live, type Change, type EventMeta } from './live.js'
+import { openSSE, openWebSocket, type Down, type Frame, type Transport, type WebSocketLike } from './transport.js'
+
+/**
+ * The connection's state.
+ * - connecting: opening a connection (the first, or after offline);
+ * - live: connected, every group has its state;
+ * - resyncing: connected, some group waits for a snapshot (its first, or
+ *   one replacing a state it could not resume);
+ * - offline: disconnected, the next attempt is scheduled (backoff);
+ * - closed: close() was called, or the gateway refused the credentials.
+ */
+export type State = 'connecting' | 'live' | 'resyncing' | 'offline' | 'closed'
+
+export interface Options {
+  /** A token (JWT) sent when connecting (the token query parameter). */
+  token?: string
+  /**
+   * Returns a fresh token: called before connecting when there is none or
+   * it expires within 5 s, before the current one's exp (it is then sent
+   * in an auth frame), after a 4001 close, and once after a refusal.
+   * Concurrent needs share one call.
+   */
+  getToken?: () => string | Promise<string>
+  /** auto (default): WebSocket, and SSE when WebSockets do not get through. */
+  transport?: 'auto' | 'websocket' | 'sse'
+  /** The iii listener client.call uses (ws:// or wss://). */
+  callUrl?: string
+  /** A WebSocket implementation; default globalThis.WebSocket. */
+  WebSocket?: WebSocketLike
+  /** Reconnect delays in ms: full jitter over min·2^attempt, capped at max. Default 500 and 30000. */
+  backoff?: { min?: number; max?: number }
+  /**
+   * Ms of silence after which the client pings (WebSocket); silence for
+   * twice as long closes the connection as dead (checked every second).
+   * Default 4000, so a dead connection is found within 9 s.
+   */
+  pingInterval?: number
+  /** Default timeout of client.call in ms. Default 30000. */
+  callTimeout?: number
+}
+
+/** A live group: every item of (stream, group). */
+export interface Group<T> {
+  readonly stream: string
+  readonly group: string
+  /** The items by id, updated in place. */
+  readonly items: Map<string, T>
+  /** The sequence number of the state shown; undefined before the first snapshot. */
+  readonly seq: number | undefined
+  /** True once the join was refused. */
+  readonly denied: boolean
+  subscribe(cb: (state: Map<string, T>, change: Change<T>) => void): () => void
+  on(type: string, cb: (data: any, meta: EventMeta) => void): () => void
+  close(): void
+}
+
+/** A live item: one item of a group. */
+export interface Item<T> {
+  readonly stream: string
+  readonly group: string
+  readonly item: string
+  readonly value: T | undefined
+  readonly seq: number | undefined
+  readonly denied: boolean
+  subscribe(cb: (state: T | undefined, change: Change<T>) => void): () => void
+  on(type: string, cb: (data: any, meta: EventMeta) => void): () => void
+  close(): void
+}
+
+type Listener = (...a: any[]) => void
+
+/** Ms until the JWT's exp; Infinity when it has none or is not a JWT. */
+function expiresIn(t: string): number {
+  try {
+    const exp = JSON.parse(atob(t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))).exp
+    if (typeof exp === 'number') return exp * 1000 - Date.now()
+  } catch {}
+  return Infinity
+}
+
+/** connect opens a client on the stream gateway at url (http(s):// or ws(s)://). */
+export function connect(url: string, opts: Options = {}): Client {
+  return new Client(url, opts)
+}
+
+export class Client {
+  /** The connection's state; on('state', cb) reports changes. */
+  state: State = 'connecting'
+  /** Why the client closed itself (a refusal), if it did. */
+  error?: ClientError
+  /** The transport in use; auto switches to sse when WebSockets do not get through. */
+  transport: 'websocket' | 'sse'
+  private token?: string
+  private t?: Transport
+  private up = false
+  private lives = new Map<string, Live<any>>()
+  private bySub = new Map<string, Live<any>>()
+  private n = 0
+  private attempt = 0
+  private authRetried = false
+  private lastRx = 0
+  private pinged = false
+  private retryTimer?: ReturnType<typeof setTimeout>
+  private pingTimer?: ReturnType<typeof setInterval>
+  private renewTimer?: ReturnType<typeof setTimeout>
+  private refreshing?: Promise<string>
+  private listeners = new Map<string, Set<Listener>>()
+  private calls?: ReturnType<typeof caller>
+  private WS: WebSocketLike
+  private online = () => this.state === 'offline' && this.retry(0)
+
+  constructor(
+    readonly url: string,
+    private o: Options,
+  ) {
+    this.WS = o.WebSocket || (globalThis as any).WebSocket
+    this.transport = o.transport === 'sse' || (!this.WS && o.transport !== 'websocket') ? 'sse' : 'websocket'
+    this.token = o.token
+    if (o.token && o.getToken) this.schedule(o.token)
+    ;(globalThis as any).addEventListener?.('online', this.online)
+    this.connect()
+  }
+
+  /** Listens to 'state' (cb(state)) or 'error' (cb(ClientError)). */
+  on(event: 'state' | 'error', cb: Listener): () => void {
+    let s = this.listeners.get(event)
+    if (!s) this.listeners.set(event, (s = new Set()))
+    s.add(cb)
+    return () => s.delete(cb)
+  }
+
+  /** The live group (stream, group); handles are shared and counted: close each one. */
+  group<T = unknown>(stream: string, group: string): Group<T> {
+    return this.live<T>(stream, group)
+  }
+
+  /** The live item id of (stream, group). */
+  item<T = unknown>(stream: string, group: string, id: string): Item<T> {
+    return this.live<T>(stream, group, id) as Item<T>
+  }
+
+  /** Calls a function through the iii listener at callUrl; rejects with a ClientError. */
+  call<R = unknown>(functionId: string, payload?: unknown, opts: { timeout?: number } = {}): Promise<R> {
+    if (!this.o.callUrl) return Promise.reject(new ClientError('no_call_url', 'connect(url, {callUrl}) names the listener calls go to'))
+    if (this.state === 'closed') return Promise.reject(new ClientError('closed', 'the client was closed'))
+    this.calls ||= caller(this.o.callUrl, this.WS)
+    return this.calls.call(functionId, payload ?? null, opts.timeout || this.o.callTimeout || 3e4) as Promise<R>
+  }
+
+  /** Closes the connection for good. */
+  close(): void {
+    if (this.state === 'closed') return
+    clearTimeout(this.retryTimer)
+    clearTimeout(this.renewTimer)
+    this.stop()
+    this.calls?.close()
+    ;(globalThis as any).removeEventListener?.('online', this.online)
+    this.set('closed')
+  }
+
+  private live<T>(stream: string, group: string, item?: string): Live<T> {
+    const k = JSON.stringify([stream, group, item])
+    let l = this.lives.get(k)
+    if (l) {
+      l.refs++
+      return l
+    }
+    this.lives.set(k, (l = new Live<T>(this, stream, group, item)))
+    this.join(l)
+    this.settle()
+    return l
+  }
+
+  private emit(event: string, v: unknown) {
+    for (const cb of this.listeners.get(event) || []) cb(v)
+  }
+
+  private set(s: State) {
+    if (this.state !== s) this.emit('state', (this.state = s))
+  }
+
+  private async connect() {
+    this.set('connecting')
+    let token = this.token
+    if (this.o.getToken && (!token || expiresIn(token) < 5e3)) {
+      try {
+        token = await this.refresh()
+      } catch (e) {
+        this.emit('error', new ClientError('token_failed', 'getToken failed: ' + e))
+        return this.retry()
+      }
+    }
+    if (this.state !== 'connecting') return // closed meanwhile
+    const h = { open: () => this.opened(), frame: (f: Frame) => this.frame(f), down: (d: Down) => this.down(d) }
+    this.t = this.transport === 'sse' ? openSSE(this.url, token, h) : openWebSocket(this.url, token, this.WS, h)
+    // A connection that does not open within 10 s (a blackholed network) is given up.
+    this.retryTimer = setTimeout(() => this.up || this.down({}), 1e4)
+  }
+
+  private opened() {
+    clearTimeout(this.retryTimer)
+    this.up = true
+    this.authRetried = false
+    this.lastRx = Date.now()
+    this.pinged = false
+    this.pingTimer = setInterval(() => this.tick(), Math.min(1e3, (this.o.pingInterval || 4e3) / 4))
+    for (const l of this.lives.values()) this.join(l)
+    this.settle()
+  }
+
+  private join(l: Live<any>) {
+    if (!this.up || l.denied) return
+    const id = 's' + ++this.n
+    l.sub = id
+    this.bySub.set(id, l)
+    this.t!.join({ subscriptionId: id, streamName: l.stream, groupId: l.group, id: l.item, since: l.seq })
+  }
+
+  private leave(l: Live<any>) {
+    if (l.sub) {
+      this.bySub.delete(l.sub)
+      this.t?.leave(l.sub)
+      l.sub = undefined
+    }
+  }
+
+  private frame(f: Frame) {
+    this.lastRx = Date.now()
+    this.pinged = false
+    this.attempt = 0
+    const l = f.subscriptionId !== undefined ? this.bySub.get(f.subscriptionId) : undefined
+    if (f.type === 'stream') return l?.apply(f)
+    if (f.type !== 'error') return
+    if (l) {
+      this.leave(l)
+      // The gateway could not serve it now: join again, with since.
+      if (f.code === 'unavailable' || f.code === 'snapshot_failed')
+        setTimeout(() => l.refs && !l.sub && this.join(l), this.delay())
+    }
+    this.emit('error', new ClientError(f.code || 'error', f.message || ''))
+  }
+
+  /** Silence: ping, and past twice the interval, the connection is dead. */
+  private tick() {
+    const pi = this.o.pingInterval || 4e3
+    if (this.transport === 'sse' && !this.bySub.size) this.lastRx = Date.now()
+    const idle = Date.now() - this.lastRx
+    // SSE cannot ping: the gateway's keep-alive comes every --stream-ping-interval (25 s).
+    if (idle > (this.transport === 'sse' ? Math.max(6e4, 2 * pi) : 2 * pi)) {
+      this.stop()
+      this.down({})
+    } else if (idle > pi && !this.pinged) this.pinged = !!this.t?.send({ type: 'ping' })
+  }
+
+  private stop() {
+    clearInterval(this.pingTimer)
+    this.t?.close()
+    this.t = undefined
+    this.up = false
+  }
+
+  private down(d: Down) {
+    this.stop()
+    for (const l of this.lives.values()) l.sub = undefined
+    this.bySub.clear()
+    if (this.state === 'closed') return
+    if (d.refused) {
+      if (this.o.getToken && !this.authRetried) {
+        this.authRetried = true
+        this.token = undefined
+        return this.connect()
+      }
+      this.error = new ClientError('unauthorized', 'the gateway refused the connection (HTTP ' + d.code + ')')
+      this.close()
+      return this.emit('error', this.error)
+    }
+    if (d.blocked && this.o.transport !== 'websocket') {
+      this.transport = 'sse'
+      return this.connect()
+    }
+    if (d.code === 4001) this.token = undefined // expired: connect with a fresh one
+    this.retry()
+  }
+
+  private delay() {
+    const b = this.o.backoff || {}
+    return Math.random() * Math.min(b.max || 3e4, (b.min || 500) * 2 ** this.attempt++)
+  }
+
+  private retry(ms = this.delay()) {
+    clearTimeout(this.retryTimer)
+    this.set('offline')
+    this.retryTimer = setTimeout(() => this.connect(), ms)
+  }
+
+  private refresh(): Promise<string> {
+    return (this.refreshing ||= (async () => {
+      try {
+        const t = await this.o.getToken!()
+        this.token = t
+        this.schedule(t)
+        return t
+      } finally {
+        this.refreshing = undefined
+      }
+    })())
+  }
+
+  /**
+   * Renews t before its exp: at 80% of what is left, at most a minute
+   * early. A token with 5 s or less left is renewed at the next connect.
+   */
+  private schedule(t: string) {
+    clearTimeout(this.renewTimer)
+    const left = expiresIn(t)
+    if (left > 5e3 && left < Infinity)
+      this.renewTimer = setTimeout(async () => {
+        try {
+          const t = await this.refresh()
+          this.t?.send({ type: 'auth', data: { token: t } })
+        } catch (e) {
+          this.emit('error', new ClientError('token_failed', 'getToken failed: ' + e))
+        }
+      }, Math.min(Math.max(left * 0.8, left - 6e4), 2 ** 31 - 1))
+  }
+
+  /** @internal The state follows the groups: resyncing while one waits for a snapshot. */
+  settle() {
+    if (this.up) this.set([...this.lives.values()].some((l) => !l.denied && l.seq === undefined) ? 'resyncing' : 'live')
+  }
+
+  /** @internal A group missed a sequence number: resume it from its seq. */
+  rejoin(l: Live<any>) {
+    this.leave(l)
+    this.join(l)
+  }
+
+  /** @internal The last handle of l closed. */
+  release(l: Live<any>) {
+    this.leave(l)
+    this.lives.delete(JSON.stringify([l.stream, l.group, l.item]))
+    this.settle()
+  }
+
+  /** @internal l's join was refused: it is not renewed. */
+  denied(l: Live<any>) {
+    this.leave(l)
+    this.settle()
+    this.emit('error', new ClientError('unauthorized', 'joining ' + l.stream + '/' + l.group + ' was refused'))
+  }
+}

@@ -1,0 +1,96 @@
+// Reconnects: a gateway killed mid-stream, history exhausted, a dead
+// connection.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { GATEWAY, client, contiguous, control, sleep, uniq, waitFor, writer } from './helpers.mjs'
+
+const fast = { backoff: { min: 50, max: 300 } }
+
+/** Writes 1, 2, 3 … to item n of (counter, g) until stop(); returns the last seq. */
+function keepWriting(w, g) {
+  let stop = false
+  let last = 0
+  const done = (async () => {
+    for (let i = 1; !stop; i++) {
+      last = (await w.call('stream::set', { stream_name: 'counter', group_id: g, item_id: 'n', data: i })).seq
+      await sleep(20)
+    }
+  })()
+  return {
+    last: () => last,
+    stop: async () => {
+      stop = true
+      await done
+      return last
+    },
+  }
+}
+
+for (const transport of ['websocket', 'sse']) {
+  test(`${transport}: a gateway killed mid-stream; the group resumes with since, no gap, no duplicate`, async (t) => {
+    const w = writer(t)
+    const g = uniq('resume')
+    const c = client(t, transport === 'sse' ? GATEWAY.replace(/^ws/, 'http') : GATEWAY, { ...fast, transport })
+    const states = []
+    c.on('state', (s) => states.push(s))
+    const group = c.group('counter', g)
+    const changes = []
+    group.subscribe((_, change) => changes.push(change))
+    await waitFor(() => c.state === 'live', 'live')
+    const writing = keepWriting(w, g)
+    await waitFor(() => group.seq >= 10, 'ten changes')
+    await control('/gateway/restart') // SIGKILL, then the same port again
+    const before = writing.last()
+    await waitFor(() => group.seq > before + 10, 'changes after the restart')
+    const last = await writing.stop()
+    await waitFor(() => group.seq === last, `seq ${last}`)
+
+    assert.equal(changes[0].type, 'snapshot')
+    const rest = changes.slice(1)
+    contiguous(rest, changes[0].seq, last)
+    for (const ch of rest) assert.equal(ch.value, ch.seq, `the value written with seq ${ch.seq}`)
+    assert.equal(group.items.get('n'), last)
+    assert.ok(states.includes('offline'), `states ${states}`)
+    assert.equal(c.state, 'live')
+  })
+}
+
+test('history exhausted: a resync replaces the state and says from which seq', async (t) => {
+  const w = writer(t)
+  const g = uniq('resync')
+  const set = (id, data) => w.call('stream::set', { stream_name: 'counter', group_id: g, item_id: id, data })
+  const c = client(t, GATEWAY, fast)
+  const group = c.group('counter', g)
+  const changes = []
+  group.subscribe((state, change) => changes.push([change, Object.fromEntries(state)]))
+  await waitFor(() => group.seq === 0, 'the empty snapshot')
+  await set('a', 0)
+  await waitFor(() => group.seq === 1, 'seq 1')
+
+  await control('/gateway/kill')
+  await waitFor(() => c.state === 'offline', 'offline')
+  // More changes than the engine keeps for since (--stream-history 200).
+  for (let i = 1; i <= 50; i++) await Promise.all([0, 1, 2, 3, 4].map((j) => set('k' + j, i)))
+  await control('/gateway/start')
+  await waitFor(() => group.seq === 251, 'seq 251')
+
+  const types = changes.map(([ch]) => ch.type)
+  assert.deepEqual(types, ['snapshot', 'create', 'resync'])
+  const [resync, state] = changes[2]
+  assert.equal(resync.seq, 251)
+  assert.deepEqual(state, { a: 0, k0: 50, k1: 50, k2: 50, k3: 50, k4: 50 })
+  await waitFor(() => c.state === 'live', 'live')
+})
+
+test('a connection gone silent is found dead within 10 s, and replaced', async (t) => {
+  const { addr } = await control('/proxy') // a TCP proxy to the gateway
+  const c = client(t, 'ws://' + addr, fast)
+  const group = c.group('counter', uniq('dead'))
+  await waitFor(() => c.state === 'live' && group.seq !== undefined, 'live')
+  await control('/proxy/freeze?addr=' + addr) // connections stay open; nothing goes through
+  const t0 = Date.now()
+  await waitFor(() => c.state !== 'live', 'the dead connection noticed', 12000)
+  const took = Date.now() - t0
+  assert.ok(took < 10000, `noticed after ${took} ms`)
+  t.diagnostic(`dead connection noticed after ${took} ms`)
+})

@@ -1,0 +1,209 @@
+package compat_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/trinehq/trine/internal/enginetest"
+)
+
+// jsClient is clients/js, the @trine/client package.
+const jsClient = "../clients/js"
+
+// TestJSClient builds @trine/client (esbuild and tsc, pinned in
+// clients/js/package-lock.json), fails if its bundle is over budget, and
+// runs its node tests (clients/js/tests) against a real engine and a real
+// `trine gateway` that the tests can kill and restart through a control
+// endpoint served here. `make test` installs the package with npm ci.
+func TestJSClient(t *testing.T) {
+	node := nodeBin(t)
+	if _, err := os.Stat(filepath.Join(jsClient, "node_modules", "esbuild", "package.json")); err != nil {
+		t.Fatal("clients/js is not installed: run `npm ci --prefix clients/js` (make test does)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, node, "scripts/build.mjs", "--size")
+	build.Dir = jsClient
+	out, err := build.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node scripts/build.mjs --size: %v\n%s", err, out)
+	}
+	t.Logf("%s", strings.TrimSpace(string(out)))
+
+	bin := buildTrine(t)
+	secret := "0123456789abcdef0123456789abcdef"
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	must(t, os.WriteFile(secretFile, []byte(secret), 0o600))
+	// The engine's own stream listener takes tokens; the gateway, which
+	// the tests kill and restart, takes anyone. --stream-history is small
+	// enough for a test to outrun it.
+	a := startEngineWith(t, bin, "--nats-addr", "127.0.0.1:0", "--stream-history", "200", "--stream-jwt-hmac-secret-file", secretFile)
+	natsAddr, ok := strings.CutPrefix(a.nats, "embedded,")
+	if !ok {
+		t.Fatalf("no NATS address on the engine's start line: %q", a.nats)
+	}
+	gw := &gatewayProc{t: t, bin: bin, args: []string{"gateway", "--engine", a.grpc, "--nats-url", "nats://" + natsAddr, "--http-addr", "127.0.0.1:0"}}
+	t.Cleanup(gw.kill)
+	must(t, gw.start("127.0.0.1:0"))
+
+	control := httptest.NewServer(gw.control())
+	defer control.Close()
+
+	args := []string{"--test", "--test-concurrency=1", "--test-force-exit"}
+	if nodeMajor(t, node) < 22 { // Node 20 and 21 have WebSocket behind a flag
+		args = append(args, "--experimental-websocket")
+	}
+	cmd := exec.CommandContext(ctx, node, append(args, "tests/")...)
+	cmd.Dir = jsClient
+	cmd.Env = append(os.Environ(),
+		"TRINE_GATEWAY=ws://"+gw.streamAddr(),
+		"TRINE_ENGINE_STREAM=ws://"+a.stream,
+		"TRINE_III=ws://"+a.iii,
+		"TRINE_CONTROL="+control.URL,
+		"TRINE_JWT_SECRET="+secret)
+	out, err = cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node --test tests/: %v\n%s", err, out)
+	}
+	t.Logf("node --test tests/:\n%s", lastLines(string(out), 12))
+}
+
+// nodeBin returns the node binary, failing the test when there is none.
+func nodeBin(t *testing.T) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is not installed: the client tests need Node.js 20+ (.ci/run installs it)")
+	}
+	return node
+}
+
+func nodeMajor(t *testing.T, node string) int {
+	out, err := exec.Command(node, "--version").Output()
+	must(t, err)
+	major, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(strings.TrimSpace(string(out)), "v"), ".", 2)[0])
+	must(t, err)
+	return major
+}
+
+var gatewayListening = regexp.MustCompile(`(?m)^trine gateway \S+ listening: stream=(\S+) `)
+
+// gatewayProc is a `trine gateway` process that can be killed (SIGKILL)
+// and started again on the same stream address.
+type gatewayProc struct {
+	t    *testing.T
+	bin  string
+	args []string
+
+	mu      sync.Mutex
+	addr    string // the stream listener's, kept across restarts
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	proxies map[string]*enginetest.Proxy
+}
+
+// start runs the gateway on addr and waits for its listening line.
+func (g *gatewayProc) start(addr string) error {
+	cmd := exec.Command(g.bin, append(g.args, "--stream-addr", addr)...)
+	var stdout, stderr lockedBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := gatewayListening.FindStringSubmatch(stdout.String()); m != nil {
+			g.mu.Lock()
+			g.addr, g.cmd, g.exited = m[1], cmd, exited
+			g.mu.Unlock()
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("gateway exited before listening\nstderr:\n%s", stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("no gateway listening line within 30s\nstderr:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (g *gatewayProc) streamAddr() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.addr
+}
+
+// kill stops the gateway with SIGKILL (no close frames) and waits for it.
+func (g *gatewayProc) kill() {
+	g.mu.Lock()
+	cmd, exited := g.cmd, g.exited
+	g.cmd = nil
+	g.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+}
+
+// control serves what the node tests ask of the harness:
+//
+//	POST /gateway/kill, /gateway/start, /gateway/restart
+//	POST /proxy          a TCP proxy to the gateway: {"addr"}
+//	POST /proxy/freeze?addr=A   it drops everything, connections stay open
+func (g *gatewayProc) control() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /gateway/kill", func(w http.ResponseWriter, r *http.Request) { g.kill() })
+	start := func(w http.ResponseWriter, r *http.Request) {
+		if err := g.start(g.streamAddr()); err != nil {
+			g.t.Error(err)
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	}
+	mux.HandleFunc("POST /gateway/start", start)
+	mux.HandleFunc("POST /gateway/restart", func(w http.ResponseWriter, r *http.Request) {
+		g.kill()
+		start(w, r)
+	})
+	mux.HandleFunc("POST /proxy", func(w http.ResponseWriter, r *http.Request) {
+		p := enginetest.NewProxy(g.t, g.streamAddr())
+		g.mu.Lock()
+		if g.proxies == nil {
+			g.proxies = map[string]*enginetest.Proxy{}
+		}
+		g.proxies[p.Addr] = p
+		g.mu.Unlock()
+		_ = json.NewEncoder(w).Encode(map[string]string{"addr": p.Addr})
+	})
+	mux.HandleFunc("POST /proxy/freeze", func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		p := g.proxies[r.URL.Query().Get("addr")]
+		g.mu.Unlock()
+		if p == nil {
+			http.NotFound(w, r)
+			return
+		}
+		p.Freeze()
+	})
+	return mux
+}
