@@ -24,13 +24,7 @@ import (
 // the token joins what its streams claim allows and is refused the rest,
 // and an EventSource without a token gets nothing.
 func TestBrowser(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatal("chromium is not installed: the browser test needs Debian's chromium (.ci/run installs it)")
-	}
-	if _, err := os.Stat(filepath.Join("browser", "node_modules", "puppeteer-core", "package.json")); err != nil {
-		t.Fatal("puppeteer-core is not installed: run `npm ci --prefix compat/browser` (make test does)")
-	}
+	chromium := chromiumWithPuppeteer(t)
 	node := nodeWithSDK(t)
 
 	page := httptest.NewServer(http.FileServer(http.Dir("browser")))
@@ -67,4 +61,18 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("node test.mjs: %v\n%s", err, out)
 	}
 	t.Logf("node test.mjs:\n%s", lastLines(string(out), 8))
+}
+
+// chromiumWithPuppeteer returns the OS's chromium, failing the test when
+// it or the pinned puppeteer-core is missing.
+func chromiumWithPuppeteer(t *testing.T) string {
+	t.Helper()
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium is not installed: the browser tests need Debian's chromium (.ci/run installs it)")
+	}
+	if _, err := os.Stat(filepath.Join("browser", "node_modules", "puppeteer-core", "package.json")); err != nil {
+		t.Fatal("puppeteer-core is not installed: run `npm ci --prefix compat/browser` (make test does)")
+	}
+	return chromium
 }

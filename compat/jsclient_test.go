@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/trinehq/trine/internal/enginetest"
 )
@@ -30,18 +33,9 @@ const jsClient = "../clients/js"
 // endpoint served here. `make test` installs the package with npm ci.
 func TestJSClient(t *testing.T) {
 	node := nodeBin(t)
-	if _, err := os.Stat(filepath.Join(jsClient, "node_modules", "esbuild", "package.json")); err != nil {
-		t.Fatal("clients/js is not installed: run `npm ci --prefix clients/js` (make test does)")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	build := exec.CommandContext(ctx, node, "scripts/build.mjs", "--size")
-	build.Dir = jsClient
-	out, err := build.CombinedOutput()
-	if err != nil {
-		t.Fatalf("node scripts/build.mjs --size: %v\n%s", err, out)
-	}
-	t.Logf("%s", strings.TrimSpace(string(out)))
+	buildJSClient(t, ctx, node)
 
 	bin := buildTrine(t)
 	secret := "0123456789abcdef0123456789abcdef"
@@ -74,11 +68,77 @@ func TestJSClient(t *testing.T) {
 		"TRINE_III=ws://"+a.iii,
 		"TRINE_CONTROL="+control.URL,
 		"TRINE_JWT_SECRET="+secret)
-	out, err = cmd.CombinedOutput()
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("node --test tests/: %v\n%s", err, out)
 	}
 	t.Logf("node --test tests/:\n%s", lastLines(string(out), 12))
+}
+
+// buildJSClient builds clients/js/dist and fails the test when the bundle
+// is over its budget.
+func buildJSClient(t *testing.T, ctx context.Context, node string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(jsClient, "node_modules", "esbuild", "package.json")); err != nil {
+		t.Fatal("clients/js is not installed: run `npm ci --prefix clients/js` (make test does)")
+	}
+	build := exec.CommandContext(ctx, node, "scripts/build.mjs", "--size")
+	build.Dir = jsClient
+	out, err := build.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node scripts/build.mjs --size: %v\n%s", err, out)
+	}
+	t.Logf("%s", strings.TrimSpace(string(out)))
+}
+
+// TestJSClientInChromium opens compat/browser/client.html, a page using
+// the built @trine/client, in the OS's headless Chromium, served from
+// another origin than the engine: over SSE and over a WebSocket it gets
+// its snapshot, writes through client.call and sees the changes in order,
+// and is refused a group its token does not allow; then, hidden behind
+// another tab, it finds its frozen connection dead within 10 s.
+func TestJSClientInChromium(t *testing.T) {
+	chromium := chromiumWithPuppeteer(t)
+	node := nodeBin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	buildJSClient(t, ctx, node)
+
+	mux := http.NewServeMux()
+	mux.Handle("/", http.FileServer(http.Dir("browser")))
+	mux.Handle("/client/", http.StripPrefix("/client/", http.FileServer(http.Dir(filepath.Join(jsClient, "dist")))))
+	page := httptest.NewServer(mux)
+	defer page.Close()
+	secret := "0123456789abcdef0123456789abcdef"
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	must(t, os.WriteFile(secretFile, []byte(secret), 0o600))
+	a := startEngineWith(t, buildTrine(t), "--allowed-origins", page.URL, "--stream-jwt-hmac-secret-file", secretFile)
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "browser", "exp": time.Now().Add(time.Hour).Unix(),
+		"streams": []string{"chat/*"}}).SignedString([]byte(secret))
+	must(t, err)
+	proxy := enginetest.NewProxy(t, a.stream)
+	control := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/freeze" {
+			proxy.Freeze()
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer control.Close()
+
+	pageURL := func(transport, group string) string {
+		q := url.Values{"gw": {proxy.Addr}, "iii": {a.iii}, "token": {token}, "transport": {transport}, "group": {group}}
+		return page.URL + "/client.html?" + q.Encode()
+	}
+	cmd := exec.CommandContext(ctx, node, "client.mjs")
+	cmd.Dir = "browser"
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium, "CONTROL="+control.URL,
+		"SSE_PAGE_URL="+pageURL("sse", "over-sse"), "PAGE_URL="+pageURL("websocket", "over-ws"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node client.mjs: %v\n%s", err, out)
+	}
+	t.Logf("node client.mjs:\n%s", lastLines(string(out), 8))
 }
 
 // nodeBin returns the node binary, failing the test when there is none.

@@ -1,0 +1,57 @@
+// Drives the OS's Chromium (CHROMIUM) headless through puppeteer-core to
+// SSE_PAGE_URL and PAGE_URL (client.html, using the built @trine/client,
+// over SSE and over a WebSocket), then hides the second
+// page behind another tab, asks the harness (CONTROL) to freeze the
+// page's connection, and checks that the hidden page finds it dead within
+// 10 s. Exits 1 when a check failed. See ../jsclient_test.go.
+import puppeteer from 'puppeteer-core'
+
+const { CHROMIUM, PAGE_URL, SSE_PAGE_URL, CONTROL } = process.env
+if (!CHROMIUM || !PAGE_URL || !SSE_PAGE_URL || !CONTROL) {
+  console.error('compat/browser: set CHROMIUM, PAGE_URL, SSE_PAGE_URL and CONTROL')
+  process.exit(2)
+}
+const browser = await puppeteer.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+})
+let failed = false
+async function checks(url, name) {
+  const page = await browser.newPage()
+  page.on('console', (m) => console.log(name + ':', m.text()))
+  page.on('pageerror', (e) => console.log(name + ' error:', e.message))
+  await page.goto(url)
+  const res = await (await page.waitForFunction(() => window.__result, { timeout: 30_000 })).jsonValue()
+  console.log(name, JSON.stringify(res))
+  if (Object.values(res).some((v) => v !== 'ok')) failed = true
+  return page
+}
+try {
+  await (await checks(SSE_PAGE_URL, 'sse')).close()
+  const page = await checks(PAGE_URL, 'websocket')
+
+  // The page goes to the background, where browsers throttle its timers.
+  const front = await browser.newPage()
+  await front.goto('about:blank')
+  await front.bringToFront()
+  const visibility = await page.evaluate(() => document.visibilityState)
+  console.log('page visibility:', visibility)
+  const res2 = await fetch(CONTROL + '/freeze', { method: 'POST' })
+  if (!res2.ok) throw new Error('freeze: ' + res2.status)
+  const t0 = Date.now()
+  let state = 'live'
+  while (state === 'live' && Date.now() - t0 < 15_000) {
+    await new Promise((r) => setTimeout(r, 100))
+    state = await page.evaluate(() => window.__client.state)
+  }
+  const took = Date.now() - t0
+  console.log(`hidden page: the dead connection noticed after ${took} ms (state ${state})`)
+  if (visibility !== 'hidden' || state === 'live' || took >= 10_000) failed = true
+} catch (e) {
+  console.log(e)
+  failed = true
+} finally {
+  await browser.close()
+}
+process.exit(failed ? 1 : 0)
