@@ -2,7 +2,7 @@
 // resume, token refresh and dead-connection detection; it owns the live
 // groups and items.
 import { ClientError, caller } from './call.js'
-import { Live, type Change, type EventMeta } from './live.js'
+import { Live, type Change, type EventMeta, type Overlay } from './live.js'
 import { openSSE, openWebSocket, type Down, type Frame, type Transport, type WebSocketLike } from './transport.js'
 
 /**
@@ -42,6 +42,14 @@ export interface Options {
   pingInterval?: number
   /** Default timeout of client.call in ms. Default 30000. */
   callTimeout?: number
+}
+
+/** Options of client.call. */
+export interface CallOptions {
+  /** Ms to wait for the answer; default the client's callTimeout. */
+  timeout?: number
+  /** A write to show at once, pending, in the live groups and items it touches. */
+  optimistic?: { stream: string; group: string; id: string; data: unknown }
 }
 
 /** A live group: every item of (stream, group). */
@@ -144,12 +152,34 @@ export class Client {
     return this.live<T>(stream, group, id) as Item<T>
   }
 
-  /** Calls a function through the iii listener at callUrl; rejects with a ClientError. */
-  call<R = unknown>(functionId: string, payload?: unknown, opts: { timeout?: number } = {}): Promise<R> {
+  /**
+   * Calls a function through the iii listener at callUrl; rejects with a
+   * ClientError. With optimistic, data shows at once as item id of the
+   * live group (and item) as a pending change, until the change with the
+   * seq of the function's result ({seq}, as stream::set answers) arrives;
+   * if the call fails it is rolled back.
+   */
+  call<R = unknown>(functionId: string, payload?: unknown, opts: CallOptions = {}): Promise<R> {
     if (!this.o.callUrl) return Promise.reject(new ClientError('no_call_url', 'connect(url, {callUrl}) names the listener calls go to'))
     if (this.state === 'closed') return Promise.reject(new ClientError('closed', 'the client was closed'))
     this.calls ||= caller(this.o.callUrl, this.WS)
-    return this.calls.call(functionId, payload ?? null, opts.timeout || this.o.callTimeout || 3e4) as Promise<R>
+    const p = opts.optimistic
+    const shown: [Live<any>, Overlay<any>][] = []
+    if (p)
+      for (const l of this.lives.values()) {
+        const o = l.stream === p.stream && l.group === p.group && l.pend(p.id, p.data)
+        if (o) shown.push([l, o])
+      }
+    return this.calls.call(functionId, payload ?? null, opts.timeout || this.o.callTimeout || 3e4).then(
+      (r: any) => {
+        for (const [l, o] of shown) l.end(p!.id, o, true, r?.seq)
+        return r
+      },
+      (e) => {
+        for (const [l, o] of shown) l.end(p!.id, o, false)
+        throw e
+      },
+    )
   }
 
   /** Closes the connection for good. */

@@ -13,7 +13,12 @@ export type Change<T> =
    * stream::send events among them were missed.
    */
   | { type: 'resync'; seq: number }
-  | { type: 'create' | 'update' | 'delete'; id: string; seq: number; value: T }
+  /**
+   * An item changed. pending: true is a local optimistic write not yet
+   * confirmed; pending: false is the end of one (confirmed, or rolled
+   * back), showing the server's value again. Server changes have no pending.
+   */
+  | { type: 'create' | 'update' | 'delete'; id: string; seq: number; value: T; pending?: boolean }
   /** The join was refused (stream:join handler, or the token's streams claim). */
   | { type: 'unauthorized' }
 
@@ -25,6 +30,20 @@ export interface EventMeta {
 }
 
 type Listener = (...a: any[]) => void
+
+/** No value: the item does not exist (on the server, under an overlay). */
+const NONE: any = {}
+
+/**
+ * An optimistic write shown over the server's state: v is shown until
+ * the change with seq arrives (or, while seq is unknown, until the call
+ * answers); base is the server's value underneath.
+ */
+export interface Overlay<T> {
+  v: T
+  seq?: number
+  base: T
+}
 
 /** Link is what a live subscription needs from its client. */
 export interface Link {
@@ -51,6 +70,7 @@ export class Live<T> {
   sub?: string
   refs = 1
   private subs = new Set<Listener>()
+  private over = new Map<string, Overlay<T>>()
   private events = new Map<string, Set<Listener>>()
 
   constructor(
@@ -106,6 +126,12 @@ export class Live<T> {
         ;(e.data as T[]).forEach((v, i) => this.items.set(ids[i], v))
       }
       this.seq = seq
+      // Pending writes stay shown over the new state, unless it has them.
+      for (const [id, o] of this.over) {
+        o.base = this.items.has(id) ? this.items.get(id)! : NONE
+        if (o.seq !== undefined && seq >= o.seq) this.over.delete(id)
+        else this.items.set(id, o.v)
+      }
       this.link.settle()
       return this.emit({ type: e.resync ? 'resync' : 'snapshot', seq })
     }
@@ -125,8 +151,47 @@ export class Live<T> {
       for (const cb of this.events.get(ev.type) || []) cb(ev.data, { seq, id })
       return
     }
+    const o = this.over.get(id)
+    if (o) {
+      o.base = e.type === 'delete' ? NONE : (e.data as T)
+      if (o.seq === undefined || seq < o.seq) return // the pending value stays shown
+      this.over.delete(id)
+    }
     if (e.type === 'delete') this.items.delete(id)
     else this.items.set(id, e.data as T)
     this.emit({ type: e.type as 'create', id, seq, value: e.data as T })
+  }
+
+  /** Shows v (NONE: no item) for id, as a change that is pending or ends one. */
+  private show(id: string, v: T, pending: boolean) {
+    const had = this.items.has(id)
+    const old = this.items.get(id)
+    if (v === NONE) this.items.delete(id)
+    else this.items.set(id, v)
+    this.emit({ type: v === NONE ? 'delete' : had ? 'update' : 'create', id, seq: this.seq || 0, value: v === NONE ? old! : v, pending })
+  }
+
+  /** @internal Shows an optimistic write of id at once; undefined when id is not this subscription's. */
+  pend(id: string, v: T): Overlay<T> | undefined {
+    if (this.item !== undefined && this.item !== id) return
+    const prev = this.over.get(id)
+    const o = { v, base: prev ? prev.base : this.items.has(id) ? this.items.get(id)! : NONE }
+    this.over.set(id, o)
+    this.show(id, v, true)
+    return o
+  }
+
+  /**
+   * @internal The call behind o answered: ok with the seq of its change
+   * (it stays shown until that change arrives; without a seq, the
+   * server's value shows now), or not ok (rolled back).
+   */
+  end(id: string, o: Overlay<T>, ok: boolean, seq?: unknown) {
+    if (this.over.get(id) !== o) return // a later write replaced it
+    if (ok && typeof seq === 'number' && (this.seq === undefined || seq > this.seq)) o.seq = seq
+    else {
+      this.over.delete(id)
+      this.show(id, o.base, false)
+    }
   }
 }

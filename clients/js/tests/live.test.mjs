@@ -83,3 +83,33 @@ test('call: a function result, and an error with its code', async (t) => {
   const noURL = client(t, GATEWAY)
   await assert.rejects(noURL.call('stream::get', {}), (e) => e.code === 'no_call_url')
 })
+
+test('call with optimistic: shown at once as pending, confirmed by its change; a refused write rolled back', async (t) => {
+  const c = client(t, GATEWAY, { callUrl: III })
+  const g = uniq('optimistic')
+  const group = c.group('todos', g)
+  await waitFor(() => group.seq === 0, 'the empty snapshot')
+  const changes = []
+  group.subscribe((items, ch) => changes.push({ ...ch, shown: items.get('a') }))
+  const write = (data, extra) =>
+    c.call('stream::set', { stream_name: 'todos', group_id: g, item_id: 'a', data, ...extra }, { optimistic: { stream: 'todos', group: g, id: 'a', data } })
+
+  const p = write({ title: 'milk' })
+  assert.deepEqual(changes, [{ type: 'create', id: 'a', seq: 0, value: { title: 'milk' }, pending: true, shown: { title: 'milk' } }])
+  assert.equal((await p).seq, 1)
+  await waitFor(() => group.seq === 1 && changes.length === 2, 'the confirmation')
+  assert.ok(!changes[1].pending, 'confirmed')
+  assert.deepEqual(changes[1].shown, { title: 'milk' })
+
+  // if_seq 0: the item must not exist, so the engine refuses it.
+  await assert.rejects(write({ title: 'eggs' }, { if_seq: 0 }), (e) => e.code === 'conflict')
+  assert.deepEqual(
+    changes.slice(2).map((ch) => [ch.pending, ch.shown]),
+    [
+      [true, { title: 'eggs' }],
+      [false, { title: 'milk' }],
+    ],
+  )
+  assert.deepEqual(group.items.get('a'), { title: 'milk' })
+  assert.equal(group.seq, 1)
+})

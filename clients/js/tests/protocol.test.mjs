@@ -96,3 +96,59 @@ test('a 4001 close (token expired) reconnects with a fresh token and resumes wit
   assert.deepEqual(states, ['offline', 'connecting', 'live'])
   assert.equal(group.seq, 3)
 })
+
+test('optimistic writes: pending at once, confirmed by the seq of the result, rolled back on an error', async (t) => {
+  const { sockets, FakeSocket } = fakeServer()
+  const c = connect('ws://gateway.test', { WebSocket: FakeSocket, callUrl: 'ws://iii.test' })
+  t.after(() => c.close())
+  const group = c.group('s', 'g')
+  await until(() => sockets[0]?.sent.length)
+  const ws = sockets[0]
+  ws.push(frame('s1', 1, { type: 'sync', data: [{ n: 0 }], ids: ['a'] }))
+  const changes = []
+  group.subscribe((items, ch) => changes.push([ch.type, ch.id, ch.seq, ch.pending, JSON.stringify(items.get(ch.id))]))
+  const optimistic = (id, data) => ({ optimistic: { stream: 's', group: 'g', id, data } })
+
+  // The answer first, then the change it names.
+  const p1 = c.call('todos::edit', { n: 1 }, optimistic('a', { n: 1 }))
+  assert.deepEqual(changes, [['update', 'a', 1, true, '{"n":1}']])
+  await until(() => sockets[1]?.sent.length === 2)
+  const iii = sockets[1]
+  assert.equal(iii.url, 'ws://iii.test')
+  assert.equal(iii.sent[0].function_id, 'engine::workers::register')
+  const answer = (i, body) => iii.push({ type: 'invocationresult', invocation_id: iii.sent[i].invocation_id, ...body })
+  assert.deepEqual({ ...iii.sent[1], invocation_id: 0 }, { type: 'invokefunction', invocation_id: 0, function_id: 'todos::edit', data: { n: 1 } })
+  answer(1, { result: { seq: 2 } })
+  assert.deepEqual(await p1, { seq: 2 })
+  assert.equal(changes.length, 1, 'pending until seq 2 arrives')
+  ws.push(frame('s1', 2, { type: 'update', data: { n: 1 } }, 'a'))
+  assert.deepEqual(changes.at(-1), ['update', 'a', 2, undefined, '{"n":1}'])
+
+  // The change first (under the pending value), then the answer.
+  const p2 = c.call('todos::edit', {}, optimistic('a', { n: 2 }))
+  ws.push(frame('s1', 3, { type: 'update', data: { n: 2 } }, 'a'))
+  assert.deepEqual(changes.slice(2), [['update', 'a', 2, true, '{"n":2}']])
+  await until(() => iii.sent.length === 3)
+  answer(2, { result: { seq: 3 } })
+  await p2
+  assert.deepEqual(changes.slice(3), [['update', 'a', 3, false, '{"n":2}']])
+
+  // An error: rolled back.
+  const p3 = c.call('todos::add', {}, optimistic('b', 1))
+  assert.deepEqual(changes.at(-1), ['create', 'b', 3, true, '1'])
+  await until(() => iii.sent.length === 4)
+  answer(3, { error: { code: 'conflict', message: 'seq mismatch' } })
+  await assert.rejects(p3, (e) => e.code === 'conflict')
+  assert.deepEqual(changes.at(-1), ['delete', 'b', 3, false, undefined])
+  assert.deepEqual(Object.fromEntries(group.items), { a: { n: 2 } })
+
+  // A resync while a write is pending keeps it shown over the new state.
+  const p4 = c.call('todos::edit', {}, optimistic('a', { n: 4 }))
+  ws.push(frame('s1', 9, { type: 'sync', data: [{ n: 3 }, 5], ids: ['a', 'c'], resync: true }))
+  assert.deepEqual(Object.fromEntries(group.items), { a: { n: 4 }, c: 5 })
+  await until(() => iii.sent.length === 5)
+  answer(4, { result: { seq: 10 } })
+  await p4
+  ws.push(frame('s1', 10, { type: 'update', data: { n: 4 } }, 'a'))
+  assert.deepEqual(changes.at(-1), ['update', 'a', 10, undefined, '{"n":4}'])
+})
