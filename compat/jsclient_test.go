@@ -82,18 +82,21 @@ func buildJSClient(t *testing.T, ctx context.Context, node string) {
 	if _, err := os.Stat(filepath.Join(jsClient, "node_modules", "esbuild", "package.json")); err != nil {
 		t.Fatal("clients/js is not installed: run `npm ci --prefix clients/js` (make test does)")
 	}
-	build := exec.CommandContext(ctx, node, "scripts/build.mjs", "--size")
+	build := exec.CommandContext(ctx, node, "scripts/build.mjs", "--size", "--pages")
 	build.Dir = jsClient
 	out, err := build.CombinedOutput()
 	if err != nil {
-		t.Fatalf("node scripts/build.mjs --size: %v\n%s", err, out)
+		t.Fatalf("node scripts/build.mjs --size --pages: %v\n%s", err, out)
 	}
 	t.Logf("%s", strings.TrimSpace(string(out)))
 }
 
-// TestJSClientInChromium opens compat/browser/client.html, a page using
-// the built @trine/client, in the OS's headless Chromium, served from
-// another origin than the engine: over SSE and over a WebSocket it gets
+// TestJSClientInChromium opens pages using the built @trine/client in the
+// OS's headless Chromium, served from another origin than the engine.
+// strict.html renders a group with the React hooks under StrictMode (mount,
+// unmount, mount again): one socket and one join reach the gateway, the
+// page renders a change, and unmounting sends one leave. client.html, over
+// SSE and over a WebSocket, gets
 // its snapshot, writes through client.call and sees the changes in order,
 // and is refused a group its token does not allow; then, hidden behind
 // another tab, it finds its frozen connection dead within 10 s.
@@ -133,7 +136,8 @@ func TestJSClientInChromium(t *testing.T) {
 	cmd := exec.CommandContext(ctx, node, "client.mjs")
 	cmd.Dir = "browser"
 	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium, "CONTROL="+control.URL,
-		"SSE_PAGE_URL="+pageURL("sse", "over-sse"), "PAGE_URL="+pageURL("websocket", "over-ws"))
+		"SSE_PAGE_URL="+pageURL("sse", "over-sse"), "PAGE_URL="+pageURL("websocket", "over-ws"),
+		"STRICT_PAGE_URL="+strings.Replace(pageURL("", "strict"), "/client.html?", "/strict.html?", 1))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("node client.mjs: %v\n%s", err, out)

@@ -1,14 +1,14 @@
 // Drives the OS's Chromium (CHROMIUM) headless through puppeteer-core to
-// SSE_PAGE_URL and PAGE_URL (client.html, using the built @trine/client,
+// STRICT_PAGE_URL (React hooks under StrictMode), SSE_PAGE_URL and PAGE_URL (client.html, using the built @trine/client,
 // over SSE and over a WebSocket), then hides the second
 // page behind another tab, asks the harness (CONTROL) to freeze the
 // page's connection, and checks that the hidden page finds it dead within
 // 10 s. Exits 1 when a check failed. See ../jsclient_test.go.
 import puppeteer from 'puppeteer-core'
 
-const { CHROMIUM, PAGE_URL, SSE_PAGE_URL, CONTROL } = process.env
-if (!CHROMIUM || !PAGE_URL || !SSE_PAGE_URL || !CONTROL) {
-  console.error('compat/browser: set CHROMIUM, PAGE_URL, SSE_PAGE_URL and CONTROL')
+const { CHROMIUM, PAGE_URL, SSE_PAGE_URL, STRICT_PAGE_URL, CONTROL } = process.env
+if (!CHROMIUM || !PAGE_URL || !SSE_PAGE_URL || !STRICT_PAGE_URL || !CONTROL) {
+  console.error('compat/browser: set CHROMIUM, PAGE_URL, SSE_PAGE_URL, STRICT_PAGE_URL and CONTROL')
   process.exit(2)
 }
 const browser = await puppeteer.launch({
@@ -27,7 +27,37 @@ async function checks(url, name) {
   if (Object.values(res).some((v) => v !== 'ok')) failed = true
   return page
 }
+/**
+ * strict.html: React StrictMode mounts the hook's component, unmounts it
+ * and mounts it again; one socket and one join must reach the gateway, and
+ * one leave once the component is gone.
+ */
+async function strictMode() {
+  const page = await browser.newPage()
+  page.on('console', (m) => console.log('strict:', m.text()))
+  page.on('pageerror', (e) => console.log('strict error:', e.message))
+  await page.goto(STRICT_PAGE_URL)
+  await page.waitForSelector('#messages[data-state="live"][data-seq="0"]', { timeout: 15_000 })
+  await page.evaluate(() => {
+    const group = new URLSearchParams(location.search).get('group')
+    return window.__client.call('stream::set', { stream_name: 'chat', group_id: group, item_id: 'm1', data: { text: 'rendered' } })
+  })
+  await page.waitForFunction(() => document.querySelector('#messages li')?.textContent === 'rendered', { timeout: 10_000 })
+  const mounted = await page.evaluate(() => ({ sockets: window.__gatewaySockets, sent: window.__sent.join() }))
+  await page.evaluate(() => window.__unmount())
+  await page.waitForFunction(() => window.__sent.includes('leave'), { timeout: 10_000 })
+  const gone = await page.evaluate(() => window.__sent.join())
+  const res = {
+    mounted: mounted.sockets === 1 && mounted.sent === 'join' ? 'ok' : JSON.stringify(mounted),
+    unmounted: gone === 'join,leave' ? 'ok' : gone,
+  }
+  console.log('strict', JSON.stringify(res))
+  if (Object.values(res).some((v) => v !== 'ok')) failed = true
+  await page.close()
+}
+
 try {
+  await strictMode()
   await (await checks(SSE_PAGE_URL, 'sse')).close()
   const page = await checks(PAGE_URL, 'websocket')
 

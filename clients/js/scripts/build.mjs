@@ -1,6 +1,7 @@
-// Builds dist/index.js (ESM, minified, one file, no dependencies) with
-// esbuild and dist/*.d.ts with tsc, which also typechecks. With --size it
-// prints the bundle's size minified and gzipped and fails over the budget.
+// Builds dist/index.js (ESM, minified, one file, no dependencies) and
+// dist/react.js (the hooks) with esbuild, and dist/*.d.ts with tsc, which also typechecks. With --size it
+// prints the bundle's size minified and gzipped and fails over the budget;
+// with --pages it also builds the test pages.
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -11,16 +12,15 @@ import { build } from 'esbuild'
 export const BUDGET = 8000
 
 process.chdir(new URL('..', import.meta.url).pathname)
-await build({
-  entryPoints: ['src/index.ts'],
-  outfile: 'dist/index.js',
-  bundle: true,
-  format: 'esm',
-  target: 'es2020',
-  minify: true,
-  sourcemap: true,
-  legalComments: 'none',
-})
+const options = { bundle: true, format: 'esm', target: 'es2020', minify: true, sourcemap: true, legalComments: 'none' }
+await build({ ...options, entryPoints: ['src/index.ts'], outfile: 'dist/index.js' })
+// The React hooks: a separate entry (@trine/client/react); react stays the app's.
+await build({ ...options, entryPoints: ['src/react.ts'], outfile: 'dist/react.js', external: ['react'] })
+// Test pages (compat/jsclient_test.go): bundled with React, from src.
+if (process.argv.includes('--pages'))
+  await build({ ...options, entryPoints: ['tests/pages/strict.jsx'], outfile: 'dist/pages/strict.js', jsx: 'automatic', minify: false,
+    // StrictMode mounts twice in development builds only.
+    define: { 'process.env.NODE_ENV': '"development"' } })
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
 execFileSync(process.execPath, [tsc, '-p', '.'], { stdio: 'inherit' })
 

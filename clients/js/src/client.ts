@@ -42,6 +42,12 @@ export interface Options {
   pingInterval?: number
   /** Default timeout of client.call in ms. Default 30000. */
   callTimeout?: number
+  /**
+   * Ms a group or item stays subscribed after its last handle closed, so
+   * that one taken again at once (React StrictMode's second mount) does
+   * not leave and join again. Default 1000.
+   */
+  linger?: number
 }
 
 /** Options of client.call. */
@@ -215,6 +221,7 @@ export class Client {
   }
 
   private async connect() {
+    clearTimeout(this.retryTimer)
     this.set('connecting')
     let token = this.token
     if (this.o.getToken && (!token || expiresIn(token) < 5e3)) {
@@ -370,11 +377,19 @@ export class Client {
     this.join(l)
   }
 
-  /** @internal The last handle of l closed. */
+  /**
+   * @internal The last handle of l closed: the subscription ends after
+   * linger ms unless a handle is taken again meanwhile (React StrictMode
+   * mounts, unmounts and mounts again at once).
+   */
   release(l: Live<any>) {
-    this.leave(l)
-    this.lives.delete(JSON.stringify([l.stream, l.group, l.item]))
-    this.settle()
+    const k = JSON.stringify([l.stream, l.group, l.item])
+    setTimeout(() => {
+      if (l.refs || this.lives.get(k) !== l) return
+      this.leave(l)
+      this.lives.delete(k)
+      this.settle()
+    }, this.o.linger ?? 1e3)
   }
 
   /** @internal l's join was refused: it is not renewed. */

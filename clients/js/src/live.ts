@@ -105,7 +105,7 @@ export class Live<T> {
 
   /** Ends this handle; the subscription ends with the last one. */
   close(): void {
-    if (--this.refs === 0) this.link.release(this)
+    if (this.refs > 0 && --this.refs === 0) this.link.release(this)
   }
 
   private emit(c: Change<T>) {

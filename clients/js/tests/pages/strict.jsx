@@ -1,0 +1,53 @@
+// A React page under StrictMode (which mounts, unmounts and mounts again)
+// using @trine/client/react, for compat/browser/strict.html. It counts what
+// reaches the server: sockets to the gateway, and the frames sent on them.
+import { StrictMode, useState } from 'react'
+import { createRoot } from 'react-dom/client'
+import { connect } from '../../src/index.ts'
+import { useConnectionState, useGroup } from '../../src/react.ts'
+
+const q = new URLSearchParams(location.search)
+const gw = 'ws://' + q.get('gw')
+window.__gatewaySockets = 0
+window.__sent = []
+class CountingWebSocket extends WebSocket {
+  constructor(url) {
+    super(url)
+    this.counted = url.startsWith(gw)
+    if (this.counted) window.__gatewaySockets++
+  }
+  send(data) {
+    if (this.counted) window.__sent.push(JSON.parse(data).type)
+    super.send(data)
+  }
+}
+const client = (window.__client = connect('http://' + q.get('gw'), {
+  token: q.get('token'),
+  callUrl: 'ws://' + q.get('iii'),
+  WebSocket: CountingWebSocket,
+  linger: 300,
+}))
+
+function Messages({ group }) {
+  const { items, seq } = useGroup(client, 'chat', group)
+  const state = useConnectionState(client)
+  return (
+    <ul id="messages" data-seq={seq ?? ''} data-state={state}>
+      {[...items].map(([id, m]) => (
+        <li key={id}>{m.text}</li>
+      ))}
+    </ul>
+  )
+}
+
+function App() {
+  const [shown, setShown] = useState(true)
+  window.__unmount = () => setShown(false)
+  return shown ? <Messages group={q.get('group')} /> : <p id="gone">gone</p>
+}
+
+createRoot(document.getElementById('root')).render(
+  <StrictMode>
+    <App />
+  </StrictMode>,
+)
