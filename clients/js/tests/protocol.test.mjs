@@ -152,3 +152,29 @@ test('optimistic writes: pending at once, confirmed by the seq of the result, ro
   ws.push(frame('s1', 10, { type: 'update', data: { n: 4 } }, 'a'))
   assert.deepEqual(changes.at(-1), ['update', 'a', 10, undefined, '{"n":4}'])
 })
+
+test('getToken: a renewal and a reconnect needing a token at once share one call', async (t) => {
+  const { sockets, FakeSocket } = fakeServer()
+  const jwt = (exp) => 'h.' + Buffer.from(JSON.stringify({ exp })).toString('base64url') + '.s'
+  let calls = 0
+  const c = connect('ws://gateway.test', {
+    WebSocket: FakeSocket,
+    // A token good for 6.5 s (renewed at 80% of that: about 5.2 s), handed out slowly.
+    getToken: () => {
+      calls++
+      return new Promise((r) => setTimeout(() => r(jwt(Date.now() / 1000 + 6.5)), 300))
+    },
+    backoff: { min: 1, max: 2 },
+  })
+  t.after(() => c.close())
+  await until(() => sockets[0]?.readyState === 1)
+  assert.equal(calls, 1)
+  // Close with 4001 while the renewal's getToken is under way: the
+  // reconnect needs a token too, and waits for the same call.
+  for (const deadline = Date.now() + 8000; calls === 1; await new Promise((r) => setTimeout(r, 5)))
+    if (Date.now() > deadline) throw new Error('no renewal')
+  sockets[0].onclose({ code: 4001 })
+  await until(() => sockets[1]?.readyState === 1)
+  assert.equal(calls, 2)
+  assert.match(sockets[1].url, /token=h\./)
+})
