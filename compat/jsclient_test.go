@@ -93,7 +93,9 @@ func buildJSClient(t *testing.T, ctx context.Context, node string) {
 
 // TestJSClientInChromium opens pages using the built @trine/client in the
 // OS's headless Chromium, served from another origin than the engine.
-// strict.html renders a group with the React hooks under StrictMode (mount,
+// share.html, in two tabs with shareAcrossTabs, opens one socket between
+// them; when the tab holding it closes, the other takes it over and its
+// group goes on without a gap or a duplicate. strict.html renders a group with the React hooks under StrictMode (mount,
 // unmount, mount again): one socket and one join reach the gateway, the
 // page renders a change, and unmounting sends one leave. client.html, over
 // SSE and over a WebSocket, gets
@@ -137,7 +139,8 @@ func TestJSClientInChromium(t *testing.T) {
 	cmd.Dir = "browser"
 	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium, "CONTROL="+control.URL,
 		"SSE_PAGE_URL="+pageURL("sse", "over-sse"), "PAGE_URL="+pageURL("websocket", "over-ws"),
-		"STRICT_PAGE_URL="+strings.Replace(pageURL("", "strict"), "/client.html?", "/strict.html?", 1))
+		"STRICT_PAGE_URL="+strings.Replace(pageURL("", "strict"), "/client.html?", "/strict.html?", 1),
+		"SHARE_PAGE_URL="+strings.Replace(pageURL("", "shared"), "/client.html?", "/share.html?", 1))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("node client.mjs: %v\n%s", err, out)

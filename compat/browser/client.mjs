@@ -1,14 +1,15 @@
 // Drives the OS's Chromium (CHROMIUM) headless through puppeteer-core to
-// STRICT_PAGE_URL (React hooks under StrictMode), SSE_PAGE_URL and PAGE_URL (client.html, using the built @trine/client,
+// SHARE_PAGE_URL (two tabs sharing one socket), STRICT_PAGE_URL (React
+// hooks under StrictMode), SSE_PAGE_URL and PAGE_URL (client.html, using the built @trine/client,
 // over SSE and over a WebSocket), then hides the second
 // page behind another tab, asks the harness (CONTROL) to freeze the
 // page's connection, and checks that the hidden page finds it dead within
 // 10 s. Exits 1 when a check failed. See ../jsclient_test.go.
 import puppeteer from 'puppeteer-core'
 
-const { CHROMIUM, PAGE_URL, SSE_PAGE_URL, STRICT_PAGE_URL, CONTROL } = process.env
-if (!CHROMIUM || !PAGE_URL || !SSE_PAGE_URL || !STRICT_PAGE_URL || !CONTROL) {
-  console.error('compat/browser: set CHROMIUM, PAGE_URL, SSE_PAGE_URL, STRICT_PAGE_URL and CONTROL')
+const { CHROMIUM, PAGE_URL, SSE_PAGE_URL, STRICT_PAGE_URL, SHARE_PAGE_URL, CONTROL } = process.env
+if (!CHROMIUM || !PAGE_URL || !SSE_PAGE_URL || !STRICT_PAGE_URL || !SHARE_PAGE_URL || !CONTROL) {
+  console.error('compat/browser: set CHROMIUM, PAGE_URL, SSE_PAGE_URL, STRICT_PAGE_URL, SHARE_PAGE_URL and CONTROL')
   process.exit(2)
 }
 const browser = await puppeteer.launch({
@@ -56,7 +57,58 @@ async function strictMode() {
   await page.close()
 }
 
+/**
+ * share.html in two tabs with shareAcrossTabs: the first holds the one
+ * socket, the second gets the group through it; when the first closes, the
+ * second takes the socket over and its group goes on without a gap or a
+ * duplicate.
+ */
+async function shareAcrossTabs() {
+  const open = async (name) => {
+    const page = await browser.newPage()
+    page.on('console', (m) => console.log(name + ':', m.text()))
+    page.on('pageerror', (e) => console.log(name + ' error:', e.message))
+    await page.goto(SHARE_PAGE_URL)
+    return page
+  }
+  const seq = (page) => page.evaluate(() => window.__group.seq)
+  const until = async (page, fn, arg, what) => {
+    try {
+      await page.waitForFunction(fn, { timeout: 10_000, polling: 20 }, arg)
+    } catch (e) {
+      throw new Error('share: ' + what + ': ' + e.message)
+    }
+  }
+  const write = (page, id) =>
+    page.evaluate((id) => {
+      const group = new URLSearchParams(location.search).get('group')
+      return window.__client.call('stream::set', { stream_name: 'chat', group_id: group, item_id: id, data: { text: id } })
+    }, id)
+  const a = await open('tab-a')
+  await until(a, () => window.__group.seq === 0 && window.__client.state === 'live', null, 'tab a live')
+  const b = await open('tab-b')
+  await until(b, () => window.__group.seq === 0 && window.__client.state === 'live', null, 'tab b gets the group through tab a')
+  await write(a, 'm1')
+  await write(b, 'm2')
+  await until(b, () => window.__group.seq === 2, null, 'tab b sees both writes')
+  const sockets = [await a.evaluate(() => window.__gatewaySockets), await b.evaluate(() => window.__gatewaySockets)]
+  await a.close({ runBeforeUnload: true })
+  await write(b, 'm3') // while no tab holds the socket, most likely
+  await until(b, () => window.__gatewaySockets === 1 && window.__client.state === 'live', null, 'tab b takes the socket over')
+  await write(b, 'm4')
+  await until(b, () => window.__group.seq === 4, null, 'tab b sees the writes around the takeover')
+  const changes = await b.evaluate(() => JSON.stringify(window.__changes))
+  const res = {
+    oneSocket: sockets.join() === '1,0' ? 'ok' : 'sockets ' + sockets,
+    takeover: changes === '[["snapshot",0],["create",1],["create",2],["create",3],["create",4]]' ? 'ok' : changes,
+  }
+  console.log('share', JSON.stringify(res), await seq(b))
+  if (Object.values(res).some((v) => v !== 'ok')) failed = true
+  await b.close()
+}
+
 try {
+  await shareAcrossTabs()
   await strictMode()
   await (await checks(SSE_PAGE_URL, 'sse')).close()
   const page = await checks(PAGE_URL, 'websocket')

@@ -43,6 +43,14 @@ export interface Options {
   /** Default timeout of client.call in ms. Default 30000. */
   callTimeout?: number
   /**
+   * Share one socket among the tabs of this origin that connect to the same
+   * url: the tab holding a Web Lock holds the socket and passes frames on
+   * over a BroadcastChannel; when it closes, another tab takes the lock
+   * and the socket, and every group resumes. Browsers only (with
+   * BroadcastChannel and navigator.locks); elsewhere it is ignored.
+   */
+  shareAcrossTabs?: boolean
+  /**
    * Ms a group or item stays subscribed after its last handle closed, so
    * that one taken again at once (React StrictMode's second mount) does
    * not leave and join again. Default 1000.
@@ -97,6 +105,8 @@ function expiresIn(t: string): number {
   return Infinity
 }
 
+const key = (l: Live<any>) => JSON.stringify([l.stream, l.group, l.item])
+
 /** connect opens a client on the stream gateway at url (http(s):// or ws(s)://). */
 export function connect(url: string, opts: Options = {}): Client {
   return new Client(url, opts)
@@ -127,6 +137,12 @@ export class Client {
   private calls?: ReturnType<typeof caller>
   private WS: WebSocketLike
   private online = () => this.state === 'offline' && this.retry(0)
+  // shareAcrossTabs: the channel between tabs; leader holds the socket
+  private bc?: BroadcastChannel
+  private leader = false
+  private unlock?: (v?: unknown) => void
+  /** Leader: how many joins other tabs hold, by key. */
+  private remote = new Map<string, number>()
 
   constructor(
     readonly url: string,
@@ -136,8 +152,25 @@ export class Client {
     this.transport = o.transport === 'sse' || (!this.WS && o.transport !== 'websocket') ? 'sse' : 'websocket'
     this.token = o.token
     if (o.token && o.getToken) this.schedule(o.token)
-    ;(globalThis as any).addEventListener?.('online', this.online)
-    this.connect()
+    const g = globalThis as any
+    g.addEventListener?.('online', this.online)
+    const locks = g.navigator?.locks
+    if (o.shareAcrossTabs && g.BroadcastChannel && locks) {
+      // One tab, the one holding the lock, holds the socket; the others
+      // send it their joins and apply the frames it passes on.
+      const name = 'trine-client ' + url
+      const bc = (this.bc = new BroadcastChannel(name))
+      bc.onmessage = (m) => this.tab(m.data)
+      g.addEventListener?.('pagehide', () => this.close())
+      locks.request(name, () => {
+        if (this.state === 'closed') return
+        this.leader = true
+        for (const l of this.lives.values()) l.sub = undefined
+        bc.postMessage({ t: 'hello' })
+        this.connect()
+        return new Promise((r) => (this.unlock = r))
+      })
+    } else this.connect()
   }
 
   /** Listens to 'state' (cb(state)) or 'error' (cb(ClientError)). */
@@ -196,7 +229,33 @@ export class Client {
     this.stop()
     this.calls?.close()
     ;(globalThis as any).removeEventListener?.('online', this.online)
+    if (this.bc && !this.leader) for (const l of this.lives.values()) this.leave(l)
+    this.unlock?.()
     this.set('closed')
+    this.bc?.close()
+  }
+
+  /** A message from another tab of this url (shareAcrossTabs). */
+  private tab(m: { t: string; k?: string; f?: Frame; s?: State }) {
+    const l = m.k !== undefined ? this.lives.get(m.k) : undefined
+    if (this.leader) {
+      if (m.t === 'join') {
+        const [stream, group, i] = JSON.parse(m.k!)
+        const item = i ?? undefined // JSON has null for a group's item
+        const n = this.live(stream, group, item)
+        this.remote.set(m.k!, (this.remote.get(m.k!) || 0) + 1)
+        if (n.seq !== undefined)
+          this.bc!.postMessage({ t: 'frame', k: m.k, f: { seq: n.seq, id: item ?? null, event: { type: 'sync', data: item === undefined ? [...n.items.values()] : n.value ?? null, ids: item === undefined ? [...n.items.keys()] : undefined } } })
+        this.bc!.postMessage({ t: 'state', s: this.state })
+      } else if (m.t === 'leave' && l && this.remote.get(m.k!)) {
+        this.remote.set(m.k!, this.remote.get(m.k!)! - 1)
+        l.close()
+      }
+      return
+    }
+    if (m.t === 'frame') l?.apply(m.f!)
+    else if (m.t === 'state') this.set(m.s!)
+    else if (m.t === 'hello') for (const l of this.lives.values()) this.join(l) // a new leader
   }
 
   private live<T>(stream: string, group: string, item?: string): Live<T> {
@@ -217,7 +276,9 @@ export class Client {
   }
 
   private set(s: State) {
-    if (this.state !== s) this.emit('state', (this.state = s))
+    if (this.state === s) return
+    this.emit('state', (this.state = s))
+    if (this.leader && s !== 'closed') this.bc!.postMessage({ t: 'state', s })
   }
 
   private async connect() {
@@ -251,6 +312,7 @@ export class Client {
   }
 
   private join(l: Live<any>) {
+    if (this.bc && !this.leader) return l.denied || this.bc.postMessage({ t: 'join', k: key(l) })
     if (!this.up || l.denied) return
     const id = 's' + ++this.n
     l.sub = id
@@ -259,7 +321,8 @@ export class Client {
   }
 
   private leave(l: Live<any>) {
-    if (l.sub) {
+    if (this.bc && !this.leader) this.bc.postMessage({ t: 'leave', k: key(l) })
+    else if (l.sub) {
       this.bySub.delete(l.sub)
       this.t?.leave(l.sub)
       l.sub = undefined
@@ -271,7 +334,12 @@ export class Client {
     this.pinged = false
     this.attempt = 0
     const l = f.subscriptionId !== undefined ? this.bySub.get(f.subscriptionId) : undefined
-    if (f.type === 'stream') return l?.apply(f)
+    if (f.type === 'stream') {
+      l?.apply(f)
+      const k = l && key(l)
+      if (k && this.remote.get(k)) this.bc!.postMessage({ t: 'frame', k, f })
+      return
+    }
     if (f.type !== 'error') return
     if (l) {
       this.leave(l)
@@ -383,7 +451,7 @@ export class Client {
    * mounts, unmounts and mounts again at once).
    */
   release(l: Live<any>) {
-    const k = JSON.stringify([l.stream, l.group, l.item])
+    const k = key(l)
     setTimeout(() => {
       if (l.refs || this.lives.get(k) !== l) return
       this.leave(l)
