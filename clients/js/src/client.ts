@@ -140,6 +140,7 @@ export class Client {
   // shareAcrossTabs: the channel between tabs; leader holds the socket
   private bc?: BroadcastChannel
   private leader = false
+  private id = Math.random()
   private unlock?: (v?: unknown) => void
   /** Leader: how many joins other tabs hold, by key. */
   private remote = new Map<string, number>()
@@ -236,7 +237,7 @@ export class Client {
   }
 
   /** A message from another tab of this url (shareAcrossTabs). */
-  private tab(m: { t: string; k?: string; f?: Frame; s?: State }) {
+  private tab(m: { t: string; k?: string; f?: Frame; s?: State; id?: number; to?: number }) {
     const l = m.k !== undefined ? this.lives.get(m.k) : undefined
     if (this.leader) {
       if (m.t === 'join') {
@@ -245,7 +246,7 @@ export class Client {
         const n = this.live(stream, group, item)
         this.remote.set(m.k!, (this.remote.get(m.k!) || 0) + 1)
         if (n.seq !== undefined)
-          this.bc!.postMessage({ t: 'frame', k: m.k, f: { seq: n.seq, id: item ?? null, event: { type: 'sync', data: item === undefined ? [...n.items.values()] : n.value ?? null, ids: item === undefined ? [...n.items.keys()] : undefined } } })
+          this.bc!.postMessage({ t: 'frame', k: m.k, to: m.id, f: { seq: n.seq, id: item ?? null, event: { type: 'sync', data: item === undefined ? [...n.items.values()] : n.value ?? null, ids: item === undefined ? [...n.items.keys()] : undefined } } })
         this.bc!.postMessage({ t: 'state', s: this.state })
       } else if (m.t === 'leave' && l && this.remote.get(m.k!)) {
         this.remote.set(m.k!, this.remote.get(m.k!)! - 1)
@@ -253,8 +254,10 @@ export class Client {
       }
       return
     }
-    if (m.t === 'frame') l?.apply(m.f!)
-    else if (m.t === 'state') this.set(m.s!)
+    if (m.t === 'frame') {
+      // A state sent for another tab's join is not news here.
+      if (m.to === undefined || m.to === this.id) l?.apply(m.f!)
+    } else if (m.t === 'state') this.set(m.s!)
     else if (m.t === 'hello') for (const l of this.lives.values()) this.join(l) // a new leader
   }
 
@@ -312,7 +315,7 @@ export class Client {
   }
 
   private join(l: Live<any>) {
-    if (this.bc && !this.leader) return l.denied || this.bc.postMessage({ t: 'join', k: key(l) })
+    if (this.bc && !this.leader) return l.denied || this.bc.postMessage({ t: 'join', k: key(l), id: this.id })
     if (!this.up || l.denied) return
     const id = 's' + ++this.n
     l.sub = id
