@@ -4,11 +4,18 @@
 // engine does not serve becomes a NATS request on that subject, so NATS
 // picks one of the engines serving it. Deadlines travel with the request,
 // a caller's cancellation is broadcast, and error codes come back intact.
+//
+// A probe is a request on a function's subject with the Trine-Probe
+// header: the engine it reaches answers whether it serves the function
+// and never runs or forwards anything. NATS answers "no responders" at
+// once when no engine serves it. Only engines set headers, so no worker
+// payload can make a call a probe.
 package natsroute
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -35,10 +42,21 @@ const (
 	hMetadata    = "Trine-Metadata"
 	hCode        = "Trine-Code"
 	hMessage     = "Trine-Message"
+	hProbe       = "Trine-Probe"
+	hServed      = "Trine-Served"
+
+	// probeTimeout bounds ServedElsewhere when an engine serving the
+	// subject is slow to answer; no responders is immediate.
+	probeTimeout = time.Second
 )
 
 // Subject is the NATS subject of a function id.
 func Subject(functionID string) string { return subjectPrefix + natsfanout.Token(functionID) }
+
+var (
+	_ engine.Remote          = (*Router)(nil)
+	_ engine.ElsewhereServer = (*Router)(nil)
+)
 
 // Router is an engine.Remote over NATS. Create it with New, give it to
 // engine.Config.Remote, then Start it with the engine.
@@ -196,8 +214,48 @@ func (r *Router) Call(ctx context.Context, c engine.Call) ([]byte, error) {
 	return resp.Data, nil
 }
 
+// ServedElsewhere implements engine.ElsewhereServer: it probes the
+// subject of id and reports whether an engine that answers serves it.
+// The engine asks before a session under a policy registers an id it has
+// no replica of, so that such a session never joins a replica set across
+// the fleet.
+func (r *Router) ServedElsewhere(ctx context.Context, id string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	m := nats.NewMsg(Subject(id))
+	m.Header.Set(hProbe, "1")
+	resp, err := r.nc.RequestMsgWithContext(ctx, m)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("probe %s: %w", id, err)
+	}
+	return resp.Header.Get(hServed) == "1", nil
+}
+
+// answerProbe tells a prober whether this engine serves id, at once and
+// without running anything. A subscription still draining after the last
+// local replica left answers no.
+func (r *Router) answerProbe(id string, m *nats.Msg) {
+	if m.Reply == "" {
+		return
+	}
+	resp := nats.NewMsg(m.Reply)
+	if r.e.HasFunction(id) {
+		resp.Header.Set(hServed, "1")
+	}
+	if err := m.RespondMsg(resp); err != nil {
+		r.log.Warn("cannot answer a probe from another engine", "function_id", id, "error", err)
+	}
+}
+
 // onCall runs a call from another engine on this engine's own workers.
 func (r *Router) onCall(id string, m *nats.Msg) {
+	if m.Header.Get(hProbe) != "" {
+		r.answerProbe(id, m)
+		return
+	}
 	inv := m.Header.Get(hInvocation)
 	timeout := time.Duration(0)
 	if ms, err := strconv.ParseInt(m.Header.Get(hTimeout), 10, 64); err == nil && ms > 0 {
