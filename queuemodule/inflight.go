@@ -13,28 +13,85 @@ import (
 // budget counts, per function, the bytes of durable-topic messages this
 // engine holds (fetched and not yet acknowledged, or reserved for a fetch
 // under way), so that a function that never answers holds at most limit
-// of them. Safe for concurrent use.
+// of them, and all functions together at most total. The total is shared
+// first come, but a function holding more than its fair share (total
+// divided by the functions subscribed) takes more only from what no
+// other function is owed up to its own share: so however many functions
+// stall, every other one can still reach its share. Safe for concurrent
+// use.
 type budget struct {
-	limit int64
+	limit, total int64
 
 	mu      sync.Mutex
 	bytes   map[string]int64
-	changed chan struct{} // closed, and replaced, when bytes go down
+	held    int64          // sum of bytes
+	subs    map[string]int // fetch loops, by function
+	changed chan struct{}  // closed, and replaced, when bytes go down or shares change
 }
 
-func newBudget(limit int64) *budget {
-	return &budget{limit: limit, bytes: make(map[string]int64), changed: make(chan struct{})}
+func newBudget(limit, total int64) *budget {
+	return &budget{limit: limit, total: total, bytes: make(map[string]int64), subs: make(map[string]int),
+		changed: make(chan struct{})}
 }
 
-// acquire reserves n bytes for fn once they fit under the limit (or fn
-// holds nothing: one message runs whatever its size); false when ctx ends
+// join counts a fetch loop of fn in the shares until leave.
+func (b *budget) join(fn string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.subs[fn]++
+	b.wake()
+}
+
+func (b *budget) leave(fn string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.subs[fn]--; b.subs[fn] <= 0 {
+		delete(b.subs, fn)
+	}
+	b.wake()
+}
+
+// wake tells waiting acquires to look again. Callers hold b.mu.
+func (b *budget) wake() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+// fits reports whether fn may take n more bytes now: one message of any
+// size when fn holds nothing (and when the engine holds nothing, past the
+// total too), else within fn's limit, the total, and, past fn's fair
+// share, what the other functions are not owed. Callers hold b.mu.
+func (b *budget) fits(fn string, n int64) bool {
+	used := b.bytes[fn]
+	switch {
+	case used != 0 && used+n > b.limit:
+		return false
+	case b.held == 0:
+		return true
+	case b.held+n > b.total:
+		return false
+	}
+	share := min(b.limit, b.total/int64(max(len(b.subs), 1)))
+	if used+n <= share {
+		return true
+	}
+	owed := int64(0)
+	for f := range b.subs {
+		if f != fn {
+			owed += max(0, share-b.bytes[f])
+		}
+	}
+	return b.held+n+owed <= b.total
+}
+
+// acquire reserves n bytes for fn once they fit; false when ctx ends
 // first.
 func (b *budget) acquire(ctx context.Context, fn string, n int64) bool {
 	for {
 		b.mu.Lock()
-		used := b.bytes[fn]
-		if used == 0 || used+n <= b.limit {
-			b.bytes[fn] = used + n
+		if b.fits(fn, n) {
+			b.bytes[fn] += n
+			b.held += n
 			b.mu.Unlock()
 			return true
 		}
@@ -48,14 +105,15 @@ func (b *budget) acquire(ctx context.Context, fn string, n int64) bool {
 	}
 }
 
-// tryAcquire reserves n bytes for fn if they fit under the limit now.
+// tryAcquire reserves n bytes for fn if they fit now.
 func (b *budget) tryAcquire(fn string, n int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if used := b.bytes[fn]; used+n > b.limit {
+	if !b.fits(fn, n) {
 		return false
 	}
 	b.bytes[fn] += n
+	b.held += n
 	return true
 }
 
@@ -63,12 +121,12 @@ func (b *budget) tryAcquire(fn string, n int64) bool {
 func (b *budget) add(fn string, n int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.held += n
 	if b.bytes[fn] += n; b.bytes[fn] <= 0 {
 		delete(b.bytes, fn)
 	}
 	if n < 0 {
-		close(b.changed)
-		b.changed = make(chan struct{})
+		b.wake()
 	}
 }
 
@@ -91,12 +149,14 @@ const fetchWait = 2 * time.Second
 // concurrency slots and its function has budget for, reserving the
 // largest message NATS carries for each, and keeps what each message it
 // gets takes. So an engine holds at most concurrency messages of the
-// subscription and InFlightBytes of the function, however slow its calls
-// are. A message it fetches runs until acknowledged (or dead-lettered), or
+// subscription, InFlightBytes of the function and InFlightBytesTotal in
+// all, however slow its calls are. A message it fetches runs until acknowledged (or dead-lettered), or
 // until the engine closes, when JetStream redelivers it after the ack wait.
 func (m *Module) fetchLoop(ctx context.Context, cons jetstream.Consumer, fn string, concurrency int, run func(jetstream.Msg)) {
 	slots := make(chan struct{}, concurrency)
 	largest := m.cfg.Conn.MaxPayload()
+	m.inflight.join(fn)
+	defer m.inflight.leave(fn)
 	for {
 		select {
 		case slots <- struct{}{}:

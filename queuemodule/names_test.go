@@ -302,3 +302,81 @@ func TestQueueDoesNotRemoveAnothersConsumers(t *testing.T) {
 	n1.enqueue(t, "a_b", "test::job", 1)
 	waitUntil(t, 5*time.Second, "the job of queue a_b ran", func() bool { return ran.Load() == 1 })
 }
+
+// TestDurableSubscribersBoundedInFlightInTotal: six functions whose
+// handlers never answer, each with its own durable subscription, hold at
+// most InFlightBytesTotal of durable-topic messages between them however
+// many they are (each alone may hold InFlightBytes); and a seventh
+// function, fed once they have taken all they can, still gets every
+// message: a stalled function takes more than its fair share of the
+// total only from what no other function is owed.
+func TestDurableSubscribersBoundedInFlightInTotal(t *testing.T) {
+	ns := natstest.Start(t)
+	const perFn, total = 2 << 20, 8 << 20
+	n := startNode(t, ns, queuemodule.Config{MaxConcurrency: 64, InFlightBytes: perFn, InFlightBytesTotal: total, CallTimeout: time.Minute})
+	stuck := &countingPeer{}
+	ss, err := n.e.Attach(engine.WorkerInfo{Name: "stuck"}, stuck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ss.Close)
+	var stuckFns []string
+	for i := range 6 {
+		fn := fmt.Sprintf("test::stuck%d", i)
+		stuckFns = append(stuckFns, fn)
+		if err := ss.RegisterFunction(fn, ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := ss.RegisterTrigger(t.Context(), engine.Trigger{ID: fn, Type: queuemodule.TriggerDurable, FunctionID: fn, Config: json.RawMessage(`{"topic":"big","queue_config":{"concurrency":64}}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var fast atomic.Int64
+	handle(t, n.e, "test::fast", func([]byte) error { fast.Add(1); return nil })
+	s := moduletest.Session(t, n.e)
+	if err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "fast", Type: queuemodule.TriggerDurable, FunctionID: "test::fast", Config: json.RawMessage(`{"topic":"other"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	var most int64
+	held := func() (sum int64) {
+		for _, fn := range append(stuckFns, "test::fast") {
+			sum += n.m.InFlightBytes(fn)
+		}
+		most = max(most, sum)
+		return sum
+	}
+	const size, msgs = 500 << 10, 24
+	publish := func(topic string) {
+		in := []byte(`{"topic":"` + topic + `","data":"` + strings.Repeat("x", size) + `"}`)
+		for range msgs {
+			if _, err := n.e.Trigger(t.Context(), engine.Call{FunctionID: queuemodule.FnDurablePublish, Payload: in}); err != nil {
+				t.Fatal(err)
+			}
+			held()
+		}
+	}
+	publish("big")
+	for _, fn := range stuckFns {
+		waitUntil(t, 10*time.Second, fn+" got its first message", func() bool {
+			held()
+			return n.m.InFlightBytes(fn) >= size
+		})
+	}
+	waitUntil(t, 10*time.Second, "the stalled functions took all they may", func() bool {
+		before := stuck.n.Load()
+		h := held()
+		return h >= total/2 && stuck.n.Load() == before
+	})
+	publish("other")
+	waitUntil(t, 30*time.Second, "the answering function got every message", func() bool {
+		held()
+		return fast.Load() == msgs
+	})
+	t.Logf("six stalled functions hold %d messages; at most %d bytes were in flight (total limit %d, %d per function)", stuck.n.Load(), most, total, perFn)
+	if most > total {
+		t.Fatalf("%d bytes in flight across functions, past the total limit of %d", most, total)
+	}
+	if got := stuck.n.Load(); got*size > total {
+		t.Fatalf("the stalled functions hold %d messages of %d bytes, past the total limit of %d", got, size, total)
+	}
+}

@@ -75,6 +75,9 @@ const (
 	// DefaultInFlightBytes bounds the bytes of the durable-topic
 	// messages one function holds on an engine.
 	DefaultInFlightBytes = 64 << 20
+	// DefaultInFlightBytesTotal bounds them for all functions of an
+	// engine together.
+	DefaultInFlightBytesTotal = 256 << 20
 )
 
 // Config configures a Module.
@@ -109,7 +112,14 @@ type Config struct {
 	// message larger than it still runs, alone. Default
 	// DefaultInFlightBytes.
 	InFlightBytes int64
-	Logger        *slog.Logger
+	// InFlightBytesTotal bounds the same bytes across all the functions
+	// of the engine, whatever their number. It is shared first come, but
+	// a function past its fair share (InFlightBytesTotal divided by the
+	// functions with durable subscriptions) takes only what the others
+	// are not owed up to theirs, so stalled functions never starve the
+	// rest. Default DefaultInFlightBytesTotal.
+	InFlightBytesTotal int64
+	Logger             *slog.Logger
 }
 
 // Module is the queue module.
@@ -120,7 +130,7 @@ type Module struct {
 	e      *engine.Engine
 	queues map[string]QueueConfig
 
-	inflight *budget // durable-topic bytes per function
+	inflight *budget // durable-topic bytes per function and in total
 
 	mu       sync.Mutex
 	consumes []jetstream.ConsumeContext // named queues

@@ -41,6 +41,9 @@ func Waiting(cfg Config) (*Module, error) {
 	if cfg.InFlightBytes <= 0 {
 		cfg.InFlightBytes = DefaultInFlightBytes
 	}
+	if cfg.InFlightBytesTotal <= 0 {
+		cfg.InFlightBytesTotal = DefaultInFlightBytesTotal
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -54,7 +57,7 @@ func Waiting(cfg Config) (*Module, error) {
 	}
 	mctx, cancel := context.WithCancel(context.Background())
 	return &Module{cfg: cfg, log: cfg.Logger, js: js, queues: qs, topics: make(map[string]*topicSub),
-		inflight: newBudget(cfg.InFlightBytes), consumed: make(map[string]bool), pending: make(map[string]engine.Trigger), ctx: mctx, cancel: cancel}, nil
+		inflight: newBudget(cfg.InFlightBytes, cfg.InFlightBytesTotal), consumed: make(map[string]bool), pending: make(map[string]engine.Trigger), ctx: mctx, cancel: cancel}, nil
 }
 
 // Open creates the streams, waiting for a JetStream cluster that is still

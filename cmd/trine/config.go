@@ -65,6 +65,7 @@ type engineConfig struct {
 	QueueAckWait      time.Duration
 	QueueMaxConc      int
 	QueueInFlight     int
+	QueueInFlightAll  int
 	HTTPMaxBodyBytes  int64
 	HTTPMaxStreamBody int64
 	HTTPTimeout       time.Duration
@@ -412,6 +413,10 @@ var engineSettings = []setting{
 	}},
 	{"queue-inflight-bytes", "N", strconv.Itoa(queuemodule.DefaultInFlightBytes), "bytes of durable-topic messages this engine holds per function (fetched, not yet acknowledged); past it the function's subscriptions fetch nothing more until its calls finish", func(c *engineConfig, v string) (err error) {
 		c.QueueInFlight, err = positiveInt(v)
+		return err
+	}},
+	{"queue-inflight-bytes-total", "N", strconv.Itoa(queuemodule.DefaultInFlightBytesTotal), "bytes of durable-topic messages this engine holds for all functions together, whatever their number; a function past its fair share (this divided by the functions subscribed) takes only what no other function is owed, so stalled functions never starve the rest", func(c *engineConfig, v string) (err error) {
+		c.QueueInFlightAll, err = positiveInt(v)
 		return err
 	}},
 	{"stream-auth-function", "ID", "", "function that admits stream connections (empty: no auth)", func(c *engineConfig, v string) error {

@@ -67,6 +67,7 @@ var defaultConfig = engineConfig{
 	QueueAckWait:        30 * time.Second,
 	QueueMaxConc:        64,
 	QueueInFlight:       64 << 20,
+	QueueInFlightAll:    256 << 20,
 	NATSConnectTimeout:  30 * time.Second,
 	StreamHistoryBytes:  16 << 20,
 	StreamHistoryTotal:  256 << 20,
