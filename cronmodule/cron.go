@@ -72,9 +72,10 @@ type Config struct {
 
 // Module is the cron module.
 type Module struct {
-	cfg Config
-	log *slog.Logger
-	e   *engine.Engine
+	cfg   Config
+	log   *slog.Logger
+	fails *engine.FireLog // skipped and failed fires, per owner
+	e     *engine.Engine
 
 	mu      sync.Mutex
 	claims  Claimer
@@ -117,7 +118,7 @@ func New(cfg Config) *Module {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Module{cfg: cfg, log: cfg.Logger, claims: cfg.Claims, jobs: make(map[string]*job)}
+	return &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), claims: cfg.Claims, jobs: make(map[string]*job)}
 }
 
 // SetClaims makes c decide the fires from now on: an engine starts with
@@ -218,7 +219,7 @@ func (m *Module) run(j *job) {
 		now := time.Now()
 		if late := now.Sub(at); late > m.cfg.Lateness {
 			// Paused or starved: skip what was missed (documented).
-			m.log.Warn("cron fire skipped: too late", "trigger_id", j.t.ID, "scheduled_time", at, "late", late)
+			m.fails.Warn(j.t, "cron fire skipped: too late", "scheduled_time", at, "late", late)
 		} else {
 			m.fire(j, at, now)
 		}
@@ -232,10 +233,15 @@ func (m *Module) run(j *job) {
 
 // fire claims the fire at and, if this engine won it, runs the job. A job
 // still running from an earlier fire makes this engine leave the fire to
-// the others.
+// the others, and so does an owner past its fire rate: such a fire is not
+// claimed, so it costs the fleet nothing.
 func (m *Module) fire(j *job, at, now time.Time) {
+	if err := m.e.FireAllowed(j.t); err != nil {
+		m.fails.Warn(j.t, "cron fire left to other engines: its owner is past its fire rate", "scheduled_time", at, "error", err)
+		return
+	}
 	if !j.running.CompareAndSwap(false, true) {
-		m.log.Warn("cron fire left to other engines: the job's previous run is still going", "trigger_id", j.t.ID, "scheduled_time", at)
+		m.fails.Warn(j.t, "cron fire left to other engines: the job's previous run is still going", "scheduled_time", at)
 		return
 	}
 	m.mu.Lock()
@@ -252,7 +258,7 @@ func (m *Module) fire(j *job, at, now time.Time) {
 	if err != nil || !won {
 		j.running.Store(false)
 		if err != nil {
-			m.log.Error("cron fire not claimed", "trigger_id", j.t.ID, "scheduled_time", at, "error", err)
+			m.fails.Error(j.t, "cron fire not claimed", "scheduled_time", at, "error", err)
 		}
 		return
 	}
@@ -271,7 +277,7 @@ func (m *Module) fire(j *job, at, now time.Time) {
 		if fn := j.cfg.ConditionFunctionID; fn != "" {
 			out, err := m.e.Fire(context.Background(), j.t, engine.Call{FunctionID: fn, Payload: payload, Timeout: m.cfg.CallTimeout})
 			if err != nil {
-				m.log.Warn("cron condition failed: fire skipped", "trigger_id", j.t.ID, "function_id", fn, "error", err)
+				m.fails.Warn(j.t, "cron condition failed: fire skipped", "function_id", fn, "error", err)
 				return
 			}
 			if bytes.Equal(bytes.TrimSpace(out), []byte("false")) {
@@ -279,7 +285,7 @@ func (m *Module) fire(j *job, at, now time.Time) {
 			}
 		}
 		if _, err := m.e.Fire(context.Background(), j.t, engine.Call{FunctionID: j.t.FunctionID, Payload: payload, Metadata: j.t.Metadata, Timeout: m.cfg.CallTimeout}); err != nil {
-			m.log.Warn("cron job failed", "trigger_id", j.t.ID, "function_id", j.t.FunctionID, "scheduled_time", at, "error", err)
+			m.fails.Warn(j.t, "cron job failed", "function_id", j.t.FunctionID, "scheduled_time", at, "error", err)
 		}
 	}()
 }

@@ -9,40 +9,9 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/natsroute"
+	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/internal/natstest"
 )
-
-// silentPeer is a worker connection that never answers.
-type silentPeer struct{}
-
-func (silentPeer) Invoke(context.Context, engine.Invocation) error { return nil }
-func (silentPeer) Cancel(string)                                   {}
-func (silentPeer) ConfigureTrigger(context.Context, string, engine.Trigger, bool) error {
-	return nil
-}
-
-// grantedSession attaches to e a session under a listener policy that
-// exposes everything.
-func grantedSession(t *testing.T, e *engine.Engine) *engine.Session {
-	t.Helper()
-	if !e.HasFunction("test::auth") {
-		if err := e.RegisterFunction("test::auth", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
-			return []byte(`{}`), nil
-		})); err != nil {
-			t.Fatal(err)
-		}
-	}
-	g, err := e.Authenticate(t.Context(), &engine.Access{AuthFunctionID: "test::auth", ExposeFunctions: []engine.Filter{{Match: "*"}}}, engine.AuthInput{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := e.AttachGranted(engine.WorkerInfo{Name: "untrusted"}, silentPeer{}, g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
-}
 
 // TestPolicyNeverJoinsAReplicaSetAcrossTheFleet: a connection under a
 // policy on engine B may not register an id that a trusted worker serves
@@ -67,7 +36,7 @@ func TestPolicyNeverJoinsAReplicaSetAcrossTheFleet(t *testing.T) {
 	}
 	ran.Store(0)
 
-	s := grantedSession(t, b.Engine)
+	s := moduletest.Granted(t, b.Engine, `{}`)
 	err := s.RegisterFunction("admin::secret", "")
 	if err == nil || engine.AsError(err).Code != engine.CodeConflict {
 		t.Fatalf("a policy session on B registering admin::secret (served on A) = %v, want conflict", err)

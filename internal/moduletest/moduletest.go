@@ -7,6 +7,8 @@ package moduletest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,6 +61,31 @@ func Session(t testing.TB, e *engine.Engine) *engine.Session {
 	t.Cleanup(s.Close)
 	return s
 }
+
+// Granted attaches a session, closed when the test ends, under a
+// listener policy that exposes every function and whose auth function
+// answers result (an AuthResult); the engine cannot invoke it.
+func Granted(t testing.TB, e *engine.Engine, result string) *engine.Session {
+	t.Helper()
+	auth := fmt.Sprintf("test::auth::%d", authIDs.Add(1))
+	if err := e.RegisterFunction(auth, "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		return []byte(result), nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	g, err := e.Authenticate(t.Context(), &engine.Access{AuthFunctionID: auth, ExposeFunctions: []engine.Filter{{Match: "*"}}}, engine.AuthInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := e.AttachGranted(engine.WorkerInfo{Name: "granted"}, nopPeer{}, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+var authIDs atomic.Int64
 
 type nopPeer struct{}
 
