@@ -60,9 +60,10 @@ type Config struct {
 
 // Module is the pubsub module.
 type Module struct {
-	cfg Config
-	log *slog.Logger
-	e   *engine.Engine
+	cfg   Config
+	log   *slog.Logger
+	fails *engine.FireLog // failed fires and dropped messages, per trigger owner
+	e     *engine.Engine
 
 	mu      sync.Mutex
 	subs    map[string]*subscription // by trigger id
@@ -97,7 +98,7 @@ func New(cfg Config) *Module {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Module{cfg: cfg, log: cfg.Logger, subs: make(map[string]*subscription)}
+	return &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), subs: make(map[string]*subscription)}
 }
 
 // Subject is the NATS subject of topic.
@@ -228,12 +229,12 @@ func (p provider) UnregisterTrigger(_ context.Context, t engine.Trigger) error {
 func (m *Module) deliver(s *subscription, msg *nats.Msg) {
 	topic, err := natsheader.Decode(msg.Header.Get(hTopic))
 	if err != nil || topic == "" {
-		m.log.Warn("pubsub message dropped: its topic header does not decode", "trigger_id", s.t.ID, "topic", s.topic, "subject", msg.Subject, "error", err)
+		m.fails.Warn(s.t, "pubsub message dropped: its topic header does not decode", "topic", s.topic, "subject", msg.Subject, "error", err)
 		return
 	}
 	if topic != s.topic {
 		if msg.Subject != Subject(topic) {
-			m.log.Warn("pubsub message dropped: its topic header names another subject's topic", "trigger_id", s.t.ID, "topic", s.topic, "subject", msg.Subject)
+			m.fails.Warn(s.t, "pubsub message dropped: its topic header names another subject's topic", "topic", s.topic, "subject", msg.Subject)
 		}
 		return // another topic whose long name hashed alike
 	}
@@ -252,7 +253,7 @@ func (m *Module) deliver(s *subscription, msg *nats.Msg) {
 		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.CallTimeout)
 		defer cancel()
 		if _, err := m.e.Fire(ctx, s.t, engine.Call{FunctionID: s.t.FunctionID, Payload: msg.Data, Metadata: s.t.Metadata}); err != nil {
-			m.log.Warn("subscribe trigger failed", "trigger_id", s.t.ID, "function_id", s.t.FunctionID, "topic", s.topic, "error", err)
+			m.fails.Warn(s.t, "subscribe trigger failed", "function_id", s.t.FunctionID, "topic", s.topic, "error", err)
 		}
 	}()
 }

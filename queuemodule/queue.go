@@ -126,6 +126,7 @@ type Config struct {
 type Module struct {
 	cfg    Config
 	log    *slog.Logger
+	fails  *engine.FireLog // failed fires and dropped messages, per trigger owner
 	js     jetstream.JetStream
 	e      *engine.Engine
 	queues map[string]QueueConfig
@@ -394,7 +395,7 @@ func (m *Module) runQueueJob(name string, q QueueConfig, msg jetstream.Msg) {
 		if m.ctx.Err() != nil {
 			return // closing: redelivered after the ack wait
 		}
-		m.log.Warn("queue job failed", "queue", name, "function_id", c.FunctionID, "attempt", attempt, "max_retries", q.MaxRetries, "error", err)
+		m.fails.WarnFor("queue "+name, "queue job failed", "queue", name, "function_id", c.FunctionID, "attempt", attempt, "max_retries", q.MaxRetries, "error", err)
 		if attempt >= q.MaxRetries {
 			m.deadLetter(msg, name, msg.Subject(), attempt, err)
 			return
@@ -454,7 +455,7 @@ func (m *Module) deadLetter(msg jetstream.Msg, queue, back string, attempts int,
 	if err := msg.DoubleAck(m.ctx); err != nil {
 		m.log.Warn("dead-lettered job ack failed: it may also stay in its queue", "queue", queue, "error", err)
 	}
-	m.log.Error("queue job moved to the dead-letter queue", "queue", queue, "function_id", msg.Headers().Get(hFunction), "attempts", attempts, "error", cause)
+	m.fails.ErrorFor("dead letters "+queue, "queue job moved to the dead-letter queue", "queue", queue, "function_id", msg.Headers().Get(hFunction), "attempts", attempts, "error", cause)
 }
 
 func cut(s string, n int) string {

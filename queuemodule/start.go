@@ -56,7 +56,7 @@ func Waiting(cfg Config) (*Module, error) {
 		return nil, err
 	}
 	mctx, cancel := context.WithCancel(context.Background())
-	return &Module{cfg: cfg, log: cfg.Logger, js: js, queues: qs, topics: make(map[string]*topicSub),
+	return &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), js: js, queues: qs, topics: make(map[string]*topicSub),
 		inflight: newBudget(cfg.InFlightBytes, cfg.InFlightBytesTotal), consumed: make(map[string]bool), pending: make(map[string]engine.Trigger), ctx: mctx, cancel: cancel}, nil
 }
 

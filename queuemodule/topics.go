@@ -207,7 +207,7 @@ func (m *Module) runTopicJob(t engine.Trigger, topic, dlq, back string, q QueueC
 		if m.ctx.Err() != nil {
 			return
 		}
-		m.log.Warn("durable subscriber failed", "topic", topic, "function_id", t.FunctionID, "attempt", attempt, "error", err)
+		m.fails.Warn(t, "durable subscriber failed", "topic", topic, "function_id", t.FunctionID, "attempt", attempt, "error", err)
 		if attempt >= q.MaxRetries {
 			m.deadLetter(msg, dlq, back, attempt, err)
 			return

@@ -94,6 +94,7 @@ type Module struct {
 	cfg      Config
 	maxValue int
 	log      *slog.Logger
+	fails    *engine.FireLog // failed fires and dropped events, per trigger owner
 	store    store.Store
 	e        *engine.Engine
 
@@ -109,7 +110,7 @@ func New(cfg Config) (*Module, error) {
 		return nil, errors.New("statemodule: no store")
 	}
 	cfg = cfg.withDefaults()
-	m := &Module{cfg: cfg, log: cfg.Logger, maxValue: cfg.MaxValueBytes, trig: make(map[string]*trigger)}
+	m := &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), maxValue: cfg.MaxValueBytes, trig: make(map[string]*trigger)}
 	if cfg.MaxEventBytes > 0 {
 		m.maxValue = min(m.maxValue, (cfg.MaxEventBytes-eventHeadroom(cfg.MaxNameBytes))/2)
 	}

@@ -268,7 +268,7 @@ func TestTriggers(t *testing.T) {
 
 // TestSlowTriggerIsBounded: a trigger whose function never returns holds
 // at most its queue's bytes and drops the rest; writes and other triggers
-// go on.
+// go on, and the drops cost a log line per interval, not one each.
 func TestSlowTriggerIsBounded(t *testing.T) {
 	t.Parallel()
 	var logs lockedBuffer
@@ -300,9 +300,11 @@ func TestSlowTriggerIsBounded(t *testing.T) {
 		}
 	}
 	out := logs.String()
+	// About 1,500 events are dropped; the log says so once per trigger
+	// owner per interval (engine.FireLog), not once per event.
 	drops := strings.Count(out, "state trigger queue full")
-	if drops < 1500 || strings.Count(out, "trigger_id=stuck") != drops {
-		t.Fatalf("%d drops logged, want at least 1500, all of the stuck trigger:\n%.2000s", drops, out)
+	if drops < 1 || drops > 2 || strings.Count(out, "trigger_id=stuck") != drops {
+		t.Fatalf("%d drop lines logged, want one per interval, of the stuck trigger:\n%.2000s", drops, out)
 	}
 }
 

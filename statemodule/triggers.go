@@ -100,7 +100,7 @@ func (m *Module) fire(scope, key string, event []byte) {
 		}
 		tr.mu.Unlock()
 		if full {
-			m.log.Error("state trigger queue full: event dropped", "trigger_id", tr.t.ID, "function_id", tr.t.FunctionID, "scope", scope, "key", key)
+			m.fails.Warn(tr.t, "state trigger queue full: event dropped", "function_id", tr.t.FunctionID, "scope", scope, "key", key)
 			continue
 		}
 		select {
@@ -139,7 +139,7 @@ func (m *Module) deliver(tr *trigger) {
 				continue
 			}
 			if _, err := m.e.Fire(context.Background(), tr.t, engine.Call{FunctionID: tr.t.FunctionID, Payload: ev, Metadata: tr.t.Metadata}); err != nil {
-				m.log.Warn("state trigger failed", "trigger_id", tr.t.ID, "function_id", tr.t.FunctionID, "error", err)
+				m.fails.Warn(tr.t, "state trigger failed", "function_id", tr.t.FunctionID, "error", err)
 			}
 		}
 	}
@@ -153,7 +153,7 @@ func (m *Module) condition(t engine.Trigger, fn string, payload []byte) bool {
 	}
 	out, err := m.e.Fire(context.Background(), t, engine.Call{FunctionID: fn, Payload: payload})
 	if err != nil {
-		m.log.Warn("state trigger condition failed", "function_id", fn, "error", err)
+		m.fails.Warn(t, "state trigger condition failed", "function_id", fn, "error", err)
 		return false
 	}
 	return !bytes.Equal(bytes.TrimSpace(out), []byte("false"))

@@ -132,6 +132,7 @@ type Module struct {
 	cfg     Config
 	maxItem int // the effective MaxItemBytes
 	log     *slog.Logger
+	fails   *engine.FireLog // failed fires and dropped messages, per trigger owner
 	store   store.Store
 	hist    *history
 	trig    *triggers
@@ -149,7 +150,7 @@ func New(cfg Config) (*Module, error) {
 		return nil, errors.New("streammodule: no store")
 	}
 	cfg = cfg.withDefaults()
-	m := &Module{cfg: cfg, log: cfg.Logger, hist: newHistoryBytes(cfg.HistorySize, cfg.HistoryGroupBytes, cfg.HistoryTotalBytes), customs: make(map[string]struct{})}
+	m := &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), hist: newHistoryBytes(cfg.HistorySize, cfg.HistoryGroupBytes, cfg.HistoryTotalBytes), customs: make(map[string]struct{})}
 	m.maxItem = cfg.MaxItemBytes
 	if p, ok := cfg.Publisher.(interface{ MaxPayload() int }); ok && p.MaxPayload() > 0 {
 		m.maxItem = min(m.maxItem, p.MaxPayload()-m.eventHeadroom())

@@ -269,7 +269,7 @@ func (tr *triggers) fire(c store.Change, frame []byte) {
 		select {
 		case st.q <- frame:
 		default:
-			tr.m.log.Error("stream trigger queue full: event dropped", "trigger_id", st.t.ID,
+			tr.m.fails.Warn(st.t, "stream trigger queue full: event dropped",
 				"function_id", st.t.FunctionID, "stream", c.Stream, "group", c.Group, "seq", c.Seq)
 		}
 	}
@@ -287,7 +287,7 @@ func (m *Module) deliver(st *streamTrigger) {
 				continue
 			}
 			if _, err := m.e.Fire(context.Background(), st.t, engine.Call{FunctionID: st.t.FunctionID, Payload: frame, Metadata: st.t.Metadata}); err != nil {
-				m.log.Warn("stream trigger failed", "trigger_id", st.t.ID, "function_id", st.t.FunctionID, "error", err)
+				m.fails.Warn(st.t, "stream trigger failed", "function_id", st.t.FunctionID, "error", err)
 			}
 		}
 	}
@@ -301,7 +301,7 @@ func (m *Module) condition(t engine.Trigger, fn string, payload []byte) bool {
 	}
 	out, err := m.e.Fire(context.Background(), t, engine.Call{FunctionID: fn, Payload: payload})
 	if err != nil {
-		m.log.Warn("stream trigger condition failed", "function_id", fn, "error", err)
+		m.fails.Warn(t, "stream trigger condition failed", "function_id", fn, "error", err)
 		return false
 	}
 	return !bytes.Equal(bytes.TrimSpace(out), []byte("false"))
