@@ -122,7 +122,7 @@ func TestEngineListeners(t *testing.T) {
 	if got := iiiCall(t, ctx, ws, "api::echo"); got != "" {
 		t.Fatalf("exposed function: %s", got)
 	}
-	if got := iiiCall(t, ctx, ws, "private::x"); !strings.HasPrefix(got, "forbidden: ") || !strings.Contains(got, "not exposed") {
+	if got := iiiCall(t, ctx, ws, "private::x"); !strings.HasPrefix(got, "FORBIDDEN: ") || !strings.Contains(got, "not exposed") {
 		t.Fatalf("private function: %q", got)
 	}
 	// The main listener is trusted: everything may be called.
@@ -180,7 +180,7 @@ func TestEngineListeners(t *testing.T) {
 	if got := iiiCall(t, ctx, fw, "engine::health::check"); got != "" {
 		t.Fatalf("exposed built-in: %s", got)
 	}
-	if got := iiiCall(t, ctx, fw, "engine::functions::list"); !strings.HasPrefix(got, "forbidden: ") {
+	if got := iiiCall(t, ctx, fw, "engine::functions::list"); !strings.HasPrefix(got, "FORBIDDEN: ") {
 		t.Fatalf("a built-in that is not exposed: %q", got)
 	}
 }
