@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"unicode/utf8"
@@ -63,4 +64,19 @@ func hex4(h []byte) rune {
 		}
 	}
 	return r
+}
+
+// MarshalJSON is json.Marshal without HTML escaping: the JSON values a
+// caller stored come back as they were written. json.Marshal writes <, >
+// and & (inside json.RawMessage values too) as \u003c…, six bytes for
+// one, so an answer or an event could grow six times past the size
+// checked when the value was stored.
+func MarshalJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }

@@ -66,7 +66,7 @@ func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, storeError(FnSet, err)
 	}
-	return json.Marshal(result{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
+	return engine.MarshalJSON(result{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
 }
 
 func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
@@ -82,7 +82,7 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, storeError(FnUpdate, err)
 	}
-	return json.Marshal(result{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
+	return engine.MarshalJSON(result{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
 }
 
 func (m *Module) delete(ctx context.Context, c engine.Call) ([]byte, error) {
@@ -97,7 +97,7 @@ func (m *Module) delete(ctx context.Context, c engine.Call) ([]byte, error) {
 	if !ok {
 		return []byte(`{"old_value":null,"value":null}`), nil
 	}
-	return json.Marshal(result{OldValue: orNull(ch.Value), Value: orNull(ch.Value), Seq: ch.Seq})
+	return engine.MarshalJSON(result{OldValue: orNull(ch.Value), Value: orNull(ch.Value), Seq: ch.Seq})
 }
 
 // seqItem is state::get's result with include_seq, and a row of a paged
@@ -118,7 +118,7 @@ func (m *Module) get(ctx context.Context, c engine.Call) ([]byte, error) {
 		return nil, storeError(FnGet, err)
 	}
 	if v.IncludeSeq {
-		return json.Marshal(seqItem{Key: *v.Key, Value: orNull(it.Value), Seq: it.Seq})
+		return engine.MarshalJSON(seqItem{Key: *v.Key, Value: orNull(it.Value), Seq: it.Seq})
 	}
 	return orNull(it.Value), nil
 }
@@ -151,13 +151,13 @@ func (m *Module) list(ctx context.Context, c engine.Call) ([]byte, error) {
 			for i, it := range p.Items {
 				vals[i] = it.Value
 			}
-			return json.Marshal(vals)
+			return engine.MarshalJSON(vals)
 		}
 		items := make([]seqItem, len(p.Items))
 		for i, it := range p.Items {
 			items[i] = seqItem{Key: it.ID, Value: it.Value, Seq: it.Seq}
 		}
-		return json.Marshal(struct {
+		return engine.MarshalJSON(struct {
 			Items []seqItem `json:"items"`
 			Seq   uint64    `json:"seq"`
 			More  bool      `json:"more"`
@@ -197,5 +197,5 @@ func (m *Module) listGroups(ctx context.Context, c engine.Call) ([]byte, error) 
 	if paged {
 		res.More = &more
 	}
-	return json.Marshal(res)
+	return engine.MarshalJSON(res)
 }

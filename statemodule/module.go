@@ -176,7 +176,7 @@ func (m *Module) commit(c store.Change) {
 	default:
 		ev.EventType, ev.NewValue = EventUpdated, c.Value
 	}
-	b, err := json.Marshal(ev)
+	b, err := engine.MarshalJSON(ev)
 	if err != nil {
 		m.log.Error("state event not encoded", "scope", c.Group, "key", c.Item, "error", err)
 		return

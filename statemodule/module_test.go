@@ -431,3 +431,28 @@ func TestFleetOnJetStream(t *testing.T) {
 		}
 	}
 }
+
+// TestHTMLCharactersDoNotGrowEvents: a value of <, > and & up to the
+// limit comes back as written, in the answer and in the event that
+// triggers get: JSON's HTML escaping (\u003c, six bytes for one) would
+// push the event past its bound, and the trigger would miss the write.
+func TestHTMLCharactersDoNotGrowEvents(t *testing.T) {
+	t.Parallel()
+	v := start(t, statemodule.Config{MaxEventBytes: 100 << 10})
+	fired := make(chan string, 4)
+	onChange(t, v.e, "test::on", fired)
+	register(t, v.e, engine.Trigger{ID: "all", Type: "state", FunctionID: "test::on"})
+	value := `"` + strings.Repeat("<&>", (v.m.MaxValueBytes()-2)/3) + `"`
+	out := v.must(t, "state::set", `{"scope":"s","key":"k","value":`+value+`}`)
+	if len(out) > 2*len(value) || strings.Contains(out, `\u003c`) {
+		t.Fatalf("the answer to a %d-byte value is %d bytes (escaped: %v)", len(value), len(out), strings.Contains(out, `\u003c`))
+	}
+	select {
+	case ev := <-fired:
+		if !strings.Contains(ev, "<&>") {
+			t.Fatalf("event %.80s…", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the trigger missed an acknowledged write")
+	}
+}

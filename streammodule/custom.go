@@ -99,7 +99,7 @@ func (m *Module) release(_ context.Context, c engine.Call) ([]byte, error) {
 	_, was := m.customs[name]
 	delete(m.customs, name)
 	m.customMu.Unlock()
-	return json.Marshal(map[string]bool{"released": was})
+	return engine.MarshalJSON(map[string]bool{"released": was})
 }
 
 // noIfSeq refuses if_seq on a custom stream: its worker keeps no sequences.
@@ -151,7 +151,7 @@ func (m *Module) commitCustom(ctx context.Context, in input, r changeResult) ([]
 		return nil, storeError("stream::"+c.Kind.String(), err)
 	}
 	r.OldValue, r.Seq = orNull(r.OldValue), ch.Seq
-	return json.Marshal(r)
+	return engine.MarshalJSON(r)
 }
 
 // customUpdate serves stream::update for a custom stream without an update
@@ -162,7 +162,7 @@ func (m *Module) customUpdate(ctx context.Context, in input, ops []updateops.Op)
 	if err := noIfSeq(in); err != nil {
 		return nil, err
 	}
-	get, err := json.Marshal(map[string]string{"stream_name": *in.StreamName, "group_id": *in.GroupID, "item_id": *in.ItemID})
+	get, err := engine.MarshalJSON(map[string]string{"stream_name": *in.StreamName, "group_id": *in.GroupID, "item_id": *in.ItemID})
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +175,7 @@ func (m *Module) customUpdate(ctx context.Context, in input, ops []updateops.Op)
 	if err != nil {
 		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: %v; nothing was written", FnUpdate, err)
 	}
-	set, err := json.Marshal(map[string]any{"stream_name": *in.StreamName, "group_id": *in.GroupID, "item_id": *in.ItemID, "data": next})
+	set, err := engine.MarshalJSON(map[string]any{"stream_name": *in.StreamName, "group_id": *in.GroupID, "item_id": *in.ItemID, "data": next})
 	if err != nil {
 		return nil, err
 	}

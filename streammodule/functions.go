@@ -179,7 +179,7 @@ func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, storeError(FnSet, err)
 	}
-	return json.Marshal(changeResult{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
+	return engine.MarshalJSON(changeResult{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
 }
 
 func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
@@ -206,7 +206,7 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, storeError(FnUpdate, err)
 	}
-	return json.Marshal(changeResult{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
+	return engine.MarshalJSON(changeResult{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
 }
 
 func (m *Module) delete(ctx context.Context, c engine.Call) ([]byte, error) {
@@ -227,7 +227,7 @@ func (m *Module) delete(ctx context.Context, c engine.Call) ([]byte, error) {
 	if !ok {
 		return []byte(`{"old_value":null}`), nil
 	}
-	return json.Marshal(changeResult{OldValue: orNull(ch.Old), Seq: ch.Seq})
+	return engine.MarshalJSON(changeResult{OldValue: orNull(ch.Old), Seq: ch.Seq})
 }
 
 func (m *Module) get(ctx context.Context, c engine.Call) ([]byte, error) {
@@ -247,7 +247,7 @@ func (m *Module) get(ctx context.Context, c engine.Call) ([]byte, error) {
 	}
 	if in.IncludeSeq {
 		it.Value = orNull(it.Value)
-		return json.Marshal(it)
+		return engine.MarshalJSON(it)
 	}
 	return orNull(it.Value), nil
 }
@@ -293,9 +293,9 @@ func (m *Module) list(ctx context.Context, c engine.Call) ([]byte, error) {
 			for i, it := range p.Items {
 				vals[i] = it.Value
 			}
-			return json.Marshal(vals)
+			return engine.MarshalJSON(vals)
 		}
-		return json.Marshal(pageResult{Items: p.Items, Seq: p.Seq, More: p.More})
+		return engine.MarshalJSON(pageResult{Items: p.Items, Seq: p.Seq, More: p.More})
 	})
 }
 
@@ -333,9 +333,9 @@ func (m *Module) listGroups(ctx context.Context, c engine.Call) ([]byte, error) 
 		return nil, err
 	}
 	if paged {
-		return json.Marshal(groupsPage{gs, more})
+		return engine.MarshalJSON(groupsPage{gs, more})
 	}
-	return json.Marshal(gs)
+	return engine.MarshalJSON(gs)
 }
 
 func (m *Module) listAll(ctx context.Context, c engine.Call) ([]byte, error) {
@@ -380,7 +380,7 @@ func (m *Module) listAll(ctx context.Context, c engine.Call) ([]byte, error) {
 	if paged {
 		res.More = &more
 	}
-	return json.Marshal(res)
+	return engine.MarshalJSON(res)
 }
 
 func (m *Module) send(ctx context.Context, c engine.Call) ([]byte, error) {
@@ -396,7 +396,7 @@ func (m *Module) send(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, storeError(FnSend, err)
 	}
-	return json.Marshal(struct {
+	return engine.MarshalJSON(struct {
 		Seq uint64 `json:"seq"`
 	}{ch.Seq})
 }

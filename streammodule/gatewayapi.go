@@ -104,7 +104,7 @@ func (m *Module) apiSnapshot(ctx context.Context, c engine.Call) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(res)
+	return engine.MarshalJSON(res)
 }
 
 func (m *Module) apiSince(ctx context.Context, c engine.Call) ([]byte, error) {
@@ -120,7 +120,7 @@ func (m *Module) apiSince(ctx context.Context, c engine.Call) ([]byte, error) {
 	for i, f := range frames {
 		r.Frames[i] = f
 	}
-	return json.Marshal(r)
+	return engine.MarshalJSON(r)
 }
 
 func (m *Module) apiJoin(ctx context.Context, c engine.Call) ([]byte, error) {
@@ -132,7 +132,7 @@ func (m *Module) apiJoin(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err := m.Join(ctx, in); err != nil {
 		r = JoinResult{Reason: err.Error()}
 	}
-	return json.Marshal(r)
+	return engine.MarshalJSON(r)
 }
 
 func (m *Module) apiLeave(_ context.Context, c engine.Call) ([]byte, error) {

@@ -147,7 +147,7 @@ func TestHostileNamesNeverLeak(t *testing.T) {
 	for i, s := range names {
 		in, _ := json.Marshal(map[string]any{"stream_name": s})
 		gs := v.must(t, "stream::list_groups", string(in))
-		want, _ := json.Marshal(sorted(names))
+		want, _ := engine.MarshalJSON(sorted(names))
 		if gs != string(want) {
 			t.Fatalf("list_groups(%q) = %s", s, gs)
 		}
