@@ -10,6 +10,8 @@ package cronmodule
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"sync"
@@ -253,7 +255,7 @@ func (m *Module) fire(j *job, at, now time.Time) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultClaimLimit)
-	won, err := claims.Claim(ctx, j.t.ID, at)
+	won, err := claims.Claim(ctx, claimJob(j.t), at)
 	cancel()
 	if err != nil || !won {
 		j.running.Store(false)
@@ -288,4 +290,18 @@ func (m *Module) fire(j *job, at, now time.Time) {
 			m.fails.Warn(j.t, "cron job failed", "function_id", j.t.FunctionID, "scheduled_time", at, "error", err)
 		}
 	}()
+}
+
+// claimJob names the job a fire claims across the fleet: the trigger id
+// with a digest of what it runs (its function and config). The replicas
+// of one worker register the same trigger on several engines and share
+// the claim, so it fires once; a trigger of another owner that took the
+// same id on another engine runs something else and never takes a fire
+// from it.
+func claimJob(t engine.Trigger) string {
+	h := sha256.New()
+	h.Write([]byte(t.FunctionID))
+	h.Write([]byte{0})
+	h.Write(t.Config)
+	return t.ID + "#" + hex.EncodeToString(h.Sum(nil)[:12])
 }

@@ -332,3 +332,62 @@ func TestWaitingClaims(t *testing.T) {
 		t.Errorf("cron trigger with claims refused: %v, want unavailable", err)
 	}
 }
+
+// TestSameIDOtherJobKeepsItsFires: a trigger that another owner
+// registered under the same id on another engine, running another
+// function, never takes a fire from the first: both run in the same
+// seconds.
+func TestSameIDOtherJobKeepsItsFires(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Start(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	ran := []map[string]bool{{}, {}}
+	both := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for at := range ran[0] {
+			if ran[1][at] {
+				n++
+			}
+		}
+		return n
+	}
+	var nodes []*fleetNode
+	for i := range 2 {
+		note := func(p Payload) { mu.Lock(); ran[i][p.ScheduledTime] = true; mu.Unlock() }
+		claims, err := OpenJetStreamClaims(ctx, natstest.ConnectURL(t, ns.ClientURL()), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := startNode(t, ns.ClientURL(), claims, note)
+		fn := "test::job"
+		if i == 1 {
+			fn = "other::job"
+			if err := n.e.RegisterFunction(fn, "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
+				var p Payload
+				_ = json.Unmarshal(c.Payload, &p)
+				note(p)
+				return nil, nil
+			})); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := n.s.RegisterTrigger(ctx, engine.Trigger{ID: "nightly", Type: "cron", FunctionID: fn, Config: json.RawMessage(`{"expression":"* * * * * *"}`)}); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, n)
+	}
+	for both() < 3 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("seconds in which both ran: %d (%v); one trigger took the other's claims", both(), ran)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	for _, n := range nodes {
+		n.s.Close()
+	}
+}
