@@ -387,7 +387,7 @@ func TestDiscoveryShowsOnlyCallable(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", fn, err)
 		}
-		for _, hidden := range []string{"private-trigger", "private::x", "private-owner", engine.TriggerFunctionsAvailable} {
+		for _, hidden := range []string{"private-trigger", "private::x", "private-owner", engine.TriggerFunctionsAvailable, `"trigger_count":1`} {
 			if strings.Contains(out, hidden) {
 				t.Errorf("%s shows %s: %s", fn, hidden, out)
 			}
@@ -662,6 +662,8 @@ func TestTriggerConfigIDsAnySpelling(t *testing.T) {
 		"UPPER":          {ID: "u", Type: "fire", FunctionID: "mine::fn", Config: json.RawMessage(`{"CONDITION_FUNCTION_ID":"admin::secret"}`)},
 		"Mixed":          {ID: "m", Type: "tick", FunctionID: "mine::fn", Config: json.RawMessage(`{"Condition_Function_Id":"admin::secret"}`)},
 		"camel":          {ID: "c", Type: "tick", FunctionID: "mine::fn", Config: json.RawMessage(`{"conditionFunctionId":"admin::secret"}`)},
+		"long s":         {ID: "ls", Type: "fire", FunctionID: "mine::fn", Config: json.RawMessage(`{"middleware_function_idſ":["admin::secret"]}`)},
+		"Kelvin":         {ID: "kv", Type: "fire", FunctionID: "mine::fn", Config: json.RawMessage(`{"on_error_function_K":"x","condition_function_idK":"y","middleware_function_ids":["api::x"],"tasK_function_id":"admin::secret"}`)},
 		"nested":         {ID: "n", Type: "fire", FunctionID: "mine::fn", Config: json.RawMessage(`{"a":{"b":[{"on_error_function_id":"admin::secret"}]}}`)},
 		"nested list":    {ID: "nl", Type: "tick", FunctionID: "mine::fn", Config: json.RawMessage(`{"a":{"middlewareFunctionIds":["admin::secret"]}}`)},
 		"unknown target": {ID: "ut", Type: "tick", FunctionID: "later::fn"},

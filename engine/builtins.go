@@ -169,6 +169,17 @@ func (e *Engine) registerBuiltins() error {
 		FnTriggersOverview: {"List trigger types and triggers with their providers, owners and status; {prefix?} filters trigger ids", func(v view, f listFilter) any {
 			types, ts := e.Triggers()
 			types = slices.DeleteFunc(types, func(tt TriggerTypeStatus) bool { return !v.triggerType(tt.ID) })
+			if !v.all() { // count only what the caller sees
+				seen := map[string]int{}
+				for _, t := range ts {
+					if v.trigger(t) {
+						seen[t.Type]++
+					}
+				}
+				for i := range types {
+					types[i].TriggerCount = seen[types[i].ID]
+				}
+			}
 			ts = slices.DeleteFunc(ts, func(s TriggerStatus) bool { return !v.trigger(s) || !strings.HasPrefix(s.ID, f.Prefix) })
 			return map[string]any{"trigger_types": types, "triggers": ts}
 		}},

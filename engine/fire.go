@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // A trigger is a call its owner makes later. Everything a connection has
@@ -273,8 +274,24 @@ type configWalk struct {
 // functionIDKey reports whether config key k names one function id or a
 // list of them.
 func functionIDKey(k string) (one, list bool) {
-	n := strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(k))
+	n := foldKey(strings.NewReplacer("_", "", "-", "").Replace(k))
 	return strings.HasSuffix(n, "functionid"), strings.HasSuffix(n, "functionids")
+}
+
+// foldKey folds k as encoding/json matches keys (Unicode simple case
+// folding, as bytes.EqualFold): every rune becomes the lower case of the
+// smallest rune of its folding orbit, so "ſ" (U+017F) reads as "s" and
+// the Kelvin sign as "k".
+func foldKey(k string) string {
+	var b strings.Builder
+	for _, r := range k {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		b.WriteRune(unicode.ToLower(least))
+	}
+	return b.String()
 }
 
 // walk visits v, collecting function ids and strings; it returns v
