@@ -1,0 +1,111 @@
+// Drives examples/todo (PAGE_URL) in two windows of the OS's Chromium
+// (CHROMIUM) through puppeteer-core; see ../todo_test.go. Prints the
+// figures as JSON and exits 1 when a check failed. CONTROL's POST /load
+// writes 1,000 todos/s for 3 s; SCREENSHOT, if set, is where to save the
+// second window.
+import puppeteer from 'puppeteer-core'
+
+const { CHROMIUM, PAGE_URL, CONTROL, SCREENSHOT } = process.env
+if (!CHROMIUM || !PAGE_URL || !CONTROL) {
+  console.error('compat/browser/todo.mjs: set CHROMIUM, PAGE_URL and CONTROL')
+  process.exit(2)
+}
+const EDITS = 200
+
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length ? +s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)].toFixed(1) : NaN
+}
+const dist = (xs) => ({ n: xs.length, p50: pct(xs, 50), p90: pct(xs, 90), p99: pct(xs, 99), max: pct(xs, 100) })
+
+const browser = await puppeteer.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
+    // Two windows, neither in the background.
+    '--disable-renderer-backgrounding', '--disable-background-timer-throttling', '--disable-backgrounding-occluded-windows'],
+})
+const failures = []
+const check = (ok, what) => ok || failures.push(what)
+const result = {}
+try {
+  // Two windows (browser contexts), both visible: tabs of one window
+  // would leave all but one hidden, without animation frames.
+  const pages = [await browser.newPage(), await (await browser.createBrowserContext()).newPage()]
+  for (const [i, p] of pages.entries()) {
+    p.on('console', (m) => console.log(`page ${i}:`, m.text()))
+    p.on('pageerror', (e) => failures.push(`page ${i}: ${e.message}`))
+    await p.setViewport({ width: 720, height: 560 })
+    await p.evaluateOnNewDocument(() => {
+      window.__drawn = new Map() // id -> [time first drawn (not pending), time its change came]
+      window.__renders = []
+      addEventListener('todos:render', ({ detail }) => {
+        window.__renders.push(detail)
+        for (const d of detail.drawn) if (!d.pending && !window.__drawn.has(d.id)) window.__drawn.set(d.id, [detail.time, d.got, d.at])
+      })
+    })
+    await p.goto(PAGE_URL)
+  }
+  const [a, b] = pages
+  for (const p of pages) await p.waitForFunction(() => document.getElementById('state').textContent === 'live', { timeout: 10_000 })
+
+  // 1. Edits through a's form, one at a time: each shows in b before the
+  // next is made.
+  const sent = {}
+  for (let i = 0; i < EDITS; i++) {
+    const [id, t] = await a.evaluate((title) => {
+      const t = performance.timeOrigin + performance.now()
+      document.getElementById('title').value = title
+      document.getElementById('add').requestSubmit()
+      // The optimistic write is in a's state at once.
+      return [[...window.todoPage.todos.items].find(([, v]) => v.title === title)?.[0], t]
+    }, `todo ${i}`)
+    if (!id) throw new Error(`todo ${i} was not shown at once in a`)
+    sent[id] = t
+    await b.waitForFunction((id) => window.__drawn.has(id), { timeout: 5_000, polling: 'mutation' }, id)
+  }
+  const ids = Object.keys(sent)
+  await a.waitForFunction((ids) => ids.every((id) => window.__drawn.has(id)), { timeout: 15_000, polling: 50 }, ids)
+  const drawnB = new Map(await b.evaluate(() => [...window.__drawn]))
+  const edit = dist(ids.map((id) => drawnB.get(id)[0] - sent[id]))
+  result.editToOtherWindowMs = edit
+  // Where the time goes: from the submit to todos::add writing, and from
+  // there to b receiving the change.
+  result.editToWriteMs = dist(ids.map((id) => drawnB.get(id)[2] - sent[id]))
+  result.writeToOtherWindowMs = dist(ids.map((id) => drawnB.get(id)[1] - drawnB.get(id)[2]))
+  check(edit.n === EDITS && edit.p99 < 100, `edit to the other window: p99 ${edit.p99} ms (want < 100)`)
+  const titles = await b.evaluate(() => [...document.querySelectorAll('#list li label')].map((l) => l.textContent))
+  check(titles.length === EDITS && titles.every((t, i) => t === `todo ${i}`), `b shows ${titles.length} todos, in order: ${titles.slice(0, 3)}…`)
+  check(await a.evaluate(() => document.querySelectorAll('#list li.pending').length === 0), 'a still shows pending todos')
+  if (SCREENSHOT) await b.screenshot({ path: SCREENSHOT })
+
+  // 2. 1,000 writes/s for 3 s to b, which measures commit to render.
+  const from = await b.evaluate(() => window.__renders.length)
+  const load = await (await fetch(CONTROL + '/load', { method: 'POST' })).json()
+  await b.waitForFunction((seq) => window.__renders.at(-1)?.seq >= seq, { timeout: 15_000, polling: 20 }, load.lastSeq)
+  const renders = await b.evaluate((from) => window.__renders.slice(from), from)
+  const lags = [] // [commit time, ms to render, ms to receive]
+  for (const r of renders) for (const d of r.drawn) if (d.id.startsWith('load-')) lags.push([d.at, r.time - d.at, d.got - d.at])
+  const last = renders.find((r) => r.seq >= load.lastSeq)
+  const t0 = lags[0]?.[0]
+  const lastSecond = lags.filter(([at]) => at >= t0 + (load.seconds - 1) * 1000).map(([, l]) => l)
+  result.load = {
+    writes: load.sent,
+    writesPerSecond: Math.round(load.sent / load.seconds),
+    frames: renders.length,
+    changesDrawn: lags.length,
+    commitToRenderMs: dist(lags.map(([, l]) => l)),
+    commitToReceiveMs: dist(lags.map(([, , l]) => l)),
+    lastSecondMs: dist(lastSecond),
+    lastWriteDrawnMsAfterLoadEnd: +(last.time - load.end).toFixed(1),
+  }
+  // Loosely: the page drains what it got, it does not fall ever further behind.
+  check(last.time - load.end < 2000, `the last write was drawn ${last.time - load.end} ms after the load ended (want < 2000)`)
+} catch (e) {
+  failures.push(String(e.stack || e))
+} finally {
+  await browser.close()
+}
+console.log(JSON.stringify(result, null, 1))
+if (failures.length) console.error('FAILED:\n' + failures.join('\n'))
+process.exit(failures.length ? 1 : 0)
