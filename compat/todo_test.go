@@ -1,15 +1,18 @@
 package compat_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,8 +34,12 @@ var todoListening = regexp.MustCompile(`(?m)^todo: open (http://\S+)/$`)
 //     control endpoint below) reach the second window, which measures
 //     commit-to-render itself: each change carries the time todos::add
 //     wrote it, and the page draws once per animation frame. It must keep
-//     up: the last write is drawn within a second of being made, and the
-//     last second's delays are not growing past a frame budget.
+//     up: the last write is drawn within 2 s of the load's end;
+//   - the README's browser snippet, as written but for the engine's
+//     addresses, runs in a page of another loopback origin: it logs its
+//     snapshot and its own write, which the example's window shows too.
+//     The addresses it names are the engine's defaults, as are the
+//     example's.
 //
 // TODO_SCREENSHOT=file.png saves what the second window shows.
 func TestTodoExample(t *testing.T) {
@@ -42,12 +49,15 @@ func TestTodoExample(t *testing.T) {
 	defer cancel()
 
 	// As `make run`: embedded NATS, and no browser settings.
-	a := startEngineWith(t, buildTrine(t), "--nats-addr", "127.0.0.1:0")
+	trineBin := buildTrine(t)
+	a := startEngineWith(t, trineBin, "--nats-addr", "127.0.0.1:0")
 	bin := filepath.Join(t.TempDir(), "todo")
 	if out, err := exec.Command("go", "build", "-o", bin, "../examples/todo").CombinedOutput(); err != nil {
 		t.Fatalf("go build ../examples/todo: %v\n%s", err, out)
 	}
 	pageURL := startTodo(t, bin, "-engine", a.grpc, "-stream", "http://"+a.stream, "-iii", "ws://"+a.iii, "-addr", "127.0.0.1:0")
+	readme := readmePage(t, trineBin, bin, pageURL, a)
+	defer readme.Close()
 
 	w := trine.RegisterWorker(a.grpc, trine.WithName("todo-load"))
 	defer w.Close()
@@ -70,7 +80,7 @@ func TestTodoExample(t *testing.T) {
 	cmd := exec.CommandContext(ctx, node, "todo.mjs")
 	cmd.Dir = "browser"
 	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium, "PAGE_URL="+pageURL, "CONTROL="+control.URL,
-		"SCREENSHOT="+os.Getenv("TODO_SCREENSHOT"))
+		"SCREENSHOT="+os.Getenv("TODO_SCREENSHOT"), "README_URL="+readme.URL+"/live.html")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("node todo.mjs: %v\n%s", err, out)
@@ -154,4 +164,56 @@ func todoLoad(ctx context.Context, w *trine.Worker, rate int, d time.Duration) (
 		return nil, fmt.Errorf("%d of %d todos::add calls failed, the first: %v", f, n, firstEr.Load())
 	}
 	return map[string]any{"sent": n, "seconds": elapsed.Seconds(), "lastSeq": maxSeq.Load(), "end": float64(time.Now().UnixMicro()) / 1000}, nil
+}
+
+// readmePage checks that the README's browser snippet (its html block)
+// names the engine's default stream and iii listeners, as the example's
+// flags do, and serves it at /live.html with those addresses replaced by
+// a's, and the client the example bundles at ./clients/js/dist/index.js,
+// on a loopback port of its own.
+func readmePage(t *testing.T, trineBin, todoBin, pageURL string, a engineAddrs) *httptest.Server {
+	t.Helper()
+	doc, err := os.ReadFile("../README.md")
+	must(t, err)
+	blocks := regexp.MustCompile("(?s)```html\n(.*?)```").FindAllSubmatch(doc, -1)
+	if len(blocks) != 1 {
+		t.Fatalf("the README has %d html blocks, want the one browser snippet", len(blocks))
+	}
+	snippet := string(blocks[0][1])
+	const streamAddr, iiiAddr = "127.0.0.1:3112", "127.0.0.1:49135"
+	for _, want := range []string{"'http://" + streamAddr + "'", "'ws://" + iiiAddr + "'", "from './clients/js/dist/index.js'"} {
+		if !strings.Contains(snippet, want) {
+			t.Fatalf("the README's browser snippet does not name %s:\n%s", want, snippet)
+		}
+	}
+	help, _ := exec.Command(trineBin, "engine", "--help").CombinedOutput()
+	todoHelp, _ := exec.Command(todoBin, "-help").CombinedOutput()
+	for _, want := range []struct {
+		help []byte
+		text string
+	}{
+		{help, "yaml stream_addr, default " + streamAddr}, {help, "yaml iii_addr, default " + iiiAddr},
+		{todoHelp, `(default "http://` + streamAddr + `")`}, {todoHelp, `(default "ws://` + iiiAddr + `")`},
+	} {
+		if !bytes.Contains(want.help, []byte(want.text)) {
+			t.Errorf("not in --help: %s", want.text)
+		}
+	}
+	snippet = strings.NewReplacer(streamAddr, a.stream, iiiAddr, a.iii).Replace(snippet)
+
+	res, err := http.Get(pageURL + "trine-client.js")
+	must(t, err)
+	bundle, err := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	must(t, err)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /live.html", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, snippet)
+	})
+	mux.HandleFunc("GET /clients/js/dist/index.js", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript")
+		_, _ = w.Write(bundle)
+	})
+	return httptest.NewServer(mux)
 }

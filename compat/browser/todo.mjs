@@ -1,13 +1,13 @@
 // Drives examples/todo (PAGE_URL) in two windows of the OS's Chromium
 // (CHROMIUM) through puppeteer-core; see ../todo_test.go. Prints the
 // figures as JSON and exits 1 when a check failed. CONTROL's POST /load
-// writes 1,000 todos/s for 3 s; SCREENSHOT, if set, is where to save the
-// second window.
+// writes 1,000 todos/s for 3 s; README_URL is the README's browser
+// snippet; SCREENSHOT, if set, is where to save the second window.
 import puppeteer from 'puppeteer-core'
 
-const { CHROMIUM, PAGE_URL, CONTROL, SCREENSHOT } = process.env
-if (!CHROMIUM || !PAGE_URL || !CONTROL) {
-  console.error('compat/browser/todo.mjs: set CHROMIUM, PAGE_URL and CONTROL')
+const { CHROMIUM, PAGE_URL, CONTROL, SCREENSHOT, README_URL } = process.env
+if (!CHROMIUM || !PAGE_URL || !CONTROL || !README_URL) {
+  console.error('compat/browser/todo.mjs: set CHROMIUM, PAGE_URL, CONTROL and README_URL')
   process.exit(2)
 }
 const EDITS = 200
@@ -101,6 +101,21 @@ try {
   }
   // Loosely: the page drains what it got, it does not fall ever further behind.
   check(last.time - load.end < 2000, `the last write was drawn ${last.time - load.end} ms after the load ended (want < 2000)`)
+
+  // 3. The README's snippet, in a window of its own: it logs its snapshot,
+  // then its own write, which b shows too.
+  const readme = await (await browser.createBrowserContext()).newPage()
+  const logged = [] // what it logs: the change's type and the last item
+  readme.on('console', async (m) => {
+    const [type, items] = await Promise.all(m.args().map((a) => a.jsonValue()))
+    if (Array.isArray(items)) logged.push(`${type} ${JSON.stringify(items.at(-1))}`)
+  })
+  readme.on('pageerror', (e) => failures.push(`README snippet: ${e.message}`))
+  await readme.goto(README_URL)
+  await b.waitForFunction(() => window.__drawn.has('t1'), { timeout: 10_000, polling: 50 })
+  for (const deadline = Date.now() + 5000; logged.length < 2 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20))
+  result.readmeLogged = logged
+  check(logged[0]?.startsWith('snapshot ') && logged[1] === 'create {"title":"milk"}', 'the README snippet logged: ' + logged.join(', '))
 } catch (e) {
   failures.push(String(e.stack || e))
 } finally {
