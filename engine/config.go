@@ -79,6 +79,14 @@ type ElsewhereServer interface {
 	ServedElsewhere(ctx context.Context, id string) (bool, error)
 }
 
+// TakeBacker is a Remote that can tell the other engines that a trusted
+// worker here now serves a function, so that each drops the replicas that
+// connections under a policy registered there first (TakeBackFromPolicies).
+// TakeBack is called under the engine's lock: it must not block.
+type TakeBacker interface {
+	TakeBack(id string)
+}
+
 // Observer receives the outcome of every awaited call: its function id, its
 // error code ("" on success) and how long it took. CallDone runs on the
 // caller's goroutine and must be quick.

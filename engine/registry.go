@@ -115,6 +115,9 @@ func (e *Engine) addReplica(s *Session, id string, spec FunctionSpec) error {
 		e.functions[id] = fn
 		if r := e.cfg.Remote; r != nil {
 			r.Serve(id)
+			if tb, ok := r.(TakeBacker); ok && s.grant == nil {
+				tb.TakeBack(id)
+			}
 		}
 		e.functionsChanged()
 	case fn.builtin != nil:
@@ -208,4 +211,23 @@ func (fn *function) replicaMetadata() []json.RawMessage {
 		out[i] = fn.metadata[r]
 	}
 	return out
+}
+
+// TakeBackFromPolicies drops the replicas of function id on this engine
+// when all of them were registered by connections under a listener policy:
+// a trusted worker on another engine now serves it (TakeBacker), and a
+// policy never shares a replica set with a trusted worker, fleet-wide.
+func (e *Engine) TakeBackFromPolicies(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	fn := e.functions[id]
+	if fn == nil || fn.builtin != nil || len(fn.replicas) == 0 ||
+		slices.ContainsFunc(fn.replicas, func(s *Session) bool { return s.grant == nil }) {
+		return
+	}
+	for _, r := range slices.Clone(fn.replicas) {
+		e.log.Warn("a trusted worker on another engine took back a function id served here under a listener policy", LogFunctionID, id,
+			LogWorkerID, r.id, LogWorkerName, r.name())
+		e.removeReplica(r, id)
+	}
 }

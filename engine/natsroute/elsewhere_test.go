@@ -98,3 +98,33 @@ func TestProbeNeverRuns(t *testing.T) {
 		t.Fatalf("probes ran test::count %d times", n)
 	}
 }
+
+// TestTrustedTakesBackAcrossTheFleet: a connection under a policy on B
+// registered an id first, when no engine served it; a trusted worker on A
+// registering it later takes it back on every engine: B's policy replica
+// goes, and B's callers reach A's worker.
+func TestTrustedTakesBackAcrossTheFleet(t *testing.T) {
+	ns := natstest.Start(t)
+	a, b := startEngine(t, ns), startEngine(t, ns)
+	s := moduletest.Granted(t, b.Engine, `{}`)
+	if err := s.RegisterFunction("admin::later", ""); err != nil {
+		t.Fatal(err)
+	}
+	wa := worker(t, a.Addr, "trusted-a")
+	if err := wa.RegisterFunction(t.Context(), "admin::later", func(context.Context, json.RawMessage) (any, error) { return "a", nil }); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Engine.HasFunction("admin::later") {
+		if time.Now().After(deadline) {
+			t.Fatal("B kept the policy replica of an id a trusted worker registered on A")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	wb := worker(t, b.Addr, "caller-b")
+	for range 6 {
+		if out, err := wb.Trigger(t.Context(), "admin::later", nil); err != nil || string(out) != `"a"` {
+			t.Fatalf("admin::later through B = %s, %v", out, err)
+		}
+	}
+}

@@ -32,7 +32,10 @@ import (
 const (
 	subjectPrefix = "trine.fn."
 	cancelSubject = "trine.cancel"
-	queueGroup    = "trine-engines"
+	// takeBackSubject carries the id a trusted worker now serves, so that
+	// every engine drops the replicas connections under a policy hold.
+	takeBackSubject = "trine.takeback"
+	queueGroup      = "trine-engines"
 
 	hTimeout     = "Trine-Timeout-Ms"
 	hInvocation  = "Trine-Invocation"
@@ -69,6 +72,8 @@ type Router struct {
 	e       *engine.Engine
 	subs    map[string]*nats.Subscription
 	cancel  *nats.Subscription
+	// takeBack receives the ids trusted workers on other engines took.
+	takeBack *nats.Subscription
 
 	mu       sync.Mutex
 	inflight map[string]context.CancelFunc // calls taken from other engines
@@ -101,6 +106,9 @@ func (r *Router) Start(e *engine.Engine) error {
 		return err
 	}
 	r.cancel = sub
+	if r.takeBack, err = r.nc.Subscribe(takeBackSubject, func(m *nats.Msg) { r.e.TakeBackFromPolicies(string(m.Data)) }); err != nil {
+		return err
+	}
 	close(r.started)
 	go r.run()
 	return nil
@@ -121,6 +129,15 @@ func (r *Router) Close() {
 // engine waits, which keeps Serve and Unserve in order. Once the Router is
 // closed they do nothing.
 func (r *Router) Serve(id string) { r.push(op{id, true}) }
+
+// TakeBack implements engine.TakeBacker: it tells every engine that a
+// trusted worker serves id here. The id travels as the message body,
+// which no transport alters.
+func (r *Router) TakeBack(id string) {
+	if err := r.nc.Publish(takeBackSubject, []byte(id)); err != nil {
+		r.log.Warn("cannot tell the other engines of a trusted registration", "function_id", id, "error", err)
+	}
+}
 
 // Unserve implements engine.Remote.
 func (r *Router) Unserve(id string) { r.push(op{id, false}) }
@@ -174,6 +191,7 @@ func (r *Router) drain() {
 		}
 	}
 	_ = r.cancel.Unsubscribe()
+	_ = r.takeBack.Unsubscribe()
 }
 
 // Call implements engine.Remote: it sends c to an engine that serves it.
