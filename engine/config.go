@@ -79,6 +79,12 @@ type ElsewhereServer interface {
 	ServedElsewhere(ctx context.Context, id string) (bool, error)
 }
 
+// Syncer is a Remote whose Serve takes effect later: Sync returns once
+// every Serve and Unserve made before it reaches the other engines.
+type Syncer interface {
+	Sync(ctx context.Context) error
+}
+
 // TakeBacker is a Remote that can tell the other engines that a trusted
 // worker here now serves a function, so that each drops the replicas that
 // connections under a policy registered there first (TakeBackFromPolicies).

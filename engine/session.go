@@ -333,6 +333,23 @@ func (s *Session) RegisterFunctionSpec(id string, spec FunctionSpec) error {
 	if err := s.e.notServedElsewhere(s, id); err != nil {
 		return err
 	}
+	if err := s.addFunction(id, description, spec); err != nil {
+		return err
+	}
+	// Acknowledged means reachable: a call from another engine made once
+	// the worker has its answer finds the function.
+	if r, ok := s.e.cfg.Remote.(Syncer); ok {
+		ctx, cancel := context.WithTimeout(s.e.hardStop, 5*time.Second)
+		defer cancel()
+		if err := r.Sync(ctx); err != nil {
+			s.e.log.Warn("function registered, but other engines may not reach it yet", LogFunctionID, id, "error", err)
+		}
+	}
+	return nil
+}
+
+// addFunction adds s to the replica set of id within the caps.
+func (s *Session) addFunction(id, description string, spec FunctionSpec) error {
 	s.e.mu.Lock()
 	defer s.e.mu.Unlock()
 	if s.isClosed() {

@@ -84,8 +84,9 @@ type Router struct {
 }
 
 type op struct {
-	id    string
-	serve bool
+	id     string
+	serve  bool
+	synced chan struct{} // set: a Sync waiting for the ops before it
 }
 
 // New returns a Router on nc.
@@ -128,7 +129,29 @@ func (r *Router) Close() {
 // Serve implements engine.Remote. The queue is large; should it fill, the
 // engine waits, which keeps Serve and Unserve in order. Once the Router is
 // closed they do nothing.
-func (r *Router) Serve(id string) { r.push(op{id, true}) }
+func (r *Router) Serve(id string) { r.push(op{id: id, serve: true}) }
+
+// Sync implements engine.Syncer: it returns once the Serve and Unserve
+// calls made before it are in effect on the NATS server, so that a
+// registration acknowledged to a worker is reachable from every engine.
+func (r *Router) Sync(ctx context.Context) error {
+	ch := make(chan struct{})
+	select {
+	case r.ops <- op{synced: ch}:
+	case <-r.stop:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-r.stop:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // TakeBack implements engine.TakeBacker: it tells every engine that a
 // trusted worker serves id here. The id travels as the message body,
@@ -140,7 +163,7 @@ func (r *Router) TakeBack(id string) {
 }
 
 // Unserve implements engine.Remote.
-func (r *Router) Unserve(id string) { r.push(op{id, false}) }
+func (r *Router) Unserve(id string) { r.push(op{id: id}) }
 
 func (r *Router) push(o op) {
 	select {
@@ -157,6 +180,13 @@ func (r *Router) run() {
 			r.drain()
 			return
 		case o := <-r.ops:
+			if o.synced != nil {
+				if err := r.nc.FlushTimeout(5 * time.Second); err != nil {
+					r.log.Warn("cannot confirm this engine's functions with the NATS server", "error", err)
+				}
+				close(o.synced)
+				continue
+			}
 			if s := r.subs[o.id]; s != nil && !o.serve {
 				// Calls already routed here still get an answer
 				// (function_not_found), not silence until their deadline.
