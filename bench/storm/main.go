@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,6 +41,7 @@ import (
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/natsfanout"
 	"github.com/trinehq/trine/streammodule/store"
+	"github.com/trinehq/trine/streammodule/wire"
 )
 
 func main() {
@@ -49,12 +51,24 @@ func main() {
 	itemBytes := flag.Int("item-bytes", 100, "bytes of each item's value")
 	rate := flag.Float64("rate", 0, "writes/s to the group during the storms (0: none)")
 	backend := flag.String("backend", "remote", "how the gateway reads snapshots: remote (through the engine's functions, as trine gateway) or module")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the storms to FILE")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "storm:", err)
+			os.Exit(1)
+		}
+		profile = f
+	}
 	if err := run(*clients, *rounds, *items, *itemBytes, *rate, *backend); err != nil {
 		fmt.Fprintln(os.Stderr, "storm:", err)
 		os.Exit(1)
 	}
 }
+
+// profile, if set, receives a CPU profile of the storms.
+var profile *os.File
 
 // counting is a Backend that counts snapshot reads.
 type counting struct {
@@ -199,6 +213,12 @@ func run(n, rounds, items, itemBytes int, rate float64, backend string) error {
 		}
 	}()
 
+	if profile != nil {
+		if err := pprof.StartCPUProfile(profile); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var res []storm
 	for r := range rounds {
 		sub := "r" + strconv.Itoa(r)
@@ -318,13 +338,10 @@ func (s *sock) read() {
 		if want == nil || !bytes.HasSuffix(b, want) || !bytes.Contains(b, syncMark) {
 			continue
 		}
-		var f struct {
-			Seq uint64 `json:"seq"`
-		}
-		_ = json.Unmarshal(b, &f)
+		seq, _, _ := wire.Header(b)
 		s.mu.Lock()
 		s.want = nil
 		s.mu.Unlock()
-		s.synced <- syncAt{t: now, seq: f.Seq}
+		s.synced <- syncAt{t: now, seq: seq}
 	}
 }
