@@ -129,7 +129,8 @@ type Config struct {
 	// MaxCatchUps bounds the snapshots and replays of one connection that
 	// its writer has not taken yet (more joins wait their turn), so that a
 	// socket that never reads holds only that many; MaxCatchUpsTotal bounds
-	// the ones being built in the whole gateway. Defaults
+	// the snapshot, page and history reads under way in the whole gateway
+	// (joins waiting for the same snapshot share one read). Defaults
 	// DefaultMaxCatchUps and DefaultMaxCatchUpsTotal.
 	MaxCatchUps, MaxCatchUpsTotal int
 	// SnapshotPageBytes is the size of the pages a group snapshot is read
@@ -196,12 +197,14 @@ func (c Config) withDefaults() Config {
 //
 // Path segments are percent-decoded once, so %2F is a slash inside a name.
 type Gateway struct {
-	cfg     Config
-	log     *slog.Logger
-	hub     *hub
-	pool    *writerPool
-	origins *origin.Policy
-	cors    *cors.Cors
+	cfg Config
+	log *slog.Logger
+	hub *hub
+	// snapshots shares snapshot reads among the joins that need one.
+	snapshots *snapshots
+	pool      *writerPool
+	origins   *origin.Policy
+	cors      *cors.Cors
 	// catchUps holds a token per snapshot or replay being built and
 	// queued, MaxCatchUpsTotal at most.
 	catchUps chan struct{}
@@ -242,6 +245,7 @@ func New(cfg Config) (*Gateway, error) {
 		MaxAge:                 600,
 	})
 	g.hub = newHub(g)
+	g.snapshots = newSnapshots(g)
 	g.pool = newWriterPool(cfg.Writers)
 	g.wg.Add(1)
 	go g.pinger()
@@ -311,6 +315,7 @@ func (g *Gateway) Close() error {
 		}
 		<-done
 	}
+	g.snapshots.wg.Wait() // every reader has given up: reads end
 	g.pool.close()
 	return nil
 }

@@ -41,7 +41,12 @@ type stack struct {
 func newStack(t testing.TB, gcfg gateway.Config, mcfg streammodule.Config) *stack {
 	t.Helper()
 	st := streamtest.Start(t, mcfg)
-	gcfg.Backend, gcfg.Events, gcfg.Caller = st.Module, st.Events, st.Engine
+	gcfg.Events, gcfg.Caller = st.Events, st.Engine
+	if cb, ok := gcfg.Backend.(*countingBackend); ok {
+		cb.Backend = st.Module
+	} else {
+		gcfg.Backend = st.Module
+	}
 	gw, err := gateway.New(gcfg)
 	if err != nil {
 		t.Fatal(err)

@@ -351,9 +351,11 @@ func (c *conn) catchUp(s *subscription, since *uint64) {
 // and from where.
 //
 // A connection has at most MaxCatchUps catch-ups whose frames its writer
-// has not taken yet, and the gateway builds at most MaxCatchUpsTotal at
-// once: a socket that sends a thousand joins of a large group and never
-// reads holds a few snapshots, not a thousand.
+// has not taken yet, and the gateway reads at most MaxCatchUpsTotal
+// snapshots, pages or histories at once: a socket that sends a thousand
+// joins of a large group and never reads holds a few snapshots, not a
+// thousand. Joins that wait for the same snapshot share one read, and its
+// frame (snapshots).
 func (c *conn) catchUpOnce(s *subscription, since *uint64, attempt int) (next *uint64, again bool) {
 	select {
 	case c.catchUps <- struct{}{}:
@@ -361,20 +363,12 @@ func (c *conn) catchUpOnce(s *subscription, since *uint64, attempt int) (next *u
 		return nil, false
 	}
 	defer c.afterQueued(func() { <-c.catchUps })
-	select {
-	case c.g.catchUps <- struct{}{}:
-	case <-c.ctx.Done():
-		return nil, false
-	}
-	built := sync.OnceFunc(func() { <-c.g.catchUps })
-	defer built()
 
-	b := c.g.cfg.Backend
 	var catchUp [][]byte
 	var last uint64
 	resync := attempt > 0 && attempt%catchUpsPerResync == 0
 	if since != nil && !resync {
-		frames, l, ok, err := b.Since(c.ctx, s.stream, s.group, *since)
+		frames, l, ok, err := c.since(s, *since)
 		switch {
 		case err != nil:
 			// Ask again after a wait (a fresh snapshot every
@@ -394,16 +388,16 @@ func (c *conn) catchUpOnce(s *subscription, since *uint64, attempt int) (next *u
 	if since == nil || resync {
 		q := streammodule.SnapshotRequest{StreamName: s.stream, GroupID: s.group, ItemID: s.item, Resync: resync,
 			PageBytes: c.g.cfg.SnapshotPageBytes}
-		res, err := b.Snapshot(c.ctx, q)
+		// hub.add has returned: s buffers the group's events, so it may
+		// share a read that starts from now on (snapshots).
+		res, frame, err := c.g.snapshots.read(c.ctx, q)
 		if err != nil {
 			c.snapshotFailed(s, err)
 			return nil, false
 		}
 		switch {
-		case res.Frame != nil:
-			catchUp = [][]byte{res.Frame}
-		case !res.More:
-			catchUp = [][]byte{syncFrame(q, res, nil, wire.SyncStart(res.Seq, s.stream, s.group, time.Now()))}
+		case frame != nil:
+			catchUp = [][]byte{frame}
 		default:
 			select {
 			case c.fragTurn <- struct{}{}:
@@ -411,7 +405,7 @@ func (c *conn) catchUpOnce(s *subscription, since *uint64, attempt int) (next *u
 				return nil, false
 			}
 			defer func() { <-c.fragTurn }()
-			final, err = c.pages(q, res, built)
+			final, err = c.pages(q, res)
 			if err != nil {
 				c.snapshotFailed(nil, err)
 				return nil, false
@@ -419,7 +413,6 @@ func (c *conn) catchUpOnce(s *subscription, since *uint64, attempt int) (next *u
 		}
 		last = res.Seq
 	}
-	built()
 	live, gone, pos := s.goLive(catchUp, final, last)
 	switch {
 	case gone:
@@ -429,6 +422,18 @@ func (c *conn) catchUpOnce(s *subscription, since *uint64, attempt int) (next *u
 		return nil, false
 	}
 	return &pos, true
+}
+
+// since reads the group's events after seq, holding a gateway-wide
+// catch-up token meanwhile.
+func (c *conn) since(s *subscription, seq uint64) ([][]byte, uint64, bool, error) {
+	select {
+	case c.g.catchUps <- struct{}{}:
+	case <-c.ctx.Done():
+		return nil, 0, false, c.ctx.Err()
+	}
+	defer func() { <-c.g.catchUps }()
+	return c.g.cfg.Backend.Since(c.ctx, s.stream, s.group, seq)
 }
 
 // snapshotFailed ends s (nil: the whole connection, whose paged snapshot
@@ -467,12 +472,12 @@ func appendItems(b []byte, items []streammodule.PageItem, ids []string) ([]byte,
 // pages queues a group snapshot of several pages (res is the first) as
 // one message in parts, every part but the last, which it returns for
 // goLive to queue. A page is read once the part before the previous one
-// has left the queue, so that the connection holds about three pages; the
-// gateway-wide catch-up token (built releases the first) is held only
-// while a page is read. The message carries the first page's sequence:
+// has left the queue, so that the connection holds about three pages; a
+// gateway-wide catch-up token is held only while a page is read, and
+// connections at the same page of the same group share its read. The message carries the first page's sequence:
 // later pages may already reflect later events, which follow the message
 // as usual, so a client that applies them ends with the group's state.
-func (c *conn) pages(q streammodule.SnapshotRequest, res streammodule.SnapshotResult, built func()) ([]byte, error) {
+func (c *conn) pages(q streammodule.SnapshotRequest, res streammodule.SnapshotResult) ([]byte, error) {
 	var ids []string
 	part := wire.SyncStart(res.Seq, q.StreamName, q.GroupID, time.Now())
 	frag, seq := byte(fragFirst), res.Seq
@@ -492,17 +497,9 @@ func (c *conn) pages(q streammodule.SnapshotRequest, res streammodule.SnapshotRe
 		ch := make(chan struct{})
 		c.enqueue(out{data: part, seq: seq, frag: frag, catchUp: true, done: func() { close(ch) }})
 		taken, frag, seq, part = ch, fragMiddle, 0, nil
-		built()
-		select {
-		case c.g.catchUps <- struct{}{}:
-		case <-c.ctx.Done():
-			return nil, c.ctx.Err()
-		}
-		built = sync.OnceFunc(func() { <-c.g.catchUps })
 		q.After = ids[len(ids)-1]
 		var err error
-		res, err = c.g.cfg.Backend.Snapshot(c.ctx, q)
-		built()
+		res, _, err = c.g.snapshots.read(c.ctx, q)
 		if err == nil && (res.Frame != nil || res.Items == nil) {
 			err = errors.New("the backend returned no snapshot page")
 		}

@@ -481,7 +481,7 @@ var engineSettings = []setting{
 		c.StreamCatchUps, err = positiveInt(v)
 		return err
 	}},
-	{"stream-max-catchups-total", "N", strconv.Itoa(gateway.DefaultMaxCatchUpsTotal), "snapshots and replays being built at once in the whole gateway", func(c *engineConfig, v string) (err error) {
+	{"stream-max-catchups-total", "N", strconv.Itoa(gateway.DefaultMaxCatchUpsTotal), "snapshot, page and history reads under way at once in the whole gateway (joins waiting for the same snapshot share one read)", func(c *engineConfig, v string) (err error) {
 		c.StreamCatchUpsTotal, err = positiveInt(v)
 		return err
 	}},
