@@ -37,6 +37,7 @@ const (
 	DefaultMaxCatchUps       = 4
 	DefaultMaxCatchUpsTotal  = 64
 	DefaultSnapshotPageBytes = 256 << 10
+	DefaultSnapshotCoalesce  = 50 * time.Millisecond
 )
 
 // Backend serves snapshots, history and join decisions; the StreamModule is
@@ -140,6 +141,14 @@ type Config struct {
 	// client that reads while the gateway holds a few pages of it. Default
 	// DefaultSnapshotPageBytes.
 	SnapshotPageBytes int
+	// SnapshotCoalesce spaces the snapshot reads of one group (or item):
+	// a join that finds none started within this time reads at once;
+	// later joins wait for the next read, which starts this long after
+	// the previous one did (and once it ended), and share it, so that a
+	// reconnect storm costs about one read per SnapshotCoalesce of it.
+	// Default DefaultSnapshotCoalesce; negative: reads follow each other
+	// at once (still one at a time, shared by the joins that waited).
+	SnapshotCoalesce time.Duration
 	// MaxSubscriptions bounds the subscriptions of one multiplexed socket.
 	// Default DefaultMaxSubscriptions.
 	MaxSubscriptions int
@@ -179,6 +188,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SnapshotPageBytes <= 0 {
 		c.SnapshotPageBytes = DefaultSnapshotPageBytes
+	}
+	if c.SnapshotCoalesce == 0 {
+		c.SnapshotCoalesce = DefaultSnapshotCoalesce
 	}
 	if c.MaxNameBytes <= 0 {
 		c.MaxNameBytes = streammodule.DefaultMaxNameBytes

@@ -19,11 +19,16 @@ import (
 // any event committed after the read is in its buffer, and any committed
 // before is in the snapshot. A subscription that joined a read already
 // under way could miss an event committed between that read and its own
-// subscribe. So each key has at most one read under way, and a
-// subscription arriving meanwhile waits for the next one, which starts
-// when the current one ends and is shared by every subscription that
-// arrived during it. Under a storm the backend sees one read per key at a
-// time, each shared by all the joins that came while the previous one ran.
+// subscribe. So a key has at most one read under way, and at most one
+// read of it starts per Config.SnapshotCoalesce: a subscription that finds
+// no read of its key started within that time reads at once; one that
+// finds a read under way, or one that started less than that ago, waits
+// for the next read, which starts when that time has passed and the
+// previous read has ended, and is shared by every subscription that
+// arrived until then. A storm spread over some time (clients reconnecting
+// over a few hundred milliseconds) costs about one read per
+// SnapshotCoalesce of it, and the backend never serves more than one
+// snapshot read of a key at a time.
 type snapshots struct {
 	g    *Gateway
 	mu   sync.Mutex
@@ -43,18 +48,21 @@ func keyOf(q streammodule.SnapshotRequest) snapshotKey {
 	return snapshotKey{q.StreamName, q.GroupID, q.ItemID, q.After, q.Resync, q.PageBytes}
 }
 
-// snapshotSlot is a key's read under way and the one due after it.
+// snapshotSlot is a key's read under way (until SnapshotCoalesce after it
+// started, at least) and the one due after it, which takes waiters until
+// it starts.
 type snapshotSlot struct {
 	reading, next *snapshotRead
 }
 
 // snapshotRead is one shared read. Its result is set before done closes.
 type snapshotRead struct {
-	q       streammodule.SnapshotRequest
-	ctx     context.Context // ends once every waiter has given up
-	cancel  context.CancelFunc
-	waiters int // under snapshots.mu
-	done    chan struct{}
+	q        streammodule.SnapshotRequest
+	released chan struct{}   // closed when the key's turn passes to the next read
+	ctx      context.Context // ends once every waiter has given up
+	cancel   context.CancelFunc
+	waiters  int // under snapshots.mu
+	done     chan struct{}
 
 	res   streammodule.SnapshotResult
 	frame []byte // the whole sync frame, when res is not a page of several
@@ -77,17 +85,16 @@ func (sn *snapshots) read(ctx context.Context, q streammodule.SnapshotRequest) (
 		slot = &snapshotSlot{}
 		sn.keys[k] = slot
 	}
-	var r *snapshotRead
-	switch {
-	case slot.reading == nil:
+	r := slot.next
+	if r == nil {
 		r = newSnapshotRead(q)
-		slot.reading = r
-		sn.start(k, r)
-	case slot.next == nil:
-		r = newSnapshotRead(q)
-		slot.next = r
-	default:
-		r = slot.next
+		if slot.reading == nil { // no read of k lately: read at once
+			slot.reading = r
+			sn.start(k, slot, r, nil)
+		} else {
+			slot.next = r
+			sn.start(k, slot, r, slot.reading.released)
+		}
 	}
 	r.waiters++
 	sn.mu.Unlock()
@@ -101,6 +108,9 @@ func (sn *snapshots) read(ctx context.Context, q streammodule.SnapshotRequest) (
 		r.cancel() // no one is left to read for
 		if slot.next == r {
 			slot.next = nil
+			if slot.reading == nil {
+				delete(sn.keys, k)
+			}
 		}
 	}
 	sn.mu.Unlock()
@@ -108,29 +118,51 @@ func (sn *snapshots) read(ctx context.Context, q streammodule.SnapshotRequest) (
 }
 
 func newSnapshotRead(q streammodule.SnapshotRequest) *snapshotRead {
-	r := &snapshotRead{q: q, done: make(chan struct{})}
+	r := &snapshotRead{q: q, done: make(chan struct{}), released: make(chan struct{})}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r
 }
 
-// start runs r; when it ends, the read waiting behind it starts. Callers
-// hold sn.mu.
-func (sn *snapshots) start(k snapshotKey, r *snapshotRead) {
+// start runs r once after (the previous read's turn; nil for none) has
+// passed. Until then r is slot.next and takes waiters. r keeps the key's
+// turn until SnapshotCoalesce after it started. Callers hold sn.mu.
+func (sn *snapshots) start(k snapshotKey, slot *snapshotSlot, r *snapshotRead, after <-chan struct{}) {
 	sn.wg.Add(1)
 	go func() {
 		defer sn.wg.Done()
+		if after != nil {
+			select {
+			case <-after:
+			case <-r.ctx.Done():
+				return // every waiter left, and took r out of slot
+			}
+			sn.mu.Lock()
+			if r.ctx.Err() != nil {
+				sn.mu.Unlock()
+				return
+			}
+			slot.reading, slot.next = r, nil
+			sn.mu.Unlock()
+		}
+		started := time.Now()
 		r.res, r.frame, r.err = sn.fetch(r)
 		r.cancel()
+		close(r.done)
+		if d := sn.g.cfg.SnapshotCoalesce - time.Since(started); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-sn.g.stop:
+			}
+			t.Stop()
+		}
 		sn.mu.Lock()
 		defer sn.mu.Unlock()
-		close(r.done)
-		slot := sn.keys[k]
-		slot.reading, slot.next = slot.next, nil
-		if slot.reading == nil {
+		slot.reading = nil
+		if slot.next == nil {
 			delete(sn.keys, k)
-			return
 		}
-		sn.start(k, slot.reading)
+		close(r.released)
 	}()
 }
 

@@ -177,3 +177,23 @@ func TestStormJoinsDuringWritesNoGap(t *testing.T) {
 	}
 	t.Logf("%d joins during writes: %d snapshot reads, %d events", n, cb.reads.Load(), final)
 }
+
+// At most one snapshot read of a group starts per SnapshotCoalesce: a
+// join that comes just after a read waits for the next one, so that joins
+// spread over a storm still share a few reads; a join with no read of its
+// group lately reads at once.
+func TestSnapshotReadsSpaced(t *testing.T) {
+	const spacing = 300 * time.Millisecond
+	cb := &countingBackend{}
+	s := newStack(t, gateway.Config{Backend: cb, SnapshotCoalesce: spacing}, streammodule.Config{})
+	s.set(t, "s", "g", "a", 1)
+	start := time.Now()
+	f := s.dial(t, groupPath("s", "g"), nil).read()
+	must(t, f.kind() == "sync", "first join: %s", f.Raw)
+	f = s.dial(t, groupPath("s", "g"), nil).read()
+	must(t, f.kind() == "sync", "second join: %s", f.Raw)
+	if d := time.Since(start); d < spacing {
+		t.Fatalf("two snapshot reads of a group %v apart, want %v at least", d, spacing)
+	}
+	must(t, cb.reads.Load() == 2, "%d reads", cb.reads.Load())
+}

@@ -50,6 +50,7 @@ func main() {
 	items := flag.Int("items", 1000, "items in the group")
 	itemBytes := flag.Int("item-bytes", 100, "bytes of each item's value")
 	rate := flag.Float64("rate", 0, "writes/s to the group during the storms (0: none)")
+	coalesce := flag.Duration("coalesce", 0, "the gateway's SnapshotCoalesce (0: its default; negative: none)")
 	backend := flag.String("backend", "remote", "how the gateway reads snapshots: remote (through the engine's functions, as trine gateway) or module")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the storms to FILE")
 	flag.Parse()
@@ -61,7 +62,7 @@ func main() {
 		}
 		profile = f
 	}
-	if err := run(*clients, *rounds, *items, *itemBytes, *rate, *backend); err != nil {
+	if err := run(*clients, *rounds, *items, *itemBytes, *rate, *backend, *coalesce); err != nil {
 		fmt.Fprintln(os.Stderr, "storm:", err)
 		os.Exit(1)
 	}
@@ -92,7 +93,7 @@ type storm struct {
 	elapsed time.Duration
 }
 
-func run(n, rounds, items, itemBytes int, rate float64, backend string) error {
+func run(n, rounds, items, itemBytes int, rate float64, backend string, coalesce time.Duration) error {
 	ns, err := natsembed.Start(natsembed.Options{Name: "storm"})
 	if err != nil {
 		return err
@@ -135,7 +136,7 @@ func run(n, rounds, items, itemBytes int, rate float64, backend string) error {
 	}
 	cb := &counting{Backend: inner}
 	gw, err := gateway.New(gateway.Config{Backend: cb, Events: natsfanout.NewSubscriber(subConn),
-		QueueMessages: 1 << 16, QueueBytes: 1 << 30})
+		QueueMessages: 1 << 16, QueueBytes: 1 << 30, SnapshotCoalesce: coalesce})
 	if err != nil {
 		return err
 	}
@@ -261,8 +262,8 @@ func run(n, rounds, items, itemBytes int, rate float64, backend string) error {
 	close(stopWriter)
 	<-writerDone
 
-	fmt.Printf("reconnect storm: %d sockets join group storm/g (%d items of %d bytes), backend %s, writes %.0f/s\n\n",
-		n, items, itemBytes, backend, rate)
+	fmt.Printf("reconnect storm: %d sockets join group storm/g (%d items of %d bytes), backend %s, writes %.0f/s, coalesce %v\n\n",
+		n, items, itemBytes, backend, rate, coalesce)
 	tw := loadgen.NewTable()
 	fmt.Fprintln(tw, "storm\tsnapshot reads\tall synced\tp50 synced\tsync seqs\twrites meanwhile\t")
 	for i, st := range res {

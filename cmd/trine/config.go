@@ -105,6 +105,7 @@ type engineConfig struct {
 	StreamCatchUps      int
 	StreamCatchUpsTotal int
 	StreamSnapshotPage  int
+	StreamCoalesce      time.Duration // negative: none
 	StreamPing          time.Duration
 	StreamWriteTimeout  time.Duration
 
@@ -488,6 +489,17 @@ var engineSettings = []setting{
 	{"stream-snapshot-page-bytes", "N", strconv.Itoa(gateway.DefaultSnapshotPageBytes), "a group snapshot is read and written in pages of this many bytes (one message in several frames): what one snapshot in flight holds", func(c *engineConfig, v string) (err error) {
 		c.StreamSnapshotPage, err = positiveInt(v)
 		return err
+	}},
+	{"stream-snapshot-coalesce", "DURATION", gateway.DefaultSnapshotCoalesce.String(), "at most one snapshot read of a group starts per this time; joins meanwhile wait for the next one and share it (a reconnect storm costs a few reads); 0: reads follow each other at once", func(c *engineConfig, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return errors.New("must be a duration such as 50ms, or 0")
+		}
+		c.StreamCoalesce = d
+		if d == 0 {
+			c.StreamCoalesce = -1
+		}
+		return nil
 	}},
 	{"stream-ping-interval", "DURATION", gateway.DefaultPingInterval.String(), "how often browsers are pinged; silent for two intervals: closed", func(c *engineConfig, v string) (err error) {
 		c.StreamPing, err = positiveDuration(v)

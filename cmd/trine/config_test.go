@@ -74,6 +74,7 @@ var defaultConfig = engineConfig{
 	StreamCatchUps:      4,
 	StreamCatchUpsTotal: 64,
 	StreamSnapshotPage:  262144,
+	StreamCoalesce:      50 * time.Millisecond,
 	HTTPCORS:            corsConfig{Methods: []string{"GET", "POST", "PUT", "PATCH", "DELETE"}, Headers: []string{"Content-Type", "Authorization"}, MaxAge: 10 * time.Minute},
 	StreamMaxFrame:      1 << 20,
 	StreamQueueMsgs:     4096,

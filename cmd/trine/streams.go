@@ -161,6 +161,7 @@ func gatewayConfig(cfg engineConfig, b gateway.Backend, ev gateway.Events, c gat
 		MaxCatchUps:       cfg.StreamCatchUps,
 		MaxCatchUpsTotal:  cfg.StreamCatchUpsTotal,
 		SnapshotPageBytes: cfg.StreamSnapshotPage,
+		SnapshotCoalesce:  cfg.StreamCoalesce,
 		PingInterval:      cfg.StreamPing,
 		WriteTimeout:      cfg.StreamWriteTimeout,
 		Logger:            log,
