@@ -11,7 +11,8 @@ import (
 
 // snapshots shares snapshot reads among the subscriptions that need the
 // same one, so that a reconnect storm (a thousand clients rejoining one
-// group at once) costs the backend one read, not a thousand.
+// group at once) costs the backend a few reads, not a thousand. Later
+// pages of a paged snapshot are shared too, with no spacing.
 //
 // A read may be shared only by subscriptions already receiving the group's
 // events when it starts: a subscription buffers events from the moment
@@ -49,8 +50,8 @@ func keyOf(q streammodule.SnapshotRequest) snapshotKey {
 }
 
 // snapshotSlot is a key's read under way (until SnapshotCoalesce after it
-// started, at least) and the one due after it, which takes waiters until
-// it starts.
+// started, at least, for the first page) and the one due after it, which
+// takes waiters until it starts.
 type snapshotSlot struct {
 	reading, next *snapshotRead
 }
@@ -148,7 +149,7 @@ func (sn *snapshots) start(k snapshotKey, slot *snapshotSlot, r *snapshotRead, a
 		r.res, r.frame, r.err = sn.fetch(r)
 		r.cancel()
 		close(r.done)
-		if d := sn.g.cfg.SnapshotCoalesce - time.Since(started); d > 0 {
+		if d := sn.spacing(r.q) - time.Since(started); d > 0 {
 			t := time.NewTimer(d)
 			select {
 			case <-t.C:
@@ -164,6 +165,16 @@ func (sn *snapshots) start(k snapshotKey, slot *snapshotSlot, r *snapshotRead, a
 		}
 		close(r.released)
 	}()
+}
+
+// spacing is how long a read of q keeps its key's turn after it started:
+// SnapshotCoalesce for the first read of a snapshot, none for its later
+// pages, which a connection reads one after the other.
+func (sn *snapshots) spacing(q streammodule.SnapshotRequest) time.Duration {
+	if q.After != "" {
+		return 0
+	}
+	return sn.g.cfg.SnapshotCoalesce
 }
 
 // fetch reads r's snapshot while holding one of the gateway's catch-up

@@ -197,3 +197,27 @@ func TestSnapshotReadsSpaced(t *testing.T) {
 	}
 	must(t, cb.reads.Load() == 2, "%d reads", cb.reads.Load())
 }
+
+// A storm on a group many pages long: every socket gets the whole group as
+// one message, built from pages the sockets share.
+func TestReconnectStormPaged(t *testing.T) {
+	const n = 30
+	cb := &countingBackend{}
+	s := newStack(t, gateway.Config{Backend: cb, SnapshotPageBytes: 4 << 10}, streammodule.Config{})
+	ids, vals := fillGroup(t, s, "s", "big", 100, 200)
+	cb.gate = make(chan struct{})
+	cs := s.dialAll(t, n)
+	joinAll(cs, "s", "big", func(int) []any { return nil })
+	waitFor(t, func() bool {
+		return cb.inFlight.Load() == n || gateway.SnapshotWaiters(s.gw, "s", "big", "") == n-1
+	}, "every join waits for a snapshot read")
+	close(cb.gate)
+	for _, c := range cs {
+		checkSync(t, c.read(), ids, vals)
+	}
+	pages := int64(len(ids)*200/(4<<10)) + 1
+	t.Logf("%d joins of a group of about %d pages: %d page reads", n, pages, cb.reads.Load())
+	if r := cb.reads.Load(); r >= n*pages/2 {
+		t.Fatalf("%d joins of %d pages cost %d page reads", n, pages, r)
+	}
+}

@@ -17,6 +17,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -263,7 +264,7 @@ func run(n, rounds, items, itemBytes int, rate float64, backend string, coalesce
 	<-writerDone
 
 	fmt.Printf("reconnect storm: %d sockets join group storm/g (%d items of %d bytes), backend %s, writes %.0f/s, coalesce %v\n\n",
-		n, items, itemBytes, backend, rate, coalesce)
+		n, items, itemBytes, backend, rate, cmp.Or(coalesce, gateway.DefaultSnapshotCoalesce))
 	tw := loadgen.NewTable()
 	fmt.Fprintln(tw, "storm\tsnapshot reads\tall synced\tp50 synced\tsync seqs\twrites meanwhile\t")
 	for i, st := range res {
