@@ -118,14 +118,14 @@ func TestReconnectStormSharesSnapshotReads(t *testing.T) {
 func TestStormJoinsDuringWritesNoGap(t *testing.T) {
 	const n = 40
 	cb := &countingBackend{}
-	s := newStack(t, gateway.Config{Backend: cb, MaxCatchUpsTotal: 2 * n}, streammodule.Config{HistorySize: 1})
+	// No spacing: the first storm join reads at once.
+	s := newStack(t, gateway.Config{Backend: cb, MaxCatchUpsTotal: 2 * n, SnapshotCoalesce: -1}, streammodule.Config{HistorySize: 1})
 	s.set(t, "w", "g", "0", 0)
 	// A subscriber already there: the gateway receives the group's events,
 	// and later joins subscribe at once.
 	keeper := s.dial(t, groupPath("w", "g"), nil)
 	must(t, keeper.read().kind() == "sync", "keeper's snapshot")
 
-	var written atomic.Uint64 // the last sequence written
 	var hold atomic.Bool
 	release := make(chan struct{})
 	unhold := sync.OnceFunc(func() { close(release) })
@@ -136,27 +136,21 @@ func TestStormJoinsDuringWritesNoGap(t *testing.T) {
 		}
 	}
 	cs := s.dialAll(t, n)
-	stop := make(chan struct{})
-	var writer sync.WaitGroup
-	writer.Go(func() {
-		// At most 2,000 events: every socket's queue (4096 frames) holds
-		// them however slowly this machine reads.
-		for i := 1; i <= 2000; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			s.set(t, "w", "g", strconv.Itoa(i%7), i)
-			written.Store(uint64(i + 1))
-		}
-	})
 	hold.Store(true)
-	for _, c := range cs {
+	// Each join is followed by two writes, committed while the gateway
+	// handles the joins.
+	seq := 1
+	for i, c := range cs {
 		c.send(join("sub", "w", "g"))
-		w := written.Load()
-		waitFor(t, func() bool { return written.Load() >= w+2 }, "the writer goes on")
+		if i == 0 {
+			waitFor(t, func() bool { return cb.inFlight.Load() == 1 }, "the first join's read is under way")
+		}
+		for range 2 {
+			s.set(t, "w", "g", strconv.Itoa(seq%7), seq)
+			seq++
+		}
 	}
+	final := uint64(seq) // the group's last sequence
 	unhold()
 	states := make([]map[string]string, n)
 	lasts := make([]uint64, n)
@@ -172,9 +166,6 @@ func TestStormJoinsDuringWritesNoGap(t *testing.T) {
 		}
 		lasts[i] = f.Seq
 	}
-	close(stop)
-	writer.Wait()
-	final := written.Load()
 	want := map[string]string{}
 	for k := range 7 {
 		if v := s.call(t, "stream::get", map[string]any{"stream_name": "w", "group_id": "g", "item_id": strconv.Itoa(k)}); v != "null" {
