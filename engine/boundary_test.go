@@ -244,24 +244,7 @@ func TestReplicaSetsKeepOnePrincipal(t *testing.T) {
 	}
 	// Two connections the auth function answers alike are one principal:
 	// replicas. Another answer on the same listener is another identity.
-	register(t, e, "auth::by-user", func(c engine.Call) ([]byte, error) {
-		var in engine.AuthInput
-		_ = json.Unmarshal(c.Payload, &in)
-		return json.Marshal(map[string]any{"context": map[string]string{"user": in.Headers["x-user"]}})
-	})
-	same := &engine.Access{AuthFunctionID: "auth::by-user", ExposeFunctions: []engine.Filter{{Match: "*"}}}
-	as := func(user string) *engine.Session {
-		g, err := e.Authenticate(t.Context(), same, engine.AuthInput{Headers: map[string]string{"x-user": user}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := e.AttachGranted(engine.WorkerInfo{Name: user}, newPeer(), g)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(s.Close)
-		return s
-	}
+	as := byUser(t, e, engine.Filter{Match: "*"})
 	g1, g2 := as("u1"), as("u1")
 	if err := g1.RegisterFunction("shared::x", ""); err != nil {
 		t.Fatal(err)
@@ -691,24 +674,7 @@ func TestOneIdentityOneAllowance(t *testing.T) {
 	e := newEngine(t, engine.Config{MaxTriggersPerWorker: 2, MaxFunctionsPerWorker: 2, TriggerFireRate: 3})
 	f := newFirer(t, e)
 	register(t, e, "api::fn", answer("1"))
-	register(t, e, "auth::by-user", func(c engine.Call) ([]byte, error) {
-		var in engine.AuthInput
-		_ = json.Unmarshal(c.Payload, &in)
-		return json.Marshal(map[string]any{"context": map[string]string{"user": in.Headers["x-user"]}})
-	})
-	a := &engine.Access{AuthFunctionID: "auth::by-user", ExposeFunctions: []engine.Filter{{Match: "api::*"}}}
-	as := func(user string) *engine.Session {
-		g, err := e.Authenticate(t.Context(), a, engine.AuthInput{Headers: map[string]string{"x-user": user}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := e.AttachGranted(engine.WorkerInfo{Name: user}, newPeer(), g)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(s.Close)
-		return s
-	}
+	as := byUser(t, e, engine.Filter{Match: "api::*"})
 	m1, m2, other := as("mallory"), as("mallory"), as("alice")
 	for i, s := range []*engine.Session{m1, m2} {
 		if err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "m" + string(rune('0'+i)), Type: "fire", FunctionID: "api::fn"}); err != nil {
@@ -786,5 +752,31 @@ func TestWorkersAvailableNeedsWorkersList(t *testing.T) {
 	}
 	if err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "f", Type: engine.TriggerFunctionsAvailable, FunctionID: "mine::watch"}); err != nil {
 		t.Fatalf("functions-available (filtered): %v", err)
+	}
+}
+
+// byUser gives a listener whose auth function answers each connection
+// with its x-user header as context, exposing expose; it returns a
+// function that attaches a session as one user (same user, same identity).
+func byUser(t *testing.T, e *engine.Engine, expose engine.Filter) func(user string) *engine.Session {
+	t.Helper()
+	register(t, e, "auth::by-user", func(c engine.Call) ([]byte, error) {
+		var in engine.AuthInput
+		_ = json.Unmarshal(c.Payload, &in)
+		return json.Marshal(map[string]any{"context": map[string]string{"user": in.Headers["x-user"]}})
+	})
+	a := &engine.Access{AuthFunctionID: "auth::by-user", ExposeFunctions: []engine.Filter{expose}}
+	return func(user string) *engine.Session {
+		t.Helper()
+		g, err := e.Authenticate(t.Context(), a, engine.AuthInput{Headers: map[string]string{"x-user": user}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := e.AttachGranted(engine.WorkerInfo{Name: user}, newPeer(), g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
 	}
 }
