@@ -102,8 +102,7 @@ func (e *Engine) TakeBack(t Trigger) {
 		return
 	}
 	delete(e.triggers, t.ID)
-	delete(cur.owner.triggers, t.ID)
-	e.charge(cur.owner, usageKey("trigger", t.ID), 0)
+	e.disown(cur.owner, t.ID)
 	e.log.Warn("trigger taken back for a trusted worker", LogTriggerID, t.ID, LogWorkerID, cur.owner.id, LogWorkerName, cur.owner.name())
 }
 

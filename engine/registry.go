@@ -129,10 +129,7 @@ func (e *Engine) addReplica(s *Session, id string, spec FunctionSpec) error {
 		for _, r := range slices.Clone(fn.replicas) {
 			e.log.Warn("a trusted worker took back a function id served under a listener policy", LogFunctionID, id,
 				LogWorkerID, r.id, LogWorkerName, r.name())
-			fn.replicas = slices.DeleteFunc(fn.replicas, func(x *Session) bool { return x == r })
-			delete(fn.metadata, r)
-			delete(r.functions, id)
-			e.charge(r, usageKey("function", id), 0)
+			e.unlinkReplica(fn, r)
 		}
 	}
 	if spec.Description != "" {
@@ -162,13 +159,10 @@ func (e *Engine) removeReplica(s *Session, id string) bool {
 	if fn == nil || fn.builtin != nil {
 		return false
 	}
-	i := slices.Index(fn.replicas, s)
-	if i < 0 {
+	if !slices.Contains(fn.replicas, s) {
 		return false
 	}
-	fn.replicas = slices.Delete(fn.replicas, i, i+1)
-	delete(fn.metadata, s)
-	e.charge(s, usageKey("function", id), 0)
+	e.unlinkReplica(fn, s)
 	if len(fn.replicas) == 0 {
 		delete(e.functions, id)
 		if r := e.cfg.Remote; r != nil {
@@ -176,8 +170,17 @@ func (e *Engine) removeReplica(s *Session, id string) bool {
 		}
 		e.functionsChanged()
 	}
-	delete(s.functions, id)
 	return true
+}
+
+// unlinkReplica takes s out of fn's replica set and its books (metadata,
+// the session's functions, what its registration held), leaving the
+// function in place even when no replica is left. Callers hold e.mu.
+func (e *Engine) unlinkReplica(fn *function, s *Session) {
+	fn.replicas = slices.DeleteFunc(fn.replicas, func(x *Session) bool { return x == s })
+	delete(fn.metadata, s)
+	delete(s.functions, fn.id)
+	e.charge(s, usageKey("function", fn.id), 0)
 }
 
 // HasFunction reports whether id is registered.

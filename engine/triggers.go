@@ -199,8 +199,7 @@ func (s *Session) RegisterTrigger(ctx context.Context, t Trigger) error {
 		// A trusted worker takes back a trigger id that a connection
 		// under a policy took first: that trigger goes (its provider is
 		// told below, as for a replaced trigger).
-		delete(old.owner.triggers, t.ID)
-		e.charge(old.owner, usageKey("trigger", t.ID), 0)
+		e.disown(old.owner, t.ID)
 		e.log.Warn("trigger id taken back for a trusted worker", LogTriggerID, t.ID, LogWorkerID, old.owner.id, LogWorkerName, old.owner.name())
 		old.owner = s
 	}
@@ -257,8 +256,7 @@ func (s *Session) RegisterTrigger(ctx context.Context, t Trigger) error {
 	}
 	if err != nil {
 		delete(e.triggers, t.ID)
-		delete(s.triggers, t.ID)
-		e.charge(s, usageKey("trigger", t.ID), 0)
+		e.disown(s, t.ID)
 		e.mu.Unlock()
 		ae := AsError(err)
 		if ae.Code == CodeInternal || ae.Code == CodeHandlerError {
@@ -324,8 +322,7 @@ func (s *Session) UnregisterTrigger(ctx context.Context, id string) error {
 		return Errorf(CodeForbidden, "trigger %q belongs to another worker", id)
 	}
 	delete(e.triggers, id)
-	delete(s.triggers, id)
-	e.charge(s, usageKey("trigger", id), 0)
+	e.disown(s, id)
 	e.mu.Unlock()
 	if t.provider != nil {
 		if err := t.provider.UnregisterTrigger(ctx, t.Trigger); err != nil {
@@ -497,4 +494,11 @@ func (e *Engine) liveTriggers() ([]TriggerTypeStatus, []TriggerStatus) {
 		types = append(types, st)
 	}
 	return types, ts
+}
+
+// disown takes trigger id off session s's books: its triggers and what
+// the registration held. Callers hold e.mu and update e.triggers.
+func (e *Engine) disown(s *Session, id string) {
+	delete(s.triggers, id)
+	e.charge(s, usageKey("trigger", id), 0)
 }
