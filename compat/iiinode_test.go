@@ -194,10 +194,7 @@ func buildTrine(t *testing.T) string {
 // pinned iii-sdk is missing.
 func nodeWithSDK(t *testing.T) string {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node is not installed: the iii-sdk compatibility test needs Node.js 20+ (.ci/run installs it)")
-	}
+	node := nodeBin(t)
 	if _, err := os.Stat(filepath.Join("iii-node", "node_modules", "iii-sdk", "package.json")); err != nil {
 		t.Fatal("iii-sdk is not installed: run `npm ci --prefix compat/iii-node` (make test does)")
 	}

@@ -153,7 +153,7 @@ func nodeBin(t *testing.T) string {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Fatal("node is not installed: the client tests need Node.js 20+ (.ci/run installs it)")
+		t.Fatal("node is not installed: the compatibility and client tests need Node.js 20+ (.ci/run installs it)")
 	}
 	return node
 }
