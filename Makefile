@@ -52,7 +52,7 @@ FUZZ_TARGETS := \
 	./gateway:FuzzClientBytes \
 	./httptrigger:FuzzParsePath \
 	./httptrigger:FuzzSplitRequestPath \
-	./streammodule/natsfanout:FuzzToken \
+	./internal/subject:FuzzToken \
 	./streammodule/store:FuzzScan \
 	./streammodule/updateops:FuzzApply \
 	./cmd/trine:FuzzConfigFile

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/trinehq/trine/internal/jsboot"
-	"github.com/trinehq/trine/streammodule/natsfanout"
+	"github.com/trinehq/trine/internal/subject"
 )
 
 // JetStream claims: names and the duplicate window.
@@ -56,7 +56,7 @@ func OpenJetStreamClaims(ctx context.Context, nc *nats.Conn, replicas int) (*Jet
 // Claim implements Claimer: the first publish of (job, scheduled) in the
 // window is the winner; JetStream reports every later one as a duplicate.
 func (c *JetStreamClaims) Claim(ctx context.Context, job string, scheduled time.Time) (bool, error) {
-	tok := natsfanout.Token(job)
+	tok := subject.Token(job)
 	id := tok + "@" + strconv.FormatInt(scheduled.Unix(), 10)
 	msg := &nats.Msg{Subject: claimsSubject + tok, Data: []byte(scheduled.UTC().Format(time.RFC3339)), Header: nats.Header{"Trine-Job": []string{job}}}
 	ack, err := c.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id))

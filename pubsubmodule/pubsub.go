@@ -19,7 +19,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/natsheader"
-	"github.com/trinehq/trine/streammodule/natsfanout"
+	"github.com/trinehq/trine/internal/subject"
 )
 
 // Names.
@@ -102,7 +102,7 @@ func New(cfg Config) *Module {
 }
 
 // Subject is the NATS subject of topic.
-func Subject(topic string) string { return SubjectPrefix + natsfanout.Token(topic) }
+func Subject(topic string) string { return SubjectPrefix + subject.Token(topic) }
 
 // Register registers publish and the subscribe trigger type on e.
 func (m *Module) Register(e *engine.Engine) error {
@@ -193,7 +193,7 @@ func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 	s := &subscription{t: t, topic: *cfg.Topic, sem: make(chan struct{}, m.cfg.Concurrency)}
 	// Every engine with a trigger for this function joins one queue
 	// group: each message reaches the function once, on one of them.
-	sub, err := m.cfg.Conn.QueueSubscribe(Subject(s.topic), natsfanout.Token(t.FunctionID), func(msg *nats.Msg) { m.deliver(s, msg) })
+	sub, err := m.cfg.Conn.QueueSubscribe(Subject(s.topic), subject.Token(t.FunctionID), func(msg *nats.Msg) { m.deliver(s, msg) })
 	if err != nil {
 		return engine.Errorf(engine.CodeUnavailable, "subscribe trigger %q: %v", t.ID, err)
 	}

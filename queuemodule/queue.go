@@ -26,7 +26,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/natsheader"
-	"github.com/trinehq/trine/streammodule/natsfanout"
+	"github.com/trinehq/trine/internal/subject"
 )
 
 // Function and trigger type names, iii's.
@@ -447,7 +447,7 @@ func (m *Module) deadLetter(msg jetstream.Msg, queue, back string, attempts int,
 	h.Set(hError, natsheader.Encode(cut(cause.Error(), 1024)))
 	h.Set(hAttempts, strconv.Itoa(attempts))
 	h.Set(hRedrive, back)
-	if _, err := m.js.PublishMsg(m.ctx, &nats.Msg{Subject: subjDLQ + natsfanout.Token(queue), Header: h, Data: msg.Data()}); err != nil {
+	if _, err := m.js.PublishMsg(m.ctx, &nats.Msg{Subject: subjDLQ + subject.Token(queue), Header: h, Data: msg.Data()}); err != nil {
 		m.log.Error("dead letter not stored: the job stays in its queue", "queue", queue, "error", err)
 		_ = msg.NakWithDelay(time.Second)
 		return
@@ -556,7 +556,7 @@ func (m *Module) redrive(ctx context.Context, c engine.Call) ([]byte, error) {
 		return nil, err
 	}
 	cons, err := m.js.CreateOrUpdateConsumer(ctx, StreamDLQ, jetstream.ConsumerConfig{
-		Durable: consumerName("DLQ", natsfanout.Token(name)), FilterSubject: subjDLQ + natsfanout.Token(name),
+		Durable: consumerName("DLQ", subject.Token(name)), FilterSubject: subjDLQ + subject.Token(name),
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: m.cfg.AckWait, InactiveThreshold: time.Hour,
 	})
 	if err != nil {

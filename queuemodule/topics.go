@@ -16,7 +16,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/natsheader"
-	"github.com/trinehq/trine/streammodule/natsfanout"
+	"github.com/trinehq/trine/internal/subject"
 )
 
 // DeadLetterName is the dead-letter queue of a durable subscriber, for
@@ -50,7 +50,7 @@ func (m *Module) durablePublish(ctx context.Context, c engine.Call) ([]byte, err
 	if data == nil {
 		data = json.RawMessage("null")
 	}
-	msg := &nats.Msg{Subject: subjTopic + natsfanout.Token(*in.Topic), Header: nats.Header{hTopic: []string{natsheader.Encode(*in.Topic)}}, Data: data}
+	msg := &nats.Msg{Subject: subjTopic + subject.Token(*in.Topic), Header: nats.Header{hTopic: []string{natsheader.Encode(*in.Topic)}}, Data: data}
 	out, err := m.publish(ctx, msg, uuid.NewString(), "")
 	if err != nil {
 		return nil, err
@@ -107,7 +107,7 @@ func (p provider) RegisterTrigger(ctx context.Context, t engine.Trigger) error {
 		return engine.Errorf(engine.CodeInvalidArgument, "durable:subscriber trigger %q: queue_config: concurrency is %d; this engine allows at most %d (--queue-max-concurrency)", t.ID, q.Concurrency, m.cfg.MaxConcurrency)
 	}
 	topic := *cfg.Topic
-	ttok, ftok := natsfanout.Token(topic), natsfanout.Token(t.FunctionID)
+	ttok, ftok := subject.Token(topic), subject.Token(t.FunctionID)
 	back := subjRedrive + ttok + "." + ftok
 	filter := []string{subjTopic + ttok, back}
 	name, err := m.topicConsumerName(ctx, topic, t.FunctionID, filter)
@@ -148,7 +148,7 @@ func (p provider) RegisterTrigger(ctx context.Context, t engine.Trigger) error {
 // subscription that did not take it first gets T~<hash of both names>,
 // and every engine finds the same answer.
 func (m *Module) topicConsumerName(ctx context.Context, topic, fn string, filter []string) (string, error) {
-	name := consumerName("T", natsfanout.Token(topic), natsfanout.Token(fn))
+	name := consumerName("T", subject.Token(topic), subject.Token(fn))
 	c, err := m.js.Consumer(ctx, StreamTopics, name)
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
@@ -190,7 +190,7 @@ func (m *Module) runTopicJob(t engine.Trigger, topic, dlq, back string, q QueueC
 			return
 		}
 		if got != topic {
-			if msg.Subject() != subjTopic+natsfanout.Token(got) {
+			if msg.Subject() != subjTopic+subject.Token(got) {
 				m.deadLetter(msg, dlq, back, attempt-1, fmt.Errorf("header %s names topic %q, not one of subject %s", hTopic, got, msg.Subject()))
 				return
 			}

@@ -25,7 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/trinehq/trine/engine"
-	"github.com/trinehq/trine/streammodule/natsfanout"
+	"github.com/trinehq/trine/internal/subject"
 )
 
 // Subjects and headers of the protocol.
@@ -54,7 +54,7 @@ const (
 )
 
 // Subject is the NATS subject of a function id.
-func Subject(functionID string) string { return subjectPrefix + natsfanout.Token(functionID) }
+func Subject(functionID string) string { return subjectPrefix + subject.Token(functionID) }
 
 var (
 	_ engine.Remote          = (*Router)(nil)

@@ -3,7 +3,7 @@
 // gateways subscribe to the subjects of the groups their clients watch.
 //
 // Subjects are built only by Subject, from names encoded by one injective
-// function (Token), so any UTF-8 stream or group name — dots, wildcards,
+// function (subject.Token), so any UTF-8 stream or group name — dots, wildcards,
 // spaces, emoji — maps to its own subject and can never match another
 // group's subscription.
 package natsfanout

@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/trinehq/trine/internal/subject"
 )
 
 // Publisher publishes encoded stream events on their group's subject.
@@ -67,7 +69,7 @@ func NewSubscriber(nc *nats.Conn) *Subscriber {
 func (s *Subscriber) Subscribe(stream, groupID string, h func(event []byte)) (cancel func(), err error) {
 	subj := Subject(stream, groupID)
 	key := stream + "\x00" + groupID
-	verify := Hashed(subj) // another group could share the subject
+	verify := subject.Hashed(subj) // another group could share the subject
 	s.mu.Lock()
 	g := s.groups[key]
 	created := g == nil

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/trinehq/trine/internal/jsboot"
+	"github.com/trinehq/trine/internal/subject"
 	"github.com/trinehq/trine/streammodule/wire"
 )
 
@@ -110,7 +111,7 @@ func (h *History) since(ctx context.Context, stream, group string, seq uint64) (
 			return nil, 0, false, fmt.Errorf("natsfanout: history: %w", err)
 		}
 		for m := range batch.Messages() {
-			if Hashed(subj) && !IsOf(m.Data(), stream, group) {
+			if subject.Hashed(subj) && !IsOf(m.Data(), stream, group) {
 				continue
 			}
 			s, _, ok := wire.Header(m.Data())

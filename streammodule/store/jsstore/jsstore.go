@@ -39,7 +39,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/trinehq/trine/internal/jsboot"
-	"github.com/trinehq/trine/streammodule/natsfanout"
+	"github.com/trinehq/trine/internal/subject"
 	"github.com/trinehq/trine/streammodule/store"
 )
 
@@ -61,7 +61,7 @@ const (
 	hSeq = "Trine-Seq" // the group's sequence after the change
 	hOp  = "Trine-Op"  // put, del or emit
 	// The names a message's subject encodes, base64url without padding:
-	// subject tokens of long names are hashed (natsfanout.Token), so the
+	// subject tokens of long names are hashed (subject.Token), so the
 	// names themselves are kept here, to list them and to check them.
 	hStream = "Trine-Stream"
 	hGroup  = "Trine-Group"
@@ -129,7 +129,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config, opts store.Options) (*
 }
 
 func (s *Store) group(stream, group string) string {
-	return s.cfg.Prefix + "." + natsfanout.Token(stream) + "." + natsfanout.Token(group)
+	return s.cfg.Prefix + "." + subject.Token(stream) + "." + subject.Token(group)
 }
 
 // headSubject holds the group's head: its last message carries the
@@ -140,7 +140,7 @@ func (s *Store) headSubject(stream, group string) string {
 }
 
 func (s *Store) itemSubject(k store.Key) string {
-	return s.group(k.Stream, k.Group) + ".i." + natsfanout.Token(k.Item)
+	return s.group(k.Stream, k.Group) + ".i." + subject.Token(k.Item)
 }
 
 func (s *Store) lock(stream, group string) *sync.Mutex {
@@ -704,16 +704,16 @@ func (s *Store) subjectKey(ctx context.Context, subj string) (store.Key, bool, e
 	}
 	var k store.Key
 	var errs [3]error
-	k.Stream, errs[0] = natsfanout.ParseToken(toks[0])
-	k.Group, errs[1] = natsfanout.ParseToken(toks[1])
+	k.Stream, errs[0] = subject.ParseToken(toks[0])
+	k.Group, errs[1] = subject.ParseToken(toks[1])
 	if item {
-		k.Item, errs[2] = natsfanout.ParseToken(toks[3])
+		k.Item, errs[2] = subject.ParseToken(toks[3])
 	}
 	if errs[0] == nil && errs[1] == nil && errs[2] == nil {
 		return k, true, nil
 	}
 	for _, err := range errs {
-		if err != nil && !errors.Is(err, natsfanout.ErrHashedToken) {
+		if err != nil && !errors.Is(err, subject.ErrHashedToken) {
 			return store.Key{}, false, nil // not a subject this store wrote
 		}
 	}
@@ -792,7 +792,7 @@ func (s *Store) ListGroups(ctx context.Context, stream string) ([]string, error)
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	gs, err := s.groupsWithItems(ctx, natsfanout.Token(stream))
+	gs, err := s.groupsWithItems(ctx, subject.Token(stream))
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,67 @@
+package layout_test
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/trinehq/trine"
+
+// pkg is what go list says of one package of the module.
+type pkg struct {
+	ImportPath string
+	Dir        string
+	Name       string
+	GoFiles    []string
+	Imports    []string
+	Deps       []string
+}
+
+// listPackages runs go list over the whole module, once per test.
+func listPackages(t *testing.T) []pkg {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-json", module+"/...")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var pkgs []pkg
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for {
+		var p pkg
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("go list output: %v", err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs
+}
+
+func rel(path string) string { return strings.TrimPrefix(strings.TrimPrefix(path, module), "/") }
+
+// TestSharedCodeLivesInLeaves keeps what several packages share in leaf
+// packages: no package reaches into another's internals for it.
+func TestSharedCodeLivesInLeaves(t *testing.T) {
+	t.Parallel()
+	banned := map[string][]string{
+		// Subject tokens come from internal/subject, not the stream fan-out.
+		"engine/natsroute":           {"streammodule/natsfanout"},
+		"pubsubmodule":               {"streammodule/natsfanout"},
+		"queuemodule":                {"streammodule/natsfanout"},
+		"cronmodule":                 {"streammodule/natsfanout"},
+		"streammodule/store/jsstore": {"streammodule/natsfanout"},
+	}
+	for _, p := range listPackages(t) {
+		for _, b := range banned[rel(p.ImportPath)] {
+			if slices.Contains(p.Imports, module+"/"+b) {
+				t.Errorf("%s imports %s", rel(p.ImportPath), b)
+			}
+		}
+	}
+}
