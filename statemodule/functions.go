@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/trinehq/trine/engine"
-	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/store"
 	"github.com/trinehq/trine/streammodule/updateops"
 )
@@ -54,7 +53,7 @@ type result struct {
 
 // storeError gives a store failure its engine code.
 func storeError(fn string, err error) error {
-	return streammodule.StoreError(fn, "state", "value", err)
+	return store.CallError(fn, "state", "value", err)
 }
 
 func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
@@ -62,7 +61,7 @@ func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	ch, err := streammodule.PutValue(ctx, m.store, v.key(), store.Cond{IfSeq: v.IfSeq}, v.Value)
+	ch, err := store.PutValue(ctx, m.store, v.key(), store.Cond{IfSeq: v.IfSeq}, v.Value)
 	if err != nil {
 		return nil, storeError(FnSet, err)
 	}
@@ -78,7 +77,7 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", FnUpdate, err)
 	}
-	ch, err := streammodule.PutOps(ctx, m.store, v.key(), store.Cond{IfSeq: v.IfSeq}, ops, func(nv json.RawMessage) error { return m.checkSize(FnUpdate, nv) })
+	ch, err := store.PutOps(ctx, m.store, v.key(), store.Cond{IfSeq: v.IfSeq}, ops, func(nv json.RawMessage) error { return m.checkSize(FnUpdate, nv) })
 	if err != nil {
 		return nil, storeError(FnUpdate, err)
 	}
@@ -128,7 +127,7 @@ func (m *Module) list(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	limit, after, err := streammodule.PageArgs(FnList, v.Limit, v.After)
+	limit, after, err := store.PageArgs(FnList, v.Limit, v.After)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +173,7 @@ func (m *Module) listGroups(ctx context.Context, c engine.Call) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	limit, after, err := streammodule.PageArgs(FnListGroups, v.Limit, v.After)
+	limit, after, err := store.PageArgs(FnListGroups, v.Limit, v.After)
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/statemodule"
-	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/store"
 )
 
 // An unpaged state::list whose answer would pass the list bound is refused
@@ -18,7 +18,7 @@ import (
 // allocate a fraction of one answer, and paging reads every value.
 func TestListTooLargeRefusedBeforeBuilt(t *testing.T) {
 	const maxList, values, size = 256 << 10, 40, 100 << 10
-	v := start(t, statemodule.Config{Lists: streammodule.NewLists(maxList, 4*maxList)})
+	v := start(t, statemodule.Config{Lists: store.NewLists(maxList, 4*maxList)})
 	value := `"` + strings.Repeat("x", size-2) + `"`
 	for i := range values {
 		v.must(t, statemodule.FnSet, fmt.Sprintf(`{"scope":"big","key":"k%03d","value":%s}`, i, value))
@@ -67,7 +67,7 @@ func TestListTooLargeRefusedBeforeBuilt(t *testing.T) {
 // past the bound.
 func TestListGroupsPaged(t *testing.T) {
 	t.Parallel()
-	v := start(t, statemodule.Config{Lists: streammodule.NewLists(64, 64)})
+	v := start(t, statemodule.Config{Lists: store.NewLists(64, 64)})
 	for i := range 10 {
 		v.must(t, statemodule.FnSet, fmt.Sprintf(`{"scope":"scope-%d","key":"k","value":1}`, i))
 	}

@@ -14,7 +14,6 @@ import (
 	"sync"
 
 	"github.com/trinehq/trine/engine"
-	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/store"
 )
 
@@ -60,8 +59,8 @@ type Config struct {
 	TriggerQueue, TriggerQueueBytes int
 	// Lists bounds the answers of state::list and state::list_groups, and
 	// may be shared with other modules. Default:
-	// streammodule.NewLists(0, 0), of its own.
-	Lists *streammodule.Lists
+	// store.NewLists(0, 0), of its own.
+	Lists *store.Lists
 	// Logger receives trigger and publishing errors. Default: discard.
 	Logger *slog.Logger
 }
@@ -80,7 +79,7 @@ func (c Config) withDefaults() Config {
 		c.TriggerQueueBytes = DefaultTriggerQueueBytes
 	}
 	if c.Lists == nil {
-		c.Lists = streammodule.NewLists(0, 0)
+		c.Lists = store.NewLists(0, 0)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

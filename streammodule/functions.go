@@ -11,6 +11,10 @@ import (
 	"github.com/trinehq/trine/streammodule/updateops"
 )
 
+// listItemBytes is what an item adds to a list answer besides its id and
+// value, at most: {"key":"","value":,"seq":18446744073709551615},
+const listItemBytes = 48
+
 // The StreamModule's function ids.
 const (
 	FnSet        = "stream::set"
@@ -148,7 +152,7 @@ func (in input) key() store.Key {
 }
 
 // storeError gives a store failure its engine code.
-func storeError(fn string, err error) error { return StoreError(fn, "stream", "item", err) }
+func storeError(fn string, err error) error { return store.CallError(fn, "stream", "item", err) }
 
 // changeResult is the result of set, update and delete.
 type changeResult struct {
@@ -175,7 +179,7 @@ func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
 		}
 		return m.customWrite(ctx, "set", in, c.Payload)
 	}
-	ch, err := PutValue(ctx, m.store, in.key(), store.Cond{IfSeq: in.IfSeq}, in.Data)
+	ch, err := store.PutValue(ctx, m.store, in.key(), store.Cond{IfSeq: in.IfSeq}, in.Data)
 	if err != nil {
 		return nil, storeError(FnSet, err)
 	}
@@ -202,7 +206,7 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	case op == "set":
 		return m.customUpdate(ctx, in, ops)
 	}
-	ch, err := PutOps(ctx, m.store, in.key(), store.Cond{IfSeq: in.IfSeq}, ops, func(v json.RawMessage) error { return m.checkSize(FnUpdate, v) })
+	ch, err := store.PutOps(ctx, m.store, in.key(), store.Cond{IfSeq: in.IfSeq}, ops, func(v json.RawMessage) error { return m.checkSize(FnUpdate, v) })
 	if err != nil {
 		return nil, storeError(FnUpdate, err)
 	}
@@ -270,7 +274,7 @@ func (m *Module) list(ctx context.Context, c engine.Call) ([]byte, error) {
 		}
 		return m.callCustom(ctx, op, *in.StreamName, c.Payload)
 	}
-	limit, after, err := PageArgs(FnList, in.Limit, in.After)
+	limit, after, err := store.PageArgs(FnList, in.Limit, in.After)
 	if err != nil {
 		return nil, err
 	}
@@ -316,7 +320,7 @@ func (m *Module) listGroups(ctx context.Context, c engine.Call) ([]byte, error) 
 		}
 		return m.callCustom(ctx, op, *in.StreamName, c.Payload)
 	}
-	limit, after, err := PageArgs(FnListGroups, in.Limit, in.After)
+	limit, after, err := store.PageArgs(FnListGroups, in.Limit, in.After)
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +347,7 @@ func (m *Module) listAll(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	limit, after, err := PageArgs(FnListAll, in.Limit, in.After)
+	limit, after, err := store.PageArgs(FnListAll, in.Limit, in.After)
 	if err != nil {
 		return nil, err
 	}

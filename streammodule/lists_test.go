@@ -11,6 +11,7 @@ import (
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/store"
 )
 
 func wantTooLarge(t *testing.T, what string, err error) {
@@ -25,7 +26,7 @@ func wantTooLarge(t *testing.T, what string, err error) {
 // list bound before building it, and page within it.
 func TestListsBounded(t *testing.T) {
 	const maxList, items, size = 256 << 10, 40, 100 << 10
-	v := start(t, streammodule.Config{Lists: streammodule.NewLists(maxList, 4*maxList)})
+	v := start(t, streammodule.Config{Lists: store.NewLists(maxList, 4*maxList)})
 	data := `"` + strings.Repeat("x", size-2) + `"`
 	for i := range items {
 		v.must(t, streammodule.FnSet, fmt.Sprintf(`{"stream_name":"s","group_id":"big","item_id":"i%03d","data":%s}`, i, data))
@@ -68,7 +69,7 @@ func TestListsBounded(t *testing.T) {
 	}
 
 	// Names: 64 bytes hold a few groups or streams.
-	v = start(t, streammodule.Config{Lists: streammodule.NewLists(64, 64)})
+	v = start(t, streammodule.Config{Lists: store.NewLists(64, 64)})
 	for i := range 10 {
 		v.must(t, streammodule.FnSet, fmt.Sprintf(`{"stream_name":"stream-%d","group_id":"group-%d","item_id":"i","data":1}`, i, i))
 		v.must(t, streammodule.FnSet, fmt.Sprintf(`{"stream_name":"s","group_id":"group-%d","item_id":"i","data":1}`, i))
@@ -90,7 +91,7 @@ func TestListsBounded(t *testing.T) {
 // gets overloaded if its deadline comes first.
 func TestListsBuiltAtOnceBounded(t *testing.T) {
 	t.Parallel()
-	l := streammodule.NewLists(1<<10, 2<<10)
+	l := store.NewLists(1<<10, 2<<10)
 	hold := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 2 {

@@ -89,8 +89,8 @@ type Config struct {
 	MaxItemBytes int
 	// Lists bounds the answers of stream::list, list_groups and
 	// list_all, and may be shared with other modules. Default:
-	// NewLists(0, 0), of its own.
-	Lists *Lists
+	// store.NewLists(0, 0), of its own.
+	Lists *store.Lists
 	// Logger receives errors of triggers and publishing. Default: discard.
 	Logger *slog.Logger
 }
@@ -118,7 +118,7 @@ func (c Config) withDefaults() Config {
 		c.MaxItemBytes = DefaultMaxItemBytes
 	}
 	if c.Lists == nil {
-		c.Lists = NewLists(0, 0)
+		c.Lists = store.NewLists(0, 0)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -31,6 +31,7 @@ import (
 	"github.com/trinehq/trine/queuemodule"
 	"github.com/trinehq/trine/statemodule"
 	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/store"
 )
 
 // engineConfig is the configuration of `trine engine`, resolved from flags,
@@ -281,11 +282,11 @@ var engineSettings = []setting{
 		c.MaxMessageBytes = n
 		return nil
 	}},
-	{"max-list-bytes", "N", strconv.Itoa(streammodule.DefaultMaxListBytes), "largest answer of a list function (stream::list, list_groups, list_all, state::list, list_groups); one that would be larger is refused with message_too_large before it is built, naming limit and after to page with; lowered to --max-message-bytes less 16 KiB", func(c *engineConfig, v string) (err error) {
+	{"max-list-bytes", "N", strconv.Itoa(store.DefaultMaxListBytes), "largest answer of a list function (stream::list, list_groups, list_all, state::list, list_groups); one that would be larger is refused with message_too_large before it is built, naming limit and after to page with; lowered to --max-message-bytes less 16 KiB", func(c *engineConfig, v string) (err error) {
 		c.MaxListBytes, err = positiveInt(v)
 		return err
 	}},
-	{"max-list-bytes-total", "N", strconv.Itoa(streammodule.DefaultMaxListBytesTotal), "list answers being built at once hold at most this, each counted at --max-list-bytes; more wait for their turn until their deadline (then overloaded)", func(c *engineConfig, v string) (err error) {
+	{"max-list-bytes-total", "N", strconv.Itoa(store.DefaultMaxListBytesTotal), "list answers being built at once hold at most this, each counted at --max-list-bytes; more wait for their turn until their deadline (then overloaded)", func(c *engineConfig, v string) (err error) {
 		c.MaxListBytesTotal, err = positiveInt(v)
 		return err
 	}},

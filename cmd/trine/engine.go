@@ -36,7 +36,7 @@ import (
 	"github.com/trinehq/trine/internal/natsembed"
 	"github.com/trinehq/trine/internal/tlsconf"
 	"github.com/trinehq/trine/pubsubmodule"
-	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/store"
 )
 
 // Once the engine has drained, the gRPC server gets this long to finish its
@@ -191,7 +191,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		return fmt.Errorf("register engine metrics: %w", err)
 	}
 	// One bound on list answers for stream::* and state::*.
-	lists := streammodule.NewLists(max(1, min(cfg.MaxListBytes, cfg.MaxMessageBytes-resultHeadroom)), cfg.MaxListBytesTotal)
+	lists := store.NewLists(max(1, min(cfg.MaxListBytes, cfg.MaxMessageBytes-resultHeadroom)), cfg.MaxListBytesTotal)
 	streams, err := startStreams(cfg, eng, ns, lists, log)
 	if err != nil {
 		return err

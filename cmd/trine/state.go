@@ -8,7 +8,7 @@ import (
 	"github.com/trinehq/trine/internal/natsembed"
 	"github.com/trinehq/trine/statemodule"
 	"github.com/trinehq/trine/statemodule/statebus"
-	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/store"
 	"github.com/trinehq/trine/streammodule/store/jsstore"
 )
 
@@ -21,7 +21,7 @@ type state struct {
 	bus    *statebus.Bus
 }
 
-func startState(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lists *streammodule.Lists, log *slog.Logger) (*state, error) {
+func startState(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lists *store.Lists, log *slog.Logger) (*state, error) {
 	open := storeOpener(cfg, ns, log, "state", jsstore.Config{Stream: "TRINE_STATE", Prefix: "trine.statekv"})
 	bus := statebus.New(ns.Conn)
 	mod, err := statemodule.New(statemodule.Config{

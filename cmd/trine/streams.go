@@ -72,7 +72,7 @@ func connectNATS(cfg engineConfig, log *slog.Logger) (*natsembed.Server, error) 
 	return ns, err
 }
 
-func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lists *streammodule.Lists, log *slog.Logger) (*streams, error) {
+func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lists *store.Lists, log *slog.Logger) (*streams, error) {
 	open := storeOpener(cfg, ns, log, "streams", jsstore.Config{})
 	mcfg := streammodule.Config{
 		OpenStore:         open,

@@ -1,4 +1,4 @@
-package streammodule
+package store
 
 import (
 	"context"
@@ -18,10 +18,6 @@ const (
 	// be built at once.
 	DefaultMaxListBytesTotal = 64 << 20
 )
-
-// listItemBytes is what an item adds to a list answer besides its id and
-// value, at most: {"key":"","value":,"seq":18446744073709551615},
-const listItemBytes = 48
 
 // Lists bounds the answers of the list functions: each holds at most
 // MaxBytes, and one that would hold more is refused before it is built,

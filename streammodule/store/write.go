@@ -1,4 +1,4 @@
-package streammodule
+package store
 
 import (
 	"context"
@@ -6,17 +6,16 @@ import (
 	"errors"
 
 	"github.com/trinehq/trine/engine"
-	"github.com/trinehq/trine/streammodule/store"
 	"github.com/trinehq/trine/streammodule/updateops"
 )
 
 // The write path shared with the state module, which keeps its values in
-// the same store.
+// the same
 
-// StoreError gives a store failure of function fn its engine code; kind
+// CallError gives a store failure of function fn its engine code; kind
 // names the store ("stream", "state") and thing what it holds ("item",
 // "value") in the messages.
-func StoreError(fn, kind, thing string, err error) error {
+func CallError(fn, kind, thing string, err error) error {
 	var e *engine.Error
 	var oe *updateops.OpError
 	switch {
@@ -24,9 +23,9 @@ func StoreError(fn, kind, thing string, err error) error {
 		return e
 	case errors.As(err, &oe):
 		return engine.Errorf(engine.CodeInvalidArgument, "%s: %v; nothing was written", fn, oe)
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, ErrConflict):
 		return engine.Errorf(engine.CodeConflict, "%s: if_seq does not match the %s's sequence", fn, thing)
-	case errors.Is(err, store.ErrClosed):
+	case errors.Is(err, ErrClosed):
 		return engine.Errorf(engine.CodeUnavailable, "%s: the %s store is closed", fn, kind)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
@@ -35,13 +34,13 @@ func StoreError(fn, kind, thing string, err error) error {
 }
 
 // PutValue stores v at k if c holds.
-func PutValue(ctx context.Context, s store.Store, k store.Key, c store.Cond, v json.RawMessage) (store.Change, error) {
+func PutValue(ctx context.Context, s Store, k Key, c Cond, v json.RawMessage) (Change, error) {
 	return s.Put(ctx, k, c, func(json.RawMessage, bool) (json.RawMessage, error) { return v, nil })
 }
 
 // PutOps applies ops to the value at k, all or nothing, if c holds; check
 // vets the new value (its size) before it is written.
-func PutOps(ctx context.Context, s store.Store, k store.Key, c store.Cond, ops []updateops.Op, check func(json.RawMessage) error) (store.Change, error) {
+func PutOps(ctx context.Context, s Store, k Key, c Cond, ops []updateops.Op, check func(json.RawMessage) error) (Change, error) {
 	return s.Put(ctx, k, c, func(old json.RawMessage, exists bool) (json.RawMessage, error) {
 		v, err := updateops.Apply(old, exists, ops)
 		if err != nil {
