@@ -1,10 +1,10 @@
 package gateway
 
-import "github.com/trinehq/trine/streammodule"
+import "github.com/trinehq/trine/streammodule/streamapi"
 
 // SnapshotWaiters is how many subscriptions of (stream, group, item) wait
 // for the next shared snapshot read of the gateway (one not started yet).
 func SnapshotWaiters(g *Gateway, stream, group, item string) int {
-	return g.snapshots.waiting(streammodule.SnapshotRequest{StreamName: stream, GroupID: group, ItemID: item,
+	return g.snapshots.waiting(streamapi.SnapshotRequest{StreamName: stream, GroupID: group, ItemID: item,
 		PageBytes: g.cfg.SnapshotPageBytes})
 }

@@ -18,11 +18,12 @@ import (
 	"time"
 
 	"github.com/rs/cors"
+
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/jwtauth"
 	"github.com/trinehq/trine/internal/origin"
 	"github.com/trinehq/trine/internal/wsconn"
-	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/streamapi"
 )
 
 // Defaults for Config.
@@ -45,10 +46,10 @@ const (
 type Backend interface {
 	// Snapshot returns a sync frame, or with PageBytes set a page of a
 	// built-in group's items (streammodule.Module.Snapshot).
-	Snapshot(ctx context.Context, q streammodule.SnapshotRequest) (streammodule.SnapshotResult, error)
+	Snapshot(ctx context.Context, q streamapi.SnapshotRequest) (streamapi.SnapshotResult, error)
 	Since(ctx context.Context, stream, group string, seq uint64) (frames [][]byte, last uint64, ok bool, err error)
-	Join(ctx context.Context, s streammodule.Subscription) error
-	Leave(s streammodule.Subscription)
+	Join(ctx context.Context, s streamapi.Subscription) error
+	Leave(s streamapi.Subscription)
 }
 
 // TokenVerifier checks a browser's token (jwtauth.Verifier).
@@ -125,7 +126,7 @@ type Config struct {
 	// AuthTimeout bounds the auth function. Default DefaultAuthTimeout.
 	AuthTimeout time.Duration
 	// MaxNameBytes bounds stream, group and item names in subscriptions.
-	// Default streammodule.DefaultMaxNameBytes, the limit of writes.
+	// Default streamapi.DefaultMaxNameBytes, the limit of writes.
 	MaxNameBytes int
 	// MaxCatchUps bounds the snapshots and replays of one connection that
 	// its writer has not taken yet (more joins wait their turn), so that a
@@ -193,7 +194,7 @@ func (c Config) withDefaults() Config {
 		c.SnapshotCoalesce = DefaultSnapshotCoalesce
 	}
 	if c.MaxNameBytes <= 0 {
-		c.MaxNameBytes = streammodule.DefaultMaxNameBytes
+		c.MaxNameBytes = streamapi.DefaultMaxNameBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/trinehq/trine/engine"
-	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/streamapi"
 )
 
 // leaveTimeout bounds asking the engine to run the leave handlers.
@@ -35,9 +35,9 @@ func (r remote) call(ctx context.Context, fn string, in, out any) error {
 	return json.Unmarshal(res, out)
 }
 
-func (r remote) Snapshot(ctx context.Context, q streammodule.SnapshotRequest) (streammodule.SnapshotResult, error) {
-	var res streammodule.SnapshotResult
-	if err := r.call(ctx, streammodule.FnGatewaySnapshot, q, &res); err != nil {
+func (r remote) Snapshot(ctx context.Context, q streamapi.SnapshotRequest) (streamapi.SnapshotResult, error) {
+	var res streamapi.SnapshotResult
+	if err := r.call(ctx, streamapi.FnSnapshot, q, &res); err != nil {
 		return res, err
 	}
 	if len(res.Frame) == 0 && res.Items == nil {
@@ -47,8 +47,8 @@ func (r remote) Snapshot(ctx context.Context, q streammodule.SnapshotRequest) (s
 }
 
 func (r remote) Since(ctx context.Context, stream, group string, seq uint64) ([][]byte, uint64, bool, error) {
-	var res streammodule.SinceResult
-	if err := r.call(ctx, streammodule.FnGatewaySince, streammodule.SinceRequest{StreamName: stream, GroupID: group, Since: seq}, &res); err != nil {
+	var res streamapi.SinceResult
+	if err := r.call(ctx, streamapi.FnSince, streamapi.SinceRequest{StreamName: stream, GroupID: group, Since: seq}, &res); err != nil {
 		return nil, 0, false, err
 	}
 	frames := make([][]byte, len(res.Frames))
@@ -58,9 +58,9 @@ func (r remote) Since(ctx context.Context, stream, group string, seq uint64) ([]
 	return frames, res.Last, res.OK, nil
 }
 
-func (r remote) Join(ctx context.Context, s streammodule.Subscription) error {
-	var res streammodule.JoinResult
-	if err := r.call(ctx, streammodule.FnGatewayJoin, s, &res); err != nil {
+func (r remote) Join(ctx context.Context, s streamapi.Subscription) error {
+	var res streamapi.JoinResult
+	if err := r.call(ctx, streamapi.FnJoin, s, &res); err != nil {
 		return err // fail closed: no answer, no subscription
 	}
 	if !res.Allowed {
@@ -71,8 +71,8 @@ func (r remote) Join(ctx context.Context, s streammodule.Subscription) error {
 
 // Leave asks the engine to run the leave handlers; the engine runs them in
 // the background and their outcome is ignored.
-func (r remote) Leave(s streammodule.Subscription) {
+func (r remote) Leave(s streamapi.Subscription) {
 	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
 	defer cancel()
-	_ = r.call(ctx, streammodule.FnGatewayLeave, s, nil)
+	_ = r.call(ctx, streamapi.FnLeave, s, nil)
 }

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/streamapi"
 	"github.com/trinehq/trine/streammodule/wire"
 )
 
@@ -45,7 +45,7 @@ type snapshotKey struct {
 	pageBytes                  int
 }
 
-func keyOf(q streammodule.SnapshotRequest) snapshotKey {
+func keyOf(q streamapi.SnapshotRequest) snapshotKey {
 	return snapshotKey{q.StreamName, q.GroupID, q.ItemID, q.After, q.Resync, q.PageBytes}
 }
 
@@ -58,14 +58,14 @@ type snapshotSlot struct {
 
 // snapshotRead is one shared read. Its result is set before done closes.
 type snapshotRead struct {
-	q        streammodule.SnapshotRequest
+	q        streamapi.SnapshotRequest
 	released chan struct{}   // closed when the key's turn passes to the next read
 	ctx      context.Context // ends once every waiter has given up
 	cancel   context.CancelFunc
 	waiters  int // under snapshots.mu
 	done     chan struct{}
 
-	res   streammodule.SnapshotResult
+	res   streamapi.SnapshotResult
 	frame []byte // the whole sync frame, when res is not a page of several
 	err   error
 }
@@ -78,7 +78,7 @@ func newSnapshots(g *Gateway) *snapshots {
 // its sync frame when it is whole (a custom stream's, an item's, or a
 // group's that fits in one page). Callers must already receive the
 // group's events.
-func (sn *snapshots) read(ctx context.Context, q streammodule.SnapshotRequest) (streammodule.SnapshotResult, []byte, error) {
+func (sn *snapshots) read(ctx context.Context, q streamapi.SnapshotRequest) (streamapi.SnapshotResult, []byte, error) {
 	k := keyOf(q)
 	sn.mu.Lock()
 	slot := sn.keys[k]
@@ -115,10 +115,10 @@ func (sn *snapshots) read(ctx context.Context, q streammodule.SnapshotRequest) (
 		}
 	}
 	sn.mu.Unlock()
-	return streammodule.SnapshotResult{}, nil, ctx.Err()
+	return streamapi.SnapshotResult{}, nil, ctx.Err()
 }
 
-func newSnapshotRead(q streammodule.SnapshotRequest) *snapshotRead {
+func newSnapshotRead(q streamapi.SnapshotRequest) *snapshotRead {
 	r := &snapshotRead{q: q, done: make(chan struct{}), released: make(chan struct{})}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r
@@ -170,7 +170,7 @@ func (sn *snapshots) start(k snapshotKey, slot *snapshotSlot, r *snapshotRead, a
 // spacing is how long a read of q keeps its key's turn after it started:
 // SnapshotCoalesce for the first read of a snapshot, none for its later
 // pages, which a connection reads one after the other.
-func (sn *snapshots) spacing(q streammodule.SnapshotRequest) time.Duration {
+func (sn *snapshots) spacing(q streamapi.SnapshotRequest) time.Duration {
 	if q.After != "" {
 		return 0
 	}
@@ -180,11 +180,11 @@ func (sn *snapshots) spacing(q streammodule.SnapshotRequest) time.Duration {
 // fetch reads r's snapshot while holding one of the gateway's catch-up
 // tokens (MaxCatchUpsTotal bounds the reads under way, shared or not),
 // and builds the whole sync frame once for all its waiters.
-func (sn *snapshots) fetch(r *snapshotRead) (streammodule.SnapshotResult, []byte, error) {
+func (sn *snapshots) fetch(r *snapshotRead) (streamapi.SnapshotResult, []byte, error) {
 	select {
 	case sn.g.catchUps <- struct{}{}:
 	case <-r.ctx.Done():
-		return streammodule.SnapshotResult{}, nil, r.ctx.Err()
+		return streamapi.SnapshotResult{}, nil, r.ctx.Err()
 	}
 	defer func() { <-sn.g.catchUps }()
 	q := r.q
@@ -202,7 +202,7 @@ func (sn *snapshots) fetch(r *snapshotRead) (streammodule.SnapshotResult, []byte
 
 // waiting is how many subscriptions wait for the read due after the one
 // under way of q's key.
-func (sn *snapshots) waiting(q streammodule.SnapshotRequest) int {
+func (sn *snapshots) waiting(q streamapi.SnapshotRequest) int {
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
 	if slot := sn.keys[keyOf(q)]; slot != nil && slot.next != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/trinehq/trine/gateway"
 	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/streamapi"
 )
 
 // countingBackend counts the snapshot reads of the module it wraps
@@ -22,10 +23,10 @@ type countingBackend struct {
 	reads    atomic.Int64
 	inFlight atomic.Int64
 	gate     chan struct{} // nil: no hold
-	after    func(streammodule.SnapshotResult)
+	after    func(streamapi.SnapshotResult)
 }
 
-func (b *countingBackend) Snapshot(ctx context.Context, q streammodule.SnapshotRequest) (streammodule.SnapshotResult, error) {
+func (b *countingBackend) Snapshot(ctx context.Context, q streamapi.SnapshotRequest) (streamapi.SnapshotResult, error) {
 	b.reads.Add(1)
 	b.inFlight.Add(1)
 	defer b.inFlight.Add(-1)
@@ -33,7 +34,7 @@ func (b *countingBackend) Snapshot(ctx context.Context, q streammodule.SnapshotR
 		select {
 		case <-b.gate:
 		case <-ctx.Done():
-			return streammodule.SnapshotResult{}, ctx.Err()
+			return streamapi.SnapshotResult{}, ctx.Err()
 		}
 	}
 	res, err := b.Backend.Snapshot(ctx, q)
@@ -130,7 +131,7 @@ func TestStormJoinsDuringWritesNoGap(t *testing.T) {
 	release := make(chan struct{})
 	unhold := sync.OnceFunc(func() { close(release) })
 	t.Cleanup(unhold) // before the gateway closes
-	cb.after = func(streammodule.SnapshotResult) {
+	cb.after = func(streamapi.SnapshotResult) {
 		if hold.CompareAndSwap(true, false) {
 			<-release
 		}

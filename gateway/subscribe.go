@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/trinehq/trine/internal/wsconn"
-	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/streamapi"
 	"github.com/trinehq/trine/streammodule/wire"
 )
 
@@ -36,8 +36,8 @@ type subscription struct {
 	joined    bool // stream:join allowed it, so leave is due
 }
 
-func (s *subscription) info() streammodule.Subscription {
-	in := streammodule.Subscription{SubscriptionID: s.id, StreamName: s.stream, GroupID: s.group, Context: s.c.authCtx}
+func (s *subscription) info() streamapi.Subscription {
+	in := streamapi.Subscription{SubscriptionID: s.id, StreamName: s.stream, GroupID: s.group, Context: s.c.authCtx}
 	if s.item != "" {
 		item := s.item
 		in.ID = &item
@@ -386,7 +386,7 @@ func (c *conn) catchUpOnce(s *subscription, since *uint64, attempt int) (next *u
 	}
 	var final []byte // the last part of a paged snapshot
 	if since == nil || resync {
-		q := streammodule.SnapshotRequest{StreamName: s.stream, GroupID: s.group, ItemID: s.item, Resync: resync,
+		q := streamapi.SnapshotRequest{StreamName: s.stream, GroupID: s.group, ItemID: s.item, Resync: resync,
 			PageBytes: c.g.cfg.SnapshotPageBytes}
 		// hub.add has returned: s buffers the group's events, so it may
 		// share a read that starts from now on (snapshots).
@@ -453,12 +453,12 @@ func (c *conn) snapshotFailed(s *subscription, err error) {
 
 // syncFrame appends res's items to the start of a sync frame, and its end,
 // with the ids of every item in it (ids, earlier pages', then res's).
-func syncFrame(q streammodule.SnapshotRequest, res streammodule.SnapshotResult, ids []string, b []byte) []byte {
+func syncFrame(q streamapi.SnapshotRequest, res streamapi.SnapshotResult, ids []string, b []byte) []byte {
 	b, ids = appendItems(b, res.Items, ids)
 	return wire.SyncEnd(b, ids, q.Resync)
 }
 
-func appendItems(b []byte, items []streammodule.PageItem, ids []string) ([]byte, []string) {
+func appendItems(b []byte, items []streamapi.PageItem, ids []string) ([]byte, []string) {
 	for _, it := range items {
 		if len(ids) > 0 {
 			b = append(b, ',')
@@ -477,7 +477,7 @@ func appendItems(b []byte, items []streammodule.PageItem, ids []string) ([]byte,
 // connections at the same page of the same group share its read. The message carries the first page's sequence:
 // later pages may already reflect later events, which follow the message
 // as usual, so a client that applies them ends with the group's state.
-func (c *conn) pages(q streammodule.SnapshotRequest, res streammodule.SnapshotResult) ([]byte, error) {
+func (c *conn) pages(q streamapi.SnapshotRequest, res streamapi.SnapshotResult) ([]byte, error) {
 	var ids []string
 	part := wire.SyncStart(res.Seq, q.StreamName, q.GroupID, time.Now())
 	frag, seq := byte(fragFirst), res.Seq

@@ -12,6 +12,7 @@ import (
 	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/store"
+	"github.com/trinehq/trine/streammodule/streamapi"
 )
 
 func wantTooLarge(t *testing.T, what string, err error) {
@@ -57,7 +58,7 @@ func TestListsBounded(t *testing.T) {
 		t.Fatalf("16 refused lists allocated %d bytes; building them costs 16 x 4 MB", grew)
 	}
 	// The gateways' whole-group snapshot is bounded the same way.
-	_, err := v.call(t, streammodule.FnGatewaySnapshot, `{"stream_name":"s","group_id":"big"}`)
+	_, err := v.call(t, streamapi.FnSnapshot, `{"stream_name":"s","group_id":"big"}`)
 	if e := engine.AsError(err); e == nil || e.Code != engine.CodeMessageTooLarge || !strings.Contains(e.Message, `"page_bytes"`) {
 		t.Fatalf("whole-group snapshot of 4 MB = %v, want message_too_large naming page_bytes", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/store"
+	"github.com/trinehq/trine/streammodule/streamapi"
 	"github.com/trinehq/trine/streammodule/wire"
 )
 
@@ -28,7 +29,7 @@ const (
 	DefaultHistoryTotalBytes = 256 << 20
 	DefaultTriggerQueue      = 1024
 	DefaultJoinTimeout       = 5 * time.Second
-	DefaultMaxNameBytes      = 1024
+	DefaultMaxNameBytes      = streamapi.DefaultMaxNameBytes
 	// DefaultMaxItemBytes is 1 MiB, NATS's default max_payload; with that
 	// server setting the module accepts a little less (see MaxItemBytes).
 	DefaultMaxItemBytes = 1 << 20

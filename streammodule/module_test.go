@@ -18,6 +18,7 @@ import (
 	"github.com/trinehq/trine/internal/streamtest"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/natsfanout"
+	"github.com/trinehq/trine/streammodule/streamapi"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -364,7 +365,7 @@ func TestJoinFailsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	join := func(stream string) error {
-		return v.m.Join(context.Background(), streammodule.Subscription{SubscriptionID: "x", StreamName: stream, GroupID: "g"})
+		return v.m.Join(context.Background(), streamapi.Subscription{SubscriptionID: "x", StreamName: stream, GroupID: "g"})
 	}
 	bind := func(s *engine.Session, id, fn, cfg string) {
 		t.Helper()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/streamapi"
 )
 
 // A stream:join trigger whose worker left keeps denying its stream, and
@@ -21,7 +22,7 @@ func TestOrphanedJoinTriggerIsListedAndReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	join := func(stream string) error {
-		return v.m.Join(context.Background(), streammodule.Subscription{SubscriptionID: "x", StreamName: stream, GroupID: "g"})
+		return v.m.Join(context.Background(), streamapi.Subscription{SubscriptionID: "x", StreamName: stream, GroupID: "g"})
 	}
 	bind := func(s *engine.Session, id, stream string) {
 		t.Helper()

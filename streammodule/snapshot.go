@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/trinehq/trine/streammodule/store"
+	"github.com/trinehq/trine/streammodule/streamapi"
 	"github.com/trinehq/trine/streammodule/wire"
 )
 
@@ -18,7 +19,7 @@ import (
 // frame (wire.SyncStart, SyncEnd): each page reflects the sequence it
 // gives, and the events after the first page's sequence bring a client
 // that applies them to the group's state.
-func (m *Module) Snapshot(ctx context.Context, q SnapshotRequest) (SnapshotResult, error) {
+func (m *Module) Snapshot(ctx context.Context, q streamapi.SnapshotRequest) (streamapi.SnapshotResult, error) {
 	now := time.Now()
 	stream, group, item := q.StreamName, q.GroupID, q.ItemID
 	op := "list"
@@ -26,39 +27,39 @@ func (m *Module) Snapshot(ctx context.Context, q SnapshotRequest) (SnapshotResul
 		op = "get"
 	}
 	if op, err := m.custom(stream, op); err != nil {
-		return SnapshotResult{}, err
+		return streamapi.SnapshotResult{}, err
 	} else if op != "" {
 		_, seq, err := m.store.Get(ctx, store.Key{Stream: stream, Group: group})
 		if err != nil {
-			return SnapshotResult{}, storeError("stream::"+op, err)
+			return streamapi.SnapshotResult{}, storeError("stream::"+op, err)
 		}
 		in, _ := json.Marshal(map[string]string{"stream_name": stream, "group_id": group, "item_id": item})
 		out, err := m.callCustom(ctx, op, stream, in)
 		if err != nil {
-			return SnapshotResult{}, err
+			return streamapi.SnapshotResult{}, err
 		}
 		if !json.Valid(out) {
 			out = nil
 		}
-		return SnapshotResult{Frame: wire.Sync(seq, stream, group, item, now, out, nil, q.Resync), Seq: seq}, nil
+		return streamapi.SnapshotResult{Frame: wire.Sync(seq, stream, group, item, now, out, nil, q.Resync), Seq: seq}, nil
 	}
 	if item != "" {
 		it, seq, err := m.store.Get(ctx, store.Key{Stream: stream, Group: group, Item: item})
 		if err != nil {
-			return SnapshotResult{}, storeError("stream::get", err)
+			return streamapi.SnapshotResult{}, storeError("stream::get", err)
 		}
-		return SnapshotResult{Frame: wire.Sync(seq, stream, group, item, now, it.Value, nil, q.Resync), Seq: seq}, nil
+		return streamapi.SnapshotResult{Frame: wire.Sync(seq, stream, group, item, now, it.Value, nil, q.Resync), Seq: seq}, nil
 	}
 	if q.PageBytes > 0 {
 		return m.snapshotPage(ctx, stream, group, q.After, q.PageBytes)
 	}
 	// A whole group in one frame: bounded like stream::list.
-	var res SnapshotResult
+	var res streamapi.SnapshotResult
 	tooLarge := func() error {
-		return m.cfg.Lists.TooLarge(FnGatewaySnapshot, fmt.Sprintf("group %q of stream %q", group, stream),
+		return m.cfg.Lists.TooLarge(streamapi.FnSnapshot, fmt.Sprintf("group %q of stream %q", group, stream),
 			`set "page_bytes" and read the pages, "after" the last item of each, while "more" is true`)
 	}
-	_, err := m.cfg.Lists.Build(ctx, FnGatewaySnapshot, tooLarge, func(maxBytes int) ([]byte, error) {
+	_, err := m.cfg.Lists.Build(ctx, streamapi.FnSnapshot, tooLarge, func(maxBytes int) ([]byte, error) {
 		p, err := m.store.List(ctx, stream, group, store.Range{MaxBytes: maxBytes, ItemBytes: 8})
 		if err != nil {
 			return nil, storeError("stream::list", err)
@@ -75,7 +76,7 @@ func (m *Module) Snapshot(ctx context.Context, q SnapshotRequest) (SnapshotResul
 			b = append(b, it.Value...)
 			ids[i] = it.ID
 		}
-		res = SnapshotResult{Frame: wire.SyncEnd(b, ids, q.Resync), Seq: p.Seq}
+		res = streamapi.SnapshotResult{Frame: wire.SyncEnd(b, ids, q.Resync), Seq: p.Seq}
 		return nil, nil
 	})
 	return res, err
@@ -88,14 +89,14 @@ const pageItemOverhead = 20
 // snapshotPage reads the group's items after after: as many as fit in max
 // bytes (ids and values), and at least one. The store stops reading there,
 // so a read never holds much more than a page.
-func (m *Module) snapshotPage(ctx context.Context, stream, group, after string, max int) (SnapshotResult, error) {
+func (m *Module) snapshotPage(ctx context.Context, stream, group, after string, max int) (streamapi.SnapshotResult, error) {
 	p, err := m.store.List(ctx, stream, group, store.Range{After: after, MaxBytes: max, ItemBytes: pageItemOverhead})
 	if err != nil {
-		return SnapshotResult{}, storeError("stream::list", err)
+		return streamapi.SnapshotResult{}, storeError("stream::list", err)
 	}
-	res := SnapshotResult{Items: make([]PageItem, len(p.Items)), Seq: p.Seq, More: p.More}
+	res := streamapi.SnapshotResult{Items: make([]streamapi.PageItem, len(p.Items)), Seq: p.Seq, More: p.More}
 	for i, it := range p.Items {
-		res.Items[i] = PageItem{ID: it.ID, Data: it.Value}
+		res.Items[i] = streamapi.PageItem{ID: it.ID, Data: it.Value}
 	}
 	return res, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/store"
+	"github.com/trinehq/trine/streammodule/streamapi"
 )
 
 // The StreamModule's trigger types.
@@ -307,28 +308,12 @@ func (m *Module) condition(t engine.Trigger, fn string, payload []byte) bool {
 	return !bytes.Equal(bytes.TrimSpace(out), []byte("false"))
 }
 
-// Subscription is the payload of stream:join and stream:leave handlers.
-type Subscription struct {
-	SubscriptionID string          `json:"subscription_id"`
-	StreamName     string          `json:"stream_name"`
-	GroupID        string          `json:"group_id"`
-	ID             *string         `json:"id"`
-	Context        json.RawMessage `json:"context"`
-}
-
-func (s Subscription) item() string {
-	if s.ID == nil {
-		return ""
-	}
-	return *s.ID
-}
-
-func (tr *triggers) matching(set map[string]*gateTrigger, s Subscription) []*gateTrigger {
+func (tr *triggers) matching(set map[string]*gateTrigger, s streamapi.Subscription) []*gateTrigger {
 	tr.mu.RLock()
 	defer tr.mu.RUnlock()
 	var out []*gateTrigger
 	for _, g := range set {
-		if g.cfg.matches(s.StreamName, s.GroupID, s.item()) {
+		if g.cfg.matches(s.StreamName, s.GroupID, s.Item()) {
 			out = append(out, g)
 		}
 	}
@@ -339,7 +324,7 @@ func (tr *triggers) matching(set map[string]*gateTrigger, s Subscription) []*gat
 // fails closed: a handler error, a timeout, a result whose "unauthorized"
 // member is anything but false or null, a condition function that fails
 // (or is missing), or a trigger whose worker is gone denies the join.
-func (m *Module) Join(ctx context.Context, s Subscription) error {
+func (m *Module) Join(ctx context.Context, s streamapi.Subscription) error {
 	payload, err := json.Marshal(s)
 	if err != nil {
 		return err
@@ -377,7 +362,7 @@ func (m *Module) Join(ctx context.Context, s Subscription) error {
 
 // Leave runs the stream:leave handlers that match s in the background;
 // their outcome is ignored.
-func (m *Module) Leave(s Subscription) {
+func (m *Module) Leave(s streamapi.Subscription) {
 	gs := m.trig.matching(m.trig.leave, s)
 	if len(gs) == 0 {
 		return

@@ -42,6 +42,7 @@ import (
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/natsfanout"
 	"github.com/trinehq/trine/streammodule/store"
+	"github.com/trinehq/trine/streammodule/streamapi"
 	"github.com/trinehq/trine/streammodule/wire"
 )
 
@@ -78,7 +79,7 @@ type counting struct {
 	snapshots atomic.Int64
 }
 
-func (c *counting) Snapshot(ctx context.Context, q streammodule.SnapshotRequest) (streammodule.SnapshotResult, error) {
+func (c *counting) Snapshot(ctx context.Context, q streamapi.SnapshotRequest) (streamapi.SnapshotResult, error) {
 	c.snapshots.Add(1)
 	return c.Backend.Snapshot(ctx, q)
 }

@@ -56,6 +56,8 @@ func TestSharedCodeLivesInLeaves(t *testing.T) {
 		"queuemodule":                {"streammodule/natsfanout"},
 		"cronmodule":                 {"streammodule/natsfanout"},
 		"streammodule/store/jsstore": {"streammodule/natsfanout"},
+		// The gateway sees streams through streamapi only.
+		"gateway": {"streammodule"},
 		// Store errors, values and list bounds are the store's.
 		"statemodule": {"streammodule"},
 	}
