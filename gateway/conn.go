@@ -63,9 +63,10 @@ type conn struct {
 	ctx     context.Context // ends when the connection finishes
 	cancel  context.CancelFunc
 
-	nc   net.Conn                 // WebSocket only
-	sse  *http.ResponseController // SSE only: written by the request goroutine
-	wake chan struct{}            // SSE only: queue not empty, or closing
+	nc      net.Conn                 // WebSocket only
+	sse     *http.ResponseController // SSE only: written by the request goroutine
+	wake    chan struct{}            // SSE only: queue not empty, or closing
+	session string                   // SSE only: the id POST /stream/auth names it by
 
 	lastRead atomic.Int64  // unix nanoseconds of the last inbound frame
 	rd       wsconn.Reader // WebSocket only: used by the read loop

@@ -39,6 +39,7 @@ const (
 	DefaultMaxCatchUpsTotal  = 64
 	DefaultSnapshotPageBytes = 256 << 10
 	DefaultSnapshotCoalesce  = 50 * time.Millisecond
+	DefaultSSEKeepAlive      = 3 * time.Second
 )
 
 // Backend serves snapshots, history and join decisions; the StreamModule is
@@ -121,6 +122,11 @@ type Config struct {
 	// PingInterval is how often the gateway pings; a peer silent for two
 	// intervals is closed. Default DefaultPingInterval.
 	PingInterval time.Duration
+	// SSEKeepAlive is how long an SSE stream stays silent before the
+	// gateway writes a keep-alive comment, so that a client can tell a
+	// dead stream (no byte for a few of these) from an idle one. Default
+	// DefaultSSEKeepAlive.
+	SSEKeepAlive time.Duration
 	// WriteTimeout bounds one socket write. Default DefaultWriteTimeout.
 	WriteTimeout time.Duration
 	// AuthTimeout bounds the auth function. Default DefaultAuthTimeout.
@@ -172,6 +178,9 @@ func (c Config) withDefaults() Config {
 	if c.PingInterval <= 0 {
 		c.PingInterval = DefaultPingInterval
 	}
+	if c.SSEKeepAlive <= 0 {
+		c.SSEKeepAlive = DefaultSSEKeepAlive
+	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
@@ -207,6 +216,7 @@ func (c Config) withDefaults() Config {
 //	GET /                               multiplexed WebSocket (join/leave frames)
 //	GET /stream/{stream}/{group}        WebSocket, or SSE with Accept: text/event-stream
 //	GET /stream?stream=S&group=G        the same, for names a URL path cannot carry ("." and "..")
+//	POST /stream/auth                   a fresh token for an SSE stream: {"session","token"}
 //
 // Path segments are percent-decoded once, so %2F is a slash inside a name.
 type Gateway struct {
@@ -224,11 +234,12 @@ type Gateway struct {
 
 	slowCloses atomic.Int64
 
-	mu     sync.Mutex
-	conns  map[*conn]struct{}
-	closed bool
-	wg     sync.WaitGroup // connections and the pinger
-	stop   chan struct{}
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	sessions map[string]*conn // SSE streams by their Trine-Session id
+	closed   bool
+	wg       sync.WaitGroup // connections and the pinger
+	stop     chan struct{}
 }
 
 // New returns a Gateway; Close stops it.
@@ -243,7 +254,7 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, errors.New("gateway: use an auth function or tokens, not both")
 	}
 	cfg = cfg.withDefaults()
-	g := &Gateway{cfg: cfg, log: cfg.Logger, conns: make(map[*conn]struct{}), stop: make(chan struct{}),
+	g := &Gateway{cfg: cfg, log: cfg.Logger, conns: make(map[*conn]struct{}), sessions: make(map[string]*conn), stop: make(chan struct{}),
 		catchUps: make(chan struct{}, cfg.MaxCatchUpsTotal),
 		origins: &origin.Policy{Origins: cfg.AllowedOrigins, Hosts: cfg.AllowedHosts, Logger: cfg.Logger,
 			OriginsSetting: "--allowed-origins", HostsSetting: "--allowed-hosts"}}
@@ -252,8 +263,9 @@ func New(cfg Config) (*Gateway, error) {
 	// included (the token cookie). WebSockets do not use CORS.
 	g.cors = cors.New(cors.Options{
 		AllowOriginRequestFunc: func(r *http.Request, _ string) bool { return g.origins.Check(r) == nil },
-		AllowedMethods:         []string{http.MethodGet},
-		AllowedHeaders:         []string{"Last-Event-ID", "Cache-Control", "Accept"},
+		AllowedMethods:         []string{http.MethodGet, http.MethodPost},
+		AllowedHeaders:         []string{"Last-Event-ID", "Cache-Control", "Accept", "Content-Type"},
+		ExposedHeaders:         []string{SessionHeader},
 		AllowCredentials:       true,
 		MaxAge:                 600,
 	})
@@ -270,6 +282,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.URL.Path == "/stream/auth" {
+		g.serveAuth(w, r)
+		return
+	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -361,6 +377,9 @@ func (g *Gateway) add(c *conn) bool {
 		return false
 	}
 	g.conns[c] = struct{}{}
+	if c.session != "" {
+		g.sessions[c.session] = c
+	}
 	g.wg.Add(1)
 	if t := c.token.Load(); t != nil { // the connection is set up: its exp may close it
 		c.expiry = time.AfterFunc(time.Until(t.Expires), c.tokenExpired)
@@ -371,6 +390,9 @@ func (g *Gateway) add(c *conn) bool {
 func (g *Gateway) remove(c *conn) {
 	g.mu.Lock()
 	delete(g.conns, c)
+	if c.session != "" {
+		delete(g.sessions, c.session)
+	}
 	g.mu.Unlock()
 	g.wg.Done()
 }

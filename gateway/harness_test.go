@@ -323,3 +323,30 @@ func liveHeap() int64 {
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapAlloc)
 }
+
+// comment reads lines up to the next comment line and returns it; it fails
+// when none comes within d.
+func (c *sseClient) comment(d time.Duration) string {
+	c.t.Helper()
+	ch := make(chan string, 1)
+	go func() {
+		for {
+			line, err := c.r.ReadString('\n')
+			if err != nil {
+				ch <- ""
+				return
+			}
+			if strings.HasPrefix(line, ":") {
+				ch <- strings.TrimRight(line, "\n")
+				return
+			}
+		}
+	}()
+	select {
+	case l := <-ch:
+		return l
+	case <-time.After(d):
+		c.t.Fatalf("SSE: no comment within %v", d)
+	}
+	return ""
+}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/rand"
 	"net/http"
 	"strconv"
 	"time"
@@ -11,37 +12,50 @@ import (
 
 // serveSSE streams one subscription as Server-Sent Events: each frame is
 // one event whose id is its sequence, so EventSource's Last-Event-ID
-// resumes after the last event received.
+// resumes after the last event received. A stream silent for
+// Config.SSEKeepAlive gets a comment. Its Trine-Session header names it
+// for POST /stream/auth, which renews its token.
 func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request, adm admission, req joinRequest) {
+	c := g.newConn(adm, r.RemoteAddr)
+	c.sse = http.NewResponseController(w)
+	c.wake = make(chan struct{}, 1)
+	c.session = rand.Text()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
+	h.Set(SessionHeader, c.session)
 	w.WriteHeader(http.StatusOK)
-	c := g.newConn(adm, r.RemoteAddr)
-	c.sse = http.NewResponseController(w)
-	c.wake = make(chan struct{}, 1)
 	if !g.add(c) {
 		return
 	}
 	defer c.finish()
+	keepAlive := time.NewTimer(g.cfg.SSEKeepAlive)
+	defer keepAlive.Stop()
 	if err := c.sse.Flush(); err != nil {
 		return
 	}
 	c.join(req, false)
 	var buf []byte
 	for {
+		quiet := false
 		select {
 		case <-r.Context().Done():
 			return
 		case <-c.wake:
+		case <-keepAlive.C:
+			quiet = true
 		}
 		batch, closeNow, _, _ := c.take()
 		buf = buf[:0]
 		for _, o := range batch {
 			buf = appendSSE(buf, o)
 		}
+		if quiet && len(buf) == 0 {
+			buf = append(buf, ": ping\n\n"...)
+		}
 		if len(buf) > 0 {
+			keepAlive.Reset(g.cfg.SSEKeepAlive)
 			_ = c.sse.SetWriteDeadline(time.Now().Add(g.cfg.WriteTimeout))
 			if _, err := w.Write(buf); err != nil {
 				return

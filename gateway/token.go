@@ -1,8 +1,13 @@
 package gateway
 
 import (
+	"encoding/json"
+	"io"
+	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/trinehq/trine/internal/jwtauth"
 )
 
 // tokenExpired closes a connection whose token's exp passed (unless an
@@ -20,22 +25,31 @@ func (c *conn) tokenExpired() {
 // token's streams claim does not allow end with an unauthorized frame. A
 // refused token leaves the current one in place, until its exp.
 func (c *conn) refresh(raw *string) {
+	t, code, msg := c.renew(raw)
+	if code != "" {
+		c.sendError(nil, code, msg)
+		return
+	}
+	c.enqueue(out{data: append(strconv.AppendInt([]byte(`{"type":"auth","expiresAt":`), t.Expires.UnixMilli(), 10), '}')})
+}
+
+// renew replaces the connection's token with raw, a fresh one for the same
+// subject, moving its expiry; subscriptions the new token's streams claim
+// does not allow end with an unauthorized frame. A refusal (code and
+// message) changes nothing.
+func (c *conn) renew(raw *string) (t jwtauth.Token, code, msg string) {
 	switch {
 	case c.g.cfg.Tokens == nil:
-		c.sendError(nil, "bad_frame", "this gateway does not take tokens")
-		return
+		return t, "bad_frame", "this gateway does not take tokens"
 	case raw == nil || *raw == "":
-		c.sendError(nil, "bad_frame", "auth needs data.token")
-		return
+		return t, "bad_frame", "auth needs data.token"
 	}
 	t, err := c.g.cfg.Tokens.Verify(*raw)
 	if err != nil {
-		c.sendError(nil, "unauthorized", "token refused ("+err.Error()+"); the current one stays until it expires")
-		return
+		return t, "unauthorized", "token refused (" + err.Error() + "); the current one stays until it expires"
 	}
 	if old := c.token.Load(); old != nil && old.Subject != t.Subject {
-		c.sendError(nil, "unauthorized", "a fresh token must have the same sub as the connection's")
-		return
+		return t, "unauthorized", "a fresh token must have the same sub as the connection's"
 	}
 	c.token.Store(&t)
 	c.expiry.Reset(time.Until(t.Expires))
@@ -52,5 +66,45 @@ func (c *conn) refresh(raw *string) {
 		c.drop(s)
 		c.denied(s)
 	}
-	c.enqueue(out{data: append(strconv.AppendInt([]byte(`{"type":"auth","expiresAt":`), t.Expires.UnixMilli(), 10), '}')})
+	return t, "", ""
+}
+
+// SessionHeader names an SSE stream's session on its response, for
+// POST /stream/auth.
+const SessionHeader = "Trine-Session"
+
+// serveAuth serves POST /stream/auth: {"session":…,"token":…} renews the
+// token of the SSE stream whose Trine-Session header named that session,
+// as an auth frame renews a WebSocket's. 204 when it took the token;
+// otherwise the status and the code of the refusal, which changes
+// nothing. The body may be sent as text/plain, which needs no preflight.
+func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request) {
+	if ref := g.checkOrigin(r); ref != nil {
+		http.Error(w, ref.Error(), ref.Status)
+		return
+	}
+	var in struct {
+		Session string  `json:"session"`
+		Token   *string `json:"token"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, g.cfg.MaxFrameBytes)).Decode(&in); err != nil {
+		http.Error(w, "bad_frame: the body must be {\"session\":…,\"token\":…}", http.StatusBadRequest)
+		return
+	}
+	g.mu.Lock()
+	c := g.sessions[in.Session]
+	g.mu.Unlock()
+	if c == nil {
+		http.Error(w, "no_session: no SSE stream has this session; it ended", http.StatusNotFound)
+		return
+	}
+	_, code, msg := c.renew(in.Token)
+	switch code {
+	case "":
+		w.WriteHeader(http.StatusNoContent)
+	case "unauthorized":
+		http.Error(w, code+": "+msg, http.StatusUnauthorized)
+	default:
+		http.Error(w, code+": "+msg, http.StatusBadRequest)
+	}
 }

@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -127,4 +128,52 @@ func TestTokenExpiryAndRefresh(t *testing.T) {
 	p.send(map[string]any{"type": "auth", "data": map[string]any{"token": "x"}})
 	f = p.read()
 	must(t, f.Type == "error" && f.Code == "bad_frame", "auth on a gateway without tokens: %s", f.Raw)
+}
+
+// An idle SSE stream gets a keep-alive comment every SSEKeepAlive, so a
+// client can call a silent one dead within seconds; and its token is
+// renewed in-band: POST /stream/auth with the session the stream's
+// Trine-Session header names. A refused or foreign token changes nothing.
+func TestSSEKeepAliveAndTokenRefresh(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "secret")
+	must(t, os.WriteFile(f, []byte(testSecret), 0o600) == nil, "secret")
+	v, err := jwtauth.New(jwtauth.Config{HMACSecretFile: f})
+	must(t, err == nil, "verifier: %v", err)
+	t.Cleanup(v.Close)
+	s := newStack(t, gateway.Config{Tokens: v, SSEKeepAlive: 200 * time.Millisecond}, streammodule.Config{})
+
+	sse := s.sse(t, groupPath("chat", "a", "token="+token(t, "alice", 1500*time.Millisecond)), nil)
+	_, fr := sse.next()
+	must(t, fr.kind() == "sync", "sync: %s", fr.Raw)
+	session := sse.resp.Header.Get("Trine-Session")
+	must(t, len(session) >= 22, "a session id in Trine-Session: %q", session)
+	for range 3 { // idle: comments, well before the 25 s ping interval
+		must(t, sse.comment(time.Second) == ": ping", "a keep-alive comment")
+	}
+
+	auth := func(body string) (int, string) {
+		t.Helper()
+		res, err := http.Post(s.srv.URL+"/stream/auth", "text/plain", strings.NewReader(body))
+		must(t, err == nil, "POST /stream/auth: %v", err)
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	code, msg := auth(`{"session":"nope","token":"` + token(t, "alice", time.Hour) + `"}`)
+	must(t, code == 404 && strings.Contains(msg, "no_session"), "an unknown session: %d %s", code, msg)
+	code, msg = auth(`{"session":"` + session + `","token":"` + token(t, "bob", time.Hour) + `"}`)
+	must(t, code == 401 && strings.Contains(msg, "same sub"), "another subject: %d %s", code, msg)
+	code, msg = auth(`{"session":"` + session + `"}`)
+	must(t, code == 400 && strings.Contains(msg, "bad_frame"), "no token: %d %s", code, msg)
+	code, msg = auth(`{"session":"` + session + `","token":"` + token(t, "alice", time.Hour) + `"}`)
+	must(t, code == 204, "a fresh token: %d %s", code, msg)
+
+	// Past the first token's exp the stream goes on.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		sse.comment(time.Second)
+	}
+	s.set(t, "chat", "a", "m1", 1)
+	_, fr = sse.next()
+	must(t, fr.kind() == "create", "the refreshed stream is still open: %s", fr.Raw)
 }

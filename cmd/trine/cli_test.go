@@ -113,6 +113,7 @@ func TestEngineHelp(t *testing.T) {
 		{"--stream-queue-messages", "TRINE_STREAM_QUEUE_MESSAGES", "stream_queue_messages", "4096"},
 		{"--stream-queue-bytes", "TRINE_STREAM_QUEUE_BYTES", "stream_queue_bytes", "8388608"},
 		{"--stream-ping-interval", "TRINE_STREAM_PING_INTERVAL", "stream_ping_interval", "25s"},
+		{"--stream-sse-keepalive", "TRINE_STREAM_SSE_KEEPALIVE", "stream_sse_keepalive", "3s"},
 		{"--stream-write-timeout", "TRINE_STREAM_WRITE_TIMEOUT", "stream_write_timeout", "10s"},
 		{"--log-level", "TRINE_LOG_LEVEL", "log_level", "info"},
 		{"--log-format", "TRINE_LOG_FORMAT", "log_format", "text"},

@@ -108,6 +108,7 @@ type engineConfig struct {
 	StreamSnapshotPage  int
 	StreamCoalesce      time.Duration // negative: none
 	StreamPing          time.Duration
+	StreamSSEKeepAlive  time.Duration
 	StreamWriteTimeout  time.Duration
 
 	TLS       tlsconf.Files
@@ -504,6 +505,10 @@ var engineSettings = []setting{
 	}},
 	{"stream-ping-interval", "DURATION", gateway.DefaultPingInterval.String(), "how often browsers are pinged; silent for two intervals: closed", func(c *engineConfig, v string) (err error) {
 		c.StreamPing, err = positiveDuration(v)
+		return err
+	}},
+	{"stream-sse-keepalive", "DURATION", gateway.DefaultSSEKeepAlive.String(), "an SSE stream silent this long gets a keep-alive comment, so clients find a dead one within seconds", func(c *engineConfig, v string) (err error) {
+		c.StreamSSEKeepAlive, err = positiveDuration(v)
 		return err
 	}},
 	{"stream-write-timeout", "DURATION", gateway.DefaultWriteTimeout.String(), "longest a write to one browser may block", func(c *engineConfig, v string) (err error) {

@@ -80,6 +80,7 @@ var defaultConfig = engineConfig{
 	StreamQueueMsgs:     4096,
 	StreamQueueBytes:    8 << 20,
 	StreamPing:          25 * time.Second,
+	StreamSSEKeepAlive:  3 * time.Second,
 	StreamWriteTimeout:  10 * time.Second,
 }
 

@@ -70,7 +70,7 @@ func gatewaySettings() []setting {
 		case "allowed-hosts":
 			s.usage = "comma-separated public host names of the gateway: Host values accepted besides loopback ones, and hosts whose pages are same-origin (a loopback listener accepts only loopback hosts and these)"
 		case "stream-auth-function", "stream-jwt-hmac-secret-file", "stream-jwt-public-key-file", "stream-jwks-url", "stream-jwt-audience", "stream-jwt-issuer", "stream-max-frame-bytes",
-			"stream-queue-messages", "stream-queue-bytes", "stream-max-catchups", "stream-max-catchups-total", "stream-snapshot-page-bytes", "stream-snapshot-coalesce", "stream-ping-interval", "stream-write-timeout",
+			"stream-queue-messages", "stream-queue-bytes", "stream-max-catchups", "stream-max-catchups-total", "stream-snapshot-page-bytes", "stream-snapshot-coalesce", "stream-ping-interval", "stream-sse-keepalive", "stream-write-timeout",
 			"log-level", "log-format":
 		default:
 			continue

@@ -163,6 +163,7 @@ func gatewayConfig(cfg engineConfig, b gateway.Backend, ev gateway.Events, c gat
 		SnapshotPageBytes: cfg.StreamSnapshotPage,
 		SnapshotCoalesce:  cfg.StreamCoalesce,
 		PingInterval:      cfg.StreamPing,
+		SSEKeepAlive:      cfg.StreamSSEKeepAlive,
 		WriteTimeout:      cfg.StreamWriteTimeout,
 		Logger:            log,
 	}

@@ -2,9 +2,11 @@
 // SHARE_PAGE_URL (two tabs sharing one socket), STRICT_PAGE_URL (React
 // hooks under StrictMode), SSE_PAGE_URL and PAGE_URL (client.html, using the built @trine/client,
 // over SSE and over a WebSocket), then hides the second
-// page behind another tab, asks the harness (CONTROL) to freeze the
-// page's connection, and checks that the hidden page finds it dead within
-// 10 s. Exits 1 when a check failed. See ../jsclient_test.go.
+// page behind another tab, throttles its timers as Chrome's intensive
+// throttling does (once a minute; headless Chromium does not do it by
+// itself), asks the harness (CONTROL) to freeze the page's connection,
+// and checks that the hidden page finds it dead within 10 s. Exits 1 when
+// a check failed. See ../jsclient_test.go.
 import puppeteer from 'puppeteer-core'
 
 const { CHROMIUM, PAGE_URL, SSE_PAGE_URL, STRICT_PAGE_URL, SHARE_PAGE_URL, CONTROL } = process.env
@@ -18,8 +20,58 @@ const browser = await puppeteer.launch({
   args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
 })
 let failed = false
-async function checks(url, name) {
+/**
+ * Installed before a page's scripts: once window.__throttle() is called,
+ * the page's timers wake at most once a minute, all together, as Chrome
+ * throttles a page hidden for 5 minutes. Workers keep their own timers.
+ */
+function throttleTimers() {
+  const { setTimeout: st, clearTimeout: ct, setInterval: si, clearInterval: ci } = window
+  let on = false
+  let wake = 0 // when throttled timers may run next
+  const real = new Map() // our id -> the real timer's
+  let n = 0
+  const due = () => !on || Date.now() >= wake
+  const woke = () => {
+    if (on && Date.now() >= wake) wake = Date.now() + 60_000
+  }
+  window.__throttle = () => {
+    on = true
+    wake = Date.now() + 60_000
+  }
+  window.setTimeout = (fn, ms, ...a) => {
+    const id = ++n
+    const run = () => {
+      if (!due()) return real.set(id, st(run, wake - Date.now()))
+      woke()
+      real.delete(id)
+      typeof fn === 'function' ? fn(...a) : eval(fn)
+    }
+    real.set(id, st(run, ms))
+    return id
+  }
+  window.clearTimeout = (id) => {
+    ct(real.get(id))
+    real.delete(id)
+  }
+  window.setInterval = (fn, ms, ...a) => {
+    const id = ++n
+    real.set(id, si(() => {
+      if (!due()) return
+      woke()
+      fn(...a)
+    }, ms))
+    return id
+  }
+  window.clearInterval = (id) => {
+    ci(real.get(id))
+    real.delete(id)
+  }
+}
+
+async function checks(url, name, setup) {
   const page = await browser.newPage()
+  if (setup) await page.evaluateOnNewDocument(setup)
   page.on('console', (m) => console.log(name + ':', m.text()))
   page.on('pageerror', (e) => console.log(name + ' error:', e.message))
   await page.goto(url)
@@ -111,7 +163,7 @@ try {
   await shareAcrossTabs()
   await strictMode()
   await (await checks(SSE_PAGE_URL, 'sse')).close()
-  const page = await checks(PAGE_URL, 'websocket')
+  const page = await checks(PAGE_URL, 'websocket', throttleTimers)
 
   // The page goes to the background, where browsers throttle its timers.
   const front = await browser.newPage()
@@ -119,6 +171,21 @@ try {
   await front.bringToFront()
   const visibility = await page.evaluate(() => document.visibilityState)
   console.log('page visibility:', visibility)
+  // From now on the page's own timers wake once a minute: one due in 100 ms
+  // does not run within 2 s.
+  const throttled = await page.evaluate(() => {
+    window.__throttle()
+    return new Promise((r) => {
+      setTimeout(() => r(false), 100)
+      const t0 = performance.now()
+      fetch('data:,').then(function wait() {
+        if (performance.now() - t0 > 2000) r(true)
+        else fetch('data:,').then(wait)
+      })
+    })
+  })
+  console.log('page timers throttled:', throttled)
+  if (!throttled) failed = true
   const res2 = await fetch(CONTROL + '/freeze', { method: 'POST' })
   if (!res2.ok) throw new Error('freeze: ' + res2.status)
   const t0 = Date.now()
@@ -128,7 +195,7 @@ try {
     state = await page.evaluate(() => window.__client.state)
   }
   const took = Date.now() - t0
-  console.log(`hidden page: the dead connection noticed after ${took} ms (state ${state})`)
+  console.log(`hidden page, timers throttled: the dead connection noticed after ${took} ms (state ${state})`)
   if (visibility !== 'hidden' || state === 'live' || took >= 10_000) failed = true
 } catch (e) {
   console.log(e)

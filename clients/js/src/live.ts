@@ -17,8 +17,10 @@ export type Change<T> =
    * An item changed. pending: true is a local optimistic write not yet
    * confirmed; pending: false is the end of one (confirmed, or rolled
    * back), showing the server's value again. Server changes have no pending.
+   * time is when the store committed the change (ms since the epoch, the
+   * frame's timestamp); local changes have none.
    */
-  | { type: 'create' | 'update' | 'delete'; id: string; seq: number; value: T; pending?: boolean }
+  | { type: 'create' | 'update' | 'delete'; id: string; seq: number; value: T; pending?: boolean; time?: number }
   /** The join was refused (stream:join handler, or the token's streams claim). */
   | { type: 'unauthorized' }
 
@@ -27,6 +29,8 @@ export interface EventMeta {
   seq: number
   /** The item id the event was sent with, if any. */
   id: string | null
+  /** When the store committed the event (ms since the epoch). */
+  time?: number
 }
 
 type Listener = (...a: any[]) => void
@@ -148,7 +152,7 @@ export class Live<T> {
     const id = f.id!
     if (e.type === 'event') {
       const ev = e.event!
-      for (const cb of this.events.get(ev.type) || []) cb(ev.data, { seq, id })
+      for (const cb of this.events.get(ev.type) || []) cb(ev.data, { seq, id, time: f.timestamp })
       return
     }
     const o = this.over.get(id)
@@ -159,7 +163,7 @@ export class Live<T> {
     }
     if (e.type === 'delete') this.items.delete(id)
     else this.items.set(id, e.data as T)
-    this.emit({ type: e.type as 'create', id, seq, value: e.data as T })
+    this.emit({ type: e.type as 'create', id, seq, value: e.data as T, time: f.timestamp })
   }
 
   /** Shows v (NONE: no item) for id, as a change that is pending or ends one. */

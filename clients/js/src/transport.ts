@@ -8,6 +8,8 @@ export interface Frame {
   seq?: number
   id?: string | null
   subscriptionId?: string
+  /** Ms since the epoch: a change's commit time. */
+  timestamp?: number
   event?: { type: string; data?: unknown; ids?: string[]; resync?: boolean; event?: { type: string; data?: unknown } }
   code?: string
   message?: string
@@ -41,8 +43,10 @@ export interface Handlers {
 export interface Transport {
   join(j: Join): void
   leave(subscriptionId: string): void
-  /** Sends a control frame; false when the transport cannot (SSE). */
+  /** Sends a control frame (SSE: an auth only); false when it cannot. */
   send(f: object): boolean
+  /** SSE: ms since the stream heard from least recently sent anything. */
+  idle?(): number
   close(): void
 }
 
@@ -128,9 +132,14 @@ export function openWebSocket(url: string, token: string | undefined, WS: WebSoc
  * read with fetch (which, unlike EventSource, shows the status of a refusal
  * and the gateway's keep-alive comments). Any stream ending takes the
  * transport down, and the connection resumes every group with since.
+ * An idle stream gets a keep-alive comment every few seconds
+ * (--stream-sse-keepalive), so a silent one is dead. A fresh token goes to
+ * POST /stream/auth with the session each stream's Trine-Session names.
  */
 export function openSSE(url: string, token: string | undefined, h: Handlers): Transport {
   const subs = new Map<string, AbortController>()
+  const heard = new Map<string, number>()
+  const sessions = new Map<string, string>()
   let done = false
   const down = (d: Down) => {
     if (done) return
@@ -150,12 +159,15 @@ export function openSSE(url: string, token: string | undefined, h: Handlers): Tr
       signal: a.signal,
     })
     if (!res.ok || !res.body) return down({ code: res.status, refused: res.status === 401 || res.status === 403 })
+    const s = res.headers.get('trine-session')
+    if (s) sessions.set(j.subscriptionId, s)
     const rd = res.body.pipeThrough(new TextDecoderStream()).getReader()
     let buf = ''
     let data = ''
     for (;;) {
       const { value, done: end } = await rd.read()
       if (end || a.signal.aborted) break
+      heard.set(j.subscriptionId, Date.now())
       buf += value
       let i
       while ((i = buf.indexOf('\n')) >= 0) {
@@ -183,6 +195,7 @@ export function openSSE(url: string, token: string | undefined, h: Handlers): Tr
       subs.get(j.subscriptionId)?.abort()
       const a = new AbortController()
       subs.set(j.subscriptionId, a)
+      heard.set(j.subscriptionId, Date.now())
       read(j, a).then(
         () => a.signal.aborted || down({}),
         () => a.signal.aborted || down({}),
@@ -191,8 +204,19 @@ export function openSSE(url: string, token: string | undefined, h: Handlers): Tr
     leave(id) {
       subs.get(id)?.abort()
       subs.delete(id)
+      heard.delete(id)
+      sessions.delete(id)
     },
-    send: () => false,
+    send(f: any) {
+      if (f.type !== 'auth' || !sessions.size) return false
+      for (const session of sessions.values())
+        fetch(httpURL(url) + '/stream/auth', { method: 'POST', body: JSON.stringify({ session, token: f.data.token }), credentials: 'include' }).then(
+          (r) => r.body?.cancel(),
+          () => {},
+        )
+      return true
+    },
+    idle: () => Date.now() - Math.min(Date.now(), ...heard.values()),
     close() {
       done = true
       for (const a of subs.values()) a.abort()

@@ -29,28 +29,29 @@ test('getToken: one more try after a refusal, then closed', async (t) => {
   assert.equal(c.error.code, 'unauthorized')
 })
 
-test('getToken before exp: the fresh token goes in an auth frame, the connection stays', async (t) => {
-  let calls = 0
-  const c = client(t, ENGINE_STREAM, {
-    getToken: async () => {
-      calls++
-      return sign({ sub: 'u', exp: now() + 7 })
-    },
+for (const transport of ['websocket', 'sse'])
+  test(`${transport}: getToken before exp: the fresh token goes in-band, the connection stays`, async (t) => {
+    let calls = 0
+    const c = client(t, ENGINE_STREAM, {
+      transport,
+      getToken: async () => {
+        calls++
+        return sign({ sub: 'u', exp: now() + 7 })
+      },
+    })
+    const states = []
+    c.on('state', (s) => states.push(s))
+    const group = c.group('todos', uniq('refresh'))
+    await waitFor(() => c.state === 'live' && group.seq !== undefined, 'live')
+    const firstExp = now() + 7
+    await waitFor(() => calls === 2, 'a refresh', 8000)
+    // Past the first token's exp the gateway would close the connection
+    // (4001, or the end of the SSE stream) had the fresh token not moved it.
+    await waitFor(() => now() > firstExp + 1, 'past the first exp', 10000)
+    assert.equal(c.state, 'live')
+    assert.deepEqual(states, ['resyncing', 'live'])
+    assert.equal(calls, 2)
   })
-  const states = []
-  c.on('state', (s) => states.push(s))
-  const group = c.group('todos', uniq('refresh'))
-  await waitFor(() => c.state === 'live' && group.seq !== undefined, 'live')
-  const firstExp = now() + 7
-  await waitFor(() => calls === 2, 'a refresh', 8000)
-  // Past the first token's exp the gateway would close with 4001 had no
-  // auth frame moved it.
-  await waitFor(() => now() > firstExp, 'past the first exp', 10000)
-  await sleep(500)
-  assert.equal(c.state, 'live')
-  assert.deepEqual(states, ['resyncing', 'live'])
-  assert.equal(calls, 2)
-})
 
 test('a join the token does not allow is refused; the others go on', async (t) => {
   const c = client(t, ENGINE_STREAM, { token: sign({ sub: 'u', exp: now() + 60, streams: ['open/*'] }) })

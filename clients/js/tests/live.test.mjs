@@ -18,13 +18,14 @@ test('a group: its snapshot, then every change in sequence order', async (t) => 
   const changes = []
   group.subscribe((state, change) => changes.push({ ...change, size: state.size }))
   const sends = []
-  group.on('nudge', (data, meta) => sends.push([data, meta.seq]))
+  group.on('nudge', (data, meta) => sends.push([data, meta.seq, meta.time]))
   await waitFor(() => group.seq === 2, 'the snapshot')
   assert.deepEqual(Object.fromEntries(group.items), { a: { title: 'a' }, b: { title: 'b' } })
   assert.deepEqual(changes, [{ type: 'snapshot', seq: 2, size: 2 }])
   await waitFor(() => c.state === 'live', 'live')
   assert.deepEqual(states, ['resyncing', 'live'])
 
+  const before = Date.now()
   assert.equal((await set('c', { title: 'c' })).seq, 3)
   await w.call('stream::update', { stream_name: 'todos', group_id: g, item_id: 'a', ops: [{ type: 'set', path: 'done', value: true }] })
   await w.call('stream::delete', { stream_name: 'todos', group_id: g, item_id: 'b' })
@@ -39,6 +40,11 @@ test('a group: its snapshot, then every change in sequence order', async (t) => 
       ['delete', 'b', 5, { title: 'b' }, 2],
     ],
   )
+  // Changes and events carry their commit time (the frame's timestamp).
+  const after = Date.now()
+  for (const c of changes.slice(1)) assert.ok(c.time >= before - 1000 && c.time <= after, 'commit time ' + c.time)
+  assert.ok(sends[0][2] >= before - 1000 && sends[0][2] <= after, 'event commit time ' + sends[0][2])
+  sends[0].pop()
   assert.deepEqual(sends, [[{ n: 1 }, 6]])
   assert.deepEqual(Object.fromEntries(group.items), { a: { title: 'a', done: true }, c: { title: 'c' } })
 

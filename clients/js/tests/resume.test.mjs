@@ -82,15 +82,16 @@ test('history exhausted: a resync replaces the state and says from which seq', a
   await waitFor(() => c.state === 'live', 'live')
 })
 
-test('a connection gone silent is found dead within 10 s, and replaced', async (t) => {
-  const { addr } = await control('/proxy') // a TCP proxy to the gateway
-  const c = client(t, 'ws://' + addr, fast)
-  const group = c.group('counter', uniq('dead'))
-  await waitFor(() => c.state === 'live' && group.seq !== undefined, 'live')
-  await control('/proxy/freeze?addr=' + addr) // connections stay open; nothing goes through
-  const t0 = Date.now()
-  await waitFor(() => c.state !== 'live', 'the dead connection noticed', 12000)
-  const took = Date.now() - t0
-  assert.ok(took < 10000, `noticed after ${took} ms`)
-  t.diagnostic(`dead connection noticed after ${took} ms`)
-})
+for (const transport of ['websocket', 'sse'])
+  test(`${transport}: a connection gone silent is found dead within 10 s, and replaced`, async (t) => {
+    const { addr } = await control('/proxy') // a TCP proxy to the gateway
+    const c = client(t, 'ws://' + addr, { ...fast, transport })
+    const group = c.group('counter', uniq('dead'))
+    await waitFor(() => c.state === 'live' && group.seq !== undefined, 'live')
+    await control('/proxy/freeze?addr=' + addr) // connections stay open; nothing goes through
+    const t0 = Date.now()
+    await waitFor(() => c.state !== 'live', 'the dead connection noticed', 12000)
+    const took = Date.now() - t0
+    assert.ok(took < 10000, `noticed after ${took} ms`)
+    t.diagnostic(`${transport}: dead connection noticed after ${took} ms`)
+  })
