@@ -50,9 +50,6 @@ const (
 type Todo struct {
 	Title string `json:"title"`
 	Done  bool   `json:"done"`
-	// At is when todos::add wrote it, in Unix ms (fractional): the page
-	// shows how long after this each change was on screen.
-	At float64 `json:"at"`
 }
 
 // Stats is the item the stream trigger keeps.
@@ -127,12 +124,11 @@ func register(ctx context.Context, w *trine.Worker) error {
 		if p.ID == "" || p.Title == "" {
 			return nil, &trine.Error{Code: trine.CodeInvalidArgument, Message: "id and title are required"}
 		}
-		at := float64(time.Now().UnixMicro()) / 1000
 		// stream::set answers {old_value, new_value, seq}: the page's
 		// optimistic write stays pending until the change with that seq.
 		return w.Trigger(ctx, "stream::set", map[string]any{
 			"stream_name": streamName, "group_id": groupID, "item_id": p.ID,
-			"data": Todo{Title: p.Title, Done: p.Done, At: at},
+			"data": Todo{Title: p.Title, Done: p.Done},
 		})
 	}, trine.WithDescription("adds or replaces the todo {id, title, done} in todos/inbox"))
 	if err != nil {

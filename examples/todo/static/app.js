@@ -20,14 +20,14 @@ stats.subscribe((s) => {
 
 // Changes are drawn once per animation frame, so a burst of them costs
 // one layout; each frame reports what it drew (the 'todos:render' event).
-const dirty = new Map() // id -> {seq, got}: the change, and when it came
+const dirty = new Map() // id -> {seq, got, at}: the change, when it came, and when it was committed
 const pending = new Set()
 let rebuild = true
 let scheduled = false
 todos.subscribe((items, change) => {
   if (change.type === 'snapshot' || change.type === 'resync') rebuild = true
   else if (change.id !== undefined) {
-    dirty.set(change.id, { seq: change.seq, got: now() })
+    dirty.set(change.id, { seq: change.seq, got: now(), at: change.time })
     if (change.pending) pending.add(change.id)
     else pending.delete(change.id)
   }
@@ -66,7 +66,7 @@ function draw() {
     for (const id of rows.keys()) if (!todos.items.has(id)) rows.delete(id)
     for (const [id, t] of todos.items) row(id, t)
   }
-  for (const [id, { seq, got }] of dirty) {
+  for (const [id, { seq, got, at }] of dirty) {
     const t = todos.items.get(id)
     if (!t) {
       rows.get(id)?.remove()
@@ -75,7 +75,7 @@ function draw() {
     }
     reorder ||= !rows.has(id)
     row(id, t)
-    drawn.push({ id, seq, got, at: t.at, pending: pending.has(id) })
+    drawn.push({ id, seq, got, at, pending: pending.has(id) })
   }
   dirty.clear()
   // In id order: ids start with their creation time, so the oldest is first.
@@ -84,6 +84,7 @@ function draw() {
   $('count').textContent = `${todos.items.size} todo${todos.items.size === 1 ? '' : 's'}`
   $('empty').hidden = todos.items.size > 0
   const confirmed = drawn.filter((d) => !d.pending && d.at)
+  // change.time is the change's commit time in the store.
   if (confirmed.length) $('lag').textContent = `on screen ${Math.round(t - confirmed[confirmed.length - 1].at)} ms after the write`
   dispatchEvent(new CustomEvent('todos:render', { detail: { time: t, seq: todos.seq, drawn } }))
 }
@@ -97,7 +98,7 @@ async function save(id, title, done) {
   $('error').hidden = true
   try {
     await client.call('todos::add', { id, title, done }, {
-      optimistic: { stream: config.streamName, group: config.group, id, data: { title, done, at: Date.now() } },
+      optimistic: { stream: config.streamName, group: config.group, id, data: { title, done } },
     })
   } catch (e) {
     $('error').textContent = `${e.code || 'error'}: ${e.message}`
