@@ -148,11 +148,11 @@ type Config struct {
 	// client that reads while the gateway holds a few pages of it. Default
 	// DefaultSnapshotPageBytes.
 	SnapshotPageBytes int
-	// SnapshotCoalesce spaces the snapshot reads of one group (or item):
-	// a join that finds none started within this time reads at once;
-	// later joins wait for the next read, which starts this long after
-	// the previous one did (and once it ended), and share it, so that a
-	// reconnect storm costs about one read per SnapshotCoalesce of it.
+	// SnapshotCoalesce is how long a snapshot read of one group (or item)
+	// is shared: joins within this time of its start share it (those
+	// that subscribed after it started take the events between from
+	// history, also shared), so that a reconnect storm within this time
+	// costs one read; a join after it reads again, at once.
 	// Default DefaultSnapshotCoalesce; negative: reads follow each other
 	// at once (still one at a time, shared by the joins that waited).
 	SnapshotCoalesce time.Duration

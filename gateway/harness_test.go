@@ -42,7 +42,9 @@ func newStack(t testing.TB, gcfg gateway.Config, mcfg streammodule.Config) *stac
 	t.Helper()
 	st := streamtest.Start(t, mcfg)
 	gcfg.Events, gcfg.Caller = st.Events, st.Engine
-	if cb, ok := gcfg.Backend.(*countingBackend); ok {
+	if h, ok := gcfg.Backend.(*countingHistory); ok {
+		h.countingBackend.Backend = st.Module
+	} else if cb, ok := gcfg.Backend.(*countingBackend); ok {
 		cb.Backend = st.Module
 	} else {
 		gcfg.Backend = st.Module

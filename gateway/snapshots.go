@@ -31,10 +31,11 @@ import (
 // SnapshotCoalesce of it, and the backend never serves more than one
 // snapshot read of a key at a time.
 type snapshots struct {
-	g    *Gateway
-	mu   sync.Mutex
-	keys map[snapshotKey]*snapshotSlot
-	wg   sync.WaitGroup // reads under way
+	g       *Gateway
+	mu      sync.Mutex
+	keys    map[snapshotKey]*snapshotSlot
+	history map[historyKey]*historyRead // history reads under way
+	wg      sync.WaitGroup              // reads under way
 }
 
 // snapshotKey is what a read returns the same thing for: a group's or one
@@ -71,7 +72,7 @@ type snapshotRead struct {
 }
 
 func newSnapshots(g *Gateway) *snapshots {
-	return &snapshots{g: g, keys: make(map[snapshotKey]*snapshotSlot)}
+	return &snapshots{g: g, keys: make(map[snapshotKey]*snapshotSlot), history: make(map[historyKey]*historyRead)}
 }
 
 // read returns q's snapshot from a read that started after the call, and
@@ -87,6 +88,13 @@ func (sn *snapshots) read(ctx context.Context, q streamapi.SnapshotRequest) (str
 		sn.keys[k] = slot
 	}
 	r := slot.next
+	if r == nil && slot.reading != nil && sn.spacing(q) > 0 && slot.reading.shareable() {
+		// Within SnapshotCoalesce of the read under way (or just done):
+		// share it. It may have started before the caller subscribed;
+		// the caller then takes the events between from history
+		// (subscription.floor).
+		r = slot.reading
+	}
 	if r == nil {
 		r = newSnapshotRead(q)
 		if slot.reading == nil { // no read of k lately: read at once
@@ -116,6 +124,17 @@ func (sn *snapshots) read(ctx context.Context, q streamapi.SnapshotRequest) (str
 	}
 	sn.mu.Unlock()
 	return streamapi.SnapshotResult{}, nil, ctx.Err()
+}
+
+// shareable reports whether r has its result or is still reading for
+// someone. Callers hold snapshots.mu.
+func (r *snapshotRead) shareable() bool {
+	select {
+	case <-r.done:
+		return r.err == nil
+	default:
+		return r.ctx.Err() == nil
+	}
 }
 
 func newSnapshotRead(q streamapi.SnapshotRequest) *snapshotRead {
@@ -200,13 +219,82 @@ func (sn *snapshots) fetch(r *snapshotRead) (streamapi.SnapshotResult, []byte, e
 	return res, nil, nil
 }
 
-// waiting is how many subscriptions wait for the read due after the one
-// under way of q's key.
+// waiting is how many subscriptions wait for a read of q's key: the one
+// under way and the one due after it.
 func (sn *snapshots) waiting(q streamapi.SnapshotRequest) int {
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
-	if slot := sn.keys[keyOf(q)]; slot != nil && slot.next != nil {
-		return slot.next.waiters
+	n := 0
+	if slot := sn.keys[keyOf(q)]; slot != nil {
+		for _, r := range []*snapshotRead{slot.reading, slot.next} {
+			if r != nil {
+				select {
+				case <-r.done:
+				default:
+					n += r.waiters
+				}
+			}
+		}
 	}
-	return 0
+	return n
+}
+
+// historyKey is what a history read returns the same thing for.
+type historyKey struct {
+	stream, group string
+	seq           uint64
+}
+
+// historyRead is one shared history read; its result is set before done
+// closes.
+type historyRead struct {
+	done   chan struct{}
+	ended  time.Time // under snapshots.mu; zero while reading
+	frames [][]byte
+	last   uint64
+	ok     bool
+	err    error
+}
+
+// since reads the group's events after seq, or shares a read of the same
+// events under way or ended less than SnapshotCoalesce ago (the joins of a
+// storm that shared a snapshot all read history from its seq). One that
+// started before the caller subscribed may end before events the caller
+// missed; the caller then reads again from where it ended
+// (subscription.floor). The read runs on the first caller's ctx: if it
+// ends, the others get its error and try again.
+func (sn *snapshots) since(ctx context.Context, stream, group string, seq uint64) ([][]byte, uint64, bool, error) {
+	k := historyKey{stream, group, seq}
+	keep := sn.g.cfg.SnapshotCoalesce
+	sn.mu.Lock()
+	r := sn.history[k]
+	if r != nil && !r.ended.IsZero() && (r.err != nil || time.Since(r.ended) >= keep) {
+		r = nil
+	}
+	if r == nil {
+		for hk, h := range sn.history { // drop the stale ones
+			if !h.ended.IsZero() && time.Since(h.ended) >= keep {
+				delete(sn.history, hk)
+			}
+		}
+		r = &historyRead{done: make(chan struct{})}
+		sn.history[k] = r
+		sn.mu.Unlock()
+		r.frames, r.last, r.ok, r.err = sn.g.cfg.Backend.Since(ctx, stream, group, seq)
+		sn.mu.Lock()
+		r.ended = time.Now()
+		if keep <= 0 && sn.history[k] == r {
+			delete(sn.history, k)
+		}
+		sn.mu.Unlock()
+		close(r.done)
+		return r.frames, r.last, r.ok, r.err
+	}
+	sn.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.frames, r.last, r.ok, r.err
+	case <-ctx.Done():
+		return nil, 0, false, ctx.Err()
+	}
 }

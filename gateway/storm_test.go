@@ -63,10 +63,9 @@ func joinAll(cs []*client, stream, group string, extra func(i int) []any) {
 	wg.Wait()
 }
 
-// A reconnect storm, N sockets joining one group at once, costs the
-// backend one snapshot read shared by all of them, plus the read already
-// under way when they arrived (here the first join's), not N. Joins of one
-// item share reads of that item.
+// A reconnect storm, N sockets joining one group within SnapshotCoalesce,
+// costs the backend one snapshot read shared by all of them, the first
+// join's, not N. Joins of one item share reads of that item.
 func TestReconnectStormSharesSnapshotReads(t *testing.T) {
 	const n = 200
 	cb := &countingBackend{gate: make(chan struct{})}
@@ -88,10 +87,10 @@ func TestReconnectStormSharesSnapshotReads(t *testing.T) {
 		return nil
 	})
 	// Every join is waiting: for its own read (n in flight), or for the
-	// shared one after the read under way of its key.
+	// one read of its key.
 	waitFor(t, func() bool {
 		return cb.inFlight.Load() == n || cb.inFlight.Load() == 2 &&
-			gateway.SnapshotWaiters(s.gw, "s", "g", "")+gateway.SnapshotWaiters(s.gw, "s", "g", "a") == n-2
+			gateway.SnapshotWaiters(s.gw, "s", "g", "")+gateway.SnapshotWaiters(s.gw, "s", "g", "a") == n
 	}, "every join waits for a snapshot read")
 	close(cb.gate)
 	for i, c := range cs {
@@ -103,8 +102,8 @@ func TestReconnectStormSharesSnapshotReads(t *testing.T) {
 			must(t, len(f.event(t).IDs) == 2, "socket %d joined the group: %s", i, f.Raw)
 		}
 	}
-	if r := cb.reads.Load(); r > 4 {
-		t.Fatalf("%d joins cost %d snapshot reads, want at most 4 (two per key)", n, r)
+	if r := cb.reads.Load(); r != 2 {
+		t.Fatalf("%d joins cost %d snapshot reads, want 2 (one per key)", n, r)
 	}
 }
 
@@ -187,9 +186,8 @@ func TestStormJoinsDuringWritesNoGap(t *testing.T) {
 }
 
 // At most one snapshot read of a group starts per SnapshotCoalesce: a
-// join that comes just after a read waits for the next one, so that joins
-// spread over a storm still share a few reads; a join with no read of its
-// group lately reads at once.
+// join within that time of a read shares it, with what was written since
+// from history; a join after it reads again, at once.
 func TestSnapshotReadsSpaced(t *testing.T) {
 	const spacing = 300 * time.Millisecond
 	cb := &countingBackend{}
@@ -197,12 +195,18 @@ func TestSnapshotReadsSpaced(t *testing.T) {
 	s.set(t, "s", "g", "a", 1)
 	start := time.Now()
 	f := s.dial(t, groupPath("s", "g"), nil).read()
-	must(t, f.kind() == "sync", "first join: %s", f.Raw)
-	f = s.dial(t, groupPath("s", "g"), nil).read()
-	must(t, f.kind() == "sync", "second join: %s", f.Raw)
-	if d := time.Since(start); d < spacing {
-		t.Fatalf("two snapshot reads of a group %v apart, want %v at least", d, spacing)
+	must(t, f.kind() == "sync" && f.Seq == 1, "first join: %s", f.Raw)
+	s.set(t, "s", "g", "b", 2)
+	second := s.dial(t, groupPath("s", "g"), nil)
+	f = second.read()
+	if time.Since(start) < spacing {
+		must(t, f.kind() == "sync" && f.Seq == 1 && cb.reads.Load() == 1, "a join within the spacing shares the read: %s, %d reads", f.Raw, cb.reads.Load())
+		f = second.read()
+		must(t, f.kind() == "create" && f.Seq == 2, "then gets the write after it from history: %s", f.Raw)
 	}
+	waitFor(t, func() bool { return time.Since(start) > 2*spacing }, "the spacing passes")
+	f = s.dial(t, groupPath("s", "g"), nil).read()
+	must(t, f.kind() == "sync" && f.Seq == 2, "a join after the spacing: %s", f.Raw)
 	must(t, cb.reads.Load() == 2, "%d reads", cb.reads.Load())
 }
 
@@ -217,7 +221,7 @@ func TestReconnectStormPaged(t *testing.T) {
 	cs := s.dialAll(t, n)
 	joinAll(cs, "s", "big", func(int) []any { return nil })
 	waitFor(t, func() bool {
-		return cb.inFlight.Load() == n || gateway.SnapshotWaiters(s.gw, "s", "big", "") == n-1
+		return cb.inFlight.Load() == n || gateway.SnapshotWaiters(s.gw, "s", "big", "") == n
 	}, "every join waits for a snapshot read")
 	close(cb.gate)
 	for _, c := range cs {
@@ -228,4 +232,74 @@ func TestReconnectStormPaged(t *testing.T) {
 	if r := cb.reads.Load(); r >= n*pages/2 {
 		t.Fatalf("%d joins of %d pages cost %d page reads", n, pages, r)
 	}
+}
+
+// A storm during writes, within SnapshotCoalesce: every join shares the
+// first join's snapshot read, even those that subscribed after it started
+// and events committed meanwhile; those get the events between the
+// snapshot and their subscribe from history, read once for all of them.
+// Each socket gets one sync (no resync), then every event exactly once.
+func TestStormDuringWritesOneRead(t *testing.T) {
+	const n = 40
+	cb := &countingBackend{}
+	hb := &countingHistory{countingBackend: cb}
+	// The keeper reads the item, not the group: the storm's group read is
+	// its first.
+	s := newStack(t, gateway.Config{Backend: hb, MaxCatchUpsTotal: 2 * n, SnapshotCoalesce: time.Minute}, streammodule.Config{})
+	s.set(t, "w", "g", "0", 0)
+	// A subscriber already there: the gateway receives the group's events,
+	// and later joins subscribe at once.
+	keeper := s.dial(t, groupPath("w", "g", "item_id=0"), nil)
+	must(t, keeper.read().kind() == "sync", "keeper's snapshot")
+	cb.reads.Store(0)
+	// The first read is held once it has read: its snapshot is older than
+	// the writes that follow.
+	var hold atomic.Bool
+	release := make(chan struct{})
+	ungate := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(ungate)
+	cb.after = func(streamapi.SnapshotResult) {
+		if hold.CompareAndSwap(true, false) {
+			<-release
+		}
+	}
+	hold.Store(true)
+
+	cs := s.dialAll(t, n)
+	seq := 1
+	for i, c := range cs {
+		c.send(join("sub", "w", "g"))
+		if i == 0 {
+			waitFor(t, func() bool { return cb.inFlight.Load() == 1 }, "the first join's read is under way")
+		}
+		s.set(t, "w", "g", strconv.Itoa(seq%7), seq)
+		seq++
+	}
+	waitFor(t, func() bool { return gateway.SnapshotWaiters(s.gw, "w", "g", "") == n }, "every join waits for the read")
+	ungate()
+	final := uint64(seq)
+	for i, c := range cs {
+		f := c.read()
+		must(t, f.kind() == "sync" && !f.event(t).Resync, "socket %d: %s", i, f.Raw)
+		last := f.Seq
+		for last < final {
+			f := c.read()
+			must(t, f.Seq == last+1, "socket %d: seq %d after %d (gap or duplicate): %s", i, f.Seq, last, f.Raw)
+			last = f.Seq
+		}
+	}
+	t.Logf("%d joins during writes: %d snapshot reads, %d history reads", n, cb.reads.Load(), hb.since.Load())
+	must(t, cb.reads.Load() == 1, "%d snapshot reads, want 1", cb.reads.Load())
+	must(t, hb.since.Load() <= 3, "%d history reads, want them shared", hb.since.Load())
+}
+
+// countingHistory counts the history reads of the backend it wraps.
+type countingHistory struct {
+	*countingBackend
+	since atomic.Int64
+}
+
+func (b *countingHistory) Since(ctx context.Context, stream, group string, seq uint64) ([][]byte, uint64, bool, error) {
+	b.since.Add(1)
+	return b.countingBackend.Since(ctx, stream, group, seq)
 }

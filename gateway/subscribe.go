@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trinehq/trine/internal/wsconn"
@@ -32,6 +33,7 @@ type subscription struct {
 	bufAll    []uint64 // every sequence of the group received meanwhile
 	last      uint64   // the last sequence delivered
 	seen      uint64   // the last sequence of the group accounted for (delivered or not ours)
+	floor     uint64   // the group's last sequence the hub had delivered when s joined it
 	cancelled bool
 	joined    bool // stream:join allowed it, so leave is due
 }
@@ -152,7 +154,10 @@ func (s *subscription) goLive(catchUp [][]byte, final []byte, last uint64) (live
 	}
 	s.buf = keep
 	s.seen = pos
-	if len(s.bufAll) > 0 {
+	// A shared read may have started before s joined the hub: events up
+	// to floor reached the hub before s did, so they must come from
+	// history (the caller catches up from pos).
+	if len(s.bufAll) > 0 || pos < s.floor {
 		return false, false, pos
 	}
 	s.buf, s.bufAll, s.live = nil, nil, true
@@ -183,6 +188,7 @@ type hubGroup struct {
 
 	mu   sync.RWMutex
 	subs map[*subscription]struct{}
+	last atomic.Uint64 // the highest sequence delivered
 }
 
 func newHub(g *Gateway) *hub { return &hub{g: g, groups: make(map[groupKey]*hubGroup)} }
@@ -200,6 +206,10 @@ func (h *hub) add(s *subscription) error {
 	}
 	hg.mu.Lock()
 	hg.subs[s] = struct{}{}
+	// Every event after floor reaches s (deliver holds hg.mu to read).
+	s.mu.Lock()
+	s.floor = hg.last.Load()
+	s.mu.Unlock()
 	hg.mu.Unlock()
 	s.hg = hg
 	h.mu.Unlock()
@@ -246,6 +256,8 @@ func (hg *hubGroup) deliver(frame []byte) {
 	}
 	hg.mu.RLock()
 	defer hg.mu.RUnlock()
+	for old := hg.last.Load(); seq > old && !hg.last.CompareAndSwap(old, seq); old = hg.last.Load() {
+	}
 	for s := range hg.subs {
 		s.offer(seq, frame, s.quotedItem == nil || bytes.Equal(id, s.quotedItem))
 	}
@@ -433,7 +445,7 @@ func (c *conn) since(s *subscription, seq uint64) ([][]byte, uint64, bool, error
 		return nil, 0, false, c.ctx.Err()
 	}
 	defer func() { <-c.g.catchUps }()
-	return c.g.cfg.Backend.Since(c.ctx, s.stream, s.group, seq)
+	return c.g.snapshots.since(c.ctx, s.stream, s.group, seq)
 }
 
 // snapshotFailed ends s (nil: the whole connection, whose paged snapshot

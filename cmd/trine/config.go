@@ -492,7 +492,7 @@ var engineSettings = []setting{
 		c.StreamSnapshotPage, err = positiveInt(v)
 		return err
 	}},
-	{"stream-snapshot-coalesce", "DURATION", gateway.DefaultSnapshotCoalesce.String(), "at most one snapshot read of a group starts per this time; joins meanwhile wait for the next one and share it (a reconnect storm costs a few reads); 0: reads follow each other at once", func(c *engineConfig, v string) error {
+	{"stream-snapshot-coalesce", "DURATION", gateway.DefaultSnapshotCoalesce.String(), "joins within this time of a snapshot read of a group share it (a reconnect storm costs one read); 0: no sharing window", func(c *engineConfig, v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 {
 			return errors.New("must be a duration such as 50ms, or 0")
