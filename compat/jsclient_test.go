@@ -95,7 +95,8 @@ func buildJSClient(t *testing.T, ctx context.Context, node string) {
 // OS's headless Chromium, served from another origin than the engine.
 // share.html, in two tabs with shareAcrossTabs, opens one socket between
 // them; when the tab holding it closes, the other takes it over and its
-// group goes on without a gap or a duplicate. strict.html renders a group with the React hooks under StrictMode (mount,
+// group goes on without a gap or a duplicate; a third tab that crashes
+// (CDP Page.crash) has its group left by the holder within 10 s. strict.html renders a group with the React hooks under StrictMode (mount,
 // unmount, mount again): one socket and one join reach the gateway, the
 // page renders a change, and unmounting sends one leave. client.html, over
 // SSE and over a WebSocket, gets

@@ -113,7 +113,7 @@ async function strictMode() {
  * share.html in two tabs with shareAcrossTabs: the first holds the one
  * socket, the second gets the group through it; when the first closes, the
  * second takes the socket over and its group goes on without a gap or a
- * duplicate.
+ * duplicate. A third tab that crashes has its group left by the holder.
  */
 async function shareAcrossTabs() {
   const open = async (name) => {
@@ -144,6 +144,27 @@ async function shareAcrossTabs() {
   await write(b, 'm2')
   await until(b, () => window.__group.seq === 2, null, 'tab b sees both writes')
   const sockets = [await a.evaluate(() => window.__gatewaySockets), await b.evaluate(() => window.__gatewaySockets)]
+
+  // A third tab joins a group of its own through a, then crashes (no
+  // pagehide, no leave): a stops hearing its beats and leaves the group at
+  // the gateway.
+  const c = await open('tab-c')
+  await until(c, () => window.__client.state === 'live', null, 'tab c live')
+  const only = await c.evaluate(() => {
+    const g = 'only-c-' + Math.random().toString(36).slice(2)
+    window.__client.group('chat', g)
+    return g
+  })
+  await until(a, (g) => window.__sent.some((f) => f.type === 'join' && f.data.groupId === g), only, "a joins tab c's group")
+  const joinedId = await a.evaluate((g) => window.__sent.find((f) => f.type === 'join' && f.data.groupId === g).data.subscriptionId, only)
+  const cdp = await c.createCDPSession()
+  cdp.send('Page.crash').catch(() => {}) // answers never: the renderer is gone
+  const crashed = Date.now()
+  await until(a, (id) => window.__sent.some((f) => f.type === 'leave' && f.data.subscriptionId === id), joinedId, "a leaves the crashed tab's group")
+  const leftAfter = Date.now() - crashed
+  console.log(`share: a crashed tab's group left after ${leftAfter} ms`)
+  await c.close().catch(() => {})
+
   await a.close({ runBeforeUnload: true })
   await write(b, 'm3') // while no tab holds the socket, most likely
   await until(b, () => window.__gatewaySockets === 1 && window.__client.state === 'live', null, 'tab b takes the socket over')
@@ -152,9 +173,10 @@ async function shareAcrossTabs() {
   const changes = await b.evaluate(() => JSON.stringify(window.__changes))
   const res = {
     oneSocket: sockets.join() === '1,0' ? 'ok' : 'sockets ' + sockets,
+    crashedTabLeft: leftAfter < 10_000 ? 'ok' : 'after ' + leftAfter + ' ms',
     takeover: changes === '[["snapshot",0],["create",1],["create",2],["create",3],["create",4]]' ? 'ok' : changes,
   }
-  console.log('share', JSON.stringify(res), await seq(b))
+  console.log('share', JSON.stringify(res), 'seq', await seq(b), `crashed tab's group left after ${leftAfter} ms`)
   if (Object.values(res).some((v) => v !== 'ok')) failed = true
   await b.close()
 }

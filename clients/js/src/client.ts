@@ -147,6 +147,9 @@ export class Client {
   private unlock?: (v?: unknown) => void
   /** Leader: how many joins other tabs hold, by key. */
   private remote = new Map<string, number>()
+  /** Leader: each other tab's joins (a key per join) and when it was last heard. */
+  private tabs = new Map<number, { at: number; keys: string[] }>()
+  private unbeat?: () => void
 
   constructor(
     readonly url: string,
@@ -166,6 +169,12 @@ export class Client {
       const bc = (this.bc = new BroadcastChannel(name))
       bc.onmessage = (m) => this.tab(m.data)
       g.addEventListener?.('pagehide', () => this.close())
+      // Every tab beats each second; the holder drops the joins of a tab
+      // silent for 5 s (one that crashed, and never said leave).
+      this.unbeat = every(1e3, () => {
+        if (!this.leader) return bc.postMessage({ t: 'beat', id: this.id })
+        for (const [id, tab] of this.tabs) if (Date.now() - tab.at > 5e3) this.drop(id)
+      })
       locks.request(name, () => {
         if (this.state === 'closed') return
         this.leader = true
@@ -231,6 +240,7 @@ export class Client {
     clearTimeout(this.retryTimer)
     clearTimeout(this.renewTimer)
     this.stop()
+    this.unbeat?.()
     this.calls?.close()
     ;(globalThis as any).removeEventListener?.('online', this.online)
     if (this.bc && !this.leader) for (const l of this.lives.values()) this.leave(l)
@@ -239,11 +249,21 @@ export class Client {
     this.bc?.close()
   }
 
+  /** Leader: the tab id went silent; its joins end. */
+  private drop(id: number) {
+    for (const k of [...this.tabs.get(id)!.keys]) this.tab({ t: 'leave', k, id })
+    this.tabs.delete(id)
+  }
+
   /** A message from another tab of this url (shareAcrossTabs). */
   private tab(m: { t: string; k?: string; f?: Frame; s?: State; id?: number; to?: number }) {
     const l = m.k !== undefined ? this.lives.get(m.k) : undefined
     if (this.leader) {
+      let tab = this.tabs.get(m.id!)
+      if (m.id !== undefined && !tab && m.t !== 'leave') this.tabs.set(m.id, (tab = { at: 0, keys: [] }))
+      if (tab) tab.at = Date.now()
       if (m.t === 'join') {
+        tab!.keys.push(m.k!)
         const [stream, group, i] = JSON.parse(m.k!)
         const item = i ?? undefined // JSON has null for a group's item
         const n = this.live(stream, group, item)
@@ -252,6 +272,8 @@ export class Client {
           this.bc!.postMessage({ t: 'frame', k: m.k, to: m.id, f: { seq: n.seq, id: item ?? null, event: { type: 'sync', data: item === undefined ? [...n.items.values()] : n.value ?? null, ids: item === undefined ? [...n.items.keys()] : undefined } } })
         this.bc!.postMessage({ t: 'state', s: this.state })
       } else if (m.t === 'leave' && l && this.remote.get(m.k!)) {
+        const i = tab ? tab.keys.indexOf(m.k!) : -1
+        if (i >= 0) tab!.keys.splice(i, 1)
         this.remote.set(m.k!, this.remote.get(m.k!)! - 1)
         l.close()
       }
@@ -328,7 +350,7 @@ export class Client {
   }
 
   private leave(l: Live<any>) {
-    if (this.bc && !this.leader) this.bc.postMessage({ t: 'leave', k: key(l) })
+    if (this.bc && !this.leader) this.bc.postMessage({ t: 'leave', k: key(l), id: this.id })
     else if (l.sub) {
       this.bySub.delete(l.sub)
       this.t?.leave(l.sub)
