@@ -96,13 +96,15 @@ func buildJSClient(t *testing.T, ctx context.Context, node string) {
 // share.html, in two tabs with shareAcrossTabs, opens one socket between
 // them; when the tab holding it closes, the other takes it over and its
 // group goes on without a gap or a duplicate; a third tab that crashes
-// (CDP Page.crash) has its group left by the holder within 10 s. strict.html renders a group with the React hooks under StrictMode (mount,
-// unmount, mount again): one socket and one join reach the gateway, the
-// page renders a change, and unmounting sends one leave. client.html, over
-// SSE and over a WebSocket, gets
-// its snapshot, writes through client.call and sees the changes in order,
-// and is refused a group its token does not allow; then, hidden behind
-// another tab, it finds its frozen connection dead within 10 s.
+// (CDP Page.crash) has its group left by the holder within 10 s.
+// strict.html renders a group with the React hooks under StrictMode
+// (mount, unmount, mount again): one socket and one join reach the
+// gateway, the page renders a change, and unmounting sends one leave.
+// client.html, over SSE and over a WebSocket, gets its snapshot, writes
+// through client.call and sees the changes in order, and is refused a
+// group its token does not allow; then, hidden behind another tab with
+// its own timers throttled to once a minute, it finds its frozen
+// connection dead within 10 s.
 func TestJSClientInChromium(t *testing.T) {
 	chromium := chromiumWithPuppeteer(t)
 	node := nodeBin(t)
