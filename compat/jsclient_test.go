@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -172,22 +173,36 @@ func nodeMajor(t *testing.T, node string) int {
 var gatewayListening = regexp.MustCompile(`(?m)^trine gateway \S+ listening: stream=(\S+) `)
 
 // gatewayProc is a `trine gateway` process that can be killed (SIGKILL)
-// and started again on the same stream address.
+// and started again on the same stream address. With line and flags set,
+// it is another trine process (an engine): line's submatches are the
+// addresses the flags take, kept across restarts.
 type gatewayProc struct {
-	t    *testing.T
-	bin  string
-	args []string
+	t     *testing.T
+	bin   string
+	args  []string
+	line  *regexp.Regexp // default gatewayListening
+	flags []string       // default --stream-addr
 
 	mu      sync.Mutex
-	addr    string // the stream listener's, kept across restarts
+	addr    string   // the stream listener's, kept across restarts
+	addrs   []string // every listener's, in flags' order
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	proxies map[string]*enginetest.Proxy
 }
 
-// start runs the gateway on addr and waits for its listening line.
-func (g *gatewayProc) start(addr string) error {
-	cmd := exec.Command(g.bin, append(g.args, "--stream-addr", addr)...)
+// start runs the process on addrs (one per flag) and waits for its
+// listening line.
+func (g *gatewayProc) start(addrs ...string) error {
+	line, flags := g.line, g.flags
+	if line == nil {
+		line, flags = gatewayListening, []string{"--stream-addr"}
+	}
+	args := slices.Clone(g.args)
+	for i, f := range flags {
+		args = append(args, f, addrs[i])
+	}
+	cmd := exec.Command(g.bin, args...)
 	var stdout, stderr lockedBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -197,9 +212,9 @@ func (g *gatewayProc) start(addr string) error {
 	go func() { _ = cmd.Wait(); close(exited) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if m := gatewayListening.FindStringSubmatch(stdout.String()); m != nil {
+		if m := line.FindStringSubmatch(stdout.String()); m != nil {
 			g.mu.Lock()
-			g.addr, g.cmd, g.exited = m[1], cmd, exited
+			g.addr, g.addrs, g.cmd, g.exited = m[1], m[1:len(flags)+1], cmd, exited
 			g.mu.Unlock()
 			return nil
 		}
