@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -50,7 +51,10 @@ func TestJSClient(t *testing.T) {
 	if !ok {
 		t.Fatalf("no NATS address on the engine's start line: %q", a.nats)
 	}
-	gw := &gatewayProc{t: t, bin: bin, args: []string{"gateway", "--engine", a.grpc, "--nats-url", "nats://" + natsAddr, "--http-addr", "127.0.0.1:0"}}
+	// A storm's reconnects spread over a few backoff turns: a 500 ms
+	// sharing window covers them.
+	gw := &gatewayProc{t: t, bin: bin, args: []string{"gateway", "--engine", a.grpc, "--nats-url", "nats://" + natsAddr, "--http-addr", "127.0.0.1:0",
+		"--stream-snapshot-coalesce", "500ms"}}
 	t.Cleanup(gw.kill)
 	must(t, gw.start("127.0.0.1:0"))
 
@@ -73,7 +77,20 @@ func TestJSClient(t *testing.T) {
 	if err != nil {
 		t.Fatalf("node --test tests/: %v\n%s", err, out)
 	}
-	t.Logf("node --test tests/:\n%s", lastLines(string(out), 12))
+	t.Logf("node --test tests/:\n%s\n%s", diagnostics(string(out)), lastLines(string(out), 12))
+}
+
+var summary = regexp.MustCompile(`^(Subtest:|tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) `)
+
+// diagnostics are the lines the tests report with t.diagnostic (figures).
+func diagnostics(out string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(out, "\n") {
+		if d, ok := strings.CutPrefix(strings.TrimSpace(l), "# "); ok && !summary.MatchString(d) {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
 }
 
 // buildJSClient builds clients/js/dist and fails the test when the bundle
@@ -170,7 +187,7 @@ func nodeMajor(t *testing.T, node string) int {
 	return major
 }
 
-var gatewayListening = regexp.MustCompile(`(?m)^trine gateway \S+ listening: stream=(\S+) `)
+var gatewayListening = regexp.MustCompile(`(?m)^trine gateway \S+ listening: stream=(\S+) http=(\S+) `)
 
 // gatewayProc is a `trine gateway` process that can be killed (SIGKILL)
 // and started again on the same stream address. With line and flags set,
@@ -185,7 +202,7 @@ type gatewayProc struct {
 
 	mu      sync.Mutex
 	addr    string   // the stream listener's, kept across restarts
-	addrs   []string // every listener's, in flags' order
+	addrs   []string // every address on the listening line, flags' first
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	proxies map[string]*enginetest.Proxy
@@ -214,7 +231,7 @@ func (g *gatewayProc) start(addrs ...string) error {
 	for {
 		if m := line.FindStringSubmatch(stdout.String()); m != nil {
 			g.mu.Lock()
-			g.addr, g.addrs, g.cmd, g.exited = m[1], m[1:len(flags)+1], cmd, exited
+			g.addr, g.addrs, g.cmd, g.exited = m[1], m[1:], cmd, exited
 			g.mu.Unlock()
 			return nil
 		}
@@ -254,6 +271,7 @@ func (g *gatewayProc) kill() {
 // control serves what the node tests ask of the harness:
 //
 //	POST /gateway/kill, /gateway/start, /gateway/restart
+//	POST /gateway/stats  its snapshot and history read counters
 //	POST /proxy          a TCP proxy to the gateway: {"addr"}
 //	POST /proxy/freeze?addr=A   it drops everything, connections stay open
 func (g *gatewayProc) control() http.Handler {
@@ -266,6 +284,26 @@ func (g *gatewayProc) control() http.Handler {
 		}
 	}
 	mux.HandleFunc("POST /gateway/start", start)
+	// The gateway's read counters since it started, from its /metrics.
+	mux.HandleFunc("POST /gateway/stats", func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		httpAddr := g.addrs[1]
+		g.mu.Unlock()
+		res, err := http.Get("http://" + httpAddr + "/metrics")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		stats := map[string]float64{}
+		for _, name := range []string{"trine_stream_snapshot_reads_total", "trine_stream_history_reads_total"} {
+			if m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindSubmatch(body); m != nil {
+				stats[name], _ = strconv.ParseFloat(string(m[1]), 64)
+			}
+		}
+		_ = json.NewEncoder(w).Encode(stats)
+	})
 	mux.HandleFunc("POST /gateway/restart", func(w http.ResponseWriter, r *http.Request) {
 		g.kill()
 		start(w, r)

@@ -357,12 +357,16 @@ type Stats struct {
 	Groups int
 	// SlowConsumerCloses counts connections closed for falling behind.
 	SlowConsumerCloses int64
+	// SnapshotReads and HistoryReads count the reads the gateway asked
+	// its backend for (snapshot pages included), shared ones once.
+	SnapshotReads, HistoryReads int64
 }
 
 // Stats returns the gateway's counters.
 func (g *Gateway) Stats() Stats {
 	g.mu.Lock()
-	st := Stats{Conns: len(g.conns), SlowConsumerCloses: g.slowCloses.Load()}
+	st := Stats{Conns: len(g.conns), SlowConsumerCloses: g.slowCloses.Load(),
+		SnapshotReads: g.snapshots.reads.Load(), HistoryReads: g.snapshots.historyReads.Load()}
 	g.mu.Unlock()
 	g.hub.mu.Lock()
 	st.Groups = len(g.hub.groups)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trinehq/trine/streammodule/streamapi"
@@ -36,6 +37,8 @@ type snapshots struct {
 	keys    map[snapshotKey]*snapshotSlot
 	history map[historyKey]*historyRead // history reads under way
 	wg      sync.WaitGroup              // reads under way
+
+	reads, historyReads atomic.Int64 // backend reads, for Stats
 }
 
 // snapshotKey is what a read returns the same thing for: a group's or one
@@ -207,6 +210,7 @@ func (sn *snapshots) fetch(r *snapshotRead) (streamapi.SnapshotResult, []byte, e
 	}
 	defer func() { <-sn.g.catchUps }()
 	q := r.q
+	sn.reads.Add(1)
 	res, err := sn.g.cfg.Backend.Snapshot(r.ctx, q)
 	switch {
 	case err != nil:
@@ -280,6 +284,7 @@ func (sn *snapshots) since(ctx context.Context, stream, group string, seq uint64
 		r = &historyRead{done: make(chan struct{})}
 		sn.history[k] = r
 		sn.mu.Unlock()
+		sn.historyReads.Add(1)
 		r.frames, r.last, r.ok, r.err = sn.g.cfg.Backend.Since(ctx, stream, group, seq)
 		sn.mu.Lock()
 		r.ended = time.Now()

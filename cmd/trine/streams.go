@@ -181,6 +181,10 @@ func registerGatewayMetrics(reg prometheus.Registerer, gw *gateway.Gateway) erro
 			stat(func(st gateway.Stats) float64 { return float64(st.Groups) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trine_stream_slow_consumer_closes_total", Help: "Browser connections closed for falling behind."},
 			stat(func(st gateway.Stats) float64 { return float64(st.SlowConsumerCloses) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trine_stream_snapshot_reads_total", Help: "Snapshot reads (and pages) the gateway asked for; joins sharing one count once."},
+			stat(func(st gateway.Stats) float64 { return float64(st.SnapshotReads) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trine_stream_history_reads_total", Help: "History reads (since) the gateway asked for; joins sharing one count once."},
+			stat(func(st gateway.Stats) float64 { return float64(st.HistoryReads) })),
 	} {
 		if err := reg.Register(c); err != nil {
 			return err

@@ -36,11 +36,12 @@ export interface Options {
   /** Reconnect delays in ms: full jitter over min·2^attempt, capped at max. Default 500 and 30000. */
   backoff?: { min?: number; max?: number }
   /**
-   * Ms of silence after which the client pings (WebSocket; over SSE the
-   * gateway writes a keep-alive every --stream-sse-keepalive, 3 s);
-   * silence for twice as long closes the connection as dead (checked
-   * every second, by a Worker's timer in browsers, which hidden tabs do
-   * not throttle). Default 4000, so a dead connection is found within 9 s.
+   * Ms of silence after which the client pings (WebSocket); silence for
+   * twice as long closes the connection as dead. Over SSE, which the
+   * gateway keeps alive every --stream-sse-keepalive (3 s), silence for
+   * 3 s plus this is dead. Checked every second, by a Worker's timer in
+   * browsers, which hidden tabs do not throttle. Default 4000, so a dead
+   * connection is found within 9 s.
    */
   pingInterval?: number
   /** Default timeout of client.call in ms. Default 30000. */
@@ -382,12 +383,13 @@ export class Client {
   /**
    * Silence: ping, and past twice the interval, the connection is dead.
    * SSE cannot ping: every stream gets the gateway's keep-alive comment
-   * (--stream-sse-keepalive, 3 s), and the most silent one counts.
+   * (--stream-sse-keepalive, 3 s), the most silent one counts, and it is
+   * dead after pingInterval more.
    */
   private tick() {
     const pi = this.o.pingInterval || 4e3
     const idle = this.t?.idle ? this.t.idle() : Date.now() - this.lastRx
-    if (idle > 2 * pi) {
+    if (idle > (this.t?.idle ? pi + 3e3 : 2 * pi)) {
       this.stop()
       this.down({})
     } else if (idle > pi && !this.pinged) this.pinged = !!this.t?.send({ type: 'ping' })

@@ -3,7 +3,7 @@
 //   TRINE_GATEWAY        ws://… the gateway (no auth; tests kill and restart it)
 //   TRINE_ENGINE_STREAM  ws://… the engine's stream listener (JWTs signed with TRINE_JWT_SECRET)
 //   TRINE_III            ws://… the engine's iii listener (trusted: stream::* callable)
-//   TRINE_CONTROL        http://… the harness: /gateway/{kill,start,restart}, /proxy, /proxy/freeze
+//   TRINE_CONTROL        http://… the harness: /gateway/{kill,start,restart,stats}, /proxy, /proxy/freeze
 import { createHmac, randomBytes } from 'node:crypto'
 import { connect } from '../dist/index.js'
 

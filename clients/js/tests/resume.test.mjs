@@ -95,3 +95,27 @@ for (const transport of ['websocket', 'sse'])
     assert.ok(took < 10000, `noticed after ${took} ms`)
     t.diagnostic(`${transport}: dead connection noticed after ${took} ms`)
   })
+
+test('a reconnect storm after a gateway restart costs one snapshot read and one history read', async (t) => {
+  const w = writer(t)
+  const g = uniq('storm')
+  for (let i = 0; i < 10; i++) await w.call('stream::set', { stream_name: 'todos', group_id: g, item_id: 'i' + i, data: i })
+  const opts = { backoff: { min: 20, max: 40 } }
+  const open = (n) => Array.from({ length: n }, () => client(t, GATEWAY, opts)).map((c) => [c, c.group('todos', g)])
+  const live = (cs) => cs.every(([c, group]) => c.state === 'live' && group.seq === 10)
+  const old = open(40)
+  await waitFor(() => live(old), 'the first 40 clients live')
+  await control('/gateway/kill')
+  await waitFor(() => old.every(([c]) => c.state !== 'live'), 'every client offline')
+  // 40 more open meanwhile: they have no state, and need a snapshot.
+  const fresh = open(40)
+  await waitFor(() => fresh.every(([c]) => c.state === 'offline'), 'the new clients offline')
+  await control('/gateway/start')
+  await waitFor(() => live(old) && live(fresh), 'all 80 clients live again')
+  const stats = await control('/gateway/stats')
+  const snapshots = stats.trine_stream_snapshot_reads_total
+  const history = stats.trine_stream_history_reads_total
+  t.diagnostic(`80 clients reconnecting (40 with since, 40 without): ${snapshots} snapshot reads, ${history} history reads`)
+  assert.equal(snapshots, 1, 'snapshot reads')
+  assert.ok(history <= 1, `${history} history reads`)
+})
