@@ -1,0 +1,192 @@
+package contract
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+// Draft202012 is the only $schema a schema may name; a schema naming none
+// is read as draft 2020-12.
+const Draft202012 = "https://json-schema.org/draft/2020-12/schema"
+
+// resourceURL is where a schema being compiled lives. No loader can reach
+// it: every $ref must be a fragment of the schema itself.
+const resourceURL = "urn:trine:contract"
+
+// Compiler compiles schemas and keeps the compiled ones, by the digest of
+// their source, within Limits.MaxCachedSchemas and MaxCachedBytes.
+type Compiler struct {
+	limits Limits
+	cache  *lru[[sha256.Size]byte, *Schema]
+}
+
+// NewCompiler returns a Compiler with the given limits (zero fields take
+// their defaults).
+func NewCompiler(limits Limits) *Compiler {
+	l := limits.withDefaults()
+	return &Compiler{limits: l, cache: newLRU[[sha256.Size]byte, *Schema](l.MaxCachedSchemas, l.MaxCachedBytes)}
+}
+
+// Limits returns the limits in force, defaults applied.
+func (c *Compiler) Limits() Limits { return c.limits }
+
+// Schema is a compiled schema. It is immutable and safe for concurrent use.
+type Schema struct {
+	source []byte // compact JSON
+	doc    any    // source decoded, numbers as json.Number
+	sch    *jsonschema.Schema
+	limits Limits
+}
+
+// Source returns the schema as compact JSON. The caller must not modify it.
+func (s *Schema) Source() json.RawMessage { return s.source }
+
+// Compile compiles a JSON Schema (draft 2020-12). A schema that does not
+// compile, or that a limit refuses, is an *Error with code
+// invalid_argument wrapping ErrInvalidSchema.
+func (c *Compiler) Compile(src []byte) (*Schema, error) {
+	if len(src) > c.limits.MaxSchemaBytes {
+		return nil, invalidSchema("%d bytes, over the limit of %d", len(src), c.limits.MaxSchemaBytes)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, src); err != nil {
+		return nil, invalidSchema("not JSON: %v", err)
+	}
+	key := sha256.Sum256(compact.Bytes())
+	if s, ok := c.cache.get(key); ok {
+		return s, nil
+	}
+	s, err := c.compile(compact.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	c.cache.put(key, s, int64(len(s.source)))
+	return s, nil
+}
+
+func (c *Compiler) compile(src []byte) (*Schema, error) {
+	if d := jsonDepth(src); d > c.limits.MaxSchemaDepth {
+		return nil, invalidSchema("nested %d deep, over the limit of %d", d, c.limits.MaxSchemaDepth)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(src))
+	if err != nil {
+		return nil, invalidSchema("not JSON: %v", err)
+	}
+	switch doc.(type) {
+	case bool, map[string]any:
+	default:
+		return nil, invalidSchema("a schema is an object or a boolean")
+	}
+	if m, ok := doc.(map[string]any); ok {
+		if v, ok := m["$schema"]; ok && v != Draft202012 {
+			return nil, invalidSchema("$schema %s: only %s is accepted", truncate(fmt.Sprint(v), 100), Draft202012)
+		}
+	}
+	if err := checkRefs(doc, ""); err != nil {
+		return nil, err
+	}
+	jc := jsonschema.NewCompiler()
+	jc.DefaultDraft(jsonschema.Draft2020)
+	jc.UseLoader(noLoader{})
+	jc.AssertFormat()
+	if err := jc.AddResource(resourceURL, doc); err != nil {
+		return nil, invalidSchema("%v", err)
+	}
+	sch, err := jc.Compile(resourceURL)
+	if err != nil {
+		return nil, invalidSchema("%s", truncate(compileMessage(err), c.limits.MaxMessageBytes))
+	}
+	if err := checkEvaluations(doc, c.limits.MaxEvaluations); err != nil {
+		return nil, err
+	}
+	return &Schema{source: src, doc: doc, sch: sch, limits: c.limits}, nil
+}
+
+// compileMessage is the compiler's message without the made-up resource
+// URL, which means nothing to whoever sent the schema.
+func compileMessage(err error) string {
+	msg := err.Error()
+	var se *jsonschema.SchemaValidationError
+	var ve *jsonschema.ValidationError
+	if errors.As(err, &se) && errors.As(se.Err, &ve) {
+		msg = "not a valid draft 2020-12 schema: " + strings.Join(violations(ve, DefaultMaxProblems), "; ")
+	}
+	msg = strings.ReplaceAll(msg, resourceURL, "")
+	return msg
+}
+
+// noLoader refuses every load: a schema may refer only to itself.
+type noLoader struct{}
+
+func (noLoader) Load(url string) (any, error) {
+	return nil, fmt.Errorf("contract: %s: schemas may not load other documents", url)
+}
+
+// checkRefs refuses any $ref or $dynamicRef that is not a fragment of the
+// schema itself (no network, no files), and $id below the root, which
+// would let a fragment name another document.
+func checkRefs(v any, ptr string) error {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			switch k {
+			case "$ref", "$dynamicRef":
+				s, ok := x.(string)
+				if ok && !strings.HasPrefix(s, "#") {
+					return invalidSchema("%s/%s %q: only references within the schema (starting with #) are allowed", ptr, k, truncate(s, 200))
+				}
+			case "$id":
+				if ptr != "" {
+					return invalidSchema("%s/$id: $id is allowed only at the root", ptr)
+				}
+			}
+			if err := checkRefs(x, ptr+"/"+escapeToken(k)); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, x := range v {
+			if err := checkRefs(x, fmt.Sprintf("%s/%d", ptr, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// jsonDepth is the deepest nesting of objects and arrays in valid JSON src.
+func jsonDepth(src []byte) int {
+	depth, deepest := 0, 0
+	inString, escaped := false, false
+	for _, b := range src {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case b == '\\':
+				escaped = true
+			case b == '"':
+				inString = false
+			}
+		case b == '"':
+			inString = true
+		case b == '{' || b == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case b == '}' || b == ']':
+			depth--
+		}
+	}
+	return deepest
+}
+
+func escapeToken(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}

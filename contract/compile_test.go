@@ -1,0 +1,184 @@
+package contract
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func mustCompile(t testing.TB, c *Compiler, src string) *Schema {
+	t.Helper()
+	s, err := c.Compile([]byte(src))
+	if err != nil {
+		t.Fatalf("Compile(%s) = %v", truncate(src, 200), err)
+	}
+	return s
+}
+
+// refused checks that err is a schema refusal with code invalid_argument
+// whose message contains want.
+func refused(t *testing.T, err error, want string) {
+	t.Helper()
+	var e *Error
+	if !errors.As(err, &e) || !errors.Is(err, ErrInvalidSchema) || e.Code() != CodeInvalidArgument {
+		t.Fatalf("error = %v, want an invalid_argument schema refusal", err)
+	}
+	if !strings.Contains(e.Message, want) {
+		t.Fatalf("message = %q, want it to contain %q", e.Message, want)
+	}
+}
+
+func TestCompileRefusesReferencesOutsideTheSchema(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		fmt.Fprint(w, `{"type":"string"}`)
+	}))
+	t.Cleanup(srv.Close)
+	c := NewCompiler(Limits{})
+	for name, ref := range map[string]string{
+		"http":            srv.URL + "/s.json",
+		"http fragment":   srv.URL + "/s.json#/x",
+		"file":            "file:///etc/passwd",
+		"relative":        "other.json",
+		"dynamic":         srv.URL,
+		"nested in defs":  srv.URL + "/d",
+		"metaschema-like": "https://json-schema.org/draft/2020-12/schema",
+	} {
+		t.Run(name, func(t *testing.T) {
+			kw := "$ref"
+			if name == "dynamic" {
+				kw = "$dynamicRef"
+			}
+			src := fmt.Sprintf(`{"properties":{"a":{%q:%q}}}`, kw, ref)
+			if name == "nested in defs" {
+				src = fmt.Sprintf(`{"$defs":{"x":{"$ref":%q}}}`, ref)
+			}
+			_, err := c.Compile([]byte(src))
+			refused(t, err, "only references within the schema")
+		})
+	}
+	_, err := c.Compile([]byte(`{"$defs":{"x":{"$id":"` + srv.URL + `/x","type":"string"}},"$ref":"#/$defs/x"}`))
+	refused(t, err, "$id is allowed only at the root")
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the schema server was asked %d times, want 0", n)
+	}
+}
+
+func TestCompileRefusesOverLimits(t *testing.T) {
+	t.Parallel()
+	c := NewCompiler(Limits{MaxSchemaBytes: 1000, MaxSchemaDepth: 10})
+	big := `{"description":"` + strings.Repeat("x", 1000) + `"}`
+	_, err := c.Compile([]byte(big))
+	refused(t, err, "over the limit of 1000")
+	deep := strings.Repeat(`{"items":`, 10) + `{}` + strings.Repeat(`}`, 10)
+	_, err = c.Compile([]byte(deep))
+	refused(t, err, "nested 11 deep, over the limit of 10")
+	mustCompile(t, c, strings.Repeat(`{"items":`, 9)+`{}`+strings.Repeat(`}`, 9))
+}
+
+func TestCompileRefusesWhatDoesNotCompile(t *testing.T) {
+	t.Parallel()
+	c := NewCompiler(Limits{})
+	for name, tc := range map[string]struct{ src, want string }{
+		"not json":       {`{"type":`, "not JSON"},
+		"not a schema":   {`[1,2]`, "an object or a boolean"},
+		"bad type":       {`{"type":5}`, "not a valid draft 2020-12 schema: /type"},
+		"bad pattern":    {`{"pattern":"(?<=x)"}`, "pattern"},
+		"other draft":    {`{"$schema":"http://json-schema.org/draft-07/schema#"}`, "only https://json-schema.org/draft/2020-12/schema"},
+		"missing ref":    {`{"$ref":"#/$defs/nope"}`, "nope"},
+		"missing anchor": {`{"$ref":"#nope"}`, "nope"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := c.Compile([]byte(tc.src))
+			refused(t, err, tc.want)
+			if strings.Contains(err.Error(), resourceURL) {
+				t.Fatalf("message %q names the internal resource", err)
+			}
+		})
+	}
+}
+
+func TestCompileRefusesCostlySchemas(t *testing.T) {
+	t.Parallel()
+	// 30 definitions, each anyOf two $refs to the next: 2^30 paths at one place.
+	var defs []string
+	for i := range 30 {
+		defs = append(defs, fmt.Sprintf(`"d%d":{"anyOf":[{"$ref":"#/$defs/d%d"},{"$ref":"#/$defs/d%d"}]}`, i, i+1, i+1))
+	}
+	defs = append(defs, `"d30":{"type":"string"}`)
+	dag := `{"$defs":{` + strings.Join(defs, ",") + `},"$ref":"#/$defs/d0"}`
+	c := NewCompiler(Limits{})
+	for name, tc := range map[string]struct{ src, want string }{
+		"anyOf dag":     {dag, "over 256 subschema evaluations"},
+		"self ref":      {`{"$defs":{"a":{"$ref":"#/$defs/a"}},"$ref":"#/$defs/a"}`, "$ref cycle"},
+		"allOf self":    {`{"allOf":[{"$ref":"#"}]}`, "$ref cycle"},
+		"doubling tree": {`{"properties":{"a":{"allOf":[{"$ref":"#"},{"$ref":"#"}]}}}`, "over 256 subschema evaluations"},
+		"anchor dag":    {`{"$defs":{"x":{"$anchor":"x","properties":{"n":{"anyOf":[{"$ref":"#x"},{"$ref":"#x"},{"$ref":"#x"}]}}}},"$ref":"#x"}`, "over 256"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			_, err := c.Compile([]byte(tc.src))
+			refused(t, err, tc.want)
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("refusing took %v", d)
+			}
+		})
+	}
+	for name, src := range map[string]string{
+		"binary tree": `{"$defs":{"node":{"type":"object","properties":{"v":{"type":"integer"},"left":{"$ref":"#/$defs/node"},"right":{"$ref":"#/$defs/node"}}}},"$ref":"#/$defs/node"}`,
+		"list":        `{"type":"object","properties":{"next":{"anyOf":[{"type":"null"},{"$ref":"#"}]}}}`,
+		"json value":  `{"$defs":{"v":{"anyOf":[{"type":["null","boolean","number","string"]},{"type":"array","items":{"$ref":"#/$defs/v"}},{"type":"object","additionalProperties":{"$ref":"#/$defs/v"}}]}},"$ref":"#/$defs/v"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			mustCompile(t, c, src)
+		})
+	}
+}
+
+// TestCatastrophicPatternIsLinear: patterns are RE2, so the classic
+// backtracking bomb matches in linear time.
+func TestCatastrophicPatternIsLinear(t *testing.T) {
+	t.Parallel()
+	c := NewCompiler(Limits{})
+	s := mustCompile(t, c, `{"type":"object","properties":{"s":{"type":"string","pattern":"^(a+)+$","format":"regex"}},"patternProperties":{"^(a|aa)+$":{"type":"string"}}}`)
+	long := strings.Repeat("a", 200_000) + "!"
+	start := time.Now()
+	err := s.Validate([]byte(`{"s":"` + long + `","` + long + `":"x"}`))
+	if !errors.Is(err, ErrInvalidValue) || !strings.Contains(err.Error(), "/s: pattern") {
+		t.Fatalf("Validate = %v, want a pattern violation at /s", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("validation took %v", d)
+	}
+}
+
+func TestCompileCacheIsBounded(t *testing.T) {
+	t.Parallel()
+	c := NewCompiler(Limits{MaxCachedSchemas: 2, MaxCachedBytes: 60})
+	a := mustCompile(t, c, `{"type": "string"}`)
+	if b := mustCompile(t, c, "{\n  \"type\":\"string\"\n}"); b != a {
+		t.Fatal("the same schema, spaced differently, compiled twice")
+	}
+	mustCompile(t, c, `{"type":"number"}`)
+	mustCompile(t, c, `{"type":"boolean"}`)
+	if n, _ := c.cache.len(); n != 2 {
+		t.Fatalf("cache holds %d schemas, want 2", n)
+	}
+	if b := mustCompile(t, c, `{"type":"string"}`); b == a {
+		t.Fatal("the least recently used schema was not evicted")
+	}
+	mustCompile(t, c, `{"type":"string","description":"`+strings.Repeat("x", 40)+`"}`)
+	if n, size := c.cache.len(); size > 60 {
+		t.Fatalf("cache holds %d schemas of %d bytes, want at most 60", n, size)
+	}
+}

@@ -1,0 +1,64 @@
+package contract
+
+import "fmt"
+
+// Limits bound what a schema may cost. The zero Limits is valid: every zero
+// field takes its default.
+type Limits struct {
+	// MaxSchemaBytes is the largest schema source accepted. Default 256 KiB.
+	MaxSchemaBytes int
+	// MaxSchemaDepth is the deepest nesting of JSON objects and arrays in a
+	// schema source. Default 64.
+	MaxSchemaDepth int
+	// MaxEvaluations is how many subschemas may be evaluated at one place
+	// of a value (a property, an item, the root), counting every path
+	// through $ref, allOf, anyOf, oneOf, not, if/then/else and
+	// dependentSchemas, and through recursion. Validating a value then
+	// costs at most its number of JSON nodes times this. Default 256.
+	MaxEvaluations int
+	// MaxCachedSchemas and MaxCachedBytes bound the compiled schemas a
+	// Compiler keeps, by count and by the bytes of their sources; the
+	// least recently used go first. Defaults 1024 and 64 MiB.
+	MaxCachedSchemas int
+	MaxCachedBytes   int64
+	// MaxProblems is how many violations an error lists. Default 3.
+	MaxProblems int
+	// MaxMessageBytes bounds an error's message. Default 1 KiB.
+	MaxMessageBytes int
+	// MaxEventTypes is how many event types a definition may declare.
+	// Default 256.
+	MaxEventTypes int
+}
+
+// The defaults of Limits.
+const (
+	DefaultMaxSchemaBytes   = 256 << 10
+	DefaultMaxSchemaDepth   = 64
+	DefaultMaxEvaluations   = 256
+	DefaultMaxCachedSchemas = 1024
+	DefaultMaxCachedBytes   = 64 << 20
+	DefaultMaxProblems      = 3
+	DefaultMaxMessageBytes  = 1 << 10
+	DefaultMaxEventTypes    = 256
+)
+
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.MaxSchemaBytes, DefaultMaxSchemaBytes)
+	def(&l.MaxSchemaDepth, DefaultMaxSchemaDepth)
+	def(&l.MaxEvaluations, DefaultMaxEvaluations)
+	def(&l.MaxCachedSchemas, DefaultMaxCachedSchemas)
+	def(&l.MaxProblems, DefaultMaxProblems)
+	def(&l.MaxMessageBytes, DefaultMaxMessageBytes)
+	def(&l.MaxEventTypes, DefaultMaxEventTypes)
+	if l.MaxCachedBytes <= 0 {
+		l.MaxCachedBytes = DefaultMaxCachedBytes
+	}
+	return l
+}
+
+func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

@@ -1,0 +1,114 @@
+package contract
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+)
+
+// maxRuleBytes bounds one violation's rule, which may quote the schema.
+const maxRuleBytes = 200
+
+var printer = message.NewPrinter(language.English)
+
+// Validate checks value, JSON, against the schema. Numbers keep their
+// precision. A value that is not JSON, or that the schema refuses, is an
+// *Error with code invalid_argument wrapping ErrInvalidValue, whose
+// Problems are the first violations as "pointer: rule", for example
+// "/title: expected string, got number".
+func (s *Schema) Validate(value []byte) error {
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(value))
+	if err != nil {
+		return newError(CodeInvalidArgument, ErrInvalidValue, "", []string{"value is not JSON: " + truncate(err.Error(), maxRuleBytes)}, s.limits.MaxMessageBytes)
+	}
+	return s.ValidateDecoded(v)
+}
+
+// ValidateDecoded is Validate for a value already decoded by
+// jsonschema.UnmarshalJSON (numbers as json.Number).
+func (s *Schema) ValidateDecoded(v any) error {
+	err := s.sch.Validate(v)
+	if err == nil {
+		return nil
+	}
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return newError(CodeInvalidArgument, ErrInvalidValue, "", []string{truncate(err.Error(), maxRuleBytes)}, s.limits.MaxMessageBytes)
+	}
+	return newError(CodeInvalidArgument, ErrInvalidValue, "", violations(ve, s.limits.MaxProblems), s.limits.MaxMessageBytes)
+}
+
+// violations lists the leaves of a validation error as "pointer: rule",
+// sorted by pointer, at most max of them.
+func violations(ve *jsonschema.ValidationError, max int) []string {
+	var out []string
+	var walk func(e *jsonschema.ValidationError)
+	walk = func(e *jsonschema.ValidationError) {
+		if len(e.Causes) > 0 {
+			for _, c := range e.Causes {
+				walk(c)
+			}
+			return
+		}
+		out = append(out, describe(e)...)
+	}
+	walk(ve)
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if len(out) > max {
+		out = out[:max]
+	}
+	return out
+}
+
+// describe says what failed at one leaf. Missing and unexpected properties
+// are reported at the property's own pointer.
+func describe(e *jsonschema.ValidationError) []string {
+	at := pointer(e.InstanceLocation)
+	switch k := e.ErrorKind.(type) {
+	case *kind.Type:
+		return []string{at + ": expected " + strings.Join(k.Want, " or ") + ", got " + k.Got}
+	case *kind.Required:
+		var out []string
+		for _, m := range k.Missing {
+			out = append(out, pointer(append(slices.Clip(e.InstanceLocation), m))+": required")
+		}
+		return out
+	case *kind.AdditionalProperties:
+		var out []string
+		for _, p := range k.Properties {
+			out = append(out, pointer(append(slices.Clip(e.InstanceLocation), p))+": not allowed (additionalProperties)")
+		}
+		return out
+	case *kind.FalseSchema:
+		return []string{at + ": not allowed (false schema)"}
+	}
+	rule := e.ErrorKind.LocalizedString(printer)
+	if kw := e.ErrorKind.KeywordPath(); len(kw) > 0 {
+		rule = kw[len(kw)-1] + ": " + rule
+	}
+	return []string{at + ": " + truncate(rule, maxRuleBytes)}
+}
+
+// root names the value itself in messages, where its JSON pointer would
+// be the empty string.
+const root = "(root)"
+
+// pointer is the JSON pointer of tokens, or root.
+func pointer(tokens []string) string {
+	if len(tokens) == 0 {
+		return root
+	}
+	var b strings.Builder
+	for _, t := range tokens {
+		b.WriteByte('/')
+		b.WriteString(escapeToken(t))
+	}
+	return b.String()
+}
