@@ -22,20 +22,28 @@ const maxAnalysisStates = 10000
 // the work at each level (a property whose schema is allOf of two $refs
 // back to its parent) is refused, and recursion that does not (a tree) is
 // allowed.
-func checkEvaluations(doc any, budget int) error {
+//
+// It returns the schema's anchors, by name, as JSON pointers.
+func checkEvaluations(doc any, budget int) (map[string]string, error) {
 	g := newGraph(doc)
 	if err := g.build(); err != nil {
-		return err
+		return nil, err
+	}
+	anchors := map[string]string{}
+	for name, ids := range g.anchors {
+		if len(ids) == 1 {
+			anchors[name] = g.ptrs[ids[0]]
+		}
 	}
 	start, err := g.closure(map[int]int64{0: 1}, int64(budget))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	seen := map[string]int64{}
 	queue := []map[int]int64{start}
 	for steps := 0; len(queue) > 0; steps++ {
 		if steps > maxAnalysisStates {
-			return invalidSchema("too complex to bound its evaluation (over %d distinct places)", maxAnalysisStates)
+			return nil, invalidSchema("too complex to bound its evaluation (over %d distinct places)", maxAnalysisStates)
 		}
 		v := queue[0]
 		queue = queue[1:]
@@ -53,7 +61,7 @@ func checkEvaluations(doc any, budget int) error {
 			}
 			next, err := g.closure(next, int64(budget))
 			if err != nil {
-				return err
+				return nil, err
 			}
 			key, total := support(next)
 			if seen[key] >= total {
@@ -63,7 +71,7 @@ func checkEvaluations(doc any, budget int) error {
 			queue = append(queue, next)
 		}
 	}
-	return nil
+	return anchors, nil
 }
 
 // support keys a set of evaluations by the subschemas in it.

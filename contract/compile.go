@@ -38,10 +38,11 @@ func (c *Compiler) Limits() Limits { return c.limits }
 
 // Schema is a compiled schema. It is immutable and safe for concurrent use.
 type Schema struct {
-	source []byte // compact JSON
-	doc    any    // source decoded, numbers as json.Number
-	sch    *jsonschema.Schema
-	limits Limits
+	source  []byte            // compact JSON
+	doc     any               // source decoded, numbers as json.Number
+	anchors map[string]string // $anchor name -> JSON pointer
+	sch     *jsonschema.Schema
+	limits  Limits
 }
 
 // Source returns the schema as compact JSON. The caller must not modify it.
@@ -102,10 +103,11 @@ func (c *Compiler) compile(src []byte) (*Schema, error) {
 	if err != nil {
 		return nil, invalidSchema("%s", truncate(compileMessage(err), c.limits.MaxMessageBytes))
 	}
-	if err := checkEvaluations(doc, c.limits.MaxEvaluations); err != nil {
+	anchors, err := checkEvaluations(doc, c.limits.MaxEvaluations)
+	if err != nil {
 		return nil, err
 	}
-	return &Schema{source: src, doc: doc, sch: sch, limits: c.limits}, nil
+	return &Schema{source: src, doc: doc, anchors: anchors, sch: sch, limits: c.limits}, nil
 }
 
 // compileMessage is the compiler's message without the made-up resource
