@@ -28,18 +28,24 @@ type Limits struct {
 	// MaxEventTypes is how many event types a definition may declare.
 	// Default 256.
 	MaxEventTypes int
+	// MaxCachedContracts bounds the streams whose current contract (or
+	// lack of one) a Registry keeps in memory; the others are read from
+	// its Store when next needed. Their schemas count against
+	// MaxCachedBytes too. Default 10000.
+	MaxCachedContracts int
 }
 
 // The defaults of Limits.
 const (
-	DefaultMaxSchemaBytes   = 256 << 10
-	DefaultMaxSchemaDepth   = 64
-	DefaultMaxEvaluations   = 256
-	DefaultMaxCachedSchemas = 1024
-	DefaultMaxCachedBytes   = 64 << 20
-	DefaultMaxProblems      = 3
-	DefaultMaxMessageBytes  = 1 << 10
-	DefaultMaxEventTypes    = 256
+	DefaultMaxSchemaBytes     = 256 << 10
+	DefaultMaxSchemaDepth     = 64
+	DefaultMaxEvaluations     = 256
+	DefaultMaxCachedSchemas   = 1024
+	DefaultMaxCachedBytes     = 64 << 20
+	DefaultMaxProblems        = 3
+	DefaultMaxMessageBytes    = 1 << 10
+	DefaultMaxEventTypes      = 256
+	DefaultMaxCachedContracts = 10000
 )
 
 func (l Limits) withDefaults() Limits {
@@ -55,6 +61,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxProblems, DefaultMaxProblems)
 	def(&l.MaxMessageBytes, DefaultMaxMessageBytes)
 	def(&l.MaxEventTypes, DefaultMaxEventTypes)
+	def(&l.MaxCachedContracts, DefaultMaxCachedContracts)
 	if l.MaxCachedBytes <= 0 {
 		l.MaxCachedBytes = DefaultMaxCachedBytes
 	}
