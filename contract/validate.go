@@ -90,7 +90,7 @@ func describe(e *jsonschema.ValidationError) []string {
 		return []string{at + ": not allowed (false schema)"}
 	}
 	rule := e.ErrorKind.LocalizedString(printer)
-	if kw := e.ErrorKind.KeywordPath(); len(kw) > 0 {
+	if kw := e.ErrorKind.KeywordPath(); len(kw) > 0 && !strings.HasPrefix(rule, kw[len(kw)-1]) {
 		rule = kw[len(kw)-1] + ": " + rule
 	}
 	return []string{at + ": " + truncate(rule, maxRuleBytes)}
