@@ -41,6 +41,10 @@ func Compatible(old, new *Schema, mode Mode, limit int) []string {
 	return out
 }
 
+// maxCheckSteps bounds the pairs of subschemas one check compares; a
+// check that needs more is reported as incompatible.
+const maxCheckSteps = 100000
+
 // checker decides whether everything the writer schema w accepts, the
 // reader schema r accepts too. wIsOld says which of them is the old one,
 // for messages.
@@ -128,6 +132,11 @@ func (c *checker) sub(w any, wPtr string, r any, rPtr string, at string) {
 		return // assumed to hold while it is being checked (recursion)
 	}
 	c.seen[key] = true
+	if len(c.seen) > maxCheckSteps {
+		c.note(at, "too complex to check (treated as incompatible)")
+		c.limit = len(c.problems)
+		return
+	}
 	wm, rm := asMap(w), asMap(r)
 	switch {
 	case w == false:
@@ -136,7 +145,7 @@ func (c *checker) sub(w any, wPtr string, r any, rPtr string, at string) {
 		c.report(at, "", describeSchema(w), "false (nothing allowed)")
 		return
 	}
-	if !hasRefs(w) && !hasRefs(r) && jsonEqual(w, r) {
+	if c.equal(w, r, map[[2]string]bool{}) {
 		return
 	}
 	if !c.outsideSubset(wm, rm, at) {
@@ -214,7 +223,7 @@ func (c *checker) outsideSubset(wm, rm map[string]any, at string) bool {
 		}
 		wv, inW := wm[k]
 		rv, inR := rm[k]
-		same := inW && inR && !hasRefs(wv) && !hasRefs(rv) && jsonEqual(wv, rv)
+		same := inW && inR && c.equal(wv, rv, map[[2]string]bool{})
 		switch {
 		case same:
 		case conjuncts[k] && !inR:
@@ -576,18 +585,66 @@ func jsonEqual(a, b any) bool {
 	return reflect.DeepEqual(a, b)
 }
 
-// hasRefs reports whether a schema refers elsewhere, so that two equal
-// texts may still mean different things in different documents.
-func hasRefs(v any) bool {
-	switch v := v.(type) {
+// equal compares a part of the writer's schema with a part of the
+// reader's as JSON, numbers by value, except that a $ref on both sides is
+// equal when what they point to is (recursively; a pair met again is
+// taken as equal). $dynamicRef, resolved at validation, must be absent.
+func (c *checker) equal(a, b any, seen map[[2]string]bool) bool {
+	switch a := a.(type) {
 	case map[string]any:
-		for k, x := range v {
-			if k == "$ref" || k == "$dynamicRef" || hasRefs(x) {
-				return true
+		bm, ok := b.(map[string]any)
+		if !ok || len(a) != len(bm) {
+			return false
+		}
+		if _, dyn := a["$dynamicRef"]; dyn {
+			return false
+		}
+		for k, v := range a {
+			bv, ok := bm[k]
+			if !ok {
+				return false
+			}
+			aRef, isRef := v.(string)
+			bRef, _ := bv.(string)
+			if k == "$ref" && isRef {
+				if !c.equalRefs(aRef, bRef, seen) {
+					return false
+				}
+				continue
+			}
+			if !c.equal(v, bv, seen) {
+				return false
 			}
 		}
+		return true
 	case []any:
-		return slices.ContainsFunc(v, hasRefs)
+		bs, ok := b.([]any)
+		if !ok || len(a) != len(bs) {
+			return false
+		}
+		for i := range a {
+			if !c.equal(a[i], bs[i], seen) {
+				return false
+			}
+		}
+		return true
 	}
-	return false
+	return jsonEqual(a, b)
+}
+
+func (c *checker) equalRefs(aRef, bRef string, seen map[[2]string]bool) bool {
+	at, aPtr, ok1 := c.w.resolveRef(aRef)
+	bt, bPtr, ok2 := c.r.resolveRef(bRef)
+	if !ok1 || !ok2 {
+		return false
+	}
+	key := [2]string{aPtr, bPtr}
+	if seen[key] {
+		return true
+	}
+	seen[key] = true
+	if len(seen) > maxCheckSteps {
+		return false
+	}
+	return c.equal(at, bt, seen)
 }

@@ -76,8 +76,16 @@ func TestCompatible(t *testing.T) {
 		"anyOf changed":         {`{"anyOf":[{"type":"string"},{"type":"null"}]}`, `{"anyOf":[{"type":"string"},{"type":"number"}]}`, Backward, "(root): anyOf changed, which is outside the checked subset (treated as incompatible)"},
 		"anyOf dropped":         {`{"anyOf":[{"type":"string"},{"type":"null"}]}`, `{}`, Backward, ""},
 		"anyOf dropped forward": {`{"anyOf":[{"type":"string"},{"type":"null"}]}`, `{}`, Forward, "(root): anyOf changed, which is outside the checked subset"},
-		"patternProperties":     {`{"additionalProperties":false}`, `{"patternProperties":{"^x":{}},"additionalProperties":false}`, Forward, "(root): patternProperties changed"},
-		"annotations only":      {`{"type":"string","description":"a"}`, `{"type":"string","description":"b","title":"t"}`, FullTransitive, ""},
+		"anyOf of refs unchanged": {
+			`{"$defs":{"a":{"type":"string"}},"properties":{"x":{"anyOf":[{"$ref":"#/$defs/a"},{"type":"null"}]}}}`,
+			`{"$defs":{"b":{"type":"string"}},"properties":{"x":{"anyOf":[{"$ref":"#/$defs/b"},{"type":"null"}]}}}`,
+			FullTransitive, ""},
+		"anyOf ref target changed": {
+			`{"$defs":{"a":{"type":"string"}},"properties":{"x":{"anyOf":[{"$ref":"#/$defs/a"},{"type":"null"}]}}}`,
+			`{"$defs":{"a":{"type":"integer"}},"properties":{"x":{"anyOf":[{"$ref":"#/$defs/a"},{"type":"null"}]}}}`,
+			Backward, "/x: anyOf changed, which is outside the checked subset (treated as incompatible)"},
+		"patternProperties": {`{"additionalProperties":false}`, `{"patternProperties":{"^x":{}},"additionalProperties":false}`, Forward, "(root): patternProperties changed"},
+		"annotations only":  {`{"type":"string","description":"a"}`, `{"type":"string","description":"b","title":"t"}`, FullTransitive, ""},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
