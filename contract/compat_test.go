@@ -40,6 +40,7 @@ func TestCompatible(t *testing.T) {
 		"optional added, open":      {title, open, Backward, "/done: type any -> boolean"},
 		"property added to closed":  {closed, closedAdd, Backward, ""},
 		"property added fwd closed": {closed, closedAdd, Forward, "/done: property added with additionalProperties false"},
+		"required property added":   {closed, `{"type":"object","properties":{"title":{"type":"string"},"done":{"type":"boolean"}},"required":["done"],"additionalProperties":false}`, Forward, "/done: property added with additionalProperties false"},
 		"property removed closed":   {closedAdd, closed, Backward, "/done: property removed with additionalProperties false"},
 		"closed an open schema":     {open, `{"type":"object","properties":{"title":{"type":"string"},"done":{"type":"boolean"}},"additionalProperties":false}`, Backward, "/*: additionalProperties true (anything) -> false"},
 		"enum widened":              {enum(`"a","b"`), enum(`"a","b","c"`), Backward, ""},
