@@ -79,6 +79,9 @@ func (c *Compiler) compile(src []byte) (*Schema, error) {
 	if err != nil {
 		return nil, invalidSchema("not JSON: %v", err)
 	}
+	if at, bad := badNumber(doc, nil); bad {
+		return nil, invalidSchema("%s: %s", pointer(at), numberRule)
+	}
 	switch doc.(type) {
 	case bool, map[string]any:
 	default:

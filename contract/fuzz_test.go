@@ -34,8 +34,10 @@ func fuzzSeeds(f *testing.F) {
 		`{"unevaluatedProperties":false,"anyOf":[{"properties":{"a":true}},{"properties":{"b":true}}]}`,
 		`{"if":{"type":"string"},"then":{"minLength":3},"else":{"type":"number","maximum":1e400}}`,
 		`{"format":"regex"}`,
+		`{"minimum":0,"multipleOf":3}`,
+		`{"maximum":1e100000000}`,
 	} {
-		for _, v := range []string{`{"title":1}`, `"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!"`, `[1,1.0,1e0]`, `{"a":{"a":{"a":{}}}}`, `1e400`, `null`, `{`} {
+		for _, v := range []string{`{"title":1}`, `"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!"`, `[1,1.0,1e0]`, `{"a":{"a":{"a":{}}}}`, `1e400`, `1e100000000`, `[1e-100000000]`, `null`, `{`} {
 			f.Add(s, v)
 		}
 	}

@@ -31,8 +31,12 @@ func (s *Schema) Validate(value []byte) error {
 }
 
 // ValidateDecoded is Validate for a value already decoded by
-// jsonschema.UnmarshalJSON (numbers as json.Number).
+// jsonschema.UnmarshalJSON (numbers as json.Number). Values decoded by
+// encoding/json into float64 are accepted but have lost precision.
 func (s *Schema) ValidateDecoded(v any) error {
+	if at, bad := badNumber(v, nil); bad {
+		return newError(CodeInvalidArgument, ErrInvalidValue, "", []string{pointer(at) + ": " + numberRule}, s.limits.MaxMessageBytes)
+	}
 	err := s.sch.Validate(v)
 	if err == nil {
 		return nil

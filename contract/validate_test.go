@@ -80,3 +80,27 @@ func TestValidateErrorsAreBounded(t *testing.T) {
 		t.Fatalf("message = %q", e.Message)
 	}
 }
+
+// TestHugeNumbersAreRefused: a number the validator would turn into a
+// million-digit fraction (150 ms each) or fail to (a nil dereference) is
+// refused first, in a value and in a schema.
+func TestHugeNumbersAreRefused(t *testing.T) {
+	t.Parallel()
+	c := NewCompiler(Limits{})
+	s := mustCompile(t, c, `{"type":"object","properties":{"n":{"minimum":0,"multipleOf":3}}}`)
+	for _, n := range []string{`1e100000000`, `1e-100000000`, `1e1000000`, `1` + strings.Repeat("0", 200), `1E+401`} {
+		err := s.Validate([]byte(`{"n":` + n + `}`))
+		var e *Error
+		if !errors.As(err, &e) || !errors.Is(err, ErrInvalidValue) || !strings.HasPrefix(e.Message, "/n: number out of range") {
+			t.Errorf("Validate(%s) = %v, want /n: number out of range", truncate(n, 40), err)
+		}
+		_, err = c.Compile([]byte(`{"maximum":` + n + `}`))
+		refused(t, err, "/maximum: number out of range")
+	}
+	for _, n := range []string{`1e400`, `-1.5E-400`, `123456789012345678901234567890123456789`, `0.000000000000000000001`} {
+		if err := s.Validate([]byte(`{"n":` + n + `}`)); errors.Is(err, ErrInvalidValue) && strings.Contains(err.Error(), "out of range") {
+			t.Errorf("Validate(%s) = %v, want it checked", n, err)
+		}
+		mustCompile(t, c, `{"maximum":`+n+`}`)
+	}
+}
