@@ -3,6 +3,7 @@ package contract
 import (
 	"fmt"
 	"net/url"
+	"regexp/syntax"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,27 +24,29 @@ const maxAnalysisStates = 10000
 // back to its parent) is refused, and recursion that does not (a tree) is
 // allowed.
 //
-// It returns the schema's anchors, by name, as JSON pointers.
-func checkEvaluations(doc any, budget int) (map[string]string, error) {
+// It returns the schema's anchors, by name, as JSON pointers, and the most
+// pattern instructions that can apply to one string at one place.
+func checkEvaluations(doc any, budget int) (analysis, error) {
 	g := newGraph(doc)
 	if err := g.build(); err != nil {
-		return nil, err
+		return analysis{}, err
 	}
-	anchors := map[string]string{}
+	a := analysis{anchors: map[string]string{}}
 	for name, ids := range g.anchors {
 		if len(ids) == 1 {
-			anchors[name] = g.ptrs[ids[0]]
+			a.anchors[name] = g.ptrs[ids[0]]
 		}
 	}
 	start, err := g.closure(map[int]int64{0: 1}, int64(budget))
 	if err != nil {
-		return nil, err
+		return analysis{}, err
 	}
+	a.patternWork = max(a.patternWork, g.patternWork(start))
 	seen := map[string]int64{}
 	queue := []map[int]int64{start}
 	for steps := 0; len(queue) > 0; steps++ {
 		if steps > maxAnalysisStates {
-			return nil, invalidSchema("too complex to bound its evaluation (over %d distinct places)", maxAnalysisStates)
+			return analysis{}, invalidSchema("too complex to bound its evaluation (over %d distinct places)", maxAnalysisStates)
 		}
 		v := queue[0]
 		queue = queue[1:]
@@ -61,8 +64,9 @@ func checkEvaluations(doc any, budget int) (map[string]string, error) {
 			}
 			next, err := g.closure(next, int64(budget))
 			if err != nil {
-				return nil, err
+				return analysis{}, err
 			}
+			a.patternWork = max(a.patternWork, g.patternWork(next))
 			key, total := support(next)
 			if seen[key] >= total {
 				continue
@@ -71,7 +75,38 @@ func checkEvaluations(doc any, budget int) (map[string]string, error) {
 			queue = append(queue, next)
 		}
 	}
-	return anchors, nil
+	return a, nil
+}
+
+// analysis is what checkEvaluations learns of a schema.
+type analysis struct {
+	anchors     map[string]string
+	patternWork int64
+}
+
+// patternWork is how many pattern instructions the subschemas evaluated
+// at one place can apply to one string there (the value, or a property
+// name matched against patternProperties).
+func (g *graph) patternWork(v map[int]int64) int64 {
+	var w int64
+	for n, c := range v {
+		w += c * int64(g.patterns[n])
+	}
+	return w
+}
+
+// patternSize is the size of the program a pattern compiles to, 0 when it
+// does not compile (the compiler has refused it already).
+func patternSize(p string) int {
+	re, err := syntax.Parse(p, syntax.Perl)
+	if err != nil {
+		return 0
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return 0
+	}
+	return len(prog.Inst)
 }
 
 // support keys a set of evaluations by the subschemas in it.
@@ -101,6 +136,7 @@ type graph struct {
 	refs       map[int][]string // node -> its $ref / $dynamicRef values
 	dynRefs    map[int]bool
 	eps        [][]int     // in-place edges
+	patterns   []int       // instructions of a node's pattern and patternProperties
 	kids       [][]kidEdge // edges to a property ("p:name", "p*" for any) or an item ("i")
 	pending    []int       // nodes whose refs are not resolved yet
 }
@@ -141,9 +177,18 @@ func (g *graph) node(v any, ptr string) int {
 	g.byPtr[ptr] = id
 	g.eps = append(g.eps, nil)
 	g.kids = append(g.kids, nil)
+	g.patterns = append(g.patterns, 0)
 	m, ok := v.(map[string]any)
 	if !ok {
 		return id
+	}
+	if p, ok := m["pattern"].(string); ok {
+		g.patterns[id] += patternSize(p)
+	}
+	if pp, ok := m["patternProperties"].(map[string]any); ok {
+		for p := range pp {
+			g.patterns[id] += patternSize(p)
+		}
 	}
 	one := func(k string) (int, bool) {
 		x, ok := m[k]

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
+	"regexp/syntax"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -41,8 +43,11 @@ type Schema struct {
 	source  []byte            // compact JSON
 	doc     any               // source decoded, numbers as json.Number
 	anchors map[string]string // $anchor name -> JSON pointer
-	sch     *jsonschema.Schema
-	limits  Limits
+	// patternWork is the most pattern instructions one string can meet at
+	// one place of a value; a value's strings times it bound its matching.
+	patternWork int64
+	sch         *jsonschema.Schema
+	limits      Limits
 }
 
 // Source returns the schema as compact JSON. The caller must not modify it.
@@ -99,6 +104,7 @@ func (c *Compiler) compile(src []byte) (*Schema, error) {
 	jc.DefaultDraft(jsonschema.Draft2020)
 	jc.UseLoader(noLoader{})
 	jc.AssertFormat()
+	jc.UseRegexpEngine(boundedRegexp)
 	if err := jc.AddResource(resourceURL, doc); err != nil {
 		return nil, invalidSchema("%v", err)
 	}
@@ -106,11 +112,11 @@ func (c *Compiler) compile(src []byte) (*Schema, error) {
 	if err != nil {
 		return nil, invalidSchema("%s", truncate(compileMessage(err), c.limits.MaxMessageBytes))
 	}
-	anchors, err := checkEvaluations(doc, c.limits.MaxEvaluations)
+	a, err := checkEvaluations(doc, c.limits.MaxEvaluations)
 	if err != nil {
 		return nil, err
 	}
-	return &Schema{source: src, doc: doc, anchors: anchors, sch: sch, limits: c.limits}, nil
+	return &Schema{source: src, doc: doc, anchors: a.anchors, patternWork: a.patternWork, sch: sch, limits: c.limits}, nil
 }
 
 // compileMessage is the compiler's message without the made-up resource
@@ -124,6 +130,24 @@ func compileMessage(err error) string {
 	}
 	msg = strings.ReplaceAll(msg, resourceURL, "")
 	return msg
+}
+
+// MaxPatternInstructions bounds the program a pattern compiles to. RE2
+// matches in time linear in the input, times the program's size: a{1000}
+// repeated 100 times (700 bytes) is 100,000 instructions and took 4.5
+// minutes on a 100,000-character string.
+const MaxPatternInstructions = 1000
+
+// boundedRegexp compiles a pattern with Go's regexp (RE2 syntax and
+// semantics), refusing one whose program is over MaxPatternInstructions.
+func boundedRegexp(s string) (jsonschema.Regexp, error) {
+	if _, err := syntax.Parse(s, syntax.Perl); err != nil {
+		return nil, err
+	}
+	if n := patternSize(s); n > MaxPatternInstructions {
+		return nil, fmt.Errorf("pattern compiles to %d instructions, over the limit of %d", n, MaxPatternInstructions)
+	}
+	return regexp.Compile(s)
 }
 
 // noLoader refuses every load: a schema may refer only to itself.

@@ -20,8 +20,13 @@
 // 2020-12, and a schema whose subschemas, followed through $ref and the
 // in-place applicators (allOf, anyOf, oneOf, not, if/then/else,
 // dependentSchemas), would be evaluated more than Limits.MaxEvaluations
-// times at one place of a value, including through recursion. Patterns
-// are Go regular expressions (RE2): matching is linear in the input.
+// times at one place of a value, including through recursion, or a
+// pattern compiling to more than MaxPatternInstructions. Patterns are Go
+// regular expressions (RE2), linear in the input times the pattern's
+// program, so a value whose string bytes times the pattern instructions
+// that can apply to them exceed Limits.MaxPatternWork is refused before
+// matching, as is a number over MaxNumberChars or beyond
+// ±MaxNumberExponent, which the validator turns into exact fractions.
 //
 // Errors carry a stable code through their Code method: invalid_argument
 // for a value or a schema that is refused, conflict for a definition whose

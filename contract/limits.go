@@ -16,6 +16,13 @@ type Limits struct {
 	// dependentSchemas, and through recursion. Validating a value then
 	// costs at most its number of JSON nodes times this. Default 256.
 	MaxEvaluations int
+	// MaxPatternWork bounds the regular expression matching one value may
+	// cost: the bytes of its strings and property names times the most
+	// pattern instructions (pattern, patternProperties) that can apply at
+	// one place of it. A value over it is refused before matching. A
+	// schema without patterns has no such bound. Default 10,000,000
+	// (a string of 10,000 bytes against a 1000-instruction pattern).
+	MaxPatternWork int64
 	// MaxCachedSchemas and MaxCachedBytes bound the compiled schemas a
 	// Compiler keeps, by count and by the bytes of their sources; the
 	// least recently used go first. Defaults 1024 and 64 MiB.
@@ -42,6 +49,7 @@ const (
 	DefaultMaxEvaluations     = 256
 	DefaultMaxCachedSchemas   = 1024
 	DefaultMaxCachedBytes     = 64 << 20
+	DefaultMaxPatternWork     = 10_000_000
 	DefaultMaxProblems        = 3
 	DefaultMaxMessageBytes    = 1 << 10
 	DefaultMaxEventTypes      = 256
@@ -62,6 +70,9 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxMessageBytes, DefaultMaxMessageBytes)
 	def(&l.MaxEventTypes, DefaultMaxEventTypes)
 	def(&l.MaxCachedContracts, DefaultMaxCachedContracts)
+	if l.MaxPatternWork <= 0 {
+		l.MaxPatternWork = DefaultMaxPatternWork
+	}
 	if l.MaxCachedBytes <= 0 {
 		l.MaxCachedBytes = DefaultMaxCachedBytes
 	}

@@ -3,6 +3,7 @@ package contract
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -36,6 +37,12 @@ func (s *Schema) Validate(value []byte) error {
 func (s *Schema) ValidateDecoded(v any) error {
 	if at, bad := badNumber(v, nil); bad {
 		return newError(CodeInvalidArgument, ErrInvalidValue, "", []string{pointer(at) + ": " + numberRule}, s.limits.MaxMessageBytes)
+	}
+	if s.patternWork > 0 {
+		if n := stringBytes(v); n*s.patternWork > s.limits.MaxPatternWork {
+			msg := fmt.Sprintf("%s: %d bytes of strings, over the %d this schema's patterns allow (%d pattern instructions)", root, n, s.limits.MaxPatternWork/s.patternWork, s.patternWork)
+			return newError(CodeInvalidArgument, ErrInvalidValue, "", []string{msg}, s.limits.MaxMessageBytes)
+		}
 	}
 	err := s.sch.Validate(v)
 	if err == nil {
@@ -92,6 +99,11 @@ func describe(e *jsonschema.ValidationError) []string {
 		return out
 	case *kind.FalseSchema:
 		return []string{at + ": not allowed (false schema)"}
+	case *kind.Format:
+		// The value is not quoted: it is at the pointer, and may be long.
+		return []string{at + ": " + truncate("format: not a valid "+k.Want+": "+fmt.Sprint(k.Err), maxRuleBytes)}
+	case *kind.Pattern:
+		return []string{at + ": " + truncate(fmt.Sprintf("pattern: does not match %q", k.Want), maxRuleBytes)}
 	}
 	rule := e.ErrorKind.LocalizedString(printer)
 	if kw := e.ErrorKind.KeywordPath(); len(kw) > 0 && !strings.HasPrefix(rule, kw[len(kw)-1]) {
@@ -115,4 +127,25 @@ func pointer(tokens []string) string {
 		b.WriteString(escapeToken(t))
 	}
 	return b.String()
+}
+
+// stringBytes is the bytes of the strings and property names in v.
+func stringBytes(v any) int64 {
+	switch v := v.(type) {
+	case string:
+		return int64(len(v))
+	case map[string]any:
+		var n int64
+		for k, x := range v {
+			n += int64(len(k)) + stringBytes(x)
+		}
+		return n
+	case []any:
+		var n int64
+		for _, x := range v {
+			n += stringBytes(x)
+		}
+		return n
+	}
+	return 0
 }
