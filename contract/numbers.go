@@ -19,8 +19,35 @@ const (
 )
 
 // badNumber finds the first number in v (decoded with json.Number) that
-// is out of range, and returns its JSON pointer.
+// is out of range, in key order, and returns its JSON pointer.
 func badNumber(v any, at []string) ([]string, bool) {
+	if !hasBadNumber(v) {
+		return nil, false // the common case, without allocating
+	}
+	return firstBadNumber(v, at)
+}
+
+func hasBadNumber(v any) bool {
+	switch v := v.(type) {
+	case json.Number:
+		return !numberInRange(string(v))
+	case map[string]any:
+		for _, x := range v {
+			if hasBadNumber(x) {
+				return true
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if hasBadNumber(x) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func firstBadNumber(v any, at []string) ([]string, bool) {
 	switch v := v.(type) {
 	case json.Number:
 		if !numberInRange(string(v)) {
@@ -28,13 +55,13 @@ func badNumber(v any, at []string) ([]string, bool) {
 		}
 	case map[string]any:
 		for _, k := range sortedKeys(v) {
-			if p, bad := badNumber(v[k], append(slices.Clip(at), k)); bad {
+			if p, bad := firstBadNumber(v[k], append(slices.Clip(at), k)); bad {
 				return p, true
 			}
 		}
 	case []any:
 		for i, x := range v {
-			if p, bad := badNumber(x, append(slices.Clip(at), strconv.Itoa(i))); bad {
+			if p, bad := firstBadNumber(x, append(slices.Clip(at), strconv.Itoa(i))); bad {
 				return p, true
 			}
 		}
