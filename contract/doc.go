@@ -25,7 +25,9 @@
 // regular expressions (RE2), linear in the input times the pattern's
 // program, so a value whose string bytes times the pattern instructions
 // that can apply to them exceed Limits.MaxPatternWork is refused before
-// matching, as is a number over MaxNumberChars or beyond
+// matching, as is a value nested deeper than Limits.MaxValueDepth (the
+// validator's cost grows with the square of depth), and a number over
+// MaxNumberChars or beyond
 // ±MaxNumberExponent, which the validator turns into exact fractions.
 //
 // Errors carry a stable code through their Code method: invalid_argument

@@ -16,6 +16,10 @@ type Limits struct {
 	// dependentSchemas, and through recursion. Validating a value then
 	// costs at most its number of JSON nodes times this. Default 256.
 	MaxEvaluations int
+	// MaxValueDepth is the deepest nesting of objects and arrays in a
+	// value checked against a schema; the validator's cost grows with the
+	// square of it. Default 64.
+	MaxValueDepth int
 	// MaxPatternWork bounds the regular expression matching one value may
 	// cost: the bytes of its strings and property names times the most
 	// pattern instructions (pattern, patternProperties) that can apply at
@@ -50,6 +54,7 @@ const (
 	DefaultMaxCachedSchemas   = 1024
 	DefaultMaxCachedBytes     = 64 << 20
 	DefaultMaxPatternWork     = 10_000_000
+	DefaultMaxValueDepth      = 64
 	DefaultMaxProblems        = 3
 	DefaultMaxMessageBytes    = 1 << 10
 	DefaultMaxEventTypes      = 256
@@ -64,6 +69,7 @@ func (l Limits) withDefaults() Limits {
 	}
 	def(&l.MaxSchemaBytes, DefaultMaxSchemaBytes)
 	def(&l.MaxSchemaDepth, DefaultMaxSchemaDepth)
+	def(&l.MaxValueDepth, DefaultMaxValueDepth)
 	def(&l.MaxEvaluations, DefaultMaxEvaluations)
 	def(&l.MaxCachedSchemas, DefaultMaxCachedSchemas)
 	def(&l.MaxProblems, DefaultMaxProblems)

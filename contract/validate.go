@@ -35,6 +35,10 @@ func (s *Schema) Validate(value []byte) error {
 // jsonschema.UnmarshalJSON (numbers as json.Number). Values decoded by
 // encoding/json into float64 are accepted but have lost precision.
 func (s *Schema) ValidateDecoded(v any) error {
+	if d := valueDepth(v, 0, s.limits.MaxValueDepth); d > s.limits.MaxValueDepth {
+		msg := fmt.Sprintf("%s: nested %d deep, over the limit of %d", root, d, s.limits.MaxValueDepth)
+		return newError(CodeInvalidArgument, ErrInvalidValue, "", []string{msg}, s.limits.MaxMessageBytes)
+	}
 	if at, bad := badNumber(v, nil); bad {
 		return newError(CodeInvalidArgument, ErrInvalidValue, "", []string{pointer(at) + ": " + numberRule}, s.limits.MaxMessageBytes)
 	}
@@ -148,4 +152,31 @@ func stringBytes(v any) int64 {
 		return n
 	}
 	return 0
+}
+
+// valueDepth is the nesting of objects and arrays in v, from depth d; past
+// limit it stops descending and reports the depth of the first deep branch
+// in full, so that the message names it.
+func valueDepth(v any, d, limit int) int {
+	switch v := v.(type) {
+	case map[string]any:
+		deepest := d + 1
+		for _, x := range v {
+			deepest = max(deepest, valueDepth(x, d+1, limit))
+			if deepest > limit {
+				return deepest
+			}
+		}
+		return deepest
+	case []any:
+		deepest := d + 1
+		for _, x := range v {
+			deepest = max(deepest, valueDepth(x, d+1, limit))
+			if deepest > limit {
+				return deepest
+			}
+		}
+		return deepest
+	}
+	return d
 }

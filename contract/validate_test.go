@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 const todoSchema = `{
@@ -102,5 +103,25 @@ func TestHugeNumbersAreRefused(t *testing.T) {
 			t.Errorf("Validate(%s) = %v, want it checked", n, err)
 		}
 		mustCompile(t, c, `{"maximum":`+n+`}`)
+	}
+}
+
+// TestDeepValuesAreRefused: the validator's cost grows with the square of
+// a value's depth (9000 nested arrays, 18 KB, took 8 s against a
+// recursive schema), so values nested deeper than MaxValueDepth are
+// refused before it runs.
+func TestDeepValuesAreRefused(t *testing.T) {
+	t.Parallel()
+	s := mustCompile(t, NewCompiler(Limits{}), `{"$defs":{"v":{"anyOf":[{"type":["null","number"]},{"type":"array","items":{"$ref":"#/$defs/v"}}]}},"$ref":"#/$defs/v"}`)
+	start := time.Now()
+	err := s.Validate([]byte(strings.Repeat(`[`, 9000) + strings.Repeat(`]`, 9000)))
+	if !errors.Is(err, ErrInvalidValue) || err.Error() != "(root): nested 9000 deep, over the limit of 64" {
+		t.Fatalf("Validate(9000 deep) = %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("refusing took %v", d)
+	}
+	if err := s.Validate([]byte(strings.Repeat(`[`, 64) + strings.Repeat(`]`, 64))); err != nil {
+		t.Fatalf("Validate(64 deep) = %v", err)
 	}
 }
