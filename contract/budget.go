@@ -42,6 +42,7 @@ func checkEvaluations(doc any, budget int) (analysis, error) {
 		return analysis{}, err
 	}
 	a.patternWork = max(a.patternWork, g.patternWork(start))
+	_, a.evaluations = support(start)
 	seen := map[string]int64{}
 	queue := []map[int]int64{start}
 	for steps := 0; len(queue) > 0; steps++ {
@@ -68,6 +69,7 @@ func checkEvaluations(doc any, budget int) (analysis, error) {
 			}
 			a.patternWork = max(a.patternWork, g.patternWork(next))
 			key, total := support(next)
+			a.evaluations = max(a.evaluations, total)
 			if seen[key] >= total {
 				continue
 			}
@@ -82,6 +84,7 @@ func checkEvaluations(doc any, budget int) (analysis, error) {
 type analysis struct {
 	anchors     map[string]string
 	patternWork int64
+	evaluations int64 // the most subschemas evaluated at one place
 }
 
 // patternWork is how many pattern instructions the subschemas evaluated

@@ -46,6 +46,9 @@ type Schema struct {
 	// patternWork is the most pattern instructions one string can meet at
 	// one place of a value; a value's strings times it bound its matching.
 	patternWork int64
+	// evaluations is the most subschemas evaluated at one place of a
+	// value; a value's nodes times it bound its validation.
+	evaluations int64
 	sch         *jsonschema.Schema
 	limits      Limits
 }
@@ -116,7 +119,7 @@ func (c *Compiler) compile(src []byte) (*Schema, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Schema{source: src, doc: doc, anchors: a.anchors, patternWork: a.patternWork, sch: sch, limits: c.limits}, nil
+	return &Schema{source: src, doc: doc, anchors: a.anchors, patternWork: a.patternWork, evaluations: a.evaluations, sch: sch, limits: c.limits}, nil
 }
 
 // compileMessage is the compiler's message without the made-up resource

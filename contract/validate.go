@@ -35,8 +35,13 @@ func (s *Schema) Validate(value []byte) error {
 // jsonschema.UnmarshalJSON (numbers as json.Number). Values decoded by
 // encoding/json into float64 are accepted but have lost precision.
 func (s *Schema) ValidateDecoded(v any) error {
-	if d := valueDepth(v, 0, s.limits.MaxValueDepth); d > s.limits.MaxValueDepth {
-		msg := fmt.Sprintf("%s: nested %d deep, over the limit of %d", root, d, s.limits.MaxValueDepth)
+	nodes, depth := measure(v, 0, s.limits.MaxValueDepth)
+	if depth > s.limits.MaxValueDepth {
+		msg := fmt.Sprintf("%s: nested %d deep, over the limit of %d", root, depth, s.limits.MaxValueDepth)
+		return newError(CodeInvalidArgument, ErrInvalidValue, "", []string{msg}, s.limits.MaxMessageBytes)
+	}
+	if nodes*s.evaluations > s.limits.MaxValidationWork {
+		msg := fmt.Sprintf("%s: %d JSON nodes, over the %d this schema allows (%d subschema evaluations at one place)", root, nodes, s.limits.MaxValidationWork/s.evaluations, s.evaluations)
 		return newError(CodeInvalidArgument, ErrInvalidValue, "", []string{msg}, s.limits.MaxMessageBytes)
 	}
 	if at, bad := badNumber(v, nil); bad {
@@ -154,29 +159,31 @@ func stringBytes(v any) int64 {
 	return 0
 }
 
-// valueDepth is the nesting of objects and arrays in v, from depth d; past
-// limit it stops descending and reports the depth of the first deep branch
+// measure counts the JSON nodes of v (values, items and properties) and
+// its nesting of objects and arrays, from depth d; past limit it stops
+// descending other branches and reports the depth of the first deep one
 // in full, so that the message names it.
-func valueDepth(v any, d, limit int) int {
+func measure(v any, d, limit int) (nodes int64, depth int) {
+	nodes, depth = 1, d
 	switch v := v.(type) {
 	case map[string]any:
-		deepest := d + 1
+		depth = d + 1
 		for _, x := range v {
-			deepest = max(deepest, valueDepth(x, d+1, limit))
-			if deepest > limit {
-				return deepest
+			n, dx := measure(x, d+1, limit)
+			nodes, depth = nodes+n, max(depth, dx)
+			if depth > limit {
+				break
 			}
 		}
-		return deepest
 	case []any:
-		deepest := d + 1
+		depth = d + 1
 		for _, x := range v {
-			deepest = max(deepest, valueDepth(x, d+1, limit))
-			if deepest > limit {
-				return deepest
+			n, dx := measure(x, d+1, limit)
+			nodes, depth = nodes+n, max(depth, dx)
+			if depth > limit {
+				break
 			}
 		}
-		return deepest
 	}
-	return d
+	return nodes, depth
 }

@@ -2,6 +2,7 @@ package contract
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -123,5 +124,31 @@ func TestDeepValuesAreRefused(t *testing.T) {
 	}
 	if err := s.Validate([]byte(strings.Repeat(`[`, 64) + strings.Repeat(`]`, 64))); err != nil {
 		t.Fatalf("Validate(64 deep) = %v", err)
+	}
+}
+
+// TestValidationWorkIsBounded: a value's nodes times the subschemas the
+// schema evaluates at one place is bounded, so a schema that is allowed
+// many evaluations allows smaller values, and a plain one large ones.
+func TestValidationWorkIsBounded(t *testing.T) {
+	t.Parallel()
+	c := NewCompiler(Limits{})
+	var branches []string
+	for i := range 200 {
+		branches = append(branches, `{"type":"number","minimum":`+strconv.Itoa(i)+`}`)
+	}
+	wide := mustCompile(t, c, `{"type":"array","items":{"anyOf":[`+strings.Join(branches, ",")+`]}}`)
+	nums := strings.TrimSuffix(strings.Repeat("-1,", 20_000), ",")
+	start := time.Now()
+	err := wide.Validate([]byte("[" + nums + "]"))
+	if !errors.Is(err, ErrInvalidValue) || err.Error() != "(root): 20001 JSON nodes, over the 9950 this schema allows (201 subschema evaluations at one place)" {
+		t.Fatalf("Validate(20,000 items, 201 evaluations each) = %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("refusing took %v", d)
+	}
+	plain := mustCompile(t, c, `{"type":"array","items":{"type":"number"}}`)
+	if err := plain.Validate([]byte("[" + nums + "]")); err != nil {
+		t.Fatalf("Validate(20,000 numbers, plain schema) = %v", err)
 	}
 }
