@@ -2,7 +2,9 @@ package contract
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // The codes contract errors carry, spelled as the engine's error codes.
@@ -56,12 +58,12 @@ func newError(code string, kind error, prefix string, problems []string, maxByte
 }
 
 func invalidSchema(format string, args ...any) *Error {
-	msg := sprintf(format, args...)
+	msg := fmt.Sprintf(format, args...)
 	return &Error{code: CodeInvalidArgument, kind: ErrInvalidSchema, Message: "schema refused: " + msg, Problems: []string{msg}}
 }
 
 func invalidDefinition(format string, args ...any) *Error {
-	msg := sprintf(format, args...)
+	msg := fmt.Sprintf(format, args...)
 	return &Error{code: CodeInvalidArgument, kind: ErrInvalidDefinition, Message: "definition refused: " + msg, Problems: []string{msg}}
 }
 
@@ -74,10 +76,8 @@ func truncate(s string, n int) string {
 		return ""
 	}
 	cut := n - 3
-	for cut > 0 && !utf8RuneStart(s[cut]) {
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
 	return s[:cut] + "..."
 }
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

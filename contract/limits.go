@@ -1,7 +1,5 @@
 package contract
 
-import "fmt"
-
 // Limits bound what a schema may cost. The zero Limits is valid: every zero
 // field takes its default.
 type Limits struct {
@@ -94,5 +92,3 @@ func (l Limits) withDefaults() Limits {
 	}
 	return l
 }
-
-func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
