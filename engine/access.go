@@ -6,13 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
 // Access is one worker listener's authorization policy, in iii's model
@@ -63,12 +62,15 @@ type Filter struct {
 	Metadata map[string]json.RawMessage `json:"metadata,omitempty"`
 }
 
-// UnmarshalYAML reads iii's forms.
-func (f *Filter) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.ScalarNode {
-		p, ok := matchCall(n.Value)
+// UnmarshalYAML reads iii's forms. It is written against the unmarshal
+// callback that YAML decoders pass (gopkg.in/yaml.v3 among them), so that
+// the engine does not depend on one.
+func (f *Filter) UnmarshalYAML(unmarshal func(any) error) error {
+	var s string
+	if err := unmarshal(&s); err == nil {
+		p, ok := matchCall(s)
 		if !ok {
-			return fmt.Errorf("line %d: expose_functions: want match(\"pattern\") or metadata: {…}, got %q", n.Line, n.Value)
+			return fmt.Errorf("expose_functions: want match(\"pattern\") or metadata: {…}, got %q", s)
 		}
 		f.Match = p
 		return nil
@@ -77,17 +79,17 @@ func (f *Filter) UnmarshalYAML(n *yaml.Node) error {
 		Match    string         `yaml:"match"`
 		Metadata map[string]any `yaml:"metadata"`
 	}
-	if err := n.Decode(&raw); err != nil {
+	if err := unmarshal(&raw); err != nil {
 		return err
 	}
 	if (raw.Match == "") == (len(raw.Metadata) == 0) {
-		return fmt.Errorf("line %d: expose_functions: a filter has a match pattern or metadata, one of them", n.Line)
+		return errors.New("expose_functions: a filter has a match pattern or metadata, one of them")
 	}
 	f.Match = raw.Match
 	for k, v := range raw.Metadata {
 		b, err := json.Marshal(v)
 		if err != nil {
-			return fmt.Errorf("line %d: expose_functions: metadata %s: %v", n.Line, k, err)
+			return fmt.Errorf("expose_functions: metadata %s: %v", k, err)
 		}
 		if f.Metadata == nil {
 			f.Metadata = map[string]json.RawMessage{}

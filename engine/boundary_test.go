@@ -542,7 +542,11 @@ func TestEnqueueThroughMiddleware(t *testing.T) {
 		_ = json.Unmarshal(c.Payload, &got)
 		return []byte(`{"message_receipt_id":"r"}`), nil
 	})
-	queued := register(t, e, engine.FnQueueEnqueue, answer(`{"message_receipt_id":"q"}`))
+	queued := new(atomic.Int32)
+	e.SetEnqueuer(enqueuerFunc(func(context.Context, string, engine.Call) ([]byte, error) {
+		queued.Add(1)
+		return []byte(`{"message_receipt_id":"q"}`), nil
+	}))
 	register(t, e, "api::job", answer("1"))
 	s, _ := granted(t, e, &engine.Access{MiddlewareFunctionID: "mw", ExposeFunctions: []engine.Filter{{Match: "api::*"}}}, `{"context":{"user":"u"}}`)
 	if _, err := s.Enqueue(t.Context(), "jobs", engine.Call{FunctionID: "admin::x"}); code(err) != engine.CodeForbidden {
@@ -555,6 +559,12 @@ func TestEnqueueThroughMiddleware(t *testing.T) {
 	if got.FunctionID != "api::job" || string(got.Action) != `{"queue":"jobs","type":"enqueue"}` || string(got.Context) != `{"user":"u"}` {
 		t.Fatalf("middleware input %+v (action %s)", got, got.Action)
 	}
+}
+
+type enqueuerFunc func(context.Context, string, engine.Call) ([]byte, error)
+
+func (f enqueuerFunc) Enqueue(ctx context.Context, q string, c engine.Call) ([]byte, error) {
+	return f(ctx, q, c)
 }
 
 // A restricted connection sees its own functions in discovery, even when

@@ -37,6 +37,7 @@ type Engine struct {
 	runOnce  sync.Once
 	done     chan struct{}
 	avail    *availability // engine::functions-available and engine::workers-available
+	enqueuer Enqueuer      // the workers' enqueues go to it (SetEnqueuer); guarded by mu
 }
 
 // New returns an Engine with the engine::* built-in functions registered.

@@ -424,54 +424,6 @@ func (e *Engine) CanCall(g *Grant, fn string) error {
 	return g.CanCall(fn, e.functionMetadata(fn))
 }
 
-// Enqueue is the worker's own enqueue action: the call c goes to queue
-// through FnQueueEnqueue once the session may call c's function. With a
-// listener middleware, the middleware gets the call with its action
-// ({"type":"enqueue","queue":…}, as in iii) and enqueues it itself.
-func (s *Session) Enqueue(ctx context.Context, queue string, c Call) ([]byte, error) {
-	if err := ValidateID("function id", c.FunctionID); err != nil {
-		return nil, err
-	}
-	if err := s.e.CanCall(s.grant, c.FunctionID); err != nil {
-		return nil, err
-	}
-	if g := s.grant; g != nil && g.access.MiddlewareFunctionID != "" {
-		action, _ := json.Marshal(map[string]string{"type": "enqueue", "queue": queue})
-		mc, err := s.e.throughMiddleware(g, c, action)
-		if err != nil {
-			return nil, err
-		}
-		mc.CallerID = s.id
-		return s.e.Trigger(ctx, mc)
-	}
-	if !s.e.HasFunction(FnQueueEnqueue) {
-		return nil, Errorf(CodeEnqueueError, "this engine has no queues (they need JetStream)")
-	}
-	p, err := json.Marshal(EnqueueInput{Queue: queue, FunctionID: c.FunctionID, Payload: orNullJSON(c.Payload), Metadata: c.Metadata})
-	if err != nil {
-		return nil, Errorf(CodeInvalidArgument, "enqueue %q: %v", c.FunctionID, err)
-	}
-	return s.e.Trigger(ctx, Call{FunctionID: FnQueueEnqueue, Payload: p, CallerID: s.id, Grant: s.grant, Traceparent: c.Traceparent})
-}
-
-// FnQueueEnqueue is the queue module's enqueue function.
-const FnQueueEnqueue = "engine::queue::enqueue"
-
-// EnqueueInput is FnQueueEnqueue's input.
-type EnqueueInput struct {
-	Queue      string          `json:"queue"`
-	FunctionID string          `json:"function_id"`
-	Payload    json.RawMessage `json:"payload"`
-	Metadata   json.RawMessage `json:"metadata,omitempty"`
-}
-
-func orNullJSON(p []byte) json.RawMessage {
-	if len(p) == 0 {
-		return json.RawMessage("null")
-	}
-	return p
-}
-
 // Authorize decides a call made under g (CanCall, with the target's
 // metadata) and, with a middleware, turns it into the middleware's call.
 // A nil Grant passes c as is.

@@ -57,14 +57,14 @@ func TestEnqueueNamesAreByteExact(t *testing.T) {
 	for _, fn := range []string{"admin::secret ", " admin::secret", "admin::secret\n", "admin::secret\r\n", "admin::secret\x00", "job::q ", "job::q\t"} {
 		_, err := sess.Enqueue(t.Context(), "jobs", engine.Call{FunctionID: fn, Payload: []byte(`1`)})
 		wantCode(t, err, engine.CodeInvalidArgument)
-		p, _ := json.Marshal(engine.EnqueueInput{Queue: "jobs", FunctionID: fn, Payload: json.RawMessage(`1`)})
+		p, _ := json.Marshal(queuemodule.EnqueueInput{Queue: "jobs", FunctionID: fn, Payload: json.RawMessage(`1`)})
 		_, err = n.e.Trigger(t.Context(), engine.Call{FunctionID: queuemodule.FnEnqueue, Payload: p, Grant: g})
 		wantCode(t, err, engine.CodeInvalidArgument)
 		_, err = n.e.Trigger(t.Context(), engine.Call{FunctionID: queuemodule.FnEnqueue, Payload: p})
 		wantCode(t, err, engine.CodeInvalidArgument)
 	}
 	for _, queue := range []string{"jobs ", "jobs\n", "\x00"} {
-		p, _ := json.Marshal(engine.EnqueueInput{Queue: queue, FunctionID: "test::ok", Payload: json.RawMessage(`1`)})
+		p, _ := json.Marshal(queuemodule.EnqueueInput{Queue: queue, FunctionID: "test::ok", Payload: json.RawMessage(`1`)})
 		_, err = n.e.Trigger(t.Context(), engine.Call{FunctionID: queuemodule.FnEnqueue, Payload: p})
 		wantCode(t, err, engine.CodeInvalidArgument)
 	}

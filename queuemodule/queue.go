@@ -31,7 +31,7 @@ import (
 
 // Function and trigger type names, iii's.
 const (
-	FnEnqueue        = engine.FnQueueEnqueue
+	FnEnqueue        = "engine::queue::enqueue"
 	FnRedrive        = "iii::queue::redrive"
 	FnDurablePublish = "iii::durable::publish"
 	TriggerDurable   = "durable:subscriber"
@@ -188,6 +188,7 @@ func (m *Module) Register(ctx context.Context, e *engine.Engine) error {
 			return err
 		}
 	}
+	e.SetEnqueuer(m)
 	if err := e.RegisterTriggerType(TriggerDurable, "Runs a function for every message of a durable topic, with retries; replicas compete (config: topic, queue_config?).", openProvider{provider{m}}); err != nil {
 		return err
 	}
@@ -468,6 +469,27 @@ func cut(s string, n int) string {
 	return s[:n]
 }
 
+// EnqueueInput is FnEnqueue's input.
+type EnqueueInput struct {
+	Queue      string          `json:"queue"`
+	FunctionID string          `json:"function_id"`
+	Payload    json.RawMessage `json:"payload"`
+	Metadata   json.RawMessage `json:"metadata,omitempty"`
+}
+
+// Enqueue takes a worker's enqueue action for the engine (engine.Enqueuer):
+// c goes to queue through FnEnqueue, as c.CallerID under c.Grant.
+func (m *Module) Enqueue(ctx context.Context, queue string, c engine.Call) ([]byte, error) {
+	p, err := json.Marshal(EnqueueInput{Queue: queue, FunctionID: c.FunctionID, Payload: c.Payload, Metadata: c.Metadata})
+	if err != nil {
+		return nil, engine.Errorf(engine.CodeInvalidArgument, "enqueue %q: %v", c.FunctionID, err)
+	}
+	m.mu.Lock()
+	e := m.e
+	m.mu.Unlock()
+	return e.Trigger(ctx, engine.Call{FunctionID: FnEnqueue, Payload: p, CallerID: c.CallerID, Grant: c.Grant, Traceparent: c.Traceparent})
+}
+
 // enqueueResult is iii's EnqueueResult.
 type enqueueResult struct {
 	MessageReceiptID string `json:"messageReceiptId"`
@@ -476,7 +498,7 @@ type enqueueResult struct {
 }
 
 func (m *Module) enqueue(ctx context.Context, c engine.Call) ([]byte, error) {
-	var in engine.EnqueueInput
+	var in EnqueueInput
 	if err := json.Unmarshal(c.Payload, &in); err != nil {
 		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: bad input: %v", FnEnqueue, err)
 	}

@@ -56,7 +56,7 @@ func (n *node) call(fn string, in any) (string, error) {
 func (n *node) enqueue(t *testing.T, queue, fn string, payload any) {
 	t.Helper()
 	p, _ := json.Marshal(payload)
-	out, err := n.call(queuemodule.FnEnqueue, engine.EnqueueInput{Queue: queue, FunctionID: fn, Payload: p})
+	out, err := n.call(queuemodule.FnEnqueue, queuemodule.EnqueueInput{Queue: queue, FunctionID: fn, Payload: p})
 	if err != nil {
 		t.Fatalf("enqueue on %s: %v", queue, err)
 	}
@@ -370,7 +370,7 @@ func TestEngineGoneMidJob(t *testing.T) {
 	if err := m1.Register(context.Background(), e1); err != nil {
 		t.Fatal(err)
 	}
-	p, _ := json.Marshal(engine.EnqueueInput{Queue: "jobs", FunctionID: "test::job", Payload: json.RawMessage(`7`)})
+	p, _ := json.Marshal(queuemodule.EnqueueInput{Queue: "jobs", FunctionID: "test::job", Payload: json.RawMessage(`7`)})
 	if _, err := e1.Trigger(context.Background(), engine.Call{FunctionID: queuemodule.FnEnqueue, Payload: p}); err != nil {
 		t.Fatal(err)
 	}

@@ -78,7 +78,7 @@ func main() {
 	defer stopEngine()
 	viaTrine := func(ctx context.Context) error {
 		id, done := w.add()
-		p, _ := json.Marshal(engine.EnqueueInput{Queue: "bench", FunctionID: "bench::job", Payload: mustJSON(job{ID: id, Pad: pad})})
+		p, _ := json.Marshal(queuemodule.EnqueueInput{Queue: "bench", FunctionID: "bench::job", Payload: mustJSON(job{ID: id, Pad: pad})})
 		if _, err := e.Trigger(ctx, engine.Call{FunctionID: queuemodule.FnEnqueue, Payload: p}); err != nil {
 			return err
 		}

@@ -3,7 +3,9 @@ package layout_test
 import (
 	"encoding/json"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -65,6 +67,31 @@ func TestSharedCodeLivesInLeaves(t *testing.T) {
 		for _, b := range banned[rel(p.ImportPath)] {
 			if slices.Contains(p.Imports, module+"/"+b) {
 				t.Errorf("%s imports %s", rel(p.ImportPath), b)
+			}
+		}
+	}
+}
+
+// TestEngineCoreIsPlain keeps the engine core free of file formats and of
+// any module's function ids.
+func TestEngineCoreIsPlain(t *testing.T) {
+	t.Parallel()
+	for _, p := range listPackages(t) {
+		if rel(p.ImportPath) != "engine" {
+			continue
+		}
+		for _, d := range p.Deps {
+			if strings.HasPrefix(d, "gopkg.in/yaml") {
+				t.Errorf("engine depends on %s", d)
+			}
+		}
+		for _, f := range p.GoFiles {
+			b, err := os.ReadFile(filepath.Join(p.Dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(b), `queue::`) {
+				t.Errorf("engine/%s names a queue function", f)
 			}
 		}
 	}
