@@ -4,35 +4,33 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/trinehq/trine/codes"
 )
 
-// Code is a stable, snake_case error code. Codes are part of the public
-// contract (documented in docs/reference.md): new ones may be added, none renamed.
-type Code string
+// Code is a stable error code (package codes holds the one list; the
+// codes are part of the public contract, documented in docs/reference.md).
+type Code = codes.Code
 
-// The error codes.
+// The error codes, named as the engine's callers have always named them.
 const (
-	CodeFunctionNotFound    Code = "function_not_found"
-	CodeTriggerTypeNotFound Code = "trigger_type_not_found"
-	CodeTriggerNotFound     Code = "trigger_not_found"
-	CodeInvalidArgument     Code = "invalid_argument"
-	CodeDeadlineExceeded    Code = "deadline_exceeded"
-	CodeCancelled           Code = "cancelled"
-	CodeWorkerDisconnected  Code = "worker_disconnected"
-	CodeHandlerError        Code = "handler_error"
-	CodeUnauthorized        Code = "unauthorized"
-	CodeForbidden           Code = "forbidden"
-	CodeOverloaded          Code = "overloaded"
-	CodeConflict            Code = "conflict"
-	CodeMessageTooLarge     Code = "message_too_large"
-	CodeUnavailable         Code = "unavailable"
-	CodeInternal            Code = "internal"
-	// CodeValueTooLarge is iii's state module code for a value over its
-	// limit, kept in iii's spelling so that iii workers match it.
-	CodeValueTooLarge Code = "VALUE_TOO_LARGE"
-	// CodeEnqueueError is iii's code for an enqueue refused: an unknown
-	// queue, a fifo job without its group field.
-	CodeEnqueueError Code = "enqueue_error"
+	CodeFunctionNotFound    = codes.FunctionNotFound
+	CodeTriggerTypeNotFound = codes.TriggerTypeNotFound
+	CodeTriggerNotFound     = codes.TriggerNotFound
+	CodeInvalidArgument     = codes.InvalidArgument
+	CodeDeadlineExceeded    = codes.DeadlineExceeded
+	CodeCancelled           = codes.Cancelled
+	CodeWorkerDisconnected  = codes.WorkerDisconnected
+	CodeHandlerError        = codes.HandlerError
+	CodeUnauthorized        = codes.Unauthorized
+	CodeForbidden           = codes.Forbidden
+	CodeOverloaded          = codes.Overloaded
+	CodeConflict            = codes.Conflict
+	CodeMessageTooLarge     = codes.MessageTooLarge
+	CodeUnavailable         = codes.Unavailable
+	CodeInternal            = codes.Internal
+	CodeValueTooLarge       = codes.ValueTooLarge
+	CodeEnqueueError        = codes.EnqueueError
 )
 
 // Error is a failure with a stable code. Handlers may return one to choose the

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 )
 
@@ -59,23 +60,30 @@ func writeError(w http.ResponseWriter, e *httpError) {
 	_, _ = w.Write(b)
 }
 
+// httpCodes maps the engine's codes to HTTP's: the one table at this edge.
+// A code not listed is the function's own failure: 502 with its code and
+// message.
+var httpCodes = map[codes.Code]struct {
+	status int
+	code   string
+}{
+	codes.FunctionNotFound: {http.StatusNotFound, CodeFunctionNotFound},
+	codes.DeadlineExceeded: {http.StatusGatewayTimeout, CodeTimeout},
+	codes.Unavailable:      {http.StatusServiceUnavailable, CodeUnavailable},
+	codes.Cancelled:        {http.StatusServiceUnavailable, CodeUnavailable},
+	codes.Overloaded:       {http.StatusServiceUnavailable, CodeOverloaded},
+	codes.Forbidden:        {http.StatusForbidden, CodeForbidden}, // the route's owner may not call it (or the function refused)
+}
+
 // callError maps the failure of a call to an engine function.
 func callError(err error) *httpError {
 	ae := engine.AsError(err)
-	switch ae.Code {
-	case engine.CodeFunctionNotFound:
-		return &httpError{http.StatusNotFound, CodeFunctionNotFound, ae.Message, false}
-	case engine.CodeDeadlineExceeded:
-		return &httpError{http.StatusGatewayTimeout, CodeTimeout, ae.Message, false}
-	case engine.CodeUnavailable, engine.CodeCancelled:
-		return &httpError{http.StatusServiceUnavailable, CodeUnavailable, ae.Message, false}
-	case engine.CodeOverloaded:
-		return &httpError{http.StatusServiceUnavailable, CodeOverloaded, ae.Message, false}
-	case engine.CodeForbidden: // the route's owner may not call it (or the function refused)
-		return &httpError{http.StatusForbidden, CodeForbidden, ae.Message, false}
-	case engine.CodeInternal:
-		return &httpError{http.StatusBadGateway, string(ae.Code), "internal error", false}
-	default: // the function failed: keep its code and message
-		return &httpError{http.StatusBadGateway, string(ae.Code), ae.Message, false}
+	if h, ok := httpCodes[ae.Code]; ok {
+		return &httpError{h.status, h.code, ae.Message, false}
 	}
+	msg := ae.Message
+	if ae.Code == codes.Internal {
+		msg = "internal error" // details stay in the engine log
+	}
+	return &httpError{http.StatusBadGateway, string(ae.Code), msg, false}
 }
