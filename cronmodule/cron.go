@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/triggerapi"
 )
 
 // TriggerCron is the trigger type.
@@ -99,14 +100,6 @@ type triggerConfig struct {
 	ConditionFunctionID string  `json:"condition_function_id"`
 	// Timezone is the IANA zone the expression is read in; "" is UTC.
 	Timezone string `json:"timezone"`
-}
-
-// Payload is what a job's function receives, iii's shape.
-type Payload struct {
-	Trigger       string `json:"trigger"` // "cron"
-	JobID         string `json:"job_id"`
-	ScheduledTime string `json:"scheduled_time"`
-	ActualTime    string `json:"actual_time"`
 }
 
 // New returns the module.
@@ -264,7 +257,7 @@ func (m *Module) fire(j *job, at, now time.Time) {
 		}
 		return
 	}
-	payload, _ := json.Marshal(Payload{Trigger: "cron", JobID: j.t.ID, ScheduledTime: at.UTC().Format(time.RFC3339), ActualTime: now.UTC().Format(time.RFC3339Nano)})
+	payload, _ := json.Marshal(triggerapi.CronEvent{Trigger: "cron", JobID: j.t.ID, ScheduledTime: at.UTC().Format(time.RFC3339), ActualTime: now.UTC().Format(time.RFC3339Nano)})
 	m.mu.Lock()
 	if m.stopped {
 		m.mu.Unlock()

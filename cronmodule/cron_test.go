@@ -18,6 +18,7 @@ import (
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/triggerapi"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -74,7 +75,7 @@ type fleetNode struct {
 	s *engine.Session
 }
 
-func startNode(t *testing.T, url string, claims Claimer, fn func(Payload)) *fleetNode {
+func startNode(t *testing.T, url string, claims Claimer, fn func(triggerapi.CronEvent)) *fleetNode {
 	t.Helper()
 	e := moduletest.Start(t, url)
 	m := New(Config{Claims: claims})
@@ -83,7 +84,7 @@ func startNode(t *testing.T, url string, claims Claimer, fn func(Payload)) *flee
 	}
 	t.Cleanup(m.Close)
 	if err := e.RegisterFunction("test::job", "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
-		var p Payload
+		var p triggerapi.CronEvent
 		if err := json.Unmarshal(c.Payload, &p); err != nil {
 			return nil, err
 		}
@@ -112,7 +113,7 @@ func TestOncePerFleet(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		nodes[i] = startNode(t, cl.URL(i), claims, func(p Payload) {
+		nodes[i] = startNode(t, cl.URL(i), claims, func(p triggerapi.CronEvent) {
 			if p.Trigger != "cron" || p.JobID != "tick" || p.ActualTime == "" {
 				t.Errorf("payload %+v", p)
 			}
@@ -164,8 +165,8 @@ func TestOncePerFleet(t *testing.T) {
 func TestTriggerConfigAndCondition(t *testing.T) {
 	t.Parallel()
 	ns := natstest.Start(t)
-	got := make(chan Payload, 10)
-	n := startNode(t, ns.ClientURL(), LocalClaims{}, func(p Payload) { got <- p })
+	got := make(chan triggerapi.CronEvent, 10)
+	n := startNode(t, ns.ClientURL(), LocalClaims{}, func(p triggerapi.CronEvent) { got <- p })
 	var asked atomic.Int64
 	n.e.RegisterFunction("test::no", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
 		asked.Add(1)
@@ -229,8 +230,8 @@ func TestSchedulesAreUTCWhateverTheProcessZone(t *testing.T) {
 func firesInHour(t *testing.T, cfg string, loc *time.Location, hour int) *fleetNode {
 	t.Helper()
 	ns := natstest.Start(t)
-	got := make(chan Payload, 10)
-	n := startNode(t, ns.ClientURL(), LocalClaims{}, func(p Payload) { got <- p })
+	got := make(chan triggerapi.CronEvent, 10)
+	n := startNode(t, ns.ClientURL(), LocalClaims{}, func(p triggerapi.CronEvent) { got <- p })
 	if err := n.s.RegisterTrigger(t.Context(), engine.Trigger{ID: "hourly", Type: "cron", FunctionID: "test::job", Config: json.RawMessage(cfg)}); err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +358,7 @@ func TestSameIDOtherJobKeepsItsFires(t *testing.T) {
 	}
 	var nodes []*fleetNode
 	for i := range 2 {
-		note := func(p Payload) { mu.Lock(); ran[i][p.ScheduledTime] = true; mu.Unlock() }
+		note := func(p triggerapi.CronEvent) { mu.Lock(); ran[i][p.ScheduledTime] = true; mu.Unlock() }
 		claims, err := OpenJetStreamClaims(ctx, natstest.ConnectURL(t, ns.ClientURL()), 1)
 		if err != nil {
 			t.Fatal(err)
@@ -367,7 +368,7 @@ func TestSameIDOtherJobKeepsItsFires(t *testing.T) {
 		if i == 1 {
 			fn = "other::job"
 			if err := n.e.RegisterFunction(fn, "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
-				var p Payload
+				var p triggerapi.CronEvent
 				_ = json.Unmarshal(c.Payload, &p)
 				note(p)
 				return nil, nil

@@ -15,6 +15,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/store"
+	"github.com/trinehq/trine/triggerapi"
 )
 
 // Defaults for Config.
@@ -145,18 +146,6 @@ func (m *Module) Close() error {
 	return m.store.Close()
 }
 
-// Event is the payload of a state trigger's function, iii's shape.
-type Event struct {
-	Type      string          `json:"type"` // always "state"
-	EventType string          `json:"event_type"`
-	Scope     string          `json:"scope"`
-	Key       string          `json:"key"`
-	OldValue  json.RawMessage `json:"old_value"`
-	NewValue  json.RawMessage `json:"new_value"`
-	// Seq is the scope's sequence after the change.
-	Seq uint64 `json:"seq"`
-}
-
 // The event types.
 const (
 	EventCreated = "state:created"
@@ -166,7 +155,7 @@ const (
 
 // commit runs for every committed change, in sequence order per scope.
 func (m *Module) commit(c store.Change) {
-	ev := Event{Type: "state", Scope: c.Group, Key: c.Item, OldValue: orNull(c.Old), NewValue: json.RawMessage("null"), Seq: c.Seq}
+	ev := triggerapi.StateEvent{Type: "state", Scope: c.Group, Key: c.Item, OldValue: orNull(c.Old), NewValue: json.RawMessage("null"), Seq: c.Seq}
 	switch {
 	case c.Kind == store.KindDelete:
 		ev.EventType, ev.OldValue = EventDeleted, orNull(c.Value)

@@ -20,6 +20,7 @@ import (
 	"github.com/trinehq/trine/statemodule/statebus"
 	"github.com/trinehq/trine/streammodule/store"
 	"github.com/trinehq/trine/streammodule/store/jsstore"
+	"github.com/trinehq/trine/triggerapi"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -208,7 +209,7 @@ func TestTriggers(t *testing.T) {
 	onChange(t, v.e, "test::keyed", keyed)
 	onChange(t, v.e, "test::cond", cond)
 	v.e.RegisterFunction("test::only_b", "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
-		var ev statemodule.Event
+		var ev triggerapi.StateEvent
 		json.Unmarshal(c.Payload, &ev)
 		switch ev.Key {
 		case "b":
@@ -398,7 +399,7 @@ func TestFleetOnJetStream(t *testing.T) {
 		for range 2 * n {
 			select {
 			case got := <-ch:
-				var ev statemodule.Event
+				var ev triggerapi.StateEvent
 				if err := json.Unmarshal([]byte(got), &ev); err != nil {
 					t.Fatal(err)
 				}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+
+	"github.com/trinehq/trine/triggerapi"
 )
 
 // The engine's module function ids and trigger types.
@@ -247,15 +249,7 @@ type StateTriggerConfig struct {
 }
 
 // StateEvent is what a TriggerState trigger's function receives.
-type StateEvent struct {
-	Type      string          `json:"type"`
-	EventType string          `json:"event_type"` // state:created, state:updated, state:deleted
-	Scope     string          `json:"scope"`
-	Key       string          `json:"key"`
-	OldValue  json.RawMessage `json:"old_value"`
-	NewValue  json.RawMessage `json:"new_value"`
-	Seq       uint64          `json:"seq"`
-}
+type StateEvent = triggerapi.StateEvent
 
 // TopicConfig is the config of a TriggerTopic trigger.
 type TopicConfig struct {
@@ -283,12 +277,7 @@ type CronConfig struct {
 }
 
 // CronEvent is what a TriggerCron trigger's function receives.
-type CronEvent struct {
-	Trigger       string `json:"trigger"`
-	JobID         string `json:"job_id"`
-	ScheduledTime string `json:"scheduled_time"`
-	ActualTime    string `json:"actual_time"`
-}
+type CronEvent = triggerapi.CronEvent
 
 // HTTPConfig is the config of a TriggerHTTP trigger.
 type HTTPConfig struct {
