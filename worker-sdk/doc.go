@@ -2,11 +2,16 @@
 // package trine): a worker connects to the engine over gRPC, registers
 // functions and triggers, and calls any function by id.
 //
-//	w := trine.RegisterWorker("127.0.0.1:49134", trine.WithName("billing"))
+//	w, err := trine.NewWorker(addr, trine.WithName("math"))
+//	if err != nil { ... }
 //	defer w.Close()
 //	if err := w.Connect(ctx); err != nil { ... }
-//	err := w.RegisterFunction("math::add", func(ctx context.Context, in json.RawMessage) (any, error) { ... })
-//	out, err := w.Trigger(ctx, "math::add", map[string]any{"a": 1, "b": 2})
+//	_ = w.RegisterFunction(ctx, "math::add", func(ctx context.Context, in json.RawMessage) (any, error) { ... })
+//	sum, _ := w.Trigger(ctx, "math::add", map[string]any{"a": 1, "b": 2})
+//
+// (Example is the whole program; a test checks that every line above
+// stands in it, so that the two cannot part.) NewWorker refuses a malformed address or
+// option at once, the way nats.Connect does.
 //
 // The worker connects in the background and reconnects forever with
 // exponential backoff and jitter. Registrations are kept in memory and

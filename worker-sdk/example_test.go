@@ -38,7 +38,11 @@ func Example() {
 	addr, stop := exampleEngine() // usually "127.0.0.1:49134", from `trine engine`
 	defer stop()
 
-	w := trine.RegisterWorker(addr, trine.WithName("math"))
+	w, err := trine.NewWorker(addr, trine.WithName("math"))
+	if err != nil {
+		fmt.Println("worker:", err)
+		return
+	}
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -62,7 +66,7 @@ func Example() {
 	product, _ := w.Trigger(ctx, "math::mul", MulIn{A: 6, B: 7})
 	fmt.Println(string(sum), string(product))
 
-	_, err := w.Trigger(ctx, "math::div", nil)
+	_, err = w.Trigger(ctx, "math::div", nil)
 	fmt.Println(errors.Is(err, trine.ErrFunctionNotFound))
 	// Output:
 	// 3 {"product":42}
@@ -73,7 +77,7 @@ func Example() {
 func ExampleError() {
 	addr, stop := exampleEngine()
 	defer stop()
-	w := trine.RegisterWorker(addr)
+	w, _ := trine.NewWorker(addr)
 	defer w.Close()
 	ctx := context.Background()
 	_ = w.Connect(ctx)
@@ -93,7 +97,7 @@ func ExampleError() {
 func ExampleWorker_TriggerVoid() {
 	addr, stop := exampleEngine()
 	defer stop()
-	w := trine.RegisterWorker(addr)
+	w, _ := trine.NewWorker(addr)
 	defer w.Close()
 	ctx := context.Background()
 	_ = w.Connect(ctx)
@@ -112,7 +116,7 @@ func ExampleWorker_TriggerVoid() {
 func ExampleWorker_RegisterTriggerType() {
 	addr, stop := exampleEngine()
 	defer stop()
-	w := trine.RegisterWorker(addr)
+	w, _ := trine.NewWorker(addr)
 	defer w.Close()
 	_ = w.Connect(context.Background())
 

@@ -46,7 +46,7 @@ type Todo struct {
 func ExampleNewStream() {
 	addr, stop := exampleStreamEngine() // usually "127.0.0.1:49134", from `trine engine`
 	defer stop()
-	w := trine.RegisterWorker(addr)
+	w, _ := trine.NewWorker(addr)
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -69,7 +69,7 @@ func ExampleSubscribe() {
 	ev := <-sub.Events() // the snapshot
 	fmt.Println(ev.Seq, ev.Type, ev.ItemIDs, string(ev.Data))
 
-	w := trine.RegisterWorker(engineAddr)
+	w, _ := trine.NewWorker(engineAddr)
 	defer w.Close()
 	if err := w.Connect(ctx); err != nil {
 		fmt.Println("connect:", err)

@@ -3,9 +3,11 @@ package trine
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,11 +58,27 @@ type Worker struct {
 	handlers     sync.WaitGroup
 }
 
-// RegisterWorker creates a worker for the engine at addr ("host:port", or a
+// NewWorker creates a worker for the engine at addr ("host:port", or a
 // comma-separated list tried in turn; "grpcs://host:port" connects over
-// TLS, see WithTLS) and starts connecting in the background. It never fails: a bad option or address is reported by
-// Connect and every later call.
-func RegisterWorker(addr string, opts ...Option) *Worker {
+// TLS, see WithTLS) and starts connecting in the background; Connect waits
+// for the first connection. A malformed address or option is an
+// invalid_argument error at once, and then nothing is started. With
+// WithDialer the addresses are the dialer's to read and are not checked.
+func NewWorker(addr string, opts ...Option) (*Worker, error) {
+	w := newWorker(addr, opts)
+	if w.initErr != nil {
+		return nil, w.initErr
+	}
+	return w, nil
+}
+
+// RegisterWorker is NewWorker for callers that take errors later: it never
+// fails, and a bad option or address is reported by Connect and every
+// later call. New code should call NewWorker, which reports them at once;
+// RegisterWorker stays for the programs written against it.
+func RegisterWorker(addr string, opts ...Option) *Worker { return newWorker(addr, opts) }
+
+func newWorker(addr string, opts []Option) *Worker {
 	o := defaultOptions()
 	for _, opt := range opts {
 		if opt != nil {
@@ -90,6 +108,10 @@ func RegisterWorker(addr string, opts ...Option) *Worker {
 			break
 		}
 		host, useTLS := tlsconf.SplitScheme(t)
+		if err := checkAddress(host, o.dialer != nil); err != nil {
+			w.initErr = errorf(CodeInvalidArgument, "engine address %q: %v", t, err)
+			break
+		}
 		cc, err := grpc.NewClient(host, w.dialOptions(useTLS)...)
 		if err != nil {
 			w.initErr = errorf(CodeInvalidArgument, "engine address %s: %v", t, err)
@@ -107,6 +129,22 @@ func RegisterWorker(addr string, opts ...Option) *Worker {
 	}
 	go w.loop()
 	return w
+}
+
+// checkAddress vets host, an address without its scheme: host:port with a
+// port from 1 to 65535, unless a dialer reads it.
+func checkAddress(host string, dialer bool) error {
+	if dialer {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(host)
+	if err != nil {
+		return err
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	}
+	return nil
 }
 
 func (w *Worker) dialOptions(useTLS bool) []grpc.DialOption {

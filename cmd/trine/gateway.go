@@ -155,7 +155,10 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 		}
 		opts = append(opts, trine.WithTLS(tc))
 	}
-	w := trine.RegisterWorker(cfg.EngineAddr, opts...)
+	w, err := trine.NewWorker(cfg.EngineAddr, opts...)
+	if err != nil {
+		return fmt.Errorf("--engine: %w", err)
+	}
 	defer w.Close()
 	caller := sdkCaller{w}
 	ready := func() error {

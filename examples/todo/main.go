@@ -79,7 +79,10 @@ func run(ctx context.Context, engine, streamURL, iiiURL, addr, clientSrc string)
 	if err != nil {
 		return err
 	}
-	w := trine.RegisterWorker(engine, trine.WithName("todo"))
+	w, err := trine.NewWorker(engine, trine.WithName("todo"))
+	if err != nil {
+		return err
+	}
 	defer w.Close()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
