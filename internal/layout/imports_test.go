@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -95,4 +96,46 @@ func TestEngineCoreIsPlain(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestGoDirectiveIsTheFloor: go.mod asks for the oldest Go the module
+// needs, the newest that a dependency asks for, so that workers are not
+// forced onto a newer toolchain than the code needs.
+func TestGoDirectiveIsTheFloor(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Path}} {{.GoVersion}}", "all").Output()
+	if err != nil {
+		t.Fatalf("go list -m: %v", err)
+	}
+	var own, floor string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		path, v, _ := strings.Cut(l, " ")
+		switch {
+		case path == module:
+			own = v
+		case v != "" && semverLess(floor, v):
+			floor = v
+		}
+	}
+	if semverLess(own, floor) || semverLess(floor, own) {
+		t.Errorf("go.mod says go %s; the newest a dependency needs is %s", own, floor)
+	}
+}
+
+// semverLess compares Go versions such as 1.26 and 1.26.3.
+func semverLess(a, b string) bool {
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < max(len(pa), len(pb)); i++ {
+		var x, y int
+		if i < len(pa) {
+			x, _ = strconv.Atoi(pa[i])
+		}
+		if i < len(pb) {
+			y, _ = strconv.Atoi(pb[i])
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
 }
