@@ -23,7 +23,7 @@
 // Where it sits: channels imports engine (to register FnCreate) and
 // coder/websocket; only cmd wires a Hub into an engine and an HTTP mux.
 //
-// Concurrency contract: a Hub is safe for concurrent use. The goroutines of a
+// Concurrency: a Hub is safe for concurrent use. The goroutines of a
 // connection (the writer's socket reader, coder/websocket's CloseRead) live
 // inside ServeHTTP and end before it returns; local ends start none. The
 // Hub owns the sweeper that removes channels whose ends did not both

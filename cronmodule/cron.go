@@ -5,6 +5,11 @@
 // JetStream (JetStreamClaims) a claim is a message whose Nats-Msg-Id is the
 // job and the scheduled time, so JetStream's duplicate detection lets
 // exactly one through: no lease and no leader election.
+//
+// Concurrency: a Module is safe for concurrent use. It starts one goroutine
+// per registered cron trigger (its schedule) and one per job run;
+// unregistering a trigger stops its schedule, and Close stops every
+// schedule and waits for the runs in progress.
 package cronmodule
 
 import (

@@ -3,6 +3,14 @@
 // writes each event's pre-encoded frame to every matching socket, gives each
 // connection a bounded outbound queue drained by one write per wake-up, and
 // closes a connection that falls too far behind rather than slow the rest.
+//
+// Concurrency: a Gateway is safe for concurrent use. It starts a pinger, a
+// bounded pool of snapshot readers and, per socket, a reader goroutine
+// inside ServeHTTP (the writer is the ServeHTTP goroutine itself) plus
+// short-lived goroutines for joins and catch-ups; a socket's goroutines end
+// before its ServeHTTP returns, and Close ends the sockets, stops the rest
+// and waits for them all. NATS callbacks only hand events to each socket's
+// bounded queue.
 package gateway
 
 import (

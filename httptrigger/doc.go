@@ -220,4 +220,9 @@
 // goroutine of its own while ServeHTTP reads the response channel, and
 // ServeHTTP returns only after the call has (its context is cancelled
 // first if need be) and both channels are closed.
+//
+// Concurrency: a Provider is safe for concurrent use and serves each HTTP
+// request on the net/http goroutine that carries it; a streamed request
+// adds a body copier and a watcher that end before its handler returns. The
+// package starts nothing that outlives a request.
 package httptrigger

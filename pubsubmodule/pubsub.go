@@ -5,6 +5,11 @@
 // per function). It is fire-and-forget, as in iii: nothing is stored, and a
 // message nobody is subscribed to is gone. Durable topics are the queue
 // module's iii::durable::publish.
+//
+// Concurrency: a Module is safe for concurrent use. Each subscription's
+// NATS callback hands messages to a bounded semaphore and runs each
+// delivery on a goroutine of its own; unregistering a trigger unsubscribes
+// it, and Close unsubscribes all and waits for the deliveries in progress.
 package pubsubmodule
 
 import (

@@ -5,6 +5,12 @@
 // with explicit acks, so a job survives the kill of the engine or the
 // worker running it: it is redelivered once its ack wait passes. Delivery
 // is at least once.
+//
+// Concurrency: a Module is safe for concurrent use. Open starts one
+// consumer goroutine per named queue and per durable subscription, and each
+// job runs on a goroutine of its own, bounded per subscription and in
+// bytes; Stop stops taking jobs, and Close stops the consumers and waits
+// for every goroutine the module started.
 package queuemodule
 
 import (

@@ -3,6 +3,11 @@
 // sequence number per scope and the state trigger type. It keeps its values
 // in a store.Store, the StreamModule's storage port, opened on a location of
 // its own: state is never pushed to browsers and never visible to stream::*.
+//
+// Concurrency: a Module is safe for concurrent use. It starts one delivery
+// goroutine per registered state trigger, fed by a queue bounded in count
+// and bytes; unregistering a trigger stops its goroutine, and Close stops
+// them all and waits for them.
 package statemodule
 
 import (

@@ -3,6 +3,12 @@
 // sequence number per group, an event per change published once on the
 // group's NATS subject, a bounded per-group history for resuming
 // subscribers, and the stream, stream:join and stream:leave trigger types.
+//
+// Concurrency: a Module is safe for concurrent use. It starts one delivery
+// goroutine per stream trigger and short-lived goroutines for join and
+// leave handlers; Close stops the triggers, waits for every goroutine the
+// module started and closes its store. Writes to one group are serialized
+// by the store; writes to different groups run in parallel.
 package streammodule
 
 import (

@@ -9,4 +9,10 @@
 // read, and where the engine, its gRPC transport and the HTTP health
 // endpoints are wired together and run under one errgroup until SIGINT or
 // SIGTERM. Nothing imports it.
+//
+// Concurrency: the command runs one process. serve (engine or gateway)
+// starts every long-lived part under one errgroup bound to the signal
+// context, so that the first failure or a signal stops them all, and
+// returns once every goroutine it started has exited; nothing in the
+// package is called from elsewhere.
 package main

@@ -45,4 +45,9 @@
 //     data is never rewritten (no _caller_worker_id);
 //   - iii has no cancel message: when a call's deadline passes, the
 //     worker's late answer is dropped.
+//
+// Concurrency: a Server is safe for concurrent use. Each connection runs
+// inside its ServeHTTP with a reader, a writer, a registrar and a pinger
+// goroutine, plus one goroutine per invocation it runs; all end before
+// ServeHTTP returns, when the socket closes or Close is called.
 package iiiserver

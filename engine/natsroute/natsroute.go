@@ -10,6 +10,12 @@
 // and never runs or forwards anything. NATS answers "no responders" at
 // once when no engine serves it. Only engines set headers, so no worker
 // payload can make a call a probe.
+//
+// Concurrency: a Router is safe for concurrent use. Start subscribes and
+// starts one goroutine that serves calls from other engines, and each call
+// taken runs on a goroutine of its own; Close unsubscribes, stops the
+// server goroutine and waits for the calls already taken. NATS callbacks
+// never block.
 package natsroute
 
 import (

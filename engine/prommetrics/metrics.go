@@ -1,6 +1,9 @@
 // Package prommetrics exports engine metrics to Prometheus: an
 // engine.Observer that counts and times calls, and gauges read from the
 // engine at scrape time. Safe for concurrent use.
+//
+// Concurrency: the collectors are safe for concurrent use, as Prometheus
+// scrapes them from its own goroutines; the package starts none.
 package prommetrics
 
 import (

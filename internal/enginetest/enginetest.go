@@ -1,5 +1,9 @@
 // Package enginetest starts a real engine with its gRPC transport on a
 // loopback port, for tests, examples and benchmarks.
+//
+// Concurrency: a test helper. Start serves an engine and its gRPC listener
+// on goroutines that t.Cleanup stops and waits for; the values it returns
+// are safe for concurrent use by the test's goroutines.
 package enginetest
 
 import (

@@ -7,6 +7,10 @@
 // of the engine's own listeners), so a name that resolves elsewhere later
 // cannot reach inside. Its errors say what failed in its own words: what a
 // failed target sent is never repeated to the caller.
+//
+// Concurrency: an Invoker is safe for concurrent use; each Call runs on its
+// caller's goroutine, and Close closes the idle connections of its HTTP
+// client. The package starts no goroutines of its own.
 package httpinvoke
 
 import (

@@ -3,6 +3,11 @@
 // yet known, or JetStream not yet answering are what every cluster shows
 // while it boots, and an engine started beside it waits them out instead of
 // exiting.
+//
+// Concurrency: CreateOrUpdateStream runs on its caller's goroutine. A
+// Starter's Run starts one goroutine per part it brings up and returns once
+// they have all exited, after its ctx ends; Settled and States are safe to
+// call concurrently with it.
 package jsboot
 
 import (

@@ -8,6 +8,10 @@
 //
 // Parsing and validation are golang-jwt/jwt's; JWKS documents are parsed
 // by lestrrat-go/jwx.
+//
+// Concurrency: a Verifier is safe for concurrent use. With a JWKS URL, New
+// starts one goroutine that refreshes the keys, and Close stops it and
+// waits for it; otherwise the package starts no goroutines.
 package jwtauth
 
 import (

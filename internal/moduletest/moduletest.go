@@ -2,6 +2,10 @@
 // (state, pubsub, cron, queue): optionally routing calls between engines
 // over a real NATS, as trine engine does, and with worker sessions that
 // register triggers.
+//
+// Concurrency: a test helper. Start returns an engine running on a
+// goroutine that t.Cleanup stops and waits for; the engine is safe for
+// concurrent use.
 package moduletest
 
 import (

@@ -1,5 +1,10 @@
 // Package natsembed runs the NATS server that `trine engine` embeds and
 // connects to it in-process, or connects to an external NATS deployment.
+//
+// Concurrency: a Server is safe for concurrent use. Start runs the embedded
+// nats-server, which starts its own goroutines, and opens the in-process
+// client connection; Close closes the connection, shuts the server down and
+// waits for it.
 package natsembed
 
 import (

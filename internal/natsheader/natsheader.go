@@ -8,6 +8,9 @@
 // Decode is strict: it refuses any value that Encode could not have made.
 //
 // The functions are pure and safe for concurrent use.
+//
+// Concurrency: every function is pure and safe to call concurrently; the
+// package starts no goroutines.
 package natsheader
 
 import (

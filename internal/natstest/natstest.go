@@ -1,5 +1,9 @@
 // Package natstest starts a real embedded nats-server for tests, with
 // JetStream on a temporary directory, and connects to it.
+//
+// Concurrency: a test helper. Start and StartCluster run nats-servers,
+// whose goroutines t.Cleanup stops and waits for; the servers are safe for
+// concurrent use.
 package natstest
 
 import (

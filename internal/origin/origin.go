@@ -12,6 +12,9 @@
 // loopback origin (http://localhost:8000, http://127.0.0.1:5173,
 // http://[::1]:3000) are allowed too: only a process of this machine can
 // serve them, and a rebinding page has its own name as Origin and Host.
+//
+// Concurrency: a Policy is read-only once built and safe for concurrent
+// use; the package starts no goroutines.
 package origin
 
 import (

@@ -1,6 +1,10 @@
 // Package streamtest runs an engine with the StreamModule (memory store)
 // publishing on a real embedded NATS server, for tests of the gateway and
 // of stream clients.
+//
+// Concurrency: a test helper. Start wires a stream module, its publisher
+// and subscriber and a gateway; t.Cleanup closes them in order and they
+// wait for their goroutines. The Stack is safe for concurrent use.
 package streamtest
 
 import (

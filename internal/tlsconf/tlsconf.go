@@ -2,6 +2,10 @@
 // clients from PEM files, and reloads a listener's certificate (on SIGHUP)
 // without dropping its connections: every handshake reads the current
 // one.
+//
+// Concurrency: the functions run on their caller's goroutine and the
+// configs they return are safe for concurrent use once built; the package
+// starts no goroutines.
 package tlsconf
 
 import (

@@ -1,6 +1,9 @@
 // Package tlstest makes certificates for tests at run time, so that no
 // private key is committed: a CA, and server and client certificates it
 // signs, written as PEM files.
+//
+// Concurrency: a test helper; its functions run on their caller's goroutine
+// and start none.
 package tlstest
 
 import (

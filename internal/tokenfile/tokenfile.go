@@ -1,6 +1,9 @@
 // Package tokenfile reads a listener's static credentials: a YAML file of
 // token digests and what each token grants (engine.engine.AuthResult), for
 // deployments without an auth function. Reloaded on SIGHUP.
+//
+// Concurrency: a Table is read-only once loaded and safe for concurrent
+// use; the package starts no goroutines.
 package tokenfile
 
 import (

@@ -9,6 +9,11 @@
 // It is built on gobwas/ws's header parsing. A socket keeps only what the
 // HTTP server had already read, not its buffers, so an idle one costs a
 // few hundred bytes besides the kernel's.
+//
+// Concurrency: a Conn has one reader (the goroutine of its ServeHTTP) and
+// any number of writers: Write, Ping and Close serialize on its lock. Drain
+// and Close may be called from any goroutine, more than once. The package
+// starts no goroutines.
 package wsconn
 
 import (

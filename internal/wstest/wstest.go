@@ -1,5 +1,8 @@
 // Package wstest opens raw client WebSockets for tests and load tools:
 // peers that send exact bytes, and may never read.
+//
+// Concurrency: a test helper; its functions run on their caller's goroutine
+// and start none.
 package wstest
 
 import (

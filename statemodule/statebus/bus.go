@@ -1,6 +1,10 @@
 // Package statebus carries the state module's change events between the
 // engines of a fleet over NATS, so that a state trigger registered on any
 // engine fires for a write made through any other.
+//
+// Concurrency: a Bus is safe for concurrent use. Receive's callback runs on
+// the NATS client's goroutine and must not block; Close unsubscribes. The
+// package starts no goroutines of its own.
 package statebus
 
 import (

@@ -6,4 +6,10 @@
 // function (subject.Token), so any UTF-8 stream or group name — dots, wildcards,
 // spaces, emoji — maps to its own subject and can never match another
 // group's subscription.
+//
+// Concurrency: a Publisher, a Subscriber and a History are safe for
+// concurrent use. A Subscriber's handlers run on the NATS client's
+// goroutine and must not block (the gateway hands events to each socket's
+// bounded queue); cancel functions unsubscribe. The package starts no
+// goroutines of its own.
 package natsfanout

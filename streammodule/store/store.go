@@ -2,6 +2,11 @@
 // (stream, group, item), with a sequence number per group that every change
 // advances. Adapters implement Store; all of them pass the conformance suite
 // in storetest.
+//
+// Concurrency: every Store is safe for concurrent use; operations on one
+// group are serialized, those on different groups run in parallel. Memory
+// starts no goroutines; File starts one journal writer, which Close flushes
+// and stops.
 package store
 
 import (

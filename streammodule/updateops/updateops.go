@@ -7,6 +7,9 @@
 //
 // Values are decoded with json.Decoder.UseNumber, so numbers that no op
 // touches keep their exact literal, and integer arithmetic is exact.
+//
+// Concurrency: every function is pure and safe to call concurrently; the
+// package starts no goroutines.
 package updateops
 
 import "fmt"

@@ -7,6 +7,10 @@
 //
 //	{"seq":7,"id":"item-1","type":"stream","timestamp":1700000000000,
 //	 "streamName":"todos","groupId":"inbox","event":{"type":"update","data":{…}}}
+//
+// Concurrency: every function is pure and safe to call concurrently, and an
+// encoded frame is immutable once built, so many sockets may write the same
+// bytes; the package starts no goroutines.
 package wire
 
 import (

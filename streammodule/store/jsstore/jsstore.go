@@ -18,6 +18,11 @@
 // lag, so a writer cannot compute a value from an item older than the head
 // it replaces, and a value acknowledged through one engine is read back
 // through any other. docs/streams.md gives the reasoning.
+//
+// Concurrency: a Store is safe for concurrent use; the writers of a group
+// take turns on a lock on each engine and are serialized across engines
+// through JetStream's expected-sequence checks. It starts no goroutines of
+// its own beyond the NATS client's, and Close releases what it holds.
 package jsstore
 
 import (

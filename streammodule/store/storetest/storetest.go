@@ -1,4 +1,8 @@
 // Package storetest is the conformance suite every store adapter passes.
+//
+// Concurrency: a test helper. Run's conformance tests run on the test's
+// goroutines and start none that outlive a test; the store under test must
+// be safe for concurrent use.
 package storetest
 
 import (
