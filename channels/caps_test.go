@@ -15,6 +15,7 @@ import (
 
 	"github.com/trinehq/trine/channels"
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/poll"
 )
 
 // nopPeer is a worker connection that is never called back.
@@ -103,7 +104,7 @@ func heapInuse() uint64 {
 func (v *env) steady(t *testing.T) int64 {
 	t.Helper()
 	last, since := int64(-1), time.Now()
-	checkFor(t, 10*time.Second, func() error {
+	poll.CheckFor(t, 10*time.Second, func() error {
 		if got := v.h.Buffered(); got != last || last == 0 {
 			last, since = got, time.Now()
 			return fmt.Errorf("buffered bytes still moving: %d", got)
@@ -251,7 +252,7 @@ func TestChannelsReleasedWithCreator(t *testing.T) {
 	if err := wc.Write(t.Context(), websocket.MessageBinary, make([]byte, 4096)); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	poll.CheckFor(t, 5*time.Second, func() error {
 		if n := v.h.Buffered(); n != 4096 {
 			return fmt.Errorf("buffered %d, want 4096", n)
 		}
@@ -266,7 +267,7 @@ func TestChannelsReleasedWithCreator(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Code != websocket.StatusGoingAway {
 		t.Fatalf("writer of a departed creator: %v, want close 1001", err)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	poll.CheckFor(t, 5*time.Second, func() error {
 		if n := v.h.Buffered(); n != 0 {
 			return fmt.Errorf("buffered %d after the creator left, want 0", n)
 		}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/trinehq/trine/channels"
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/poll"
 )
 
 // env is an engine with the channels function registered, and the hub's
@@ -204,27 +205,9 @@ func wantClose(t *testing.T, got websocket.CloseError, code websocket.StatusCode
 	}
 }
 
-// checkFor polls f until it returns nil or the timeout passes.
-func checkFor(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		<-tick.C
-	}
-}
-
 func (v *env) waitLen(t *testing.T, want int) {
 	t.Helper()
-	checkFor(t, 5*time.Second, func() error {
+	poll.CheckFor(t, 5*time.Second, func() error {
 		if n := v.h.Len(); n != want {
 			return fmt.Errorf("hub holds %d channels, want %d", n, want)
 		}
@@ -336,7 +319,7 @@ func TestBackpressure(t *testing.T) {
 		}
 		errc <- wc.Close(websocket.StatusNormalClosure, "")
 	}()
-	checkFor(t, 5*time.Second, func() error {
+	poll.CheckFor(t, 5*time.Second, func() error {
 		if n, c, _ := v.h.Buffer(w.ChannelID); n != 4 || c != 4 {
 			return fmt.Errorf("buffered %d of %d, want 4 of 4", n, c)
 		}
@@ -1072,7 +1055,7 @@ func TestLocalEndsExpire(t *testing.T) {
 		t.Fatalf("Next on an expired channel = %v, want the expiry", err)
 	}
 	w2, _ := openWriter(t, v, 1)
-	checkFor(t, 5*time.Second, func() error {
+	poll.CheckFor(t, 5*time.Second, func() error {
 		if err := w2.Write(t.Context(), true, []byte("x")); err == nil {
 			return errors.New("Write still succeeds")
 		}

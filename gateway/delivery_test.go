@@ -22,6 +22,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/gateway"
+	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/streammodule"
 )
 
@@ -508,7 +509,7 @@ func TestRemoteBackend(t *testing.T) {
 	m.send(join("y", "s", "g"))
 	must(t, m.read().kind() == "sync", "remote join allowed")
 	m.send(leave("y", "s", "g"))
-	waitFor(t, func() bool { return leaves.Load() == 1 }, "the leave handler ran through the engine")
+	poll.CheckFor(t, 5*time.Second, poll.Holds("the leave handler ran through the engine", func() bool { return leaves.Load() == 1 }))
 }
 
 // Close does not wait out the write timeout of a socket whose peer stopped
@@ -516,7 +517,7 @@ func TestRemoteBackend(t *testing.T) {
 func TestCloseCutsStalledSockets(t *testing.T) {
 	s := newStack(t, gateway.Config{WriteTimeout: time.Minute, QueueBytes: 64 << 20}, streammodule.Config{})
 	rawUpgrade(t, s, groupPath("s", "g"))
-	waitFor(t, func() bool { return s.gw.Stats().Conns == 1 }, "the stalled client connects")
+	poll.CheckFor(t, 5*time.Second, poll.Holds("the stalled client connects", func() bool { return s.gw.Stats().Conns == 1 }))
 	pad := strings.Repeat("x", 64<<10)
 	for i := range 100 { // far more than the kernel buffers of an 8 KiB receiver
 		s.set(t, "s", "g", strconv.Itoa(i%4), pad)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/gateway"
+	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/natsfanout"
 )
@@ -91,8 +92,8 @@ func TestMultiplexedSocket(t *testing.T) {
 	subject := natsfanout.Subject("s", "g")
 	must(t, serverInterest(t, s, subject) == 1, "the NATS server holds %d subscriptions on %s", serverInterest(t, s, subject), subject)
 	c.send(leave("group", "s", "g"))
-	waitFor(t, func() bool { return s.gw.Stats().Groups == 0 }, "the last leave drops the group's NATS interest")
-	waitFor(t, func() bool { return serverInterest(t, s, subject) == 0 }, "the NATS server drops the gateway's subscription")
+	poll.CheckFor(t, 5*time.Second, poll.Holds("the last leave drops the group's NATS interest", func() bool { return s.gw.Stats().Groups == 0 }))
+	poll.CheckFor(t, 5*time.Second, poll.Holds("the NATS server drops the gateway's subscription", func() bool { return serverInterest(t, s, subject) == 0 }))
 }
 
 // serverInterest counts the subscriptions the NATS server holds on subject.
@@ -188,16 +189,6 @@ func TestSSE(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // Hostile names work in paths and join frames, and events never cross
 // into another stream or group.
 func TestHostileNames(t *testing.T) {
@@ -240,8 +231,8 @@ func TestPingClosesDeadPeers(t *testing.T) {
 	s := newStack(t, gateway.Config{PingInterval: 50 * time.Millisecond, WriteTimeout: 200 * time.Millisecond}, streammodule.Config{})
 	alive := s.dial(t, groupPath("s", "g"), nil) // coder/websocket answers pings while reading
 	dead := rawUpgrade(t, s, groupPath("s", "g"))
-	waitFor(t, func() bool { return s.gw.Stats().Conns == 2 }, "the silent peer connects")
-	waitFor(t, func() bool { return s.gw.Stats().Conns == 1 }, "the silent peer is closed")
+	poll.CheckFor(t, 5*time.Second, poll.Holds("the silent peer connects", func() bool { return s.gw.Stats().Conns == 2 }))
+	poll.CheckFor(t, 5*time.Second, poll.Holds("the silent peer is closed", func() bool { return s.gw.Stats().Conns == 1 }))
 	must(t, alive.read().kind() == "sync", "live client")
 	s.set(t, "s", "g", "i", 1)
 	must(t, alive.read().kind() == "create", "live client still served")

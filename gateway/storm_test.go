@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/trinehq/trine/gateway"
+	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/streamapi"
 )
@@ -88,10 +89,10 @@ func TestReconnectStormSharesSnapshotReads(t *testing.T) {
 	})
 	// Every join is waiting: for its own read (n in flight), or for the
 	// one read of its key.
-	waitFor(t, func() bool {
+	poll.CheckFor(t, 5*time.Second, poll.Holds("every join waits for a snapshot read", func() bool {
 		return cb.inFlight.Load() == n || cb.inFlight.Load() == 2 &&
 			gateway.SnapshotWaiters(s.gw, "s", "g", "")+gateway.SnapshotWaiters(s.gw, "s", "g", "a") == n
-	}, "every join waits for a snapshot read")
+	}))
 	close(cb.gate)
 	for i, c := range cs {
 		f := c.read()
@@ -143,7 +144,7 @@ func TestStormJoinsDuringWritesNoGap(t *testing.T) {
 	for i, c := range cs {
 		c.send(join("sub", "w", "g"))
 		if i == 0 {
-			waitFor(t, func() bool { return cb.inFlight.Load() == 1 }, "the first join's read is under way")
+			poll.CheckFor(t, 5*time.Second, poll.Holds("the first join's read is under way", func() bool { return cb.inFlight.Load() == 1 }))
 		}
 		for range 2 {
 			s.set(t, "w", "g", strconv.Itoa(seq%7), seq)
@@ -204,7 +205,7 @@ func TestSnapshotReadsSpaced(t *testing.T) {
 		f = second.read()
 		must(t, f.kind() == "create" && f.Seq == 2, "then gets the write after it from history: %s", f.Raw)
 	}
-	waitFor(t, func() bool { return time.Since(start) > 2*spacing }, "the spacing passes")
+	poll.CheckFor(t, 5*time.Second, poll.Holds("the spacing passes", func() bool { return time.Since(start) > 2*spacing }))
 	f = s.dial(t, groupPath("s", "g"), nil).read()
 	must(t, f.kind() == "sync" && f.Seq == 2, "a join after the spacing: %s", f.Raw)
 	must(t, cb.reads.Load() == 2, "%d reads", cb.reads.Load())
@@ -220,9 +221,9 @@ func TestReconnectStormPaged(t *testing.T) {
 	cb.gate = make(chan struct{})
 	cs := s.dialAll(t, n)
 	joinAll(cs, "s", "big", func(int) []any { return nil })
-	waitFor(t, func() bool {
+	poll.CheckFor(t, 5*time.Second, poll.Holds("every join waits for a snapshot read", func() bool {
 		return cb.inFlight.Load() == n || gateway.SnapshotWaiters(s.gw, "s", "big", "") == n
-	}, "every join waits for a snapshot read")
+	}))
 	close(cb.gate)
 	for _, c := range cs {
 		checkSync(t, c.read(), ids, vals)
@@ -270,12 +271,12 @@ func TestStormDuringWritesOneRead(t *testing.T) {
 	for i, c := range cs {
 		c.send(join("sub", "w", "g"))
 		if i == 0 {
-			waitFor(t, func() bool { return cb.inFlight.Load() == 1 }, "the first join's read is under way")
+			poll.CheckFor(t, 5*time.Second, poll.Holds("the first join's read is under way", func() bool { return cb.inFlight.Load() == 1 }))
 		}
 		s.set(t, "w", "g", strconv.Itoa(seq%7), seq)
 		seq++
 	}
-	waitFor(t, func() bool { return gateway.SnapshotWaiters(s.gw, "w", "g", "") == n }, "every join waits for the read")
+	poll.CheckFor(t, 5*time.Second, poll.Holds("every join waits for the read", func() bool { return gateway.SnapshotWaiters(s.gw, "w", "g", "") == n }))
 	ungate()
 	final := uint64(seq)
 	for i, c := range cs {

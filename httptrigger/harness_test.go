@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/httptrigger"
@@ -162,18 +161,4 @@ func code(err error) engine.Code {
 		return ""
 	}
 	return engine.AsError(err).Code
-}
-
-// eventually polls cond until it holds or 5s have passed.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/httptrigger"
+	"github.com/trinehq/trine/internal/poll"
 )
 
 func TestPayload(t *testing.T) {
@@ -413,7 +414,7 @@ func TestReplaceAndUnregister(t *testing.T) {
 		t.Fatalf("GET /w = %d %s", r.status, r.body)
 	}
 	w.Close()
-	eventually(t, "the leaving worker's route to go", func() bool { return h.do(t, "GET", "/w", nil).status == http.StatusNotFound })
+	poll.CheckFor(t, 5*time.Second, poll.Holds("the leaving worker's route to go", func() bool { return h.do(t, "GET", "/w", nil).status == http.StatusNotFound }))
 }
 
 func TestFunctionErrors(t *testing.T) {

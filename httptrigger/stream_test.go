@@ -21,6 +21,7 @@ import (
 	"github.com/trinehq/trine/channels"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/httptrigger"
+	"github.com/trinehq/trine/internal/poll"
 )
 
 // streamHarness is a harness whose provider has a channels.Hub, served on
@@ -95,7 +96,7 @@ func (h *streamHarness) noLeftovers(t *testing.T) {
 		t.Fatal("the provider opened no channels")
 	}
 	for _, ref := range refs {
-		eventually(t, "channel "+ref.ChannelID+" to be removed", func() bool {
+		poll.CheckFor(t, 5*time.Second, poll.Holds("channel "+ref.ChannelID+" to be removed", func() bool {
 			c, res, err := websocket.Dial(t.Context(), h.hubURL+"/ws/channels/"+ref.ChannelID+"?"+
 				url.Values{"key": {ref.AccessKey}, "dir": {ref.Direction}}.Encode(), nil)
 			if err == nil {
@@ -103,7 +104,7 @@ func (h *streamHarness) noLeftovers(t *testing.T) {
 				return false
 			}
 			return res != nil && res.StatusCode == http.StatusNotFound
-		})
+		}))
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/queuemodule"
 )
 
@@ -69,7 +70,7 @@ func TestEnqueueNamesAreByteExact(t *testing.T) {
 		wantCode(t, err, engine.CodeInvalidArgument)
 	}
 	n.enqueue(t, "jobs", "test::ok", 1)
-	waitUntil(t, 5*time.Second, "the good job ran", func() bool { return ok.Load() == 1 })
+	poll.CheckFor(t, 5*time.Second, poll.Holds("the good job ran", func() bool { return ok.Load() == 1 }))
 	if secret.Load() != 0 || q.Load() != 0 {
 		t.Fatalf("admin::secret ran %d times and job::q %d times: a refused name was enqueued", secret.Load(), q.Load())
 	}
@@ -144,7 +145,7 @@ func TestAcknowledgedTopicMessageIsNeverDropped(t *testing.T) {
 	}
 	dlq := queuemodule.DeadLetterName("orders", "test::a")
 	redriven := 0
-	waitUntil(t, 10*time.Second, "four dead letters redriven", func() bool {
+	poll.CheckFor(t, 10*time.Second, poll.Holds("four dead letters redriven", func() bool {
 		out, err := n.call(queuemodule.FnRedrive, map[string]string{"queue": dlq})
 		if err != nil {
 			t.Fatal(err)
@@ -153,8 +154,8 @@ func TestAcknowledgedTopicMessageIsNeverDropped(t *testing.T) {
 		json.Unmarshal([]byte(out), &r)
 		redriven += r.Redriven
 		return redriven == 4
-	})
-	waitUntil(t, 5*time.Second, "the redriven messages ran", func() bool { return runs.Load() == 4 })
+	}))
+	poll.CheckFor(t, 5*time.Second, poll.Holds("the redriven messages ran", func() bool { return runs.Load() == 4 }))
 }
 
 // TestFIFOGroupKeyIsDecodedValue: {"g":"a<b"} and {"g":"a\u003cb"} are one
@@ -189,7 +190,7 @@ func TestFIFOGroupKeyIsDecodedValue(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitUntil(t, 20*time.Second, "every job ran", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == jobs })
+	poll.CheckFor(t, 20*time.Second, poll.Holds("every job ran", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == jobs }))
 	mu.Lock()
 	defer mu.Unlock()
 	for i, v := range order {
@@ -246,8 +247,8 @@ func TestDurableSubscriberBoundedInFlight(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitUntil(t, 20*time.Second, "the other function got every message", func() bool { return fast.Load() == msgs })
-	waitUntil(t, 5*time.Second, "the stuck function got its first messages", func() bool { return stuck.n.Load() > 0 })
+	poll.CheckFor(t, 20*time.Second, poll.Holds("the other function got every message", func() bool { return fast.Load() == msgs }))
+	poll.CheckFor(t, 5*time.Second, poll.Holds("the stuck function got its first messages", func() bool { return stuck.n.Load() > 0 }))
 	t.Logf("the stuck function holds %d messages, %d bytes in flight (limit %d)", stuck.n.Load(), n.m.InFlightBytes("test::stuck"), limit)
 	if got := stuck.n.Load(); got*size > limit {
 		t.Fatalf("the stuck function holds %d messages of %d bytes: %d bytes in flight, past the limit of %d", got, size, got*size, limit)
@@ -300,7 +301,7 @@ func TestQueueDoesNotRemoveAnothersConsumers(t *testing.T) {
 	handle(t, n1.e, "test::job", func([]byte) error { ran.Add(1); return nil })
 	startNode(t, ns, queuemodule.Config{Queues: map[string]queuemodule.QueueConfig{"a": {}}})
 	n1.enqueue(t, "a_b", "test::job", 1)
-	waitUntil(t, 5*time.Second, "the job of queue a_b ran", func() bool { return ran.Load() == 1 })
+	poll.CheckFor(t, 5*time.Second, poll.Holds("the job of queue a_b ran", func() bool { return ran.Load() == 1 }))
 }
 
 // TestDurableSubscribersBoundedInFlightInTotal: six functions whose
@@ -357,21 +358,21 @@ func TestDurableSubscribersBoundedInFlightInTotal(t *testing.T) {
 	}
 	publish("big")
 	for _, fn := range stuckFns {
-		waitUntil(t, 10*time.Second, fn+" got its first message", func() bool {
+		poll.CheckFor(t, 10*time.Second, poll.Holds(fn+" got its first message", func() bool {
 			held()
 			return n.m.InFlightBytes(fn) >= size
-		})
+		}))
 	}
-	waitUntil(t, 10*time.Second, "the stalled functions took all they may", func() bool {
+	poll.CheckFor(t, 10*time.Second, poll.Holds("the stalled functions took all they may", func() bool {
 		before := stuck.n.Load()
 		h := held()
 		return h >= total/2 && stuck.n.Load() == before
-	})
+	}))
 	publish("other")
-	waitUntil(t, 30*time.Second, "the answering function got every message", func() bool {
+	poll.CheckFor(t, 30*time.Second, poll.Holds("the answering function got every message", func() bool {
 		held()
 		return fast.Load() == msgs
-	})
+	}))
 	t.Logf("six stalled functions hold %d messages; at most %d bytes were in flight (total limit %d, %d per function)", stuck.n.Load(), most, total, perFn)
 	if most > total {
 		t.Fatalf("%d bytes in flight across functions, past the total limit of %d", most, total)

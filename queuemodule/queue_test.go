@@ -17,6 +17,7 @@ import (
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/queuemodule"
 )
 
@@ -84,17 +85,6 @@ func wantCode(t *testing.T, err error, code engine.Code) {
 	}
 }
 
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestStandardQueueAcrossEngines: jobs enqueued through either of two
 // engines all run, on both engines, and none twice when nothing fails.
 func TestStandardQueueAcrossEngines(t *testing.T) {
@@ -120,11 +110,11 @@ func TestStandardQueueAcrossEngines(t *testing.T) {
 	for i := range jobs {
 		nodes[i%2].enqueue(t, "jobs", "test::job", map[string]int{"n": i})
 	}
-	waitUntil(t, 20*time.Second, "every job ran", func() bool {
+	poll.CheckFor(t, 20*time.Second, poll.Holds("every job ran", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(runs) == jobs
-	})
+	}))
 	time.Sleep(200 * time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
@@ -163,7 +153,7 @@ func TestRetriesDeadLetterAndRedrive(t *testing.T) {
 		return nil
 	})
 	n.enqueue(t, "flaky", "test::flaky", map[string]string{"id": "x"})
-	waitUntil(t, 10*time.Second, "three attempts", func() bool { mu.Lock(); defer mu.Unlock(); return len(times) >= 3 })
+	poll.CheckFor(t, 10*time.Second, poll.Holds("three attempts", func() bool { mu.Lock(); defer mu.Unlock(); return len(times) >= 3 }))
 	time.Sleep(500 * time.Millisecond)
 	mu.Lock()
 	if len(times) != 3 {
@@ -182,7 +172,7 @@ func TestRetriesDeadLetterAndRedrive(t *testing.T) {
 	if err != nil || out != `{"queue":"flaky","redriven":1}` {
 		t.Fatalf("redrive: %s %v", out, err)
 	}
-	waitUntil(t, 10*time.Second, "the redriven job ran", func() bool { return okRuns.Load() == 1 })
+	poll.CheckFor(t, 10*time.Second, poll.Holds("the redriven job ran", func() bool { return okRuns.Load() == 1 }))
 	out, _ = n.call(queuemodule.FnRedrive, map[string]string{"queue": "flaky"})
 	if out != `{"queue":"flaky","redriven":0}` {
 		t.Fatalf("second redrive: %s", out)
@@ -228,7 +218,7 @@ func TestFIFOOrderWithRetries(t *testing.T) {
 			nodes[i%2].enqueue(t, "ledger", "test::post", map[string]any{"account": a, "n": i})
 		}
 	}
-	waitUntil(t, 30*time.Second, "every job ran", func() bool {
+	poll.CheckFor(t, 30*time.Second, poll.Holds("every job ran", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		total := 0
@@ -236,7 +226,7 @@ func TestFIFOOrderWithRetries(t *testing.T) {
 			total += len(d)
 		}
 		return total == per*len(accounts)
-	})
+	}))
 	mu.Lock()
 	defer mu.Unlock()
 	for _, a := range accounts {
@@ -278,7 +268,7 @@ func TestEnqueueRefusals(t *testing.T) {
 		}
 	}
 	n.enqueue(t, "fifo", "test::f", map[string]any{"g": 0})
-	waitUntil(t, 5*time.Second, "the one good job ran", func() bool { return ran.Load() == 1 })
+	poll.CheckFor(t, 5*time.Second, poll.Holds("the one good job ran", func() bool { return ran.Load() == 1 }))
 	time.Sleep(100 * time.Millisecond)
 	if ran.Load() != 1 {
 		t.Fatalf("%d jobs ran: a refused enqueue was queued", ran.Load())
@@ -328,7 +318,7 @@ func TestWorkerGoneMidJob(t *testing.T) {
 		ran.Add(1)
 		return nil
 	})
-	waitUntil(t, 10*time.Second, "the job ran on the second worker", func() bool { return ran.Load() == 1 })
+	poll.CheckFor(t, 10*time.Second, poll.Holds("the job ran on the second worker", func() bool { return ran.Load() == 1 }))
 }
 
 // silentPeer takes invocations and never answers them.
@@ -427,11 +417,11 @@ func TestDurableTopics(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitUntil(t, 20*time.Second, "every message reached both functions", func() bool {
+	poll.CheckFor(t, 20*time.Second, poll.Holds("every message reached both functions", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got["test::a"]) == msgs && len(got["test::b"]) == msgs
-	})
+	}))
 	time.Sleep(200 * time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()

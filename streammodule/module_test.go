@@ -15,6 +15,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/moduletest"
+	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/internal/streamtest"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/natsfanout"
@@ -380,7 +381,7 @@ func TestJoinFailsClosed(t *testing.T) {
 		t.Fatal("denying join handlers allowed a join")
 	}
 	owner.Close()
-	waitFor(t, "the engine to unbind the owner's triggers", func() bool { return join("soft") == nil })
+	poll.CheckFor(t, 5*time.Second, poll.Holds("the engine to unbind the owner's triggers", func() bool { return join("soft") == nil }))
 	if err := join("secret"); err == nil {
 		t.Fatal("a join trigger whose worker left no longer guards its stream")
 	}
@@ -395,7 +396,7 @@ func TestJoinFailsClosed(t *testing.T) {
 	if err := back.UnregisterTrigger(context.Background(), "gate"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the unregister", func() bool { return join("secret") == nil })
+	poll.CheckFor(t, 5*time.Second, poll.Holds("the unregister", func() bool { return join("secret") == nil }))
 
 	// Conditions: an error or a missing function denies; false skips.
 	bind(back, "c1", "gate::allow", `{"stream_name":"c1","condition_function_id":"gate::broken"}`)
@@ -406,17 +407,6 @@ func TestJoinFailsClosed(t *testing.T) {
 	}
 	if err := join("c3"); err != nil {
 		t.Fatalf("a false condition should skip the handler: %v", err)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/streamapi"
 )
@@ -49,7 +51,7 @@ func TestOrphanedJoinTriggerIsListedAndReleased(t *testing.T) {
 	owner := attach(t, v.e)
 	bind(owner, "gate", "secret")
 	owner.Close()
-	waitFor(t, "the orphaned trigger in the overview", func() bool { return overview()["gate"].Status == "orphaned" })
+	poll.CheckFor(t, 5*time.Second, poll.Holds("the orphaned trigger in the overview", func() bool { return overview()["gate"].Status == "orphaned" }))
 	got := overview()["gate"]
 	if got.Type != streammodule.TriggerJoin || got.FunctionID != "gate::deny" || !strings.Contains(got.Reason, "disconnected") ||
 		!strings.Contains(got.Reason, engine.FnTriggersRelease) {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/store"
 	trine "github.com/trinehq/trine/worker-sdk"
@@ -353,14 +354,14 @@ func TestServeStreamSurvivesRestart(t *testing.T) {
 	srv.Restart()
 	registerStreams(t, srv.Engine)
 	caller := connect(t, srv.Addr)
-	eventually(t, 10*time.Second, "the custom stream to be served again", func() bool {
+	poll.CheckFor(t, 10*time.Second, poll.Holds("the custom stream to be served again", func() bool {
 		for _, op := range []string{"get", "list", "list_groups", "set", "delete"} {
 			if !srv.Engine.HasFunction(streammodule.CustomFunctionID(op, "ext")) {
 				return false
 			}
 		}
 		return true
-	})
+	}))
 	s := trine.NewStream[int](caller, "ext")
 	ch, err := s.Set(t.Context(), "g", "i", 7)
 	if err != nil || ch.Seq != 1 || b.count("set") != 1 {

@@ -35,20 +35,6 @@ func connect(t *testing.T, addr string, opts ...trine.Option) *trine.Worker {
 	return w
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		<-tick.C
-	}
-}
-
 func wantCode(t *testing.T, err error, code trine.Code) {
 	t.Helper()
 	var te *trine.Error

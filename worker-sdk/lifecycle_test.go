@@ -12,6 +12,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/enginetest"
+	"github.com/trinehq/trine/internal/poll"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
@@ -187,10 +188,10 @@ func TestAddressListFailover(t *testing.T) {
 		t.Fatalf("worker on neither engine: a=%d b=%d", len(a.Engine.Workers()), len(b.Engine.Workers()))
 	}
 	first.Kill()
-	eventually(t, 10*time.Second, "the function to come back on the other engine", func() bool {
+	poll.CheckFor(t, 10*time.Second, poll.Holds("the function to come back on the other engine", func() bool {
 		out, err := second.Engine.Trigger(t.Context(), engine.Call{FunctionID: "ha::ping"})
 		return err == nil && string(out) == `"pong"`
-	})
+	}))
 }
 
 // TestConnectedFollowsTheSession: Connected is true while a session is up
@@ -205,7 +206,7 @@ func TestConnectedFollowsTheSession(t *testing.T) {
 		t.Fatal("Connected() = false with a session up")
 	}
 	p.Close()
-	eventually(t, 10*time.Second, "Connected() to turn false", func() bool { return !w.Connected() })
+	poll.CheckFor(t, 10*time.Second, poll.Holds("Connected() to turn false", func() bool { return !w.Connected() }))
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
 	_, err := w.Trigger(ctx, "x", nil)

@@ -12,6 +12,7 @@ import (
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
 	"github.com/trinehq/trine/internal/enginetest"
+	"github.com/trinehq/trine/internal/poll"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
@@ -107,9 +108,9 @@ func TestReplicaBalancingAndFailover(t *testing.T) {
 	if served[1].Load() < total/6 || served[2].Load() < total/6 {
 		t.Fatalf("unbalanced: served %d/%d/%d", served[0].Load(), served[1].Load(), served[2].Load())
 	}
-	eventually(t, 5*time.Second, "the dead replica to leave the set", func() bool {
+	poll.CheckFor(t, 5*time.Second, poll.Holds("the dead replica to leave the set", func() bool {
 		return hasReplicas(srv.Engine.Functions(), "work", 2)
-	})
+	}))
 	t.Logf("served %d/%d/%d, ok %d, worker_disconnected %d", served[0].Load(), served[1].Load(), served[2].Load(), ok.Load(), gone.Load())
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/gateway"
 	"github.com/trinehq/trine/internal/enginetest"
+	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/internal/streamtest"
 	"github.com/trinehq/trine/streammodule"
 	trine "github.com/trinehq/trine/worker-sdk"
@@ -415,11 +416,11 @@ func (c *collector) count() int {
 // waitSeq waits until an event with sequence seq or later was collected.
 func (c *collector) waitSeq(t *testing.T, sub *trine.Subscription, seq uint64) []trine.StreamEvent {
 	t.Helper()
-	eventually(t, 20*time.Second, fmt.Sprintf("seq %d (at %d, err %v)", seq, sub.LastSeq(), sub.Err()), func() bool {
+	poll.CheckFor(t, 20*time.Second, poll.Holds(fmt.Sprintf("seq %d (at %d, err %v)", seq, sub.LastSeq(), sub.Err()), func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		return len(c.events) > 0 && c.events[len(c.events)-1].Seq >= seq
-	})
+	}))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.events)
@@ -515,10 +516,10 @@ func TestSubscribeResumesAcrossGatewayRestarts(t *testing.T) {
 	stop := writer(t, s, "race", "g")
 	for range 3 {
 		n := c.count()
-		eventually(t, 10*time.Second, "events flowing", func() bool { return c.count() >= n+20 })
+		poll.CheckFor(t, 10*time.Second, poll.Holds("events flowing", func() bool { return c.count() >= n+20 }))
 		s.restart(t)
 	}
-	eventually(t, 10*time.Second, "events after the last restart", func() bool { return sub.Stats().Connects == 4 })
+	poll.CheckFor(t, 10*time.Second, poll.Holds("events after the last restart", func() bool { return sub.Stats().Connects == 4 }))
 	final := stop()
 	events := c.waitSeq(t, sub, final)
 	checkExactlyOnce(t, s, events, "race", "g", final)
@@ -537,9 +538,9 @@ func TestSubscribeResumesAcrossNetworkCuts(t *testing.T) {
 	stop := writer(t, s, "race", "g")
 	for i := range 3 {
 		n := c.count()
-		eventually(t, 10*time.Second, "events flowing", func() bool { return c.count() >= n+20 })
+		poll.CheckFor(t, 10*time.Second, poll.Holds("events flowing", func() bool { return c.count() >= n+20 }))
 		p.Cut()
-		eventually(t, 10*time.Second, "reconnected", func() bool { return sub.Stats().Connects == int64(i+2) })
+		poll.CheckFor(t, 10*time.Second, poll.Holds("reconnected", func() bool { return sub.Stats().Connects == int64(i+2) }))
 	}
 	final := stop()
 	events := c.waitSeq(t, sub, final)

@@ -14,6 +14,7 @@ import (
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
 	"github.com/trinehq/trine/internal/enginetest"
+	"github.com/trinehq/trine/internal/poll"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
@@ -261,10 +262,10 @@ func TestVoid(t *testing.T) {
 	}
 	close(release)
 	// The void call produced no pending state anywhere.
-	eventually(t, 5*time.Second, "in-flight back to 0", func() bool {
+	poll.CheckFor(t, 5*time.Second, poll.Holds("in-flight back to 0", func() bool {
 		ws := srv.Engine.Workers()
 		return len(ws) == 1 && ws[0].InFlight == 0
-	})
+	}))
 }
 
 func TestReconnectRestoresRegistrations(t *testing.T) {
@@ -286,14 +287,14 @@ func TestReconnectRestoresRegistrations(t *testing.T) {
 	oldID := w.ID()
 	srv.Restart()
 	caller := connect(t, srv.Addr)
-	eventually(t, 10*time.Second, "echo to be served again after the restart", func() bool {
+	poll.CheckFor(t, 10*time.Second, poll.Holds("echo to be served again after the restart", func() bool {
 		out, err := caller.Trigger(t.Context(), "echo", "again")
 		return err == nil && string(out) == `"again"`
-	})
-	eventually(t, 5*time.Second, "trigger t1 restored", func() bool {
+	}))
+	poll.CheckFor(t, 5*time.Second, poll.Holds("trigger t1 restored", func() bool {
 		_, ts := srv.Engine.Triggers()
 		return len(ts) == 1 && ts[0].ID == "t1" && ts[0].Status == "active"
-	})
+	}))
 	if w.ID() == "" || w.ID() == oldID {
 		t.Logf("worker id %q after restart (was %q)", w.ID(), oldID)
 	}
@@ -364,7 +365,7 @@ func TestTriggerOwnership(t *testing.T) {
 	if err := owner.UnregisterTrigger(t.Context(), "hook"); err != nil {
 		t.Fatalf("owner UnregisterTrigger = %v", err)
 	}
-	eventually(t, 5*time.Second, "provider told of the removal", func() bool { return tp.unregistered.Load() == 1 })
+	poll.CheckFor(t, 5*time.Second, poll.Holds("provider told of the removal", func() bool { return tp.unregistered.Load() == 1 }))
 }
 
 // TestTriggerMetadata: a trigger's metadata reaches the provider of its

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/trinehq/trine/internal/poll"
 )
 
 func TestVersion(t *testing.T) {
@@ -155,10 +157,10 @@ func TestRunInProcess(t *testing.T) {
 		exited <- run(ctx, engineArgs(t, "--log-level", "debug"), strings.NewReader(""), &stdout, &stderr)
 	}()
 	var m []string
-	waitFor(t, startTimeout, "the listening line", func() bool {
+	poll.CheckFor(t, startTimeout, poll.Holds("the listening line", func() bool {
 		m = listeningLine.FindStringSubmatch(stdout.String())
 		return m != nil
-	})
+	}))
 
 	var out, errOut strings.Builder
 	if code := run(t.Context(), []string{"trigger", "--engine", m[2], "engine::health::check"}, strings.NewReader(""), &out, &errOut); code != 0 || !strings.Contains(out.String(), `"status":"ok"`) {

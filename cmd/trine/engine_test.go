@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trinehq/trine/internal/poll"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
@@ -101,10 +102,10 @@ func TestEngineDrainsOnSIGTERM(t *testing.T) {
 	}
 
 	e.signal(t, syscall.SIGTERM)
-	waitFor(t, startTimeout, "/readyz to report draining", func() bool {
+	poll.CheckFor(t, startTimeout, poll.Holds("/readyz to report draining", func() bool {
 		code, body := get(t, e.http+"/readyz")
 		return code == 503 && strings.HasPrefix(body, `{"status":"draining",`)
-	})
+	}))
 	if code, _ := get(t, e.http+"/healthz"); code != 200 {
 		t.Errorf("GET /healthz while draining = %d, want 200", code)
 	}
@@ -214,7 +215,7 @@ func TestEngineEnvironment(t *testing.T) {
 	if r := runTrine(t, testEnv(), "", "trigger", "--engine", e.grpc, "engine::health::check", big); decodeFailure(t, r).Code != "message_too_large" {
 		t.Errorf("oversize trigger = %d %q, want message_too_large from TRINE_MAX_MESSAGE_BYTES", r.code, r.stderr)
 	}
-	waitFor(t, startTimeout, "a JSON log line", func() bool { return strings.Contains(e.stderr.String(), "\n") })
+	poll.CheckFor(t, startTimeout, poll.Holds("a JSON log line", func() bool { return strings.Contains(e.stderr.String(), "\n") }))
 	first, _, _ := strings.Cut(e.stderr.String(), "\n")
 	var rec map[string]any
 	if err := json.Unmarshal([]byte(first), &rec); err != nil || rec["msg"] == nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/internal/poll"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
@@ -282,9 +283,9 @@ func TestFleetRefusesSeparateStores(t *testing.T) {
 			t.Fatalf("an engine with --store %s beside one with --store memory: exit %d, stderr:\n%s", store, r.code, r.stderr)
 		}
 	}
-	waitFor(t, startTimeout, "engine A to log the refused engines", func() bool {
+	poll.CheckFor(t, startTimeout, poll.Holds("engine A to log the refused engines", func() bool {
 		return strings.Count(a.stderr.String(), "an engine that cannot share this NATS tried to start") == 3
-	})
+	}))
 
 	js := natstest.Start(t).ClientURL()
 	startEngine(t, trineBin, testEnv(), engineArgs(t, "--nats-url", js, "--store", "jetstream")...)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/trinehq/trine/internal/poll"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
@@ -77,10 +78,10 @@ func TestHTTPInvokeNeverReachesTheEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out json.RawMessage
-	waitFor(t, 20*time.Second, "hook::nats to be registered", func() bool {
+	poll.CheckFor(t, 20*time.Second, poll.Holds("hook::nats to be registered", func() bool {
 		out, err = w.Trigger(ctx, "hook::nats", nil)
 		return !errors.Is(err, trine.ErrFunctionNotFound)
-	})
+	}))
 	var te *trine.Error
 	if !errors.As(err, &te) || te.Code != trine.CodeUnavailable || !strings.Contains(te.Message, "own listeners") {
 		t.Fatalf("hook::nats: %s %v, want unavailable: the engine's own listener", out, err)

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/internal/poll"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
@@ -78,10 +79,10 @@ func TestEngineStartsWithoutJetStream(t *testing.T) {
 	ns.Shutdown()
 	ns.WaitForShutdown()
 	natstest.StartOptions(t, server.Options{Port: port, JetStream: true})
-	waitFor(t, 30*time.Second, "cron and queues up in /readyz", func() bool {
+	poll.CheckFor(t, 30*time.Second, poll.Holds("cron and queues up in /readyz", func() bool {
 		_, body = get(t, e.http+"/readyz")
 		return strings.Contains(body, `"cron":"up"`) && strings.Contains(body, `"queues":"up"`)
-	})
+	}))
 	if r := cli("iii::durable::publish", `{"topic":"t","data":1}`); r.code != 0 || !strings.Contains(r.stdout, "messageReceiptId") {
 		t.Errorf("durable publish once up = exit %d %s%s", r.code, r.stdout, r.stderr)
 	}

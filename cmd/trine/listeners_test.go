@@ -17,6 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/trinehq/trine/internal/poll"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
@@ -284,7 +285,7 @@ func TestEmbeddedNATSToken(t *testing.T) {
 		t.Fatalf("a gateway without the token: exit %d, %s", r.code, r.stderr)
 	}
 	_, httpAddr := startGateway(t, "--engine", e.grpc, "--nats-url", "nats://"+m[1]+"@"+addr)
-	waitFor(t, 20*time.Second, "the gateway's readiness", func() bool { code, _ := get(t, httpAddr+"/readyz"); return code == 200 })
+	poll.CheckFor(t, 20*time.Second, poll.Holds("the gateway's readiness", func() bool { code, _ := get(t, httpAddr+"/readyz"); return code == 200 }))
 }
 
 // A listener with tokens_file admits workers by static token (the file
@@ -325,7 +326,7 @@ func TestTokensFileListener(t *testing.T) {
 	}
 	writeTokens("beta")
 	e.signal(t, syscall.SIGHUP)
-	waitFor(t, 10*time.Second, "the reload", func() bool { return strings.Contains(e.stderr.String(), "tokens file "+tokens+" reloaded") })
+	poll.CheckFor(t, 10*time.Second, poll.Holds("the reload", func() bool { return strings.Contains(e.stderr.String(), "tokens file "+tokens+" reloaded") }))
 	if r := call("beta", "engine::health::check"); r.code != 0 {
 		t.Fatalf("a token added by the reload: %d %s", r.code, r.stderr)
 	}

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/trinehq/trine/internal/poll"
 )
 
 // trineBin is the binary under test, built once by TestMain.
@@ -57,20 +59,6 @@ const (
 	startTimeout = 30 * time.Second
 	exitTimeout  = 20 * time.Second
 )
-
-// waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
-}
 
 // syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
 type syncBuffer struct {
@@ -208,7 +196,7 @@ func startEngine(t *testing.T, bin string, env []string, args ...string) *engine
 	t.Helper()
 	p := startProc(t, bin, env, "", args...)
 	var m []string
-	waitFor(t, startTimeout, "the engine's listening line", func() bool {
+	poll.CheckFor(t, startTimeout, poll.Holds("the engine's listening line", func() bool {
 		select {
 		case <-p.done:
 			t.Fatalf("engine exited with code %d before listening; stderr:\n%s", p.code, p.stderr)
@@ -216,7 +204,7 @@ func startEngine(t *testing.T, bin string, env []string, args ...string) *engine
 		}
 		m = listeningLine.FindStringSubmatch(p.stdout.String())
 		return m != nil
-	})
+	}))
 	e := &engineProc{proc: p, version: m[1], grpc: m[2], http: "http://" + m[3], stream: m[4], iii: m[5], nats: m[6]}
 	t.Cleanup(func() {
 		select {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/trinehq/trine/internal/poll"
 )
 
 // TestReadmeQuickStart builds the README's Go worker as written (only its
@@ -62,10 +64,10 @@ func TestReadmeQuickStart(t *testing.T) {
 		}
 	}()
 
-	waitFor(t, startTimeout, "math::mul registered", func() bool {
+	poll.CheckFor(t, startTimeout, poll.Holds("math::mul registered", func() bool {
 		r = runTrine(t, testEnv(), "", "trigger", "--engine", e.grpc, "math::mul", `{"a":6,"b":7}`)
 		return r.code == 0
-	})
+	}))
 	if got := strings.TrimSpace(r.stdout); got != `{"product":42}` {
 		t.Errorf("math::mul = %q", got)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trinehq/trine/internal/poll"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
@@ -107,7 +108,7 @@ func TestFleetRecipeAsDocumented(t *testing.T) {
 			t.Logf("recipe output:\n%s", out.String())
 		}
 	})
-	waitFor(t, 120*time.Second, "three engines and two gateways listening", func() bool {
+	poll.CheckFor(t, 120*time.Second, poll.Holds("three engines and two gateways listening", func() bool {
 		for i, done := range exited {
 			select {
 			case <-done:
@@ -116,7 +117,7 @@ func TestFleetRecipeAsDocumented(t *testing.T) {
 			}
 		}
 		return strings.Count(out.String(), "trine engine dev listening:") == 3 && strings.Count(out.String(), "trine gateway dev listening:") == 2
-	})
+	}))
 
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
@@ -130,20 +131,20 @@ func TestFleetRecipeAsDocumented(t *testing.T) {
 	}
 	a := connectWorker(t, at("127.0.0.1:49134"))
 	var got json.RawMessage
-	waitFor(t, 20*time.Second, "a call through engine A to reach engine C", func() bool {
+	poll.CheckFor(t, 20*time.Second, poll.Holds("a call through engine A to reach engine C", func() bool {
 		got, err = a.Trigger(ctx, "recipe::hello", nil)
 		return err == nil
-	})
+	}))
 	if string(got) != `"from C"` {
 		t.Fatalf("call through A: %s", got)
 	}
 	ready := func(what string) {
 		t.Helper()
 		for _, h := range []string{"127.0.0.1:4101", "127.0.0.1:4102"} {
-			waitFor(t, 30*time.Second, "gateway "+h+" ready "+what, func() bool {
+			poll.CheckFor(t, 30*time.Second, poll.Holds("gateway "+h+" ready "+what, func() bool {
 				code, _ := get(t, "http://"+at(h)+"/readyz")
 				return code == 200
-			})
+			}))
 		}
 	}
 	// The gateways started with the engines: they answer 503 until they

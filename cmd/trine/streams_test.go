@@ -21,6 +21,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/internal/poll"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
@@ -218,7 +219,7 @@ func startGateway(t *testing.T, args ...string) (stream, http string) {
 	t.Helper()
 	p := startProc(t, trineBin, testEnv(), "", append([]string{"gateway", "--stream-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)...)
 	var m []string
-	waitFor(t, startTimeout, "the gateway's listening line", func() bool {
+	poll.CheckFor(t, startTimeout, poll.Holds("the gateway's listening line", func() bool {
 		select {
 		case <-p.done:
 			t.Fatalf("gateway exited with code %d; stderr:\n%s", p.code, p.stderr)
@@ -226,7 +227,7 @@ func startGateway(t *testing.T, args ...string) (stream, http string) {
 		}
 		m = gatewayLine.FindStringSubmatch(p.stdout.String())
 		return m != nil
-	})
+	}))
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -270,7 +271,7 @@ func TestGatewayProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	stream, httpAddr := startGateway(t, "--engine", e.grpc, "--nats-url", "nats://"+natsAddr, "--stream-auth-function", "test::auth")
-	waitFor(t, startTimeout, "the gateway to be ready", func() bool { code, _ := get(t, httpAddr+"/readyz"); return code == 200 })
+	poll.CheckFor(t, startTimeout, poll.Holds("the gateway to be ready", func() bool { code, _ := get(t, httpAddr+"/readyz"); return code == 200 }))
 
 	if _, resp, err := websocket.Dial(ctx, "ws://"+stream+"/stream/s/g?token=bad", nil); err == nil || resp == nil || resp.StatusCode != 401 {
 		t.Fatalf("bad token: %v", err)
@@ -403,17 +404,17 @@ func TestGatewayLosesItsEngine(t *testing.T) {
 	args := engineArgs(t, "--nats-url", ns.ClientURL(), "--store", "memory")
 	e := startEngine(t, trineBin, testEnv(), args...)
 	stream, httpAddr := startGateway(t, "--engine", e.grpc, "--nats-url", ns.ClientURL())
-	waitFor(t, startTimeout, "the gateway to be ready", func() bool { code, _ := get(t, httpAddr+"/readyz"); return code == 200 })
+	poll.CheckFor(t, startTimeout, poll.Holds("the gateway to be ready", func() bool { code, _ := get(t, httpAddr+"/readyz"); return code == 200 }))
 	e.signal(t, syscall.SIGTERM)
 	if code := e.wait(t, exitTimeout); code != 0 {
 		t.Fatalf("engine exited %d", code)
 	}
 	var body string
-	waitFor(t, startTimeout, "/readyz to report the lost engine", func() bool {
+	poll.CheckFor(t, startTimeout, poll.Holds("/readyz to report the lost engine", func() bool {
 		var code int
 		code, body = get(t, httpAddr+"/readyz")
 		return code == http.StatusServiceUnavailable
-	})
+	}))
 	if !strings.Contains(body, "no engine reachable at "+e.grpc+" (--engine)") {
 		t.Fatalf("/readyz without its engine: %s", body)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/internal/tlstest"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
@@ -171,7 +172,7 @@ func TestEngineTLS(t *testing.T) {
 	next := f.ca.Server(t)
 	next.Write(t, f.cert, f.key)
 	e.signal(t, syscall.SIGHUP)
-	waitFor(t, 10*time.Second, "the reload", func() bool { return strings.Contains(e.stderr.String(), "TLS files reloaded") })
+	poll.CheckFor(t, 10*time.Second, poll.Holds("the reload", func() bool { return strings.Contains(e.stderr.String(), "TLS files reloaded") }))
 	for _, addr := range []string{e.stream, e.grpc, e.iii} {
 		if got := serial(t, addr, f.clientConfig(true)); got.Cmp(next.Serial) != 0 || got.Cmp(before) == 0 {
 			t.Fatalf("%s presents serial %v after SIGHUP, want %v", addr, got, next.Serial)
@@ -192,7 +193,7 @@ func TestEngineTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.signal(t, syscall.SIGHUP)
-	waitFor(t, 10*time.Second, "the failed reload", func() bool { return strings.Contains(e.stderr.String(), "TLS files not reloaded") })
+	poll.CheckFor(t, 10*time.Second, poll.Holds("the failed reload", func() bool { return strings.Contains(e.stderr.String(), "TLS files not reloaded") }))
 	if got := serial(t, e.stream, f.clientConfig(false)); got.Cmp(next.Serial) != 0 {
 		t.Fatalf("after a broken reload the listener presents %v, want %v", got, next.Serial)
 	}
@@ -207,14 +208,14 @@ func TestGatewayTLS(t *testing.T) {
 	stream, httpAddr := startGateway(t, "--engine", "grpcs://"+e.grpc, "--engine-tls-ca", f.caFile, "--engine-tls-cert", f.clientCert,
 		"--engine-tls-key", f.clientKey, "--nats-url", "nats://"+strings.TrimPrefix(e.nats, "embedded,"), "--tls-cert", f.cert, "--tls-key", f.key)
 	https := &http.Client{Transport: &http.Transport{TLSClientConfig: f.clientConfig(false)}, Timeout: 10 * time.Second}
-	waitFor(t, 20*time.Second, "the gateway's readiness over TLS", func() bool {
+	poll.CheckFor(t, 20*time.Second, poll.Holds("the gateway's readiness over TLS", func() bool {
 		res, err := https.Get("https://" + strings.TrimPrefix(httpAddr, "http://") + "/readyz")
 		if err != nil {
 			return false
 		}
 		res.Body.Close()
 		return res.StatusCode == 200
-	})
+	}))
 	req, _ := http.NewRequest(http.MethodGet, "https://"+stream+"/stream/s/g", nil)
 	req.Header.Set("Accept", "text/event-stream")
 	res, err := https.Do(req)

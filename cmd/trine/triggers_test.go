@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trinehq/trine/internal/poll"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
 
@@ -33,10 +34,10 @@ func TestTriggersRelease(t *testing.T) {
 		return runTrine(t, testEnv("TRINE_ENGINE="+e.grpc), "", args...)
 	}
 	var r result
-	waitFor(t, 10*time.Second, "the orphaned trigger in trine triggers list", func() bool {
+	poll.CheckFor(t, 10*time.Second, poll.Holds("the orphaned trigger in trine triggers list", func() bool {
 		r = cli("triggers", "list")
 		return strings.Contains(r.stdout, `"status":"orphaned"`)
-	})
+	}))
 	if r.code != 0 || !strings.Contains(r.stdout, `"id":"gate"`) || !strings.Contains(r.stdout, `"reason":"its worker disconnected`) {
 		t.Fatalf("trine triggers list = exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}

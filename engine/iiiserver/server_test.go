@@ -20,6 +20,7 @@ import (
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/iiiserver"
 	"github.com/trinehq/trine/internal/httpinvoke"
+	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/internal/wstest"
 )
 
@@ -765,7 +766,7 @@ func TestFloodFromAPeerThatNeverReads(t *testing.T) {
 					peak = max(peak, runtime.NumGoroutine())
 				}
 			}
-			waitFor(t, "the flooding worker to be disconnected", func() bool { return workerCount(t, s) == 0 })
+			poll.CheckFor(t, 20*time.Second, poll.Holds("the flooding worker to be disconnected", func() bool { return workerCount(t, s) == 0 }))
 			if peak > base+400 {
 				t.Fatalf("goroutines %d → %d while flooding", base, peak)
 			}
@@ -786,17 +787,6 @@ func workerCount(t *testing.T, s *stack) int {
 		t.Fatalf("%s: %v", out, err)
 	}
 	return len(r.Workers)
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestHTTPInvokedInFlightBound floods an HTTP-invoked function whose URL

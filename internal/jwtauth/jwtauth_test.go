@@ -22,6 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/trinehq/trine/internal/jwtauth"
+	"github.com/trinehq/trine/internal/poll"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -160,10 +161,10 @@ func TestJWKSRotation(t *testing.T) {
 		t.Fatal("a token was accepted before the JWKS was fetched")
 	}
 	down.Store(false)
-	eventually(t, func() bool { _, err := v.Verify(t1); return err == nil }, "the JWKS fetched in the background")
+	poll.CheckFor(t, 10*time.Second, poll.Holds("the JWKS fetched in the background", func() bool { _, err := v.Verify(t1); return err == nil }))
 	keys.Store([]*rsa.PrivateKey{k1, k2})
 	t2 := sign(t, jwt.SigningMethodRS256, k2, claims(), "k2")
-	eventually(t, func() bool { _, err := v.Verify(t2); return err == nil }, "the rotated key")
+	poll.CheckFor(t, 10*time.Second, poll.Holds("the rotated key", func() bool { _, err := v.Verify(t2); return err == nil }))
 	if _, err := v.Verify(sign(t, jwt.SigningMethodRS256, k2, claims(), "k9")); err == nil {
 		t.Fatal("a token with an unknown key id was accepted")
 	}
@@ -171,21 +172,10 @@ func TestJWKSRotation(t *testing.T) {
 	huge.Store(true)
 	n := fetches.Load()
 	_, _ = v.Verify(sign(t, jwt.SigningMethodRS256, k2, claims(), "k8")) // an unknown kid asks for a fetch
-	eventually(t, func() bool { return fetches.Load() > n }, "the fetch of the oversize JWKS")
+	poll.CheckFor(t, 10*time.Second, poll.Holds("the fetch of the oversize JWKS", func() bool { return fetches.Load() > n }))
 	time.Sleep(100 * time.Millisecond)
 	if _, err := v.Verify(t2); err != nil {
 		t.Fatalf("after an oversize JWKS the keys in hand were dropped: %v", err)
-	}
-}
-
-func eventually(t *testing.T, ok func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
