@@ -3,6 +3,8 @@ package channels
 import (
 	"log/slog"
 	"time"
+
+	"github.com/trinehq/trine/internal/defaults"
 )
 
 // Defaults for Config.
@@ -78,37 +80,17 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.MaxBuffer <= 0 {
-		c.MaxBuffer = DefaultMaxBuffer
-	}
-	if c.DefaultBuffer <= 0 {
-		c.DefaultBuffer = DefaultBuffer
-	}
+	defaults.Positive(&c.MaxBuffer, DefaultMaxBuffer)
+	defaults.Positive(&c.DefaultBuffer, DefaultBuffer)
 	c.DefaultBuffer = min(c.DefaultBuffer, c.MaxBuffer)
-	if c.MaxFrameBytes <= 0 {
-		c.MaxFrameBytes = DefaultMaxFrameBytes
-	}
-	if c.TTL <= 0 {
-		c.TTL = DefaultTTL
-	}
-	if c.MaxBufferBytes <= 0 {
-		c.MaxBufferBytes = DefaultMaxBufferBytes
-	}
-	if c.MaxChannels <= 0 {
-		c.MaxChannels = DefaultMaxChannels
-	}
-	if c.MaxConnChannels <= 0 {
-		c.MaxConnChannels = DefaultMaxConnChannels
-	}
-	if c.MaxConnBufferBytes <= 0 {
-		c.MaxConnBufferBytes = DefaultMaxConnBufferBytes
-	}
-	if c.MaxTotalBufferBytes <= 0 {
-		c.MaxTotalBufferBytes = DefaultMaxTotalBufferBytes
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	defaults.Positive(&c.MaxFrameBytes, DefaultMaxFrameBytes)
+	defaults.Positive(&c.TTL, DefaultTTL)
+	defaults.Positive(&c.MaxBufferBytes, DefaultMaxBufferBytes)
+	defaults.Positive(&c.MaxChannels, DefaultMaxChannels)
+	defaults.Positive(&c.MaxConnChannels, DefaultMaxConnChannels)
+	defaults.Positive(&c.MaxConnBufferBytes, DefaultMaxConnBufferBytes)
+	defaults.Positive(&c.MaxTotalBufferBytes, DefaultMaxTotalBufferBytes)
+	defaults.Logger(&c.Logger)
 	return c
 }
 

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/defaults"
 	"github.com/trinehq/trine/triggerapi"
 )
 
@@ -112,12 +113,8 @@ func New(cfg Config) *Module {
 	if cfg.Claims == nil {
 		cfg.Claims = LocalClaims{}
 	}
-	if cfg.Lateness <= 0 {
-		cfg.Lateness = DefaultLateness
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	defaults.Positive(&cfg.Lateness, DefaultLateness)
+	defaults.Logger(&cfg.Logger)
 	return &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), claims: cfg.Claims, jobs: make(map[string]*job)}
 }
 

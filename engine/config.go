@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/trinehq/trine/internal/defaults"
 )
 
 // Config tunes an Engine. The zero Config is valid.
@@ -101,47 +103,23 @@ type Observer interface {
 }
 
 func (c Config) withDefaults() Config {
-	if c.DefaultTimeout <= 0 {
-		c.DefaultTimeout = 30 * time.Second
-	}
-	if c.ShutdownGrace <= 0 {
-		c.ShutdownGrace = 10 * time.Second
-	}
-	if c.ProviderTimeout <= 0 {
-		c.ProviderTimeout = 10 * time.Second
-	}
+	defaults.Positive(&c.DefaultTimeout, 30*time.Second)
+	defaults.Positive(&c.ShutdownGrace, 10*time.Second)
+	defaults.Positive(&c.ProviderTimeout, 10*time.Second)
 	if c.Version == "" {
 		c.Version = "dev"
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	defaults.Logger(&c.Logger)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.MaxTriggersPerWorker <= 0 {
-		c.MaxTriggersPerWorker = 1000
-	}
-	if c.MaxTriggers <= 0 {
-		c.MaxTriggers = 100000
-	}
-	if c.MaxFunctionsPerWorker <= 0 {
-		c.MaxFunctionsPerWorker = 1000
-	}
-	if c.MaxFunctions <= 0 {
-		c.MaxFunctions = 10000
-	}
-	if c.MaxRegistrationBytesPerWorker <= 0 {
-		c.MaxRegistrationBytesPerWorker = 16 << 20
-	}
-	if c.MaxRegistrationBytes <= 0 {
-		c.MaxRegistrationBytes = 256 << 20
-	}
-	if c.MaxListBytes <= 0 {
-		c.MaxListBytes = 4<<20 - 16<<10
-	}
-	if c.TriggerFireRate <= 0 {
-		c.TriggerFireRate = 200
-	}
+	defaults.Positive(&c.MaxTriggersPerWorker, 1000)
+	defaults.Positive(&c.MaxTriggers, 100000)
+	defaults.Positive(&c.MaxFunctionsPerWorker, 1000)
+	defaults.Positive(&c.MaxFunctions, 10000)
+	defaults.Positive(&c.MaxRegistrationBytesPerWorker, 16<<20)
+	defaults.Positive(&c.MaxRegistrationBytes, 256<<20)
+	defaults.Positive(&c.MaxListBytes, 4<<20-16<<10)
+	defaults.Positive(&c.TriggerFireRate, 200)
 	return c
 }

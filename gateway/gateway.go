@@ -28,6 +28,7 @@ import (
 	"github.com/rs/cors"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/defaults"
 	"github.com/trinehq/trine/internal/jwtauth"
 	"github.com/trinehq/trine/internal/origin"
 	"github.com/trinehq/trine/internal/wsconn"
@@ -174,48 +175,22 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.MaxFrameBytes <= 0 {
-		c.MaxFrameBytes = DefaultMaxFrameBytes
-	}
-	if c.QueueMessages <= 0 {
-		c.QueueMessages = DefaultQueueMessages
-	}
-	if c.QueueBytes <= 0 {
-		c.QueueBytes = DefaultQueueBytes
-	}
-	if c.PingInterval <= 0 {
-		c.PingInterval = DefaultPingInterval
-	}
-	if c.SSEKeepAlive <= 0 {
-		c.SSEKeepAlive = DefaultSSEKeepAlive
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.AuthTimeout <= 0 {
-		c.AuthTimeout = DefaultAuthTimeout
-	}
-	if c.MaxSubscriptions <= 0 {
-		c.MaxSubscriptions = DefaultMaxSubscriptions
-	}
-	if c.MaxCatchUps <= 0 {
-		c.MaxCatchUps = DefaultMaxCatchUps
-	}
-	if c.MaxCatchUpsTotal <= 0 {
-		c.MaxCatchUpsTotal = DefaultMaxCatchUpsTotal
-	}
-	if c.SnapshotPageBytes <= 0 {
-		c.SnapshotPageBytes = DefaultSnapshotPageBytes
-	}
+	defaults.Positive(&c.MaxFrameBytes, DefaultMaxFrameBytes)
+	defaults.Positive(&c.QueueMessages, DefaultQueueMessages)
+	defaults.Positive(&c.QueueBytes, DefaultQueueBytes)
+	defaults.Positive(&c.PingInterval, DefaultPingInterval)
+	defaults.Positive(&c.SSEKeepAlive, DefaultSSEKeepAlive)
+	defaults.Positive(&c.WriteTimeout, DefaultWriteTimeout)
+	defaults.Positive(&c.AuthTimeout, DefaultAuthTimeout)
+	defaults.Positive(&c.MaxSubscriptions, DefaultMaxSubscriptions)
+	defaults.Positive(&c.MaxCatchUps, DefaultMaxCatchUps)
+	defaults.Positive(&c.MaxCatchUpsTotal, DefaultMaxCatchUpsTotal)
+	defaults.Positive(&c.SnapshotPageBytes, DefaultSnapshotPageBytes)
 	if c.SnapshotCoalesce == 0 {
 		c.SnapshotCoalesce = DefaultSnapshotCoalesce
 	}
-	if c.MaxNameBytes <= 0 {
-		c.MaxNameBytes = streamapi.DefaultMaxNameBytes
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	defaults.Positive(&c.MaxNameBytes, streamapi.DefaultMaxNameBytes)
+	defaults.Logger(&c.Logger)
 	return c
 }
 

@@ -3,6 +3,8 @@ package httptrigger
 import (
 	"log/slog"
 	"time"
+
+	"github.com/trinehq/trine/internal/defaults"
 )
 
 // Defaults applied to a zero Config.
@@ -43,17 +45,9 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.MaxBodyBytes <= 0 {
-		c.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if c.MaxStreamBodyBytes <= 0 {
-		c.MaxStreamBodyBytes = DefaultMaxStreamBodyBytes
-	}
-	if c.Timeout <= 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	defaults.Positive(&c.MaxBodyBytes, DefaultMaxBodyBytes)
+	defaults.Positive(&c.MaxStreamBodyBytes, DefaultMaxStreamBodyBytes)
+	defaults.Positive(&c.Timeout, DefaultTimeout)
+	defaults.Logger(&c.Logger)
 	return c
 }

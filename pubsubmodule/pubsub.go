@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/defaults"
 	"github.com/trinehq/trine/internal/natsheader"
 	"github.com/trinehq/trine/internal/subject"
 )
@@ -85,24 +86,12 @@ type subscription struct {
 
 // New returns the module.
 func New(cfg Config) *Module {
-	if cfg.MaxTopicBytes <= 0 {
-		cfg.MaxTopicBytes = DefaultMaxTopicBytes
-	}
-	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = DefaultConcurrency
-	}
-	if cfg.PendingMsgs <= 0 {
-		cfg.PendingMsgs = DefaultPendingMsgs
-	}
-	if cfg.PendingBytes <= 0 {
-		cfg.PendingBytes = DefaultPendingBytes
-	}
-	if cfg.CallTimeout <= 0 {
-		cfg.CallTimeout = DefaultCallTimeout
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	defaults.Positive(&cfg.MaxTopicBytes, DefaultMaxTopicBytes)
+	defaults.Positive(&cfg.Concurrency, DefaultConcurrency)
+	defaults.Positive(&cfg.PendingMsgs, DefaultPendingMsgs)
+	defaults.Positive(&cfg.PendingBytes, DefaultPendingBytes)
+	defaults.Positive(&cfg.CallTimeout, DefaultCallTimeout)
+	defaults.Logger(&cfg.Logger)
 	return &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), subs: make(map[string]*subscription)}
 }
 

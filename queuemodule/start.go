@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"slices"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/defaults"
 	"github.com/trinehq/trine/internal/jsboot"
 )
 
@@ -26,27 +26,13 @@ func Waiting(cfg Config) (*Module, error) {
 	if cfg.Replicas < 1 {
 		cfg.Replicas = 1
 	}
-	if cfg.AckWait <= 0 {
-		cfg.AckWait = DefaultAckWait
-	}
-	if cfg.MaxBytes <= 0 {
-		cfg.MaxBytes = DefaultStreamsBytes
-	}
-	if cfg.TopicMaxAge <= 0 {
-		cfg.TopicMaxAge = DefaultTopicMaxAge
-	}
-	if cfg.MaxConcurrency <= 0 {
-		cfg.MaxConcurrency = DefaultMaxConcurrency
-	}
-	if cfg.InFlightBytes <= 0 {
-		cfg.InFlightBytes = DefaultInFlightBytes
-	}
-	if cfg.InFlightBytesTotal <= 0 {
-		cfg.InFlightBytesTotal = DefaultInFlightBytesTotal
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	defaults.Positive(&cfg.AckWait, DefaultAckWait)
+	defaults.Positive(&cfg.MaxBytes, DefaultStreamsBytes)
+	defaults.Positive(&cfg.TopicMaxAge, DefaultTopicMaxAge)
+	defaults.Positive(&cfg.MaxConcurrency, DefaultMaxConcurrency)
+	defaults.Positive(&cfg.InFlightBytes, DefaultInFlightBytes)
+	defaults.Positive(&cfg.InFlightBytesTotal, DefaultInFlightBytesTotal)
+	defaults.Logger(&cfg.Logger)
 	qs, err := Normalize(cfg.Queues)
 	if err != nil {
 		return nil, err

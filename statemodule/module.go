@@ -19,6 +19,7 @@ import (
 	"sync"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/defaults"
 	"github.com/trinehq/trine/streammodule/store"
 	"github.com/trinehq/trine/triggerapi"
 )
@@ -72,24 +73,14 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.MaxValueBytes <= 0 {
-		c.MaxValueBytes = DefaultMaxValueBytes
-	}
-	if c.MaxNameBytes <= 0 {
-		c.MaxNameBytes = DefaultMaxNameBytes
-	}
-	if c.TriggerQueue <= 0 {
-		c.TriggerQueue = DefaultTriggerQueue
-	}
-	if c.TriggerQueueBytes <= 0 {
-		c.TriggerQueueBytes = DefaultTriggerQueueBytes
-	}
+	defaults.Positive(&c.MaxValueBytes, DefaultMaxValueBytes)
+	defaults.Positive(&c.MaxNameBytes, DefaultMaxNameBytes)
+	defaults.Positive(&c.TriggerQueue, DefaultTriggerQueue)
+	defaults.Positive(&c.TriggerQueueBytes, DefaultTriggerQueueBytes)
 	if c.Lists == nil {
 		c.Lists = store.NewLists(0, 0)
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	defaults.Logger(&c.Logger)
 	return c
 }
 

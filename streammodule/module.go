@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/defaults"
 	"github.com/trinehq/trine/streammodule/store"
 	"github.com/trinehq/trine/streammodule/streamapi"
 	"github.com/trinehq/trine/streammodule/wire"
@@ -103,33 +104,17 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.HistorySize <= 0 {
-		c.HistorySize = DefaultHistorySize
-	}
-	if c.HistoryGroupBytes <= 0 {
-		c.HistoryGroupBytes = DefaultHistoryGroupBytes
-	}
-	if c.HistoryTotalBytes <= 0 {
-		c.HistoryTotalBytes = DefaultHistoryTotalBytes
-	}
-	if c.TriggerQueue <= 0 {
-		c.TriggerQueue = DefaultTriggerQueue
-	}
-	if c.JoinTimeout <= 0 {
-		c.JoinTimeout = DefaultJoinTimeout
-	}
-	if c.MaxNameBytes <= 0 {
-		c.MaxNameBytes = DefaultMaxNameBytes
-	}
-	if c.MaxItemBytes <= 0 {
-		c.MaxItemBytes = DefaultMaxItemBytes
-	}
+	defaults.Positive(&c.HistorySize, DefaultHistorySize)
+	defaults.Positive(&c.HistoryGroupBytes, DefaultHistoryGroupBytes)
+	defaults.Positive(&c.HistoryTotalBytes, DefaultHistoryTotalBytes)
+	defaults.Positive(&c.TriggerQueue, DefaultTriggerQueue)
+	defaults.Positive(&c.JoinTimeout, DefaultJoinTimeout)
+	defaults.Positive(&c.MaxNameBytes, DefaultMaxNameBytes)
+	defaults.Positive(&c.MaxItemBytes, DefaultMaxItemBytes)
 	if c.Lists == nil {
 		c.Lists = store.NewLists(0, 0)
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	defaults.Logger(&c.Logger)
 	return c
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/defaults"
 )
 
 // Config tunes a Server. The zero Config is valid.
@@ -48,20 +49,10 @@ func (c Config) withDefaults() Config {
 	if c.MaxHeaderBytes <= 0 || c.MaxHeaderBytes > math.MaxUint32 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
-	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = DefaultMaxMessageBytes
-	}
-	if c.SendQueue <= 0 {
-		c.SendQueue = 1024
-	}
-	if c.KeepaliveTime <= 0 {
-		c.KeepaliveTime = 10 * time.Second
-	}
-	if c.KeepaliveTimeout <= 0 {
-		c.KeepaliveTimeout = 5 * time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	defaults.Positive(&c.MaxMessageBytes, DefaultMaxMessageBytes)
+	defaults.Positive(&c.SendQueue, 1024)
+	defaults.Positive(&c.KeepaliveTime, 10*time.Second)
+	defaults.Positive(&c.KeepaliveTimeout, 5*time.Second)
+	defaults.Logger(&c.Logger)
 	return c
 }

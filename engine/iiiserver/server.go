@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/defaults"
 	"github.com/trinehq/trine/internal/httpinvoke"
 	"github.com/trinehq/trine/internal/origin"
 	"github.com/trinehq/trine/internal/tlsconf"
@@ -61,24 +62,12 @@ type Config struct {
 const DefaultMaxMessageBytes = 4 << 20
 
 func (c Config) withDefaults() Config {
-	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = DefaultMaxMessageBytes
-	}
-	if c.SendQueue <= 0 {
-		c.SendQueue = 1024
-	}
-	if c.NamespaceGrace <= 0 {
-		c.NamespaceGrace = 5 * time.Second
-	}
-	if c.PingInterval <= 0 {
-		c.PingInterval = 15 * time.Second
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	defaults.Positive(&c.MaxMessageBytes, DefaultMaxMessageBytes)
+	defaults.Positive(&c.SendQueue, 1024)
+	defaults.Positive(&c.NamespaceGrace, 5*time.Second)
+	defaults.Positive(&c.PingInterval, 15*time.Second)
+	defaults.Positive(&c.WriteTimeout, 10*time.Second)
+	defaults.Logger(&c.Logger)
 	return c
 }
 
