@@ -16,6 +16,8 @@ package natsheader
 import (
 	"errors"
 	"strings"
+
+	"github.com/trinehq/trine/internal/subject"
 )
 
 // ErrBadValue reports a header value that Encode did not make: it holds a
@@ -38,19 +40,7 @@ func Encode(v string) string {
 	if n == 0 {
 		return v
 	}
-	var b strings.Builder
-	b.Grow(len(v) + 2*n)
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if plain(c) {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('%')
-		b.WriteByte(hexDigits[c>>4])
-		b.WriteByte(hexDigits[c&0xF])
-	}
-	return b.String()
+	return subject.Escape(v, '%', plain)
 }
 
 // Decode reverses Encode. It fails with ErrBadValue on a value that Encode

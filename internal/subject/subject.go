@@ -39,23 +39,28 @@ func Token(name string) string {
 	if name == "" {
 		return "~"
 	}
+	tok := Escape(name, '~', plain)
+	if len(tok) > MaxTokenBytes {
+		return hashed(tok, name)
+	}
+	return tok
+}
+
+// Escape returns s with every byte that is not plain written as esc and
+// two upper-case hex digits: the escaping of subject tokens, and of NATS
+// header values (internal/natsheader, with '%').
+func Escape(s string, esc byte, plain func(byte) bool) string {
 	var b strings.Builder
-	b.Grow(min(len(name), MaxTokenBytes))
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if b.Len() > MaxTokenBytes {
-			return hashed(b.String(), name)
-		}
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
 		if plain(c) {
 			b.WriteByte(c)
 			continue
 		}
-		b.WriteByte('~')
+		b.WriteByte(esc)
 		b.WriteByte(hexDigits[c>>4])
 		b.WriteByte(hexDigits[c&0xF])
-	}
-	if b.Len() > MaxTokenBytes {
-		return hashed(b.String(), name)
 	}
 	return b.String()
 }
