@@ -183,23 +183,11 @@ func (s *Stream[T]) change(ctx context.Context, what, fn string, in any) (Change
 }
 
 func writeOpts(opts []WriteOption) writeOptions {
-	var o writeOptions
-	for _, f := range opts {
-		if f != nil {
-			f.applyWrite(&o)
-		}
-	}
-	return o
+	return applyOptions(writeOptions{}, opts, WriteOption.applyWrite)
 }
 
 func listOpts(opts []ListOption) listOptions {
-	var o listOptions
-	for _, f := range opts {
-		if f != nil {
-			f.applyList(&o)
-		}
-	}
-	return o
+	return applyOptions(listOptions{}, opts, ListOption.applyList)
 }
 
 // Set stores v as the item id of group (stream::set) and returns the change.
@@ -392,12 +380,7 @@ func (s *Stream[T]) Send(ctx context.Context, group, eventType string, data any,
 	if err := s.ready("send"); err != nil {
 		return 0, err
 	}
-	var o sendOptions
-	for _, f := range opts {
-		if f != nil {
-			f.applySend(&o)
-		}
-	}
+	o := applyOptions(sendOptions{}, opts, SendOption.applySend)
 	in := struct {
 		keyInput
 		Type string  `json:"type"`

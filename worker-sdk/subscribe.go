@@ -174,12 +174,7 @@ func Subscribe(ctx context.Context, baseURL, stream, group string, opts ...Subsc
 	if ctx == nil {
 		return nil, errorf(CodeInvalidArgument, "subscribe: nil context")
 	}
-	o := defaultSubscribeOptions()
-	for _, opt := range opts {
-		if opt != nil {
-			opt.applySubscribe(&o)
-		}
-	}
+	o := applyOptions(defaultSubscribeOptions(), opts, SubscribeOption.applySubscribe)
 	if err := o.validate(stream, group); err != nil {
 		return nil, err
 	}

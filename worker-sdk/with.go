@@ -19,6 +19,18 @@ import (
 // option value implements each kind it applies to, as in the OpenTelemetry
 // Go API.
 
+// applyOptions applies each option of opts that is not nil to o, in
+// order, and returns o.
+func applyOptions[O any, F comparable](o O, opts []F, apply func(F, *O)) O {
+	var none F
+	for _, f := range opts {
+		if f != none {
+			apply(f, &o)
+		}
+	}
+	return o
+}
+
 // Option configures a Worker (RegisterWorker).
 type Option interface{ applyWorker(*options) }
 

@@ -79,12 +79,7 @@ func NewWorker(addr string, opts ...Option) (*Worker, error) {
 func RegisterWorker(addr string, opts ...Option) *Worker { return newWorker(addr, opts) }
 
 func newWorker(addr string, opts []Option) *Worker {
-	o := defaultOptions()
-	for _, opt := range opts {
-		if opt != nil {
-			opt.applyWorker(&o)
-		}
-	}
+	o := applyOptions(defaultOptions(), opts, Option.applyWorker)
 	ctx, stop := context.WithCancel(context.Background())
 	w := &Worker{
 		opts: o, log: o.logger, ctx: ctx, stop: stop,
