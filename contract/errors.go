@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/trinehq/trine/codes"
 )
 
-// The codes contract errors carry, spelled as the engine's error codes.
+// The codes contract errors carry: the engine's error codes (package
+// codes holds the one list).
 const (
-	CodeInvalidArgument = "invalid_argument"
-	CodeConflict        = "conflict"
+	CodeInvalidArgument = string(codes.InvalidArgument)
+	CodeConflict        = string(codes.Conflict)
 )
 
 // Sentinel errors, for errors.Is.
