@@ -88,6 +88,10 @@ type conn struct {
 	closeCode int
 	closeMsg  string
 	subs      map[string]*subscription
+	// presenceSubs counts the connection's presence subscriptions
+	// (reserved); anonID is its identity when it has none.
+	presenceSubs int
+	anonID       string
 
 	writers sync.WaitGroup // the WebSocket writer, when running
 	joins   sync.WaitGroup // join goroutines

@@ -168,6 +168,25 @@ type Config struct {
 	// MaxSubscriptions bounds the subscriptions of one multiplexed socket.
 	// Default DefaultMaxSubscriptions.
 	MaxSubscriptions int
+	// Presence, if set, shares presence members with the other gateways;
+	// nil: each gateway sees its own connections' members only.
+	Presence PresenceStore
+	// PresenceGrace is how long a member whose last connection went stays
+	// (a reload within it is neither a leave nor a join). Default
+	// DefaultPresenceGrace; negative: none.
+	PresenceGrace time.Duration
+	// PresenceMaxMembers: past it a group's presence subscribers get
+	// counts instead of members. Default DefaultPresenceMaxMembers.
+	PresenceMaxMembers int
+	// PresenceMaxMetaBytes bounds a join's presence meta (compact JSON).
+	// Default DefaultPresenceMaxMetaBytes.
+	PresenceMaxMetaBytes int
+	// PresenceMaxPerConn bounds the presence subscriptions of a
+	// connection, PresenceMaxTotal those of the gateway and
+	// PresenceMaxTotalBytes their meta (plus 128 bytes each). Defaults
+	// DefaultPresenceMaxPerConn, DefaultPresenceMaxTotal,
+	// DefaultPresenceMaxTotalBytes.
+	PresenceMaxPerConn, PresenceMaxTotal, PresenceMaxTotalBytes int
 	// Writers is the number of goroutines writing to WebSockets; zero means
 	// GOMAXPROCS.
 	Writers int
@@ -190,6 +209,14 @@ func (c Config) withDefaults() Config {
 		c.SnapshotCoalesce = DefaultSnapshotCoalesce
 	}
 	defaults.Positive(&c.MaxNameBytes, streamapi.DefaultMaxNameBytes)
+	if c.PresenceGrace == 0 { // negative: none
+		c.PresenceGrace = DefaultPresenceGrace
+	}
+	defaults.Positive(&c.PresenceMaxMembers, DefaultPresenceMaxMembers)
+	defaults.Positive(&c.PresenceMaxMetaBytes, DefaultPresenceMaxMetaBytes)
+	defaults.Positive(&c.PresenceMaxPerConn, DefaultPresenceMaxPerConn)
+	defaults.Positive(&c.PresenceMaxTotal, DefaultPresenceMaxTotal)
+	defaults.Positive(&c.PresenceMaxTotalBytes, DefaultPresenceMaxTotalBytes)
 	defaults.Logger(&c.Logger)
 	return c
 }
@@ -209,6 +236,7 @@ type Gateway struct {
 	// snapshots shares snapshot reads among the joins that need one.
 	snapshots *snapshots
 	pool      *writerPool
+	presence  *presence
 	origins   *origin.Policy
 	cors      *cors.Cors
 	// catchUps holds a token per snapshot or replay being built and
@@ -255,6 +283,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.hub = newHub(g)
 	g.snapshots = newSnapshots(g)
 	g.pool = newWriterPool(cfg.Writers)
+	g.presence = newPresence(g)
 	g.wg.Add(1)
 	go g.pinger()
 	return g, nil
@@ -328,6 +357,7 @@ func (g *Gateway) Close() error {
 		<-done
 	}
 	g.snapshots.wg.Wait() // every reader has given up: reads end
+	g.presence.close()
 	g.pool.close()
 	return nil
 }

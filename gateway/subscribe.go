@@ -26,6 +26,10 @@ type subscription struct {
 	item       string
 	quotedItem []byte // the item id as frames encode it; nil for a group
 	hg         *hubGroup
+	// presence, if set, makes the connection a member and s a presence
+	// subscriber; presenceKey is its identity.
+	presence    *presenceWant
+	presenceKey wire.MemberKey
 
 	mu        sync.Mutex
 	live      bool
@@ -36,6 +40,10 @@ type subscription struct {
 	floor     uint64   // the group's last sequence the hub had delivered when s joined it
 	cancelled bool
 	joined    bool // stream:join allowed it, so leave is due
+	// inPresence: s is a member; presenceEnded: its reservation is
+	// released (once).
+	inPresence    bool
+	presenceEnded bool
 }
 
 func (s *subscription) info() streamapi.Subscription {
@@ -43,6 +51,9 @@ func (s *subscription) info() streamapi.Subscription {
 	if s.item != "" {
 		item := s.item
 		in.ID = &item
+	}
+	if s.presence != nil {
+		in.Presence = &streamapi.SubscriptionPresence{Identity: s.presenceKey.Identity, Anonymous: s.presenceKey.Anonymous, Meta: s.presence.meta}
 	}
 	return in
 }
@@ -265,17 +276,18 @@ func (hg *hubGroup) deliver(frame []byte) {
 
 // joinRequest is a parsed join.
 type joinRequest struct {
-	id     string
-	stream string
-	group  string
-	item   string
-	since  *uint64
+	id       string
+	stream   string
+	group    string
+	item     string
+	since    *uint64
+	presence *presenceWant // reserved by the caller
 }
 
 // join authorises and starts a subscription; it runs on its own goroutine
 // so that a slow join handler never holds up the connection's other frames.
 func (c *conn) join(r joinRequest, withID bool) {
-	s := &subscription{c: c, id: r.id, stream: r.stream, group: r.group, item: r.item}
+	s := &subscription{c: c, id: r.id, stream: r.stream, group: r.group, item: r.item, presence: r.presence}
 	if withID {
 		s.quotedID = wire.String(nil, r.id)
 	}
@@ -285,11 +297,13 @@ func (c *conn) join(r joinRequest, withID bool) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
+		c.endPresence(s)
 		return
 	}
 	old := c.subs[r.id]
 	if old == nil && len(c.subs) >= c.g.cfg.MaxSubscriptions {
 		c.mu.Unlock()
+		c.endPresence(s)
 		c.sendError(s.quotedID, "too_many_subscriptions", "this connection has reached its subscription limit")
 		return
 	}
@@ -307,21 +321,27 @@ func (c *conn) join(r joinRequest, withID bool) {
 
 func (c *conn) start(s *subscription, since *uint64) {
 	b := c.g.cfg.Backend
+	if s.presence != nil {
+		s.presenceKey = c.identity()
+	}
 	if t := c.token.Load(); t != nil && !t.Allows(s.stream, s.group) {
 		c.g.log.Debug("stream join denied by the token's streams claim", "stream", s.stream, "group", s.group)
 		c.forget(s)
+		c.endPresence(s)
 		c.denied(s)
 		return
 	}
 	if err := b.Join(c.ctx, s.info()); err != nil {
 		c.g.log.Debug("stream join denied", "stream", s.stream, "group", s.group, "error", err)
 		c.forget(s)
+		c.endPresence(s)
 		c.denied(s)
 		return
 	}
 	s.mu.Lock()
 	if s.cancelled { // left while the join handlers ran
 		s.mu.Unlock()
+		c.endPresence(s)
 		b.Leave(s.info())
 		return
 	}
@@ -332,7 +352,34 @@ func (c *conn) start(s *subscription, since *uint64) {
 		c.failSub(s, "unavailable", "cannot subscribe to the group right now")
 		return
 	}
+	if s.presence != nil {
+		s.mu.Lock()
+		if !s.presenceEnded && !s.cancelled {
+			s.inPresence = true
+			c.g.presence.add(s)
+		}
+		s.mu.Unlock()
+	}
 	c.catchUp(s, since)
+}
+
+// endPresence ends s's membership, if it has one, and releases its
+// presence reservation; it runs once whatever calls it.
+func (c *conn) endPresence(s *subscription) {
+	if s.presence == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.presenceEnded {
+		return
+	}
+	s.presenceEnded = true
+	if s.inPresence {
+		s.inPresence = false
+		c.g.presence.remove(s)
+	}
+	c.g.presence.release(c, s.presence)
 }
 
 // catchUp queues what s is missing, a snapshot or the events after since,
@@ -567,6 +614,7 @@ func (c *conn) leave(id string) {
 func (c *conn) drop(s *subscription) {
 	s.cancel()
 	c.g.hub.remove(s)
+	c.endPresence(s)
 	s.mu.Lock()
 	joined := s.joined
 	s.joined = false

@@ -123,15 +123,21 @@ func (p *wsPeer) FrameRead() { p.lastRead.Store(time.Now().UnixNano()) }
 
 // clientFrame is a frame from the browser.
 type clientFrame struct {
-	Type string `json:"type"`
-	Data *struct {
-		SubscriptionID *string         `json:"subscriptionId"`
-		StreamName     *string         `json:"streamName"`
-		GroupID        *string         `json:"groupId"`
-		ID             *string         `json:"id"`
-		Since          json.RawMessage `json:"since"`
-		Token          *string         `json:"token"`
-	} `json:"data"`
+	Type string     `json:"type"`
+	Data *frameData `json:"data"`
+}
+
+// frameData is a client frame's data.
+type frameData struct {
+	SubscriptionID *string         `json:"subscriptionId"`
+	StreamName     *string         `json:"streamName"`
+	GroupID        *string         `json:"groupId"`
+	ID             *string         `json:"id"`
+	Since          json.RawMessage `json:"since"`
+	Token          *string         `json:"token"`
+	Presence       json.RawMessage `json:"presence"`
+	Limit          *int            `json:"limit"`
+	After          *string         `json:"after"`
 }
 
 var errFrameFields = errors.New("join and leave need data.subscriptionId, data.streamName and data.groupId strings")
@@ -158,9 +164,12 @@ func (c *conn) handle(msg []byte) {
 		}
 		c.refresh(token)
 		return
+	case "presence":
+		c.presencePage(f.Data)
+		return
 	case "join", "leave":
 	default:
-		c.sendError(nil, "bad_frame", "unknown frame type "+strconv.Quote(f.Type)+"; want join, leave, ping or auth")
+		c.sendError(nil, "bad_frame", "unknown frame type "+strconv.Quote(f.Type)+"; want join, leave, presence, ping or auth")
 		return
 	}
 	d := f.Data
@@ -189,5 +198,52 @@ func (c *conn) handle(msg []byte) {
 		}
 		req.since = &n
 	}
+	w, code, why := c.g.parsePresence(d.Presence)
+	switch {
+	case code != "":
+		c.sendError(quoted, code, why)
+		return
+	case w != nil && req.item != "":
+		c.sendError(quoted, "bad_frame", "presence is for group subscriptions; drop id or presence")
+		return
+	case w != nil:
+		if code, msg := c.g.presence.reserve(c, w); code != "" {
+			c.sendError(quoted, code, msg)
+			return
+		}
+		req.presence = w
+	}
 	c.join(req, true)
 }
+
+// presencePage answers a page request of a presence subscription.
+func (c *conn) presencePage(d *frameData) {
+	if d == nil || d.SubscriptionID == nil {
+		c.sendError(nil, "bad_frame", "presence needs data.subscriptionId")
+		return
+	}
+	quoted := wire.String(nil, *d.SubscriptionID)
+	c.mu.Lock()
+	s := c.subs[*d.SubscriptionID]
+	c.mu.Unlock()
+	if s == nil || s.presence == nil {
+		c.sendError(quoted, "bad_frame", "no presence subscription with this subscriptionId")
+		return
+	}
+	limit := maxPresencePage
+	if d.Limit != nil {
+		if *d.Limit <= 0 {
+			c.sendError(quoted, "bad_frame", "limit must be above 0")
+			return
+		}
+		limit = min(*d.Limit, maxPresencePage)
+	}
+	after := ""
+	if d.After != nil {
+		after = *d.After
+	}
+	c.enqueue(out{data: c.g.presence.page(s, after, limit), sub: s.quotedID})
+}
+
+// maxPresencePage is the largest page of members one request gets.
+const maxPresencePage = 1000

@@ -79,6 +79,16 @@ type Subscription struct {
 	GroupID        string          `json:"group_id"`
 	ID             *string         `json:"id"`
 	Context        json.RawMessage `json:"context"`
+	// Presence is set for a subscription that makes its connection a
+	// presence member.
+	Presence *SubscriptionPresence `json:"presence,omitempty"`
+}
+
+// SubscriptionPresence is who a presence subscription's member is.
+type SubscriptionPresence struct {
+	Identity  string          `json:"identity"`
+	Anonymous bool            `json:"anonymous,omitempty"`
+	Meta      json.RawMessage `json:"meta,omitempty"`
 }
 
 // Item is the subscription's item id, "" for a whole group.

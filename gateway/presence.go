@@ -1,0 +1,675 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/trinehq/trine/streammodule/wire"
+)
+
+// Presence defaults for Config.
+const (
+	DefaultPresenceGrace         = 5 * time.Second
+	DefaultPresenceMaxMembers    = 1000
+	DefaultPresenceMaxMetaBytes  = 1024
+	DefaultPresenceMaxPerConn    = 16
+	DefaultPresenceMaxTotal      = 100_000
+	DefaultPresenceMaxTotalBytes = 64 << 20
+)
+
+// PresenceStore shares each gateway's presence members with the other
+// gateways (natsfanout.Presence): one entry per group and gateway, which
+// the store forgets when its gateway stops renewing it.
+type PresenceStore interface {
+	// Put replaces this gateway's entry of a group; a nil entry deletes it.
+	Put(ctx context.Context, stream, group string, entry []byte) error
+	// Watch calls h with the other gateways' entries of the group (nil:
+	// gone), first those there now and then done, then as they change,
+	// until cancel. h must not block.
+	Watch(stream, group string, h func(gateway string, entry []byte), done func()) (cancel func(), err error)
+	// Entries returns every gateway's entry of a group, this one's included.
+	Entries(ctx context.Context, stream, group string) ([][]byte, error)
+	// Heartbeat is how often entries must be written again to stay.
+	Heartbeat() time.Duration
+}
+
+// presenceCost is what a presence subscription counts against the
+// bytes limits besides its meta.
+const presenceCost = 128
+
+// presenceFlush is how often changed entries are written and count events
+// sent (at most every other flush).
+const presenceFlush = 50 * time.Millisecond
+
+// presenceWant is a join's presence request.
+type presenceWant struct {
+	meta json.RawMessage // compact, or nil
+}
+
+// parsePresence reads a join's "presence" field. It returns nil for no
+// presence, or the error frame's code and message.
+func (g *Gateway) parsePresence(raw json.RawMessage) (*presenceWant, string, string) {
+	raw = bytes.TrimSpace(raw)
+	switch string(raw) {
+	case "", "null", "false":
+		return nil, "", ""
+	case "true":
+		return &presenceWant{}, "", ""
+	}
+	if raw[0] != '{' {
+		return nil, "bad_frame", "presence must be true, false or {\"meta\": {…}}"
+	}
+	var o map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &o); err != nil {
+		return nil, "bad_frame", "presence: " + err.Error()
+	}
+	w := &presenceWant{}
+	for k, v := range o {
+		if k != "meta" {
+			return nil, "bad_frame", "presence takes only meta, not " + strconv.Quote(k)
+		}
+		v = bytes.TrimSpace(v)
+		if string(v) == "null" {
+			continue
+		}
+		if len(v) == 0 || v[0] != '{' {
+			return nil, "bad_frame", "presence meta must be a JSON object"
+		}
+		var b bytes.Buffer
+		if err := json.Compact(&b, v); err != nil {
+			return nil, "bad_frame", "presence meta: " + err.Error()
+		}
+		if b.Len() > g.cfg.PresenceMaxMetaBytes {
+			return nil, "presence_meta_too_large", fmt.Sprintf("presence meta is %d bytes, the limit is %d", b.Len(), g.cfg.PresenceMaxMetaBytes)
+		}
+		w.meta = b.Bytes()
+	}
+	return w, "", ""
+}
+
+// presence tracks this gateway's members per group, merges the other
+// gateways' (through Config.Presence), and tells presence subscribers.
+//
+// Lock order: presence.mu, then a conn's mu (frames are queued under
+// presence.mu, so subscribers see events in the order of the view).
+type presence struct {
+	g     *Gateway
+	store PresenceStore
+
+	mu       sync.Mutex
+	groups   map[groupKey]*pgroup
+	deletes  []groupKey // groups whose entry is to be deleted
+	subs     int        // presence subscriptions held (reserved)
+	bytes    int
+	closed   bool
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	watchErr error // last watch failure, logged once per change
+}
+
+type pgroup struct {
+	key    groupKey
+	local  map[wire.MemberKey]*localMember
+	remote map[string][]wire.Member // other gateways' entries
+	view   map[wire.MemberKey]wire.Member
+	// subs are the presence subscribers; true once they got their sync.
+	subs map[*subscription]bool
+	// ready: the other gateways' entries are in (or there is no store).
+	ready      bool
+	large      bool // over PresenceMaxMembers: counts only
+	countDirty bool
+	lastCount  time.Time
+	dirty      bool // this gateway's entry is to be written
+	cancel     func()
+	watching   bool
+}
+
+type localMember struct {
+	conns    map[*conn]int // presence subscriptions per connection
+	pending  []*time.Timer // connections gone, within the grace
+	joinedAt int64
+	meta     json.RawMessage
+	metaAt   int64
+}
+
+func newPresence(g *Gateway) *presence {
+	p := &presence{g: g, store: g.cfg.Presence, groups: make(map[groupKey]*pgroup), stop: make(chan struct{})}
+	p.wg.Add(1)
+	go p.flusher()
+	return p
+}
+
+// reserve counts a presence subscription of c against the limits. It
+// reports the error frame's code and message on refusal.
+func (p *presence) reserve(c *conn, w *presenceWant) (string, string) {
+	cost := presenceCost + len(w.meta)
+	c.mu.Lock()
+	if c.presenceSubs >= p.g.cfg.PresenceMaxPerConn {
+		c.mu.Unlock()
+		return "presence_limit", fmt.Sprintf("this connection has %d presence subscriptions, the limit (--presence-max-per-connection)", c.presenceSubs)
+	}
+	c.presenceSubs++
+	c.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.subs >= p.g.cfg.PresenceMaxTotal || p.bytes+cost > p.g.cfg.PresenceMaxTotalBytes {
+		c.mu.Lock()
+		c.presenceSubs--
+		c.mu.Unlock()
+		return "presence_limit", "the gateway holds as many presence subscriptions as it may (--presence-max-total, --presence-max-total-bytes); try later"
+	}
+	p.subs++
+	p.bytes += cost
+	return "", ""
+}
+
+func (p *presence) release(c *conn, w *presenceWant) {
+	c.mu.Lock()
+	c.presenceSubs--
+	c.mu.Unlock()
+	p.mu.Lock()
+	p.subs--
+	p.bytes -= presenceCost + len(w.meta)
+	p.mu.Unlock()
+}
+
+// identity is who c is for presence: the token's sub, or the auth
+// context's identity, sub or user_id; else an anonymous identity of c's.
+func (c *conn) identity() wire.MemberKey {
+	if t := c.token.Load(); t != nil && t.Subject != "" {
+		return wire.MemberKey{Identity: t.Subject}
+	}
+	var ctx map[string]json.RawMessage
+	if json.Unmarshal(c.authCtx, &ctx) == nil {
+		for _, k := range []string{"identity", "sub", "user_id"} {
+			v := bytes.TrimSpace(ctx[k])
+			if len(v) == 0 {
+				continue
+			}
+			var s string
+			if json.Unmarshal(v, &s) == nil && s != "" {
+				return wire.MemberKey{Identity: s}
+			}
+			var n json.Number
+			if json.Unmarshal(v, &n) == nil {
+				return wire.MemberKey{Identity: n.String()}
+			}
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.anonID == "" {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		c.anonID = "anon:" + base64.RawURLEncoding.EncodeToString(b[:])
+	}
+	return wire.MemberKey{Identity: c.anonID, Anonymous: true}
+}
+
+// add makes s's connection a member of its group and s a presence
+// subscriber: s gets a sync once the other gateways' members are in.
+func (p *presence) add(s *subscription) {
+	k := s.presenceKey
+	now := time.Now().UnixMilli()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	pg := p.group(groupKey{s.stream, s.group})
+	m := pg.local[k]
+	if m == nil {
+		m = &localMember{conns: make(map[*conn]int), joinedAt: now}
+		pg.local[k] = m
+	}
+	if m.conns[s.c] == 0 && len(m.pending) > 0 {
+		// A connection of this identity came back within the grace: it
+		// takes the place of one that went.
+		last := len(m.pending) - 1
+		m.pending[last].Stop()
+		m.pending = m.pending[:last]
+	}
+	m.conns[s.c]++
+	if s.presence.meta != nil {
+		m.meta, m.metaAt = s.presence.meta, now
+	}
+	pg.dirty = true
+	p.refresh(pg, k)
+	pg.subs[s] = false
+	if pg.ready {
+		p.syncSub(pg, s)
+	}
+}
+
+// group returns the group's state, watching the other gateways' entries
+// when it is new. Callers hold p.mu.
+func (p *presence) group(key groupKey) *pgroup {
+	pg := p.groups[key]
+	if pg != nil {
+		return pg
+	}
+	pg = &pgroup{key: key, local: make(map[wire.MemberKey]*localMember), remote: make(map[string][]wire.Member),
+		view: make(map[wire.MemberKey]wire.Member), subs: make(map[*subscription]bool)}
+	p.groups[key] = pg
+	if p.store == nil {
+		pg.ready = true
+		return pg
+	}
+	pg.watching = true
+	p.wg.Add(1)
+	go p.watch(pg)
+	return pg
+}
+
+// watch starts watching pg's entries of the other gateways.
+func (p *presence) watch(pg *pgroup) {
+	defer p.wg.Done()
+	cancel, err := p.store.Watch(pg.key.stream, pg.key.group,
+		func(gw string, entry []byte) { p.remoteEntry(pg, gw, entry) },
+		func() { p.remoteReady(pg) })
+	p.mu.Lock()
+	if err != nil {
+		if p.watchErr == nil || p.watchErr.Error() != err.Error() {
+			p.g.log.Warn("presence of other gateways unavailable: this gateway's members only", "stream", pg.key.stream, "group", pg.key.group, "error", err)
+		}
+		p.watchErr = err
+		pg.watching = false
+		p.markReady(pg)
+		p.mu.Unlock()
+		return
+	}
+	p.watchErr = nil
+	if p.groups[pg.key] != pg || p.closed { // gone meanwhile
+		pg.watching = false
+		p.mu.Unlock()
+		cancel()
+		return
+	}
+	pg.cancel = cancel
+	p.mu.Unlock()
+}
+
+func (p *presence) remoteReady(pg *pgroup) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.markReady(pg)
+}
+
+// markReady sends the sync the group's subscribers wait for. Callers hold
+// p.mu.
+func (p *presence) markReady(pg *pgroup) {
+	if pg.ready {
+		return
+	}
+	pg.ready = true
+	for s, synced := range pg.subs {
+		if !synced {
+			p.syncSub(pg, s)
+		}
+	}
+}
+
+// remoteEntry takes another gateway's entry of pg (nil: gone).
+func (p *presence) remoteEntry(pg *pgroup, gw string, entry []byte) {
+	var e wire.PresenceEntry
+	if entry != nil {
+		if err := json.Unmarshal(entry, &e); err != nil {
+			p.g.log.Warn("bad presence entry ignored", "gateway", gw, "error", err)
+			return
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.groups[pg.key] != pg {
+		return
+	}
+	keys := map[wire.MemberKey]struct{}{}
+	for _, m := range pg.remote[gw] {
+		keys[m.Key()] = struct{}{}
+	}
+	if entry == nil {
+		delete(pg.remote, gw)
+	} else {
+		pg.remote[gw] = e.Members
+		for _, m := range e.Members {
+			keys[m.Key()] = struct{}{}
+		}
+	}
+	for k := range keys {
+		p.refresh(pg, k)
+	}
+}
+
+// merged is k's member across gateways; ok false when it has none.
+func (pg *pgroup) merged(k wire.MemberKey) (wire.Member, bool) {
+	var out wire.Member
+	ok := false
+	if m := pg.local[k]; m != nil {
+		out = wire.Member{Identity: k.Identity, Anonymous: k.Anonymous, Connections: len(m.conns) + len(m.pending),
+			JoinedAt: m.joinedAt, Meta: m.meta, MetaAt: m.metaAt}
+		ok = out.Connections > 0
+	}
+	for _, ms := range pg.remote {
+		for _, m := range ms {
+			if m.Key() != k || m.Connections <= 0 {
+				continue
+			}
+			if ok {
+				out = wire.Combine(out, m)
+			} else {
+				out, ok = m, true
+			}
+		}
+	}
+	return out, ok
+}
+
+// refresh recomputes k's member and tells the subscribers what changed.
+// Callers hold p.mu.
+func (p *presence) refresh(pg *pgroup, k wire.MemberKey) {
+	old, had := pg.view[k]
+	now, has := pg.merged(k)
+	var kind string
+	switch {
+	case !had && !has:
+		return
+	case !had:
+		kind = "join"
+		pg.view[k] = now
+	case !has:
+		kind = "leave"
+		now = old
+		now.Connections = 0
+		delete(pg.view, k)
+	default:
+		if old.Connections == now.Connections && old.JoinedAt == now.JoinedAt && bytes.Equal(old.Meta, now.Meta) {
+			return
+		}
+		kind = "update"
+		pg.view[k] = now
+	}
+	max := p.g.cfg.PresenceMaxMembers
+	switch {
+	case len(pg.view) > max:
+		if !pg.large {
+			pg.large = true
+			pg.lastCount = time.Now()
+			p.broadcast(pg, wire.PresenceCount(len(pg.view)))
+			return
+		}
+		pg.countDirty = true
+	case pg.large:
+		pg.large, pg.countDirty = false, false
+		for s, synced := range pg.subs {
+			if synced {
+				p.syncSub(pg, s)
+			}
+		}
+	default:
+		p.broadcast(pg, wire.PresenceMember(kind, now))
+	}
+}
+
+// broadcast queues frame for every synced subscriber. Callers hold p.mu.
+func (p *presence) broadcast(pg *pgroup, frame []byte) {
+	for s, synced := range pg.subs {
+		if synced {
+			s.c.enqueue(out{data: frame, sub: s.quotedID})
+		}
+	}
+}
+
+// syncSub sends s the group's members, or its count when it is large.
+// Callers hold p.mu.
+func (p *presence) syncSub(pg *pgroup, s *subscription) {
+	pg.subs[s] = true
+	if pg.large {
+		s.c.enqueue(out{data: wire.PresenceCount(len(pg.view)), sub: s.quotedID})
+		return
+	}
+	s.c.enqueue(out{data: wire.PresenceSync(pg.members()), sub: s.quotedID})
+}
+
+func (pg *pgroup) members() []wire.Member {
+	ms := make([]wire.Member, 0, len(pg.view))
+	for _, m := range pg.view {
+		ms = append(ms, m)
+	}
+	wire.SortMembers(ms)
+	return ms
+}
+
+// remove ends s's membership: its connection's last presence subscription
+// of the group leaves a pending connection for the grace.
+func (p *presence) remove(s *subscription) {
+	k := s.presenceKey
+	key := groupKey{s.stream, s.group}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pg := p.groups[key]
+	if pg == nil {
+		return
+	}
+	delete(pg.subs, s)
+	if m := pg.local[k]; m != nil && m.conns[s.c] > 0 {
+		m.conns[s.c]--
+		if m.conns[s.c] == 0 {
+			delete(m.conns, s.c)
+			if g := p.g.cfg.PresenceGrace; g > 0 && !p.closed {
+				var t *time.Timer
+				t = time.AfterFunc(g, func() { p.expire(key, k, t) })
+				m.pending = append(m.pending, t)
+			}
+		}
+		if len(m.conns)+len(m.pending) == 0 {
+			delete(pg.local, k)
+		}
+		pg.dirty = true
+		p.refresh(pg, k)
+	}
+	p.dropIfIdle(pg)
+}
+
+// expire ends a pending connection whose grace passed.
+func (p *presence) expire(key groupKey, k wire.MemberKey, t *time.Timer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pg := p.groups[key]
+	if pg == nil || p.closed {
+		return
+	}
+	m := pg.local[k]
+	if m == nil {
+		return
+	}
+	for i, pt := range m.pending {
+		if pt == t {
+			m.pending = append(m.pending[:i], m.pending[i+1:]...)
+			break
+		}
+	}
+	if len(m.conns)+len(m.pending) == 0 {
+		delete(pg.local, k)
+	}
+	pg.dirty = true
+	p.refresh(pg, k)
+	p.dropIfIdle(pg)
+}
+
+// dropIfIdle forgets a group with neither subscribers nor members here;
+// its entry is deleted. Callers hold p.mu.
+func (p *presence) dropIfIdle(pg *pgroup) {
+	if len(pg.subs) > 0 || len(pg.local) > 0 || p.groups[pg.key] != pg {
+		return
+	}
+	delete(p.groups, pg.key)
+	if cancel := pg.cancel; cancel != nil && !p.closed {
+		pg.cancel = nil
+		p.wg.Add(1)
+		go func() { defer p.wg.Done(); cancel() }()
+	}
+	if p.store != nil {
+		p.deletes = append(p.deletes, pg.key)
+	}
+}
+
+// entry encodes this gateway's members of pg. Callers hold p.mu.
+func (pg *pgroup) entry() []byte {
+	e := wire.PresenceEntry{Members: make([]wire.Member, 0, len(pg.local))}
+	for k, m := range pg.local {
+		e.Members = append(e.Members, wire.Member{Identity: k.Identity, Anonymous: k.Anonymous,
+			Connections: len(m.conns) + len(m.pending), JoinedAt: m.joinedAt, Meta: m.meta, MetaAt: m.metaAt})
+	}
+	b, _ := json.Marshal(e)
+	return b
+}
+
+type presenceWrite struct {
+	key   groupKey
+	entry []byte // nil: delete
+}
+
+// flusher writes changed entries every presenceFlush, every entry each
+// heartbeat, and sends the count events of large groups.
+func (p *presence) flusher() {
+	defer p.wg.Done()
+	t := time.NewTicker(presenceFlush)
+	defer t.Stop()
+	var beat time.Duration
+	if p.store != nil {
+		beat = p.store.Heartbeat()
+	}
+	lastBeat := time.Now()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case now := <-t.C:
+			all := beat > 0 && now.Sub(lastBeat) >= beat
+			if all {
+				lastBeat = now
+			}
+			p.flush(now, all)
+		}
+	}
+}
+
+func (p *presence) flush(now time.Time, all bool) {
+	var writes []presenceWrite
+	p.mu.Lock()
+	for _, k := range p.deletes {
+		if p.groups[k] == nil {
+			writes = append(writes, presenceWrite{key: k})
+		}
+	}
+	p.deletes = p.deletes[:0]
+	for _, pg := range p.groups {
+		if p.store != nil && (pg.dirty || (all && len(pg.local) > 0)) {
+			pg.dirty = false
+			writes = append(writes, presenceWrite{key: pg.key, entry: pg.entry()})
+		}
+		if pg.countDirty && now.Sub(pg.lastCount) >= 2*presenceFlush {
+			pg.countDirty, pg.lastCount = false, now
+			p.broadcast(pg, wire.PresenceCount(len(pg.view)))
+		}
+	}
+	p.mu.Unlock()
+	for _, w := range writes {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := p.store.Put(ctx, w.key.stream, w.key.group, w.entry)
+		cancel()
+		if err != nil {
+			p.g.log.Debug("presence entry not written; the next heartbeat tries again", "stream", w.key.stream, "group", w.key.group, "error", err)
+			if w.entry != nil {
+				p.mu.Lock()
+				if pg := p.groups[w.key]; pg != nil {
+					pg.dirty = true
+				}
+				p.mu.Unlock()
+			}
+		}
+	}
+}
+
+// close stops the flusher, the watches and the grace timers. This
+// gateway's entries stay in the store until they expire (the TTL): its
+// clients that reconnect to another gateway meanwhile fire no leave.
+func (p *presence) close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	close(p.stop)
+	var cancels []func()
+	for _, pg := range p.groups {
+		for _, m := range pg.local {
+			for _, t := range m.pending {
+				t.Stop()
+			}
+		}
+		if pg.cancel != nil {
+			cancels = append(cancels, pg.cancel)
+		}
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+	for _, c := range cancels {
+		c()
+	}
+}
+
+// page is a page request's answer for s.
+func (p *presence) page(s *subscription, after string, limit int) []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pg := p.groups[groupKey{s.stream, s.group}]
+	if pg == nil {
+		return wire.PresencePage(nil, 0, false)
+	}
+	ms := pg.members()
+	page, more := wire.PageMembers(ms, after, limit)
+	return wire.PresencePage(page, len(ms), more)
+}
+
+// ErrPresenceUnavailable reports that presence is not shared (no store)
+// and this gateway watches no such group.
+var ErrPresenceUnavailable = errors.New("gateway: presence of other gateways unavailable")
+
+// Members returns a group's presence members in identity order, across
+// gateways: from this gateway's view when it watches the group, else from
+// the store (or this gateway's own members when there is none).
+func (g *Gateway) Members(ctx context.Context, stream, group string) ([]wire.Member, error) {
+	p := g.presence
+	p.mu.Lock()
+	if pg := p.groups[groupKey{stream, group}]; pg != nil && (pg.ready || p.store == nil) {
+		ms := pg.members()
+		p.mu.Unlock()
+		return ms, nil
+	}
+	p.mu.Unlock()
+	if p.store == nil {
+		return []wire.Member{}, nil
+	}
+	raw, err := p.store.Entries(ctx, stream, group)
+	if err != nil {
+		return nil, err
+	}
+	entries := make([]wire.PresenceEntry, 0, len(raw))
+	for _, b := range raw {
+		var e wire.PresenceEntry
+		if json.Unmarshal(b, &e) == nil {
+			entries = append(entries, e)
+		}
+	}
+	return wire.MergeEntries(entries), nil
+}
