@@ -62,6 +62,7 @@ func (m *Module) Register(e *engine.Engine) error {
 		{FnSend, "Send an event to a group's subscribers.", m.send},
 		{FnUpdate, "Apply update operations to an item, all or none.", m.update},
 		{FnRelease, "Give a custom stream whose worker left back to the built-in store.", m.release},
+		{FnPresence, "List a group's presence members, across gateways, in pages.", m.presenceFn},
 	}
 	for _, f := range fns {
 		if err := e.RegisterFunction(f.id, f.desc, engine.HandlerFunc(f.h)); err != nil {

@@ -133,6 +133,8 @@ type Module struct {
 	customMu sync.Mutex
 	customs  map[string]struct{} // streams a worker has served
 
+	presence presenceReader
+
 	wg sync.WaitGroup // trigger and leave goroutines
 }
 

@@ -31,6 +31,7 @@ import (
 	"github.com/trinehq/trine/queuemodule"
 	"github.com/trinehq/trine/statemodule"
 	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/natsfanout"
 	"github.com/trinehq/trine/streammodule/store"
 )
 
@@ -110,6 +111,8 @@ type engineConfig struct {
 	StreamPing          time.Duration
 	StreamSSEKeepAlive  time.Duration
 	StreamWriteTimeout  time.Duration
+
+	Presence presenceConfig
 
 	TLS       tlsconf.Files
 	EngineTLS tlsconf.Files // trine gateway: its client TLS to the engine (ClientCA: the engine's CA)
@@ -513,6 +516,48 @@ var engineSettings = []setting{
 	}},
 	{"stream-write-timeout", "DURATION", gateway.DefaultWriteTimeout.String(), "longest a write to one browser may block", func(c *engineConfig, v string) (err error) {
 		c.StreamWriteTimeout, err = positiveDuration(v)
+		return err
+	}},
+	{"presence-grace", "DURATION", gateway.DefaultPresenceGrace.String(), "how long a presence member stays after its last connection went: a reload within it is neither a leave nor a join; 0: none", func(c *engineConfig, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return errors.New("must be a duration such as 5s, or 0")
+		}
+		c.Presence.Grace = d
+		if d == 0 {
+			c.Presence.Grace = -1
+		}
+		return nil
+	}},
+	{"presence-ttl", "DURATION", natsfanout.DefaultPresenceTTL.String(), "lease of a gateway's presence members in JetStream, renewed every third of it: a dead gateway's members leave within it (the process that creates the bucket sets it)", func(c *engineConfig, v string) (err error) {
+		c.Presence.TTL, err = positiveDuration(v)
+		if err == nil && c.Presence.TTL < time.Second {
+			err = errors.New("must be at least 1s")
+		}
+		return err
+	}},
+	{"presence-replicas", "N", "1", "copies of the presence bucket (TRINE_PRESENCE) in a JetStream cluster", func(c *engineConfig, v string) (err error) {
+		c.Presence.Replicas, err = positiveInt(v)
+		return err
+	}},
+	{"presence-max-members", "N", strconv.Itoa(gateway.DefaultPresenceMaxMembers), "past this many members a group's presence subscribers get counts instead of members (pages on request)", func(c *engineConfig, v string) (err error) {
+		c.Presence.MaxMembers, err = positiveInt(v)
+		return err
+	}},
+	{"presence-max-meta-bytes", "N", strconv.Itoa(gateway.DefaultPresenceMaxMetaBytes), "largest presence meta of a join (compact JSON); larger: presence_meta_too_large, nothing changes", func(c *engineConfig, v string) (err error) {
+		c.Presence.MaxMeta, err = positiveInt(v)
+		return err
+	}},
+	{"presence-max-per-connection", "N", strconv.Itoa(gateway.DefaultPresenceMaxPerConn), "presence subscriptions per connection (so at most this many times --presence-max-meta-bytes of meta); more: presence_limit", func(c *engineConfig, v string) (err error) {
+		c.Presence.MaxPerConn, err = positiveInt(v)
+		return err
+	}},
+	{"presence-max-total", "N", strconv.Itoa(gateway.DefaultPresenceMaxTotal), "presence subscriptions in the whole gateway; more: presence_limit", func(c *engineConfig, v string) (err error) {
+		c.Presence.MaxTotal, err = positiveInt(v)
+		return err
+	}},
+	{"presence-max-total-bytes", "N", strconv.Itoa(gateway.DefaultPresenceMaxTotalBytes), "bytes of presence state in the whole gateway (meta plus 128 per subscription); more: presence_limit", func(c *engineConfig, v string) (err error) {
+		c.Presence.MaxTotalBytes, err = positiveInt(v)
 		return err
 	}},
 	{"log-level", "LEVEL", "info", "debug, info, warn or error", func(c *engineConfig, v string) error {

@@ -218,7 +218,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	}
 	defer queues.Close()
 	// Cron and queues need JetStream; the engine never waits for it.
-	optional := jsboot.NewStarter(log, cronPart(cfg, ns, crons), jsboot.Part{Name: "queues", Open: queues.Open})
+	optional := jsboot.NewStarter(log, cronPart(cfg, ns, crons), jsboot.Part{Name: "queues", Open: queues.Open}, streams.presencePart)
 	if err := registerGatewayMetrics(reg, streams.gw); err != nil {
 		return fmt.Errorf("register stream metrics: %w", err)
 	}

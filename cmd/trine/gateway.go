@@ -18,6 +18,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/gateway"
+	"github.com/trinehq/trine/internal/jsboot"
 	"github.com/trinehq/trine/internal/natsembed"
 	"github.com/trinehq/trine/internal/tlsconf"
 	"github.com/trinehq/trine/streammodule/natsfanout"
@@ -71,6 +72,7 @@ func gatewaySettings() []setting {
 			s.usage = "comma-separated public host names of the gateway: Host values accepted besides loopback ones, and hosts whose pages are same-origin (a loopback listener accepts only loopback hosts and these)"
 		case "stream-auth-function", "stream-jwt-hmac-secret-file", "stream-jwt-public-key-file", "stream-jwks-url", "stream-jwt-audience", "stream-jwt-issuer", "stream-max-frame-bytes",
 			"stream-queue-messages", "stream-queue-bytes", "stream-max-catchups", "stream-max-catchups-total", "stream-snapshot-page-bytes", "stream-snapshot-coalesce", "stream-ping-interval", "stream-sse-keepalive", "stream-write-timeout",
+			"presence-grace", "presence-ttl", "presence-replicas", "presence-max-members", "presence-max-meta-bytes", "presence-max-per-connection", "presence-max-total", "presence-max-total-bytes",
 			"log-level", "log-format":
 		default:
 			continue
@@ -176,6 +178,9 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 	}
 	gcfg := gatewayConfig(cfg, gateway.RemoteBackend(caller), natsfanout.NewSubscriber(ns.Conn), caller, log)
 	gcfg.Ready = ready
+	presence, presencePart := presenceStore(cfg, ns)
+	gcfg.Presence = presence
+	optional := jsboot.NewStarter(log, presencePart)
 	tokens, err := browserTokens(cfg, log)
 	if err != nil {
 		return err
@@ -213,6 +218,7 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return optional.Run(gctx) })
 	for _, s := range []struct {
 		srv  *http.Server
 		lis  net.Listener

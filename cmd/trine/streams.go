@@ -14,6 +14,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/gateway"
+	"github.com/trinehq/trine/internal/jsboot"
 	"github.com/trinehq/trine/internal/jwtauth"
 	"github.com/trinehq/trine/internal/natsembed"
 	"github.com/trinehq/trine/internal/tlsconf"
@@ -30,6 +31,10 @@ type streams struct {
 	gw     *gateway.Gateway
 	http   *http.Server
 	tokens *jwtauth.Verifier
+	// presence shares the gateway's presence members once presencePart,
+	// an optional part, has opened its bucket.
+	presence     *natsfanout.Presence
+	presencePart jsboot.Part
 }
 
 // jetStreamBootTimeout is how long an engine waits for JetStream to accept
@@ -105,6 +110,8 @@ func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, li
 		return nil, fmt.Errorf("register stream module: %w", err)
 	}
 	gcfg := gatewayConfig(cfg, mod, natsfanout.NewSubscriber(ns.Conn), eng, log)
+	s.presence, s.presencePart = presenceStore(cfg, ns)
+	gcfg.Presence = s.presence
 	if s.tokens, err = browserTokens(cfg, log); err != nil {
 		s.close()
 		return nil, err
@@ -117,6 +124,7 @@ func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, li
 		s.close()
 		return nil, err
 	}
+	mod.SetPresence(s.gw)
 	s.http = &http.Server{
 		Handler:           s.gw,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -145,6 +153,21 @@ func storeOpener(cfg engineConfig, ns *natsembed.Server, log *slog.Logger, dir s
 	return func(o store.Options) (store.Store, error) { return store.NewMemory(o), nil }
 }
 
+// presenceConfig is the --presence-* settings.
+type presenceConfig struct {
+	Grace                                                    time.Duration // negative: none
+	TTL                                                      time.Duration
+	Replicas                                                 int
+	MaxMembers, MaxMeta, MaxPerConn, MaxTotal, MaxTotalBytes int
+}
+
+// presenceStore is the store that shares presence through JetStream, and
+// the optional part that opens it.
+func presenceStore(cfg engineConfig, ns *natsembed.Server) (*natsfanout.Presence, jsboot.Part) {
+	p := natsfanout.NewPresence(ns.Conn, natsfanout.PresenceConfig{TTL: cfg.Presence.TTL, Replicas: cfg.Presence.Replicas})
+	return p, jsboot.Part{Name: "presence", Open: p.Open}
+}
+
 // gatewayConfig is the gateway configuration both commands derive from
 // their settings.
 func gatewayConfig(cfg engineConfig, b gateway.Backend, ev gateway.Events, c gateway.Caller, log *slog.Logger) gateway.Config {
@@ -166,6 +189,13 @@ func gatewayConfig(cfg engineConfig, b gateway.Backend, ev gateway.Events, c gat
 		SSEKeepAlive:      cfg.StreamSSEKeepAlive,
 		WriteTimeout:      cfg.StreamWriteTimeout,
 		Logger:            log,
+
+		PresenceGrace:         cfg.Presence.Grace,
+		PresenceMaxMembers:    cfg.Presence.MaxMembers,
+		PresenceMaxMetaBytes:  cfg.Presence.MaxMeta,
+		PresenceMaxPerConn:    cfg.Presence.MaxPerConn,
+		PresenceMaxTotal:      cfg.Presence.MaxTotal,
+		PresenceMaxTotalBytes: cfg.Presence.MaxTotalBytes,
 	}
 }
 
