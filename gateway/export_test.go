@@ -8,3 +8,6 @@ func SnapshotWaiters(g *Gateway, stream, group, item string) int {
 	return g.snapshots.waiting(streamapi.SnapshotRequest{StreamName: stream, GroupID: group, ItemID: item,
 		PageBytes: g.cfg.SnapshotPageBytes})
 }
+
+// AuthFunction is the gateway's auth function.
+func (g *Gateway) AuthFunction() string { return g.cfg.AuthFunction }

@@ -61,6 +61,24 @@ func newStack(t testing.TB, gcfg gateway.Config, mcfg streammodule.Config) *stac
 	return &stack{st: st, e: st.Engine, m: st.Module, gw: gw, srv: srv, sub: st.Events, ns: st.NATS}
 }
 
+// gateway serves another gateway of the same engine and NATS.
+func (s *stack) gateway(t testing.TB, gcfg gateway.Config) *stack {
+	t.Helper()
+	gcfg.Backend, gcfg.Events, gcfg.Caller, gcfg.AuthFunction = s.m, s.sub, s.e, s.gw.AuthFunction()
+	gw, err := gateway.New(gcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gw)
+	t.Cleanup(func() {
+		gw.Close()
+		srv.Close()
+	})
+	o := *s
+	o.gw, o.srv = gw, srv
+	return &o
+}
+
 func (s *stack) call(t testing.TB, fn string, in any) string {
 	t.Helper()
 	return string(s.st.Call(t, fn, in))
