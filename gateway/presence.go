@@ -572,6 +572,13 @@ func (p *presence) flush(now time.Time, all bool) {
 	}
 	p.deletes = p.deletes[:0]
 	for _, pg := range p.groups {
+		if all && p.store != nil && !pg.watching && !p.closed {
+			// The store was not there when the group started (no
+			// JetStream yet): try again each heartbeat.
+			pg.watching = true
+			p.wg.Add(1)
+			go p.watch(pg)
+		}
 		if p.store != nil && (pg.dirty || (all && len(pg.local) > 0)) {
 			pg.dirty = false
 			writes = append(writes, presenceWrite{key: pg.key, entry: pg.entry()})

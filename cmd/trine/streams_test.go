@@ -217,7 +217,15 @@ var gatewayLine = regexp.MustCompile(`(?m)^trine gateway (\S+) listening: stream
 // stream and HTTP addresses.
 func startGateway(t *testing.T, args ...string) (stream, http string) {
 	t.Helper()
-	p := startProc(t, trineBin, testEnv(), "", append([]string{"gateway", "--stream-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)...)
+	_, stream, http = startGatewayProc(t, args...)
+	return stream, http
+}
+
+// startGatewayProc is startGateway with the process, for tests that kill
+// it: one that ended before the test did is not checked at the end.
+func startGatewayProc(t *testing.T, args ...string) (p *proc, stream, http string) {
+	t.Helper()
+	p = startProc(t, trineBin, testEnv(), "", append([]string{"gateway", "--stream-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)...)
 	var m []string
 	poll.CheckFor(t, startTimeout, poll.Holds("the gateway's listening line", func() bool {
 		select {
@@ -229,6 +237,11 @@ func startGateway(t *testing.T, args ...string) (stream, http string) {
 		return m != nil
 	}))
 	t.Cleanup(func() {
+		select {
+		case <-p.done:
+			return // killed by the test
+		default:
+		}
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-p.done:
@@ -242,7 +255,7 @@ func startGateway(t *testing.T, args ...string) (stream, http string) {
 			t.Error("gateway did not exit on SIGTERM")
 		}
 	})
-	return m[2], "http://" + m[3]
+	return p, m[2], "http://" + m[3]
 }
 
 // TestGatewayProcess: trine gateway serves browsers from its own process:
