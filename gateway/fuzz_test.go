@@ -18,6 +18,9 @@ import (
 func FuzzClientBytes(f *testing.F) {
 	f.Add(wstest.Masked(ws.OpText, true, `{"type":"ping"}`))
 	f.Add(wstest.Masked(ws.OpText, true, `{"type":"join","data":{"subscriptionId":"a","streamName":"s","groupId":"g","since":"3"}}`, `{"type":"leave","data":{"subscriptionId":"a","streamName":"s","groupId":"g"}}`))
+	f.Add(wstest.Masked(ws.OpText, true, `{"type":"join","data":{"subscriptionId":"p","streamName":"s","groupId":"g","presence":{"meta":{"n":1}}}}`,
+		`{"type":"presence","data":{"subscriptionId":"p","limit":1,"after":"x"}}`, `{"type":"leave","data":{"subscriptionId":"p","streamName":"s","groupId":"g"}}`))
+	f.Add(wstest.Masked(ws.OpText, true, `{"type":"join","data":{"subscriptionId":"p","streamName":"s","groupId":"g","presence":{"meta":[1]}}}`))
 	f.Add(wstest.Masked(ws.OpText, false, `{"type":`))
 	f.Add(append(wstest.Masked(ws.OpText, false, `{"type":`), wstest.Masked(ws.OpContinuation, true, `"ping"}`)...))
 	f.Add(wstest.Masked(ws.OpText, true, "{\"type\":\"ping\",\"x\":\"\xff\"}"))

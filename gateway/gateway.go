@@ -187,6 +187,12 @@ type Config struct {
 	// DefaultPresenceMaxPerConn, DefaultPresenceMaxTotal,
 	// DefaultPresenceMaxTotalBytes.
 	PresenceMaxPerConn, PresenceMaxTotal, PresenceMaxTotalBytes int
+	// PresenceRateBytes bounds the presence frames the gateway queues, in
+	// bytes a second (each frame counts 64 bytes more): changes beyond it
+	// wait and merge (a join and a leave of one member in between become
+	// nothing), so that a storm of joins never crowds out stream events.
+	// Default DefaultPresenceRateBytes.
+	PresenceRateBytes int
 	// Writers is the number of goroutines writing to WebSockets; zero means
 	// GOMAXPROCS.
 	Writers int
@@ -217,6 +223,7 @@ func (c Config) withDefaults() Config {
 	defaults.Positive(&c.PresenceMaxPerConn, DefaultPresenceMaxPerConn)
 	defaults.Positive(&c.PresenceMaxTotal, DefaultPresenceMaxTotal)
 	defaults.Positive(&c.PresenceMaxTotalBytes, DefaultPresenceMaxTotalBytes)
+	defaults.Positive(&c.PresenceRateBytes, DefaultPresenceRateBytes)
 	defaults.Logger(&c.Logger)
 	return c
 }

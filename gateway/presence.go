@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
@@ -23,6 +24,7 @@ const (
 	DefaultPresenceMaxPerConn    = 16
 	DefaultPresenceMaxTotal      = 100_000
 	DefaultPresenceMaxTotalBytes = 64 << 20
+	DefaultPresenceRateBytes     = 4 << 20
 )
 
 // PresenceStore shares each gateway's presence members with the other
@@ -104,10 +106,16 @@ type presence struct {
 	g     *Gateway
 	store PresenceStore
 
-	mu       sync.Mutex
-	groups   map[groupKey]*pgroup
-	deletes  []groupKey // groups whose entry is to be deleted
-	subs     int        // presence subscriptions held (reserved)
+	mu      sync.Mutex
+	groups  map[groupKey]*pgroup
+	deletes []groupKey // groups whose entry is to be deleted
+	// pending are the groups whose subscribers have something to learn;
+	// tokens is the presence delivery budget (bytes), refilled at
+	// PresenceRateBytes a second.
+	pending  map[*pgroup]struct{}
+	tokens   float64
+	refilled time.Time
+	subs     int // presence subscriptions held (reserved)
 	bytes    int
 	closed   bool
 	stop     chan struct{}
@@ -119,29 +127,38 @@ type pgroup struct {
 	key    groupKey
 	local  map[wire.MemberKey]*localMember
 	remote map[string][]wire.Member // other gateways' entries
-	view   map[wire.MemberKey]wire.Member
+	// view is the members now; sent is what the synced subscribers were
+	// told (at the last flush), changed the keys where they may differ.
+	view    map[wire.MemberKey]wire.Member
+	sent    map[wire.MemberKey]wire.Member
+	changed map[wire.MemberKey]struct{}
 	// subs are the presence subscribers; true once they got their sync.
 	subs map[*subscription]bool
 	// ready: the other gateways' entries are in (or there is no store).
-	ready      bool
-	large      bool // over PresenceMaxMembers: counts only
-	countDirty bool
-	lastCount  time.Time
-	dirty      bool // this gateway's entry is to be written
-	cancel     func()
-	watching   bool
+	ready     bool
+	large     bool // over PresenceMaxMembers: counts only
+	sentCount int  // the count last sent while large
+	syncFrame []byte
+	dirty     bool // this gateway's entry is to be written
+	cancel    func()
+	watching  bool
 }
 
 type localMember struct {
 	conns    map[*conn]int // presence subscriptions per connection
-	pending  []*time.Timer // connections gone, within the grace
+	pending  []*graceSlot // connections gone, within the grace
 	joinedAt int64
 	meta     json.RawMessage
 	metaAt   int64
 }
 
+// graceSlot is a connection that went, counted until its timer fires.
+// Its timer is set and read under presence.mu.
+type graceSlot struct{ t *time.Timer }
+
 func newPresence(g *Gateway) *presence {
-	p := &presence{g: g, store: g.cfg.Presence, groups: make(map[groupKey]*pgroup), stop: make(chan struct{})}
+	p := &presence{g: g, store: g.cfg.Presence, groups: make(map[groupKey]*pgroup), stop: make(chan struct{}),
+		pending: make(map[*pgroup]struct{}), tokens: float64(g.cfg.PresenceRateBytes), refilled: time.Now()}
 	p.wg.Add(1)
 	go p.flusher()
 	return p
@@ -234,7 +251,7 @@ func (p *presence) add(s *subscription) {
 		// A connection of this identity came back within the grace: it
 		// takes the place of one that went.
 		last := len(m.pending) - 1
-		m.pending[last].Stop()
+		m.pending[last].t.Stop()
 		m.pending = m.pending[:last]
 	}
 	m.conns[s.c]++
@@ -244,9 +261,7 @@ func (p *presence) add(s *subscription) {
 	pg.dirty = true
 	p.refresh(pg, k)
 	pg.subs[s] = false
-	if pg.ready {
-		p.syncSub(pg, s)
-	}
+	p.pending[pg] = struct{}{}
 }
 
 // group returns the group's state, watching the other gateways' entries
@@ -257,7 +272,8 @@ func (p *presence) group(key groupKey) *pgroup {
 		return pg
 	}
 	pg = &pgroup{key: key, local: make(map[wire.MemberKey]*localMember), remote: make(map[string][]wire.Member),
-		view: make(map[wire.MemberKey]wire.Member), subs: make(map[*subscription]bool)}
+		view: make(map[wire.MemberKey]wire.Member), sent: make(map[wire.MemberKey]wire.Member),
+		changed: make(map[wire.MemberKey]struct{}), subs: make(map[*subscription]bool)}
 	p.groups[key] = pg
 	if p.store == nil {
 		pg.ready = true
@@ -303,18 +319,14 @@ func (p *presence) remoteReady(pg *pgroup) {
 	p.markReady(pg)
 }
 
-// markReady sends the sync the group's subscribers wait for. Callers hold
+// markReady lets the group's subscribers have their sync. Callers hold
 // p.mu.
 func (p *presence) markReady(pg *pgroup) {
 	if pg.ready {
 		return
 	}
 	pg.ready = true
-	for s, synced := range pg.subs {
-		if !synced {
-			p.syncSub(pg, s)
-		}
-	}
+	p.pending[pg] = struct{}{}
 }
 
 // remoteEntry takes another gateway's entry of pg (nil: gone).
@@ -372,70 +384,185 @@ func (pg *pgroup) merged(k wire.MemberKey) (wire.Member, bool) {
 	return out, ok
 }
 
-// refresh recomputes k's member and tells the subscribers what changed.
+// refresh recomputes k's member; the next flush tells the subscribers.
 // Callers hold p.mu.
 func (p *presence) refresh(pg *pgroup, k wire.MemberKey) {
 	old, had := pg.view[k]
 	now, has := pg.merged(k)
-	var kind string
 	switch {
 	case !had && !has:
 		return
-	case !had:
-		kind = "join"
-		pg.view[k] = now
 	case !has:
-		kind = "leave"
-		now = old
-		now.Connections = 0
 		delete(pg.view, k)
+	case had && old.Connections == now.Connections && old.JoinedAt == now.JoinedAt && bytes.Equal(old.Meta, now.Meta):
+		return
 	default:
-		if old.Connections == now.Connections && old.JoinedAt == now.JoinedAt && bytes.Equal(old.Meta, now.Meta) {
-			return
-		}
-		kind = "update"
 		pg.view[k] = now
 	}
-	max := p.g.cfg.PresenceMaxMembers
-	switch {
-	case len(pg.view) > max:
-		if !pg.large {
-			pg.large = true
-			pg.lastCount = time.Now()
-			p.broadcast(pg, wire.PresenceCount(len(pg.view)))
-			return
+	pg.changed[k] = struct{}{}
+	p.pending[pg] = struct{}{}
+}
+
+// delivery is what one flush queues for some subscribers of a group.
+type delivery struct {
+	subs   []*subscription
+	frames [][]byte
+}
+
+// frameCost is what a frame costs against the budget besides its bytes.
+const frameCost = 64
+
+// prepare takes what pg's subscribers have to learn, within budget
+// bytes: events (or, when cheaper, a sync) for the synced subscribers,
+// then a sync (or the count) for as many new ones as the rest of the
+// budget pays for. The events go out whatever they cost when full (the
+// budget is whole), so that a large group is slowed, never starved. It
+// returns the deliveries, their cost in bytes, and whether pg has more to
+// send. Callers hold p.mu.
+func (p *presence) prepare(pg *pgroup, budget float64, full bool) ([]delivery, int, bool) {
+	var synced, fresh []*subscription
+	for s, ok := range pg.subs {
+		if ok {
+			synced = append(synced, s)
+		} else {
+			fresh = append(fresh, s)
 		}
-		pg.countDirty = true
+	}
+	toSynced, commit := p.changes(pg)
+	cost := 0
+	for _, f := range toSynced {
+		cost += len(synced) * (len(f) + frameCost)
+	}
+	if len(synced) > 0 && len(toSynced) > 0 && float64(cost) > budget && !full {
+		return nil, 0, true // wait for a whole budget
+	}
+	commit()
+	var out []delivery
+	if len(synced) > 0 && len(toSynced) > 0 {
+		out = append(out, delivery{synced, toSynced})
+	}
+	first := pg.sync()
+	if pg.large {
+		first = wire.PresenceCount(len(pg.view))
+	}
+	n := 0
+	for _, s := range fresh {
+		if n > 0 && float64(cost+len(first)+frameCost) > budget {
+			break
+		}
+		pg.subs[s] = true
+		cost += len(first) + frameCost
+		n++
+	}
+	if n > 0 {
+		out = append(out, delivery{fresh[:n], [][]byte{first}})
+	}
+	return out, cost, n < len(fresh)
+}
+
+// changes returns the frames that tell synced subscribers what changed
+// since the last flush, and commit, which records them as told.
+func (p *presence) changes(pg *pgroup) ([][]byte, func()) {
+	switch n := len(pg.view); {
+	case n > p.g.cfg.PresenceMaxMembers:
+		var fs [][]byte
+		if !pg.large || pg.sentCount != n {
+			fs = [][]byte{wire.PresenceCount(n)}
+		}
+		return fs, func() {
+			pg.large, pg.sentCount = true, n
+			clear(pg.changed)
+		}
 	case pg.large:
-		pg.large, pg.countDirty = false, false
-		for s, synced := range pg.subs {
-			if synced {
-				p.syncSub(pg, s)
+		sent := maps.Clone(pg.view)
+		ms := make([]wire.Member, 0, len(sent))
+		for _, m := range sent {
+			ms = append(ms, m)
+		}
+		wire.SortMembers(ms)
+		f := wire.PresenceSync(ms)
+		return [][]byte{f}, func() {
+			pg.large, pg.sent, pg.syncFrame = false, sent, f
+			clear(pg.changed)
+		}
+	}
+	var fs [][]byte
+	size := 0
+	type change struct {
+		k   wire.MemberKey
+		m   wire.Member
+		has bool
+	}
+	var cs []change
+	for k := range pg.changed {
+		old, had := pg.sent[k]
+		now, has := pg.view[k]
+		var f []byte
+		switch {
+		case !had && has:
+			f = wire.PresenceMember("join", now)
+		case had && !has:
+			old.Connections = 0
+			f = wire.PresenceMember("leave", old)
+		case had && has && (old.Connections != now.Connections || old.JoinedAt != now.JoinedAt || !bytes.Equal(old.Meta, now.Meta)):
+			f = wire.PresenceMember("update", now)
+		default:
+			continue
+		}
+		fs = append(fs, f)
+		size += len(f) + frameCost
+		cs = append(cs, change{k, now, has})
+	}
+	apply := func() {
+		for _, c := range cs {
+			if c.has {
+				pg.sent[c.k] = c.m
+			} else {
+				delete(pg.sent, c.k)
 			}
 		}
-	default:
-		p.broadcast(pg, wire.PresenceMember(kind, now))
-	}
-}
-
-// broadcast queues frame for every synced subscriber. Callers hold p.mu.
-func (p *presence) broadcast(pg *pgroup, frame []byte) {
-	for s, synced := range pg.subs {
-		if synced {
-			s.c.enqueue(out{data: frame, sub: s.quotedID})
+		clear(pg.changed)
+		if len(cs) > 0 {
+			pg.syncFrame = nil
 		}
 	}
+	if len(fs) > 1 {
+		// Many changes at once: one sync may be less.
+		sent := maps.Clone(pg.sent)
+		for _, c := range cs {
+			if c.has {
+				sent[c.k] = c.m
+			} else {
+				delete(sent, c.k)
+			}
+		}
+		if approx := len(sent) * 96; size > approx {
+			ms := make([]wire.Member, 0, len(sent))
+			for _, m := range sent {
+				ms = append(ms, m)
+			}
+			wire.SortMembers(ms)
+			f := wire.PresenceSync(ms)
+			if size > len(f)+frameCost {
+				return [][]byte{f}, func() { apply(); pg.syncFrame = f }
+			}
+		}
+	}
+	return fs, apply
 }
 
-// syncSub sends s the group's members, or its count when it is large.
-// Callers hold p.mu.
-func (p *presence) syncSub(pg *pgroup, s *subscription) {
-	pg.subs[s] = true
-	if pg.large {
-		s.c.enqueue(out{data: wire.PresenceCount(len(pg.view)), sub: s.quotedID})
-		return
+// sync is the sync frame of what the subscribers were told, built once per
+// change. Callers hold p.mu.
+func (pg *pgroup) sync() []byte {
+	if pg.syncFrame == nil {
+		ms := make([]wire.Member, 0, len(pg.sent))
+		for _, m := range pg.sent {
+			ms = append(ms, m)
+		}
+		wire.SortMembers(ms)
+		pg.syncFrame = wire.PresenceSync(ms)
 	}
-	s.c.enqueue(out{data: wire.PresenceSync(pg.members()), sub: s.quotedID})
+	return pg.syncFrame
 }
 
 func (pg *pgroup) members() []wire.Member {
@@ -464,9 +591,9 @@ func (p *presence) remove(s *subscription) {
 		if m.conns[s.c] == 0 {
 			delete(m.conns, s.c)
 			if g := p.g.cfg.PresenceGrace; g > 0 && !p.closed {
-				var t *time.Timer
-				t = time.AfterFunc(g, func() { p.expire(key, k, t) })
-				m.pending = append(m.pending, t)
+				slot := &graceSlot{}
+				slot.t = time.AfterFunc(g, func() { p.expire(key, k, slot) })
+				m.pending = append(m.pending, slot)
 			}
 		}
 		if len(m.conns)+len(m.pending) == 0 {
@@ -479,7 +606,7 @@ func (p *presence) remove(s *subscription) {
 }
 
 // expire ends a pending connection whose grace passed.
-func (p *presence) expire(key groupKey, k wire.MemberKey, t *time.Timer) {
+func (p *presence) expire(key groupKey, k wire.MemberKey, slot *graceSlot) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pg := p.groups[key]
@@ -490,8 +617,8 @@ func (p *presence) expire(key groupKey, k wire.MemberKey, t *time.Timer) {
 	if m == nil {
 		return
 	}
-	for i, pt := range m.pending {
-		if pt == t {
+	for i, ps := range m.pending {
+		if ps == slot {
 			m.pending = append(m.pending[:i], m.pending[i+1:]...)
 			break
 		}
@@ -583,12 +710,40 @@ func (p *presence) flush(now time.Time, all bool) {
 			pg.dirty = false
 			writes = append(writes, presenceWrite{key: pg.key, entry: pg.entry()})
 		}
-		if pg.countDirty && now.Sub(pg.lastCount) >= 2*presenceFlush {
-			pg.countDirty, pg.lastCount = false, now
-			p.broadcast(pg, wire.PresenceCount(len(pg.view)))
+	}
+	// Tell subscribers, within the budget: a group whose turn comes while
+	// the budget is positive goes, even past it (the debt delays the next
+	// ones), so that a large group is slowed, never starved.
+	rate := float64(p.g.cfg.PresenceRateBytes)
+	p.tokens = min(rate, p.tokens+rate*now.Sub(p.refilled).Seconds())
+	p.refilled = now
+	var deliveries []delivery
+	for pg := range p.pending {
+		if p.tokens <= 0 {
+			break
 		}
+		if p.groups[pg.key] != pg {
+			delete(p.pending, pg)
+			continue
+		}
+		if !pg.ready {
+			continue
+		}
+		ds, cost, more := p.prepare(pg, p.tokens, p.tokens >= rate)
+		if !more {
+			delete(p.pending, pg)
+		}
+		deliveries = append(deliveries, ds...)
+		p.tokens -= float64(cost)
 	}
 	p.mu.Unlock()
+	for _, d := range deliveries {
+		for _, s := range d.subs {
+			for _, f := range d.frames {
+				s.c.enqueue(out{data: f, sub: s.quotedID})
+			}
+		}
+	}
 	for _, w := range writes {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := p.store.Put(ctx, w.key.stream, w.key.group, w.entry)
@@ -620,8 +775,8 @@ func (p *presence) close() {
 	var cancels []func()
 	for _, pg := range p.groups {
 		for _, m := range pg.local {
-			for _, t := range m.pending {
-				t.Stop()
+			for _, slot := range m.pending {
+				slot.t.Stop()
 			}
 		}
 		if pg.cancel != nil {

@@ -62,8 +62,10 @@ func (m *Module) presenceFn(ctx context.Context, c engine.Call) ([]byte, error) 
 		}
 	}
 	page, more := wire.PageMembers(ms, after, limit)
-	if page == nil {
-		page = []wire.Member{}
+	out := make([]wire.Member, len(page))
+	for i, m := range page {
+		out[i] = m.Public()
 	}
+	page = out
 	return engine.MarshalJSON(PresencePage{Members: page, Count: len(ms), More: more})
 }

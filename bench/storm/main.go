@@ -33,15 +33,11 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/nats-io/nats.go"
 
 	"github.com/trinehq/trine/bench/internal/loadgen"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/gateway"
-	"github.com/trinehq/trine/internal/natsembed"
-	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/natsfanout"
-	"github.com/trinehq/trine/streammodule/store"
 	"github.com/trinehq/trine/streammodule/streamapi"
 	"github.com/trinehq/trine/streammodule/wire"
 )
@@ -96,37 +92,14 @@ type storm struct {
 }
 
 func run(n, rounds, items, itemBytes int, rate float64, backend string, coalesce time.Duration) error {
-	ns, err := natsembed.Start(natsembed.Options{Name: "storm"})
+	st, err := loadgen.StartStack("storm", "")
 	if err != nil {
 		return err
 	}
-	defer ns.Close()
-	subConn, err := nats.Connect("", nats.InProcessServer(ns.NS))
-	if err != nil {
-		return err
-	}
-	defer subConn.Close()
-
-	e, err := engine.New(engine.Config{DefaultTimeout: 30 * time.Second})
-	if err != nil {
-		return err
-	}
-	m, err := streammodule.New(streammodule.Config{
-		OpenStore: func(o store.Options) (store.Store, error) { return store.NewMemory(o), nil },
-		Publisher: natsfanout.NewPublisher(ns.Conn),
-	})
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	if err := m.Register(e); err != nil {
-		return err
-	}
+	defer st.Close()
+	subConn, e, m := st.Events, st.Engine, st.Module
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	engineDone := make(chan struct{})
-	go func() { _ = e.Run(ctx); close(engineDone) }()
-	defer func() { cancel(); <-engineDone }()
 
 	var inner gateway.Backend = m
 	switch backend {

@@ -556,6 +556,10 @@ var engineSettings = []setting{
 		c.Presence.MaxTotal, err = positiveInt(v)
 		return err
 	}},
+	{"presence-rate-bytes", "N", strconv.Itoa(gateway.DefaultPresenceRateBytes), "bytes a second of presence frames the gateway sends (each frame counts 64 more); changes past it wait and merge, so that a storm of joins never crowds out stream events", func(c *engineConfig, v string) (err error) {
+		c.Presence.RateBytes, err = positiveInt(v)
+		return err
+	}},
 	{"presence-max-total-bytes", "N", strconv.Itoa(gateway.DefaultPresenceMaxTotalBytes), "bytes of presence state in the whole gateway (meta plus 128 per subscription); more: presence_limit", func(c *engineConfig, v string) (err error) {
 		c.Presence.MaxTotalBytes, err = positiveInt(v)
 		return err

@@ -159,6 +159,7 @@ type presenceConfig struct {
 	TTL                                                      time.Duration
 	Replicas                                                 int
 	MaxMembers, MaxMeta, MaxPerConn, MaxTotal, MaxTotalBytes int
+	RateBytes                                                int
 }
 
 // presenceStore is the store that shares presence through JetStream, and
@@ -196,6 +197,7 @@ func gatewayConfig(cfg engineConfig, b gateway.Backend, ev gateway.Events, c gat
 		PresenceMaxPerConn:    cfg.Presence.MaxPerConn,
 		PresenceMaxTotal:      cfg.Presence.MaxTotal,
 		PresenceMaxTotalBytes: cfg.Presence.MaxTotalBytes,
+		PresenceRateBytes:     cfg.Presence.RateBytes,
 	}
 }
 

@@ -127,3 +127,17 @@ func bucketValue(i int) int64 {
 	m := int64((i-histLinear)%histSub + histSub)
 	return m<<e + (int64(1)<<e)/2
 }
+
+// Add returns the counts of s and o together.
+func (s Snapshot) Add(o Snapshot) Snapshot {
+	out := Snapshot{counts: make([]int64, histBuckets), total: s.total + o.total}
+	for i := range out.counts {
+		if i < len(s.counts) {
+			out.counts[i] += s.counts[i]
+		}
+		if i < len(o.counts) {
+			out.counts[i] += o.counts[i]
+		}
+	}
+	return out
+}
