@@ -146,7 +146,7 @@ type pgroup struct {
 
 type localMember struct {
 	conns    map[*conn]int // presence subscriptions per connection
-	pending  []*graceSlot // connections gone, within the grace
+	pending  []*graceSlot  // connections gone, within the grace
 	joinedAt int64
 	meta     json.RawMessage
 	metaAt   int64
