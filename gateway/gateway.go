@@ -380,6 +380,9 @@ type Stats struct {
 	// SnapshotReads and HistoryReads count the reads the gateway asked
 	// its backend for (snapshot pages included), shared ones once.
 	SnapshotReads, HistoryReads int64
+	// PresenceSubscriptions is the number of presence subscriptions held;
+	// PresenceGroups the groups whose presence the gateway tracks.
+	PresenceSubscriptions, PresenceGroups int
 }
 
 // Stats returns the gateway's counters.
@@ -391,6 +394,9 @@ func (g *Gateway) Stats() Stats {
 	g.hub.mu.Lock()
 	st.Groups = len(g.hub.groups)
 	g.hub.mu.Unlock()
+	g.presence.mu.Lock()
+	st.PresenceSubscriptions, st.PresenceGroups = g.presence.subs, len(g.presence.groups)
+	g.presence.mu.Unlock()
 	return st
 }
 

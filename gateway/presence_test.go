@@ -343,3 +343,43 @@ func TestPresenceJoinTriggerPayload(t *testing.T) {
 	in = <-got
 	must(t, in.Presence == nil, "a join without presence: %+v", in)
 }
+
+// TestPresenceReservationsReleased: every way a presence subscription
+// ends (leave, a join that replaces it, a denied join, a closed socket)
+// hands its reservation back, and the gateway forgets the group.
+func TestPresenceReservationsReleased(t *testing.T) {
+	s := presenceStack(t, gateway.Config{PresenceGrace: -1})
+	if err := s.e.RegisterFunction("test::deny", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		return []byte(`{"unauthorized":true}`), nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := s.e.Attach(engine.WorkerInfo{Name: "t"}, nopPeer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if err := sess.RegisterTrigger(context.Background(), engine.Trigger{ID: "d", Type: streammodule.TriggerJoin, FunctionID: "test::deny",
+		Config: json.RawMessage(`{"stream_name":"closed"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	c := s.dial(t, "/?user=ada", nil)
+	c.send(presenceJoin("a", true))
+	c.nextPresence()
+	c.send(presenceJoin("a", map[string]any{"meta": map[string]any{"v": 2}})) // replaces a
+	c.nextPresence()
+	c.send(presenceJoin("b", true))
+	c.nextPresence()
+	c.send(join("x", "closed", "g", "presence", true))
+	must(t, c.readNot("presence").Type == "stream", "denied join")
+	st := s.gw.Stats()
+	must(t, st.PresenceSubscriptions == 2 && st.PresenceGroups == 1, "while joined: %+v", st)
+	c.send(leave("b", "rooms", "lobby"))
+	waitFor(t, func() bool { return s.gw.Stats().PresenceSubscriptions == 1 }, "b's reservation back")
+	c.c.CloseNow()
+	waitFor(t, func() bool {
+		st := s.gw.Stats()
+		return st.PresenceSubscriptions == 0 && st.PresenceGroups == 0
+	}, "every reservation back and the group forgotten")
+}
+

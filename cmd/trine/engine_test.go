@@ -32,7 +32,7 @@ func TestEngineServes(t *testing.T) {
 	if fi, err := os.Stat(dataDir); err != nil || !fi.IsDir() {
 		t.Errorf("data dir %s: %v, want it created", dataDir, err)
 	}
-	for path, want := range map[string]string{"/healthz": `{"status":"ok"}`, "/readyz": `{"status":"ok","cron":"up","queues":"up"}`} {
+	for path, want := range map[string]string{"/healthz": `{"status":"ok"}`, "/readyz": `{"status":"ok","cron":"up","presence":"up","queues":"up"}`} {
 		if code, body := get(t, e.http+path); code != 200 || body != want+"\n" {
 			t.Errorf("GET %s = %d %q, want 200 %s", path, code, body, want)
 		}

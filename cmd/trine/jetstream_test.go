@@ -33,8 +33,8 @@ func TestEngineStartsWithoutJetStream(t *testing.T) {
 	}
 	code, body := get(t, e.http+"/readyz")
 	if code != 200 || !strings.Contains(body, `"status":"ok"`) || !strings.Contains(body, `"cron":"waiting_for_jetstream"`) ||
-		!strings.Contains(body, `"queues":"waiting_for_jetstream"`) {
-		t.Errorf("GET /readyz = %d %s, want 200 with cron and queues waiting_for_jetstream", code, body)
+		!strings.Contains(body, `"queues":"waiting_for_jetstream"`) || !strings.Contains(body, `"presence":"waiting_for_jetstream"`) {
+		t.Errorf("GET /readyz = %d %s, want 200 with cron, queues and presence waiting_for_jetstream", code, body)
 	}
 	cli := func(fn, in string) result {
 		t.Helper()
@@ -81,7 +81,7 @@ func TestEngineStartsWithoutJetStream(t *testing.T) {
 	natstest.StartOptions(t, server.Options{Port: port, JetStream: true})
 	poll.CheckFor(t, 30*time.Second, poll.Holds("cron and queues up in /readyz", func() bool {
 		_, body = get(t, e.http+"/readyz")
-		return strings.Contains(body, `"cron":"up"`) && strings.Contains(body, `"queues":"up"`)
+		return strings.Contains(body, `"cron":"up"`) && strings.Contains(body, `"queues":"up"`) && strings.Contains(body, `"presence":"up"`)
 	}))
 	if r := cli("iii::durable::publish", `{"topic":"t","data":1}`); r.code != 0 || !strings.Contains(r.stdout, "messageReceiptId") {
 		t.Errorf("durable publish once up = exit %d %s%s", r.code, r.stdout, r.stderr)
@@ -97,7 +97,7 @@ func TestEngineStartsWithoutJetStream(t *testing.T) {
 	}
 	// One warning when waiting, one line when up, per part.
 	logs := e.stderr.String()
-	for _, part := range []string{"cron", "queues"} {
+	for _, part := range []string{"cron", "queues", "presence"} {
 		if n := strings.Count(logs, "part="+part+" state=waiting_for_jetstream"); n != 1 {
 			t.Errorf("%d log lines say %s waits, want 1:\n%s", n, part, logs)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/internal/poll"
 )
 
 // presenceMember and presenceFrame are the documented presence shapes
@@ -163,7 +164,7 @@ func TestPresenceFleetKillGateway(t *testing.T) {
 	var procs []*proc
 	for i := range 3 {
 		p, stream, httpAddr := startGatewayProc(t, append([]string{"--engine", e.grpc, "--nats-url", cl.URLs(i)}, presenceArgs...)...)
-		waitFor(t, startTimeout, "gateway ready", func() bool { code, _ := get(t, httpAddr+"/readyz"); return code == 200 })
+		poll.CheckFor(t, startTimeout, poll.Holds("gateway ready", func() bool { code, _ := get(t, httpAddr+"/readyz"); return code == 200 }))
 		gws, procs = append(gws, stream), append(procs, p)
 	}
 	var obs []*presenceClient
@@ -176,7 +177,7 @@ func TestPresenceFleetKillGateway(t *testing.T) {
 	dialPresence(t, gws[2], "carol")
 	all := "alice:2,bob:1,carol:1,o0:1,o1:1,o2:1"
 	for _, o := range obs {
-		waitFor(t, 20*time.Second, o.name+" sees every member", func() bool { return o.view() == all })
+		poll.CheckFor(t, 20*time.Second, poll.Holds(o.name+" sees every member", func() bool { return o.view() == all }))
 	}
 
 	// bob reloads onto gateway 0 within the grace: no leave anywhere.
@@ -195,7 +196,7 @@ func TestPresenceFleetKillGateway(t *testing.T) {
 		}
 	}
 	for _, o := range obs {
-		waitFor(t, 5*time.Second, o.name+" after bob's reload", func() bool { return o.view() == all })
+		poll.CheckFor(t, 5*time.Second, poll.Holds(o.name+" after bob's reload", func() bool { return o.view() == all }))
 	}
 
 	// kill -9 gateway 2: carol, o2 and alice's second tab were there.
@@ -207,7 +208,7 @@ func TestPresenceFleetKillGateway(t *testing.T) {
 	want := "alice:1,bob:1,o0:1,o1:1"
 	var took []time.Duration
 	for _, o := range obs[:2] {
-		waitFor(t, 3*ttl, o.name+" sees gateway 2's members leave", func() bool { return o.view() == want })
+		poll.CheckFor(t, 3*ttl, poll.Holds(o.name+" sees gateway 2's members leave", func() bool { return o.view() == want }))
 		took = append(took, time.Since(killed))
 	}
 	for i, d := range took {

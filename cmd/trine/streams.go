@@ -217,6 +217,10 @@ func registerGatewayMetrics(reg prometheus.Registerer, gw *gateway.Gateway) erro
 			stat(func(st gateway.Stats) float64 { return float64(st.SnapshotReads) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trine_stream_history_reads_total", Help: "History reads (since) the gateway asked for; joins sharing one count once."},
 			stat(func(st gateway.Stats) float64 { return float64(st.HistoryReads) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trine_presence_subscriptions", Help: "Presence subscriptions held (each makes its connection a member of its group)."},
+			stat(func(st gateway.Stats) float64 { return float64(st.PresenceSubscriptions) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trine_presence_groups", Help: "Groups whose presence the gateway tracks."},
+			stat(func(st gateway.Stats) float64 { return float64(st.PresenceGroups) })),
 	} {
 		if err := reg.Register(c); err != nil {
 			return err
