@@ -318,22 +318,12 @@ func TestPresenceLargeGroupCounts(t *testing.T) {
 func TestPresenceJoinTriggerPayload(t *testing.T) {
 	s := presenceStack(t, gateway.Config{PresenceGrace: -1})
 	got := make(chan streamapi.Subscription, 4)
-	if err := s.e.RegisterFunction("test::on_join", "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
+	joinTrigger(t, s, "", func(_ context.Context, c engine.Call) ([]byte, error) {
 		var in streamapi.Subscription
 		_ = json.Unmarshal(c.Payload, &in)
 		got <- in
 		return []byte(`{}`), nil
-	})); err != nil {
-		t.Fatal(err)
-	}
-	sess, err := s.e.Attach(engine.WorkerInfo{Name: "t"}, nopPeer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	if err := sess.RegisterTrigger(context.Background(), engine.Trigger{ID: "j", Type: streammodule.TriggerJoin, FunctionID: "test::on_join"}); err != nil {
-		t.Fatal(err)
-	}
+	})
 	c := s.dial(t, "/?user=ada", nil)
 	c.send(presenceJoin("p", map[string]any{"meta": map[string]any{"n": 1}}))
 	c.nextPresence()
@@ -349,20 +339,9 @@ func TestPresenceJoinTriggerPayload(t *testing.T) {
 // hands its reservation back, and the gateway forgets the group.
 func TestPresenceReservationsReleased(t *testing.T) {
 	s := presenceStack(t, gateway.Config{PresenceGrace: -1})
-	if err := s.e.RegisterFunction("test::deny", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+	joinTrigger(t, s, `{"stream_name":"closed"}`, func(context.Context, engine.Call) ([]byte, error) {
 		return []byte(`{"unauthorized":true}`), nil
-	})); err != nil {
-		t.Fatal(err)
-	}
-	sess, err := s.e.Attach(engine.WorkerInfo{Name: "t"}, nopPeer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	if err := sess.RegisterTrigger(context.Background(), engine.Trigger{ID: "d", Type: streammodule.TriggerJoin, FunctionID: "test::deny",
-		Config: json.RawMessage(`{"stream_name":"closed"}`)}); err != nil {
-		t.Fatal(err)
-	}
+	})
 	c := s.dial(t, "/?user=ada", nil)
 	c.send(presenceJoin("a", true))
 	c.nextPresence()
@@ -383,3 +362,23 @@ func TestPresenceReservationsReleased(t *testing.T) {
 	}, "every reservation back and the group forgotten")
 }
 
+// joinTrigger registers h as a stream:join handler with config (""
+// for every group) until the test ends.
+func joinTrigger(t *testing.T, s *stack, config string, h engine.HandlerFunc) {
+	t.Helper()
+	if err := s.e.RegisterFunction("test::on_join", "", h); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := s.e.Attach(engine.WorkerInfo{Name: "t"}, nopPeer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	tr := engine.Trigger{ID: "j", Type: streammodule.TriggerJoin, FunctionID: "test::on_join"}
+	if config != "" {
+		tr.Config = json.RawMessage(config)
+	}
+	if err := sess.RegisterTrigger(context.Background(), tr); err != nil {
+		t.Fatal(err)
+	}
+}
