@@ -126,7 +126,7 @@ type presence struct {
 type pgroup struct {
 	key    groupKey
 	local  map[wire.MemberKey]*localMember
-	remote map[string][]wire.Member // other gateways' entries
+	remote map[string]map[wire.MemberKey]wire.Member // other gateways' entries
 	// view is the members now; sent is what the synced subscribers were
 	// told (at the last flush), changed the keys where they may differ.
 	view    map[wire.MemberKey]wire.Member
@@ -271,7 +271,7 @@ func (p *presence) group(key groupKey) *pgroup {
 	if pg != nil {
 		return pg
 	}
-	pg = &pgroup{key: key, local: make(map[wire.MemberKey]*localMember), remote: make(map[string][]wire.Member),
+	pg = &pgroup{key: key, local: make(map[wire.MemberKey]*localMember), remote: make(map[string]map[wire.MemberKey]wire.Member),
 		view: make(map[wire.MemberKey]wire.Member), sent: make(map[wire.MemberKey]wire.Member),
 		changed: make(map[wire.MemberKey]struct{}), subs: make(map[*subscription]bool)}
 	p.groups[key] = pg
@@ -344,16 +344,20 @@ func (p *presence) remoteEntry(pg *pgroup, gw string, entry []byte) {
 		return
 	}
 	keys := map[wire.MemberKey]struct{}{}
-	for _, m := range pg.remote[gw] {
-		keys[m.Key()] = struct{}{}
+	for k := range pg.remote[gw] {
+		keys[k] = struct{}{}
 	}
 	if entry == nil {
 		delete(pg.remote, gw)
 	} else {
-		pg.remote[gw] = e.Members
+		ms := make(map[wire.MemberKey]wire.Member, len(e.Members))
 		for _, m := range e.Members {
-			keys[m.Key()] = struct{}{}
+			if m.Connections > 0 {
+				ms[m.Key()] = m
+				keys[m.Key()] = struct{}{}
+			}
 		}
+		pg.remote[gw] = ms
 	}
 	for k := range keys {
 		p.refresh(pg, k)
@@ -370,15 +374,13 @@ func (pg *pgroup) merged(k wire.MemberKey) (wire.Member, bool) {
 		ok = out.Connections > 0
 	}
 	for _, ms := range pg.remote {
-		for _, m := range ms {
-			if m.Key() != k || m.Connections <= 0 {
-				continue
-			}
-			if ok {
-				out = wire.Combine(out, m)
-			} else {
-				out, ok = m, true
-			}
+		m, in := ms[k]
+		switch {
+		case !in:
+		case ok:
+			out = wire.Combine(out, m)
+		default:
+			out, ok = m, true
 		}
 	}
 	return out, ok

@@ -382,3 +382,17 @@ func joinTrigger(t *testing.T, s *stack, config string, h engine.HandlerFunc) {
 		t.Fatal(err)
 	}
 }
+
+// TestPresenceIdentityFromToken: with JSON Web Tokens the member is the
+// token's sub, so two tabs with tokens of one subject are one member.
+func TestPresenceIdentityFromToken(t *testing.T) {
+	s := tokenStack(t)
+	a := s.dial(t, "/?token="+token(t, "user-7", time.Hour), nil)
+	a.send(presenceJoin("p", true))
+	f := a.nextPresence()
+	must(t, names(f.Event.Members) == "user-7" && !f.Event.Members[0].Anonymous, "sync: %s", f.raw)
+	b := s.dial(t, "/?token="+token(t, "user-7", time.Hour), nil)
+	b.send(presenceJoin("p", true))
+	f = b.nextPresence()
+	must(t, names(f.Event.Members) == "user-7" && f.Event.Members[0].Connections == 2, "second tab: %s", f.raw)
+}
