@@ -11,6 +11,13 @@
 // before its ServeHTTP returns, and Close ends the sockets, stops the rest
 // and waits for them all. NATS callbacks only hand events to each socket's
 // bounded queue.
+//
+// Presence (presence.go): a join may make its connection a member of the
+// group; the gateway keeps its own members, merges the other gateways'
+// (a PresenceStore), and sends presence subscribers what changed every
+// 50 ms within a byte budget, from one flusher goroutine (and one per
+// watched group of the store), which Close stops. Its state is guarded by
+// one mutex taken before any connection's.
 package gateway
 
 import (

@@ -8,6 +8,7 @@ import (
 
 	"github.com/trinehq/trine/gateway"
 	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/natsfanout"
 )
@@ -39,12 +40,9 @@ func TestPresenceSharedAcrossGateways(t *testing.T) {
 	must(t, names(obs.nextPresence().Event.Members) == "observer", "observer sync")
 	// b writes its entry within presenceFlush; stream::presence (through
 	// a, which does not watch the group) reads the bucket.
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(s.call(t, streammodule.FnPresence, map[string]any{"stream_name": "rooms", "group_id": "lobby"}), "observer"); {
-		if time.Now().After(deadline) {
-			t.Fatal("the observer never reached the bucket")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.CheckFor(t, 5*time.Second, poll.Holds("the observer in the bucket", func() bool {
+		return strings.Contains(s.call(t, streammodule.FnPresence, map[string]any{"stream_name": "rooms", "group_id": "lobby"}), "observer")
+	}))
 	ada := a.dial(t, "/?user=ada", nil)
 	ada.send(presenceJoin("p", true))
 	f := ada.nextPresence()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/gateway"
+	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/streamapi"
 )
@@ -354,12 +355,12 @@ func TestPresenceReservationsReleased(t *testing.T) {
 	st := s.gw.Stats()
 	must(t, st.PresenceSubscriptions == 2 && st.PresenceGroups == 1, "while joined: %+v", st)
 	c.send(leave("b", "rooms", "lobby"))
-	waitFor(t, func() bool { return s.gw.Stats().PresenceSubscriptions == 1 }, "b's reservation back")
+	poll.CheckFor(t, 5*time.Second, poll.Holds("b's reservation back", func() bool { return s.gw.Stats().PresenceSubscriptions == 1 }))
 	c.c.CloseNow()
-	waitFor(t, func() bool {
+	poll.CheckFor(t, 5*time.Second, poll.Holds("every reservation back and the group forgotten", func() bool {
 		st := s.gw.Stats()
 		return st.PresenceSubscriptions == 0 && st.PresenceGroups == 0
-	}, "every reservation back and the group forgotten")
+	}))
 }
 
 // joinTrigger registers h as a stream:join handler with config (""

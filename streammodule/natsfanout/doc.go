@@ -11,5 +11,10 @@
 // concurrent use. A Subscriber's handlers run on the NATS client's
 // goroutine and must not block (the gateway hands events to each socket's
 // bounded queue); cancel functions unsubscribe. The package starts no
-// goroutines of its own.
+// goroutines of its own but one per Presence.Watch, which its cancel
+// stops and waits for.
+//
+// Presence shares gateways' presence members through a JetStream
+// key-value bucket whose TTL is each gateway's lease: a gateway renews its
+// entries by heartbeat, and those of a gateway that stops expire.
 package natsfanout
