@@ -397,3 +397,36 @@ func TestPresenceIdentityFromToken(t *testing.T) {
 	f = b.nextPresence()
 	must(t, names(f.Event.Members) == "user-7" && f.Event.Members[0].Connections == 2, "second tab: %s", f.raw)
 }
+
+// TestPresenceTotalLimits: past the gateway's count or bytes of presence
+// subscriptions a join is refused with presence_limit and nothing changes;
+// a place freed is taken again.
+func TestPresenceTotalLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  gateway.Config
+	}{
+		{"count", gateway.Config{PresenceMaxTotal: 2}},
+		{"bytes", gateway.Config{PresenceMaxTotalBytes: 2*128 + 20}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.PresenceGrace = -1
+			s := presenceStack(t, tc.cfg)
+			a := s.dial(t, "/?user=a", nil)
+			a.send(presenceJoin("p", map[string]any{"meta": map[string]any{"n": 1}}))
+			a.nextPresence()
+			b := s.dial(t, "/?user=b", nil)
+			b.send(presenceJoin("p", true))
+			b.nextPresence()
+			c := s.dial(t, "/?user=c", nil)
+			c.send(presenceJoin("p", true))
+			f := c.readNot("stream")
+			must(t, f.Type == "error" && f.Code == "presence_limit", "third: %s", f.Raw)
+			must(t, s.gw.Stats().PresenceSubscriptions == 2, "refused join changed the count: %+v", s.gw.Stats())
+			b.send(leave("p", "rooms", "lobby"))
+			waitFor(t, func() bool { return s.gw.Stats().PresenceSubscriptions == 1 }, "b's place freed")
+			c.send(presenceJoin("p", true))
+			must(t, c.nextPresence().Event.Type == "sync", "c joins once there is room")
+		})
+	}
+}
