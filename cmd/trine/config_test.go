@@ -82,6 +82,8 @@ var defaultConfig = engineConfig{
 	StreamPing:          25 * time.Second,
 	StreamSSEKeepAlive:  3 * time.Second,
 	StreamWriteTimeout:  10 * time.Second,
+	Presence: presenceConfig{Grace: 5 * time.Second, TTL: 15 * time.Second, Replicas: 1, MaxMembers: 1000, MaxMeta: 1024,
+		MaxPerConn: 16, MaxTotal: 100000, MaxTotalBytes: 64 << 20, RateBytes: 4 << 20},
 }
 
 func TestParseEngineConfig(t *testing.T) {
