@@ -424,7 +424,7 @@ func TestPresenceTotalLimits(t *testing.T) {
 			must(t, f.Type == "error" && f.Code == "presence_limit", "third: %s", f.Raw)
 			must(t, s.gw.Stats().PresenceSubscriptions == 2, "refused join changed the count: %+v", s.gw.Stats())
 			b.send(leave("p", "rooms", "lobby"))
-			waitFor(t, func() bool { return s.gw.Stats().PresenceSubscriptions == 1 }, "b's place freed")
+			poll.CheckFor(t, 5*time.Second, poll.Holds("b's place freed", func() bool { return s.gw.Stats().PresenceSubscriptions == 1 }))
 			c.send(presenceJoin("p", true))
 			must(t, c.nextPresence().Event.Type == "sync", "c joins once there is room")
 		})
