@@ -45,8 +45,10 @@ func TestJSClient(t *testing.T) {
 	must(t, os.WriteFile(secretFile, []byte(secret), 0o600))
 	// The engine's own stream listener takes tokens; the gateway, which
 	// the tests kill and restart, takes anyone. --stream-history is small
-	// enough for a test to outrun it.
-	a := startEngineWith(t, bin, "--nats-addr", "127.0.0.1:0", "--stream-history", "200", "--stream-jwt-hmac-secret-file", secretFile)
+	// enough for a test to outrun it; the presence tests wait out a short
+	// grace and pass a small member limit.
+	a := startEngineWith(t, bin, "--nats-addr", "127.0.0.1:0", "--stream-history", "200", "--stream-jwt-hmac-secret-file", secretFile,
+		"--presence-grace", "1s", "--presence-max-members", "3")
 	natsAddr, ok := strings.CutPrefix(a.nats, "embedded,")
 	if !ok {
 		t.Fatalf("no NATS address on the engine's start line: %q", a.nats)
@@ -272,8 +274,9 @@ func (g *gatewayProc) kill() {
 //
 //	POST /gateway/kill, /gateway/start, /gateway/restart
 //	POST /gateway/stats  its snapshot and history read counters
-//	POST /proxy          a TCP proxy to the gateway: {"addr"}
+//	POST /proxy          a TCP proxy to the gateway (or ?target=host:port): {"addr"}
 //	POST /proxy/freeze?addr=A   it drops everything, connections stay open
+//	POST /proxy/cut?addr=A      it closes its connections, and takes new ones
 func (g *gatewayProc) control() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /gateway/kill", func(w http.ResponseWriter, r *http.Request) { g.kill() })
@@ -309,7 +312,11 @@ func (g *gatewayProc) control() http.Handler {
 		start(w, r)
 	})
 	mux.HandleFunc("POST /proxy", func(w http.ResponseWriter, r *http.Request) {
-		p := enginetest.NewProxy(g.t, g.streamAddr())
+		target := r.URL.Query().Get("target")
+		if target == "" {
+			target = g.streamAddr()
+		}
+		p := enginetest.NewProxy(g.t, target)
 		g.mu.Lock()
 		if g.proxies == nil {
 			g.proxies = map[string]*enginetest.Proxy{}
@@ -318,15 +325,20 @@ func (g *gatewayProc) control() http.Handler {
 		g.mu.Unlock()
 		_ = json.NewEncoder(w).Encode(map[string]string{"addr": p.Addr})
 	})
-	mux.HandleFunc("POST /proxy/freeze", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST /proxy/{do}", func(w http.ResponseWriter, r *http.Request) {
 		g.mu.Lock()
 		p := g.proxies[r.URL.Query().Get("addr")]
 		g.mu.Unlock()
-		if p == nil {
+		switch do := r.PathValue("do"); {
+		case p == nil:
 			http.NotFound(w, r)
-			return
+		case do == "freeze":
+			p.Freeze()
+		case do == "cut":
+			p.Cut()
+		default:
+			http.NotFound(w, r)
 		}
-		p.Freeze()
 	})
 	return mux
 }

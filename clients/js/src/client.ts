@@ -3,8 +3,9 @@
 // groups and items.
 import { ClientError, caller } from './call.js'
 import { Live, type Change, type EventMeta, type Overlay } from './live.js'
+import { takePresence, type Presence, type PresenceOption } from './presence.js'
 import { every } from './timers.js'
-import { openSSE, openWebSocket, type Down, type Frame, type Transport, type WebSocketLike } from './transport.js'
+import { openSSE, openWebSocket, type Down, type Frame, type Join, type Transport, type WebSocketLike } from './transport.js'
 
 /**
  * The connection's state.
@@ -70,8 +71,18 @@ export interface CallOptions {
   optimistic?: { stream: string; group: string; id: string; data: unknown }
 }
 
+/** Options of client.group. */
+export interface GroupOptions {
+  /**
+   * true, or {meta} (any JSON object up to --presence-max-meta-bytes, 1 KiB):
+   * the connection is a member of the group, and group.presence shows
+   * the members. Needs a WebSocket (not SSE).
+   */
+  presence?: PresenceOption
+}
+
 /** A live group: every item of (stream, group). */
-export interface Group<T> {
+export interface Group<T, M = unknown> {
   readonly stream: string
   readonly group: string
   /** The items by id, updated in place. */
@@ -80,6 +91,8 @@ export interface Group<T> {
   readonly seq: number | undefined
   /** True once the join was refused. */
   readonly denied: boolean
+  /** The members, when a handle was taken with {presence}. */
+  readonly presence?: Presence<M>
   subscribe(cb: (state: Map<string, T>, change: Change<T>) => void): () => void
   on(type: string, cb: (data: any, meta: EventMeta) => void): () => void
   close(): void
@@ -195,9 +208,13 @@ export class Client {
     return () => s.delete(cb)
   }
 
-  /** The live group (stream, group); handles are shared and counted: close each one. */
-  group<T = unknown>(stream: string, group: string): Group<T> {
-    return this.live<T>(stream, group)
+  /**
+   * The live group (stream, group); handles are shared and counted: close
+   * each one. With {presence}, the connection is a member of the group
+   * and group.presence shows the members.
+   */
+  group<T = unknown, M = unknown>(stream: string, group: string, opts: GroupOptions = {}): Group<T, M> {
+    return this.live<T>(stream, group, undefined, opts.presence)
   }
 
   /** The live item id of (stream, group). */
@@ -257,7 +274,7 @@ export class Client {
   }
 
   /** A message from another tab of this url (shareAcrossTabs). */
-  private tab(m: { t: string; k?: string; f?: Frame; s?: State; id?: number; to?: number }) {
+  private tab(m: { t: string; k?: string; f?: Frame; s?: State; id?: number; to?: number; p?: PresenceOption }) {
     const l = m.k !== undefined ? this.lives.get(m.k) : undefined
     if (this.leader) {
       let tab = this.tabs.get(m.id!)
@@ -267,10 +284,11 @@ export class Client {
         tab!.keys.push(m.k!)
         const [stream, group, i] = JSON.parse(m.k!)
         const item = i ?? undefined // JSON has null for a group's item
-        const n = this.live(stream, group, item)
+        const n = this.live(stream, group, item, m.p)
         this.remote.set(m.k!, (this.remote.get(m.k!) || 0) + 1)
         if (n.seq !== undefined)
           this.bc!.postMessage({ t: 'frame', k: m.k, to: m.id, f: { seq: n.seq, id: item ?? null, event: { type: 'sync', data: item === undefined ? [...n.items.values()] : n.value ?? null, ids: item === undefined ? [...n.items.keys()] : undefined } } })
+        if (n.presence?.count !== undefined) this.bc!.postMessage({ t: 'frame', k: m.k, to: m.id, f: { type: 'presence', event: n.presence.state() } })
         this.bc!.postMessage({ t: 'state', s: this.state })
       } else if (m.t === 'leave' && l && this.remote.get(m.k!)) {
         const i = tab ? tab.keys.indexOf(m.k!) : -1
@@ -282,19 +300,21 @@ export class Client {
     }
     if (m.t === 'frame') {
       // A state sent for another tab's join is not news here.
-      if (m.to === undefined || m.to === this.id) l?.apply(m.f!)
+      if (m.to === undefined || m.to === this.id) this.deliver(l, m.f!)
     } else if (m.t === 'state') this.set(m.s!)
     else if (m.t === 'hello') for (const l of this.lives.values()) this.join(l) // a new leader
   }
 
-  private live<T>(stream: string, group: string, item?: string): Live<T> {
+  private live<T>(stream: string, group: string, item?: string, p?: PresenceOption): Live<T> {
     const k = JSON.stringify([stream, group, item])
     let l = this.lives.get(k)
     if (l) {
       l.refs++
+      if (takePresence(this, l, p)) this.rejoin(l)
       return l
     }
     this.lives.set(k, (l = new Live<T>(this, stream, group, item)))
+    takePresence(this, l, p)
     this.join(l)
     this.settle()
     return l
@@ -342,12 +362,20 @@ export class Client {
   }
 
   private join(l: Live<any>) {
-    if (this.bc && !this.leader) return l.denied || this.bc.postMessage({ t: 'join', k: key(l), id: this.id })
+    const presence = l.presence?.want
+    if (this.bc && !this.leader) return l.denied || this.bc.postMessage({ t: 'join', k: key(l), id: this.id, p: presence })
     if (!this.up || l.denied) return
     const id = 's' + ++this.n
     l.sub = id
     this.bySub.set(id, l)
-    this.t!.join({ subscriptionId: id, streamName: l.stream, groupId: l.group, id: l.item, since: l.seq })
+    if (presence && this.transport === 'sse') l.presence!.fail(new ClientError('presence_unavailable', 'presence needs a WebSocket; this connection uses SSE'))
+    this.t!.join({ subscriptionId: id, streamName: l.stream, groupId: l.group, id: l.item, since: l.seq, presence } as Join)
+  }
+
+  /** A stream or presence frame for l. */
+  private deliver(l: Live<any> | undefined, f: Frame) {
+    if (f.type === 'presence') l?.presence?.apply(f.event)
+    else l?.apply(f)
   }
 
   private leave(l: Live<any>) {
@@ -364,8 +392,8 @@ export class Client {
     this.pinged = false
     this.attempt = 0
     const l = f.subscriptionId !== undefined ? this.bySub.get(f.subscriptionId) : undefined
-    if (f.type === 'stream') {
-      l?.apply(f)
+    if (f.type === 'stream' || f.type === 'presence') {
+      this.deliver(l, f)
       const k = l && key(l)
       if (k && this.remote.get(k)) this.bc!.postMessage({ t: 'frame', k, f })
       return
@@ -377,7 +405,13 @@ export class Client {
       if (f.code === 'unavailable' || f.code === 'snapshot_failed')
         setTimeout(() => l.refs && !l.sub && this.join(l), this.delay())
     }
-    this.emit('error', new ClientError(f.code || 'error', f.message || ''))
+    const e = new ClientError(f.code || 'error', f.message || '')
+    // Presence refused (its meta, a limit): the group goes on without it.
+    if (l?.presence?.want && f.code?.startsWith('presence_')) {
+      l.presence.fail(e, true)
+      this.join(l)
+    }
+    this.emit('error', e)
   }
 
   /**
@@ -473,7 +507,7 @@ export class Client {
     if (this.up) this.set([...this.lives.values()].some((l) => !l.denied && l.seq === undefined) ? 'resyncing' : 'live')
   }
 
-  /** @internal A group missed a sequence number: resume it from its seq. */
+  /** @internal A group missed a sequence number (or changed its presence meta): resume it from its seq. */
   rejoin(l: Live<any>) {
     this.leave(l)
     this.join(l)

@@ -1,5 +1,6 @@
 // Live groups and items: the materialized state of a subscription, kept in
 // sequence order from its snapshot and events.
+import type { Presence } from './presence.js'
 import type { Frame } from './transport.js'
 
 /** The change that made the state a subscriber is given. */
@@ -72,6 +73,8 @@ export class Live<T> {
   denied = false
   /** Current subscription id on the transport. */
   sub?: string
+  /** The group's presence, when it was joined with presence. */
+  presence?: Presence<any>
   refs = 1
   private subs = new Set<Listener>()
   private over = new Map<string, Overlay<T>>()

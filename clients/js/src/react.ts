@@ -5,6 +5,7 @@
 // no second socket.
 import { useEffect, useReducer, useState, useSyncExternalStore } from 'react'
 import type { Client, Group, Item, State } from './client.js'
+import type { Member, PresenceOption } from './presence.js'
 
 function useLive<L extends Group<any> | Item<any>>(open: () => L, deps: unknown[]): L | undefined {
   const [live, setLive] = useState<L>()
@@ -29,6 +30,29 @@ function useLive<L extends Group<any> | Item<any>>(open: () => L, deps: unknown[
 export function useGroup<T = unknown>(client: Client, stream: string, group: string) {
   const g = useLive(() => client.group<T>(stream, group), [client, stream, group])
   return { items: g?.items ?? new Map<string, T>(), seq: g?.seq, denied: !!g?.denied, group: g }
+}
+
+/**
+ * The presence of (stream, group), joined with presence (true, or
+ * {meta}; a change of meta joins again with it): the members by identity
+ * (a Map updated in place), count, large (counts only, past
+ * --presence-max-members) and error; re-renders on every change.
+ */
+export function usePresence<M = unknown>(client: Client, stream: string, group: string, presence: PresenceOption = true) {
+  const [g, setG] = useState<Group<unknown, M>>()
+  const [n, changed] = useReducer((n: number) => n + 1, 0)
+  const want = JSON.stringify(presence)
+  useEffect(() => {
+    const l = client.group<unknown, M>(stream, group, { presence })
+    setG(l)
+    const off = l.presence!.subscribe(() => changed())
+    return () => {
+      off()
+      l.close()
+    }
+  }, [client, stream, group, want])
+  const p = g?.presence
+  return { members: p?.members ?? new Map<string, Member<M>>(), count: p?.count, large: !!p?.large, error: p?.error, version: n, presence: p }
 }
 
 /** The live item id of (stream, group): its value and seq. */
