@@ -117,6 +117,10 @@ func buildJSClient(t *testing.T, ctx context.Context, node string) {
 // them; when the tab holding it closes, the other takes it over and its
 // group goes on without a gap or a duplicate; a third tab that crashes
 // (CDP Page.crash) has its group left by the holder within 10 s.
+// presence.html, in two tabs of one user with a socket each, shows one
+// member with connections 2 in both, down to 1 after one closes (past
+// --presence-grace); with shareAcrossTabs, two tabs are one socket: one
+// member with connections 1, shown in both.
 // strict.html renders a group with the React hooks under StrictMode
 // (mount, unmount, mount again): one socket and one join reach the
 // gateway, the page renders a change, and unmounting sends one leave.
@@ -140,7 +144,7 @@ func TestJSClientInChromium(t *testing.T) {
 	secret := "0123456789abcdef0123456789abcdef"
 	secretFile := filepath.Join(t.TempDir(), "secret")
 	must(t, os.WriteFile(secretFile, []byte(secret), 0o600))
-	a := startEngineWith(t, buildTrine(t), "--allowed-origins", page.URL, "--stream-jwt-hmac-secret-file", secretFile)
+	a := startEngineWith(t, buildTrine(t), "--allowed-origins", page.URL, "--stream-jwt-hmac-secret-file", secretFile, "--presence-grace", "1s")
 	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "browser", "exp": time.Now().Add(time.Hour).Unix(),
 		"streams": []string{"chat/*"}}).SignedString([]byte(secret))
 	must(t, err)
@@ -163,7 +167,8 @@ func TestJSClientInChromium(t *testing.T) {
 	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium, "CONTROL="+control.URL,
 		"SSE_PAGE_URL="+pageURL("sse", "over-sse"), "PAGE_URL="+pageURL("websocket", "over-ws"),
 		"STRICT_PAGE_URL="+strings.Replace(pageURL("", "strict"), "/client.html?", "/strict.html?", 1),
-		"SHARE_PAGE_URL="+strings.Replace(pageURL("", "shared"), "/client.html?", "/share.html?", 1))
+		"SHARE_PAGE_URL="+strings.Replace(pageURL("", "shared"), "/client.html?", "/share.html?", 1),
+		"PRESENCE_PAGE_URL="+strings.Replace(pageURL("", "present"), "/client.html?", "/presence.html?", 1))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("node client.mjs: %v\n%s", err, out)

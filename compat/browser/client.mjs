@@ -9,9 +9,9 @@
 // a check failed. See ../jsclient_test.go.
 import puppeteer from 'puppeteer-core'
 
-const { CHROMIUM, PAGE_URL, SSE_PAGE_URL, STRICT_PAGE_URL, SHARE_PAGE_URL, CONTROL } = process.env
-if (!CHROMIUM || !PAGE_URL || !SSE_PAGE_URL || !STRICT_PAGE_URL || !SHARE_PAGE_URL || !CONTROL) {
-  console.error('compat/browser: set CHROMIUM, PAGE_URL, SSE_PAGE_URL, STRICT_PAGE_URL, SHARE_PAGE_URL and CONTROL')
+const { CHROMIUM, PAGE_URL, SSE_PAGE_URL, STRICT_PAGE_URL, SHARE_PAGE_URL, PRESENCE_PAGE_URL, CONTROL } = process.env
+if (!CHROMIUM || !PAGE_URL || !SSE_PAGE_URL || !STRICT_PAGE_URL || !SHARE_PAGE_URL || !PRESENCE_PAGE_URL || !CONTROL) {
+  console.error('compat/browser: set CHROMIUM, PAGE_URL, SSE_PAGE_URL, STRICT_PAGE_URL, SHARE_PAGE_URL, PRESENCE_PAGE_URL and CONTROL')
   process.exit(2)
 }
 const browser = await puppeteer.launch({
@@ -181,8 +181,62 @@ async function shareAcrossTabs() {
   await b.close()
 }
 
+/**
+ * presence.html in two tabs of one user, each with its own socket: both
+ * show one member with connections 2, announced as joining once; when one
+ * tab closes, the other shows connections 1 after the grace. Then two tabs
+ * with shareAcrossTabs: one socket, so one member with connections 1, in
+ * both tabs (the second gets it through the first).
+ */
+async function presence() {
+  const open = async (name, share, group = 'present') => {
+    const page = await browser.newPage()
+    page.on('console', (m) => console.log(name + ':', m.text()))
+    page.on('pageerror', (e) => console.log(name + ' error:', e.message))
+    const url = new URL(PRESENCE_PAGE_URL)
+    url.searchParams.set('share', share)
+    url.searchParams.set('tab', name)
+    url.searchParams.set('group', group)
+    await page.goto(url.href)
+    return page
+  }
+  const members = (page) => page.evaluate(() => JSON.stringify(window.__members()))
+  const until = async (page, want, what) => {
+    try {
+      await page.waitForFunction((want) => JSON.stringify(window.__members()) === want, { timeout: 10_000, polling: 20 }, want)
+    } catch (e) {
+      throw new Error(`presence: ${what}: ${e.message}; members ${await members(page)}`)
+    }
+  }
+  const one = (n) => JSON.stringify([{ identity: 'browser', connections: n }])
+  const a = await open('presence-a', 0)
+  await until(a, one(1), 'tab a alone')
+  const b = await open('presence-b', 0)
+  await until(b, one(2), 'tab b: one member, connections 2')
+  await until(a, one(2), 'tab a: one member, connections 2')
+  const joins = [await a.evaluate(() => JSON.stringify(window.__joins)), await b.evaluate(() => JSON.stringify(window.__joins))]
+  await a.close({ runBeforeUnload: true })
+  const closed = Date.now()
+  await until(b, one(1), 'tab b after tab a closed')
+  const after = Date.now() - closed
+  await b.close()
+
+  const group = 'shared-' + Math.random().toString(36).slice(2)
+  const c = await open('presence-share-c', 1, group)
+  await until(c, one(1), 'shareAcrossTabs: tab c alone')
+  const d = await open('presence-share-d', 1, group)
+  await until(c, one(1), 'shareAcrossTabs: tab c, one socket')
+  await until(d, one(1), 'shareAcrossTabs: tab d, through tab c')
+  await c.close()
+  await d.close()
+  const res = { joinsOnce: joins.every((j) => j === '{"browser":1}') ? 'ok' : joins.join(' ') }
+  console.log('presence', JSON.stringify(res), `two tabs of one user: one member, connections 2; one tab closed: connections 1 after ${after} ms`)
+  if (Object.values(res).some((v) => v !== 'ok')) failed = true
+}
+
 try {
   await shareAcrossTabs()
+  await presence()
   await strictMode()
   await (await checks(SSE_PAGE_URL, 'sse')).close()
   const page = await checks(PAGE_URL, 'websocket', throttleTimers)
