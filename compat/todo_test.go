@@ -39,7 +39,10 @@ var todoListening = regexp.MustCompile(`(?m)^todo: open (http://\S+)/$`)
 //     2 s of the load's end;
 //   - the README's browser snippet, as written but for the engine's
 //     addresses, runs in a page of another loopback origin: it logs its
-//     snapshot and its own write, which the example's window shows too.
+//     snapshot and its own write, which the example's window shows too,
+//     and its presence: one (anonymous) member; opened in a second tab
+//     of the same window (shareAcrossTabs: one socket), the same one
+//     member shows in both tabs ("two tabs, one member").
 //     The addresses it names are the engine's defaults, as are the
 //     example's.
 //

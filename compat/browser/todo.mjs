@@ -112,21 +112,39 @@ try {
   check(last.time - load.end < 2000, `the last write was drawn ${last.time - load.end} ms after the load ended (want < 2000)`)
 
   // 3. The README's snippet, in a window of its own: it logs its snapshot,
-  // then its own write, which b shows too.
-  const readme = await (await browser.createBrowserContext()).newPage()
-  const logged = [] // what it logs: the change's type and the last item
-  readme.on('console', async (m) => {
-    const [type, items] = await Promise.all(m.args().map((a) => a.jsonValue()))
-    if (Array.isArray(items)) logged.push(`${type} ${JSON.stringify(items.at(-1))}`)
-  })
-  readme.on('pageerror', (e) => failures.push(`README snippet: ${e.message}`))
-  await readme.goto(README_URL)
+  // then its own write, which b shows too, and its presence: one member.
+  // In a second tab of that window (two tabs, one member), the same
+  // member, and still one in the first tab.
+  const context = await browser.createBrowserContext()
+  const tab = async (name) => {
+    const page = await context.newPage()
+    const logged = [] // what it logs: the change's type and the last item
+    const here = [] // what it logs of presence: the members
+    page.on('console', async (m) => {
+      const [type, items] = await Promise.all(m.args().map((a) => a.jsonValue()))
+      if (type === 'here') here.push(items)
+      else if (Array.isArray(items)) logged.push(`${type} ${JSON.stringify(items.at(-1))}`)
+    })
+    page.on('pageerror', (e) => failures.push(`README snippet (${name}): ${e.message}`))
+    await page.goto(README_URL)
+    return { logged, here }
+  }
+  const readme = await tab('first tab')
+  const logged = readme.logged
   await b.waitForFunction(() => window.__drawn.has('t1'), { timeout: 10_000, polling: 50 })
-  for (const deadline = Date.now() + 5000; logged.length < 2 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20))
+  for (const deadline = Date.now() + 5000; (logged.length < 2 || !readme.here.length) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20))
   result.readmeLogged = logged
   // The write may land before the join: then the snapshot has it already.
   const milk = logged.findIndex((l) => l.endsWith(' {"title":"milk"}'))
   check(logged[0]?.startsWith('snapshot ') && (milk === 0 || logged[milk] === 'create {"title":"milk"}'), 'the README snippet logged: ' + logged.join(', '))
+  const second = await tab('second tab')
+  for (const deadline = Date.now() + 5000; !second.here.length && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20))
+  const shown = (t) => JSON.stringify((t.here.at(-1) || []).map((m) => [m.identity.startsWith('anon:'), m.connections, m.anonymous]))
+  result.readmePresence = { firstTab: readme.here.at(-1), secondTab: second.here.at(-1) }
+  check(
+    shown(readme) === '[[true,1,true]]' && shown(second) === shown(readme) && readme.here.at(-1)[0].identity === second.here.at(-1)[0].identity,
+    'the README snippet in two tabs: one member in each, the same; they logged ' + JSON.stringify(result.readmePresence),
+  )
 } catch (e) {
   failures.push(String(e.stack || e))
 } finally {
