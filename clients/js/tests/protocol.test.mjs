@@ -178,3 +178,49 @@ test('getToken: a renewal and a reconnect needing a token at once share one call
   assert.equal(calls, 2)
   assert.match(sockets[1].url, /token=h\./)
 })
+
+test('presence: a join of a member shown is an update, a sync says who came and went, counts only empty the members', async (t) => {
+  const { sockets, FakeSocket } = fakeServer()
+  const c = connect('ws://gateway.test', { WebSocket: FakeSocket })
+  t.after(() => c.close())
+  const group = c.group('s', 'g', { presence: { meta: { name: 'Ada' } } })
+  const seen = []
+  group.presence.subscribe((members, ch) => seen.push([ch.type, ch.member?.identity ?? ch.count ?? [ch.joined.map((m) => m.identity), ch.left.map((m) => m.identity)], [...members.keys()].join()]))
+  await until(() => sockets[0]?.sent.length)
+  const ws = sockets[0]
+  assert.deepEqual(ws.sent, [{ type: 'join', data: { subscriptionId: 's1', streamName: 's', groupId: 'g', presence: { meta: { name: 'Ada' } } } }])
+  const m = (identity, connections = 1) => ({ identity, connections, joined_at: 1 })
+  const p = (event, sub = 's1') => ws.push({ type: 'presence', subscriptionId: sub, event })
+  p({ type: 'sync', members: [m('a'), m('b')] })
+  p({ type: 'join', member: m('a', 2) }) // shown already: an update
+  p({ type: 'leave', member: m('x', 0) }) // not shown: nothing
+  p({ type: 'update', member: m('c') }) // not shown: a join
+  p({ type: 'join', member: m('z') }, 's9') // another subscription's: nothing
+  p({ type: 'sync', members: [m('a', 2), m('c'), m('d')] }) // b went, d came
+  p({ type: 'count', count: 1500 })
+  assert.equal(group.presence.large, true)
+  assert.equal(group.presence.count, 1500)
+  p({ type: 'sync', members: [m('a')] })
+  assert.deepEqual(seen, [
+    ['sync', [['a', 'b'], []], 'a,b'],
+    ['update', 'a', 'a,b'],
+    ['join', 'c', 'a,b,c'],
+    ['sync', [['d'], ['b']], 'a,c,d'],
+    ['count', 1500, ''],
+    ['sync', [['a'], []], 'a'],
+  ])
+  assert.equal(group.presence.count, 1)
+  assert.equal(group.presence.large, false)
+
+  // setMeta joins again with the new meta, resuming with since.
+  ws.push(frame('s1', 3, { type: 'sync', data: [], ids: [] }))
+  group.presence.setMeta({ name: 'Ada L.' })
+  assert.deepEqual(ws.sent.slice(1).map((f) => [f.type, f.data.subscriptionId, f.data.since, f.data.presence]), [
+    ['leave', 's1', undefined, undefined],
+    ['join', 's2', 3, { meta: { name: 'Ada L.' } }],
+  ])
+  // A refusal of presence: the group joins again without it.
+  ws.push({ type: 'error', subscriptionId: 's2', code: 'presence_limit', message: 'full' })
+  assert.equal(group.presence.error.code, 'presence_limit')
+  assert.deepEqual(ws.sent.at(-1), { type: 'join', data: { subscriptionId: 's3', streamName: 's', groupId: 'g', since: 3 } })
+})
