@@ -121,9 +121,10 @@ func buildJSClient(t *testing.T, ctx context.Context, node string) {
 // member with connections 2 in both, down to 1 after one closes (past
 // --presence-grace); with shareAcrossTabs, two tabs are one socket: one
 // member with connections 1, shown in both.
-// strict.html renders a group with the React hooks under StrictMode
-// (mount, unmount, mount again): one socket and one join reach the
-// gateway, the page renders a change, and unmounting sends one leave.
+// strict.html renders a group and its presence with the React hooks under
+// StrictMode (mount, unmount, mount again): one socket and one join reach
+// the gateway, the page renders its member and a change, and unmounting
+// sends one leave.
 // client.html, over SSE and over a WebSocket, gets its snapshot, writes
 // through client.call and sees the changes in order, and is refused a
 // group its token does not allow; then, hidden behind another tab with

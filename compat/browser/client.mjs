@@ -81,16 +81,17 @@ async function checks(url, name, setup) {
   return page
 }
 /**
- * strict.html: React StrictMode mounts the hook's component, unmounts it
- * and mounts it again; one socket and one join must reach the gateway, and
- * one leave once the component is gone.
+ * strict.html: React StrictMode mounts the hooks' component, unmounts it
+ * and mounts it again; one socket and one join (with presence: usePresence
+ * shows this tab's member) must reach the gateway, and one leave once the
+ * component is gone.
  */
 async function strictMode() {
   const page = await browser.newPage()
   page.on('console', (m) => console.log('strict:', m.text()))
   page.on('pageerror', (e) => console.log('strict error:', e.message))
   await page.goto(STRICT_PAGE_URL)
-  await page.waitForSelector('#messages[data-state="live"][data-seq="0"]', { timeout: 15_000 })
+  await page.waitForSelector('#messages[data-state="live"][data-seq="0"][data-members="browser:1:strict"]', { timeout: 15_000 })
   await page.evaluate(() => {
     const group = new URLSearchParams(location.search).get('group')
     return window.__client.call('stream::set', { stream_name: 'chat', group_id: group, item_id: 'm1', data: { text: 'rendered' } })

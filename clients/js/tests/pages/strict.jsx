@@ -1,10 +1,10 @@
 // A React page under StrictMode (which mounts, unmounts and mounts again)
-// using @trine/client/react, for compat/browser/strict.html. It counts what
+// using @trine/client/react (useGroup, usePresence and useConnectionState), for compat/browser/strict.html. It counts what
 // reaches the server: sockets to the gateway, and the frames sent on them.
 import { StrictMode, useState } from 'react'
 import { createRoot } from 'react-dom/client'
 import { connect } from '../../src/index.ts'
-import { useConnectionState, useGroup } from '../../src/react.ts'
+import { useConnectionState, useGroup, usePresence } from '../../src/react.ts'
 
 const q = new URLSearchParams(location.search)
 const gw = 'ws://' + q.get('gw')
@@ -30,9 +30,12 @@ const client = (window.__client = connect('http://' + q.get('gw'), {
 
 function Messages({ group }) {
   const { items, seq } = useGroup(client, 'chat', group)
+  // The same group's handle, with presence: still one join.
+  const { members } = usePresence(client, 'chat', group, { meta: { name: 'strict' } })
   const state = useConnectionState(client)
+  const here = [...members.values()].map((m) => `${m.identity}:${m.connections}:${m.meta?.name}`).join()
   return (
-    <ul id="messages" data-seq={seq ?? ''} data-state={state}>
+    <ul id="messages" data-seq={seq ?? ''} data-state={state} data-members={here}>
       {[...items].map(([id, m]) => (
         <li key={id}>{m.text}</li>
       ))}
