@@ -213,6 +213,8 @@ export class Client {
    * each one. With {presence}, the connection is a member of the group
    * and group.presence shows the members.
    */
+  group<T = unknown, M = unknown>(stream: string, group: string, opts: { presence: true | { meta?: M } }): Group<T, M> & { readonly presence: Presence<M> }
+  group<T = unknown, M = unknown>(stream: string, group: string, opts?: GroupOptions): Group<T, M>
   group<T = unknown, M = unknown>(stream: string, group: string, opts: GroupOptions = {}): Group<T, M> {
     return this.live<T>(stream, group, undefined, opts.presence)
   }

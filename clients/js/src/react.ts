@@ -45,9 +45,9 @@ export function usePresence<M = unknown>(client: Client, stream: string, group: 
   useEffect(() => {
     const l = client.group<unknown, M>(stream, group, { presence })
     setG(l)
-    const off = l.presence!.subscribe(() => changed())
+    const off = l.presence?.subscribe(() => changed())
     return () => {
-      off()
+      off?.()
       l.close()
     }
   }, [client, stream, group, want])
