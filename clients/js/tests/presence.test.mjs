@@ -143,3 +143,10 @@ test('presence survives a reconnect: a fresh sync replaces the members, no ident
   )
   assert.equal(ada.p.members.get('obs').connections, 1)
 })
+
+test('presence over SSE: not available, said so; the group works', async (t) => {
+  const { group, p } = watch(as(t, 'sse', { transport: 'sse' }), uniq('sse'))
+  await waitFor(() => group.seq !== undefined, 'the snapshot over SSE')
+  assert.equal(p.error?.code, 'presence_unavailable')
+  assert.equal(p.count, undefined)
+})
