@@ -140,6 +140,8 @@ export class Client {
   private t?: Transport
   private up = false
   private lives = new Map<string, Live<any>>()
+  /** Lives made in this task, whose first join is yet to go. */
+  private unsent = new Set<Live<any>>()
   private bySub = new Map<string, Live<any>>()
   private n = 0
   private attempt = 0
@@ -312,12 +314,19 @@ export class Client {
     let l = this.lives.get(k)
     if (l) {
       l.refs++
-      if (takePresence(this, l, p)) this.rejoin(l)
+      if (takePresence(this, l, p) && !this.unsent.has(l)) this.rejoin(l)
       return l
     }
-    this.lives.set(k, (l = new Live<T>(this, stream, group, item)))
-    takePresence(this, l, p)
-    this.join(l)
+    const n = (l = new Live<T>(this, stream, group, item))
+    this.lives.set(k, n)
+    takePresence(this, n, p)
+    // The join goes at the end of this task, so that the handles taken
+    // meanwhile (a component's useGroup and usePresence) make one join.
+    this.unsent.add(n)
+    queueMicrotask(() => {
+      this.unsent.delete(n)
+      if (!n.sub && this.lives.get(k) === n) this.join(n)
+    })
     this.settle()
     return l
   }

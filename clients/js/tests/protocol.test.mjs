@@ -224,3 +224,18 @@ test('presence: a join of a member shown is an update, a sync says who came and 
   assert.equal(group.presence.error.code, 'presence_limit')
   assert.deepEqual(ws.sent.at(-1), { type: 'join', data: { subscriptionId: 's3', streamName: 's', groupId: 'g', since: 3 } })
 })
+
+test('handles of one group taken in one task make one join: useGroup and usePresence in a component', async (t) => {
+  const { sockets, FakeSocket } = fakeServer()
+  const c = connect('ws://gateway.test', { WebSocket: FakeSocket })
+  t.after(() => c.close())
+  c.group('s', 'first')
+  await until(() => sockets[0]?.sent.length)
+  const ws = sockets[0]
+  // The socket is open: both handles in one task, the second with presence.
+  c.group('s', 'g')
+  c.group('s', 'g', { presence: true })
+  await until(() => ws.sent.length > 1)
+  await new Promise((r) => setTimeout(r, 20))
+  assert.deepEqual(ws.sent.slice(1), [{ type: 'join', data: { subscriptionId: 's2', streamName: 's', groupId: 'g', presence: true } }])
+})
