@@ -325,7 +325,7 @@ export class Client {
     this.unsent.add(n)
     queueMicrotask(() => {
       this.unsent.delete(n)
-      if (!n.sub && this.lives.get(k) === n) this.join(n)
+      if (!n.sub && this.lives.get(k) === n && this.state !== 'closed') this.join(n)
     })
     this.settle()
     return l
