@@ -188,6 +188,8 @@ func (m *Module) Register(ctx context.Context, e *engine.Engine) error {
 	}{
 		{FnEnqueue, "Enqueue a call on a named queue (queue, function_id, payload); iii's enqueue action.", m.enqueue},
 		{FnRedrive, "Move a named queue's dead letters back to it (queue).", m.redrive},
+		{FnList, "List the named queues with their depth, jobs in flight, redeliveries and dead letters.", m.list},
+		{FnDeadLetters, "Peek at a named queue's dead letters, oldest first, without removing them (queue, limit? at most 100, after? a seq); answers {messages, more}.", m.deadLetters},
 		{FnDurablePublish, "Publish data to a durable topic: every durable:subscriber function gets it, with retries (topic, data).", m.durablePublish},
 	} {
 		if err := e.RegisterFunction(f.id, f.desc, m.whenOpen(f.id, f.h)); err != nil {

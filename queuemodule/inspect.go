@@ -1,0 +1,170 @@
+package queuemodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"maps"
+	"slices"
+	"strconv"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/natsheader"
+	"github.com/trinehq/trine/internal/subject"
+)
+
+// Functions that show the queues, for operators and the console.
+const (
+	FnList        = "iii::queue::list"
+	FnDeadLetters = "iii::queue::dead_letters"
+)
+
+// Bounds of iii::queue::dead_letters: the most messages a page holds, and
+// the most payload bytes shown of each (a larger payload is left out,
+// with its size).
+const (
+	DeadLettersMaxLimit  = 100
+	DeadLettersDataBytes = 4096
+)
+
+// QueueStatus is one row of iii::queue::list.
+type QueueStatus struct {
+	Queue string `json:"queue"`
+	Type  string `json:"type"`
+	// Depth is the jobs waiting to run, InFlight those running (or
+	// waiting for a retry's backoff), Redelivered those given again after
+	// a failure or a lapsed ack wait, DeadLetters those in the
+	// dead-letter queue.
+	Depth       uint64 `json:"depth"`
+	InFlight    int    `json:"in_flight"`
+	Redelivered int    `json:"redelivered"`
+	DeadLetters uint64 `json:"dead_letters"`
+}
+
+// DeadLetter is one message of iii::queue::dead_letters.
+type DeadLetter struct {
+	Seq        uint64 `json:"seq"`
+	FunctionID string `json:"function_id"`
+	Attempts   int    `json:"attempts"`
+	Error      string `json:"error"`
+	// Data is the job's payload, when the caller may call its function
+	// and it is at most DeadLettersDataBytes; otherwise it is left out,
+	// and Hidden or Truncated (with DataBytes) says why.
+	Data      json.RawMessage `json:"data,omitempty"`
+	DataBytes int             `json:"data_bytes"`
+	Truncated bool            `json:"truncated,omitempty"`
+	Hidden    bool            `json:"hidden,omitempty"`
+}
+
+// list answers iii::queue::list: every named queue, with its figures.
+func (m *Module) list(ctx context.Context, _ engine.Call) ([]byte, error) {
+	qs, err := m.js.Stream(ctx, StreamQueues)
+	if err != nil {
+		return nil, engine.Errorf(engine.CodeUnavailable, "%s: %v", FnList, err)
+	}
+	dlq, err := m.js.Stream(ctx, StreamDLQ)
+	if err != nil {
+		return nil, engine.Errorf(engine.CodeUnavailable, "%s: %v", FnList, err)
+	}
+	out := []QueueStatus{}
+	for _, name := range slices.Sorted(maps.Keys(m.queues)) {
+		q := m.queues[name]
+		st := QueueStatus{Queue: name, Type: q.Type}
+		if st.Type == "" {
+			st.Type = TypeStandard
+		}
+		lanes := []string{"s"}
+		if q.Type == TypeFIFO {
+			lanes = lanes[:0]
+			for i := range q.Concurrency {
+				lanes = append(lanes, "p"+strconv.Itoa(i))
+			}
+		}
+		for _, l := range lanes {
+			c, err := qs.Consumer(ctx, consumerName("Q", name, l))
+			if err != nil {
+				continue // not consumed yet
+			}
+			info, err := c.Info(ctx)
+			if err != nil {
+				return nil, engine.Errorf(engine.CodeUnavailable, "%s: queue %s: %v", FnList, name, err)
+			}
+			st.Depth += info.NumPending
+			st.InFlight += info.NumAckPending
+			st.Redelivered += info.NumRedelivered
+		}
+		subj := subjDLQ + subject.Token(name)
+		info, err := dlq.Info(ctx, jetstream.WithSubjectFilter(subj))
+		if err != nil {
+			return nil, engine.Errorf(engine.CodeUnavailable, "%s: queue %s: %v", FnList, name, err)
+		}
+		st.DeadLetters = info.State.Subjects[subj]
+		out = append(out, st)
+	}
+	return json.Marshal(map[string]any{"queues": out})
+}
+
+// deadLetters answers iii::queue::dead_letters {queue, limit?, after?}:
+// the queue's dead letters in order, after the sequence after, without
+// taking them out of the dead-letter queue.
+func (m *Module) deadLetters(ctx context.Context, c engine.Call) ([]byte, error) {
+	var in struct {
+		Queue *string `json:"queue"`
+		Limit *int    `json:"limit"`
+		After uint64  `json:"after"`
+	}
+	if err := json.Unmarshal(c.Payload, &in); err != nil || in.Queue == nil || *in.Queue == "" {
+		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: want {queue, limit?, after?}", FnDeadLetters)
+	}
+	name := *in.Queue
+	if err := engine.ValidateName("queue", name, 2*DefaultMaxTopicLen); err != nil {
+		return nil, err
+	}
+	limit := 20
+	if in.Limit != nil {
+		if *in.Limit < 1 || *in.Limit > DeadLettersMaxLimit {
+			return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: limit must be 1 to %d", FnDeadLetters, DeadLettersMaxLimit)
+		}
+		limit = *in.Limit
+	}
+	st, err := m.js.Stream(ctx, StreamDLQ)
+	if err != nil {
+		return nil, engine.Errorf(engine.CodeUnavailable, "%s: %v", FnDeadLetters, err)
+	}
+	subj := subjDLQ + subject.Token(name)
+	out := []DeadLetter{}
+	more := false
+	for seq := in.After + 1; ; {
+		msg, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, engine.Errorf(engine.CodeUnavailable, "%s: %v", FnDeadLetters, err)
+		}
+		seq = msg.Sequence + 1
+		if q, err := natsheader.Decode(msg.Header.Get(hQueue)); err != nil || q != name {
+			continue // a long name that hashed alike: not this queue's
+		}
+		if len(out) == limit {
+			more = true
+			break
+		}
+		fn, _ := natsheader.Decode(msg.Header.Get(hFunction))
+		why, _ := natsheader.Decode(msg.Header.Get(hError))
+		n, _ := strconv.Atoi(msg.Header.Get(hAttempts))
+		d := DeadLetter{Seq: msg.Sequence, FunctionID: fn, Attempts: n, Error: why, DataBytes: len(msg.Data)}
+		switch {
+		case m.e.CanCall(c.Grant, fn) != nil:
+			d.Hidden = true
+		case len(msg.Data) > DeadLettersDataBytes || !json.Valid(msg.Data):
+			d.Truncated = true
+		default:
+			d.Data = msg.Data
+		}
+		out = append(out, d)
+	}
+	return json.Marshal(map[string]any{"queue": name, "messages": out, "more": more})
+}

@@ -1,0 +1,124 @@
+package queuemodule_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/queuemodule"
+)
+
+// TestListAndPeekDeadLetters: iii::queue::list counts a queue's dead
+// letters, and iii::queue::dead_letters pages through them without taking
+// them out (redrive still finds them all), shows a payload only to a
+// caller that may call its function and only up to its bound, and refuses
+// a limit out of bounds.
+func TestListAndPeekDeadLetters(t *testing.T) {
+	ns := natstest.Start(t)
+	n := startNode(t, ns, queuemodule.Config{Queues: map[string]queuemodule.QueueConfig{
+		"flaky": {MaxRetries: 1, BackoffMs: 10},
+		"quiet": {},
+	}})
+	var fixed atomic.Bool
+	handle(t, n.e, "test::flaky", func([]byte) error {
+		if fixed.Load() {
+			return nil
+		}
+		return errors.New("not today")
+	})
+	n.enqueue(t, "flaky", "test::flaky", map[string]int{"n": 1})
+	n.enqueue(t, "flaky", "test::flaky", map[string]int{"n": 2})
+	n.enqueue(t, "flaky", "test::flaky", map[string]string{"big": strings.Repeat("x", queuemodule.DeadLettersDataBytes)})
+
+	var list struct{ Queues []queuemodule.QueueStatus }
+	waitUntil(t, 10*time.Second, "three dead letters listed", func() bool {
+		out, err := n.call(queuemodule.FnList, map[string]any{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		must(t, json.Unmarshal([]byte(out), &list))
+		return len(list.Queues) == 2 && list.Queues[0].DeadLetters == 3 && list.Queues[0].InFlight == 0
+	})
+	if q := list.Queues[0]; q.Queue != "flaky" || q.Type != "standard" || q.Depth != 0 {
+		t.Fatalf("flaky = %+v, want no job waiting", q)
+	}
+	if q := list.Queues[1]; q.Queue != "quiet" || q.DeadLetters != 0 {
+		t.Fatalf("quiet = %+v", q)
+	}
+
+	type page struct {
+		Messages []queuemodule.DeadLetter
+		More     bool
+	}
+	peek := func(in map[string]any) page {
+		t.Helper()
+		out, err := n.call(queuemodule.FnDeadLetters, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p page
+		must(t, json.Unmarshal([]byte(out), &p))
+		return p
+	}
+	p1 := peek(map[string]any{"queue": "flaky", "limit": 2})
+	if len(p1.Messages) != 2 || !p1.More {
+		t.Fatalf("first page: %+v, want 2 and more", p1)
+	}
+	p2 := peek(map[string]any{"queue": "flaky", "limit": 2, "after": p1.Messages[1].Seq})
+	if len(p2.Messages) != 1 || p2.More {
+		t.Fatalf("second page: %+v, want 1 and no more", p2)
+	}
+	// They died in any order; the big one shows its size only.
+	small := 0
+	for _, m := range append(p1.Messages, p2.Messages...) {
+		switch {
+		case m.FunctionID != "test::flaky" || m.Attempts != 1 || !strings.Contains(m.Error, "not today"):
+			t.Fatalf("dead letter %+v", m)
+		case m.Truncated:
+			if m.Data != nil || m.DataBytes <= queuemodule.DeadLettersDataBytes {
+				t.Fatalf("big dead letter: %+v, want its size only", m)
+			}
+		case string(m.Data) == `{"n":1}` || string(m.Data) == `{"n":2}`:
+			small++
+		default:
+			t.Fatalf("dead letter %+v", m)
+		}
+	}
+	if small != 2 {
+		t.Fatalf("%d small dead letters shown, want 2", small)
+	}
+
+	// A caller that may not call test::flaky sees no payload.
+	g, err := n.e.Authenticate(context.Background(), &engine.Access{ExposeFunctions: []engine.Filter{{Match: "iii::queue::*"}}}, engine.AuthInput{})
+	must(t, err)
+	out, err := n.e.Trigger(context.Background(), engine.Call{FunctionID: queuemodule.FnDeadLetters, Payload: []byte(`{"queue":"flaky"}`), Grant: g})
+	must(t, err)
+	var hidden page
+	must(t, json.Unmarshal(out, &hidden))
+	if len(hidden.Messages) != 3 || !hidden.Messages[0].Hidden || hidden.Messages[0].Data != nil {
+		t.Fatalf("dead letters seen without the right to call their function: %s", out)
+	}
+
+	for _, bad := range []string{`{}`, `{"queue":"flaky","limit":0}`, `{"queue":"flaky","limit":101}`} {
+		_, err := n.e.Trigger(context.Background(), engine.Call{FunctionID: queuemodule.FnDeadLetters, Payload: []byte(bad)})
+		wantCode(t, err, engine.CodeInvalidArgument)
+	}
+	// Peeking took nothing out.
+	fixed.Store(true)
+	if out, err := n.call(queuemodule.FnRedrive, map[string]string{"queue": "flaky"}); err != nil || out != `{"queue":"flaky","redriven":3}` {
+		t.Fatalf("redrive after peeking: %s %v", out, err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
