@@ -73,8 +73,11 @@ $(NODE_BROWSER)/node_modules/.package-lock.json: $(NODE_BROWSER)/package-lock.js
 $(NODE_CLIENT)/node_modules/.package-lock.json: $(NODE_CLIENT)/package-lock.json $(NODE_CLIENT)/package.json
 	npm ci --prefix $(NODE_CLIENT) --no-audit --no-fund
 
+# The console's bundle (console/dist) is generated from console/web and
+# clients/js/src with esbuild's Go API: no npm.
 generate: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC)
 	PATH="$(BIN):$$PATH" buf generate
+	go generate ./console
 
 # gofmt -s every Go file but the generated ones.
 fmt:

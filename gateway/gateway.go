@@ -258,6 +258,7 @@ type Gateway struct {
 	catchUps chan struct{}
 
 	slowCloses atomic.Int64
+	deliveries atomic.Int64 // frames queued to connections
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -390,12 +391,14 @@ type Stats struct {
 	// PresenceSubscriptions is the number of presence subscriptions held;
 	// PresenceGroups the groups whose presence the gateway tracks.
 	PresenceSubscriptions, PresenceGroups int
+	// Deliveries counts the frames queued to connections.
+	Deliveries int64
 }
 
 // Stats returns the gateway's counters.
 func (g *Gateway) Stats() Stats {
 	g.mu.Lock()
-	st := Stats{Conns: len(g.conns), SlowConsumerCloses: g.slowCloses.Load(),
+	st := Stats{Conns: len(g.conns), SlowConsumerCloses: g.slowCloses.Load(), Deliveries: g.deliveries.Load(),
 		SnapshotReads: g.snapshots.reads.Load(), HistoryReads: g.snapshots.historyReads.Load()}
 	g.mu.Unlock()
 	g.hub.mu.Lock()

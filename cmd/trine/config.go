@@ -99,6 +99,8 @@ type engineConfig struct {
 	StateMaxValue       int
 	StreamAuthFunction  string
 	StreamJWT           jwtauth.Config
+	Console             string // auto or off
+	ConsoleTokensFile   string
 	AllowedOrigins      []string
 	AllowedHosts        []string
 	StreamMaxFrame      int64
@@ -455,6 +457,17 @@ var engineSettings = []setting{
 	}},
 	{"stream-jwt-issuer", "ISS", "", "with JWT admission: the iss claim tokens must carry", func(c *engineConfig, v string) error {
 		c.StreamJWT.Issuer = v
+		return nil
+	}},
+	{"console", "MODE", "auto", "the live console at /console on the HTTP listener: auto serves it to anyone on a loopback --http-addr and elsewhere only with a console token (--console-tokens-file, or a --stream-jwt-* token with \"console\": true); off: not served", func(c *engineConfig, v string) error {
+		if v != "auto" && v != "off" {
+			return errors.New("want auto or off")
+		}
+		c.Console = v
+		return nil
+	}},
+	{"console-tokens-file", "FILE", "", "tokens that open the console on any listener: a tokens file (sha256 of each token, as a listener's tokens_file); reloaded on SIGHUP", func(c *engineConfig, v string) error {
+		c.ConsoleTokensFile = v
 		return nil
 	}},
 	{"allowed-origins", "LIST", "", "comma-separated browser Origins (scheme://host[:port]) allowed besides same-origin pages and, on a loopback listener, loopback pages (* for any): stream gateway, iii listener, channels", func(c *engineConfig, v string) error {
@@ -923,7 +936,7 @@ func yamlExample(s setting) string {
 		return `"${GRPC_ADDR:` + s.def + `}"`
 	case "stream-auth-function", "allowed-origins", "allowed-hosts", "nats-url", "tls-cert", "tls-key", "tls-client-ca", "http-cors-origins",
 		"iii-auth-function", "iii-expose-functions", "iii-middleware-function",
-		"stream-jwt-hmac-secret-file", "stream-jwt-public-key-file", "stream-jwks-url", "stream-jwt-audience", "stream-jwt-issuer",
+		"stream-jwt-hmac-secret-file", "stream-jwt-public-key-file", "stream-jwks-url", "stream-jwt-audience", "stream-jwt-issuer", "console-tokens-file",
 		"nats-token", "nats-creds", "nats-nkey", "nats-tls-ca", "nats-tls-cert", "nats-tls-key",
 		"engine-tls-ca", "engine-tls-cert", "engine-tls-key":
 		return `""`

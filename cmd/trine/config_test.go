@@ -60,6 +60,7 @@ var defaultConfig = engineConfig{
 	StreamAddr:          "127.0.0.1:3112",
 	NATSAddr:            "127.0.0.1:4222",
 	Store:               "file",
+	Console:             "auto",
 	StoreReplicas:       1,
 	StreamHistory:       1000,
 	StreamMaxItem:       1 << 20,

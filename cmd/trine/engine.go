@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/trinehq/trine/channels"
+	"github.com/trinehq/trine/console"
 	"github.com/trinehq/trine/cronmodule"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
@@ -122,6 +123,13 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 			reload = append(reload, reloadable{"tokens file " + l.tokensFile, l.tokens.Reload})
 		}
 	}
+	consoleToks, err := consoleTokens(cfg)
+	if err != nil {
+		return err
+	}
+	if consoleToks != nil {
+		reload = append(reload, reloadable{"console tokens file " + cfg.ConsoleTokensFile, consoleToks.Reload})
+	}
 	if cfg.TLS.Enabled() {
 		web, err := tlsconf.NewServer(cfg.TLS, false)
 		if err != nil {
@@ -157,6 +165,15 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		return err
 	}
 	defer ns.Close()
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trine_nats_connected", Help: "1 while the engine's NATS connection is up, 0 otherwise."},
+		func() float64 {
+			if ns.Conn.IsConnected() {
+				return 1
+			}
+			return 0
+		})); err != nil {
+		return fmt.Errorf("register nats metrics: %w", err)
+	}
 	stopAnnounce, err := announceStore(ns.Conn, cfg.Store, grpcLis.Addr().String(), cfg.NATSURL != "", log)
 	if err != nil {
 		return err
@@ -230,7 +247,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		return fmt.Errorf("register channels: %w", err)
 	}
 	hcfg := httptrigger.Config{MaxBodyBytes: cfg.HTTPMaxBodyBytes, MaxStreamBodyBytes: cfg.HTTPMaxStreamBody, Timeout: cfg.HTTPTimeout,
-		Reserved: []string{"/healthz", "/readyz", "/metrics"}, Logger: log}
+		Reserved: []string{"/healthz", "/readyz", "/metrics", console.Path}, Logger: log}
 	if cfg.HTTPStreaming {
 		hcfg.Channels = hub
 	}
@@ -241,7 +258,8 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	grpcCfg := grpcserver.Config{MaxMessageBytes: cfg.MaxMessageBytes, Logger: log}
 	gs := grpcserver.New(eng, grpcCfg).NewGRPCServer(grpcOpts...)
 	hs := &http.Server{
-		Handler:           cfg.HTTPCORS.wrap(httpHandler(eng, optional.States, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), routes)),
+		Handler: cfg.HTTPCORS.wrap(httpHandler(eng, optional.States, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), routes,
+			consoleHandler(cfg, httpLis, streamLis, iiiLis, consoleToks, streams.tokens))),
 		ReadHeaderTimeout: 10 * time.Second,
 		// http triggers bound their functions with --http-timeout; this
 		// bounds writing the answer too.

@@ -18,10 +18,15 @@ import (
 //	              see jsboot); 503 {"status":"draining",…} once shutdown
 //	              has begun
 //	GET /metrics  Prometheus metrics
+//	/console      the live console (package console), when on
 //	anything else the routes of http triggers
-func httpHandler(eng *engine.Engine, parts func() map[string]string, metrics, routes http.Handler) http.Handler {
+func httpHandler(eng *engine.Engine, parts func() map[string]string, metrics, routes, console http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", routes)
+	if console != nil {
+		mux.Handle("/console", console)
+		mux.Handle("/console/", console)
+	}
 	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeStatus(w, http.StatusOK, "ok")

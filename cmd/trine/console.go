@@ -1,0 +1,57 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+
+	"github.com/trinehq/trine/console"
+	"github.com/trinehq/trine/internal/jwtauth"
+	"github.com/trinehq/trine/internal/tokenfile"
+)
+
+// consoleTokens loads --console-tokens-file, or returns nil.
+func consoleTokens(cfg engineConfig) (*tokenfile.Table, error) {
+	if cfg.ConsoleTokensFile == "" {
+		return nil, nil
+	}
+	return tokenfile.Load(cfg.ConsoleTokensFile)
+}
+
+// consoleHandler is the console --console asks for, nil when off. It is
+// open on a loopback HTTP listener; elsewhere a request needs a token of
+// tokens or a JWT the stream listener's keys verify with "console": true.
+func consoleHandler(cfg engineConfig, httpLis, streamLis, iiiLis net.Listener, tokens *tokenfile.Table, jwt *jwtauth.Verifier) http.Handler {
+	if cfg.Console == "off" {
+		return nil
+	}
+	cc := console.Config{Open: console.Loopback(httpLis.Addr().String()), StreamPort: port(streamLis), IIIPort: port(iiiLis), TLS: cfg.TLS.Enabled()}
+	cc.Admit = func(tok string) bool {
+		if tokens != nil {
+			if _, ok := tokens.Lookup(tok); ok {
+				return true
+			}
+		}
+		if jwt != nil {
+			if t, err := jwt.Verify(tok); err == nil {
+				var c struct {
+					Console bool `json:"console"`
+				}
+				return json.Unmarshal(t.Claims, &c) == nil && c.Console
+			}
+		}
+		return false
+	}
+	return console.New(cc)
+}
+
+// port is the port l listens on, 0 for none.
+func port(l net.Listener) int {
+	if l == nil {
+		return 0
+	}
+	if a, ok := l.Addr().(*net.TCPAddr); ok {
+		return a.Port
+	}
+	return 0
+}

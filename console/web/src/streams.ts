@@ -1,0 +1,172 @@
+// Streams: streams, then groups, then items, paged. The open group is a
+// live group of @trine/client: its items are read again on every change,
+// and an item is edited as JSON with if_seq (a conflict is shown).
+import type { Group } from '@trine/client'
+import type { Page } from './main'
+import { errorText } from './main'
+import { every, fill, h, short, table } from './dom'
+
+const PAGE = 20
+
+/** pager pages a list by "after": the last key of each page. */
+function pager(load: (after: string | undefined) => Promise<{ keys: string[]; more: boolean }>, onchange: () => void) {
+  const stack: (string | undefined)[] = [undefined]
+  let more = false
+  const el = h('div', { class: 'pager' })
+  const p = {
+    el,
+    get after() {
+      return stack[stack.length - 1]
+    },
+    async reload() {
+      const r = await load(p.after)
+      more = r.more
+      p.next = r.keys[r.keys.length - 1]
+      fill(
+        el,
+        h('button', { disabled: stack.length < 2, onclick: () => (stack.pop(), onchange()) }, '‹ prev'),
+        h('span', { class: 'muted' }, `page ${stack.length}`),
+        h('button', { class: 'next', disabled: !more, onclick: () => (stack.push(p.next), onchange()) }, 'next ›'),
+      )
+    },
+    next: undefined as string | undefined,
+    reset() {
+      stack.length = 1
+    },
+  }
+  return p
+}
+
+export const streamsPage: Page = (ctx, root) => {
+  let stream = ''
+  let group = ''
+  const streamsEl = h('div')
+  const groupsEl = h('div')
+  const groupEl = h('div', { class: 'muted' }, 'Pick a stream, then a group.')
+  let live: Group<unknown> | undefined
+  let unsub = () => {}
+  let stopInfo = () => {}
+
+  const streams = pager(async (after) => {
+    const r = await ctx.call('stream::list_all', { limit: PAGE, after })
+    const ids = r.stream.map((s: any) => s.id)
+    fill(streamsEl, table(['stream', 'groups'], r.stream, (s: any) => [h('code', {}, s.id), s.groups.length], {
+      empty: 'No stream yet.', onpick: (s: any) => openStream(s.id), picked: (s: any) => s.id === stream,
+    }))
+    return { keys: ids, more: !!r.more }
+  }, () => streams.reload())
+  const groups = pager(async (after) => {
+    if (!stream) return { keys: [], more: false }
+    const r = await ctx.call('stream::list_groups', { stream_name: stream, limit: PAGE, after })
+    fill(groupsEl, table(['group'], r.groups, (g: string) => [h('code', {}, g)], {
+      onpick: (g: string) => openGroup(g), picked: (g: string) => g === group,
+    }))
+    return { keys: r.groups, more: r.more }
+  }, () => groups.reload())
+
+  // The open group: header figures, items page, editor.
+  const head = h('div', { class: 'row', id: 'group-head' })
+  const itemsEl = h('div', { id: 'items' })
+  const editor = h('div', { id: 'editor' })
+  let rows: any[] = []
+  const items = pager(async (after) => {
+    const r = await ctx.call('stream::list', { stream_name: stream, group_id: group, limit: PAGE, after })
+    rows = r.items
+    fill(itemsEl, table(['item', 'seq', 'value'], rows, (it: any) => [h('code', {}, it.id), it.seq, short(it.data, 100)], {
+      empty: 'No item.', onpick: edit,
+    }))
+    return { keys: rows.map((it) => it.id), more: r.more }
+  }, () => items.reload())
+  let queued = false
+  const refresh = () => {
+    if (queued) return
+    queued = true
+    requestAnimationFrame(() => {
+      queued = false
+      items.reload().catch(() => {})
+      drawHead()
+    })
+  }
+  const figures = { presence: '—', history: '—', resyncs: '—' }
+  const drawHead = () =>
+    fill(head,
+      h('strong', {}, `${stream} / ${group}`),
+      h('span', {}, 'seq ', h('code', { id: 'group-seq' }, live?.seq ?? '…')),
+      h('span', {}, 'items ', live?.items.size ?? '…'),
+      h('span', { id: 'group-presence' }, 'presence ', figures.presence),
+      h('span', {}, 'history ', figures.history),
+      h('span', {}, 'resyncs/min ', figures.resyncs))
+
+  function edit(it: any) {
+    const text = h('textarea', { id: 'edit-value', spellcheck: false }, JSON.stringify(it.data, null, 2)) as HTMLTextAreaElement
+    const seq = h('input', { id: 'edit-if-seq', value: String(it.seq), size: 8 }) as HTMLInputElement
+    const out = h('div', { id: 'edit-result' })
+    const save = async () => {
+      let data: unknown
+      try {
+        data = JSON.parse(text.value)
+      } catch (e) {
+        return fill(out, h('p', { class: 'error' }, 'not JSON: ' + (e as Error).message))
+      }
+      try {
+        const r = await ctx.call('stream::set', { stream_name: stream, group_id: group, item_id: it.id, data, if_seq: Number(seq.value) })
+        seq.value = String(r.seq)
+        fill(out, h('p', {}, `saved at seq ${r.seq}`))
+      } catch (e: any) {
+        fill(out, h('p', { class: 'error', 'data-code': e.code },
+          e.code === 'conflict' ? `conflict: item ${it.id} changed since seq ${seq.value}; reload it and edit again` : errorText(e)))
+      }
+    }
+    fill(editor, h('h3', {}, `Edit ${it.id}`), text, h('div', { class: 'row' }, 'if_seq', seq, h('button', { id: 'edit-save', onclick: save }, 'Save')), out)
+  }
+
+  function openStream(s: string) {
+    stream = s
+    groups.reset()
+    groups.reload().catch(() => {})
+    streams.reload().catch(() => {})
+  }
+  function openGroup(g: string) {
+    group = g
+    unsub()
+    stopInfo()
+    live?.close()
+    fill(editor)
+    live = ctx.client.group(stream, g)
+    unsub = live.subscribe(refresh)
+    items.reset()
+    refresh()
+    groups.reload().catch(() => {})
+    fill(groupEl, h('section', {}, head, itemsEl, items.el, editor))
+    // Presence and the group's figures, when the engine has the functions.
+    stopInfo = every(1000, async () => {
+      const q = { stream_name: stream, group_id: group }
+      if (await ctx.has('stream::presence')) {
+        const p = await ctx.call('stream::presence', { ...q, limit: 5 }).catch(() => undefined)
+        if (p) figures.presence = `${p.count}` + (p.members?.length ? ` (${p.members.map((m: any) => m.identity).join(', ')}${p.more ? ', …' : ''})` : '')
+      } else figures.presence = 'n/a'
+      if (await ctx.has('stream::group_info')) {
+        const i = await ctx.call('stream::group_info', q).catch(() => undefined)
+        if (i) {
+          figures.history = `${i.history.events}/${i.history.max_events} events, ${Math.round(i.history.bytes / 1024)} KiB`
+          figures.resyncs = String(i.resyncs_per_min)
+        }
+      }
+      drawHead()
+    })
+  }
+
+  fill(root, h('div', { class: 'cols' },
+    h('section', {}, h('h2', {}, 'Streams'), streamsEl, streams.el),
+    h('section', {}, h('h2', {}, 'Groups'), groupsEl, groups.el),
+    groupEl))
+  const stop = every(1000, () => Promise.all([streams.reload(), groups.reload()]))
+  return () => {
+    stop()
+    stopInfo()
+    unsub()
+    live?.close()
+  }
+}
+
+export { errorText }
