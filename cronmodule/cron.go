@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,6 +100,10 @@ type job struct {
 	sched   schedule
 	stop    chan struct{}
 	running atomic.Bool
+	// For cron::list: the last fire that came due and the next one (Unix
+	// ms, 0 for none), and the error of the last run on this engine.
+	last, next atomic.Int64
+	lastErr    atomic.Pointer[string]
 }
 
 type triggerConfig struct {
@@ -127,9 +132,13 @@ func (m *Module) SetClaims(c Claimer) {
 	m.claims = c
 }
 
-// Register registers the cron trigger type on e.
+// Register registers the cron trigger type and cron::list on e.
 func (m *Module) Register(e *engine.Engine) error {
 	m.e = e
+	if err := e.RegisterFunction(FnList, "List cron triggers with their schedule, last and next fire; {limit? at most 1000, after? a trigger id}; answers {jobs, more}.",
+		engine.HandlerFunc(m.list)); err != nil {
+		return err
+	}
 	return e.RegisterTriggerType(TriggerCron, "Runs a function on a schedule, once per fleet (config: expression with 6 fields sec min hour dom month dow, or 7 with year, read in UTC; timezone?, an IANA zone name; condition_function_id?).", provider{m})
 }
 
@@ -206,6 +215,7 @@ func (m *Module) run(j *job) {
 	defer m.wg.Done()
 	at := j.sched.next(time.Now())
 	for !at.IsZero() {
+		j.next.Store(at.UnixMilli())
 		timer := time.NewTimer(time.Until(at))
 		select {
 		case <-j.stop:
@@ -213,6 +223,7 @@ func (m *Module) run(j *job) {
 			return
 		case <-timer.C:
 		}
+		j.last.Store(at.UnixMilli())
 		now := time.Now()
 		if late := now.Sub(at); late > m.cfg.Lateness {
 			// Paused or starved: skip what was missed (documented).
@@ -225,6 +236,7 @@ func (m *Module) run(j *job) {
 			at = j.sched.next(n)
 		}
 	}
+	j.next.Store(0)
 	m.log.Info("cron trigger has no more fires", "trigger_id", j.t.ID)
 }
 
@@ -281,8 +293,14 @@ func (m *Module) fire(j *job, at, now time.Time) {
 				return
 			}
 		}
-		if _, err := m.e.Fire(context.Background(), j.t, engine.Call{FunctionID: j.t.FunctionID, Payload: payload, Metadata: j.t.Metadata, Timeout: m.cfg.CallTimeout}); err != nil {
+		_, err := m.e.Fire(context.Background(), j.t, engine.Call{FunctionID: j.t.FunctionID, Payload: payload, Metadata: j.t.Metadata, Timeout: m.cfg.CallTimeout})
+		if err != nil {
 			m.fails.Warn(j.t, "cron job failed", "function_id", j.t.FunctionID, "scheduled_time", at, "error", err)
+			msg := engine.AsError(err).Message
+			msg = strings.ToValidUTF8(msg[:min(len(msg), 512)], "")
+			j.lastErr.Store(&msg)
+		} else {
+			j.lastErr.Store(nil)
 		}
 	}()
 }

@@ -104,7 +104,7 @@ export const triggersPage: Page = (ctx, root) => {
           t.owner_worker_name || h('span', { class: 'muted' }, 'gone'),
           h('div', {}, badge(t.status), t.reason ? h('div', { class: 'muted' }, t.reason) : null),
           short(t.config, 60),
-          t.status === 'orphaned' || t.status === 'waiting_for_provider' ? h('button', { class: 'release', onclick: () => release(t.id) }, 'Release') : '',
+          t.status === 'orphaned' ? h('button', { class: 'release', onclick: () => release(t.id) }, 'Release') : '',
         ], { empty: 'No trigger.' }),
       ),
       h(

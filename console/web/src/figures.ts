@@ -1,7 +1,7 @@
 // Live figures from the engine's /metrics (Prometheus text, on the
 // listener that serves this page): calls/s per function, error rate,
 // deliveries/s, connections, slow-client closes and the NATS connection,
-// each with a small chart of the last two minutes.
+// each with a small chart of the last minute.
 import type { Page } from './main'
 import { every, fill, h, table } from './dom'
 
@@ -29,7 +29,7 @@ function sum(s: Sample, name: string, match?: (labels: string) => boolean) {
 
 const label = (labels: string, l: string) => new RegExp(`${l}="([^"]*)"`).exec(labels)?.[1] ?? ''
 
-const N = 120 // points per chart, one a second
+const N = 120 // points per chart, two a second
 
 /** chart draws values as a line scaled to its maximum, in SVG. */
 function chart(values: number[]) {
@@ -58,7 +58,7 @@ export const figuresPage: Page = (_ctx, root) => {
   }
   let prev: Sample | undefined
   let prevAt = 0
-  return every(1000, async () => {
+  return every(500, async () => {
     const [text, ready] = await Promise.all([
       fetch('/metrics', { cache: 'no-store' }).then((r) => r.text()),
       fetch('/readyz', { cache: 'no-store' }).then((r) => r.json()).catch(() => ({})),

@@ -49,7 +49,12 @@ async function boot() {
   let knownAt = 0
   const ctx: Ctx = {
     client,
-    call: (fn, payload) => client.call(fn, payload ?? {}, { timeout: 10_000 }),
+    // The iii listener spells some codes as iii does (FORBIDDEN): shown
+    // as the engine's snake_case.
+    call: (fn, payload) =>
+      client.call<any>(fn, payload ?? {}, { timeout: 10_000 }).catch((e) => {
+        throw e instanceof ClientError ? new ClientError(e.code.toLowerCase(), e.message) : e
+      }),
     has(fn) {
       if (!known || Date.now() - knownAt > 5000) {
         knownAt = Date.now()

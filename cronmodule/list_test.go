@@ -1,0 +1,86 @@
+package cronmodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/natstest"
+)
+
+// TestList: cron::list shows each cron trigger with its schedule, its
+// last fire once one came due and its next one, and why its last run
+// failed; it pages by trigger id, shows only the triggers whose function
+// the caller may call, and refuses a limit out of bounds.
+func TestList(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Start(t)
+	n := startNode(t, ns.ClientURL(), LocalClaims{}, func(Payload) {})
+	if err := n.e.RegisterFunction("test::fail", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		return nil, errors.New("broken")
+	})); err != nil {
+		t.Fatal(err)
+	}
+	for id, fn := range map[string]string{"a-ok": "test::job", "b-fail": "test::fail"} {
+		cfg := json.RawMessage(`{"expression":"* * * * * *","timezone":"Europe/Paris"}`)
+		if err := n.s.RegisterTrigger(t.Context(), engine.Trigger{ID: id, Type: "cron", FunctionID: fn, Config: cfg}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type page struct {
+		Jobs []JobStatus
+		More bool
+	}
+	list := func(g *engine.Grant, in string) (page, error) {
+		out, err := n.e.Trigger(t.Context(), engine.Call{FunctionID: FnList, Payload: []byte(in), Grant: g})
+		var p page
+		if err == nil {
+			err = json.Unmarshal(out, &p)
+		}
+		return p, err
+	}
+	var p page
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var err error
+		if p, err = list(nil, `{}`); err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Jobs) == 2 && p.Jobs[0].LastFireMS > 0 && p.Jobs[1].LastError != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cron::list = %+v after 5 s, want both fired and b-fail's error", p)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	a, b := p.Jobs[0], p.Jobs[1]
+	if a.TriggerID != "a-ok" || a.FunctionID != "test::job" || a.Expression != "* * * * * *" || a.Timezone != "Europe/Paris" || a.LastError != "" ||
+		a.NextFireMS <= a.LastFireMS || a.NextFireMS > time.Now().Add(2*time.Second).UnixMilli() {
+		t.Fatalf("a-ok = %+v", a)
+	}
+	if b.TriggerID != "b-fail" || b.LastError == "" {
+		t.Fatalf("b-fail = %+v, want its failure", b)
+	}
+	if p, err := list(nil, `{"limit":1}`); err != nil || len(p.Jobs) != 1 || !p.More || p.Jobs[0].TriggerID != "a-ok" {
+		t.Fatalf("limit 1: %+v %v", p, err)
+	}
+	if p, err := list(nil, `{"limit":1,"after":"a-ok"}`); err != nil || len(p.Jobs) != 1 || p.More || p.Jobs[0].TriggerID != "b-fail" {
+		t.Fatalf("after a-ok: %+v %v", p, err)
+	}
+	g, err := n.e.Authenticate(t.Context(), &engine.Access{ExposeFunctions: []engine.Filter{{Match: "cron::*"}, {Match: "test::job"}}}, engine.AuthInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := list(g, `{}`); err != nil || len(p.Jobs) != 1 || p.Jobs[0].TriggerID != "a-ok" {
+		t.Fatalf("a caller that may call test::job only: %+v %v", p, err)
+	}
+	for _, bad := range []string{`{"limit":0}`, `{"limit":1001}`, `[`} {
+		if _, err := list(nil, bad); engine.AsError(err).Code != engine.CodeInvalidArgument {
+			t.Errorf("cron::list %s: %v, want invalid_argument", bad, err)
+		}
+	}
+}
