@@ -24,6 +24,9 @@ type WorkerInfo struct {
 	Version   string
 	// Addr is the worker's network address, if the transport knows it.
 	Addr string
+	// Transport names the protocol the worker speaks: "grpc" or "iii",
+	// set by the transport.
+	Transport string
 	// Identity is the name its verified client certificate gives it
 	// (mTLS), set by the transport; the worker cannot change it.
 	Identity string
@@ -538,6 +541,7 @@ type WorkerStatus struct {
 	Runtime     string `json:"runtime"`
 	Version     string `json:"version"`
 	Addr        string `json:"addr,omitempty"`
+	Transport   string `json:"transport,omitempty"`
 	Identity    string `json:"identity,omitempty"`
 	Description string `json:"description"`
 	OS          string `json:"os"`
@@ -565,7 +569,7 @@ func (e *Engine) Workers() []WorkerStatus {
 		info := s.Info()
 		out = append(out, WorkerStatus{
 			ID: s.id, Name: info.Name, Namespace: info.Namespace, Runtime: info.Runtime,
-			Version: info.Version, Addr: info.Addr, Identity: info.Identity, IPAddress: hostOf(info.Addr),
+			Version: info.Version, Addr: info.Addr, Transport: info.Transport, Identity: info.Identity, IPAddress: hostOf(info.Addr),
 			Description: info.Description, OS: info.OS, PID: info.PID, Status: "connected",
 			FunctionCount: len(s.functions), ActiveInvocations: s.inflight.Load(),
 			Functions:    slices.Sorted(maps.Keys(s.functions)),

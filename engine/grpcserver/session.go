@@ -35,7 +35,7 @@ func (s *Server) Connect(stream connectStream) error {
 	}
 	info := engine.WorkerInfo{
 		Name: hello.GetName(), Namespace: hello.GetNamespace(), Runtime: hello.GetRuntime(), Version: hello.GetVersion(),
-		PreviousID: hello.GetPreviousWorkerId(), ReattachToken: hello.GetReattachToken(),
+		PreviousID: hello.GetPreviousWorkerId(), ReattachToken: hello.GetReattachToken(), Transport: "grpc",
 	}
 	if p, ok := peer.FromContext(stream.Context()); ok {
 		info.Addr = p.Addr.String()

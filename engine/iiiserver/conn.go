@@ -78,7 +78,7 @@ func newConn(s *Server, sock *wsconn.Conn, addr, identity string, g *engine.Gran
 		configs:  make(map[string]string),
 		viaHTTP:  make(map[string]*httpinvoke.Function),
 	}
-	sess, err := s.e.AttachGranted(engine.WorkerInfo{Name: "iii-worker", Runtime: "iii", Addr: addr, Identity: identity}, c, g)
+	sess, err := s.e.AttachGranted(engine.WorkerInfo{Name: "iii-worker", Runtime: "iii", Transport: "iii", Addr: addr, Identity: identity}, c, g)
 	if err != nil {
 		cancel(err)
 		sock.Close(wsconn.CloseTryLater, err.Error())

@@ -478,7 +478,8 @@ func TestWorkersListShape(t *testing.T) {
 		t.Fatalf("workers::list %v", r)
 	}
 	w := res.Workers[0]
-	if w["id"] != c.workerID || w["name"] != "shape" || w["runtime"] != "node" || w["status"] != "connected" || w["os"] != "linux" || w["version"] != "0.22.1" {
+	if w["id"] != c.workerID || w["name"] != "shape" || w["runtime"] != "node" || w["status"] != "connected" || w["os"] != "linux" || w["version"] != "0.22.1" ||
+		w["transport"] != "iii" {
 		t.Fatalf("worker row %v", w)
 	}
 }
