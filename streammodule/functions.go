@@ -63,6 +63,7 @@ func (m *Module) Register(e *engine.Engine) error {
 		{FnUpdate, "Apply update operations to an item, all or none.", m.update},
 		{FnRelease, "Give a custom stream whose worker left back to the built-in store.", m.release},
 		{FnPresence, "List a group's presence members, across gateways, in pages.", m.presenceFn},
+		{FnGroupInfo, "Describe a group: its seq, how full its history is, and resyncs in the last minute; {stream_name, group_id}.", m.groupInfo},
 	}
 	for _, f := range fns {
 		if err := e.RegisterFunction(f.id, f.desc, engine.HandlerFunc(f.h)); err != nil {

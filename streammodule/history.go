@@ -137,6 +137,16 @@ func (h *history) compact() {
 	h.order, h.orderHead = kept, 0
 }
 
+// fill returns the events and bytes held for a group.
+func (h *history) fill(stream, group string) (events, bytes int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r := h.groups[groupKey{stream, group}]; r != nil {
+		return r.len(), r.bytes
+	}
+	return 0, 0
+}
+
 // since returns the frames after seq, oldest first, and the last sequence
 // the history holds. known is false when the group has no history here.
 // ok is false when the history no longer reaches back to seq+1.

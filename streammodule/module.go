@@ -127,6 +127,7 @@ type Module struct {
 	fails   *engine.FireLog // failed fires and dropped messages, per trigger owner
 	store   store.Store
 	hist    *history
+	resyncs resyncCounts
 	trig    *triggers
 	e       Caller
 

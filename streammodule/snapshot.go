@@ -22,6 +22,9 @@ import (
 func (m *Module) Snapshot(ctx context.Context, q streamapi.SnapshotRequest) (streamapi.SnapshotResult, error) {
 	now := time.Now()
 	stream, group, item := q.StreamName, q.GroupID, q.ItemID
+	if q.Resync && q.After == "" {
+		m.resyncs.add(stream, group, now)
+	}
 	op := "list"
 	if item != "" {
 		op = "get"
