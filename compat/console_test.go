@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -28,7 +29,9 @@ import (
 //     page's item editor shows a conflict when the item changed since;
 //   - on a second engine whose iii listener admits by an auth function
 //     reading the console user's token, a call that token may not make is
-//     refused (forbidden) and one it may make succeeds.
+//     refused (forbidden) and one it may make succeeds;
+//   - on a third engine whose HTTP listener is bound to every address,
+//     the console is refused (401) to a browser without a console token.
 //
 // CONSOLE_SCREENSHOTS=dir saves a screenshot of each page there.
 func TestConsoleInChromium(t *testing.T) {
@@ -107,10 +110,16 @@ func TestConsoleInChromium(t *testing.T) {
 		return nil, fmt.Errorf("unknown token")
 	}))
 
+	// The third: its HTTP listener on every address, where the console
+	// needs a console token, which the browser does not bring.
+	c := startEngineWith(t, bin, "--http-addr", "0.0.0.0:0")
+	_, cport, err := net.SplitHostPort(c.http)
+	must(t, err)
+
 	cmd := exec.CommandContext(ctx, node, "console.mjs")
 	cmd.Dir = "browser"
 	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium, "CONSOLE_URL=http://"+a.http+"/console/", "CONTROL="+control.URL,
-		"POLICY_URL=http://"+b.http+"/console/", "SCREENSHOTS="+os.Getenv("CONSOLE_SCREENSHOTS"))
+		"POLICY_URL=http://"+b.http+"/console/", "OPEN_URL=http://127.0.0.1:"+cport+"/console/", "SCREENSHOTS="+os.Getenv("CONSOLE_SCREENSHOTS"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("node console.mjs: %v\n%s", err, out)

@@ -6,9 +6,10 @@
 // serves the embedded assets, says where the listeners are, and admits the
 // user (Config.Open, or a token Config.Admit accepts).
 //
-// The assets under dist/ are generated from web/ by `go generate
-// ./console` (gen/, esbuild's Go API) and committed, so building the
-// binary needs no npm; `make check` regenerates them and fails on a diff.
+// The script dist/console.js is generated from web/src by `go generate
+// ./console` (gen/ and internal/bundle, esbuild's Go API) and committed,
+// so building the binary needs no npm; TestBundleIsCurrent and `make
+// check` fail when it is stale.
 //
 // Concurrency: a Handler is safe for concurrent use and starts no
 // goroutines.

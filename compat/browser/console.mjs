@@ -1,14 +1,15 @@
 // Drives the console (CONSOLE_URL) in the OS's Chromium (CHROMIUM) through
 // puppeteer-core; see ../console_test.go. CONTROL?do=function|trigger|worker
 // makes the writes the page cannot make itself; POLICY_URL is the console
-// of an engine whose iii listener admits by token. SCREENSHOTS, if set, is
+// of an engine whose iii listener admits by token; OPEN_URL that of an
+// engine whose HTTP listener is not on loopback. SCREENSHOTS, if set, is
 // a directory for a screenshot of each page. Prints the delays measured and
 // exits 1 when a check failed.
 import puppeteer from 'puppeteer-core'
 
-const { CHROMIUM, CONSOLE_URL, CONTROL, POLICY_URL, SCREENSHOTS } = process.env
-if (!CHROMIUM || !CONSOLE_URL || !CONTROL || !POLICY_URL) {
-  console.error('compat/browser/console.mjs: set CHROMIUM, CONSOLE_URL, CONTROL and POLICY_URL')
+const { CHROMIUM, CONSOLE_URL, CONTROL, POLICY_URL, OPEN_URL, SCREENSHOTS } = process.env
+if (!CHROMIUM || !CONSOLE_URL || !CONTROL || !POLICY_URL || !OPEN_URL) {
+  console.error('compat/browser/console.mjs: set CHROMIUM, CONSOLE_URL, CONTROL, POLICY_URL and OPEN_URL')
   process.exit(2)
 }
 const LIVE_MS = 1000
@@ -86,6 +87,8 @@ try {
   await visit(page, 'workers', 'console-test')
   await live(page, 'workers: a new worker', () => control('worker'), text('late-worker'))
   check(await page.evaluate(() => document.getElementById('main').textContent.includes('late::hello')), 'workers: late-worker serves late::hello')
+  check(await page.evaluate(() => [...document.querySelectorAll('tr')].some((r) => r.textContent.includes('late-worker') && r.cells[2].textContent === 'grpc')),
+    'workers: late-worker shows its transport, grpc')
   await shot(page, 'workers')
 
   // Triggers: status, a trigger waiting for its provider, a new trigger.
@@ -131,6 +134,8 @@ try {
   await live(page, 'figures: calls', () => Promise.all(Array.from({ length: 50 }, (_, i) => call(page, 'test::echo', { i }))),
     { f: () => Number(document.querySelector('[data-figure="calls/s"]')?.textContent) > 0 })
   await page.waitForFunction(() => document.getElementById('main').textContent.includes('test::echo'), { timeout: 2000 }).catch(() => failures.push('figures: test::echo not listed by function'))
+  if (SCREENSHOTS) // a few seconds of chart
+    await page.waitForFunction(() => document.querySelector('svg.chart path').getAttribute('d').split('L').length >= 10, { timeout: 10_000 })
   await shot(page, 'figures')
   check(errors.length === 0, `console errors: ${errors.join(' | ')}`)
 
@@ -148,6 +153,14 @@ try {
       await shot(p.page, 'refused')
     }
     check(p.errors.length === 0, `policy ${tok}: console errors: ${p.errors.join(' | ')}`)
+  }
+  // Not on loopback, no console token: refused, and no page.
+  {
+    const page = await (await browser.createBrowserContext()).newPage()
+    const res = await page.goto(OPEN_URL)
+    check(res.status() === 401, `non-loopback listener without a token: ${res.status()}, want 401`)
+    check(!(await page.$('#main')), 'non-loopback listener without a token: the console page was served')
+    await shot(page, 'non-loopback')
   }
 } catch (e) {
   failures.push(String(e.stack || e))

@@ -31,10 +31,11 @@ const label = (labels: string, l: string) => new RegExp(`${l}="([^"]*)"`).exec(l
 
 const N = 120 // points per chart, two a second
 
-/** chart draws values as a line scaled to its maximum, in SVG. */
+/** chart draws values (the newest last, at the right edge) as a line scaled to its maximum, in SVG. */
 function chart(values: number[]) {
   const max = Math.max(1e-9, ...values)
-  const d = values.map((v, i) => `${i ? 'L' : 'M'}${((i / (N - 1)) * 300).toFixed(1)},${(46 - (v / max) * 44).toFixed(1)}`).join('')
+  const from = N - values.length
+  const d = values.map((v, i) => `${i ? 'L' : 'M'}${(((from + i) / (N - 1)) * 300).toFixed(1)},${(46 - (v / max) * 44).toFixed(1)}`).join('')
   const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg')
   svg.setAttribute('class', 'chart')
   svg.setAttribute('viewBox', '0 0 300 48')
@@ -50,7 +51,7 @@ const fmt = (v: number) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v
 export const figuresPage: Page = (_ctx, root) => {
   const hist = new Map<string, number[]>()
   const push = (k: string, v: number) => {
-    const a = hist.get(k) || new Array(N).fill(0)
+    const a = hist.get(k) || []
     a.push(v)
     if (a.length > N) a.shift()
     hist.set(k, a)

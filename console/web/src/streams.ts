@@ -148,7 +148,7 @@ export const streamsPage: Page = (ctx, root) => {
       if (await ctx.has('stream::group_info')) {
         const i = await ctx.call('stream::group_info', q).catch(() => undefined)
         if (i) {
-          figures.history = `${i.history.events}/${i.history.max_events} events, ${Math.round(i.history.bytes / 1024)} KiB`
+          figures.history = i.history ? `${i.history.events}/${i.history.max_events} events, ${Math.round(i.history.bytes / 1024)} KiB` : 'shared'
           figures.resyncs = String(i.resyncs_per_min)
         }
       }
