@@ -132,3 +132,17 @@ type nopTriggers struct{}
 
 func (nopTriggers) RegisterTrigger(context.Context, trine.Trigger) error   { return nil }
 func (nopTriggers) UnregisterTrigger(context.Context, trine.Trigger) error { return nil }
+
+// TestConsoleTypechecks: the console's TypeScript (console/web) passes
+// tsc --strict against @trine/client's sources, with the TypeScript that
+// clients/js pins (esbuild, which bundles it, does not check types).
+func TestConsoleTypechecks(t *testing.T) {
+	node := nodeBin(t)
+	tsc := filepath.Join(jsClient, "node_modules", "typescript", "bin", "tsc")
+	if _, err := os.Stat(tsc); err != nil {
+		t.Fatal("clients/js is not installed: run `npm ci --prefix clients/js` (make test does)")
+	}
+	if out, err := exec.Command(node, tsc, "-p", "../console/web").CombinedOutput(); err != nil {
+		t.Fatalf("tsc -p console/web: %v\n%s", err, out)
+	}
+}
