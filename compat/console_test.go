@@ -22,7 +22,7 @@ import (
 // (compat/browser/console.mjs) against an engine with a worker, a cron
 // trigger, a trigger waiting for its provider and a named queue:
 //   - each page loads with no console error and shows what the engine
-//     has;
+//     has; an orphaned join guard is released from the Triggers page;
 //   - each shows a write (a new function, a new worker, a new trigger, a
 //     stream item, a dead letter, a cron fire, calls) within 1 s;
 //   - a call from the Functions page returns its result, and the Streams
@@ -57,6 +57,12 @@ func TestConsoleInChromium(t *testing.T) {
 	must(t, prov.RegisterTriggerType(ctx, "test:later", "comes and goes", nopTriggers{}))
 	must(t, w.RegisterTrigger(ctx, trine.Trigger{ID: "early", Type: "test:later", FunctionID: "test::echo", Config: map[string]any{}}))
 	prov.Close()
+	// A join guard whose worker left: orphaned, still denying joins.
+	guard := trine.RegisterWorker(a.grpc, trine.WithName("guard"))
+	must(t, guard.Connect(ctx))
+	must(t, guard.RegisterFunction(ctx, "guard::deny", func(context.Context, json.RawMessage) (any, error) { return map[string]bool{"unauthorized": true}, nil }))
+	must(t, guard.RegisterTrigger(ctx, trine.Trigger{ID: "gate", Type: "stream:join", FunctionID: "guard::deny", Config: map[string]string{"stream_name": "vault"}}))
+	guard.Close()
 
 	// Writes the page cannot make itself: a function, a trigger, a worker.
 	var late *trine.Worker

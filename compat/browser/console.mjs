@@ -93,8 +93,11 @@ try {
 
   // Triggers: status, a trigger waiting for its provider, a new trigger.
   await visit(page, 'triggers', 'waiting_for_provider')
+  await has(page, 'orphaned')
   await live(page, 'triggers: a new trigger', () => control('trigger'), text('tock'))
   await shot(page, 'triggers')
+  await live(page, 'triggers: an orphan released', () => click(page, 'button.release', 'Release'),
+    { f: () => ![...document.querySelectorAll('tr')].some((r) => r.cells[0]?.textContent === 'gate') })
 
   // Streams: a new stream, its group live, an edit with a conflict.
   await page.evaluate(() => (location.hash = 'streams'))

@@ -39,7 +39,7 @@ export const functionsPage: Page = (ctx, root) => {
     h('section', {}, h('h2', {}, 'Functions'), list),
     h('section', {}, h('h2', {}, 'Metadata'), info),
   )
-  return every(500, async () => {
+  return every(300, async () => {
     const r = await ctx.call('engine::functions::list', {})
     fill(
       list,
@@ -54,7 +54,7 @@ export const functionsPage: Page = (ctx, root) => {
 }
 
 export const workersPage: Page = (ctx, root) =>
-  every(500, async () => {
+  every(300, async () => {
     const r = await ctx.call('engine::workers::list', {})
     fill(
       root,
@@ -88,7 +88,7 @@ export const triggersPage: Page = (ctx, root) => {
     }
   }
   fill(root, msg, body)
-  return every(500, async () => {
+  return every(300, async () => {
     const r = await ctx.call('engine::triggers::overview', {})
     const stuck = r.triggers.filter((t: any) => t.status !== 'active').length
     fill(

@@ -1,7 +1,7 @@
 // Live figures from the engine's /metrics (Prometheus text, on the
 // listener that serves this page): calls/s per function, error rate,
 // deliveries/s, connections, slow-client closes and the NATS connection,
-// each with a small chart of the last minute.
+// each with a small chart of the last minute. Rates are over the last 2 s.
 import type { Page } from './main'
 import { every, fill, h, table } from './dom'
 
@@ -57,8 +57,8 @@ export const figuresPage: Page = (_ctx, root) => {
     hist.set(k, a)
     return a
   }
-  let prev: Sample | undefined
-  let prevAt = 0
+  // Rates are over the last 2 s: the readings of the last 4 ticks.
+  const readings: [number, Sample][] = []
   return every(500, async () => {
     const [text, ready] = await Promise.all([
       fetch('/metrics', { cache: 'no-store' }).then((r) => r.text()),
@@ -66,8 +66,11 @@ export const figuresPage: Page = (_ctx, root) => {
     ])
     const s = parse(text)
     const now = performance.now()
-    const dt = prev ? (now - prevAt) / 1000 : 0
-    const rate = (k: string, v: number, was: number) => (dt ? Math.max(0, v - was) / dt : 0)
+    const [prevAt, prev] = readings[0] || [now, undefined]
+    readings.push([now, s])
+    if (readings.length > 5) readings.shift()
+    const dt = (now - prevAt) / 1000
+    const rate = (_: string, v: number, was: number) => (dt ? Math.max(0, v - was) / dt : 0)
     const calls = sum(s, 'trine_calls_total')
     const errors = sum(s, 'trine_calls_total', (l) => label(l, 'code') !== 'ok')
     const callRate = prev ? rate('c', calls, sum(prev, 'trine_calls_total')) : 0
@@ -95,14 +98,12 @@ export const figuresPage: Page = (_ctx, root) => {
         const [a, b] = per.get(fn) || [0, 0]
         per.set(fn, [a + r, b + e])
       }
-    prev = s
-    prevAt = now
     const fns = [...per].filter(([, [r]]) => r > 0).sort((a, b) => b[1][0] - a[1][0]).slice(0, 20)
     fill(root,
       h('div', { class: 'grid', id: 'figures' }, figures.map(([name, shown, v]) =>
         h('section', { class: 'figure' }, h('div', { class: 'muted' }, name), h('div', { class: 'v', 'data-figure': name }, shown), chart(push(name, v))))),
       h('section', {}, h('h2', {}, 'Calls/s by function'),
-        table(['function', 'calls/s', 'errors/s', ''], fns, ([fn, [r, e]]) => [h('code', {}, fn), fmt(r), fmt(e), chart(push('fn ' + fn, r))], { empty: 'No call in the last second.' })),
+        table(['function', 'calls/s', 'errors/s', ''], fns, ([fn, [r, e]]) => [h('code', {}, fn), fmt(r), fmt(e), chart(push('fn ' + fn, r))], { empty: 'No call in the last 2 s.' })),
       h('section', {}, h('h2', {}, 'Readiness'), h('code', {}, JSON.stringify(ready))))
   })
 }
