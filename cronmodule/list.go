@@ -12,8 +12,13 @@ import (
 // FnList lists the cron triggers.
 const FnList = "cron::list"
 
-// ListMaxLimit is the most jobs a cron::list page holds.
-const ListMaxLimit = 1000
+// ListMaxLimit is the most jobs a cron::list page holds, and
+// ListPageBytes about the most bytes (the page ends early, with more,
+// past them).
+const (
+	ListMaxLimit  = 1000
+	ListPageBytes = 1 << 20
+)
 
 // JobStatus is one row of cron::list.
 type JobStatus struct {
@@ -58,12 +63,12 @@ func (m *Module) list(_ context.Context, c engine.Call) ([]byte, error) {
 	m.mu.Unlock()
 	slices.SortFunc(jobs, func(a, b *job) int { return cmp.Compare(a.t.ID, b.t.ID) })
 	out := []JobStatus{}
-	more := false
+	more, size := false, 0
 	for _, j := range jobs {
 		if m.e.CanCall(c.Grant, j.t.FunctionID) != nil {
 			continue
 		}
-		if len(out) == limit {
+		if len(out) == limit || size > ListPageBytes {
 			more = true
 			break
 		}
@@ -73,6 +78,7 @@ func (m *Module) list(_ context.Context, c engine.Call) ([]byte, error) {
 			st.LastError = *e
 		}
 		out = append(out, st)
+		size += len(st.TriggerID) + len(st.FunctionID) + len(st.Expression) + len(st.Timezone) + len(st.LastError) + 128
 	}
 	return json.Marshal(map[string]any{"jobs": out, "more": more})
 }

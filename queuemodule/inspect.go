@@ -21,12 +21,14 @@ const (
 	FnDeadLetters = "iii::queue::dead_letters"
 )
 
-// Bounds of iii::queue::dead_letters: the most messages a page holds, and
-// the most payload bytes shown of each (a larger payload is left out,
-// with its size).
+// Bounds of iii::queue::dead_letters: the most messages a page holds, the
+// most payload bytes shown of each (a larger payload is left out, with
+// its size), and about the most bytes of a page (it ends early, with
+// more, past them).
 const (
 	DeadLettersMaxLimit  = 100
 	DeadLettersDataBytes = 4096
+	DeadLettersPageBytes = 256 << 10
 )
 
 // QueueStatus is one row of iii::queue::list.
@@ -135,7 +137,7 @@ func (m *Module) deadLetters(ctx context.Context, c engine.Call) ([]byte, error)
 	}
 	subj := subjDLQ + subject.Token(name)
 	out := []DeadLetter{}
-	more := false
+	more, size := false, 0
 	for seq := in.After + 1; ; {
 		msg, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -148,7 +150,7 @@ func (m *Module) deadLetters(ctx context.Context, c engine.Call) ([]byte, error)
 		if q, err := natsheader.Decode(msg.Header.Get(hQueue)); err != nil || q != name {
 			continue // a long name that hashed alike: not this queue's
 		}
-		if len(out) == limit {
+		if len(out) == limit || size > DeadLettersPageBytes {
 			more = true
 			break
 		}
@@ -165,6 +167,7 @@ func (m *Module) deadLetters(ctx context.Context, c engine.Call) ([]byte, error)
 			d.Data = msg.Data
 		}
 		out = append(out, d)
+		size += len(d.FunctionID) + len(d.Error) + len(d.Data) + 128
 	}
 	return json.Marshal(map[string]any{"queue": name, "messages": out, "more": more})
 }
