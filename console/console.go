@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/trinehq/trine/internal/origin"
 )
 
 //go:embed dist/console.js web/index.html web/style.css
@@ -39,13 +41,22 @@ type Config struct {
 	StreamURL, IIIURL   string
 	// TLS makes the page use https and wss.
 	TLS bool
+	// Origin refuses requests for a Host that is not the listener's (DNS
+	// rebinding) or from other origins. Default: the zero Policy, which
+	// accepts only loopback hosts on a loopback listener.
+	Origin *origin.Policy
 }
 
 // Handler serves the console under Path.
 type Handler struct{ cfg Config }
 
 // New returns a Handler.
-func New(cfg Config) *Handler { return &Handler{cfg: cfg} }
+func New(cfg Config) *Handler {
+	if cfg.Origin == nil {
+		cfg.Origin = &origin.Policy{}
+	}
+	return &Handler{cfg: cfg}
+}
 
 // Loopback reports whether addr (a listener's host:port) is bound to a
 // loopback address only.
@@ -78,6 +89,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if ref := h.cfg.Origin.Check(r); ref != nil {
+		http.Error(w, "console: "+ref.Reason, ref.Status)
 		return
 	}
 	// On an open listener any token passes: the page only hands it on

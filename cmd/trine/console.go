@@ -7,6 +7,7 @@ import (
 
 	"github.com/trinehq/trine/console"
 	"github.com/trinehq/trine/internal/jwtauth"
+	"github.com/trinehq/trine/internal/origin"
 	"github.com/trinehq/trine/internal/tokenfile"
 )
 
@@ -25,7 +26,8 @@ func consoleHandler(cfg engineConfig, httpLis, streamLis, iiiLis net.Listener, t
 	if cfg.Console == "off" {
 		return nil
 	}
-	cc := console.Config{Open: console.Loopback(httpLis.Addr().String()), StreamPort: port(streamLis), IIIPort: port(iiiLis), TLS: cfg.TLS.Enabled()}
+	cc := console.Config{Open: console.Loopback(httpLis.Addr().String()), StreamPort: port(streamLis), IIIPort: port(iiiLis), TLS: cfg.TLS.Enabled(),
+		Origin: &origin.Policy{Origins: cfg.AllowedOrigins, Hosts: cfg.AllowedHosts, OriginsSetting: "--allowed-origins", HostsSetting: "--allowed-hosts"}}
 	cc.Admit = func(tok string) bool {
 		if tokens != nil {
 			if _, ok := tokens.Lookup(tok); ok {

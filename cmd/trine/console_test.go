@@ -37,8 +37,9 @@ func consoleGet(t *testing.T, base, path, bearer string, cookies ...*http.Cookie
 }
 
 // TestConsoleOnLoopback: a loopback HTTP listener serves the console to
-// anyone, with its assets and the listeners the page connects to; with
-// --console off it is not there.
+// anyone, with its assets and the listeners the page connects to, but not
+// for a Host that is not loopback (DNS rebinding); with --console off it
+// is not there.
 func TestConsoleOnLoopback(t *testing.T) {
 	t.Parallel()
 	e := startEngine(t, trineBin, testEnv(), engineArgs(t)...)
@@ -56,6 +57,15 @@ func TestConsoleOnLoopback(t *testing.T) {
 	}
 	if cfg.Stream != "http://"+e.stream || cfg.III != "ws://"+e.iii || cfg.Token != "" {
 		t.Fatalf("config.json = %+v, want the stream listener http://%s and the iii listener ws://%s", cfg, e.stream, e.iii)
+	}
+
+	// DNS rebinding: a page of evil.example resolved to 127.0.0.1.
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, e.http+"/console/config.json", nil)
+	req.Host = "evil.example"
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusMisdirectedRequest {
+		t.Fatalf("GET /console/config.json with Host evil.example: %v %v, want 421", res, err)
+	} else {
+		res.Body.Close()
 	}
 
 	off := startEngine(t, trineBin, testEnv(), engineArgs(t, "--console", "off")...)
