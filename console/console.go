@@ -35,10 +35,8 @@ type Config struct {
 	Admit func(token string) bool
 	// StreamPort and IIIPort are the ports of the stream listener and the
 	// iii listener the page connects to, on the host it was loaded from
-	// (0: none). StreamURL and IIIURL, if set, replace them (a proxy in
-	// front).
+	// (0: none).
 	StreamPort, IIIPort int
-	StreamURL, IIIURL   string
 	// TLS makes the page use https and wss.
 	TLS bool
 	// Origin refuses requests for a Host that is not the listener's (DNS
@@ -140,9 +138,9 @@ func (h *Handler) config(w http.ResponseWriter, r *http.Request, tok string) {
 	if hh, _, err := net.SplitHostPort(r.Host); err == nil {
 		host = hh
 	}
-	url := func(scheme string, port int, set string) string {
-		if set != "" || port == 0 {
-			return set
+	url := func(scheme string, port int) string {
+		if port == 0 {
+			return ""
 		}
 		if h.cfg.TLS {
 			scheme += "s"
@@ -154,5 +152,5 @@ func (h *Handler) config(w http.ResponseWriter, r *http.Request, tok string) {
 		Stream string `json:"stream"`
 		III    string `json:"iii"`
 		Token  string `json:"token,omitempty"`
-	}{url("http", h.cfg.StreamPort, h.cfg.StreamURL), url("ws", h.cfg.IIIPort, h.cfg.IIIURL), tok})
+	}{url("http", h.cfg.StreamPort), url("ws", h.cfg.IIIPort), tok})
 }
