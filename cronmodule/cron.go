@@ -77,7 +77,10 @@ type Config struct {
 	// CallTimeout bounds each call of a job's function; zero means the
 	// engine's default timeout.
 	CallTimeout time.Duration
-	Logger      *slog.Logger
+	// MaxListBytes bounds a page of cron::list, roughly: it ends early,
+	// with more, past it (--max-list-bytes). Default DefaultMaxListBytes.
+	MaxListBytes int
+	Logger       *slog.Logger
 }
 
 // Module is the cron module.
@@ -119,6 +122,7 @@ func New(cfg Config) *Module {
 		cfg.Claims = LocalClaims{}
 	}
 	defaults.Positive(&cfg.Lateness, DefaultLateness)
+	defaults.Positive(&cfg.MaxListBytes, DefaultMaxListBytes)
 	defaults.Logger(&cfg.Logger)
 	return &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), claims: cfg.Claims, jobs: make(map[string]*job)}
 }

@@ -73,6 +73,7 @@ func TestParseSchedule(t *testing.T) {
 type fleetNode struct {
 	e *engine.Engine
 	s *engine.Session
+	m *Module
 }
 
 func startNode(t *testing.T, url string, claims Claimer, fn func(triggerapi.CronEvent)) *fleetNode {
@@ -93,7 +94,7 @@ func startNode(t *testing.T, url string, claims Claimer, fn func(triggerapi.Cron
 	})); err != nil {
 		t.Fatal(err)
 	}
-	return &fleetNode{e: e, s: moduletest.Session(t, e)}
+	return &fleetNode{e: e, s: moduletest.Session(t, e), m: m}
 }
 
 // TestOncePerFleet: three engines on a three-node NATS cluster, each with

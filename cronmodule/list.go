@@ -12,12 +12,11 @@ import (
 // FnList lists the cron triggers.
 const FnList = "cron::list"
 
-// ListMaxLimit is the most jobs a cron::list page holds, and
-// ListPageBytes about the most bytes (the page ends early, with more,
-// past them).
+// ListMaxLimit is the most jobs a cron::list page holds (Config.MaxListBytes
+// bounds its bytes), and DefaultMaxListBytes the default of that bound.
 const (
-	ListMaxLimit  = 1000
-	ListPageBytes = 1 << 20
+	ListMaxLimit        = 1000
+	DefaultMaxListBytes = 1 << 20
 )
 
 // JobStatus is one row of cron::list.
@@ -68,7 +67,7 @@ func (m *Module) list(_ context.Context, c engine.Call) ([]byte, error) {
 		if m.e.CanCall(c.Grant, j.t.FunctionID) != nil {
 			continue
 		}
-		if len(out) == limit || size > ListPageBytes {
+		if len(out) == limit || size > m.cfg.MaxListBytes {
 			more = true
 			break
 		}

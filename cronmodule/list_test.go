@@ -13,8 +13,9 @@ import (
 
 // TestList: cron::list shows each cron trigger with its schedule, its
 // last fire once one came due and its next one, and why its last run
-// failed; it pages by trigger id, shows only the triggers whose function
-// the caller may call, and refuses a limit out of bounds.
+// failed; it pages by trigger id and ends a page early past MaxListBytes,
+// shows only the triggers whose function the caller may call, and refuses
+// a limit out of bounds.
 func TestList(t *testing.T) {
 	t.Parallel()
 	ns := natstest.Start(t)
@@ -77,6 +78,11 @@ func TestList(t *testing.T) {
 	}
 	if p, err := list(g, `{}`); err != nil || len(p.Jobs) != 1 || p.Jobs[0].TriggerID != "a-ok" {
 		t.Fatalf("a caller that may call test::job only: %+v %v", p, err)
+	}
+	// A page ends early past MaxListBytes, with more.
+	n.m.cfg.MaxListBytes = 1
+	if p, err := list(nil, `{}`); err != nil || len(p.Jobs) != 1 || !p.More {
+		t.Fatalf("a page of at most 1 byte: %+v %v, want one job and more", p, err)
 	}
 	for _, bad := range []string{`{"limit":0}`, `{"limit":1001}`, `[`} {
 		if _, err := list(nil, bad); engine.AsError(err).Code != engine.CodeInvalidArgument {

@@ -21,14 +21,12 @@ const (
 	FnDeadLetters = "iii::queue::dead_letters"
 )
 
-// Bounds of iii::queue::dead_letters: the most messages a page holds, the
-// most payload bytes shown of each (a larger payload is left out, with
-// its size), and about the most bytes of a page (it ends early, with
-// more, past them).
+// Bounds of iii::queue::dead_letters: the most messages a page holds, and
+// the most payload bytes shown of each (a larger payload is left out,
+// with its size). Config.MaxListBytes bounds a page's bytes.
 const (
 	DeadLettersMaxLimit  = 100
 	DeadLettersDataBytes = 4096
-	DeadLettersPageBytes = 256 << 10
 )
 
 // QueueStatus is one row of iii::queue::list.
@@ -150,7 +148,7 @@ func (m *Module) deadLetters(ctx context.Context, c engine.Call) ([]byte, error)
 		if q, err := natsheader.Decode(msg.Header.Get(hQueue)); err != nil || q != name {
 			continue // a long name that hashed alike: not this queue's
 		}
-		if len(out) == limit || size > DeadLettersPageBytes {
+		if len(out) == limit || (len(out) > 0 && size+len(msg.Data) > m.cfg.MaxListBytes) {
 			more = true
 			break
 		}

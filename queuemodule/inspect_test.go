@@ -17,8 +17,8 @@ import (
 // TestListAndPeekDeadLetters: iii::queue::list counts a queue's dead
 // letters, and iii::queue::dead_letters pages through them without taking
 // them out (redrive still finds them all), shows a payload only to a
-// caller that may call its function and only up to its bound, and refuses
-// a limit out of bounds.
+// caller that may call its function and only up to its bound, ends a page
+// early past MaxListBytes, and refuses a limit out of bounds.
 func TestListAndPeekDeadLetters(t *testing.T) {
 	ns := natstest.Start(t)
 	n := startNode(t, ns, queuemodule.Config{Queues: map[string]queuemodule.QueueConfig{
@@ -26,12 +26,13 @@ func TestListAndPeekDeadLetters(t *testing.T) {
 		"quiet": {},
 	}})
 	var fixed atomic.Bool
-	handle(t, n.e, "test::flaky", func([]byte) error {
+	flaky := func([]byte) error {
 		if fixed.Load() {
 			return nil
 		}
 		return errors.New("not today")
-	})
+	}
+	handle(t, n.e, "test::flaky", flaky)
 	n.enqueue(t, "flaky", "test::flaky", map[string]int{"n": 1})
 	n.enqueue(t, "flaky", "test::flaky", map[string]int{"n": 2})
 	n.enqueue(t, "flaky", "test::flaky", map[string]string{"big": strings.Repeat("x", queuemodule.DeadLettersDataBytes)})
@@ -94,15 +95,29 @@ func TestListAndPeekDeadLetters(t *testing.T) {
 		t.Fatalf("%d small dead letters shown, want 2", small)
 	}
 
+	// A page ends early past --max-list-bytes, with more.
+	narrow := startNode(t, ns, queuemodule.Config{Queues: map[string]queuemodule.QueueConfig{"flaky": {MaxRetries: 1, BackoffMs: 10}, "quiet": {}},
+		MaxListBytes: 16})
+	handle(t, narrow.e, "test::flaky", flaky)
+	out, err := narrow.call(queuemodule.FnDeadLetters, map[string]any{"queue": "flaky"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bounded page
+	must(t, json.Unmarshal([]byte(out), &bounded))
+	if len(bounded.Messages) != 1 || !bounded.More {
+		t.Fatalf("a page of at most 16 bytes: %s, want one dead letter and more", out)
+	}
+
 	// A caller that may not call test::flaky sees no payload.
 	g, err := n.e.Authenticate(context.Background(), &engine.Access{ExposeFunctions: []engine.Filter{{Match: "iii::queue::*"}}}, engine.AuthInput{})
 	must(t, err)
-	out, err := n.e.Trigger(context.Background(), engine.Call{FunctionID: queuemodule.FnDeadLetters, Payload: []byte(`{"queue":"flaky"}`), Grant: g})
+	out2, err := n.e.Trigger(context.Background(), engine.Call{FunctionID: queuemodule.FnDeadLetters, Payload: []byte(`{"queue":"flaky"}`), Grant: g})
 	must(t, err)
 	var hidden page
-	must(t, json.Unmarshal(out, &hidden))
+	must(t, json.Unmarshal(out2, &hidden))
 	if len(hidden.Messages) != 3 || !hidden.Messages[0].Hidden || hidden.Messages[0].Data != nil {
-		t.Fatalf("dead letters seen without the right to call their function: %s", out)
+		t.Fatalf("dead letters seen without the right to call their function: %s", out2)
 	}
 
 	for _, bad := range []string{`{}`, `{"queue":"flaky","limit":0}`, `{"queue":"flaky","limit":101}`} {

@@ -84,6 +84,8 @@ const (
 	// DefaultInFlightBytesTotal bounds them for all functions of an
 	// engine together.
 	DefaultInFlightBytesTotal = 256 << 20
+	// DefaultMaxListBytes bounds a dead-letter page.
+	DefaultMaxListBytes = 1 << 20
 )
 
 // Config configures a Module.
@@ -125,7 +127,11 @@ type Config struct {
 	// are not owed up to theirs, so stalled functions never starve the
 	// rest. Default DefaultInFlightBytesTotal.
 	InFlightBytesTotal int64
-	Logger             *slog.Logger
+	// MaxListBytes bounds a page of iii::queue::dead_letters, roughly: it
+	// ends early, with more, past it (--max-list-bytes). Default
+	// DefaultMaxListBytes.
+	MaxListBytes int
+	Logger       *slog.Logger
 }
 
 // Module is the queue module.

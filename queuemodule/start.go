@@ -32,6 +32,7 @@ func Waiting(cfg Config) (*Module, error) {
 	defaults.Positive(&cfg.MaxConcurrency, DefaultMaxConcurrency)
 	defaults.Positive(&cfg.InFlightBytes, DefaultInFlightBytes)
 	defaults.Positive(&cfg.InFlightBytesTotal, DefaultInFlightBytesTotal)
+	defaults.Positive(&cfg.MaxListBytes, DefaultMaxListBytes)
 	defaults.Logger(&cfg.Logger)
 	qs, err := Normalize(cfg.Queues)
 	if err != nil {

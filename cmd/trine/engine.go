@@ -208,7 +208,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		return fmt.Errorf("register engine metrics: %w", err)
 	}
 	// One bound on list answers for stream::* and state::*.
-	lists := store.NewLists(max(1, min(cfg.MaxListBytes, cfg.MaxMessageBytes-resultHeadroom)), cfg.MaxListBytesTotal)
+	lists := store.NewLists(listBytes(cfg), cfg.MaxListBytesTotal)
 	streams, err := startStreams(cfg, eng, ns, lists, log)
 	if err != nil {
 		return err
@@ -224,7 +224,8 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	if err := ps.Register(eng); err != nil {
 		return fmt.Errorf("register pubsub: %w", err)
 	}
-	crons := cronmodule.New(cronmodule.Config{Claims: cronmodule.Waiting{Err: errCronWaiting}, CallTimeout: cfg.DefaultTimeout, Logger: log})
+	crons := cronmodule.New(cronmodule.Config{Claims: cronmodule.Waiting{Err: errCronWaiting}, CallTimeout: cfg.DefaultTimeout,
+		MaxListBytes: listBytes(cfg), Logger: log})
 	defer crons.Close()
 	if err := crons.Register(eng); err != nil {
 		return fmt.Errorf("register cron: %w", err)
@@ -494,4 +495,10 @@ func httpInvoker(cfg engineConfig, lookupEnv func(string) (string, bool), natsAd
 	return httpinvoke.New(httpinvoke.Config{AllowedHosts: cfg.HTTPInvoke.Hosts, AllowHTTP: cfg.HTTPInvoke.AllowHTTP,
 		AllowPrivate: cfg.HTTPInvoke.AllowPrivate, Env: cfg.HTTPInvoke.Env, LookupEnv: lookupEnv, Own: own,
 		MaxResponseBytes: int64(cfg.MaxMessageBytes), MaxTimeout: cfg.DefaultTimeout, MaxInFlight: cfg.HTTPInvoke.MaxInFlight})
+}
+
+// listBytes is --max-list-bytes lowered so that a list answer fits a
+// message of --max-message-bytes.
+func listBytes(cfg engineConfig) int {
+	return max(1, min(cfg.MaxListBytes, cfg.MaxMessageBytes-resultHeadroom))
 }

@@ -39,7 +39,7 @@ func decodeQueues(n *yaml.Node) (map[string]queuemodule.QueueConfig, error) {
 func startQueues(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, log *slog.Logger) (*queuemodule.Module, error) {
 	m, err := queuemodule.Waiting(queuemodule.Config{Conn: ns.Conn, Queues: cfg.Queues, Replicas: cfg.StoreReplicas,
 		AckWait: cfg.QueueAckWait, CallTimeout: cfg.DefaultTimeout, MaxConcurrency: cfg.QueueMaxConc,
-		InFlightBytes: int64(cfg.QueueInFlight), InFlightBytesTotal: int64(cfg.QueueInFlightAll), Logger: log})
+		InFlightBytes: int64(cfg.QueueInFlight), InFlightBytesTotal: int64(cfg.QueueInFlightAll), MaxListBytes: listBytes(cfg), Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("queues: %w", err)
 	}
