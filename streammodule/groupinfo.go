@@ -37,9 +37,14 @@ type HistoryFill struct {
 	MaxBytes  int `json:"max_bytes"`
 }
 
+// groupInfo serves stream::group_info with the caller's right to read the
+// group (stream::get), as stream::presence does.
 func (m *Module) groupInfo(ctx context.Context, c engine.Call) ([]byte, error) {
 	in, err := m.decode(c, "stream_name", "group_id")
 	if err != nil {
+		return nil, err
+	}
+	if err := c.Grant.CanCall(FnGet, nil); err != nil {
 		return nil, err
 	}
 	_, seq, err := m.store.Get(ctx, store.Key{Stream: *in.StreamName, Group: *in.GroupID})

@@ -12,7 +12,8 @@ import (
 // TestGroupInfo: stream::group_info gives a group's seq, its history's
 // fill against its bounds, and the resync snapshots served in the last
 // minute (a resync's later pages are not counted again); a missing group
-// id is invalid_argument.
+// id is invalid_argument, and a caller that may not read the group
+// (stream::get) is forbidden.
 func TestGroupInfo(t *testing.T) {
 	t.Parallel()
 	v := start(t, streammodule.Config{HistorySize: 2})
@@ -43,4 +44,11 @@ func TestGroupInfo(t *testing.T) {
 	}
 	_, err := v.call(t, streammodule.FnGroupInfo, `{"stream_name":"s"}`)
 	wantCode(t, err, engine.CodeInvalidArgument)
+	// It reads the group: a caller that may not call stream::get may not.
+	g, err := v.e.Authenticate(t.Context(), &engine.Access{ExposeFunctions: []engine.Filter{{Match: streammodule.FnGroupInfo}}}, engine.AuthInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.e.Trigger(t.Context(), engine.Call{FunctionID: streammodule.FnGroupInfo, Payload: []byte(`{"stream_name":"s","group_id":"g"}`), Grant: g})
+	wantCode(t, err, engine.CodeForbidden)
 }
