@@ -127,7 +127,6 @@ func (c *conn) enqueue(o out) {
 		c.shutdown(wsconn.ClosePolicy, "slow consumer: outbound queue full; reconnect with since")
 		return
 	}
-	c.g.deliveries.Add(1)
 	if c.fragOpen && o.frag == 0 {
 		c.held = append(c.held, o)
 		if live {

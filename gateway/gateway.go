@@ -258,7 +258,7 @@ type Gateway struct {
 	catchUps chan struct{}
 
 	slowCloses atomic.Int64
-	deliveries atomic.Int64 // frames queued to connections
+	deliveries atomic.Int64 // live events handed to subscriptions
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -391,7 +391,8 @@ type Stats struct {
 	// PresenceSubscriptions is the number of presence subscriptions held;
 	// PresenceGroups the groups whose presence the gateway tracks.
 	PresenceSubscriptions, PresenceGroups int
-	// Deliveries counts the frames queued to connections.
+	// Deliveries counts the live events handed to subscriptions (not
+	// snapshots or catch-up).
 	Deliveries int64
 }
 

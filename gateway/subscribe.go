@@ -102,6 +102,7 @@ func (s *subscription) offer(seq uint64, frame []byte, match bool) {
 	s.seen = max(s.seen, seq)
 	if match && seq > s.last {
 		s.last = seq
+		s.c.g.deliveries.Add(1)
 		s.c.enqueue(out{data: frame, sub: s.quotedID, seq: seq})
 	}
 }

@@ -221,7 +221,7 @@ func registerGatewayMetrics(reg prometheus.Registerer, gw *gateway.Gateway) erro
 			stat(func(st gateway.Stats) float64 { return float64(st.PresenceSubscriptions) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trine_presence_groups", Help: "Groups whose presence the gateway tracks."},
 			stat(func(st gateway.Stats) float64 { return float64(st.PresenceGroups) })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trine_stream_deliveries_total", Help: "Frames queued to browser connections."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trine_stream_deliveries_total", Help: "Live events handed to browser subscriptions (not snapshots or catch-up)."},
 			stat(func(st gateway.Stats) float64 { return float64(st.Deliveries) })),
 	} {
 		if err := reg.Register(c); err != nil {

@@ -40,7 +40,7 @@ func connectWorker(t *testing.T, addr string) *trine.Worker {
 
 // TestEngineStreamsEndToEnd: a write through the engine's gRPC listener
 // reaches a WebSocket client of its stream listener, through the embedded
-// NATS server.
+// NATS server, and the metrics count it as one live delivery.
 func TestEngineStreamsEndToEnd(t *testing.T) {
 	t.Parallel()
 	e := startEngine(t, trineBin, testEnv(), engineArgs(t)...)
@@ -74,7 +74,8 @@ func TestEngineStreamsEndToEnd(t *testing.T) {
 		t.Fatalf("create frame %v", f)
 	}
 	if code, body := get(t, e.http+"/metrics"); code != 200 || !strings.Contains(body, "trine_stream_connections 1") ||
-		!strings.Contains(body, "trine_stream_groups_subscribed 1") || !strings.Contains(body, "trine_stream_slow_consumer_closes_total 0") {
+		!strings.Contains(body, "trine_stream_groups_subscribed 1") || !strings.Contains(body, "trine_stream_slow_consumer_closes_total 0") ||
+		!strings.Contains(body, "trine_stream_deliveries_total 1") || !strings.Contains(body, "trine_nats_connected 1") {
 		t.Errorf("GET /metrics = %d, missing stream metrics:\n%.2000s", code, body)
 	}
 }
