@@ -26,7 +26,8 @@ import (
 //   - each shows a write (a new function, a new worker, a new trigger, a
 //     stream item, a dead letter, a cron fire, calls) within 1 s;
 //   - a call from the Functions page returns its result, and the Streams
-//     page's item editor shows a conflict when the item changed since;
+//     page's item editor shows a conflict when the item changed since; the
+//     group's head shows its history (stream::group_info);
 //   - on a second engine whose iii listener admits by an auth function
 //     reading the console user's token, a call that token may not make is
 //     refused (forbidden) and one it may make succeeds;

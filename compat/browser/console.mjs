@@ -114,6 +114,9 @@ try {
   await call(page, 'stream::set', { stream_name: 'chat', group_id: 'room', item_id: 'm1', data: { text: 'meanwhile' } })
   await page.click('#edit-save')
   await page.waitForFunction(() => document.querySelector('#edit-result [data-code="conflict"]'), { timeout: 5000 })
+  // The group's figures (stream::group_info): three events in its history.
+  await page.waitForFunction(() => document.getElementById('group-head').textContent.includes('history 3/1000'), { timeout: 2000 })
+    .catch(() => failures.push('streams: the group head does not show its history of 3 events'))
   await shot(page, 'streams')
 
   // Queues: a job that fails lands in the dead letters.
