@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/internal/poll"
+	"github.com/trinehq/trine/triggerapi"
 )
 
 // TestList: cron::list shows each cron trigger with its schedule, its
@@ -19,7 +22,7 @@ import (
 func TestList(t *testing.T) {
 	t.Parallel()
 	ns := natstest.Start(t)
-	n := startNode(t, ns.ClientURL(), LocalClaims{}, func(Payload) {})
+	n := startNode(t, ns.ClientURL(), LocalClaims{}, func(triggerapi.CronEvent) {})
 	if err := n.e.RegisterFunction("test::fail", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
 		return nil, errors.New("broken")
 	})); err != nil {
@@ -44,20 +47,16 @@ func TestList(t *testing.T) {
 		return p, err
 	}
 	var p page
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	poll.CheckFor(t, 5*time.Second, func() error {
 		var err error
 		if p, err = list(nil, `{}`); err != nil {
-			t.Fatal(err)
+			return err
 		}
-		if len(p.Jobs) == 2 && p.Jobs[0].LastFireMS > 0 && p.Jobs[1].LastError != "" {
-			break
+		if len(p.Jobs) != 2 || p.Jobs[0].LastFireMS == 0 || p.Jobs[1].LastError == "" {
+			return fmt.Errorf("cron::list = %+v, want both fired and b-fail's error", p)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cron::list = %+v after 5 s, want both fired and b-fail's error", p)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	a, b := p.Jobs[0], p.Jobs[1]
 	if a.TriggerID != "a-ok" || a.FunctionID != "test::job" || a.Expression != "* * * * * *" || a.Timezone != "Europe/Paris" || a.LastError != "" ||
 		a.NextFireMS <= a.LastFireMS || a.NextFireMS > time.Now().Add(2*time.Second).UnixMilli() {

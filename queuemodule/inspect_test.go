@@ -11,6 +11,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/queuemodule"
 )
 
@@ -38,14 +39,14 @@ func TestListAndPeekDeadLetters(t *testing.T) {
 	n.enqueue(t, "flaky", "test::flaky", map[string]string{"big": strings.Repeat("x", queuemodule.DeadLettersDataBytes)})
 
 	var list struct{ Queues []queuemodule.QueueStatus }
-	waitUntil(t, 10*time.Second, "three dead letters listed", func() bool {
+	poll.CheckFor(t, 10*time.Second, poll.Holds("three dead letters listed", func() bool {
 		out, err := n.call(queuemodule.FnList, map[string]any{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		must(t, json.Unmarshal([]byte(out), &list))
 		return len(list.Queues) == 2 && list.Queues[0].DeadLetters == 3 && list.Queues[0].InFlight == 0
-	})
+	}))
 	if q := list.Queues[0]; q.Queue != "flaky" || q.Type != "standard" || q.Depth != 0 {
 		t.Fatalf("flaky = %+v, want no job waiting", q)
 	}
