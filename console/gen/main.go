@@ -1,5 +1,7 @@
 // Command gen writes the console's script, dist/console.js, from web/src
 // (package bundle). Run from the console directory: go generate ./console.
+//
+// Concurrency: it runs once and starts no goroutines of its own.
 package main
 
 import (

@@ -2,6 +2,9 @@
 // what it imports, @trine/client from clients/js/src included, bundled and
 // minified by esbuild's Go API. console/gen writes it to
 // console/dist/console.js; the console's tests check that file is current.
+//
+// Concurrency: Build may be called concurrently; it starts no goroutines
+// that outlive it (esbuild's own end with the build).
 package bundle
 
 import (
