@@ -27,7 +27,8 @@ import (
 //     stream item, a dead letter, a cron fire, calls) within 1 s;
 //   - a call from the Functions page returns its result, and the Streams
 //     page's item editor shows a conflict when the item changed since; the
-//     group's head shows its history (stream::group_info);
+//     group's head shows its history (stream::group_info) and a member
+//     that joined with presence (stream::presence);
 //   - on a second engine whose iii listener admits by an auth function
 //     reading the console user's token, a call that token may not make is
 //     refused (forbidden) and one it may make succeeds;

@@ -114,6 +114,14 @@ try {
   await call(page, 'stream::set', { stream_name: 'chat', group_id: 'room', item_id: 'm1', data: { text: 'meanwhile' } })
   await page.click('#edit-save')
   await page.waitForFunction(() => document.querySelector('#edit-result [data-code="conflict"]'), { timeout: 5000 })
+  // A member joins with presence (a raw socket, as a page would): the
+  // group's head shows it (stream::presence).
+  await live(page, 'streams: a presence member', () => page.evaluate(async () => {
+    const cfg = await fetch('config.json').then((r) => r.json())
+    const ws = (window.member = new WebSocket(cfg.stream.replace(/^http/, 'ws') + '/'))
+    await new Promise((ok) => (ws.onopen = ok))
+    ws.send(JSON.stringify({ type: 'join', data: { subscriptionId: 'p1', streamName: 'chat', groupId: 'room', presence: true } }))
+  }), { f: () => /presence 1\b/.test(document.getElementById('group-head').textContent) })
   // The group's figures (stream::group_info): three events in its history.
   await page.waitForFunction(() => document.getElementById('group-head').textContent.includes('history 3/1000'), { timeout: 2000 })
     .catch(() => failures.push('streams: the group head does not show its history of 3 events'))
