@@ -27,6 +27,9 @@
 // Last, the cost of one write to the JetStream store in a group of
 // -group-items items against an empty group (groupsize.go).
 //
+// With -set-ab OLD,NEW it only compares two prebuilt binaries' memory-store
+// stream::set writes/s, alternately in one run (setab.go).
+//
 //	go run ./bench/fleet [-subscribers 10000] [-duration 5s] [-gateways 2] [-set-callers 32] [-set-only]
 package main
 
@@ -78,6 +81,8 @@ func main() {
 	setGroups := flag.Int("set-groups", 32, "stream::set part: groups the callers are spread over in the second shape")
 	setTwoEngines := flag.Bool("set-two-engines", true, "stream::set part: also measure two engines sharing the 3-node JetStream store")
 	setOnly := flag.Bool("set-only", false, "run only the stream::set and group-size parts")
+	setAB := flag.String("set-ab", "", "OLD,NEW: only compare the memory-store stream::set writes/s of two prebuilt trine binaries, alternately (setab.go)")
+	setRounds := flag.Int("set-rounds", 3, "-set-ab: rounds, each measuring OLD then NEW")
 	groupItems := flag.Int("group-items", 50000, "group-size part: items in the full group")
 	groupWrites := flag.Int("group-writes", 2000, "group-size part: writes measured in each group")
 	flag.Parse()
@@ -106,6 +111,20 @@ func main() {
 
 	// Stop the servers on ^C or SIGTERM.
 	loadgen.ExitOnSignal("fleet", cleanupTmp)
+
+	if *setAB != "" {
+		bins := strings.Split(*setAB, ",")
+		setEnv := &setEnv{tmp: tmp, callers: *setCallers, groups: *setGroups, payload: *payload, warmup: *warmup, duration: *duration}
+		fmt.Printf("GOMAXPROCS %d, %d CPUs\n", runtime.GOMAXPROCS(0), runtime.NumCPU())
+		err := runSetAB(setEnv, bins, *setRounds)
+		loadgen.StopAll()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "fleet: %v\n", err)
+			cleanupTmp()
+			os.Exit(1)
+		}
+		return
+	}
 
 	env := &benchEnv{tmp: tmp, trineBin: filepath.Join(tmp, "trine"), queueMessages: *queue, gatewayProcs: *gatewayProcs, dialer: loadgen.NewDialer(),
 		conc: *conc, window: *window, payload: *payload, warmup: *warmup, duration: *duration}
