@@ -1,0 +1,145 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/trinehq/trine/engine"
+)
+
+// recModule records its lifecycle in a shared log.
+type recModule struct {
+	name   string
+	log    *[]string
+	failOn bool
+}
+
+func (m recModule) Register(*engine.Engine) error {
+	*m.log = append(*m.log, "register "+m.name)
+	if m.failOn {
+		return errors.New("no")
+	}
+	return nil
+}
+
+func (m recModule) Close() error {
+	*m.log = append(*m.log, "close "+m.name)
+	return nil
+}
+
+func (m recModule) Drain(context.Context) { *m.log = append(*m.log, "drain "+m.name) }
+
+func TestMountRegistersInOrderAndClosesInReverse(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, engine.Config{})
+	var log []string
+	mods, err := e.Mount(recModule{name: "a", log: &log}, recModule{name: "b", log: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mods.Drain(t.Context())
+	if err := mods.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"register a", "register b", "drain a", "drain b", "close b", "close a"}
+	if !slices.Equal(log, want) {
+		t.Fatalf("lifecycle = %q, want %q", log, want)
+	}
+
+	log = nil
+	if _, err := e.Mount(recModule{name: "c", log: &log}, recModule{name: "d", log: &log, failOn: true}, recModule{name: "x", log: &log}); err == nil {
+		t.Fatal("Mount with a failing module succeeded")
+	}
+	want = []string{"register c", "register d", "close d", "close c"}
+	if !slices.Equal(log, want) {
+		t.Fatalf("lifecycle after a failed Register = %q, want %q", log, want)
+	}
+}
+
+func TestTriggerSetReplacesStopsAndWaits(t *testing.T) {
+	t.Parallel()
+	s := engine.NewTriggerSet[int]("the test module")
+	var mu sync.Mutex
+	var stopped []string
+	start := func(id string, v int) error {
+		stop := make(chan struct{})
+		return s.Put(id, v, func() {
+			mu.Lock()
+			stopped = append(stopped, fmt.Sprintf("%s=%d", id, v))
+			mu.Unlock()
+			close(stop)
+		}, func() { <-stop })
+	}
+	for _, c := range []struct {
+		id string
+		v  int
+	}{{"a", 1}, {"b", 2}, {"a", 3}} {
+		if err := start(c.id, c.v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, ok := s.Get("a"); !ok || v != 3 {
+		t.Fatalf("Get(a) = %d, %v, want 3, true", v, ok)
+	}
+	if _, ok := s.Remove("b"); !ok {
+		t.Fatal("Remove(b) = false")
+	}
+	n := 0
+	for range s.All() {
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("All yields %d triggers, want 1", n)
+	}
+	ran := make(chan struct{})
+	if !s.Go(func() { close(ran) }) {
+		t.Fatal("Go before Close = false")
+	}
+	<-ran
+	s.Close()
+	slices.Sort(stopped)
+	if want := []string{"a=1", "a=3", "b=2"}; !slices.Equal(stopped, want) {
+		t.Fatalf("stopped %q, want %q", stopped, want)
+	}
+	if err := start("c", 4); !errors.Is(err, engine.ErrUnavailable) || !strings.Contains(err.Error(), "the test module is stopped") {
+		t.Fatalf("Put after Close = %v, want unavailable", err)
+	}
+	if s.Go(func() {}) {
+		t.Fatal("Go after Close = true")
+	}
+	s.Close()
+}
+
+func TestConditionSkipsOnlyOnFalse(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, engine.Config{})
+	for id, out := range map[string]string{"cond::false": " false\n", "cond::true": "true", "cond::null": "null"} {
+		if err := e.RegisterFunction(id, "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) { return []byte(out), nil })); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.RegisterFunction("cond::fail", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		return nil, errors.New("boom")
+	})); err != nil {
+		t.Fatal(err)
+	}
+	tr := engine.Trigger{ID: "t", Type: "x", FunctionID: "f"}
+	for _, c := range []struct {
+		fn      string
+		want    bool
+		wantErr bool
+	}{{"", true, false}, {"cond::false", false, false}, {"cond::true", true, false}, {"cond::null", true, false}, {"cond::fail", false, true}} {
+		ok, err := e.Condition(t.Context(), tr, c.fn, engine.Call{Payload: []byte("{}")})
+		if ok != c.want || (err != nil) != c.wantErr {
+			t.Errorf("Condition(%q) = %v, %v; want %v, error %v", c.fn, ok, err, c.want, c.wantErr)
+		}
+	}
+	if err := engine.ValidateCondition(" bad\n"); err == nil {
+		t.Error("ValidateCondition(bad) = nil")
+	}
+}
