@@ -44,7 +44,10 @@ func start(t *testing.T, cfg channels.Config) (*env, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan struct{})
 	go func() { _ = e.Run(ctx); close(ran) }()
-	h := channels.New(cfg)
+	h, err := channels.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := h.Register(e); err != nil {
 		t.Fatalf("Register = %v", err)
 	}

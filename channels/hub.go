@@ -45,13 +45,13 @@ type Hub struct {
 
 // New returns a Hub. It starts nothing: the sweeper starts with the first
 // channel.
-func New(cfg Config) *Hub {
+func New(cfg Config) (*Hub, error) {
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancelCause(context.Background())
 	return &Hub{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, channels: make(map[string]*channel),
 		owners: make(map[string]*owner), total: semaphore.NewWeighted(cfg.MaxTotalBufferBytes),
 		origins: &origin.Policy{Origins: cfg.AllowedOrigins, Hosts: cfg.AllowedHosts, Logger: cfg.Logger,
-			OriginsSetting: "--allowed-origins", HostsSetting: "--allowed-hosts"}}
+			OriginsSetting: "--allowed-origins", HostsSetting: "--allowed-hosts"}}, nil
 }
 
 // Close closes every channel (attached ends get 1001, going away), stops the
@@ -59,7 +59,7 @@ func New(cfg Config) *Hub {
 // includes each close handshake, which coder/websocket bounds at 5s for a
 // peer that does not answer. Channels cannot be created afterwards, and the
 // endpoint answers 404. Close may be called more than once.
-func (h *Hub) Close() {
+func (h *Hub) Close() error {
 	h.closeOnce.Do(func() {
 		h.mu.Lock()
 		h.closed = true
@@ -70,6 +70,7 @@ func (h *Hub) Close() {
 		h.wg.Wait()
 		h.log.Info("channels closed")
 	})
+	return nil
 }
 
 // creator is who creates a channel: the owner key and the channel that

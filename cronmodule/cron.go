@@ -90,11 +90,9 @@ type Module struct {
 	fails *engine.FireLog // skipped and failed fires, per owner
 	e     *engine.Engine
 
-	mu      sync.Mutex
-	claims  Claimer
-	jobs    map[string]*job
-	stopped bool
-	wg      sync.WaitGroup
+	mu     sync.Mutex
+	claims Claimer
+	jobs   *engine.TriggerSet[*job]
 }
 
 type job struct {
@@ -116,15 +114,15 @@ type triggerConfig struct {
 	Timezone string `json:"timezone"`
 }
 
-// New returns the module.
-func New(cfg Config) *Module {
+// New returns the module. It starts nothing.
+func New(cfg Config) (*Module, error) {
 	if cfg.Claims == nil {
 		cfg.Claims = LocalClaims{}
 	}
 	defaults.Positive(&cfg.Lateness, DefaultLateness)
 	defaults.Positive(&cfg.MaxListBytes, DefaultMaxListBytes)
 	defaults.Logger(&cfg.Logger)
-	return &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), claims: cfg.Claims, jobs: make(map[string]*job)}
+	return &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), claims: cfg.Claims, jobs: engine.NewTriggerSet[*job]("the cron module")}, nil
 }
 
 // SetClaims makes c decide the fires from now on: an engine starts with
@@ -146,16 +144,11 @@ func (m *Module) Register(e *engine.Engine) error {
 	return e.RegisterTriggerType(TriggerCron, "Runs a function on a schedule, once per fleet (config: expression with 6 fields sec min hour dom month dow, or 7 with year, read in UTC; timezone?, an IANA zone name; condition_function_id?).", provider{m})
 }
 
-// Close stops every schedule and waits for the running jobs.
-func (m *Module) Close() {
-	m.mu.Lock()
-	m.stopped = true
-	for id, j := range m.jobs {
-		close(j.stop)
-		delete(m.jobs, id)
-	}
-	m.mu.Unlock()
-	m.wg.Wait()
+// Close stops every schedule and waits for the running jobs. It may be
+// called more than once.
+func (m *Module) Close() error {
+	m.jobs.Close()
+	return nil
 }
 
 type provider struct{ m *Module }
@@ -172,10 +165,8 @@ func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 	if cfg.Expression == nil {
 		return engine.Errorf(engine.CodeInvalidArgument, "cron trigger %q: config needs expression", t.ID)
 	}
-	if cfg.ConditionFunctionID != "" {
-		if err := engine.ValidateID("condition_function_id", cfg.ConditionFunctionID); err != nil {
-			return err
-		}
+	if err := engine.ValidateCondition(cfg.ConditionFunctionID); err != nil {
+		return err
 	}
 	s, err := parseSchedule(*cfg.Expression, cfg.Timezone)
 	if err != nil {
@@ -186,37 +177,22 @@ func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 	}
 	m := p.m
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if u, ok := m.claims.(Unavailable); ok {
+	u, unavailable := m.claims.(Unavailable)
+	m.mu.Unlock()
+	if unavailable {
 		return engine.Errorf(engine.CodeUnavailable, "cron trigger %q: schedules cannot be claimed once per fleet: %v", t.ID, u.Err)
 	}
-	if m.stopped {
-		return engine.Errorf(engine.CodeUnavailable, "the cron module is stopped")
-	}
-	if old := m.jobs[t.ID]; old != nil {
-		close(old.stop)
-	}
 	j := &job{t: t, cfg: cfg, sched: s, stop: make(chan struct{})}
-	m.jobs[t.ID] = j
-	m.wg.Add(1)
-	go m.run(j)
-	return nil
+	return m.jobs.Put(t.ID, j, func() { close(j.stop) }, func() { m.run(j) })
 }
 
 func (p provider) UnregisterTrigger(_ context.Context, t engine.Trigger) error {
-	m := p.m
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if j := m.jobs[t.ID]; j != nil {
-		close(j.stop)
-		delete(m.jobs, t.ID)
-	}
+	p.m.jobs.Remove(t.ID)
 	return nil
 }
 
 // run keeps j's schedule until it stops.
 func (m *Module) run(j *job) {
-	defer m.wg.Done()
 	at := j.sched.next(time.Now())
 	for !at.IsZero() {
 		j.next.Store(at.UnixMilli())
@@ -276,26 +252,13 @@ func (m *Module) fire(j *job, at, now time.Time) {
 		return
 	}
 	payload, _ := json.Marshal(triggerapi.CronEvent{Trigger: "cron", JobID: j.t.ID, ScheduledTime: at.UTC().Format(time.RFC3339), ActualTime: now.UTC().Format(time.RFC3339Nano)})
-	m.mu.Lock()
-	if m.stopped {
-		m.mu.Unlock()
-		j.running.Store(false)
-		return
-	}
-	m.wg.Add(1)
-	m.mu.Unlock()
-	go func() {
-		defer m.wg.Done()
+	started := m.jobs.Go(func() {
 		defer j.running.Store(false)
-		if fn := j.cfg.ConditionFunctionID; fn != "" {
-			out, err := m.e.Fire(context.Background(), j.t, engine.Call{FunctionID: fn, Payload: payload, Timeout: m.cfg.CallTimeout})
+		if ok, err := m.e.Condition(context.Background(), j.t, j.cfg.ConditionFunctionID, engine.Call{Payload: payload, Timeout: m.cfg.CallTimeout}); !ok {
 			if err != nil {
-				m.fails.Warn(j.t, "cron condition failed: fire skipped", "function_id", fn, "error", err)
-				return
+				m.fails.Warn(j.t, "cron condition failed: fire skipped", "function_id", j.cfg.ConditionFunctionID, "error", err)
 			}
-			if bytes.Equal(bytes.TrimSpace(out), []byte("false")) {
-				return
-			}
+			return
 		}
 		_, err := m.e.Fire(context.Background(), j.t, engine.Call{FunctionID: j.t.FunctionID, Payload: payload, Metadata: j.t.Metadata, Timeout: m.cfg.CallTimeout})
 		if err != nil {
@@ -306,7 +269,10 @@ func (m *Module) fire(j *job, at, now time.Time) {
 		} else {
 			j.lastErr.Store(nil)
 		}
-	}()
+	})
+	if !started {
+		j.running.Store(false)
+	}
 }
 
 // claimJob names the job a fire claims across the fleet: the trigger id

@@ -79,11 +79,11 @@ type fleetNode struct {
 func startNode(t *testing.T, url string, claims Claimer, fn func(triggerapi.CronEvent)) *fleetNode {
 	t.Helper()
 	e := moduletest.Start(t, url)
-	m := New(Config{Claims: claims})
+	m, _ := New(Config{Claims: claims})
 	if err := m.Register(e); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(m.Close)
+	t.Cleanup(func() { m.Close() })
 	if err := e.RegisterFunction("test::job", "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
 		var p triggerapi.CronEvent
 		if err := json.Unmarshal(c.Payload, &p); err != nil {
@@ -294,11 +294,11 @@ func TestWaitingClaims(t *testing.T) {
 	ns := natstest.Start(t)
 	var fired atomic.Int64
 	e := moduletest.Start(t, ns.ClientURL())
-	m := New(Config{Claims: Waiting{Err: errors.New("no JetStream yet")}})
+	m, _ := New(Config{Claims: Waiting{Err: errors.New("no JetStream yet")}})
 	if err := m.Register(e); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(m.Close)
+	t.Cleanup(func() { m.Close() })
 	if err := e.RegisterFunction("test::job", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
 		fired.Add(1)
 		return nil, nil

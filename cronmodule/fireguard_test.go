@@ -55,11 +55,11 @@ func TestRefusedFiresAreNotClaimedNorLoggedEach(t *testing.T) {
 	e := enginetest.Run(t, engine.Config{TriggerFireRate: 0.25, DefaultTimeout: 5 * time.Second})
 	claims := &countingClaims{n: map[string]int{}}
 	warns := &warnCounter{}
-	m := New(Config{Claims: claims, Logger: slog.New(warns)})
+	m, _ := New(Config{Claims: claims, Logger: slog.New(warns)})
 	if err := m.Register(e); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(m.Close)
+	t.Cleanup(func() { m.Close() })
 	var runs atomic.Int64
 	for _, fn := range []string{"test::one", "test::many"} {
 		if err := e.RegisterFunction(fn, "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {

@@ -52,14 +52,12 @@ func (m *Module) list(_ context.Context, c engine.Call) ([]byte, error) {
 		}
 		limit = *in.Limit
 	}
-	m.mu.Lock()
-	jobs := make([]*job, 0, len(m.jobs))
-	for id, j := range m.jobs {
+	var jobs []*job
+	for id, j := range m.jobs.All() {
 		if id > in.After {
 			jobs = append(jobs, j)
 		}
 	}
-	m.mu.Unlock()
 	slices.SortFunc(jobs, func(a, b *job) int { return cmp.Compare(a.t.ID, b.t.ID) })
 	out := []JobStatus{}
 	more, size := false, 0

@@ -15,7 +15,8 @@ type Engine struct {
 	cfg Config
 	log *slog.Logger
 
-	guards []guard // checks of worker function registrations; set before workers attach
+	guards  []guard // checks of worker function registrations; set before workers attach
+	watches []watch // told of functions coming and going (WatchFunctions); under mu
 
 	mu           sync.RWMutex
 	functions    map[string]*function

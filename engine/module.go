@@ -34,12 +34,13 @@ type Drainer interface {
 // Modules is a list of mounted modules, in the order they registered.
 type Modules []Module
 
-// Mount registers every module on e in order. On an error it closes the
-// modules already registered, in reverse order, and returns the error.
+// Mount registers every module on e in order. On an error it closes every
+// module of mods, registered or not, in reverse order, and returns the
+// error: the caller owns none of them any more.
 func (e *Engine) Mount(mods ...Module) (Modules, error) {
-	for i, m := range mods {
+	for _, m := range mods {
 		if err := m.Register(e); err != nil {
-			_ = Modules(mods[:i+1]).Close()
+			_ = Modules(mods).Close()
 			return nil, fmt.Errorf("register %T: %w", m, err)
 		}
 	}

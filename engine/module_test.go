@@ -55,7 +55,7 @@ func TestMountRegistersInOrderAndClosesInReverse(t *testing.T) {
 	if _, err := e.Mount(recModule{name: "c", log: &log}, recModule{name: "d", log: &log, failOn: true}, recModule{name: "x", log: &log}); err == nil {
 		t.Fatal("Mount with a failing module succeeded")
 	}
-	want = []string{"register c", "register d", "close d", "close c"}
+	want = []string{"register c", "register d", "close x", "close d", "close c"}
 	if !slices.Equal(log, want) {
 		t.Fatalf("lifecycle after a failed Register = %q, want %q", log, want)
 	}
@@ -141,5 +141,31 @@ func TestConditionSkipsOnlyOnFalse(t *testing.T) {
 	}
 	if err := engine.ValidateCondition(" bad\n"); err == nil {
 		t.Error("ValidateCondition(bad) = nil")
+	}
+}
+
+func TestWatchFunctionsSeesThemComeAndGo(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, engine.Config{})
+	h := engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) { return nil, nil })
+	if err := e.RegisterFunction("w::builtin", "", h); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var seen []string
+	e.WatchFunctions("w::", func(id string, served bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, fmt.Sprintf("%s %v", id, served))
+	})
+	s1, _ := attach(t, e, "one", "w::f", "other::g")
+	s2, _ := attach(t, e, "two", "w::f")
+	s1.Close()
+	s2.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"w::builtin true", "w::f true", "w::f false"}
+	if !slices.Equal(seen, want) {
+		t.Fatalf("watch saw %q, want %q", seen, want)
 	}
 }

@@ -65,6 +65,39 @@ func (e *Engine) GuardFunctions(prefix string, check func(id string) error) {
 	e.guards = append(e.guards, guard{prefix, check})
 }
 
+// watch is a WatchFunctions callback.
+type watch struct {
+	prefix string
+	f      func(id string, served bool)
+}
+
+// WatchFunctions calls f with every registered function whose id starts
+// with prefix (served true), and from then on each time such a function
+// appears in the registry (its first replica, or a built-in) or leaves it
+// (its last replica). A module uses it to learn the names it gives
+// meaning to as they come, instead of asking the registry on every call.
+// f runs under the engine's lock: it must be quick and must not call the
+// engine.
+func (e *Engine) WatchFunctions(prefix string, f func(id string, served bool)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.watches = append(e.watches, watch{prefix, f})
+	for id := range e.functions {
+		if strings.HasPrefix(id, prefix) {
+			f(id, true)
+		}
+	}
+}
+
+// served tells the watches that id came (true) or went. Callers hold e.mu.
+func (e *Engine) served(id string, served bool) {
+	for _, w := range e.watches {
+		if strings.HasPrefix(id, w.prefix) {
+			w.f(id, served)
+		}
+	}
+}
+
 func (e *Engine) checkGuards(id string) error {
 	e.mu.RLock()
 	gs := e.guards
@@ -94,6 +127,7 @@ func (e *Engine) RegisterFunction(id, description string, h Handler) error {
 		return Errorf(CodeConflict, "function %q is already registered", id)
 	}
 	e.functions[id] = &function{id: id, description: description, builtin: h}
+	e.served(id, true)
 	return nil
 }
 
@@ -113,6 +147,7 @@ func (e *Engine) addReplica(s *Session, id string, spec FunctionSpec) error {
 	case fn == nil:
 		fn = &function{id: id}
 		e.functions[id] = fn
+		e.served(id, true)
 		if r := e.cfg.Remote; r != nil {
 			r.Serve(id)
 			if tb, ok := r.(TakeBacker); ok && s.grant == nil {
@@ -165,6 +200,7 @@ func (e *Engine) removeReplica(s *Session, id string) bool {
 	e.unlinkReplica(fn, s)
 	if len(fn.replicas) == 0 {
 		delete(e.functions, id)
+		e.served(id, false)
 		if r := e.cfg.Remote; r != nil {
 			r.Unserve(id)
 		}

@@ -166,84 +166,101 @@ func (s *Session) RegisterTrigger(ctx context.Context, t Trigger) error {
 		return err
 	}
 	if g := s.grant; g != nil {
-		if err := g.canRegisterTrigger(t); err != nil {
-			return err
-		}
 		var err error
-		if t, err = s.e.onTriggerRegistration(ctx, g, t); err != nil {
-			return err
-		}
-		ids, strs, err := triggerFunctionIDs(&t, g.Prefix())
-		if err != nil {
-			return err
-		}
-		if err := validateTrigger(t); err != nil {
-			return err
-		}
-		if err := s.e.canReadThrough(g, t); err != nil {
-			return err
-		}
-		if err := s.e.mayTargetAll(s, t, ids, strs); err != nil {
+		if t, err = s.triggerUnderPolicy(ctx, g, t); err != nil {
 			return err
 		}
 	}
 	t.by = s
 	e := s.e
-	e.mu.Lock()
-	if s.isClosed() {
-		e.mu.Unlock()
-		return Errorf(CodeWorkerDisconnected, "session closed")
+	reserved, old, tt, err := e.reserveTrigger(s, t)
+	if err != nil {
+		return err
 	}
-	old := e.triggers[t.ID]
-	if old != nil && old.owner != s && s.grant == nil && old.owner.grant != nil && !old.registering {
-		// A trusted worker takes back a trigger id that a connection
-		// under a policy took first: that trigger goes (its provider is
-		// told below, as for a replaced trigger).
-		e.disown(old.owner, t.ID)
-		e.log.Warn("trigger id taken back for a trusted worker", LogTriggerID, t.ID, LogWorkerID, old.owner.id, LogWorkerName, old.owner.name())
-		old.owner = s
-	}
-	if old != nil && old.owner != s {
-		e.mu.Unlock()
-		return Errorf(CodeConflict, "trigger %q is owned by another worker", t.ID)
-	}
-	if old == nil {
-		if n := s.acct.triggers; n >= e.cfg.MaxTriggersPerWorker {
-			e.mu.Unlock()
-			return Errorf(CodeOverloaded, "trigger %q not registered: this connection (with the others of its identity) owns %d triggers, the most one may (--max-triggers-per-worker)", t.ID, n)
-		}
-		if n := len(e.triggers); n >= e.cfg.MaxTriggers {
-			e.mu.Unlock()
-			return Errorf(CodeOverloaded, "trigger %q not registered: the engine holds %d triggers, the most it may (--max-triggers)", t.ID, n)
-		}
-	}
-	tt := e.triggerTypes[t.Type]
-	if tt == nil {
-		e.mu.Unlock()
-		return Errorf(CodeTriggerTypeNotFound, "trigger type %q is not registered", t.Type)
-	}
-	if old != nil && old.registering {
-		e.mu.Unlock()
-		return Errorf(CodeConflict, "trigger %q is still being registered", t.ID)
-	}
-	key, size := usageKey("trigger", t.ID), len(t.ID)+len(t.Type)+len(t.FunctionID)+len(t.Config)+len(t.Metadata)
-	if err := e.fits(s, key, size); err != nil {
-		e.mu.Unlock()
-		return Errorf(CodeOverloaded, "trigger %q not registered: %s", t.ID, err.Message)
-	}
-	reserved := &trigger{Trigger: t, owner: s, registering: true}
-	e.triggers[t.ID] = reserved
-	s.triggers[t.ID] = struct{}{}
-	e.charge(s, key, size)
-	e.mu.Unlock()
-
 	if old != nil && old.provider != nil {
 		if err := old.provider.UnregisterTrigger(ctx, old.Trigger); err != nil {
 			e.log.Warn("provider failed to remove replaced trigger", LogTriggerID, t.ID, "error", err)
 		}
 	}
-	err := tt.provider.RegisterTrigger(ctx, t)
+	err = tt.provider.RegisterTrigger(ctx, t)
+	return e.settleTrigger(ctx, s, reserved, tt, err)
+}
 
+// triggerUnderPolicy checks t, a trigger of a session under policy g, and
+// returns it as the policy has it: rewritten by the policy's
+// on_trigger_registration function, its function ids prefixed, and every
+// function it names one the session may reach.
+func (s *Session) triggerUnderPolicy(ctx context.Context, g *Grant, t Trigger) (Trigger, error) {
+	if err := g.canRegisterTrigger(t); err != nil {
+		return t, err
+	}
+	t, err := s.e.onTriggerRegistration(ctx, g, t)
+	if err != nil {
+		return t, err
+	}
+	ids, strs, err := triggerFunctionIDs(&t, g.Prefix())
+	if err != nil {
+		return t, err
+	}
+	if err := validateTrigger(t); err != nil {
+		return t, err
+	}
+	if err := s.e.canReadThrough(g, t); err != nil {
+		return t, err
+	}
+	return t, s.e.mayTargetAll(s, t, ids, strs)
+}
+
+// reserveTrigger books t for s while its provider is asked: it returns
+// the reservation, the trigger of the same id it replaces (if any) and
+// the type, or why t cannot be registered.
+func (e *Engine) reserveTrigger(s *Session, t Trigger) (reserved, old *trigger, tt *triggerType, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s.isClosed() {
+		return nil, nil, nil, Errorf(CodeWorkerDisconnected, "session closed")
+	}
+	old = e.triggers[t.ID]
+	if old != nil && old.owner != s && s.grant == nil && old.owner.grant != nil && !old.registering {
+		// A trusted worker takes back a trigger id that a connection
+		// under a policy took first: that trigger goes (its provider is
+		// told, as for a replaced trigger).
+		e.disown(old.owner, t.ID)
+		e.log.Warn("trigger id taken back for a trusted worker", LogTriggerID, t.ID, LogWorkerID, old.owner.id, LogWorkerName, old.owner.name())
+		old.owner = s
+	}
+	if old != nil && old.owner != s {
+		return nil, nil, nil, Errorf(CodeConflict, "trigger %q is owned by another worker", t.ID)
+	}
+	if old == nil {
+		if n := s.acct.triggers; n >= e.cfg.MaxTriggersPerWorker {
+			return nil, nil, nil, Errorf(CodeOverloaded, "trigger %q not registered: this connection (with the others of its identity) owns %d triggers, the most one may (--max-triggers-per-worker)", t.ID, n)
+		}
+		if n := len(e.triggers); n >= e.cfg.MaxTriggers {
+			return nil, nil, nil, Errorf(CodeOverloaded, "trigger %q not registered: the engine holds %d triggers, the most it may (--max-triggers)", t.ID, n)
+		}
+	}
+	tt = e.triggerTypes[t.Type]
+	if tt == nil {
+		return nil, nil, nil, Errorf(CodeTriggerTypeNotFound, "trigger type %q is not registered", t.Type)
+	}
+	if old != nil && old.registering {
+		return nil, nil, nil, Errorf(CodeConflict, "trigger %q is still being registered", t.ID)
+	}
+	key, size := usageKey("trigger", t.ID), len(t.ID)+len(t.Type)+len(t.FunctionID)+len(t.Config)+len(t.Metadata)
+	if err := e.fits(s, key, size); err != nil {
+		return nil, nil, nil, Errorf(CodeOverloaded, "trigger %q not registered: %s", t.ID, err.Message)
+	}
+	reserved = &trigger{Trigger: t, owner: s, registering: true}
+	e.triggers[t.ID] = reserved
+	s.triggers[t.ID] = struct{}{}
+	e.charge(s, key, size)
+	return reserved, old, tt, nil
+}
+
+// settleTrigger ends the reservation once tt's provider answered err.
+func (e *Engine) settleTrigger(ctx context.Context, s *Session, reserved *trigger, tt *triggerType, err error) error {
+	t := reserved.Trigger
 	e.mu.Lock()
 	if e.triggers[t.ID] != reserved { // the worker left meanwhile
 		e.mu.Unlock()

@@ -28,8 +28,11 @@ func start(t *testing.T, cfg httptrigger.Config) *harness {
 	t.Helper()
 	e := enginetest.Run(t, engine.Config{})
 
-	p := httptrigger.New(e, cfg)
-	if err := p.Register(); err != nil {
+	p, err := httptrigger.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Register(e); err != nil {
 		t.Fatalf("Register() = %v", err)
 	}
 	srv := httptest.NewServer(p)

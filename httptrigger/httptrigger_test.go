@@ -348,7 +348,7 @@ func TestBadConfigs(t *testing.T) {
 			}
 		})
 	}
-	if err := h.p.Register(); code(err) != engine.CodeConflict {
+	if err := h.p.Register(h.e); code(err) != engine.CodeConflict {
 		t.Errorf("second Register() = %v, want conflict", err)
 	}
 }

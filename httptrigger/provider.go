@@ -31,25 +31,31 @@ var (
 	_ http.Handler           = (*Provider)(nil)
 )
 
-// New returns a Provider that calls functions on e. It registers nothing:
-// call Register to add the http trigger type to e.
-func New(e *engine.Engine, cfg Config) *Provider {
+// New returns a Provider. It registers nothing: Register adds the http
+// trigger type to an engine, whose functions the routes call.
+func New(cfg Config) (*Provider, error) {
 	cfg = cfg.withDefaults()
-	p := &Provider{e: e, cfg: cfg, log: cfg.Logger, reserved: make(map[string]bool), routes: make(map[string]*route)}
+	p := &Provider{cfg: cfg, log: cfg.Logger, reserved: make(map[string]bool), routes: make(map[string]*route)}
 	for _, r := range cfg.Reserved {
 		if r != "" {
 			p.reserved[normalReserved(r)] = true
 		}
 	}
 	p.table.Store(buildTable(nil))
-	return p
+	return p, nil
 }
 
-// Register registers the http trigger type on the engine, served by p.
-func (p *Provider) Register() error {
-	return p.e.RegisterTriggerType(TriggerType,
+// Register registers the http trigger type on e, served by p; the routes
+// call e's functions. Register p before it serves requests.
+func (p *Provider) Register(e *engine.Engine) error {
+	p.e = e
+	return e.RegisterTriggerType(TriggerType,
 		"Calls a function for HTTP requests to a route (config: api_path, http_method, condition_function_id?).", p)
 }
+
+// Close releases nothing: the requests p serves end with the HTTP server
+// that serves them. It makes Provider an engine.Module.
+func (p *Provider) Close() error { return nil }
 
 // RegisterTrigger adds t's route. A bad config is refused with
 // invalid_argument; a route that conflicts with another trigger's (same

@@ -109,10 +109,8 @@ func parseRoute(t engine.Trigger) (*route, error) {
 			return nil, invalid(t, "%s", engine.AsError(err).Message)
 		}
 	}
-	if c.ConditionFunctionID != "" {
-		if err := engine.ValidateID("condition_function_id", c.ConditionFunctionID); err != nil {
-			return nil, invalid(t, "%s", engine.AsError(err).Message)
-		}
+	if err := engine.ValidateCondition(c.ConditionFunctionID); err != nil {
+		return nil, invalid(t, "%s", engine.AsError(err).Message)
 	}
 	var maxBody int64
 	if c.MaxBodyBytes != nil {

@@ -1,7 +1,6 @@
 package httptrigger
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -115,12 +114,12 @@ func (p *Provider) serve(ctx context.Context, w http.ResponseWriter, r *http.Req
 		if err != nil {                   // cannot happen: body is valid JSON
 			return errInternal
 		}
-		out, err := p.e.Fire(ctx, rt.trigger, engine.Call{FunctionID: rt.condition, Payload: payload, Metadata: rt.metadata})
+		ok, err := p.e.Condition(ctx, rt.trigger, rt.condition, engine.Call{Payload: payload, Metadata: rt.metadata})
 		if err != nil {
 			log.Debug("http condition function failed", engine.LogFunctionID, rt.condition, "error", err)
 			return callError(err)
 		}
-		if bytes.Equal(bytes.TrimSpace(out), []byte("false")) {
+		if !ok {
 			return &httpError{status: http.StatusUnprocessableEntity, code: CodeConditionNotMet,
 				message: "condition function " + rt.condition + " returned false", skipped: true}
 		}

@@ -54,39 +54,10 @@ const (
 // streams (see doc.go, "Streaming").
 func (p *Provider) serveChannels(ctx context.Context, w http.ResponseWriter, r *http.Request, rt *route,
 	req Request, raw []byte, deadline time.Time, log *slog.Logger) *httpError {
-	var bodyW *channels.LocalWriter
-	var bodyRef channels.Ref
-	var err error
-	if raw == nil && rt.maxBody > p.cfg.MaxBodyBytes {
-		// The body streams in while the function runs, a bounded number
-		// of frames ahead of its reader.
-		if bodyW, bodyRef, err = p.cfg.Channels.OpenWriter(streamBodyFrames); err != nil {
-			return channelError(log, err)
-		}
-		var copying sync.WaitGroup
-		defer copying.Wait() // runs after Abort: the copy has ended
-		defer bodyW.Abort()  // the body is of no use once the request is over
-		rc := http.NewResponseController(w)
-		_ = rc.SetReadDeadline(deadline)
-		// Once the request is answered, a client still uploading is cut
-		// (the deadline set to now) rather than waited for.
-		defer func() { _ = rc.SetReadDeadline(time.Now()) }()
-		body := http.MaxBytesReader(w, r.Body, rt.maxBody)
-		copying.Go(func() { copyBody(ctx, body, bodyW, log) })
-	} else {
-		// The whole body fits in the buffer, so these writes never wait.
-		if bodyW, bodyRef, err = p.cfg.Channels.OpenWriter(max(1, (len(raw)+bodyFrameBytes-1)/bodyFrameBytes)); err != nil {
-			return channelError(log, err)
-		}
-		defer bodyW.Abort() // the body is of no use once the request is over
-		for b := raw; len(b) > 0; {
-			n := min(len(b), bodyFrameBytes)
-			if err := bodyW.Write(ctx, true, b[:n]); err != nil {
-				return channelError(log, err)
-			}
-			b = b[n:]
-		}
-		bodyW.Close()
+	bodyRef, done, he := p.openBody(ctx, w, r, rt, raw, deadline, log)
+	defer done()
+	if he != nil {
+		return he
 	}
 	resR, resRef, err := p.cfg.Channels.OpenReader(0)
 	if err != nil {
@@ -167,6 +138,49 @@ func (p *Provider) serveChannels(ctx context.Context, w http.ResponseWriter, r *
 	close(unwatch)
 	<-watched
 	return s.read(ctx, r, resR, waitCtx, cancelCall)
+}
+
+// openBody opens the channel of the request body for the function: raw,
+// or, when raw is nil and the route takes more than --http-max-body-bytes,
+// the body streaming in while the function runs, a bounded number of
+// frames ahead of its reader. done releases it once the request is over.
+func (p *Provider) openBody(ctx context.Context, w http.ResponseWriter, r *http.Request, rt *route,
+	raw []byte, deadline time.Time, log *slog.Logger) (ref channels.Ref, done func(), he *httpError) {
+	done = func() {}
+	if raw == nil && rt.maxBody > p.cfg.MaxBodyBytes {
+		bodyW, ref, err := p.cfg.Channels.OpenWriter(streamBodyFrames)
+		if err != nil {
+			return ref, done, channelError(log, err)
+		}
+		var copying sync.WaitGroup
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(deadline)
+		done = func() {
+			// Once the request is answered, a client still uploading is
+			// cut (the deadline set to now) rather than waited for.
+			_ = rc.SetReadDeadline(time.Now())
+			bodyW.Abort()  // the body is of no use once the request is over
+			copying.Wait() // after Abort: the copy has ended
+		}
+		body := http.MaxBytesReader(w, r.Body, rt.maxBody)
+		copying.Go(func() { copyBody(ctx, body, bodyW, log) })
+		return ref, done, nil
+	}
+	// The whole body fits in the buffer, so these writes never wait.
+	bodyW, ref, err := p.cfg.Channels.OpenWriter(max(1, (len(raw)+bodyFrameBytes-1)/bodyFrameBytes))
+	if err != nil {
+		return ref, done, channelError(log, err)
+	}
+	done = bodyW.Abort // the body is of no use once the request is over
+	for b := raw; len(b) > 0; {
+		n := min(len(b), bodyFrameBytes)
+		if err := bodyW.Write(ctx, true, b[:n]); err != nil {
+			return ref, done, channelError(log, err)
+		}
+		b = b[n:]
+	}
+	bodyW.Close()
+	return ref, done, nil
 }
 
 // streamBodyFrames is how many frames of a streamed request body wait for

@@ -59,7 +59,11 @@ func (h *recordingHub) record(ref channels.Ref) {
 
 func startStreaming(t *testing.T, cfg httptrigger.Config, hcfg channels.Config) *streamHarness {
 	t.Helper()
-	hub := &recordingHub{Hub: channels.New(hcfg)}
+	h0, err := channels.New(hcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := &recordingHub{Hub: h0}
 	cfg.Channels = hub
 	h := start(t, cfg)
 	hubSrv := httptest.NewServer(hub)

@@ -16,8 +16,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -71,10 +71,7 @@ type Module struct {
 	fails *engine.FireLog // failed fires and dropped messages, per trigger owner
 	e     *engine.Engine
 
-	mu      sync.Mutex
-	subs    map[string]*subscription // by trigger id
-	stopped bool
-	wg      sync.WaitGroup
+	subs *engine.TriggerSet[*subscription]
 }
 
 type subscription struct {
@@ -84,15 +81,18 @@ type subscription struct {
 	sem   chan struct{}
 }
 
-// New returns the module.
-func New(cfg Config) *Module {
+// New returns the module. It starts nothing.
+func New(cfg Config) (*Module, error) {
+	if cfg.Conn == nil {
+		return nil, errors.New("pubsubmodule: no NATS connection")
+	}
 	defaults.Positive(&cfg.MaxTopicBytes, DefaultMaxTopicBytes)
 	defaults.Positive(&cfg.Concurrency, DefaultConcurrency)
 	defaults.Positive(&cfg.PendingMsgs, DefaultPendingMsgs)
 	defaults.Positive(&cfg.PendingBytes, DefaultPendingBytes)
 	defaults.Positive(&cfg.CallTimeout, DefaultCallTimeout)
 	defaults.Logger(&cfg.Logger)
-	return &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), subs: make(map[string]*subscription)}
+	return &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), subs: engine.NewTriggerSet[*subscription]("the pubsub module")}, nil
 }
 
 // Subject is the NATS subject of topic.
@@ -107,16 +107,11 @@ func (m *Module) Register(e *engine.Engine) error {
 	return e.RegisterTriggerType(TriggerSubscribe, "Runs a function with the data of every message published to a topic (config: topic); replicas of a function compete.", provider{m})
 }
 
-// Close ends every subscription and waits for the calls running.
-func (m *Module) Close() {
-	m.mu.Lock()
-	m.stopped = true
-	for id, s := range m.subs {
-		_ = s.sub.Unsubscribe()
-		delete(m.subs, id)
-	}
-	m.mu.Unlock()
-	m.wg.Wait()
+// Close ends every subscription and waits for the calls running. It may
+// be called more than once.
+func (m *Module) Close() error {
+	m.subs.Close()
+	return nil
 }
 
 func (m *Module) checkTopic(fn string, topic *string) error {
@@ -175,15 +170,10 @@ func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 	if err := m.checkTopic("subscribe trigger "+t.ID, cfg.Topic); err != nil {
 		return err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.stopped {
-		return engine.Errorf(engine.CodeUnavailable, "the pubsub module is stopped")
+	if err := m.subs.Check(); err != nil {
+		return err
 	}
-	if old := m.subs[t.ID]; old != nil {
-		_ = old.sub.Unsubscribe()
-		delete(m.subs, t.ID)
-	}
+	m.subs.Remove(t.ID)
 	s := &subscription{t: t, topic: *cfg.Topic, sem: make(chan struct{}, m.cfg.Concurrency)}
 	// Every engine with a trigger for this function joins one queue
 	// group: each message reaches the function once, on one of them.
@@ -202,18 +192,15 @@ func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 		return engine.Errorf(engine.CodeUnavailable, "subscribe trigger %q: %v", t.ID, err)
 	}
 	s.sub = sub
-	m.subs[t.ID] = s
+	if err := m.subs.Put(t.ID, s, func() { _ = sub.Unsubscribe() }, nil); err != nil {
+		_ = sub.Unsubscribe()
+		return err
+	}
 	return nil
 }
 
 func (p provider) UnregisterTrigger(_ context.Context, t engine.Trigger) error {
-	m := p.m
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if s := m.subs[t.ID]; s != nil {
-		_ = s.sub.Unsubscribe()
-		delete(m.subs, t.ID)
-	}
+	p.m.subs.Remove(t.ID)
 	return nil
 }
 
@@ -233,21 +220,15 @@ func (m *Module) deliver(s *subscription, msg *nats.Msg) {
 		return // another topic whose long name hashed alike
 	}
 	s.sem <- struct{}{}
-	m.mu.Lock()
-	if m.stopped {
-		m.mu.Unlock()
-		<-s.sem
-		return
-	}
-	m.wg.Add(1)
-	m.mu.Unlock()
-	go func() {
-		defer m.wg.Done()
+	started := m.subs.Go(func() {
 		defer func() { <-s.sem }()
 		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.CallTimeout)
 		defer cancel()
 		if _, err := m.e.Fire(ctx, s.t, engine.Call{FunctionID: s.t.FunctionID, Payload: msg.Data, Metadata: s.t.Metadata}); err != nil {
 			m.fails.Warn(s.t, "subscribe trigger failed", "function_id", s.t.FunctionID, "topic", s.topic, "error", err)
 		}
-	}()
+	})
+	if !started {
+		<-s.sem
+	}
 }

@@ -32,11 +32,14 @@ func startNode(t *testing.T, ns *server.Server, cfg pubsubmodule.Config) *node {
 	t.Helper()
 	e := moduletest.Start(t, ns.ClientURL())
 	cfg.Conn = natstest.Connect(t, ns)
-	m := pubsubmodule.New(cfg)
+	m, err := pubsubmodule.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := m.Register(e); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(m.Close)
+	t.Cleanup(func() { m.Close() })
 	return &node{e: e, m: m}
 }
 

@@ -146,35 +146,15 @@ type Module struct {
 	inflight *budget // durable-topic bytes per function and in total
 
 	mu       sync.Mutex
-	consumes []jetstream.ConsumeContext // named queues
-	open     bool                       // the streams exist (Open)
-	consumed map[string]bool            // named queues being consumed
-	pending  map[string]engine.Trigger  // durable:subscriber triggers registered before Open
-	topics   map[string]*topicSub       // durable:subscriber, by trigger id
+	consumes []jetstream.ConsumeContext   // named queues
+	open     bool                         // the streams exist (Open)
+	consumed map[string]bool              // named queues being consumed
+	pending  map[string]engine.Trigger    // durable:subscriber triggers registered before Open
+	topics   *engine.TriggerSet[struct{}] // durable:subscriber fetch loops, by trigger id
 	stopped  bool
 	wg       sync.WaitGroup
 	ctx      context.Context
 	cancel   context.CancelFunc
-}
-
-// topicSub is one durable:subscriber trigger's fetch loop.
-type topicSub struct {
-	stop context.CancelFunc
-}
-
-// New checks the queues and creates the streams, waiting for a JetStream
-// cluster that is still forming until ctx ends. An engine that must not
-// wait uses Waiting and Open instead.
-func New(ctx context.Context, cfg Config) (*Module, error) {
-	m, err := Waiting(cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := m.Open(ctx); err != nil {
-		m.Close()
-		return nil, err
-	}
-	return m, nil
 }
 
 // Queues returns the named queues with their defaults filled in.
@@ -183,8 +163,8 @@ func (m *Module) Queues() map[string]QueueConfig { return m.queues }
 // Register registers the queue functions and the durable:subscriber
 // trigger type on e, and starts consuming the named queues once the
 // module is open. Until then the functions answer unavailable and
-// durable:subscriber triggers wait for Open (see Waiting).
-func (m *Module) Register(ctx context.Context, e *engine.Engine) error {
+// durable:subscriber triggers wait for Open (see New).
+func (m *Module) Register(e *engine.Engine) error {
 	m.mu.Lock()
 	m.e = e
 	m.mu.Unlock()
@@ -206,39 +186,36 @@ func (m *Module) Register(ctx context.Context, e *engine.Engine) error {
 	if err := e.RegisterTriggerType(TriggerDurable, "Runs a function for every message of a durable topic, with retries; replicas compete (config: topic, queue_config?).", openProvider{provider{m}}); err != nil {
 		return err
 	}
-	return m.consumeNamed(ctx)
+	return m.consumeNamed(m.ctx)
 }
 
-// Stop stops taking jobs; the running ones go on. An engine stops its
+// Drain stops taking jobs; the running ones go on. An engine drains its
 // queues before it drains its calls.
-func (m *Module) Stop() {
+func (m *Module) Drain(context.Context) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.stopped = true
 	for _, cc := range m.consumes {
 		cc.Stop()
 	}
-	for _, t := range m.topics {
-		t.stop()
-	}
+	m.topics.Stop()
 }
 
 // Close stops consuming and waits for the jobs running; their acks are
-// sent, or JetStream redelivers them after the ack wait.
-func (m *Module) Close() {
-	m.Stop()
+// sent, or JetStream redelivers them after the ack wait. It may be called
+// more than once.
+func (m *Module) Close() error {
+	m.Drain(context.Background())
 	m.mu.Lock()
 	m.stopped = true
 	for _, cc := range m.consumes {
 		cc.Stop()
 	}
-	for id, t := range m.topics {
-		t.stop()
-		delete(m.topics, id)
-	}
 	m.mu.Unlock()
 	m.cancel()
+	m.topics.Close()
 	m.wg.Wait()
+	return nil
 }
 
 // lane is the subject token of a job: "s" for a standard queue, "p<i>"

@@ -37,14 +37,17 @@ func startNode(t *testing.T, ns *server.Server, cfg queuemodule.Config) *node {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	m, err := queuemodule.New(ctx, cfg)
+	m, err := queuemodule.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Register(ctx, e); err != nil {
+	t.Cleanup(func() { m.Close() })
+	if err := m.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(m.Close)
+	if err := m.Register(e); err != nil {
+		t.Fatal(err)
+	}
 	return &node{e: e, m: m}
 }
 
@@ -287,7 +290,7 @@ func TestQueueConfigErrors(t *testing.T) {
 		{"x": {Concurrency: 1 << 20}},
 		{"x": {Type: "fifo", MessageGroupField: "g", Concurrency: 65}},
 	} {
-		if _, err := queuemodule.New(context.Background(), queuemodule.Config{Conn: natstest.Connect(t, ns), Queues: q}); err == nil {
+		if _, err := queuemodule.New(queuemodule.Config{Conn: natstest.Connect(t, ns), Queues: q}); err == nil {
 			t.Errorf("queues %+v accepted", q)
 		}
 	}
@@ -346,8 +349,11 @@ func TestEngineGoneMidJob(t *testing.T) {
 	nc1 := natstest.Connect(t, ns)
 	cfg1 := cfg
 	cfg1.Conn = nc1
-	m1, err := queuemodule.New(context.Background(), cfg1)
+	m1, err := queuemodule.New(cfg1)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m1.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	started := make(chan struct{})
@@ -357,7 +363,7 @@ func TestEngineGoneMidJob(t *testing.T) {
 		<-release
 		return nil
 	})
-	if err := m1.Register(context.Background(), e1); err != nil {
+	if err := m1.Register(e1); err != nil {
 		t.Fatal(err)
 	}
 	p, _ := json.Marshal(queuemodule.EnqueueInput{Queue: "jobs", FunctionID: "test::job", Payload: json.RawMessage(`7`)})

@@ -15,11 +15,11 @@ import (
 	"github.com/trinehq/trine/internal/jsboot"
 )
 
-// Waiting checks the queues and returns a module that needs no JetStream
+// New checks the queues and returns a module that needs no JetStream
 // yet: once registered, its functions answer unavailable until Open
 // succeeds, and the durable:subscriber triggers registered meanwhile start
 // consuming then. It starts nothing.
-func Waiting(cfg Config) (*Module, error) {
+func New(cfg Config) (*Module, error) {
 	if cfg.Conn == nil {
 		return nil, errors.New("queuemodule: no NATS connection")
 	}
@@ -43,7 +43,7 @@ func Waiting(cfg Config) (*Module, error) {
 		return nil, err
 	}
 	mctx, cancel := context.WithCancel(context.Background())
-	return &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), js: js, queues: qs, topics: make(map[string]*topicSub),
+	return &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), js: js, queues: qs, topics: engine.NewTriggerSet[struct{}]("the queue module"),
 		inflight: newBudget(cfg.InFlightBytes, cfg.InFlightBytesTotal), consumed: make(map[string]bool), pending: make(map[string]engine.Trigger), ctx: mctx, cancel: cancel}, nil
 }
 

@@ -21,12 +21,12 @@ import (
 func TestWaitingThenOpen(t *testing.T) {
 	ns := natstest.StartOptions(t, server.Options{})
 	e := moduletest.Start(t, "")
-	m, err := queuemodule.Waiting(queuemodule.Config{Conn: natstest.Connect(t, ns), Queues: map[string]queuemodule.QueueConfig{"q": {}}})
+	m, err := queuemodule.New(queuemodule.Config{Conn: natstest.Connect(t, ns), Queues: map[string]queuemodule.QueueConfig{"q": {}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(m.Close)
-	if err := m.Register(t.Context(), e); err != nil {
+	t.Cleanup(func() { m.Close() })
+	if err := m.Register(e); err != nil {
 		t.Fatal(err)
 	}
 	s := moduletest.Session(t, e)

@@ -125,20 +125,14 @@ func (p provider) RegisterTrigger(ctx context.Context, t engine.Trigger) error {
 		return engine.Errorf(engine.CodeUnavailable, "durable:subscriber trigger %q: %v", t.ID, err)
 	}
 	dlq := DeadLetterName(topic, t.FunctionID)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.stopped {
-		return engine.Errorf(engine.CodeUnavailable, "the queue module is stopped")
-	}
-	if old := m.topics[t.ID]; old != nil {
-		old.stop()
-	}
 	fctx, stop := context.WithCancel(m.ctx)
-	m.topics[t.ID] = &topicSub{stop: stop}
-	m.wg.Go(func() {
+	err = m.topics.Put(t.ID, struct{}{}, stop, func() {
 		m.fetchLoop(fctx, cons, t.FunctionID, q.Concurrency, func(msg jetstream.Msg) { m.runTopicJob(t, topic, dlq, back, q, msg) })
 	})
-	return nil
+	if err != nil {
+		stop()
+	}
+	return err
 }
 
 // topicConsumerName is the durable consumer of topic for fn:
@@ -165,13 +159,7 @@ func (m *Module) topicConsumerName(ctx context.Context, topic, fn string, filter
 // UnregisterTrigger stops this engine consuming for the trigger; the
 // durable consumer keeps the function's messages (for TopicMaxAge).
 func (p provider) UnregisterTrigger(_ context.Context, t engine.Trigger) error {
-	m := p.m
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if s := m.topics[t.ID]; s != nil {
-		s.stop()
-		delete(m.topics, t.ID)
-	}
+	p.m.topics.Remove(t.ID)
 	return nil
 }
 

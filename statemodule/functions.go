@@ -57,39 +57,50 @@ func storeError(fn string, err error) error {
 }
 
 func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
-	v, err := m.decode(c, "scope", "key", "value")
+	in, v, err := m.readKey(c)
 	if err != nil {
 		return nil, err
 	}
-	ch, err := store.PutValue(ctx, m.store, v.key(), store.Cond{IfSeq: v.IfSeq}, v.Value)
+	value := in.Compact("value")
+	if value == nil {
+		return nil, in.Missing("value")
+	}
+	if err := m.checkSize(FnSet, value); err != nil {
+		return nil, err
+	}
+	ch, err := store.PutValue(ctx, m.store, v.key, store.Cond{IfSeq: v.ifSeq}, value)
 	if err != nil {
 		return nil, storeError(FnSet, err)
 	}
-	return engine.MarshalJSON(result{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
+	return store.AppendChange(make([]byte, 0, 48+len(ch.Old)+len(ch.Value)), ch.Old, ch.Value, ch.Seq), nil
 }
 
 func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
-	v, err := m.decode(c, "scope", "key", "ops")
+	in, v, err := m.readKey(c)
 	if err != nil {
 		return nil, err
 	}
-	ops, err := updateops.Decode(v.Ops)
+	raw := in.Raw("ops")
+	if raw == nil {
+		return nil, in.Missing("ops")
+	}
+	ops, err := updateops.Decode(raw)
 	if err != nil {
 		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", FnUpdate, err)
 	}
-	ch, err := store.PutOps(ctx, m.store, v.key(), store.Cond{IfSeq: v.IfSeq}, ops, func(nv json.RawMessage) error { return m.checkSize(FnUpdate, nv) })
+	ch, err := store.PutOps(ctx, m.store, v.key, store.Cond{IfSeq: v.ifSeq}, ops, func(nv json.RawMessage) error { return m.checkSize(FnUpdate, nv) })
 	if err != nil {
 		return nil, storeError(FnUpdate, err)
 	}
-	return engine.MarshalJSON(result{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
+	return store.AppendChange(nil, ch.Old, ch.Value, ch.Seq), nil
 }
 
 func (m *Module) delete(ctx context.Context, c engine.Call) ([]byte, error) {
-	v, err := m.decode(c, "scope", "key")
+	_, v, err := m.readKey(c)
 	if err != nil {
 		return nil, err
 	}
-	ch, ok, err := m.store.Delete(ctx, v.key(), store.Cond{IfSeq: v.IfSeq})
+	ch, ok, err := m.store.Delete(ctx, v.key, store.Cond{IfSeq: v.ifSeq})
 	if err != nil {
 		return nil, storeError(FnDelete, err)
 	}
@@ -108,37 +119,44 @@ type seqItem struct {
 }
 
 func (m *Module) get(ctx context.Context, c engine.Call) ([]byte, error) {
-	v, err := m.decode(c, "scope", "key")
+	in, v, err := m.readKey(c)
 	if err != nil {
 		return nil, err
 	}
-	it, _, err := m.store.Get(ctx, v.key())
+	includeSeq, err := in.Bool("include_seq")
+	if err != nil {
+		return nil, err
+	}
+	it, _, err := m.store.Get(ctx, v.key)
 	if err != nil {
 		return nil, storeError(FnGet, err)
 	}
-	if v.IncludeSeq {
-		return engine.MarshalJSON(seqItem{Key: *v.Key, Value: orNull(it.Value), Seq: it.Seq})
+	if includeSeq {
+		return engine.MarshalJSON(seqItem{Key: v.key.Item, Value: orNull(it.Value), Seq: it.Seq})
 	}
 	return orNull(it.Value), nil
 }
 
 func (m *Module) list(ctx context.Context, c engine.Call) ([]byte, error) {
-	v, err := m.decode(c, "scope")
+	in, err := engine.ReadInput(c)
 	if err != nil {
 		return nil, err
 	}
-	limit, after, err := store.PageArgs(FnList, v.Limit, v.After)
+	scope, err := m.readName(in, "scope")
 	if err != nil {
 		return nil, err
 	}
-	paged := v.Limit != nil || v.After != nil
+	limit, after, paged, err := store.ReadPage(FnList, in)
+	if err != nil {
+		return nil, err
+	}
 	lists := m.cfg.Lists
 	tooLarge := func() error {
-		return lists.TooLarge(FnList, fmt.Sprintf("scope %q", *v.Scope),
+		return lists.TooLarge(FnList, fmt.Sprintf("scope %q", scope),
 			`add "limit" (100, say): the answer becomes {"items": [{"key", "value", "seq"}...], "seq", "more"}; call again with "after": the key of the last item, while "more" is true`)
 	}
 	return lists.Build(ctx, FnList, tooLarge, func(maxBytes int) ([]byte, error) {
-		p, err := m.store.List(ctx, storeStream, *v.Scope, store.Range{After: after, Limit: limit, MaxBytes: maxBytes, ItemBytes: listItemBytes})
+		p, err := m.store.List(ctx, storeStream, scope, store.Range{After: after, Limit: limit, MaxBytes: maxBytes, ItemBytes: listItemBytes})
 		if err != nil {
 			return nil, storeError(FnList, err)
 		}
@@ -169,11 +187,11 @@ func (m *Module) list(ctx context.Context, c engine.Call) ([]byte, error) {
 const listItemBytes = 48
 
 func (m *Module) listGroups(ctx context.Context, c engine.Call) ([]byte, error) {
-	v, err := m.decode(c)
+	in, err := engine.ReadInput(c)
 	if err != nil {
 		return nil, err
 	}
-	limit, after, err := store.PageArgs(FnListGroups, v.Limit, v.After)
+	limit, after, paged, err := store.ReadPage(FnListGroups, in)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +199,6 @@ func (m *Module) listGroups(ctx context.Context, c engine.Call) ([]byte, error) 
 	if err != nil {
 		return nil, storeError(FnListGroups, err)
 	}
-	paged := v.Limit != nil || v.After != nil
 	gs, more, err := m.cfg.Lists.Names(gs, after, limit, paged, func() error {
 		return m.cfg.Lists.TooLarge(FnListGroups, "the list of scopes",
 			`add "limit" (1000, say): the answer gains "more": bool; call again with "after": the last scope, while "more" is true`)
@@ -197,4 +214,34 @@ func (m *Module) listGroups(ctx context.Context, c engine.Call) ([]byte, error) 
 		res.More = &more
 	}
 	return engine.MarshalJSON(res)
+}
+
+// keyInput names a value and the sequence a write is conditional on: the
+// input of get, set, delete and update.
+type keyInput struct {
+	key   store.Key
+	ifSeq *uint64
+}
+
+// readKey reads scope, key and if_seq, checking the names.
+func (m *Module) readKey(c engine.Call) (engine.Input, keyInput, error) {
+	var v keyInput
+	in, err := engine.ReadInput(c)
+	if err != nil {
+		return in, v, err
+	}
+	v.key.Stream = storeStream
+	if v.key.Group, err = m.readName(in, "scope"); err != nil {
+		return in, v, err
+	}
+	if v.key.Item, err = m.readName(in, "key"); err != nil {
+		return in, v, err
+	}
+	v.ifSeq, err = in.Uint64("if_seq")
+	return in, v, err
+}
+
+// readName reads a required name field and checks it.
+func (m *Module) readName(in engine.Input, field string) (string, error) {
+	return store.ReadName(in, field, m.cfg.MaxNameBytes)
 }

@@ -11,12 +11,10 @@
 package statemodule
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/defaults"
@@ -94,10 +92,7 @@ type Module struct {
 	store    store.Store
 	e        *engine.Engine
 
-	mu      sync.RWMutex
-	trig    map[string]*trigger // by trigger id
-	stopped bool
-	wg      sync.WaitGroup
+	trig *engine.TriggerSet[*trigger]
 }
 
 // New opens the store and returns the module.
@@ -106,7 +101,7 @@ func New(cfg Config) (*Module, error) {
 		return nil, errors.New("statemodule: no store")
 	}
 	cfg = cfg.withDefaults()
-	m := &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), maxValue: cfg.MaxValueBytes, trig: make(map[string]*trigger)}
+	m := &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), maxValue: cfg.MaxValueBytes, trig: engine.NewTriggerSet[*trigger]("the state module")}
 	if cfg.MaxEventBytes > 0 {
 		m.maxValue = min(m.maxValue, (cfg.MaxEventBytes-eventHeadroom(cfg.MaxNameBytes))/2)
 	}
@@ -131,14 +126,7 @@ func (m *Module) MaxValueBytes() int { return m.maxValue }
 
 // Close stops the triggers, waits for their calls and closes the store.
 func (m *Module) Close() error {
-	m.mu.Lock()
-	m.stopped = true
-	for id, t := range m.trig {
-		t.stop()
-		delete(m.trig, id)
-	}
-	m.mu.Unlock()
-	m.wg.Wait()
+	m.trig.Close()
 	return m.store.Close()
 }
 
@@ -186,71 +174,6 @@ func (m *Module) Deliver(event []byte) {
 		return
 	}
 	m.fire(*h.Scope, *h.Key, event)
-}
-
-// in is the union of the state::* inputs.
-type in struct {
-	Scope      *string         `json:"scope"`
-	Key        *string         `json:"key"`
-	Value      json.RawMessage `json:"value"`
-	Ops        json.RawMessage `json:"ops"`
-	IfSeq      *uint64         `json:"if_seq"`
-	Limit      *int            `json:"limit"`
-	After      *string         `json:"after"`
-	IncludeSeq bool            `json:"include_seq"`
-}
-
-func (i in) key() store.Key { return store.Key{Stream: storeStream, Group: *i.Scope, Item: *i.Key} }
-
-func (m *Module) decode(c engine.Call, need ...string) (in, error) {
-	var v in
-	p := bytes.TrimSpace(c.Payload)
-	if len(p) == 0 || bytes.Equal(p, []byte("null")) {
-		p = []byte("{}")
-	}
-	if err := json.Unmarshal(p, &v); err != nil {
-		return v, engine.Errorf(engine.CodeInvalidArgument, "%s: bad input: %v", c.FunctionID, err)
-	}
-	for _, f := range need {
-		var s *string
-		switch f {
-		case "scope":
-			s = v.Scope
-		case "key":
-			s = v.Key
-		case "value":
-			if v.Value == nil {
-				return v, engine.Errorf(engine.CodeInvalidArgument, "%s: missing field value", c.FunctionID)
-			}
-			continue
-		case "ops":
-			if v.Ops == nil {
-				return v, engine.Errorf(engine.CodeInvalidArgument, "%s: missing field ops", c.FunctionID)
-			}
-			continue
-		}
-		if s == nil {
-			return v, engine.Errorf(engine.CodeInvalidArgument, "%s: missing field %s", c.FunctionID, f)
-		}
-		if err := m.checkName(f, *s); err != nil {
-			return v, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", c.FunctionID, err)
-		}
-	}
-	if v.Value != nil {
-		var b bytes.Buffer
-		if err := json.Compact(&b, v.Value); err != nil {
-			return v, engine.Errorf(engine.CodeInvalidArgument, "%s: bad value: %v", c.FunctionID, err)
-		}
-		v.Value = b.Bytes()
-		if err := m.checkSize(c.FunctionID, v.Value); err != nil {
-			return v, err
-		}
-	}
-	return v, nil
-}
-
-func (m *Module) checkName(field, v string) error {
-	return store.CheckName(field, v, m.cfg.MaxNameBytes)
 }
 
 // checkSize refuses a value over the limit before anything is stored.

@@ -51,44 +51,22 @@ func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 			return engine.Errorf(engine.CodeInvalidArgument, "state trigger %q: bad config: %v", t.ID, err)
 		}
 	}
-	if cfg.ConditionFunctionID != "" {
-		if err := engine.ValidateID("condition_function_id", cfg.ConditionFunctionID); err != nil {
-			return err
-		}
-	}
-	m := p.m
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.stopped {
-		return engine.Errorf(engine.CodeUnavailable, "the state module is stopped")
-	}
-	if old := m.trig[t.ID]; old != nil {
-		old.stop()
+	if err := engine.ValidateCondition(cfg.ConditionFunctionID); err != nil {
+		return err
 	}
 	tr := &trigger{t: t, cfg: cfg, wake: make(chan struct{}, 1), done: make(chan struct{})}
-	m.trig[t.ID] = tr
-	m.wg.Add(1)
-	go m.deliver(tr)
-	return nil
+	return p.m.trig.Put(t.ID, tr, tr.stop, func() { p.m.deliver(tr) })
 }
 
 func (p provider) UnregisterTrigger(_ context.Context, t engine.Trigger) error {
-	m := p.m
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if tr := m.trig[t.ID]; tr != nil {
-		tr.stop()
-		delete(m.trig, t.ID)
-	}
+	p.m.trig.Remove(t.ID)
 	return nil
 }
 
 // fire queues event for the triggers that match scope and key. It never
 // blocks: a trigger whose queue is full loses the event, which is logged.
 func (m *Module) fire(scope, key string, event []byte) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	for _, tr := range m.trig {
+	for _, tr := range m.trig.All() {
 		if (tr.cfg.Scope != "" && tr.cfg.Scope != scope) || (tr.cfg.Key != "" && tr.cfg.Key != key) {
 			continue
 		}
@@ -112,7 +90,6 @@ func (m *Module) fire(scope, key string, event []byte) {
 
 // deliver calls tr's function with each queued event, one at a time.
 func (m *Module) deliver(tr *trigger) {
-	defer m.wg.Done()
 	for {
 		select {
 		case <-tr.done:
@@ -135,7 +112,10 @@ func (m *Module) deliver(tr *trigger) {
 				return
 			default:
 			}
-			if !m.condition(tr.t, tr.cfg.ConditionFunctionID, ev) {
+			if ok, err := m.e.Condition(context.Background(), tr.t, tr.cfg.ConditionFunctionID, engine.Call{Payload: ev}); !ok {
+				if err != nil {
+					m.fails.Warn(tr.t, "state trigger condition failed", "function_id", tr.cfg.ConditionFunctionID, "error", err)
+				}
 				continue
 			}
 			if _, err := m.e.Fire(context.Background(), tr.t, engine.Call{FunctionID: tr.t.FunctionID, Payload: ev, Metadata: tr.t.Metadata}); err != nil {
@@ -143,18 +123,4 @@ func (m *Module) deliver(tr *trigger) {
 			}
 		}
 	}
-}
-
-// condition runs a condition function: only a JSON false result or an
-// error skips the handler.
-func (m *Module) condition(t engine.Trigger, fn string, payload []byte) bool {
-	if fn == "" {
-		return true
-	}
-	out, err := m.e.Fire(context.Background(), t, engine.Call{FunctionID: fn, Payload: payload})
-	if err != nil {
-		m.fails.Warn(t, "state trigger condition failed", "function_id", fn, "error", err)
-		return false
-	}
-	return !bytes.Equal(bytes.TrimSpace(out), []byte("false"))
 }

@@ -25,26 +25,58 @@ func CustomFunctionID(op, stream string) string {
 // custom returns the first of ops that a worker serves for stream, or "".
 // A stream that was custom once never falls back to the built-in store
 // while this engine runs: with its worker gone, calls fail unavailable
-// instead of splitting its state in two.
+// instead of splitting its state in two. The engine pushes the custom
+// functions as they come and go (watchCustom): no call asks it.
 func (m *Module) custom(stream string, ops ...string) (string, error) {
-	if m.e == nil {
-		return "", nil
-	}
+	m.customMu.RLock()
+	served, was := m.served[stream], false
+	found := ""
 	for _, op := range ops {
-		if m.e.HasFunction(CustomFunctionID(op, stream)) {
+		if served[op] {
+			found = op
+			break
+		}
+	}
+	if found == "" {
+		_, was = m.customs[stream]
+	}
+	m.customMu.RUnlock()
+	if found != "" {
+		if !was {
 			m.customMu.Lock()
 			m.customs[stream] = struct{}{}
 			m.customMu.Unlock()
-			return op, nil
 		}
+		return found, nil
 	}
-	m.customMu.Lock()
-	_, was := m.customs[stream]
-	m.customMu.Unlock()
 	if was {
 		return "", engine.Errorf(engine.CodeUnavailable, "stream %q is a custom stream and no worker serves stream::%s for it now (its worker left); calls resume when one registers it again, and stream::release {\"stream_name\": %q} gives the name back to the built-in store", stream, ops[0], stream)
 	}
 	return "", nil
+}
+
+// watchCustom keeps m.served: the custom operations a worker serves, by
+// stream. The engine calls it under its lock as they come and go.
+func (m *Module) watchCustom(id string, served bool) {
+	op, stream, ok := parseCustomOp(id)
+	if !ok {
+		return
+	}
+	m.customMu.Lock()
+	defer m.customMu.Unlock()
+	ops := m.served[stream]
+	if served {
+		if ops == nil {
+			ops = make(map[string]bool)
+			m.served[stream] = ops
+		}
+		ops[op] = true
+		return
+	}
+	delete(ops, op)
+	if len(ops) == 0 {
+		delete(m.served, stream)
+	}
 }
 
 // customOps are the operations a worker may serve for a custom stream.
@@ -73,23 +105,32 @@ func (m *Module) guardCustom(id string) error {
 
 // parseCustomID inverts CustomFunctionID for the custom operations.
 func parseCustomID(id string) (stream string, ok bool) {
+	_, stream, ok = parseCustomOp(id)
+	return stream, ok
+}
+
+// parseCustomOp inverts CustomFunctionID for the custom operations.
+func parseCustomOp(id string) (op, stream string, ok bool) {
 	for _, op := range customOps {
 		prefix := "stream::" + op + "("
 		if strings.HasPrefix(id, prefix) && strings.HasSuffix(id, ")") {
-			return id[len(prefix) : len(id)-1], true
+			return op, id[len(prefix) : len(id)-1], true
 		}
 	}
-	return "", false
+	return "", "", false
 }
 
 // release is stream::release {stream_name}: a custom stream whose worker
 // left goes back to the built-in store.
 func (m *Module) release(_ context.Context, c engine.Call) ([]byte, error) {
-	in, err := m.decode(c, "stream_name")
+	in, err := engine.ReadInput(c)
 	if err != nil {
 		return nil, err
 	}
-	name := *in.StreamName
+	name, err := m.readName(in, "stream_name")
+	if err != nil {
+		return nil, err
+	}
 	for _, op := range customOps {
 		if m.e.HasFunction(CustomFunctionID(op, name)) {
 			return nil, engine.Errorf(engine.CodeConflict, "stream %q is served by a worker (%s): it cannot be released", name, CustomFunctionID(op, name))
@@ -103,9 +144,9 @@ func (m *Module) release(_ context.Context, c engine.Call) ([]byte, error) {
 }
 
 // noIfSeq refuses if_seq on a custom stream: its worker keeps no sequences.
-func noIfSeq(in input) error {
-	if in.IfSeq != nil {
-		return engine.Errorf(engine.CodeInvalidArgument, "if_seq is not supported by custom stream %q", *in.StreamName)
+func noIfSeq(it itemInput) error {
+	if it.ifSeq != nil {
+		return engine.Errorf(engine.CodeInvalidArgument, "if_seq is not supported by custom stream %q", it.key.Stream)
 	}
 	return nil
 }
@@ -116,17 +157,17 @@ func (m *Module) callCustom(ctx context.Context, op, stream string, payload []by
 
 // customWrite delegates set, update or delete to the stream's worker and
 // commits the change it reports.
-func (m *Module) customWrite(ctx context.Context, op string, in input, payload []byte) ([]byte, error) {
+func (m *Module) customWrite(ctx context.Context, op string, in itemInput, payload []byte) ([]byte, error) {
 	if err := noIfSeq(in); err != nil {
 		return nil, err
 	}
-	out, err := m.callCustom(ctx, op, *in.StreamName, payload)
+	out, err := m.callCustom(ctx, op, in.key.Stream, payload)
 	if err != nil {
 		return nil, err
 	}
 	var r changeResult
 	if len(bytes.TrimSpace(out)) == 0 || json.Unmarshal(out, &r) != nil || (op != "delete" && r.NewValue == nil) {
-		return nil, engine.Errorf(engine.CodeHandlerError, "%s returned %.200q, want {old_value, new_value}", CustomFunctionID(op, *in.StreamName), out)
+		return nil, engine.Errorf(engine.CodeHandlerError, "%s returned %.200q, want {old_value, new_value}", CustomFunctionID(op, in.key.Stream), out)
 	}
 	return m.commitCustom(ctx, in, r)
 }
@@ -135,8 +176,8 @@ func isNull(v json.RawMessage) bool {
 	return v == nil || bytes.Equal(bytes.TrimSpace(v), []byte("null"))
 }
 
-func (m *Module) commitCustom(ctx context.Context, in input, r changeResult) ([]byte, error) {
-	c := store.Change{Key: in.key(), Kind: store.KindUpdate, Old: r.OldValue, Value: r.NewValue}
+func (m *Module) commitCustom(ctx context.Context, in itemInput, r changeResult) ([]byte, error) {
+	c := store.Change{Key: in.key, Kind: store.KindUpdate, Old: r.OldValue, Value: r.NewValue}
 	switch {
 	case r.NewValue == nil: // delete
 		if isNull(r.OldValue) {
@@ -158,15 +199,16 @@ func (m *Module) commitCustom(ctx context.Context, in input, r changeResult) ([]
 // function: it reads with the stream's get, applies the ops and writes with
 // its set. Unlike the built-in store this is not atomic against other
 // writers of the same item.
-func (m *Module) customUpdate(ctx context.Context, in input, ops []updateops.Op) ([]byte, error) {
+func (m *Module) customUpdate(ctx context.Context, in itemInput, ops []updateops.Op) ([]byte, error) {
 	if err := noIfSeq(in); err != nil {
 		return nil, err
 	}
-	get, err := engine.MarshalJSON(map[string]string{"stream_name": *in.StreamName, "group_id": *in.GroupID, "item_id": *in.ItemID})
+	k := in.key
+	get, err := engine.MarshalJSON(map[string]string{"stream_name": k.Stream, "group_id": k.Group, "item_id": k.Item})
 	if err != nil {
 		return nil, err
 	}
-	cur, err := m.callCustom(ctx, "get", *in.StreamName, get)
+	cur, err := m.callCustom(ctx, "get", k.Stream, get)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +217,7 @@ func (m *Module) customUpdate(ctx context.Context, in input, ops []updateops.Op)
 	if err != nil {
 		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: %v; nothing was written", FnUpdate, err)
 	}
-	set, err := engine.MarshalJSON(map[string]any{"stream_name": *in.StreamName, "group_id": *in.GroupID, "item_id": *in.ItemID, "data": next})
+	set, err := engine.MarshalJSON(map[string]any{"stream_name": k.Stream, "group_id": k.Group, "item_id": k.Item, "data": next})
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,6 @@
 package streammodule
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -27,23 +26,6 @@ const (
 	FnUpdate     = "stream::update"
 	FnRelease    = "stream::release"
 )
-
-// input is the union of the stream::* inputs. Pointers tell a missing field
-// from a zero one.
-type input struct {
-	StreamName *string         `json:"stream_name"`
-	GroupID    *string         `json:"group_id"`
-	ItemID     *string         `json:"item_id"`
-	Data       json.RawMessage `json:"data"`
-	IfSeq      *uint64         `json:"if_seq"`
-	Ops        json.RawMessage `json:"ops"`
-	Type       *string         `json:"type"`
-	ID         *string         `json:"id"`
-	Limit      *int            `json:"limit"`
-	After      *string         `json:"after"`
-	IncludeIDs bool            `json:"include_ids"`
-	IncludeSeq bool            `json:"include_seq"`
-}
 
 // Register registers the stream::* functions and the stream trigger types
 // on e, which also serves the module's own calls (custom streams, triggers).
@@ -74,62 +56,8 @@ func (m *Module) Register(e *engine.Engine) error {
 		return err
 	}
 	e.GuardFunctions("stream::", m.guardCustom)
+	e.WatchFunctions("stream::", m.watchCustom)
 	return m.trig.register(e)
-}
-
-func (m *Module) decode(c engine.Call, need ...string) (input, error) {
-	var in input
-	if len(c.Payload) == 0 || bytes.Equal(bytes.TrimSpace(c.Payload), []byte("null")) {
-		c.Payload = []byte("{}")
-	}
-	if err := json.Unmarshal(c.Payload, &in); err != nil {
-		return in, engine.Errorf(engine.CodeInvalidArgument, "%s: bad input: %v", c.FunctionID, err)
-	}
-	for _, f := range need {
-		var v *string
-		switch f {
-		case "stream_name":
-			v = in.StreamName
-		case "group_id":
-			v = in.GroupID
-		case "item_id":
-			v = in.ItemID
-		case "type":
-			v = in.Type
-		case "data":
-			if in.Data == nil {
-				return in, engine.Errorf(engine.CodeInvalidArgument, "%s: missing field data", c.FunctionID)
-			}
-			continue
-		}
-		if v == nil {
-			return in, engine.Errorf(engine.CodeInvalidArgument, "%s: missing field %s", c.FunctionID, f)
-		}
-		if f == "type" {
-			continue
-		}
-		if err := m.checkName(f, *v); err != nil {
-			return in, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", c.FunctionID, err)
-		}
-	}
-	if in.Data != nil {
-		// Stored and sent compact: frames stay small, and SSE data lines
-		// never hold a raw newline.
-		var b bytes.Buffer
-		if err := json.Compact(&b, in.Data); err != nil {
-			return in, engine.Errorf(engine.CodeInvalidArgument, "%s: bad data: %v", c.FunctionID, err)
-		}
-		in.Data = b.Bytes()
-		if err := m.checkSize(c.FunctionID, in.Data); err != nil {
-			return in, err
-		}
-	}
-	if in.ID != nil {
-		if err := m.checkName("id", *in.ID); err != nil && *in.ID != "" {
-			return in, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", c.FunctionID, err)
-		}
-	}
-	return in, nil
 }
 
 // checkSize refuses a value over MaxItemBytes before anything is stored.
@@ -143,14 +71,6 @@ func (m *Module) checkSize(fn string, v json.RawMessage) error {
 
 func (m *Module) checkName(field, v string) error {
 	return store.CheckName(field, v, m.cfg.MaxNameBytes)
-}
-
-func (in input) key() store.Key {
-	k := store.Key{Stream: *in.StreamName, Group: *in.GroupID}
-	if in.ItemID != nil {
-		k.Item = *in.ItemID
-	}
-	return k
 }
 
 // storeError gives a store failure its engine code.
@@ -171,87 +91,96 @@ func orNull(v json.RawMessage) json.RawMessage {
 }
 
 func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
-	in, err := m.decode(c, "stream_name", "group_id", "item_id", "data")
+	in, it, err := m.readItem(c, true)
 	if err != nil {
 		return nil, err
 	}
-	if op, err := m.custom(*in.StreamName, "set"); err != nil || op != "" {
+	data, err := m.readData(in, FnSet)
+	if err != nil {
+		return nil, err
+	}
+	if op, err := m.custom(it.key.Stream, "set"); err != nil || op != "" {
 		if err != nil {
 			return nil, err
 		}
-		return m.customWrite(ctx, "set", in, c.Payload)
+		return m.customWrite(ctx, "set", it, c.Payload)
 	}
-	ch, err := store.PutValue(ctx, m.store, in.key(), store.Cond{IfSeq: in.IfSeq}, in.Data)
+	ch, err := store.PutValue(ctx, m.store, it.key, store.Cond{IfSeq: it.ifSeq}, data)
 	if err != nil {
 		return nil, storeError(FnSet, err)
 	}
-	return engine.MarshalJSON(changeResult{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
+	return store.AppendChange(make([]byte, 0, 48+len(ch.Old)+len(ch.Value)), ch.Old, ch.Value, ch.Seq), nil
 }
 
 func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
-	in, err := m.decode(c, "stream_name", "group_id", "item_id")
+	in, it, err := m.readItem(c, true)
 	if err != nil {
 		return nil, err
 	}
-	if in.Ops == nil {
-		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: missing field ops", FnUpdate)
+	raw := in.Raw("ops")
+	if raw == nil {
+		return nil, in.Missing("ops")
 	}
-	ops, err := updateops.Decode(in.Ops)
+	ops, err := updateops.Decode(raw)
 	if err != nil {
 		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", FnUpdate, err)
 	}
-	switch op, err := m.custom(*in.StreamName, "update", "set"); {
+	switch op, err := m.custom(it.key.Stream, "update", "set"); {
 	case err != nil:
 		return nil, err
 	case op == "update":
-		return m.customWrite(ctx, "update", in, c.Payload)
+		return m.customWrite(ctx, "update", it, c.Payload)
 	case op == "set":
-		return m.customUpdate(ctx, in, ops)
+		return m.customUpdate(ctx, it, ops)
 	}
-	ch, err := store.PutOps(ctx, m.store, in.key(), store.Cond{IfSeq: in.IfSeq}, ops, func(v json.RawMessage) error { return m.checkSize(FnUpdate, v) })
+	ch, err := store.PutOps(ctx, m.store, it.key, store.Cond{IfSeq: it.ifSeq}, ops, func(v json.RawMessage) error { return m.checkSize(FnUpdate, v) })
 	if err != nil {
 		return nil, storeError(FnUpdate, err)
 	}
-	return engine.MarshalJSON(changeResult{OldValue: orNull(ch.Old), NewValue: ch.Value, Seq: ch.Seq})
+	return store.AppendChange(nil, ch.Old, ch.Value, ch.Seq), nil
 }
 
 func (m *Module) delete(ctx context.Context, c engine.Call) ([]byte, error) {
-	in, err := m.decode(c, "stream_name", "group_id", "item_id")
+	_, it, err := m.readItem(c, true)
 	if err != nil {
 		return nil, err
 	}
-	if op, err := m.custom(*in.StreamName, "delete"); err != nil || op != "" {
+	if op, err := m.custom(it.key.Stream, "delete"); err != nil || op != "" {
 		if err != nil {
 			return nil, err
 		}
-		return m.customWrite(ctx, "delete", in, c.Payload)
+		return m.customWrite(ctx, "delete", it, c.Payload)
 	}
-	ch, ok, err := m.store.Delete(ctx, in.key(), store.Cond{IfSeq: in.IfSeq})
+	ch, ok, err := m.store.Delete(ctx, it.key, store.Cond{IfSeq: it.ifSeq})
 	if err != nil {
 		return nil, storeError(FnDelete, err)
 	}
 	if !ok {
 		return []byte(`{"old_value":null}`), nil
 	}
-	return engine.MarshalJSON(changeResult{OldValue: orNull(ch.Old), Seq: ch.Seq})
+	return store.AppendChange(nil, ch.Old, nil, ch.Seq), nil
 }
 
 func (m *Module) get(ctx context.Context, c engine.Call) ([]byte, error) {
-	in, err := m.decode(c, "stream_name", "group_id", "item_id")
+	in, item, err := m.readItem(c, true)
 	if err != nil {
 		return nil, err
 	}
-	if op, err := m.custom(*in.StreamName, "get"); err != nil || op != "" {
+	includeSeq, err := in.Bool("include_seq")
+	if err != nil {
+		return nil, err
+	}
+	if op, err := m.custom(item.key.Stream, "get"); err != nil || op != "" {
 		if err != nil {
 			return nil, err
 		}
-		return m.callCustom(ctx, op, *in.StreamName, c.Payload)
+		return m.callCustom(ctx, op, item.key.Stream, c.Payload)
 	}
-	it, _, err := m.store.Get(ctx, in.key())
+	it, _, err := m.store.Get(ctx, item.key)
 	if err != nil {
 		return nil, storeError(FnGet, err)
 	}
-	if in.IncludeSeq {
+	if includeSeq {
 		it.Value = orNull(it.Value)
 		return engine.MarshalJSON(it)
 	}
@@ -266,35 +195,39 @@ type pageResult struct {
 }
 
 func (m *Module) list(ctx context.Context, c engine.Call) ([]byte, error) {
-	in, err := m.decode(c, "stream_name", "group_id")
+	in, it, err := m.readItem(c, false)
 	if err != nil {
 		return nil, err
 	}
-	if op, err := m.custom(*in.StreamName, "list"); err != nil || op != "" {
+	stream, group := it.key.Stream, it.key.Group
+	if op, err := m.custom(stream, "list"); err != nil || op != "" {
 		if err != nil {
 			return nil, err
 		}
-		return m.callCustom(ctx, op, *in.StreamName, c.Payload)
+		return m.callCustom(ctx, op, stream, c.Payload)
 	}
-	limit, after, err := store.PageArgs(FnList, in.Limit, in.After)
+	limit, after, paged, err := store.ReadPage(FnList, in)
 	if err != nil {
 		return nil, err
 	}
-	paged := in.Limit != nil || in.After != nil
+	includeIDs, err := in.Bool("include_ids")
+	if err != nil {
+		return nil, err
+	}
 	lists := m.cfg.Lists
 	tooLarge := func() error {
-		return lists.TooLarge(FnList, fmt.Sprintf("group %q of stream %q", *in.GroupID, *in.StreamName),
+		return lists.TooLarge(FnList, fmt.Sprintf("group %q of stream %q", group, stream),
 			`add "limit" (100, say), and call again with "after": the id of the last item, while "more" is true`)
 	}
 	return lists.Build(ctx, FnList, tooLarge, func(maxBytes int) ([]byte, error) {
-		p, err := m.store.List(ctx, *in.StreamName, *in.GroupID, store.Range{After: after, Limit: limit, MaxBytes: maxBytes, ItemBytes: listItemBytes})
+		p, err := m.store.List(ctx, stream, group, store.Range{After: after, Limit: limit, MaxBytes: maxBytes, ItemBytes: listItemBytes})
 		if err != nil {
 			return nil, storeError(FnList, err)
 		}
 		if !paged && p.More {
 			return nil, tooLarge()
 		}
-		if !paged && !in.IncludeIDs {
+		if !paged && !includeIDs {
 			vals := make([]json.RawMessage, len(p.Items))
 			for i, it := range p.Items {
 				vals[i] = it.Value
@@ -312,27 +245,30 @@ type groupsPage struct {
 }
 
 func (m *Module) listGroups(ctx context.Context, c engine.Call) ([]byte, error) {
-	in, err := m.decode(c, "stream_name")
+	in, err := engine.ReadInput(c)
 	if err != nil {
 		return nil, err
 	}
-	if op, err := m.custom(*in.StreamName, "list_groups"); err != nil || op != "" {
+	stream, err := m.readName(in, "stream_name")
+	if err != nil {
+		return nil, err
+	}
+	if op, err := m.custom(stream, "list_groups"); err != nil || op != "" {
 		if err != nil {
 			return nil, err
 		}
-		return m.callCustom(ctx, op, *in.StreamName, c.Payload)
+		return m.callCustom(ctx, op, stream, c.Payload)
 	}
-	limit, after, err := store.PageArgs(FnListGroups, in.Limit, in.After)
+	limit, after, paged, err := store.ReadPage(FnListGroups, in)
 	if err != nil {
 		return nil, err
 	}
-	gs, err := m.store.ListGroups(ctx, *in.StreamName)
+	gs, err := m.store.ListGroups(ctx, stream)
 	if err != nil {
 		return nil, storeError(FnListGroups, err)
 	}
-	paged := in.Limit != nil || in.After != nil
 	gs, more, err := m.cfg.Lists.Names(gs, after, limit, paged, func() error {
-		return m.cfg.Lists.TooLarge(FnListGroups, fmt.Sprintf("the list of the groups of stream %q", *in.StreamName),
+		return m.cfg.Lists.TooLarge(FnListGroups, fmt.Sprintf("the list of the groups of stream %q", stream),
 			`add "limit" (1000, say): the answer becomes {"groups": [...], "more": bool}; call again with "after": the last group, while "more" is true`)
 	})
 	if err != nil {
@@ -345,11 +281,11 @@ func (m *Module) listGroups(ctx context.Context, c engine.Call) ([]byte, error) 
 }
 
 func (m *Module) listAll(ctx context.Context, c engine.Call) ([]byte, error) {
-	in, err := m.decode(c)
+	in, err := engine.ReadInput(c)
 	if err != nil {
 		return nil, err
 	}
-	limit, after, err := store.PageArgs(FnListAll, in.Limit, in.After)
+	limit, after, paged, err := store.ReadPage(FnListAll, in)
 	if err != nil {
 		return nil, err
 	}
@@ -373,7 +309,6 @@ func (m *Module) listAll(ctx context.Context, c engine.Call) ([]byte, error) {
 		}
 		out, size = append(out, sg), size+n
 	}
-	paged := in.Limit != nil || in.After != nil
 	if more && !paged {
 		return nil, m.cfg.Lists.TooLarge(FnListAll, "the list of streams and their groups",
 			`add "limit" (100, say): the answer gains "more": bool; call again with "after": the id of the last stream, while "more" is true`)
@@ -390,15 +325,32 @@ func (m *Module) listAll(ctx context.Context, c engine.Call) ([]byte, error) {
 }
 
 func (m *Module) send(ctx context.Context, c engine.Call) ([]byte, error) {
-	in, err := m.decode(c, "stream_name", "group_id", "type", "data")
+	in, it, err := m.readItem(c, false)
 	if err != nil {
 		return nil, err
 	}
-	k := store.Key{Stream: *in.StreamName, Group: *in.GroupID}
-	if in.ID != nil {
-		k.Item = *in.ID
+	typ, ok, err := in.String("type")
+	if err != nil {
+		return nil, err
 	}
-	ch, err := m.store.Emit(ctx, store.Change{Key: k, Kind: store.KindEvent, EventType: *in.Type, Value: in.Data})
+	if !ok {
+		return nil, in.Missing("type")
+	}
+	data, err := m.readData(in, FnSend)
+	if err != nil {
+		return nil, err
+	}
+	id, _, err := in.String("id")
+	if err != nil {
+		return nil, err
+	}
+	if id != "" {
+		if err := m.checkName("id", id); err != nil {
+			return nil, in.Invalid(err)
+		}
+	}
+	it.key.Item = id
+	ch, err := m.store.Emit(ctx, store.Change{Key: it.key, Kind: store.KindEvent, EventType: typ, Value: data})
 	if err != nil {
 		return nil, storeError(FnSend, err)
 	}

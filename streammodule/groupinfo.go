@@ -40,21 +40,22 @@ type HistoryFill struct {
 // groupInfo serves stream::group_info with the caller's right to read the
 // group (stream::get), as stream::presence does.
 func (m *Module) groupInfo(ctx context.Context, c engine.Call) ([]byte, error) {
-	in, err := m.decode(c, "stream_name", "group_id")
+	_, it, err := m.readItem(c, false)
 	if err != nil {
 		return nil, err
 	}
 	if err := c.Grant.CanCall(FnGet, nil); err != nil {
 		return nil, err
 	}
-	_, seq, err := m.store.Get(ctx, store.Key{Stream: *in.StreamName, Group: *in.GroupID})
+	stream, group := it.key.Stream, it.key.Group
+	_, seq, err := m.store.Get(ctx, store.Key{Stream: stream, Group: group})
 	if err != nil {
 		return nil, storeError(FnGroupInfo, err)
 	}
-	out := GroupInfo{StreamName: *in.StreamName, GroupID: *in.GroupID, Seq: seq,
-		ResyncsPerMin: m.resyncs.lastMinute(*in.StreamName, *in.GroupID, time.Now())}
+	out := GroupInfo{StreamName: stream, GroupID: group, Seq: seq,
+		ResyncsPerMin: m.resyncs.lastMinute(stream, group, time.Now())}
 	if m.cfg.History == nil {
-		events, bytes := m.hist.fill(*in.StreamName, *in.GroupID)
+		events, bytes := m.hist.fill(stream, group)
 		out.History = &HistoryFill{Events: events, MaxEvents: m.hist.size, Bytes: bytes, MaxBytes: m.hist.groupBytes}
 	}
 	return engine.MarshalJSON(out)

@@ -47,6 +47,7 @@ const (
 type Caller interface {
 	Trigger(ctx context.Context, c engine.Call) ([]byte, error)
 	Fire(ctx context.Context, t engine.Trigger, c engine.Call) ([]byte, error)
+	Condition(ctx context.Context, t engine.Trigger, fn string, c engine.Call) (bool, error)
 	HasFunction(id string) bool
 }
 
@@ -68,8 +69,13 @@ type Config struct {
 	// OpenStore opens the store; the module passes the Options that feed
 	// it every committed change. Required.
 	OpenStore func(store.Options) (store.Store, error)
-	// Publisher, if set, receives every event frame.
+	// Publisher, if set, receives every event frame, in commit order,
+	// from a goroutine of the module's: no store lock is held meanwhile.
 	Publisher Publisher
+	// PublishQueueBytes bounds the event frames committed and not yet
+	// handed to the Publisher; a write that finds the queue full waits
+	// for room, so no event is lost. Default DefaultPublishQueueBytes.
+	PublishQueueBytes int
 	// History, if set, serves Since instead of the module's own memory:
 	// a history every engine shares (natsfanout.History).
 	History History
@@ -108,6 +114,7 @@ func (c Config) withDefaults() Config {
 	defaults.Positive(&c.HistoryGroupBytes, DefaultHistoryGroupBytes)
 	defaults.Positive(&c.HistoryTotalBytes, DefaultHistoryTotalBytes)
 	defaults.Positive(&c.TriggerQueue, DefaultTriggerQueue)
+	defaults.Positive(&c.PublishQueueBytes, DefaultPublishQueueBytes)
 	defaults.Positive(&c.JoinTimeout, DefaultJoinTimeout)
 	defaults.Positive(&c.MaxNameBytes, DefaultMaxNameBytes)
 	defaults.Positive(&c.MaxItemBytes, DefaultMaxItemBytes)
@@ -128,11 +135,13 @@ type Module struct {
 	store   store.Store
 	hist    *history
 	resyncs resyncCounts
+	pub     *publishQueue // nil without a Publisher
 	trig    *triggers
 	e       Caller
 
-	customMu sync.Mutex
-	customs  map[string]struct{} // streams a worker has served
+	customMu sync.RWMutex
+	customs  map[string]struct{}        // streams a worker has served
+	served   map[string]map[string]bool // custom ops workers serve now, by stream
 
 	presence presenceReader
 
@@ -145,7 +154,7 @@ func New(cfg Config) (*Module, error) {
 		return nil, errors.New("streammodule: no store")
 	}
 	cfg = cfg.withDefaults()
-	m := &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), hist: newHistoryBytes(cfg.HistorySize, cfg.HistoryGroupBytes, cfg.HistoryTotalBytes), customs: make(map[string]struct{})}
+	m := &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), hist: newHistoryBytes(cfg.HistorySize, cfg.HistoryGroupBytes, cfg.HistoryTotalBytes), customs: make(map[string]struct{}), served: make(map[string]map[string]bool)}
 	m.maxItem = cfg.MaxItemBytes
 	if p, ok := cfg.Publisher.(interface{ MaxPayload() int }); ok && p.MaxPayload() > 0 {
 		m.maxItem = min(m.maxItem, p.MaxPayload()-m.eventHeadroom())
@@ -154,6 +163,9 @@ func New(cfg Config) (*Module, error) {
 		return nil, fmt.Errorf("streammodule: no room for items: MaxItemBytes %d, publisher's MaxPayload less %d bytes of event framing", cfg.MaxItemBytes, m.eventHeadroom())
 	}
 	m.trig = newTriggers(m)
+	if cfg.Publisher != nil {
+		m.pub = newPublishQueue(cfg.Publisher, cfg.PublishQueueBytes, m.log)
+	}
 	st, err := cfg.OpenStore(store.Options{OnCommit: m.commit})
 	if err != nil {
 		return nil, err
@@ -174,26 +186,28 @@ func (m *Module) eventHeadroom() int { return 3*6*m.cfg.MaxNameBytes + 2048 }
 // Store returns the module's store.
 func (m *Module) Store() store.Store { return m.store }
 
-// Close stops the stream triggers, waits for their calls and closes the
-// store.
+// Close stops the stream triggers, waits for their calls, closes the
+// store and publishes the events it committed.
 func (m *Module) Close() error {
 	m.trig.stopAll()
 	m.wg.Wait()
-	return m.store.Close()
+	err := m.store.Close()
+	if m.pub != nil {
+		m.pub.close()
+	}
+	return err
 }
 
-// commit runs for every committed change, in sequence order per group: it
-// encodes the event once, keeps it for recovery, publishes it and queues it
-// for the stream triggers.
+// commit runs for every committed change, in sequence order per group,
+// under the store's group lock: it encodes the event once, keeps it for
+// recovery, queues it for publishing and for the stream triggers.
 func (m *Module) commit(c store.Change) {
 	frame := wire.Change(c)
 	if m.cfg.History == nil { // otherwise Since never reads it
 		m.hist.add(c.Stream, c.Group, c.Seq, frame)
 	}
-	if p := m.cfg.Publisher; p != nil {
-		if err := p.Publish(context.Background(), c.Stream, c.Group, frame); err != nil {
-			m.log.Error("stream event not published", "stream", c.Stream, "group", c.Group, "seq", c.Seq, "error", err)
-		}
+	if m.pub != nil {
+		m.pub.enqueue(pubEvent{c.Stream, c.Group, c.Seq, frame})
 	}
 	m.trig.fire(c, frame)
 }

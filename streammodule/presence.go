@@ -41,14 +41,14 @@ type PresencePage struct {
 // presenceFn serves stream::presence with the caller's right to read the
 // group (stream::get).
 func (m *Module) presenceFn(ctx context.Context, c engine.Call) ([]byte, error) {
-	in, err := m.decode(c, "stream_name", "group_id")
+	in, it, err := m.readItem(c, false)
 	if err != nil {
 		return nil, err
 	}
 	if err := c.Grant.CanCall(FnGet, nil); err != nil {
 		return nil, err
 	}
-	limit, after, err := store.PageArgs(FnPresence, in.Limit, in.After)
+	limit, after, _, err := store.ReadPage(FnPresence, in)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +57,7 @@ func (m *Module) presenceFn(ctx context.Context, c engine.Call) ([]byte, error) 
 	}
 	var ms []wire.Member
 	if r := m.presence.r.Load(); r != nil {
-		if ms, err = (*r).Members(ctx, *in.StreamName, *in.GroupID); err != nil {
+		if ms, err = (*r).Members(ctx, it.key.Stream, it.key.Group); err != nil {
 			return nil, engine.Errorf(engine.CodeUnavailable, "%s: %v", FnPresence, err)
 		}
 	}

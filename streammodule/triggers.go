@@ -47,12 +47,7 @@ func parseConfig(t engine.Trigger, needStream bool) (triggerConfig, error) {
 	if needStream && (c.StreamName == nil || *c.StreamName == "") {
 		return c, engine.Errorf(engine.CodeInvalidArgument, "%s trigger %q: config needs stream_name", t.Type, t.ID)
 	}
-	if c.ConditionFunctionID != "" {
-		if err := engine.ValidateID("condition_function_id", c.ConditionFunctionID); err != nil {
-			return c, err
-		}
-	}
-	return c, nil
+	return c, engine.ValidateCondition(c.ConditionFunctionID)
 }
 
 func (c triggerConfig) matches(stream, group, item string) bool {
@@ -297,15 +292,11 @@ func (m *Module) deliver(st *streamTrigger) {
 // condition runs a condition function: only a JSON false result or an
 // error skips the handler.
 func (m *Module) condition(t engine.Trigger, fn string, payload []byte) bool {
-	if fn == "" {
-		return true
-	}
-	out, err := m.e.Fire(context.Background(), t, engine.Call{FunctionID: fn, Payload: payload})
+	ok, err := m.e.Condition(context.Background(), t, fn, engine.Call{Payload: payload})
 	if err != nil {
 		m.fails.Warn(t, "stream trigger condition failed", "function_id", fn, "error", err)
-		return false
 	}
-	return !bytes.Equal(bytes.TrimSpace(out), []byte("false"))
+	return ok
 }
 
 func (tr *triggers) matching(set map[string]*gateTrigger, s streamapi.Subscription) []*gateTrigger {
@@ -333,18 +324,16 @@ func (m *Module) Join(ctx context.Context, s streamapi.Subscription) error {
 		if g.orphaned {
 			return fmt.Errorf("join trigger %s is waiting for its worker", g.t.ID)
 		}
-		if fn := g.cfg.ConditionFunctionID; fn != "" {
-			cctx, cancel := context.WithTimeout(ctx, m.cfg.JoinTimeout)
-			out, err := m.e.Fire(cctx, g.t, engine.Call{FunctionID: fn, Payload: payload})
-			cancel()
-			if err != nil {
-				return fmt.Errorf("join trigger %s: condition %s: %w", g.t.ID, fn, err)
-			}
-			if bytes.Equal(bytes.TrimSpace(out), []byte("false")) {
-				continue // the handler does not apply
-			}
-		}
 		cctx, cancel := context.WithTimeout(ctx, m.cfg.JoinTimeout)
+		ok, err := m.e.Condition(cctx, g.t, g.cfg.ConditionFunctionID, engine.Call{Payload: payload})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("join trigger %s: condition %s: %w", g.t.ID, g.cfg.ConditionFunctionID, err)
+		}
+		if !ok {
+			continue // the handler does not apply
+		}
+		cctx, cancel = context.WithTimeout(ctx, m.cfg.JoinTimeout)
 		out, err := m.e.Fire(cctx, g.t, engine.Call{FunctionID: g.t.FunctionID, Payload: payload, Metadata: g.t.Metadata})
 		cancel()
 		if err != nil {

@@ -35,24 +35,33 @@ func startModules(t *testing.T) *enginetest.Server {
 	}
 	t.Cleanup(func() { st.Close() })
 	ns := natstest.Start(t)
-	ps := pubsubmodule.New(pubsubmodule.Config{Conn: natstest.Connect(t, ns)})
-	if err := ps.Register(e); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ps.Close)
-	q, err := queuemodule.New(t.Context(), queuemodule.Config{Conn: natstest.Connect(t, ns), Queues: map[string]queuemodule.QueueConfig{"jobs": {}}})
+	ps, err := pubsubmodule.New(pubsubmodule.Config{Conn: natstest.Connect(t, ns)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := q.Register(t.Context(), e); err != nil {
+	if err := ps.Register(e); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(q.Close)
-	c := cronmodule.New(cronmodule.Config{})
+	t.Cleanup(func() { ps.Close() })
+	q, err := queuemodule.New(queuemodule.Config{Conn: natstest.Connect(t, ns), Queues: map[string]queuemodule.QueueConfig{"jobs": {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Register(e); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	c, err := cronmodule.New(cronmodule.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Register(e); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.Close)
+	t.Cleanup(func() { c.Close() })
 	return srv
 }
 

@@ -60,14 +60,16 @@ func (s *stack) setup(ctx context.Context, e *engine.Engine, withChannels bool) 
 	}
 	var cfg httptrigger.Config
 	if withChannels {
-		s.hub = channels.New(channels.Config{})
+		s.hub, _ = channels.New(channels.Config{})
 		cfg.Channels = s.hub
 	}
-	p := httptrigger.New(e, cfg)
-	if err := p.Register(); err != nil {
+	p, err := httptrigger.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := p.Register(e); err != nil {
 		return fmt.Errorf("register http trigger type: %w", err)
 	}
-	var err error
 	if s.session, err = e.Attach(engine.WorkerInfo{Name: "bench"}, nopPeer{}); err != nil {
 		return fmt.Errorf("attach worker: %w", err)
 	}

@@ -222,11 +222,14 @@ func startEngine(ns *server.Server, conc int, w *waiters) (*engine.Engine, func(
 	if err != nil {
 		log.Fatal(err)
 	}
-	m, err := queuemodule.New(ctx, queuemodule.Config{Conn: nc, Queues: map[string]queuemodule.QueueConfig{"bench": {Concurrency: conc}}})
+	m, err := queuemodule.New(queuemodule.Config{Conn: nc, Queues: map[string]queuemodule.QueueConfig{"bench": {Concurrency: conc}}})
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := m.Register(ctx, e); err != nil {
+	if err := m.Open(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if err := m.Register(e); err != nil {
 		log.Fatal(err)
 	}
 	return e, func() {

@@ -102,6 +102,7 @@ func TestEngineHelp(t *testing.T) {
 		{"--stream-history", "TRINE_STREAM_HISTORY", "stream_history", "1000"},
 		{"--stream-history-bytes", "TRINE_STREAM_HISTORY_BYTES", "stream_history_bytes", "16777216"},
 		{"--stream-history-total-bytes", "TRINE_STREAM_HISTORY_TOTAL_BYTES", "stream_history_total_bytes", "268435456"},
+		{"--stream-publish-queue-bytes", "TRINE_STREAM_PUBLISH_QUEUE_BYTES", "stream_publish_queue_bytes", "16777216"},
 		{"--stream-max-item-bytes", "TRINE_STREAM_MAX_ITEM_BYTES", "stream_max_item_bytes", "1048576"},
 		{"--state-max-value-bytes", "TRINE_STATE_MAX_VALUE_BYTES", "state_max_value_bytes", "524288"},
 		{"--queue-ack-wait", "TRINE_QUEUE_ACK_WAIT", "queue_ack_wait", "30s"},

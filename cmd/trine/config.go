@@ -95,6 +95,7 @@ type engineConfig struct {
 	StreamHistory       int
 	StreamHistoryBytes  int
 	StreamHistoryTotal  int
+	StreamPublishQueue  int
 	StreamMaxItem       int
 	StateMaxValue       int
 	StreamAuthFunction  string
@@ -401,6 +402,10 @@ var engineSettings = []setting{
 	}},
 	{"stream-history-total-bytes", "N", strconv.Itoa(streammodule.DefaultHistoryTotalBytes), "bytes of events kept in all groups for since (also the size bound of TRINE_EVENTS with --store jetstream)", func(c *engineConfig, v string) (err error) {
 		c.StreamHistoryTotal, err = positiveInt(v)
+		return err
+	}},
+	{"stream-publish-queue-bytes", "N", strconv.Itoa(streammodule.DefaultPublishQueueBytes), "bytes of committed stream events waiting to be published to NATS; writes wait while the queue is full, so no event is lost", func(c *engineConfig, v string) (err error) {
+		c.StreamPublishQueue, err = positiveInt(v)
 		return err
 	}},
 	{"stream-max-item-bytes", "N", strconv.Itoa(streammodule.DefaultMaxItemBytes), "largest stream item or event data (compact JSON); lowered to the NATS server's max_payload less 20 KiB, so that every event is published, and to half of --max-message-bytes less 16 KiB, so that every result can be sent", func(c *engineConfig, v string) (err error) {

@@ -72,6 +72,7 @@ var defaultConfig = engineConfig{
 	NATSConnectTimeout:  30 * time.Second,
 	StreamHistoryBytes:  16 << 20,
 	StreamHistoryTotal:  256 << 20,
+	StreamPublishQueue:  16 << 20,
 	StreamCatchUps:      4,
 	StreamCatchUpsTotal: 64,
 	StreamSnapshotPage:  262144,

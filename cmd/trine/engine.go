@@ -24,20 +24,16 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/trinehq/trine/channels"
-	"github.com/trinehq/trine/console"
-	"github.com/trinehq/trine/cronmodule"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
 	"github.com/trinehq/trine/engine/iiiserver"
 	"github.com/trinehq/trine/engine/natsroute"
 	"github.com/trinehq/trine/engine/prommetrics"
-	"github.com/trinehq/trine/httptrigger"
 	"github.com/trinehq/trine/internal/httpinvoke"
 	"github.com/trinehq/trine/internal/jsboot"
 	"github.com/trinehq/trine/internal/natsembed"
 	"github.com/trinehq/trine/internal/tlsconf"
-	"github.com/trinehq/trine/pubsubmodule"
-	"github.com/trinehq/trine/streammodule/store"
+	"github.com/trinehq/trine/internal/tokenfile"
 )
 
 // Once the engine has drained, the gRPC server gets this long to finish its
@@ -75,118 +71,201 @@ func newLogger(w io.Writer, cfg engineConfig) *slog.Logger {
 
 // serveEngine runs the engine until ctx ends, then shuts it down in order:
 // the engine drains its calls and closes worker sessions, then the gRPC
-// server stops, then the HTTP server.
-func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer) error {
+// server stops, then the HTTP server. extra modules, if any, are mounted
+// after the built-in ones.
+func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer, extra ...engine.Module) error {
 	log := newLogger(stderr, cfg)
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	// Listen on both ports before starting anything, so that a taken port
-	// is a plain error with nothing to undo.
-	grpcLis, err := listen(ctx, "grpc", "--grpc-addr", cfg.GRPCAddr)
+	lis, err := openEngineListeners(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer grpcLis.Close()
-	httpLis, err := listen(ctx, "http", "--http-addr", cfg.HTTPAddr)
+	defer lis.close()
+	defer reloadOnHangup(log, lis.reload...)()
+	core, err := startCore(cfg, lis.grpc.Addr().String(), log)
 	if err != nil {
 		return err
 	}
-	defer httpLis.Close()
-	streamLis, err := listen(ctx, "stream", "--stream-addr", cfg.StreamAddr)
+	defer core.close()
+	mods, err := newEngineModules(cfg, core.ns, log)
 	if err != nil {
 		return err
 	}
-	defer streamLis.Close()
-	var iiiLis net.Listener
+	mounted, err := core.eng.Mount(append(mods.list(), extra...)...)
+	if err != nil {
+		return err
+	}
+	defer mounted.Close()
+	srv, err := newEngineServers(cfg, core, mods, lis, log)
+	if err != nil {
+		return err
+	}
+	defer srv.close()
+	return srv.run(ctx, cfg, core, mounted, lis, stdout, log)
+}
+
+// engineListeners are the engine's listeners. They are all opened before
+// anything starts, so that a taken port is a plain error with nothing to
+// undo. With TLS, every listener speaks it; the worker listeners (gRPC,
+// iii) also verify client certificates when --tls-client-ca is set.
+type engineListeners struct {
+	grpc, http, stream net.Listener
+	iii                net.Listener // nil with --iii-addr off
+	extra              []extraListener
+	grpcOpts           []grpc.ServerOption
+	workersTLS         *tlsconf.Server
+	reload             []reloadable     // what SIGHUP reloads
+	consoleTokens      *tokenfile.Table // --console-tokens-file, or nil
+}
+
+func openEngineListeners(ctx context.Context, cfg engineConfig) (_ *engineListeners, err error) {
+	l := &engineListeners{}
+	defer func() {
+		if err != nil {
+			l.close()
+		}
+	}()
+	if l.grpc, err = listen(ctx, "grpc", "--grpc-addr", cfg.GRPCAddr); err != nil {
+		return nil, err
+	}
+	if l.http, err = listen(ctx, "http", "--http-addr", cfg.HTTPAddr); err != nil {
+		return nil, err
+	}
+	if l.stream, err = listen(ctx, "stream", "--stream-addr", cfg.StreamAddr); err != nil {
+		return nil, err
+	}
 	if cfg.IIIAddr != "off" {
-		if iiiLis, err = listen(ctx, "iii", "--iii-addr", cfg.IIIAddr); err != nil {
-			return err
+		if l.iii, err = listen(ctx, "iii", "--iii-addr", cfg.IIIAddr); err != nil {
+			return nil, err
 		}
-		defer iiiLis.Close()
 	}
-	extra, err := openListeners(ctx, cfg)
-	if err != nil {
-		return err
+	if l.extra, err = openListeners(ctx, cfg); err != nil {
+		return nil, err
 	}
-	for _, l := range extra {
-		defer l.lis.Close()
+	for _, x := range l.extra {
+		if x.tokens != nil {
+			l.reload = append(l.reload, reloadable{"tokens file " + x.tokensFile, x.tokens.Reload})
+		}
 	}
+	if l.consoleTokens, err = consoleTokens(cfg); err != nil {
+		return nil, err
+	}
+	if l.consoleTokens != nil {
+		l.reload = append(l.reload, reloadable{"console tokens file " + cfg.ConsoleTokensFile, l.consoleTokens.Reload})
+	}
+	return l, l.useTLS(cfg.TLS)
+}
 
-	// With TLS, every listener speaks it; the worker listeners (gRPC,
-	// iii) also verify client certificates when --tls-client-ca is set.
-	var grpcOpts []grpc.ServerOption
-	var workersTLS *tlsconf.Server
-	reload := []reloadable{}
-	for _, l := range extra {
-		if l.tokens != nil {
-			reload = append(reload, reloadable{"tokens file " + l.tokensFile, l.tokens.Reload})
-		}
+// useTLS wraps the listeners in TLS when f asks for it.
+func (l *engineListeners) useTLS(f tlsconf.Files) error {
+	if !f.Enabled() {
+		return nil
 	}
-	consoleToks, err := consoleTokens(cfg)
+	web, err := tlsconf.NewServer(f, false)
 	if err != nil {
 		return err
 	}
-	if consoleToks != nil {
-		reload = append(reload, reloadable{"console tokens file " + cfg.ConsoleTokensFile, consoleToks.Reload})
+	workers, err := tlsconf.NewServer(f, true)
+	if err != nil {
+		return err
 	}
-	if cfg.TLS.Enabled() {
-		web, err := tlsconf.NewServer(cfg.TLS, false)
-		if err != nil {
+	l.http, l.stream = web.Listen(l.http), web.Listen(l.stream)
+	if l.iii != nil {
+		l.iii = workers.Listen(l.iii)
+	}
+	l.grpcOpts = append(l.grpcOpts, grpc.Creds(credentials.NewTLS(workers.Config("h2"))))
+	l.workersTLS = workers
+	l.reload = append(l.reload, reloadable{"TLS files", func() error {
+		if err := web.Reload(); err != nil {
 			return err
 		}
-		workers, err := tlsconf.NewServer(cfg.TLS, true)
-		if err != nil {
-			return err
-		}
-		httpLis, streamLis = web.Listen(httpLis), web.Listen(streamLis)
-		if iiiLis != nil {
-			iiiLis = workers.Listen(iiiLis)
-		}
-		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(workers.Config("h2"))))
-		workersTLS = workers
-		reload = append(reload, reloadable{"TLS files", func() error {
-			if err := web.Reload(); err != nil {
-				return err
-			}
-			return workers.Reload()
-		}})
-	}
-	defer reloadOnHangup(log, reload...)()
+		return workers.Reload()
+	}})
+	return nil
+}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics, err := prommetrics.New(reg)
-	if err != nil {
-		return fmt.Errorf("create metrics: %w", err)
+func (l *engineListeners) close() {
+	for _, c := range []net.Listener{l.grpc, l.http, l.stream, l.iii} {
+		if c != nil {
+			_ = c.Close()
+		}
 	}
-	ns, err := connectNATS(cfg, log)
-	if err != nil {
-		return err
+	for _, x := range l.extra {
+		_ = x.lis.Close()
 	}
-	defer ns.Close()
-	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trine_nats_connected", Help: "1 while the engine's NATS connection is up, 0 otherwise."},
+}
+
+// engineCore is the engine with its NATS, its routing to other engines
+// and its metrics.
+type engineCore struct {
+	reg    *prometheus.Registry
+	ns     *natsembed.Server
+	router *natsroute.Router
+	eng    *engine.Engine
+	undo   []func() // in reverse order
+}
+
+func startCore(cfg engineConfig, grpcAddr string, log *slog.Logger) (_ *engineCore, err error) {
+	c := &engineCore{reg: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			c.close()
+		}
+	}()
+	c.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := prommetrics.New(c.reg)
+	if err != nil {
+		return nil, fmt.Errorf("create metrics: %w", err)
+	}
+	if c.ns, err = connectNATS(cfg, log); err != nil {
+		return nil, err
+	}
+	c.undo = append(c.undo, c.ns.Close)
+	if err := c.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trine_nats_connected", Help: "1 while the engine's NATS connection is up, 0 otherwise."},
 		func() float64 {
-			if ns.Conn.IsConnected() {
+			if c.ns.Conn.IsConnected() {
 				return 1
 			}
 			return 0
 		})); err != nil {
-		return fmt.Errorf("register nats metrics: %w", err)
+		return nil, fmt.Errorf("register nats metrics: %w", err)
 	}
-	stopAnnounce, err := announceStore(ns.Conn, cfg.Store, grpcLis.Addr().String(), cfg.NATSURL != "", log)
+	stopAnnounce, err := announceStore(c.ns.Conn, cfg.Store, grpcAddr, cfg.NATSURL != "", log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer stopAnnounce()
-	router := natsroute.New(ns.Conn, log)
-	eng, err := engine.New(engine.Config{
+	c.undo = append(c.undo, stopAnnounce)
+	c.router = natsroute.New(c.ns.Conn, log)
+	if c.eng, err = engine.New(engineCoreConfig(cfg, metrics, c.router, log)); err != nil {
+		return nil, fmt.Errorf("create engine: %w", err)
+	}
+	if err := c.router.Start(c.eng); err != nil {
+		return nil, fmt.Errorf("start routing between engines: %w", err)
+	}
+	c.undo = append(c.undo, c.router.Close)
+	if err := prommetrics.RegisterEngine(c.reg, c.eng); err != nil {
+		return nil, fmt.Errorf("register engine metrics: %w", err)
+	}
+	return c, nil
+}
+
+func (c *engineCore) close() {
+	for i := len(c.undo) - 1; i >= 0; i-- {
+		c.undo[i]()
+	}
+}
+
+// engineCoreConfig is the engine's own configuration.
+func engineCoreConfig(cfg engineConfig, metrics engine.Observer, remote engine.Remote, log *slog.Logger) engine.Config {
+	return engine.Config{
 		DefaultTimeout:       cfg.DefaultTimeout,
 		ShutdownGrace:        cfg.ShutdownGrace,
 		Version:              version,
 		Logger:               log,
 		Observer:             metrics,
-		Remote:               router,
+		Remote:               remote,
 		MaxTriggersPerWorker: cfg.MaxTriggersPerWorker,
 		MaxTriggers:          cfg.MaxTriggers,
 		TriggerFireRate:      cfg.TriggerFireRate,
@@ -196,162 +275,160 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		MaxRegistrationBytesPerWorker: cfg.MaxRegistrationBytesPerWorker,
 		MaxRegistrationBytes:          cfg.MaxRegistrationBytes,
 		MaxListBytes:                  min(cfg.MaxListBytes, cfg.MaxMessageBytes),
-	})
+	}
+}
+
+// engineServers serve the listeners: gRPC and iii workers, HTTP (health,
+// metrics, http triggers), browsers, and the extra worker listeners.
+type engineServers struct {
+	streams  *streams
+	hub      *channels.Hub
+	optional *jsboot.Starter
+	grpc     *grpc.Server
+	http     *http.Server
+	iii      *iiiserver.Server
+	iiiHTTP  *http.Server
+	invoker  *httpinvoke.Invoker
+}
+
+func newEngineServers(cfg engineConfig, core *engineCore, mods *engineModules, lis *engineListeners, log *slog.Logger) (*engineServers, error) {
+	eng := core.eng
+	streams, err := startStreamGateway(cfg, eng, mods.streams, core.ns, log)
 	if err != nil {
-		return fmt.Errorf("create engine: %w", err)
+		return nil, err
 	}
-	if err := router.Start(eng); err != nil {
-		return fmt.Errorf("start routing between engines: %w", err)
-	}
-	defer router.Close()
-	if err := prommetrics.RegisterEngine(reg, eng); err != nil {
-		return fmt.Errorf("register engine metrics: %w", err)
-	}
-	// One bound on list answers for stream::* and state::*.
-	lists := store.NewLists(listBytes(cfg), cfg.MaxListBytesTotal)
-	streams, err := startStreams(cfg, eng, ns, lists, log)
-	if err != nil {
-		return err
-	}
-	defer streams.close()
-	st, err := startState(cfg, eng, ns, lists, log)
-	if err != nil {
-		return err
-	}
-	defer st.close()
-	ps := pubsubmodule.New(pubsubmodule.Config{Conn: ns.Conn, CallTimeout: cfg.DefaultTimeout, Logger: log})
-	defer ps.Close()
-	if err := ps.Register(eng); err != nil {
-		return fmt.Errorf("register pubsub: %w", err)
-	}
-	crons := cronmodule.New(cronmodule.Config{Claims: cronmodule.Waiting{Err: errCronWaiting}, CallTimeout: cfg.DefaultTimeout,
-		MaxListBytes: listBytes(cfg), Logger: log})
-	defer crons.Close()
-	if err := crons.Register(eng); err != nil {
-		return fmt.Errorf("register cron: %w", err)
-	}
-	queues, err := startQueues(cfg, eng, ns, log)
-	if err != nil {
-		return err
-	}
-	defer queues.Close()
+	s := &engineServers{streams: streams, hub: mods.hub}
 	// Cron and queues need JetStream; the engine never waits for it.
-	optional := jsboot.NewStarter(log, cronPart(cfg, ns, crons), jsboot.Part{Name: "queues", Open: queues.Open}, streams.presencePart)
-	if err := registerGatewayMetrics(reg, streams.gw); err != nil {
-		return fmt.Errorf("register stream metrics: %w", err)
-	}
-	hcc := cfg.Channels.hubConfig()
-	hcc.AllowedOrigins, hcc.AllowedHosts, hcc.Logger = cfg.AllowedOrigins, cfg.AllowedHosts, log
-	hub := channels.New(hcc)
-	defer hub.Close()
-	if err := hub.Register(eng); err != nil {
-		return fmt.Errorf("register channels: %w", err)
-	}
-	hcfg := httptrigger.Config{MaxBodyBytes: cfg.HTTPMaxBodyBytes, MaxStreamBodyBytes: cfg.HTTPMaxStreamBody, Timeout: cfg.HTTPTimeout,
-		Reserved: []string{"/healthz", "/readyz", "/metrics", console.Path}, Logger: log}
-	if cfg.HTTPStreaming {
-		hcfg.Channels = hub
-	}
-	routes := httptrigger.New(eng, hcfg)
-	if err := routes.Register(); err != nil {
-		return fmt.Errorf("register http triggers: %w", err)
+	s.optional = jsboot.NewStarter(log, append(mods.optionalParts(cfg, core.ns), streams.presencePart)...)
+	if err := registerGatewayMetrics(core.reg, streams.gw); err != nil {
+		s.close()
+		return nil, fmt.Errorf("register stream metrics: %w", err)
 	}
 	grpcCfg := grpcserver.Config{MaxMessageBytes: cfg.MaxMessageBytes, Logger: log}
-	gs := grpcserver.New(eng, grpcCfg).NewGRPCServer(grpcOpts...)
-	hs := &http.Server{
-		Handler: cfg.HTTPCORS.wrap(httpHandler(eng, optional.States, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), routes,
-			consoleHandler(cfg, httpLis, streamLis, iiiLis, consoleToks, streams.tokens))),
+	s.grpc = grpcserver.New(eng, grpcCfg).NewGRPCServer(lis.grpcOpts...)
+	s.http = &http.Server{
+		Handler: cfg.HTTPCORS.wrap(httpHandler(eng, s.optional.States, promhttp.HandlerFor(core.reg, promhttp.HandlerOpts{}), mods.routes,
+			consoleHandler(cfg, lis.http, lis.stream, lis.iii, lis.consoleTokens, streams.tokens))),
 		ReadHeaderTimeout: 10 * time.Second,
 		// http triggers bound their functions with --http-timeout; this
 		// bounds writing the answer too.
 		WriteTimeout: cfg.HTTPTimeout + 10*time.Second,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	invoker := httpInvoker(cfg, os.LookupEnv, ns.Addr(), grpcLis, httpLis, streamLis, iiiLis, extra)
-	defer invoker.Close()
+	s.invoker = httpInvoker(cfg, os.LookupEnv, core.ns.Addr(), lis.grpc, lis.http, lis.stream, lis.iii, lis.extra)
 	iiiCfg := iiiserver.Config{MaxMessageBytes: int64(cfg.MaxMessageBytes), NamespaceGrace: cfg.IIINamespaceGrace,
-		Channels: hub, AllowedOrigins: cfg.AllowedOrigins, AllowedHosts: cfg.AllowedHosts, HTTPInvoker: invoker, Logger: log}
-	for i := range extra {
-		extra[i].build(eng, cfg.Listeners[i], iiiCfg, grpcCfg, grpcOpts, workersTLS, log)
+		Channels: mods.hub, AllowedOrigins: cfg.AllowedOrigins, AllowedHosts: cfg.AllowedHosts, HTTPInvoker: s.invoker, Logger: log}
+	for i := range lis.extra {
+		lis.extra[i].build(eng, cfg.Listeners[i], iiiCfg, grpcCfg, lis.grpcOpts, lis.workersTLS, log)
 	}
 	iiiCfg.Access = iiiAccess(cfg)
-	iii := iiiserver.New(eng, iiiCfg)
-	iiiHTTP := &http.Server{
-		Handler:           iii,
+	s.iii = iiiserver.New(eng, iiiCfg)
+	s.iiiHTTP = &http.Server{
+		Handler:           s.iii,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	return s, nil
+}
 
+// close releases what outlives a failed start or a stop: the HTTP
+// invoker and the gateway.
+func (s *engineServers) close() {
+	if s.invoker != nil {
+		s.invoker.Close()
+	}
+	s.streams.close()
+}
+
+// run serves until ctx ends, then stops in order: other engines stop
+// sending calls and the modules stop taking work (Drain), the engine
+// drains its calls and closes worker sessions, then the servers stop.
+func (s *engineServers) run(ctx context.Context, cfg engineConfig, core *engineCore, mods engine.Modules, lis *engineListeners, stdout io.Writer, log *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return eng.Run(gctx) })
-	g.Go(func() error { return optional.Run(gctx) })
+	g.Go(func() error { return core.eng.Run(gctx) })
+	g.Go(func() error { return s.optional.Run(gctx) })
 	// With JetStream at hand the optional parts are up after their first
 	// attempt, which is bounded (jsboot.FirstAttempt): workers that connect
 	// at once find them. Without it, they come up later.
-	<-optional.Settled()
-	g.Go(func() error {
-		if err := gs.Serve(grpcLis); err != nil {
-			return fmt.Errorf("serve grpc: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		if err := hs.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve http: %w", err)
-		}
-		return nil
-	})
-	if iiiLis != nil {
-		g.Go(func() error {
-			if err := iiiHTTP.Serve(iiiLis); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("serve iii: %w", err)
-			}
-			return nil
-		})
-	}
-	for _, l := range extra {
-		g.Go(l.serve)
-	}
-	g.Go(func() error {
-		if err := streams.http.Serve(streamLis); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve stream: %w", err)
-		}
-		return nil
-	})
+	<-s.optional.Settled()
+	s.serve(g, lis)
 	g.Go(func() error {
 		<-gctx.Done()
 		// Other engines stop sending calls here while this one drains,
 		// and the queues stop handing it jobs.
-		go router.Close()
-		queues.Stop()
-		<-eng.Done() // calls drained or cut, worker sessions closed
-		force := time.AfterFunc(grpcStopTimeout, func() {
-			log.Warn("gRPC server did not stop in time; closing its connections")
-			gs.Stop()
-		})
-		gs.GracefulStop()
-		force.Stop()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpStopTimeout)
-		defer cancel()
-		streams.shutdown(sctx)
-		// Worker sessions are closed by now; Close ends their sockets
-		// (and open channels), which Shutdown does not track.
-		iii.Close()
-		for _, l := range extra {
-			l.stop(sctx)
-		}
-		hub.Close()
-		for _, srv := range []*http.Server{hs, iiiHTTP} {
-			if err := srv.Shutdown(sctx); err != nil {
-				_ = srv.Close()
-			}
+		go core.router.Close()
+		mods.Drain(context.WithoutCancel(ctx))
+		<-core.eng.Done() // calls drained or cut, worker sessions closed
+		s.stop(ctx, lis, log)
+		return nil
+	})
+	printStarted(cfg, core, lis, stdout, log)
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	log.Info("engine exited")
+	return nil
+}
+
+// serve starts a server on every listener.
+func (s *engineServers) serve(g *errgroup.Group, lis *engineListeners) {
+	g.Go(func() error {
+		if err := s.grpc.Serve(lis.grpc); err != nil {
+			return fmt.Errorf("serve grpc: %w", err)
 		}
 		return nil
 	})
+	serveHTTP := func(name string, srv *http.Server, l net.Listener) {
+		g.Go(func() error {
+			if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve %s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	serveHTTP("http", s.http, lis.http)
+	if lis.iii != nil {
+		serveHTTP("iii", s.iiiHTTP, lis.iii)
+	}
+	for _, l := range lis.extra {
+		g.Go(l.serve)
+	}
+	serveHTTP("stream", s.streams.http, lis.stream)
+}
+
+// stop stops the servers once the engine has drained: gRPC gracefully
+// (then hard after grpcStopTimeout), browsers, iii workers' sockets, the
+// extra listeners, channels, then the HTTP servers.
+func (s *engineServers) stop(ctx context.Context, lis *engineListeners, log *slog.Logger) {
+	force := time.AfterFunc(grpcStopTimeout, func() {
+		log.Warn("gRPC server did not stop in time; closing its connections")
+		s.grpc.Stop()
+	})
+	s.grpc.GracefulStop()
+	force.Stop()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpStopTimeout)
+	defer cancel()
+	s.streams.shutdown(sctx)
+	// Worker sessions are closed by now; Close ends their sockets
+	// (and open channels), which Shutdown does not track.
+	s.iii.Close()
+	for _, l := range lis.extra {
+		l.stop(sctx)
+	}
+	_ = s.hub.Close()
+	for _, srv := range []*http.Server{s.http, s.iiiHTTP} {
+		if err := srv.Shutdown(sctx); err != nil {
+			_ = srv.Close()
+		}
+	}
+}
+
+// printStarted writes the start line and logs it.
+func printStarted(cfg engineConfig, core *engineCore, lis *engineListeners, stdout io.Writer, log *slog.Logger) {
 	natsInfo := "nats=" + natsembed.Redact(cfg.NATSURL)
 	if cfg.NATSURL == "" {
 		natsInfo = "nats=embedded"
-		if a := ns.Addr(); a != "" {
+		if a := core.ns.Addr(); a != "" {
 			natsInfo += "," + a
 		}
 		if cfg.NATSTokenGenerated {
@@ -359,17 +436,12 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 		}
 	}
 	iiiInfo := "off"
-	if iiiLis != nil {
-		iiiInfo = iiiLis.Addr().String()
+	if lis.iii != nil {
+		iiiInfo = lis.iii.Addr().String()
 	}
-	fmt.Fprintf(stdout, "trine engine %s listening: grpc=%s http=%s stream=%s iii=%s %s%s%s\n", version, grpcLis.Addr(), httpLis.Addr(), streamLis.Addr(), iiiInfo, natsInfo, tlsInfo(cfg.TLS), listenerInfo(extra))
-	log.Info("engine started", "version", version, "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
-		"stream", streamLis.Addr().String(), "iii", iiiInfo, "store", cfg.Store, "data_dir", cfg.DataDir, "config", cfg.ConfigFile)
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	log.Info("engine exited")
-	return nil
+	fmt.Fprintf(stdout, "trine engine %s listening: grpc=%s http=%s stream=%s iii=%s %s%s%s\n", version, lis.grpc.Addr(), lis.http.Addr(), lis.stream.Addr(), iiiInfo, natsInfo, tlsInfo(cfg.TLS), listenerInfo(lis.extra))
+	log.Info("engine started", "version", version, "grpc", lis.grpc.Addr().String(), "http", lis.http.Addr().String(),
+		"stream", lis.stream.Addr().String(), "iii", iiiInfo, "store", cfg.Store, "data_dir", cfg.DataDir, "config", cfg.ConfigFile)
 }
 
 // tlsInfo is the start line's note on TLS.
@@ -442,27 +514,6 @@ func listen(ctx context.Context, name, setting, addr string) (net.Listener, erro
 		return nil, fmt.Errorf("listen %s %s: %w; change %s", name, addr, err, setting)
 	}
 	return l, nil
-}
-
-// errCronWaiting is why cron fires are skipped until cron's JetStream
-// stream is open.
-var errCronWaiting = errors.New("cron waits for JetStream, which the engine's NATS does not offer yet (GET /readyz shows when it is up)")
-
-// cronPart opens the JetStream stream that makes each cron fire run once
-// per fleet. Until then cron triggers are accepted and their fires
-// skipped; if JetStream refuses the stream, they are refused, saying why.
-func cronPart(cfg engineConfig, ns *natsembed.Server, crons *cronmodule.Module) jsboot.Part {
-	return jsboot.Part{Name: "cron", Open: func(ctx context.Context) error {
-		c, err := cronmodule.OpenJetStreamClaims(ctx, ns.Conn, cfg.StoreReplicas)
-		if err != nil {
-			if !jsboot.Transient(err) {
-				crons.SetClaims(cronmodule.Unavailable{Err: err})
-			}
-			return err
-		}
-		crons.SetClaims(c)
-		return nil
-	}}
 }
 
 // httpInvoker is the client of HTTP-invoked functions, kept off the

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -149,33 +150,13 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 		return err
 	}
 	defer ns.Close()
-	opts := []trine.Option{trine.WithName("trine-gateway"), trine.WithVersion(version), trine.WithLogger(log)}
-	if et := cfg.EngineTLS; et.ClientCA != "" || et.Cert != "" {
-		tc, err := tlsconf.Client(et.ClientCA, et.Cert, et.Key)
-		if err != nil {
-			return err
-		}
-		opts = append(opts, trine.WithTLS(tc))
-	}
-	w, err := trine.NewWorker(cfg.EngineAddr, opts...)
+	w, err := engineWorker(cfg, log)
 	if err != nil {
-		return fmt.Errorf("--engine: %w", err)
+		return err
 	}
 	defer w.Close()
 	caller := sdkCaller{w}
-	ready := func() error {
-		if !ns.Conn.IsConnected() {
-			return errors.New("not connected to NATS (--nats-url)")
-		}
-		// Connect gives the first session, which starts with the gateway,
-		// a moment; Connected sees a session lost later.
-		cctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-		defer cancel()
-		if w.Connect(cctx) != nil || !w.Connected() {
-			return fmt.Errorf("no engine reachable at %s (--engine)", cfg.EngineAddr)
-		}
-		return nil
-	}
+	ready := gatewayReady(ns, w, cfg.EngineAddr)
 	gcfg := gatewayConfig(cfg, gateway.RemoteBackend(caller), natsfanout.NewSubscriber(ns.Conn), caller, log)
 	gcfg.Ready = ready
 	presence, presencePart := presenceStore(cfg, ns)
@@ -193,27 +174,10 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if err := registerGatewayMetrics(reg, gw); err != nil {
-		return fmt.Errorf("register metrics: %w", err)
+	mux, err := gatewayHTTP(gw, ready)
+	if err != nil {
+		return err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeStatus(w, http.StatusOK, "ok") })
-	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
-		if err := ready(); err != nil {
-			rw.Header().Set("Content-Type", "application/json")
-			rw.Header().Set("Cache-Control", "no-store")
-			rw.WriteHeader(http.StatusServiceUnavailable)
-			_ = json.NewEncoder(rw).Encode(struct {
-				Status string `json:"status"`
-				Reason string `json:"reason"`
-			}{"not_connected", err.Error()})
-			return
-		}
-		writeStatus(rw, http.StatusOK, "ok")
-	})
 	streamSrv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
@@ -251,4 +215,66 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 	}
 	log.Info("gateway exited")
 	return nil
+}
+
+// engineWorker is the gateway's connection to the engine at --engine.
+func engineWorker(cfg engineConfig, log *slog.Logger) (*trine.Worker, error) {
+	opts := []trine.Option{trine.WithName("trine-gateway"), trine.WithVersion(version), trine.WithLogger(log)}
+	if et := cfg.EngineTLS; et.ClientCA != "" || et.Cert != "" {
+		tc, err := tlsconf.Client(et.ClientCA, et.Cert, et.Key)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, trine.WithTLS(tc))
+	}
+	w, err := trine.NewWorker(cfg.EngineAddr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("--engine: %w", err)
+	}
+	return w, nil
+}
+
+// gatewayHTTP serves the gateway's HTTP listener: /metrics, /healthz, and
+// /readyz, which ready decides.
+func gatewayHTTP(gw *gateway.Gateway, ready func() error) (http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := registerGatewayMetrics(reg, gw); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeStatus(w, http.StatusOK, "ok") })
+	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
+		if err := ready(); err != nil {
+			rw.Header().Set("Content-Type", "application/json")
+			rw.Header().Set("Cache-Control", "no-store")
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(rw).Encode(struct {
+				Status string `json:"status"`
+				Reason string `json:"reason"`
+			}{"not_connected", err.Error()})
+			return
+		}
+		writeStatus(rw, http.StatusOK, "ok")
+	})
+	return mux, nil
+}
+
+// gatewayReady tells whether the gateway can serve: connected to NATS and
+// to an engine.
+func gatewayReady(ns *natsembed.Server, w *trine.Worker, engineAddr string) func() error {
+	return func() error {
+		if !ns.Conn.IsConnected() {
+			return errors.New("not connected to NATS (--nats-url)")
+		}
+		// Connect gives the first session, which starts with the gateway,
+		// a moment; Connected sees a session lost later.
+		cctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if w.Connect(cctx) != nil || !w.Connected() {
+			return fmt.Errorf("no engine reachable at %s (--engine)", engineAddr)
+		}
+		return nil
+	}
 }

@@ -2,14 +2,12 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/natsembed"
 	"github.com/trinehq/trine/queuemodule"
 )
@@ -33,19 +31,15 @@ func decodeQueues(n *yaml.Node) (map[string]queuemodule.QueueConfig, error) {
 	return qs, nil
 }
 
-// startQueues registers the queue module on the engine. Its streams live
-// in JetStream and are opened in the background (Open, a jsboot.Part):
-// until then the queue functions answer unavailable.
-func startQueues(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, log *slog.Logger) (*queuemodule.Module, error) {
-	m, err := queuemodule.Waiting(queuemodule.Config{Conn: ns.Conn, Queues: cfg.Queues, Replicas: cfg.StoreReplicas,
+// newQueueModule builds the queue module. Its streams live in JetStream
+// and are opened in the background (Open, a jsboot.Part): until then the
+// queue functions answer unavailable.
+func newQueueModule(cfg engineConfig, ns *natsembed.Server, log *slog.Logger) (*queuemodule.Module, error) {
+	m, err := queuemodule.New(queuemodule.Config{Conn: ns.Conn, Queues: cfg.Queues, Replicas: cfg.StoreReplicas,
 		AckWait: cfg.QueueAckWait, CallTimeout: cfg.DefaultTimeout, MaxConcurrency: cfg.QueueMaxConc,
 		InFlightBytes: int64(cfg.QueueInFlight), InFlightBytesTotal: int64(cfg.QueueInFlightAll), MaxListBytes: listBytes(cfg), Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("queues: %w", err)
-	}
-	if err := m.Register(context.Background(), eng); err != nil {
-		m.Close()
-		return nil, fmt.Errorf("register queues: %w", err)
 	}
 	return m, nil
 }

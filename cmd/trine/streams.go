@@ -24,10 +24,9 @@ import (
 	"github.com/trinehq/trine/streammodule/store/jsstore"
 )
 
-// streams is the StreamModule of an engine with its store and the gateway
-// serving browsers; events travel on the engine's NATS connection.
+// streams is the gateway serving an engine's streams to browsers, with
+// its listener's server; events travel on the engine's NATS connection.
 type streams struct {
-	module *streammodule.Module
 	gw     *gateway.Gateway
 	http   *http.Server
 	tokens *jwtauth.Verifier
@@ -77,7 +76,8 @@ func connectNATS(cfg engineConfig, log *slog.Logger) (*natsembed.Server, error) 
 	return ns, err
 }
 
-func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, lists *store.Lists, log *slog.Logger) (*streams, error) {
+// newStreamModule opens the stream module on the store --store asks for.
+func newStreamModule(cfg engineConfig, ns *natsembed.Server, lists *store.Lists, log *slog.Logger) (*streammodule.Module, error) {
 	open := storeOpener(cfg, ns, log, "streams", jsstore.Config{})
 	mcfg := streammodule.Config{
 		OpenStore:         open,
@@ -85,6 +85,7 @@ func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, li
 		HistorySize:       cfg.StreamHistory,
 		HistoryGroupBytes: cfg.StreamHistoryBytes,
 		HistoryTotalBytes: cfg.StreamHistoryTotal,
+		PublishQueueBytes: cfg.StreamPublishQueue,
 		MaxItemBytes:      maxItemBytes(cfg),
 		Lists:             lists,
 		Logger:            log,
@@ -104,16 +105,18 @@ func startStreams(cfg engineConfig, eng *engine.Engine, ns *natsembed.Server, li
 	if err != nil {
 		return nil, fmt.Errorf("open stream store: %w", err)
 	}
-	s := &streams{module: mod}
-	if err := mod.Register(eng); err != nil {
-		s.close()
-		return nil, fmt.Errorf("register stream module: %w", err)
-	}
+	return mod, nil
+}
+
+// startStreamGateway builds the gateway that serves mod's streams to browsers
+// on the engine's stream listener.
+func startStreamGateway(cfg engineConfig, eng *engine.Engine, mod *streammodule.Module, ns *natsembed.Server, log *slog.Logger) (*streams, error) {
 	gcfg := gatewayConfig(cfg, mod, natsfanout.NewSubscriber(ns.Conn), eng, log)
+	s := &streams{}
+	var err error
 	s.presence, s.presencePart = presenceStore(cfg, ns)
 	gcfg.Presence = s.presence
 	if s.tokens, err = browserTokens(cfg, log); err != nil {
-		s.close()
 		return nil, err
 	}
 	if s.tokens != nil {
@@ -239,7 +242,7 @@ func (s *streams) shutdown(ctx context.Context) {
 	}
 }
 
-// close releases the module, flushing its store.
+// close closes the gateway and stops its token verifier.
 func (s *streams) close() {
 	if s.gw != nil {
 		_ = s.gw.Close()
@@ -247,7 +250,6 @@ func (s *streams) close() {
 	if s.tokens != nil {
 		s.tokens.Close()
 	}
-	_ = s.module.Close()
 }
 
 // browserTokens is the JWT verifier the --stream-jwt-* settings ask for,

@@ -91,53 +91,17 @@ func runTrigger(ctx context.Context, args []string, lookupEnv func(string) (stri
 	if *timeout < 0 {
 		return fail("--timeout must not be negative")
 	}
-	var id string
-	payload := []byte("null")
-	switch len(pos) {
-	case 0:
-		return fail("missing FUNCTION_ID")
-	case 2:
-		payload = []byte(pos[1])
-		if pos[1] == "-" {
-			b, err := io.ReadAll(stdin)
-			if err != nil {
-				return fail("read JSON from stdin: %v", err)
-			}
-			payload = b
-		}
-		payload = bytes.TrimSpace(payload)
-		if err := json.Unmarshal(payload, new(json.RawMessage)); err != nil {
-			return fail("the payload is not valid JSON: %v", err)
-		}
-		fallthrough
-	case 1:
-		id = pos[0]
-	default:
-		return fail("too many arguments: want FUNCTION_ID [JSON]; quote the JSON as one argument")
+	id, payload, err := triggerArgs(pos, stdin)
+	if err != nil {
+		return fail("%v", err)
 	}
-
 	if addr == "" {
 		return fail("--engine must not be empty")
 	}
-	host, useTLS := tlsconf.SplitScheme(addr)
-	creds := insecure.NewCredentials()
-	var tc *tls.Config
-	if useTLS || *tlsCA != "" || *tlsCert != "" {
-		var err error
-		if tc, err = tlsconf.Client(*tlsCA, *tlsCert, *tlsKey); err != nil {
-			return fail("%v", err)
-		}
-		creds = credentials.NewTLS(tc)
-	}
-	dial := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
-	if token != "" {
-		dial = append(dial, grpc.WithPerRPCCredentials(bearerToken(token)))
-	}
-	cc, err := grpc.NewClient(host, append(dial,
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)),
-	)...)
+	host, _ := tlsconf.SplitScheme(addr)
+	cc, tc, err := dialEngine(addr, *tlsCA, *tlsCert, *tlsKey, token)
 	if err != nil {
-		return fail("engine address %q: %v", addr, err)
+		return fail("%v", err)
 	}
 	defer cc.Close()
 
@@ -154,12 +118,7 @@ func runTrigger(ctx context.Context, args []string, lookupEnv func(string) (stri
 	if err != nil {
 		f := callError(err, addr)
 		if f.Code == "unavailable" {
-			switch tlsconf.Diagnose(ctx, host, tc, nil) {
-			case tlsconf.ServerSpeaksTLS:
-				f.Message = fmt.Sprintf("the engine at %s speaks TLS: use --engine grpcs://%s (with --tls-ca FILE for a private CA)", addr, host)
-			case tlsconf.ClientCertRequired:
-				f.Message = fmt.Sprintf("the engine at %s requires a client certificate (mTLS): pass --tls-cert FILE and --tls-key FILE", addr)
-			}
+			f.Message = diagnoseTLS(ctx, addr, host, tc, f.Message)
 		}
 		writeCallError(stderr, f)
 		return 1
@@ -172,6 +131,72 @@ func runTrigger(ctx context.Context, args []string, lookupEnv func(string) (stri
 		fmt.Fprintf(stdout, "%s\n", out)
 	}
 	return 0
+}
+
+// triggerArgs reads FUNCTION_ID [JSON] (JSON "-": from stdin); the
+// payload is null without JSON.
+func triggerArgs(pos []string, stdin io.Reader) (id string, payload []byte, err error) {
+	payload = []byte("null")
+	switch len(pos) {
+	case 0:
+		return "", nil, errors.New("missing FUNCTION_ID")
+	case 1:
+		return pos[0], payload, nil
+	case 2:
+	default:
+		return "", nil, errors.New("too many arguments: want FUNCTION_ID [JSON]; quote the JSON as one argument")
+	}
+	payload = []byte(pos[1])
+	if pos[1] == "-" {
+		b, err := io.ReadAll(stdin)
+		if err != nil {
+			return "", nil, fmt.Errorf("read JSON from stdin: %v", err)
+		}
+		payload = b
+	}
+	payload = bytes.TrimSpace(payload)
+	if err := json.Unmarshal(payload, new(json.RawMessage)); err != nil {
+		return "", nil, fmt.Errorf("the payload is not valid JSON: %v", err)
+	}
+	return pos[0], payload, nil
+}
+
+// dialEngine is a client of the engine at addr (grpcs:// for TLS), with
+// the TLS files and bearer token given; tc is its TLS configuration, nil
+// without TLS.
+func dialEngine(addr, ca, cert, key, token string) (cc *grpc.ClientConn, tc *tls.Config, err error) {
+	host, useTLS := tlsconf.SplitScheme(addr)
+	creds := insecure.NewCredentials()
+	if useTLS || ca != "" || cert != "" {
+		if tc, err = tlsconf.Client(ca, cert, key); err != nil {
+			return nil, nil, err
+		}
+		creds = credentials.NewTLS(tc)
+	}
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if token != "" {
+		dial = append(dial, grpc.WithPerRPCCredentials(bearerToken(token)))
+	}
+	cc, err = grpc.NewClient(host, append(dial,
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)),
+	)...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("engine address %q: %v", addr, err)
+	}
+	return cc, tc, nil
+}
+
+// diagnoseTLS says why an engine that answered unavailable may have
+// refused the connection (TLS on one side only, a client certificate
+// missing); otherwise it returns msg.
+func diagnoseTLS(ctx context.Context, addr, host string, tc *tls.Config, msg string) string {
+	switch tlsconf.Diagnose(ctx, host, tc, nil) {
+	case tlsconf.ServerSpeaksTLS:
+		return fmt.Sprintf("the engine at %s speaks TLS: use --engine grpcs://%s (with --tls-ca FILE for a private CA)", addr, host)
+	case tlsconf.ClientCertRequired:
+		return fmt.Sprintf("the engine at %s requires a client certificate (mTLS): pass --tls-cert FILE and --tls-key FILE", addr)
+	}
+	return msg
 }
 
 // parseInterleaved parses the flags of args wherever they stand, before or

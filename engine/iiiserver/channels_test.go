@@ -29,8 +29,11 @@ func (c *client) createChannel(id string) map[string]any {
 // and the first connection's channels go when it leaves.
 func TestChannelsCappedPerConnection(t *testing.T) {
 	t.Parallel()
-	hub := channels.New(channels.Config{MaxConnChannels: 2})
-	t.Cleanup(hub.Close)
+	hub, err := channels.New(channels.Config{MaxConnChannels: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hub.Close() })
 	s := start(t, iiiserver.Config{Channels: hub, Access: &engine.Access{ExposeFunctions: []engine.Filter{{Match: "api::*"}}}})
 	if err := hub.Register(s.e); err != nil {
 		t.Fatal(err)

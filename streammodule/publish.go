@@ -1,0 +1,113 @@
+package streammodule
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+)
+
+// DefaultPublishQueueBytes bounds the events committed and not yet handed
+// to the Publisher.
+const DefaultPublishQueueBytes = 16 << 20
+
+// publishQueue hands committed events to the Publisher from one goroutine
+// of its own, in commit order (so in sequence order per group), so that
+// the store's group lock is never held while NATS takes an event. It is
+// bounded in bytes: a commit that finds it full waits until the goroutine
+// has published enough, so no event is lost and the memory it holds stays
+// under its bound (one event larger than the bound still goes, alone).
+//
+// enqueue may be called concurrently; close waits until every event
+// enqueued is published, then stops the goroutine, which starts with the
+// first event.
+type publishQueue struct {
+	p        Publisher
+	log      *slog.Logger
+	maxBytes int
+
+	mu      sync.Mutex
+	cond    *sync.Cond // signals both room and events
+	q       []pubEvent
+	bytes   int
+	started bool
+	closed  bool
+	done    chan struct{}
+}
+
+type pubEvent struct {
+	stream, group string
+	seq           uint64
+	frame         []byte
+}
+
+func newPublishQueue(p Publisher, maxBytes int, log *slog.Logger) *publishQueue {
+	q := &publishQueue{p: p, log: log, maxBytes: maxBytes, done: make(chan struct{})}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
+
+// enqueue queues ev, waiting for room.
+func (q *publishQueue) enqueue(ev pubEvent) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.bytes > 0 && q.bytes+len(ev.frame) > q.maxBytes && !q.closed {
+		q.cond.Wait()
+	}
+	if q.closed {
+		q.publish(ev) // after close: nothing is waiting to publish it
+		return
+	}
+	if !q.started {
+		q.started = true
+		go q.run()
+	}
+	q.q = append(q.q, ev)
+	q.bytes += len(ev.frame)
+	q.cond.Broadcast()
+}
+
+func (q *publishQueue) run() {
+	defer close(q.done)
+	var batch []pubEvent
+	for {
+		q.mu.Lock()
+		for len(q.q) == 0 && !q.closed {
+			q.cond.Wait()
+		}
+		if len(q.q) == 0 {
+			q.mu.Unlock()
+			return
+		}
+		batch, q.q = q.q, batch[:0]
+		q.mu.Unlock()
+		n := 0
+		for i, ev := range batch {
+			q.publish(ev)
+			n += len(ev.frame)
+			batch[i] = pubEvent{}
+		}
+		q.mu.Lock()
+		q.bytes -= n
+		q.cond.Broadcast()
+		q.mu.Unlock()
+	}
+}
+
+func (q *publishQueue) publish(ev pubEvent) {
+	if err := q.p.Publish(context.Background(), ev.stream, ev.group, ev.frame); err != nil {
+		q.log.Error("stream event not published", "stream", ev.stream, "group", ev.group, "seq", ev.seq, "error", err)
+	}
+}
+
+// close publishes what is queued and stops the goroutine. It may be
+// called more than once.
+func (q *publishQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	started := q.started
+	q.cond.Broadcast()
+	q.mu.Unlock()
+	if started {
+		<-q.done
+	}
+}

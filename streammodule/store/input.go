@@ -1,0 +1,64 @@
+package store
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/trinehq/trine/engine"
+)
+
+// The inputs and results the stream and state modules share: both keep
+// their values in a store.
+
+// ReadName reads the required name field of in and checks it
+// (CheckName, at most maxBytes).
+func ReadName(in engine.Input, field string, maxBytes int) (string, error) {
+	s, ok, err := in.String(field)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", in.Missing(field)
+	}
+	if err := CheckName(field, s, maxBytes); err != nil {
+		return "", in.Invalid(err)
+	}
+	return s, nil
+}
+
+// ReadPage reads limit and after, the paging fields of the lists (see
+// PageArgs); paged tells whether either is set.
+func ReadPage(fn string, in engine.Input) (limit int, after string, paged bool, err error) {
+	l, err := in.Int("limit")
+	if err != nil {
+		return 0, "", false, err
+	}
+	a, ok, err := in.String("after")
+	if err != nil {
+		return 0, "", false, err
+	}
+	var ap *string
+	if ok {
+		ap = &a
+	}
+	limit, after, err = PageArgs(fn, l, ap)
+	return limit, after, l != nil || ok, err
+}
+
+// AppendChange appends the result of a write (stream::set, update and
+// delete; state::set and update):
+// {"old_value": old or null, "new_value": value (when set), "seq": seq
+// (when not 0)}. Stored values are compact JSON already.
+func AppendChange(b []byte, old, value json.RawMessage, seq uint64) []byte {
+	if old == nil {
+		old = json.RawMessage("null")
+	}
+	b = append(append(b, `{"old_value":`...), old...)
+	if len(value) > 0 {
+		b = append(append(b, `,"new_value":`...), value...)
+	}
+	if seq != 0 {
+		b = strconv.AppendUint(append(b, `,"seq":`...), seq, 10)
+	}
+	return append(b, '}')
+}
