@@ -15,14 +15,17 @@ import (
 // Build them with `go build -o DIR/old ./cmd/trine` at each commit.
 
 // runSetAB measures bins alternately and prints every round and the
-// median of each binary per shape, with NEW/OLD.
+// median of each binary per shape, with NEW/OLD: writes/s, and the
+// engine's CPU time per write, which depends less on what else the
+// machine runs.
 func runSetAB(env *setEnv, bins []string, rounds int) error {
 	shapes := []setShape{{"1 group", 1}, {fmt.Sprintf("%d groups", env.groups), env.groups}}
 	fmt.Printf("stream::set A/B, memory store: %d concurrent callers, %v per shape after %v warm-up, %d rounds, binaries alternating\n",
 		env.callers, env.duration, env.warmup, rounds)
 	perSec := make([]map[string][]float64, len(bins))
+	cpu := make([]map[string][]float64, len(bins)) // engine µs per write
 	for i := range bins {
-		perSec[i] = map[string][]float64{}
+		perSec[i], cpu[i] = map[string][]float64{}, map[string][]float64{}
 	}
 	var errs []error
 	for round := range rounds {
@@ -40,27 +43,30 @@ func runSetAB(env *setEnv, bins []string, rounds int) error {
 					continue
 				}
 				perSec[i][r.shape] = append(perSec[i][r.shape], r.perSec())
-				loadgen.Progress("round %d %s, %s: %s writes/s, sequences %s", round+1, bin, r.shape, loadgen.Human(r.perSec()), r.seqs)
+				cpu[i][r.shape] = append(cpu[i][r.shape], loadgen.Micros(r.cpuPerWrite()))
+				loadgen.Progress("round %d %s, %s: %s writes/s, engine %.0f µs/write, sequences %s", round+1, bin, r.shape, loadgen.Human(r.perSec()), loadgen.Micros(r.cpuPerWrite()), r.seqs)
 			}
 		}
 	}
 	fmt.Println()
 	tw := loadgen.NewTable()
-	fmt.Fprintln(tw, "binary\tshape\tmedian writes/s\tevery round\t")
+	fmt.Fprintln(tw, "binary\tshape\tmedian writes/s\tevery round\tmedian engine µs/write\tevery round\t")
 	for i, bin := range bins {
 		for _, s := range shapes {
-			var each []string
-			for _, v := range perSec[i][s.name] {
+			var each, eachCPU []string
+			for j, v := range perSec[i][s.name] {
 				each = append(each, loadgen.Human(v))
+				eachCPU = append(eachCPU, fmt.Sprintf("%.0f", cpu[i][s.name][j]))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", bin, s.name, loadgen.Human(median(perSec[i][s.name])), strings.Join(each, " "))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%s\t\n", bin, s.name, loadgen.Human(median(perSec[i][s.name])), strings.Join(each, " "),
+				median(cpu[i][s.name]), strings.Join(eachCPU, " "))
 		}
 	}
 	tw.Flush()
 	if len(bins) == 2 {
 		for _, s := range shapes {
-			if old := median(perSec[0][s.name]); old > 0 {
-				fmt.Printf("%s: NEW/OLD %.2f×\n", s.name, median(perSec[1][s.name])/old)
+			if old, newCPU := median(perSec[0][s.name]), median(cpu[1][s.name]); old > 0 && newCPU > 0 {
+				fmt.Printf("%s: writes/s NEW/OLD %.2f×, engine CPU per write OLD/NEW %.2f×\n", s.name, median(perSec[1][s.name])/old, median(cpu[0][s.name])/newCPU)
 			}
 		}
 	}
