@@ -156,16 +156,35 @@ func (i *Invoker) Parse(raw json.RawMessage) (*Function, error) {
 	if err := dec.Decode(&s); err != nil {
 		return nil, refuse("%v", err)
 	}
-	u, err := url.Parse(s.URL)
+	u, err := i.checkURL(s.URL)
+	if err != nil {
+		return nil, err
+	}
+	f := &Function{url: u.String(), method: strings.ToUpper(s.Method), timeout: i.cfg.MaxTimeout, headers: http.Header{}}
+	if err := i.options(f, s); err != nil {
+		return nil, err
+	}
+	if s.Auth != nil {
+		if f.auth, err = i.parseAuth(s); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// checkURL checks the url of an invocation: its scheme, its host among
+// --http-invoke-hosts, and, for an IP address, one it may reach.
+func (i *Invoker) checkURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
 	switch {
-	case err != nil || s.URL == "":
-		return nil, refuse("url %q does not parse", s.URL)
+	case err != nil || raw == "":
+		return nil, refuse("url %q does not parse", raw)
 	case u.Scheme != "https" && !(u.Scheme == "http" && i.cfg.AllowHTTP):
-		return nil, refuse("url %q: the scheme must be https (http only with --http-invoke-allow-http)", s.URL)
+		return nil, refuse("url %q: the scheme must be https (http only with --http-invoke-allow-http)", raw)
 	case u.User != nil:
-		return nil, refuse("url %q carries credentials: use auth", s.URL)
+		return nil, refuse("url %q carries credentials: use auth", raw)
 	case u.Hostname() == "":
-		return nil, refuse("url %q has no host", s.URL)
+		return nil, refuse("url %q has no host", raw)
 	}
 	host := strings.ToLower(u.Hostname())
 	if !slices.ContainsFunc(i.cfg.AllowedHosts, func(p string) bool { ok, _ := path.Match(p, host); return ok }) {
@@ -175,62 +194,70 @@ func (i *Invoker) Parse(raw json.RawMessage) (*Function, error) {
 	switch {
 	case err == nil:
 		if err := i.checkAddr(netip.AddrPortFrom(ip, port(u))); err != nil {
-			return nil, refuse("url %q: %v", s.URL, err)
+			return nil, refuse("url %q: %v", raw, err)
 		}
 	case numeric(host):
-		return nil, refuse("url %q: the host is a number but not an IP address in the usual form (a.b.c.d or [IPv6])", s.URL)
+		return nil, refuse("url %q: the host is a number but not an IP address in the usual form (a.b.c.d or [IPv6])", raw)
 	}
-	f := &Function{url: u.String(), method: strings.ToUpper(s.Method), timeout: i.cfg.MaxTimeout, headers: http.Header{}}
+	return u, nil
+}
+
+// options reads the method, timeout and headers of s into f.
+func (i *Invoker) options(f *Function, s spec) error {
 	if f.method == "" {
 		f.method = http.MethodPost
 	}
 	if !slices.Contains([]string{"GET", "POST", "PUT", "PATCH", "DELETE"}, f.method) {
-		return nil, refuse("method %q: want GET, POST, PUT, PATCH or DELETE", s.Method)
+		return refuse("method %q: want GET, POST, PUT, PATCH or DELETE", s.Method)
 	}
 	if s.TimeoutMS != nil {
 		t := time.Duration(*s.TimeoutMS) * time.Millisecond
 		if t <= 0 || t > i.cfg.MaxTimeout {
-			return nil, refuse("timeout_ms %d: want 1 to %d", *s.TimeoutMS, i.cfg.MaxTimeout.Milliseconds())
+			return refuse("timeout_ms %d: want 1 to %d", *s.TimeoutMS, i.cfg.MaxTimeout.Milliseconds())
 		}
 		f.timeout = t
 	}
 	if len(s.Headers) > maxHeaders {
-		return nil, refuse("%d headers, the limit is %d", len(s.Headers), maxHeaders)
+		return refuse("%d headers, the limit is %d", len(s.Headers), maxHeaders)
 	}
 	for k, v := range s.Headers {
 		if !validHeader(k, v) {
-			return nil, refuse("header %q is not a valid HTTP header", k)
+			return refuse("header %q is not a valid HTTP header", k)
 		}
 		f.headers.Set(k, v)
 	}
-	if a := s.Auth; a != nil {
-		name := ""
-		switch a.Type {
-		case "hmac":
-			name = a.SecretKey
-		case "bearer":
-			name = a.TokenKey
-		case "api_key":
-			name = a.ValueKey
-			if !validHeader(a.Header, "x") {
-				return nil, refuse("auth header %q is not a valid HTTP header name", a.Header)
-			}
-		default:
-			return nil, refuse("auth type %q: want hmac, bearer or api_key", a.Type)
+	return nil
+}
+
+// parseAuth reads the auth block of s: its kind and the secret it names, an
+// environment variable of --http-invoke-env that is set.
+func (i *Invoker) parseAuth(s spec) (auth, error) {
+	a := s.Auth
+	name := ""
+	switch a.Type {
+	case "hmac":
+		name = a.SecretKey
+	case "bearer":
+		name = a.TokenKey
+	case "api_key":
+		name = a.ValueKey
+		if !validHeader(a.Header, "x") {
+			return auth{}, refuse("auth header %q is not a valid HTTP header name", a.Header)
 		}
-		if !slices.Contains(i.cfg.Env, name) {
-			return nil, refuse("auth names the environment variable %q, which is not in --http-invoke-env", name)
-		}
-		v, ok := "", false
-		if i.cfg.LookupEnv != nil {
-			v, ok = i.cfg.LookupEnv(name)
-		}
-		if !ok || v == "" {
-			return nil, refuse("the environment variable %q is not set", name)
-		}
-		f.auth = auth{kind: a.Type, header: a.Header, secret: v}
+	default:
+		return auth{}, refuse("auth type %q: want hmac, bearer or api_key", a.Type)
 	}
-	return f, nil
+	if !slices.Contains(i.cfg.Env, name) {
+		return auth{}, refuse("auth names the environment variable %q, which is not in --http-invoke-env", name)
+	}
+	v, ok := "", false
+	if i.cfg.LookupEnv != nil {
+		v, ok = i.cfg.LookupEnv(name)
+	}
+	if !ok || v == "" {
+		return auth{}, refuse("the environment variable %q is not set", name)
+	}
+	return auth{kind: a.Type, header: a.Header, secret: v}, nil
 }
 
 func port(u *url.URL) uint16 {
