@@ -115,14 +115,7 @@ func main() {
 	if *setAB != "" {
 		bins := strings.Split(*setAB, ",")
 		setEnv := &setEnv{tmp: tmp, callers: *setCallers, groups: *setGroups, payload: *payload, warmup: *warmup, duration: *duration}
-		fmt.Printf("GOMAXPROCS %d, %d CPUs\n", runtime.GOMAXPROCS(0), runtime.NumCPU())
-		err := runSetAB(setEnv, bins, *setRounds)
-		loadgen.StopAll()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "fleet: %v\n", err)
-			cleanupTmp()
-			os.Exit(1)
-		}
+		runOnly(func() error { return runSetAB(setEnv, bins, *setRounds) })
 		return
 	}
 
@@ -136,14 +129,7 @@ func main() {
 	setEnv := &setEnv{tmp: tmp, trineBin: env.trineBin, callers: *setCallers, groups: *setGroups, payload: *payload,
 		warmup: *warmup, duration: *duration, twoEngines: *setTwoEngines}
 	if *setOnly {
-		fmt.Printf("GOMAXPROCS %d, %d CPUs\n", runtime.GOMAXPROCS(0), runtime.NumCPU())
-		err := errors.Join(runSetPart(setEnv), runGroupSizePart(tmp, *groupItems, *groupWrites))
-		loadgen.StopAll()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "fleet: %v\n", err)
-			cleanupTmp()
-			os.Exit(1)
-		}
+		runOnly(func() error { return errors.Join(runSetPart(setEnv), runGroupSizePart(tmp, *groupItems, *groupWrites)) })
 		return
 	}
 
@@ -331,4 +317,17 @@ var cleanupTmp = func() {}
 func fatalf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "fleet: "+format+"\n", args...)
 	loadgen.Exit(1, cleanupTmp)
+}
+
+// runOnly runs one part alone (-set-only, -set-ab), then stops the
+// servers; on an error it exits 1.
+func runOnly(part func() error) {
+	fmt.Printf("GOMAXPROCS %d, %d CPUs\n", runtime.GOMAXPROCS(0), runtime.NumCPU())
+	err := part()
+	loadgen.StopAll()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "fleet: %v\n", err)
+		cleanupTmp()
+		os.Exit(1)
+	}
 }
