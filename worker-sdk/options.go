@@ -58,7 +58,23 @@ func (o *options) validate() error {
 	if strings.ContainsFunc(o.token, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
 		return errorf(CodeInvalidArgument, "the token must be printable ASCII")
 	}
-	md, size := o.metadata(), 0
+	if err := validateMetadata(o.metadata()); err != nil {
+		return err
+	}
+	switch {
+	case o.concurrency < 0:
+		return errorf(CodeInvalidArgument, "concurrency must not be negative")
+	case o.callTimeout <= 0, o.closeTimeout <= 0, o.keepalive <= 0:
+		return errorf(CodeInvalidArgument, "timeouts must be positive")
+	case o.backoffMin <= 0 || o.backoffMax < o.backoffMin:
+		return errorf(CodeInvalidArgument, "reconnect backoff needs 0 < min <= max")
+	}
+	return nil
+}
+
+// validateMetadata checks the headers (and token) sent as gRPC metadata.
+func validateMetadata(md map[string]string) error {
+	size := 0
 	for k, v := range md {
 		size += len(k) + len(v)
 	}
@@ -74,14 +90,6 @@ func (o *options) validate() error {
 		if strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
 			return errorf(CodeInvalidArgument, "header %q: the value must be printable ASCII", k)
 		}
-	}
-	switch {
-	case o.concurrency < 0:
-		return errorf(CodeInvalidArgument, "concurrency must not be negative")
-	case o.callTimeout <= 0, o.closeTimeout <= 0, o.keepalive <= 0:
-		return errorf(CodeInvalidArgument, "timeouts must be positive")
-	case o.backoffMin <= 0 || o.backoffMax < o.backoffMin:
-		return errorf(CodeInvalidArgument, "reconnect backoff needs 0 < min <= max")
 	}
 	return nil
 }
