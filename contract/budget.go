@@ -169,6 +169,21 @@ func (g *graph) build() error {
 	return nil
 }
 
+// patternsOf is the size of the patterns of the subschema m: its pattern
+// and the names of its patternProperties.
+func patternsOf(m map[string]any) int {
+	n := 0
+	if p, ok := m["pattern"].(string); ok {
+		n += patternSize(p)
+	}
+	if pp, ok := m["patternProperties"].(map[string]any); ok {
+		for p := range pp {
+			n += patternSize(p)
+		}
+	}
+	return n
+}
+
 // node registers the subschema v at ptr and everything below it, and
 // returns its id.
 func (g *graph) node(v any, ptr string) int {
@@ -185,14 +200,7 @@ func (g *graph) node(v any, ptr string) int {
 	if !ok {
 		return id
 	}
-	if p, ok := m["pattern"].(string); ok {
-		g.patterns[id] += patternSize(p)
-	}
-	if pp, ok := m["patternProperties"].(map[string]any); ok {
-		for p := range pp {
-			g.patterns[id] += patternSize(p)
-		}
-	}
+	g.patterns[id] += patternsOf(m)
 	one := func(k string) (int, bool) {
 		x, ok := m[k]
 		if !ok {
