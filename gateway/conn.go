@@ -67,6 +67,9 @@ type conn struct {
 	sse     *http.ResponseController // SSE only: written by the request goroutine
 	wake    chan struct{}            // SSE only: queue not empty, or closing
 	session string                   // SSE only: the id POST /stream/auth names it by
+	postMu  sync.Mutex               // SSE only: one POST's frames at a time; guards posts and postAt
+	posts   int                      // SSE only: POSTs taken in the second since postAt
+	postAt  time.Time
 
 	lastRead atomic.Int64  // unix nanoseconds of the last inbound frame
 	rd       wsconn.Reader // WebSocket only: used by the read loop

@@ -56,6 +56,7 @@ const (
 	DefaultSnapshotPageBytes = 256 << 10
 	DefaultSnapshotCoalesce  = 50 * time.Millisecond
 	DefaultSSEKeepAlive      = 3 * time.Second
+	DefaultSessionPosts      = 20
 )
 
 // Backend serves snapshots, history and join decisions; the StreamModule is
@@ -143,6 +144,10 @@ type Config struct {
 	// dead stream (no byte for a few of these) from an idle one. Default
 	// DefaultSSEKeepAlive.
 	SSEKeepAlive time.Duration
+	// SessionPosts bounds the POSTs (/stream/session and /stream/auth)
+	// one SSE session takes per second; more are refused with 429
+	// (rate_limited) and change nothing. Default DefaultSessionPosts.
+	SessionPosts int
 	// WriteTimeout bounds one socket write. Default DefaultWriteTimeout.
 	WriteTimeout time.Duration
 	// AuthTimeout bounds the auth function. Default DefaultAuthTimeout.
@@ -212,6 +217,7 @@ func (c Config) withDefaults() Config {
 	defaults.Positive(&c.QueueBytes, DefaultQueueBytes)
 	defaults.Positive(&c.PingInterval, DefaultPingInterval)
 	defaults.Positive(&c.SSEKeepAlive, DefaultSSEKeepAlive)
+	defaults.Positive(&c.SessionPosts, DefaultSessionPosts)
 	defaults.Positive(&c.WriteTimeout, DefaultWriteTimeout)
 	defaults.Positive(&c.AuthTimeout, DefaultAuthTimeout)
 	defaults.Positive(&c.MaxSubscriptions, DefaultMaxSubscriptions)
@@ -237,10 +243,11 @@ func (c Config) withDefaults() Config {
 
 // Gateway is an http.Handler serving:
 //
-//	GET /                               multiplexed WebSocket (join/leave frames)
+//	GET /                               multiplexed WebSocket (join/leave frames), or multiplexed SSE with Accept: text/event-stream
 //	GET /stream/{stream}/{group}        WebSocket, or SSE with Accept: text/event-stream
 //	GET /stream?stream=S&group=G        the same, for names a URL path cannot carry ("." and "..")
 //	POST /stream/auth                   a fresh token for an SSE stream: {"session","token"}
+//	POST /stream/session                frames for a multiplexed SSE stream: {"session","frames":[…]}
 //
 // Path segments are percent-decoded once, so %2F is a slash inside a name.
 type Gateway struct {
@@ -311,6 +318,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost && r.URL.Path == "/stream/auth" {
 		g.serveAuth(w, r)
+		return
+	}
+	if r.Method == http.MethodPost && r.URL.Path == "/stream/session" {
+		g.serveSession(w, r)
 		return
 	}
 	if r.Method != http.MethodGet {

@@ -10,12 +10,13 @@ import (
 	"github.com/trinehq/trine/internal/wsconn"
 )
 
-// serveSSE streams one subscription as Server-Sent Events: each frame is
-// one event whose id is its sequence, so EventSource's Last-Event-ID
-// resumes after the last event received. A stream silent for
+// serveSSE streams one subscription (req), or with req nil those that
+// POST /stream/session joins, as Server-Sent Events: each frame is one
+// event whose id is its sequence, so EventSource's Last-Event-ID resumes
+// after the last event received (one subscription). A stream silent for
 // Config.SSEKeepAlive gets a comment. Its Trine-Session header names it
-// for POST /stream/auth, which renews its token.
-func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request, adm admission, req joinRequest) {
+// for POST /stream/session and /stream/auth.
+func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request, adm admission, req *joinRequest) {
 	c := g.newConn(adm, r.RemoteAddr)
 	c.sse = http.NewResponseController(w)
 	c.wake = make(chan struct{}, 1)
@@ -35,7 +36,9 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request, adm admission
 	if err := c.sse.Flush(); err != nil {
 		return
 	}
-	c.join(req, false)
+	if req != nil {
+		c.join(*req, false)
+	}
 	var buf []byte
 	for {
 		quiet := false

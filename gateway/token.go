@@ -79,23 +79,12 @@ const SessionHeader = "Trine-Session"
 // otherwise the status and the code of the refusal, which changes
 // nothing. The body may be sent as text/plain, which needs no preflight.
 func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request) {
-	if ref := g.checkOrigin(r); ref != nil {
-		http.Error(w, ref.Error(), ref.Status)
-		return
-	}
 	var in struct {
 		Session string  `json:"session"`
 		Token   *string `json:"token"`
 	}
-	if err := json.NewDecoder(io.LimitReader(r.Body, g.cfg.MaxFrameBytes)).Decode(&in); err != nil {
-		http.Error(w, "bad_frame: the body must be {\"session\":…,\"token\":…}", http.StatusBadRequest)
-		return
-	}
-	g.mu.Lock()
-	c := g.sessions[in.Session]
-	g.mu.Unlock()
+	c := g.sessionPost(w, r, &in.Session, &in, `{"session":…,"token":…}`)
 	if c == nil {
-		http.Error(w, "no_session: no SSE stream has this session; it ended", http.StatusNotFound)
 		return
 	}
 	_, code, msg := c.renew(in.Token)
@@ -107,4 +96,60 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.Error(w, code+": "+msg, http.StatusBadRequest)
 	}
+}
+
+// serveSession serves POST /stream/session: {"session":…,"frames":[…]}
+// hands the frames (join, leave, auth, ping, as a WebSocket takes them)
+// to the multiplexed SSE stream that session names, in order; their
+// answers and errors come on that stream. 204 when it took them.
+func (g *Gateway) serveSession(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Session string            `json:"session"`
+		Frames  []json.RawMessage `json:"frames"`
+	}
+	c := g.sessionPost(w, r, &in.Session, &in, `{"session":…,"frames":[…]}`)
+	if c == nil {
+		return
+	}
+	c.postMu.Lock()
+	for _, f := range in.Frames {
+		c.handle(f)
+	}
+	c.postMu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// sessionPost checks a POST to an SSE session: its origin, its body
+// (decoded into in, naming the session), and the session's rate
+// (Config.SessionPosts a second). On failure it has answered r and
+// returns nil.
+func (g *Gateway) sessionPost(w http.ResponseWriter, r *http.Request, session *string, in any, shape string) *conn {
+	if ref := g.checkOrigin(r); ref != nil {
+		http.Error(w, ref.Error(), ref.Status)
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, g.cfg.MaxFrameBytes)).Decode(in); err != nil {
+		http.Error(w, "bad_frame: the body must be "+shape, http.StatusBadRequest)
+		return nil
+	}
+	g.mu.Lock()
+	c := g.sessions[*session]
+	g.mu.Unlock()
+	if c == nil {
+		http.Error(w, "no_session: no SSE stream has this session; it ended", http.StatusNotFound)
+		return nil
+	}
+	c.postMu.Lock()
+	if now := time.Now(); now.Sub(c.postAt) >= time.Second {
+		c.postAt, c.posts = now, 0
+	}
+	c.posts++
+	if c.posts > g.cfg.SessionPosts {
+		c.postMu.Unlock()
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "rate_limited: this session took "+strconv.Itoa(g.cfg.SessionPosts)+" POSTs in the last second", http.StatusTooManyRequests)
+		return nil
+	}
+	c.postMu.Unlock()
+	return c
 }

@@ -16,10 +16,16 @@ import (
 	"github.com/trinehq/trine/streammodule/wire"
 )
 
-// serveMux serves GET /: the multiplexed socket driven by join/leave frames.
+// serveMux serves GET /: the multiplexed socket driven by join/leave
+// frames, or with Accept: text/event-stream a multiplexed SSE stream whose
+// frames come by POST /stream/session.
 func (g *Gateway) serveMux(w http.ResponseWriter, r *http.Request) {
 	adm, ok := g.admit(w, r)
 	if !ok {
+		return
+	}
+	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		g.serveSSE(w, r, adm, nil)
 		return
 	}
 	g.serveWS(w, r, adm, nil)
@@ -51,7 +57,7 @@ func (g *Gateway) serveGroup(w http.ResponseWriter, r *http.Request, stream, gro
 		return
 	}
 	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
-		g.serveSSE(w, r, adm, req)
+		g.serveSSE(w, r, adm, &req)
 		return
 	}
 	g.serveWS(w, r, adm, &req)

@@ -103,6 +103,7 @@ type engineConfig struct {
 	StreamCoalesce      time.Duration // negative: none
 	StreamPing          time.Duration
 	StreamSSEKeepAlive  time.Duration
+	StreamSessionPosts  int
 	StreamWriteTimeout  time.Duration
 
 	Presence presenceConfig

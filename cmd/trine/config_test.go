@@ -83,6 +83,7 @@ var defaultConfig = engineConfig{
 	StreamQueueBytes:    8 << 20,
 	StreamPing:          25 * time.Second,
 	StreamSSEKeepAlive:  3 * time.Second,
+	StreamSessionPosts:  20,
 	StreamWriteTimeout:  10 * time.Second,
 	Presence: presenceConfig{Grace: 5 * time.Second, TTL: 15 * time.Second, Replicas: 1, MaxMembers: 1000, MaxMeta: 1024,
 		MaxPerConn: 16, MaxTotal: 100000, MaxTotalBytes: 64 << 20, RateBytes: 4 << 20},

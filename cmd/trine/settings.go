@@ -205,6 +205,7 @@ var engineSettings = []setting{
 	}},
 	durationRow("stream-ping-interval", "DURATION", gateway.DefaultPingInterval.String(), "how often browsers are pinged; silent for two intervals: closed", func(c *engineConfig) *time.Duration { return &c.StreamPing }),
 	durationRow("stream-sse-keepalive", "DURATION", gateway.DefaultSSEKeepAlive.String(), "an SSE stream silent this long gets a keep-alive comment, so clients find a dead one within seconds", func(c *engineConfig) *time.Duration { return &c.StreamSSEKeepAlive }),
+	positiveRow("stream-session-posts", "N", strconv.Itoa(gateway.DefaultSessionPosts), "POSTs (/stream/session, /stream/auth) one SSE session may send a second; more get 429 rate_limited", func(c *engineConfig) *int { return &c.StreamSessionPosts }),
 	durationRow("stream-write-timeout", "DURATION", gateway.DefaultWriteTimeout.String(), "longest a write to one browser may block", func(c *engineConfig) *time.Duration { return &c.StreamWriteTimeout }),
 	{"presence-grace", "DURATION", gateway.DefaultPresenceGrace.String(), "how long a presence member stays after its last connection went: a reload within it is neither a leave nor a join; 0: none", func(c *engineConfig, v string) error {
 		d, err := time.ParseDuration(v)

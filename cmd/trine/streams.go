@@ -191,6 +191,7 @@ func gatewayConfig(cfg engineConfig, b gateway.Backend, ev gateway.Events, c gat
 		SnapshotCoalesce:  cfg.StreamCoalesce,
 		PingInterval:      cfg.StreamPing,
 		SSEKeepAlive:      cfg.StreamSSEKeepAlive,
+		SessionPosts:      cfg.StreamSessionPosts,
 		WriteTimeout:      cfg.StreamWriteTimeout,
 		Logger:            log,
 
