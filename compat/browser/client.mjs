@@ -235,11 +235,45 @@ async function presence() {
   if (Object.values(res).some((v) => v !== 'ok')) failed = true
 }
 
+/**
+ * share.html left for another page and restored from the back/forward
+ * cache: its client takes part again and its group resumes.
+ */
+async function backForwardCache() {
+  const page = await browser.newPage()
+  page.on('console', (m) => console.log('bfcache:', m.text()))
+  page.on('pageerror', (e) => console.log('bfcache error:', e.message))
+  const u = new URL(SHARE_PAGE_URL)
+  u.searchParams.set('group', 'cached')
+  await page.goto(u.href)
+  await page.waitForFunction(() => window.__client.state === 'live' && window.__group.seq === 0, { timeout: 10_000 })
+  await page.goto(new URL('/other.html', u).href)
+  await page.goBack()
+  const restored = await page.evaluate(() => window.__restored === true)
+  let live = 'ok'
+  try {
+    await page.waitForFunction(() => window.__client.state === 'live', { timeout: 10_000, polling: 20 })
+    await page.evaluate(() => window.__client.call('stream::set', { stream_name: 'chat', group_id: 'cached', item_id: 'm1', data: { text: 'after' } }))
+    await page.waitForFunction(() => window.__group.seq === 1, { timeout: 10_000, polling: 20 })
+  } catch (e) {
+    live = await page.evaluate(() => 'state ' + window.__client.state + ', seq ' + window.__group.seq)
+  }
+  const res = { restored: restored ? 'ok' : 'not from the back/forward cache', live }
+  console.log('bfcache', JSON.stringify(res))
+  if (Object.values(res).some((v) => v !== 'ok')) failed = true
+  await page.close()
+}
+
 try {
   await shareAcrossTabs()
   await presence()
+  await backForwardCache()
   await strictMode()
-  await (await checks(SSE_PAGE_URL, 'sse')).close()
+  // Two tabs over SSE at once, each with more groups than the browser's
+  // connections per host.
+  const sse2 = new URL(SSE_PAGE_URL)
+  sse2.searchParams.set('group', 'over-sse-2')
+  for (const p of await Promise.all([checks(SSE_PAGE_URL, 'sse'), checks(sse2.href, 'sse tab 2')])) await p.close()
   const page = await checks(PAGE_URL, 'websocket', throttleTimers)
 
   // The page goes to the background, where browsers throttle its timers.

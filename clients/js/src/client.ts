@@ -4,7 +4,7 @@
 import { ClientError, caller } from './call.js'
 import { Live, type Change, type EventMeta, type Overlay } from './live.js'
 import { takePresence, type Presence, type PresenceOption } from './presence.js'
-import { every } from './timers.js'
+import { after, every } from './timers.js'
 import { openSSE, openWebSocket, type Down, type Frame, type Join, type Transport, type WebSocketLike } from './transport.js'
 
 /**
@@ -37,12 +37,10 @@ export interface Options {
   /** Reconnect delays in ms: full jitter over min·2^attempt, capped at max. Default 500 and 30000. */
   backoff?: { min?: number; max?: number }
   /**
-   * Ms of silence after which the client pings (WebSocket); silence for
-   * twice as long closes the connection as dead. Over SSE, which the
-   * gateway keeps alive every --stream-sse-keepalive (3 s), silence for
-   * 3 s plus this is dead. Checked every second, by a Worker's timer in
-   * browsers, which hidden tabs do not throttle. Default 4000, so a dead
-   * connection is found within 9 s.
+   * Ms of silence after which the client pings; silence for twice as
+   * long closes the connection as dead. Checked every second, by a
+   * Worker's timer in browsers, which hidden tabs do not throttle.
+   * Default 4000, so a dead connection is found within 9 s.
    */
   pingInterval?: number
   /** Default timeout of client.call in ms. Default 30000. */
@@ -155,10 +153,11 @@ export class Client {
   private listeners = new Map<string, Set<Listener>>()
   private calls?: ReturnType<typeof caller>
   private WS: WebSocketLike
-  private online = () => this.state === 'offline' && this.retry(0)
+  private online = () => this.state === 'offline' && !this.paused && this.retry(0)
   // shareAcrossTabs: the channel between tabs; leader holds the socket
   private bc?: BroadcastChannel
   private leader = false
+  private paused = false
   private id = Math.random()
   private unlock?: (v?: unknown) => void
   /** Leader: how many joins other tabs hold, by key. */
@@ -177,29 +176,62 @@ export class Client {
     if (o.token && o.getToken) this.schedule(o.token)
     const g = globalThis as any
     g.addEventListener?.('online', this.online)
-    const locks = g.navigator?.locks
-    if (o.shareAcrossTabs && g.BroadcastChannel && locks) {
-      // One tab, the one holding the lock, holds the socket; the others
-      // send it their joins and apply the frames it passes on.
-      const name = 'trine-client ' + url
-      const bc = (this.bc = new BroadcastChannel(name))
-      bc.onmessage = (m) => this.tab(m.data)
-      g.addEventListener?.('pagehide', () => this.close())
-      // Every tab beats each second; the holder drops the joins of a tab
-      // silent for 5 s (one that crashed, and never said leave).
-      this.unbeat = every(1e3, () => {
-        if (!this.leader) return bc.postMessage({ t: 'beat', id: this.id })
-        for (const [id, tab] of this.tabs) if (Date.now() - tab.at > 5e3) this.drop(id)
-      })
-      locks.request(name, () => {
-        if (this.state === 'closed') return
-        this.leader = true
-        for (const l of this.lives.values()) l.sub = undefined
-        bc.postMessage({ t: 'hello' })
-        this.connect()
-        return new Promise((r) => (this.unlock = r))
-      })
+    if (o.shareAcrossTabs && g.BroadcastChannel && g.navigator?.locks) {
+      // A page leaving lets the socket and the lock go; one restored from
+      // the back/forward cache takes part again, its groups resuming with since.
+      g.addEventListener?.('pagehide', () => this.pause())
+      g.addEventListener?.('pageshow', (e: any) => e.persisted && this.paused && this.state !== 'closed' && this.share())
+      this.share()
     } else this.connect()
+  }
+
+  /**
+   * shareAcrossTabs: one tab, the one holding the lock, holds the socket;
+   * the others send it their joins and apply the frames it passes on.
+   */
+  private share() {
+    this.paused = false
+    this.set('connecting')
+    const name = 'trine-client ' + this.url
+    const bc = (this.bc = new BroadcastChannel(name))
+    bc.onmessage = (m) => this.tab(m.data)
+    // Every tab beats each second; the holder drops the joins of a tab
+    // silent for 5 s (one that crashed, and never said leave).
+    this.unbeat = every(1e3, () => {
+      if (!this.leader) return bc.postMessage({ t: 'beat', id: this.id })
+      for (const [id, tab] of this.tabs) if (Date.now() - tab.at > 5e3) this.drop(id)
+    })
+    for (const l of this.lives.values()) this.join(l)
+    ;(globalThis as any).navigator.locks.request(name, () => {
+      if (this.state === 'closed' || this.bc !== bc) return
+      this.leader = true
+      for (const l of this.lives.values()) l.sub = undefined
+      bc.postMessage({ t: 'hello' })
+      this.connect()
+      return new Promise((r) => (this.unlock = r))
+    })
+  }
+
+  /** shareAcrossTabs: the page is hidden for good or cached; its tab lets everything go. */
+  private pause() {
+    if (this.state === 'closed' || this.paused) return
+    clearTimeout(this.retryTimer)
+    this.stop()
+    this.unbeat?.()
+    if (this.leader)
+      // The groups held for other tabs go; theirs resume with the next holder.
+      for (const [k, n] of this.remote) {
+        const l = this.lives.get(k)
+        if (l && (l.refs -= n) <= 0) this.lives.delete(k)
+      }
+    else for (const l of this.lives.values()) this.leave(l)
+    this.remote.clear()
+    this.tabs.clear()
+    this.leader = false
+    this.unlock?.()
+    this.bc!.close()
+    this.paused = true
+    this.set('offline')
   }
 
   /** Listens to 'state' (cb(state)) or 'error' (cb(ClientError)). */
@@ -265,7 +297,7 @@ export class Client {
     this.unbeat?.()
     this.calls?.close()
     ;(globalThis as any).removeEventListener?.('online', this.online)
-    if (this.bc && !this.leader) for (const l of this.lives.values()) this.leave(l)
+    if (this.bc && !this.leader && !this.paused) for (const l of this.lives.values()) this.leave(l)
     this.unlock?.()
     this.set('closed')
     this.bc?.close()
@@ -374,7 +406,7 @@ export class Client {
 
   private join(l: Live<any>) {
     const presence = l.presence?.want
-    if (this.bc && !this.leader) return l.denied || this.bc.postMessage({ t: 'join', k: key(l), id: this.id, p: presence })
+    if (this.bc && !this.leader) return l.denied || this.paused || this.bc.postMessage({ t: 'join', k: key(l), id: this.id, p: presence })
     if (!this.up || l.denied) return
     const id = 's' + ++this.n
     l.sub = id
@@ -390,7 +422,7 @@ export class Client {
   }
 
   private leave(l: Live<any>) {
-    if (this.bc && !this.leader) this.bc.postMessage({ t: 'leave', k: key(l), id: this.id })
+    if (this.bc && !this.leader) this.paused || this.bc.postMessage({ t: 'leave', k: key(l), id: this.id })
     else if (l.sub) {
       this.bySub.delete(l.sub)
       this.t?.leave(l.sub)
@@ -401,21 +433,20 @@ export class Client {
   private frame(f: Frame) {
     this.lastRx = Date.now()
     this.pinged = false
-    this.attempt = 0
     const l = f.subscriptionId !== undefined ? this.bySub.get(f.subscriptionId) : undefined
     if (f.type === 'stream' || f.type === 'presence') {
-      this.deliver(l, f)
-      const k = l && key(l)
-      if (k && this.remote.get(k)) this.bc!.postMessage({ t: 'frame', k, f })
+      if (!l) return
+      if (f.type === 'presence') this.deliver(l, f)
+      else if (!l.apply(f)) return this.failed(l, 'bad_frame', 'a malformed stream frame was dropped')
+      // Only the gateway serving a group ends the backoff.
+      else this.attempt = l.tries = 0
+      const k = key(l)
+      if (this.remote.get(k)) this.bc!.postMessage({ t: 'frame', k, f })
       return
     }
     if (f.type !== 'error') return
-    if (l) {
-      this.leave(l)
-      // The gateway could not serve it now: join again, with since.
-      if (f.code === 'unavailable' || f.code === 'snapshot_failed')
-        setTimeout(() => l.refs && !l.sub && this.join(l), this.delay())
-    }
+    if (l && (f.code === 'unavailable' || f.code === 'snapshot_failed')) return this.failed(l, f.code, f.message)
+    if (l) this.leave(l)
     const e = new ClientError(f.code || 'error', f.message || '')
     // Presence refused (its meta, a limit): the group goes on without it.
     if (l?.presence?.want && f.code?.startsWith('presence_')) {
@@ -426,15 +457,24 @@ export class Client {
   }
 
   /**
+   * l's subscription failed (the gateway could not serve it now, or sent
+   * a malformed frame): it joins again, with since, after its own backoff.
+   */
+  private failed(l: Live<any>, code: string, msg = '') {
+    this.leave(l)
+    after(this.delay(l.tries++), () => this.state !== 'closed' && l.refs && !l.sub && this.join(l))
+    this.emit('error', new ClientError(code, msg))
+  }
+
+  /**
    * Silence: ping, and past twice the interval, the connection is dead.
-   * SSE cannot ping: every stream gets the gateway's keep-alive comment
-   * (--stream-sse-keepalive, 3 s), the most silent one counts, and it is
-   * dead after pingInterval more.
+   * An SSE stream also gets the gateway's keep-alive comment every
+   * --stream-sse-keepalive (3 s).
    */
   private tick() {
     const pi = this.o.pingInterval || 4e3
-    const idle = this.t?.idle ? this.t.idle() : Date.now() - this.lastRx
-    if (idle > (this.t?.idle ? pi + 3e3 : 2 * pi)) {
+    const idle = Date.now() - this.lastRx
+    if (idle > 2 * pi) {
       this.stop()
       this.down({})
     } else if (idle > pi && !this.pinged) this.pinged = !!this.t?.send({ type: 'ping' })
@@ -471,9 +511,10 @@ export class Client {
     this.retry()
   }
 
-  private delay() {
+  /** Full jitter over min·2^n, capped at max; n defaults to the connection's attempts. */
+  private delay(n = this.attempt++) {
     const b = this.o.backoff || {}
-    return Math.random() * Math.min(b.max || 3e4, (b.min || 500) * 2 ** this.attempt++)
+    return Math.random() * Math.min(b.max || 3e4, (b.min || 500) * 2 ** n)
   }
 
   private retry(ms = this.delay()) {
@@ -502,13 +543,13 @@ export class Client {
   private schedule(t: string) {
     clearTimeout(this.renewTimer)
     const left = expiresIn(t)
-    if (left > 5e3 && left < Infinity)
+    if (left > 5e3 && left < Infinity && this.state !== 'closed')
       this.renewTimer = setTimeout(async () => {
         try {
           const t = await this.refresh()
           this.t?.send({ type: 'auth', data: { token: t } })
         } catch (e) {
-          this.emit('error', new ClientError('token_failed', 'getToken failed: ' + e))
+          if (this.state !== 'closed') this.emit('error', new ClientError('token_failed', 'getToken failed: ' + e))
         }
       }, Math.min(Math.max(left * 0.8, left - 6e4), 2 ** 31 - 1))
   }
@@ -531,12 +572,12 @@ export class Client {
    */
   release(l: Live<any>) {
     const k = key(l)
-    setTimeout(() => {
+    after(this.o.linger ?? 1e3, () => {
       if (l.refs || this.lives.get(k) !== l) return
       this.leave(l)
       this.lives.delete(k)
       this.settle()
-    }, this.o.linger ?? 1e3)
+    })
   }
 
   /** @internal l's join was refused: it is not renewed. */

@@ -11,7 +11,10 @@ export type Change<T> =
    * The gateway could not replay what was missed (its history no longer
    * reached back), so a fresh snapshot replaced the state at seq: changes
    * between the last seq shown and this one were not seen one by one, and
-   * stream::send events among them were missed.
+   * stream::send events among them were missed. A snapshot whose seq is
+   * below the one shown (a store that lost its history, as a restarted
+   * in-memory engine) is a resync too: sequences restart from seq, and
+   * the changes after it are new ones.
    */
   | { type: 'resync'; seq: number }
   /**
@@ -76,6 +79,8 @@ export class Live<T> {
   /** The group's presence, when it was joined with presence. */
   presence?: Presence<any>
   refs = 1
+  /** Failed joins in a row (its retry backoff). */
+  tries = 0
   private subs = new Set<Listener>()
   private over = new Map<string, Overlay<T>>()
   private events = new Map<string, Set<Listener>>()
@@ -120,18 +125,32 @@ export class Live<T> {
     for (const cb of this.subs) cb(state, c)
   }
 
-  /** Applies a stream frame of this subscription. */
-  apply(f: Frame): void {
-    const e = f.event!
+  /**
+   * Applies a stream frame of this subscription; false, changing nothing,
+   * when it is malformed (no seq, a group sync without items and ids of
+   * the same length, a change without an item id).
+   */
+  apply(f: Frame): boolean {
+    const e = f.event
     const seq = f.seq!
+    if (!e || typeof e.type !== 'string') return false
+    if (e.type === 'unauthorized') {
+      this.denied = true
+      this.link.denied(this)
+      this.emit({ type: 'unauthorized' })
+      return true
+    }
+    if (!Number.isSafeInteger(seq) || seq < 0) return false
     if (e.type === 'sync') {
+      const ids = e.ids
+      const data = e.data
+      if (this.item === undefined && !(Array.isArray(data) && Array.isArray(ids) && ids.length === data.length && ids.every((i) => typeof i === 'string')))
+        return false
+      const back = this.seq !== undefined && seq < this.seq
       this.items.clear()
       if (this.item !== undefined) {
-        if (e.data != null) this.items.set(this.item, e.data as T)
-      } else {
-        const ids = e.ids || []
-        ;(e.data as T[]).forEach((v, i) => this.items.set(ids[i], v))
-      }
+        if (data != null) this.items.set(this.item, data as T)
+      } else (data as T[]).forEach((v, i) => this.items.set(ids![i], v))
       this.seq = seq
       // Pending writes stay shown over the new state, unless it has them.
       for (const [id, o] of this.over) {
@@ -140,33 +159,34 @@ export class Live<T> {
         else this.items.set(id, o.v)
       }
       this.link.settle()
-      return this.emit({ type: e.resync ? 'resync' : 'snapshot', seq })
+      this.emit({ type: e.resync || back ? 'resync' : 'snapshot', seq })
+      return true
     }
-    if (e.type === 'unauthorized') {
-      this.denied = true
-      this.link.denied(this)
-      return this.emit({ type: 'unauthorized' })
-    }
-    if (this.seq === undefined || seq <= this.seq) return // before the snapshot, or seen
+    const id = f.id!
+    const ev = e.event
+    const change = /^(create|update|delete)$/.test(e.type)
+    if (e.type === 'event' ? !ev || typeof ev.type !== 'string' : change && typeof id !== 'string') return false
+    if (this.seq === undefined || seq <= this.seq) return true // before the snapshot, or seen
     // Every change of a group reaches a group subscription, so sequences
     // run without a hole; an item subscription sees its item's only.
-    if (this.item === undefined && seq !== this.seq + 1) return this.link.rejoin(this)
-    this.seq = seq
-    const id = f.id!
-    if (e.type === 'event') {
-      const ev = e.event!
-      for (const cb of this.events.get(ev.type) || []) cb(ev.data, { seq, id, time: f.timestamp })
-      return
+    if (this.item === undefined && seq !== this.seq + 1) {
+      this.link.rejoin(this)
+      return true
     }
+    this.seq = seq
+    if (e.type === 'event') for (const cb of this.events.get(ev!.type) || []) cb(ev!.data, { seq, id, time: f.timestamp })
+    if (!change) return true // an event, or a kind this client does not know
     const o = this.over.get(id)
     if (o) {
       o.base = e.type === 'delete' ? NONE : (e.data as T)
-      if (o.seq === undefined || seq < o.seq) return // the pending value stays shown
+      if (o.seq === undefined || seq < o.seq) return true // the pending value stays shown
       this.over.delete(id)
     }
     if (e.type === 'delete') this.items.delete(id)
     else this.items.set(id, e.data as T)
-    this.emit({ type: e.type as 'create', id, seq, value: e.data as T, time: f.timestamp })
+    // The change that confirms a pending write ends it: pending false.
+    this.emit({ type: e.type as 'create', id, seq, value: e.data as T, time: f.timestamp, ...(o && { pending: false }) })
+    return true
   }
 
   /** Shows v (NONE: no item) for id, as a change that is pending or ends one. */

@@ -37,3 +37,12 @@ export function every(ms: number, fn: () => void): () => void {
     wk.postMessage([i, -1])
   }
 }
+
+/** Calls fn once after ms (on the same timers) unless the returned function is called first. */
+export function after(ms: number, fn: () => void): () => void {
+  const stop = every(ms, () => {
+    stop()
+    fn()
+  })
+  return stop
+}

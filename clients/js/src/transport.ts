@@ -43,10 +43,8 @@ export interface Handlers {
 export interface Transport {
   join(j: Join): void
   leave(subscriptionId: string): void
-  /** Sends a control frame (SSE: an auth only); false when it cannot. */
+  /** Sends a control frame (auth, ping); false when it cannot. */
   send(f: object): boolean
-  /** SSE: ms since the stream heard from least recently sent anything. */
-  idle?(): number
   close(): void
 }
 
@@ -128,98 +126,96 @@ export function openWebSocket(url: string, token: string | undefined, WS: WebSoc
 }
 
 /**
- * Server-Sent Events: one GET /stream?stream=&group= per subscription,
- * read with fetch (which, unlike EventSource, shows the status of a refusal
- * and the gateway's keep-alive comments). Any stream ending takes the
- * transport down, and the connection resumes every group with since.
- * An idle stream gets a keep-alive comment every few seconds
- * (--stream-sse-keepalive), so a silent one is dead. A fresh token goes to
- * POST /stream/auth with the session each stream's Trine-Session names.
+ * Server-Sent Events: one GET / (Accept: text/event-stream) carries every
+ * subscription, read with fetch (which, unlike EventSource, shows the
+ * status of a refusal and the gateway's keep-alive comments), so a page
+ * holds one of the browser's few connections per host whatever its
+ * groups. It is open once the gateway answered 200 with the stream's
+ * Trine-Session. Frames to the gateway (join, leave, auth, ping) go by
+ * POST /stream/session with that session, one POST at a time, the frames
+ * queued meanwhile together; their answers come on the stream. An idle
+ * stream gets a keep-alive comment every few seconds
+ * (--stream-sse-keepalive), so a silent one is dead.
  */
 export function openSSE(url: string, token: string | undefined, h: Handlers): Transport {
-  const subs = new Map<string, AbortController>()
-  const heard = new Map<string, number>()
-  const sessions = new Map<string, string>()
+  const a = new AbortController()
+  let session: string | null = null
+  let q: object[] = []
+  let busy = false
   let done = false
   const down = (d: Down) => {
     if (done) return
     done = true
-    for (const a of subs.values()) a.abort()
+    a.abort()
     h.down(d)
   }
-  queueMicrotask(() => done || h.open())
-  const read = async (j: Join, a: AbortController) => {
-    const q = new URLSearchParams({ stream: j.streamName, group: j.groupId })
-    if (j.id != null) q.set('item_id', j.id)
-    if (j.since != null) q.set('since', '' + j.since)
-    if (token) q.set('token', token)
-    const res = await fetch(httpURL(url) + '/stream?' + q, {
-      headers: { accept: 'text/event-stream' },
-      credentials: 'include',
-      signal: a.signal,
-    })
-    if (!res.ok || !res.body) return down({ code: res.status, refused: res.status === 401 || res.status === 403 })
-    const s = res.headers.get('trine-session')
-    if (s) sessions.set(j.subscriptionId, s)
+  const post = async () => {
+    if (busy || done || !session || !q.length) return
+    busy = true
+    const frames = q
+    q = []
+    try {
+      const r = await fetch(httpURL(url) + '/stream/session', { method: 'POST', body: JSON.stringify({ session, frames }), credentials: 'include', signal: a.signal })
+      r.body?.cancel()
+      if (r.status === 429) {
+        q = frames.concat(q) // over --stream-session-posts: again in a second
+        await new Promise((ok) => setTimeout(ok, 1e3))
+      } else if (!r.ok) return down({}) // the session ended
+    } catch {
+      return down({})
+    } finally {
+      busy = false
+    }
+    post()
+  }
+  const read = async () => {
+    const res = await fetch(httpURL(url) + '/' + tokenQuery(token), { headers: { accept: 'text/event-stream' }, credentials: 'include', signal: a.signal })
+    session = res.headers.get('trine-session')
+    if (!res.ok || !res.body || !session) return down({ code: res.status, refused: res.status === 401 || res.status === 403 })
+    h.open()
+    post()
     const rd = res.body.pipeThrough(new TextDecoderStream()).getReader()
     let buf = ''
     let data = ''
     for (;;) {
       const { value, done: end } = await rd.read()
-      if (end || a.signal.aborted) break
-      heard.set(j.subscriptionId, Date.now())
+      if (end || done) return
+      h.frame({ type: 'pong' }) // any byte, the keep-alive comment included, shows the stream alive
       buf += value
       let i
       while ((i = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, i).replace(/\r$/, '')
         buf = buf.slice(i + 1)
         if (line.startsWith('data:')) data += (data ? '\n' : '') + line.slice(line[5] === ' ' ? 6 : 5)
-        else if (line[0] === ':') h.frame({ type: 'pong' }) // the gateway's keep-alive
         else if (!line && data) {
           let f: Frame | undefined
           try {
             f = JSON.parse(data)
           } catch {}
           data = ''
-          if (f) {
-            f.subscriptionId = j.subscriptionId
-            h.frame(f)
-          }
-          if (a.signal.aborted) return
+          if (f) h.frame(f)
+          if (done) return
         }
       }
     }
   }
+  read().then(
+    () => down({}),
+    () => down({}),
+  )
+  const send = (f: object) => {
+    if (done) return false
+    q.push(f)
+    post()
+    return true
+  }
   return {
-    join(j) {
-      subs.get(j.subscriptionId)?.abort()
-      const a = new AbortController()
-      subs.set(j.subscriptionId, a)
-      heard.set(j.subscriptionId, Date.now())
-      read(j, a).then(
-        () => a.signal.aborted || down({}),
-        () => a.signal.aborted || down({}),
-      )
-    },
-    leave(id) {
-      subs.get(id)?.abort()
-      subs.delete(id)
-      heard.delete(id)
-      sessions.delete(id)
-    },
-    send(f: any) {
-      if (f.type !== 'auth' || !sessions.size) return false
-      for (const session of sessions.values())
-        fetch(httpURL(url) + '/stream/auth', { method: 'POST', body: JSON.stringify({ session, token: f.data.token }), credentials: 'include' }).then(
-          (r) => r.body?.cancel(),
-          () => {},
-        )
-      return true
-    },
-    idle: () => Date.now() - Math.min(Date.now(), ...heard.values()),
+    join: (j) => send({ type: 'join', data: j }),
+    leave: (id) => send({ type: 'leave', data: { subscriptionId: id, streamName: '', groupId: '' } }),
+    send,
     close() {
       done = true
-      for (const a of subs.values()) a.abort()
+      a.abort()
     },
   }
 }

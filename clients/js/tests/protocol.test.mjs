@@ -122,7 +122,7 @@ test('optimistic writes: pending at once, confirmed by the seq of the result, ro
   assert.deepEqual(await p1, { seq: 2 })
   assert.equal(changes.length, 1, 'pending until seq 2 arrives')
   ws.push(frame('s1', 2, { type: 'update', data: { n: 1 } }, 'a'))
-  assert.deepEqual(changes.at(-1), ['update', 'a', 2, undefined, '{"n":1}'])
+  assert.deepEqual(changes.at(-1), ['update', 'a', 2, false, '{"n":1}'], 'the confirming change ends the pending write')
 
   // The change first (under the pending value), then the answer.
   const p2 = c.call('todos::edit', {}, optimistic('a', { n: 2 }))
@@ -150,7 +150,9 @@ test('optimistic writes: pending at once, confirmed by the seq of the result, ro
   answer(4, { result: { seq: 10 } })
   await p4
   ws.push(frame('s1', 10, { type: 'update', data: { n: 4 } }, 'a'))
-  assert.deepEqual(changes.at(-1), ['update', 'a', 10, undefined, '{"n":4}'])
+  assert.deepEqual(changes.at(-1), ['update', 'a', 10, false, '{"n":4}'])
+  ws.push(frame('s1', 11, { type: 'update', data: { n: 5 } }, 'a'))
+  assert.deepEqual(changes.at(-1), ['update', 'a', 11, undefined, '{"n":5}'], 'a server change has no pending')
 })
 
 test('getToken: a renewal and a reconnect needing a token at once share one call', async (t) => {
@@ -238,4 +240,95 @@ test('handles of one group taken in one task make one join: useGroup and usePres
   await until(() => ws.sent.length > 1)
   await new Promise((r) => setTimeout(r, 20))
   assert.deepEqual(ws.sent.slice(1), [{ type: 'join', data: { subscriptionId: 's2', streamName: 's', groupId: 'g', presence: true } }])
+
+test('error frames do not reset the backoff: a group the gateway cannot serve rejoins with its own growing backoff', async (t) => {
+  const { sockets, FakeSocket } = fakeServer()
+  const c = connect('ws://gateway.test', { WebSocket: FakeSocket, backoff: { min: 50, max: 5000 } })
+  t.after(() => c.close())
+  const errors = []
+  c.on('error', (e) => errors.push(e.code))
+  c.group('s', 'g')
+  await until(() => sockets[0]?.sent.length)
+  const ws = sockets[0]
+  // Every join gets snapshot_failed, for 1.5 s.
+  const joins = () => ws.sent.filter((f) => f.type === 'join')
+  let answered = 0
+  for (const end = Date.now() + 1500; Date.now() < end; await new Promise((r) => setTimeout(r, 2)))
+    while (answered < joins().length)
+      ws.push({ type: 'error', code: 'snapshot_failed', message: 'store down', subscriptionId: joins()[answered++].data.subscriptionId })
+  // Full jitter over 50·2^n ms: about 6 tries in 1.5 s at most; reset on
+  // every error frame it was one every 25 ms (about 60).
+  assert.ok(joins().length >= 2 && joins().length <= 9, joins().length + ' joins in 1.5 s')
+  assert.equal(sockets.length, 1, 'the connection stays')
+  assert.ok(errors.every((e) => e === 'snapshot_failed'))
+})
+
+test('hostile frames: a sync going backwards is a resync; malformed frames change nothing', async (t) => {
+  const { sockets, FakeSocket } = fakeServer()
+  const c = connect('ws://gateway.test', { WebSocket: FakeSocket, backoff: { min: 20, max: 40 } })
+  t.after(() => c.close())
+  const errors = []
+  c.on('error', (e) => errors.push(e.code))
+  const group = c.group('s', 'g')
+  const changes = []
+  group.subscribe((_, ch) => changes.push(ch.type + '@' + ch.seq))
+  group.on('ping', (_, m) => changes.push('event@' + m.seq))
+  await until(() => sockets[0]?.sent.length)
+  const ws = sockets[0]
+  ws.push(frame('s1', 5, { type: 'sync', data: [{ v: 1 }], ids: ['a'] }))
+  ws.push(frame('s1', 6, { type: 'update', data: { v: 2 } }, 'a'))
+  ws.push(frame('s1', 7, { type: 'event', event: { type: 'ping', data: 1 } }))
+  // The store lost its history (a restarted in-memory engine): sequences
+  // restart below the state shown, without the resync flag.
+  ws.push(frame('s1', 3, { type: 'sync', data: [{ v: 1 }], ids: ['a'] }))
+  assert.deepEqual(changes, ['snapshot@5', 'update@6', 'event@7', 'resync@3'])
+  assert.equal(group.seq, 3)
+
+  // Malformed: no exception reaches the transport, the state stays, the
+  // group joins again (with since) after its backoff.
+  const before = JSON.stringify([...group.items])
+  for (const [seq, event, id] of [
+    [4, { type: 'sync', data: null, ids: [] }],
+    [4, { type: 'sync', data: [1, 2], ids: ['x'] }],
+    ['4', { type: 'update', data: {} }, 'a'],
+    [4, { type: 'update', data: {} }, null],
+    [4, { type: 'event' }],
+    [4, null],
+  ]) {
+    const n = ws.sent.length
+    changes.length = 0
+    const bad = frame(ws.sent.at(-1).data.subscriptionId, seq, event, id)
+    assert.doesNotThrow(() => ws.push(bad))
+    assert.deepEqual(changes, [], JSON.stringify(bad))
+    assert.equal(JSON.stringify([...group.items]), before)
+    assert.equal(group.seq, 3)
+    assert.equal(errors.at(-1), 'bad_frame')
+    assert.equal(ws.sent[n]?.type, 'leave')
+    await until(() => ws.sent.at(-1).type === 'join')
+    assert.equal(ws.sent.at(-1).data.since, 3)
+  }
+  // Five bad frames of a subscription left: one leave, no storm of joins.
+  const n = ws.sent.length
+  const sub = ws.sent.at(-1).data.subscriptionId
+  for (let i = 0; i < 5; i++) ws.push(frame(sub, '9', { type: 'update', data: {} }, 'a'))
+  await new Promise((r) => setTimeout(r, 10))
+  assert.deepEqual(ws.sent.slice(n).map((f) => f.type), ['leave'])
+})
+
+test('close: nothing runs after it, a token refresh under way included', async (t) => {
+  const { sockets, FakeSocket } = fakeServer()
+  const jwt = (exp) => 'h.' + Buffer.from(JSON.stringify({ exp })).toString('base64url') + '.s'
+  let calls = 0
+  // Good for 5.5 s: renewed after about 4.4 s, were it scheduled.
+  const getToken = () => {
+    calls++
+    return new Promise((r) => setTimeout(() => r(jwt(Date.now() / 1000 + 5.5)), 200))
+  }
+  const c = connect('ws://gateway.test', { WebSocket: FakeSocket, getToken })
+  await new Promise((r) => setTimeout(r, 50))
+  c.close()
+  await new Promise((r) => setTimeout(r, 5000))
+  assert.equal(calls, 1)
+  assert.equal(sockets.length, 0)
+  assert.equal(c.state, 'closed')
 })

@@ -94,6 +94,11 @@ for (const transport of ['websocket', 'sse'])
     const took = Date.now() - t0
     assert.ok(took < 10000, `noticed after ${took} ms`)
     t.diagnostic(`${transport}: dead connection noticed after ${took} ms`)
+    // The gateway stays unreachable: the client is not live again.
+    const states = []
+    c.on('state', (s) => states.push(s))
+    await sleep(3000)
+    assert.ok(!states.includes('live') && c.state !== 'live', 'live against a frozen gateway: ' + states)
   })
 
 test('a reconnect storm after a gateway restart costs one snapshot read and one history read', async (t) => {
