@@ -75,7 +75,10 @@ async function checks(url, name, setup) {
   page.on('console', (m) => console.log(name + ':', m.text()))
   page.on('pageerror', (e) => console.log(name + ' error:', e.message))
   await page.goto(url)
-  const res = await (await page.waitForFunction(() => window.__result, { timeout: 30_000 })).jsonValue()
+  const res = await page
+    .waitForFunction(() => window.__result, { timeout: 30_000, polling: 100 }) // rAF does not run in a background tab
+    .then((r) => r.jsonValue())
+    .catch(() => page.evaluate(() => ({ timeout: 'states ' + window.__states + ', step ' + window.__step })))
   console.log(name, JSON.stringify(res))
   if (Object.values(res).some((v) => v !== 'ok')) failed = true
   return page
