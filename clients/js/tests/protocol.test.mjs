@@ -240,6 +240,7 @@ test('handles of one group taken in one task make one join: useGroup and usePres
   await until(() => ws.sent.length > 1)
   await new Promise((r) => setTimeout(r, 20))
   assert.deepEqual(ws.sent.slice(1), [{ type: 'join', data: { subscriptionId: 's2', streamName: 's', groupId: 'g', presence: true } }])
+})
 
 test('error frames do not reset the backoff: a group the gateway cannot serve rejoins with its own growing backoff', async (t) => {
   const { sockets, FakeSocket } = fakeServer()
