@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/trinehq/trine/internal/poll"
 )
 
 // TestEngineStateSurvivesKill: state writes the engine acknowledged are
@@ -41,7 +43,12 @@ func TestEngineStateSurvivesKill(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(time.Second)
+	// Kill once 50 writes are acknowledged, however slow the machine.
+	poll.CheckFor(t, 30*time.Second, poll.Holds("50 writes acknowledged", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked) >= 50
+	}))
 	if err := e.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
