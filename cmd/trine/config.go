@@ -19,6 +19,7 @@ import (
 
 	"github.com/rs/cors"
 	"github.com/trinehq/trine/channels"
+	"github.com/trinehq/trine/console"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/jwtauth"
 	"github.com/trinehq/trine/internal/tlsconf"
@@ -506,6 +507,15 @@ func (c corsConfig) wrap(h http.Handler) http.Handler {
 	if len(c.Origins) == 0 {
 		return h
 	}
-	return cors.New(cors.Options{AllowedOrigins: c.Origins, AllowedMethods: c.Methods, AllowedHeaders: c.Headers,
+	wrapped := cors.New(cors.Options{AllowedOrigins: c.Origins, AllowedMethods: c.Methods, AllowedHeaders: c.Headers,
 		AllowCredentials: c.Credentials, MaxAge: int(c.MaxAge / time.Second)}).Handler(h)
+	// The console is never shared with other origins: its answers
+	// carry the console user's cookie.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == console.Path || strings.HasPrefix(r.URL.Path, console.Path+"/") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		wrapped.ServeHTTP(w, r)
+	})
 }
