@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 
@@ -136,6 +137,9 @@ func (m *Module) deadLetters(ctx context.Context, c engine.Call) ([]byte, error)
 	subj := subjDLQ + subject.Token(name)
 	out := []DeadLetter{}
 	more, size := false, 0
+	if in.After == math.MaxUint64 {
+		return json.Marshal(map[string]any{"queue": name, "messages": out, "more": false})
+	}
 	for seq := in.After + 1; ; {
 		msg, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -148,7 +152,7 @@ func (m *Module) deadLetters(ctx context.Context, c engine.Call) ([]byte, error)
 		if q, err := natsheader.Decode(msg.Header.Get(hQueue)); err != nil || q != name {
 			continue // a long name that hashed alike: not this queue's
 		}
-		if len(out) == limit || (len(out) > 0 && size+len(msg.Data) > m.cfg.MaxListBytes) {
+		if len(out) == limit {
 			more = true
 			break
 		}
@@ -158,14 +162,49 @@ func (m *Module) deadLetters(ctx context.Context, c engine.Call) ([]byte, error)
 		d := DeadLetter{Seq: msg.Sequence, FunctionID: fn, Attempts: n, Error: why, DataBytes: len(msg.Data)}
 		switch {
 		case m.e.CanCall(c.Grant, fn) != nil:
-			d.Hidden = true
+			// Tells no more than calling would: that it is there.
+			d = DeadLetter{Seq: msg.Sequence, Hidden: true}
 		case len(msg.Data) > DeadLettersDataBytes || !json.Valid(msg.Data):
 			d.Truncated = true
 		default:
 			d.Data = msg.Data
 		}
+		n = len(d.FunctionID) + len(d.Error) + len(d.Data) + 128
+		if len(out) > 0 && size+n > m.cfg.MaxListBytes {
+			more = true
+			break
+		}
 		out = append(out, d)
-		size += len(d.FunctionID) + len(d.Error) + len(d.Data) + 128
+		size += n
 	}
 	return json.Marshal(map[string]any{"queue": name, "messages": out, "more": more})
+}
+
+// mayRedrive checks that grant may call the function of every dead
+// letter of queue name.
+func (m *Module) mayRedrive(ctx context.Context, grant *engine.Grant, name string) error {
+	st, err := m.js.Stream(ctx, StreamDLQ)
+	if err != nil {
+		return engine.Errorf(engine.CodeUnavailable, "%s: %v", FnRedrive, err)
+	}
+	subj := subjDLQ + subject.Token(name)
+	seen := map[string]bool{}
+	for seq := uint64(1); ; {
+		msg, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return engine.Errorf(engine.CodeUnavailable, "%s: %v", FnRedrive, err)
+		}
+		seq = msg.Sequence + 1
+		fn, _ := natsheader.Decode(msg.Header.Get(hFunction))
+		if seen[fn] {
+			continue
+		}
+		seen[fn] = true
+		if err := m.e.CanCall(grant, fn); err != nil {
+			return engine.Errorf(engine.CodeForbidden, "%s: queue %s holds dead letters of a function this caller may not call", FnRedrive, name)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -119,6 +120,19 @@ func TestListAndPeekDeadLetters(t *testing.T) {
 	must(t, json.Unmarshal(out2, &hidden))
 	if len(hidden.Messages) != 3 || !hidden.Messages[0].Hidden || hidden.Messages[0].Data != nil {
 		t.Fatalf("dead letters seen without the right to call their function: %s", out2)
+	}
+	for _, m := range hidden.Messages {
+		if m.Error != "" || m.FunctionID != "" || m.DataBytes != 0 || m.Attempts != 0 {
+			t.Fatalf("a hidden dead letter tells more than calling would: %+v", m)
+		}
+	}
+	// Nor may that caller redrive them: a redrive runs them again.
+	_, err = n.e.Trigger(context.Background(), engine.Call{FunctionID: queuemodule.FnRedrive, Payload: []byte(`{"queue":"flaky"}`), Grant: g})
+	wantCode(t, err, engine.CodeForbidden)
+
+	// after at its largest is past the end, not the first page again.
+	if p := peek(map[string]any{"queue": "flaky", "after": uint64(math.MaxUint64)}); len(p.Messages) != 0 || p.More {
+		t.Fatalf("after max uint64: %+v, want nothing", p)
 	}
 
 	for _, bad := range []string{`{}`, `{"queue":"flaky","limit":0}`, `{"queue":"flaky","limit":101}`} {

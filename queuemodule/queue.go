@@ -568,6 +568,11 @@ func (m *Module) redrive(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err := engine.ValidateName("queue", name, 2*DefaultMaxTopicLen); err != nil {
 		return nil, err
 	}
+	// A redrive runs jobs again: only for a caller that may call every
+	// function among them. A refusal moves nothing.
+	if err := m.mayRedrive(ctx, c.Grant, name); err != nil {
+		return nil, err
+	}
 	cons, err := m.js.CreateOrUpdateConsumer(ctx, StreamDLQ, jetstream.ConsumerConfig{
 		Durable: consumerName("DLQ", subject.Token(name)), FilterSubject: subjDLQ + subject.Token(name),
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: m.cfg.AckWait, InactiveThreshold: time.Hour,
