@@ -126,7 +126,7 @@ func TestConsoleInChromium(t *testing.T) {
 
 	cmd := exec.CommandContext(ctx, node, "console.mjs")
 	cmd.Dir = "browser"
-	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium, "CONSOLE_URL=http://"+a.http+"/console/", "CONTROL="+control.URL,
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium, "CONSOLE_URL=http://"+a.http+"/console/", "STREAM_URL=ws://"+a.stream, "CONTROL="+control.URL,
 		"POLICY_URL=http://"+b.http+"/console/", "OPEN_URL=http://127.0.0.1:"+cport+"/console/", "SCREENSHOTS="+os.Getenv("CONSOLE_SCREENSHOTS"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {

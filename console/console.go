@@ -1,8 +1,10 @@
 package console
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
+	"html"
 	"net"
 	"net/http"
 	"strconv"
@@ -82,7 +84,16 @@ func token(r *http.Request) (tok string, fromQuery bool) {
 	return "", false
 }
 
-// ServeHTTP serves the page, its assets and config.json.
+// ServeHTTP serves the page and its assets.
+//
+// http triggers share this origin, so any page a worker serves here can
+// run scripts that fetch what the console serves. The console token is
+// therefore only in the document itself (a meta element the script reads
+// and removes), and the document is served only to a top-level
+// navigation (Sec-Fetch-Dest: document), in no frame, with
+// Cross-Origin-Opener-Policy: same-origin so that a page that opens it
+// gets no handle on it, and with a strict Content-Security-Policy.
+// Nothing a fetch can read carries the token.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -93,9 +104,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "console: "+ref.Reason, ref.Status)
 		return
 	}
+	tok, fromQuery := token(r)
+	if fromQuery && !typedNavigation(r) {
+		// Login CSRF: another site must not set the user's console token.
+		http.Error(w, "console: ?token= is taken only from a link typed or followed on this origin", http.StatusForbidden)
+		return
+	}
 	// On an open listener any token passes: the page only hands it on
 	// to the listeners, which check it.
-	tok, fromQuery := token(r)
 	if !h.cfg.Open && (tok == "" || h.cfg.Admit == nil || !h.cfg.Admit(tok)) {
 		msg := "console: this listener is not bound to loopback; open " + Path + "?token=TOKEN with a console token " +
 			"(--console-tokens-file, or a --stream-jwt-* token with \"console\": true)"
@@ -110,6 +126,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.Header().Set("X-Frame-Options", "DENY")
+	w.Header().Set("Cross-Origin-Resource-Policy", "same-origin")
 	if fromQuery {
 		// Keep the token out of the address bar and history.
 		http.SetCookie(w, &http.Cookie{Name: cookieName, Value: tok, Path: Path, HttpOnly: true, Secure: h.cfg.TLS,
@@ -120,11 +137,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case Path:
 		http.Redirect(w, r, Path+"/", http.StatusMovedPermanently)
-	case Path + "/config.json":
-		h.config(w, r, tok)
+	case Path + "/":
+		h.document(w, r, tok)
 	default:
 		name, ok := files[strings.TrimPrefix(r.URL.Path, Path+"/")]
-		if !ok {
+		if !ok || name == files[""] {
 			http.NotFound(w, r)
 			return
 		}
@@ -132,25 +149,59 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// config tells the page where the listeners are and the token to use.
-func (h *Handler) config(w http.ResponseWriter, r *http.Request, tok string) {
-	host := r.Host
-	if hh, _, err := net.SplitHostPort(r.Host); err == nil {
-		host = hh
+// typedNavigation reports whether r is a top-level navigation the user
+// typed or followed from this origin. A client that sends no
+// Sec-Fetch-* headers (not a browser) passes.
+func typedNavigation(r *http.Request) bool {
+	site, mode := r.Header.Get("Sec-Fetch-Site"), r.Header.Get("Sec-Fetch-Mode")
+	if site == "" && mode == "" {
+		return true
 	}
-	url := func(scheme string, port int) string {
-		if port == 0 {
-			return ""
-		}
-		if h.cfg.TLS {
-			scheme += "s"
-		}
-		return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(port))
+	return (site == "none" || site == "same-origin") && mode == "navigate"
+}
+
+// document serves index.html with the page's settings, the token among
+// them, in a meta element, and only to a top-level navigation.
+func (h *Handler) document(w http.ResponseWriter, r *http.Request, tok string) {
+	if d := r.Header.Get("Sec-Fetch-Dest"); d != "" && d != "document" {
+		http.Error(w, "console: the page is served only to a top-level navigation", http.StatusForbidden)
+		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(struct {
-		Stream string `json:"stream"`
-		III    string `json:"iii"`
-		Token  string `json:"token,omitempty"`
-	}{url("http", h.cfg.StreamPort), url("ws", h.cfg.IIIPort), tok})
+	page, err := assets.ReadFile(files[""])
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	settings, _ := json.Marshal(struct {
+		StreamPort int    `json:"stream_port,omitempty"`
+		IIIPort    int    `json:"iii_port,omitempty"`
+		TLS        bool   `json:"tls,omitempty"`
+		Token      string `json:"token,omitempty"`
+	}{h.cfg.StreamPort, h.cfg.IIIPort, h.cfg.TLS, tok})
+	meta := `<meta name="trine-console" content="` + html.EscapeString(string(settings)) + `">`
+	page = bytes.Replace(page, []byte(`<meta charset="utf-8">`), []byte(`<meta charset="utf-8">`+"\n"+meta), 1)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", h.csp())
+	w.Header().Set("Cross-Origin-Opener-Policy", "same-origin")
+	_, _ = w.Write(page)
+}
+
+// csp lets the page load only its own assets and talk only to its own
+// origin and the two listeners' ports; blob: workers are @trine/client's
+// unthrottled timers (clients/js/src/timers.ts).
+func (h *Handler) csp() string {
+	connect := "'self'"
+	for _, p := range []int{h.cfg.StreamPort, h.cfg.IIIPort} {
+		if p == 0 {
+			continue
+		}
+		for _, scheme := range []string{"http", "ws"} {
+			if h.cfg.TLS {
+				scheme += "s"
+			}
+			connect += " " + scheme + "://*:" + strconv.Itoa(p)
+		}
+	}
+	return "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src " + connect +
+		"; worker-src blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 }

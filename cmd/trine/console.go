@@ -28,6 +28,9 @@ func consoleHandler(cfg engineConfig, httpLis, streamLis, iiiLis net.Listener, t
 	}
 	cc := console.Config{Open: console.Loopback(httpLis.Addr().String()), StreamPort: port(streamLis), IIIPort: port(iiiLis), TLS: cfg.TLS.Enabled(),
 		Origin: &origin.Policy{Origins: cfg.AllowedOrigins, Hosts: cfg.AllowedHosts, OriginsSetting: "--allowed-origins", HostsSetting: "--allowed-hosts"}}
+	if tokens == nil && jwt == nil {
+		return console.New(cc)
+	}
 	cc.Admit = func(tok string) bool {
 		if tokens != nil {
 			if _, ok := tokens.Lookup(tok); ok {

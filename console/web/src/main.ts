@@ -35,10 +35,18 @@ export const errorText = (e: unknown) => (e instanceof ClientError ? `${e.code}:
 
 async function boot() {
   const main = document.getElementById('main')!
-  const cfg = await fetch('config.json', { cache: 'no-store' }).then((r) => r.json())
+  // The settings, the token among them, come in the document only (no
+  // fetch can read them); the listeners are on the host the page came from.
+  const meta = document.querySelector('meta[name="trine-console"]')!
+  const cfg = JSON.parse(meta.getAttribute('content') || '{}')
+  meta.remove()
+  const url = (scheme: string, port?: number) =>
+    port ? `${scheme}${cfg.tls ? 's' : ''}://${location.hostname}:${port}` : ''
+  const stream = url('http', cfg.stream_port)
+  const iii = url('ws', cfg.iii_port)
   const tok = cfg.token ? 'token=' + encodeURIComponent(cfg.token) : ''
-  const callUrl = cfg.iii && (tok ? cfg.iii + (cfg.iii.includes('?') ? '&' : '/?') + tok : cfg.iii)
-  const client = connect(cfg.stream, { token: cfg.token || undefined, callUrl })
+  const callUrl = iii && (tok ? iii + '/?' + tok : iii)
+  const client = connect(stream, { token: cfg.token || undefined, callUrl })
   const state = document.getElementById('state')!
   client.on('state', (s: string) => {
     state.textContent = s
