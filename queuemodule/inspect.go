@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -59,8 +60,49 @@ type DeadLetter struct {
 	Hidden    bool            `json:"hidden,omitempty"`
 }
 
-// list answers iii::queue::list: every named queue, with its figures.
-func (m *Module) list(ctx context.Context, _ engine.Call) ([]byte, error) {
+// list answers iii::queue::list: every named queue the caller may see
+// (QueueEntry), with its figures.
+func (m *Module) list(ctx context.Context, c engine.Call) ([]byte, error) {
+	all, err := m.figures(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []QueueStatus{}
+	for _, st := range all {
+		if m.e.CanCall(c.Grant, QueueEntry(st.Queue)) == nil {
+			out = append(out, st)
+		}
+	}
+	return json.Marshal(map[string]any{"queues": out})
+}
+
+// QueueEntry is the id a policy allows (expose_functions, or
+// allowed_functions) for iii::queue::list to show queue name to a caller:
+// "queue::" and the name. A trusted caller sees every queue.
+func QueueEntry(name string) string { return "queue::" + name }
+
+// listFor is how long iii::queue::list answers from the figures it read
+// last: each read asks JetStream once per queue lane, and every open
+// console page asks again and again.
+const listFor = 250 * time.Millisecond
+
+// figures are every named queue's figures, read at most once per listFor.
+func (m *Module) figures(ctx context.Context) ([]QueueStatus, error) {
+	m.listMu.Lock()
+	defer m.listMu.Unlock()
+	if m.listed != nil && time.Since(m.listedAt) < listFor {
+		return m.listed, nil
+	}
+	out, err := m.readFigures(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.listed, m.listedAt = out, time.Now()
+	return out, nil
+}
+
+// readFigures asks JetStream for every named queue's figures.
+func (m *Module) readFigures(ctx context.Context) ([]QueueStatus, error) {
 	qs, err := m.js.Stream(ctx, StreamQueues)
 	if err != nil {
 		return nil, engine.Errorf(engine.CodeUnavailable, "%s: %v", FnList, err)
@@ -104,7 +146,7 @@ func (m *Module) list(ctx context.Context, _ engine.Call) ([]byte, error) {
 		st.DeadLetters = info.State.Subjects[subj]
 		out = append(out, st)
 	}
-	return json.Marshal(map[string]any{"queues": out})
+	return out, nil
 }
 
 // deadLetters answers iii::queue::dead_letters {queue, limit?, after?}:

@@ -126,6 +126,27 @@ func TestListAndPeekDeadLetters(t *testing.T) {
 			t.Fatalf("a hidden dead letter tells more than calling would: %+v", m)
 		}
 	}
+	// Under a policy, iii::queue::list shows only the queues the policy
+	// allows (queue::<name>).
+	listed := func(g *engine.Grant) (names []string) {
+		t.Helper()
+		out, err := n.e.Trigger(context.Background(), engine.Call{FunctionID: queuemodule.FnList, Payload: []byte(`{}`), Grant: g})
+		must(t, err)
+		var l struct{ Queues []queuemodule.QueueStatus }
+		must(t, json.Unmarshal(out, &l))
+		for _, q := range l.Queues {
+			names = append(names, q.Queue)
+		}
+		return names
+	}
+	if got := listed(g); len(got) != 0 {
+		t.Fatalf("queues listed to a caller whose policy allows none: %v", got)
+	}
+	g2, err := n.e.Authenticate(context.Background(), &engine.Access{ExposeFunctions: []engine.Filter{{Match: "iii::queue::*"}, {Match: queuemodule.QueueEntry("quiet")}}}, engine.AuthInput{})
+	must(t, err)
+	if got := listed(g2); len(got) != 1 || got[0] != "quiet" {
+		t.Fatalf("queues listed to a caller allowed quiet: %v", got)
+	}
 	// Nor may that caller redrive them: a redrive runs them again.
 	_, err = n.e.Trigger(context.Background(), engine.Call{FunctionID: queuemodule.FnRedrive, Payload: []byte(`{"queue":"flaky"}`), Grant: g})
 	wantCode(t, err, engine.CodeForbidden)

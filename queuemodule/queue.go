@@ -145,6 +145,10 @@ type Module struct {
 
 	inflight *budget // durable-topic bytes per function and in total
 
+	listMu   sync.Mutex    // iii::queue::list's figures, read once per listFor
+	listed   []QueueStatus // nil: none yet
+	listedAt time.Time
+
 	mu       sync.Mutex
 	consumes []jetstream.ConsumeContext   // named queues
 	open     bool                         // the streams exist (Open)
