@@ -60,20 +60,39 @@ export function short(v: unknown, n = 80) {
   return h('code', { title: s.length > n ? s : null }, s.length > n ? s.slice(0, n - 1) + '…' : s)
 }
 
-/** every runs f now and then every ms until stopped; runs never overlap. */
+/**
+ * POLL_MS is how often a page reads its lists again: a write shows within
+ * a second, and an open tab costs the engine a few calls a second only.
+ */
+export const POLL_MS = 700
+
+/**
+ * every runs f now and then every ms until stopped; runs never overlap, and
+ * none runs while the page is hidden (it runs again as it shows).
+ */
 export function every(ms: number, f: () => Promise<unknown> | void): () => void {
   let stopped = false
+  let running = false
   let t: ReturnType<typeof setTimeout> | undefined
   const tick = async () => {
+    t = undefined
+    if (stopped || running || document.hidden) return
+    running = true
     try {
       await f()
     } catch {}
-    if (!stopped) t = setTimeout(tick, ms)
+    running = false
+    if (!stopped && !document.hidden) t = setTimeout(tick, ms)
   }
+  const shown = () => {
+    if (!document.hidden && t === undefined) tick()
+  }
+  document.addEventListener('visibilitychange', shown)
   tick()
   return () => {
     stopped = true
     clearTimeout(t)
+    document.removeEventListener('visibilitychange', shown)
   }
 }
 

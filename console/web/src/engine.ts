@@ -1,7 +1,7 @@
 // Functions, Workers and Triggers: the engine's own listings.
 import type { Ctx, Page } from './main'
 import { errorText } from './main'
-import { ago, badge, every, fill, h, json, short, table } from './dom'
+import { ago, badge, every, POLL_MS, fill, h, json, short, table } from './dom'
 
 export const functionsPage: Page = (ctx, root) => {
   const list = h('div')
@@ -39,7 +39,7 @@ export const functionsPage: Page = (ctx, root) => {
     h('section', {}, h('h2', {}, 'Functions'), list),
     h('section', {}, h('h2', {}, 'Metadata'), info),
   )
-  return every(300, async () => {
+  return every(POLL_MS, async () => {
     const r = await ctx.call('engine::functions::list', {})
     fill(
       list,
@@ -54,7 +54,7 @@ export const functionsPage: Page = (ctx, root) => {
 }
 
 export const workersPage: Page = (ctx, root) =>
-  every(300, async () => {
+  every(POLL_MS, async () => {
     const r = await ctx.call('engine::workers::list', {})
     fill(
       root,
@@ -88,7 +88,7 @@ export const triggersPage: Page = (ctx, root) => {
     }
   }
   fill(root, msg, body)
-  return every(300, async () => {
+  return every(POLL_MS, async () => {
     const r = await ctx.call('engine::triggers::overview', {})
     const stuck = r.triggers.filter((t: any) => t.status !== 'active').length
     fill(

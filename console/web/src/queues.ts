@@ -2,7 +2,7 @@
 // and Cron (schedules with their last and next fires).
 import type { Ctx, Page } from './main'
 import { errorText } from './main'
-import { ago, every, fill, h, short, table } from './dom'
+import { ago, every, POLL_MS, fill, h, short, table } from './dom'
 
 const missing = (fn: string) => h('p', { class: 'muted' }, `This engine has no ${fn}.`)
 
@@ -40,7 +40,7 @@ export const queuesPage: Page = (ctx, root) => {
     }
   }
   fill(root, msg, h('section', {}, h('h2', {}, 'Queues'), list), h('section', {}, dead))
-  return every(300, async () => {
+  return every(POLL_MS, async () => {
     if (!(await ctx.has('iii::queue::list'))) return fill(list, missing('iii::queue::list'))
     const r = await ctx.call('iii::queue::list', {})
     fill(list, table(['queue', 'type', 'depth', 'in flight', 'retries', 'dead letters'], r.queues, (q: any) => [
@@ -51,7 +51,7 @@ export const queuesPage: Page = (ctx, root) => {
 }
 
 export const cronPage: Page = (ctx: Ctx, root) =>
-  every(300, async () => {
+  every(POLL_MS, async () => {
     if (!(await ctx.has('cron::list'))) return fill(root, missing('cron::list'))
     const r = await ctx.call('cron::list', {})
     const when = (ms: number) => (ms ? h('span', { title: new Date(ms).toISOString() }, new Date(ms).toLocaleTimeString()) : h('span', { class: 'muted' }, 'never'))

@@ -4,7 +4,7 @@
 import type { Group } from '@trine/client'
 import type { Page } from './main'
 import { errorText } from './main'
-import { every, fill, h, short, table } from './dom'
+import { every, POLL_MS, fill, h, short, table } from './dom'
 
 const PAGE = 20
 
@@ -139,7 +139,7 @@ export const streamsPage: Page = (ctx, root) => {
     groups.reload().catch(() => {})
     fill(groupEl, h('section', {}, head, itemsEl, items.el, editor))
     // Presence and the group's figures, when the engine has the functions.
-    stopInfo = every(300, async () => {
+    stopInfo = every(POLL_MS, async () => {
       const q = { stream_name: stream, group_id: group }
       if (await ctx.has('stream::presence')) {
         const p = await ctx.call('stream::presence', { ...q, limit: 5 }).catch(() => undefined)
@@ -160,7 +160,7 @@ export const streamsPage: Page = (ctx, root) => {
     h('section', {}, h('h2', {}, 'Streams'), streamsEl, streams.el),
     h('section', {}, h('h2', {}, 'Groups'), groupsEl, groups.el),
     groupEl))
-  const stop = every(300, () => Promise.all([streams.reload(), groups.reload()]))
+  const stop = every(POLL_MS, () => Promise.all([streams.reload(), groups.reload()]))
   return () => {
     stop()
     stopInfo()
