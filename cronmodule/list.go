@@ -65,7 +65,7 @@ func (m *Module) list(_ context.Context, c engine.Call) ([]byte, error) {
 		if m.e.CanCall(c.Grant, j.t.FunctionID) != nil {
 			continue
 		}
-		if len(out) == limit || size > m.cfg.MaxListBytes {
+		if len(out) == limit {
 			more = true
 			break
 		}
@@ -74,8 +74,13 @@ func (m *Module) list(_ context.Context, c engine.Call) ([]byte, error) {
 		if e := j.lastErr.Load(); e != nil {
 			st.LastError = *e
 		}
+		n := len(st.TriggerID) + len(st.FunctionID) + len(st.Expression) + len(st.Timezone) + len(st.LastError) + 128
+		if len(out) > 0 && size+n > m.cfg.MaxListBytes {
+			more = true
+			break
+		}
 		out = append(out, st)
-		size += len(st.TriggerID) + len(st.FunctionID) + len(st.Expression) + len(st.Timezone) + len(st.LastError) + 128
+		size += n
 	}
 	return json.Marshal(map[string]any{"jobs": out, "more": more})
 }

@@ -83,6 +83,12 @@ func TestList(t *testing.T) {
 	if p, err := list(nil, `{}`); err != nil || len(p.Jobs) != 1 || !p.More {
 		t.Fatalf("a page of at most 1 byte: %+v %v, want one job and more", p, err)
 	}
+	// The bound counts the entry that would pass it: room for a-ok and
+	// a few bytes more is a page of a-ok alone.
+	n.m.cfg.MaxListBytes = len("a-ok"+"test::job"+"* * * * * *"+"Europe/Paris") + 128 + 8
+	if p, err := list(nil, `{}`); err != nil || len(p.Jobs) != 1 || !p.More {
+		t.Fatalf("a page of %d bytes: %+v %v, want one job and more", n.m.cfg.MaxListBytes, p, err)
+	}
 	for _, bad := range []string{`{"limit":0}`, `{"limit":1001}`, `[`} {
 		if _, err := list(nil, bad); engine.AsError(err).Code != engine.CodeInvalidArgument {
 			t.Errorf("cron::list %s: %v, want invalid_argument", bad, err)
