@@ -53,9 +53,15 @@ export const queuesPage: Page = (ctx, root) => {
 export const cronPage: Page = (ctx: Ctx, root) =>
   every(POLL_MS, async () => {
     if (!(await ctx.has('cron::list'))) return fill(root, missing('cron::list'))
-    const r = await ctx.call('cron::list', {})
+    // Every page of cron::list, up to 10,000 jobs.
+    const r: { jobs: any[]; more: boolean } = { jobs: [], more: true }
+    for (let i = 0; r.more && i < 10; i++) {
+      const p = await ctx.call('cron::list', r.jobs.length ? { limit: 1000, after: r.jobs[r.jobs.length - 1].trigger_id } : { limit: 1000 })
+      r.jobs.push(...p.jobs)
+      r.more = p.more && p.jobs.length > 0
+    }
     const when = (ms: number) => (ms ? h('span', { title: new Date(ms).toISOString() }, new Date(ms).toLocaleTimeString()) : h('span', { class: 'muted' }, 'never'))
-    fill(root, h('section', {}, h('h2', {}, `Cron (${r.jobs.length})`),
+    fill(root, h('section', {}, h('h2', {}, `Cron (${r.jobs.length}${r.more ? '+, the first shown' : ''})`),
       table(['trigger', 'function', 'schedule', 'last fire', 'next fire', 'last outcome'], r.jobs, (j: any) => [
         h('code', {}, j.trigger_id), h('code', {}, j.function_id), h('code', {}, j.expression + (j.timezone ? ' ' + j.timezone : '')),
         j.last_fire_ms ? h('span', {}, when(j.last_fire_ms), ' ', h('span', { class: 'muted' }, ago(j.last_fire_ms))) : when(0),
