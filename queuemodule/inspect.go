@@ -53,7 +53,8 @@ type DeadLetter struct {
 	Error      string `json:"error"`
 	// Data is the job's payload, when the caller may call its function
 	// and it is at most DeadLettersDataBytes; otherwise it is left out,
-	// and Hidden or Truncated (with DataBytes) says why.
+	// and Hidden or Truncated (with DataBytes) says why. A Hidden one
+	// has its Seq only.
 	Data      json.RawMessage `json:"data,omitempty"`
 	DataBytes int             `json:"data_bytes"`
 	Truncated bool            `json:"truncated,omitempty"`

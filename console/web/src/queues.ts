@@ -20,7 +20,8 @@ export const queuesPage: Page = (ctx, root) => {
       fill(dead, h('h3', {}, `Dead letters of ${q}`),
         table(['seq', 'function', 'attempts', 'error', 'payload'], r.messages, (m: any) => [
           m.seq, h('code', {}, m.function_id), m.attempts, h('span', { class: 'error' }, m.error || ''),
-          m.truncated ? h('span', { class: 'muted' }, `${m.data_bytes} bytes`) : short(m.data, 80),
+          m.hidden ? h('span', { class: 'muted' }, 'hidden: its function is not yours to call')
+            : m.truncated ? h('span', { class: 'muted' }, `${m.data_bytes} bytes`) : short(m.data, 80),
         ], { empty: 'No dead letter.' }),
         h('div', { class: 'pager' },
           from ? h('button', { onclick: () => peek(q) }, '« first') : null,
