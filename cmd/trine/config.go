@@ -93,6 +93,7 @@ type engineConfig struct {
 	StreamJWT           jwtauth.Config
 	Console             string // auto or off
 	ConsoleTokensFile   string
+	ConsoleAddr         string // "": the console is on --http-addr
 	AllowedOrigins      []string
 	AllowedHosts        []string
 	StreamMaxFrame      int64

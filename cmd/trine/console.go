@@ -50,6 +50,15 @@ func consoleHandler(cfg engineConfig, httpLis, streamLis, iiiLis net.Listener, t
 	return console.New(cc)
 }
 
+// consoleMux serves the console alone, on --console-addr: / leads to it.
+func consoleMux(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(console.Path, h)
+	mux.Handle(console.Path+"/", h)
+	mux.Handle("GET /{$}", http.RedirectHandler(console.Path+"/", http.StatusSeeOther))
+	return mux
+}
+
 // port is the port l listens on, 0 for none.
 func port(l net.Listener) int {
 	if l == nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"testing"
 )
 
@@ -30,5 +31,31 @@ func TestCORSLeavesConsoleAlone(t *testing.T) {
 	h.ServeHTTP(w, r)
 	if w.Header().Get("Access-Control-Allow-Origin") != "http://app.example" {
 		t.Fatalf("http trigger lost CORS: %v", w.Header())
+	}
+}
+
+// TestConsoleAddr: --console-addr serves the console on a listener of its
+// own, and the http listener (where http triggers serve their pages) no
+// longer serves it.
+func TestConsoleAddr(t *testing.T) {
+	t.Parallel()
+	e := startEngine(t, trineBin, testEnv(), engineArgs(t, "--console-addr", "127.0.0.1:0")...)
+	m := regexp.MustCompile(` console=(\S+)`).FindStringSubmatch(e.stdout.String())
+	if m == nil {
+		t.Fatalf("no console= in the start line:\n%s", e.stdout.String())
+	}
+	get := func(url string) int {
+		res, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if code := get("http://" + m[1] + "/console/"); code != http.StatusOK {
+		t.Fatalf("console on --console-addr: %d", code)
+	}
+	if code := get(e.http + "/console/"); code == http.StatusOK {
+		t.Fatal("the http listener still serves the console")
 	}
 }

@@ -113,6 +113,7 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 type engineListeners struct {
 	grpc, http, stream net.Listener
 	iii                net.Listener // nil with --iii-addr off
+	console            net.Listener // --console-addr, or nil
 	extra              []extraListener
 	grpcOpts           []grpc.ServerOption
 	workersTLS         *tlsconf.Server
@@ -138,6 +139,11 @@ func openEngineListeners(ctx context.Context, cfg engineConfig) (_ *engineListen
 	}
 	if cfg.IIIAddr != "off" {
 		if l.iii, err = listen(ctx, "iii", "--iii-addr", cfg.IIIAddr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.ConsoleAddr != "" && cfg.Console != "off" {
+		if l.console, err = listen(ctx, "console", "--console-addr", cfg.ConsoleAddr); err != nil {
 			return nil, err
 		}
 	}
@@ -172,6 +178,9 @@ func (l *engineListeners) useTLS(f tlsconf.Files) error {
 		return err
 	}
 	l.http, l.stream = web.Listen(l.http), web.Listen(l.stream)
+	if l.console != nil {
+		l.console = web.Listen(l.console)
+	}
 	if l.iii != nil {
 		l.iii = workers.Listen(l.iii)
 	}
@@ -187,7 +196,7 @@ func (l *engineListeners) useTLS(f tlsconf.Files) error {
 }
 
 func (l *engineListeners) close() {
-	for _, c := range []net.Listener{l.grpc, l.http, l.stream, l.iii} {
+	for _, c := range []net.Listener{l.grpc, l.http, l.stream, l.iii, l.console} {
 		if c != nil {
 			_ = c.Close()
 		}
@@ -288,6 +297,7 @@ type engineServers struct {
 	http     *http.Server
 	iii      *iiiserver.Server
 	iiiHTTP  *http.Server
+	console  *http.Server // on --console-addr, or nil
 	invoker  *httpinvoke.Invoker
 }
 
@@ -306,9 +316,14 @@ func newEngineServers(cfg engineConfig, core *engineCore, mods *engineModules, l
 	}
 	grpcCfg := grpcserver.Config{MaxMessageBytes: cfg.MaxMessageBytes, Logger: log}
 	s.grpc = grpcserver.New(eng, grpcCfg).NewGRPCServer(lis.grpcOpts...)
+	var onHTTP http.Handler
+	if lis.console == nil {
+		onHTTP = consoleHandler(cfg, lis.http, lis.stream, lis.iii, lis.consoleTokens, streams.tokens)
+	} else if ch := consoleHandler(cfg, lis.console, lis.stream, lis.iii, lis.consoleTokens, streams.tokens); ch != nil {
+		s.console = &http.Server{Handler: consoleMux(ch), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	}
 	s.http = &http.Server{
-		Handler: cfg.HTTPCORS.wrap(httpHandler(eng, s.optional.States, promhttp.HandlerFor(core.reg, promhttp.HandlerOpts{}), mods.routes,
-			consoleHandler(cfg, lis.http, lis.stream, lis.iii, lis.consoleTokens, streams.tokens))),
+		Handler:           cfg.HTTPCORS.wrap(httpHandler(eng, s.optional.States, promhttp.HandlerFor(core.reg, promhttp.HandlerOpts{}), mods.routes, onHTTP)),
 		ReadHeaderTimeout: 10 * time.Second,
 		// http triggers bound their functions with --http-timeout; this
 		// bounds writing the answer too.
@@ -387,6 +402,9 @@ func (s *engineServers) serve(g *errgroup.Group, lis *engineListeners) {
 		})
 	}
 	serveHTTP("http", s.http, lis.http)
+	if s.console != nil {
+		serveHTTP("console", s.console, lis.console)
+	}
 	if lis.iii != nil {
 		serveHTTP("iii", s.iiiHTTP, lis.iii)
 	}
@@ -416,7 +434,10 @@ func (s *engineServers) stop(ctx context.Context, lis *engineListeners, log *slo
 		l.stop(sctx)
 	}
 	_ = s.hub.Close()
-	for _, srv := range []*http.Server{s.http, s.iiiHTTP} {
+	for _, srv := range []*http.Server{s.http, s.iiiHTTP, s.console} {
+		if srv == nil {
+			continue
+		}
 		if err := srv.Shutdown(sctx); err != nil {
 			_ = srv.Close()
 		}
@@ -439,7 +460,11 @@ func printStarted(cfg engineConfig, core *engineCore, lis *engineListeners, stdo
 	if lis.iii != nil {
 		iiiInfo = lis.iii.Addr().String()
 	}
-	fmt.Fprintf(stdout, "trine engine %s listening: grpc=%s http=%s stream=%s iii=%s %s%s%s\n", version, lis.grpc.Addr(), lis.http.Addr(), lis.stream.Addr(), iiiInfo, natsInfo, tlsInfo(cfg.TLS), listenerInfo(lis.extra))
+	consoleInfo := ""
+	if lis.console != nil {
+		consoleInfo = " console=" + lis.console.Addr().String()
+	}
+	fmt.Fprintf(stdout, "trine engine %s listening: grpc=%s http=%s stream=%s iii=%s %s%s%s%s\n", version, lis.grpc.Addr(), lis.http.Addr(), lis.stream.Addr(), iiiInfo, natsInfo, tlsInfo(cfg.TLS), listenerInfo(lis.extra), consoleInfo)
 	log.Info("engine started", "version", version, "grpc", lis.grpc.Addr().String(), "http", lis.http.Addr().String(),
 		"stream", lis.stream.Addr().String(), "iii", iiiInfo, "store", cfg.Store, "data_dir", cfg.DataDir, "config", cfg.ConfigFile)
 }

@@ -175,6 +175,7 @@ var engineSettings = []setting{
 		c.Console = v
 		return nil
 	}},
+	stringRow("console-addr", "ADDR", "", "serve the console on a listener of its own instead of --http-addr (host:port), so that no page of an http trigger shares its origin; the loopback rule of --console applies to this address", func(c *engineConfig) *string { return &c.ConsoleAddr }),
 	stringRow("console-tokens-file", "FILE", "", "tokens that open the console on any listener: a tokens file (sha256 of each token, as a listener's tokens_file); reloaded on SIGHUP", func(c *engineConfig) *string { return &c.ConsoleTokensFile }),
 	{"allowed-origins", "LIST", "", "comma-separated browser Origins (scheme://host[:port]) allowed besides same-origin pages and, on a loopback listener, loopback pages (* for any): stream gateway, iii listener, channels", func(c *engineConfig, v string) error {
 		c.AllowedOrigins = splitList(v)
