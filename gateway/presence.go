@@ -409,6 +409,7 @@ func (p *presence) refresh(pg *pgroup, k wire.MemberKey) {
 type delivery struct {
 	subs   []*subscription
 	frames [][]byte
+	first  bool // the subscribers' first frame: they are synced once it is queued
 }
 
 // frameCost is what a frame costs against the budget besides its bytes.
@@ -441,7 +442,7 @@ func (p *presence) prepare(pg *pgroup, budget float64, full bool) ([]delivery, i
 	commit()
 	var out []delivery
 	if len(synced) > 0 && len(toSynced) > 0 {
-		out = append(out, delivery{synced, toSynced})
+		out = append(out, delivery{subs: synced, frames: toSynced})
 	}
 	first := pg.sync()
 	if pg.large {
@@ -457,7 +458,7 @@ func (p *presence) prepare(pg *pgroup, budget float64, full bool) ([]delivery, i
 		n++
 	}
 	if n > 0 {
-		out = append(out, delivery{fresh[:n], [][]byte{first}})
+		out = append(out, delivery{fresh[:n], [][]byte{first}, true})
 	}
 	return out, cost, n < len(fresh)
 }
@@ -744,6 +745,9 @@ func (p *presence) flush(now time.Time, all bool) {
 			for _, f := range d.frames {
 				s.c.enqueue(out{data: f, sub: s.quotedID})
 			}
+			if d.first {
+				s.presenceSynced.Store(true)
+			}
 		}
 	}
 	for _, w := range writes {
@@ -792,17 +796,21 @@ func (p *presence) close() {
 	}
 }
 
-// page is a page request's answer for s.
-func (p *presence) page(s *subscription, after string, limit int) []byte {
+// page is a page request's answer for s; ok false while s is no synced
+// presence subscriber (its join not yet allowed, or denied, or left).
+func (p *presence) page(s *subscription, after string, limit int) (frame []byte, ok bool) {
+	if !s.presenceSynced.Load() {
+		return nil, false
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pg := p.groups[groupKey{s.stream, s.group}]
-	if pg == nil {
-		return wire.PresencePage(nil, 0, false)
+	if pg == nil || !pg.subs[s] {
+		return nil, false
 	}
 	ms := pg.members()
 	page, more := wire.PageMembers(ms, after, limit)
-	return wire.PresencePage(page, len(ms), more)
+	return wire.PresencePage(page, len(ms), more), true
 }
 
 // ErrPresenceUnavailable reports that presence is not shared (no store)

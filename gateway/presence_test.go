@@ -430,3 +430,48 @@ func TestPresenceTotalLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestPresenceDeniedJoinGetsNoPages: page requests sent right after a join
+// that is then denied (while its join handler runs, and after) get no
+// member data: presence reaches a subscription only once its join was
+// allowed and its sync sent.
+func TestPresenceDeniedJoinGetsNoPages(t *testing.T) {
+	s := presenceStack(t, gateway.Config{PresenceGrace: -1})
+	release := make(chan struct{})
+	joinTrigger(t, s, "", func(ctx context.Context, c engine.Call) ([]byte, error) {
+		var in streamapi.Subscription
+		_ = json.Unmarshal(c.Payload, &in)
+		if in.Presence != nil && in.Presence.Identity == "eve" {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return []byte(`{"unauthorized":true}`), nil
+		}
+		return []byte(`{}`), nil
+	})
+	alice := s.dial(t, "/?user=alice", nil)
+	alice.send(presenceJoin("p", map[string]any{"meta": map[string]any{"secret": "s3cr3t"}}))
+	alice.nextPresence()
+	eve := s.dial(t, "/?user=eve", nil)
+	eve.send(presenceJoin("p", true))
+	const n = 50
+	page := map[string]any{"type": "presence", "data": map[string]any{"subscriptionId": "p"}}
+	for range n {
+		eve.send(page)
+	}
+	for i := 0; i < n; i++ {
+		f := eve.read()
+		must(t, !strings.Contains(f.Raw, "alice") && !strings.Contains(f.Raw, "s3cr3t"), "member data before the join was allowed: %s", f.Raw)
+		must(t, f.Type == "error", "page request before the join was allowed: %s", f.Raw)
+	}
+	close(release)
+	must(t, eve.readNot("presence").Type == "stream", "denied join")
+	for range n {
+		eve.send(page)
+	}
+	for i := 0; i < n; i++ {
+		f := eve.read()
+		must(t, !strings.Contains(f.Raw, "alice") && !strings.Contains(f.Raw, "s3cr3t"), "member data after a denied join: %s", f.Raw)
+	}
+}

@@ -30,6 +30,9 @@ type subscription struct {
 	// subscriber; presenceKey is its identity.
 	presence    *presenceWant
 	presenceKey wire.MemberKey
+	// presenceSynced: s's presence sync (or count) is queued, so its
+	// join was allowed; only then may it have pages.
+	presenceSynced atomic.Bool
 
 	mu        sync.Mutex
 	live      bool

@@ -248,7 +248,12 @@ func (c *conn) presencePage(d *frameData) {
 	if d.After != nil {
 		after = *d.After
 	}
-	c.enqueue(out{data: c.g.presence.page(s, after, limit), sub: s.quotedID})
+	f, ok := c.g.presence.page(s, after, limit)
+	if !ok {
+		c.sendError(quoted, "presence_not_ready", "this subscription has no presence yet: its join is not allowed (yet), and pages follow its sync")
+		return
+	}
+	c.enqueue(out{data: f, sub: s.quotedID})
 }
 
 // maxPresencePage is the largest page of members one request gets.
