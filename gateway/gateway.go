@@ -402,6 +402,9 @@ type Stats struct {
 	// PresenceSubscriptions is the number of presence subscriptions held;
 	// PresenceGroups the groups whose presence the gateway tracks.
 	PresenceSubscriptions, PresenceGroups int
+	// PresenceWriteErrors counts this gateway's presence entries that
+	// could not be written to the store (retried at the next flush).
+	PresenceWriteErrors int64
 	// Deliveries counts the live events handed to subscriptions (not
 	// snapshots or catch-up).
 	Deliveries int64
@@ -419,6 +422,7 @@ func (g *Gateway) Stats() Stats {
 	g.presence.mu.Lock()
 	st.PresenceSubscriptions, st.PresenceGroups = g.presence.subs, len(g.presence.groups)
 	g.presence.mu.Unlock()
+	st.PresenceWriteErrors = g.presence.writeErrors.Load()
 	return st
 }
 

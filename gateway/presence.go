@@ -11,6 +11,7 @@ import (
 	"maps"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trinehq/trine/streammodule/wire"
@@ -34,13 +35,19 @@ type PresenceStore interface {
 	// Put replaces this gateway's entry of a group; a nil entry deletes it.
 	Put(ctx context.Context, stream, group string, entry []byte) error
 	// Watch calls h with the other gateways' entries of the group (nil:
-	// gone), first those there now and then done, then as they change,
-	// until cancel. h must not block.
-	Watch(stream, group string, h func(gateway string, entry []byte), done func()) (cancel func(), err error)
+	// gone) and when each was written (zero: unknown), first those there
+	// now and then done, then as they change, until cancel. h must not
+	// block.
+	Watch(stream, group string, h func(gateway string, entry []byte, written time.Time), done func()) (cancel func(), err error)
 	// Entries returns every gateway's entry of a group, this one's included.
 	Entries(ctx context.Context, stream, group string) ([][]byte, error)
 	// Heartbeat is how often entries must be written again to stay.
 	Heartbeat() time.Duration
+	// TTL is how long an entry stays without being written again. Each
+	// gateway also forgets another's entry not renewed within it, so that
+	// a deletion it missed (its link was down when the entry expired)
+	// leaves no ghost.
+	TTL() time.Duration
 }
 
 // presenceCost is what a presence subscription counts against the
@@ -121,12 +128,21 @@ type presence struct {
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	watchErr error // last watch failure, logged once per change
+	// toWrite are the entries (nil: delete) the writer is to write;
+	// writeKick wakes it.
+	toWrite     map[groupKey][]byte
+	writeKick   chan struct{}
+	writeErrors atomic.Int64 // entries not written
+	warned      time.Time    // the last warning of a failed write
 }
 
 type pgroup struct {
 	key    groupKey
 	local  map[wire.MemberKey]*localMember
 	remote map[string]map[wire.MemberKey]wire.Member // other gateways' entries
+	// renewed is when each of remote was last written (or received, if
+	// earlier): one not renewed within the TTL is forgotten.
+	renewed map[string]time.Time
 	// view is the members now; sent is what the synced subscribers were
 	// told (at the last flush), changed the keys where they may differ.
 	view    map[wire.MemberKey]wire.Member
@@ -161,6 +177,11 @@ func newPresence(g *Gateway) *presence {
 		pending: make(map[*pgroup]struct{}), tokens: float64(g.cfg.PresenceRateBytes), refilled: time.Now()}
 	p.wg.Add(1)
 	go p.flusher()
+	if p.store != nil {
+		p.toWrite, p.writeKick = make(map[groupKey][]byte), make(chan struct{}, 1)
+		p.wg.Add(1)
+		go p.writer()
+	}
 	return p
 }
 
@@ -272,7 +293,8 @@ func (p *presence) group(key groupKey) *pgroup {
 		return pg
 	}
 	pg = &pgroup{key: key, local: make(map[wire.MemberKey]*localMember), remote: make(map[string]map[wire.MemberKey]wire.Member),
-		view: make(map[wire.MemberKey]wire.Member), sent: make(map[wire.MemberKey]wire.Member),
+		renewed: make(map[string]time.Time),
+		view:    make(map[wire.MemberKey]wire.Member), sent: make(map[wire.MemberKey]wire.Member),
 		changed: make(map[wire.MemberKey]struct{}), subs: make(map[*subscription]bool)}
 	p.groups[key] = pg
 	if p.store == nil {
@@ -289,7 +311,7 @@ func (p *presence) group(key groupKey) *pgroup {
 func (p *presence) watch(pg *pgroup) {
 	defer p.wg.Done()
 	cancel, err := p.store.Watch(pg.key.stream, pg.key.group,
-		func(gw string, entry []byte) { p.remoteEntry(pg, gw, entry) },
+		func(gw string, entry []byte, written time.Time) { p.remoteEntry(pg, gw, entry, written) },
 		func() { p.remoteReady(pg) })
 	p.mu.Lock()
 	if err != nil {
@@ -329,8 +351,9 @@ func (p *presence) markReady(pg *pgroup) {
 	p.pending[pg] = struct{}{}
 }
 
-// remoteEntry takes another gateway's entry of pg (nil: gone).
-func (p *presence) remoteEntry(pg *pgroup, gw string, entry []byte) {
+// remoteEntry takes another gateway's entry of pg (nil: gone), written
+// at written (zero: now).
+func (p *presence) remoteEntry(pg *pgroup, gw string, entry []byte, written time.Time) {
 	var e wire.PresenceEntry
 	if entry != nil {
 		if err := json.Unmarshal(entry, &e); err != nil {
@@ -343,13 +366,27 @@ func (p *presence) remoteEntry(pg *pgroup, gw string, entry []byte) {
 	if p.groups[pg.key] != pg {
 		return
 	}
+	if now := time.Now(); written.IsZero() || written.After(now) {
+		written = now
+	}
+	if entry != nil && p.store != nil && time.Since(written) >= p.store.TTL() {
+		entry = nil // written too long ago: its gateway stopped renewing it
+	}
+	p.setRemote(pg, gw, entry, e, written)
+}
+
+// setRemote replaces gw's members of pg (entry nil: none). Callers hold
+// p.mu.
+func (p *presence) setRemote(pg *pgroup, gw string, entry []byte, e wire.PresenceEntry, written time.Time) {
 	keys := map[wire.MemberKey]struct{}{}
 	for k := range pg.remote[gw] {
 		keys[k] = struct{}{}
 	}
 	if entry == nil {
 		delete(pg.remote, gw)
+		delete(pg.renewed, gw)
 	} else {
+		pg.renewed[gw] = written
 		ms := make(map[wire.MemberKey]wire.Member, len(e.Members))
 		for _, m := range e.Members {
 			if m.Connections > 0 {
@@ -721,6 +758,18 @@ func (p *presence) flush(now time.Time, all bool) {
 	p.tokens = min(rate, p.tokens+rate*now.Sub(p.refilled).Seconds())
 	p.refilled = now
 	var deliveries []delivery
+	if p.store != nil {
+		// Forget the other gateways' entries not renewed within the TTL,
+		// whether or not their deletion was seen.
+		ttl := p.store.TTL()
+		for _, pg := range p.groups {
+			for gw, at := range pg.renewed {
+				if now.Sub(at) >= ttl {
+					p.setRemote(pg, gw, nil, wire.PresenceEntry{}, time.Time{})
+				}
+			}
+		}
+	}
 	for pg := range p.pending {
 		if p.tokens <= 0 {
 			break
@@ -750,22 +799,86 @@ func (p *presence) flush(now time.Time, all bool) {
 			}
 		}
 	}
+	p.queueWrites(writes)
+}
+
+// presenceWriters is how many entries the writer writes at once: with
+// thousands of groups a heartbeat's writes take a fraction of the TTL.
+const presenceWriters = 32
+
+// queueWrites hands writes to the writer; a group's later write replaces
+// one not written yet.
+func (p *presence) queueWrites(writes []presenceWrite) {
+	if len(writes) == 0 {
+		return
+	}
+	p.mu.Lock()
 	for _, w := range writes {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := p.store.Put(ctx, w.key.stream, w.key.group, w.entry)
-		cancel()
-		if err != nil {
-			p.g.log.Debug("presence entry not written; the next heartbeat tries again", "stream", w.key.stream, "group", w.key.group, "error", err)
-			if w.entry != nil {
-				p.mu.Lock()
-				if pg := p.groups[w.key]; pg != nil {
-					pg.dirty = true
-				}
-				p.mu.Unlock()
-			}
-		}
+		p.toWrite[w.key] = w.entry
+	}
+	p.mu.Unlock()
+	select {
+	case p.writeKick <- struct{}{}:
+	default:
 	}
 }
+
+// writer writes the queued entries, presenceWriters at a time, each
+// within a heartbeat, so that a slow or cut link never holds up the
+// flusher (and the frames and local expiries it sends).
+func (p *presence) writer() {
+	defer p.wg.Done()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-p.writeKick:
+		}
+		p.mu.Lock()
+		batch := p.toWrite
+		p.toWrite = make(map[groupKey][]byte)
+		p.mu.Unlock()
+		timeout := min(5*time.Second, max(p.store.Heartbeat(), 100*time.Millisecond))
+		sem := make(chan struct{}, presenceWriters)
+		var wg sync.WaitGroup
+		for key, entry := range batch {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
+				err := p.store.Put(ctx, key.stream, key.group, entry)
+				cancel()
+				if err != nil {
+					p.writeFailed(key, entry, err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+}
+
+// writeFailed counts and logs (at most every presenceWarnEvery) a write
+// that failed; the group is written again at the next flush.
+func (p *presence) writeFailed(key groupKey, entry []byte, err error) {
+	p.writeErrors.Add(1)
+	p.mu.Lock()
+	if entry != nil {
+		if pg := p.groups[key]; pg != nil {
+			pg.dirty = true
+		}
+	}
+	warn := time.Since(p.warned) >= presenceWarnEvery
+	if warn {
+		p.warned = time.Now()
+	}
+	p.mu.Unlock()
+	if warn {
+		p.g.log.Warn("presence entry not written: other gateways may not see this gateway's members; trying again", "stream", key.stream, "group", key.group, "bytes", len(entry), "failures", p.writeErrors.Load(), "error", err)
+	}
+}
+
+// presenceWarnEvery rate-limits the warnings of failed writes.
+const presenceWarnEvery = 10 * time.Second
 
 // close stops the flusher, the watches and the grace timers. This
 // gateway's entries stay in the store until they expire (the TTL): its

@@ -225,6 +225,8 @@ func registerGatewayMetrics(reg prometheus.Registerer, gw *gateway.Gateway) erro
 			stat(func(st gateway.Stats) float64 { return float64(st.PresenceSubscriptions) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trine_presence_groups", Help: "Groups whose presence the gateway tracks."},
 			stat(func(st gateway.Stats) float64 { return float64(st.PresenceGroups) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trine_presence_write_errors_total", Help: "Presence entries this gateway could not write to the bucket (retried)."},
+			stat(func(st gateway.Stats) float64 { return float64(st.PresenceWriteErrors) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trine_stream_deliveries_total", Help: "Live events handed to browser subscriptions (not snapshots or catch-up)."},
 			stat(func(st gateway.Stats) float64 { return float64(st.Deliveries) })),
 	} {

@@ -141,6 +141,15 @@ func (p *Presence) Heartbeat() time.Duration {
 	return p.cfg.TTL / 3
 }
 
+// TTL is how long an entry stays without being written again: the
+// bucket's (the configured one until Open).
+func (p *Presence) TTL() time.Duration {
+	if k := p.kv.Load(); k != nil {
+		return k.ttl
+	}
+	return p.cfg.TTL
+}
+
 // Put writes this gateway's entry of a group; nil deletes it.
 func (p *Presence) Put(ctx context.Context, stream, group string, entry []byte) error {
 	k, err := p.open()
@@ -157,7 +166,7 @@ func (p *Presence) Put(ctx context.Context, stream, group string, entry []byte) 
 
 // Watch calls h with the other gateways' entries of a group: those there
 // now, then done, then every change (nil: deleted or expired).
-func (p *Presence) Watch(stream, group string, h func(gateway string, entry []byte), done func()) (func(), error) {
+func (p *Presence) Watch(stream, group string, h func(gateway string, entry []byte, written time.Time), done func()) (func(), error) {
 	k, err := p.open()
 	if err != nil {
 		return nil, err
@@ -181,9 +190,9 @@ func (p *Presence) Watch(stream, group string, h func(gateway string, entry []by
 				continue
 			}
 			if e.Operation() == jetstream.KeyValuePut {
-				h(gw, e.Value())
+				h(gw, e.Value(), e.Created())
 			} else {
-				h(gw, nil)
+				h(gw, nil, time.Time{})
 			}
 		}
 	})
