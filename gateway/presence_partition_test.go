@@ -2,98 +2,17 @@ package gateway_test
 
 import (
 	"context"
-	"io"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/trinehq/trine/gateway"
+	"github.com/trinehq/trine/internal/enginetest"
 	"github.com/trinehq/trine/internal/natstest"
 	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/streammodule/natsfanout"
 )
-
-// linkProxy forwards TCP connections to a NATS server until cut, which
-// closes them and refuses new ones until restore.
-type linkProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
-}
-
-func newLinkProxy(t *testing.T, target string) *linkProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &linkProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() {
-		ln.Close()
-		p.cut()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *linkProxy) url() string { return "nats://" + p.ln.Addr().String() }
-
-func (p *linkProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-		p.wg.Add(2)
-		p.mu.Unlock()
-		pipe := func(dst, src net.Conn) {
-			defer p.wg.Done()
-			_, _ = io.Copy(dst, src)
-			dst.Close()
-			src.Close()
-		}
-		go pipe(up, c)
-		go pipe(c, up)
-	}
-}
-
-func (p *linkProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for c := range p.conns {
-		c.Close()
-		delete(p.conns, c)
-	}
-}
-
-func (p *linkProxy) restore() {
-	p.mu.Lock()
-	p.down = false
-	p.mu.Unlock()
-}
 
 // TestPresenceNoGhostAfterPartition: gateway a loses its NATS link,
 // gateway b stops for good meanwhile, and a's link comes back after
@@ -103,8 +22,8 @@ func TestPresenceNoGhostAfterPartition(t *testing.T) {
 	t.Parallel()
 	const ttl = time.Second
 	s := presenceStack(t, gateway.Config{PresenceGrace: -1})
-	proxy := newLinkProxy(t, s.ns.Addr().String())
-	ncA, err := nats.Connect(proxy.url(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	proxy := enginetest.NewProxy(t, s.ns.Addr().String())
+	ncA, err := nats.Connect("nats://"+proxy.Addr, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +49,7 @@ func TestPresenceNoGhostAfterPartition(t *testing.T) {
 	f := obs.nextPresence()
 	must(t, f.Event.Type == "join" && f.Event.Member.Identity == "carol", "carol joins: %s", f.raw)
 
-	proxy.cut()
+	proxy.Partition()
 	start := time.Now()
 	b.gw.Close() // b's process dies: it never renews or deletes its entry
 	f = obs.nextPresence()
@@ -140,7 +59,7 @@ func TestPresenceNoGhostAfterPartition(t *testing.T) {
 	t.Logf("b's members left a's view %v after b stopped, a cut off from NATS (TTL %v)", took, ttl)
 	// Past the TTL of the entry and of its marker, the link comes back.
 	poll.CheckFor(t, 10*time.Second, poll.Holds("a while past twice the TTL", func() bool { return time.Since(start) > 3*ttl }))
-	proxy.restore()
+	proxy.Heal()
 	poll.CheckFor(t, 10*time.Second, poll.Holds("a reconnected", ncA.IsConnected))
 	// A new member on a third gateway is seen: a's watch works again.
 	c := s.gateway(t, gateway.Config{Presence: open(natstest.Connect(t, s.ns)), PresenceGrace: -1})

@@ -16,6 +16,7 @@ type Proxy struct {
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	frozen bool
+	down   bool // Partition: new connections are refused too
 	wg     sync.WaitGroup
 }
 
@@ -40,6 +41,10 @@ func (p *Proxy) accept() {
 		c, err := p.lis.Accept()
 		if err != nil {
 			return
+		}
+		if p.refusing() {
+			c.Close()
+			continue
 		}
 		up, err := net.Dial("tcp", p.target)
 		if err != nil {
@@ -92,6 +97,28 @@ func (p *Proxy) dropping() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.frozen
+}
+
+func (p *Proxy) refusing() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.down
+}
+
+// Partition closes every connection through the proxy and refuses new
+// ones until Heal: a link that is down.
+func (p *Proxy) Partition() {
+	p.mu.Lock()
+	p.down = true
+	p.mu.Unlock()
+	p.Cut()
+}
+
+// Heal accepts connections again after Partition.
+func (p *Proxy) Heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = false
 }
 
 // Freeze silently drops everything in both directions while keeping the
