@@ -29,17 +29,21 @@ const (
 )
 
 // PresenceStore shares each gateway's presence members with the other
-// gateways (natsfanout.Presence): one entry per group and gateway, which
-// the store forgets when its gateway stops renewing it.
+// gateways (natsfanout.Presence): one entry per group and gateway, in
+// chunks of at most MaxEntryBytes, which the store forgets when its
+// gateway stops renewing them.
 type PresenceStore interface {
-	// Put replaces this gateway's entry of a group; a nil entry deletes it.
-	Put(ctx context.Context, stream, group string, entry []byte) error
-	// Watch calls h with the other gateways' entries of the group (nil:
-	// gone) and when each was written (zero: unknown), first those there
-	// now and then done, then as they change, until cancel. h must not
-	// block.
-	Watch(stream, group string, h func(gateway string, entry []byte, written time.Time), done func()) (cancel func(), err error)
-	// Entries returns every gateway's entry of a group, this one's included.
+	// Put replaces this gateway's entry of a group with chunks (each a
+	// wire.PresenceEntry); none deletes it.
+	Put(ctx context.Context, stream, group string, chunks [][]byte) error
+	// MaxEntryBytes is the largest chunk Put takes.
+	MaxEntryBytes() int
+	// Watch calls h with the other gateways' chunks of the group, each
+	// from a writer (a gateway's chunk), (nil: gone) and when each was
+	// written (zero: unknown), first those there now and then done, then
+	// as they change, until cancel. h must not block.
+	Watch(stream, group string, h func(writer string, entry []byte, written time.Time), done func()) (cancel func(), err error)
+	// Entries returns every gateway's chunks of a group, this one's included.
 	Entries(ctx context.Context, stream, group string) ([][]byte, error)
 	// Heartbeat is how often entries must be written again to stay.
 	Heartbeat() time.Duration
@@ -130,7 +134,7 @@ type presence struct {
 	watchErr error // last watch failure, logged once per change
 	// toWrite are the entries (nil: delete) the writer is to write;
 	// writeKick wakes it.
-	toWrite     map[groupKey][]byte
+	toWrite     map[groupKey][][]byte
 	writeKick   chan struct{}
 	writeErrors atomic.Int64 // entries not written
 	warned      time.Time    // the last warning of a failed write
@@ -178,7 +182,7 @@ func newPresence(g *Gateway) *presence {
 	p.wg.Add(1)
 	go p.flusher()
 	if p.store != nil {
-		p.toWrite, p.writeKick = make(map[groupKey][]byte), make(chan struct{}, 1)
+		p.toWrite, p.writeKick = make(map[groupKey][][]byte), make(chan struct{}, 1)
 		p.wg.Add(1)
 		go p.writer()
 	}
@@ -688,20 +692,31 @@ func (p *presence) dropIfIdle(pg *pgroup) {
 	}
 }
 
-// entry encodes this gateway's members of pg. Callers hold p.mu.
-func (pg *pgroup) entry() []byte {
-	e := wire.PresenceEntry{Members: make([]wire.Member, 0, len(pg.local))}
+// entry encodes this gateway's members of pg as chunks of at most limit
+// bytes (a member larger than that alone in its chunk). Callers hold p.mu.
+func (pg *pgroup) entry(limit int) [][]byte {
+	chunks := [][]byte{}
+	b := []byte(`{"members":[`)
+	n := 0
 	for k, m := range pg.local {
-		e.Members = append(e.Members, wire.Member{Identity: k.Identity, Anonymous: k.Anonymous,
+		mb, _ := json.Marshal(wire.Member{Identity: k.Identity, Anonymous: k.Anonymous,
 			Connections: len(m.conns) + len(m.pending), JoinedAt: m.joinedAt, Meta: m.meta, MetaAt: m.metaAt})
+		if n > 0 && len(b)+1+len(mb)+2 > limit {
+			chunks = append(chunks, append(b, ']', '}'))
+			b, n = []byte(`{"members":[`), 0
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, mb...)
+		n++
 	}
-	b, _ := json.Marshal(e)
-	return b
+	return append(chunks, append(b, ']', '}'))
 }
 
 type presenceWrite struct {
 	key   groupKey
-	entry []byte // nil: delete
+	entry [][]byte // nil: delete
 }
 
 // flusher writes changed entries every presenceFlush, every entry each
@@ -748,7 +763,7 @@ func (p *presence) flush(now time.Time, all bool) {
 		}
 		if p.store != nil && (pg.dirty || (all && len(pg.local) > 0)) {
 			pg.dirty = false
-			writes = append(writes, presenceWrite{key: pg.key, entry: pg.entry()})
+			writes = append(writes, presenceWrite{key: pg.key, entry: pg.entry(p.store.MaxEntryBytes())})
 		}
 	}
 	// Tell subscribers, within the budget: a group whose turn comes while
@@ -836,7 +851,7 @@ func (p *presence) writer() {
 		}
 		p.mu.Lock()
 		batch := p.toWrite
-		p.toWrite = make(map[groupKey][]byte)
+		p.toWrite = make(map[groupKey][][]byte)
 		p.mu.Unlock()
 		timeout := min(5*time.Second, max(p.store.Heartbeat(), 100*time.Millisecond))
 		sem := make(chan struct{}, presenceWriters)
@@ -859,7 +874,7 @@ func (p *presence) writer() {
 
 // writeFailed counts and logs (at most every presenceWarnEvery) a write
 // that failed; the group is written again at the next flush.
-func (p *presence) writeFailed(key groupKey, entry []byte, err error) {
+func (p *presence) writeFailed(key groupKey, entry [][]byte, err error) {
 	p.writeErrors.Add(1)
 	p.mu.Lock()
 	if entry != nil {
@@ -873,7 +888,7 @@ func (p *presence) writeFailed(key groupKey, entry []byte, err error) {
 	}
 	p.mu.Unlock()
 	if warn {
-		p.g.log.Warn("presence entry not written: other gateways may not see this gateway's members; trying again", "stream", key.stream, "group", key.group, "bytes", len(entry), "failures", p.writeErrors.Load(), "error", err)
+		p.g.log.Warn("presence entry not written: other gateways may not see this gateway's members; trying again", "stream", key.stream, "group", key.group, "chunks", len(entry), "failures", p.writeErrors.Load(), "error", err)
 	}
 }
 

@@ -2,15 +2,20 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/trinehq/trine/gateway"
 	"github.com/trinehq/trine/internal/enginetest"
 	"github.com/trinehq/trine/internal/natstest"
 	"github.com/trinehq/trine/internal/poll"
+	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/natsfanout"
 )
 
@@ -28,17 +33,8 @@ func TestPresenceNoGhostAfterPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(ncA.Close)
-	open := func(nc *nats.Conn) *natsfanout.Presence {
-		p := natsfanout.NewPresence(nc, natsfanout.PresenceConfig{TTL: ttl})
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		defer cancel()
-		if err := p.Open(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	a := s.gateway(t, gateway.Config{Presence: open(ncA), PresenceGrace: -1})
-	b := s.gateway(t, gateway.Config{Presence: open(natstest.Connect(t, s.ns)), PresenceGrace: -1})
+	a := s.gateway(t, gateway.Config{Presence: openPresence(t, ncA, ttl), PresenceGrace: -1})
+	b := s.gateway(t, gateway.Config{Presence: openPresence(t, natstest.Connect(t, s.ns), ttl), PresenceGrace: -1})
 
 	obs := a.dial(t, "/?user=observer", nil)
 	obs.send(presenceJoin("o", true))
@@ -62,7 +58,7 @@ func TestPresenceNoGhostAfterPartition(t *testing.T) {
 	proxy.Heal()
 	poll.CheckFor(t, 10*time.Second, poll.Holds("a reconnected", ncA.IsConnected))
 	// A new member on a third gateway is seen: a's watch works again.
-	c := s.gateway(t, gateway.Config{Presence: open(natstest.Connect(t, s.ns)), PresenceGrace: -1})
+	c := s.gateway(t, gateway.Config{Presence: openPresence(t, natstest.Connect(t, s.ns), ttl), PresenceGrace: -1})
 	dave := c.dial(t, "/?user=dave", nil)
 	dave.send(presenceJoin("p", true))
 	dave.nextPresence()
@@ -73,4 +69,60 @@ func TestPresenceNoGhostAfterPartition(t *testing.T) {
 	obs.send(map[string]any{"type": "presence", "data": map[string]any{"subscriptionId": "o"}})
 	f = obs.nextPresence()
 	must(t, f.Event.Type == "page" && names(f.Event.Members) == "dave,observer", "no ghost: %s", f.raw)
+}
+
+// openPresence opens a presence store on nc with ttl.
+func openPresence(t *testing.T, nc *nats.Conn, ttl time.Duration) *natsfanout.Presence {
+	t.Helper()
+	p := natsfanout.NewPresence(nc, natsfanout.PresenceConfig{TTL: ttl})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := p.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestPresenceLargeGroupAcrossGateways: a gateway's members of a group
+// whose entry would pass the NATS max payload (64 KiB here, as 1 MiB is
+// at about 1,000 members with 1 KiB of meta) are all seen by another
+// gateway and by stream::presence.
+func TestPresenceLargeGroupAcrossGateways(t *testing.T) {
+	t.Parallel()
+	const members = 120 // about 130 KiB of meta: two max payloads
+	s := presenceStack(t, gateway.Config{PresenceGrace: -1})
+	ns := natstest.StartOptions(t, server.Options{JetStream: true, MaxPayload: 64 << 10})
+	a := s.gateway(t, gateway.Config{Presence: openPresence(t, natstest.Connect(t, ns), 5*time.Second), PresenceGrace: -1})
+	b := s.gateway(t, gateway.Config{Presence: openPresence(t, natstest.Connect(t, ns), 5*time.Second), PresenceGrace: -1})
+	c := s.gateway(t, gateway.Config{Presence: openPresence(t, natstest.Connect(t, ns), 5*time.Second), PresenceGrace: -1})
+	s.m.SetPresence(c.gw) // c watches no group: stream::presence reads the bucket
+	meta := map[string]any{"pad": strings.Repeat("x", 1000)}
+	for i := range members {
+		m := b.dial(t, fmt.Sprintf("/?user=m%03d", i), nil)
+		m.send(presenceJoin("p", map[string]any{"meta": meta}))
+		m.nextPresence()
+	}
+	obs := a.dial(t, "/?user=observer", nil)
+	obs.send(presenceJoin("o", true))
+	seen := map[string]bool{}
+	for len(seen) < members+1 {
+		f := obs.nextPresence()
+		switch f.Event.Type {
+		case "sync":
+			clear(seen)
+			for _, m := range f.Event.Members {
+				seen[m.Identity] = true
+			}
+		case "join":
+			seen[f.Event.Member.Identity] = true
+		}
+	}
+	var got struct {
+		Count int `json:"count"`
+	}
+	poll.CheckFor(t, 10*time.Second, poll.Holds("stream::presence counts every member", func() bool {
+		_ = json.Unmarshal([]byte(s.call(t, streammodule.FnPresence, map[string]any{"stream_name": "rooms", "group_id": "lobby", "limit": 1})), &got)
+		return got.Count == members+1
+	}))
+	must(t, b.gw.Stats().PresenceWriteErrors == 0, "write errors: %+v", b.gw.Stats())
 }

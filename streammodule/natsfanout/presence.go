@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,17 +43,21 @@ type PresenceConfig struct {
 }
 
 // Presence shares gateways' presence members through a JetStream
-// key-value bucket with a TTL: the key of an entry is
-// <stream token>.<group token>.<gateway>, with the subject tokens of
+// key-value bucket with a TTL: the keys of an entry are
+// <stream token>.<group token>.<gateway>.<chunk>, with the subject tokens of
 // Token ('~' written '=', which KV keys allow and tokens never hold), so
 // keys are injective and bounded. A gateway renews its entries every
 // Heartbeat (a third of the TTL); the entries of a gateway that stops
 // renewing them expire, and watchers are told (the bucket keeps a marker
 // for each). It implements gateway.PresenceStore; Open makes it usable.
 type Presence struct {
-	nc  *nats.Conn
-	cfg PresenceConfig
-	kv  atomic.Pointer[presenceKV]
+	nc       *nats.Conn
+	cfg      PresenceConfig
+	kv       atomic.Pointer[presenceKV]
+	listings chan struct{}
+
+	mu     sync.Mutex
+	chunks map[string]int // chunks written per group key prefix
 }
 
 type presenceKV struct {
@@ -74,7 +79,7 @@ func NewPresence(nc *nats.Conn, cfg PresenceConfig) *Presence {
 		_, _ = rand.Read(b[:])
 		cfg.Gateway = hex.EncodeToString(b[:])
 	}
-	return &Presence{nc: nc, cfg: cfg}
+	return &Presence{nc: nc, cfg: cfg, listings: make(chan struct{}, maxListings), chunks: make(map[string]int)}
 }
 
 // Gateway is this gateway's id in keys.
@@ -150,80 +155,161 @@ func (p *Presence) TTL() time.Duration {
 	return p.cfg.TTL
 }
 
-// Put writes this gateway's entry of a group; nil deletes it.
-func (p *Presence) Put(ctx context.Context, stream, group string, entry []byte) error {
+// entryHeadroom is what a message's subject and headers may take of the
+// max payload besides the entry.
+const entryHeadroom = 4 << 10
+
+// MaxEntryBytes is the largest entry (chunk) Put writes: the connection's
+// max payload (1 MiB by default) less room for the subject and headers.
+func (p *Presence) MaxEntryBytes() int {
+	return max(int(p.nc.MaxPayload())-entryHeadroom, entryHeadroom)
+}
+
+// Put writes this gateway's entry of a group as chunks, each under its
+// own key <group prefix><gateway>.<n>, and deletes the chunks of an
+// earlier, longer entry; none deletes them all.
+func (p *Presence) Put(ctx context.Context, stream, group string, chunks [][]byte) error {
 	k, err := p.open()
 	if err != nil {
 		return err
 	}
-	key := groupKeyPrefix(stream, group) + p.cfg.Gateway
-	if entry == nil {
-		return k.kv.Delete(ctx, key)
+	base := groupKeyPrefix(stream, group) + p.cfg.Gateway + "."
+	p.mu.Lock()
+	had := p.chunks[base]
+	p.mu.Unlock()
+	for i, c := range chunks {
+		if _, err := k.kv.Put(ctx, base+strconv.Itoa(i), c); err != nil {
+			return err
+		}
 	}
-	_, err = k.kv.Put(ctx, key, entry)
-	return err
+	if len(chunks) == 0 {
+		had = max(had, 1) // a gateway that restarted may have left some
+	}
+	for i := len(chunks); i < had; i++ {
+		if err := k.kv.Delete(ctx, base+strconv.Itoa(i)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return err
+		}
+	}
+	p.mu.Lock()
+	if len(chunks) == 0 {
+		delete(p.chunks, base)
+	} else {
+		p.chunks[base] = len(chunks)
+	}
+	p.mu.Unlock()
+	return nil
 }
 
-// Watch calls h with the other gateways' entries of a group: those there
-// now, then done, then every change (nil: deleted or expired).
-func (p *Presence) Watch(stream, group string, h func(gateway string, entry []byte, written time.Time), done func()) (func(), error) {
+// Watch calls h with the other gateways' entry chunks of a group (the
+// writer is "<gateway>.<n>"): those there now, then done, then every
+// change (nil: deleted). It costs no JetStream consumer while it lasts:
+// changes come through a core NATS subscription on the group's keys'
+// subjects, and the entries there now from a short-lived listing
+// (listings run at most maxListings at once). Entries that expire are not
+// reported: the caller forgets an entry not renewed within the TTL.
+func (p *Presence) Watch(stream, group string, h func(writer string, entry []byte, written time.Time), done func()) (func(), error) {
 	k, err := p.open()
 	if err != nil {
 		return nil, err
 	}
 	prefix := groupKeyPrefix(stream, group)
-	ctx, cancel := context.WithCancel(context.Background())
-	w, err := k.kv.Watch(ctx, prefix+"*")
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for e := range w.Updates() {
-			if e == nil {
-				done()
-				continue
-			}
-			gw := strings.TrimPrefix(e.Key(), prefix)
-			if gw == p.cfg.Gateway {
-				continue
-			}
-			if e.Operation() == jetstream.KeyValuePut {
-				h(gw, e.Value(), e.Created())
-			} else {
-				h(gw, nil, time.Time{})
-			}
+	subj := "$KV." + p.cfg.Bucket + "." + prefix
+	var mu sync.Mutex
+	live := map[string]bool{} // writers heard from live: the listing is older
+	own := p.cfg.Gateway + "."
+	sub, err := p.nc.Subscribe(subj+">", func(m *nats.Msg) {
+		w := strings.TrimPrefix(m.Subject, subj)
+		if strings.HasPrefix(w, own) {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		live[w] = true
+		switch m.Header.Get("KV-Operation") {
+		case "DEL", "PURGE":
+			h(w, nil, time.Time{})
+		default:
+			h(w, m.Data, time.Now())
 		}
 	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		fctx, fcancel := context.WithTimeout(ctx, listTimeout)
+		err := p.nc.FlushWithContext(fctx) // the subscription is in place
+		fcancel()
+		if err == nil {
+			lctx, lcancel := context.WithTimeout(ctx, listTimeout)
+			entries, err := p.list(lctx, k, prefix)
+			lcancel()
+			mu.Lock()
+			for _, e := range entries {
+				w := strings.TrimPrefix(e.Key(), prefix)
+				if !strings.HasPrefix(w, own) && !live[w] {
+					h(w, e.Value(), e.Created())
+				}
+			}
+			mu.Unlock()
+			_ = err // live changes and heartbeats fill in within a heartbeat
+		}
+		done()
+	})
 	return func() {
+		_ = sub.Unsubscribe()
 		cancel()
-		_ = w.Stop()
 		wg.Wait()
 	}, nil
 }
 
-// Entries returns every gateway's entry of a group.
-func (p *Presence) Entries(ctx context.Context, stream, group string) ([][]byte, error) {
-	k, err := p.open()
-	if err != nil {
-		return nil, err
+// listTimeout bounds a watch's listing.
+const listTimeout = 10 * time.Second
+
+// maxListings bounds the short-lived consumers that listings open at once.
+const maxListings = 8
+
+// list returns the entries under prefix, through a short-lived consumer.
+func (p *Presence) list(ctx context.Context, k *presenceKV, prefix string) ([]jetstream.KeyValueEntry, error) {
+	select {
+	case p.listings <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	w, err := k.kv.Watch(ctx, groupKeyPrefix(stream, group)+"*", jetstream.IgnoreDeletes())
+	defer func() { <-p.listings }()
+	w, err := k.kv.Watch(ctx, prefix+">", jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, err
 	}
 	defer w.Stop()
-	var out [][]byte
+	var out []jetstream.KeyValueEntry
 	for {
 		select {
 		case e, ok := <-w.Updates():
 			if !ok || e == nil {
 				return out, nil
 			}
-			out = append(out, e.Value())
+			out = append(out, e)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// Entries returns every gateway's entry chunks of a group.
+func (p *Presence) Entries(ctx context.Context, stream, group string) ([][]byte, error) {
+	k, err := p.open()
+	if err != nil {
+		return nil, err
+	}
+	es, err := p.list(ctx, k, groupKeyPrefix(stream, group))
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, 0, len(es))
+	for _, e := range es {
+		out = append(out, e.Value())
+	}
+	return out, nil
 }
