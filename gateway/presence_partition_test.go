@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/trinehq/trine/gateway"
 	"github.com/trinehq/trine/internal/enginetest"
@@ -125,4 +126,60 @@ func TestPresenceLargeGroupAcrossGateways(t *testing.T) {
 		return got.Count == members+1
 	}))
 	must(t, b.gw.Stats().PresenceWriteErrors == 0, "write errors: %+v", b.gw.Stats())
+}
+
+// TestPresenceWatchesCostNoConsumers: a gateway watching many groups'
+// presence, and stream::presence reading groups nobody watches, hold no
+// JetStream consumer once their listings are done, so the number of
+// watched groups is not bounded by the server's consumer limit; members
+// are still shared in every group.
+func TestPresenceWatchesCostNoConsumers(t *testing.T) {
+	t.Parallel()
+	const groups, perConn = 160, 16
+	s := presenceStack(t, gateway.Config{PresenceGrace: -1})
+	a := s.gateway(t, gateway.Config{Presence: openPresence(t, natstest.Connect(t, s.ns), 5*time.Second), PresenceGrace: -1})
+	b := s.gateway(t, gateway.Config{Presence: openPresence(t, natstest.Connect(t, s.ns), 5*time.Second), PresenceGrace: -1})
+	s.m.SetPresence(b.gw)
+	var obs *client
+	for i := range groups {
+		if i%perConn == 0 {
+			obs = a.dial(t, "/?user=observer", nil)
+		}
+		obs.send(join(fmt.Sprintf("g%d", i), "rooms", fmt.Sprintf("g%d", i), "presence", true))
+		obs.nextPresence()
+	}
+	js, err := jetstream.New(natstest.Connect(t, s.ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumers := func() int {
+		st, err := js.Stream(t.Context(), "KV_"+natsfanout.DefaultPresenceBucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Consumers
+	}
+	// stream::presence of groups b does not watch lists them from the bucket.
+	for i := range 20 {
+		out := s.call(t, streammodule.FnPresence, map[string]any{"stream_name": "rooms", "group_id": fmt.Sprintf("g%d", i)})
+		must(t, strings.Contains(out, "observer"), "stream::presence of g%d: %s", i, out)
+	}
+	poll.CheckFor(t, 10*time.Second, poll.Holds("no consumers left", func() bool { return consumers() == 0 }))
+	// Changes still travel: a member on b of the last group reaches a.
+	m := b.dial(t, "/?user=mia", nil)
+	last := fmt.Sprintf("g%d", groups-1)
+	m.send(join("p", "rooms", last, "presence", true))
+	m.nextPresence()
+	for {
+		f := obs.nextPresence()
+		if f.Event.Type == "join" {
+			must(t, f.Event.Member.Identity == "mia" && f.SubscriptionID == last, "join: %s", f.raw)
+			break
+		}
+	}
+	t.Logf("%d groups watched, %d consumers on the presence stream", groups, consumers())
 }
