@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/wire"
 )
 
@@ -80,9 +81,17 @@ func (g *Gateway) parsePresence(raw json.RawMessage) (*presenceWant, string, str
 	if raw[0] != '{' {
 		return nil, "bad_frame", "presence must be true, false or {\"meta\": {…}}"
 	}
+	// The engine's rules for JSON values (valid UTF-8, no lone
+	// surrogate), and each field once: a repeated one is ambiguous.
+	if err := engine.ValidJSONText(raw); err != nil {
+		return nil, "bad_frame", "presence: " + err.Error()
+	}
 	var o map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &o); err != nil {
 		return nil, "bad_frame", "presence: " + err.Error()
+	}
+	if n, err := countFields(raw); err != nil || n != len(o) {
+		return nil, "bad_frame", "presence: a field appears more than once"
 	}
 	w := &presenceWant{}
 	for k, v := range o {
@@ -106,6 +115,26 @@ func (g *Gateway) parsePresence(raw json.RawMessage) (*presenceWant, string, str
 		w.meta = b.Bytes()
 	}
 	return w, "", ""
+}
+
+// countFields counts the fields of JSON object raw (valid JSON).
+func countFields(raw []byte) (int, error) {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := d.Token(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for d.More() {
+		if _, err := d.Token(); err != nil {
+			return 0, err
+		}
+		var v json.RawMessage
+		if err := d.Decode(&v); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return n, nil
 }
 
 // presence tracks this gateway's members per group, merges the other

@@ -255,6 +255,9 @@ func TestPresenceRefusalsChangeNothing(t *testing.T) {
 		{"meta not an object", "bad_frame", map[string]any{"meta": "hello"}},
 		{"unknown field", "bad_frame", map[string]any{"metadata": map[string]any{}}},
 		{"number", "bad_frame", 1},
+		{"lone surrogate in meta", "bad_frame", json.RawMessage(`{"meta":{"a":"\ud800"}}`)},
+		{"lone surrogate in a meta key", "bad_frame", json.RawMessage(`{"meta":{"\udfff":1}}`)},
+		{"meta twice", "bad_frame", json.RawMessage(`{"meta":{"v":2},"meta":null}`)},
 	} {
 		c.send(presenceJoin("p", tc.presence))
 		f := c.readNot("stream")
