@@ -97,7 +97,9 @@ func SortMembers(ms []Member) {
 }
 
 // PageMembers returns the members of sorted ms after after (an identity),
-// at most limit, and whether more follow.
+// at most limit, and whether more follow. A real member and an anonymous
+// one of the same spelling go on the same page (one more than limit, if
+// need be), so that after, an identity, never falls between them.
 func PageMembers(ms []Member, after string, limit int) ([]Member, bool) {
 	i := 0
 	if after != "" {
@@ -109,6 +111,9 @@ func PageMembers(ms []Member, after string, limit int) ([]Member, bool) {
 		})
 	}
 	rest := ms[i:]
+	if limit > 0 && len(rest) > limit && rest[limit].Identity == rest[limit-1].Identity {
+		limit++
+	}
 	if len(rest) > limit {
 		return rest[:limit], true
 	}
