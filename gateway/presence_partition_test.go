@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -182,4 +183,68 @@ func TestPresenceWatchesCostNoConsumers(t *testing.T) {
 		}
 	}
 	t.Logf("%d groups watched, %d consumers on the presence stream", groups, consumers())
+}
+
+// slowPresence is a presence store whose writes take a round trip of
+// delay, as to a distant NATS cluster.
+type slowPresence struct {
+	*natsfanout.Presence
+	delay time.Duration
+	puts  atomic.Int64
+}
+
+func (p *slowPresence) Put(ctx context.Context, stream, group string, chunks [][]byte) error {
+	p.puts.Add(1)
+	select {
+	case <-time.After(p.delay):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return p.Presence.Put(ctx, stream, group, chunks)
+}
+
+// TestPresenceManyGroupsRenewedWithinTTL: a gateway that is a member of
+// 1,000 groups, with writes taking 3 ms each (3 s in a row, three TTLs),
+// renews every entry within the TTL: its member in the last group never
+// leaves another gateway's view.
+func TestPresenceManyGroupsRenewedWithinTTL(t *testing.T) {
+	t.Parallel()
+	const groups, ttl = 1000, time.Second
+	s := presenceStack(t, gateway.Config{PresenceGrace: -1})
+	slow := &slowPresence{Presence: openPresence(t, natstest.Connect(t, s.ns), ttl), delay: 3 * time.Millisecond}
+	a := s.gateway(t, gateway.Config{Presence: slow, PresenceGrace: -1, PresenceMaxPerConn: groups, MaxSubscriptions: groups})
+	b := s.gateway(t, gateway.Config{Presence: openPresence(t, natstest.Connect(t, s.ns), ttl), PresenceGrace: -1})
+	obs := b.dial(t, "/?user=observer", nil)
+	last := fmt.Sprintf("g%d", groups-1)
+	obs.send(join("o", "rooms", last, "presence", true))
+	obs.nextPresence()
+	m := a.dial(t, "/?user=mia", nil)
+	done := make(chan struct{})
+	go func() { // mia reads her frames, so she is no slow consumer
+		for {
+			select {
+			case <-m.frames:
+			case <-done:
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(done) })
+	for i := range groups {
+		m.send(join(fmt.Sprintf("g%d", i), "rooms", fmt.Sprintf("g%d", i), "presence", true))
+	}
+	for f := obs.nextPresence(); f.Event.Type != "join"; f = obs.nextPresence() {
+	}
+	start := time.Now()
+	for deadline := start.Add(4 * ttl); time.Now().Before(deadline); {
+		select {
+		case fb := <-obs.frames:
+			if fr := parseFrame(t, fb); fr.Type == "presence" {
+				pf := decodePresence(t, fb)
+				must(t, pf.Event.Type != "leave", "mia left after %v (%d writes): %s", time.Since(start), slow.puts.Load(), pf.raw)
+			}
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Logf("%d groups, %v a write: %d writes in %v, no leave", groups, slow.delay, slow.puts.Load(), time.Since(start))
 }
