@@ -204,14 +204,14 @@ func (p *slowPresence) Put(ctx context.Context, stream, group string, chunks [][
 }
 
 // TestPresenceManyGroupsRenewedWithinTTL: a gateway that is a member of
-// 1,000 groups, with writes taking 3 ms each (3 s in a row, three TTLs),
+// 600 groups, with writes taking 5 ms each (3 s in a row, 1.5 TTLs),
 // renews every entry within the TTL: its member in the last group never
 // leaves another gateway's view.
 func TestPresenceManyGroupsRenewedWithinTTL(t *testing.T) {
 	t.Parallel()
-	const groups, ttl = 1000, time.Second
+	const groups, ttl = 600, 2 * time.Second
 	s := presenceStack(t, gateway.Config{PresenceGrace: -1})
-	slow := &slowPresence{Presence: openPresence(t, natstest.Connect(t, s.ns), ttl), delay: 3 * time.Millisecond}
+	slow := &slowPresence{Presence: openPresence(t, natstest.Connect(t, s.ns), ttl), delay: 5 * time.Millisecond}
 	a := s.gateway(t, gateway.Config{Presence: slow, PresenceGrace: -1, PresenceMaxPerConn: groups, MaxSubscriptions: groups})
 	b := s.gateway(t, gateway.Config{Presence: openPresence(t, natstest.Connect(t, s.ns), ttl), PresenceGrace: -1})
 	obs := b.dial(t, "/?user=observer", nil)
@@ -236,7 +236,7 @@ func TestPresenceManyGroupsRenewedWithinTTL(t *testing.T) {
 	for f := obs.nextPresence(); f.Event.Type != "join"; f = obs.nextPresence() {
 	}
 	start := time.Now()
-	for deadline := start.Add(4 * ttl); time.Now().Before(deadline); {
+	for deadline := start.Add(3 * ttl); time.Now().Before(deadline); {
 		select {
 		case fb := <-obs.frames:
 			if fr := parseFrame(t, fb); fr.Type == "presence" {
