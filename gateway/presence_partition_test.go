@@ -208,7 +208,7 @@ func (p *slowPresence) Put(ctx context.Context, stream, group string, chunks [][
 // renews every entry within the TTL: its member in the last group never
 // leaves another gateway's view.
 func TestPresenceManyGroupsRenewedWithinTTL(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it measures write throughput against the TTL.
 	const groups, ttl = 600, 2 * time.Second
 	s := presenceStack(t, gateway.Config{PresenceGrace: -1})
 	slow := &slowPresence{Presence: openPresence(t, natstest.Connect(t, s.ns), ttl), delay: 5 * time.Millisecond}
