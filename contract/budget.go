@@ -232,9 +232,7 @@ func (g *graph) node(v any, ptr string) int {
 	for _, k := range []string{"allOf", "anyOf", "oneOf"} {
 		g.eps[id] = append(g.eps[id], list(k)...)
 	}
-	for _, t := range sortedValues(named("dependentSchemas")) {
-		g.eps[id] = append(g.eps[id], t)
-	}
+	g.eps[id] = append(g.eps[id], sortedValues(named("dependentSchemas"))...)
 	props := named("properties")
 	for _, name := range sortedKeys(props) {
 		g.kids[id] = append(g.kids[id], kidEdge{"p:" + name, props[name]})

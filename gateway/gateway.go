@@ -295,12 +295,12 @@ func New(cfg Config) (*Gateway, error) {
 	// the origins the policy allows get CORS headers, credentials
 	// included (the token cookie). WebSockets do not use CORS.
 	g.cors = cors.New(cors.Options{
-		AllowOriginRequestFunc: func(r *http.Request, _ string) bool { return g.origins.Check(r) == nil },
-		AllowedMethods:         []string{http.MethodGet, http.MethodPost},
-		AllowedHeaders:         []string{"Last-Event-ID", "Cache-Control", "Accept", "Content-Type"},
-		ExposedHeaders:         []string{SessionHeader},
-		AllowCredentials:       true,
-		MaxAge:                 600,
+		AllowOriginVaryRequestFunc: func(r *http.Request, _ string) (bool, []string) { return g.origins.Check(r) == nil, nil },
+		AllowedMethods:             []string{http.MethodGet, http.MethodPost},
+		AllowedHeaders:             []string{"Last-Event-ID", "Cache-Control", "Accept", "Content-Type"},
+		ExposedHeaders:             []string{SessionHeader},
+		AllowCredentials:           true,
+		MaxAge:                     600,
 	})
 	g.hub = newHub(g)
 	g.snapshots = newSnapshots(g)

@@ -411,7 +411,7 @@ func TestDurableTopics(t *testing.T) {
 				return nil
 			})
 			s := moduletest.Session(t, n.e)
-			cfg := fmt.Sprintf(`{"topic":"orders","queue_config":{"backoff_ms":20}}`)
+			cfg := `{"topic":"orders","queue_config":{"backoff_ms":20}}`
 			if err := s.RegisterTrigger(context.Background(), engine.Trigger{ID: fmt.Sprintf("%s-%d", fn, i), Type: queuemodule.TriggerDurable, FunctionID: fn, Config: json.RawMessage(cfg)}); err != nil {
 				t.Fatal(err)
 			}

@@ -35,6 +35,7 @@ type task struct {
 	Children []*task            `json:"children"`
 	Extra    any                `json:"extra"`
 	Labels   map[string]*person `json:"labels,omitempty"`
+	//lint:ignore U1000 an unexported field, which encoding/json and the schema leave out
 	internal int
 }
 

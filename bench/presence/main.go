@@ -58,12 +58,12 @@ func main() {
 
 // figures are one run's.
 type figures struct {
-	events             int64
-	length             time.Duration
-	p50, p99, max      time.Duration
-	rounds             int
-	joins, frames      int64
-	dropped, slowClose int64
+	events        int64
+	length        time.Duration
+	p50, p99, max time.Duration
+	rounds        int
+	joins, frames int64
+	slowClose     int64
 }
 
 func run(n, subs int, rate float64, d, grace time.Duration, rateBytes, pairs int, withPresence bool, spread time.Duration, cpuprofile string) error {

@@ -86,7 +86,8 @@ func announceStore(nc *nats.Conn, store, grpcAddr string, probe bool, log *slog.
 	defer func() { _ = replies.Unsubscribe() }()
 	// Both subscriptions are in place before the announcement: of two
 	// engines starting together, each hears the other.
-	if err := nc.Flush(); err == nil {
+	err = nc.Flush()
+	if err == nil {
 		err = nc.PublishRequest(storeHelloSubject, inbox, mine)
 	}
 	if err != nil {

@@ -205,6 +205,7 @@ func TestConnOverASocket(t *testing.T) {
 		t.Fatalf("handshake: %v", err)
 	}
 	for _, want := range []string{"echo early", "p"} {
+		//lint:ignore SA1019 the test reads small frames from its own server
 		f, err := ws.ReadFrame(br)
 		if err != nil || string(f.Payload) != want {
 			t.Fatalf("server sent %v %q, want %q", f.Header.OpCode, f.Payload, want)
