@@ -411,7 +411,6 @@ export class Client {
     const id = 's' + ++this.n
     l.sub = id
     this.bySub.set(id, l)
-    if (presence && this.transport === 'sse') l.presence!.fail(new ClientError('presence_unavailable', 'presence needs a WebSocket; this connection uses SSE'))
     this.t!.join({ subscriptionId: id, streamName: l.stream, groupId: l.group, id: l.item, since: l.seq, presence } as Join)
   }
 

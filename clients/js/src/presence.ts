@@ -62,7 +62,7 @@ export class Presence<M = unknown> {
   count: number | undefined
   /** True while the group has more members than --presence-max-members: count only, pages on request. */
   large = false
-  /** Why presence is not shown, if it is not (presence_meta_too_large, presence_limit, presence_unavailable over SSE). */
+  /** Why presence is not shown, if it is not (presence_meta_too_large, presence_limit). */
   error?: ClientError
   private subs = new Set<Listener>()
 

@@ -144,9 +144,14 @@ test('presence survives a reconnect: a fresh sync replaces the members, no ident
   assert.equal(ada.p.members.get('obs').connections, 1)
 })
 
-test('presence over SSE: not available, said so; the group works', async (t) => {
-  const { group, p } = watch(as(t, 'sse', { transport: 'sse' }), uniq('sse'))
-  await waitFor(() => group.seq !== undefined, 'the snapshot over SSE')
-  assert.equal(p.error?.code, 'presence_unavailable')
-  assert.equal(p.count, undefined)
+test('presence over SSE: the one stream carries it; an SSE and a WebSocket connection of one identity are one member', async (t) => {
+  const g = uniq('sse')
+  const sse = watch(as(t, 'sse', { transport: 'sse' }), g, { meta: { via: 'sse' } })
+  await waitFor(() => sse.group.seq !== undefined && sse.p.members.has('sse'), 'the snapshot and the member over SSE')
+  assert.equal(sse.p.error, undefined)
+  const ws = watch(as(t, 'sse'), g)
+  await waitFor(() => sse.p.members.get('sse')?.connections === 2, 'the WebSocket connection counted over SSE')
+  assert.deepEqual(sse.p.members.get('sse').meta, { via: 'sse' })
+  assert.equal(joins(sse.seen, 'sse'), 1)
+  await waitFor(() => ws.p.members.get('sse')?.connections === 2, 'the WebSocket side sees the same')
 })
