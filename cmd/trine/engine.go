@@ -254,6 +254,7 @@ func startCore(cfg engineConfig, grpcAddr string, log *slog.Logger) (_ *engineCo
 		return nil, fmt.Errorf("start routing between engines: %w", err)
 	}
 	c.undo = append(c.undo, c.router.Close)
+	metrics.Known(c.eng.HasFunction)
 	if err := prommetrics.RegisterEngine(c.reg, c.eng); err != nil {
 		return nil, fmt.Errorf("register engine metrics: %w", err)
 	}

@@ -7,6 +7,7 @@
 package prommetrics
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,7 @@ import (
 type Metrics struct {
 	calls    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	known    atomic.Pointer[func(id string) bool]
 }
 
 var _ engine.Observer = (*Metrics)(nil)
@@ -48,10 +50,25 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 // by the registered functions.
 const unlabelled = "_unregistered"
 
+// Known tells the metrics which function ids are registered (the
+// engine's HasFunction): a registered function's own invalid_argument or
+// unavailable is then counted under its id. Until it is set, every such
+// outcome goes under _unregistered.
+func (m *Metrics) Known(has func(id string) bool) {
+	m.known.Store(&has)
+}
+
 // CallDone records one call.
 func (m *Metrics) CallDone(functionID string, code engine.Code, d time.Duration) {
-	if code == engine.CodeFunctionNotFound || code == engine.CodeInvalidArgument || code == engine.CodeUnavailable {
+	switch code {
+	case engine.CodeFunctionNotFound:
 		functionID = unlabelled
+	case engine.CodeInvalidArgument, engine.CodeUnavailable:
+		// Refused before routing (a bad id or payload) or answered by
+		// the function itself: only a registered id keeps its label.
+		if has := m.known.Load(); has == nil || !(*has)(functionID) {
+			functionID = unlabelled
+		}
 	}
 	c := string(code)
 	if c == "" {

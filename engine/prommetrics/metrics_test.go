@@ -54,3 +54,39 @@ trine_workers_connected 0
 		t.Fatalf("duration series = %d, want 3", n)
 	}
 }
+
+// TestHandlersOwnCodesKeepTheirLabel: a registered function's own
+// invalid_argument or unavailable is counted under its id; only ids that
+// are not registered (which any caller may make up) go under _unregistered.
+func TestHandlersOwnCodesKeepTheirLabel(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m, err := prommetrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.New(engine.Config{Observer: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Known(e.HasFunction)
+	_ = e.RegisterFunction("t::picky", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		return nil, engine.Errorf(engine.CodeInvalidArgument, "no")
+	}))
+	_ = e.RegisterFunction("t::down", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		return nil, engine.Errorf(engine.CodeUnavailable, "later")
+	}))
+	ctx := context.Background()
+	_, _ = e.Trigger(ctx, engine.Call{FunctionID: "t::picky"})
+	_, _ = e.Trigger(ctx, engine.Call{FunctionID: "t::down"})
+	_, _ = e.Trigger(ctx, engine.Call{FunctionID: "made-up"})
+	want := `
+# HELP trine_calls_total Awaited calls by function and outcome code (ok on success).
+# TYPE trine_calls_total counter
+trine_calls_total{code="function_not_found",function_id="_unregistered"} 1
+trine_calls_total{code="invalid_argument",function_id="t::picky"} 1
+trine_calls_total{code="unavailable",function_id="t::down"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "trine_calls_total"); err != nil {
+		t.Fatal(err)
+	}
+}
