@@ -13,7 +13,9 @@ import (
 	"github.com/trinehq/trine/engine/prommetrics"
 )
 
-func TestMetrics(t *testing.T) {
+// observed returns an engine whose calls m counts into reg.
+func observed(t *testing.T) (*prometheus.Registry, *prommetrics.Metrics, *engine.Engine) {
+	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	m, err := prommetrics.New(reg)
 	if err != nil {
@@ -23,6 +25,11 @@ func TestMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return reg, m, e
+}
+
+func TestMetrics(t *testing.T) {
+	reg, _, e := observed(t)
 	if err := prommetrics.RegisterEngine(reg, e); err != nil {
 		t.Fatal(err)
 	}
@@ -59,15 +66,7 @@ trine_workers_connected 0
 // invalid_argument or unavailable is counted under its id; only ids that
 // are not registered (which any caller may make up) go under _unregistered.
 func TestHandlersOwnCodesKeepTheirLabel(t *testing.T) {
-	reg := prometheus.NewPedanticRegistry()
-	m, err := prommetrics.New(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.New(engine.Config{Observer: m})
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, m, e := observed(t)
 	m.Known(e.HasFunction)
 	_ = e.RegisterFunction("t::picky", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
 		return nil, engine.Errorf(engine.CodeInvalidArgument, "no")
