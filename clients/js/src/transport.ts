@@ -79,6 +79,15 @@ async function probe(url: string, token?: string): Promise<Down> {
   }
 }
 
+/** A transport's join and leave frames, over its send. */
+const framed = (send: (f: object) => boolean, close: () => void): Transport => ({
+  join: (j) => send({ type: 'join', data: j }),
+  // The gateway needs only the id; the names are required fields.
+  leave: (id) => send({ type: 'leave', data: { subscriptionId: id, streamName: '', groupId: '' } }),
+  send,
+  close,
+})
+
 /** The multiplexed WebSocket: GET / with join and leave frames. */
 export function openWebSocket(url: string, token: string | undefined, WS: WebSocketLike, h: Handlers): Transport {
   const ws = new WS(wsURL(url) + '/' + tokenQuery(token))
@@ -110,19 +119,13 @@ export function openWebSocket(url: string, token: string | undefined, WS: WebSoc
     if (opened) h.down({ code: e.code })
     else probe(url, token).then(h.down)
   }
-  return {
-    join: (j) => send({ type: 'join', data: j }),
-    // The gateway needs only the id; the names are required fields.
-    leave: (id) => send({ type: 'leave', data: { subscriptionId: id, streamName: '', groupId: '' } }),
-    send,
-    close() {
-      done = true
-      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null
-      try {
-        ws.close()
-      } catch {}
-    },
-  }
+  return framed(send, () => {
+    done = true
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null
+    try {
+      ws.close()
+    } catch {}
+  })
 }
 
 /**
@@ -209,13 +212,8 @@ export function openSSE(url: string, token: string | undefined, h: Handlers): Tr
     post()
     return true
   }
-  return {
-    join: (j) => send({ type: 'join', data: j }),
-    leave: (id) => send({ type: 'leave', data: { subscriptionId: id, streamName: '', groupId: '' } }),
-    send,
-    close() {
-      done = true
-      a.abort()
-    },
-  }
+  return framed(send, () => {
+    done = true
+    a.abort()
+  })
 }
