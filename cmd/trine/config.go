@@ -20,107 +20,112 @@ import (
 	"github.com/rs/cors"
 	"github.com/trinehq/trine/channels"
 	"github.com/trinehq/trine/console"
+	"github.com/trinehq/trine/cronmodule"
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/gateway"
+	"github.com/trinehq/trine/httptrigger"
+	"github.com/trinehq/trine/internal/httpinvoke"
 	"github.com/trinehq/trine/internal/jwtauth"
 	"github.com/trinehq/trine/internal/tlsconf"
+	"github.com/trinehq/trine/pubsubmodule"
 	"github.com/trinehq/trine/queuemodule"
+	"github.com/trinehq/trine/statemodule"
+	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/natsfanout"
 )
 
-// engineConfig is the configuration of `trine engine`, resolved from flags,
-// TRINE_* environment variables, an optional YAML file and defaults, in that
-// order of precedence.
+// engineConfig is the configuration of `trine engine` (and, in part, of
+// `trine gateway`), resolved from flags, TRINE_* environment variables, an
+// optional YAML file and defaults, in that order of precedence. Each
+// module's settings land in that module's own Config (engineSettings maps
+// every key onto its field); what several parts share sits at the top, and
+// is handed to each part as it is built, with the bounds that depend on
+// another setting lowered there.
 type engineConfig struct {
-	ConfigFile     string
-	GRPCAddr       string
-	HTTPAddr       string
-	DataDir        string
-	DefaultTimeout time.Duration
-	ShutdownGrace  time.Duration
-	// MaxTriggersPerWorker, MaxTriggers and TriggerFireRate bound the
-	// triggers connections create (engine.Config).
-	MaxTriggersPerWorker, MaxTriggers int
-	TriggerFireRate                   float64
-	// MaxFunctionsPerWorker, MaxFunctions and the registration byte caps
-	// bound what connections register (engine.Config).
-	MaxFunctionsPerWorker, MaxFunctions                 int
-	MaxRegistrationBytesPerWorker, MaxRegistrationBytes int
-	MaxMessageBytes                                     int
-	LogLevel                                            slog.Level
-	LogFormat                                           string
-
-	IIIAddr           string
-	IIINamespaceGrace time.Duration
-	IIIAuthFunction   string
-	IIIExpose         []string
-	IIIMiddleware     string
-	Listeners         []listenerConfig                   // extra worker listeners (YAML listeners:)
-	Queues            map[string]queuemodule.QueueConfig // named queues (YAML queues:)
-	QueueAckWait      time.Duration
-	QueueMaxConc      int
-	QueueInFlight     int
-	QueueInFlightAll  int
-	HTTPMaxBodyBytes  int64
-	HTTPMaxStreamBody int64
-	HTTPTimeout       time.Duration
-	HTTPStreaming     bool
-	HTTPCORS          corsConfig
-	HTTPInvoke        httpInvokeConfig
-
-	Channels channelsConfig
-
-	MaxListBytes      int
+	ConfigFile string
+	GRPCAddr   string
+	HTTPAddr   string
+	StreamAddr string
+	DataDir    string
+	LogLevel   slog.Level
+	LogFormat  string
+	// MaxMessageBytes is the largest gRPC or iii message; list answers,
+	// stream items and state values are lowered to fit one.
+	MaxMessageBytes int
+	// AllowedOrigins and AllowedHosts guard every browser-facing listener:
+	// the stream gateway, the iii listener, channels and the console.
+	AllowedOrigins, AllowedHosts []string
+	// MaxListBytesTotal bounds the stream::* and state::* list answers
+	// being built at once (store.Lists).
 	MaxListBytesTotal int
 
-	StreamAddr          string
-	EngineAddr          string // trine gateway only
-	NATSURL             string
-	NATSConnectTimeout  time.Duration
-	NATSAddr            string
-	NATSToken           string
-	NATSTokenGenerated  bool // --nats-token generate: print it at start
-	NATSCreds           string
-	NATSNKey            string
-	NATSTLS             tlsconf.Files // ClientCA: the CA that verifies the NATS servers
-	Store               string
-	StoreReplicas       int
-	StreamHistory       int
-	StreamHistoryBytes  int
-	StreamHistoryTotal  int
-	StreamPublishQueue  int
-	StreamMaxItem       int
-	StateMaxValue       int
-	StreamAuthFunction  string
-	StreamJWT           jwtauth.Config
-	Console             string // auto or off
-	ConsoleTokensFile   string
-	ConsoleAddr         string // "": the console is on --http-addr
-	AllowedOrigins      []string
-	AllowedHosts        []string
-	StreamMaxFrame      int64
-	StreamQueueMsgs     int
-	StreamQueueBytes    int
-	StreamCatchUps      int
-	StreamCatchUpsTotal int
-	StreamSnapshotPage  int
-	StreamCoalesce      time.Duration // negative: none
-	StreamPing          time.Duration
-	StreamSSEKeepAlive  time.Duration
-	StreamSessionPosts  int
-	StreamWriteTimeout  time.Duration
+	Engine        engine.Config       // the core; MaxListBytes is lowered to MaxMessageBytes
+	III           iiiConfig           // the main iii listener
+	Listeners     []listenerConfig    // extra worker listeners (YAML listeners:)
+	HTTP          httptrigger.Config  // http triggers
+	HTTPStreaming bool                // http triggers get request_body and response channels
+	HTTPCORS      corsConfig          // the HTTP listener's CORS
+	HTTPInvoke    httpinvoke.Config   // HTTP-invoked functions
+	Channels      channels.Config     // data channels
+	Stream        streammodule.Config // stream::*
+	State         statemodule.Config  // state::*
+	Queue         queuemodule.Config  // queues (YAML queues: gives Queues)
+	Cron          cronmodule.Config
+	PubSub        pubsubmodule.Config
+	Gateway       gateway.Config            // browsers
+	Presence      natsfanout.PresenceConfig // the presence bucket
+	StreamJWT     jwtauth.Config            // browsers admitted by JSON Web Tokens
+	Store         storeConfig
+	NATS          natsConfig
+	Console       consoleConfig
+	TLS           tlsconf.Files
 
-	Presence presenceConfig
-
-	TLS       tlsconf.Files
-	EngineTLS tlsconf.Files // trine gateway: its client TLS to the engine (ClientCA: the engine's CA)
+	EngineAddr string        // trine gateway only
+	EngineTLS  tlsconf.Files // trine gateway: its client TLS to the engine (ClientCA: the engine's CA)
 }
 
-// setting is one configuration key, known under three names.
+// iiiConfig is the main iii listener: where it listens, how long a
+// worker's registrations wait for its namespace, and its access policy
+// (none when Access is zero).
+type iiiConfig struct {
+	Addr           string // off: none
+	NamespaceGrace time.Duration
+	Access         engine.Access
+}
+
+// storeConfig is where stream items and state live.
+type storeConfig struct {
+	Kind     string // file, memory or jetstream
+	Replicas int    // of the JetStream streams and claims
+}
+
+// natsConfig is the engine's NATS: an embedded server, or the servers of
+// URL with the client credentials and TLS to reach them.
+type natsConfig struct {
+	URL            string
+	ConnectTimeout time.Duration
+	Addr           string // the embedded server's listener; off: none
+	Token          string
+	TokenGenerated bool          // --nats-token generate: print it at start
+	Creds, NKey    string        // files
+	TLS            tlsconf.Files // ClientCA: the CA that verifies the NATS servers
+}
+
+// consoleConfig is the live console.
+type consoleConfig struct {
+	Mode       string // auto or off
+	Addr       string // "": the console is on --http-addr
+	TokensFile string
+}
+
+// setting is one configuration key, known under three names. set reads a
+// value into the field of the configuration the setting was made for.
 type setting struct {
 	flag  string // flag name, without dashes; also gives the env and YAML names
 	arg   string // placeholder for the value in --help
 	def   string
 	usage string
-	apply func(c *engineConfig, v string) error
+	set   func(v string) error
 }
 
 func (s setting) env() string  { return envName(s.flag) }
@@ -149,25 +154,6 @@ func splitList(v string) []string {
 		}
 	}
 	return out
-}
-
-// onOff reads an on|off setting.
-func onOff(v string, dst *bool) error {
-	switch v {
-	case "on", "off":
-		*dst = v == "on"
-		return nil
-	}
-	return errors.New("must be on or off")
-}
-
-// httpInvokeConfig are the --http-invoke-* settings.
-type httpInvokeConfig struct {
-	Hosts        []string
-	AllowHTTP    bool
-	AllowPrivate bool
-	Env          []string
-	MaxInFlight  int
 }
 
 func positiveInt(v string) (int, error) {
@@ -205,9 +191,9 @@ func parseEngineConfig(args []string, lookupEnv func(string) (string, bool)) (en
 
 // command is a subcommand configured through settings.
 type command struct {
-	name     string // "trine engine"
-	settings []setting
-	intro    string // --help text before the flags
+	name     string                        // "trine engine"
+	settings func(*engineConfig) []setting // its keys, each set into the config given
+	intro    string                        // --help text before the flags
 }
 
 var engineCommand = command{name: "trine engine", settings: engineSettings, intro: `Runs the engine: the gRPC listener for workers and the Trigger RPC, the
@@ -218,14 +204,16 @@ SIGINT or SIGTERM drains it and exits 0.`}
 // parseConfig resolves cmd's settings from args, the environment and the
 // YAML file they name.
 func parseConfig(cmd command, args []string, lookupEnv func(string) (string, bool)) (engineConfig, error) {
+	var c engineConfig
+	settings := cmd.settings(&c)
 	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported by the caller, help by engineUsage
 	fs.Usage = func() {}
 	fs.String(configFlag, "", "")
-	for _, s := range cmd.settings {
+	for _, s := range settings {
 		fs.String(s.flag, s.def, s.usage)
 	}
-	if err := fs.Parse(bareOnOff(cmd.settings, args)); err != nil {
+	if err := fs.Parse(bareOnOff(settings, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return engineConfig{}, err
 		}
@@ -241,9 +229,8 @@ func parseConfig(cmd command, args []string, lookupEnv func(string) (string, boo
 		return v, ok && v != "" // an empty variable counts as unset
 	}
 
-	var c engineConfig
-	for _, s := range cmd.settings {
-		if err := s.apply(&c, s.def); err != nil {
+	for _, s := range settings {
+		if err := s.set(s.def); err != nil {
 			panic("trine: bad default for " + s.flag) // a bug in engineSettings
 		}
 	}
@@ -253,18 +240,18 @@ func parseConfig(cmd command, args []string, lookupEnv func(string) (string, boo
 		c.ConfigFile = v
 	}
 	if c.ConfigFile != "" {
-		if err := loadConfigFile(&c, cmd.settings, c.ConfigFile, env); err != nil {
+		if err := loadConfigFile(&c, settings, c.ConfigFile, env); err != nil {
 			return engineConfig{}, err
 		}
 	}
-	for _, s := range cmd.settings {
+	for _, s := range settings {
 		if v, ok := env(s.env()); ok {
-			if err := s.apply(&c, v); err != nil {
+			if err := s.set(v); err != nil {
 				return engineConfig{}, usageErrorf("invalid %s %q: %v", s.env(), v, err)
 			}
 		}
 		if v, ok := flags[s.flag]; ok {
-			if err := s.apply(&c, v); err != nil {
+			if err := s.set(v); err != nil {
 				return engineConfig{}, usageErrorf("invalid --%s %q: %v", s.flag, v, err)
 			}
 		}
@@ -348,7 +335,7 @@ func loadConfigFile(c *engineConfig, settings []setting, path string, env func(s
 			if err != nil {
 				return usageErrorf("config %s: line %d: queues: %v", path, n.Line, err)
 			}
-			c.Queues = qs
+			c.Queue.Queues = qs
 			continue
 		}
 		s, ok := byKey[k]
@@ -362,7 +349,7 @@ func loadConfigFile(c *engineConfig, settings []setting, path string, env func(s
 		if n.Tag == "!!null" {
 			v = ""
 		}
-		if err := s.apply(c, v); err != nil {
+		if err := s.set(v); err != nil {
 			return usageErrorf("config %s: line %d: invalid %s %q: %v", path, n.Line, k, v, err)
 		}
 	}
@@ -440,6 +427,7 @@ func engineUsage(w io.Writer) { commandUsage(w, engineCommand) }
 // commandUsage writes the help of cmd: every key with its flag, environment
 // variable, YAML key and default.
 func commandUsage(w io.Writer, cmd command) {
+	settings := cmd.settings(new(engineConfig))
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "Usage: %s [flags]\n\n%s\n\n", cmd.name, cmd.intro)
 	b.WriteString(`Every setting comes from a flag, a TRINE_* environment variable, or the YAML
@@ -451,11 +439,11 @@ Flags:
 	fmt.Fprintf(&b, "  --%s FILE\n      YAML configuration file (env %s). Unknown keys are an error.\n", configFlag, envName(configFlag))
 	b.WriteString("      ${VAR} and ${VAR:default} are expanded before parsing; the default\n")
 	b.WriteString("      applies when VAR is unset or empty.\n")
-	for _, s := range cmd.settings {
+	for _, s := range settings {
 		fmt.Fprintf(&b, "  --%s %s\n      %s\n      env %s, yaml %s, default %s\n", s.flag, s.arg, s.usage, s.env(), s.yaml(), s.def)
 	}
 	b.WriteString("\nExample YAML:\n")
-	for _, s := range cmd.settings {
+	for _, s := range settings {
 		fmt.Fprintf(&b, "  %s: %s\n", s.yaml(), yamlExample(s))
 	}
 	_, _ = w.Write(b.Bytes())
@@ -483,17 +471,6 @@ func checkOptionalID(kind, v string) error {
 		return nil
 	}
 	return engine.ValidateID(kind, v)
-}
-
-// channelsConfig bounds the engine's data channels.
-type channelsConfig struct {
-	Max, MaxPerConn, MaxBytesPerConn, MaxBytes int
-}
-
-// hubConfig is the channels.Config of these bounds.
-func (c channelsConfig) hubConfig() channels.Config {
-	return channels.Config{MaxChannels: c.Max, MaxConnChannels: c.MaxPerConn,
-		MaxConnBufferBytes: int64(c.MaxBytesPerConn), MaxTotalBufferBytes: int64(c.MaxBytes)}
 }
 
 // corsConfig is the http listener's CORS.

@@ -34,7 +34,7 @@ func FuzzConfigFile(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if cfg.StreamQueueBytes <= 0 || cfg.StreamHistory <= 0 || cfg.MaxMessageBytes <= 0 || cfg.StoreReplicas <= 0 {
+		if cfg.Gateway.QueueBytes <= 0 || cfg.Stream.HistorySize <= 0 || cfg.MaxMessageBytes <= 0 || cfg.Store.Replicas <= 0 {
 			t.Fatalf("accepted a config with a non-positive limit: %+v", cfg)
 		}
 	})

@@ -10,6 +10,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/trinehq/trine/channels"
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/gateway"
+	"github.com/trinehq/trine/httptrigger"
+	"github.com/trinehq/trine/internal/httpinvoke"
+	"github.com/trinehq/trine/queuemodule"
+	"github.com/trinehq/trine/statemodule"
+	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/natsfanout"
 )
 
 func mapEnv(m map[string]string) func(string) (string, bool) {
@@ -29,64 +39,57 @@ func writeConfig(t *testing.T, text string) string {
 }
 
 var defaultConfig = engineConfig{
-	GRPCAddr:             "127.0.0.1:49134",
-	HTTPAddr:             "127.0.0.1:3111",
-	DataDir:              "./trine-data",
-	DefaultTimeout:       30 * time.Second,
-	ShutdownGrace:        10 * time.Second,
-	MaxMessageBytes:      4 << 20,
-	MaxTriggersPerWorker: 1000,
-	MaxTriggers:          100000,
-	TriggerFireRate:      200,
-
-	MaxFunctionsPerWorker:         1000,
-	MaxFunctions:                  10000,
-	MaxRegistrationBytesPerWorker: 16 << 20,
-	MaxRegistrationBytes:          256 << 20,
-	LogLevel:                      slog.LevelInfo,
-	LogFormat:                     "text",
-
-	IIIAddr:           "127.0.0.1:49135",
-	IIINamespaceGrace: 5 * time.Second,
-	HTTPMaxBodyBytes:  1 << 20,
-	HTTPMaxStreamBody: 1 << 30,
-	HTTPInvoke:        httpInvokeConfig{Hosts: []string{"*"}, MaxInFlight: 64},
-	HTTPTimeout:       30 * time.Second,
-	HTTPStreaming:     true,
-	Channels:          channelsConfig{Max: 10000, MaxPerConn: 64, MaxBytesPerConn: 64 << 20, MaxBytes: 512 << 20},
-	MaxListBytes:      4 << 20,
+	GRPCAddr:          "127.0.0.1:49134",
+	HTTPAddr:          "127.0.0.1:3111",
+	StreamAddr:        "127.0.0.1:3112",
+	DataDir:           "./trine-data",
+	MaxMessageBytes:   4 << 20,
+	LogLevel:          slog.LevelInfo,
+	LogFormat:         "text",
 	MaxListBytesTotal: 64 << 20,
+	Engine: engine.Config{
+		DefaultTimeout:       30 * time.Second,
+		ShutdownGrace:        10 * time.Second,
+		MaxTriggersPerWorker: 1000,
+		MaxTriggers:          100000,
+		TriggerFireRate:      200,
 
-	StreamAddr:          "127.0.0.1:3112",
-	NATSAddr:            "127.0.0.1:4222",
-	Store:               "file",
-	Console:             "auto",
-	StoreReplicas:       1,
-	StreamHistory:       1000,
-	StreamMaxItem:       1 << 20,
-	StateMaxValue:       512 << 10,
-	QueueAckWait:        30 * time.Second,
-	QueueMaxConc:        64,
-	QueueInFlight:       64 << 20,
-	QueueInFlightAll:    256 << 20,
-	NATSConnectTimeout:  30 * time.Second,
-	StreamHistoryBytes:  16 << 20,
-	StreamHistoryTotal:  256 << 20,
-	StreamPublishQueue:  16 << 20,
-	StreamCatchUps:      4,
-	StreamCatchUpsTotal: 64,
-	StreamSnapshotPage:  262144,
-	StreamCoalesce:      50 * time.Millisecond,
-	HTTPCORS:            corsConfig{Methods: []string{"GET", "POST", "PUT", "PATCH", "DELETE"}, Headers: []string{"Content-Type", "Authorization"}, MaxAge: 10 * time.Minute},
-	StreamMaxFrame:      1 << 20,
-	StreamQueueMsgs:     4096,
-	StreamQueueBytes:    8 << 20,
-	StreamPing:          25 * time.Second,
-	StreamSSEKeepAlive:  3 * time.Second,
-	StreamSessionPosts:  20,
-	StreamWriteTimeout:  10 * time.Second,
-	Presence: presenceConfig{Grace: 5 * time.Second, TTL: 15 * time.Second, Replicas: 1, MaxMembers: 1000, MaxMeta: 1024,
-		MaxPerConn: 16, MaxTotal: 100000, MaxTotalBytes: 64 << 20, RateBytes: 4 << 20},
+		MaxFunctionsPerWorker:         1000,
+		MaxFunctions:                  10000,
+		MaxRegistrationBytesPerWorker: 16 << 20,
+		MaxRegistrationBytes:          256 << 20,
+		MaxListBytes:                  4 << 20,
+	},
+	III:           iiiConfig{Addr: "127.0.0.1:49135", NamespaceGrace: 5 * time.Second},
+	HTTP:          httptrigger.Config{MaxBodyBytes: 1 << 20, MaxStreamBodyBytes: 1 << 30, Timeout: 30 * time.Second},
+	HTTPStreaming: true,
+	HTTPCORS:      corsConfig{Methods: []string{"GET", "POST", "PUT", "PATCH", "DELETE"}, Headers: []string{"Content-Type", "Authorization"}, MaxAge: 10 * time.Minute},
+	HTTPInvoke:    httpinvoke.Config{AllowedHosts: []string{"*"}, MaxInFlight: 64},
+	Channels:      channels.Config{MaxChannels: 10000, MaxConnChannels: 64, MaxConnBufferBytes: 64 << 20, MaxTotalBufferBytes: 512 << 20},
+	Stream: streammodule.Config{HistorySize: 1000, HistoryGroupBytes: 16 << 20, HistoryTotalBytes: 256 << 20,
+		PublishQueueBytes: 16 << 20, MaxItemBytes: 1 << 20},
+	State: statemodule.Config{MaxValueBytes: 512 << 10},
+	Queue: queuemodule.Config{AckWait: 30 * time.Second, MaxConcurrency: 64, InFlightBytes: 64 << 20, InFlightBytesTotal: 256 << 20},
+	Gateway: gateway.Config{
+		MaxFrameBytes:     1 << 20,
+		QueueMessages:     4096,
+		QueueBytes:        8 << 20,
+		MaxCatchUps:       4,
+		MaxCatchUpsTotal:  64,
+		SnapshotPageBytes: 262144,
+		SnapshotCoalesce:  50 * time.Millisecond,
+		PingInterval:      25 * time.Second,
+		SSEKeepAlive:      3 * time.Second,
+		SessionPosts:      20,
+		WriteTimeout:      10 * time.Second,
+
+		PresenceGrace: 5 * time.Second, PresenceMaxMembers: 1000, PresenceMaxMetaBytes: 1024,
+		PresenceMaxPerConn: 16, PresenceMaxTotal: 100000, PresenceMaxTotalBytes: 64 << 20, PresenceRateBytes: 4 << 20,
+	},
+	Presence: natsfanout.PresenceConfig{TTL: 15 * time.Second, Replicas: 1},
+	Store:    storeConfig{Kind: "file", Replicas: 1},
+	NATS:     natsConfig{Addr: "127.0.0.1:4222", ConnectTimeout: 30 * time.Second},
+	Console:  consoleConfig{Mode: "auto"},
 }
 
 func TestParseEngineConfig(t *testing.T) {
@@ -112,7 +115,7 @@ log_format: json
 		{name: "EmptyFile", file: "# nothing\n", want: func(*engineConfig) {}},
 		{name: "FileOnly", file: fullFile, want: func(c *engineConfig) {
 			c.GRPCAddr, c.HTTPAddr, c.DataDir = "10.0.0.1:1", "10.0.0.1:2", "/var/lib/trine"
-			c.DefaultTimeout, c.ShutdownGrace, c.MaxMessageBytes = time.Minute, 3*time.Second, 1024
+			c.Engine.DefaultTimeout, c.Engine.ShutdownGrace, c.MaxMessageBytes = time.Minute, 3*time.Second, 1024
 			c.LogLevel, c.LogFormat = slog.LevelWarn, "json"
 		}},
 		{name: "EnvOnly", env: map[string]string{
@@ -121,7 +124,7 @@ log_format: json
 			"TRINE_LOG_LEVEL": "DEBUG", "TRINE_LOG_FORMAT": "json",
 		}, want: func(c *engineConfig) {
 			c.GRPCAddr, c.HTTPAddr, c.DataDir = "[::1]:5", ":6", "d"
-			c.DefaultTimeout, c.ShutdownGrace, c.MaxMessageBytes = 2*time.Second, 4*time.Second, 99
+			c.Engine.DefaultTimeout, c.Engine.ShutdownGrace, c.MaxMessageBytes = 2*time.Second, 4*time.Second, 99
 			c.LogLevel, c.LogFormat = slog.LevelDebug, "json"
 		}},
 		{name: "FlagsOnly", args: []string{
@@ -129,7 +132,7 @@ log_format: json
 			"--shutdown-grace", "6s", "--max-message-bytes", "7", "--log-level", "error", "--log-format", "json",
 		}, want: func(c *engineConfig) {
 			c.GRPCAddr, c.HTTPAddr, c.DataDir = "h:1", "h:2", "x"
-			c.DefaultTimeout, c.ShutdownGrace, c.MaxMessageBytes = 5*time.Second, 6*time.Second, 7
+			c.Engine.DefaultTimeout, c.Engine.ShutdownGrace, c.MaxMessageBytes = 5*time.Second, 6*time.Second, 7
 			c.LogLevel, c.LogFormat = slog.LevelError, "json"
 		}},
 		{name: "StreamFlags", args: []string{
@@ -140,16 +143,16 @@ log_format: json
 			"--stream-write-timeout", "2s", "--iii-addr", "off", "--iii-namespace-grace", "1s", "--http-max-body-bytes", "10",
 			"--http-timeout", "3s", "--http-streaming", "off",
 		}, want: func(c *engineConfig) {
-			c.IIIAddr, c.IIINamespaceGrace, c.HTTPMaxBodyBytes, c.HTTPTimeout, c.HTTPStreaming = "off", time.Second, 10, 3*time.Second, false
-			c.StreamAddr, c.NATSURL, c.NATSAddr, c.Store, c.StoreReplicas = "h:3", "nats://a:1,nats://b:2", "off", "jetstream", 3
-			c.StreamHistory, c.StreamAuthFunction = 50, "auth::check"
+			c.III.Addr, c.III.NamespaceGrace, c.HTTP.MaxBodyBytes, c.HTTP.Timeout, c.HTTPStreaming = "off", time.Second, 10, 3*time.Second, false
+			c.StreamAddr, c.NATS.URL, c.NATS.Addr, c.Store.Kind, c.Store.Replicas = "h:3", "nats://a:1,nats://b:2", "off", "jetstream", 3
+			c.Stream.HistorySize, c.Gateway.AuthFunction = 50, "auth::check"
 			c.AllowedOrigins = []string{"https://a.example", "https://b.example"}
-			c.StreamMaxFrame, c.StreamQueueMsgs, c.StreamQueueBytes = 2048, 16, 4096
-			c.StreamPing, c.StreamWriteTimeout = time.Second, 2*time.Second
+			c.Gateway.MaxFrameBytes, c.Gateway.QueueMessages, c.Gateway.QueueBytes = 2048, 16, 4096
+			c.Gateway.PingInterval, c.Gateway.WriteTimeout = time.Second, 2*time.Second
 		}},
 		{name: "EnvBeatsFile", file: fullFile, env: map[string]string{"TRINE_GRPC_ADDR": "env:1", "TRINE_DEFAULT_TIMEOUT": "9s"}, want: func(c *engineConfig) {
 			c.GRPCAddr, c.HTTPAddr, c.DataDir = "env:1", "10.0.0.1:2", "/var/lib/trine"
-			c.DefaultTimeout, c.ShutdownGrace, c.MaxMessageBytes = 9*time.Second, 3*time.Second, 1024
+			c.Engine.DefaultTimeout, c.Engine.ShutdownGrace, c.MaxMessageBytes = 9*time.Second, 3*time.Second, 1024
 			c.LogLevel, c.LogFormat = slog.LevelWarn, "json"
 		}},
 		{name: "FlagBeatsEnvAndFile", file: fullFile,
@@ -157,7 +160,7 @@ log_format: json
 			args: []string{"--grpc-addr", "flag:1", "--log-format", "text"},
 			want: func(c *engineConfig) {
 				c.GRPCAddr, c.HTTPAddr, c.DataDir = "flag:1", "env:2", "/var/lib/trine"
-				c.DefaultTimeout, c.ShutdownGrace, c.MaxMessageBytes = time.Minute, 3*time.Second, 1024
+				c.Engine.DefaultTimeout, c.Engine.ShutdownGrace, c.MaxMessageBytes = time.Minute, 3*time.Second, 1024
 				c.LogLevel, c.LogFormat = slog.LevelWarn, "text"
 			}},
 		{name: "LastFlagWins", args: []string{"--data-dir", "a", "--data-dir", "b"}, want: func(c *engineConfig) { c.DataDir = "b" }},
@@ -324,9 +327,9 @@ func TestBareOnOffFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.HTTPInvoke.AllowHTTP || c.HTTPStreaming || !c.HTTPInvoke.AllowPrivate || c.StreamAuthFunction != "--http-cors-credentials" || !c.HTTPCORS.Credentials {
+	if !c.HTTPInvoke.AllowHTTP || c.HTTPStreaming || !c.HTTPInvoke.AllowPrivate || c.Gateway.AuthFunction != "--http-cors-credentials" || !c.HTTPCORS.Credentials {
 		t.Fatalf("allow-http %v, streaming %v, allow-private %v, auth function %q, cors credentials %v",
-			c.HTTPInvoke.AllowHTTP, c.HTTPStreaming, c.HTTPInvoke.AllowPrivate, c.StreamAuthFunction, c.HTTPCORS.Credentials)
+			c.HTTPInvoke.AllowHTTP, c.HTTPStreaming, c.HTTPInvoke.AllowPrivate, c.Gateway.AuthFunction, c.HTTPCORS.Credentials)
 	}
 	if _, err := parseEngineConfig([]string{"--http-streaming", "yes"}, mapEnv(nil)); err == nil || !strings.Contains(err.Error(), `invalid --http-streaming "yes": must be on or off`) {
 		t.Fatalf("an on|off flag with another word: %v", err)

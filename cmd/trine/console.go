@@ -13,17 +13,17 @@ import (
 
 // consoleTokens loads --console-tokens-file, or returns nil.
 func consoleTokens(cfg engineConfig) (*tokenfile.Table, error) {
-	if cfg.ConsoleTokensFile == "" {
+	if cfg.Console.TokensFile == "" {
 		return nil, nil
 	}
-	return tokenfile.Load(cfg.ConsoleTokensFile)
+	return tokenfile.Load(cfg.Console.TokensFile)
 }
 
 // consoleHandler is the console --console asks for, nil when off. It is
 // open on a loopback HTTP listener; elsewhere a request needs a token of
 // tokens or a JWT the stream listener's keys verify with "console": true.
 func consoleHandler(cfg engineConfig, httpLis, streamLis, iiiLis net.Listener, tokens *tokenfile.Table, jwt *jwtauth.Verifier) http.Handler {
-	if cfg.Console == "off" {
+	if cfg.Console.Mode == "off" {
 		return nil
 	}
 	cc := console.Config{Open: console.Loopback(httpLis.Addr().String()), StreamPort: port(streamLis), IIIPort: port(iiiLis), TLS: cfg.TLS.Enabled(),

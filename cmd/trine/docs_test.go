@@ -29,7 +29,7 @@ func TestDocsListEverySetting(t *testing.T) {
 		rows[strings.TrimPrefix(cells[1], "--")] = cells[1:6]
 	}
 	known := map[string]bool{configFlag: true}
-	for _, s := range engineSettings {
+	for _, s := range engineSettings(new(engineConfig)) {
 		known[s.flag] = true
 		row, ok := rows[s.flag]
 		if !ok {

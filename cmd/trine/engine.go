@@ -137,13 +137,13 @@ func openEngineListeners(ctx context.Context, cfg engineConfig) (_ *engineListen
 	if l.stream, err = listen(ctx, "stream", "--stream-addr", cfg.StreamAddr); err != nil {
 		return nil, err
 	}
-	if cfg.IIIAddr != "off" {
-		if l.iii, err = listen(ctx, "iii", "--iii-addr", cfg.IIIAddr); err != nil {
+	if cfg.III.Addr != "off" {
+		if l.iii, err = listen(ctx, "iii", "--iii-addr", cfg.III.Addr); err != nil {
 			return nil, err
 		}
 	}
-	if cfg.ConsoleAddr != "" && cfg.Console != "off" {
-		if l.console, err = listen(ctx, "console", "--console-addr", cfg.ConsoleAddr); err != nil {
+	if cfg.Console.Addr != "" && cfg.Console.Mode != "off" {
+		if l.console, err = listen(ctx, "console", "--console-addr", cfg.Console.Addr); err != nil {
 			return nil, err
 		}
 	}
@@ -159,7 +159,7 @@ func openEngineListeners(ctx context.Context, cfg engineConfig) (_ *engineListen
 		return nil, err
 	}
 	if l.consoleTokens != nil {
-		l.reload = append(l.reload, reloadable{"console tokens file " + cfg.ConsoleTokensFile, l.consoleTokens.Reload})
+		l.reload = append(l.reload, reloadable{"console tokens file " + cfg.Console.TokensFile, l.consoleTokens.Reload})
 	}
 	return l, l.useTLS(cfg.TLS)
 }
@@ -241,7 +241,7 @@ func startCore(cfg engineConfig, grpcAddr string, log *slog.Logger) (_ *engineCo
 		})); err != nil {
 		return nil, fmt.Errorf("register nats metrics: %w", err)
 	}
-	stopAnnounce, err := announceStore(c.ns.Conn, cfg.Store, grpcAddr, cfg.NATSURL != "", log)
+	stopAnnounce, err := announceStore(c.ns.Conn, cfg.Store.Kind, grpcAddr, cfg.NATS.URL != "", log)
 	if err != nil {
 		return nil, err
 	}
@@ -267,25 +267,13 @@ func (c *engineCore) close() {
 	}
 }
 
-// engineCoreConfig is the engine's own configuration.
+// engineCoreConfig is the engine's own configuration, with its listings
+// lowered to fit a message.
 func engineCoreConfig(cfg engineConfig, metrics engine.Observer, remote engine.Remote, log *slog.Logger) engine.Config {
-	return engine.Config{
-		DefaultTimeout:       cfg.DefaultTimeout,
-		ShutdownGrace:        cfg.ShutdownGrace,
-		Version:              version,
-		Logger:               log,
-		Observer:             metrics,
-		Remote:               remote,
-		MaxTriggersPerWorker: cfg.MaxTriggersPerWorker,
-		MaxTriggers:          cfg.MaxTriggers,
-		TriggerFireRate:      cfg.TriggerFireRate,
-
-		MaxFunctionsPerWorker:         cfg.MaxFunctionsPerWorker,
-		MaxFunctions:                  cfg.MaxFunctions,
-		MaxRegistrationBytesPerWorker: cfg.MaxRegistrationBytesPerWorker,
-		MaxRegistrationBytes:          cfg.MaxRegistrationBytes,
-		MaxListBytes:                  min(cfg.MaxListBytes, cfg.MaxMessageBytes),
-	}
+	c := cfg.Engine
+	c.Version, c.Logger, c.Observer, c.Remote = version, log, metrics, remote
+	c.MaxListBytes = min(c.MaxListBytes, cfg.MaxMessageBytes)
+	return c
 }
 
 // engineServers serve the listeners: gRPC and iii workers, HTTP (health,
@@ -328,11 +316,11 @@ func newEngineServers(cfg engineConfig, core *engineCore, mods *engineModules, l
 		ReadHeaderTimeout: 10 * time.Second,
 		// http triggers bound their functions with --http-timeout; this
 		// bounds writing the answer too.
-		WriteTimeout: cfg.HTTPTimeout + 10*time.Second,
+		WriteTimeout: cfg.HTTP.Timeout + 10*time.Second,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	s.invoker = httpInvoker(cfg, os.LookupEnv, core.ns.Addr(), lis.grpc, lis.http, lis.stream, lis.iii, lis.extra)
-	iiiCfg := iiiserver.Config{MaxMessageBytes: int64(cfg.MaxMessageBytes), NamespaceGrace: cfg.IIINamespaceGrace,
+	iiiCfg := iiiserver.Config{MaxMessageBytes: int64(cfg.MaxMessageBytes), NamespaceGrace: cfg.III.NamespaceGrace,
 		Channels: mods.hub, AllowedOrigins: cfg.AllowedOrigins, AllowedHosts: cfg.AllowedHosts, HTTPInvoker: s.invoker, Logger: log}
 	for i := range lis.extra {
 		lis.extra[i].build(eng, cfg.Listeners[i], iiiCfg, grpcCfg, lis.grpcOpts, lis.workersTLS, log)
@@ -447,14 +435,14 @@ func (s *engineServers) stop(ctx context.Context, lis *engineListeners, log *slo
 
 // printStarted writes the start line and logs it.
 func printStarted(cfg engineConfig, core *engineCore, lis *engineListeners, stdout io.Writer, log *slog.Logger) {
-	natsInfo := "nats=" + natsembed.Redact(cfg.NATSURL)
-	if cfg.NATSURL == "" {
+	natsInfo := "nats=" + natsembed.Redact(cfg.NATS.URL)
+	if cfg.NATS.URL == "" {
 		natsInfo = "nats=embedded"
 		if a := core.ns.Addr(); a != "" {
 			natsInfo += "," + a
 		}
-		if cfg.NATSTokenGenerated {
-			natsInfo += " nats-token=" + cfg.NATSToken
+		if cfg.NATS.TokenGenerated {
+			natsInfo += " nats-token=" + cfg.NATS.Token
 		}
 	}
 	iiiInfo := "off"
@@ -467,7 +455,7 @@ func printStarted(cfg engineConfig, core *engineCore, lis *engineListeners, stdo
 	}
 	fmt.Fprintf(stdout, "trine engine %s listening: grpc=%s http=%s stream=%s iii=%s %s%s%s%s\n", version, lis.grpc.Addr(), lis.http.Addr(), lis.stream.Addr(), iiiInfo, natsInfo, tlsInfo(cfg.TLS), listenerInfo(lis.extra), consoleInfo)
 	log.Info("engine started", "version", version, "grpc", lis.grpc.Addr().String(), "http", lis.http.Addr().String(),
-		"stream", lis.stream.Addr().String(), "iii", iiiInfo, "store", cfg.Store, "data_dir", cfg.DataDir, "config", cfg.ConfigFile)
+		"stream", lis.stream.Addr().String(), "iii", iiiInfo, "store", cfg.Store.Kind, "data_dir", cfg.DataDir, "config", cfg.ConfigFile)
 }
 
 // tlsInfo is the start line's note on TLS.
@@ -569,13 +557,14 @@ func httpInvoker(cfg engineConfig, lookupEnv func(string) (string, bool), natsAd
 	if a, err := netip.ParseAddrPort(natsAddr); err == nil {
 		own = append(own, a)
 	}
-	return httpinvoke.New(httpinvoke.Config{AllowedHosts: cfg.HTTPInvoke.Hosts, AllowHTTP: cfg.HTTPInvoke.AllowHTTP,
-		AllowPrivate: cfg.HTTPInvoke.AllowPrivate, Env: cfg.HTTPInvoke.Env, LookupEnv: lookupEnv, Own: own,
-		MaxResponseBytes: int64(cfg.MaxMessageBytes), MaxTimeout: cfg.DefaultTimeout, MaxInFlight: cfg.HTTPInvoke.MaxInFlight})
+	c := cfg.HTTPInvoke
+	c.LookupEnv, c.Own = lookupEnv, own
+	c.MaxResponseBytes, c.MaxTimeout = int64(cfg.MaxMessageBytes), cfg.Engine.DefaultTimeout
+	return httpinvoke.New(c)
 }
 
 // listBytes is --max-list-bytes lowered so that a list answer fits a
 // message of --max-message-bytes.
 func listBytes(cfg engineConfig) int {
-	return max(1, min(cfg.MaxListBytes, cfg.MaxMessageBytes-resultHeadroom))
+	return max(1, min(cfg.Engine.MaxListBytes, cfg.MaxMessageBytes-resultHeadroom))
 }

@@ -28,36 +28,23 @@ import (
 
 // gatewayCommand is `trine gateway`: the engine's browser-facing settings,
 // plus where to find the engine and NATS.
-var gatewayCommand = command{name: "trine gateway", settings: gatewaySettings(), intro: `Runs a stream gateway in its own process: it serves the browser protocol
+var gatewayCommand = command{name: "trine gateway", settings: gatewaySettings, intro: `Runs a stream gateway in its own process: it serves the browser protocol
 (WebSocket, multiplexed socket, SSE) on --stream-addr, takes events from
 NATS (--nats-url) for the groups its clients watch, and asks the engine
 (--engine) for snapshots, history, auth and join decisions. Run as many as
 you need behind a load balancer. SIGINT or SIGTERM closes it (clients get
 1001 and resume elsewhere with since).`}
 
-func gatewaySettings() []setting {
+// gatewaySettings are the keys of `trine gateway`, each set into its
+// field of c.
+func gatewaySettings(c *engineConfig) []setting {
 	out := []setting{
-		{"engine", "ADDRS", "127.0.0.1:49134", "engine gRPC address, or a comma-separated list tried in turn; grpcs://HOST:PORT connects over TLS", func(c *engineConfig, v string) error {
-			if v == "" {
-				return errors.New("must not be empty")
-			}
-			c.EngineAddr = v
-			return nil
-		}},
-		{"engine-tls-ca", "FILE", "", "PEM CA certificates that verify the engine (implies TLS to every --engine address)", func(c *engineConfig, v string) error {
-			c.EngineTLS.ClientCA = v
-			return nil
-		}},
-		{"engine-tls-cert", "FILE", "", "client certificate for an engine that requires mTLS", func(c *engineConfig, v string) error {
-			c.EngineTLS.Cert = v
-			return nil
-		}},
-		{"engine-tls-key", "FILE", "", "PEM private key of --engine-tls-cert", func(c *engineConfig, v string) error {
-			c.EngineTLS.Key = v
-			return nil
-		}},
+		row("engine", "ADDRS", "127.0.0.1:49134", "engine gRPC address, or a comma-separated list tried in turn; grpcs://HOST:PORT connects over TLS", &c.EngineAddr, nonEmpty),
+		row("engine-tls-ca", "FILE", "", "PEM CA certificates that verify the engine (implies TLS to every --engine address)", &c.EngineTLS.ClientCA, asIs),
+		row("engine-tls-cert", "FILE", "", "client certificate for an engine that requires mTLS", &c.EngineTLS.Cert, asIs),
+		row("engine-tls-key", "FILE", "", "PEM private key of --engine-tls-cert", &c.EngineTLS.Key, asIs),
 	}
-	for _, s := range engineSettings {
+	for _, s := range engineSettings(c) {
 		switch s.flag {
 		case "http-addr":
 			s.def, s.usage = "127.0.0.1:3113", "HTTP listener for /healthz, /readyz and /metrics"
@@ -89,7 +76,7 @@ func runGateway(ctx context.Context, args []string, lookupEnv func(string) (stri
 		commandUsage(stdout, gatewayCommand)
 		return 0
 	}
-	if err == nil && cfg.NATSURL == "" {
+	if err == nil && cfg.NATS.URL == "" {
 		err = usageErrorf("--nats-url must not be empty")
 	}
 	if err != nil {
@@ -145,7 +132,7 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	ns, err := natsembed.Connect(cfg.NATSURL, no)
+	ns, err := natsembed.Connect(cfg.NATS.URL, no)
 	if err != nil {
 		return err
 	}
@@ -207,9 +194,9 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 		}
 		return nil
 	})
-	fmt.Fprintf(stdout, "trine gateway %s listening: stream=%s http=%s engine=%s nats=%s%s\n", version, streamLis.Addr(), httpLis.Addr(), cfg.EngineAddr, natsembed.Redact(cfg.NATSURL), tlsInfo(cfg.TLS))
+	fmt.Fprintf(stdout, "trine gateway %s listening: stream=%s http=%s engine=%s nats=%s%s\n", version, streamLis.Addr(), httpLis.Addr(), cfg.EngineAddr, natsembed.Redact(cfg.NATS.URL), tlsInfo(cfg.TLS))
 	log.Info("gateway started", "version", version, "stream", streamLis.Addr().String(), "http", httpLis.Addr().String(),
-		"engine", cfg.EngineAddr, "nats", natsembed.Redact(cfg.NATSURL))
+		"engine", cfg.EngineAddr, "nats", natsembed.Redact(cfg.NATS.URL))
 	if err := g.Wait(); err != nil {
 		return err
 	}

@@ -102,14 +102,11 @@ func checkAccess(a *engine.Access) error {
 // iiiAccess is the main iii listener's policy from its flags, nil when
 // none is set.
 func iiiAccess(cfg engineConfig) *engine.Access {
-	if cfg.IIIAuthFunction == "" && len(cfg.IIIExpose) == 0 && cfg.IIIMiddleware == "" {
+	a := cfg.III.Access
+	if a.AuthFunctionID == "" && len(a.ExposeFunctions) == 0 && a.MiddlewareFunctionID == "" {
 		return nil
 	}
-	a := &engine.Access{AuthFunctionID: cfg.IIIAuthFunction, MiddlewareFunctionID: cfg.IIIMiddleware}
-	for _, p := range cfg.IIIExpose {
-		a.ExposeFunctions = append(a.ExposeFunctions, engine.Filter{Match: p})
-	}
-	return a
+	return &a
 }
 
 // extraListener is one worker listener of cfg.Listeners being served:

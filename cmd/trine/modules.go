@@ -66,12 +66,15 @@ func newEngineModules(cfg engineConfig, ns *natsembed.Server, log *slog.Logger) 
 		return nil, err
 	}
 	built = append(built, m.state)
-	if m.pubsub, err = pubsubmodule.New(pubsubmodule.Config{Conn: ns.Conn, CallTimeout: cfg.DefaultTimeout, Logger: log}); err != nil {
+	pc := cfg.PubSub
+	pc.Conn, pc.CallTimeout, pc.Logger = ns.Conn, cfg.Engine.DefaultTimeout, log
+	if m.pubsub, err = pubsubmodule.New(pc); err != nil {
 		return nil, fmt.Errorf("pubsub: %w", err)
 	}
 	built = append(built, m.pubsub)
-	if m.crons, err = cronmodule.New(cronmodule.Config{Claims: cronmodule.Waiting{Err: errCronWaiting}, CallTimeout: cfg.DefaultTimeout,
-		MaxListBytes: listBytes(cfg), Logger: log}); err != nil {
+	cc := cfg.Cron
+	cc.Claims, cc.CallTimeout, cc.MaxListBytes, cc.Logger = cronmodule.Waiting{Err: errCronWaiting}, cfg.Engine.DefaultTimeout, listBytes(cfg), log
+	if m.crons, err = cronmodule.New(cc); err != nil {
 		return nil, fmt.Errorf("cron: %w", err)
 	}
 	built = append(built, m.crons)
@@ -79,18 +82,18 @@ func newEngineModules(cfg engineConfig, ns *natsembed.Server, log *slog.Logger) 
 		return nil, err
 	}
 	built = append(built, m.queues)
-	hcc := cfg.Channels.hubConfig()
-	hcc.AllowedOrigins, hcc.AllowedHosts, hcc.Logger = cfg.AllowedOrigins, cfg.AllowedHosts, log
-	if m.hub, err = channels.New(hcc); err != nil {
+	hc := cfg.Channels
+	hc.AllowedOrigins, hc.AllowedHosts, hc.Logger = cfg.AllowedOrigins, cfg.AllowedHosts, log
+	if m.hub, err = channels.New(hc); err != nil {
 		return nil, fmt.Errorf("channels: %w", err)
 	}
 	built = append(built, m.hub)
-	hcfg := httptrigger.Config{MaxBodyBytes: cfg.HTTPMaxBodyBytes, MaxStreamBodyBytes: cfg.HTTPMaxStreamBody, Timeout: cfg.HTTPTimeout,
-		Reserved: []string{"/healthz", "/readyz", "/metrics", console.Path}, Logger: log}
+	tc := cfg.HTTP
+	tc.Reserved, tc.Logger = []string{"/healthz", "/readyz", "/metrics", console.Path}, log
 	if cfg.HTTPStreaming {
-		hcfg.Channels = m.hub
+		tc.Channels = m.hub
 	}
-	if m.routes, err = httptrigger.New(hcfg); err != nil {
+	if m.routes, err = httptrigger.New(tc); err != nil {
 		return nil, fmt.Errorf("http triggers: %w", err)
 	}
 	return m, nil
@@ -116,14 +119,10 @@ type stateModule struct {
 func newStateModule(cfg engineConfig, ns *natsembed.Server, lists *store.Lists, log *slog.Logger) (stateModule, error) {
 	open := storeOpener(cfg, ns, log, "state", stateJetStream)
 	bus := statebus.New(ns.Conn)
-	mod, err := statemodule.New(statemodule.Config{
-		OpenStore:     open,
-		Publish:       bus.Publish,
-		MaxEventBytes: bus.MaxPayload(),
-		MaxValueBytes: max(1, min(cfg.StateMaxValue, (cfg.MaxMessageBytes-resultHeadroom)/2)),
-		Lists:         lists,
-		Logger:        log,
-	})
+	c := cfg.State
+	c.OpenStore, c.Publish, c.MaxEventBytes, c.Lists, c.Logger = open, bus.Publish, bus.MaxPayload(), lists, log
+	c.MaxValueBytes = max(1, min(c.MaxValueBytes, (cfg.MaxMessageBytes-resultHeadroom)/2))
+	mod, err := statemodule.New(c)
 	if err != nil {
 		return stateModule{}, fmt.Errorf("open state store: %w", err)
 	}
@@ -156,7 +155,7 @@ var errCronWaiting = errors.New("cron waits for JetStream, which the engine's NA
 // skipped; if JetStream refuses the stream, they are refused, saying why.
 func cronPart(cfg engineConfig, ns *natsembed.Server, crons *cronmodule.Module) jsboot.Part {
 	return jsboot.Part{Name: "cron", Open: func(ctx context.Context) error {
-		c, err := cronmodule.OpenJetStreamClaims(ctx, ns.Conn, cfg.StoreReplicas)
+		c, err := cronmodule.OpenJetStreamClaims(ctx, ns.Conn, cfg.Store.Replicas)
 		if err != nil {
 			if !jsboot.Transient(err) {
 				crons.SetClaims(cronmodule.Unavailable{Err: err})

@@ -35,9 +35,9 @@ func decodeQueues(n *yaml.Node) (map[string]queuemodule.QueueConfig, error) {
 // and are opened in the background (Open, a jsboot.Part): until then the
 // queue functions answer unavailable.
 func newQueueModule(cfg engineConfig, ns *natsembed.Server, log *slog.Logger) (*queuemodule.Module, error) {
-	m, err := queuemodule.New(queuemodule.Config{Conn: ns.Conn, Queues: cfg.Queues, Replicas: cfg.StoreReplicas,
-		AckWait: cfg.QueueAckWait, CallTimeout: cfg.DefaultTimeout, MaxConcurrency: cfg.QueueMaxConc,
-		InFlightBytes: int64(cfg.QueueInFlight), InFlightBytesTotal: int64(cfg.QueueInFlightAll), MaxListBytes: listBytes(cfg), Logger: log})
+	c := cfg.Queue
+	c.Conn, c.Replicas, c.CallTimeout, c.MaxListBytes, c.Logger = ns.Conn, cfg.Store.Replicas, cfg.Engine.DefaultTimeout, listBytes(cfg), log
+	m, err := queuemodule.New(c)
 	if err != nil {
 		return nil, fmt.Errorf("queues: %w", err)
 	}

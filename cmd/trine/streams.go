@@ -46,7 +46,7 @@ const jetStreamBootTimeout = 2 * time.Minute
 // --max-message-bytes: a write the caller cannot be told of must not
 // happen.
 func maxItemBytes(cfg engineConfig) int {
-	return max(1, min(cfg.StreamMaxItem, (cfg.MaxMessageBytes-resultHeadroom)/2))
+	return max(1, min(cfg.Stream.MaxItemBytes, (cfg.MaxMessageBytes-resultHeadroom)/2))
 }
 
 // resultHeadroom is what a write's result holds besides its two values.
@@ -54,20 +54,20 @@ const resultHeadroom = 16 << 10
 
 // connectNATS starts the embedded NATS server, or connects to --nats-url.
 func connectNATS(cfg engineConfig, log *slog.Logger) (*natsembed.Server, error) {
-	if cfg.NATSURL != "" {
+	if cfg.NATS.URL != "" {
 		o, err := natsClientOptions(cfg, "trine-engine", log)
 		if err != nil {
 			return nil, err
 		}
-		return natsembed.Connect(cfg.NATSURL, o)
+		return natsembed.Connect(cfg.NATS.URL, o)
 	}
-	listen := cfg.NATSAddr
+	listen := cfg.NATS.Addr
 	if listen == "off" {
 		listen = ""
 	}
 	// JetStream is always on: cron claims and queues live there, and
 	// --store jetstream keeps streams and state there too.
-	o := natsembed.Options{Name: "trine-engine", Listen: listen, Logger: log, Token: cfg.NATSToken,
+	o := natsembed.Options{Name: "trine-engine", Listen: listen, Logger: log, Token: cfg.NATS.Token,
 		JetStreamDir: filepath.Join(cfg.DataDir, "nats")}
 	ns, err := natsembed.Start(o)
 	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
@@ -79,22 +79,14 @@ func connectNATS(cfg engineConfig, log *slog.Logger) (*natsembed.Server, error) 
 // newStreamModule opens the stream module on the store --store asks for.
 func newStreamModule(cfg engineConfig, ns *natsembed.Server, lists *store.Lists, log *slog.Logger) (*streammodule.Module, error) {
 	open := storeOpener(cfg, ns, log, "streams", jsstore.Config{})
-	mcfg := streammodule.Config{
-		OpenStore:         open,
-		Publisher:         natsfanout.NewPublisher(ns.Conn),
-		HistorySize:       cfg.StreamHistory,
-		HistoryGroupBytes: cfg.StreamHistoryBytes,
-		HistoryTotalBytes: cfg.StreamHistoryTotal,
-		PublishQueueBytes: cfg.StreamPublishQueue,
-		MaxItemBytes:      maxItemBytes(cfg),
-		Lists:             lists,
-		Logger:            log,
-	}
-	if cfg.Store == "jetstream" {
+	mcfg := cfg.Stream
+	mcfg.OpenStore, mcfg.Publisher, mcfg.Lists, mcfg.Logger = open, natsfanout.NewPublisher(ns.Conn), lists, log
+	mcfg.MaxItemBytes = maxItemBytes(cfg)
+	if cfg.Store.Kind == "jetstream" {
 		// History every engine shares, so any gateway can replay events
 		// whichever engine published them.
 		ctx, cancel := context.WithTimeout(context.Background(), jetStreamBootTimeout)
-		h, err := natsfanout.OpenHistory(ctx, ns.Conn, natsfanout.HistoryConfig{PerGroup: cfg.StreamHistory, Replicas: cfg.StoreReplicas, MaxBytes: int64(cfg.StreamHistoryTotal)})
+		h, err := natsfanout.OpenHistory(ctx, ns.Conn, natsfanout.HistoryConfig{PerGroup: cfg.Stream.HistorySize, Replicas: cfg.Store.Replicas, MaxBytes: int64(cfg.Stream.HistoryTotalBytes)})
 		cancel()
 		if err != nil {
 			return nil, err
@@ -139,14 +131,14 @@ func startStreamGateway(cfg engineConfig, eng *engine.Engine, mod *streammodule.
 // storeOpener opens the store --store asks for: memory, DATA_DIR/dir, or
 // a JetStream stream (js's, default TRINE_STREAMS) on the engine's NATS.
 func storeOpener(cfg engineConfig, ns *natsembed.Server, log *slog.Logger, dir string, js jsstore.Config) func(store.Options) (store.Store, error) {
-	switch cfg.Store {
+	switch cfg.Store.Kind {
 	case "file":
 		path := filepath.Join(cfg.DataDir, dir)
 		return func(o store.Options) (store.Store, error) {
 			return store.OpenFile(path, store.FileOptions{Options: o, Logger: log})
 		}
 	case "jetstream":
-		js.Replicas = cfg.StoreReplicas
+		js.Replicas = cfg.Store.Replicas
 		return func(o store.Options) (store.Store, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), jetStreamBootTimeout)
 			defer cancel()
@@ -156,53 +148,20 @@ func storeOpener(cfg engineConfig, ns *natsembed.Server, log *slog.Logger, dir s
 	return func(o store.Options) (store.Store, error) { return store.NewMemory(o), nil }
 }
 
-// presenceConfig is the --presence-* settings.
-type presenceConfig struct {
-	Grace                                                    time.Duration // negative: none
-	TTL                                                      time.Duration
-	Replicas                                                 int
-	MaxMembers, MaxMeta, MaxPerConn, MaxTotal, MaxTotalBytes int
-	RateBytes                                                int
-}
-
 // presenceStore is the store that shares presence through JetStream, and
 // the optional part that opens it.
 func presenceStore(cfg engineConfig, ns *natsembed.Server) (*natsfanout.Presence, jsboot.Part) {
-	p := natsfanout.NewPresence(ns.Conn, natsfanout.PresenceConfig{TTL: cfg.Presence.TTL, Replicas: cfg.Presence.Replicas})
+	p := natsfanout.NewPresence(ns.Conn, cfg.Presence)
 	return p, jsboot.Part{Name: "presence", Open: p.Open}
 }
 
 // gatewayConfig is the gateway configuration both commands derive from
 // their settings.
 func gatewayConfig(cfg engineConfig, b gateway.Backend, ev gateway.Events, c gateway.Caller, log *slog.Logger) gateway.Config {
-	return gateway.Config{
-		Backend:           b,
-		Events:            ev,
-		Caller:            c,
-		AuthFunction:      cfg.StreamAuthFunction,
-		AllowedOrigins:    cfg.AllowedOrigins,
-		AllowedHosts:      cfg.AllowedHosts,
-		MaxFrameBytes:     cfg.StreamMaxFrame,
-		QueueMessages:     cfg.StreamQueueMsgs,
-		QueueBytes:        cfg.StreamQueueBytes,
-		MaxCatchUps:       cfg.StreamCatchUps,
-		MaxCatchUpsTotal:  cfg.StreamCatchUpsTotal,
-		SnapshotPageBytes: cfg.StreamSnapshotPage,
-		SnapshotCoalesce:  cfg.StreamCoalesce,
-		PingInterval:      cfg.StreamPing,
-		SSEKeepAlive:      cfg.StreamSSEKeepAlive,
-		SessionPosts:      cfg.StreamSessionPosts,
-		WriteTimeout:      cfg.StreamWriteTimeout,
-		Logger:            log,
-
-		PresenceGrace:         cfg.Presence.Grace,
-		PresenceMaxMembers:    cfg.Presence.MaxMembers,
-		PresenceMaxMetaBytes:  cfg.Presence.MaxMeta,
-		PresenceMaxPerConn:    cfg.Presence.MaxPerConn,
-		PresenceMaxTotal:      cfg.Presence.MaxTotal,
-		PresenceMaxTotalBytes: cfg.Presence.MaxTotalBytes,
-		PresenceRateBytes:     cfg.Presence.RateBytes,
-	}
+	g := cfg.Gateway
+	g.Backend, g.Events, g.Caller, g.Logger = b, ev, c, log
+	g.AllowedOrigins, g.AllowedHosts = cfg.AllowedOrigins, cfg.AllowedHosts
+	return g
 }
 
 // registerGatewayMetrics exports gw's counters.
@@ -261,7 +220,7 @@ func browserTokens(cfg engineConfig, log *slog.Logger) (*jwtauth.Verifier, error
 	if !cfg.StreamJWT.Enabled() {
 		return nil, nil
 	}
-	if cfg.StreamAuthFunction != "" {
+	if cfg.Gateway.AuthFunction != "" {
 		return nil, errors.New("--stream-auth-function and the --stream-jwt-* settings exclude each other: pick one way to admit browsers")
 	}
 	c := cfg.StreamJWT
@@ -272,9 +231,9 @@ func browserTokens(cfg engineConfig, log *slog.Logger) (*jwtauth.Verifier, error
 // natsClientOptions are the options of a connection to --nats-url: its
 // credentials and TLS.
 func natsClientOptions(cfg engineConfig, name string, log *slog.Logger) (natsembed.Options, error) {
-	o := natsembed.Options{Name: name, Logger: log, ConnectTimeout: cfg.NATSConnectTimeout,
-		CredsFile: cfg.NATSCreds, NKeySeedFile: cfg.NATSNKey}
-	if t := cfg.NATSTLS; t.ClientCA != "" || t.Cert != "" {
+	o := natsembed.Options{Name: name, Logger: log, ConnectTimeout: cfg.NATS.ConnectTimeout,
+		CredsFile: cfg.NATS.Creds, NKeySeedFile: cfg.NATS.NKey}
+	if t := cfg.NATS.TLS; t.ClientCA != "" || t.Cert != "" {
 		tc, err := tlsconf.Client(t.ClientCA, t.Cert, t.Key)
 		if err != nil {
 			return o, fmt.Errorf("nats: %w", err)
