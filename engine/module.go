@@ -95,15 +95,19 @@ func ValidateCondition(fn string) error {
 // TriggerSet is a module's book of live triggers, by trigger id: keeping
 // a trigger again under its id stops the one it replaces, Remove stops
 // one, and Close stops them all and waits for every goroutine the set
-// started (each trigger's own, and the calls started with Go).
+// started (each trigger's own, and the calls started with Go). An indexed
+// set (NewIndexedTriggerSet) also finds the triggers of one key, a stream
+// name for instance, without going through the others.
 //
 // All methods are safe for concurrent use. Stop functions run under the
 // set's lock and must not call back into it.
 type TriggerSet[T any] struct {
-	what string // "the cron module", for the error after Close
+	what string         // "the cron module", for the error after Close
+	key  func(T) string // nil: not indexed
 
 	mu     sync.RWMutex
 	byID   map[string]kept[T]
+	byKey  map[string]map[string]T // key > id; nil when not indexed
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -119,11 +123,19 @@ func NewTriggerSet[T any](what string) *TriggerSet[T] {
 	return &TriggerSet[T]{what: what, byID: make(map[string]kept[T])}
 }
 
-// Put keeps v as trigger id's, with stop to end it, stopping the trigger
-// it replaces. run, if not nil, runs on a goroutine of the set's and must
-// return once stop has been called. After Close, Put refuses with
-// unavailable and neither keeps v nor runs run: the caller releases what
-// v holds.
+// NewIndexedTriggerSet returns an empty set that also indexes each
+// trigger under key(v), for In.
+func NewIndexedTriggerSet[T any](what string, key func(T) string) *TriggerSet[T] {
+	s := NewTriggerSet[T](what)
+	s.key, s.byKey = key, make(map[string]map[string]T)
+	return s
+}
+
+// Put keeps v as trigger id's, with stop (if not nil) to end it, stopping
+// the trigger it replaces. run, if not nil, runs on a goroutine of the
+// set's and must return once stop has been called. After Close, Put
+// refuses with unavailable and neither keeps v nor runs run: the caller
+// releases what v holds.
 func (s *TriggerSet[T]) Put(id string, v T, stop func(), run func()) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -131,13 +143,36 @@ func (s *TriggerSet[T]) Put(id string, v T, stop func(), run func()) error {
 		return Errorf(CodeUnavailable, "%s is stopped", s.what)
 	}
 	if old, ok := s.byID[id]; ok {
-		old.stop()
+		s.drop(id, old)
 	}
 	s.byID[id] = kept[T]{v, stop}
+	if s.key != nil {
+		k := s.key(v)
+		if s.byKey[k] == nil {
+			s.byKey[k] = make(map[string]T)
+		}
+		s.byKey[k][id] = v
+	}
 	if run != nil {
 		s.wg.Go(run)
 	}
 	return nil
+}
+
+// drop stops k, trigger id's, and forgets it. Callers hold s.mu.
+func (s *TriggerSet[T]) drop(id string, k kept[T]) {
+	if k.stop != nil {
+		k.stop()
+	}
+	delete(s.byID, id)
+	if s.key == nil {
+		return
+	}
+	key := s.key(k.v)
+	delete(s.byKey[key], id)
+	if len(s.byKey[key]) == 0 {
+		delete(s.byKey, key)
+	}
 }
 
 // Check refuses with unavailable once the set is closed, as Put would.
@@ -152,14 +187,23 @@ func (s *TriggerSet[T]) Check() error {
 
 // Remove stops trigger id and forgets it; false if it is not kept.
 func (s *TriggerSet[T]) Remove(id string) (T, bool) {
+	return s.RemoveIf(id, nil)
+}
+
+// RemoveIf removes trigger id as Remove does, but only if when is nil or
+// reports true for its value, read under the set's lock: the test and the
+// removal are one step, so a trigger that replaced the one tested is
+// never removed in its stead.
+func (s *TriggerSet[T]) RemoveIf(id string, when func(T) bool) (T, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k, ok := s.byID[id]
-	if ok {
-		k.stop()
-		delete(s.byID, id)
+	if !ok || (when != nil && !when(k.v)) {
+		var zero T
+		return zero, false
 	}
-	return k.v, ok
+	s.drop(id, k)
+	return k.v, true
 }
 
 // Get returns trigger id's value.
@@ -178,6 +222,20 @@ func (s *TriggerSet[T]) All() iter.Seq2[string, T] {
 		defer s.mu.RUnlock()
 		for id, k := range s.byID {
 			if !yield(id, k.v) {
+				return
+			}
+		}
+	}
+}
+
+// In yields the triggers kept under key, as All does; none when the set
+// is not indexed.
+func (s *TriggerSet[T]) In(key string) iter.Seq2[string, T] {
+	return func(yield func(string, T) bool) {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		for id, v := range s.byKey[key] {
+			if !yield(id, v) {
 				return
 			}
 		}
@@ -203,8 +261,7 @@ func (s *TriggerSet[T]) Stop() {
 	defer s.mu.Unlock()
 	s.closed = true
 	for id, k := range s.byID {
-		k.stop()
-		delete(s.byID, id)
+		s.drop(id, k)
 	}
 }
 

@@ -115,6 +115,67 @@ func TestTriggerSetReplacesStopsAndWaits(t *testing.T) {
 	s.Close()
 }
 
+// TestTriggerSetIndexesByKey: an indexed set finds a key's triggers
+// through In, follows a trigger that a replacement moves to another key,
+// forgets removed and stopped ones, and RemoveIf removes only when its
+// test holds. A trigger may have no stop function.
+func TestTriggerSetIndexesByKey(t *testing.T) {
+	t.Parallel()
+	type trig struct{ stream, id string }
+	s := engine.NewIndexedTriggerSet("the test module", func(v trig) string { return v.stream })
+	in := func(key string) []string {
+		var ids []string
+		for id, v := range s.In(key) {
+			if v.stream != key {
+				t.Errorf("In(%q) yields %q of stream %q", key, id, v.stream)
+			}
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	for _, v := range []trig{{"s1", "a"}, {"s1", "b"}, {"s2", "c"}, {"s2", "b"}} { // b moves to s2
+		if err := s.Put(v.id, v, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := in("s1"), []string{"a"}; !slices.Equal(got, want) {
+		t.Fatalf("In(s1) = %q, want %q", got, want)
+	}
+	if got, want := in("s2"), []string{"b", "c"}; !slices.Equal(got, want) {
+		t.Fatalf("In(s2) = %q, want %q", got, want)
+	}
+	if _, ok := s.RemoveIf("c", func(v trig) bool { return v.stream == "s1" }); ok {
+		t.Fatal("RemoveIf removed c although its test fails")
+	}
+	if v, ok := s.RemoveIf("c", func(v trig) bool { return v.stream == "s2" }); !ok || v.id != "c" {
+		t.Fatalf("RemoveIf(c) = %v, %v, want c, true", v, ok)
+	}
+	if _, ok := s.RemoveIf("nope", func(trig) bool { return true }); ok {
+		t.Fatal("RemoveIf of an unknown id = true")
+	}
+	s.Remove("a")
+	if got := in("s1"); len(got) != 0 {
+		t.Fatalf("In(s1) after Remove = %q, want none", got)
+	}
+	if got, want := in("s2"), []string{"b"}; !slices.Equal(got, want) {
+		t.Fatalf("In(s2) = %q, want %q", got, want)
+	}
+	s.Close()
+	if got := in("s2"); len(got) != 0 {
+		t.Fatalf("In(s2) after Close = %q, want none", got)
+	}
+	// An unindexed set has nothing under any key.
+	if u := engine.NewTriggerSet[trig]("the test module"); u.Put("x", trig{"s1", "x"}, nil, nil) != nil {
+		t.Fatal("Put on an unindexed set failed")
+	} else {
+		for id := range u.In("s1") {
+			t.Fatalf("In on an unindexed set yields %q", id)
+		}
+		u.Close()
+	}
+}
+
 func TestConditionSkipsOnlyOnFalse(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, engine.Config{})

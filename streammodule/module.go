@@ -144,8 +144,6 @@ type Module struct {
 	served   map[string]map[string]bool // custom ops workers serve now, by stream
 
 	presence presenceReader
-
-	wg sync.WaitGroup // trigger and leave goroutines
 }
 
 // New opens the store and returns the module.
@@ -189,8 +187,7 @@ func (m *Module) Store() store.Store { return m.store }
 // Close stops the stream triggers, waits for their calls, closes the
 // store and publishes the events it committed.
 func (m *Module) Close() error {
-	m.trig.stopAll()
-	m.wg.Wait()
+	m.trig.close()
 	err := m.store.Close()
 	if m.pub != nil {
 		m.pub.close()

@@ -284,6 +284,65 @@ func TestStreamTriggers(t *testing.T) {
 	}
 }
 
+// A stream trigger registered again under its id follows its new
+// stream_name, and one unregistered stops: a change reaches only the
+// triggers of its stream, the latest of each id.
+func TestStreamTriggerFollowsItsLatestRegistration(t *testing.T) {
+	v := start(t, streammodule.Config{})
+	fired := make(chan string, 100)
+	v.e.RegisterFunction("test::on", "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
+		var f struct {
+			ID string `json:"id"`
+		}
+		json.Unmarshal(c.Payload, &f)
+		fired <- string(c.Metadata) + ":" + f.ID
+		return nil, nil
+	}))
+	s := attach(t, v.e)
+	bind := func(id, stream string) {
+		t.Helper()
+		tr := engine.Trigger{ID: id, Type: streammodule.TriggerStream, FunctionID: "test::on",
+			Config: json.RawMessage(`{"stream_name":"` + stream + `"}`), Metadata: json.RawMessage(`"` + id + `@` + stream + `"`)}
+		if err := s.RegisterTrigger(context.Background(), tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func() string {
+		t.Helper()
+		select {
+		case f := <-fired:
+			return f
+		case <-time.After(5 * time.Second):
+			t.Fatal("no trigger fired")
+			return ""
+		}
+	}
+	bind("t", "a")
+	v.must(t, "stream::set", `{"stream_name":"a","group_id":"g","item_id":"first","data":1}`)
+	if got := next(); got != `"t@a":first` {
+		t.Fatalf("fired %s, want t@a:first", got)
+	}
+	bind("t", "b") // moves t to stream b
+	v.must(t, "stream::set", `{"stream_name":"a","group_id":"g","item_id":"on-a","data":1}`)
+	v.must(t, "stream::set", `{"stream_name":"b","group_id":"g","item_id":"on-b","data":1}`)
+	if got := next(); got != `"t@b":on-b` {
+		t.Fatalf("fired %s, want t@b:on-b (t left stream a)", got)
+	}
+	if err := s.UnregisterTrigger(context.Background(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	bind("probe", "b")
+	v.must(t, "stream::set", `{"stream_name":"b","group_id":"g","item_id":"after","data":1}`)
+	if got := next(); got != `"probe@b":after` {
+		t.Fatalf("fired %s, want probe@b:after (t is unregistered)", got)
+	}
+	select {
+	case f := <-fired:
+		t.Fatalf("fired %s as well", f)
+	default:
+	}
+}
+
 func slicesSort(s []string) { copy(s, sorted(s)) }
 
 // attach connects a worker session with no transport behind it.

@@ -5,7 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trinehq/trine/engine"
@@ -65,30 +65,36 @@ type streamTrigger struct {
 	stop chan struct{}
 }
 
+// triggers are the module's triggers of the three types. Stream triggers
+// are indexed by stream name, so that a change reaches the ones of its
+// stream without going through the rest.
 type triggers struct {
-	m *Module
-
-	mu      sync.RWMutex
-	streams map[string]map[string]*streamTrigger // stream name > trigger id
-	join    map[string]*gateTrigger
-	leave   map[string]*gateTrigger
-	stopped bool
+	m      *Module
+	stream *engine.TriggerSet[*streamTrigger]
+	join   *engine.TriggerSet[*gateTrigger]
+	leave  *engine.TriggerSet[*gateTrigger] // and the goroutines running leave handlers
 }
 
 type gateTrigger struct {
 	t   engine.Trigger
 	cfg triggerConfig
-	// orphaned: the worker that registered this join trigger is gone
-	// (since then). The gate denies every join it covers until a trigger
+	// orphaned, when set, is when the worker that registered this join
+	// trigger went. The gate denies every join it covers until a trigger
 	// of the same id is registered again, or an operator releases it
 	// (engine::triggers::release).
-	orphaned bool
-	since    time.Time
+	orphaned atomic.Pointer[time.Time]
 }
 
+// since is when g's worker went, or nil while it is there.
+func (g *gateTrigger) since() *time.Time { return g.orphaned.Load() }
+
+const moduleName = "the stream module"
+
 func newTriggers(m *Module) *triggers {
-	return &triggers{m: m, streams: make(map[string]map[string]*streamTrigger),
-		join: make(map[string]*gateTrigger), leave: make(map[string]*gateTrigger)}
+	return &triggers{m: m,
+		stream: engine.NewIndexedTriggerSet(moduleName, func(st *streamTrigger) string { return *st.cfg.StreamName }),
+		join:   engine.NewTriggerSet[*gateTrigger](moduleName),
+		leave:  engine.NewTriggerSet[*gateTrigger](moduleName)}
 }
 
 // provider adapts one trigger type to engine.TriggerProvider.
@@ -127,29 +133,14 @@ func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 		return err
 	}
 	tr := p.tr
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	if tr.stopped {
-		return engine.Errorf(engine.CodeUnavailable, "the stream module is stopped")
-	}
 	switch p.kind {
 	case TriggerJoin:
-		tr.join[t.ID] = &gateTrigger{t: t, cfg: cfg}
+		return tr.join.Put(t.ID, &gateTrigger{t: t, cfg: cfg}, nil, nil)
 	case TriggerLeave:
-		tr.leave[t.ID] = &gateTrigger{t: t, cfg: cfg}
-	default:
-		tr.removeStream(t.ID)
-		st := &streamTrigger{t: t, cfg: cfg, q: make(chan []byte, tr.m.cfg.TriggerQueue), stop: make(chan struct{})}
-		byID := tr.streams[*cfg.StreamName]
-		if byID == nil {
-			byID = make(map[string]*streamTrigger)
-			tr.streams[*cfg.StreamName] = byID
-		}
-		byID[t.ID] = st
-		tr.m.wg.Add(1)
-		go tr.m.deliver(st)
+		return tr.leave.Put(t.ID, &gateTrigger{t: t, cfg: cfg}, nil, nil)
 	}
-	return nil
+	st := &streamTrigger{t: t, cfg: cfg, q: make(chan []byte, tr.m.cfg.TriggerQueue), stop: make(chan struct{})}
+	return tr.stream.Put(t.ID, st, func() { close(st.stop) }, func() { tr.m.deliver(st) })
 }
 
 // TriggerOrphaned implements engine.OrphanKeeper: a stream:join trigger
@@ -160,17 +151,16 @@ func (p provider) TriggerOrphaned(ctx context.Context, t engine.Trigger) error {
 		return p.UnregisterTrigger(ctx, t)
 	}
 	tr := p.tr
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	g := tr.join[t.ID]
-	if g == nil {
+	g, ok := tr.join.Get(t.ID)
+	if !ok {
 		return nil
 	}
 	if g.cfg.Optional {
-		delete(tr.join, t.ID)
+		tr.join.RemoveIf(t.ID, func(cur *gateTrigger) bool { return cur == g })
 		return nil
 	}
-	tr.join[t.ID] = &gateTrigger{t: g.t, cfg: g.cfg, orphaned: true, since: time.Now()}
+	now := time.Now()
+	g.orphaned.Store(&now)
 	tr.m.log.Warn("stream:join trigger's worker disconnected: joins it covers are denied until it registers again or an operator releases it",
 		"trigger_id", t.ID, "function_id", t.FunctionID, "release_with", engine.FnTriggersRelease)
 	return nil
@@ -182,15 +172,12 @@ func (p provider) Orphans() []engine.Orphan {
 	if p.kind != TriggerJoin {
 		return nil
 	}
-	tr := p.tr
-	tr.mu.RLock()
-	defer tr.mu.RUnlock()
 	var out []engine.Orphan
-	for _, g := range tr.join {
-		if g.orphaned {
+	for _, g := range p.tr.join.All() {
+		if since := g.since(); since != nil {
 			out = append(out, engine.Orphan{Trigger: g.t, Reason: fmt.Sprintf(
 				"its worker disconnected at %s; every join it covers is denied until a trigger with this id registers again, or an operator releases it (%s, trine triggers release %s)",
-				g.since.UTC().Format(time.RFC3339), engine.FnTriggersRelease, g.t.ID)})
+				since.UTC().Format(time.RFC3339), engine.FnTriggersRelease, g.t.ID)})
 		}
 	}
 	return out
@@ -202,63 +189,36 @@ func (p provider) ReleaseOrphan(_ context.Context, id string) (bool, error) {
 	if p.kind != TriggerJoin {
 		return false, nil
 	}
-	tr := p.tr
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	g := tr.join[id]
-	if g == nil || !g.orphaned {
-		return false, nil
-	}
-	delete(tr.join, id)
-	return true, nil
+	_, ok := p.tr.join.RemoveIf(id, func(g *gateTrigger) bool { return g.since() != nil })
+	return ok, nil
 }
 
 func (p provider) UnregisterTrigger(_ context.Context, t engine.Trigger) error {
-	tr := p.tr
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
 	switch p.kind {
 	case TriggerJoin:
-		delete(tr.join, t.ID)
+		p.tr.join.Remove(t.ID)
 	case TriggerLeave:
-		delete(tr.leave, t.ID)
+		p.tr.leave.Remove(t.ID)
 	default:
-		tr.removeStream(t.ID)
+		p.tr.stream.Remove(t.ID)
 	}
 	return nil
 }
 
-// removeStream stops the stream trigger id. Callers hold tr.mu.
-func (tr *triggers) removeStream(id string) {
-	for name, byID := range tr.streams {
-		if st := byID[id]; st != nil {
-			close(st.stop)
-			delete(byID, id)
-			if len(byID) == 0 {
-				delete(tr.streams, name)
-			}
-			return
-		}
-	}
-}
-
-func (tr *triggers) stopAll() {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	tr.stopped = true
-	for _, byID := range tr.streams {
-		for id := range byID {
-			tr.removeStream(id)
-		}
-	}
+// close stops every trigger and refuses new ones, then waits for the
+// stream triggers' goroutines and the leave handlers.
+func (tr *triggers) close() {
+	tr.stream.Stop()
+	tr.join.Stop()
+	tr.leave.Stop()
+	tr.stream.Close()
+	tr.leave.Close()
 }
 
 // fire queues frame for the stream triggers that match c. It never blocks:
 // a trigger whose queue is full loses the event, which is logged.
 func (tr *triggers) fire(c store.Change, frame []byte) {
-	tr.mu.RLock()
-	defer tr.mu.RUnlock()
-	for _, st := range tr.streams[c.Stream] {
+	for _, st := range tr.stream.In(c.Stream) {
 		if !st.cfg.matches(c.Stream, c.Group, c.Item) {
 			continue
 		}
@@ -273,7 +233,6 @@ func (tr *triggers) fire(c store.Change, frame []byte) {
 
 // deliver calls st's function with each queued event, one at a time.
 func (m *Module) deliver(st *streamTrigger) {
-	defer m.wg.Done()
 	for {
 		select {
 		case <-st.stop:
@@ -299,11 +258,9 @@ func (m *Module) condition(t engine.Trigger, fn string, payload []byte) bool {
 	return ok
 }
 
-func (tr *triggers) matching(set map[string]*gateTrigger, s streamapi.Subscription) []*gateTrigger {
-	tr.mu.RLock()
-	defer tr.mu.RUnlock()
+func matching(set *engine.TriggerSet[*gateTrigger], s streamapi.Subscription) []*gateTrigger {
 	var out []*gateTrigger
-	for _, g := range set {
+	for _, g := range set.All() {
 		if g.cfg.matches(s.StreamName, s.GroupID, s.Item()) {
 			out = append(out, g)
 		}
@@ -320,8 +277,8 @@ func (m *Module) Join(ctx context.Context, s streamapi.Subscription) error {
 	if err != nil {
 		return err
 	}
-	for _, g := range m.trig.matching(m.trig.join, s) {
-		if g.orphaned {
+	for _, g := range matching(m.trig.join, s) {
+		if g.since() != nil {
 			return fmt.Errorf("join trigger %s is waiting for its worker", g.t.ID)
 		}
 		cctx, cancel := context.WithTimeout(ctx, m.cfg.JoinTimeout)
@@ -352,7 +309,7 @@ func (m *Module) Join(ctx context.Context, s streamapi.Subscription) error {
 // Leave runs the stream:leave handlers that match s in the background;
 // their outcome is ignored.
 func (m *Module) Leave(s streamapi.Subscription) {
-	gs := m.trig.matching(m.trig.leave, s)
+	gs := matching(m.trig.leave, s)
 	if len(gs) == 0 {
 		return
 	}
@@ -360,14 +317,7 @@ func (m *Module) Leave(s streamapi.Subscription) {
 	if err != nil {
 		return
 	}
-	m.trig.mu.RLock()
-	defer m.trig.mu.RUnlock()
-	if m.trig.stopped {
-		return
-	}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
+	m.trig.leave.Go(func() {
 		for _, g := range gs {
 			if !m.condition(g.t, g.cfg.ConditionFunctionID, payload) {
 				continue
@@ -376,5 +326,5 @@ func (m *Module) Leave(s streamapi.Subscription) {
 				m.log.Debug("stream:leave handler failed", "function_id", g.t.FunctionID, "error", err)
 			}
 		}
-	}()
+	})
 }
