@@ -345,3 +345,75 @@ func TestUnknownKeyListsEveryKey(t *testing.T) {
 		t.Fatalf("unknown key: %v", err)
 	}
 }
+
+// TestEverySettingHasAFieldOfItsOwn: each key of trine engine and trine
+// gateway, set to a value other than its default, changes the
+// configuration, and no two keys change the same field: a row bound to
+// the wrong field shows here.
+func TestEverySettingHasAFieldOfItsOwn(t *testing.T) {
+	t.Parallel()
+	other := map[string]string{"N": "7", "DURATION": "7s", "ADDR": "127.0.0.1:7", "ADDRS": "127.0.0.1:7", "FILE": "f", "DIR": "d",
+		"ID": "a::b", "LIST": "x.example", "PATTERNS": "a::*", "URL": "https://x.example", "URLS": "nats://x:7", "TOKEN": "t",
+		"KIND": "memory", "LEVEL": "debug", "FORMAT": "json", "MODE": "off", "AUD": "aud", "ISS": "iss"}
+	for _, cmd := range []command{engineCommand, gatewayCommand} {
+		owner := map[string]string{} // field > key
+		for _, s := range cmd.settings(new(engineConfig)) {
+			var c engineConfig
+			settings := cmd.settings(&c)
+			for _, d := range settings {
+				if err := d.set(d.def); err != nil {
+					t.Fatalf("%s: default of --%s: %v", cmd.name, d.flag, err)
+				}
+			}
+			before := c
+			v, ok := other[s.arg]
+			switch {
+			case s.arg == "on|off" && s.def == "on":
+				v = "off"
+			case s.arg == "on|off":
+				v = "on"
+			case s.flag == "allowed-origins":
+				v = "https://x.example"
+			case !ok:
+				t.Fatalf("%s: no other value for --%s %s", cmd.name, s.flag, s.arg)
+			}
+			if v == s.def {
+				v = "8"
+			}
+			for _, d := range settings {
+				if d.flag == s.flag {
+					if err := d.set(v); err != nil {
+						t.Fatalf("%s: --%s %s: %v", cmd.name, s.flag, v, err)
+					}
+				}
+			}
+			var changed []string
+			diffFields(reflect.ValueOf(before), reflect.ValueOf(c), "", &changed)
+			if len(changed) == 0 {
+				t.Errorf("%s: --%s %s changes nothing", cmd.name, s.flag, v)
+			}
+			for _, f := range changed {
+				if o, ok := owner[f]; ok && o != s.flag {
+					t.Errorf("%s: --%s and --%s both set %s", cmd.name, o, s.flag, f)
+				}
+				owner[f] = s.flag
+			}
+		}
+	}
+}
+
+// diffFields appends the paths of the exported leaf fields that differ
+// between a and b.
+func diffFields(a, b reflect.Value, path string, out *[]string) {
+	if a.Kind() != reflect.Struct {
+		if !reflect.DeepEqual(a.Interface(), b.Interface()) {
+			*out = append(*out, path)
+		}
+		return
+	}
+	for i := range a.NumField() {
+		if f := a.Type().Field(i); f.IsExported() {
+			diffFields(a.Field(i), b.Field(i), path+"."+f.Name, out)
+		}
+	}
+}
