@@ -17,7 +17,7 @@ import (
 type Definition struct {
 	Stream  string                     `json:"stream_name"`
 	Version uint64                     `json:"version"`
-	Mode    Mode                       `json:"mode,omitempty"`
+	Mode    Mode                       `json:"compatibility,omitempty"`
 	Item    json.RawMessage            `json:"item_schema"`
 	Events  map[string]json.RawMessage `json:"event_schemas,omitempty"`
 }

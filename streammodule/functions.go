@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/trinehq/trine/contract"
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/streammodule/contracts"
 	"github.com/trinehq/trine/streammodule/store"
 	"github.com/trinehq/trine/streammodule/updateops"
 )
@@ -25,6 +27,9 @@ const (
 	FnSend       = "stream::send"
 	FnUpdate     = "stream::update"
 	FnRelease    = "stream::release"
+	FnDefine     = "stream::define"
+	// FnSchema answers a stream's contract and its history.
+	FnSchema = "engine::streams::schema"
 )
 
 // Register registers the stream::* functions and the stream trigger types
@@ -45,6 +50,8 @@ func (m *Module) Register(e *engine.Engine) error {
 		{FnUpdate, "Apply update operations to an item, all or none.", m.update},
 		{FnRelease, "Give a custom stream whose worker left back to the built-in store.", m.release},
 		{FnPresence, "List a group's presence members, across gateways, in pages.", m.presenceFn},
+		{FnDefine, "Define or evolve a stream's contract: {stream_name, item_schema, event_schemas?, version, compatibility?}; every later write is checked against it.", m.define},
+		{FnSchema, "A stream's contract in force and every earlier definition; {stream_name}.", m.schema},
 		{FnGroupInfo, "Describe a group: its seq, how full its history is, and resyncs in the last minute; {stream_name, group_id}.", m.groupInfo},
 	}
 	for _, f := range fns {
@@ -99,6 +106,9 @@ func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := m.checkItem(ctx, FnSet, it.key.Stream, data); err != nil {
+		return nil, err
+	}
 	if op, err := m.custom(it.key.Stream, "set"); err != nil || op != "" {
 		if err != nil {
 			return nil, err
@@ -133,7 +143,21 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	case op == "set":
 		return m.customUpdate(ctx, it, ops)
 	}
-	ch, err := store.PutOps(ctx, m.store, it.key, store.Cond{IfSeq: it.ifSeq}, ops, func(v json.RawMessage) error { return m.checkSize(FnUpdate, v) })
+	ct, err := m.contract(ctx, FnUpdate, it.key.Stream)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := store.PutOps(ctx, m.store, it.key, store.Cond{IfSeq: it.ifSeq}, ops, func(v json.RawMessage) error {
+		if err := m.checkSize(FnUpdate, v); err != nil {
+			return err
+		}
+		if ct != nil {
+			if err := ct.ValidateItem(v); err != nil {
+				return contracts.Refused(FnUpdate, err, "nothing was written")
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, storeError(FnUpdate, err)
 	}
@@ -350,6 +374,15 @@ func (m *Module) send(ctx context.Context, c engine.Call) ([]byte, error) {
 		}
 	}
 	it.key.Item = id
+	ct, err := m.contract(ctx, FnSend, it.key.Stream)
+	if err != nil {
+		return nil, err
+	}
+	if ct != nil {
+		if err := ct.ValidateEvent(typ, data); err != nil {
+			return nil, contracts.Refused(FnSend, err, "nothing was sent")
+		}
+	}
 	ch, err := m.store.Emit(ctx, store.Change{Key: it.key, Kind: store.KindEvent, EventType: typ, Value: data})
 	if err != nil {
 		return nil, storeError(FnSend, err)
@@ -357,4 +390,64 @@ func (m *Module) send(ctx context.Context, c engine.Call) ([]byte, error) {
 	return engine.MarshalJSON(struct {
 		Seq uint64 `json:"seq"`
 	}{ch.Seq})
+}
+
+// contract returns the stream's contract in force, or nil: for a stream
+// without one, one map lookup.
+func (m *Module) contract(ctx context.Context, fn, stream string) (*contract.Contract, error) {
+	c, err := m.cfg.Contracts.Lookup(ctx, stream)
+	if err != nil {
+		return nil, contracts.Refused(fn, err, "")
+	}
+	return c, nil
+}
+
+// checkItem refuses an item value the stream's contract does not accept.
+func (m *Module) checkItem(ctx context.Context, fn, stream string, v json.RawMessage) error {
+	c, err := m.contract(ctx, fn, stream)
+	if err != nil || c == nil {
+		return err
+	}
+	if err := c.ValidateItem(v); err != nil {
+		return contracts.Refused(fn, err, "nothing was written")
+	}
+	return nil
+}
+
+// define checks and stores a new contract of a stream.
+func (m *Module) define(ctx context.Context, c engine.Call) ([]byte, error) {
+	in, err := engine.ReadInput(c)
+	if err != nil {
+		return nil, err
+	}
+	d, err := contracts.ReadDefinition(in, "stream_name", m.readName, true)
+	if err != nil {
+		return nil, err
+	}
+	ct, err := m.cfg.Contracts.Define(ctx, d)
+	if err != nil {
+		return nil, contracts.Refused(FnDefine, err, "nothing was stored")
+	}
+	return engine.MarshalJSON(struct {
+		Stream  string        `json:"stream_name"`
+		Version uint64        `json:"version"`
+		Mode    contract.Mode `json:"compatibility"`
+	}{ct.Stream, ct.Version, ct.Mode})
+}
+
+// schema answers engine::streams::schema.
+func (m *Module) schema(ctx context.Context, c engine.Call) ([]byte, error) {
+	in, err := engine.ReadInput(c)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := m.readName(in, "stream_name")
+	if err != nil {
+		return nil, err
+	}
+	s, err := m.cfg.Contracts.Schema(ctx, stream)
+	if err != nil {
+		return nil, contracts.Refused(FnSchema, err, "")
+	}
+	return engine.MarshalJSON(s)
 }

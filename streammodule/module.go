@@ -21,6 +21,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/defaults"
+	"github.com/trinehq/trine/streammodule/contracts"
 	"github.com/trinehq/trine/streammodule/store"
 	"github.com/trinehq/trine/streammodule/streamapi"
 	"github.com/trinehq/trine/streammodule/wire"
@@ -105,6 +106,10 @@ type Config struct {
 	// list_all, and may be shared with other modules. Default:
 	// store.NewLists(0, 0), of its own.
 	Lists *store.Lists
+	// Contracts keeps the streams' contracts (stream::define) and is
+	// asked on every write. Default: contracts.NewMemorySet, which does
+	// not outlive the module.
+	Contracts *contracts.Set
 	// Logger receives errors of triggers and publishing. Default: discard.
 	Logger *slog.Logger
 }
@@ -120,6 +125,9 @@ func (c Config) withDefaults() Config {
 	defaults.Positive(&c.MaxItemBytes, DefaultMaxItemBytes)
 	if c.Lists == nil {
 		c.Lists = store.NewLists(0, 0)
+	}
+	if c.Contracts == nil {
+		c.Contracts = contracts.NewMemorySet(contracts.Streams)
 	}
 	defaults.Logger(&c.Logger)
 	return c

@@ -1,0 +1,144 @@
+package streammodule_test
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/streammodule"
+)
+
+const todoSchema = `{"type":"object","properties":{"title":{"type":"string","minLength":1},"done":{"type":"boolean"}},"required":["title"],"additionalProperties":false}`
+
+func wantRefused(t *testing.T, err error, code engine.Code, want string) {
+	t.Helper()
+	wantCode(t, err, code)
+	if !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want it to say %q", err, want)
+	}
+}
+
+// A stream with a contract refuses every write that breaks it, with the
+// pointer and the rule, and the refusal stores and publishes nothing;
+// stream::update is checked on its result, all or nothing.
+func TestContractEnforced(t *testing.T) {
+	v := start(t, streammodule.Config{})
+	events := make(chan []byte, 16)
+	cancel, err := v.sub.Subscribe("todos", "inbox", func(b []byte) { events <- append([]byte(nil), b...) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	k := `"stream_name":"todos","group_id":"inbox"`
+	// Before a contract, anything goes.
+	v.must(t, "stream::set", `{`+k+`,"item_id":"old","data":{"title":7}}`)
+	<-events
+	out := v.must(t, "stream::define", `{"stream_name":"todos","version":1,"item_schema":`+todoSchema+`,"event_schemas":{"typing":{"type":"object","properties":{"user":{"type":"string"}},"required":["user"]}}}`)
+	if !strings.Contains(out, `"version":1`) {
+		t.Fatalf("define: %s", out)
+	}
+	v.must(t, "stream::set", `{`+k+`,"item_id":"a","data":{"title":"milk"}}`)
+	<-events
+	for _, c := range []struct{ fn, in, want string }{
+		{"stream::set", `{` + k + `,"item_id":"a","data":{"title":1}}`, "/title: expected string, got number"},
+		{"stream::set", `{` + k + `,"item_id":"b","data":{"done":true}}`, "/title: required"},
+		{"stream::update", `{` + k + `,"item_id":"a","ops":[{"type":"set","path":"done","value":true},{"type":"set","path":"color","value":"red"}]}`, "/color: not allowed"},
+		{"stream::update", `{` + k + `,"item_id":"a","ops":[{"type":"set","path":"title","value":""}]}`, "/title: minLength"},
+		{"stream::send", `{` + k + `,"type":"typing","data":{"user":3}}`, "/user: expected string, got number"},
+		{"stream::send", `{` + k + `,"type":"shout","data":{}}`, `event type "shout" is not declared`},
+	} {
+		_, err := v.call(t, c.fn, c.in)
+		wantRefused(t, err, engine.CodeInvalidArgument, c.want)
+		if !strings.Contains(err.Error(), "nothing was written") && !strings.Contains(err.Error(), "nothing was sent") {
+			t.Fatalf("%s: %v", c.fn, err)
+		}
+	}
+	if got := v.must(t, "stream::get", `{`+k+`,"item_id":"a","include_seq":true}`); got != `{"id":"a","data":{"title":"milk"},"seq":2}` {
+		t.Fatalf("after refused writes: %s", got)
+	}
+	if got := v.must(t, "stream::get", `{`+k+`,"item_id":"b"}`); got != "null" {
+		t.Fatalf("a refused set stored %s", got)
+	}
+	select {
+	case e := <-events:
+		t.Fatalf("a refused write published %s", e)
+	case <-time.After(100 * time.Millisecond):
+	}
+	// What passes is stored and published.
+	v.must(t, "stream::update", `{`+k+`,"item_id":"a","ops":[{"type":"set","path":"done","value":true}]}`)
+	v.must(t, "stream::send", `{`+k+`,"type":"typing","data":{"user":"ann"}}`)
+	for range 2 {
+		select {
+		case <-events:
+		case <-time.After(5 * time.Second):
+			t.Fatal("an accepted write was not published")
+		}
+	}
+	// Items stored before are not checked again.
+	if got := v.must(t, "stream::get", `{`+k+`,"item_id":"old"}`); got != `{"title":7}` {
+		t.Fatalf("old item: %s", got)
+	}
+	// Another stream has no contract.
+	v.must(t, "stream::set", `{"stream_name":"free","group_id":"g","item_id":"x","data":{"title":1}}`)
+}
+
+// Definitions are checked: lower or equal versions and breaks of the
+// compatibility mode are conflict, a bad schema is invalid_argument, and
+// engine::streams::schema answers the contract in force and its history.
+func TestDefineAndSchema(t *testing.T) {
+	v := start(t, streammodule.Config{})
+	def := func(version int, schema, extra string) (string, error) {
+		return v.call(t, "stream::define", `{"stream_name":"todos","version":`+strconv.Itoa(version)+`,"item_schema":`+schema+extra+`}`)
+	}
+	if out := v.must(t, "engine::streams::schema", `{"stream_name":"todos"}`); out != `{"stream_name":"todos","current":null,"history":[]}` {
+		t.Fatalf("schema without a contract: %s", out)
+	}
+	if _, err := def(1, todoSchema, ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err := def(1, todoSchema, "")
+	wantRefused(t, err, engine.CodeConflict, "version 1 is not above the last, 1")
+	// Making title a number breaks BACKWARD.
+	_, err = def(2, strings.Replace(todoSchema, `"title":{"type":"string","minLength":1}`, `"title":{"type":"number"}`, 1), "")
+	wantRefused(t, err, engine.CodeConflict, "/title: type string -> number")
+	_, err = def(2, `{"type":"object","properties":{"a":{"$ref":"https://example.com/s.json"}}}`, "")
+	wantCode(t, err, engine.CodeInvalidArgument)
+	_, err = def(2, todoSchema, `,"compatibility":"SIDEWAYS"`)
+	wantCode(t, err, engine.CodeInvalidArgument)
+	_, err = v.call(t, "stream::define", `{"stream_name":"todos","item_schema":{}}`)
+	wantRefused(t, err, engine.CodeInvalidArgument, "missing field version")
+	// Adding an optional property is BACKWARD compatible; NONE forces a break.
+	added := strings.Replace(todoSchema, `"done":{"type":"boolean"}`, `"done":{"type":"boolean"},"tags":{"type":"array"}`, 1)
+	if _, err := def(2, added, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := def(5, `{"type":"object"}`, `,"compatibility":"NONE"`); err != nil {
+		t.Fatal(err)
+	}
+	var s struct {
+		Stream  string `json:"stream_name"`
+		Current struct {
+			Version uint64          `json:"version"`
+			Mode    string          `json:"compatibility"`
+			Item    json.RawMessage `json:"item_schema"`
+		} `json:"current"`
+		History []struct {
+			Version uint64 `json:"version"`
+			Mode    string `json:"compatibility"`
+		} `json:"history"`
+	}
+	if err := json.Unmarshal([]byte(v.must(t, "engine::streams::schema", `{"stream_name":"todos"}`)), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Current.Version != 5 || s.Current.Mode != "NONE" || string(s.Current.Item) != `{"type":"object"}` || len(s.History) != 3 ||
+		s.History[0].Version != 1 || s.History[0].Mode != "BACKWARD" || s.History[1].Version != 2 {
+		t.Fatalf("schema: %+v", s)
+	}
+	// The contract in force is the last one.
+	v.must(t, "stream::set", `{"stream_name":"todos","group_id":"g","item_id":"x","data":{"anything":1}}`)
+	_, err = v.call(t, "stream::set", `{"stream_name":"todos","group_id":"g","item_id":"x","data":[]}`)
+	wantRefused(t, err, engine.CodeInvalidArgument, "(root): expected object, got array")
+}
