@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/streammodule/contracts"
 	"github.com/trinehq/trine/streammodule/store"
 	"github.com/trinehq/trine/streammodule/updateops"
 )
@@ -18,6 +19,7 @@ const (
 	FnUpdate     = "state::update"
 	FnList       = "state::list"
 	FnListGroups = "state::list_groups"
+	FnDefine     = "state::define"
 )
 
 // Register registers the state::* functions and the state trigger type on
@@ -34,6 +36,7 @@ func (m *Module) Register(e *engine.Engine) error {
 		{FnUpdate, "Apply update operations to a value, all or none (scope, key, ops, if_seq?).", m.update},
 		{FnList, "List a scope's values (scope; limit?, after? to page).", m.list},
 		{FnListGroups, "List the scopes that hold values.", m.listGroups},
+		{FnDefine, "Define or evolve a scope's contract: {scope, item_schema, version, compatibility?}; every later set and update is checked against it.", m.define},
 	} {
 		if err := e.RegisterFunction(f.id, f.desc, engine.HandlerFunc(f.h)); err != nil {
 			return err
@@ -68,6 +71,13 @@ func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err := m.checkSize(FnSet, value); err != nil {
 		return nil, err
 	}
+	ct, err := m.cfg.Contracts.For(ctx, FnSet, v.key.Group)
+	if err != nil {
+		return nil, err
+	}
+	if err := contracts.Check(FnSet, ct, value); err != nil {
+		return nil, err
+	}
 	ch, err := store.PutValue(ctx, m.store, v.key, store.Cond{IfSeq: v.ifSeq}, value)
 	if err != nil {
 		return nil, storeError(FnSet, err)
@@ -88,7 +98,16 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", FnUpdate, err)
 	}
-	ch, err := store.PutOps(ctx, m.store, v.key, store.Cond{IfSeq: v.ifSeq}, ops, func(nv json.RawMessage) error { return m.checkSize(FnUpdate, nv) })
+	ct, err := m.cfg.Contracts.For(ctx, FnUpdate, v.key.Group)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := store.PutOps(ctx, m.store, v.key, store.Cond{IfSeq: v.ifSeq}, ops, func(nv json.RawMessage) error {
+		if err := m.checkSize(FnUpdate, nv); err != nil {
+			return err
+		}
+		return contracts.Check(FnUpdate, ct, nv)
+	})
 	if err != nil {
 		return nil, storeError(FnUpdate, err)
 	}
@@ -244,4 +263,9 @@ func (m *Module) readKey(c engine.Call) (engine.Input, keyInput, error) {
 // readName reads a required name field and checks it.
 func (m *Module) readName(in engine.Input, field string) (string, error) {
 	return store.ReadName(in, field, m.cfg.MaxNameBytes)
+}
+
+// define checks and stores a new contract of a scope.
+func (m *Module) define(ctx context.Context, c engine.Call) ([]byte, error) {
+	return m.cfg.Contracts.DefineCall(ctx, c, "scope", m.readName, false)
 }

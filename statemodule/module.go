@@ -18,6 +18,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/defaults"
+	"github.com/trinehq/trine/streammodule/contracts"
 	"github.com/trinehq/trine/streammodule/store"
 	"github.com/trinehq/trine/triggerapi"
 )
@@ -66,6 +67,10 @@ type Config struct {
 	// may be shared with other modules. Default:
 	// store.NewLists(0, 0), of its own.
 	Lists *store.Lists
+	// Contracts keeps the scopes' contracts (state::define) and is asked
+	// on every write. Default: contracts.NewMemorySet, which does not
+	// outlive the module.
+	Contracts *contracts.Set
 	// Logger receives trigger and publishing errors. Default: discard.
 	Logger *slog.Logger
 }
@@ -77,6 +82,9 @@ func (c Config) withDefaults() Config {
 	defaults.Positive(&c.TriggerQueueBytes, DefaultTriggerQueueBytes)
 	if c.Lists == nil {
 		c.Lists = store.NewLists(0, 0)
+	}
+	if c.Contracts == nil {
+		c.Contracts = contracts.NewMemorySet(contracts.State)
 	}
 	defaults.Logger(&c.Logger)
 	return c

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/trinehq/trine/contract"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/contracts"
 	"github.com/trinehq/trine/streammodule/store"
@@ -143,7 +142,7 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	case op == "set":
 		return m.customUpdate(ctx, it, ops)
 	}
-	ct, err := m.contract(ctx, FnUpdate, it.key.Stream)
+	ct, err := m.cfg.Contracts.For(ctx, FnUpdate, it.key.Stream)
 	if err != nil {
 		return nil, err
 	}
@@ -151,12 +150,7 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 		if err := m.checkSize(FnUpdate, v); err != nil {
 			return err
 		}
-		if ct != nil {
-			if err := ct.ValidateItem(v); err != nil {
-				return contracts.Refused(FnUpdate, err, "nothing was written")
-			}
-		}
-		return nil
+		return contracts.Check(FnUpdate, ct, v)
 	})
 	if err != nil {
 		return nil, storeError(FnUpdate, err)
@@ -374,7 +368,7 @@ func (m *Module) send(ctx context.Context, c engine.Call) ([]byte, error) {
 		}
 	}
 	it.key.Item = id
-	ct, err := m.contract(ctx, FnSend, it.key.Stream)
+	ct, err := m.cfg.Contracts.For(ctx, FnSend, it.key.Stream)
 	if err != nil {
 		return nil, err
 	}
@@ -392,47 +386,18 @@ func (m *Module) send(ctx context.Context, c engine.Call) ([]byte, error) {
 	}{ch.Seq})
 }
 
-// contract returns the stream's contract in force, or nil: for a stream
-// without one, one map lookup.
-func (m *Module) contract(ctx context.Context, fn, stream string) (*contract.Contract, error) {
-	c, err := m.cfg.Contracts.Lookup(ctx, stream)
-	if err != nil {
-		return nil, contracts.Refused(fn, err, "")
-	}
-	return c, nil
-}
-
 // checkItem refuses an item value the stream's contract does not accept.
 func (m *Module) checkItem(ctx context.Context, fn, stream string, v json.RawMessage) error {
-	c, err := m.contract(ctx, fn, stream)
-	if err != nil || c == nil {
+	c, err := m.cfg.Contracts.For(ctx, fn, stream)
+	if err != nil {
 		return err
 	}
-	if err := c.ValidateItem(v); err != nil {
-		return contracts.Refused(fn, err, "nothing was written")
-	}
-	return nil
+	return contracts.Check(fn, c, v)
 }
 
 // define checks and stores a new contract of a stream.
 func (m *Module) define(ctx context.Context, c engine.Call) ([]byte, error) {
-	in, err := engine.ReadInput(c)
-	if err != nil {
-		return nil, err
-	}
-	d, err := contracts.ReadDefinition(in, "stream_name", m.readName, true)
-	if err != nil {
-		return nil, err
-	}
-	ct, err := m.cfg.Contracts.Define(ctx, d)
-	if err != nil {
-		return nil, contracts.Refused(FnDefine, err, "nothing was stored")
-	}
-	return engine.MarshalJSON(struct {
-		Stream  string        `json:"stream_name"`
-		Version uint64        `json:"version"`
-		Mode    contract.Mode `json:"compatibility"`
-	}{ct.Stream, ct.Version, ct.Mode})
+	return m.cfg.Contracts.DefineCall(ctx, c, "stream_name", m.readName, true)
 }
 
 // schema answers engine::streams::schema.

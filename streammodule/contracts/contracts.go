@@ -234,6 +234,47 @@ func Refused(fn string, err error, tail string) error {
 	return engine.Errorf(engine.CodeInternal, "%s: %v", fn, err)
 }
 
+// For returns name's contract in force, or nil, for a write by function
+// fn: for a name without one, one map lookup.
+func (s *Set) For(ctx context.Context, fn, name string) (*contract.Contract, error) {
+	c, err := s.Lookup(ctx, name)
+	if err != nil {
+		return nil, Refused(fn, err, "")
+	}
+	return c, nil
+}
+
+// Check refuses a value that c, if set, does not accept, for a write by
+// function fn.
+func Check(fn string, c *contract.Contract, v json.RawMessage) error {
+	if c == nil {
+		return nil
+	}
+	if err := c.ValidateItem(v); err != nil {
+		return Refused(fn, err, "nothing was written")
+	}
+	return nil
+}
+
+// DefineCall serves a define function (stream::define, state::define):
+// it reads the definition (see ReadDefinition), defines it and answers
+// {<nameField>, version, compatibility}.
+func (s *Set) DefineCall(ctx context.Context, c engine.Call, nameField string, readName func(engine.Input, string) (string, error), events bool) ([]byte, error) {
+	in, err := engine.ReadInput(c)
+	if err != nil {
+		return nil, err
+	}
+	d, err := ReadDefinition(in, nameField, readName, events)
+	if err != nil {
+		return nil, err
+	}
+	ct, err := s.Define(ctx, d)
+	if err != nil {
+		return nil, Refused(c.FunctionID, err, "nothing was stored")
+	}
+	return engine.MarshalJSON(map[string]any{nameField: ct.Stream, "version": ct.Version, "compatibility": ct.Mode})
+}
+
 // ReadDefinition reads a define call's input: the name under nameField
 // (checked by readName), item_schema, event_schemas when events is true,
 // version and compatibility.

@@ -829,3 +829,36 @@ func (s *Store) Close() error {
 	s.closed.Store(true)
 	return nil
 }
+
+// Watch calls fn with the key of every message any engine writes to the
+// store from now on (heads and items alike, so a key may come more than
+// once), in stream order, until stop is called; stop waits for fn to
+// return. It reads through an ordered consumer, which JetStream resumes
+// after the last message delivered when the connection comes back, so no
+// change is missed.
+func (s *Store) Watch(ctx context.Context, fn func(store.Key)) (stop func(), err error) {
+	info, err := s.st.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("jsstore: watch: %w", err)
+	}
+	cons, err := s.st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{s.cfg.Prefix + ".>"},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    info.State.LastSeq + 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jsstore: watch: %w", err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if k, ok, err := names(m.Headers()); ok && err == nil {
+			fn(k)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jsstore: watch: %w", err)
+	}
+	return func() {
+		cc.Stop()
+		<-cc.Closed()
+	}, nil
+}

@@ -1,0 +1,183 @@
+package contracts_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/trinehq/trine/contract"
+	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/internal/poll"
+	"github.com/trinehq/trine/streammodule/contracts"
+	"github.com/trinehq/trine/streammodule/store"
+	"github.com/trinehq/trine/streammodule/store/jsstore"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func def(stream string, version uint64, item string) contract.Definition {
+	return contract.Definition{Stream: stream, Version: version, Item: []byte(item)}
+}
+
+func compiler() *contract.Compiler { return contract.NewCompiler(contract.Limits{}) }
+
+// Definitions survive a restart of a file store, and the Set loaded from
+// it enforces them.
+func TestFileStoreDurable(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	open := func() store.Store {
+		st, err := store.OpenFile(dir, store.FileOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	st := open()
+	s := contracts.NewSet(st, contracts.Streams, compiler())
+	if _, err := s.Define(ctx, def("todos", 1, `{"type":"object"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Define(ctx, def("todos", 2, `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st = open()
+	defer st.Close()
+	s = contracts.NewSet(st, contracts.Streams, compiler())
+	if c, _ := s.Lookup(ctx, "todos"); c != nil {
+		t.Fatal("a contract before Load")
+	}
+	if err := s.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Lookup(ctx, "todos")
+	if err != nil || c == nil || c.Version != 2 {
+		t.Fatalf("after restart: %v %v", c, err)
+	}
+	h, err := s.History(ctx, "todos")
+	if err != nil || len(h) != 2 || h[0].Version != 1 || string(h[0].Item) != `{"type":"object"}` {
+		t.Fatalf("history %+v %v", h, err)
+	}
+	// The state namespace of the same store is apart.
+	if c, _ := contracts.NewSet(st, contracts.State, compiler()).Lookup(ctx, "todos"); c != nil {
+		t.Fatal("state sees the streams' contracts")
+	}
+}
+
+// The store's Append compares and swaps the last version: of two appends
+// after the same one, one wins.
+func TestAppendCompareAndSwap(t *testing.T) {
+	ctx := context.Background()
+	s := contracts.NewStore(store.NewMemory(store.Options{}), contracts.Streams)
+	if err := s.Append(ctx, def("x", 1, `{}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(ctx, def("x", 3, `{}`), 0); !errors.Is(err, contract.ErrVersion) {
+		t.Fatalf("append after a stale last: %v", err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Go(func() { errs[i] = s.Append(ctx, def("x", uint64(2+i), `{}`), 1) })
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		if err == nil {
+			won++
+		} else if !errors.Is(err, contract.ErrVersion) {
+			t.Fatal(err)
+		}
+	}
+	h, err := s.Definitions(ctx, "x")
+	if won != 1 || err != nil || len(h) != 2 {
+		t.Fatalf("%d appends won, history %+v %v", won, h, err)
+	}
+}
+
+// Two engines on one JetStream store: a definition made through one is
+// in force on the other as soon as its watch delivers it, without any
+// eviction, and the two never both win a version.
+func TestJetStreamFleetSeesDefinitions(t *testing.T) {
+	ctx := context.Background()
+	ns := natstest.Start(t)
+	type engine struct {
+		set  *contracts.Set
+		stop func()
+	}
+	var engines [2]engine
+	for i := range engines {
+		st, err := jsstore.Open(ctx, natstest.Connect(t, ns), jsstore.Config{Stream: "CONTRACTS", Prefix: "t.contracts"}, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		set := contracts.NewSet(st, contracts.Streams, compiler())
+		if err := set.Load(ctx); err != nil {
+			t.Fatal(err)
+		}
+		stop, err := st.Watch(ctx, func(k store.Key) {
+			if k.Stream == contracts.Streams {
+				set.Changed(k.Group)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		engines[i] = engine{set, stop}
+		defer stop()
+	}
+	a, b := engines[0].set, engines[1].set
+	// b looks first, so that it has "no contract" in mind.
+	if c, err := b.Lookup(ctx, "todos"); c != nil || err != nil {
+		t.Fatal(c, err)
+	}
+	if _, err := a.Define(ctx, def("todos", 1, `{"type":"object"}`)); err != nil {
+		t.Fatal(err)
+	}
+	version := func(s *contracts.Set) func() error {
+		return func() error {
+			c, err := s.Lookup(ctx, "todos")
+			if err != nil {
+				return err
+			}
+			if c == nil {
+				return errors.New("no contract yet")
+			}
+			return errors.New("version " + strconv.FormatUint(c.Version, 10))
+		}
+	}
+	want := func(s *contracts.Set, v uint64) {
+		t.Helper()
+		poll.CheckFor(t, 10*time.Second, func() error {
+			if err := version(s)(); err.Error() != "version "+strconv.FormatUint(v, 10) {
+				return err
+			}
+			return nil
+		})
+	}
+	want(b, 1)
+	if _, err := b.Define(ctx, def("todos", 2, `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	want(a, 2)
+	// Both define version 3 at once: one wins, the other is told.
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, s := range []*contracts.Set{a, b} {
+		wg.Go(func() { _, errs[i] = s.Define(ctx, def("todos", 3, `{}`)) })
+	}
+	wg.Wait()
+	if (errs[0] == nil) == (errs[1] == nil) {
+		t.Fatalf("both or neither won: %v, %v", errs[0], errs[1])
+	}
+	h, err := a.History(ctx, "todos")
+	if err != nil || len(h) != 3 {
+		t.Fatalf("history %+v %v", h, err)
+	}
+}
