@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -79,6 +80,7 @@ type engineConfig struct {
 	NATS          natsConfig
 	Console       consoleConfig
 	TLS           tlsconf.Files
+	Contracts     contractsConfig // --contract-* and YAML streams:
 
 	EngineAddr string        // trine gateway only
 	EngineTLS  tlsconf.Files // trine gateway: its client TLS to the engine (ClientCA: the engine's CA)
@@ -330,6 +332,14 @@ func loadConfigFile(c *engineConfig, settings []setting, path string, env func(s
 			c.Listeners = ls
 			continue
 		}
+		if _, ok := byKey["iii_addr"]; ok && k == "streams" { // trine engine only
+			ds, err := decodeStreamContracts(&n, filepath.Dir(path))
+			if err != nil {
+				return usageErrorf("config %s: line %d: streams: %v", path, n.Line, err)
+			}
+			c.Contracts.Streams = ds
+			continue
+		}
 		if _, ok := byKey["iii_addr"]; ok && k == "queues" { // trine engine only
 			qs, err := decodeQueues(&n)
 			if err != nil {
@@ -356,12 +366,28 @@ func loadConfigFile(c *engineConfig, settings []setting, path string, env func(s
 	return nil
 }
 
+// decodeStrict decodes a YAML key's node into a T strictly: an unknown
+// field is an error, as for the rest of the file.
+func decodeStrict[T any](n *yaml.Node) (T, error) {
+	var v T
+	raw, err := yaml.Marshal(n)
+	if err != nil {
+		return v, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&v); err != nil {
+		return v, errors.New(oneLine(err.Error()))
+	}
+	return v, nil
+}
+
 func knownKeys(settings []setting) string {
 	names := make([]string, 0, len(settings)+2)
 	for _, s := range settings {
 		names = append(names, s.yaml())
 		if s.flag == "iii-addr" { // trine engine only
-			names = append(names, "listeners", "queues")
+			names = append(names, "listeners", "queues", "streams")
 		}
 	}
 	return strings.Join(names, ", ")

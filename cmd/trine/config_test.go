@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/trinehq/trine/channels"
+	"github.com/trinehq/trine/contract"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/gateway"
 	"github.com/trinehq/trine/httptrigger"
@@ -90,6 +91,8 @@ var defaultConfig = engineConfig{
 	Store:    storeConfig{Kind: "file", Replicas: 1},
 	NATS:     natsConfig{Addr: "127.0.0.1:4222", ConnectTimeout: 30 * time.Second},
 	Console:  consoleConfig{Mode: "auto"},
+	Contracts: contractsConfig{Limits: contract.Limits{MaxSchemaBytes: 256 << 10, MaxSchemaDepth: 64, MaxEvaluations: 256, MaxValueDepth: 64,
+		MaxValidationWork: 2_000_000, MaxPatternWork: 10_000_000, MaxEventTypes: 256, MaxCachedSchemas: 1024, MaxCachedBytes: 64 << 20, MaxCachedContracts: 10000}},
 }
 
 func TestParseEngineConfig(t *testing.T) {

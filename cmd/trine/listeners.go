@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -50,15 +49,9 @@ func (l listenerConfig) access() *engine.Access {
 // decodeListeners reads the listeners: key strictly: an unknown field is
 // an error, as for the rest of the file.
 func decodeListeners(n *yaml.Node) ([]listenerConfig, error) {
-	raw, err := yaml.Marshal(n)
+	ls, err := decodeStrict[[]listenerConfig](n)
 	if err != nil {
 		return nil, err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	var ls []listenerConfig
-	if err := dec.Decode(&ls); err != nil {
-		return nil, errors.New(oneLine(err.Error()))
 	}
 	for i, l := range ls {
 		switch {

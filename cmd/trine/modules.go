@@ -31,19 +31,20 @@ var stateJetStream = jsstore.Config{Stream: "TRINE_STATE", Prefix: "trine.statek
 // cron and queues, the HTTP listener serves routes, the worker listeners
 // serve the hub's channels).
 type engineModules struct {
-	streams *streammodule.Module
-	state   stateModule
-	pubsub  *pubsubmodule.Module
-	crons   *cronmodule.Module
-	queues  *queuemodule.Module
-	hub     *channels.Hub
-	routes  *httptrigger.Provider
+	contracts *engineContracts
+	streams   *streammodule.Module
+	state     stateModule
+	pubsub    *pubsubmodule.Module
+	crons     *cronmodule.Module
+	queues    *queuemodule.Module
+	hub       *channels.Hub
+	routes    *httptrigger.Provider
 }
 
 // list is every module in the order they register; they close in the
 // reverse order.
 func (m *engineModules) list() []engine.Module {
-	return []engine.Module{m.streams, m.state, m.pubsub, m.crons, m.queues, m.hub, m.routes}
+	return []engine.Module{m.contracts, m.streams, m.state, m.pubsub, m.crons, m.queues, m.hub, m.routes}
 }
 
 // newEngineModules builds every module; none is registered yet. On an
@@ -58,6 +59,11 @@ func newEngineModules(cfg engineConfig, ns *natsembed.Server, log *slog.Logger) 
 	}()
 	// One bound on list answers for stream::* and state::*.
 	lists := store.NewLists(listBytes(cfg), cfg.MaxListBytesTotal)
+	if m.contracts, err = openContracts(cfg, ns, log); err != nil {
+		return nil, err
+	}
+	built = append(built, m.contracts)
+	cfg.Stream.Contracts, cfg.State.Contracts = m.contracts.streams, m.contracts.state
 	if m.streams, err = newStreamModule(cfg, ns, lists, log); err != nil {
 		return nil, err
 	}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -15,15 +13,9 @@ import (
 // decodeQueues reads YAML queues: {name: {type, message_group_field,
 // max_retries, concurrency, backoff_ms}}, iii's queue_configs fields.
 func decodeQueues(n *yaml.Node) (map[string]queuemodule.QueueConfig, error) {
-	raw, err := yaml.Marshal(n)
+	qs, err := decodeStrict[map[string]queuemodule.QueueConfig](n)
 	if err != nil {
 		return nil, err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	var qs map[string]queuemodule.QueueConfig
-	if err := dec.Decode(&qs); err != nil {
-		return nil, errors.New(oneLine(err.Error()))
 	}
 	if _, err := queuemodule.Normalize(qs); err != nil {
 		return nil, err

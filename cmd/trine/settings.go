@@ -27,7 +27,7 @@ import (
 // engineSettings lists every key of `trine engine`, in --help order, each
 // set into its field of c.
 func engineSettings(c *engineConfig) []setting {
-	return slices.Concat(listenerSettings(c), limitSettings(c), storeSettings(c), browserSettings(c), []setting{
+	return slices.Concat(listenerSettings(c), limitSettings(c), storeSettings(c), contractSettings(c), browserSettings(c), []setting{
 		row("log-level", "LEVEL", "info", "debug, info, warn or error", &c.LogLevel, logLevel),
 		row("log-format", "FORMAT", "text", "text or json (logs go to stderr)", &c.LogFormat, oneOf("must be text or json", "text", "json")),
 	})

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/internal/poll"
+	trine "github.com/trinehq/trine/worker-sdk"
+)
+
+const contractTodo = `{"type":"object","properties":{"title":{"type":"string"},"done":{"type":"boolean"}},"required":["title"],"additionalProperties":false}`
+
+// refusedWith fails unless err is invalid_argument (or code) saying want.
+func refusedWith(t *testing.T, err error, code, want string) {
+	t.Helper()
+	var te *trine.Error
+	if !errors.As(err, &te) || string(te.Code) != code || !strings.Contains(te.Message, want) {
+		t.Fatalf("got %v, want %s saying %q", err, code, want)
+	}
+}
+
+// TestFleetSharesContracts: on a JetStream fleet, a contract defined
+// through one engine is enforced by the other, which also refuses a
+// version the first already took; a definition through the second is in
+// force on the first.
+func TestFleetSharesContracts(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Start(t)
+	js := []string{"--nats-url", ns.ClientURL(), "--store", "jetstream"}
+	a := startEngine(t, trineBin, testEnv(), engineArgs(t, js...)...)
+	b := startEngine(t, trineBin, testEnv(), engineArgs(t, js...)...)
+	wa, wb := connectWorker(t, a.grpc), connectWorker(t, b.grpc)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	item := func(data any) map[string]any {
+		return map[string]any{"stream_name": "todos", "group_id": "g", "item_id": "x", "data": data}
+	}
+	// B writes first, so it has looked the stream up before any contract.
+	if _, err := wb.Trigger(ctx, "stream::set", item(map[string]any{"title": 1})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wa.Trigger(ctx, "stream::define", map[string]any{"stream_name": "todos", "version": 1, "item_schema": json.RawMessage(contractTodo)}); err != nil {
+		t.Fatal(err)
+	}
+	poll.CheckFor(t, 20*time.Second, func() error {
+		_, err := wb.Trigger(ctx, "stream::set", item(map[string]any{"title": 2}))
+		if err == nil {
+			return errors.New("engine B still takes a write the contract refuses")
+		}
+		return nil
+	})
+	_, err := wb.Trigger(ctx, "stream::set", item(map[string]any{"title": 2}))
+	refusedWith(t, err, "invalid_argument", "/title: expected string, got number")
+	out, err := wb.Trigger(ctx, "stream::get", map[string]any{"stream_name": "todos", "group_id": "g", "item_id": "x"})
+	if err != nil || string(out) != `{"title":1}` {
+		t.Fatalf("after the refusal B reads %s, %v", out, err)
+	}
+	_, err = wb.Trigger(ctx, "stream::define", map[string]any{"stream_name": "todos", "version": 1, "item_schema": json.RawMessage(`{}`)})
+	refusedWith(t, err, "conflict", "version 1 is not above the last, 1")
+	if _, err := wb.Trigger(ctx, "stream::define", map[string]any{"stream_name": "todos", "version": 2, "item_schema": json.RawMessage(`{}`), "compatibility": "NONE"}); err != nil {
+		t.Fatal(err)
+	}
+	poll.CheckFor(t, 20*time.Second, func() error {
+		_, err := wa.Trigger(ctx, "stream::set", item(map[string]any{"title": 3}))
+		return err
+	})
+	out, err = wa.Trigger(ctx, "engine::streams::schema", map[string]any{"stream_name": "todos"})
+	var s struct {
+		Current struct{ Version int } `json:"current"`
+		History []json.RawMessage     `json:"history"`
+	}
+	if err != nil || json.Unmarshal(out, &s) != nil || s.Current.Version != 2 || len(s.History) != 2 {
+		t.Fatalf("schema on A: %s, %v", out, err)
+	}
+}
+
+// TestEngineStreamsFromConfig: YAML streams: defines contracts at start,
+// from schema files beside the configuration; they survive a restart on
+// the same data, and a bad schema file stops the start, naming it.
+func TestEngineStreamsFromConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("todo.json", contractTodo)
+	write("typing.json", `{"type":"object","properties":{"user":{"type":"string"}},"required":["user"]}`)
+	cfg := write("trine.yaml", `streams:
+  - name: todos
+    schema: todo.json
+    event_schemas: {typing: typing.json}
+    version: 3
+    compatibility: full
+`)
+	data := filepath.Join(dir, "data")
+	args := append(engineArgs(t, "--config", cfg), "--data-dir", data)
+	for run := range 2 { // the second start finds version 3 in force
+		e := startEngine(t, trineBin, testEnv(), args...)
+		w := connectWorker(t, e.grpc)
+		ctx := t.Context()
+		_, err := w.Trigger(ctx, "stream::set", map[string]any{"stream_name": "todos", "group_id": "g", "item_id": "x", "data": map[string]any{"title": false}})
+		refusedWith(t, err, "invalid_argument", "/title: expected string, got boolean")
+		_, err = w.Trigger(ctx, "stream::send", map[string]any{"stream_name": "todos", "group_id": "g", "type": "typing", "data": map[string]any{}})
+		refusedWith(t, err, "invalid_argument", "/user: required")
+		out, err := w.Trigger(ctx, "engine::streams::schema", map[string]any{"stream_name": "todos"})
+		if err != nil || !strings.Contains(string(out), `"version":3,"compatibility":"FULL"`) {
+			t.Fatalf("start %d: schema %s, %v", run, out, err)
+		}
+		w.Close()
+		e.signal(t, syscall.SIGTERM)
+		if code := e.wait(t, exitTimeout); code != 0 {
+			t.Fatalf("exit %d after SIGTERM", code)
+		}
+	}
+	for _, c := range []struct{ name, yaml, want string }{
+		{"MissingFile", "streams:\n  - {name: a, schema: nope.json, version: 1}\n", "nope.json"},
+		{"NotJSON", "streams:\n  - {name: a, schema: trine.yaml, version: 1}\n", "is not JSON"},
+		{"BadMode", "streams:\n  - {name: a, schema: todo.json, version: 1, compatibility: sideways}\n", `mode "sideways"`},
+		{"UnknownField", "streams:\n  - {name: a, schema: todo.json, version: 1, colour: red}\n", "colour"},
+	} {
+		r := runTrine(t, testEnv(), "", engineArgs(t, "--config", write(c.name+".yaml", c.yaml))...)
+		if r.code != 2 || !strings.Contains(r.stderr, "streams:") || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%s: exit %d, stderr %q; want 2 naming %q", c.name, r.code, r.stderr, c.want)
+		}
+	}
+	// A schema that does not compile, or a changed schema under a version
+	// in force, stops the start.
+	write("remote.json", `{"$ref":"https://example.com/x.json"}`)
+	for _, c := range []struct{ yaml, want string }{
+		{"streams:\n  - {name: r, schema: remote.json, version: 1}\n", "item_schema"},
+		{"streams:\n  - {name: todos, schema: typing.json, version: 3}\n", "version 3 is already defined, differently"},
+	} {
+		r := runTrine(t, testEnv(), "", append(engineArgs(t, "--config", write("start.yaml", c.yaml)), "--data-dir", data)...)
+		if r.code == 0 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("exit %d, stderr %q; want a failure naming %q", r.code, r.stderr, c.want)
+		}
+	}
+}
