@@ -192,6 +192,26 @@ test('4. built-in stream module: stream::set/get/list/list_groups/update/delete'
   await call('stream::delete', key('b'))
 })
 
+test('4b. stream::define: a contract refuses an invalid stream::set with the pointer and the rule, and stores nothing', { timeout: TEST_TIMEOUT }, async () => {
+  const stream_name = `compat-contract-${RUN}`
+  const key = { stream_name, group_id: 'g', item_id: 'x' }
+  const item_schema = { type: 'object', properties: { title: { type: 'string' }, done: { type: 'boolean' } }, required: ['title'], additionalProperties: false }
+  const d = await call('stream::define', { stream_name, version: 1, item_schema })
+  assert.deepEqual(d, { stream_name, version: 1, compatibility: 'BACKWARD' }, `define: ${JSON.stringify(d)}`)
+  await call('stream::set', { ...key, data: { title: 'milk' } })
+  let err = await invocationError(call('stream::set', { ...key, data: { title: 42 } }), 'invalid stream::set')
+  assert.equal(err.code, 'invalid_argument', `invalid stream::set: ${err.code} ${err.message}`)
+  assert.match(err.message, /\/title: expected string, got number/, `invalid stream::set: ${err.message}`)
+  err = await invocationError(call('stream::update', { ...key, ops: [{ type: 'set', path: 'colour', value: 'red' }] }), 'invalid stream::update')
+  assert.match(err.message, /\/colour: not allowed/, `invalid stream::update: ${err.message}`)
+  assert.deepEqual(await call('stream::get', key), { title: 'milk' }, 'the item after refused writes')
+  err = await invocationError(call('stream::define', { stream_name, version: 2, item_schema: { ...item_schema, properties: { title: { type: 'number' } } } }), 'incompatible define')
+  assert.equal(err.code, 'conflict', `incompatible define: ${err.message}`)
+  const schema = await call('engine::streams::schema', { stream_name })
+  assert.equal(schema.current.version, 1, `schema: ${JSON.stringify(schema)}`)
+  assert.deepEqual(schema.current.item_schema, item_schema)
+})
+
 test('5. createStream custom stream backed by a Map', { timeout: TEST_TIMEOUT }, async () => {
   const stream_name = `compat-custom-${RUN}`
   const store = new Map() // `${group_id}/${item_id}` -> data
