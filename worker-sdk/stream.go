@@ -32,6 +32,7 @@ type Stream[T any] struct {
 }
 
 // NewStream returns a typed view of the stream name, called through w.
+// DefineStream returns one too, after making T the stream's contract.
 func NewStream[T any](w *Worker, name string) *Stream[T] {
 	return &Stream[T]{w: w, name: name, kind: "stream"}
 }

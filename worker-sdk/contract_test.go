@@ -1,0 +1,84 @@
+package trine_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	trine "github.com/trinehq/trine/worker-sdk"
+)
+
+type contractTodo struct {
+	Title string `json:"title" jsonschema:"minLength=1"`
+	Done  bool   `json:"done"`
+}
+
+type contractTodoV2 struct {
+	Title string   `json:"title" jsonschema:"minLength=1"`
+	Done  bool     `json:"done"`
+	Tags  []string `json:"tags,omitempty"`
+}
+
+type typing struct {
+	User string `json:"user"`
+}
+
+func wantCodeSaying(t *testing.T, err error, code trine.Code, say string) {
+	t.Helper()
+	var te *trine.Error
+	if !errors.As(err, &te) || te.Code != code || !strings.Contains(te.Message, say) {
+		t.Fatalf("got %v, want %s saying %q", err, code, say)
+	}
+}
+
+// DefineStream derives the contract from the Go type, the engine enforces
+// it on every writer, a worker may define it again on each start, and a
+// new version of the type goes through the compatibility check.
+func TestDefineStream(t *testing.T) {
+	t.Parallel()
+	srv, _ := startStreamEngine(t)
+	w := connect(t, srv.Addr)
+	ctx := t.Context()
+	s, err := trine.DefineStream[contractTodo](ctx, w, "todos", trine.WithEvent[typing]("typing"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Set(ctx, "g", "a", contractTodo{Title: "milk"}); err != nil {
+		t.Fatal(err)
+	}
+	// The type's rules hold for any writer: an untyped one, and the typed
+	// handle itself (minLength is beyond what Go's type says).
+	_, err = w.Trigger(ctx, "stream::set", map[string]any{"stream_name": "todos", "group_id": "g", "item_id": "b", "data": map[string]any{"title": 1, "done": false}})
+	wantCodeSaying(t, err, trine.CodeInvalidArgument, "/title: expected string, got number")
+	_, err = s.Set(ctx, "g", "b", contractTodo{})
+	wantCodeSaying(t, err, trine.CodeInvalidArgument, "/title: minLength")
+	_, err = s.Send(ctx, "g", "typing", map[string]any{"user": 7})
+	wantCodeSaying(t, err, trine.CodeInvalidArgument, "/user: expected string, got number")
+	_, err = s.Send(ctx, "g", "shout", map[string]any{})
+	wantCodeSaying(t, err, trine.CodeInvalidArgument, `event type "shout" is not declared`)
+	if _, err := s.Send(ctx, "g", "typing", typing{User: "ann"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, _ := s.Get(ctx, "g", "b"); found {
+		t.Fatal("a refused write stored the item")
+	}
+	// The same definition again: a restart.
+	if _, err := trine.DefineStream[contractTodo](ctx, w, "todos", trine.WithEvent[typing]("typing")); err != nil {
+		t.Fatalf("defining the contract in force again: %v", err)
+	}
+	// Another type under the same version, or one the mode refuses.
+	_, err = trine.DefineStream[typing](ctx, w, "todos")
+	wantCodeSaying(t, err, trine.CodeConflict, "version 1 is not above the last, 1")
+	_, err = trine.DefineStream[typing](ctx, w, "todos", trine.WithContractVersion(2), trine.WithEvent[typing]("typing"))
+	wantCodeSaying(t, err, trine.CodeConflict, "incompatible with version 1 (BACKWARD)")
+	// Adding an optional field is BACKWARD compatible.
+	s2, err := trine.DefineStream[contractTodoV2](ctx, w, "todos", trine.WithContractVersion(2), trine.WithEvent[typing]("typing"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.Set(ctx, "g", "c", contractTodoV2{Title: "x", Tags: []string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = trine.DefineStream[chan int](ctx, w, "bad")
+	wantCodeSaying(t, err, trine.CodeInvalidArgument, "schema for chan int")
+}
