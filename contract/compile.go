@@ -50,6 +50,7 @@ type Schema struct {
 	// value; a value's nodes times it bound its validation.
 	evaluations int64
 	sch         *jsonschema.Schema
+	fast        *fastNode // nil: every value goes to sch
 	limits      Limits
 }
 
@@ -103,11 +104,7 @@ func (c *Compiler) compile(src []byte) (*Schema, error) {
 	if err := checkRefs(doc, ""); err != nil {
 		return nil, err
 	}
-	jc := jsonschema.NewCompiler()
-	jc.DefaultDraft(jsonschema.Draft2020)
-	jc.UseLoader(noLoader{})
-	jc.AssertFormat()
-	jc.UseRegexpEngine(boundedRegexp)
+	jc := newCompiler()
 	if err := jc.AddResource(resourceURL, doc); err != nil {
 		return nil, invalidSchema("%v", err)
 	}
@@ -119,7 +116,29 @@ func (c *Compiler) compile(src []byte) (*Schema, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Schema{source: src, doc: doc, anchors: a.anchors, patternWork: a.patternWork, evaluations: a.evaluations, sch: sch, limits: c.limits}, nil
+	return &Schema{source: src, doc: doc, anchors: a.anchors, patternWork: a.patternWork, evaluations: a.evaluations, sch: sch, limits: c.limits,
+		fast: buildFast(doc, compileFormat)}, nil
+}
+
+// newCompiler is the validator's compiler as every schema uses it: draft
+// 2020-12, no loads, formats asserted, bounded patterns.
+func newCompiler() *jsonschema.Compiler {
+	jc := jsonschema.NewCompiler()
+	jc.DefaultDraft(jsonschema.Draft2020)
+	jc.UseLoader(noLoader{})
+	jc.AssertFormat()
+	jc.UseRegexpEngine(boundedRegexp)
+	return jc
+}
+
+// compileFormat compiles {"format": f}, which the fast path asks about
+// one string at a time.
+func compileFormat(f string) (*jsonschema.Schema, error) {
+	jc := newCompiler()
+	if err := jc.AddResource(resourceURL, map[string]any{"format": f}); err != nil {
+		return nil, err
+	}
+	return jc.Compile(resourceURL)
 }
 
 // compileMessage is the compiler's message without the made-up resource

@@ -24,6 +24,9 @@ var printer = message.NewPrinter(language.English)
 // Problems are the first violations as "pointer: rule", for example
 // "/title: expected string, got number".
 func (s *Schema) Validate(value []byte) error {
+	if s.fastValid(value) {
+		return nil
+	}
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(value))
 	if err != nil {
 		return newError(CodeInvalidArgument, ErrInvalidValue, "", []string{"value is not JSON: " + truncate(err.Error(), maxRuleBytes)}, s.limits.MaxMessageBytes)
