@@ -15,7 +15,7 @@ PROTOC_GEN_GO      := $(BIN)/.stamp-protoc-gen-go-$(PROTOC_GEN_GO_VERSION)
 PROTOC_GEN_GO_GRPC := $(BIN)/.stamp-protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
 STATICCHECK        := $(BIN)/.stamp-staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: run build test fuzz soak generate fmt tidy lint check bench-rpc bench-iii bench-http bench-fanout bench-fleet bench-queue bench-storm bench-presence
+.PHONY: run build test fuzz soak generate fmt tidy lint check bench-rpc bench-iii bench-http bench-fanout bench-fleet bench-queue bench-storm bench-presence bench-contracts
 
 run:
 	go run ./cmd/trine engine
@@ -129,6 +129,9 @@ bench-storm:
 
 bench-presence:
 	go run ./bench/presence
+
+bench-contracts:
+	go run ./bench/contracts
 
 $(BUF):
 	GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
