@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 )
@@ -79,6 +80,9 @@ type Registry struct {
 	limits   Limits
 	defining sync.Mutex
 	current  *lru[string, *Contract] // nil value: the stream has no contract
+	// forgets counts Forget calls: a contract read from the store while
+	// one happened may predate it, and is not kept.
+	forgets atomic.Uint64
 }
 
 // NewRegistry returns a Registry over store, compiling with compiler.
@@ -92,6 +96,7 @@ func (r *Registry) Contract(ctx context.Context, stream string) (*Contract, erro
 	if c, ok := r.current.get(stream); ok {
 		return c, nil
 	}
+	forgets := r.forgets.Load()
 	history, err := r.store.Definitions(ctx, stream)
 	if err != nil {
 		return nil, fmt.Errorf("read contract of %s: %w", stream, err)
@@ -102,7 +107,9 @@ func (r *Registry) Contract(ctx context.Context, stream string) (*Contract, erro
 			return nil, fmt.Errorf("compile contract of %s: %w", stream, err)
 		}
 	}
-	r.keep(stream, c)
+	if r.forgets.Load() == forgets {
+		r.keep(stream, c)
+	}
 	return c, nil
 }
 
@@ -113,7 +120,10 @@ func (r *Registry) History(ctx context.Context, stream string) ([]Definition, er
 
 // Forget drops what the registry keeps in memory of stream, so that the
 // next Contract reads the Store (after another engine defined it).
-func (r *Registry) Forget(stream string) { r.current.delete(stream) }
+func (r *Registry) Forget(stream string) {
+	r.forgets.Add(1)
+	r.current.delete(stream)
+}
 
 // Define checks d and stores it as the stream's new contract. Refused,
 // nothing is stored:

@@ -250,3 +250,51 @@ func TestRegistryKeepsABoundedNumberOfContracts(t *testing.T) {
 		t.Fatalf("Contract(a) = %+v, %v", c, err)
 	}
 }
+
+// slowStore holds a Definitions read, once, until released: the read of
+// an engine racing another engine's definition.
+type slowStore struct {
+	*MemoryStore
+	once    sync.Once
+	reading chan struct{}
+	release chan struct{}
+}
+
+func (s *slowStore) Definitions(ctx context.Context, stream string) ([]Definition, error) {
+	h, err := s.MemoryStore.Definitions(ctx, stream)
+	s.once.Do(func() {
+		close(s.reading)
+		<-s.release
+	})
+	return h, err
+}
+
+// TestForgetWinsOverAReadInFlight: a contract read from the store before
+// another engine's definition, and kept after the registry was told to
+// forget the stream, is not kept: the next lookup reads the new one.
+func TestForgetWinsOverAReadInFlight(t *testing.T) {
+	ctx := t.Context()
+	st := &slowStore{MemoryStore: NewMemoryStore(), reading: make(chan struct{}), release: make(chan struct{})}
+	if err := st.Append(ctx, def("s", 1, "", `{"type":"string"}`, nil), 0); err != nil {
+		t.Fatal(err)
+	}
+	r := NewRegistry(st, NewCompiler(Limits{}))
+	done := make(chan *Contract)
+	go func() {
+		c, _ := r.Contract(ctx, "s")
+		done <- c
+	}()
+	<-st.reading
+	if err := st.Append(ctx, def("s", 2, "", `{}`, nil), 1); err != nil { // another engine
+		t.Fatal(err)
+	}
+	r.Forget("s")
+	close(st.release)
+	if c := <-done; c == nil || c.Version != 1 {
+		t.Fatalf("the read in flight gave %+v", c)
+	}
+	c, err := r.Contract(ctx, "s")
+	if err != nil || c.Version != 2 {
+		t.Fatalf("after Forget the registry answers version %d, %v; want 2", c.Version, err)
+	}
+}
