@@ -30,7 +30,7 @@ func refusedWith(t *testing.T, err error, code, want string) {
 // TestFleetSharesContracts: on a JetStream fleet, a contract defined
 // through one engine is enforced by the other, which also refuses a
 // version the first already took; a definition through the second is in
-// force on the first.
+// force on the first. State scopes' contracts are shared the same way.
 func TestFleetSharesContracts(t *testing.T) {
 	t.Parallel()
 	ns := natstest.Start(t)
@@ -72,6 +72,18 @@ func TestFleetSharesContracts(t *testing.T) {
 		_, err := wa.Trigger(ctx, "stream::set", item(map[string]any{"title": 3}))
 		return err
 	})
+	// State scopes too.
+	if _, err := wb.Trigger(ctx, "state::define", map[string]any{"scope": "users", "version": 1, "item_schema": json.RawMessage(`{"type":"object","required":["name"]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	poll.CheckFor(t, 20*time.Second, func() error {
+		if _, err := wa.Trigger(ctx, "state::set", map[string]any{"scope": "users", "key": "u", "value": map[string]any{}}); err == nil {
+			return errors.New("engine A still takes a state value the contract refuses")
+		}
+		return nil
+	})
+	_, err = wa.Trigger(ctx, "state::set", map[string]any{"scope": "users", "key": "u", "value": map[string]any{}})
+	refusedWith(t, err, "invalid_argument", "/name: required")
 	out, err = wa.Trigger(ctx, "engine::streams::schema", map[string]any{"stream_name": "todos"})
 	var s struct {
 		Current struct{ Version int } `json:"current"`
