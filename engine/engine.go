@@ -214,9 +214,11 @@ func (e *Engine) route(c *Call) (Handler, error) {
 		return nil, err
 	}
 	if len(c.Payload) > 0 {
-		if err := ValidJSONText(c.Payload); err != nil {
+		compact, err := ScanJSONText(c.Payload)
+		if err != nil {
 			return nil, Errorf(CodeInvalidArgument, "payload for %q: %v", c.FunctionID, err)
 		}
+		c.compact = compact
 	}
 	if len(c.Metadata) > 0 {
 		if err := ValidJSONText(c.Metadata); err != nil {

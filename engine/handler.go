@@ -33,6 +33,10 @@ type Call struct {
 	// LocalOnly keeps the call on this engine: set by transports that
 	// received it from another engine, so that a call never bounces.
 	LocalOnly bool
+
+	// compact says that the engine checked Payload at the edge and found
+	// it compact, so that Input copies members without compacting them.
+	compact bool
 }
 
 // Handler runs one function. Handle must return promptly once ctx is done.

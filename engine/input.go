@@ -19,6 +19,7 @@ import (
 type Input struct {
 	fn      string
 	members []member
+	compact bool // the payload has no space between tokens (Call.compact)
 }
 
 type member struct {
@@ -29,7 +30,7 @@ type member struct {
 // ReadInput reads c's payload. Anything but an object is refused with
 // invalid_argument.
 func ReadInput(c Call) (Input, error) {
-	in := Input{fn: c.FunctionID}
+	in := Input{fn: c.FunctionID, compact: c.compact}
 	b := c.Payload
 	i := skipSpace(b, 0)
 	if i == len(b) || bytes.Equal(bytes.TrimSpace(b[i:]), []byte("null")) {
@@ -194,6 +195,9 @@ func (in Input) Compact(name string) json.RawMessage {
 	v, ok := in.lookup(name)
 	if !ok {
 		return nil
+	}
+	if in.compact {
+		return bytes.Clone(v)
 	}
 	return AppendCompact(make([]byte, 0, len(v)), v)
 }

@@ -2,10 +2,12 @@ package engine_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"testing"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/enginetest"
 )
 
 // refInput is what encoding/json makes of the same payloads.
@@ -107,4 +109,43 @@ func i64(p *int) int64 {
 		return -1 << 62
 	}
 	return int64(*p)
+}
+
+// Through the engine, a payload that the edge found compact is copied and
+// one with space is compacted: a member reads the same either way.
+func TestInputCompactsAfterTheEdge(t *testing.T) {
+	t.Parallel()
+	e := enginetest.Run(t, engine.Config{})
+	if err := e.RegisterFunction("f", "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
+		in, err := engine.ReadInput(c)
+		if err != nil {
+			return nil, err
+		}
+		return in.Compact("data"), nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{
+		`{"data":{"a":[1,2,{"b":"x y"}]}}`,
+		`{"data":{"a": [1, 2, {"b" : "x y"}]}}`,
+		`{"data":{"a":[1,2]}, "other":1}`,
+		` {"data":"s p a c e"}`,
+		"{\"data\":[\"\\\"\",\t1]}",
+	} {
+		got, err := e.Trigger(context.Background(), engine.Call{FunctionID: "f", Payload: []byte(p)})
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		var ref struct{ Data json.RawMessage }
+		if err := json.Unmarshal([]byte(p), &ref); err != nil {
+			t.Fatal(err)
+		}
+		var want bytes.Buffer
+		if err := json.Compact(&want, ref.Data); err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != want.String() {
+			t.Errorf("%s: data %s, want %s", p, got, want.String())
+		}
+	}
 }
