@@ -50,20 +50,53 @@ const (
 )
 
 // textScan reads JSON text iteratively: nesting is a stack of the open
-// '[' and '{', not recursion, so that deep input does not grow the stack.
+// '[' and '{', not recursion, so that deep input does not grow the
+// goroutine's stack. The first 64 levels are bits of a word, so that
+// the scan allocates nothing for usual input.
 type textScan struct {
 	b         []byte
 	i         int
 	fault     int    // the first syntax or UTF-8 fault; reading stops there
 	surrogate string // the first lone surrogate escape; reading goes on
 	compact   bool
-	open      []byte
-	openBuf   [32]byte
+	depth     int    // arrays and objects open
+	objects   uint64 // bit d: level d (< 64) is an object
+	deeper    []byte // '[' or '{' of levels 64 and on
+}
+
+func (s *textScan) push(c byte) {
+	switch {
+	case s.depth >= 64:
+		s.deeper = append(s.deeper, c)
+	case c == '{':
+		s.objects |= 1 << s.depth
+	default:
+		s.objects &^= 1 << s.depth
+	}
+	s.depth++
+}
+
+// top is the innermost open '[' or '{'.
+func (s *textScan) top() byte {
+	d := s.depth - 1
+	switch {
+	case d >= 64:
+		return s.deeper[d-64]
+	case s.objects&(1<<d) != 0:
+		return '{'
+	}
+	return '['
+}
+
+func (s *textScan) pop() {
+	s.depth--
+	if s.depth >= 64 {
+		s.deeper = s.deeper[:s.depth-64]
+	}
 }
 
 // value reads the whole text: one value between optional space.
 func (s *textScan) value() {
-	s.open = s.openBuf[:0]
 	for {
 		s.space()
 		opened, ok := s.scalarOrOpen()
@@ -86,7 +119,7 @@ func (s *textScan) scalarOrOpen() (opened, ok bool) {
 	}
 	switch c := s.b[s.i]; c {
 	case '{', '[':
-		if len(s.open) == maxNesting {
+		if s.depth == maxNesting {
 			s.fault = faultSyntax
 			return false, false
 		}
@@ -96,7 +129,7 @@ func (s *textScan) scalarOrOpen() (opened, ok bool) {
 			s.i++
 			return false, true
 		}
-		s.open = append(s.open, c)
+		s.push(c)
 		return true, c == '[' || s.name()
 	case '"':
 		s.str()
@@ -118,7 +151,7 @@ func (s *textScan) scalarOrOpen() (opened, ok bool) {
 func (s *textScan) next() bool {
 	for {
 		s.space()
-		if len(s.open) == 0 {
+		if s.depth == 0 {
 			if s.i != len(s.b) {
 				s.fault = faultSyntax
 			}
@@ -128,14 +161,14 @@ func (s *textScan) next() bool {
 			s.fault = faultSyntax
 			return false
 		}
-		top := s.open[len(s.open)-1]
+		top := s.top()
 		switch s.b[s.i] {
 		case ',':
 			s.i++
 			return top == '[' || s.name()
 		case top + 2:
 			s.i++
-			s.open = s.open[:len(s.open)-1]
+			s.pop()
 		default:
 			s.fault = faultSyntax
 			return false
