@@ -25,6 +25,10 @@ type Config struct {
 	// KeepaliveTimeout is how long the server waits for a ping's answer
 	// before closing the connection. Default 5s.
 	KeepaliveTimeout time.Duration
+	// WorkerIdle is how long a goroutine that ran a worker's call or
+	// registration waits for the session's next one before it ends.
+	// Default 1s.
+	WorkerIdle time.Duration
 	// Access, if set, is the listener's authorization policy: every
 	// worker session and Trigger call is authenticated from its gRPC
 	// metadata (UNAUTHENTICATED when refused) and runs under the Grant.
@@ -53,6 +57,7 @@ func (c Config) withDefaults() Config {
 	defaults.Positive(&c.SendQueue, 1024)
 	defaults.Positive(&c.KeepaliveTime, 10*time.Second)
 	defaults.Positive(&c.KeepaliveTimeout, 5*time.Second)
+	defaults.Positive(&c.WorkerIdle, time.Second)
 	defaults.Logger(&c.Logger)
 	return c
 }

@@ -4,7 +4,9 @@
 // one mapping from engine errors to gRPC statuses lives in status.go.
 //
 // Concurrency: each Connect stream has one reader (the handler goroutine),
-// one writer goroutine draining a bounded queue, and one goroutine per
-// registration that may wait on a provider and per call the worker makes.
-// All of them end before, or promptly after, the handler returns.
+// one writer goroutine draining a bounded queue, and a pool of goroutines
+// (internal/workpool) that run the calls the worker makes and the
+// registrations that may wait on a provider. The pool keeps up to
+// keptWorkers of them between calls, each for Config.WorkerIdle. All of
+// them end before, or promptly after, the handler returns.
 package grpcserver

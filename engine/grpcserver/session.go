@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/workpool"
 	trinev1 "github.com/trinehq/trine/proto/trine/v1"
 )
 
@@ -48,7 +49,8 @@ func (s *Server) Connect(stream connectStream) error {
 	}
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
-	c := &conn{srv: s, out: make(chan outFrame, s.cfg.SendQueue), ctx: ctx, cancel: cancel, calls: make(map[string]context.CancelFunc)}
+	c := &conn{srv: s, out: make(chan outFrame, s.cfg.SendQueue), ctx: ctx, cancel: cancel, calls: make(map[string]context.CancelFunc),
+		pool: workpool.New(keptWorkers, s.cfg.WorkerIdle)}
 	sess, err := s.e.AttachGranted(info, c, grant)
 	if err != nil {
 		return toStatus(err)
@@ -58,9 +60,7 @@ func (s *Server) Connect(stream connectStream) error {
 	defer func() {
 		sess.Close()
 		cancel(nil)
-		c.mu.Lock()
-		c.ended = true // no new goroutines from the reader from now on
-		c.mu.Unlock()
+		c.pool.Close() // no new work from the reader from now on
 		c.wg.Wait()
 	}()
 	if err := stream.Send(&trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_Welcome{Welcome: &trinev1.Welcome{
@@ -117,11 +117,11 @@ type conn struct {
 	outBytes atomic.Int64
 	ctx      context.Context // ends with the stream
 	cancel   context.CancelCauseFunc
-	wg       sync.WaitGroup
+	wg       sync.WaitGroup // the writer
+	pool     *workpool.Pool // calls and waiting registrations; closed as the handler returns
 
 	mu        sync.Mutex
 	calls     map[string]context.CancelFunc // the worker's own calls in flight, by call id
-	ended     bool                          // the handler is returning: async refuses work
 	owed      int                           // results waiting for room in out
 	owedBytes int
 }
@@ -226,19 +226,13 @@ func (c *conn) ack(requestID string, err error) {
 	c.sendFrame(&trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_Ack{Ack: &trinev1.Ack{RequestId: requestID, Error: toProto(err)}}})
 }
 
-// async runs f on a goroutine that the session waits for.
-func (c *conn) async(f func()) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ended {
-		return
-	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		f()
-	}()
-}
+// keptWorkers bounds the idle goroutines a session keeps for its next
+// calls; calls beyond them run on goroutines of their own.
+const keptWorkers = 128
+
+// async runs f on a goroutine of the session's pool, which the handler
+// waits for; once the handler is returning, f does not run.
+func (c *conn) async(f func()) { c.pool.Go(f) }
 
 // dispatch handles one worker frame. It never blocks on other workers:
 // anything that may wait runs on its own goroutine.
