@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"sync"
@@ -39,6 +40,7 @@ type Engine struct {
 	done     chan struct{}
 	avail    *availability // engine::functions-available and engine::workers-available
 	enqueuer Enqueuer      // the workers' enqueues go to it (SetEnqueuer); guarded by mu
+	ids      idSource
 }
 
 // New returns an Engine with the engine::* built-in functions registered.
@@ -71,8 +73,29 @@ func New(cfg Config) (*Engine, error) {
 // the engine makes (invocations, workers, provider requests) is one,
 // because iii's protocol types them as UUIDs: its Go and Rust SDKs drop a
 // frame whose invocation_id does not parse as one.
-func (e *Engine) newID() string {
-	return uuid.NewString()
+func (e *Engine) newID() string { return e.ids.next() }
+
+// idSource makes version 4 UUIDs from crypto/rand, read 32 ids at a
+// time: one read and no allocation but the string per id, where
+// uuid.NewString reads, and allocates, for each.
+type idSource struct {
+	mu  sync.Mutex
+	buf [32 * 16]byte
+	pos int
+}
+
+func (s *idSource) next() string {
+	var u uuid.UUID
+	s.mu.Lock()
+	if s.pos == 0 {
+		_, _ = rand.Read(s.buf[:]) // never fails (crypto/rand's contract)
+	}
+	copy(u[:], s.buf[s.pos:])
+	s.pos = (s.pos + len(u)) % len(s.buf)
+	s.mu.Unlock()
+	u[6] = u[6]&0x0f | 0x40 // version 4
+	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
+	return u.String()
 }
 
 // Run blocks until ctx ends, then shuts the engine down: new calls are refused

@@ -1,11 +1,16 @@
 package engine_test
 
 import (
+	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/google/uuid"
+
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/enginetest"
 )
 
 // TestValidateNameIsByteExact: a name that routes or decides is refused
@@ -47,4 +52,42 @@ func FuzzValidateName(f *testing.F) {
 			t.Fatalf("ValidateName accepted %q", v)
 		}
 	})
+}
+
+// Invocation ids are distinct version 4 UUIDs, as iii's SDKs require,
+// across many calls at once.
+func TestInvocationIDsAreUUIDs(t *testing.T) {
+	t.Parallel()
+	e := enginetest.Run(t, engine.Config{})
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	if err := e.RegisterFunction("f", "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[c.InvocationID] = true
+		return nil, nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	const callers, calls = 8, 100
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for range calls {
+				if _, err := e.Trigger(context.Background(), engine.Call{FunctionID: "f"}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(seen) != callers*calls {
+		t.Fatalf("%d distinct ids for %d calls", len(seen), callers*calls)
+	}
+	for id := range seen {
+		u, err := uuid.Parse(id)
+		if err != nil || u.Version() != 4 || u.Variant() != uuid.RFC4122 || u.String() != id {
+			t.Fatalf("id %q: %v, version %v, variant %v", id, err, u.Version(), u.Variant())
+		}
+	}
 }

@@ -43,6 +43,7 @@ func ReadInput(c Call) (Input, error) {
 	if i < len(b) && b[i] == '}' {
 		return in, nil
 	}
+	in.members = make([]member, 0, 8) // the functions' inputs have a few members
 	for i < len(b) {
 		end := skipValue(b, i)
 		if end < 0 || b[i] != '"' {
