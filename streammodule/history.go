@@ -31,7 +31,8 @@ type orderEntry struct {
 type groupKey struct{ stream, group string }
 
 // ring holds the frames of sequences first..last, contiguous, in a circular
-// buffer that grows up to the history size.
+// buffer (all of frames; slots past last are nil) that doubles up to the
+// history size.
 type ring struct {
 	frames [][]byte
 	head   int // index of first
@@ -61,7 +62,7 @@ func (h *history) add(stream, group string, seq uint64, frame []byte) {
 			h.bytes -= r.bytes
 			h.events -= r.len()
 		}
-		r = &ring{frames: make([][]byte, 1, min(h.size, 16)), first: seq, last: seq}
+		r = &ring{frames: make([][]byte, min(h.size, 16)), first: seq, last: seq}
 		r.frames[0] = frame
 		h.groups[k] = r
 	} else {
@@ -69,12 +70,12 @@ func (h *history) add(stream, group string, seq uint64, frame []byte) {
 		switch {
 		case n < len(r.frames):
 			r.frames[(r.head+n)%len(r.frames)] = frame
-		case len(r.frames) < h.size: // full but may grow: unroll and append
-			grown := make([][]byte, n, min(h.size, 2*n))
-			for i := range n {
-				grown[i] = r.frames[(r.head+i)%n]
-			}
-			r.frames, r.head = append(grown, frame), 0
+		case len(r.frames) < h.size: // full but may grow: unroll into twice the room
+			grown := make([][]byte, min(h.size, 2*n))
+			k := copy(grown, r.frames[r.head:])
+			copy(grown[k:], r.frames[:r.head])
+			grown[n] = frame
+			r.frames, r.head = grown, 0
 		default: // full: overwrite the oldest
 			h.drop(r)
 			r.frames[(r.head+r.len())%len(r.frames)] = frame

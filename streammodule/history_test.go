@@ -92,3 +92,31 @@ func TestHistoryBytes(t *testing.T) {
 		t.Fatalf("%d order entries for %d events", len(h.order)-h.orderHead, h.events)
 	}
 }
+
+// A group's ring doubles as it fills: filling it to the history size
+// allocates a few times, not once per event (it grew by one slot an
+// event, copying every frame it held each time).
+func TestHistoryRingDoubles(t *testing.T) {
+	const size = 1000
+	h := newHistoryBytes(size, DefaultHistoryGroupBytes, DefaultHistoryTotalBytes)
+	frame := []byte("f")
+	seq := uint64(0)
+	grows := 0
+	for range size {
+		seq++
+		before := 0
+		if r := h.groups[groupKey{"s", "g"}]; r != nil {
+			before = len(r.frames)
+		}
+		h.add("s", "g", seq, frame)
+		if len(h.groups[groupKey{"s", "g"}].frames) != before {
+			grows++
+		}
+	}
+	if grows > 8 { // 16, 32, …, 512, 1000
+		t.Errorf("the ring was made or grown %d times over %d events", grows, size)
+	}
+	if f, last, _, ok := h.since("s", "g", 0); !ok || len(f) != size || last != seq {
+		t.Errorf("since(0): %d frames, last %d, ok %v", len(f), last, ok)
+	}
+}
