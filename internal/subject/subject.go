@@ -48,11 +48,20 @@ func Token(name string) string {
 
 // Escape returns s with every byte that is not plain written as esc and
 // two upper-case hex digits: the escaping of subject tokens, and of NATS
-// header values (internal/natsheader, with '%').
+// header values (internal/natsheader, with '%'). A plain s is returned
+// as it is, without a copy.
 func Escape(s string, esc byte, plain func(byte) bool) string {
+	i := 0
+	for i < len(s) && plain(s[i]) {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
 	var b strings.Builder
-	b.Grow(len(s))
-	for i := 0; i < len(s); i++ {
+	b.Grow(len(s) + 2)
+	b.WriteString(s[:i])
+	for ; i < len(s); i++ {
 		c := s[i]
 		if plain(c) {
 			b.WriteByte(c)

@@ -43,3 +43,19 @@ func FuzzToken(f *testing.F) {
 		}
 	})
 }
+
+// A name that needs no escaping is its own token, without a copy: every
+// event's subject is made of two.
+func TestPlainTokenAllocatesNothing(t *testing.T) {
+	name := "orders-2026_eu"
+	if n := testing.AllocsPerRun(100, func() {
+		if subject.Token(name) != name {
+			t.Fatal("a plain name changed")
+		}
+	}); n != 0 {
+		t.Errorf("Token of a plain name: %v allocations", n)
+	}
+	if got := subject.Token("a.b"); got != "a~2Eb" {
+		t.Errorf("Token(a.b) = %q", got)
+	}
+}
