@@ -47,6 +47,7 @@ FUZZTIME ?= 60s
 FUZZ_TARGETS := \
 	./engine:FuzzValidateID \
 	./engine:FuzzValidJSONText \
+	./engine:FuzzScanJSONText \
 	./engine/iiiserver:FuzzWorkerBytes \
 	./internal/wsconn:FuzzReader \
 	./gateway:FuzzClientBytes \
