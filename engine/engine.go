@@ -41,6 +41,7 @@ type Engine struct {
 	avail    *availability // engine::functions-available and engine::workers-available
 	enqueuer Enqueuer      // the workers' enqueues go to it (SetEnqueuer); guarded by mu
 	ids      idSource
+	inflight inflight // the calls the hard stop cancels
 }
 
 // New returns an Engine with the engine::* built-in functions registered.
@@ -128,6 +129,7 @@ func (e *Engine) shutdown() {
 		}
 		grace.Stop()
 		e.stopNow()
+		e.inflight.stopAll()
 		for _, s := range e.sessions() {
 			s.Close()
 		}
@@ -181,8 +183,8 @@ func (e *Engine) trigger(ctx context.Context, c Call) ([]byte, error) {
 		return nil, err
 	}
 	defer e.calls.Done()
-	ctx, cancel := e.callContext(ctx, c.Timeout)
-	defer cancel()
+	ctx, cancel, slot := e.callContext(ctx, c.Timeout)
+	defer e.inflight.remove(slot, cancel)
 	out, err := h.Handle(ctx, c)
 	if err != nil {
 		return nil, callError(ctx, c.FunctionID, err)
@@ -199,15 +201,15 @@ func (e *Engine) TriggerVoid(c Call) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := e.callContext(context.Background(), c.Timeout)
+	ctx, cancel, slot := e.callContext(context.Background(), c.Timeout)
 	if s, ok := h.(*Session); ok {
 		defer e.calls.Done()
-		defer cancel()
+		defer e.inflight.remove(slot, cancel)
 		return s.invokeVoid(ctx, c)
 	}
 	go func() {
 		defer e.calls.Done()
-		defer cancel()
+		defer e.inflight.remove(slot, cancel)
 		if _, err := h.Handle(ctx, c); err != nil {
 			e.log.Debug("void call failed", LogFunctionID, c.FunctionID, "error", err)
 		}
@@ -273,8 +275,9 @@ type remoteHandler struct{ r Remote }
 func (h remoteHandler) Handle(ctx context.Context, c Call) ([]byte, error) { return h.r.Call(ctx, c) }
 
 // callContext bounds a call: ctx's own deadline wins unless timeout is set;
-// with neither, the default applies. The engine's hard stop cancels it too.
-func (e *Engine) callContext(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+// with neither, the default applies. The engine's hard stop cancels it too:
+// the caller ends the call with e.inflight.remove(slot, cancel).
+func (e *Engine) callContext(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc, int) {
 	var cancel context.CancelFunc
 	if _, ok := ctx.Deadline(); ok && timeout <= 0 {
 		ctx, cancel = context.WithCancel(ctx)
@@ -284,8 +287,60 @@ func (e *Engine) callContext(ctx context.Context, timeout time.Duration) (contex
 		}
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 	}
-	stop := context.AfterFunc(e.hardStop, cancel)
-	return ctx, func() { stop(); cancel() }
+	return ctx, cancel, e.inflight.add(cancel)
+}
+
+// inflight holds the cancel funcs of the calls in flight, for the hard
+// stop, in slots that are reused: a call costs no allocation here, where
+// a context.AfterFunc on the hard stop allocated three times per call.
+type inflight struct {
+	mu      sync.Mutex
+	stopped bool
+	slots   []context.CancelFunc
+	free    []int
+}
+
+// add keeps cancel for stopAll and returns its slot; after stopAll it
+// cancels at once.
+func (f *inflight) add(cancel context.CancelFunc) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped {
+		cancel()
+		return -1
+	}
+	if n := len(f.free); n > 0 {
+		i := f.free[n-1]
+		f.free = f.free[:n-1]
+		f.slots[i] = cancel
+		return i
+	}
+	f.slots = append(f.slots, cancel)
+	return len(f.slots) - 1
+}
+
+// remove ends the call in slot: it frees the slot and cancels the call's
+// context.
+func (f *inflight) remove(slot int, cancel context.CancelFunc) {
+	if slot >= 0 {
+		f.mu.Lock()
+		f.slots[slot] = nil
+		f.free = append(f.free, slot)
+		f.mu.Unlock()
+	}
+	cancel()
+}
+
+// stopAll cancels every call in flight and every call added later.
+func (f *inflight) stopAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopped = true
+	for _, cancel := range f.slots {
+		if cancel != nil {
+			cancel()
+		}
+	}
 }
 
 // callError gives every failure a code: context endings become

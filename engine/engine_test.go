@@ -427,3 +427,58 @@ func TestShutdown(t *testing.T) {
 	close(release)
 	<-errc
 }
+
+// Once the grace period is over, shutdown cancels every call still in
+// flight, the ones that came after others had finished included.
+func TestHardStopCancelsCallsInFlight(t *testing.T) {
+	t.Parallel()
+	e, err := engine.New(engine.Config{ShutdownGrace: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{}, 16)
+	if err := e.RegisterFunction("t::wait", "", engine.HandlerFunc(func(ctx context.Context, c engine.Call) ([]byte, error) {
+		if string(c.Payload) == `"quick"` {
+			return nil, nil
+		}
+		started <- struct{}{}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 { // calls that come and go before the ones left in flight
+		if _, err := e.Trigger(context.Background(), engine.Call{FunctionID: "t::wait", Payload: []byte(`"quick"`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const inFlight = 3
+	errc := make(chan error, inFlight)
+	for range inFlight {
+		go func() {
+			_, err := e.Trigger(context.Background(), engine.Call{FunctionID: "t::wait", Timeout: time.Hour})
+			errc <- err
+		}()
+	}
+	for range inFlight {
+		<-started
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = e.Run(ctx)
+	for range inFlight {
+		select {
+		case err := <-errc:
+			if !errors.Is(err, engine.ErrCancelled) {
+				t.Errorf("a call in flight at the hard stop ended with %v, want cancelled", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a call in flight at the hard stop was not cancelled")
+		}
+	}
+	// A void call still running is cancelled too, and one started after
+	// the stop would be: the engine refuses it first.
+	if err := e.TriggerVoid(engine.Call{FunctionID: "t::wait"}); !errors.Is(err, engine.ErrUnavailable) {
+		t.Errorf("a void call after shutdown = %v", err)
+	}
+}
