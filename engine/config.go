@@ -20,7 +20,8 @@ type Config struct {
 	ProviderTimeout time.Duration
 	// Version is reported by engine::health::check. Default "dev".
 	Version string
-	// Observer, if set, is told the outcome of every awaited call.
+	// Observer, if set, is told the outcome of every awaited call, and of
+	// every void call's start if it is a VoidObserver too.
 	Observer Observer
 	// Logger receives lifecycle logs. Default: discard.
 	Logger *slog.Logger
@@ -100,6 +101,14 @@ type TakeBacker interface {
 // caller's goroutine and must be quick.
 type Observer interface {
 	CallDone(functionID string, code Code, d time.Duration)
+}
+
+// VoidObserver is an Observer that is also told of every void call: its
+// function id, and the code of its refusal ("" when it started). A void
+// call's own outcome is never known. VoidCall runs on the caller's
+// goroutine and must be quick.
+type VoidObserver interface {
+	VoidCall(functionID string, code Code)
 }
 
 func (c Config) withDefaults() Config {

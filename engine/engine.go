@@ -197,6 +197,18 @@ func (e *Engine) trigger(ctx context.Context, c Call) ([]byte, error) {
 // shutdown); the function's own outcome is never reported, and a worker
 // function produces no reply traffic at all.
 func (e *Engine) TriggerVoid(c Call) error {
+	err := e.triggerVoid(c)
+	if o, ok := e.cfg.Observer.(VoidObserver); ok {
+		var code Code
+		if err != nil {
+			code = AsError(err).Code
+		}
+		o.VoidCall(c.FunctionID, code)
+	}
+	return err
+}
+
+func (e *Engine) triggerVoid(c Call) error {
 	h, err := e.route(&c)
 	if err != nil {
 		return err

@@ -19,10 +19,14 @@ import (
 type Metrics struct {
 	calls    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	voids    *prometheus.CounterVec
 	known    atomic.Pointer[func(id string) bool]
 }
 
-var _ engine.Observer = (*Metrics)(nil)
+var (
+	_ engine.Observer     = (*Metrics)(nil)
+	_ engine.VoidObserver = (*Metrics)(nil)
+)
 
 // New registers the call collectors on reg.
 func New(reg prometheus.Registerer) (*Metrics, error) {
@@ -36,8 +40,12 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Duration of awaited calls, by function.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10), // 100µs .. 26s
 		}, []string{"function_id"}),
+		voids: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trine_void_calls_total",
+			Help: "Void (fire-and-forget) calls by function and code: ok when started, else why it was refused; their own outcome is never known.",
+		}, []string{"function_id", "code"}),
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.duration} {
+	for _, c := range []prometheus.Collector{m.calls, m.duration, m.voids} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -60,6 +68,18 @@ func (m *Metrics) Known(has func(id string) bool) {
 
 // CallDone records one call.
 func (m *Metrics) CallDone(functionID string, code engine.Code, d time.Duration) {
+	functionID, c := m.labels(functionID, code)
+	m.calls.WithLabelValues(functionID, c).Inc()
+	m.duration.WithLabelValues(functionID).Observe(d.Seconds())
+}
+
+// VoidCall records one void call.
+func (m *Metrics) VoidCall(functionID string, code engine.Code) {
+	m.voids.WithLabelValues(m.labels(functionID, code)).Inc()
+}
+
+// labels are a call's function_id and code labels.
+func (m *Metrics) labels(functionID string, code engine.Code) (string, string) {
 	switch code {
 	case engine.CodeFunctionNotFound:
 		functionID = unlabelled
@@ -74,8 +94,7 @@ func (m *Metrics) CallDone(functionID string, code engine.Code, d time.Duration)
 	if c == "" {
 		c = "ok"
 	}
-	m.calls.WithLabelValues(functionID, c).Inc()
-	m.duration.WithLabelValues(functionID).Observe(d.Seconds())
+	return functionID, c
 }
 
 // RegisterEngine adds gauges read from e at scrape time.

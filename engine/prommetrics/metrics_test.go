@@ -89,3 +89,29 @@ trine_calls_total{code="unavailable",function_id="t::down"} 1
 		t.Fatal(err)
 	}
 }
+
+// TestVoidCalls: void calls are counted by function and code, ok when
+// they started, under the same bounded labels as awaited calls.
+func TestVoidCalls(t *testing.T) {
+	reg, m, e := observed(t)
+	m.Known(e.HasFunction)
+	ran := make(chan struct{}, 1)
+	_ = e.RegisterFunction("t::bg", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+		ran <- struct{}{}
+		return nil, nil
+	}))
+	if err := e.TriggerVoid(engine.Call{FunctionID: "t::bg"}); err != nil {
+		t.Fatal(err)
+	}
+	<-ran
+	_ = e.TriggerVoid(engine.Call{FunctionID: "made-up"})
+	want := `
+# HELP trine_void_calls_total Void (fire-and-forget) calls by function and code: ok when started, else why it was refused; their own outcome is never known.
+# TYPE trine_void_calls_total counter
+trine_void_calls_total{code="function_not_found",function_id="_unregistered"} 1
+trine_void_calls_total{code="ok",function_id="t::bg"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "trine_void_calls_total"); err != nil {
+		t.Fatal(err)
+	}
+}
