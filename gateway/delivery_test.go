@@ -131,6 +131,7 @@ func TestSinceRecoveryAndResync(t *testing.T) {
 	c = s.dial(t, groupPath("s", "g", "since=99"), nil)
 	f = c.read()
 	must(t, f.kind() == "sync" && f.event(t).Resync, "future since: %s", f.Raw)
+	must(t, s.gw.Stats().Resyncs == 2, "resyncs counted: %+v", s.gw.Stats())
 	// An item subscription replays only its item.
 	s.set(t, "s", "g", "a", 100) // 7
 	s.set(t, "s", "g", "b", 100) // 8
@@ -201,6 +202,8 @@ func TestAuthFailsClosed(t *testing.T) {
 			must(t, err != nil && resp != nil && resp.StatusCode == http.StatusUnauthorized, "token %s, WebSocket %s: %v", tok, path, err)
 		}
 	}
+	st := s.gw.Stats()
+	must(t, st.AuthRefusals[gateway.TransportSSE] == 1+7*3 && st.AuthRefusals[gateway.TransportWebSocket] == 7*2, "refusals counted by transport: %+v", st.AuthRefusals)
 	c := s.dial(t, "/?token=good", http.Header{"X-User": {"ann"}})
 	c.send(join("ok", "s", "g"))
 	must(t, c.read().kind() == "sync", "allowed join")

@@ -265,7 +265,9 @@ type Gateway struct {
 	catchUps chan struct{}
 
 	slowCloses atomic.Int64
-	deliveries atomic.Int64 // live events handed to subscriptions
+	deliveries atomic.Int64    // live events handed to subscriptions
+	resyncs    atomic.Int64    // subscriptions told to resync
+	refusals   [2]atomic.Int64 // connections refused by auth, by Transport
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -408,13 +410,48 @@ type Stats struct {
 	// Deliveries counts the live events handed to subscriptions (not
 	// snapshots or catch-up).
 	Deliveries int64
+	// Resyncs counts the subscriptions told to resync: their since was
+	// past the history, so they got a fresh snapshot instead.
+	Resyncs int64
+	// AuthRefusals counts the connections refused by the auth function
+	// or the token check, by transport.
+	AuthRefusals [2]int64
+}
+
+// Transport is how a browser connection is carried, an index of
+// Stats.AuthRefusals.
+type Transport int
+
+// The transports.
+const (
+	TransportWebSocket Transport = iota
+	TransportSSE
+)
+
+// String is the transport's metric label: ws or sse.
+func (t Transport) String() string {
+	if t == TransportSSE {
+		return "sse"
+	}
+	return "ws"
+}
+
+// transportOf is r's transport.
+func transportOf(r *http.Request) Transport {
+	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		return TransportSSE
+	}
+	return TransportWebSocket
 }
 
 // Stats returns the gateway's counters.
 func (g *Gateway) Stats() Stats {
 	g.mu.Lock()
 	st := Stats{Conns: len(g.conns), SlowConsumerCloses: g.slowCloses.Load(), Deliveries: g.deliveries.Load(),
-		SnapshotReads: g.snapshots.reads.Load(), HistoryReads: g.snapshots.historyReads.Load()}
+		SnapshotReads: g.snapshots.reads.Load(), HistoryReads: g.snapshots.historyReads.Load(), Resyncs: g.resyncs.Load()}
+	for i := range g.refusals {
+		st.AuthRefusals[i] = g.refusals[i].Load()
+	}
 	g.mu.Unlock()
 	g.hub.mu.Lock()
 	st.Groups = len(g.hub.groups)
@@ -548,12 +585,14 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (admission, bool
 			raw = ck.Value
 		}
 		if raw == "" {
+			g.refusals[transportOf(r)].Add(1)
 			http.Error(w, "unauthorized: no token (the "+TokenParam+" query parameter or the "+TokenCookie+" cookie)", http.StatusUnauthorized)
 			return admission{}, false
 		}
 		tok, err := g.cfg.Tokens.Verify(raw)
 		if err != nil {
 			g.log.Info("stream connection rejected", "addr", r.RemoteAddr, "error", err)
+			g.refusals[transportOf(r)].Add(1)
 			http.Error(w, "unauthorized: "+err.Error(), http.StatusUnauthorized)
 			return admission{}, false
 		}
@@ -562,6 +601,7 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (admission, bool
 	authCtx, err := g.authenticate(r)
 	if err != nil {
 		g.log.Info("stream connection rejected", "addr", r.RemoteAddr, "error", err)
+		g.refusals[transportOf(r)].Add(1)
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return admission{}, false
 	}

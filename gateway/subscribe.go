@@ -449,6 +449,9 @@ func (c *conn) catchUpOnce(s *subscription, since *uint64, attempt int) (next *u
 	}
 	var final []byte // the last part of a paged snapshot
 	if since == nil || resync {
+		if resync {
+			c.g.resyncs.Add(1)
+		}
 		q := streamapi.SnapshotRequest{StreamName: s.stream, GroupID: s.group, ItemID: s.item, Resync: resync,
 			PageBytes: c.g.cfg.SnapshotPageBytes}
 		// hub.add has returned: s buffers the group's events, so it may

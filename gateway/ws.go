@@ -24,7 +24,7 @@ func (g *Gateway) serveMux(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+	if transportOf(r) == TransportSSE {
 		g.serveSSE(w, r, adm, nil)
 		return
 	}
@@ -56,7 +56,7 @@ func (g *Gateway) serveGroup(w http.ResponseWriter, r *http.Request, stream, gro
 	if !ok {
 		return
 	}
-	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+	if transportOf(r) == TransportSSE {
 		g.serveSSE(w, r, adm, &req)
 		return
 	}
