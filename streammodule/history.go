@@ -51,6 +51,13 @@ func newHistoryBytes(size, groupBytes, totalBytes int) *history {
 	return &history{size: size, groupBytes: groupBytes, totalBytes: totalBytes, groups: make(map[groupKey]*ring)}
 }
 
+// held is the events and bytes the history holds.
+func (h *history) held() (events, bytes int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.events, h.bytes
+}
+
 // add records the frame of seq; calls for one group come in sequence order.
 func (h *history) add(stream, group string, seq uint64, frame []byte) {
 	h.mu.Lock()

@@ -189,6 +189,27 @@ func (m *Module) MaxItemBytes() int { return m.maxItem }
 // byte, and fixed fields and headers.
 func (m *Module) eventHeadroom() int { return 3*6*m.cfg.MaxNameBytes + 2048 }
 
+// Stats is a snapshot of the module's counters.
+type Stats struct {
+	// Published counts the events handed to the Publisher (NATS), and
+	// PublishErrors those it failed to take (logged; lost to live
+	// subscribers, who catch up from history).
+	Published, PublishErrors int64
+	// HistoryEvents and HistoryBytes are what the in-memory history
+	// holds for since (0 with a shared Config.History).
+	HistoryEvents, HistoryBytes int
+}
+
+// Stats returns the module's counters.
+func (m *Module) Stats() Stats {
+	var st Stats
+	if m.pub != nil {
+		st.Published, st.PublishErrors = m.pub.published.Load(), m.pub.failed.Load()
+	}
+	st.HistoryEvents, st.HistoryBytes = m.hist.held()
+	return st
+}
+
 // Store returns the module's store.
 func (m *Module) Store() store.Store { return m.store }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 )
 
 // DefaultPublishQueueBytes bounds the events committed and not yet handed
@@ -32,6 +33,8 @@ type publishQueue struct {
 	started bool
 	closed  bool
 	done    chan struct{}
+
+	published, failed atomic.Int64
 }
 
 type pubEvent struct {
@@ -94,9 +97,13 @@ func (q *publishQueue) run() {
 }
 
 func (q *publishQueue) publish(ev pubEvent) {
-	if err := q.p.Publish(context.Background(), ev.stream, ev.group, ev.frame); err != nil {
-		q.log.Error("stream event not published", "stream", ev.stream, "group", ev.group, "seq", ev.seq, "error", err)
+	err := q.p.Publish(context.Background(), ev.stream, ev.group, ev.frame)
+	if err == nil {
+		q.published.Add(1)
+		return
 	}
+	q.failed.Add(1)
+	q.log.Error("stream event not published", "stream", ev.stream, "group", ev.group, "seq", ev.seq, "error", err)
 }
 
 // close publishes what is queued and stops the goroutine. It may be

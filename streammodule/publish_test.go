@@ -11,6 +11,8 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/moduletest"
+	"github.com/trinehq/trine/internal/poll"
+	"github.com/trinehq/trine/internal/streamtest"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/store"
 )
@@ -147,4 +149,19 @@ func containsSeq(frame, want string) bool {
 		}
 	}
 	return false
+}
+
+// TestStatsCountPublishesAndHistory: every committed event is counted
+// once published to a real NATS, and the history's events and bytes
+// follow what it holds.
+func TestStatsCountPublishesAndHistory(t *testing.T) {
+	s := streamtest.Start(t, streammodule.Config{HistorySize: 2})
+	for i := range 3 {
+		s.Call(t, streammodule.FnSet, map[string]any{"stream_name": "s", "group_id": "g", "item_id": "a", "data": i})
+	}
+	poll.CheckFor(t, 5*time.Second, poll.Holds("3 events published", func() bool { return s.Module.Stats().Published == 3 }))
+	st := s.Module.Stats()
+	if st.HistoryEvents != 2 || st.HistoryBytes < 2*len(`{"data":0}`) || st.PublishErrors != 0 {
+		t.Fatalf("Stats() = %+v, want 2 events of history and no publish errors", st)
+	}
 }
