@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -72,6 +73,30 @@ type Module struct {
 	e     *engine.Engine
 
 	subs *engine.TriggerSet[*subscription]
+
+	// dropped counts messages dropped by deliver, and the NATS drops
+	// of subscriptions already gone.
+	dropped atomic.Int64
+}
+
+// Stats is a snapshot of the module's counters.
+type Stats struct {
+	// Dropped counts the messages subscribe triggers on this engine did
+	// not get: dropped by NATS past the pending limits (a slow
+	// function), or carrying a topic header that does not decode.
+	Dropped int64
+}
+
+// Stats returns the module's counters.
+func (m *Module) Stats() Stats {
+	n := m.dropped.Load()
+	for _, s := range m.subs.All() {
+		if s.sub != nil {
+			d, _ := s.sub.Dropped()
+			n += int64(d)
+		}
+	}
+	return Stats{Dropped: n}
 }
 
 type subscription struct {
@@ -192,7 +217,11 @@ func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 		return engine.Errorf(engine.CodeUnavailable, "subscribe trigger %q: %v", t.ID, err)
 	}
 	s.sub = sub
-	if err := m.subs.Put(t.ID, s, func() { _ = sub.Unsubscribe() }, nil); err != nil {
+	if err := m.subs.Put(t.ID, s, func() {
+		d, _ := sub.Dropped()
+		m.dropped.Add(int64(d))
+		_ = sub.Unsubscribe()
+	}, nil); err != nil {
 		_ = sub.Unsubscribe()
 		return err
 	}
@@ -210,6 +239,7 @@ func (p provider) UnregisterTrigger(_ context.Context, t engine.Trigger) error {
 func (m *Module) deliver(s *subscription, msg *nats.Msg) {
 	topic, err := natsheader.Decode(msg.Header.Get(hTopic))
 	if err != nil || topic == "" {
+		m.dropped.Add(1)
 		m.fails.Warn(s.t, "pubsub message dropped: its topic header does not decode", "topic", s.topic, "subject", msg.Subject, "error", err)
 		return
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/pubsubmodule"
 )
 
@@ -246,5 +247,8 @@ func TestSlowSubscriberDoesNotSlowOthers(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("1000 messages took %v beside a stuck subscriber", d)
 	}
+	// The stuck function's messages past its pending limit were dropped,
+	// and counted.
+	poll.CheckFor(t, 5*time.Second, poll.Holds("drops counted", func() bool { return n.m.Stats().Dropped >= msgs-100 }))
 	close(release)
 }
