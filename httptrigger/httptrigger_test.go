@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"reflect"
@@ -453,6 +454,17 @@ func TestFunctionErrors(t *testing.T) {
 				t.Errorf("message = %q, want it to contain %q", msg, tt.message)
 			}
 		})
+	}
+	h.reply(t, "teapot", `{"status_code": 418, "body": "short and stout"}`)
+	h.route(t, "teapot", "teapot", `{"api_path": "teapot", "http_method": "GET"}`)
+	h.echo(t, "fine")
+	h.route(t, "fine", "fine", `{"api_path": "fine", "http_method": "GET"}`)
+	h.do(t, "GET", "/teapot", nil)
+	h.do(t, "GET", "/fine", nil)
+	h.do(t, "GET", "/nowhere", nil)
+	want := map[int]int64{200: 1, 404: 2, 418: 1, 502: 3, 503: 2}
+	if got := h.p.Stats().Responses; !maps.Equal(got, want) {
+		t.Fatalf("Stats().Responses = %v, want %v", got, want)
 	}
 }
 

@@ -24,6 +24,8 @@ type Provider struct {
 	mu     sync.Mutex        // serialises route changes
 	routes map[string]*route // by trigger id; guarded by mu
 	table  atomic.Pointer[table]
+
+	responses statusCounts
 }
 
 var (

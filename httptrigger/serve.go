@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -59,9 +60,65 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	deadline := time.Now().Add(p.cfg.Timeout)
 	ctx, cancel := context.WithDeadline(r.Context(), deadline)
 	defer cancel()
-	if he := p.serve(ctx, w, r, deadline); he != nil {
-		writeError(w, he)
+	sw := &statusWriter{ResponseWriter: w}
+	if he := p.serve(ctx, sw, r, deadline); he != nil {
+		writeError(sw, he)
 	}
+	p.responses.add(sw.status)
+}
+
+// statusWriter notes the status a response is sent with.
+// http.ResponseController reaches the writer under it through Unwrap.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// statusCounts counts responses by status code.
+type statusCounts [600]atomic.Int64
+
+// add counts a response with status; 0 (nothing written) is the 200
+// net/http sends.
+func (c *statusCounts) add(status int) {
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if status >= 100 && status < len(c) {
+		c[status].Add(1)
+	}
+}
+
+// Stats is a snapshot of the provider's counters.
+type Stats struct {
+	// Responses counts the answers sent, by HTTP status code.
+	Responses map[int]int64
+}
+
+// Stats returns the provider's counters.
+func (p *Provider) Stats() Stats {
+	st := Stats{Responses: map[int]int64{}}
+	for code := range p.responses {
+		if n := p.responses[code].Load(); n > 0 {
+			st.Responses[code] = n
+		}
+	}
+	return st
 }
 
 func (p *Provider) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, deadline time.Time) *httpError {
