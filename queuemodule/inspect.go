@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -86,6 +87,38 @@ func QueueEntry(name string) string { return "queue::" + name }
 // last: each read asks JetStream once per queue lane, and every open
 // console page asks again and again.
 const listFor = 250 * time.Millisecond
+
+// queueCounts are what this engine did with one named queue's jobs.
+type queueCounts struct {
+	retries, deadLettered atomic.Int64
+}
+
+// Counts is what this engine did with one named queue's jobs since it
+// started.
+type Counts struct {
+	// Retries counts the failed attempts given another try, and
+	// DeadLettered the jobs moved to the dead-letter queue.
+	Retries, DeadLettered int64
+}
+
+// Counts returns every named queue's Counts.
+func (m *Module) Counts() map[string]Counts {
+	out := make(map[string]Counts, len(m.counts))
+	for name, c := range m.counts {
+		out[name] = Counts{Retries: c.retries.Load(), DeadLettered: c.deadLettered.Load()}
+	}
+	return out
+}
+
+// Figures are every named queue's figures, as iii::queue::list has them
+// (all queues, whatever a caller's policy), read from JetStream at most
+// once per listFor.
+func (m *Module) Figures(ctx context.Context) ([]QueueStatus, error) {
+	if !m.isOpen() {
+		return nil, errWaiting(FnList)
+	}
+	return m.figures(ctx)
+}
 
 // figures are every named queue's figures, read at most once per listFor.
 func (m *Module) figures(ctx context.Context) ([]QueueStatus, error) {

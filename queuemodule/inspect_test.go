@@ -54,6 +54,9 @@ func TestListAndPeekDeadLetters(t *testing.T) {
 	if q := list.Queues[1]; q.Queue != "quiet" || q.DeadLetters != 0 {
 		t.Fatalf("quiet = %+v", q)
 	}
+	if fig, err := n.m.Figures(t.Context()); err != nil || len(fig) != 2 || fig[0] != list.Queues[0] {
+		t.Fatalf("Figures() = %+v, %v; iii::queue::list says %+v", fig, err, list.Queues)
+	}
 
 	type page struct {
 		Messages []queuemodule.DeadLetter

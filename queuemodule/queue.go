@@ -145,6 +145,8 @@ type Module struct {
 
 	inflight *budget // durable-topic bytes per function and in total
 
+	counts map[string]*queueCounts // by named queue, fixed at New
+
 	listMu   sync.Mutex    // iii::queue::list's figures, read once per listFor
 	listed   []QueueStatus // nil: none yet
 	listedAt time.Time
@@ -396,6 +398,7 @@ func (m *Module) runQueueJob(name string, q QueueConfig, msg jetstream.Msg) {
 			m.deadLetter(msg, name, msg.Subject(), attempt, err)
 			return
 		}
+		m.counts[name].retries.Add(1)
 		wait := q.backoff(attempt)
 		if q.Type != TypeFIFO {
 			if err := msg.NakWithDelay(wait); err != nil {
@@ -447,6 +450,9 @@ func (m *Module) deadLetter(msg jetstream.Msg, queue, back string, attempts int,
 		m.log.Error("dead letter not stored: the job stays in its queue", "queue", queue, "error", err)
 		_ = msg.NakWithDelay(time.Second)
 		return
+	}
+	if c := m.counts[queue]; c != nil {
+		c.deadLettered.Add(1)
 	}
 	if err := msg.DoubleAck(m.ctx); err != nil {
 		m.log.Warn("dead-lettered job ack failed: it may also stay in its queue", "queue", queue, "error", err)

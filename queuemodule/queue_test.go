@@ -166,6 +166,10 @@ func TestRetriesDeadLetterAndRedrive(t *testing.T) {
 		t.Fatalf("backoffs %v and %v, want at least 50 ms and 100 ms", d1, d2)
 	}
 	mu.Unlock()
+	poll.CheckFor(t, 10*time.Second, poll.Holds("the dead letter counted", func() bool { return n.m.Counts()["flaky"].DeadLettered == 1 }))
+	if c := n.m.Counts(); c["flaky"] != (queuemodule.Counts{Retries: 2, DeadLettered: 1}) || c["ok"] != (queuemodule.Counts{}) {
+		t.Fatalf("Counts() = %+v, want 2 retries and 1 dead letter in flaky", c)
+	}
 	out, err := n.call(queuemodule.FnRedrive, map[string]string{"queue": "ok"})
 	if err != nil || out != `{"queue":"ok","redriven":0}` {
 		t.Fatalf("redrive of an empty dead-letter queue: %s %v", out, err)

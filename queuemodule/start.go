@@ -43,7 +43,11 @@ func New(cfg Config) (*Module, error) {
 		return nil, err
 	}
 	mctx, cancel := context.WithCancel(context.Background())
-	return &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), js: js, queues: qs, topics: engine.NewTriggerSet[struct{}]("the queue module"),
+	counts := make(map[string]*queueCounts, len(qs))
+	for name := range qs {
+		counts[name] = &queueCounts{}
+	}
+	return &Module{counts: counts, cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), js: js, queues: qs, topics: engine.NewTriggerSet[struct{}]("the queue module"),
 		inflight: newBudget(cfg.InFlightBytes, cfg.InFlightBytesTotal), consumed: make(map[string]bool), pending: make(map[string]engine.Trigger), ctx: mctx, cancel: cancel}, nil
 }
 
