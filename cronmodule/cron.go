@@ -93,6 +93,42 @@ type Module struct {
 	mu     sync.Mutex
 	claims Claimer
 	jobs   *engine.TriggerSet[*job]
+
+	fires atomic.Int64
+	skips [len(SkipReasons)]atomic.Int64
+}
+
+// SkipReasons are why this engine skipped a fire that came due, the keys
+// of Stats.Skips: too late (the engine was paused), the owner past its
+// fire rate, the job's previous run still going, claims waiting for
+// JetStream, the claim failing, the condition function saying no (or
+// failing). A fire another engine claimed is not a skip.
+var SkipReasons = [...]string{"late", "fire_rate", "running", "no_jetstream", "claim_failed", "condition"}
+
+const (
+	skipLate = iota
+	skipFireRate
+	skipRunning
+	skipNoJetStream
+	skipClaimFailed
+	skipCondition
+)
+
+// Stats is a snapshot of the module's counters on this engine.
+type Stats struct {
+	// Fires counts the fires this engine ran (it won their claim).
+	Fires int64
+	// Skips counts the fires skipped, by SkipReasons.
+	Skips map[string]int64
+}
+
+// Stats returns the module's counters.
+func (m *Module) Stats() Stats {
+	st := Stats{Fires: m.fires.Load(), Skips: make(map[string]int64, len(SkipReasons))}
+	for i, r := range SkipReasons {
+		st.Skips[r] = m.skips[i].Load()
+	}
+	return st
 }
 
 type job struct {
@@ -207,6 +243,7 @@ func (m *Module) run(j *job) {
 		now := time.Now()
 		if late := now.Sub(at); late > m.cfg.Lateness {
 			// Paused or starved: skip what was missed (documented).
+			m.skips[skipLate].Add(1)
 			m.fails.Warn(j.t, "cron fire skipped: too late", "scheduled_time", at, "late", late)
 		} else {
 			m.fire(j, at, now)
@@ -226,10 +263,12 @@ func (m *Module) run(j *job) {
 // claimed, so it costs the fleet nothing.
 func (m *Module) fire(j *job, at, now time.Time) {
 	if err := m.e.FireAllowed(j.t); err != nil {
+		m.skips[skipFireRate].Add(1)
 		m.fails.Warn(j.t, "cron fire left to other engines: its owner is past its fire rate", "scheduled_time", at, "error", err)
 		return
 	}
 	if !j.running.CompareAndSwap(false, true) {
+		m.skips[skipRunning].Add(1)
 		m.fails.Warn(j.t, "cron fire left to other engines: the job's previous run is still going", "scheduled_time", at)
 		return
 	}
@@ -238,6 +277,7 @@ func (m *Module) fire(j *job, at, now time.Time) {
 	m.mu.Unlock()
 	if w, ok := claims.(Waiting); ok {
 		j.running.Store(false)
+		m.skips[skipNoJetStream].Add(1)
 		m.log.Debug("cron fire skipped: waiting for JetStream", "trigger_id", j.t.ID, "scheduled_time", at, "error", w.Err)
 		return
 	}
@@ -247,6 +287,7 @@ func (m *Module) fire(j *job, at, now time.Time) {
 	if err != nil || !won {
 		j.running.Store(false)
 		if err != nil {
+			m.skips[skipClaimFailed].Add(1)
 			m.fails.Error(j.t, "cron fire not claimed", "scheduled_time", at, "error", err)
 		}
 		return
@@ -255,11 +296,13 @@ func (m *Module) fire(j *job, at, now time.Time) {
 	started := m.jobs.Go(func() {
 		defer j.running.Store(false)
 		if ok, err := m.e.Condition(context.Background(), j.t, j.cfg.ConditionFunctionID, engine.Call{Payload: payload, Timeout: m.cfg.CallTimeout}); !ok {
+			m.skips[skipCondition].Add(1)
 			if err != nil {
 				m.fails.Warn(j.t, "cron condition failed: fire skipped", "function_id", j.cfg.ConditionFunctionID, "error", err)
 			}
 			return
 		}
+		m.fires.Add(1)
 		_, err := m.e.Fire(context.Background(), j.t, engine.Call{FunctionID: j.t.FunctionID, Payload: payload, Metadata: j.t.Metadata, Timeout: m.cfg.CallTimeout})
 		if err != nil {
 			m.fails.Warn(j.t, "cron job failed", "function_id", j.t.FunctionID, "scheduled_time", at, "error", err)

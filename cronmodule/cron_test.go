@@ -18,6 +18,7 @@ import (
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/triggerapi"
 )
 
@@ -196,6 +197,10 @@ func TestTriggerConfigAndCondition(t *testing.T) {
 	if asked.Load() < 4 {
 		t.Fatalf("conditions asked %d times in 5 s", asked.Load())
 	}
+	poll.CheckFor(t, 5*time.Second, poll.Holds("condition skips counted", func() bool { return n.m.Stats().Skips["condition"] >= 4 }))
+	if st := n.m.Stats(); st.Fires != 0 {
+		t.Fatalf("Stats() = %+v, want no fire run", st)
+	}
 	select {
 	case p := <-got:
 		t.Fatalf("a job ran although its condition said no: %+v", p)
@@ -316,6 +321,9 @@ func TestWaitingClaims(t *testing.T) {
 	if n := fired.Load(); n != 0 {
 		t.Fatalf("%d fires while waiting for JetStream", n)
 	}
+	if st := m.Stats(); st.Skips["no_jetstream"] < 2 || st.Fires != 0 {
+		t.Fatalf("Stats() = %+v, want 2 skips waiting for JetStream and no fire", st)
+	}
 	m.SetClaims(LocalClaims{})
 	deadline := time.NewTimer(5 * time.Second)
 	defer deadline.Stop()
@@ -327,6 +335,9 @@ func TestWaitingClaims(t *testing.T) {
 			t.Fatal("no fire within 5 s of SetClaims")
 		case <-poll.C:
 		}
+	}
+	if st := m.Stats(); st.Fires < 1 {
+		t.Fatalf("Stats() = %+v after a fire, want it counted", st)
 	}
 	m.SetClaims(Unavailable{Err: errors.New("replicas 3 on one server")})
 	err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "other", Type: "cron", FunctionID: "test::job", Config: tick.Config})
