@@ -215,3 +215,19 @@ func TestConnectedFollowsTheSession(t *testing.T) {
 		t.Fatalf("Trigger while disconnected = %v, want the last attempt's failure", err)
 	}
 }
+
+// TestSessionsCountReconnects: Sessions counts the sessions established,
+// one more after a lost link comes back.
+func TestSessionsCountReconnects(t *testing.T) {
+	t.Parallel()
+	srv := startEngine(t)
+	p := enginetest.NewProxy(t, srv.Addr)
+	w := connect(t, p.Addr)
+	if n := w.Sessions(); n != 1 {
+		t.Fatalf("Sessions() = %d after connecting, want 1", n)
+	}
+	p.Partition()
+	poll.CheckFor(t, 10*time.Second, poll.Holds("Connected() to turn false", func() bool { return !w.Connected() }))
+	p.Heal()
+	poll.CheckFor(t, 10*time.Second, poll.Holds("a second session", func() bool { return w.Connected() && w.Sessions() == 2 }))
+}

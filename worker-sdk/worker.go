@@ -49,6 +49,7 @@ type Worker struct {
 
 	mu           sync.Mutex
 	sess         *session      // the live session, or nil
+	sessions     uint64        // sessions established so far
 	lastErr      *Error        // why the last attempt to connect failed, while there is no session
 	sessChanged  chan struct{} // closed and replaced whenever sess changes
 	functions    map[string]*function
@@ -229,6 +230,14 @@ func (w *Worker) Connected() bool {
 	return w.sess != nil
 }
 
+// Sessions is how many sessions the worker has established with engines
+// since it started: one more than its reconnects, once connected.
+func (w *Worker) Sessions() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.sessions
+}
+
 // ID is the worker id the engine gave the current (or last) session.
 func (w *Worker) ID() string {
 	w.mu.Lock()
@@ -322,6 +331,7 @@ func (w *Worker) setSession(s *session) {
 	w.sess = s
 	if s != nil {
 		w.lastErr = nil
+		w.sessions++
 	}
 	close(w.sessChanged)
 	w.sessChanged = make(chan struct{})
