@@ -227,6 +227,7 @@ func TestAuthFailsClosed(t *testing.T) {
 	sess.RegisterTrigger(context.Background(), engine.Trigger{ID: "b", Type: "stream:join", FunctionID: "auth::broken", Config: json.RawMessage(`{"stream_name":"s","group_id":"fragile"}`)})
 	c.send(join("f", "s", "fragile"))
 	must(t, c.read().kind() == "unauthorized", "failing join handler")
+	must(t, s.gw.Stats().ConnsByTransport == [2]int{1, 0}, "one WebSocket open: %+v", s.gw.Stats())
 }
 
 func containsDeny(b []byte) bool {

@@ -392,8 +392,10 @@ func (g *Gateway) Close() error {
 
 // Stats is a snapshot of a gateway's counters.
 type Stats struct {
-	// Conns is the number of open connections.
-	Conns int
+	// Conns is the number of open connections, and ConnsByTransport
+	// the same by Transport.
+	Conns            int
+	ConnsByTransport [2]int
 	// Groups is the number of groups the gateway receives events for.
 	Groups int
 	// SlowConsumerCloses counts connections closed for falling behind.
@@ -449,6 +451,13 @@ func (g *Gateway) Stats() Stats {
 	g.mu.Lock()
 	st := Stats{Conns: len(g.conns), SlowConsumerCloses: g.slowCloses.Load(), Deliveries: g.deliveries.Load(),
 		SnapshotReads: g.snapshots.reads.Load(), HistoryReads: g.snapshots.historyReads.Load(), Resyncs: g.resyncs.Load()}
+	for c := range g.conns {
+		if c.sse != nil {
+			st.ConnsByTransport[TransportSSE]++
+		} else {
+			st.ConnsByTransport[TransportWebSocket]++
+		}
+	}
 	for i := range g.refusals {
 		st.AuthRefusals[i] = g.refusals[i].Load()
 	}

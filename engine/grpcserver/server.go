@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -25,6 +26,8 @@ type Server struct {
 	e   *engine.Engine
 	cfg Config
 	log *slog.Logger
+
+	refusals atomic.Int64
 }
 
 var _ trinev1.EngineServiceServer = (*Server)(nil)
@@ -105,8 +108,16 @@ func (s *Server) authenticate(ctx context.Context, in engine.AuthInput) (*engine
 	if s.cfg.Access == nil {
 		return nil, nil
 	}
-	return s.e.Authenticate(ctx, s.cfg.Access, in)
+	g, err := s.e.Authenticate(ctx, s.cfg.Access, in)
+	if err != nil {
+		s.refusals.Add(1)
+	}
+	return g, err
 }
+
+// AuthRefusals counts the callers and sessions the listener's policy
+// refused.
+func (s *Server) AuthRefusals() int64 { return s.refusals.Load() }
 
 // AuthInput is what the auth function learns of a gRPC caller: its
 // metadata as headers (authorization: Bearer … included; pseudo-headers

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trinehq/trine/engine"
@@ -85,7 +86,13 @@ type Server struct {
 	conns  map[*conn]struct{}
 	closed bool
 	wg     sync.WaitGroup
+
+	refusals atomic.Int64
 }
+
+// AuthRefusals counts the worker connections the listener's policy
+// refused.
+func (s *Server) AuthRefusals() int64 { return s.refusals.Load() }
 
 // New returns a Server for e.
 func New(e *engine.Engine, cfg Config) *Server {
@@ -144,6 +151,7 @@ func (s *Server) serveWorker(w http.ResponseWriter, r *http.Request) {
 	if a := s.cfg.Access; a != nil && r.URL.Path != "/otel" {
 		g, err := s.e.Authenticate(r.Context(), a, AuthInput(r))
 		if err != nil {
+			s.refusals.Add(1)
 			s.log.Info("iii worker connection refused", "remote", r.RemoteAddr, "error", err)
 			http.Error(w, engine.AsError(err).Message, http.StatusUnauthorized)
 			return
