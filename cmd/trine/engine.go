@@ -119,6 +119,7 @@ type engineListeners struct {
 	workersTLS         *tlsconf.Server
 	reload             []reloadable     // what SIGHUP reloads
 	consoleTokens      *tokenfile.Table // --console-tokens-file, or nil
+	counted            []net.Listener   // every listener, as listen made it (counting connections)
 }
 
 func openEngineListeners(ctx context.Context, cfg engineConfig) (_ *engineListeners, err error) {
@@ -161,6 +162,7 @@ func openEngineListeners(ctx context.Context, cfg engineConfig) (_ *engineListen
 	if l.consoleTokens != nil {
 		l.reload = append(l.reload, reloadable{"console tokens file " + cfg.Console.TokensFile, l.consoleTokens.Reload})
 	}
+	l.counted = l.all() // before TLS hides them
 	return l, l.useTLS(cfg.TLS)
 }
 
@@ -193,6 +195,15 @@ func (l *engineListeners) useTLS(f tlsconf.Files) error {
 		return workers.Reload()
 	}})
 	return nil
+}
+
+// all is every listener.
+func (l *engineListeners) all() []net.Listener {
+	all := []net.Listener{l.grpc, l.http, l.stream, l.iii, l.console}
+	for _, x := range l.extra {
+		all = append(all, x.lis)
+	}
+	return all
 }
 
 func (l *engineListeners) close() {
@@ -232,13 +243,7 @@ func startCore(cfg engineConfig, grpcAddr string, log *slog.Logger) (_ *engineCo
 		return nil, err
 	}
 	c.undo = append(c.undo, c.ns.Close)
-	if err := c.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trine_nats_connected", Help: "1 while the engine's NATS connection is up, 0 otherwise."},
-		func() float64 {
-			if c.ns.Conn.IsConnected() {
-				return 1
-			}
-			return 0
-		})); err != nil {
+	if err := c.reg.Register(natsStats(c.ns.Conn)); err != nil {
 		return nil, fmt.Errorf("register nats metrics: %w", err)
 	}
 	stopAnnounce, err := announceStore(c.ns.Conn, cfg.Store.Kind, grpcAddr, cfg.NATS.URL != "", log)
@@ -304,7 +309,8 @@ func newEngineServers(cfg engineConfig, core *engineCore, mods *engineModules, l
 		return nil, fmt.Errorf("register stream metrics: %w", err)
 	}
 	grpcCfg := grpcserver.Config{MaxMessageBytes: cfg.MaxMessageBytes, Logger: log}
-	s.grpc = grpcserver.New(eng, grpcCfg).NewGRPCServer(lis.grpcOpts...)
+	mainGRPC := grpcserver.New(eng, grpcCfg)
+	s.grpc = mainGRPC.NewGRPCServer(lis.grpcOpts...)
 	var onHTTP http.Handler
 	if lis.console == nil {
 		onHTTP = consoleHandler(cfg, lis.http, lis.stream, lis.iii, lis.consoleTokens, streams.tokens)
@@ -327,6 +333,14 @@ func newEngineServers(cfg engineConfig, core *engineCore, mods *engineModules, l
 	}
 	iiiCfg.Access = iiiAccess(cfg)
 	s.iii = iiiserver.New(eng, iiiCfg)
+	refused := append(gatewayRefusals(streams.gw), refusals{"grpc", mainGRPC.AuthRefusals}, refusals{"iii", s.iii.AuthRefusals})
+	for _, x := range lis.extra {
+		refused = append(refused, x.refusals)
+	}
+	if err := registerAll(core.reg, moduleStats(mods), listenerStats(lis.counted...), stats{refusalStats(refused)}); err != nil {
+		s.close()
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
 	s.iiiHTTP = &http.Server{
 		Handler:           s.iii,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -527,7 +541,7 @@ func listen(ctx context.Context, name, setting, addr string) (net.Listener, erro
 		}
 		return nil, fmt.Errorf("listen %s %s: %w; change %s", name, addr, err, setting)
 	}
-	return l, nil
+	return countConns(name, l), nil
 }
 
 // httpInvoker is the client of HTTP-invoked functions, kept off the

@@ -118,6 +118,7 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 		return err
 	}
 	defer httpLis.Close()
+	lis := []net.Listener{streamLis, httpLis} // before TLS hides them
 	if cfg.TLS.Enabled() {
 		web, err := tlsconf.NewServer(cfg.TLS, false)
 		if err != nil {
@@ -161,7 +162,7 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	mux, err := gatewayHTTP(gw, ready)
+	mux, err := gatewayHTTP(gw, ready, natsStats(ns.Conn), engineLinkStats(w), listenerStats(lis...), stats{refusalStats(gatewayRefusals(gw))})
 	if err != nil {
 		return err
 	}
@@ -221,12 +222,15 @@ func engineWorker(cfg engineConfig, log *slog.Logger) (*trine.Worker, error) {
 	return w, nil
 }
 
-// gatewayHTTP serves the gateway's HTTP listener: /metrics, /healthz, and
-// /readyz, which ready decides.
-func gatewayHTTP(gw *gateway.Gateway, ready func() error) (http.Handler, error) {
+// gatewayHTTP serves the gateway's HTTP listener: /metrics (the
+// gateway's metrics and more), /healthz, and /readyz, which ready decides.
+func gatewayHTTP(gw *gateway.Gateway, ready func() error, more ...prometheus.Collector) (http.Handler, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := registerGatewayMetrics(reg, gw); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	if err := registerAll(reg, more...); err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	mux := http.NewServeMux()

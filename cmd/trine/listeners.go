@@ -112,6 +112,7 @@ type extraListener struct {
 	srv        *iiiserver.Server
 	http       *http.Server
 	grpc       *grpc.Server
+	refusals   refusals // its server's auth refusals
 }
 
 // openListeners opens the extra listeners of cfg.Listeners.
@@ -152,11 +153,14 @@ func (x *extraListener) build(eng *engine.Engine, l listenerConfig, base iiiserv
 	}
 	if l.Protocol == "grpc" {
 		grpcCfg.Access = a
-		x.grpc = grpcserver.New(eng, grpcCfg).NewGRPCServer(grpcOpts...)
+		srv := grpcserver.New(eng, grpcCfg)
+		x.grpc = srv.NewGRPCServer(grpcOpts...)
+		x.refusals = refusals{"grpc", srv.AuthRefusals}
 		return
 	}
 	base.Access = a
 	x.srv = iiiserver.New(eng, base)
+	x.refusals = refusals{"iii", x.srv.AuthRefusals}
 	if workers != nil {
 		x.lis = workers.Listen(x.lis)
 	}

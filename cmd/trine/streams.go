@@ -170,8 +170,15 @@ func registerGatewayMetrics(reg prometheus.Registerer, gw *gateway.Gateway) erro
 		return func() float64 { return f(gw.Stats()) }
 	}
 	for _, c := range []prometheus.Collector{
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trine_stream_connections", Help: "Open browser connections (WebSocket and SSE)."},
-			stat(func(st gateway.Stats) float64 { return float64(st.Conns) })),
+		stats{labelled(prometheus.GaugeValue, "trine_stream_connections", "Open browser connections, by transport: ws (WebSocket) or sse.", "transport",
+			func(emit func(float64, ...string)) {
+				st := gw.Stats()
+				for _, t := range []gateway.Transport{gateway.TransportWebSocket, gateway.TransportSSE} {
+					emit(float64(st.ConnsByTransport[t]), t.String())
+				}
+			})},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trine_stream_resyncs_total", Help: "Browser subscriptions told to resync: their since was past the history, so they got a fresh snapshot."},
+			stat(func(st gateway.Stats) float64 { return float64(st.Resyncs) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trine_stream_groups_subscribed", Help: "Groups the gateway receives events for."},
 			stat(func(st gateway.Stats) float64 { return float64(st.Groups) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trine_stream_slow_consumer_closes_total", Help: "Browser connections closed for falling behind."},

@@ -73,10 +73,11 @@ func TestEngineStreamsEndToEnd(t *testing.T) {
 	if f := read(); f["event"].(map[string]any)["type"] != "create" || f["seq"] != 1.0 || f["id"] != "m1" {
 		t.Fatalf("create frame %v", f)
 	}
-	if code, body := get(t, e.http+"/metrics"); code != 200 || !strings.Contains(body, "trine_stream_connections 1") ||
-		!strings.Contains(body, "trine_stream_groups_subscribed 1") || !strings.Contains(body, "trine_stream_slow_consumer_closes_total 0") ||
-		!strings.Contains(body, "trine_stream_deliveries_total 1") || !strings.Contains(body, "trine_nats_connected 1") {
-		t.Errorf("GET /metrics = %d, missing stream metrics:\n%.2000s", code, body)
+	if code, body := get(t, e.http+"/metrics"); code != 200 || !containsAll(body, `trine_stream_connections{transport="ws"} 1`, `trine_stream_connections{transport="sse"} 0`,
+		"trine_stream_groups_subscribed 1", "trine_stream_slow_consumer_closes_total 0", "trine_stream_deliveries_total 1", "trine_nats_connected 1",
+		"trine_nats_reconnects_total 0", "trine_stream_publishes_total 1", "trine_stream_history_events 1",
+		`trine_listener_connections{listener="stream"} 1`, `trine_listener_accepts_total{listener="stream"} 1`, `trine_listener_connections{listener="grpc"} 1`) {
+		t.Errorf("GET /metrics = %d, missing stream metrics:\n%.4000s", code, body)
 	}
 }
 
@@ -214,6 +215,16 @@ func TestEngineNATSBusyPort(t *testing.T) {
 
 var gatewayLine = regexp.MustCompile(`(?m)^trine gateway (\S+) listening: stream=(\S+) http=(\S+) engine=(\S+) nats=(\S+)(?: [a-z/0-9-]+=\S+)*$`)
 
+// containsAll tells whether s contains every one of subs.
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
 // startGateway runs `trine gateway` against an engine and returns its
 // stream and HTTP addresses.
 func startGateway(t *testing.T, args ...string) (stream, http string) {
@@ -313,7 +324,8 @@ func TestGatewayProcess(t *testing.T) {
 	if _, b, err = r.Read(ctx); err != nil || !strings.Contains(string(b), `"seq":2`) || !strings.Contains(string(b), `"type":"create"`) {
 		t.Fatalf("replay through the gateway: %s %v", b, err)
 	}
-	if code, body := get(t, httpAddr+"/metrics"); code != 200 || !strings.Contains(body, "trine_stream_connections 2") {
+	if code, body := get(t, httpAddr+"/metrics"); code != 200 || !containsAll(body, `trine_stream_connections{transport="ws"} 2`,
+		"trine_gateway_engine_connected 1", "trine_gateway_engine_reconnects_total 0", "trine_nats_connected 1", `trine_listener_connections{listener="stream"} 2`) {
 		t.Errorf("gateway /metrics = %d:\n%.1000s", code, body)
 	}
 }
