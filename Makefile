@@ -75,10 +75,13 @@ $(NODE_CLIENT)/node_modules/.package-lock.json: $(NODE_CLIENT)/package-lock.json
 	npm ci --prefix $(NODE_CLIENT) --no-audit --no-fund
 
 # The console's bundle (console/dist) is generated from console/web and
-# clients/js/src with esbuild's Go API: no npm.
+# clients/js/src with esbuild's Go API: no npm. The settings and metrics
+# tables of docs/cli.md are generated from the code and a real run
+# (cmd/trine/reference_test.go).
 generate: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC)
 	PATH="$(BIN):$$PATH" buf generate
 	go generate ./console
+	go generate ./cmd/trine
 
 # gofmt -s every Go file but the generated ones.
 fmt:

@@ -15,4 +15,10 @@
 // context, so that the first failure or a signal stops them all, and
 // returns once every goroutine it started has exited; nothing in the
 // package is called from elsewhere.
+//
+// The tables of settings and metrics in docs/cli.md are generated from
+// the code: the settings from engineSettings, the metrics from what a
+// real engine and gateway serve on /metrics (reference_test.go).
 package main
+
+//go:generate go test -run ^(TestFlagsTable|TestReference)$ -count=1 . -args -update
