@@ -73,8 +73,18 @@ func (m *Metrics) CallDone(functionID string, code engine.Code, d time.Duration)
 	m.duration.WithLabelValues(functionID).Observe(d.Seconds())
 }
 
+// elsewhere replaces the ids of void calls started for functions this
+// engine does not serve: they went to other engines over NATS, which may
+// or may not serve them, and their ids may come from anyone.
+const elsewhere = "_elsewhere"
+
 // VoidCall records one void call.
 func (m *Metrics) VoidCall(functionID string, code engine.Code) {
+	if code == "" {
+		if has := m.known.Load(); has == nil || !(*has)(functionID) {
+			functionID = elsewhere
+		}
+	}
 	m.voids.WithLabelValues(m.labels(functionID, code)).Inc()
 }
 
