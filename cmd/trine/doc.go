@@ -21,4 +21,4 @@
 // real engine and gateway serve on /metrics (reference_test.go).
 package main
 
-//go:generate go test -run ^(TestFlagsTable|TestReference)$ -count=1 . -args -update
+//go:generate go test -run ^(TestFlagsTable|TestGatewayFlagsTable|TestReference)$ -count=1 . -args -update

@@ -72,7 +72,8 @@ func TestFlagsTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	meaning := map[string]string{}
-	for _, l := range strings.Split(string(doc), "\n") {
+	table, _, _ := strings.Cut(string(doc), "<!-- end of engine settings -->")
+	for _, l := range strings.Split(table, "\n") {
 		if !strings.HasPrefix(l, "| `--") {
 			continue
 		}
@@ -101,6 +102,22 @@ func TestFlagsTable(t *testing.T) {
 		row(s.flag, s.env(), "`"+s.yaml()+"`", def, s.usage)
 	}
 	generated(t, cliDoc, "engine settings", b.String())
+}
+
+// TestGatewayFlagsTable: docs/cli.md's table of trine gateway's settings
+// is what gatewaySettings has: every setting, with its environment
+// variable, YAML key, default and --help text.
+func TestGatewayFlagsTable(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("| flag | env | YAML key | default | meaning |\n|---|---|---|---|---|\n")
+	for _, s := range gatewayCommand.settings {
+		def := "none"
+		if s.def != "" {
+			def = "`" + s.def + "`"
+		}
+		fmt.Fprintf(&b, "| `--%s` | `%s` | `%s` | %s | %s |\n", s.flag, s.env(), s.yaml(), def, cell(s.usage))
+	}
+	generated(t, cliDoc, "gateway settings", b.String())
 }
 
 // family is a metric family as the processes of a real run export it.
