@@ -17,7 +17,7 @@
 // package is called from elsewhere.
 //
 // The tables of settings and metrics in docs/cli.md are generated from
-// the code: the settings from engineSettings, the metrics from what a
+// the code: the settings from engineSettings and gatewaySettings, the metrics from what a
 // real engine and gateway serve on /metrics (reference_test.go).
 package main
 

@@ -94,7 +94,7 @@ func TestFlagsTable(t *testing.T) {
 		fmt.Fprintf(&b, "| `--%s` | `%s` | %s | %s | %s |\n", flag, env, yaml, def, m)
 	}
 	row(configFlag, envName(configFlag), "", "", "YAML file; unknown keys are an error")
-	for _, s := range engineSettings {
+	for _, s := range engineSettings(new(engineConfig)) {
 		def := "none"
 		if s.def != "" {
 			def = "`" + s.def + "`"
@@ -110,7 +110,7 @@ func TestFlagsTable(t *testing.T) {
 func TestGatewayFlagsTable(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("| flag | env | YAML key | default | meaning |\n|---|---|---|---|---|\n")
-	for _, s := range gatewayCommand.settings {
+	for _, s := range gatewayCommand.settings(new(engineConfig)) {
 		def := "none"
 		if s.def != "" {
 			def = "`" + s.def + "`"
