@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/trinehq/trine/internal/origin"
@@ -48,7 +49,14 @@ type Config struct {
 }
 
 // Handler serves the console under Path.
-type Handler struct{ cfg Config }
+type Handler struct {
+	cfg      Config
+	refusals atomic.Int64
+}
+
+// AuthRefusals counts the requests refused for want of a console token
+// (401).
+func (h *Handler) AuthRefusals() int64 { return h.refusals.Load() }
 
 // New returns a Handler.
 func New(cfg Config) *Handler {
@@ -118,6 +126,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if tok != "" {
 			msg = "console: not a console token"
 		}
+		h.refusals.Add(1)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="trine console"`)
 		http.Error(w, msg, http.StatusUnauthorized)
 		return

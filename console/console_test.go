@@ -59,6 +59,14 @@ func TestTokenOnlyInTheDocument(t *testing.T) {
 		t.Fatalf("fetch of the document: %d, want 403", w.Code)
 	}
 	nav := map[string]string{"Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+	for _, bad := range []string{"", "not-the-token"} {
+		if w := get(t, h, "/console/", nav, bad); w.Code != http.StatusUnauthorized {
+			t.Fatalf("navigation with token %q: %d, want 401", bad, w.Code)
+		}
+	}
+	if n := h.AuthRefusals(); n != 2 {
+		t.Fatalf("AuthRefusals() = %d, want 2", n)
+	}
 	w := get(t, h, "/console/", nav, tok)
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `&#34;token&#34;:&#34;`+tok) {
 		t.Fatalf("navigation: %d %s", w.Code, w.Body)

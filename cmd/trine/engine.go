@@ -311,10 +311,12 @@ func newEngineServers(cfg engineConfig, core *engineCore, mods *engineModules, l
 	grpcCfg := grpcserver.Config{MaxMessageBytes: cfg.MaxMessageBytes, Logger: log}
 	mainGRPC := grpcserver.New(eng, grpcCfg)
 	s.grpc = mainGRPC.NewGRPCServer(lis.grpcOpts...)
-	var onHTTP http.Handler
+	var onHTTP, consoleH http.Handler
 	if lis.console == nil {
 		onHTTP = consoleHandler(cfg, lis.http, lis.stream, lis.iii, lis.consoleTokens, streams.tokens)
+		consoleH = onHTTP
 	} else if ch := consoleHandler(cfg, lis.console, lis.stream, lis.iii, lis.consoleTokens, streams.tokens); ch != nil {
+		consoleH = ch
 		s.console = &http.Server{Handler: consoleMux(ch), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	}
 	s.http = &http.Server{
@@ -333,7 +335,7 @@ func newEngineServers(cfg engineConfig, core *engineCore, mods *engineModules, l
 	}
 	iiiCfg.Access = iiiAccess(cfg)
 	s.iii = iiiserver.New(eng, iiiCfg)
-	refused := append(gatewayRefusals(streams.gw), refusals{"grpc", mainGRPC.AuthRefusals}, refusals{"iii", s.iii.AuthRefusals})
+	refused := append(gatewayRefusals(streams.gw), refusals{"grpc", mainGRPC.AuthRefusals}, refusals{"iii", s.iii.AuthRefusals}, consoleRefusals(consoleH))
 	for _, x := range lis.extra {
 		refused = append(refused, x.refusals)
 	}

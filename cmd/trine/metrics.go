@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/trinehq/trine/console"
 	"github.com/trinehq/trine/cronmodule"
 	"github.com/trinehq/trine/gateway"
 	"github.com/trinehq/trine/queuemodule"
@@ -115,10 +117,19 @@ func gatewayRefusals(gw *gateway.Gateway) []refusals {
 	return out
 }
 
+// consoleRefusals are the console's refusals for want of a token, the
+// http transport's (http triggers have no auth of their own).
+func consoleRefusals(h http.Handler) refusals {
+	if c, ok := h.(*console.Handler); ok {
+		return refusals{"http", c.AuthRefusals}
+	}
+	return refusals{"http", func() int64 { return 0 }}
+}
+
 // refusalStats sums the auth refusals by transport.
 func refusalStats(rs []refusals) stat {
 	return labelled(prometheus.CounterValue, "trine_auth_refusals_total",
-		"Connections and callers refused by a listener's auth (policy, auth function, tokens), by transport: grpc, iii, ws, sse.", "transport",
+		"Connections and callers refused by a listener's auth (policy, auth function, tokens), by transport: grpc, iii, ws, sse, and http (the console's token check).", "transport",
 		func(emit func(float64, ...string)) {
 			sums := map[string]int64{}
 			var order []string

@@ -136,6 +136,7 @@ func TestMetricsMove(t *testing.T) {
 	for series, want := range map[string]float64{
 		`trine_auth_refusals_total{transport="grpc"}`:                              2,
 		`trine_auth_refusals_total{transport="iii"}`:                               1,
+		`trine_auth_refusals_total{transport="http"}`:                              0,
 		`trine_auth_refusals_total{transport="ws"}`:                                0,
 		`trine_void_calls_total{code="ok",function_id="engine::health::check"}`:    1,
 		`trine_void_calls_total{code="ok",function_id="_elsewhere"}`:               1,
