@@ -91,7 +91,7 @@ func TestFlagsTable(t *testing.T) {
 		if !ok {
 			m = cell(usage)
 		}
-		fmt.Fprintf(&b, "| `--%s` | `%s` | %s | %s | %s |\n", flag, env, yaml, def, m)
+		b.WriteString(strings.ReplaceAll(fmt.Sprintf("| `--%s` | `%s` | %s | %s | %s |\n", flag, env, yaml, def, m), "|  |", "| |"))
 	}
 	row(configFlag, envName(configFlag), "", "", "YAML file; unknown keys are an error")
 	for _, s := range engineSettings(new(engineConfig)) {
@@ -217,7 +217,7 @@ func metricsTable(fams map[string]*family) string {
 		for _, l := range f.labels {
 			labels = append(labels, "`"+l+"`")
 		}
-		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", name, typ, strings.Join(labels, ", "), strings.Join(f.where, ", "), cell(f.help))
+		b.WriteString(strings.ReplaceAll(fmt.Sprintf("| `%s` | %s | %s | %s | %s |\n", name, typ, strings.Join(labels, ", "), strings.Join(f.where, ", "), cell(f.help)), "|  |", "| |"))
 	}
 	b.WriteString("| `go_*`, `process_*` | | | engine, gateway | the Go runtime's and the process's metrics (client_golang's collectors) |\n")
 	return b.String()
