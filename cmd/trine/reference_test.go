@@ -58,6 +58,14 @@ func generated(t *testing.T, path, name, table string) {
 	t.Errorf("the %s in %s is not what the code has: run go generate ./cmd/trine", name, path)
 }
 
+// emptyCells writes the empty cells of a table row as | |.
+func emptyCells(row string) string {
+	for strings.Contains(row, "|  |") {
+		row = strings.ReplaceAll(row, "|  |", "| |")
+	}
+	return row
+}
+
 // cell escapes s for a Markdown table cell.
 func cell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 
@@ -91,7 +99,7 @@ func TestFlagsTable(t *testing.T) {
 		if !ok {
 			m = cell(usage)
 		}
-		b.WriteString(strings.ReplaceAll(fmt.Sprintf("| `--%s` | `%s` | %s | %s | %s |\n", flag, env, yaml, def, m), "|  |", "| |"))
+		b.WriteString(emptyCells(fmt.Sprintf("| `--%s` | `%s` | %s | %s | %s |\n", flag, env, yaml, def, m)))
 	}
 	row(configFlag, envName(configFlag), "", "", "YAML file; unknown keys are an error")
 	for _, s := range engineSettings(new(engineConfig)) {
@@ -217,7 +225,7 @@ func metricsTable(fams map[string]*family) string {
 		for _, l := range f.labels {
 			labels = append(labels, "`"+l+"`")
 		}
-		b.WriteString(strings.ReplaceAll(fmt.Sprintf("| `%s` | %s | %s | %s | %s |\n", name, typ, strings.Join(labels, ", "), strings.Join(f.where, ", "), cell(f.help)), "|  |", "| |"))
+		b.WriteString(emptyCells(fmt.Sprintf("| `%s` | %s | %s | %s | %s |\n", name, typ, strings.Join(labels, ", "), strings.Join(f.where, ", "), cell(f.help))))
 	}
 	b.WriteString("| `go_*`, `process_*` | | | engine, gateway | the Go runtime's and the process's metrics (client_golang's collectors) |\n")
 	return b.String()
