@@ -33,6 +33,9 @@ type out struct {
 	// frag marks the parts of a message written in several frames (a
 	// paged snapshot); 0 for a whole message.
 	frag byte
+	// commit is a live event's commit time (unix milliseconds), for the
+	// delivery latency; 0 for other frames.
+	commit int64
 }
 
 // The parts of a fragmented message. While one is open, every other frame
@@ -71,8 +74,10 @@ type conn struct {
 	posts   int                      // SSE only: POSTs taken in the second since postAt
 	postAt  time.Time
 
-	lastRead atomic.Int64  // unix nanoseconds of the last inbound frame
-	rd       wsconn.Reader // WebSocket only: used by the read loop
+	lastRead atomic.Int64 // unix nanoseconds of the last inbound frame
+	// lastSample is when the last latency sample was taken (unix ns).
+	lastSample atomic.Int64
+	rd         wsconn.Reader // WebSocket only: used by the read loop
 
 	mu        sync.Mutex
 	queue     []out
@@ -326,16 +331,18 @@ func (c *conn) turn(bp *[]byte) (again bool) {
 		n, err := c.nc.Write(buf)
 		if err != nil {
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				commits := commitTimes(nil, batch)
 				c.mu.Lock()
 				c.release(batch) // the writer goes on, on its own goroutine
 				c.mu.Unlock()
-				c.slow(bytes.Clone(buf[n:]), closeNow)
+				c.slow(bytes.Clone(buf[n:]), commits, closeNow)
 				return false
 			}
 			c.fail()
 			c.writers.Done()
 			return false
 		}
+		c.delivered(batch, TransportWebSocket)
 	}
 	if closeNow {
 		c.closeWrite()
@@ -351,9 +358,10 @@ func (c *conn) turn(bp *[]byte) (again bool) {
 const poolWriteWait = 2 * time.Millisecond
 
 // slow hands a socket whose kernel buffer is full to its own goroutine: it
-// writes tail (the rest of an interrupted write) and then everything queued
-// with the full write timeout, until the queue is empty.
-func (c *conn) slow(tail []byte, closeSent bool) {
+// writes tail (the rest of an interrupted write, with the commit times of
+// its live events) and then everything queued with the full write
+// timeout, until the queue is empty.
+func (c *conn) slow(tail []byte, commits []int64, closeSent bool) {
 	go func() {
 		defer c.writers.Done()
 		buf := tail
@@ -364,12 +372,14 @@ func (c *conn) slow(tail []byte, closeSent bool) {
 					c.fail()
 					return
 				}
+				c.deliveredAt(commits, TransportWebSocket)
 			}
 			if closeSent {
 				c.closeWrite()
 			}
 			var batch []out
 			buf, batch, closeSent = c.build(buf[:0])
+			commits = commitTimes(commits[:0], batch)
 			if len(buf) > 0 {
 				c.mu.Lock()
 				c.release(batch)

@@ -208,7 +208,20 @@ type Config struct {
 	// Writers is the number of goroutines writing to WebSockets; zero means
 	// GOMAXPROCS.
 	Writers int
-	Logger  *slog.Logger
+	// Observer, if set, receives delivery latencies and the samples pages
+	// report (see Observer).
+	Observer Observer
+	// StreamLabels bounds the stream names that label the Observer's
+	// client samples: the first StreamLabels streams to deliver an event
+	// are named, later ones are OtherStream. Default DefaultStreamLabels.
+	StreamLabels int
+	// ClientLatencyEvery is the least time between two latency samples
+	// of one connection that the gateway takes (more are dropped);
+	// ClientLatencyMax is the largest sample it takes (larger ones are
+	// refused). Defaults DefaultClientLatencyEvery (negative: none taken)
+	// and DefaultClientLatencyMax.
+	ClientLatencyEvery, ClientLatencyMax time.Duration
+	Logger                               *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -237,6 +250,11 @@ func (c Config) withDefaults() Config {
 	defaults.Positive(&c.PresenceMaxTotal, DefaultPresenceMaxTotal)
 	defaults.Positive(&c.PresenceMaxTotalBytes, DefaultPresenceMaxTotalBytes)
 	defaults.Positive(&c.PresenceRateBytes, DefaultPresenceRateBytes)
+	defaults.Positive(&c.StreamLabels, DefaultStreamLabels)
+	if c.ClientLatencyEvery == 0 { // negative: none taken
+		c.ClientLatencyEvery = DefaultClientLatencyEvery
+	}
+	defaults.Positive(&c.ClientLatencyMax, DefaultClientLatencyMax)
 	defaults.Logger(&c.Logger)
 	return c
 }
@@ -268,6 +286,10 @@ type Gateway struct {
 	deliveries atomic.Int64    // live events handed to subscriptions
 	resyncs    atomic.Int64    // subscriptions told to resync
 	refusals   [2]atomic.Int64 // connections refused by auth, by Transport
+	// labels names the streams the Observer's client samples may carry.
+	labels         *streamLabels
+	clockSkew      atomic.Int64 // deliveries whose commit time was ahead of the clock
+	latencyRefused atomic.Int64 // client latency samples refused
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -304,6 +326,7 @@ func New(cfg Config) (*Gateway, error) {
 		AllowCredentials:           true,
 		MaxAge:                     600,
 	})
+	g.labels = newStreamLabels(cfg.StreamLabels)
 	g.hub = newHub(g)
 	g.snapshots = newSnapshots(g)
 	g.pool = newWriterPool(cfg.Writers)
@@ -418,6 +441,12 @@ type Stats struct {
 	// AuthRefusals counts the connections refused by the auth function
 	// or the token check, by transport.
 	AuthRefusals [2]int64
+	// DeliveryClockSkew counts the live events written whose commit time
+	// was ahead of this gateway's clock (observed as 0).
+	DeliveryClockSkew int64
+	// ClientLatencyRefused counts the latency samples of pages that were
+	// refused (invalid, or too frequent).
+	ClientLatencyRefused int64
 }
 
 // Transport is how a browser connection is carried, an index of
@@ -450,7 +479,8 @@ func transportOf(r *http.Request) Transport {
 func (g *Gateway) Stats() Stats {
 	g.mu.Lock()
 	st := Stats{Conns: len(g.conns), SlowConsumerCloses: g.slowCloses.Load(), Deliveries: g.deliveries.Load(),
-		SnapshotReads: g.snapshots.reads.Load(), HistoryReads: g.snapshots.historyReads.Load(), Resyncs: g.resyncs.Load()}
+		SnapshotReads: g.snapshots.reads.Load(), HistoryReads: g.snapshots.historyReads.Load(), Resyncs: g.resyncs.Load(),
+		DeliveryClockSkew: g.clockSkew.Load(), ClientLatencyRefused: g.latencyRefused.Load()}
 	for c := range g.conns {
 		if c.sse != nil {
 			st.ConnsByTransport[TransportSSE]++

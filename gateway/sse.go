@@ -66,6 +66,7 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request, adm admission
 			if err := c.sse.Flush(); err != nil {
 				return
 			}
+			c.delivered(batch, TransportSSE)
 		}
 		if closeNow {
 			return

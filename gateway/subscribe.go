@@ -67,7 +67,7 @@ func (s *subscription) info() streamapi.Subscription {
 // missed some (NATS dropped them for a slow consumer, lost them with a
 // node, or the group's interest had not reached the publisher's node yet):
 // it buffers again and catches up from the last sequence it accounted for.
-func (s *subscription) offer(seq uint64, frame []byte, match bool) {
+func (s *subscription) offer(seq uint64, frame []byte, match bool, commit int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cancelled {
@@ -106,7 +106,7 @@ func (s *subscription) offer(seq uint64, frame []byte, match bool) {
 	if match && seq > s.last {
 		s.last = seq
 		s.c.g.deliveries.Add(1)
-		s.c.enqueue(out{data: frame, sub: s.quotedID, seq: seq})
+		s.c.enqueue(out{data: frame, sub: s.quotedID, seq: seq, commit: commit})
 	}
 }
 
@@ -204,6 +204,9 @@ type hubGroup struct {
 	mu   sync.RWMutex
 	subs map[*subscription]struct{}
 	last atomic.Uint64 // the highest sequence delivered
+	// labels learns the group's stream at its first event.
+	labels   *streamLabels
+	labelled atomic.Bool
 }
 
 func newHub(g *Gateway) *hub { return &hub{g: g, groups: make(map[groupKey]*hubGroup)} }
@@ -216,7 +219,7 @@ func (h *hub) add(s *subscription) error {
 	hg := h.groups[k]
 	created := hg == nil
 	if created {
-		hg = &hubGroup{key: k, ready: make(chan struct{}), subs: make(map[*subscription]struct{})}
+		hg = &hubGroup{key: k, ready: make(chan struct{}), subs: make(map[*subscription]struct{}), labels: h.g.labels}
 		h.groups[k] = hg
 	}
 	hg.mu.Lock()
@@ -269,12 +272,16 @@ func (hg *hubGroup) deliver(frame []byte) {
 	if !ok {
 		return
 	}
+	commit, _ := wire.Timestamp(frame)
+	if !hg.labelled.Load() && hg.labelled.CompareAndSwap(false, true) {
+		hg.labels.learn(hg.key.stream)
+	}
 	hg.mu.RLock()
 	defer hg.mu.RUnlock()
 	for old := hg.last.Load(); seq > old && !hg.last.CompareAndSwap(old, seq); old = hg.last.Load() {
 	}
 	for s := range hg.subs {
-		s.offer(seq, frame, s.quotedItem == nil || bytes.Equal(id, s.quotedItem))
+		s.offer(seq, frame, s.quotedItem == nil || bytes.Equal(id, s.quotedItem), commit)
 	}
 }
 

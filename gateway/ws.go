@@ -144,6 +144,7 @@ type frameData struct {
 	Presence       json.RawMessage `json:"presence"`
 	Limit          *int            `json:"limit"`
 	After          *string         `json:"after"`
+	MS             json.RawMessage `json:"ms"`
 }
 
 var errFrameFields = errors.New("join and leave need data.subscriptionId, data.streamName and data.groupId strings")
@@ -173,9 +174,12 @@ func (c *conn) handle(msg []byte) {
 	case "presence":
 		c.presencePage(f.Data)
 		return
+	case "latency":
+		c.clientLatency(f.Data)
+		return
 	case "join", "leave":
 	default:
-		c.sendError(nil, "bad_frame", "unknown frame type "+strconv.Quote(f.Type)+"; want join, leave, presence, ping or auth")
+		c.sendError(nil, "bad_frame", "unknown frame type "+strconv.Quote(f.Type)+"; want join, leave, presence, latency, ping or auth")
 		return
 	}
 	d := f.Data

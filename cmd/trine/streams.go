@@ -161,13 +161,65 @@ func gatewayConfig(cfg engineConfig, b gateway.Backend, ev gateway.Events, c gat
 	g := cfg.Gateway
 	g.Backend, g.Events, g.Caller, g.Logger = b, ev, c, log
 	g.AllowedOrigins, g.AllowedHosts = cfg.AllowedOrigins, cfg.AllowedHosts
+	g.Observer = newLatencyMetrics()
 	return g
 }
 
-// registerGatewayMetrics exports gw's counters.
+// latencyMetrics exports a gateway's latencies (gateway.Observer).
+type latencyMetrics struct {
+	ws, sse prometheus.Observer
+	deliver *prometheus.HistogramVec
+	client  *prometheus.HistogramVec
+}
+
+func newLatencyMetrics() *latencyMetrics {
+	m := &latencyMetrics{
+		deliver: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "trine_stream_delivery_seconds",
+			Help:    "Live events from the store's commit (engine clock, ms resolution) to the end of their write to a browser socket (gateway clock), by transport.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15), // 1ms .. 16s
+		}, []string{"transport"}),
+		client: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "trine_stream_client_latency_seconds",
+			Help:    "Commit to render in browsers, as @trine/client reports it (browser clock), by stream (the first --stream-latency-labels streams, the rest _other).",
+			Buckets: prometheus.ExponentialBuckets(0.002, 2, 15), // 2ms .. 33s
+		}, []string{"stream"}),
+	}
+	m.ws, m.sse = m.deliver.WithLabelValues(gateway.TransportWebSocket.String()), m.deliver.WithLabelValues(gateway.TransportSSE.String())
+	return m
+}
+
+func (m *latencyMetrics) Delivered(transport gateway.Transport, d time.Duration) {
+	if transport == gateway.TransportSSE {
+		m.sse.Observe(d.Seconds())
+		return
+	}
+	m.ws.Observe(d.Seconds())
+}
+
+func (m *latencyMetrics) ClientLatency(stream string, d time.Duration) {
+	m.client.WithLabelValues(stream).Observe(d.Seconds())
+}
+
+func (m *latencyMetrics) Describe(ch chan<- *prometheus.Desc) {
+	m.deliver.Describe(ch)
+	m.client.Describe(ch)
+}
+func (m *latencyMetrics) Collect(ch chan<- prometheus.Metric) {
+	m.deliver.Collect(ch)
+	m.client.Collect(ch)
+}
+
+// registerGatewayMetrics exports gw's counters, and its latencies when
+// its Observer is a latencyMetrics.
 func registerGatewayMetrics(reg prometheus.Registerer, gw *gateway.Gateway) error {
 	stat := func(f func(gateway.Stats) float64) func() float64 {
 		return func() float64 { return f(gw.Stats()) }
+	}
+	if m, ok := gw.Observer().(*latencyMetrics); ok {
+		if err := reg.Register(m); err != nil {
+			return err
+		}
 	}
 	for _, c := range []prometheus.Collector{
 		stats{labelled(prometheus.GaugeValue, "trine_stream_connections", "Open browser connections, by transport: ws (WebSocket) or sse.", "transport",
@@ -195,6 +247,10 @@ func registerGatewayMetrics(reg prometheus.Registerer, gw *gateway.Gateway) erro
 			stat(func(st gateway.Stats) float64 { return float64(st.PresenceWriteErrors) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trine_stream_deliveries_total", Help: "Live events handed to browser subscriptions (not snapshots or catch-up)."},
 			stat(func(st gateway.Stats) float64 { return float64(st.Deliveries) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trine_stream_delivery_clock_skew_total", Help: "Live events written whose commit time was ahead of the gateway's clock (observed as 0 in trine_stream_delivery_seconds)."},
+			stat(func(st gateway.Stats) float64 { return float64(st.DeliveryClockSkew) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trine_stream_client_latency_refused_total", Help: "Latency samples from browsers refused: invalid, or more than one per --stream-latency-every."},
+			stat(func(st gateway.Stats) float64 { return float64(st.ClientLatencyRefused) })),
 	} {
 		if err := reg.Register(c); err != nil {
 			return err

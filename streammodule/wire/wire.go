@@ -168,6 +168,25 @@ func Header(frame []byte) (seq uint64, id []byte, ok bool) {
 	return seq, rest[:end], true
 }
 
+var timestampKey = []byte(`,"type":"stream","timestamp":`)
+
+// Timestamp reads a stream frame's "timestamp": when the store committed
+// its change, in milliseconds since the epoch. ok is false for other
+// frames and for times before 1970.
+func Timestamp(frame []byte) (ms int64, ok bool) {
+	i := bytes.Index(frame, timestampKey) // a name cannot hold it: its quotes are escaped
+	if i < 0 {
+		return 0, false
+	}
+	rest := frame[i+len(timestampKey):]
+	n := 0
+	for n < len(rest) && n < 18 && rest[n] >= '0' && rest[n] <= '9' {
+		ms = ms*10 + int64(rest[n]-'0')
+		n++
+	}
+	return ms, n > 0
+}
+
 // AppendWithSubscription appends frame with a "subscriptionId" member
 // added; quotedID is the id as String encodes it.
 func AppendWithSubscription(dst, frame, quotedID []byte) []byte {

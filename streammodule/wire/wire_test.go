@@ -46,9 +46,23 @@ func TestChangeFrames(t *testing.T) {
 		if !ok || seq != 42 || string(id) != string(wire.ItemID(nil, n+"i")) {
 			t.Fatalf("%q: Header = %d %s %v", n, seq, id, ok)
 		}
+		if ms, ok := wire.Timestamp(b); !ok || ms != ts.UnixMilli() {
+			t.Fatalf("%q: Timestamp = %d %v, want %d", n, ms, ok, ts.UnixMilli())
+		}
 		spliced := wire.AppendWithSubscription(nil, b, wire.String(nil, n))
 		if f := decode(t, spliced); f.SubscriptionID != n || f.Seq != 42 {
 			t.Fatalf("%q: spliced %s", n, spliced)
+		}
+	}
+}
+
+// TestTimestampOfOtherFrames: a frame that is not a stream frame, or
+// whose commit time is missing or before 1970, has no timestamp.
+func TestTimestampOfOtherFrames(t *testing.T) {
+	for _, b := range []string{`{"type":"pong"}`, `{"seq":1,"id":null,"type":"stream"}`, `{"seq":1,"id":null,"type":"stream","timestamp":-5}`,
+		`{"seq":1,"id":null,"type":"stream","timestamp":x}`, `{"seq":1,"id":null,"type":"stream","timestamp":`} {
+		if ms, ok := wire.Timestamp([]byte(b)); ok {
+			t.Errorf("Timestamp(%s) = %d, want none", b, ms)
 		}
 	}
 }
