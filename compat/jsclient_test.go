@@ -129,7 +129,10 @@ func buildJSClient(t *testing.T, ctx context.Context, node string) {
 // through client.call and sees the changes in order, and is refused a
 // group its token does not allow; then, hidden behind another tab with
 // its own timers throttled to once a minute, it finds its frozen
-// connection dead within 10 s.
+// connection dead within 10 s. The pages report how long changes took
+// from their commit to the next animation frame after the page's
+// callbacks ran: the engine's /metrics has those samples under the
+// stream chat, none refused.
 func TestJSClientInChromium(t *testing.T) {
 	chromium := chromiumWithPuppeteer(t)
 	node := nodeBin(t)
@@ -175,6 +178,30 @@ func TestJSClientInChromium(t *testing.T) {
 		t.Fatalf("node client.mjs: %v\n%s", err, out)
 	}
 	t.Logf("node client.mjs:\n%s", lastLines(string(out), 8))
+
+	resp, err := http.Get("http://" + a.http + "/metrics")
+	must(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	must(t, err)
+	metric := func(series string) float64 {
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(body)
+		if m == nil {
+			return -1
+		}
+		v, _ := strconv.ParseFloat(string(m[1]), 64)
+		return v
+	}
+	// client.html over SSE and over a WebSocket each saw changes of
+	// chat; every sample is within the test's time.
+	n, sum := metric(`trine_stream_client_latency_seconds_count{stream="chat"}`), metric(`trine_stream_client_latency_seconds_sum{stream="chat"}`)
+	if n < 2 || sum < 0 || sum/n > 10 {
+		t.Errorf("trine_stream_client_latency_seconds{stream=\"chat\"}: %v samples, sum %v s; want 2 or more, each 0..10 s", n, sum)
+	}
+	if v := metric("trine_stream_client_latency_refused_total"); v != 0 {
+		t.Errorf("trine_stream_client_latency_refused_total = %v, want 0", v)
+	}
+	t.Logf("commit to render in Chromium: %v samples, mean %.1f ms", n, 1000*sum/n)
 }
 
 // nodeBin returns the node binary, failing the test when there is none.

@@ -4,8 +4,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/trinehq/trine/streammodule/wire"
 )
 
 // Observer receives the gateway's latency samples; cmd/trine exports them
@@ -124,46 +122,45 @@ func (g *Gateway) observeDelivery(transport Transport, now, ms int64) {
 
 // clientLatency takes a page's sample: {"subscriptionId", "ms"}. A sample
 // of no subscription, negative, over ClientLatencyMax or not a number gets
-// a bad_frame error; one within ClientLatencyEvery of the connection's
-// last accepted sample is dropped. Either way it is counted as refused
-// and changes nothing; the cost is the same for every frame.
+// a bad_frame error (without a subscriptionId: the subscription goes on);
+// one within ClientLatencyEvery of the connection's last accepted sample
+// is dropped. Either way it is counted as refused and changes nothing;
+// the cost is the same for every frame.
 func (c *conn) clientLatency(d *frameData) {
 	g := c.g
-	refuse := func(quoted []byte, msg string) {
+	refuse := func(msg string) {
 		g.latencyRefused.Add(1)
 		if msg != "" {
-			c.sendError(quoted, "bad_frame", msg)
+			c.sendError(nil, "bad_frame", msg)
 		}
 	}
 	if d == nil || d.SubscriptionID == nil {
-		refuse(nil, "latency needs data.subscriptionId and data.ms")
+		refuse("latency needs data.subscriptionId and data.ms")
 		return
 	}
-	quoted := wire.String(nil, *d.SubscriptionID)
 	ms, err := strconv.ParseFloat(string(d.MS), 64)
 	if err != nil {
-		refuse(quoted, "latency needs data.ms, a number of milliseconds")
+		refuse("latency needs data.ms, a number of milliseconds")
 		return
 	}
-	lat := time.Duration(ms * float64(time.Millisecond))
-	if ms < 0 || ms > float64(g.cfg.ClientLatencyMax.Milliseconds()) {
-		refuse(quoted, "latency data.ms must be between 0 and "+strconv.FormatInt(g.cfg.ClientLatencyMax.Milliseconds(), 10))
+	if ms < 0 || ms > float64(g.cfg.ClientLatencyMax)/float64(time.Millisecond) {
+		refuse("latency data.ms must be between 0 and " + strconv.FormatInt(g.cfg.ClientLatencyMax.Milliseconds(), 10))
 		return
 	}
 	c.mu.Lock()
 	s := c.subs[*d.SubscriptionID]
 	c.mu.Unlock()
 	if s == nil {
-		refuse(quoted, "no subscription with this subscriptionId")
+		refuse("no subscription with this subscriptionId")
 		return
 	}
 	now := time.Now().UnixNano()
 	last := c.lastSample.Load()
 	if g.cfg.ClientLatencyEvery < 0 || (last != 0 && now-last < int64(g.cfg.ClientLatencyEvery)) || !c.lastSample.CompareAndSwap(last, now) {
-		refuse(nil, "") // too frequent: the client's sampler may race; no answer
+		refuse("") // too frequent: the client's sampler may race; no answer
 		return
 	}
 	if g.cfg.Observer != nil {
-		g.cfg.Observer.ClientLatency(g.labels.label(s.stream), lat)
+		g.cfg.Observer.ClientLatency(g.labels.label(s.stream), time.Duration(ms*float64(time.Millisecond)))
 	}
 }

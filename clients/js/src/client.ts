@@ -59,6 +59,15 @@ export interface Options {
    * not leave and join again. Default 1000.
    */
   linger?: number
+  /**
+   * Report how long changes take from their commit to this page: at most
+   * once a second, the time from a change's commit (its time) to the next
+   * animation frame after its callbacks returned goes to the gateway,
+   * which exports it (trine_stream_client_latency_seconds). Only changes
+   * committed after their subscription joined, on a visible page. Default
+   * true; false sends none.
+   */
+  reportLatency?: boolean
 }
 
 /** Options of client.call. */
@@ -142,6 +151,7 @@ export class Client {
   private unsent = new Set<Live<any>>()
   private bySub = new Map<string, Live<any>>()
   private n = 0
+  private sampled = 0
   private attempt = 0
   private authRetried = false
   private lastRx = 0
@@ -410,6 +420,7 @@ export class Client {
     if (!this.up || l.denied) return
     const id = 's' + ++this.n
     l.sub = id
+    l.at = Date.now()
     this.bySub.set(id, l)
     this.t!.join({ subscriptionId: id, streamName: l.stream, groupId: l.group, id: l.item, since: l.seq, presence } as Join)
   }
@@ -438,7 +449,10 @@ export class Client {
       if (f.type === 'presence') this.deliver(l, f)
       else if (!l.apply(f)) return this.failed(l, 'bad_frame', 'a malformed stream frame was dropped')
       // Only the gateway serving a group ends the backoff.
-      else this.attempt = l.tries = 0
+      else {
+        this.attempt = l.tries = 0
+        this.sample(l, f)
+      }
       const k = key(l)
       if (this.remote.get(k)) this.bc!.postMessage({ t: 'frame', k, f })
       return
@@ -453,6 +467,24 @@ export class Client {
       this.join(l)
     }
     this.emit('error', e)
+  }
+
+  /**
+   * Reports f's commit-to-render time, once its callbacks have run, at
+   * the next animation frame (see Options.reportLatency).
+   */
+  private sample(l: Live<any>, f: Frame) {
+    const g = globalThis as any
+    const t = f.timestamp!
+    const now = Date.now()
+    if (this.o.reportLatency === false || !(t >= l.at) || f.event?.type === 'sync' || now - this.sampled < 1e3 || g.document?.hidden) return
+    this.sampled = now
+    const sub = l.sub
+    const send = () => {
+      const ms = Date.now() - t
+      if (ms >= 0 && ms <= 6e4 && sub === l.sub) this.t?.send({ type: 'latency', data: { subscriptionId: sub, ms } })
+    }
+    g.requestAnimationFrame ? g.requestAnimationFrame(send) : send()
   }
 
   /**

@@ -76,6 +76,8 @@ export class Live<T> {
   denied = false
   /** Current subscription id on the transport. */
   sub?: string
+  /** When it was sent (ms since the epoch). */
+  at = 0
   /** The group's presence, when it was joined with presence. */
   presence?: Presence<any>
   refs = 1

@@ -1,6 +1,7 @@
 // A React page under StrictMode (which mounts, unmounts and mounts again)
 // using @trine/client/react (useGroup, usePresence and useConnectionState), for compat/browser/strict.html. It counts what
-// reaches the server: sockets to the gateway, and the frames sent on them.
+// reaches the server: sockets to the gateway, and the frames sent on them
+// (latency samples aside: they are not about subscriptions).
 import { StrictMode, useState } from 'react'
 import { createRoot } from 'react-dom/client'
 import { connect } from '../../src/index.ts'
@@ -17,7 +18,8 @@ class CountingWebSocket extends WebSocket {
     if (this.counted) window.__gatewaySockets++
   }
   send(data) {
-    if (this.counted) window.__sent.push(JSON.parse(data).type)
+    const type = JSON.parse(data).type
+    if (this.counted && type !== 'latency') window.__sent.push(type)
     super.send(data)
   }
 }
