@@ -24,8 +24,9 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/trinehq/trine/internal/ratelog"
 )
 
 // Policy is one listener's rule. The zero Policy accepts loopback hosts on
@@ -43,14 +44,12 @@ type Policy struct {
 	// Logger receives refusals, at most one every LogEvery (with the
 	// number held back). Default: none.
 	Logger   *slog.Logger
-	LogEvery time.Duration // default 10s
+	LogEvery time.Duration // default ratelog.DefaultEvery, 10s
 	// OriginsSetting and HostsSetting name the settings that allow more,
 	// for the log ("--allowed-origins").
 	OriginsSetting, HostsSetting string
 
-	mu         sync.Mutex
-	lastLog    time.Time
-	suppressed int
+	limit ratelog.Limiter
 }
 
 // Refusal is why a request was refused.
@@ -186,20 +185,10 @@ func (p *Policy) refuse(r *http.Request, ref *Refusal, how string) *Refusal {
 	if p.Logger == nil {
 		return ref
 	}
-	every := p.LogEvery
-	if every <= 0 {
-		every = 10 * time.Second
-	}
-	p.mu.Lock()
-	now := time.Now()
-	if now.Sub(p.lastLog) < every {
-		p.suppressed++
-		p.mu.Unlock()
+	held, ok := p.limit.Allow(p.LogEvery)
+	if !ok {
 		return ref
 	}
-	held := p.suppressed
-	p.lastLog, p.suppressed = now, 0
-	p.mu.Unlock()
 	p.Logger.Warn("browser request refused", "reason", ref.Reason, "status", ref.Status, "remote", r.RemoteAddr,
 		"path", r.URL.Path, "how_to_allow", how, "refusals_not_logged", held)
 	return ref
