@@ -30,6 +30,7 @@ func (w *Worker) Trigger(ctx context.Context, id string, payload any) (json.RawM
 		s.forget(callID)
 		return nil, err
 	}
+	sent := time.Now()
 	select {
 	case r := <-ch:
 		return r.value, r.err
@@ -41,7 +42,8 @@ func (w *Worker) Trigger(ctx context.Context, id string, payload any) (json.RawM
 			default:
 			}
 		}
-		return nil, asError(ctx.Err())
+		e := asError(ctx.Err())
+		return nil, errorf(e.Code, "trigger %s: %s while waiting for its answer (sent %s ago)", id, e.Message, time.Since(sent).Round(time.Millisecond))
 	}
 }
 

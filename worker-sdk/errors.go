@@ -105,7 +105,7 @@ func asError(err error) *Error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return errorf(CodeDeadlineExceeded, "deadline exceeded")
 	case errors.Is(err, context.Canceled):
-		return errorf(CodeCancelled, "call cancelled")
+		return errorf(CodeCancelled, "cancelled")
 	default:
 		return errorf(CodeHandlerError, "%s", err.Error())
 	}

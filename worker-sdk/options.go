@@ -44,9 +44,14 @@ func defaultOptions() options {
 		backoffMin:   100 * time.Millisecond,
 		backoffMax:   10 * time.Second,
 		keepalive:    10 * time.Second,
-		logger:       slog.New(slog.DiscardHandler),
+		logger:       defaultLogger(),
 		header:       http.Header{},
 	}
+}
+
+// defaultLogger writes warnings and errors to stderr, as text.
+func defaultLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 func (o *options) validate() error {

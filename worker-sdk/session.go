@@ -154,7 +154,8 @@ func (s *session) send(ctx context.Context, f *trinev1.ConnectRequest) error {
 	case s.out <- f:
 		return nil
 	case <-ctx.Done():
-		return asError(ctx.Err())
+		e := asError(ctx.Err())
+		return errorf(e.Code, "%s while waiting to send to the engine (its send queue is full)", e.Message)
 	case <-s.ctx.Done():
 		return errorf(CodeUnavailable, "connection to the engine lost")
 	}

@@ -95,7 +95,7 @@ func defaultSubscribeOptions() subscribeOptions {
 		backoffMax: 10 * time.Second,
 		buffer:     DefaultSubscribeBuffer,
 		readLimit:  DefaultSubscribeReadLimit,
-		logger:     slog.New(slog.DiscardHandler),
+		logger:     defaultLogger(),
 	}
 }
 

@@ -96,8 +96,13 @@ func (id itemOption) applySubscribe(o *subscribeOptions) { o.item = string(id) }
 
 // Options shared by a Worker and a Subscription.
 
-// WithLogger sets the logger. Default: discard.
+// WithLogger sets the logger. Default: text to stderr at level warn
+// (an engine or gateway that cannot be reached, a lost connection,
+// handlers still running at close); nil logs nothing.
 func WithLogger(l *slog.Logger) ClientOption {
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
 	return clientOption{func(o *options) { o.logger = l }, func(o *subscribeOptions) { o.logger = l }}
 }
 

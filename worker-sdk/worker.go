@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trinehq/trine/internal/ratelog"
 	"github.com/trinehq/trine/internal/tlsconf"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -47,10 +48,16 @@ type Worker struct {
 	sem      chan struct{}
 	seq      atomic.Uint64
 
+	// connectLog limits the warnings of failed attempts to connect.
+	connectLog ratelog.Limiter
+
 	mu           sync.Mutex
 	sess         *session      // the live session, or nil
 	sessions     uint64        // sessions established so far
 	lastErr      *Error        // why the last attempt to connect failed, while there is no session
+	attempts     int           // attempts to connect since the last session (or the start)
+	downSince    time.Time     // when the last session ended (or the worker started)
+	target       string        // the address of the attempt under way
 	sessChanged  chan struct{} // closed and replaced whenever sess changes
 	functions    map[string]*function
 	triggerTypes map[string]*triggerType
@@ -83,7 +90,7 @@ func newWorker(addr string, opts []Option) *Worker {
 	o := applyOptions(defaultOptions(), opts, Option.applyWorker)
 	ctx, stop := context.WithCancel(context.Background())
 	w := &Worker{
-		opts: o, log: o.logger, ctx: ctx, stop: stop,
+		opts: o, log: o.logger, ctx: ctx, stop: stop, downSince: time.Now(),
 		loopDone: make(chan struct{}), quit: make(chan struct{}), firstUp: make(chan struct{}), sessChanged: make(chan struct{}),
 		functions: make(map[string]*function), triggerTypes: make(map[string]*triggerType), triggers: make(map[string]*trigger),
 	}
@@ -98,6 +105,9 @@ func newWorker(addr string, opts []Option) *Worker {
 	}
 	if w.initErr == nil && len(w.targets) == 0 {
 		w.initErr = errorf(CodeInvalidArgument, "no engine address")
+	}
+	if len(w.targets) > 0 {
+		w.target = w.targets[0]
 	}
 	for _, t := range w.targets {
 		if w.initErr != nil {
@@ -209,16 +219,18 @@ func (w *Worker) Connect(ctx context.Context) error {
 }
 
 // notConnected is the error of a wait for a session that ended with ctx's
-// err: its code, and why the last attempt to connect failed.
+// err: its code, what the worker was doing (connecting to which engine,
+// for how long), and why the last attempt to connect failed.
 func (w *Worker) notConnected(err error) *Error {
 	e := asError(err)
 	w.mu.Lock()
-	last := w.lastErr
+	last, attempts, target, since := w.lastErr, w.attempts, w.target, time.Since(w.downSince).Round(time.Millisecond)
 	w.mu.Unlock()
+	doing := fmt.Sprintf("%s while connecting to the engine at %s (%d failed attempts in %s)", e.Message, target, attempts, since)
 	if last == nil {
-		return errorf(e.Code, "not connected to the engine: %s", e.Message)
+		return errorf(e.Code, "not connected: %s", doing)
 	}
-	return errorf(e.Code, "not connected to the engine: %s; the last attempt failed: %s", e.Message, last.Message)
+	return errorf(e.Code, "not connected: %s; the last attempt failed: %s", doing, last.Message)
 }
 
 // Connected reports whether the worker has a session with an engine now.
@@ -248,18 +260,23 @@ func (w *Worker) ID() string {
 	return w.sess.workerID
 }
 
-// loop keeps a session up until the worker closes.
+// loop keeps a session up until the worker closes. A failed attempt to
+// connect is logged at warn (at most one every ratelog.DefaultEvery, with
+// the number held back), and so is a lost session.
 func (w *Worker) loop() {
 	defer close(w.loopDone)
 	var prevID, token string
 	for attempt, i := 0, 0; ; i++ {
-		cc := w.conns[i%len(w.conns)]
+		cc, target := w.conns[i%len(w.conns)], w.targets[i%len(w.targets)]
+		w.mu.Lock()
+		w.target = target
+		w.mu.Unlock()
 		started := time.Now()
 		id, tok, err := w.runSession(cc, prevID, token)
 		if id != "" {
 			prevID, token = id, tok
 		} else if !w.quitting() {
-			err = w.connectFailed(w.targets[i%len(w.targets)], err)
+			err = w.connectFailed(target, err)
 		}
 		if w.quitting() {
 			return
@@ -269,7 +286,19 @@ func (w *Worker) loop() {
 		}
 		delay := w.backoff(attempt)
 		attempt++
-		w.log.Info("engine connection lost; reconnecting", "target", w.targets[i%len(w.targets)], "error", err, "retry_in", delay)
+		w.mu.Lock()
+		failed := 0
+		if id == "" {
+			w.attempts++
+			failed = w.attempts
+		}
+		w.mu.Unlock()
+		if id != "" {
+			w.log.Warn("engine connection lost; reconnecting", "address", target, "error", err, "retry_in", delay)
+		} else if held, ok := w.connectLog.Allow(0); ok {
+			w.log.Warn("cannot connect to the engine; retrying", "address", target, "error", err, "attempt", failed,
+				"retry_in", delay, "attempts_not_logged", held)
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -330,8 +359,10 @@ func (w *Worker) setSession(s *session) {
 	w.mu.Lock()
 	w.sess = s
 	if s != nil {
-		w.lastErr = nil
+		w.lastErr, w.attempts = nil, 0
 		w.sessions++
+	} else {
+		w.downSince = time.Now()
 	}
 	close(w.sessChanged)
 	w.sessChanged = make(chan struct{})
