@@ -5,6 +5,7 @@ import (
 	"embed"
 	"encoding/json"
 	"html"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -12,7 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trinehq/trine/internal/defaults"
 	"github.com/trinehq/trine/internal/origin"
+	"github.com/trinehq/trine/internal/ratelog"
 )
 
 //go:embed dist/console.js web/index.html web/style.css
@@ -46,12 +49,16 @@ type Config struct {
 	// rebinding) or from other origins. Default: the zero Policy, which
 	// accepts only loopback hosts on a loopback listener.
 	Origin *origin.Policy
+	// Logger receives refused requests, at most one every
+	// ratelog.DefaultEvery (with the number held back). Default: none.
+	Logger *slog.Logger
 }
 
 // Handler serves the console under Path.
 type Handler struct {
-	cfg      Config
-	refusals atomic.Int64
+	cfg        Config
+	refusals   atomic.Int64
+	refusalLog ratelog.Limiter
 }
 
 // AuthRefusals counts the requests refused for want of a console token
@@ -63,7 +70,14 @@ func New(cfg Config) *Handler {
 	if cfg.Origin == nil {
 		cfg.Origin = &origin.Policy{}
 	}
+	defaults.Logger(&cfg.Logger)
 	return &Handler{cfg: cfg}
+}
+
+// refuse answers r with status and msg, and logs it (rate-limited).
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	h.refusalLog.Warn(h.cfg.Logger, "console request refused", "remote", r.RemoteAddr, "status", status, "reason", msg)
+	http.Error(w, msg, status)
 }
 
 // Loopback reports whether addr (a listener's host:port) is bound to a
@@ -115,7 +129,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tok, fromQuery := token(r)
 	if fromQuery && !typedNavigation(r) {
 		// Login CSRF: another site must not set the user's console token.
-		http.Error(w, "console: ?token= is taken only from a link typed or followed on this origin", http.StatusForbidden)
+		h.refuse(w, r, http.StatusForbidden, "console: ?token= is taken only from a link typed or followed on this origin")
 		return
 	}
 	// On an open listener any token passes: the page only hands it on
@@ -128,7 +142,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.refusals.Add(1)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="trine console"`)
-		http.Error(w, msg, http.StatusUnauthorized)
+		h.refuse(w, r, http.StatusUnauthorized, msg)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")

@@ -130,9 +130,7 @@ func (c *conn) enqueue(o out) {
 	if live && (c.qlive+c.hlive >= c.g.cfg.QueueMessages || c.qbytes+c.hbytes+o.size() > c.g.cfg.QueueBytes) {
 		queued := c.qlive + c.hlive
 		c.mu.Unlock()
-		c.g.slowCloses.Add(1)
-		c.g.log.Info("stream client too slow: closing", "addr", c.addr, "queued", queued)
-		c.shutdown(wsconn.ClosePolicy, "slow consumer: outbound queue full; reconnect with since")
+		c.slowClose("slow consumer: outbound queue full; reconnect with since", "queued", queued)
 		return
 	}
 	if c.fragOpen && o.frag == 0 {
@@ -161,6 +159,14 @@ func (c *conn) enqueue(o out) {
 	}
 	c.kick()
 	c.mu.Unlock()
+}
+
+// slowClose closes a connection that fell behind, with reason, and logs
+// it (rate-limited).
+func (c *conn) slowClose(reason string, args ...any) {
+	c.g.slowCloses.Add(1)
+	c.g.slowLog.Warn(c.g.log, "stream client too slow: closing", append([]any{"remote", c.addr, "reason", reason}, args...)...)
+	c.shutdown(wsconn.ClosePolicy, reason)
 }
 
 // dropQueued empties the queue, held frames included. Callers hold c.mu.

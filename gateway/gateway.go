@@ -38,6 +38,7 @@ import (
 	"github.com/trinehq/trine/internal/defaults"
 	"github.com/trinehq/trine/internal/jwtauth"
 	"github.com/trinehq/trine/internal/origin"
+	"github.com/trinehq/trine/internal/ratelog"
 	"github.com/trinehq/trine/internal/wsconn"
 	"github.com/trinehq/trine/streammodule/streamapi"
 )
@@ -286,6 +287,9 @@ type Gateway struct {
 	deliveries atomic.Int64    // live events handed to subscriptions
 	resyncs    atomic.Int64    // subscriptions told to resync
 	refusals   [2]atomic.Int64 // connections refused by auth, by Transport
+	// refusalLog and slowLog limit the logs of refused connections and of
+	// slow clients closed.
+	refusalLog, slowLog ratelog.Limiter
 	// labels names the streams the Observer's client samples may carry.
 	labels         *streamLabels
 	clockSkew      atomic.Int64 // deliveries whose commit time was ahead of the clock
@@ -624,25 +628,29 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (admission, bool
 			raw = ck.Value
 		}
 		if raw == "" {
-			g.refusals[transportOf(r)].Add(1)
-			http.Error(w, "unauthorized: no token (the "+TokenParam+" query parameter or the "+TokenCookie+" cookie)", http.StatusUnauthorized)
+			g.refused(w, r, "unauthorized: no token (the "+TokenParam+" query parameter or the "+TokenCookie+" cookie)")
 			return admission{}, false
 		}
 		tok, err := g.cfg.Tokens.Verify(raw)
 		if err != nil {
-			g.log.Info("stream connection rejected", "addr", r.RemoteAddr, "error", err)
-			g.refusals[transportOf(r)].Add(1)
-			http.Error(w, "unauthorized: "+err.Error(), http.StatusUnauthorized)
+			g.refused(w, r, "unauthorized: "+err.Error())
 			return admission{}, false
 		}
 		return admission{ctx: tok.Claims, token: &tok}, true
 	}
 	authCtx, err := g.authenticate(r)
 	if err != nil {
-		g.log.Info("stream connection rejected", "addr", r.RemoteAddr, "error", err)
 		g.refusals[transportOf(r)].Add(1)
+		g.refusalLog.Warn(g.log, "stream connection refused", "remote", r.RemoteAddr, "path", r.URL.Path, "error", err)
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return admission{}, false
 	}
 	return admission{ctx: authCtx}, true
+}
+
+// refused answers 401 with reason, and logs it (rate-limited).
+func (g *Gateway) refused(w http.ResponseWriter, r *http.Request, reason string) {
+	g.refusals[transportOf(r)].Add(1)
+	g.refusalLog.Warn(g.log, "stream connection refused", "remote", r.RemoteAddr, "path", r.URL.Path, "error", reason)
+	http.Error(w, reason, http.StatusUnauthorized)
 }

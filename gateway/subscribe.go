@@ -92,8 +92,7 @@ func (s *subscription) offer(seq uint64, frame []byte, match bool, commit int64)
 		// bounds both.
 		if len(s.bufAll) >= s.c.g.cfg.QueueMessages {
 			s.cancelled = true
-			s.c.g.slowCloses.Add(1)
-			s.c.shutdown(wsconn.ClosePolicy, "slow consumer: too many events during the snapshot; reconnect with since")
+			s.c.slowClose("slow consumer: too many events during the snapshot; reconnect with since", "buffered", len(s.bufAll))
 			return
 		}
 		s.bufAll = append(s.bufAll, seq)

@@ -22,6 +22,12 @@ const testSecret = "0123456789abcdef0123456789abcdef"
 // tokenStack is a stack whose gateway admits by HS256 tokens.
 func tokenStack(t *testing.T) *stack {
 	t.Helper()
+	return newStack(t, gateway.Config{Tokens: verifier(t)}, streammodule.Config{})
+}
+
+// verifier verifies HS256 tokens signed with testSecret.
+func verifier(t *testing.T) *jwtauth.Verifier {
+	t.Helper()
 	f := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(f, []byte(testSecret), 0o600); err != nil {
 		t.Fatal(err)
@@ -31,7 +37,7 @@ func tokenStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(v.Close)
-	return newStack(t, gateway.Config{Tokens: v}, streammodule.Config{})
+	return v
 }
 
 func token(t *testing.T, sub string, ttl time.Duration, streams ...string) string {

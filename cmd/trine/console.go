@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net"
 	"net/http"
 
@@ -22,12 +23,13 @@ func consoleTokens(cfg engineConfig) (*tokenfile.Table, error) {
 // consoleHandler is the console --console asks for, nil when off. It is
 // open on a loopback HTTP listener; elsewhere a request needs a token of
 // tokens or a JWT the stream listener's keys verify with "console": true.
-func consoleHandler(cfg engineConfig, httpLis, streamLis, iiiLis net.Listener, tokens *tokenfile.Table, jwt *jwtauth.Verifier) http.Handler {
+func consoleHandler(cfg engineConfig, httpLis, streamLis, iiiLis net.Listener, tokens *tokenfile.Table, jwt *jwtauth.Verifier, log *slog.Logger) http.Handler {
 	if cfg.Console.Mode == "off" {
 		return nil
 	}
 	cc := console.Config{Open: console.Loopback(httpLis.Addr().String()), StreamPort: port(streamLis), IIIPort: port(iiiLis), TLS: cfg.TLS.Enabled(),
-		Origin: &origin.Policy{Origins: cfg.AllowedOrigins, Hosts: cfg.AllowedHosts, OriginsSetting: "--allowed-origins", HostsSetting: "--allowed-hosts"}}
+		Origin: &origin.Policy{Origins: cfg.AllowedOrigins, Hosts: cfg.AllowedHosts, Logger: log, OriginsSetting: "--allowed-origins", HostsSetting: "--allowed-hosts"},
+		Logger: log}
 	if tokens == nil && jwt == nil {
 		return console.New(cc)
 	}

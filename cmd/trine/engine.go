@@ -313,9 +313,9 @@ func newEngineServers(cfg engineConfig, core *engineCore, mods *engineModules, l
 	s.grpc = mainGRPC.NewGRPCServer(lis.grpcOpts...)
 	var onHTTP, consoleH http.Handler
 	if lis.console == nil {
-		onHTTP = consoleHandler(cfg, lis.http, lis.stream, lis.iii, lis.consoleTokens, streams.tokens)
+		onHTTP = consoleHandler(cfg, lis.http, lis.stream, lis.iii, lis.consoleTokens, streams.tokens, log)
 		consoleH = onHTTP
-	} else if ch := consoleHandler(cfg, lis.console, lis.stream, lis.iii, lis.consoleTokens, streams.tokens); ch != nil {
+	} else if ch := consoleHandler(cfg, lis.console, lis.stream, lis.iii, lis.consoleTokens, streams.tokens, log); ch != nil {
 		consoleH = ch
 		s.console = &http.Server{Handler: consoleMux(ch), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/ratelog"
 	"github.com/trinehq/trine/internal/tlsconf"
 	trinev1 "github.com/trinehq/trine/proto/trine/v1"
 )
@@ -28,6 +29,8 @@ type Server struct {
 	log *slog.Logger
 
 	refusals atomic.Int64
+	// refusalLog limits the logs of refused connections and calls.
+	refusalLog ratelog.Limiter
 }
 
 var _ trinev1.EngineServiceServer = (*Server)(nil)
@@ -111,6 +114,7 @@ func (s *Server) authenticate(ctx context.Context, in engine.AuthInput) (*engine
 	g, err := s.e.Authenticate(ctx, s.cfg.Access, in)
 	if err != nil {
 		s.refusals.Add(1)
+		s.refusalLog.Warn(s.log, "gRPC connection refused", "remote", in.IPAddress, "error", err)
 	}
 	return g, err
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/trinehq/trine/internal/defaults"
 	"github.com/trinehq/trine/internal/httpinvoke"
 	"github.com/trinehq/trine/internal/origin"
+	"github.com/trinehq/trine/internal/ratelog"
 	"github.com/trinehq/trine/internal/tlsconf"
 	"github.com/trinehq/trine/internal/wsconn"
 )
@@ -79,6 +80,8 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	origins *origin.Policy
+	// refusalLog limits the logs of refused connections.
+	refusalLog ratelog.Limiter
 
 	ctx    context.Context // ends with Close
 	cancel context.CancelFunc
@@ -152,7 +155,7 @@ func (s *Server) serveWorker(w http.ResponseWriter, r *http.Request) {
 		g, err := s.e.Authenticate(r.Context(), a, AuthInput(r))
 		if err != nil {
 			s.refusals.Add(1)
-			s.log.Info("iii worker connection refused", "remote", r.RemoteAddr, "error", err)
+			s.refusalLog.Warn(s.log, "iii worker connection refused", "remote", r.RemoteAddr, "error", err)
 			http.Error(w, engine.AsError(err).Message, http.StatusUnauthorized)
 			return
 		}
