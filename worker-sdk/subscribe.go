@@ -20,6 +20,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
+
+	"github.com/trinehq/trine/internal/ratelog"
 )
 
 // Defaults for Subscribe.
@@ -139,6 +141,8 @@ type Subscription struct {
 	base          *url.URL
 	header        http.Header
 	log           *slog.Logger
+	// reconnectLog limits the warnings of failed reconnects.
+	reconnectLog ratelog.Limiter
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -364,8 +368,10 @@ func (s *Subscription) run(cn *wsConn) {
 		for {
 			delay := backoffDelay(s.opts.backoffMin, s.opts.backoffMax, attempt)
 			attempt++
-			s.log.Info("stream subscription dropped; reconnecting", "stream", s.stream, "group", s.group,
-				"error", err, "retry_in", delay, "last_seq", s.lastSeq.Load())
+			if held, ok := s.reconnectLog.Allow(0); ok {
+				s.log.Warn("stream subscription dropped; reconnecting", "stream", s.stream, "group", s.group,
+					"error", err, "retry_in", delay, "last_seq", s.lastSeq.Load(), "not_logged", held)
+			}
 			t := time.NewTimer(delay)
 			select {
 			case <-s.ctx.Done():

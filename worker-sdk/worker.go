@@ -297,7 +297,7 @@ func (w *Worker) loop() {
 			w.log.Warn("engine connection lost; reconnecting", "address", target, "error", err, "retry_in", delay)
 		} else if held, ok := w.connectLog.Allow(0); ok {
 			w.log.Warn("cannot connect to the engine; retrying", "address", target, "error", err, "attempt", failed,
-				"retry_in", delay, "attempts_not_logged", held)
+				"retry_in", delay, "not_logged", held)
 		}
 		t := time.NewTimer(delay)
 		select {
