@@ -471,13 +471,14 @@ export class Client {
 
   /**
    * Reports f's commit-to-render time, once its callbacks have run, at
-   * the next animation frame (see Options.reportLatency).
+   * the next animation frame (see Options.reportLatency): changes and
+   * events only, not snapshots or refusals.
    */
   private sample(l: Live<any>, f: Frame) {
     const g = globalThis as any
     const t = f.timestamp!
     const now = Date.now()
-    if (this.o.reportLatency === false || !(t >= l.at) || f.event?.type === 'sync' || now - this.sampled < 1e3 || g.document?.hidden) return
+    if (this.o.reportLatency === false || !(t >= l.at) || !/^(create|update|delete|event)$/.test(f.event!.type) || now - this.sampled < 1e3 || g.document?.hidden) return
     this.sampled = now
     const sub = l.sub
     const send = () => {

@@ -335,3 +335,30 @@ test('close: nothing runs after it, a token refresh under way included', async (
   assert.equal(sockets.length, 0)
   assert.equal(c.state, 'closed')
 })
+
+test('latency: one sample a second, of changes committed after the join; none for snapshots, refusals or with reportLatency false', async (t) => {
+  for (const reportLatency of [undefined, false]) {
+    const { sockets, FakeSocket } = fakeServer()
+    const c = connect('ws://gateway.test', { WebSocket: FakeSocket, reportLatency })
+    t.after(() => c.close())
+    c.group('s', 'g')
+    c.group('s', 'denied')
+    await until(() => sockets[0]?.sent.length === 2)
+    const ws = sockets[0]
+    const at = (f, ms) => ({ ...f, timestamp: Date.now() - ms })
+    ws.push(at(frame('s1', 5, { type: 'sync', data: [], ids: [] }), 0))
+    ws.push(at(frame('s2', 0, { type: 'unauthorized' }), 0))
+    ws.push(at(frame('s1', 6, { type: 'create', data: 1 }, 'a'), 60_000 * 10)) // committed before the join: history
+    ws.push(at(frame('s1', 7, { type: 'create', data: 2 }, 'b'), 0))
+    ws.push(at(frame('s1', 8, { type: 'create', data: 3 }, 'c'), 0)) // within the second
+    const samples = () => ws.sent.filter((f) => f.type === 'latency')
+    if (reportLatency === false) {
+      assert.deepEqual(samples(), [])
+      continue
+    }
+    assert.equal(samples().length, 1, JSON.stringify(ws.sent))
+    const [s] = samples()
+    assert.equal(s.data.subscriptionId, 's1')
+    assert.ok(s.data.ms >= 0 && s.data.ms < 1000, 'ms ' + s.data.ms)
+  }
+})
