@@ -602,7 +602,7 @@ func TestRegistrationCaps(t *testing.T) {
 	}
 	big := `"` + strings.Repeat("x", 6<<10) + `"`
 	fat, _ := attach(t, e, "fat")
-	if err := fat.RegisterFunctionSpec("g::a", engine.FunctionSpec{RequestFormat: json.RawMessage(big)}); err != nil {
+	if err := fat.RegisterFunctionSpec("g::a", engine.FunctionSpec{RequestFormat: json.RawMessage(`{"description":` + big + `}`)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := fat.RegisterFunctionSpec("g::b", engine.FunctionSpec{Metadata: json.RawMessage(`{"m":` + big + `}`)}); code(err) != engine.CodeOverloaded {

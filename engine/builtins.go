@@ -36,6 +36,13 @@ type FunctionStatus struct {
 	// and "default" for built-ins), as iii lists them.
 	WorkerName string `json:"worker_name"`
 	Namespace  string `json:"namespace"`
+	// RequestFormat and ResponseFormat are the JSON Schemas the function
+	// was registered with (iii's names); absent when none.
+	RequestFormat  json.RawMessage `json:"request_format,omitempty"`
+	ResponseFormat json.RawMessage `json:"response_format,omitempty"`
+	// Validated is true when the engine checks calls against them (false
+	// when the registration opted out).
+	Validated bool `json:"validated,omitempty"`
 }
 
 // Functions lists the registered functions, sorted by id.
@@ -46,7 +53,7 @@ func (e *Engine) Functions() []FunctionStatus {
 	for _, id := range slices.Sorted(maps.Keys(e.functions)) {
 		fn := e.functions[id]
 		st := FunctionStatus{FunctionID: id, Description: fn.description, BuiltIn: fn.builtin != nil, Workers: []string{},
-			WorkerName: "engine", Namespace: "default"}
+			WorkerName: "engine", Namespace: "default", RequestFormat: fn.request, ResponseFormat: fn.response, Validated: fn.formats != nil}
 		for i, r := range fn.replicas {
 			st.Workers = append(st.Workers, r.id)
 			if i == 0 {

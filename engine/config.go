@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/trinehq/trine/contract"
 	"github.com/trinehq/trine/internal/defaults"
 )
 
@@ -58,6 +59,10 @@ type Config struct {
 	// past it is refused with overloaded. Trusted connections' triggers
 	// are not limited. Default 200.
 	TriggerFireRate float64
+	// Contracts compiles the request and response formats of function
+	// registrations, within its limits, and caches them. Default: a
+	// compiler with contract's default limits.
+	Contracts *contract.Compiler
 }
 
 // Remote connects an engine to the others of a fleet. The engine tells it
@@ -130,5 +135,8 @@ func (c Config) withDefaults() Config {
 	defaults.Positive(&c.MaxRegistrationBytes, 256<<20)
 	defaults.Positive(&c.MaxListBytes, 4<<20-16<<10)
 	defaults.Positive(&c.TriggerFireRate, 200)
+	if c.Contracts == nil {
+		c.Contracts = contract.NewCompiler(contract.Limits{})
+	}
 	return c
 }

@@ -42,6 +42,8 @@ type Engine struct {
 	enqueuer Enqueuer      // the workers' enqueues go to it (SetEnqueuer); guarded by mu
 	ids      idSource
 	inflight inflight // the calls the hard stop cancels
+
+	formatLog *FireLog // results that break their response_format, per worker
 }
 
 // New returns an Engine with the engine::* built-in functions registered.
@@ -60,6 +62,7 @@ func New(cfg Config) (*Engine, error) {
 		hardStop:     hardStop,
 		stopNow:      stopNow,
 		done:         make(chan struct{}),
+		formatLog:    NewFireLog(cfg.Logger, 0),
 	}
 	if err := e.registerBuiltins(); err != nil {
 		return nil, err
@@ -178,7 +181,7 @@ func (e *Engine) Trigger(ctx context.Context, c Call) ([]byte, error) {
 }
 
 func (e *Engine) trigger(ctx context.Context, c Call) ([]byte, error) {
-	h, err := e.route(&c)
+	h, f, err := e.route(&c)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +191,9 @@ func (e *Engine) trigger(ctx context.Context, c Call) ([]byte, error) {
 	out, err := h.Handle(ctx, c)
 	if err != nil {
 		return nil, callError(ctx, c.FunctionID, err)
+	}
+	if err := e.checkResult(f, h, &c, out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -209,7 +215,7 @@ func (e *Engine) TriggerVoid(c Call) error {
 }
 
 func (e *Engine) triggerVoid(c Call) error {
-	h, err := e.route(&c)
+	h, _, err := e.route(&c)
 	if err != nil {
 		return err
 	}
@@ -244,41 +250,57 @@ func (e *Engine) background(f func()) {
 	}()
 }
 
-// route validates c, assigns its invocation id and picks its handler. On
-// success the caller owns one count on e.calls.
-func (e *Engine) route(c *Call) (Handler, error) {
+// route validates c, assigns its invocation id and picks its handler,
+// with the formats its result must meet. A payload is checked against its
+// function's request format here, on the engine that serves the
+// function: a call for another engine is checked there, once. On success
+// the caller owns one count on e.calls.
+func (e *Engine) route(c *Call) (Handler, *formats, error) {
 	if err := ValidateID("function id", c.FunctionID); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(c.Payload) > 0 {
 		compact, err := ScanJSONText(c.Payload)
 		if err != nil {
-			return nil, Errorf(CodeInvalidArgument, "payload for %q: %v", c.FunctionID, err)
+			return nil, nil, Errorf(CodeInvalidArgument, "payload for %q: %v", c.FunctionID, err)
 		}
 		c.compact = compact
 	}
 	if len(c.Metadata) > 0 {
 		if err := ValidJSONText(c.Metadata); err != nil {
-			return nil, Errorf(CodeInvalidArgument, "metadata for %q: %v", c.FunctionID, err)
+			return nil, nil, Errorf(CodeInvalidArgument, "metadata for %q: %v", c.FunctionID, err)
 		}
 	}
 	c.InvocationID = e.newID()
+	h, f, err := e.pick(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := f.checkPayload(c); err != nil {
+		e.calls.Done()
+		return nil, nil, err
+	}
+	return h, f, nil
+}
+
+// pick is route's look-up, under the engine's lock.
+func (e *Engine) pick(c *Call) (Handler, *formats, error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.draining {
-		return nil, Errorf(CodeUnavailable, "engine is shutting down")
+		return nil, nil, Errorf(CodeUnavailable, "engine is shutting down")
 	}
 	fn := e.functions[c.FunctionID]
 	if fn == nil {
 		if r := e.cfg.Remote; r != nil && !c.LocalOnly {
 			e.calls.Add(1)
-			return remoteHandler{r}, nil
+			return remoteHandler{r}, nil, nil
 		}
-		return nil, Errorf(CodeFunctionNotFound, "function %q is not registered", c.FunctionID)
+		return nil, nil, Errorf(CodeFunctionNotFound, "function %q is not registered", c.FunctionID)
 	}
 	h := fn.pick()
 	e.calls.Add(1)
-	return h, nil
+	return h, fn.formats, nil
 }
 
 // remoteHandler runs a call through the fleet.

@@ -21,8 +21,9 @@ type FunctionInfo struct {
 	FunctionStatus
 	Metadata json.RawMessage `json:"metadata"`
 	// RequestFormat and ResponseFormat are the schemas as registered
-	// (null when none); RequestSchema and ResponseSchema repeat them under
-	// the names iii's tools read.
+	// (null when none; they shadow FunctionStatus's, which are left out
+	// when empty); RequestSchema and ResponseSchema repeat them under the
+	// names iii's tools read.
 	RequestFormat      json.RawMessage     `json:"request_format"`
 	ResponseFormat     json.RawMessage     `json:"response_format"`
 	RequestSchema      json.RawMessage     `json:"request_schema"`
@@ -47,12 +48,12 @@ func (e *Engine) functionInfo(v view, id string) (FunctionInfo, bool) {
 		return FunctionInfo{}, false
 	}
 	info := FunctionInfo{FunctionStatus: e.Functions()[i]}
+	info.RequestFormat, info.ResponseFormat = info.FunctionStatus.RequestFormat, info.FunctionStatus.ResponseFormat
 	e.mu.RLock()
 	if fn := e.functions[id]; fn != nil {
 		if ms := fn.replicaMetadata(); len(ms) > 0 {
 			info.Metadata = ms[len(ms)-1]
 		}
-		info.RequestFormat, info.ResponseFormat = fn.request, fn.response
 	}
 	e.mu.RUnlock()
 	for _, v := range []*json.RawMessage{&info.Metadata, &info.RequestFormat, &info.ResponseFormat} {

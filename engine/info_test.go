@@ -18,7 +18,7 @@ func TestInfoFunctions(t *testing.T) {
 	if err := s.RegisterFunctionSpec("math::add", spec); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RegisterFunctionSpec("math::bare", engine.FunctionSpec{RequestFormat: json.RawMessage(`{not json`), Metadata: json.RawMessage(`null`)}); err != nil {
+	if err := s.RegisterFunctionSpec("math::bare", engine.FunctionSpec{RequestFormat: json.RawMessage(`null`), Metadata: json.RawMessage(`{not json`)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.RegisterTriggerType("custom::tick", "ticks"); err != nil {
@@ -58,7 +58,7 @@ func TestInfoFunctions(t *testing.T) {
 	}
 	f, _ = call(engine.FnFunctionsInfo, `{"function_id":"math::bare"}`)
 	if js(f["request_format"]) != "null" || js(f["metadata"]) != "null" {
-		t.Errorf("invalid or null schemas are dropped: %v", f)
+		t.Errorf("null schemas and invalid metadata are dropped: %v", f)
 	}
 	f, _ = call(engine.FnFunctionsInfo, `{"function_id":"engine::health::check"}`)
 	if f["builtin"] != true || f["worker_name"] != "engine" {

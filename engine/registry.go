@@ -22,6 +22,7 @@ type function struct {
 	metadata map[*Session]json.RawMessage
 	request  json.RawMessage // request_format, as registered
 	response json.RawMessage // response_format
+	formats  *formats        // what the engine checks; nil: nothing
 	builtin  Handler
 	replicas []*Session
 	next     atomic.Uint32 // rotates the starting replica to break ties
@@ -138,7 +139,7 @@ func (e *Engine) RegisterFunction(id, description string, h Handler) error {
 // (conflict). A trusted session's registration takes the id back from
 // sessions under a policy, which stop serving it: a policy can never
 // place a function where a trusted worker serves one.
-func (e *Engine) addReplica(s *Session, id string, spec FunctionSpec) error {
+func (e *Engine) addReplica(s *Session, id string, spec FunctionSpec, f *formats) error {
 	if strings.HasPrefix(id, ReservedPrefix) {
 		return Errorf(CodeForbidden, "function ids starting with %q are reserved for the engine", ReservedPrefix)
 	}
@@ -174,11 +175,8 @@ func (e *Engine) addReplica(s *Session, id string, spec FunctionSpec) error {
 		fn.metadata = make(map[*Session]json.RawMessage)
 	}
 	fn.metadata[s] = spec.Metadata
-	if len(spec.RequestFormat) > 0 {
-		fn.request = spec.RequestFormat
-	}
-	if len(spec.ResponseFormat) > 0 {
-		fn.response = spec.ResponseFormat
+	if len(spec.RequestFormat) > 0 || len(spec.ResponseFormat) > 0 {
+		fn.request, fn.response, fn.formats = spec.RequestFormat, spec.ResponseFormat, f
 	}
 	if !slices.Contains(fn.replicas, s) {
 		fn.replicas = append(fn.replicas, s)

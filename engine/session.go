@@ -297,14 +297,24 @@ type FunctionSpec struct {
 	// Metadata is a JSON object; expose_functions metadata filters match it.
 	Metadata json.RawMessage
 	// RequestFormat and ResponseFormat are iii's request_format and
-	// response_format: JSON Schemas, stored as given and shown by
-	// engine::functions::info.
+	// response_format: JSON Schemas (draft 2020-12), compiled at
+	// registration (one that does not compile is refused) and shown by
+	// engine::functions::info. The engine checks every payload against
+	// RequestFormat before routing it and every result against
+	// ResponseFormat before returning it.
 	RequestFormat, ResponseFormat json.RawMessage
+	// NoValidation keeps the formats for engine::functions::info only:
+	// nothing is checked, and they are stored without being compiled
+	// (they must still be JSON, within the schema size limit).
+	NoValidation bool
 }
 
 func (f *FunctionSpec) clean() {
-	for _, v := range []*json.RawMessage{&f.Metadata, &f.RequestFormat, &f.ResponseFormat} {
-		if len(*v) > 0 && (string(*v) == "null" || !json.Valid(*v)) {
+	if len(f.Metadata) > 0 && (string(f.Metadata) == "null" || !json.Valid(f.Metadata)) {
+		f.Metadata = nil
+	}
+	for _, v := range []*json.RawMessage{&f.RequestFormat, &f.ResponseFormat} {
+		if string(*v) == "null" {
 			*v = nil
 		}
 	}
@@ -336,7 +346,11 @@ func (s *Session) RegisterFunctionSpec(id string, spec FunctionSpec) error {
 	if err := s.e.notServedElsewhere(s, id); err != nil {
 		return err
 	}
-	if err := s.addFunction(id, description, spec); err != nil {
+	f, err := s.e.compileFormats(id, spec)
+	if err != nil {
+		return err
+	}
+	if err := s.addFunction(id, description, spec, f); err != nil {
 		return err
 	}
 	// Acknowledged means reachable: a call from another engine made once
@@ -352,7 +366,7 @@ func (s *Session) RegisterFunctionSpec(id string, spec FunctionSpec) error {
 }
 
 // addFunction adds s to the replica set of id within the caps.
-func (s *Session) addFunction(id, description string, spec FunctionSpec) error {
+func (s *Session) addFunction(id, description string, spec FunctionSpec, f *formats) error {
 	s.e.mu.Lock()
 	defer s.e.mu.Unlock()
 	if s.isClosed() {
@@ -372,7 +386,7 @@ func (s *Session) addFunction(id, description string, spec FunctionSpec) error {
 	if err := e.fits(s, key, size); err != nil {
 		return Errorf(CodeOverloaded, "function %q not registered: %s", id, err.Message)
 	}
-	if err := e.addReplica(s, id, spec); err != nil {
+	if err := e.addReplica(s, id, spec, f); err != nil {
 		return err
 	}
 	e.charge(s, key, size)

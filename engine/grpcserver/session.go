@@ -256,7 +256,7 @@ func (c *conn) dispatch(f *trinev1.ConnectRequest) {
 	case *trinev1.ConnectRequest_RegisterFunction:
 		r := f.RegisterFunction
 		c.ack(r.GetRequestId(), sess.RegisterFunctionSpec(r.GetId(), engine.FunctionSpec{Description: r.GetDescription(), Metadata: r.GetMetadata(),
-			RequestFormat: r.GetRequestFormat(), ResponseFormat: r.GetResponseFormat()}))
+			RequestFormat: r.GetRequestFormat(), ResponseFormat: r.GetResponseFormat(), NoValidation: r.Validate != nil && !r.GetValidate()}))
 	case *trinev1.ConnectRequest_UnregisterFunction:
 		r := f.UnregisterFunction
 		c.ack(r.GetRequestId(), sess.UnregisterFunction(r.GetId()))

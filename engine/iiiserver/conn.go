@@ -487,7 +487,7 @@ func (c *conn) apply(m *inbound) {
 		}
 		c.mu.Unlock()
 		if err := c.sess.RegisterFunctionSpec(m.ID, engine.FunctionSpec{Description: m.Description, Metadata: nonNull(m.Metadata),
-			RequestFormat: nonNull(m.RequestFormat), ResponseFormat: nonNull(m.ResponseFormat)}); err != nil {
+			RequestFormat: nonNull(m.RequestFormat), ResponseFormat: nonNull(m.ResponseFormat), NoValidation: m.Validate != nil && !*m.Validate}); err != nil {
 			c.reject(m.ID, err)
 		}
 	case typeUnregisterFunction:

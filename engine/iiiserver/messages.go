@@ -40,6 +40,9 @@ type inbound struct {
 	Namespace      *string         `json:"namespace"`
 	RequestFormat  json.RawMessage `json:"request_format"`
 	ResponseFormat json.RawMessage `json:"response_format"`
+	// Validate false (a Trine extension of registerfunction) keeps the
+	// formats for engine::functions::info only.
+	Validate *bool `json:"validate"`
 	// Invocation asks the engine to call the function over HTTP itself.
 	Invocation json.RawMessage `json:"invocation"`
 

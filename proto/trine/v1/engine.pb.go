@@ -737,12 +737,19 @@ type RegisterFunction struct {
 	Id          string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
 	Description string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
 	Metadata    []byte                 `protobuf:"bytes,4,opt,name=metadata,proto3" json:"metadata,omitempty"`
-	// JSON Schemas of the function's input and result (iii's request_format
-	// and response_format); stored and shown by engine::functions::info.
+	// JSON Schemas (draft 2020-12) of the function's input and result
+	// (iii's request_format and response_format), shown by
+	// engine::functions::info. The engine refuses a schema that does not
+	// compile, checks every payload against request_format before routing
+	// it (invalid_argument) and every result against response_format
+	// (handler_error).
 	RequestFormat  []byte `protobuf:"bytes,5,opt,name=request_format,json=requestFormat,proto3" json:"request_format,omitempty"`
 	ResponseFormat []byte `protobuf:"bytes,6,opt,name=response_format,json=responseFormat,proto3" json:"response_format,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// validate false keeps the formats for engine::functions::info only:
+	// nothing is checked or compiled. Unset means true.
+	Validate      *bool `protobuf:"varint,7,opt,name=validate,proto3,oneof" json:"validate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterFunction) Reset() {
@@ -815,6 +822,13 @@ func (x *RegisterFunction) GetResponseFormat() []byte {
 		return x.ResponseFormat
 	}
 	return nil
+}
+
+func (x *RegisterFunction) GetValidate() bool {
+	if x != nil && x.Validate != nil {
+		return *x.Validate
+	}
+	return false
 }
 
 // UnregisterFunction removes this worker from a function's replica set.
@@ -1777,7 +1791,7 @@ const file_trine_v1_engine_proto_rawDesc = "" +
 	"\x03Ack\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12%\n" +
-	"\x05error\x18\x02 \x01(\v2\x0f.trine.v1.ErrorR\x05error\"\xcf\x01\n" +
+	"\x05error\x18\x02 \x01(\v2\x0f.trine.v1.ErrorR\x05error\"\xfd\x01\n" +
 	"\x10RegisterFunction\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x0e\n" +
@@ -1785,7 +1799,9 @@ const file_trine_v1_engine_proto_rawDesc = "" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x1a\n" +
 	"\bmetadata\x18\x04 \x01(\fR\bmetadata\x12%\n" +
 	"\x0erequest_format\x18\x05 \x01(\fR\rrequestFormat\x12'\n" +
-	"\x0fresponse_format\x18\x06 \x01(\fR\x0eresponseFormat\"C\n" +
+	"\x0fresponse_format\x18\x06 \x01(\fR\x0eresponseFormat\x12\x1f\n" +
+	"\bvalidate\x18\a \x01(\bH\x00R\bvalidate\x88\x01\x01B\v\n" +
+	"\t_validate\"C\n" +
 	"\x12UnregisterFunction\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x0e\n" +
@@ -1969,6 +1985,7 @@ func file_trine_v1_engine_proto_init() {
 		(*ConnectResponse_CallResult)(nil),
 		(*ConnectResponse_TriggerConfig)(nil),
 	}
+	file_trine_v1_engine_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
