@@ -3,8 +3,10 @@ package trine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	trinev1 "github.com/trinehq/trine/proto/trine/v1"
@@ -22,14 +24,20 @@ type function struct {
 	handler     Handler
 
 	metadata, requestFormat, responseFormat []byte
+	noValidation                            bool  // WithoutValidation
+	wantTyped, typed                        bool  // WithTypedFormats; RegisterFunctionTyped
 	err                                     error // from an option
 }
 
 func (f *function) frame(requestID string) *trinev1.ConnectRequest {
-	return &trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_RegisterFunction{RegisterFunction: &trinev1.RegisterFunction{
+	r := &trinev1.RegisterFunction{
 		RequestId: requestID, Id: f.id, Description: f.description,
 		Metadata: f.metadata, RequestFormat: f.requestFormat, ResponseFormat: f.responseFormat,
-	}}}
+	}
+	if f.noValidation {
+		r.Validate = new(false)
+	}
+	return &trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_RegisterFunction{RegisterFunction: r}}
 }
 
 func unregisterFunctionFrame(id string) frameFunc {
@@ -55,6 +63,9 @@ func (w *Worker) RegisterFunction(ctx context.Context, id string, h Handler, opt
 			o.applyFunction(f)
 		}
 	}
+	if f.wantTyped && !f.typed {
+		f.err = errors.Join(f.err, errors.New("WithTypedFormats needs RegisterFunctionTyped, which knows the types"))
+	}
 	if f.err != nil {
 		return errorf(CodeInvalidArgument, "function %q: %v", id, f.err)
 	}
@@ -66,11 +77,27 @@ func (w *Worker) RegisterFunction(ctx context.Context, id string, h Handler, opt
 
 // RegisterFunctionTyped registers a function whose payload is decoded into In
 // and whose result is Out. A payload that does not decode is refused with
-// invalid_argument before fn runs.
+// invalid_argument before fn runs. With WithTypedFormats, the function's
+// request and response formats are SchemaFor[In] and SchemaFor[Out], which
+// the engine then enforces.
 func RegisterFunctionTyped[In, Out any](ctx context.Context, w *Worker, id string, fn func(ctx context.Context, in In) (Out, error), opts ...FunctionOption) error {
 	if fn == nil {
 		return errorf(CodeInvalidArgument, "function %q has no handler", id)
 	}
+	// Applied after the caller's options, so that it sees WithTypedFormats
+	// and leaves a format given by WithRequestFormat or WithResponseFormat.
+	opts = append(slices.Clip(opts), functionOption(func(f *function) {
+		f.typed = true
+		if !f.wantTyped {
+			return
+		}
+		if f.requestFormat == nil {
+			f.setSchema(&f.requestFormat, "request format", SchemaFor[In])
+		}
+		if f.responseFormat == nil {
+			f.setSchema(&f.responseFormat, "response format", SchemaFor[Out])
+		}
+	}))
 	return w.RegisterFunction(ctx, id, func(ctx context.Context, payload json.RawMessage) (any, error) {
 		var in In
 		if len(payload) > 0 {

@@ -220,18 +220,49 @@ func WithMetadata(md any) FunctionOption {
 	return functionOption(func(f *function) { f.setJSON(&f.metadata, "metadata", md) })
 }
 
-// WithRequestFormat declares the JSON Schema of the function's input (iii's
-// request_format): a json.RawMessage, a string of JSON, or a value that
-// marshals to the schema. The engine stores it and shows it in
-// engine::functions::info.
+// WithRequestFormat declares the JSON Schema (draft 2020-12) of the
+// function's input (iii's request_format): a json.RawMessage, a string of
+// JSON, or a value that marshals to the schema. The engine refuses the
+// registration if the schema does not compile, refuses every call whose
+// payload breaks it with invalid_argument before the handler runs, and
+// shows it in engine::functions::info.
 func WithRequestFormat(schema any) FunctionOption {
 	return functionOption(func(f *function) { f.setJSON(&f.requestFormat, "request format", schema) })
 }
 
 // WithResponseFormat declares the JSON Schema of the function's result
-// (iii's response_format), as WithRequestFormat does for its input.
+// (iii's response_format), as WithRequestFormat does for its input: a
+// result that breaks it reaches the caller as handler_error.
 func WithResponseFormat(schema any) FunctionOption {
 	return functionOption(func(f *function) { f.setJSON(&f.responseFormat, "response format", schema) })
+}
+
+// WithTypedFormats makes RegisterFunctionTyped declare SchemaFor[In] as the
+// request format and SchemaFor[Out] as the response format (a format given
+// with WithRequestFormat or WithResponseFormat wins), so that the engine
+// holds callers and the handler to the Go types. With RegisterFunction,
+// which has no types, the registration is refused.
+func WithTypedFormats() FunctionOption {
+	return functionOption(func(f *function) { f.wantTyped = true })
+}
+
+// WithoutValidation keeps the function's formats for
+// engine::functions::info only: the engine checks no payload or result
+// against them, and stores them without compiling them (a schema of an
+// older draft can be shown this way).
+func WithoutValidation() FunctionOption {
+	return functionOption(func(f *function) { f.noValidation = true })
+}
+
+// setSchema sets dst to the schema derive returns; a failure is kept for
+// RegisterFunction to return.
+func (f *function) setSchema(dst *[]byte, what string, derive func() (json.RawMessage, error)) {
+	s, err := derive()
+	if err != nil {
+		f.err = errors.Join(f.err, fmt.Errorf("%s: %v", what, err))
+		return
+	}
+	*dst = s
 }
 
 // setJSON encodes an option's JSON value into dst (a string is taken as
