@@ -190,6 +190,9 @@ func (e *Engine) trigger(ctx context.Context, c Call) ([]byte, error) {
 	defer e.inflight.remove(slot, cancel)
 	out, err := h.Handle(ctx, c)
 	if err != nil {
+		if _, remote := h.(remoteHandler); remote && errors.Is(err, ErrRequestFormat) {
+			return nil, err // the serving engine refused this call's payload
+		}
 		return nil, callError(ctx, c.FunctionID, err)
 	}
 	if err := e.checkResult(f, h, &c, out); err != nil {

@@ -14,6 +14,22 @@ type formats struct {
 	request, response *contract.Schema
 }
 
+// ErrRequestFormat marks a call refused, before it was routed, because
+// its payload breaks its function's request_format: errors.Is(err,
+// ErrRequestFormat) tells the caller's mistake apart from a function's own
+// invalid_argument (an HTTP trigger answers 400 for it, 502 for the
+// other). The error is an invalid_argument *Error.
+var ErrRequestFormat = errors.New("payload breaks the function's request_format")
+
+// RequestFormatError marks e as a request_format refusal (ErrRequestFormat),
+// for a transport that carries the mark from another engine.
+func RequestFormatError(e *Error) error { return requestRefusal{e} }
+
+type requestRefusal struct{ e *Error }
+
+func (r requestRefusal) Error() string   { return r.e.Error() }
+func (r requestRefusal) Unwrap() []error { return []error{r.e, ErrRequestFormat} }
+
 // null is what an absent payload or result is checked as.
 var null = []byte("null")
 
@@ -58,7 +74,7 @@ func (f *formats) checkPayload(c *Call) error {
 		return nil
 	}
 	if err := f.request.Validate(orNull(c.Payload)); err != nil {
-		return Errorf(CodeInvalidArgument, "payload for %q breaks its request_format: %s", c.FunctionID, contractMessage(err))
+		return RequestFormatError(Errorf(CodeInvalidArgument, "payload for %q breaks its request_format: %s", c.FunctionID, contractMessage(err)))
 	}
 	return nil
 }

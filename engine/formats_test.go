@@ -59,7 +59,7 @@ func TestFunctionFormatsEnforced(t *testing.T) {
 		``:                `payload for "math::add" breaks its request_format: (root): expected object, got null`,
 	} {
 		_, err := e.Trigger(t.Context(), engine.Call{FunctionID: "math::add", Payload: []byte(payload)})
-		if code(err) != engine.CodeInvalidArgument || engine.AsError(err).Message != want {
+		if code(err) != engine.CodeInvalidArgument || engine.AsError(err).Message != want || !errors.Is(err, engine.ErrRequestFormat) {
 			t.Errorf("payload %s: %v, want invalid_argument %q", payload, err, want)
 		}
 		if err := e.TriggerVoid(engine.Call{FunctionID: "math::add", Payload: []byte(payload)}); code(err) != engine.CodeInvalidArgument {

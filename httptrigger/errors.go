@@ -2,6 +2,7 @@ package httptrigger
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 
@@ -78,6 +79,9 @@ var httpCodes = map[codes.Code]struct {
 // callError maps the failure of a call to an engine function.
 func callError(err error) *httpError {
 	ae := engine.AsError(err)
+	if errors.Is(err, engine.ErrRequestFormat) {
+		return &httpError{http.StatusBadRequest, CodeBadRequest, ae.Message, false}
+	}
 	if h, ok := httpCodes[ae.Code]; ok {
 		return &httpError{h.status, h.code, ae.Message, false}
 	}

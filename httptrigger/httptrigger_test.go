@@ -905,3 +905,32 @@ func TestMiddleware(t *testing.T) {
 		t.Fatalf("the function ran %d times: a failing middleware let a request through", calls.Load())
 	}
 }
+
+// TestFunctionFormats: an HTTP trigger's call is held to its function's
+// request_format like any other: a request whose body breaks it is
+// refused with 400 invalid_argument naming the pointer, and the worker
+// never runs.
+func TestFunctionFormats(t *testing.T) {
+	t.Parallel()
+	h := start(t, httptrigger.Config{})
+	peer := workerPeer{make(chan engine.Invocation, 1)}
+	w, err := h.e.Attach(engine.WorkerInfo{Name: "worker"}, peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	format := `{"type":"object","properties":{"body":{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]}}}`
+	if err := w.RegisterFunctionSpec("w::fn", engine.FunctionSpec{RequestFormat: json.RawMessage(format)}); err != nil {
+		t.Fatal(err)
+	}
+	h.route(t, "w", "w::fn", `{"api_path": "w", "http_method": "POST"}`)
+	msg := h.do(t, "POST", "/w", strings.NewReader(`{"n":"one"}`)).wantError(t, http.StatusBadRequest, httptrigger.CodeBadRequest)
+	if !strings.Contains(msg, "/body/n: expected integer, got string") {
+		t.Errorf("message = %q, want the pointer and rule", msg)
+	}
+	select {
+	case inv := <-peer.invoked:
+		t.Fatalf("the worker ran for a refused request: %s", inv.Payload)
+	default:
+	}
+}

@@ -51,6 +51,7 @@ const (
 	hMetadata    = "Trine-Metadata"
 	hCode        = "Trine-Code"
 	hMessage     = "Trine-Message"
+	hRefusal     = "Trine-Refusal" // "request_format": engine.ErrRequestFormat
 	hProbe       = "Trine-Probe"
 	hServed      = "Trine-Served"
 
@@ -263,7 +264,11 @@ func (r *Router) Call(ctx context.Context, c engine.Call) ([]byte, error) {
 		return nil, engine.Errorf(engine.CodeUnavailable, "cannot reach the engine serving %q: %v", c.FunctionID, err)
 	}
 	if code := resp.Header.Get(hCode); code != "" {
-		return nil, &engine.Error{Code: engine.Code(code), Message: resp.Header.Get(hMessage)}
+		e := &engine.Error{Code: engine.Code(code), Message: resp.Header.Get(hMessage)}
+		if resp.Header.Get(hRefusal) == "request_format" {
+			return nil, engine.RequestFormatError(e)
+		}
+		return nil, e
 	}
 	return resp.Data, nil
 }
@@ -354,6 +359,9 @@ func (r *Router) reply(m *nats.Msg, out []byte, err error) {
 		e := engine.AsError(err)
 		resp.Header.Set(hCode, string(e.Code))
 		resp.Header.Set(hMessage, oneLine(e.Message))
+		if errors.Is(err, engine.ErrRequestFormat) {
+			resp.Header.Set(hRefusal, "request_format")
+		}
 	} else {
 		resp.Data = out
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"strings"
 	"testing"
 	"time"
 
@@ -212,4 +213,52 @@ func TestClosedRouter(t *testing.T) {
 		t.Fatal("the engine blocked on Unserve after the Router closed")
 	}
 	r.Close() // idempotent
+}
+
+// TestFormatsCheckedByTheServingEngine: a call from engine B for a
+// function whose worker is on engine A is checked against the function's
+// formats on A, the engine that holds them (B has none to check against,
+// so it is checked once): an invalid payload is refused with its pointer
+// before the handler runs, and an invalid result is a handler_error naming
+// the rule.
+func TestFormatsCheckedByTheServingEngine(t *testing.T) {
+	ns := natstest.Start(t)
+	a, b := startEngine(t, ns), startEngine(t, ns)
+	wa := worker(t, a.Addr, "on-a")
+	var calls atomic.Int32
+	err := wa.RegisterFunction(t.Context(), "test::add", func(_ context.Context, in json.RawMessage) (any, error) {
+		calls.Add(1)
+		if string(in) == `{"a":0}` {
+			return map[string]string{"sum": "zero"}, nil
+		}
+		return map[string]int{"sum": 1}, nil
+	}, trine.WithRequestFormat(`{"type":"object","properties":{"a":{"type":"integer"}},"required":["a"]}`),
+		trine.WithResponseFormat(`{"type":"object","properties":{"sum":{"type":"integer"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb := worker(t, b.Addr, "on-b")
+	ctx := t.Context()
+	_, err = wb.Trigger(ctx, "test::add", map[string]any{"a": "one"})
+	if code(err) != trine.CodeInvalidArgument || !strings.Contains(err.Error(), `payload for "test::add" breaks its request_format: /a: expected integer, got string`) {
+		t.Fatalf("invalid payload through engine B: %v", err)
+	}
+	// The mark that tells a caller's mistake from the function's own
+	// invalid_argument (an HTTP trigger's 400) crosses too.
+	if _, err := b.Engine.Trigger(ctx, engine.Call{FunctionID: "test::add", Payload: []byte(`{"a":"one"}`)}); !errors.Is(err, engine.ErrRequestFormat) {
+		t.Fatalf("refusal through engine B = %v, want ErrRequestFormat", err)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("the handler ran %d times for a refused payload", n)
+	}
+	if out, err := wb.Trigger(ctx, "test::add", map[string]any{"a": 1}); err != nil || string(out) != `{"sum":1}` {
+		t.Fatalf("valid call through engine B: %s %v", out, err)
+	}
+	_, err = wb.Trigger(ctx, "test::add", map[string]any{"a": 0})
+	if code(err) != trine.CodeHandlerError || !strings.Contains(err.Error(), "/sum: expected integer, got string") {
+		t.Fatalf("invalid result through engine B: %v", err)
+	}
+	if _, ok := b.Engine.FunctionInfo("test::add"); ok {
+		t.Fatal("engine B holds the function's formats too")
+	}
 }
