@@ -480,15 +480,23 @@ func (workerPeer) ConfigureTrigger(context.Context, string, engine.Trigger, bool
 	return nil
 }
 
-func TestWorkerFunction(t *testing.T) {
-	t.Parallel()
-	h := start(t, httptrigger.Config{})
+// attachWorker attaches a worker session whose invocations peer hands
+// to the test.
+func attachWorker(t *testing.T, h *harness) (*engine.Session, workerPeer) {
+	t.Helper()
 	peer := workerPeer{make(chan engine.Invocation, 1)}
 	w, err := h.e.Attach(engine.WorkerInfo{Name: "worker"}, peer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Close)
+	return w, peer
+}
+
+func TestWorkerFunction(t *testing.T) {
+	t.Parallel()
+	h := start(t, httptrigger.Config{})
+	w, peer := attachWorker(t, h)
 	if err := w.RegisterFunction("w::fn", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -913,12 +921,7 @@ func TestMiddleware(t *testing.T) {
 func TestFunctionFormats(t *testing.T) {
 	t.Parallel()
 	h := start(t, httptrigger.Config{})
-	peer := workerPeer{make(chan engine.Invocation, 1)}
-	w, err := h.e.Attach(engine.WorkerInfo{Name: "worker"}, peer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
+	w, peer := attachWorker(t, h)
 	format := `{"type":"object","properties":{"body":{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]}}}`
 	if err := w.RegisterFunctionSpec("w::fn", engine.FunctionSpec{RequestFormat: json.RawMessage(format)}); err != nil {
 		t.Fatal(err)
