@@ -728,3 +728,46 @@ test('20. an HTTP-invoked function: the engine calls its URL for each invocation
     ref.unregister()
   }
 })
+
+test('21. function contracts: request_format and response_format are enforced, validate: false opts out, a schema that does not compile is refused', { timeout: TEST_TIMEOUT }, async () => {
+  let ran = 0
+  const request_format = { type: 'object', properties: { a: { type: 'number' } }, required: ['a'], additionalProperties: false }
+  const response_format = { type: 'object', properties: { sum: { type: 'number' } }, required: ['sum'] }
+  const add = async (p) => {
+    ran++
+    return p?.a === 0 ? { sum: 'zero' } : { sum: p.a + 1 }
+  }
+  iii.registerFunction('node::contract::add', add, { request_format, response_format })
+  iii.registerFunction('node::contract::loose', add, { request_format, response_format, validate: false })
+  // Refused at registration: a schema that does not compile, a pattern
+  // whose program is too big (a{1000} x 100), a $ref cycle.
+  iii.registerFunction('node::contract::broken', add, { request_format: { type: 'nope' } })
+  iii.registerFunction('node::contract::regex', add, { request_format: { pattern: 'a{1000}'.repeat(100) } })
+  iii.registerFunction('node::contract::cycle', add, { request_format: { $defs: { a: { $ref: '#/$defs/a' } }, $ref: '#/$defs/a' } })
+  iii.registerFunction('node::contract::last', add)
+  // Frames are handled in order: once the last is listed, the others were decided.
+  await eventually(() => call('engine::functions::info', { function_id: 'node::contract::last' }))
+  for (const id of ['node::contract::broken', 'node::contract::regex', 'node::contract::cycle']) {
+    const err = await invocationError(call('engine::functions::info', { function_id: id }), id)
+    assert.equal(err.code, 'function_not_found', `${id} was registered: ${err.message}`)
+  }
+
+  let err = await invocationError(call('node::contract::add', { a: 'one' }), 'an invalid payload')
+  assert.equal(err.code, 'invalid_argument', err.message)
+  assert.ok(err.message.includes('/a: expected number, got string'), `pointer and rule: ${err.message}`)
+  err = await invocationError(call('go::call', { function_id: 'node::contract::add', payload: { a: 1, b: 2 } }), 'an invalid payload from a Go worker')
+  assert.equal(err.code, 'invalid_argument', err.message)
+  assert.ok(err.message.includes('/b: not allowed (additionalProperties)'), `pointer and rule: ${err.message}`)
+  assert.equal(ran, 0, 'the handler ran for a refused payload')
+
+  assert.deepEqual(await call('node::contract::add', { a: 1 }), { sum: 2 })
+  err = await invocationError(call('node::contract::add', { a: 0 }), 'an invalid result')
+  assert.equal(err.code, 'handler_error', err.message)
+  assert.ok(err.message.includes('/sum: expected number, got string'), `rule: ${err.message}`)
+
+  assert.deepEqual(await call('node::contract::loose', { a: 0 }), { sum: 'zero' })
+  const info = await call('engine::functions::info', { function_id: 'node::contract::loose' })
+  assert.deepEqual(info.request_format, request_format)
+  assert.equal(info.validated, undefined, `an opted-out function is not validated: ${JSON.stringify(info)}`)
+  assert.equal((await call('engine::functions::info', { function_id: 'node::contract::add' })).validated, true)
+})
