@@ -177,7 +177,8 @@
 //
 //	status  code                    when
 //	400     INVALID_JSON            a JSON body (see Payload) is not valid JSON
-//	400     BAD_REQUEST             the body could not be read
+//	400     BAD_REQUEST             the body could not be read, or the payload breaks the function's
+//	                                request_format (engine.ErrRequestFormat; the message names the pointer)
 //	404     NOT_FOUND               no route matches the path
 //	404     FUNCTION_NOT_FOUND      the function (or condition function) is not registered
 //	405     METHOD_NOT_ALLOWED      routes match the path, none with this method; Allow lists theirs

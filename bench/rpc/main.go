@@ -3,7 +3,12 @@
 // unary echo doing the same I/O, in one run. Only ratios within one run mean
 // anything: the load generator shares the CPU with the engine.
 //
-//	go run ./bench/rpc [-duration 5s] [-concurrency 1,64] [-payload 64] [-cpuprofile f]
+// With -request-format, the payload is a 10-field object and a third
+// scenario, trine+format, calls a function whose request_format (a
+// 10-field schema) the engine checks on every call: the difference from
+// trine is the cost of the check.
+//
+//	go run ./bench/rpc [-duration 5s] [-concurrency 1,64] [-payload 64] [-request-format] [-cpuprofile f]
 package main
 
 import (
@@ -33,9 +38,13 @@ func main() {
 	size := flag.Int("payload", 64, "payload size in bytes")
 	levels := flag.String("concurrency", "1,64", "comma-separated caller counts")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the trine scenarios")
+	withFormat := flag.Bool("request-format", false, "also call a function with a 10-field request_format, with a 10-field payload (-payload is ignored)")
 	flag.Parse()
 
 	payload, _ := json.Marshal(strings.Repeat("x", max(0, *size-2)))
+	if *withFormat {
+		payload = []byte(enginetest.TenFieldsValue)
+	}
 	conc, err := loadgen.ParseLevels(*levels)
 	if err != nil {
 		log.Fatal(err)
@@ -65,12 +74,21 @@ func main() {
 		_, err := caller.Trigger(ctx, "bench::echo", raw)
 		return err
 	}
+	scenarios := []loadgen.Scenario{{Name: "bare-grpc", Call: bare}, {Name: "trine", Call: viaTrine, Profile: true}}
+	if *withFormat {
+		if err := callee.RegisterFunction(ctx, "bench::typed", func(_ context.Context, in json.RawMessage) (any, error) { return in, nil },
+			trine.WithRequestFormat(enginetest.TenFieldsSchema)); err != nil {
+			log.Fatal(err)
+		}
+		scenarios = append(scenarios, loadgen.Scenario{Name: "trine+fmt", Call: func(ctx context.Context) error {
+			_, err := caller.Trigger(ctx, "bench::typed", raw)
+			return err
+		}})
+	}
 
 	fmt.Printf("payload %d bytes, %v per scenario, GOMAXPROCS %d\n\n", len(payload), *duration, runtimeProcs())
 	fmt.Printf("%-10s %5s %12s %10s %10s\n", "scenario", "conc", "calls/s", "p50", "p99")
-	results, err := loadgen.RunLevels(context.Background(), conc, []loadgen.Scenario{
-		{Name: "bare-grpc", Call: bare}, {Name: "trine", Call: viaTrine, Profile: true},
-	}, *warmup, *duration, *cpuprofile, print)
+	results, err := loadgen.RunLevels(context.Background(), conc, scenarios, *warmup, *duration, *cpuprofile, print)
 	if err != nil {
 		log.Fatalf("call failed: %v", err)
 	}
@@ -91,6 +109,16 @@ func main() {
 	if r, ok := byLevel[1]; ok {
 		ratio := loadgen.Ratio(r.trine.P50, r.bare.P50)
 		fmt.Printf("target: p50 at 1 caller <= 2.5 x bare: %.2f %s\n", ratio, loadgen.Verdict(ratio <= 2.5))
+	}
+	if *withFormat {
+		fmt.Println()
+		for i, c := range conc {
+			plain, checked := results[i][1], results[i][2]
+			// CPU time per call, all cores together: what the check adds.
+			perCall := func(m loadgen.Measurement) float64 { return float64(runtimeProcs()) * 1e6 / m.PerSec }
+			fmt.Printf("conc %-3d throughput trine+fmt/trine = %.2f   p50 %v -> %v   if saturated, %.0f µs of CPU per call for the check\n", c,
+				checked.PerSec/plain.PerSec, plain.P50.Round(time.Microsecond), checked.P50.Round(time.Microsecond), perCall(checked)-perCall(plain))
+		}
 	}
 }
 
