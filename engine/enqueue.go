@@ -44,7 +44,17 @@ func (s *Session) Enqueue(ctx context.Context, queue string, c Call) ([]byte, er
 	}
 	s.e.mu.RLock()
 	q := s.e.enqueuer
+	var f *formats
+	if fn := s.e.functions[c.FunctionID]; fn != nil {
+		f = fn.formats
+	}
 	s.e.mu.RUnlock()
+	// A job whose payload breaks the request_format of a function served
+	// here would fail on every try: refuse it now. The run checks again,
+	// wherever the function is served by then.
+	if err := f.checkPayload(&c); err != nil {
+		return nil, err
+	}
 	if q == nil {
 		return nil, Errorf(CodeEnqueueError, "this engine has no queues (they need JetStream)")
 	}

@@ -2,11 +2,13 @@ package engine_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -220,5 +222,29 @@ func TestFunctionFormatsResultLogged(t *testing.T) {
 		if !strings.Contains(logged, want) {
 			t.Errorf("log lacks %q:\n%s", want, logged)
 		}
+	}
+}
+
+// TestFunctionFormatsAtEnqueue: a worker's enqueue of a call to a
+// function served here is refused at once when its payload breaks the
+// request_format, instead of failing on every retry; nothing is queued.
+func TestFunctionFormatsAtEnqueue(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, engine.Config{})
+	var queued atomic.Int32
+	e.SetEnqueuer(enqueuerFunc(func(context.Context, string, engine.Call) ([]byte, error) {
+		queued.Add(1)
+		return []byte(`{"message_receipt_id":"q"}`), nil
+	}))
+	s, _ := attach(t, e, "math")
+	if err := s.RegisterFunctionSpec("math::add", engine.FunctionSpec{RequestFormat: json.RawMessage(addRequest)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Enqueue(t.Context(), "jobs", engine.Call{FunctionID: "math::add", Payload: []byte(`{"a":1}`)})
+	if !errors.Is(err, engine.ErrRequestFormat) || !strings.Contains(err.Error(), "/b: required") || queued.Load() != 0 {
+		t.Fatalf("invalid enqueue = %v (%d queued)", err, queued.Load())
+	}
+	if _, err := s.Enqueue(t.Context(), "jobs", engine.Call{FunctionID: "math::add", Payload: []byte(`{"a":1,"b":2}`)}); err != nil || queued.Load() != 1 {
+		t.Fatalf("valid enqueue = %v (%d queued)", err, queued.Load())
 	}
 }
