@@ -37,7 +37,7 @@ func serveOnce(t *testing.T, s *engine.Session, p *fakePeer, result string) {
 		select {
 		case inv := <-p.invokes:
 			s.Result(inv.InvocationID, []byte(result), nil)
-		case <-time.After(10 * time.Second):
+		case <-t.Context().Done():
 		}
 	}()
 }
