@@ -112,7 +112,11 @@ func (e *Engine) functionsChanged() {
 		}
 		a.pending.Store(false)
 		a.fire(TriggerFunctionsAvailable, func(v view) []byte {
-			b, _ := json.Marshal(map[string]any{"event": "functions_changed", "functions": v.functions(e.Functions())})
+			fs := v.functions(e.Functions())
+			for i := range fs { // they would make every notice as big as the formats of all functions
+				fs[i].RequestFormat, fs[i].ResponseFormat = nil, nil
+			}
+			b, _ := json.Marshal(map[string]any{"event": "functions_changed", "functions": fs})
 			return b
 		})
 	})
