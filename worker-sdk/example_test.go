@@ -93,6 +93,28 @@ func ExampleError() {
 	// Output: forbidden card declined
 }
 
+// With WithTypedFormats, the engine holds callers to a typed function's
+// Go types: a payload that does not fit is refused before the handler
+// runs, with the JSON pointer and the rule.
+func ExampleWithTypedFormats() {
+	addr, stop := exampleEngine()
+	defer stop()
+	w, _ := trine.NewWorker(addr)
+	defer w.Close()
+	ctx := context.Background()
+	_ = w.Connect(ctx)
+	_ = trine.RegisterFunctionTyped(ctx, w, "math::mul", func(_ context.Context, in MulIn) (MulOut, error) {
+		return MulOut{Product: in.A * in.B}, nil
+	}, trine.WithTypedFormats())
+
+	_, err := w.Trigger(ctx, "math::mul", map[string]any{"A": 6, "B": "seven"})
+	var te *trine.Error
+	if errors.As(err, &te) {
+		fmt.Println(te.Code, te.Message)
+	}
+	// Output: invalid_argument payload for "math::mul" breaks its request_format: /B: expected integer, got string
+}
+
 // Fire and forget: TriggerVoid returns once the call is sent.
 func ExampleWorker_TriggerVoid() {
 	addr, stop := exampleEngine()
