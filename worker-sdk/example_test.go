@@ -28,6 +28,15 @@ func exampleEngine() (string, func()) {
 	return r.Addr, r.Stop
 }
 
+// exampleWorker connects a worker to an engine of its own; stop closes
+// both.
+func exampleWorker() (w *trine.Worker, stop func()) {
+	addr, stopEngine := exampleEngine()
+	w, _ = trine.NewWorker(addr)
+	_ = w.Connect(context.Background())
+	return w, func() { _ = w.Close(); stopEngine() }
+}
+
 type MulIn struct{ A, B int }
 type MulOut struct {
 	Product int `json:"product"`
@@ -75,12 +84,9 @@ func Example() {
 
 // Errors carry a stable code that errors.As exposes.
 func ExampleError() {
-	addr, stop := exampleEngine()
+	w, stop := exampleWorker()
 	defer stop()
-	w, _ := trine.NewWorker(addr)
-	defer w.Close()
 	ctx := context.Background()
-	_ = w.Connect(ctx)
 	_ = w.RegisterFunction(ctx, "billing::charge", func(context.Context, json.RawMessage) (any, error) {
 		return nil, &trine.Error{Code: trine.CodeForbidden, Message: "card declined"}
 	})
@@ -97,12 +103,9 @@ func ExampleError() {
 // Go types: a payload that does not fit is refused before the handler
 // runs, with the JSON pointer and the rule.
 func ExampleWithTypedFormats() {
-	addr, stop := exampleEngine()
+	w, stop := exampleWorker()
 	defer stop()
-	w, _ := trine.NewWorker(addr)
-	defer w.Close()
 	ctx := context.Background()
-	_ = w.Connect(ctx)
 	_ = trine.RegisterFunctionTyped(ctx, w, "math::mul", func(_ context.Context, in MulIn) (MulOut, error) {
 		return MulOut{Product: in.A * in.B}, nil
 	}, trine.WithTypedFormats())
@@ -117,12 +120,9 @@ func ExampleWithTypedFormats() {
 
 // Fire and forget: TriggerVoid returns once the call is sent.
 func ExampleWorker_TriggerVoid() {
-	addr, stop := exampleEngine()
+	w, stop := exampleWorker()
 	defer stop()
-	w, _ := trine.NewWorker(addr)
-	defer w.Close()
 	ctx := context.Background()
-	_ = w.Connect(ctx)
 	done := make(chan string, 1)
 	_ = w.RegisterFunction(ctx, "audit::log", func(_ context.Context, in json.RawMessage) (any, error) {
 		done <- string(in)
@@ -136,11 +136,8 @@ func ExampleWorker_TriggerVoid() {
 
 // A worker can provide a trigger type; other workers bind functions to it.
 func ExampleWorker_RegisterTriggerType() {
-	addr, stop := exampleEngine()
+	w, stop := exampleWorker()
 	defer stop()
-	w, _ := trine.NewWorker(addr)
-	defer w.Close()
-	_ = w.Connect(context.Background())
 
 	_ = w.RegisterTriggerType(context.Background(), "cron", "runs a function on a schedule", cronProvider{})
 	err := w.RegisterTrigger(context.Background(), trine.Trigger{ID: "nightly", Type: "cron", FunctionID: "reports::build", Config: map[string]string{"expression": "0 3 * * *"}})
