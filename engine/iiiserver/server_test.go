@@ -333,6 +333,18 @@ func TestRegistrationErrors(t *testing.T) {
 	if s.e.HasFunction("h::fn") {
 		t.Fatal("HTTP-invoked function registered")
 	}
+	// A request_format that does not compile is refused with the
+	// compiler's message; with validate false it is stored, unchecked.
+	c.send(map[string]any{"type": "registerfunction", "id": "f::typed", "request_format": map[string]any{"type": "nope"}})
+	if r := c.expect("registrationrejected"); r["code"] != "invalid_argument" || r["function_id"] != "f::typed" ||
+		!strings.Contains(r["message"].(string), "request_format: schema refused: not a valid draft 2020-12 schema: /type") {
+		t.Fatalf("a format that does not compile: %v", r)
+	}
+	c.send(map[string]any{"type": "registerfunction", "id": "f::loose", "request_format": map[string]any{"type": "nope"}, "validate": false})
+	s.waitFunction(t, "f::loose", true)
+	if info, _ := s.e.FunctionInfo("f::loose"); string(info.RequestFormat) != `{"type":"nope"}` || info.Validated {
+		t.Fatalf("an opted-out format: %+v", info)
+	}
 	// A built-in trigger type cannot be taken over.
 	if err := s.e.RegisterTriggerType("builtin", "", noProvider{}); err != nil {
 		t.Fatal(err)
