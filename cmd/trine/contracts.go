@@ -34,7 +34,7 @@ type contractsConfig struct {
 func contractSettings(c *engineConfig) []setting {
 	l := &c.Contracts.Limits
 	return []setting{
-		row("contract-max-schema-bytes", "N", strconv.Itoa(contract.DefaultMaxSchemaBytes), "largest schema source (stream::define, state::define, YAML streams:); larger: invalid_argument", &l.MaxSchemaBytes, positiveInt),
+		row("contract-max-schema-bytes", "N", strconv.Itoa(contract.DefaultMaxSchemaBytes), "largest schema source (stream::define, state::define, YAML streams:, a function's request_format and response_format); larger: invalid_argument", &l.MaxSchemaBytes, positiveInt),
 		row("contract-max-schema-depth", "N", strconv.Itoa(contract.DefaultMaxSchemaDepth), "deepest nesting of objects and arrays in a schema", &l.MaxSchemaDepth, positiveInt),
 		row("contract-max-evaluations", "N", strconv.Itoa(contract.DefaultMaxEvaluations), "subschemas a schema may evaluate at one place of a value, through $ref, anyOf, allOf, oneOf, not, if/then/else and recursion; more: the schema is refused", &l.MaxEvaluations, positiveInt),
 		row("contract-max-value-depth", "N", strconv.Itoa(contract.DefaultMaxValueDepth), "deepest nesting of a value checked against a contract; deeper: invalid_argument", &l.MaxValueDepth, positiveInt),

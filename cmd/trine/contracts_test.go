@@ -160,3 +160,21 @@ func TestEngineStreamsFromConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestEngineFunctionFormatLimits: the --contract-* limits hold for the
+// request_format and response_format of function registrations too.
+func TestEngineFunctionFormatLimits(t *testing.T) {
+	t.Parallel()
+	e := startEngine(t, trineBin, testEnv(), engineArgs(t, "--contract-max-schema-bytes", "100")...)
+	w := connectWorker(t, e.grpc)
+	ctx := t.Context()
+	h := func(context.Context, json.RawMessage) (any, error) { return nil, nil }
+	big := `{"type":"object","description":"` + strings.Repeat("x", 100) + `"}`
+	err := w.RegisterFunction(ctx, "fn::big", h, trine.WithRequestFormat(big))
+	refusedWith(t, err, "invalid_argument", "over the limit of 100")
+	if err := w.RegisterFunction(ctx, "fn::small", h, trine.WithRequestFormat(`{"type":"object"}`)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.Trigger(ctx, "fn::small", 1)
+	refusedWith(t, err, "invalid_argument", "(root): expected object, got number")
+}

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/trinehq/trine/channels"
+	"github.com/trinehq/trine/contract"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
 	"github.com/trinehq/trine/engine/iiiserver"
@@ -278,6 +279,7 @@ func engineCoreConfig(cfg engineConfig, metrics engine.Observer, remote engine.R
 	c := cfg.Engine
 	c.Version, c.Logger, c.Observer, c.Remote = version, log, metrics, remote
 	c.MaxListBytes = min(c.MaxListBytes, cfg.MaxMessageBytes)
+	c.Contracts = contract.NewCompiler(cfg.Contracts.Limits) // function formats, under the --contract-* limits
 	return c
 }
 
