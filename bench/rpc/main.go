@@ -114,10 +114,12 @@ func main() {
 		fmt.Println()
 		for i, c := range conc {
 			plain, checked := results[i][1], results[i][2]
-			// CPU time per call, all cores together: what the check adds.
-			perCall := func(m loadgen.Measurement) float64 { return float64(runtimeProcs()) * 1e6 / m.PerSec }
-			fmt.Printf("conc %-3d throughput trine+fmt/trine = %.2f   p50 %v -> %v   if saturated, %.0f µs of CPU per call for the check\n", c,
-				checked.PerSec/plain.PerSec, plain.P50.Round(time.Microsecond), checked.P50.Round(time.Microsecond), perCall(checked)-perCall(plain))
+			// CPU per call counts the whole process (callers, engine and
+			// worker): the difference is what the check adds.
+			fmt.Printf("conc %-3d throughput trine+fmt/trine = %.2f   p50 %v -> %v   CPU per call %v -> %v (%+.1f µs)\n", c,
+				checked.PerSec/plain.PerSec, plain.P50.Round(time.Microsecond), checked.P50.Round(time.Microsecond),
+				plain.CPUPerCall().Round(time.Microsecond/10), checked.CPUPerCall().Round(time.Microsecond/10),
+				float64(checked.CPUPerCall()-plain.CPUPerCall())/float64(time.Microsecond))
 		}
 	}
 }
