@@ -84,7 +84,7 @@ func (a *availability) fire(typ string, payload func(v view) []byte) {
 	if len(ts) == 0 {
 		return
 	}
-	a.e.background(func() {
+	a.e.bg.Go(func() {
 		for _, t := range ts {
 			v := view{e: a.e}
 			if t.by != nil {
@@ -104,7 +104,7 @@ func (e *Engine) functionsChanged() {
 	if a == nil || len(a.triggers(TriggerFunctionsAvailable)) == 0 || !a.pending.CompareAndSwap(false, true) {
 		return
 	}
-	e.background(func() {
+	e.bg.Go(func() {
 		select {
 		case <-time.After(functionsSettle):
 		case <-e.hardStop.Done():

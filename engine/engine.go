@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/trinehq/trine/internal/workgroup"
 )
 
 // Engine routes calls to built-in handlers and to worker replicas.
@@ -30,10 +32,11 @@ type Engine struct {
 
 	started time.Time
 
-	calls    sync.WaitGroup // in-flight calls, counted while draining is false
-	bgMu     sync.Mutex
-	bg       sync.WaitGroup // engine-owned background work (trigger re-binding, provider notices)
-	bgClosed bool           // set before bg.Wait; guarded by bgMu
+	calls sync.WaitGroup // in-flight calls, counted while draining is false
+	// bg is engine-owned background work (trigger re-binding, provider
+	// notices). Once shutdown has begun waiting for it, new work is
+	// dropped: it concerns a stopped engine.
+	bg       workgroup.Group
 	hardStop context.Context
 	stopNow  context.CancelFunc
 	runOnce  sync.Once
@@ -145,9 +148,6 @@ func (e *Engine) shutdown() {
 			e.log.Error("built-in handlers ignored cancellation; stopping without them")
 		}
 		grace.Stop()
-		e.bgMu.Lock()
-		e.bgClosed = true
-		e.bgMu.Unlock()
 		e.bg.Wait()
 		close(e.done)
 		e.log.Info("engine stopped")
@@ -236,21 +236,6 @@ func (e *Engine) triggerVoid(c Call) error {
 		}
 	}()
 	return nil
-}
-
-// background runs f on a goroutine that shutdown waits for. Once shutdown
-// has begun waiting, f is dropped: its work concerns a stopped engine.
-func (e *Engine) background(f func()) {
-	e.bgMu.Lock()
-	defer e.bgMu.Unlock()
-	if e.bgClosed {
-		return
-	}
-	e.bg.Add(1)
-	go func() {
-		defer e.bg.Done()
-		f()
-	}()
 }
 
 // route validates c, assigns its invocation id and picks its handler,

@@ -107,7 +107,7 @@ func (s *Session) RegisterTriggerType(id, description string) error {
 	}
 	e.mu.Unlock()
 	if len(orphans) > 0 {
-		e.background(func() {
+		e.bg.Go(func() {
 			for _, t := range orphans {
 				e.rebind(p, t)
 			}
@@ -287,7 +287,7 @@ func (e *Engine) settleTrigger(ctx context.Context, s *Session, reserved *trigge
 		// the next one, and goes to it at once if it came meanwhile.
 		e.mu.Unlock()
 		if p, ok := cur.providerSession(); ok {
-			e.background(func() { e.rebind(p, t) })
+			e.bg.Go(func() { e.rebind(p, t) })
 		}
 		return nil
 	}
@@ -392,7 +392,7 @@ func (e *Engine) notifyUnbound(ts []*trigger, orphaned bool) {
 		}
 		sent = append(sent, wait)
 	}
-	e.background(func() {
+	e.bg.Go(func() {
 		for _, wait := range sent {
 			if err := wait(); err != nil {
 				e.log.Debug("provider failed to remove trigger", "error", err)

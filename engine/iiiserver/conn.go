@@ -12,6 +12,7 @@ import (
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/httpinvoke"
+	"github.com/trinehq/trine/internal/workgroup"
 	"github.com/trinehq/trine/internal/wsconn"
 )
 
@@ -41,10 +42,11 @@ type conn struct {
 	left     chan struct{} // closed when the reader has stopped: the worker is gone
 	resolve  sync.Once
 	stopOnce sync.Once
-	wg       sync.WaitGroup
+	// running is the connection's goroutines: writer, registrar, pinger
+	// and the work the reader hands off; run waits for them as it returns.
+	running workgroup.Group
 
 	mu          sync.Mutex
-	ended       bool              // run is returning: async refuses work
 	configs     map[string]string // trigger id -> request id of a registertrigger sent to this provider
 	work        []queued          // the registrar's work, in arrival order
 	queuedBytes int64
@@ -95,12 +97,10 @@ func newConn(s *Server, sock *wsconn.Conn, addr, identity string, g *engine.Gran
 func (c *conn) run() {
 	defer c.finish()
 	c.queue(workerRegistered{Type: typeWorkerRegistered, WorkerID: c.sess.ID(), ReattachToken: c.sess.ReattachToken()})
-	c.wg.Add(4)
-	go func() { defer c.wg.Done(); c.write() }()
-	go func() { defer c.wg.Done(); c.registrar() }()
-	go func() { defer c.wg.Done(); c.ping() }()
-	go func() {
-		defer c.wg.Done()
+	c.running.Go(c.write)
+	c.running.Go(c.registrar)
+	c.running.Go(c.ping)
+	c.running.Go(func() {
 		select {
 		case <-c.sess.Done():
 			select {
@@ -110,7 +110,7 @@ func (c *conn) run() {
 			}
 		case <-c.ctx.Done():
 		}
-	}()
+	})
 	for {
 		op, b, err := c.Next()
 		if err != nil {
@@ -147,10 +147,7 @@ func (c *conn) maxQueuedBytes() int64 { return 16 * c.srv.cfg.MaxMessageBytes }
 func (c *conn) finish() {
 	c.sess.Close()
 	c.cancel(errors.New("connection closed"))
-	c.mu.Lock()
-	c.ended = true
-	c.mu.Unlock()
-	c.wg.Wait()
+	c.running.Wait()
 	_ = c.NC.Close()
 }
 
@@ -260,7 +257,7 @@ func (c *conn) answer(v any) error {
 	c.owed++
 	c.owedBytes += size
 	c.mu.Unlock()
-	c.async(func() {
+	c.running.Go(func() {
 		_ = c.out.Push(b)
 		c.mu.Lock()
 		c.owed--
@@ -276,20 +273,6 @@ func (c *conn) queue(v any) {
 	if err := c.send(c.ctx, v); err != nil && c.ctx.Err() == nil {
 		c.log.Warn("message to iii worker dropped", "error", err)
 	}
-}
-
-// async runs f on a goroutine that the connection waits for.
-func (c *conn) async(f func()) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ended {
-		return
-	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		f()
-	}()
 }
 
 // Telemetry frames of the iii SDKs (OTLP JSON behind a 4-byte prefix) are
@@ -559,7 +542,7 @@ func (c *conn) invoke(m *inbound) {
 				answer(nil, engine.Errorf(engine.CodeEnqueueError, "the enqueue action names no queue"))
 				return
 			}
-			c.async(func() {
+			c.running.Go(func() {
 				out, err := c.sess.Enqueue(c.ctx, a.Queue, call)
 				answer(out, err)
 			})
@@ -583,7 +566,7 @@ func (c *conn) invoke(m *inbound) {
 	}
 	c.inflight++
 	c.mu.Unlock()
-	c.async(func() {
+	c.running.Go(func() {
 		out, err := c.sess.Call(c.ctx, call)
 		c.reply(id, m.FunctionID, out, err)
 		c.mu.Lock()
@@ -622,7 +605,7 @@ func (c *conn) Invoke(ctx context.Context, inv engine.Invocation) error {
 		}
 		c.httpRunning++
 		c.mu.Unlock()
-		c.async(func() { c.invokeHTTP(f, inv) })
+		c.running.Go(func() { c.invokeHTTP(f, inv) })
 		return nil
 	}
 	c.mu.Unlock()
