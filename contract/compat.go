@@ -554,35 +554,46 @@ func rat(v any) (*big.Rat, bool) {
 
 // jsonEqual compares decoded JSON values, numbers by value.
 func jsonEqual(a, b any) bool {
-	switch a := a.(type) {
-	case json.Number:
-		ra, ok1 := rat(a)
+	if n, ok := a.(json.Number); ok {
+		ra, ok1 := rat(n)
 		rb, ok2 := rat(b)
 		return ok1 && ok2 && ra.Cmp(rb) == 0
-	case map[string]any:
-		bm, ok := b.(map[string]any)
-		if !ok || len(a) != len(bm) {
-			return false
-		}
-		for k, v := range a {
-			if bv, ok := bm[k]; !ok || !jsonEqual(v, bv) {
-				return false
-			}
-		}
-		return true
-	case []any:
-		bs, ok := b.([]any)
-		if !ok || len(a) != len(bs) {
-			return false
-		}
-		for i := range a {
-			if !jsonEqual(a[i], bs[i]) {
-				return false
-			}
-		}
-		return true
+	}
+	if eq, ok := equalMembers(a, b, func(_ string, x, y any) bool { return jsonEqual(x, y) }); ok {
+		return eq
 	}
 	return reflect.DeepEqual(a, b)
+}
+
+// equalMembers compares two JSON objects (or arrays): equal when they
+// have the same names (or length) and eq holds for each pair of values,
+// given the name (empty for items). ok is false when a is neither.
+func equalMembers(a, b any, eq func(name string, x, y any) bool) (equal, ok bool) {
+	switch a := a.(type) {
+	case map[string]any:
+		bm, isMap := b.(map[string]any)
+		if !isMap || len(a) != len(bm) {
+			return false, true
+		}
+		for k, v := range a {
+			if bv, found := bm[k]; !found || !eq(k, v, bv) {
+				return false, true
+			}
+		}
+		return true, true
+	case []any:
+		bs, isArray := b.([]any)
+		if !isArray || len(a) != len(bs) {
+			return false, true
+		}
+		for i := range a {
+			if !eq("", a[i], bs[i]) {
+				return false, true
+			}
+		}
+		return true, true
+	}
+	return false, false
 }
 
 // equal compares a part of the writer's schema with a part of the
@@ -590,44 +601,21 @@ func jsonEqual(a, b any) bool {
 // equal when what they point to is (recursively; a pair met again is
 // taken as equal). $dynamicRef, resolved at validation, must be absent.
 func (c *checker) equal(a, b any, seen map[[2]string]bool) bool {
-	switch a := a.(type) {
-	case map[string]any:
-		bm, ok := b.(map[string]any)
-		if !ok || len(a) != len(bm) {
+	if m, ok := a.(map[string]any); ok {
+		if _, dyn := m["$dynamicRef"]; dyn {
 			return false
 		}
-		if _, dyn := a["$dynamicRef"]; dyn {
-			return false
+	}
+	eq, ok := equalMembers(a, b, func(k string, x, y any) bool {
+		aRef, isRef := x.(string)
+		if k == "$ref" && isRef {
+			bRef, _ := y.(string)
+			return c.equalRefs(aRef, bRef, seen)
 		}
-		for k, v := range a {
-			bv, ok := bm[k]
-			if !ok {
-				return false
-			}
-			aRef, isRef := v.(string)
-			bRef, _ := bv.(string)
-			if k == "$ref" && isRef {
-				if !c.equalRefs(aRef, bRef, seen) {
-					return false
-				}
-				continue
-			}
-			if !c.equal(v, bv, seen) {
-				return false
-			}
-		}
-		return true
-	case []any:
-		bs, ok := b.([]any)
-		if !ok || len(a) != len(bs) {
-			return false
-		}
-		for i := range a {
-			if !c.equal(a[i], bs[i], seen) {
-				return false
-			}
-		}
-		return true
+		return c.equal(x, y, seen)
+	})
+	if ok {
+		return eq
 	}
 	return jsonEqual(a, b)
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"iter"
+	"maps"
 	"slices"
 	"strings"
 
@@ -141,25 +143,37 @@ func pointer(tokens []string) string {
 	return b.String()
 }
 
+// members iterates over the members of a JSON object (name and value) or
+// the items of an array (an empty name and the item); ok is false for
+// anything else.
+func members(v any) (seq iter.Seq2[string, any], ok bool) {
+	switch v := v.(type) {
+	case map[string]any:
+		return maps.All(v), true
+	case []any:
+		return func(yield func(string, any) bool) {
+			for _, x := range v {
+				if !yield("", x) {
+					return
+				}
+			}
+		}, true
+	}
+	return nil, false
+}
+
 // stringBytes is the bytes of the strings and property names in v.
 func stringBytes(v any) int64 {
-	switch v := v.(type) {
-	case string:
-		return int64(len(v))
-	case map[string]any:
-		var n int64
-		for k, x := range v {
+	if s, ok := v.(string); ok {
+		return int64(len(s))
+	}
+	var n int64
+	if m, ok := members(v); ok {
+		for k, x := range m {
 			n += int64(len(k)) + stringBytes(x)
 		}
-		return n
-	case []any:
-		var n int64
-		for _, x := range v {
-			n += stringBytes(x)
-		}
-		return n
 	}
-	return 0
+	return n
 }
 
 // measure counts the JSON nodes of v (values, items and properties) and
@@ -168,24 +182,16 @@ func stringBytes(v any) int64 {
 // in full, so that the message names it.
 func measure(v any, d, limit int) (nodes int64, depth int) {
 	nodes, depth = 1, d
-	switch v := v.(type) {
-	case map[string]any:
-		depth = d + 1
-		for _, x := range v {
-			n, dx := measure(x, d+1, limit)
-			nodes, depth = nodes+n, max(depth, dx)
-			if depth > limit {
-				break
-			}
-		}
-	case []any:
-		depth = d + 1
-		for _, x := range v {
-			n, dx := measure(x, d+1, limit)
-			nodes, depth = nodes+n, max(depth, dx)
-			if depth > limit {
-				break
-			}
+	m, ok := members(v)
+	if !ok {
+		return nodes, depth
+	}
+	depth = d + 1
+	for _, x := range m {
+		n, dx := measure(x, d+1, limit)
+		nodes, depth = nodes+n, max(depth, dx)
+		if depth > limit {
+			break
 		}
 	}
 	return nodes, depth
