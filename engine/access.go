@@ -394,28 +394,28 @@ func (g *Grant) canRegisterTrigger(t Trigger) error {
 	return nil
 }
 
+// namedReg is what the function and trigger type registration hooks get
+// and may map: the id (the one field of the two that is set), the
+// description and the connection's context.
+type namedReg struct {
+	FunctionID    string          `json:"function_id,omitempty"`
+	TriggerTypeID string          `json:"trigger_type_id,omitempty"`
+	Description   string          `json:"description,omitempty"`
+	Context       json.RawMessage `json:"context,omitempty"`
+}
+
 // onFunctionRegistration runs the function registration hook: it returns
 // the id and description to register, maybe mapped.
 func (e *Engine) onFunctionRegistration(ctx context.Context, g *Grant, id, description string) (string, string, error) {
-	type reg struct {
-		FunctionID  string          `json:"function_id"`
-		Description string          `json:"description,omitempty"`
-		Context     json.RawMessage `json:"context,omitempty"`
-	}
 	m, err := runHook(ctx, e, g, g.access.OnFunctionRegistration, "on_function_registration", fmt.Sprintf("function %q", id),
-		reg{id, description, g.result.Context})
+		namedReg{FunctionID: id, Description: description, Context: g.result.Context})
 	return m.FunctionID, m.Description, err
 }
 
 // onTriggerTypeRegistration runs the trigger type registration hook.
 func (e *Engine) onTriggerTypeRegistration(ctx context.Context, g *Grant, id, description string) (string, string, error) {
-	type reg struct {
-		TriggerTypeID string          `json:"trigger_type_id"`
-		Description   string          `json:"description,omitempty"`
-		Context       json.RawMessage `json:"context,omitempty"`
-	}
 	m, err := runHook(ctx, e, g, g.access.OnTriggerTypeRegistration, "on_trigger_type_registration", fmt.Sprintf("trigger type %q", id),
-		reg{id, description, g.result.Context})
+		namedReg{TriggerTypeID: id, Description: description, Context: g.result.Context})
 	return m.TriggerTypeID, m.Description, err
 }
 
