@@ -394,13 +394,17 @@ func (g *Grant) canRegisterTrigger(t Trigger) error {
 	return nil
 }
 
-// namedReg is what the function and trigger type registration hooks get
-// and may map: the id (the one field of the two that is set), the
-// description and the connection's context.
-type namedReg struct {
+// registration is what a registration hook gets and may map: the fields
+// of a function, a trigger type or a trigger (those that do not apply are
+// empty and left out; ids are checked before the hook runs, so they are
+// never empty), and the connection's context.
+type registration struct {
 	FunctionID    string          `json:"function_id,omitempty"`
 	TriggerTypeID string          `json:"trigger_type_id,omitempty"`
+	TriggerID     string          `json:"trigger_id,omitempty"`
+	TriggerType   string          `json:"trigger_type,omitempty"`
 	Description   string          `json:"description,omitempty"`
+	Config        json.RawMessage `json:"config,omitempty"`
 	Context       json.RawMessage `json:"context,omitempty"`
 }
 
@@ -408,28 +412,21 @@ type namedReg struct {
 // the id and description to register, maybe mapped.
 func (e *Engine) onFunctionRegistration(ctx context.Context, g *Grant, id, description string) (string, string, error) {
 	m, err := runHook(ctx, e, g, g.access.OnFunctionRegistration, "on_function_registration", fmt.Sprintf("function %q", id),
-		namedReg{FunctionID: id, Description: description, Context: g.result.Context})
+		registration{FunctionID: id, Description: description, Context: g.result.Context})
 	return m.FunctionID, m.Description, err
 }
 
 // onTriggerTypeRegistration runs the trigger type registration hook.
 func (e *Engine) onTriggerTypeRegistration(ctx context.Context, g *Grant, id, description string) (string, string, error) {
 	m, err := runHook(ctx, e, g, g.access.OnTriggerTypeRegistration, "on_trigger_type_registration", fmt.Sprintf("trigger type %q", id),
-		namedReg{TriggerTypeID: id, Description: description, Context: g.result.Context})
+		registration{TriggerTypeID: id, Description: description, Context: g.result.Context})
 	return m.TriggerTypeID, m.Description, err
 }
 
 // onTriggerRegistration runs the trigger registration hook.
 func (e *Engine) onTriggerRegistration(ctx context.Context, g *Grant, t Trigger) (Trigger, error) {
-	type reg struct {
-		TriggerID   string          `json:"trigger_id"`
-		TriggerType string          `json:"trigger_type"`
-		FunctionID  string          `json:"function_id"`
-		Config      json.RawMessage `json:"config,omitempty"`
-		Context     json.RawMessage `json:"context,omitempty"`
-	}
 	m, err := runHook(ctx, e, g, g.access.OnTriggerRegistration, "on_trigger_registration", fmt.Sprintf("trigger %q", t.ID),
-		reg{t.ID, t.Type, t.FunctionID, t.Config, g.result.Context})
+		registration{TriggerID: t.ID, TriggerType: t.Type, FunctionID: t.FunctionID, Config: t.Config, Context: g.result.Context})
 	if err != nil || g.access.OnTriggerRegistration == "" {
 		return t, err
 	}

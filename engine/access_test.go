@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -504,5 +505,42 @@ func TestTriggersListShapes(t *testing.T) {
 	out, err = e.Trigger(t.Context(), engine.Call{FunctionID: engine.FnTriggersOverview})
 	if err != nil || !strings.Contains(string(out), `"trigger_types"`) || !strings.Contains(string(out), `"provider_worker_name":"provider"`) {
 		t.Fatalf("overview: %s %v", out, err)
+	}
+}
+
+// TestRegistrationHookPayloads: each registration hook gets the fields of
+// what is registered, under iii's names, and the connection's context.
+func TestRegistrationHookPayloads(t *testing.T) {
+	e := newEngine(t, engine.Config{})
+	payloads := make(chan string, 3)
+	for _, id := range []string{"hook::fn", "hook::tt", "hook::trigger"} {
+		register(t, e, id, func(c engine.Call) ([]byte, error) {
+			payloads <- string(c.Payload)
+			return nil, errors.New("refused")
+		})
+	}
+	a := &engine.Access{OnFunctionRegistration: "hook::fn", OnTriggerTypeRegistration: "hook::tt", OnTriggerRegistration: "hook::trigger"}
+	s, _ := granted(t, e, a, `{"allow_trigger_type_registration":true,"context":{"user":"u"}}`)
+	for _, tt := range []struct {
+		register func() error
+		want     string
+	}{
+		{func() error { return s.RegisterFunction("fn", "does fn") }, `{"function_id":"fn","description":"does fn","context":{"user":"u"}}`},
+		{func() error { return s.RegisterTriggerType("tt", "") }, `{"trigger_type_id":"tt","context":{"user":"u"}}`},
+		{func() error {
+			return s.RegisterTrigger(t.Context(), engine.Trigger{ID: "t", Type: "tt", FunctionID: "fn", Config: json.RawMessage(`{"a":1}`)})
+		}, `{"function_id":"fn","trigger_id":"t","trigger_type":"tt","config":{"a":1},"context":{"user":"u"}}`},
+	} {
+		if err := tt.register(); engine.AsError(err).Code != engine.CodeForbidden {
+			t.Fatalf("refused by its hook: %v", err)
+		}
+		var got, want any
+		if err := json.Unmarshal([]byte(<-payloads), &got); err != nil {
+			t.Fatal(err)
+		}
+		_ = json.Unmarshal([]byte(tt.want), &want)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("hook payload %v, want %s", got, tt.want)
+		}
 	}
 }
