@@ -47,15 +47,21 @@ const (
 // runEngine is `trine engine`.
 func runEngine(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
 	cfg, err := parseEngineConfig(args, lookupEnv)
+	return runServer("engine", err, engineUsage, func() error { return serveEngine(ctx, cfg, stdout, stderr) }, stdout, stderr)
+}
+
+// runServer finishes a serving command once its flags are parsed (err):
+// help exits 0, a usage error 2, a failure to serve 1.
+func runServer(command string, err error, usage func(io.Writer), serve func() error, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
-		engineUsage(stdout)
+		usage(stdout)
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "trine engine: %v (see trine engine --help)\n", err)
+		fmt.Fprintf(stderr, "trine %s: %v (see trine %s --help)\n", command, err, command)
 		return 2
 	}
-	if err := serveEngine(ctx, cfg, stdout, stderr); err != nil {
+	if err := serve(); err != nil {
 		fmt.Fprintf(stderr, "trine: %v\n", err)
 		return 1
 	}

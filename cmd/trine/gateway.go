@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -73,22 +72,11 @@ func gatewaySettings(c *engineConfig) []setting {
 
 func runGateway(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
 	cfg, err := parseConfig(gatewayCommand, args, lookupEnv)
-	if errors.Is(err, flag.ErrHelp) {
-		commandUsage(stdout, gatewayCommand)
-		return 0
-	}
 	if err == nil && cfg.NATS.URL == "" {
 		err = usageErrorf("--nats-url must not be empty")
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "trine gateway: %v (see trine gateway --help)\n", err)
-		return 2
-	}
-	if err := serveGateway(ctx, cfg, stdout, stderr); err != nil {
-		fmt.Fprintf(stderr, "trine: %v\n", err)
-		return 1
-	}
-	return 0
+	usage := func(w io.Writer) { commandUsage(w, gatewayCommand) }
+	return runServer("gateway", err, usage, func() error { return serveGateway(ctx, cfg, stdout, stderr) }, stdout, stderr)
 }
 
 // sdkCaller calls engine functions through a worker connection, keeping
