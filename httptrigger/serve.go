@@ -19,9 +19,9 @@ import (
 	"github.com/trinehq/trine/engine"
 )
 
-// Request is the payload a route's function (and its condition function)
-// receives.
-type Request struct {
+// RequestHead is the request without its body: what a middleware
+// function sees, and the start of what a route's function receives.
+type RequestHead struct {
 	// Path is the route's pattern, normalised with a leading slash.
 	Path string `json:"path"`
 	// Method is the request's method (that of the route).
@@ -34,6 +34,12 @@ type Request struct {
 	QueryParams map[string]any `json:"query_params"`
 	// PathParams maps the route's parameter names to decoded values.
 	PathParams map[string]string `json:"path_params"`
+}
+
+// Request is the payload a route's function (and its condition function)
+// receives.
+type Request struct {
+	RequestHead
 	// Body is the parsed JSON body, a JSON string for a text body, or null.
 	Body json.RawMessage `json:"body"`
 	// Trigger describes the trigger that fired.
@@ -157,11 +163,7 @@ func (p *Provider) serve(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 	}
 	req := Request{
-		Path:        rt.pattern,
-		Method:      rt.method,
-		Headers:     requestHeaders(r),
-		QueryParams: queryParams(r),
-		PathParams:  params,
+		RequestHead: RequestHead{Path: rt.pattern, Method: rt.method, Headers: requestHeaders(r), QueryParams: queryParams(r), PathParams: params},
 		Body:        body,
 		Trigger:     TriggerInfo{Type: TriggerType, Path: rt.pattern, Method: rt.method},
 	}
@@ -207,18 +209,9 @@ func (p *Provider) serve(ctx context.Context, w http.ResponseWriter, r *http.Req
 // MiddlewareInput is what a route's middleware function receives, iii's
 // shape: the request without its body, and the (empty) auth context.
 type MiddlewareInput struct {
-	Phase   string            `json:"phase"` // always "preHandler"
-	Request MiddlewareRequest `json:"request"`
-	Context map[string]any    `json:"context"`
-}
-
-// MiddlewareRequest is the request a middleware function sees.
-type MiddlewareRequest struct {
-	Path        string            `json:"path"`
-	Method      string            `json:"method"`
-	PathParams  map[string]string `json:"path_params"`
-	QueryParams map[string]any    `json:"query_params"`
-	Headers     map[string]string `json:"headers"`
+	Phase   string         `json:"phase"` // always "preHandler"
+	Request RequestHead    `json:"request"`
+	Context map[string]any `json:"context"`
 }
 
 // middleware runs one middleware function: {"action":"continue"} goes on,
@@ -227,7 +220,7 @@ type MiddlewareRequest struct {
 // without calling the route's function: the chain fails closed.
 func (p *Provider) middleware(ctx context.Context, w http.ResponseWriter, rt *route, fn string, req Request, log *slog.Logger) (done bool, he *httpError) {
 	in, err := json.Marshal(MiddlewareInput{Phase: "preHandler", Context: map[string]any{},
-		Request: MiddlewareRequest{Path: req.Path, Method: req.Method, PathParams: req.PathParams, QueryParams: req.QueryParams, Headers: req.Headers}})
+		Request: req.RequestHead})
 	if err != nil {
 		return true, errInternal
 	}
