@@ -1,5 +1,7 @@
 package contract
 
+import "github.com/trinehq/trine/internal/defaults"
+
 // Limits bound what a schema may cost. The zero Limits is valid: every zero
 // field takes its default.
 type Limits struct {
@@ -67,28 +69,17 @@ const (
 )
 
 func (l Limits) withDefaults() Limits {
-	def := func(v *int, d int) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	def(&l.MaxSchemaBytes, DefaultMaxSchemaBytes)
-	def(&l.MaxSchemaDepth, DefaultMaxSchemaDepth)
-	def(&l.MaxValueDepth, DefaultMaxValueDepth)
-	def(&l.MaxEvaluations, DefaultMaxEvaluations)
-	def(&l.MaxCachedSchemas, DefaultMaxCachedSchemas)
-	def(&l.MaxProblems, DefaultMaxProblems)
-	def(&l.MaxMessageBytes, DefaultMaxMessageBytes)
-	def(&l.MaxEventTypes, DefaultMaxEventTypes)
-	def(&l.MaxCachedContracts, DefaultMaxCachedContracts)
-	if l.MaxValidationWork <= 0 {
-		l.MaxValidationWork = DefaultMaxValidationWork
-	}
-	if l.MaxPatternWork <= 0 {
-		l.MaxPatternWork = DefaultMaxPatternWork
-	}
-	if l.MaxCachedBytes <= 0 {
-		l.MaxCachedBytes = DefaultMaxCachedBytes
-	}
+	defaults.Positive(&l.MaxSchemaBytes, DefaultMaxSchemaBytes)
+	defaults.Positive(&l.MaxSchemaDepth, DefaultMaxSchemaDepth)
+	defaults.Positive(&l.MaxValueDepth, DefaultMaxValueDepth)
+	defaults.Positive(&l.MaxEvaluations, DefaultMaxEvaluations)
+	defaults.Positive(&l.MaxCachedSchemas, DefaultMaxCachedSchemas)
+	defaults.Positive(&l.MaxProblems, DefaultMaxProblems)
+	defaults.Positive(&l.MaxMessageBytes, DefaultMaxMessageBytes)
+	defaults.Positive(&l.MaxEventTypes, DefaultMaxEventTypes)
+	defaults.Positive(&l.MaxCachedContracts, DefaultMaxCachedContracts)
+	defaults.Positive(&l.MaxValidationWork, DefaultMaxValidationWork)
+	defaults.Positive(&l.MaxPatternWork, DefaultMaxPatternWork)
+	defaults.Positive(&l.MaxCachedBytes, DefaultMaxCachedBytes)
 	return l
 }

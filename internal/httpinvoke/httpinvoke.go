@@ -37,7 +37,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/defaults"
 )
 
 // Defaults for Config.
@@ -89,15 +91,9 @@ func (iv *Invoker) MaxInFlight() int { return iv.cfg.MaxInFlight }
 
 // New returns an Invoker.
 func New(cfg Config) *Invoker {
-	if cfg.MaxResponseBytes <= 0 {
-		cfg.MaxResponseBytes = DefaultMaxResponseBytes
-	}
-	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = DefaultMaxInFlight
-	}
-	if cfg.MaxTimeout <= 0 {
-		cfg.MaxTimeout = DefaultTimeout
-	}
+	defaults.Positive(&cfg.MaxResponseBytes, DefaultMaxResponseBytes)
+	defaults.Positive(&cfg.MaxInFlight, DefaultMaxInFlight)
+	defaults.Positive(&cfg.MaxTimeout, DefaultTimeout)
 	inv := &Invoker{cfg: cfg}
 	d := &net.Dialer{Timeout: 10 * time.Second, Control: inv.checkDial}
 	tr := &http.Transport{DialContext: d.DialContext, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 16,
@@ -142,7 +138,7 @@ type spec struct {
 }
 
 func refuse(format string, args ...any) error {
-	return engine.Errorf(engine.CodeInvalidArgument, "invocation: "+format, args...)
+	return engine.Errorf(codes.InvalidArgument, "invocation: "+format, args...)
 }
 
 // Parse checks an invocation block at registration.
@@ -414,7 +410,7 @@ func (i *Invoker) Call(ctx context.Context, f *Function, functionID, invocationI
 	}
 	req, err := http.NewRequestWithContext(ctx, f.method, f.url, bytes.NewReader(payload))
 	if err != nil {
-		return nil, engine.Errorf(engine.CodeInternal, "invoke %s: %v", functionID, err)
+		return nil, engine.Errorf(codes.Internal, "invoke %s: %v", functionID, err)
 	}
 	req.Header = f.headers.Clone()
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
@@ -435,7 +431,7 @@ func (i *Invoker) Call(ctx context.Context, f *Function, functionID, invocationI
 		if err := ended(ctx, functionID, f); err != nil {
 			return nil, err
 		}
-		return nil, engine.Errorf(engine.CodeUnavailable, "invoke %s: %s: %s", functionID, f.url, failure(err))
+		return nil, engine.Errorf(codes.Unavailable, "invoke %s: %s: %s", functionID, f.url, failure(err))
 	}
 	defer res.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(res.Body, i.cfg.MaxResponseBytes+1))
@@ -444,16 +440,16 @@ func (i *Invoker) Call(ctx context.Context, f *Function, functionID, invocationI
 		if err := ended(ctx, functionID, f); err != nil {
 			return nil, err
 		}
-		return nil, engine.Errorf(engine.CodeUnavailable, "invoke %s: %s: reading the answer: %s", functionID, f.url, failure(err))
+		return nil, engine.Errorf(codes.Unavailable, "invoke %s: %s: reading the answer: %s", functionID, f.url, failure(err))
 	case int64(len(body)) > i.cfg.MaxResponseBytes:
-		return nil, engine.Errorf(engine.CodeMessageTooLarge, "invoke %s: the answer is over %d bytes", functionID, i.cfg.MaxResponseBytes)
+		return nil, engine.Errorf(codes.MessageTooLarge, "invoke %s: the answer is over %d bytes", functionID, i.cfg.MaxResponseBytes)
 	}
 	if res.StatusCode/100 == 2 {
 		if len(bytes.TrimSpace(body)) == 0 {
 			return []byte("null"), nil
 		}
 		if !json.Valid(body) {
-			return nil, engine.Errorf(engine.CodeHandlerError, "invoke %s: %s answered %d with a body that is not JSON", functionID, f.url, res.StatusCode)
+			return nil, engine.Errorf(codes.HandlerError, "invoke %s: %s answered %d with a body that is not JSON", functionID, f.url, res.StatusCode)
 		}
 		return body, nil
 	}
@@ -466,7 +462,7 @@ func (i *Invoker) Call(ctx context.Context, f *Function, functionID, invocationI
 	if json.Unmarshal(body, &env) == nil && env.Error != nil && env.Error.Code != "" {
 		return nil, &engine.Error{Code: engine.Code(env.Error.Code), Message: env.Error.Message}
 	}
-	return nil, engine.Errorf(engine.CodeHandlerError, "invoke %s: %s answered HTTP %d", functionID, f.url, res.StatusCode)
+	return nil, engine.Errorf(codes.HandlerError, "invoke %s: %s answered HTTP %d", functionID, f.url, res.StatusCode)
 }
 
 // ended is the error of a call whose context ended: its deadline
@@ -474,9 +470,9 @@ func (i *Invoker) Call(ctx context.Context, f *Function, functionID, invocationI
 func ended(ctx context.Context, functionID string, f *Function) error {
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return engine.Errorf(engine.CodeDeadlineExceeded, "invoke %s: no complete answer from %s within %v", functionID, f.url, f.timeout)
+		return engine.Errorf(codes.DeadlineExceeded, "invoke %s: no complete answer from %s within %v", functionID, f.url, f.timeout)
 	case ctx.Err() != nil:
-		return engine.Errorf(engine.CodeCancelled, "invoke %s: the call was cancelled", functionID)
+		return engine.Errorf(codes.Cancelled, "invoke %s: the call was cancelled", functionID)
 	}
 	return nil
 }
