@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/trinehq/trine/channels"
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/poll"
 )
@@ -130,7 +131,7 @@ func TestCapChannelsPerConnection(t *testing.T) {
 		}
 	}
 	_, _, err := createAs(t.Context(), hostile)
-	if e := engine.AsError(err); e == nil || e.Code != engine.CodeOverloaded || !strings.Contains(e.Message, "--channels-max-per-connection") {
+	if e := engine.AsError(err); e == nil || e.Code != codes.Overloaded || !strings.Contains(e.Message, "--channels-max-per-connection") {
 		t.Fatalf("fourth create = %v, want overloaded naming --channels-max-per-connection", err)
 	}
 	if n := v.h.Len(); n != 3 {
@@ -296,7 +297,7 @@ func TestCapChannelsWithoutSession(t *testing.T) {
 			t.Fatalf("create %d: %v", i, err)
 		}
 	}
-	if err := restricted(); engine.AsError(err).Code != engine.CodeOverloaded {
+	if err := restricted(); engine.AsError(err).Code != codes.Overloaded {
 		t.Fatalf("third create under a policy from no session = %v, want overloaded", err)
 	}
 	for range 3 {

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/trinehq/trine/channels"
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/poll"
 )
@@ -448,7 +449,7 @@ func TestCreateInput(t *testing.T) {
 			t.Parallel()
 			w, _, err := c.v.tryCreate(t.Context(), c.payload)
 			if c.wantSize == 0 {
-				if got := engine.AsError(err); got == nil || got.Code != engine.CodeInvalidArgument {
+				if got := engine.AsError(err); got == nil || got.Code != codes.InvalidArgument {
 					t.Fatalf("create(%s) error = %v, want invalid_argument", c.payload, err)
 				}
 				return
@@ -1147,7 +1148,7 @@ func TestMaxChannels(t *testing.T) {
 		v.create(t, `{}`)
 	}
 	_, _, err := v.tryCreate(t.Context(), `{}`)
-	if engine.AsError(err).Code != engine.CodeOverloaded {
+	if engine.AsError(err).Code != codes.Overloaded {
 		t.Fatalf("fourth channel: %v, want overloaded", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 )
 
@@ -43,14 +44,14 @@ func (h *Hub) create(_ context.Context, c engine.Call) ([]byte, error) {
 	var in createInput
 	if p := bytes.TrimSpace(c.Payload); len(p) > 0 && !bytes.Equal(p, []byte("null")) {
 		if err := json.Unmarshal(p, &in); err != nil {
-			return nil, engine.Errorf(engine.CodeInvalidArgument, "payload: %v", err)
+			return nil, engine.Errorf(codes.InvalidArgument, "payload: %v", err)
 		}
 	}
 	size := h.cfg.DefaultBuffer
 	if in.BufferSize != nil {
 		size = *in.BufferSize
 		if size < 1 || size > h.cfg.MaxBuffer {
-			return nil, engine.Errorf(engine.CodeInvalidArgument, "buffer_size %d is out of range 1..%d", size, h.cfg.MaxBuffer)
+			return nil, engine.Errorf(codes.InvalidArgument, "buffer_size %d is out of range 1..%d", size, h.cfg.MaxBuffer)
 		}
 	}
 	key, done, ok := h.ownerOf(c)

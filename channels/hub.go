@@ -8,9 +8,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/origin"
-	"golang.org/x/sync/semaphore"
 )
 
 // Hub holds the live channels, creates them for engine::channels::create and
@@ -88,10 +90,10 @@ func (h *Hub) open(size int, local string, c creator) (*channel, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return nil, engine.Errorf(engine.CodeUnavailable, "channels are shut down")
+		return nil, engine.Errorf(codes.Unavailable, "channels are shut down")
 	}
 	if len(h.channels) >= h.cfg.MaxChannels {
-		return nil, engine.Errorf(engine.CodeOverloaded, "%d channels are open, the limit is %d (--channels-max)", len(h.channels), h.cfg.MaxChannels)
+		return nil, engine.Errorf(codes.Overloaded, "%d channels are open, the limit is %d (--channels-max)", len(h.channels), h.cfg.MaxChannels)
 	}
 	caps := []*semaphore.Weighted{semaphore.NewWeighted(h.cfg.MaxBufferBytes)}
 	sizes := []int64{h.cfg.MaxBufferBytes}
@@ -99,7 +101,7 @@ func (h *Hub) open(size int, local string, c creator) (*channel, error) {
 	if c.ok {
 		o = h.ownerLocked(c.key, c.done)
 		if len(o.channels) >= h.cfg.MaxConnChannels {
-			return nil, engine.Errorf(engine.CodeOverloaded, "this connection has %d channels open, the limit is %d (--channels-max-per-connection): a channel is removed once its reader has the whole stream, or when its ends have not both attached within %s",
+			return nil, engine.Errorf(codes.Overloaded, "this connection has %d channels open, the limit is %d (--channels-max-per-connection): a channel is removed once its reader has the whole stream, or when its ends have not both attached within %s",
 				len(o.channels), h.cfg.MaxConnChannels, h.cfg.TTL)
 		}
 		caps, sizes = append(caps, o.bytes), append(sizes, h.cfg.MaxConnBufferBytes)

@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/defaults"
 	"github.com/trinehq/trine/triggerapi"
@@ -193,30 +194,30 @@ func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 	var cfg triggerConfig
 	raw := bytes.TrimSpace(t.Config)
 	if len(raw) == 0 || raw[0] != '{' {
-		return engine.Errorf(engine.CodeInvalidArgument, "cron trigger %q: config must be a JSON object with expression", t.ID)
+		return engine.Errorf(codes.InvalidArgument, "cron trigger %q: config must be a JSON object with expression", t.ID)
 	}
 	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return engine.Errorf(engine.CodeInvalidArgument, "cron trigger %q: bad config: %v", t.ID, err)
+		return engine.Errorf(codes.InvalidArgument, "cron trigger %q: bad config: %v", t.ID, err)
 	}
 	if cfg.Expression == nil {
-		return engine.Errorf(engine.CodeInvalidArgument, "cron trigger %q: config needs expression", t.ID)
+		return engine.Errorf(codes.InvalidArgument, "cron trigger %q: config needs expression", t.ID)
 	}
 	if err := engine.ValidateCondition(cfg.ConditionFunctionID); err != nil {
 		return err
 	}
 	s, err := parseSchedule(*cfg.Expression, cfg.Timezone)
 	if err != nil {
-		return engine.Errorf(engine.CodeInvalidArgument, "cron trigger %q: %v", t.ID, err)
+		return engine.Errorf(codes.InvalidArgument, "cron trigger %q: %v", t.ID, err)
 	}
 	if s.next(time.Now()).IsZero() {
-		return engine.Errorf(engine.CodeInvalidArgument, "cron trigger %q: expression %q never fires", t.ID, *cfg.Expression)
+		return engine.Errorf(codes.InvalidArgument, "cron trigger %q: expression %q never fires", t.ID, *cfg.Expression)
 	}
 	m := p.m
 	m.mu.Lock()
 	u, unavailable := m.claims.(Unavailable)
 	m.mu.Unlock()
 	if unavailable {
-		return engine.Errorf(engine.CodeUnavailable, "cron trigger %q: schedules cannot be claimed once per fleet: %v", t.ID, u.Err)
+		return engine.Errorf(codes.Unavailable, "cron trigger %q: schedules cannot be claimed once per fleet: %v", t.ID, u.Err)
 	}
 	j := &job{t: t, cfg: cfg, sched: s, stop: make(chan struct{})}
 	return m.jobs.Put(t.ID, j, func() { close(j.stop) }, func() { m.run(j) })

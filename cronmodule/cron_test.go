@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/internal/natstest"
@@ -180,7 +181,7 @@ func TestTriggerConfigAndCondition(t *testing.T) {
 	}))
 	for _, bad := range []string{``, `"x"`, `{}`, `{"expression":"* * * *"}`, `{"expression":5}`, `{"expression":"* * * * * * 2001"}`, `{"expression":"* * * * * *","condition_function_id":""}x`} {
 		err := n.s.RegisterTrigger(context.Background(), engine.Trigger{ID: "bad", Type: "cron", FunctionID: "test::job", Config: json.RawMessage(bad)})
-		if e := engine.AsError(err); err == nil || e.Code != engine.CodeInvalidArgument {
+		if e := engine.AsError(err); err == nil || e.Code != codes.InvalidArgument {
 			t.Errorf("config %s: %v", bad, err)
 		}
 	}
@@ -279,7 +280,7 @@ func TestTimezoneField(t *testing.T) {
 	for _, bad := range []string{`"Mars/Olympus_Mons"`, `"Local"`, `"+05:30"`, `5`, `" UTC"`} {
 		cfg := fmt.Sprintf(`{"expression":"* * * * * *","timezone":%s}`, bad)
 		err := n.s.RegisterTrigger(t.Context(), engine.Trigger{ID: "badtz", Type: "cron", FunctionID: "test::job", Config: json.RawMessage(cfg)})
-		if e := engine.AsError(err); err == nil || e.Code != engine.CodeInvalidArgument {
+		if e := engine.AsError(err); err == nil || e.Code != codes.InvalidArgument {
 			t.Errorf("timezone %s: %v, want invalid_argument", bad, err)
 		}
 	}
@@ -341,7 +342,7 @@ func TestWaitingClaims(t *testing.T) {
 	}
 	m.SetClaims(Unavailable{Err: errors.New("replicas 3 on one server")})
 	err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "other", Type: "cron", FunctionID: "test::job", Config: tick.Config})
-	if ae := engine.AsError(err); err == nil || ae.Code != engine.CodeUnavailable {
+	if ae := engine.AsError(err); err == nil || ae.Code != codes.Unavailable {
 		t.Errorf("cron trigger with claims refused: %v, want unavailable", err)
 	}
 }

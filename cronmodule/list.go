@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"slices"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 )
 
@@ -42,13 +43,13 @@ func (m *Module) list(_ context.Context, c engine.Call) ([]byte, error) {
 	}
 	if len(c.Payload) > 0 && string(c.Payload) != "null" {
 		if err := json.Unmarshal(c.Payload, &in); err != nil {
-			return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: want {limit?, after?}: %v", FnList, err)
+			return nil, engine.Errorf(codes.InvalidArgument, "%s: want {limit?, after?}: %v", FnList, err)
 		}
 	}
 	limit := 100
 	if in.Limit != nil {
 		if *in.Limit < 1 || *in.Limit > ListMaxLimit {
-			return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: limit must be 1 to %d", FnList, ListMaxLimit)
+			return nil, engine.Errorf(codes.InvalidArgument, "%s: limit must be 1 to %d", FnList, ListMaxLimit)
 		}
 		limit = *in.Limit
 	}

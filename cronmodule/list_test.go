@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/natstest"
 	"github.com/trinehq/trine/internal/poll"
@@ -90,7 +91,7 @@ func TestList(t *testing.T) {
 		t.Fatalf("a page of %d bytes: %+v %v, want one job and more", n.m.cfg.MaxListBytes, p, err)
 	}
 	for _, bad := range []string{`{"limit":0}`, `{"limit":1001}`, `[`} {
-		if _, err := list(nil, bad); engine.AsError(err).Code != engine.CodeInvalidArgument {
+		if _, err := list(nil, bad); engine.AsError(err).Code != codes.InvalidArgument {
 			t.Errorf("cron::list %s: %v, want invalid_argument", bad, err)
 		}
 	}

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/trinehq/trine/codes"
 )
 
 // Access is one worker listener's authorization policy, in iii's model
@@ -255,7 +257,7 @@ func (g *Grant) Prefix() string {
 // Authenticate decides whether a connection to a listener with Access a
 // is admitted: with an auth function, that function must answer with an
 // AuthResult (an error, a timeout, null or anything else refuses the
-// connection with CodeUnauthorized, fail closed). It returns the
+// connection with codes.Unauthorized, fail closed). It returns the
 // connection's Grant.
 func (e *Engine) Authenticate(ctx context.Context, a *Access, in AuthInput) (*Grant, error) {
 	g := &Grant{access: a}
@@ -267,20 +269,20 @@ func (e *Engine) Authenticate(ctx context.Context, a *Access, in AuthInput) (*Gr
 		h.Write([]byte(tok))
 		r, ok := a.Tokens.Lookup(tok)
 		if !ok {
-			return nil, Errorf(CodeUnauthorized, "connection refused: no known token in the authorization header (Bearer)")
+			return nil, Errorf(codes.Unauthorized, "connection refused: no known token in the authorization header (Bearer)")
 		}
 		g.result = r
 	} else if a.AuthFunctionID != "" {
 		out, err := e.hook(ctx, a, a.AuthFunctionID, in)
 		if err != nil {
-			return nil, Errorf(CodeUnauthorized, "connection refused: auth function %s: %s", a.AuthFunctionID, AsError(err).Message)
+			return nil, Errorf(codes.Unauthorized, "connection refused: auth function %s: %s", a.AuthFunctionID, AsError(err).Message)
 		}
 		t := bytes.TrimSpace(out)
 		if len(t) == 0 || t[0] != '{' {
-			return nil, Errorf(CodeUnauthorized, "connection refused: auth function %s returned %.40s, not an AuthResult object", a.AuthFunctionID, t)
+			return nil, Errorf(codes.Unauthorized, "connection refused: auth function %s returned %.40s, not an AuthResult object", a.AuthFunctionID, t)
 		}
 		if err := json.Unmarshal(t, &g.result); err != nil {
-			return nil, Errorf(CodeUnauthorized, "connection refused: auth function %s returned a bad AuthResult: %v", a.AuthFunctionID, err)
+			return nil, Errorf(codes.Unauthorized, "connection refused: auth function %s returned a bad AuthResult: %v", a.AuthFunctionID, err)
 		}
 	}
 	if len(bytes.TrimSpace(g.result.Context)) == 0 || string(g.result.Context) == "null" {
@@ -288,7 +290,7 @@ func (e *Engine) Authenticate(ctx context.Context, a *Access, in AuthInput) (*Gr
 	}
 	if p := g.result.FunctionRegistrationPrefix; p != "" {
 		if err := ValidateID("function registration prefix", p); err != nil {
-			return nil, Errorf(CodeUnauthorized, "connection refused: auth function %s: %s", a.AuthFunctionID, AsError(err).Message)
+			return nil, Errorf(codes.Unauthorized, "connection refused: auth function %s: %s", a.AuthFunctionID, AsError(err).Message)
 		}
 	}
 	h.Write([]byte{0})
@@ -349,7 +351,7 @@ func (g *Grant) CanCall(fn string, metadata []json.RawMessage) error {
 	case g == nil:
 		return nil
 	case slices.Contains(g.result.ForbiddenFunctions, fn):
-		return Errorf(CodeForbidden, "function %q is in this connection's forbidden_functions", fn)
+		return Errorf(codes.Forbidden, "function %q is in this connection's forbidden_functions", fn)
 	case slices.Contains(g.result.AllowedFunctions, fn), matchAny(infrastructure, fn):
 		return nil
 	}
@@ -358,17 +360,17 @@ func (g *Grant) CanCall(fn string, metadata []json.RawMessage) error {
 			return nil
 		}
 	}
-	return Errorf(CodeForbidden, "function %q is not exposed to this connection: no expose_functions filter and no allowed_functions entry matches", fn)
+	return Errorf(codes.Forbidden, "function %q is not exposed to this connection: no expose_functions filter and no allowed_functions entry matches", fn)
 }
 
 // canRegisterFunction, canRegisterTriggerType and canRegisterTrigger
 // check the AuthResult's switches; the hooks run after them.
 func (g *Grant) canRegisterFunction(id string) error {
 	if f := g.result.AllowFunctionRegistration; f != nil && !*f {
-		return Errorf(CodeForbidden, "function %q not registered: allow_function_registration is false for this connection", id)
+		return Errorf(codes.Forbidden, "function %q not registered: allow_function_registration is false for this connection", id)
 	}
 	if g.Prefix() == "" && g.access.OnFunctionRegistration == "" && reserved(id) {
-		return Errorf(CodeForbidden, "function %q not registered: ids under engine:: and stream:: (built-in functions, custom streams) are reserved on this listener; give it a function_registration_prefix, or let its on_function_registration hook decide", id)
+		return Errorf(codes.Forbidden, "function %q not registered: ids under engine:: and stream:: (built-in functions, custom streams) are reserved on this listener; give it a function_registration_prefix, or let its on_function_registration hook decide", id)
 	}
 	return nil
 }
@@ -382,14 +384,14 @@ func reserved(id string) bool {
 
 func (g *Grant) canRegisterTriggerType(id string) error {
 	if !g.result.AllowTriggerTypeRegistration {
-		return Errorf(CodeForbidden, "trigger type %q not registered: allow_trigger_type_registration is false for this connection", id)
+		return Errorf(codes.Forbidden, "trigger type %q not registered: allow_trigger_type_registration is false for this connection", id)
 	}
 	return nil
 }
 
 func (g *Grant) canRegisterTrigger(t Trigger) error {
 	if at := g.result.AllowedTriggerTypes; at != nil && !slices.Contains(*at, t.Type) {
-		return Errorf(CodeForbidden, "trigger %q not registered: type %q is not in this connection's allowed_trigger_types", t.ID, t.Type)
+		return Errorf(codes.Forbidden, "trigger %q not registered: type %q is not in this connection's allowed_trigger_types", t.ID, t.Type)
 	}
 	return nil
 }
@@ -444,11 +446,11 @@ func runHook[T any](ctx context.Context, e *Engine, g *Grant, fn, hook, what str
 	}
 	out, err := e.hook(ctx, g.access, fn, in)
 	if err != nil {
-		return in, Errorf(CodeForbidden, "%s refused by %s hook %s: %s", what, hook, fn, AsError(err).Message)
+		return in, Errorf(codes.Forbidden, "%s refused by %s hook %s: %s", what, hook, fn, AsError(err).Message)
 	}
 	m := in
 	if err := mapFields(out, &m); err != nil {
-		return in, Errorf(CodeForbidden, "%s: %s hook %s: %v", what, hook, fn, err)
+		return in, Errorf(codes.Forbidden, "%s: %s hook %s: %v", what, hook, fn, err)
 	}
 	return m, nil
 }

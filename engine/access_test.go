@@ -14,8 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/trinehq/trine/engine"
 	"gopkg.in/yaml.v3"
+
+	"github.com/trinehq/trine/codes"
+	"github.com/trinehq/trine/engine"
 )
 
 func TestMatchPattern(t *testing.T) {
@@ -78,7 +80,7 @@ func TestAuthenticateFailsClosed(t *testing.T) {
 	}
 	for _, fn := range []string{"auth::error", "auth::slow", "auth::missing", "auth::null", "auth::[]", `auth::"yes"`, `auth::{"allowed_functions":5}`, "auth::long-prefix"} {
 		_, err := e.Authenticate(t.Context(), &engine.Access{AuthFunctionID: fn, Timeout: 100 * time.Millisecond}, engine.AuthInput{})
-		if err == nil || engine.AsError(err).Code != engine.CodeUnauthorized {
+		if err == nil || engine.AsError(err).Code != codes.Unauthorized {
 			t.Errorf("auth function %s: %v, want unauthorized", fn, err)
 		}
 	}
@@ -148,13 +150,13 @@ func TestGrantDecidesCalls(t *testing.T) {
 		switch {
 		case want == "" && err != nil:
 			t.Errorf("%s: %v, want allowed", id, err)
-		case want != "" && (engine.AsError(err).Code != engine.CodeForbidden || !strings.Contains(err.Error(), want)):
+		case want != "" && (engine.AsError(err).Code != codes.Forbidden || !strings.Contains(err.Error(), want)):
 			t.Errorf("%s: %v, want forbidden naming %q", id, err, want)
 		case want != "" && calls[id].Load() != 0:
 			t.Errorf("%s ran although refused", id)
 		}
 	}
-	if err := s.CallVoid(engine.Call{FunctionID: "private::x"}); engine.AsError(err).Code != engine.CodeForbidden {
+	if err := s.CallVoid(engine.Call{FunctionID: "private::x"}); engine.AsError(err).Code != codes.Forbidden {
 		t.Errorf("void call of a private function: %v", err)
 	}
 }
@@ -199,7 +201,7 @@ func TestGrantDecidesRegistrations(t *testing.T) {
 	if err := s.RegisterFunction("rename", ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RegisterFunction("denied::fn", ""); engine.AsError(err).Code != engine.CodeForbidden || !strings.Contains(err.Error(), "denied function registration") {
+	if err := s.RegisterFunction("denied::fn", ""); engine.AsError(err).Code != codes.Forbidden || !strings.Contains(err.Error(), "denied function registration") {
 		t.Fatalf("hook-denied registration: %v", err)
 	}
 	ids := map[string]bool{}
@@ -228,16 +230,16 @@ func TestGrantDecidesRegistrations(t *testing.T) {
 
 	// Trigger types: the hook decides; triggers: allowed types, the hook,
 	// and the prefix on function_id.
-	if err := s.RegisterTriggerType("denied-tt", ""); engine.AsError(err).Code != engine.CodeForbidden {
+	if err := s.RegisterTriggerType("denied-tt", ""); engine.AsError(err).Code != codes.Forbidden {
 		t.Fatalf("hook-denied trigger type: %v", err)
 	}
 	if err := s.RegisterTriggerType("tt-ok", ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "t0", Type: "stream", FunctionID: "renamed", Config: json.RawMessage(`{"stream_name":"s"}`)}); engine.AsError(err).Code != engine.CodeForbidden {
+	if err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "t0", Type: "stream", FunctionID: "renamed", Config: json.RawMessage(`{"stream_name":"s"}`)}); engine.AsError(err).Code != codes.Forbidden {
 		t.Fatalf("a trigger type outside allowed_trigger_types: %v", err)
 	}
-	if err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "t1", Type: "tt-ok", FunctionID: "denied-trig::x"}); engine.AsError(err).Code != engine.CodeForbidden {
+	if err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "t1", Type: "tt-ok", FunctionID: "denied-trig::x"}); engine.AsError(err).Code != codes.Forbidden {
 		t.Fatalf("hook-denied trigger: %v", err)
 	}
 	go func() {
@@ -261,17 +263,17 @@ func TestGrantDecidesRegistrations(t *testing.T) {
 	}
 	s3, _ := granted(t, e, &engine.Access{}, `{}`)
 	for _, id := range []string{"stream::list(todos)", "engine::functions::list", "stream::set"} {
-		if err := s3.RegisterFunction(id, ""); engine.AsError(err).Code != engine.CodeForbidden || !strings.Contains(err.Error(), "reserved") {
+		if err := s3.RegisterFunction(id, ""); engine.AsError(err).Code != codes.Forbidden || !strings.Contains(err.Error(), "reserved") {
 			t.Fatalf("%s from a granted session: %v", id, err)
 		}
 	}
 
 	// Defaults: function registration on, trigger type registration off.
 	s2, _ := granted(t, e, &engine.Access{AuthFunctionID: ""}, `{"allow_function_registration":false}`)
-	if err := s2.RegisterFunction("x", ""); engine.AsError(err).Code != engine.CodeForbidden {
+	if err := s2.RegisterFunction("x", ""); engine.AsError(err).Code != codes.Forbidden {
 		t.Fatalf("allow_function_registration false: %v", err)
 	}
-	if err := s2.RegisterTriggerType("tt2", ""); engine.AsError(err).Code != engine.CodeForbidden {
+	if err := s2.RegisterTriggerType("tt2", ""); engine.AsError(err).Code != codes.Forbidden {
 		t.Fatalf("trigger type registration by default: %v", err)
 	}
 }
@@ -297,7 +299,7 @@ func TestMiddleware(t *testing.T) {
 	if out, err := s.Call(t.Context(), engine.Call{FunctionID: "engine::log::info", Payload: []byte(`{"message":"hi"}`)}); err != nil || string(out) != "null" || mw.Load() != 1 {
 		t.Fatalf("infrastructure call: %s %v (middleware ran %d times)", out, err, mw.Load())
 	}
-	if _, err := s.Call(t.Context(), engine.Call{FunctionID: "private::x"}); engine.AsError(err).Code != engine.CodeForbidden {
+	if _, err := s.Call(t.Context(), engine.Call{FunctionID: "private::x"}); engine.AsError(err).Code != codes.Forbidden {
 		t.Fatalf("a forbidden call reached the middleware: %v", err)
 	}
 }
@@ -367,7 +369,7 @@ func TestLogFunctions(t *testing.T) {
 			t.Fatalf("log lacks %s:\n%s", want, out)
 		}
 	}
-	if _, err := s.Call(t.Context(), engine.Call{FunctionID: "engine::log::info", Payload: []byte(`{}`)}); engine.AsError(err).Code != engine.CodeInvalidArgument {
+	if _, err := s.Call(t.Context(), engine.Call{FunctionID: "engine::log::info", Payload: []byte(`{}`)}); engine.AsError(err).Code != codes.InvalidArgument {
 		t.Fatalf("no message: %v", err)
 	}
 	long := strings.Repeat("é", 5000)
@@ -531,7 +533,7 @@ func TestRegistrationHookPayloads(t *testing.T) {
 			return s.RegisterTrigger(t.Context(), engine.Trigger{ID: "t", Type: "tt", FunctionID: "fn", Config: json.RawMessage(`{"a":1}`)})
 		}, `{"function_id":"fn","trigger_id":"t","trigger_type":"tt","config":{"a":1},"context":{"user":"u"}}`},
 	} {
-		if err := tt.register(); engine.AsError(err).Code != engine.CodeForbidden {
+		if err := tt.register(); engine.AsError(err).Code != codes.Forbidden {
 			t.Fatalf("refused by its hook: %v", err)
 		}
 		var got, want any

@@ -3,6 +3,8 @@ package engine
 import (
 	"encoding/json"
 	"reflect"
+
+	"github.com/trinehq/trine/codes"
 )
 
 // The engine's own listings (functions, workers, trigger types, triggers
@@ -15,7 +17,7 @@ import (
 // larger than the engine's list cap.
 func (e *Engine) marshalAnswer(fn string, v any) ([]byte, error) {
 	if n := answerSize(reflect.ValueOf(v), e.cfg.MaxListBytes); n > e.cfg.MaxListBytes {
-		return nil, Errorf(CodeMessageTooLarge, "%s: the answer would be larger than %d bytes (--max-list-bytes); narrow it with prefix (or search, trigger_type, function_id, worker)", fn, e.cfg.MaxListBytes)
+		return nil, Errorf(codes.MessageTooLarge, "%s: the answer would be larger than %d bytes (--max-list-bytes); narrow it with prefix (or search, trigger_type, function_id, worker)", fn, e.cfg.MaxListBytes)
 	}
 	return json.Marshal(v)
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 
 	"go.opentelemetry.io/otel/baggage"
+
+	"github.com/trinehq/trine/codes"
 )
 
 // iii's baggage functions. Unlike iii's, which read the engine's ambient
@@ -27,11 +29,11 @@ func (e *Engine) registerBaggageFunctions() error {
 	}
 	parse := func(c Call) (baggage.Baggage, error) {
 		if len(c.Baggage) > maxBaggageBytes {
-			return baggage.Baggage{}, Errorf(CodeInvalidArgument, "the call's baggage is %d bytes, the limit is %d", len(c.Baggage), maxBaggageBytes)
+			return baggage.Baggage{}, Errorf(codes.InvalidArgument, "the call's baggage is %d bytes, the limit is %d", len(c.Baggage), maxBaggageBytes)
 		}
 		b, err := baggage.Parse(c.Baggage)
 		if err != nil {
-			return baggage.Baggage{}, Errorf(CodeInvalidArgument, "the call's baggage does not parse: %v", err)
+			return baggage.Baggage{}, Errorf(codes.InvalidArgument, "the call's baggage does not parse: %v", err)
 		}
 		return b, nil
 	}
@@ -41,7 +43,7 @@ func (e *Engine) registerBaggageFunctions() error {
 	}{
 		{FnBaggageGet, "Read one entry of the W3C baggage this call carries: {key} → {value} (null when absent)", func(c Call, in kv) (any, error) {
 			if in.Key == nil {
-				return nil, Errorf(CodeInvalidArgument, "%s: missing field key", FnBaggageGet)
+				return nil, Errorf(codes.InvalidArgument, "%s: missing field key", FnBaggageGet)
 			}
 			b, err := parse(c)
 			if err != nil {
@@ -67,7 +69,7 @@ func (e *Engine) registerBaggageFunctions() error {
 		}},
 		{FnBaggageSet, "Add {key, value} to this call's baggage: {success, baggage}, the header to send on later calls (nothing changes for the caller otherwise, as in iii)", func(c Call, in kv) (any, error) {
 			if in.Key == nil || in.Value == nil {
-				return nil, Errorf(CodeInvalidArgument, "%s: want {key, value}", FnBaggageSet)
+				return nil, Errorf(codes.InvalidArgument, "%s: want {key, value}", FnBaggageSet)
 			}
 			b, err := parse(c)
 			if err != nil {
@@ -78,14 +80,14 @@ func (e *Engine) registerBaggageFunctions() error {
 				m, err = baggage.NewMemberRaw(*in.Key, *in.Value)
 			}
 			if err != nil {
-				return nil, Errorf(CodeInvalidArgument, "%s: %v", FnBaggageSet, err)
+				return nil, Errorf(codes.InvalidArgument, "%s: %v", FnBaggageSet, err)
 			}
 			if b, err = b.SetMember(m); err != nil {
-				return nil, Errorf(CodeInvalidArgument, "%s: %v", FnBaggageSet, err)
+				return nil, Errorf(codes.InvalidArgument, "%s: %v", FnBaggageSet, err)
 			}
 			h := b.String()
 			if len(h) > maxBaggageBytes {
-				return nil, Errorf(CodeInvalidArgument, "%s: the baggage would be %d bytes, the limit is %d", FnBaggageSet, len(h), maxBaggageBytes)
+				return nil, Errorf(codes.InvalidArgument, "%s: the baggage would be %d bytes, the limit is %d", FnBaggageSet, len(h), maxBaggageBytes)
 			}
 			return map[string]any{"success": true, "baggage": h}, nil
 		}},

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 )
 
@@ -40,7 +41,7 @@ func TestBaggageFunctions(t *testing.T) {
 		{engine.FnBaggageGetAll, `{}`, strings.Repeat("k=v,", 3000)},
 		{engine.FnBaggageSet, `{"key":"k","value":"` + strings.Repeat("v", 9000) + `"}`, ""},
 	} {
-		if _, err := call(c.fn, c.in, c.bag); code(err) != engine.CodeInvalidArgument {
+		if _, err := call(c.fn, c.in, c.bag); code(err) != codes.InvalidArgument {
 			t.Errorf("%s %.40s with %.20q: %v, want invalid_argument", c.fn, c.in, c.bag, err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 )
 
@@ -57,7 +58,7 @@ func (f *firer) get(id string) (engine.Trigger, bool) {
 func (f *firer) fire(ctx context.Context, id string) ([]byte, error) {
 	t, ok := f.get(id)
 	if !ok {
-		return nil, engine.Errorf(engine.CodeTriggerNotFound, "no trigger %q", id)
+		return nil, engine.Errorf(codes.TriggerNotFound, "no trigger %q", id)
 	}
 	var cfg struct {
 		Condition string `json:"condition_function_id"`
@@ -92,7 +93,7 @@ func TestTriggerTargetsCheckedAtRegistration(t *testing.T) {
 		"a non-string id":         {ID: "t5", Type: "fire", FunctionID: "api::echo", Config: json.RawMessage(`{"condition_function_id":5}`)},
 	} {
 		err := s.RegisterTrigger(t.Context(), tr)
-		if code(err) != engine.CodeForbidden && !(name == "a non-string id" && code(err) == engine.CodeInvalidArgument) {
+		if code(err) != codes.Forbidden && !(name == "a non-string id" && code(err) == codes.InvalidArgument) {
 			t.Errorf("%s naming admin::secret: %v, want forbidden", name, err)
 		}
 		if _, kept := f.get(tr.ID); kept {
@@ -185,7 +186,7 @@ func TestFireRunsWithOwnersRights(t *testing.T) {
 		t.Fatal(err)
 	}
 	late := register(t, e, "late::fn", answer(`"late"`))
-	if _, err := f.fire(t.Context(), "late"); code(err) != engine.CodeForbidden {
+	if _, err := f.fire(t.Context(), "late"); code(err) != codes.Forbidden {
 		t.Fatalf("fire of a function the owner may not call: %v", err)
 	}
 	if late.Load() != 0 || mw.Load() != 0 {
@@ -234,12 +235,12 @@ func TestReplicaSetsKeepOnePrincipal(t *testing.T) {
 	trusted, tp := attach(t, e, "trusted", "admin::secret")
 	stranger, sp := granted(t, e, a, `{"context":{"user":"mallory"}}`)
 	err := stranger.RegisterFunctionSpec("admin::secret", engine.FunctionSpec{Metadata: json.RawMessage(`{"public":true}`)})
-	if code(err) != engine.CodeConflict {
+	if code(err) != codes.Conflict {
 		t.Fatalf("a granted session joining a trusted replica set: %v", err)
 	}
 	// The trusted function kept no metadata: the stranger may not call it.
 	caller, _ := granted(t, e, a, `{}`)
-	if _, err := caller.Call(t.Context(), engine.Call{FunctionID: "admin::secret", Timeout: time.Second}); code(err) != engine.CodeForbidden {
+	if _, err := caller.Call(t.Context(), engine.Call{FunctionID: "admin::secret", Timeout: time.Second}); code(err) != codes.Forbidden {
 		t.Fatalf("call after the metadata attack: %v", err)
 	}
 	// Two connections the auth function answers alike are one principal:
@@ -253,7 +254,7 @@ func TestReplicaSetsKeepOnePrincipal(t *testing.T) {
 		t.Fatalf("a second connection of the same principal: %v", err)
 	}
 	other := as("u2")
-	if err := other.RegisterFunction("shared::x", ""); code(err) != engine.CodeConflict {
+	if err := other.RegisterFunction("shared::x", ""); code(err) != codes.Conflict {
 		t.Fatalf("another identity joining: %v", err)
 	}
 	// A trusted worker registering an id a stranger took first serves it
@@ -359,7 +360,7 @@ func TestDiscoveryShowsOnlyCallable(t *testing.T) {
 			t.Errorf("functions::list shows %s: %s", hidden, out)
 		}
 	}
-	if _, err := call(engine.FnFunctionsInfo, `{"function_id":"private::x"}`); code(err) != engine.CodeFunctionNotFound {
+	if _, err := call(engine.FnFunctionsInfo, `{"function_id":"private::x"}`); code(err) != codes.FunctionNotFound {
 		t.Errorf("functions::info of a hidden function: %v", err)
 	}
 	if out, err := call(engine.FnFunctionsInfo, `{"function_id":"api::echo"}`); err != nil || strings.Contains(out, "private-trigger") {
@@ -376,7 +377,7 @@ func TestDiscoveryShowsOnlyCallable(t *testing.T) {
 			}
 		}
 	}
-	if _, err := call(engine.FnRegisteredTriggersInfo, `{"trigger_id":"private-trigger"}`); code(err) != engine.CodeTriggerNotFound {
+	if _, err := call(engine.FnRegisteredTriggersInfo, `{"trigger_id":"private-trigger"}`); code(err) != codes.TriggerNotFound {
 		t.Errorf("registered-triggers::info of a hidden trigger: %v", err)
 	}
 	if _, err := call(engine.FnWorkersInfo, `{"worker_id":"`+owner.ID()+`"}`); err == nil {
@@ -385,7 +386,7 @@ func TestDiscoveryShowsOnlyCallable(t *testing.T) {
 	if out, err := call(engine.FnWorkersInfo, `{"worker_id":"`+s.ID()+`"}`); err != nil || !strings.Contains(out, s.ID()) {
 		t.Errorf("workers::info of itself: %s %v", out, err)
 	}
-	if _, err := call(engine.FnTriggersInfo, `{"trigger_type":"`+engine.TriggerWorkersAvailable+`"}`); code(err) != engine.CodeTriggerTypeNotFound {
+	if _, err := call(engine.FnTriggersInfo, `{"trigger_type":"`+engine.TriggerWorkersAvailable+`"}`); code(err) != codes.TriggerTypeNotFound {
 		t.Errorf("triggers::info of a type outside allowed_trigger_types: %v", err)
 	}
 }
@@ -440,7 +441,7 @@ func TestTriggerCaps(t *testing.T) {
 		}
 	}
 	err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "g3", Type: "fire", FunctionID: "fn"})
-	if code(err) != engine.CodeOverloaded || !strings.Contains(err.Error(), "3") {
+	if code(err) != codes.Overloaded || !strings.Contains(err.Error(), "3") {
 		t.Fatalf("4th trigger: %v", err)
 	}
 	if _, ok := f.get("g3"); ok {
@@ -455,7 +456,7 @@ func TestTriggerCaps(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := o.RegisterTrigger(t.Context(), engine.Trigger{ID: "o2", Type: "fire", FunctionID: "fn"}); code(err) != engine.CodeOverloaded {
+	if err := o.RegisterTrigger(t.Context(), engine.Trigger{ID: "o2", Type: "fire", FunctionID: "fn"}); code(err) != codes.Overloaded {
 		t.Fatalf("past the total cap: %v", err)
 	}
 	s.Close()
@@ -483,7 +484,7 @@ func TestTriggerFireRate(t *testing.T) {
 	}
 	var refused int
 	for range 50 {
-		if _, err := f.fire(t.Context(), "hot"); code(err) == engine.CodeOverloaded {
+		if _, err := f.fire(t.Context(), "hot"); code(err) == codes.Overloaded {
 			refused++
 		} else if err != nil {
 			t.Fatal(err)
@@ -518,7 +519,7 @@ func TestReadGuardedTriggerTypes(t *testing.T) {
 	if err := denied.RegisterFunction("mine::fn", ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := denied.RegisterTrigger(t.Context(), engine.Trigger{ID: "d", Type: "data", FunctionID: "mine::fn"}); code(err) != engine.CodeForbidden || !strings.Contains(err.Error(), "data::read") {
+	if err := denied.RegisterTrigger(t.Context(), engine.Trigger{ID: "d", Type: "data", FunctionID: "mine::fn"}); code(err) != codes.Forbidden || !strings.Contains(err.Error(), "data::read") {
 		t.Fatalf("a data trigger without the right to read: %v", err)
 	}
 	if _, ok := p.get("d"); ok {
@@ -549,7 +550,7 @@ func TestEnqueueThroughMiddleware(t *testing.T) {
 	}))
 	register(t, e, "api::job", answer("1"))
 	s, _ := granted(t, e, &engine.Access{MiddlewareFunctionID: "mw", ExposeFunctions: []engine.Filter{{Match: "api::*"}}}, `{"context":{"user":"u"}}`)
-	if _, err := s.Enqueue(t.Context(), "jobs", engine.Call{FunctionID: "admin::x"}); code(err) != engine.CodeForbidden {
+	if _, err := s.Enqueue(t.Context(), "jobs", engine.Call{FunctionID: "admin::x"}); code(err) != codes.Forbidden {
 		t.Fatalf("enqueue of a hidden function: %v", err)
 	}
 	out, err := s.Enqueue(t.Context(), "jobs", engine.Call{FunctionID: "api::job", Payload: []byte(`{"n":1}`)})
@@ -594,7 +595,7 @@ func TestRegistrationCaps(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.RegisterFunction("f::d", ""); code(err) != engine.CodeOverloaded {
+	if err := s.RegisterFunction("f::d", ""); code(err) != codes.Overloaded {
 		t.Fatalf("4th function: %v", err)
 	}
 	if err := s.RegisterFunction("f::a", "again"); err != nil {
@@ -605,17 +606,17 @@ func TestRegistrationCaps(t *testing.T) {
 	if err := fat.RegisterFunctionSpec("g::a", engine.FunctionSpec{RequestFormat: json.RawMessage(`{"description":` + big + `}`)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := fat.RegisterFunctionSpec("g::b", engine.FunctionSpec{Metadata: json.RawMessage(`{"m":` + big + `}`)}); code(err) != engine.CodeOverloaded {
+	if err := fat.RegisterFunctionSpec("g::b", engine.FunctionSpec{Metadata: json.RawMessage(`{"m":` + big + `}`)}); code(err) != codes.Overloaded {
 		t.Fatalf("past the bytes per connection: %v", err)
 	}
-	if err := fat.RegisterTrigger(t.Context(), engine.Trigger{ID: "t", Type: "fire", FunctionID: "g::a", Config: json.RawMessage(`{"c":` + big + `}`)}); code(err) != engine.CodeOverloaded {
+	if err := fat.RegisterTrigger(t.Context(), engine.Trigger{ID: "t", Type: "fire", FunctionID: "g::a", Config: json.RawMessage(`{"c":` + big + `}`)}); code(err) != codes.Overloaded {
 		t.Fatalf("a trigger past the bytes per connection: %v", err)
 	}
 	other, _ := attach(t, e, "other")
 	if err := other.RegisterFunctionSpec("h::a", engine.FunctionSpec{Description: strings.Repeat("d", 4<<10)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := other.RegisterFunctionSpec("h::b", engine.FunctionSpec{Description: strings.Repeat("d", 4<<10)}); code(err) != engine.CodeOverloaded {
+	if err := other.RegisterFunctionSpec("h::b", engine.FunctionSpec{Description: strings.Repeat("d", 4<<10)}); code(err) != codes.Overloaded {
 		t.Fatalf("past the total bytes: %v", err)
 	}
 	for _, f := range e.Functions() {
@@ -662,7 +663,7 @@ func TestTriggerConfigIDsAnySpelling(t *testing.T) {
 		"unknown target": {ID: "ut", Type: "tick", FunctionID: "later::fn"},
 		"any field":      {ID: "af", Type: "tick", FunctionID: "mine::fn", Config: json.RawMessage(`{"target":"admin::secret"}`)},
 	} {
-		if err := s.RegisterTrigger(t.Context(), tr); code(err) != engine.CodeForbidden {
+		if err := s.RegisterTrigger(t.Context(), tr); code(err) != codes.Forbidden {
 			t.Errorf("%s: %v, want forbidden", name, err)
 		}
 	}
@@ -695,10 +696,10 @@ func TestOneIdentityOneAllowance(t *testing.T) {
 		}
 	}
 	m3 := as("mallory")
-	if err := m3.RegisterTrigger(t.Context(), engine.Trigger{ID: "m2", Type: "fire", FunctionID: "api::fn"}); code(err) != engine.CodeOverloaded {
+	if err := m3.RegisterTrigger(t.Context(), engine.Trigger{ID: "m2", Type: "fire", FunctionID: "api::fn"}); code(err) != codes.Overloaded {
 		t.Fatalf("a third connection of one identity past its trigger cap: %v", err)
 	}
-	if err := m3.RegisterFunction("mallory::f2", ""); code(err) != engine.CodeOverloaded {
+	if err := m3.RegisterFunction("mallory::f2", ""); code(err) != codes.Overloaded {
 		t.Fatalf("a third connection of one identity past its function cap: %v", err)
 	}
 	if err := other.RegisterTrigger(t.Context(), engine.Trigger{ID: "a0", Type: "fire", FunctionID: "api::fn"}); err != nil {
@@ -707,7 +708,7 @@ func TestOneIdentityOneAllowance(t *testing.T) {
 	var refused int
 	for range 10 {
 		for _, id := range []string{"m0", "m1"} {
-			if _, err := f.fire(t.Context(), id); code(err) == engine.CodeOverloaded {
+			if _, err := f.fire(t.Context(), id); code(err) == codes.Overloaded {
 				refused++
 			}
 		}
@@ -739,7 +740,7 @@ func TestListingsBounded(t *testing.T) {
 	}
 	for _, fn := range []string{engine.FnRegisteredTriggersList, engine.FnTriggersOverview, engine.FnFunctionsInfo} {
 		_, err := e.Trigger(t.Context(), engine.Call{FunctionID: fn, Payload: []byte(`{"function_id":"fn"}`)})
-		if code(err) != engine.CodeMessageTooLarge || !strings.Contains(err.Error(), "prefix") {
+		if code(err) != codes.MessageTooLarge || !strings.Contains(err.Error(), "prefix") {
 			t.Errorf("%s of 100 KiB with a 64 KiB cap: %v", fn, err)
 		}
 	}
@@ -757,7 +758,7 @@ func TestWorkersAvailableNeedsWorkersList(t *testing.T) {
 	if err := s.RegisterFunction("mine::watch", ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "w", Type: engine.TriggerWorkersAvailable, FunctionID: "mine::watch"}); code(err) != engine.CodeForbidden {
+	if err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "w", Type: engine.TriggerWorkersAvailable, FunctionID: "mine::watch"}); code(err) != codes.Forbidden {
 		t.Fatalf("workers-available without engine::workers::list: %v", err)
 	}
 	if err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "f", Type: engine.TriggerFunctionsAvailable, FunctionID: "mine::watch"}); err != nil {

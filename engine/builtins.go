@@ -7,6 +7,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/trinehq/trine/codes"
 )
 
 // The engine's own function ids.
@@ -240,7 +242,7 @@ func (e *Engine) registerWorker(_ context.Context, c Call) ([]byte, error) {
 	s := e.workers[c.CallerID]
 	e.mu.RUnlock()
 	if s == nil {
-		return nil, Errorf(CodeInvalidArgument, "%s describes the calling worker: call it from a worker session", FnWorkersRegister)
+		return nil, Errorf(codes.InvalidArgument, "%s describes the calling worker: call it from a worker session", FnWorkersRegister)
 	}
 	var d workerDescription
 	if err := decodeInput(c.Payload, &d); err != nil {
@@ -249,7 +251,7 @@ func (e *Engine) registerWorker(_ context.Context, c Call) ([]byte, error) {
 	info := WorkerInfo{Name: d.Name, Runtime: d.Runtime, Version: d.Version, Description: d.Description, OS: d.OS, PID: d.PID}
 	if d.Namespace != nil {
 		if strings.TrimSpace(*d.Namespace) == "" {
-			return nil, Errorf(CodeInvalidArgument, "namespace must not be blank")
+			return nil, Errorf(codes.InvalidArgument, "namespace must not be blank")
 		}
 		info.Namespace = *d.Namespace
 	}
@@ -266,7 +268,7 @@ func decodeInput(payload []byte, v any) error {
 		return nil
 	}
 	if err := json.Unmarshal(payload, v); err != nil {
-		return Errorf(CodeInvalidArgument, "payload: %v", err)
+		return Errorf(codes.InvalidArgument, "payload: %v", err)
 	}
 	return nil
 }

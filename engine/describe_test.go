@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 )
 
@@ -61,7 +62,7 @@ func TestWorkersRegister(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, bad := range []string{`{"namespace":"  "}`, `{"name":"a\u0000b"}`, `[1]`} {
-		if _, err := call(bad); code(err) != engine.CodeInvalidArgument {
+		if _, err := call(bad); code(err) != codes.InvalidArgument {
 			t.Fatalf("%s: %v, want invalid_argument", bad, err)
 		}
 	}
@@ -88,7 +89,7 @@ func TestWorkersRegister(t *testing.T) {
 	}
 
 	// Only a worker can describe itself.
-	if _, err := e.Trigger(context.Background(), engine.Call{FunctionID: engine.FnWorkersRegister, Payload: []byte(`{}`)}); code(err) != engine.CodeInvalidArgument {
+	if _, err := e.Trigger(context.Background(), engine.Call{FunctionID: engine.FnWorkersRegister, Payload: []byte(`{}`)}); code(err) != codes.InvalidArgument {
 		t.Fatalf("register without a worker: %v", err)
 	}
 }

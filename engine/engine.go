@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/internal/workgroup"
 )
 
@@ -250,13 +251,13 @@ func (e *Engine) route(c *Call) (Handler, *formats, error) {
 	if len(c.Payload) > 0 {
 		compact, err := ScanJSONText(c.Payload)
 		if err != nil {
-			return nil, nil, Errorf(CodeInvalidArgument, "payload for %q: %v", c.FunctionID, err)
+			return nil, nil, Errorf(codes.InvalidArgument, "payload for %q: %v", c.FunctionID, err)
 		}
 		c.compact = compact
 	}
 	if len(c.Metadata) > 0 {
 		if err := ValidJSONText(c.Metadata); err != nil {
-			return nil, nil, Errorf(CodeInvalidArgument, "metadata for %q: %v", c.FunctionID, err)
+			return nil, nil, Errorf(codes.InvalidArgument, "metadata for %q: %v", c.FunctionID, err)
 		}
 	}
 	c.InvocationID = e.newID()
@@ -276,7 +277,7 @@ func (e *Engine) pick(c *Call) (Handler, *formats, error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.draining {
-		return nil, nil, Errorf(CodeUnavailable, "engine is shutting down")
+		return nil, nil, Errorf(codes.Unavailable, "engine is shutting down")
 	}
 	fn := e.functions[c.FunctionID]
 	if fn == nil {
@@ -284,7 +285,7 @@ func (e *Engine) pick(c *Call) (Handler, *formats, error) {
 			e.calls.Add(1)
 			return remoteHandler{r}, nil, nil
 		}
-		return nil, nil, Errorf(CodeFunctionNotFound, "function %q is not registered", c.FunctionID)
+		return nil, nil, Errorf(codes.FunctionNotFound, "function %q is not registered", c.FunctionID)
 	}
 	h := fn.pick()
 	e.calls.Add(1)
@@ -376,5 +377,5 @@ func callError(ctx context.Context, functionID string, err error) error {
 	if ctx.Err() != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
 		return ctxError(ctx, functionID)
 	}
-	return &Error{Code: CodeHandlerError, Message: err.Error()}
+	return &Error{Code: codes.HandlerError, Message: err.Error()}
 }

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/enginetest"
 )
@@ -118,13 +119,13 @@ func TestBuiltinsAndErrors(t *testing.T) {
 		return nil, errors.New("boom")
 	})))
 	must(e.RegisterFunction("t::coded", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
-		return nil, engine.Errorf(engine.CodeConflict, "stale")
+		return nil, engine.Errorf(codes.Conflict, "stale")
 	})))
-	if err := e.RegisterFunction("t::plain", "", engine.HandlerFunc(nil)); code(err) != engine.CodeConflict {
+	if err := e.RegisterFunction("t::plain", "", engine.HandlerFunc(nil)); code(err) != codes.Conflict {
 		t.Fatalf("duplicate built-in = %v, want conflict", err)
 	}
 	_, err := e.Trigger(t.Context(), engine.Call{FunctionID: "t::plain"})
-	if code(err) != engine.CodeHandlerError || !strings.Contains(err.Error(), "boom") {
+	if code(err) != codes.HandlerError || !strings.Contains(err.Error(), "boom") {
 		t.Fatalf("plain error = %v, want handler_error with message", err)
 	}
 	if _, err := e.Trigger(t.Context(), engine.Call{FunctionID: "t::coded"}); !errors.Is(err, engine.ErrConflict) {
@@ -363,7 +364,7 @@ func TestTriggers(t *testing.T) {
 		for c := range pp.configs {
 			var err *engine.Error
 			if string(c.t.Config) == `"bad"` {
-				err = engine.Errorf(engine.CodeInvalidArgument, "no")
+				err = engine.Errorf(codes.InvalidArgument, "no")
 			}
 			prov.Ack(c.id, err)
 		}

@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"encoding/json"
+
+	"github.com/trinehq/trine/codes"
 )
 
 // Enqueuer takes a call into a named queue: the queue module is one, and
@@ -56,7 +58,7 @@ func (s *Session) Enqueue(ctx context.Context, queue string, c Call) ([]byte, er
 		return nil, err
 	}
 	if q == nil {
-		return nil, Errorf(CodeEnqueueError, "this engine has no queues (they need JetStream)")
+		return nil, Errorf(codes.EnqueueError, "this engine has no queues (they need JetStream)")
 	}
 	return q.Enqueue(ctx, queue, Call{FunctionID: c.FunctionID, Payload: orNullJSON(c.Payload), Metadata: c.Metadata, CallerID: s.id, Grant: s.grant, Traceparent: c.Traceparent})
 }

@@ -8,74 +8,34 @@ import (
 	"github.com/trinehq/trine/codes"
 )
 
-// Code is a stable error code (package codes holds the one list; the
-// codes are part of the public contract, documented in docs/reference.md).
+// Code is a stable error code; package codes holds the one list, and the
+// codes are part of the public contract, documented in docs/reference.md.
 type Code = codes.Code
 
-// The error codes, named as the engine's callers have always named them.
-const (
-	CodeFunctionNotFound    = codes.FunctionNotFound
-	CodeTriggerTypeNotFound = codes.TriggerTypeNotFound
-	CodeTriggerNotFound     = codes.TriggerNotFound
-	CodeInvalidArgument     = codes.InvalidArgument
-	CodeDeadlineExceeded    = codes.DeadlineExceeded
-	CodeCancelled           = codes.Cancelled
-	CodeWorkerDisconnected  = codes.WorkerDisconnected
-	CodeHandlerError        = codes.HandlerError
-	CodeUnauthorized        = codes.Unauthorized
-	CodeForbidden           = codes.Forbidden
-	CodeOverloaded          = codes.Overloaded
-	CodeConflict            = codes.Conflict
-	CodeMessageTooLarge     = codes.MessageTooLarge
-	CodeUnavailable         = codes.Unavailable
-	CodeInternal            = codes.Internal
-	CodeValueTooLarge       = codes.ValueTooLarge
-	CodeEnqueueError        = codes.EnqueueError
-)
+// Error is a failure with a stable code, the type the SDK's errors are
+// too. Handlers may return one to choose the code their caller sees; any
+// other error from a handler becomes handler_error.
+type Error = codes.Error
 
-// Error is a failure with a stable code. Handlers may return one to choose the
-// code their caller sees; any other error from a handler becomes handler_error.
-type Error struct {
-	Code    Code
-	Message string
-	// Stacktrace is the callee's own stack trace, when its transport
-	// carries one (gRPC and iii do, calls between engines do not); the
-	// engine passes it on unchanged.
-	Stacktrace string
-}
-
-func (e *Error) Error() string {
-	if e.Message == "" {
-		return "engine: " + string(e.Code)
-	}
-	return "engine: " + string(e.Code) + ": " + e.Message
-}
-
-// Is reports whether target is an *Error with the same code, so that
-// errors.Is(err, engine.ErrFunctionNotFound) works whatever the message.
-func (e *Error) Is(target error) bool {
-	t, ok := target.(*Error)
-	return ok && t.Code == e.Code
-}
-
-// Sentinel errors, one per code, for errors.Is.
+// Sentinel errors, one per code, for errors.Is: each matches every error
+// of its code, whatever the message.
 var (
-	ErrFunctionNotFound    = &Error{Code: CodeFunctionNotFound}
-	ErrTriggerTypeNotFound = &Error{Code: CodeTriggerTypeNotFound}
-	ErrTriggerNotFound     = &Error{Code: CodeTriggerNotFound}
-	ErrInvalidArgument     = &Error{Code: CodeInvalidArgument}
-	ErrDeadlineExceeded    = &Error{Code: CodeDeadlineExceeded}
-	ErrCancelled           = &Error{Code: CodeCancelled}
-	ErrWorkerDisconnected  = &Error{Code: CodeWorkerDisconnected}
-	ErrHandlerError        = &Error{Code: CodeHandlerError}
-	ErrForbidden           = &Error{Code: CodeForbidden}
-	ErrOverloaded          = &Error{Code: CodeOverloaded}
-	ErrConflict            = &Error{Code: CodeConflict}
-	ErrMessageTooLarge     = &Error{Code: CodeMessageTooLarge}
-	ErrUnavailable         = &Error{Code: CodeUnavailable}
-	ErrInternal            = &Error{Code: CodeInternal}
-	ErrValueTooLarge       = &Error{Code: CodeValueTooLarge}
-	ErrEnqueueError        = &Error{Code: CodeEnqueueError}
+	ErrFunctionNotFound    = &Error{Code: codes.FunctionNotFound}
+	ErrTriggerTypeNotFound = &Error{Code: codes.TriggerTypeNotFound}
+	ErrTriggerNotFound     = &Error{Code: codes.TriggerNotFound}
+	ErrInvalidArgument     = &Error{Code: codes.InvalidArgument}
+	ErrDeadlineExceeded    = &Error{Code: codes.DeadlineExceeded}
+	ErrCancelled           = &Error{Code: codes.Cancelled}
+	ErrWorkerDisconnected  = &Error{Code: codes.WorkerDisconnected}
+	ErrHandlerError        = &Error{Code: codes.HandlerError}
+	ErrForbidden           = &Error{Code: codes.Forbidden}
+	ErrOverloaded          = &Error{Code: codes.Overloaded}
+	ErrConflict            = &Error{Code: codes.Conflict}
+	ErrMessageTooLarge     = &Error{Code: codes.MessageTooLarge}
+	ErrUnavailable         = &Error{Code: codes.Unavailable}
+	ErrInternal            = &Error{Code: codes.Internal}
+	ErrValueTooLarge       = &Error{Code: codes.ValueTooLarge}
+	ErrEnqueueError        = &Error{Code: codes.EnqueueError}
 )
 
 // Errorf returns an *Error with the given code and a formatted message.
@@ -86,30 +46,15 @@ func Errorf(code Code, format string, args ...any) *Error {
 // AsError converts any error into an *Error: an *Error anywhere in the chain
 // is returned as is, context errors become deadline_exceeded or cancelled, and
 // anything else becomes internal with the error text as message.
-func AsError(err error) *Error {
-	if err == nil {
-		return nil
-	}
-	var e *Error
-	switch {
-	case errors.As(err, &e):
-		return e
-	case errors.Is(err, context.DeadlineExceeded):
-		return &Error{Code: CodeDeadlineExceeded, Message: "deadline exceeded"}
-	case errors.Is(err, context.Canceled):
-		return &Error{Code: CodeCancelled, Message: "call cancelled"}
-	default:
-		return &Error{Code: CodeInternal, Message: err.Error()}
-	}
-}
+func AsError(err error) *Error { return codes.FromError(err, codes.Internal) }
 
 // ctxError turns the reason ctx ended into an *Error naming the function.
 func ctxError(ctx context.Context, functionID string) *Error {
 	if errors.Is(context.Cause(ctx), context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return Errorf(CodeDeadlineExceeded, "%s: deadline exceeded", functionID)
+		return Errorf(codes.DeadlineExceeded, "%s: deadline exceeded", functionID)
 	}
-	if e := AsError(context.Cause(ctx)); e != nil && e.Code != CodeCancelled && e.Code != CodeInternal {
+	if e := AsError(context.Cause(ctx)); e != nil && e.Code != codes.Cancelled && e.Code != codes.Internal {
 		return e
 	}
-	return Errorf(CodeCancelled, "%s: call cancelled", functionID)
+	return Errorf(codes.Cancelled, "%s: call cancelled", functionID)
 }

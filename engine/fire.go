@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/trinehq/trine/codes"
 )
 
 // A trigger is a call its owner makes later. Everything a connection has
@@ -47,11 +49,11 @@ func (e *Engine) authorizeFire(t Trigger, c Call) (Call, error) {
 		return c, nil
 	}
 	if !s.acct.fires.Allow() {
-		return c, Errorf(CodeOverloaded, "trigger %q not fired: the triggers of this connection fire at most %g times a second (--trigger-fire-rate)", t.ID, e.cfg.TriggerFireRate)
+		return c, Errorf(codes.Overloaded, "trigger %q not fired: the triggers of this connection fire at most %g times a second (--trigger-fire-rate)", t.ID, e.cfg.TriggerFireRate)
 	}
 	c.CallerID = s.id
 	if err := e.mayTarget(s, c.FunctionID, false); err != nil {
-		return c, Errorf(CodeForbidden, "trigger %q: %s", t.ID, AsError(err).Message)
+		return c, Errorf(codes.Forbidden, "trigger %q: %s", t.ID, AsError(err).Message)
 	}
 	return e.throughMiddleware(s.grant, c, nil)
 }
@@ -76,10 +78,10 @@ func (e *Engine) notServedElsewhere(s *Session, id string) error {
 	defer cancel()
 	served, err := r.ServedElsewhere(ctx, id)
 	if err != nil {
-		return Errorf(CodeUnavailable, "function %q not registered: cannot tell whether another engine serves it: %v", id, err)
+		return Errorf(codes.Unavailable, "function %q not registered: cannot tell whether another engine serves it: %v", id, err)
 	}
 	if served {
-		return Errorf(CodeConflict, "function %q is served on another engine of the fleet; a connection under a policy never joins a replica set it does not share a policy and identity with (a function_registration_prefix keeps its ids apart)", id)
+		return Errorf(codes.Conflict, "function %q is served on another engine of the fleet; a connection under a policy never joins a replica set it does not share a policy and identity with (a function_registration_prefix keeps its ids apart)", id)
 	}
 	return nil
 }
@@ -111,7 +113,7 @@ func (e *Engine) TakeBack(t Trigger) {
 // do costly work before it fires (a fleet-wide claim) asks first.
 func (e *Engine) FireAllowed(t Trigger) error {
 	if s := t.by; s != nil && s.grant != nil && s.acct.fires.Tokens() < 1 {
-		return Errorf(CodeOverloaded, "trigger %q not fired: the triggers of this connection fire at most %g times a second (--trigger-fire-rate)", t.ID, e.cfg.TriggerFireRate)
+		return Errorf(codes.Overloaded, "trigger %q not fired: the triggers of this connection fire at most %g times a second (--trigger-fire-rate)", t.ID, e.cfg.TriggerFireRate)
 	}
 	return nil
 }
@@ -134,7 +136,7 @@ func (e *Engine) canReadThrough(g *Grant, t Trigger) error {
 		return nil
 	}
 	if err := g.CanCall(fn, e.functionMetadata(fn)); err != nil {
-		return Errorf(CodeForbidden, "trigger %q not registered: a %q trigger gets what %s gives, and this connection may not call %s (%s)", t.ID, t.Type, fn, fn, AsError(err).Message)
+		return Errorf(codes.Forbidden, "trigger %q not registered: a %q trigger gets what %s gives, and this connection may not call %s (%s)", t.ID, t.Type, fn, fn, AsError(err).Message)
 	}
 	return nil
 }
@@ -156,7 +158,7 @@ func (e *Engine) mayTargetAll(s *Session, t Trigger, ids, strs []string) error {
 	for _, id := range ids {
 		unknownOK := !byWorker || (prefix != "" && strings.HasPrefix(id, prefix))
 		if err := e.mayTarget(s, id, unknownOK); err != nil {
-			return Errorf(CodeForbidden, "trigger %q not registered: it would call %q with this connection's rights: %s", t.ID, id, AsError(err).Message)
+			return Errorf(codes.Forbidden, "trigger %q not registered: it would call %q with this connection's rights: %s", t.ID, id, AsError(err).Message)
 		}
 	}
 	if !byWorker {
@@ -167,7 +169,7 @@ func (e *Engine) mayTargetAll(s *Session, t Trigger, ids, strs []string) error {
 			continue
 		}
 		if err := e.mayTarget(s, v, false); err != nil {
-			return Errorf(CodeForbidden, "trigger %q not registered: its config names function %q, which this connection may not call, and a worker-provided trigger type may call it: %s", t.ID, v, AsError(err).Message)
+			return Errorf(codes.Forbidden, "trigger %q not registered: its config names function %q, which this connection may not call, and a worker-provided trigger type may call it: %s", t.ID, v, AsError(err).Message)
 		}
 	}
 	return nil
@@ -210,7 +212,7 @@ func (e *Engine) throughMiddleware(g *Grant, c Call, action json.RawMessage) (Ca
 	}
 	p, err := json.Marshal(MiddlewareInput{FunctionID: c.FunctionID, Payload: payload, Context: g.result.Context, Action: action})
 	if err != nil {
-		return c, Errorf(CodeInvalidArgument, "call of %q: %v", c.FunctionID, err)
+		return c, Errorf(codes.InvalidArgument, "call of %q: %v", c.FunctionID, err)
 	}
 	c.FunctionID, c.Payload = mw, p
 	return c, nil
@@ -297,7 +299,7 @@ func foldKey(k string) string {
 // rewritten with the prefix when that changed anything.
 func (w configWalk) walk(v json.RawMessage, depth int) (json.RawMessage, bool, error) {
 	if depth > maxConfigDepth {
-		return nil, false, Errorf(CodeInvalidArgument, "trigger %q config nests deeper than %d levels", w.trigger, maxConfigDepth)
+		return nil, false, Errorf(codes.InvalidArgument, "trigger %q config nests deeper than %d levels", w.trigger, maxConfigDepth)
 	}
 	switch v[0] {
 	case '"':
@@ -309,7 +311,7 @@ func (w configWalk) walk(v json.RawMessage, depth int) (json.RawMessage, bool, e
 	case '[':
 		var items []json.RawMessage
 		if err := json.Unmarshal(v, &items); err != nil {
-			return nil, false, Errorf(CodeInvalidArgument, "trigger %q config: %v", w.trigger, err)
+			return nil, false, Errorf(codes.InvalidArgument, "trigger %q config: %v", w.trigger, err)
 		}
 		changed := false
 		for i, it := range items {
@@ -323,7 +325,7 @@ func (w configWalk) walk(v json.RawMessage, depth int) (json.RawMessage, bool, e
 	case '{':
 		var fields map[string]json.RawMessage
 		if err := json.Unmarshal(v, &fields); err != nil {
-			return nil, false, Errorf(CodeInvalidArgument, "trigger %q config: %v", w.trigger, err)
+			return nil, false, Errorf(codes.InvalidArgument, "trigger %q config: %v", w.trigger, err)
 		}
 		keys := make([]string, 0, len(fields))
 		for k := range fields {
@@ -352,7 +354,7 @@ func (w configWalk) field(k string, v json.RawMessage, depth int) (json.RawMessa
 	if one {
 		var id string
 		if err := json.Unmarshal(v, &id); err != nil {
-			return nil, false, Errorf(CodeInvalidArgument, "trigger %q config: %s must be a function id string", w.trigger, k)
+			return nil, false, Errorf(codes.InvalidArgument, "trigger %q config: %s must be a function id string", w.trigger, k)
 		}
 		if id == "" {
 			return v, false, nil
@@ -363,7 +365,7 @@ func (w configWalk) field(k string, v json.RawMessage, depth int) (json.RawMessa
 	}
 	var ids []string
 	if err := json.Unmarshal(v, &ids); err != nil {
-		return nil, false, Errorf(CodeInvalidArgument, "trigger %q config: %s must be an array of function id strings", w.trigger, k)
+		return nil, false, Errorf(codes.InvalidArgument, "trigger %q config: %s must be an array of function id strings", w.trigger, k)
 	}
 	for i := range ids {
 		ids[i] = w.prefix + ids[i]
@@ -379,7 +381,7 @@ func (w configWalk) remarshal(orig json.RawMessage, v any, changed bool) (json.R
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, false, Errorf(CodeInvalidArgument, "trigger %q config: %v", w.trigger, err)
+		return nil, false, Errorf(codes.InvalidArgument, "trigger %q config: %v", w.trigger, err)
 	}
 	return b, true, nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/contract"
 )
 
@@ -49,16 +50,16 @@ func (e *Engine) compileFormats(id string, spec FunctionSpec) (*formats, error) 
 		}
 		if spec.NoValidation {
 			if max := e.cfg.Contracts.Limits().MaxSchemaBytes; len(x.src) > max {
-				return nil, Errorf(CodeInvalidArgument, "function %q: %s: %d bytes, over the limit of %d", id, x.name, len(x.src), max)
+				return nil, Errorf(codes.InvalidArgument, "function %q: %s: %d bytes, over the limit of %d", id, x.name, len(x.src), max)
 			}
 			if !json.Valid(x.src) {
-				return nil, Errorf(CodeInvalidArgument, "function %q: %s is not JSON", id, x.name)
+				return nil, Errorf(codes.InvalidArgument, "function %q: %s is not JSON", id, x.name)
 			}
 			continue
 		}
 		s, err := e.cfg.Contracts.Compile(x.src)
 		if err != nil {
-			return nil, Errorf(CodeInvalidArgument, "function %q: %s: %s", id, x.name, contractMessage(err))
+			return nil, Errorf(codes.InvalidArgument, "function %q: %s: %s", id, x.name, contractMessage(err))
 		}
 		*x.dst = s
 	}
@@ -74,7 +75,7 @@ func (f *formats) checkPayload(c *Call) error {
 		return nil
 	}
 	if err := f.request.Validate(orNull(c.Payload)); err != nil {
-		return RequestFormatError(Errorf(CodeInvalidArgument, "payload for %q breaks its request_format: %s", c.FunctionID, contractMessage(err)))
+		return RequestFormatError(Errorf(codes.InvalidArgument, "payload for %q breaks its request_format: %s", c.FunctionID, contractMessage(err)))
 	}
 	return nil
 }
@@ -98,7 +99,7 @@ func (e *Engine) checkResult(f *formats, h Handler, c *Call, out []byte) error {
 		args = append(args, LogWorkerID, s.id, LogWorkerName, s.name())
 	}
 	e.formatLog.WarnFor(key, "a worker's result breaks its response_format", args...)
-	return Errorf(CodeHandlerError, "result of %q breaks its response_format: %s", c.FunctionID, msg)
+	return Errorf(codes.HandlerError, "result of %q breaks its response_format: %s", c.FunctionID, msg)
 }
 
 func orNull(b []byte) []byte {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 )
 
@@ -61,10 +62,10 @@ func TestFunctionFormatsEnforced(t *testing.T) {
 		``:                `payload for "math::add" breaks its request_format: (root): expected object, got null`,
 	} {
 		_, err := e.Trigger(t.Context(), engine.Call{FunctionID: "math::add", Payload: []byte(payload)})
-		if code(err) != engine.CodeInvalidArgument || engine.AsError(err).Message != want || !errors.Is(err, engine.ErrRequestFormat) {
+		if code(err) != codes.InvalidArgument || engine.AsError(err).Message != want || !errors.Is(err, engine.ErrRequestFormat) {
 			t.Errorf("payload %s: %v, want invalid_argument %q", payload, err, want)
 		}
-		if err := e.TriggerVoid(engine.Call{FunctionID: "math::add", Payload: []byte(payload)}); code(err) != engine.CodeInvalidArgument {
+		if err := e.TriggerVoid(engine.Call{FunctionID: "math::add", Payload: []byte(payload)}); code(err) != codes.InvalidArgument {
 			t.Errorf("void payload %s: %v, want invalid_argument", payload, err)
 		}
 	}
@@ -76,11 +77,11 @@ func TestFunctionFormatsEnforced(t *testing.T) {
 	}
 	serveOnce(t, s, p, `{"sum":"3"}`)
 	_, err := e.Trigger(t.Context(), engine.Call{FunctionID: "math::add", Payload: []byte(`{"a":1,"b":2}`)})
-	if want := `result of "math::add" breaks its response_format: /sum: expected number, got string`; code(err) != engine.CodeHandlerError || engine.AsError(err).Message != want {
+	if want := `result of "math::add" breaks its response_format: /sum: expected number, got string`; code(err) != codes.HandlerError || engine.AsError(err).Message != want {
 		t.Fatalf("invalid result: %v, want handler_error %q", err, want)
 	}
 	serveOnce(t, s, p, ``)
-	if _, err := e.Trigger(t.Context(), engine.Call{FunctionID: "math::add", Payload: []byte(`{"a":1,"b":2}`)}); code(err) != engine.CodeHandlerError {
+	if _, err := e.Trigger(t.Context(), engine.Call{FunctionID: "math::add", Payload: []byte(`{"a":1,"b":2}`)}); code(err) != codes.HandlerError {
 		t.Fatalf("an empty result is checked as null: %v", err)
 	}
 	if err := e.TriggerVoid(engine.Call{FunctionID: "math::add", Payload: []byte(`{"a":1,"b":2}`)}); err != nil {
@@ -113,7 +114,7 @@ func TestFunctionFormatsOptOut(t *testing.T) {
 		t.Fatalf("info = %+v", info)
 	}
 	if err := s.RegisterFunctionSpec("math::big", engine.FunctionSpec{NoValidation: true,
-		RequestFormat: json.RawMessage(`"` + strings.Repeat("x", 300<<10) + `"`)}); code(err) != engine.CodeInvalidArgument {
+		RequestFormat: json.RawMessage(`"` + strings.Repeat("x", 300<<10) + `"`)}); code(err) != codes.InvalidArgument {
 		t.Fatalf("an opted-out format over the size limit = %v, want invalid_argument", err)
 	}
 }
@@ -144,7 +145,7 @@ func TestFunctionFormatsRefusedAtRegistration(t *testing.T) {
 	} {
 		start := time.Now()
 		err := s.RegisterFunctionSpec("w::f", engine.FunctionSpec{RequestFormat: json.RawMessage(tc.request), ResponseFormat: json.RawMessage(tc.response)})
-		if code(err) != engine.CodeInvalidArgument || !strings.Contains(engine.AsError(err).Message, tc.want) {
+		if code(err) != codes.InvalidArgument || !strings.Contains(engine.AsError(err).Message, tc.want) {
 			t.Errorf("%s: %v, want invalid_argument containing %q", name, err, tc.want)
 		}
 		if d := time.Since(start); d > 5*time.Second {

@@ -3,6 +3,8 @@ package engine
 import (
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/trinehq/trine/codes"
 )
 
 // MaxIDLength is the longest function, trigger or trigger-type id, in bytes.
@@ -25,17 +27,17 @@ func ValidateID(kind, id string) error {
 func ValidateName(kind, v string, max int) error {
 	switch {
 	case v == "":
-		return Errorf(CodeInvalidArgument, "%s is empty", kind)
+		return Errorf(codes.InvalidArgument, "%s is empty", kind)
 	case len(v) > max:
-		return Errorf(CodeInvalidArgument, "%s is %d bytes long, the limit is %d", kind, len(v), max)
+		return Errorf(codes.InvalidArgument, "%s is %d bytes long, the limit is %d", kind, len(v), max)
 	case !utf8.ValidString(v):
-		return Errorf(CodeInvalidArgument, "%s %q is not valid UTF-8", kind, v)
+		return Errorf(codes.InvalidArgument, "%s %q is not valid UTF-8", kind, v)
 	case v[0] == ' ' || v[len(v)-1] == ' ':
-		return Errorf(CodeInvalidArgument, "%s %q starts or ends with a space", kind, v)
+		return Errorf(codes.InvalidArgument, "%s %q starts or ends with a space", kind, v)
 	}
 	for _, r := range v {
 		if !unicode.IsPrint(r) {
-			return Errorf(CodeInvalidArgument, "%s %q contains the unprintable character %U", kind, v, r)
+			return Errorf(codes.InvalidArgument, "%s %q contains the unprintable character %U", kind, v, r)
 		}
 	}
 	return nil

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+
+	"github.com/trinehq/trine/codes"
 )
 
 // The engine's introspection of one function, worker, trigger type or
@@ -85,7 +87,7 @@ func (e *Engine) registerInfoBuiltins() error {
 			id := cmp.Or(in.FunctionID, in.ID)
 			info, ok := e.functionInfo(v, id)
 			if !ok {
-				return nil, Errorf(CodeFunctionNotFound, "function %q is not registered", id)
+				return nil, Errorf(codes.FunctionNotFound, "function %q is not registered", id)
 			}
 			return info, nil
 		}},
@@ -96,7 +98,7 @@ func (e *Engine) registerInfoBuiltins() error {
 					return w, nil
 				}
 			}
-			return nil, Errorf(CodeInvalidArgument, "no connected worker has id %q", id)
+			return nil, Errorf(codes.InvalidArgument, "no connected worker has id %q", id)
 		}},
 		{FnTriggersInfo, "Describe one trigger type with its triggers; {trigger_type}", func(v view, in infoInput) (any, error) {
 			id := cmp.Or(in.TriggerType, in.TriggerTypeID, in.ID)
@@ -111,7 +113,7 @@ func (e *Engine) registerInfoBuiltins() error {
 					}{tt, cmp.Or(tt.ProviderNamespace, "default"), cmp.Or(tt.ProviderName, "engine"), e.registeredTriggers(v, listFilter{TriggerType: id})}, nil
 				}
 			}
-			return nil, Errorf(CodeTriggerTypeNotFound, "trigger type %q is not registered", id)
+			return nil, Errorf(codes.TriggerTypeNotFound, "trigger type %q is not registered", id)
 		}},
 		{FnRegisteredTriggersInfo, "Describe one trigger: type, function, config, owner and status; {trigger_id}", func(v view, in infoInput) (any, error) {
 			id := cmp.Or(in.TriggerID, in.ID)
@@ -130,7 +132,7 @@ func (e *Engine) registerInfoBuiltins() error {
 					}{t, t.Type, t.OwnerName, cfg}, nil
 				}
 			}
-			return nil, Errorf(CodeTriggerNotFound, "trigger %q is not registered", id)
+			return nil, Errorf(codes.TriggerNotFound, "trigger %q is not registered", id)
 		}},
 	}
 	for _, f := range fns {

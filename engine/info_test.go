@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 )
 
@@ -85,12 +86,12 @@ func TestInfoFunctions(t *testing.T) {
 		fn, in string
 		code   engine.Code
 	}{
-		{engine.FnFunctionsInfo, `{"function_id":"nope"}`, engine.CodeFunctionNotFound},
-		{engine.FnFunctionsInfo, `{}`, engine.CodeFunctionNotFound},
-		{engine.FnWorkersInfo, `{"worker_id":"nope"}`, engine.CodeInvalidArgument},
-		{engine.FnTriggersInfo, `{"trigger_type":"nope"}`, engine.CodeTriggerTypeNotFound},
-		{engine.FnRegisteredTriggersInfo, `{"trigger_id":"nope"}`, engine.CodeTriggerNotFound},
-		{engine.FnFunctionsInfo, `[1]`, engine.CodeInvalidArgument},
+		{engine.FnFunctionsInfo, `{"function_id":"nope"}`, codes.FunctionNotFound},
+		{engine.FnFunctionsInfo, `{}`, codes.FunctionNotFound},
+		{engine.FnWorkersInfo, `{"worker_id":"nope"}`, codes.InvalidArgument},
+		{engine.FnTriggersInfo, `{"trigger_type":"nope"}`, codes.TriggerTypeNotFound},
+		{engine.FnRegisteredTriggersInfo, `{"trigger_id":"nope"}`, codes.TriggerNotFound},
+		{engine.FnFunctionsInfo, `[1]`, codes.InvalidArgument},
 	} {
 		if _, err := call(c.fn, c.in); code(err) != c.code {
 			t.Errorf("%s %s: %v, want %s", c.fn, c.in, err, c.code)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+
+	"github.com/trinehq/trine/codes"
 )
 
 // Input is a call's payload read as a JSON object: its members' values as
@@ -81,17 +83,17 @@ func ReadInput(c Call) (Input, error) {
 }
 
 func (in Input) bad(why string) error {
-	return Errorf(CodeInvalidArgument, "%s: bad input: %s", in.fn, why)
+	return Errorf(codes.InvalidArgument, "%s: bad input: %s", in.fn, why)
 }
 
 // Invalid is an invalid_argument error of the function, "<fn>: <err>".
 func (in Input) Invalid(err error) error {
-	return Errorf(CodeInvalidArgument, "%s: %v", in.fn, err)
+	return Errorf(codes.InvalidArgument, "%s: %v", in.fn, err)
 }
 
 // Missing is the error for a required member that is absent.
 func (in Input) Missing(name string) error {
-	return Errorf(CodeInvalidArgument, "%s: missing field %s", in.fn, name)
+	return Errorf(codes.InvalidArgument, "%s: missing field %s", in.fn, name)
 }
 
 // lookup returns the last member called name, null or not.

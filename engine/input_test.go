@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/enginetest"
 )
@@ -50,7 +51,7 @@ func TestInputReadsAsEncodingJSON(t *testing.T) {
 			continue
 		}
 		if err != nil {
-			if engine.AsError(err).Code != engine.CodeInvalidArgument {
+			if engine.AsError(err).Code != codes.InvalidArgument {
 				t.Errorf("%s: error %v, want invalid_argument", p, err)
 			}
 			continue

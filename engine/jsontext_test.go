@@ -11,6 +11,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/enginetest"
 )
@@ -46,11 +47,11 @@ func TestCallsRefuseInvalidText(t *testing.T) {
 	}
 	for _, p := range []string{"{\"data\":\"\xff\"}", `{"item_id":"\ud800"}`} {
 		_, err := e.Trigger(context.Background(), engine.Call{FunctionID: "f", Payload: []byte(p)})
-		if engine.AsError(err).Code != engine.CodeInvalidArgument {
+		if engine.AsError(err).Code != codes.InvalidArgument {
 			t.Errorf("payload %q: %v, want invalid_argument", p, err)
 		}
 		_, err = e.Trigger(context.Background(), engine.Call{FunctionID: "f", Payload: []byte(`{}`), Metadata: []byte(p)})
-		if engine.AsError(err).Code != engine.CodeInvalidArgument {
+		if engine.AsError(err).Code != codes.InvalidArgument {
 			t.Errorf("metadata %q: %v, want invalid_argument", p, err)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/trinehq/trine/codes"
 )
 
 // The log functions, iii's engine::log::{trace,debug,info,warn,error}:
@@ -72,7 +74,7 @@ func (e *Engine) registerLogFunctions() error {
 				return nil, err
 			}
 			if in.Message == nil {
-				return nil, Errorf(CodeInvalidArgument, "%s needs a message", id)
+				return nil, Errorf(codes.InvalidArgument, "%s needs a message", id)
 			}
 			ok, dropped := lim.allow(c.CallerID, e.cfg.Now())
 			attrs := []any{LogWorkerID, c.CallerID}

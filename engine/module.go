@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"iter"
 	"sync"
+
+	"github.com/trinehq/trine/codes"
 )
 
 // Module is a plug-in of the engine: it registers its functions and
@@ -140,7 +142,7 @@ func (s *TriggerSet[T]) Put(id string, v T, stop func(), run func()) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return Errorf(CodeUnavailable, "%s is stopped", s.what)
+		return Errorf(codes.Unavailable, "%s is stopped", s.what)
 	}
 	if old, ok := s.byID[id]; ok {
 		s.drop(id, old)
@@ -180,7 +182,7 @@ func (s *TriggerSet[T]) Check() error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return Errorf(CodeUnavailable, "%s is stopped", s.what)
+		return Errorf(codes.Unavailable, "%s is stopped", s.what)
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+
+	"github.com/trinehq/trine/codes"
 )
 
 // FnTriggersRelease ends a trigger that its provider keeps in force after
@@ -84,7 +86,7 @@ func (e *Engine) registerOrphanBuiltins() error {
 				return nil, err
 			}
 			if in.TriggerID == "" {
-				return nil, Errorf(CodeInvalidArgument, "%s needs trigger_id", FnTriggersRelease)
+				return nil, Errorf(codes.InvalidArgument, "%s needs trigger_id", FnTriggersRelease)
 			}
 			for _, h := range e.holders() {
 				ok, err := h.ReleaseOrphan(ctx, in.TriggerID)
@@ -96,7 +98,7 @@ func (e *Engine) registerOrphanBuiltins() error {
 					return json.Marshal(map[string]any{"trigger_id": in.TriggerID, "released": true})
 				}
 			}
-			return nil, Errorf(CodeTriggerNotFound, "no orphaned trigger %q: only a trigger kept after its worker left can be released (status %q in %s)",
+			return nil, Errorf(codes.TriggerNotFound, "no orphaned trigger %q: only a trigger kept after its worker left can be released (status %q in %s)",
 				in.TriggerID, StatusOrphaned, FnTriggersOverview)
 		}))
 }

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+
+	"github.com/trinehq/trine/codes"
 )
 
 // ReservedPrefix starts the ids of the engine's own functions; workers may
@@ -120,12 +122,12 @@ func (e *Engine) RegisterFunction(id, description string, h Handler) error {
 		return err
 	}
 	if h == nil {
-		return Errorf(CodeInvalidArgument, "function %q has no handler", id)
+		return Errorf(codes.InvalidArgument, "function %q has no handler", id)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, ok := e.functions[id]; ok {
-		return Errorf(CodeConflict, "function %q is already registered", id)
+		return Errorf(codes.Conflict, "function %q is already registered", id)
 	}
 	e.functions[id] = &function{id: id, description: description, builtin: h}
 	e.served(id, true)
@@ -141,7 +143,7 @@ func (e *Engine) RegisterFunction(id, description string, h Handler) error {
 // place a function where a trusted worker serves one.
 func (e *Engine) addReplica(s *Session, id string, spec FunctionSpec, f *formats) error {
 	if strings.HasPrefix(id, ReservedPrefix) {
-		return Errorf(CodeForbidden, "function ids starting with %q are reserved for the engine", ReservedPrefix)
+		return Errorf(codes.Forbidden, "function ids starting with %q are reserved for the engine", ReservedPrefix)
 	}
 	fn := e.functions[id]
 	switch {
@@ -157,10 +159,10 @@ func (e *Engine) addReplica(s *Session, id string, spec FunctionSpec, f *formats
 		}
 		e.functionsChanged()
 	case fn.builtin != nil:
-		return Errorf(CodeConflict, "function %q is built into the engine", id)
+		return Errorf(codes.Conflict, "function %q is built into the engine", id)
 	case len(fn.replicas) > 0 && !samePrincipal(fn.replicas[0].grant, s.grant):
 		if s.grant != nil {
-			return Errorf(CodeConflict, "function %q is served by workers of another listener policy or identity; a connection under a policy never joins their replica set (a function_registration_prefix keeps its ids apart)", id)
+			return Errorf(codes.Conflict, "function %q is served by workers of another listener policy or identity; a connection under a policy never joins their replica set (a function_registration_prefix keeps its ids apart)", id)
 		}
 		for _, r := range slices.Clone(fn.replicas) {
 			e.log.Warn("a trusted worker took back a function id served under a listener policy", LogFunctionID, id,

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/trinehq/trine/codes"
 )
 
 // WorkerInfo describes a worker, from the first frame of its session.
@@ -141,7 +143,7 @@ func (e *Engine) AttachGranted(info WorkerInfo, p Peer, g *Grant) (*Session, err
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.draining {
-		return nil, Errorf(CodeUnavailable, "engine is shutting down")
+		return nil, Errorf(codes.Unavailable, "engine is shutting down")
 	}
 	if _, taken := e.workers[s.id]; taken { // a concurrent reattach won
 		s.id = e.newID()
@@ -242,7 +244,7 @@ func (s *Session) Close() {
 	// Out of the registry first, so that a caller told of the
 	// disconnection can no longer be routed here.
 	s.e.detach(s)
-	gone := Errorf(CodeWorkerDisconnected, "worker %s (%s) disconnected", s.id, s.name())
+	gone := Errorf(codes.WorkerDisconnected, "worker %s (%s) disconnected", s.id, s.name())
 	for _, ch := range pending {
 		ch <- result{err: gone}
 	}
@@ -370,21 +372,21 @@ func (s *Session) addFunction(id, description string, spec FunctionSpec, f *form
 	s.e.mu.Lock()
 	defer s.e.mu.Unlock()
 	if s.isClosed() {
-		return Errorf(CodeWorkerDisconnected, "session closed")
+		return Errorf(codes.WorkerDisconnected, "session closed")
 	}
 	spec.Description = description
 	e := s.e
 	if _, owned := s.functions[id]; !owned {
 		if n := s.acct.functions; n >= e.cfg.MaxFunctionsPerWorker {
-			return Errorf(CodeOverloaded, "function %q not registered: this connection (with the others of its identity) serves %d functions, the most one may (--max-functions-per-worker)", id, n)
+			return Errorf(codes.Overloaded, "function %q not registered: this connection (with the others of its identity) serves %d functions, the most one may (--max-functions-per-worker)", id, n)
 		}
 		if _, exists := e.functions[id]; !exists && len(e.functions) >= e.cfg.MaxFunctions {
-			return Errorf(CodeOverloaded, "function %q not registered: the engine holds %d functions, the most it may (--max-functions)", id, len(e.functions))
+			return Errorf(codes.Overloaded, "function %q not registered: the engine holds %d functions, the most it may (--max-functions)", id, len(e.functions))
 		}
 	}
 	key, size := usageKey("function", id), len(id)+len(spec.Description)+len(spec.Metadata)+len(spec.RequestFormat)+len(spec.ResponseFormat)
 	if err := e.fits(s, key, size); err != nil {
-		return Errorf(CodeOverloaded, "function %q not registered: %s", id, err.Message)
+		return Errorf(codes.Overloaded, "function %q not registered: %s", id, err.Message)
 	}
 	if err := e.addReplica(s, id, spec, f); err != nil {
 		return err
@@ -400,7 +402,7 @@ func (s *Session) UnregisterFunction(id string) error {
 	s.e.mu.Lock()
 	defer s.e.mu.Unlock()
 	if !s.e.removeReplica(s, id) {
-		return Errorf(CodeFunctionNotFound, "this worker has not registered function %q", id)
+		return Errorf(codes.FunctionNotFound, "this worker has not registered function %q", id)
 	}
 	return nil
 }
@@ -493,7 +495,7 @@ func (s *Session) invokeVoid(ctx context.Context, c Call) error {
 func (s *Session) Result(invocationID string, value []byte, err *Error) bool {
 	if err == nil && len(value) > 0 {
 		if verr := ValidJSONText(value); verr != nil {
-			value, err = nil, Errorf(CodeHandlerError, "worker %s (%s) returned a result that is %v", s.id, s.name(), verr)
+			value, err = nil, Errorf(codes.HandlerError, "worker %s (%s) returned a result that is %v", s.id, s.name(), verr)
 		}
 	}
 	return s.deliver(invocationID, value, err)
@@ -526,7 +528,7 @@ func (s *Session) await(id string) (chan result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, Errorf(CodeWorkerDisconnected, "worker %s (%s) disconnected", s.id, s.name())
+		return nil, Errorf(codes.WorkerDisconnected, "worker %s (%s) disconnected", s.id, s.name())
 	}
 	s.pending[id] = ch
 	return ch, nil

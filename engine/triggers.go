@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+
+	"github.com/trinehq/trine/codes"
 )
 
 // Trigger binds an event source, a trigger type, to a function.
@@ -53,7 +55,7 @@ func (e *Engine) RegisterTriggerType(id, description string, p TriggerProvider) 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, ok := e.triggerTypes[id]; ok {
-		return Errorf(CodeConflict, "trigger type %q is already registered", id)
+		return Errorf(codes.Conflict, "trigger type %q is already registered", id)
 	}
 	e.triggerTypes[id] = &triggerType{id: id, description: description, provider: p}
 	return nil
@@ -81,19 +83,19 @@ func (s *Session) RegisterTriggerType(id, description string) error {
 	e.mu.Lock()
 	if s.isClosed() {
 		e.mu.Unlock()
-		return Errorf(CodeWorkerDisconnected, "session closed")
+		return Errorf(codes.WorkerDisconnected, "session closed")
 	}
 	if tt, ok := e.triggerTypes[id]; ok && tt.owner != s {
 		e.mu.Unlock()
 		if tt.owner == nil {
-			return Errorf(CodeConflict, "trigger type %q is built into the engine", id)
+			return Errorf(codes.Conflict, "trigger type %q is built into the engine", id)
 		}
-		return Errorf(CodeConflict, "trigger type %q is provided by worker %s (%s)", id, tt.owner.id, tt.owner.name())
+		return Errorf(codes.Conflict, "trigger type %q is provided by worker %s (%s)", id, tt.owner.id, tt.owner.name())
 	}
 	key, size := usageKey("trigger type", id), len(id)+len(description)
 	if err := e.fits(s, key, size); err != nil {
 		e.mu.Unlock()
-		return Errorf(CodeOverloaded, "trigger type %q not registered: %s", id, err.Message)
+		return Errorf(codes.Overloaded, "trigger type %q not registered: %s", id, err.Message)
 	}
 	e.charge(s, key, size)
 	p := providerSession{s}
@@ -137,7 +139,7 @@ func (s *Session) UnregisterTriggerType(id string) error {
 	s.e.mu.Lock()
 	defer s.e.mu.Unlock()
 	if _, ok := s.triggerTypes[id]; !ok {
-		return Errorf(CodeTriggerTypeNotFound, "this worker does not provide trigger type %q", id)
+		return Errorf(codes.TriggerTypeNotFound, "this worker does not provide trigger type %q", id)
 	}
 	s.e.dropTriggerType(s, id)
 	return nil
@@ -218,7 +220,7 @@ func (e *Engine) reserveTrigger(s *Session, t Trigger) (reserved, old *trigger, 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if s.isClosed() {
-		return nil, nil, nil, Errorf(CodeWorkerDisconnected, "session closed")
+		return nil, nil, nil, Errorf(codes.WorkerDisconnected, "session closed")
 	}
 	old = e.triggers[t.ID]
 	if old != nil && old.owner != s && s.grant == nil && old.owner.grant != nil && !old.registering {
@@ -230,26 +232,26 @@ func (e *Engine) reserveTrigger(s *Session, t Trigger) (reserved, old *trigger, 
 		old.owner = s
 	}
 	if old != nil && old.owner != s {
-		return nil, nil, nil, Errorf(CodeConflict, "trigger %q is owned by another worker", t.ID)
+		return nil, nil, nil, Errorf(codes.Conflict, "trigger %q is owned by another worker", t.ID)
 	}
 	if old == nil {
 		if n := s.acct.triggers; n >= e.cfg.MaxTriggersPerWorker {
-			return nil, nil, nil, Errorf(CodeOverloaded, "trigger %q not registered: this connection (with the others of its identity) owns %d triggers, the most one may (--max-triggers-per-worker)", t.ID, n)
+			return nil, nil, nil, Errorf(codes.Overloaded, "trigger %q not registered: this connection (with the others of its identity) owns %d triggers, the most one may (--max-triggers-per-worker)", t.ID, n)
 		}
 		if n := len(e.triggers); n >= e.cfg.MaxTriggers {
-			return nil, nil, nil, Errorf(CodeOverloaded, "trigger %q not registered: the engine holds %d triggers, the most it may (--max-triggers)", t.ID, n)
+			return nil, nil, nil, Errorf(codes.Overloaded, "trigger %q not registered: the engine holds %d triggers, the most it may (--max-triggers)", t.ID, n)
 		}
 	}
 	tt = e.triggerTypes[t.Type]
 	if tt == nil {
-		return nil, nil, nil, Errorf(CodeTriggerTypeNotFound, "trigger type %q is not registered", t.Type)
+		return nil, nil, nil, Errorf(codes.TriggerTypeNotFound, "trigger type %q is not registered", t.Type)
 	}
 	if old != nil && old.registering {
-		return nil, nil, nil, Errorf(CodeConflict, "trigger %q is still being registered", t.ID)
+		return nil, nil, nil, Errorf(codes.Conflict, "trigger %q is still being registered", t.ID)
 	}
 	key, size := usageKey("trigger", t.ID), len(t.ID)+len(t.Type)+len(t.FunctionID)+len(t.Config)+len(t.Metadata)
 	if err := e.fits(s, key, size); err != nil {
-		return nil, nil, nil, Errorf(CodeOverloaded, "trigger %q not registered: %s", t.ID, err.Message)
+		return nil, nil, nil, Errorf(codes.Overloaded, "trigger %q not registered: %s", t.ID, err.Message)
 	}
 	reserved = &trigger{Trigger: t, owner: s, registering: true}
 	e.triggers[t.ID] = reserved
@@ -266,18 +268,18 @@ func (e *Engine) settleTrigger(ctx context.Context, s *Session, reserved *trigge
 		e.mu.Unlock()
 		// The provider took the trigger, or may still: its answer was
 		// cut short when the worker left. It is told the trigger is gone.
-		if err == nil || ctx.Err() != nil || AsError(err).Code == CodeDeadlineExceeded {
+		if err == nil || ctx.Err() != nil || AsError(err).Code == codes.DeadlineExceeded {
 			e.notifyUnbound([]*trigger{{Trigger: t, provider: tt.provider}}, true)
 		}
-		return Errorf(CodeWorkerDisconnected, "session closed")
+		return Errorf(codes.WorkerDisconnected, "session closed")
 	}
 	if err != nil {
 		delete(e.triggers, t.ID)
 		e.disown(s, t.ID)
 		e.mu.Unlock()
 		ae := AsError(err)
-		if ae.Code == CodeInternal || ae.Code == CodeHandlerError {
-			ae = &Error{Code: CodeInvalidArgument, Message: ae.Message}
+		if ae.Code == codes.Internal || ae.Code == codes.HandlerError {
+			ae = &Error{Code: codes.InvalidArgument, Message: ae.Message}
 		}
 		return Errorf(ae.Code, "trigger %q refused by %q provider: %s", t.ID, t.Type, ae.Message)
 	}
@@ -316,10 +318,10 @@ func validateTrigger(t Trigger) error {
 		return err
 	}
 	if len(t.Config) > 0 && !json.Valid(t.Config) {
-		return Errorf(CodeInvalidArgument, "trigger %q config is not valid JSON", t.ID)
+		return Errorf(codes.InvalidArgument, "trigger %q config is not valid JSON", t.ID)
 	}
 	if len(t.Metadata) > 0 && !json.Valid(t.Metadata) {
-		return Errorf(CodeInvalidArgument, "trigger %q metadata is not valid JSON", t.ID)
+		return Errorf(codes.InvalidArgument, "trigger %q metadata is not valid JSON", t.ID)
 	}
 	return nil
 }
@@ -333,10 +335,10 @@ func (s *Session) UnregisterTrigger(ctx context.Context, id string) error {
 	switch {
 	case t == nil:
 		e.mu.Unlock()
-		return Errorf(CodeTriggerNotFound, "trigger %q is not registered", id)
+		return Errorf(codes.TriggerNotFound, "trigger %q is not registered", id)
 	case t.owner != s:
 		e.mu.Unlock()
-		return Errorf(CodeForbidden, "trigger %q belongs to another worker", id)
+		return Errorf(codes.Forbidden, "trigger %q belongs to another worker", id)
 	}
 	delete(e.triggers, id)
 	e.disown(s, id)
@@ -453,7 +455,7 @@ func (s *Session) send(ctx context.Context, t Trigger, remove bool) (wait func()
 			return r.err
 		case <-ctx.Done():
 			s.forget(reqID)
-			return Errorf(CodeDeadlineExceeded, "provider %s (%s) did not answer for trigger %q", s.id, s.name(), t.ID)
+			return Errorf(codes.DeadlineExceeded, "provider %s (%s) did not answer for trigger %q", s.id, s.name(), t.ID)
 		}
 	}, nil
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"golang.org/x/time/rate"
+
+	"github.com/trinehq/trine/codes"
 )
 
 // What a session's registrations hold is counted in bytes (ids,
@@ -66,11 +68,11 @@ func (e *Engine) fits(s *Session, key string, size int) *Error {
 		return nil
 	}
 	if s.acct.bytes+delta > e.cfg.MaxRegistrationBytesPerWorker {
-		return Errorf(CodeOverloaded, "the registrations of this connection (with the others of its identity) hold %d bytes, and %d more would pass the %d it may (--max-registration-bytes-per-worker)",
+		return Errorf(codes.Overloaded, "the registrations of this connection (with the others of its identity) hold %d bytes, and %d more would pass the %d it may (--max-registration-bytes-per-worker)",
 			s.acct.bytes, delta, e.cfg.MaxRegistrationBytesPerWorker)
 	}
 	if e.regBytes+delta > e.cfg.MaxRegistrationBytes {
-		return Errorf(CodeOverloaded, "the engine's registrations hold %d bytes, and %d more would pass the %d it may (--max-registration-bytes)",
+		return Errorf(codes.Overloaded, "the engine's registrations hold %d bytes, and %d more would pass the %d it may (--max-registration-bytes)",
 			e.regBytes, delta, e.cfg.MaxRegistrationBytes)
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/gateway"
 	"github.com/trinehq/trine/internal/poll"
@@ -317,7 +318,7 @@ func TestInvalidUTF8(t *testing.T) {
 	for _, p := range []string{"{\"stream_name\":\"s\",\"group_id\":\"g\",\"item_id\":\"i\",\"data\":\"\xff\"}",
 		`{"stream_name":"s","group_id":"g","item_id":"\ud800","data":1}`} {
 		_, err := s.e.Trigger(context.Background(), engine.Call{FunctionID: "stream::set", Payload: []byte(p)})
-		must(t, engine.AsError(err).Code == engine.CodeInvalidArgument, "set %q: %v", p, err)
+		must(t, engine.AsError(err).Code == codes.InvalidArgument, "set %q: %v", p, err)
 	}
 	s.set(t, "s", "g", "ok", "\ufffd")
 	f := sub.read()

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/httptrigger"
 	"github.com/trinehq/trine/internal/poll"
@@ -276,7 +277,7 @@ func TestConflicts(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := h.register("second", "echo", tt.config)
-			if code(err) != engine.CodeConflict || !strings.Contains(err.Error(), tt.message) {
+			if code(err) != codes.Conflict || !strings.Contains(err.Error(), tt.message) {
 				t.Fatalf("RegisterTrigger(%s) = %v, want conflict saying %q", tt.config, err, tt.message)
 			}
 		})
@@ -305,7 +306,7 @@ func TestConflicts(t *testing.T) {
 	err := h.p.RegisterTrigger(t.Context(), engine.Trigger{ID: "direct", Type: "http", FunctionID: "echo",
 		Config: json.RawMessage(`{"api_path": "lists/:x/:y", "http_method": "GET"}`)})
 	var ee *engine.Error
-	if !errors.As(err, &ee) || ee.Code != engine.CodeConflict || !strings.Contains(ee.Message, "first") {
+	if !errors.As(err, &ee) || ee.Code != codes.Conflict || !strings.Contains(ee.Message, "first") {
 		t.Errorf("RegisterTrigger(conflict) = %v, want *engine.Error conflict naming the other trigger", err)
 	}
 }
@@ -339,17 +340,17 @@ func TestBadConfigs(t *testing.T) {
 	} {
 		t.Run(cfg, func(t *testing.T) {
 			err := h.register("bad", "fn", cfg)
-			if code(err) != engine.CodeInvalidArgument {
+			if code(err) != codes.InvalidArgument {
 				t.Fatalf("RegisterTrigger(%s) = %v, want invalid_argument", cfg, err)
 			}
 			err = h.p.RegisterTrigger(t.Context(), engine.Trigger{ID: "bad", Type: "http", FunctionID: "fn", Config: json.RawMessage(cfg)})
 			var ee *engine.Error
-			if !errors.As(err, &ee) || ee.Code != engine.CodeInvalidArgument || ee.Message == "" {
+			if !errors.As(err, &ee) || ee.Code != codes.InvalidArgument || ee.Message == "" {
 				t.Fatalf("Provider.RegisterTrigger(%s) = %#v, want *engine.Error invalid_argument", cfg, err)
 			}
 		})
 	}
-	if err := h.p.Register(h.e); code(err) != engine.CodeConflict {
+	if err := h.p.Register(h.e); code(err) != codes.Conflict {
 		t.Errorf("second Register() = %v, want conflict", err)
 	}
 }
@@ -375,7 +376,7 @@ func TestReplaceAndUnregister(t *testing.T) {
 		t.Fatalf("POST /r = %d %s, want one", r.status, r.body)
 	}
 	// A refused replacement leaves nothing behind (the engine drops the trigger).
-	if err := h.register("t", "one", `{"api_path": "r"}`); code(err) != engine.CodeInvalidArgument {
+	if err := h.register("t", "one", `{"api_path": "r"}`); code(err) != codes.InvalidArgument {
 		t.Fatalf("bad replacement = %v, want invalid_argument", err)
 	}
 	h.do(t, "POST", "/r", nil).wantError(t, http.StatusNotFound, httptrigger.CodeNotFound)
@@ -426,13 +427,13 @@ func TestFunctionErrors(t *testing.T) {
 	})
 	h.fn(t, "plain", func(context.Context, engine.Call) ([]byte, error) { return nil, errors.New("boom") })
 	h.fn(t, "busy", func(context.Context, engine.Call) ([]byte, error) {
-		return nil, engine.Errorf(engine.CodeOverloaded, "too busy")
+		return nil, engine.Errorf(codes.Overloaded, "too busy")
 	})
 	h.fn(t, "down", func(context.Context, engine.Call) ([]byte, error) {
-		return nil, engine.Errorf(engine.CodeUnavailable, "down")
+		return nil, engine.Errorf(codes.Unavailable, "down")
 	})
 	h.fn(t, "internal", func(context.Context, engine.Call) ([]byte, error) {
-		return nil, engine.Errorf(engine.CodeInternal, "secret detail")
+		return nil, engine.Errorf(codes.Internal, "secret detail")
 	})
 	for _, id := range []string{"coded", "plain", "busy", "down", "internal", "missing"} {
 		h.route(t, id, id, fmt.Sprintf(`{"api_path": %q, "http_method": "GET"}`, id))
@@ -553,7 +554,7 @@ func TestWorkerFunction(t *testing.T) {
 	ch = send()
 	invoked()
 	w.Close()
-	wait(ch).wantError(t, http.StatusBadGateway, string(engine.CodeWorkerDisconnected))
+	wait(ch).wantError(t, http.StatusBadGateway, string(codes.WorkerDisconnected))
 }
 
 func TestTimeout(t *testing.T) {
@@ -770,7 +771,7 @@ func TestConcurrentRequestsAndRoutes(t *testing.T) {
 					return
 				}
 				// A conflicting route is refused, even while the table changes.
-				if err := h.register(id+"-dup", "echo", fmt.Sprintf(`{"api_path": "churn/%d/:y", "http_method": "GET"}`, i)); code(err) != engine.CodeConflict {
+				if err := h.register(id+"-dup", "echo", fmt.Sprintf(`{"api_path": "churn/%d/:y", "http_method": "GET"}`, i)); code(err) != codes.Conflict {
 					t.Errorf("duplicate of %s = %v, want conflict", id, err)
 				}
 				if err := h.s.UnregisterTrigger(context.Background(), id); err != nil {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 )
 
@@ -78,7 +79,7 @@ func (p *Provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 		}
 	}
 	if lp, ok := r.literalPath(); ok && p.reserved[lp] {
-		return engine.Errorf(engine.CodeConflict, "http trigger %q: path %s is reserved by the server", t.ID, r.pattern)
+		return engine.Errorf(codes.Conflict, "http trigger %q: path %s is reserved by the server", t.ID, r.pattern)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -94,7 +95,7 @@ func (p *Provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 				continue
 			}
 			// In iii's words, which iii's SDKs look for.
-			return engine.Errorf(engine.CodeConflict, "http trigger %q: Route '%s %s' conflicts with already-registered route '%s %s' of trigger %q: "+
+			return engine.Errorf(codes.Conflict, "http trigger %q: Route '%s %s' conflicts with already-registered route '%s %s' of trigger %q: "+
 				"routes of one method whose paths differ only in parameter names cannot both be registered",
 				t.ID, r.method, r.pattern, o.method, o.pattern, o.triggerID)
 		}

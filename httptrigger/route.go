@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 )
 
@@ -78,7 +79,7 @@ func (r *route) literalPath() (string, bool) {
 }
 
 func invalid(t engine.Trigger, format string, args ...any) *engine.Error {
-	return engine.Errorf(engine.CodeInvalidArgument, "http trigger %q: "+format, append([]any{t.ID}, args...)...)
+	return engine.Errorf(codes.InvalidArgument, "http trigger %q: "+format, append([]any{t.ID}, args...)...)
 }
 
 // parseRoute validates an http trigger's config.

@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/trinehq/trine/channels"
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 )
 
@@ -256,7 +257,7 @@ var errInternal = &httpError{status: http.StatusInternalServerError, code: CodeI
 // functionFailed logs and maps the failure of the trigger's function.
 func functionFailed(ctx context.Context, log *slog.Logger, err error) *httpError {
 	level := slog.LevelDebug
-	if engine.AsError(err).Code == engine.CodeInternal {
+	if engine.AsError(err).Code == codes.Internal {
 		level = slog.LevelWarn
 	}
 	log.Log(ctx, level, "http function failed", "error", err)

@@ -19,6 +19,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/trinehq/trine/channels"
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/httptrigger"
 	"github.com/trinehq/trine/internal/poll"
@@ -856,7 +857,7 @@ func TestStreamedUpload(t *testing.T) {
 		`{"api_path": "b", "http_method": "POST", "max_body_bytes": 5000000}`,
 		`{"api_path": "b", "http_method": "POST", "max_body_bytes": "1"}`,
 	} {
-		if err := h.register("b", "count", bad); code(err) != engine.CodeInvalidArgument {
+		if err := h.register("b", "count", bad); code(err) != codes.InvalidArgument {
 			t.Errorf("%s: %v", bad, err)
 		}
 	}
@@ -868,7 +869,7 @@ func TestStreamedUploadNeedsChannels(t *testing.T) {
 	t.Parallel()
 	h := start(t, httptrigger.Config{MaxBodyBytes: 1024})
 	h.echo(t, "echo")
-	if err := h.register("up", "echo", `{"api_path": "up", "http_method": "POST", "max_body_bytes": 4096}`); code(err) != engine.CodeInvalidArgument {
+	if err := h.register("up", "echo", `{"api_path": "up", "http_method": "POST", "max_body_bytes": 4096}`); code(err) != codes.InvalidArgument {
 		t.Fatalf("a streamed route without channels: %v", err)
 	}
 	h.route(t, "ok", "echo", `{"api_path": "ok", "http_method": "POST", "max_body_bytes": 512}`)

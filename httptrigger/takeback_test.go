@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/httptrigger"
 )
@@ -38,7 +39,7 @@ func TestTrustedRouteTakesPathBack(t *testing.T) {
 	}
 	other := squat
 	other.ID = "other-id"
-	if err := evil.RegisterTrigger(t.Context(), other); engine.AsError(err).Code != engine.CodeConflict {
+	if err := evil.RegisterTrigger(t.Context(), other); engine.AsError(err).Code != codes.Conflict {
 		t.Fatalf("a second route on the path from a connection under a policy: %v", err)
 	}
 	// The trusted worker registers the same trigger id, then the same path

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/natstest"
 	"github.com/trinehq/trine/pubsubmodule"
@@ -26,10 +27,10 @@ func TestTopicNamesAreByteExact(t *testing.T) {
 	subscribe(t, s, "inner", "test::f", "news x")
 	for _, topic := range []string{"news\nx", "news\r\nx", "news ", " news", "news\x00", "news\t"} {
 		p, _ := json.Marshal(map[string]any{"topic": topic, "data": "refused"})
-		wantCode(t, n.publish(t, string(p)), engine.CodeInvalidArgument)
+		wantCode(t, n.publish(t, string(p)), codes.InvalidArgument)
 		cfg, _ := json.Marshal(map[string]string{"topic": topic})
 		err := s.RegisterTrigger(t.Context(), engine.Trigger{ID: "bad", Type: "subscribe", FunctionID: "test::f", Config: cfg})
-		wantCode(t, err, engine.CodeInvalidArgument)
+		wantCode(t, err, codes.InvalidArgument)
 	}
 	nc := natstest.Connect(t, ns)
 	for _, v := range []string{"news x", ""} { // raw, not encoded

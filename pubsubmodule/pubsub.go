@@ -23,6 +23,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/defaults"
 	"github.com/trinehq/trine/internal/natsheader"
@@ -141,10 +142,10 @@ func (m *Module) Close() error {
 
 func (m *Module) checkTopic(fn string, topic *string) error {
 	if topic == nil {
-		return engine.Errorf(engine.CodeInvalidArgument, "%s: missing field topic", fn)
+		return engine.Errorf(codes.InvalidArgument, "%s: missing field topic", fn)
 	}
 	if err := engine.ValidateName("topic", *topic, m.cfg.MaxTopicBytes); err != nil {
-		return engine.Errorf(engine.CodeInvalidArgument, "%s: %s", fn, engine.AsError(err).Message)
+		return engine.Errorf(codes.InvalidArgument, "%s: %s", fn, engine.AsError(err).Message)
 	}
 	return nil
 }
@@ -155,7 +156,7 @@ func (m *Module) publish(_ context.Context, c engine.Call) ([]byte, error) {
 		Data  json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal(c.Payload, &in); err != nil {
-		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: bad input: %v", FnPublish, err)
+		return nil, engine.Errorf(codes.InvalidArgument, "%s: bad input: %v", FnPublish, err)
 	}
 	if err := m.checkTopic(FnPublish, in.Topic); err != nil {
 		return nil, err
@@ -166,10 +167,10 @@ func (m *Module) publish(_ context.Context, c engine.Call) ([]byte, error) {
 	}
 	msg := &nats.Msg{Subject: Subject(*in.Topic), Data: data, Header: nats.Header{hTopic: []string{natsheader.Encode(*in.Topic)}}}
 	if max := m.cfg.Conn.MaxPayload(); int64(len(data)+len(msg.Header.Get(hTopic))+256) > max {
-		return nil, engine.Errorf(engine.CodeMessageTooLarge, "%s: data is %d bytes, NATS carries at most %d with the topic; nothing was published", FnPublish, len(data), max)
+		return nil, engine.Errorf(codes.MessageTooLarge, "%s: data is %d bytes, NATS carries at most %d with the topic; nothing was published", FnPublish, len(data), max)
 	}
 	if err := m.cfg.Conn.PublishMsg(msg); err != nil {
-		return nil, engine.Errorf(engine.CodeUnavailable, "%s: %v", FnPublish, err)
+		return nil, engine.Errorf(codes.Unavailable, "%s: %v", FnPublish, err)
 	}
 	return []byte("null"), nil
 }
@@ -186,10 +187,10 @@ func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 	}
 	raw := bytes.TrimSpace(t.Config)
 	if len(raw) == 0 || raw[0] != '{' {
-		return engine.Errorf(engine.CodeInvalidArgument, "subscribe trigger %q: config must be a JSON object with topic", t.ID)
+		return engine.Errorf(codes.InvalidArgument, "subscribe trigger %q: config must be a JSON object with topic", t.ID)
 	}
 	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return engine.Errorf(engine.CodeInvalidArgument, "subscribe trigger %q: bad config: %v", t.ID, err)
+		return engine.Errorf(codes.InvalidArgument, "subscribe trigger %q: bad config: %v", t.ID, err)
 	}
 	m := p.m
 	if err := m.checkTopic("subscribe trigger "+t.ID, cfg.Topic); err != nil {
@@ -204,17 +205,17 @@ func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 	// group: each message reaches the function once, on one of them.
 	sub, err := m.cfg.Conn.QueueSubscribe(Subject(s.topic), subject.Token(t.FunctionID), func(msg *nats.Msg) { m.deliver(s, msg) })
 	if err != nil {
-		return engine.Errorf(engine.CodeUnavailable, "subscribe trigger %q: %v", t.ID, err)
+		return engine.Errorf(codes.Unavailable, "subscribe trigger %q: %v", t.ID, err)
 	}
 	if err := sub.SetPendingLimits(m.cfg.PendingMsgs, m.cfg.PendingBytes); err != nil {
 		_ = sub.Unsubscribe()
-		return engine.Errorf(engine.CodeInternal, "subscribe trigger %q: %v", t.ID, err)
+		return engine.Errorf(codes.Internal, "subscribe trigger %q: %v", t.ID, err)
 	}
 	// Once the trigger is acknowledged, the server knows the
 	// subscription: a message published after that reaches it.
 	if err := m.cfg.Conn.FlushTimeout(5 * time.Second); err != nil {
 		_ = sub.Unsubscribe()
-		return engine.Errorf(engine.CodeUnavailable, "subscribe trigger %q: %v", t.ID, err)
+		return engine.Errorf(codes.Unavailable, "subscribe trigger %q: %v", t.ID, err)
 	}
 	s.sub = sub
 	if err := m.subs.Put(t.ID, s, func() {

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/goleak"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/internal/natstest"
@@ -193,12 +194,12 @@ func TestDataAsIsAndBadInput(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{`{"data":1}`, `{"topic":""}`, `{"topic":"` + long + `x"}`, "{\"topic\":\"\xff\"}", `{"topic":1}`, `[`, ``} {
-		wantCode(t, n.publish(t, bad), engine.CodeInvalidArgument)
+		wantCode(t, n.publish(t, bad), codes.InvalidArgument)
 	}
-	wantCode(t, n.publish(t, `{"topic":"big","data":"`+strings.Repeat("x", 2<<20)+`"}`), engine.CodeMessageTooLarge)
+	wantCode(t, n.publish(t, `{"topic":"big","data":"`+strings.Repeat("x", 2<<20)+`"}`), codes.MessageTooLarge)
 	for _, bad := range []string{`{}`, `"x"`, `{"topic":""}`, ``, `{"topic":7}`} {
 		err := s.RegisterTrigger(context.Background(), engine.Trigger{ID: "bad", Type: "subscribe", FunctionID: "test::f", Config: json.RawMessage(bad)})
-		wantCode(t, err, engine.CodeInvalidArgument)
+		wantCode(t, err, codes.InvalidArgument)
 	}
 	select {
 	case g := <-got:

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/natsheader"
 	"github.com/trinehq/trine/internal/subject"
@@ -139,11 +140,11 @@ func (m *Module) figures(ctx context.Context) ([]QueueStatus, error) {
 func (m *Module) readFigures(ctx context.Context) ([]QueueStatus, error) {
 	qs, err := m.js.Stream(ctx, StreamQueues)
 	if err != nil {
-		return nil, engine.Errorf(engine.CodeUnavailable, "%s: %v", FnList, err)
+		return nil, engine.Errorf(codes.Unavailable, "%s: %v", FnList, err)
 	}
 	dlq, err := m.js.Stream(ctx, StreamDLQ)
 	if err != nil {
-		return nil, engine.Errorf(engine.CodeUnavailable, "%s: %v", FnList, err)
+		return nil, engine.Errorf(codes.Unavailable, "%s: %v", FnList, err)
 	}
 	out := []QueueStatus{}
 	for _, name := range slices.Sorted(maps.Keys(m.queues)) {
@@ -166,7 +167,7 @@ func (m *Module) readFigures(ctx context.Context) ([]QueueStatus, error) {
 			}
 			info, err := c.Info(ctx)
 			if err != nil {
-				return nil, engine.Errorf(engine.CodeUnavailable, "%s: queue %s: %v", FnList, name, err)
+				return nil, engine.Errorf(codes.Unavailable, "%s: queue %s: %v", FnList, name, err)
 			}
 			st.Depth += info.NumPending
 			st.InFlight += info.NumAckPending
@@ -175,7 +176,7 @@ func (m *Module) readFigures(ctx context.Context) ([]QueueStatus, error) {
 		subj := subjDLQ + subject.Token(name)
 		info, err := dlq.Info(ctx, jetstream.WithSubjectFilter(subj))
 		if err != nil {
-			return nil, engine.Errorf(engine.CodeUnavailable, "%s: queue %s: %v", FnList, name, err)
+			return nil, engine.Errorf(codes.Unavailable, "%s: queue %s: %v", FnList, name, err)
 		}
 		st.DeadLetters = info.State.Subjects[subj]
 		out = append(out, st)
@@ -193,7 +194,7 @@ func (m *Module) deadLetters(ctx context.Context, c engine.Call) ([]byte, error)
 		After uint64  `json:"after"`
 	}
 	if err := json.Unmarshal(c.Payload, &in); err != nil || in.Queue == nil || *in.Queue == "" {
-		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: want {queue, limit?, after?}", FnDeadLetters)
+		return nil, engine.Errorf(codes.InvalidArgument, "%s: want {queue, limit?, after?}", FnDeadLetters)
 	}
 	name := *in.Queue
 	if err := engine.ValidateName("queue", name, 2*DefaultMaxTopicLen); err != nil {
@@ -202,13 +203,13 @@ func (m *Module) deadLetters(ctx context.Context, c engine.Call) ([]byte, error)
 	limit := 20
 	if in.Limit != nil {
 		if *in.Limit < 1 || *in.Limit > DeadLettersMaxLimit {
-			return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: limit must be 1 to %d", FnDeadLetters, DeadLettersMaxLimit)
+			return nil, engine.Errorf(codes.InvalidArgument, "%s: limit must be 1 to %d", FnDeadLetters, DeadLettersMaxLimit)
 		}
 		limit = *in.Limit
 	}
 	st, err := m.js.Stream(ctx, StreamDLQ)
 	if err != nil {
-		return nil, engine.Errorf(engine.CodeUnavailable, "%s: %v", FnDeadLetters, err)
+		return nil, engine.Errorf(codes.Unavailable, "%s: %v", FnDeadLetters, err)
 	}
 	subj := subjDLQ + subject.Token(name)
 	out := []DeadLetter{}
@@ -222,7 +223,7 @@ func (m *Module) deadLetters(ctx context.Context, c engine.Call) ([]byte, error)
 			break
 		}
 		if err != nil {
-			return nil, engine.Errorf(engine.CodeUnavailable, "%s: %v", FnDeadLetters, err)
+			return nil, engine.Errorf(codes.Unavailable, "%s: %v", FnDeadLetters, err)
 		}
 		seq = msg.Sequence + 1
 		if q, err := natsheader.Decode(msg.Header.Get(hQueue)); err != nil || q != name {
@@ -261,7 +262,7 @@ func (m *Module) deadLetters(ctx context.Context, c engine.Call) ([]byte, error)
 func (m *Module) mayRedrive(ctx context.Context, grant *engine.Grant, name string) error {
 	st, err := m.js.Stream(ctx, StreamDLQ)
 	if err != nil {
-		return engine.Errorf(engine.CodeUnavailable, "%s: %v", FnRedrive, err)
+		return engine.Errorf(codes.Unavailable, "%s: %v", FnRedrive, err)
 	}
 	subj := subjDLQ + subject.Token(name)
 	seen := map[string]bool{}
@@ -271,7 +272,7 @@ func (m *Module) mayRedrive(ctx context.Context, grant *engine.Grant, name strin
 			return nil
 		}
 		if err != nil {
-			return engine.Errorf(engine.CodeUnavailable, "%s: %v", FnRedrive, err)
+			return engine.Errorf(codes.Unavailable, "%s: %v", FnRedrive, err)
 		}
 		seq = msg.Sequence + 1
 		fn, _ := natsheader.Decode(msg.Header.Get(hFunction))
@@ -280,7 +281,7 @@ func (m *Module) mayRedrive(ctx context.Context, grant *engine.Grant, name strin
 		}
 		seen[fn] = true
 		if err := m.e.CanCall(grant, fn); err != nil {
-			return engine.Errorf(engine.CodeForbidden, "%s: queue %s holds dead letters of a function this caller may not call", FnRedrive, name)
+			return engine.Errorf(codes.Forbidden, "%s: queue %s holds dead letters of a function this caller may not call", FnRedrive, name)
 		}
 	}
 }

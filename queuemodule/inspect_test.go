@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/natstest"
 	"github.com/trinehq/trine/internal/poll"
@@ -152,7 +153,7 @@ func TestListAndPeekDeadLetters(t *testing.T) {
 	}
 	// Nor may that caller redrive them: a redrive runs them again.
 	_, err = n.e.Trigger(context.Background(), engine.Call{FunctionID: queuemodule.FnRedrive, Payload: []byte(`{"queue":"flaky"}`), Grant: g})
-	wantCode(t, err, engine.CodeForbidden)
+	wantCode(t, err, codes.Forbidden)
 
 	// after at its largest is past the end, not the first page again.
 	if p := peek(map[string]any{"queue": "flaky", "after": uint64(math.MaxUint64)}); len(p.Messages) != 0 || p.More {
@@ -161,7 +162,7 @@ func TestListAndPeekDeadLetters(t *testing.T) {
 
 	for _, bad := range []string{`{}`, `{"queue":"flaky","limit":0}`, `{"queue":"flaky","limit":101}`} {
 		_, err := n.e.Trigger(context.Background(), engine.Call{FunctionID: queuemodule.FnDeadLetters, Payload: []byte(bad)})
-		wantCode(t, err, engine.CodeInvalidArgument)
+		wantCode(t, err, codes.InvalidArgument)
 	}
 	// Peeking took nothing out.
 	fixed.Store(true)

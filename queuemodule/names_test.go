@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/internal/natstest"
@@ -54,20 +55,20 @@ func TestEnqueueNamesAreByteExact(t *testing.T) {
 	t.Cleanup(sess.Close)
 
 	_, err = sess.Enqueue(t.Context(), "jobs", engine.Call{FunctionID: "admin::secret"})
-	wantCode(t, err, engine.CodeForbidden)
+	wantCode(t, err, codes.Forbidden)
 	for _, fn := range []string{"admin::secret ", " admin::secret", "admin::secret\n", "admin::secret\r\n", "admin::secret\x00", "job::q ", "job::q\t"} {
 		_, err := sess.Enqueue(t.Context(), "jobs", engine.Call{FunctionID: fn, Payload: []byte(`1`)})
-		wantCode(t, err, engine.CodeInvalidArgument)
+		wantCode(t, err, codes.InvalidArgument)
 		p, _ := json.Marshal(queuemodule.EnqueueInput{Queue: "jobs", FunctionID: fn, Payload: json.RawMessage(`1`)})
 		_, err = n.e.Trigger(t.Context(), engine.Call{FunctionID: queuemodule.FnEnqueue, Payload: p, Grant: g})
-		wantCode(t, err, engine.CodeInvalidArgument)
+		wantCode(t, err, codes.InvalidArgument)
 		_, err = n.e.Trigger(t.Context(), engine.Call{FunctionID: queuemodule.FnEnqueue, Payload: p})
-		wantCode(t, err, engine.CodeInvalidArgument)
+		wantCode(t, err, codes.InvalidArgument)
 	}
 	for _, queue := range []string{"jobs ", "jobs\n", "\x00"} {
 		p, _ := json.Marshal(queuemodule.EnqueueInput{Queue: queue, FunctionID: "test::ok", Payload: json.RawMessage(`1`)})
 		_, err = n.e.Trigger(t.Context(), engine.Call{FunctionID: queuemodule.FnEnqueue, Payload: p})
-		wantCode(t, err, engine.CodeInvalidArgument)
+		wantCode(t, err, codes.InvalidArgument)
 	}
 	n.enqueue(t, "jobs", "test::ok", 1)
 	poll.CheckFor(t, 5*time.Second, poll.Holds("the good job ran", func() bool { return ok.Load() == 1 }))
@@ -93,12 +94,12 @@ func TestDurableTopicNamesAreByteExact(t *testing.T) {
 	}
 	for _, topic := range []string{"orders ", " orders", "orders\n", "news\nx", "orders\r", "orders\x00", "orders\t"} {
 		_, err := n.call(queuemodule.FnDurablePublish, map[string]any{"topic": topic, "data": "dropped"})
-		wantCode(t, err, engine.CodeInvalidArgument)
+		wantCode(t, err, codes.InvalidArgument)
 		cfg, _ := json.Marshal(map[string]string{"topic": topic})
 		err = s.RegisterTrigger(t.Context(), engine.Trigger{ID: "bad", Type: queuemodule.TriggerDurable, FunctionID: "test::a", Config: cfg})
-		wantCode(t, err, engine.CodeInvalidArgument)
+		wantCode(t, err, codes.InvalidArgument)
 		_, err = n.call(queuemodule.FnRedrive, map[string]string{"queue": topic})
-		wantCode(t, err, engine.CodeInvalidArgument)
+		wantCode(t, err, codes.InvalidArgument)
 	}
 	for _, topic := range []string{"orders", "ünï orders/x"} {
 		if _, err := n.call(queuemodule.FnDurablePublish, map[string]any{"topic": topic, "data": topic}); err != nil {
@@ -230,7 +231,7 @@ func TestDurableSubscriberBoundedInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = ss.RegisterTrigger(t.Context(), engine.Trigger{ID: "greedy", Type: queuemodule.TriggerDurable, FunctionID: "test::stuck", Config: json.RawMessage(`{"topic":"big","queue_config":{"concurrency":1000}}`)})
-	wantCode(t, err, engine.CodeInvalidArgument)
+	wantCode(t, err, codes.InvalidArgument)
 	if err := ss.RegisterTrigger(t.Context(), engine.Trigger{ID: "stuck", Type: queuemodule.TriggerDurable, FunctionID: "test::stuck", Config: json.RawMessage(`{"topic":"big","queue_config":{"concurrency":64}}`)}); err != nil {
 		t.Fatal(err)
 	}

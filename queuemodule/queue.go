@@ -30,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/natsheader"
 	"github.com/trinehq/trine/internal/subject"
@@ -483,7 +484,7 @@ type EnqueueInput struct {
 func (m *Module) Enqueue(ctx context.Context, queue string, c engine.Call) ([]byte, error) {
 	p, err := json.Marshal(EnqueueInput{Queue: queue, FunctionID: c.FunctionID, Payload: c.Payload, Metadata: c.Metadata})
 	if err != nil {
-		return nil, engine.Errorf(engine.CodeInvalidArgument, "enqueue %q: %v", c.FunctionID, err)
+		return nil, engine.Errorf(codes.InvalidArgument, "enqueue %q: %v", c.FunctionID, err)
 	}
 	m.mu.Lock()
 	e := m.e
@@ -501,14 +502,14 @@ type enqueueResult struct {
 func (m *Module) enqueue(ctx context.Context, c engine.Call) ([]byte, error) {
 	var in EnqueueInput
 	if err := json.Unmarshal(c.Payload, &in); err != nil {
-		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: bad input: %v", FnEnqueue, err)
+		return nil, engine.Errorf(codes.InvalidArgument, "%s: bad input: %v", FnEnqueue, err)
 	}
 	if err := engine.ValidateName("queue", in.Queue, DefaultMaxTopicLen); err != nil {
 		return nil, err
 	}
 	q, ok := m.queues[in.Queue]
 	if !ok {
-		return nil, engine.Errorf(engine.CodeEnqueueError, "queue %q is not configured (YAML queues:)", in.Queue)
+		return nil, engine.Errorf(codes.EnqueueError, "queue %q is not configured (YAML queues:)", in.Queue)
 	}
 	if err := engine.ValidateID("function_id", in.FunctionID); err != nil {
 		return nil, err
@@ -524,11 +525,11 @@ func (m *Module) enqueue(ctx context.Context, c engine.Call) ([]byte, error) {
 	if q.Type == TypeFIFO {
 		var fields map[string]json.RawMessage
 		if json.Unmarshal(payload, &fields) != nil {
-			return nil, engine.Errorf(engine.CodeEnqueueError, "queue %q is fifo: the payload must be an object with %q", in.Queue, q.MessageGroupField)
+			return nil, engine.Errorf(codes.EnqueueError, "queue %q is fifo: the payload must be an object with %q", in.Queue, q.MessageGroupField)
 		}
 		g, ok := fields[q.MessageGroupField]
 		if !ok || bytes.Equal(bytes.TrimSpace(g), []byte("null")) {
-			return nil, engine.Errorf(engine.CodeEnqueueError, "queue %q is fifo: the payload has no %q (or it is null)", in.Queue, q.MessageGroupField)
+			return nil, engine.Errorf(codes.EnqueueError, "queue %q is fifo: the payload has no %q (or it is null)", in.Queue, q.MessageGroupField)
 		}
 		group = groupKey(g)
 	}
@@ -543,15 +544,15 @@ func (m *Module) enqueue(ctx context.Context, c engine.Call) ([]byte, error) {
 // publish stores msg in JetStream and answers with its receipt.
 func (m *Module) publish(ctx context.Context, msg *nats.Msg, id, queue string) ([]byte, error) {
 	if max := m.cfg.Conn.MaxPayload(); int64(len(msg.Data)+headerBytes(msg.Header)+256) > max {
-		return nil, engine.Errorf(engine.CodeMessageTooLarge, "job is %d bytes; NATS carries at most %d; nothing was enqueued", len(msg.Data), max)
+		return nil, engine.Errorf(codes.MessageTooLarge, "job is %d bytes; NATS carries at most %d; nothing was enqueued", len(msg.Data), max)
 	}
 	ack, err := m.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == errStoreFailed {
-			return nil, engine.Errorf(engine.CodeOverloaded, "the queues are full (%d bytes): nothing was enqueued", m.cfg.MaxBytes)
+			return nil, engine.Errorf(codes.Overloaded, "the queues are full (%d bytes): nothing was enqueued", m.cfg.MaxBytes)
 		}
-		return nil, engine.Errorf(engine.CodeUnavailable, "enqueue: %v; nothing was enqueued", err)
+		return nil, engine.Errorf(codes.Unavailable, "enqueue: %v; nothing was enqueued", err)
 	}
 	return json.Marshal(enqueueResult{MessageReceiptID: id, Queue: queue, Seq: ack.Sequence})
 }
@@ -572,7 +573,7 @@ func (m *Module) redrive(ctx context.Context, c engine.Call) ([]byte, error) {
 		Queue *string `json:"queue"`
 	}
 	if err := json.Unmarshal(c.Payload, &in); err != nil || in.Queue == nil || *in.Queue == "" {
-		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: want {queue}", FnRedrive)
+		return nil, engine.Errorf(codes.InvalidArgument, "%s: want {queue}", FnRedrive)
 	}
 	name := *in.Queue
 	if err := engine.ValidateName("queue", name, 2*DefaultMaxTopicLen); err != nil {
@@ -588,13 +589,13 @@ func (m *Module) redrive(ctx context.Context, c engine.Call) ([]byte, error) {
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: m.cfg.AckWait, InactiveThreshold: time.Hour,
 	})
 	if err != nil {
-		return nil, engine.Errorf(engine.CodeUnavailable, "%s: %v", FnRedrive, err)
+		return nil, engine.Errorf(codes.Unavailable, "%s: %v", FnRedrive, err)
 	}
 	redriven := 0
 	for {
 		batch, err := cons.FetchNoWait(256)
 		if err != nil {
-			return nil, engine.Errorf(engine.CodeUnavailable, "%s: %v", FnRedrive, err)
+			return nil, engine.Errorf(codes.Unavailable, "%s: %v", FnRedrive, err)
 		}
 		n := 0
 		for msg := range batch.Messages() {
@@ -617,15 +618,15 @@ func (m *Module) redrive(ctx context.Context, c engine.Call) ([]byte, error) {
 			}
 			if _, err := m.js.PublishMsg(ctx, &nats.Msg{Subject: back, Header: h, Data: msg.Data()}); err != nil {
 				_ = msg.Nak()
-				return nil, engine.Errorf(engine.CodeUnavailable, "%s: %d redriven, then: %v", FnRedrive, redriven, err)
+				return nil, engine.Errorf(codes.Unavailable, "%s: %d redriven, then: %v", FnRedrive, redriven, err)
 			}
 			if err := msg.DoubleAck(ctx); err != nil {
-				return nil, engine.Errorf(engine.CodeUnavailable, "%s: %d redriven; the last may also stay in the dead-letter queue: %v", FnRedrive, redriven+1, err)
+				return nil, engine.Errorf(codes.Unavailable, "%s: %d redriven; the last may also stay in the dead-letter queue: %v", FnRedrive, redriven+1, err)
 			}
 			redriven++
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return nil, engine.Errorf(engine.CodeUnavailable, "%s: %d redriven, then: %v", FnRedrive, redriven, err)
+			return nil, engine.Errorf(codes.Unavailable, "%s: %d redriven, then: %v", FnRedrive, redriven, err)
 		}
 		if n == 0 {
 			break

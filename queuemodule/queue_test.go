@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/goleak"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/internal/natstest"
@@ -186,7 +187,7 @@ func TestRetriesDeadLetterAndRedrive(t *testing.T) {
 	}
 	for _, bad := range []string{`{}`, `{"queue":""}`, `[`} {
 		_, err := n.e.Trigger(context.Background(), engine.Call{FunctionID: queuemodule.FnRedrive, Payload: []byte(bad)})
-		wantCode(t, err, engine.CodeInvalidArgument)
+		wantCode(t, err, codes.InvalidArgument)
 	}
 }
 
@@ -260,14 +261,14 @@ func TestEnqueueRefusals(t *testing.T) {
 		in   string
 		code engine.Code
 	}{
-		{`{"queue":"nope","function_id":"test::f","payload":1}`, engine.CodeEnqueueError},
-		{`{"queue":"fifo","function_id":"test::f","payload":{"x":1}}`, engine.CodeEnqueueError},
-		{`{"queue":"fifo","function_id":"test::f","payload":{"g":null}}`, engine.CodeEnqueueError},
-		{`{"queue":"fifo","function_id":"test::f","payload":[1]}`, engine.CodeEnqueueError},
-		{`{"queue":"std","function_id":"","payload":1}`, engine.CodeInvalidArgument},
-		{`{"queue":"std","payload":1}`, engine.CodeInvalidArgument},
-		{`{"queue":"std","function_id":"test::f","payload":"` + strings.Repeat("x", 2<<20) + `"}`, engine.CodeMessageTooLarge},
-		{`[`, engine.CodeInvalidArgument},
+		{`{"queue":"nope","function_id":"test::f","payload":1}`, codes.EnqueueError},
+		{`{"queue":"fifo","function_id":"test::f","payload":{"x":1}}`, codes.EnqueueError},
+		{`{"queue":"fifo","function_id":"test::f","payload":{"g":null}}`, codes.EnqueueError},
+		{`{"queue":"fifo","function_id":"test::f","payload":[1]}`, codes.EnqueueError},
+		{`{"queue":"std","function_id":"","payload":1}`, codes.InvalidArgument},
+		{`{"queue":"std","payload":1}`, codes.InvalidArgument},
+		{`{"queue":"std","function_id":"test::f","payload":"` + strings.Repeat("x", 2<<20) + `"}`, codes.MessageTooLarge},
+		{`[`, codes.InvalidArgument},
 	} {
 		_, err := n.e.Trigger(context.Background(), engine.Call{FunctionID: queuemodule.FnEnqueue, Payload: []byte(c.in)})
 		if e := engine.AsError(err); err == nil || e.Code != c.code {
@@ -445,6 +446,6 @@ func TestDurableTopics(t *testing.T) {
 	for _, bad := range []string{`{}`, `{"topic":""}`, `{"topic":"t","queue_config":{"type":"fifo"}}`, `{"topic":"t","queue_config":{"max_retries":-2}}`, `"x"`} {
 		s := moduletest.Session(t, nodes[0].e)
 		err := s.RegisterTrigger(context.Background(), engine.Trigger{ID: "bad", Type: queuemodule.TriggerDurable, FunctionID: "test::a", Config: json.RawMessage(bad)})
-		wantCode(t, err, engine.CodeInvalidArgument)
+		wantCode(t, err, codes.InvalidArgument)
 	}
 }

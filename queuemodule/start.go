@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/defaults"
 	"github.com/trinehq/trine/internal/jsboot"
@@ -120,7 +121,7 @@ func (m *Module) isOpen() bool {
 
 // errWaiting is the answer of the queue functions before Open.
 func errWaiting(what string) error {
-	return engine.Errorf(engine.CodeUnavailable, "%s: the queues wait for JetStream, which the engine's NATS does not offer yet (GET /readyz shows when they are up); nothing was done", what)
+	return engine.Errorf(codes.Unavailable, "%s: the queues wait for JetStream, which the engine's NATS does not offer yet (GET /readyz shows when they are up); nothing was done", what)
 }
 
 // whenOpen is h, answering unavailable until the module is open.
@@ -143,7 +144,7 @@ func (p openProvider) RegisterTrigger(ctx context.Context, t engine.Trigger) err
 	if !m.open {
 		defer m.mu.Unlock()
 		if m.stopped {
-			return engine.Errorf(engine.CodeUnavailable, "the queue module is stopped")
+			return engine.Errorf(codes.Unavailable, "the queue module is stopped")
 		}
 		m.pending[t.ID] = t
 		return nil

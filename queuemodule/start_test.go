@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/internal/natstest"
@@ -34,7 +35,7 @@ func TestWaitingThenOpen(t *testing.T) {
 	defer cancel()
 	for fn, in := range map[string]string{queuemodule.FnEnqueue: `{"queue":"q","function_id":"f"}`, queuemodule.FnDurablePublish: `{"topic":"t"}`, queuemodule.FnRedrive: `{"queue":"q"}`} {
 		_, err := e.Trigger(ctx, engine.Call{FunctionID: fn, Payload: []byte(in)})
-		if ae := engine.AsError(err); err == nil || ae.Code != engine.CodeUnavailable || !strings.Contains(err.Error(), "JetStream") {
+		if ae := engine.AsError(err); err == nil || ae.Code != codes.Unavailable || !strings.Contains(err.Error(), "JetStream") {
 			t.Errorf("%s while waiting: %v, want unavailable", fn, err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/natsheader"
 	"github.com/trinehq/trine/internal/subject"
@@ -27,10 +28,10 @@ func DeadLetterName(topic, functionID string) string {
 
 func (m *Module) checkTopic(fn string, topic *string) error {
 	if topic == nil {
-		return engine.Errorf(engine.CodeInvalidArgument, "%s: missing field topic", fn)
+		return engine.Errorf(codes.InvalidArgument, "%s: missing field topic", fn)
 	}
 	if err := engine.ValidateName("topic", *topic, DefaultMaxTopicLen); err != nil {
-		return engine.Errorf(engine.CodeInvalidArgument, "%s: %s", fn, engine.AsError(err).Message)
+		return engine.Errorf(codes.InvalidArgument, "%s: %s", fn, engine.AsError(err).Message)
 	}
 	return nil
 }
@@ -41,7 +42,7 @@ func (m *Module) durablePublish(ctx context.Context, c engine.Call) ([]byte, err
 		Data  json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal(c.Payload, &in); err != nil {
-		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: bad input: %v", FnDurablePublish, err)
+		return nil, engine.Errorf(codes.InvalidArgument, "%s: bad input: %v", FnDurablePublish, err)
 	}
 	if err := m.checkTopic(FnDurablePublish, in.Topic); err != nil {
 		return nil, err
@@ -83,10 +84,10 @@ func (p provider) RegisterTrigger(ctx context.Context, t engine.Trigger) error {
 	var cfg durableConfig
 	raw := bytes.TrimSpace(t.Config)
 	if len(raw) == 0 || raw[0] != '{' {
-		return engine.Errorf(engine.CodeInvalidArgument, "durable:subscriber trigger %q: config must be a JSON object with topic", t.ID)
+		return engine.Errorf(codes.InvalidArgument, "durable:subscriber trigger %q: config must be a JSON object with topic", t.ID)
 	}
 	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return engine.Errorf(engine.CodeInvalidArgument, "durable:subscriber trigger %q: bad config: %v", t.ID, err)
+		return engine.Errorf(codes.InvalidArgument, "durable:subscriber trigger %q: bad config: %v", t.ID, err)
 	}
 	m := p.m
 	if err := m.checkTopic("durable:subscriber trigger "+t.ID, cfg.Topic); err != nil {
@@ -96,15 +97,15 @@ func (p provider) RegisterTrigger(ctx context.Context, t engine.Trigger) error {
 	if cfg.QueueConfig != nil {
 		q = *cfg.QueueConfig
 		if q.Type == TypeFIFO || q.MessageGroupField != "" {
-			return engine.Errorf(engine.CodeInvalidArgument, "durable:subscriber trigger %q: queue_config: durable topics are standard queues", t.ID)
+			return engine.Errorf(codes.InvalidArgument, "durable:subscriber trigger %q: queue_config: durable topics are standard queues", t.ID)
 		}
 	}
 	q, err := q.normalize("subscriber")
 	if err != nil {
-		return engine.Errorf(engine.CodeInvalidArgument, "durable:subscriber trigger %q: queue_config: %v", t.ID, err)
+		return engine.Errorf(codes.InvalidArgument, "durable:subscriber trigger %q: queue_config: %v", t.ID, err)
 	}
 	if q.Concurrency > m.cfg.MaxConcurrency {
-		return engine.Errorf(engine.CodeInvalidArgument, "durable:subscriber trigger %q: queue_config: concurrency is %d; this engine allows at most %d (--queue-max-concurrency)", t.ID, q.Concurrency, m.cfg.MaxConcurrency)
+		return engine.Errorf(codes.InvalidArgument, "durable:subscriber trigger %q: queue_config: concurrency is %d; this engine allows at most %d (--queue-max-concurrency)", t.ID, q.Concurrency, m.cfg.MaxConcurrency)
 	}
 	topic := *cfg.Topic
 	ttok, ftok := subject.Token(topic), subject.Token(t.FunctionID)
@@ -112,7 +113,7 @@ func (p provider) RegisterTrigger(ctx context.Context, t engine.Trigger) error {
 	filter := []string{subjTopic + ttok, back}
 	name, err := m.topicConsumerName(ctx, topic, t.FunctionID, filter)
 	if err != nil {
-		return engine.Errorf(engine.CodeUnavailable, "durable:subscriber trigger %q: %v", t.ID, err)
+		return engine.Errorf(codes.Unavailable, "durable:subscriber trigger %q: %v", t.ID, err)
 	}
 	cons, err := m.js.CreateOrUpdateConsumer(ctx, StreamTopics, jetstream.ConsumerConfig{
 		Durable:        name,
@@ -122,7 +123,7 @@ func (p provider) RegisterTrigger(ctx context.Context, t engine.Trigger) error {
 		InactiveThreshold: m.cfg.TopicMaxAge,
 	})
 	if err != nil {
-		return engine.Errorf(engine.CodeUnavailable, "durable:subscriber trigger %q: %v", t.ID, err)
+		return engine.Errorf(codes.Unavailable, "durable:subscriber trigger %q: %v", t.ID, err)
 	}
 	dlq := DeadLetterName(topic, t.FunctionID)
 	fctx, stop := context.WithCancel(m.ctx)

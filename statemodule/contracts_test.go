@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/statemodule"
 )
 
@@ -21,7 +21,7 @@ func TestScopeContractEnforced(t *testing.T) {
 		{"state::update", `{"scope":"users","key":"u1","ops":[{"type":"set","path":"name","value":"bo"},{"type":"increment","path":"age","by":-10}]}`, "/age: minimum"},
 	} {
 		_, err := v.call(c.fn, c.in)
-		wantCode(t, err, engine.CodeInvalidArgument)
+		wantCode(t, err, codes.InvalidArgument)
 		if !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "nothing was written") {
 			t.Fatalf("%s: %v, want %q", c.fn, err, c.want)
 		}
@@ -29,8 +29,8 @@ func TestScopeContractEnforced(t *testing.T) {
 	wantJSON(t, v.must(t, "state::get", `{"scope":"users","key":"u1","include_seq":true}`), `{"key":"u1","value":{"name":"ann","age":3},"seq":1}`)
 	wantJSON(t, v.must(t, "state::get", `{"scope":"users","key":"u2"}`), `null`)
 	_, err := v.call("state::define", `{"scope":"users","version":1,"item_schema":{}}`)
-	wantCode(t, err, engine.CodeConflict)
+	wantCode(t, err, codes.Conflict)
 	_, err = v.call("state::define", `{"scope":"users","version":2,"item_schema":{},"event_schemas":{"x":{}}}`)
-	wantCode(t, err, engine.CodeInvalidArgument)
+	wantCode(t, err, codes.InvalidArgument)
 	v.must(t, "state::set", `{"scope":"other","key":"k","value":{"name":5}}`)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/contracts"
 	"github.com/trinehq/trine/streammodule/store"
@@ -96,7 +97,7 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	}
 	ops, err := updateops.Decode(raw)
 	if err != nil {
-		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", FnUpdate, err)
+		return nil, engine.Errorf(codes.InvalidArgument, "%s: %v", FnUpdate, err)
 	}
 	ct, err := m.cfg.Contracts.For(ctx, FnUpdate, v.key.Group)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/statemodule"
@@ -39,7 +40,7 @@ func TestListTooLargeRefusedBeforeBuilt(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		e := engine.AsError(err)
-		if e == nil || e.Code != engine.CodeMessageTooLarge || !strings.Contains(e.Message, `"limit"`) || !strings.Contains(e.Message, `"after"`) {
+		if e == nil || e.Code != codes.MessageTooLarge || !strings.Contains(e.Message, `"limit"`) || !strings.Contains(e.Message, `"after"`) {
 			t.Fatalf("unpaged state::list of %d bytes = %v, want message_too_large naming limit and after", values*size, err)
 		}
 	}
@@ -72,7 +73,7 @@ func TestListGroupsPaged(t *testing.T) {
 		v.must(t, statemodule.FnSet, fmt.Sprintf(`{"scope":"scope-%d","key":"k","value":1}`, i))
 	}
 	_, err := v.call(statemodule.FnListGroups, `{}`)
-	wantCode(t, err, engine.CodeMessageTooLarge)
+	wantCode(t, err, codes.MessageTooLarge)
 	wantJSON(t, v.must(t, statemodule.FnListGroups, `{"limit":2}`), `{"groups":["scope-0","scope-1"],"more":true}`)
 	wantJSON(t, v.must(t, statemodule.FnListGroups, `{"limit":2,"after":"scope-8"}`), `{"groups":["scope-9"],"more":false}`)
 }

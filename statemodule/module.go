@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/defaults"
 	"github.com/trinehq/trine/streammodule/contracts"
@@ -187,7 +188,7 @@ func (m *Module) Deliver(event []byte) {
 // checkSize refuses a value over the limit before anything is stored.
 func (m *Module) checkSize(fn string, v json.RawMessage) error {
 	if len(v) > m.maxValue {
-		return engine.Errorf(engine.CodeValueTooLarge, "%s: value is %d bytes, the limit is %d (--state-max-value-bytes); nothing was written", fn, len(v), m.maxValue)
+		return engine.Errorf(codes.ValueTooLarge, "%s: value is %d bytes, the limit is %d (--state-max-value-bytes); nothing was written", fn, len(v), m.maxValue)
 	}
 	return nil
 }

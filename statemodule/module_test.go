@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/internal/natstest"
@@ -114,11 +115,11 @@ func TestIfSeq(t *testing.T) {
 	v := start(t, statemodule.Config{})
 	v.must(t, "state::set", `{"scope":"s","key":"k","value":1,"if_seq":0}`)
 	_, err := v.call("state::set", `{"scope":"s","key":"k","value":2,"if_seq":0}`)
-	wantCode(t, err, engine.CodeConflict)
+	wantCode(t, err, codes.Conflict)
 	_, err = v.call("state::update", `{"scope":"s","key":"k","ops":[{"type":"increment","path":"","by":1}],"if_seq":7}`)
-	wantCode(t, err, engine.CodeConflict)
+	wantCode(t, err, codes.Conflict)
 	_, err = v.call("state::delete", `{"scope":"s","key":"k","if_seq":2}`)
-	wantCode(t, err, engine.CodeConflict)
+	wantCode(t, err, codes.Conflict)
 	wantJSON(t, v.must(t, "state::get", `{"scope":"s","key":"k","include_seq":true}`), `{"key":"k","value":1,"seq":1}`)
 	v.must(t, "state::update", `{"scope":"s","key":"k","ops":[{"type":"increment","path":"","by":1}],"if_seq":1}`)
 	v.must(t, "state::delete", `{"scope":"s","key":"k","if_seq":2}`)
@@ -139,23 +140,23 @@ func TestBadInputChangesNothing(t *testing.T) {
 		fn, in string
 		code   engine.Code
 	}{
-		{"state::set", `{"scope":"s","key":"k","value":` + big + `}`, engine.CodeValueTooLarge},
-		{"state::update", `{"scope":"s","key":"k","ops":[{"type":"set","path":"a","value":` + big + `}]}`, engine.CodeValueTooLarge},
-		{"state::update", `{"scope":"s","key":"k","ops":[{"type":"set","path":"b","value":1},{"type":"append","path":"a","value":2}]}`, engine.CodeInvalidArgument},
-		{"state::update", `{"scope":"s","key":"k","ops":[{"type":"explode"}]}`, engine.CodeInvalidArgument},
-		{"state::update", `{"scope":"s","key":"k"}`, engine.CodeInvalidArgument},
-		{"state::set", `{"scope":"s","key":"k"}`, engine.CodeInvalidArgument},
-		{"state::set", `{"scope":"s","value":1}`, engine.CodeInvalidArgument},
-		{"state::set", `{"key":"k","value":1}`, engine.CodeInvalidArgument},
-		{"state::set", `{"scope":"","key":"k","value":1}`, engine.CodeInvalidArgument},
-		{"state::set", `{"scope":"s","key":"` + strings.Repeat("k", 17) + `","value":1}`, engine.CodeInvalidArgument},
-		{"state::set", "{\"scope\":\"s\xff\",\"key\":\"k\",\"value\":1}", engine.CodeInvalidArgument},
-		{"state::set", `{"scope":"s","key":"k","value":1`, engine.CodeInvalidArgument},
-		{"state::set", `[1]`, engine.CodeInvalidArgument},
-		{"state::set", `{"scope":1,"key":"k","value":1}`, engine.CodeInvalidArgument},
-		{"state::list", `{"scope":"s","limit":-1}`, engine.CodeInvalidArgument},
-		{"state::delete", `{"scope":"s"}`, engine.CodeInvalidArgument},
-		{"state::get", `{"key":"k"}`, engine.CodeInvalidArgument},
+		{"state::set", `{"scope":"s","key":"k","value":` + big + `}`, codes.ValueTooLarge},
+		{"state::update", `{"scope":"s","key":"k","ops":[{"type":"set","path":"a","value":` + big + `}]}`, codes.ValueTooLarge},
+		{"state::update", `{"scope":"s","key":"k","ops":[{"type":"set","path":"b","value":1},{"type":"append","path":"a","value":2}]}`, codes.InvalidArgument},
+		{"state::update", `{"scope":"s","key":"k","ops":[{"type":"explode"}]}`, codes.InvalidArgument},
+		{"state::update", `{"scope":"s","key":"k"}`, codes.InvalidArgument},
+		{"state::set", `{"scope":"s","key":"k"}`, codes.InvalidArgument},
+		{"state::set", `{"scope":"s","value":1}`, codes.InvalidArgument},
+		{"state::set", `{"key":"k","value":1}`, codes.InvalidArgument},
+		{"state::set", `{"scope":"","key":"k","value":1}`, codes.InvalidArgument},
+		{"state::set", `{"scope":"s","key":"` + strings.Repeat("k", 17) + `","value":1}`, codes.InvalidArgument},
+		{"state::set", "{\"scope\":\"s\xff\",\"key\":\"k\",\"value\":1}", codes.InvalidArgument},
+		{"state::set", `{"scope":"s","key":"k","value":1`, codes.InvalidArgument},
+		{"state::set", `[1]`, codes.InvalidArgument},
+		{"state::set", `{"scope":1,"key":"k","value":1}`, codes.InvalidArgument},
+		{"state::list", `{"scope":"s","limit":-1}`, codes.InvalidArgument},
+		{"state::delete", `{"scope":"s"}`, codes.InvalidArgument},
+		{"state::get", `{"key":"k"}`, codes.InvalidArgument},
 	} {
 		_, err := v.call(c.fn, c.in)
 		if e := engine.AsError(err); err == nil || e.Code != c.code {
@@ -226,7 +227,7 @@ func TestTriggers(t *testing.T) {
 	s := moduletest.Session(t, v.e)
 	for _, bad := range []string{`"x"`, `{"scope":1}`, `{"condition_function_id":""}x`, `[1]`} {
 		err := s.RegisterTrigger(context.Background(), engine.Trigger{ID: "bad", Type: "state", FunctionID: "test::all", Config: json.RawMessage(bad)})
-		wantCode(t, err, engine.CodeInvalidArgument)
+		wantCode(t, err, codes.InvalidArgument)
 	}
 
 	v.must(t, "state::set", `{"scope":"s","key":"a","value":1}`)

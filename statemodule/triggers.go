@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"sync"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 )
 
@@ -45,10 +46,10 @@ func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 	raw := bytes.TrimSpace(t.Config)
 	if len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
 		if raw[0] != '{' {
-			return engine.Errorf(engine.CodeInvalidArgument, "state trigger %q: config must be a JSON object", t.ID)
+			return engine.Errorf(codes.InvalidArgument, "state trigger %q: config must be a JSON object", t.ID)
 		}
 		if err := json.Unmarshal(raw, &cfg); err != nil {
-			return engine.Errorf(engine.CodeInvalidArgument, "state trigger %q: bad config: %v", t.ID, err)
+			return engine.Errorf(codes.InvalidArgument, "state trigger %q: bad config: %v", t.ID, err)
 		}
 	}
 	if err := engine.ValidateCondition(cfg.ConditionFunctionID); err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule"
 )
@@ -51,7 +52,7 @@ func TestContractEnforced(t *testing.T) {
 		{"stream::send", `{` + k + `,"type":"shout","data":{}}`, `event type "shout" is not declared`},
 	} {
 		_, err := v.call(t, c.fn, c.in)
-		wantRefused(t, err, engine.CodeInvalidArgument, c.want)
+		wantRefused(t, err, codes.InvalidArgument, c.want)
 		if !strings.Contains(err.Error(), "nothing was written") && !strings.Contains(err.Error(), "nothing was sent") {
 			t.Fatalf("%s: %v", c.fn, err)
 		}
@@ -100,16 +101,16 @@ func TestDefineAndSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := def(1, todoSchema, "")
-	wantRefused(t, err, engine.CodeConflict, "version 1 is not above the last, 1")
+	wantRefused(t, err, codes.Conflict, "version 1 is not above the last, 1")
 	// Making title a number breaks BACKWARD.
 	_, err = def(2, strings.Replace(todoSchema, `"title":{"type":"string","minLength":1}`, `"title":{"type":"number"}`, 1), "")
-	wantRefused(t, err, engine.CodeConflict, "/title: type string -> number")
+	wantRefused(t, err, codes.Conflict, "/title: type string -> number")
 	_, err = def(2, `{"type":"object","properties":{"a":{"$ref":"https://example.com/s.json"}}}`, "")
-	wantCode(t, err, engine.CodeInvalidArgument)
+	wantCode(t, err, codes.InvalidArgument)
 	_, err = def(2, todoSchema, `,"compatibility":"SIDEWAYS"`)
-	wantCode(t, err, engine.CodeInvalidArgument)
+	wantCode(t, err, codes.InvalidArgument)
 	_, err = v.call(t, "stream::define", `{"stream_name":"todos","item_schema":{}}`)
-	wantRefused(t, err, engine.CodeInvalidArgument, "missing field version")
+	wantRefused(t, err, codes.InvalidArgument, "missing field version")
 	// Adding an optional property is BACKWARD compatible; NONE forces a break.
 	added := strings.Replace(todoSchema, `"done":{"type":"boolean"}`, `"done":{"type":"boolean"},"tags":{"type":"array"}`, 1)
 	if _, err := def(2, added, ""); err != nil {
@@ -140,5 +141,5 @@ func TestDefineAndSchema(t *testing.T) {
 	// The contract in force is the last one.
 	v.must(t, "stream::set", `{"stream_name":"todos","group_id":"g","item_id":"x","data":{"anything":1}}`)
 	_, err = v.call(t, "stream::set", `{"stream_name":"todos","group_id":"g","item_id":"x","data":[]}`)
-	wantRefused(t, err, engine.CodeInvalidArgument, "(root): expected object, got array")
+	wantRefused(t, err, codes.InvalidArgument, "(root): expected object, got array")
 }

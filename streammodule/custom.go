@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/store"
 	"github.com/trinehq/trine/streammodule/updateops"
@@ -50,7 +51,7 @@ func (m *Module) custom(stream string, ops ...string) (string, error) {
 		return found, nil
 	}
 	if was {
-		return "", engine.Errorf(engine.CodeUnavailable, "stream %q is a custom stream and no worker serves stream::%s for it now (its worker left); calls resume when one registers it again, and stream::release {\"stream_name\": %q} gives the name back to the built-in store", stream, ops[0], stream)
+		return "", engine.Errorf(codes.Unavailable, "stream %q is a custom stream and no worker serves stream::%s for it now (its worker left); calls resume when one registers it again, and stream::release {\"stream_name\": %q} gives the name back to the built-in store", stream, ops[0], stream)
 	}
 	return "", nil
 }
@@ -95,10 +96,10 @@ func (m *Module) guardCustom(id string) error {
 	defer cancel()
 	groups, err := m.store.ListGroups(ctx, stream)
 	if err != nil {
-		return engine.Errorf(engine.CodeUnavailable, "cannot check stream %q before %s: %v", stream, id, err)
+		return engine.Errorf(codes.Unavailable, "cannot check stream %q before %s: %v", stream, id, err)
 	}
 	if len(groups) > 0 {
-		return engine.Errorf(engine.CodeConflict, "stream %q holds items in the built-in store (%d groups): a worker cannot serve it as a custom stream; use another stream name", stream, len(groups))
+		return engine.Errorf(codes.Conflict, "stream %q holds items in the built-in store (%d groups): a worker cannot serve it as a custom stream; use another stream name", stream, len(groups))
 	}
 	return nil
 }
@@ -133,7 +134,7 @@ func (m *Module) release(_ context.Context, c engine.Call) ([]byte, error) {
 	}
 	for _, op := range customOps {
 		if m.e.HasFunction(CustomFunctionID(op, name)) {
-			return nil, engine.Errorf(engine.CodeConflict, "stream %q is served by a worker (%s): it cannot be released", name, CustomFunctionID(op, name))
+			return nil, engine.Errorf(codes.Conflict, "stream %q is served by a worker (%s): it cannot be released", name, CustomFunctionID(op, name))
 		}
 	}
 	m.customMu.Lock()
@@ -146,7 +147,7 @@ func (m *Module) release(_ context.Context, c engine.Call) ([]byte, error) {
 // noIfSeq refuses if_seq on a custom stream: its worker keeps no sequences.
 func noIfSeq(it itemInput) error {
 	if it.ifSeq != nil {
-		return engine.Errorf(engine.CodeInvalidArgument, "if_seq is not supported by custom stream %q", it.key.Stream)
+		return engine.Errorf(codes.InvalidArgument, "if_seq is not supported by custom stream %q", it.key.Stream)
 	}
 	return nil
 }
@@ -167,7 +168,7 @@ func (m *Module) customWrite(ctx context.Context, op string, in itemInput, paylo
 	}
 	var r changeResult
 	if len(bytes.TrimSpace(out)) == 0 || json.Unmarshal(out, &r) != nil || (op != "delete" && r.NewValue == nil) {
-		return nil, engine.Errorf(engine.CodeHandlerError, "%s returned %.200q, want {old_value, new_value}", CustomFunctionID(op, in.key.Stream), out)
+		return nil, engine.Errorf(codes.HandlerError, "%s returned %.200q, want {old_value, new_value}", CustomFunctionID(op, in.key.Stream), out)
 	}
 	return m.commitCustom(ctx, in, r)
 }
@@ -215,7 +216,7 @@ func (m *Module) customUpdate(ctx context.Context, in itemInput, ops []updateops
 	exists := !isNull(cur)
 	next, err := updateops.Apply(cur, exists, ops)
 	if err != nil {
-		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: %v; nothing was written", FnUpdate, err)
+		return nil, engine.Errorf(codes.InvalidArgument, "%s: %v; nothing was written", FnUpdate, err)
 	}
 	if err := m.checkItem(ctx, FnUpdate, k.Stream, next); err != nil {
 		return nil, err

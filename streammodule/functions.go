@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/contracts"
 	"github.com/trinehq/trine/streammodule/store"
@@ -69,7 +70,7 @@ func (m *Module) Register(e *engine.Engine) error {
 // checkSize refuses a value over MaxItemBytes before anything is stored.
 func (m *Module) checkSize(fn string, v json.RawMessage) error {
 	if len(v) > m.maxItem {
-		return engine.Errorf(engine.CodeMessageTooLarge, "%s: data is %d bytes, the limit is %d (--stream-max-item-bytes, and the NATS server's max_payload less %d); nothing was written",
+		return engine.Errorf(codes.MessageTooLarge, "%s: data is %d bytes, the limit is %d (--stream-max-item-bytes, and the NATS server's max_payload less %d); nothing was written",
 			fn, len(v), m.maxItem, m.eventHeadroom())
 	}
 	return nil
@@ -132,7 +133,7 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	}
 	ops, err := updateops.Decode(raw)
 	if err != nil {
-		return nil, engine.Errorf(engine.CodeInvalidArgument, "%s: %v", FnUpdate, err)
+		return nil, engine.Errorf(codes.InvalidArgument, "%s: %v", FnUpdate, err)
 	}
 	switch op, err := m.custom(it.key.Stream, "update", "set"); {
 	case err != nil:

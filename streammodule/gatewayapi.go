@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/streamapi"
 )
@@ -30,7 +31,7 @@ func (m *Module) registerGatewayAPI(e *engine.Engine) error {
 
 func decodeAPI(c engine.Call, v any) error {
 	if err := json.Unmarshal(c.Payload, v); err != nil {
-		return engine.Errorf(engine.CodeInvalidArgument, "%s: bad input: %v", c.FunctionID, err)
+		return engine.Errorf(codes.InvalidArgument, "%s: bad input: %v", c.FunctionID, err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/streamapi"
@@ -43,12 +44,12 @@ func TestGroupInfo(t *testing.T) {
 		t.Fatalf("group_info of an empty group = %s", out)
 	}
 	_, err := v.call(t, streammodule.FnGroupInfo, `{"stream_name":"s"}`)
-	wantCode(t, err, engine.CodeInvalidArgument)
+	wantCode(t, err, codes.InvalidArgument)
 	// It reads the group: a caller that may not call stream::get may not.
 	g, err := v.e.Authenticate(t.Context(), &engine.Access{ExposeFunctions: []engine.Filter{{Match: streammodule.FnGroupInfo}}}, engine.AuthInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = v.e.Trigger(t.Context(), engine.Call{FunctionID: streammodule.FnGroupInfo, Payload: []byte(`{"stream_name":"s","group_id":"g"}`), Grant: g})
-	wantCode(t, err, engine.CodeForbidden)
+	wantCode(t, err, codes.Forbidden)
 }

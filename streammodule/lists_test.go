@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/streammodule"
@@ -18,7 +19,7 @@ import (
 func wantTooLarge(t *testing.T, what string, err error) {
 	t.Helper()
 	e := engine.AsError(err)
-	if e == nil || e.Code != engine.CodeMessageTooLarge || !strings.Contains(e.Message, `"limit"`) || !strings.Contains(e.Message, `"after"`) {
+	if e == nil || e.Code != codes.MessageTooLarge || !strings.Contains(e.Message, `"limit"`) || !strings.Contains(e.Message, `"after"`) {
 		t.Fatalf("%s = %v, want message_too_large naming limit and after", what, err)
 	}
 }
@@ -59,7 +60,7 @@ func TestListsBounded(t *testing.T) {
 	}
 	// The gateways' whole-group snapshot is bounded the same way.
 	_, err := v.call(t, streamapi.FnSnapshot, `{"stream_name":"s","group_id":"big"}`)
-	if e := engine.AsError(err); e == nil || e.Code != engine.CodeMessageTooLarge || !strings.Contains(e.Message, `"page_bytes"`) {
+	if e := engine.AsError(err); e == nil || e.Code != codes.MessageTooLarge || !strings.Contains(e.Message, `"page_bytes"`) {
 		t.Fatalf("whole-group snapshot of 4 MB = %v, want message_too_large naming page_bytes", err)
 	}
 	ids := moduletest.ReadPages(t, maxList, "id", func(after string) string {
@@ -111,7 +112,7 @@ func TestListsBuiltAtOnceBounded(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	_, err := l.Build(ctx, "x::list", nil, func(int) ([]byte, error) { return []byte("[]"), nil })
-	if e := engine.AsError(err); e == nil || e.Code != engine.CodeOverloaded || !strings.Contains(e.Message, "--max-list-bytes-total") {
+	if e := engine.AsError(err); e == nil || e.Code != codes.Overloaded || !strings.Contains(e.Message, "--max-list-bytes-total") {
 		t.Fatalf("third list while two hold the total = %v, want overloaded naming --max-list-bytes-total", err)
 	}
 	close(hold)

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/moduletest"
 	"github.com/trinehq/trine/internal/poll"
@@ -93,13 +94,13 @@ func TestIfSeqAndAllOrNothing(t *testing.T) {
 	k := `"stream_name":"s","group_id":"g","item_id":"i"`
 	v.must(t, "stream::set", `{`+k+`,"data":{"n":1}}`)
 	_, err := v.call(t, "stream::set", `{`+k+`,"data":2,"if_seq":7}`)
-	wantCode(t, err, engine.CodeConflict)
+	wantCode(t, err, codes.Conflict)
 	_, err = v.call(t, "stream::update", `{`+k+`,"if_seq":0,"ops":[]}`)
-	wantCode(t, err, engine.CodeConflict)
+	wantCode(t, err, codes.Conflict)
 	_, err = v.call(t, "stream::delete", `{`+k+`,"if_seq":3}`)
-	wantCode(t, err, engine.CodeConflict)
+	wantCode(t, err, codes.Conflict)
 	_, err = v.call(t, "stream::update", `{`+k+`,"ops":[{"type":"set","path":"a","value":1},{"type":"increment","path":"a","by":1},{"type":"append","path":"a","value":1}]}`)
-	wantCode(t, err, engine.CodeInvalidArgument)
+	wantCode(t, err, codes.InvalidArgument)
 	if !strings.Contains(err.Error(), "ops[2]") || !strings.Contains(err.Error(), "append.type_mismatch") {
 		t.Fatalf("the error does not name the failing op: %v", err)
 	}
@@ -130,7 +131,7 @@ func TestBadInput(t *testing.T) {
 		{"stream::update", `{"stream_name":"s","group_id":"g","item_id":"i","ops":[{"type":"increment","path":"n","by":1.5}]}`},
 	} {
 		_, err := v.call(t, c.fn, c.in)
-		wantCode(t, err, engine.CodeInvalidArgument)
+		wantCode(t, err, codes.InvalidArgument)
 	}
 	if got := v.must(t, "stream::list_all", `{}`); got != `{"stream":[],"count":0}` {
 		t.Fatalf("bad input changed something: %s", got)
@@ -257,7 +258,7 @@ func TestStreamTriggers(t *testing.T) {
 	}
 	for _, bad := range []string{`{}`, `"x"`, `{"stream_name":""}`, `{"stream_name":1}`, ``} {
 		err := s.RegisterTrigger(context.Background(), engine.Trigger{ID: "bad", Type: "stream", FunctionID: "test::on", Config: json.RawMessage(bad)})
-		wantCode(t, err, engine.CodeInvalidArgument)
+		wantCode(t, err, codes.InvalidArgument)
 	}
 	v.must(t, "stream::set", `{"stream_name":"s","group_id":"g","item_id":"a","data":1}`)
 	v.must(t, "stream::set", `{"stream_name":"s","group_id":"g","item_id":"a","data":2}`)
@@ -390,11 +391,11 @@ func TestCustomStream(t *testing.T) {
 		t.Fatalf("custom get: %s", got)
 	}
 	_, err := v.call(t, "stream::set", `{`+k+`,"data":1,"if_seq":2}`)
-	wantCode(t, err, engine.CodeInvalidArgument)
+	wantCode(t, err, codes.InvalidArgument)
 	// No custom delete: once a stream is custom, it never falls back to
 	// the built-in store.
 	_, err = v.call(t, "stream::delete", `{`+k+`}`)
-	wantCode(t, err, engine.CodeUnavailable)
+	wantCode(t, err, codes.Unavailable)
 	if got := v.must(t, "stream::list_all", `{}`); got != `{"stream":[],"count":0}` {
 		t.Fatalf("the built-in store was written: %s", got)
 	}
@@ -506,7 +507,7 @@ func TestItemTooLargeChangesNothing(t *testing.T) {
 		{"stream::send", `{"stream_name":"big","group_id":"g","type":"t","data":` + str(limit+1) + `}`},
 	} {
 		_, err := v.call(t, c.fn, c.in)
-		wantCode(t, err, engine.CodeMessageTooLarge)
+		wantCode(t, err, codes.MessageTooLarge)
 	}
 	if got := v.must(t, "stream::get", `{"stream_name":"big","group_id":"g","item_id":"y"}`); got != "null" {
 		t.Fatalf("a refused update stored %.60s", got)
@@ -531,7 +532,7 @@ func TestCustomStreamsCannotHijack(t *testing.T) {
 	w := attach(t, v.e)
 	for _, op := range []string{"get", "set", "list", "list_groups", "delete", "update"} {
 		err := w.RegisterFunction(streammodule.CustomFunctionID(op, "todos"), "")
-		if engine.AsError(err).Code != engine.CodeConflict {
+		if engine.AsError(err).Code != codes.Conflict {
 			t.Fatalf("registering %s over a stream with items: %v, want conflict", streammodule.CustomFunctionID(op, "todos"), err)
 		}
 	}
@@ -544,14 +545,14 @@ func TestCustomStreamsCannotHijack(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := v.call(t, "stream::get", `{"stream_name":"mine","group_id":"g","item_id":"a"}`)
-	if engine.AsError(err).Code == engine.CodeInvalidArgument {
+	if engine.AsError(err).Code == codes.InvalidArgument {
 		t.Fatalf("custom get: %v", err)
 	}
 	_, err = v.call(t, "stream::release", `{"stream_name":"mine"}`)
-	wantCode(t, err, engine.CodeConflict) // its worker still serves it
+	wantCode(t, err, codes.Conflict) // its worker still serves it
 	w.Close()
 	_, err = v.call(t, "stream::get", `{"stream_name":"mine","group_id":"g","item_id":"a"}`)
-	wantCode(t, err, engine.CodeUnavailable)
+	wantCode(t, err, codes.Unavailable)
 	if !strings.Contains(err.Error(), "stream::release") {
 		t.Fatalf("the error does not say how to recover: %v", err)
 	}

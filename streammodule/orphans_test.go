@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/streammodule"
@@ -78,10 +79,10 @@ func TestOrphanedJoinTriggerIsListedAndReleased(t *testing.T) {
 	bind(live, "live", "other")
 	for _, in := range []string{`{"trigger_id":"nope"}`, `{"trigger_id":"live"}`} {
 		_, err := v.call(t, engine.FnTriggersRelease, in)
-		wantCode(t, err, engine.CodeTriggerNotFound)
+		wantCode(t, err, codes.TriggerNotFound)
 	}
 	_, err := v.call(t, engine.FnTriggersRelease, `{}`)
-	wantCode(t, err, engine.CodeInvalidArgument)
+	wantCode(t, err, codes.InvalidArgument)
 	if overview()["live"].Status != "active" || join("other") == nil || join("secret") == nil {
 		t.Fatal("a refused release changed a trigger")
 	}
@@ -96,5 +97,5 @@ func TestOrphanedJoinTriggerIsListedAndReleased(t *testing.T) {
 		t.Error("a released trigger is still listed")
 	}
 	_, err = v.call(t, engine.FnTriggersRelease, `{"trigger_id":"gate"}`)
-	wantCode(t, err, engine.CodeTriggerNotFound)
+	wantCode(t, err, codes.TriggerNotFound)
 }

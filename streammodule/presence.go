@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync/atomic"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/store"
 	"github.com/trinehq/trine/streammodule/wire"
@@ -58,7 +59,7 @@ func (m *Module) presenceFn(ctx context.Context, c engine.Call) ([]byte, error) 
 	var ms []wire.Member
 	if r := m.presence.r.Load(); r != nil {
 		if ms, err = (*r).Members(ctx, it.key.Stream, it.key.Group); err != nil {
-			return nil, engine.Errorf(engine.CodeUnavailable, "%s: %v", FnPresence, err)
+			return nil, engine.Errorf(codes.Unavailable, "%s: %v", FnPresence, err)
 		}
 	}
 	page, more := wire.PageMembers(ms, after, limit)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/wire"
@@ -39,7 +40,7 @@ func TestPresenceFunction(t *testing.T) {
 		}
 	}
 	_, err := v.call(t, streammodule.FnPresence, `{"stream_name":"rooms"}`)
-	wantCode(t, err, engine.CodeInvalidArgument)
+	wantCode(t, err, codes.InvalidArgument)
 
 	// A caller that may not read streams may not list who is in them.
 	if err := v.e.RegisterFunction("test::auth", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
@@ -52,5 +53,5 @@ func TestPresenceFunction(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = v.e.Trigger(t.Context(), engine.Call{FunctionID: streammodule.FnPresence, Payload: []byte(`{` + k + `}`), Grant: g})
-	wantCode(t, err, engine.CodeForbidden)
+	wantCode(t, err, codes.Forbidden)
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/store"
 	"github.com/trinehq/trine/streammodule/streamapi"
@@ -39,13 +40,13 @@ func parseConfig(t engine.Trigger, needStream bool) (triggerConfig, error) {
 		if !needStream && (len(raw) == 0 || bytes.Equal(raw, []byte("null"))) {
 			return c, nil
 		}
-		return c, engine.Errorf(engine.CodeInvalidArgument, "%s trigger %q: config must be a JSON object", t.Type, t.ID)
+		return c, engine.Errorf(codes.InvalidArgument, "%s trigger %q: config must be a JSON object", t.Type, t.ID)
 	}
 	if err := json.Unmarshal(raw, &c); err != nil {
-		return c, engine.Errorf(engine.CodeInvalidArgument, "%s trigger %q: bad config: %v", t.Type, t.ID, err)
+		return c, engine.Errorf(codes.InvalidArgument, "%s trigger %q: bad config: %v", t.Type, t.ID, err)
 	}
 	if needStream && (c.StreamName == nil || *c.StreamName == "") {
-		return c, engine.Errorf(engine.CodeInvalidArgument, "%s trigger %q: config needs stream_name", t.Type, t.ID)
+		return c, engine.Errorf(codes.InvalidArgument, "%s trigger %q: config needs stream_name", t.Type, t.ID)
 	}
 	return c, engine.ValidateCondition(c.ConditionFunctionID)
 }

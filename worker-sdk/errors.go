@@ -1,8 +1,6 @@
 package trine
 
 import (
-	"context"
-	"errors"
 	"fmt"
 
 	"github.com/trinehq/trine/codes"
@@ -33,36 +31,12 @@ const (
 	CodeEnqueueError        = codes.EnqueueError
 )
 
-// Error is a failure with a stable code. A handler may return one to choose
-// the code its caller sees; any other handler error arrives as handler_error.
-type Error struct {
-	Code    Code
-	Message string
-	// Stacktrace is the failing handler's stack trace, when there is one:
-	// a Go handler's panic, or what an iii worker sent.
-	Stacktrace string
-}
-
-func (e *Error) Error() string {
-	if e.Message == "" {
-		return "trine: " + string(e.Code)
-	}
-	return "trine: " + string(e.Code) + ": " + e.Message
-}
-
-// Is reports whether target is an *Error with the same code. ErrClosed is
-// the exception: only ErrClosed itself is ErrClosed, so that an engine
-// shutting down (also unavailable) is not taken for a closed Worker.
-func (e *Error) Is(target error) bool {
-	t, ok := target.(*Error)
-	if !ok {
-		return false
-	}
-	if t == ErrClosed {
-		return e == ErrClosed
-	}
-	return t.Code == e.Code
-}
+// Error is a failure with a stable code, the type the engine's errors are
+// too. A handler may return one to choose the code its caller sees; any
+// other handler error arrives as handler_error. Stacktrace is the failing
+// handler's stack trace, when there is one: a Go handler's panic, or what
+// an iii worker sent.
+type Error = codes.Error
 
 // Sentinel errors for errors.Is, one per code.
 var (
@@ -95,18 +69,4 @@ func errorf(code Code, format string, args ...any) *Error {
 }
 
 // asError gives any error a code, the way the engine does.
-func asError(err error) *Error {
-	var e *Error
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &e):
-		return e
-	case errors.Is(err, context.DeadlineExceeded):
-		return errorf(CodeDeadlineExceeded, "deadline exceeded")
-	case errors.Is(err, context.Canceled):
-		return errorf(CodeCancelled, "cancelled")
-	default:
-		return errorf(CodeHandlerError, "%s", err.Error())
-	}
-}
+func asError(err error) *Error { return codes.FromError(err, CodeHandlerError) }

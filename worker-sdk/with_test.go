@@ -16,6 +16,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
 	"github.com/trinehq/trine/gateway"
@@ -44,7 +45,7 @@ func TestWorkerOptionsReachTheEngine(t *testing.T) {
 		headers = append(headers, in.Headers)
 		mu.Unlock()
 		if in.Headers["authorization"] != "Bearer secret" {
-			return nil, engine.Errorf(engine.CodeUnauthorized, "no token")
+			return nil, engine.Errorf(codes.Unauthorized, "no token")
 		}
 		return []byte(`{"allowed_functions":["engine::functions::info"]}`), nil
 	}))

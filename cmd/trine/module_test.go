@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/poll"
 	trine "github.com/trinehq/trine/worker-sdk"
@@ -47,7 +48,7 @@ func (g *greeter) hello(_ context.Context, c engine.Call) ([]byte, error) {
 		Name string `json:"name"`
 	}
 	if err := json.Unmarshal(c.Payload, &in); err != nil || in.Name == "" {
-		return nil, engine.Errorf(engine.CodeInvalidArgument, "greet::hello: want {name}")
+		return nil, engine.Errorf(codes.InvalidArgument, "greet::hello: want {name}")
 	}
 	out, _ := json.Marshal(map[string]string{"greeting": "hello, " + in.Name})
 	for _, t := range g.subs.All() {
@@ -72,7 +73,7 @@ func (p greetTriggers) RegisterTrigger(_ context.Context, t engine.Trigger) erro
 	}
 	if len(t.Config) > 0 && !bytes.Equal(t.Config, []byte("null")) {
 		if err := json.Unmarshal(t.Config, &cfg); err != nil {
-			return engine.Errorf(engine.CodeInvalidArgument, "greet:hello trigger %q: %v", t.ID, err)
+			return engine.Errorf(codes.InvalidArgument, "greet:hello trigger %q: %v", t.ID, err)
 		}
 	}
 	if err := engine.ValidateCondition(cfg.Condition); err != nil {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/ratelog"
 	"github.com/trinehq/trine/internal/tlsconf"
@@ -100,7 +101,7 @@ func (s *Server) Trigger(ctx context.Context, req *trinev1.TriggerRequest) (*tri
 // (see ServerOptions).
 func (s *Server) checkSize(m proto.Message) error {
 	if n := proto.Size(m); n > s.cfg.MaxMessageBytes {
-		return engine.Errorf(engine.CodeMessageTooLarge, "the message is %d bytes, the limit is %d (--max-message-bytes)", n, s.cfg.MaxMessageBytes)
+		return engine.Errorf(codes.MessageTooLarge, "the message is %d bytes, the limit is %d (--max-message-bytes)", n, s.cfg.MaxMessageBytes)
 	}
 	return nil
 }

@@ -15,11 +15,12 @@ import (
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
+	grpccodes "google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
 	"github.com/trinehq/trine/internal/enginetest"
@@ -84,17 +85,17 @@ func TestTriggerRPC(t *testing.T) {
 	tests := []struct {
 		name     string
 		req      *trinev1.TriggerRequest
-		grpcCode codes.Code
+		grpcCode grpccodes.Code
 		code     string
 	}{
-		{"UnknownFunction", &trinev1.TriggerRequest{FunctionId: "no::such"}, codes.NotFound, "function_not_found"},
-		{"MalformedJSON", &trinev1.TriggerRequest{FunctionId: "test::echo", Payload: []byte(`{"a":`)}, codes.InvalidArgument, "invalid_argument"},
-		{"EmptyID", &trinev1.TriggerRequest{FunctionId: ""}, codes.InvalidArgument, "invalid_argument"},
-		{"UnprintableID", &trinev1.TriggerRequest{FunctionId: "a\tb"}, codes.InvalidArgument, "invalid_argument"},
-		{"LongID", &trinev1.TriggerRequest{FunctionId: strings.Repeat("x", engine.MaxIDLength+1)}, codes.InvalidArgument, "invalid_argument"},
-		{"HandlerError", &trinev1.TriggerRequest{FunctionId: "test::fail"}, codes.Unknown, "handler_error"},
-		{"Timeout", &trinev1.TriggerRequest{FunctionId: "test::hang", TimeoutMs: 50}, codes.DeadlineExceeded, "deadline_exceeded"},
-		{"VoidUnknown", &trinev1.TriggerRequest{FunctionId: "no::such", Action: trinev1.Action_ACTION_VOID}, codes.NotFound, "function_not_found"},
+		{"UnknownFunction", &trinev1.TriggerRequest{FunctionId: "no::such"}, grpccodes.NotFound, "function_not_found"},
+		{"MalformedJSON", &trinev1.TriggerRequest{FunctionId: "test::echo", Payload: []byte(`{"a":`)}, grpccodes.InvalidArgument, "invalid_argument"},
+		{"EmptyID", &trinev1.TriggerRequest{FunctionId: ""}, grpccodes.InvalidArgument, "invalid_argument"},
+		{"UnprintableID", &trinev1.TriggerRequest{FunctionId: "a\tb"}, grpccodes.InvalidArgument, "invalid_argument"},
+		{"LongID", &trinev1.TriggerRequest{FunctionId: strings.Repeat("x", engine.MaxIDLength+1)}, grpccodes.InvalidArgument, "invalid_argument"},
+		{"HandlerError", &trinev1.TriggerRequest{FunctionId: "test::fail"}, grpccodes.Unknown, "handler_error"},
+		{"Timeout", &trinev1.TriggerRequest{FunctionId: "test::hang", TimeoutMs: 50}, grpccodes.DeadlineExceeded, "deadline_exceeded"},
+		{"VoidUnknown", &trinev1.TriggerRequest{FunctionId: "no::such", Action: trinev1.Action_ACTION_VOID}, grpccodes.NotFound, "function_not_found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,7 +112,7 @@ func TestTriggerRPC(t *testing.T) {
 	t.Run("OversizeRequest", func(t *testing.T) {
 		big := []byte(`"` + strings.Repeat("x", 40<<10) + `"`)
 		_, err := c.Trigger(t.Context(), &trinev1.TriggerRequest{FunctionId: "test::echo", Payload: big})
-		if status.Code(err) != codes.ResourceExhausted || trineCode(err) != "message_too_large" {
+		if status.Code(err) != grpccodes.ResourceExhausted || trineCode(err) != "message_too_large" {
 			t.Fatalf("oversize Trigger = %v, want ResourceExhausted with message_too_large", err)
 		}
 	})
@@ -138,7 +139,7 @@ func TestConnectNeedsHello(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = stream.Recv()
-	if status.Code(err) != codes.InvalidArgument || trineCode(err) != "invalid_argument" {
+	if status.Code(err) != grpccodes.InvalidArgument || trineCode(err) != "invalid_argument" {
 		t.Fatalf("Recv after a non-hello first frame = %v, want invalid_argument", err)
 	}
 }
@@ -357,7 +358,7 @@ func TestFloodFromAWorkerThatNeverReads(t *testing.T) {
 	for {
 		_, err := stream.Recv()
 		if err != nil {
-			if status.Code(err) != codes.ResourceExhausted {
+			if status.Code(err) != grpccodes.ResourceExhausted {
 				t.Fatalf("stream ended with %v, want RESOURCE_EXHAUSTED (the engine never ended it?)", err)
 			}
 			break
@@ -406,7 +407,7 @@ func TestSendQueueBoundedInBytes(t *testing.T) {
 			cctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 			defer cancel()
 			_, err := srv.Engine.Trigger(cctx, engine.Call{FunctionID: "deaf::f", Payload: payload})
-			if engine.AsError(err).Code == engine.CodeOverloaded && cctx.Err() == nil {
+			if engine.AsError(err).Code == codes.Overloaded && cctx.Err() == nil {
 				overloaded.Add(1)
 			}
 		})
@@ -444,7 +445,7 @@ func TestOversizeFrames(t *testing.T) {
 	c := client(t, srv.Addr)
 	big := []byte(`"` + strings.Repeat("x", 5<<20) + `"`)
 	_, err := c.Trigger(t.Context(), &trinev1.TriggerRequest{FunctionId: "engine::health::check", Payload: big})
-	if status.Code(err) != codes.ResourceExhausted || trineCode(err) != "message_too_large" || !strings.Contains(err.Error(), "4194304") {
+	if status.Code(err) != grpccodes.ResourceExhausted || trineCode(err) != "message_too_large" || !strings.Contains(err.Error(), "4194304") {
 		t.Fatalf("a 5 MiB Trigger = %v, want ResourceExhausted with message_too_large and the limit", err)
 	}
 

@@ -9,11 +9,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
+	grpccodes "google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/workpool"
 	trinev1 "github.com/trinehq/trine/proto/trine/v1"
@@ -32,7 +33,7 @@ func (s *Server) Connect(stream connectStream) error {
 	}
 	hello := first.GetHello()
 	if hello == nil {
-		return toStatus(engine.Errorf(engine.CodeInvalidArgument, "the first frame of a session must be hello"))
+		return toStatus(engine.Errorf(codes.InvalidArgument, "the first frame of a session must be hello"))
 	}
 	info := engine.WorkerInfo{
 		Name: hello.GetName(), Namespace: hello.GetNamespace(), Runtime: hello.GetRuntime(), Version: hello.GetVersion(),
@@ -94,14 +95,14 @@ func (s *Server) Connect(stream connectStream) error {
 	}()
 	select {
 	case err := <-recvErr:
-		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
+		if errors.Is(err, io.EOF) || status.Code(err) == grpccodes.Canceled {
 			log.Debug("worker closed its stream")
 			return nil
 		}
 		log.Info("worker stream failed", "error", err)
 		return err
 	case <-sess.Done():
-		return status.Error(codes.Unavailable, "session closed by the engine (shutdown or reattached elsewhere)")
+		return status.Error(grpccodes.Unavailable, "session closed by the engine (shutdown or reattached elsewhere)")
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
@@ -178,7 +179,7 @@ func (c *conn) sendSized(ctx context.Context, o outFrame) error {
 		return nil
 	}
 	if int(c.outBytes.Load())+o.size > c.maxOutBytes() {
-		return engine.Errorf(engine.CodeOverloaded, "worker %s is not reading its stream: %d bytes queued", c.sess.ID(), c.outBytes.Load())
+		return engine.Errorf(codes.Overloaded, "worker %s is not reading its stream: %d bytes queued", c.sess.ID(), c.outBytes.Load())
 	}
 	c.outBytes.Add(int64(o.size))
 	select {
@@ -186,10 +187,10 @@ func (c *conn) sendSized(ctx context.Context, o outFrame) error {
 		return nil
 	case <-ctx.Done():
 		c.outBytes.Add(-int64(o.size))
-		return engine.Errorf(engine.CodeOverloaded, "worker %s is not reading its stream", c.sess.ID())
+		return engine.Errorf(codes.Overloaded, "worker %s is not reading its stream", c.sess.ID())
 	case <-c.ctx.Done():
 		c.outBytes.Add(-int64(o.size))
-		return engine.Errorf(engine.CodeWorkerDisconnected, "worker %s disconnected", c.sess.ID())
+		return engine.Errorf(codes.WorkerDisconnected, "worker %s disconnected", c.sess.ID())
 	}
 }
 
@@ -206,7 +207,7 @@ func (c *conn) Invoke(ctx context.Context, inv engine.Invocation) error {
 	f := &trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_Invoke{Invoke: frame}}
 	n := proto.Size(f)
 	if n > c.srv.cfg.MaxMessageBytes {
-		return engine.Errorf(engine.CodeMessageTooLarge, "invocation of %q is %d bytes, the limit is %d", inv.FunctionID, n, c.srv.cfg.MaxMessageBytes)
+		return engine.Errorf(codes.MessageTooLarge, "invocation of %q is %d bytes, the limit is %d", inv.FunctionID, n, c.srv.cfg.MaxMessageBytes)
 	}
 	return c.sendSized(ctx, outFrame{f, n})
 }
@@ -297,7 +298,7 @@ func (c *conn) call(r *trinev1.Call) {
 	if len(c.calls) >= c.maxCalls() {
 		c.mu.Unlock()
 		cancel()
-		c.refuseCall(id, engine.Errorf(engine.CodeOverloaded, "this worker has %d calls running, the limit is %d", c.maxCalls(), c.maxCalls()))
+		c.refuseCall(id, engine.Errorf(codes.Overloaded, "this worker has %d calls running, the limit is %d", c.maxCalls(), c.maxCalls()))
 		return
 	}
 	c.calls[id] = cancel
@@ -313,7 +314,7 @@ func (c *conn) call(r *trinev1.Call) {
 		res := &trinev1.CallResult{CallId: id, Result: out, Error: toProto(err)}
 		f := &trinev1.ConnectResponse{Frame: &trinev1.ConnectResponse_CallResult{CallResult: res}}
 		if n := proto.Size(f); n > c.srv.cfg.MaxMessageBytes {
-			res.Result, res.Error = nil, toProto(engine.Errorf(engine.CodeMessageTooLarge,
+			res.Result, res.Error = nil, toProto(engine.Errorf(codes.MessageTooLarge,
 				"result of %q is %d bytes, the limit is %d", call.FunctionID, n, c.srv.cfg.MaxMessageBytes))
 		}
 		c.answer(f)
@@ -386,7 +387,7 @@ func (c *conn) owe(o outFrame) bool {
 	defer c.mu.Unlock()
 	if c.owed+1 > c.srv.cfg.SendQueue || c.owedBytes+o.size > c.maxOutBytes() {
 		c.srv.log.Warn("worker does not read its results; ending its stream", engine.LogWorkerID, c.sess.ID())
-		c.cancel(status.Error(codes.ResourceExhausted, "too many results waiting: the worker does not read its stream"))
+		c.cancel(status.Error(grpccodes.ResourceExhausted, "too many results waiting: the worker does not read its stream"))
 		return false
 	}
 	c.owed++

@@ -2,9 +2,10 @@ package grpcserver
 
 import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
+	grpccodes "google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	trinev1 "github.com/trinehq/trine/proto/trine/v1"
 )
@@ -13,24 +14,24 @@ import (
 // ErrorInfo reason is the Trine error code.
 const ErrorDomain = "trine.dev"
 
-var grpcCodes = map[engine.Code]codes.Code{
-	engine.CodeFunctionNotFound:    codes.NotFound,
-	engine.CodeTriggerTypeNotFound: codes.NotFound,
-	engine.CodeTriggerNotFound:     codes.NotFound,
-	engine.CodeInvalidArgument:     codes.InvalidArgument,
-	engine.CodeDeadlineExceeded:    codes.DeadlineExceeded,
-	engine.CodeCancelled:           codes.Canceled,
-	engine.CodeWorkerDisconnected:  codes.Unavailable,
-	engine.CodeUnavailable:         codes.Unavailable,
-	engine.CodeHandlerError:        codes.Unknown,
-	engine.CodeUnauthorized:        codes.Unauthenticated,
-	engine.CodeForbidden:           codes.PermissionDenied,
-	engine.CodeOverloaded:          codes.ResourceExhausted,
-	engine.CodeMessageTooLarge:     codes.ResourceExhausted,
-	engine.CodeValueTooLarge:       codes.ResourceExhausted,
-	engine.CodeEnqueueError:        codes.FailedPrecondition,
-	engine.CodeConflict:            codes.Aborted,
-	engine.CodeInternal:            codes.Internal,
+var grpcCodes = map[engine.Code]grpccodes.Code{
+	codes.FunctionNotFound:    grpccodes.NotFound,
+	codes.TriggerTypeNotFound: grpccodes.NotFound,
+	codes.TriggerNotFound:     grpccodes.NotFound,
+	codes.InvalidArgument:     grpccodes.InvalidArgument,
+	codes.DeadlineExceeded:    grpccodes.DeadlineExceeded,
+	codes.Cancelled:           grpccodes.Canceled,
+	codes.WorkerDisconnected:  grpccodes.Unavailable,
+	codes.Unavailable:         grpccodes.Unavailable,
+	codes.HandlerError:        grpccodes.Unknown,
+	codes.Unauthorized:        grpccodes.Unauthenticated,
+	codes.Forbidden:           grpccodes.PermissionDenied,
+	codes.Overloaded:          grpccodes.ResourceExhausted,
+	codes.MessageTooLarge:     grpccodes.ResourceExhausted,
+	codes.ValueTooLarge:       grpccodes.ResourceExhausted,
+	codes.EnqueueError:        grpccodes.FailedPrecondition,
+	codes.Conflict:            grpccodes.Aborted,
+	codes.Internal:            grpccodes.Internal,
 }
 
 // toStatus is the one place engine errors become gRPC statuses. The Trine
@@ -42,7 +43,7 @@ func toStatus(err error) error {
 	e := engine.AsError(err)
 	c, ok := grpcCodes[e.Code]
 	if !ok {
-		c = codes.Unknown
+		c = grpccodes.Unknown
 	}
 	st := status.New(c, e.Message)
 	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: string(e.Code), Domain: ErrorDomain}); derr == nil {
@@ -67,7 +68,7 @@ func fromProto(e *trinev1.Error) *engine.Error {
 	}
 	code := engine.Code(e.GetCode())
 	if code == "" {
-		code = engine.CodeHandlerError
+		code = codes.HandlerError
 	}
 	return &engine.Error{Code: code, Message: e.GetMessage(), Stacktrace: e.GetStacktrace()}
 }

@@ -1,6 +1,9 @@
 package iiiserver
 
-import "github.com/trinehq/trine/engine"
+import (
+	"github.com/trinehq/trine/codes"
+	"github.com/trinehq/trine/engine"
+)
 
 // iiiCodes maps Trine's error codes to iii's spelling of the same error,
 // the one place where they differ: iii workers see iii's codes in every
@@ -11,9 +14,9 @@ import "github.com/trinehq/trine/engine"
 // enqueue_error, INVALID_NAMESPACE), and pass unchanged, as do a
 // worker's own codes.
 var iiiCodes = map[engine.Code]string{
-	engine.CodeForbidden:          "FORBIDDEN",          // iii's RBAC refusals
-	engine.CodeDeadlineExceeded:   "TIMEOUT",            // the iii SDKs' own code for a call past its timeout
-	engine.CodeWorkerDisconnected: "invocation_stopped", // iii's code for a call whose worker left
+	codes.Forbidden:          "FORBIDDEN",          // iii's RBAC refusals
+	codes.DeadlineExceeded:   "TIMEOUT",            // the iii SDKs' own code for a call past its timeout
+	codes.WorkerDisconnected: "invocation_stopped", // iii's code for a call whose worker left
 }
 
 // trineCodes is iiiCodes reversed.
@@ -46,7 +49,7 @@ func fromIII(code string) engine.Code {
 // serving, and any other code as fatal.
 func rejectionCode(err error) string {
 	switch code := engine.AsError(err).Code; code {
-	case engine.CodeConflict, engine.CodeForbidden:
+	case codes.Conflict, codes.Forbidden:
 		return "FUNCTION_NAMESPACE_CONFLICT"
 	default:
 		return toIII(code)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/iiiserver"
 )
@@ -17,8 +18,8 @@ import (
 func TestErrorCodesInIIISpelling(t *testing.T) {
 	t.Parallel()
 	s := start(t, iiiserver.Config{})
-	for _, code := range []engine.Code{engine.CodeForbidden, engine.CodeDeadlineExceeded, engine.CodeWorkerDisconnected,
-		engine.CodeValueTooLarge, engine.CodeInvalidArgument, engine.CodeEnqueueError, "MY_OWN"} {
+	for _, code := range []engine.Code{codes.Forbidden, codes.DeadlineExceeded, codes.WorkerDisconnected,
+		codes.ValueTooLarge, codes.InvalidArgument, codes.EnqueueError, "MY_OWN"} {
 		if err := s.e.RegisterFunction("t::fail::"+string(code), "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
 			return nil, &engine.Error{Code: code, Message: "refused"}
 		})); err != nil {
@@ -31,13 +32,13 @@ func TestErrorCodesInIIISpelling(t *testing.T) {
 	s.waitFunction(t, "w::fail", true)
 
 	for code, want := range map[engine.Code]string{
-		engine.CodeForbidden:          "FORBIDDEN",
-		engine.CodeDeadlineExceeded:   "TIMEOUT",
-		engine.CodeWorkerDisconnected: "invocation_stopped",
-		engine.CodeValueTooLarge:      "VALUE_TOO_LARGE",
-		engine.CodeInvalidArgument:    "invalid_argument",
-		engine.CodeEnqueueError:       "enqueue_error",
-		"MY_OWN":                      "MY_OWN",
+		codes.Forbidden:          "FORBIDDEN",
+		codes.DeadlineExceeded:   "TIMEOUT",
+		codes.WorkerDisconnected: "invocation_stopped",
+		codes.ValueTooLarge:      "VALUE_TOO_LARGE",
+		codes.InvalidArgument:    "invalid_argument",
+		codes.EnqueueError:       "enqueue_error",
+		"MY_OWN":                 "MY_OWN",
 	} {
 		c.send(map[string]any{"type": "invokefunction", "invocation_id": "i", "function_id": "t::fail::" + string(code), "data": nil})
 		if e := c.expect("invocationresult")["error"].(map[string]any); e["code"] != want || e["message"] != "refused" {
@@ -51,10 +52,10 @@ func TestErrorCodesInIIISpelling(t *testing.T) {
 
 	// The worker's codes, as Trine's callers see them.
 	for sent, want := range map[string]engine.Code{
-		"FORBIDDEN":          engine.CodeForbidden,
-		"TIMEOUT":            engine.CodeDeadlineExceeded,
-		"invocation_stopped": engine.CodeWorkerDisconnected,
-		"VALUE_TOO_LARGE":    engine.CodeValueTooLarge,
+		"FORBIDDEN":          codes.Forbidden,
+		"TIMEOUT":            codes.DeadlineExceeded,
+		"invocation_stopped": codes.WorkerDisconnected,
+		"VALUE_TOO_LARGE":    codes.ValueTooLarge,
 		"BOOM":               "BOOM",
 	} {
 		done := make(chan error, 1)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/httpinvoke"
 	"github.com/trinehq/trine/internal/workgroup"
@@ -205,10 +206,10 @@ func (c *conn) ping() {
 func (c *conn) encode(v any) ([]byte, error) {
 	p, err := json.Marshal(v)
 	if err != nil {
-		return nil, engine.Errorf(engine.CodeInternal, "encode message: %v", err)
+		return nil, engine.Errorf(codes.Internal, "encode message: %v", err)
 	}
 	if int64(len(p)) > c.srv.cfg.MaxMessageBytes {
-		return nil, engine.Errorf(engine.CodeMessageTooLarge, "message is %d bytes, the limit is %d", len(p), c.srv.cfg.MaxMessageBytes)
+		return nil, engine.Errorf(codes.MessageTooLarge, "message is %d bytes, the limit is %d", len(p), c.srv.cfg.MaxMessageBytes)
 	}
 	return wsconn.Frame(wsconn.OpText, p), nil
 }
@@ -223,11 +224,11 @@ func (c *conn) send(ctx context.Context, v any) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, wsconn.ErrQueueFull):
-		return engine.Errorf(engine.CodeOverloaded, "worker %s is not reading its connection: %d bytes queued", c.sess.ID(), c.out.Bytes())
+		return engine.Errorf(codes.Overloaded, "worker %s is not reading its connection: %d bytes queued", c.sess.ID(), c.out.Bytes())
 	case c.ctx.Err() != nil:
-		return engine.Errorf(engine.CodeWorkerDisconnected, "worker %s disconnected", c.sess.ID())
+		return engine.Errorf(codes.WorkerDisconnected, "worker %s disconnected", c.sess.ID())
 	default:
-		return engine.Errorf(engine.CodeOverloaded, "worker %s is not reading its connection", c.sess.ID())
+		return engine.Errorf(codes.Overloaded, "worker %s is not reading its connection", c.sess.ID())
 	}
 }
 
@@ -387,7 +388,7 @@ func (c *conn) undecodable(b []byte, err error) {
 		return
 	}
 	str := func(v any) string { s, _ := v.(string); return s }
-	bad := &errorBody{Code: toIII(engine.CodeInvalidArgument), Message: "malformed " + str(env.Type) + " message: " + err.Error()}
+	bad := &errorBody{Code: toIII(codes.InvalidArgument), Message: "malformed " + str(env.Type) + " message: " + err.Error()}
 	id := str(env.ID)
 	switch env.Type {
 	case typeInvokeFunction:
@@ -451,13 +452,13 @@ func (c *conn) apply(m *inbound) {
 		var viaHTTP *httpinvoke.Function
 		if len(m.Invocation) > 0 && string(m.Invocation) != "null" {
 			if c.srv.cfg.HTTPInvoker == nil || c.sess.Grant() != nil {
-				c.reject(m.ID, engine.Errorf(engine.CodeInvalidArgument,
+				c.reject(m.ID, engine.Errorf(codes.InvalidArgument,
 					"function %q: HTTP-invoked functions (invocation) are off on this listener (they are for trusted listeners, without a policy); serve it from the worker", m.ID))
 				return
 			}
 			f, err := c.srv.cfg.HTTPInvoker.Parse(m.Invocation)
 			if err != nil {
-				c.reject(m.ID, engine.Errorf(engine.CodeInvalidArgument, "function %q: %s", m.ID, engine.AsError(err).Message))
+				c.reject(m.ID, engine.Errorf(codes.InvalidArgument, "function %q: %s", m.ID, engine.AsError(err).Message))
 				return
 			}
 			viaHTTP = f
@@ -539,7 +540,7 @@ func (c *conn) invoke(m *inbound) {
 			void = true
 		case "enqueue":
 			if a.Queue == "" {
-				answer(nil, engine.Errorf(engine.CodeEnqueueError, "the enqueue action names no queue"))
+				answer(nil, engine.Errorf(codes.EnqueueError, "the enqueue action names no queue"))
 				return
 			}
 			c.running.Go(func() {
@@ -548,7 +549,7 @@ func (c *conn) invoke(m *inbound) {
 			})
 			return
 		default:
-			answer(nil, engine.Errorf(engine.CodeInvalidArgument, "unknown action type %q", a.Type))
+			answer(nil, engine.Errorf(codes.InvalidArgument, "unknown action type %q", a.Type))
 			return
 		}
 	}
@@ -561,7 +562,7 @@ func (c *conn) invoke(m *inbound) {
 	c.mu.Lock()
 	if c.inflight >= c.maxInflight() {
 		c.mu.Unlock()
-		answer(nil, engine.Errorf(engine.CodeOverloaded, "this worker has %d calls running, the limit is %d", c.maxInflight(), c.maxInflight()))
+		answer(nil, engine.Errorf(codes.Overloaded, "this worker has %d calls running, the limit is %d", c.maxInflight(), c.maxInflight()))
 		return
 	}
 	c.inflight++
@@ -586,7 +587,7 @@ func (c *conn) reply(id, functionID string, out []byte, err error) {
 		r.Result = out
 	}
 	if serr := c.answer(r); errors.Is(serr, engine.ErrMessageTooLarge) {
-		r.Result, r.Error = nil, toBody(engine.Errorf(engine.CodeMessageTooLarge, "result of %q: %s", functionID, engine.AsError(serr).Message))
+		r.Result, r.Error = nil, toBody(engine.Errorf(codes.MessageTooLarge, "result of %q: %s", functionID, engine.AsError(serr).Message))
 		_ = c.answer(r)
 	}
 }
@@ -601,7 +602,7 @@ func (c *conn) Invoke(ctx context.Context, inv engine.Invocation) error {
 		// URL costs bounded goroutines and memory.
 		if limit := c.srv.cfg.HTTPInvoker.MaxInFlight(); c.httpRunning >= limit {
 			c.mu.Unlock()
-			return engine.Errorf(engine.CodeOverloaded, "%s is HTTP-invoked and has %d calls running, the limit is %d (--http-invoke-max-in-flight)", inv.FunctionID, limit, limit)
+			return engine.Errorf(codes.Overloaded, "%s is HTTP-invoked and has %d calls running, the limit is %d (--http-invoke-max-in-flight)", inv.FunctionID, limit, limit)
 		}
 		c.httpRunning++
 		c.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 )
 
@@ -95,7 +96,7 @@ func (b *errorBody) toError() *engine.Error {
 	}
 	code := fromIII(b.Code)
 	if code == "" {
-		code = engine.CodeHandlerError
+		code = codes.HandlerError
 	}
 	return &engine.Error{Code: code, Message: b.Message, Stacktrace: b.Stacktrace}
 }

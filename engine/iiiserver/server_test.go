@@ -17,6 +17,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/google/uuid"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/iiiserver"
 	"github.com/trinehq/trine/internal/httpinvoke"
@@ -56,7 +57,7 @@ func TestEngineCallsWorker(t *testing.T) {
 		{reply: map[string]any{"error": map[string]any{"code": "BOOM", "message": "no", "stacktrace": "at x"}},
 			wantErr: &engine.Error{Code: "BOOM", Message: "no", Stacktrace: "at x"}},
 		{reply: map[string]any{"error": map[string]any{"message": "no code"}},
-			wantErr: &engine.Error{Code: engine.CodeHandlerError, Message: "no code"}},
+			wantErr: &engine.Error{Code: codes.HandlerError, Message: "no code"}},
 	} {
 		ch := call(`{"n":1}`)
 		inv := c.expect("invokefunction")
@@ -114,7 +115,7 @@ func TestWorkerCallsEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := s.e.RegisterFunction("t::fail", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
-		return nil, &engine.Error{Code: engine.CodeForbidden, Message: "not you"}
+		return nil, &engine.Error{Code: codes.Forbidden, Message: "not you"}
 	})); err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +278,7 @@ func TestReplicasAndDisconnect(t *testing.T) {
 	inv := b.expect("invokefunction")
 	// Losing a replica fails its call at once and keeps the function.
 	_ = a.ws.Close(websocket.StatusNormalClosure, "")
-	if err := <-errs; code(err) != engine.CodeWorkerDisconnected {
+	if err := <-errs; code(err) != codes.WorkerDisconnected {
 		t.Fatalf("call on the closed replica: %v", err)
 	}
 	if !s.e.HasFunction("rep::fn") {
@@ -290,7 +291,7 @@ func TestReplicasAndDisconnect(t *testing.T) {
 
 	// Engine-side deadline: a worker that never answers.
 	_, err := s.e.Trigger(context.Background(), engine.Call{FunctionID: "rep::fn", Timeout: 100 * time.Millisecond})
-	if code(err) != engine.CodeDeadlineExceeded {
+	if code(err) != codes.DeadlineExceeded {
 		t.Fatalf("unanswered call: %v", err)
 	}
 	b.expect("invokefunction")
@@ -719,7 +720,7 @@ func TestSlowWorkerDoesNotSlowOthers(t *testing.T) {
 	for range 200 {
 		// function_not_found: a call whose goroutine only started once
 		// the worker had gone.
-		if err := <-slowErrs; code(err) != engine.CodeWorkerDisconnected && code(err) != engine.CodeFunctionNotFound {
+		if err := <-slowErrs; code(err) != codes.WorkerDisconnected && code(err) != codes.FunctionNotFound {
 			t.Fatalf("call to the stuck worker after it went: %v, want worker_disconnected", err)
 		}
 	}
@@ -838,7 +839,7 @@ func TestHTTPInvokedInFlightBound(t *testing.T) {
 		}()
 	}
 	for range calls - 3 {
-		if err := <-errs; engine.AsError(err).Code != engine.CodeOverloaded {
+		if err := <-errs; engine.AsError(err).Code != codes.Overloaded {
 			t.Fatalf("a call past the bound: %v, want overloaded", err)
 		}
 	}

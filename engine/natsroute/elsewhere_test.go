@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/natsroute"
 	"github.com/trinehq/trine/internal/moduletest"
@@ -38,7 +39,7 @@ func TestPolicyNeverJoinsAReplicaSetAcrossTheFleet(t *testing.T) {
 
 	s := moduletest.Granted(t, b.Engine, `{}`)
 	err := s.RegisterFunction("admin::secret", "")
-	if err == nil || engine.AsError(err).Code != engine.CodeConflict {
+	if err == nil || engine.AsError(err).Code != codes.Conflict {
 		t.Fatalf("a policy session on B registering admin::secret (served on A) = %v, want conflict", err)
 	}
 	if b.Engine.HasFunction("admin::secret") {

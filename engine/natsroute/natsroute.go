@@ -30,6 +30,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/subject"
 )
@@ -254,14 +255,14 @@ func (r *Router) Call(ctx context.Context, c engine.Call) ([]byte, error) {
 	resp, err := r.nc.RequestMsgWithContext(ctx, m)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return nil, engine.Errorf(engine.CodeFunctionNotFound, "function %q is not registered on any engine", c.FunctionID)
+		return nil, engine.Errorf(codes.FunctionNotFound, "function %q is not registered on any engine", c.FunctionID)
 	case errors.Is(err, nats.ErrMaxPayload):
-		return nil, engine.Errorf(engine.CodeMessageTooLarge, "payload for %q is over the NATS message limit", c.FunctionID)
+		return nil, engine.Errorf(codes.MessageTooLarge, "payload for %q is over the NATS message limit", c.FunctionID)
 	case ctx.Err() != nil:
 		_ = r.nc.Publish(cancelSubject, []byte(c.InvocationID))
 		return nil, ctx.Err()
 	case err != nil:
-		return nil, engine.Errorf(engine.CodeUnavailable, "cannot reach the engine serving %q: %v", c.FunctionID, err)
+		return nil, engine.Errorf(codes.Unavailable, "cannot reach the engine serving %q: %v", c.FunctionID, err)
 	}
 	if code := resp.Header.Get(hCode); code != "" {
 		e := &engine.Error{Code: engine.Code(code), Message: resp.Header.Get(hMessage)}
@@ -326,7 +327,7 @@ func (r *Router) onCall(id string, m *nats.Msg) {
 	case <-r.stop:
 		r.mu.Unlock()
 		cancel()
-		r.reply(m, nil, engine.Errorf(engine.CodeUnavailable, "engine is shutting down"))
+		r.reply(m, nil, engine.Errorf(codes.Unavailable, "engine is shutting down"))
 		return
 	default:
 	}

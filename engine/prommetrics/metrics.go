@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 )
 
@@ -91,9 +92,9 @@ func (m *Metrics) VoidCall(functionID string, code engine.Code) {
 // labels are a call's function_id and code labels.
 func (m *Metrics) labels(functionID string, code engine.Code) (string, string) {
 	switch code {
-	case engine.CodeFunctionNotFound:
+	case codes.FunctionNotFound:
 		functionID = unlabelled
-	case engine.CodeInvalidArgument, engine.CodeUnavailable:
+	case codes.InvalidArgument, codes.Unavailable:
 		// Refused before routing (a bad id or payload) or answered by
 		// the function itself: only a registered id keeps its label.
 		if has := m.known.Load(); has == nil || !(*has)(functionID) {

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/prommetrics"
 )
@@ -69,10 +70,10 @@ func TestHandlersOwnCodesKeepTheirLabel(t *testing.T) {
 	reg, m, e := observed(t)
 	m.Known(e.HasFunction)
 	_ = e.RegisterFunction("t::picky", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
-		return nil, engine.Errorf(engine.CodeInvalidArgument, "no")
+		return nil, engine.Errorf(codes.InvalidArgument, "no")
 	}))
 	_ = e.RegisterFunction("t::down", "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
-		return nil, engine.Errorf(engine.CodeUnavailable, "later")
+		return nil, engine.Errorf(codes.Unavailable, "later")
 	}))
 	ctx := context.Background()
 	_, _ = e.Trigger(ctx, engine.Call{FunctionID: "t::picky"})

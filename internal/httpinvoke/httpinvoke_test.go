@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/httpinvoke"
 	"github.com/trinehq/trine/internal/natstest"
@@ -70,7 +71,7 @@ func TestParseRefuses(t *testing.T) {
 		`{"url":"https://10.0.0.1/x"}`,
 		`[1]`,
 	} {
-		if _, err := inv.Parse(json.RawMessage(raw)); engine.AsError(err) == nil || engine.AsError(err).Code != engine.CodeInvalidArgument {
+		if _, err := inv.Parse(json.RawMessage(raw)); engine.AsError(err) == nil || engine.AsError(err).Code != codes.InvalidArgument {
 			t.Errorf("%s: %v, want invalid_argument", raw, err)
 		}
 	}
@@ -153,11 +154,11 @@ func TestCall(t *testing.T) {
 		out  string
 	}{
 		{"/empty", "", "null"},
-		{"/notjson", engine.CodeHandlerError, ""},
+		{"/notjson", codes.HandlerError, ""},
 		{"/coded", "NOPE", ""},
-		{"/500", engine.CodeHandlerError, ""},
-		{"/big", engine.CodeMessageTooLarge, ""},
-		{"/redirect", engine.CodeHandlerError, ""},
+		{"/500", codes.HandlerError, ""},
+		{"/big", codes.MessageTooLarge, ""},
+		{"/redirect", codes.HandlerError, ""},
 	} {
 		out, err := inv.Call(ctx, parse(`{"url":"URL`+c.path+`"}`), "ext::f", "i", nil)
 		<-reqs
@@ -174,7 +175,7 @@ func TestCall(t *testing.T) {
 	}
 	start := time.Now()
 	_, err = inv.Call(ctx, parse(`{"url":"URL/slow","timeout_ms":200}`), "ext::f", "i", nil)
-	wantCode(t, err, engine.CodeDeadlineExceeded)
+	wantCode(t, err, codes.DeadlineExceeded)
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("timeout_ms 200 took %v", d)
 	}
@@ -198,7 +199,7 @@ func TestNeverTheEngineOrInside(t *testing.T) {
 		t.Fatal(err) // a name: checked when dialled
 	}
 	_, err = wild.Call(context.Background(), f, "ext::f", "i", nil)
-	wantCode(t, err, engine.CodeUnavailable)
+	wantCode(t, err, codes.Unavailable)
 	public := invoker(t, httpinvoke.Config{AllowHTTP: true})
 	if _, err := public.Parse(json.RawMessage(`{"url":"` + srv.URL + `"}`)); err == nil {
 		t.Fatal("a loopback address was accepted without AllowPrivate")
@@ -232,7 +233,7 @@ func TestUnspecifiedAlwaysRefused(t *testing.T) {
 			raw := `{"url":"http://` + host + `:` + port + `/healthz"}`
 			if _, err := inv.Parse(json.RawMessage(raw)); err == nil {
 				t.Errorf("%+v: %s accepted", cfg, raw)
-			} else if e := engine.AsError(err); e.Code != engine.CodeInvalidArgument {
+			} else if e := engine.AsError(err); e.Code != codes.InvalidArgument {
 				t.Errorf("%s: %v, want invalid_argument", raw, err)
 			}
 		}
@@ -340,7 +341,7 @@ func TestUpstreamBytesNeverInErrors(t *testing.T) {
 				t.Errorf("%s: the error repeats %q from the upstream: %v", url, s, err)
 			}
 		}
-		if e := engine.AsError(err); e.Code != engine.CodeUnavailable {
+		if e := engine.AsError(err); e.Code != codes.Unavailable {
 			t.Errorf("%s: %v, want unavailable", url, err)
 		}
 	}
@@ -402,7 +403,7 @@ func TestDripPastTimeout(t *testing.T) {
 	}
 	start := time.Now()
 	_, err = inv.Call(context.Background(), f, "ext::f", "i", nil)
-	wantCode(t, err, engine.CodeDeadlineExceeded)
+	wantCode(t, err, codes.DeadlineExceeded)
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("timeout_ms 300 took %v", d)
 	}

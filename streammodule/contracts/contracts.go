@@ -24,6 +24,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/contract"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/store"
@@ -231,7 +232,7 @@ func Refused(fn string, err error, tail string) error {
 	if errors.As(err, &ee) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	return engine.Errorf(engine.CodeInternal, "%s: %v", fn, err)
+	return engine.Errorf(codes.Internal, "%s: %v", fn, err)
 }
 
 // For returns name's contract in force, or nil, for a write by function

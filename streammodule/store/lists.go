@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 )
 
@@ -51,7 +52,7 @@ func (l *Lists) MaxBytes() int { return l.max }
 func (l *Lists) Build(ctx context.Context, fn string, what func() error, build func(maxBytes int) ([]byte, error)) ([]byte, error) {
 	if err := l.total.Acquire(ctx, int64(l.max)); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, engine.Errorf(engine.CodeOverloaded, "%s: too many lists being built at once (--max-list-bytes-total); this one could not start before the call's deadline", fn)
+			return nil, engine.Errorf(codes.Overloaded, "%s: too many lists being built at once (--max-list-bytes-total); this one could not start before the call's deadline", fn)
 		}
 		return nil, err
 	}
@@ -66,7 +67,7 @@ func (l *Lists) Build(ctx context.Context, fn string, what func() error, build f
 // TooLarge refuses an answer over MaxBytes: fn's what holds more, and
 // paging says how to read it in pages.
 func (l *Lists) TooLarge(fn, what, paging string) error {
-	return engine.Errorf(engine.CodeMessageTooLarge, "%s: %s holds more than %d bytes, more than one answer carries (--max-list-bytes); nothing was read past that. List it in pages: %s",
+	return engine.Errorf(codes.MessageTooLarge, "%s: %s holds more than %d bytes, more than one answer carries (--max-list-bytes); nothing was read past that. List it in pages: %s",
 		fn, what, l.max, paging)
 }
 
@@ -99,7 +100,7 @@ func PageArgs(fn string, limit *int, after *string) (int, string, error) {
 	l, a := 0, ""
 	if limit != nil {
 		if *limit < 0 {
-			return 0, "", engine.Errorf(engine.CodeInvalidArgument, "%s: limit is negative", fn)
+			return 0, "", engine.Errorf(codes.InvalidArgument, "%s: limit is negative", fn)
 		}
 		l = *limit
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/updateops"
 )
@@ -22,15 +23,15 @@ func CallError(fn, kind, thing string, err error) error {
 	case errors.As(err, &e):
 		return e
 	case errors.As(err, &oe):
-		return engine.Errorf(engine.CodeInvalidArgument, "%s: %v; nothing was written", fn, oe)
+		return engine.Errorf(codes.InvalidArgument, "%s: %v; nothing was written", fn, oe)
 	case errors.Is(err, ErrConflict):
-		return engine.Errorf(engine.CodeConflict, "%s: if_seq does not match the %s's sequence", fn, thing)
+		return engine.Errorf(codes.Conflict, "%s: if_seq does not match the %s's sequence", fn, thing)
 	case errors.Is(err, ErrClosed):
-		return engine.Errorf(engine.CodeUnavailable, "%s: the %s store is closed", fn, kind)
+		return engine.Errorf(codes.Unavailable, "%s: the %s store is closed", fn, kind)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	}
-	return engine.Errorf(engine.CodeInternal, "%s: %v", fn, err)
+	return engine.Errorf(codes.Internal, "%s: %v", fn, err)
 }
 
 // PutValue stores v at k if c holds.
