@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/contracts"
 	"github.com/trinehq/trine/streammodule/store"
-	"github.com/trinehq/trine/streammodule/updateops"
 )
 
 // The state module's function ids, iii's.
@@ -91,13 +89,9 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw := in.Raw("ops")
-	if raw == nil {
-		return nil, in.Missing("ops")
-	}
-	ops, err := updateops.Decode(raw)
+	ops, err := store.ReadOps(FnUpdate, in)
 	if err != nil {
-		return nil, engine.Errorf(codes.InvalidArgument, "%s: %v", FnUpdate, err)
+		return nil, err
 	}
 	ct, err := m.cfg.Contracts.For(ctx, FnUpdate, v.key.Group)
 	if err != nil {
@@ -184,11 +178,7 @@ func (m *Module) list(ctx context.Context, c engine.Call) ([]byte, error) {
 			if p.More {
 				return nil, tooLarge()
 			}
-			vals := make([]json.RawMessage, len(p.Items))
-			for i, it := range p.Items {
-				vals[i] = it.Value
-			}
-			return engine.MarshalJSON(vals)
+			return store.MarshalValues(p.Items)
 		}
 		items := make([]seqItem, len(p.Items))
 		for i, it := range p.Items {

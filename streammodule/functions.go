@@ -9,7 +9,6 @@ import (
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/contracts"
 	"github.com/trinehq/trine/streammodule/store"
-	"github.com/trinehq/trine/streammodule/updateops"
 )
 
 // listItemBytes is what an item adds to a list answer besides its id and
@@ -127,13 +126,9 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw := in.Raw("ops")
-	if raw == nil {
-		return nil, in.Missing("ops")
-	}
-	ops, err := updateops.Decode(raw)
+	ops, err := store.ReadOps(FnUpdate, in)
 	if err != nil {
-		return nil, engine.Errorf(codes.InvalidArgument, "%s: %v", FnUpdate, err)
+		return nil, err
 	}
 	switch op, err := m.custom(it.key.Stream, "update", "set"); {
 	case err != nil:
@@ -247,11 +242,7 @@ func (m *Module) list(ctx context.Context, c engine.Call) ([]byte, error) {
 			return nil, tooLarge()
 		}
 		if !paged && !includeIDs {
-			vals := make([]json.RawMessage, len(p.Items))
-			for i, it := range p.Items {
-				vals[i] = it.Value
-			}
-			return engine.MarshalJSON(vals)
+			return store.MarshalValues(p.Items)
 		}
 		return engine.MarshalJSON(pageResult{Items: p.Items, Seq: p.Seq, More: p.More})
 	})

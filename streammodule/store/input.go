@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"strconv"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/streammodule/updateops"
 )
 
 // The inputs and results the stream and state modules share: both keep
@@ -43,6 +45,30 @@ func ReadPage(fn string, in engine.Input) (limit int, after string, paged bool, 
 	}
 	limit, after, err = PageArgs(fn, l, ap)
 	return limit, after, l != nil || ok, err
+}
+
+// ReadOps reads the required ops field of fn's input (stream::update,
+// state::update) and decodes the update operations.
+func ReadOps(fn string, in engine.Input) ([]updateops.Op, error) {
+	raw := in.Raw("ops")
+	if raw == nil {
+		return nil, in.Missing("ops")
+	}
+	ops, err := updateops.Decode(raw)
+	if err != nil {
+		return nil, engine.Errorf(codes.InvalidArgument, "%s: %v", fn, err)
+	}
+	return ops, nil
+}
+
+// MarshalValues is the result of a list that neither pages nor includes
+// ids: the items' values, in order.
+func MarshalValues(items []Item) ([]byte, error) {
+	vals := make([]json.RawMessage, len(items))
+	for i, it := range items {
+		vals[i] = it.Value
+	}
+	return engine.MarshalJSON(vals)
 }
 
 // AppendChange appends the result of a write (stream::set, update and
