@@ -115,6 +115,25 @@ func (e *Engine) checkGuards(id string) error {
 	return nil
 }
 
+// Function is a built-in function for RegisterFunctions: its id,
+// description and handler.
+type Function struct {
+	ID          string
+	Description string
+	Handle      HandlerFunc
+}
+
+// RegisterFunctions registers built-in functions in order, each as
+// RegisterFunction does, and stops at the first that is refused.
+func (e *Engine) RegisterFunctions(fns []Function) error {
+	for _, f := range fns {
+		if err := e.RegisterFunction(f.ID, f.Description, f.Handle); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // RegisterFunction registers a built-in function. Built-in ids are unique:
 // registering one twice, or over a worker function, is a conflict.
 func (e *Engine) RegisterFunction(id, description string, h Handler) error {

@@ -175,19 +175,18 @@ func (m *Module) Register(e *engine.Engine) error {
 	m.mu.Lock()
 	m.e = e
 	m.mu.Unlock()
-	for _, f := range []struct {
-		id, desc string
-		h        func(context.Context, engine.Call) ([]byte, error)
-	}{
-		{FnEnqueue, "Enqueue a call on a named queue (queue, function_id, payload); iii's enqueue action.", m.enqueue},
-		{FnRedrive, "Move a named queue's dead letters back to it (queue).", m.redrive},
-		{FnList, "List the named queues with their depth, jobs in flight, redeliveries and dead letters.", m.list},
-		{FnDeadLetters, "Peek at a named queue's dead letters, oldest first, without removing them (queue, limit? at most 100, after? a seq); answers {messages, more}.", m.deadLetters},
-		{FnDurablePublish, "Publish data to a durable topic: every durable:subscriber function gets it, with retries (topic, data).", m.durablePublish},
-	} {
-		if err := e.RegisterFunction(f.id, f.desc, m.whenOpen(f.id, f.h)); err != nil {
-			return err
-		}
+	fns := []engine.Function{
+		{ID: FnEnqueue, Description: "Enqueue a call on a named queue (queue, function_id, payload); iii's enqueue action.", Handle: m.enqueue},
+		{ID: FnRedrive, Description: "Move a named queue's dead letters back to it (queue).", Handle: m.redrive},
+		{ID: FnList, Description: "List the named queues with their depth, jobs in flight, redeliveries and dead letters.", Handle: m.list},
+		{ID: FnDeadLetters, Description: "Peek at a named queue's dead letters, oldest first, without removing them (queue, limit? at most 100, after? a seq); answers {messages, more}.", Handle: m.deadLetters},
+		{ID: FnDurablePublish, Description: "Publish data to a durable topic: every durable:subscriber function gets it, with retries (topic, data).", Handle: m.durablePublish},
+	}
+	for i, f := range fns {
+		fns[i].Handle = m.whenOpen(f.ID, f.Handle)
+	}
+	if err := e.RegisterFunctions(fns); err != nil {
+		return err
 	}
 	e.SetEnqueuer(m)
 	if err := e.RegisterTriggerType(TriggerDurable, "Runs a function for every message of a durable topic, with retries; replicas compete (config: topic, queue_config?).", openProvider{provider{m}}); err != nil {

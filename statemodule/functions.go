@@ -25,21 +25,16 @@ const (
 // e, which also runs the triggers' functions.
 func (m *Module) Register(e *engine.Engine) error {
 	m.e = e
-	for _, f := range []struct {
-		id, desc string
-		h        func(context.Context, engine.Call) ([]byte, error)
-	}{
-		{FnSet, "Store a value (scope, key, value, if_seq?).", m.set},
-		{FnGet, "Read a value (scope, key, include_seq?); null when missing.", m.get},
-		{FnDelete, "Remove a value (scope, key, if_seq?).", m.delete},
-		{FnUpdate, "Apply update operations to a value, all or none (scope, key, ops, if_seq?).", m.update},
-		{FnList, "List a scope's values (scope; limit?, after? to page).", m.list},
-		{FnListGroups, "List the scopes that hold values.", m.listGroups},
-		{FnDefine, "Define or evolve a scope's contract: {scope, item_schema, version, compatibility?}; every later set and update is checked against it.", m.define},
-	} {
-		if err := e.RegisterFunction(f.id, f.desc, engine.HandlerFunc(f.h)); err != nil {
-			return err
-		}
+	if err := e.RegisterFunctions([]engine.Function{
+		{ID: FnSet, Description: "Store a value (scope, key, value, if_seq?).", Handle: m.set},
+		{ID: FnGet, Description: "Read a value (scope, key, include_seq?); null when missing.", Handle: m.get},
+		{ID: FnDelete, Description: "Remove a value (scope, key, if_seq?).", Handle: m.delete},
+		{ID: FnUpdate, Description: "Apply update operations to a value, all or none (scope, key, ops, if_seq?).", Handle: m.update},
+		{ID: FnList, Description: "List a scope's values (scope; limit?, after? to page).", Handle: m.list},
+		{ID: FnListGroups, Description: "List the scopes that hold values.", Handle: m.listGroups},
+		{ID: FnDefine, Description: "Define or evolve a scope's contract: {scope, item_schema, version, compatibility?}; every later set and update is checked against it.", Handle: m.define},
+	}); err != nil {
+		return err
 	}
 	return e.RegisterTriggerType(TriggerState, "Runs a function for every state change (config: scope?, key?, condition_function_id?).", provider{m})
 }

@@ -35,28 +35,22 @@ const (
 // on e, which also serves the module's own calls (custom streams, triggers).
 func (m *Module) Register(e *engine.Engine) error {
 	m.e = e
-	fns := []struct {
-		id, desc string
-		h        func(context.Context, engine.Call) ([]byte, error)
-	}{
-		{FnSet, "Store an item's value.", m.set},
-		{FnGet, "Read an item's value.", m.get},
-		{FnDelete, "Remove an item.", m.delete},
-		{FnList, "List a group's items.", m.list},
-		{FnListGroups, "List a stream's groups.", m.listGroups},
-		{FnListAll, "List every stream and its groups.", m.listAll},
-		{FnSend, "Send an event to a group's subscribers.", m.send},
-		{FnUpdate, "Apply update operations to an item, all or none.", m.update},
-		{FnRelease, "Give a custom stream whose worker left back to the built-in store.", m.release},
-		{FnPresence, "List a group's presence members, across gateways, in pages.", m.presenceFn},
-		{FnDefine, "Define or evolve a stream's contract: {stream_name, item_schema, event_schemas?, version, compatibility?}; every later write is checked against it.", m.define},
-		{FnSchema, "A stream's contract in force and every earlier definition; {stream_name}.", m.schema},
-		{FnGroupInfo, "Describe a group: its seq, how full its history is, and resyncs in the last minute; {stream_name, group_id}.", m.groupInfo},
-	}
-	for _, f := range fns {
-		if err := e.RegisterFunction(f.id, f.desc, engine.HandlerFunc(f.h)); err != nil {
-			return err
-		}
+	if err := e.RegisterFunctions([]engine.Function{
+		{ID: FnSet, Description: "Store an item's value.", Handle: m.set},
+		{ID: FnGet, Description: "Read an item's value.", Handle: m.get},
+		{ID: FnDelete, Description: "Remove an item.", Handle: m.delete},
+		{ID: FnList, Description: "List a group's items.", Handle: m.list},
+		{ID: FnListGroups, Description: "List a stream's groups.", Handle: m.listGroups},
+		{ID: FnListAll, Description: "List every stream and its groups.", Handle: m.listAll},
+		{ID: FnSend, Description: "Send an event to a group's subscribers.", Handle: m.send},
+		{ID: FnUpdate, Description: "Apply update operations to an item, all or none.", Handle: m.update},
+		{ID: FnRelease, Description: "Give a custom stream whose worker left back to the built-in store.", Handle: m.release},
+		{ID: FnPresence, Description: "List a group's presence members, across gateways, in pages.", Handle: m.presenceFn},
+		{ID: FnDefine, Description: "Define or evolve a stream's contract: {stream_name, item_schema, event_schemas?, version, compatibility?}; every later write is checked against it.", Handle: m.define},
+		{ID: FnSchema, Description: "A stream's contract in force and every earlier definition; {stream_name}.", Handle: m.schema},
+		{ID: FnGroupInfo, Description: "Describe a group: its seq, how full its history is, and resyncs in the last minute; {stream_name, group_id}.", Handle: m.groupInfo},
+	}); err != nil {
+		return err
 	}
 	if err := m.registerGatewayAPI(e); err != nil {
 		return err

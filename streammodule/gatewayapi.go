@@ -12,21 +12,12 @@ import (
 // registerGatewayAPI registers the functions a gateway in another process
 // (trine gateway) calls to serve browsers (streamapi).
 func (m *Module) registerGatewayAPI(e *engine.Engine) error {
-	fns := []struct {
-		id, desc string
-		h        func(context.Context, engine.Call) ([]byte, error)
-	}{
-		{streamapi.FnSnapshot, "A stream group's (or item's) sync frame and sequence, for gateways.", m.apiSnapshot},
-		{streamapi.FnSince, "A stream group's events after a sequence, for gateways.", m.apiSince},
-		{streamapi.FnJoin, "Runs the stream:join handlers for a subscription, for gateways.", m.apiJoin},
-		{streamapi.FnLeave, "Runs the stream:leave handlers for a subscription, for gateways.", m.apiLeave},
-	}
-	for _, f := range fns {
-		if err := e.RegisterFunction(f.id, f.desc, engine.HandlerFunc(f.h)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return e.RegisterFunctions([]engine.Function{
+		{ID: streamapi.FnSnapshot, Description: "A stream group's (or item's) sync frame and sequence, for gateways.", Handle: m.apiSnapshot},
+		{ID: streamapi.FnSince, Description: "A stream group's events after a sequence, for gateways.", Handle: m.apiSince},
+		{ID: streamapi.FnJoin, Description: "Runs the stream:join handlers for a subscription, for gateways.", Handle: m.apiJoin},
+		{ID: streamapi.FnLeave, Description: "Runs the stream:leave handlers for a subscription, for gateways.", Handle: m.apiLeave},
+	})
 }
 
 func decodeAPI(c engine.Call, v any) error {
