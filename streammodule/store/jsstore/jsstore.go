@@ -19,10 +19,12 @@
 // it replaces, and a value acknowledged through one engine is read back
 // through any other. docs/streams.md gives the reasoning.
 //
-// Concurrency: a Store is safe for concurrent use; the writers of a group
-// take turns on a lock on each engine and are serialized across engines
-// through JetStream's expected-sequence checks. It starts no goroutines of
-// its own beyond the NATS client's, and Close releases what it holds.
+// Concurrency: a Store is safe for concurrent use. The writers of a group
+// on one engine are committed together, in the order they came, by one
+// atomic batch (groupcommit.go), and the engines are serialized through
+// JetStream's expected-sequence check on the group's head. It starts no
+// goroutines of its own beyond the NATS client's: a writer leads its
+// group's commit. Close releases what it holds.
 package jsstore
 
 import (
@@ -31,12 +33,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -59,7 +58,24 @@ type Config struct {
 	// MaxRetries bounds the compare-and-set retries of one write under
 	// contention from other engines. Default 1000.
 	MaxRetries int
+	// MaxBatchWrites bounds the writes of one group committed together.
+	// Default 256; at most MaxBatchWritesLimit.
+	MaxBatchWrites int
+	// MaxBatchBytes bounds the bytes (values, names and about 256 of
+	// headers per write) of one group commit; a write larger than it goes
+	// alone. Default 1 MiB.
+	MaxBatchBytes int
 }
+
+// Defaults and bounds of the group commit.
+const (
+	DefaultMaxBatchWrites = 256
+	DefaultMaxBatchBytes  = 1 << 20
+	// MaxBatchWritesLimit keeps a batch (a message per write, the old
+	// head's change and the head) within JetStream's default of 1,000
+	// messages per atomic batch.
+	MaxBatchWritesLimit = maxAtomicBatch - 2
+)
 
 // Headers of the store's messages.
 const (
@@ -91,8 +107,8 @@ type Store struct {
 	cfg    Config
 	opts   store.Options
 	closed atomic.Bool
-	locks  [256]sync.Mutex // writers of a group on this engine take turns
-	seed   maphash.Seed
+	batch  *batcher
+	atomic atomic.Bool // the stream takes atomic batches
 
 	msgGetSubject string // the stream's MSG.GET API subject (leader reads)
 }
@@ -111,6 +127,13 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config, opts store.Options) (*
 	if cfg.MaxRetries <= 0 {
 		cfg.MaxRetries = 1000
 	}
+	if cfg.MaxBatchWrites <= 0 {
+		cfg.MaxBatchWrites = DefaultMaxBatchWrites
+	}
+	cfg.MaxBatchWrites = min(cfg.MaxBatchWrites, MaxBatchWritesLimit)
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = DefaultMaxBatchBytes
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jsstore: %w", err)
@@ -123,14 +146,19 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config, opts store.Options) (*
 		MaxMsgsPerSubject: 1,
 		AllowDirect:       true,
 		Discard:           jetstream.DiscardOld,
+		// A group commit is one atomic batch (NATS 2.12 and later).
+		AllowAtomicPublish: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jsstore: %w", err)
 	}
-	return &Store{
-		nc: nc, js: js, st: st, cfg: cfg, opts: opts, seed: maphash.MakeSeed(),
+	s := &Store{
+		nc: nc, js: js, st: st, cfg: cfg, opts: opts, batch: newBatcher(),
 		msgGetSubject: "$JS.API.STREAM.MSG.GET." + cfg.Stream,
-	}, nil
+	}
+	// An older server ignores the setting: then a batch is one message.
+	s.atomic.Store(st.CachedInfo().Config.AllowAtomicPublish)
+	return s, nil
 }
 
 func (s *Store) group(stream, group string) string {
@@ -146,15 +174,6 @@ func (s *Store) headSubject(stream, group string) string {
 
 func (s *Store) itemSubject(k store.Key) string {
 	return s.group(k.Stream, k.Group) + ".i." + subject.Token(k.Item)
-}
-
-func (s *Store) lock(stream, group string) *sync.Mutex {
-	var h maphash.Hash
-	h.SetSeed(s.seed)
-	h.WriteString(stream)
-	h.WriteByte(0)
-	h.WriteString(group)
-	return &s.locks[h.Sum64()%uint64(len(s.locks))]
 }
 
 func (s *Store) check(ctx context.Context) error {
@@ -438,14 +457,8 @@ func (s *Store) settle(ctx context.Context, stream, group string, h head) error 
 // apply writes a committed change on its item's subject, a
 // compare-and-set on the message it read there (streamSeq).
 func (s *Store) apply(ctx context.Context, k store.Key, op string, seq uint64, value []byte, streamSeq uint64) error {
-	m := nats.NewMsg(s.itemSubject(k))
-	setNames(m, k)
-	m.Header.Set(hOp, op)
-	m.Header.Set(hSeq, strconv.FormatUint(seq, 10))
+	m := s.itemMsg(k, op, seq, value)
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(streamSeq, 10))
-	if op == opPut {
-		m.Data = value
-	}
 	_, err := s.js.PublishMsg(ctx, m)
 	return err
 }
@@ -463,77 +476,13 @@ func (s *Store) Get(ctx context.Context, k store.Key) (store.Item, uint64, error
 	return it, h.seq, err
 }
 
-// A change to commit: decide sees the item as of the head (for put and
-// del) and returns what to write, or nothing.
+// A change to commit: decide sees the item as of the writes before it
+// and returns what to write, or nothing.
 type change struct {
 	op    string
 	value []byte
-	skip  bool // nothing to write (a delete of a missing item)
-}
-
-// write commits one change of a group. The group's head message is the
-// commit: publishing it is a compare-and-set on the head subject, so that
-// one writer at a time, across engines, moves the group's sequence on, and
-// it carries the whole change, so that a crash after it loses nothing.
-// The change reaches its item's subject when the head moves on to another
-// item: that writer (of any engine) settles the head first. So repeated
-// writes of one item cost one publish each, and an item is read only
-// after the head is settled, from the stream's leader, so that no writer
-// computes a value from an item older than the head it replaces. decide
-// may run more than once. The caller holds the group's lock.
-func (s *Store) write(ctx context.Context, k store.Key, decide func(old store.Item) (change, error)) (old store.Item, seq uint64, ok bool, err error) {
-	for attempt := range s.cfg.MaxRetries {
-		mode := direct // a stale head fails the compare-and-set below
-		if attempt > 0 {
-			mode = leader
-		}
-		if attempt > 2 { // contended: let the other engines through
-			wait := time.Duration(rand.Int64N(int64(min(attempt, 50)) * int64(time.Millisecond)))
-			select {
-			case <-ctx.Done():
-				return store.Item{}, 0, false, ctx.Err()
-			case <-time.After(wait):
-			}
-		}
-		h, err := s.readHead(ctx, k.Stream, k.Group, mode)
-		if err != nil {
-			return store.Item{}, 0, false, err
-		}
-		switch {
-		case k.Item != "" && h.pending() && h.item == k.Item:
-			old = h.itemValue() // the head is the item's last change
-		default:
-			if err := s.settle(ctx, k.Stream, k.Group, h); err != nil {
-				return store.Item{}, 0, false, err
-			}
-			if k.Item != "" { // an event changes no item
-				if old, err = s.current(ctx, k, h); err != nil {
-					return store.Item{}, 0, false, err
-				}
-			}
-		}
-		old.ID = k.Item
-		c, err := decide(old)
-		if err != nil || c.skip {
-			return store.Item{}, 0, false, err
-		}
-		seq = h.seq + 1
-		m := nats.NewMsg(s.headSubject(k.Stream, k.Group))
-		m.Header.Set(hOp, c.op)
-		m.Header.Set(hSeq, strconv.FormatUint(seq, 10))
-		setNames(m, k)
-		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(h.streamSeq, 10))
-		m.Data = c.value
-		_, err = s.js.PublishMsg(ctx, m)
-		if conflict(err) {
-			continue // another engine wrote first, or the head read was stale
-		}
-		if err != nil {
-			return store.Item{}, 0, false, fmt.Errorf("jsstore: %w", err)
-		}
-		return old, seq, true, nil
-	}
-	return store.Item{}, 0, false, fmt.Errorf("jsstore: group %q/%q: gave up after %d conflicting writes", k.Stream, k.Group, s.cfg.MaxRetries)
+	skip  bool         // nothing to write (a delete of a missing item)
+	ch    store.Change // for OnCommit, but its Seq and Time
 }
 
 // errWrongLastSequenceConstant is the code of a compare-and-set on a
@@ -565,29 +514,22 @@ func (s *Store) Put(ctx context.Context, k store.Key, c store.Cond, m store.Muta
 	if err := s.check(ctx); err != nil {
 		return store.Change{}, err
 	}
-	l := s.lock(k.Stream, k.Group)
-	l.Lock()
-	defer l.Unlock()
-	var value []byte
-	old, seq, _, err := s.write(ctx, k, func(old store.Item) (change, error) {
+	o := &op{ctx: ctx, key: k, decide: func(old store.Item) (change, error) {
 		if c.IfSeq != nil && *c.IfSeq != old.Seq {
 			return change{}, store.ErrConflict
 		}
-		var err error
-		if value, err = m(old.Value, old.Seq != 0); err != nil {
+		value, err := m(old.Value, old.Seq != 0)
+		if err != nil {
 			return change{}, err
 		}
-		return change{op: opPut, value: value}, nil
-	})
-	if err != nil {
-		return store.Change{}, err
-	}
-	ch := store.Change{Key: k, Kind: store.KindUpdate, Old: old.Value, Value: value, Seq: seq, Time: s.now()}
-	if old.Seq == 0 {
-		ch.Kind, ch.Old = store.KindCreate, nil
-	}
-	s.commit(ch)
-	return ch, nil
+		ch := store.Change{Key: k, Kind: store.KindUpdate, Old: old.Value, Value: value}
+		if old.Seq == 0 {
+			ch.Kind, ch.Old = store.KindCreate, nil
+		}
+		return change{op: opPut, value: value, ch: ch}, nil
+	}}
+	s.submit(o)
+	return o.ch, o.err
 }
 
 // Delete implements store.Store.
@@ -595,21 +537,15 @@ func (s *Store) Delete(ctx context.Context, k store.Key, c store.Cond) (store.Ch
 	if err := s.check(ctx); err != nil {
 		return store.Change{}, false, err
 	}
-	l := s.lock(k.Stream, k.Group)
-	l.Lock()
-	defer l.Unlock()
-	old, seq, ok, err := s.write(ctx, k, func(old store.Item) (change, error) {
+	o := &op{ctx: ctx, key: k, decide: func(old store.Item) (change, error) {
 		if c.IfSeq != nil && *c.IfSeq != old.Seq {
 			return change{}, store.ErrConflict
 		}
-		return change{op: opDel, skip: old.Seq == 0}, nil
-	})
-	if err != nil || !ok {
-		return store.Change{}, false, err
-	}
-	ch := store.Change{Key: k, Kind: store.KindDelete, Old: old.Value, Value: old.Value, Seq: seq, Time: s.now()}
-	s.commit(ch)
-	return ch, true, nil
+		ch := store.Change{Key: k, Kind: store.KindDelete, Old: old.Value, Value: old.Value}
+		return change{op: opDel, skip: old.Seq == 0, ch: ch}, nil
+	}}
+	s.submit(o)
+	return o.ch, o.ok, o.err
 }
 
 // Emit implements store.Store: the change is the group's head and is
@@ -618,18 +554,12 @@ func (s *Store) Emit(ctx context.Context, c store.Change) (store.Change, error) 
 	if err := s.check(ctx); err != nil {
 		return store.Change{}, err
 	}
-	l := s.lock(c.Stream, c.Group)
-	l.Lock()
-	defer l.Unlock()
-	_, seq, _, err := s.write(ctx, store.Key{Stream: c.Stream, Group: c.Group}, func(store.Item) (change, error) {
-		return change{op: opEmit, value: c.Value}, nil
-	})
-	if err != nil {
-		return store.Change{}, err
-	}
-	ch := store.Change{Key: c.Key, Kind: c.Kind, Old: c.Old, Value: c.Value, EventType: c.EventType, Seq: seq, Time: s.now()}
-	s.commit(ch)
-	return ch, nil
+	o := &op{ctx: ctx, key: store.Key{Stream: c.Stream, Group: c.Group}, decide: func(store.Item) (change, error) {
+		ch := store.Change{Key: c.Key, Kind: c.Kind, Old: c.Old, Value: c.Value, EventType: c.EventType}
+		return change{op: opEmit, value: c.Value, ch: ch}, nil
+	}}
+	s.submit(o)
+	return o.ch, o.err
 }
 
 // subjects lists the stream's subjects matching filter.

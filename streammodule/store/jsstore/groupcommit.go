@@ -1,0 +1,529 @@
+package jsstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/trinehq/trine/streammodule/store"
+)
+
+// Group commit. The writers of one group on an engine queue up; the first
+// of them leads: it takes the queue's writes (up to MaxBatchWrites, and
+// MaxBatchBytes of values and names), decides each one in turn against
+// the group as the writes before it left it, and commits all of them with
+// one JetStream atomic batch: a message per item the batch changed, then
+// the new head, which carries the batch's last change and the
+// compare-and-set on the head subject. The server stores all of the
+// batch's messages or none, so the group's sequence moves from n to n+k
+// at once, in the order the writes were queued.
+//
+// A write refused by its own condition (if_seq, a mutator's error, a
+// delete of a missing item) takes no sequence and leaves the others be.
+// If the compare-and-set fails (another engine wrote first), every write
+// of the batch is decided again on a fresh read, so a refusal is only
+// ever reported against the state the batch committed on. Nothing is
+// acknowledged before the batch's ack, which JetStream sends once the
+// batch is stored (on every replica's quorum, for a replicated stream).
+// Then the leader passes the lead to the next writer waiting.
+//
+// The leader remembers, per group, the head and the items it committed,
+// so that the next batch of a hot group reads nothing: the head's
+// compare-and-set proves that no other engine wrote in between. That
+// memory is bounded by MaxBatchBytes × cacheBatches for all groups.
+
+// cacheBatches: the groups' remembered heads and items hold at most this
+// many MaxBatchBytes together.
+const cacheBatches = 4
+
+// maxAtomicBatch is JetStream's default bound on the messages of one
+// atomic batch.
+const maxAtomicBatch = 1000
+
+// JetStream error codes of atomic batches.
+const (
+	errAtomicDisabled    jetstream.ErrorCode = 10174 // the stream does not allow atomic publish
+	errAtomicTooMany     jetstream.ErrorCode = 10210 // too many batches in flight on the stream
+	errAtomicIncomplete  jetstream.ErrorCode = 10176 // a message of the batch did not arrive
+	headerOverheadBytes                      = 256   // the headers of one message, roughly
+	maxConcurrentBatches                     = 16    // atomic batches in flight per store (JetStream allows 50 per stream)
+)
+
+// gkey names a group.
+type gkey struct{ stream, group string }
+
+// op is one write waiting for its group's commit.
+type op struct {
+	ctx    context.Context
+	key    store.Key
+	decide func(old store.Item) (change, error)
+
+	// Set by the leader before wake.
+	ch   store.Change
+	ok   bool // a change was committed
+	err  error
+	lead bool // the write's goroutine now leads the group's commits
+
+	wake chan struct{} // done, or lead
+}
+
+// queue is a group's writers on this engine.
+type queue struct {
+	ops  []*op
+	busy bool // a leader is committing
+}
+
+// known is what this engine last committed to a group: its head and the
+// items as that head left them (Seq 0: missing). Valid as long as the head
+// is the group's, which the next commit's compare-and-set checks.
+type known struct {
+	h     head
+	items map[string]store.Item
+	bytes int
+}
+
+// batcher holds the groups' queues and what the engine knows of them.
+type batcher struct {
+	mu      sync.Mutex
+	queues  map[gkey]*queue
+	known   map[gkey]*known
+	bytes   int           // of known
+	batches chan struct{} // atomic batches in flight
+}
+
+func newBatcher() *batcher {
+	return &batcher{queues: map[gkey]*queue{}, known: map[gkey]*known{}, batches: make(chan struct{}, maxConcurrentBatches)}
+}
+
+// submit queues o on its group and returns once it is committed or
+// refused, leading the group's commits when its turn comes.
+func (s *Store) submit(o *op) {
+	b := s.batch
+	g := gkey{o.key.Stream, o.key.Group}
+	o.wake = make(chan struct{}, 1)
+	b.mu.Lock()
+	q := b.queues[g]
+	if q == nil {
+		q = &queue{}
+		b.queues[g] = q
+	}
+	q.ops = append(q.ops, o)
+	lead := !q.busy
+	o.lead = lead
+	q.busy = true
+	b.mu.Unlock()
+	if !lead {
+		select {
+		case <-o.wake:
+		case <-o.ctx.Done():
+			b.mu.Lock()
+			if i := slices.Index(q.ops, o); i >= 0 && !o.lead {
+				q.ops = slices.Delete(q.ops, i, i+1) // never taken: nothing written
+				b.mu.Unlock()
+				o.err = o.ctx.Err()
+				return
+			}
+			b.mu.Unlock()
+			<-o.wake // in a batch in flight, or leading
+		}
+		if !o.lead {
+			return
+		}
+	}
+	s.lead(g, q)
+}
+
+// lead commits one batch of g's queue, which starts with the leader's own
+// write, then passes the lead on.
+func (s *Store) lead(g gkey, q *queue) {
+	b := s.batch
+	b.mu.Lock()
+	n := min(len(q.ops), s.cfg.MaxBatchWrites)
+	ops := slices.Clone(q.ops[:n])
+	q.ops = slices.Delete(q.ops, 0, n)
+	b.mu.Unlock()
+
+	done := s.commitBatch(g, ops)
+
+	b.mu.Lock()
+	q.ops = append(ops[done:len(ops):len(ops)], q.ops...) // split: the rest go first next time
+	var next *op
+	if len(q.ops) > 0 {
+		next = q.ops[0]
+		next.lead = true
+	} else {
+		q.busy = false
+		delete(b.queues, g)
+	}
+	b.mu.Unlock()
+	for _, o := range ops[:done] {
+		if !o.lead {
+			o.wake <- struct{}{}
+		}
+	}
+	if next != nil {
+		next.wake <- struct{}{}
+	}
+}
+
+// batchCtx is the context of a batch's reads and publish: its writers'
+// latest deadline, not cancelled with the leader's own call.
+func batchCtx(ops []*op) (context.Context, context.CancelFunc) {
+	var last time.Time
+	for _, o := range ops {
+		d, ok := o.ctx.Deadline()
+		if !ok {
+			return context.WithoutCancel(ops[0].ctx), func() {}
+		}
+		if d.After(last) {
+			last = d
+		}
+	}
+	return context.WithDeadline(context.WithoutCancel(ops[0].ctx), last)
+}
+
+// commitBatch commits ops (at least the first) and sets each one's result;
+// it returns how many it handled, the rest being over a bound.
+func (s *Store) commitBatch(g gkey, ops []*op) int {
+	ctx, cancel := batchCtx(ops)
+	defer cancel()
+	var (
+		n   int
+		err error
+	)
+	for attempt := range s.cfg.MaxRetries {
+		if attempt > 2 { // contended: let the other engines through
+			wait := time.Duration(rand.Int64N(int64(min(attempt, 50)) * int64(time.Millisecond)))
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		var retry bool
+		n, retry, err = s.tryBatch(ctx, g, ops, attempt)
+		if !retry {
+			break
+		}
+		err = fmt.Errorf("jsstore: group %q/%q: gave up after %d conflicting writes", g.stream, g.group, s.cfg.MaxRetries)
+	}
+	if err != nil {
+		for _, o := range ops[:max(n, 1)] {
+			o.ch, o.ok, o.err = store.Change{}, false, err
+		}
+		return max(n, 1)
+	}
+	return n
+}
+
+// batchState is a batch being decided: the group as its writes so far
+// leave it.
+type batchState struct {
+	s     *Store
+	ctx   context.Context
+	g     gkey
+	h     head
+	known *known                // nil: nothing remembered
+	items map[string]store.Item // read or changed by this batch
+	seqs  map[string]uint64     // the batch's last change of each item it changed
+	dirty []string              // items the batch changed, in order of first change
+}
+
+// item is the item as the batch's writes so far leave it.
+func (st *batchState) item(id string) (store.Item, error) {
+	if it, ok := st.items[id]; ok {
+		return it, nil
+	}
+	it, ok := store.Item{}, false
+	if st.h.pending() && st.h.item == id {
+		it, ok = st.h.itemValue(), true // the head is the item's last change
+	} else if st.known != nil {
+		it, ok = st.known.items[id]
+	}
+	if !ok {
+		var err error
+		if it, err = st.s.current(st.ctx, store.Key{Stream: st.g.stream, Group: st.g.group, Item: id}, st.h); err != nil {
+			return store.Item{}, err
+		}
+	}
+	if it.Value == nil {
+		it.Seq = 0
+	}
+	it.ID = id
+	st.items[id] = it
+	return it, nil
+}
+
+// write is a decided write of a batch.
+type write struct {
+	o *op
+	c change
+}
+
+// tryBatch decides ops against the group's head and commits what they
+// write; n is how many of ops it handled. retry reports a lost
+// compare-and-set: nothing was written.
+func (s *Store) tryBatch(ctx context.Context, g gkey, ops []*op, attempt int) (n int, retry bool, err error) {
+	st := &batchState{s: s, ctx: ctx, g: g, items: map[string]store.Item{}, seqs: map[string]uint64{}}
+	if attempt == 0 {
+		s.batch.mu.Lock()
+		if k := s.batch.known[g]; k != nil {
+			st.h, st.known = k.h, k
+		}
+		s.batch.mu.Unlock()
+	}
+	if st.known == nil {
+		s.forget(g)
+		mode := direct // a stale head fails the compare-and-set
+		if attempt > 0 {
+			mode = leader
+		}
+		if st.h, err = s.readHead(ctx, g.stream, g.group, mode); err != nil {
+			return 1, false, err
+		}
+	}
+	atomicOK := s.atomic.Load()
+	settled := !st.h.pending()
+
+	var writes []write
+	var bytes int
+	refused := false
+	for n = 0; n < len(ops); n++ {
+		o := ops[n]
+		o.ch, o.ok, o.err = store.Change{}, false, nil
+		if err := o.ctx.Err(); err != nil {
+			o.err = err
+			continue
+		}
+		var old store.Item
+		if o.key.Item != "" {
+			if old, err = st.item(o.key.Item); err != nil {
+				return max(n, 1), false, err
+			}
+		}
+		c, err := o.decide(old)
+		if err != nil || c.skip {
+			o.err, refused = err, true
+			continue
+		}
+		size := len(c.value) + len(o.key.Item) + headerOverheadBytes
+		if len(writes) > 0 {
+			if bytes+size > s.cfg.MaxBatchBytes {
+				break // o and the rest go in the next batch
+			}
+			if !atomicOK && (o.key.Item == "" || o.key.Item != writes[0].o.key.Item) {
+				break // one message per batch: the head
+			}
+		}
+		if !atomicOK && !settled && o.key.Item != st.h.item {
+			// Without atomic batches, the head's change is applied
+			// before another change takes its place.
+			if err := s.settle(ctx, g.stream, g.group, st.h); err != nil {
+				return max(n, 1), false, err
+			}
+			settled = true
+		}
+		bytes += size
+		if o.key.Item != "" {
+			seq := st.h.seq + uint64(len(writes)) + 1
+			if _, ok := st.seqs[o.key.Item]; !ok {
+				st.dirty = append(st.dirty, o.key.Item)
+			}
+			st.seqs[o.key.Item] = seq
+			it := store.Item{ID: o.key.Item}
+			if c.op == opPut {
+				it.Value, it.Seq = c.value, seq
+			}
+			st.items[o.key.Item] = it
+		}
+		writes = append(writes, write{o, c})
+	}
+	if len(writes) == 0 {
+		if refused && attempt == 0 {
+			// Refused against a remembered head, or a replica's:
+			// check that it is still the group's.
+			h, err := s.readHead(ctx, g.stream, g.group, leader)
+			if err != nil {
+				return n, false, err
+			}
+			if h.streamSeq != st.h.streamSeq {
+				return n, true, nil
+			}
+		}
+		return n, false, nil
+	}
+
+	newHead, msgs := s.batchMsgs(st, writes, atomicOK && !settled)
+	ack, err := s.publishBatch(ctx, msgs)
+	switch {
+	case conflict(err) || isCode(err, errAtomicTooMany) || isCode(err, errAtomicIncomplete):
+		s.forget(g)
+		return n, true, nil
+	case isCode(err, errAtomicDisabled):
+		s.atomic.Store(false) // the stream's config was changed under us
+		s.forget(g)
+		return n, true, nil
+	case err != nil:
+		s.forget(g)
+		return n, false, fmt.Errorf("jsstore: %w", err)
+	}
+	newHead.streamSeq = ack.Sequence
+	s.remember(g, st, newHead)
+
+	now := s.now()
+	for i, w := range writes {
+		ch := w.c.ch
+		ch.Seq, ch.Time = st.h.seq+uint64(i)+1, now
+		w.o.ch, w.o.ok = ch, true
+		s.commit(ch)
+	}
+	return n, false, nil
+}
+
+// batchMsgs is what a batch publishes: each item it changed but the new
+// head's, the old head's change when fold (a change no item subject may
+// hold yet, of an item the batch left alone), then the new head, which
+// carries the batch's last change and the compare-and-set.
+func (s *Store) batchMsgs(st *batchState, writes []write, fold bool) (head, []*nats.Msg) {
+	g := st.g
+	last := writes[len(writes)-1]
+	h := head{seq: st.h.seq + uint64(len(writes)), op: last.c.op}
+	if last.o.key.Item != "" {
+		h.item, h.value = last.o.key.Item, last.c.value
+	}
+	var msgs []*nats.Msg
+	for _, id := range st.dirty {
+		if id == h.item {
+			continue
+		}
+		it, op := st.items[id], opPut
+		if it.Value == nil {
+			op = opDel
+		}
+		msgs = append(msgs, s.itemMsg(store.Key{Stream: g.stream, Group: g.group, Item: id}, op, st.seqs[id], it.Value))
+	}
+	if _, changed := st.seqs[st.h.item]; fold && !changed && st.h.item != h.item {
+		msgs = append(msgs, s.itemMsg(store.Key{Stream: g.stream, Group: g.group, Item: st.h.item}, st.h.op, st.h.seq, st.h.value))
+	}
+	m := nats.NewMsg(s.headSubject(g.stream, g.group))
+	m.Header.Set(hOp, h.op)
+	m.Header.Set(hSeq, strconv.FormatUint(h.seq, 10))
+	setNames(m, store.Key{Stream: g.stream, Group: g.group, Item: h.item})
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(st.h.streamSeq, 10))
+	m.Data = h.value
+	return h, append(msgs, m)
+}
+
+// itemMsg is a committed change on its item's subject.
+func (s *Store) itemMsg(k store.Key, op string, seq uint64, value []byte) *nats.Msg {
+	m := nats.NewMsg(s.itemSubject(k))
+	setNames(m, k)
+	m.Header.Set(hOp, op)
+	m.Header.Set(hSeq, strconv.FormatUint(seq, 10))
+	if op == opPut {
+		m.Data = value
+	}
+	return m
+}
+
+// publishBatch publishes msgs as one atomic batch (one message: a plain
+// publish) and returns the ack of the last, sent once all are stored.
+func (s *Store) publishBatch(ctx context.Context, msgs []*nats.Msg) (*jetstream.PubAck, error) {
+	if len(msgs) == 1 {
+		return s.js.PublishMsg(ctx, msgs[0])
+	}
+	select {
+	case s.batch.batches <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-s.batch.batches }()
+	id := nuid.Next()
+	for i, m := range msgs {
+		m.Header.Set(hBatchID, id)
+		m.Header.Set(hBatchSeq, strconv.Itoa(i+1))
+		if i == len(msgs)-1 {
+			m.Header.Set(hBatchCommit, "1")
+			break
+		}
+		if err := s.nc.PublishMsg(m); err != nil {
+			return nil, err
+		}
+	}
+	// A retry of the commit alone could only be refused as incomplete.
+	return s.js.PublishMsg(ctx, msgs[len(msgs)-1], jetstream.WithRetryAttempts(0))
+}
+
+// Headers of JetStream's atomic batches (ADR-50).
+const (
+	hBatchID     = "Nats-Batch-Id"
+	hBatchSeq    = "Nats-Batch-Sequence"
+	hBatchCommit = "Nats-Batch-Commit"
+)
+
+func isCode(err error, code jetstream.ErrorCode) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == code
+}
+
+// forget drops what the engine knew of g.
+func (s *Store) forget(g gkey) {
+	b := s.batch
+	b.mu.Lock()
+	if k := b.known[g]; k != nil {
+		b.bytes -= k.bytes
+		delete(b.known, g)
+	}
+	b.mu.Unlock()
+}
+
+// remember keeps g's new head h and the items of the batch st that made
+// it, with what was known before when the batch started from it, within
+// the cache's bound: other groups go first, then the group's items.
+func (s *Store) remember(g gkey, st *batchState, h head) {
+	b := s.batch
+	k := &known{h: h, items: st.items}
+	if st.known != nil {
+		for id, it := range st.known.items {
+			if _, ok := k.items[id]; !ok {
+				k.items[id] = it
+			}
+		}
+	}
+	k.bytes = len(h.value) + len(h.item) + headerOverheadBytes
+	for id, it := range k.items {
+		k.bytes += len(id) + len(it.Value) + 64
+	}
+	limit := cacheBatches * s.cfg.MaxBatchBytes
+	if k.bytes > limit/cacheBatches {
+		k.items = map[string]store.Item{}
+		k.bytes = len(h.value) + len(h.item) + headerOverheadBytes
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if old := b.known[g]; old != nil {
+		b.bytes -= old.bytes
+		delete(b.known, g)
+	}
+	for other, ok := range b.known {
+		if b.bytes+k.bytes <= limit {
+			break
+		}
+		b.bytes -= ok.bytes
+		delete(b.known, other)
+	}
+	if b.bytes+k.bytes <= limit {
+		b.known[g] = k
+		b.bytes += k.bytes
+	}
+}

@@ -1,0 +1,311 @@
+package jsstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/trinehq/trine/internal/natstest"
+	"github.com/trinehq/trine/streammodule/store"
+)
+
+// waitFor polls cond until it holds, failing the test after 10s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10s for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// queued is how many writes wait in the group's queue.
+func (s *Store) queued(stream, group string) int {
+	s.batch.mu.Lock()
+	defer s.batch.mu.Unlock()
+	if q := s.batch.queues[gkey{stream, group}]; q != nil {
+		return len(q.ops)
+	}
+	return 0
+}
+
+// batchRecorder is store.Options that hold a group's first commit until
+// released, and tell the store's batches apart: the store stamps every
+// change of one batch with one call to Now.
+type batchRecorder struct {
+	mu       sync.Mutex
+	stamps   int
+	changes  []store.Change
+	held     chan struct{} // closed when the first commit is held
+	release  chan struct{}
+	holdOnce sync.Once
+}
+
+func newBatchRecorder() *batchRecorder {
+	return &batchRecorder{held: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (r *batchRecorder) options() store.Options {
+	t0 := time.Unix(1e9, 0)
+	return store.Options{
+		Now: func() time.Time {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.stamps++
+			return t0.Add(time.Duration(r.stamps))
+		},
+		OnCommit: func(ch store.Change) {
+			r.mu.Lock()
+			r.changes = append(r.changes, ch)
+			r.mu.Unlock()
+			r.holdOnce.Do(func() {
+				close(r.held)
+				<-r.release
+			})
+		},
+	}
+}
+
+// batches is the number of changes in each batch, in commit order.
+func (r *batchRecorder) batches() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []int
+	for i, ch := range r.changes {
+		if i == 0 || !ch.Time.Equal(r.changes[i-1].Time) {
+			out = append(out, 0)
+		}
+		out[len(out)-1]++
+	}
+	return out
+}
+
+func increment(old json.RawMessage, exists bool) (json.RawMessage, error) {
+	n := 0
+	if exists {
+		n, _ = strconv.Atoi(string(old))
+	}
+	return json.RawMessage(strconv.Itoa(n + 1)), nil
+}
+
+func seqp(n uint64) *uint64 { return &n }
+
+// result is one queued write's outcome.
+type result struct {
+	ch  store.Change
+	ok  bool
+	err error
+}
+
+// holdFirst commits a first write of group g and holds it in OnCommit, so
+// that the writes started next queue up behind it; then it starts them
+// one by one, each queued before the next starts, releases the first and
+// returns the results in the order started.
+func holdFirst(t *testing.T, s *Store, r *batchRecorder, g string, writes []func(ctx context.Context) result) []result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.Put(ctx, store.Key{Stream: "s", Group: g, Item: "c"}, store.Cond{}, increment)
+		first <- err
+	}()
+	<-r.held
+	out := make([]result, len(writes))
+	var wg sync.WaitGroup
+	for i, w := range writes {
+		wg.Go(func() { out[i] = w(ctx) })
+		waitFor(t, "a write to queue", func() bool { return s.queued("s", g) == i+1 })
+	}
+	close(r.release)
+	wg.Wait()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func openTest(t *testing.T, cfg Config, opts store.Options) *Store {
+	t.Helper()
+	ns := natstest.Start(t)
+	nc := natstest.Connect(t, ns)
+	s, err := Open(context.Background(), nc, cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Writes queued behind a commit in flight are committed together, by one
+// batch, in the order they came; the writes whose if_seq does not hold,
+// or that delete a missing item, are refused alone, take no sequence, and
+// the others commit.
+func TestQueuedWritesCommitInOneBatch(t *testing.T) {
+	r := newBatchRecorder()
+	s := openTest(t, Config{}, r.options())
+	k := func(item string) store.Key { return store.Key{Stream: "s", Group: "g", Item: item} }
+	put := func(item string, c store.Cond) func(context.Context) result {
+		return func(ctx context.Context) result {
+			ch, err := s.Put(ctx, k(item), c, increment)
+			return result{ch, err == nil, err}
+		}
+	}
+	del := func(item string, c store.Cond) func(context.Context) result {
+		return func(ctx context.Context) result {
+			ch, ok, err := s.Delete(ctx, k(item), c)
+			return result{ch, ok, err}
+		}
+	}
+	writes := []func(context.Context) result{
+		put("c", store.Cond{}),               // c: 2 at seq 2
+		put("c", store.Cond{IfSeq: seqp(1)}), // c was at seq 1 before the batch, not now: refused
+		put("c", store.Cond{IfSeq: seqp(2)}), // c: 3 at seq 3
+		put("x", store.Cond{IfSeq: seqp(0)}), // x created at seq 4
+		put("x", store.Cond{IfSeq: seqp(0)}), // x exists now: refused
+		del("missing", store.Cond{}),         // nothing to delete: no sequence
+		put("y", store.Cond{}),               // y created at seq 5
+		func(ctx context.Context) result {
+			ch, err := s.Emit(ctx, store.Change{Key: k(""), Kind: store.KindEvent, EventType: "e", Value: json.RawMessage(`{}`)})
+			return result{ch, err == nil, err}
+		}, // event at seq 6
+		del("y", store.Cond{IfSeq: seqp(5)}), // y deleted at seq 7
+		put("c", store.Cond{}),               // c: 4 at seq 8
+	}
+	got := holdFirst(t, s, r, "g", writes)
+	want := []struct {
+		seq uint64
+		err error
+	}{{2, nil}, {0, store.ErrConflict}, {3, nil}, {4, nil}, {0, store.ErrConflict}, {0, nil}, {5, nil}, {6, nil}, {7, nil}, {8, nil}}
+	for i, w := range want {
+		if !errors.Is(got[i].err, w.err) || got[i].ch.Seq != w.seq || got[i].ok != (w.seq != 0) {
+			t.Errorf("write %d: seq %d ok %v err %v; want seq %d err %v", i, got[i].ch.Seq, got[i].ok, got[i].err, w.seq, w.err)
+		}
+	}
+	if b := r.batches(); len(b) != 2 || b[1] != 7 {
+		t.Errorf("batches of %v changes; want [1 7]: the queued writes in one batch", b)
+	}
+	for i, ch := range r.changes {
+		if ch.Seq != uint64(i+1) {
+			t.Fatalf("change %d committed with seq %d: out of order", i, ch.Seq)
+		}
+	}
+	ctx := context.Background()
+	for item, want := range map[string]string{"c": "4", "x": "1", "y": "", "missing": ""} {
+		it, seq, err := s.Get(ctx, k(item))
+		if err != nil || string(it.Value) != want || seq != 8 {
+			t.Errorf("%s: %s at group seq %d, %v; want %q at 8", item, it.Value, seq, err, want)
+		}
+	}
+	// Another engine reads the same: every item's subject or the head.
+	nc := s.nc
+	other, err := Open(ctx, nc, Config{}, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := other.List(ctx, "s", "g", store.Range{})
+	if err != nil || len(p.Items) != 2 || p.Items[0].ID != "c" || string(p.Items[0].Value) != "4" || p.Items[1].ID != "x" || p.Seq != 8 {
+		t.Fatalf("list through another store: %+v, %v", p, err)
+	}
+}
+
+// A batch stops short of MaxBatchBytes and MaxBatchWrites: the writes
+// past them go in the next batch, still in order.
+func TestBatchSplitsAtItsBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		cfg     Config
+		perItem int
+		want    []int
+	}{
+		// 1000 B of value + 256 of headers + the name: 3 writes a batch.
+		{"bytes", Config{MaxBatchBytes: 4000}, 1000, []int{1, 3, 3, 3, 1}},
+		{"writes", Config{MaxBatchWrites: 4}, 10, []int{1, 4, 4, 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newBatchRecorder()
+			s := openTest(t, tc.cfg, r.options())
+			value := json.RawMessage(`"` + strings.Repeat("v", tc.perItem-2) + `"`)
+			var writes []func(context.Context) result
+			for i := range 10 {
+				writes = append(writes, func(ctx context.Context) result {
+					ch, err := s.Put(ctx, store.Key{Stream: "s", Group: "g", Item: "i" + strconv.Itoa(i)}, store.Cond{}, func(json.RawMessage, bool) (json.RawMessage, error) { return value, nil })
+					return result{ch, err == nil, err}
+				})
+			}
+			got := holdFirst(t, s, r, "g", writes)
+			for i, g := range got {
+				if g.err != nil || g.ch.Seq != uint64(i+2) {
+					t.Fatalf("write %d: seq %d, %v; want seq %d", i, g.ch.Seq, g.err, i+2)
+				}
+			}
+			if b := r.batches(); !slicesEqual(b, tc.want) {
+				t.Fatalf("batches of %v changes; want %v", b, tc.want)
+			}
+			p, err := s.List(context.Background(), "s", "g", store.Range{})
+			if err != nil || len(p.Items) != 11 || p.Seq != 11 {
+				t.Fatalf("list: %d items at seq %d, %v", len(p.Items), p.Seq, err)
+			}
+		})
+	}
+}
+
+func slicesEqual(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// What an engine remembers of a group never decides a write after another
+// engine has written: an if_seq that holds on the group as it is commits,
+// one that held before the other engine wrote is refused.
+func TestRememberedGroupYieldsToAnotherEngine(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	open := func() *Store {
+		s, err := Open(ctx, natstest.Connect(t, ns), Config{}, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a, b := open(), open()
+	k := store.Key{Stream: "s", Group: "g", Item: "c"}
+	if _, err := a.Put(ctx, k, store.Cond{}, increment); err != nil { // a remembers c at seq 1
+		t.Fatal(err)
+	}
+	if _, err := b.Put(ctx, k, store.Cond{}, increment); err != nil { // c at seq 2
+		t.Fatal(err)
+	}
+	if _, err := a.Put(ctx, k, store.Cond{IfSeq: seqp(1)}, increment); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("if_seq 1 after another engine wrote seq 2: %v; want a conflict", err)
+	}
+	if _, err := b.Put(ctx, k, store.Cond{}, increment); err != nil { // c at seq 3
+		t.Fatal(err)
+	}
+	ch, err := a.Put(ctx, k, store.Cond{IfSeq: seqp(3)}, increment)
+	if err != nil || ch.Seq != 4 || string(ch.Value) != "4" {
+		t.Fatalf("if_seq 3, the item's seq: %+v, %v", ch, err)
+	}
+	if _, ok, err := b.Delete(ctx, k, store.Cond{}); !ok || err != nil {
+		t.Fatalf("delete: %v %v", ok, err)
+	}
+	if _, ok, err := a.Delete(ctx, k, store.Cond{}); ok || err != nil {
+		t.Fatalf("delete of an item another engine deleted: ok %v, %v; want nothing done", ok, err)
+	}
+	ch, err = a.Put(ctx, k, store.Cond{IfSeq: seqp(0)}, increment)
+	if err != nil || ch.Seq != 6 || string(ch.Value) != "1" {
+		t.Fatalf("create after another engine's delete: %+v, %v", ch, err)
+	}
+}
