@@ -99,6 +99,9 @@ type iiiConfig struct {
 type storeConfig struct {
 	Kind     string // file, memory or jetstream
 	Replicas int    // of the JetStream streams and claims
+	// A group commit of --store jetstream: the writes and bytes of one
+	// group committed together.
+	BatchWrites, BatchBytes int
 }
 
 // natsConfig is the engine's NATS: an embedded server, or the servers of

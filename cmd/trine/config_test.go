@@ -21,6 +21,7 @@ import (
 	"github.com/trinehq/trine/statemodule"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/natsfanout"
+	"github.com/trinehq/trine/streammodule/store/jsstore"
 )
 
 func mapEnv(m map[string]string) func(string) (string, bool) {
@@ -90,7 +91,7 @@ var defaultConfig = engineConfig{
 		PresenceMaxPerConn: 16, PresenceMaxTotal: 100000, PresenceMaxTotalBytes: 64 << 20, PresenceRateBytes: 4 << 20,
 	},
 	Presence: natsfanout.PresenceConfig{TTL: 15 * time.Second, Replicas: 1},
-	Store:    storeConfig{Kind: "file", Replicas: 1},
+	Store:    storeConfig{Kind: "file", Replicas: 1, BatchWrites: jsstore.DefaultMaxBatchWrites, BatchBytes: jsstore.DefaultMaxBatchBytes},
 	NATS:     natsConfig{Addr: "127.0.0.1:4222", ConnectTimeout: 30 * time.Second},
 	Console:  consoleConfig{Mode: "auto"},
 	Contracts: contractsConfig{Limits: contract.Limits{MaxSchemaBytes: 256 << 10, MaxSchemaDepth: 64, MaxEvaluations: 256, MaxValueDepth: 64,

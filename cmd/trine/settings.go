@@ -22,6 +22,7 @@ import (
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/natsfanout"
 	"github.com/trinehq/trine/streammodule/store"
+	"github.com/trinehq/trine/streammodule/store/jsstore"
 )
 
 // engineSettings lists every key of `trine engine`, in --help order, each
@@ -107,6 +108,8 @@ func storeSettings(c *engineConfig) []setting {
 		row("nats-tls-key", "FILE", "", "PEM private key of --nats-tls-cert", &c.NATS.TLS.Key, asIs),
 		row("store", "KIND", "file", "stream store: file (durable, in <data-dir>/streams), memory, or jetstream (shared by every engine on the same NATS)", &c.Store.Kind, oneOf("must be file, memory or jetstream", "file", "memory", "jetstream")),
 		row("store-replicas", "N", "1", "replicas of the JetStream stream that holds stream items (--store jetstream)", &c.Store.Replicas, positiveInt),
+		row("store-batch-writes", "N", strconv.Itoa(jsstore.DefaultMaxBatchWrites), "with --store jetstream: the most concurrent writes to one group committed together, as one atomic batch (at most "+strconv.Itoa(jsstore.MaxBatchWritesLimit)+")", &c.Store.BatchWrites, positiveInt),
+		row("store-batch-bytes", "N", strconv.Itoa(jsstore.DefaultMaxBatchBytes), "with --store jetstream: the most bytes (values, names, about 256 of headers each) of the writes to one group committed together; a larger write goes alone", &c.Store.BatchBytes, positiveInt),
 		row("stream-history", "N", strconv.Itoa(streammodule.DefaultHistorySize), "events kept per group for clients resuming with since", &c.Stream.HistorySize, positiveInt),
 		row("stream-history-bytes", "N", strconv.Itoa(streammodule.DefaultHistoryGroupBytes), "bytes of events kept per group for since (in-memory history; past it the oldest go and clients resync)", &c.Stream.HistoryGroupBytes, positiveInt),
 		row("stream-history-total-bytes", "N", strconv.Itoa(streammodule.DefaultHistoryTotalBytes), "bytes of events kept in all groups for since (also the size bound of TRINE_EVENTS with --store jetstream)", &c.Stream.HistoryTotalBytes, positiveInt),
