@@ -40,6 +40,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,6 +84,7 @@ func main() {
 	setOnly := flag.Bool("set-only", false, "run only the stream::set and group-size parts")
 	setAB := flag.String("set-ab", "", "OLD,NEW: only compare the memory-store stream::set writes/s of two prebuilt trine binaries, alternately (setab.go)")
 	setRounds := flag.Int("set-rounds", 3, "-set-ab: rounds, each measuring OLD then NEW")
+	setABNodes := flag.String("set-ab-nodes", "0", "-set-ab: the stores measured, comma-separated: 0 the memory store, N JetStream on N NATS nodes with N replicas")
 	groupItems := flag.Int("group-items", 50000, "group-size part: items in the full group")
 	groupWrites := flag.Int("group-writes", 2000, "group-size part: writes measured in each group")
 	flag.Parse()
@@ -115,7 +117,15 @@ func main() {
 	if *setAB != "" {
 		bins := strings.Split(*setAB, ",")
 		setEnv := &setEnv{tmp: tmp, callers: *setCallers, groups: *setGroups, payload: *payload, warmup: *warmup, duration: *duration}
-		runOnly(func() error { return runSetAB(setEnv, bins, *setRounds) })
+		var nodes []int
+		for _, f := range strings.Split(*setABNodes, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 0 {
+				fatalf("-set-ab-nodes: %q is not a number of nodes", f)
+			}
+			nodes = append(nodes, n)
+		}
+		runOnly(func() error { return runSetAB(setEnv, bins, *setRounds, nodes) })
 		return
 	}
 

@@ -9,18 +9,32 @@ import (
 	"github.com/trinehq/trine/bench/internal/loadgen"
 )
 
-// The A/B part (-set-ab OLD,NEW): memory-store stream::set writes/s of two
-// prebuilt trine binaries, measured alternately in one run (OLD, NEW, OLD,
-// NEW, …, -set-rounds times each), so that both see the same machine.
-// Build them with `go build -o DIR/old ./cmd/trine` at each commit.
+// The A/B part (-set-ab OLD,NEW): stream::set writes/s of two prebuilt
+// trine binaries, measured alternately in one run (OLD, NEW, OLD, NEW, …,
+// -set-rounds times each), so that both see the same machine, on each
+// store of -set-ab-nodes (0: the memory store; N: JetStream on N NATS
+// nodes, N replicas). Build them with `go build -o DIR/old ./cmd/trine` at
+// each commit.
 
 // runSetAB measures bins alternately and prints every round and the
 // median of each binary per shape, with NEW/OLD: writes/s, and the
 // engine's CPU time per write, which depends less on what else the
 // machine runs.
-func runSetAB(env *setEnv, bins []string, rounds int) error {
-	shapes := []setShape{{"1 group", 1}, {fmt.Sprintf("%d groups", env.groups), env.groups}}
-	fmt.Printf("stream::set A/B, memory store: %d concurrent callers, %v per shape after %v warm-up, %d rounds, binaries alternating\n",
+func runSetAB(env *setEnv, bins []string, rounds int, nodes []int) error {
+	var shapes []setShape
+	var configs []setConfig
+	for _, n := range nodes {
+		c := setConfig{name: "memory", nodes: n, engines: 1}
+		if n > 0 {
+			c.name = fmt.Sprintf("jetstream %d node", n)
+		}
+		configs = append(configs, c)
+		for _, s := range []setShape{{"1 group", 1}, {fmt.Sprintf("%d groups", env.groups), env.groups}} {
+			s.name = c.name + ", " + s.name
+			shapes = append(shapes, s)
+		}
+	}
+	fmt.Printf("stream::set A/B: %d concurrent callers, %v per shape after %v warm-up, %d rounds, binaries alternating\n",
 		env.callers, env.duration, env.warmup, rounds)
 	perSec := make([]map[string][]float64, len(bins))
 	cpu := make([]map[string][]float64, len(bins)) // engine µs per write
@@ -32,10 +46,20 @@ func runSetAB(env *setEnv, bins []string, rounds int) error {
 		for i, bin := range bins {
 			e := *env
 			e.trineBin = bin
-			rs, err := runSetConfig(&e, setConfig{name: "memory", engines: 1}, shapes)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", bin, err))
-				continue
+			var rs []setResult
+			for j, c := range configs {
+				bare := slices.Clone(shapes[2*j : 2*j+2])
+				for k := range bare {
+					bare[k].name = strings.TrimPrefix(bare[k].name, c.name+", ")
+				}
+				r, err := runSetConfig(&e, c, bare)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", bin, err))
+				}
+				for k := range r {
+					r[k].shape = c.name + ", " + r[k].shape
+				}
+				rs = append(rs, r...)
 			}
 			for _, r := range rs {
 				if r.err != nil {
