@@ -132,6 +132,10 @@ func holdFirst(t *testing.T, s *Store, r *batchRecorder, g string, writes []func
 }
 
 func openTest(t *testing.T, cfg Config, opts store.Options) *Store {
+	return openTestTB(t, cfg, opts)
+}
+
+func openTestTB(t testing.TB, cfg Config, opts store.Options) *Store {
 	t.Helper()
 	ns := natstest.Start(t)
 	nc := natstest.Connect(t, ns)
@@ -308,4 +312,48 @@ func TestRememberedGroupYieldsToAnotherEngine(t *testing.T) {
 	if err != nil || ch.Seq != 6 || string(ch.Value) != "1" {
 		t.Fatalf("create after another engine's delete: %+v, %v", ch, err)
 	}
+}
+
+// 32 writers, each writing its own item of one group, on one embedded
+// node: the writes/s of a hot group, and its batches' mean size.
+func BenchmarkHotGroup(b *testing.B) {
+	var mu sync.Mutex
+	var batches, changes int
+	var last time.Time
+	s := openTestTB(b, Config{}, store.Options{OnCommit: func(ch store.Change) {
+		mu.Lock()
+		changes++
+		if !ch.Time.Equal(last) {
+			batches++
+			last = ch.Time
+		}
+		mu.Unlock()
+	}})
+	var next sync.Mutex
+	n := 0
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for w := range 32 {
+		wg.Go(func() {
+			k := store.Key{Stream: "s", Group: "g", Item: "i" + strconv.Itoa(w)}
+			for {
+				next.Lock()
+				if n >= b.N {
+					next.Unlock()
+					return
+				}
+				n++
+				next.Unlock()
+				if _, err := s.Put(context.Background(), k, store.Cond{}, increment); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+	mu.Lock()
+	b.ReportMetric(float64(changes)/float64(max(batches, 1)), "writes/batch")
+	mu.Unlock()
 }
