@@ -45,6 +45,10 @@ import (
 // many MaxBatchBytes together.
 const cacheBatches = 4
 
+// minAtomicWritesR1: on a one-replica stream, a batch of fewer queued
+// writes than this is committed one message at a time.
+const minAtomicWritesR1 = 8
+
 // maxAtomicBatch is JetStream's default bound on the messages of one
 // atomic batch.
 const maxAtomicBatch = 1000
@@ -292,7 +296,10 @@ func (s *Store) tryBatch(ctx context.Context, g gkey, ops []*op, attempt int) (n
 			return 1, false, err
 		}
 	}
-	atomicOK := s.atomic.Load()
+	// On one replica, JetStream stages an atomic batch in a file store
+	// of its own and syncs it to disk: worth it for a queue of writes,
+	// not for a lone one.
+	atomicOK := s.atomic.Load() && (s.cfg.Replicas > 1 || len(ops) >= s.minAtomicWrites)
 	settled := !st.h.pending()
 
 	var writes []write

@@ -149,10 +149,17 @@ func openTestTB(t testing.TB, cfg Config, opts store.Options) *Store {
 // Writes queued behind a commit in flight are committed together, by one
 // batch, in the order they came; the writes whose if_seq does not hold,
 // or that delete a missing item, are refused alone, take no sequence, and
-// the others commit.
+// the others commit. Without atomic batches (an older server) the same
+// writes commit the same, in batches of writes of one item.
 func TestQueuedWritesCommitInOneBatch(t *testing.T) {
+	t.Run("Atomic", func(t *testing.T) { testQueuedWrites(t, true, []int{1, 7}) })
+	t.Run("OneMessage", func(t *testing.T) { testQueuedWrites(t, false, []int{1, 2, 1, 1, 1, 1, 1}) })
+}
+
+func testQueuedWrites(t *testing.T, atomic bool, wantBatches []int) {
 	r := newBatchRecorder()
 	s := openTest(t, Config{}, r.options())
+	s.atomic.Store(atomic)
 	k := func(item string) store.Key { return store.Key{Stream: "s", Group: "g", Item: item} }
 	put := func(item string, c store.Cond) func(context.Context) result {
 		return func(ctx context.Context) result {
@@ -191,8 +198,8 @@ func TestQueuedWritesCommitInOneBatch(t *testing.T) {
 			t.Errorf("write %d: seq %d ok %v err %v; want seq %d err %v", i, got[i].ch.Seq, got[i].ok, got[i].err, w.seq, w.err)
 		}
 	}
-	if b := r.batches(); len(b) != 2 || b[1] != 7 {
-		t.Errorf("batches of %v changes; want [1 7]: the queued writes in one batch", b)
+	if b := r.batches(); !slicesEqual(b, wantBatches) {
+		t.Errorf("batches of %v changes; want %v", b, wantBatches)
 	}
 	for i, ch := range r.changes {
 		if ch.Seq != uint64(i+1) {
@@ -234,6 +241,7 @@ func TestBatchSplitsAtItsBounds(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newBatchRecorder()
 			s := openTest(t, tc.cfg, r.options())
+			s.minAtomicWrites = 1
 			value := json.RawMessage(`"` + strings.Repeat("v", tc.perItem-2) + `"`)
 			var writes []func(context.Context) result
 			for i := range 10 {

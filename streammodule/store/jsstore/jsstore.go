@@ -109,6 +109,9 @@ type Store struct {
 	closed atomic.Bool
 	batch  *batcher
 	atomic atomic.Bool // the stream takes atomic batches
+	// minAtomicWrites: on one replica, fewer writes than this are not
+	// worth an atomic batch.
+	minAtomicWrites int
 
 	msgGetSubject string // the stream's MSG.GET API subject (leader reads)
 }
@@ -153,7 +156,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config, opts store.Options) (*
 		return nil, fmt.Errorf("jsstore: %w", err)
 	}
 	s := &Store{
-		nc: nc, js: js, st: st, cfg: cfg, opts: opts, batch: newBatcher(),
+		nc: nc, js: js, st: st, cfg: cfg, opts: opts, batch: newBatcher(), minAtomicWrites: minAtomicWritesR1,
 		msgGetSubject: "$JS.API.STREAM.MSG.GET." + cfg.Stream,
 	}
 	// An older server ignores the setting: then a batch is one message.
