@@ -324,7 +324,12 @@ func TestRememberedGroupYieldsToAnotherEngine(t *testing.T) {
 
 // 32 writers, each writing its own item of one group, on one embedded
 // node: the writes/s of a hot group, and its batches' mean size.
-func BenchmarkHotGroup(b *testing.B) {
+func BenchmarkHotGroup(b *testing.B) { benchmarkWriters(b, 1) }
+
+// The same with each writer on a group of its own.
+func BenchmarkSpreadGroups(b *testing.B) { benchmarkWriters(b, 32) }
+
+func benchmarkWriters(b *testing.B, groups int) {
 	var mu sync.Mutex
 	var batches, changes int
 	var last time.Time
@@ -343,7 +348,7 @@ func BenchmarkHotGroup(b *testing.B) {
 	var wg sync.WaitGroup
 	for w := range 32 {
 		wg.Go(func() {
-			k := store.Key{Stream: "s", Group: "g", Item: "i" + strconv.Itoa(w)}
+			k := store.Key{Stream: "s", Group: "g" + strconv.Itoa(w%groups), Item: "i" + strconv.Itoa(w)}
 			for {
 				next.Lock()
 				if n >= b.N {
@@ -364,4 +369,23 @@ func BenchmarkHotGroup(b *testing.B) {
 	mu.Lock()
 	b.ReportMetric(float64(changes)/float64(max(batches, 1)), "writes/batch")
 	mu.Unlock()
+}
+
+func TestPubAckSeq(t *testing.T) {
+	for ack, want := range map[string]uint64{
+		`{"stream":"S","seq":5}`:                                 5,
+		`{"stream":"S","domain":"d","seq":18446744073709551615}`: 1<<64 - 1,
+		`{"stream":"S","seq":12,"batch":"abc","count":3}`:        12,
+	} {
+		if got, err := pubAckSeq([]byte(ack)); err != nil || got != want {
+			t.Errorf("%s: %d, %v; want %d", ack, got, err, want)
+		}
+	}
+	_, err := pubAckSeq([]byte(`{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 4"},"stream":"S","seq":0}`))
+	if !conflict(err) {
+		t.Errorf("a wrong last sequence: %v; want a conflict", err)
+	}
+	if _, err := pubAckSeq([]byte(`{"stream":"S"}`)); err == nil {
+		t.Error("an ack without a sequence passed")
+	}
 }
