@@ -93,8 +93,8 @@ type queue struct {
 // is the group's, which the next commit's compare-and-set checks.
 type known struct {
 	h     head
-	items map[string]store.Item
-	bytes int
+	items map[string]store.Item // only the group's leader reads and changes them
+	bytes int                   // of items
 }
 
 // batcher holds the groups' queues and what the engine knows of them.
@@ -541,51 +541,64 @@ func (s *Store) forget(g gkey) {
 	b := s.batch
 	b.mu.Lock()
 	if k := b.known[g]; k != nil {
-		b.bytes -= k.bytes
+		b.bytes -= k.size()
 		delete(b.known, g)
 	}
 	b.mu.Unlock()
 }
 
 // remember keeps g's new head h and the items of the batch st that made
-// it, with what was known before when the batch started from it, within
-// the cache's bound: other groups go first, then the group's items.
+// it, added to what was known when the batch started from it (so that a
+// commit costs what its batch holds, not what the group does), within the
+// cache's bound: past MaxBatchBytes the group's items are dropped, past
+// the whole bound other groups go.
 func (s *Store) remember(g gkey, st *batchState, h head) {
 	b := s.batch
-	k := &known{h: h, items: st.items}
-	if st.known != nil {
-		for id, it := range st.known.items {
-			if _, ok := k.items[id]; !ok {
-				k.items[id] = it
-			}
-		}
-	}
-	k.bytes = len(h.value) + len(h.item) + headerOverheadBytes
-	for id, it := range k.items {
-		k.bytes += len(id) + len(it.Value) + 64
-	}
-	limit := cacheBatches * s.cfg.MaxBatchBytes
-	if k.bytes > limit/cacheBatches {
-		k.items = map[string]store.Item{}
-		k.bytes = len(h.value) + len(h.item) + headerOverheadBytes
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if old := b.known[g]; old != nil {
-		b.bytes -= old.bytes
-		delete(b.known, g)
+	k := b.known[g]
+	if k != nil {
+		b.bytes -= k.size()
 	}
-	if b.bytes+k.bytes > limit {
+	if k == nil || k != st.known { // not what the batch started from
+		delete(b.known, g)
+		k = &known{items: map[string]store.Item{}}
+	}
+	k.h = h
+	for id, it := range st.items {
+		if old, ok := k.items[id]; ok {
+			k.bytes -= itemBytes(id, old)
+		}
+		k.items[id] = it
+		k.bytes += itemBytes(id, it)
+	}
+	if k.bytes > s.cfg.MaxBatchBytes {
+		clear(k.items)
+		k.bytes = 0
+	}
+	limit := cacheBatches * s.cfg.MaxBatchBytes
+	if b.bytes+k.size() > limit {
 		for other, ko := range b.known {
-			b.bytes -= ko.bytes
+			if other == g {
+				continue
+			}
+			b.bytes -= ko.size()
 			delete(b.known, other)
-			if b.bytes+k.bytes <= limit {
+			if b.bytes+k.size() <= limit {
 				break
 			}
 		}
 	}
-	if b.bytes+k.bytes <= limit {
+	if b.bytes+k.size() <= limit {
 		b.known[g] = k
-		b.bytes += k.bytes
+		b.bytes += k.size()
+	} else {
+		delete(b.known, g)
 	}
 }
+
+// itemBytes is what remembering an item costs, roughly.
+func itemBytes(id string, it store.Item) int { return len(id) + len(it.Value) + 64 }
+
+// size is what k holds: its items and its head.
+func (k *known) size() int { return k.bytes + len(k.h.value) + len(k.h.item) + headerOverheadBytes }

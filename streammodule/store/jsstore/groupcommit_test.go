@@ -389,3 +389,36 @@ func TestPubAckSeq(t *testing.T) {
 		t.Error("an ack without a sequence passed")
 	}
 }
+
+// What an engine remembers of its groups stays within 4 × MaxBatchBytes,
+// however many groups and items it writes, and a group past MaxBatchBytes
+// keeps its head only.
+func TestRememberedBytesStayBounded(t *testing.T) {
+	s := openTest(t, Config{MaxBatchBytes: 4096}, store.Options{})
+	value := json.RawMessage(`"` + strings.Repeat("v", 500) + `"`)
+	ctx := context.Background()
+	for g := range 20 {
+		for i := range 12 {
+			k := store.Key{Stream: "s", Group: "g" + strconv.Itoa(g), Item: "i" + strconv.Itoa(i)}
+			if _, err := s.Put(ctx, k, store.Cond{}, func(json.RawMessage, bool) (json.RawMessage, error) { return value, nil }); err != nil {
+				t.Fatal(err)
+			}
+			s.batch.mu.Lock()
+			sum := 0
+			for _, k := range s.batch.known {
+				sum += k.size()
+				if k.bytes > 4096 {
+					t.Fatalf("a group remembers %d bytes of items", k.bytes)
+				}
+			}
+			if sum != s.batch.bytes || sum > 4*4096 {
+				t.Fatalf("remembered %d bytes, counted %d; bound %d", sum, s.batch.bytes, 4*4096)
+			}
+			s.batch.mu.Unlock()
+		}
+	}
+	it, _, err := s.Get(ctx, store.Key{Stream: "s", Group: "g0", Item: "i3"})
+	if err != nil || string(it.Value) != string(value) {
+		t.Fatalf("g0/i3 after the cache moved on: %.20s, %v", it.Value, err)
+	}
+}
