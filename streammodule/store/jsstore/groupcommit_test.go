@@ -324,16 +324,33 @@ func TestRememberedGroupYieldsToAnotherEngine(t *testing.T) {
 
 // 32 writers, each writing its own item of one group, on one embedded
 // node: the writes/s of a hot group, and its batches' mean size.
-func BenchmarkHotGroup(b *testing.B) { benchmarkWriters(b, 1) }
+func BenchmarkHotGroup(b *testing.B) {
+	benchmarkWriters(b, 1, func(opts store.Options) *Store { return openTestTB(b, Config{}, opts) })
+}
 
 // The same with each writer on a group of its own.
-func BenchmarkSpreadGroups(b *testing.B) { benchmarkWriters(b, 32) }
+func BenchmarkSpreadGroups(b *testing.B) {
+	benchmarkWriters(b, 32, func(opts store.Options) *Store { return openTestTB(b, Config{}, opts) })
+}
 
-func benchmarkWriters(b *testing.B, groups int) {
+// A hot group on a 3-node in-process cluster, 3 replicas.
+func BenchmarkHotGroupCluster(b *testing.B) {
+	benchmarkWriters(b, 1, func(opts store.Options) *Store {
+		cl := natstest.StartCluster(b, 3)
+		nc := natstest.ConnectURL(b, cl.URLs(0))
+		s, err := Open(context.Background(), nc, Config{Replicas: 3}, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	})
+}
+
+func benchmarkWriters(b *testing.B, groups int, open func(store.Options) *Store) {
 	var mu sync.Mutex
 	var batches, changes int
 	var last time.Time
-	s := openTestTB(b, Config{}, store.Options{OnCommit: func(ch store.Change) {
+	s := open(store.Options{OnCommit: func(ch store.Change) {
 		mu.Lock()
 		changes++
 		if !ch.Time.Equal(last) {
