@@ -223,7 +223,14 @@ func TestNoLostIncrementsInAHotGroupWhenANodeStops(t *testing.T) {
 		stopped = 2
 	}
 	f.cl.Stop(stopped)
-	time.Sleep(time.Second)
+	waitFor(t, "another stream leader", func() bool {
+		for i, ns := range f.cl.Nodes {
+			if i != stopped && ns.JetStreamIsStreamLeader("$G", "TRINE_STREAMS") {
+				return true
+			}
+		}
+		return false
+	})
 	f.cl.Restart(stopped)
 	<-done
 	f.roundOf(t, tl, 32, 5, 30*time.Second, hot)
