@@ -27,6 +27,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/trinehq/trine/bench/internal/loadgen"
@@ -290,7 +291,13 @@ func printIdle(env *benchEnv, kinds []string, count int, settle time.Duration) {
 }
 
 func idleRSS(env *benchEnv, kind string, count int, settle time.Duration) (before, after int64, err error) {
-	srv, err := startServer(kind, env, filepath.Join(env.tmp, "data-idle-"+kind), "")
+	// With -cpuprofile, trine runs profiled and writes its heap profile
+	// and memory figures with the sockets open (see heapOnSignal).
+	profile := ""
+	if kind == kindTrine && env.cpuprofile != "" {
+		profile = env.cpuprofile + ".idle"
+	}
+	srv, err := startServer(kind, env, filepath.Join(env.tmp, "data-idle-"+kind), profile)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -315,6 +322,11 @@ func idleRSS(env *benchEnv, kind string, count int, settle time.Duration) (befor
 	}
 	if err := f.Err(); err != nil {
 		return 0, 0, err
+	}
+	if profile != "" {
+		_ = syscall.Kill(srv.PID, syscall.SIGUSR1)
+		loadgen.Progress("%s idle: heap profile in %s.heap, memory figures in %s.mem", kind, profile, profile)
+		time.Sleep(settle)
 	}
 	loadgen.Progress("%s idle: RSS %d KiB with %d sockets", kind, after, count)
 	return before, after, nil

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -112,11 +113,39 @@ func serveTrineProfiled(profile string, queue int) int {
 	go func() { _ = eng.Run(ctx) }()
 	go func() { _ = gs.Serve(grpcLis) }()
 	go func() { _ = hs.Serve(streamLis) }()
+	go heapOnSignal(ctx, profile)
 	fmt.Printf("trine engine bench-profiled listening: grpc=%s http=none stream=%s\n", grpcLis.Addr(), streamLis.Addr())
 	<-ctx.Done()
 	gs.Stop()
 	_ = hs.Close()
 	return 0
+}
+
+// heapOnSignal writes, on each SIGUSR1, a heap profile to profile.heap
+// and the runtime's memory figures to profile.mem: what the idle-memory
+// measurement holds per socket.
+func heapOnSignal(ctx context.Context, profile string) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	defer signal.Stop(sig)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sig:
+		}
+		runtime.GC()
+		if f, err := os.Create(profile + ".heap"); err == nil {
+			_ = pprof.Lookup("heap").WriteTo(f, 0)
+			_ = f.Close()
+		}
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		txt := fmt.Sprintf("goroutines %d\nheap in use %d\nheap objects %d\nstacks in use %d\nsys %d\n",
+			runtime.NumGoroutine(), m.HeapInuse, m.HeapObjects, m.StackInuse, m.Sys)
+		_ = os.WriteFile(profile+".mem", []byte(txt), 0o644)
+		fmt.Println("heap written")
+	}
 }
 
 // timedEvents records, for each event the gateway receives, when it starts
