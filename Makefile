@@ -15,7 +15,7 @@ PROTOC_GEN_GO      := $(BIN)/.stamp-protoc-gen-go-$(PROTOC_GEN_GO_VERSION)
 PROTOC_GEN_GO_GRPC := $(BIN)/.stamp-protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
 STATICCHECK        := $(BIN)/.stamp-staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: run build test fuzz soak generate fmt tidy lint check bench-rpc bench-iii bench-http bench-fanout bench-fleet bench-queue bench-storm bench-presence bench-contracts
+.PHONY: run build test fuzz soak generate fmt tidy lint check bench-rpc bench-iii bench-http bench-fanout bench-fleet bench-queue bench-storm bench-connect bench-presence bench-contracts
 
 run:
 	go run ./cmd/trine engine
@@ -130,6 +130,10 @@ bench-queue:
 
 bench-storm:
 	go run ./bench/storm
+
+# A connect storm: 5,000 sockets dialled at 5,000/s, each joining one group.
+bench-connect:
+	go run ./bench/storm -clients 5000 -connect-rate 5000 -rounds 0 -items 100
 
 bench-presence:
 	go run ./bench/presence

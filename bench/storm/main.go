@@ -12,7 +12,14 @@
 // module reads the module directly, as the engine's own gateway does. A
 // writer may change the group during the storms (-rate).
 //
-//	go run ./bench/storm [-clients 1000] [-rounds 5] [-items 1000] [-item-bytes 100] [-rate 0]
+// With -connect-rate R the sockets are not dialled beforehand but in a
+// connect storm: socket i starts its dial i/R after the first, and its
+// connect time runs from that moment (so a generator falling behind counts
+// against the server) to its first sync frame, through TCP connect,
+// WebSocket upgrade and join. The snapshot reads of the storm show whether
+// the gateway's single flight holds under it.
+//
+//	go run ./bench/storm [-clients 1000] [-rounds 5] [-items 1000] [-item-bytes 100] [-rate 0] [-connect-rate 0]
 package main
 
 import (
@@ -51,6 +58,7 @@ func main() {
 	coalesce := flag.Duration("coalesce", 0, "the gateway's SnapshotCoalesce (0: its default; negative: none)")
 	backend := flag.String("backend", "remote", "how the gateway reads snapshots: remote (through the engine's functions, as trine gateway) or module")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the storms to FILE")
+	connectRate := flag.Float64("connect-rate", 0, "dial the sockets in a connect storm at this many connects/s, each joining the group (0: dial them beforehand)")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -60,7 +68,11 @@ func main() {
 		}
 		profile = f
 	}
-	if err := run(*clients, *rounds, *items, *itemBytes, *rate, *backend, *coalesce); err != nil {
+	if err := loadgen.CheckFDs(2 * *clients); err != nil { // both ends are in this process
+		fmt.Fprintln(os.Stderr, "storm:", err)
+		os.Exit(1)
+	}
+	if err := run(*clients, *rounds, *items, *itemBytes, *rate, *connectRate, *backend, *coalesce); err != nil {
 		fmt.Fprintln(os.Stderr, "storm:", err)
 		os.Exit(1)
 	}
@@ -91,7 +103,7 @@ type storm struct {
 	elapsed time.Duration
 }
 
-func run(n, rounds, items, itemBytes int, rate float64, backend string, coalesce time.Duration) error {
+func run(n, rounds, items, itemBytes int, rate, connectRate float64, backend string, coalesce time.Duration) error {
 	st, err := loadgen.StartStack("storm", "")
 	if err != nil {
 		return err
@@ -131,40 +143,22 @@ func run(n, rounds, items, itemBytes int, rate float64, backend string, coalesce
 		}
 	}
 
-	loadgen.Progress("dialling %d sockets", n)
 	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/"
 	d := loadgen.NewDialer()
-	socks := make([]*sock, n)
-	var dialErr atomic.Value
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 100)
-	for i := range socks {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			dctx, dcancel := context.WithTimeout(ctx, loadgen.DialTimeout)
-			defer dcancel()
-			c, err := d.Dial(dctx, i, url)
-			if err != nil {
-				dialErr.Store(err)
-				return
-			}
-			c.SetReadLimit(64 << 20)
-			socks[i] = newSock(c)
-		}()
+	var socks []*sock
+	var cs *connects
+	if connectRate > 0 {
+		loadgen.Progress("connect storm: %d sockets at %.0f/s", n, connectRate)
+		cs, err = connectStorm(ctx, d, url, n, connectRate, cb)
+		socks = cs.socks
+	} else {
+		loadgen.Progress("dialling %d sockets", n)
+		socks, err = dialAll(ctx, d, url, n)
 	}
-	wg.Wait()
-	if err, _ := dialErr.Load().(error); err != nil {
-		return fmt.Errorf("dial: %w", err)
+	if err != nil {
+		return err
 	}
-	defer func() {
-		for _, s := range socks {
-			s.c.CloseNow()
-			<-s.done
-		}
-	}()
+	defer closeAll(socks)
 
 	// The writer, during the storms.
 	var writes atomic.Int64
@@ -194,6 +188,9 @@ func run(n, rounds, items, itemBytes int, rate float64, backend string, coalesce
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if cs != nil {
+		cs.print(n, connectRate, items, itemBytes, coalesce)
 	}
 	var res []storm
 	for r := range rounds {
@@ -237,6 +234,9 @@ func run(n, rounds, items, itemBytes int, rate float64, backend string, coalesce
 	close(stopWriter)
 	<-writerDone
 
+	if rounds == 0 {
+		return nil
+	}
 	fmt.Printf("reconnect storm: %d sockets join group storm/g (%d items of %d bytes), backend %s, writes %.0f/s, coalesce %v\n\n",
 		n, items, itemBytes, backend, rate, cmp.Or(coalesce, gateway.DefaultSnapshotCoalesce))
 	tw := loadgen.NewTable()
@@ -320,4 +320,123 @@ func (s *sock) read() {
 		s.mu.Unlock()
 		s.synced <- syncAt{t: now, seq: seq}
 	}
+}
+
+// dialAll dials n sockets, 100 at a time.
+func dialAll(ctx context.Context, d *loadgen.Dialer, url string, n int) ([]*sock, error) {
+	socks := make([]*sock, n)
+	var dialErr atomic.Value
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 100)
+	for i := range socks {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			dctx, dcancel := context.WithTimeout(ctx, loadgen.DialTimeout)
+			defer dcancel()
+			c, err := d.Dial(dctx, i, url)
+			if err != nil {
+				dialErr.Store(err)
+				return
+			}
+			c.SetReadLimit(64 << 20)
+			socks[i] = newSock(c)
+		}()
+	}
+	wg.Wait()
+	if err, _ := dialErr.Load().(error); err != nil {
+		closeAll(socks)
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	return socks, nil
+}
+
+// closeAll closes the sockets dialled.
+func closeAll(socks []*sock) {
+	for _, s := range socks {
+		if s != nil {
+			s.c.CloseNow()
+			<-s.done
+		}
+	}
+}
+
+// connects is a connect storm's figures.
+type connects struct {
+	socks   []*sock
+	times   []time.Duration // each socket's connect time, sorted
+	spread  time.Duration   // first dial to last dial started
+	elapsed time.Duration   // first dial to last sync
+	reads   int64           // snapshot reads during the storm
+	load    string          // /proc/loadavg after the storm
+}
+
+// connectStorm dials n sockets at rate/s, each joining the group once
+// connected, and times each from its scheduled dial to its sync frame.
+func connectStorm(ctx context.Context, d *loadgen.Dialer, url string, n int, rate float64, cb *counting) (*connects, error) {
+	cs := &connects{socks: make([]*sock, n), times: make([]time.Duration, n)}
+	errs := make([]error, n)
+	before := cb.snapshots.Load()
+	join := joinFrame("c")
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+		if wait := time.Until(due); wait > time.Millisecond {
+			time.Sleep(wait)
+		}
+		wg.Go(func() {
+			dctx, dcancel := context.WithTimeout(ctx, loadgen.DialTimeout)
+			defer dcancel()
+			c, err := d.Dial(dctx, i, url)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			c.SetReadLimit(64 << 20)
+			s := newSock(c)
+			cs.socks[i] = s
+			s.expect("c")
+			s.send(dctx, join)
+			select {
+			case at := <-s.synced:
+				cs.times[i] = at.t.Sub(due)
+			case <-s.done:
+				errs[i] = fmt.Errorf("closed before its sync frame: %v", s.err)
+			case <-dctx.Done():
+				errs[i] = fmt.Errorf("no sync frame within %v", loadgen.DialTimeout)
+			}
+		})
+	}
+	cs.spread = time.Since(start)
+	wg.Wait()
+	cs.elapsed = time.Since(start)
+	cs.reads = cb.snapshots.Load() - before
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		cs.load = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	for i, err := range errs {
+		if err != nil {
+			closeAll(cs.socks)
+			return nil, fmt.Errorf("connect storm: socket %d: %w", i, err)
+		}
+	}
+	slices.Sort(cs.times)
+	return cs, nil
+}
+
+func (cs *connects) print(n int, rate float64, items, itemBytes int, coalesce time.Duration) {
+	q := func(f float64) time.Duration {
+		return cs.times[min(len(cs.times)-1, int(f*float64(len(cs.times))))].Round(100 * time.Microsecond)
+	}
+	fmt.Printf("connect storm: %d sockets at %.0f connects/s asked (%.0f/s dialled), each TCP connect + upgrade + join of storm/g (%d items of %d bytes) to its sync frame; coalesce %v; load average %s\n\n",
+		n, rate, float64(n)/cs.spread.Seconds(), items, itemBytes, cmp.Or(coalesce, gateway.DefaultSnapshotCoalesce), cs.load)
+	tw := loadgen.NewTable()
+	fmt.Fprintln(tw, "connect p50\tp99\tmax\tall synced\tsnapshot reads\t")
+	fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%d\t\n", q(0.5), q(0.99), cs.times[len(cs.times)-1].Round(100*time.Microsecond),
+		cs.elapsed.Round(time.Millisecond), cs.reads)
+	_ = tw.Flush()
+	fmt.Println()
 }
