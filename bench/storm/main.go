@@ -143,6 +143,12 @@ func run(n, rounds, items, itemBytes int, rate, connectRate float64, backend str
 		}
 	}
 
+	if profile != nil {
+		if err := pprof.StartCPUProfile(profile); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/"
 	d := loadgen.NewDialer()
 	var socks []*sock
@@ -183,12 +189,6 @@ func run(n, rounds, items, itemBytes int, rate, connectRate float64, backend str
 		}
 	}()
 
-	if profile != nil {
-		if err := pprof.StartCPUProfile(profile); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
 	if cs != nil {
 		cs.print(n, connectRate, items, itemBytes, coalesce)
 	}
@@ -370,6 +370,7 @@ type connects struct {
 	spread  time.Duration   // first dial to last dial started
 	elapsed time.Duration   // first dial to last sync
 	reads   int64           // snapshot reads during the storm
+	cpu     time.Duration   // this process's CPU time (server and clients)
 	load    string          // /proc/loadavg after the storm
 }
 
@@ -378,7 +379,7 @@ type connects struct {
 func connectStorm(ctx context.Context, d *loadgen.Dialer, url string, n int, rate float64, cb *counting) (*connects, error) {
 	cs := &connects{socks: make([]*sock, n), times: make([]time.Duration, n)}
 	errs := make([]error, n)
-	before := cb.snapshots.Load()
+	before, cpu0 := cb.snapshots.Load(), loadgen.SelfCPU()
 	join := joinFrame("c")
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -414,6 +415,7 @@ func connectStorm(ctx context.Context, d *loadgen.Dialer, url string, n int, rat
 	wg.Wait()
 	cs.elapsed = time.Since(start)
 	cs.reads = cb.snapshots.Load() - before
+	cs.cpu = loadgen.SelfCPU() - cpu0
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		cs.load = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
@@ -434,9 +436,9 @@ func (cs *connects) print(n int, rate float64, items, itemBytes int, coalesce ti
 	fmt.Printf("connect storm: %d sockets at %.0f connects/s asked (%.0f/s dialled), each TCP connect + upgrade + join of storm/g (%d items of %d bytes) to its sync frame; coalesce %v; load average %s\n\n",
 		n, rate, float64(n)/cs.spread.Seconds(), items, itemBytes, cmp.Or(coalesce, gateway.DefaultSnapshotCoalesce), cs.load)
 	tw := loadgen.NewTable()
-	fmt.Fprintln(tw, "connect p50\tp99\tmax\tall synced\tsnapshot reads\t")
-	fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%d\t\n", q(0.5), q(0.99), cs.times[len(cs.times)-1].Round(100*time.Microsecond),
-		cs.elapsed.Round(time.Millisecond), cs.reads)
+	fmt.Fprintln(tw, "connect p50\tp99\tmax\tall synced\tsnapshot reads\tCPU µs/connect (both ends)\t")
+	fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%d\t%.0f\t\n", q(0.5), q(0.99), cs.times[len(cs.times)-1].Round(100*time.Microsecond),
+		cs.elapsed.Round(time.Millisecond), cs.reads, loadgen.Micros(cs.cpu)/float64(n))
 	_ = tw.Flush()
 	fmt.Println()
 }
