@@ -95,8 +95,15 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request, adm admission,
 		_ = nc.Close()
 		return
 	}
-	go c.readLoop(bufio.NewReaderSize(src, 512), initial)
+	go c.readLoop(bufio.NewReaderSize(src, readBufferSize), initial)
 }
+
+// readBufferSize is the read buffer of a socket, held for its whole life:
+// enough for a frame header. A longer payload is read straight into the
+// message (bufio reads a request at least as long as its buffer directly),
+// so a client frame costs a read or two, while an idle socket, which is
+// what most sockets are, holds 16 bytes rather than a page.
+const readBufferSize = 16
 
 // readLoop reads client frames until the connection ends, then finishes it.
 func (c *conn) readLoop(br *bufio.Reader, initial *joinRequest) {
