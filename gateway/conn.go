@@ -88,7 +88,7 @@ type conn struct {
 	held      []out         // frames waiting for its last part
 	hlive     int           // live frames held
 	hbytes    int           // bytes of live frames held
-	fragTurn  chan struct{} // a token while a fragmented message is being queued
+	fragTurn  chan struct{} // a token while a fragmented message is being queued; see fragTurnChan
 	catchUps  chan struct{} // a token per catch-up whose frames are still queued
 	writing   bool
 	closing   bool
@@ -107,13 +107,24 @@ type conn struct {
 
 func (g *Gateway) newConn(adm admission, addr string) *conn {
 	c := &conn{g: g, authCtx: adm.ctx, addr: addr, subs: make(map[string]*subscription),
-		catchUps: make(chan struct{}, g.cfg.MaxCatchUps), fragTurn: make(chan struct{}, 1)}
+		catchUps: make(chan struct{}, g.cfg.MaxCatchUps)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.lastRead.Store(time.Now().UnixNano())
 	if t := adm.token; t != nil {
 		c.token.Store(t)
 	}
 	return c
+}
+
+// fragTurnChan returns c.fragTurn, made on first use: most connections
+// never page a snapshot, and an idle one should not hold a channel for it.
+func (c *conn) fragTurnChan() chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fragTurn == nil {
+		c.fragTurn = make(chan struct{}, 1)
+	}
+	return c.fragTurn
 }
 
 // enqueue queues o; a connection over its limits is closed with 1008.

@@ -21,7 +21,7 @@ import (
 // hundred bytes each). The process's RSS per socket is about twice the
 // heap (the collector's headroom) plus the stack: `go run ./bench/fanout
 // -idle` measures it.
-const idleSocketBudget = 5 << 10
+const idleSocketBudget = 4900
 
 // TestIdleSocketMemory opens subscribed sockets that then stay idle and
 // checks what each costs the process (memory figures mean nothing under
@@ -95,4 +95,3 @@ func memFigures() (heap, stack int64) {
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapAlloc), int64(m.StackInuse)
 }
-

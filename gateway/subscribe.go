@@ -471,12 +471,13 @@ func (c *conn) catchUpOnce(s *subscription, since *uint64, attempt int) (next *u
 		case frame != nil:
 			catchUp = [][]byte{frame}
 		default:
+			turn := c.fragTurnChan()
 			select {
-			case c.fragTurn <- struct{}{}:
+			case turn <- struct{}{}:
 			case <-c.ctx.Done():
 				return nil, false
 			}
-			defer func() { <-c.fragTurn }()
+			defer func() { <-turn }()
 			final, err = c.pages(q, res)
 			if err != nil {
 				c.snapshotFailed(nil, err)
