@@ -70,9 +70,7 @@ type conn struct {
 	sse     *http.ResponseController // SSE only: written by the request goroutine
 	wake    chan struct{}            // SSE only: queue not empty, or closing
 	session string                   // SSE only: the id POST /stream/auth names it by
-	postMu  sync.Mutex               // SSE only: one POST's frames at a time; guards posts and postAt
-	posts   int                      // SSE only: POSTs taken in the second since postAt
-	postAt  time.Time
+	post    *sessionPosts            // SSE only
 
 	lastRead atomic.Int64 // unix nanoseconds of the last inbound frame
 	// lastSample is when the last latency sample was taken (unix ns).
@@ -84,12 +82,12 @@ type conn struct {
 	spare     []out         // the previous batch, reused
 	qlive     int           // live frames queued
 	qbytes    int           // bytes of live frames queued
-	fragOpen  bool          // the queue ends inside a fragmented message
 	held      []out         // frames waiting for its last part
 	hlive     int           // live frames held
 	hbytes    int           // bytes of live frames held
 	fragTurn  chan struct{} // a token while a fragmented message is being queued; see fragTurnChan
 	catchUps  chan struct{} // a token per catch-up whose frames are still queued
+	fragOpen  bool          // the queue ends inside a fragmented message
 	writing   bool
 	closing   bool
 	closeSent bool
@@ -103,6 +101,14 @@ type conn struct {
 
 	writers sync.WaitGroup // the WebSocket writer, when running
 	joins   sync.WaitGroup // join goroutines
+}
+
+// sessionPosts is an SSE session's POSTs: kept apart from conn, so that a
+// WebSocket, which has none, does not carry them.
+type sessionPosts struct {
+	mu sync.Mutex // one POST's frames at a time; guards n and at
+	n  int        // POSTs taken in the second since at
+	at time.Time
 }
 
 func (g *Gateway) newConn(adm admission, addr string) *conn {

@@ -21,6 +21,7 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request, adm admission
 	c.sse = http.NewResponseController(w)
 	c.wake = make(chan struct{}, 1)
 	c.session = rand.Text()
+	c.post = new(sessionPosts)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")

@@ -111,11 +111,11 @@ func (g *Gateway) serveSession(w http.ResponseWriter, r *http.Request) {
 	if c == nil {
 		return
 	}
-	c.postMu.Lock()
+	c.post.mu.Lock()
 	for _, f := range in.Frames {
 		c.handle(f)
 	}
-	c.postMu.Unlock()
+	c.post.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -139,17 +139,17 @@ func (g *Gateway) sessionPost(w http.ResponseWriter, r *http.Request, session *s
 		http.Error(w, "no_session: no SSE stream has this session; it ended", http.StatusNotFound)
 		return nil
 	}
-	c.postMu.Lock()
-	if now := time.Now(); now.Sub(c.postAt) >= time.Second {
-		c.postAt, c.posts = now, 0
+	c.post.mu.Lock()
+	if now := time.Now(); now.Sub(c.post.at) >= time.Second {
+		c.post.at, c.post.n = now, 0
 	}
-	c.posts++
-	if c.posts > g.cfg.SessionPosts {
-		c.postMu.Unlock()
+	c.post.n++
+	if c.post.n > g.cfg.SessionPosts {
+		c.post.mu.Unlock()
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "rate_limited: this session took "+strconv.Itoa(g.cfg.SessionPosts)+" POSTs in the last second", http.StatusTooManyRequests)
 		return nil
 	}
-	c.postMu.Unlock()
+	c.post.mu.Unlock()
 	return c
 }
