@@ -284,7 +284,7 @@ func printIdle(env *benchEnv, kinds []string, count int, settle time.Duration) {
 		per := float64(after-before) / float64(count)
 		line := fmt.Sprintf("%-9s RSS %7.1f MiB -> %7.1f MiB: %5.1f KiB per connection", kind, float64(before)/1024, float64(after)/1024, per)
 		if kind == kindTrine {
-			line += fmt.Sprintf("   target <= 16 KiB: %s", loadgen.Verdict(per <= 16))
+			line += fmt.Sprintf("   target <= 8 KiB: %s", loadgen.Verdict(per <= 8))
 		}
 		fmt.Println(line)
 	}

@@ -99,16 +99,24 @@ func SelfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// CheckFDs fails if the open-files limit is too low for this process to
-// hold the given number of sockets.
+// CheckFDs raises the open-files limit so that this process can hold the
+// given number of sockets, and fails if it cannot. Go already sets the
+// soft limit to the hard one at start (so does every Go server, trine
+// included); past the hard limit, only a process allowed to raise it
+// (CAP_SYS_RESOURCE) gets more. Child processes inherit the raised limits.
 func CheckFDs(sockets int) error {
-	need := sockets + 64
+	need := uint64(sockets + 64)
 	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || need <= rl.Cur {
 		return nil
 	}
-	if need > int(rl.Cur) {
-		return fmt.Errorf("%d sockets need about %d file descriptors; %s", sockets, need, fdLimit())
+	if need <= rl.Max {
+		rl.Cur = need
+	} else {
+		rl.Cur, rl.Max = need, need
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return fmt.Errorf("%d sockets need about %d file descriptors; %s, and raising it failed: %v", sockets, need, fdLimit(), err)
 	}
 	return nil
 }
