@@ -1,6 +1,10 @@
 package contract
 
-import "github.com/trinehq/trine/internal/defaults"
+import (
+	"time"
+
+	"github.com/trinehq/trine/internal/defaults"
+)
 
 // Limits bound what a schema may cost. The zero Limits is valid: every zero
 // field takes its default.
@@ -50,6 +54,15 @@ type Limits struct {
 	// its Store when next needed. Their schemas count against
 	// MaxCachedBytes too. Default 10000.
 	MaxCachedContracts int
+	// DefineTimeout bounds re-checking (and migrating) what a stream or
+	// scope holds when a new version is defined; past it the definition
+	// is refused and nothing of it is stored. Default 30 s.
+	DefineTimeout time.Duration
+	// DefineMaxItems and DefineMaxBytes bound the stored items (and their
+	// bytes of JSON) a definition re-checks; a stream holding more is
+	// refused a new version. Defaults 1,000,000 and 1 GiB.
+	DefineMaxItems int
+	DefineMaxBytes int64
 }
 
 // The defaults of Limits.
@@ -66,6 +79,9 @@ const (
 	DefaultMaxMessageBytes    = 1 << 10
 	DefaultMaxEventTypes      = 256
 	DefaultMaxCachedContracts = 10000
+	DefaultDefineTimeout      = 30 * time.Second
+	DefaultDefineMaxItems     = 1_000_000
+	DefaultDefineMaxBytes     = 1 << 30
 )
 
 func (l Limits) withDefaults() Limits {
@@ -81,5 +97,8 @@ func (l Limits) withDefaults() Limits {
 	defaults.Positive(&l.MaxValidationWork, DefaultMaxValidationWork)
 	defaults.Positive(&l.MaxPatternWork, DefaultMaxPatternWork)
 	defaults.Positive(&l.MaxCachedBytes, DefaultMaxCachedBytes)
+	defaults.Positive(&l.DefineMaxItems, DefaultDefineMaxItems)
+	defaults.Positive(&l.DefineTimeout, DefaultDefineTimeout)
+	defaults.Positive(&l.DefineMaxBytes, DefaultDefineMaxBytes)
 	return l
 }

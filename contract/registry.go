@@ -41,11 +41,28 @@ type Contract struct {
 	item   *Schema
 	events map[string]*Schema
 	limits Limits
+	// next, when set, is a version being defined: while the stored items
+	// are checked against it, writes must satisfy both.
+	next *Contract
+}
+
+// Also returns c that also requires what next requires: the contract in
+// force while next is being defined.
+func (c *Contract) Also(next *Contract) *Contract {
+	cc := *c
+	cc.next = next
+	return &cc
 }
 
 // ValidateItem checks an item's value against the item schema.
 func (c *Contract) ValidateItem(value []byte) error {
-	return c.item.Validate(value)
+	if err := c.item.Validate(value); err != nil {
+		return err
+	}
+	if c.next != nil {
+		return c.next.ValidateItem(value)
+	}
+	return nil
 }
 
 // ValidateEvent checks an event sent with stream::send. A stream that
@@ -59,7 +76,13 @@ func (c *Contract) ValidateEvent(eventType string, value []byte) error {
 		msg := fmt.Sprintf("event type %q is not declared by stream %q", truncate(eventType, 100), truncate(c.Stream, 100))
 		return newError(CodeInvalidArgument, ErrUnknownEventType, "", []string{msg}, c.limits.MaxMessageBytes)
 	}
-	return s.Validate(value)
+	if err := s.Validate(value); err != nil {
+		return err
+	}
+	if c.next != nil {
+		return c.next.ValidateEvent(eventType, value)
+	}
+	return nil
 }
 
 func (c *Contract) size() int64 {
@@ -138,6 +161,18 @@ func (r *Registry) Forget(stream string) {
 // Confluent's registry, a definition that changes the mode is checked
 // under its new mode.
 func (r *Registry) Define(ctx context.Context, d Definition) (*Contract, error) {
+	return r.DefineWith(ctx, d, nil)
+}
+
+// Verify checks what a stream holds against next, a new version of its
+// contract that passed every other check, before it is stored: a Verify
+// that fails refuses the definition. It runs while definitions of the
+// registry are serialised.
+type Verify func(ctx context.Context, next *Contract) error
+
+// DefineWith is Define, running verify (if set) when the stream already
+// has a contract, just before the new version is stored.
+func (r *Registry) DefineWith(ctx context.Context, d Definition, verify Verify) (*Contract, error) {
 	if err := r.check(&d); err != nil {
 		return nil, err
 	}
@@ -168,6 +203,11 @@ func (r *Registry) Define(ctx context.Context, d Definition) (*Contract, error) 
 	c.Mode = d.Mode
 	if err := r.checkCompatible(c, history); err != nil {
 		return nil, err
+	}
+	if verify != nil && len(history) > 0 {
+		if err := verify(ctx, c); err != nil {
+			return nil, err
+		}
 	}
 	if err := r.store.Append(ctx, d, last); err != nil {
 		if errors.Is(err, ErrVersion) {

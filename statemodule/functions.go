@@ -253,5 +253,23 @@ func (m *Module) readName(in engine.Input, field string) (string, error) {
 
 // define checks and stores a new contract of a scope.
 func (m *Module) define(ctx context.Context, c engine.Call) ([]byte, error) {
-	return m.cfg.Contracts.DefineCall(ctx, c, "scope", m.readName, false)
+	return m.cfg.Contracts.DefineCall(ctx, c, "scope", m.readName, false, m.evolveTarget())
+}
+
+// evolveTarget is what a new version of a scope's contract is checked
+// against: the scope's values (state keeps no history).
+func (m *Module) evolveTarget() *contracts.Target {
+	t := &contracts.Target{
+		Store: m.store,
+		Groups: func(_ context.Context, scope string) ([]store.Key, error) {
+			return []store.Key{{Stream: storeStream, Group: scope}}, nil
+		},
+		Describe: func(scope string, k store.Key) map[string]any {
+			return map[string]any{"scope": scope, "key": k.Item}
+		},
+	}
+	if m.e != nil {
+		t.Call = contracts.CallAs(m.e)
+	}
+	return t
 }

@@ -383,7 +383,7 @@ func (m *Module) checkItem(ctx context.Context, fn, stream string, v json.RawMes
 
 // define checks and stores a new contract of a stream.
 func (m *Module) define(ctx context.Context, c engine.Call) ([]byte, error) {
-	return m.cfg.Contracts.DefineCall(ctx, c, "stream_name", m.readName, true)
+	return m.cfg.Contracts.DefineCall(ctx, c, "stream_name", m.readName, true, m.evolveTarget())
 }
 
 // schema answers engine::streams::schema.

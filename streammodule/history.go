@@ -173,3 +173,33 @@ func (h *history) since(stream, group string, seq uint64) (frames [][]byte, last
 	}
 	return frames, r.last, true, true
 }
+
+// of returns the frames held for each of stream's groups, oldest first.
+func (h *history) of(stream string) map[string][][]byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string][][]byte{}
+	for k, r := range h.groups {
+		if k.stream != stream {
+			continue
+		}
+		frames := make([][]byte, 0, r.len())
+		for s := r.first; s <= r.last; s++ {
+			frames = append(frames, r.at(s))
+		}
+		out[k.group] = frames
+	}
+	return out
+}
+
+// reset drops a group's history: a subscriber resuming from it resyncs.
+func (h *history) reset(stream, group string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	k := groupKey{stream, group}
+	if r := h.groups[k]; r != nil {
+		h.bytes -= r.bytes
+		h.events -= r.len()
+		delete(h.groups, k)
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"maps"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/contract"
@@ -147,6 +148,10 @@ type Set struct {
 
 	mu    sync.Mutex                          // serialises changes of names
 	names atomic.Pointer[map[string]struct{}] // the names with a contract
+	// pending holds the versions being defined, whose stored items are
+	// being re-checked: writes meanwhile must satisfy them too.
+	pending atomic.Pointer[map[string]*contract.Contract]
+	limits  contract.Limits
 }
 
 // NewSet returns the Set of namespace ns of st, compiling with c. Call
@@ -154,7 +159,9 @@ type Set struct {
 func NewSet(st store.Store, ns string, c *contract.Compiler) *Set {
 	s := &Set{store: NewStore(st, ns)}
 	s.reg = contract.NewRegistry(s.store, c)
+	s.limits = c.Limits()
 	s.names.Store(&map[string]struct{}{})
+	s.pending.Store(&map[string]*contract.Contract{})
 	return s
 }
 
@@ -193,7 +200,55 @@ func (s *Set) Lookup(ctx context.Context, name string) (*contract.Contract, erro
 	if _, ok := (*s.names.Load())[name]; !ok {
 		return nil, nil
 	}
-	return s.reg.Contract(ctx, name)
+	c, err := s.reg.Contract(ctx, name)
+	if next := (*s.pending.Load())[name]; next != nil && c != nil && err == nil {
+		return c.Also(next), nil
+	}
+	return c, err
+}
+
+// setPending makes next (nil: none) the version of name being defined.
+func (s *Set) setPending(name string, next *contract.Contract) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := maps.Clone(*s.pending.Load())
+	if next == nil {
+		delete(p, name)
+	} else {
+		p[name] = next
+	}
+	s.pending.Store(&p)
+}
+
+// Evolve is Define for a definition made through a call: when the name
+// already has a contract, every item t holds for it is checked against
+// the new version (and migrated through the function migrate, if set,
+// under the rights of the call def) before the version is stored, and
+// its history too. From the start of that check until the new version is
+// in force, writes must satisfy both versions, so nothing written
+// meanwhile escapes it.
+func (s *Set) Evolve(ctx context.Context, d contract.Definition, t *Target, def engine.Call, migrate string) (*contract.Contract, Progress, error) {
+	var p Progress
+	var verify contract.Verify
+	if t != nil {
+		verify = func(ctx context.Context, next *contract.Contract) error {
+			s.setPending(d.Stream, next)
+			e := &evolution{t: *t, limits: s.limits, name: d.Stream, migrate: migrate, def: def, next: next, start: time.Now(), seen: map[store.Key]uint64{}}
+			err := e.run(ctx)
+			p = e.p
+			return err
+		}
+		defer s.setPending(d.Stream, nil)
+	}
+	if migrate != "" && (t == nil || t.Call == nil) {
+		return nil, p, engine.Errorf(engine.CodeInvalidArgument, "%s: migrate is not supported here", def.FunctionID)
+	}
+	c, err := s.reg.DefineWith(ctx, d, verify)
+	if err != nil {
+		return nil, p, err
+	}
+	s.add(d.Stream)
+	return c, p, nil
 }
 
 // Define checks and stores a new definition (contract.Registry.Define).
@@ -260,7 +315,12 @@ func Check(fn string, c *contract.Contract, v json.RawMessage) error {
 // DefineCall serves a define function (stream::define, state::define):
 // it reads the definition (see ReadDefinition), defines it and answers
 // {<nameField>, version, compatibility}.
-func (s *Set) DefineCall(ctx context.Context, c engine.Call, nameField string, readName func(engine.Input, string) (string, error), events bool) ([]byte, error) {
+//
+// When the name already has a contract, what t holds is re-checked
+// against the new version (see Evolve), migrate (optional) naming the
+// function that converts the items that fail; the answer then carries
+// the re-check's progress under "checked".
+func (s *Set) DefineCall(ctx context.Context, c engine.Call, nameField string, readName func(engine.Input, string) (string, error), events bool, t *Target) ([]byte, error) {
 	in, err := engine.ReadInput(c)
 	if err != nil {
 		return nil, err
@@ -269,11 +329,20 @@ func (s *Set) DefineCall(ctx context.Context, c engine.Call, nameField string, r
 	if err != nil {
 		return nil, err
 	}
-	ct, err := s.Define(ctx, d)
+	migrate, _, err := in.String("migrate")
+	if err != nil {
+		return nil, err
+	}
+	if migrate != "" {
+		if err := engine.ValidateID("migrate", migrate); err != nil {
+			return nil, err
+		}
+	}
+	ct, p, err := s.Evolve(ctx, d, t, c, migrate)
 	if err != nil {
 		return nil, Refused(c.FunctionID, err, "nothing was stored")
 	}
-	return engine.MarshalJSON(map[string]any{nameField: ct.Stream, "version": ct.Version, "compatibility": ct.Mode})
+	return engine.MarshalJSON(map[string]any{nameField: ct.Stream, "version": ct.Version, "compatibility": ct.Mode, "checked": p})
 }
 
 // ReadDefinition reads a define call's input: the name under nameField
