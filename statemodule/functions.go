@@ -260,7 +260,8 @@ func (m *Module) define(ctx context.Context, c engine.Call) ([]byte, error) {
 // against: the scope's values (state keeps no history).
 func (m *Module) evolveTarget() *contracts.Target {
 	t := &contracts.Target{
-		Store: m.store,
+		Store:         m.store,
+		MaxValueBytes: m.maxValue,
 		Groups: func(_ context.Context, scope string) ([]store.Key, error) {
 			return []store.Key{{Stream: storeStream, Group: scope}}, nil
 		},

@@ -17,7 +17,8 @@ import (
 // against: the stream's stored items and its groups' history.
 func (m *Module) evolveTarget() *contracts.Target {
 	t := &contracts.Target{
-		Store: m.store,
+		Store:         m.store,
+		MaxValueBytes: m.maxItem,
 		Groups: func(ctx context.Context, name string) ([]store.Key, error) {
 			groups, err := m.store.ListGroups(ctx, name)
 			if err != nil {

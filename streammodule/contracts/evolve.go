@@ -1,6 +1,7 @@
 package contracts
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,8 +20,9 @@ const maxFailedIDs = 10
 // scanPageItems is how many items one page of the re-check reads.
 const scanPageItems = 256
 
-// maxPasses bounds the passes over what changed during a re-check.
-const maxPasses = 3
+// passes is how many times a re-check lists the items: once in full,
+// then once for those changed meanwhile.
+const passes = 2
 
 // Target is what a new version of a contract is checked against: the
 // store of a module and the groups its items of one name live in.
@@ -30,6 +32,8 @@ type Target struct {
 	// Groups lists the (Stream, Group) of every group holding name's
 	// items.
 	Groups func(ctx context.Context, name string) ([]store.Key, error)
+	// MaxValueBytes bounds a migrated value (0: none).
+	MaxValueBytes int
 	// Describe names an item in messages and in the migrate call's input
 	// ({stream_name, group_id, item_id} or {scope, key}).
 	Describe func(name string, k store.Key) map[string]any
@@ -76,6 +80,7 @@ type evolution struct {
 	p       Progress
 	seen    map[store.Key]uint64 // items checked, at the sequence checked
 	failed  []string             // first failing items, described
+	left    int                  // items failing, migrate or not
 	problem string               // the first failure's violation
 }
 
@@ -109,20 +114,19 @@ func (e *evolution) run(ctx context.Context) error {
 		}
 		if len(e.failed) > 0 {
 			ids := strings.Join(e.failed, ", ")
-			if e.p.Failed > len(e.failed) {
+			if e.left > len(e.failed) {
 				ids += ", ..."
 			}
 			if e.migrate == "" {
-				return e.refused(engine.CodeConflict, "%d stored items fail version %d: %s; first: %s; pass migrate to convert them", e.p.Failed, e.next.Version, ids, e.problem)
+				return e.refused(engine.CodeConflict, "%d stored items fail version %d: %s; first: %s; pass migrate to convert them", e.left, e.next.Version, ids, e.problem)
 			}
 			return e.refused(engine.CodeConflict, "migrate %q left items failing version %d: %s; first: %s", e.migrate, e.next.Version, ids, e.problem)
 		}
-		// A pass that found nothing new is the last: every write since
-		// the first was checked against next as well.
-		if changed == 0 || pass == maxPasses {
-			if changed > 0 {
-				return e.refused(engine.CodeConflict, "the items kept changing during %d passes", pass)
-			}
+		// The second pass reads again only what changed since the first
+		// read it: writes that began before the new version was pending
+		// (checked against the old one only) and ended after. Later
+		// writes were checked against both.
+		if changed == 0 || pass == passes {
 			break
 		}
 		// Groups created meanwhile.
@@ -258,6 +262,14 @@ func (e *evolution) migrateOne(ctx context.Context, k store.Key, it store.Item) 
 	if err != nil {
 		return 0, err
 	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, out); err != nil {
+		return 0, fmt.Errorf("migrate %q returned no JSON value: %w", e.migrate, err)
+	}
+	out = compact.Bytes()
+	if e.t.MaxValueBytes > 0 && len(out) > e.t.MaxValueBytes {
+		return 0, fmt.Errorf("migrate %q returned %d bytes, over the limit of %d", e.migrate, len(out), e.t.MaxValueBytes)
+	}
 	if err := e.next.ValidateItem(out); err != nil {
 		return 0, err
 	}
@@ -270,6 +282,7 @@ func (e *evolution) migrateOne(ctx context.Context, k store.Key, it store.Item) 
 }
 
 func (e *evolution) noteFailed(k store.Key, err error) {
+	e.left++
 	if len(e.failed) == 0 {
 		var ce *contract.Error
 		if errors.As(err, &ce) {
