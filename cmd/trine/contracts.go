@@ -43,6 +43,9 @@ func contractSettings(c *engineConfig) []setting {
 		row("contract-max-event-types", "N", strconv.Itoa(contract.DefaultMaxEventTypes), "event types one stream definition may declare", &l.MaxEventTypes, positiveInt),
 		row("contract-cache-schemas", "N", strconv.Itoa(contract.DefaultMaxCachedSchemas), "compiled schemas kept in memory; the least recently used are compiled again when next needed", &l.MaxCachedSchemas, positiveInt),
 		row("contract-cache-bytes", "N", strconv.Itoa(contract.DefaultMaxCachedBytes), "bytes of schema source the compiled schemas and the contracts kept in memory may come to", &l.MaxCachedBytes, positiveInt64),
+		row("contract-define-timeout", "DURATION", contract.DefaultDefineTimeout.String(), "how long a new version of a contract may take to re-check (and migrate) the items and history it applies to; longer: refused, nothing stored", &l.DefineTimeout, positiveDuration),
+		row("contract-define-max-items", "N", strconv.Itoa(contract.DefaultDefineMaxItems), "most stored items a new version of a contract re-checks; a stream or scope holding more is refused new versions", &l.DefineMaxItems, positiveInt),
+		row("contract-define-max-bytes", "N", strconv.Itoa(contract.DefaultDefineMaxBytes), "most bytes of stored items a new version of a contract re-checks", &l.DefineMaxBytes, positiveInt64),
 		row("contract-cache-streams", "N", strconv.Itoa(contract.DefaultMaxCachedContracts), "streams and scopes whose contract in force is kept in memory; the others are read from the store when next written", &l.MaxCachedContracts, positiveInt),
 	}
 }
