@@ -92,43 +92,81 @@ func (h *History) Since(ctx context.Context, stream, group string, seq uint64) (
 	}
 }
 
-func (h *History) since(ctx context.Context, stream, group string, seq uint64) (frames [][]byte, last uint64, ok bool, err error) {
+// ev is one event of a group's history.
+type ev struct {
+	seq   uint64
+	frame []byte
+}
+
+// read returns the group's events in the history with sequences above
+// after, in the order JetStream holds them, how many it holds and the
+// oldest sequence among them.
+func (h *History) read(ctx context.Context, stream, group string, after uint64) (evs []ev, kept int, oldest uint64, err error) {
 	subj := Subject(stream, group)
 	cons, err := h.st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}})
 	if err != nil {
-		return nil, 0, false, fmt.Errorf("natsfanout: history: %w", err)
+		return nil, 0, 0, fmt.Errorf("natsfanout: history: %w", err)
 	}
 	pending := cons.CachedInfo().NumPending
-	type ev struct {
-		seq   uint64
-		frame []byte
+	if pending == 0 {
+		return nil, 0, 0, nil
 	}
-	var evs []ev
-	kept, oldest := 0, uint64(0)
-	if pending > 0 {
-		batch, err := cons.Fetch(int(pending), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return nil, 0, false, fmt.Errorf("natsfanout: history: %w", err)
+	batch, err := cons.Fetch(int(pending), jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("natsfanout: history: %w", err)
+	}
+	for m := range batch.Messages() {
+		if subject.Hashed(subj) && !IsOf(m.Data(), stream, group) {
+			continue
 		}
-		for m := range batch.Messages() {
-			if subject.Hashed(subj) && !IsOf(m.Data(), stream, group) {
-				continue
-			}
-			s, _, ok := wire.Header(m.Data())
-			if !ok {
-				continue
-			}
-			kept++
-			if oldest == 0 || s < oldest {
-				oldest = s
-			}
-			if s > seq {
-				evs = append(evs, ev{s, m.Data()})
-			}
+		s, _, ok := wire.Header(m.Data())
+		if !ok {
+			continue
 		}
-		if err := batch.Error(); err != nil {
-			return nil, 0, false, fmt.Errorf("natsfanout: history: %w", err)
+		kept++
+		if oldest == 0 || s < oldest {
+			oldest = s
 		}
+		if s > after {
+			evs = append(evs, ev{s, m.Data()})
+		}
+	}
+	if err := batch.Error(); err != nil {
+		return nil, 0, 0, fmt.Errorf("natsfanout: history: %w", err)
+	}
+	return evs, kept, oldest, nil
+}
+
+// Held returns every event the history holds for the group, by sequence.
+func (h *History) Held(ctx context.Context, stream, group string) ([][]byte, error) {
+	evs, _, _, err := h.read(ctx, stream, group, 0)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(evs, func(a, b ev) int { return cmp.Compare(a.seq, b.seq) })
+	frames := make([][]byte, 0, len(evs))
+	for i, e := range evs {
+		if i > 0 && e.seq == evs[i-1].seq {
+			continue
+		}
+		frames = append(frames, e.frame)
+	}
+	return frames, nil
+}
+
+// Reset drops the group's history, so that subscribers resuming from it
+// resync. Groups whose subjects are hashed together lose theirs too.
+func (h *History) Reset(ctx context.Context, stream, group string) error {
+	if err := h.st.Purge(ctx, jetstream.WithPurgeSubject(Subject(stream, group))); err != nil {
+		return fmt.Errorf("natsfanout: history: %w", err)
+	}
+	return nil
+}
+
+func (h *History) since(ctx context.Context, stream, group string, seq uint64) (frames [][]byte, last uint64, ok bool, err error) {
+	evs, kept, oldest, err := h.read(ctx, stream, group, seq)
+	if err != nil {
+		return nil, 0, false, err
 	}
 	// Trimmed past seq: what followed it is gone for good.
 	if kept >= h.perGroup && oldest > seq+1 {

@@ -107,3 +107,40 @@ func TestHistoryGapInFlight(t *testing.T) {
 		t.Fatalf("Since(3) once 4 arrived = %d frames, last %d, ok %v", len(frames), last, ok)
 	}
 }
+
+// Held lists every event held for a group, even once Since cannot replay
+// from the start (trimmed), in order; Reset drops them.
+func TestHistoryHeldAndReset(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	h, err := natsfanout.OpenHistory(ctx, natstest.Connect(t, ns), natsfanout.HistoryConfig{PerGroup: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := natsfanout.NewPublisher(natstest.Connect(t, ns))
+	for _, seq := range []uint64{2, 1, 3, 4, 5, 6} {
+		if err := p.Publish(ctx, "s:1", "g 1", frame(seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var held [][]byte
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if held, err = h.Held(ctx, "s:1", "g 1"); err != nil || len(held) == 4 {
+			break
+		}
+	}
+	if err != nil || len(held) != 4 {
+		t.Fatalf("Held: %d frames, %v", len(held), err)
+	}
+	for i, f := range held {
+		if seq, _, _ := wire.Header(f); seq != uint64(3+i) {
+			t.Fatalf("frame %d has seq %d", i, seq)
+		}
+	}
+	if err := h.Reset(ctx, "s:1", "g 1"); err != nil {
+		t.Fatal(err)
+	}
+	if held, err := h.Held(ctx, "s:1", "g 1"); err != nil || len(held) != 0 {
+		t.Fatalf("Held after Reset: %d frames, %v", len(held), err)
+	}
+}
