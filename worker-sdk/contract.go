@@ -21,6 +21,7 @@ type defineOptions struct {
 	version uint64
 	mode    string
 	events  map[string]json.RawMessage
+	migrate string
 	err     error
 }
 
@@ -39,6 +40,17 @@ func WithContractVersion(v uint64) DefineOption {
 // FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE or NONE.
 func WithCompatibility(mode string) DefineOption {
 	return defineOption(func(o *defineOptions) { o.mode = mode })
+}
+
+// WithMigrate names the function that converts the stream's stored
+// items that a new version refuses: the engine calls it with
+// {stream_name, group_id, item_id, data, version} for each, under the
+// worker's own rights, and stores what it returns (which the new version
+// must accept) before the version takes effect. Without it, a new version
+// that stored items (or events still in a group's history) break is
+// refused, naming the first of them.
+func WithMigrate(functionID string) DefineOption {
+	return defineOption(func(o *defineOptions) { o.migrate = functionID })
 }
 
 // WithEvent declares an event type of the stream, whose data is an E
@@ -82,7 +94,7 @@ func DefineStream[T any](ctx context.Context, w *Worker, name string, opts ...De
 	if err != nil {
 		return nil, errorf(CodeInvalidArgument, "stream %q: define: %v", name, err)
 	}
-	in := streamDefinition{StreamName: name, Version: o.version, Mode: o.mode, Item: item, Events: o.events}
+	in := streamDefinition{StreamName: name, Version: o.version, Mode: o.mode, Item: item, Events: o.events, Migrate: o.migrate}
 	var r json.RawMessage
 	err = s.call(ctx, "define", fnStreamDefine, in, &r)
 	if errors.Is(err, ErrConflict) {
@@ -104,6 +116,7 @@ type streamDefinition struct {
 	Mode       string                     `json:"compatibility,omitempty"`
 	Item       json.RawMessage            `json:"item_schema"`
 	Events     map[string]json.RawMessage `json:"event_schemas,omitempty"`
+	Migrate    string                     `json:"migrate,omitempty"`
 }
 
 // inForce reports whether d is the stream's contract in force already.

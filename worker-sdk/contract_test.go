@@ -1,6 +1,7 @@
 package trine_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -81,4 +82,42 @@ func TestDefineStream(t *testing.T) {
 	}
 	_, err = trine.DefineStream[chan int](ctx, w, "bad")
 	wantCodeSaying(t, err, trine.CodeInvalidArgument, "schema for chan int")
+}
+
+type countedTodo struct {
+	Title int  `json:"title"`
+	Done  bool `json:"done"`
+}
+
+// A new version that stored items break is refused naming them; with
+// WithMigrate the worker's function converts them and the version passes.
+func TestDefineStreamMigrates(t *testing.T) {
+	t.Parallel()
+	srv, _ := startStreamEngine(t)
+	w := connect(t, srv.Addr)
+	ctx := t.Context()
+	s, err := trine.DefineStream[contractTodo](ctx, w, "todos")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Set(ctx, "g", "a", contractTodo{Title: "milk"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = trine.DefineStream[countedTodo](ctx, w, "todos", trine.WithContractVersion(2), trine.WithCompatibility("NONE"))
+	wantCodeSaying(t, err, trine.CodeConflict, `1 stored items fail version 2: {"group_id":"g","item_id":"a","stream_name":"todos"}; first: /title: expected integer, got string`)
+	type migrateIn struct {
+		Data contractTodo `json:"data"`
+	}
+	if err := trine.RegisterFunctionTyped(ctx, w, "todos::to_v2", func(_ context.Context, in migrateIn) (countedTodo, error) {
+		return countedTodo{Title: len(in.Data.Title), Done: in.Data.Done}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := trine.DefineStream[countedTodo](ctx, w, "todos", trine.WithContractVersion(2), trine.WithCompatibility("NONE"), trine.WithMigrate("todos::to_v2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := s2.Get(ctx, "g", "a"); err != nil || got.Data.Title != 4 {
+		t.Fatalf("migrated item: %+v, %v", got, err)
+	}
 }
