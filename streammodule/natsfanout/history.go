@@ -155,7 +155,7 @@ func (h *History) Held(ctx context.Context, stream, group string) ([][]byte, err
 }
 
 // Reset drops the group's history, so that subscribers resuming from it
-// resync. Groups whose subjects are hashed together lose theirs too.
+// resync.
 func (h *History) Reset(ctx context.Context, stream, group string) error {
 	if err := h.st.Purge(ctx, jetstream.WithPurgeSubject(Subject(stream, group))); err != nil {
 		return fmt.Errorf("natsfanout: history: %w", err)
