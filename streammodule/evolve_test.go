@@ -205,3 +205,16 @@ func TestEvolveDeadlineFailsClosed(t *testing.T) {
 		t.Fatalf("a after refusal: %s", got)
 	}
 }
+
+// Sent events still in the history are checked against the new version's
+// event schemas.
+func TestEvolveRefusesSentEvents(t *testing.T) {
+	v := start(t, streammodule.Config{})
+	ev := func(typ string) string {
+		return `{"stream_name":"chat","compatibility":"NONE","item_schema":{},"event_schemas":{"typing":{"type":"object","properties":{"user":{"type":"` + typ + `"}}}}}`
+	}
+	v.must(t, "stream::define", `{"version":1,`+ev("string")[1:])
+	v.must(t, "stream::send", `{"stream_name":"chat","group_id":"room","type":"typing","data":{"user":"ann"}}`)
+	_, err := v.call(t, "stream::define", `{"version":2,`+ev("integer")[1:])
+	wantRefused(t, err, engine.CodeConflict, `1 events in the history clients resume from fail version 2: group "room" seq 1: /user: expected integer, got string`)
+}

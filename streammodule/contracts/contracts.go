@@ -227,15 +227,17 @@ func (s *Set) setPending(name string, next *contract.Contract) {
 // its history too. From the start of that check until the new version is
 // in force, writes must satisfy both versions, so nothing written
 // meanwhile escapes it.
-func (s *Set) Evolve(ctx context.Context, d contract.Definition, t *Target, def engine.Call, migrate string) (*contract.Contract, Progress, error) {
-	var p Progress
+//
+// The Progress is nil when nothing was re-checked (a first version).
+func (s *Set) Evolve(ctx context.Context, d contract.Definition, t *Target, def engine.Call, migrate string) (*contract.Contract, *Progress, error) {
+	var p *Progress
 	var verify contract.Verify
 	if t != nil {
 		verify = func(ctx context.Context, next *contract.Contract) error {
 			s.setPending(d.Stream, next)
 			e := &evolution{t: *t, limits: s.limits, name: d.Stream, migrate: migrate, def: def, next: next, start: time.Now(), seen: map[store.Key]uint64{}}
 			err := e.run(ctx)
-			p = e.p
+			p = &e.p
 			return err
 		}
 		defer s.setPending(d.Stream, nil)
@@ -319,7 +321,7 @@ func Check(fn string, c *contract.Contract, v json.RawMessage) error {
 // When the name already has a contract, what t holds is re-checked
 // against the new version (see Evolve), migrate (optional) naming the
 // function that converts the items that fail; the answer then carries
-// the re-check's progress under "checked".
+// the re-check's progress under "checked" (absent for a first version).
 func (s *Set) DefineCall(ctx context.Context, c engine.Call, nameField string, readName func(engine.Input, string) (string, error), events bool, t *Target) ([]byte, error) {
 	in, err := engine.ReadInput(c)
 	if err != nil {
@@ -342,7 +344,11 @@ func (s *Set) DefineCall(ctx context.Context, c engine.Call, nameField string, r
 	if err != nil {
 		return nil, Refused(c.FunctionID, err, "nothing was stored")
 	}
-	return engine.MarshalJSON(map[string]any{nameField: ct.Stream, "version": ct.Version, "compatibility": ct.Mode, "checked": p})
+	out := map[string]any{nameField: ct.Stream, "version": ct.Version, "compatibility": ct.Mode}
+	if p != nil {
+		out["checked"] = p
+	}
+	return engine.MarshalJSON(out)
 }
 
 // ReadDefinition reads a define call's input: the name under nameField
