@@ -212,6 +212,22 @@ test('4b. stream::define: a contract refuses an invalid stream::set with the poi
   assert.deepEqual(schema.current.item_schema, item_schema)
 })
 
+test('4c. stream::define re-checks stored items: a break names them, migrate through an iii function converts them', { timeout: TEST_TIMEOUT }, async () => {
+  const stream_name = `compat-evolve-${RUN}`
+  const key = { stream_name, group_id: 'g', item_id: 'x' }
+  await call('stream::define', { stream_name, version: 1, item_schema: { type: 'object', properties: { title: {} }, required: ['title'] } })
+  await call('stream::set', { ...key, data: { title: 'milk' } })
+  const item_schema = { type: 'object', properties: { title: { type: 'number' } }, required: ['title'] }
+  let err = await invocationError(call('stream::define', { stream_name, version: 2, compatibility: 'NONE', item_schema }), 'breaking define')
+  assert.equal(err.code, 'conflict', `breaking define: ${err.code} ${err.message}`)
+  assert.match(err.message, /1 stored items fail version 2: \{"group_id":"g","item_id":"x","stream_name":"compat-evolve-[^"]+"\}; first: \/title: expected number, got string/, `breaking define: ${err.message}`)
+  iii.registerFunction(`node::migrate::${RUN}`, async (input) => ({ title: String(input.data.title).length }))
+  const d = await eventually(() => call('stream::define', { stream_name, version: 2, compatibility: 'NONE', item_schema, migrate: `node::migrate::${RUN}` }))
+  assert.equal(d.version, 2, `migrating define: ${JSON.stringify(d)}`)
+  assert.equal(d.checked.migrated, 1, `migrating define: ${JSON.stringify(d)}`)
+  assert.deepEqual(await call('stream::get', key), { title: 4 }, 'the migrated item')
+})
+
 test('5. createStream custom stream backed by a Map', { timeout: TEST_TIMEOUT }, async () => {
   const stream_name = `compat-custom-${RUN}`
   const store = new Map() // `${group_id}/${item_id}` -> data
