@@ -68,16 +68,15 @@ func (c *Contract) ValidateItem(value []byte) error {
 // ValidateEvent checks an event sent with stream::send. A stream that
 // declares no event types accepts any; one that does refuses the others.
 func (c *Contract) ValidateEvent(eventType string, value []byte) error {
-	if len(c.events) == 0 {
-		return nil
-	}
-	s, ok := c.events[eventType]
-	if !ok {
-		msg := fmt.Sprintf("event type %q is not declared by stream %q", truncate(eventType, 100), truncate(c.Stream, 100))
-		return newError(CodeInvalidArgument, ErrUnknownEventType, "", []string{msg}, c.limits.MaxMessageBytes)
-	}
-	if err := s.Validate(value); err != nil {
-		return err
+	if len(c.events) > 0 {
+		s, ok := c.events[eventType]
+		if !ok {
+			msg := fmt.Sprintf("event type %q is not declared by stream %q", truncate(eventType, 100), truncate(c.Stream, 100))
+			return newError(CodeInvalidArgument, ErrUnknownEventType, "", []string{msg}, c.limits.MaxMessageBytes)
+		}
+		if err := s.Validate(value); err != nil {
+			return err
+		}
 	}
 	if c.next != nil {
 		return c.next.ValidateEvent(eventType, value)

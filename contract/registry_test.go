@@ -298,3 +298,48 @@ func TestForgetWinsOverAReadInFlight(t *testing.T) {
 		t.Fatalf("after Forget the registry answers version %d, %v; want 2", c.Version, err)
 	}
 }
+
+// DefineWith runs its Verify only for a stream that has a contract, after
+// the mode check and before storing; a Verify that fails stores nothing.
+// A contract that Also requires a pending version accepts only what both
+// accept.
+func TestRegistryDefineWithVerify(t *testing.T) {
+	t.Parallel()
+	r := NewRegistry(NewMemoryStore(), NewCompiler(Limits{}))
+	ctx := t.Context()
+	called := 0
+	verify := func(_ context.Context, next *Contract) error {
+		called++
+		if next.Version == 2 {
+			return errors.New("stored items fail")
+		}
+		return nil
+	}
+	if _, err := r.DefineWith(ctx, def("todos", 1, "", titleString, nil), verify); err != nil || called != 0 {
+		t.Fatalf("first version: %v, verify called %d times", err, called)
+	}
+	if _, err := r.DefineWith(ctx, def("todos", 2, None, titleNumber, nil), verify); err == nil || err.Error() != "stored items fail" || called != 1 {
+		t.Fatalf("refused by verify: %v, verify called %d times", err, called)
+	}
+	if _, err := r.DefineWith(ctx, def("todos", 2, "", titleNumber, nil), verify); err == nil || called != 1 {
+		t.Fatalf("a break of the mode must be refused before verify: %v, %d", err, called)
+	}
+	if got := versions(t, r, "todos"); len(got) != 1 {
+		t.Fatalf("versions after refusals: %v", got)
+	}
+	old, _ := r.Contract(ctx, "todos")
+	next, err := r.compile(def("todos", 3, None, `{"type":"object","required":["title"]}`, map[string]string{"typing": `{"type":"object"}`}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := old.Also(next)
+	refusedWith(t, both.ValidateItem([]byte(`{}`)), CodeInvalidArgument, ErrInvalidValue, "/title: required")
+	refusedWith(t, both.ValidateItem([]byte(`{"title":1}`)), CodeInvalidArgument, ErrInvalidValue, "/title: expected string")
+	if err := both.ValidateItem([]byte(`{"title":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	refusedWith(t, both.ValidateEvent("shout", []byte(`{}`)), CodeInvalidArgument, ErrUnknownEventType, `event type "shout" is not declared`)
+	if err := old.ValidateItem([]byte(`{}`)); err != nil {
+		t.Fatalf("Also changed the contract it was called on: %v", err)
+	}
+}

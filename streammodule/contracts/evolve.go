@@ -82,6 +82,7 @@ type evolution struct {
 	failed  []string             // first failing items, described
 	left    int                  // items failing, migrate or not
 	problem string               // the first failure's violation
+	bound   string               // the time bound, described
 }
 
 // refused is a re-check's refusal: code, what it found, and that nothing
@@ -96,6 +97,10 @@ func (e *evolution) refused(code engine.Code, format string, args ...any) error 
 // when a migrate function is given, then passes again over the items that
 // changed meanwhile, and finally checks the history.
 func (e *evolution) run(ctx context.Context) error {
+	e.bound = fmt.Sprintf("%s (--contract-define-timeout)", e.limits.DefineTimeout)
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < e.limits.DefineTimeout {
+		e.bound = fmt.Sprintf("%s (the deadline of the define call)", time.Until(dl).Round(time.Millisecond))
+	}
 	ctx, cancel := context.WithTimeout(ctx, e.limits.DefineTimeout)
 	defer cancel()
 	groups, err := e.t.Groups(ctx, e.name)
@@ -151,7 +156,7 @@ func (e *evolution) run(ctx context.Context) error {
 // fail turns an error of the re-check into its refusal.
 func (e *evolution) fail(ctx context.Context, err error) error {
 	if ctx.Err() != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || engine.AsError(err).Code == engine.CodeDeadlineExceeded) {
-		return e.refused(engine.CodeDeadlineExceeded, "re-checking the stored items took over %s (--contract-define-timeout)", e.limits.DefineTimeout)
+		return e.refused(engine.CodeDeadlineExceeded, "re-checking the stored items took over %s", e.bound)
 	}
 	var ee *engine.Error
 	if errors.As(err, &ee) {
