@@ -60,7 +60,8 @@ type Limits struct {
 	DefineTimeout time.Duration
 	// DefineMaxItems and DefineMaxBytes bound the stored items (and their
 	// bytes of JSON) a definition re-checks; a stream holding more is
-	// refused a new version. Defaults 1,000,000 and 1 GiB.
+	// refused a new version (the re-check keeps each item's key and
+	// sequence in memory meanwhile). Defaults 100,000 and 256 MiB.
 	DefineMaxItems int
 	DefineMaxBytes int64
 }
@@ -80,8 +81,8 @@ const (
 	DefaultMaxEventTypes      = 256
 	DefaultMaxCachedContracts = 10000
 	DefaultDefineTimeout      = 30 * time.Second
-	DefaultDefineMaxItems     = 1_000_000
-	DefaultDefineMaxBytes     = 1 << 30
+	DefaultDefineMaxItems     = 100_000
+	DefaultDefineMaxBytes     = 256 << 20
 )
 
 func (l Limits) withDefaults() Limits {

@@ -218,3 +218,17 @@ func TestEvolveRefusesSentEvents(t *testing.T) {
 	_, err := v.call(t, "stream::define", `{"version":2,`+ev("integer")[1:])
 	wantRefused(t, err, engine.CodeConflict, `1 events in the history clients resume from fail version 2: group "room" seq 1: /user: expected integer, got string`)
 }
+
+// A stream holding more items than a definition re-checks is refused new
+// versions, and keeps its contract.
+func TestEvolveItemBound(t *testing.T) {
+	st := store.NewMemory(store.Options{})
+	set := contracts.NewSet(st, contracts.Streams, contract.NewCompiler(contract.Limits{DefineMaxItems: 2}))
+	v := start(t, streammodule.Config{Contracts: set})
+	seed(t, v)
+	_, err := defineV(t, v, 2, `{"type":"object"}`, "")
+	wantRefused(t, err, engine.CodeConflict, `"todos" holds over 2 items or 268435456 bytes, more than a definition re-checks (--contract-define-max-items, --contract-define-max-bytes) (checked 3 items`)
+	if got := schemaVersion(t, v); got != 1 {
+		t.Fatalf("version after refusal: %d", got)
+	}
+}

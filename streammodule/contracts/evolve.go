@@ -202,7 +202,7 @@ func (e *evolution) item(ctx context.Context, k store.Key, it store.Item) error 
 		e.p.Checked++
 		e.p.Bytes += int64(len(it.Value))
 		if e.p.Checked > e.limits.DefineMaxItems || e.p.Bytes > e.limits.DefineMaxBytes {
-			return engine.Errorf(engine.CodeConflict, "the stream holds over %d items or %d bytes, more than a definition re-checks (--contract-define-max-items, --contract-define-max-bytes)", e.limits.DefineMaxItems, e.limits.DefineMaxBytes)
+			return engine.Errorf(engine.CodeConflict, "%q holds over %d items or %d bytes, more than a definition re-checks (--contract-define-max-items, --contract-define-max-bytes)", e.name, e.limits.DefineMaxItems, e.limits.DefineMaxBytes)
 		}
 	}
 	e.seen[k] = it.Seq
