@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/statemodule"
 )
@@ -22,7 +23,7 @@ func TestScopeEvolveChecksValues(t *testing.T) {
 	v.must(t, "state::set", `{"scope":"users","key":"bob","value":{"age":7}}`)
 	ageInt := `{"type":"object","properties":{"age":{"type":"integer"}},"required":["age"]}`
 	_, err := def("2", ageInt, "")
-	if e := engine.AsError(err); err == nil || e.Code != engine.CodeConflict || !strings.Contains(err.Error(), `1 stored items fail version 2: {"key":"ann","scope":"users"}; first: /age: expected integer, got string`) {
+	if e := engine.AsError(err); err == nil || e.Code != codes.Conflict || !strings.Contains(err.Error(), `1 stored items fail version 2: {"key":"ann","scope":"users"}; first: /age: expected integer, got string`) {
 		t.Fatalf("got %v", err)
 	}
 	if err := v.e.RegisterFunction("users::migrate", "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/contract"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/contracts"
@@ -148,7 +149,7 @@ func sharedHeld(ctx context.Context, h History, stream, group string) ([][]byte,
 		return nil, err
 	}
 	if !ok {
-		return nil, engine.Errorf(engine.CodeConflict, "the history of group %q cannot be read in full to check it", group)
+		return nil, engine.Errorf(codes.Conflict, "the history of group %q cannot be read in full to check it", group)
 	}
 	return frames, nil
 }
@@ -157,5 +158,5 @@ func sharedReset(ctx context.Context, h History, stream, group string) error {
 	if hh, ok := h.(HeldHistory); ok {
 		return hh.Reset(ctx, stream, group)
 	}
-	return engine.Errorf(engine.CodeConflict, "the history of group %q cannot be reset", group)
+	return engine.Errorf(codes.Conflict, "the history of group %q cannot be reset", group)
 }

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/contract"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule"
@@ -56,9 +57,9 @@ func TestEvolveRefusesStoredItems(t *testing.T) {
 	v := start(t, streammodule.Config{})
 	seed(t, v)
 	_, err := defineV(t, v, 2, strictSchema, "")
-	wantRefused(t, err, engine.CodeConflict, `2 stored items fail version 2: {"group_id":"g","item_id":"a","stream_name":"todos"}, {"group_id":"g","item_id":"c","stream_name":"todos"}; first: /title: expected number, got string`)
-	wantRefused(t, err, engine.CodeConflict, "checked 3 items")
-	wantRefused(t, err, engine.CodeConflict, "nothing was stored")
+	wantRefused(t, err, codes.Conflict, `2 stored items fail version 2: {"group_id":"g","item_id":"a","stream_name":"todos"}, {"group_id":"g","item_id":"c","stream_name":"todos"}; first: /title: expected number, got string`)
+	wantRefused(t, err, codes.Conflict, "checked 3 items")
+	wantRefused(t, err, codes.Conflict, "nothing was stored")
 	if got := schemaVersion(t, v); got != 1 {
 		t.Fatalf("version after refusal: %d", got)
 	}
@@ -80,7 +81,7 @@ func TestEvolveRefusesHistory(t *testing.T) {
 	v.must(t, "stream::set", `{"stream_name":"todos","group_id":"g","item_id":"a","data":{"title":1}}`)
 	v.must(t, "stream::set", `{"stream_name":"todos","group_id":"g","item_id":"c","data":{"title":3}}`)
 	_, err := defineV(t, v, 2, strictSchema, "")
-	wantRefused(t, err, engine.CodeConflict, `2 events in the history clients resume from fail version 2: group "g" seq 1: /title: expected number, got string; group "g" seq 3: /title`)
+	wantRefused(t, err, codes.Conflict, `2 events in the history clients resume from fail version 2: group "g" seq 1: /title: expected number, got string; group "g" seq 3: /title`)
 	if got := schemaVersion(t, v); got != 1 {
 		t.Fatalf("version after refusal: %d", got)
 	}
@@ -140,9 +141,9 @@ func TestEvolveMigrateForbiddenOrFailing(t *testing.T) {
 	}
 	in := `{"stream_name":"todos","version":2,"compatibility":"NONE","item_schema":` + strictSchema + `,"migrate":"todos::migrate"}`
 	_, err = v.e.Trigger(t.Context(), engine.Call{FunctionID: "stream::define", Payload: []byte(in), Grant: g})
-	wantRefused(t, err, engine.CodeForbidden, `migrate "todos::migrate": function "todos::migrate" is not exposed`)
+	wantRefused(t, err, codes.Forbidden, `migrate "todos::migrate": function "todos::migrate" is not exposed`)
 	_, err = defineV(t, v, 2, strictSchema, `,"migrate":"todos::migrate"`)
-	wantRefused(t, err, engine.CodeConflict, `migrate "todos::migrate" left items failing version 2: {"group_id":"g","item_id":"a"`)
+	wantRefused(t, err, codes.Conflict, `migrate "todos::migrate" left items failing version 2: {"group_id":"g","item_id":"a"`)
 	if got := schemaVersion(t, v); got != 1 {
 		t.Fatalf("version after refusals: %d", got)
 	}
@@ -174,7 +175,7 @@ func TestEvolveConcurrentWriteKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantRefused(t, during, engine.CodeInvalidArgument, "/title: expected number, got string")
+	wantRefused(t, during, codes.InvalidArgument, "/title: expected number, got string")
 	if !strings.Contains(out, `"retried":1`) {
 		t.Fatalf("answer: %s", out)
 	}
@@ -197,7 +198,7 @@ func TestEvolveDeadlineFailsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := defineV(t, v, 2, strictSchema, `,"migrate":"todos::migrate"`)
-	wantRefused(t, err, engine.CodeDeadlineExceeded, "took over 50ms (--contract-define-timeout) (checked 1 items")
+	wantRefused(t, err, codes.DeadlineExceeded, "took over 50ms (--contract-define-timeout) (checked 1 items")
 	if got := schemaVersion(t, v); got != 1 {
 		t.Fatalf("version after refusal: %d", got)
 	}
@@ -216,7 +217,7 @@ func TestEvolveRefusesSentEvents(t *testing.T) {
 	v.must(t, "stream::define", `{"version":1,`+ev("string")[1:])
 	v.must(t, "stream::send", `{"stream_name":"chat","group_id":"room","type":"typing","data":{"user":"ann"}}`)
 	_, err := v.call(t, "stream::define", `{"version":2,`+ev("integer")[1:])
-	wantRefused(t, err, engine.CodeConflict, `1 events in the history clients resume from fail version 2: group "room" seq 1: /user: expected integer, got string`)
+	wantRefused(t, err, codes.Conflict, `1 events in the history clients resume from fail version 2: group "room" seq 1: /user: expected integer, got string`)
 }
 
 // A stream holding more items than a definition re-checks is refused new
@@ -227,7 +228,7 @@ func TestEvolveItemBound(t *testing.T) {
 	v := start(t, streammodule.Config{Contracts: set})
 	seed(t, v)
 	_, err := defineV(t, v, 2, `{"type":"object"}`, "")
-	wantRefused(t, err, engine.CodeConflict, `"todos" holds over 2 items or 268435456 bytes, more than a definition re-checks (--contract-define-max-items, --contract-define-max-bytes) (checked 3 items`)
+	wantRefused(t, err, codes.Conflict, `"todos" holds over 2 items or 268435456 bytes, more than a definition re-checks (--contract-define-max-items, --contract-define-max-bytes) (checked 3 items`)
 	if got := schemaVersion(t, v); got != 1 {
 		t.Fatalf("version after refusal: %d", got)
 	}

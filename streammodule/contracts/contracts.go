@@ -243,7 +243,7 @@ func (s *Set) Evolve(ctx context.Context, d contract.Definition, t *Target, def 
 		defer s.setPending(d.Stream, nil)
 	}
 	if migrate != "" && (t == nil || t.Call == nil) {
-		return nil, p, engine.Errorf(engine.CodeInvalidArgument, "%s: migrate is not supported here", def.FunctionID)
+		return nil, p, engine.Errorf(codes.InvalidArgument, "%s: migrate is not supported here", def.FunctionID)
 	}
 	c, err := s.reg.DefineWith(ctx, d, verify)
 	if err != nil {

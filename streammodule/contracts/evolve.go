@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/contract"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/store"
@@ -123,9 +124,9 @@ func (e *evolution) run(ctx context.Context) error {
 				ids += ", ..."
 			}
 			if e.migrate == "" {
-				return e.refused(engine.CodeConflict, "%d stored items fail version %d: %s; first: %s; pass migrate to convert them", e.left, e.next.Version, ids, e.problem)
+				return e.refused(codes.Conflict, "%d stored items fail version %d: %s; first: %s; pass migrate to convert them", e.left, e.next.Version, ids, e.problem)
 			}
-			return e.refused(engine.CodeConflict, "migrate %q left items failing version %d: %s; first: %s", e.migrate, e.next.Version, ids, e.problem)
+			return e.refused(codes.Conflict, "migrate %q left items failing version %d: %s; first: %s", e.migrate, e.next.Version, ids, e.problem)
 		}
 		// The second pass reads again only what changed since the first
 		// read it: writes that began before the new version was pending
@@ -146,7 +147,7 @@ func (e *evolution) run(ctx context.Context) error {
 		}
 		e.p.History = &h
 		if h.Failed > 0 && len(h.Reset) == 0 {
-			return e.refused(engine.CodeConflict, "%d events in the history clients resume from fail version %d: %s; wait for them to age out of the history, or pass migrate (which also resets the failing groups' history: clients resuming from it get a fresh snapshot)", h.Failed, e.next.Version, strings.Join(h.First, "; "))
+			return e.refused(codes.Conflict, "%d events in the history clients resume from fail version %d: %s; wait for them to age out of the history, or pass migrate (which also resets the failing groups' history: clients resuming from it get a fresh snapshot)", h.Failed, e.next.Version, strings.Join(h.First, "; "))
 		}
 	}
 	e.p.Millis = time.Since(e.start).Milliseconds()
@@ -155,14 +156,14 @@ func (e *evolution) run(ctx context.Context) error {
 
 // fail turns an error of the re-check into its refusal.
 func (e *evolution) fail(ctx context.Context, err error) error {
-	if ctx.Err() != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || engine.AsError(err).Code == engine.CodeDeadlineExceeded) {
-		return e.refused(engine.CodeDeadlineExceeded, "re-checking the stored items took over %s", e.bound)
+	if ctx.Err() != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || engine.AsError(err).Code == codes.DeadlineExceeded) {
+		return e.refused(codes.DeadlineExceeded, "re-checking the stored items took over %s", e.bound)
 	}
 	var ee *engine.Error
 	if errors.As(err, &ee) {
 		return e.refused(ee.Code, "%s", ee.Message)
 	}
-	return e.refused(engine.CodeInternal, "%v", err)
+	return e.refused(codes.Internal, "%v", err)
 }
 
 // group checks one group's items, page by page, and returns how many it
@@ -202,7 +203,7 @@ func (e *evolution) item(ctx context.Context, k store.Key, it store.Item) error 
 		e.p.Checked++
 		e.p.Bytes += int64(len(it.Value))
 		if e.p.Checked > e.limits.DefineMaxItems || e.p.Bytes > e.limits.DefineMaxBytes {
-			return engine.Errorf(engine.CodeConflict, "%q holds over %d items or %d bytes, more than a definition re-checks (--contract-define-max-items, --contract-define-max-bytes)", e.name, e.limits.DefineMaxItems, e.limits.DefineMaxBytes)
+			return engine.Errorf(codes.Conflict, "%q holds over %d items or %d bytes, more than a definition re-checks (--contract-define-max-items, --contract-define-max-bytes)", e.name, e.limits.DefineMaxItems, e.limits.DefineMaxBytes)
 		}
 	}
 	e.seen[k] = it.Seq
@@ -250,7 +251,7 @@ func (e *evolution) item(ctx context.Context, k store.Key, it store.Item) error 
 
 func isEngineError(err error) bool {
 	var ee *engine.Error
-	return errors.As(err, &ee) && ee.Code != engine.CodeHandlerError
+	return errors.As(err, &ee) && ee.Code != codes.HandlerError
 }
 
 // migrateOne calls the migrate function on it, checks its result and
