@@ -609,6 +609,40 @@ type admission struct {
 	token *jwtauth.Token  // with Config.Tokens
 }
 
+// Readable admits a plain HTTP request (GET /schemas on another listener)
+// as the gateway admits a connection, without the origin check: with
+// tokens, from the token query parameter, the cookie or an
+// "Authorization: Bearer" header; with an auth function, by calling it.
+// It returns which streams the caller may read: with a token, those its
+// streams claim names; otherwise every stream. On a refusal it has
+// answered r (401) and returns false.
+func (g *Gateway) Readable(w http.ResponseWriter, r *http.Request) (func(stream string) bool, bool) {
+	if g.cfg.Tokens != nil {
+		raw := r.URL.Query().Get(TokenParam)
+		if ck, err := r.Cookie(TokenCookie); raw == "" && err == nil {
+			raw = ck.Value
+		}
+		if h, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); raw == "" && ok {
+			raw = strings.TrimSpace(h)
+		}
+		if raw == "" {
+			http.Error(w, "unauthorized: no token (the "+TokenParam+" query parameter, the "+TokenCookie+" cookie or an Authorization: Bearer header)", http.StatusUnauthorized)
+			return nil, false
+		}
+		tok, err := g.cfg.Tokens.Verify(raw)
+		if err != nil {
+			http.Error(w, "unauthorized: "+err.Error(), http.StatusUnauthorized)
+			return nil, false
+		}
+		return tok.AllowsStream, true
+	}
+	if _, err := g.authenticate(r); err != nil {
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return nil, false
+	}
+	return func(string) bool { return true }, true
+}
+
 // admit checks the origin and runs auth; on failure it has answered r.
 func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (admission, bool) {
 	if ref := g.checkOrigin(r); ref != nil {

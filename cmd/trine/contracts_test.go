@@ -178,3 +178,56 @@ func TestEngineFunctionFormatLimits(t *testing.T) {
 	_, err = w.Trigger(ctx, "fn::small", 1)
 	refusedWith(t, err, "invalid_argument", "(root): expected object, got number")
 }
+
+// GET /schemas and GET /schemas/{stream} on the http listener answer the
+// contracts as JSON Schema documents, to the callers the stream listener
+// admits: without a token 401, a token whose streams claim does not name
+// the stream 403 (and the list leaves it out), a stream without a
+// contract 404.
+func TestHTTPSchemas(t *testing.T) {
+	t.Parallel()
+	secret := writeTemp(t, "0123456789abcdef0123456789abcdef\n")
+	e := startEngine(t, trineBin, testEnv(), engineArgs(t, "--stream-jwt-hmac-secret-file", secret)...)
+	r := runTrine(t, testEnv(), "", "token", "--secret-file", secret, "--sub", "alice", "--streams", "todos/*,plain", "--ttl", "10m")
+	if r.code != 0 {
+		t.Fatalf("trine token: %d %s", r.code, r.stderr)
+	}
+	tok := strings.TrimSpace(r.stdout)
+	w := connectWorker(t, e.grpc)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for _, d := range []map[string]any{
+		{"stream_name": "todos", "version": 1, "item_schema": json.RawMessage(contractTodo)},
+		{"stream_name": "todos", "version": 2, "item_schema": json.RawMessage(contractTodo), "event_schemas": map[string]any{"typing": json.RawMessage(`{"type":"object"}`)}, "compatibility": "NONE"},
+		{"stream_name": "secret", "version": 1, "item_schema": json.RawMessage(`true`)},
+	} {
+		if _, err := w.Trigger(ctx, "stream::define", d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for path, want := range map[string]int{
+		"/schemas": 401, "/schemas/todos": 401, "/schemas/todos?token=bad": 401,
+		"/schemas/secret?token=" + tok: 403, "/schemas/nothing?token=" + tok: 403, "/schemas/plain?token=" + tok: 404,
+	} {
+		if code, body := get(t, e.http+path); code != want {
+			t.Errorf("GET %s: %d %s, want %d", path, code, body, want)
+		}
+	}
+	code, body := get(t, e.http+"/schemas/todos?token="+tok)
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(body), &doc); code != 200 || err != nil {
+		t.Fatalf("GET /schemas/todos: %d %s", code, body)
+	}
+	for k, want := range map[string]string{"type": `"object"`, "x-trine-stream": `"todos"`, "x-trine-version": `2`, "x-trine-compatibility": `"NONE"`, "x-trine-events": `{"typing":{"type":"object"}}`} {
+		if string(doc[k]) != want {
+			t.Errorf("GET /schemas/todos: %s is %s, want %s (%s)", k, doc[k], want, body)
+		}
+	}
+	code, body = get(t, e.http+"/schemas?token="+tok)
+	var all struct {
+		Streams map[string]map[string]json.RawMessage `json:"streams"`
+	}
+	if err := json.Unmarshal([]byte(body), &all); code != 200 || err != nil || len(all.Streams) != 1 || string(all.Streams["todos"]["x-trine-version"]) != "2" {
+		t.Fatalf("GET /schemas: %d %s", code, body)
+	}
+}

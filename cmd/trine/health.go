@@ -18,11 +18,15 @@ import (
 //	              see jsboot); 503 {"status":"draining",…} once shutdown
 //	              has begun
 //	GET /metrics  Prometheus metrics
+//	GET /schemas  the streams' contracts as JSON Schema documents, to the
+//	              callers the stream listener admits (contracts.Handler)
 //	/console      the live console (package console), when on
 //	anything else the routes of http triggers
-func httpHandler(eng *engine.Engine, parts func() map[string]string, metrics, routes, console http.Handler) http.Handler {
+func httpHandler(eng *engine.Engine, parts func() map[string]string, metrics, routes, schemas, console http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", routes)
+	mux.Handle("GET /schemas", schemas)
+	mux.Handle("GET /schemas/{stream}", schemas)
 	if console != nil {
 		mux.Handle("/console", console)
 		mux.Handle("/console/", console)

@@ -308,6 +308,21 @@ func (v *Verifier) Verify(raw string) (Token, error) {
 	return out, nil
 }
 
+// AllowsStream reports whether the token may join some group of stream:
+// whether a pattern's stream part matches it.
+func (t Token) AllowsStream(stream string) bool {
+	if t.Streams == nil {
+		return true
+	}
+	for _, p := range t.Streams {
+		sp, _, _ := strings.Cut(p, "/")
+		if engine.MatchPattern(sp, stream) {
+			return true
+		}
+	}
+	return false
+}
+
 // Allows reports whether the token may join group of stream. A pattern is
 // "stream/group": the part before the first "/" matches the stream name,
 // the rest the group id, each with * matching any characters.

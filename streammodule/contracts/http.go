@@ -1,0 +1,124 @@
+package contracts
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+
+	"github.com/trinehq/trine/contract"
+)
+
+// The annotations a schema document served by Handler carries beside the
+// item schema's own keywords; validators ignore them.
+const (
+	DocStream        = "x-trine-stream"
+	DocVersion       = "x-trine-version"
+	DocCompatibility = "x-trine-compatibility"
+	DocEvents        = "x-trine-events" // event type -> its schema
+)
+
+// Document is d as one JSON Schema document: the item schema, with d's
+// name, version, mode and event schemas as annotations. A boolean item
+// schema becomes {} (true) or {"not":{}} (false).
+func Document(d contract.Definition) (json.RawMessage, error) {
+	doc := map[string]json.RawMessage{}
+	switch string(d.Item) {
+	case "true":
+	case "false":
+		doc["not"] = json.RawMessage(`{}`)
+	default:
+		if err := json.Unmarshal(d.Item, &doc); err != nil {
+			return nil, err
+		}
+	}
+	put := func(k string, v any) {
+		b, _ := json.Marshal(v)
+		doc[k] = b
+	}
+	put(DocStream, d.Stream)
+	put(DocVersion, d.Version)
+	put(DocCompatibility, d.Mode)
+	if len(d.Events) > 0 {
+		put(DocEvents, d.Events)
+	}
+	return json.Marshal(doc)
+}
+
+// Handler serves the contracts in force as JSON Schema documents:
+//
+//	GET /schemas           {"streams": {name: document}}, the streams the caller may read
+//	GET /schemas/{stream}  the stream's document; 403 when the caller may
+//	                       not read it, 404 when it has no contract
+//
+// readable admits the request (or answers it and returns false) and
+// says which streams the caller may read.
+func (s *Set) Handler(readable func(http.ResponseWriter, *http.Request) (func(string) bool, bool)) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /schemas", func(w http.ResponseWriter, r *http.Request) {
+		allows, ok := readable(w, r)
+		if !ok {
+			return
+		}
+		names, err := s.store.Names(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		out := map[string]json.RawMessage{}
+		for _, n := range slices.Sorted(slices.Values(names)) {
+			if !allows(n) {
+				continue
+			}
+			doc, found, err := s.document(r, n)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			if found {
+				out[n] = doc
+			}
+		}
+		writeJSON(w, map[string]any{"streams": out})
+	})
+	mux.HandleFunc("GET /schemas/{stream}", func(w http.ResponseWriter, r *http.Request) {
+		allows, ok := readable(w, r)
+		if !ok {
+			return
+		}
+		n := r.PathValue("stream")
+		if !allows(n) {
+			http.Error(w, "forbidden: the caller may not read stream "+n, http.StatusForbidden)
+			return
+		}
+		doc, found, err := s.document(r, n)
+		switch {
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		case !found:
+			http.Error(w, "stream "+n+" has no contract", http.StatusNotFound)
+		default:
+			writeJSON(w, doc)
+		}
+	})
+	return mux
+}
+
+func (s *Set) document(r *http.Request, name string) (json.RawMessage, bool, error) {
+	c, err := s.Lookup(r.Context(), name)
+	if err != nil || c == nil {
+		return nil, false, err
+	}
+	doc, err := Document(c.Definition)
+	return doc, err == nil, err
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/schema+json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(append(b, '\n'))
+}
