@@ -41,6 +41,7 @@ import (
 	"github.com/trinehq/trine/internal/ratelog"
 	"github.com/trinehq/trine/internal/wsconn"
 	"github.com/trinehq/trine/streammodule/streamapi"
+	"github.com/trinehq/trine/streammodule/wire"
 )
 
 // Defaults for Config.
@@ -90,6 +91,13 @@ const (
 // event published after Subscribe returns must reach h, in order.
 type Events interface {
 	Subscribe(stream, group string, h func(frame []byte)) (cancel func(), err error)
+}
+
+// ContractEvents is Events that also delivers the notices of streams'
+// new contracts (natsfanout.Subscriber): the gateway then sends a schema
+// frame to each subscription of the stream.
+type ContractEvents interface {
+	SubscribeContracts(h func(stream string, version uint64)) (cancel func(), err error)
 }
 
 // Caller runs the auth function.
@@ -295,12 +303,14 @@ type Gateway struct {
 	clockSkew      atomic.Int64 // deliveries whose commit time was ahead of the clock
 	latencyRefused atomic.Int64 // client latency samples refused
 
-	mu       sync.Mutex
-	conns    map[*conn]struct{}
-	sessions map[string]*conn // SSE streams by their Trine-Session id
-	closed   bool
-	wg       sync.WaitGroup // connections and the pinger
-	stop     chan struct{}
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+	// stopContracts ends the contract notices, or is nil.
+	stopContracts func()
+	sessions      map[string]*conn // SSE streams by their Trine-Session id
+	closed        bool
+	wg            sync.WaitGroup // connections and the pinger
+	stop          chan struct{}
 }
 
 // New returns a Gateway; Close stops it.
@@ -335,9 +345,40 @@ func New(cfg Config) (*Gateway, error) {
 	g.snapshots = newSnapshots(g)
 	g.pool = newWriterPool(cfg.Writers)
 	g.presence = newPresence(g)
+	if ce, ok := cfg.Events.(ContractEvents); ok {
+		stop, err := ce.SubscribeContracts(g.contractChanged)
+		if err != nil {
+			g.log.Warn("stream contract notices unavailable: subscribers get no schema frames", "error", err)
+		}
+		g.stopContracts = stop
+	}
 	g.wg.Add(1)
 	go g.pinger()
 	return g, nil
+}
+
+// contractChanged sends a schema frame to every subscription of stream.
+func (g *Gateway) contractChanged(stream string, version uint64) {
+	g.mu.Lock()
+	conns := make([]*conn, 0, len(g.conns))
+	for c := range g.conns {
+		conns = append(conns, c)
+	}
+	g.mu.Unlock()
+	now := time.Now()
+	for _, c := range conns {
+		c.mu.Lock()
+		var subs []*subscription
+		for _, s := range c.subs {
+			if s.stream == stream {
+				subs = append(subs, s)
+			}
+		}
+		c.mu.Unlock()
+		for _, s := range subs {
+			c.enqueue(out{data: wire.Schema(s.stream, s.group, s.item, version, now), sub: s.quotedID})
+		}
+	}
 }
 
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -393,6 +434,9 @@ func (g *Gateway) Close() error {
 	}
 	g.closed = true
 	close(g.stop)
+	if g.stopContracts != nil {
+		g.stopContracts()
+	}
 	conns := make([]*conn, 0, len(g.conns))
 	for c := range g.conns {
 		conns = append(conns, c)

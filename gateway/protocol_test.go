@@ -324,3 +324,40 @@ func TestInvalidUTF8(t *testing.T) {
 	f := sub.read()
 	must(t, f.kind() == "create" && *f.ID == "ok", "only the valid write is delivered: %s", f.Raw)
 }
+
+// A stream's sync frame carries its contract's version, and its
+// subscribers get a schema frame when a new version is defined; other
+// streams' subscribers do not.
+func TestContractVersionAndSchemaFrame(t *testing.T) {
+	s := newStack(t, gateway.Config{}, streammodule.Config{})
+	s.call(t, "stream::define", map[string]any{"stream_name": "todos", "version": 3, "item_schema": map[string]any{"type": "object"}})
+	s.set(t, "todos", "inbox", "a", map[string]any{"t": "A"})
+	c := s.dial(t, "/", nil)
+	c.send(join("1", "todos", "inbox"))
+	c.send(join("2", "other", "g"))
+	c.send(join("3", "todos", "inbox", "id", "a"))
+	versions := map[string]uint64{}
+	for range 3 {
+		f := c.read()
+		var e struct {
+			Type            string `json:"type"`
+			ContractVersion uint64 `json:"contractVersion"`
+		}
+		must(t, f.kind() == "sync" && json.Unmarshal(f.Event, &e) == nil, "sync: %s", f.Raw)
+		versions[*f.SubscriptionID] = e.ContractVersion
+	}
+	must(t, versions["1"] == 3 && versions["2"] == 0 && versions["3"] == 3, "contract versions in sync frames: %v", versions)
+	s.call(t, "stream::define", map[string]any{"stream_name": "todos", "version": 4, "item_schema": map[string]any{"type": "object"}})
+	got := map[string]bool{}
+	for range 2 {
+		f := c.read()
+		var e struct {
+			Type            string `json:"type"`
+			ContractVersion uint64 `json:"contractVersion"`
+		}
+		must(t, f.kind() == "schema" && json.Unmarshal(f.Event, &e) == nil && e.ContractVersion == 4 && f.StreamName == "todos", "schema frame: %s", f.Raw)
+		got[*f.SubscriptionID] = true
+	}
+	must(t, got["1"] && got["3"], "schema frames for %v", got)
+	c.quiet(100 * time.Millisecond)
+}

@@ -528,7 +528,7 @@ func (c *conn) snapshotFailed(s *subscription, err error) {
 // with the ids of every item in it (ids, earlier pages', then res's).
 func syncFrame(q streamapi.SnapshotRequest, res streamapi.SnapshotResult, ids []string, b []byte) []byte {
 	b, ids = appendItems(b, res.Items, ids)
-	return wire.SyncEnd(b, ids, q.Resync)
+	return wire.SyncEnd(b, ids, q.Resync, res.Contract)
 }
 
 func appendItems(b []byte, items []streamapi.PageItem, ids []string) ([]byte, []string) {
@@ -553,12 +553,12 @@ func appendItems(b []byte, items []streamapi.PageItem, ids []string) ([]byte, []
 func (c *conn) pages(q streamapi.SnapshotRequest, res streamapi.SnapshotResult) ([]byte, error) {
 	var ids []string
 	part := wire.SyncStart(res.Seq, q.StreamName, q.GroupID, time.Now())
-	frag, seq := byte(fragFirst), res.Seq
+	frag, seq, contract := byte(fragFirst), res.Seq, res.Contract
 	var taken chan struct{} // closed when the part before the last queued leaves the queue
 	for {
 		part, ids = appendItems(part, res.Items, ids)
 		if !res.More {
-			return wire.SyncEnd(part, ids, q.Resync), nil
+			return wire.SyncEnd(part, ids, q.Resync, contract), nil
 		}
 		if taken != nil {
 			select {

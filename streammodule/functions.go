@@ -381,9 +381,29 @@ func (m *Module) checkItem(ctx context.Context, fn, stream string, v json.RawMes
 	return contracts.Check(fn, c, v)
 }
 
-// define checks and stores a new contract of a stream.
+// ContractPublisher is a Publisher that also tells the gateways of a
+// stream's new contract (natsfanout.Publisher), so that they send its
+// subscribers a schema frame.
+type ContractPublisher interface {
+	PublishContract(stream string, version uint64) error
+}
+
+// define checks and stores a new contract of a stream, and tells the
+// gateways.
 func (m *Module) define(ctx context.Context, c engine.Call) ([]byte, error) {
-	return m.cfg.Contracts.DefineCall(ctx, c, "stream_name", m.readName, true, m.evolveTarget())
+	out, err := m.cfg.Contracts.DefineCall(ctx, c, "stream_name", m.readName, true, m.evolveTarget())
+	if p, ok := m.cfg.Publisher.(ContractPublisher); ok && err == nil {
+		var d struct {
+			Stream  string `json:"stream_name"`
+			Version uint64 `json:"version"`
+		}
+		if json.Unmarshal(out, &d) == nil {
+			if perr := p.PublishContract(d.Stream, d.Version); perr != nil {
+				m.log.Warn("stream contract notice not published", "stream", d.Stream, "error", perr)
+			}
+		}
+	}
+	return out, err
 }
 
 // schema answers engine::streams::schema.

@@ -25,6 +25,12 @@ func (m *Module) Snapshot(ctx context.Context, q streamapi.SnapshotRequest) (str
 	if q.Resync && q.After == "" {
 		m.resyncs.add(stream, group, now)
 	}
+	var contract uint64
+	if c, err := m.cfg.Contracts.For(ctx, streamapi.FnSnapshot, stream); err != nil {
+		return streamapi.SnapshotResult{}, err
+	} else if c != nil {
+		contract = c.Version
+	}
 	op := "list"
 	if item != "" {
 		op = "get"
@@ -44,17 +50,19 @@ func (m *Module) Snapshot(ctx context.Context, q streamapi.SnapshotRequest) (str
 		if !json.Valid(out) {
 			out = nil
 		}
-		return streamapi.SnapshotResult{Frame: wire.Sync(seq, stream, group, item, now, out, nil, q.Resync), Seq: seq}, nil
+		return streamapi.SnapshotResult{Frame: wire.Sync(seq, stream, group, item, now, out, nil, q.Resync, contract), Seq: seq, Contract: contract}, nil
 	}
 	if item != "" {
 		it, seq, err := m.store.Get(ctx, store.Key{Stream: stream, Group: group, Item: item})
 		if err != nil {
 			return streamapi.SnapshotResult{}, storeError("stream::get", err)
 		}
-		return streamapi.SnapshotResult{Frame: wire.Sync(seq, stream, group, item, now, it.Value, nil, q.Resync), Seq: seq}, nil
+		return streamapi.SnapshotResult{Frame: wire.Sync(seq, stream, group, item, now, it.Value, nil, q.Resync, contract), Seq: seq, Contract: contract}, nil
 	}
 	if q.PageBytes > 0 {
-		return m.snapshotPage(ctx, stream, group, q.After, q.PageBytes)
+		res, err := m.snapshotPage(ctx, stream, group, q.After, q.PageBytes)
+		res.Contract = contract
+		return res, err
 	}
 	// A whole group in one frame: bounded like stream::list.
 	var res streamapi.SnapshotResult
@@ -79,7 +87,7 @@ func (m *Module) Snapshot(ctx context.Context, q streamapi.SnapshotRequest) (str
 			b = append(b, it.Value...)
 			ids[i] = it.ID
 		}
-		res = streamapi.SnapshotResult{Frame: wire.SyncEnd(b, ids, q.Resync), Seq: p.Seq}
+		res = streamapi.SnapshotResult{Frame: wire.SyncEnd(b, ids, q.Resync, contract), Seq: p.Seq, Contract: contract}
 		return nil, nil
 	})
 	return res, err

@@ -40,6 +40,9 @@ type SnapshotRequest struct {
 type SnapshotResult struct {
 	Frame json.RawMessage `json:"frame,omitempty"`
 	Seq   uint64          `json:"seq"`
+	// Contract is the version of the stream's contract in force, 0 for
+	// none: the sync frame's contractVersion.
+	Contract uint64 `json:"contract_version,omitempty"`
 	// A page: the items in id order, and whether more follow.
 	Items []PageItem `json:"items"`
 	More  bool       `json:"more,omitempty"`

@@ -80,14 +80,16 @@ func Change(c store.Change) []byte {
 // data is the item's value (null when missing) and ids is nil; for a group
 // it is the array of values, with ids their item ids in the same order.
 // resync marks a snapshot sent because history could not fill a gap.
-func Sync(seq uint64, stream, group, item string, ts time.Time, data json.RawMessage, ids []string, resync bool) []byte {
+// contract, when above 0, is the version of the stream's contract in
+// force ("contractVersion").
+func Sync(seq uint64, stream, group, item string, ts time.Time, data json.RawMessage, ids []string, resync bool, contract uint64) []byte {
 	b := header(seq, stream, group, item, ts)
 	b = append(b, `,"event":{"type":"sync","data":`...)
 	b = value(b, data)
 	if ids != nil {
 		b = appendIDs(b, ids)
 	}
-	return syncEnd(b, resync)
+	return syncEnd(b, resync, contract)
 }
 
 // A group's sync frame can be written in parts, one page of items at a
@@ -103,10 +105,10 @@ func SyncStart(seq uint64, stream, group string, ts time.Time) []byte {
 }
 
 // SyncEnd appends the last part: the end of the data array, ids and the
-// resync mark.
-func SyncEnd(dst []byte, ids []string, resync bool) []byte {
+// resync mark and the contract version, as Sync.
+func SyncEnd(dst []byte, ids []string, resync bool, contract uint64) []byte {
 	dst = append(dst, ']')
-	return syncEnd(appendIDs(dst, ids), resync)
+	return syncEnd(appendIDs(dst, ids), resync, contract)
 }
 
 func appendIDs(b []byte, ids []string) []byte {
@@ -120,10 +122,21 @@ func appendIDs(b []byte, ids []string) []byte {
 	return append(b, ']')
 }
 
-func syncEnd(b []byte, resync bool) []byte {
+func syncEnd(b []byte, resync bool, contract uint64) []byte {
 	if resync {
 		b = append(b, `,"resync":true`...)
 	}
+	if contract > 0 {
+		b = strconv.AppendUint(append(b, `,"contractVersion":`...), contract, 10)
+	}
+	return append(b, "}}"...)
+}
+
+// Schema encodes the notice that a subscription's stream has a new
+// contract, version contract (GET /schemas/{stream} serves it).
+func Schema(stream, group, item string, contract uint64, ts time.Time) []byte {
+	b := header(0, stream, group, item, ts)
+	b = strconv.AppendUint(append(b, `,"event":{"type":"schema","contractVersion":`...), contract, 10)
 	return append(b, "}}"...)
 }
 

@@ -81,13 +81,17 @@ func TestEventAndSyncFrames(t *testing.T) {
 	if f := decode(t, b); string(f.Event) != `{"type":"delete","data":null}` {
 		t.Fatalf("delete frame %s", b)
 	}
-	b = wire.Sync(9, "s", "g", "", ts, json.RawMessage(`[1,2]`), []string{"a", "b"}, true)
-	if f := decode(t, b); f.Seq != 9 || f.ID != nil || string(f.Event) != `{"type":"sync","data":[1,2],"ids":["a","b"],"resync":true}` {
+	b = wire.Sync(9, "s", "g", "", ts, json.RawMessage(`[1,2]`), []string{"a", "b"}, true, 7)
+	if f := decode(t, b); f.Seq != 9 || f.ID != nil || string(f.Event) != `{"type":"sync","data":[1,2],"ids":["a","b"],"resync":true,"contractVersion":7}` {
 		t.Fatalf("sync frame %s", b)
 	}
-	b = wire.Sync(0, "s", "g", "i", ts, nil, nil, false)
+	b = wire.Sync(0, "s", "g", "i", ts, nil, nil, false, 0)
 	if f := decode(t, b); string(f.Event) != `{"type":"sync","data":null}` || *f.ID != "i" {
 		t.Fatalf("item sync frame %s", b)
+	}
+	b = wire.Schema("s", "g", "i", 8, ts)
+	if f := decode(t, b); string(f.Event) != `{"type":"schema","contractVersion":8}` || *f.ID != "i" {
+		t.Fatalf("schema frame %s", b)
 	}
 	b = wire.Unauthorized("s", "g", "", ts)
 	if f := decode(t, b); string(f.Event) != `{"type":"unauthorized"}` {
@@ -116,9 +120,9 @@ func TestSyncInParts(t *testing.T) {
 				vals = append(vals, byte('0'+i%10))
 				vals = append(vals, '}')
 			}
-			whole := wire.Sync(5, "s", `g"`, "", ts, json.RawMessage("["+string(vals)+"]"), ids, resync)
+			whole := wire.Sync(5, "s", `g"`, "", ts, json.RawMessage("["+string(vals)+"]"), ids, resync, 2)
 			parts := append(wire.SyncStart(5, "s", `g"`, ts), vals...)
-			parts = wire.SyncEnd(parts, ids, resync)
+			parts = wire.SyncEnd(parts, ids, resync, 2)
 			if string(parts) != string(whole) {
 				t.Fatalf("parts\n%s\nwhole\n%s", parts, whole)
 			}

@@ -100,8 +100,12 @@ export interface Group<T, M = unknown> {
   readonly denied: boolean
   /** The members, when a handle was taken with {presence}. */
   readonly presence?: Presence<M>
+  /** The version of the stream's contract (stream::define); undefined while unknown or for none. */
+  readonly contractVersion: number | undefined
   subscribe(cb: (state: Map<string, T>, change: Change<T>) => void): () => void
   on(type: string, cb: (data: any, meta: EventMeta) => void): () => void
+  /** Calls cb(version) when a new contract version is defined for the stream. */
+  onSchema(cb: (version: number) => void): () => void
   close(): void
 }
 
@@ -113,8 +117,10 @@ export interface Item<T> {
   readonly value: T | undefined
   readonly seq: number | undefined
   readonly denied: boolean
+  readonly contractVersion: number | undefined
   subscribe(cb: (state: T | undefined, change: Change<T>) => void): () => void
   on(type: string, cb: (data: any, meta: EventMeta) => void): () => void
+  onSchema(cb: (version: number) => void): () => void
   close(): void
 }
 
@@ -333,7 +339,7 @@ export class Client {
         const n = this.live(stream, group, item, m.p)
         this.remote.set(m.k!, (this.remote.get(m.k!) || 0) + 1)
         if (n.seq !== undefined)
-          this.bc!.postMessage({ t: 'frame', k: m.k, to: m.id, f: { seq: n.seq, id: item ?? null, event: { type: 'sync', data: item === undefined ? [...n.items.values()] : n.value ?? null, ids: item === undefined ? [...n.items.keys()] : undefined } } })
+          this.bc!.postMessage({ t: 'frame', k: m.k, to: m.id, f: { seq: n.seq, id: item ?? null, event: { type: 'sync', data: item === undefined ? [...n.items.values()] : n.value ?? null, ids: item === undefined ? [...n.items.keys()] : undefined, contractVersion: n.contractVersion } } })
         if (n.presence?.count !== undefined) this.bc!.postMessage({ t: 'frame', k: m.k, to: m.id, f: { type: 'presence', event: n.presence.state() } })
         this.bc!.postMessage({ t: 'state', s: this.state })
       } else if (m.t === 'leave' && l && this.remote.get(m.k!)) {

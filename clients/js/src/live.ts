@@ -74,6 +74,8 @@ export class Live<T> {
   seq: number | undefined
   /** The join was refused; the subscription is not renewed. */
   denied = false
+  /** The version of the stream's contract, from the sync and schema frames; undefined for none. */
+  contractVersion: number | undefined
   /** Current subscription id on the transport. */
   sub?: string
   /** When it was sent (ms since the epoch). */
@@ -86,6 +88,7 @@ export class Live<T> {
   private subs = new Set<Listener>()
   private over = new Map<string, Overlay<T>>()
   private events = new Map<string, Set<Listener>>()
+  private schemas = new Set<Listener>()
 
   constructor(
     private link: Link,
@@ -117,6 +120,19 @@ export class Live<T> {
     return () => s.delete(cb)
   }
 
+  /** Calls cb(version) when the stream's contract changes (GET /schemas/{stream} serves it). */
+  onSchema(cb: (version: number) => void): () => void {
+    this.schemas.add(cb)
+    return () => this.schemas.delete(cb)
+  }
+
+  private contract(v: unknown) {
+    if (typeof v !== 'number' || v === this.contractVersion) return
+    const known = this.contractVersion !== undefined
+    this.contractVersion = v
+    if (known) for (const cb of this.schemas) cb(v)
+  }
+
   /** Ends this handle; the subscription ends with the last one. */
   close(): void {
     if (this.refs > 0 && --this.refs === 0) this.link.release(this)
@@ -143,7 +159,13 @@ export class Live<T> {
       return true
     }
     if (!Number.isSafeInteger(seq) || seq < 0) return false
+    if (e.type === 'schema') {
+      if (this.contractVersion === undefined) this.contractVersion = 0
+      this.contract(e.contractVersion)
+      return true
+    }
     if (e.type === 'sync') {
+      this.contract(e.contractVersion)
       const ids = e.ids
       const data = e.data
       if (this.item === undefined && !(Array.isArray(data) && Array.isArray(ids) && ids.length === data.length && ids.every((i) => typeof i === 'string')))

@@ -10,7 +10,7 @@ export interface Frame {
   subscriptionId?: string
   /** Ms since the epoch: a change's commit time. */
   timestamp?: number
-  event?: { type: string; data?: unknown; ids?: string[]; resync?: boolean; event?: { type: string; data?: unknown } }
+  event?: { type: string; data?: unknown; ids?: string[]; resync?: boolean; contractVersion?: number; event?: { type: string; data?: unknown } }
   code?: string
   message?: string
 }

@@ -361,4 +361,24 @@ test('latency: one sample a second, of changes committed after the join; none fo
     assert.equal(s.data.subscriptionId, 's1')
     assert.ok(s.data.ms >= 0 && s.data.ms < 1000, 'ms ' + s.data.ms)
   }
+
+test('contractVersion follows the sync frame and schema frames, which call onSchema', async (t) => {
+  const { sockets, FakeSocket } = fakeServer()
+  const c = connect('ws://gateway.test', { WebSocket: FakeSocket })
+  t.after(() => c.close())
+  const group = c.group('s', 'g')
+  const seen = []
+  group.onSchema((v) => seen.push(v))
+  assert.equal(group.contractVersion, undefined)
+  await until(() => sockets[0]?.sent.length)
+  const ws = sockets[0]
+  ws.push(frame('s1', 5, { type: 'sync', data: [1], ids: ['a'], contractVersion: 2 }))
+  assert.equal(group.contractVersion, 2)
+  assert.deepEqual(seen, [], 'the first version known is no change')
+  ws.push(frame('s1', 0, { type: 'schema', contractVersion: 3 }))
+  assert.equal(group.contractVersion, 3)
+  assert.deepEqual(seen, [3])
+  assert.equal(group.seq, 5, 'a schema frame is no change of the state')
+  ws.push(frame('s1', 6, { type: 'update', data: 2 }, 'a'))
+  assert.equal(group.items.get('a'), 2)
 })
