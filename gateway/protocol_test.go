@@ -339,25 +339,26 @@ func TestContractVersionAndSchemaFrame(t *testing.T) {
 	versions := map[string]uint64{}
 	for range 3 {
 		f := c.read()
-		var e struct {
-			Type            string `json:"type"`
-			ContractVersion uint64 `json:"contractVersion"`
-		}
-		must(t, f.kind() == "sync" && json.Unmarshal(f.Event, &e) == nil, "sync: %s", f.Raw)
-		versions[*f.SubscriptionID] = e.ContractVersion
+		must(t, f.kind() == "sync", "sync: %s", f.Raw)
+		versions[*f.SubscriptionID] = contractVersion(t, f)
 	}
 	must(t, versions["1"] == 3 && versions["2"] == 0 && versions["3"] == 3, "contract versions in sync frames: %v", versions)
 	s.call(t, "stream::define", map[string]any{"stream_name": "todos", "version": 4, "item_schema": map[string]any{"type": "object"}})
 	got := map[string]bool{}
 	for range 2 {
 		f := c.read()
-		var e struct {
-			Type            string `json:"type"`
-			ContractVersion uint64 `json:"contractVersion"`
-		}
-		must(t, f.kind() == "schema" && json.Unmarshal(f.Event, &e) == nil && e.ContractVersion == 4 && f.StreamName == "todos", "schema frame: %s", f.Raw)
+		must(t, f.kind() == "schema" && contractVersion(t, f) == 4 && f.StreamName == "todos", "schema frame: %s", f.Raw)
 		got[*f.SubscriptionID] = true
 	}
 	must(t, got["1"] && got["3"], "schema frames for %v", got)
 	c.quiet(100 * time.Millisecond)
+}
+
+// contractVersion is a stream frame's event.contractVersion.
+func contractVersion(t *testing.T, f frame) uint64 {
+	var e struct {
+		ContractVersion uint64 `json:"contractVersion"`
+	}
+	must(t, json.Unmarshal(f.Event, &e) == nil, "event of %s", f.Raw)
+	return e.ContractVersion
 }
