@@ -21,6 +21,10 @@ type Definition struct {
 	Mode    Mode                       `json:"compatibility,omitempty"`
 	Item    json.RawMessage            `json:"item_schema"`
 	Events  map[string]json.RawMessage `json:"event_schemas,omitempty"`
+	// GroupID, if set, is the pattern every group id of the stream
+	// matches ("list-*": * matches any characters); writes to other
+	// groups are refused, and `trine codegen ts` types group ids with it.
+	GroupID string `json:"group_id_pattern,omitempty"`
 }
 
 // Store keeps every definition of every stream, durably where the

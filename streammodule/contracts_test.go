@@ -143,3 +143,25 @@ func TestDefineAndSchema(t *testing.T) {
 	_, err = v.call(t, "stream::set", `{"stream_name":"todos","group_id":"g","item_id":"x","data":[]}`)
 	wantRefused(t, err, codes.InvalidArgument, "(root): expected object, got array")
 }
+
+// A contract's group_id_pattern refuses set, update and send to groups
+// off the pattern, storing nothing; engine::streams::schemas lists it.
+func TestContractGroupIDPattern(t *testing.T) {
+	v := start(t, streammodule.Config{})
+	v.must(t, "stream::define", `{"stream_name":"todos","version":1,"group_id_pattern":"list-*","item_schema":{"type":"object"}}`)
+	v.must(t, "stream::set", `{"stream_name":"todos","group_id":"list-1","item_id":"a","data":{}}`)
+	for _, c := range []struct{ fn, in string }{
+		{"stream::set", `{"stream_name":"todos","group_id":"inbox","item_id":"a","data":{}}`},
+		{"stream::update", `{"stream_name":"todos","group_id":"inbox","item_id":"a","ops":[{"type":"set","path":"x","value":1}]}`},
+		{"stream::send", `{"stream_name":"todos","group_id":"inbox","type":"x","data":{}}`},
+	} {
+		_, err := v.call(t, c.fn, c.in)
+		wantRefused(t, err, codes.InvalidArgument, `group_id "inbox" does not match the stream's group_id_pattern "list-*"`)
+	}
+	if got := v.must(t, "stream::list_groups", `{"stream_name":"todos"}`); strings.Contains(got, "inbox") {
+		t.Fatalf("a refused write stored something: %s", got)
+	}
+	if got := v.must(t, "engine::streams::schemas", `{}`); !strings.Contains(got, `"group_id_pattern":"list-*"`) || !strings.Contains(got, `"stream_name":"todos"`) {
+		t.Fatalf("engine::streams::schemas: %s", got)
+	}
+}

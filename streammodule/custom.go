@@ -218,7 +218,7 @@ func (m *Module) customUpdate(ctx context.Context, in itemInput, ops []updateops
 	if err != nil {
 		return nil, engine.Errorf(codes.InvalidArgument, "%s: %v; nothing was written", FnUpdate, err)
 	}
-	if err := m.checkItem(ctx, FnUpdate, k.Stream, next); err != nil {
+	if err := m.checkItem(ctx, FnUpdate, k.Stream, k.Group, next); err != nil {
 		return nil, err
 	}
 	set, err := engine.MarshalJSON(map[string]any{"stream_name": k.Stream, "group_id": k.Group, "item_id": k.Item, "data": next})

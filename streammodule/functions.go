@@ -29,6 +29,8 @@ const (
 	FnDefine     = "stream::define"
 	// FnSchema answers a stream's contract and its history.
 	FnSchema = "engine::streams::schema"
+	// FnSchemas answers every stream's contract in force.
+	FnSchemas = "engine::streams::schemas"
 )
 
 // Register registers the stream::* functions and the stream trigger types
@@ -48,6 +50,7 @@ func (m *Module) Register(e *engine.Engine) error {
 		{ID: FnPresence, Description: "List a group's presence members, across gateways, in pages.", Handle: m.presenceFn},
 		{ID: FnDefine, Description: "Define or evolve a stream's contract: {stream_name, item_schema, event_schemas?, version, compatibility?}; every later write is checked against it.", Handle: m.define},
 		{ID: FnSchema, Description: "A stream's contract in force and every earlier definition; {stream_name}.", Handle: m.schema},
+		{ID: FnSchemas, Description: "Every stream's contract in force, in name order: {streams: [definition]}.", Handle: m.schemas},
 		{ID: FnGroupInfo, Description: "Describe a group: its seq, how full its history is, and resyncs in the last minute; {stream_name, group_id}.", Handle: m.groupInfo},
 	}); err != nil {
 		return err
@@ -99,7 +102,7 @@ func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := m.checkItem(ctx, FnSet, it.key.Stream, data); err != nil {
+	if err := m.checkItem(ctx, FnSet, it.key.Stream, it.key.Group, data); err != nil {
 		return nil, err
 	}
 	if op, err := m.custom(it.key.Stream, "set"); err != nil || op != "" {
@@ -134,6 +137,9 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	}
 	ct, err := m.cfg.Contracts.For(ctx, FnUpdate, it.key.Stream)
 	if err != nil {
+		return nil, err
+	}
+	if err := contracts.CheckGroup(FnUpdate, ct, it.key.Group, "nothing was written"); err != nil {
 		return nil, err
 	}
 	ch, err := store.PutOps(ctx, m.store, it.key, store.Cond{IfSeq: it.ifSeq}, ops, func(v json.RawMessage) error {
@@ -358,6 +364,9 @@ func (m *Module) send(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := contracts.CheckGroup(FnSend, ct, it.key.Group, "nothing was sent"); err != nil {
+		return nil, err
+	}
 	if ct != nil {
 		if err := ct.ValidateEvent(typ, data); err != nil {
 			return nil, contracts.Refused(FnSend, err, "nothing was sent")
@@ -373,9 +382,12 @@ func (m *Module) send(ctx context.Context, c engine.Call) ([]byte, error) {
 }
 
 // checkItem refuses an item value the stream's contract does not accept.
-func (m *Module) checkItem(ctx context.Context, fn, stream string, v json.RawMessage) error {
+func (m *Module) checkItem(ctx context.Context, fn, stream, group string, v json.RawMessage) error {
 	c, err := m.cfg.Contracts.For(ctx, fn, stream)
 	if err != nil {
+		return err
+	}
+	if err := contracts.CheckGroup(fn, c, group, "nothing was written"); err != nil {
 		return err
 	}
 	return contracts.Check(fn, c, v)
@@ -404,6 +416,15 @@ func (m *Module) define(ctx context.Context, c engine.Call) ([]byte, error) {
 		}
 	}
 	return out, err
+}
+
+// schemas answers engine::streams::schemas.
+func (m *Module) schemas(ctx context.Context, _ engine.Call) ([]byte, error) {
+	defs, err := m.cfg.Contracts.Current(ctx, func(string) bool { return true })
+	if err != nil {
+		return nil, contracts.Refused(FnSchemas, err, "")
+	}
+	return engine.MarshalJSON(map[string]any{"streams": defs})
 }
 
 // schema answers engine::streams::schema.

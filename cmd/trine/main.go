@@ -40,6 +40,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runTrigger(ctx, rest, os.LookupEnv, stdin, stdout, stderr)
 	case "triggers":
 		return runTriggers(ctx, rest, os.LookupEnv, stdin, stdout, stderr)
+	case "codegen":
+		return runCodegen(ctx, rest, os.LookupEnv, stdout, stderr)
 	case "store":
 		return runStore(rest, os.LookupEnv, stdout, stderr)
 	case "token":
@@ -72,6 +74,7 @@ Commands:
   gateway   run a stream gateway in its own process (trine gateway --help)
   trigger   call a function: trine trigger [flags] FUNCTION_ID [JSON|-]
   triggers  list triggers, or release an orphaned one: trine triggers list|release
+  codegen   TypeScript types of the streams' contracts: trine codegen ts [--engine ADDR] [--streams A,B] [-o FILE]
   store     check or repair the file store: trine store verify|repair [--data-dir DIR]
   token     sign a development JWT for browsers: trine token --secret-file FILE [flags]
   version   print the version (also: trine --version)

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/contract"
@@ -302,6 +303,16 @@ func (s *Set) For(ctx context.Context, fn, name string) (*contract.Contract, err
 	return c, nil
 }
 
+// CheckGroup refuses a write by function fn to group when c, if set,
+// has a group id pattern that group does not match; tail says what the
+// refusal means ("nothing was written").
+func CheckGroup(fn string, c *contract.Contract, group, tail string) error {
+	if c == nil || c.GroupID == "" || engine.MatchPattern(c.GroupID, group) {
+		return nil
+	}
+	return engine.Errorf(codes.InvalidArgument, "%s: group_id %q does not match the stream's group_id_pattern %q; %s", fn, group, c.GroupID, tail)
+}
+
 // Check refuses a value that c, if set, does not accept, for a write by
 // function fn.
 func Check(fn string, c *contract.Contract, v json.RawMessage) error {
@@ -379,6 +390,12 @@ func ReadDefinition(in engine.Input, nameField string, readName func(engine.Inpu
 		return d, in.Missing("version")
 	}
 	d.Version = *v
+	if d.GroupID, _, err = in.String("group_id_pattern"); err != nil {
+		return d, err
+	}
+	if len(d.GroupID) > 256 || !utf8.ValidString(d.GroupID) {
+		return d, in.Invalid(errors.New("group_id_pattern: at most 256 bytes of UTF-8"))
+	}
 	mode, _, err := in.String("compatibility")
 	if err != nil {
 		return d, err

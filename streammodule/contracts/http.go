@@ -1,6 +1,7 @@
 package contracts
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -59,24 +60,19 @@ func (s *Set) Handler(readable func(http.ResponseWriter, *http.Request) (func(st
 		if !ok {
 			return
 		}
-		names, err := s.store.Names(r.Context())
+		defs, err := s.Current(r.Context(), allows)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
 		out := map[string]json.RawMessage{}
-		for _, n := range slices.Sorted(slices.Values(names)) {
-			if !allows(n) {
-				continue
-			}
-			doc, found, err := s.document(r, n)
+		for _, d := range defs {
+			doc, err := Document(d)
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return
 			}
-			if found {
-				out[n] = doc
-			}
+			out[d.Stream] = doc
 		}
 		writeJSON(w, map[string]any{"streams": out})
 	})
@@ -101,6 +97,29 @@ func (s *Set) Handler(readable func(http.ResponseWriter, *http.Request) (func(st
 		}
 	})
 	return mux
+}
+
+// Current returns the definitions in force of the names that allows
+// accepts, in name order.
+func (s *Set) Current(ctx context.Context, allows func(string) bool) ([]contract.Definition, error) {
+	names, err := s.store.Names(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []contract.Definition{}
+	for _, n := range slices.Sorted(slices.Values(names)) {
+		if !allows(n) {
+			continue
+		}
+		c, err := s.Lookup(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		if c != nil {
+			out = append(out, c.Definition)
+		}
+	}
+	return out, nil
 }
 
 func (s *Set) document(r *http.Request, name string) (json.RawMessage, bool, error) {

@@ -137,7 +137,38 @@ function expiresIn(t: string): number {
 
 const key = (l: Live<any>) => JSON.stringify([l.stream, l.group, l.item])
 
-/** connect opens a client on the stream gateway at url (http(s):// or ws(s)://). */
+/** One stream's types, as `trine codegen ts` writes them in its Streams map. */
+export interface StreamTypes {
+  item: unknown
+  events: Record<string, unknown>
+  group: string
+}
+
+/**
+ * A Client whose group and item take their types from a Streams map
+ * (`trine codegen ts`): group('todos', id) is a Group of todos' item type,
+ * id must match the stream's group id pattern, and on(type, cb) gives
+ * each event type's data.
+ */
+export type TypedClient<S extends Record<string, StreamTypes>> = Omit<Client, 'group' | 'item'> & {
+  group<K extends keyof S & string, M = unknown>(stream: K, group: S[K]['group'], opts?: GroupOptions): TypedGroup<S[K], M>
+  item<K extends keyof S & string>(stream: K, group: S[K]['group'], id: string): Omit<Item<S[K]['item']>, 'on'> & TypedOn<S[K]>
+}
+
+/** A Group whose events are typed by their type. */
+export type TypedGroup<S extends StreamTypes, M = unknown> = Omit<Group<S['item'], M>, 'on'> & TypedOn<S>
+
+export interface TypedOn<S extends StreamTypes> {
+  on<E extends keyof S['events'] & string>(type: E, cb: (data: S['events'][E], meta: EventMeta) => void): () => void
+}
+
+/**
+ * connect opens a client on the stream gateway at url (http(s):// or
+ * ws(s)://). connect<Streams>(url), with the map `trine codegen ts`
+ * writes, types every group and item by its stream.
+ */
+export function connect(url: string, opts?: Options): Client
+export function connect<S extends Record<string, StreamTypes>>(url: string, opts?: Options): TypedClient<S>
 export function connect(url: string, opts: Options = {}): Client {
   return new Client(url, opts)
 }
