@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/trinehq/trine/internal/poll"
 )
@@ -21,8 +23,8 @@ func TestReadmeQuickStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
-	if len(blocks) != 1 {
-		t.Fatalf("the README has %d Go blocks, want the one worker", len(blocks))
+	if len(blocks) != 2 {
+		t.Fatalf("the README has %d Go blocks, want the worker and the contract", len(blocks))
 	}
 	src := blocks[0][1]
 	const readmeAddr = `"127.0.0.1:49134"`
@@ -79,5 +81,46 @@ func TestReadmeQuickStart(t *testing.T) {
 	r = runTrine(t, testEnv(), "", "trigger", "--engine", e.grpc, "math::add", `"not an object"`)
 	if r.code != 1 || !strings.Contains(r.stderr, `"code":"invalid_argument"`) {
 		t.Errorf("math::add with a bad payload: exit %d, %s", r.code, r.stderr)
+	}
+}
+
+// TestReadmeContracts runs the README's contract example as written (only
+// its engine address changed): it defines todos from its Go type and
+// prints the refusal the README shows; trine codegen ts then writes the
+// TodosItem its browser page uses.
+func TestReadmeContracts(t *testing.T) {
+	doc, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+	if len(blocks) != 2 {
+		t.Fatalf("the README has %d Go blocks, want the worker and the contract", len(blocks))
+	}
+	src := blocks[1][1]
+	refusal := regexp.MustCompile("(?s)```\n(trine: invalid_argument: [^\n]*)\n```").FindStringSubmatch(string(doc))
+	if refusal == nil {
+		t.Fatal("the README shows no refused write")
+	}
+	e := startEngine(t, trineBin, testEnv(), engineArgs(t)...)
+	dir, err := os.MkdirTemp("../..", "_readme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(strings.Replace(src, `"127.0.0.1:49134"`, `"`+e.grpc+`"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	run := exec.CommandContext(ctx, "go", "run", ".")
+	run.Dir = dir
+	out, err := run.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != refusal[1] {
+		t.Fatalf("the README's contract example printed %q (%v), the README says %q", out, err, refusal[1])
+	}
+	r := runTrine(t, testEnv(), "", "codegen", "ts", "--engine", e.grpc, "--streams", "todos")
+	if r.code != 0 || !strings.Contains(r.stdout, "export type TodosItemTodo = { done: boolean; title: string }") {
+		t.Fatalf("trine codegen ts: exit %d %s %s", r.code, r.stdout, r.stderr)
 	}
 }
