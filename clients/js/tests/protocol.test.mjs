@@ -361,6 +361,7 @@ test('latency: one sample a second, of changes committed after the join; none fo
     assert.equal(s.data.subscriptionId, 's1')
     assert.ok(s.data.ms >= 0 && s.data.ms < 1000, 'ms ' + s.data.ms)
   }
+})
 
 test('contractVersion follows the sync frame and schema frames, which call onSchema', async (t) => {
   const { sockets, FakeSocket } = fakeServer()
