@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	trine "github.com/trinehq/trine/worker-sdk"
 )
 
 // trine codegen ts writes types for a real engine's contracts that tsc
@@ -37,6 +39,11 @@ func TestCodegenTS(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	h := func(context.Context, json.RawMessage) (any, error) { return map[string]any{"id": "x"}, nil }
+	if err := w.RegisterFunction(ctx, "todo::add", h, trine.WithRequestFormat(`{"type":"object","properties":{"title":{"type":"string"}},"required":["title"]}`),
+		trine.WithResponseFormat(`{"type":"object","properties":{"id":{"type":"string"}},"required":["id"]}`)); err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	if r := runTrine(t, testEnv(), "", "codegen", "ts", "--engine", e.grpc, "--streams", "todos", "-o", filepath.Join(dir, "streams.ts")); r.code != 0 {
 		t.Fatalf("trine codegen ts: exit %d %s", r.code, r.stderr)
@@ -51,8 +58,8 @@ func TestCodegenTS(t *testing.T) {
 		t.Fatal(err)
 	}
 	compile := func(body string) (string, bool) {
-		app := "import { connect } from '@trine/client'\nimport type { Streams, TodosItem } from './streams'\n" +
-			"const c = connect<Streams>('ws://127.0.0.1:1')\nconst g = c.group('todos', 'list-1')\n" + body + "\nc.close()\n"
+		app := "import { connect } from '@trine/client'\nimport type { Streams, Functions, TodosItem } from './streams'\n" +
+			"const c = connect<Streams, Functions>('ws://127.0.0.1:1')\nconst g = c.group('todos', 'list-1')\n" + body + "\nc.close()\n"
 		if err := os.WriteFile(filepath.Join(dir, "app.ts"), []byte(app), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -64,7 +71,8 @@ const title: string = t!.title
 const deeper: string | undefined = t?.sub?.title
 const tags: string[] | null | undefined = t?.tags
 g.on('typing', (d) => { const u: string = d.user; void u })
-void title; void deeper; void tags`
+const id: Promise<string> = c.call('todo::add', { title: 'milk' }).then((r) => r.id)
+void title; void deeper; void tags; void id`
 	if out, ok := compile(good); !ok {
 		t.Fatalf("the generated types do not compile:\n%s", out)
 	}
@@ -73,6 +81,8 @@ void title; void deeper; void tags`
 		"an unknown stream":          `c.group('nope', 'x')`,
 		"a group id off the pattern": `c.group('todos', 'inbox')`,
 		"an undeclared event":        `g.on('nope', () => {})`,
+		"a wrong request field type": `void c.call('todo::add', { title: 1 })`,
+		"a wrong response field":     `void c.call('todo::add', { title: 'x' }).then((r) => { const n: number = r.id; void n })`,
 	} {
 		if out, ok := compile(body); ok || !strings.Contains(out, "error TS") {
 			t.Errorf("%s compiles:\n%s", name, out)

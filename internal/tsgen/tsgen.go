@@ -29,11 +29,22 @@ type Stream struct {
 	GroupID string
 }
 
+// Function is one function to type: its request and response formats,
+// either of which may be nil (unknown).
+type Function struct {
+	ID                string
+	Request, Response json.RawMessage
+}
+
 // Write returns the TypeScript module for streams, in name order: one
 // type per item and event schema (and per $defs entry), and
 //
 //	export type Streams = {"name": {item: …; events: {…}; group: …}}
-func Write(header string, streams []Stream) (string, error) {
+//
+// and, for fns, one type per format and
+//
+//	export type Functions = {"id": {request: …; response: …}}
+func Write(header string, streams []Stream, fns []Function) (string, error) {
 	var b strings.Builder
 	b.WriteString(header)
 	streams = slices.Clone(streams)
@@ -66,6 +77,33 @@ func Write(header string, streams []Stream) (string, error) {
 		entries = append(entries, fmt.Sprintf("  %s: { item: %s; events: %s; group: %s }", strconv.Quote(s.Name), item, events, GroupType(s.GroupID)))
 	}
 	b.WriteString("/** Every stream's types, for connect<Streams>(url) of @trine/client. */\nexport type Streams = {\n")
+	for _, e := range entries {
+		b.WriteString(e + "\n")
+	}
+	b.WriteString("}\n")
+	if len(fns) == 0 {
+		return b.String(), nil
+	}
+	fns = slices.Clone(fns)
+	slices.SortFunc(fns, func(a, b Function) int { return strings.Compare(a.ID, b.ID) })
+	entries = entries[:0]
+	for _, f := range fns {
+		types := [2]string{"unknown", "unknown"}
+		for i, part := range []struct {
+			name   string
+			schema json.RawMessage
+		}{{"Request", f.Request}, {"Response", f.Response}} {
+			if len(part.schema) == 0 || string(part.schema) == "null" {
+				continue
+			}
+			types[i] = Pascal(f.ID) + part.name
+			if err := writeNamed(&b, types[i], part.schema, fmt.Sprintf("function %s: its %s", f.ID, strings.ToLower(part.name))); err != nil {
+				return "", fmt.Errorf("function %s: %s format: %w", f.ID, strings.ToLower(part.name), err)
+			}
+		}
+		entries = append(entries, fmt.Sprintf("  %s: { request: %s; response: %s }", strconv.Quote(f.ID), types[0], types[1]))
+	}
+	b.WriteString("\n/** Every function with a request or response format, for connect<Streams, Functions>(url) of @trine/client. */\nexport type Functions = {\n")
 	for _, e := range entries {
 		b.WriteString(e + "\n")
 	}

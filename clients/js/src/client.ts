@@ -144,13 +144,20 @@ export interface StreamTypes {
   group: string
 }
 
+/** One function's types, as `trine codegen ts` writes them in its Functions map. */
+export interface FunctionTypes {
+  request: unknown
+  response: unknown
+}
+
 /**
  * A Client whose group and item take their types from a Streams map
  * (`trine codegen ts`): group('todos', id) is a Group of todos' item type,
  * id must match the stream's group id pattern, and on(type, cb) gives
  * each event type's data.
  */
-export type TypedClient<S extends Record<string, StreamTypes>> = Omit<Client, 'group' | 'item'> & {
+export type TypedClient<S extends Record<string, StreamTypes>, F extends Record<string, FunctionTypes> = Record<string, FunctionTypes>> = Omit<Client, 'group' | 'item' | 'call'> & {
+  call<K extends keyof F & string>(functionId: K, payload: F[K]['request'], opts?: CallOptions): Promise<F[K]['response']>
   group<K extends keyof S & string, M = unknown>(stream: K, group: S[K]['group'], opts?: GroupOptions): TypedGroup<S[K], M>
   item<K extends keyof S & string>(stream: K, group: S[K]['group'], id: string): Omit<Item<S[K]['item']>, 'on'> & TypedOn<S[K]>
 }
@@ -168,7 +175,7 @@ export interface TypedOn<S extends StreamTypes> {
  * writes, types every group and item by its stream.
  */
 export function connect(url: string, opts?: Options): Client
-export function connect<S extends Record<string, StreamTypes>>(url: string, opts?: Options): TypedClient<S>
+export function connect<S extends Record<string, StreamTypes>, F extends Record<string, FunctionTypes> = Record<string, FunctionTypes>>(url: string, opts?: Options): TypedClient<S, F>
 export function connect(url: string, opts: Options = {}): Client {
   return new Client(url, opts)
 }
