@@ -127,6 +127,11 @@ try {
   // The group's figures (stream::group_info): three events in its history.
   await page.waitForFunction(() => document.getElementById('group-head').textContent.includes('history 3/1000'), { timeout: 2000 })
     .catch(() => failures.push('streams: the group head does not show its history of 3 events'))
+  // The stream's contract and its history (engine::streams::schema).
+  await call(page, 'stream::define', { stream_name: 'chat', version: 1, item_schema: { type: 'object' } })
+  await call(page, 'stream::define', { stream_name: 'chat', version: 2, compatibility: 'NONE', item_schema: { type: 'object', properties: { text: { type: 'string' } } } })
+  await page.waitForFunction(() => /contract v2 NONE/.test(document.getElementById('contract')?.textContent) && document.querySelectorAll('#contract tr').length === 3, { timeout: 5000 })
+    .catch(() => failures.push('streams: the stream does not show its contract v2 and a history of 2'))
   await shot(page, 'streams')
 
   // Queues: a job that fails lands in the dead letters.

@@ -42,6 +42,19 @@ export const streamsPage: Page = (ctx, root) => {
   let group = ''
   const streamsEl = h('div')
   const groupsEl = h('div')
+  const contractEl = h('div', { id: 'contract' })
+  // The open stream's contract and its history (engine::streams::schema).
+  const loadContract = async () => {
+    if (!stream || !(await ctx.has('engine::streams::schema'))) return fill(contractEl)
+    const r = await ctx.call('engine::streams::schema', { stream_name: stream })
+    const c = r.current
+    if (!c) return fill(contractEl, h('p', { class: 'muted' }, 'No contract: any JSON is accepted.'))
+    const events = (d: any) => Object.keys(d.event_schemas || {}).join(', ') || '—'
+    fill(contractEl,
+      h('p', {}, h('strong', {}, `contract v${c.version}`), ` ${c.compatibility || 'BACKWARD'}`, c.group_id_pattern ? ` · groups ${c.group_id_pattern}` : '', ` · events ${events(c)}`),
+      h('details', {}, h('summary', {}, 'item schema'), h('pre', {}, JSON.stringify(c.item_schema, null, 2))),
+      table(['version', 'mode'], [...r.history].reverse(), (d: any) => [d.version, d.compatibility || '']))
+  }
   const groupEl = h('div', { class: 'muted' }, 'Pick a stream, then a group.')
   let live: Group<unknown> | undefined
   let unsub = () => {}
@@ -124,6 +137,7 @@ export const streamsPage: Page = (ctx, root) => {
     stream = s
     groups.reset()
     groups.reload().catch(() => {})
+    loadContract().catch(() => {})
     streams.reload().catch(() => {})
   }
   function openGroup(g: string) {
@@ -158,9 +172,9 @@ export const streamsPage: Page = (ctx, root) => {
 
   fill(root, h('div', { class: 'cols' },
     h('section', {}, h('h2', {}, 'Streams'), streamsEl, streams.el),
-    h('section', {}, h('h2', {}, 'Groups'), groupsEl, groups.el),
+    h('section', {}, h('h2', {}, 'Groups'), groupsEl, groups.el, h('h3', {}, 'Contract'), contractEl),
     groupEl))
-  const stop = every(POLL_MS, () => Promise.all([streams.reload(), groups.reload()]))
+  const stop = every(POLL_MS, () => Promise.all([streams.reload(), groups.reload(), loadContract()]))
   return () => {
     stop()
     stopInfo()
