@@ -121,7 +121,8 @@ try {
     const logged = [] // what it logs: the change's type and the last item
     const here = [] // what it logs of presence: the members
     page.on('console', async (m) => {
-      const [type, items] = await Promise.all(m.args().map((a) => a.jsonValue()))
+      // A message still being read as the browser closes has no value to read.
+      const [type, items] = await Promise.all(m.args().map((a) => a.jsonValue())).catch(() => [])
       if (type === 'here') here.push(items)
       else if (Array.isArray(items)) logged.push(`${type} ${JSON.stringify(items.at(-1))}`)
     })

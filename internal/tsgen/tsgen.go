@@ -6,6 +6,9 @@
 // required, additionalProperties, items, enum, const, anyOf, oneOf, allOf
 // and local $ref to $defs (named types, so recursive schemas work).
 // Anything else becomes unknown, which is never wrong, only loose.
+//
+// Concurrency: its functions keep no state between calls and may be
+// called concurrently; the package starts no goroutines.
 package tsgen
 
 import (
