@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/trinehq/trine/contract"
 	"github.com/trinehq/trine/internal/defaults"
 )
@@ -24,6 +26,11 @@ type Config struct {
 	// Observer, if set, is told the outcome of every awaited call, and of
 	// every void call's start if it is a VoidObserver too.
 	Observer Observer
+	// TracerProvider, if set, traces every call the engine routes: one
+	// span per call, named after the function, with its outcome, whose
+	// context the call carries on to the worker or module that runs it.
+	// Default: none, and tracing costs nothing.
+	TracerProvider trace.TracerProvider
 	// Logger receives lifecycle logs. Default: discard.
 	Logger *slog.Logger
 	// Now returns the current time. Default time.Now.

@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trinehq/trine/codes"
+	"github.com/trinehq/trine/internal/tracing"
 	"github.com/trinehq/trine/internal/workgroup"
 )
 
@@ -45,7 +47,8 @@ type Engine struct {
 	avail    *availability // engine::functions-available and engine::workers-available
 	enqueuer Enqueuer      // the workers' enqueues go to it (SetEnqueuer); guarded by mu
 	ids      idSource
-	inflight inflight // the calls the hard stop cancels
+	inflight inflight     // the calls the hard stop cancels
+	tracer   trace.Tracer // nil: tracing off
 
 	formatLog *FireLog // results that break their response_format, per worker
 }
@@ -67,6 +70,7 @@ func New(cfg Config) (*Engine, error) {
 		stopNow:      stopNow,
 		done:         make(chan struct{}),
 		formatLog:    NewFireLog(cfg.Logger, 0),
+		tracer:       tracing.Tracer(cfg.TracerProvider),
 	}
 	if err := e.registerBuiltins(); err != nil {
 		return nil, err
@@ -168,9 +172,14 @@ func (e *Engine) sessions() []*Session {
 // Trigger runs the function c.FunctionID and returns its result. The call is
 // bounded by ctx's deadline, else by c.Timeout, else by Config.DefaultTimeout.
 // Failures are *Error values with a stable code.
-func (e *Engine) Trigger(ctx context.Context, c Call) ([]byte, error) {
+func (e *Engine) Trigger(ctx context.Context, c Call) (out []byte, err error) {
 	start := time.Now()
-	out, err := e.trigger(ctx, c)
+	if e.tracer != nil {
+		var span trace.Span
+		ctx, span = e.traceCall(ctx, &c)
+		defer func() { endCall(span, c, err) }()
+	}
+	out, err = e.trigger(ctx, &c)
 	if o := e.cfg.Observer; o != nil {
 		var code Code
 		if err != nil {
@@ -181,22 +190,22 @@ func (e *Engine) Trigger(ctx context.Context, c Call) ([]byte, error) {
 	return out, err
 }
 
-func (e *Engine) trigger(ctx context.Context, c Call) ([]byte, error) {
-	h, f, err := e.route(&c)
+func (e *Engine) trigger(ctx context.Context, c *Call) ([]byte, error) {
+	h, f, err := e.route(c)
 	if err != nil {
 		return nil, err
 	}
 	defer e.calls.Done()
 	ctx, cancel, slot := e.callContext(ctx, c.Timeout)
 	defer e.inflight.remove(slot, cancel)
-	out, err := h.Handle(ctx, c)
+	out, err := h.Handle(ctx, *c)
 	if err != nil {
 		if _, remote := h.(remoteHandler); remote && errors.Is(err, ErrRequestFormat) {
 			return nil, err // the serving engine refused this call's payload
 		}
 		return nil, callError(ctx, c.FunctionID, err)
 	}
-	if err := e.checkResult(f, h, &c, out); err != nil {
+	if err := e.checkResult(f, h, c, out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -218,12 +227,18 @@ func (e *Engine) TriggerVoid(c Call) error {
 	return err
 }
 
-func (e *Engine) triggerVoid(c Call) error {
+func (e *Engine) triggerVoid(c Call) (err error) {
+	base := context.Background()
+	if e.tracer != nil {
+		var span trace.Span
+		base, span = e.traceCall(base, &c)
+		defer func() { endCall(span, c, err) }()
+	}
 	h, _, err := e.route(&c)
 	if err != nil {
 		return err
 	}
-	ctx, cancel, slot := e.callContext(context.Background(), c.Timeout)
+	ctx, cancel, slot := e.callContext(base, c.Timeout)
 	if s, ok := h.(*Session); ok {
 		defer e.calls.Done()
 		defer e.inflight.remove(slot, cancel)
