@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/trinehq/trine/internal/tracing"
 	trinev1 "github.com/trinehq/trine/proto/trine/v1"
 )
 
@@ -14,9 +15,11 @@ import (
 // enforces the same deadline and cancels the callee when it passes or when
 // ctx is cancelled. If the worker is not connected, Trigger waits for the
 // connection within the same bound.
-func (w *Worker) Trigger(ctx context.Context, id string, payload any) (json.RawMessage, error) {
+func (w *Worker) Trigger(ctx context.Context, id string, payload any) (out json.RawMessage, err error) {
 	ctx, cancel := w.callContext(ctx)
 	defer cancel()
+	ctx, span := w.startCall(ctx, id)
+	defer func() { endSpan(span, err) }()
 	s, data, err := w.prepareCall(ctx, id, payload)
 	if err != nil {
 		return nil, err
@@ -51,9 +54,11 @@ func (w *Worker) Trigger(ctx context.Context, id string, payload any) (json.RawM
 // result or error ever comes back. It fails only if the payload does not
 // marshal or the worker cannot reach the engine within ctx (or
 // WithCallTimeout).
-func (w *Worker) TriggerVoid(ctx context.Context, id string, payload any) error {
+func (w *Worker) TriggerVoid(ctx context.Context, id string, payload any) (err error) {
 	ctx, cancel := w.callContext(ctx)
 	defer cancel()
+	ctx, span := w.startCall(ctx, id)
+	defer func() { endSpan(span, err) }()
 	s, data, err := w.prepareCall(ctx, id, payload)
 	if err != nil {
 		return err
@@ -89,6 +94,9 @@ func callFrame(ctx context.Context, callID, fnID string, data []byte, action tri
 	c := &trinev1.Call{CallId: callID, FunctionId: fnID, Payload: data, Action: action}
 	if inv, ok := Invocation(ctx); ok { // a call made while serving one continues its trace
 		c.Traceparent, c.Baggage = inv.Traceparent, inv.Baggage
+	}
+	if tp := tracing.FromContext(ctx); tp != "" { // the call's own span, or the caller's
+		c.Traceparent = tp
 	}
 	if b, ok := ctx.Value(baggageKey{}).(string); ok {
 		c.Baggage = b

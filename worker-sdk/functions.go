@@ -235,7 +235,9 @@ func (w *Worker) serve(s *session, inv *trinev1.Invoke) {
 				return
 			}
 		}
+		ctx, span := w.startServe(ctx, info)
 		out, err := call(ctx, fn.handler, inv.GetPayload())
+		endSpan(span, err)
 		s.answer(inv, out, err)
 	}()
 }

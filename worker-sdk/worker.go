@@ -47,6 +47,7 @@ type Worker struct {
 	closed   bool
 	sem      chan struct{}
 	seq      atomic.Uint64
+	tracers  atomic.Pointer[tracerCache] // see tracer
 
 	// connectLog limits the warnings of failed attempts to connect.
 	connectLog ratelog.Limiter
