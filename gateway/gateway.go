@@ -33,12 +33,14 @@ import (
 	"time"
 
 	"github.com/rs/cors"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/defaults"
 	"github.com/trinehq/trine/internal/jwtauth"
 	"github.com/trinehq/trine/internal/origin"
 	"github.com/trinehq/trine/internal/ratelog"
+	"github.com/trinehq/trine/internal/tracing"
 	"github.com/trinehq/trine/internal/wsconn"
 	"github.com/trinehq/trine/streammodule/streamapi"
 	"github.com/trinehq/trine/streammodule/wire"
@@ -231,6 +233,10 @@ type Config struct {
 	// and DefaultClientLatencyMax.
 	ClientLatencyEvery, ClientLatencyMax time.Duration
 	Logger                               *slog.Logger
+	// TracerProvider, if set, traces the delivery of each event whose
+	// publish was traced (Events must be TracedEvents): one span per event
+	// per gateway, with the number of local subscribers. Default: none.
+	TracerProvider trace.TracerProvider
 }
 
 func (c Config) withDefaults() Config {
@@ -278,9 +284,10 @@ func (c Config) withDefaults() Config {
 //
 // Path segments are percent-decoded once, so %2F is a slash inside a name.
 type Gateway struct {
-	cfg Config
-	log *slog.Logger
-	hub *hub
+	cfg    Config
+	log    *slog.Logger
+	tracer trace.Tracer // nil: tracing off
+	hub    *hub
 	// snapshots shares snapshot reads among the joins that need one.
 	snapshots *snapshots
 	pool      *writerPool
@@ -325,7 +332,7 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, errors.New("gateway: use an auth function or tokens, not both")
 	}
 	cfg = cfg.withDefaults()
-	g := &Gateway{cfg: cfg, log: cfg.Logger, conns: make(map[*conn]struct{}), sessions: make(map[string]*conn), stop: make(chan struct{}),
+	g := &Gateway{cfg: cfg, log: cfg.Logger, tracer: tracing.Tracer(cfg.TracerProvider), conns: make(map[*conn]struct{}), sessions: make(map[string]*conn), stop: make(chan struct{}),
 		catchUps: make(chan struct{}, cfg.MaxCatchUpsTotal),
 		origins: &origin.Policy{Origins: cfg.AllowedOrigins, Hosts: cfg.AllowedHosts, Logger: cfg.Logger,
 			OriginsSetting: "--allowed-origins", HostsSetting: "--allowed-hosts"}}

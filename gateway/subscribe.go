@@ -231,7 +231,7 @@ func (h *hub) add(s *subscription) error {
 	s.hg = hg
 	h.mu.Unlock()
 	if created {
-		hg.cancel, hg.err = h.g.cfg.Events.Subscribe(k.stream, k.group, hg.deliver)
+		hg.cancel, hg.err = h.subscribeEvents(hg)
 		close(hg.ready)
 	} else {
 		<-hg.ready
@@ -265,11 +265,12 @@ func (h *hub) remove(s *subscription) {
 	}
 }
 
-// deliver fans one event out to the group's local subscribers.
-func (hg *hubGroup) deliver(frame []byte) {
+// deliver fans one event out to the group's local subscribers and
+// reports how many it offered it to.
+func (hg *hubGroup) deliver(frame []byte) int {
 	seq, id, ok := wire.Header(frame)
 	if !ok {
-		return
+		return 0
 	}
 	commit, _ := wire.Timestamp(frame)
 	if !hg.labelled.Load() && hg.labelled.CompareAndSwap(false, true) {
@@ -282,6 +283,7 @@ func (hg *hubGroup) deliver(frame []byte) {
 	for s := range hg.subs {
 		s.offer(seq, frame, s.quotedItem == nil || bytes.Equal(id, s.quotedItem), commit)
 	}
+	return len(hg.subs)
 }
 
 // joinRequest is a parsed join.

@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/trinehq/trine/internal/defaults"
 )
 
@@ -42,6 +44,10 @@ type Config struct {
 	// Logger receives per-request debug logs and route changes. Default:
 	// discard.
 	Logger *slog.Logger
+	// TracerProvider, if set, traces each request: a server span, the
+	// child of the request's traceparent header when it has one, under
+	// which the route's functions run. Default: none.
+	TracerProvider trace.TracerProvider
 }
 
 func (c Config) withDefaults() Config {

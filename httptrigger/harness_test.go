@@ -26,7 +26,12 @@ type harness struct {
 
 func start(t *testing.T, cfg httptrigger.Config) *harness {
 	t.Helper()
-	e := enginetest.Run(t, engine.Config{})
+	return startWith(t, engine.Config{}, cfg)
+}
+
+func startWith(t *testing.T, ecfg engine.Config, cfg httptrigger.Config) *harness {
+	t.Helper()
+	e := enginetest.Run(t, ecfg)
 
 	p, err := httptrigger.New(cfg)
 	if err != nil {

@@ -7,8 +7,11 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/tracing"
 )
 
 // TriggerType is the trigger type the Provider serves.
@@ -21,6 +24,7 @@ type Provider struct {
 	cfg      Config
 	log      *slog.Logger
 	reserved map[string]bool // normalised paths
+	tracer   trace.Tracer    // nil: tracing off
 
 	mu     sync.Mutex        // serialises route changes
 	routes map[string]*route // by trigger id; guarded by mu
@@ -38,7 +42,7 @@ var (
 // trigger type to an engine, whose functions the routes call.
 func New(cfg Config) (*Provider, error) {
 	cfg = cfg.withDefaults()
-	p := &Provider{cfg: cfg, log: cfg.Logger, reserved: make(map[string]bool), routes: make(map[string]*route)}
+	p := &Provider{cfg: cfg, log: cfg.Logger, tracer: tracing.Tracer(cfg.TracerProvider), reserved: make(map[string]bool), routes: make(map[string]*route)}
 	for _, r := range cfg.Reserved {
 		if r != "" {
 			p.reserved[normalReserved(r)] = true

@@ -15,6 +15,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/trinehq/trine/channels"
 	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
@@ -64,10 +66,15 @@ type TriggerInfo struct {
 // ServeHTTP answers a request to a registered route by calling its
 // function; every failure is answered in the JSON error envelope.
 func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sw := &statusWriter{ResponseWriter: w}
+	if p.tracer != nil {
+		var end func(status int)
+		r, end = p.traceRequest(r)
+		defer func() { end(sw.status) }()
+	}
 	deadline := time.Now().Add(p.cfg.Timeout)
 	ctx, cancel := context.WithDeadline(r.Context(), deadline)
 	defer cancel()
-	sw := &statusWriter{ResponseWriter: w}
 	if he := p.serve(ctx, sw, r, deadline); he != nil {
 		writeError(sw, he)
 	}
@@ -142,6 +149,7 @@ func (p *Provider) serve(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 		return &httpError{status: http.StatusNotFound, code: CodeNotFound, message: "no route for " + r.URL.Path}
 	}
+	p.traceRoute(trace.SpanFromContext(ctx), rt)
 	streamed := rt.maxBody > p.cfg.MaxBodyBytes
 	var raw []byte
 	var body json.RawMessage

@@ -111,7 +111,9 @@ func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
 		}
 		return m.customWrite(ctx, "set", it, c.Payload)
 	}
+	ctx, span := m.startCommit(ctx, FnSet, it.key)
 	ch, err := store.PutValue(ctx, m.store, it.key, store.Cond{IfSeq: it.ifSeq}, data)
+	endCommit(span, FnSet, ch.Seq, err)
 	if err != nil {
 		return nil, storeError(FnSet, err)
 	}
@@ -142,12 +144,14 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err := contracts.CheckGroup(FnUpdate, ct, it.key.Group, "nothing was written"); err != nil {
 		return nil, err
 	}
+	ctx, span := m.startCommit(ctx, FnUpdate, it.key)
 	ch, err := store.PutOps(ctx, m.store, it.key, store.Cond{IfSeq: it.ifSeq}, ops, func(v json.RawMessage) error {
 		if err := m.checkSize(FnUpdate, v); err != nil {
 			return err
 		}
 		return contracts.Check(FnUpdate, ct, v)
 	})
+	endCommit(span, FnUpdate, ch.Seq, err)
 	if err != nil {
 		return nil, storeError(FnUpdate, err)
 	}
@@ -165,7 +169,9 @@ func (m *Module) delete(ctx context.Context, c engine.Call) ([]byte, error) {
 		}
 		return m.customWrite(ctx, "delete", it, c.Payload)
 	}
+	ctx, span := m.startCommit(ctx, FnDelete, it.key)
 	ch, ok, err := m.store.Delete(ctx, it.key, store.Cond{IfSeq: it.ifSeq})
+	endCommit(span, FnDelete, ch.Seq, err)
 	if err != nil {
 		return nil, storeError(FnDelete, err)
 	}
@@ -372,7 +378,9 @@ func (m *Module) send(ctx context.Context, c engine.Call) ([]byte, error) {
 			return nil, contracts.Refused(FnSend, err, "nothing was sent")
 		}
 	}
+	ctx, span := m.startCommit(ctx, FnSend, it.key)
 	ch, err := m.store.Emit(ctx, store.Change{Key: it.key, Kind: store.KindEvent, EventType: typ, Value: data})
+	endCommit(span, FnSend, ch.Seq, err)
 	if err != nil {
 		return nil, storeError(FnSend, err)
 	}

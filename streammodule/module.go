@@ -19,8 +19,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/defaults"
+	"github.com/trinehq/trine/internal/tracing"
 	"github.com/trinehq/trine/streammodule/contracts"
 	"github.com/trinehq/trine/streammodule/store"
 	"github.com/trinehq/trine/streammodule/streamapi"
@@ -112,6 +115,11 @@ type Config struct {
 	Contracts *contracts.Set
 	// Logger receives errors of triggers and publishing. Default: discard.
 	Logger *slog.Logger
+	// TracerProvider, if set, traces each write's store commit and each
+	// event's publish, a child of the commit, whose trace context the
+	// Publisher carries in the message (natsfanout: its headers).
+	// Default: none.
+	TracerProvider trace.TracerProvider
 }
 
 func (c Config) withDefaults() Config {
@@ -144,6 +152,7 @@ type Module struct {
 	hist    *history
 	resyncs resyncCounts
 	pub     *publishQueue // nil without a Publisher
+	tracer  trace.Tracer  // nil: tracing off
 	trig    *triggers
 	e       Caller
 
@@ -162,6 +171,7 @@ func New(cfg Config) (*Module, error) {
 	cfg = cfg.withDefaults()
 	m := &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), hist: newHistoryBytes(cfg.HistorySize, cfg.HistoryGroupBytes, cfg.HistoryTotalBytes), customs: make(map[string]struct{}), served: make(map[string]map[string]bool)}
 	m.maxItem = cfg.MaxItemBytes
+	m.tracer = tracing.Tracer(cfg.TracerProvider)
 	if p, ok := cfg.Publisher.(interface{ MaxPayload() int }); ok && p.MaxPayload() > 0 {
 		m.maxItem = min(m.maxItem, p.MaxPayload()-m.eventHeadroom())
 	}
@@ -170,7 +180,7 @@ func New(cfg Config) (*Module, error) {
 	}
 	m.trig = newTriggers(m)
 	if cfg.Publisher != nil {
-		m.pub = newPublishQueue(cfg.Publisher, cfg.PublishQueueBytes, m.log)
+		m.pub = newPublishQueue(cfg.Publisher, cfg.PublishQueueBytes, m.log, m.tracer)
 	}
 	st, err := cfg.OpenStore(store.Options{OnCommit: m.commit})
 	if err != nil {
@@ -233,7 +243,7 @@ func (m *Module) commit(c store.Change) {
 		m.hist.add(c.Stream, c.Group, c.Seq, frame)
 	}
 	if m.pub != nil {
-		m.pub.enqueue(pubEvent{c.Stream, c.Group, c.Seq, frame})
+		m.pub.enqueue(pubEvent{c.Stream, c.Group, c.Seq, frame, m.changeTrace(c)})
 	}
 	m.trig.fire(c, frame)
 }

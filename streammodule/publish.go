@@ -1,10 +1,13 @@
 package streammodule
 
 import (
-	"context"
 	"log/slog"
 	"sync"
 	"sync/atomic"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/trinehq/trine/internal/tracing"
 )
 
 // DefaultPublishQueueBytes bounds the events committed and not yet handed
@@ -24,6 +27,7 @@ const DefaultPublishQueueBytes = 16 << 20
 type publishQueue struct {
 	p        Publisher
 	log      *slog.Logger
+	tracer   trace.Tracer // nil: tracing off
 	maxBytes int
 
 	mu      sync.Mutex
@@ -41,10 +45,11 @@ type pubEvent struct {
 	stream, group string
 	seq           uint64
 	frame         []byte
+	trace         trace.SpanContext // of the write that committed it; invalid when not traced
 }
 
-func newPublishQueue(p Publisher, maxBytes int, log *slog.Logger) *publishQueue {
-	q := &publishQueue{p: p, log: log, maxBytes: maxBytes, done: make(chan struct{})}
+func newPublishQueue(p Publisher, maxBytes int, log *slog.Logger, tracer trace.Tracer) *publishQueue {
+	q := &publishQueue{p: p, log: log, tracer: tracer, maxBytes: maxBytes, done: make(chan struct{})}
 	q.cond = sync.NewCond(&q.mu)
 	return q
 }
@@ -97,7 +102,16 @@ func (q *publishQueue) run() {
 }
 
 func (q *publishQueue) publish(ev pubEvent) {
-	err := q.p.Publish(context.Background(), ev.stream, ev.group, ev.frame)
+	ctx, span := q.startPublish(ev)
+	err := q.p.Publish(ctx, ev.stream, ev.group, ev.frame)
+	if span != nil {
+		var code string
+		if err != nil {
+			span.RecordError(err)
+			code = "unavailable"
+		}
+		tracing.End(span, code)
+	}
 	if err == nil {
 		q.published.Add(1)
 		return

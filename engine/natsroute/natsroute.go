@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
@@ -72,8 +73,9 @@ var (
 // Router is an engine.Remote over NATS. Create it with New, give it to
 // engine.Config.Remote, then Start it with the engine.
 type Router struct {
-	nc  *nats.Conn
-	log *slog.Logger
+	nc     *nats.Conn
+	log    *slog.Logger
+	tracer trace.Tracer // nil: tracing off (WithTracerProvider)
 
 	ops     chan op // Serve/Unserve, applied in order by run
 	started chan struct{}
@@ -233,8 +235,11 @@ func (r *Router) drain() {
 }
 
 // Call implements engine.Remote: it sends c to an engine that serves it.
-func (r *Router) Call(ctx context.Context, c engine.Call) ([]byte, error) {
-	m := nats.NewMsg(Subject(c.FunctionID))
+func (r *Router) Call(ctx context.Context, c engine.Call) (out []byte, err error) {
+	subj := Subject(c.FunctionID)
+	ctx, span := r.startCall(ctx, &c, subj)
+	defer func() { endCall(span, err) }()
+	m := nats.NewMsg(subj)
 	m.Data = c.Payload
 	if d, ok := ctx.Deadline(); ok {
 		m.Header.Set(hTimeout, strconv.FormatInt(max(time.Until(d).Milliseconds(), 1), 10))

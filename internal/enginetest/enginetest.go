@@ -129,3 +129,21 @@ func Run(t testing.TB, cfg engine.Config) *engine.Engine {
 	t.Cleanup(func() { cancel(); <-ran })
 	return e
 }
+
+// ServeGRPC serves an engine the test already runs over gRPC on a loopback
+// port until the test ends, and returns the address.
+func ServeGRPC(t testing.TB, eng *engine.Engine, gcfg grpcserver.Config) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("enginetest: listen: %v", err)
+	}
+	srv := grpcserver.New(eng, gcfg).NewGRPCServer()
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(lis) }()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-served
+	})
+	return lis.Addr().String()
+}

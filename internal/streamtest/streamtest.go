@@ -33,11 +33,11 @@ type Stack struct {
 }
 
 // Start runs a Stack until the test ends. mcfg's store and publisher are
-// set here.
+// set here; the engine traces with mcfg.TracerProvider too.
 func Start(t testing.TB, mcfg streammodule.Config) *Stack {
 	t.Helper()
 	ns := natstest.Start(t)
-	e, err := engine.New(engine.Config{DefaultTimeout: 5 * time.Second})
+	e, err := engine.New(engine.Config{DefaultTimeout: 5 * time.Second, TracerProvider: mcfg.TracerProvider})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/trinehq/trine/internal/subject"
+	"github.com/trinehq/trine/internal/tracing"
 )
 
 // Publisher publishes encoded stream events on their group's subject.
@@ -22,9 +23,18 @@ func NewPublisher(nc *nats.Conn) *Publisher { return &Publisher{nc: nc} }
 func (p *Publisher) MaxPayload() int { return int(p.nc.MaxPayload()) }
 
 // Publish sends one encoded event to every subscriber of (stream, group).
-func (p *Publisher) Publish(_ context.Context, stream, group string, event []byte) error {
+// When ctx carries a span, its W3C trace context goes in the message's
+// traceparent header (SubscribeTraced hands it on).
+func (p *Publisher) Publish(ctx context.Context, stream, group string, event []byte) error {
+	if tp := tracing.FromContext(ctx); tp != "" {
+		return p.nc.PublishMsg(&nats.Msg{Subject: Subject(stream, group), Data: event, Header: nats.Header{TraceparentHeader: []string{tp}}})
+	}
 	return p.nc.Publish(Subject(stream, group), event)
 }
+
+// TraceparentHeader is the NATS header of an event's trace context, as
+// W3C names it for HTTP.
+const TraceparentHeader = "traceparent"
 
 // IsOf reports whether an event frame is of (stream, group): what a
 // subscriber of a hashed subject checks, since two groups may share one.
@@ -52,7 +62,7 @@ type group struct {
 	ready    chan struct{} // closed once the server holds the interest
 	err      error         // set before ready is closed
 	mu       sync.RWMutex
-	handlers map[uint64]func([]byte)
+	handlers map[uint64]func(frame []byte, traceparent string)
 }
 
 // NewSubscriber returns a Subscriber on nc.
@@ -67,6 +77,12 @@ func NewSubscriber(nc *nats.Conn) *Subscriber {
 // it should hand the bytes to a bounded queue. Events of one group reach h
 // in publication order.
 func (s *Subscriber) Subscribe(stream, groupID string, h func(event []byte)) (cancel func(), err error) {
+	return s.SubscribeTraced(stream, groupID, func(event []byte, _ string) { h(event) })
+}
+
+// SubscribeTraced is Subscribe whose handler also receives the
+// traceparent header of each event ("" when it has none).
+func (s *Subscriber) SubscribeTraced(stream, groupID string, h func(event []byte, traceparent string)) (cancel func(), err error) {
 	subj := Subject(stream, groupID)
 	key := stream + "\x00" + groupID
 	verify := subject.Hashed(subj) // another group could share the subject
@@ -74,15 +90,16 @@ func (s *Subscriber) Subscribe(stream, groupID string, h func(event []byte)) (ca
 	g := s.groups[key]
 	created := g == nil
 	if created {
-		g = &group{handlers: make(map[uint64]func([]byte)), ready: make(chan struct{})}
+		g = &group{handlers: make(map[uint64]func([]byte, string)), ready: make(chan struct{})}
 		sub, err := s.nc.Subscribe(subj, func(m *nats.Msg) {
 			if verify && !IsOf(m.Data, stream, groupID) {
 				return
 			}
+			tp := m.Header.Get(TraceparentHeader)
 			g.mu.RLock()
 			defer g.mu.RUnlock()
 			for _, h := range g.handlers {
-				h(m.Data)
+				h(m.Data, tp)
 			}
 		})
 		if err != nil {

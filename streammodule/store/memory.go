@@ -143,7 +143,7 @@ func (m *Memory) Put(ctx context.Context, k Key, c Cond, mut Mutator) (Change, e
 		return Change{}, err
 	}
 	g.seq++
-	ch := Change{Key: k, Kind: KindUpdate, Old: e.value, Value: v, Seq: g.seq, Time: m.opts.now()}
+	ch := Change{Key: k, Kind: KindUpdate, Old: e.value, Value: v, Seq: g.seq, Time: m.opts.now(), Ctx: ctx}
 	if !exists {
 		ch.Kind = KindCreate
 	}
@@ -177,7 +177,7 @@ func (m *Memory) Delete(ctx context.Context, k Key, c Cond) (Change, bool, error
 	}
 	g.seq++
 	delete(g.items, k.Item)
-	ch := Change{Key: k, Kind: KindDelete, Old: e.value, Value: e.value, Seq: g.seq, Time: m.opts.now()}
+	ch := Change{Key: k, Kind: KindDelete, Old: e.value, Value: e.value, Seq: g.seq, Time: m.opts.now(), Ctx: ctx}
 	wait := m.commit(ch, false)
 	g.mu.Unlock()
 	return ch, true, settle(wait)
@@ -191,7 +191,7 @@ func (m *Memory) Emit(ctx context.Context, c Change) (Change, error) {
 	g := m.group(c.Stream, c.Group, true)
 	g.mu.Lock()
 	g.seq++
-	ch := Change{Key: c.Key, Kind: c.Kind, Old: c.Old, Value: c.Value, EventType: c.EventType, Seq: g.seq, Time: m.opts.now()}
+	ch := Change{Key: c.Key, Kind: c.Kind, Old: c.Old, Value: c.Value, EventType: c.EventType, Seq: g.seq, Time: m.opts.now(), Ctx: ctx}
 	wait := m.commit(ch, true)
 	g.mu.Unlock()
 	return ch, settle(wait)

@@ -67,6 +67,11 @@ type Change struct {
 	Seq uint64
 	// Time is when the store committed the change.
 	Time time.Time
+	// Ctx is the context of the write that made the change (Put, Delete,
+	// Emit), so that OnCommit can carry its trace on; nil for changes a
+	// store learns of otherwise. OnCommit may read its values and must
+	// not wait on it.
+	Ctx context.Context
 }
 
 // Page is a slice of a group in item-id order, read at group sequence Seq.

@@ -525,7 +525,7 @@ func (s *Store) Put(ctx context.Context, k store.Key, c store.Cond, m store.Muta
 		if err != nil {
 			return change{}, err
 		}
-		ch := store.Change{Key: k, Kind: store.KindUpdate, Old: old.Value, Value: value}
+		ch := store.Change{Key: k, Kind: store.KindUpdate, Old: old.Value, Value: value, Ctx: ctx}
 		if old.Seq == 0 {
 			ch.Kind, ch.Old = store.KindCreate, nil
 		}
@@ -544,7 +544,7 @@ func (s *Store) Delete(ctx context.Context, k store.Key, c store.Cond) (store.Ch
 		if c.IfSeq != nil && *c.IfSeq != old.Seq {
 			return change{}, store.ErrConflict
 		}
-		ch := store.Change{Key: k, Kind: store.KindDelete, Old: old.Value, Value: old.Value}
+		ch := store.Change{Key: k, Kind: store.KindDelete, Old: old.Value, Value: old.Value, Ctx: ctx}
 		return change{op: opDel, skip: old.Seq == 0, ch: ch}, nil
 	}}
 	s.submit(o)
@@ -558,7 +558,7 @@ func (s *Store) Emit(ctx context.Context, c store.Change) (store.Change, error) 
 		return store.Change{}, err
 	}
 	o := &op{ctx: ctx, key: store.Key{Stream: c.Stream, Group: c.Group}, decide: func(store.Item) (change, error) {
-		ch := store.Change{Key: c.Key, Kind: c.Kind, Old: c.Old, Value: c.Value, EventType: c.EventType}
+		ch := store.Change{Key: c.Key, Kind: c.Kind, Old: c.Old, Value: c.Value, EventType: c.EventType, Ctx: ctx}
 		return change{op: opEmit, value: c.Value, ch: ch}, nil
 	}}
 	s.submit(o)

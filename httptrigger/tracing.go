@@ -1,0 +1,47 @@
+package httptrigger
+
+import (
+	"net/http"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/trinehq/trine/internal/tracing"
+)
+
+// HTTP semantic convention attributes.
+const (
+	attrMethod = attribute.Key("http.request.method")
+	attrRoute  = attribute.Key("http.route")
+	attrStatus = attribute.Key("http.response.status_code")
+)
+
+// traceRequest starts the server span of a request (HTTP conventions:
+// "{method} {route}" once the route is known), a child of the request's
+// W3C traceparent header when it has one, so that a trace begun in the
+// browser or a service in front continues through the function. end
+// records the status the request was answered with (0: 200).
+func (p *Provider) traceRequest(r *http.Request) (*http.Request, func(status int)) {
+	ctx, span := p.tracer.Start(tracing.Context(r.Context(), r.Header.Get("traceparent")), r.Method,
+		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrMethod.String(r.Method)))
+	return r.WithContext(ctx), func(status int) {
+		if status == 0 {
+			status = http.StatusOK
+		}
+		span.SetAttributes(attrStatus.Int(status))
+		if status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(status))
+		}
+		span.End()
+	}
+}
+
+// traceRoute names the request's span after the route it matched.
+func (p *Provider) traceRoute(span trace.Span, rt *route) {
+	if p.tracer == nil {
+		return
+	}
+	span.SetName(rt.method + " " + rt.pattern)
+	span.SetAttributes(attrRoute.String(rt.pattern), tracing.TrineFunctionID.String(rt.functionID))
+}
