@@ -82,6 +82,8 @@ type engineConfig struct {
 	TLS           tlsconf.Files
 	Contracts     contractsConfig // --contract-* and YAML streams:
 
+	OTel otelConfig // tracing
+
 	EngineAddr string        // trine gateway only
 	EngineTLS  tlsconf.Files // trine gateway: its client TLS to the engine (ClientCA: the engine's CA)
 }
@@ -261,6 +263,7 @@ func parseConfig(cmd command, args []string, lookupEnv func(string) (string, boo
 			}
 		}
 	}
+	resolveOTel(&c.OTel, env)
 	if err := c.TLS.Check(); err != nil {
 		return engineConfig{}, usageErrorf("%v", err)
 	}

@@ -361,7 +361,7 @@ func TestEverySettingHasAFieldOfItsOwn(t *testing.T) {
 	t.Parallel()
 	other := map[string]string{"N": "7", "DURATION": "7s", "ADDR": "127.0.0.1:7", "ADDRS": "127.0.0.1:7", "FILE": "f", "DIR": "d",
 		"ID": "a::b", "LIST": "x.example", "PATTERNS": "a::*", "URL": "https://x.example", "URLS": "nats://x:7", "TOKEN": "t",
-		"KIND": "memory", "LEVEL": "debug", "FORMAT": "json", "MODE": "off", "AUD": "aud", "ISS": "iss"}
+		"KIND": "memory", "LEVEL": "debug", "FORMAT": "json", "MODE": "off", "AUD": "aud", "ISS": "iss", "PROTOCOL": "grpc", "RATIO": "0.5"}
 	for _, cmd := range []command{engineCommand, gatewayCommand} {
 		owner := map[string]string{} // field > key
 		for _, s := range cmd.settings(new(engineConfig)) {

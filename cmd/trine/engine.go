@@ -85,6 +85,11 @@ func serveEngine(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	traces, err := startTracing(ctx, &cfg.OTel, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing(traces, log) // last: after everything that makes spans
 	lis, err := openEngineListeners(ctx, cfg)
 	if err != nil {
 		return err
@@ -258,7 +263,7 @@ func startCore(cfg engineConfig, grpcAddr string, log *slog.Logger) (_ *engineCo
 		return nil, err
 	}
 	c.undo = append(c.undo, stopAnnounce)
-	c.router = natsroute.New(c.ns.Conn, log)
+	c.router = natsroute.New(c.ns.Conn, log).WithTracerProvider(cfg.OTel.provider)
 	if c.eng, err = engine.New(engineCoreConfig(cfg, metrics, c.router, log)); err != nil {
 		return nil, fmt.Errorf("create engine: %w", err)
 	}
@@ -283,7 +288,7 @@ func (c *engineCore) close() {
 // lowered to fit a message.
 func engineCoreConfig(cfg engineConfig, metrics engine.Observer, remote engine.Remote, log *slog.Logger) engine.Config {
 	c := cfg.Engine
-	c.Version, c.Logger, c.Observer, c.Remote = version, log, metrics, remote
+	c.Version, c.Logger, c.Observer, c.Remote, c.TracerProvider = version, log, metrics, remote, cfg.OTel.provider
 	c.MaxListBytes = min(c.MaxListBytes, cfg.MaxMessageBytes)
 	c.Contracts = contract.NewCompiler(cfg.Contracts.Limits) // function formats, under the --contract-* limits
 	return c
@@ -337,7 +342,8 @@ func newEngineServers(cfg engineConfig, core *engineCore, mods *engineModules, l
 	}
 	s.invoker = httpInvoker(cfg, os.LookupEnv, core.ns.Addr(), lis.grpc, lis.http, lis.stream, lis.iii, lis.extra)
 	iiiCfg := iiiserver.Config{MaxMessageBytes: int64(cfg.MaxMessageBytes), NamespaceGrace: cfg.III.NamespaceGrace,
-		Channels: mods.hub, AllowedOrigins: cfg.AllowedOrigins, AllowedHosts: cfg.AllowedHosts, HTTPInvoker: s.invoker, Logger: log}
+		Channels: mods.hub, AllowedOrigins: cfg.AllowedOrigins, AllowedHosts: cfg.AllowedHosts, HTTPInvoker: s.invoker, Logger: log,
+		Telemetry: cfg.OTel.telemetry, TelemetryBytesPerSecond: cfg.OTel.ForwardBytesPerSecond}
 	for i := range lis.extra {
 		lis.extra[i].build(eng, cfg.Listeners[i], iiiCfg, grpcCfg, lis.grpcOpts, lis.workersTLS, log)
 	}
@@ -347,7 +353,7 @@ func newEngineServers(cfg engineConfig, core *engineCore, mods *engineModules, l
 	for _, x := range lis.extra {
 		refused = append(refused, x.refusals)
 	}
-	if err := registerAll(core.reg, moduleStats(mods), listenerStats(lis.counted...), stats{refusalStats(refused)}); err != nil {
+	if err := registerAll(core.reg, moduleStats(mods), listenerStats(lis.counted...), stats{refusalStats(refused)}, telemetryStats(s.iii)); err != nil {
 		s.close()
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}

@@ -61,7 +61,7 @@ func gatewaySettings(c *engineConfig) []setting {
 			"stream-queue-messages", "stream-queue-bytes", "stream-max-catchups", "stream-max-catchups-total", "stream-snapshot-page-bytes", "stream-snapshot-coalesce", "stream-ping-interval", "stream-sse-keepalive", "stream-session-posts", "stream-write-timeout",
 			"stream-latency-labels", "stream-latency-every", "stream-latency-max",
 			"presence-grace", "presence-ttl", "presence-replicas", "presence-max-members", "presence-max-meta-bytes", "presence-max-per-connection", "presence-max-total", "presence-rate-bytes", "presence-max-total-bytes",
-			"log-level", "log-format":
+			"log-level", "log-format", "otel-endpoint", "otel-protocol", "otel-sample-ratio":
 		default:
 			continue
 		}
@@ -97,6 +97,11 @@ func (s sdkCaller) Trigger(ctx context.Context, c engine.Call) ([]byte, error) {
 
 func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Writer) error {
 	log := newLogger(stderr, cfg)
+	traces, err := startTracing(ctx, &cfg.OTel, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing(traces, log) // last: after the gateway's spans
 	streamLis, err := listen(ctx, "stream", "--stream-addr", cfg.StreamAddr)
 	if err != nil {
 		return err

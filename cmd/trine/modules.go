@@ -95,7 +95,7 @@ func newEngineModules(cfg engineConfig, ns *natsembed.Server, log *slog.Logger) 
 	}
 	built = append(built, m.hub)
 	tc := cfg.HTTP
-	tc.Reserved, tc.Logger = []string{"/healthz", "/readyz", "/metrics", "/schemas", console.Path}, log
+	tc.Reserved, tc.Logger, tc.TracerProvider = []string{"/healthz", "/readyz", "/metrics", "/schemas", console.Path}, log, cfg.OTel.provider
 	if cfg.HTTPStreaming {
 		tc.Channels = m.hub
 	}

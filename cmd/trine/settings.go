@@ -31,7 +31,7 @@ func engineSettings(c *engineConfig) []setting {
 	return slices.Concat(listenerSettings(c), limitSettings(c), storeSettings(c), contractSettings(c), browserSettings(c), []setting{
 		row("log-level", "LEVEL", "info", "debug, info, warn or error", &c.LogLevel, logLevel),
 		row("log-format", "FORMAT", "text", "text or json (logs go to stderr)", &c.LogFormat, oneOf("must be text or json", "text", "json")),
-	})
+	}, otelSettings(c))
 }
 
 // listenerSettings are the worker and HTTP listeners: gRPC, http

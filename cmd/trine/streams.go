@@ -80,7 +80,7 @@ func connectNATS(cfg engineConfig, log *slog.Logger) (*natsembed.Server, error) 
 func newStreamModule(cfg engineConfig, ns *natsembed.Server, lists *store.Lists, log *slog.Logger) (*streammodule.Module, error) {
 	open := storeOpener(cfg, ns, log, "streams", jsstore.Config{})
 	mcfg := cfg.Stream
-	mcfg.OpenStore, mcfg.Publisher, mcfg.Lists, mcfg.Logger = open, natsfanout.NewPublisher(ns.Conn), lists, log
+	mcfg.OpenStore, mcfg.Publisher, mcfg.Lists, mcfg.Logger, mcfg.TracerProvider = open, natsfanout.NewPublisher(ns.Conn), lists, log, cfg.OTel.provider
 	mcfg.MaxItemBytes = maxItemBytes(cfg)
 	if cfg.Store.Kind == "jetstream" {
 		// History every engine shares, so any gateway can replay events
@@ -160,7 +160,7 @@ func presenceStore(cfg engineConfig, ns *natsembed.Server) (*natsfanout.Presence
 // their settings.
 func gatewayConfig(cfg engineConfig, b gateway.Backend, ev gateway.Events, c gateway.Caller, log *slog.Logger) gateway.Config {
 	g := cfg.Gateway
-	g.Backend, g.Events, g.Caller, g.Logger = b, ev, c, log
+	g.Backend, g.Events, g.Caller, g.Logger, g.TracerProvider = b, ev, c, log, cfg.OTel.provider
 	g.AllowedOrigins, g.AllowedHosts = cfg.AllowedOrigins, cfg.AllowedHosts
 	g.Observer = newLatencyMetrics()
 	return g

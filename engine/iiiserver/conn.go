@@ -276,19 +276,11 @@ func (c *conn) queue(v any) {
 	}
 }
 
-// Telemetry frames of the iii SDKs (OTLP JSON behind a 4-byte prefix) are
-// accepted and dropped: Trine does not ingest worker telemetry.
-var telemetryPrefixes = [][]byte{[]byte("OTLP"), []byte("MTRC"), []byte("LOGS")}
-
 // handle dispatches one message. Answers and liveness are handled here;
 // everything whose order matters goes to the registrar.
 func (c *conn) handle(op byte, b []byte) {
-	if op == wsconn.OpBinary {
-		for _, p := range telemetryPrefixes {
-			if bytes.HasPrefix(b, p) {
-				return
-			}
-		}
+	if op == wsconn.OpBinary && c.srv.telemetryFrame(b) {
+		return
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
 		return

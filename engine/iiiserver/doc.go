@@ -4,8 +4,12 @@
 // engine.Session, and everything else is the engine's.
 //
 // Routes on the listener: GET / is a worker connection; GET /otel is a
-// telemetry-only connection whose frames are read and dropped (it is never
-// listed as a worker); GET /ws/channels/{id} goes to Config.Channels.
+// telemetry-only connection (it is never listed as a worker); GET
+// /ws/channels/{id} goes to Config.Channels. On either socket, binary
+// frames of OTLP JSON behind iii's prefix "OTLP" (traces) go to
+// Config.Telemetry, within a byte rate, so that iii workers' spans join
+// the engine's traces; "MTRC" and "LOGS" frames, and traces while tracing
+// is off, are dropped and counted (TelemetryDropped).
 //
 // What matches iii: every message type of iii's catalogue with its
 // lowercase "type" tag; unknown types and unknown fields are ignored, a

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/defaults"
 	"github.com/trinehq/trine/internal/httpinvoke"
@@ -56,6 +58,16 @@ type Config struct {
 	// HTTPInvoker, if set, serves registrations with an invocation block
 	// (HTTP-invoked functions); without it they are refused.
 	HTTPInvoker *httpinvoke.Invoker
+	// Telemetry, if set, receives the OTLP traces iii workers push over
+	// /otel or their worker socket, so that their spans join the engine's
+	// traces; without it (tracing off) they are dropped and counted
+	// (TelemetryDropped), as metrics and logs always are.
+	Telemetry Telemetry
+	// TelemetryBytesPerSecond bounds the traces forwarded from all
+	// connections together, in bytes a second (with a burst of
+	// MaxMessageBytes); more is dropped. Default
+	// DefaultTelemetryBytesPerSecond.
+	TelemetryBytesPerSecond int
 	// Logger receives per-connection logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -69,6 +81,7 @@ func (c Config) withDefaults() Config {
 	defaults.Positive(&c.NamespaceGrace, 5*time.Second)
 	defaults.Positive(&c.PingInterval, 15*time.Second)
 	defaults.Positive(&c.WriteTimeout, 10*time.Second)
+	defaults.Positive(&c.TelemetryBytesPerSecond, DefaultTelemetryBytesPerSecond)
 	defaults.Logger(&c.Logger)
 	return c
 }
@@ -91,6 +104,10 @@ type Server struct {
 	wg     sync.WaitGroup
 
 	refusals atomic.Int64
+
+	telemetryRate      *rate.Limiter // of Config.TelemetryBytesPerSecond
+	telemetryForwarded atomic.Uint64
+	telemetryDropped   atomic.Uint64
 }
 
 // AuthRefusals counts the worker connections the listener's policy
@@ -101,7 +118,7 @@ func (s *Server) AuthRefusals() int64 { return s.refusals.Load() }
 func New(e *engine.Engine, cfg Config) *Server {
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{e: e, cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, conns: make(map[*conn]struct{}),
+	return &Server{e: e, cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, conns: make(map[*conn]struct{}), telemetryRate: newTelemetryRate(cfg),
 		origins: &origin.Policy{Origins: cfg.AllowedOrigins, Hosts: cfg.AllowedHosts, Logger: cfg.Logger,
 			OriginsSetting: "--allowed-origins", HostsSetting: "--allowed-hosts"}}
 }
@@ -168,7 +185,7 @@ func (s *Server) serveWorker(w http.ResponseWriter, r *http.Request) {
 	}
 	sock := wsconn.NewConn(nc, src, readBuffer, s.cfg.MaxMessageBytes, s.cfg.WriteTimeout)
 	if r.URL.Path == "/otel" {
-		s.discard(sock)
+		s.telemetry(sock)
 		return
 	}
 	c := newConn(s, sock, r.RemoteAddr, tlsconf.Identity(r.TLS), grant)
@@ -191,9 +208,10 @@ func (s *Server) serveWorker(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 }
 
-// discard serves a telemetry-only socket: its messages are read and
-// dropped until the worker goes or the server closes.
-func (s *Server) discard(sock *wsconn.Conn) {
+// telemetry serves a telemetry-only socket: its binary frames are taken
+// as telemetry (telemetryFrame) and anything else is dropped, until the
+// worker goes or the server closes.
+func (s *Server) telemetry(sock *wsconn.Conn) {
 	defer sock.NC.Close()
 	stop := context.AfterFunc(s.ctx, func() {
 		if sock.Close(wsconn.CloseGoingAway, "server closing") {
@@ -202,9 +220,13 @@ func (s *Server) discard(sock *wsconn.Conn) {
 	})
 	defer stop()
 	for {
-		if _, _, err := sock.Next(); err != nil {
+		op, b, err := sock.Next()
+		if err != nil {
 			sock.CloseAfter(err)
 			return
+		}
+		if op == wsconn.OpBinary {
+			s.telemetryFrame(b)
 		}
 	}
 }
