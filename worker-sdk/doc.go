@@ -22,6 +22,11 @@
 // Failures are *Error values with a stable Code; errors.Is(err,
 // trine.ErrFunctionNotFound) and errors.As(err, &*trine.Error) both work.
 //
+// Once the application installs an OpenTelemetry TracerProvider
+// (otel.SetTracerProvider), calls are client spans and invocations server
+// spans in the caller's trace; until then the worker makes none and passes
+// the trace context on.
+//
 // Concurrency: all methods of *Worker are safe for concurrent use. Each
 // invocation runs its handler on its own goroutine (bounded by
 // WithConcurrency); a handler panic becomes a handler_error result and the
