@@ -97,6 +97,7 @@ var defaultConfig = engineConfig{
 	Contracts: contractsConfig{Limits: contract.Limits{MaxSchemaBytes: 256 << 10, MaxSchemaDepth: 64, MaxEvaluations: 256, MaxValueDepth: 64,
 		MaxValidationWork: 2_000_000, MaxPatternWork: 10_000_000, MaxEventTypes: 256, MaxCachedSchemas: 1024, MaxCachedBytes: 64 << 20, MaxCachedContracts: 10000,
 		DefineTimeout: 30 * time.Second, DefineMaxItems: 100_000, DefineMaxBytes: 256 << 20}},
+	OTel: otelConfig{Ratio: -1, ForwardBytesPerSecond: 1 << 20},
 }
 
 func TestParseEngineConfig(t *testing.T) {

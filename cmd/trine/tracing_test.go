@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -150,5 +151,48 @@ func TestEngineTracingOffByDefault(t *testing.T) {
 	}))
 	if s := col.Spans(); len(s) != 0 {
 		t.Errorf("tracing off, the collector got %d spans", len(s))
+	}
+}
+
+// TestOTelSettings: tracing is on with --otel-endpoint or a standard
+// OTEL_* endpoint, off without, and OTEL_SDK_DISABLED or
+// OTEL_TRACES_EXPORTER=none keep it off; the protocol comes from the flag,
+// else the standard variables; bad values are usage errors.
+func TestOTelSettings(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		on    bool
+		proto string
+		ratio float64
+	}{
+		{"off by default", nil, nil, false, "", -1},
+		{"flag", []string{"--otel-endpoint", "http://c:4318", "--otel-sample-ratio", "0.25"}, nil, true, "", 0.25},
+		{"standard endpoint", nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, true, "grpc", -1},
+		{"traces endpoint", nil, map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"}, true, "", -1},
+		{"exporter otlp", nil, map[string]string{"OTEL_TRACES_EXPORTER": "otlp"}, true, "", -1},
+		{"flag protocol wins", []string{"--otel-protocol", "http/protobuf"}, map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_TRACES_EXPORTER": "otlp"}, true, "http/protobuf", -1},
+		{"disabled", []string{"--otel-endpoint", "http://c:4318"}, map[string]string{"OTEL_SDK_DISABLED": "true"}, false, "", -1},
+		{"exporter none", nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "none"}, false, "", -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := parseEngineConfig(tt.args, mapEnv(tt.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.OTel.On != tt.on || c.OTel.Protocol != tt.proto || c.OTel.Ratio != tt.ratio {
+				t.Errorf("OTel = %+v, want on %v, protocol %q, ratio %v", c.OTel, tt.on, tt.proto, tt.ratio)
+			}
+		})
+	}
+	for _, bad := range [][]string{{"--otel-endpoint", "collector:4318"}, {"--otel-protocol", "http/json"}, {"--otel-sample-ratio", "2"}} {
+		var ue *usageError
+		if _, err := parseEngineConfig(bad, mapEnv(nil)); !errors.As(err, &ue) {
+			t.Errorf("parseEngineConfig(%q) = %v, want a usage error", bad, err)
+		}
 	}
 }
