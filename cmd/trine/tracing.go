@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trinehq/trine/engine/iiiserver"
@@ -100,6 +101,9 @@ func startTracing(ctx context.Context, c *otelConfig, log *slog.Logger) (*otlp.P
 	if err != nil {
 		return nil, fmt.Errorf("start tracing: %w", err)
 	}
+	// The SDK reports export failures to otel's one error handler; the
+	// process has one engine (or gateway), whose log takes them.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("spans not exported", "error", err) }))
 	log.Info("tracing on", "endpoint", c.Endpoint, "protocol", c.Protocol)
 	c.provider, c.telemetry = p.TracerProvider(), p
 	return p, nil
