@@ -97,7 +97,8 @@ func startTracing(ctx context.Context, c *otelConfig, log *slog.Logger) (*otlp.P
 	if !c.On {
 		return nil, nil
 	}
-	p, err := otlp.New(ctx, otlp.Config{Endpoint: c.Endpoint, Protocol: c.Protocol, SampleRatio: c.Ratio, Version: version, Logger: log})
+	p, err := otlp.New(ctx, otlp.Config{Endpoint: c.Endpoint, Protocol: c.Protocol, SampleRatio: c.Ratio, Version: version, Logger: log,
+		ForwardQueueBytes: forwardQueueSeconds * c.ForwardBytesPerSecond})
 	if err != nil {
 		return nil, fmt.Errorf("start tracing: %w", err)
 	}
@@ -120,6 +121,10 @@ func stopTracing(p *otlp.Pipeline, log *slog.Logger) {
 		log.Warn("spans not flushed", "error", err)
 	}
 }
+
+// forwardQueueSeconds is how many seconds of --otel-forward-bytes-per-second
+// the forwarded OTLP may wait for the collector.
+const forwardQueueSeconds = 4
 
 // traceFlushTimeout bounds the last export of spans at shutdown.
 const traceFlushTimeout = 5 * time.Second
