@@ -78,7 +78,7 @@ type Config struct {
 	Publisher Publisher
 	// PublishQueueBytes bounds the event frames committed and not yet
 	// handed to the Publisher; a write that finds the queue full waits
-	// for room, so no event is lost. Default DefaultPublishQueueBytes.
+	// for room, so no event is dropped for want of room. Default DefaultPublishQueueBytes.
 	PublishQueueBytes int
 	// History, if set, serves Since instead of the module's own memory:
 	// a history every engine shares (natsfanout.History).

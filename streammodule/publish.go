@@ -18,7 +18,7 @@ const DefaultPublishQueueBytes = 16 << 20
 // of its own, in commit order (so in sequence order per group), so that
 // the store's group lock is never held while NATS takes an event. It is
 // bounded in bytes: a commit that finds it full waits until the goroutine
-// has published enough, so no event is lost and the memory it holds stays
+// has published enough, so no event is dropped for want of room and the memory it holds stays
 // under its bound (one event larger than the bound still goes, alone).
 //
 // enqueue may be called concurrently; close waits until every event
