@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,7 +64,14 @@ func TestCodegenTS(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "app.ts"), []byte(app), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		out, err := exec.CommandContext(ctx, node, tsc, "-p", dir).CombinedOutput()
+		// tsc takes seconds on a loaded machine: only the test's own
+		// deadline bounds it, and a compiler that did not run to the end
+		// fails the test instead of passing for a wrong file.
+		out, err := exec.CommandContext(t.Context(), node, tsc, "-p", dir).CombinedOutput()
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) || exit != nil && !exit.Exited() {
+			t.Fatalf("tsc did not finish: %v\n%s", err, out)
+		}
 		return string(out), err == nil
 	}
 	good := `const t: TodosItem | undefined = g.items.get('a')
