@@ -576,6 +576,17 @@ type WorkerStatus struct {
 	InFlight          int64     `json:"in_flight"`
 }
 
+// Worker returns what the connected worker id says of itself, and false
+// when no worker of this engine has that id.
+func (e *Engine) Worker(id string) (WorkerInfo, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if s := e.workers[id]; s != nil {
+		return s.Info(), true
+	}
+	return WorkerInfo{}, false
+}
+
 // Workers lists the connected workers, sorted by name then id.
 func (e *Engine) Workers() []WorkerStatus {
 	e.mu.RLock()

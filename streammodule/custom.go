@@ -200,7 +200,7 @@ func (m *Module) commitCustom(ctx context.Context, in itemInput, r changeResult)
 // function: it reads with the stream's get, applies the ops and writes with
 // its set. Unlike the built-in store this is not atomic against other
 // writers of the same item.
-func (m *Module) customUpdate(ctx context.Context, in itemInput, ops []updateops.Op) ([]byte, error) {
+func (m *Module) customUpdate(ctx context.Context, c engine.Call, in itemInput, ops []updateops.Op) ([]byte, error) {
 	if err := noIfSeq(in); err != nil {
 		return nil, err
 	}
@@ -218,7 +218,7 @@ func (m *Module) customUpdate(ctx context.Context, in itemInput, ops []updateops
 	if err != nil {
 		return nil, engine.Errorf(codes.InvalidArgument, "%s: %v; nothing was written", FnUpdate, err)
 	}
-	if err := m.checkItem(ctx, FnUpdate, k.Stream, k.Group, next); err != nil {
+	if err := m.checkItem(ctx, c, FnUpdate, k, next); err != nil {
 		return nil, err
 	}
 	set, err := engine.MarshalJSON(map[string]any{"stream_name": k.Stream, "group_id": k.Group, "item_id": k.Item, "data": next})

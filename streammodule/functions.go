@@ -55,6 +55,9 @@ func (m *Module) Register(e *engine.Engine) error {
 	}); err != nil {
 		return err
 	}
+	if err := m.registerContractViews(e); err != nil {
+		return err
+	}
 	if err := m.registerGatewayAPI(e); err != nil {
 		return err
 	}
@@ -70,6 +73,16 @@ func (m *Module) checkSize(fn string, v json.RawMessage) error {
 			fn, len(v), m.maxItem, m.eventHeadroom())
 	}
 	return nil
+}
+
+// readStream reads a call's input and its stream_name.
+func (m *Module) readStream(c engine.Call) (engine.Input, string, error) {
+	in, err := engine.ReadInput(c)
+	if err != nil {
+		return in, "", err
+	}
+	stream, err := m.readName(in, "stream_name")
+	return in, stream, err
 }
 
 func (m *Module) checkName(field, v string) error {
@@ -102,7 +115,7 @@ func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := m.checkItem(ctx, FnSet, it.key.Stream, it.key.Group, data); err != nil {
+	if err := m.checkItem(ctx, c, FnSet, it.key, data); err != nil {
 		return nil, err
 	}
 	if op, err := m.custom(it.key.Stream, "set"); err != nil || op != "" {
@@ -135,24 +148,30 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	case op == "update":
 		return m.customWrite(ctx, "update", it, c.Payload)
 	case op == "set":
-		return m.customUpdate(ctx, it, ops)
+		return m.customUpdate(ctx, c, it, ops)
 	}
 	ct, err := m.cfg.Contracts.For(ctx, FnUpdate, it.key.Stream)
 	if err != nil {
 		return nil, err
 	}
 	if err := contracts.CheckGroup(FnUpdate, ct, it.key.Group, "nothing was written"); err != nil {
-		return nil, err
+		return nil, m.refused(c, FnUpdate, ct, it.key, "", err)
 	}
+	var refusal error // the contract's refusal of the result, if that is why the write failed
 	ctx, span := m.startCommit(ctx, FnUpdate, it.key)
 	ch, err := store.PutOps(ctx, m.store, it.key, store.Cond{IfSeq: it.ifSeq}, ops, func(v json.RawMessage) error {
+		refusal = nil
 		if err := m.checkSize(FnUpdate, v); err != nil {
 			return err
 		}
-		return contracts.Check(FnUpdate, ct, v)
+		refusal = contracts.Check(FnUpdate, ct, v)
+		return refusal
 	})
 	endCommit(span, FnUpdate, ch.Seq, err)
 	if err != nil {
+		if refusal != nil {
+			m.refused(c, FnUpdate, ct, it.key, "", refusal)
+		}
 		return nil, storeError(FnUpdate, err)
 	}
 	return store.AppendChange(nil, ch.Old, ch.Value, ch.Seq), nil
@@ -261,11 +280,7 @@ type groupsPage struct {
 }
 
 func (m *Module) listGroups(ctx context.Context, c engine.Call) ([]byte, error) {
-	in, err := engine.ReadInput(c)
-	if err != nil {
-		return nil, err
-	}
-	stream, err := m.readName(in, "stream_name")
+	in, stream, err := m.readStream(c)
 	if err != nil {
 		return nil, err
 	}
@@ -371,11 +386,11 @@ func (m *Module) send(ctx context.Context, c engine.Call) ([]byte, error) {
 		return nil, err
 	}
 	if err := contracts.CheckGroup(FnSend, ct, it.key.Group, "nothing was sent"); err != nil {
-		return nil, err
+		return nil, m.refused(c, FnSend, ct, it.key, typ, err)
 	}
 	if ct != nil {
 		if err := ct.ValidateEvent(typ, data); err != nil {
-			return nil, contracts.Refused(FnSend, err, "nothing was sent")
+			return nil, m.refused(c, FnSend, ct, it.key, typ, contracts.Refused(FnSend, err, "nothing was sent"))
 		}
 	}
 	ctx, span := m.startCommit(ctx, FnSend, it.key)
@@ -389,16 +404,20 @@ func (m *Module) send(ctx context.Context, c engine.Call) ([]byte, error) {
 	}{ch.Seq})
 }
 
-// checkItem refuses an item value the stream's contract does not accept.
-func (m *Module) checkItem(ctx context.Context, fn, stream, group string, v json.RawMessage) error {
-	c, err := m.cfg.Contracts.For(ctx, fn, stream)
+// checkItem refuses an item value the stream's contract does not accept,
+// for a write by call c of function fn to k, and records the refusal.
+func (m *Module) checkItem(ctx context.Context, c engine.Call, fn string, k store.Key, v json.RawMessage) error {
+	ct, err := m.cfg.Contracts.For(ctx, fn, k.Stream)
 	if err != nil {
 		return err
 	}
-	if err := contracts.CheckGroup(fn, c, group, "nothing was written"); err != nil {
-		return err
+	if err := contracts.CheckGroup(fn, ct, k.Group, "nothing was written"); err != nil {
+		return m.refused(c, fn, ct, k, "", err)
 	}
-	return contracts.Check(fn, c, v)
+	if err := contracts.Check(fn, ct, v); err != nil {
+		return m.refused(c, fn, ct, k, "", err)
+	}
+	return nil
 }
 
 // ContractPublisher is a Publisher that also tells the gateways of a
@@ -437,11 +456,7 @@ func (m *Module) schemas(ctx context.Context, _ engine.Call) ([]byte, error) {
 
 // schema answers engine::streams::schema.
 func (m *Module) schema(ctx context.Context, c engine.Call) ([]byte, error) {
-	in, err := engine.ReadInput(c)
-	if err != nil {
-		return nil, err
-	}
-	stream, err := m.readName(in, "stream_name")
+	_, stream, err := m.readStream(c)
 	if err != nil {
 		return nil, err
 	}

@@ -25,14 +25,15 @@ var contractsJetStream = jsstore.Config{Stream: "TRINE_CONTRACTS", Prefix: "trin
 
 // contractsConfig is the --contract-* settings and the YAML streams: list.
 type contractsConfig struct {
-	Limits  contract.Limits
-	Streams []contract.Definition // YAML streams:, schemas read from their files
+	Limits   contract.Limits
+	Refusals contracts.RefusalLimits // the recent refusals kept per stream and in all
+	Streams  []contract.Definition   // YAML streams:, schemas read from their files
 }
 
 // contractSettings are the --contract-* settings: the contract package's
 // limits.
 func contractSettings(c *engineConfig) []setting {
-	l := &c.Contracts.Limits
+	l, r := &c.Contracts.Limits, &c.Contracts.Refusals
 	return []setting{
 		row("contract-max-schema-bytes", "N", strconv.Itoa(contract.DefaultMaxSchemaBytes), "largest schema source (stream::define, state::define, YAML streams:, a function's request_format and response_format); larger: invalid_argument", &l.MaxSchemaBytes, positiveInt),
 		row("contract-max-schema-depth", "N", strconv.Itoa(contract.DefaultMaxSchemaDepth), "deepest nesting of objects and arrays in a schema", &l.MaxSchemaDepth, positiveInt),
@@ -47,6 +48,9 @@ func contractSettings(c *engineConfig) []setting {
 		row("contract-define-max-items", "N", strconv.Itoa(contract.DefaultDefineMaxItems), "most stored items a new version of a contract re-checks; a stream or scope holding more is refused new versions", &l.DefineMaxItems, positiveInt),
 		row("contract-define-max-bytes", "N", strconv.Itoa(contract.DefaultDefineMaxBytes), "most bytes of stored items a new version of a contract re-checks", &l.DefineMaxBytes, positiveInt64),
 		row("contract-cache-streams", "N", strconv.Itoa(contract.DefaultMaxCachedContracts), "streams and scopes whose contract in force is kept in memory; the others are read from the store when next written", &l.MaxCachedContracts, positiveInt),
+		row("contract-refusals-per-stream", "N", strconv.Itoa(contracts.DefaultRefusalsPerName), "recent contract refusals of writes kept per stream, on each engine, for engine::streams::refusals and the console; the oldest go first", &r.PerName, positiveInt),
+		row("contract-refusals-stream-bytes", "N", strconv.Itoa(contracts.DefaultRefusalsNameBytes), "bytes those refusals of one stream may come to (each text cut at 512 bytes, no value kept)", &r.NameBytes, positiveInt),
+		row("contract-refusals-bytes", "N", strconv.Itoa(contracts.DefaultRefusalsBytes), "bytes the recent refusals of every stream together may come to, on each engine", &r.Bytes, positiveInt),
 	}
 }
 
@@ -134,6 +138,7 @@ func openContracts(cfg engineConfig, ns *natsembed.Server, log *slog.Logger) (_ 
 	}
 	c := contract.NewCompiler(cfg.Contracts.Limits)
 	ec := &engineContracts{st: st, streams: contracts.NewSet(st, contracts.Streams, c), state: contracts.NewSet(st, contracts.State, c)}
+	ec.streams.KeepRefusals(cfg.Contracts.Refusals)
 	defer func() {
 		if err != nil {
 			_ = ec.Close()

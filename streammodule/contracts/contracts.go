@@ -153,6 +153,8 @@ type Set struct {
 	// being re-checked: writes meanwhile must satisfy them too.
 	pending atomic.Pointer[map[string]*contract.Contract]
 	limits  contract.Limits
+	// refusals are the recent writes the contracts refused (Refuse).
+	refusals refusals
 }
 
 // NewSet returns the Set of namespace ns of st, compiling with c. Call
