@@ -133,6 +133,32 @@ try {
   await page.waitForFunction(() => /contract v2 NONE/.test(document.getElementById('contract')?.textContent) && document.querySelectorAll('#contract tr').length === 3, { timeout: 5000 })
     .catch(() => failures.push('streams: the stream does not show its contract v2 and a history of 2'))
   await shot(page, 'streams')
+  // A stream whose items were stored before its first contract, and
+  // writes the contract refuses: the page lists the refusals
+  // (engine::streams::refusals) and marks the stored item that fails
+  // (engine::streams::validate), with the pointer and rule.
+  await call(page, 'stream::set', { stream_name: 'typed', group_id: 'inbox', item_id: 'early', data: { title: 5 } })
+  await call(page, 'stream::set', { stream_name: 'typed', group_id: 'inbox', item_id: 'fine', data: { title: 'ok' } })
+  await call(page, 'stream::define', { stream_name: 'typed', version: 1, item_schema: { type: 'object', properties: { title: { type: 'string' } }, required: ['title'] } })
+  for (const [id, data] of [['bad', { title: 42 }], ['empty', {}]]) {
+    const refused = await call(page, 'stream::set', { stream_name: 'typed', group_id: 'inbox', item_id: id, data }).then(() => false, (e) => /nothing was written/.test(String(e)))
+    check(refused, `streams: a write the contract refuses (${id}) was not refused`)
+  }
+  await has(page, 'typed')
+  await click(page, '#page-streams tr', 'typed')
+  await has(page, 'inbox')
+  await click(page, '#page-streams tr', 'inbox')
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('#refusals tbody tr')]
+    return rows.length === 2 && rows[0].textContent.includes('/title: required') && rows[1].textContent.includes('/title: expected string, got number') && rows[1].textContent.includes('bad')
+  }, { timeout: 5000 }).catch(() => failures.push('streams: the recent refusals of typed are not listed, newest first, with their pointer and rule'))
+  await page.waitForFunction(() => {
+    const bad = [...document.querySelectorAll('#items tr.fails')]
+    return bad.length === 1 && bad[0].cells[0].textContent === 'early' && bad[0].textContent.includes('/title: expected string, got number')
+  }, { timeout: 5000 }).catch(() => failures.push('streams: the stored item that fails the contract (early) is not marked with its pointer and rule, or another is'))
+  await page.waitForFunction(() => /contract v1 BACKWARD/.test(document.getElementById('contract')?.textContent), { timeout: 5000 })
+    .catch(() => failures.push('streams: typed does not show its own contract, v1'))
+  await shot(page, 'streams-contract')
 
   // Queues: a job that fails lands in the dead letters.
   await visit(page, 'queues', 'jobs')

@@ -30,7 +30,12 @@ export function fill(el: Element, ...kids: Child[]) {
 }
 
 /** table draws rows under a header; row gives each row's cells. */
-export function table<T>(head: string[], rows: T[], row: (r: T) => Child[], opts: { empty?: string; onpick?: (r: T) => void; picked?: (r: T) => boolean } = {}) {
+export function table<T>(
+  head: string[],
+  rows: T[],
+  row: (r: T) => Child[],
+  opts: { empty?: string; onpick?: (r: T) => void; picked?: (r: T) => boolean; mark?: (r: T) => string | undefined } = {},
+) {
   if (!rows.length) return h('p', { class: 'muted' }, opts.empty || 'none')
   return h(
     'table',
@@ -42,7 +47,7 @@ export function table<T>(head: string[], rows: T[], row: (r: T) => Child[], opts
       rows.map((r) =>
         h(
           'tr',
-          { class: [opts.onpick && 'pick', opts.picked?.(r) && 'sel'].filter(Boolean).join(' ') || null, onclick: opts.onpick && (() => opts.onpick!(r)) },
+          { class: [opts.onpick && 'pick', opts.picked?.(r) && 'sel', opts.mark?.(r)].filter(Boolean).join(' ') || null, onclick: opts.onpick && (() => opts.onpick!(r)) },
           row(r).map((c) => h('td', {}, c)),
         ),
       ),

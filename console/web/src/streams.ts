@@ -43,17 +43,60 @@ export const streamsPage: Page = (ctx, root) => {
   const streamsEl = h('div')
   const groupsEl = h('div')
   const contractEl = h('div', { id: 'contract' })
+  const refusalsEl = h('div', { id: 'refusals' })
+  // The version of the open stream's contract (0: none): the items of the
+  // open group are checked against it again when it changes.
+  let version = 0
+  const setVersion = (v: number) => {
+    if (v === version) return
+    version = v
+    if (group) refresh()
+  }
   // The open stream's contract and its history (engine::streams::schema).
   const loadContract = async () => {
-    if (!stream || !(await ctx.has('engine::streams::schema'))) return fill(contractEl)
-    const r = await ctx.call('engine::streams::schema', { stream_name: stream })
+    if (!stream || !(await ctx.has('engine::streams::schema'))) return setVersion(0), fill(contractEl), fill(refusalsEl)
+    const s = stream
+    const r = await ctx.call('engine::streams::schema', { stream_name: s })
+    if (s !== stream) return // another stream was opened meanwhile
     const c = r.current
-    if (!c) return fill(contractEl, h('p', { class: 'muted' }, 'No contract: any JSON is accepted.'))
+    setVersion(c?.version ?? 0)
+    if (!c) return fill(contractEl, h('p', { class: 'muted' }, 'No contract: any JSON is accepted.')), fill(refusalsEl)
     const events = (d: any) => Object.keys(d.event_schemas || {}).join(', ') || '—'
     fill(contractEl,
       h('p', {}, h('strong', {}, `contract v${c.version}`), ` ${c.compatibility || 'BACKWARD'}`, c.group_id_pattern ? ` · groups ${c.group_id_pattern}` : '', ` · events ${events(c)}`),
       h('details', {}, h('summary', {}, 'item schema'), h('pre', {}, JSON.stringify(c.item_schema, null, 2))),
       table(['version', 'mode'], [...r.history].reverse(), (d: any) => [d.version, d.compatibility || '']))
+    await loadRefusals()
+  }
+  // The stream's recent refusals on this engine (engine::streams::refusals).
+  const loadRefusals = async () => {
+    if (!stream || !version || !(await ctx.has('engine::streams::refusals'))) return fill(refusalsEl)
+    const s = stream
+    const r = await ctx.call('engine::streams::refusals', { stream_name: s, limit: PAGE })
+    if (s !== stream) return
+    const by = (c: any) => (c?.name ? [c.name, c.transport, c.identity].filter(Boolean).join(' · ') : c?.worker_id || 'engine')
+    fill(refusalsEl, h('section', {},
+      h('h2', {}, `Recent refusals · ${stream}`),
+      h('p', { class: 'muted' }, `${r.held} kept on this engine, newest first (at most ${r.max_per_stream} and ${Math.round(r.max_stream_bytes / 1024)} KiB a stream)`,
+        r.dropped ? `; ${r.dropped} older ones let go` : '', '. Refused values are not kept.'),
+      table(['time', 'write', 'group', 'item', 'failed', 'version', 'by'], r.refusals, (x: any) => [
+        h('span', { title: x.time }, new Date(x.time).toLocaleTimeString()),
+        h('code', {}, x.function + (x.event_type ? ` ${x.event_type}` : '')),
+        h('code', {}, x.group_id),
+        x.item_id ? h('code', {}, x.item_id) : '—',
+        h('code', { class: 'error' }, x.error),
+        `v${x.version}`,
+        by(x.caller),
+      ], { empty: 'No write refused recently.' })))
+  }
+  // failing checks the open group's items ids against the contract in
+  // force (engine::streams::validate): id -> the pointer and rule.
+  const failing = async (ids: string[]) => {
+    const out = new Map<string, string>()
+    if (!version || !ids.length || !(await ctx.has('engine::streams::validate'))) return out
+    const r = await ctx.call('engine::streams::validate', { stream_name: stream, group_id: group, item_ids: ids }).catch(() => undefined)
+    for (const f of r?.failing ?? []) out.set(f.item_id, f.error)
+    return out
   }
   const groupEl = h('div', { class: 'muted' }, 'Pick a stream, then a group.')
   let live: Group<unknown> | undefined
@@ -85,9 +128,15 @@ export const streamsPage: Page = (ctx, root) => {
   const items = pager(async (after) => {
     const r = await ctx.call('stream::list', { stream_name: stream, group_id: group, limit: PAGE, after })
     rows = r.items
-    fill(itemsEl, table(['item', 'seq', 'value'], rows, (it: any) => [h('code', {}, it.id), it.seq, short(it.data, 100)], {
-      empty: 'No item.', onpick: edit,
-    }))
+    const v = version
+    const bad = await failing(rows.map((it) => it.id))
+    const head = ['item', 'seq', 'value']
+    if (v) head.push(`contract v${v}`)
+    fill(itemsEl, table(head, rows, (it: any) => {
+      const cells: any[] = [h('code', {}, it.id), it.seq, short(it.data, 100)]
+      if (v) cells.push(bad.has(it.id) ? h('code', { class: 'error' }, '✗ ' + bad.get(it.id)) : h('span', { class: 'muted' }, '✓'))
+      return cells
+    }, { empty: 'No item.', onpick: edit, mark: (it: any) => (bad.has(it.id) ? 'fails' : undefined) }))
     return { keys: rows.map((it) => it.id), more: r.more }
   }, () => items.reload())
   let queued = false
@@ -134,6 +183,7 @@ export const streamsPage: Page = (ctx, root) => {
   }
 
   function openStream(s: string) {
+    if (s !== stream) fill(contractEl), fill(refusalsEl)
     stream = s
     groups.reset()
     groups.reload().catch(() => {})
@@ -173,7 +223,7 @@ export const streamsPage: Page = (ctx, root) => {
   fill(root, h('div', { class: 'cols' },
     h('section', {}, h('h2', {}, 'Streams'), streamsEl, streams.el),
     h('section', {}, h('h2', {}, 'Groups'), groupsEl, groups.el, h('h3', {}, 'Contract'), contractEl),
-    groupEl))
+    h('div', {}, groupEl, refusalsEl)))
   const stop = every(POLL_MS, () => Promise.all([streams.reload(), groups.reload(), loadContract()]))
   return () => {
     stop()
