@@ -3,6 +3,7 @@ package streammodule_test
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -21,7 +22,8 @@ import (
 // contract list nothing.
 func TestRefusalsRecorded(t *testing.T) {
 	t.Parallel()
-	v := start(t, streammodule.Config{})
+	set := contracts.NewMemorySet(contracts.Streams)
+	v := start(t, streammodule.Config{Contracts: set})
 	s := moduletest.Session(t, v.e)
 	k := `"stream_name":"todos","group_id":"list-1"`
 	v.must(t, "stream::set", `{"stream_name":"free","group_id":"g","item_id":"x","data":{"title":1}}`)
@@ -69,6 +71,14 @@ func TestRefusalsRecorded(t *testing.T) {
 	for _, bad := range []string{`{}`, `{"stream_name":"todos","limit":-1}`, `{"stream_name":"todos","limit":"x"}`} {
 		_, err := v.call(t, streammodule.FnRefusals, bad)
 		wantCode(t, err, codes.InvalidArgument)
+	}
+	// Writes to many streams without a contract are never refused, and
+	// add nothing to the record.
+	for i := range 500 {
+		v.must(t, "stream::set", `{"stream_name":"flood-`+strconv.Itoa(i)+`","group_id":"g","item_id":"x","data":{"title":1}}`)
+	}
+	if names, count, _ := set.RefusalsHeld(); names != 1 || count != len(want) {
+		t.Fatalf("after writes to 500 streams without a contract: %d names, %d refusals held, want 1 and %d", names, count, len(want))
 	}
 }
 
