@@ -231,3 +231,39 @@ func TestHTTPSchemas(t *testing.T) {
 		t.Fatalf("GET /schemas: %d %s", code, body)
 	}
 }
+
+// TestRefusalFlags: --contract-refusals-per-stream bounds the refusals
+// engine::streams::refusals lists, which name the Go worker that tried
+// and its transport.
+func TestRefusalFlags(t *testing.T) {
+	t.Parallel()
+	e := startEngine(t, trineBin, testEnv(), engineArgs(t, "--contract-refusals-per-stream", "2", "--contract-refusals-stream-bytes", "10000")...)
+	w := connectWorker(t, e.grpc)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if _, err := w.Trigger(ctx, "stream::define", map[string]any{"stream_name": "todos", "version": 1, "item_schema": json.RawMessage(contractTodo)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		_, err := w.Trigger(ctx, "stream::set", map[string]any{"stream_name": "todos", "group_id": "g", "item_id": id, "data": map[string]any{"title": 1}})
+		refusedWith(t, err, "invalid_argument", "/title: expected string, got number")
+	}
+	out, err := w.Trigger(ctx, "engine::streams::refusals", map[string]any{"stream_name": "todos"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Refusals []struct {
+			Item   string `json:"item_id"`
+			Caller struct{ Name, Transport string }
+		}
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Refusals) != 2 || got.Refusals[0].Item != "c" || got.Refusals[1].Item != "b" ||
+		got.Refusals[0].Caller.Name != "streams-test" || got.Refusals[0].Caller.Transport != "grpc" ||
+		!strings.Contains(string(out), `"dropped":1`) || !strings.Contains(string(out), `"max_per_stream":2,"max_stream_bytes":10000`) {
+		t.Fatalf("engine::streams::refusals = %s, want c then b by streams-test over grpc, 1 dropped, bounds 2 and 10000", out)
+	}
+}
