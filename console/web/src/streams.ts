@@ -72,7 +72,14 @@ export const streamsPage: Page = (ctx, root) => {
   const loadRefusals = async () => {
     if (!stream || !version || !(await ctx.has('engine::streams::refusals'))) return fill(refusalsEl)
     const s = stream
-    const r = await ctx.call('engine::streams::refusals', { stream_name: s, limit: PAGE })
+    let r: any
+    try {
+      r = await ctx.call('engine::streams::refusals', { stream_name: s, limit: PAGE })
+    } catch (e) {
+      // A user who may not read the stream's items is refused them.
+      if (s === stream) fill(refusalsEl, h('section', {}, h('h2', {}, `Recent refusals · ${s}`), h('p', { class: 'error' }, errorText(e))))
+      return
+    }
     if (s !== stream) return
     const by = (c: any) => (c?.name ? [c.name, c.transport, c.identity].filter(Boolean).join(' · ') : c?.worker_id || 'engine')
     fill(refusalsEl, h('section', {},
