@@ -14,8 +14,9 @@ import (
 // cut to a bound; a flood of refusals over many names with huge texts
 // holds no more than the bounds, and a name whose last refusal went is
 // forgotten.
+//
+// It does not run in parallel: it measures the heap.
 func TestRefusalsBounded(t *testing.T) {
-	t.Parallel()
 	s := contracts.NewMemorySet(contracts.Streams)
 	s.KeepRefusals(contracts.RefusalLimits{PerName: 3, NameBytes: 6000, Bytes: 20000})
 	for i := range 5 {
