@@ -4,6 +4,9 @@ BUF_VERSION                := v1.75.0
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
+# Centrifugo, for bench/fanout's comparison (make centrifugo): built from its
+# public source, the module github.com/centrifugal/centrifugo/v6 at this tag.
+CENTRIFUGO_VERSION         := v6.9.1
 
 BIN     := $(CURDIR)/.bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
@@ -14,8 +17,9 @@ BUF                := $(BIN)/.stamp-buf-$(BUF_VERSION)
 PROTOC_GEN_GO      := $(BIN)/.stamp-protoc-gen-go-$(PROTOC_GEN_GO_VERSION)
 PROTOC_GEN_GO_GRPC := $(BIN)/.stamp-protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
 STATICCHECK        := $(BIN)/.stamp-staticcheck-$(STATICCHECK_VERSION)
+CENTRIFUGO         := $(BIN)/.stamp-centrifugo-$(CENTRIFUGO_VERSION)
 
-.PHONY: run build test fuzz soak generate fmt tidy lint check bench-rpc bench-iii bench-http bench-fanout bench-fleet bench-queue bench-storm bench-connect bench-presence bench-contracts
+.PHONY: run build test fuzz soak generate fmt tidy lint check bench-rpc bench-iii bench-http bench-fanout bench-fanout-light centrifugo bench-fleet bench-queue bench-storm bench-connect bench-presence bench-contracts
 
 run:
 	go run ./cmd/trine engine
@@ -122,6 +126,12 @@ bench-http:
 bench-fanout:
 	go run ./bench/fanout
 
+# bench/fanout finds it in .bin/centrifugo (or -centrifugo-bin, $$CENTRIFUGO_BIN).
+centrifugo: $(CENTRIFUGO)
+
+bench-fanout-light: $(CENTRIFUGO)
+	go run ./bench/fanout -servers trine,centrifugo -subscribers 10000 -rate 4 -max=false -duration 15s -idle 0
+
 bench-fleet:
 	go run ./bench/fleet
 
@@ -155,4 +165,10 @@ $(PROTOC_GEN_GO_GRPC):
 
 $(STATICCHECK):
 	GOBIN=$(BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	@touch $@
+
+$(CENTRIFUGO):
+	GOBIN=$(BIN) go install -trimpath \
+		-ldflags "-X github.com/centrifugal/centrifugo/v6/internal/build.Version=$(CENTRIFUGO_VERSION:v%=%)" \
+		github.com/centrifugal/centrifugo/v6@$(CENTRIFUGO_VERSION)
 	@touch $@

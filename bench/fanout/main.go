@@ -7,7 +7,12 @@
 //   - naive: a github.com/coder/websocket server, one goroutine and one
 //     conn.Write per subscriber per message;
 //   - coalesce: hand-written frames on the hijacked net.Conn (gobwas/ws
-//     handshake), a queue per socket, one conn.Write per writer wake-up.
+//     handshake), a queue per socket, one conn.Write per writer wake-up;
+//   - centrifugo: Centrifugo built from its public source (`make
+//     centrifugo`), its JSON protocol over WebSocket, published to through
+//     its HTTP API (see centrifugo.go);
+//   - old: another trine binary (-old-trine-bin), for an A/B of two
+//     versions in one run.
 //
 // Every message carries its send time; subscribers (coder/websocket
 // clients in this process) record the end-to-end latency. At most -window
@@ -16,6 +21,7 @@
 // generator shares the CPU with the server.
 //
 //	go run ./bench/fanout [-subscribers 100,1000,10000] [-duration 5s] [-idle 10000]
+//	go run ./bench/fanout -servers trine,old,centrifugo -old-trine-bin OLD -subscribers 10000 -rate 4 -rounds 3
 package main
 
 import (
@@ -45,6 +51,10 @@ type benchEnv struct {
 	window        int
 	payload       int
 	cpuprofile    string
+	centrifugoBin string
+	oldTrineBin   string
+	oldExtra      []string
+	maxMode       bool
 }
 
 // scenario is one server at one N.
@@ -63,7 +73,11 @@ func main() {
 	rate := flag.Float64("rate", 0, "fixed-rate mode, messages/s (0: half of trine's max message rate at each N)")
 	idle := flag.Int("idle", 10000, "idle sockets for the memory measurement (0: skip)")
 	idleSettle := flag.Duration("idle-settle", 2*time.Second, "settle time before each RSS reading")
-	servers := flag.String("servers", "trine,naive,coalesce", "servers to measure")
+	servers := flag.String("servers", "trine,naive,coalesce", "servers to measure: trine, naive, coalesce, centrifugo, old")
+	centrifugoBin := flag.String("centrifugo-bin", defaultCentrifugoBin(), "the centrifugo binary (make centrifugo; default $CENTRIFUGO_BIN, else .bin/centrifugo)")
+	oldTrineBin := flag.String("old-trine-bin", "", "a trine binary measured as server \"old\", against this tree's build")
+	maxMode := flag.Bool("max", true, "measure the max rate before the fixed rate (false needs -rate)")
+	rounds := flag.Int("rounds", 1, "repeat every server at every N this many times, the servers' order reversed on every other round (with -rate)")
 	conc := flag.Int("connect-concurrency", 200, "subscribers dialled at a time")
 	queue := flag.Int("queue", 4096, "outbound messages queued per socket before the server closes it (naive: at most 256)")
 	cpuprofile := flag.String("cpuprofile", "", "write each server's CPU profile to FILE.<server>.N<subscribers>, and its publish-to-fan-out times to that .ingest; trine then runs the engine's components in a child of this binary")
@@ -90,12 +104,12 @@ func main() {
 	for k := range strings.SplitSeq(*servers, ",") {
 		k = strings.TrimSpace(k)
 		switch k {
-		case kindTrine, kindNaive, kindCoalesce:
+		case kindTrine, kindNaive, kindCoalesce, kindCentrifugo, kindOld:
 			if !slices.Contains(kinds, k) {
 				kinds = append(kinds, k)
 			}
 		default:
-			fatalf("bad -servers %q: want trine, naive and/or coalesce", *servers)
+			fatalf("bad -servers %q: want trine, naive, coalesce, centrifugo and/or old", *servers)
 		}
 	}
 	// trine first: its max rate sets the fixed rate of the others.
@@ -120,7 +134,19 @@ func main() {
 	if err != nil {
 		fatalf("%v", err)
 	}
-	env := &benchEnv{tmp: tmp, self: self, queueMessages: *queue, dialer: loadgen.NewDialer(), conc: *conc, window: *window, payload: *payload, cpuprofile: *cpuprofile}
+	if (!*maxMode || *rounds > 1) && *rate <= 0 {
+		fatalf("-max=false and -rounds need -rate")
+	}
+	env := &benchEnv{tmp: tmp, self: self, queueMessages: *queue, dialer: loadgen.NewDialer(), conc: *conc, window: *window, payload: *payload,
+		cpuprofile: *cpuprofile, centrifugoBin: *centrifugoBin, oldTrineBin: *oldTrineBin, maxMode: *maxMode}
+	if slices.Contains(kinds, kindOld) {
+		if *oldTrineBin == "" {
+			fatalf("server old needs -old-trine-bin")
+		}
+		if env.oldExtra, err = trineExtraArgs(*oldTrineBin); err != nil {
+			fatalf("%v", err)
+		}
+	}
 	if slices.Contains(kinds, kindTrine) {
 		env.trineBin = filepath.Join(tmp, "trine")
 		loadgen.Progress("building ./cmd/trine")
@@ -138,13 +164,31 @@ func main() {
 		*payload, *window, *duration, *warmup, runtime.GOMAXPROCS(0), runtime.NumCPU())
 	fmt.Printf("servers and this load generator share the CPUs: compare within this run only\n")
 
+	for round := range max(*rounds, 1) {
+		order := slices.Clone(kinds)
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		if *rounds > 1 {
+			fmt.Printf("\nround %d of %d: %s\n", round+1, *rounds, strings.Join(order, ", "))
+		}
+		runRound(env, ns, order, *rate, *warmup, *duration)
+	}
+	if *idle > 0 {
+		printIdle(env, kinds, *idle, *idleSettle)
+	}
+	loadgen.StopAll()
+}
+
+// runRound measures every server, in order, at every N.
+func runRound(env *benchEnv, ns []int, kinds []string, rate float64, warmup, duration time.Duration) {
 	for _, n := range ns {
 		results := map[string]*scenario{}
-		fixedRate := *rate
+		fixedRate := rate
 		for _, kind := range kinds {
 			sc := &scenario{}
 			results[kind] = sc
-			sc.max, sc.fixed, sc.rate, sc.err = runScenario(env, kind, n, *warmup, *duration, fixedRate)
+			sc.max, sc.fixed, sc.rate, sc.err = runScenario(env, kind, n, warmup, duration, fixedRate)
 			if kind == kindTrine && fixedRate <= 0 {
 				fixedRate = sc.rate
 			}
@@ -152,12 +196,8 @@ func main() {
 				loadgen.Progress("%s N=%d: %v", kind, n, sc.err)
 			}
 		}
-		printTable(n, kinds, results, *duration)
+		printTable(n, kinds, results, duration)
 	}
-	if *idle > 0 {
-		printIdle(env, kinds, *idle, *idleSettle)
-	}
-	loadgen.StopAll()
 }
 
 // runScenario measures one server at n subscribers: max rate, then fixed
@@ -182,16 +222,24 @@ func runScenario(env *benchEnv, kind string, n int, warmup, d time.Duration, rat
 	}
 	loadgen.Progress("%s N=%d: server pid %d; connecting %d subscribers", kind, n, srv.PID, n)
 	t0 := time.Now()
-	f, err := loadgen.Connect(env.dialer, []string{"ws://" + srv.stream + "/stream/bench/g"}, n, env.conc, env.window)
+	var f *loadgen.Subscribers
+	if kind == kindCentrifugo {
+		f, err = loadgen.ConnectWith(env.dialer, []string{"ws://" + srv.stream + "/connection/websocket"}, n, env.conc, env.window, centrifugoProto)
+	} else {
+		f, err = loadgen.Connect(env.dialer, []string{"ws://" + srv.stream + "/stream/bench/g"}, n, env.conc, env.window)
+	}
 	if err != nil {
 		return maxRes, fixedRes, 0, err
 	}
 	defer f.Close()
 	loadgen.Progress("%s N=%d: %d subscribers connected in %v", kind, n, n, time.Since(t0).Round(time.Millisecond))
 	var pub loadgen.Publisher
-	if kind == kindTrine {
+	switch kind {
+	case kindTrine, kindOld:
 		pub, err = loadgen.NewTrinePublisher(srv.grpc, "bench-fanout-publisher", env.payload)
-	} else {
+	case kindCentrifugo:
+		pub = newCentrifugoPublisher(srv.stream, env.payload, env.window)
+	default:
 		pub, err = newWSPublisher(env.dialer, srv.stream, env.payload)
 	}
 	if err != nil {
@@ -200,11 +248,13 @@ func runScenario(env *benchEnv, kind string, n int, warmup, d time.Duration, rat
 	defer pub.Close()
 
 	cfg := loadgen.RunConfig{Warmup: warmup, Duration: d, Servers: []*loadgen.Process{srv.Process}}
-	maxRes, err = loadgen.Run(f, pub, cfg)
-	if err != nil {
-		return maxRes, fixedRes, 0, fmt.Errorf("max rate: %w", err)
+	if env.maxMode {
+		maxRes, err = loadgen.Run(f, pub, cfg)
+		if err != nil {
+			return maxRes, fixedRes, 0, fmt.Errorf("max rate: %w", err)
+		}
+		loadgen.Progress("%s N=%d max:   %s", kind, n, describe(maxRes))
 	}
-	loadgen.Progress("%s N=%d max:   %s", kind, n, describe(maxRes))
 	if rate <= 0 {
 		rate = maxRes.MsgRate() / 2
 	}
@@ -231,14 +281,18 @@ func printTable(n int, kinds []string, res map[string]*scenario, d time.Duration
 	fmt.Fprintln(tw, "server\tdeliveries/s\tmsg/s\tp50\tp99\tsrv µs/dlv\tdlv/write\tsrv CPU\tbench CPU\tothers\t|\tmsg/s\tp50\tp99\tsrv µs/dlv\tdlv/write\tsrv CPU\tothers\t")
 	for _, k := range kinds {
 		s := res[k]
-		if s.err != nil && s.max.Deliveries == 0 {
+		if s.err != nil && s.max.Deliveries == 0 && s.fixed.Deliveries == 0 {
 			fmt.Fprintf(tw, "%s\tfailed\t\t\t\t\t\t\t\t\t|\t\t\t\t\t\t\t\t\n", k)
 			continue
 		}
 		m, f := s.max, s.fixed
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%v\t%.2f\t%.1f\t%.0f%%\t%.0f%%\t%.0f%%\t|\t", k, loadgen.Human(m.PerSec()), loadgen.Human(m.MsgRate()),
-			loadgen.RoundLatency(m.P50), loadgen.RoundLatency(m.P99), loadgen.Micros(m.CPUPerDelivery()), m.PerWrite(),
-			loadgen.Percent(m.ServerCPU(), m.Elapsed), loadgen.Percent(m.BenchCPU, m.Elapsed), loadgen.Percent(m.OtherCPU, m.Elapsed))
+		if m.Deliveries == 0 {
+			fmt.Fprintf(tw, "%s\t-\t\t\t\t\t\t\t\t\t|\t", k)
+		} else {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%v\t%.2f\t%.1f\t%.0f%%\t%.0f%%\t%.0f%%\t|\t", k, loadgen.Human(m.PerSec()), loadgen.Human(m.MsgRate()),
+				loadgen.RoundLatency(m.P50), loadgen.RoundLatency(m.P99), loadgen.Micros(m.CPUPerDelivery()), m.PerWrite(),
+				loadgen.Percent(m.ServerCPU(), m.Elapsed), loadgen.Percent(m.BenchCPU, m.Elapsed), loadgen.Percent(m.OtherCPU, m.Elapsed))
+		}
 		if f.Deliveries == 0 {
 			fmt.Fprintf(tw, "failed\t\t\t\t\t\t\t\n")
 		} else {
@@ -254,14 +308,21 @@ func printTable(n int, kinds []string, res map[string]*scenario, d time.Duration
 		}
 	}
 	if t, ok := res[kindTrine]; ok && t.err == nil {
-		fmt.Printf("fixed rate asked: %s msg/s (half of trine's max)\n", loadgen.Human(t.rate))
-		for _, base := range []string{kindCoalesce, kindNaive} {
+		fmt.Printf("fixed rate asked: %s msg/s\n", loadgen.Human(t.rate))
+		for _, base := range []string{kindOld, kindCentrifugo, kindCoalesce, kindNaive} {
 			b, ok := res[base]
 			if !ok || b.err != nil {
 				continue
 			}
-			fmt.Printf("trine/%-8s deliveries/s %.2f   CPU/delivery %.2f   fixed p50 %.2f  p99 %.2f\n", base,
+			if t.max.Deliveries == 0 || b.max.Deliveries == 0 {
+				fmt.Printf("trine/%-10s fixed CPU/delivery %.2f   p50 %.2f  p99 %.2f\n", base,
+					loadgen.Ratio(t.fixed.CPUPerDelivery(), b.fixed.CPUPerDelivery()),
+					loadgen.Ratio(t.fixed.P50, b.fixed.P50), loadgen.Ratio(t.fixed.P99, b.fixed.P99))
+				continue
+			}
+			fmt.Printf("trine/%-10s deliveries/s %.2f   CPU/delivery %.2f   fixed CPU/delivery %.2f  p50 %.2f  p99 %.2f\n", base,
 				t.max.PerSec()/b.max.PerSec(), loadgen.Ratio(t.max.CPUPerDelivery(), b.max.CPUPerDelivery()),
+				loadgen.Ratio(t.fixed.CPUPerDelivery(), b.fixed.CPUPerDelivery()),
 				loadgen.Ratio(t.fixed.P50, b.fixed.P50), loadgen.Ratio(t.fixed.P99, b.fixed.P99))
 		}
 		if c, ok := res[kindCoalesce]; ok && c.err == nil && n == 1000 {

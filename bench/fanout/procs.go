@@ -12,9 +12,11 @@ import (
 
 // Server kinds.
 const (
-	kindTrine    = "trine"
-	kindNaive    = "naive"
-	kindCoalesce = "coalesce"
+	kindTrine      = "trine"
+	kindNaive      = "naive"
+	kindCoalesce   = "coalesce"
+	kindCentrifugo = "centrifugo"
+	kindOld        = "old" // -old-trine-bin
 )
 
 // server is one server process under test.
@@ -40,9 +42,9 @@ func startServer(kind string, env *benchEnv, dataDir, profile string) (*server, 
 	// leftovers besides Pdeathsig. They may die of SIGTERM itself.
 	c := loadgen.Command{Name: kind, StdinPipe: true, SignalExitOK: true}
 	switch kind {
-	case kindTrine:
+	case kindTrine, kindOld:
 		c.Listening = trineListening
-		if profile != "" {
+		if profile != "" && kind == kindTrine {
 			c.Path, c.Args = env.self, []string{"-serve", kindTrine, "-cpuprofile", profile, "-queue", strconv.Itoa(env.queueMessages)}
 			break
 		}
@@ -51,6 +53,19 @@ func startServer(kind string, env *benchEnv, dataDir, profile string) (*server, 
 			"--data-dir", dataDir, "--log-level", "warn",
 			"--stream-queue-messages", strconv.Itoa(env.queueMessages)}
 		c.Path, c.Args = env.trineBin, append(args, env.trineExtra...)
+		if kind == kindOld {
+			c.Path, c.Args = env.oldTrineBin, append(args, env.oldExtra...)
+		}
+	case kindCentrifugo:
+		cc, addr, err := centrifugoCommand(env.centrifugoBin, dataDir)
+		if err != nil {
+			return nil, err
+		}
+		p, _, err := loadgen.Start(cc)
+		if err != nil {
+			return nil, err
+		}
+		return &server{Process: p, kind: kind, stream: addr}, nil
 	case kindNaive, kindCoalesce:
 		c.Path, c.Args = env.self, []string{"-serve", kind, "-addr", "127.0.0.1:0", "-queue", strconv.Itoa(env.queueMessages), "-cpuprofile", profile}
 		c.Listening = baselineListening
@@ -62,7 +77,7 @@ func startServer(kind string, env *benchEnv, dataDir, profile string) (*server, 
 		return nil, err
 	}
 	s := &server{Process: p, kind: kind}
-	if kind == kindTrine {
+	if kind == kindTrine || kind == kindOld {
 		s.grpc, s.stream = m[2], m[4]
 	} else {
 		s.stream = m[1]

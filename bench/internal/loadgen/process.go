@@ -31,6 +31,9 @@ type Command struct {
 	// Listening matches the line the process prints on stdout once it
 	// listens; Start returns its submatches.
 	Listening *regexp.Regexp
+	// Ready, for a process that prints no such line (Listening nil), is
+	// polled until it returns nil: the process listens.
+	Ready func() error
 	// StdinPipe gives the process a pipe as stdin, closed by Stop: a
 	// server that exits at the end of its stdin then also goes when the
 	// bench dies without stopping it (besides Pdeathsig).
@@ -101,7 +104,7 @@ func Start(c Command) (*Process, []string, error) {
 		found := false
 		var seen []string
 		for sc.Scan() {
-			if found {
+			if found || c.Listening == nil {
 				continue
 			}
 			if m := c.Listening.FindStringSubmatch(sc.Text()); m != nil {
@@ -122,6 +125,21 @@ func Start(c Command) (*Process, []string, error) {
 	}()
 	timer := time.NewTimer(startTimeout)
 	defer timer.Stop()
+	if c.Listening == nil {
+		go func() {
+			for {
+				select {
+				case <-p.done:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				if c.Ready() == nil {
+					lines <- nil
+					return
+				}
+			}
+		}()
+	}
 	select {
 	case m := <-lines:
 		return p, m, nil

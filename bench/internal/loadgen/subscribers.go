@@ -31,6 +31,7 @@ type Subscribers struct {
 	n      int
 	window int
 	count  bool // parse frames and account for them (false: idle sockets)
+	proto  *Protocol
 	conns  []*websocket.Conn
 	ring   []atomic.Int32
 	tokens chan struct{} // window tokens; a token is held by each message in flight
@@ -51,18 +52,41 @@ type Subscribers struct {
 // window, from 1 to MaxWindow, is the number of messages Run keeps in
 // flight: published, not yet received by every subscriber.
 func Connect(d *Dialer, urls []string, n, conc, window int) (*Subscribers, error) {
-	return connect(d, urls, n, conc, window, true)
+	return connect(d, urls, n, conc, window, true, nil)
+}
+
+// ConnectWith is Connect for a server that speaks proto rather than the
+// gateway's stream frames.
+func ConnectWith(d *Dialer, urls []string, n, conc, window int, proto *Protocol) (*Subscribers, error) {
+	return connect(d, urls, n, conc, window, true, proto)
+}
+
+// Protocol is how subscribers of a server other than Trine's gateway
+// subscribe and read their messages.
+type Protocol struct {
+	// Hello is sent once the socket is open (nil: nothing).
+	Hello []byte
+	// Ready reads the messages that follow until the subscription is
+	// established: it reports done, or an error.
+	Ready func(msg []byte) (done bool, err error)
+	// Each calls fn with the seq and ts of every publication in msg (a
+	// message may carry several); a message with none is not an error.
+	// It reports false for a message it does not understand.
+	Each func(msg []byte, fn func(seq uint64, ts int64)) bool
+	// Reply, if set, is what to answer msg with (an application-level
+	// ping), or nil.
+	Reply func(msg []byte) []byte
 }
 
 // ConnectIdle dials n subscribers to url like Connect, then only reads
 // their sockets: the set serves to measure what idle connections cost,
 // not to Run.
 func ConnectIdle(d *Dialer, url string, n, conc int) (*Subscribers, error) {
-	return connect(d, []string{url}, n, conc, 0, false)
+	return connect(d, []string{url}, n, conc, 0, false, nil)
 }
 
-func connect(d *Dialer, urls []string, n, conc, window int, count bool) (*Subscribers, error) {
-	f := &Subscribers{n: n, window: window, count: count, conns: make([]*websocket.Conn, n), dead: make(chan struct{})}
+func connect(d *Dialer, urls []string, n, conc, window int, count bool, proto *Protocol) (*Subscribers, error) {
+	f := &Subscribers{n: n, window: window, count: count, proto: proto, conns: make([]*websocket.Conn, n), dead: make(chan struct{})}
 	if count {
 		f.ring = make([]atomic.Int32, ringSize)
 		f.tokens = make(chan struct{}, window)
@@ -148,6 +172,13 @@ func (f *Subscribers) open(d *Dialer, i int, url string) (*websocket.Conn, error
 	// a timer closing the socket bounds the wait just as well.
 	t := time.AfterFunc(firstTimeout, func() { _ = c.CloseNow() })
 	defer t.Stop()
+	if f.proto != nil {
+		if err := f.proto.open(c); err != nil {
+			_ = c.CloseNow()
+			return nil, err
+		}
+		return c, nil
+	}
 	_, r, err := c.Reader(context.Background())
 	var b []byte
 	if err == nil {
@@ -162,6 +193,33 @@ func (f *Subscribers) open(d *Dialer, i int, url string) (*websocket.Conn, error
 		return nil, fmt.Errorf("first frame is not a sync: %.200s", b)
 	}
 	return c, nil
+}
+
+// open subscribes c with p and reads until the subscription is ready.
+func (p *Protocol) open(c *websocket.Conn) error {
+	ctx := context.Background()
+	if p.Hello != nil {
+		if err := c.Write(ctx, websocket.MessageText, p.Hello); err != nil {
+			return fmt.Errorf("hello: %w", err)
+		}
+	}
+	var b []byte
+	for {
+		_, r, err := c.Reader(ctx)
+		if err == nil {
+			b, err = readMsg(r, b)
+		}
+		if err != nil {
+			return fmt.Errorf("subscribing: %w", err)
+		}
+		done, err := p.Ready(b)
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+	}
 }
 
 // readMsg reads r to EOF into buf[:0], reusing buf.
@@ -204,19 +262,40 @@ func (f *Subscribers) readLoop(i int, c *websocket.Conn) {
 			continue
 		}
 		now := time.Now().UnixNano()
+		if p := f.proto; p != nil {
+			if p.Reply != nil {
+				if r := p.Reply(buf); r != nil {
+					if err := c.Write(ctx, websocket.MessageText, r); err != nil {
+						f.fail(fmt.Errorf("subscriber %d: reply: %w", i, err))
+						return
+					}
+					continue
+				}
+			}
+			if !p.Each(buf, func(seq uint64, ts int64) { f.received(shard, now, seq, ts) }) {
+				f.fail(fmt.Errorf("subscriber %d: unexpected message %.200s", i, buf))
+				return
+			}
+			continue
+		}
 		seq, ts, ok := ParseFrame(buf)
 		if !ok {
 			f.fail(fmt.Errorf("subscriber %d: unexpected frame %.200s", i, buf))
 			return
 		}
-		if f.recording.Load() {
-			shard.Record(now - ts)
-		}
-		slot := &f.ring[seq%ringSize]
-		if slot.Add(1) == int32(f.n) {
-			slot.Store(0)
-			f.tokens <- struct{}{}
-		}
+		f.received(shard, now, seq, ts)
+	}
+}
+
+// received accounts for message seq, sent at ts, received at now.
+func (f *Subscribers) received(shard *Histogram, now int64, seq uint64, ts int64) {
+	if f.recording.Load() {
+		shard.Record(now - ts)
+	}
+	slot := &f.ring[seq%ringSize]
+	if slot.Add(1) == int32(f.n) {
+		slot.Store(0)
+		f.tokens <- struct{}{}
 	}
 }
 
