@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/trinehq/trine/internal/jwtauth"
@@ -67,6 +69,7 @@ type conn struct {
 	cancel  context.CancelFunc
 
 	nc      net.Conn                 // WebSocket only
+	raw     syscall.RawConn          // WebSocket on TCP: nc's socket, for the pool's non-blocking writes
 	sse     *http.ResponseController // SSE only: written by the request goroutine
 	wake    chan struct{}            // SSE only: queue not empty, or closing
 	session string                   // SSE only: the id POST /stream/auth names it by
@@ -134,7 +137,11 @@ func (c *conn) fragTurnChan() chan struct{} {
 }
 
 // enqueue queues o; a connection over its limits is closed with 1008.
-func (c *conn) enqueue(o out) {
+func (c *conn) enqueue(o out) { c.enqueueTo(o, nil) }
+
+// enqueueTo is enqueue that, with h set, leaves the hand-off of the
+// connection to the writer pool to h.
+func (c *conn) enqueueTo(o out, h *handoff) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -174,7 +181,7 @@ func (c *conn) enqueue(o out) {
 		clear(c.held)
 		c.held, c.hlive, c.hbytes = c.held[:0], 0, 0
 	}
-	c.kick()
+	c.kick(h)
 	c.mu.Unlock()
 }
 
@@ -226,8 +233,8 @@ func finished(batch []out) {
 }
 
 // kick starts the writer: the SSE request goroutine, or for a WebSocket a
-// turn in the gateway's writer pool. Callers hold c.mu.
-func (c *conn) kick() {
+// turn in the gateway's writer pool, through h when set. Callers hold c.mu.
+func (c *conn) kick(h *handoff) {
 	if c.sse != nil {
 		select {
 		case c.wake <- struct{}{}:
@@ -238,7 +245,11 @@ func (c *conn) kick() {
 	if !c.writing {
 		c.writing = true
 		c.writers.Add(1)
-		c.g.pool.push(c)
+		if h != nil {
+			h.add(c.g.pool, c)
+		} else {
+			c.g.pool.push(c)
+		}
 	}
 }
 
@@ -260,7 +271,7 @@ func (c *conn) close(code int, reason string, flush bool) {
 	if !flush {
 		c.dropQueued()
 	}
-	c.kick()
+	c.kick(nil)
 	if c.nc != nil {
 		// The peer gets wsconn.CloseGrace to answer the close frame; a writer
 		// still busy keeps its own write deadline.
@@ -342,25 +353,25 @@ func (c *conn) closeWrite() {
 	}
 }
 
-// turn is one pool worker's turn on c: it writes everything queued with a
-// short deadline. It reports whether c has more to write (and so goes back
-// in the pool). A socket that cannot take the bytes at once gets its own
+// turn is one pool worker's turn on c: it writes everything queued, with
+// one non-blocking write system call on a TCP socket (else with a short
+// deadline). It reports whether c has more to write (and so goes back in
+// the pool). A socket that cannot take the bytes at once gets its own
 // goroutine, with the rest of the bytes, so that it never holds a worker.
-func (c *conn) turn(bp *[]byte) (again bool) {
-	buf, batch, closeNow := c.build((*bp)[:0])
-	*bp = buf
+func (c *conn) turn(w *poolWriter) (again bool) {
+	buf, batch, closeNow := c.build(w.buf[:0])
+	w.buf = buf
 	if len(buf) > 0 {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(poolWriteWait))
-		n, err := c.nc.Write(buf)
+		n, err := w.write(c, buf)
+		if err == nil && n < len(buf) {
+			commits := commitTimes(nil, batch)
+			c.mu.Lock()
+			c.release(batch) // the writer goes on, on its own goroutine
+			c.mu.Unlock()
+			c.slow(bytes.Clone(buf[n:]), commits, closeNow)
+			return false
+		}
 		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				commits := commitTimes(nil, batch)
-				c.mu.Lock()
-				c.release(batch) // the writer goes on, on its own goroutine
-				c.mu.Unlock()
-				c.slow(bytes.Clone(buf[n:]), commits, closeNow)
-				return false
-			}
 			c.fail()
 			c.writers.Done()
 			return false
@@ -377,8 +388,70 @@ func (c *conn) turn(bp *[]byte) (again bool) {
 	return false
 }
 
-// poolWriteWait is how long a pool worker lets one socket write block.
+// poolWriteWait is how long a pool worker lets one socket write block,
+// on a socket it cannot write to without blocking (not TCP).
 const poolWriteWait = 2 * time.Millisecond
+
+// poolWriter is a pool worker's writing state: its buffer, and a write
+// function made once, so that a write allocates nothing.
+type poolWriter struct {
+	buf []byte
+	// The raw write's argument and results.
+	out   []byte
+	n     int
+	err   error
+	rawFn func(fd uintptr) bool
+}
+
+func newPoolWriter() *poolWriter {
+	w := &poolWriter{buf: make([]byte, 0, 16<<10)}
+	w.rawFn = w.rawWrite
+	return w
+}
+
+// write writes as much of buf to c's socket as it takes now: a short
+// count with a nil error means the socket's buffer is full. A TCP socket
+// gets one write system call, with no deadline and no wait in the poller;
+// another kind of socket a write bounded by poolWriteWait.
+func (w *poolWriter) write(c *conn, buf []byte) (int, error) {
+	if c.raw == nil {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(poolWriteWait))
+		n, err := c.nc.Write(buf)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			return n, nil
+		}
+		return n, err
+	}
+	w.out, w.n, w.err = buf, 0, nil
+	if err := c.raw.Write(w.rawFn); err != nil {
+		return 0, err
+	}
+	n, err := w.n, w.err
+	w.out, w.err = nil, nil
+	return n, err
+}
+
+// rawWrite is one non-blocking write of w.out to fd; it never asks the
+// poller to wait.
+func (w *poolWriter) rawWrite(fd uintptr) bool {
+	for w.n < len(w.out) {
+		n, err := syscall.Write(int(fd), w.out[w.n:])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return true
+		case err != nil:
+			w.err = err
+			return true
+		case n == 0:
+			w.err = io.ErrUnexpectedEOF
+			return true
+		}
+		w.n += n
+	}
+	return true
+}
 
 // slow hands a socket whose kernel buffer is full to its own goroutine: it
 // writes tail (the rest of an interrupted write, with the commit times of

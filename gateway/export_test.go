@@ -11,3 +11,11 @@ func SnapshotWaiters(g *Gateway, stream, group, item string) int {
 
 // AuthFunction is the gateway's auth function.
 func (g *Gateway) AuthFunction() string { return g.cfg.AuthFunction }
+
+// PoolHandoffs is how many times connections were handed to the writer
+// pool's queue (one push or one batch).
+func PoolHandoffs(g *Gateway) int {
+	g.pool.mu.Lock()
+	defer g.pool.mu.Unlock()
+	return g.pool.handoffs
+}

@@ -11,14 +11,25 @@ import (
 // the scheduler's run queue holds a few writers, not one per busy socket,
 // so events keep flowing in promptly. A socket that would block leaves the
 // pool for a goroutine of its own (conn.slow).
+//
+// An event for many sockets reaches the pool in a few hand-offs (see
+// handoff), and a worker takes up to workerTake sockets per visit to the
+// queue: at a light rate, where every socket has one frame to write, the
+// cost per socket is its write, not a lock, a signal and a wake-up.
 type writerPool struct {
-	mu     sync.Mutex
-	cond   *sync.Cond
-	queue  []*conn
-	head   int
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   []*conn
+	head    int
+	waiting int // workers waiting in next
+	closed  bool
+	wg      sync.WaitGroup
+	// handoffs counts pushes into the queue (tests).
+	handoffs int
 }
+
+// workerTake is how many sockets a worker takes from the queue at once.
+const workerTake = 32
 
 func newWriterPool(n int) *writerPool {
 	if n <= 0 {
@@ -36,22 +47,51 @@ func newWriterPool(n int) *writerPool {
 func (p *writerPool) push(c *conn) {
 	p.mu.Lock()
 	p.queue = append(p.queue, c)
+	p.handoffs++
+	wake := p.waiting > 0
 	p.mu.Unlock()
-	p.cond.Signal()
+	if wake {
+		p.cond.Signal()
+	}
 }
 
-func (p *writerPool) next() *conn {
+// pushAll queues every connection of cs at once, waking as many waiting
+// workers as can share them.
+func (p *writerPool) pushAll(cs []*conn) {
+	if len(cs) == 0 {
+		return
+	}
+	p.mu.Lock()
+	p.queue = append(p.queue, cs...)
+	p.handoffs++
+	wake := min(p.waiting, (len(cs)+workerTake-1)/workerTake)
+	p.mu.Unlock()
+	for range wake {
+		p.cond.Signal()
+	}
+}
+
+// next appends up to workerTake queued connections to dst, waiting for
+// one; it returns dst unchanged once the pool is closed and drained.
+func (p *writerPool) next(dst []*conn) []*conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for p.head == len(p.queue) {
 		if p.closed {
-			return nil
+			return dst
 		}
+		p.waiting++
 		p.cond.Wait()
+		p.waiting--
 	}
-	c := p.queue[p.head]
-	p.queue[p.head] = nil
-	p.head++
+	end := min(len(p.queue), p.head+workerTake)
+	// Share a short queue with a waiting worker: it takes half.
+	if p.waiting > 0 && end-p.head > 1 && end == len(p.queue) {
+		end = p.head + (end-p.head+1)/2
+	}
+	dst = append(dst, p.queue[p.head:end]...)
+	clear(p.queue[p.head:end])
+	p.head = end
 	if p.head == len(p.queue) { // drained: reuse the array from the start
 		p.queue, p.head = p.queue[:0], 0
 	} else if p.head > 1024 && p.head*2 > len(p.queue) {
@@ -59,22 +99,37 @@ func (p *writerPool) next() *conn {
 		clear(p.queue[n:])
 		p.queue, p.head = p.queue[:n], 0
 	}
-	return c
+	if p.head < len(p.queue) && p.waiting > 0 {
+		p.cond.Signal()
+	}
+	return dst
 }
 
 func (p *writerPool) work() {
 	defer p.wg.Done()
-	bp := bufPool.Get().(*[]byte)
+	w := newPoolWriter()
+	var (
+		mine  []*conn
+		again []*conn
+	)
 	for {
-		c := p.next()
-		if c == nil {
+		mine = p.next(mine[:0])
+		if len(mine) == 0 {
 			return
 		}
-		if c.turn(bp) {
-			p.push(c)
+		for i, c := range mine {
+			mine[i] = nil
+			if c.turn(w) {
+				again = append(again, c)
+			}
 		}
-		if cap(*bp) > 1<<20 { // keep no huge buffer between turns
-			*bp = make([]byte, 0, 16<<10)
+		if len(again) > 0 {
+			p.pushAll(again)
+			clear(again)
+			again = again[:0]
+		}
+		if cap(w.buf) > 1<<20 { // keep no huge buffer between turns
+			w.buf = make([]byte, 0, 16<<10)
 		}
 	}
 }
@@ -86,4 +141,37 @@ func (p *writerPool) close() {
 	p.mu.Unlock()
 	p.cond.Broadcast()
 	p.wg.Wait()
+}
+
+// handoff gathers the connections that one event made ready to write, so
+// that the pool gets them in a few hand-offs rather than one each: the
+// delivering goroutine passes it down to conn.kick, and flushes it once
+// it has offered the event to every subscriber.
+type handoff struct {
+	pool  *writerPool
+	conns []*conn
+}
+
+// handoffBatch is how many connections a handoff gathers before it hands
+// them over: the workers start on the first sockets while the event is
+// still being queued for the rest.
+const handoffBatch = 128
+
+var handoffs = sync.Pool{New: func() any { return &handoff{conns: make([]*conn, 0, handoffBatch)} }}
+
+func (h *handoff) add(p *writerPool, c *conn) {
+	h.pool = p
+	h.conns = append(h.conns, c)
+	if len(h.conns) >= handoffBatch {
+		h.flush()
+	}
+}
+
+// flush hands the gathered connections to the pool.
+func (h *handoff) flush() {
+	if len(h.conns) > 0 {
+		h.pool.pushAll(h.conns)
+		clear(h.conns)
+		h.conns = h.conns[:0]
+	}
 }

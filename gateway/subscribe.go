@@ -67,7 +67,8 @@ func (s *subscription) info() streamapi.Subscription {
 // missed some (NATS dropped them for a slow consumer, lost them with a
 // node, or the group's interest had not reached the publisher's node yet):
 // it buffers again and catches up from the last sequence it accounted for.
-func (s *subscription) offer(seq uint64, frame []byte, match bool, commit int64) {
+// With h set, the connection's hand-off to the writer pool is left to h.
+func (s *subscription) offer(seq uint64, frame []byte, match bool, commit int64, h *handoff) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cancelled {
@@ -105,7 +106,7 @@ func (s *subscription) offer(seq uint64, frame []byte, match bool, commit int64)
 	if match && seq > s.last {
 		s.last = seq
 		s.c.g.deliveries.Add(1)
-		s.c.enqueue(out{data: frame, sub: s.quotedID, seq: seq, commit: commit})
+		s.c.enqueueTo(out{data: frame, sub: s.quotedID, seq: seq, commit: commit}, h)
 	}
 }
 
@@ -276,12 +277,18 @@ func (hg *hubGroup) deliver(frame []byte) int {
 	if !hg.labelled.Load() && hg.labelled.CompareAndSwap(false, true) {
 		hg.labels.learn(hg.key.stream)
 	}
+	h := handoffs.Get().(*handoff)
+	defer func() {
+		h.flush()
+		h.pool = nil
+		handoffs.Put(h)
+	}()
 	hg.mu.RLock()
 	defer hg.mu.RUnlock()
 	for old := hg.last.Load(); seq > old && !hg.last.CompareAndSwap(old, seq); old = hg.last.Load() {
 	}
 	for s := range hg.subs {
-		s.offer(seq, frame, s.quotedItem == nil || bytes.Equal(id, s.quotedItem), commit)
+		s.offer(seq, frame, s.quotedItem == nil || bytes.Equal(id, s.quotedItem), commit, h)
 	}
 	return len(hg.subs)
 }

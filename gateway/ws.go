@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -91,6 +92,9 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request, adm admission,
 	}
 	c := g.newConn(adm, r.RemoteAddr)
 	c.nc = nc
+	if tc, ok := nc.(*net.TCPConn); ok {
+		c.raw, _ = tc.SyscallConn()
+	}
 	if !g.add(c) {
 		_ = nc.Close()
 		return
