@@ -94,7 +94,8 @@ func freePort() (int, error) {
 // centrifugoProto is the client side of Centrifugo's JSON protocol: one
 // command per line, replies matched by id, publications pushed as
 // {"push":{"channel":…,"pub":{"data":…}}}, and an empty object as the
-// server's ping, answered with an empty object.
+// server's ping, answered with an empty object; one message may carry
+// several of these, a line each.
 var centrifugoProto = &loadgen.Protocol{
 	Hello: []byte(`{"id":1,"connect":{}}` + "\n" + `{"id":2,"subscribe":{"channel":"` + centrifugoChannel + `"}}`),
 	Ready: func(msg []byte) (bool, error) {
@@ -125,8 +126,10 @@ var centrifugoProto = &loadgen.Protocol{
 		return true
 	},
 	Reply: func(msg []byte) []byte {
-		if string(bytes.TrimSpace(msg)) == "{}" {
-			return []byte("{}")
+		for line := range bytes.Lines(msg) {
+			if string(bytes.TrimSpace(line)) == "{}" {
+				return []byte("{}")
+			}
 		}
 		return nil
 	},

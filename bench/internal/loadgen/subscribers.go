@@ -73,8 +73,8 @@ type Protocol struct {
 	// message may carry several); a message with none is not an error.
 	// It reports false for a message it does not understand.
 	Each func(msg []byte, fn func(seq uint64, ts int64)) bool
-	// Reply, if set, is what to answer msg with (an application-level
-	// ping), or nil.
+	// Reply, if set, is what to answer msg with (it carries an
+	// application-level ping), or nil; Each then reads msg as well.
 	Reply func(msg []byte) []byte
 }
 
@@ -269,7 +269,6 @@ func (f *Subscribers) readLoop(i int, c *websocket.Conn) {
 						f.fail(fmt.Errorf("subscriber %d: reply: %w", i, err))
 						return
 					}
-					continue
 				}
 			}
 			if !p.Each(buf, func(seq uint64, ts int64) { f.received(shard, now, seq, ts) }) {
