@@ -2,11 +2,14 @@ package gateway
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -409,26 +412,37 @@ func newPoolWriter() *poolWriter {
 	return w
 }
 
-// write writes as much of buf to c's socket as it takes now: a short
-// count with a nil error means the socket's buffer is full. A TCP socket
-// gets one write system call, with no deadline and no wait in the poller;
-// another kind of socket a write bounded by poolWriteWait.
+// write writes as much of buf to c's socket as it takes within
+// poolWriteWait: a short count with a nil error means the socket's buffer
+// stayed full. A TCP socket gets one write system call, with no deadline
+// and no wait in the poller, and a deadline write only for what its full
+// buffer did not take; another kind of socket a deadline write.
 func (w *poolWriter) write(c *conn, buf []byte) (int, error) {
-	if c.raw == nil {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(poolWriteWait))
-		n, err := c.nc.Write(buf)
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			return n, nil
+	n := 0
+	if c.raw != nil {
+		w.out, w.n, w.err = buf, 0, nil
+		err := c.raw.Write(w.rawFn)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The deadline of an earlier blocking write (conn.slow, or
+			// below) expired since: clear it and write.
+			_ = c.nc.SetWriteDeadline(time.Time{})
+			err = c.raw.Write(w.rawFn)
 		}
-		return n, err
+		n, err = w.n, cmp.Or(err, w.err)
+		w.out, w.err = nil, nil
+		if err != nil || n == len(buf) {
+			return n, err
+		}
 	}
-	w.out, w.n, w.err = buf, 0, nil
-	if err := c.raw.Write(w.rawFn); err != nil {
-		return 0, err
+	_ = c.nc.SetWriteDeadline(time.Now().Add(poolWriteWait))
+	m, err := c.nc.Write(buf[n:])
+	if c.raw != nil {
+		_ = c.nc.SetWriteDeadline(time.Time{})
 	}
-	n, err := w.n, w.err
-	w.out, w.err = nil, nil
-	return n, err
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		err = nil
+	}
+	return n + m, err
 }
 
 // rawWrite is one non-blocking write of w.out to fd; it never asks the
