@@ -166,7 +166,7 @@ type centrifugoPublisher struct {
 func newCentrifugoPublisher(addr string, pad, window int) *centrifugoPublisher {
 	return &centrifugoPublisher{
 		url: "http://" + addr + "/api/publish",
-		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		client: &http.Client{Timeout: time.Minute, Transport: &http.Transport{
 			MaxIdleConnsPerHost: window + 1, DisableCompression: true}},
 		suffix: `,"pad":"` + strings.Repeat("x", pad) + `"}}`,
 		pool:   sync.Pool{New: func() any { return new([]byte) }},
