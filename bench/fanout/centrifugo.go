@@ -31,13 +31,17 @@ import (
 const centrifugoChannel = "bench"
 
 // centrifugoConfig is the server's configuration: everything else is
-// Centrifugo's default. The HTTP API answers on the client port.
+// Centrifugo's default. The HTTP API answers on the client port. A socket
+// write may take 10 s, trine's default (--stream-write-timeout), rather
+// than Centrifugo's 1 s, which on a loaded machine closes subscribers the
+// bench starves of CPU.
 func centrifugoConfig(port int) ([]byte, error) {
 	return json.MarshalIndent(map[string]any{
 		"http_server": map[string]any{"address": "127.0.0.1", "port": port},
 		"log":         map[string]any{"level": "warn"},
 		"client":      map[string]any{"insecure": true, "allowed_origins": []string{"*"}},
 		"http_api":    map[string]any{"insecure": true},
+		"websocket":   map[string]any{"write_timeout": "10s"},
 	}, "", "  ")
 }
 
