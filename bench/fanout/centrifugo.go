@@ -158,7 +158,8 @@ func dataSeqTS(b []byte) (seq uint64, ts int64, ok bool) {
 
 // centrifugoPublisher calls the HTTP API's publish; each call waits for
 // its answer, so a window of calls runs at once over kept-alive
-// connections.
+// connections. An idle connection is closed after a second, before the
+// server may close it under a request (a POST is not retried).
 type centrifugoPublisher struct {
 	url    string
 	client *http.Client
@@ -171,7 +172,7 @@ func newCentrifugoPublisher(addr string, pad, window int) *centrifugoPublisher {
 	return &centrifugoPublisher{
 		url: "http://" + addr + "/api/publish",
 		client: &http.Client{Timeout: time.Minute, Transport: &http.Transport{
-			MaxIdleConnsPerHost: window + 1, DisableCompression: true}},
+			MaxIdleConnsPerHost: window + 1, IdleConnTimeout: time.Second, DisableCompression: true}},
 		suffix: `,"pad":"` + strings.Repeat("x", pad) + `"}}`,
 		pool:   sync.Pool{New: func() any { return new([]byte) }},
 	}
