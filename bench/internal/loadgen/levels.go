@@ -14,6 +14,9 @@ type Scenario struct {
 	// Profile marks the scenario whose first level is CPU-profiled when a
 	// profile path is given.
 	Profile bool
+	// ServerPID is the process serving the calls, when it is not this
+	// one: its CPU time is measured too (Measurement.ServerCPU).
+	ServerPID int
 }
 
 // RunLevels measures every scenario at every level in turn (Measure: warmup,
@@ -33,7 +36,7 @@ func RunLevels(ctx context.Context, levels []int, scs []Scenario, warmup, d time
 					return nil, err
 				}
 			}
-			m, err := Measure(ctx, sc.Call, c, warmup, d)
+			m, err := MeasureServer(ctx, sc.Call, c, warmup, d, sc.ServerPID)
 			stop()
 			if err != nil {
 				return nil, fmt.Errorf("%s, %d in flight: %w", sc.Name, c, err)

@@ -284,3 +284,32 @@ func (t *headBuffer) String() string {
 	defer t.mu.Unlock()
 	return t.b.String()
 }
+
+// TrineBinaries returns the engine binaries of a -trine-bin flag (a
+// comma-separated list), or, if it is empty, builds ./cmd/trine into dir
+// and returns that one.
+func TrineBinaries(flag, dir string) ([]string, error) {
+	if flag != "" {
+		return strings.Split(flag, ","), nil
+	}
+	bin := filepath.Join(dir, "trine")
+	if err := BuildTrine(bin); err != nil {
+		return nil, err
+	}
+	return []string{bin}, nil
+}
+
+// WaitStopped returns when a server process started with
+// Command.StdinPipe should stop: its stdin ended, or it got SIGTERM or
+// SIGINT.
+func WaitStopped() {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	eof := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(eof) }()
+	select {
+	case <-sig:
+	case <-eof:
+	}
+}
