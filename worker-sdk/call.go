@@ -40,10 +40,7 @@ func (w *Worker) Trigger(ctx context.Context, id string, payload any) (out json.
 	case <-ctx.Done():
 		if s.forget(callID) {
 			cancel := &trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_Cancel{Cancel: &trinev1.Cancel{Id: callID}}}
-			select { // best effort; the engine also enforces the deadline
-			case s.out <- cancel:
-			default:
-			}
+			s.trySend(cancel) // best effort; the engine also enforces the deadline
 		}
 		e := asError(ctx.Err())
 		return nil, errorf(e.Code, "trigger %s: %s while waiting for its answer (sent %s ago)", id, e.Message, time.Since(sent).Round(time.Millisecond))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -15,6 +16,8 @@ import (
 
 // sendQueue is the length of a session's outbound frame queue.
 const sendQueue = 1024
+
+type connectStream = grpc.BidiStreamingClient[trinev1.ConnectRequest, trinev1.ConnectResponse]
 
 type reply struct {
 	value json.RawMessage
@@ -30,6 +33,15 @@ type session struct {
 	out      chan *trinev1.ConnectRequest
 	ctx      context.Context
 	wg       sync.WaitGroup
+	stream   connectStream
+	// queued counts the frames put in out and not yet sent: while it is
+	// not 0, a frame may not overtake them (send's direct path).
+	queued atomic.Int64
+	// sendMu is held by whoever hands a frame to the stream: the writer,
+	// or a sender that found it idle. halfClosed is set under it once
+	// the writer has closed the sending side.
+	sendMu     sync.Mutex
+	halfClosed bool
 
 	mu      sync.Mutex
 	waiting map[string]chan reply         // acks and call results, by request or call id
@@ -62,7 +74,7 @@ func (w *Worker) runSession(cc *grpc.ClientConn, prevID, token string) (string, 
 	}
 	s := &session{
 		w: w, workerID: welcome.GetWorkerId(), maxBytes: int(welcome.GetMaxMessageBytes()),
-		out: make(chan *trinev1.ConnectRequest, sendQueue), ctx: ctx,
+		out: make(chan *trinev1.ConnectRequest, sendQueue), ctx: ctx, stream: stream,
 		waiting: make(map[string]chan reply), running: make(map[string]context.CancelFunc),
 	}
 	if s.maxBytes <= 0 {
@@ -71,7 +83,7 @@ func (w *Worker) runSession(cc *grpc.ClientConn, prevID, token string) (string, 
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if !s.write(stream) {
+		if !s.write() {
 			cancel()
 		}
 	}()
@@ -109,28 +121,58 @@ func (w *Worker) setSessionIf(s *session) {
 // write sends queued frames until the stream fails (false) or the worker
 // quits (true): then it flushes the queue and half-closes the stream, and
 // the engine ends the session once it has read everything.
-func (s *session) write(stream grpc.BidiStreamingClient[trinev1.ConnectRequest, trinev1.ConnectResponse]) bool {
+func (s *session) write() bool {
 	for {
 		select {
 		case f := <-s.out:
-			if err := stream.Send(f); err != nil {
+			if !s.sendQueued(f) {
 				return false
 			}
 		case <-s.w.quit:
 			for {
 				select {
 				case f := <-s.out:
-					if err := stream.Send(f); err != nil {
+					if !s.sendQueued(f) {
 						return false
 					}
 				default:
-					return stream.CloseSend() == nil
+					s.sendMu.Lock()
+					defer s.sendMu.Unlock()
+					s.halfClosed = true
+					return s.stream.CloseSend() == nil
 				}
 			}
 		case <-s.ctx.Done():
 			return false
 		}
 	}
+}
+
+// sendQueued sends a frame taken from out.
+func (s *session) sendQueued(f *trinev1.ConnectRequest) bool {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.queued.Add(-1)
+	return s.stream.Send(f) == nil
+}
+
+// sendDirect sends f from the calling goroutine, saving the hand-off to
+// the writer, if nothing is queued before it and no one is sending; it
+// reports whether it did, and the send's error. The engine reads every
+// stream at once (it never waits on a handler to read the next frame), so
+// the wait is short.
+func (s *session) sendDirect(f *trinev1.ConnectRequest) (bool, error) {
+	if s.queued.Load() != 0 || !s.sendMu.TryLock() {
+		return false, nil
+	}
+	defer s.sendMu.Unlock()
+	if s.queued.Load() != 0 || s.halfClosed || s.ctx.Err() != nil {
+		return false, nil
+	}
+	if err := s.stream.Send(f); err != nil {
+		return true, errorf(CodeUnavailable, "connection to the engine lost")
+	}
+	return true, nil
 }
 
 // fail ends every wait on this session: the stream is gone.
@@ -150,14 +192,32 @@ func (s *session) send(ctx context.Context, f *trinev1.ConnectRequest) error {
 	if n := proto.Size(f); n > s.maxBytes {
 		return errorf(CodeMessageTooLarge, "frame is %d bytes, the engine accepts at most %d", n, s.maxBytes)
 	}
+	if sent, err := s.sendDirect(f); sent {
+		return err
+	}
+	s.queued.Add(1)
 	select {
 	case s.out <- f:
 		return nil
 	case <-ctx.Done():
+		s.queued.Add(-1)
 		e := asError(ctx.Err())
 		return errorf(e.Code, "%s while waiting to send to the engine (its send queue is full)", e.Message)
 	case <-s.ctx.Done():
+		s.queued.Add(-1)
 		return errorf(CodeUnavailable, "connection to the engine lost")
+	}
+}
+
+// trySend queues f if there is room now, and reports whether it did.
+func (s *session) trySend(f *trinev1.ConnectRequest) bool {
+	s.queued.Add(1)
+	select {
+	case s.out <- f:
+		return true
+	default:
+		s.queued.Add(-1)
+		return false
 	}
 }
 

@@ -56,7 +56,7 @@ func (s *Server) Connect(stream connectStream) error {
 	if err != nil {
 		return toStatus(err)
 	}
-	c.sess = sess
+	c.sess, c.stream = sess, stream
 	log := s.log.With(engine.LogWorkerID, sess.ID(), engine.LogWorkerName, info.Name)
 	defer func() {
 		sess.Close()
@@ -73,7 +73,7 @@ func (s *Server) Connect(stream connectStream) error {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		cancel(c.write(stream))
+		cancel(c.write())
 	}()
 	// The reader dispatches frames itself (dispatch never blocks on other
 	// workers), saving a goroutine hand-off per frame. It ends when Recv
@@ -110,9 +110,16 @@ func (s *Server) Connect(stream connectStream) error {
 
 // conn is the engine.Peer of one Connect stream.
 type conn struct {
-	srv  *Server
-	sess *engine.Session
-	out  chan outFrame
+	srv    *Server
+	sess   *engine.Session
+	stream connectStream
+	out    chan outFrame
+	// queued counts the frames put in out and not yet sent: while it is
+	// not 0, a frame may not overtake them (sendDirect).
+	queued atomic.Int64
+	// sendMu is held by whoever hands a frame to the stream: the writer,
+	// or a sender that found it idle (sendDirect).
+	sendMu sync.Mutex
 	// outBytes is the size of the frames in out, at most 16 ×
 	// MaxMessageBytes: a worker that does not read holds that much.
 	outBytes atomic.Int64
@@ -129,18 +136,65 @@ type conn struct {
 
 var _ engine.Peer = (*conn)(nil)
 
-func (c *conn) write(stream connectStream) error {
+func (c *conn) write() error {
 	for {
 		select {
 		case o := <-c.out:
 			c.outBytes.Add(-int64(o.size))
-			if err := stream.Send(o.f); err != nil {
+			c.sendMu.Lock()
+			err := c.stream.Send(o.f)
+			c.queued.Add(-1)
+			c.sendMu.Unlock()
+			if err != nil {
 				return err
 			}
 		case <-c.ctx.Done():
 			return nil
 		}
 	}
+}
+
+// sendDirect sends f on the stream from the calling goroutine, saving the
+// hand-off to the writer, if nothing is queued before it and no one is
+// sending; it reports whether it did. It is for frames whose sender may
+// wait as long as the worker makes the stream wait: a result, sent by the
+// call's goroutine as its last act (a worker that does not read its
+// results is bounded by owe all the same: the results queued behind this
+// one count). A send that fails ends the stream.
+func (c *conn) sendDirect(f *trinev1.ConnectResponse) bool {
+	if c.queued.Load() != 0 || !c.sendMu.TryLock() {
+		return false
+	}
+	defer c.sendMu.Unlock()
+	if c.queued.Load() != 0 || c.ctx.Err() != nil {
+		return false
+	}
+	if err := c.stream.Send(f); err != nil {
+		c.cancel(err)
+	}
+	return true
+}
+
+// enqueue puts o in out, counting it as queued: at once if there is
+// room, else, with wait set, when room comes unless wait1 or wait2 ends
+// first (a nil channel never does). It reports whether it did.
+func (c *conn) enqueue(o outFrame, wait bool, wait1, wait2 <-chan struct{}) bool {
+	c.queued.Add(1)
+	select {
+	case c.out <- o:
+		return true
+	default:
+	}
+	if wait {
+		select {
+		case c.out <- o:
+			return true
+		case <-wait1:
+		case <-wait2:
+		}
+	}
+	c.queued.Add(-1)
+	return false
 }
 
 // outFrame is a queued frame and its encoded size.
@@ -159,13 +213,11 @@ func (c *conn) push(o outFrame) bool {
 		return false
 	}
 	c.outBytes.Add(int64(o.size))
-	select {
-	case c.out <- o:
+	if c.enqueue(o, false, nil, nil) {
 		return true
-	default:
-		c.outBytes.Add(-int64(o.size))
-		return false
 	}
+	c.outBytes.Add(-int64(o.size))
+	return false
 }
 
 // send queues a frame, waiting for room until ctx or the stream ends. A
@@ -182,16 +234,14 @@ func (c *conn) sendSized(ctx context.Context, o outFrame) error {
 		return engine.Errorf(codes.Overloaded, "worker %s is not reading its stream: %d bytes queued", c.sess.ID(), c.outBytes.Load())
 	}
 	c.outBytes.Add(int64(o.size))
-	select {
-	case c.out <- o:
+	if c.enqueue(o, true, ctx.Done(), c.ctx.Done()) {
 		return nil
-	case <-ctx.Done():
-		c.outBytes.Add(-int64(o.size))
-		return engine.Errorf(codes.Overloaded, "worker %s is not reading its stream", c.sess.ID())
-	case <-c.ctx.Done():
-		c.outBytes.Add(-int64(o.size))
+	}
+	c.outBytes.Add(-int64(o.size))
+	if c.ctx.Err() != nil {
 		return engine.Errorf(codes.WorkerDisconnected, "worker %s disconnected", c.sess.ID())
 	}
+	return engine.Errorf(codes.Overloaded, "worker %s is not reading its stream", c.sess.ID())
 }
 
 func (c *conn) sendFrame(f *trinev1.ConnectResponse) { _ = c.send(c.ctx, f) }
@@ -374,6 +424,9 @@ func (c *conn) maxCalls() int { return 4 * c.srv.cfg.SendQueue }
 // (RESOURCE_EXHAUSTED), so that a peer that floods calls and never reads
 // costs bounded memory.
 func (c *conn) answer(f *trinev1.ConnectResponse) {
+	if c.sendDirect(f) {
+		return
+	}
 	o := outFrame{f, proto.Size(f)}
 	if !c.push(o) && c.owe(o) {
 		c.deliverOwed(o)
@@ -398,9 +451,7 @@ func (c *conn) owe(o outFrame) bool {
 // deliverOwed waits for room for an owed o, or for the end of the stream.
 func (c *conn) deliverOwed(o outFrame) {
 	c.outBytes.Add(int64(o.size))
-	select {
-	case c.out <- o:
-	case <-c.ctx.Done():
+	if !c.enqueue(o, true, c.ctx.Done(), nil) {
 		c.outBytes.Add(-int64(o.size))
 	}
 	c.mu.Lock()
