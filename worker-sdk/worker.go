@@ -154,6 +154,11 @@ func checkAddress(host string, dialer bool) error {
 	return nil
 }
 
+// windowBytes is the HTTP/2 flow-control window of the worker's stream
+// and connection: the most bytes the engine may send ahead of what the
+// worker reads.
+const windowBytes = 1 << 20
+
 func (w *Worker) dialOptions(useTLS bool) []grpc.DialOption {
 	creds := insecure.NewCredentials()
 	switch {
@@ -176,6 +181,12 @@ func (w *Worker) dialOptions(useTLS bool) []grpc.DialOption {
 			MinConnectTimeout: 5 * time.Second,
 		}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)),
+		// Fixed flow-control windows, as the engine's: gRPC's dynamic
+		// window sends a BDP ping, and gets its ack, with nearly every
+		// small message read. A larger message still gets the window it
+		// needs as it is read.
+		grpc.WithStaticStreamWindowSize(windowBytes),
+		grpc.WithStaticConnWindowSize(windowBytes),
 	)
 }
 

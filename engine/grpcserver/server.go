@@ -36,6 +36,11 @@ type Server struct {
 
 var _ trinev1.EngineServiceServer = (*Server)(nil)
 
+// WindowBytes is the HTTP/2 flow-control window of a stream and of a
+// connection (the most bytes a peer may send ahead of what is read),
+// fixed: see ServerOptions. The Go SDK uses the same.
+const WindowBytes = 1 << 20
+
 // New returns a Server for e.
 func New(e *engine.Engine, cfg Config) *Server {
 	cfg = cfg.withDefaults()
@@ -56,6 +61,12 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 		// bounded as net/http bounds a request's headers.
 		grpc.MaxHeaderListSize(uint32(s.cfg.MaxHeaderBytes)),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: s.cfg.KeepaliveTime, Timeout: s.cfg.KeepaliveTimeout}),
+		// Fixed flow-control windows: gRPC's dynamic window sends a
+		// BDP ping, and gets its ack, with nearly every small message
+		// read, two frames on top of each call and result. A larger
+		// message still gets the window it needs as it is read.
+		grpc.StaticStreamWindowSize(WindowBytes),
+		grpc.StaticConnWindowSize(WindowBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: s.cfg.KeepaliveTime / 2, PermitWithoutStream: true}),
 	}
 }
