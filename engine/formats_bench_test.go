@@ -5,7 +5,6 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
-	"syscall"
 	"testing"
 	"time"
 
@@ -47,7 +46,7 @@ func BenchmarkCallRequestFormat(b *testing.B) {
 			}
 			c := engine.Call{FunctionID: "bench::echo", Payload: []byte(enginetest.TenFieldsValue)}
 			b.ReportAllocs()
-			cpu := selfCPU()
+			cpu := enginetest.SelfCPU()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					if _, err := e.Trigger(context.Background(), c); err != nil {
@@ -57,16 +56,7 @@ func BenchmarkCallRequestFormat(b *testing.B) {
 				}
 			})
 			// CPU time is what a loaded machine does not inflate.
-			b.ReportMetric(float64(selfCPU()-cpu)/float64(b.N)/float64(time.Microsecond), "cpu-µs/op")
+			b.ReportMetric(float64(enginetest.SelfCPU()-cpu)/float64(b.N)/float64(time.Microsecond), "cpu-µs/op")
 		})
 	}
-}
-
-// selfCPU is this process's user and system CPU time.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

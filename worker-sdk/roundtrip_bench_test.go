@@ -5,7 +5,6 @@ package trine_test
 import (
 	"context"
 	"encoding/json"
-	"syscall"
 	"testing"
 	"time"
 
@@ -46,7 +45,7 @@ func BenchmarkTriggerRoundTrip(b *testing.B) {
 	for _, inFlight := range []int{1, 64} {
 		b.Run(map[int]string{1: "1", 64: "64"}[inFlight], func(b *testing.B) {
 			b.ReportAllocs()
-			cpu := selfCPU()
+			cpu := enginetest.SelfCPU()
 			if inFlight == 1 {
 				for b.Loop() {
 					call(b)
@@ -59,15 +58,7 @@ func BenchmarkTriggerRoundTrip(b *testing.B) {
 					}
 				})
 			}
-			b.ReportMetric(float64(selfCPU()-cpu)/float64(b.N)/float64(time.Microsecond), "cpu-µs/op")
+			b.ReportMetric(float64(enginetest.SelfCPU()-cpu)/float64(b.N)/float64(time.Microsecond), "cpu-µs/op")
 		})
 	}
-}
-
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
