@@ -874,3 +874,28 @@ func TestHTTPInvokedInFlightBound(t *testing.T) {
 	}
 	c.quiet()
 }
+
+// Once the worker has described itself, its calls start from the reader
+// (no hand-off to the registrar) only when no registration is queued or
+// being applied: a call sent right behind the registration of the
+// function it calls still finds it.
+func TestCallBehindRegistrationFindsIt(t *testing.T) {
+	t.Parallel()
+	s := start(t, iiiserver.Config{})
+	c := s.dial(t)
+	c.hello("w")
+	for i := range 50 {
+		id := fmt.Sprintf("burst::fn%d", i)
+		inv := fmt.Sprintf("call%d", i)
+		c.send(map[string]any{"type": "registerfunction", "id": id})
+		c.send(map[string]any{"type": "invokefunction", "invocation_id": inv, "function_id": id, "data": i})
+		got := c.expect("invokefunction")
+		if got["function_id"] != id {
+			t.Fatalf("call %d: invoked %v, want %s", i, got, id)
+		}
+		c.send(map[string]any{"type": "invocationresult", "invocation_id": got["invocation_id"], "function_id": id, "result": i})
+		if r := c.expect("invocationresult"); r["invocation_id"] != inv || r["error"] != nil {
+			t.Fatalf("call %d: %v", i, r)
+		}
+	}
+}
