@@ -47,15 +47,9 @@ type conn struct {
 	// and the work the reader hands off; run waits for them as it returns.
 	running workgroup.Group
 
-	mu      sync.Mutex
-	configs map[string]string // trigger id -> request id of a registertrigger sent to this provider
-	work    []queued          // the registrar's work, in arrival order
-	// released is set once the registrar applies messages as they come
-	// (no longer holding them for the namespace); applying while it
-	// applies one it took from work. Released, not applying and with
-	// work empty, the reader may start a call itself (startsNow).
-	released    bool
-	applying    bool
+	mu          sync.Mutex
+	configs     map[string]string // trigger id -> request id of a registertrigger sent to this provider
+	work        []queued          // the registrar's work, in arrival order
 	queuedBytes int64
 	owedBytes   int64 // answers waiting for room in the send queue
 	owed        int
@@ -324,9 +318,8 @@ func (c *conn) handle(op byte, b []byte) {
 			c.log.Info("iii worker reattached; previous session closed", "previous_worker_id", m.PreviousWorkerID)
 		}
 	case typeInvokeFunction:
-		if m.FunctionID == engine.FnWorkersRegister || c.startsNow(m) {
-			// engine::workers::register is never held: it is what
-			// releases the held messages.
+		if m.FunctionID == engine.FnWorkersRegister {
+			// Never held: it is what releases the held messages.
 			c.invoke(m)
 			return
 		}
@@ -358,33 +351,10 @@ func (c *conn) enqueue(m *inbound, size int64) {
 	}
 }
 
-// startsNow reports whether the reader may start the call m itself,
-// saving the hand-off to the registrar: a plain call (with an id, without
-// an action, so invoke only starts a goroutine) when the registrar holds
-// nothing, has nothing queued and is applying nothing, so that the call
-// still comes after every message before it.
-func (c *conn) startsNow(m *inbound) bool {
-	if m.Action != nil || m.InvocationID == nil || *m.InvocationID == "" {
-		return false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.released && !c.applying && len(c.work) == 0
-}
-
-// release records that the registrar applies messages as they come.
-func (c *conn) release() {
-	c.mu.Lock()
-	c.released = true
-	c.mu.Unlock()
-}
-
-// next takes the registrar's next message, or nil; the registrar is
-// applying it until it asks for the next.
+// next takes the registrar's next message, or nil.
 func (c *conn) next() *inbound {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.applying = len(c.work) > 0
 	if len(c.work) == 0 {
 		return nil
 	}
@@ -464,10 +434,6 @@ func (c *conn) registrar() {
 			wait, graceC = nil, nil
 		case <-c.ctx.Done():
 			return
-		}
-		if wait == nil {
-			// What was held is still in work: calls queue behind it.
-			c.release()
 		}
 	}
 }
