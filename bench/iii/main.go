@@ -70,7 +70,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer os.RemoveAll(tmp)
 	defer loadgen.StopAll()
-	bins, err := loadgen.TrineBinaries(*trineBin, tmp)
+	// With -cpuprofile the engine is this binary (-serve trine): nothing
+	// to build.
+	bins := []string{"profiled"}
+	if *cpuprofile == "" || *trineBin != "" {
+		bins, err = loadgen.TrineBinaries(*trineBin, tmp)
+	}
 	if err != nil {
 		return err
 	}

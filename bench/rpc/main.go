@@ -80,7 +80,12 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
-	bins, err := loadgen.TrineBinaries(*trineBin, tmp)
+	// With -cpuprofile the engine is this binary (-serve trine): nothing
+	// to build.
+	bins := []string{"profiled"}
+	if *cpuprofile == "" || *trineBin != "" {
+		bins, err = loadgen.TrineBinaries(*trineBin, tmp)
+	}
 	if err != nil {
 		fatal(err)
 	}
