@@ -65,10 +65,11 @@ func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err := m.checkSize(FnSet, value); err != nil {
 		return nil, err
 	}
-	ct, err := m.cfg.Contracts.For(ctx, FnSet, v.key.Group)
+	ct, w, err := m.cfg.Contracts.Begin(ctx, FnSet, v.key.Group)
 	if err != nil {
 		return nil, err
 	}
+	defer w.Done()
 	if err := contracts.Check(FnSet, ct, value); err != nil {
 		return nil, err
 	}
@@ -88,10 +89,11 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	ct, err := m.cfg.Contracts.For(ctx, FnUpdate, v.key.Group)
+	ct, w, err := m.cfg.Contracts.Begin(ctx, FnUpdate, v.key.Group)
 	if err != nil {
 		return nil, err
 	}
+	defer w.Done()
 	ch, err := store.PutOps(ctx, m.store, v.key, store.Cond{IfSeq: v.ifSeq}, ops, func(nv json.RawMessage) error {
 		if err := m.checkSize(FnUpdate, nv); err != nil {
 			return err

@@ -218,9 +218,11 @@ func (m *Module) customUpdate(ctx context.Context, c engine.Call, in itemInput, 
 	if err != nil {
 		return nil, engine.Errorf(codes.InvalidArgument, "%s: %v; nothing was written", FnUpdate, err)
 	}
-	if err := m.checkItem(ctx, c, FnUpdate, k, next); err != nil {
+	w, err := m.checkItem(ctx, c, FnUpdate, k, next)
+	if err != nil {
 		return nil, err
 	}
+	defer w.Done()
 	set, err := engine.MarshalJSON(map[string]any{"stream_name": k.Stream, "group_id": k.Group, "item_id": k.Item, "data": next})
 	if err != nil {
 		return nil, err

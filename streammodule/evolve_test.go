@@ -4,15 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/contract"
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/natstest"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/contracts"
 	"github.com/trinehq/trine/streammodule/store"
+	"github.com/trinehq/trine/streammodule/store/jsstore"
 )
 
 // openSchema accepts any object with a title; strictSchema wants it a
@@ -232,4 +236,83 @@ func TestEvolveItemBound(t *testing.T) {
 	if got := schemaVersion(t, v); got != 1 {
 		t.Fatalf("version after refusal: %d", got)
 	}
+}
+
+// A write checked against the old version alone, and held between its
+// check and its commit, cannot slip past the re-check: the re-check
+// waits for it to commit before reading what is stored, then refuses the
+// new version that its item breaks. On every store.
+func TestEvolveWaitsForWritesCheckedBefore(t *testing.T) {
+	for _, kind := range []string{"memory", "jetstream"} {
+		t.Run(kind, func(t *testing.T) {
+			cfg := streammodule.Config{Contracts: contracts.NewMemorySet(contracts.Streams)}
+			if kind == "jetstream" {
+				nc := natstest.Connect(t, natstest.Start(t))
+				cfg.OpenStore = func(o store.Options) (store.Store, error) {
+					return jsstore.Open(context.Background(), nc, jsstore.Config{}, o)
+				}
+			}
+			v := start(t, cfg)
+			seed(t, v)
+			checked, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			streammodule.BeforeCommit(v.m, func(k store.Key) {
+				if k.Item == "late" {
+					once.Do(func() { close(checked); <-release })
+				}
+			})
+			wrote := make(chan error, 1)
+			go func() {
+				_, err := v.call(t, "stream::set", `{"stream_name":"todos","group_id":"g","item_id":"late","data":{"title":"a string"}}`)
+				wrote <- err
+			}()
+			<-checked // checked against version 1 alone, not committed
+			defined := make(chan error, 1)
+			go func() {
+				_, err := defineV(t, v, 2, `{"properties":{"title":{"not":{"const":"a string"}}}}`, "")
+				defined <- err
+			}()
+			// Let the write commit once the definition waits for it, or
+			// once the definition is over (which would be the gap).
+			var err error
+			select {
+			case err = <-defined:
+				close(release)
+			case <-waitFor(t, func() bool { return cfg.Contracts.Draining() > 0 }):
+				close(release)
+				err = <-defined
+			}
+			if werr := <-wrote; werr != nil {
+				t.Fatalf("the write checked before the definition: %v", werr)
+			}
+			if err == nil {
+				t.Fatalf("version 2 stored over an item that breaks it: %s", v.must(t, "stream::get", `{"stream_name":"todos","group_id":"g","item_id":"late"}`))
+			}
+			wantRefused(t, err, codes.Conflict, `"item_id":"late"`)
+			if got := schemaVersion(t, v); got != 1 {
+				t.Fatalf("version after refusal: %d", got)
+			}
+		})
+	}
+}
+
+// waitFor closes its channel once cond holds, polling; the test fails
+// after 10 seconds.
+func waitFor(t *testing.T, cond func() bool) <-chan struct{} {
+	t.Helper()
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		deadline := time.Now().Add(10 * time.Second)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Error("condition not met within 10s")
+				return
+			}
+			<-tick.C
+		}
+	}()
+	return ch
 }

@@ -115,14 +115,19 @@ func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := m.checkItem(ctx, c, FnSet, it.key, data); err != nil {
+	w, err := m.checkItem(ctx, c, FnSet, it.key, data)
+	if err != nil {
 		return nil, err
 	}
+	defer w.Done()
 	if op, err := m.custom(it.key.Stream, "set"); err != nil || op != "" {
 		if err != nil {
 			return nil, err
 		}
 		return m.customWrite(ctx, "set", it, c.Payload)
+	}
+	if m.beforeCommit != nil {
+		m.beforeCommit(it.key)
 	}
 	ctx, span := m.startCommit(ctx, FnSet, it.key)
 	ch, err := store.PutValue(ctx, m.store, it.key, store.Cond{IfSeq: it.ifSeq}, data)
@@ -150,10 +155,11 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	case op == "set":
 		return m.customUpdate(ctx, c, it, ops)
 	}
-	ct, err := m.cfg.Contracts.For(ctx, FnUpdate, it.key.Stream)
+	ct, w, err := m.cfg.Contracts.Begin(ctx, FnUpdate, it.key.Stream)
 	if err != nil {
 		return nil, err
 	}
+	defer w.Done()
 	if err := contracts.CheckGroup(FnUpdate, ct, it.key.Group, "nothing was written"); err != nil {
 		return nil, m.refused(c, FnUpdate, ct, it.key, "", err)
 	}
@@ -381,10 +387,11 @@ func (m *Module) send(ctx context.Context, c engine.Call) ([]byte, error) {
 		}
 	}
 	it.key.Item = id
-	ct, err := m.cfg.Contracts.For(ctx, FnSend, it.key.Stream)
+	ct, w, err := m.cfg.Contracts.Begin(ctx, FnSend, it.key.Stream)
 	if err != nil {
 		return nil, err
 	}
+	defer w.Done()
 	if err := contracts.CheckGroup(FnSend, ct, it.key.Group, "nothing was sent"); err != nil {
 		return nil, m.refused(c, FnSend, ct, it.key, typ, err)
 	}
@@ -405,19 +412,22 @@ func (m *Module) send(ctx context.Context, c engine.Call) ([]byte, error) {
 }
 
 // checkItem refuses an item value the stream's contract does not accept,
-// for a write by call c of function fn to k, and records the refusal.
-func (m *Module) checkItem(ctx context.Context, c engine.Call, fn string, k store.Key, v json.RawMessage) error {
-	ct, err := m.cfg.Contracts.For(ctx, fn, k.Stream)
+// for a write by call c of function fn to k, and records the refusal; the
+// write it begins is done when its Done is called, once committed.
+func (m *Module) checkItem(ctx context.Context, c engine.Call, fn string, k store.Key, v json.RawMessage) (contracts.Write, error) {
+	ct, w, err := m.cfg.Contracts.Begin(ctx, fn, k.Stream)
 	if err != nil {
-		return err
+		return w, err
 	}
 	if err := contracts.CheckGroup(fn, ct, k.Group, "nothing was written"); err != nil {
-		return m.refused(c, fn, ct, k, "", err)
+		w.Done()
+		return contracts.Write{}, m.refused(c, fn, ct, k, "", err)
 	}
 	if err := contracts.Check(fn, ct, v); err != nil {
-		return m.refused(c, fn, ct, k, "", err)
+		w.Done()
+		return contracts.Write{}, m.refused(c, fn, ct, k, "", err)
 	}
-	return nil
+	return w, nil
 }
 
 // ContractPublisher is a Publisher that also tells the gateways of a

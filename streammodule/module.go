@@ -161,6 +161,10 @@ type Module struct {
 	served   map[string]map[string]bool // custom ops workers serve now, by stream
 
 	presence presenceReader
+
+	// beforeCommit, set by tests, runs between stream::set's check and
+	// its commit.
+	beforeCommit func(store.Key)
 }
 
 // New opens the store and returns the module.

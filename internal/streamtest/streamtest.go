@@ -32,8 +32,9 @@ type Stack struct {
 	Events *natsfanout.Subscriber
 }
 
-// Start runs a Stack until the test ends. mcfg's store and publisher are
-// set here; the engine traces with mcfg.TracerProvider too.
+// Start runs a Stack until the test ends. mcfg's publisher is set here,
+// and its store unless mcfg.OpenStore is set (default: in memory); the
+// engine traces with mcfg.TracerProvider too.
 func Start(t testing.TB, mcfg streammodule.Config) *Stack {
 	t.Helper()
 	ns := natstest.Start(t)
@@ -41,7 +42,9 @@ func Start(t testing.TB, mcfg streammodule.Config) *Stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mcfg.OpenStore = func(o store.Options) (store.Store, error) { return store.NewMemory(o), nil }
+	if mcfg.OpenStore == nil {
+		mcfg.OpenStore = func(o store.Options) (store.Store, error) { return store.NewMemory(o), nil }
+	}
 	mcfg.Publisher = natsfanout.NewPublisher(natstest.Connect(t, ns))
 	m, err := streammodule.New(mcfg)
 	if err != nil {

@@ -147,14 +147,15 @@ type Set struct {
 	store *Store
 	reg   *contract.Registry
 
-	mu    sync.Mutex                          // serialises changes of names
-	names atomic.Pointer[map[string]struct{}] // the names with a contract
+	mu    sync.Mutex                       // serialises changes of names
+	names atomic.Pointer[map[string]*gate] // the names with a contract
 	// pending holds the versions being defined, whose stored items are
 	// being re-checked: writes meanwhile must satisfy them too.
 	pending atomic.Pointer[map[string]*contract.Contract]
 	limits  contract.Limits
 	// refusals are the recent writes the contracts refused (Refuse).
 	refusals refusals
+	waiting  atomic.Int32 // definitions draining writes (Draining)
 }
 
 // NewSet returns the Set of namespace ns of st, compiling with c. Call
@@ -163,7 +164,7 @@ func NewSet(st store.Store, ns string, c *contract.Compiler) *Set {
 	s := &Set{store: NewStore(st, ns)}
 	s.reg = contract.NewRegistry(s.store, c)
 	s.limits = c.Limits()
-	s.names.Store(&map[string]struct{}{})
+	s.names.Store(&map[string]*gate{})
 	s.pending.Store(&map[string]*contract.Contract{})
 	return s
 }
@@ -193,7 +194,7 @@ func (s *Set) add(name string) {
 		return
 	}
 	next := maps.Clone(cur)
-	next[name] = struct{}{}
+	next[name] = newGate()
 	s.names.Store(&next)
 }
 
@@ -203,6 +204,11 @@ func (s *Set) Lookup(ctx context.Context, name string) (*contract.Contract, erro
 	if _, ok := (*s.names.Load())[name]; !ok {
 		return nil, nil
 	}
+	return s.lookup(ctx, name)
+}
+
+// lookup is Lookup for a name with a contract.
+func (s *Set) lookup(ctx context.Context, name string) (*contract.Contract, error) {
 	c, err := s.reg.Contract(ctx, name)
 	if next := (*s.pending.Load())[name]; next != nil && c != nil && err == nil {
 		return c.Also(next), nil
@@ -228,8 +234,9 @@ func (s *Set) setPending(name string, next *contract.Contract) {
 // the new version (and migrated through the function migrate, if set,
 // under the rights of the call def) before the version is stored, and
 // its history too. From the start of that check until the new version is
-// in force, writes must satisfy both versions, so nothing written
-// meanwhile escapes it.
+// in force, writes must satisfy both versions, and the check starts only
+// once the writes checked against the old version alone are committed
+// (see Begin), so nothing written meanwhile escapes it.
 //
 // The Progress is nil when nothing was re-checked (a first version).
 func (s *Set) Evolve(ctx context.Context, d contract.Definition, t *Target, def engine.Call, migrate string) (*contract.Contract, *Progress, error) {
@@ -239,7 +246,7 @@ func (s *Set) Evolve(ctx context.Context, d contract.Definition, t *Target, def 
 		verify = func(ctx context.Context, next *contract.Contract) error {
 			s.setPending(d.Stream, next)
 			e := &evolution{t: *t, limits: s.limits, name: d.Stream, migrate: migrate, def: def, next: next, start: time.Now(), seen: map[store.Key]uint64{}}
-			err := e.run(ctx)
+			err := e.run(ctx, func(ctx context.Context) error { return s.drain(ctx, d.Stream) })
 			p = &e.p
 			return err
 		}
@@ -295,8 +302,8 @@ func Refused(fn string, err error, tail string) error {
 	return engine.Errorf(codes.Internal, "%s: %v", fn, err)
 }
 
-// For returns name's contract in force, or nil, for a write by function
-// fn: for a name without one, one map lookup.
+// For returns name's contract in force, or nil, for a read by function
+// fn: for a name without one, one map lookup. Writes use Begin.
 func (s *Set) For(ctx context.Context, fn, name string) (*contract.Contract, error) {
 	c, err := s.Lookup(ctx, name)
 	if err != nil {

@@ -94,16 +94,20 @@ func (e *evolution) refused(code engine.Code, format string, args ...any) error 
 		e.def.FunctionID, msg, e.p.Checked, e.p.Bytes, time.Since(e.start).Round(time.Millisecond), e.p.Failed, e.p.Migrated)
 }
 
-// run checks every stored item against next, migrating those that fail
-// when a migrate function is given, then passes again over the items that
+// run waits for the writes checked without next (drain), then checks
+// every stored item against next, migrating those that fail when a
+// migrate function is given, then passes again over the items that
 // changed meanwhile, and finally checks the history.
-func (e *evolution) run(ctx context.Context) error {
+func (e *evolution) run(ctx context.Context, drain func(context.Context) error) error {
 	e.bound = fmt.Sprintf("%s (--contract-define-timeout)", e.limits.DefineTimeout)
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < e.limits.DefineTimeout {
 		e.bound = fmt.Sprintf("%s (the deadline of the define call)", time.Until(dl).Round(time.Millisecond))
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.limits.DefineTimeout)
 	defer cancel()
+	if err := drain(ctx); err != nil {
+		return e.fail(ctx, err)
+	}
 	groups, err := e.t.Groups(ctx, e.name)
 	if err != nil {
 		return e.fail(ctx, err)
@@ -128,10 +132,12 @@ func (e *evolution) run(ctx context.Context) error {
 			}
 			return e.refused(codes.Conflict, "migrate %q left items failing version %d: %s; first: %s", e.migrate, e.next.Version, ids, e.problem)
 		}
-		// The second pass reads again only what changed since the first
-		// read it: writes that began before the new version was pending
-		// (checked against the old one only) and ended after. Later
-		// writes were checked against both.
+		// Every write checked without the new version committed before
+		// the first pass (drain), and later writes were checked against
+		// both. The second pass reads again only what changed since the
+		// first read it: a migrated item written meanwhile, or a write of
+		// another engine of a fleet, which learns of the new version only
+		// once it is stored.
 		if changed == 0 || pass == passes {
 			break
 		}
