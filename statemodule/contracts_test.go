@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/trinehq/trine/codes"
+	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/statemodule"
 )
 
@@ -33,4 +34,47 @@ func TestScopeContractEnforced(t *testing.T) {
 	_, err = v.call("state::define", `{"scope":"users","version":2,"item_schema":{},"event_schemas":{"x":{}}}`)
 	wantCode(t, err, codes.InvalidArgument)
 	v.must(t, "state::set", `{"scope":"other","key":"k","value":{"name":5}}`)
+}
+
+// engine::state::schema answers a scope's contract in force and its
+// history, engine::state::schemas every scope's in force; both are
+// engine functions, which a listener exposes as it does
+// engine::streams::schema.
+func TestScopeSchema(t *testing.T) {
+	v := start(t, statemodule.Config{})
+	wantJSON(t, v.must(t, "engine::state::schema", `{"scope":"users"}`), `{"scope":"users","current":null,"history":[]}`)
+	v.must(t, "state::define", `{"scope":"users","version":1,"item_schema":{"type":"object"}}`)
+	v.must(t, "state::define", `{"scope":"users","version":2,"compatibility":"NONE","item_schema":{"type":"object","required":["name"]}}`)
+	v.must(t, "state::define", `{"scope":"carts","version":1,"item_schema":{}}`)
+	wantJSON(t, v.must(t, "engine::state::schema", `{"scope":"users"}`), `{"scope":"users",
+		"current":{"scope":"users","version":2,"compatibility":"NONE","item_schema":{"type":"object","required":["name"]}},
+		"history":[{"scope":"users","version":1,"compatibility":"BACKWARD","item_schema":{"type":"object"}},
+			{"scope":"users","version":2,"compatibility":"NONE","item_schema":{"type":"object","required":["name"]}}]}`)
+	wantJSON(t, v.must(t, "engine::state::schemas", `{}`), `{"scopes":[
+		{"scope":"carts","version":1,"compatibility":"BACKWARD","item_schema":{}},
+		{"scope":"users","version":2,"compatibility":"NONE","item_schema":{"type":"object","required":["name"]}}]}`)
+	_, err := v.call("engine::state::schema", `{}`)
+	wantCode(t, err, codes.InvalidArgument)
+
+	only := func(match string) *engine.Grant {
+		g, err := v.e.Authenticate(t.Context(), &engine.Access{ExposeFunctions: []engine.Filter{{Match: match}}}, engine.AuthInput{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	for _, c := range []struct {
+		expose string
+		code   engine.Code
+	}{{"state::*", codes.Forbidden}, {"engine::*", ""}} {
+		for _, fn := range []string{"engine::state::schema", "engine::state::schemas"} {
+			call, err := v.e.Authorize(only(c.expose), engine.Call{FunctionID: fn, Payload: []byte(`{"scope":"users"}`)})
+			if err == nil {
+				_, err = v.e.Trigger(t.Context(), call)
+			}
+			if c.code == "" && err != nil || c.code != "" && engine.AsError(err).Code != c.code {
+				t.Fatalf("%s exposing %s: %v, want %q", fn, c.expose, err, c.code)
+			}
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/trinehq/trine/contract"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule/contracts"
 	"github.com/trinehq/trine/streammodule/store"
@@ -19,6 +20,10 @@ const (
 	FnList       = "state::list"
 	FnListGroups = "state::list_groups"
 	FnDefine     = "state::define"
+	// FnSchema answers a scope's contract and its history.
+	FnSchema = "engine::state::schema"
+	// FnSchemas answers every scope's contract in force.
+	FnSchemas = "engine::state::schemas"
 )
 
 // Register registers the state::* functions and the state trigger type on
@@ -33,6 +38,8 @@ func (m *Module) Register(e *engine.Engine) error {
 		{ID: FnList, Description: "List a scope's values (scope; limit?, after? to page).", Handle: m.list},
 		{ID: FnListGroups, Description: "List the scopes that hold values.", Handle: m.listGroups},
 		{ID: FnDefine, Description: "Define or evolve a scope's contract: {scope, item_schema, version, compatibility?}; every later set and update is checked against it.", Handle: m.define},
+		{ID: FnSchema, Description: "A scope's contract in force and every earlier definition; {scope}.", Handle: m.schema},
+		{ID: FnSchemas, Description: "Every scope's contract in force, in name order: {scopes: [definition]}.", Handle: m.schemas},
 	}); err != nil {
 		return err
 	}
@@ -256,6 +263,61 @@ func (m *Module) readName(in engine.Input, field string) (string, error) {
 // define checks and stores a new contract of a scope.
 func (m *Module) define(ctx context.Context, c engine.Call) ([]byte, error) {
 	return m.cfg.Contracts.DefineCall(ctx, c, "scope", m.readName, false, m.evolveTarget())
+}
+
+// scopeDefinition is a scope's contract.Definition, as state's functions
+// answer it: the name is the scope.
+type scopeDefinition struct {
+	Scope   string          `json:"scope"`
+	Version uint64          `json:"version"`
+	Mode    contract.Mode   `json:"compatibility,omitempty"`
+	Item    json.RawMessage `json:"item_schema"`
+}
+
+func ofScope(d contract.Definition) scopeDefinition {
+	return scopeDefinition{Scope: d.Stream, Version: d.Version, Mode: d.Mode, Item: d.Item}
+}
+
+// schema answers engine::state::schema: {scope, current, history}.
+func (m *Module) schema(ctx context.Context, c engine.Call) ([]byte, error) {
+	in, err := engine.ReadInput(c)
+	if err != nil {
+		return nil, err
+	}
+	scope, err := m.readName(in, "scope")
+	if err != nil {
+		return nil, err
+	}
+	s, err := m.cfg.Contracts.Schema(ctx, scope)
+	if err != nil {
+		return nil, contracts.Refused(FnSchema, err, "")
+	}
+	out := struct {
+		Scope   string            `json:"scope"`
+		Current *scopeDefinition  `json:"current"`
+		History []scopeDefinition `json:"history"`
+	}{Scope: scope, History: make([]scopeDefinition, len(s.History))}
+	for i, d := range s.History {
+		out.History[i] = ofScope(d)
+	}
+	if s.Current != nil {
+		cur := ofScope(*s.Current)
+		out.Current = &cur
+	}
+	return engine.MarshalJSON(out)
+}
+
+// schemas answers engine::state::schemas: {scopes: [definition]}.
+func (m *Module) schemas(ctx context.Context, _ engine.Call) ([]byte, error) {
+	defs, err := m.cfg.Contracts.Current(ctx, func(string) bool { return true })
+	if err != nil {
+		return nil, contracts.Refused(FnSchemas, err, "")
+	}
+	out := make([]scopeDefinition, len(defs))
+	for i, d := range defs {
+		out[i] = ofScope(d)
+	}
+	return engine.MarshalJSON(map[string]any{"scopes": out})
 }
 
 // evolveTarget is what a new version of a scope's contract is checked
