@@ -22,6 +22,7 @@ type defineOptions struct {
 	mode    string
 	events  map[string]json.RawMessage
 	migrate string
+	groupID string
 	err     error
 }
 
@@ -51,6 +52,16 @@ func WithCompatibility(mode string) DefineOption {
 // refused, naming the first of them.
 func WithMigrate(functionID string) DefineOption {
 	return defineOption(func(o *defineOptions) { o.migrate = functionID })
+}
+
+// WithGroupIDPattern sets the pattern every group id of the stream must
+// match (at most 256 bytes; * matches any characters, as in "room-*"):
+// the engine refuses Set, Update and Send to a group off it with
+// CodeInvalidArgument, and `trine codegen ts` types the stream's group
+// ids with it. Each version states its own pattern: a new version without
+// this option drops it.
+func WithGroupIDPattern(pattern string) DefineOption {
+	return defineOption(func(o *defineOptions) { o.groupID = pattern })
 }
 
 // WithEvent declares an event type of the stream, whose data is an E
@@ -94,7 +105,7 @@ func DefineStream[T any](ctx context.Context, w *Worker, name string, opts ...De
 	if err != nil {
 		return nil, errorf(CodeInvalidArgument, "stream %q: define: %v", name, err)
 	}
-	in := streamDefinition{StreamName: name, Version: o.version, Mode: o.mode, Item: item, Events: o.events, Migrate: o.migrate}
+	in := streamDefinition{StreamName: name, Version: o.version, Mode: o.mode, Item: item, Events: o.events, GroupID: o.groupID, Migrate: o.migrate}
 	var r json.RawMessage
 	err = s.call(ctx, "define", fnStreamDefine, in, &r)
 	if errors.Is(err, ErrConflict) {
@@ -116,6 +127,7 @@ type streamDefinition struct {
 	Mode       string                     `json:"compatibility,omitempty"`
 	Item       json.RawMessage            `json:"item_schema"`
 	Events     map[string]json.RawMessage `json:"event_schemas,omitempty"`
+	GroupID    string                     `json:"group_id_pattern,omitempty"`
 	Migrate    string                     `json:"migrate,omitempty"`
 }
 
@@ -128,7 +140,7 @@ func (s *Stream[T]) inForce(ctx context.Context, d streamDefinition) (bool, erro
 		return false, err
 	}
 	c := r.Current
-	if c == nil || c.Version != d.Version || (d.Mode != "" && c.Mode != d.Mode) || !sameJSON(c.Item, d.Item) || len(c.Events) != len(d.Events) {
+	if c == nil || c.Version != d.Version || (d.Mode != "" && c.Mode != d.Mode) || c.GroupID != d.GroupID || !sameJSON(c.Item, d.Item) || len(c.Events) != len(d.Events) {
 		return false, nil
 	}
 	for k, v := range d.Events {

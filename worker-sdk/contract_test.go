@@ -121,3 +121,42 @@ func TestDefineStreamMigrates(t *testing.T) {
 		t.Fatalf("migrated item: %+v, %v", got, err)
 	}
 }
+
+// WithGroupIDPattern gives the stream a group id pattern: writes to a
+// group off it are refused, and the contract (what codegen reads) carries
+// it; defining the same again on a restart succeeds.
+func TestDefineStreamGroupIDPattern(t *testing.T) {
+	t.Parallel()
+	srv, _ := startStreamEngine(t)
+	w := connect(t, srv.Addr)
+	ctx := t.Context()
+	s, err := trine.DefineStream[contractTodo](ctx, w, "rooms", trine.WithGroupIDPattern("room-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Set(ctx, "room-1", "a", contractTodo{Title: "milk"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Set(ctx, "lobby", "a", contractTodo{Title: "milk"})
+	wantCodeSaying(t, err, trine.CodeInvalidArgument, `group_id "lobby" does not match the stream's group_id_pattern "room-*"`)
+	_, err = s.Send(ctx, "lobby", "typing", map[string]any{})
+	wantCodeSaying(t, err, trine.CodeInvalidArgument, `group_id "lobby" does not match`)
+	if _, found, _ := s.Get(ctx, "lobby", "a"); found {
+		t.Fatal("a refused write stored the item")
+	}
+	for _, fn := range []string{"engine::streams::schemas", "engine::streams::schema"} {
+		out, err := w.Trigger(ctx, fn, map[string]any{"stream_name": "rooms"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(out), `"group_id_pattern":"room-*"`) {
+			t.Fatalf("%s: %s", fn, out)
+		}
+	}
+	if _, err := trine.DefineStream[contractTodo](ctx, w, "rooms", trine.WithGroupIDPattern("room-*")); err != nil {
+		t.Fatalf("defining the contract in force again: %v", err)
+	}
+	// Another pattern under the same version is another definition.
+	_, err = trine.DefineStream[contractTodo](ctx, w, "rooms", trine.WithGroupIDPattern("hall-*"))
+	wantCodeSaying(t, err, trine.CodeConflict, "version 1 is not above the last, 1")
+}
