@@ -42,6 +42,19 @@ func (m *Module) evolveTarget() *contracts.Target {
 	return t
 }
 
+// Define defines d, a stream's contract given at start (YAML streams:),
+// as stream::define would without migrate: a new version is checked
+// against the mode, then against every item the stream stores and every
+// event still in its groups' history, and refused if any breaks it. No
+// notice goes to subscribers (none are connected yet). The error of a
+// re-check names the stream's items as fn's.
+func (m *Module) Define(ctx context.Context, fn string, d contract.Definition) error {
+	t := m.evolveTarget()
+	t.Call = nil // no migrate at start
+	_, _, err := m.cfg.Contracts.Evolve(ctx, d, t, engine.Call{FunctionID: fn}, "")
+	return err
+}
+
 // historyFrame is what a history check reads of an event frame.
 type historyFrame struct {
 	Seq   uint64 `json:"seq"`

@@ -4,17 +4,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/trinehq/trine/contract"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/natsembed"
+	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/contracts"
 	"github.com/trinehq/trine/streammodule/store"
 	"github.com/trinehq/trine/streammodule/store/jsstore"
@@ -158,11 +161,6 @@ func openContracts(cfg engineConfig, ns *natsembed.Server, log *slog.Logger) (_ 
 	if err := ec.state.Load(ctx); err != nil {
 		return nil, err
 	}
-	for _, d := range cfg.Contracts.Streams {
-		if err := defineAtStart(ctx, ec.streams, d, log); err != nil {
-			return nil, err
-		}
-	}
 	return ec, nil
 }
 
@@ -176,11 +174,29 @@ func (ec *engineContracts) changed(k store.Key) {
 	}
 }
 
-// defineAtStart defines a stream of the YAML streams: list. A version the
-// stream already has is left as it is if it is the same definition, and
-// stops the start if it is not; a stream already past it (defined since,
-// through stream::define or by another engine) keeps its newer contract.
-func defineAtStart(ctx context.Context, s *contracts.Set, d contract.Definition, log *slog.Logger) error {
+// defineStreamsAtStart defines the streams of the YAML streams: list
+// through m, whose stored items and history a new version is checked
+// against.
+func defineStreamsAtStart(m *streammodule.Module, s *contracts.Set, defs []contract.Definition, timeout time.Duration, log *slog.Logger) error {
+	for _, d := range defs {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		err := defineAtStart(ctx, s, d, log, func(ctx context.Context, d contract.Definition) error {
+			return m.Define(ctx, fmt.Sprintf("version %d", d.Version), d)
+		})
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// defineAtStart defines a stream of the YAML streams: list with define. A
+// version the stream already has is left as it is if it is the same
+// definition, and stops the start if it is not; a stream already past it
+// (defined since, through stream::define or by another engine) keeps its
+// newer contract.
+func defineAtStart(ctx context.Context, s *contracts.Set, d contract.Definition, log *slog.Logger, define func(context.Context, contract.Definition) error) error {
 	history, err := s.History(ctx, d.Stream)
 	if err != nil {
 		return fmt.Errorf("streams: %q: %w", d.Stream, err)
@@ -198,7 +214,11 @@ func defineAtStart(ctx context.Context, s *contracts.Set, d contract.Definition,
 		log.Info("stream contract in the configuration is older than the one in force; keeping the one in force", "stream", d.Stream, "configured", d.Version, "in_force", history[n-1].Version)
 		return nil
 	}
-	if _, err := s.Define(ctx, d); err != nil {
+	if err := define(ctx, d); err != nil {
+		var ee *engine.Error
+		if errors.As(err, &ee) {
+			return fmt.Errorf("streams: %q: %s", d.Stream, ee.Message)
+		}
 		return fmt.Errorf("streams: %q: %w", d.Stream, err)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -158,6 +159,58 @@ func TestEngineStreamsFromConfig(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stderr, c.want) {
 			t.Errorf("exit %d, stderr %q; want a failure naming %q", r.code, r.stderr, c.want)
 		}
+	}
+}
+
+// TestEngineStreamsFromConfigCheckStored: a new version in YAML streams:
+// is checked against what the stream stores, as stream::define checks it:
+// a version that stored items break stops the start naming the stream,
+// the path and the items; one they satisfy is taken.
+func TestEngineStreamsFromConfigCheckStored(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("open.json", `{"type":"object","properties":{"title":{}},"required":["title"]}`)
+	write("strict.json", `{"type":"object","properties":{"title":{"type":"number"}},"required":["title"]}`)
+	write("object.json", `{"type":"object"}`)
+	conf := func(schema string, version int) string {
+		return write("trine.yaml", "streams:\n  - {name: todos, schema: "+schema+", version: "+strconv.Itoa(version)+", compatibility: NONE}\n")
+	}
+	data := filepath.Join(dir, "data")
+	e := startEngine(t, trineBin, testEnv(), append(engineArgs(t, "--config", conf("open.json", 1)), "--data-dir", data)...)
+	w := connectWorker(t, e.grpc)
+	for id, title := range map[string]any{"a": "milk", "b": 2, "c": "eggs"} {
+		if _, err := w.Trigger(t.Context(), "stream::set", map[string]any{"stream_name": "todos", "group_id": "g", "item_id": id, "data": map[string]any{"title": title}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	e.signal(t, syscall.SIGTERM)
+	if code := e.wait(t, exitTimeout); code != 0 {
+		t.Fatalf("exit %d after SIGTERM", code)
+	}
+	r := runTrine(t, testEnv(), "", append(engineArgs(t, "--config", conf("strict.json", 2)), "--data-dir", data)...)
+	for _, want := range []string{`streams: "todos"`, `2 stored items fail version 2`, `"item_id":"a"`, `"item_id":"c"`, "/title: expected number, got string", "nothing was stored"} {
+		if r.code != 1 || !strings.Contains(r.stderr, want) {
+			t.Fatalf("exit %d, stderr %q; want 1 saying %q", r.code, r.stderr, want)
+		}
+	}
+	e = startEngine(t, trineBin, testEnv(), append(engineArgs(t, "--config", conf("object.json", 2)), "--data-dir", data)...)
+	w = connectWorker(t, e.grpc)
+	out, err := w.Trigger(t.Context(), "engine::streams::schema", map[string]any{"stream_name": "todos"})
+	if err != nil || !strings.Contains(string(out), `"current":{"stream_name":"todos","version":2,`) {
+		t.Fatalf("schema %s, %v", out, err)
+	}
+	w.Close()
+	e.signal(t, syscall.SIGTERM)
+	if code := e.wait(t, exitTimeout); code != 0 {
+		t.Fatalf("exit %d after SIGTERM", code)
 	}
 }
 

@@ -68,6 +68,10 @@ func newEngineModules(cfg engineConfig, ns *natsembed.Server, log *slog.Logger) 
 		return nil, err
 	}
 	built = append(built, m.streams)
+	// Before any write: YAML streams: are checked against what is stored.
+	if err = defineStreamsAtStart(m.streams, m.contracts.streams, cfg.Contracts.Streams, jetStreamBootTimeout+cfg.Contracts.Limits.DefineTimeout, log); err != nil {
+		return nil, err
+	}
 	if m.state, err = newStateModule(cfg, ns, lists, log); err != nil {
 		return nil, err
 	}

@@ -128,7 +128,11 @@ func (e *evolution) run(ctx context.Context, drain func(context.Context) error) 
 				ids += ", ..."
 			}
 			if e.migrate == "" {
-				return e.refused(codes.Conflict, "%d stored items fail version %d: %s; first: %s; pass migrate to convert them", e.left, e.next.Version, ids, e.problem)
+				hint := "pass migrate to convert them"
+				if e.t.Call == nil {
+					hint = "convert them through stream::define with migrate, or delete them"
+				}
+				return e.refused(codes.Conflict, "%d stored items fail version %d: %s; first: %s; %s", e.left, e.next.Version, ids, e.problem, hint)
 			}
 			return e.refused(codes.Conflict, "migrate %q left items failing version %d: %s; first: %s", e.migrate, e.next.Version, ids, e.problem)
 		}
