@@ -101,13 +101,7 @@ func TestFleetSharesContracts(t *testing.T) {
 func TestEngineStreamsFromConfig(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	write := func(name, text string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := fileWriter(t, dir)
 	write("todo.json", contractTodo)
 	write("typing.json", `{"type":"object","properties":{"user":{"type":"string"}},"required":["user"]}`)
 	cfg := write("trine.yaml", `streams:
@@ -162,6 +156,18 @@ func TestEngineStreamsFromConfig(t *testing.T) {
 	}
 }
 
+// fileWriter returns a function that writes a file under dir and returns
+// its path.
+func fileWriter(t *testing.T, dir string) func(name, text string) string {
+	return func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+}
+
 // TestEngineStreamsFromConfigCheckStored: a new version in YAML streams:
 // is checked against what the stream stores, as stream::define checks it:
 // a version that stored items break stops the start naming the stream,
@@ -169,13 +175,7 @@ func TestEngineStreamsFromConfig(t *testing.T) {
 func TestEngineStreamsFromConfigCheckStored(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	write := func(name, text string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := fileWriter(t, dir)
 	write("open.json", `{"type":"object","properties":{"title":{}},"required":["title"]}`)
 	write("strict.json", `{"type":"object","properties":{"title":{"type":"number"}},"required":["title"]}`)
 	write("object.json", `{"type":"object"}`)
