@@ -232,7 +232,11 @@ func (g *graph) node(v any, ptr string) int {
 	for _, k := range []string{"allOf", "anyOf", "oneOf"} {
 		g.eps[id] = append(g.eps[id], list(k)...)
 	}
-	g.eps[id] = append(g.eps[id], sortedValues(named("dependentSchemas"))...)
+	// dependencies is draft-07's and earlier dependentSchemas (its arrays
+	// of names are leaves).
+	for _, k := range []string{"dependentSchemas", "dependencies"} {
+		g.eps[id] = append(g.eps[id], sortedValues(named(k))...)
+	}
 	props := named("properties")
 	for _, name := range sortedKeys(props) {
 		g.kids[id] = append(g.kids[id], kidEdge{"p:" + name, props[name]})
@@ -245,15 +249,25 @@ func (g *graph) node(v any, ptr string) int {
 			g.kids[id] = append(g.kids[id], kidEdge{"p*", t})
 		}
 	}
-	for _, t := range list("prefixItems") {
+	// items is an array of schemas (a tuple) before 2020-12, which has
+	// prefixItems for it; additionalItems then follows the tuple.
+	tuple := "prefixItems"
+	if _, ok := m["items"].([]any); ok {
+		tuple = "items"
+	}
+	for _, t := range list(tuple) {
 		g.kids[id] = append(g.kids[id], kidEdge{"i", t})
 	}
-	for _, k := range []string{"items", "contains", "unevaluatedItems"} {
+	for _, k := range []string{"items", "additionalItems", "contains", "unevaluatedItems"} {
+		if _, ok := m[k].([]any); ok {
+			continue
+		}
 		if t, ok := one(k); ok {
 			g.kids[id] = append(g.kids[id], kidEdge{"i", t})
 		}
 	}
 	named("$defs")
+	named("definitions")
 	one("contentSchema")
 	if a, ok := m["$anchor"].(string); ok {
 		g.anchors[a] = append(g.anchors[a], id)
@@ -261,7 +275,9 @@ func (g *graph) node(v any, ptr string) int {
 	if a, ok := m["$dynamicAnchor"].(string); ok {
 		g.dynAnchors[a] = append(g.dynAnchors[a], id)
 	}
-	for _, k := range []string{"$ref", "$dynamicRef"} {
+	// $recursiveRef (2019-09) can only be "#": with $id allowed at the
+	// root alone, it lands on the root, as $ref "#" does.
+	for _, k := range []string{"$ref", "$dynamicRef", "$recursiveRef"} {
 		if r, ok := m[k].(string); ok {
 			g.refs[id] = append(g.refs[id], r)
 			g.dynRefs[id] = g.dynRefs[id] || k == "$dynamicRef"

@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/big"
@@ -22,7 +23,17 @@ import (
 // ...) passes only where old and new are identical there; any other
 // change to it is reported as incompatible, saying so: the check fails
 // closed.
+//
+// Schemas in a draft other than 2020-12, where keywords read differently
+// ($ref beside other keywords, items as an array), are compared whole:
+// they are compatible only if they are the same.
 func Compatible(old, new *Schema, mode Mode, limit int) []string {
+	if (mode.backward() || mode.forward()) && (old.draft != draft2020 || new.draft != draft2020) {
+		if bytes.Equal(old.source, new.source) {
+			return nil
+		}
+		return []string{fmt.Sprintf("(root): schema in %s -> %s: only draft 2020-12 schemas are compared part by part; a schema in another draft must stay the same (or change under NONE)", old.draft, new.draft)}
+	}
 	var out []string
 	if mode.backward() {
 		c := newChecker(old, new, true, limit)

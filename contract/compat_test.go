@@ -15,6 +15,7 @@ func TestCompatible(t *testing.T) {
 		closedAdd = `{"type":"object","properties":{"title":{"type":"string"},"done":{"type":"boolean"}},"additionalProperties":false}`
 		open      = `{"type":"object","properties":{"title":{"type":"string"},"done":{"type":"boolean"}}}`
 	)
+	const d7 = `{"$schema":"http://json-schema.org/draft-07/schema#",`
 	enum := func(vals string) string { return `{"properties":{"s":{"enum":[` + vals + `]}}}` }
 	c := NewCompiler(Limits{})
 	for name, tc := range map[string]struct {
@@ -22,7 +23,13 @@ func TestCompatible(t *testing.T) {
 		mode     Mode
 		want     string // first problem, or "" for compatible
 	}{
-		"same":                       {title, title, FullTransitive, ""},
+		"same": {title, title, FullTransitive, ""},
+		// Other drafts differ in what keywords mean ($ref siblings, items
+		// arrays): their schemas are compared whole.
+		"draft-07 same":              {d7 + title[1:], d7 + title[1:], FullTransitive, ""},
+		"draft-07 changed":           {d7 + title[1:], d7 + open[1:], Forward, "(root): schema in draft-07 -> draft-07: only draft 2020-12 schemas are compared part by part"},
+		"draft changed":              {d7 + title[1:], title, Backward, "(root): schema in draft-07 -> draft 2020-12"},
+		"draft-07 none":              {d7 + title[1:], d7 + titleNum[1:], None, ""},
 		"type change backward":       {title, titleNum, Backward, "/title: type string -> number"},
 		"type change forward":        {title, titleNum, Forward, "/title: type string -> number"},
 		"type change none":           {title, titleNum, None, ""},

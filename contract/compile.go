@@ -13,9 +13,37 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
-// Draft202012 is the only $schema a schema may name; a schema naming none
-// is read as draft 2020-12.
+// Draft202012 is the $schema of draft 2020-12, which a schema naming none
+// is read as.
 const Draft202012 = "https://json-schema.org/draft/2020-12/schema"
+
+// drafts are the drafts a schema may name in $schema, by its URL without
+// the scheme (http or https) and the empty fragment. Their metaschemas
+// are built into the validator: naming one fetches nothing.
+var drafts = map[string]string{
+	"json-schema.org/draft-04/schema":      "draft-04",
+	"json-schema.org/draft-06/schema":      "draft-06",
+	"json-schema.org/draft-07/schema":      "draft-07",
+	"json-schema.org/draft/2019-09/schema": "draft 2019-09",
+	"json-schema.org/draft/2020-12/schema": draft2020,
+}
+
+// draft2020 is draft 2020-12's name in messages.
+const draft2020 = "draft 2020-12"
+
+// draftOf returns the name of the draft the $schema URL u names, or false.
+func draftOf(u string) (string, bool) {
+	u = strings.TrimSuffix(u, "#")
+	if rest, ok := strings.CutPrefix(u, "http://"); ok {
+		u = rest
+	} else if rest, ok := strings.CutPrefix(u, "https://"); ok {
+		u = rest
+	} else {
+		return "", false
+	}
+	name, ok := drafts[u]
+	return name, ok
+}
 
 // resourceURL is where a schema being compiled lives. No loader can reach
 // it: every $ref must be a fragment of the schema itself.
@@ -52,14 +80,16 @@ type Schema struct {
 	sch         *jsonschema.Schema
 	fast        *fastNode // nil: every value goes to sch
 	limits      Limits
+	draft       string // the draft's name in messages ("draft-07")
 }
 
 // Source returns the schema as compact JSON. The caller must not modify it.
 func (s *Schema) Source() json.RawMessage { return s.source }
 
-// Compile compiles a JSON Schema (draft 2020-12). A schema that does not
-// compile, or that a limit refuses, is an *Error with code
-// invalid_argument wrapping ErrInvalidSchema.
+// Compile compiles a JSON Schema: draft 2020-12, or the draft its $schema
+// names (draft-04, -06, -07, 2019-09). A schema that does not compile, or
+// that a limit refuses, is an *Error with code invalid_argument wrapping
+// ErrInvalidSchema.
 func (c *Compiler) Compile(src []byte) (*Schema, error) {
 	if len(src) > c.limits.MaxSchemaBytes {
 		return nil, invalidSchema("%d bytes, over the limit of %d", len(src), c.limits.MaxSchemaBytes)
@@ -96,9 +126,13 @@ func (c *Compiler) compile(src []byte) (*Schema, error) {
 	default:
 		return nil, invalidSchema("a schema is an object or a boolean")
 	}
+	draft := draft2020
 	if m, ok := doc.(map[string]any); ok {
-		if v, ok := m["$schema"]; ok && v != Draft202012 {
-			return nil, invalidSchema("$schema %s: only %s is accepted", truncate(fmt.Sprint(v), 100), Draft202012)
+		if v, ok := m["$schema"]; ok {
+			u, _ := v.(string)
+			if draft, ok = draftOf(u); !ok {
+				return nil, invalidSchema("$schema %s: not one of draft-04, draft-06, draft-07, 2019-09 or 2020-12 (%s)", truncate(fmt.Sprint(v), 100), Draft202012)
+			}
 		}
 	}
 	if err := checkRefs(doc, ""); err != nil {
@@ -110,18 +144,24 @@ func (c *Compiler) compile(src []byte) (*Schema, error) {
 	}
 	sch, err := jc.Compile(resourceURL)
 	if err != nil {
-		return nil, invalidSchema("%s", truncate(compileMessage(err), c.limits.MaxMessageBytes))
+		return nil, invalidSchema("%s", truncate(compileMessage(err, draft), c.limits.MaxMessageBytes))
 	}
 	a, err := checkEvaluations(doc, c.limits.MaxEvaluations)
 	if err != nil {
 		return nil, err
 	}
-	return &Schema{source: src, doc: doc, anchors: a.anchors, patternWork: a.patternWork, evaluations: a.evaluations, sch: sch, limits: c.limits,
-		fast: buildFast(doc, compileFormat)}, nil
+	s := &Schema{source: src, doc: doc, anchors: a.anchors, patternWork: a.patternWork, evaluations: a.evaluations, sch: sch, limits: c.limits, draft: draft}
+	if draft == draft2020 {
+		// The fast path reads keywords as 2020-12 does; earlier drafts
+		// differ ($ref siblings, items arrays, boolean exclusive bounds).
+		s.fast = buildFast(doc, compileFormat)
+	}
+	return s, nil
 }
 
 // newCompiler is the validator's compiler as every schema uses it: draft
-// 2020-12, no loads, formats asserted, bounded patterns.
+// 2020-12 unless $schema names another, no loads, formats asserted,
+// bounded patterns.
 func newCompiler() *jsonschema.Compiler {
 	jc := jsonschema.NewCompiler()
 	jc.DefaultDraft(jsonschema.Draft2020)
@@ -143,12 +183,12 @@ func compileFormat(f string) (*jsonschema.Schema, error) {
 
 // compileMessage is the compiler's message without the made-up resource
 // URL, which means nothing to whoever sent the schema.
-func compileMessage(err error) string {
+func compileMessage(err error, draft string) string {
 	msg := err.Error()
 	var se *jsonschema.SchemaValidationError
 	var ve *jsonschema.ValidationError
 	if errors.As(err, &se) && errors.As(se.Err, &ve) {
-		msg = "not a valid draft 2020-12 schema: " + strings.Join(violations(ve, DefaultMaxProblems), "; ")
+		msg = "not a valid " + draft + " schema: " + strings.Join(violations(ve, DefaultMaxProblems), "; ")
 	}
 	msg = strings.ReplaceAll(msg, resourceURL, "")
 	return msg
@@ -187,7 +227,7 @@ func checkRefs(v any, ptr string) error {
 	case map[string]any:
 		for k, x := range v {
 			switch k {
-			case "$ref", "$dynamicRef":
+			case "$ref", "$dynamicRef", "$recursiveRef":
 				s, ok := x.(string)
 				if ok && !strings.HasPrefix(s, "#") {
 					return invalidSchema("%s/%s %q: only references within the schema (starting with #) are allowed", ptr, k, truncate(s, 200))

@@ -91,7 +91,10 @@ func TestCompileRefusesWhatDoesNotCompile(t *testing.T) {
 		"not a schema":   {`[1,2]`, "an object or a boolean"},
 		"bad type":       {`{"type":5}`, "not a valid draft 2020-12 schema: /type"},
 		"bad pattern":    {`{"pattern":"(?<=x)"}`, "pattern"},
-		"other draft":    {`{"$schema":"http://json-schema.org/draft-07/schema#"}`, "only https://json-schema.org/draft/2020-12/schema"},
+		"other draft":    {`{"$schema":"http://json-schema.org/draft-03/schema#"}`, "$schema http://json-schema.org/draft-03/schema#: not one of draft-04, draft-06, draft-07, 2019-09 or 2020-12"},
+		"remote $schema": {`{"$schema":"https://example.com/my-meta"}`, "not one of draft-04"},
+		"draft-07 ref":   {`{"$schema":"http://json-schema.org/draft-07/schema#","definitions":{"a":{"$ref":"http://example.com/x"}}}`, "only references within the schema"},
+		"draft-07 bad":   {`{"$schema":"http://json-schema.org/draft-07/schema#","type":5}`, "not a valid draft-07 schema: /type"},
 		"missing ref":    {`{"$ref":"#/$defs/nope"}`, "nope"},
 		"missing anchor": {`{"$ref":"#nope"}`, "nope"},
 	} {
@@ -143,6 +146,62 @@ func TestCompileRefusesCostlySchemas(t *testing.T) {
 			mustCompile(t, c, src)
 		})
 	}
+}
+
+// TestCompileDrafts: a schema naming draft-04, -06, -07, 2019-09 or
+// 2020-12 in $schema (http or https, with or without the empty fragment)
+// compiles under that draft's rules, from the metaschemas built into the
+// validator: nothing is fetched.
+func TestCompileDrafts(t *testing.T) {
+	t.Parallel()
+	c := NewCompiler(Limits{})
+	for _, tc := range []struct {
+		name, src, good, bad, want string
+	}{
+		// draft-07 as schemars and zod-to-json-schema write it: definitions,
+		// and $ref siblings ignored.
+		{"draft-07", `{"$schema":"http://json-schema.org/draft-07/schema#","title":"Add","type":"object","required":["a"],"properties":{"a":{"$ref":"#/definitions/N","type":"string"}},"definitions":{"N":{"type":"integer","format":"int32"}}}`,
+			`{"a":1}`, `{"a":"x"}`, "/a: expected integer, got string"},
+		{"draft-07 https", `{"$schema":"https://json-schema.org/draft-07/schema","items":[{"type":"string"}],"additionalItems":false}`,
+			`["x"]`, `["x",1]`, "(root): additionalItems"},
+		{"draft-06", `{"$schema":"http://json-schema.org/draft-06/schema#","exclusiveMaximum":3}`, `2`, `3`, "exclusiveMaximum"},
+		{"draft-04", `{"$schema":"http://json-schema.org/draft-04/schema#","maximum":3,"exclusiveMaximum":true}`, `2`, `3`, "(root): exclusiveMaximum"},
+		{"2019-09", `{"$schema":"https://json-schema.org/draft/2019-09/schema","dependentRequired":{"a":["b"]}}`, `{"a":1,"b":2}`, `{"a":1}`, "'b' required, if 'a' exists"},
+		{"2020-12", `{"$schema":"https://json-schema.org/draft/2020-12/schema","prefixItems":[{"type":"string"}],"items":false}`, `["x"]`, `["x",1]`, "/1: not allowed (false schema)"},
+		{"none", `{"prefixItems":[{"type":"string"}],"items":false}`, `["x"]`, `["x",1]`, "/1: not allowed (false schema)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := mustCompile(t, c, tc.src)
+			if err := s.Validate([]byte(tc.good)); err != nil {
+				t.Fatalf("%s: %v", tc.good, err)
+			}
+			err := s.Validate([]byte(tc.bad))
+			var e *Error
+			if !errors.As(err, &e) || !strings.Contains(e.Message, tc.want) {
+				t.Fatalf("%s: %v, want %q", tc.bad, err, tc.want)
+			}
+		})
+	}
+	// The bound on evaluations reaches into draft-07's forms too: tuple
+	// items, additionalItems and dependencies.
+	var defs []string
+	for i := range 30 {
+		defs = append(defs, fmt.Sprintf(`"d%d":{"anyOf":[{"$ref":"#/definitions/d%d"},{"$ref":"#/definitions/d%d"}]}`, i, i+1, i+1))
+	}
+	defs = append(defs, `"d30":{"type":"string"}`)
+	for name, root := range map[string]string{
+		"tuple items":     `"items":[{"$ref":"#/definitions/d0"}]`,
+		"additionalItems": `"additionalItems":{"$ref":"#/definitions/d0"}`,
+		"dependencies":    `"dependencies":{"a":{"$ref":"#/definitions/d0"}}`,
+	} {
+		_, err := c.Compile([]byte(`{"$schema":"http://json-schema.org/draft-07/schema#","definitions":{` + strings.Join(defs, ",") + `},` + root + `}`))
+		if err == nil {
+			t.Fatalf("%s: a 2^30 anyOf chain compiled", name)
+		}
+		refused(t, err, "over 256 subschema evaluations")
+	}
+	_, err := c.Compile([]byte(`{"$schema":"https://json-schema.org/draft/2019-09/schema","$recursiveAnchor":true,"properties":{"a":{"allOf":[{"$recursiveRef":"#"},{"$recursiveRef":"#"}]}}}`))
+	refused(t, err, "over 256 subschema evaluations")
 }
 
 // TestCatastrophicPatternIsLinear: patterns are RE2, so the classic

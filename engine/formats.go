@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 
@@ -37,7 +38,8 @@ var null = []byte("null")
 // compileFormats compiles the formats spec carries: nil when it carries
 // none or opts out of validation. A format that does not compile, or that
 // a limit refuses, is invalid_argument with the compiler's message. An
-// opted-out format is only checked to be JSON within the size limit.
+// opted-out format, and one in iii's own parameter format (which is not
+// JSON Schema), is only checked to be JSON within the size limit.
 func (e *Engine) compileFormats(id string, spec FunctionSpec) (*formats, error) {
 	var f formats
 	for _, x := range []struct {
@@ -48,7 +50,7 @@ func (e *Engine) compileFormats(id string, spec FunctionSpec) (*formats, error) 
 		if len(x.src) == 0 {
 			continue
 		}
-		if spec.NoValidation {
+		if spec.NoValidation || iiiParameterFormat(x.src) {
 			if max := e.cfg.Contracts.Limits().MaxSchemaBytes; len(x.src) > max {
 				return nil, Errorf(codes.InvalidArgument, "function %q: %s: %d bytes, over the limit of %d", id, x.name, len(x.src), max)
 			}
@@ -67,6 +69,27 @@ func (e *Engine) compileFormats(id string, spec FunctionSpec) (*formats, error) 
 		return nil, nil
 	}
 	return &f, nil
+}
+
+// iiiParameterFormat reports whether a format is in iii's own parameter
+// format rather than JSON Schema: {name, type, description?, body?,
+// items?, required?}, where body lists the fields of an object, required
+// is a boolean and type may be "map" (iii's Python RegisterFunctionFormat,
+// Node's RegisterFunctionFormat). JSON Schema has no body keyword, a
+// boolean required or a type map; a format that names a $schema is JSON
+// Schema.
+func iiiParameterFormat(src json.RawMessage) bool {
+	var f struct {
+		Schema   *json.RawMessage `json:"$schema"`
+		Type     json.RawMessage  `json:"type"`
+		Body     json.RawMessage  `json:"body"`
+		Required json.RawMessage  `json:"required"`
+	}
+	src = bytes.TrimSpace(src)
+	if len(src) == 0 || src[0] != '{' || json.Unmarshal(src, &f) != nil || f.Schema != nil {
+		return false
+	}
+	return f.Body != nil || string(f.Type) == `"map"` || string(f.Required) == "true" || string(f.Required) == "false"
 }
 
 // checkPayload refuses a payload that breaks the request format.
