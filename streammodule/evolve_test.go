@@ -275,12 +275,17 @@ func TestEvolveWaitsForWritesCheckedBefore(t *testing.T) {
 			// Let the write commit once the definition waits for it, or
 			// once the definition is over (which would be the gap).
 			var err error
+			timeout := time.NewTimer(20 * time.Second)
+			defer timeout.Stop()
 			select {
 			case err = <-defined:
 				close(release)
-			case <-waitFor(t, func() bool { return cfg.Contracts.Draining() > 0 }):
+			case <-waitFor(t.Context(), func() bool { return cfg.Contracts.Draining() > 0 }):
 				close(release)
 				err = <-defined
+			case <-timeout.C:
+				close(release)
+				t.Fatal("the definition neither ended nor waited for the write within 20s")
 			}
 			if werr := <-wrote; werr != nil {
 				t.Fatalf("the write checked before the definition: %v", werr)
@@ -296,23 +301,20 @@ func TestEvolveWaitsForWritesCheckedBefore(t *testing.T) {
 	}
 }
 
-// waitFor closes its channel once cond holds, polling; the test fails
-// after 10 seconds.
-func waitFor(t *testing.T, cond func() bool) <-chan struct{} {
-	t.Helper()
+// waitFor closes its channel once cond holds, polling until ctx ends.
+func waitFor(ctx context.Context, cond func() bool) <-chan struct{} {
 	ch := make(chan struct{})
 	go func() {
-		defer close(ch)
-		deadline := time.Now().Add(10 * time.Second)
 		tick := time.NewTicker(time.Millisecond)
 		defer tick.Stop()
 		for !cond() {
-			if time.Now().After(deadline) {
-				t.Error("condition not met within 10s")
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
 				return
 			}
-			<-tick.C
 		}
+		close(ch)
 	}()
 	return ch
 }
