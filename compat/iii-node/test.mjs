@@ -228,6 +228,25 @@ test('4c. stream::define re-checks stored items: a break names them, migrate thr
   assert.deepEqual(await call('stream::get', key), { title: 4 }, 'the migrated item')
 })
 
+test('4d. request_format in draft-07 (as iii\'s Rust SDK writes it) is enforced; iii\'s parameter format is kept unchecked', { timeout: TEST_TIMEOUT }, async () => {
+  const request_format = {
+    $schema: 'http://json-schema.org/draft-07/schema#', title: 'AddInput', type: 'object', required: ['a', 'b'],
+    properties: { a: { type: 'integer', format: 'int32' }, b: { $ref: '#/definitions/Operand' } },
+    definitions: { Operand: { type: 'integer', format: 'uint32', minimum: 0.0 } },
+  }
+  iii.registerFunction(`node::add07::${RUN}`, async ({ a, b }) => a + b, { request_format })
+  iii.registerFunction(`node::addpy::${RUN}`, async (data) => ({ got: data }), {
+    request_format: { name: 'input', type: 'object', required: false, body: [{ name: 'a', type: 'number', required: true }] },
+  })
+  assert.equal(await eventually(() => call(`node::add07::${RUN}`, { a: 1, b: 2 })), 3)
+  const err = await invocationError(call(`node::add07::${RUN}`, { a: 1, b: -1 }), 'a payload off the draft-07 format')
+  assert.equal(err.code, 'invalid_argument', `draft-07 format: ${err.code} ${err.message}`)
+  assert.match(err.message, /breaks its request_format: \/b: minimum/, `draft-07 format: ${err.message}`)
+  assert.deepEqual(await eventually(() => call(`node::addpy::${RUN}`, 'anything')), { got: 'anything' })
+  const info = await call('engine::functions::info', { function_id: `node::addpy::${RUN}` })
+  assert.equal(info.request_format?.body?.[0]?.name, 'a', `info: ${JSON.stringify(info)}`)
+})
+
 test('5. createStream custom stream backed by a Map', { timeout: TEST_TIMEOUT }, async () => {
   const stream_name = `compat-custom-${RUN}`
   const store = new Map() // `${group_id}/${item_id}` -> data
