@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/statemodule"
+	"github.com/trinehq/trine/streammodule/contracts"
+	"github.com/trinehq/trine/streammodule/store"
 )
 
 // A scope's new version is checked against the values it holds: refused
@@ -46,5 +50,60 @@ func TestScopeEvolveChecksValues(t *testing.T) {
 	}
 	if got := v.must(t, "state::get", `{"scope":"users","key":"ann"}`); got != `{"age":41}` {
 		t.Fatalf("ann: %s", got)
+	}
+}
+
+// A state::set checked against the old version alone and held before its
+// commit is waited for: the re-check then reads its value and refuses
+// the version it breaks.
+func TestScopeEvolveWaitsForWritesCheckedBefore(t *testing.T) {
+	set := contracts.NewMemorySet(contracts.State)
+	v := start(t, statemodule.Config{Contracts: set})
+	v.must(t, "state::define", `{"scope":"users","version":1,"item_schema":{"type":"object"}}`)
+	checked, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	statemodule.BeforeCommit(v.m, func(k store.Key) {
+		if k.Item == "late" {
+			once.Do(func() { close(checked); <-release })
+		}
+	})
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := v.call("state::set", `{"scope":"users","key":"late","value":{"age":"old"}}`)
+		wrote <- err
+	}()
+	<-checked
+	defined := make(chan error, 1)
+	go func() {
+		_, err := v.call("state::define", `{"scope":"users","version":2,"compatibility":"NONE","item_schema":{"type":"object","properties":{"age":{"type":"integer"}}}}`)
+		defined <- err
+	}()
+	var err error
+	timeout := time.NewTimer(20 * time.Second)
+	defer timeout.Stop()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case err = <-defined:
+			close(release)
+			break wait
+		case <-tick.C:
+			if set.Draining() > 0 {
+				close(release)
+				err = <-defined
+				break wait
+			}
+		case <-timeout.C:
+			close(release)
+			t.Fatal("the definition neither ended nor waited for the write within 20s")
+		}
+	}
+	if werr := <-wrote; werr != nil {
+		t.Fatal(werr)
+	}
+	if e := engine.AsError(err); err == nil || e.Code != codes.Conflict || !strings.Contains(err.Error(), `{"key":"late","scope":"users"}`) {
+		t.Fatalf("define over a value that breaks it: %v", err)
 	}
 }

@@ -80,6 +80,9 @@ func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err := contracts.Check(FnSet, ct, value); err != nil {
 		return nil, err
 	}
+	if m.beforeCommit != nil {
+		m.beforeCommit(v.key)
+	}
 	ch, err := store.PutValue(ctx, m.store, v.key, store.Cond{IfSeq: v.ifSeq}, value)
 	if err != nil {
 		return nil, storeError(FnSet, err)

@@ -102,6 +102,10 @@ type Module struct {
 	e        *engine.Engine
 
 	trig *engine.TriggerSet[*trigger]
+
+	// beforeCommit, set by tests, runs between state::set's check and its
+	// commit.
+	beforeCommit func(store.Key)
 }
 
 // New opens the store and returns the module.
