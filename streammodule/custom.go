@@ -222,7 +222,7 @@ func (m *Module) customUpdate(ctx context.Context, c engine.Call, in itemInput, 
 	if err != nil {
 		return nil, err
 	}
-	defer w.Done()
+	w.Done() // no re-check reads a custom stream's items
 	set, err := engine.MarshalJSON(map[string]any{"stream_name": k.Stream, "group_id": k.Group, "item_id": k.Item, "data": next})
 	if err != nil {
 		return nil, err

@@ -119,13 +119,16 @@ func (m *Module) set(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer w.Done()
 	if op, err := m.custom(it.key.Stream, "set"); err != nil || op != "" {
+		// A worker holds a custom stream's items, which no re-check reads:
+		// no definition waits for its call.
+		w.Done()
 		if err != nil {
 			return nil, err
 		}
 		return m.customWrite(ctx, "set", it, c.Payload)
 	}
+	defer w.Done()
 	if m.beforeCommit != nil {
 		m.beforeCommit(it.key)
 	}
