@@ -217,7 +217,9 @@ func TestCatastrophicPatternIsLinear(t *testing.T) {
 	if !errors.Is(err, ErrInvalidValue) || !strings.Contains(err.Error(), `/s: pattern: does not match "^(a+)+$"`) {
 		t.Fatalf("Validate = %v, want a pattern violation at /s", err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
+	// RE2 matches in linear time: the bound is generous, so that only a
+	// backtracking engine (minutes) fails it, not a starved machine.
+	if d := time.Since(start); d > 30*time.Second {
 		t.Fatalf("validation took %v", d)
 	}
 }
@@ -243,7 +245,9 @@ func TestPatternMatchingIsBounded(t *testing.T) {
 	if err := s.Validate([]byte(`["` + strings.Repeat("a", 5_000) + `"]`)); err != nil {
 		t.Fatalf("Validate(5,000 characters) = %v", err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
+	// RE2 matches in linear time: the bound is generous, so that only a
+	// backtracking engine (minutes) fails it, not a starved machine.
+	if d := time.Since(start); d > 30*time.Second {
 		t.Fatalf("validation took %v", d)
 	}
 	plain := mustCompile(t, c, `{"type":"array","items":{"type":"string"}}`)
