@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"unicode"
 )
@@ -71,13 +70,13 @@ func Write(header string, streams []Stream, fns []Function) (string, error) {
 			if err := writeNamed(&b, name, s.Events[typ], fmt.Sprintf("stream %s: the data of event %q", s.Name, typ)); err != nil {
 				return "", fmt.Errorf("stream %s: event %s: %w", s.Name, typ, err)
 			}
-			evs = append(evs, fmt.Sprintf("%s: %s", strconv.Quote(typ), name))
+			evs = append(evs, fmt.Sprintf("%s: %s", quote(typ), name))
 		}
 		events := "Record<string, unknown>"
 		if len(s.Events) > 0 {
 			events = "{ " + strings.Join(evs, "; ") + " }"
 		}
-		entries = append(entries, fmt.Sprintf("  %s: { item: %s; events: %s; group: %s }", strconv.Quote(s.Name), item, events, GroupType(s.GroupID)))
+		entries = append(entries, fmt.Sprintf("  %s: { item: %s; events: %s; group: %s }", quote(s.Name), item, events, GroupType(s.GroupID)))
 	}
 	b.WriteString("/** Every stream's types, for connect<Streams>(url) of @trine/client. */\nexport type Streams = {\n")
 	for _, e := range entries {
@@ -104,7 +103,7 @@ func Write(header string, streams []Stream, fns []Function) (string, error) {
 				return "", fmt.Errorf("function %s: %s format: %w", f.ID, strings.ToLower(part.name), err)
 			}
 		}
-		entries = append(entries, fmt.Sprintf("  %s: { request: %s; response: %s }", strconv.Quote(f.ID), types[0], types[1]))
+		entries = append(entries, fmt.Sprintf("  %s: { request: %s; response: %s }", quote(f.ID), types[0], types[1]))
 	}
 	b.WriteString("\n/** Every function with a request or response format, for connect<Streams, Functions>(url) of @trine/client. */\nexport type Functions = {\n")
 	for _, e := range entries {
@@ -143,7 +142,7 @@ func writeNamed(b *strings.Builder, name string, schema json.RawMessage, doc str
 			}
 		}
 	}
-	fmt.Fprintf(b, "/** %s */\nexport type %s = %s\n", doc, name, g.ts(root, 0))
+	fmt.Fprintf(b, "/** %s */\nexport type %s = %s\n", comment(doc), name, g.ts(root, 0))
 	for _, n := range slices.Sorted(func(yield func(string) bool) {
 		for k := range g.defs {
 			if !yield(k) {
@@ -313,7 +312,26 @@ func propName(k string) string {
 	if ident.MatchString(k) {
 		return k
 	}
-	return strconv.Quote(k)
+	return quote(k)
+}
+
+// quote writes s as a string literal that JavaScript reads as s: JSON's,
+// which escapes what a JavaScript string may not hold as is (Go's
+// strconv.Quote writes escapes such as \U000e0001 that JavaScript reads
+// otherwise).
+func quote(s string) string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s) // a string always encodes
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// comment makes text, which holds names from whoever defined a stream or
+// registered a function, safe inside a /** … */ comment: no "*/" ends it
+// early.
+func comment(text string) string {
+	return strings.ReplaceAll(text, "*/", "*\\/")
 }
 
 func literal(v any) string {
