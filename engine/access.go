@@ -228,6 +228,16 @@ type Grant struct {
 	principal string
 }
 
+// NoRights returns a Grant that may call nothing but the functions every
+// connection may call: the rights of work a connection under a policy
+// left to be done later, where its own rights are no longer known (a
+// queued job, which any engine of a fleet may run). What such work has
+// the engine call on the connection's behalf (a migrate function, a
+// redrive) is then refused, not run as trusted.
+func NoRights() *Grant {
+	return &Grant{access: &Access{}, result: AuthResult{Context: json.RawMessage("{}")}, principal: "no-rights"}
+}
+
 // accountKey names the identity a Grant admits: its listener and
 // principal.
 func (g *Grant) accountKey() string { return fmt.Sprintf("%p/%s", g.access, g.principal) }

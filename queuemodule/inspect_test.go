@@ -15,6 +15,7 @@ import (
 	"github.com/trinehq/trine/internal/natstest"
 	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/queuemodule"
+	"github.com/trinehq/trine/streammodule/contracts"
 )
 
 // TestListAndPeekDeadLetters: iii::queue::list counts a queue's dead
@@ -175,5 +176,55 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestQueuedJobKeepsNoRightsOfAPolicy: a job enqueued by a connection
+// under a listener policy runs later, maybe on another engine, where that
+// connection's rights are unknown. What the job's function has the engine
+// call on the enqueuer's behalf (stream::define's migrate, through
+// contracts.CallAs) must then be refused, not run as trusted; a job a
+// trusted caller enqueued keeps its rights.
+func TestQueuedJobKeepsNoRightsOfAPolicy(t *testing.T) {
+	ns := natstest.Start(t)
+	n := startNode(t, ns, queuemodule.Config{Queues: map[string]queuemodule.QueueConfig{"jobs": {MaxRetries: 1}}})
+	var secret atomic.Int64
+	handle(t, n.e, "test::secret", func([]byte) error { secret.Add(1); return nil })
+	onBehalf := contracts.CallAs(n.e)
+	results := make(chan error, 2)
+	must(t, n.e.RegisterFunction("test::define", "", engine.HandlerFunc(func(ctx context.Context, c engine.Call) ([]byte, error) {
+		_, err := onBehalf(ctx, c, "test::secret", []byte(`{}`))
+		results <- err
+		return nil, nil
+	})))
+	g, err := n.e.Authenticate(t.Context(), &engine.Access{ExposeFunctions: []engine.Filter{{Match: "iii::queue::*"}, {Match: "test::define"}}}, engine.AuthInput{})
+	must(t, err)
+	// Called directly, the policy refuses test::secret.
+	_, err = n.e.Trigger(t.Context(), engine.Call{FunctionID: "test::define", Payload: []byte(`{}`), Grant: g})
+	must(t, err)
+	wantCode(t, <-results, codes.Forbidden)
+
+	in, _ := json.Marshal(queuemodule.EnqueueInput{Queue: "jobs", FunctionID: "test::define", Payload: json.RawMessage(`{}`)})
+	_, err = n.e.Trigger(t.Context(), engine.Call{FunctionID: queuemodule.FnEnqueue, Payload: in, Grant: g})
+	must(t, err)
+	select {
+	case err := <-results:
+		wantCode(t, err, codes.Forbidden)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the job did not run")
+	}
+	if secret.Load() != 0 {
+		t.Fatal("a job enqueued under a policy called a function the policy refuses")
+	}
+
+	n.enqueue(t, "jobs", "test::define", map[string]any{})
+	select {
+	case err := <-results:
+		must(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the trusted job did not run")
+	}
+	if secret.Load() != 1 {
+		t.Fatal("a trusted caller's job lost its rights")
 	}
 }

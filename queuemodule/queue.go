@@ -60,6 +60,10 @@ const (
 const (
 	hFunction = "Trine-Function"
 	hMetadata = "Trine-Metadata"
+	// hPolicy marks a job enqueued by a connection under a listener
+	// policy: it runs with engine.NoRights, since the connection's own
+	// rights do not travel with it.
+	hPolicy   = "Trine-Policy"
 	hQueue    = "Trine-Queue"
 	hTopic    = "Trine-Topic"
 	hError    = "Trine-Error"
@@ -349,6 +353,9 @@ func jobCall(msg jetstream.Msg, timeout time.Duration) (engine.Call, error) {
 		return engine.Call{}, err
 	}
 	c := engine.Call{FunctionID: fn, Payload: msg.Data(), Timeout: timeout}
+	if msg.Headers().Get(hPolicy) != "" {
+		c.Grant = engine.NoRights()
+	}
 	if md := msg.Headers().Get(hMetadata); md != "" {
 		v, err := natsheader.Decode(md)
 		switch {
@@ -533,6 +540,9 @@ func (m *Module) enqueue(ctx context.Context, c engine.Call) ([]byte, error) {
 		group = groupKey(g)
 	}
 	h := nats.Header{hFunction: []string{natsheader.Encode(in.FunctionID)}}
+	if c.Grant != nil {
+		h.Set(hPolicy, "1")
+	}
 	if len(in.Metadata) > 0 && !bytes.Equal(in.Metadata, []byte("null")) {
 		h.Set(hMetadata, natsheader.Encode(string(in.Metadata)))
 	}
