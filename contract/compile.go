@@ -188,7 +188,7 @@ func compileMessage(err error, draft string) string {
 	var se *jsonschema.SchemaValidationError
 	var ve *jsonschema.ValidationError
 	if errors.As(err, &se) && errors.As(se.Err, &ve) {
-		msg = "not a valid " + draft + " schema: " + strings.Join(violations(ve, DefaultMaxProblems), "; ")
+		msg = "not a valid " + draft + " schema: " + strings.Join(violations(ve, DefaultMaxProblems, true), "; ")
 	}
 	msg = strings.ReplaceAll(msg, resourceURL, "")
 	return msg

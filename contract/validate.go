@@ -66,12 +66,13 @@ func (s *Schema) ValidateDecoded(v any) error {
 	if !errors.As(err, &ve) {
 		return newError(CodeInvalidArgument, ErrInvalidValue, "", []string{truncate(err.Error(), maxRuleBytes)}, s.limits.MaxMessageBytes)
 	}
-	return newError(CodeInvalidArgument, ErrInvalidValue, "", violations(ve, s.limits.MaxProblems), s.limits.MaxMessageBytes)
+	return newError(CodeInvalidArgument, ErrInvalidValue, "", violations(ve, s.limits.MaxProblems, false), s.limits.MaxMessageBytes)
 }
 
 // violations lists the leaves of a validation error as "pointer: rule",
-// sorted by pointer, at most max of them.
-func violations(ve *jsonschema.ValidationError, max int) []string {
+// sorted by pointer, at most max of them; schema says the error is a
+// schema's, checked against the draft's meta-schema.
+func violations(ve *jsonschema.ValidationError, max int, schema bool) []string {
 	var out []string
 	var walk func(e *jsonschema.ValidationError)
 	walk = func(e *jsonschema.ValidationError) {
@@ -81,7 +82,7 @@ func violations(ve *jsonschema.ValidationError, max int) []string {
 			}
 			return
 		}
-		out = append(out, describe(e)...)
+		out = append(out, describe(e, schema)...)
 	}
 	walk(ve)
 	slices.Sort(out)
@@ -94,7 +95,7 @@ func violations(ve *jsonschema.ValidationError, max int) []string {
 
 // describe says what failed at one leaf. Missing and unexpected properties
 // are reported at the property's own pointer.
-func describe(e *jsonschema.ValidationError) []string {
+func describe(e *jsonschema.ValidationError, schema bool) []string {
 	at := pointer(e.InstanceLocation)
 	switch k := e.ErrorKind.(type) {
 	case *kind.Type:
@@ -114,7 +115,15 @@ func describe(e *jsonschema.ValidationError) []string {
 	case *kind.FalseSchema:
 		return []string{at + ": not allowed (false schema)"}
 	case *kind.Format:
-		// The value is not quoted: it is at the pointer, and may be long.
+		// A value's refusal gives neither the value nor the parser's
+		// error, which quotes it (time, URL and address parsers do): the
+		// value is at the pointer, may be long, and the message may reach
+		// whoever may not read it (a definer re-checking stored items,
+		// the engine's log). A schema's refusal keeps the error: the
+		// schema is its sender's own.
+		if !schema {
+			return []string{at + ": format: not a valid " + truncate(k.Want, maxRuleBytes)}
+		}
 		return []string{at + ": " + truncate("format: not a valid "+k.Want+": "+fmt.Sprint(k.Err), maxRuleBytes)}
 	case *kind.Pattern:
 		return []string{at + ": " + truncate(fmt.Sprintf("pattern: does not match %q", k.Want), maxRuleBytes)}

@@ -152,3 +152,22 @@ func TestValidationWorkIsBounded(t *testing.T) {
 		t.Fatalf("Validate(20,000 numbers, plain schema) = %v", err)
 	}
 }
+
+// A refusal names the pointer and the rule, never the value: it reaches
+// the writer, the engine's log (a result breaking its response_format) and
+// a definer re-checking items it may not read.
+func TestFormatRefusalsDoNotRepeatTheValue(t *testing.T) {
+	t.Parallel()
+	c := NewCompiler(Limits{})
+	const secret = "SeCrEt-9f8a(:/[@@"
+	for _, f := range []string{"date-time", "date", "time", "email", "idn-email", "uri", "uri-reference", "iri", "iri-reference", "uri-template", "uuid", "ipv4", "ipv6", "hostname", "idn-hostname", "regex", "duration", "period", "json-pointer", "relative-json-pointer", "semver"} {
+		s := mustCompile(t, c, `{"properties":{"x":{"format":"`+f+`"}}}`)
+		err := s.Validate([]byte(`{"x":"` + secret + `"}`))
+		if err == nil {
+			continue // a format that takes anything
+		}
+		if msg := err.Error(); strings.Contains(msg, "SeCrEt") || strings.Contains(msg, "9f8a") || !strings.Contains(msg, "/x: format: not a valid "+f) {
+			t.Errorf("format %s: %q, want the pointer and the rule without the value", f, msg)
+		}
+	}
+}
