@@ -39,6 +39,16 @@ type Store interface {
 	Append(ctx context.Context, d Definition, last uint64) error
 }
 
+// LastStore is a Store that reads a stream's last definition without the
+// ones before it. The Registry reads the contract in force through it
+// when it can, so that a write finding no contract in memory costs one
+// definition, not the stream's whole history.
+type LastStore interface {
+	// Last returns the stream's last definition; ok is false when it has
+	// none.
+	Last(ctx context.Context, stream string) (d Definition, ok bool, err error)
+}
+
 // Contract is a stream's contract in force: its definition, compiled.
 type Contract struct {
 	Definition
@@ -123,13 +133,13 @@ func (r *Registry) Contract(ctx context.Context, stream string) (*Contract, erro
 		return c, nil
 	}
 	forgets := r.forgets.Load()
-	history, err := r.store.Definitions(ctx, stream)
+	last, ok, err := r.last(ctx, stream)
 	if err != nil {
 		return nil, fmt.Errorf("read contract of %s: %w", stream, err)
 	}
 	var c *Contract
-	if len(history) > 0 {
-		if c, err = r.compile(history[len(history)-1]); err != nil {
+	if ok {
+		if c, err = r.compile(last); err != nil {
 			return nil, fmt.Errorf("compile contract of %s: %w", stream, err)
 		}
 	}
@@ -137,6 +147,19 @@ func (r *Registry) Contract(ctx context.Context, stream string) (*Contract, erro
 		r.keep(stream, c)
 	}
 	return c, nil
+}
+
+// last reads the stream's last definition, through LastStore when the
+// store is one.
+func (r *Registry) last(ctx context.Context, stream string) (Definition, bool, error) {
+	if ls, ok := r.store.(LastStore); ok {
+		return ls.Last(ctx, stream)
+	}
+	history, err := r.store.Definitions(ctx, stream)
+	if err != nil || len(history) == 0 {
+		return Definition{}, false, err
+	}
+	return history[len(history)-1], true, nil
 }
 
 // History returns every definition of the stream, oldest first.
@@ -373,7 +396,10 @@ type MemoryStore struct {
 	streams map[string][]Definition
 }
 
-var _ Store = (*MemoryStore)(nil)
+var (
+	_ Store     = (*MemoryStore)(nil)
+	_ LastStore = (*MemoryStore)(nil)
+)
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore {
@@ -385,6 +411,17 @@ func (m *MemoryStore) Definitions(_ context.Context, stream string) ([]Definitio
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.Clone(m.streams[stream]), nil
+}
+
+// Last returns the stream's last definition.
+func (m *MemoryStore) Last(_ context.Context, stream string) (Definition, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h := m.streams[stream]
+	if len(h) == 0 {
+		return Definition{}, false, nil
+	}
+	return h[len(h)-1], true, nil
 }
 
 // Append stores d if the stream's last version is still last.

@@ -251,7 +251,7 @@ func TestRegistryKeepsABoundedNumberOfContracts(t *testing.T) {
 	}
 }
 
-// slowStore holds a Definitions read, once, until released: the read of
+// slowStore holds a read (Definitions or Last), once, until released: the read of
 // an engine racing another engine's definition.
 type slowStore struct {
 	*MemoryStore
@@ -262,11 +262,21 @@ type slowStore struct {
 
 func (s *slowStore) Definitions(ctx context.Context, stream string) ([]Definition, error) {
 	h, err := s.MemoryStore.Definitions(ctx, stream)
+	s.hold()
+	return h, err
+}
+
+func (s *slowStore) Last(ctx context.Context, stream string) (Definition, bool, error) {
+	d, ok, err := s.MemoryStore.Last(ctx, stream)
+	s.hold()
+	return d, ok, err
+}
+
+func (s *slowStore) hold() {
 	s.once.Do(func() {
 		close(s.reading)
 		<-s.release
 	})
-	return h, err
 }
 
 // TestForgetWinsOverAReadInFlight: a contract read from the store before

@@ -56,7 +56,10 @@ type Store struct {
 	ns string
 }
 
-var _ contract.Store = (*Store)(nil)
+var (
+	_ contract.Store     = (*Store)(nil)
+	_ contract.LastStore = (*Store)(nil)
+)
 
 // NewStore returns the adapter over st for namespace ns.
 func NewStore(st store.Store, ns string) *Store { return &Store{st: st, ns: ns} }
@@ -91,20 +94,38 @@ func (s *Store) Definitions(ctx context.Context, name string) ([]contract.Defini
 	}
 	out := make([]contract.Definition, 0, len(vs))
 	for _, v := range vs {
-		it, _, err := s.st.Get(ctx, s.key(name, v.Item))
+		d, err := s.definition(ctx, name, v)
 		if err != nil {
 			return nil, err
-		}
-		var d contract.Definition
-		if it.Value == nil {
-			return nil, fmt.Errorf("contracts of %q: version %d is missing", name, v.Version)
-		}
-		if err := json.Unmarshal(it.Value, &d); err != nil {
-			return nil, fmt.Errorf("contracts of %q: version %d: %w", name, v.Version, err)
 		}
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// Last returns the name's last definition alone.
+func (s *Store) Last(ctx context.Context, name string) (contract.Definition, bool, error) {
+	vs, err := s.versions(ctx, name)
+	if err != nil || len(vs) == 0 {
+		return contract.Definition{}, false, err
+	}
+	d, err := s.definition(ctx, name, vs[len(vs)-1])
+	return d, err == nil, err
+}
+
+func (s *Store) definition(ctx context.Context, name string, v committed) (contract.Definition, error) {
+	var d contract.Definition
+	it, _, err := s.st.Get(ctx, s.key(name, v.Item))
+	if err != nil {
+		return d, err
+	}
+	if it.Value == nil {
+		return d, fmt.Errorf("contracts of %q: version %d is missing", name, v.Version)
+	}
+	if err := json.Unmarshal(it.Value, &d); err != nil {
+		return d, fmt.Errorf("contracts of %q: version %d: %w", name, v.Version, err)
+	}
+	return d, nil
 }
 
 // Append stores d after the name's last definition if that is still

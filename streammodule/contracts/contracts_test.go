@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -179,5 +180,53 @@ func TestJetStreamFleetSeesDefinitions(t *testing.T) {
 	h, err := a.History(ctx, "todos")
 	if err != nil || len(h) != 3 {
 		t.Fatalf("history %+v %v", h, err)
+	}
+}
+
+// countingStore counts the bytes of item values its Gets return.
+type countingStore struct {
+	store.Store
+	mu    sync.Mutex
+	bytes int
+}
+
+func (c *countingStore) Get(ctx context.Context, k store.Key) (store.Item, uint64, error) {
+	it, seq, err := c.Store.Get(ctx, k)
+	c.mu.Lock()
+	c.bytes += len(it.Value)
+	c.mu.Unlock()
+	return it, seq, err
+}
+
+func (c *countingStore) take() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.bytes
+	c.bytes = 0
+	return n
+}
+
+// A write to a stream whose contract is not in memory (another engine
+// defined it, or the cache let it go) reads the contract in force, not
+// every definition the stream ever had: a long history must not make
+// every such write read all of it.
+func TestLookupReadsOnlyTheContractInForce(t *testing.T) {
+	ctx := context.Background()
+	st := &countingStore{Store: store.NewMemory(store.Options{})}
+	s := contracts.NewSet(st, contracts.Streams, compiler())
+	big := `{"description":"` + strings.Repeat("x", 10_000) + `"}`
+	for v := uint64(1); v <= 50; v++ {
+		if _, err := s.Define(ctx, contract.Definition{Stream: "s", Version: v, Mode: contract.None, Item: []byte(big)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Changed("s") // as the fleet's watch does
+	st.take()
+	c, err := s.Lookup(ctx, "s")
+	if err != nil || c == nil || c.Version != 50 {
+		t.Fatalf("Lookup = %v, %v; want version 50", c, err)
+	}
+	if n := st.take(); n > 3*len(big) {
+		t.Fatalf("reading the contract in force read %d bytes of a history of 50 definitions of %d bytes", n, len(big))
 	}
 }
