@@ -28,6 +28,9 @@ var (
 	ErrInvalidDefinition = errors.New("contract: invalid definition")
 	// ErrVersion: a definition's version is not above the stream's last.
 	ErrVersion = errors.New("contract: version not above the last")
+	// ErrHistoryFull: a stream's history holds as many definitions, or
+	// bytes of schemas, as Limits allow.
+	ErrHistoryFull = errors.New("contract: history full")
 	// ErrIncompatible: a definition breaks the stream's compatibility mode.
 	ErrIncompatible = errors.New("contract: incompatible")
 	// ErrUnknownEventType: a stream that declares event types was sent one

@@ -54,6 +54,13 @@ type Limits struct {
 	// its Store when next needed. Their schemas count against
 	// MaxCachedBytes too. Default 10000.
 	MaxCachedContracts int
+	// MaxVersions and MaxHistoryBytes bound a stream's history, which is
+	// kept forever and read whole by every definition: how many
+	// definitions, and how many bytes of their schemas (item and event
+	// schemas). A new version past either is refused. Defaults 1000 and
+	// 64 MiB.
+	MaxVersions     int
+	MaxHistoryBytes int64
 	// DefineTimeout bounds re-checking (and migrating) what a stream or
 	// scope holds when a new version is defined; past it the definition
 	// is refused and nothing of it is stored. Default 30 s.
@@ -83,7 +90,14 @@ const (
 	DefaultDefineTimeout      = 30 * time.Second
 	DefaultDefineMaxItems     = 100_000
 	DefaultDefineMaxBytes     = 256 << 20
+	DefaultMaxVersions        = 1000
+	DefaultMaxHistoryBytes    = 64 << 20
 )
+
+// MaxVersion is the highest version a definition may have: the largest
+// integer JavaScript reads exactly (2^53-1), so that browsers tell every
+// version apart.
+const MaxVersion = 1<<53 - 1
 
 func (l Limits) withDefaults() Limits {
 	defaults.Positive(&l.MaxSchemaBytes, DefaultMaxSchemaBytes)
@@ -101,5 +115,7 @@ func (l Limits) withDefaults() Limits {
 	defaults.Positive(&l.DefineMaxItems, DefaultDefineMaxItems)
 	defaults.Positive(&l.DefineTimeout, DefaultDefineTimeout)
 	defaults.Positive(&l.DefineMaxBytes, DefaultDefineMaxBytes)
+	defaults.Positive(&l.MaxVersions, DefaultMaxVersions)
+	defaults.Positive(&l.MaxHistoryBytes, DefaultMaxHistoryBytes)
 	return l
 }

@@ -212,6 +212,9 @@ func (r *Registry) DefineWith(ctx context.Context, d Definition, verify Verify) 
 	if err != nil {
 		return nil, fmt.Errorf("read contract of %s: %w", d.Stream, err)
 	}
+	if err := r.checkRoom(d, history); err != nil {
+		return nil, err
+	}
 	var last uint64
 	if len(history) > 0 {
 		prev := history[len(history)-1]
@@ -253,13 +256,38 @@ func (r *Registry) keep(stream string, c *Contract) {
 	r.current.put(stream, c, size)
 }
 
+// checkRoom refuses d when the stream's history has no room left for it,
+// in definitions or in bytes of schemas.
+func (r *Registry) checkRoom(d Definition, history []Definition) error {
+	if n := len(history); n >= r.limits.MaxVersions {
+		return newError(CodeConflict, ErrHistoryFull, "", []string{fmt.Sprintf("stream %q has %d definitions, the most a stream keeps (--contract-max-versions)", truncate(d.Stream, 100), n)}, r.limits.MaxMessageBytes)
+	}
+	total := schemaBytes(d)
+	for _, h := range history {
+		total += schemaBytes(h)
+	}
+	if total > r.limits.MaxHistoryBytes {
+		return newError(CodeConflict, ErrHistoryFull, "", []string{fmt.Sprintf("stream %q: with this definition its history would hold %d bytes of schemas, over the %d a stream's history keeps (--contract-max-history-bytes)", truncate(d.Stream, 100), total, r.limits.MaxHistoryBytes)}, r.limits.MaxMessageBytes)
+	}
+	return nil
+}
+
+// schemaBytes is the bytes of d's schemas, item and events.
+func schemaBytes(d Definition) int64 {
+	n := int64(len(d.Item))
+	for _, e := range d.Events {
+		n += int64(len(e))
+	}
+	return n
+}
+
 // check refuses a malformed definition and spells its mode.
 func (r *Registry) check(d *Definition) error {
 	if d.Stream == "" {
 		return invalidDefinition("stream_name is required")
 	}
-	if d.Version == 0 {
-		return invalidDefinition("version must be 1 or more")
+	if d.Version == 0 || d.Version > MaxVersion {
+		return invalidDefinition("version must be 1 to %d", uint64(MaxVersion))
 	}
 	if d.Mode != "" {
 		m, err := ParseMode(string(d.Mode))

@@ -183,7 +183,7 @@ func TestRegistryRefusesBadDefinitions(t *testing.T) {
 		want string
 	}{
 		"no stream":         {def("", 1, "", `{}`, nil), ErrInvalidDefinition, "stream_name is required"},
-		"version 0":         {def("s", 0, "", `{}`, nil), ErrInvalidDefinition, "version must be 1 or more"},
+		"version 0":         {def("s", 0, "", `{}`, nil), ErrInvalidDefinition, "version must be 1 to 9007199254740991"},
 		"bad mode":          {def("s", 1, "SIDEWAYS", `{}`, nil), ErrInvalidDefinition, `mode "SIDEWAYS"`},
 		"no item schema":    {def("s", 1, "", ``, nil), ErrInvalidDefinition, "item_schema is required"},
 		"bad event type":    {def("s", 1, "", `{}`, map[string]string{"a\x00": `{}`}), ErrInvalidDefinition, "event type"},
@@ -351,5 +351,58 @@ func TestRegistryDefineWithVerify(t *testing.T) {
 	refusedWith(t, both.ValidateEvent("shout", []byte(`{}`)), CodeInvalidArgument, ErrUnknownEventType, `event type "shout" is not declared`)
 	if err := old.ValidateItem([]byte(`{}`)); err != nil {
 		t.Fatalf("Also changed the contract it was called on: %v", err)
+	}
+}
+
+// Definitions are kept forever, and reading a stream's history (a
+// define, engine::streams::schema, the console) reads all of them: a
+// stream keeps at most MaxVersions of them and MaxHistoryBytes of their
+// schemas. Past either a new version is refused and nothing is stored.
+func TestRegistryBoundsAStreamsHistory(t *testing.T) {
+	ctx := t.Context()
+	r := NewRegistry(NewMemoryStore(), NewCompiler(Limits{MaxVersions: 3}))
+	for v := uint64(1); v <= 3; v++ {
+		if _, err := r.Define(ctx, def("s", v, None, `{}`, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := r.Define(ctx, def("s", 4, None, `{}`, nil))
+	refusedWith(t, err, CodeConflict, ErrHistoryFull, `stream "s" has 3 definitions, the most a stream keeps`)
+	if got := versions(t, r, "s"); len(got) != 3 {
+		t.Fatalf("history %v after a refusal", got)
+	}
+	// The bound is each stream's.
+	if _, err := r.Define(ctx, def("other", 1, None, `{}`, nil)); err != nil {
+		t.Fatal(err)
+	}
+
+	big := `{"description":"` + strings.Repeat("x", 400) + `"}`
+	r = NewRegistry(NewMemoryStore(), NewCompiler(Limits{MaxHistoryBytes: 1000}))
+	for v := uint64(1); v <= 2; v++ {
+		if _, err := r.Define(ctx, def("s", v, None, big, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = r.Define(ctx, def("s", 3, None, `{}`, map[string]string{"e": big}))
+	refusedWith(t, err, CodeConflict, ErrHistoryFull, "bytes of schemas, over the 1000 a stream's history keeps")
+	if got := versions(t, r, "s"); len(got) != 2 {
+		t.Fatalf("history %v after a refusal", got)
+	}
+	if _, err := r.Define(ctx, def("s", 3, None, `{}`, nil)); err != nil {
+		t.Fatalf("a small definition within the bound: %v", err)
+	}
+}
+
+// Versions are numbers every client reads exactly: JavaScript's are
+// exact up to 2^53-1, so a higher version is refused rather than shown to
+// browsers (the sync frame's contractVersion) as another.
+func TestRegistryRefusesVersionsJavaScriptCannotRead(t *testing.T) {
+	r := NewRegistry(NewMemoryStore(), NewCompiler(Limits{}))
+	for _, v := range []uint64{1 << 53, 1<<64 - 1} {
+		_, err := r.Define(t.Context(), def("s", v, "", `{}`, nil))
+		refusedWith(t, err, CodeInvalidArgument, ErrInvalidDefinition, "version must be 1 to 9007199254740991")
+	}
+	if _, err := r.Define(t.Context(), def("s", 1<<53-1, "", `{}`, nil)); err != nil {
+		t.Fatal(err)
 	}
 }

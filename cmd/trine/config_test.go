@@ -97,7 +97,7 @@ var defaultConfig = engineConfig{
 	Console:  consoleConfig{Mode: "auto"},
 	Contracts: contractsConfig{Limits: contract.Limits{MaxSchemaBytes: 256 << 10, MaxSchemaDepth: 64, MaxEvaluations: 256, MaxValueDepth: 64,
 		MaxValidationWork: 2_000_000, MaxPatternWork: 10_000_000, MaxEventTypes: 256, MaxCachedSchemas: 1024, MaxCachedBytes: 64 << 20, MaxCachedContracts: 10000,
-		DefineTimeout: 30 * time.Second, DefineMaxItems: 100_000, DefineMaxBytes: 256 << 20},
+		DefineTimeout: 30 * time.Second, DefineMaxItems: 100_000, DefineMaxBytes: 256 << 20, MaxVersions: 1000, MaxHistoryBytes: 64 << 20},
 		Refusals: contracts.RefusalLimits{PerName: 50, NameBytes: 64 << 10, Bytes: 4 << 20}},
 	OTel: otelConfig{Ratio: -1, ForwardBytesPerSecond: 1 << 20},
 }
