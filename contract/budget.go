@@ -42,7 +42,8 @@ func checkEvaluations(doc any, budget int) (analysis, error) {
 		return analysis{}, err
 	}
 	a.patternWork = max(a.patternWork, g.patternWork(start))
-	_, a.evaluations = support(start)
+	_, total := support(start)
+	a.evaluations = total + g.compareWork(start)
 	seen := map[string]int64{}
 	queue := []map[int]int64{start}
 	for steps := 0; len(queue) > 0; steps++ {
@@ -69,7 +70,7 @@ func checkEvaluations(doc any, budget int) (analysis, error) {
 			}
 			a.patternWork = max(a.patternWork, g.patternWork(next))
 			key, total := support(next)
-			a.evaluations = max(a.evaluations, total)
+			a.evaluations = max(a.evaluations, total+g.compareWork(next))
 			if seen[key] >= total {
 				continue
 			}
@@ -84,7 +85,19 @@ func checkEvaluations(doc any, budget int) (analysis, error) {
 type analysis struct {
 	anchors     map[string]string
 	patternWork int64
-	evaluations int64 // the most subschemas evaluated at one place
+	// evaluations is the most subschemas evaluated at one place, plus
+	// the enum values they compare a value with there.
+	evaluations int64
+}
+
+// compareWork is how many enum values the subschemas evaluated at one
+// place compare a value there with, one by one.
+func (g *graph) compareWork(v map[int]int64) int64 {
+	var w int64
+	for n, c := range v {
+		w += c * int64(g.compares[n])
+	}
+	return w
 }
 
 // patternWork is how many pattern instructions the subschemas evaluated
@@ -140,6 +153,7 @@ type graph struct {
 	dynRefs    map[int]bool
 	eps        [][]int     // in-place edges
 	patterns   []int       // instructions of a node's pattern and patternProperties
+	compares   []int       // values of a node's enum
 	kids       [][]kidEdge // edges to a property ("p:name", "p*" for any) or an item ("i")
 	pending    []int       // nodes whose refs are not resolved yet
 }
@@ -196,11 +210,15 @@ func (g *graph) node(v any, ptr string) int {
 	g.eps = append(g.eps, nil)
 	g.kids = append(g.kids, nil)
 	g.patterns = append(g.patterns, 0)
+	g.compares = append(g.compares, 0)
 	m, ok := v.(map[string]any)
 	if !ok {
 		return id
 	}
 	g.patterns[id] += patternsOf(m)
+	if e, ok := m["enum"].([]any); ok {
+		g.compares[id] = len(e)
+	}
 	one := func(k string) (int, bool) {
 		x, ok := m[k]
 		if !ok {

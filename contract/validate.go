@@ -46,7 +46,7 @@ func (s *Schema) ValidateDecoded(v any) error {
 		return newError(CodeInvalidArgument, ErrInvalidValue, "", []string{msg}, s.limits.MaxMessageBytes)
 	}
 	if nodes*s.evaluations > s.limits.MaxValidationWork {
-		msg := fmt.Sprintf("%s: %d JSON nodes, over the %d this schema allows (%d subschema evaluations at one place)", root, nodes, s.limits.MaxValidationWork/s.evaluations, s.evaluations)
+		msg := fmt.Sprintf("%s: %d JSON nodes, over the %d this schema allows (%d subschema evaluations and enum comparisons at one place)", root, nodes, s.limits.MaxValidationWork/s.evaluations, s.evaluations)
 		return newError(CodeInvalidArgument, ErrInvalidValue, "", []string{msg}, s.limits.MaxMessageBytes)
 	}
 	if at, bad := badNumber(v, nil); bad {
@@ -125,6 +125,12 @@ func describe(e *jsonschema.ValidationError, schema bool) []string {
 			return []string{at + ": format: not a valid " + truncate(k.Want, maxRuleBytes)}
 		}
 		return []string{at + ": " + truncate("format: not a valid "+k.Want+": "+fmt.Sprint(k.Err), maxRuleBytes)}
+	case *kind.Enum:
+		// A long enum is not spelled out: formatting it for every
+		// failing place would cost more than the validation.
+		if len(k.Want) > maxEnumShown {
+			return []string{fmt.Sprintf("%s: enum: not one of the %d values allowed", at, len(k.Want))}
+		}
 	case *kind.Pattern:
 		return []string{at + ": " + truncate(fmt.Sprintf("pattern: does not match %q", k.Want), maxRuleBytes)}
 	}
@@ -134,6 +140,9 @@ func describe(e *jsonschema.ValidationError, schema bool) []string {
 	}
 	return []string{at + ": " + truncate(rule, maxRuleBytes)}
 }
+
+// maxEnumShown is the most allowed values a refusal by enum lists.
+const maxEnumShown = 10
 
 // root names the value itself in messages, where its JSON pointer would
 // be the empty string.
