@@ -320,6 +320,12 @@ func Refused(fn string, err error, tail string) error {
 	if errors.As(err, &ee) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
+	if errors.Is(err, store.ErrTooLarge) {
+		if tail != "" {
+			return engine.Errorf(codes.MessageTooLarge, "%s: the definition is too large for the contract store: %v; %s", fn, err, tail)
+		}
+		return engine.Errorf(codes.MessageTooLarge, "%s: the definition is too large for the contract store: %v", fn, err)
+	}
 	return engine.Errorf(codes.Internal, "%s: %v", fn, err)
 }
 

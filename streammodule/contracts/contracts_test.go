@@ -2,6 +2,7 @@ package contracts_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -11,7 +12,9 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/contract"
+	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/natstest"
 	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/streammodule/contracts"
@@ -228,5 +231,34 @@ func TestLookupReadsOnlyTheContractInForce(t *testing.T) {
 	}
 	if n := st.take(); n > 3*len(big) {
 		t.Fatalf("reading the contract in force read %d bytes of a history of 50 definitions of %d bytes", n, len(big))
+	}
+}
+
+// A definition larger than the JetStream store can hold in one message
+// (NATS's max_payload, 1 MiB by default) is refused with a clear code, not
+// internal, and nothing is stored.
+func TestJetStreamRefusesADefinitionTooLargeToStore(t *testing.T) {
+	ctx := context.Background()
+	ns := natstest.Start(t)
+	st, err := jsstore.Open(ctx, natstest.Connect(t, ns), jsstore.Config{Stream: "CONTRACTS", Prefix: "t.contracts"}, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := contracts.NewSet(st, contracts.Streams, compiler())
+	big := `{"description":"` + strings.Repeat("x", 250_000) + `"}`
+	d := contract.Definition{Stream: "s", Version: 1, Item: []byte(big), Events: map[string]json.RawMessage{}}
+	for _, e := range []string{"a", "b", "c", "d", "e"} {
+		d.Events[e] = json.RawMessage(big)
+	}
+	_, err = s.Define(ctx, d)
+	if err == nil {
+		t.Fatal("a 1.5 MB definition was stored")
+	}
+	if e := engine.AsError(contracts.Refused("stream::define", err, "nothing was stored")); e.Code == codes.Internal {
+		t.Fatalf("refused as %s: %s", e.Code, e.Message)
+	}
+	if h, err := s.History(ctx, "s"); err != nil || len(h) != 0 {
+		t.Fatalf("history after the refusal: %v, %v", h, err)
 	}
 }

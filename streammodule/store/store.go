@@ -178,6 +178,9 @@ var (
 	ErrConflict = errors.New("store: sequence does not match")
 	// ErrClosed: the store is closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrTooLarge: the adapter cannot hold a value this large (JetStream:
+	// the NATS server's max_payload). Nothing was written.
+	ErrTooLarge = errors.New("store: value too large for the store")
 )
 
 // CheckName refuses a name the modules do not store: empty, longer than

@@ -382,6 +382,9 @@ func (s *Store) tryBatch(ctx context.Context, g gkey, ops []*op, attempt int) (n
 		s.atomic.Store(false) // the stream's config was changed under us
 		s.forget(g)
 		return n, true, nil
+	case errors.Is(err, nats.ErrMaxPayload):
+		s.forget(g)
+		return n, false, fmt.Errorf("jsstore: %w: %w", store.ErrTooLarge, err)
 	case err != nil:
 		s.forget(g)
 		return n, false, fmt.Errorf("jsstore: %w", err)
