@@ -222,28 +222,64 @@ func (noLoader) Load(url string) (any, error) {
 // checkRefs refuses any $ref or $dynamicRef that is not a fragment of the
 // schema itself (no network, no files), and $id below the root, which
 // would let a fragment name another document.
+//
+// Keys are keywords only in a schema: the members of properties,
+// patternProperties, $defs, definitions and dependentSchemas are names
+// (whose values are schemas), and const, enum, default and examples hold
+// data, which is not looked into.
 func checkRefs(v any, ptr string) error {
+	return checkRefsIn(v, ptr, false)
+}
+
+// namedSchemas reports whether keyword k's value maps names to schemas.
+func namedSchemas(k string) bool {
+	switch k {
+	case "properties", "patternProperties", "$defs", "definitions", "dependentSchemas":
+		return true
+	}
+	return false
+}
+
+// dataKeyword reports whether keyword k's value is data, not a schema.
+func dataKeyword(k string) bool {
+	switch k {
+	case "const", "enum", "default", "examples":
+		return true
+	}
+	return false
+}
+
+func checkRefsIn(v any, ptr string, names bool) error {
 	switch v := v.(type) {
 	case map[string]any:
 		for k, x := range v {
-			switch k {
-			case "$ref", "$dynamicRef", "$recursiveRef":
+			at := ptr + "/" + escapeToken(k)
+			if names {
+				if err := checkRefsIn(x, at, false); err != nil {
+					return err
+				}
+				continue
+			}
+			switch {
+			case k == "$ref" || k == "$dynamicRef" || k == "$recursiveRef":
 				s, ok := x.(string)
 				if ok && !strings.HasPrefix(s, "#") {
 					return invalidSchema("%s/%s %q: only references within the schema (starting with #) are allowed", ptr, k, truncate(s, 200))
 				}
-			case "$id":
+			case k == "$id":
 				if ptr != "" {
 					return invalidSchema("%s/$id: $id is allowed only at the root", ptr)
 				}
+			case dataKeyword(k):
+				continue
 			}
-			if err := checkRefs(x, ptr+"/"+escapeToken(k)); err != nil {
+			if err := checkRefsIn(x, at, namedSchemas(k)); err != nil {
 				return err
 			}
 		}
 	case []any:
 		for i, x := range v {
-			if err := checkRefs(x, fmt.Sprintf("%s/%d", ptr, i)); err != nil {
+			if err := checkRefsIn(x, fmt.Sprintf("%s/%d", ptr, i), false); err != nil {
 				return err
 			}
 		}

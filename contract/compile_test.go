@@ -276,3 +276,28 @@ func TestCompileCacheIsBounded(t *testing.T) {
 		t.Fatalf("cache holds %d schemas of %d bytes, want at most 60", n, size)
 	}
 }
+
+// "$id" and "$ref" are keywords only where a schema is: a property (or a
+// $defs entry) of that name, and data under const, enum, default and
+// examples, are not refused as references or ids; a remote $ref in a
+// schema under such a name still is.
+func TestKeywordNamesAsPropertiesAndData(t *testing.T) {
+	t.Parallel()
+	c := NewCompiler(Limits{})
+	s := mustCompile(t, c, `{"type":"object",
+		"properties":{"$id":{"type":"string"},"$ref":{"type":"string","format":"uri"},"$defs":{"type":"object"}},
+		"$defs":{"$id":{"type":"integer"}},
+		"default":{"$ref":"https://example.com/x","$id":"urn:x"},
+		"examples":[{"$id":"a","$ref":"file:///etc/passwd"}],
+		"enum":[{"$id":"a","$ref":"https://example.com/x"},{"$id":"b"}]}`)
+	if err := s.Validate([]byte(`{"$id":"a","$ref":"https://example.com/x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate([]byte(`{"$id":"c"}`)); err == nil {
+		t.Fatal("a value off the enum accepted")
+	}
+	_, err := c.Compile([]byte(`{"properties":{"$id":{"$ref":"https://example.com/x"}}}`))
+	refused(t, err, `/properties/$id/$ref "https://example.com/x": only references within the schema`)
+	_, err = c.Compile([]byte(`{"properties":{"a":{"$id":"https://example.com/x"}}}`))
+	refused(t, err, "$id is allowed only at the root")
+}
