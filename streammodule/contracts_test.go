@@ -1,9 +1,11 @@
 package streammodule_test
 
 import (
+	"context"
 	"encoding/json"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,4 +166,30 @@ func TestContractGroupIDPattern(t *testing.T) {
 	if got := v.must(t, "engine::streams::schemas", `{}`); !strings.Contains(got, `"group_id_pattern":"list-*"`) || !strings.Contains(got, `"stream_name":"todos"`) {
 		t.Fatalf("engine::streams::schemas: %s", got)
 	}
+}
+
+// A custom stream whose worker serves update itself is trusted with the
+// value it computes, but not with the group: a stream::update to a group
+// off the contract's group_id_pattern is refused before the worker is
+// called, as for set.
+func TestCustomUpdateKeepsTheGroupPattern(t *testing.T) {
+	v := start(t, streammodule.Config{})
+	var calls atomic.Int64
+	for _, op := range []string{"set", "update"} {
+		if err := v.e.RegisterFunction(streammodule.CustomFunctionID(op, "ext"), "", engine.HandlerFunc(func(context.Context, engine.Call) ([]byte, error) {
+			calls.Add(1)
+			return []byte(`{"old_value":null,"new_value":{"n":1}}`), nil
+		})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v.must(t, "stream::define", `{"stream_name":"ext","version":1,"group_id_pattern":"list-*","item_schema":{"type":"object"}}`)
+	_, err := v.call(t, "stream::set", `{"stream_name":"ext","group_id":"inbox","item_id":"i","data":{"n":1}}`)
+	wantCode(t, err, codes.InvalidArgument)
+	_, err = v.call(t, "stream::update", `{"stream_name":"ext","group_id":"inbox","item_id":"i","ops":[{"type":"set","path":"n","value":1}]}`)
+	wantCode(t, err, codes.InvalidArgument)
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("the custom stream's worker was called %d times for groups off the pattern", n)
+	}
+	v.must(t, "stream::update", `{"stream_name":"ext","group_id":"list-1","item_id":"i","ops":[{"type":"set","path":"n","value":1}]}`)
 }

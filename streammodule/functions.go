@@ -150,22 +150,30 @@ func (m *Module) update(ctx context.Context, c engine.Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch op, err := m.custom(it.key.Stream, "update", "set"); {
-	case err != nil:
-		return nil, err
-	case op == "update":
-		return m.customWrite(ctx, "update", it, c.Payload)
-	case op == "set":
-		return m.customUpdate(ctx, c, it, ops)
-	}
 	ct, w, err := m.cfg.Contracts.Begin(ctx, FnUpdate, it.key.Stream)
 	if err != nil {
 		return nil, err
 	}
-	defer w.Done()
+	// Before a custom stream's worker is called too: it is trusted with
+	// the value it computes, not with the group.
 	if err := contracts.CheckGroup(FnUpdate, ct, it.key.Group, "nothing was written"); err != nil {
+		w.Done()
 		return nil, m.refused(c, FnUpdate, ct, it.key, "", err)
 	}
+	if op, err := m.custom(it.key.Stream, "update", "set"); err != nil || op != "" {
+		// A worker holds a custom stream's items, which no re-check reads:
+		// no definition waits for its call.
+		w.Done()
+		switch {
+		case err != nil:
+			return nil, err
+		case op == "update":
+			return m.customWrite(ctx, "update", it, c.Payload)
+		default:
+			return m.customUpdate(ctx, c, it, ops)
+		}
+	}
+	defer w.Done()
 	var refusal error // the contract's refusal of the result, if that is why the write failed
 	ctx, span := m.startCommit(ctx, FnUpdate, it.key)
 	ch, err := store.PutOps(ctx, m.store, it.key, store.Cond{IfSeq: it.ifSeq}, ops, func(v json.RawMessage) error {
