@@ -12,6 +12,7 @@ import (
 	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/store"
 )
 
 const todoSchema = `{"type":"object","properties":{"title":{"type":"string","minLength":1},"done":{"type":"boolean"}},"required":["title"],"additionalProperties":false}`
@@ -192,4 +193,59 @@ func TestCustomUpdateKeepsTheGroupPattern(t *testing.T) {
 		t.Fatalf("the custom stream's worker was called %d times for groups off the pattern", n)
 	}
 	v.must(t, "stream::update", `{"stream_name":"ext","group_id":"list-1","item_id":"i","ops":[{"type":"set","path":"n","value":1}]}`)
+}
+
+// engine::streams::schemas answers every stream's contract: within
+// --max-list-bytes, as the other lists do. Past it, an unpaged call is
+// refused (message_too_large) before the answer is built, and limit and
+// after read it in pages; stream_names reads only the streams named
+// (what trine codegen ts --streams asks).
+func TestSchemasAnswerIsBounded(t *testing.T) {
+	v := start(t, streammodule.Config{Lists: store.NewLists(2000, 0)})
+	pad := strings.Repeat("x", 500)
+	for _, s := range []string{"a", "b", "c", "d", "e"} {
+		v.must(t, "stream::define", `{"stream_name":"`+s+`","version":1,"item_schema":{"description":"`+pad+`"}}`)
+	}
+	_, err := v.call(t, "engine::streams::schemas", `{}`)
+	wantRefused(t, err, codes.MessageTooLarge, `add "limit"`)
+	var names []string
+	after := ""
+	for pages := 0; ; pages++ {
+		if pages > 5 {
+			t.Fatal("paging does not end")
+		}
+		var page struct {
+			Streams []struct {
+				Name string `json:"stream_name"`
+			} `json:"streams"`
+			More bool `json:"more"`
+		}
+		in, _ := json.Marshal(map[string]any{"limit": 100, "after": after})
+		out := v.must(t, "engine::streams::schemas", string(in))
+		if len(out) > 2000 {
+			t.Fatalf("a page of %d bytes", len(out))
+		}
+		if err := json.Unmarshal([]byte(out), &page); err != nil || len(page.Streams) == 0 {
+			t.Fatalf("page %s: %v", out, err)
+		}
+		for _, s := range page.Streams {
+			names = append(names, s.Name)
+		}
+		after = names[len(names)-1]
+		if !page.More {
+			break
+		}
+	}
+	if strings.Join(names, ",") != "a,b,c,d,e" {
+		t.Fatalf("pages gave %v", names)
+	}
+	out := v.must(t, "engine::streams::schemas", `{"stream_names":["d","b","zz"]}`)
+	var only struct {
+		Streams []struct {
+			Name string `json:"stream_name"`
+		} `json:"streams"`
+	}
+	if err := json.Unmarshal([]byte(out), &only); err != nil || len(only.Streams) != 2 || only.Streams[0].Name != "b" || only.Streams[1].Name != "d" {
+		t.Fatalf("stream_names [d b zz]: %s", out)
+	}
 }

@@ -3,7 +3,9 @@ package streammodule
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
@@ -50,7 +52,7 @@ func (m *Module) Register(e *engine.Engine) error {
 		{ID: FnPresence, Description: "List a group's presence members, across gateways, in pages.", Handle: m.presenceFn},
 		{ID: FnDefine, Description: "Define or evolve a stream's contract: {stream_name, item_schema, event_schemas?, version, compatibility?}; every later write is checked against it.", Handle: m.define},
 		{ID: FnSchema, Description: "A stream's contract in force and every earlier definition; {stream_name}.", Handle: m.schema},
-		{ID: FnSchemas, Description: "Every stream's contract in force, in name order: {streams: [definition]}.", Handle: m.schemas},
+		{ID: FnSchemas, Description: "Every stream's contract in force, in name order: {streams: [definition]}; {limit?, after?} in pages ({streams, more}), {stream_names?} only those.", Handle: m.schemas},
 		{ID: FnGroupInfo, Description: "Describe a group: its seq, how full its history is, and resyncs in the last minute; {stream_name, group_id}.", Handle: m.groupInfo},
 	}); err != nil {
 		return err
@@ -467,12 +469,39 @@ func (m *Module) define(ctx context.Context, c engine.Call) ([]byte, error) {
 }
 
 // schemas answers engine::streams::schemas.
-func (m *Module) schemas(ctx context.Context, _ engine.Call) ([]byte, error) {
-	defs, err := m.cfg.Contracts.Current(ctx, func(string) bool { return true })
+func (m *Module) schemas(ctx context.Context, c engine.Call) ([]byte, error) {
+	in, err := engine.ReadInput(c)
 	if err != nil {
-		return nil, contracts.Refused(FnSchemas, err, "")
+		return nil, err
 	}
-	return engine.MarshalJSON(map[string]any{"streams": defs})
+	limit, after, paged, err := store.ReadPage(FnSchemas, in)
+	if err != nil {
+		return nil, err
+	}
+	allows := func(string) bool { return true }
+	if raw := in.Raw("stream_names"); raw != nil && string(raw) != "null" {
+		var names []string
+		if err := json.Unmarshal(raw, &names); err != nil {
+			return nil, in.Invalid(errors.New("stream_names must be an array of stream names"))
+		}
+		allows = func(n string) bool { return slices.Contains(names, n) }
+	}
+	tooLarge := func() error {
+		return m.cfg.Lists.TooLarge(FnSchemas, "the list of the streams' contracts",
+			`add "limit" (100, say): the answer becomes {"streams": [...], "more": bool}; call again with "after": the last stream_name, while "more" is true; or name the streams in "stream_names"`)
+	}
+	return m.cfg.Lists.Build(ctx, FnSchemas, tooLarge, func(maxBytes int) ([]byte, error) {
+		defs, more, err := m.cfg.Contracts.Page(ctx, allows, after, limit, maxBytes)
+		switch {
+		case err != nil:
+			return nil, contracts.Refused(FnSchemas, err, "")
+		case paged:
+			return engine.MarshalJSON(map[string]any{"streams": defs, "more": more})
+		case more:
+			return nil, tooLarge()
+		}
+		return engine.MarshalJSON(map[string]any{"streams": defs})
+	})
 }
 
 // schema answers engine::streams::schema.

@@ -81,10 +81,40 @@ func runCodegen(ctx context.Context, args []string, lookupEnv func(string) (stri
 			call = append(call, "--"+f.Name+"="+f.Value.String())
 		}
 	})
-	var res, fres bytes.Buffer
-	if code := runTrigger(ctx, append(call, "engine::streams::schemas", "{}"), lookupEnv, strings.NewReader(""), &res, stderr); code != 0 {
-		return code
+	var want []string
+	if *only != "" {
+		want = strings.Split(*only, ",")
 	}
+	type streamContract struct {
+		Name    string                     `json:"stream_name"`
+		Version uint64                     `json:"version"`
+		Item    json.RawMessage            `json:"item_schema"`
+		Events  map[string]json.RawMessage `json:"event_schemas"`
+		GroupID string                     `json:"group_id_pattern"`
+	}
+	// The contracts come in pages, each within the engine's
+	// --max-list-bytes; with --streams, only those streams.
+	var contracts []streamContract
+	for after := ""; ; {
+		in, _ := json.Marshal(map[string]any{"limit": 100, "after": after, "stream_names": want})
+		var res bytes.Buffer
+		if code := runTrigger(ctx, append(call, "engine::streams::schemas", string(in)), lookupEnv, strings.NewReader(""), &res, stderr); code != 0 {
+			return code
+		}
+		var page struct {
+			Streams []streamContract `json:"streams"`
+			More    bool             `json:"more"`
+		}
+		if err := json.Unmarshal(res.Bytes(), &page); err != nil {
+			return fail(1, "engine::streams::schemas answered %s: %v", res.Bytes(), err)
+		}
+		contracts = append(contracts, page.Streams...)
+		if !page.More || len(page.Streams) == 0 {
+			break
+		}
+		after = page.Streams[len(page.Streams)-1].Name
+	}
+	var fres bytes.Buffer
 	if code := runTrigger(ctx, append(call, "engine::functions::list", "{}"), lookupEnv, strings.NewReader(""), &fres, stderr); code != 0 {
 		return code
 	}
@@ -104,24 +134,8 @@ func runCodegen(ctx context.Context, args []string, lookupEnv func(string) (stri
 			fns = append(fns, tsgen.Function{ID: f.ID, Request: f.Request, Response: f.Response})
 		}
 	}
-	var list struct {
-		Streams []struct {
-			Name    string                     `json:"stream_name"`
-			Version uint64                     `json:"version"`
-			Item    json.RawMessage            `json:"item_schema"`
-			Events  map[string]json.RawMessage `json:"event_schemas"`
-			GroupID string                     `json:"group_id_pattern"`
-		} `json:"streams"`
-	}
-	if err := json.Unmarshal(res.Bytes(), &list); err != nil {
-		return fail(1, "engine::streams::schemas answered %s: %v", res.Bytes(), err)
-	}
-	var want []string
-	if *only != "" {
-		want = strings.Split(*only, ",")
-	}
 	var streams []tsgen.Stream
-	for _, s := range list.Streams {
+	for _, s := range contracts {
 		if want == nil || slices.Contains(want, s.Name) {
 			streams = append(streams, tsgen.Stream{Name: s.Name, Version: s.Version, Item: s.Item, Events: s.Events, GroupID: s.GroupID})
 		}

@@ -102,24 +102,45 @@ func (s *Set) Handler(readable func(http.ResponseWriter, *http.Request) (func(st
 // Current returns the definitions in force of the names that allows
 // accepts, in name order.
 func (s *Set) Current(ctx context.Context, allows func(string) bool) ([]contract.Definition, error) {
+	out, _, err := s.Page(ctx, allows, "", 0, 0)
+	return out, err
+}
+
+// Page is Current for the names after after, at most limit of them (0:
+// no limit) and about maxBytes of schemas and names (0: no bound; at
+// least one definition); more says that some were left out.
+func (s *Set) Page(ctx context.Context, allows func(string) bool, after string, limit, maxBytes int) (out []contract.Definition, more bool, err error) {
 	names, err := s.store.Names(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	out := []contract.Definition{}
+	out = []contract.Definition{}
+	size := 0
 	for _, n := range slices.Sorted(slices.Values(names)) {
-		if !allows(n) {
+		if (after != "" && n <= after) || !allows(n) {
 			continue
+		}
+		if limit > 0 && len(out) == limit {
+			return out, true, nil
 		}
 		c, err := s.Lookup(ctx, n)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		if c != nil {
-			out = append(out, c.Definition)
+		if c == nil {
+			continue
 		}
+		d := c.Definition
+		n := 128 + len(d.Stream) + len(d.GroupID) + len(d.Item)
+		for t, e := range d.Events {
+			n += len(t) + len(e) + 8
+		}
+		if maxBytes > 0 && len(out) > 0 && size+n > maxBytes {
+			return out, true, nil
+		}
+		out, size = append(out, d), size+n
 	}
-	return out, nil
+	return out, false, nil
 }
 
 func (s *Set) document(r *http.Request, name string) (json.RawMessage, bool, error) {
