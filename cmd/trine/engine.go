@@ -333,7 +333,7 @@ func newEngineServers(cfg engineConfig, core *engineCore, mods *engineModules, l
 		s.console = &http.Server{Handler: consoleMux(ch), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	}
 	s.http = &http.Server{
-		Handler:           cfg.HTTPCORS.wrap(httpHandler(eng, s.optional.States, promhttp.HandlerFor(core.reg, promhttp.HandlerOpts{}), mods.routes, mods.contracts.streams.Handler(streams.gw.Readable), onHTTP)),
+		Handler:           cfg.HTTPCORS.wrap(httpHandler(eng, s.optional.States, promhttp.HandlerFor(core.reg, promhttp.HandlerOpts{}), mods.routes, mods.contracts.streams.Handler(streams.gw.Readable, listBytes(cfg)), onHTTP)),
 		ReadHeaderTimeout: 10 * time.Second,
 		// http triggers bound their functions with --http-timeout; this
 		// bounds writing the answer too.

@@ -4,6 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -260,5 +266,56 @@ func TestJetStreamRefusesADefinitionTooLargeToStore(t *testing.T) {
 	}
 	if h, err := s.History(ctx, "s"); err != nil || len(h) != 0 {
 		t.Fatalf("history after the refusal: %v, %v", h, err)
+	}
+}
+
+// GET /schemas answers within maxBytes: past it, a page with "more", and
+// ?after=<the last stream> reads on.
+func TestSchemasDocumentIsPaged(t *testing.T) {
+	ctx := context.Background()
+	s := contracts.NewSet(store.NewMemory(store.Options{}), contracts.Streams, compiler())
+	pad := strings.Repeat("x", 500)
+	for _, n := range []string{"a", "b", "c", "d", "e"} {
+		if _, err := s.Define(ctx, def(n, 1, `{"description":"`+pad+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := func(http.ResponseWriter, *http.Request) (func(string) bool, bool) {
+		return func(string) bool { return true }, true
+	}
+	srv := httptest.NewServer(s.Handler(all, 2000))
+	defer srv.Close()
+	var names []string
+	after := ""
+	for pages := 0; ; pages++ {
+		if pages > 5 {
+			t.Fatal("paging does not end")
+		}
+		res, err := http.Get(srv.URL + "/schemas?after=" + url.QueryEscape(after))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK || len(b) > 2000 {
+			t.Fatalf("GET /schemas: %d, %d bytes", res.StatusCode, len(b))
+		}
+		var page struct {
+			Streams map[string]json.RawMessage `json:"streams"`
+			More    bool                       `json:"more"`
+		}
+		if err := json.Unmarshal(b, &page); err != nil || len(page.Streams) == 0 {
+			t.Fatalf("page %s: %v", b, err)
+		}
+		for _, n := range slices.Sorted(maps.Keys(page.Streams)) {
+			names = append(names, n)
+		}
+		after = names[len(names)-1]
+		if !page.More {
+			break
+		}
+	}
+	if strings.Join(names, ",") != "a,b,c,d,e" {
+		t.Fatalf("pages gave %v", names)
 	}
 }

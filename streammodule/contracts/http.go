@@ -47,20 +47,22 @@ func Document(d contract.Definition) (json.RawMessage, error) {
 
 // Handler serves the contracts in force as JSON Schema documents:
 //
-//	GET /schemas           {"streams": {name: document}}, the streams the caller may read
+//	GET /schemas           {"streams": {name: document}}, the streams the caller may read,
+//	                       within about maxBytes (0: no bound): past it, with "more": true,
+//	                       and ?after=<the last name> reads on
 //	GET /schemas/{stream}  the stream's document; 403 when the caller may
 //	                       not read it, 404 when it has no contract
 //
 // readable admits the request (or answers it and returns false) and
 // says which streams the caller may read.
-func (s *Set) Handler(readable func(http.ResponseWriter, *http.Request) (func(string) bool, bool)) http.Handler {
+func (s *Set) Handler(readable func(http.ResponseWriter, *http.Request) (func(string) bool, bool), maxBytes int) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /schemas", func(w http.ResponseWriter, r *http.Request) {
 		allows, ok := readable(w, r)
 		if !ok {
 			return
 		}
-		defs, err := s.Current(r.Context(), allows)
+		defs, more, err := s.Page(r.Context(), allows, r.URL.Query().Get("after"), 0, maxBytes)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -73,6 +75,10 @@ func (s *Set) Handler(readable func(http.ResponseWriter, *http.Request) (func(st
 				return
 			}
 			out[d.Stream] = doc
+		}
+		if more {
+			writeJSON(w, map[string]any{"streams": out, "more": true})
+			return
 		}
 		writeJSON(w, map[string]any{"streams": out})
 	})
