@@ -143,7 +143,13 @@ func TestPagedSnapshotConverges(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	stop()
 	writers.Wait()
-	s.set(t, "s", "g", "zz-last", "end") // the last write: every client stops at it
+	// The last write: every client stops at it.
+	var last struct {
+		Seq uint64 `json:"seq"`
+	}
+	if err := json.Unmarshal([]byte(s.call(t, "stream::set", map[string]any{"stream_name": "s", "group_id": "g", "item_id": "zz-last", "data": "end"})), &last); err != nil || last.Seq == 0 {
+		t.Fatalf("the last write: seq %d, %v", last.Seq, err)
+	}
 
 	var want map[string]json.RawMessage
 	var list struct {
@@ -174,6 +180,12 @@ func TestPagedSnapshotConverges(t *testing.T) {
 				for i, id := range e.IDs {
 					state[id] = data[i]
 				}
+				// A client that fell behind is synced again. A paged
+				// snapshot carries its first page's seq, and the events
+				// after it follow: one taken at the last write or later
+				// is the group's final state.
+				done = f.Seq >= last.Seq
+				continue
 			case "create", "update":
 				state[*f.ID] = e.Data
 			case "delete":
