@@ -34,6 +34,9 @@ type publishQueue struct {
 	cond    *sync.Cond // signals both room and events
 	q       []pubEvent
 	bytes   int
+	waiting int    // commits waiting for room
+	ticket  uint64 // the next waiter's turn
+	turn    uint64 // the turn of the waiter served next
 	started bool
 	closed  bool
 	done    chan struct{}
@@ -54,12 +57,22 @@ func newPublishQueue(p Publisher, maxBytes int, log *slog.Logger, tracer trace.T
 	return q
 }
 
-// enqueue queues ev, waiting for room.
+// enqueue queues ev, waiting for room. Commits that wait are served in
+// the order they came: a later one does not pass one that waits, even if
+// it would fit, so a large event is not starved by a run of small ones.
 func (q *publishQueue) enqueue(ev pubEvent) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for q.bytes > 0 && q.bytes+len(ev.frame) > q.maxBytes && !q.closed {
-		q.cond.Wait()
+	if q.waiting > 0 || q.full(len(ev.frame)) {
+		turn := q.ticket
+		q.ticket++
+		q.waiting++
+		for (turn != q.turn || q.full(len(ev.frame))) && !q.closed {
+			q.cond.Wait()
+		}
+		q.waiting--
+		q.turn++
+		q.cond.Broadcast() // the next in line may fit too
 	}
 	if q.closed {
 		q.publish(ev) // after close: nothing is waiting to publish it
@@ -73,6 +86,10 @@ func (q *publishQueue) enqueue(ev pubEvent) {
 	q.bytes += len(ev.frame)
 	q.cond.Broadcast()
 }
+
+// full reports whether an event of n bytes must wait for room (one
+// larger than the bound goes once the queue is empty).
+func (q *publishQueue) full(n int) bool { return q.bytes > 0 && q.bytes+n > q.maxBytes }
 
 func (q *publishQueue) run() {
 	defer close(q.done)

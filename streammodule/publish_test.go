@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,10 +21,12 @@ import (
 // gatedPublisher records what it publishes, and holds every Publish until
 // the gate opens.
 type gatedPublisher struct {
-	gate chan struct{}
-	mu   sync.Mutex
-	seqs map[string][]string // group > frames' seq, in order
-	n    int
+	gate  chan struct{}
+	once  sync.Once
+	mu    sync.Mutex
+	seqs  map[string][]string // group > frames' seq, in order
+	order []string            // groups of the frames, in order
+	n     int
 }
 
 func (p *gatedPublisher) Publish(_ context.Context, _, group string, frame []byte) error {
@@ -31,8 +34,36 @@ func (p *gatedPublisher) Publish(_ context.Context, _, group string, frame []byt
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.seqs[group] = append(p.seqs[group], string(frame))
+	p.order = append(p.order, group)
 	p.n++
 	return nil
+}
+
+func (p *gatedPublisher) open() { p.once.Do(func() { close(p.gate) }) }
+
+// startGated runs a stream module (memory store) on an engine, publishing
+// to a gated publisher through a queue of queueBytes; the gate opens and
+// the module closes when the test ends.
+func startGated(t *testing.T, queueBytes int) (*gatedPublisher, *engine.Engine, *streammodule.Module) {
+	t.Helper()
+	pub := &gatedPublisher{gate: make(chan struct{}), seqs: map[string][]string{}}
+	e := moduletest.Start(t, "")
+	m, err := streammodule.New(streammodule.Config{
+		OpenStore:         func(o store.Options) (store.Store, error) { return store.NewMemory(o), nil },
+		Publisher:         pub,
+		PublishQueueBytes: queueBytes,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		pub.open()
+		m.Close()
+	})
+	if err := m.Register(e); err != nil {
+		t.Fatal(err)
+	}
+	return pub, e, m
 }
 
 func (p *gatedPublisher) count() int {
@@ -47,26 +78,7 @@ func (p *gatedPublisher) count() int {
 // sequence order per group; and with the queue full, writes wait instead
 // of dropping events.
 func TestWritesDoNotWaitForPublishing(t *testing.T) {
-	pub := &gatedPublisher{gate: make(chan struct{}), seqs: map[string][]string{}}
-	e := moduletest.Start(t, "")
-	m, err := streammodule.New(streammodule.Config{
-		OpenStore:         func(o store.Options) (store.Store, error) { return store.NewMemory(o), nil },
-		Publisher:         pub,
-		PublishQueueBytes: 4 << 10,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := false
-	t.Cleanup(func() {
-		if !closed {
-			close(pub.gate)
-			m.Close()
-		}
-	})
-	if err := m.Register(e); err != nil {
-		t.Fatal(err)
-	}
+	pub, e, m := startGated(t, 4<<10)
 	set := func(group string, n int) error {
 		_, err := e.Trigger(context.Background(), engine.Call{FunctionID: streammodule.FnSet,
 			Payload: []byte(fmt.Sprintf(`{"stream_name":"s","group_id":%q,"item_id":"i%d","data":{"n":%d}}`, group, n%3, n))})
@@ -124,12 +136,11 @@ func TestWritesDoNotWaitForPublishing(t *testing.T) {
 	if last >= writers*each {
 		t.Fatalf("all %d writes went through with the publisher stuck and a 4 KiB queue", last)
 	}
-	close(pub.gate)
+	pub.open()
 	wg.Wait()
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	closed = true
 	if got, want := pub.count(), 4+writers*each; got != want {
 		t.Fatalf("published %d events, want %d", got, want)
 	}
@@ -163,5 +174,53 @@ func TestStatsCountPublishesAndHistory(t *testing.T) {
 	st := s.Module.Stats()
 	if st.HistoryEvents != 2 || st.HistoryBytes < 2*len(`{"data":0}`) || st.PublishErrors != 0 {
 		t.Fatalf("Stats() = %+v, want 2 events of history and no publish errors", st)
+	}
+}
+
+// TestFullPublishQueueServesWaitersInOrder: commits waiting for room in
+// the publish queue get it in the order they came. A large event that
+// waits is not overtaken by smaller ones that would fit sooner, so no
+// writer starves while others keep the queue busy.
+func TestFullPublishQueueServesWaitersInOrder(t *testing.T) {
+	pub, e, m := startGated(t, 2<<10)
+	set := func(group string, size int) error {
+		_, err := e.Trigger(context.Background(), engine.Call{FunctionID: streammodule.FnSet,
+			Payload: []byte(fmt.Sprintf(`{"stream_name":"s","group_id":%q,"item_id":"i","data":%q}`, group, strings.Repeat("x", size)))})
+		return err
+	}
+	// 1.2 KiB held by the stuck publisher: a 1.5 KiB event must wait.
+	if err := set("first", 1200); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan string, 8)
+	write := func(group string, size int) {
+		go func() {
+			if err := set(group, size); err != nil {
+				t.Error(err)
+			}
+			done <- group
+		}()
+	}
+	write("big", 1500)
+	poll.CheckFor(t, 10*time.Second, poll.Holds("the large write waits", func() bool { return streammodule.PublishWaiting(m) == 1 }))
+	// 100 bytes would fit beside the first event, but they came later.
+	for i := range 3 {
+		write("small"+strconv.Itoa(i), 100)
+		poll.CheckFor(t, 10*time.Second, poll.Holds("the small write waits behind the large one", func() bool {
+			select {
+			case g := <-done:
+				t.Fatalf("%s went into the queue ahead of the large write that waited before it", g)
+			default:
+			}
+			return streammodule.PublishWaiting(m) == 2+i
+		}))
+	}
+	pub.open()
+	for range 4 {
+		<-done
+	}
+	m.Close()
+	if got, want := strings.Join(pub.order, ","), "first,big,small0,small1,small2"; got != want {
+		t.Fatalf("published %s, want %s", got, want)
 	}
 }
