@@ -78,7 +78,9 @@ type Config struct {
 	Publisher Publisher
 	// PublishQueueBytes bounds the event frames committed and not yet
 	// handed to the Publisher; a write that finds the queue full waits
-	// for room, so no event is dropped for want of room. Default DefaultPublishQueueBytes.
+	// for room, so no event is dropped for want of room; it also bounds
+	// the refused events kept to publish again. Default
+	// DefaultPublishQueueBytes.
 	PublishQueueBytes int
 	// History, if set, serves Since instead of the module's own memory:
 	// a history every engine shares (natsfanout.History).
@@ -206,8 +208,8 @@ func (m *Module) eventHeadroom() int { return 3*6*m.cfg.MaxNameBytes + 2048 }
 // Stats is a snapshot of the module's counters.
 type Stats struct {
 	// Published counts the events handed to the Publisher (NATS), and
-	// PublishErrors those it failed to take (logged; lost to live
-	// subscribers, who catch up from history).
+	// PublishErrors those it refused (logged, and published again until
+	// it takes them or a later event of their group).
 	Published, PublishErrors int64
 	// HistoryEvents and HistoryBytes are what the in-memory history
 	// holds for since (0 with a shared Config.History).

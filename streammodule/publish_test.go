@@ -10,11 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/enginetest"
 	"github.com/trinehq/trine/internal/moduletest"
+	"github.com/trinehq/trine/internal/natstest"
 	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/internal/streamtest"
 	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/natsfanout"
 	"github.com/trinehq/trine/streammodule/store"
 )
 
@@ -223,4 +228,62 @@ func TestFullPublishQueueServesWaitersInOrder(t *testing.T) {
 	if got, want := strings.Join(pub.order, ","), "first,big,small0,small1,small2"; got != want {
 		t.Fatalf("published %s, want %s", got, want)
 	}
+}
+
+// TestRefusedEventIsPublishedAgain: an event NATS refuses (the engine's
+// connection is down and buffers nothing) is published again once NATS
+// takes it, without another write to its group, so subscribers converge.
+func TestRefusedEventIsPublishedAgain(t *testing.T) {
+	ns := natstest.Start(t)
+	p := enginetest.NewProxy(t, ns.Addr().String())
+	nc, err := nats.Connect("nats://"+p.Addr, nats.ReconnectBufSize(-1), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	e := moduletest.Start(t, "")
+	m, err := streammodule.New(streammodule.Config{
+		OpenStore: func(o store.Options) (store.Store, error) { return store.NewMemory(o), nil },
+		Publisher: natsfanout.NewPublisher(nc),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := m.Register(e); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []string
+	cancel, err := natsfanout.NewSubscriber(natstest.Connect(t, ns)).Subscribe("s", "g", func(ev []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, string(ev))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	received := func(seq string) func() error {
+		return poll.Holds("the subscriber has the event of "+seq, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(got) > 0 && containsSeq(got[len(got)-1], seq)
+		})
+	}
+	set := func(n int) {
+		t.Helper()
+		if _, err := e.Trigger(context.Background(), engine.Call{FunctionID: streammodule.FnSet,
+			Payload: []byte(fmt.Sprintf(`{"stream_name":"s","group_id":"g","item_id":"i","data":%d}`, n))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(1)
+	poll.CheckFor(t, 10*time.Second, received(`"seq":1`))
+	p.Partition()
+	poll.CheckFor(t, 10*time.Second, poll.Holds("the publisher's connection is down", func() bool { return nc.Status() == nats.RECONNECTING }))
+	set(2)
+	poll.CheckFor(t, 10*time.Second, poll.Holds("NATS refused the event", func() bool { return m.Stats().PublishErrors >= 1 }))
+	p.Heal()
+	poll.CheckFor(t, 10*time.Second, received(`"seq":2`))
 }

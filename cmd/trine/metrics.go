@@ -150,7 +150,7 @@ func moduleStats(mods *engineModules) stats {
 	st := stats{
 		counter("trine_stream_publishes_total", "Stream events the engine published to NATS for gateways.",
 			func() float64 { return float64(mods.streams.Stats().Published) }),
-		counter("trine_stream_publish_errors_total", "Stream events NATS did not take (logged; subscribers catch up from history).",
+		counter("trine_stream_publish_errors_total", "Stream events NATS refused (logged, and published again until NATS takes them or a later event of their group).",
 			func() float64 { return float64(mods.streams.Stats().PublishErrors) }),
 		gauge("trine_stream_history_events", "Events the engine's in-memory history holds for since (0 with --store jetstream, whose history is in JetStream).",
 			func() float64 { return float64(mods.streams.Stats().HistoryEvents) }),
