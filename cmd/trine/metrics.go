@@ -179,31 +179,58 @@ func moduleStats(mods *engineModules) stats {
 }
 
 // queueFigures reads the queues' figures from JetStream at most once a
-// scrape, and not at all while the queues wait for JetStream.
+// second, and not at all while the queues wait for JetStream. A read runs
+// on a goroutine of its own and a scrape waits for it at most
+// queueFiguresWait, then gives the figures read last: /metrics never
+// hangs on a NATS connection that does.
 type queueFigures struct {
-	mods *engineModules
-	mu   sync.Mutex
-	at   time.Time
-	figs map[string][3]float64 // depth, in flight, dead letters
+	mods    *engineModules
+	mu      sync.Mutex
+	at      time.Time // of the last read begun
+	reading chan struct{}
+	figs    map[string][3]float64 // depth, in flight, dead letters
 }
+
+// queueFiguresWait is the longest a scrape waits for the queues' figures.
+const queueFiguresWait = 100 * time.Millisecond
 
 func (q *queueFigures) read() map[string][3]float64 {
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.figs != nil && time.Since(q.at) < time.Second {
-		return q.figs
+	if q.reading == nil && time.Since(q.at) >= time.Second {
+		q.at, q.reading = time.Now(), make(chan struct{})
+		go q.refresh(q.reading)
 	}
+	reading := q.reading
+	q.mu.Unlock()
+	if reading != nil {
+		timer := time.NewTimer(queueFiguresWait)
+		select {
+		case <-reading:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.figs
+}
+
+// refresh reads the figures, within 2 seconds, and closes done.
+func (q *queueFigures) refresh(done chan struct{}) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	q.figs, q.at = map[string][3]float64{}, time.Now()
 	fig, err := q.mods.queues.Figures(ctx)
-	if err != nil {
-		return q.figs
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.reading = nil
+	close(done)
+	if err != nil { // keep the last figures (none while the queues wait for JetStream)
+		return
 	}
+	q.figs = make(map[string][3]float64, len(fig))
 	for _, f := range fig {
 		q.figs[f.Queue] = [3]float64{float64(f.Depth), float64(f.InFlight), float64(f.DeadLetters)}
 	}
-	return q.figs
 }
 
 // queueStats are the named queues' figures (from JetStream) and this

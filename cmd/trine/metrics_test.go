@@ -156,3 +156,32 @@ func TestMetricsMove(t *testing.T) {
 		}))
 	}
 }
+
+// TestMetricsDoNotWaitForAFrozenNATS: while the NATS connection hangs
+// (the server answers nothing, the socket stays open), /metrics still
+// answers at once, with the queues' figures it read last.
+func TestMetricsDoNotWaitForAFrozenNATS(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Start(t)
+	p := enginetest.NewProxy(t, ns.Addr().String())
+	conf := writeTemp(t, "queues:\n  jobs:\n    max_retries: 2\n")
+	e := startEngine(t, trineBin, testEnv(), engineArgs(t, "--config", conf, "--nats-url", "nats://"+p.Addr, "--store", "memory")...)
+	t.Cleanup(p.Thaw) // before the engine stops
+	poll.CheckFor(t, 20*time.Second, poll.Holds("the queue figures", func() bool {
+		_, body := get(t, e.http+"/metrics")
+		return metricValue(body, `trine_queue_depth{queue="jobs"}`) == 0
+	}))
+	p.Freeze()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for start := time.Now(); time.Since(start) < 3*time.Second; <-tick.C {
+		t0 := time.Now()
+		code, body := get(t, e.http+"/metrics")
+		if d := time.Since(t0); d > 1500*time.Millisecond { // a read waits 2 s for a frozen NATS
+			t.Fatalf("GET /metrics took %v with NATS frozen", d)
+		}
+		if code != 200 || metricValue(body, `trine_queue_depth{queue="jobs"}`) != 0 {
+			t.Fatalf("GET /metrics = %d without the last queue figures:\n%s", code, body)
+		}
+	}
+}

@@ -129,6 +129,15 @@ func (p *Proxy) Freeze() {
 	p.frozen = true
 }
 
+// Thaw ends a Freeze: it closes the frozen connections (what they lost
+// cannot be made up), and new ones forward again.
+func (p *Proxy) Thaw() {
+	p.mu.Lock()
+	p.frozen = false
+	p.mu.Unlock()
+	p.Cut()
+}
+
 // Cut closes every connection through the proxy; new ones are still accepted.
 func (p *Proxy) Cut() {
 	p.mu.Lock()
