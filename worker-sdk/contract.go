@@ -97,7 +97,10 @@ func DefineStream[T any](ctx context.Context, w *Worker, name string, opts ...De
 	if err := s.ready("define"); err != nil {
 		return nil, err
 	}
-	o := applyOptions(defineOptions{version: 1}, opts, DefineOption.applyDefine)
+	o, err := applyOptions(defineOptions{version: 1}, opts, DefineOption.applyDefine)
+	if err != nil {
+		return nil, err
+	}
 	if o.err != nil {
 		return nil, errorf(CodeInvalidArgument, "stream %q: define: %v", name, o.err)
 	}

@@ -58,10 +58,8 @@ func (w *Worker) RegisterFunction(ctx context.Context, id string, h Handler, opt
 		return errorf(CodeInvalidArgument, "function %q has no handler", id)
 	}
 	f := &function{id: id, handler: h}
-	for _, o := range opts {
-		if o != nil {
-			o.applyFunction(f)
-		}
+	if _, err := applyOptions(struct{}{}, opts, func(o FunctionOption, _ *struct{}) { o.applyFunction(f) }); err != nil {
+		return err
 	}
 	if f.wantTyped && !f.typed {
 		f.err = errors.Join(f.err, errors.New("WithTypedFormats needs RegisterFunctionTyped, which knows the types"))

@@ -16,7 +16,7 @@ func TestDefaultLogger(t *testing.T) {
 			t.Errorf("%s: default logger enabled at warn %v, info %v; want warn only", name, h.Enabled(ctx, slog.LevelWarn), h.Enabled(ctx, slog.LevelInfo))
 		}
 	}
-	o := applyOptions(defaultOptions(), []Option{WithLogger(nil)}, Option.applyWorker)
+	o, _ := applyOptions(defaultOptions(), []Option{WithLogger(nil)}, Option.applyWorker)
 	if o.logger.Handler().Enabled(ctx, slog.LevelError) {
 		t.Error("WithLogger(nil) logs errors, want nothing")
 	}

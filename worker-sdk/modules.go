@@ -69,7 +69,11 @@ func (st *State[T]) Set(ctx context.Context, key string, v T, opts ...WriteOptio
 	}
 	in := st.key(key)
 	in["value"] = v
-	if o := writeOpts(opts); o.ifSeq != nil {
+	o, err := writeOpts(opts)
+	if err != nil {
+		return Change[T]{}, err
+	}
+	if o.ifSeq != nil {
 		in["if_seq"] = *o.ifSeq
 	}
 	return st.s.change(ctx, fmt.Sprintf("set %q", key), fnStateSet, in)
@@ -85,7 +89,11 @@ func (st *State[T]) Update(ctx context.Context, key string, ops []UpdateOp, opts
 	}
 	in := st.key(key)
 	in["ops"] = ops
-	if o := writeOpts(opts); o.ifSeq != nil {
+	o, err := writeOpts(opts)
+	if err != nil {
+		return Change[T]{}, err
+	}
+	if o.ifSeq != nil {
 		in["if_seq"] = *o.ifSeq
 	}
 	return st.s.change(ctx, fmt.Sprintf("update %q", key), fnStateUpdate, in)
@@ -98,7 +106,11 @@ func (st *State[T]) Delete(ctx context.Context, key string, opts ...WriteOption)
 		return nil, 0, err
 	}
 	in := st.key(key)
-	if o := writeOpts(opts); o.ifSeq != nil {
+	o, err := writeOpts(opts)
+	if err != nil {
+		return nil, 0, err
+	}
+	if o.ifSeq != nil {
 		in["if_seq"] = *o.ifSeq
 	}
 	what := fmt.Sprintf("delete %q", key)
@@ -144,7 +156,10 @@ func (st *State[T]) List(ctx context.Context, opts ...ListOption) (Page[T], erro
 	if err := st.ready("list"); err != nil {
 		return Page[T]{}, err
 	}
-	o := listOpts(opts)
+	o, err := listOpts(opts)
+	if err != nil {
+		return Page[T]{}, err
+	}
 	in := map[string]any{"scope": st.s.name, "after": ""}
 	if o.after != nil {
 		in["after"] = *o.after

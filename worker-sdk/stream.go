@@ -183,11 +183,11 @@ func (s *Stream[T]) change(ctx context.Context, what, fn string, in any) (Change
 	return ch, nil
 }
 
-func writeOpts(opts []WriteOption) writeOptions {
+func writeOpts(opts []WriteOption) (writeOptions, error) {
 	return applyOptions(writeOptions{}, opts, WriteOption.applyWrite)
 }
 
-func listOpts(opts []ListOption) listOptions {
+func listOpts(opts []ListOption) (listOptions, error) {
 	return applyOptions(listOptions{}, opts, ListOption.applyList)
 }
 
@@ -199,7 +199,10 @@ func (s *Stream[T]) Set(ctx context.Context, group, id string, v T, opts ...Writ
 	if err := s.ready("set"); err != nil {
 		return Change[T]{}, err
 	}
-	o := writeOpts(opts)
+	o, err := writeOpts(opts)
+	if err != nil {
+		return Change[T]{}, err
+	}
 	in := struct {
 		keyInput
 		Data  T       `json:"data"`
@@ -216,7 +219,10 @@ func (s *Stream[T]) Update(ctx context.Context, group, id string, ops []UpdateOp
 	if err := s.ready("update"); err != nil {
 		return Change[T]{}, err
 	}
-	o := writeOpts(opts)
+	o, err := writeOpts(opts)
+	if err != nil {
+		return Change[T]{}, err
+	}
 	if ops == nil {
 		ops = []UpdateOp{}
 	}
@@ -236,7 +242,10 @@ func (s *Stream[T]) Delete(ctx context.Context, group, id string, opts ...WriteO
 	if err := s.ready("delete"); err != nil {
 		return nil, 0, err
 	}
-	o := writeOpts(opts)
+	o, err := writeOpts(opts)
+	if err != nil {
+		return nil, 0, err
+	}
 	what := fmt.Sprintf("delete %q/%q", group, id)
 	in := struct {
 		keyInput
@@ -309,7 +318,10 @@ func (s *Stream[T]) List(ctx context.Context, group string, opts ...ListOption) 
 	if err := s.ready("list"); err != nil {
 		return Page[T]{}, err
 	}
-	o := listOpts(opts)
+	o, err := listOpts(opts)
+	if err != nil {
+		return Page[T]{}, err
+	}
 	what := fmt.Sprintf("list %q", group)
 	in := struct {
 		keyInput
@@ -381,7 +393,10 @@ func (s *Stream[T]) Send(ctx context.Context, group, eventType string, data any,
 	if err := s.ready("send"); err != nil {
 		return 0, err
 	}
-	o := applyOptions(sendOptions{}, opts, SendOption.applySend)
+	o, err := applyOptions(sendOptions{}, opts, SendOption.applySend)
+	if err != nil {
+		return 0, err
+	}
 	in := struct {
 		keyInput
 		Type string  `json:"type"`

@@ -178,7 +178,10 @@ func Subscribe(ctx context.Context, baseURL, stream, group string, opts ...Subsc
 	if ctx == nil {
 		return nil, errorf(CodeInvalidArgument, "subscribe: nil context")
 	}
-	o := applyOptions(defaultSubscribeOptions(), opts, SubscribeOption.applySubscribe)
+	o, err := applyOptions(defaultSubscribeOptions(), opts, SubscribeOption.applySubscribe)
+	if err != nil {
+		return nil, err
+	}
 	if err := o.validate(stream, group); err != nil {
 		return nil, err
 	}

@@ -17,18 +17,36 @@ import (
 // things (WithLogger configures a Worker and a Subscription; WithItem a
 // Send and a Subscribe), so each kind of option is an interface and an
 // option value implements each kind it applies to, as in the OpenTelemetry
-// Go API.
+// Go API. A nil option is ignored wherever options are taken; a value that
+// holds no option (a type embedding a nil one) is refused with
+// invalid_argument, and nothing is done.
 
 // applyOptions applies each option of opts that is not nil to o, in
-// order, and returns o.
-func applyOptions[O any, F comparable](o O, opts []F, apply func(F, *O)) O {
+// order, and returns o. An option that holds none (a value of a type
+// embedding a nil option) is refused with invalid_argument.
+func applyOptions[O any, F comparable](o O, opts []F, apply func(F, *O)) (O, error) {
 	var none F
-	for _, f := range opts {
-		if f != none {
-			apply(f, &o)
+	for i, f := range opts {
+		if f == none {
+			continue
+		}
+		if err := applyOne(i, f, func() { apply(f, &o) }); err != nil {
+			return o, err
 		}
 	}
-	return o
+	return o, nil
+}
+
+// applyOne runs apply, the application of option i, f; an option that
+// holds none panics there, and is refused.
+func applyOne(i int, f any, apply func()) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = errorf(CodeInvalidArgument, "option %d (%T) is empty: %v", i+1, f, p)
+		}
+	}()
+	apply()
+	return nil
 }
 
 // Option configures a Worker (RegisterWorker).

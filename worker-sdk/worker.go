@@ -88,7 +88,7 @@ func NewWorker(addr string, opts ...Option) (*Worker, error) {
 func RegisterWorker(addr string, opts ...Option) *Worker { return newWorker(addr, opts) }
 
 func newWorker(addr string, opts []Option) *Worker {
-	o := applyOptions(defaultOptions(), opts, Option.applyWorker)
+	o, optErr := applyOptions(defaultOptions(), opts, Option.applyWorker)
 	ctx, stop := context.WithCancel(context.Background())
 	w := &Worker{
 		opts: o, log: o.logger, ctx: ctx, stop: stop, downSince: time.Now(),
@@ -98,7 +98,10 @@ func newWorker(addr string, opts []Option) *Worker {
 	if o.concurrency > 0 {
 		w.sem = make(chan struct{}, o.concurrency)
 	}
-	w.initErr = o.validate()
+	w.initErr = optErr
+	if w.initErr == nil {
+		w.initErr = o.validate()
+	}
 	for _, t := range strings.Split(addr, ",") {
 		if t = strings.TrimSpace(t); t != "" {
 			w.targets = append(w.targets, t)
