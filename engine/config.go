@@ -12,6 +12,12 @@ import (
 )
 
 // Config tunes an Engine. The zero Config is valid.
+// Defaults of the calls one worker connection may have in flight.
+const (
+	DefaultMaxCallsPerWorker     = 1024
+	DefaultMaxCallBytesPerWorker = 64 << 20
+)
+
 type Config struct {
 	// DefaultTimeout bounds calls whose caller set no deadline. Default 30s.
 	DefaultTimeout time.Duration
@@ -44,6 +50,15 @@ type Config struct {
 	// MaxTriggers caps the triggers of all connections together. Default
 	// 100000.
 	MaxTriggers int
+	// MaxCallsPerWorker caps the calls one worker connection has in
+	// flight at once: awaited calls until they answer, void calls until
+	// their function returns, enqueues until the queue took them. One
+	// more is refused with overloaded. Default 1024.
+	MaxCallsPerWorker int
+	// MaxCallBytesPerWorker caps the payload bytes of those calls
+	// together (a call larger than it still runs when it is the
+	// connection's only one). Default 64 MiB.
+	MaxCallBytesPerWorker int
 	// MaxFunctionsPerWorker caps the functions one worker connection
 	// serves. Default 1000.
 	MaxFunctionsPerWorker int
@@ -136,6 +151,8 @@ func (c Config) withDefaults() Config {
 	}
 	defaults.Positive(&c.MaxTriggersPerWorker, 1000)
 	defaults.Positive(&c.MaxTriggers, 100000)
+	defaults.Positive(&c.MaxCallsPerWorker, DefaultMaxCallsPerWorker)
+	defaults.Positive(&c.MaxCallBytesPerWorker, DefaultMaxCallBytesPerWorker)
 	defaults.Positive(&c.MaxFunctionsPerWorker, 1000)
 	defaults.Positive(&c.MaxFunctions, 10000)
 	defaults.Positive(&c.MaxRegistrationBytesPerWorker, 16<<20)

@@ -228,6 +228,12 @@ func (e *Engine) TriggerVoid(c Call) error {
 }
 
 func (e *Engine) triggerVoid(c Call) (err error) {
+	held := c.held // released when the call ends, here or on its goroutine
+	defer func() {
+		if held != nil {
+			held.release(c.heldBytes)
+		}
+	}()
 	base := context.Background()
 	if e.tracer != nil {
 		var span trace.Span
@@ -244,9 +250,13 @@ func (e *Engine) triggerVoid(c Call) (err error) {
 		defer e.inflight.remove(slot, cancel)
 		return s.invokeVoid(ctx, c)
 	}
+	held = nil
 	go func() {
 		defer e.calls.Done()
 		defer e.inflight.remove(slot, cancel)
+		if c.held != nil {
+			defer c.held.release(c.heldBytes)
+		}
 		if _, err := h.Handle(ctx, c); err != nil {
 			e.log.Debug("void call failed", LogFunctionID, c.FunctionID, "error", err)
 		}

@@ -35,6 +35,11 @@ func (s *Session) Enqueue(ctx context.Context, queue string, c Call) ([]byte, er
 	if err := s.e.CanCall(s.grant, c.FunctionID); err != nil {
 		return nil, err
 	}
+	n := len(c.Payload)
+	if err := s.admit(c.FunctionID, n); err != nil {
+		return nil, err
+	}
+	defer s.release(n)
 	if g := s.grant; g != nil && g.access.MiddlewareFunctionID != "" {
 		action, _ := json.Marshal(map[string]string{"type": "enqueue", "queue": queue})
 		mc, err := s.e.throughMiddleware(g, c, action)

@@ -37,6 +37,11 @@ type Call struct {
 	// compact says that the engine checked Payload at the edge and found
 	// it compact, so that Input copies members without compacting them.
 	compact bool
+	// held is the session whose calls in flight count this void call
+	// until its function returns (Session.CallVoid), heldBytes its
+	// count; nil for calls of no session.
+	held      *Session
+	heldBytes int
 }
 
 // Handler runs one function. Handle must return promptly once ctx is done.

@@ -90,6 +90,10 @@ type Session struct {
 	inflight    atomic.Int64
 	done        chan struct{}
 
+	callMu    sync.Mutex
+	calls     int // the session's own calls in flight (admit)
+	callBytes int // their payload bytes
+
 	mu      sync.Mutex
 	pending map[string]chan result // invocations and trigger configs awaiting an answer
 	closed  bool
@@ -416,16 +420,58 @@ func (s *Session) Call(ctx context.Context, c Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	n := len(c.Payload)
+	if err := s.admit(c.FunctionID, n); err != nil {
+		return nil, err
+	}
+	defer s.release(n)
 	return s.e.Trigger(ctx, c)
 }
 
-// CallVoid is the worker's own void trigger.
+// CallVoid is the worker's own void trigger. It counts among the
+// session's calls in flight until its function returns.
 func (s *Session) CallVoid(c Call) error {
 	c, err := s.authorize(c)
 	if err != nil {
 		return err
 	}
+	n := len(c.Payload)
+	if err := s.admit(c.FunctionID, n); err != nil {
+		if o, ok := s.e.cfg.Observer.(VoidObserver); ok {
+			o.VoidCall(c.FunctionID, codes.Overloaded)
+		}
+		return err
+	}
+	c.held, c.heldBytes = s, n
 	return s.e.TriggerVoid(c)
+}
+
+// admit counts a call of n payload bytes among the session's calls in
+// flight, or refuses it with overloaded past MaxCallsPerWorker or
+// MaxCallBytesPerWorker. The caller releases it when it ends. Refusing
+// (rather than not reading the connection) keeps the worker's answers to
+// its own invocations flowing while its calls wait.
+func (s *Session) admit(fn string, n int) error {
+	s.callMu.Lock()
+	defer s.callMu.Unlock()
+	cfg := &s.e.cfg
+	switch {
+	case s.calls >= cfg.MaxCallsPerWorker:
+		return Errorf(codes.Overloaded, "call of %q refused: this connection has %d calls in flight, the most one may (--max-calls-per-worker)", fn, s.calls)
+	case s.calls > 0 && s.callBytes+n > cfg.MaxCallBytesPerWorker:
+		return Errorf(codes.Overloaded, "call of %q refused: this connection's %d calls in flight carry %d bytes, and %d more would pass %d (--max-call-bytes-per-worker)", fn, s.calls, s.callBytes, n, cfg.MaxCallBytesPerWorker)
+	}
+	s.calls++
+	s.callBytes += n
+	return nil
+}
+
+// release ends a call admit counted.
+func (s *Session) release(n int) {
+	s.callMu.Lock()
+	s.calls--
+	s.callBytes -= n
+	s.callMu.Unlock()
 }
 
 // authorize checks a call of the session's and routes it through the

@@ -70,6 +70,8 @@ func limitSettings(c *engineConfig) []setting {
 		row("default-timeout", "DURATION", "30s", "deadline of calls whose caller sets none", &c.Engine.DefaultTimeout, positiveDuration),
 		row("shutdown-grace", "DURATION", "10s", "time in-flight calls get to finish on SIGINT/SIGTERM", &c.Engine.ShutdownGrace, positiveDuration),
 		row("max-triggers-per-worker", "N", "1000", "triggers one worker connection may own; more: overloaded", &c.Engine.MaxTriggersPerWorker, positiveInt),
+		row("max-calls-per-worker", "N", strconv.Itoa(engine.DefaultMaxCallsPerWorker), "calls one worker connection may have in flight at once (awaited, void until their function returns, enqueues); one more is refused with overloaded", &c.Engine.MaxCallsPerWorker, positiveInt),
+		row("max-call-bytes-per-worker", "N", strconv.Itoa(engine.DefaultMaxCallBytesPerWorker), "payload bytes of one worker connection's calls in flight together; one more is refused with overloaded (a larger call runs when it is the connection's only one)", &c.Engine.MaxCallBytesPerWorker, positiveInt),
 		row("max-triggers", "N", "100000", "triggers all connections together may own; more: overloaded", &c.Engine.MaxTriggers, positiveInt),
 		row("max-functions-per-worker", "N", "1000", "functions one worker connection may serve; more: overloaded", &c.Engine.MaxFunctionsPerWorker, positiveInt),
 		row("max-functions", "N", "10000", "functions the engine may hold, built-ins included; more: overloaded", &c.Engine.MaxFunctions, positiveInt),

@@ -24,6 +24,7 @@ import (
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
 	"github.com/trinehq/trine/internal/enginetest"
+	"github.com/trinehq/trine/internal/poll"
 	trinev1 "github.com/trinehq/trine/proto/trine/v1"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
@@ -486,5 +487,78 @@ func TestOversizeFrames(t *testing.T) {
 	}
 	if !srv.Engine.HasFunction("big::fn") {
 		t.Fatal("the worker's registration went with its oversize frames")
+	}
+}
+
+// TestCallsInFlightPerWorkerBounded: a worker that floods calls (awaited
+// and void) to a slow function and never reads its results has at most
+// MaxCallsPerWorker of them running, and at most MaxCallBytesPerWorker of
+// payload; the rest are refused with overloaded at once. Another
+// connection still gets its calls through meanwhile.
+func TestCallsInFlightPerWorkerBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		calls, bytes int
+		payload      int
+		wantInFlight int
+		void         bool
+	}{
+		{name: "count", calls: 8, bytes: 1 << 20, payload: 100, wantInFlight: 8},
+		{name: "bytes", calls: 1000, bytes: 10 << 10, payload: 3 << 10, wantInFlight: 3},
+		{name: "void", calls: 8, bytes: 1 << 20, payload: 100, wantInFlight: 8, void: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := enginetest.Start(t, engine.Config{MaxCallsPerWorker: tc.calls, MaxCallBytesPerWorker: tc.bytes}, grpcserver.Config{})
+			release := make(chan struct{})
+			var running, peak atomic.Int64
+			if err := srv.Engine.RegisterFunction("slow::f", "", engine.HandlerFunc(func(ctx context.Context, c engine.Call) ([]byte, error) {
+				n := running.Add(1)
+				defer running.Add(-1)
+				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+				}
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+				return []byte(`null`), nil
+			})); err != nil {
+				t.Fatal(err)
+			}
+			defer close(release)
+			c := client(t, srv.Addr)
+			stream, send := rawWorker(t, c, "flood")
+			payload := []byte(`"` + strings.Repeat("x", tc.payload-2) + `"`)
+			const sent = 200
+			for i := range sent {
+				call := &trinev1.Call{CallId: strconv.Itoa(i), FunctionId: "slow::f", Payload: payload}
+				if tc.void {
+					call.Action = trinev1.Action_ACTION_VOID
+				}
+				send(&trinev1.ConnectRequest{Frame: &trinev1.ConnectRequest_Call{Call: call}})
+			}
+			poll.CheckFor(t, 10*time.Second, poll.Holds("the admitted calls run", func() bool { return running.Load() == int64(tc.wantInFlight) }))
+			// The other connection is not held back by the flood.
+			if _, err := c.Trigger(t.Context(), &trinev1.TriggerRequest{FunctionId: "engine::health::check"}); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.void { // the refusals wait in the queue the worker does not read
+				overloaded := 0
+				for overloaded < sent-tc.wantInFlight {
+					f, err := stream.Recv()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if r := f.GetCallResult(); r != nil {
+						if r.GetError().GetCode() != "overloaded" {
+							t.Fatalf("call %s = %v, want overloaded", r.GetCallId(), r.GetError())
+						}
+						overloaded++
+					}
+				}
+			}
+			if p := peak.Load(); p != int64(tc.wantInFlight) {
+				t.Fatalf("%d calls of the worker ran at once, want %d", p, tc.wantInFlight)
+			}
+		})
 	}
 }
