@@ -2,6 +2,7 @@ package iiiserver_test
 
 import (
 	"errors"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/iiiserver"
 	"github.com/trinehq/trine/internal/poll"
 )
@@ -90,4 +92,27 @@ func TestTelemetryOffDropsAndCounts(t *testing.T) {
 	poll.CheckFor(t, 5*time.Second, poll.Holds("refused frame counted", func() bool {
 		return s2.srv.TelemetryDropped() == 1 && s2.srv.TelemetryForwarded() == 0
 	}))
+}
+
+// TestTelemetryNeedsTheListenersAuth: on a listener whose policy admits
+// workers, /otel admits only who the worker socket would: a client
+// without a token is refused (401) and cannot put spans of its choosing
+// into the trace pipeline, nor spend the forwarding budget of the
+// workers that may.
+func TestTelemetryNeedsTheListenersAuth(t *testing.T) {
+	t.Parallel()
+	sink := &telemetrySink{}
+	s := start(t, iiiserver.Config{Telemetry: sink, Access: &engine.Access{Tokens: noTokens{}}})
+	ws, res, err := websocket.Dial(t.Context(), s.url+"/otel", nil)
+	if err == nil {
+		_ = ws.Write(t.Context(), websocket.MessageBinary, []byte(`OTLP{"resourceSpans":[{"forged":true}]}`))
+		_ = ws.Close(websocket.StatusNormalClosure, "")
+		t.Fatal("an unauthenticated client opened /otel on a listener that requires a token")
+	}
+	if res == nil || res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("dial /otel without a token: %v, want 401", err)
+	}
+	if got := sink.forwarded(); len(got) != 0 || s.srv.TelemetryForwarded() != 0 {
+		t.Fatalf("forwarded %q", got)
+	}
 }
