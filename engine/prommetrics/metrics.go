@@ -91,15 +91,22 @@ func (m *Metrics) VoidCall(functionID string, code engine.Code) {
 
 // labels are a call's function_id and code labels.
 func (m *Metrics) labels(functionID string, code engine.Code) (string, string) {
-	switch code {
-	case codes.FunctionNotFound:
+	has := m.known.Load()
+	switch {
+	case code == codes.FunctionNotFound:
 		functionID = unlabelled
-	case codes.InvalidArgument, codes.Unavailable:
+	case code == codes.InvalidArgument, code == codes.Unavailable:
 		// Refused before routing (a bad id or payload) or answered by
 		// the function itself: only a registered id keeps its label.
-		if has := m.known.Load(); has == nil || !(*has)(functionID) {
+		if has == nil || !(*has)(functionID) {
 			functionID = unlabelled
 		}
+	case has != nil && functionID != elsewhere && !(*has)(functionID):
+		// Not served here: the call went to the other engines over
+		// NATS, and may have ended before any answered (a payload over
+		// max_payload, a deadline), so the id may be made up. The
+		// engine that served it counts it under its id.
+		functionID = elsewhere
 	}
 	c := string(code)
 	if c == "" {

@@ -3,15 +3,21 @@ package prommetrics_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/engine/natsroute"
 	"github.com/trinehq/trine/engine/prommetrics"
+	"github.com/trinehq/trine/internal/natstest"
 )
 
 // observed returns an engine whose calls m counts into reg.
@@ -118,5 +124,39 @@ trine_void_calls_total{code="ok",function_id="t::bg"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "trine_void_calls_total"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMadeUpIdsRoutedToNATSDoNotGrowLabels: a call for an id no engine
+// serves goes to NATS, and may fail there before any engine answered
+// (a payload over the server's max_payload, a deadline): such made-up
+// ids must not become label values, or any caller could grow /metrics
+// without bound.
+func TestMadeUpIdsRoutedToNATSDoNotGrowLabels(t *testing.T) {
+	ns := natstest.StartOptions(t, server.Options{MaxPayload: 1 << 10})
+	reg := prometheus.NewPedanticRegistry()
+	m, err := prommetrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := natsroute.New(natstest.Connect(t, ns), slog.New(slog.DiscardHandler))
+	e, err := engine.New(engine.Config{Observer: m, Remote: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Known(e.HasFunction)
+	big := []byte(`"` + strings.Repeat("x", 2<<10) + `"`)
+	for i := range 20 {
+		_, err := e.Trigger(t.Context(), engine.Call{FunctionID: fmt.Sprintf("made-up-%d", i), Payload: big})
+		if err == nil {
+			t.Fatal("a call of a made-up id succeeded")
+		}
+		_, _ = e.Trigger(t.Context(), engine.Call{FunctionID: fmt.Sprintf("made-up-late-%d", i), Timeout: time.Nanosecond})
+		_ = e.TriggerVoid(engine.Call{FunctionID: fmt.Sprintf("made-up-void-%d", i), Payload: big})
+	}
+	for _, name := range []string{"trine_calls_total", "trine_call_duration_seconds", "trine_void_calls_total"} {
+		if n := testutil.CollectAndCount(reg, name); n > 3 {
+			t.Errorf("%s has %d series after calls of 60 made-up ids", name, n)
+		}
 	}
 }
