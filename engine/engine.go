@@ -273,6 +273,9 @@ func (e *Engine) route(c *Call) (Handler, *formats, error) {
 	if err := ValidateID("function id", c.FunctionID); err != nil {
 		return nil, nil, err
 	}
+	if err := vetTraceContext(c); err != nil {
+		return nil, nil, err
+	}
 	if len(c.Payload) > 0 {
 		compact, err := ScanJSONText(c.Payload)
 		if err != nil {

@@ -35,6 +35,9 @@ func (s *Session) Enqueue(ctx context.Context, queue string, c Call) ([]byte, er
 	if err := s.e.CanCall(s.grant, c.FunctionID); err != nil {
 		return nil, err
 	}
+	if err := vetTraceContext(&c); err != nil {
+		return nil, err
+	}
 	n := len(c.Payload)
 	if err := s.admit(c.FunctionID, n); err != nil {
 		return nil, err

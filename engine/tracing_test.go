@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	otelcodes "go.opentelemetry.io/otel/codes"
@@ -127,4 +128,52 @@ func BenchmarkTriggerBuiltin(b *testing.B) {
 		defer tp.Shutdown(context.Background())
 		run(b, engine.Config{TracerProvider: tp})
 	})
+}
+
+// TestTraceContextIsBounded: with tracing off the engine passes a call's
+// trace context on, so it vets it first: a traceparent that is not a W3C
+// one (malformed, or a megabyte of junk) is dropped, as W3C says, and
+// baggage over W3C's 8,192 bytes is refused with invalid_argument before
+// anything runs, instead of travelling to workers, over NATS and into
+// queued jobs.
+func TestTraceContextIsBounded(t *testing.T) {
+	e := newEngine(t, engine.Config{})
+	var got engine.Call
+	ran := 0
+	if err := e.RegisterFunction("ctx::f", "", engine.HandlerFunc(func(_ context.Context, c engine.Call) ([]byte, error) {
+		got, ran = c, ran+1
+		return []byte(`null`), nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	const valid = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	for _, tp := range []string{strings.Repeat("x", 1<<20), valid + strings.Repeat("-junk", 1000), "00-zz", "00-00000000000000000000000000000000-b7ad6b7169203331-01"} {
+		if _, err := e.Trigger(t.Context(), engine.Call{FunctionID: "ctx::f", Traceparent: tp}); err != nil {
+			t.Fatal(err)
+		}
+		if got.Traceparent != "" {
+			t.Fatalf("traceparent %.40q… (%d bytes) reached the function as %.40q", tp, len(tp), got.Traceparent)
+		}
+	}
+	// A later version's extra fields are cut, not carried on.
+	if _, err := e.Trigger(t.Context(), engine.Call{FunctionID: "ctx::f", Traceparent: "01" + valid[2:] + "-" + strings.Repeat("x", 1<<20)}); err != nil {
+		t.Fatal(err)
+	}
+	if got.Traceparent != valid {
+		t.Fatalf("a later version's traceparent reached the function as %.60q (%d bytes), want %s", got.Traceparent, len(got.Traceparent), valid)
+	}
+	if _, err := e.Trigger(t.Context(), engine.Call{FunctionID: "ctx::f", Traceparent: valid, Baggage: "k=v"}); err != nil {
+		t.Fatal(err)
+	}
+	if got.Traceparent != valid || got.Baggage != "k=v" {
+		t.Fatalf("a valid trace context reached the function as %q, %q", got.Traceparent, got.Baggage)
+	}
+	before := ran
+	_, err := e.Trigger(t.Context(), engine.Call{FunctionID: "ctx::f", Baggage: "k=" + strings.Repeat("v", 1<<20)})
+	if engine.AsError(err).Code != codes.InvalidArgument || ran != before {
+		t.Fatalf("1 MiB of baggage: %v (function ran %d times), want invalid_argument and nothing run", err, ran-before)
+	}
+	if err := e.TriggerVoid(engine.Call{FunctionID: "ctx::f", Baggage: "k=" + strings.Repeat("v", 1<<20)}); engine.AsError(err).Code != codes.InvalidArgument {
+		t.Fatalf("void call with 1 MiB of baggage: %v, want invalid_argument", err)
+	}
 }
