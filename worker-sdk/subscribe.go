@@ -222,7 +222,11 @@ func Subscribe(ctx context.Context, baseURL, stream, group string, opts ...Subsc
 func gatewayURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, errorf(CodeInvalidArgument, "subscribe: bad gateway URL %q: %v", raw, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL, which may hold a token
+		}
+		return nil, errorf(CodeInvalidArgument, "subscribe: bad gateway URL %q: %v", redactURL(raw), err)
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "ws", "http":
@@ -230,10 +234,10 @@ func gatewayURL(raw string) (*url.URL, error) {
 	case "wss", "https":
 		u.Scheme = "wss"
 	default:
-		return nil, errorf(CodeInvalidArgument, "subscribe: gateway URL %q: the scheme must be ws, wss, http or https", raw)
+		return nil, errorf(CodeInvalidArgument, "subscribe: gateway URL %q: the scheme must be ws, wss, http or https", redactURL(raw))
 	}
 	if u.Host == "" {
-		return nil, errorf(CodeInvalidArgument, "subscribe: gateway URL %q has no host", raw)
+		return nil, errorf(CodeInvalidArgument, "subscribe: gateway URL %q has no host", redactURL(raw))
 	}
 	u.Fragment, u.RawFragment = "", ""
 	return u, nil
@@ -340,6 +344,51 @@ func (s *Subscription) errorf(code Code, cause error, format string, args ...any
 		return e
 	}
 	return fmt.Errorf("%w: %w", e, cause)
+}
+
+// clientParams are the query parameters Subscribe sets itself; any other
+// may be a credential (?token=).
+var clientParams = map[string]bool{"since": true, "item_id": true, "stream": true, "group": true}
+
+// redactURL is target fit for errors and logs: the values of its query
+// parameters other than clientParams, and any password, are redacted.
+func redactURL(target string) string {
+	u, err := url.Parse(target)
+	if err != nil {
+		if i := strings.IndexAny(target, "?#"); i >= 0 {
+			return target[:i] + "?REDACTED"
+		}
+		return target
+	}
+	q := u.Query()
+	for k := range q {
+		if !clientParams[k] {
+			q[k] = []string{"REDACTED"}
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.Redacted()
+}
+
+// redactedError is an error whose text has its URL redacted.
+type redactedError struct {
+	err error
+	msg string
+}
+
+func (e redactedError) Error() string { return e.msg }
+func (e redactedError) Unwrap() error { return e.err }
+
+// redactError redacts target's query wherever err's text holds it (the
+// HTTP client names the URL with another scheme).
+func redactError(err error, target string) error {
+	u, perr := url.Parse(target)
+	msg := err.Error()
+	if perr != nil || u.RawQuery == "" || !strings.Contains(msg, u.RawQuery) {
+		return err
+	}
+	r, _ := url.Parse(redactURL(target))
+	return redactedError{err, strings.ReplaceAll(msg, u.RawQuery, r.RawQuery)}
 }
 
 // permanentError marks a failure that reconnecting cannot fix.
@@ -464,7 +513,7 @@ func (s *Subscription) dial() (*wsConn, error) {
 	defer cancel()
 	c, resp, err := websocket.Dial(ctx, target, &o)
 	if err != nil {
-		return nil, s.dialError(target, resp, err)
+		return nil, s.dialError(target, resp, redactError(err, target))
 	}
 	c.SetReadLimit(s.opts.readLimit)
 	cn.c = c
@@ -472,7 +521,7 @@ func (s *Subscription) dial() (*wsConn, error) {
 		cn.idle = time.AfterFunc(d, cn.onIdle)
 	}
 	s.connects.Add(1)
-	s.log.Debug("stream subscription connected", "url", target)
+	s.log.Debug("stream subscription connected", "url", redactURL(target))
 	return cn, nil
 }
 
@@ -499,7 +548,7 @@ func (s *Subscription) dialError(target string, resp *http.Response, err error) 
 	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests:
 		return s.errorf(CodeOverloaded, nil, "the gateway answered %s", why)
 	case code >= 400 && code < 500:
-		return permanentError{s.errorf(CodeInvalidArgument, nil, "the gateway refused %s: %s", target, why)}
+		return permanentError{s.errorf(CodeInvalidArgument, nil, "the gateway refused %s: %s", redactURL(target), why)}
 	default:
 		return s.errorf(CodeUnavailable, nil, "the gateway answered %s", why)
 	}

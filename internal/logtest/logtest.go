@@ -46,3 +46,10 @@ func (b *Buffer) Records(msg string) []map[string]any {
 	}
 	return out
 }
+
+// String is everything logged so far, one JSON record a line.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
