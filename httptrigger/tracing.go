@@ -17,14 +17,26 @@ const (
 	attrStatus = attribute.Key("http.response.status_code")
 )
 
+// knownMethods are the methods HTTP defines (RFC 9110 and PATCH), which
+// name a request's span as they are; any other is _OTHER, as the HTTP
+// conventions say.
+var knownMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true, http.MethodPatch: true,
+	http.MethodDelete: true, http.MethodConnect: true, http.MethodOptions: true, http.MethodTrace: true,
+}
+
 // traceRequest starts the server span of a request (HTTP conventions:
 // "{method} {route}" once the route is known), a child of the request's
 // W3C traceparent header when it has one, so that a trace begun in the
 // browser or a service in front continues through the function. end
 // records the status the request was answered with (0: 200).
 func (p *Provider) traceRequest(r *http.Request) (*http.Request, func(status int)) {
-	ctx, span := p.tracer.Start(tracing.Context(r.Context(), r.Header.Get("traceparent")), r.Method,
-		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrMethod.String(r.Method)))
+	name, method := "HTTP", "_OTHER" // a method HTTP does not define: anyone's to choose, up to the header limit
+	if knownMethods[r.Method] {
+		name, method = r.Method, r.Method
+	}
+	ctx, span := p.tracer.Start(tracing.Context(r.Context(), r.Header.Get("traceparent")), name,
+		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrMethod.String(method)))
 	return r.WithContext(ctx), func(status int) {
 		if status == 0 {
 			status = http.StatusOK

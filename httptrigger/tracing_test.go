@@ -3,6 +3,7 @@ package httptrigger_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -68,5 +69,39 @@ func TestTraceContinuesIncomingTraceparent(t *testing.T) {
 	last := rec.Ended()[len(rec.Ended())-1]
 	if last.Parent().IsValid() || last.SpanContext().TraceID() == parent.TraceID() {
 		t.Errorf("a request without traceparent made span %q with parent %v, want a new trace", last.Name(), last.Parent())
+	}
+}
+
+// TestTraceOfAnUnknownMethodIsBounded: a request's method is anyone's to
+// choose, up to the header limit; a method HTTP does not define makes a
+// span named HTTP with http.request.method _OTHER, as the HTTP
+// conventions say, instead of a span and attribute of 100 KB each.
+func TestTraceOfAnUnknownMethodIsBounded(t *testing.T) {
+	t.Parallel()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	h := startWith(t, engine.Config{TracerProvider: tp}, httptrigger.Config{TracerProvider: tp})
+	h.do(t, strings.Repeat("X", 100<<10), "/nowhere", nil)
+	h.do(t, "GET", "/nowhere", nil)
+	spans := rec.Ended()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans, want 2", len(spans))
+	}
+	for i, want := range []string{"_OTHER", "GET"} {
+		s := spans[i]
+		name := want
+		if want == "_OTHER" {
+			name = "HTTP"
+		}
+		got := ""
+		for _, kv := range s.Attributes() {
+			if kv.Key == "http.request.method" {
+				got = kv.Value.AsString()
+			}
+		}
+		if s.Name() != name || got != want {
+			t.Errorf("span %.40q (%d bytes) with method %.40q, want %s with %s", s.Name(), len(s.Name()), got, name, want)
+		}
 	}
 }
