@@ -27,6 +27,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -109,6 +110,8 @@ type Pipeline struct {
 	fwd       chan fwdMsg
 	fwdBytes  atomic.Int64 // what fwd holds, in bytes of OTLP JSON
 	fwdDone   chan struct{}
+	fwdCtx    context.Context // of the uploads; cancelled when Shutdown's deadline passes
+	fwdStop   context.CancelFunc
 	closeOnce sync.Once
 	shutErr   error
 }
@@ -182,8 +185,9 @@ func newPipeline(cfg Config, export sdktrace.TracerProviderOption) *Pipeline {
 	if cfg.SampleRatio >= 0 {
 		opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.SampleRatio))))
 	}
+	fwdCtx, fwdStop := context.WithCancel(context.Background())
 	return &Pipeline{cfg: cfg, tp: sdktrace.NewTracerProvider(opts...),
-		fwd: make(chan fwdMsg, 64), fwdDone: make(chan struct{})}
+		fwd: make(chan fwdMsg, 64), fwdDone: make(chan struct{}), fwdCtx: fwdCtx, fwdStop: fwdStop}
 }
 
 // TracerProvider is what components trace with.
@@ -200,7 +204,18 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 			close(p.fwd)
 		}
 		p.fwdMu.Unlock()
-		<-p.fwdDone
+		select {
+		case <-p.fwdDone:
+		case <-ctx.Done(): // a collector that hangs: drop what is left
+			p.fwdStop()
+			<-p.fwdDone
+		}
+		p.fwdStop()
+		if ctx.Err() != nil { // still end the batcher, with its own spans dropped
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			defer cancel()
+		}
 		p.shutErr = p.tp.Shutdown(ctx)
 	})
 	return p.shutErr
@@ -237,7 +252,11 @@ func (p *Pipeline) ForwardJSON(b []byte) error {
 func (p *Pipeline) forward() {
 	defer close(p.fwdDone)
 	for m := range p.fwd {
-		if err := p.client.UploadTraces(context.Background(), m.spans); err != nil {
+		if p.fwdCtx.Err() != nil {
+			p.fwdBytes.Add(-m.n)
+			continue
+		}
+		if err := p.client.UploadTraces(p.fwdCtx, m.spans); err != nil {
 			p.cfg.Logger.Warn("forwarded spans not exported", "error", err)
 		}
 		p.fwdBytes.Add(-m.n)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -68,5 +70,38 @@ func TestPipelineExportsAndForwards(t *testing.T) {
 func TestPipelineRefusesUnknownProtocol(t *testing.T) {
 	if _, err := otlp.New(t.Context(), otlp.Config{Protocol: "http/json"}); err == nil {
 		t.Fatal("New(http/json) succeeded")
+	}
+}
+
+// TestShutdownDoesNotWaitForAHungCollector: with forwarded messages
+// queued and a collector that never answers, Shutdown returns by its
+// context's deadline (the engine's 5 s at exit) instead of trying each
+// message in turn, for the exporter's timeout each.
+func TestShutdownDoesNotWaitForAHungCollector(t *testing.T) {
+	release := make(chan struct{})
+	col := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer col.Close()
+	defer close(release)
+	p, err := otlp.New(t.Context(), otlp.Config{Endpoint: col.URL, SampleRatio: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := `{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"s","startTimeUnixNano":"1","endTimeUnixNano":"2"}]}]}]}`
+	for range 20 {
+		if err := p.ForwardJSON([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_ = p.Shutdown(ctx)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Shutdown took %v with a 300ms deadline and a hung collector", d)
 	}
 }
