@@ -14,15 +14,14 @@ import (
 	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/tracing"
+	"github.com/trinehq/trine/internal/tracing/otlptest"
 )
 
 const upstream = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 func recordingEngine(t *testing.T) (*engine.Engine, *tracetest.SpanRecorder) {
 	t.Helper()
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	tp, rec := otlptest.NewRecorder(t)
 	return newEngine(t, engine.Config{TracerProvider: tp}), rec
 }
 

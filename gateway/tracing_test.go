@@ -7,7 +7,6 @@ import (
 
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trinehq/trine/engine/grpcserver"
@@ -15,6 +14,7 @@ import (
 	"github.com/trinehq/trine/internal/enginetest"
 	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/internal/tracing"
+	"github.com/trinehq/trine/internal/tracing/otlptest"
 	"github.com/trinehq/trine/streammodule"
 	trine "github.com/trinehq/trine/worker-sdk"
 )
@@ -28,9 +28,7 @@ import (
 // before. (It installs the global TracerProvider for the SDK, so it is
 // not parallel.)
 func TestTraceWorkerWriteToSocket(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	tp, rec := otlptest.NewRecorder(t)
 	otel.SetTracerProvider(tp)
 	s := newStack(t, gateway.Config{TracerProvider: tp}, streammodule.Config{TracerProvider: tp})
 	s2 := s.gateway(t, gateway.Config{TracerProvider: tp})
@@ -125,9 +123,7 @@ func TestTraceWorkerWriteToSocket(t *testing.T) {
 // delivers a traced event as before and makes no span.
 func TestTracingOffMakesNoDeliverySpans(t *testing.T) {
 	t.Parallel()
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	tp, rec := otlptest.NewRecorder(t)
 	s := newStack(t, gateway.Config{}, streammodule.Config{TracerProvider: tp})
 	c := s.dial(t, groupPath("chat", "room"), nil)
 	if f := c.read(); f.kind() != "sync" {

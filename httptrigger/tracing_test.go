@@ -8,12 +8,12 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/httptrigger"
 	"github.com/trinehq/trine/internal/tracing"
+	"github.com/trinehq/trine/internal/tracing/otlptest"
 )
 
 // TestTraceContinuesIncomingTraceparent: a request with a W3C
@@ -22,9 +22,7 @@ import (
 // without one starts a trace.
 func TestTraceContinuesIncomingTraceparent(t *testing.T) {
 	t.Parallel()
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	tp, rec := otlptest.NewRecorder(t)
 	h := startWith(t, engine.Config{TracerProvider: tp}, httptrigger.Config{TracerProvider: tp})
 	var seen trace.SpanContext
 	h.fn(t, "t::hello", func(ctx context.Context, _ engine.Call) ([]byte, error) {

@@ -16,9 +16,12 @@ import (
 	"fmt"
 	"log/slog"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/internal/defaults"
+	"github.com/trinehq/trine/internal/tracing"
 	"github.com/trinehq/trine/streammodule/contracts"
 	"github.com/trinehq/trine/streammodule/store"
 	"github.com/trinehq/trine/triggerapi"
@@ -46,11 +49,13 @@ type Config struct {
 	// OpenStore opens the store; the module passes the Options that feed
 	// it every committed change. Required.
 	OpenStore func(store.Options) (store.Store, error)
-	// Publish, if set, carries each change's event to every engine of a
-	// fleet, this one included, whose Deliver must then be called with it:
-	// triggers registered on any engine fire for a write made through
-	// any other. Without it events go to this engine's triggers directly.
-	Publish func(event []byte) error
+	// Publish, if set, carries each change's event, with the traceparent
+	// of the write that made it ("" when untraced), to every engine of a
+	// fleet, this one included, whose Deliver must then be called with
+	// them: triggers registered on any engine fire for a write made
+	// through any other. Without it events go to this engine's triggers
+	// directly.
+	Publish func(event []byte, traceparent string) error
 	// MaxEventBytes is the largest event Publish carries (NATS's
 	// max_payload); 0 means no limit beyond MaxValueBytes.
 	MaxEventBytes int
@@ -74,6 +79,10 @@ type Config struct {
 	Contracts *contracts.Set
 	// Logger receives trigger and publishing errors. Default: discard.
 	Logger *slog.Logger
+	// TracerProvider, if set, traces each trigger's handling of an event
+	// as the child of the write that made it, on whichever engine the
+	// write was made (the event carries its traceparent). Default: off.
+	TracerProvider trace.TracerProvider
 }
 
 func (c Config) withDefaults() Config {
@@ -100,6 +109,7 @@ type Module struct {
 	fails    *engine.FireLog // failed fires and dropped events, per trigger owner
 	store    store.Store
 	e        *engine.Engine
+	tracer   trace.Tracer // nil: tracing off
 
 	trig *engine.TriggerSet[*trigger]
 
@@ -114,7 +124,8 @@ func New(cfg Config) (*Module, error) {
 		return nil, errors.New("statemodule: no store")
 	}
 	cfg = cfg.withDefaults()
-	m := &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), maxValue: cfg.MaxValueBytes, trig: engine.NewTriggerSet[*trigger]("the state module")}
+	m := &Module{cfg: cfg, log: cfg.Logger, fails: engine.NewFireLog(cfg.Logger, 0), maxValue: cfg.MaxValueBytes, trig: engine.NewTriggerSet[*trigger]("the state module"),
+		tracer: tracing.Tracer(cfg.TracerProvider)}
 	if cfg.MaxEventBytes > 0 {
 		m.maxValue = min(m.maxValue, (cfg.MaxEventBytes-eventHeadroom(cfg.MaxNameBytes))/2)
 	}
@@ -166,18 +177,22 @@ func (m *Module) commit(c store.Change) {
 		m.log.Error("state event not encoded", "scope", c.Group, "key", c.Item, "error", err)
 		return
 	}
+	var write trace.SpanContext
+	if m.tracer != nil && c.Ctx != nil {
+		write = trace.SpanContextFromContext(c.Ctx)
+	}
 	if m.cfg.Publish == nil {
-		m.fire(ev.Scope, ev.Key, b)
+		m.fire(ev.Scope, ev.Key, b, write)
 		return
 	}
-	if err := m.cfg.Publish(b); err != nil {
+	if err := m.cfg.Publish(b, tracing.Traceparent(write)); err != nil {
 		m.log.Error("state event not published: triggers miss it", "scope", c.Group, "key", c.Item, "seq", c.Seq, "error", err)
 	}
 }
 
-// Deliver hands an event that Publish carried to this engine's triggers.
-// Events that do not decode are dropped.
-func (m *Module) Deliver(event []byte) {
+// Deliver hands an event that Publish carried, with its traceparent, to
+// this engine's triggers. Events that do not decode are dropped.
+func (m *Module) Deliver(event []byte, traceparent string) {
 	var h struct {
 		Scope *string `json:"scope"`
 		Key   *string `json:"key"`
@@ -186,7 +201,11 @@ func (m *Module) Deliver(event []byte) {
 		m.log.Warn("state event dropped: it does not decode", "bytes", len(event))
 		return
 	}
-	m.fire(*h.Scope, *h.Key, event)
+	var write trace.SpanContext
+	if m.tracer != nil {
+		write = tracing.Parse(traceparent)
+	}
+	m.fire(*h.Scope, *h.Key, event, write)
 }
 
 // checkSize refuses a value over the limit before anything is stored.

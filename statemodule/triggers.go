@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"sync"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/tracing"
 )
 
 // TriggerState is the state trigger type.
@@ -27,13 +30,20 @@ type trigger struct {
 	cfg triggerConfig
 
 	mu    sync.Mutex
-	q     [][]byte
+	q     []event
 	bytes int
 	wake  chan struct{}
 	done  chan struct{}
 }
 
 func (t *trigger) stop() { close(t.done) }
+
+// event is one change's event queued for a trigger, with the span
+// context of the write that made it (invalid when untraced).
+type event struct {
+	b     []byte
+	write trace.SpanContext
+}
 
 type provider struct{ m *Module }
 
@@ -66,16 +76,16 @@ func (p provider) UnregisterTrigger(_ context.Context, t engine.Trigger) error {
 
 // fire queues event for the triggers that match scope and key. It never
 // blocks: a trigger whose queue is full loses the event, which is logged.
-func (m *Module) fire(scope, key string, event []byte) {
+func (m *Module) fire(scope, key string, ev []byte, write trace.SpanContext) {
 	for _, tr := range m.trig.All() {
 		if (tr.cfg.Scope != "" && tr.cfg.Scope != scope) || (tr.cfg.Key != "" && tr.cfg.Key != key) {
 			continue
 		}
 		tr.mu.Lock()
-		full := len(tr.q) >= m.cfg.TriggerQueue || tr.bytes+len(event) > m.cfg.TriggerQueueBytes
+		full := len(tr.q) >= m.cfg.TriggerQueue || tr.bytes+len(ev) > m.cfg.TriggerQueueBytes
 		if !full {
-			tr.q = append(tr.q, event)
-			tr.bytes += len(event)
+			tr.q = append(tr.q, event{ev, write})
+			tr.bytes += len(ev)
 		}
 		tr.mu.Unlock()
 		if full {
@@ -104,24 +114,54 @@ func (m *Module) deliver(tr *trigger) {
 				break
 			}
 			ev := tr.q[0]
-			tr.q[0] = nil
+			tr.q[0] = event{}
 			tr.q = tr.q[1:]
-			tr.bytes -= len(ev)
+			tr.bytes -= len(ev.b)
 			tr.mu.Unlock()
 			select {
 			case <-tr.done:
 				return
 			default:
 			}
-			if ok, err := m.e.Condition(context.Background(), tr.t, tr.cfg.ConditionFunctionID, engine.Call{Payload: ev}); !ok {
-				if err != nil {
-					m.fails.Warn(tr.t, "state trigger condition failed", "function_id", tr.cfg.ConditionFunctionID, "error", err)
-				}
-				continue
-			}
-			if _, err := m.e.Fire(context.Background(), tr.t, engine.Call{FunctionID: tr.t.FunctionID, Payload: ev, Metadata: tr.t.Metadata}); err != nil {
-				m.fails.Warn(tr.t, "state trigger failed", "function_id", tr.t.FunctionID, "error", err)
+			ctx, span := m.startTrigger(tr, ev)
+			code := m.fireOne(ctx, tr, ev.b)
+			if span != nil {
+				tracing.End(span, code)
 			}
 		}
 	}
+}
+
+// fireOne runs tr's condition and function for one event, and returns the
+// code of the failure ("" for none, or for a condition that skips it).
+func (m *Module) fireOne(ctx context.Context, tr *trigger, ev []byte) string {
+	if ok, err := m.e.Condition(ctx, tr.t, tr.cfg.ConditionFunctionID, engine.Call{Payload: ev}); !ok {
+		if err != nil {
+			m.fails.Warn(tr.t, "state trigger condition failed", "function_id", tr.cfg.ConditionFunctionID, "error", err)
+		}
+		return ""
+	}
+	if _, err := m.e.Fire(ctx, tr.t, engine.Call{FunctionID: tr.t.FunctionID, Payload: ev, Metadata: tr.t.Metadata}); err != nil {
+		m.fails.Warn(tr.t, "state trigger failed", "function_id", tr.t.FunctionID, "error", err)
+		return string(engine.AsError(err).Code)
+	}
+	return ""
+}
+
+// startTrigger starts the consumer span of tr's handling of one event
+// (messaging conventions: "trigger state", operation type process): the
+// child of the write that made it, on whichever engine that was, and
+// linked to it, as the conventions ask of a span that processes one
+// message. The condition's and the function's routing spans are its
+// children. ctx is context.Background and span nil when tracing is off or
+// the write was not traced.
+func (m *Module) startTrigger(tr *trigger, ev event) (context.Context, trace.Span) {
+	ctx := context.Background()
+	if m.tracer == nil || !ev.write.IsValid() {
+		return ctx, nil
+	}
+	return m.tracer.Start(trace.ContextWithRemoteSpanContext(ctx, ev.write), "trigger state",
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(trace.Link{SpanContext: ev.write}),
+		trace.WithAttributes(tracing.SystemTrine, tracing.MessagingOperation.String("process"), tracing.MessagingOperationNm.String("trigger"),
+			tracing.MessagingDestination.String(TriggerState), tracing.TrineTriggerID.String(tr.t.ID), tracing.TrineFunctionID.String(tr.t.FunctionID)))
 }

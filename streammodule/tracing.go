@@ -60,3 +60,26 @@ func (q *publishQueue) startPublish(ev pubEvent) (context.Context, trace.Span) {
 			tracing.MessagingDestination.String(ev.stream), tracing.TrineGroup.String(ev.group),
 			tracing.TrineSeq.Int64(int64(ev.seq)), tracing.MessagingBodySize.Int(len(ev.frame))))
 }
+
+// startTrigger starts the consumer span of stream trigger st's handling
+// of one change (messaging conventions: "trigger <stream>", operation
+// type process): the child of the commit span that write carries and
+// linked to it, as the conventions ask of a span that processes one
+// message. The condition's and the function's routing spans are its
+// children. ctx is context.Background and span nil when tracing is off or
+// the write was not traced.
+func (m *Module) startTrigger(st *streamTrigger, write context.Context) (context.Context, trace.Span) {
+	ctx := context.Background()
+	if m.tracer == nil || write == nil {
+		return ctx, nil
+	}
+	sc := trace.SpanContextFromContext(write)
+	if !sc.IsValid() {
+		return ctx, nil
+	}
+	stream := *st.cfg.StreamName
+	return m.tracer.Start(trace.ContextWithSpanContext(ctx, sc), "trigger "+stream,
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(trace.Link{SpanContext: sc}),
+		trace.WithAttributes(tracing.SystemTrine, tracing.MessagingOperation.String("process"), tracing.MessagingOperationNm.String("trigger"),
+			tracing.MessagingDestination.String(stream), tracing.TrineTriggerID.String(st.t.ID), tracing.TrineFunctionID.String(st.t.FunctionID)))
+}

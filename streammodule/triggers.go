@@ -10,6 +10,7 @@ import (
 
 	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
+	"github.com/trinehq/trine/internal/tracing"
 	"github.com/trinehq/trine/streammodule/store"
 	"github.com/trinehq/trine/streammodule/streamapi"
 )
@@ -62,8 +63,16 @@ func (c triggerConfig) matches(stream, group, item string) bool {
 type streamTrigger struct {
 	t    engine.Trigger
 	cfg  triggerConfig
-	q    chan []byte
+	q    chan triggerEvent
 	stop chan struct{}
+}
+
+// triggerEvent is one change queued for a stream trigger: its frame and,
+// when tracing is on, the context of the write that committed it
+// (store.Change.Ctx), whose span the trigger's calls continue.
+type triggerEvent struct {
+	frame []byte
+	write context.Context
 }
 
 // triggers are the module's triggers of the three types. Stream triggers
@@ -140,7 +149,7 @@ func (p provider) RegisterTrigger(_ context.Context, t engine.Trigger) error {
 	case TriggerLeave:
 		return tr.leave.Put(t.ID, &gateTrigger{t: t, cfg: cfg}, nil, nil)
 	}
-	st := &streamTrigger{t: t, cfg: cfg, q: make(chan []byte, tr.m.cfg.TriggerQueue), stop: make(chan struct{})}
+	st := &streamTrigger{t: t, cfg: cfg, q: make(chan triggerEvent, tr.m.cfg.TriggerQueue), stop: make(chan struct{})}
 	return tr.stream.Put(t.ID, st, func() { close(st.stop) }, func() { tr.m.deliver(st) })
 }
 
@@ -219,12 +228,16 @@ func (tr *triggers) close() {
 // fire queues frame for the stream triggers that match c. It never blocks:
 // a trigger whose queue is full loses the event, which is logged.
 func (tr *triggers) fire(c store.Change, frame []byte) {
+	ev := triggerEvent{frame: frame}
+	if tr.m.tracer != nil {
+		ev.write = c.Ctx
+	}
 	for _, st := range tr.stream.In(c.Stream) {
 		if !st.cfg.matches(c.Stream, c.Group, c.Item) {
 			continue
 		}
 		select {
-		case st.q <- frame:
+		case st.q <- ev:
 		default:
 			tr.m.fails.Warn(st.t, "stream trigger queue full: event dropped",
 				"function_id", st.t.FunctionID, "stream", c.Stream, "group", c.Group, "seq", c.Seq)
@@ -238,21 +251,33 @@ func (m *Module) deliver(st *streamTrigger) {
 		select {
 		case <-st.stop:
 			return
-		case frame := <-st.q:
-			if !m.condition(st.t, st.cfg.ConditionFunctionID, frame) {
-				continue
-			}
-			if _, err := m.e.Fire(context.Background(), st.t, engine.Call{FunctionID: st.t.FunctionID, Payload: frame, Metadata: st.t.Metadata}); err != nil {
-				m.fails.Warn(st.t, "stream trigger failed", "function_id", st.t.FunctionID, "error", err)
+		case ev := <-st.q:
+			ctx, span := m.startTrigger(st, ev.write)
+			code := m.fireOne(ctx, st, ev.frame)
+			if span != nil {
+				tracing.End(span, code)
 			}
 		}
 	}
 }
 
+// fireOne runs st's condition and function for one event, and returns the
+// code of the failure ("" for none, or for a condition that skips it).
+func (m *Module) fireOne(ctx context.Context, st *streamTrigger, frame []byte) string {
+	if !m.condition(ctx, st.t, st.cfg.ConditionFunctionID, frame) {
+		return ""
+	}
+	if _, err := m.e.Fire(ctx, st.t, engine.Call{FunctionID: st.t.FunctionID, Payload: frame, Metadata: st.t.Metadata}); err != nil {
+		m.fails.Warn(st.t, "stream trigger failed", "function_id", st.t.FunctionID, "error", err)
+		return string(engine.AsError(err).Code)
+	}
+	return ""
+}
+
 // condition runs a condition function: only a JSON false result or an
 // error skips the handler.
-func (m *Module) condition(t engine.Trigger, fn string, payload []byte) bool {
-	ok, err := m.e.Condition(context.Background(), t, fn, engine.Call{Payload: payload})
+func (m *Module) condition(ctx context.Context, t engine.Trigger, fn string, payload []byte) bool {
+	ok, err := m.e.Condition(ctx, t, fn, engine.Call{Payload: payload})
 	if err != nil {
 		m.fails.Warn(t, "stream trigger condition failed", "function_id", fn, "error", err)
 	}
@@ -320,7 +345,7 @@ func (m *Module) Leave(s streamapi.Subscription) {
 	}
 	m.trig.leave.Go(func() {
 		for _, g := range gs {
-			if !m.condition(g.t, g.cfg.ConditionFunctionID, payload) {
+			if !m.condition(context.Background(), g.t, g.cfg.ConditionFunctionID, payload) {
 				continue
 			}
 			if _, err := m.e.Fire(context.Background(), g.t, engine.Call{FunctionID: g.t.FunctionID, Payload: payload, Metadata: g.t.Metadata}); err != nil {

@@ -8,13 +8,13 @@ import (
 
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/engine/grpcserver"
 	"github.com/trinehq/trine/internal/enginetest"
 	"github.com/trinehq/trine/internal/poll"
+	"github.com/trinehq/trine/internal/tracing/otlptest"
 )
 
 // TestTraceCallThroughEngineToHandler: with a TracerProvider installed,
@@ -23,9 +23,7 @@ import (
 // trace; a call the handler makes is a child of its server span. (The
 // test installs the global provider, so it is not parallel.)
 func TestTraceCallThroughEngineToHandler(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	tp, rec := otlptest.NewRecorder(t)
 	otel.SetTracerProvider(tp)
 	srv := enginetest.Start(t, engine.Config{TracerProvider: tp}, grpcserver.Config{})
 	w := connect(t, srv.Addr)

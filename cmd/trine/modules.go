@@ -131,6 +131,7 @@ func newStateModule(cfg engineConfig, ns *natsembed.Server, lists *store.Lists, 
 	bus := statebus.New(ns.Conn)
 	c := cfg.State
 	c.OpenStore, c.Publish, c.MaxEventBytes, c.Lists, c.Logger = open, bus.Publish, bus.MaxPayload(), lists, log
+	c.TracerProvider = cfg.OTel.provider
 	c.MaxValueBytes = max(1, min(c.MaxValueBytes, (cfg.MaxMessageBytes-resultHeadroom)/2))
 	mod, err := statemodule.New(c)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trinehq/trine/engine"
@@ -16,6 +15,7 @@ import (
 	"github.com/trinehq/trine/internal/enginetest"
 	"github.com/trinehq/trine/internal/natstest"
 	"github.com/trinehq/trine/internal/poll"
+	"github.com/trinehq/trine/internal/tracing/otlptest"
 )
 
 // TestTraceCrossEngineCall: a call that engine B sends over NATS to the
@@ -24,9 +24,7 @@ import (
 // turn.
 func TestTraceCrossEngineCall(t *testing.T) {
 	t.Parallel()
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	tp, rec := otlptest.NewRecorder(t)
 	ns := natstest.Start(t)
 	start := func() *enginetest.Server {
 		r := natsroute.New(natstest.Connect(t, ns), nil).WithTracerProvider(tp)

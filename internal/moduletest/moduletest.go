@@ -26,10 +26,16 @@ import (
 // after Start: cleanups run in reverse, so the module closes first.
 func Start(t testing.TB, natsURL string) *engine.Engine {
 	t.Helper()
-	cfg := engine.Config{DefaultTimeout: 5 * time.Second}
+	return StartConfig(t, natsURL, engine.Config{DefaultTimeout: 5 * time.Second})
+}
+
+// StartConfig is Start with the engine's Config (a TracerProvider, for
+// instance); cfg.Remote is set here when natsURL is.
+func StartConfig(t testing.TB, natsURL string, cfg engine.Config) *engine.Engine {
+	t.Helper()
 	var router *natsroute.Router
 	if natsURL != "" {
-		router = natsroute.New(natstest.ConnectURL(t, natsURL), nil)
+		router = natsroute.New(natstest.ConnectURL(t, natsURL), nil).WithTracerProvider(cfg.TracerProvider)
 		cfg.Remote = router
 	}
 	e, err := engine.New(cfg)

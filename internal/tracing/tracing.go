@@ -46,6 +46,7 @@ const (
 	ErrorType            = attribute.Key("error.type")
 	TrineFunctionID      = attribute.Key("trine.function_id")
 	TrineInvocationID    = attribute.Key("trine.invocation_id")
+	TrineTriggerID       = attribute.Key("trine.trigger_id")
 	TrineStream          = attribute.Key("trine.stream")
 	TrineGroup           = attribute.Key("trine.group")
 	TrineSeq             = attribute.Key("trine.seq")

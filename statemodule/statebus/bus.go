@@ -23,18 +23,29 @@ type Bus struct {
 // New returns a Bus on nc.
 func New(nc *nats.Conn) *Bus { return &Bus{nc: nc} }
 
-// Publish sends an event to every engine, this one included. It is
+// TraceparentHeader is the NATS header of the traceparent of the write
+// that made an event.
+const TraceparentHeader = "traceparent"
+
+// Publish sends an event to every engine, this one included, with
+// traceparent in its headers when it is not "". It is
 // statemodule.Config.Publish.
-func (b *Bus) Publish(event []byte) error { return b.nc.Publish(Subject, event) }
+func (b *Bus) Publish(event []byte, traceparent string) error {
+	if traceparent == "" {
+		return b.nc.Publish(Subject, event)
+	}
+	return b.nc.PublishMsg(&nats.Msg{Subject: Subject, Data: event, Header: nats.Header{TraceparentHeader: []string{traceparent}}})
+}
 
 // MaxPayload is the largest event the server carries.
 func (b *Bus) MaxPayload() int { return int(b.nc.MaxPayload()) }
 
-// Receive hands every event, in the order of each publisher, to deliver
+// Receive hands every event, in the order of each publisher, with its
+// traceparent ("" when it has none), to deliver
 // (statemodule.Module.Deliver) until Close. deliver must not block: the
 // module queues events per trigger.
-func (b *Bus) Receive(deliver func(event []byte)) error {
-	sub, err := b.nc.Subscribe(Subject, func(m *nats.Msg) { deliver(m.Data) })
+func (b *Bus) Receive(deliver func(event []byte, traceparent string)) error {
+	sub, err := b.nc.Subscribe(Subject, func(m *nats.Msg) { deliver(m.Data, m.Header.Get(TraceparentHeader)) })
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,10 @@
-// Package otlptest is an OTLP/HTTP trace receiver on a loopback port, for
-// tests of what a process exports.
+// Package otlptest holds the span sinks of tests: an OTLP/HTTP trace
+// receiver on a loopback port, for tests of what a process exports, and
+// an in-memory recorder (NewRecorder) for tests of one package's spans.
 //
 // Concurrency: a test helper. NewCollector serves on an httptest server
-// that t.Cleanup closes; a Collector's methods are safe for concurrent
-// use.
+// that t.Cleanup closes; a Collector's methods and the recorder are safe
+// for concurrent use.
 package otlptest
 
 import (
