@@ -219,8 +219,9 @@ type Config struct {
 	// Writers is the number of goroutines writing to WebSockets; zero means
 	// GOMAXPROCS.
 	Writers int
-	// Observer, if set, receives delivery latencies and the samples pages
-	// report (see Observer).
+	// Observer, if set, receives the latency samples pages report, and
+	// the gateway keeps the delivery latency of its writes
+	// (DeliveryLatency); see Observer.
 	Observer Observer
 	// StreamLabels bounds the stream names that label the Observer's
 	// client samples: the first StreamLabels streams to deliver an event
@@ -307,8 +308,9 @@ type Gateway struct {
 	refusalLog, slowLog ratelog.Limiter
 	// labels names the streams the Observer's client samples may carry.
 	labels         *streamLabels
-	clockSkew      atomic.Int64 // deliveries whose commit time was ahead of the clock
-	latencyRefused atomic.Int64 // client latency samples refused
+	clockSkew      atomic.Int64   // deliveries whose commit time was ahead of the clock
+	delivery       [2]latencyHist // by Transport
+	latencyRefused atomic.Int64   // client latency samples refused
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}

@@ -15,19 +15,12 @@ import (
 
 // latencies is a gateway.Observer that keeps what it is told.
 type latencies struct {
-	mu        sync.Mutex
-	delivered map[string][]time.Duration // by transport
-	client    map[string][]time.Duration // by stream label
+	mu     sync.Mutex
+	client map[string][]time.Duration // by stream label
 }
 
 func newLatencies() *latencies {
-	return &latencies{delivered: map[string][]time.Duration{}, client: map[string][]time.Duration{}}
-}
-
-func (l *latencies) Delivered(transport gateway.Transport, d time.Duration) {
-	l.mu.Lock()
-	l.delivered[transport.String()] = append(l.delivered[transport.String()], d)
-	l.mu.Unlock()
+	return &latencies{client: map[string][]time.Duration{}}
 }
 
 func (l *latencies) ClientLatency(stream string, d time.Duration) {
@@ -42,12 +35,12 @@ func (l *latencies) get(m func(*latencies) map[string][]time.Duration, k string)
 	return append([]time.Duration(nil), m(l)[k]...)
 }
 
-func byTransport(l *latencies) map[string][]time.Duration { return l.delivered }
-func byStream(l *latencies) map[string][]time.Duration    { return l.client }
+func byStream(l *latencies) map[string][]time.Duration { return l.client }
 
 // TestDeliveryLatency: every live event written to a WebSocket or an SSE
 // stream gives one sample, from the store's commit time in the frame to
-// the write, by transport; snapshots give none.
+// the write, by transport; snapshots give none. The histogram's buckets
+// hold them by their bounds.
 func TestDeliveryLatency(t *testing.T) {
 	obs := newLatencies()
 	s := newStack(t, gateway.Config{Observer: obs}, streammodule.Config{})
@@ -67,15 +60,26 @@ func TestDeliveryLatency(t *testing.T) {
 		sse.next()
 	}
 	took := time.Since(start)
-	for _, tr := range []string{"ws", "sse"} {
-		poll.CheckFor(t, 5*time.Second, poll.Holds(tr+" samples", func() bool { return len(obs.get(byTransport, tr)) == n }))
-		for _, d := range obs.get(byTransport, tr) {
-			// The commit time is in milliseconds: a sample may exceed
-			// the wall time of the test by up to 1 ms.
-			if d < 0 || d > took+time.Millisecond {
-				t.Errorf("%s sample %v, want 0..%v", tr, d, took+time.Millisecond)
+	for _, tr := range []gateway.Transport{gateway.TransportWebSocket, gateway.TransportSSE} {
+		poll.CheckFor(t, 5*time.Second, poll.Holds(tr.String()+" samples", func() bool { return s.gw.DeliveryLatency(tr).Count == n }))
+		h := s.gw.DeliveryLatency(tr)
+		// The commit time is in milliseconds: a sample may exceed the
+		// wall time of the test by up to 1 ms.
+		if h.Sum < 0 || h.Sum > n*(took+time.Millisecond) {
+			t.Errorf("%s samples sum to %v, want 0..%v", tr, h.Sum, n*(took+time.Millisecond))
+		}
+		bounds := gateway.DeliveryBounds()
+		for i, c := range h.Buckets {
+			if i > 0 && c < h.Buckets[i-1] || c > h.Count {
+				t.Errorf("%s buckets %v of %d samples are not cumulative", tr, h.Buckets, h.Count)
+			}
+			if time.Duration(bounds[i]*float64(time.Second)) >= took+time.Millisecond && c != n {
+				t.Errorf("%s: %d samples of at most %gs, want all %d (the test took %v)", tr, c, bounds[i], n, took)
 			}
 		}
+	}
+	if h := s.gw.DeliveryLatency(gateway.TransportWebSocket); h.Count != n {
+		t.Errorf("%d ws samples, want %d", h.Count, n)
 	}
 	if st := s.gw.Stats(); st.DeliveryClockSkew != 0 {
 		t.Errorf("Stats().DeliveryClockSkew = %d, want 0", st.DeliveryClockSkew)
@@ -112,9 +116,9 @@ func TestDeliveryClockSkew(t *testing.T) {
 	must(t, ws.read().kind() == "sync", "sync")
 	s.set(t, "s", "g", "a", 1)
 	must(t, ws.read().Seq == 1, "event")
-	poll.CheckFor(t, 5*time.Second, poll.Holds("a sample", func() bool { return len(obs.get(byTransport, "ws")) == 1 }))
-	if d := obs.get(byTransport, "ws")[0]; d != 0 {
-		t.Errorf("sample %v, want 0", d)
+	poll.CheckFor(t, 5*time.Second, poll.Holds("a sample", func() bool { return gw.DeliveryLatency(gateway.TransportWebSocket).Count == 1 }))
+	if h := gw.DeliveryLatency(gateway.TransportWebSocket); h.Sum != 0 || h.Buckets[0] != 1 {
+		t.Errorf("sample %v in buckets %v, want 0 in the first", h.Sum, h.Buckets)
 	}
 	if st := gw.Stats(); st.DeliveryClockSkew != 1 {
 		t.Errorf("Stats().DeliveryClockSkew = %d, want 1", st.DeliveryClockSkew)

@@ -166,36 +166,27 @@ func gatewayConfig(cfg engineConfig, b gateway.Backend, ev gateway.Events, c gat
 	return g
 }
 
-// latencyMetrics exports a gateway's latencies (gateway.Observer).
+// latencyMetrics exports a gateway's latencies: the samples pages report
+// (gateway.Observer) and the gateway's own delivery histogram.
 type latencyMetrics struct {
-	ws, sse prometheus.Observer
-	deliver *prometheus.HistogramVec
+	gw      *gateway.Gateway // set when registered
+	deliver *prometheus.Desc
+	bounds  []float64
 	client  *prometheus.HistogramVec
 }
 
 func newLatencyMetrics() *latencyMetrics {
-	m := &latencyMetrics{
-		deliver: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "trine_stream_delivery_seconds",
-			Help:    "Live events from the store's commit (engine clock, ms resolution) to the end of their write to a browser socket (gateway clock), by transport.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15), // 1ms .. 16s
-		}, []string{"transport"}),
+	return &latencyMetrics{
+		deliver: prometheus.NewDesc("trine_stream_delivery_seconds",
+			"Live events from the store's commit (engine clock, ms resolution) to the end of their write to a browser socket (gateway clock), by transport.",
+			[]string{"transport"}, nil),
+		bounds: gateway.DeliveryBounds(), // 1ms .. 16s
 		client: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "trine_stream_client_latency_seconds",
 			Help:    "Commit to render in browsers, as @trine/client reports it (browser clock), by stream (the first --stream-latency-labels streams, the rest _other).",
 			Buckets: prometheus.ExponentialBuckets(0.002, 2, 15), // 2ms .. 33s
 		}, []string{"stream"}),
 	}
-	m.ws, m.sse = m.deliver.WithLabelValues(gateway.TransportWebSocket.String()), m.deliver.WithLabelValues(gateway.TransportSSE.String())
-	return m
-}
-
-func (m *latencyMetrics) Delivered(transport gateway.Transport, d time.Duration) {
-	if transport == gateway.TransportSSE {
-		m.sse.Observe(d.Seconds())
-		return
-	}
-	m.ws.Observe(d.Seconds())
 }
 
 func (m *latencyMetrics) ClientLatency(stream string, d time.Duration) {
@@ -203,11 +194,18 @@ func (m *latencyMetrics) ClientLatency(stream string, d time.Duration) {
 }
 
 func (m *latencyMetrics) Describe(ch chan<- *prometheus.Desc) {
-	m.deliver.Describe(ch)
+	ch <- m.deliver
 	m.client.Describe(ch)
 }
 func (m *latencyMetrics) Collect(ch chan<- prometheus.Metric) {
-	m.deliver.Collect(ch)
+	for _, t := range []gateway.Transport{gateway.TransportWebSocket, gateway.TransportSSE} {
+		h := m.gw.DeliveryLatency(t)
+		buckets := make(map[float64]uint64, len(m.bounds))
+		for i, b := range m.bounds {
+			buckets[b] = h.Buckets[i]
+		}
+		ch <- prometheus.MustNewConstHistogram(m.deliver, h.Count, h.Sum.Seconds(), buckets, t.String())
+	}
 	m.client.Collect(ch)
 }
 
@@ -218,6 +216,7 @@ func registerGatewayMetrics(reg prometheus.Registerer, gw *gateway.Gateway) erro
 		return func() float64 { return f(gw.Stats()) }
 	}
 	if m, ok := gw.Observer().(*latencyMetrics); ok {
+		m.gw = gw
 		if err := reg.Register(m); err != nil {
 			return err
 		}
