@@ -83,23 +83,29 @@ type conn struct {
 	lastSample atomic.Int64
 	rd         wsconn.Reader // WebSocket only: used by the read loop
 
-	mu        sync.Mutex
-	queue     []out
-	spare     []out         // the previous batch, reused
-	qlive     int           // live frames queued
-	qbytes    int           // bytes of live frames queued
-	held      []out         // frames waiting for its last part
-	hlive     int           // live frames held
-	hbytes    int           // bytes of live frames held
-	fragTurn  chan struct{} // a token while a fragmented message is being queued; see fragTurnChan
-	catchUps  chan struct{} // a token per catch-up whose frames are still queued
-	fragOpen  bool          // the queue ends inside a fragmented message
-	writing   bool
-	closing   bool
-	closeSent bool
-	closeCode int
-	closeMsg  string
-	subs      map[string]*subscription
+	mu       sync.Mutex
+	queue    []out
+	spare    []out         // the previous batch, reused
+	qlive    int           // live frames queued
+	qbytes   int           // bytes of live frames queued
+	held     []out         // frames waiting for its last part
+	hlive    int           // live frames held
+	hbytes   int           // bytes of live frames held
+	fragTurn chan struct{} // a token while a fragmented message is being queued; see fragTurnChan
+	// catchUpsHeld counts the catch-ups whose frames are still queued (at
+	// most Config.MaxCatchUps); one that must wait for a turn waits on
+	// catchUpFreed, made then (acquireCatchUp), so that a connection
+	// holds no channel for them.
+	catchUpsHeld atomic.Int32
+	catchUpMu    sync.Mutex    // guards catchUpFreed
+	catchUpFreed chan struct{} // closed when a turn is released
+	fragOpen     bool          // the queue ends inside a fragmented message
+	writing      bool
+	closing      bool
+	closeSent    bool
+	closeCode    int
+	closeMsg     string
+	subs         subSet
 	// presenceSubs counts the connection's presence subscriptions
 	// (reserved); anonID is its identity when it has none.
 	presenceSubs int
@@ -118,8 +124,7 @@ type sessionPosts struct {
 }
 
 func (g *Gateway) newConn(adm admission, addr string) *conn {
-	c := &conn{g: g, authCtx: adm.ctx, addr: addr, subs: make(map[string]*subscription),
-		catchUps: make(chan struct{}, g.cfg.MaxCatchUps)}
+	c := &conn{g: g, authCtx: adm.ctx, addr: addr}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.lastRead.Store(time.Now().UnixNano())
 	if t := adm.token; t != nil {
@@ -137,6 +142,48 @@ func (c *conn) fragTurnChan() chan struct{} {
 		c.fragTurn = make(chan struct{}, 1)
 	}
 	return c.fragTurn
+}
+
+// acquireCatchUp takes one of the connection's Config.MaxCatchUps
+// catch-up turns, waiting until one is released; false when the
+// connection ends first.
+func (c *conn) acquireCatchUp() bool {
+	limit := int32(c.g.cfg.MaxCatchUps)
+	for {
+		if n := c.catchUpsHeld.Load(); n < limit {
+			if c.catchUpsHeld.CompareAndSwap(n, n+1) {
+				return true
+			}
+			continue
+		}
+		c.catchUpMu.Lock()
+		if c.catchUpsHeld.Load() < limit { // released meanwhile
+			c.catchUpMu.Unlock()
+			continue
+		}
+		if c.catchUpFreed == nil {
+			c.catchUpFreed = make(chan struct{})
+		}
+		freed := c.catchUpFreed
+		c.catchUpMu.Unlock()
+		select {
+		case <-freed:
+		case <-c.ctx.Done():
+			return false
+		}
+	}
+}
+
+// releaseCatchUp hands back a turn acquireCatchUp took, and wakes those
+// waiting for one.
+func (c *conn) releaseCatchUp() {
+	c.catchUpsHeld.Add(-1)
+	c.catchUpMu.Lock()
+	if c.catchUpFreed != nil {
+		close(c.catchUpFreed)
+		c.catchUpFreed = nil
+	}
+	c.catchUpMu.Unlock()
 }
 
 // enqueue queues o; a connection over its limits is closed with 1008.
@@ -562,11 +609,7 @@ func (c *conn) finish() {
 	}
 	c.joins.Wait()
 	c.mu.Lock()
-	subs := make([]*subscription, 0, len(c.subs))
-	for id, s := range c.subs {
-		subs = append(subs, s)
-		delete(c.subs, id)
-	}
+	subs := c.subs.removeIf(nil)
 	c.mu.Unlock()
 	for _, s := range subs {
 		c.drop(s)

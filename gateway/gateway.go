@@ -378,7 +378,7 @@ func (g *Gateway) contractChanged(stream string, version uint64) {
 	for _, c := range conns {
 		c.mu.Lock()
 		var subs []*subscription
-		for _, s := range c.subs {
+		for s := range c.subs.all {
 			if s.stream == stream {
 				subs = append(subs, s)
 			}

@@ -255,7 +255,7 @@ func (c *conn) clientLatency(d *frameData) {
 		return
 	}
 	c.mu.Lock()
-	s := c.subs[*d.SubscriptionID]
+	s := c.subs.get(*d.SubscriptionID)
 	c.mu.Unlock()
 	if s == nil {
 		refuse("no subscription with this subscriptionId")

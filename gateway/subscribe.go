@@ -319,14 +319,14 @@ func (c *conn) join(r joinRequest, withID bool) {
 		c.endPresence(s)
 		return
 	}
-	old := c.subs[r.id]
-	if old == nil && len(c.subs) >= c.g.cfg.MaxSubscriptions {
+	old := c.subs.get(r.id)
+	if old == nil && c.subs.len() >= c.g.cfg.MaxSubscriptions {
 		c.mu.Unlock()
 		c.endPresence(s)
 		c.sendError(s.quotedID, "too_many_subscriptions", "this connection has reached its subscription limit")
 		return
 	}
-	c.subs[r.id] = s
+	c.subs.put(s)
 	c.joins.Add(1)
 	c.mu.Unlock()
 	if old != nil {
@@ -435,12 +435,10 @@ func (c *conn) catchUp(s *subscription, since *uint64) {
 // thousand. Joins that wait for the same snapshot share one read, and its
 // frame (snapshots).
 func (c *conn) catchUpOnce(s *subscription, since *uint64, attempt int) (next *uint64, again bool) {
-	select {
-	case c.catchUps <- struct{}{}:
-	case <-c.ctx.Done():
+	if !c.acquireCatchUp() {
 		return nil, false
 	}
-	defer c.afterQueued(func() { <-c.catchUps })
+	defer c.afterQueued(c.releaseCatchUp)
 
 	var catchUp [][]byte
 	var last uint64
@@ -616,8 +614,8 @@ func (c *conn) failSub(s *subscription, code, msg string) {
 // forget removes s from the connection's subscriptions if it is still there.
 func (c *conn) forget(s *subscription) {
 	c.mu.Lock()
-	if c.subs[s.id] == s {
-		delete(c.subs, s.id)
+	if c.subs.get(s.id) == s {
+		c.subs.remove(s.id)
 	}
 	c.mu.Unlock()
 }
@@ -625,8 +623,7 @@ func (c *conn) forget(s *subscription) {
 // leave ends the subscription id, if there is one.
 func (c *conn) leave(id string) {
 	c.mu.Lock()
-	s := c.subs[id]
-	delete(c.subs, id)
+	s := c.subs.remove(id)
 	c.mu.Unlock()
 	if s != nil {
 		c.drop(s)

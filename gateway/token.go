@@ -54,13 +54,7 @@ func (c *conn) renew(raw *string) (t jwtauth.Token, code, msg string) {
 	c.token.Store(&t)
 	c.expiry.Reset(time.Until(t.Expires))
 	c.mu.Lock()
-	var gone []*subscription
-	for id, s := range c.subs {
-		if !t.Allows(s.stream, s.group) {
-			gone = append(gone, s)
-			delete(c.subs, id)
-		}
-	}
+	gone := c.subs.removeIf(func(s *subscription) bool { return !t.Allows(s.stream, s.group) })
 	c.mu.Unlock()
 	for _, s := range gone {
 		c.drop(s)

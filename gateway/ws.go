@@ -245,7 +245,7 @@ func (c *conn) presencePage(d *frameData) {
 	}
 	quoted := wire.String(nil, *d.SubscriptionID)
 	c.mu.Lock()
-	s := c.subs[*d.SubscriptionID]
+	s := c.subs.get(*d.SubscriptionID)
 	c.mu.Unlock()
 	if s == nil || s.presence == nil {
 		c.sendError(quoted, "bad_frame", "no presence subscription with this subscriptionId")
