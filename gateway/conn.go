@@ -96,19 +96,19 @@ type conn struct {
 	// most Config.MaxCatchUps); one that must wait for a turn waits on
 	// catchUpFreed, made then (acquireCatchUp), so that a connection
 	// holds no channel for them.
-	catchUpsHeld atomic.Int32
 	catchUpMu    sync.Mutex    // guards catchUpFreed
 	catchUpFreed chan struct{} // closed when a turn is released
-	fragOpen     bool          // the queue ends inside a fragmented message
+	catchUpsHeld atomic.Int32
+	fragOpen     bool // the queue ends inside a fragmented message
 	writing      bool
 	closing      bool
 	closeSent    bool
-	closeCode    int
-	closeMsg     string
-	subs         subSet
+	closeCode    int32 // a WebSocket close code
 	// presenceSubs counts the connection's presence subscriptions
 	// (reserved); anonID is its identity when it has none.
-	presenceSubs int
+	presenceSubs int32
+	closeMsg     string
+	subs         subSet
 	anonID       string
 
 	writers sync.WaitGroup // the WebSocket writer, when running
@@ -317,7 +317,7 @@ func (c *conn) close(code int, reason string, flush bool) {
 	if c.closing {
 		return
 	}
-	c.closing, c.closeCode, c.closeMsg = true, code, reason
+	c.closing, c.closeCode, c.closeMsg = true, int32(code), reason
 	if !flush {
 		c.dropQueued()
 	}
@@ -346,7 +346,7 @@ func (c *conn) take() (batch []out, closeNow bool, code int, reason string) {
 	c.qlive, c.qbytes = 0, 0
 	if c.closing && !c.closeSent {
 		c.closeSent = true
-		return batch, true, c.closeCode, c.closeMsg
+		return batch, true, int(c.closeCode), c.closeMsg
 	}
 	return batch, false, 0, ""
 }

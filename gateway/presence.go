@@ -223,7 +223,7 @@ func newPresence(g *Gateway) *presence {
 func (p *presence) reserve(c *conn, w *presenceWant) (string, string) {
 	cost := presenceCost + len(w.meta)
 	c.mu.Lock()
-	if c.presenceSubs >= p.g.cfg.PresenceMaxPerConn {
+	if int(c.presenceSubs) >= p.g.cfg.PresenceMaxPerConn {
 		c.mu.Unlock()
 		return "presence_limit", fmt.Sprintf("this connection has %d presence subscriptions, the limit (--presence-max-per-connection)", c.presenceSubs)
 	}
