@@ -50,6 +50,9 @@ type engineConfig struct {
 	DataDir    string
 	LogLevel   slog.Level
 	LogFormat  string
+	// MemoryReleaseIdle is how often the process looks whether it went
+	// quiet, to hand free heap pages back (releaseIdleMemory); -1: never.
+	MemoryReleaseIdle time.Duration
 	// MaxMessageBytes is the largest gRPC or iii message; list answers,
 	// stream items and state values are lowered to fit one.
 	MaxMessageBytes int

@@ -49,6 +49,7 @@ var defaultConfig = engineConfig{
 	MaxMessageBytes:   4 << 20,
 	LogLevel:          slog.LevelInfo,
 	LogFormat:         "text",
+	MemoryReleaseIdle: 500 * time.Millisecond,
 	MaxListBytesTotal: 64 << 20,
 	Engine: engine.Config{
 		DefaultTimeout:       30 * time.Second,

@@ -381,6 +381,7 @@ func (s *engineServers) run(ctx context.Context, cfg engineConfig, core *engineC
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return core.eng.Run(gctx) })
 	g.Go(func() error { return s.optional.Run(gctx) })
+	g.Go(func() error { return releaseIdleMemory(gctx, cfg.MemoryReleaseIdle) })
 	// With JetStream at hand the optional parts are up after their first
 	// attempt, which is bounded (jsboot.FirstAttempt): workers that connect
 	// at once find them. Without it, they come up later.
