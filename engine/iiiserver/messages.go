@@ -3,6 +3,7 @@ package iiiserver
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 
 	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
@@ -184,4 +185,284 @@ func orNull(b []byte) json.RawMessage {
 		return json.RawMessage("null")
 	}
 	return b
+}
+
+// The messages of a call, invokefunction and invocationresult, are
+// encoded by hand: byte for byte what json.Marshal makes of them, without
+// its reflection, and with the raw JSON they carry (already checked by the
+// engine) copied instead of validated and compacted again.
+
+// size is about m's encoded size.
+func (m *invokeFunction) size() int {
+	return 96 + len(m.InvocationID) + len(m.FunctionID) + len(m.Data) + len(m.Traceparent) + len(m.Baggage) + len(m.Metadata)
+}
+
+// appendJSON appends m as json.Marshal encodes it.
+func (m *invokeFunction) appendJSON(b []byte) ([]byte, error) {
+	var err error
+	b = appendCallHead(b, m.Type, m.InvocationID, m.FunctionID)
+	b = append(b, `,"data":`...)
+	if b, err = appendRaw(b, m.Data); err != nil {
+		return nil, err
+	}
+	if m.Traceparent != "" {
+		b = append(b, `,"traceparent":`...)
+		b = appendString(b, m.Traceparent)
+	}
+	if m.Baggage != "" {
+		b = append(b, `,"baggage":`...)
+		b = appendString(b, m.Baggage)
+	}
+	if len(m.Metadata) > 0 {
+		b = append(b, `,"metadata":`...)
+		if b, err = appendRaw(b, m.Metadata); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
+}
+
+// size is about m's encoded size.
+func (m *invocationResult) size() int {
+	n := 96 + len(m.InvocationID) + len(m.FunctionID) + len(m.Result)
+	if e := m.Error; e != nil {
+		n += 48 + len(e.Code) + len(e.Message) + len(e.Stacktrace)
+	}
+	return n
+}
+
+// appendJSON appends m as json.Marshal encodes it.
+func (m *invocationResult) appendJSON(b []byte) ([]byte, error) {
+	var err error
+	b = appendCallHead(b, m.Type, m.InvocationID, m.FunctionID)
+	if len(m.Result) > 0 {
+		b = append(b, `,"result":`...)
+		if b, err = appendRaw(b, m.Result); err != nil {
+			return nil, err
+		}
+	}
+	if e := m.Error; e != nil {
+		b = append(b, `,"error":{"code":`...)
+		b = appendString(b, e.Code)
+		b = append(b, `,"message":`...)
+		b = appendString(b, e.Message)
+		if e.Stacktrace != "" {
+			b = append(b, `,"stacktrace":`...)
+			b = appendString(b, e.Stacktrace)
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}'), nil
+}
+
+// appendCallHead appends the fields a call's messages start with.
+func appendCallHead(b []byte, typ, invocationID, functionID string) []byte {
+	b = append(b, `{"type":`...)
+	b = appendString(b, typ)
+	b = append(b, `,"invocation_id":`...)
+	b = appendString(b, invocationID)
+	b = append(b, `,"function_id":`...)
+	return appendString(b, functionID)
+}
+
+// appendString appends s as a JSON string, as json.Marshal does: printable
+// ASCII other than what it escapes is copied, anything else goes through
+// json.Marshal.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+var lineSeparator, paragraphSeparator = []byte("\u2028"), []byte("\u2029")
+
+// appendRaw appends raw JSON as json.Marshal does: a compact text without
+// the characters it escapes (<, >, &, U+2028, U+2029) is copied, anything
+// else goes through json.Marshal (which compacts and escapes it, or
+// refuses it).
+func appendRaw(b []byte, raw json.RawMessage) ([]byte, error) {
+	if compact, err := engine.ScanJSONText(raw); err == nil && compact && !bytes.ContainsAny(raw, "<>&") &&
+		!bytes.Contains(raw, lineSeparator) && !bytes.Contains(raw, paragraphSeparator) {
+		return append(b, raw...), nil
+	}
+	q, err := json.Marshal(raw)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, q...), nil
+}
+
+// decodeInbound decodes a worker's message into m as json.Unmarshal does.
+// The messages of a call (those whose keys are all among a call's) are
+// read by hand, without reflection, and their raw JSON fields are checked
+// once; anything else, and anything unusual in them (an escape in a key
+// or a string, a string that is not plain ASCII, a null where a string is
+// expected, JSON that may be invalid), goes through json.Unmarshal.
+func decodeInbound(b []byte, m *inbound) error {
+	if decodeCall(b, m) {
+		return nil
+	}
+	*m = inbound{}
+	return json.Unmarshal(b, m)
+}
+
+// decodeCall is decodeInbound's hand-written reader: it reports false,
+// leaving m partly set, when b is not a message it reads exactly as
+// json.Unmarshal would.
+func decodeCall(b []byte, m *inbound) bool {
+	i := skipSpace(b, 0)
+	if i == len(b) || b[i] != '{' {
+		return false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return skipSpace(b, i+1) == len(b)
+	}
+	for {
+		key, next, ok := plainString(b, i)
+		if !ok {
+			return false
+		}
+		i = skipSpace(b, next)
+		if i == len(b) || b[i] != ':' {
+			return false
+		}
+		i = skipSpace(b, i+1)
+		switch key {
+		case "type", "invocation_id", "function_id", "traceparent", "baggage":
+			s, next, ok := plainString(b, i)
+			if !ok {
+				return false
+			}
+			switch key {
+			case "type":
+				m.Type = s
+			case "invocation_id":
+				m.InvocationID = &s
+			case "function_id":
+				m.FunctionID = s
+			case "traceparent":
+				m.Traceparent = s
+			case "baggage":
+				m.Baggage = s
+			}
+			i = next
+		case "data", "result", "metadata":
+			end, ok := rawValue(b, i)
+			if !ok {
+				return false
+			}
+			raw := json.RawMessage(b[i:end:end])
+			switch key {
+			case "data":
+				m.Data = raw
+			case "result":
+				m.Result = raw
+			case "metadata":
+				m.Metadata = raw
+			}
+			i = end
+		default:
+			return false
+		}
+		i = skipSpace(b, i)
+		if i == len(b) {
+			return false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case '}':
+			return skipSpace(b, i+1) == len(b)
+		default:
+			return false
+		}
+	}
+}
+
+// skipSpace skips JSON white space from b[i].
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainString reads the JSON string at b[i] when it holds printable ASCII
+// without escapes, and returns it with the index after it.
+func plainString(b []byte, i int) (s string, next int, ok bool) {
+	if i == len(b) || b[i] != '"' {
+		return "", 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return string(b[i+1 : j]), j + 1, true
+		case c < 0x20 || c > 0x7e || c == '\\':
+			return "", 0, false
+		}
+	}
+	return "", 0, false
+}
+
+// rawValue finds the end of the JSON value at b[i] (valueEnd) and checks
+// that it is valid JSON text (engine.ValidJSONText, stricter than
+// json.Unmarshal's check: a value it refuses goes to json.Unmarshal).
+func rawValue(b []byte, i int) (end int, ok bool) {
+	end = valueEnd(b, i)
+	if end <= i {
+		return 0, false
+	}
+	return end, engine.ValidJSONText(b[i:end]) == nil
+}
+
+// valueEnd is the index after the JSON value at b[i], found by its
+// strings and brackets alone, or -1.
+func valueEnd(b []byte, i int) int {
+	if i == len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		for j := i + 1; j < len(b); j++ {
+			switch b[j] {
+			case '\\':
+				j++
+			case '"':
+				return j + 1
+			}
+		}
+		return -1
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				k := valueEnd(b, j)
+				if k < 0 {
+					return -1
+				}
+				j = k - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return -1
+	default: // a number or a literal
+		j := i
+		for j < len(b) && strings.IndexByte(",}] \t\n\r", b[j]) < 0 {
+			j++
+		}
+		return j
+	}
 }
