@@ -210,9 +210,6 @@ func (c *conn) ping() {
 
 // encode frames v as a text message within MaxMessageBytes.
 func (c *conn) encode(v any) ([]byte, error) {
-	if m, ok := v.(appender); ok {
-		return c.encodeAppender(m)
-	}
 	p, err := json.Marshal(v)
 	if err != nil {
 		return nil, engine.Errorf(codes.Internal, "encode message: %v", err)
@@ -223,19 +220,17 @@ func (c *conn) encode(v any) ([]byte, error) {
 	return wsconn.Frame(wsconn.OpText, p), nil
 }
 
-// appender is a message that encodes itself (appendJSON).
-type appender interface {
-	appendJSON(b []byte) ([]byte, error)
-	size() int
-}
-
-// maxHeader is the longest frame header, before which a message is encoded
-// so that the header can be put in front of it without a copy.
+// maxHeader is the longest frame header. A call's messages are encoded
+// after maxHeader bytes (newFrame), so that frame can put the header in
+// front of them without a copy.
 const maxHeader = 10
 
-// encodeAppender is encode for an appender.
-func (c *conn) encodeAppender(m appender) ([]byte, error) {
-	b, err := m.appendJSON(make([]byte, maxHeader, maxHeader+m.size()))
+// newFrame is a buffer for a message of about size bytes, for frame.
+func newFrame(size int) []byte { return make([]byte, maxHeader, maxHeader+size) }
+
+// frame makes a text frame of a message appended to newFrame's buffer
+// (err: the encoding's), within MaxMessageBytes.
+func (c *conn) frame(b []byte, err error) ([]byte, error) {
 	if err != nil {
 		return nil, engine.Errorf(codes.Internal, "encode message: %v", err)
 	}
@@ -254,6 +249,11 @@ func (c *conn) send(ctx context.Context, v any) error {
 	if err != nil {
 		return err
 	}
+	return c.sendFrame(ctx, b)
+}
+
+// sendFrame is send for an encoded message.
+func (c *conn) sendFrame(ctx context.Context, b []byte) error {
 	switch err := c.out.Put(ctx, b); {
 	case err == nil:
 		return nil
@@ -273,7 +273,11 @@ func (c *conn) send(ctx context.Context, v any) error {
 // (1008), so that a peer flooding pings or calls and never reading costs
 // bounded memory and goroutines.
 func (c *conn) answer(v any) error {
-	b, err := c.encode(v)
+	return c.answerFrame(c.encode(v))
+}
+
+// answerFrame is answer for an encoded message (err: the encoding's).
+func (c *conn) answerFrame(b []byte, err error) error {
 	if err != nil {
 		return err
 	}
@@ -319,23 +323,25 @@ func (c *conn) handle(op byte, b []byte) {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return
 	}
+	// A result read by decodeCall is handled from the stack; any other
+	// message is kept on the heap, as the registrar may hold it.
+	var d inbound
+	decoded := decodeCall(b, &d)
+	if decoded && d.Type == typeInvocationResult {
+		c.result(&d)
+		return
+	}
 	m := new(inbound)
-	size := int64(len(b))
-	if err := decodeInbound(b, m); err != nil {
+	if decoded {
+		*m = d
+	} else if err := json.Unmarshal(b, m); err != nil {
 		c.undecodable(b, err)
 		return
 	}
+	size := int64(len(b))
 	switch m.Type {
 	case typeInvocationResult:
-		if m.InvocationID == nil {
-			c.log.Debug("invocationresult without invocation_id; dropped")
-			return
-		}
-		result := m.Result
-		if m.Error == nil && len(result) == 0 {
-			result = json.RawMessage("null")
-		}
-		c.sess.Result(*m.InvocationID, result, m.Error.toError())
+		c.result(m)
 	case typeTriggerRegistrationResult:
 		c.mu.Lock()
 		req, ok := c.configs[m.ID]
@@ -364,6 +370,19 @@ func (c *conn) handle(op byte, b []byte) {
 	default:
 		c.log.Debug("unknown iii message type; ignored", "type", m.Type)
 	}
+}
+
+// result delivers an invocationresult.
+func (c *conn) result(m *inbound) {
+	if m.InvocationID == nil {
+		c.log.Debug("invocationresult without invocation_id; dropped")
+		return
+	}
+	result := m.Result
+	if m.Error == nil && len(result) == 0 {
+		result = json.RawMessage("null")
+	}
+	c.sess.Result(*m.InvocationID, result, m.Error.toError())
 }
 
 // enqueue hands m to the registrar. A worker that gets too far ahead of it
@@ -541,9 +560,14 @@ func (c *conn) reject(functionID string, err error) {
 		FunctionID: functionID, Message: engine.AsError(err).Message})
 }
 
+// callOf is the call m asks for. (It is made where it is used: a Call
+// held by a call's goroutine would be one more allocation per call.)
+func callOf(m *inbound) engine.Call {
+	return engine.Call{FunctionID: m.FunctionID, Payload: m.Data, Metadata: nonNull(m.Metadata), Traceparent: m.Traceparent, Baggage: m.Baggage}
+}
+
 // invoke runs the worker's own call and answers it when it has an id.
 func (c *conn) invoke(m *inbound) {
-	call := engine.Call{FunctionID: m.FunctionID, Payload: m.Data, Metadata: nonNull(m.Metadata), Traceparent: m.Traceparent, Baggage: m.Baggage}
 	var id string
 	if m.InvocationID != nil {
 		id = *m.InvocationID
@@ -570,7 +594,7 @@ func (c *conn) invoke(m *inbound) {
 				return
 			}
 			c.running.Go(func() {
-				out, err := c.sess.Enqueue(c.ctx, a.Queue, call)
+				out, err := c.sess.Enqueue(c.ctx, a.Queue, callOf(m))
 				answer(out, err)
 			})
 			return
@@ -580,7 +604,7 @@ func (c *conn) invoke(m *inbound) {
 		}
 	}
 	if void || id == "" {
-		if err := c.sess.CallVoid(call); err != nil {
+		if err := c.sess.CallVoid(callOf(m)); err != nil {
 			c.log.Debug("void call refused", engine.LogFunctionID, m.FunctionID, "error", err)
 		}
 		return
@@ -594,7 +618,7 @@ func (c *conn) invoke(m *inbound) {
 	c.inflight++
 	c.mu.Unlock()
 	c.goCall(func() {
-		out, err := c.sess.Call(c.ctx, call)
+		out, err := c.sess.Call(c.ctx, callOf(m))
 		c.reply(id, m.FunctionID, out, err)
 		c.mu.Lock()
 		c.inflight--
@@ -646,9 +670,9 @@ func (c *conn) reply(id, functionID string, out []byte, err error) {
 		// as undefined.
 		r.Result = out
 	}
-	if serr := c.answer(&r); errors.Is(serr, engine.ErrMessageTooLarge) {
+	if serr := c.answerFrame(c.frame(r.appendJSON(newFrame(r.size())))); errors.Is(serr, engine.ErrMessageTooLarge) {
 		r.Result, r.Error = nil, toBody(engine.Errorf(codes.MessageTooLarge, "result of %q: %s", functionID, engine.AsError(serr).Message))
-		_ = c.answer(&r)
+		_ = c.answerFrame(c.frame(r.appendJSON(newFrame(r.size()))))
 	}
 }
 
@@ -666,12 +690,18 @@ func (c *conn) Invoke(ctx context.Context, inv engine.Invocation) error {
 		}
 		c.httpRunning++
 		c.mu.Unlock()
+		inv := inv // only this copy goes to the heap
 		c.running.Go(func() { c.invokeHTTP(f, inv) })
 		return nil
 	}
 	c.mu.Unlock()
-	return c.send(ctx, &invokeFunction{Type: typeInvokeFunction, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID,
-		Data: orNull(inv.Payload), Traceparent: inv.Traceparent, Baggage: inv.Baggage, Metadata: inv.Metadata})
+	m := invokeFunction{Type: typeInvokeFunction, InvocationID: inv.InvocationID, FunctionID: inv.FunctionID,
+		Data: orNull(inv.Payload), Traceparent: inv.Traceparent, Baggage: inv.Baggage, Metadata: inv.Metadata}
+	b, err := c.frame(m.appendJSON(newFrame(m.size())))
+	if err != nil {
+		return err
+	}
+	return c.sendFrame(ctx, b)
 }
 
 // invokeHTTP calls an HTTP-invoked function and answers the invocation

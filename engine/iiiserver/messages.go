@@ -298,23 +298,14 @@ func appendRaw(b []byte, raw json.RawMessage) ([]byte, error) {
 	return append(b, q...), nil
 }
 
-// decodeInbound decodes a worker's message into m as json.Unmarshal does.
-// The messages of a call (those whose keys are all among a call's) are
-// read by hand, without reflection, and their raw JSON fields are checked
-// once; anything else, and anything unusual in them (an escape in a key
-// or a string, a string that is not plain ASCII, a null where a string is
-// expected, JSON that may be invalid), goes through json.Unmarshal.
-func decodeInbound(b []byte, m *inbound) error {
-	if decodeCall(b, m) {
-		return nil
-	}
-	*m = inbound{}
-	return json.Unmarshal(b, m)
-}
-
-// decodeCall is decodeInbound's hand-written reader: it reports false,
-// leaving m partly set, when b is not a message it reads exactly as
-// json.Unmarshal would.
+// decodeCall decodes a worker's message into m as json.Unmarshal does, and
+// reports true, when the message is one of a call's (its keys are all among
+// those of invokefunction and invocationresult): it reads them by hand,
+// without reflection, checking their raw JSON fields once. Anything else,
+// and anything unusual in them (an escape in a key or a string, a string
+// that is not plain ASCII, a null where a string is expected, JSON that
+// may be invalid), it leaves to json.Unmarshal: it reports false, with m
+// partly set.
 func decodeCall(b []byte, m *inbound) bool {
 	i := skipSpace(b, 0)
 	if i == len(b) || b[i] != '{' {
@@ -325,7 +316,8 @@ func decodeCall(b []byte, m *inbound) bool {
 		return skipSpace(b, i+1) == len(b)
 	}
 	for {
-		key, next, ok := plainString(b, i)
+		k, next, ok := plainString(b, i)
+		key := string(k) // no copy: compared only
 		if !ok {
 			return false
 		}
@@ -342,15 +334,16 @@ func decodeCall(b []byte, m *inbound) bool {
 			}
 			switch key {
 			case "type":
-				m.Type = s
+				m.Type = messageType(s)
 			case "invocation_id":
-				m.InvocationID = &s
+				id := string(s)
+				m.InvocationID = &id
 			case "function_id":
-				m.FunctionID = s
+				m.FunctionID = string(s)
 			case "traceparent":
-				m.Traceparent = s
+				m.Traceparent = string(s)
 			case "baggage":
-				m.Baggage = s
+				m.Baggage = string(s)
 			}
 			i = next
 		case "data", "result", "metadata":
@@ -395,20 +388,31 @@ func skipSpace(b []byte, i int) int {
 }
 
 // plainString reads the JSON string at b[i] when it holds printable ASCII
-// without escapes, and returns it with the index after it.
-func plainString(b []byte, i int) (s string, next int, ok bool) {
+// without escapes, and returns its contents with the index after it.
+func plainString(b []byte, i int) (s []byte, next int, ok bool) {
 	if i == len(b) || b[i] != '"' {
-		return "", 0, false
+		return nil, 0, false
 	}
 	for j := i + 1; j < len(b); j++ {
 		switch c := b[j]; {
 		case c == '"':
-			return string(b[i+1 : j]), j + 1, true
+			return b[i+1 : j], j + 1, true
 		case c < 0x20 || c > 0x7e || c == '\\':
-			return "", 0, false
+			return nil, 0, false
 		}
 	}
-	return "", 0, false
+	return nil, 0, false
+}
+
+// messageType is a message's type, without a copy for a call's.
+func messageType(s []byte) string {
+	switch string(s) {
+	case typeInvokeFunction:
+		return typeInvokeFunction
+	case typeInvocationResult:
+		return typeInvocationResult
+	}
+	return string(s)
 }
 
 // rawValue finds the end of the JSON value at b[i] (valueEnd) and checks
