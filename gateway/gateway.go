@@ -217,7 +217,7 @@ type Config struct {
 	// Default DefaultPresenceRateBytes.
 	PresenceRateBytes int
 	// Writers is the number of goroutines writing to WebSockets; zero means
-	// GOMAXPROCS.
+	// GOMAXPROCS. SetWriters changes it.
 	Writers int
 	// Observer, if set, receives the latency samples pages report, and
 	// the gateway keeps the delivery latency of its writes
@@ -432,6 +432,11 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 	}
 }
+
+// SetWriters makes the pool of goroutines writing to WebSockets n strong
+// (at least 1), as when the CPUs the process may use change: writers past
+// those CPUs only take turns sooner, each with fewer frames to write.
+func (g *Gateway) SetWriters(n int) { g.pool.resize(n) }
 
 // Close closes every connection (WebSocket clients get 1001), cuts those
 // that do not finish within two seconds, and waits for their goroutines.

@@ -10,7 +10,9 @@ import (
 // turn while its frames accumulate, so one write carries many of them; and
 // the scheduler's run queue holds a few writers, not one per busy socket,
 // so events keep flowing in promptly. A socket that would block leaves the
-// pool for a goroutine of its own (conn.slow).
+// pool for a goroutine of its own (conn.slow). Its size follows the CPUs
+// the process has (resize): more writers than those only take turns
+// sooner, each finding fewer frames to write.
 //
 // An event for many sockets reaches the pool in a few hand-offs (see
 // handoff), and a worker takes up to workerTake sockets per visit to the
@@ -23,6 +25,8 @@ type writerPool struct {
 	head    int
 	waiting int // workers waiting in next
 	closed  bool
+	want    int // workers wanted
+	live    int // workers running
 	wg      sync.WaitGroup
 	// handoffs counts pushes into the queue (tests).
 	handoffs int
@@ -37,11 +41,39 @@ func newWriterPool(n int) *writerPool {
 	}
 	p := &writerPool{}
 	p.cond = sync.NewCond(&p.mu)
-	p.wg.Add(n)
-	for range n {
+	p.resize(n)
+	return p
+}
+
+// resize makes the pool n workers (at least 1): new ones start at once,
+// extra ones stop when their turn is over.
+func (p *writerPool) resize(n int) {
+	n = max(n, 1)
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.want = n
+	start := n - p.live
+	if start > 0 {
+		p.live = n
+		p.wg.Add(start)
+	}
+	p.mu.Unlock()
+	for range start {
 		go p.work()
 	}
-	return p
+	if start < 0 {
+		p.cond.Broadcast() // idle ones stop now
+	}
+}
+
+// size is the number of workers running.
+func (p *writerPool) size() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.live
 }
 
 func (p *writerPool) push(c *conn) {
@@ -72,11 +104,22 @@ func (p *writerPool) pushAll(cs []*conn) {
 }
 
 // next appends up to workerTake queued connections to dst, waiting for
-// one; it returns dst unchanged once the pool is closed and drained.
+// one; it returns dst unchanged once the pool is closed and drained, or
+// when the pool has more workers than it wants (the caller stops).
 func (p *writerPool) next(dst []*conn) []*conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for p.head == len(p.queue) {
+	for {
+		if p.live > p.want {
+			p.live--
+			if p.head < len(p.queue) && p.waiting > 0 {
+				p.cond.Signal() // the wake-up may have been for this one
+			}
+			return dst
+		}
+		if p.head < len(p.queue) {
+			break
+		}
 		if p.closed {
 			return dst
 		}

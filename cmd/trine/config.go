@@ -53,6 +53,9 @@ type engineConfig struct {
 	// MemoryReleaseIdle is how often the process looks whether it went
 	// quiet, to hand free heap pages back (releaseIdleMemory); -1: never.
 	MemoryReleaseIdle time.Duration
+	// CPUs is what the process sizes GOMAXPROCS and its socket writers
+	// for; 0: its share of the host (sizeCPUs).
+	CPUs int
 	// MaxMessageBytes is the largest gRPC or iii message; list answers,
 	// stream items and state values are lowered to fit one.
 	MaxMessageBytes int

@@ -306,6 +306,7 @@ type engineServers struct {
 	iiiHTTP  *http.Server
 	console  *http.Server // on --console-addr, or nil
 	invoker  *httpinvoke.Invoker
+	stopCPUs func() // stops sizing GOMAXPROCS and the writers
 }
 
 func newEngineServers(cfg engineConfig, core *engineCore, mods *engineModules, lis *engineListeners, log *slog.Logger) (*engineServers, error) {
@@ -317,6 +318,7 @@ func newEngineServers(cfg engineConfig, core *engineCore, mods *engineModules, l
 	s := &engineServers{streams: streams, hub: mods.hub}
 	// Cron and queues need JetStream; the engine never waits for it.
 	s.optional = jsboot.NewStarter(log, append(mods.optionalParts(cfg, core.ns), streams.presencePart)...)
+	s.stopCPUs = sizeCPUs(cfg, log, streams.gw.SetWriters)
 	if err := registerGatewayMetrics(core.reg, streams.gw); err != nil {
 		s.close()
 		return nil, fmt.Errorf("register stream metrics: %w", err)
@@ -368,6 +370,7 @@ func newEngineServers(cfg engineConfig, core *engineCore, mods *engineModules, l
 // close releases what outlives a failed start or a stop: the HTTP
 // invoker and the gateway.
 func (s *engineServers) close() {
+	s.stopCPUs()
 	if s.invoker != nil {
 		s.invoker.Close()
 	}

@@ -61,7 +61,7 @@ func gatewaySettings(c *engineConfig) []setting {
 			"stream-queue-messages", "stream-queue-bytes", "stream-max-catchups", "stream-max-catchups-total", "stream-snapshot-page-bytes", "stream-snapshot-coalesce", "stream-ping-interval", "stream-sse-keepalive", "stream-session-posts", "stream-write-timeout",
 			"stream-latency-labels", "stream-latency-every", "stream-latency-max",
 			"presence-grace", "presence-ttl", "presence-replicas", "presence-max-members", "presence-max-meta-bytes", "presence-max-per-connection", "presence-max-total", "presence-rate-bytes", "presence-max-total-bytes",
-			"log-level", "log-format", "memory-release-idle", "otel-endpoint", "otel-protocol", "otel-sample-ratio":
+			"cpus", "log-level", "log-format", "memory-release-idle", "otel-endpoint", "otel-protocol", "otel-sample-ratio":
 		default:
 			continue
 		}
@@ -156,6 +156,7 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
+	defer sizeCPUs(cfg, log, gw.SetWriters)()
 	mux, err := gatewayHTTP(gw, ready, natsStats(ns.Conn), engineLinkStats(w), listenerStats(lis...), stats{refusalStats(gatewayRefusals(gw))})
 	if err != nil {
 		return err

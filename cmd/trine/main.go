@@ -21,6 +21,7 @@ func main() {
 	// After the first signal, restore the default handling so that a second
 	// one ends the process at once instead of waiting for the drain.
 	context.AfterFunc(ctx, stop)
+	processWide = true
 	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/trinehq/trine/internal/cpushare"
+)
+
+// processWide is set by main: the process is trine itself, not a test
+// driving run, so --cpus may set GOMAXPROCS.
+var processWide bool
+
+// cpuEvery is how often --cpus auto looks at the host again.
+const cpuEvery = 2 * time.Second
+
+// sizeCPUs sizes the Go scheduler (GOMAXPROCS) and the gateway's socket
+// writers (setWriters) to --cpus: N as given, or auto, the process's
+// share of the host (cpushare: its affinity mask and cgroup quota, split
+// with the busy trine servers on the same CPUs), looked at again every
+// cpuEvery until stop is called. With auto, GOMAXPROCS set in the
+// environment wins, and the writers follow it.
+func sizeCPUs(cfg engineConfig, log *slog.Logger, setWriters func(int)) (stop func()) {
+	if !processWide {
+		return func() {}
+	}
+	if cfg.CPUs > 0 {
+		runtime.GOMAXPROCS(cfg.CPUs)
+		setWriters(cfg.CPUs)
+		return func() {}
+	}
+	if _, ok := os.LookupEnv("GOMAXPROCS"); ok {
+		return func() {}
+	}
+	sizer := cpushare.NewSizer(cpushare.System())
+	cur := 0
+	apply := func() {
+		sh := sizer.CPUs()
+		if sh.CPUs == cur {
+			return
+		}
+		cur = sh.CPUs
+		runtime.GOMAXPROCS(sh.CPUs)
+		setWriters(sh.CPUs)
+		log.Info("CPUs sized", "cpus", sh.CPUs, "affinity", sh.Affinity, "quota", sh.Quota, "busy_trine_servers", sh.Peers)
+	}
+	apply()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(cpuEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				apply()
+			}
+		}
+	})
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
