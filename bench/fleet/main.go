@@ -48,7 +48,7 @@ import (
 )
 
 // target: fleet per-core throughput ≥ targetRatio × single.
-const targetRatio = 0.8
+const targetRatio = 0.9
 
 // benchEnv is what every mode needs.
 type benchEnv struct {
@@ -85,6 +85,8 @@ func main() {
 	setAB := flag.String("set-ab", "", "OLD,NEW: only compare the memory-store stream::set writes/s of two prebuilt trine binaries, alternately (setab.go)")
 	setRounds := flag.Int("set-rounds", 3, "-set-ab: rounds, each measuring OLD then NEW")
 	setABNodes := flag.String("set-ab-nodes", "0", "-set-ab: the stores measured, comma-separated: 0 the memory store, N JetStream on N NATS nodes with N replicas")
+	fleetAB := flag.String("fleet-ab", "", "OLD,NEW: only compare the single and fleet modes of two prebuilt trine binaries, alternately (fleetab.go)")
+	fleetRounds := flag.Int("fleet-rounds", 3, "-fleet-ab: rounds, each measuring OLD then NEW")
 	groupItems := flag.Int("group-items", 50000, "group-size part: items in the full group")
 	groupWrites := flag.Int("group-writes", 2000, "group-size part: writes measured in each group")
 	flag.Parse()
@@ -131,6 +133,11 @@ func main() {
 
 	env := &benchEnv{tmp: tmp, trineBin: filepath.Join(tmp, "trine"), queueMessages: *queue, gatewayProcs: *gatewayProcs, dialer: loadgen.NewDialer(),
 		conc: *conc, window: *window, payload: *payload, warmup: *warmup, duration: *duration}
+	if *fleetAB != "" {
+		bins := strings.Split(*fleetAB, ",")
+		runOnly(func() error { return runFleetAB(env, bins, *fleetRounds, *subscribers, *gateways) })
+		return
+	}
 	loadgen.Progress("building ./cmd/trine")
 	if err := loadgen.BuildTrine(env.trineBin); err != nil {
 		fatalf("%v", err)
