@@ -110,6 +110,8 @@ type storeConfig struct {
 	// A group commit of --store jetstream: the writes and bytes of one
 	// group committed together.
 	BatchWrites, BatchBytes int
+	// How long a hot group's commit waits for its last batch's writers.
+	BatchWait time.Duration
 }
 
 // natsConfig is the engine's NATS: an embedded server, or the servers of

@@ -93,7 +93,7 @@ var defaultConfig = engineConfig{
 		PresenceMaxPerConn: 16, PresenceMaxTotal: 100000, PresenceMaxTotalBytes: 64 << 20, PresenceRateBytes: 4 << 20,
 	},
 	Presence: natsfanout.PresenceConfig{TTL: 15 * time.Second, Replicas: 1},
-	Store:    storeConfig{Kind: "file", Replicas: 1, BatchWrites: jsstore.DefaultMaxBatchWrites, BatchBytes: jsstore.DefaultMaxBatchBytes},
+	Store:    storeConfig{Kind: "file", Replicas: 1, BatchWrites: jsstore.DefaultMaxBatchWrites, BatchBytes: jsstore.DefaultMaxBatchBytes, BatchWait: jsstore.DefaultBatchWait},
 	NATS:     natsConfig{Addr: "127.0.0.1:4222", ConnectTimeout: 30 * time.Second},
 	Console:  consoleConfig{Mode: "auto"},
 	Contracts: contractsConfig{Limits: contract.Limits{MaxSchemaBytes: 256 << 10, MaxSchemaDepth: 64, MaxEvaluations: 256, MaxValueDepth: 64,

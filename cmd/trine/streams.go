@@ -139,7 +139,7 @@ func storeOpener(cfg engineConfig, ns *natsembed.Server, log *slog.Logger, dir s
 		}
 	case "jetstream":
 		js.Replicas = cfg.Store.Replicas
-		js.MaxBatchWrites, js.MaxBatchBytes = cfg.Store.BatchWrites, cfg.Store.BatchBytes
+		js.MaxBatchWrites, js.MaxBatchBytes, js.BatchWait = cfg.Store.BatchWrites, cfg.Store.BatchBytes, cfg.Store.BatchWait
 		return func(o store.Options) (store.Store, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), jetStreamBootTimeout)
 			defer cancel()

@@ -38,6 +38,14 @@ import (
 // batch is stored (on every replica's quorum, for a replicated stream).
 // Then the leader passes the lead to the next writer waiting.
 //
+// A hot group's writers are mostly the same ones writing again as soon
+// as they are acknowledged. A leader that took the queue at once would
+// find only the writers that queued during the last round trip, and the
+// writers it just acknowledged would queue behind it for the next one:
+// batches would alternate between the two halves, each carrying half the
+// writers. So the leader first waits, briefly, for the writers of the
+// group's last batch to queue again (gather).
+//
 // The leader remembers, per group, the head and the items it committed,
 // so that the next batch of a hot group reads nothing: the head's
 // compare-and-set proves that no other engine wrote in between. That
@@ -84,8 +92,10 @@ type op struct {
 
 // queue is a group's writers on this engine.
 type queue struct {
-	ops  []*op
-	busy bool // a leader is committing
+	ops     []*op
+	busy    bool          // a leader is committing
+	waiting bool          // the leader is gathering: a write signals grew
+	grew    chan struct{} // made when first gathering
 }
 
 // known is what this engine last committed to a group: its head and the
@@ -95,6 +105,11 @@ type known struct {
 	h     head
 	items map[string]store.Item // only the group's leader reads and changes them
 	bytes int                   // of items
+
+	// The group's last batch: the writes it took and its commit's round
+	// trip, what gather waits for.
+	lastWrites int
+	lastRTT    time.Duration
 }
 
 // batcher holds the groups' queues and what the engine knows of them.
@@ -126,6 +141,12 @@ func (s *Store) submit(o *op) {
 	lead := !q.busy
 	o.lead = lead
 	q.busy = true
+	if q.waiting {
+		select {
+		case q.grew <- struct{}{}:
+		default:
+		}
+	}
 	b.mu.Unlock()
 	if !lead {
 		select {
@@ -145,14 +166,16 @@ func (s *Store) submit(o *op) {
 			return
 		}
 	}
-	s.lead(g, q)
+	s.lead(g, q, !lead)
 }
 
 // lead commits one batch of g's queue, which starts with the leader's own
-// write, then passes the lead on.
-func (s *Store) lead(g gkey, q *queue) {
+// write, then passes the lead on. passed: the lead came from the last
+// batch's leader, rather than to a write finding the group idle.
+func (s *Store) lead(g gkey, q *queue, passed bool) {
 	b := s.batch
 	b.mu.Lock()
+	s.gather(g, q, passed)
 	n := min(len(q.ops), s.cfg.MaxBatchWrites)
 	ops := slices.Clone(q.ops[:n])
 	q.ops = slices.Delete(q.ops, 0, n)
@@ -179,6 +202,50 @@ func (s *Store) lead(g gkey, q *queue) {
 	if next != nil {
 		next.wake <- struct{}{}
 	}
+}
+
+// gather waits, with b.mu held (released while waiting), for the writers
+// of g's last batch to queue again: up to the last batch's writes more
+// than the queue held when the lead was passed (a write finding the group
+// idle is itself one of them), for at most BatchWait and half the last
+// commit's round trip. Without a remembered last batch of several
+// writes, it does not wait.
+func (s *Store) gather(g gkey, q *queue, passed bool) {
+	b := s.batch
+	k := b.known[g]
+	if k == nil || k.lastWrites < 2 || s.cfg.BatchWait <= 0 {
+		return
+	}
+	want := k.lastWrites
+	if passed {
+		want += len(q.ops)
+	}
+	want = min(want, s.cfg.MaxBatchWrites)
+	if len(q.ops) >= want {
+		return
+	}
+	wait := min(s.cfg.BatchWait, k.lastRTT/2)
+	if wait <= 0 {
+		return
+	}
+	if q.grew == nil {
+		q.grew = make(chan struct{}, 1)
+	}
+	q.waiting = true
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for len(q.ops) < want {
+		b.mu.Unlock()
+		select {
+		case <-q.grew:
+			b.mu.Lock()
+			continue
+		case <-t.C:
+			b.mu.Lock()
+		}
+		break
+	}
+	q.waiting = false
 }
 
 // batchCtx is the context of a batch's reads and publish: its writers'
@@ -373,7 +440,9 @@ func (s *Store) tryBatch(ctx context.Context, g gkey, ops []*op, attempt int) (n
 	}
 
 	newHead, msgs := s.batchMsgs(st, writes, atomicOK && !settled)
+	sent := time.Now()
 	ack, err := s.publishBatch(ctx, msgs)
+	rtt := time.Since(sent)
 	switch {
 	case conflict(err) || isCode(err, errAtomicTooMany) || isCode(err, errAtomicIncomplete):
 		s.forget(g)
@@ -390,7 +459,7 @@ func (s *Store) tryBatch(ctx context.Context, g gkey, ops []*op, attempt int) (n
 		return n, false, fmt.Errorf("jsstore: %w", err)
 	}
 	newHead.streamSeq = ack
-	s.remember(g, st, newHead)
+	s.remember(g, st, newHead, n, rtt)
 
 	now := s.now()
 	for i, w := range writes {
@@ -554,8 +623,9 @@ func (s *Store) forget(g gkey) {
 // it, added to what was known when the batch started from it (so that a
 // commit costs what its batch holds, not what the group does), within the
 // cache's bound: past MaxBatchBytes the group's items are dropped, past
-// the whole bound other groups go.
-func (s *Store) remember(g gkey, st *batchState, h head) {
+// the whole bound other groups go. The batch took writes and committed
+// in rtt.
+func (s *Store) remember(g gkey, st *batchState, h head, writes int, rtt time.Duration) {
 	b := s.batch
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -567,7 +637,7 @@ func (s *Store) remember(g gkey, st *batchState, h head) {
 		delete(b.known, g)
 		k = &known{items: map[string]store.Item{}}
 	}
-	k.h = h
+	k.h, k.lastWrites, k.lastRTT = h, writes, rtt
 	for id, it := range st.items {
 		if old, ok := k.items[id]; ok {
 			k.bytes -= itemBytes(id, old)

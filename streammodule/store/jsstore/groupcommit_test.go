@@ -439,3 +439,50 @@ func TestRememberedBytesStayBounded(t *testing.T) {
 		t.Fatalf("g0/i3 after the cache moved on: %.20s, %v", it.Value, err)
 	}
 }
+
+// TestHotGroupBatchesCarryItsWriters: writers that write again as soon
+// as they are acknowledged go out together, not in two halves that take
+// turns (each writer waiting for the other half's commit, then its own).
+func TestHotGroupBatchesCarryItsWriters(t *testing.T) {
+	const writers, each = 32, 40
+	var mu sync.Mutex
+	var stamps, changes int
+	batches := map[time.Time]bool{}
+	t0 := time.Unix(1e9, 0)
+	s := openTest(t, Config{}, store.Options{
+		Now: func() time.Time { // once per batch
+			mu.Lock()
+			defer mu.Unlock()
+			stamps++
+			return t0.Add(time.Duration(stamps))
+		},
+		OnCommit: func(ch store.Change) {
+			mu.Lock()
+			defer mu.Unlock()
+			changes++
+			batches[ch.Time] = true
+		},
+	})
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			k := store.Key{Stream: "s", Group: "hot", Item: "i" + strconv.Itoa(w)}
+			for range each {
+				if _, err := s.Put(t.Context(), k, store.Cond{}, increment); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if changes != writers*each {
+		t.Fatalf("%d changes committed, want %d", changes, writers*each)
+	}
+	// The first batch and the last ones, as writers finish, are smaller.
+	if avg := float64(changes) / float64(len(batches)); avg < 0.75*writers {
+		t.Errorf("%d writers made batches of %.1f writes on average, want at least %.0f", writers, avg, 0.75*writers)
+	}
+}

@@ -65,12 +65,18 @@ type Config struct {
 	// headers per write) of one group commit; a write larger than it goes
 	// alone. Default 1 MiB.
 	MaxBatchBytes int
+	// BatchWait bounds how long the leader of a hot group's next commit
+	// waits for the writers of its last batch to queue again (also at
+	// most half the last commit's round trip). Default DefaultBatchWait;
+	// negative: it never waits.
+	BatchWait time.Duration
 }
 
 // Defaults and bounds of the group commit.
 const (
 	DefaultMaxBatchWrites = 256
 	DefaultMaxBatchBytes  = 1 << 20
+	DefaultBatchWait      = 2 * time.Millisecond
 	// MaxBatchWritesLimit keeps a batch (a message per write, the old
 	// head's change and the head) within JetStream's default of 1,000
 	// messages per atomic batch.
@@ -136,6 +142,9 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config, opts store.Options) (*
 	cfg.MaxBatchWrites = min(cfg.MaxBatchWrites, MaxBatchWritesLimit)
 	if cfg.MaxBatchBytes <= 0 {
 		cfg.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if cfg.BatchWait == 0 {
+		cfg.BatchWait = DefaultBatchWait
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
