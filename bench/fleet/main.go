@@ -85,6 +85,8 @@ func main() {
 	setAB := flag.String("set-ab", "", "OLD,NEW: only compare the memory-store stream::set writes/s of two prebuilt trine binaries, alternately (setab.go)")
 	setRounds := flag.Int("set-rounds", 3, "-set-ab: rounds, each measuring OLD then NEW")
 	setABNodes := flag.String("set-ab-nodes", "0", "-set-ab: the stores measured, comma-separated: 0 the memory store, N JetStream on N NATS nodes with N replicas")
+	trineBin := flag.String("trine", "", "a prebuilt trine binary to measure (default: build ./cmd/trine)")
+	fleetOnly := flag.Bool("fleet-only", false, "run only the single and fleet modes, not the stream::set part")
 	fleetAB := flag.String("fleet-ab", "", "OLD,NEW: only compare the single and fleet modes of two prebuilt trine binaries, alternately (fleetab.go)")
 	fleetRounds := flag.Int("fleet-rounds", 3, "-fleet-ab: rounds, each measuring OLD then NEW")
 	groupItems := flag.Int("group-items", 50000, "group-size part: items in the full group")
@@ -138,9 +140,13 @@ func main() {
 		runOnly(func() error { return runFleetAB(env, bins, *fleetRounds, *subscribers, *gateways) })
 		return
 	}
-	loadgen.Progress("building ./cmd/trine")
-	if err := loadgen.BuildTrine(env.trineBin); err != nil {
-		fatalf("%v", err)
+	if *trineBin != "" {
+		env.trineBin = *trineBin
+	} else {
+		loadgen.Progress("building ./cmd/trine")
+		if err := loadgen.BuildTrine(env.trineBin); err != nil {
+			fatalf("%v", err)
+		}
 	}
 
 	setEnv := &setEnv{tmp: tmp, trineBin: env.trineBin, callers: *setCallers, groups: *setGroups, payload: *payload,
@@ -169,6 +175,12 @@ func main() {
 	loadgen.StopAll()
 
 	printResults(single, serr, fleet, ferr, *gateways)
+	if *fleetOnly {
+		if serr != nil || ferr != nil {
+			loadgen.Exit(1, cleanupTmp)
+		}
+		return
+	}
 	fmt.Println()
 	setErr := errors.Join(runSetPart(setEnv), runGroupSizePart(tmp, *groupItems, *groupWrites))
 	loadgen.StopAll()
@@ -281,7 +293,7 @@ func printResults(single runResult, serr error, fleet runResult, ferr error, gat
 	// serves no subscribers.
 	fmt.Println()
 	tw = loadgen.NewTable()
-	fmt.Fprintln(tw, "mode\tprocess\tsubscribers\tCPU\tµs/msg\tdeliveries/s\tµs/dlv\twrites/s\tdlv/write\t")
+	fmt.Fprintln(tw, "mode\tprocess\tsubscribers\tCPU\tµs/msg\tswitches/s\tdeliveries/s\tµs/dlv\twrites/s\tdlv/write\t")
 	for _, m := range modes {
 		if m.err != nil {
 			continue
@@ -290,8 +302,8 @@ func printResults(single runResult, serr error, fleet runResult, ferr error, gat
 		msgs := r.MsgRate() * r.Elapsed.Seconds()
 		for _, p := range r.procs {
 			own := float64(r.Deliveries) * float64(p.subs) / float64(r.Subscribers)
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f%%\t%.0f\t", m.name, p.Name, p.subs,
-				loadgen.Percent(p.CPU, r.Elapsed), loadgen.Micros(p.CPU)/msgs)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f%%\t%.0f\t%s\t", m.name, p.Name, p.subs,
+				loadgen.Percent(p.CPU, r.Elapsed), loadgen.Micros(p.CPU)/msgs, loadgen.Human(p.switches))
 			if p.subs > 0 {
 				fmt.Fprintf(tw, "%s\t%.2f\t%s\t%.1f\t\n", loadgen.Human(own/r.Elapsed.Seconds()), loadgen.Micros(p.CPU)/own,
 					loadgen.Human(float64(p.Writes)/r.Elapsed.Seconds()), own/float64(max(p.Writes, 1)))
