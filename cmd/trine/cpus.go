@@ -16,7 +16,7 @@ import (
 var processWide bool
 
 // cpuEvery is how often --cpus auto looks at the host again.
-const cpuEvery = 2 * time.Second
+const cpuEvery = time.Second
 
 // sizeCPUs sizes the Go scheduler (GOMAXPROCS) and the gateway's socket
 // writers (setWriters) to --cpus: N as given, or auto, the process's

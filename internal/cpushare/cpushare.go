@@ -90,11 +90,7 @@ func (s *Sizer) CPUs() Share {
 	now := s.now()
 	elapsed := now.Sub(s.last).Seconds()
 	ticks := map[int]uint64{}
-	for _, pid := range h.peers() {
-		t, ok := h.cpuTicks(pid)
-		if !ok {
-			continue
-		}
+	for pid, t := range h.peers() {
 		ticks[pid] = t
 		prev, seen := s.prev[pid]
 		if !s.fresh || !seen || elapsed <= 0 || t < prev {
@@ -116,60 +112,88 @@ func (s *Sizer) CPUs() Share {
 // serverCommands are the trine commands that count as peers.
 var serverCommands = []string{"engine", "gateway"}
 
-// peers are the other processes of this program serving as an engine or
-// a gateway.
-func (h Host) peers() []int {
-	comm, err := os.ReadFile(filepath.Join(h.Proc, strconv.Itoa(h.Self), "comm"))
-	if err != nil {
+// peers are the CPU times (in clock ticks) of the other processes of
+// this program serving as an engine or a gateway. Each process costs one
+// read of /proc/<pid>/comm (the cheapest of its files); only those named
+// as this one have their command line and CPU time read.
+func (h Host) peers() map[int]uint64 {
+	buf := make([]byte, 1024)
+	self, ok := readSmall(filepath.Join(h.Proc, strconv.Itoa(h.Self), "comm"), buf)
+	if !ok {
 		return nil
 	}
 	entries, err := os.ReadDir(h.Proc)
 	if err != nil {
 		return nil
 	}
-	var out []int
+	out := map[int]uint64{}
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == h.Self {
 			continue
 		}
 		dir := filepath.Join(h.Proc, e.Name())
-		if c, err := os.ReadFile(filepath.Join(dir, "comm")); err != nil || !bytes.Equal(c, comm) {
+		if comm, ok := readSmall(filepath.Join(dir, "comm"), buf); !ok || comm != self {
 			continue
 		}
 		args, err := os.ReadFile(filepath.Join(dir, "cmdline"))
 		if err != nil {
 			continue
 		}
-		if argv := strings.Split(string(args), "\x00"); len(argv) > 1 && slices.Contains(serverCommands, argv[1]) {
-			out = append(out, pid)
+		if argv := strings.Split(string(args), "\x00"); len(argv) < 2 || !slices.Contains(serverCommands, argv[1]) {
+			continue
+		}
+		if st, ok := readStat(filepath.Join(dir, "stat"), buf); ok && st.comm == self {
+			out[pid] = st.ticks
 		}
 	}
 	return out
 }
 
-// cpuTicks is the user and system CPU time of pid, in clock ticks.
-func (h Host) cpuTicks(pid int) (uint64, bool) {
-	b, err := os.ReadFile(filepath.Join(h.Proc, strconv.Itoa(pid), "stat"))
+// stat is what peers needs of /proc/<pid>/stat.
+type stat struct {
+	comm  string // the command's name
+	ticks uint64 // user and system CPU time, in clock ticks
+}
+
+// readSmall reads a small file with one read into buf, without its
+// trailing newline.
+func readSmall(file string, buf []byte) (string, bool) {
+	f, err := os.Open(file)
 	if err != nil {
-		return 0, false
+		return "", false
 	}
-	// The command name, in parentheses, may hold spaces: fields count
-	// from the last ')'. utime and stime are fields 14 and 15.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
+	n, err := f.Read(buf)
+	_ = f.Close()
+	if err != nil {
+		return "", false
 	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, false
+	return strings.TrimSuffix(string(buf[:n]), "\n"), true
+}
+
+// readStat reads a /proc/<pid>/stat file using buf.
+func readStat(file string, buf []byte) (stat, bool) {
+	v, ok := readSmall(file, buf)
+	if !ok {
+		return stat{}, false
 	}
-	u, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	b := []byte(v)
+	// The name, in parentheses, may hold spaces and parentheses: fields
+	// count from the last ')'. utime and stime are fields 14 and 15.
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return stat{}, false
+	}
+	f2 := strings.Fields(string(b[end+1:]))
+	if len(f2) < 13 {
+		return stat{}, false
+	}
+	u, err1 := strconv.ParseUint(f2[11], 10, 64)
+	st, err2 := strconv.ParseUint(f2[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, false
+		return stat{}, false
 	}
-	return u + st, true
+	return stat{comm: string(b[open+1 : end]), ticks: u + st}, true
 }
 
 // cpuList is the set of CPUs pid may run on (Cpus_allowed_list), nil

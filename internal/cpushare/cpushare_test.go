@@ -40,8 +40,8 @@ func (f *fakeHost) proc(pid int, comm, cmd, cpus string, ticks int) {
 	f.write(filepath.Join(dir, "comm"), comm+"\n")
 	f.write(filepath.Join(dir, "cmdline"), "/usr/bin/"+comm+"\x00"+cmd+"\x00--log-level\x00warn\x00")
 	f.write(filepath.Join(dir, "status"), "Name:\t"+comm+"\nCpus_allowed:\t3\nCpus_allowed_list:\t"+cpus+"\nMems_allowed_list:\t0\n")
-	// utime is field 14, stime field 15; the name holds a space and a ')'.
-	f.write(filepath.Join(dir, "stat"), fmt.Sprintf("%d (tri ne)) S 1 1 1 0 -1 4194560 100 0 0 0 %d %d 0 0 20 0 5 0 100 0 0\n", pid, ticks, ticks))
+	// utime is field 14, stime field 15.
+	f.write(filepath.Join(dir, "stat"), fmt.Sprintf("%d (%s) S 1 1 1 0 -1 4194560 100 0 0 0 %d %d 0 0 20 0 5 0 100 0 0\n", pid, comm, ticks, ticks))
 }
 
 // look is a Sizer's look after one second.
@@ -51,8 +51,9 @@ func look(s *Sizer, at *time.Time) Share {
 }
 
 // TestPeersShareTheCPUs: two busy gateways and an idle engine on two CPUs
-// plan for one CPU each; a process of another program, a trine CLI
-// command, an idle peer and a peer pinned to other CPUs do not count.
+// plan for one CPU each; a process of another program (even one whose
+// name holds "trine) "), a trine CLI command, an idle peer and a peer
+// pinned to other CPUs do not count.
 func TestPeersShareTheCPUs(t *testing.T) {
 	f := newFakeHost(t, "0::/\n")
 	f.proc(101, "trine", "gateway", "0-1", 0)
@@ -60,6 +61,7 @@ func TestPeersShareTheCPUs(t *testing.T) {
 	f.proc(103, "nats-server", "gateway", "0-1", 0)
 	f.proc(104, "trine", "trigger", "0-1", 0)
 	f.proc(105, "trine", "gateway", "2-3", 0)
+	f.proc(106, "trine) x", "gateway", "0-1", 0)
 	s := NewSizer(f.host)
 	at := time.Unix(1000, 0)
 	s.now = func() time.Time { return at }
@@ -74,6 +76,7 @@ func TestPeersShareTheCPUs(t *testing.T) {
 	f.proc(103, "nats-server", "gateway", "0-1", 30)
 	f.proc(104, "trine", "trigger", "0-1", 30)
 	f.proc(105, "trine", "gateway", "2-3", 30)
+	f.proc(106, "trine) x", "gateway", "0-1", 30)
 	if sh := look(s, &at); sh != (Share{Affinity: 2, Peers: 3, CPUs: 1}) {
 		t.Fatalf("two busy gateways: %+v, want 3 peers and 1 CPU", sh)
 	}
@@ -128,5 +131,12 @@ func TestSystem(t *testing.T) {
 	sh := NewSizer(System()).CPUs()
 	if sh.Affinity < 1 || sh.CPUs < 1 || sh.Peers != 1 {
 		t.Errorf("%+v: want at least 1 CPU and no peer at the first look", sh)
+	}
+}
+
+func BenchmarkLook(b *testing.B) {
+	s := NewSizer(System())
+	for b.Loop() {
+		s.CPUs()
 	}
 }
