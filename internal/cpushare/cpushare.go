@@ -9,7 +9,7 @@
 // know that two gateways and an engine share one box: each would plan for
 // every CPU, and their writers would take turns on too few cores, each
 // turn finding fewer frames to write. A peer counts while it uses at
-// least a tenth of a CPU, so an idle engine next to busy gateways costs
+// least a twentieth of a CPU, so an idle engine next to busy gateways costs
 // them nothing.
 //
 // Everything is read from /proc and the cgroup file system (Host names
@@ -35,7 +35,7 @@ import (
 
 // BusyShare is the least share of one CPU a peer must have used since the
 // last look to count as a peer.
-const BusyShare = 0.1
+const BusyShare = 0.05
 
 // clockTicks is the unit of the CPU times in /proc/<pid>/stat (USER_HZ,
 // 100 on every Linux port).

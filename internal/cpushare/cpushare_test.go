@@ -80,8 +80,8 @@ func TestPeersShareTheCPUs(t *testing.T) {
 	if sh := look(s, &at); sh != (Share{Affinity: 2, Peers: 3, CPUs: 1}) {
 		t.Fatalf("two busy gateways: %+v, want 3 peers and 1 CPU", sh)
 	}
-	// A gateway below a tenth of a CPU is not a peer.
-	f.proc(101, "trine", "gateway", "0-1", 34)
+	// A gateway below a twentieth of a CPU is not a peer.
+	f.proc(101, "trine", "gateway", "0-1", 32)
 	f.proc(102, "trine", "gateway", "0-1", 60)
 	if sh := look(s, &at); sh != (Share{Affinity: 2, Peers: 2, CPUs: 1}) {
 		t.Fatalf("one busy gateway: %+v, want 2 peers and 1 CPU", sh)
