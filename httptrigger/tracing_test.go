@@ -76,9 +76,7 @@ func TestTraceContinuesIncomingTraceparent(t *testing.T) {
 // conventions say, instead of a span and attribute of 100 KB each.
 func TestTraceOfAnUnknownMethodIsBounded(t *testing.T) {
 	t.Parallel()
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	tp, rec := otlptest.NewRecorder(t)
 	h := startWith(t, engine.Config{TracerProvider: tp}, httptrigger.Config{TracerProvider: tp})
 	h.do(t, strings.Repeat("X", 100<<10), "/nowhere", nil)
 	h.do(t, "GET", "/nowhere", nil)

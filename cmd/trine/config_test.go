@@ -52,11 +52,13 @@ var defaultConfig = engineConfig{
 	MemoryReleaseIdle: 500 * time.Millisecond,
 	MaxListBytesTotal: 64 << 20,
 	Engine: engine.Config{
-		DefaultTimeout:       30 * time.Second,
-		ShutdownGrace:        10 * time.Second,
-		MaxTriggersPerWorker: 1000,
-		MaxTriggers:          100000,
-		TriggerFireRate:      200,
+		DefaultTimeout:        30 * time.Second,
+		ShutdownGrace:         10 * time.Second,
+		MaxTriggersPerWorker:  1000,
+		MaxTriggers:           100000,
+		TriggerFireRate:       200,
+		MaxCallsPerWorker:     engine.DefaultMaxCallsPerWorker,
+		MaxCallBytesPerWorker: engine.DefaultMaxCallBytesPerWorker,
 
 		MaxFunctionsPerWorker:         1000,
 		MaxFunctions:                  10000,
