@@ -15,14 +15,26 @@ import (
 // driving run, so --cpus may set GOMAXPROCS.
 var processWide bool
 
-// cpuEvery is how often --cpus auto looks at the host again.
+// cpuEvery is how often --cpus auto looks at the host again, at most.
 const cpuEvery = time.Second
+
+// cpuLookShare bounds the CPU the looks take: the next look waits at
+// least this many times as long as the last one took, so that a host of
+// many thousand processes (one read of /proc/<pid>/comm each) costs at
+// most about a five-hundredth of one CPU.
+const cpuLookShare = 500
+
+// nextLook is how long to wait after a look that took took.
+func nextLook(took time.Duration) time.Duration {
+	return max(cpuEvery, cpuLookShare*took)
+}
 
 // sizeCPUs sizes the Go scheduler (GOMAXPROCS) and the gateway's socket
 // writers (setWriters) to --cpus: N as given, or auto, the process's
 // share of the host (cpushare: its affinity mask and cgroup quota, split
 // with the busy trine servers on the same CPUs), looked at again every
-// cpuEvery until stop is called. With auto, GOMAXPROCS set in the
+// cpuEvery (longer on a host where a look is slow: nextLook) until stop
+// is called. With auto, GOMAXPROCS set in the
 // environment wins, and the writers follow it.
 func sizeCPUs(cfg engineConfig, log *slog.Logger, setWriters func(int)) (stop func()) {
 	if !processWide {
@@ -48,18 +60,22 @@ func sizeCPUs(cfg engineConfig, log *slog.Logger, setWriters func(int)) (stop fu
 		setWriters(sh.CPUs)
 		log.Info("CPUs sized", "cpus", sh.CPUs, "affinity", sh.Affinity, "quota", sh.Quota, "busy_trine_servers", sh.Peers)
 	}
+	start := time.Now()
 	apply()
+	took := time.Since(start)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t := time.NewTicker(cpuEvery)
+		t := time.NewTimer(nextLook(took))
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				start := time.Now()
 				apply()
+				t.Reset(nextLook(time.Since(start)))
 			}
 		}
 	})

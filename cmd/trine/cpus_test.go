@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/trinehq/trine/internal/poll"
 )
@@ -59,4 +60,22 @@ func TestEngineSharesTheCPUsWithBusyPeers(t *testing.T) {
 		_ = peer.Wait()
 	})
 	poll.CheckFor(t, 4*cpuEvery+startTimeout, poll.Holds("GOMAXPROCS 1 beside a busy peer", func() bool { return gomaxprocs(t, e.http) == "1" }))
+}
+
+// TestLooksAtTheHostWithinABudget: a look at the host reads a file of
+// every process, so on a host of many processes the looks space out, to
+// take at most a five-hundredth of a CPU, and never come more than once
+// a second.
+func TestLooksAtTheHostWithinABudget(t *testing.T) {
+	for _, c := range []struct{ took, want time.Duration }{
+		{0, time.Second},
+		{time.Millisecond, time.Second},
+		{2 * time.Millisecond, time.Second},
+		{10 * time.Millisecond, 5 * time.Second},
+		{80 * time.Millisecond, 40 * time.Second},
+	} {
+		if got := nextLook(c.took); got != c.want {
+			t.Errorf("after a look of %v the next waits %v, want %v", c.took, got, c.want)
+		}
+	}
 }

@@ -29,7 +29,7 @@ import (
 // set into its field of c.
 func engineSettings(c *engineConfig) []setting {
 	return slices.Concat(listenerSettings(c), limitSettings(c), storeSettings(c), contractSettings(c), browserSettings(c), []setting{
-		row("cpus", "N", "auto", "CPUs (or auto) the process sizes its Go scheduler (GOMAXPROCS) and socket writers for; auto: those its affinity mask and cgroup CPU quota allow, split with the other busy trine engines and gateways on the same CPUs, looked at every second (GOMAXPROCS in the environment wins)", &c.CPUs, cpus),
+		row("cpus", "N", "auto", "CPUs (or auto) the process sizes its Go scheduler (GOMAXPROCS) and socket writers for; auto: those its affinity mask and cgroup CPU quota allow, split with the other busy trine engines and gateways on the same CPUs, looked at every second, or 500 times as long as a look took where that is longer (GOMAXPROCS in the environment wins)", &c.CPUs, cpus),
 		row("log-level", "LEVEL", "info", "debug, info, warn or error", &c.LogLevel, logLevel),
 		row("log-format", "FORMAT", "text", "text or json (logs go to stderr)", &c.LogFormat, oneOf("must be text or json", "text", "json")),
 		row("memory-release-idle", "DURATION", "500ms", "how often the process looks whether it went quiet (allocated under 1 MiB since the last look) while its heap holds at least 16 MiB and a quarter more than is live, to hand the free pages back to the system: an idle gateway's RSS then follows what its sockets hold; 0: never", &c.MemoryReleaseIdle, orNone("must be a duration such as 500ms, or 0 for never")),
