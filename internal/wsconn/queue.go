@@ -3,6 +3,7 @@ package wsconn
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync/atomic"
 )
 
@@ -94,6 +95,19 @@ func (q *Queue) wait(ctx context.Context, b []byte) error {
 	}
 }
 
+// gather appends what is queued now to batch, up to MaxBatch bytes.
+func (q *Queue) gather(batch []byte) []byte {
+	for len(batch) < MaxBatch {
+		select {
+		case b := <-q.ch:
+			batch = append(batch, b...)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
 // Run writes the queue until the connection ends (nil) or a write fails
 // (its error).
 func (q *Queue) Run() error {
@@ -101,15 +115,16 @@ func (q *Queue) Run() error {
 	for {
 		select {
 		case b := <-q.ch:
-			batch = append(batch[:0], b...)
-		gather:
-			for len(batch) < MaxBatch {
-				select {
-				case b := <-q.ch:
-					batch = append(batch, b...)
-				default:
-					break gather
-				}
+			batch = q.gather(append(batch[:0], b...))
+			if len(batch) < MaxBatch {
+				// Goroutines made runnable with this message (calls
+				// whose answers arrived in the same read, say) may be
+				// about to queue more: let them run first, so that
+				// one write sends them all. With nothing else to run
+				// this costs a trip through the scheduler, far less
+				// than the write it can save.
+				runtime.Gosched()
+				batch = q.gather(batch)
 			}
 			q.bytes.Add(-int64(len(batch)))
 			if err := q.c.Write(batch); err != nil {
