@@ -41,10 +41,15 @@ func (e *Error) Is(target error) bool {
 // anything else becomes other, with err's text as message. A nil err
 // gives nil.
 func FromError(err error, other Code) *Error {
+	if err == nil {
+		return nil // here, so that a nil err allocates nothing: fromError's e is on the heap
+	}
+	return fromError(err, other)
+}
+
+func fromError(err error, other Code) *Error {
 	var e *Error
 	switch {
-	case err == nil:
-		return nil
 	case errors.As(err, &e):
 		return e
 	case errors.Is(err, context.DeadlineExceeded):

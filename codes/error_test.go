@@ -61,3 +61,10 @@ func TestFromError(t *testing.T) {
 		t.Errorf("FromError(nil) = %v", got)
 	}
 }
+
+// FromError(nil) is on every successful call's path: it allocates nothing.
+func TestFromErrorNilAllocates(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { _ = codes.FromError(nil, codes.Internal) }); n != 0 {
+		t.Fatalf("FromError(nil) allocates %v times, want 0", n)
+	}
+}

@@ -572,15 +572,8 @@ func (c *conn) invoke(m *inbound) {
 	if m.InvocationID != nil {
 		id = *m.InvocationID
 	}
-	answer := func(out []byte, err error) {
-		if id != "" {
-			c.reply(id, m.FunctionID, out, err)
-		} else if err != nil {
-			c.log.Debug("call without invocation_id failed", engine.LogFunctionID, m.FunctionID, "error", err)
-		}
-	}
 	if m.Namespace != nil && strings.TrimSpace(*m.Namespace) == "" {
-		answer(nil, engine.Errorf("INVALID_NAMESPACE", "namespace must not be blank"))
+		c.answerCall(id, m.FunctionID, nil, engine.Errorf("INVALID_NAMESPACE", "namespace must not be blank"))
 		return
 	}
 	void := false
@@ -590,16 +583,16 @@ func (c *conn) invoke(m *inbound) {
 			void = true
 		case "enqueue":
 			if a.Queue == "" {
-				answer(nil, engine.Errorf(codes.EnqueueError, "the enqueue action names no queue"))
+				c.answerCall(id, m.FunctionID, nil, engine.Errorf(codes.EnqueueError, "the enqueue action names no queue"))
 				return
 			}
 			c.running.Go(func() {
 				out, err := c.sess.Enqueue(c.ctx, a.Queue, callOf(m))
-				answer(out, err)
+				c.answerCall(id, m.FunctionID, out, err)
 			})
 			return
 		default:
-			answer(nil, engine.Errorf(codes.InvalidArgument, "unknown action type %q", a.Type))
+			c.answerCall(id, m.FunctionID, nil, engine.Errorf(codes.InvalidArgument, "unknown action type %q", a.Type))
 			return
 		}
 	}
@@ -612,7 +605,7 @@ func (c *conn) invoke(m *inbound) {
 	c.mu.Lock()
 	if c.inflight >= c.maxInflight() {
 		c.mu.Unlock()
-		answer(nil, engine.Errorf(codes.Overloaded, "this worker has %d calls running, the limit is %d", c.maxInflight(), c.maxInflight()))
+		c.answerCall(id, m.FunctionID, nil, engine.Errorf(codes.Overloaded, "this worker has %d calls running, the limit is %d", c.maxInflight(), c.maxInflight()))
 		return
 	}
 	c.inflight++
@@ -624,6 +617,17 @@ func (c *conn) invoke(m *inbound) {
 		c.inflight--
 		c.mu.Unlock()
 	})
+}
+
+// answerCall answers the worker's call id with out or err; a call without
+// an id gets no answer, and its failure is only logged. (A method, not a
+// closure in invoke: that one was an allocation per call.)
+func (c *conn) answerCall(id, functionID string, out []byte, err error) {
+	if id != "" {
+		c.reply(id, functionID, out, err)
+	} else if err != nil {
+		c.log.Debug("call without invocation_id failed", engine.LogFunctionID, functionID, "error", err)
+	}
 }
 
 // maxIdleCallers bounds the goroutines a connection keeps for its next
