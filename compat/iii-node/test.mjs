@@ -212,6 +212,36 @@ test('4b. stream::define: a contract refuses an invalid stream::set with the poi
   assert.deepEqual(schema.current.item_schema, item_schema)
 })
 
+test('4e. event schemas refuse an invalid or undeclared stream::send; state::define refuses an invalid state::set and state::update', { timeout: TEST_TIMEOUT }, async () => {
+  const stream_name = `compat-events-${RUN}`
+  const event_schemas = { typing: { type: 'object', properties: { user: { type: 'string' } }, required: ['user'] } }
+  await call('stream::define', { stream_name, version: 1, item_schema: { type: 'object' }, event_schemas })
+  const sent = await call('stream::send', { stream_name, group_id: 'g', type: 'typing', data: { user: 'ann' } })
+  assert.ok(Number.isInteger(sent?.seq), `a valid event: ${JSON.stringify(sent)}`)
+  let err = await invocationError(call('stream::send', { stream_name, group_id: 'g', type: 'typing', data: { user: 7 } }), 'invalid stream::send')
+  assert.equal(err.code, 'invalid_argument', `invalid stream::send: ${err.code} ${err.message}`)
+  assert.match(err.message, /\/user: expected string, got number/, `invalid stream::send: ${err.message}`)
+  assert.match(err.message, /nothing was sent/, `invalid stream::send: ${err.message}`)
+  err = await invocationError(call('stream::send', { stream_name, group_id: 'g', type: 'shout', data: {} }), 'undeclared event type')
+  assert.equal(err.code, 'invalid_argument', `undeclared event type: ${err.code} ${err.message}`)
+  assert.match(err.message, /shout/, `undeclared event type: ${err.message}`)
+
+  const scope = `compat-state-contract-${RUN}`
+  const item_schema = { type: 'object', properties: { n: { type: 'integer', maximum: 10 } }, required: ['n'] }
+  const d = await call('state::define', { scope, version: 1, item_schema })
+  assert.equal(d?.version, 1, `state::define: ${JSON.stringify(d)}`)
+  await call('state::set', { scope, key: 'a', value: { n: 1 } })
+  err = await invocationError(call('state::set', { scope, key: 'a', value: { n: 'one' } }), 'invalid state::set')
+  assert.equal(err.code, 'invalid_argument', `invalid state::set: ${err.code} ${err.message}`)
+  assert.match(err.message, /\/n: /, `invalid state::set: ${err.message}`)
+  err = await invocationError(call('state::update', { scope, key: 'a', ops: [{ type: 'increment', path: 'n', by: 20 }] }), 'invalid state::update')
+  assert.equal(err.code, 'invalid_argument', `invalid state::update: ${err.code} ${err.message}`)
+  assert.match(err.message, /\/n: /, `invalid state::update: ${err.message}`)
+  assert.deepEqual(await call('state::get', { scope, key: 'a' }), { n: 1 }, 'the value after refused writes')
+  const schema = await call('engine::state::schema', { scope })
+  assert.equal(schema?.current?.version, 1, `engine::state::schema: ${JSON.stringify(schema)}`)
+})
+
 test('4c. stream::define re-checks stored items: a break names them, migrate through an iii function converts them', { timeout: TEST_TIMEOUT }, async () => {
   const stream_name = `compat-evolve-${RUN}`
   const key = { stream_name, group_id: 'g', item_id: 'x' }
