@@ -47,7 +47,7 @@ func ReadInput(c Call) (Input, error) {
 	}
 	in.members = make([]member, 0, 8) // the functions' inputs have a few members
 	for i < len(b) {
-		end := skipValue(b, i)
+		end := SkipJSONValue(b, i)
 		if end < 0 || b[i] != '"' {
 			return in, in.bad("not a JSON object")
 		}
@@ -64,7 +64,7 @@ func ReadInput(c Call) (Input, error) {
 			return in, in.bad("not a JSON object")
 		}
 		i = skipSpace(b, i+1)
-		end = skipValue(b, i)
+		end = SkipJSONValue(b, i)
 		if end < 0 {
 			return in, in.bad("not a JSON object")
 		}
@@ -237,9 +237,10 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-// skipValue returns the end of the JSON value at b[i], or -1 when there is
-// none: b is valid JSON text, so it only follows strings and nesting.
-func skipValue(b []byte, i int) int {
+// SkipJSONValue returns the end of the JSON value at b[i], or -1 when there
+// is none. It only follows strings and nesting, so the value is JSON text
+// only if b is: check it (ValidJSONText) where b was not.
+func SkipJSONValue(b []byte, i int) int {
 	if i >= len(b) {
 		return -1
 	}
@@ -259,7 +260,7 @@ func skipValue(b []byte, i int) int {
 		for j := i; j < len(b); j++ {
 			switch b[j] {
 			case '"':
-				end := skipValue(b, j)
+				end := SkipJSONValue(b, j)
 				if end < 0 {
 					return -1
 				}

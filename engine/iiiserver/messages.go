@@ -3,7 +3,6 @@ package iiiserver
 import (
 	"bytes"
 	"encoding/json"
-	"strings"
 
 	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
@@ -415,58 +414,13 @@ func messageType(s []byte) string {
 	return string(s)
 }
 
-// rawValue finds the end of the JSON value at b[i] (valueEnd) and checks
+// rawValue finds the end of the JSON value at b[i] (engine.SkipJSONValue) and checks
 // that it is valid JSON text (engine.ValidJSONText, stricter than
 // json.Unmarshal's check: a value it refuses goes to json.Unmarshal).
 func rawValue(b []byte, i int) (end int, ok bool) {
-	end = valueEnd(b, i)
+	end = engine.SkipJSONValue(b, i)
 	if end <= i {
 		return 0, false
 	}
 	return end, engine.ValidJSONText(b[i:end]) == nil
-}
-
-// valueEnd is the index after the JSON value at b[i], found by its
-// strings and brackets alone, or -1.
-func valueEnd(b []byte, i int) int {
-	if i == len(b) {
-		return -1
-	}
-	switch b[i] {
-	case '"':
-		for j := i + 1; j < len(b); j++ {
-			switch b[j] {
-			case '\\':
-				j++
-			case '"':
-				return j + 1
-			}
-		}
-		return -1
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				k := valueEnd(b, j)
-				if k < 0 {
-					return -1
-				}
-				j = k - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return -1
-	default: // a number or a literal
-		j := i
-		for j < len(b) && strings.IndexByte(",}] \t\n\r", b[j]) < 0 {
-			j++
-		}
-		return j
-	}
 }
