@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
-	"sync"
 	"time"
 
 	"github.com/trinehq/trine/internal/cpushare"
@@ -32,55 +31,47 @@ func nextLook(took time.Duration) time.Duration {
 // sizeCPUs sizes the Go scheduler (GOMAXPROCS) and the gateway's socket
 // writers (setWriters) to --cpus: N as given, or auto, the process's
 // share of the host (cpushare: its affinity mask and cgroup quota, split
-// with the busy trine servers on the same CPUs), looked at again every
-// cpuEvery (longer on a host where a look is slow: nextLook) until stop
-// is called. With auto, GOMAXPROCS set in the
-// environment wins, and the writers follow it.
-func sizeCPUs(cfg engineConfig, log *slog.Logger, setWriters func(int)) (stop func()) {
+// with the busy trine servers on the same CPUs). With auto it returns what
+// looks at the host again every cpuEvery (longer on a host where a look is
+// slow: nextLook) until its ctx ends, for the process's group to run;
+// GOMAXPROCS set in the environment wins, and the writers follow it.
+func sizeCPUs(cfg engineConfig, log *slog.Logger, setWriters func(int)) (resize func(context.Context) error) {
+	none := func(context.Context) error { return nil }
 	if !processWide {
-		return func() {}
+		return none
 	}
 	if cfg.CPUs > 0 {
 		runtime.GOMAXPROCS(cfg.CPUs)
 		setWriters(cfg.CPUs)
-		return func() {}
+		return none
 	}
 	if _, ok := os.LookupEnv("GOMAXPROCS"); ok {
-		return func() {}
+		return none
 	}
 	sizer := cpushare.NewSizer(cpushare.System())
 	cur := 0
-	apply := func() {
+	apply := func() time.Duration {
+		start := time.Now()
 		sh := sizer.CPUs()
-		if sh.CPUs == cur {
-			return
+		if sh.CPUs != cur {
+			cur = sh.CPUs
+			runtime.GOMAXPROCS(sh.CPUs)
+			setWriters(sh.CPUs)
+			log.Info("CPUs sized", "cpus", sh.CPUs, "affinity", sh.Affinity, "quota", sh.Quota, "busy_trine_servers", sh.Peers)
 		}
-		cur = sh.CPUs
-		runtime.GOMAXPROCS(sh.CPUs)
-		setWriters(sh.CPUs)
-		log.Info("CPUs sized", "cpus", sh.CPUs, "affinity", sh.Affinity, "quota", sh.Quota, "busy_trine_servers", sh.Peers)
+		return time.Since(start)
 	}
-	start := time.Now()
-	apply()
-	took := time.Since(start)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
+	took := apply()
+	return func(ctx context.Context) error {
 		t := time.NewTimer(nextLook(took))
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
-				return
+				return nil
 			case <-t.C:
-				start := time.Now()
-				apply()
-				t.Reset(nextLook(time.Since(start)))
+				t.Reset(nextLook(apply()))
 			}
 		}
-	})
-	return func() {
-		cancel()
-		wg.Wait()
 	}
 }

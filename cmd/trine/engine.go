@@ -297,16 +297,16 @@ func engineCoreConfig(cfg engineConfig, metrics engine.Observer, remote engine.R
 // engineServers serve the listeners: gRPC and iii workers, HTTP (health,
 // metrics, http triggers), browsers, and the extra worker listeners.
 type engineServers struct {
-	streams  *streams
-	hub      *channels.Hub
-	optional *jsboot.Starter
-	grpc     *grpc.Server
-	http     *http.Server
-	iii      *iiiserver.Server
-	iiiHTTP  *http.Server
-	console  *http.Server // on --console-addr, or nil
-	invoker  *httpinvoke.Invoker
-	stopCPUs func() // stops sizing GOMAXPROCS and the writers
+	streams    *streams
+	hub        *channels.Hub
+	optional   *jsboot.Starter
+	grpc       *grpc.Server
+	http       *http.Server
+	iii        *iiiserver.Server
+	iiiHTTP    *http.Server
+	console    *http.Server // on --console-addr, or nil
+	invoker    *httpinvoke.Invoker
+	resizeCPUs func(context.Context) error // sizes GOMAXPROCS and the writers again (sizeCPUs)
 }
 
 func newEngineServers(cfg engineConfig, core *engineCore, mods *engineModules, lis *engineListeners, log *slog.Logger) (*engineServers, error) {
@@ -318,7 +318,7 @@ func newEngineServers(cfg engineConfig, core *engineCore, mods *engineModules, l
 	s := &engineServers{streams: streams, hub: mods.hub}
 	// Cron and queues need JetStream; the engine never waits for it.
 	s.optional = jsboot.NewStarter(log, append(mods.optionalParts(cfg, core.ns), streams.presencePart)...)
-	s.stopCPUs = sizeCPUs(cfg, log, streams.gw.SetWriters)
+	s.resizeCPUs = sizeCPUs(cfg, log, streams.gw.SetWriters)
 	if err := registerGatewayMetrics(core.reg, streams.gw); err != nil {
 		s.close()
 		return nil, fmt.Errorf("register stream metrics: %w", err)
@@ -370,7 +370,6 @@ func newEngineServers(cfg engineConfig, core *engineCore, mods *engineModules, l
 // close releases what outlives a failed start or a stop: the HTTP
 // invoker and the gateway.
 func (s *engineServers) close() {
-	s.stopCPUs()
 	if s.invoker != nil {
 		s.invoker.Close()
 	}
@@ -385,6 +384,7 @@ func (s *engineServers) run(ctx context.Context, cfg engineConfig, core *engineC
 	g.Go(func() error { return core.eng.Run(gctx) })
 	g.Go(func() error { return s.optional.Run(gctx) })
 	g.Go(func() error { return releaseIdleMemory(gctx, cfg.MemoryReleaseIdle) })
+	g.Go(func() error { return s.resizeCPUs(gctx) })
 	// With JetStream at hand the optional parts are up after their first
 	// attempt, which is bounded (jsboot.FirstAttempt): workers that connect
 	// at once find them. Without it, they come up later.

@@ -156,7 +156,7 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	defer sizeCPUs(cfg, log, gw.SetWriters)()
+	resizeCPUs := sizeCPUs(cfg, log, gw.SetWriters)
 	mux, err := gatewayHTTP(gw, ready, natsStats(ns.Conn), engineLinkStats(w), listenerStats(lis...), stats{refusalStats(gatewayRefusals(gw))})
 	if err != nil {
 		return err
@@ -167,6 +167,7 @@ func serveGateway(ctx context.Context, cfg engineConfig, stdout, stderr io.Write
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return optional.Run(gctx) })
 	g.Go(func() error { return releaseIdleMemory(gctx, cfg.MemoryReleaseIdle) })
+	g.Go(func() error { return resizeCPUs(gctx) })
 	for _, s := range []struct {
 		srv  *http.Server
 		lis  net.Listener
