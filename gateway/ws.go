@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -92,8 +92,13 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request, adm admission,
 	}
 	c := g.newConn(adm, r.RemoteAddr)
 	c.nc = nc
-	if tc, ok := nc.(*net.TCPConn); ok {
-		c.raw, _ = tc.SyscallConn()
+	// A socket (TCP, or under a wrapper that passes its socket on, as the
+	// engine's connection counts do; never a TLS connection, whose bytes
+	// are not the socket's) gets the pool's non-blocking writes.
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+		}
 	}
 	if !g.add(c) {
 		_ = nc.Close()
