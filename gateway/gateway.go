@@ -366,7 +366,10 @@ func New(cfg Config) (*Gateway, error) {
 	return g, nil
 }
 
-// contractChanged sends a schema frame to every subscription of stream.
+// contractChanged sends a schema frame to every subscription of stream
+// that was not told version or a newer one (a notice can arrive after a
+// subscriber's sync already told it); a subscription still catching up
+// gets it after its catch-up (goLive).
 func (g *Gateway) contractChanged(stream string, version uint64) {
 	g.mu.Lock()
 	conns := make([]*conn, 0, len(g.conns))
@@ -385,7 +388,15 @@ func (g *Gateway) contractChanged(stream string, version uint64) {
 		}
 		c.mu.Unlock()
 		for _, s := range subs {
-			c.enqueue(out{data: wire.Schema(s.stream, s.group, s.item, version, now), sub: s.quotedID})
+			s.mu.Lock()
+			switch {
+			case !s.caughtUp:
+				s.contractDue = max(s.contractDue, version)
+			case version > s.contract:
+				s.contract = version
+				c.enqueue(out{data: wire.Schema(s.stream, s.group, s.item, version, now), sub: s.quotedID})
+			}
+			s.mu.Unlock()
 		}
 	}
 }

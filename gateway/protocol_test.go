@@ -17,6 +17,7 @@ import (
 	"github.com/trinehq/trine/codes"
 	"github.com/trinehq/trine/engine"
 	"github.com/trinehq/trine/gateway"
+	"github.com/trinehq/trine/internal/natstest"
 	"github.com/trinehq/trine/internal/poll"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/natsfanout"
@@ -352,6 +353,29 @@ func TestContractVersionAndSchemaFrame(t *testing.T) {
 	}
 	must(t, got["1"] && got["3"], "schema frames for %v", got)
 	c.quiet(100 * time.Millisecond)
+}
+
+// A contract notice can reach a gateway after a subscriber's sync already
+// told its version, or twice, or out of date: a schema frame tells a
+// subscriber only a version newer than the one it has.
+func TestSchemaFrameTellsOnlyANewerVersion(t *testing.T) {
+	s := newStack(t, gateway.Config{}, streammodule.Config{})
+	s.call(t, "stream::define", map[string]any{"stream_name": "todos", "version": 3, "item_schema": map[string]any{"type": "object"}})
+	c := s.dial(t, "/", nil)
+	c.send(join("1", "todos", "inbox"))
+	f := c.read()
+	must(t, f.kind() == "sync" && contractVersion(t, f) == 3, "sync: %s", f.Raw)
+	c.quiet(200 * time.Millisecond) // the notice of version 3, if late, is dropped
+
+	notices := natsfanout.NewPublisher(natstest.Connect(t, s.ns))
+	for _, v := range []uint64{3, 2, 5, 5, 4} {
+		if err := notices.PublishContract("todos", v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f = c.read()
+	must(t, f.kind() == "schema" && contractVersion(t, f) == 5, "schema frame: %s", f.Raw)
+	c.quiet(200 * time.Millisecond)
 }
 
 // contractVersion is a stream frame's event.contractVersion.

@@ -47,6 +47,13 @@ type subscription struct {
 	// released (once).
 	inPresence    bool
 	presenceEnded bool
+	// The contract version the subscriber was last told (by a sync or
+	// a schema frame), and, before its first catch-up is queued, the
+	// newest one noticed meanwhile: a schema frame then follows the
+	// catch-up only if it tells something newer, and never repeats one.
+	contract    uint64
+	contractDue uint64
+	caughtUp    bool
 }
 
 func (s *subscription) info() streamapi.Subscription {
@@ -116,7 +123,7 @@ func (s *subscription) offer(seq uint64, frame []byte, match bool, commit int64,
 // buffered ones (in flight from another engine, say), it keeps the rest
 // buffered and reports live false: the caller catches up again from
 // position. gone reports that the subscription ended meanwhile.
-func (s *subscription) goLive(catchUp [][]byte, final []byte, last uint64) (live, gone bool, position uint64) {
+func (s *subscription) goLive(catchUp [][]byte, final []byte, last uint64, synced *uint64) (live, gone bool, position uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if final != nil { // a message in parts must end, even for a subscription that left
@@ -134,6 +141,16 @@ func (s *subscription) goLive(catchUp [][]byte, final []byte, last uint64) (live
 			continue // delivered before (a snapshot always goes out)
 		}
 		s.c.enqueue(out{data: f, sub: s.quotedID, seq: seq, catchUp: true})
+	}
+	s.caughtUp = true
+	told := max(s.contract, s.contractDue)
+	s.contractDue = 0
+	if synced != nil { // the sync frame told *synced
+		s.contract = *synced
+	}
+	if told > s.contract {
+		s.contract = told
+		s.c.enqueue(out{data: wire.Schema(s.stream, s.group, s.item, told, time.Now()), sub: s.quotedID})
 	}
 	s.last = max(s.last, last)
 	// How far the group's sequences run on without a gap.
@@ -460,7 +477,8 @@ func (c *conn) catchUpOnce(s *subscription, since *uint64, attempt int) (next *u
 			resync = true
 		}
 	}
-	var final []byte // the last part of a paged snapshot
+	var final []byte   // the last part of a paged snapshot
+	var synced *uint64 // the contract version the sync frame tells
 	if since == nil || resync {
 		if resync {
 			c.g.resyncs.Add(1)
@@ -491,9 +509,9 @@ func (c *conn) catchUpOnce(s *subscription, since *uint64, attempt int) (next *u
 				return nil, false
 			}
 		}
-		last = res.Seq
+		last, synced = res.Seq, &res.Contract
 	}
-	live, gone, pos := s.goLive(catchUp, final, last)
+	live, gone, pos := s.goLive(catchUp, final, last, synced)
 	switch {
 	case gone:
 		c.g.hub.remove(s) // dropped while catching up; remove is idempotent
