@@ -493,7 +493,7 @@ func (w *poolWriter) write(c *conn, buf []byte) (int, error) {
 // poller to wait.
 func (w *poolWriter) rawWrite(fd uintptr) {
 	for w.n < len(w.out) {
-		n, err := rawWriteFD(fd, w.out[w.n:])
+		n, err := syscall.Write(int(fd), w.out[w.n:])
 		switch {
 		case err == syscall.EINTR:
 			continue
