@@ -236,8 +236,9 @@ func (c *conn) enqueueTo(o out, h *handoff) {
 // slowClose closes a connection that fell behind, with reason, and logs
 // it (rate-limited).
 func (c *conn) slowClose(reason string, args ...any) {
-	c.g.slowCloses.Add(1)
+	// Logged, then counted: whoever sees the count can read the line.
 	c.g.slowLog.Warn(c.g.log, "stream client too slow: closing", append([]any{"remote", c.addr, "reason", reason}, args...)...)
+	c.g.slowCloses.Add(1)
 	c.shutdown(wsconn.ClosePolicy, reason)
 }
 
@@ -493,7 +494,7 @@ func (w *poolWriter) write(c *conn, buf []byte) (int, error) {
 // poller to wait.
 func (w *poolWriter) rawWrite(fd uintptr) {
 	for w.n < len(w.out) {
-		n, err := syscall.Write(int(fd), w.out[w.n:])
+		n, err := rawWriteFD(fd, w.out[w.n:])
 		switch {
 		case err == syscall.EINTR:
 			continue

@@ -174,6 +174,10 @@ func (p *writerPool) work() {
 		if cap(w.buf) > 1<<20 { // keep no huge buffer between turns
 			w.buf = make([]byte, 0, 16<<10)
 		}
+		// A worker's writes do not give up its P (rawWriteFD): let the
+		// goroutines that queue frames run between batches, so that the
+		// next turn of a busy socket finds more of them.
+		runtime.Gosched()
 	}
 }
 
