@@ -156,6 +156,25 @@ func TestEngineTLS(t *testing.T) {
 	if !strings.HasPrefix(line, "id: ") && !strings.HasPrefix(line, "data: ") {
 		t.Fatalf("SSE over TLS sent %q", line)
 	}
+	// A WebSocket subscriber over TLS gets its sync and a live event
+	// through the writer pool, whose raw socket writes must never take a
+	// TLS connection's socket.
+	wctx, wcancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer wcancel()
+	ws, _, err := websocket.Dial(wctx, "wss://"+e.stream+"/stream/tls/g", &websocket.DialOptions{HTTPClient: https})
+	if err != nil {
+		t.Fatalf("stream WebSocket over TLS: %v", err)
+	}
+	defer ws.CloseNow()
+	if _, b, err := ws.Read(wctx); err != nil || !strings.Contains(string(b), `"type":"sync"`) {
+		t.Fatalf("stream WebSocket over TLS: first frame %s, %v", b, err)
+	}
+	if _, err := w.Trigger(wctx, "stream::set", json.RawMessage(`{"stream_name":"tls","group_id":"g","item_id":"a","data":{"over":"tls"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, b, err := ws.Read(wctx); err != nil || !strings.Contains(string(b), `"over":"tls"`) {
+		t.Fatalf("stream WebSocket over TLS: event %s, %v", b, err)
+	}
 	for _, addr := range []string{e.stream, strings.TrimPrefix(e.http, "http://")} {
 		res, err := http.Get("http://" + addr + "/healthz")
 		if err == nil {
