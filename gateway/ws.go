@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -92,19 +93,47 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request, adm admission,
 	}
 	c := g.newConn(adm, r.RemoteAddr)
 	c.nc = nc
-	// A socket (TCP, or under a wrapper that passes its socket on, as the
-	// engine's connection counts do; never a TLS connection, whose bytes
-	// are not the socket's) gets the pool's non-blocking writes.
-	if sc, ok := nc.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			c.raw = raw
-		}
-	}
+	c.raw = rawSocket(nc)
 	if !g.add(c) {
 		_ = nc.Close()
 		return
 	}
 	go c.readLoop(bufio.NewReaderSize(src, readBufferSize), initial)
+}
+
+// PlainConn is a connection wrapper whose bytes are those of the
+// connection it wraps, unchanged, and written only through it (cmd/trine's
+// per-listener connection counts): the writer pool may then write that
+// connection's socket directly.
+type PlainConn interface {
+	PlainConn() net.Conn
+}
+
+// rawSocket is nc's socket for the pool's non-blocking writes, or nil: a
+// TCP or Unix socket, bare or under PlainConn wrappers. Any other
+// wrapper (TLS, a meter or limiter with its own Write) keeps its Write.
+func rawSocket(nc net.Conn) syscall.RawConn {
+	for {
+		p, ok := nc.(PlainConn)
+		if !ok {
+			break
+		}
+		nc = p.PlainConn()
+	}
+	var sc syscall.Conn
+	switch c := nc.(type) {
+	case *net.TCPConn:
+		sc = c
+	case *net.UnixConn:
+		sc = c
+	default:
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
 }
 
 // readBufferSize is the read buffer of a socket, held for its whole life:

@@ -6,11 +6,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/trinehq/trine/gateway"
 )
 
 // The count must not hide the socket: the gateway writes a TCP socket
-// with non-blocking system calls through its syscall.Conn, and net/http
-// and the gateway half-close it (CloseWrite) after their last bytes.
+// with non-blocking system calls (through gateway.PlainConn), and
+// net/http and the gateway half-close it (CloseWrite) after their last
+// bytes.
 // Behind a wrapper without them, every delivery took two deadline changes
 // and a write through the poller, and a close lost its FIN-after-data.
 func TestCountedConnKeepsTheSocket(t *testing.T) {
@@ -31,6 +34,12 @@ func TestCountedConnKeepsTheSocket(t *testing.T) {
 	}
 	defer nc.Close()
 
+	// The gateway's writer pool writes the socket under the count.
+	if p, ok := nc.(gateway.PlainConn); !ok {
+		t.Fatalf("%T is not a gateway.PlainConn", nc)
+	} else if _, ok := p.PlainConn().(*net.TCPConn); !ok {
+		t.Fatalf("PlainConn is %T, want the *net.TCPConn", p.PlainConn())
+	}
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		t.Fatalf("%T is not a syscall.Conn", nc)

@@ -302,11 +302,9 @@ func (c *countedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// SyscallConn and CloseWrite reach the socket under the count: the
-// gateway writes a TCP socket with non-blocking system calls (without
-// them, every delivery took two deadline changes and a write through the
-// poller), and net/http and the gateway half-close a socket after their
-// last bytes.
+// SyscallConn and CloseWrite reach the socket under the count: net/http
+// and the gateway half-close a socket after their last bytes, and the
+// socket's own options stay within reach.
 func (c *countedConn) SyscallConn() (syscall.RawConn, error) {
 	sc, ok := c.Conn.(syscall.Conn)
 	if !ok {
@@ -314,6 +312,10 @@ func (c *countedConn) SyscallConn() (syscall.RawConn, error) {
 	}
 	return sc.SyscallConn()
 }
+
+// PlainConn tells the gateway that the count's bytes are the socket's
+// (gateway.PlainConn), so that its writer pool writes the socket itself.
+func (c *countedConn) PlainConn() net.Conn { return c.Conn }
 
 func (c *countedConn) CloseWrite() error {
 	cw, ok := c.Conn.(interface{ CloseWrite() error })
