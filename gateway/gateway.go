@@ -316,6 +316,7 @@ type Gateway struct {
 	conns map[*conn]struct{}
 	// stopContracts ends the contract notices, or is nil.
 	stopContracts func()
+	contracts     knownContracts
 	sessions      map[string]*conn // SSE streams by their Trine-Session id
 	closed        bool
 	wg            sync.WaitGroup // connections and the pinger
@@ -366,11 +367,41 @@ func New(cfg Config) (*Gateway, error) {
 	return g, nil
 }
 
+// maxKnownContracts bounds the streams whose newest contract version a
+// gateway remembers from the notices (knownContracts).
+const maxKnownContracts = 10_000
+
+// knownContracts is the newest contract version of each stream this
+// gateway was told of, for up to maxKnownContracts streams (then it takes
+// no new stream; the notices still reach the subscriptions).
+type knownContracts struct {
+	mu sync.Mutex
+	v  map[string]uint64
+}
+
+func (k *knownContracts) saw(stream string, version uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.v == nil {
+		k.v = map[string]uint64{}
+	}
+	if old, ok := k.v[stream]; ok || len(k.v) < maxKnownContracts {
+		k.v[stream] = max(old, version)
+	}
+}
+
+func (k *knownContracts) version(stream string) uint64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.v[stream]
+}
+
 // contractChanged sends a schema frame to every subscription of stream
 // that was not told version or a newer one (a notice can arrive after a
 // subscriber's sync already told it); a subscription still catching up
 // gets it after its catch-up (goLive).
 func (g *Gateway) contractChanged(stream string, version uint64) {
+	g.contracts.saw(stream, version)
 	g.mu.Lock()
 	conns := make([]*conn, 0, len(g.conns))
 	for c := range g.conns {
@@ -390,6 +421,7 @@ func (g *Gateway) contractChanged(stream string, version uint64) {
 		for _, s := range subs {
 			s.mu.Lock()
 			switch {
+			case s.cancelled:
 			case !s.caughtUp:
 				s.contractDue = max(s.contractDue, version)
 			case version > s.contract:

@@ -48,9 +48,8 @@ type subscription struct {
 	inPresence    bool
 	presenceEnded bool
 	// The contract version the subscriber was last told (by a sync or
-	// a schema frame), and, before its first catch-up is queued, the
-	// newest one noticed meanwhile: a schema frame then follows the
-	// catch-up only if it tells something newer, and never repeats one.
+	// a schema frame), and, while it catches up (caughtUp false), the
+	// newest one noticed meanwhile: goLive tells it after the catch-up.
 	contract    uint64
 	contractDue uint64
 	caughtUp    bool
@@ -142,13 +141,18 @@ func (s *subscription) goLive(catchUp [][]byte, final []byte, last uint64, synce
 		}
 		s.c.enqueue(out{data: f, sub: s.quotedID, seq: seq, catchUp: true})
 	}
+	// The newest contract version the subscriber was told, noticed while
+	// it caught up, or known to the gateway (a snapshot read shared with
+	// an earlier join can predate a definition, and a resume with since
+	// has no sync frame): a sync frame tells the version its snapshot was
+	// read under, and a schema frame follows it when that is older.
 	s.caughtUp = true
-	told := max(s.contract, s.contractDue)
+	told := max(s.contract, s.contractDue, s.c.g.contracts.version(s.stream))
 	s.contractDue = 0
-	if synced != nil { // the sync frame told *synced
+	switch {
+	case synced != nil && *synced >= told:
 		s.contract = *synced
-	}
-	if told > s.contract {
+	case synced != nil || told > s.contract:
 		s.contract = told
 		s.c.enqueue(out{data: wire.Schema(s.stream, s.group, s.item, told, time.Now()), sub: s.quotedID})
 	}
@@ -456,6 +460,10 @@ func (c *conn) catchUpOnce(s *subscription, since *uint64, attempt int) (next *u
 		return nil, false
 	}
 	defer c.afterQueued(c.releaseCatchUp)
+	// Contract notices wait for this catch-up's frames (goLive).
+	s.mu.Lock()
+	s.caughtUp = false
+	s.mu.Unlock()
 
 	var catchUp [][]byte
 	var last uint64

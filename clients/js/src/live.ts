@@ -126,8 +126,9 @@ export class Live<T> {
     return () => this.schemas.delete(cb)
   }
 
+  /** Takes a version a frame tells; versions only go up, so an older one (a sync read before a definition, followed by its schema frame) is not passed on. */
   private contract(v: unknown) {
-    if (typeof v !== 'number' || v === this.contractVersion) return
+    if (typeof v !== 'number' || (this.contractVersion !== undefined && v <= this.contractVersion)) return
     const known = this.contractVersion !== undefined
     this.contractVersion = v
     if (known) for (const cb of this.schemas) cb(v)

@@ -382,4 +382,10 @@ test('contractVersion follows the sync frame and schema frames, which call onSch
   assert.equal(group.seq, 5, 'a schema frame is no change of the state')
   ws.push(frame('s1', 6, { type: 'update', data: 2 }, 'a'))
   assert.equal(group.items.get('a'), 2)
+  // A resync read before the definition tells the older version; the
+  // gateway's schema frame follows. Versions only go up.
+  ws.push(frame('s1', 6, { type: 'sync', data: [2], ids: ['a'], resync: true, contractVersion: 2 }))
+  assert.equal(group.contractVersion, 3, 'an older version is not taken')
+  ws.push(frame('s1', 0, { type: 'schema', contractVersion: 3 }))
+  assert.deepEqual(seen, [3], 'nor is the same one told twice')
 })

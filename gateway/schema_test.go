@@ -1,0 +1,161 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/trinehq/trine/gateway"
+	"github.com/trinehq/trine/internal/streamtest"
+	"github.com/trinehq/trine/streammodule"
+	"github.com/trinehq/trine/streammodule/streamapi"
+)
+
+// The contract versions a subscription is told, by sync and schema
+// frames, end with the newest one the gateway knows, however a snapshot
+// read and a definition's notice cross: a resync read answered before a
+// definition, a read shared with an earlier join, a resume with since.
+
+// hookedBackend is the real module with hooks on its reads.
+type hookedBackend struct {
+	gateway.Backend
+	snaps     atomic.Int32
+	onSnap    func(n int32, res *streamapi.SnapshotResult)
+	noHistory bool
+}
+
+func (b *hookedBackend) Snapshot(ctx context.Context, q streamapi.SnapshotRequest) (streamapi.SnapshotResult, error) {
+	res, err := b.Backend.Snapshot(ctx, q)
+	if err == nil && b.onSnap != nil {
+		b.onSnap(b.snaps.Add(1), &res)
+	}
+	return res, err
+}
+
+func (b *hookedBackend) Since(ctx context.Context, stream, group string, seq uint64) ([][]byte, uint64, bool, error) {
+	if b.noHistory {
+		return nil, 0, false, nil // trimmed: the subscription resyncs
+	}
+	return b.Backend.Since(ctx, stream, group, seq)
+}
+
+// told is what a frame tells of the contract: its kind, and the version
+// of a sync or schema frame.
+func told(t *testing.T, raw []byte) (kind string, version uint64) {
+	t.Helper()
+	var f struct {
+		Event struct {
+			Type            string `json:"type"`
+			ContractVersion uint64 `json:"contractVersion"`
+		} `json:"event"`
+	}
+	if err := json.Unmarshal(raw, &f); err != nil {
+		t.Fatalf("frame %s: %v", raw, err)
+	}
+	return f.Event.Type, f.Event.ContractVersion
+}
+
+// versionsTold reads c's frames for d and returns the sync and schema
+// frames' kinds and versions, in order.
+func versionsTold(t *testing.T, c *client, d time.Duration) (kinds []string, versions []uint64) {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		select {
+		case raw := <-c.frames:
+			if k, v := told(t, raw); k == "sync" || k == "schema" {
+				kinds, versions = append(kinds, k), append(versions, v)
+			}
+		case <-deadline:
+			return kinds, versions
+		}
+	}
+}
+
+func defineTodos(t *testing.T, s *stack, version int) {
+	t.Helper()
+	s.call(t, "stream::define", map[string]any{"stream_name": "todos", "version": version, "item_schema": map[string]any{"type": "object"}})
+}
+
+// A resync whose snapshot was read before a definition and reaches the
+// gateway after its notice: the notice waits for the resync, and follows
+// its sync frame, which tells the older version it was read under.
+func TestSchemaAfterAStaleResync(t *testing.T) {
+	b := &hookedBackend{noHistory: true}
+	var s *stack
+	b.onSnap = func(n int32, res *streamapi.SnapshotResult) {
+		switch n {
+		case 1: // a gap after the first snapshot: the subscription resyncs
+			s.set(t, "todos", "g", "b", map[string]any{"title": "y"})
+			res.Seq--
+		case 2: // the resync's read, answered before version 2's notice
+			defineTodos(t, s, 2)
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	st := streamtest.Start(t, streammodule.Config{})
+	b.Backend = st.Module
+	gw, err := gateway.New(gateway.Config{Backend: b, Events: st.Events, Caller: st.Engine})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gw)
+	t.Cleanup(func() { gw.Close(); srv.Close() })
+	s = &stack{st: st, e: st.Engine, m: st.Module, gw: gw, srv: srv, sub: st.Events, ns: st.NATS}
+
+	defineTodos(t, s, 1)
+	s.set(t, "todos", "g", "a", map[string]any{"title": "x"})
+	c := s.dial(t, "/", nil)
+	c.send(join("s1", "todos", "g"))
+	kinds, versions := versionsTold(t, c, 2*time.Second)
+	must(t, len(kinds) == 3 && kinds[0] == "sync" && kinds[1] == "sync" && kinds[2] == "schema" &&
+		versions[0] == 1 && versions[1] == 1 && versions[2] == 2,
+		"told %v %v; want sync 1, the resync's sync 1, then schema 2", kinds, versions)
+}
+
+// A join that shares a snapshot read taken before a definition is told
+// the definition's version after its sync, although it was not subscribed
+// when the notice came.
+func TestSchemaAfterASharedStaleRead(t *testing.T) {
+	s := newStack(t, gateway.Config{SnapshotCoalesce: time.Second}, streammodule.Config{})
+	defineTodos(t, s, 1)
+	s.set(t, "todos", "g", "a", map[string]any{"title": "x"})
+	a := s.dial(t, "/", nil)
+	a.send(join("s1", "todos", "g"))
+	k, v := told(t, []byte(a.read().Raw))
+	must(t, k == "sync" && v == 1, "a: %s %d", k, v)
+	defineTodos(t, s, 2)
+	k, v = told(t, []byte(a.read().Raw))
+	must(t, k == "schema" && v == 2, "a: %s %d", k, v)
+
+	b := s.dial(t, "/", nil)
+	b.send(join("s1", "todos", "g"))
+	kinds, versions := versionsTold(t, b, time.Second)
+	must(t, len(kinds) == 2 && kinds[0] == "sync" && versions[0] == 1 && kinds[1] == "schema" && versions[1] == 2,
+		"b told %v %v; want the shared read's sync 1, then schema 2", kinds, versions)
+}
+
+// A subscription resumed with since (no sync frame) after a definition
+// this gateway saw is told the new version after its catch-up.
+func TestSchemaAfterResumeWithSince(t *testing.T) {
+	s := newStack(t, gateway.Config{}, streammodule.Config{})
+	defineTodos(t, s, 1)
+	s.set(t, "todos", "g", "a", map[string]any{"title": "x"})
+	c := s.dial(t, "/", nil)
+	c.send(join("s1", "todos", "g"))
+	f := c.read()
+	must(t, f.kind() == "sync" && f.Seq == 1, "sync: %s", f.Raw)
+	c.c.CloseNow()
+	defineTodos(t, s, 2)
+	s.set(t, "todos", "g", "b", map[string]any{"title": "y"})
+
+	c = s.dial(t, "/", nil)
+	c.send(join("s1", "todos", "g", "since", 1))
+	f = c.read()
+	must(t, f.kind() == "create" && f.Seq == 2, "the event after since: %s", f.Raw)
+	kinds, versions := versionsTold(t, c, time.Second)
+	must(t, len(kinds) == 1 && kinds[0] == "schema" && versions[0] == 2, "told %v %v after the catch-up; want schema 2", kinds, versions)
+}
