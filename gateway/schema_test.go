@@ -120,7 +120,7 @@ func TestSchemaAfterAStaleResync(t *testing.T) {
 // the definition's version after its sync, although it was not subscribed
 // when the notice came.
 func TestSchemaAfterASharedStaleRead(t *testing.T) {
-	s := newStack(t, gateway.Config{SnapshotCoalesce: time.Second}, streammodule.Config{})
+	s := newStack(t, gateway.Config{SnapshotCoalesce: time.Minute}, streammodule.Config{})
 	defineTodos(t, s, 1)
 	s.set(t, "todos", "g", "a", map[string]any{"title": "x"})
 	a := s.dial(t, "/", nil)
@@ -149,7 +149,18 @@ func TestSchemaAfterResumeWithSince(t *testing.T) {
 	f := c.read()
 	must(t, f.kind() == "sync" && f.Seq == 1, "sync: %s", f.Raw)
 	c.c.CloseNow()
+	// A watcher on the same gateway: its schema frame shows the gateway
+	// has seen version 2's notice (and version 1's, on the same subject
+	// before it) before the resume.
+	watcher := s.dial(t, "/", nil)
+	watcher.send(join("w", "todos", "g"))
+	must(t, watcher.read().kind() == "sync", "watcher's sync")
 	defineTodos(t, s, 2)
+	for {
+		if k, v := told(t, []byte(watcher.read().Raw)); k == "schema" && v == 2 {
+			break
+		}
+	}
 	s.set(t, "todos", "g", "b", map[string]any{"title": "y"})
 
 	c = s.dial(t, "/", nil)
