@@ -61,6 +61,10 @@ const (
 	DefaultSnapshotCoalesce  = 50 * time.Millisecond
 	DefaultSSEKeepAlive      = 3 * time.Second
 	DefaultSessionPosts      = 20
+	// The newest contract version per stream a gateway remembers from
+	// the notices: at most this many streams, and bytes of their names.
+	DefaultKnownContracts     = 10_000
+	DefaultKnownContractBytes = 1 << 20
 )
 
 // Backend serves snapshots, history and join decisions; the StreamModule is
@@ -223,6 +227,14 @@ type Config struct {
 	// the gateway keeps the delivery latency of its writes
 	// (DeliveryLatency); see Observer.
 	Observer Observer
+	// KnownContracts and KnownContractBytes bound the streams (and the
+	// bytes of their names) whose newest contract version the gateway
+	// remembers from the notices, to tell a join that shares an older
+	// snapshot read, or resumes with since, the newer version. Past
+	// either it remembers no new stream. Defaults DefaultKnownContracts
+	// and DefaultKnownContractBytes.
+	KnownContracts     int
+	KnownContractBytes int
 	// StreamLabels bounds the stream names that label the Observer's
 	// client samples: the first StreamLabels streams to deliver an event
 	// are named, later ones are OtherStream. Default DefaultStreamLabels.
@@ -257,6 +269,8 @@ func (c Config) withDefaults() Config {
 		c.SnapshotCoalesce = DefaultSnapshotCoalesce
 	}
 	defaults.Positive(&c.MaxNameBytes, streamapi.DefaultMaxNameBytes)
+	defaults.Positive(&c.KnownContracts, DefaultKnownContracts)
+	defaults.Positive(&c.KnownContractBytes, DefaultKnownContractBytes)
 	if c.PresenceGrace == 0 { // negative: none
 		c.PresenceGrace = DefaultPresenceGrace
 	}
@@ -351,6 +365,7 @@ func New(cfg Config) (*Gateway, error) {
 		MaxAge:                     600,
 	})
 	g.labels = newStreamLabels(cfg.StreamLabels)
+	g.contracts = knownContracts{maxStreams: cfg.KnownContracts, maxBytes: cfg.KnownContractBytes}
 	g.hub = newHub(g)
 	g.snapshots = newSnapshots(g)
 	g.pool = newWriterPool(cfg.Writers)
@@ -367,27 +382,33 @@ func New(cfg Config) (*Gateway, error) {
 	return g, nil
 }
 
-// maxKnownContracts bounds the streams whose newest contract version a
-// gateway remembers from the notices (knownContracts).
-const maxKnownContracts = 10_000
-
 // knownContracts is the newest contract version of each stream this
-// gateway was told of, for up to maxKnownContracts streams (then it takes
-// no new stream; the notices still reach the subscriptions).
+// gateway was told of, for up to maxStreams streams and maxBytes of their
+// names (then it takes no new stream; the notices still reach the
+// subscriptions).
 type knownContracts struct {
-	mu sync.Mutex
-	v  map[string]uint64
+	maxStreams, maxBytes int
+
+	mu    sync.Mutex
+	v     map[string]uint64
+	bytes int
 }
 
 func (k *knownContracts) saw(stream string, version uint64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if old, ok := k.v[stream]; ok {
+		k.v[stream] = max(old, version)
+		return
+	}
+	if len(k.v) >= k.maxStreams || k.bytes+len(stream) > k.maxBytes {
+		return
+	}
 	if k.v == nil {
 		k.v = map[string]uint64{}
 	}
-	if old, ok := k.v[stream]; ok || len(k.v) < maxKnownContracts {
-		k.v[stream] = max(old, version)
-	}
+	k.v[stream] = version
+	k.bytes += len(stream)
 }
 
 func (k *knownContracts) version(stream string) uint64 {

@@ -142,6 +142,48 @@ func TestSchemaAfterASharedStaleRead(t *testing.T) {
 // this gateway saw is told the new version after its catch-up.
 func TestSchemaAfterResumeWithSince(t *testing.T) {
 	s := newStack(t, gateway.Config{}, streammodule.Config{})
+	kinds, versions := resumeAfterDefinition(t, s)
+	must(t, len(kinds) == 1 && kinds[0] == "schema" && versions[0] == 2, "told %v %v after the catch-up; want schema 2", kinds, versions)
+}
+
+// The streams a gateway remembers versions of are bounded, in count and
+// in bytes of their names (KnownContracts, KnownContractBytes): past either, a resume is told nothing, and the
+// notices still reach the subscriptions.
+func TestKnownContractsAreBounded(t *testing.T) {
+	for name, cfg := range map[string]gateway.Config{
+		"streams": {KnownContracts: 1},
+		"bytes":   {KnownContractBytes: len("other")},
+	} {
+		t.Run(name, func(t *testing.T) { knownContractsBounded(t, cfg) })
+	}
+}
+
+func knownContractsBounded(t *testing.T, cfg gateway.Config) {
+	s := newStack(t, cfg, streammodule.Config{})
+	// "other" takes the one place: a watcher's schema frame for its
+	// version 2 shows the gateway has seen both its notices.
+	defineOther := func(v int) {
+		s.call(t, "stream::define", map[string]any{"stream_name": "other", "version": v, "item_schema": map[string]any{"type": "object"}})
+	}
+	defineOther(1)
+	w := s.dial(t, "/", nil)
+	w.send(join("w", "other", "g"))
+	must(t, w.read().kind() == "sync", "sync")
+	defineOther(2)
+	for {
+		if k, v := told(t, []byte(w.read().Raw)); k == "schema" && v == 2 {
+			break
+		}
+	}
+	kinds, versions := resumeAfterDefinition(t, s)
+	must(t, len(kinds) == 0, "told %v %v after the catch-up; want nothing past the bound", kinds, versions)
+}
+
+// resumeAfterDefinition subscribes to todos at version 1, leaves, waits
+// for s's gateway to see version 2 defined, resumes with since, and
+// returns what the resumed subscription is told after its catch-up.
+func resumeAfterDefinition(t *testing.T, s *stack) (kinds []string, versions []uint64) {
+	t.Helper()
 	defineTodos(t, s, 1)
 	s.set(t, "todos", "g", "a", map[string]any{"title": "x"})
 	c := s.dial(t, "/", nil)
@@ -167,6 +209,5 @@ func TestSchemaAfterResumeWithSince(t *testing.T) {
 	c.send(join("s1", "todos", "g", "since", 1))
 	f = c.read()
 	must(t, f.kind() == "create" && f.Seq == 2, "the event after since: %s", f.Raw)
-	kinds, versions := versionsTold(t, c, time.Second)
-	must(t, len(kinds) == 1 && kinds[0] == "schema" && versions[0] == 2, "told %v %v after the catch-up; want schema 2", kinds, versions)
+	return versionsTold(t, c, time.Second)
 }

@@ -89,7 +89,7 @@ var defaultConfig = engineConfig{
 		SessionPosts:      20,
 		WriteTimeout:      10 * time.Second,
 
-		StreamLabels: 20, ClientLatencyEvery: 500 * time.Millisecond, ClientLatencyMax: time.Minute,
+		KnownContracts: 10000, KnownContractBytes: 1 << 20, StreamLabels: 20, ClientLatencyEvery: 500 * time.Millisecond, ClientLatencyMax: time.Minute,
 
 		PresenceGrace: 5 * time.Second, PresenceMaxMembers: 1000, PresenceMaxMetaBytes: 1024,
 		PresenceMaxPerConn: 16, PresenceMaxTotal: 100000, PresenceMaxTotalBytes: 64 << 20, PresenceRateBytes: 4 << 20,

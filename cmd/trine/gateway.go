@@ -58,7 +58,7 @@ func gatewaySettings(c *engineConfig) []setting {
 		case "allowed-hosts":
 			s.usage = "comma-separated public host names of the gateway: Host values accepted besides loopback ones, and hosts whose pages are same-origin (a loopback listener accepts only loopback hosts and these)"
 		case "stream-auth-function", "stream-jwt-hmac-secret-file", "stream-jwt-public-key-file", "stream-jwks-url", "stream-jwt-audience", "stream-jwt-issuer", "stream-max-frame-bytes",
-			"stream-queue-messages", "stream-queue-bytes", "stream-max-catchups", "stream-max-catchups-total", "stream-snapshot-page-bytes", "stream-snapshot-coalesce", "stream-ping-interval", "stream-sse-keepalive", "stream-session-posts", "stream-write-timeout",
+			"stream-queue-messages", "stream-queue-bytes", "stream-max-catchups", "stream-max-catchups-total", "stream-snapshot-page-bytes", "stream-snapshot-coalesce", "stream-contract-streams", "stream-contract-stream-bytes", "stream-ping-interval", "stream-sse-keepalive", "stream-session-posts", "stream-write-timeout",
 			"stream-latency-labels", "stream-latency-every", "stream-latency-max",
 			"presence-grace", "presence-ttl", "presence-replicas", "presence-max-members", "presence-max-meta-bytes", "presence-max-per-connection", "presence-max-total", "presence-rate-bytes", "presence-max-total-bytes",
 			"cpus", "log-level", "log-format", "memory-release-idle", "otel-endpoint", "otel-protocol", "otel-sample-ratio":
