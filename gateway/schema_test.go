@@ -1,15 +1,10 @@
 package gateway_test
 
 import (
-	"context"
-	"encoding/json"
-	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/trinehq/trine/gateway"
-	"github.com/trinehq/trine/internal/streamtest"
 	"github.com/trinehq/trine/streammodule"
 	"github.com/trinehq/trine/streammodule/streamapi"
 )
@@ -19,45 +14,6 @@ import (
 // read and a definition's notice cross: a resync read answered before a
 // definition, a read shared with an earlier join, a resume with since.
 
-// hookedBackend is the real module with hooks on its reads.
-type hookedBackend struct {
-	gateway.Backend
-	snaps     atomic.Int32
-	onSnap    func(n int32, res *streamapi.SnapshotResult)
-	noHistory bool
-}
-
-func (b *hookedBackend) Snapshot(ctx context.Context, q streamapi.SnapshotRequest) (streamapi.SnapshotResult, error) {
-	res, err := b.Backend.Snapshot(ctx, q)
-	if err == nil && b.onSnap != nil {
-		b.onSnap(b.snaps.Add(1), &res)
-	}
-	return res, err
-}
-
-func (b *hookedBackend) Since(ctx context.Context, stream, group string, seq uint64) ([][]byte, uint64, bool, error) {
-	if b.noHistory {
-		return nil, 0, false, nil // trimmed: the subscription resyncs
-	}
-	return b.Backend.Since(ctx, stream, group, seq)
-}
-
-// told is what a frame tells of the contract: its kind, and the version
-// of a sync or schema frame.
-func told(t *testing.T, raw []byte) (kind string, version uint64) {
-	t.Helper()
-	var f struct {
-		Event struct {
-			Type            string `json:"type"`
-			ContractVersion uint64 `json:"contractVersion"`
-		} `json:"event"`
-	}
-	if err := json.Unmarshal(raw, &f); err != nil {
-		t.Fatalf("frame %s: %v", raw, err)
-	}
-	return f.Event.Type, f.Event.ContractVersion
-}
-
 // versionsTold reads c's frames for d and returns the sync and schema
 // frames' kinds and versions, in order.
 func versionsTold(t *testing.T, c *client, d time.Duration) (kinds []string, versions []uint64) {
@@ -66,11 +22,21 @@ func versionsTold(t *testing.T, c *client, d time.Duration) (kinds []string, ver
 	for {
 		select {
 		case raw := <-c.frames:
-			if k, v := told(t, raw); k == "sync" || k == "schema" {
-				kinds, versions = append(kinds, k), append(versions, v)
+			if f := parseFrame(t, raw); f.kind() == "sync" || f.kind() == "schema" {
+				kinds, versions = append(kinds, f.kind()), append(versions, contractVersion(t, f))
 			}
 		case <-deadline:
 			return kinds, versions
+		}
+	}
+}
+
+// readSchema reads c's frames up to a schema frame telling version.
+func readSchema(t *testing.T, c *client, version uint64) {
+	t.Helper()
+	for {
+		if f := c.read(); f.kind() == "schema" && contractVersion(t, f) == version {
+			return
 		}
 	}
 }
@@ -84,10 +50,10 @@ func defineTodos(t *testing.T, s *stack, version int) {
 // gateway after its notice: the notice waits for the resync, and follows
 // its sync frame, which tells the older version it was read under.
 func TestSchemaAfterAStaleResync(t *testing.T) {
-	b := &hookedBackend{noHistory: true}
-	var s *stack
-	b.onSnap = func(n int32, res *streamapi.SnapshotResult) {
-		switch n {
+	cb := &countingBackend{noHistory: true}
+	s := newStack(t, gateway.Config{Backend: cb}, streammodule.Config{})
+	cb.after = func(res *streamapi.SnapshotResult) {
+		switch cb.reads.Load() {
 		case 1: // a gap after the first snapshot: the subscription resyncs
 			s.set(t, "todos", "g", "b", map[string]any{"title": "y"})
 			res.Seq--
@@ -96,15 +62,6 @@ func TestSchemaAfterAStaleResync(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 		}
 	}
-	st := streamtest.Start(t, streammodule.Config{})
-	b.Backend = st.Module
-	gw, err := gateway.New(gateway.Config{Backend: b, Events: st.Events, Caller: st.Engine})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(gw)
-	t.Cleanup(func() { gw.Close(); srv.Close() })
-	s = &stack{st: st, e: st.Engine, m: st.Module, gw: gw, srv: srv, sub: st.Events, ns: st.NATS}
 
 	defineTodos(t, s, 1)
 	s.set(t, "todos", "g", "a", map[string]any{"title": "x"})
@@ -125,11 +82,11 @@ func TestSchemaAfterASharedStaleRead(t *testing.T) {
 	s.set(t, "todos", "g", "a", map[string]any{"title": "x"})
 	a := s.dial(t, "/", nil)
 	a.send(join("s1", "todos", "g"))
-	k, v := told(t, []byte(a.read().Raw))
-	must(t, k == "sync" && v == 1, "a: %s %d", k, v)
+	f := a.read()
+	must(t, f.kind() == "sync" && contractVersion(t, f) == 1, "a: %s", f.Raw)
 	defineTodos(t, s, 2)
-	k, v = told(t, []byte(a.read().Raw))
-	must(t, k == "schema" && v == 2, "a: %s %d", k, v)
+	f = a.read()
+	must(t, f.kind() == "schema" && contractVersion(t, f) == 2, "a: %s", f.Raw)
 
 	b := s.dial(t, "/", nil)
 	b.send(join("s1", "todos", "g"))
@@ -170,11 +127,7 @@ func knownContractsBounded(t *testing.T, cfg gateway.Config) {
 	w.send(join("w", "other", "g"))
 	must(t, w.read().kind() == "sync", "sync")
 	defineOther(2)
-	for {
-		if k, v := told(t, []byte(w.read().Raw)); k == "schema" && v == 2 {
-			break
-		}
-	}
+	readSchema(t, w, 2)
 	kinds, versions := resumeAfterDefinition(t, s)
 	must(t, len(kinds) == 0, "told %v %v after the catch-up; want nothing past the bound", kinds, versions)
 }
@@ -198,11 +151,7 @@ func resumeAfterDefinition(t *testing.T, s *stack) (kinds []string, versions []u
 	watcher.send(join("w", "todos", "g"))
 	must(t, watcher.read().kind() == "sync", "watcher's sync")
 	defineTodos(t, s, 2)
-	for {
-		if k, v := told(t, []byte(watcher.read().Raw)); k == "schema" && v == 2 {
-			break
-		}
-	}
+	readSchema(t, watcher, 2)
 	s.set(t, "todos", "g", "b", map[string]any{"title": "y"})
 
 	c = s.dial(t, "/", nil)

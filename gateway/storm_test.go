@@ -18,13 +18,22 @@ import (
 
 // countingBackend counts the snapshot reads of the module it wraps
 // (newStack sets it), holds every read while gate is open, and runs
-// after, if set, once a read is done.
+// after, if set, once a read is done, on what it returns. With noHistory
+// its history answers that it was trimmed, so subscriptions resync.
 type countingBackend struct {
 	gateway.Backend
-	reads    atomic.Int64
-	inFlight atomic.Int64
-	gate     chan struct{} // nil: no hold
-	after    func(streamapi.SnapshotResult)
+	reads     atomic.Int64
+	inFlight  atomic.Int64
+	gate      chan struct{} // nil: no hold
+	after     func(*streamapi.SnapshotResult)
+	noHistory bool
+}
+
+func (b *countingBackend) Since(ctx context.Context, stream, group string, seq uint64) ([][]byte, uint64, bool, error) {
+	if b.noHistory {
+		return nil, 0, false, nil
+	}
+	return b.Backend.Since(ctx, stream, group, seq)
 }
 
 func (b *countingBackend) Snapshot(ctx context.Context, q streamapi.SnapshotRequest) (streamapi.SnapshotResult, error) {
@@ -40,7 +49,7 @@ func (b *countingBackend) Snapshot(ctx context.Context, q streamapi.SnapshotRequ
 	}
 	res, err := b.Backend.Snapshot(ctx, q)
 	if err == nil && b.after != nil {
-		b.after(res)
+		b.after(&res)
 	}
 	return res, err
 }
@@ -131,7 +140,7 @@ func TestStormJoinsDuringWritesNoGap(t *testing.T) {
 	release := make(chan struct{})
 	unhold := sync.OnceFunc(func() { close(release) })
 	t.Cleanup(unhold) // before the gateway closes
-	cb.after = func(streamapi.SnapshotResult) {
+	cb.after = func(*streamapi.SnapshotResult) {
 		if hold.CompareAndSwap(true, false) {
 			<-release
 		}
@@ -259,7 +268,7 @@ func TestStormDuringWritesOneRead(t *testing.T) {
 	release := make(chan struct{})
 	ungate := sync.OnceFunc(func() { close(release) })
 	t.Cleanup(ungate)
-	cb.after = func(streamapi.SnapshotResult) {
+	cb.after = func(*streamapi.SnapshotResult) {
 		if hold.CompareAndSwap(true, false) {
 			<-release
 		}
