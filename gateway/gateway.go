@@ -365,7 +365,7 @@ func New(cfg Config) (*Gateway, error) {
 		MaxAge:                     600,
 	})
 	g.labels = newStreamLabels(cfg.StreamLabels)
-	g.contracts = knownContracts{maxStreams: cfg.KnownContracts, maxBytes: cfg.KnownContractBytes}
+	g.contracts = knownContracts{maxStreams: cfg.KnownContracts, maxBytes: cfg.KnownContractBytes, v: map[string]uint64{}}
 	g.hub = newHub(g)
 	g.snapshots = newSnapshots(g)
 	g.pool = newWriterPool(cfg.Writers)
@@ -403,9 +403,6 @@ func (k *knownContracts) saw(stream string, version uint64) {
 	}
 	if len(k.v) >= k.maxStreams || k.bytes+len(stream) > k.maxBytes {
 		return
-	}
-	if k.v == nil {
-		k.v = map[string]uint64{}
 	}
 	k.v[stream] = version
 	k.bytes += len(stream)

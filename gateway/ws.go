@@ -120,16 +120,12 @@ func rawSocket(nc net.Conn) syscall.RawConn {
 		}
 		nc = p.PlainConn()
 	}
-	var sc syscall.Conn
-	switch c := nc.(type) {
-	case *net.TCPConn:
-		sc = c
-	case *net.UnixConn:
-		sc = c
+	switch nc.(type) {
+	case *net.TCPConn, *net.UnixConn:
 	default:
 		return nil
 	}
-	raw, err := sc.SyscallConn()
+	raw, err := nc.(syscall.Conn).SyscallConn()
 	if err != nil {
 		return nil
 	}
